@@ -1,0 +1,44 @@
+using System.CommandLine;
+
+namespace BioForge.Cli;
+
+/// <summary>The command tree. Each command group lives in its own file and only parses, calls the library and prints.</summary>
+public static class Cli
+{
+    public static int Run(string[] args, TextWriter output, TextWriter error)
+    {
+        var root = new RootCommand("BioForge: biological foundation models and AI drug discovery in .NET");
+        foreach (var command in ProteinCommands.Create(output, error)) root.Subcommands.Add(command);
+        root.Subcommands.Add(BenchCommands.Create(output, error));
+        root.Subcommands.Add(EnvironmentCommand.Create(output, error));
+        return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
+    }
+
+    /// <summary>
+    /// Runs a command body: a <see cref="BioForgeException"/> becomes one "error: …" line and exit code 2; anything
+    /// else is reported as an internal error (exit 1) with the stack trace only when BIOFORGE_DEBUG is set.
+    /// </summary>
+    internal static int Guard(TextWriter error, Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (BioForgeException e)
+        {
+            error.WriteLine($"error: {e.Message}");
+            return 2;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            error.WriteLine($"error: {e.Message}");
+            return 2;
+        }
+        catch (Exception e)
+        {
+            error.WriteLine($"internal error: {e.GetType().Name}: {e.Message}");
+            if (Environment.GetEnvironmentVariable("BIOFORGE_DEBUG") is { Length: > 0 }) error.WriteLine(e);
+            return 1;
+        }
+    }
+}

@@ -1,0 +1,44 @@
+using System.CommandLine;
+using BioForge.Runtime;
+
+namespace BioForge.Cli;
+
+/// <summary>Options shared by every compute command: where to run and with how many threads.</summary>
+internal sealed class ComputeOptionSet
+{
+    public Option<string> Device { get; } = new("--device")
+    {
+        Description = "cpu, cuda, cuda:N or auto (CUDA when available)",
+        DefaultValueFactory = _ => "auto",
+    };
+
+    public Option<string> DType { get; } = new("--dtype")
+    {
+        Description = "fp32, bf16, fp16 or auto (bf16 on CUDA, fp32 on CPU)",
+        DefaultValueFactory = _ => "auto",
+    };
+
+    public Option<int> Threads { get; } = new("--threads")
+    {
+        Description = "CPU threads (default: BIOFORGE_THREADS, OMP_NUM_THREADS, or all cores)",
+        DefaultValueFactory = _ => 0,
+    };
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Device);
+        command.Options.Add(DType);
+        command.Options.Add(Threads);
+    }
+
+    public ComputeOptions Resolve(ParseResult result) =>
+        ComputeOptions.Resolve(result.GetValue(Device)!, result.GetValue(DType)!, result.GetValue(Threads));
+}
+
+internal static class Options
+{
+    public static Option<string> Required(string name, string description) => new(name) { Description = description, Required = true };
+
+    public static Option<int> Int(string name, string description, int defaultValue) =>
+        new(name) { Description = description, DefaultValueFactory = _ => defaultValue };
+}

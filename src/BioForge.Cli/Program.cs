@@ -1,0 +1,3 @@
+using BioForge.Cli;
+
+return Cli.Run(args, Console.Out, Console.Error);

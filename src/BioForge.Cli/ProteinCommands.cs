@@ -1,0 +1,198 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using BioForge.IO;
+using BioForge.Models.Esm;
+using BioForge.Proteins;
+using BioForge.Statistics;
+
+namespace BioForge.Cli;
+
+/// <summary>Protein language model commands: embed, fill-mask, contacts, score-variants.</summary>
+internal static class ProteinCommands
+{
+    private static Option<string> ModelOption() => Options.Required("--model", "Hugging Face ESM-2 checkpoint directory (config.json + safetensors)");
+
+    private static Option<int> BatchTokensOption() => Options.Int("--batch-tokens", "token budget per batch (sequences × padded length)", 4096);
+
+    public static IEnumerable<Command> Create(TextWriter output, TextWriter error)
+    {
+        yield return Embed(output, error);
+        yield return FillMask(output, error);
+        yield return Contacts(output, error);
+        yield return ScoreVariants(output, error);
+    }
+
+    private static EsmCheckpoint LoadModel(ParseResult result, Option<string> model, ComputeOptionSet compute)
+    {
+        var options = compute.Resolve(result);
+        return EsmCheckpoint.Load(result.GetValue(model)!, options.Device, options.DType);
+    }
+
+    private static Command Embed(TextWriter output, TextWriter error)
+    {
+        var model = ModelOption();
+        var input = Options.Required("--in", "FASTA file (.fasta, .fa, optionally .gz)");
+        var outPath = Options.Required("--out", "output file: .csv, .npy or .safetensors");
+        var pool = new Option<string>("--pool") { Description = "mean over residues, the <cls> vector, or none (one vector per residue)", DefaultValueFactory = _ => "mean" };
+        pool.AcceptOnlyFromAmong("mean", "cls", "none");
+        var layer = Options.Int("--layer", "representation to take: 0 = embeddings, N = after layer N, -1 = final", -1);
+        var batchTokens = BatchTokensOption();
+        var unknown = new Option<bool>("--unknown-as-unk") { Description = "map letters outside the alphabet to <unk> instead of failing" };
+        var compute = new ComputeOptionSet();
+        var command = new Command("embed", "Embed protein sequences with an ESM-2 model") { model, input, outPath, pool, layer, batchTokens, unknown };
+        compute.AddTo(command);
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            string inPath = result.GetValue(input)!, target = result.GetValue(outPath)!;
+            var pooling = Enum.Parse<Pooling>(result.GetValue(pool)!, ignoreCase: true);
+            var alphabet = result.GetValue(unknown) ? null : FastaReader.ProteinAlphabet;
+            long total = FastaReader.Read(inPath, alphabet).LongCount(); // validates the whole file before any compute
+            using var esm = LoadModel(result, model, compute);
+            var embedder = new EsmEmbedder(esm, new EmbedOptions
+            {
+                Pooling = pooling,
+                Layer = result.GetValue(layer),
+                BatchTokens = result.GetValue(batchTokens),
+                UnknownAsUnk = result.GetValue(unknown),
+            });
+            var metadata = new Dictionary<string, string>
+            {
+                ["model"] = Path.GetFullPath(result.GetValue(model)!),
+                ["pooling"] = pooling.ToString().ToLowerInvariant(),
+                ["layer"] = result.GetValue(layer).ToString(CultureInfo.InvariantCulture),
+            };
+            var clock = Stopwatch.StartNew();
+            long residues = 0;
+            using var writer = EmbeddingWriters.Create(target, pooling, metadata);
+            ProgressDisplay.Run("embedding", total, progress =>
+            {
+                foreach (var e in embedder.Embed(FastaReader.Read(inPath, alphabet), progress))
+                {
+                    writer.Write(e);
+                    residues += e.Record.Sequence.Length;
+                }
+                return 0;
+            });
+            writer.Complete();
+            double seconds = clock.Elapsed.TotalSeconds;
+            output.WriteLine($"embedded {total} sequences ({residues} residues, {pooling.ToString().ToLowerInvariant()} pooling, {esm.Config.HiddenSize} dims) -> {target} in {seconds:F1} s ({total / seconds:F1} seq/s) on {esm.Device.type.ToString().ToLowerInvariant()}");
+            return 0;
+        }));
+        return command;
+    }
+
+    private static Command FillMask(TextWriter output, TextWriter error)
+    {
+        var model = ModelOption();
+        var seq = Options.Required("--seq", "protein sequence with one or more <mask> tokens, e.g. MKT<mask>IAK");
+        var topK = Options.Int("--top-k", "candidates to show per masked position", 5);
+        var compute = new ComputeOptionSet();
+        var command = new Command("fill-mask", "Predict the residues at <mask> positions") { model, seq, topK };
+        compute.AddTo(command);
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            using var esm = LoadModel(result, model, compute);
+            var predictions = MaskFiller.Predict(esm, result.GetValue(seq)!, result.GetValue(topK));
+            output.WriteLine("position\trank\ttoken\tprobability");
+            foreach (var p in predictions)
+                foreach (var c in p.Candidates)
+                    output.WriteLine($"{p.Position}\t{c.Rank}\t{c.Token}\t{c.Probability.ToString("F4", CultureInfo.InvariantCulture)}");
+            return 0;
+        }));
+        return command;
+    }
+
+    private static Command Contacts(TextWriter output, TextWriter error)
+    {
+        var model = ModelOption();
+        var seq = Options.Required("--seq", "protein sequence");
+        var outPath = Options.Required("--out", "contact probability matrix (.csv)");
+        var png = new Option<string?>("--png") { Description = "also draw the map as a PNG heat map" };
+        var compute = new ComputeOptionSet();
+        var command = new Command("contacts", "Predict residue-residue contacts from attention maps") { model, seq, outPath, png };
+        compute.AddTo(command);
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            string sequence = result.GetValue(seq)!, target = result.GetValue(outPath)!;
+            if (!target.EndsWith(".csv", StringComparison.OrdinalIgnoreCase)) throw new BioForgeException($"--out {target}: the contact map is written as .csv");
+            using var esm = LoadModel(result, model, compute);
+            var contacts = ContactPredictor.Predict(esm, sequence);
+            ContactPredictor.WriteCsv(target, sequence, contacts);
+            int n = contacts.GetLength(0);
+            output.WriteLine($"{n}x{n} contact map -> {target}");
+            if (result.GetValue(png) is { } picture)
+            {
+                BioForge.Imaging.Heatmap.WritePng(picture, contacts);
+                output.WriteLine($"heat map -> {picture}");
+            }
+            var top = Enumerable.Range(0, n).SelectMany(i => Enumerable.Range(i + 6, Math.Max(0, n - i - 6)).Select(j => (i, j)))
+                .OrderByDescending(p => contacts[p.i, p.j]).Take(5).ToList();
+            if (top.Count > 0)
+                output.WriteLine("top long-range pairs (|i-j| >= 6): " + string.Join(", ", top.Select(p => $"{p.i + 1}-{p.j + 1} ({contacts[p.i, p.j].ToString("F3", CultureInfo.InvariantCulture)})")));
+            return 0;
+        }));
+        return command;
+    }
+
+    private static Command ScoreVariants(TextWriter output, TextWriter error)
+    {
+        var model = ModelOption();
+        var seq = new Option<string?>("--seq") { Description = "wild-type protein sequence" };
+        var seqFile = new Option<string?>("--seq-file") { Description = "file holding the wild type (plain text or FASTA, first record)" };
+        var mutations = new Option<string?>("--mutations") { Description = "variants separated by commas, sites of a multi-mutant by colons: \"A23G,K45R:L50P\"" };
+        var input = new Option<string?>("--in") { Description = "CSV/TSV (optionally .gz) with a mutant column; a DMS_score column adds Spearman's rho" };
+        var column = new Option<string?>("--mutation-column") { Description = "name of the mutation column (default: mutant, variant or mutation)" };
+        var indexBase = Options.Int("--index-base", "numbering of positions in the mutations: 1 (ProteinGym) or 0", 1);
+        var outPath = Options.Required("--out", "scores CSV");
+        var batchTokens = BatchTokensOption();
+        var compute = new ComputeOptionSet();
+        var command = new Command("score-variants", "Zero-shot variant effect scores (masked marginal)") { model, seq, seqFile, mutations, input, column, indexBase, outPath, batchTokens };
+        compute.AddTo(command);
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            string wildType = WildType(result.GetValue(seq), result.GetValue(seqFile));
+            int numbering = result.GetValue(indexBase);
+            if (numbering is not (0 or 1)) throw new BioForgeException($"--index-base {numbering}: expected 0 or 1");
+            string? list = result.GetValue(mutations), table = result.GetValue(input);
+            if ((list is null) == (table is null)) throw new BioForgeException("give exactly one of --mutations or --in");
+            var variants = list is not null
+                ? new VariantTable(list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(v => Variant.Parse(v, wildType, numbering)).ToList(), null, null)
+                : VariantTable.Read(table!, wildType, result.GetValue(column), numbering);
+            if (variants.Variants.Count == 0) throw new BioForgeException("--mutations lists no variants");
+
+            using var esm = LoadModel(result, model, compute);
+            var scorer = new VariantScorer(esm, result.GetValue(batchTokens));
+            int sites = variants.Variants.SelectMany(v => v.Substitutions.Select(s => s.Position)).Distinct().Count();
+            var scores = ProgressDisplay.Run("scoring sites", sites, progress => scorer.Score(wildType, variants.Variants, progress));
+            WriteScores(result.GetValue(outPath)!, variants, scores);
+            output.WriteLine($"scored {variants.Variants.Count} variants at {sites} sites -> {result.GetValue(outPath)}");
+            if (variants.Measured is { } measured)
+                output.WriteLine($"Spearman rho vs {variants.MeasuredColumn}: {Correlation.Spearman(scores, measured).ToString("F4", CultureInfo.InvariantCulture)} (n = {scores.Length})");
+            return 0;
+        }));
+        return command;
+    }
+
+    private static string WildType(string? seq, string? seqFile)
+    {
+        if ((seq is null) == (seqFile is null)) throw new BioForgeException("give exactly one of --seq or --seq-file");
+        if (seq is not null) return seq.Trim();
+        if (!File.Exists(seqFile)) throw new BioForgeException($"--seq-file {seqFile}: file not found");
+        var lines = File.ReadLines(seqFile!).Select(l => l.Trim()).Where(l => l.Length > 0).ToList();
+        if (lines.Count == 0) throw new BioForgeException($"--seq-file {seqFile}: empty file");
+        return lines[0].StartsWith('>') ? FastaReader.Read(seqFile!).First().Sequence : string.Concat(lines);
+    }
+
+    private static void WriteScores(string path, VariantTable variants, double[] scores)
+    {
+        var text = new System.Text.StringBuilder(variants.MeasuredColumn is null ? "mutant,esm_score\n" : $"mutant,esm_score,{variants.MeasuredColumn}\n");
+        for (int i = 0; i < scores.Length; i++)
+        {
+            text.Append(Csv.Quote(variants.Variants[i].Name)).Append(',').Append(scores[i].ToString("G9", CultureInfo.InvariantCulture));
+            if (variants.Measured is { } m) text.Append(',').Append(m[i].ToString("R", CultureInfo.InvariantCulture));
+            text.Append('\n');
+        }
+        AtomicFile.WriteText(path, text.ToString());
+    }
+}

@@ -1,0 +1,12 @@
+namespace BioForge;
+
+/// <summary>
+/// A problem with the user's input or environment, worded for the user: the CLI prints the message alone
+/// (no stack trace) and exits non-zero.
+/// </summary>
+public sealed class BioForgeException : Exception
+{
+    public BioForgeException(string message) : base(message) { }
+
+    public BioForgeException(string message, Exception inner) : base(message, inner) { }
+}

@@ -1,0 +1,97 @@
+using System.IO.Compression;
+using System.Text;
+
+namespace BioForge.IO;
+
+/// <summary>One FASTA record; <see cref="Line"/> is the 1-based line of its header.</summary>
+public sealed record FastaRecord(string Id, string Description, string Sequence, int Line);
+
+/// <summary>
+/// Streams FASTA records (plain or gzip, LF or CRLF, sequences over many lines) holding one record at a time.
+/// Empty records, text before the first header and letters outside the alphabet are errors naming the file,
+/// record and line.
+/// </summary>
+public static class FastaReader
+{
+    /// <summary>The ESM-2 residue letters (20 canonical, X B U Z O, gap and insertion symbols).</summary>
+    public const string ProteinAlphabet = "ACDEFGHIKLMNPQRSTVWYXBUZO.-";
+
+    public static IEnumerable<FastaRecord> Read(string path, string? alphabet = ProteinAlphabet)
+    {
+        if (!File.Exists(path)) throw new BioForgeException($"{path}: FASTA file not found");
+        return ReadCore(path, alphabet);
+    }
+
+    private static IEnumerable<FastaRecord> ReadCore(string path, string? alphabet)
+    {
+        var allowed = new bool[128];
+        if (alphabet is not null)
+            foreach (char c in alphabet) { allowed[char.ToUpperInvariant(c)] = true; allowed[char.ToLowerInvariant(c)] = true; }
+
+        using var reader = OpenText(path);
+        string? id = null, description = null;
+        int headerLine = 0, lineNumber = 0, records = 0;
+        var sequence = new StringBuilder();
+        string? line;
+        while ((line = reader.ReadLine()) != null)
+        {
+            lineNumber++;
+            if (line.StartsWith('>'))
+            {
+                if (id is not null)
+                {
+                    yield return Finish(path, id, description!, sequence, headerLine);
+                    records++;
+                }
+                (id, description) = ParseHeader(path, line, lineNumber);
+                headerLine = lineNumber;
+                sequence.Clear();
+                continue;
+            }
+            string text = line.Trim();
+            if (text.Length == 0 || text.StartsWith(';')) continue;
+            if (id is null) throw new BioForgeException($"{path}:{lineNumber}: sequence text before the first '>' header (is this a FASTA file?)");
+            for (int i = 0; i < text.Length; i++)
+            {
+                char c = text[i];
+                if (c == '*' && i == text.Length - 1) break; // a terminal stop codon is not a residue
+                if (alphabet is not null && (c >= 128 || !allowed[c]))
+                    throw new BioForgeException($"{path}:{lineNumber}: record '{id}': invalid residue '{Printable(c)}' at column {i + 1}");
+                sequence.Append(c);
+            }
+        }
+        if (id is not null)
+        {
+            yield return Finish(path, id, description!, sequence, headerLine);
+            records++;
+        }
+        if (records == 0) throw new BioForgeException($"{path}: no FASTA records (the file is empty or has no '>' header)");
+    }
+
+    private static (string Id, string Description) ParseHeader(string path, string line, int lineNumber)
+    {
+        string header = line[1..].Trim();
+        int space = header.IndexOfAny([' ', '\t']);
+        string id = space < 0 ? header : header[..space];
+        if (id.Length == 0) throw new BioForgeException($"{path}:{lineNumber}: FASTA header without an id");
+        return (id, space < 0 ? "" : header[(space + 1)..].Trim());
+    }
+
+    private static FastaRecord Finish(string path, string id, string description, StringBuilder sequence, int line)
+    {
+        if (sequence.Length == 0) throw new BioForgeException($"{path}:{line}: record '{id}' has an empty sequence");
+        return new FastaRecord(id, description, sequence.ToString(), line);
+    }
+
+    private static string Printable(char c) => char.IsControl(c) ? $"\\u{(int)c:X4}" : c.ToString();
+
+    private static StreamReader OpenText(string path)
+    {
+        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        Span<byte> magic = stackalloc byte[2];
+        int n = stream.Read(magic);
+        stream.Position = 0;
+        Stream source = n == 2 && magic[0] == 0x1f && magic[1] == 0x8b ? new GZipStream(stream, CompressionMode.Decompress) : stream;
+        return new StreamReader(source, Encoding.UTF8, detectEncodingFromByteOrderMarks: true, bufferSize: 1 << 16);
+    }
+}

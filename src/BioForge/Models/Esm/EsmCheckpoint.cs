@@ -1,0 +1,142 @@
+using BioForge.IO;
+using BioForge.Tokenizers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BioForge.Models.Esm;
+
+/// <summary>An ESM-2 network with its tokenizer, ready on a device.</summary>
+public sealed class EsmCheckpoint : IDisposable
+{
+    public EsmForMaskedLM Model { get; }
+    public EsmTokenizer Tokenizer { get; }
+    public EsmConfig Config => Model.Config;
+    public Device Device { get; }
+    public ScalarType DType { get; }
+
+    private EsmCheckpoint(EsmForMaskedLM model, EsmTokenizer tokenizer, Device device, ScalarType dtype)
+    {
+        Model = model;
+        Tokenizer = tokenizer;
+        Device = device;
+        DType = dtype;
+    }
+
+    /// <summary>
+    /// Loads a Hugging Face ESM-2 checkpoint directory (<c>config.json</c>, <c>model.safetensors</c> or sharded
+    /// safetensors, optional <c>vocab.txt</c>).
+    /// </summary>
+    public static EsmCheckpoint Load(string directory, Device device, ScalarType dtype)
+    {
+        if (!Directory.Exists(directory)) throw new BioForgeException($"model directory {directory} does not exist");
+        string configPath = Path.Combine(directory, "config.json");
+        if (!File.Exists(configPath)) throw new BioForgeException($"{directory}: no config.json (expected a Hugging Face ESM-2 checkpoint directory)");
+        var config = EsmConfig.FromJson(configPath);
+        string vocabPath = Path.Combine(directory, "vocab.txt");
+        var tokenizer = File.Exists(vocabPath) ? EsmTokenizer.FromVocabFile(vocabPath) : EsmTokenizer.Esm2;
+        if (tokenizer.Vocabulary.Count != config.VocabSize)
+            throw new BioForgeException($"{directory}: vocab.txt has {tokenizer.Vocabulary.Count} tokens but config.json says vocab_size {config.VocabSize}");
+
+        var model = new EsmForMaskedLM(config);
+        try
+        {
+            using (var weights = SafetensorsCheckpoint.Open(directory))
+                LoadWeights(model, weights);
+            model.to(device, dtype);
+            model.eval();
+            return new EsmCheckpoint(model, tokenizer, device, dtype);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A randomly initialised network of the given shape (for benchmarks and training from scratch).</summary>
+    public static EsmCheckpoint Random(EsmConfig config, Device device, ScalarType dtype, long seed)
+    {
+        using var generator = new Generator((ulong)seed);
+        var model = new EsmForMaskedLM(config);
+        using (no_grad())
+        {
+            foreach (var (name, p) in model.named_parameters())
+            {
+                if (name.EndsWith(".weight", StringComparison.Ordinal) && p.dim() == 2) nn.init.normal_(p, 0, 0.02, generator);
+                else if (IsNormWeight(name)) nn.init.ones_(p);
+                else nn.init.zeros_(p);
+            }
+        }
+        model.to(device, dtype);
+        model.eval();
+        return new EsmCheckpoint(model, EsmTokenizer.Esm2, device, dtype);
+    }
+
+    private static bool IsNormWeight(string name) =>
+        name.EndsWith("LayerNorm.weight", StringComparison.Ordinal) || name.EndsWith("layer_norm.weight", StringComparison.Ordinal)
+        || name.EndsWith("emb_layer_norm_after.weight", StringComparison.Ordinal);
+
+    private static void LoadWeights(EsmForMaskedLM model, SafetensorsCheckpoint weights)
+    {
+        // Checkpoints saved from a bare EsmModel have no "esm." prefix; older ones call LayerNorm parameters gamma/beta.
+        bool bare = !weights.Names.Any(n => n.StartsWith("esm.", StringComparison.Ordinal));
+        var used = new HashSet<string>(StringComparer.Ordinal);
+        var missing = new List<string>();
+        using (no_grad())
+        {
+            foreach (var (name, parameter) in model.named_parameters())
+            {
+                string? stored = Candidates(name, bare).FirstOrDefault(weights.Contains);
+                if (stored is null)
+                {
+                    missing.Add(name);
+                    continue;
+                }
+                using var tensor = weights.Load(stored);
+                if (!tensor.shape.SequenceEqual(parameter.shape))
+                    throw new BioForgeException($"{weights.Directory}: tensor '{stored}' has shape [{string.Join(", ", tensor.shape)}] but config.json implies [{string.Join(", ", parameter.shape)}]");
+                parameter.copy_(tensor);
+                used.Add(stored);
+            }
+        }
+        if (missing.Count > 0)
+            throw new BioForgeException($"{weights.Directory}: checkpoint lacks {missing.Count} tensor(s) the ESM-2 masked-LM needs, e.g. '{missing[0]}'");
+        var unexpected = weights.Names.Where(n => !used.Contains(n) && !IsIgnorable(n)).OrderBy(n => n, StringComparer.Ordinal).ToList();
+        if (unexpected.Count > 0)
+            throw new BioForgeException($"{weights.Directory}: {unexpected.Count} tensor(s) do not belong to an ESM-2 model, e.g. '{unexpected[0]}'");
+    }
+
+    private static IEnumerable<string> Candidates(string name, bool bare)
+    {
+        string stored = bare && name.StartsWith("esm.", StringComparison.Ordinal) ? name["esm.".Length..] : name;
+        yield return stored;
+        if (stored.EndsWith("LayerNorm.weight", StringComparison.Ordinal)) yield return stored[..^"weight".Length] + "gamma";
+        if (stored.EndsWith("LayerNorm.bias", StringComparison.Ordinal)) yield return stored[..^"bias".Length] + "beta";
+    }
+
+    /// <summary>Tensors recomputed or tied rather than stored: rotary frequencies, position ids, the tied decoder, the unused pooler.</summary>
+    private static bool IsIgnorable(string name) =>
+        name.EndsWith("rotary_embeddings.inv_freq", StringComparison.Ordinal)
+        || name.EndsWith("position_ids", StringComparison.Ordinal)
+        || name == "lm_head.decoder.weight"
+        || name.Contains("pooler.", StringComparison.Ordinal);
+
+    /// <summary>
+    /// Saves in the layout <c>save_pretrained</c> writes (config.json, vocab.txt, model.safetensors or shards),
+    /// float32 on the CPU; the tied decoder weight is not stored, as in Hugging Face checkpoints.
+    /// </summary>
+    public void Save(string directory, long maxShardBytes = 5_000_000_000)
+    {
+        Directory.CreateDirectory(directory);
+        using var scope = NewDisposeScope();
+        var tensors = Model.named_parameters()
+            .OrderBy(p => p.name, StringComparer.Ordinal)
+            .Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter.detach().to(ScalarType.Float32).cpu()))
+            .ToList();
+        SafetensorsCheckpoint.Save(directory, tensors, maxShardBytes);
+        AtomicFile.WriteText(Path.Combine(directory, "config.json"), Config.ToJson().ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n");
+        AtomicFile.WriteText(Path.Combine(directory, "vocab.txt"), string.Join("\n", Tokenizer.Vocabulary) + "\n");
+    }
+
+    public void Dispose() => Model.Dispose();
+}

@@ -1,0 +1,125 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace BioForge.Models.Esm;
+
+/// <summary>The fields of a Hugging Face <c>EsmConfig</c> (<c>config.json</c>) that define an ESM-2 network.</summary>
+public sealed record EsmConfig
+{
+    public int VocabSize { get; init; } = 33;
+    public int HiddenSize { get; init; } = 320;
+    public int NumHiddenLayers { get; init; } = 6;
+    public int NumAttentionHeads { get; init; } = 20;
+    public int IntermediateSize { get; init; } = 1280;
+    public double LayerNormEps { get; init; } = 1e-5;
+    public int MaxPositionEmbeddings { get; init; } = 1026;
+    public bool TokenDropout { get; init; } = true;
+    public bool EmbLayerNormBefore { get; init; }
+    public double RopeTheta { get; init; } = 10000.0;
+    public int PadTokenId { get; init; } = 1;
+    public int MaskTokenId { get; init; } = 32;
+    public int EosTokenId { get; init; } = 2;
+
+    public int HeadDim => HiddenSize / NumAttentionHeads;
+
+    /// <summary>Longest residue sequence the model accepts: position budget minus <c>&lt;cls&gt;</c> and <c>&lt;eos&gt;</c>.</summary>
+    public int MaxResidues => MaxPositionEmbeddings - 2;
+
+    /// <summary>The ESM-2 family (Lin et al. 2023) by parameter count: layers × hidden, heads.</summary>
+    public static IReadOnlyDictionary<string, EsmConfig> Esm2Sizes { get; } = new Dictionary<string, EsmConfig>(StringComparer.OrdinalIgnoreCase)
+    {
+        ["8M"] = Sized(6, 320, 20),
+        ["35M"] = Sized(12, 480, 20),
+        ["150M"] = Sized(30, 640, 20),
+        ["650M"] = Sized(33, 1280, 20),
+        ["3B"] = Sized(36, 2560, 40),
+        ["15B"] = Sized(48, 5120, 40),
+    };
+
+    private static EsmConfig Sized(int layers, int hidden, int heads) =>
+        new() { NumHiddenLayers = layers, HiddenSize = hidden, NumAttentionHeads = heads, IntermediateSize = 4 * hidden };
+
+    public static EsmConfig FromJson(string path)
+    {
+        JsonObject json;
+        try
+        {
+            json = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new BioForgeException($"{path}: not a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new BioForgeException($"{path}: not valid JSON ({e.Message})");
+        }
+        string? type = json["model_type"]?.GetValue<string>();
+        if (type is not null && type != "esm") throw new BioForgeException($"{path}: model_type is '{type}', not 'esm'");
+        string position = json["position_embedding_type"]?.GetValue<string>() ?? "absolute";
+        if (position != "rotary")
+            throw new BioForgeException($"{path}: position_embedding_type '{position}' is not supported (ESM-2 checkpoints use 'rotary')");
+        if (json["is_folding_model"]?.GetValue<bool>() == true) throw new BioForgeException($"{path}: ESMFold checkpoints are not supported");
+        string act = json["hidden_act"]?.GetValue<string>() ?? "gelu";
+        if (act != "gelu") throw new BioForgeException($"{path}: hidden_act '{act}' is not supported (ESM-2 uses exact 'gelu')");
+
+        var defaults = new EsmConfig();
+        var config = new EsmConfig
+        {
+            VocabSize = Int(json, "vocab_size", path) ?? defaults.VocabSize,
+            HiddenSize = Int(json, "hidden_size", path) ?? defaults.HiddenSize,
+            NumHiddenLayers = Int(json, "num_hidden_layers", path) ?? defaults.NumHiddenLayers,
+            NumAttentionHeads = Int(json, "num_attention_heads", path) ?? defaults.NumAttentionHeads,
+            IntermediateSize = Int(json, "intermediate_size", path) ?? defaults.IntermediateSize,
+            LayerNormEps = json["layer_norm_eps"]?.GetValue<double>() ?? defaults.LayerNormEps,
+            MaxPositionEmbeddings = Int(json, "max_position_embeddings", path) ?? defaults.MaxPositionEmbeddings,
+            TokenDropout = json["token_dropout"]?.GetValue<bool>() ?? false,
+            EmbLayerNormBefore = json["emb_layer_norm_before"]?.GetValue<bool>() ?? false,
+            RopeTheta = json["rope_theta"]?.GetValue<double>() ?? defaults.RopeTheta,
+            PadTokenId = Int(json, "pad_token_id", path) ?? defaults.PadTokenId,
+            MaskTokenId = Int(json, "mask_token_id", path) ?? defaults.MaskTokenId,
+            EosTokenId = Int(json, "eos_token_id", path) ?? defaults.EosTokenId,
+        };
+        config.Validate(path);
+        return config;
+    }
+
+    private static int? Int(JsonObject json, string key, string path)
+    {
+        var node = json[key];
+        if (node is null || node.GetValueKind() == JsonValueKind.Null) return null;
+        if (node.GetValueKind() != JsonValueKind.Number || !node.AsValue().TryGetValue(out int value))
+            throw new BioForgeException($"{path}: '{key}' must be an integer");
+        return value;
+    }
+
+    public void Validate(string where)
+    {
+        if (VocabSize <= 0 || HiddenSize <= 0 || NumHiddenLayers <= 0 || NumAttentionHeads <= 0 || IntermediateSize <= 0)
+            throw new BioForgeException($"{where}: sizes must be positive");
+        if (HiddenSize % NumAttentionHeads != 0 || HeadDim % 2 != 0)
+            throw new BioForgeException($"{where}: hidden_size {HiddenSize} must split into {NumAttentionHeads} heads of even size");
+        if (MaxPositionEmbeddings < 3) throw new BioForgeException($"{where}: max_position_embeddings must be at least 3");
+    }
+
+    /// <summary>The <c>config.json</c> that Hugging Face's <c>EsmForMaskedLM</c> reads.</summary>
+    public JsonObject ToJson() => new()
+    {
+        ["architectures"] = new JsonArray("EsmForMaskedLM"),
+        ["model_type"] = "esm",
+        ["vocab_size"] = VocabSize,
+        ["hidden_size"] = HiddenSize,
+        ["num_hidden_layers"] = NumHiddenLayers,
+        ["num_attention_heads"] = NumAttentionHeads,
+        ["intermediate_size"] = IntermediateSize,
+        ["hidden_act"] = "gelu",
+        ["layer_norm_eps"] = LayerNormEps,
+        ["max_position_embeddings"] = MaxPositionEmbeddings,
+        ["position_embedding_type"] = "rotary",
+        ["rope_theta"] = RopeTheta,
+        ["token_dropout"] = TokenDropout,
+        ["emb_layer_norm_before"] = EmbLayerNormBefore,
+        ["pad_token_id"] = PadTokenId,
+        ["mask_token_id"] = MaskTokenId,
+        ["eos_token_id"] = EosTokenId,
+        ["tie_word_embeddings"] = true,
+        ["is_folding_model"] = false,
+        ["dtype"] = "float32",
+    };
+}

@@ -1,0 +1,346 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace BioForge.Models.Esm;
+
+/// <summary>How attention is computed.</summary>
+public enum AttentionKernel
+{
+    /// <summary>softmax(QKᵀ)V written out; the only kernel that can return attention probabilities.</summary>
+    Explicit,
+    /// <summary>LibTorch's <c>scaled_dot_product_attention</c> (flash / memory-efficient kernels where available).</summary>
+    Fused,
+}
+
+/// <summary>What a forward pass should return besides the final representations.</summary>
+public sealed record EsmForwardOptions
+{
+    public bool Logits { get; init; }
+    public bool HiddenStates { get; init; }
+    public bool Attentions { get; init; }
+    public AttentionKernel Kernel { get; init; } = AttentionKernel.Fused;
+}
+
+/// <summary>Results of a forward pass; tensors belong to the caller's dispose scope.</summary>
+public sealed class EsmOutput
+{
+    /// <summary>Final representations after <c>emb_layer_norm_after</c>: [B, T, hidden].</summary>
+    public required Tensor LastHiddenState { get; init; }
+    /// <summary>[B, T, vocab] when requested.</summary>
+    public Tensor? Logits { get; init; }
+    /// <summary>Embedding output, then the output of each layer (the last after <c>emb_layer_norm_after</c>), as Hugging Face returns them.</summary>
+    public IReadOnlyList<Tensor>? HiddenStates { get; init; }
+    /// <summary>Softmax attention probabilities per layer: [B, heads, T, T].</summary>
+    public IReadOnlyList<Tensor>? Attentions { get; init; }
+}
+
+/// <summary>
+/// ESM-2 with its masked-LM and contact heads, as Hugging Face's <c>EsmForMaskedLM</c> (module and parameter names
+/// follow its checkpoint keys). Pre-LayerNorm transformer with rotary attention, exact GELU, token-dropout rescaling.
+/// </summary>
+public sealed class EsmForMaskedLM : nn.Module
+{
+    public EsmConfig Config { get; }
+
+    private readonly EsmModel esm;
+    private readonly EsmLMHead lm_head;
+
+    public EsmForMaskedLM(EsmConfig config) : base(nameof(EsmForMaskedLM))
+    {
+        Config = config;
+        esm = new EsmModel(config);
+        lm_head = new EsmLMHead(config);
+        RegisterComponents();
+    }
+
+    /// <summary>
+    /// Runs the network on token ids [B, T] with an attention mask [B, T] (1 = token, 0 = padding).
+    /// </summary>
+    public EsmOutput Forward(Tensor inputIds, Tensor attentionMask, EsmForwardOptions options)
+    {
+        if (options.Attentions && options.Kernel != AttentionKernel.Explicit)
+            throw new ArgumentException("attention probabilities need the explicit attention kernel", nameof(options));
+        var (hidden, all, attentions) = esm.Forward(inputIds, attentionMask, options);
+        return new EsmOutput
+        {
+            LastHiddenState = hidden,
+            HiddenStates = all,
+            Attentions = attentions,
+            Logits = options.Logits ? lm_head.Forward(hidden, esm.WordEmbeddings) : null,
+        };
+    }
+
+    /// <summary>Contact probabilities [B, T-2, T-2] from all attention maps, as <c>EsmForMaskedLM.predict_contacts</c>.</summary>
+    public Tensor PredictContacts(Tensor inputIds, Tensor attentionMask)
+    {
+        using var scope = NewDisposeScope();
+        var output = Forward(inputIds, attentionMask, new EsmForwardOptions { Attentions = true, Kernel = AttentionKernel.Explicit });
+        var maps = stack(output.Attentions!, dim: 1); // [B, layers, heads, T, T]
+        var keep = attentionMask.to(maps.dtype);
+        maps = maps * keep.unsqueeze(1).unsqueeze(2).unsqueeze(3) * keep.unsqueeze(1).unsqueeze(2).unsqueeze(4);
+        return esm.contact_head.Forward(inputIds, maps).MoveToOuterDisposeScope();
+    }
+}
+
+internal sealed class EsmModel : nn.Module
+{
+    private readonly EsmEmbeddings embeddings;
+    private readonly EsmEncoder encoder;
+    internal readonly EsmContactPredictionHead contact_head;
+    private readonly EsmConfig config;
+
+    public EsmModel(EsmConfig config) : base(nameof(EsmModel))
+    {
+        this.config = config;
+        embeddings = new EsmEmbeddings(config);
+        encoder = new EsmEncoder(config);
+        contact_head = new EsmContactPredictionHead(config.NumHiddenLayers * config.NumAttentionHeads, config.EosTokenId);
+        RegisterComponents();
+    }
+
+    public Parameter WordEmbeddings => embeddings.word_embeddings.weight!;
+
+    public (Tensor Hidden, List<Tensor>? All, List<Tensor>? Attentions) Forward(Tensor inputIds, Tensor attentionMask, EsmForwardOptions options)
+    {
+        var x = embeddings.Forward(inputIds, attentionMask);
+        var (cos, sin) = Rotary(inputIds.shape[1], config.HeadDim, config.RopeTheta, x.device);
+        var keyMask = attentionMask.to(ScalarType.Bool).unsqueeze(1).unsqueeze(2); // [B, 1, 1, T]
+        return encoder.Forward(x, keyMask, cos, sin, options);
+    }
+
+    /// <summary>Rotary tables [T, head_dim] in float32: angle(t, i) = t / θ^(2i/d), duplicated for the rotate-half layout.</summary>
+    private static (Tensor Cos, Tensor Sin) Rotary(long length, int dim, double theta, Device device)
+    {
+        using var scope = NewDisposeScope();
+        var invFreq = 1.0 / pow(theta, arange(0, dim, 2, ScalarType.Int64, device).to(ScalarType.Float32) / dim);
+        var t = arange(length, ScalarType.Int64, device).to(ScalarType.Float32);
+        var freqs = outer(t, invFreq);
+        var angles = cat([freqs, freqs], dim: -1);
+        return (angles.cos().MoveToOuterDisposeScope(), angles.sin().MoveToOuterDisposeScope());
+    }
+}
+
+internal sealed class EsmEmbeddings : nn.Module
+{
+    internal readonly Embedding word_embeddings;
+    private readonly LayerNorm? layer_norm;
+    private readonly EsmConfig config;
+
+    public EsmEmbeddings(EsmConfig config) : base(nameof(EsmEmbeddings))
+    {
+        this.config = config;
+        word_embeddings = nn.Embedding(config.VocabSize, config.HiddenSize, padding_idx: config.PadTokenId);
+        if (config.EmbLayerNormBefore) layer_norm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor inputIds, Tensor attentionMask)
+    {
+        var x = word_embeddings.forward(inputIds);
+        if (config.TokenDropout)
+        {
+            // ESM-2 was trained with 15% × 80% of tokens replaced by <mask> and their embeddings zeroed; at any other
+            // masking rate the embeddings are rescaled so their expected magnitude matches training.
+            var isMask = inputIds.eq(config.MaskTokenId);
+            x = x.masked_fill(isMask.unsqueeze(-1), 0.0);
+            const double trainRatio = 0.15 * 0.8;
+            var observed = isMask.sum(-1).to(ScalarType.Float32) / attentionMask.sum(-1).to(ScalarType.Float32);
+            x = (x * (1 - trainRatio) / (1 - observed).unsqueeze(-1).unsqueeze(-1)).to(x.dtype);
+        }
+        if (layer_norm is not null) x = layer_norm.forward(x);
+        return (x * attentionMask.unsqueeze(-1).to(x.dtype)).to(x.dtype);
+    }
+}
+
+internal sealed class EsmEncoder : nn.Module
+{
+    private readonly ModuleList<EsmLayer> layer;
+    private readonly LayerNorm emb_layer_norm_after;
+
+    public EsmEncoder(EsmConfig config) : base(nameof(EsmEncoder))
+    {
+        layer = nn.ModuleList(Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new EsmLayer(config)).ToArray());
+        emb_layer_norm_after = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
+        RegisterComponents();
+    }
+
+    public (Tensor, List<Tensor>?, List<Tensor>?) Forward(Tensor x, Tensor keyMask, Tensor cos, Tensor sin, EsmForwardOptions options)
+    {
+        var all = options.HiddenStates ? new List<Tensor>() : null;
+        var attentions = options.Attentions ? new List<Tensor>() : null;
+        foreach (var block in layer)
+        {
+            all?.Add(x);
+            (x, var probs) = block.Forward(x, keyMask, cos, sin, options);
+            if (probs is not null) attentions?.Add(probs);
+        }
+        x = emb_layer_norm_after.forward(x);
+        all?.Add(x);
+        return (x, all, attentions);
+    }
+}
+
+/// <summary>Pre-LN block: x + Attn(LN(x)), then x + FC2(GELU(FC1(LN(x)))).</summary>
+internal sealed class EsmLayer : nn.Module
+{
+    private readonly EsmAttention attention;
+    private readonly DenseHolder intermediate;
+    private readonly DenseHolder output;
+    private readonly LayerNorm LayerNorm;
+
+    public EsmLayer(EsmConfig config) : base(nameof(EsmLayer))
+    {
+        attention = new EsmAttention(config);
+        intermediate = new DenseHolder(config.HiddenSize, config.IntermediateSize);
+        output = new DenseHolder(config.IntermediateSize, config.HiddenSize);
+        LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
+        RegisterComponents();
+    }
+
+    public (Tensor, Tensor?) Forward(Tensor x, Tensor keyMask, Tensor cos, Tensor sin, EsmForwardOptions options)
+    {
+        var (attended, probs) = attention.Forward(x, keyMask, cos, sin, options);
+        var h = F.gelu(intermediate.dense.forward(LayerNorm.forward(attended)));
+        return (attended + output.dense.forward(h), probs);
+    }
+}
+
+internal sealed class EsmAttention : nn.Module
+{
+    private readonly EsmSelfAttention self;
+    private readonly DenseHolder output;
+    private readonly LayerNorm LayerNorm;
+
+    public EsmAttention(EsmConfig config) : base(nameof(EsmAttention))
+    {
+        self = new EsmSelfAttention(config);
+        output = new DenseHolder(config.HiddenSize, config.HiddenSize);
+        LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
+        RegisterComponents();
+    }
+
+    public (Tensor, Tensor?) Forward(Tensor x, Tensor keyMask, Tensor cos, Tensor sin, EsmForwardOptions options)
+    {
+        var (context, probs) = self.Forward(LayerNorm.forward(x), keyMask, cos, sin, options);
+        return (x + output.dense.forward(context), probs);
+    }
+}
+
+internal sealed class EsmSelfAttention : nn.Module
+{
+    private readonly Linear query;
+    private readonly Linear key;
+    private readonly Linear value;
+    private readonly int heads;
+    private readonly int headDim;
+
+    public EsmSelfAttention(EsmConfig config) : base(nameof(EsmSelfAttention))
+    {
+        heads = config.NumAttentionHeads;
+        headDim = config.HeadDim;
+        query = nn.Linear(config.HiddenSize, config.HiddenSize);
+        key = nn.Linear(config.HiddenSize, config.HiddenSize);
+        value = nn.Linear(config.HiddenSize, config.HiddenSize);
+        RegisterComponents();
+    }
+
+    public (Tensor Context, Tensor? Probs) Forward(Tensor x, Tensor keyMask, Tensor cos, Tensor sin, EsmForwardOptions options)
+    {
+        long b = x.shape[0], t = x.shape[1];
+        Tensor Heads(Tensor y) => y.view(b, t, heads, headDim).transpose(1, 2); // [B, H, T, d]
+        var k = ApplyRotary(Heads(key.forward(x)), cos, sin);
+        var v = Heads(value.forward(x));
+        Tensor context, probs = null!;
+        if (options.Kernel == AttentionKernel.Fused)
+        {
+            // Rotation is linear, so letting the kernel apply the 1/√d scale after it equals ESM's scale-then-rotate.
+            var q = ApplyRotary(Heads(query.forward(x)), cos, sin);
+            context = F.scaled_dot_product_attention(q, k, v, keyMask);
+        }
+        else
+        {
+            var q = ApplyRotary(Heads(query.forward(x)) * Math.Pow(headDim, -0.5), cos, sin);
+            var scores = matmul(q, k.transpose(-1, -2)).masked_fill(keyMask.logical_not(), double.NegativeInfinity);
+            probs = F.softmax(scores, -1, ScalarType.Float32).to(q.dtype);
+            context = matmul(probs, v);
+        }
+        context = context.transpose(1, 2).reshape(b, t, heads * headDim);
+        return (context, options.Attentions ? probs : null);
+    }
+
+    /// <summary>x·cos + rotate_half(x)·sin, computed in float32 like the reference.</summary>
+    private static Tensor ApplyRotary(Tensor x, Tensor cos, Tensor sin)
+    {
+        long half = x.shape[^1] / 2;
+        var rotated = cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], dim: -1);
+        return (x * cos + rotated * sin).to(x.dtype);
+    }
+}
+
+/// <summary>A module whose only child is <c>dense</c>, mirroring Hugging Face's checkpoint nesting.</summary>
+internal sealed class DenseHolder : nn.Module
+{
+    internal readonly Linear dense;
+
+    public DenseHolder(int inFeatures, int outFeatures) : base(nameof(DenseHolder))
+    {
+        dense = nn.Linear(inFeatures, outFeatures);
+        RegisterComponents();
+    }
+}
+
+/// <summary>dense → GELU → LayerNorm → decoder tied to the token embedding, plus a separate bias.</summary>
+internal sealed class EsmLMHead : nn.Module
+{
+    private readonly Linear dense;
+    private readonly LayerNorm layer_norm;
+    private readonly Parameter bias;
+
+    public EsmLMHead(EsmConfig config) : base(nameof(EsmLMHead))
+    {
+        dense = nn.Linear(config.HiddenSize, config.HiddenSize);
+        layer_norm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
+        bias = nn.Parameter(zeros(config.VocabSize));
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor features, Tensor tiedDecoderWeight)
+    {
+        var x = layer_norm.forward(F.gelu(dense.forward(features)));
+        return F.linear(x, tiedDecoderWeight) + bias;
+    }
+}
+
+/// <summary>Logistic regression over symmetrized, average-product-corrected attention maps of every layer and head.</summary>
+internal sealed class EsmContactPredictionHead : nn.Module
+{
+    private readonly Linear regression;
+    private readonly int eosId;
+
+    public EsmContactPredictionHead(int channels, int eosId) : base(nameof(EsmContactPredictionHead))
+    {
+        this.eosId = eosId;
+        regression = nn.Linear(channels, 1);
+        RegisterComponents();
+    }
+
+    /// <param name="tokens">[B, T] token ids.</param>
+    /// <param name="maps">[B, layers, heads, T, T] attention probabilities.</param>
+    public Tensor Forward(Tensor tokens, Tensor maps)
+    {
+        var notEos = tokens.ne(eosId).to(maps.dtype);
+        var eosMask = notEos.unsqueeze(1) * notEos.unsqueeze(2);
+        maps = maps * eosMask.unsqueeze(1).unsqueeze(1);
+        long t = maps.shape[^1];
+        maps = maps.narrow(-2, 1, t - 2).narrow(-1, 1, t - 2); // drop the <cls> row/column and the last one (<eos> or padding)
+        long b = maps.shape[0], channels = maps.shape[1] * maps.shape[2], n = maps.shape[^1];
+        var x = maps.reshape(b, channels, n, n).to(regression.weight!.dtype);
+        x = x + x.transpose(-1, -2);
+        var a1 = x.sum(-1, keepdim: true);
+        var a2 = x.sum(-2, keepdim: true);
+        var a12 = x.sum([-1L, -2L], keepdim: true);
+        x -= a1 * a2 / a12;
+        return regression.forward(x.permute(0, 2, 3, 1)).squeeze(3).sigmoid();
+    }
+}

@@ -1,0 +1,99 @@
+using System.Globalization;
+using System.IO.Compression;
+using BioForge.IO;
+
+namespace BioForge.Proteins;
+
+/// <summary>One substitution; <see cref="Position"/> is 1-based in the wild-type sequence.</summary>
+public sealed record Substitution(char WildType, int Position, char Mutant);
+
+/// <summary>A variant as written by the user (e.g. "A23G:K45R") and its substitutions.</summary>
+public sealed record Variant(string Name, IReadOnlyList<Substitution> Substitutions)
+{
+    /// <summary>
+    /// Parses "A23G" or a multi-mutant "A23G:K45R" (also "A23G,K45R" inside one table cell) and checks every
+    /// wild-type letter against <paramref name="wildType"/>. <paramref name="indexBase"/> 0 reads 0-based positions.
+    /// </summary>
+    public static Variant Parse(string text, string wildType, int indexBase = 1)
+    {
+        string name = text.Trim();
+        if (name.Length == 0) throw new BioForgeException("empty mutation");
+        var subs = new List<Substitution>();
+        foreach (string part in name.Split([':', ','], StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (part.Length < 3 || !char.IsLetter(part[0]) || !char.IsLetter(part[^1])
+                || !int.TryParse(part.AsSpan(1, part.Length - 2), NumberStyles.None, CultureInfo.InvariantCulture, out int raw))
+                throw new BioForgeException($"mutation '{part}' in '{name}': expected wild-type letter, position, mutant letter (e.g. A23G)");
+            int position = raw - indexBase + 1;
+            char wt = char.ToUpperInvariant(part[0]), mut = char.ToUpperInvariant(part[^1]);
+            if (position < 1 || position > wildType.Length)
+                throw new BioForgeException($"mutation '{part}' in '{name}': position {raw} is outside the {wildType.Length}-residue wild type");
+            char actual = char.ToUpperInvariant(wildType[position - 1]);
+            if (actual != wt)
+                throw new BioForgeException($"mutation '{part}' in '{name}': the wild type has {actual} at position {raw}, not {wt}");
+            if (subs.Any(s => s.Position == position))
+                throw new BioForgeException($"mutation '{name}' changes position {raw} twice");
+            subs.Add(new Substitution(wt, position, mut));
+        }
+        if (subs.Count == 0) throw new BioForgeException($"mutation '{name}' has no substitutions");
+        return new Variant(name, subs);
+    }
+}
+
+/// <summary>Variants from a table, with the measured fitness when the table has it.</summary>
+public sealed record VariantTable(IReadOnlyList<Variant> Variants, IReadOnlyList<double>? Measured, string? MeasuredColumn)
+{
+    private static readonly string[] MutationColumns = ["mutant", "variant", "mutation", "mutations"];
+    private static readonly string[] MeasuredColumns = ["DMS_score", "score"];
+
+    /// <summary>
+    /// Reads a CSV or TSV (optionally .gz) with a header. The mutation column is <paramref name="mutationColumn"/> or
+    /// the first of mutant / variant / mutation(s); a DMS_score (or score) column, when present, is read as the
+    /// measured value.
+    /// </summary>
+    public static VariantTable Read(string path, string wildType, string? mutationColumn, int indexBase)
+    {
+        if (!File.Exists(path)) throw new BioForgeException($"{path}: file not found");
+        using var stream = File.OpenRead(path);
+        using var reader = new StreamReader(path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(stream, CompressionMode.Decompress) : stream);
+        string? headerLine = reader.ReadLine();
+        if (string.IsNullOrWhiteSpace(headerLine)) throw new BioForgeException($"{path}: empty file (expected a header row)");
+        char separator = headerLine.Contains('\t') ? '\t' : ',';
+        var header = Csv.Split(headerLine.TrimEnd('\r'), separator);
+        int mutationIndex = mutationColumn is not null
+            ? header.IndexOf(mutationColumn)
+            : header.FindIndex(h => MutationColumns.Contains(h, StringComparer.OrdinalIgnoreCase));
+        if (mutationIndex < 0)
+            throw new BioForgeException($"{path}: no {(mutationColumn is null ? "mutant/variant" : $"'{mutationColumn}'")} column in the header ({string.Join(", ", header)})");
+        int measuredIndex = MeasuredColumns.Select(c => header.IndexOf(c)).FirstOrDefault(i => i >= 0 && i != mutationIndex, -1);
+
+        var variants = new List<Variant>();
+        var measured = measuredIndex >= 0 ? new List<double>() : null;
+        string? line;
+        int lineNumber = 1;
+        while ((line = reader.ReadLine()) != null)
+        {
+            lineNumber++;
+            if (line.Trim().Length == 0) continue;
+            var fields = Csv.Split(line.TrimEnd('\r'), separator);
+            if (fields.Count != header.Count)
+                throw new BioForgeException($"{path}:{lineNumber}: {fields.Count} fields, the header has {header.Count}");
+            try
+            {
+                variants.Add(Variant.Parse(fields[mutationIndex], wildType, indexBase));
+            }
+            catch (BioForgeException e)
+            {
+                throw new BioForgeException($"{path}:{lineNumber}: {e.Message}");
+            }
+            if (measured is not null)
+            {
+                if (!double.TryParse(fields[measuredIndex], NumberStyles.Float, CultureInfo.InvariantCulture, out double value))
+                    throw new BioForgeException($"{path}:{lineNumber}: {header[measuredIndex]} '{fields[measuredIndex]}' is not a number");
+                measured.Add(value);
+            }
+        }
+        if (variants.Count == 0) throw new BioForgeException($"{path}: no variants after the header");
+        return new VariantTable(variants, measured, measuredIndex >= 0 ? header[measuredIndex] : null);
+    }
+}

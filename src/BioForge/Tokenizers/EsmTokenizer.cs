@@ -1,0 +1,97 @@
+namespace BioForge.Tokenizers;
+
+/// <summary>
+/// The ESM-2 alphabet: <c>&lt;cls&gt; residues &lt;eos&gt;</c>, one token per residue letter, special tokens written
+/// as <c>&lt;name&gt;</c> inside a sequence. Ids are the checkpoint's <c>vocab.txt</c> line numbers.
+/// </summary>
+public sealed class EsmTokenizer
+{
+    /// <summary>The fair-esm / Hugging Face ESM-2 alphabet in id order.</summary>
+    public static readonly IReadOnlyList<string> Esm2Vocabulary =
+    [
+        "<cls>", "<pad>", "<eos>", "<unk>",
+        "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P", "K", "Q", "N", "F", "Y", "M", "H", "W", "C",
+        "X", "B", "U", "Z", "O", ".", "-", "<null_1>", "<mask>",
+    ];
+
+    private readonly Dictionary<string, int> ids;
+
+    public IReadOnlyList<string> Vocabulary { get; }
+    public int ClsId { get; }
+    public int PadId { get; }
+    public int EosId { get; }
+    public int UnkId { get; }
+    public int MaskId { get; }
+
+    public EsmTokenizer(IReadOnlyList<string> vocabulary)
+    {
+        Vocabulary = vocabulary;
+        ids = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < vocabulary.Count; i++)
+            if (!ids.TryAdd(vocabulary[i], i)) throw new BioForgeException($"vocabulary token '{vocabulary[i]}' appears twice");
+        ClsId = Require("<cls>");
+        PadId = Require("<pad>");
+        EosId = Require("<eos>");
+        UnkId = Require("<unk>");
+        MaskId = Require("<mask>");
+    }
+
+    public static EsmTokenizer Esm2 { get; } = new(Esm2Vocabulary);
+
+    /// <summary>Reads <c>vocab.txt</c> (one token per line, line number = id).</summary>
+    public static EsmTokenizer FromVocabFile(string path)
+    {
+        var lines = File.ReadAllLines(path).Select(l => l.TrimEnd('\r')).ToList();
+        while (lines.Count > 0 && lines[^1].Length == 0) lines.RemoveAt(lines.Count - 1);
+        if (lines.Count == 0) throw new BioForgeException($"{path}: empty vocabulary");
+        try
+        {
+            return new EsmTokenizer(lines);
+        }
+        catch (BioForgeException e)
+        {
+            throw new BioForgeException($"{path}: {e.Message}");
+        }
+    }
+
+    private int Require(string token) =>
+        ids.TryGetValue(token, out int id) ? id : throw new BioForgeException($"the vocabulary has no '{token}' token");
+
+    public int IdOf(string token) => ids.TryGetValue(token, out int id) ? id : throw new BioForgeException($"'{token}' is not in the vocabulary");
+
+    /// <summary>
+    /// Token ids of <c>&lt;cls&gt; sequence &lt;eos&gt;</c>. Letters may be lower case. An unknown letter is an error
+    /// naming its position unless <paramref name="unknownAsUnk"/> maps it to <c>&lt;unk&gt;</c>.
+    /// </summary>
+    public int[] Encode(string sequence, bool unknownAsUnk = false)
+    {
+        var tokens = new List<int>(sequence.Length + 2) { ClsId };
+        for (int i = 0; i < sequence.Length; i++)
+        {
+            char c = sequence[i];
+            if (c == '<')
+            {
+                int close = sequence.IndexOf('>', i + 1);
+                string special = close < 0 ? "" : sequence[i..(close + 1)];
+                if (close < 0 || !ids.TryGetValue(special, out int sid))
+                {
+                    if (unknownAsUnk && close >= 0) { tokens.Add(UnkId); i = close; continue; }
+                    throw new BioForgeException($"unknown special token '{(close < 0 ? sequence[i..] : special)}' at position {i + 1}");
+                }
+                tokens.Add(sid);
+                i = close;
+                continue;
+            }
+            if (ids.TryGetValue(char.ToUpperInvariant(c).ToString(), out int id))
+                tokens.Add(id);
+            else if (unknownAsUnk)
+                tokens.Add(UnkId);
+            else
+                throw new BioForgeException($"invalid residue '{c}' at position {i + 1} (not in the ESM alphabet; use --unknown-as-unk to map it to <unk>)");
+        }
+        tokens.Add(EosId);
+        return [.. tokens];
+    }
+
+    public string Decode(int id) => id >= 0 && id < Vocabulary.Count ? Vocabulary[id] : throw new BioForgeException($"token id {id} is outside the vocabulary");
+}

@@ -1,0 +1,71 @@
+using BioForge.Models.Esm;
+
+namespace BioForge.Tests;
+
+public sealed class EsmCheckpointTests
+{
+    [Theory]
+    [InlineData(5_000_000_000L)]
+    [InlineData(100_000L)]
+    public void SaveThenLoadGivesIdenticalWeights(long maxShardBytes)
+    {
+        var cpu = TestData.Cpu;
+        string dir = TestData.TempDirectory();
+        using var original = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
+        original.Save(dir, maxShardBytes);
+        Assert.Equal(maxShardBytes < 1_000_000, File.Exists(Path.Combine(dir, "model.safetensors.index.json")));
+        using var reloaded = EsmCheckpoint.Load(dir, cpu.Device, cpu.DType);
+        Assert.Equal(original.Config, reloaded.Config);
+        var a = original.Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var b = reloaded.Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        Assert.Equal(a.Keys.Order(), b.Keys.Order());
+        foreach (var (name, p) in a) Assert.True(p.eq(b[name]).all().item<bool>(), name);
+    }
+
+    [Fact]
+    public void SavedLayoutUsesHuggingFaceKeys()
+    {
+        var cpu = TestData.Cpu;
+        string dir = TestData.TempDirectory();
+        using (var model = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType)) model.Save(dir);
+        using var file = BioForge.IO.SafetensorsFile.Open(Path.Combine(dir, "model.safetensors"));
+        var names = file.Entries.Select(e => e.Name).ToHashSet();
+        Assert.Contains("esm.embeddings.word_embeddings.weight", names);
+        Assert.Contains("esm.encoder.layer.1.attention.self.query.weight", names);
+        Assert.Contains("esm.encoder.layer.0.attention.LayerNorm.weight", names);
+        Assert.Contains("esm.contact_head.regression.weight", names);
+        Assert.Contains("lm_head.bias", names);
+        Assert.DoesNotContain("lm_head.decoder.weight", names); // tied to the embedding, as save_pretrained writes it
+        Assert.Equal("pt", file.Metadata["format"]);
+    }
+
+    [Fact]
+    public void BadCheckpointDirectoriesGiveClearErrors()
+    {
+        var cpu = TestData.Cpu;
+        Assert.Contains("does not exist", Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load("/no/such/model", cpu.Device, cpu.DType)).Message);
+
+        string dir = TestData.TempDirectory();
+        Assert.Contains("no config.json", Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(dir, cpu.Device, cpu.DType)).Message);
+
+        File.Copy(Path.Combine(TestData.EsmTiny, "config.json"), Path.Combine(dir, "config.json"));
+        Assert.Contains("no model.safetensors", Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(dir, cpu.Device, cpu.DType)).Message);
+
+        byte[] weights = File.ReadAllBytes(Path.Combine(TestData.EsmTiny, "model.safetensors"));
+        File.WriteAllBytes(Path.Combine(dir, "model.safetensors"), weights[..(weights.Length / 2)]);
+        Assert.Contains("invalid safetensors file", Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(dir, cpu.Device, cpu.DType)).Message);
+
+        File.WriteAllText(Path.Combine(dir, "config.json"), File.ReadAllText(Path.Combine(TestData.EsmTiny, "config.json")).Replace("\"hidden_size\": 64", "\"hidden_size\": 128"));
+        File.WriteAllBytes(Path.Combine(dir, "model.safetensors"), weights);
+        Assert.Contains("has shape", Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(dir, cpu.Device, cpu.DType)).Message);
+    }
+
+    [Fact]
+    public void RandomModelsOfTheFamilyHaveTheDocumentedSizes()
+    {
+        var cpu = TestData.Cpu;
+        using var model = EsmCheckpoint.Random(EsmConfig.Esm2Sizes["8M"], cpu.Device, cpu.DType, seed: 1);
+        long parameters = model.Model.parameters().Sum(p => p.numel());
+        Assert.InRange(parameters, 7_500_000, 7_900_000); // facebook/esm2_t6_8M_UR50D has 7.84M including the contact head
+    }
+}

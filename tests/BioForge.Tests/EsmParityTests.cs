@@ -1,0 +1,65 @@
+using BioForge.IO;
+using BioForge.Models.Esm;
+using static TorchSharp.torch;
+
+namespace BioForge.Tests;
+
+/// <summary>ESM-2 against Hugging Face transformers 5.17 (fixture esm_tiny): every output within 1e-5.</summary>
+public sealed class EsmParityTests
+{
+    private const double Tolerance = 1e-5;
+
+    private static void AssertClose(Tensor expected, Tensor actual, string what)
+    {
+        Assert.Equal(expected.shape, actual.shape);
+        double diff = (expected - actual.to(expected.dtype)).abs().max().item<float>();
+        Assert.True(diff <= Tolerance, $"{what}: max |difference| {diff:E2} exceeds {Tolerance:E0}");
+    }
+
+    [Theory]
+    [InlineData(AttentionKernel.Explicit)]
+    [InlineData(AttentionKernel.Fused)]
+    public void LogitsAndHiddenStatesMatchTransformers(AttentionKernel kernel)
+    {
+        var cpu = TestData.Cpu;
+        using var scope = NewDisposeScope();
+        using var model = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
+        using var expected = SafetensorsFile.Open(Path.Combine(TestData.EsmTiny, "expected.safetensors"));
+        var ids = expected.ToTensor("input_ids");
+        var mask = expected.ToTensor("attention_mask");
+        using var _ = no_grad();
+        var output = model.Model.Forward(ids, mask, new EsmForwardOptions { Logits = true, HiddenStates = true, Kernel = kernel });
+        AssertClose(expected.ToTensor("logits"), output.Logits!, "logits");
+        Assert.Equal(3, output.HiddenStates!.Count);
+        for (int i = 0; i < 3; i++)
+            AssertClose(expected.ToTensor($"hidden_states.{i}"), output.HiddenStates[i], $"hidden_states.{i}");
+    }
+
+    [Fact]
+    public void AttentionProbabilitiesMatchTransformers()
+    {
+        var cpu = TestData.Cpu;
+        using var scope = NewDisposeScope();
+        using var model = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
+        using var expected = SafetensorsFile.Open(Path.Combine(TestData.EsmTiny, "expected.safetensors"));
+        using var _ = no_grad();
+        var output = model.Model.Forward(expected.ToTensor("input_ids"), expected.ToTensor("attention_mask"),
+            new EsmForwardOptions { Attentions = true, Kernel = AttentionKernel.Explicit });
+        Assert.Equal(2, output.Attentions!.Count);
+        for (int i = 0; i < 2; i++)
+            AssertClose(expected.ToTensor($"attentions.{i}"), output.Attentions[i], $"attentions.{i}");
+    }
+
+    [Fact]
+    public void ContactMapsMatchTransformers()
+    {
+        var cpu = TestData.Cpu;
+        using var scope = NewDisposeScope();
+        using var model = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
+        using var expected = SafetensorsFile.Open(Path.Combine(TestData.EsmTiny, "expected.safetensors"));
+        using var contacts = SafetensorsFile.Open(Path.Combine(TestData.EsmTiny, "expected_contacts.safetensors"));
+        using var _ = no_grad();
+        var actual = model.Model.PredictContacts(expected.ToTensor("input_ids"), expected.ToTensor("attention_mask"));
+        AssertClose(contacts.ToTensor("contacts"), actual, "contacts");
+    }
+}

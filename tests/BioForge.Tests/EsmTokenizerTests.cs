@@ -1,0 +1,43 @@
+using BioForge.Tokenizers;
+
+namespace BioForge.Tests;
+
+public sealed class EsmTokenizerTests
+{
+    [Fact]
+    public void UsesTheEsm2IdsOfTheCheckpointVocabulary()
+    {
+        var fromFile = EsmTokenizer.FromVocabFile(Path.Combine(TestData.EsmTiny, "vocab.txt"));
+        Assert.Equal(EsmTokenizer.Esm2Vocabulary, fromFile.Vocabulary);
+        Assert.Equal([0, 4, 5, 6, 7, 23, 2], EsmTokenizer.Esm2.Encode("LAGVC"));
+        Assert.Equal((0, 1, 2, 3, 32), (fromFile.ClsId, fromFile.PadId, fromFile.EosId, fromFile.UnkId, fromFile.MaskId));
+    }
+
+    [Fact]
+    public void MatchesTheFixtureInputIds()
+    {
+        // Third fixture sequence with <mask> at token positions 5 and 9, as transformers tokenized it.
+        string seq = "MALWMRLLPLLALLALWGPDPAAAFVNQHLCGSHLVEALYLVCGERGFFYTPKT";
+        var tokens = EsmTokenizer.Esm2.Encode(seq[..4] + "<mask>" + seq[5..8] + "<mask>" + seq[9..]);
+        Assert.Equal(seq.Length + 2, tokens.Length);
+        Assert.Equal(32, tokens[5]);
+        Assert.Equal(32, tokens[9]);
+        Assert.Equal(20, tokens[1]); // M
+    }
+
+    [Fact]
+    public void AcceptsLowerCaseAndSpecialTokens()
+    {
+        Assert.Equal(EsmTokenizer.Esm2.Encode("MKT"), EsmTokenizer.Esm2.Encode("mkt"));
+        Assert.Equal([0, 20, 3, 32, 31, 2], EsmTokenizer.Esm2.Encode("M<unk><mask><null_1>"));
+    }
+
+    [Fact]
+    public void UnknownLettersFailUnlessMappedToUnk()
+    {
+        var e = Assert.Throws<BioForgeException>(() => EsmTokenizer.Esm2.Encode("MKJT"));
+        Assert.Contains("'J' at position 3", e.Message);
+        Assert.Equal([0, 20, 15, 3, 11, 2], EsmTokenizer.Esm2.Encode("MKJT", unknownAsUnk: true));
+        Assert.Contains("unknown special token '<foo>'", Assert.Throws<BioForgeException>(() => EsmTokenizer.Esm2.Encode("M<foo>")).Message);
+    }
+}

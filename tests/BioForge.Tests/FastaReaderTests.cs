@@ -1,0 +1,63 @@
+using System.IO.Compression;
+using System.Text;
+using BioForge.IO;
+
+namespace BioForge.Tests;
+
+public sealed class FastaReaderTests
+{
+    private static string Write(string text, bool gzip = false)
+    {
+        string path = Path.Combine(TestData.TempDirectory(), gzip ? "x.fasta.gz" : "x.fasta");
+        if (!gzip)
+        {
+            File.WriteAllText(path, text);
+            return path;
+        }
+        using var stream = File.Create(path);
+        using var gz = new GZipStream(stream, CompressionLevel.Fastest);
+        gz.Write(Encoding.UTF8.GetBytes(text));
+        return path;
+    }
+
+    [Theory]
+    [InlineData(false, "\n")]
+    [InlineData(true, "\n")]
+    [InlineData(false, "\r\n")]
+    public void ReadsMultiLineRecords(bool gzip, string newline)
+    {
+        string text = string.Join(newline, ">sp|P1| first protein", "MKTAY", "iakqr", "", ">second", "GSHM*", "");
+        var records = FastaReader.Read(Write(text, gzip)).ToList();
+        Assert.Equal(2, records.Count);
+        Assert.Equal(new FastaRecord("sp|P1|", "first protein", "MKTAYiakqr", 1), records[0]);
+        Assert.Equal(new FastaRecord("second", "", "GSHM", 5), records[1]);
+    }
+
+    [Fact]
+    public void StreamsWithoutReadingAhead()
+    {
+        // The second record is broken; the first must still come out before the error.
+        var records = FastaReader.Read(Write(">a\nMK\n>b\nM1K\n")).GetEnumerator();
+        Assert.True(records.MoveNext());
+        Assert.Equal("a", records.Current.Id);
+        Assert.Throws<BioForgeException>(() => records.MoveNext());
+    }
+
+    [Fact]
+    public void ReportsInvalidResidueWithRecordLineAndColumn()
+    {
+        string path = Write(">ok\nMKT\n>bad one\nMKT\nAA1A\n");
+        var e = Assert.Throws<BioForgeException>(() => FastaReader.Read(path).ToList());
+        Assert.Equal($"{path}:5: record 'bad': invalid residue '1' at column 3", e.Message);
+    }
+
+    [Fact]
+    public void ReportsEmptyRecordsAndEmptyFiles()
+    {
+        string path = Write(">a\nMK\n>empty\n>c\nMK\n");
+        Assert.Equal($"{path}:3: record 'empty' has an empty sequence", Assert.Throws<BioForgeException>(() => FastaReader.Read(path).ToList()).Message);
+        Assert.Contains("no FASTA records", Assert.Throws<BioForgeException>(() => FastaReader.Read(Write("")).ToList()).Message);
+        Assert.Contains("before the first '>'", Assert.Throws<BioForgeException>(() => FastaReader.Read(Write("MKT\n>a\nMK\n")).ToList()).Message);
+        Assert.Contains("not found", Assert.Throws<BioForgeException>(() => FastaReader.Read("/nonexistent.fasta")).Message);
+    }
+}

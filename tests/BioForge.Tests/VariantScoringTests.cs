@@ -1,0 +1,59 @@
+using BioForge.Models.Esm;
+using BioForge.Proteins;
+using BioForge.Statistics;
+using static TorchSharp.torch;
+
+namespace BioForge.Tests;
+
+public sealed class VariantScoringTests
+{
+    private const string WildType = "MKTAYIAKQRQISFVKSHFSRQ";
+
+    [Fact]
+    public void ParsesSingleAndMultipleSubstitutions()
+    {
+        var v = Variant.Parse("K2R:A4G", WildType);
+        Assert.Equal([new Substitution('K', 2, 'R'), new Substitution('A', 4, 'G')], v.Substitutions);
+        Assert.Equal(v.Substitutions, Variant.Parse("K1R,A3G", WildType, indexBase: 0).Substitutions);
+    }
+
+    [Theory]
+    [InlineData("A2G", "has K at position 2, not A")]
+    [InlineData("K99R", "outside the 22-residue wild type")]
+    [InlineData("K2", "expected wild-type letter")]
+    [InlineData("K2R:K2A", "changes position 2 twice")]
+    public void RejectsBadMutations(string text, string expected) =>
+        Assert.Contains(expected, Assert.Throws<BioForgeException>(() => Variant.Parse(text, WildType)).Message);
+
+    [Fact]
+    public void ScoreIsTheMaskedMarginalLogRatio()
+    {
+        var cpu = TestData.Cpu;
+        using var model = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
+        var variants = new[] { Variant.Parse("K2R", WildType), Variant.Parse("A4G", WildType), Variant.Parse("K2R:A4G", WildType), Variant.Parse("K2K", WildType) };
+        var scores = new VariantScorer(model, batchTokens: 30).Score(WildType, variants);
+
+        double Manual(int position, char wt, char mut)
+        {
+            using var scope = NewDisposeScope();
+            var tokens = model.Tokenizer.Encode(WildType);
+            tokens[position] = model.Tokenizer.MaskId;
+            var ids = tensor(tokens.Select(t => (long)t).ToArray(), [1, tokens.Length]);
+            using var _ = no_grad();
+            var logp = model.Model.Forward(ids, ones_like(ids), new EsmForwardOptions { Logits = true, Kernel = AttentionKernel.Explicit }).Logits![0, position].log_softmax(-1);
+            return logp[model.Tokenizer.IdOf(mut.ToString())].item<float>() - logp[model.Tokenizer.IdOf(wt.ToString())].item<float>();
+        }
+        Assert.Equal(Manual(2, 'K', 'R'), scores[0], 5);
+        Assert.Equal(Manual(4, 'A', 'G'), scores[1], 5);
+        Assert.Equal(scores[0] + scores[1], scores[2], 5);
+        Assert.Equal(0, scores[3]);
+    }
+
+    [Fact]
+    public void SpearmanAveragesTiedRanks()
+    {
+        // ranks [1, 2.5, 2.5, 4, 5] and [2, 1, 3.5, 3.5, 5]; their Pearson correlation is 29/38
+        Assert.Equal(29.0 / 38.0, Correlation.Spearman([1, 2, 2, 3, 5], [2, 1, 4, 4, 9]), 12);
+        Assert.Equal(-1, Correlation.Spearman([1, 2, 3], [30, 20, 10]), 12);
+    }
+}
