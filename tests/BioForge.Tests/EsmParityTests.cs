@@ -62,4 +62,22 @@ public sealed class EsmParityTests
         var actual = model.Model.PredictContacts(expected.ToTensor("input_ids"), expected.ToTensor("attention_mask"));
         AssertClose(contacts.ToTensor("contacts"), actual, "contacts");
     }
+
+    [Fact]
+    public void Bfloat16WeightsStayCloseToFloat32()
+    {
+        var cpu = TestData.Cpu;
+        using var scope = NewDisposeScope();
+        using var full = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, ScalarType.Float32);
+        using var half = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, ScalarType.BFloat16);
+        using var expected = SafetensorsFile.Open(Path.Combine(TestData.EsmTiny, "expected.safetensors"));
+        var ids = expected.ToTensor("input_ids");
+        var mask = expected.ToTensor("attention_mask");
+        using var _ = no_grad();
+        var a = full.Model.Forward(ids, mask, new EsmForwardOptions { Logits = true }).Logits!;
+        var b = half.Model.Forward(ids, mask, new EsmForwardOptions { Logits = true }).Logits!;
+        Assert.Equal(ScalarType.BFloat16, b.dtype);
+        double diff = (a - b.to(ScalarType.Float32)).abs().max().item<float>();
+        Assert.InRange(diff, 1e-6, 0.1); // bf16 keeps 8 bits of mantissa: close, but not identical
+    }
 }

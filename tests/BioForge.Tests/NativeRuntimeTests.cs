@@ -61,6 +61,17 @@ public sealed class NativeRuntimeTests
     }
 
     [Fact]
+    public void ThreadCountComesFromTheEnvironment()
+    {
+        var (code, output, error) = Exec("dotnet", [CliDll, "env"], new() { ["BIOFORGE_THREADS"] = "1" });
+        Assert.True(code == 0, error);
+        Assert.Contains("threads:    1 ", output);
+        var bad = Exec("dotnet", [CliDll, "env"], new() { ["BIOFORGE_THREADS"] = "many" });
+        Assert.Equal(2, bad.Code);
+        Assert.Contains("BIOFORGE_THREADS=many: expected a positive whole number", bad.Err);
+    }
+
+    [Fact]
     public void MissingLibTorchFolderIsOneClearError()
     {
         var env = new Dictionary<string, string> { [TorchRuntime.LibTorchEnvironmentVariable] = "/no/such/torch/lib" };

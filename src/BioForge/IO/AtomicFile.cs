@@ -27,10 +27,16 @@ public static class AtomicFile
         internal Pending(string path)
         {
             full = Path.GetFullPath(path);
-            string? directory = Path.GetDirectoryName(full);
-            if (directory is not null && !Directory.Exists(directory))
-                throw new BioForgeException($"{path}: output directory {directory} does not exist");
-            temp = Path.Combine(directory ?? ".", $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+            string directory = Path.GetDirectoryName(full) ?? ".";
+            try
+            {
+                Directory.CreateDirectory(directory);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new BioForgeException($"{path}: cannot create output directory {directory} ({e.Message})");
+            }
+            temp = Path.Combine(directory, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
             Stream = new FileStream(temp, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16);
         }
 

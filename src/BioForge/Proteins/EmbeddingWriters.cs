@@ -131,7 +131,7 @@ internal sealed class SafetensorsEmbeddingWriter : IEmbeddingWriter
         this.metadata = new Dictionary<string, string>(metadata);
         string full = Path.GetFullPath(path);
         string dir = Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(dir)) throw new BioForgeException($"{path}: output directory {dir} does not exist");
+        Directory.CreateDirectory(dir);
         scratchPath = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.data.tmp");
         scratch = new FileStream(scratchPath, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16, FileOptions.DeleteOnClose);
     }

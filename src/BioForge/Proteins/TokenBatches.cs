@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace BioForge.Proteins;
@@ -42,8 +43,13 @@ public static class TokenBatches
                 mask[r * width + c] = real ? 1 : 0;
             }
         }
-        return new TokenBatch(indices,
-            tensor(ids, [indices.Length, width], ScalarType.Int64).to(device),
-            tensor(mask, [indices.Length, width], ScalarType.Int64).to(device));
+        return new TokenBatch(indices, OnDevice(ids), OnDevice(mask));
+
+        Tensor OnDevice(long[] values)
+        {
+            var host = tensor(values, [indices.Length, width], ScalarType.Int64);
+            if (device.type == DeviceType.CPU) return host;
+            using (host) return host.to(device);
+        }
     }
 }

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# BioForge test suite: formatting, build (warnings are errors), unit/parity/CLI tests, and the README's main command.
+# Ends with one line "tests: N passed, N failed, N skipped"; exits non-zero on any failure.
+set -euo pipefail
+root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
+cd "$root"
+
+if ! command -v dotnet >/dev/null 2>&1; then
+  echo "error: the .NET 10 SDK (dotnet) is not on PATH" >&2
+  exit 2
+fi
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+
+echo "== restore"
+dotnet restore BioForge.sln -v q
+echo "== format (dotnet format --verify-no-changes)"
+dotnet format BioForge.sln --verify-no-changes --no-restore
+echo "== build (Release, warnings as errors)"
+dotnet build BioForge.sln -c Release --no-restore -v q -nologo
+echo "== test"
+results="$root/artifacts/test-results"
+rm -rf "$results"
+set +e
+dotnet test tests/BioForge.Tests/BioForge.Tests.csproj -c Release --no-build --logger "console;verbosity=normal" \
+  --logger "trx;LogFileName=tests.trx" --results-directory "$results" 2>&1 | tee "$root/artifacts/test.log" | grep -E "^\s+(Passed|Failed|Skipped) |Error Message|Assert|error" || true
+status=${PIPESTATUS[0]}
+set -e
+trx="$results/tests.trx"
+counters=$(grep -o '<Counters [^>]*>' "$trx" 2>/dev/null || true)
+if [ -z "$counters" ]; then
+  echo "error: the test run wrote no results (see artifacts/test.log)" >&2
+  exit 1
+fi
+count() { sed -E "s/.* $1=\"([0-9]+)\".*/\1/" <<<"$counters"; }
+passed=$(count passed)
+failed=$(( $(count failed) + $(count error) + $(count timeout) + $(count aborted) ))
+skipped=$(( $(count total) - $(count executed) ))
+
+echo "== README main command (./bioforge embed on the bundled test model)"
+smoke=0
+out="$(mktemp -d)"
+if ./bioforge embed --model models/esm2-tiny-test --in data/examples/proteins.fasta --out "$out/embeddings.csv" \
+   && [ "$(wc -l <"$out/embeddings.csv")" -eq 9 ]; then
+  smoke=1
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+fi
+rm -rf "$out"
+
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+[ "$status" -eq 0 ] && [ "$smoke" -eq 1 ] && [ "$failed" -eq 0 ]
