@@ -23,16 +23,24 @@ public static class SafetensorsWriter
             header[name] = new { dtype = dtype.ToString(), shape = tensor.shape, data_offsets = new[] { offset, offset + bytes } };
             offset += bytes;
         }
-        byte[] json = JsonSerializer.SerializeToUtf8Bytes(header);
-        int padded = (json.Length + 7) / 8 * 8; // keeps tensor data 8-byte aligned, as the reference writer does
-
         AtomicFile.Write(path, stream =>
         {
-            stream.Write(BitConverter.GetBytes((ulong)padded));
-            stream.Write(json);
-            for (int i = json.Length; i < padded; i++) stream.WriteByte((byte)' ');
+            WriteHeader(stream, header);
             foreach (var (_, tensor) in tensors) WriteData(stream, tensor);
         });
+    }
+
+    /// <summary>
+    /// Writes the length prefix and the JSON header (tensor name → dtype, shape, data_offsets; optional
+    /// <c>__metadata__</c>), padded with spaces so tensor data starts 8-byte aligned, as the reference writer does.
+    /// </summary>
+    internal static void WriteHeader(Stream stream, IReadOnlyDictionary<string, object> header)
+    {
+        byte[] json = JsonSerializer.SerializeToUtf8Bytes(header);
+        int padded = (json.Length + 7) / 8 * 8;
+        stream.Write(BitConverter.GetBytes((ulong)padded));
+        stream.Write(json);
+        for (int i = json.Length; i < padded; i++) stream.WriteByte((byte)' ');
     }
 
     /// <summary>Writes a tensor's elements as little-endian bytes (moves to CPU and makes contiguous when needed).</summary>

@@ -164,13 +164,9 @@ internal sealed class SafetensorsEmbeddingWriter : IEmbeddingWriter
             header["embeddings"] = new { dtype = "F32", shape = new long[] { entries.Count, columns }, data_offsets = new[] { 0, scratch.Length } };
         }
         header["__metadata__"] = metadata;
-        byte[] json = JsonSerializer.SerializeToUtf8Bytes(header);
-        int padded = (json.Length + 7) / 8 * 8;
         AtomicFile.Write(path, stream =>
         {
-            stream.Write(BitConverter.GetBytes((ulong)padded));
-            stream.Write(json);
-            for (int i = json.Length; i < padded; i++) stream.WriteByte((byte)' ');
+            SafetensorsWriter.WriteHeader(stream, header);
             scratch.Position = 0;
             scratch.CopyTo(stream);
         });
