@@ -11,6 +11,9 @@ if ! command -v dotnet >/dev/null 2>&1; then
 fi
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
+echo "== setup (Debian packages: RDKit, C++ toolchain)"
+./scripts/setup.sh
+
 echo "== restore"
 dotnet restore BioForge.sln -v q
 echo "== format (dotnet format --verify-no-changes)"

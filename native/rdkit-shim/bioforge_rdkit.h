@@ -1,0 +1,89 @@
+/* BioForge's flat C ABI over RDKit.
+ *
+ * Conventions
+ * - Every function that can fail returns BF_OK (0) or a BF_E* code; bf_last_error() then describes the failure.
+ *   No C++ exception crosses this boundary.
+ * - bf_last_error() returns a thread-local string owned by the shim, valid until the next call on the same thread.
+ * - Strings returned through `char **out` are allocated by the shim; the caller frees them with bf_string_free.
+ * - Handles (bf_mol, bf_query, bf_filter) are freed with their *_free function; freeing NULL is allowed.
+ * - All functions may be called from several threads at once on different handles; a handle may be read by several
+ *   threads at once (no function below modifies its input handle).
+ */
+#ifndef BIOFORGE_RDKIT_H
+#define BIOFORGE_RDKIT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BF_API __attribute__((visibility("default")))
+
+#define BF_OK 0
+#define BF_EPARSE 1
+#define BF_ESANITIZE 2
+#define BF_EARG 3
+#define BF_EINTERNAL 4
+
+typedef struct bf_mol bf_mol;
+typedef struct bf_query bf_query;
+typedef struct bf_filter bf_filter;
+
+BF_API const char *bf_version(void);
+BF_API const char *bf_last_error(void);
+BF_API void bf_string_free(char *s);
+
+BF_API int bf_mol_from_smiles(const char *smiles, int sanitize, bf_mol **out);
+BF_API int bf_mol_from_molblock(const char *molblock, int sanitize, bf_mol **out);
+BF_API void bf_mol_free(bf_mol *mol);
+BF_API int bf_mol_to_smiles(const bf_mol *mol, int isomeric, char **out);
+/* A random valid SMILES of the molecule (random root atom and branch order), reproducible for a given seed. */
+BF_API int bf_mol_to_random_smiles(const bf_mol *mol, int isomeric, uint32_t seed, char **out);
+BF_API int bf_mol_to_molblock(const bf_mol *mol, char **out);
+BF_API int bf_mol_remove_hs(const bf_mol *mol, bf_mol **out);
+
+/* Descriptors in this order (BF_DESCRIPTOR_COUNT values):
+ * 0 MolWt  1 ExactMolWt  2 HeavyAtomCount  3 MolLogP (Crippen)  4 MolMR (Crippen)  5 TPSA  6 NumHDonors (Lipinski)
+ * 7 NumHAcceptors (Lipinski)  8 NumRotatableBonds (RDKit default)  9 RingCount  10 NumAromaticRings  11 FractionCSP3
+ * 12 FormalCharge (sum)  13 NumAtomStereoCenters  14 NumRotatableBonds (strict)  15 NumAtoms (heavy + explicit H)
+ * 16 NumSpiroAtoms  17 NumBridgeheadAtoms
+ * 18 ChiralCenters (assigned or possible, as Chem.FindMolChiralCenters(includeUnassigned=True))
+ * 19 Macrocycles (rings of more than 8 atoms) */
+#define BF_DESCRIPTOR_COUNT 20
+BF_API int bf_mol_descriptors(const bf_mol *mol, double *out, int count);
+
+BF_API int bf_query_from_smarts(const char *smarts, bf_query **out);
+BF_API void bf_query_free(bf_query *query);
+/* Number of unique matches (0 when none). */
+BF_API int bf_mol_count_matches(const bf_mol *mol, const bf_query *query, int *out);
+/* The molecule with every match of the query deleted. */
+BF_API int bf_mol_delete_substructs(const bf_mol *mol, const bf_query *query, bf_mol **out);
+/* Number of rings in the smallest set of smallest rings. */
+BF_API int bf_mol_sssr_count(const bf_mol *mol, int *out);
+
+/* Morgan (ECFP-like) fingerprint folded to nbits, written as nbits/64 little-endian 64-bit words. */
+BF_API int bf_mol_morgan_bits(const bf_mol *mol, int radius, int nbits, int chirality, uint64_t *words);
+/* Unfolded Morgan count fingerprint: up to capacity (id, count) pairs; *n receives the total number of ids. */
+BF_API int bf_mol_morgan_counts(const bf_mol *mol, int radius, int chirality, uint32_t *ids, uint32_t *counts,
+                                int capacity, int *n);
+
+BF_API int bf_mol_murcko_scaffold(const bf_mol *mol, int generic, char **out);
+/* Fragments after cutting BRICS bonds, as one SMILES with fragments separated by '.'. */
+BF_API int bf_mol_brics_fragments(const bf_mol *mol, char **out);
+
+/* 2D depiction; highlight may be NULL. PNG bytes are returned in *out with their length in *length. */
+BF_API int bf_mol_svg(const bf_mol *mol, int width, int height, const int *highlight, int highlight_count, char **out);
+BF_API int bf_mol_png(const bf_mol *mol, int width, int height, const int *highlight, int highlight_count, char **out,
+                      int *length);
+
+/* catalogs: bit mask 1 PAINS_A, 2 PAINS_B, 4 PAINS_C, 8 BRENK, 16 NIH. */
+BF_API int bf_filter_new(int catalogs, bf_filter **out);
+BF_API void bf_filter_free(bf_filter *filter);
+/* Descriptions of every matching rule, one per line as "CATALOG:description" (empty string when none match). */
+BF_API int bf_filter_matches(const bf_filter *filter, const bf_mol *mol, char **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

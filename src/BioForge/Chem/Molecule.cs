@@ -1,0 +1,179 @@
+namespace BioForge.Chem;
+
+/// <summary>An RDKit molecule. Immutable from C#; dispose it (or let the finalizer) to free the native memory.</summary>
+public sealed class Molecule : IDisposable
+{
+    internal MoleculeHandle Handle { get; }
+
+    private Molecule(MoleculeHandle handle) => Handle = handle;
+
+    /// <summary>Parses and sanitizes a SMILES; throws <see cref="BioForgeException"/> with RDKit's reason when invalid.</summary>
+    public static Molecule FromSmiles(string smiles) =>
+        TryFromSmiles(smiles, out var molecule, out string? error) ? molecule! : throw new BioForgeException($"invalid SMILES '{Shorten(smiles)}': {error}");
+
+    public static bool TryFromSmiles(string smiles, out Molecule? molecule, out string? error)
+    {
+        molecule = null;
+        if (string.IsNullOrWhiteSpace(smiles))
+        {
+            error = "empty SMILES";
+            return false;
+        }
+        if (smiles.Contains('\0'))
+        {
+            error = "SMILES contains a NUL character";
+            return false;
+        }
+        int status = RDKitNative.bf_mol_from_smiles(smiles, 1, out var handle);
+        return Finish(status, handle, out molecule, out error);
+    }
+
+    /// <summary>Parses one MOL block (V2000 or V3000), as found between the records of an SDF file.</summary>
+    public static bool TryFromMolBlock(string molBlock, out Molecule? molecule, out string? error)
+    {
+        molecule = null;
+        if (molBlock.Contains('\0'))
+        {
+            error = "MOL block contains a NUL character";
+            return false;
+        }
+        int status = RDKitNative.bf_mol_from_molblock(molBlock, 1, out var handle);
+        return Finish(status, handle, out molecule, out error);
+    }
+
+    private static bool Finish(int status, MoleculeHandle handle, out Molecule? molecule, out string? error)
+    {
+        if (status != RDKitNative.Ok)
+        {
+            handle.Dispose();
+            molecule = null;
+            error = RDKitNative.LastError();
+            return false;
+        }
+        molecule = new Molecule(handle);
+        error = null;
+        return true;
+    }
+
+    private static string Shorten(string text) => text.Length <= 80 ? text : text[..77] + "...";
+
+    /// <summary>RDKit's canonical SMILES (with stereochemistry and isotopes unless <paramref name="isomeric"/> is false).</summary>
+    public string ToSmiles(bool isomeric = true)
+    {
+        RDKitNative.Check(RDKitNative.bf_mol_to_smiles(Handle, isomeric ? 1 : 0, out IntPtr text), "SMILES output");
+        return RDKitNative.TakeString(text);
+    }
+
+    /// <summary>A random valid SMILES of the same molecule (random atom order), reproducible for a seed: for augmentation.</summary>
+    public string ToRandomSmiles(uint seed, bool isomeric = true)
+    {
+        RDKitNative.Check(RDKitNative.bf_mol_to_random_smiles(Handle, isomeric ? 1 : 0, seed, out IntPtr text), "random SMILES");
+        return RDKitNative.TakeString(text);
+    }
+
+    public string ToMolBlock()
+    {
+        RDKitNative.Check(RDKitNative.bf_mol_to_molblock(Handle, out IntPtr text), "MOL block output");
+        return RDKitNative.TakeString(text);
+    }
+
+    public Molecule WithoutHydrogens()
+    {
+        RDKitNative.Check(RDKitNative.bf_mol_remove_hs(Handle, out var result), "removing hydrogens");
+        return new Molecule(result);
+    }
+
+    public unsafe MolecularDescriptors Descriptors()
+    {
+        var values = stackalloc double[RDKitNative.DescriptorCount];
+        RDKitNative.Check(RDKitNative.bf_mol_descriptors(Handle, values, RDKitNative.DescriptorCount), "descriptors");
+        return new MolecularDescriptors(values);
+    }
+
+    /// <summary>Number of unique matches of a SMARTS query.</summary>
+    public int CountMatches(SmartsQuery query)
+    {
+        RDKitNative.Check(RDKitNative.bf_mol_count_matches(Handle, query.Handle, out int count), "substructure match");
+        return count;
+    }
+
+    public bool HasMatch(SmartsQuery query) => CountMatches(query) > 0;
+
+    public Molecule DeleteSubstructures(SmartsQuery query)
+    {
+        RDKitNative.Check(RDKitNative.bf_mol_delete_substructs(Handle, query.Handle, out var result), "deleting substructures");
+        return new Molecule(result);
+    }
+
+    /// <summary>Size of the smallest set of smallest rings.</summary>
+    public int RingCount()
+    {
+        RDKitNative.Check(RDKitNative.bf_mol_sssr_count(Handle, out int count), "ring perception");
+        return count;
+    }
+
+    /// <summary>Bemis–Murcko scaffold SMILES; <paramref name="generic"/> turns every atom into carbon and every bond single.</summary>
+    public string MurckoScaffold(bool generic = false)
+    {
+        RDKitNative.Check(RDKitNative.bf_mol_murcko_scaffold(Handle, generic ? 1 : 0, out IntPtr text), "Murcko scaffold");
+        return RDKitNative.TakeString(text);
+    }
+
+    /// <summary>Fragments after breaking BRICS bonds (dummy atoms labelled with the BRICS environment).</summary>
+    public IReadOnlyList<string> BricsFragments()
+    {
+        RDKitNative.Check(RDKitNative.bf_mol_brics_fragments(Handle, out IntPtr text), "BRICS fragmentation");
+        return RDKitNative.TakeString(text).Split('.');
+    }
+
+    public unsafe string ToSvg(int width = 400, int height = 300, IReadOnlyList<int>? highlightAtoms = null)
+    {
+        int[] atoms = highlightAtoms?.ToArray() ?? [];
+        IntPtr text;
+        fixed (int* p = atoms)
+            RDKitNative.Check(RDKitNative.bf_mol_svg(Handle, width, height, atoms.Length > 0 ? p : null, atoms.Length, out text), "SVG depiction");
+        return RDKitNative.TakeString(text);
+    }
+
+    public unsafe byte[] ToPng(int width = 400, int height = 300, IReadOnlyList<int>? highlightAtoms = null)
+    {
+        int[] atoms = highlightAtoms?.ToArray() ?? [];
+        IntPtr bytes;
+        int length;
+        fixed (int* p = atoms)
+            RDKitNative.Check(RDKitNative.bf_mol_png(Handle, width, height, atoms.Length > 0 ? p : null, atoms.Length, out bytes, out length), "PNG depiction");
+        try
+        {
+            return new ReadOnlySpan<byte>((void*)bytes, length).ToArray();
+        }
+        finally
+        {
+            RDKitNative.bf_string_free(bytes);
+        }
+    }
+
+    public void Dispose() => Handle.Dispose();
+}
+
+/// <summary>A compiled SMARTS pattern.</summary>
+public sealed class SmartsQuery : IDisposable
+{
+    internal QueryHandle Handle { get; }
+
+    public string Smarts { get; }
+
+    public SmartsQuery(string smarts)
+    {
+        if (string.IsNullOrWhiteSpace(smarts) || smarts.Contains('\0')) throw new BioForgeException($"invalid SMARTS '{smarts}'");
+        int status = RDKitNative.bf_query_from_smarts(smarts, out var handle);
+        if (status != RDKitNative.Ok)
+        {
+            handle.Dispose();
+            throw new BioForgeException($"invalid SMARTS '{smarts}': {RDKitNative.LastError()}");
+        }
+        Handle = handle;
+        Smarts = smarts;
+    }
+
+    public void Dispose() => Handle.Dispose();
+}
