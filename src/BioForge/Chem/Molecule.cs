@@ -7,6 +7,15 @@ public sealed class Molecule : IDisposable
 
     private Molecule(MoleculeHandle handle) => Handle = handle;
 
+    /// <summary>The RDKit version behind the shim; loading it here reports a missing shim before any work starts.</summary>
+    public static string RDKitVersion => RDKitNative.Version();
+
+    /// <summary>
+    /// Longest SMILES accepted. RDKit 2022.09's parser and stereo perception grow much faster than linearly with
+    /// chain length (a 2,000-atom chain takes over 10 s to parse), so longer inputs are refused up front.
+    /// </summary>
+    public const int MaxSmilesLength = 1000;
+
     /// <summary>Parses and sanitizes a SMILES; throws <see cref="BioForgeException"/> with RDKit's reason when invalid.</summary>
     public static Molecule FromSmiles(string smiles) =>
         TryFromSmiles(smiles, out var molecule, out string? error) ? molecule! : throw new BioForgeException($"invalid SMILES '{Shorten(smiles)}': {error}");
@@ -22,6 +31,11 @@ public sealed class Molecule : IDisposable
         if (smiles.Contains('\0'))
         {
             error = "SMILES contains a NUL character";
+            return false;
+        }
+        if (smiles.Length > MaxSmilesLength)
+        {
+            error = $"SMILES of {smiles.Length} characters is longer than the {MaxSmilesLength} accepted";
             return false;
         }
         int status = RDKitNative.bf_mol_from_smiles(smiles, 1, out var handle);

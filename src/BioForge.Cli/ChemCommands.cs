@@ -1,0 +1,133 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using BioForge.Chem;
+using BioForge.IO;
+
+namespace BioForge.Cli;
+
+/// <summary><c>bioforge chem …</c>: molecule properties, similarity search, depictions, set metrics.</summary>
+internal static class ChemCommands
+{
+    public static Command Create(TextWriter output, TextWriter error)
+    {
+        var chem = new Command("chem", "Cheminformatics on RDKit: properties, similarity search, depictions, generation metrics");
+        chem.Subcommands.Add(Props(output, error));
+        chem.Subcommands.Add(Similar(output, error));
+        chem.Subcommands.Add(Depict(output, error));
+        return chem;
+    }
+
+    private static Option<int> ThreadsOption() => Options.Int("--threads", "worker threads (default: all cores)", 0);
+
+    private static int Threads(int requested) => requested > 0 ? requested : Environment.ProcessorCount;
+
+    private static Command Props(TextWriter output, TextWriter error)
+    {
+        var input = Options.Required("--in", "molecules: .smi, .csv/.tsv (SMILES column) or .sdf, optionally .gz");
+        var outPath = Options.Required("--out", "output CSV");
+        var column = new Option<string?>("--smiles-column") { Description = "SMILES column of a CSV/TSV (default: the column named smiles)" };
+        var threads = ThreadsOption();
+        var command = new Command("props", "Validity, canonical SMILES, descriptors, QED, SA score and PAINS alerts, one row per input") { input, outPath, column, threads };
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            string path = result.GetValue(input)!, target = result.GetValue(outPath)!;
+            _ = Molecule.RDKitVersion;
+            long total = MoleculeSource.Read(path, result.GetValue(column)).LongCount();
+            using var table = new PropertyTable();
+            var clock = Stopwatch.StartNew();
+            int valid = 0, rows = 0;
+            AtomicFile.Write(target, stream =>
+            {
+                using var writer = new StreamWriter(stream, leaveOpen: true);
+                writer.Write(PropertyTable.Header + "\n");
+                ProgressDisplay.Run("molecules", total, progress =>
+                {
+                    foreach (var row in table.ComputeAll(MoleculeSource.Read(path, result.GetValue(column)), Threads(result.GetValue(threads))))
+                    {
+                        writer.Write(PropertyTable.FormatCsv(row) + "\n");
+                        rows++;
+                        if (row.Valid) valid++;
+                        progress.Report(1);
+                    }
+                    return 0;
+                });
+            });
+            double seconds = clock.Elapsed.TotalSeconds;
+            output.WriteLine($"{rows} molecules ({valid} valid, {rows - valid} invalid) -> {target} in {seconds:F1} s ({rows / Math.Max(seconds, 1e-9):F0} molecules/s)");
+            return 0;
+        }));
+        return command;
+    }
+
+    private static Command Similar(TextWriter output, TextWriter error)
+    {
+        var index = Options.Required("--index", "library to search: .smi, .csv/.tsv or .sdf, optionally .gz");
+        var query = Options.Required("--query", "query SMILES");
+        var top = Options.Int("--top", "neighbours to report", 10);
+        var radius = Options.Int("--radius", "Morgan radius", 2);
+        var bits = Options.Int("--bits", "fingerprint bits (multiple of 64)", 2048);
+        var column = new Option<string?>("--smiles-column") { Description = "SMILES column of a CSV/TSV library" };
+        var threads = ThreadsOption();
+        var command = new Command("similar", "Top-k Tanimoto neighbours (Morgan fingerprints) of a query in a library") { index, query, top, radius, bits, column, threads };
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            using var molecule = Molecule.FromSmiles(result.GetValue(query)!);
+            var clock = Stopwatch.StartNew();
+            var library = FingerprintIndex.Build(MoleculeSource.Read(result.GetValue(index)!, result.GetValue(column)),
+                result.GetValue(radius), result.GetValue(bits), Threads(result.GetValue(threads)));
+            double buildSeconds = clock.Elapsed.TotalSeconds;
+            clock.Restart();
+            var hits = library.Search(library.Fingerprint(molecule), result.GetValue(top), Threads(result.GetValue(threads)));
+            double searchSeconds = clock.Elapsed.TotalSeconds;
+            output.WriteLine("rank\tsimilarity\tline\tmolecule");
+            int rank = 0;
+            foreach (var hit in hits)
+                output.WriteLine($"{++rank}\t{hit.Similarity.ToString("F4", CultureInfo.InvariantCulture)}\t{hit.Index + 1}\t{hit.Label}");
+            error.WriteLine($"indexed {library.Count} molecules in {buildSeconds:F1} s ({library.Rejected.Count} unparsable skipped); searched in {searchSeconds * 1000:F1} ms");
+            return 0;
+        }));
+        return command;
+    }
+
+    private static Command Depict(TextWriter output, TextWriter error)
+    {
+        var smiles = Options.Required("--smiles", "molecule to draw");
+        var outPath = Options.Required("--out", "picture: .svg or .png");
+        var width = Options.Int("--width", "width in pixels", 400);
+        var height = Options.Int("--height", "height in pixels", 300);
+        var highlight = new Option<string?>("--highlight") { Description = "atom indices (0-based, comma-separated) or a SMARTS whose matches are highlighted" };
+        var command = new Command("depict", "Draw a molecule as SVG or PNG") { smiles, outPath, width, height, highlight };
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            using var molecule = Molecule.FromSmiles(result.GetValue(smiles)!);
+            string target = result.GetValue(outPath)!;
+            var atoms = HighlightAtoms(molecule, result.GetValue(highlight));
+            int w = result.GetValue(width), h = result.GetValue(height);
+            switch (Path.GetExtension(target).ToLowerInvariant())
+            {
+                case ".svg":
+                    AtomicFile.WriteText(target, molecule.ToSvg(w, h, atoms));
+                    break;
+                case ".png":
+                    byte[] png = molecule.ToPng(w, h, atoms);
+                    AtomicFile.Write(target, s => s.Write(png));
+                    break;
+                default:
+                    throw new BioForgeException($"--out {target}: use .svg or .png");
+            }
+            output.WriteLine($"{molecule.ToSmiles()} -> {target}");
+            return 0;
+        }));
+        return command;
+    }
+
+    private static List<int> HighlightAtoms(Molecule molecule, string? spec)
+    {
+        if (string.IsNullOrWhiteSpace(spec)) return [];
+        var parts = spec.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (parts.All(p => int.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out _)))
+            return parts.Select(p => int.Parse(p, CultureInfo.InvariantCulture)).ToList();
+        throw new BioForgeException($"--highlight {spec}: expected atom indices such as 0,1,2");
+    }
+}

@@ -1,0 +1,74 @@
+namespace BioForge.Tests;
+
+public sealed class ChemCliTests
+{
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = Cli.Cli.Run(args, output, error);
+        return (code, output.ToString(), error.ToString());
+    }
+
+    private static string Write(string name, string text)
+    {
+        string path = Path.Combine(TestData.TempDirectory(), name);
+        File.WriteAllText(path, text);
+        return path;
+    }
+
+    [Fact]
+    public void PropsKeepsOneRowPerInputInOrderWithReasons()
+    {
+        string input = Write("in.smi", "CCO ethanol\nC1CC\n\nc1ccccc1O\n[Na+].[Cl-]\n");
+        string output = Path.Combine(TestData.TempDirectory(), "props.csv");
+        var result = Run("chem", "props", "--in", input, "--out", output, "--threads", "2");
+        Assert.True(result.Code == 0, result.Err);
+        Assert.Contains("4 molecules (3 valid, 1 invalid)", result.Out);
+        var lines = File.ReadAllLines(output);
+        Assert.Equal("input,valid,canonical,molwt,logp,tpsa,hbd,hba,rotb,qed,sa,pains,error", lines[0]);
+        Assert.Equal(5, lines.Length);
+        Assert.StartsWith("CCO,1,CCO,46.069,", lines[1]);
+        Assert.StartsWith("C1CC,0,,", lines[2]);
+        Assert.Contains("unclosed ring", lines[2]);
+        Assert.StartsWith("c1ccccc1O,1,Oc1ccccc1,", lines[3]);
+        Assert.StartsWith("[Na+].[Cl-],1,[Cl-].[Na+],", lines[4]);
+    }
+
+    [Fact]
+    public void PropsReadsCsvColumnsAndSdfRecords()
+    {
+        string csv = Write("in.csv", "id,SMILES,label\n1,CCN,a\n2,\"C(=O)O\",b\n");
+        string output = Path.Combine(TestData.TempDirectory(), "props.csv");
+        Assert.Equal(0, Run("chem", "props", "--in", csv, "--out", output).Code);
+        Assert.Equal(3, File.ReadAllLines(output).Length);
+        var missing = Run("chem", "props", "--in", csv, "--out", output, "--smiles-column", "smi");
+        Assert.Equal(2, missing.Code);
+        Assert.Contains("no 'smi' column", missing.Err);
+
+        Assert.Equal(0, Run("chem", "props", "--in", TestData.Path("chem", "small.sdf"), "--out", output).Code);
+        var rows = File.ReadAllLines(output);
+        Assert.Equal(5, rows.Length);
+        Assert.StartsWith("aspirin,1,CC(=O)Oc1ccccc1C(=O)O,", rows[1]);
+        Assert.StartsWith("pentavalent,0,", rows[4]);
+    }
+
+    [Fact]
+    public void SimilarAndDepictWork()
+    {
+        string library = Write("lib.smi", "CCO\nCCCO\nc1ccccc1O\nOC(=O)c1ccccc1O\nCC(=O)Oc1ccccc1C(=O)O\n");
+        var result = Run("chem", "similar", "--index", library, "--query", "CC(=O)Oc1ccccc1C(=O)O", "--top", "2");
+        Assert.Equal(0, result.Code);
+        var lines = result.Out.Trim().Split('\n');
+        Assert.Equal("rank\tsimilarity\tline\tmolecule", lines[0]);
+        Assert.Equal("1\t1.0000\t5\tCC(=O)Oc1ccccc1C(=O)O", lines[1]);
+        Assert.Equal(3, lines.Length);
+
+        string svg = Path.Combine(TestData.TempDirectory(), "m.svg");
+        Assert.Equal(0, Run("chem", "depict", "--smiles", "c1ccccc1O", "--out", svg, "--highlight", "6").Code);
+        Assert.Contains("<svg", File.ReadAllText(svg));
+        var bad = Run("chem", "depict", "--smiles", "C1CC", "--out", svg);
+        Assert.Equal(2, bad.Code);
+        Assert.Equal("error: invalid SMILES 'C1CC': SMILES Parse Error: unclosed ring for input: 'C1CC'", bad.Err.Trim());
+    }
+}

@@ -1,0 +1,157 @@
+using System.Diagnostics;
+using BioForge.Chem;
+
+namespace BioForge.Tests;
+
+public sealed class ChemTests
+{
+    [Fact]
+    public void InvalidSmilesComeWithRDKitsReason()
+    {
+        Assert.False(Molecule.TryFromSmiles("C1CC", out _, out string? ring));
+        Assert.Contains("unclosed ring", ring);
+        Assert.False(Molecule.TryFromSmiles("C(C)(C)(C)(C)C", out _, out string? valence));
+        Assert.Contains("valence", valence);
+        Assert.False(Molecule.TryFromSmiles("c1cccc1", out _, out string? kekule));
+        Assert.Contains("kekulize", kekule, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("invalid SMILES 'xyz'", Assert.Throws<BioForgeException>(() => Molecule.FromSmiles("xyz")).Message);
+        Assert.Contains("invalid SMARTS", Assert.Throws<BioForgeException>(() => new SmartsQuery("[C")).Message);
+    }
+
+    [Fact]
+    public void RandomSmilesAreValidReproducibleAndVaried()
+    {
+        using var m = Molecule.FromSmiles("CC(=O)Oc1ccccc1C(=O)O");
+        var variants = Enumerable.Range(0, 20).Select(i => m.ToRandomSmiles((uint)i)).ToList();
+        Assert.Equal(variants[3], m.ToRandomSmiles(3));
+        Assert.True(variants.Distinct().Count() > 5);
+        foreach (var s in variants)
+        {
+            using var back = Molecule.FromSmiles(s);
+            Assert.Equal(m.ToSmiles(), back.ToSmiles());
+        }
+    }
+
+    [Fact]
+    public void ReadsSdfRecordsWithPropertiesAndKeepsBadRecords()
+    {
+        var records = MoleculeSource.Read(TestData.Path("chem", "small.sdf")).ToList();
+        Assert.Equal(["aspirin", "caffeine", "L-alanine", "pentavalent"], records.Select(r => r.Label));
+        Assert.Equal("1.5", records[1].Properties["activity"]);
+        Assert.True(records[0].TryParse(out var aspirin, out _));
+        using (aspirin) Assert.Equal("CC(=O)Oc1ccccc1C(=O)O", aspirin!.ToSmiles());
+        Assert.True(records[2].TryParse(out var alanine, out _));
+        using (alanine) Assert.Equal("C[C@H](N)C(=O)O", alanine!.ToSmiles());
+        Assert.False(records[3].TryParse(out _, out string? error));
+        Assert.Contains("valence", error);
+    }
+
+    [Fact]
+    public void SimilaritySearchFindsTheQueryFirstAndAgreesWithPairwiseTanimoto()
+    {
+        string[] library = ["CCO", "CCCO", "c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O", "not a molecule", "OC(=O)c1ccccc1O", "CCN"];
+        var index = FingerprintIndex.Build(library.Select((s, i) => new MoleculeRecord(s, s, false, i + 1, new Dictionary<string, string>())), threads: 2);
+        Assert.Equal(6, index.Count);
+        Assert.Single(index.Rejected);
+        using var query = Molecule.FromSmiles("CC(=O)Oc1ccccc1C(=O)O");
+        var fp = index.Fingerprint(query);
+        var hits = index.Search(fp, 3, threads: 2);
+        Assert.Equal("CC(=O)Oc1ccccc1C(=O)O", hits[0].Label);
+        Assert.Equal(1.0, hits[0].Similarity);
+        Assert.Equal("OC(=O)c1ccccc1O", hits[1].Label);
+        for (int i = 0; i < index.Count; i++)
+        {
+            double expected = Fingerprints.Tanimoto(fp, index[i]);
+            Assert.True(hits.All(h => h.Index != i || Math.Abs(h.Similarity - expected) < 1e-12));
+        }
+        Assert.True(hits[1].Similarity >= hits[2].Similarity);
+    }
+
+    [Fact]
+    public void DepictionsAreSvgAndPng()
+    {
+        using var m = Molecule.FromSmiles("c1ccccc1O");
+        string svg = m.ToSvg(300, 200, [6]);
+        Assert.StartsWith("<?xml", svg);
+        Assert.Contains("<svg", svg);
+        byte[] png = m.ToPng(300, 200);
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png[..4]);
+        Assert.Contains("outside the molecule", Assert.Throws<BioForgeException>(() => m.ToSvg(300, 200, [42])).Message);
+    }
+
+    [Fact]
+    public void ParallelCallsGiveTheSameResultsAsSerialOnes()
+    {
+        var smiles = File.ReadLines(TestData.Path("chem", "reference.tsv")).Skip(2).Select(l => l.Split('\t')[0].Replace("\\\\", "\\")).ToList();
+        using var table = new PropertyTable();
+        var serial = smiles.Select(s => PropertyTable.FormatCsv(table.Compute(new MoleculeRecord(s, s, false, 0, new Dictionary<string, string>())))).ToList();
+        for (int round = 0; round < 3; round++)
+        {
+            var parallel = new string[smiles.Count];
+            Parallel.For(0, smiles.Count, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i =>
+                parallel[i] = PropertyTable.FormatCsv(table.Compute(new MoleculeRecord(smiles[i], smiles[i], false, 0, new Dictionary<string, string>()))));
+            Assert.Equal(serial, parallel);
+        }
+    }
+
+    [Fact]
+    public void FuzzedInputsNeverCrashOrLeak()
+    {
+        var random = new Random(12345);
+        var seeds = File.ReadLines(TestData.Path("chem", "reference.tsv")).Skip(2).Select(l => l.Split('\t')[0]).Where(s => s.Length > 0).ToArray();
+        const string alphabet = "CNOSPFIBrcnos()[]=#@+-\\/123456789%.*:$Hl ~!?\0é€";
+        string Mutate()
+        {
+            var chars = seeds[random.Next(seeds.Length)].ToCharArray().ToList();
+            int edits = random.Next(1, 5);
+            for (int e = 0; e < edits && chars.Count > 0; e++)
+            {
+                int at = random.Next(chars.Count);
+                switch (random.Next(3))
+                {
+                    case 0: chars[at] = alphabet[random.Next(alphabet.Length)]; break;
+                    case 1: chars.RemoveAt(at); break;
+                    default: chars.Insert(at, alphabet[random.Next(alphabet.Length)]); break;
+                }
+            }
+            return new string(chars.ToArray());
+        }
+        string RandomText() => new(Enumerable.Range(0, random.Next(0, 40)).Select(_ => alphabet[random.Next(alphabet.Length)]).ToArray());
+
+        long Rss()
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            using var self = Process.GetCurrentProcess();
+            return self.WorkingSet64;
+        }
+        int valid = 0;
+        long after20k = 0;
+        for (int i = 0; i < 100_000; i++)
+        {
+            string input = (i % 1000) switch
+            {
+                0 => new string('C', 20_000),
+                1 => string.Concat(Enumerable.Repeat("C1CC1", 3000)),
+                2 => "C(" + new string('(', 5000),
+                3 => new string('C', 200) + string.Concat(Enumerable.Repeat("(C)", 100)),
+                _ => i % 2 == 0 ? Mutate() : RandomText(),
+            };
+            if (Molecule.TryFromSmiles(input, out var m, out string? error))
+            {
+                using (m) _ = m!.ToSmiles();
+                valid++;
+            }
+            else
+            {
+                Assert.False(string.IsNullOrEmpty(error));
+            }
+            if (i == 20_000) after20k = Rss();
+        }
+        Assert.False(Molecule.TryFromSmiles(new string('C', 20_000), out _, out string? tooLong));
+        Assert.Contains("longer than the 1000 accepted", tooLong);
+        long growth = Rss() - after20k;
+        Assert.InRange(valid, 1, 99_999);
+        Assert.True(growth < 64L << 20, $"resident memory grew by {growth >> 20} MiB over 80k parses");
+    }
+}
