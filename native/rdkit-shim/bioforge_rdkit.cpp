@@ -221,6 +221,47 @@ int bf_mol_remove_hs(const bf_mol *mol, bf_mol **out) {
   });
 }
 
+int bf_mol_add_hs(const bf_mol *mol, bf_mol **out) {
+  return guarded([&] {
+    if (int rc = check(mol, out)) return rc;
+    *out = new bf_mol{std::unique_ptr<RDKit::ROMol>(RDKit::MolOps::addHs(*mol->mol))};
+    return BF_OK;
+  });
+}
+
+int bf_mol_atoms(const bf_mol *mol, int *atomic_numbers, int *formal_charges, int capacity, int *n) {
+  return guarded([&] {
+    if (int rc = check(mol, n)) return rc;
+    if (capacity < 0 || (capacity > 0 && (!atomic_numbers || !formal_charges))) return fail(BF_EARG, "bad buffers");
+    int i = 0;
+    for (const auto atom : mol->mol->atoms()) {
+      if (i < capacity) {
+        atomic_numbers[i] = atom->getAtomicNum();
+        formal_charges[i] = atom->getFormalCharge();
+      }
+      ++i;
+    }
+    *n = i;
+    return BF_OK;
+  });
+}
+
+int bf_mol_ring_sizes(const bf_mol *mol, int *sizes, int capacity, int *n) {
+  return guarded([&] {
+    if (int rc = check(mol, n)) return rc;
+    if (capacity < 0 || (capacity > 0 && !sizes)) return fail(BF_EARG, "bad buffer");
+    const RDKit::ROMol &m = *mol->mol;
+    if (!m.getRingInfo()->isInitialized()) RDKit::MolOps::findSSSR(m);
+    int i = 0;
+    for (const auto &ring : m.getRingInfo()->atomRings()) {
+      if (i < capacity) sizes[i] = static_cast<int>(ring.size());
+      ++i;
+    }
+    *n = i;
+    return BF_OK;
+  });
+}
+
 int bf_mol_descriptors(const bf_mol *mol, double *out, int count) {
   return guarded([&] {
     if (int rc = check(mol, out)) return rc;

@@ -42,6 +42,11 @@ BF_API int bf_mol_to_smiles(const bf_mol *mol, int isomeric, char **out);
 BF_API int bf_mol_to_random_smiles(const bf_mol *mol, int isomeric, uint32_t seed, char **out);
 BF_API int bf_mol_to_molblock(const bf_mol *mol, char **out);
 BF_API int bf_mol_remove_hs(const bf_mol *mol, bf_mol **out);
+BF_API int bf_mol_add_hs(const bf_mol *mol, bf_mol **out);
+/* Per atom: atomic number and formal charge (up to capacity atoms); *n receives the number of atoms. */
+BF_API int bf_mol_atoms(const bf_mol *mol, int *atomic_numbers, int *formal_charges, int capacity, int *n);
+/* Size of every ring of the ring perception RDKit stores on the molecule (SSSR); *n receives the number of rings. */
+BF_API int bf_mol_ring_sizes(const bf_mol *mol, int *sizes, int capacity, int *n);
 
 /* Descriptors in this order (BF_DESCRIPTOR_COUNT values):
  * 0 MolWt  1 ExactMolWt  2 HeavyAtomCount  3 MolLogP (Crippen)  4 MolMR (Crippen)  5 TPSA  6 NumHDonors (Lipinski)

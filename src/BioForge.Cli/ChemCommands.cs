@@ -15,6 +15,7 @@ internal static class ChemCommands
         chem.Subcommands.Add(Props(output, error));
         chem.Subcommands.Add(Similar(output, error));
         chem.Subcommands.Add(Depict(output, error));
+        chem.Subcommands.Add(Metrics(output, error));
         return chem;
     }
 
@@ -117,6 +118,30 @@ internal static class ChemCommands
                     throw new BioForgeException($"--out {target}: use .svg or .png");
             }
             output.WriteLine($"{molecule.ToSmiles()} -> {target}");
+            return 0;
+        }));
+        return command;
+    }
+
+    private static Command Metrics(TextWriter output, TextWriter error)
+    {
+        var gen = Options.Required("--gen", "generated molecules (.smi, .csv or .sdf)");
+        var train = new Option<string?>("--train") { Description = "training set, for novelty" };
+        var reference = new Option<string?>("--ref") { Description = "reference set (e.g. MOSES test), for SNN, Frag and Scaf" };
+        var outPath = Options.Required("--out", "metrics JSON");
+        var threads = ThreadsOption();
+        var command = new Command("metrics", "MOSES metrics: validity, unique@1k/10k, novelty, IntDiv1/2, filters, SNN, Frag, Scaf") { gen, train, reference, outPath, threads };
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            static List<string> Load(string path) => MoleculeSource.Read(path).Select(r => r.Text).ToList();
+            var generated = Load(result.GetValue(gen)!);
+            var trainSet = result.GetValue(train) is { } t ? Load(t) : null;
+            var referenceSet = result.GetValue(reference) is { } r ? Load(r) : null;
+            using var metrics = new MosesMetrics();
+            var report = metrics.Compute(generated, trainSet, referenceSet, Threads(result.GetValue(threads)));
+            string json = System.Text.Json.JsonSerializer.Serialize(report, new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
+            AtomicFile.WriteText(result.GetValue(outPath)!, json + "\n");
+            output.WriteLine(json);
             return 0;
         }));
         return command;

@@ -71,4 +71,18 @@ public sealed class ChemCliTests
         Assert.Equal(2, bad.Code);
         Assert.Equal("error: invalid SMILES 'C1CC': SMILES Parse Error: unclosed ring for input: 'C1CC'", bad.Err.Trim());
     }
+
+    [Fact]
+    public void MetricsWritesMosesKeys()
+    {
+        string gen = Write("gen.smi", "CCO\nc1ccccc1\nC1CC\n");
+        string output = Path.Combine(TestData.TempDirectory(), "m.json");
+        var result = Run("chem", "metrics", "--gen", gen, "--train", gen, "--out", output);
+        Assert.True(result.Code == 0, result.Err);
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(output));
+        Assert.Equal(2.0 / 3, json.RootElement.GetProperty("valid").GetDouble(), 12);
+        Assert.Equal(0, json.RootElement.GetProperty("Novelty").GetDouble());
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, json.RootElement.GetProperty("SNN").ValueKind);
+        Assert.Equal(2, Run("chem", "metrics", "--gen", Write("empty.smi", ""), "--out", output).Code);
+    }
 }

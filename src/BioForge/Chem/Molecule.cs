@@ -97,6 +97,43 @@ public sealed class Molecule : IDisposable
         return new Molecule(result);
     }
 
+    public Molecule WithHydrogens()
+    {
+        RDKitNative.Check(RDKitNative.bf_mol_add_hs(Handle, out var result), "adding hydrogens");
+        return new Molecule(result);
+    }
+
+    /// <summary>Atomic number and formal charge of every atom, in atom order.</summary>
+    public unsafe IReadOnlyList<(int AtomicNumber, int FormalCharge)> Atoms()
+    {
+        int capacity = 64;
+        while (true)
+        {
+            var numbers = new int[capacity];
+            var charges = new int[capacity];
+            int n;
+            fixed (int* pn = numbers, pc = charges)
+                RDKitNative.Check(RDKitNative.bf_mol_atoms(Handle, pn, pc, capacity, out n), "atoms");
+            if (n <= capacity) return Enumerable.Range(0, n).Select(i => (numbers[i], charges[i])).ToList();
+            capacity = n;
+        }
+    }
+
+    /// <summary>Sizes of the rings in the smallest set of smallest rings.</summary>
+    public unsafe IReadOnlyList<int> RingSizes()
+    {
+        int capacity = 32;
+        while (true)
+        {
+            var sizes = new int[capacity];
+            int n;
+            fixed (int* p = sizes)
+                RDKitNative.Check(RDKitNative.bf_mol_ring_sizes(Handle, p, capacity, out n), "rings");
+            if (n <= capacity) return sizes[..n];
+            capacity = n;
+        }
+    }
+
     public unsafe MolecularDescriptors Descriptors()
     {
         var values = stackalloc double[RDKitNative.DescriptorCount];

@@ -69,6 +69,12 @@ public static class MoleculeSource
             : columns.FindIndex(c => c.Trim().Equals("smiles", StringComparison.OrdinalIgnoreCase));
         if (index < 0 && smilesColumn is null)
             index = columns.FindIndex(c => c.Contains("smiles", StringComparison.OrdinalIgnoreCase));
+        if (index < 0 && smilesColumn is null && columns.Count == 1)
+        {
+            // A one-column file without a SMILES header (MOSES's test.csv): every line, the first included, is a SMILES.
+            foreach (var record in ReadSmiles(path)) yield return record;
+            yield break;
+        }
         if (index < 0)
             throw new BioForgeException($"{path}: no {(smilesColumn is null ? "SMILES" : $"'{smilesColumn}'")} column in the header ({string.Join(", ", columns)}); name it with --smiles-column");
         string? line;

@@ -1,0 +1,55 @@
+using BioForge.Chem;
+
+namespace BioForge.Tests;
+
+public sealed class MosesMetricsTests
+{
+    [Fact]
+    public void SmallSetMatchesHandComputedValues()
+    {
+        string[] generated = ["CCO", "OCC", "c1ccccc1", "C1CC", "CC(=O)Oc1ccccc1C(=O)O", "C[N+](C)(C)C"];
+        using var metrics = new MosesMetrics();
+        var report = metrics.Compute(generated, train: ["CCO"], reference: ["c1ccc2ccccc2c1", "CCO"], threads: 2);
+
+        Assert.Equal(6, report.Generated);
+        Assert.Equal(5.0 / 6, report.Validity, 12);
+        Assert.Null(report.Unique1k); // fewer than 1,000 valid molecules
+        Assert.Equal(3.0 / 4, report.Novelty!.Value, 12); // {CCO, c1ccccc1, aspirin, NMe4+} minus the training CCO
+        Assert.Equal(4.0 / 5, report.Filters, 12); // the quaternary ammonium is charged
+
+        // IntDiv over the five valid molecules, from pairwise Tanimoto of 1,024-bit Morgan fingerprints.
+        var valid = generated.Where(s => s != "C1CC").Select(Molecule.FromSmiles).ToList();
+        var fps = valid.Select(m => Fingerprints.Morgan(m, 2, 1024)).ToList();
+        double mean = fps.SelectMany(a => fps.Select(b => Fingerprints.Tanimoto(a, b))).Average();
+        Assert.Equal(1 - mean, report.IntDiv1, 12);
+        double p2 = fps.Select(a => Math.Sqrt(fps.Select(b => Math.Pow(Fingerprints.Tanimoto(a, b), 2)).Average())).Average();
+        Assert.Equal(1 - p2, report.IntDiv2, 12);
+
+        // SNN: ethanol twice finds itself (1.0); the others find their best reference neighbour.
+        using var naphthalene = Molecule.FromSmiles("c1ccc2ccccc2c1");
+        using var ethanol = Molecule.FromSmiles("CCO");
+        var refs = new[] { Fingerprints.Morgan(naphthalene, 2, 1024), Fingerprints.Morgan(ethanol, 2, 1024) };
+        double snn = fps.Select(a => refs.Max(r => Fingerprints.Tanimoto(a, r))).Average();
+        Assert.Equal(snn, report.Snn!.Value, 12);
+        Assert.InRange(report.Frag!.Value, 0.0, 1.0);
+        Assert.Equal(0, report.Scaf!.Value); // benzene-only scaffolds have fewer than two rings and are not counted
+        foreach (var m in valid) m.Dispose();
+    }
+
+    [Fact]
+    public void FiltersFollowMosesRules()
+    {
+        using var metrics = new MosesMetrics();
+        bool Passes(string smiles)
+        {
+            using var m = Molecule.FromSmiles(smiles);
+            return metrics.PassesFilters(m);
+        }
+        Assert.True(Passes("CC(=O)Nc1ccc(O)cc1"));
+        Assert.False(Passes("C1CCCCCCC1"));           // ring of 8 atoms
+        Assert.False(Passes("CC[N+](C)(C)C"));        // charged
+        Assert.False(Passes("CCP(C)C"));              // phosphorus is not an allowed element
+        Assert.False(Passes("CC=O"));                 // MCF: aldehyde
+        Assert.False(Passes("O=C1C=CC(=O)C=C1"));     // quinone (reactive Michael acceptor alerts)
+    }
+}
