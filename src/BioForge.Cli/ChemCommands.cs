@@ -84,7 +84,7 @@ internal static class ChemCommands
             output.WriteLine("rank\tsimilarity\tline\tmolecule");
             int rank = 0;
             foreach (var hit in hits)
-                output.WriteLine($"{++rank}\t{hit.Similarity.ToString("F4", CultureInfo.InvariantCulture)}\t{hit.Index + 1}\t{hit.Label}");
+                output.WriteLine($"{++rank}\t{hit.Similarity.ToString("F4", CultureInfo.InvariantCulture)}\t{hit.Line}\t{hit.Label}");
             error.WriteLine($"indexed {library.Count} molecules in {buildSeconds:F1} s ({library.Rejected.Count} unparsable skipped); searched in {searchSeconds * 1000:F1} ms");
             return 0;
         }));

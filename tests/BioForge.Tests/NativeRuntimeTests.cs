@@ -79,4 +79,25 @@ public sealed class NativeRuntimeTests
         Assert.Equal(2, code);
         Assert.Equal("error: BIOFORGE_LIBTORCH=/no/such/torch/lib: no such directory", error.Trim());
     }
+
+    [Fact]
+    public void MissingRDKitShimIsOneClearErrorNamingThePackages()
+    {
+        // A copy of the application folder without the shim. Managed files are copied (the host resolves links to
+        // the application's real folder); the large native libraries are linked.
+        string folder = Path.Combine(TestData.TempDirectory(), "app");
+        Directory.CreateDirectory(folder);
+        foreach (string file in Directory.GetFiles(AppContext.BaseDirectory))
+        {
+            string name = Path.GetFileName(file), target = Path.Combine(folder, name);
+            if (name == "libbioforge_rdkit.so") continue;
+            if (name.Contains(".so", StringComparison.Ordinal)) File.CreateSymbolicLink(target, file);
+            else File.Copy(file, target);
+        }
+        var (code, _, error) = Exec("dotnet", [Path.Combine(folder, "BioForge.Cli.dll"), "chem", "depict", "--smiles", "CCO", "--out", Path.Combine(folder, "m.svg")]);
+        Assert.Equal(2, code);
+        Assert.StartsWith("error: the RDKit shim", error);
+        Assert.Contains("apt-get install cmake g++ librdkit-dev", error);
+        Assert.Single(error.Trim().Split('\n'));
+    }
 }
