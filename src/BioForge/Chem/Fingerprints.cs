@@ -44,8 +44,8 @@ public static class Fingerprints
         return n;
     }
 
-    /// <summary>|a ∧ b| / |a ∨ b|; 0 when both are empty (RDKit's convention).</summary>
-    public static double Tanimoto(ReadOnlySpan<ulong> a, ReadOnlySpan<ulong> b)
+    /// <summary>|a ∧ b| / |a ∨ b|; <paramref name="bothEmpty"/> when both are empty (0 in RDKit, 1 in MOSES).</summary>
+    public static double Tanimoto(ReadOnlySpan<ulong> a, ReadOnlySpan<ulong> b, double bothEmpty = 0)
     {
         if (a.Length != b.Length) throw new ArgumentException("fingerprints differ in length");
         int both = 0, either = 0;
@@ -54,6 +54,6 @@ public static class Fingerprints
             both += BitOperations.PopCount(a[i] & b[i]);
             either += BitOperations.PopCount(a[i] | b[i]);
         }
-        return either == 0 ? 0 : (double)both / either;
+        return either == 0 ? bothEmpty : (double)both / either;
     }
 }

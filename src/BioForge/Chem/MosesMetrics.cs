@@ -1,4 +1,3 @@
-using System.Numerics;
 using System.Text.Json.Serialization;
 
 namespace BioForge.Chem;
@@ -144,16 +143,7 @@ public sealed class MosesMetrics : IDisposable
         return best.Average();
     }
 
-    private static double Tanimoto(ulong[] a, ulong[] b)
-    {
-        int both = 0, either = 0;
-        for (int i = 0; i < a.Length; i++)
-        {
-            both += BitOperations.PopCount(a[i] & b[i]);
-            either += BitOperations.PopCount(a[i] | b[i]);
-        }
-        return either == 0 ? 1 : (double)both / either;
-    }
+    private static double Tanimoto(ulong[] a, ulong[] b) => Fingerprints.Tanimoto(a, b, bothEmpty: 1);
 
     private static Dictionary<string, int> Count(IEnumerable<string> items)
     {
