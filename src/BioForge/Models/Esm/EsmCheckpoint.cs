@@ -80,30 +80,7 @@ public sealed class EsmCheckpoint : IDisposable
     {
         // Checkpoints saved from a bare EsmModel have no "esm." prefix; older ones call LayerNorm parameters gamma/beta.
         bool bare = !weights.Names.Any(n => n.StartsWith("esm.", StringComparison.Ordinal));
-        var used = new HashSet<string>(StringComparer.Ordinal);
-        var missing = new List<string>();
-        using (no_grad())
-        {
-            foreach (var (name, parameter) in model.named_parameters())
-            {
-                string? stored = Candidates(name, bare).FirstOrDefault(weights.Contains);
-                if (stored is null)
-                {
-                    missing.Add(name);
-                    continue;
-                }
-                using var tensor = weights.Load(stored);
-                if (!tensor.shape.SequenceEqual(parameter.shape))
-                    throw new BioForgeException($"{weights.Directory}: tensor '{stored}' has shape [{string.Join(", ", tensor.shape)}] but config.json implies [{string.Join(", ", parameter.shape)}]");
-                parameter.copy_(tensor);
-                used.Add(stored);
-            }
-        }
-        if (missing.Count > 0)
-            throw new BioForgeException($"{weights.Directory}: checkpoint lacks {missing.Count} tensor(s) the ESM-2 masked-LM needs, e.g. '{missing[0]}'");
-        var unexpected = weights.Names.Where(n => !used.Contains(n) && !IsIgnorable(n)).OrderBy(n => n, StringComparer.Ordinal).ToList();
-        if (unexpected.Count > 0)
-            throw new BioForgeException($"{weights.Directory}: {unexpected.Count} tensor(s) do not belong to an ESM-2 model, e.g. '{unexpected[0]}'");
+        CheckpointWeights.LoadInto(model, weights, name => Candidates(name, bare), IsIgnorable, "ESM-2");
     }
 
     private static IEnumerable<string> Candidates(string name, bool bare)

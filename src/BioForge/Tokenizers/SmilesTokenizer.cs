@@ -1,0 +1,31 @@
+using System.Text.RegularExpressions;
+
+namespace BioForge.Tokenizers;
+
+/// <summary>
+/// SMILES tokens by the regular expression of Schwaller et al. (Molecular Transformer): bracket atoms, two-letter
+/// halogens, ring-closure numbers (%nn), bonds and branches are single tokens.
+/// </summary>
+public static partial class SmilesTokenizer
+{
+    // Verbatim string: several public copies double the backslash and silently drop "\" (down bond) tokens.
+    [GeneratedRegex(@"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>|\*|\$|\%[0-9]{2}|[0-9])")]
+    private static partial Regex TokenPattern();
+
+    /// <summary>Splits a SMILES into tokens; characters no token covers are an error naming their position.</summary>
+    public static IReadOnlyList<string> Split(string smiles)
+    {
+        var tokens = new List<string>();
+        int position = 0;
+        foreach (Match match in TokenPattern().Matches(smiles))
+        {
+            if (match.Index != position)
+                throw new BioForgeException($"SMILES '{smiles}': no token covers '{smiles[position..match.Index]}' at position {position + 1}");
+            tokens.Add(match.Value);
+            position = match.Index + match.Length;
+        }
+        if (position != smiles.Length)
+            throw new BioForgeException($"SMILES '{smiles}': no token covers '{smiles[position..]}' at position {position + 1}");
+        return tokens;
+    }
+}
