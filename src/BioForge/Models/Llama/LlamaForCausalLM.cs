@@ -36,16 +36,18 @@ public sealed class LlamaForCausalLM : nn.Module
 
     /// <param name="inputIds">[B, T] token ids.</param>
     /// <param name="attentionMask">[B, T], 1 = token, 0 = padding.</param>
-    public LlamaOutput Forward(Tensor inputIds, Tensor attentionMask, bool hiddenStates = false)
+    /// <param name="cache">Keys and values of earlier positions; extended in place. <paramref name="attentionMask"/> then
+    /// covers the cached positions as well: [B, cached + T].</param>
+    public LlamaOutput Forward(Tensor inputIds, Tensor attentionMask, bool hiddenStates = false, KeyValueCache? cache = null)
     {
-        var (hidden, all) = model.Forward(inputIds, attentionMask, hiddenStates);
+        var (hidden, all) = model.Forward(inputIds, attentionMask, hiddenStates, cache);
         var logits = lm_head is null ? F.linear(hidden, model.EmbedTokens) : lm_head.forward(hidden);
         return new LlamaOutput { Logits = logits, HiddenStates = all };
     }
 
     /// <summary>
     /// Greedy decoding of one sequence: appends the most probable token until <paramref name="maxNewTokens"/> or
-    /// end-of-sequence. Each step reruns the whole prefix (no key/value cache yet).
+    /// end-of-sequence, feeding only the new token at each step (key/value cache).
     /// </summary>
     public long[] GreedyDecode(IReadOnlyList<long> prompt, int maxNewTokens)
     {
@@ -53,13 +55,17 @@ public sealed class LlamaForCausalLM : nn.Module
         var tokens = prompt.ToList();
         var device = model.EmbedTokens.device;
         using var _ = no_grad();
+        using var cache = new KeyValueCache(Config.NumHiddenLayers);
+        var pending = tokens.ToArray();
         for (int step = 0; step < maxNewTokens; step++)
         {
             using var scope = NewDisposeScope();
-            var ids = tensor(tokens.ToArray(), [1, tokens.Count]).to(device);
-            var logits = Forward(ids, ones_like(ids)).Logits;
+            var ids = tensor(pending, [1, pending.Length]).to(device);
+            var mask = ones(1, tokens.Count, ScalarType.Int64, device);
+            var logits = Forward(ids, mask, cache: cache).Logits;
             long next = logits[0, -1].argmax().item<long>();
             tokens.Add(next);
+            pending = [next];
             if (next == Config.EosTokenId) break;
         }
         return [.. tokens];
@@ -108,30 +114,33 @@ internal sealed class LlamaModel : nn.Module
 
     public Tensor EmbedTokens => embed_tokens.weight!;
 
-    public (Tensor Hidden, List<Tensor>? All) Forward(Tensor inputIds, Tensor attentionMask, bool hiddenStates)
+    public (Tensor Hidden, List<Tensor>? All) Forward(Tensor inputIds, Tensor attentionMask, bool hiddenStates, KeyValueCache? cache)
     {
-        long t = inputIds.shape[1];
+        long t = inputIds.shape[1], past = cache?.Length ?? 0, total = past + t;
+        if (attentionMask.shape[1] != total)
+            throw new ArgumentException($"attention mask covers {attentionMask.shape[1]} positions, expected {total}", nameof(attentionMask));
         var x = embed_tokens.forward(inputIds);
-        var (cos, sin) = Rotary(t, config.HeadDim, config.RopeTheta, x.device);
-        // A query sees earlier positions that are not padding.
-        var causal = ones(t, t, ScalarType.Bool, x.device).tril();
+        var (cos, sin) = Rotary(past, t, config.HeadDim, config.RopeTheta, x.device);
+        // Query i (at position past + i) sees positions up to its own that are not padding.
+        var causal = ones(t, total, ScalarType.Bool, x.device).tril(past);
         var allowed = causal.unsqueeze(0).unsqueeze(0).logical_and(attentionMask.to(ScalarType.Bool).unsqueeze(1).unsqueeze(2));
         var all = hiddenStates ? new List<Tensor>() : null;
-        foreach (var layer in layers)
+        for (int i = 0; i < layers.Count; i++)
         {
             all?.Add(x);
-            x = layer.Forward(x, allowed, cos, sin);
+            x = layers[i].Forward(x, allowed, cos, sin, cache, i);
         }
         x = norm.forward(x);
         all?.Add(x);
         return (x, all);
     }
 
-    private static (Tensor Cos, Tensor Sin) Rotary(long length, int dim, double theta, Device device)
+    /// <summary>Rotary tables for positions start … start + length − 1.</summary>
+    private static (Tensor Cos, Tensor Sin) Rotary(long start, long length, int dim, double theta, Device device)
     {
         using var scope = NewDisposeScope();
         var invFreq = 1.0 / pow(theta, arange(0, dim, 2, ScalarType.Int64, device).to(ScalarType.Float32) / dim);
-        var angles = outer(arange(length, ScalarType.Int64, device).to(ScalarType.Float32), invFreq);
+        var angles = outer(arange(start, start + length, ScalarType.Int64, device).to(ScalarType.Float32), invFreq);
         angles = cat([angles, angles], dim: -1);
         return (angles.cos().MoveToOuterDisposeScope(), angles.sin().MoveToOuterDisposeScope());
     }
@@ -174,9 +183,9 @@ internal sealed class LlamaDecoderLayer : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor x, Tensor allowed, Tensor cos, Tensor sin)
+    public Tensor Forward(Tensor x, Tensor allowed, Tensor cos, Tensor sin, KeyValueCache? cache, int layer)
     {
-        x = x + self_attn.Forward(input_layernorm.forward(x), allowed, cos, sin);
+        x = x + self_attn.Forward(input_layernorm.forward(x), allowed, cos, sin, cache, layer);
         return x + mlp.forward(post_attention_layernorm.forward(x));
     }
 }
@@ -204,13 +213,14 @@ internal sealed class LlamaAttention : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor x, Tensor allowed, Tensor cos, Tensor sin)
+    public Tensor Forward(Tensor x, Tensor allowed, Tensor cos, Tensor sin, KeyValueCache? cache, int layer)
     {
         long b = x.shape[0], t = x.shape[1];
         Tensor Split(Tensor y, int n) => y.view(b, t, n, headDim).transpose(1, 2);
         var q = ApplyRotary(Split(q_proj.forward(x), heads), cos, sin);
         var k = ApplyRotary(Split(k_proj.forward(x), kvHeads), cos, sin);
         var v = Split(v_proj.forward(x), kvHeads);
+        if (cache is not null) (k, v) = cache.Append(layer, k, v);
         int groups = heads / kvHeads;
         if (groups > 1)
         {
@@ -248,4 +258,49 @@ internal sealed class LlamaMLP : nn.Module<Tensor, Tensor>
     }
 
     public override Tensor forward(Tensor x) => down_proj.forward(F.silu(gate_proj.forward(x)) * up_proj.forward(x));
+}
+
+/// <summary>
+/// Keys and values of every layer for the positions decoded so far ([B, kv heads, positions, head dim] each).
+/// The cache owns its tensors; dispose it when decoding ends.
+/// </summary>
+public sealed class KeyValueCache(int layers) : IDisposable
+{
+    private readonly Tensor?[] keys = new Tensor?[layers];
+    private readonly Tensor?[] values = new Tensor?[layers];
+
+    /// <summary>Number of cached positions (those of layer 0, which is appended first).</summary>
+    public long Length => keys[0]?.shape[2] ?? 0;
+
+    internal (Tensor Keys, Tensor Values) Append(int layer, Tensor k, Tensor v)
+    {
+        var newKeys = keys[layer] is null ? k.detach().clone() : cat([keys[layer]!, k.detach()], dim: 2);
+        var newValues = values[layer] is null ? v.detach().clone() : cat([values[layer]!, v.detach()], dim: 2);
+        keys[layer]?.Dispose();
+        values[layer]?.Dispose();
+        keys[layer] = newKeys.DetachFromDisposeScope();
+        values[layer] = newValues.DetachFromDisposeScope();
+        return (keys[layer]!, values[layer]!);
+    }
+
+    /// <summary>Keeps only the given batch rows (sequences still being decoded).</summary>
+    public void Select(Tensor rows)
+    {
+        for (int i = 0; i < keys.Length; i++)
+        {
+            if (keys[i] is null) continue;
+            var k = keys[i]!.index_select(0, rows).DetachFromDisposeScope();
+            var v = values[i]!.index_select(0, rows).DetachFromDisposeScope();
+            keys[i]!.Dispose();
+            values[i]!.Dispose();
+            keys[i] = k;
+            values[i] = v;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in keys) t?.Dispose();
+        foreach (var t in values) t?.Dispose();
+    }
 }

@@ -1,0 +1,63 @@
+using BioForge.Models.Llama;
+using static TorchSharp.torch;
+
+namespace BioForge.Tests;
+
+public sealed class LlamaSamplingTests
+{
+    private static LlamaForCausalLM Load() => LlamaForCausalLM.Load(TestData.Path("hf", "llama_tiny"), TestData.Cpu.Device, TestData.Cpu.DType);
+
+    [Fact]
+    public void CachedDecodingGivesTheSameLogitsAsAFullForward()
+    {
+        using var model = Load();
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var ids = tensor(new long[] { 1, 5, 9, 12, 7, 30, 41 }, [1, 7]);
+        var full = model.Forward(ids, ones_like(ids)).Logits;
+        using var cache = new KeyValueCache(model.Config.NumHiddenLayers);
+        var first = model.Forward(ids.narrow(1, 0, 4), ones(1, 4, ScalarType.Int64), cache: cache).Logits;
+        var rest = Enumerable.Range(4, 3).Select(i => model.Forward(ids.narrow(1, i, 1), ones(1, i + 1, ScalarType.Int64), cache: cache).Logits).ToList();
+        var stepwise = cat([first, .. rest], dim: 1);
+        Assert.True((full - stepwise).abs().max().item<float>() <= 1e-5);
+    }
+
+    [Fact]
+    public void SampledLikelihoodsEqualTeacherForcedOnesAndSeedsReproduce()
+    {
+        using var model = Load();
+        var options = new SamplingOptions { Temperature = 1.3, TopK = 20, TopP = 0.95, MaxNewTokens = 10 };
+        IReadOnlyList<SampledSequence> Draw(ulong seed)
+        {
+            using var generator = new Generator(seed);
+            return Sampling.Sample(model, 6, options, generator);
+        }
+        var samples = Draw(7);
+        Assert.Equal(samples.Select(s => string.Join(',', s.Tokens)), Draw(7).Select(s => string.Join(',', s.Tokens)));
+        Assert.Contains(samples, s => s.Tokens.Length > 0);
+
+        using var _ = no_grad();
+        foreach (var s in samples)
+        {
+            using var scope = NewDisposeScope();
+            long[] sequence = [model.Config.BosTokenId, .. s.Tokens];
+            var ids = tensor(sequence, [1, sequence.Length]);
+            var logProbs = model.Forward(ids, ones_like(ids)).Logits[0].log_softmax(-1);
+            double expected = 0;
+            for (int i = 1; i < sequence.Length; i++) expected += logProbs[i - 1, sequence[i]].item<float>();
+            if (s.Finished) expected += logProbs[sequence.Length - 1, model.Config.EosTokenId].item<float>();
+            Assert.Equal(expected, s.LogLikelihood, 4);
+            Assert.True(s.Finished || s.Tokens.Length == options.MaxNewTokens);
+        }
+    }
+
+    [Fact]
+    public void TopOneSamplingIsGreedy()
+    {
+        using var model = Load();
+        using var generator = new Generator(1);
+        var sample = Sampling.Sample(model, 2, new SamplingOptions { TopK = 1, MaxNewTokens = 12 }, generator);
+        long[] greedy = model.GreedyDecode([model.Config.BosTokenId], 12);
+        Assert.All(sample, s => Assert.Equal(greedy.Skip(1).TakeWhile(t => t != model.Config.EosTokenId), s.Tokens));
+    }
+}
