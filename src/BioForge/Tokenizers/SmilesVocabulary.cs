@@ -1,0 +1,94 @@
+using System.Text;
+using System.Text.Json;
+using BioForge.IO;
+
+namespace BioForge.Tokenizers;
+
+/// <summary>
+/// Token ids for a SMILES language model: <c>&lt;pad&gt;</c> 0, <c>&lt;bos&gt;</c> 1, <c>&lt;eos&gt;</c> 2,
+/// <c>&lt;unk&gt;</c> 3 (the ids Llama checkpoints use for pad/bos/eos), then the tokens of the training data, most
+/// frequent first. Saved with the model as <c>vocab.json</c> (a JSON list, position = id).
+/// </summary>
+public sealed class SmilesVocabulary
+{
+    public const int PadId = 0, BosId = 1, EosId = 2, UnkId = 3;
+    public const string FileName = "vocab.json";
+    private static readonly string[] Specials = ["<pad>", "<bos>", "<eos>", "<unk>"];
+
+    private readonly string[] tokens;
+    private readonly Dictionary<string, int> ids;
+
+    public IReadOnlyList<string> Tokens => tokens;
+    public int Count => tokens.Length;
+
+    private SmilesVocabulary(string[] tokens)
+    {
+        if (tokens.Length < Specials.Length || !tokens.Take(Specials.Length).SequenceEqual(Specials))
+            throw new BioForgeException($"a SMILES vocabulary must start with {string.Join(", ", Specials)}");
+        this.tokens = tokens;
+        ids = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < tokens.Length; i++)
+            if (!ids.TryAdd(tokens[i], i)) throw new BioForgeException($"vocabulary token '{tokens[i]}' appears twice");
+    }
+
+    /// <summary>Collects the tokens of <paramref name="smiles"/>; tokens seen fewer than <paramref name="minCount"/> times map to &lt;unk&gt;.</summary>
+    public static SmilesVocabulary Build(IEnumerable<string> smiles, int minCount = 1)
+    {
+        var counts = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (string s in smiles)
+            foreach (string token in SmilesTokenizer.Split(s))
+                counts[token] = counts.GetValueOrDefault(token) + 1;
+        var learned = counts.Where(kv => kv.Value >= minCount && !Specials.Contains(kv.Key))
+            .OrderByDescending(kv => kv.Value).ThenBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => kv.Key);
+        return new SmilesVocabulary([.. Specials, .. learned]);
+    }
+
+    public static SmilesVocabulary Load(string path)
+    {
+        if (!File.Exists(path)) throw new BioForgeException($"{path}: SMILES vocabulary not found");
+        string[]? list;
+        try
+        {
+            list = JsonSerializer.Deserialize<string[]>(File.ReadAllText(path));
+        }
+        catch (JsonException e)
+        {
+            throw new BioForgeException($"{path}: not a JSON list of tokens ({e.Message})");
+        }
+        try
+        {
+            return new SmilesVocabulary(list ?? []);
+        }
+        catch (BioForgeException e)
+        {
+            throw new BioForgeException($"{path}: {e.Message}");
+        }
+    }
+
+    public void Save(string path) => AtomicFile.WriteText(path, JsonSerializer.Serialize(tokens) + "\n");
+
+    /// <summary><c>&lt;bos&gt; tokens &lt;eos&gt;</c>; tokens outside the vocabulary become &lt;unk&gt;.</summary>
+    public int[] Encode(string smiles)
+    {
+        var split = SmilesTokenizer.Split(smiles);
+        var result = new int[split.Count + 2];
+        result[0] = BosId;
+        for (int i = 0; i < split.Count; i++) result[i + 1] = ids.GetValueOrDefault(split[i], UnkId);
+        result[^1] = EosId;
+        return result;
+    }
+
+    /// <summary>The SMILES of a token sequence: stops at &lt;eos&gt;, skips &lt;bos&gt; and &lt;pad&gt;; null if it holds &lt;unk&gt;.</summary>
+    public string? Decode(IEnumerable<long> sequence)
+    {
+        var text = new StringBuilder();
+        foreach (long id in sequence)
+        {
+            if (id == EosId) break;
+            if (id is BosId or PadId) continue;
+            if (id == UnkId || id < 0 || id >= tokens.Length) return null;
+            text.Append(tokens[id]);
+        }
+        return text.ToString();
+    }
+}
