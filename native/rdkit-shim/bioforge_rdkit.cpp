@@ -25,6 +25,7 @@
 #include <RDGeneral/versions.h>
 #include <RDGeneral/utils.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -33,14 +34,28 @@
 #include <string>
 #include <vector>
 
+namespace {
+std::atomic<long> live_handles{0};
+
+// Counts itself in live_handles for as long as the handle that contains it exists.
+struct Tracked {
+  Tracked() { ++live_handles; }
+  Tracked(const Tracked &) = delete;
+  ~Tracked() { --live_handles; }
+};
+}  // namespace
+
 struct bf_mol {
   std::unique_ptr<RDKit::ROMol> mol;
+  Tracked tracked{};
 };
 struct bf_query {
   std::unique_ptr<RDKit::ROMol> query;
+  Tracked tracked{};
 };
 struct bf_filter {
   std::vector<std::pair<std::string, std::unique_ptr<RDKit::FilterCatalog>>> catalogs;
+  Tracked tracked{};
 };
 
 namespace {
@@ -161,6 +176,8 @@ const char *bf_version(void) { return RDKit::rdkitVersion; }
 const char *bf_last_error(void) { return last_error.c_str(); }
 
 void bf_string_free(char *s) { std::free(s); }
+
+long bf_live_handles(void) { return live_handles.load(); }
 
 int bf_mol_from_smiles(const char *smiles, int sanitize, bf_mol **out) {
   return guarded([&] {

@@ -33,6 +33,8 @@ typedef struct bf_filter bf_filter;
 BF_API const char *bf_version(void);
 BF_API const char *bf_last_error(void);
 BF_API void bf_string_free(char *s);
+/* Number of molecule, query and filter handles alive in the process (for leak tests). */
+BF_API long bf_live_handles(void);
 
 BF_API int bf_mol_from_smiles(const char *smiles, int sanitize, bf_mol **out);
 BF_API int bf_mol_from_molblock(const char *molblock, int sanitize, bf_mol **out);

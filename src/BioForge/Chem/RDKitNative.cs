@@ -62,6 +62,7 @@ internal static partial class RDKitNative
     [LibraryImport(Library)] private static partial IntPtr bf_version();
     [LibraryImport(Library)] private static partial IntPtr bf_last_error();
     [LibraryImport(Library)] public static partial void bf_string_free(IntPtr s);
+    [LibraryImport(Library)] public static partial long bf_live_handles();
 
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)] public static partial int bf_mol_from_smiles(string smiles, int sanitize, out MoleculeHandle mol);
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)] public static partial int bf_mol_from_molblock(string molblock, int sanitize, out MoleculeHandle mol);
