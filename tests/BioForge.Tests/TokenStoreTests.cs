@@ -1,0 +1,48 @@
+using BioForge.IO;
+
+namespace BioForge.Tests;
+
+public sealed class TokenStoreTests
+{
+    [Theory]
+    [InlineData(33)]
+    [InlineData(100_000)]
+    public void DocumentsRoundTrip(int vocabulary)
+    {
+        string prefix = Path.Combine(TestData.TempDirectory(), "train");
+        int[][] documents = [[0, 5, 7, 2], [], [1, vocabulary - 1], [3]];
+        using (var writer = new TokenStore.Writer(prefix, vocabulary))
+        {
+            foreach (var d in documents) writer.Add(d);
+            writer.Complete();
+        }
+        using var reader = new TokenStore.Reader(prefix);
+        Assert.Equal(vocabulary <= 65536 ? 2 : 4, reader.BytesPerToken);
+        Assert.Equal(4, reader.Count);
+        Assert.Equal(7, reader.TotalTokens);
+        for (int i = 0; i < documents.Length; i++) Assert.Equal(documents[i], reader.Document(i));
+    }
+
+    [Fact]
+    public void UnfinishedWritesLeaveNothingAndBadFilesAreRefused()
+    {
+        string dir = TestData.TempDirectory(), prefix = Path.Combine(dir, "x");
+        using (var writer = new TokenStore.Writer(prefix, 10))
+        {
+            writer.Add([1, 2]);
+            Assert.Throws<BioForgeException>(() => writer.Add([11]));
+        }
+        Assert.Empty(Directory.GetFiles(dir));
+
+        using (var writer = new TokenStore.Writer(prefix, 10))
+        {
+            writer.Add([1, 2, 3]);
+            writer.Complete();
+        }
+        File.WriteAllBytes(TokenStore.BinPath(prefix), File.ReadAllBytes(TokenStore.BinPath(prefix))[..4]);
+        Assert.Contains("index describes 3", Assert.Throws<BioForgeException>(() => new TokenStore.Reader(prefix)).Message);
+        File.WriteAllText(TokenStore.IdxPath(prefix), "garbage");
+        Assert.Contains("not a BioForge token index", Assert.Throws<BioForgeException>(() => new TokenStore.Reader(prefix)).Message);
+        Assert.Contains("not found", Assert.Throws<BioForgeException>(() => new TokenStore.Reader(Path.Combine(dir, "missing"))).Message);
+    }
+}
