@@ -10,6 +10,7 @@ public static class Cli
         var root = new RootCommand("BioForge: biological foundation models and AI drug discovery in .NET");
         foreach (var command in ProteinCommands.Create(output, error)) root.Subcommands.Add(command);
         root.Subcommands.Add(ChemCommands.Create(output, error));
+        root.Subcommands.Add(DataCommands.Create(output, error));
         root.Subcommands.Add(BenchCommands.Create(output, error));
         root.Subcommands.Add(EnvironmentCommand.Create(output, error));
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });

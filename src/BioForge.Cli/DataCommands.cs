@@ -1,0 +1,33 @@
+using System.CommandLine;
+using BioForge.Training;
+
+namespace BioForge.Cli;
+
+/// <summary><c>bioforge data prepare</c>: tokenize a corpus once into train/validation token stores.</summary>
+internal static class DataCommands
+{
+    public static Command Create(TextWriter output, TextWriter error)
+    {
+        var input = Options.Required("--in", "corpus: FASTA (.fasta/.fa[.gz]) for esm, SMILES (.smi/.csv[.gz]) for smiles");
+        var tokenizer = new Option<string>("--tokenizer") { Description = "esm or smiles", Required = true };
+        tokenizer.AcceptOnlyFromAmong("esm", "smiles");
+        var outDir = Options.Required("--out", "output directory (train.bin/.idx, valid.bin/.idx, vocabulary, summary.json)");
+        var fraction = new Option<double>("--validation-fraction") { Description = "share of documents held out for validation", DefaultValueFactory = _ => 0.01 };
+        var seed = new Option<ulong>("--seed") { Description = "seed of the train/validation assignment", DefaultValueFactory = _ => 0 };
+        var column = new Option<string?>("--smiles-column") { Description = "SMILES column of a CSV" };
+        var prepare = new Command("prepare", "Tokenize a corpus into memory-mapped token stores with a deterministic validation split") { input, tokenizer, outDir, fraction, seed, column };
+        prepare.SetAction(result => Cli.Guard(error, () =>
+        {
+            var kind = result.GetValue(tokenizer) == "esm" ? CorpusKind.Protein : CorpusKind.Smiles;
+            var corpus = ProgressDisplay.Run("documents", null, progress => DataPreparation.Prepare(result.GetValue(input)!, kind,
+                result.GetValue(outDir)!, result.GetValue(fraction), result.GetValue(seed), result.GetValue(column), progress));
+            output.WriteLine($"train: {corpus.Train.Documents} documents, {corpus.Train.Tokens} tokens (mean {corpus.Train.MeanLength:F1}, max {corpus.Train.MaxLength})");
+            output.WriteLine($"valid: {corpus.Validation.Documents} documents, {corpus.Validation.Tokens} tokens (mean {corpus.Validation.MeanLength:F1}, max {corpus.Validation.MaxLength})");
+            output.WriteLine($"vocabulary: {corpus.VocabularySize} tokens -> {corpus.Directory}");
+            return 0;
+        }));
+        var data = new Command("data", "Training data preparation");
+        data.Subcommands.Add(prepare);
+        return data;
+    }
+}

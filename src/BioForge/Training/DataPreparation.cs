@@ -1,0 +1,128 @@
+using System.Text.Json;
+using BioForge.Chem;
+using BioForge.IO;
+using BioForge.Tokenizers;
+
+namespace BioForge.Training;
+
+public enum CorpusKind { Protein, Smiles }
+
+/// <summary>Counts of one split of a prepared corpus.</summary>
+public sealed record SplitSummary(long Documents, long Tokens, int MaxLength)
+{
+    public double MeanLength => Documents == 0 ? 0 : (double)Tokens / Documents;
+}
+
+public sealed record PreparedCorpus(string Directory, CorpusKind Kind, int VocabularySize, SplitSummary Train, SplitSummary Validation);
+
+/// <summary>
+/// Tokenizes a FASTA (ESM alphabet) or SMILES file once into train/validation token stores in one directory. Which
+/// split a document goes to is a pure function of (seed, document index), so a preparation is reproducible.
+/// </summary>
+public static class DataPreparation
+{
+    public static PreparedCorpus Prepare(string input, CorpusKind kind, string directory, double validationFraction, ulong seed,
+        string? smilesColumn = null, IProgress<int>? progress = null)
+    {
+        if (validationFraction is < 0 or >= 1) throw new BioForgeException($"--validation-fraction {validationFraction}: must be in [0, 1)");
+        Directory.CreateDirectory(directory);
+        IEnumerable<int[]> documents;
+        int vocabularySize;
+        Action saveVocabulary; // written last, so a failed preparation leaves no partial corpus behind
+        if (kind == CorpusKind.Protein)
+        {
+            var tokenizer = EsmTokenizer.Esm2;
+            documents = FastaReader.Read(input).Select(r => Encode(() => tokenizer.Encode(r.Sequence), input, r.Line));
+            vocabularySize = tokenizer.Vocabulary.Count;
+            saveVocabulary = () => AtomicFile.WriteText(Path.Combine(directory, "vocab.txt"), string.Join("\n", tokenizer.Vocabulary) + "\n");
+        }
+        else
+        {
+            var vocabulary = SmilesVocabulary.Build(MoleculeSource.Read(input, smilesColumn).Select(r => Checked(r, input)));
+            documents = MoleculeSource.Read(input, smilesColumn).Select(r => vocabulary.Encode(r.Text));
+            vocabularySize = vocabulary.Count;
+            saveVocabulary = () => vocabulary.Save(Path.Combine(directory, SmilesVocabulary.FileName));
+        }
+
+        var train = new Counter();
+        var validation = new Counter();
+        using (var trainWriter = new TokenStore.Writer(Path.Combine(directory, "train"), vocabularySize))
+        using (var validationWriter = new TokenStore.Writer(Path.Combine(directory, "valid"), vocabularySize))
+        {
+            long index = 0;
+            foreach (var document in documents)
+            {
+                bool toValidation = UnitInterval(seed, index++) < validationFraction;
+                (toValidation ? validationWriter : trainWriter).Add(document);
+                (toValidation ? validation : train).Add(document.Length);
+                progress?.Report(1);
+            }
+            trainWriter.Complete();
+            validationWriter.Complete();
+        }
+        saveVocabulary();
+        var corpus = new PreparedCorpus(directory, kind, vocabularySize, train.Summary(), validation.Summary());
+        AtomicFile.WriteText(Path.Combine(directory, "summary.json"), JsonSerializer.Serialize(new
+        {
+            input = Path.GetFullPath(input),
+            kind = kind.ToString().ToLowerInvariant(),
+            vocabulary_size = vocabularySize,
+            validation_fraction = validationFraction,
+            seed,
+            train = corpus.Train,
+            validation = corpus.Validation,
+        }, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }) + "\n");
+        return corpus;
+    }
+
+    private static int[] Encode(Func<int[]> encode, string path, int line)
+    {
+        try
+        {
+            return encode();
+        }
+        catch (BioForgeException e)
+        {
+            throw new BioForgeException($"{path}:{line}: {e.Message}");
+        }
+    }
+
+    private static string Checked(MoleculeRecord record, string path)
+    {
+        if (record.IsMolBlock) throw new BioForgeException($"{path}: SMILES corpora must be .smi or .csv, not SDF");
+        try
+        {
+            SmilesTokenizer.Split(record.Text);
+        }
+        catch (BioForgeException e)
+        {
+            throw new BioForgeException($"{path}:{record.Line}: {e.Message}");
+        }
+        return record.Text;
+    }
+
+    /// <summary>SplitMix64 of (seed, index) mapped to [0, 1): the same document always lands in the same split.</summary>
+    public static double UnitInterval(ulong seed, long index)
+    {
+        ulong z = seed + 0x9E3779B97F4A7C15UL * (ulong)(index + 1);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z ^= z >> 31;
+        return (z >> 11) * (1.0 / (1UL << 53));
+    }
+
+    private sealed class Counter
+    {
+        private long documents, tokens;
+        private int max;
+
+        public void Add(int length)
+        {
+            documents++;
+            tokens += length;
+            max = Math.Max(max, length);
+        }
+
+        public SplitSummary Summary() => new(documents, tokens, max);
+    }
+}

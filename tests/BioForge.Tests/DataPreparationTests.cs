@@ -1,0 +1,55 @@
+using BioForge.IO;
+using BioForge.Tokenizers;
+using BioForge.Training;
+
+namespace BioForge.Tests;
+
+public sealed class DataPreparationTests
+{
+    private static List<int[]> ReadAll(string prefix)
+    {
+        using var reader = new TokenStore.Reader(prefix);
+        return Enumerable.Range(0, reader.Count).Select(reader.Document).ToList();
+    }
+
+    [Fact]
+    public void ProteinCorpusSplitsDeterministicallyAndKeepsEveryDocument()
+    {
+        string fasta = Path.Combine(TestData.TempDirectory(), "p.fasta");
+        var sequences = Enumerable.Range(0, 200).Select(i => new string("ACDEFGHIKLMNPQRSTVWY"[i % 20], 5 + i % 7)).ToList();
+        File.WriteAllText(fasta, string.Concat(sequences.Select((s, i) => $">p{i}\n{s}\n")));
+        string a = TestData.TempDirectory(), b = TestData.TempDirectory();
+        var corpus = DataPreparation.Prepare(fasta, CorpusKind.Protein, a, 0.2, seed: 3);
+        DataPreparation.Prepare(fasta, CorpusKind.Protein, b, 0.2, seed: 3);
+
+        Assert.Equal(200, corpus.Train.Documents + corpus.Validation.Documents);
+        Assert.InRange(corpus.Validation.Documents, 20, 60);
+        Assert.Equal(ReadAll(Path.Combine(a, "valid")), ReadAll(Path.Combine(b, "valid")));
+        var expectedValid = sequences.Where((_, i) => DataPreparation.UnitInterval(3, i) < 0.2).Select(s => EsmTokenizer.Esm2.Encode(s)).ToList();
+        Assert.Equal(expectedValid, ReadAll(Path.Combine(a, "valid")));
+        Assert.True(File.Exists(Path.Combine(a, "vocab.txt")) && File.Exists(Path.Combine(a, "summary.json")));
+    }
+
+    [Fact]
+    public void SmilesCorpusDecodesBackToItsInput()
+    {
+        string smi = Path.Combine(TestData.TempDirectory(), "m.smi");
+        string[] molecules = ["CCO", "c1ccccc1Cl", "CC(=O)Oc1ccccc1C(=O)O", "F/C=C\\F"];
+        File.WriteAllLines(smi, molecules);
+        string dir = TestData.TempDirectory();
+        DataPreparation.Prepare(smi, CorpusKind.Smiles, dir, 0, seed: 0);
+        var vocabulary = SmilesVocabulary.Load(Path.Combine(dir, SmilesVocabulary.FileName));
+        Assert.Equal(molecules, ReadAll(Path.Combine(dir, "train")).Select(d => vocabulary.Decode(d.Select(t => (long)t))));
+    }
+
+    [Fact]
+    public void BadInputStopsWithTheLineAndLeavesNoCorpus()
+    {
+        string fasta = Path.Combine(TestData.TempDirectory(), "bad.fasta");
+        File.WriteAllText(fasta, ">a\nMKT\n>b\nMK<foo>\n");
+        string dir = TestData.TempDirectory();
+        var e = Assert.Throws<BioForgeException>(() => DataPreparation.Prepare(fasta, CorpusKind.Protein, dir, 0.1, seed: 0));
+        Assert.Contains("bad.fasta:4: record 'b': invalid residue '<'", e.Message);
+        Assert.Empty(Directory.GetFiles(dir));
+    }
+}
