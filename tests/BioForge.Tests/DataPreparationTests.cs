@@ -25,7 +25,7 @@ public sealed class DataPreparationTests
         Assert.Equal(200, corpus.Train.Documents + corpus.Validation.Documents);
         Assert.InRange(corpus.Validation.Documents, 20, 60);
         Assert.Equal(ReadAll(Path.Combine(a, "valid")), ReadAll(Path.Combine(b, "valid")));
-        var expectedValid = sequences.Where((_, i) => DataPreparation.UnitInterval(3, i) < 0.2).Select(s => EsmTokenizer.Esm2.Encode(s)).ToList();
+        var expectedValid = sequences.Where((_, i) => StatelessRandom.Unit(3, i) < 0.2).Select(s => EsmTokenizer.Esm2.Encode(s)).ToList();
         Assert.Equal(expectedValid, ReadAll(Path.Combine(a, "valid")));
         Assert.True(File.Exists(Path.Combine(a, "vocab.txt")) && File.Exists(Path.Combine(a, "summary.json")));
     }

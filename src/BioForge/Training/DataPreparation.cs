@@ -52,7 +52,7 @@ public static class DataPreparation
             long index = 0;
             foreach (var document in documents)
             {
-                bool toValidation = UnitInterval(seed, index++) < validationFraction;
+                bool toValidation = StatelessRandom.Unit(seed, index++) < validationFraction;
                 (toValidation ? validationWriter : trainWriter).Add(document);
                 (toValidation ? validation : train).Add(document.Length);
                 progress?.Report(1);
@@ -99,16 +99,6 @@ public static class DataPreparation
             throw new BioForgeException($"{path}:{record.Line}: {e.Message}");
         }
         return record.Text;
-    }
-
-    /// <summary>SplitMix64 of (seed, index) mapped to [0, 1): the same document always lands in the same split.</summary>
-    public static double UnitInterval(ulong seed, long index)
-    {
-        ulong z = seed + 0x9E3779B97F4A7C15UL * (ulong)(index + 1);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        z ^= z >> 31;
-        return (z >> 11) * (1.0 / (1UL << 53));
     }
 
     private sealed class Counter
