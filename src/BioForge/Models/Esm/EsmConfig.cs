@@ -41,17 +41,7 @@ public sealed record EsmConfig
 
     public static EsmConfig FromJson(string path)
     {
-        JsonObject json;
-        try
-        {
-            json = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new BioForgeException($"{path}: not a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new BioForgeException($"{path}: not valid JSON ({e.Message})");
-        }
-        string? type = json["model_type"]?.GetValue<string>();
-        if (type is not null && type != "esm") throw new BioForgeException($"{path}: model_type is '{type}', not 'esm'");
+        var json = ConfigJson.Read(path, "esm");
         string position = json["position_embedding_type"]?.GetValue<string>() ?? "absolute";
         if (position != "rotary")
             throw new BioForgeException($"{path}: position_embedding_type '{position}' is not supported (ESM-2 checkpoints use 'rotary')");

@@ -104,20 +104,9 @@ internal sealed class EsmModel : nn.Module
     public (Tensor Hidden, List<Tensor>? All, List<Tensor>? Attentions) Forward(Tensor inputIds, Tensor attentionMask, EsmForwardOptions options)
     {
         var x = embeddings.Forward(inputIds, attentionMask);
-        var (cos, sin) = Rotary(inputIds.shape[1], config.HeadDim, config.RopeTheta, x.device);
+        var (cos, sin) = RotaryEmbedding.Tables(0, inputIds.shape[1], config.HeadDim, config.RopeTheta, x.device);
         var keyMask = attentionMask.to(ScalarType.Bool).unsqueeze(1).unsqueeze(2); // [B, 1, 1, T]
         return encoder.Forward(x, keyMask, cos, sin, options);
-    }
-
-    /// <summary>Rotary tables [T, head_dim] in float32: angle(t, i) = t / θ^(2i/d), duplicated for the rotate-half layout.</summary>
-    private static (Tensor Cos, Tensor Sin) Rotary(long length, int dim, double theta, Device device)
-    {
-        using var scope = NewDisposeScope();
-        var invFreq = 1.0 / pow(theta, arange(0, dim, 2, ScalarType.Int64, device).to(ScalarType.Float32) / dim);
-        var t = arange(length, ScalarType.Int64, device).to(ScalarType.Float32);
-        var freqs = outer(t, invFreq);
-        var angles = cat([freqs, freqs], dim: -1);
-        return (angles.cos().MoveToOuterDisposeScope(), angles.sin().MoveToOuterDisposeScope());
     }
 }
 
@@ -249,32 +238,24 @@ internal sealed class EsmSelfAttention : nn.Module
     {
         long b = x.shape[0], t = x.shape[1];
         Tensor Heads(Tensor y) => y.view(b, t, heads, headDim).transpose(1, 2); // [B, H, T, d]
-        var k = ApplyRotary(Heads(key.forward(x)), cos, sin);
+        var k = RotaryEmbedding.Apply(Heads(key.forward(x)), cos, sin);
         var v = Heads(value.forward(x));
         Tensor context, probs = null!;
         if (options.Kernel == AttentionKernel.Fused)
         {
             // Rotation is linear, so letting the kernel apply the 1/√d scale after it equals ESM's scale-then-rotate.
-            var q = ApplyRotary(Heads(query.forward(x)), cos, sin);
+            var q = RotaryEmbedding.Apply(Heads(query.forward(x)), cos, sin);
             context = F.scaled_dot_product_attention(q, k, v, keyMask);
         }
         else
         {
-            var q = ApplyRotary(Heads(query.forward(x)) * Math.Pow(headDim, -0.5), cos, sin);
+            var q = RotaryEmbedding.Apply(Heads(query.forward(x)) * Math.Pow(headDim, -0.5), cos, sin);
             var scores = matmul(q, k.transpose(-1, -2)).masked_fill(keyMask.logical_not(), double.NegativeInfinity);
             probs = F.softmax(scores, -1, ScalarType.Float32).to(q.dtype);
             context = matmul(probs, v);
         }
         context = context.transpose(1, 2).reshape(b, t, heads * headDim);
         return (context, options.Attentions ? probs : null);
-    }
-
-    /// <summary>x·cos + rotate_half(x)·sin, computed in float32 like the reference.</summary>
-    private static Tensor ApplyRotary(Tensor x, Tensor cos, Tensor sin)
-    {
-        long half = x.shape[^1] / 2;
-        var rotated = cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], dim: -1);
-        return (x * cos + rotated * sin).to(x.dtype);
     }
 }
 

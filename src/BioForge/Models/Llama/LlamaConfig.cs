@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 
 namespace BioForge.Models.Llama;
@@ -23,17 +22,7 @@ public sealed record LlamaConfig
 
     public static LlamaConfig FromJson(string path)
     {
-        JsonObject json;
-        try
-        {
-            json = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new BioForgeException($"{path}: not a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new BioForgeException($"{path}: not valid JSON ({e.Message})");
-        }
-        string? type = json["model_type"]?.GetValue<string>();
-        if (type is not null && type != "llama") throw new BioForgeException($"{path}: model_type is '{type}', not 'llama'");
+        var json = ConfigJson.Read(path, "llama");
         string act = json["hidden_act"]?.GetValue<string>() ?? "silu";
         if (act != "silu") throw new BioForgeException($"{path}: hidden_act '{act}' is not supported (Llama uses 'silu')");
         if (json["attention_bias"]?.GetValue<bool>() == true || json["mlp_bias"]?.GetValue<bool>() == true)

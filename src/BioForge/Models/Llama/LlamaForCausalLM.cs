@@ -120,7 +120,7 @@ internal sealed class LlamaModel : nn.Module
         if (attentionMask.shape[1] != total)
             throw new ArgumentException($"attention mask covers {attentionMask.shape[1]} positions, expected {total}", nameof(attentionMask));
         var x = embed_tokens.forward(inputIds);
-        var (cos, sin) = Rotary(past, t, config.HeadDim, config.RopeTheta, x.device);
+        var (cos, sin) = RotaryEmbedding.Tables(past, t, config.HeadDim, config.RopeTheta, x.device);
         // Query i (at position past + i) sees positions up to its own that are not padding.
         var causal = ones(t, total, ScalarType.Bool, x.device).tril(past);
         var allowed = causal.unsqueeze(0).unsqueeze(0).logical_and(attentionMask.to(ScalarType.Bool).unsqueeze(1).unsqueeze(2));
@@ -133,16 +133,6 @@ internal sealed class LlamaModel : nn.Module
         x = norm.forward(x);
         all?.Add(x);
         return (x, all);
-    }
-
-    /// <summary>Rotary tables for positions start … start + length − 1.</summary>
-    private static (Tensor Cos, Tensor Sin) Rotary(long start, long length, int dim, double theta, Device device)
-    {
-        using var scope = NewDisposeScope();
-        var invFreq = 1.0 / pow(theta, arange(0, dim, 2, ScalarType.Int64, device).to(ScalarType.Float32) / dim);
-        var angles = outer(arange(start, start + length, ScalarType.Int64, device).to(ScalarType.Float32), invFreq);
-        angles = cat([angles, angles], dim: -1);
-        return (angles.cos().MoveToOuterDisposeScope(), angles.sin().MoveToOuterDisposeScope());
     }
 }
 
@@ -217,8 +207,8 @@ internal sealed class LlamaAttention : nn.Module
     {
         long b = x.shape[0], t = x.shape[1];
         Tensor Split(Tensor y, int n) => y.view(b, t, n, headDim).transpose(1, 2);
-        var q = ApplyRotary(Split(q_proj.forward(x), heads), cos, sin);
-        var k = ApplyRotary(Split(k_proj.forward(x), kvHeads), cos, sin);
+        var q = RotaryEmbedding.Apply(Split(q_proj.forward(x), heads), cos, sin);
+        var k = RotaryEmbedding.Apply(Split(k_proj.forward(x), kvHeads), cos, sin);
         var v = Split(v_proj.forward(x), kvHeads);
         if (cache is not null) (k, v) = cache.Append(layer, k, v);
         int groups = heads / kvHeads;
@@ -232,13 +222,6 @@ internal sealed class LlamaAttention : nn.Module
         var probs = F.softmax(scores, -1, ScalarType.Float32).to(q.dtype);
         var context = matmul(probs, v).transpose(1, 2).reshape(b, t, heads * headDim);
         return o_proj.forward(context);
-    }
-
-    private static Tensor ApplyRotary(Tensor x, Tensor cos, Tensor sin)
-    {
-        long half = x.shape[^1] / 2;
-        var rotated = cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], dim: -1);
-        return (x * cos + rotated * sin).to(x.dtype);
     }
 }
 

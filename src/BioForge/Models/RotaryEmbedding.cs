@@ -1,0 +1,28 @@
+using static TorchSharp.torch;
+
+namespace BioForge.Models;
+
+/// <summary>
+/// Rotary position embeddings in the rotate-half layout shared by ESM-2 and Llama: angle(t, i) = t / θ^(2i/d), tables
+/// and rotation in float32 as the reference implementations compute them.
+/// </summary>
+internal static class RotaryEmbedding
+{
+    /// <summary>cos and sin tables [length, dim] for positions start … start + length − 1.</summary>
+    public static (Tensor Cos, Tensor Sin) Tables(long start, long length, int dim, double theta, Device device)
+    {
+        using var scope = NewDisposeScope();
+        var invFreq = 1.0 / pow(theta, arange(0, dim, 2, ScalarType.Int64, device).to(ScalarType.Float32) / dim);
+        var angles = outer(arange(start, start + length, ScalarType.Int64, device).to(ScalarType.Float32), invFreq);
+        angles = cat([angles, angles], dim: -1);
+        return (angles.cos().MoveToOuterDisposeScope(), angles.sin().MoveToOuterDisposeScope());
+    }
+
+    /// <summary>x·cos + rotate_half(x)·sin over the last dimension, returned in x's type.</summary>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
+    {
+        long half = x.shape[^1] / 2;
+        var rotated = cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], dim: -1);
+        return (x * cos + rotated * sin).to(x.dtype);
+    }
+}
