@@ -11,6 +11,8 @@ public static class Cli
         foreach (var command in ProteinCommands.Create(output, error)) root.Subcommands.Add(command);
         root.Subcommands.Add(ChemCommands.Create(output, error));
         root.Subcommands.Add(DataCommands.Create(output, error));
+        root.Subcommands.Add(TrainCommands.Create(output, error));
+        root.Subcommands.Add(GenerateCommand.Create(output, error));
         root.Subcommands.Add(BenchCommands.Create(output, error));
         root.Subcommands.Add(EnvironmentCommand.Create(output, error));
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });

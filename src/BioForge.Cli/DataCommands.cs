@@ -8,7 +8,7 @@ internal static class DataCommands
 {
     public static Command Create(TextWriter output, TextWriter error)
     {
-        var input = Options.Required("--in", "corpus: FASTA (.fasta/.fa[.gz]) for esm, SMILES (.smi/.csv[.gz]) for smiles");
+        var input = new Option<string[]>("--in") { Description = "corpus: FASTA (.fasta/.fa[.gz]) for esm, SMILES (.smi/.csv[.gz]) for smiles; repeat to join files", Required = true, AllowMultipleArgumentsPerToken = true };
         var tokenizer = new Option<string>("--tokenizer") { Description = "esm or smiles", Required = true };
         tokenizer.AcceptOnlyFromAmong("esm", "smiles");
         var outDir = Options.Required("--out", "output directory (train.bin/.idx, valid.bin/.idx, vocabulary, summary.json)");

@@ -21,8 +21,9 @@ public sealed class FlatAdamWTests
     {
         using var flat = Model();
         using var reference = Model();
-        flat.Model.train();
-        reference.Model.train();
+        // Evaluation mode: the fixture's config asks for dropout, whose draws would differ between the two copies.
+        flat.Model.eval();
+        reference.Model.eval();
         using var optimizer = new FlatAdamW(flat.Model.parameters(), new AdamWOptions { Beta1 = 0.9, Beta2 = 0.98, Epsilon = 1e-8, WeightDecay = 0 });
         var torchOptimizer = optim.AdamW(reference.Model.parameters(), lr: 1e-3, beta1: 0.9, beta2: 0.98, eps: 1e-8, weight_decay: 0);
         for (int step = 0; step < 5; step++)
@@ -71,6 +72,6 @@ public sealed class FlatAdamWTests
         double before = optimizer.ClipGradNorm(1.0);
         Assert.True(before > 1.0);
         double after = Math.Sqrt(model.Model.parameters().Sum(p => p.grad!.pow(2).sum().item<float>()));
-        Assert.InRange(after, 0.99, 1.0);
+        Assert.InRange(after, 0.99, 1.0 + 1e-6); // float32 rounding of the rescaled gradients
     }
 }

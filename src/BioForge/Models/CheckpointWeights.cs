@@ -1,3 +1,5 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using BioForge.IO;
 using static TorchSharp.torch;
 
@@ -36,5 +38,36 @@ internal static class CheckpointWeights
         var unexpected = weights.Names.Where(n => !used.Contains(n) && !ignorable(n)).OrderBy(n => n, StringComparer.Ordinal).ToList();
         if (unexpected.Count > 0)
             throw new BioForgeException($"{weights.Directory}: {unexpected.Count} tensor(s) do not belong to an {architecture} model, e.g. '{unexpected[0]}'");
+    }
+
+    /// <summary>
+    /// Writes a module in the layout <c>save_pretrained</c> produces: <c>config.json</c> and <c>model.safetensors</c>
+    /// (or shards), float32 on the CPU, tensors sorted by name.
+    /// </summary>
+    public static void Save(nn.Module module, JsonObject config, string directory, long maxShardBytes = 5_000_000_000)
+    {
+        Directory.CreateDirectory(directory);
+        using var scope = NewDisposeScope();
+        var tensors = module.named_parameters()
+            .OrderBy(p => p.name, StringComparer.Ordinal)
+            .Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter.detach().to(ScalarType.Float32).cpu()))
+            .ToList();
+        SafetensorsCheckpoint.Save(directory, tensors, maxShardBytes);
+        AtomicFile.WriteText(Path.Combine(directory, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+    }
+
+    /// <summary>GPT-2/BERT-style initialisation: matrices ~ N(0, 0.02), norm weights 1, everything else 0.</summary>
+    public static void InitializeRandomly(nn.Module module, Func<string, bool> isNormWeight, ulong seed)
+    {
+        using var generator = new Generator(seed);
+        using var _ = no_grad();
+        foreach (var (name, p) in module.named_parameters())
+        {
+            // nn.init.normal_ ignores its generator argument in TorchSharp 0.107: draw explicitly so a seed reproduces.
+            if (name.EndsWith(".weight", StringComparison.Ordinal) && p.dim() == 2)
+                using (var draw = randn(p.shape, p.dtype, p.device, generator: generator)) p.copy_(draw.mul_(0.02));
+            else if (isNormWeight(name)) nn.init.ones_(p);
+            else nn.init.zeros_(p);
+        }
     }
 }

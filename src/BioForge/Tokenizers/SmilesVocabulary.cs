@@ -91,4 +91,8 @@ public sealed class SmilesVocabulary
         }
         return text.ToString();
     }
+
+    /// <summary>The tokens as sampled, special ones written as their names (so a malformed sample stays visible as such).</summary>
+    public string DecodeRaw(IEnumerable<long> sequence) =>
+        string.Concat(sequence.Select(id => id >= 0 && id < tokens.Length ? tokens[id] : "<?>"));
 }

@@ -22,8 +22,14 @@ public sealed record PreparedCorpus(string Directory, CorpusKind Kind, int Vocab
 public static class DataPreparation
 {
     public static PreparedCorpus Prepare(string input, CorpusKind kind, string directory, double validationFraction, ulong seed,
+        string? smilesColumn = null, IProgress<int>? progress = null) =>
+        Prepare([input], kind, directory, validationFraction, seed, smilesColumn, progress);
+
+    /// <summary>Several input files form one corpus, read in the order given.</summary>
+    public static PreparedCorpus Prepare(IReadOnlyList<string> inputs, CorpusKind kind, string directory, double validationFraction, ulong seed,
         string? smilesColumn = null, IProgress<int>? progress = null)
     {
+        if (inputs.Count == 0) throw new BioForgeException("no input corpus given");
         if (validationFraction is < 0 or >= 1) throw new BioForgeException($"--validation-fraction {validationFraction}: must be in [0, 1)");
         Directory.CreateDirectory(directory);
         IEnumerable<int[]> documents;
@@ -32,14 +38,14 @@ public static class DataPreparation
         if (kind == CorpusKind.Protein)
         {
             var tokenizer = EsmTokenizer.Esm2;
-            documents = FastaReader.Read(input).Select(r => Encode(() => tokenizer.Encode(r.Sequence), input, r.Line));
+            documents = inputs.SelectMany(input => FastaReader.Read(input).Select(r => Encode(() => tokenizer.Encode(r.Sequence), input, r.Line)));
             vocabularySize = tokenizer.Vocabulary.Count;
             saveVocabulary = () => AtomicFile.WriteText(Path.Combine(directory, "vocab.txt"), string.Join("\n", tokenizer.Vocabulary) + "\n");
         }
         else
         {
-            var vocabulary = SmilesVocabulary.Build(MoleculeSource.Read(input, smilesColumn).Select(r => Checked(r, input)));
-            documents = MoleculeSource.Read(input, smilesColumn).Select(r => vocabulary.Encode(r.Text));
+            var vocabulary = SmilesVocabulary.Build(inputs.SelectMany(input => MoleculeSource.Read(input, smilesColumn).Select(r => Checked(r, input))));
+            documents = inputs.SelectMany(input => MoleculeSource.Read(input, smilesColumn).Select(r => vocabulary.Encode(r.Text)));
             vocabularySize = vocabulary.Count;
             saveVocabulary = () => vocabulary.Save(Path.Combine(directory, SmilesVocabulary.FileName));
         }
@@ -64,7 +70,7 @@ public static class DataPreparation
         var corpus = new PreparedCorpus(directory, kind, vocabularySize, train.Summary(), validation.Summary());
         AtomicFile.WriteText(Path.Combine(directory, "summary.json"), JsonSerializer.Serialize(new
         {
-            input = Path.GetFullPath(input),
+            inputs = inputs.Select(Path.GetFullPath).ToArray(),
             kind = kind.ToString().ToLowerInvariant(),
             vocabulary_size = vocabularySize,
             validation_fraction = validationFraction,

@@ -16,16 +16,28 @@ public sealed record AdamWOptions
 /// autograd accumulates their gradients into one contiguous tensor, and a step is a handful of large kernels instead
 /// of a loop over hundreds of small tensors (the per-parameter loop is what makes TorchSharp's bf16 training slower
 /// than PyTorch's <c>foreach</c> optimizer, REFERENCE §1). Matrices are decayed; vectors (biases, norm weights) are not.
+/// <para>
+/// Mixed precision: when the parameters are bf16 or fp16, the optimizer keeps float32 master weights, float32 moments
+/// and a float32 gradient accumulator (<see cref="AccumulateGradients"/> after each backward pass); the low-precision
+/// parameters are rounded copies of the masters after every update. TorchSharp has no autocast, so the network simply
+/// computes in the parameters' type and only the optimizer state is wide.
+/// </para>
 /// </summary>
 public sealed class FlatAdamW : IDisposable
 {
-    private sealed class Group(Tensor values, Tensor gradients, bool decay) : IDisposable
+    private sealed class Group : IDisposable
     {
-        public Tensor Values { get; } = values;
-        public Tensor Gradients { get; } = gradients;
-        public Tensor ExpAvg { get; } = zeros_like(values);
-        public Tensor ExpAvgSq { get; } = zeros_like(values);
-        public bool Decay { get; } = decay;
+        /// <summary>The parameters' storage, in their own type.</summary>
+        public required Tensor Values { get; init; }
+        /// <summary>Where autograd accumulates, in the parameters' type.</summary>
+        public required Tensor Gradients { get; init; }
+        /// <summary>Float32 master weights and gradient sum; the same tensors as Values/Gradients in float32 training.</summary>
+        public required Tensor Master { get; init; }
+        public required Tensor MasterGradients { get; init; }
+        public required Tensor ExpAvg { get; init; }
+        public required Tensor ExpAvgSq { get; init; }
+        public required bool Decay { get; init; }
+        public string Name => Decay ? "decay" : "no_decay";
 
         public void Dispose()
         {
@@ -33,6 +45,8 @@ public sealed class FlatAdamW : IDisposable
             Gradients.Dispose();
             ExpAvg.Dispose();
             ExpAvgSq.Dispose();
+            if (!ReferenceEquals(Master, Values)) Master.Dispose();
+            if (!ReferenceEquals(MasterGradients, Gradients)) MasterGradients.Dispose();
         }
     }
 
@@ -41,11 +55,16 @@ public sealed class FlatAdamW : IDisposable
 
     public long Step { get; private set; }
 
+    /// <summary>True when float32 master weights stand behind low-precision parameters.</summary>
+    public bool HasMasterWeights { get; }
+
     public FlatAdamW(IEnumerable<Parameter> parameters, AdamWOptions options)
     {
         this.options = options;
         var all = parameters.Where(p => p.requires_grad).ToList();
         if (all.Count == 0) throw new BioForgeException("no trainable parameters");
+        if (all.Select(p => p.dtype).Distinct().Count() > 1) throw new ArgumentException("all trainable parameters must share one dtype", nameof(parameters));
+        HasMasterWeights = all[0].dtype != ScalarType.Float32;
         foreach (bool decay in new[] { true, false })
         {
             var members = all.Where(p => (p.dim() >= 2) == decay).ToList();
@@ -54,7 +73,7 @@ public sealed class FlatAdamW : IDisposable
     }
 
     /// <summary>Moves each parameter's storage into one buffer and points its gradient into another.</summary>
-    private static Group Flatten(List<Parameter> members, bool decay)
+    private Group Flatten(List<Parameter> members, bool decay)
     {
         long total = members.Sum(p => p.numel());
         var first = members[0];
@@ -74,21 +93,50 @@ public sealed class FlatAdamW : IDisposable
                 offset += n;
             }
         }
-        return new Group(values, gradients, decay);
+        var master = HasMasterWeights ? values.to(ScalarType.Float32) : values;
+        return new Group
+        {
+            Values = values,
+            Gradients = gradients,
+            Master = master,
+            MasterGradients = HasMasterWeights ? zeros_like(master) : gradients,
+            ExpAvg = zeros_like(master),
+            ExpAvgSq = zeros_like(master),
+            Decay = decay,
+        };
     }
 
     public void ZeroGrad()
     {
-        foreach (var g in groups) g.Gradients.zero_();
+        foreach (var g in groups)
+        {
+            g.Gradients.zero_();
+            if (HasMasterWeights) g.MasterGradients.zero_();
+        }
+    }
+
+    /// <summary>
+    /// Call after each backward pass: adds the low-precision gradients into the float32 sum and clears them, so
+    /// gradient accumulation over micro-batches happens in float32. Nothing to do in float32 training.
+    /// </summary>
+    public void AccumulateGradients()
+    {
+        if (!HasMasterWeights) return;
+        using var _ = no_grad();
+        foreach (var g in groups)
+        {
+            g.MasterGradients.add_(g.Gradients);
+            g.Gradients.zero_();
+        }
     }
 
     /// <summary>Scales all gradients so their global L2 norm is at most <paramref name="maxNorm"/>; returns the norm before clipping.</summary>
     public double ClipGradNorm(double maxNorm)
     {
         using var scope = NewDisposeScope();
-        double norm = Math.Sqrt(groups.Sum(g => g.Gradients.to(ScalarType.Float32).pow(2).sum().item<float>()));
+        double norm = Math.Sqrt(groups.Sum(g => g.MasterGradients.to(ScalarType.Float32).pow(2).sum().item<float>()));
         if (norm > maxNorm && norm > 0)
-            foreach (var g in groups) g.Gradients.mul_(maxNorm / (norm + 1e-6));
+            foreach (var g in groups) g.MasterGradients.mul_(maxNorm / (norm + 1e-6));
         return norm;
     }
 
@@ -100,12 +148,46 @@ public sealed class FlatAdamW : IDisposable
         using var _ = no_grad();
         foreach (var g in groups)
         {
-            if (g.Decay && options.WeightDecay != 0) g.Values.mul_(1 - learningRate * options.WeightDecay);
-            g.ExpAvg.mul_(options.Beta1).add_(g.Gradients, alpha: 1 - options.Beta1);
-            g.ExpAvgSq.mul_(options.Beta2).addcmul_(g.Gradients, g.Gradients, 1 - options.Beta2);
+            if (g.Decay && options.WeightDecay != 0) g.Master.mul_(1 - learningRate * options.WeightDecay);
+            g.ExpAvg.mul_(options.Beta1).add_(g.MasterGradients, alpha: 1 - options.Beta1);
+            g.ExpAvgSq.mul_(options.Beta2).addcmul_(g.MasterGradients, g.MasterGradients, 1 - options.Beta2);
             var denominator = (g.ExpAvgSq.sqrt() / Math.Sqrt(bias2)).add_(options.Epsilon);
-            g.Values.addcdiv_(g.ExpAvg, denominator, -learningRate / bias1);
+            g.Master.addcdiv_(g.ExpAvg, denominator, -learningRate / bias1);
+            if (HasMasterWeights) g.Values.copy_(g.Master);
         }
+    }
+
+    /// <summary>Bytes of optimizer state (moments, master weights and their gradient sum), for memory reports.</summary>
+    public long StateBytes => groups.Sum(g => (g.ExpAvg.numel() * 2 + (HasMasterWeights ? g.Master.numel() * 2 : 0)) * 4);
+
+    /// <summary>The tensors a checkpoint must hold to resume exactly (views of the live state; copy before changing them).</summary>
+    public IReadOnlyList<KeyValuePair<string, Tensor>> State()
+    {
+        var state = new List<KeyValuePair<string, Tensor>>();
+        foreach (var g in groups)
+        {
+            state.Add(new($"{g.Name}.exp_avg", g.ExpAvg));
+            state.Add(new($"{g.Name}.exp_avg_sq", g.ExpAvgSq));
+            if (HasMasterWeights) state.Add(new($"{g.Name}.master", g.Master));
+        }
+        return state;
+    }
+
+    /// <summary>Restores <see cref="State"/> and the step counter; the parameters take the master weights' values.</summary>
+    public void LoadState(IReadOnlyDictionary<string, Tensor> state, long step, string where)
+    {
+        using var _ = no_grad();
+        foreach (var (name, target) in State())
+        {
+            if (!state.TryGetValue(name, out var source))
+                throw new BioForgeException($"{where}: optimizer state lacks '{name}' (was it written with another precision?)");
+            if (!source.shape.SequenceEqual(target.shape))
+                throw new BioForgeException($"{where}: optimizer tensor '{name}' has {source.numel()} values, the model needs {target.numel()}");
+            target.copy_(source);
+        }
+        if (HasMasterWeights)
+            foreach (var g in groups) g.Values.copy_(g.Master);
+        Step = step;
     }
 
     public void Dispose()

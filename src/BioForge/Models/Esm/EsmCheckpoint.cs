@@ -56,17 +56,8 @@ public sealed class EsmCheckpoint : IDisposable
     /// <summary>A randomly initialised network of the given shape (for benchmarks and training from scratch).</summary>
     public static EsmCheckpoint Random(EsmConfig config, Device device, ScalarType dtype, long seed)
     {
-        using var generator = new Generator((ulong)seed);
         var model = new EsmForMaskedLM(config);
-        using (no_grad())
-        {
-            foreach (var (name, p) in model.named_parameters())
-            {
-                if (name.EndsWith(".weight", StringComparison.Ordinal) && p.dim() == 2) nn.init.normal_(p, 0, 0.02, generator);
-                else if (IsNormWeight(name)) nn.init.ones_(p);
-                else nn.init.zeros_(p);
-            }
-        }
+        CheckpointWeights.InitializeRandomly(model, IsNormWeight, (ulong)seed);
         model.to(device, dtype);
         model.eval();
         return new EsmCheckpoint(model, EsmTokenizer.Esm2, device, dtype);
@@ -104,14 +95,7 @@ public sealed class EsmCheckpoint : IDisposable
     /// </summary>
     public void Save(string directory, long maxShardBytes = 5_000_000_000)
     {
-        Directory.CreateDirectory(directory);
-        using var scope = NewDisposeScope();
-        var tensors = Model.named_parameters()
-            .OrderBy(p => p.name, StringComparer.Ordinal)
-            .Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter.detach().to(ScalarType.Float32).cpu()))
-            .ToList();
-        SafetensorsCheckpoint.Save(directory, tensors, maxShardBytes);
-        AtomicFile.WriteText(Path.Combine(directory, "config.json"), Config.ToJson().ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n");
+        CheckpointWeights.Save(Model, Config.ToJson(), directory, maxShardBytes);
         AtomicFile.WriteText(Path.Combine(directory, "vocab.txt"), string.Join("\n", Tokenizer.Vocabulary) + "\n");
     }
 

@@ -19,6 +19,10 @@ public sealed record EsmConfig
     public int PadTokenId { get; init; } = 1;
     public int MaskTokenId { get; init; } = 32;
     public int EosTokenId { get; init; } = 2;
+    /// <summary>Dropout on embeddings and on each residual branch (training only; ESM-2 hub checkpoints say 0).</summary>
+    public double HiddenDropoutProb { get; init; }
+    /// <summary>Dropout on attention probabilities (training only).</summary>
+    public double AttentionProbsDropoutProb { get; init; }
 
     public int HeadDim => HiddenSize / NumAttentionHeads;
 
@@ -39,9 +43,21 @@ public sealed record EsmConfig
     private static EsmConfig Sized(int layers, int hidden, int heads) =>
         new() { NumHiddenLayers = layers, HiddenSize = hidden, NumAttentionHeads = heads, IntermediateSize = 4 * hidden };
 
-    public static EsmConfig FromJson(string path)
+    /// <summary>The <c>config.json</c> keys this reader understands; a training configuration may use no others.</summary>
+    public static IReadOnlySet<string> Keys { get; } = new HashSet<string>(StringComparer.Ordinal)
     {
-        var json = ConfigJson.Read(path, "esm");
+        "model_type", "architectures", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+        "intermediate_size", "hidden_act", "layer_norm_eps", "max_position_embeddings", "position_embedding_type",
+        "rope_theta", "token_dropout", "emb_layer_norm_before", "pad_token_id", "mask_token_id", "eos_token_id",
+        "hidden_dropout_prob", "attention_probs_dropout_prob", "tie_word_embeddings", "is_folding_model", "dtype",
+    };
+
+    public static EsmConfig FromJson(string path) => FromJson(ConfigJson.Read(path, "esm"), path);
+
+    /// <param name="where">Names the source in error messages.</param>
+    public static EsmConfig FromJson(JsonObject json, string where)
+    {
+        string path = where;
         string position = json["position_embedding_type"]?.GetValue<string>() ?? "absolute";
         if (position != "rotary")
             throw new BioForgeException($"{path}: position_embedding_type '{position}' is not supported (ESM-2 checkpoints use 'rotary')");
@@ -65,6 +81,8 @@ public sealed record EsmConfig
             PadTokenId = Int(json, "pad_token_id", path) ?? defaults.PadTokenId,
             MaskTokenId = Int(json, "mask_token_id", path) ?? defaults.MaskTokenId,
             EosTokenId = Int(json, "eos_token_id", path) ?? defaults.EosTokenId,
+            HiddenDropoutProb = Probability(json, "hidden_dropout_prob", path),
+            AttentionProbsDropoutProb = Probability(json, "attention_probs_dropout_prob", path),
         };
         config.Validate(path);
         return config;
@@ -77,6 +95,15 @@ public sealed record EsmConfig
         if (node.GetValueKind() != JsonValueKind.Number || !node.AsValue().TryGetValue(out int value))
             throw new BioForgeException($"{path}: '{key}' must be an integer");
         return value;
+    }
+
+    private static double Probability(JsonObject json, string key, string path)
+    {
+        var node = json[key];
+        if (node is null || node.GetValueKind() == JsonValueKind.Null) return 0;
+        if (node.GetValueKind() != JsonValueKind.Number || node.GetValue<double>() is < 0 or >= 1)
+            throw new BioForgeException($"{path}: '{key}' must be a number in [0, 1)");
+        return node.GetValue<double>();
     }
 
     public void Validate(string where)
@@ -108,6 +135,8 @@ public sealed record EsmConfig
         ["pad_token_id"] = PadTokenId,
         ["mask_token_id"] = MaskTokenId,
         ["eos_token_id"] = EosTokenId,
+        ["hidden_dropout_prob"] = HiddenDropoutProb,
+        ["attention_probs_dropout_prob"] = AttentionProbsDropoutProb,
         ["tie_word_embeddings"] = true,
         ["is_folding_model"] = false,
         ["dtype"] = "float32",

@@ -177,9 +177,11 @@ internal sealed class EsmLayer : nn.Module
     private readonly DenseHolder intermediate;
     private readonly DenseHolder output;
     private readonly LayerNorm LayerNorm;
+    private readonly double dropout;
 
     public EsmLayer(EsmConfig config) : base(nameof(EsmLayer))
     {
+        dropout = config.HiddenDropoutProb;
         attention = new EsmAttention(config);
         intermediate = new DenseHolder(config.HiddenSize, config.IntermediateSize);
         output = new DenseHolder(config.IntermediateSize, config.HiddenSize);
@@ -191,7 +193,7 @@ internal sealed class EsmLayer : nn.Module
     {
         var (attended, probs) = attention.Forward(x, keyMask, cos, sin, options);
         var h = F.gelu(intermediate.dense.forward(LayerNorm.forward(attended)));
-        return (attended + output.dense.forward(h), probs);
+        return (attended + F.dropout(output.dense.forward(h), dropout, training), probs);
     }
 }
 
@@ -200,9 +202,11 @@ internal sealed class EsmAttention : nn.Module
     private readonly EsmSelfAttention self;
     private readonly DenseHolder output;
     private readonly LayerNorm LayerNorm;
+    private readonly double dropout;
 
     public EsmAttention(EsmConfig config) : base(nameof(EsmAttention))
     {
+        dropout = config.HiddenDropoutProb;
         self = new EsmSelfAttention(config);
         output = new DenseHolder(config.HiddenSize, config.HiddenSize);
         LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
@@ -212,7 +216,7 @@ internal sealed class EsmAttention : nn.Module
     public (Tensor, Tensor?) Forward(Tensor x, Tensor keyMask, Tensor cos, Tensor sin, EsmForwardOptions options)
     {
         var (context, probs) = self.Forward(LayerNorm.forward(x), keyMask, cos, sin, options);
-        return (x + output.dense.forward(context), probs);
+        return (x + F.dropout(output.dense.forward(context), dropout, training), probs);
     }
 }
 
@@ -223,9 +227,11 @@ internal sealed class EsmSelfAttention : nn.Module
     private readonly Linear value;
     private readonly int heads;
     private readonly int headDim;
+    private readonly double dropout;
 
     public EsmSelfAttention(EsmConfig config) : base(nameof(EsmSelfAttention))
     {
+        dropout = config.AttentionProbsDropoutProb;
         heads = config.NumAttentionHeads;
         headDim = config.HeadDim;
         query = nn.Linear(config.HiddenSize, config.HiddenSize);
@@ -245,14 +251,14 @@ internal sealed class EsmSelfAttention : nn.Module
         {
             // Rotation is linear, so letting the kernel apply the 1/√d scale after it equals ESM's scale-then-rotate.
             var q = RotaryEmbedding.Apply(Heads(query.forward(x)), cos, sin);
-            context = F.scaled_dot_product_attention(q, k, v, keyMask);
+            context = F.scaled_dot_product_attention(q, k, v, keyMask, training ? dropout : 0.0);
         }
         else
         {
             var q = RotaryEmbedding.Apply(Heads(query.forward(x)) * Math.Pow(headDim, -0.5), cos, sin);
             var scores = matmul(q, k.transpose(-1, -2)).masked_fill(keyMask.logical_not(), double.NegativeInfinity);
             probs = F.softmax(scores, -1, ScalarType.Float32).to(q.dtype);
-            context = matmul(probs, v);
+            context = matmul(F.dropout(probs, dropout, training), v);
         }
         context = context.transpose(1, 2).reshape(b, t, heads * headDim);
         return (context, options.Attentions ? probs : null);

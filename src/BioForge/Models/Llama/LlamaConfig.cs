@@ -20,9 +20,22 @@ public sealed record LlamaConfig
     public int EosTokenId { get; init; } = 2;
     public int PadTokenId { get; init; }
 
-    public static LlamaConfig FromJson(string path)
+    /// <summary>The <c>config.json</c> keys this reader understands; a training configuration may use no others.</summary>
+    public static IReadOnlySet<string> Keys { get; } = new HashSet<string>(StringComparer.Ordinal)
     {
-        var json = ConfigJson.Read(path, "llama");
+        "model_type", "architectures", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+        "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "rope_theta",
+        "rope_parameters", "rope_scaling", "max_position_embeddings", "tie_word_embeddings", "bos_token_id",
+        "eos_token_id", "pad_token_id", "attention_bias", "mlp_bias", "attention_dropout", "dtype",
+    };
+
+    public static LlamaConfig FromJson(string path) => FromJson(ConfigJson.Read(path, "llama"), path);
+
+    /// <param name="path">Names the source in error messages.</param>
+    public static LlamaConfig FromJson(JsonObject json, string path)
+    {
+        if (json["attention_dropout"] is JsonValue dropout && dropout.TryGetValue(out double p) && p != 0)
+            throw new BioForgeException($"{path}: attention_dropout {p} is not supported (BioForge's Llama has no dropout)");
         string act = json["hidden_act"]?.GetValue<string>() ?? "silu";
         if (act != "silu") throw new BioForgeException($"{path}: hidden_act '{act}' is not supported (Llama uses 'silu')");
         if (json["attention_bias"]?.GetValue<bool>() == true || json["mlp_bias"]?.GetValue<bool>() == true)
@@ -32,6 +45,7 @@ public sealed record LlamaConfig
         if (ropeType != "default") throw new BioForgeException($"{path}: rope_type '{ropeType}' is not supported (only 'default')");
 
         int hidden = Int(json, "hidden_size") ?? 4096, heads = Int(json, "num_attention_heads") ?? 32;
+        if (heads <= 0) throw new BioForgeException($"{path}: num_attention_heads must be positive");
         var config = new LlamaConfig
         {
             VocabSize = Int(json, "vocab_size") ?? 32000,
@@ -52,8 +66,41 @@ public sealed record LlamaConfig
         if (config.NumAttentionHeads % config.NumKeyValueHeads != 0)
             throw new BioForgeException($"{path}: {config.NumAttentionHeads} attention heads cannot share {config.NumKeyValueHeads} key/value heads evenly");
         if (config.HeadDim % 2 != 0) throw new BioForgeException($"{path}: head_dim {config.HeadDim} must be even for rotary embeddings");
+        if (config.VocabSize <= 0 || config.HiddenSize <= 0 || config.IntermediateSize <= 0 || config.NumHiddenLayers <= 0 || config.NumAttentionHeads <= 0 || config.NumKeyValueHeads <= 0)
+            throw new BioForgeException($"{path}: sizes must be positive");
         return config;
 
-        int? Int(JsonObject o, string key) => o[key] is JsonValue v && v.TryGetValue(out int i) ? i : null;
+        int? Int(JsonObject o, string key) => o[key] switch
+        {
+            null => null,
+            JsonValue v when v.TryGetValue(out int i) => i,
+            _ => throw new BioForgeException($"{path}: '{key}' must be an integer"),
+        };
     }
+
+    /// <summary>The <c>config.json</c> that Hugging Face's <c>LlamaForCausalLM</c> reads.</summary>
+    public JsonObject ToJson() => new()
+    {
+        ["architectures"] = new JsonArray("LlamaForCausalLM"),
+        ["model_type"] = "llama",
+        ["vocab_size"] = VocabSize,
+        ["hidden_size"] = HiddenSize,
+        ["intermediate_size"] = IntermediateSize,
+        ["num_hidden_layers"] = NumHiddenLayers,
+        ["num_attention_heads"] = NumAttentionHeads,
+        ["num_key_value_heads"] = NumKeyValueHeads,
+        ["head_dim"] = HeadDim,
+        ["hidden_act"] = "silu",
+        ["rms_norm_eps"] = RmsNormEps,
+        ["rope_theta"] = RopeTheta,
+        ["max_position_embeddings"] = MaxPositionEmbeddings,
+        ["tie_word_embeddings"] = TieWordEmbeddings,
+        ["attention_bias"] = false,
+        ["mlp_bias"] = false,
+        ["attention_dropout"] = 0.0,
+        ["bos_token_id"] = BosTokenId,
+        ["eos_token_id"] = EosTokenId,
+        ["pad_token_id"] = PadTokenId,
+        ["dtype"] = "float32",
+    };
 }

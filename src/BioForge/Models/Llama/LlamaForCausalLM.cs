@@ -217,10 +217,7 @@ internal sealed class LlamaAttention : nn.Module
             k = k.repeat_interleave(groups, dim: 1);
             v = v.repeat_interleave(groups, dim: 1);
         }
-        var scores = matmul(q, k.transpose(-1, -2)) * Math.Pow(headDim, -0.5);
-        scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
-        var probs = F.softmax(scores, -1, ScalarType.Float32).to(q.dtype);
-        var context = matmul(probs, v).transpose(1, 2).reshape(b, t, heads * headDim);
+        var context = F.scaled_dot_product_attention(q, k, v, allowed).transpose(1, 2).reshape(b, t, heads * headDim);
         return o_proj.forward(context);
     }
 }

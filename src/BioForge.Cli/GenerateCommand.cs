@@ -1,0 +1,57 @@
+using System.CommandLine;
+using System.Diagnostics;
+using BioForge.Generation;
+using BioForge.IO;
+using BioForge.Models.Llama;
+
+namespace BioForge.Cli;
+
+/// <summary><c>bioforge generate</c>: de novo SMILES from a chemical language model.</summary>
+internal static class GenerateCommand
+{
+    public static Command Create(TextWriter output, TextWriter error)
+    {
+        var model = Options.Required("--model", "SMILES language model directory (config.json, model.safetensors, vocab.json)");
+        var count = new Option<int>("--n") { Description = "number of molecules", Required = true };
+        var outPath = Options.Required("--out", "output .smi: one SMILES per line");
+        var temperature = new Option<double>("--temperature") { Description = "softmax temperature (< 1: safer, > 1: more diverse)", DefaultValueFactory = _ => 1.0 };
+        var topK = Options.Int("--top-k", "sample among the k most probable tokens (0 = all)", 0);
+        var topP = new Option<double>("--top-p") { Description = "nucleus sampling mass (1 = off)", DefaultValueFactory = _ => 1.0 };
+        var seed = new Option<ulong>("--seed") { Description = "random seed", DefaultValueFactory = _ => 0 };
+        var batch = Options.Int("--batch", "molecules sampled together", 256);
+        var maxLength = Options.Int("--max-length", "maximum tokens per molecule", 128);
+        var validOnly = new Option<bool>("--valid-only") { Description = "keep only RDKit-valid molecules, written canonical, until --n are found" };
+        var compute = new ComputeOptionSet();
+        var command = new Command("generate", "Sample molecules from a SMILES language model") { model, count, outPath, temperature, topK, topP, seed, batch, maxLength, validOnly };
+        compute.AddTo(command);
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            var options = compute.Resolve(result);
+            using var checkpoint = LlamaCheckpoint.Load(result.GetValue(model)!, options.Device, options.DType);
+            var generator = new SmilesGenerator(checkpoint);
+            var sampling = new SamplingOptions
+            {
+                Temperature = result.GetValue(temperature),
+                TopK = result.GetValue(topK),
+                TopP = result.GetValue(topP),
+                MaxNewTokens = result.GetValue(maxLength),
+            };
+            if (sampling.TopK < 0) throw new BioForgeException($"--top-k must be >= 0 (got {sampling.TopK})");
+            if (sampling.MaxNewTokens < 1) throw new BioForgeException($"--max-length must be positive (got {sampling.MaxNewTokens})");
+            int n = result.GetValue(count);
+            bool onlyValid = result.GetValue(validOnly);
+            var clock = Stopwatch.StartNew();
+            var molecules = ProgressDisplay.Run("molecules", n, progress =>
+                generator.Generate(n, sampling, result.GetValue(seed), result.GetValue(batch), onlyValid, progress));
+            double seconds = clock.Elapsed.TotalSeconds;
+            string target = result.GetValue(outPath)!;
+            AtomicFile.WriteText(target, string.Concat(molecules.Select(m => (onlyValid ? m.Canonical : m.Smiles) + "\n")));
+            int valid = molecules.Count(m => m.Valid);
+            int unique = molecules.Where(m => m.Valid).Select(m => m.Canonical).Distinct().Count();
+            output.WriteLine($"{molecules.Count} molecules -> {target} in {seconds:F1} s ({molecules.Count / Math.Max(seconds, 1e-9):F0} molecules/s); "
+                + $"valid {100.0 * valid / molecules.Count:F1}%, unique among valid {100.0 * unique / Math.Max(1, valid):F1}%");
+            return 0;
+        }));
+        return command;
+    }
+}

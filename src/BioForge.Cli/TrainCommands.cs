@@ -1,0 +1,69 @@
+using System.CommandLine;
+using BioForge.Training;
+
+namespace BioForge.Cli;
+
+/// <summary><c>bioforge train</c>: pre-train a protein or SMILES language model from a YAML run configuration.</summary>
+internal static class TrainCommands
+{
+    public static Command Create(TextWriter output, TextWriter error)
+    {
+        var config = Options.Required("--config", "run configuration (YAML): data, model, optimizer, schedule, precision, checkpoints");
+        var overrides = new Argument<string[]>("overrides") { Description = "section.key=value settings that replace the file's (e.g. train.steps=100)", Arity = ArgumentArity.ZeroOrMore };
+        var resume = new Option<bool>("--resume") { Description = "continue from the latest checkpoint in train.output_dir" };
+        var resumeFrom = new Option<string?>("--resume-from") { Description = "continue from this checkpoint directory" };
+        var stopAt = new Option<long?>("--stop-at") { Description = "stop after this step with a checkpoint (the schedule still spans train.steps)" };
+        var command = new Command("train", "Pre-train an ESM-2 (masked LM) or Llama-style SMILES (causal LM) model") { config, overrides, resume, resumeFrom, stopAt };
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            var run = RunConfig.Load(result.GetValue(config)!, result.GetValue(overrides));
+            using var cancel = new CancellationTokenSource();
+            ConsoleCancelEventHandler onCancel = (_, e) =>
+            {
+                if (cancel.IsCancellationRequested) return; // a second Ctrl+C ends the process at once
+                e.Cancel = true;
+                cancel.Cancel();
+                error.WriteLine("stopping after this step (a checkpoint will be written); Ctrl+C again to abort");
+            };
+            Console.CancelKeyPress += onCancel;
+            try
+            {
+                bool live = !Console.IsErrorRedirected;
+                long firstStep = -1;
+                var trained = Trainer.Run(run, new TrainerOptions
+                {
+                    Resume = result.GetValue(resume),
+                    ResumeFrom = result.GetValue(resumeFrom),
+                    StopAt = result.GetValue(stopAt),
+                    Cancellation = cancel.Token,
+                    OnStep = report =>
+                    {
+                        if (firstStep < 0) firstStep = report.Step - run.Train.LogEvery;
+                        string line = $"step {report.Step}/{report.TotalSteps}  loss {report.Loss:F4}  lr {report.LearningRate:E2}  "
+                            + $"grad {report.GradNorm:F2}  {report.TokensPerSecond:N0} tok/s  ETA {Format(report.Remaining(Math.Max(0, firstStep)))}";
+                        output.WriteLine(line);
+                        if (live) error.Write($"\r{line}\u001b[K");
+                    },
+                    OnValidation = v => output.WriteLine($"step {v.Step}  validation loss {v.Loss:F4}  perplexity {v.Perplexity:F3}  ({v.Tokens:N0} tokens)"),
+                    OnCheckpoint = path => output.WriteLine($"checkpoint -> {path}"),
+                });
+                if (live) error.WriteLine();
+                if (trained.Interrupted)
+                {
+                    output.WriteLine($"stopped at step {trained.Step}; continue with --resume");
+                    return cancel.IsCancellationRequested ? 130 : 0;
+                }
+                output.WriteLine($"trained {trained.Step - trained.StartStep} steps -> {trained.ModelDirectory}"
+                    + (trained.Validation is { } v ? $" (validation loss {v.Loss:F4}, perplexity {v.Perplexity:F3})" : ""));
+                return 0;
+            }
+            finally
+            {
+                Console.CancelKeyPress -= onCancel;
+            }
+        }));
+        return command;
+    }
+
+    private static string Format(TimeSpan t) => t.TotalHours >= 1 ? $"{(int)t.TotalHours}:{t:mm\\:ss}" : t.ToString(@"mm\:ss");
+}

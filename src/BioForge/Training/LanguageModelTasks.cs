@@ -1,0 +1,124 @@
+using BioForge.Chem;
+using BioForge.Models.Esm;
+using BioForge.Models.Llama;
+using BioForge.Tokenizers;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace BioForge.Training;
+
+/// <summary>Padded model inputs of one micro-batch, on the model's device.</summary>
+internal sealed record MicroBatch(Tensor Inputs, Tensor AttentionMask, Tensor Labels, long Tokens, long ScoredTokens);
+
+/// <summary>
+/// A network together with its pre-training objective: what the trainer needs to turn token sequences into a loss and
+/// to save the result in the network's Hugging Face layout. The network classes themselves know nothing of training.
+/// </summary>
+internal interface ILanguageModelTask : IDisposable
+{
+    nn.Module Network { get; }
+
+    /// <summary>Token id used to pad micro-batches.</summary>
+    int PadId { get; }
+
+    /// <summary>
+    /// The objective applied to one sequence (random draws keyed by seed, epoch and sequence id); data augmentation,
+    /// when configured, only where <paramref name="augment"/> (training, not validation).
+    /// </summary>
+    TrainingExample Example(TokenSequence sequence, ulong seed, int epoch, bool augment);
+
+    /// <summary>Sum of token cross-entropies over the scored positions (float32 scalar).</summary>
+    Tensor LossSum(MicroBatch batch);
+
+    void Save(string directory);
+}
+
+internal static class MicroBatches
+{
+    /// <summary>Right-pads the examples into [B, T] tensors; padding is unattended and unscored.</summary>
+    public static MicroBatch Collate(IReadOnlyList<TrainingExample> examples, int padId, Device device)
+    {
+        int width = examples.Max(e => e.Inputs.Length);
+        var inputs = new long[examples.Count * width];
+        var mask = new long[inputs.Length];
+        var labels = new long[inputs.Length];
+        Array.Fill(inputs, padId);
+        Array.Fill(labels, MaskedLanguageModeling.Ignore);
+        long tokens = 0, scored = 0;
+        for (int b = 0; b < examples.Count; b++)
+        {
+            var e = examples[b];
+            for (int t = 0; t < e.Inputs.Length; t++)
+            {
+                inputs[b * width + t] = e.Inputs[t];
+                mask[b * width + t] = 1;
+                labels[b * width + t] = e.Labels[t];
+                if (e.Labels[t] != MaskedLanguageModeling.Ignore) scored++;
+            }
+            tokens += e.Inputs.Length;
+        }
+        long[] shape = [examples.Count, width];
+        return new MicroBatch(tensor(inputs, shape).to(device), tensor(mask, shape).to(device), tensor(labels, shape).to(device), tokens, scored);
+    }
+
+    public static Tensor CrossEntropySum(Tensor logits, Tensor labels) =>
+        F.cross_entropy(logits.reshape(-1, logits.shape[^1]).to(ScalarType.Float32), labels.reshape(-1),
+            ignore_index: MaskedLanguageModeling.Ignore, reduction: nn.Reduction.Sum);
+}
+
+/// <summary>ESM-2 with masked language modelling.</summary>
+internal sealed class MaskedLanguageModelTask(EsmCheckpoint checkpoint) : ILanguageModelTask
+{
+    private readonly MaskedLanguageModeling objective = MaskedLanguageModeling.ForProteins(checkpoint.Tokenizer);
+
+    public nn.Module Network => checkpoint.Model;
+    public int PadId => checkpoint.Tokenizer.PadId;
+
+    public TrainingExample Example(TokenSequence sequence, ulong seed, int epoch, bool augment) => objective.Apply(sequence.Tokens, seed, epoch, sequence.Id);
+
+    public Tensor LossSum(MicroBatch batch)
+    {
+        var logits = checkpoint.Model.Forward(batch.Inputs, batch.AttentionMask, new EsmForwardOptions { Logits = true }).Logits!;
+        return MicroBatches.CrossEntropySum(logits, batch.Labels);
+    }
+
+    public void Save(string directory) => checkpoint.Save(directory);
+
+    public void Dispose() => checkpoint.Dispose();
+}
+
+/// <summary>
+/// A Llama-style decoder with causal language modelling. With <paramref name="randomizeSmiles"/>, each training
+/// molecule is rewritten as a random valid SMILES of itself (Bjerrum 2017) every epoch; molecules RDKit cannot parse,
+/// or whose random form would exceed <paramref name="maxLength"/> tokens, stay as they are.
+/// </summary>
+internal sealed class CausalLanguageModelTask(LlamaCheckpoint checkpoint, bool randomizeSmiles = false, int maxLength = int.MaxValue) : ILanguageModelTask
+{
+    public nn.Module Network => checkpoint.Model;
+    public int PadId => checkpoint.Config.PadTokenId;
+
+    public TrainingExample Example(TokenSequence sequence, ulong seed, int epoch, bool augment) =>
+        CausalLanguageModeling.Apply(augment && randomizeSmiles ? Randomized(sequence, seed, epoch) : sequence.Tokens);
+
+    private int[] Randomized(TokenSequence sequence, ulong seed, int epoch)
+    {
+        var vocabulary = checkpoint.Vocabulary ?? throw new BioForgeException("SMILES randomization needs a model with a SMILES vocabulary");
+        string? smiles = vocabulary.Decode(sequence.Tokens.Select(t => (long)t));
+        if (smiles is null || !Molecule.TryFromSmiles(smiles, out var molecule, out _)) return sequence.Tokens;
+        using (molecule)
+        {
+            var random = vocabulary.Encode(molecule!.ToRandomSmiles((uint)StatelessRandom.Hash(seed, epoch, sequence.Id, 11)));
+            return random.Length <= maxLength && !random.Contains(SmilesVocabulary.UnkId) ? random : sequence.Tokens;
+        }
+    }
+
+    public Tensor LossSum(MicroBatch batch)
+    {
+        var logits = checkpoint.Model.Forward(batch.Inputs, batch.AttentionMask).Logits;
+        return MicroBatches.CrossEntropySum(logits, batch.Labels);
+    }
+
+    public void Save(string directory) => checkpoint.Save(directory);
+
+    public void Dispose() => checkpoint.Dispose();
+}

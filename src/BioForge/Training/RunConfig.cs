@@ -1,0 +1,240 @@
+using System.Globalization;
+using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace BioForge.Training;
+
+/// <summary>
+/// One training run, as written in a YAML file: data, model, optimizer, schedule, precision, validation and
+/// checkpointing. Keys are snake_case; unknown keys are errors; <c>section.key=value</c> overrides apply on top.
+/// Relative paths are relative to the working directory.
+/// </summary>
+public sealed record RunConfig
+{
+    public ulong Seed { get; init; }
+    public DataSection Data { get; init; } = new();
+    public ModelSection Model { get; init; } = new();
+    public OptimizerSection Optimizer { get; init; } = new();
+    public ScheduleSection Schedule { get; init; } = new();
+    public TrainSection Train { get; init; } = new();
+    public ValidationSection Validation { get; init; } = new();
+    public CheckpointSection Checkpoint { get; init; } = new();
+
+    public sealed record DataSection
+    {
+        /// <summary>A directory written by <c>bioforge data prepare</c>.</summary>
+        public string Dir { get; init; } = "";
+        public int TokensPerBatch { get; init; } = 16384;
+        public int MaxLength { get; init; } = 1024;
+        /// <summary>Causal objective only: concatenate documents into full rows instead of padding.</summary>
+        public bool Packing { get; init; }
+        /// <summary>Causal SMILES objective only: train on a random SMILES of each molecule, new every epoch.</summary>
+        public bool RandomizeSmiles { get; init; }
+    }
+
+    public sealed record ModelSection
+    {
+        /// <summary><c>esm</c> (masked LM) or <c>llama</c> (causal LM).</summary>
+        public string Type { get; init; } = "";
+        /// <summary>Start from this Hugging Face checkpoint directory instead of random weights.</summary>
+        public string? Init { get; init; }
+        /// <summary>Hugging Face <c>config.json</c> keys of a new network (vocab_size comes from the data).</summary>
+        public JsonObject? Config { get; init; }
+    }
+
+    public sealed record OptimizerSection
+    {
+        public double Lr { get; init; } = 4e-4;
+        public double Beta1 { get; init; } = 0.9;
+        public double Beta2 { get; init; } = 0.98;
+        public double Eps { get; init; } = 1e-8;
+        public double WeightDecay { get; init; } = 0.01;
+        /// <summary>Global gradient-norm limit; 0 disables clipping.</summary>
+        public double GradClip { get; init; } = 1.0;
+    }
+
+    public sealed record ScheduleSection
+    {
+        public long WarmupSteps { get; init; } = 2000;
+        /// <summary><c>constant</c>, <c>linear</c> or <c>cosine</c>.</summary>
+        public string Decay { get; init; } = "linear";
+        public double MinLrRatio { get; init; } = 0.1;
+    }
+
+    public sealed record TrainSection
+    {
+        public long Steps { get; init; }
+        /// <summary>Micro-batches per optimizer step.</summary>
+        public int Accumulation { get; init; } = 1;
+        /// <summary><c>fp32</c>, or <c>bf16-mixed</c> (bf16 compute, float32 master weights and optimizer state).</summary>
+        public string Precision { get; init; } = "fp32";
+        public string Device { get; init; } = "auto";
+        public int Threads { get; init; }
+        /// <summary>Run directory: resolved config, metrics.jsonl, checkpoints/, model/.</summary>
+        public string OutputDir { get; init; } = "";
+        public int LogEvery { get; init; } = 10;
+    }
+
+    public sealed record ValidationSection
+    {
+        /// <summary>Steps between validations; 0 validates only at the end.</summary>
+        public int Every { get; init; }
+        /// <summary>Validation batches per evaluation; 0 = the whole validation split.</summary>
+        public int MaxBatches { get; init; }
+    }
+
+    public sealed record CheckpointSection
+    {
+        /// <summary>Steps between checkpoints; 0 writes one only at the end.</summary>
+        public int Every { get; init; } = 1000;
+        public int Keep { get; init; } = 3;
+    }
+
+    public LearningRateSchedule LearningRate => new(Optimizer.Lr, Schedule.WarmupSteps, Train.Steps, Schedule.Decay switch
+    {
+        "constant" => LearningRateDecay.Constant,
+        "cosine" => LearningRateDecay.Cosine,
+        _ => LearningRateDecay.Linear,
+    }, Schedule.MinLrRatio);
+
+    public AdamWOptions AdamW => new() { Beta1 = Optimizer.Beta1, Beta2 = Optimizer.Beta2, Epsilon = Optimizer.Eps, WeightDecay = Optimizer.WeightDecay };
+
+    private static readonly JsonSerializerOptions Serializer = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+
+    /// <summary>Reads <paramref name="path"/>, applies <c>a.b=value</c> overrides, checks keys and values.</summary>
+    public static RunConfig Load(string path, IEnumerable<string>? overrides = null)
+    {
+        if (!File.Exists(path)) throw new BioForgeException($"{path}: configuration file not found");
+        JsonObject root;
+        try
+        {
+            var stream = new YamlStream();
+            using (var reader = new StreamReader(path)) stream.Load(reader);
+            root = stream.Documents.Count == 0 ? [] : ToJson(stream.Documents[0].RootNode, path) as JsonObject
+                ?? throw new BioForgeException($"{path}: the top level must be a mapping of sections");
+        }
+        catch (YamlException e)
+        {
+            throw new BioForgeException($"{path}:{e.Start.Line}:{e.Start.Column}: {e.InnerException?.Message ?? e.Message}");
+        }
+        foreach (string assignment in overrides ?? []) Override(root, assignment);
+        CheckKeys(root, typeof(RunConfig), "", path);
+        RunConfig config;
+        try
+        {
+            config = root.Deserialize<RunConfig>(Serializer)!;
+        }
+        catch (JsonException e)
+        {
+            throw new BioForgeException($"{path}: {e.Path?.TrimStart('$', '.') ?? "?"}: value has the wrong type or is out of range");
+        }
+        config.Validate(path);
+        return config;
+    }
+
+    public string ToJsonText() => JsonSerializer.Serialize(this, Serializer);
+
+    private void Validate(string path)
+    {
+        void Require(bool ok, string message)
+        {
+            if (!ok) throw new BioForgeException($"{path}: {message}");
+        }
+        Require(Data.Dir.Length > 0, "data.dir is required (a directory written by `bioforge data prepare`)");
+        Require(Data.TokensPerBatch > 0, $"data.tokens_per_batch must be positive (got {Data.TokensPerBatch})");
+        Require(Model.Type is "esm" or "llama", $"model.type must be esm or llama (got '{Model.Type}')");
+        Require(Model.Init is null || Model.Config is null, "give model.init (a checkpoint) or model.config (a new network), not both");
+        Require(!Data.Packing || Model.Type == "llama", "data.packing applies to the causal objective (model.type llama) only");
+        Require(!Data.RandomizeSmiles || Model.Type == "llama", "data.randomize_smiles applies to SMILES models (model.type llama) only");
+        Require(!(Data.RandomizeSmiles && Data.Packing), "data.randomize_smiles rewrites whole molecules and cannot be combined with data.packing");
+        Require(Train.Steps > 0, $"train.steps must be positive (got {Train.Steps})");
+        Require(Train.Accumulation >= 1, $"train.accumulation must be at least 1 (got {Train.Accumulation})");
+        Require(Train.Precision is "fp32" or "bf16-mixed", $"train.precision must be fp32 or bf16-mixed (got '{Train.Precision}')");
+        Require(Train.OutputDir.Length > 0, "train.output_dir is required");
+        Require(Train.LogEvery >= 1, $"train.log_every must be at least 1 (got {Train.LogEvery})");
+        Require(Schedule.Decay is "constant" or "linear" or "cosine", $"schedule.decay must be constant, linear or cosine (got '{Schedule.Decay}')");
+        Require(Optimizer.Beta1 is >= 0 and < 1 && Optimizer.Beta2 is >= 0 and < 1, "optimizer.beta1 and beta2 must be in [0, 1)");
+        Require(Optimizer.Eps > 0, $"optimizer.eps must be positive (got {Optimizer.Eps})");
+        Require(Optimizer.WeightDecay >= 0 && Optimizer.GradClip >= 0, "optimizer.weight_decay and grad_clip must be >= 0");
+        Require(Validation.Every >= 0 && Validation.MaxBatches >= 0, "validation.every and max_batches must be >= 0");
+        Require(Checkpoint.Every >= 0, $"checkpoint.every must be >= 0 (got {Checkpoint.Every})");
+        Require(Checkpoint.Keep >= 1, $"checkpoint.keep must be at least 1 (got {Checkpoint.Keep})");
+        try
+        {
+            LearningRate.Validate();
+        }
+        catch (BioForgeException e)
+        {
+            throw new BioForgeException($"{path}: {e.Message}");
+        }
+    }
+
+    /// <summary>Applies <c>section.key=value</c>; the value is read as a YAML scalar.</summary>
+    private static void Override(JsonObject root, string assignment)
+    {
+        int equals = assignment.IndexOf('=');
+        if (equals <= 0) throw new BioForgeException($"override '{assignment}': expected section.key=value");
+        var keys = assignment[..equals].Split('.');
+        if (keys.Any(k => k.Length == 0)) throw new BioForgeException($"override '{assignment}': empty key");
+        var node = root;
+        foreach (string key in keys[..^1])
+        {
+            if (node[key] is null) node[key] = new JsonObject();
+            node = node[key] as JsonObject ?? throw new BioForgeException($"override '{assignment}': '{key}' is not a section");
+        }
+        node[keys[^1]] = Scalar(new YamlScalarNode(assignment[(equals + 1)..]));
+    }
+
+    /// <summary>Unknown keys are typos: refuse them with their full name.</summary>
+    private static void CheckKeys(JsonObject node, Type type, string prefix, string path)
+    {
+        var properties = type.GetProperties(BindingFlags.Public | BindingFlags.Instance)
+            .Where(p => p.CanWrite)
+            .ToDictionary(p => JsonNamingPolicy.SnakeCaseLower.ConvertName(p.Name), StringComparer.Ordinal);
+        foreach (var (key, value) in node)
+        {
+            if (!properties.TryGetValue(key, out var property))
+                throw new BioForgeException($"{path}: unknown key '{prefix}{key}' (known: {string.Join(", ", properties.Keys.Order(StringComparer.Ordinal))})");
+            if (property.PropertyType.IsClass && property.PropertyType.DeclaringType == typeof(RunConfig))
+            {
+                if (value is not JsonObject section) throw new BioForgeException($"{path}: '{prefix}{key}' must be a section (a mapping)");
+                CheckKeys(section, property.PropertyType, $"{prefix}{key}.", path);
+            }
+        }
+    }
+
+    private static JsonNode? ToJson(YamlNode node, string path) => node switch
+    {
+        YamlMappingNode mapping => ToObject(mapping, path),
+        YamlSequenceNode sequence => new JsonArray(sequence.Children.Select(c => ToJson(c, path)).ToArray()),
+        YamlScalarNode scalar => Scalar(scalar),
+        _ => throw new BioForgeException($"{path}:{node.Start.Line}: unsupported YAML node"),
+    };
+
+    private static JsonObject ToObject(YamlMappingNode mapping, string path)
+    {
+        var result = new JsonObject();
+        foreach (var (key, value) in mapping.Children)
+        {
+            string name = (key as YamlScalarNode)?.Value ?? throw new BioForgeException($"{path}:{key.Start.Line}: keys must be plain names");
+            result[name] = ToJson(value, path);
+        }
+        return result;
+    }
+
+    /// <summary>YAML 1.2 core schema for plain scalars (null, booleans, numbers); quoted scalars stay strings.</summary>
+    private static JsonNode? Scalar(YamlScalarNode scalar)
+    {
+        string text = scalar.Value ?? "";
+        if (scalar.Style is ScalarStyle.SingleQuoted or ScalarStyle.DoubleQuoted) return JsonValue.Create(text);
+        if (text is "" or "~" or "null" or "Null" or "NULL") return null;
+        if (text is "true" or "True" or "TRUE") return JsonValue.Create(true);
+        if (text is "false" or "False" or "FALSE") return JsonValue.Create(false);
+        if (long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long integer)) return JsonValue.Create(integer);
+        if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double real) && double.IsFinite(real)) return JsonValue.Create(real);
+        return JsonValue.Create(text);
+    }
+}

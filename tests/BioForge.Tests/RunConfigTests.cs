@@ -1,0 +1,160 @@
+using BioForge.IO;
+using BioForge.Training;
+
+namespace BioForge.Tests;
+
+public sealed class RunConfigTests
+{
+    private static RunConfig Load(string yaml, params string[] overrides) => TinyRuns.Config(yaml, overrides);
+
+    private const string Minimal = """
+        data:
+          dir: corpus
+        model:
+          type: llama
+        train:
+          steps: 100
+          output_dir: runs/x
+        """;
+
+    [Fact]
+    public void ReadsSectionsWithDefaultsAndAppliesOverrides()
+    {
+        var config = Load(Minimal, "optimizer.lr=0.002", "train.precision=bf16-mixed", "model.config.hidden_size=64", "data.packing=true");
+        Assert.Equal(0.002, config.Optimizer.Lr);
+        Assert.Equal("bf16-mixed", config.Train.Precision);
+        Assert.Equal(64, config.Model.Config!["hidden_size"]!.GetValue<long>());
+        Assert.True(config.Data.Packing);
+        Assert.Equal(16384, config.Data.TokensPerBatch);
+        Assert.Equal(0.98, config.Optimizer.Beta2);
+    }
+
+    [Theory]
+    [InlineData("train.stepz=5", "unknown key 'train.stepz'")]
+    [InlineData("optimiser.lr=1", "unknown key 'optimiser'")]
+    [InlineData("train.steps=many", "train.steps")]
+    [InlineData("train.steps=0", "train.steps must be positive")]
+    [InlineData("train.precision=fp8", "train.precision")]
+    [InlineData("schedule.decay=exponential", "schedule.decay")]
+    [InlineData("model.type=gpt", "model.type")]
+    [InlineData("optimizer.lr=-1", "optimizer.lr")]
+    [InlineData("checkpoint.keep=0", "checkpoint.keep")]
+    [InlineData("train=5", "'train' must be a section")]
+    [InlineData("nonsense", "expected section.key=value")]
+    public void RefusesBadSettingsNamingTheKey(string assignment, string expected)
+    {
+        var error = Assert.Throws<BioForgeException>(() => Load(Minimal, assignment));
+        Assert.Contains(expected, error.Message);
+    }
+
+    [Fact]
+    public void ReportsYamlSyntaxErrorsWithTheirLine()
+    {
+        var error = Assert.Throws<BioForgeException>(() => Load("data:\n  dir: x\n  bad: [unclosed\n"));
+        Assert.Matches(@"run\.yaml:\d+:\d+:", error.Message);
+        Assert.Matches(@"run\.yaml:\d+:1: Duplicate key data", Assert.Throws<BioForgeException>(() => Load(Minimal + "\ndata:\n  dir: y\n")).Message);
+        Assert.Contains("not found", Assert.Throws<BioForgeException>(() => RunConfig.Load("/nonexistent/run.yaml")).Message);
+    }
+
+    [Fact]
+    public void UnknownNetworkKeysAreRefusedBeforeTraining()
+    {
+        var config = Load(TinyRuns.LlamaYaml(TinyRuns.Smiles, TestData.TempDirectory(), 2), "model.config.hidden_sise=8");
+        var error = Assert.Throws<BioForgeException>(() => Trainer.Run(config, new TrainerOptions()));
+        Assert.Contains("hidden_sise", error.Message);
+    }
+
+    [Fact]
+    public void ShippedConfigurationsAreValid()
+    {
+        string directory = Path.Combine(AppContext.BaseDirectory, "configs");
+        var files = Directory.GetFiles(directory, "*.yaml");
+        Assert.True(files.Length >= 6, $"expected the shipped configurations in {directory}");
+        foreach (string file in files)
+        {
+            var config = RunConfig.Load(file);
+            Assert.True(config.Train.Steps > 0, file);
+        }
+    }
+}
+
+public sealed class LearningRateScheduleTests
+{
+    [Fact]
+    public void WarmsUpLinearlyThenDecaysToTheFloor()
+    {
+        var cosine = new LearningRateSchedule(1e-3, 10, 110, LearningRateDecay.Cosine, 0.1);
+        Assert.Equal(1e-4, cosine.At(1), 12);
+        Assert.Equal(1e-3, cosine.At(10), 12);
+        Assert.Equal(0.55e-3, cosine.At(60), 12); // half way: (1 + cos(π/2)) / 2 = 0.5 of the span above the floor
+        Assert.Equal(1e-4, cosine.At(110), 12);
+        Assert.Equal(1e-4, cosine.At(500), 12);
+
+        var linear = new LearningRateSchedule(1e-3, 0, 100, LearningRateDecay.Linear, 0);
+        Assert.Equal(1e-3, linear.At(0), 12);
+        Assert.Equal(0.5e-3, linear.At(50), 12);
+        Assert.Equal(0, linear.At(100), 12);
+
+        var constant = new LearningRateSchedule(2e-4, 5, 100, LearningRateDecay.Constant);
+        Assert.Equal(2e-4, constant.At(99), 12);
+    }
+}
+
+public sealed class TrainingStreamTests
+{
+    private static TokenStore.Reader Store(string directory, params int[][] documents)
+    {
+        string prefix = Path.Combine(directory, "train");
+        using (var writer = new TokenStore.Writer(prefix, 100))
+        {
+            foreach (var d in documents) writer.Add(d);
+            writer.Complete();
+        }
+        return new TokenStore.Reader(prefix);
+    }
+
+    [Fact]
+    public void PackedRowsTileTheShuffledCorpusWithoutGapsOrPadding()
+    {
+        var documents = Enumerable.Range(0, 37).Select(d => Enumerable.Range(0, 3 + d % 7).Select(i => d + 1).ToArray()).ToArray();
+        using var store = Store(TestData.TempDirectory(), documents);
+        var stream = new TrainingStream(store, maxLength: 8, tokensPerBatch: 32, packing: true, randomCrop: false, seed: 9);
+        var rows = new List<int[]>();
+        for (int k = 0; stream.Read(0, k) is { } batch; k++)
+        {
+            Assert.True(batch.Count <= 4);
+            rows.AddRange(batch.Select(s => s.Tokens));
+        }
+        Assert.All(rows, r => Assert.Equal(9, r.Length));
+        var order = TokenBudgetBatches.Permutation(documents.Length, 9, 0, stream: 0);
+        var concatenated = order.SelectMany(d => documents[d]).ToArray();
+        for (int r = 0; r < rows.Count; r++)
+            Assert.Equal(concatenated.Skip(r * 8).Take(9), rows[r]);
+        Assert.Equal((concatenated.Length - 1) / 8, rows.Count);
+    }
+
+    [Fact]
+    public void LongDocumentsAreCroppedAndEpochsFollowEachOther()
+    {
+        var documents = new[] { Enumerable.Range(1, 50).ToArray(), new[] { 1, 2, 3 }, Enumerable.Range(1, 20).ToArray() };
+        using var store = Store(TestData.TempDirectory(), documents);
+        var causal = new TrainingStream(store, maxLength: 10, tokensPerBatch: 10, packing: false, randomCrop: false, seed: 1);
+        var masked = new TrainingStream(store, maxLength: 10, tokensPerBatch: 10, packing: false, randomCrop: true, seed: 1);
+        var position = new StreamPosition(0, 0);
+        var seen = new List<TokenSequence>();
+        for (int i = 0; i < 3; i++)
+        {
+            (var batch, position) = causal.Next(position);
+            seen.AddRange(batch);
+        }
+        Assert.Equal(new StreamPosition(0, 3), position);
+        Assert.Equal(Enumerable.Range(1, 10), seen.Single(s => s.Id == 0).Tokens);
+        (_, position) = causal.Next(position);
+        Assert.Equal(new StreamPosition(1, 1), position);
+
+        var crops = Enumerable.Range(0, 20).Select(epoch => masked.Read(epoch, 0)!.Concat(masked.Read(epoch, 1)!).Concat(masked.Read(epoch, 2)!)
+            .Single(s => s.Id == 0).Tokens).ToList();
+        Assert.All(crops, c => Assert.Equal(Enumerable.Range(c[0], 10), c));
+        Assert.True(crops.Select(c => c[0]).Distinct().Count() > 5, "random crops should start at varied positions");
+    }
+}

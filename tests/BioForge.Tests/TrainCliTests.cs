@@ -1,0 +1,146 @@
+using System.Diagnostics;
+using BioForge.Chem;
+using BioForge.Training;
+
+namespace BioForge.Tests;
+
+/// <summary><c>bioforge train</c> and <c>bioforge generate</c> end to end, and a training process killed mid-checkpoint.</summary>
+[Collection(nameof(TrainerTests))]
+public sealed class TrainCliTests
+{
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        _ = TestData.Cpu;
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = Cli.Cli.Run(args, output, error);
+        return (code, output.ToString(), error.ToString());
+    }
+
+    private static string ConfigFile(string yaml)
+    {
+        string path = Path.Combine(TestData.TempDirectory(), "run.yaml");
+        File.WriteAllText(path, yaml);
+        return path;
+    }
+
+    private static string DefaultSmilesModel => Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small");
+
+    [Fact]
+    public void TrainStopResumeAndGenerateFromTheCommandLine()
+    {
+        string output = TestData.TempDirectory();
+        string config = ConfigFile(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6));
+        var first = Run("train", "--config", config, "--stop-at", "3");
+        Assert.Equal(0, first.Code);
+        Assert.Contains("stopped at step 3", first.Out);
+        var second = Run("train", "--config", config, "--resume");
+        Assert.Equal(0, second.Code);
+        Assert.Contains("trained 3 steps", second.Out);
+        Assert.Contains("validation loss", second.Out);
+
+        string generated = Path.Combine(TestData.TempDirectory(), "gen.smi");
+        var sampled = Run("generate", "--model", Path.Combine(output, Trainer.ModelDirectory), "--n", "20", "--out", generated, "--batch", "8",
+            "--max-length", "40", "--seed", "4", "--device", "cpu");
+        Assert.Equal(0, sampled.Code);
+        Assert.Equal(20, File.ReadAllLines(generated).Length);
+        Assert.Contains("20 molecules", sampled.Out);
+    }
+
+    [Fact]
+    public void BadTrainingInputsGiveOneClearLine()
+    {
+        string output = TestData.TempDirectory();
+        string config = ConfigFile(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 2));
+        foreach (var (args, expected) in new (string[], string)[]
+        {
+            (["train", "--config", "/nonexistent.yaml"], "not found"),
+            (["train", "--config", config, "train.stepz=3"], "unknown key 'train.stepz'"),
+            (["train", "--config", config, "data.dir=/nonexistent"], "/nonexistent"),
+            (["train", "--config", config, "--resume"], "no complete checkpoint"),
+            (["train", "--config", config, "--resume-from", "/nonexistent"], "no such checkpoint"),
+            (["generate", "--model", "/nonexistent", "--n", "3", "--out", Path.Combine(output, "g.smi")], "does not exist"),
+            (["generate", "--model", TestData.EsmTiny, "--n", "3", "--out", Path.Combine(output, "g.smi")], "model_type"),
+            (["generate", "--model", DefaultSmilesModel, "--n", "0", "--out", Path.Combine(output, "g.smi"), "--device", "cpu"], "--n must be positive"),
+            (["generate", "--model", DefaultSmilesModel, "--n", "3", "--temperature", "0", "--out", Path.Combine(output, "g.smi"), "--device", "cpu"], "temperature"),
+        })
+        {
+            var result = Run(args);
+            Assert.True(result.Code == 2, $"{string.Join(' ', args)}: exit {result.Code}, {result.Err}");
+            Assert.Contains(expected, result.Err);
+            Assert.Single(result.Err.TrimEnd().Split('\n'));
+        }
+        Assert.False(File.Exists(Path.Combine(output, "g.smi")));
+    }
+
+    [Fact]
+    public void TheDefaultSmilesModelGeneratesValidCanonicalMoleculesOnRequest()
+    {
+        string generated = Path.Combine(TestData.TempDirectory(), "gen.smi");
+        var result = Run("generate", "--model", DefaultSmilesModel, "--n", "50", "--out", generated, "--valid-only", "--seed", "1", "--device", "cpu", "--threads", "2");
+        Assert.Equal(0, result.Code);
+        var lines = File.ReadAllLines(generated);
+        Assert.Equal(50, lines.Length);
+        foreach (string smiles in lines)
+        {
+            using var molecule = Molecule.FromSmiles(smiles);
+            Assert.Equal(smiles, molecule.ToSmiles());
+        }
+    }
+
+    /// <summary>
+    /// Starts a real training process that writes a checkpoint every step, SIGKILLs it while a checkpoint is being
+    /// written, and checks that every complete checkpoint still loads and the run resumes from the latest one.
+    /// </summary>
+    [Fact]
+    public void ARunKilledWhileWritingACheckpointKeepsThePreviousOneAndResumes()
+    {
+        string output = TestData.TempDirectory();
+        // Wide enough that writing a checkpoint (≈ 40 MB) takes far longer than noticing it started.
+        string yaml = TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 1000)
+            .Replace("hidden_size: 32", "hidden_size: 256").Replace("intermediate_size: 64", "intermediate_size: 688")
+            .Replace("tokens_per_batch: 1024", "tokens_per_batch: 128").Replace("every: 3", "every: 1");
+        string config = ConfigFile(yaml);
+        string checkpoints = Path.Combine(output, "checkpoints");
+        string executable = Path.Combine(AppContext.BaseDirectory, "BioForge.Cli");
+        bool killedMidWrite = false;
+        for (int attempt = 0; attempt < 5 && !killedMidWrite; attempt++)
+        {
+            var start = new ProcessStartInfo(executable) { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (string arg in new[] { "train", "--config", config }.Concat(attempt > 0 ? ["--resume"] : [])) start.ArgumentList.Add(arg);
+            using var process = Process.Start(start)!;
+            process.OutputDataReceived += (_, _) => { };
+            process.ErrorDataReceived += (_, _) => { };
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            var clock = Stopwatch.StartNew();
+            while (clock.Elapsed < TimeSpan.FromMinutes(2) && !process.HasExited)
+            {
+                bool writing = Directory.Exists(checkpoints) && Directory.EnumerateDirectories(checkpoints, ".step-*").Any();
+                if (writing && new CheckpointStore(checkpoints, 2).List().Count > 0)
+                {
+                    process.Kill(); // SIGKILL on Linux: no handler, no cleanup
+                    process.WaitForExit();
+                    killedMidWrite = Directory.EnumerateDirectories(checkpoints, ".step-*").Any();
+                    break;
+                }
+                Thread.Sleep(1);
+            }
+            Assert.True(process.HasExited, "the training process did not reach a checkpoint in time");
+            Assert.NotEqual(0, process.ExitCode);
+        }
+        Assert.True(killedMidWrite, "no kill landed inside a checkpoint write in five attempts");
+
+        var complete = new CheckpointStore(checkpoints, 2).List();
+        Assert.NotEmpty(complete);
+        foreach (var (step, path) in complete)
+        {
+            Assert.Equal(step, CheckpointStore.ReadState(path).Step);
+            using var model = Models.Llama.LlamaCheckpoint.Load(path, TestData.Cpu.Device, TestData.Cpu.DType);
+        }
+        long latest = complete[^1].Step;
+        var resumed = Trainer.Run(RunConfig.Load(config), new TrainerOptions { Resume = true, StopAt = latest + 1 });
+        Assert.Equal(latest + 1, resumed.Step);
+        Assert.Empty(Directory.EnumerateDirectories(checkpoints, ".step-*"));
+    }
+}

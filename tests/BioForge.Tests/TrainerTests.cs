@@ -1,0 +1,262 @@
+using BioForge.IO;
+using BioForge.Models.Esm;
+using BioForge.Models.Llama;
+using BioForge.Training;
+
+namespace BioForge.Tests;
+
+/// <summary>Tiny corpora and run configurations for trainer tests (a few seconds each on two cores).</summary>
+internal static class TinyRuns
+{
+    private static readonly Lazy<string> SmilesCorpus = new(() => Prepare("train/zinc2k.smi", CorpusKind.Smiles));
+    private static readonly Lazy<string> ProteinCorpus = new(() => Prepare("train/cath200.fasta", CorpusKind.Protein));
+
+    private static string Prepare(string file, CorpusKind kind)
+    {
+        string directory = Path.Combine(TestData.TempDirectory(), "corpus");
+        DataPreparation.Prepare(TestData.Path(file), kind, directory, validationFraction: 0.05, seed: 0);
+        return directory;
+    }
+
+    public static string Smiles => SmilesCorpus.Value;
+    public static string Proteins => ProteinCorpus.Value;
+
+    public static string LlamaYaml(string corpus, string output, long steps, string extra = "") => $"""
+        seed: 3
+        data:
+          dir: {corpus}
+          tokens_per_batch: 1024
+          max_length: 64
+        model:
+          type: llama
+          config:
+            hidden_size: 32
+            intermediate_size: 64
+            num_hidden_layers: 2
+            num_attention_heads: 4
+            num_key_value_heads: 2
+            tie_word_embeddings: true
+        optimizer:
+          lr: 3.0e-3
+          weight_decay: 0.1
+        schedule:
+          warmup_steps: 3
+          decay: cosine
+        train:
+          steps: {steps}
+          threads: 2
+          device: cpu
+          output_dir: {output}
+          log_every: 2
+        validation:
+          every: 4
+          max_batches: 2
+        checkpoint:
+          every: 3
+          keep: 2
+        {extra}
+        """;
+
+    public static string EsmYaml(string corpus, string output, long steps) => $"""
+        seed: 5
+        data:
+          dir: {corpus}
+          tokens_per_batch: 1024
+          max_length: 96
+        model:
+          type: esm
+          config:
+            hidden_size: 32
+            intermediate_size: 64
+            num_hidden_layers: 2
+            num_attention_heads: 4
+            hidden_dropout_prob: 0.1
+            attention_probs_dropout_prob: 0.1
+        optimizer:
+          lr: 2.0e-3
+        schedule:
+          warmup_steps: 2
+        train:
+          steps: {steps}
+          accumulation: 2
+          threads: 2
+          device: cpu
+          output_dir: {output}
+        validation:
+          every: 0
+        checkpoint:
+          every: 2
+        """;
+
+    public static RunConfig Config(string yaml, params string[] overrides)
+    {
+        string path = Path.Combine(TestData.TempDirectory(), "run.yaml");
+        File.WriteAllText(path, yaml);
+        return RunConfig.Load(path, overrides);
+    }
+
+    /// <summary>Every parameter of a saved model as raw bytes, keyed by name.</summary>
+    public static Dictionary<string, byte[]> Weights(string modelDirectory)
+    {
+        using var file = SafetensorsFile.Open(Path.Combine(modelDirectory, "model.safetensors"));
+        return file.Entries.ToDictionary(e => e.Name, e => file.GetBytes(e.Name).ToArray());
+    }
+}
+
+/// <summary>
+/// Dropout draws from LibTorch's process-wide generator, which the trainer reseeds every step; tests running in
+/// parallel in the same process would draw from it too, so trainer tests run alone.
+/// </summary>
+[CollectionDefinition(nameof(TrainerTests), DisableParallelization = true)]
+public sealed class TrainerTestsCollection;
+
+[Collection(nameof(TrainerTests))]
+public sealed class TrainerTests
+{
+    [Fact]
+    public void ResumingMidRunGivesBitIdenticalWeightsForTheCausalObjective()
+    {
+        string straight = TestData.TempDirectory(), resumed = TestData.TempDirectory();
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, straight, 10)), new TrainerOptions());
+        var first = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, resumed, 10)), new TrainerOptions { StopAt = 5 });
+        Assert.True(first.Interrupted);
+        Assert.Equal(5, first.Step);
+        var second = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, resumed, 10)), new TrainerOptions { Resume = true });
+        Assert.Equal(5, second.StartStep);
+        Assert.False(second.Interrupted);
+
+        var a = TinyRuns.Weights(Path.Combine(straight, Trainer.ModelDirectory));
+        var b = TinyRuns.Weights(Path.Combine(resumed, Trainer.ModelDirectory));
+        Assert.Equal(a.Keys.Order(), b.Keys.Order());
+        foreach (var (name, bytes) in a) Assert.True(bytes.AsSpan().SequenceEqual(b[name]), $"{name} differs after resume");
+
+        // The metrics of the resumed run continue those of the first part without duplicated steps.
+        var steps = File.ReadAllLines(Path.Combine(resumed, Trainer.MetricsFile))
+            .Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!)
+            .Where(n => n["loss"] is not null)
+            .Select(n => n["step"]!.GetValue<long>())
+            .ToList();
+        Assert.Equal([2, 4, 5, 6, 8, 10], steps);
+    }
+
+    [Fact]
+    public void ResumingMidRunGivesBitIdenticalWeightsForTheMaskedObjectiveWithDropoutAndAccumulation()
+    {
+        string straight = TestData.TempDirectory(), resumed = TestData.TempDirectory();
+        Trainer.Run(TinyRuns.Config(TinyRuns.EsmYaml(TinyRuns.Proteins, straight, 6)), new TrainerOptions());
+        Trainer.Run(TinyRuns.Config(TinyRuns.EsmYaml(TinyRuns.Proteins, resumed, 6)), new TrainerOptions { StopAt = 3 });
+        Trainer.Run(TinyRuns.Config(TinyRuns.EsmYaml(TinyRuns.Proteins, resumed, 6)), new TrainerOptions { Resume = true });
+        var a = TinyRuns.Weights(Path.Combine(straight, Trainer.ModelDirectory));
+        var b = TinyRuns.Weights(Path.Combine(resumed, Trainer.ModelDirectory));
+        foreach (var (name, bytes) in a) Assert.True(bytes.AsSpan().SequenceEqual(b[name]), $"{name} differs after resume");
+
+        // The result is an ordinary Hugging Face ESM-2 directory.
+        using var loaded = EsmCheckpoint.Load(Path.Combine(straight, Trainer.ModelDirectory), TestData.Cpu.Device, TestData.Cpu.DType);
+        Assert.Equal(0.1, loaded.Config.HiddenDropoutProb);
+    }
+
+    [Fact]
+    public void TrainingLowersTheValidationLossAndKeepsTheLastCheckpoints()
+    {
+        string output = TestData.TempDirectory();
+        var reports = new List<ValidationReport>();
+        var result = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 12)), new TrainerOptions { OnValidation = reports.Add });
+        Assert.Equal([4L, 8, 12], reports.Select(r => r.Step));
+        Assert.True(reports[^1].Loss < reports[0].Loss - 0.2, $"validation loss {reports[0].Loss:F3} -> {reports[^1].Loss:F3}");
+        Assert.Equal(reports[^1], result.Validation);
+
+        var store = new CheckpointStore(Path.Combine(output, "checkpoints"), keep: 2);
+        Assert.Equal([9L, 12], store.List().Select(c => c.Step));
+        var state = CheckpointStore.ReadState(store.Latest()!);
+        Assert.Equal(12, state.Step);
+        using var model = LlamaCheckpoint.Load(Path.Combine(output, Trainer.ModelDirectory), TestData.Cpu.Device, TestData.Cpu.DType);
+        Assert.NotNull(model.Vocabulary);
+    }
+
+    [Fact]
+    public void PackedCausalTrainingRuns()
+    {
+        string output = TestData.TempDirectory();
+        var result = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 4), "data.packing=true"), new TrainerOptions());
+        Assert.Equal(4, result.Step);
+        Assert.True(result.Validation!.Loss < 4.5);
+    }
+
+    [Fact]
+    public void MixedPrecisionKeepsFloat32MasterWeightsAndResumesExactly()
+    {
+        string straight = TestData.TempDirectory(), resumed = TestData.TempDirectory();
+        string yaml(string output) => TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6);
+        Trainer.Run(TinyRuns.Config(yaml(straight), "train.precision=bf16-mixed"), new TrainerOptions());
+        Trainer.Run(TinyRuns.Config(yaml(resumed), "train.precision=bf16-mixed"), new TrainerOptions { StopAt = 3 });
+        using (var optimizerState = SafetensorsFile.Open(Path.Combine(resumed, "checkpoints", "step-000000003", CheckpointStore.OptimizerFile)))
+        {
+            Assert.Contains(optimizerState.Entries, e => e.Name == "decay.master" && e.DType == SafetensorsDType.F32);
+        }
+        var resume = () => Trainer.Run(TinyRuns.Config(yaml(resumed)), new TrainerOptions { Resume = true });
+        Assert.Contains("precision", Assert.Throws<BioForgeException>(resume).Message);
+        Trainer.Run(TinyRuns.Config(yaml(resumed), "train.precision=bf16-mixed"), new TrainerOptions { Resume = true });
+        var a = TinyRuns.Weights(Path.Combine(straight, Trainer.ModelDirectory));
+        var b = TinyRuns.Weights(Path.Combine(resumed, Trainer.ModelDirectory));
+        foreach (var (name, bytes) in a) Assert.True(bytes.AsSpan().SequenceEqual(b[name]), $"{name} differs after resume");
+    }
+
+    [Fact]
+    public void ARunDirectoryWithCheckpointsIsNotOverwrittenWithoutResume()
+    {
+        string output = TestData.TempDirectory();
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 3)), new TrainerOptions());
+        var again = () => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 3)), new TrainerOptions());
+        Assert.Contains("--resume", Assert.Throws<BioForgeException>(again).Message);
+        var nothing = () => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, TestData.TempDirectory(), 3)), new TrainerOptions { Resume = true });
+        Assert.Contains("no complete checkpoint", Assert.Throws<BioForgeException>(nothing).Message);
+    }
+
+    [Fact]
+    public void SmilesRandomizationRewritesMoleculesIntoEquivalentSmiles()
+    {
+        var vocabulary = Tokenizers.SmilesVocabulary.Load(Path.Combine(TinyRuns.Smiles, Tokenizers.SmilesVocabulary.FileName));
+        var config = new LlamaConfig { VocabSize = vocabulary.Count, HiddenSize = 16, IntermediateSize = 32, NumHiddenLayers = 1, NumAttentionHeads = 2, NumKeyValueHeads = 2, HeadDim = 8 };
+        using var task = new CausalLanguageModelTask(LlamaCheckpoint.Random(config, vocabulary, TestData.Cpu.Device, TestData.Cpu.DType, 1), randomizeSmiles: true);
+        int changed = 0;
+        foreach (string smiles in File.ReadLines(TestData.Path("train", "zinc2k.smi")).Take(50))
+        {
+            var sequence = new TokenSequence(7, vocabulary.Encode(smiles));
+            Assert.Equal(sequence.Tokens[..^1], task.Example(sequence, 1, 0, augment: false).Inputs);
+            var first = task.Example(sequence, 1, 0, augment: true);
+            var again = task.Example(sequence, 1, 0, augment: true);
+            var later = task.Example(sequence, 1, 1, augment: true);
+            Assert.Equal(first.Inputs, again.Inputs);
+            string randomized = vocabulary.Decode([.. first.Inputs.Select(t => (long)t), Tokenizers.SmilesVocabulary.EosId])!;
+            using var original = Chem.Molecule.FromSmiles(smiles);
+            using var rewritten = Chem.Molecule.FromSmiles(randomized);
+            Assert.Equal(original.ToSmiles(), rewritten.ToSmiles());
+            if (!first.Inputs.SequenceEqual(later.Inputs)) changed++;
+        }
+        Assert.True(changed > 30, $"only {changed} of 50 molecules were written differently in the next epoch");
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, TestData.TempDirectory(), 2), "data.randomize_smiles=true"), new TrainerOptions());
+    }
+
+    [Fact]
+    public void RandomInitialisationIsAFunctionOfTheSeed()
+    {
+        var config = new LlamaConfig { VocabSize = 40, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, HeadDim = 8 };
+        using var a = LlamaCheckpoint.Random(config, null, TestData.Cpu.Device, TestData.Cpu.DType, seed: 3);
+        using var b = LlamaCheckpoint.Random(config, null, TestData.Cpu.Device, TestData.Cpu.DType, seed: 3);
+        using var c = LlamaCheckpoint.Random(config, null, TestData.Cpu.Device, TestData.Cpu.DType, seed: 4);
+        var same = b.Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var other = c.Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in a.Model.named_parameters())
+        {
+            Assert.True(p.eq(same[name]).all().item<bool>(), $"{name} differs for the same seed");
+            if (p.dim() == 2) Assert.False(p.eq(other[name]).all().item<bool>(), $"{name} equal for different seeds");
+        }
+    }
+
+    [Fact]
+    public void AnEsmRunOnASmilesCorpusIsRefused()
+    {
+        var wrong = () => Trainer.Run(TinyRuns.Config(TinyRuns.EsmYaml(TinyRuns.Smiles, TestData.TempDirectory(), 2)), new TrainerOptions());
+        Assert.Contains("vocab.txt", Assert.Throws<BioForgeException>(wrong).Message);
+    }
+}
