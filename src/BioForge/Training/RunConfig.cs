@@ -71,6 +71,8 @@ public sealed record RunConfig
         public int Accumulation { get; init; } = 1;
         /// <summary><c>fp32</c>, or <c>bf16-mixed</c> (bf16 compute, float32 master weights and optimizer state).</summary>
         public string Precision { get; init; } = "fp32";
+        /// <summary>Recompute each layer's activations in the backward pass: less memory, about a third more compute.</summary>
+        public bool ActivationCheckpointing { get; init; }
         public string Device { get; init; } = "auto";
         public int Threads { get; init; }
         /// <summary>Run directory: resolved config, metrics.jsonl, checkpoints/, model/.</summary>

@@ -222,6 +222,15 @@ public static class Trainer
                     return EsmConfig.FromJson(json, "model.config");
                 }, EsmTokenizer.Esm2.Vocabulary.Count),
                     compute.Device, compute.DType, (long)config.Seed);
+            try
+            {
+                checkpoint.Model.ActivationCheckpointing = config.Train.ActivationCheckpointing;
+            }
+            catch (BioForgeException e)
+            {
+                checkpoint.Dispose();
+                throw new BioForgeException($"train.activation_checkpointing: {e.Message}");
+            }
             return new MaskedLanguageModelTask(checkpoint);
         }
         var vocabulary = SmilesVocabulary.Load(Path.Combine(config.Data.Dir, SmilesVocabulary.FileName));
@@ -238,6 +247,7 @@ public static class Trainer
             llama.Dispose();
             throw new BioForgeException($"{source}: its vocab.json differs from the corpus vocabulary in {config.Data.Dir}");
         }
+        llama.Model.ActivationCheckpointing = config.Train.ActivationCheckpointing;
         return new CausalLanguageModelTask(llama, config.Data.RandomizeSmiles, config.Data.MaxLength);
     }
 

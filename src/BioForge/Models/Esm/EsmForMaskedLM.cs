@@ -1,3 +1,4 @@
+using BioForge.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -43,6 +44,21 @@ public sealed class EsmForMaskedLM : nn.Module
 {
     public EsmConfig Config { get; }
 
+    /// <summary>
+    /// Recompute each layer in the backward pass instead of keeping its activations (training only; refused with
+    /// dropout, whose draws would differ on recomputation).
+    /// </summary>
+    public bool ActivationCheckpointing
+    {
+        get => esm.encoder.ActivationCheckpointing;
+        set
+        {
+            if (value && (Config.HiddenDropoutProb > 0 || Config.AttentionProbsDropoutProb > 0))
+                throw new BioForgeException("activation checkpointing needs hidden_dropout_prob and attention_probs_dropout_prob of 0");
+            esm.encoder.ActivationCheckpointing = value;
+        }
+    }
+
     private readonly EsmModel esm;
     private readonly EsmLMHead lm_head;
 
@@ -86,7 +102,7 @@ public sealed class EsmForMaskedLM : nn.Module
 internal sealed class EsmModel : nn.Module
 {
     private readonly EsmEmbeddings embeddings;
-    private readonly EsmEncoder encoder;
+    internal readonly EsmEncoder encoder;
     internal readonly EsmContactPredictionHead contact_head;
     private readonly EsmConfig config;
 
@@ -147,6 +163,8 @@ internal sealed class EsmEncoder : nn.Module
     private readonly ModuleList<EsmLayer> layer;
     private readonly LayerNorm emb_layer_norm_after;
 
+    public bool ActivationCheckpointing { get; set; }
+
     public EsmEncoder(EsmConfig config) : base(nameof(EsmEncoder))
     {
         layer = nn.ModuleList(Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new EsmLayer(config)).ToArray());
@@ -161,6 +179,11 @@ internal sealed class EsmEncoder : nn.Module
         foreach (var block in layer)
         {
             all?.Add(x);
+            if (ActivationCheckpointing && !options.Attentions)
+            {
+                x = ActivationCheckpoint.Run(h => block.Forward(h, keyMask, cos, sin, options).Item1, x);
+                continue;
+            }
             (x, var probs) = block.Forward(x, keyMask, cos, sin, options);
             if (probs is not null) attentions?.Add(probs);
         }

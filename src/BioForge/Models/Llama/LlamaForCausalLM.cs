@@ -1,4 +1,5 @@
 using BioForge.IO;
+using BioForge.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -22,6 +23,13 @@ public sealed class LlamaOutput
 public sealed class LlamaForCausalLM : nn.Module
 {
     public LlamaConfig Config { get; }
+
+    /// <summary>Recompute each decoder layer in the backward pass instead of keeping its activations (training only).</summary>
+    public bool ActivationCheckpointing
+    {
+        get => model.ActivationCheckpointing;
+        set => model.ActivationCheckpointing = value;
+    }
 
     private readonly LlamaModel model;
     private readonly Linear? lm_head;
@@ -114,6 +122,8 @@ internal sealed class LlamaModel : nn.Module
 
     public Tensor EmbedTokens => embed_tokens.weight!;
 
+    public bool ActivationCheckpointing { get; set; }
+
     public (Tensor Hidden, List<Tensor>? All) Forward(Tensor inputIds, Tensor attentionMask, bool hiddenStates, KeyValueCache? cache)
     {
         long t = inputIds.shape[1], past = cache?.Length ?? 0, total = past + t;
@@ -128,7 +138,10 @@ internal sealed class LlamaModel : nn.Module
         for (int i = 0; i < layers.Count; i++)
         {
             all?.Add(x);
-            x = layers[i].Forward(x, allowed, cos, sin, cache, i);
+            var layer = layers[i];
+            x = ActivationCheckpointing && cache is null
+                ? ActivationCheckpoint.Run(h => layer.Forward(h, allowed, cos, sin, null, 0), x)
+                : layer.Forward(x, allowed, cos, sin, cache, i);
         }
         x = norm.forward(x);
         all?.Add(x);
