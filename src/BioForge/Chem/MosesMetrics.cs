@@ -100,8 +100,10 @@ public sealed class MosesMetrics : IDisposable
     {
         string scaffold = m.MurckoScaffold();
         if (scaffold.Length == 0) return null;
-        using var core = Molecule.FromSmiles(scaffold);
-        return core.RingCount() >= 2 ? scaffold : null;
+        // A scaffold cut from a charged or hypervalent molecule can fail sanitization on its own (e.g. an [N+] that
+        // kept its =S); MOSES counts its rings without re-parsing, here such a scaffold counts as none.
+        if (!Molecule.TryFromSmiles(scaffold, out var core, out _)) return null;
+        using (core) return core!.RingCount() >= 2 ? scaffold : null;
     }
 
     /// <summary>No ring of 8 or more atoms, no charge, only C N S O F Cl Br H, no MCF or PAINS match, SMILES round trip.</summary>

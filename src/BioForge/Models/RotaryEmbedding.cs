@@ -12,7 +12,9 @@ internal static class RotaryEmbedding
     public static (Tensor Cos, Tensor Sin) Tables(long start, long length, int dim, double theta, Device device)
     {
         using var scope = NewDisposeScope();
-        var invFreq = 1.0 / pow(theta, arange(0, dim, 2, ScalarType.Int64, device).to(ScalarType.Float32) / dim);
+        // θ^(−2i/d) in float32 as the reference computes it, built on the host (no implicit scalars, see ScalarArithmetic).
+        var frequencies = Enumerable.Range(0, dim / 2).Select(i => 1f / MathF.Pow((float)theta, (float)(2 * i) / dim)).ToArray();
+        var invFreq = tensor(frequencies, ScalarType.Float32, device);
         var angles = outer(arange(start, start + length, ScalarType.Int64, device).to(ScalarType.Float32), invFreq);
         angles = cat([angles, angles], dim: -1);
         return (angles.cos().MoveToOuterDisposeScope(), angles.sin().MoveToOuterDisposeScope());

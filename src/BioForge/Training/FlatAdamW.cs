@@ -1,3 +1,4 @@
+using BioForge.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -134,9 +135,9 @@ public sealed class FlatAdamW : IDisposable
     public double ClipGradNorm(double maxNorm)
     {
         using var scope = NewDisposeScope();
-        double norm = Math.Sqrt(groups.Sum(g => g.MasterGradients.to(ScalarType.Float32).pow(2).sum().item<float>()));
+        double norm = Math.Sqrt(groups.Sum(g => g.MasterGradients.to(ScalarType.Float32).square().sum().item<float>()));
         if (norm > maxNorm && norm > 0)
-            foreach (var g in groups) g.MasterGradients.mul_(maxNorm / (norm + 1e-6));
+            foreach (var g in groups) g.MasterGradients.MulInPlace(maxNorm / (norm + 1e-6));
         return norm;
     }
 
@@ -148,11 +149,11 @@ public sealed class FlatAdamW : IDisposable
         using var _ = no_grad();
         foreach (var g in groups)
         {
-            if (g.Decay && options.WeightDecay != 0) g.Master.mul_(1 - learningRate * options.WeightDecay);
-            g.ExpAvg.mul_(options.Beta1).add_(g.MasterGradients, alpha: 1 - options.Beta1);
-            g.ExpAvgSq.mul_(options.Beta2).addcmul_(g.MasterGradients, g.MasterGradients, 1 - options.Beta2);
-            var denominator = (g.ExpAvgSq.sqrt() / Math.Sqrt(bias2)).add_(options.Epsilon);
-            g.Master.addcdiv_(g.ExpAvg, denominator, -learningRate / bias1);
+            if (g.Decay && options.WeightDecay != 0) g.Master.MulInPlace(1 - learningRate * options.WeightDecay);
+            g.ExpAvg.MulInPlace(options.Beta1).AddScaledInPlace(g.MasterGradients, 1 - options.Beta1);
+            g.ExpAvgSq.MulInPlace(options.Beta2).AddProductInPlace(g.MasterGradients, g.MasterGradients, 1 - options.Beta2);
+            var denominator = g.ExpAvgSq.sqrt().Div(Math.Sqrt(bias2)).AddInPlace(options.Epsilon);
+            g.Master.AddQuotientInPlace(g.ExpAvg, denominator, -learningRate / bias1);
             if (HasMasterWeights) g.Values.copy_(g.Master);
         }
     }

@@ -109,7 +109,7 @@ public static class Trainer
                 using var scope = NewDisposeScope();
                 var batch = MicroBatches.Collate(batchExamples, task.PadId, compute.Device);
                 var loss = task.LossSum(batch);
-                (loss / Math.Max(1, scored)).backward();
+                loss.Div(Math.Max(1, scored)).backward();
                 optimizer.AccumulateGradients();
                 lossSum += loss.item<float>();
                 stepTokens += batch.Tokens;

@@ -147,11 +147,11 @@ internal sealed class EsmEmbeddings : nn.Module
         {
             // ESM-2 was trained with 15% × 80% of tokens replaced by <mask> and their embeddings zeroed; at any other
             // masking rate the embeddings are rescaled so their expected magnitude matches training.
-            var isMask = inputIds.eq(config.MaskTokenId);
-            x = x.masked_fill(isMask.unsqueeze(-1), 0.0);
+            var isMask = inputIds.Eq(config.MaskTokenId);
+            x = x.MaskedFill(isMask.unsqueeze(-1), 0.0);
             const double trainRatio = 0.15 * 0.8;
             var observed = isMask.sum(-1).to(ScalarType.Float32) / attentionMask.sum(-1).to(ScalarType.Float32);
-            x = (x * (1 - trainRatio) / (1 - observed).unsqueeze(-1).unsqueeze(-1)).to(x.dtype);
+            x = (x.Mul(1 - trainRatio) / observed.SubtractFrom(1).unsqueeze(-1).unsqueeze(-1)).to(x.dtype);
         }
         if (layer_norm is not null) x = layer_norm.forward(x);
         return (x * attentionMask.unsqueeze(-1).to(x.dtype)).to(x.dtype);
@@ -278,8 +278,8 @@ internal sealed class EsmSelfAttention : nn.Module
         }
         else
         {
-            var q = RotaryEmbedding.Apply(Heads(query.forward(x)) * Math.Pow(headDim, -0.5), cos, sin);
-            var scores = matmul(q, k.transpose(-1, -2)).masked_fill(keyMask.logical_not(), double.NegativeInfinity);
+            var q = RotaryEmbedding.Apply(Heads(query.forward(x)).Mul(Math.Pow(headDim, -0.5)), cos, sin);
+            var scores = matmul(q, k.transpose(-1, -2)).MaskedFill(keyMask.logical_not(), double.NegativeInfinity);
             probs = F.softmax(scores, -1, ScalarType.Float32).to(q.dtype);
             context = matmul(F.dropout(probs, dropout, training), v);
         }

@@ -165,7 +165,7 @@ internal sealed class RMSNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         var h = x.to(ScalarType.Float32);
-        h = h * rsqrt(h.pow(2).mean([-1L], keepdim: true) + eps);
+        h = h * rsqrt(h.square().mean([-1L], keepdim: true).Add(eps));
         return weight * h.to(x.dtype);
     }
 }

@@ -1,3 +1,5 @@
+using BioForge.Runtime;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace BioForge.Models.Llama;
@@ -48,7 +50,7 @@ public static class Sampling
                 var mask = ones(alive.Count, cache.Length + 1, ScalarType.Int64, device);
                 var logits = model.Forward(next, mask, cache: cache).Logits.select(1, -1).to(ScalarType.Float32);
                 var logProbs = logits.log_softmax(-1);
-                var chosen = multinomial(Filter(logits / options.Temperature, options).softmax(-1), 1, false, generator);
+                var chosen = multinomial(Filter(logits.Div(options.Temperature), options).softmax(-1), 1, false, generator);
                 var chosenLogProbs = logProbs.gather(1, chosen).squeeze(1).cpu().data<float>().ToArray();
                 var chosenTokens = chosen.squeeze(1).cpu().data<long>().ToArray();
 
@@ -89,16 +91,17 @@ public static class Sampling
         if (options.TopK > 0 && options.TopK < logits.shape[1])
         {
             var kth = logits.topk(options.TopK, dim: 1).values.select(1, -1).unsqueeze(1);
-            logits = logits.masked_fill(logits.lt(kth), double.NegativeInfinity);
+            logits = logits.MaskedFill(logits.lt(kth), double.NegativeInfinity);
         }
         if (options.TopP < 1)
         {
             var (sorted, order) = logits.sort(dim: 1, descending: true);
             var probs = sorted.softmax(-1);
             var before = probs.cumsum(1) - probs; // probability mass of the better tokens
-            var dropSorted = before.gt(options.TopP);
+            using var topP = options.TopP.ToScalar();
+            var dropSorted = before.gt(topP);
             var drop = zeros_like(dropSorted).scatter(1, order, dropSorted);
-            logits = logits.masked_fill(drop, double.NegativeInfinity);
+            logits = logits.MaskedFill(drop, double.NegativeInfinity);
         }
         return logits;
     }

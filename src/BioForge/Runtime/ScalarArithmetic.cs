@@ -1,0 +1,90 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BioForge.Runtime;
+
+/// <summary>
+/// Tensor–number arithmetic that keeps the number's native <see cref="Scalar"/> alive for the whole LibTorch call.
+/// TorchSharp 0.107 converts a C# number to a <see cref="Scalar"/> implicitly and passes only its handle to LibTorch;
+/// nothing references the managed object during the call, so a garbage collection at that moment can finalize it and
+/// LibTorch reads freed memory ("Unknown scalar type", seen after ~80 steps of ESM-2 training). Code that runs every
+/// step uses these instead of <c>tensor * 0.5</c>-style operators.
+/// </summary>
+internal static class ScalarArithmetic
+{
+    public static Tensor Mul(this Tensor tensor, double value)
+    {
+        using var scalar = value.ToScalar();
+        return tensor.mul(scalar);
+    }
+
+    public static Tensor Div(this Tensor tensor, double value)
+    {
+        using var scalar = value.ToScalar();
+        return tensor.div(scalar);
+    }
+
+    public static Tensor Add(this Tensor tensor, double value)
+    {
+        using var scalar = value.ToScalar();
+        return tensor.add(scalar);
+    }
+
+    /// <summary><paramref name="value"/> − tensor.</summary>
+    public static Tensor SubtractFrom(this Tensor tensor, double value)
+    {
+        using var scalar = value.ToScalar();
+        return tensor.neg().add_(scalar);
+    }
+
+    public static Tensor Eq(this Tensor tensor, long value)
+    {
+        using var scalar = value.ToScalar();
+        return tensor.eq(scalar);
+    }
+
+    public static Tensor Ne(this Tensor tensor, long value)
+    {
+        using var scalar = value.ToScalar();
+        return tensor.ne(scalar);
+    }
+
+    public static Tensor MaskedFill(this Tensor tensor, Tensor mask, double value)
+    {
+        using var scalar = value.ToScalar();
+        return tensor.masked_fill(mask, scalar);
+    }
+
+    public static Tensor MulInPlace(this Tensor tensor, double value)
+    {
+        using var scalar = value.ToScalar();
+        return tensor.mul_(scalar);
+    }
+
+    public static Tensor AddInPlace(this Tensor tensor, double value)
+    {
+        using var scalar = value.ToScalar();
+        return tensor.add_(scalar);
+    }
+
+    /// <summary>tensor += alpha · other.</summary>
+    public static Tensor AddScaledInPlace(this Tensor tensor, Tensor other, double alpha)
+    {
+        using var scalar = alpha.ToScalar();
+        return tensor.add_(other, scalar);
+    }
+
+    /// <summary>tensor += value · a · b.</summary>
+    public static Tensor AddProductInPlace(this Tensor tensor, Tensor a, Tensor b, double value)
+    {
+        using var scalar = value.ToScalar();
+        return tensor.addcmul_(a, b, scalar);
+    }
+
+    /// <summary>tensor += value · a / b.</summary>
+    public static Tensor AddQuotientInPlace(this Tensor tensor, Tensor a, Tensor b, double value)
+    {
+        using var scalar = value.ToScalar();
+        return tensor.addcdiv_(a, b, scalar);
+    }
+}
