@@ -158,3 +158,43 @@ public sealed class TrainingStreamTests
         Assert.True(crops.Select(c => c[0]).Distinct().Count() > 5, "random crops should start at varied positions");
     }
 }
+
+public sealed class ClusterSamplingTests
+{
+    [Fact]
+    public void EachEpochDrawsOneMemberPerClusterAndSplitsKeepClustersWhole()
+    {
+        string directory = TestData.TempDirectory();
+        string fasta = Path.Combine(directory, "seqs.fasta");
+        var ids = new[] { "a1", "a2", "a3", "b1", "b2", "c1" }.Concat(Enumerable.Range(0, 40).Select(i => $"s{i}")).ToArray();
+        File.WriteAllText(fasta, string.Concat(ids.Select((id, i) => $">{id} protein {i}\nMKT{new string('A', 5 + i % 7)}LV\n")));
+        string tsv = Path.Combine(directory, "clusters.tsv");
+        File.WriteAllText(tsv, "a1\ta1\na1\ta2\na1\ta3\nb1\tb1\nb1\tb2\n");
+        string corpus = Path.Combine(directory, "corpus");
+        var prepared = DataPreparation.Prepare([fasta], CorpusKind.Protein, corpus, validationFraction: 0.3, seed: 2, clusterFile: tsv);
+        Assert.Equal(ids.Length, prepared.Train.Documents + prepared.Validation.Documents);
+
+        using var store = new TokenStore.Reader(Path.Combine(corpus, "train"));
+        var members = Clusters.ReadMembers(Path.Combine(corpus, "train"), store.Count);
+        Assert.Equal(store.Count, members.Sum(m => m.Length));
+        // The a- and b-clusters went to one split each, whole: their sizes are 3 and 2 or absent.
+        Assert.All(members, m => Assert.Contains(m.Length, new[] { 1, 2, 3 }));
+        Assert.Equal(prepared.Train.Documents - members.Count(m => m.Length == 1), members.Where(m => m.Length > 1).Sum(m => m.Length));
+
+        var stream = new TrainingStream(store, maxLength: 64, tokensPerBatch: 256, packing: false, randomCrop: false, seed: 1, members);
+        var seen = new HashSet<long>();
+        for (int epoch = 0; epoch < 30; epoch++)
+        {
+            var docs = new List<long>();
+            for (int k = 0; stream.Read(epoch, k) is { } batch; k++) docs.AddRange(batch.Select(s => s.Id));
+            Assert.Equal(members.Length, docs.Count);
+            Assert.All(members, m => Assert.Single(docs, d => m.Contains((int)d)));
+            seen.UnionWith(docs);
+        }
+        Assert.Equal(store.Count, seen.Count); // over many epochs every member is drawn
+
+        File.WriteAllText(tsv, "a1\ta2\nb1\ta2\n");
+        Assert.Contains("already a member", Assert.Throws<BioForgeException>(() =>
+            DataPreparation.Prepare([fasta], CorpusKind.Protein, Path.Combine(directory, "bad"), 0.1, 0, clusterFile: tsv)).Message);
+    }
+}

@@ -25,27 +25,35 @@ public static class DataPreparation
         string? smilesColumn = null, IProgress<int>? progress = null) =>
         Prepare([input], kind, directory, validationFraction, seed, smilesColumn, progress);
 
-    /// <summary>Several input files form one corpus, read in the order given.</summary>
+    /// <summary>
+    /// Several input files form one corpus, read in the order given. With <paramref name="clusterFile"/> (proteins),
+    /// whole clusters go to train or validation (no near-duplicate leaks into validation) and each training
+    /// document's cluster is written to <c>train.clusters</c> for cluster sampling.
+    /// </summary>
     public static PreparedCorpus Prepare(IReadOnlyList<string> inputs, CorpusKind kind, string directory, double validationFraction, ulong seed,
-        string? smilesColumn = null, IProgress<int>? progress = null)
+        string? smilesColumn = null, IProgress<int>? progress = null, string? clusterFile = null)
     {
+        if (clusterFile is not null && kind != CorpusKind.Protein) throw new BioForgeException("--clusters applies to protein (FASTA) corpora");
+        var clusters = clusterFile is null ? null : Clusters.Read(clusterFile);
+        var trainClusters = new List<int>();
         if (inputs.Count == 0) throw new BioForgeException("no input corpus given");
         if (validationFraction is < 0 or >= 1) throw new BioForgeException($"--validation-fraction {validationFraction}: must be in [0, 1)");
         Directory.CreateDirectory(directory);
-        IEnumerable<int[]> documents;
+        IEnumerable<(int[] Tokens, int Cluster)> documents;
         int vocabularySize;
         Action saveVocabulary; // written last, so a failed preparation leaves no partial corpus behind
         if (kind == CorpusKind.Protein)
         {
             var tokenizer = EsmTokenizer.Esm2;
-            documents = inputs.SelectMany(input => FastaReader.Read(input).Select(r => Encode(() => tokenizer.Encode(r.Sequence), input, r.Line)));
+            documents = inputs.SelectMany(input => FastaReader.Read(input)
+                .Select(r => (Encode(() => tokenizer.Encode(r.Sequence), input, r.Line), clusters?.Assign(r.Id) ?? -1)));
             vocabularySize = tokenizer.Vocabulary.Count;
             saveVocabulary = () => AtomicFile.WriteText(Path.Combine(directory, "vocab.txt"), string.Join("\n", tokenizer.Vocabulary) + "\n");
         }
         else
         {
             var vocabulary = SmilesVocabulary.Build(inputs.SelectMany(input => MoleculeSource.Read(input, smilesColumn).Select(r => Checked(r, input))));
-            documents = inputs.SelectMany(input => MoleculeSource.Read(input, smilesColumn).Select(r => vocabulary.Encode(r.Text)));
+            documents = inputs.SelectMany(input => MoleculeSource.Read(input, smilesColumn).Select(r => (vocabulary.Encode(r.Text), -1)));
             vocabularySize = vocabulary.Count;
             saveVocabulary = () => vocabulary.Save(Path.Combine(directory, SmilesVocabulary.FileName));
         }
@@ -56,16 +64,21 @@ public static class DataPreparation
         using (var validationWriter = new TokenStore.Writer(Path.Combine(directory, "valid"), vocabularySize))
         {
             long index = 0;
-            foreach (var document in documents)
+            foreach (var (document, cluster) in documents)
             {
-                bool toValidation = StatelessRandom.Unit(seed, index++) < validationFraction;
+                // With clusters the draw is keyed by the cluster (offset to stay apart from document keys).
+                long key = cluster >= 0 ? (1L << 40) + cluster : index;
+                index++;
+                bool toValidation = StatelessRandom.Unit(seed, key) < validationFraction;
                 (toValidation ? validationWriter : trainWriter).Add(document);
                 (toValidation ? validation : train).Add(document.Length);
+                if (!toValidation) trainClusters.Add(cluster);
                 progress?.Report(1);
             }
             trainWriter.Complete();
             validationWriter.Complete();
         }
+        if (clusters is not null) Clusters.WriteAssignments(Path.Combine(directory, "train"), trainClusters);
         saveVocabulary();
         var corpus = new PreparedCorpus(directory, kind, vocabularySize, train.Summary(), validation.Summary());
         AtomicFile.WriteText(Path.Combine(directory, "summary.json"), JsonSerializer.Serialize(new

@@ -33,6 +33,8 @@ public sealed record RunConfig
         public bool Packing { get; init; }
         /// <summary>Causal SMILES objective only: train on a random SMILES of each molecule, new every epoch.</summary>
         public bool RandomizeSmiles { get; init; }
+        /// <summary>Each epoch draws one member per cluster (a corpus prepared with --clusters).</summary>
+        public bool ClusterSampling { get; init; }
     }
 
     public sealed record ModelSection

@@ -66,8 +66,9 @@ public static class Trainer
         using var task = CreateTask(config, resumeFrom, compute);
         if (train.VocabularySize > VocabularySize(task))
             throw new BioForgeException($"{config.Data.Dir}: the corpus uses {train.VocabularySize} token ids but the model has {VocabularySize(task)}");
+        var clusterMembers = config.Data.ClusterSampling ? Clusters.ReadMembers(Path.Combine(config.Data.Dir, "train"), train.Count) : null;
         var stream = new TrainingStream(train, config.Data.MaxLength, config.Data.TokensPerBatch, config.Data.Packing,
-            randomCrop: config.Model.Type == "esm", config.Seed);
+            randomCrop: config.Model.Type == "esm", config.Seed, clusterMembers);
         var network = task.Network;
         using var optimizer = new FlatAdamW(network.parameters(), config.AdamW);
         if (resumeFrom is not null) LoadOptimizer(optimizer, resumeFrom, state!.Step);

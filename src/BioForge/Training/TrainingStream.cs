@@ -28,12 +28,15 @@ public sealed class TrainingStream
     private readonly bool randomCrop;
     private readonly ulong seed;
     private readonly int[] croppedLengths;
+    private readonly int[][]? clusterMembers;
     private int cachedEpoch = -1;
     private IReadOnlyList<int[]> cachedBatches = [];
     private int[] cachedOrder = [];
     private long[] cachedStarts = [];
 
-    public TrainingStream(TokenStore.Reader store, int maxLength, int tokensPerBatch, bool packing, bool randomCrop, ulong seed)
+    /// <param name="clusterMembers">The documents of each cluster: each epoch then holds one member per cluster (<see cref="Clusters"/>).</param>
+    public TrainingStream(TokenStore.Reader store, int maxLength, int tokensPerBatch, bool packing, bool randomCrop, ulong seed,
+        int[][]? clusterMembers = null)
     {
         if (store.Count == 0) throw new BioForgeException("the training split has no documents");
         if (maxLength < 2) throw new BioForgeException($"data.max_length must be at least 2 (got {maxLength})");
@@ -45,6 +48,7 @@ public sealed class TrainingStream
         this.packing = packing;
         this.randomCrop = randomCrop;
         this.seed = seed;
+        this.clusterMembers = clusterMembers;
         croppedLengths = Enumerable.Range(0, store.Count).Select(i => Math.Min(store.Length(i), maxLength)).ToArray();
         if (packing && store.TotalTokens < maxLength + 1)
             throw new BioForgeException($"packing needs more than data.max_length ({maxLength}) tokens; the training split has {store.TotalTokens}");
@@ -80,15 +84,17 @@ public sealed class TrainingStream
     private void Plan(int epoch)
     {
         if (epoch == cachedEpoch) return;
+        int[] documents = clusterMembers is null ? [.. Enumerable.Range(0, store.Count)] : Clusters.Sample(clusterMembers, seed, epoch);
         if (packing)
         {
-            cachedOrder = TokenBudgetBatches.Permutation(store.Count, seed, epoch, stream: 0);
+            cachedOrder = [.. TokenBudgetBatches.Permutation(documents.Length, seed, epoch, stream: 0).Select(i => documents[i])];
             cachedStarts = new long[cachedOrder.Length + 1];
             for (int i = 0; i < cachedOrder.Length; i++) cachedStarts[i + 1] = cachedStarts[i] + store.Length(cachedOrder[i]);
         }
         else
         {
-            cachedBatches = TokenBudgetBatches.ForEpoch(croppedLengths, tokensPerBatch, seed, epoch);
+            var lengths = documents.Select(d => croppedLengths[d]).ToArray();
+            cachedBatches = [.. TokenBudgetBatches.ForEpoch(lengths, tokensPerBatch, seed, epoch).Select(b => b.Select(i => documents[i]).ToArray())];
         }
         cachedEpoch = epoch;
     }
