@@ -70,7 +70,106 @@ internal static class BenchCommands
         var bench = new Command("bench", "Throughput benchmarks");
         bench.Subcommands.Add(embed);
         bench.Subcommands.Add(Similarity(output, error));
+        bench.Subcommands.Add(Train(output, error));
+        bench.Subcommands.Add(Matmul(output, error));
         return bench;
+    }
+
+    /// <summary>
+    /// <c>bioforge bench train</c>: training throughput of a run configuration (a short run into a scratch directory),
+    /// with model FLOPs per token ≈ 6 · parameters + 12 · layers · hidden · sequence length (PaLM's estimate).
+    /// </summary>
+    private static Command Train(TextWriter output, TextWriter error)
+    {
+        var config = Options.Required("--config", "run configuration (YAML)");
+        var overrides = new Argument<string[]>("overrides") { Description = "section.key=value settings", Arity = ArgumentArity.ZeroOrMore };
+        var steps = Options.Int("--steps", "timed optimizer steps", 20);
+        var warmup = Options.Int("--warmup", "untimed steps first", 3);
+        var command = new Command("train", "Training throughput (tokens/s, model TFLOP/s) of a run configuration") { config, overrides, steps, warmup };
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            int n = result.GetValue(steps), w = result.GetValue(warmup);
+            if (n < 1 || w < 0) throw new BioForgeException("--steps must be positive and --warmup non-negative");
+            string scratch = Path.Combine(Path.GetTempPath(), $"bioforge-bench-{Environment.ProcessId}");
+            try
+            {
+                var run = Training.RunConfig.Load(result.GetValue(config)!, [.. result.GetValue(overrides) ?? [],
+                    $"train.steps={n + w}", $"train.output_dir={scratch}", "train.log_every=1", "validation.every=0",
+                    "validation.max_batches=1", "checkpoint.every=0"]);
+                long tokens = 0;
+                double seconds = 0;
+                Training.Trainer.Run(run, new Training.TrainerOptions
+                {
+                    OnStep = r =>
+                    {
+                        if (r.Step <= w) return;
+                        tokens += r.Tokens;
+                        seconds += r.Tokens / r.TokensPerSecond;
+                    },
+                });
+                var model = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(scratch, Training.Trainer.ModelDirectory, "config.json")))!;
+                long parameters;
+                using (var weights = IO.SafetensorsFile.Open(Path.Combine(scratch, Training.Trainer.ModelDirectory, "model.safetensors")))
+                    parameters = weights.Entries.Sum(e => e.Shape.Aggregate(1L, (a, b) => a * b));
+                var corpus = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(run.Data.Dir, "summary.json")))!;
+                double meanLength = run.Data.Packing ? run.Data.MaxLength : Math.Min(run.Data.MaxLength, corpus["train"]!["mean_length"]!.GetValue<double>());
+                double flopsPerToken = 6.0 * parameters + 12.0 * model["num_hidden_layers"]!.GetValue<int>() * model["hidden_size"]!.GetValue<int>() * meanLength;
+                output.WriteLine(JsonSerializer.Serialize(new
+                {
+                    benchmark = "train",
+                    config = result.GetValue(config),
+                    model = run.Model.Type,
+                    parameters,
+                    precision = run.Train.Precision,
+                    tokens_per_batch = run.Data.TokensPerBatch,
+                    mean_length = Math.Round(meanLength, 1),
+                    steps = n,
+                    tokens_per_s = Math.Round(tokens / seconds, 0),
+                    model_gflops_per_s = Math.Round(tokens / seconds * flopsPerToken / 1e9, 1),
+                }));
+                return 0;
+            }
+            finally
+            {
+                if (Directory.Exists(scratch)) Directory.Delete(scratch, recursive: true);
+            }
+        }));
+        return command;
+    }
+
+    /// <summary><c>bioforge bench matmul</c>: the machine's float32 (or bf16) matrix-multiply rate, the yardstick for model FLOP/s.</summary>
+    private static Command Matmul(TextWriter output, TextWriter error)
+    {
+        var size = Options.Int("--size", "square matrix size", 2048);
+        var repeats = Options.Int("--repeats", "timed products", 10);
+        var compute = new ComputeOptionSet();
+        var command = new Command("matmul", "Dense matrix-multiply rate (GFLOP/s)") { size, repeats };
+        compute.AddTo(command);
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            var options = compute.Resolve(result);
+            int n = result.GetValue(size), r = result.GetValue(repeats);
+            if (n < 1 || r < 1) throw new BioForgeException("--size and --repeats must be positive");
+            using var a = torch.randn([n, n], options.DType, options.Device);
+            using var b = torch.randn([n, n], options.DType, options.Device);
+            using (var warm = a.matmul(b)) Synchronize(options.Device);
+            var clock = Stopwatch.StartNew();
+            for (int i = 0; i < r; i++)
+                using (var c = a.matmul(b)) { }
+            Synchronize(options.Device);
+            double seconds = clock.Elapsed.TotalSeconds;
+            output.WriteLine(JsonSerializer.Serialize(new
+            {
+                benchmark = "matmul",
+                size = n,
+                device = options.Device.ToString(),
+                dtype = options.DType.ToString(),
+                threads = options.Threads,
+                gflops_per_s = Math.Round(2.0 * n * n * n * r / seconds / 1e9, 1),
+            }));
+            return 0;
+        }));
+        return command;
     }
 
     /// <summary><c>bioforge bench similarity</c>: bulk Tanimoto comparisons per second over a fingerprint index.</summary>

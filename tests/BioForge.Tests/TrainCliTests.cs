@@ -48,6 +48,18 @@ public sealed class TrainCliTests
     }
 
     [Fact]
+    public void BenchTrainReportsThroughputAndLeavesNothingBehind()
+    {
+        string output = TestData.TempDirectory();
+        var result = Run("bench", "train", "--config", ConfigFile(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 2)), "--steps", "3", "--warmup", "1");
+        Assert.Equal(0, result.Code);
+        var report = System.Text.Json.Nodes.JsonNode.Parse(result.Out)!;
+        Assert.True(report["tokens_per_s"]!.GetValue<double>() > 0);
+        Assert.True(report["parameters"]!.GetValue<long>() > 10_000);
+        Assert.Empty(Directory.GetFileSystemEntries(output));
+    }
+
+    [Fact]
     public void BadTrainingInputsGiveOneClearLine()
     {
         string output = TestData.TempDirectory();

@@ -12,7 +12,8 @@ using static TorchSharp.torch;
 namespace BioForge.Training;
 
 /// <summary>What one logged optimizer step looked like.</summary>
-public sealed record StepReport(long Step, long TotalSteps, double Loss, double LearningRate, double GradNorm, double TokensPerSecond, TimeSpan Elapsed)
+/// <param name="Tokens">Tokens (padding excluded) trained on since the previous report.</param>
+public sealed record StepReport(long Step, long TotalSteps, double Loss, double LearningRate, double GradNorm, double TokensPerSecond, TimeSpan Elapsed, long Tokens)
 {
     /// <summary>Remaining time at the throughput of this run so far.</summary>
     public TimeSpan Remaining(long startStep) =>
@@ -128,7 +129,7 @@ public static class Trainer
                 throw new BioForgeException($"step {step}: the loss is {stepLoss}; lower optimizer.lr or enable optimizer.grad_clip");
             if (step % config.Train.LogEvery == 0 || step == stopAt)
             {
-                var report = new StepReport(step, config.Train.Steps, stepLoss, lr, gradNorm, windowTokens / window.Elapsed.TotalSeconds, clock.Elapsed);
+                var report = new StepReport(step, config.Train.Steps, stepLoss, lr, gradNorm, windowTokens / window.Elapsed.TotalSeconds, clock.Elapsed, windowTokens);
                 WriteMetric(metrics, new JsonObject
                 {
                     ["step"] = step,
