@@ -39,10 +39,10 @@ passed=$(count passed)
 failed=$(( $(count failed) + $(count error) + $(count timeout) + $(count aborted) ))
 skipped=$(( $(count total) - $(count executed) ))
 
-echo "== README main command (./bioforge embed on the bundled test model)"
+echo "== README main command (./bioforge embed with the shipped protein model)"
 smoke=0
 out="$(mktemp -d)"
-if ./bioforge embed --model models/esm2-tiny-test --in data/examples/proteins.fasta --out "$out/embeddings.csv" \
+if ./bioforge embed --model models/esm2-small --in data/examples/proteins.fasta --out "$out/embeddings.csv" \
    && [ "$(wc -l <"$out/embeddings.csv")" -eq 9 ]; then
   smoke=1
   passed=$((passed + 1))

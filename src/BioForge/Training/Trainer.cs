@@ -78,7 +78,6 @@ public static class Trainer
         AtomicFile.WriteText(Path.Combine(output, ConfigFile), config.ToJsonText() + "\n");
         using var metrics = OpenMetrics(Path.Combine(output, MetricsFile), state?.Step ?? 0);
 
-        var schedule = config.LearningRate;
         long step = state?.Step ?? 0, startStep = step, tokensSeen = state?.TokensSeen ?? 0;
         var position = state?.Position ?? new StreamPosition(0, 0);
         long stopAt = Math.Min(options.StopAt ?? config.Train.Steps, config.Train.Steps);
@@ -86,50 +85,22 @@ public static class Trainer
         string? lastCheckpoint = resumeFrom;
         var clock = Stopwatch.StartNew();
         long windowTokens = 0;
-        var window = Stopwatch.StartNew();
+        double windowSeconds = 0; // training compute only: validation and checkpoint time is not throughput
 
         while (step < stopAt && !options.Cancellation.IsCancellationRequested)
         {
-            // Dropout draws from the global generator; seeding it from the step makes them independent of history.
-            long stepSeed = (long)(StatelessRandom.Hash(config.Seed, step, 0x5EED) >> 1);
-            torch.manual_seed(stepSeed);
-            if (compute.Device.type == DeviceType.CUDA) torch.cuda.manual_seed_all(stepSeed);
-            network.train();
-            var micro = new List<(int Epoch, IReadOnlyList<TokenSequence> Sequences)>();
-            for (int m = 0; m < config.Train.Accumulation; m++)
-            {
-                var (sequences, next) = stream.Next(position);
-                micro.Add((next.Epoch, sequences));
-                position = next;
-            }
-            var examples = micro.Select(b => b.Sequences.Select(s => task.Example(s, config.Seed, b.Epoch, augment: true)).ToList()).ToList();
-            long scored = examples.Sum(b => b.Sum(e => e.Labels.Count(l => l != MaskedLanguageModeling.Ignore)));
-            double lossSum = 0;
-            long stepTokens = 0;
-            foreach (var batchExamples in examples)
-            {
-                using var scope = NewDisposeScope();
-                var batch = MicroBatches.Collate(batchExamples, task.PadId, compute.Device);
-                var loss = task.LossSum(batch);
-                loss.Div(Math.Max(1, scored)).backward();
-                optimizer.AccumulateGradients();
-                lossSum += loss.item<float>();
-                stepTokens += batch.Tokens;
-            }
-            double gradNorm = config.Optimizer.GradClip > 0 ? optimizer.ClipGradNorm(config.Optimizer.GradClip) : double.NaN;
-            double lr = schedule.At(step + 1);
-            optimizer.Update(lr);
-            optimizer.ZeroGrad();
+            var stepClock = Stopwatch.StartNew();
+            (double stepLoss, long stepTokens, double gradNorm, double lr, position) = TrainStep(task, stream, position, optimizer, config, compute.Device, step);
             step++;
+            windowSeconds += stepClock.Elapsed.TotalSeconds;
             tokensSeen += stepTokens;
             windowTokens += stepTokens;
 
-            double stepLoss = lossSum / Math.Max(1, scored);
             if (!double.IsFinite(stepLoss))
                 throw new BioForgeException($"step {step}: the loss is {stepLoss}; lower optimizer.lr or enable optimizer.grad_clip");
             if (step % config.Train.LogEvery == 0 || step == stopAt)
             {
-                var report = new StepReport(step, config.Train.Steps, stepLoss, lr, gradNorm, windowTokens / window.Elapsed.TotalSeconds, clock.Elapsed, windowTokens);
+                var report = new StepReport(step, config.Train.Steps, stepLoss, lr, gradNorm, windowTokens / windowSeconds, clock.Elapsed, windowTokens);
                 WriteMetric(metrics, new JsonObject
                 {
                     ["step"] = step,
@@ -143,7 +114,7 @@ public static class Trainer
                 });
                 options.OnStep?.Invoke(report);
                 windowTokens = 0;
-                window.Restart();
+                windowSeconds = 0;
             }
 
             bool last = step == config.Train.Steps;
@@ -158,7 +129,6 @@ public static class Trainer
                     ["validation_tokens"] = lastValidation.Tokens,
                 });
                 options.OnValidation?.Invoke(lastValidation);
-                window.Restart(); // validation time is not training throughput
             }
 
             bool stopping = step == stopAt || options.Cancellation.IsCancellationRequested;
@@ -176,7 +146,6 @@ public static class Trainer
                 };
                 lastCheckpoint = checkpoints.Save(step, directory => WriteCheckpoint(directory, task, optimizer, current));
                 options.OnCheckpoint?.Invoke(lastCheckpoint);
-                window.Restart();
             }
         }
 
@@ -184,6 +153,45 @@ public static class Trainer
         bool finished = step == config.Train.Steps;
         if (finished) SaveModel(task, modelDirectory);
         return new TrainingResult(step, startStep, modelDirectory, lastCheckpoint, lastValidation, Interrupted: !finished);
+    }
+
+    /// <summary>
+    /// One optimizer step: <c>accumulation</c> micro-batches, each loss summed over its scored tokens and divided by
+    /// the step's total (so accumulating equals one large batch), backward, clip, AdamW at the schedule's rate.
+    /// </summary>
+    private static (double Loss, long Tokens, double GradNorm, double LearningRate, StreamPosition Next) TrainStep(
+        ILanguageModelTask task, TrainingStream stream, StreamPosition position, FlatAdamW optimizer, RunConfig config, Device device, long step)
+    {
+        // Dropout draws from the global generator; seeding it from the step makes them independent of history.
+        long stepSeed = (long)(StatelessRandom.Hash(config.Seed, step, 0x5EED) >> 1);
+        torch.manual_seed(stepSeed);
+        if (device.type == DeviceType.CUDA) torch.cuda.manual_seed_all(stepSeed);
+        task.Network.train();
+        var micro = new List<List<TrainingExample>>();
+        for (int m = 0; m < config.Train.Accumulation; m++)
+        {
+            var (sequences, next) = stream.Next(position);
+            micro.Add([.. sequences.Select(s => task.Example(s, config.Seed, next.Epoch, augment: true))]);
+            position = next;
+        }
+        long scored = micro.Sum(b => b.Sum(e => e.Labels.Count(l => l != MaskedLanguageModeling.Ignore)));
+        double lossSum = 0;
+        long tokens = 0;
+        foreach (var examples in micro)
+        {
+            using var scope = NewDisposeScope();
+            var batch = MicroBatches.Collate(examples, task.PadId, device);
+            var loss = task.LossSum(batch);
+            loss.Div(Math.Max(1, scored)).backward();
+            optimizer.AccumulateGradients();
+            lossSum += loss.item<float>();
+            tokens += batch.Tokens;
+        }
+        double gradNorm = config.Optimizer.GradClip > 0 ? optimizer.ClipGradNorm(config.Optimizer.GradClip) : double.NaN;
+        double lr = config.LearningRate.At(step + 1);
+        optimizer.Update(lr);
+        optimizer.ZeroGrad();
+        return (lossSum / Math.Max(1, scored), tokens, gradNorm, lr, position);
     }
 
     private static string? ResumePoint(TrainerOptions options, CheckpointStore checkpoints)
