@@ -95,6 +95,15 @@ internal static class TinyRuns
         return RunConfig.Load(path, overrides);
     }
 
+    /// <summary>The final models of two runs hold the same tensors, byte for byte.</summary>
+    public static void AssertSameWeights(string runA, string runB)
+    {
+        var a = Weights(Path.Combine(runA, Trainer.ModelDirectory));
+        var b = Weights(Path.Combine(runB, Trainer.ModelDirectory));
+        Assert.Equal(a.Keys.Order(), b.Keys.Order());
+        foreach (var (name, bytes) in a) Assert.True(bytes.AsSpan().SequenceEqual(b[name]), $"{name} differs after resume");
+    }
+
     /// <summary>Every parameter of a saved model as raw bytes, keyed by name.</summary>
     public static Dictionary<string, byte[]> Weights(string modelDirectory)
     {
@@ -125,10 +134,7 @@ public sealed class TrainerTests
         Assert.Equal(5, second.StartStep);
         Assert.False(second.Interrupted);
 
-        var a = TinyRuns.Weights(Path.Combine(straight, Trainer.ModelDirectory));
-        var b = TinyRuns.Weights(Path.Combine(resumed, Trainer.ModelDirectory));
-        Assert.Equal(a.Keys.Order(), b.Keys.Order());
-        foreach (var (name, bytes) in a) Assert.True(bytes.AsSpan().SequenceEqual(b[name]), $"{name} differs after resume");
+        TinyRuns.AssertSameWeights(straight, resumed);
 
         // The metrics of the resumed run continue those of the first part without duplicated steps.
         var steps = File.ReadAllLines(Path.Combine(resumed, Trainer.MetricsFile))
@@ -146,9 +152,7 @@ public sealed class TrainerTests
         Trainer.Run(TinyRuns.Config(TinyRuns.EsmYaml(TinyRuns.Proteins, straight, 6)), new TrainerOptions());
         Trainer.Run(TinyRuns.Config(TinyRuns.EsmYaml(TinyRuns.Proteins, resumed, 6)), new TrainerOptions { StopAt = 3 });
         Trainer.Run(TinyRuns.Config(TinyRuns.EsmYaml(TinyRuns.Proteins, resumed, 6)), new TrainerOptions { Resume = true });
-        var a = TinyRuns.Weights(Path.Combine(straight, Trainer.ModelDirectory));
-        var b = TinyRuns.Weights(Path.Combine(resumed, Trainer.ModelDirectory));
-        foreach (var (name, bytes) in a) Assert.True(bytes.AsSpan().SequenceEqual(b[name]), $"{name} differs after resume");
+        TinyRuns.AssertSameWeights(straight, resumed);
 
         // The result is an ordinary Hugging Face ESM-2 directory.
         using var loaded = EsmCheckpoint.Load(Path.Combine(straight, Trainer.ModelDirectory), TestData.Cpu.Device, TestData.Cpu.DType);
@@ -196,9 +200,7 @@ public sealed class TrainerTests
         var resume = () => Trainer.Run(TinyRuns.Config(yaml(resumed)), new TrainerOptions { Resume = true });
         Assert.Contains("precision", Assert.Throws<BioForgeException>(resume).Message);
         Trainer.Run(TinyRuns.Config(yaml(resumed), "train.precision=bf16-mixed"), new TrainerOptions { Resume = true });
-        var a = TinyRuns.Weights(Path.Combine(straight, Trainer.ModelDirectory));
-        var b = TinyRuns.Weights(Path.Combine(resumed, Trainer.ModelDirectory));
-        foreach (var (name, bytes) in a) Assert.True(bytes.AsSpan().SequenceEqual(b[name]), $"{name} differs after resume");
+        TinyRuns.AssertSameWeights(straight, resumed);
     }
 
     [Fact]
