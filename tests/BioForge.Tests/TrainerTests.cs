@@ -178,6 +178,18 @@ public sealed class TrainerTests
     }
 
     [Fact]
+    public void ACorpusWithoutValidationSplitTrainsWithoutValidating()
+    {
+        string corpus = Path.Combine(TestData.TempDirectory(), "corpus");
+        DataPreparation.Prepare(TestData.Path("train", "zinc2k.smi"), CorpusKind.Smiles, corpus, validationFraction: 0, seed: 0);
+        var reports = new List<ValidationReport>();
+        var result = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(corpus, TestData.TempDirectory(), 4)), new TrainerOptions { OnValidation = reports.Add });
+        Assert.Equal(4, result.Step);
+        Assert.Null(result.Validation);
+        Assert.Empty(reports);
+    }
+
+    [Fact]
     public void PackedCausalTrainingRuns()
     {
         string output = TestData.TempDirectory();

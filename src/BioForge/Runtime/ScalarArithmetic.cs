@@ -43,12 +43,6 @@ internal static class ScalarArithmetic
         return tensor.eq(scalar);
     }
 
-    public static Tensor Ne(this Tensor tensor, long value)
-    {
-        using var scalar = value.ToScalar();
-        return tensor.ne(scalar);
-    }
-
     public static Tensor MaskedFill(this Tensor tensor, Tensor mask, double value)
     {
         using var scalar = value.ToScalar();

@@ -63,7 +63,8 @@ public static class Trainer
             throw new BioForgeException($"{resumeFrom}: written with precision {state.Precision}, the configuration says {config.Train.Precision}");
 
         using var train = OpenSplit(config.Data.Dir, "train");
-        using var valid = File.Exists(TokenStore.IdxPath(Path.Combine(config.Data.Dir, "valid"))) ? OpenSplit(config.Data.Dir, "valid") : null;
+        using var validStore = File.Exists(TokenStore.IdxPath(Path.Combine(config.Data.Dir, "valid"))) ? OpenSplit(config.Data.Dir, "valid") : null;
+        var valid = validStore is { Count: > 0 } ? validStore : null; // prepared with --validation-fraction 0: nothing to validate on
         using var task = CreateTask(config, resumeFrom, compute);
         if (train.VocabularySize > VocabularySize(task))
             throw new BioForgeException($"{config.Data.Dir}: the corpus uses {train.VocabularySize} token ids but the model has {VocabularySize(task)}");
