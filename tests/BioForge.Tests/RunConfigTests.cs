@@ -72,6 +72,12 @@ public sealed class RunConfigTests
         Assert.True(files.Length >= 6, $"expected the shipped configurations in {directory}");
         foreach (string file in files)
         {
+            if (Path.GetFileName(file).StartsWith("finetune-", StringComparison.Ordinal))
+            {
+                var finetune = BioForge.FineTuning.FineTuneConfig.Load(file);
+                Assert.True(finetune.Train.Epochs > 0, file);
+                continue;
+            }
             var config = RunConfig.Load(file);
             Assert.True(config.Train.Steps > 0, file);
         }

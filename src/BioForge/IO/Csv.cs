@@ -1,3 +1,4 @@
+using System.IO.Compression;
 using System.Text;
 
 namespace BioForge.IO;
@@ -29,5 +30,50 @@ public static class Csv
         }
         fields.Add(field.ToString());
         return fields;
+    }
+
+    /// <summary>
+    /// Rows of a delimited text file with a header (tab-separated when the name says .tsv or the header holds a tab,
+    /// otherwise commas; gzip recognised by its magic bytes). Blank lines are skipped; line numbers are 1-based.
+    /// </summary>
+    public static IEnumerable<(int Line, List<string> Fields)> ReadRows(string path, out List<string> header)
+    {
+        if (!File.Exists(path)) throw new BioForgeException($"{path}: file not found");
+        var reader = OpenText(path);
+        string? first = reader.ReadLine();
+        if (string.IsNullOrWhiteSpace(first))
+        {
+            reader.Dispose();
+            throw new BioForgeException($"{path}: empty file (expected a header row)");
+        }
+        char separator = path.Contains(".tsv", StringComparison.OrdinalIgnoreCase) || first.Contains('\t') ? '\t' : ',';
+        header = Split(first.TrimEnd('\r'), separator);
+        return Rows(reader, separator);
+    }
+
+    private static IEnumerable<(int Line, List<string> Fields)> Rows(StreamReader reader, char separator)
+    {
+        using (reader)
+        {
+            string? line;
+            int number = 1;
+            while ((line = reader.ReadLine()) != null)
+            {
+                number++;
+                if (line.Trim().Length == 0) continue;
+                yield return (number, Split(line.TrimEnd('\r'), separator));
+            }
+        }
+    }
+
+    /// <summary>A text reader over a plain or gzip-compressed file (recognised by its magic bytes, not its name).</summary>
+    public static StreamReader OpenText(string path)
+    {
+        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        Span<byte> magic = stackalloc byte[2];
+        int n = stream.Read(magic);
+        stream.Position = 0;
+        Stream source = n == 2 && magic[0] == 0x1f && magic[1] == 0x8b ? new GZipStream(stream, CompressionMode.Decompress) : stream;
+        return new StreamReader(source, Encoding.UTF8, detectEncodingFromByteOrderMarks: true, bufferSize: 1 << 16);
     }
 }

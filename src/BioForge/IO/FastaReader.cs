@@ -1,4 +1,3 @@
-using System.IO.Compression;
 using System.Text;
 
 namespace BioForge.IO;
@@ -28,7 +27,7 @@ public static class FastaReader
         if (alphabet is not null)
             foreach (char c in alphabet) { allowed[char.ToUpperInvariant(c)] = true; allowed[char.ToLowerInvariant(c)] = true; }
 
-        using var reader = OpenText(path);
+        using var reader = Csv.OpenText(path);
         string? id = null, description = null;
         int headerLine = 0, lineNumber = 0, records = 0;
         var sequence = new StringBuilder();
@@ -84,14 +83,4 @@ public static class FastaReader
     }
 
     private static string Printable(char c) => char.IsControl(c) ? $"\\u{(int)c:X4}" : c.ToString();
-
-    private static StreamReader OpenText(string path)
-    {
-        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
-        Span<byte> magic = stackalloc byte[2];
-        int n = stream.Read(magic);
-        stream.Position = 0;
-        Stream source = n == 2 && magic[0] == 0x1f && magic[1] == 0x8b ? new GZipStream(stream, CompressionMode.Decompress) : stream;
-        return new StreamReader(source, Encoding.UTF8, detectEncodingFromByteOrderMarks: true, bufferSize: 1 << 16);
-    }
 }

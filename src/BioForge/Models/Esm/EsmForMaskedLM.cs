@@ -215,8 +215,8 @@ internal sealed class EsmLayer : nn.Module
     public (Tensor, Tensor?) Forward(Tensor x, Tensor keyMask, Tensor cos, Tensor sin, EsmForwardOptions options)
     {
         var (attended, probs) = attention.Forward(x, keyMask, cos, sin, options);
-        var h = F.gelu(intermediate.dense.forward(LayerNorm.forward(attended)));
-        return (attended + F.dropout(output.dense.forward(h), dropout, training), probs);
+        var h = F.gelu(intermediate.dense.call(LayerNorm.forward(attended)));
+        return (attended + F.dropout(output.dense.call(h), dropout, training), probs);
     }
 }
 
@@ -239,7 +239,7 @@ internal sealed class EsmAttention : nn.Module
     public (Tensor, Tensor?) Forward(Tensor x, Tensor keyMask, Tensor cos, Tensor sin, EsmForwardOptions options)
     {
         var (context, probs) = self.Forward(LayerNorm.forward(x), keyMask, cos, sin, options);
-        return (x + F.dropout(output.dense.forward(context), dropout, training), probs);
+        return (x + F.dropout(output.dense.call(context), dropout, training), probs);
     }
 }
 
@@ -267,18 +267,18 @@ internal sealed class EsmSelfAttention : nn.Module
     {
         long b = x.shape[0], t = x.shape[1];
         Tensor Heads(Tensor y) => y.view(b, t, heads, headDim).transpose(1, 2); // [B, H, T, d]
-        var k = RotaryEmbedding.Apply(Heads(key.forward(x)), cos, sin);
-        var v = Heads(value.forward(x));
+        var k = RotaryEmbedding.Apply(Heads(key.call(x)), cos, sin);
+        var v = Heads(value.call(x));
         Tensor context, probs = null!;
         if (options.Kernel == AttentionKernel.Fused)
         {
             // Rotation is linear, so letting the kernel apply the 1/√d scale after it equals ESM's scale-then-rotate.
-            var q = RotaryEmbedding.Apply(Heads(query.forward(x)), cos, sin);
+            var q = RotaryEmbedding.Apply(Heads(query.call(x)), cos, sin);
             context = F.scaled_dot_product_attention(q, k, v, keyMask, training ? dropout : 0.0);
         }
         else
         {
-            var q = RotaryEmbedding.Apply(Heads(query.forward(x)).Mul(Math.Pow(headDim, -0.5)), cos, sin);
+            var q = RotaryEmbedding.Apply(Heads(query.call(x)).Mul(Math.Pow(headDim, -0.5)), cos, sin);
             var scores = matmul(q, k.transpose(-1, -2)).MaskedFill(keyMask.logical_not(), double.NegativeInfinity);
             probs = F.softmax(scores, -1, ScalarType.Float32).to(q.dtype);
             context = matmul(F.dropout(probs, dropout, training), v);

@@ -53,6 +53,9 @@ public sealed class LlamaForCausalLM : nn.Module
         return new LlamaOutput { Logits = logits, HiddenStates = all };
     }
 
+    /// <summary>The final (normalised) hidden states [B, T, hidden] without the vocabulary projection.</summary>
+    public Tensor LastHiddenState(Tensor inputIds, Tensor attentionMask) => model.Forward(inputIds, attentionMask, false, null).Hidden;
+
     /// <summary>
     /// Greedy decoding of one sequence: appends the most probable token until <paramref name="maxNewTokens"/> or
     /// end-of-sequence, feeding only the new token at each step (key/value cache).
@@ -220,9 +223,9 @@ internal sealed class LlamaAttention : nn.Module
     {
         long b = x.shape[0], t = x.shape[1];
         Tensor Split(Tensor y, int n) => y.view(b, t, n, headDim).transpose(1, 2);
-        var q = RotaryEmbedding.Apply(Split(q_proj.forward(x), heads), cos, sin);
-        var k = RotaryEmbedding.Apply(Split(k_proj.forward(x), kvHeads), cos, sin);
-        var v = Split(v_proj.forward(x), kvHeads);
+        var q = RotaryEmbedding.Apply(Split(q_proj.call(x), heads), cos, sin);
+        var k = RotaryEmbedding.Apply(Split(k_proj.call(x), kvHeads), cos, sin);
+        var v = Split(v_proj.call(x), kvHeads);
         if (cache is not null) (k, v) = cache.Append(layer, k, v);
         int groups = heads / kvHeads;
         if (groups > 1)
@@ -231,7 +234,7 @@ internal sealed class LlamaAttention : nn.Module
             v = v.repeat_interleave(groups, dim: 1);
         }
         var context = F.scaled_dot_product_attention(q, k, v, allowed).transpose(1, 2).reshape(b, t, heads * headDim);
-        return o_proj.forward(context);
+        return o_proj.call(context);
     }
 }
 
@@ -250,7 +253,7 @@ internal sealed class LlamaMLP : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => down_proj.forward(F.silu(gate_proj.forward(x)) * up_proj.forward(x));
+    public override Tensor forward(Tensor x) => down_proj.call(F.silu(gate_proj.call(x)) * up_proj.call(x));
 }
 
 /// <summary>

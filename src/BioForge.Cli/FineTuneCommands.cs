@@ -1,0 +1,154 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using BioForge.FineTuning;
+using BioForge.IO;
+
+namespace BioForge.Cli;
+
+/// <summary><c>bioforge finetune</c>: train a task head on a pre-trained protein or SMILES model; predict with it; merge LoRA.</summary>
+internal static class FineTuneCommands
+{
+    public static Command Create(TextWriter output, TextWriter error)
+    {
+        var config = Options.Required("--config", "fine-tuning configuration (YAML): data, model, task, encoder, optimizer, train");
+        var overrides = new Argument<string[]>("overrides") { Description = "section.key=value settings that replace the file's (e.g. encoder.mode=lora)", Arity = ArgumentArity.ZeroOrMore };
+        var command = new Command("finetune", "Fine-tune a protein or SMILES language model for regression, classification or per-residue classification")
+        {
+            config, overrides, Predict(output, error), Merge(output, error),
+        };
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            var run = FineTuneConfig.Load(result.GetValue(config)!, result.GetValue(overrides));
+            using var cancel = new CancellationTokenSource();
+            ConsoleCancelEventHandler onCancel = (_, e) =>
+            {
+                if (cancel.IsCancellationRequested) return;
+                e.Cancel = true;
+                cancel.Cancel();
+                error.WriteLine("stopping after this epoch (the best epoch so far is kept and written); Ctrl+C again to abort");
+            };
+            Console.CancelKeyPress += onCancel;
+            try
+            {
+                var manifest = FineTuner.Run(run, new FineTuneOptions
+                {
+                    Cancellation = cancel.Token,
+                    OnInfo = output.WriteLine,
+                    OnEpoch = e => output.WriteLine($"epoch {e.Epoch}/{e.Epochs}  train loss {e.TrainLoss:F4}"
+                        + (e.ValidLoss is { } v ? $"  valid loss {v:F4}  {Format(e.ValidMetrics)}" : "")
+                        + $"  {e.Elapsed.TotalSeconds:F0} s{(e.Best ? "  *" : "")}"),
+                });
+                output.WriteLine($"best epoch {manifest.BestEpoch} of {manifest.EpochsRun}; test ({manifest.Examples["test"]}): {Format(manifest.Test)}");
+                if (manifest.TestBaseline.Count > 0) output.WriteLine($"baseline (training mean / class frequencies): {Format(manifest.TestBaseline)}");
+                output.WriteLine($"-> {run.Train.OutputDir}");
+                return cancel.IsCancellationRequested ? 130 : 0;
+            }
+            finally
+            {
+                Console.CancelKeyPress -= onCancel;
+            }
+        }));
+        return command;
+    }
+
+    private static Command Predict(TextWriter output, TextWriter error)
+    {
+        var run = Options.Required("--run", "a finished `bioforge finetune` output directory");
+        var input = Options.Required("--in", "inputs: CSV/TSV with the run's sequence column, FASTA, or one sequence/SMILES per line");
+        var outPath = Options.Required("--out", "predictions CSV");
+        var batch = Options.Int("--batch", "sequences per forward pass", 32);
+        var compute = new ComputeOptionSet();
+        var command = new Command("predict", "Predict with a fine-tuned run") { run, input, outPath, batch };
+        command.Options.Add(compute.Device);
+        command.Options.Add(compute.Threads);
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            if (result.GetValue(batch) < 1) throw new BioForgeException($"--batch must be at least 1 (got {result.GetValue(batch)})");
+            var options = Runtime.ComputeOptions.Resolve(result.GetValue(compute.Device)!, "fp32", result.GetValue(compute.Threads));
+            using var model = FineTunedModel.Load(result.GetValue(run)!, options);
+            var (ids, sequences) = ReadInputs(result.GetValue(input)!, model.Manifest.SequenceColumn);
+            var predictions = ProgressDisplay.Run("sequences", sequences.Count, progress => model.Predict(sequences, result.GetValue(batch), progress.Report));
+            var text = new StringBuilder();
+            var header = new List<string> { "id", "sequence", "prediction" };
+            bool probabilities = model.Manifest.TaskType == FineTuneTask.Classification;
+            if (probabilities) header.AddRange(model.Manifest.Classes.Select(c => Csv.Quote($"p_{c}")));
+            text.AppendJoin(',', header).Append('\n');
+            for (int i = 0; i < sequences.Count; i++)
+            {
+                var fields = new List<string> { Csv.Quote(ids[i]), Csv.Quote(sequences[i]), Csv.Quote(predictions[i].Text) };
+                if (probabilities) fields.AddRange(predictions[i].Outputs[0].Select(p => p.ToString("G6", CultureInfo.InvariantCulture)));
+                text.AppendJoin(',', fields).Append('\n');
+            }
+            AtomicFile.WriteText(result.GetValue(outPath)!, text.ToString());
+            output.WriteLine($"{sequences.Count} predictions -> {result.GetValue(outPath)}");
+            return 0;
+        }));
+        return command;
+    }
+
+    private static Command Merge(TextWriter output, TextWriter error)
+    {
+        var run = Options.Required("--run", "a finished `bioforge finetune` run trained with encoder.mode lora (or full)");
+        var outPath = Options.Required("--out", "directory for the merged Hugging Face checkpoint");
+        var command = new Command("merge", "Fold a run's LoRA adapters into its base model and write a plain checkpoint") { run, outPath };
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            FineTunedModel.MergeEncoder(result.GetValue(run)!, result.GetValue(outPath)!, Runtime.ComputeOptions.Resolve("cpu", "fp32", 0));
+            output.WriteLine($"merged encoder -> {result.GetValue(outPath)}");
+            return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>Identifiers and sequences from a CSV/TSV (by column name), a FASTA file, or one sequence per line.</summary>
+    private static (List<string> Ids, List<string> Sequences) ReadInputs(string path, string column)
+    {
+        if (!File.Exists(path)) throw new BioForgeException($"--in {path}: file not found");
+        string name = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path;
+        string extension = Path.GetExtension(name).ToLowerInvariant();
+        List<string> ids = [], sequences = [];
+        if (extension is ".csv" or ".tsv")
+        {
+            var rows = Csv.ReadRows(path, out var header);
+            int index = header.FindIndex(h => h.Trim() == column);
+            if (index < 0) throw new BioForgeException($"{path}: no column '{column}' (the run's sequence column); the header has: {string.Join(", ", header)}");
+            foreach (var (line, fields) in rows)
+            {
+                if (fields.Count <= index) throw new BioForgeException($"{path}:{line}: {fields.Count} fields, the header has {header.Count}");
+                ids.Add($"line {line}");
+                sequences.Add(fields[index].Trim());
+            }
+        }
+        else if (extension is ".fasta" or ".fa" or ".faa")
+        {
+            foreach (var record in FastaReader.Read(path, alphabet: null))
+            {
+                ids.Add(record.Id);
+                sequences.Add(record.Sequence);
+            }
+        }
+        else
+        {
+            using var reader = Csv.OpenText(path);
+            string? line;
+            int number = 0;
+            while ((line = reader.ReadLine()) != null)
+            {
+                number++;
+                var parts = line.Split((char[]?)null, 2, StringSplitOptions.RemoveEmptyEntries);
+                if (parts.Length == 0) continue;
+                ids.Add(parts.Length > 1 ? parts[1].Trim() : $"line {number}");
+                sequences.Add(parts[0]);
+            }
+        }
+        if (sequences.Count == 0) throw new BioForgeException($"--in {path}: no sequences");
+        return (ids, sequences);
+    }
+
+    private static string Format(IReadOnlyDictionary<string, double> metrics) =>
+        string.Join("  ", metrics.Select(kv => $"{kv.Key} {kv.Value:F3}"));
+
+    private static string Format(IReadOnlyDictionary<string, double?> metrics) =>
+        string.Join("  ", metrics.Select(kv => $"{kv.Key} {(kv.Value is { } v ? v.ToString("F3", CultureInfo.InvariantCulture) : "n/a")}"));
+}

@@ -1,0 +1,391 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using BioForge.IO;
+using BioForge.Runtime;
+using BioForge.Statistics;
+using BioForge.Training;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace BioForge.FineTuning;
+
+public sealed record EpochReport(int Epoch, int Epochs, double TrainLoss, double? ValidLoss, IReadOnlyDictionary<string, double> ValidMetrics, bool Best, TimeSpan Elapsed);
+
+public sealed record FineTuneOptions
+{
+    public Action<string>? OnInfo { get; init; }
+    public Action<EpochReport>? OnEpoch { get; init; }
+    /// <summary>Cancellation stops training after the current epoch; the run is then written with its best epoch so far.</summary>
+    public CancellationToken Cancellation { get; init; }
+}
+
+/// <summary>
+/// Fine-tuning, readable top to bottom: read and split the labelled CSV → encode → freeze / LoRA / train the encoder →
+/// epochs of AdamW on the head (and encoder or adapters) → keep the epoch with the best validation loss → test metrics
+/// and predictions. A frozen encoder is run once per input and its features cached, so only the head trains. The run
+/// directory is assembled under a temporary name and renamed when complete.
+/// </summary>
+public static class FineTuner
+{
+    public const string HeadFile = "head.safetensors";
+    public const string AdapterDirectory = "adapter";
+    public const string EncoderDirectory = "encoder";
+    public const string MetricsFile = "metrics.jsonl";
+    public const string PredictionsFile = "test_predictions.csv";
+
+    public static FineTuneManifest Run(FineTuneConfig config, FineTuneOptions options)
+    {
+        string output = config.Train.OutputDir;
+        if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any())
+            throw new BioForgeException($"train.output_dir {output} already exists; remove it or choose another (train.output_dir=…)");
+        var compute = ComputeOptions.Resolve(config.Train.Device, "fp32", config.Train.Threads);
+        void Info(string message) => options.OnInfo?.Invoke(message);
+
+        var split = ReadSplit(config);
+        var labels = LabelSpace.Fit(config.TaskType, split.Train);
+        using var model = CreateModel(config, labels, compute.Device);
+        var encoder = model.Encoder;
+        if (config.TaskType != FineTuneTask.ResidueClassification && config.PoolingMode == Pooling.Cls && encoder.Causal)
+            throw new BioForgeException($"task.pooling cls: {config.Model.Init} is a causal decoder whose first token sees nothing after it; use mean or last");
+
+        var train = Encode(split.Train, encoder, labels, config.Data.MaxLength);
+        var valid = Encode(split.Valid, encoder, labels, config.Data.MaxLength);
+        var test = Encode(split.Test, encoder, labels, config.Data.MaxLength);
+        var all = train.Concat(valid).Concat(test).ToList();
+        Info($"{train.Count:N0} train / {valid.Count:N0} validation / {test.Count:N0} test ({config.Data.Split} split); "
+            + $"{all.Count(e => e.Encoded.Truncated)} cut to {config.Data.MaxLength} tokens; {all.Count(e => e.Encoded.Unknown > 0)} with tokens unknown to the model");
+
+        LoraAdapters? lora = null;
+        try
+        {
+            foreach (var p in encoder.Network.parameters()) p.requires_grad = config.Mode == EncoderMode.Full;
+            if (config.Mode == EncoderMode.Lora)
+            {
+                var targets = config.Encoder.Lora.TargetModules.Length > 0 ? config.Encoder.Lora.TargetModules : encoder.DefaultLoraTargets;
+                lora = LoraAdapters.Attach(encoder.Network, new LoraOptions(config.Encoder.Lora.Rank, config.Encoder.Lora.Alpha, config.Encoder.Lora.Dropout, targets), config.Seed);
+                Info(lora.Describe());
+            }
+            var trainable = model.Head.parameters().Concat(lora?.Parameters() ?? []).Concat(config.Mode == EncoderMode.Full ? encoder.Network.parameters() : []).ToList();
+            long trainableCount = trainable.Sum(p => p.numel());
+            Info($"{config.Mode.ToString().ToLowerInvariant()} {encoder.Kind} encoder, {trainableCount:N0} trainable parameters");
+
+            using var cache = config.Mode == EncoderMode.Frozen ? FeatureCache.Build(model, all, config.Data.BatchSize) : null;
+            string temp = $"{output.TrimEnd('/')}.{Environment.ProcessId}.tmp";
+            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+            Directory.CreateDirectory(temp);
+            try
+            {
+                var (manifest, testOutputs) = Train(config, model, trainable, cache, train, valid, test, labels, temp, options);
+                manifest = manifest with { TrainableParameters = trainableCount };
+                WriteRun(config, model, lora, manifest, test, testOutputs, temp);
+                if (Directory.Exists(output)) Directory.Delete(output); // empty (checked above)
+                Directory.Move(temp, output);
+                return manifest;
+            }
+            catch
+            {
+                Directory.Delete(temp, recursive: true);
+                throw;
+            }
+        }
+        finally
+        {
+            lora?.Dispose();
+        }
+    }
+
+    private static TaskModel CreateModel(FineTuneConfig config, LabelSpace labels, Device device)
+    {
+        var encoder = SequenceEncoder.Load(config.Model.Init, device);
+        try
+        {
+            torch.manual_seed((long)(config.Seed >> 1)); // the head's initial weights
+            var head = new PredictionHead(encoder.HiddenSize, config.Task.HeadHidden, labels.Outputs, config.Task.HeadDropout);
+            head.to(device);
+            return new TaskModel(encoder, head, config.TaskType, config.PoolingMode, device);
+        }
+        catch
+        {
+            encoder.Dispose();
+            throw;
+        }
+    }
+
+    private static (FineTuneManifest Manifest, List<double[]> TestOutputs) Train(FineTuneConfig config, TaskModel model, List<Parameter> trainable, FeatureCache? cache,
+        List<Example> train, List<Example> valid, List<Example> test, LabelSpace labels, string directory, FineTuneOptions options)
+    {
+        using var optimizer = new FlatAdamW(trainable, config.AdamW);
+        int batchesPerEpoch = (train.Count + config.Data.BatchSize - 1) / config.Data.BatchSize;
+        var schedule = config.Schedule((long)batchesPerEpoch * config.Train.Epochs);
+        using var metrics = new StreamWriter(Path.Combine(directory, MetricsFile)) { AutoFlush = true };
+        var clock = Stopwatch.StartNew();
+        List<Tensor>? best = null;
+        double bestLoss = double.PositiveInfinity;
+        int bestEpoch = 0, epoch = 0, step = 0;
+        Dictionary<string, double> bestValid = [];
+        try
+        {
+            while (epoch < config.Train.Epochs && !options.Cancellation.IsCancellationRequested)
+            {
+                epoch++;
+                SetTraining(model, config.Mode);
+                var order = Enumerable.Range(0, train.Count).OrderBy(i => StatelessRandom.Hash(config.Seed, epoch, i)).ToList();
+                double lossSum = 0;
+                long units = 0;
+                foreach (var chunk in order.Chunk(config.Data.BatchSize))
+                {
+                    step++;
+                    torch.manual_seed((long)(StatelessRandom.Hash(config.Seed, step, 0xD80) >> 1)); // dropout
+                    using var scope = NewDisposeScope();
+                    var batch = chunk.Select(i => train[i]).ToList();
+                    var outputs = model.Outputs(cache?.Gather(batch) ?? model.Features([.. batch.Select(e => e.Encoded)]));
+                    var loss = model.Loss(outputs, batch);
+                    loss.backward();
+                    if (config.Optimizer.GradClip > 0) optimizer.ClipGradNorm(config.Optimizer.GradClip);
+                    optimizer.Update(schedule.At(step));
+                    optimizer.ZeroGrad();
+                    lossSum += loss.item<float>() * outputs.shape[0];
+                    units += outputs.shape[0];
+                }
+                double trainLoss = lossSum / Math.Max(1, units);
+
+                var line = new JsonObject { ["epoch"] = epoch, ["step"] = step, ["train_loss"] = Math.Round(trainLoss, 6), ["lr"] = schedule.At(step) };
+                bool improved = false;
+                double? validLoss = null;
+                var validMetrics = new Dictionary<string, double>();
+                if (valid.Count > 0)
+                {
+                    var evaluation = Evaluate(model, valid, cache, labels, config.Data.BatchSize);
+                    validLoss = evaluation.Loss;
+                    validMetrics = Metrics(labels, valid, evaluation.Outputs);
+                    line["valid_loss"] = Math.Round(evaluation.Loss, 6);
+                    foreach (var (name, value) in validMetrics) line[$"valid_{name}"] = double.IsFinite(value) ? Math.Round(value, 6) : null;
+                    improved = evaluation.Loss < bestLoss;
+                }
+                else improved = true; // nothing to select on: the last epoch is the model
+                if (improved)
+                {
+                    bestLoss = validLoss ?? trainLoss;
+                    bestEpoch = epoch;
+                    bestValid = validMetrics;
+                    DisposeAll(best);
+                    best = Snapshot(trainable);
+                }
+                metrics.WriteLine(line.ToJsonString());
+                options.OnEpoch?.Invoke(new EpochReport(epoch, config.Train.Epochs, trainLoss, validLoss, validMetrics, improved, clock.Elapsed));
+                if (config.Train.Patience > 0 && epoch - bestEpoch >= config.Train.Patience) break;
+            }
+            if (best is not null) Restore(trainable, best);
+        }
+        finally
+        {
+            DisposeAll(best);
+        }
+
+        var testOutputs = test.Count > 0 ? Evaluate(model, test, cache, labels, config.Data.BatchSize).Outputs : [];
+        var testMetrics = test.Count > 0 ? Metrics(labels, test, testOutputs) : [];
+        var baseline = test.Count > 0 ? Metrics(labels, test, Baseline(labels, train, test)) : [];
+        baseline.Remove("pearson"); // correlations of a constant are undefined
+        baseline.Remove("spearman");
+        var manifest = new FineTuneManifest
+        {
+            Task = config.Task.Type,
+            ModelType = model.Encoder.Kind,
+            BaseModel = config.Model.Init,
+            EncoderMode = config.Encoder.Mode,
+            Pooling = config.Task.Pooling,
+            HeadHidden = config.Task.HeadHidden,
+            MaxLength = config.Data.MaxLength,
+            SequenceColumn = config.Data.SequenceColumn,
+            LabelColumn = config.Data.LabelColumn,
+            Classes = [.. labels.Classes],
+            TargetMean = labels.Mean,
+            TargetStd = labels.Std,
+            BestEpoch = bestEpoch,
+            EpochsRun = epoch,
+            Examples = new() { ["train"] = train.Count, ["valid"] = valid.Count, ["test"] = test.Count },
+            Valid = FineTuneManifest.Finite(bestValid),
+            Test = FineTuneManifest.Finite(testMetrics),
+            TestBaseline = FineTuneManifest.Finite(baseline),
+        };
+        return (manifest, testOutputs);
+    }
+
+    private static DataSplit ReadSplit(FineTuneConfig config)
+    {
+        var d = config.Data;
+        var rows = LabelledData.Read(d.Train, d.SequenceColumn, d.LabelColumn);
+        List<LabelledRow>? valid = d.Valid is null ? null : LabelledData.Read(d.Valid, d.SequenceColumn, d.LabelColumn);
+        List<LabelledRow>? test = d.Test is null ? null : LabelledData.Read(d.Test, d.SequenceColumn, d.LabelColumn);
+        if (valid is not null && test is not null) return new DataSplit(rows, valid, test);
+        // Split off only what no file provides.
+        var split = d.Split == "scaffold"
+            ? LabelledData.Scaffold(rows, valid is null ? d.ValidFraction : 0, test is null ? d.TestFraction : 0)
+            : LabelledData.Random(rows, valid is null ? d.ValidFraction : 0, test is null ? d.TestFraction : 0, config.Seed);
+        if (split.Train.Count == 0) throw new BioForgeException($"{d.Train}: no rows left for training after the split");
+        return new DataSplit(split.Train, valid ?? split.Valid, test ?? split.Test);
+    }
+
+    private static List<Example> Encode(IReadOnlyList<LabelledRow> rows, SequenceEncoder encoder, LabelSpace labels, int maxLength) =>
+        [.. rows.Select(row =>
+        {
+            EncodedSequence encoded;
+            try
+            {
+                encoded = encoder.Encode(row.Sequence);
+            }
+            catch (BioForgeException e)
+            {
+                throw new BioForgeException($"{row.Where}: {e.Message}");
+            }
+            return labels.ToExample(row, encoded, maxLength);
+        })];
+
+    private static void SetTraining(TaskModel model, EncoderMode mode)
+    {
+        model.Head.train();
+        model.Encoder.Network.train(mode != EncoderMode.Frozen);
+    }
+
+    private sealed record Evaluation(double Loss, List<double[]> Outputs);
+
+    /// <summary>Mean loss and, per sequence or residue, the prediction in label units (a value, or class probabilities).</summary>
+    private static Evaluation Evaluate(TaskModel model, List<Example> examples, FeatureCache? cache, LabelSpace labels, int batchSize)
+    {
+        model.Head.eval();
+        model.Encoder.Network.eval();
+        using var _ = no_grad();
+        double lossSum = 0;
+        long units = 0;
+        var outputs = new List<double[]>();
+        foreach (var batch in examples.Chunk(batchSize))
+        {
+            using var scope = NewDisposeScope();
+            var raw = model.Outputs(cache?.Gather(batch) ?? model.Features([.. batch.Select(e => e.Encoded)]));
+            lossSum += model.Loss(raw, batch).item<float>() * raw.shape[0];
+            units += raw.shape[0];
+            outputs.AddRange(Readable(raw, labels));
+        }
+        return new Evaluation(lossSum / Math.Max(1, units), outputs);
+    }
+
+    /// <summary>Model outputs as label units: un-standardised values, or softmax probabilities.</summary>
+    internal static IEnumerable<double[]> Readable(Tensor raw, LabelSpace labels)
+    {
+        using var values = (labels.Task == FineTuneTask.Regression ? raw : raw.softmax(-1)).to(ScalarType.Float64).cpu();
+        var flat = values.data<double>().ToArray();
+        int width = (int)raw.shape[1];
+        for (int i = 0; i < flat.Length / width; i++)
+        {
+            var row = flat.AsSpan(i * width, width).ToArray();
+            yield return labels.Task == FineTuneTask.Regression ? [labels.Unstandardize(row[0])] : row;
+        }
+    }
+
+    private static Dictionary<string, double> Metrics(LabelSpace labels, List<Example> examples, List<double[]> outputs) =>
+        labels.Task == FineTuneTask.Regression
+            ? TaskMetrics.Regression([.. examples.Select(e => labels.Unstandardize(e.Target))], [.. outputs.Select(o => o[0])])
+            : TaskMetrics.Classification([.. examples.SelectMany(e => e.Classes.Select(c => (int)c))], outputs);
+
+    /// <summary>What knowing only the training labels gives: the mean value, or the class frequencies, for every input.</summary>
+    private static List<double[]> Baseline(LabelSpace labels, List<Example> train, List<Example> test)
+    {
+        if (labels.Task == FineTuneTask.Regression)
+            return [.. Enumerable.Repeat(new[] { labels.Mean }, test.Count)];
+        var counts = new double[labels.Classes.Count];
+        foreach (var c in train.SelectMany(e => e.Classes)) counts[c]++;
+        var frequencies = counts.Select(c => c / counts.Sum()).ToArray();
+        return [.. Enumerable.Repeat(frequencies, test.Sum(e => e.Classes.Length))];
+    }
+
+    private static List<Tensor> Snapshot(List<Parameter> parameters)
+    {
+        using var _ = no_grad();
+        return [.. parameters.Select(p => p.detach().clone())];
+    }
+
+    private static void Restore(List<Parameter> parameters, List<Tensor> values)
+    {
+        using var _ = no_grad();
+        for (int i = 0; i < parameters.Count; i++) parameters[i].copy_(values[i]);
+    }
+
+    private static void DisposeAll(List<Tensor>? tensors)
+    {
+        foreach (var t in tensors ?? []) t.Dispose();
+    }
+
+    private static void WriteRun(FineTuneConfig config, TaskModel model, LoraAdapters? lora, FineTuneManifest manifest, List<Example> test, List<double[]> testOutputs, string directory)
+    {
+        model.Head.Save(Path.Combine(directory, HeadFile));
+        lora?.Save(Path.Combine(directory, AdapterDirectory), config.Model.Init);
+        if (config.Mode == EncoderMode.Full) model.Encoder.Save(Path.Combine(directory, EncoderDirectory));
+        AtomicFile.WriteText(Path.Combine(directory, "run_config.json"), config.ToJsonText() + "\n");
+        if (test.Count > 0) AtomicFile.WriteText(Path.Combine(directory, PredictionsFile), PredictionTable(manifest.Labels, test, testOutputs));
+        manifest.Save(directory);
+    }
+
+    private static string PredictionTable(LabelSpace labels, List<Example> examples, List<double[]> outputs)
+    {
+        var text = new StringBuilder();
+        var header = new List<string> { "source", "line", "sequence", "label", "prediction" };
+        if (labels.Task == FineTuneTask.Classification) header.AddRange(labels.Classes.Select(c => Csv.Quote($"p_{c}")));
+        text.AppendJoin(',', header).Append('\n');
+        int next = 0;
+        foreach (var e in examples)
+        {
+            int units = labels.Task == FineTuneTask.ResidueClassification ? e.Classes.Length : 1;
+            var mine = outputs.GetRange(next, units);
+            next += units;
+            var fields = new List<string> { Csv.Quote(e.Row.Source), e.Row.Line.ToString(CultureInfo.InvariantCulture), Csv.Quote(e.Row.Sequence), Csv.Quote(e.Row.Label), Csv.Quote(Describe(labels, mine, e.Row.Label)) };
+            if (labels.Task == FineTuneTask.Classification) fields.AddRange(mine[0].Select(p => p.ToString("G6", CultureInfo.InvariantCulture)));
+            text.AppendJoin(',', fields).Append('\n');
+        }
+        return text.ToString();
+    }
+
+    /// <summary>A prediction as text: the value, the most probable class, or one class per residue (joined as the label was).</summary>
+    internal static string Describe(LabelSpace labels, IReadOnlyList<double[]> outputs, string? labelExample = null) => labels.Task switch
+    {
+        FineTuneTask.Regression => outputs[0][0].ToString("G6", CultureInfo.InvariantCulture),
+        FineTuneTask.Classification => labels.Classes[TaskMetrics.ArgMax(outputs[0])],
+        _ => string.Join(labelExample?.Any(char.IsWhiteSpace) == true || labels.Classes.Any(c => c.Length != 1) ? " " : "",
+            outputs.Select(o => labels.Classes[TaskMetrics.ArgMax(o)])),
+    };
+}
+
+/// <summary>Features of a frozen encoder, computed once per input (a pooled row, or one row per residue).</summary>
+internal sealed class FeatureCache : IDisposable
+{
+    private readonly Dictionary<Example, Tensor> rows = new(ReferenceEqualityComparer.Instance);
+
+    public static FeatureCache Build(TaskModel model, IReadOnlyList<Example> examples, int batchSize)
+    {
+        var cache = new FeatureCache();
+        model.Encoder.Network.eval();
+        using var _ = no_grad();
+        foreach (var batch in examples.Chunk(batchSize))
+        {
+            using var scope = NewDisposeScope();
+            var features = model.Features([.. batch.Select(e => e.Encoded)]);
+            long offset = 0;
+            foreach (var e in batch)
+            {
+                long n = model.Task == FineTuneTask.ResidueClassification ? e.Encoded.Residues : 1;
+                cache.rows[e] = features.narrow(0, offset, n).clone().MoveToOuterDisposeScope();
+                offset += n;
+            }
+        }
+        return cache;
+    }
+
+    public Tensor Gather(IReadOnlyList<Example> batch) => cat(batch.Select(e => rows[e]).ToArray(), 0);
+
+    public void Dispose()
+    {
+        foreach (var t in rows.Values) t.Dispose();
+    }
+}

@@ -1,0 +1,69 @@
+using System.Globalization;
+
+namespace BioForge.FineTuning;
+
+/// <summary>One labelled input ready for the model: its tokens and its target(s) in model units.</summary>
+internal sealed record Example(LabelledRow Row, EncodedSequence Encoded, float Target, long[] Classes);
+
+/// <summary>
+/// How labels become model outputs. Regression targets are standardised with the training split's mean and standard
+/// deviation (predictions are mapped back); class labels are the training split's distinct labels, numerically ordered
+/// when all are numbers (so "0"/"1" puts the positive class second). Residue labels are one character per residue, or
+/// whitespace-separated when they contain white space (one per SMILES token, say).
+/// </summary>
+public sealed record LabelSpace(FineTuneTask Task, IReadOnlyList<string> Classes, double Mean, double Std)
+{
+    public int Outputs => Task == FineTuneTask.Regression ? 1 : Classes.Count;
+
+    public static LabelSpace Fit(FineTuneTask task, IReadOnlyList<LabelledRow> train)
+    {
+        if (task == FineTuneTask.Regression)
+        {
+            var values = train.Select(Number).ToList();
+            double mean = values.Average();
+            double std = Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / Math.Max(1, values.Count - 1));
+            return new LabelSpace(task, [], mean, std > 0 ? std : 1);
+        }
+        var labels = train.SelectMany(r => task == FineTuneTask.Classification ? [r.Label] : ResidueLabels(r.Label)).Distinct().ToList();
+        bool numeric = labels.All(l => double.TryParse(l, NumberStyles.Float, CultureInfo.InvariantCulture, out _));
+        var ordered = numeric
+            ? labels.OrderBy(l => double.Parse(l, CultureInfo.InvariantCulture)).ToList()
+            : labels.OrderBy(l => l, StringComparer.Ordinal).ToList();
+        if (ordered.Count < 2)
+            throw new BioForgeException($"{train[0].Source}: the training split has only one class ('{ordered[0]}'); classification needs at least two");
+        return new LabelSpace(task, ordered, 0, 1);
+    }
+
+    internal Example ToExample(LabelledRow row, EncodedSequence encoded, int maxLength)
+    {
+        var cut = encoded.Cut(maxLength);
+        switch (Task)
+        {
+            case FineTuneTask.Regression:
+                return new Example(row, cut, (float)((Number(row) - Mean) / Std), []);
+            case FineTuneTask.Classification:
+                return new Example(row, cut, 0, [ClassOf(row.Label, row)]);
+            default:
+                var labels = ResidueLabels(row.Label);
+                if (labels.Count != encoded.Residues)
+                    throw new BioForgeException($"{row.Where}: {labels.Count} residue labels for {encoded.Residues} residues");
+                return new Example(row, cut, 0, [.. labels.Take(cut.Residues).Select(l => (long)ClassOf(l, row))]);
+        }
+    }
+
+    public double Unstandardize(double value) => value * Std + Mean;
+
+    private int ClassOf(string label, LabelledRow row)
+    {
+        for (int i = 0; i < Classes.Count; i++)
+            if (Classes[i] == label) return i;
+        throw new BioForgeException($"{row.Where}: label '{label}' does not occur in the training split (classes: {string.Join(", ", Classes)})");
+    }
+
+    public static IReadOnlyList<string> ResidueLabels(string label) =>
+        label.Any(char.IsWhiteSpace) ? label.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries) : [.. label.Select(c => c.ToString())];
+
+    private static double Number(LabelledRow row) =>
+        double.TryParse(row.Label, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) && double.IsFinite(value)
+            ? value : throw new BioForgeException($"{row.Where}: label '{row.Label}' is not a number (task.type regression)");
+}

@@ -1,0 +1,128 @@
+using System.Globalization;
+using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace BioForge.IO;
+
+/// <summary>
+/// YAML run files read into typed records: snake_case keys, unknown keys refused with their full dotted name (sections
+/// are the records nested in the root type), <c>section.key=value</c> overrides applied on top, YAML errors reported
+/// as file:line:column.
+/// </summary>
+public static class YamlConfig
+{
+    public static readonly JsonSerializerOptions Serializer = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+
+    public static T Load<T>(string path, IEnumerable<string>? overrides = null) where T : class
+    {
+        if (!File.Exists(path)) throw new BioForgeException($"{path}: configuration file not found");
+        JsonObject root;
+        try
+        {
+            var stream = new YamlStream();
+            using (var reader = new StreamReader(path)) stream.Load(reader);
+            root = stream.Documents.Count == 0 ? [] : ToJson(stream.Documents[0].RootNode, path) as JsonObject
+                ?? throw new BioForgeException($"{path}: the top level must be a mapping of sections");
+        }
+        catch (YamlException e)
+        {
+            throw new BioForgeException($"{path}:{e.Start.Line}:{e.Start.Column}: {e.InnerException?.Message ?? e.Message}");
+        }
+        foreach (string assignment in overrides ?? []) Override(root, assignment);
+        CheckKeys(root, typeof(T), typeof(T), "", path);
+        try
+        {
+            return root.Deserialize<T>(Serializer)!;
+        }
+        catch (JsonException e)
+        {
+            throw new BioForgeException($"{path}: {e.Path?.TrimStart('$', '.') ?? "?"}: value has the wrong type or is out of range");
+        }
+    }
+
+    public static string ToJsonText<T>(T value) => JsonSerializer.Serialize(value, Serializer);
+
+    /// <summary>Applies <c>section.key=value</c>; the value is read as YAML (a scalar, or a flow list such as <c>[a, b]</c>).</summary>
+    private static void Override(JsonObject root, string assignment)
+    {
+        int equals = assignment.IndexOf('=');
+        if (equals <= 0) throw new BioForgeException($"override '{assignment}': expected section.key=value");
+        var keys = assignment[..equals].Split('.');
+        if (keys.Any(k => k.Length == 0)) throw new BioForgeException($"override '{assignment}': empty key");
+        var node = root;
+        foreach (string key in keys[..^1])
+        {
+            if (node[key] is null) node[key] = new JsonObject();
+            node = node[key] as JsonObject ?? throw new BioForgeException($"override '{assignment}': '{key}' is not a section");
+        }
+        string value = assignment[(equals + 1)..];
+        node[keys[^1]] = value.TrimStart().StartsWith('[') ? FlowList(value, assignment) : Scalar(new YamlScalarNode(value));
+    }
+
+    private static JsonNode? FlowList(string value, string assignment)
+    {
+        try
+        {
+            var stream = new YamlStream();
+            stream.Load(new StringReader(value));
+            return ToJson(stream.Documents[0].RootNode, $"override '{assignment}'");
+        }
+        catch (YamlException e)
+        {
+            throw new BioForgeException($"override '{assignment}': {e.InnerException?.Message ?? e.Message}");
+        }
+    }
+
+    /// <summary>Unknown keys are typos: refuse them with their full name.</summary>
+    private static void CheckKeys(JsonObject node, Type type, Type root, string prefix, string path)
+    {
+        var properties = type.GetProperties(BindingFlags.Public | BindingFlags.Instance)
+            .Where(p => p.CanWrite)
+            .ToDictionary(p => JsonNamingPolicy.SnakeCaseLower.ConvertName(p.Name), StringComparer.Ordinal);
+        foreach (var (key, value) in node)
+        {
+            if (!properties.TryGetValue(key, out var property))
+                throw new BioForgeException($"{path}: unknown key '{prefix}{key}' (known: {string.Join(", ", properties.Keys.Order(StringComparer.Ordinal))})");
+            if (property.PropertyType.IsClass && property.PropertyType.DeclaringType == root)
+            {
+                if (value is not JsonObject section) throw new BioForgeException($"{path}: '{prefix}{key}' must be a section (a mapping)");
+                CheckKeys(section, property.PropertyType, root, $"{prefix}{key}.", path);
+            }
+        }
+    }
+
+    private static JsonNode? ToJson(YamlNode node, string path) => node switch
+    {
+        YamlMappingNode mapping => ToObject(mapping, path),
+        YamlSequenceNode sequence => new JsonArray(sequence.Children.Select(c => ToJson(c, path)).ToArray()),
+        YamlScalarNode scalar => Scalar(scalar),
+        _ => throw new BioForgeException($"{path}:{node.Start.Line}: unsupported YAML node"),
+    };
+
+    private static JsonObject ToObject(YamlMappingNode mapping, string path)
+    {
+        var result = new JsonObject();
+        foreach (var (key, value) in mapping.Children)
+        {
+            string name = (key as YamlScalarNode)?.Value ?? throw new BioForgeException($"{path}:{key.Start.Line}: keys must be plain names");
+            result[name] = ToJson(value, path);
+        }
+        return result;
+    }
+
+    /// <summary>YAML 1.2 core schema for plain scalars (null, booleans, numbers); quoted scalars stay strings.</summary>
+    private static JsonNode? Scalar(YamlScalarNode scalar)
+    {
+        string text = scalar.Value ?? "";
+        if (scalar.Style is ScalarStyle.SingleQuoted or ScalarStyle.DoubleQuoted) return JsonValue.Create(text);
+        if (text is "" or "~" or "null" or "Null" or "NULL") return null;
+        if (text is "true" or "True" or "TRUE") return JsonValue.Create(true);
+        if (text is "false" or "False" or "FALSE") return JsonValue.Create(false);
+        if (long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long integer)) return JsonValue.Create(integer);
+        if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double real) && double.IsFinite(real)) return JsonValue.Create(real);
+        return JsonValue.Create(text);
+    }
+}

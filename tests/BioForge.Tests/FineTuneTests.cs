@@ -1,0 +1,256 @@
+using System.Globalization;
+using BioForge.FineTuning;
+using BioForge.IO;
+
+namespace BioForge.Tests;
+
+/// <summary>Fine-tuning runs on small slices of ESOL and CATH (seconds each); serial because dropout draws from the global generator.</summary>
+[Collection(nameof(TrainerTests))]
+public sealed class FineTuneTests
+{
+    private static string SmilesModel => Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small");
+    private static string ProteinModel => Path.Combine(AppContext.BaseDirectory, "models", "esm2-small");
+
+    /// <summary>The first <paramref name="rows"/> ESOL molecules as smiles,label.</summary>
+    private static string Esol(string directory, int rows, Func<string, double, string>? relabel = null)
+    {
+        var lines = File.ReadLines(Path.Combine(AppContext.BaseDirectory, "moleculenet", "esol.csv")).Skip(1).Take(rows).Select(line =>
+        {
+            var fields = Csv.Split(line);
+            string smiles = fields[^1].Trim();
+            double solubility = double.Parse(fields[^2], CultureInfo.InvariantCulture);
+            return $"{smiles},{(relabel is null ? solubility.ToString(CultureInfo.InvariantCulture) : relabel(smiles, solubility))}";
+        });
+        string path = Path.Combine(directory, "labelled.csv");
+        File.WriteAllLines(path, ["smiles,label", .. lines]);
+        return path;
+    }
+
+    private static string Yaml(string train, string model, string output, string task = "regression", string mode = "frozen", int epochs = 12, string extra = "") => $"""
+        seed: 1
+        data:
+          train: {train}
+          sequence_column: {(model.Contains("esm", StringComparison.Ordinal) ? "sequence" : "smiles")}
+          label_column: label
+          valid_fraction: 0.15
+          test_fraction: 0.2
+          max_length: 128
+          batch_size: 32
+        model:
+          init: {model}
+        task:
+          type: {task}
+          head_hidden: 64
+        encoder:
+          mode: {mode}
+        optimizer:
+          lr: 2.0e-3
+        train:
+          epochs: {epochs}
+          threads: 2
+          device: cpu
+          output_dir: {output}
+        {extra}
+        """;
+
+    private static FineTuneManifest Run(string directory, string yaml, params string[] overrides)
+    {
+        string path = Path.Combine(directory, $"ft-{Guid.NewGuid():N}.yaml");
+        File.WriteAllText(path, yaml);
+        return FineTuner.Run(FineTuneConfig.Load(path, overrides), new FineTuneOptions());
+    }
+
+    /// <summary>Re-predicts the test split with the saved run and compares with what training wrote.</summary>
+    private static void AssertReloadedRunPredictsTheSame(string run)
+    {
+        var rows = Csv.ReadRows(Path.Combine(run, FineTuner.PredictionsFile), out var header).Select(r => r.Fields).ToList();
+        int sequence = header.IndexOf("sequence"), prediction = header.IndexOf("prediction");
+        using var model = FineTunedModel.Load(run, TestData.Cpu);
+        var again = model.Predict([.. rows.Select(r => r[sequence])]);
+        for (int i = 0; i < rows.Count; i++)
+        {
+            if (model.Manifest.TaskType == FineTuneTask.Regression)
+                Assert.Equal(double.Parse(rows[i][prediction], CultureInfo.InvariantCulture), double.Parse(again[i].Text, CultureInfo.InvariantCulture), 3);
+            else
+                Assert.Equal(rows[i][prediction], again[i].Text);
+        }
+    }
+
+    [Fact]
+    public void FrozenSmilesRegressionBeatsTheTrainingMean()
+    {
+        string directory = TestData.TempDirectory(), run = Path.Combine(directory, "run");
+        var manifest = Run(directory, Yaml(Esol(directory, 400), SmilesModel, run));
+        Assert.Equal(new Dictionary<string, int> { ["train"] = 260, ["valid"] = 60, ["test"] = 80 }, manifest.Examples);
+        Assert.True(manifest.Test["rmse"] < 0.75 * manifest.TestBaseline["rmse"], $"test RMSE {manifest.Test["rmse"]} vs baseline {manifest.TestBaseline["rmse"]}");
+        Assert.True(manifest.Test["r2"] > 0.4, $"test R² {manifest.Test["r2"]}");
+        Assert.True(File.Exists(Path.Combine(run, FineTuner.HeadFile)));
+        Assert.False(Directory.Exists(Path.Combine(run, FineTuner.AdapterDirectory)));
+        Assert.Equal(manifest.EpochsRun, File.ReadAllLines(Path.Combine(run, FineTuner.MetricsFile)).Length);
+        AssertReloadedRunPredictsTheSame(run);
+    }
+
+    [Fact]
+    public void SmilesClassificationReportsAccuracyAndAuroc()
+    {
+        string directory = TestData.TempDirectory(), run = Path.Combine(directory, "run");
+        // A label the SMILES spell out: does the molecule hold nitrogen?
+        string data = Esol(directory, 400, (smiles, _) => smiles.Contains('N') || smiles.Contains('n') ? "yes" : "no");
+        var manifest = Run(directory, Yaml(data, SmilesModel, run, task: "classification"));
+        Assert.Equal(["no", "yes"], manifest.Classes);
+        Assert.True(manifest.Test["accuracy"] > 0.85, $"accuracy {manifest.Test["accuracy"]}");
+        Assert.True(manifest.Test["auroc"] > 0.9, $"AUROC {manifest.Test["auroc"]}");
+        Assert.Equal(0.5, manifest.TestBaseline["auroc"]!.Value, 6);
+        var header = File.ReadLines(Path.Combine(run, FineTuner.PredictionsFile)).First();
+        Assert.Equal("source,line,sequence,label,prediction,p_no,p_yes", header);
+        AssertReloadedRunPredictsTheSame(run);
+    }
+
+    [Fact]
+    public void LoraRunSavesAdaptersThatMergeIntoThePredictions()
+    {
+        string directory = TestData.TempDirectory(), run = Path.Combine(directory, "run");
+        var manifest = Run(directory, Yaml(Esol(directory, 160), SmilesModel, run, mode: "lora", epochs: 2),
+            "encoder.lora.rank=4", "encoder.lora.target_modules=[q_proj, v_proj, down_proj]");
+        Assert.Equal("lora", manifest.EncoderMode);
+        // Per layer, rank 4: q_proj 256→256, v_proj 256→128, down_proj 688→256; plus the head 256→64→1.
+        long perLayer = 4 * (256 + 256) + 4 * (256 + 128) + 4 * (688 + 256);
+        Assert.Equal(4 * perLayer + (256 * 64 + 64) + (64 + 1), manifest.TrainableParameters);
+        string adapter = Path.Combine(run, FineTuner.AdapterDirectory);
+        Assert.True(File.Exists(Path.Combine(adapter, LoraAdapters.ConfigFile)));
+        using (var weights = SafetensorsFile.Open(Path.Combine(adapter, LoraAdapters.WeightsFile)))
+            Assert.Contains(weights.Entries, e => e.Name == "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" && e.Shape.SequenceEqual([4L, 256]));
+        AssertReloadedRunPredictsTheSame(run);
+
+        string merged = Path.Combine(directory, "merged");
+        FineTunedModel.MergeEncoder(run, merged, TestData.Cpu);
+        using var baseWeights = SafetensorsFile.Open(Path.Combine(SmilesModel, "model.safetensors"));
+        using var mergedWeights = SafetensorsFile.Open(Path.Combine(merged, "model.safetensors"));
+        Assert.True(File.Exists(Path.Combine(merged, "vocab.json")));
+        Assert.NotEqual(baseWeights.GetBytes("model.layers.0.self_attn.q_proj.weight").ToArray(), mergedWeights.GetBytes("model.layers.0.self_attn.q_proj.weight").ToArray());
+        Assert.Equal(baseWeights.GetBytes("model.layers.0.self_attn.k_proj.weight").ToArray(), mergedWeights.GetBytes("model.layers.0.self_attn.k_proj.weight").ToArray());
+    }
+
+    [Fact]
+    public void FullFineTuningWritesTheTrainedEncoder()
+    {
+        string directory = TestData.TempDirectory(), run = Path.Combine(directory, "run");
+        var manifest = Run(directory, Yaml(Esol(directory, 120), SmilesModel, run, mode: "full", epochs: 1));
+        Assert.True(File.Exists(Path.Combine(run, FineTuner.EncoderDirectory, "model.safetensors")));
+        Assert.True(manifest.TrainableParameters > 2_800_000);
+        AssertReloadedRunPredictsTheSame(run);
+    }
+
+    [Fact]
+    public void PerResidueHeadLearnsHydrophobicity()
+    {
+        string directory = TestData.TempDirectory(), run = Path.Combine(directory, "run");
+        string data = Path.Combine(directory, "residues.csv");
+        File.WriteAllLines(data, ["sequence,label", .. FastaReader.Read(TestData.Path("train", "cath200.fasta")).Take(120)
+            .Select(r => r.Sequence.ToUpperInvariant())
+            .Where(s => !s.Contains('X'))
+            .Select(s => $"{s},{new string([.. s.Select(c => "AVILMFWC".Contains(c) ? 'H' : 'P')])}")]);
+        var manifest = Run(directory, Yaml(data, ProteinModel, run, task: "residue_classification", epochs: 10));
+        Assert.Equal(["H", "P"], manifest.Classes);
+        double accuracy = manifest.Test["accuracy"]!.Value, majority = manifest.TestBaseline["accuracy"]!.Value;
+        Assert.True(accuracy > 0.85 && accuracy > majority + 0.2, $"per-residue accuracy {accuracy}, majority class {majority}");
+        AssertReloadedRunPredictsTheSame(run);
+    }
+
+    [Theory]
+    [InlineData("smiles,label\nCCO,\n", "labelled.csv:2: empty label")]
+    [InlineData("smiles,label\nCCO,1.5\nCCN,high\n", "labelled.csv:3: label 'high' is not a number")]
+    [InlineData("molecule,label\nCCO,1\n", "no column 'smiles' (data.sequence_column); the header has: molecule, label")]
+    [InlineData("smiles,label\n", "labelled.csv: no data rows")]
+    public void BadLabelledDataIsNamedWithFileAndLine(string csv, string expected)
+    {
+        string directory = TestData.TempDirectory();
+        string data = Path.Combine(directory, "labelled.csv");
+        File.WriteAllText(data, csv);
+        var e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, SmilesModel, Path.Combine(directory, "run")), "data.valid_fraction=0", "data.test_fraction=0"));
+        Assert.Contains(expected, e.Message);
+        Assert.False(Directory.Exists(Path.Combine(directory, "run")));
+    }
+
+    [Fact]
+    public void InvalidResiduesAndMismatchedResidueLabelsAreRefused()
+    {
+        string directory = TestData.TempDirectory(), data = Path.Combine(directory, "p.csv");
+        File.WriteAllText(data, "sequence,label\nMKT,HPP\nMK1L,HPPH\n");
+        var e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, ProteinModel, Path.Combine(directory, "run"), task: "residue_classification"), "data.valid_fraction=0", "data.test_fraction=0"));
+        Assert.Contains("p.csv:3: invalid residue '1' at position 3", e.Message);
+        File.WriteAllText(data, "sequence,label\nMKT,HPP\nMKL,HP\n");
+        e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, ProteinModel, Path.Combine(directory, "run"), task: "residue_classification"), "data.valid_fraction=0", "data.test_fraction=0"));
+        Assert.Contains("p.csv:3: 2 residue labels for 3 residues", e.Message);
+    }
+
+    [Fact]
+    public void ConfigurationMistakesAreRefusedBeforeTraining()
+    {
+        string directory = TestData.TempDirectory();
+        string data = Esol(directory, 40), run = Path.Combine(directory, "run");
+        var cases = new (string[] Overrides, string Expected)[]
+        {
+            (["task.pooling=cls"], "is a causal decoder whose first token sees nothing after it"),
+            (["encoder.mode=adapter"], "encoder.mode must be frozen, full or lora (got 'adapter')"),
+            (["task.head_size=3"], "unknown key 'task.head_size'"),
+            (["data.valid_fraction=0.6", "data.test_fraction=0.5"], "sum below 1"),
+            (["encoder.mode=lora", "encoder.lora.target_modules=[query]"], "'query' matches no linear layer"),
+            (["task.type=classification"], "does not occur in the training split"),
+        };
+        foreach (var (overrides, expected) in cases)
+        {
+            var e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, SmilesModel, run), overrides));
+            Assert.Contains(expected, e.Message);
+        }
+        Directory.CreateDirectory(run);
+        File.WriteAllText(Path.Combine(run, "keep.txt"), "x");
+        var exists = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, SmilesModel, run)));
+        Assert.Contains("already exists", exists.Message);
+        Assert.Empty(Directory.GetDirectories(directory, "run.*.tmp"));
+    }
+
+    [Fact]
+    public void FineTunePredictAndMergeFromTheCommandLine()
+    {
+        string directory = TestData.TempDirectory(), run = Path.Combine(directory, "run");
+        string config = Path.Combine(directory, "ft.yaml");
+        File.WriteAllText(config, Yaml(Esol(directory, 100), SmilesModel, run, epochs: 2));
+        var (code, output, error) = Cli("finetune", "--config", config, "train.threads=1");
+        Assert.True(code == 0, error);
+        Assert.Contains("epoch 2/2", output);
+        Assert.Contains("test (20): rmse", output);
+
+        string smi = Path.Combine(directory, "in.smi"), predictions = Path.Combine(directory, "p.csv");
+        File.WriteAllLines(smi, ["CCO ethanol", "c1ccccc1O phenol"]);
+        (code, output, error) = Cli("finetune", "predict", "--run", run, "--in", smi, "--out", predictions, "--device", "cpu");
+        Assert.True(code == 0, error);
+        var lines = File.ReadAllLines(predictions);
+        Assert.Equal("id,sequence,prediction", lines[0]);
+        Assert.StartsWith("ethanol,CCO,", lines[1]);
+        Assert.True(double.TryParse(lines[2].Split(',')[2], CultureInfo.InvariantCulture, out _));
+
+        (code, _, error) = Cli("finetune", "merge", "--run", run, "--out", Path.Combine(directory, "merged"));
+        Assert.Equal(2, code);
+        Assert.Contains("the encoder was frozen", error);
+
+        string csv = Path.Combine(directory, "in.csv");
+        File.WriteAllLines(csv, ["name,smiles", "a,CCO", "b,C C"]);
+        (code, _, error) = Cli("finetune", "predict", "--run", run, "--in", csv, "--out", predictions);
+        Assert.Equal(2, code);
+        Assert.Contains("error: input 2: SMILES 'C C' contains white space", error);
+
+        (code, _, error) = Cli("finetune", "--config", config, "train.epoch=3");
+        Assert.Equal(2, code);
+        Assert.Contains("unknown key 'train.epoch'", error);
+    }
+
+    private static (int Code, string Out, string Err) Cli(params string[] args)
+    {
+        _ = TestData.Cpu;
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = BioForge.Cli.Cli.Run(args, output, error);
+        return (code, output.ToString(), error.ToString());
+    }
+}

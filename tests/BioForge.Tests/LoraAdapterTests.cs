@@ -1,0 +1,94 @@
+using BioForge.FineTuning;
+using BioForge.Models.Esm;
+using BioForge.Models.Llama;
+using static TorchSharp.torch;
+
+namespace BioForge.Tests;
+
+public sealed class LoraAdapterTests
+{
+    private static readonly long[,] Tokens = { { 0, 5, 9, 11, 7, 2 }, { 0, 13, 6, 8, 2, 1 } };
+
+    [Fact]
+    public void FreshAdaptersLeaveTheNetworkUnchanged()
+    {
+        using var model = LlamaForCausalLM.Load(TestData.Path("hf", "llama_tiny"), TestData.Cpu.Device, ScalarType.Float32);
+        using var before = LlamaLogits(model);
+        using var lora = LoraAdapters.Attach(model, new LoraOptions(4, 8, 0, ["q_proj", "v_proj"]), seed: 1);
+        Assert.Equal(2 * 2, lora.AdaptedModules.Count); // two layers × two projections
+        using var after = LlamaLogits(model);
+        Assert.True(before.allclose(after, rtol: 0, atol: 0));
+    }
+
+    [Fact]
+    public void MergedWeightsReproduceTheHookedLlama()
+    {
+        string directory = TestData.TempDirectory();
+        using var model = LlamaForCausalLM.Load(TestData.Path("hf", "llama_tiny"), TestData.Cpu.Device, ScalarType.Float32);
+        using var original = LlamaLogits(model);
+        using var lora = LoraAdapters.Attach(model, new LoraOptions(4, 8, 0, ["q_proj", "v_proj", "down_proj"]), seed: 1);
+        Randomize(lora);
+        using var adapted = LlamaLogits(model);
+        Assert.False(adapted.allclose(original, rtol: 0, atol: 1e-3)); // the adapters do something
+        lora.Save(directory, "llama_tiny");
+
+        using (var reloaded = LlamaForCausalLM.Load(TestData.Path("hf", "llama_tiny"), TestData.Cpu.Device, ScalarType.Float32))
+        using (LoraAdapters.Load(reloaded, directory))
+        using (var again = LlamaLogits(reloaded))
+            AssertClose(adapted, again);
+
+        lora.Merge();
+        using var merged = LlamaLogits(model);
+        AssertClose(adapted, merged);
+    }
+
+    [Fact]
+    public void MergedWeightsReproduceTheHookedEsm()
+    {
+        using var checkpoint = EsmCheckpoint.Load(TestData.EsmTiny, TestData.Cpu.Device, ScalarType.Float32);
+        using var lora = LoraAdapters.Attach(checkpoint.Model, new LoraOptions(2, 4, 0, ["query", "value", "output.dense"]), seed: 2);
+        Randomize(lora);
+        using var adapted = EsmHidden(checkpoint.Model);
+        lora.Merge();
+        using var merged = EsmHidden(checkpoint.Model);
+        AssertClose(adapted, merged);
+    }
+
+    [Fact]
+    public void ATargetThatMatchesNothingIsRefused()
+    {
+        using var model = LlamaForCausalLM.Load(TestData.Path("hf", "llama_tiny"), TestData.Cpu.Device, ScalarType.Float32);
+        var e = Assert.Throws<BioForgeException>(() => LoraAdapters.Attach(model, new LoraOptions(4, 8, 0, ["query"]), seed: 1));
+        Assert.Contains("'query' matches no linear layer", e.Message);
+    }
+
+    private static void Randomize(LoraAdapters lora)
+    {
+        using var _ = no_grad();
+        using var generator = new TorchSharp.torch.Generator(7);
+        foreach (var p in lora.Parameters())
+            using (var draw = randn(p.shape, generator: generator)) p.copy_(draw.mul_(0.2));
+    }
+
+    private static Tensor LlamaLogits(LlamaForCausalLM model)
+    {
+        using var _ = no_grad();
+        using var ids = tensor(Tokens);
+        using var mask = ones_like(ids);
+        return model.Forward(ids, mask).Logits;
+    }
+
+    private static Tensor EsmHidden(EsmForMaskedLM model)
+    {
+        using var _ = no_grad();
+        using var ids = tensor(new long[,] { { 0, 5, 9, 11, 7, 2 } });
+        using var mask = ones_like(ids);
+        return model.Forward(ids, mask, new EsmForwardOptions()).LastHiddenState;
+    }
+
+    private static void AssertClose(Tensor expected, Tensor actual)
+    {
+        double difference = (expected - actual).abs().max().item<float>();
+        Assert.True(difference < 1e-5, $"max difference {difference}");
+    }
+}

@@ -1,0 +1,38 @@
+using BioForge.Statistics;
+
+namespace BioForge.Tests;
+
+public sealed class TaskMetricsTests
+{
+    [Fact]
+    public void AurocCountsCorrectlyOrderedPairsWithTiesAsHalf()
+    {
+        // scikit-learn roc_auc_score([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) = 0.75
+        Assert.Equal(0.75, TaskMetrics.Auroc([false, false, true, true], [0.1, 0.4, 0.35, 0.8]), 12);
+        Assert.Equal(1.0, TaskMetrics.Auroc([false, true], [0.2, 0.9]), 12);
+        Assert.Equal(0.0, TaskMetrics.Auroc([false, true], [0.9, 0.2]), 12);
+        Assert.Equal(0.5, TaskMetrics.Auroc([false, true, false, true], [0.3, 0.3, 0.3, 0.3]), 12);
+        Assert.True(double.IsNaN(TaskMetrics.Auroc([true, true], [0.1, 0.2])));
+    }
+
+    [Fact]
+    public void MulticlassAurocIsTheMeanOfOneVersusRest()
+    {
+        int[] truth = [0, 1, 2, 2];
+        double[][] p = [[0.8, 0.1, 0.1], [0.2, 0.5, 0.3], [0.1, 0.6, 0.3], [0.1, 0.1, 0.8]];
+        var m = TaskMetrics.Classification(truth, p);
+        // One-vs-rest: class 0 → 1.0; class 1 → positive 0.5 vs negatives {0.1, 0.6, 0.1} → 2/3; class 2 → {0.3, 0.8} vs {0.1, 0.3} → 0.875.
+        Assert.Equal((1.0 + 2.0 / 3 + 0.875) / 3, m["auroc"], 12);
+        Assert.Equal(0.75, m["accuracy"], 12);
+    }
+
+    [Fact]
+    public void RegressionMetricsMatchHandComputedValues()
+    {
+        var m = TaskMetrics.Regression([1, 2, 3, 4], [1.5, 2, 2.5, 5]);
+        Assert.Equal(Math.Sqrt((0.25 + 0 + 0.25 + 1) / 4), m["rmse"], 12);
+        Assert.Equal((0.5 + 0 + 0.5 + 1) / 4, m["mae"], 12);
+        Assert.Equal(1 - 1.5 / 5.0, m["r2"], 12);
+        Assert.Equal(1.0, m["spearman"], 12);
+    }
+}
