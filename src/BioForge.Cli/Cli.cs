@@ -46,4 +46,29 @@ public static class Cli
             return 1;
         }
     }
+
+    /// <summary>
+    /// Runs a long command whose first Ctrl+C asks it to stop cleanly (the token is cancelled and
+    /// <paramref name="notice"/> printed); a second Ctrl+C ends the process at once.
+    /// </summary>
+    internal static int StoppableByCtrlC(TextWriter error, string notice, Func<CancellationToken, int> body)
+    {
+        using var cancel = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            if (cancel.IsCancellationRequested) return;
+            e.Cancel = true;
+            cancel.Cancel();
+            error.WriteLine(notice);
+        };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            return body(cancel.Token);
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
 }

@@ -20,20 +20,11 @@ internal static class FineTuneCommands
         command.SetAction(result => Cli.Guard(error, () =>
         {
             var run = FineTuneConfig.Load(result.GetValue(config)!, result.GetValue(overrides));
-            using var cancel = new CancellationTokenSource();
-            ConsoleCancelEventHandler onCancel = (_, e) =>
-            {
-                if (cancel.IsCancellationRequested) return;
-                e.Cancel = true;
-                cancel.Cancel();
-                error.WriteLine("stopping after this epoch (the best epoch so far is kept and written); Ctrl+C again to abort");
-            };
-            Console.CancelKeyPress += onCancel;
-            try
+            return Cli.StoppableByCtrlC(error, "stopping after this epoch (the best epoch so far is kept and written); Ctrl+C again to abort", cancellation =>
             {
                 var manifest = FineTuner.Run(run, new FineTuneOptions
                 {
-                    Cancellation = cancel.Token,
+                    Cancellation = cancellation,
                     OnInfo = output.WriteLine,
                     OnEpoch = e => output.WriteLine($"epoch {e.Epoch}/{e.Epochs}  train loss {e.TrainLoss:F4}"
                         + (e.ValidLoss is { } v ? $"  valid loss {v:F4}  {Format(e.ValidMetrics)}" : "")
@@ -42,12 +33,8 @@ internal static class FineTuneCommands
                 output.WriteLine($"best epoch {manifest.BestEpoch} of {manifest.EpochsRun}; test ({manifest.Examples["test"]}): {Format(manifest.Test)}");
                 if (manifest.TestBaseline.Count > 0) output.WriteLine($"baseline (training mean / class frequencies): {Format(manifest.TestBaseline)}");
                 output.WriteLine($"-> {run.Train.OutputDir}");
-                return cancel.IsCancellationRequested ? 130 : 0;
-            }
-            finally
-            {
-                Console.CancelKeyPress -= onCancel;
-            }
+                return cancellation.IsCancellationRequested ? 130 : 0;
+            });
         }));
         return command;
     }

@@ -17,16 +17,7 @@ internal static class TrainCommands
         command.SetAction(result => Cli.Guard(error, () =>
         {
             var run = RunConfig.Load(result.GetValue(config)!, result.GetValue(overrides));
-            using var cancel = new CancellationTokenSource();
-            ConsoleCancelEventHandler onCancel = (_, e) =>
-            {
-                if (cancel.IsCancellationRequested) return; // a second Ctrl+C ends the process at once
-                e.Cancel = true;
-                cancel.Cancel();
-                error.WriteLine("stopping after this step (a checkpoint will be written); Ctrl+C again to abort");
-            };
-            Console.CancelKeyPress += onCancel;
-            try
+            return Cli.StoppableByCtrlC(error, "stopping after this step (a checkpoint will be written); Ctrl+C again to abort", cancellation =>
             {
                 bool live = !Console.IsErrorRedirected;
                 long firstStep = -1;
@@ -35,7 +26,7 @@ internal static class TrainCommands
                     Resume = result.GetValue(resume),
                     ResumeFrom = result.GetValue(resumeFrom),
                     StopAt = result.GetValue(stopAt),
-                    Cancellation = cancel.Token,
+                    Cancellation = cancellation,
                     OnStep = report =>
                     {
                         if (firstStep < 0) firstStep = report.Step - run.Train.LogEvery;
@@ -51,16 +42,12 @@ internal static class TrainCommands
                 if (trained.Interrupted)
                 {
                     output.WriteLine($"stopped at step {trained.Step}; continue with --resume");
-                    return cancel.IsCancellationRequested ? 130 : 0;
+                    return cancellation.IsCancellationRequested ? 130 : 0;
                 }
                 output.WriteLine($"trained {trained.Step - trained.StartStep} steps -> {trained.ModelDirectory}"
                     + (trained.Validation is { } v ? $" (validation loss {v.Loss:F4}, perplexity {v.Perplexity:F3})" : ""));
                 return 0;
-            }
-            finally
-            {
-                Console.CancelKeyPress -= onCancel;
-            }
+            });
         }));
         return command;
     }

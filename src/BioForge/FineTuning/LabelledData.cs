@@ -48,9 +48,9 @@ public static class LabelledData
     }
 
     /// <summary>
-    /// Scaffold split (MoleculeNet/DeepChem): molecules grouped by Bemis–Murcko scaffold, groups taken largest first into
-    /// train until it is full, then validation, then test, so test scaffolds never appear in training. Unparsable SMILES
-    /// form a group each.
+    /// Scaffold split (MoleculeNet/DeepChem): molecules grouped by Bemis–Murcko scaffold, groups taken largest first
+    /// (equal sizes: the group whose first row comes later first, as DeepChem sorts) into train until it is full, then
+    /// validation, then test, so test scaffolds never appear in training. Unparsable SMILES form a group each.
     /// </summary>
     public static DataSplit Scaffold(IReadOnlyList<LabelledRow> rows, double validFraction, double testFraction)
     {
@@ -65,7 +65,7 @@ public static class LabelledData
         }
         double trainCut = (1 - validFraction - testFraction) * rows.Count, validCut = (1 - testFraction) * rows.Count;
         List<LabelledRow> train = [], valid = [], test = [];
-        foreach (var members in groups.Values.OrderByDescending(g => g.Count).ThenBy(g => g[0]))
+        foreach (var members in groups.Values.OrderByDescending(g => g.Count).ThenByDescending(g => g[0]))
         {
             var part = train.Count + members.Count <= trainCut ? train
                 : train.Count + valid.Count + members.Count <= validCut ? valid : test;

@@ -1,0 +1,40 @@
+using BioForge.Chem;
+using BioForge.FineTuning;
+
+namespace BioForge.Tests;
+
+public sealed class LabelledDataTests
+{
+    private static List<LabelledRow> Rows(params string[] smiles) => [.. smiles.Select((s, i) => new LabelledRow("t.csv", i + 2, s, "1"))];
+
+    [Fact]
+    public void RandomSplitIsASeededPartition()
+    {
+        var rows = Rows([.. Enumerable.Range(0, 100).Select(i => new string('C', i + 1))]);
+        var split = LabelledData.Random(rows, 0.1, 0.2, seed: 3);
+        Assert.Equal((70, 10, 20), (split.Train.Count, split.Valid.Count, split.Test.Count));
+        Assert.Equal(100, split.Train.Concat(split.Valid).Concat(split.Test).Select(r => r.Line).Distinct().Count());
+        Assert.Equal(split.Test.Select(r => r.Line), LabelledData.Random(rows, 0.1, 0.2, seed: 3).Test.Select(r => r.Line));
+        Assert.NotEqual(split.Test.Select(r => r.Line), LabelledData.Random(rows, 0.1, 0.2, seed: 4).Test.Select(r => r.Line));
+    }
+
+    [Fact]
+    public void ScaffoldSplitKeepsEachScaffoldInOnePart()
+    {
+        // Benzene derivatives (scaffold c1ccccc1) ×5, pyridines ×3, cyclohexanes ×2, acyclic ×2 (empty scaffold), one unparsable.
+        var rows = Rows("Cc1ccccc1", "Oc1ccccc1", "Nc1ccccc1", "Clc1ccccc1", "c1ccccc1", "Cc1ccncc1", "Oc1ccncc1", "c1ccncc1",
+            "CC1CCCCC1", "OC1CCCCC1", "CCO", "CCN", "C1CC");
+        var split = LabelledData.Scaffold(rows, 0.2, 0.2);
+        Assert.Equal(rows.Count, split.Train.Count + split.Valid.Count + split.Test.Count);
+        string Scaffold(LabelledRow r)
+        {
+            if (!Molecule.TryFromSmiles(r.Sequence, out var m, out _)) return $"invalid {r.Line}";
+            using (m) return m!.MurckoScaffold();
+        }
+        var parts = new[] { split.Train, split.Valid, split.Test }.Select(p => p.Select(Scaffold).ToHashSet()).ToList();
+        Assert.Empty(parts[0].Intersect(parts[1]));
+        Assert.Empty(parts[0].Intersect(parts[2]));
+        Assert.Empty(parts[1].Intersect(parts[2]));
+        Assert.Contains("c1ccccc1", parts[0]); // the largest group trains
+    }
+}
