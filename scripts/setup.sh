@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian/Ubuntu packages BioForge builds against (RDKit and the C++ toolchain for its shim), when missing.
+# Installs the Debian/Ubuntu packages BioForge builds against (RDKit and the C++ toolchain for its shim, Open MPI for
+# multi-process runs), when missing.
 # Runs apt-get as root, or through sudo; otherwise prints the command to run.
 set -euo pipefail
-packages=(cmake g++ make librdkit-dev rdkit-data libboost-dev libcairo2-dev)
+packages=(cmake g++ make librdkit-dev rdkit-data libboost-dev libcairo2-dev openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

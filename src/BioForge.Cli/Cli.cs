@@ -15,6 +15,7 @@ public static class Cli
         root.Subcommands.Add(GenerateCommand.Create(output, error));
         root.Subcommands.Add(FineTuneCommands.Create(output, error));
         root.Subcommands.Add(BenchCommands.Create(output, error));
+        root.Subcommands.Add(DistributedCommands.Create(output, error));
         root.Subcommands.Add(EnvironmentCommand.Create(output, error));
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
     }

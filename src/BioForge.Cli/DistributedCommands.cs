@@ -1,0 +1,135 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using BioForge.Distributed;
+using BioForge.Runtime;
+using static TorchSharp.torch;
+
+namespace BioForge.Cli;
+
+/// <summary>
+/// <c>bioforge dist check|bench</c>: verify the process group's collectives and measure all-reduce bandwidth, under
+/// <c>mpirun</c>/<c>srun</c> (or alone, as a world of one). Only rank 0 prints results.
+/// </summary>
+internal static class DistributedCommands
+{
+    public static Command Create(TextWriter output, TextWriter error) =>
+        new("dist", "Distributed runtime: check the collectives, benchmark all-reduce") { Check(output, error), Bench(output, error) };
+
+    private static Command Check(TextWriter output, TextWriter error)
+    {
+        var stallRank = Options.Int("--stall-rank", "make this rank sleep instead of joining (to see the timeout at work); -1 = none", -1);
+        var stallSeconds = Options.Int("--stall-seconds", "how long the stalled rank sleeps", 60);
+        var command = new Command("check", "Run every collective on known values and compare the results on every rank") { stallRank, stallSeconds };
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            TorchRuntime.EnsureLoaded();
+            var world = ProcessGroup.World;
+            int r = world.Rank, n = world.Size;
+            if (result.GetValue(stallRank) == r)
+            {
+                error.WriteLine($"rank {r}: stalling for {result.GetValue(stallSeconds)} s");
+                Thread.Sleep(TimeSpan.FromSeconds(result.GetValue(stallSeconds)));
+            }
+            var failures = new List<string>();
+            void Expect(string what, Tensor actual, Tensor expected)
+            {
+                if (!actual.shape.SequenceEqual(expected.shape) || !actual.to(ScalarType.Float64).allclose(expected.to(ScalarType.Float64), rtol: 0, atol: 1e-6))
+                    failures.Add(what);
+            }
+            using var scope = NewDisposeScope();
+            // Rank r contributes r + 1 + i at index i (float32, float64, int64; a large tensor sent in one piece).
+            double ranksSum = n * (n + 1) / 2.0;
+            foreach (var type in new[] { ScalarType.Float32, ScalarType.Float64, ScalarType.Int64, ScalarType.BFloat16 })
+            {
+                var t = arange(8, ScalarType.Float64).add(r + 1).to(type);
+                world.AllReduce(t);
+                Expect($"all-reduce sum {type}", t, arange(8, ScalarType.Float64).mul(n).add(ranksSum));
+            }
+            var big = full([3_000_001], r + 1.0, ScalarType.Float32);
+            world.AllReduce(big, ReduceOp.Average);
+            Expect("all-reduce average (3M floats)", big, full([3_000_001], ranksSum / n, ScalarType.Float64));
+            var max = tensor(new[] { (float)r, -r });
+            world.AllReduce(max, ReduceOp.Max);
+            Expect("all-reduce max", max, tensor(new[] { n - 1.0, 0.0 }));
+            var strided = arange(12, ScalarType.Float32).reshape(3, 4).t().add(r); // not contiguous: staged through a copy
+            world.AllReduce(strided);
+            Expect("all-reduce of a transposed view", strided, arange(12, ScalarType.Float64).reshape(3, 4).t().mul(n).add(ranksSum - n));
+            var broadcast = full([5], (double)r, ScalarType.Float32);
+            world.Broadcast(broadcast, root: n - 1);
+            Expect("broadcast from the last rank", broadcast, full([5], n - 1.0, ScalarType.Float64));
+            var gathered = world.AllGather(full([2, 3], (double)r, ScalarType.Float32));
+            Expect("all-gather", gathered, arange(n, ScalarType.Float64).repeat_interleave(2).unsqueeze(1).expand(2 * n, 3));
+            var scattered = world.ReduceScatter(arange(2 * n, ScalarType.Float32).add(r));
+            Expect("reduce-scatter", scattered, tensor(new[] { 2.0 * r * n + ranksSum - n, (2.0 * r + 1) * n + ranksSum - n }));
+            using (var pairs = world.Split(color: r % 2, key: r))
+            {
+                var t = ones(1, ScalarType.Float32);
+                pairs.AllReduce(t);
+                Expect("all-reduce in a split group", t, full([1], (double)((n + 1 - r % 2) / 2), ScalarType.Float64));
+            }
+            world.Barrier();
+            var failed = tensor(new[] { (long)failures.Count });
+            world.AllReduce(failed);
+            if (failures.Count > 0) error.WriteLine($"rank {r}: wrong results: {string.Join("; ", failures)}");
+            if (failed.item<long>() > 0) return 1;
+            if (r == 0) output.WriteLine($"collectives ok: {n} rank(s), backend {world.Backend}, launcher {ProcessGroup.Launch.Launcher}");
+            return 0;
+        }));
+        return command;
+    }
+
+    private static Command Bench(TextWriter output, TextWriter error)
+    {
+        var sizes = new Option<string>("--sizes") { Description = "message sizes in bytes (K, M, G suffixes), comma-separated", DefaultValueFactory = _ => "8K,1M,16M,64M" };
+        var repeats = Options.Int("--repeats", "timed all-reduces per size", 20);
+        var warmup = Options.Int("--warmup", "untimed all-reduces first", 3);
+        var command = new Command("bench", "All-reduce (sum, float32) bandwidth per message size, as nccl-tests reports it") { sizes, repeats, warmup };
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            TorchRuntime.EnsureLoaded();
+            var world = ProcessGroup.World;
+            int n = result.GetValue(repeats), w = result.GetValue(warmup);
+            if (n < 1 || w < 0) throw new BioForgeException("--repeats must be positive and --warmup non-negative");
+            foreach (long bytes in result.GetValue(sizes)!.Split(',').Select(ParseBytes))
+            {
+                using var buffer = ones([Math.Max(1, bytes / 4)], ScalarType.Float32);
+                double seconds = 0;
+                for (int i = 0; i < w + n; i++)
+                {
+                    world.Barrier();
+                    var clock = Stopwatch.StartNew();
+                    world.AllReduce(buffer);
+                    if (i >= w) seconds += clock.Elapsed.TotalSeconds;
+                }
+                // The slowest rank's time is the collective's time.
+                using var slowest = tensor(new[] { seconds / n });
+                world.AllReduce(slowest, ReduceOp.Max);
+                double time = slowest.item<double>(), algorithmic = buffer.numel() * 4 / time / 1e9;
+                if (world.Rank == 0)
+                    output.WriteLine(JsonSerializer.Serialize(new
+                    {
+                        benchmark = "allreduce",
+                        backend = world.Backend,
+                        ranks = world.Size,
+                        bytes = buffer.numel() * 4,
+                        microseconds = Math.Round(time * 1e6, 1),
+                        algbw_gbps = Math.Round(algorithmic, 3),
+                        busbw_gbps = Math.Round(algorithmic * 2 * (world.Size - 1) / world.Size, 3),
+                    }));
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    private static long ParseBytes(string text)
+    {
+        string t = text.Trim().ToUpperInvariant();
+        long unit = t.EndsWith('K') ? 1L << 10 : t.EndsWith('M') ? 1L << 20 : t.EndsWith('G') ? 1L << 30 : 1;
+        string digits = unit == 1 ? t : t[..^1];
+        return long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out long value) && value > 0
+            ? value * unit : throw new BioForgeException($"--sizes: '{text}' is not a size in bytes (e.g. 8K, 1M, 64M)");
+    }
+}

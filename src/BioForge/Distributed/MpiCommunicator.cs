@@ -1,0 +1,206 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BioForge.Distributed;
+
+/// <summary>
+/// Collectives over Open MPI. Tensors are reduced in their own memory when they are contiguous float32/float64/int64
+/// CPU tensors; anything else (CUDA, bf16, strided) goes through a float32 or int64 CPU copy. Each collective is
+/// started non-blocking and polled, so a rank that never joins makes the others fail after <see cref="Communicator.Timeout"/>.
+/// </summary>
+public sealed unsafe class MpiCommunicator : Communicator
+{
+    // MPI counts are C ints; larger tensors go in pieces.
+    private const long MaxCount = 1L << 30;
+
+    private readonly MpiLibrary mpi;
+    private IntPtr comm;
+    private readonly bool owned;
+
+    public override int Rank { get; }
+    public override int Size { get; }
+    public override string Backend => "mpi";
+
+    private MpiCommunicator(MpiLibrary mpi, IntPtr comm, bool owned)
+    {
+        this.mpi = mpi;
+        this.comm = comm;
+        this.owned = owned;
+        int rank, size;
+        mpi.Check(mpi.CommRank(comm, &rank), "MPI_Comm_rank");
+        mpi.Check(mpi.CommSize(comm, &size), "MPI_Comm_size");
+        Rank = rank;
+        Size = size;
+    }
+
+    /// <summary>Initialises MPI (once per process) and returns MPI_COMM_WORLD.</summary>
+    public static MpiCommunicator InitializeWorld()
+    {
+        var mpi = MpiLibrary.Load();
+        int initialized;
+        mpi.Check(mpi.Initialized(&initialized), "MPI_Initialized");
+        if (initialized == 0)
+        {
+            int provided;
+            mpi.Check(mpi.InitThread(null, IntPtr.Zero, MpiLibrary.ThreadSerialized, &provided), "MPI_Init_thread");
+        }
+        return new MpiCommunicator(mpi, mpi.CommWorld, owned: false);
+    }
+
+    /// <summary>MPI_Finalize (once): the normal end of a distributed run.</summary>
+    internal void FinalizeWorld()
+    {
+        int finalized;
+        if (mpi.Finalized(&finalized) == MpiLibrary.Success && finalized == 0) mpi.Finalize();
+    }
+
+    /// <summary>MPI_Abort on MPI_COMM_WORLD: every rank of the job ends with <paramref name="exitCode"/>.</summary>
+    internal void AbortWorld(int exitCode) => mpi.Abort(mpi.CommWorld, exitCode == 0 ? 1 : exitCode);
+
+    public override void AllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum)
+    {
+        using var scope = NewDisposeScope();
+        var (buffer, type) = Staged(tensor);
+        ForEachPiece(buffer, (pointer, count) =>
+        {
+            IntPtr request;
+            mpi.Check(mpi.Iallreduce(MpiLibrary.InPlace, pointer, count, type, Op(op), comm, &request), "MPI_Iallreduce");
+            return request;
+        }, "all-reduce");
+        if (op == ReduceOp.Average) buffer.div_(Size);
+        if (!ReferenceEquals(buffer, tensor)) CopyBack(buffer, tensor);
+    }
+
+    public override void Broadcast(Tensor tensor, int root = 0)
+    {
+        if (root < 0 || root >= Size) throw new BioForgeException($"broadcast root {root} is outside a group of {Size}");
+        using var scope = NewDisposeScope();
+        var (buffer, type) = Staged(tensor);
+        ForEachPiece(buffer, (pointer, count) =>
+        {
+            IntPtr request;
+            mpi.Check(mpi.Ibcast(pointer, count, type, root, comm, &request), "MPI_Ibcast");
+            return request;
+        }, "broadcast");
+        if (!ReferenceEquals(buffer, tensor)) CopyBack(buffer, tensor);
+    }
+
+    public override Tensor AllGather(Tensor tensor)
+    {
+        using var scope = NewDisposeScope();
+        var (buffer, type) = Staged(tensor);
+        long n = buffer.numel();
+        CheckCount(n, "all-gather");
+        var gathered = empty([Size * n], buffer.dtype);
+        IntPtr request;
+        mpi.Check(mpi.Iallgather(Address(buffer), (int)n, type, Address(gathered), (int)n, type, comm, &request), "MPI_Iallgather");
+        Wait(request, "all-gather");
+        long[] shape = [Size * (tensor.dim() == 0 ? 1 : tensor.shape[0]), .. tensor.shape.Skip(1)];
+        return gathered.reshape(shape).to(tensor.dtype, tensor.device).MoveToOuterDisposeScope();
+    }
+
+    public override Tensor ReduceScatter(Tensor tensor, ReduceOp op = ReduceOp.Sum)
+    {
+        CheckDivisible(tensor, "reduce-scatter");
+        using var scope = NewDisposeScope();
+        var (buffer, type) = Staged(tensor);
+        long part = buffer.numel() / Size;
+        CheckCount(part, "reduce-scatter");
+        var result = empty([part], buffer.dtype);
+        IntPtr request;
+        mpi.Check(mpi.IreduceScatterBlock(Address(buffer), Address(result), (int)part, type, Op(op), comm, &request), "MPI_Ireduce_scatter_block");
+        Wait(request, "reduce-scatter");
+        if (op == ReduceOp.Average) result.div_(Size);
+        long[] shape = [tensor.shape[0] / Size, .. tensor.shape.Skip(1)];
+        return result.reshape(shape).to(tensor.dtype, tensor.device).MoveToOuterDisposeScope();
+    }
+
+    public override void Barrier()
+    {
+        IntPtr request;
+        mpi.Check(mpi.Ibarrier(comm, &request), "MPI_Ibarrier");
+        Wait(request, "barrier");
+    }
+
+    public override Communicator Split(int color, int key)
+    {
+        IntPtr child;
+        mpi.Check(mpi.CommSplit(comm, color, key, &child), "MPI_Comm_split");
+        return new MpiCommunicator(mpi, child, owned: true) { Timeout = Timeout };
+    }
+
+    public override void Dispose()
+    {
+        if (!owned || comm == IntPtr.Zero) return;
+        fixed (IntPtr* handle = &comm) mpi.CommFree(handle);
+        comm = IntPtr.Zero;
+    }
+
+    /// <summary>A contiguous CPU tensor MPI can read and write, and its MPI type: the tensor itself when possible.</summary>
+    private (Tensor Buffer, IntPtr Type) Staged(Tensor tensor)
+    {
+        var type = tensor.dtype switch
+        {
+            ScalarType.Float32 => mpi.Float,
+            ScalarType.Float64 => mpi.Double,
+            ScalarType.Int64 => mpi.Int64,
+            _ => IntPtr.Zero,
+        };
+        if (type != IntPtr.Zero && tensor.device_type == DeviceType.CPU && tensor.is_contiguous()) return (tensor, type);
+        var wide = tensor.dtype is ScalarType.Float64 or ScalarType.Int64 ? tensor.dtype : ScalarType.Float32;
+        var copy = tensor.detach().to(wide, CPU).contiguous().clone();
+        return (copy, wide switch { ScalarType.Float64 => mpi.Double, ScalarType.Int64 => mpi.Int64, _ => mpi.Float });
+    }
+
+    private static void CopyBack(Tensor buffer, Tensor tensor)
+    {
+        using var _ = no_grad();
+        tensor.copy_(buffer.view(tensor.shape));
+    }
+
+    private IntPtr Op(ReduceOp op) => op switch
+    {
+        ReduceOp.Max => mpi.OpMax,
+        ReduceOp.Min => mpi.OpMin,
+        _ => mpi.OpSum,
+    };
+
+    private void ForEachPiece(Tensor buffer, Func<IntPtr, int, IntPtr> start, string what)
+    {
+        long total = buffer.numel(), elementSize = buffer.ElementSize;
+        var basePointer = Address(buffer);
+        for (long offset = 0; offset < total; offset += MaxCount)
+        {
+            int count = (int)Math.Min(MaxCount, total - offset);
+            Wait(start(basePointer + (nint)(offset * elementSize), count), what);
+        }
+    }
+
+    /// <summary>The first byte of a contiguous CPU tensor: <c>bytes</c> spans its native memory.</summary>
+    private static IntPtr Address(Tensor tensor) => (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetReference(tensor.bytes));
+
+    private static void CheckCount(long n, string what)
+    {
+        if (n > int.MaxValue) throw new BioForgeException($"{what} of {n} elements per rank exceeds MPI's int count");
+    }
+
+    /// <summary>Polls a request to completion; past the timeout, throws naming this rank and the collective.</summary>
+    private void Wait(IntPtr request, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        int spins = 0;
+        while (true)
+        {
+            int done;
+            mpi.Check(mpi.Test(&request, &done, IntPtr.Zero), "MPI_Test");
+            if (done != 0) return;
+            if (clock.Elapsed > Timeout)
+                throw new BioForgeException($"rank {Rank} of {Size}: {what} did not complete within {Timeout.TotalSeconds:F0} s; another rank has died or is stuck (BIOFORGE_COLLECTIVE_TIMEOUT sets the limit)");
+            // Spin briefly for latency, then yield the core (ranks often share cores with each other).
+            if (++spins > 1000) Thread.Sleep(spins > 100_000 ? 1 : 0);
+        }
+    }
+}

@@ -1,0 +1,94 @@
+using System.Diagnostics;
+using BioForge.Distributed;
+using static TorchSharp.torch;
+
+namespace BioForge.Tests;
+
+public sealed class LaunchTests
+{
+    [Fact]
+    public void RankAndSizeComeFromTheLauncher()
+    {
+        var mpirun = new Dictionary<string, string> { ["OMPI_COMM_WORLD_RANK"] = "3", ["OMPI_COMM_WORLD_SIZE"] = "4", ["OMPI_COMM_WORLD_LOCAL_RANK"] = "1" };
+        Assert.Equal(new Launch(3, 4, 1, "mpirun"), Launch.FromEnvironment(mpirun.GetValueOrDefault));
+        var slurm = new Dictionary<string, string> { ["SLURM_PROCID"] = "0", ["SLURM_NTASKS"] = "8", ["SLURM_LOCALID"] = "0" };
+        Assert.Equal(new Launch(0, 8, 0, "srun"), Launch.FromEnvironment(slurm.GetValueOrDefault));
+        Assert.Equal(new Launch(0, 1, 0, "none"), Launch.FromEnvironment(_ => null));
+        var broken = new Dictionary<string, string> { ["OMPI_COMM_WORLD_RANK"] = "4", ["OMPI_COMM_WORLD_SIZE"] = "4" };
+        Assert.Contains("outside OMPI_COMM_WORLD_SIZE=4", Assert.Throws<BioForgeException>(() => Launch.FromEnvironment(broken.GetValueOrDefault)).Message);
+    }
+
+    [Fact]
+    public void AWorldOfOneLeavesTensorsAsTheyAre()
+    {
+        _ = TestData.Cpu;
+        using var world = new SingleProcessCommunicator();
+        using var t = arange(6, ScalarType.Float32);
+        world.AllReduce(t, ReduceOp.Average);
+        world.Broadcast(t);
+        using var gathered = world.AllGather(t);
+        using var scattered = world.ReduceScatter(t);
+        Assert.True(t.eq(arange(6, ScalarType.Float32)).all().item<bool>());
+        Assert.True(gathered.eq(t).all().item<bool>() && scattered.eq(t).all().item<bool>());
+    }
+}
+
+/// <summary>Collectives across real processes: <c>mpirun</c> (Open MPI, installed by scripts/setup.sh) runs the CLI.</summary>
+[Collection(nameof(TrainerTests))]
+public sealed class MpiTests
+{
+    internal static (int Code, string Out, string Err, TimeSpan Elapsed) MpiRun(int ranks, IReadOnlyDictionary<string, string>? environment, params string[] args)
+    {
+        var start = new ProcessStartInfo("mpirun") { RedirectStandardOutput = true, RedirectStandardError = true };
+        if (Environment.UserName == "root") start.ArgumentList.Add("--allow-run-as-root");
+        foreach (string a in new[] { "--oversubscribe", "-np", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture) }) start.ArgumentList.Add(a);
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.ArgumentList.Add("-x");
+            start.ArgumentList.Add($"{key}={value}");
+        }
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "BioForge.Cli"));
+        foreach (string a in args) start.ArgumentList.Add(a);
+        var clock = Stopwatch.StartNew();
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(TimeSpan.FromMinutes(3)))
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"mpirun {string.Join(' ', args)} did not finish in 3 minutes");
+        }
+        return (process.ExitCode, output.Result, error.Result, clock.Elapsed);
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public void EveryCollectiveAgreesAcrossRanks(int ranks)
+    {
+        var (code, output, error, _) = MpiRun(ranks, null, "dist", "check");
+        Assert.True(code == 0, error);
+        Assert.Contains($"collectives ok: {ranks} rank(s), backend mpi, launcher mpirun", output);
+    }
+
+    [Fact]
+    public void AStuckRankEndsTheJobWithinTheTimeout()
+    {
+        var (code, _, error, elapsed) = MpiRun(2, new Dictionary<string, string> { ["BIOFORGE_COLLECTIVE_TIMEOUT"] = "4" },
+            "dist", "check", "--stall-rank", "1", "--stall-seconds", "120");
+        Assert.NotEqual(0, code);
+        Assert.Contains("rank 0 of 2: all-reduce did not complete within 4 s; another rank has died or is stuck", error);
+        Assert.True(elapsed < TimeSpan.FromSeconds(60), $"the job took {elapsed.TotalSeconds:F0} s to end");
+    }
+
+    [Fact]
+    public void AllReduceBandwidthIsReportedAsJson()
+    {
+        var (code, output, error, _) = MpiRun(2, null, "dist", "bench", "--sizes", "4K,1M", "--repeats", "3", "--warmup", "1");
+        Assert.True(code == 0, error);
+        var lines = output.Split('\n').Where(l => l.Contains("\"benchmark\":\"allreduce\"", StringComparison.Ordinal)).ToList();
+        Assert.Equal(2, lines.Count);
+        Assert.Contains("\"ranks\":2", lines[1]);
+        Assert.Contains("\"bytes\":1048576", lines[1]);
+    }
+}
