@@ -56,6 +56,9 @@ internal static class DistributedCommands
             var strided = arange(12, ScalarType.Float32).reshape(3, 4).t().add(r); // not contiguous: staged through a copy
             world.AllReduce(strided);
             Expect("all-reduce of a transposed view", strided, arange(12, ScalarType.Float64).reshape(3, 4).t().mul(n).add(ranksSum - n));
+            var whole = arange(10, ScalarType.Float32);
+            using (var slice = whole.narrow(0, 3, 4)) world.AllReduce(slice); // a view with a storage offset, reduced in place
+            Expect("all-reduce of a slice", whole, arange(10, ScalarType.Float64).index_put_(arange(3, 7, ScalarType.Float64).mul(n), [TensorIndex.Slice(3, 7)]));
             var broadcast = full([5], (double)r, ScalarType.Float32);
             world.Broadcast(broadcast, root: n - 1);
             Expect("broadcast from the last rank", broadcast, full([5], n - 1.0, ScalarType.Float64));

@@ -179,8 +179,16 @@ public sealed unsafe class MpiCommunicator : Communicator
         }
     }
 
-    /// <summary>The first byte of a contiguous CPU tensor: <c>bytes</c> spans its native memory.</summary>
-    private static IntPtr Address(Tensor tensor) => (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetReference(tensor.bytes));
+    /// <summary>
+    /// The first byte of a contiguous CPU tensor (storage offset included): <c>bytes</c> spans native memory, taken of
+    /// a one-element view because a span cannot cover more than 2 GB.
+    /// </summary>
+    private static IntPtr Address(Tensor tensor)
+    {
+        using var flat = tensor.view(-1);
+        using var first = flat.narrow(0, 0, 1);
+        return (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetReference(first.bytes));
+    }
 
     private static void CheckCount(long n, string what)
     {

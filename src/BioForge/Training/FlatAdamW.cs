@@ -1,3 +1,4 @@
+using BioForge.Distributed;
 using BioForge.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -128,6 +129,32 @@ public sealed class FlatAdamW : IDisposable
         {
             g.MasterGradients.add_(g.Gradients);
             g.Gradients.zero_();
+        }
+    }
+
+    /// <summary>
+    /// Data parallelism: sums the float32 gradient buffers across <paramref name="group"/>, in buckets of at most
+    /// <paramref name="bucketElements"/> values (each a contiguous slice of a flat buffer, reduced in place).
+    /// </summary>
+    public void AllReduceGradients(Communicator group, long bucketElements)
+    {
+        if (group.Size == 1) return;
+        using var _ = no_grad();
+        foreach (var g in groups)
+            for (long offset = 0; offset < g.MasterGradients.numel(); offset += bucketElements)
+                using (var bucket = g.MasterGradients.narrow(0, offset, Math.Min(bucketElements, g.MasterGradients.numel() - offset)))
+                    group.AllReduce(bucket);
+    }
+
+    /// <summary>Makes every rank's parameters (and master weights) equal to those of <paramref name="root"/>.</summary>
+    public void Broadcast(Communicator group, int root = 0)
+    {
+        if (group.Size == 1) return;
+        using var _ = no_grad();
+        foreach (var g in groups)
+        {
+            group.Broadcast(g.Master, root);
+            if (HasMasterWeights) g.Values.copy_(g.Master);
         }
     }
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using BioForge.Distributed;
 using BioForge.IO;
 using BioForge.Models.Esm;
 using BioForge.Models.Llama;
@@ -39,6 +40,8 @@ public sealed record TrainerOptions
     public Action<string>? OnCheckpoint { get; init; }
     /// <summary>Cancellation (Ctrl+C) stops after the current step and writes a checkpoint.</summary>
     public CancellationToken Cancellation { get; init; }
+    /// <summary>Data-parallel group; by default the process group of the launch (a world of one without a launcher).</summary>
+    public Communicator? Group { get; init; }
 }
 
 /// <summary>
@@ -74,10 +77,17 @@ public static class Trainer
         var network = task.Network;
         using var optimizer = new FlatAdamW(network.parameters(), config.AdamW);
         if (resumeFrom is not null) LoadOptimizer(optimizer, resumeFrom, state!.Step);
+        // Data parallelism: every rank starts from rank 0's weights; only rank 0 writes files and reports.
+        var group = options.Group ?? ProcessGroup.World;
+        bool lead = group.Rank == 0;
+        optimizer.Broadcast(group);
 
-        Directory.CreateDirectory(output);
-        AtomicFile.WriteText(Path.Combine(output, ConfigFile), config.ToJsonText() + "\n");
-        using var metrics = OpenMetrics(Path.Combine(output, MetricsFile), state?.Step ?? 0);
+        if (lead)
+        {
+            Directory.CreateDirectory(output);
+            AtomicFile.WriteText(Path.Combine(output, ConfigFile), config.ToJsonText() + "\n");
+        }
+        using var metrics = lead ? OpenMetrics(Path.Combine(output, MetricsFile), state?.Step ?? 0) : null;
 
         long step = state?.Step ?? 0, startStep = step, tokensSeen = state?.TokensSeen ?? 0;
         var position = state?.Position ?? new StreamPosition(0, 0);
@@ -88,10 +98,11 @@ public static class Trainer
         long windowTokens = 0;
         double windowSeconds = 0; // training compute only: validation and checkpoint time is not throughput
 
-        while (step < stopAt && !options.Cancellation.IsCancellationRequested)
+        bool cancelled = false;
+        while (step < stopAt && !cancelled)
         {
             var stepClock = Stopwatch.StartNew();
-            (double stepLoss, long stepTokens, double gradNorm, double lr, position) = TrainStep(task, stream, position, optimizer, config, compute.Device, step);
+            (double stepLoss, long stepTokens, double gradNorm, double lr, position) = TrainStep(task, stream, position, optimizer, config, compute.Device, step, group);
             step++;
             windowSeconds += stepClock.Elapsed.TotalSeconds;
             tokensSeen += stepTokens;
@@ -99,7 +110,9 @@ public static class Trainer
 
             if (!double.IsFinite(stepLoss))
                 throw new BioForgeException($"step {step}: the loss is {stepLoss}; lower optimizer.lr or enable optimizer.grad_clip");
-            if (step % config.Train.LogEvery == 0 || step == stopAt)
+            // Ranks stop together: a Ctrl+C seen by any rank stops all of them after this step.
+            cancelled = Agree(group, options.Cancellation.IsCancellationRequested);
+            if (lead && (step % config.Train.LogEvery == 0 || step == stopAt))
             {
                 var report = new StepReport(step, config.Train.Steps, stepLoss, lr, gradNorm, windowTokens / windowSeconds, clock.Elapsed, windowTokens);
                 WriteMetric(metrics, new JsonObject
@@ -119,7 +132,7 @@ public static class Trainer
             }
 
             bool last = step == config.Train.Steps;
-            if (valid is not null && ((config.Validation.Every > 0 && step % config.Validation.Every == 0) || last))
+            if (lead && valid is not null && ((config.Validation.Every > 0 && step % config.Validation.Every == 0) || last))
             {
                 lastValidation = Validate(task, valid, config, compute.Device, step);
                 WriteMetric(metrics, new JsonObject
@@ -132,8 +145,8 @@ public static class Trainer
                 options.OnValidation?.Invoke(lastValidation);
             }
 
-            bool stopping = step == stopAt || options.Cancellation.IsCancellationRequested;
-            if ((config.Checkpoint.Every > 0 && step % config.Checkpoint.Every == 0) || stopping)
+            bool stopping = step == stopAt || cancelled;
+            if (lead && ((config.Checkpoint.Every > 0 && step % config.Checkpoint.Every == 0) || stopping))
             {
                 var current = new TrainerState
                 {
@@ -152,34 +165,39 @@ public static class Trainer
 
         string modelDirectory = Path.Combine(output, ModelDirectory);
         bool finished = step == config.Train.Steps;
-        if (finished) SaveModel(task, modelDirectory);
+        if (finished && lead) SaveModel(task, modelDirectory);
+        group.Barrier(); // the model and last checkpoint exist when any rank returns
         return new TrainingResult(step, startStep, modelDirectory, lastCheckpoint, lastValidation, Interrupted: !finished);
     }
 
     /// <summary>
-    /// One optimizer step: <c>accumulation</c> micro-batches, each loss summed over its scored tokens and divided by
-    /// the step's total (so accumulating equals one large batch), backward, clip, AdamW at the schedule's rate.
+    /// One optimizer step over <c>accumulation</c> × ranks micro-batches, taken from the stream in order and dealt
+    /// round-robin to the data-parallel ranks; each loss is summed over its scored tokens and divided by the step's
+    /// total across ranks, so the summed gradients equal those of one large batch on one process. Then the gradient
+    /// all-reduce (once per step, not per micro-batch), clipping, and AdamW at the schedule's rate.
     /// </summary>
     private static (double Loss, long Tokens, double GradNorm, double LearningRate, StreamPosition Next) TrainStep(
-        ILanguageModelTask task, TrainingStream stream, StreamPosition position, FlatAdamW optimizer, RunConfig config, Device device, long step)
+        ILanguageModelTask task, TrainingStream stream, StreamPosition position, FlatAdamW optimizer, RunConfig config, Device device, long step,
+        Communicator group)
     {
-        // Dropout draws from the global generator; seeding it from the step makes them independent of history.
-        long stepSeed = (long)(StatelessRandom.Hash(config.Seed, step, 0x5EED) >> 1);
-        torch.manual_seed(stepSeed);
-        if (device.type == DeviceType.CUDA) torch.cuda.manual_seed_all(stepSeed);
         task.Network.train();
-        var micro = new List<List<TrainingExample>>();
-        for (int m = 0; m < config.Train.Accumulation; m++)
+        var micro = new List<(int Index, List<TrainingExample> Examples)>();
+        for (int m = 0; m < config.Train.Accumulation * group.Size; m++)
         {
             var (sequences, next) = stream.Next(position);
-            micro.Add([.. sequences.Select(s => task.Example(s, config.Seed, next.Epoch, augment: true))]);
+            if (m % group.Size == group.Rank) micro.Add((m, [.. sequences.Select(s => task.Example(s, config.Seed, next.Epoch, augment: true))]));
             position = next;
         }
-        long scored = micro.Sum(b => b.Sum(e => e.Labels.Count(l => l != MaskedLanguageModeling.Ignore)));
+        long scored = (long)Sum(group, micro.Sum(b => b.Examples.Sum(e => e.Labels.Count(l => l != MaskedLanguageModeling.Ignore))));
         double lossSum = 0;
         long tokens = 0;
-        foreach (var examples in micro)
+        foreach (var (index, examples) in micro)
         {
+            // Dropout draws from the global generator; seeding it per (step, micro-batch) makes the masks independent
+            // of history and of which rank computes the micro-batch.
+            long seed = (long)(StatelessRandom.Hash(config.Seed, step, index, 0x5EED) >> 1);
+            torch.manual_seed(seed);
+            if (device.type == DeviceType.CUDA) torch.cuda.manual_seed_all(seed);
             using var scope = NewDisposeScope();
             var batch = MicroBatches.Collate(examples, task.PadId, device);
             var loss = task.LossSum(batch);
@@ -188,12 +206,26 @@ public static class Trainer
             lossSum += loss.item<float>();
             tokens += batch.Tokens;
         }
+        optimizer.AllReduceGradients(group, (long)(config.Train.BucketMb * (1 << 20) / 4));
+        lossSum = Sum(group, lossSum);
+        tokens = (long)Sum(group, tokens);
         double gradNorm = config.Optimizer.GradClip > 0 ? optimizer.ClipGradNorm(config.Optimizer.GradClip) : double.NaN;
         double lr = config.LearningRate.At(step + 1);
         optimizer.Update(lr);
         optimizer.ZeroGrad();
         return (lossSum / Math.Max(1, scored), tokens, gradNorm, lr, position);
     }
+
+    /// <summary>A number summed over the group (float64: exact for counts below 2^53).</summary>
+    private static double Sum(Communicator group, double value)
+    {
+        if (group.Size == 1) return value;
+        using var t = tensor(new[] { value });
+        group.AllReduce(t);
+        return t.item<double>();
+    }
+
+    private static bool Agree(Communicator group, bool flag) => group.Size == 1 ? flag : Sum(group, flag ? 1 : 0) > 0;
 
     private static string? ResumePoint(TrainerOptions options, CheckpointStore checkpoints)
     {
@@ -357,7 +389,7 @@ public static class Trainer
         return new StreamWriter(path, append: true) { AutoFlush = true };
     }
 
-    private static void WriteMetric(StreamWriter metrics, JsonObject line) => metrics.WriteLine(line.ToJsonString());
+    private static void WriteMetric(StreamWriter? metrics, JsonObject line) => metrics?.WriteLine(line.ToJsonString());
 
     private static double? Round(double value) => double.IsFinite(value) ? Math.Round(value, 6) : null;
 }
