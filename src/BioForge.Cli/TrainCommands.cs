@@ -1,4 +1,5 @@
 using System.CommandLine;
+using BioForge.Distributed;
 using BioForge.Training;
 
 namespace BioForge.Cli;
@@ -27,6 +28,7 @@ internal static class TrainCommands
                     ResumeFrom = result.GetValue(resumeFrom),
                     StopAt = result.GetValue(stopAt),
                     Cancellation = cancellation,
+                    OnInfo = ProcessGroup.World.Rank == 0 ? output.WriteLine : null,
                     OnStep = report =>
                     {
                         if (firstStep < 0) firstStep = report.Step - run.Train.LogEvery;

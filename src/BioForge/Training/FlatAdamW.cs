@@ -24,18 +24,32 @@ public sealed record AdamWOptions
 /// parameters are rounded copies of the masters after every update. TorchSharp has no autocast, so the network simply
 /// computes in the parameters' type and only the optimizer state is wide.
 /// </para>
+/// <para>
+/// ZeRO stage 1 (Rajbhandari et al. 2020), with a shard group: each flat buffer is padded to a multiple of the group
+/// size and rank r owns the r-th equal slice of the moments and master weights. Gradients are reduce-scattered (each
+/// rank receives the summed slice it owns), the owned slice is updated, and the parameters are all-gathered, so
+/// optimizer memory per rank falls to about 1/N while every step computes what unsharded AdamW computes.
+/// </para>
 /// </summary>
 public sealed class FlatAdamW : IDisposable
 {
     private sealed class Group : IDisposable
     {
-        /// <summary>The parameters' storage, in their own type.</summary>
+        /// <summary>The parameters' storage, in their own type (padded to a multiple of the shard count).</summary>
         public required Tensor Values { get; init; }
         /// <summary>Where autograd accumulates, in the parameters' type.</summary>
         public required Tensor Gradients { get; init; }
-        /// <summary>Float32 master weights and gradient sum; the same tensors as Values/Gradients in float32 training.</summary>
-        public required Tensor Master { get; init; }
+        /// <summary>The float32 gradient sum over micro-batches (the same tensor as Gradients in float32 training).</summary>
         public required Tensor MasterGradients { get; init; }
+        /// <summary>Parameters in use, without the padding.</summary>
+        public required long Length { get; init; }
+        /// <summary>The slice of the padded buffer this rank updates: all of it without sharding.</summary>
+        public required long Start { get; init; }
+        public required long ShardLength { get; init; }
+        /// <summary>Float32 master weights of the owned slice (a view of Values in unsharded float32 training).</summary>
+        public required Tensor Master { get; init; }
+        /// <summary>Float32 summed gradients of the owned slice (MasterGradients itself without sharding).</summary>
+        public required Tensor ShardGradients { get; init; }
         public required Tensor ExpAvg { get; init; }
         public required Tensor ExpAvgSq { get; init; }
         public required bool Decay { get; init; }
@@ -43,26 +57,24 @@ public sealed class FlatAdamW : IDisposable
 
         public void Dispose()
         {
-            Values.Dispose();
-            Gradients.Dispose();
-            ExpAvg.Dispose();
-            ExpAvgSq.Dispose();
-            if (!ReferenceEquals(Master, Values)) Master.Dispose();
-            if (!ReferenceEquals(MasterGradients, Gradients)) MasterGradients.Dispose();
+            foreach (var t in new[] { Values, Gradients, MasterGradients, Master, ShardGradients, ExpAvg, ExpAvgSq }.Distinct(ReferenceEqualityComparer.Instance)) ((Tensor)t!).Dispose();
         }
     }
 
     private readonly List<Group> groups = [];
     private readonly AdamWOptions options;
+    private readonly Communicator? shards;
 
     public long Step { get; private set; }
 
     /// <summary>True when float32 master weights stand behind low-precision parameters.</summary>
     public bool HasMasterWeights { get; }
 
-    public FlatAdamW(IEnumerable<Parameter> parameters, AdamWOptions options)
+    /// <param name="shardAcross">ZeRO-1: shard the optimizer state across this data-parallel group (null: keep it whole).</param>
+    public FlatAdamW(IEnumerable<Parameter> parameters, AdamWOptions options, Communicator? shardAcross = null)
     {
         this.options = options;
+        shards = shardAcross is { Size: > 1 } ? shardAcross : null;
         var all = parameters.Where(p => p.requires_grad).ToList();
         if (all.Count == 0) throw new BioForgeException("no trainable parameters");
         if (all.Select(p => p.dtype).Distinct().Count() > 1) throw new ArgumentException("all trainable parameters must share one dtype", nameof(parameters));
@@ -77,10 +89,12 @@ public sealed class FlatAdamW : IDisposable
     /// <summary>Moves each parameter's storage into one buffer and points its gradient into another.</summary>
     private Group Flatten(List<Parameter> members, bool decay)
     {
-        long total = members.Sum(p => p.numel());
+        int count = shards?.Size ?? 1;
+        long length = members.Sum(p => p.numel());
+        long padded = (length + count - 1) / count * count, shardLength = padded / count, start = (shards?.Rank ?? 0) * shardLength;
         var first = members[0];
-        var values = zeros(total, first.dtype, first.device);
-        var gradients = zeros(total, first.dtype, first.device);
+        var values = zeros(padded, first.dtype, first.device);
+        var gradients = zeros(padded, first.dtype, first.device);
         using (no_grad())
         {
             long offset = 0;
@@ -95,15 +109,22 @@ public sealed class FlatAdamW : IDisposable
                 offset += n;
             }
         }
-        var master = HasMasterWeights ? values.to(ScalarType.Float32) : values;
+        var masterGradients = HasMasterWeights ? zeros(padded, ScalarType.Float32, first.device) : gradients;
+        var master = HasMasterWeights || shards is not null
+            ? (HasMasterWeights ? values.narrow(0, start, shardLength).to(ScalarType.Float32) : values.narrow(0, start, shardLength))
+            : values;
         return new Group
         {
             Values = values,
             Gradients = gradients,
+            MasterGradients = masterGradients,
+            Length = length,
+            Start = start,
+            ShardLength = shardLength,
             Master = master,
-            MasterGradients = HasMasterWeights ? zeros_like(master) : gradients,
-            ExpAvg = zeros_like(master),
-            ExpAvgSq = zeros_like(master),
+            ShardGradients = shards is null ? masterGradients : zeros(shardLength, ScalarType.Float32, first.device),
+            ExpAvg = zeros(shardLength, ScalarType.Float32, first.device),
+            ExpAvgSq = zeros(shardLength, ScalarType.Float32, first.device),
             Decay = decay,
         };
     }
@@ -133,13 +154,20 @@ public sealed class FlatAdamW : IDisposable
     }
 
     /// <summary>
-    /// Data parallelism: sums the float32 gradient buffers across <paramref name="group"/>, in buckets of at most
-    /// <paramref name="bucketElements"/> values (each a contiguous slice of a flat buffer, reduced in place).
+    /// Data parallelism, once per step after the last micro-batch: sums the float32 gradients across
+    /// <paramref name="group"/> — all-reduced in buckets of at most <paramref name="bucketElements"/> values, or, with
+    /// ZeRO-1, reduce-scattered so each rank receives the summed slice it updates.
     /// </summary>
-    public void AllReduceGradients(Communicator group, long bucketElements)
+    public void ReduceGradients(Communicator group, long bucketElements)
     {
-        if (group.Size == 1) return;
         using var _ = no_grad();
+        if (shards is not null)
+        {
+            foreach (var g in groups)
+                using (var mine = shards.ReduceScatter(g.MasterGradients)) g.ShardGradients.copy_(mine);
+            return;
+        }
+        if (group.Size == 1) return;
         foreach (var g in groups)
             for (long offset = 0; offset < g.MasterGradients.numel(); offset += bucketElements)
                 using (var bucket = g.MasterGradients.narrow(0, offset, Math.Min(bucketElements, g.MasterGradients.numel() - offset)))
@@ -153,8 +181,9 @@ public sealed class FlatAdamW : IDisposable
         using var _ = no_grad();
         foreach (var g in groups)
         {
-            group.Broadcast(g.Master, root);
-            if (HasMasterWeights) g.Values.copy_(g.Master);
+            group.Broadcast(g.Values, root);
+            if (HasMasterWeights)
+                using (var owned = g.Values.narrow(0, g.Start, g.ShardLength)) g.Master.copy_(owned);
         }
     }
 
@@ -162,9 +191,11 @@ public sealed class FlatAdamW : IDisposable
     public double ClipGradNorm(double maxNorm)
     {
         using var scope = NewDisposeScope();
-        double norm = Math.Sqrt(groups.Sum(g => g.MasterGradients.to(ScalarType.Float32).square().sum().item<float>()));
+        var squares = stack(groups.Select(g => g.ShardGradients.square().sum()).ToArray()).sum().to(ScalarType.Float64).cpu().reshape(1);
+        shards?.AllReduce(squares);
+        double norm = Math.Sqrt(squares.item<double>());
         if (norm > maxNorm && norm > 0)
-            foreach (var g in groups) g.MasterGradients.MulInPlace(maxNorm / (norm + 1e-6));
+            foreach (var g in groups) g.ShardGradients.MulInPlace(maxNorm / (norm + 1e-6));
         return norm;
     }
 
@@ -177,44 +208,63 @@ public sealed class FlatAdamW : IDisposable
         foreach (var g in groups)
         {
             if (g.Decay && options.WeightDecay != 0) g.Master.MulInPlace(1 - learningRate * options.WeightDecay);
-            g.ExpAvg.MulInPlace(options.Beta1).AddScaledInPlace(g.MasterGradients, 1 - options.Beta1);
-            g.ExpAvgSq.MulInPlace(options.Beta2).AddProductInPlace(g.MasterGradients, g.MasterGradients, 1 - options.Beta2);
+            g.ExpAvg.MulInPlace(options.Beta1).AddScaledInPlace(g.ShardGradients, 1 - options.Beta1);
+            g.ExpAvgSq.MulInPlace(options.Beta2).AddProductInPlace(g.ShardGradients, g.ShardGradients, 1 - options.Beta2);
             var denominator = g.ExpAvgSq.sqrt().Div(Math.Sqrt(bias2)).AddInPlace(options.Epsilon);
             g.Master.AddQuotientInPlace(g.ExpAvg, denominator, -learningRate / bias1);
-            if (HasMasterWeights) g.Values.copy_(g.Master);
+            if (shards is not null) g.Values.copy_(shards.AllGather(g.Master));
+            else if (HasMasterWeights) g.Values.copy_(g.Master);
         }
     }
 
-    /// <summary>Bytes of optimizer state (moments, master weights and their gradient sum), for memory reports.</summary>
-    public long StateBytes => groups.Sum(g => (g.ExpAvg.numel() * 2 + (HasMasterWeights ? g.Master.numel() * 2 : 0)) * 4);
+    /// <summary>Bytes of optimizer state this rank holds: moments and master weights (what ZeRO-1 shards).</summary>
+    public long StateBytes => groups.Sum(g => (g.ExpAvg.numel() * 2 + (HasMasterWeights ? g.Master.numel() : 0)) * 4);
 
-    /// <summary>The tensors a checkpoint must hold to resume exactly (views of the live state; copy before changing them).</summary>
+    /// <summary>
+    /// The tensors a checkpoint must hold to resume exactly, whole (independent of the shard count, so a checkpoint
+    /// resumes on any number of ranks). With ZeRO-1 every rank of the shard group must call this: it gathers.
+    /// </summary>
     public IReadOnlyList<KeyValuePair<string, Tensor>> State()
     {
         var state = new List<KeyValuePair<string, Tensor>>();
         foreach (var g in groups)
         {
-            state.Add(new($"{g.Name}.exp_avg", g.ExpAvg));
-            state.Add(new($"{g.Name}.exp_avg_sq", g.ExpAvgSq));
-            if (HasMasterWeights) state.Add(new($"{g.Name}.master", g.Master));
+            state.Add(new($"{g.Name}.exp_avg", Whole(g, g.ExpAvg)));
+            state.Add(new($"{g.Name}.exp_avg_sq", Whole(g, g.ExpAvgSq)));
+            if (HasMasterWeights) state.Add(new($"{g.Name}.master", Whole(g, g.Master)));
         }
         return state;
+    }
+
+    private Tensor Whole(Group g, Tensor owned)
+    {
+        using var all = shards?.AllGather(owned);
+        return (all ?? owned).narrow(0, 0, g.Length).clone();
     }
 
     /// <summary>Restores <see cref="State"/> and the step counter; the parameters take the master weights' values.</summary>
     public void LoadState(IReadOnlyDictionary<string, Tensor> state, long step, string where)
     {
         using var _ = no_grad();
-        foreach (var (name, target) in State())
+        foreach (var g in groups)
         {
-            if (!state.TryGetValue(name, out var source))
-                throw new BioForgeException($"{where}: optimizer state lacks '{name}' (was it written with another precision?)");
-            if (!source.shape.SequenceEqual(target.shape))
-                throw new BioForgeException($"{where}: optimizer tensor '{name}' has {source.numel()} values, the model needs {target.numel()}");
-            target.copy_(source);
+            foreach (var (suffix, target) in new[] { ("exp_avg", g.ExpAvg), ("exp_avg_sq", g.ExpAvgSq) }.Concat(HasMasterWeights ? [("master", g.Master)] : []))
+            {
+                string name = $"{g.Name}.{suffix}";
+                if (!state.TryGetValue(name, out var source))
+                    throw new BioForgeException($"{where}: optimizer state lacks '{name}' (was it written with another precision?)");
+                if (source.numel() != g.Length)
+                    throw new BioForgeException($"{where}: optimizer tensor '{name}' has {source.numel()} values, the model needs {g.Length}");
+                target.zero_();
+                long end = Math.Min(g.Start + g.ShardLength, g.Length);
+                if (end > g.Start)
+                    using (var part = source.reshape(-1).narrow(0, g.Start, end - g.Start))
+                    using (var slot = target.narrow(0, 0, end - g.Start))
+                        slot.copy_(part);
+                if (suffix == "master")
+                    using (var values = g.Values.narrow(0, 0, g.Length)) values.copy_(source.reshape(-1));
+            }
         }
-        if (HasMasterWeights)
-            foreach (var g in groups) g.Values.copy_(g.Master);
         Step = step;
     }
 

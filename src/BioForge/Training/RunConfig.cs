@@ -69,6 +69,8 @@ public sealed record RunConfig
         public int Accumulation { get; init; } = 1;
         /// <summary>Data parallelism: gradients are summed across ranks in buckets of this many megabytes (float32).</summary>
         public double BucketMb { get; init; } = 25;
+        /// <summary>1: ZeRO stage 1, the optimizer state sharded across data-parallel ranks; 0: every rank holds all of it.</summary>
+        public int ZeroStage { get; init; }
         /// <summary><c>fp32</c>, or <c>bf16-mixed</c> (bf16 compute, float32 master weights and optimizer state).</summary>
         public string Precision { get; init; } = "fp32";
         /// <summary>Recompute each layer's activations in the backward pass: less memory, about a third more compute.</summary>
@@ -130,6 +132,7 @@ public sealed record RunConfig
         Require(Train.Steps > 0, $"train.steps must be positive (got {Train.Steps})");
         Require(Train.Accumulation >= 1, $"train.accumulation must be at least 1 (got {Train.Accumulation})");
         Require(Train.BucketMb > 0, $"train.bucket_mb must be positive (got {Train.BucketMb})");
+        Require(Train.ZeroStage is 0 or 1, $"train.zero_stage must be 0 or 1 (got {Train.ZeroStage})");
         Require(Train.Precision is "fp32" or "bf16-mixed", $"train.precision must be fp32 or bf16-mixed (got '{Train.Precision}')");
         Require(Train.OutputDir.Length > 0, "train.output_dir is required");
         Require(Train.LogEvery >= 1, $"train.log_every must be at least 1 (got {Train.LogEvery})");

@@ -40,6 +40,7 @@ public sealed record TrainerOptions
     public Action<string>? OnCheckpoint { get; init; }
     /// <summary>Cancellation (Ctrl+C) stops after the current step and writes a checkpoint.</summary>
     public CancellationToken Cancellation { get; init; }
+    public Action<string>? OnInfo { get; init; }
     /// <summary>Data-parallel group; by default the process group of the launch (a world of one without a launcher).</summary>
     public Communicator? Group { get; init; }
 }
@@ -75,12 +76,13 @@ public static class Trainer
         var stream = new TrainingStream(train, config.Data.MaxLength, config.Data.TokensPerBatch, config.Data.Packing,
             randomCrop: config.Model.Type == "esm", config.Seed, clusterMembers);
         var network = task.Network;
-        using var optimizer = new FlatAdamW(network.parameters(), config.AdamW);
-        if (resumeFrom is not null) LoadOptimizer(optimizer, resumeFrom, state!.Step);
         // Data parallelism: every rank starts from rank 0's weights; only rank 0 writes files and reports.
         var group = options.Group ?? ProcessGroup.World;
         bool lead = group.Rank == 0;
+        using var optimizer = new FlatAdamW(network.parameters(), config.AdamW, config.Train.ZeroStage == 1 ? group : null);
         optimizer.Broadcast(group);
+        if (resumeFrom is not null) LoadOptimizer(optimizer, resumeFrom, state!.Step);
+        options.OnInfo?.Invoke($"optimizer state {optimizer.StateBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)} bytes per rank ({group.Size} data-parallel rank(s){(config.Train.ZeroStage == 1 && group.Size > 1 ? ", ZeRO-1" : "")})");
 
         if (lead)
         {
@@ -146,20 +148,25 @@ public static class Trainer
             }
 
             bool stopping = step == stopAt || cancelled;
-            if (lead && ((config.Checkpoint.Every > 0 && step % config.Checkpoint.Every == 0) || stopping))
+            if ((config.Checkpoint.Every > 0 && step % config.Checkpoint.Every == 0) || stopping)
             {
-                var current = new TrainerState
+                using var scope = NewDisposeScope();
+                var optimizerState = optimizer.State(); // every rank: ZeRO-1 gathers the shards here
+                if (lead)
                 {
-                    Step = step,
-                    Epoch = position.Epoch,
-                    BatchInEpoch = position.Batch,
-                    TokensSeen = tokensSeen,
-                    Seed = config.Seed,
-                    Precision = config.Train.Precision,
-                    LastValidationLoss = lastValidation?.Loss,
-                };
-                lastCheckpoint = checkpoints.Save(step, directory => WriteCheckpoint(directory, task, optimizer, current));
-                options.OnCheckpoint?.Invoke(lastCheckpoint);
+                    var current = new TrainerState
+                    {
+                        Step = step,
+                        Epoch = position.Epoch,
+                        BatchInEpoch = position.Batch,
+                        TokensSeen = tokensSeen,
+                        Seed = config.Seed,
+                        Precision = config.Train.Precision,
+                        LastValidationLoss = lastValidation?.Loss,
+                    };
+                    lastCheckpoint = checkpoints.Save(step, directory => WriteCheckpoint(directory, task, optimizerState, optimizer.Step, current));
+                    options.OnCheckpoint?.Invoke(lastCheckpoint);
+                }
             }
         }
 
@@ -206,7 +213,7 @@ public static class Trainer
             lossSum += loss.item<float>();
             tokens += batch.Tokens;
         }
-        optimizer.AllReduceGradients(group, (long)(config.Train.BucketMb * (1 << 20) / 4));
+        optimizer.ReduceGradients(group, (long)(config.Train.BucketMb * (1 << 20) / 4));
         lossSum = Sum(group, lossSum);
         tokens = (long)Sum(group, tokens);
         double gradNorm = config.Optimizer.GradClip > 0 ? optimizer.ClipGradNorm(config.Optimizer.GradClip) : double.NaN;
@@ -338,13 +345,13 @@ public static class Trainer
         return new ValidationReport(step, scored == 0 ? double.NaN : sum / scored, tokens);
     }
 
-    private static void WriteCheckpoint(string directory, ILanguageModelTask task, FlatAdamW optimizer, TrainerState state)
+    private static void WriteCheckpoint(string directory, ILanguageModelTask task, IReadOnlyList<KeyValuePair<string, Tensor>> optimizerState, long optimizerStep, TrainerState state)
     {
         task.Save(directory);
         using (var scope = NewDisposeScope())
             SafetensorsWriter.Write(Path.Combine(directory, CheckpointStore.OptimizerFile),
-                optimizer.State().Select(kv => new KeyValuePair<string, Tensor>(kv.Key, kv.Value.detach().cpu())).ToList(),
-                new Dictionary<string, string> { ["step"] = optimizer.Step.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+                optimizerState.Select(kv => new KeyValuePair<string, Tensor>(kv.Key, kv.Value.detach().cpu())).ToList(),
+                new Dictionary<string, string> { ["step"] = optimizerStep.ToString(System.Globalization.CultureInfo.InvariantCulture) });
         CheckpointStore.WriteState(directory, state);
     }
 
