@@ -145,6 +145,60 @@ public sealed class MpiTests
         AssertClose(single, mixed);
     }
 
+    [Fact]
+    public void KillingOneRankEndsTheJobAndTheRunResumesOnOneProcess()
+    {
+        string output = TestData.TempDirectory();
+        string config = Path.Combine(TestData.TempDirectory(), "long.yaml");
+        File.WriteAllText(config, TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 100_000));
+        var start = new ProcessStartInfo("mpirun") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string a in (Environment.UserName == "root" ? new[] { "--allow-run-as-root" } : []).Concat(["--oversubscribe", "-np", "2",
+            Path.Combine(AppContext.BaseDirectory, "BioForge.Cli"), "train", "--config", config, "train.threads=1"]))
+            start.ArgumentList.Add(a);
+        using var job = Process.Start(start)!;
+        var error = new System.Text.StringBuilder();
+        job.ErrorDataReceived += (_, e) => { lock (error) error.Append(e.Data).Append(' '); };
+        job.OutputDataReceived += (_, _) => { };
+        job.BeginErrorReadLine();
+        job.BeginOutputReadLine();
+        var store = new CheckpointStore(Path.Combine(output, "checkpoints"), keep: 2);
+        var clock = Stopwatch.StartNew();
+        while (store.Latest() is null && clock.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(100);
+        Assert.NotNull(store.Latest());
+        int victim = RankProcess(1);
+        Process.GetProcessById(victim).Kill();
+        var killed = Stopwatch.StartNew();
+        Assert.True(job.WaitForExit(TimeSpan.FromSeconds(60)), "mpirun kept running after a rank was killed");
+        Assert.NotEqual(0, job.ExitCode);
+        Assert.True(killed.Elapsed < TimeSpan.FromSeconds(60));
+        job.WaitForExit(); // drains the redirected streams
+        lock (error) Assert.Matches("rank 1 .*(signal 9|Killed)", error.ToString());
+
+        // One process continues from the last complete checkpoint.
+        long resumedFrom = CheckpointStore.ReadState(store.Latest()!).Step;
+        var resumed = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 100_000), "train.accumulation=2"),
+            new TrainerOptions { Resume = true, StopAt = resumedFrom + 2 });
+        Assert.Equal(resumedFrom + 2, resumed.Step);
+    }
+
+    /// <summary>The process id of an mpirun child with the given OMPI_COMM_WORLD_RANK.</summary>
+    private static int RankProcess(int rank)
+    {
+        foreach (var directory in Directory.GetDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(directory), out int pid) || pid == Environment.ProcessId) continue;
+            try
+            {
+                var environment = File.ReadAllText(Path.Combine(directory, "environ")).Split('\0');
+                string command = File.ReadAllText(Path.Combine(directory, "cmdline"));
+                if (command.Contains("BioForge.Cli", StringComparison.Ordinal) && environment.Contains($"OMPI_COMM_WORLD_RANK={rank}")) return pid;
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        throw new InvalidOperationException($"no process of rank {rank} found");
+    }
+
     private static void AssertClose(string runA, string runB, double tolerance = 1e-5)
     {
         var a = TinyRuns.Weights(Path.Combine(runA, Trainer.ModelDirectory));

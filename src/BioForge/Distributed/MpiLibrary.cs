@@ -10,7 +10,7 @@ namespace BioForge.Distributed;
 /// </summary>
 internal sealed unsafe partial class MpiLibrary
 {
-    public const int Success = 0, ThreadSerialized = 2, Undefined = -32766;
+    public const int Success = 0, ThreadMultiple = 3;
     public static readonly IntPtr InPlace = 1;
 
     public IntPtr CommWorld { get; }
@@ -30,12 +30,11 @@ internal sealed unsafe partial class MpiLibrary
     public readonly delegate* unmanaged<IntPtr, int*, int> CommSize;
     public readonly delegate* unmanaged<IntPtr, int, int, IntPtr*, int> CommSplit;
     public readonly delegate* unmanaged<IntPtr*, int> CommFree;
-    public readonly delegate* unmanaged<IntPtr, IntPtr, int, IntPtr, IntPtr, IntPtr, IntPtr*, int> Iallreduce;
-    public readonly delegate* unmanaged<IntPtr, int, IntPtr, int, IntPtr, IntPtr*, int> Ibcast;
-    public readonly delegate* unmanaged<IntPtr, int, IntPtr, IntPtr, int, IntPtr, IntPtr, IntPtr*, int> Iallgather;
-    public readonly delegate* unmanaged<IntPtr, IntPtr, int, IntPtr, IntPtr, IntPtr, IntPtr*, int> IreduceScatterBlock;
-    public readonly delegate* unmanaged<IntPtr, IntPtr*, int> Ibarrier;
-    public readonly delegate* unmanaged<IntPtr*, int*, IntPtr, int> Test;
+    public readonly delegate* unmanaged<IntPtr, IntPtr, int, IntPtr, IntPtr, IntPtr, int> Allreduce;
+    public readonly delegate* unmanaged<IntPtr, int, IntPtr, int, IntPtr, int> Bcast;
+    public readonly delegate* unmanaged<IntPtr, int, IntPtr, IntPtr, int, IntPtr, IntPtr, int> Allgather;
+    public readonly delegate* unmanaged<IntPtr, IntPtr, int, IntPtr, IntPtr, IntPtr, int> ReduceScatterBlock;
+    public readonly delegate* unmanaged<IntPtr, int> Barrier;
 
     public string Path { get; }
 
@@ -60,12 +59,11 @@ internal sealed unsafe partial class MpiLibrary
         CommSize = (delegate* unmanaged<IntPtr, int*, int>)Export("MPI_Comm_size");
         CommSplit = (delegate* unmanaged<IntPtr, int, int, IntPtr*, int>)Export("MPI_Comm_split");
         CommFree = (delegate* unmanaged<IntPtr*, int>)Export("MPI_Comm_free");
-        Iallreduce = (delegate* unmanaged<IntPtr, IntPtr, int, IntPtr, IntPtr, IntPtr, IntPtr*, int>)Export("MPI_Iallreduce");
-        Ibcast = (delegate* unmanaged<IntPtr, int, IntPtr, int, IntPtr, IntPtr*, int>)Export("MPI_Ibcast");
-        Iallgather = (delegate* unmanaged<IntPtr, int, IntPtr, IntPtr, int, IntPtr, IntPtr, IntPtr*, int>)Export("MPI_Iallgather");
-        IreduceScatterBlock = (delegate* unmanaged<IntPtr, IntPtr, int, IntPtr, IntPtr, IntPtr, IntPtr*, int>)Export("MPI_Ireduce_scatter_block");
-        Ibarrier = (delegate* unmanaged<IntPtr, IntPtr*, int>)Export("MPI_Ibarrier");
-        Test = (delegate* unmanaged<IntPtr*, int*, IntPtr, int>)Export("MPI_Test");
+        Allreduce = (delegate* unmanaged<IntPtr, IntPtr, int, IntPtr, IntPtr, IntPtr, int>)Export("MPI_Allreduce");
+        Bcast = (delegate* unmanaged<IntPtr, int, IntPtr, int, IntPtr, int>)Export("MPI_Bcast");
+        Allgather = (delegate* unmanaged<IntPtr, int, IntPtr, IntPtr, int, IntPtr, IntPtr, int>)Export("MPI_Allgather");
+        ReduceScatterBlock = (delegate* unmanaged<IntPtr, IntPtr, int, IntPtr, IntPtr, IntPtr, int>)Export("MPI_Reduce_scatter_block");
+        Barrier = (delegate* unmanaged<IntPtr, int>)Export("MPI_Barrier");
     }
 
     public static MpiLibrary Load()
