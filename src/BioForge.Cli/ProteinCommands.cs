@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using BioForge.Distributed;
 using BioForge.IO;
 using BioForge.Models.Esm;
 using BioForge.Proteins;
@@ -28,6 +29,10 @@ internal static class ProteinCommands
         var options = compute.Resolve(result);
         return EsmCheckpoint.Load(result.GetValue(model)!, options.Device, options.DType);
     }
+
+    /// <summary>emb.csv → emb.rank3.csv: where rank 3 of a distributed run writes its share.</summary>
+    private static string RankPath(string target, int rank) =>
+        Path.Combine(Path.GetDirectoryName(target) ?? "", $"{Path.GetFileNameWithoutExtension(target)}.rank{rank}{Path.GetExtension(target)}");
 
     private static Command Embed(TextWriter output, TextWriter error)
     {
@@ -62,21 +67,34 @@ internal static class ProteinCommands
                 ["pooling"] = pooling.ToString().ToLowerInvariant(),
                 ["layer"] = result.GetValue(layer).ToString(CultureInfo.InvariantCulture),
             };
+            // Under mpirun/srun each rank embeds a contiguous share of the records into its own file; rank 0 then
+            // concatenates the shares, in order, into --out.
+            var world = ProcessGroup.World;
+            long first = total * world.Rank / world.Size, count = total * (world.Rank + 1) / world.Size - first;
+            string part = world.Size == 1 ? target : RankPath(target, world.Rank);
             var clock = Stopwatch.StartNew();
             long residues = 0;
-            using var writer = EmbeddingWriters.Create(target, pooling, metadata);
-            ProgressDisplay.Run("embedding", total, progress =>
+            using (var writer = EmbeddingWriters.Create(part, pooling, metadata))
             {
-                foreach (var e in embedder.Embed(FastaReader.Read(inPath, alphabet), progress))
+                ProgressDisplay.Run("embedding", count, progress =>
                 {
-                    writer.Write(e);
-                    residues += e.Record.Sequence.Length;
-                }
-                return 0;
-            });
-            writer.Complete();
+                    foreach (var e in embedder.Embed(FastaReader.Read(inPath, alphabet).Skip((int)first).Take((int)count), progress))
+                    {
+                        writer.Write(e);
+                        residues += e.Record.Sequence.Length;
+                    }
+                    return 0;
+                });
+                writer.Complete();
+            }
+            if (world.Size > 1)
+            {
+                world.Barrier(System.Threading.Timeout.InfiniteTimeSpan); // shares differ in length; a dead rank is mpirun's to report
+                if (world.Rank != 0) return 0;
+                EmbeddingReaders.Concatenate([.. Enumerable.Range(0, world.Size).Select(r => RankPath(target, r))], target, pooling, metadata);
+            }
             double seconds = clock.Elapsed.TotalSeconds;
-            output.WriteLine($"embedded {total} sequences ({residues} residues, {pooling.ToString().ToLowerInvariant()} pooling, {esm.Config.HiddenSize} dims) -> {target} in {seconds:F1} s ({total / seconds:F1} seq/s) on {esm.Device.type.ToString().ToLowerInvariant()}");
+            output.WriteLine($"embedded {total} sequences ({(world.Size > 1 ? $"{world.Size} ranks, one file each as {RankPath(target, 0)} …, merged" : $"{residues} residues")}, {pooling.ToString().ToLowerInvariant()} pooling, {esm.Config.HiddenSize} dims) -> {target} in {seconds:F1} s ({total / seconds:F1} seq/s) on {esm.Device.type.ToString().ToLowerInvariant()}");
             return 0;
         }));
         return command;

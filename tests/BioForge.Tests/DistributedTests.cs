@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using BioForge.Distributed;
+using BioForge.Proteins;
 using BioForge.Training;
 using static TorchSharp.torch;
 
@@ -143,6 +144,32 @@ public sealed class MpiTests
         Assert.True(code == 0, error);
         Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, mixed, 6), "train.accumulation=2"), new TrainerOptions { Resume = true });
         AssertClose(single, mixed);
+    }
+
+    [Theory]
+    [InlineData("csv", "none")]
+    [InlineData("safetensors", "mean")]
+    [InlineData("npy", "cls")]
+    public void EmbeddingUnderMpirunWritesOneFilePerRankAndTheMergedOne(string format, string pool)
+    {
+        string directory = TestData.TempDirectory(), fasta = TestData.Path("train", "cath200.fasta");
+        string model = Path.Combine(AppContext.BaseDirectory, "models", "esm2-small");
+        string single = Path.Combine(directory, $"single.{format}"), merged = Path.Combine(directory, $"merged.{format}");
+        var output = new StringWriter();
+        var error = new StringWriter();
+        Assert.Equal(0, BioForge.Cli.Cli.Run(["embed", "--model", model, "--in", fasta, "--out", single, "--pool", pool, "--device", "cpu"], output, error));
+        var (code, text, stderr, _) = MpiRun(2, null, "embed", "--model", model, "--in", fasta, "--out", merged, "--pool", pool, "--device", "cpu", "--threads", "1");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("2 ranks", text);
+        Assert.True(File.Exists(Path.Combine(directory, $"merged.rank0.{format}")) && File.Exists(Path.Combine(directory, $"merged.rank1.{format}")));
+        var pooling = Enum.Parse<Pooling>(pool, ignoreCase: true);
+        var expected = EmbeddingReaders.Read(single, pooling).ToList();
+        var actual = EmbeddingReaders.Read(merged, pooling).ToList();
+        Assert.Equal(200, expected.Count);
+        Assert.Equal(expected.Select(e => (e.Record.Id, e.Rows)), actual.Select(e => (e.Record.Id, e.Rows)));
+        // Other batch compositions change the last bits of a matrix product, not more.
+        double worst = expected.Zip(actual).Max(p => p.First.Values.Zip(p.Second.Values).Max(v => Math.Abs(v.First - v.Second)));
+        Assert.True(worst < 1e-4, $"largest difference {worst}");
     }
 
     [Fact]

@@ -31,7 +31,8 @@ public abstract class Communicator : IDisposable
     /// <summary>Reduces across ranks and returns this rank's part: dimension 0 split into <see cref="Size"/> equal parts.</summary>
     public abstract Tensor ReduceScatter(Tensor tensor, ReduceOp op = ReduceOp.Sum);
 
-    public abstract void Barrier();
+    /// <param name="timeout">Overrides <see cref="Timeout"/>: a barrier after uneven work may wait long for a live rank.</param>
+    public abstract void Barrier(TimeSpan? timeout = null);
 
     /// <summary>Sub-groups: ranks with the same <paramref name="color"/> form one, ordered by <paramref name="key"/>.</summary>
     public abstract Communicator Split(int color, int key);
@@ -77,7 +78,7 @@ public sealed class SingleProcessCommunicator : Communicator
         return tensor.clone();
     }
 
-    public override void Barrier() { }
+    public override void Barrier(TimeSpan? timeout = null) { }
 
     public override Communicator Split(int color, int key) => new SingleProcessCommunicator();
 

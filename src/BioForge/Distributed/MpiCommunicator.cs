@@ -107,7 +107,7 @@ public sealed unsafe class MpiCommunicator : Communicator
         return result.reshape(shape).to(tensor.dtype, tensor.device).MoveToOuterDisposeScope();
     }
 
-    public override void Barrier() => Watched(() => mpi.Barrier(comm), "barrier");
+    public override void Barrier(TimeSpan? timeout = null) => Watched(() => mpi.Barrier(comm), "barrier", timeout);
 
     public override Communicator Split(int color, int key)
     {
@@ -185,16 +185,17 @@ public sealed unsafe class MpiCommunicator : Communicator
     /// past the timeout the watchdog writes the reason and ends the job itself: MPI_Abort (every rank exits), or, when
     /// MPI lacks thread support for that, this process (mpirun then ends the others).
     /// </summary>
-    private void Watched(Func<int> call, string what)
+    private void Watched(Func<int> call, string what, TimeSpan? timeout = null)
     {
+        var limit = timeout ?? Timeout;
         using var watchdog = new Timer(_ =>
         {
             // The one place the library writes to the console: the process is about to end and cannot throw.
-            Console.Error.WriteLine($"error: rank {Rank} of {Size}: {what} did not complete within {Timeout.TotalSeconds:F0} s; another rank has died or is stuck (BIOFORGE_COLLECTIVE_TIMEOUT sets the limit)");
+            Console.Error.WriteLine($"error: rank {Rank} of {Size}: {what} did not complete within {limit.TotalSeconds:F0} s; another rank has died or is stuck (BIOFORGE_COLLECTIVE_TIMEOUT sets the limit)");
             Console.Error.Flush();
             if (canAbortFromWatchdog) mpi.Abort(mpi.CommWorld, 3);
             Environment.Exit(3);
-        }, null, Timeout, System.Threading.Timeout.InfiniteTimeSpan);
+        }, null, limit, System.Threading.Timeout.InfiniteTimeSpan);
         mpi.Check(call(), what);
     }
 }
