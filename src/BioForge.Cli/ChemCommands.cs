@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using BioForge.Chem;
+using BioForge.Distributed;
 using BioForge.IO;
 
 namespace BioForge.Cli;
@@ -35,16 +36,19 @@ internal static class ChemCommands
             string path = result.GetValue(input)!, target = result.GetValue(outPath)!;
             _ = Molecule.RDKitVersion;
             long total = MoleculeSource.Read(path, result.GetValue(column)).LongCount();
+            var world = ProcessGroup.World;
+            var (first, count) = RankShares.Of(total, world);
             using var table = new PropertyTable();
             var clock = Stopwatch.StartNew();
             int valid = 0, rows = 0;
-            AtomicFile.Write(target, stream =>
+            AtomicFile.Write(RankShares.PartPath(target, world), stream =>
             {
                 using var writer = new StreamWriter(stream, leaveOpen: true);
                 writer.Write(PropertyTable.Header + "\n");
-                ProgressDisplay.Run("molecules", total, progress =>
+                ProgressDisplay.Run("molecules", count, progress =>
                 {
-                    foreach (var row in table.ComputeAll(MoleculeSource.Read(path, result.GetValue(column)), Threads(result.GetValue(threads))))
+                    var share = MoleculeSource.Read(path, result.GetValue(column)).Skip((int)first).Take((int)count);
+                    foreach (var row in table.ComputeAll(share, Threads(result.GetValue(threads))))
                     {
                         writer.Write(PropertyTable.FormatCsv(row) + "\n");
                         rows++;
@@ -54,8 +58,11 @@ internal static class ChemCommands
                     return 0;
                 });
             });
+            if (!RankShares.Merge(world, target, parts => RankShares.ConcatenateWithHeader(parts, target))) return 0;
             double seconds = clock.Elapsed.TotalSeconds;
-            output.WriteLine($"{rows} molecules ({valid} valid, {rows - valid} invalid) -> {target} in {seconds:F1} s ({rows / Math.Max(seconds, 1e-9):F0} molecules/s)");
+            output.WriteLine(world.Size == 1
+                ? $"{rows} molecules ({valid} valid, {rows - valid} invalid) -> {target} in {seconds:F1} s ({rows / Math.Max(seconds, 1e-9):F0} molecules/s)"
+                : $"{total} molecules on {world.Size} ranks (rank 0: {valid} of {rows} valid) -> {target}, one file per rank as {RankShares.PartPath(target, 0)} …, in {seconds:F1} s");
             return 0;
         }));
         return command;

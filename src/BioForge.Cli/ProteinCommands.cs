@@ -30,10 +30,6 @@ internal static class ProteinCommands
         return EsmCheckpoint.Load(result.GetValue(model)!, options.Device, options.DType);
     }
 
-    /// <summary>emb.csv → emb.rank3.csv: where rank 3 of a distributed run writes its share.</summary>
-    private static string RankPath(string target, int rank) =>
-        Path.Combine(Path.GetDirectoryName(target) ?? "", $"{Path.GetFileNameWithoutExtension(target)}.rank{rank}{Path.GetExtension(target)}");
-
     private static Command Embed(TextWriter output, TextWriter error)
     {
         var model = ModelOption();
@@ -67,11 +63,9 @@ internal static class ProteinCommands
                 ["pooling"] = pooling.ToString().ToLowerInvariant(),
                 ["layer"] = result.GetValue(layer).ToString(CultureInfo.InvariantCulture),
             };
-            // Under mpirun/srun each rank embeds a contiguous share of the records into its own file; rank 0 then
-            // concatenates the shares, in order, into --out.
             var world = ProcessGroup.World;
-            long first = total * world.Rank / world.Size, count = total * (world.Rank + 1) / world.Size - first;
-            string part = world.Size == 1 ? target : RankPath(target, world.Rank);
+            var (first, count) = RankShares.Of(total, world);
+            string part = RankShares.PartPath(target, world);
             var clock = Stopwatch.StartNew();
             long residues = 0;
             using (var writer = EmbeddingWriters.Create(part, pooling, metadata))
@@ -87,14 +81,9 @@ internal static class ProteinCommands
                 });
                 writer.Complete();
             }
-            if (world.Size > 1)
-            {
-                world.Barrier(System.Threading.Timeout.InfiniteTimeSpan); // shares differ in length; a dead rank is mpirun's to report
-                if (world.Rank != 0) return 0;
-                EmbeddingReaders.Concatenate([.. Enumerable.Range(0, world.Size).Select(r => RankPath(target, r))], target, pooling, metadata);
-            }
+            if (!RankShares.Merge(world, target, parts => EmbeddingReaders.Concatenate(parts, target, pooling, metadata))) return 0;
             double seconds = clock.Elapsed.TotalSeconds;
-            output.WriteLine($"embedded {total} sequences ({(world.Size > 1 ? $"{world.Size} ranks, one file each as {RankPath(target, 0)} …, merged" : $"{residues} residues")}, {pooling.ToString().ToLowerInvariant()} pooling, {esm.Config.HiddenSize} dims) -> {target} in {seconds:F1} s ({total / seconds:F1} seq/s) on {esm.Device.type.ToString().ToLowerInvariant()}");
+            output.WriteLine($"embedded {total} sequences ({(world.Size > 1 ? $"{world.Size} ranks, one file each as {RankShares.PartPath(target, 0)} …, merged" : $"{residues} residues")}, {pooling.ToString().ToLowerInvariant()} pooling, {esm.Config.HiddenSize} dims) -> {target} in {seconds:F1} s ({total / seconds:F1} seq/s) on {esm.Device.type.ToString().ToLowerInvariant()}");
             return 0;
         }));
         return command;

@@ -173,6 +173,20 @@ public sealed class MpiTests
     }
 
     [Fact]
+    public void ChemPropsUnderMpirunMergesToTheSingleProcessTable()
+    {
+        string directory = TestData.TempDirectory(), input = Path.Combine(directory, "in.smi");
+        File.WriteAllLines(input, File.ReadLines(TestData.Path("train", "zinc2k.smi")).Take(60).Append("not_a_smiles"));
+        string single = Path.Combine(directory, "single.csv"), merged = Path.Combine(directory, "merged.csv");
+        Assert.Equal(0, BioForge.Cli.Cli.Run(["chem", "props", "--in", input, "--out", single], new StringWriter(), new StringWriter()));
+        var (code, text, stderr, _) = MpiRun(2, null, "chem", "props", "--in", input, "--out", merged, "--threads", "1");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("61 molecules on 2 ranks", text);
+        Assert.Equal(File.ReadAllBytes(single), File.ReadAllBytes(merged));
+        Assert.Equal(1 + 31, File.ReadAllLines(Path.Combine(directory, "merged.rank1.csv")).Length); // header + rows 31..61 of the 30/31 split
+    }
+
+    [Fact]
     public void KillingOneRankEndsTheJobAndTheRunResumesOnOneProcess()
     {
         string output = TestData.TempDirectory();
