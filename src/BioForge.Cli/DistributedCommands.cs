@@ -21,7 +21,8 @@ internal static class DistributedCommands
     {
         var stallRank = Options.Int("--stall-rank", "make this rank sleep instead of joining (to see the timeout at work); -1 = none", -1);
         var stallSeconds = Options.Int("--stall-seconds", "how long the stalled rank sleeps", 60);
-        var command = new Command("check", "Run every collective on known values and compare the results on every rank") { stallRank, stallSeconds };
+        var freeze = new Option<bool>("--freeze") { Description = "the stalled rank stops its whole process (SIGSTOP) instead of sleeping: it looks dead" };
+        var command = new Command("check", "Run every collective on known values and compare the results on every rank") { stallRank, stallSeconds, freeze };
         command.SetAction(result => Cli.Guard(error, () =>
         {
             TorchRuntime.EnsureLoaded();
@@ -29,7 +30,8 @@ internal static class DistributedCommands
             int r = world.Rank, n = world.Size;
             if (result.GetValue(stallRank) == r)
             {
-                error.WriteLine($"rank {r}: stalling for {result.GetValue(stallSeconds)} s");
+                error.WriteLine($"rank {r}: {(result.GetValue(freeze) ? "freezing" : $"stalling for {result.GetValue(stallSeconds)} s")}");
+                if (result.GetValue(freeze)) Process.Start("kill", ["-STOP", Environment.ProcessId.ToString(CultureInfo.InvariantCulture)])!.WaitForExit();
                 Thread.Sleep(TimeSpan.FromSeconds(result.GetValue(stallSeconds)));
             }
             var failures = new List<string>();

@@ -74,13 +74,15 @@ public sealed class MpiTests
         Assert.Contains($"collectives ok: {ranks} rank(s), backend mpi, launcher mpirun", output);
     }
 
-    [Fact]
-    public void AStuckRankEndsTheJobWithinTheTimeout()
+    [Theory]
+    [InlineData(false, "rank 1 is alive but has not reached this collective")]
+    [InlineData(true, "rank 1 does not answer")]
+    public void AStuckOrFrozenRankIsNamedAndEndsTheJobWithinTheTimeout(bool freeze, string diagnosis)
     {
         var (code, _, error, elapsed) = MpiRun(2, new Dictionary<string, string> { ["BIOFORGE_COLLECTIVE_TIMEOUT"] = "4" },
-            "dist", "check", "--stall-rank", "1", "--stall-seconds", "120");
+            ["dist", "check", "--stall-rank", "1", "--stall-seconds", "120", .. (freeze ? new[] { "--freeze" } : [])]);
         Assert.NotEqual(0, code);
-        Assert.Contains("rank 0 of 2: all-reduce did not complete within 4 s; another rank has died or is stuck", error);
+        Assert.Contains($"rank 0 of 2: all-reduce did not complete within 4 s: {diagnosis}", error);
         Assert.True(elapsed < TimeSpan.FromSeconds(60), $"the job took {elapsed.TotalSeconds:F0} s to end");
     }
 

@@ -9,8 +9,8 @@ namespace BioForge.Distributed;
 /// Collectives over Open MPI. Tensors are reduced in their own memory when they are contiguous float32/float64/int64
 /// CPU tensors; anything else (CUDA, bf16, strided) goes through a float32 or int64 CPU copy. The blocking collectives
 /// are used (Open MPI's tuned algorithms; its non-blocking ones measured 2× slower here), each watched by a timer: a
-/// collective still unfinished after <see cref="Communicator.Timeout"/> (a rank died or is stuck) prints one line
-/// naming this rank and aborts the whole job with MPI_Abort, so no rank hangs.
+/// collective still unfinished after <see cref="Communicator.Timeout"/> prints one line naming the rank that holds
+/// it up (<see cref="LivenessProbe"/>) and aborts the whole job with MPI_Abort, so no rank hangs.
 /// </summary>
 public sealed unsafe class MpiCommunicator : Communicator
 {
@@ -19,6 +19,7 @@ public sealed unsafe class MpiCommunicator : Communicator
 
     private readonly MpiLibrary mpi;
     private readonly bool canAbortFromWatchdog;
+    private readonly LivenessProbe? liveness;
     private IntPtr comm;
     private readonly bool owned;
 
@@ -26,7 +27,7 @@ public sealed unsafe class MpiCommunicator : Communicator
     public override int Size { get; }
     public override string Backend => "mpi";
 
-    private MpiCommunicator(MpiLibrary mpi, IntPtr comm, bool owned, bool canAbortFromWatchdog)
+    private MpiCommunicator(MpiLibrary mpi, IntPtr comm, bool owned, bool canAbortFromWatchdog, bool probeLiveness = false)
     {
         this.mpi = mpi;
         this.canAbortFromWatchdog = canAbortFromWatchdog;
@@ -37,6 +38,7 @@ public sealed unsafe class MpiCommunicator : Communicator
         mpi.Check(mpi.CommSize(comm, &size), "MPI_Comm_size");
         Rank = rank;
         Size = size;
+        if (probeLiveness && canAbortFromWatchdog) liveness = new LivenessProbe(mpi, comm, rank, size);
     }
 
     /// <summary>Initialises MPI (once per process) and returns MPI_COMM_WORLD.</summary>
@@ -47,12 +49,13 @@ public sealed unsafe class MpiCommunicator : Communicator
         mpi.Check(mpi.Initialized(&initialized), "MPI_Initialized");
         // MPI_THREAD_MULTIPLE lets the watchdog thread call MPI_Abort while a collective blocks the caller.
         if (initialized == 0) mpi.Check(mpi.InitThread(null, IntPtr.Zero, MpiLibrary.ThreadMultiple, &provided), "MPI_Init_thread");
-        return new MpiCommunicator(mpi, mpi.CommWorld, owned: false, provided == MpiLibrary.ThreadMultiple);
+        return new MpiCommunicator(mpi, mpi.CommWorld, owned: false, provided == MpiLibrary.ThreadMultiple, probeLiveness: true);
     }
 
     /// <summary>MPI_Finalize (once): the normal end of a distributed run.</summary>
     internal void FinalizeWorld()
     {
+        liveness?.Dispose();
         int finalized;
         if (mpi.Finalized(&finalized) == MpiLibrary.Success && finalized == 0) mpi.Finalize();
     }
@@ -191,11 +194,20 @@ public sealed unsafe class MpiCommunicator : Communicator
         using var watchdog = new Timer(_ =>
         {
             // The one place the library writes to the console: the process is about to end and cannot throw.
-            Console.Error.WriteLine($"error: rank {Rank} of {Size}: {what} did not complete within {limit.TotalSeconds:F0} s; another rank has died or is stuck (BIOFORGE_COLLECTIVE_TIMEOUT sets the limit)");
+            string cause = liveness?.Suspects(TimeSpan.FromSeconds(5)) ?? "another rank has died or is stuck";
+            Console.Error.WriteLine($"error: rank {Rank} of {Size}: {what} did not complete within {limit.TotalSeconds:F0} s: {cause} (BIOFORGE_COLLECTIVE_TIMEOUT sets the limit)");
             Console.Error.Flush();
             if (canAbortFromWatchdog) mpi.Abort(mpi.CommWorld, 3);
             Environment.Exit(3);
         }, null, limit, System.Threading.Timeout.InfiniteTimeSpan);
-        mpi.Check(call(), what);
+        liveness?.Enter();
+        try
+        {
+            mpi.Check(call(), what);
+        }
+        finally
+        {
+            liveness?.Leave();
+        }
     }
 }

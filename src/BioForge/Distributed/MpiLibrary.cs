@@ -20,6 +20,7 @@ internal sealed unsafe partial class MpiLibrary
     public IntPtr OpSum { get; }
     public IntPtr OpMax { get; }
     public IntPtr OpMin { get; }
+    public IntPtr Byte { get; }
 
     public readonly delegate* unmanaged<int*, int> Initialized;
     public readonly delegate* unmanaged<int*, int> Finalized;
@@ -35,6 +36,20 @@ internal sealed unsafe partial class MpiLibrary
     public readonly delegate* unmanaged<IntPtr, int, IntPtr, IntPtr, int, IntPtr, IntPtr, int> Allgather;
     public readonly delegate* unmanaged<IntPtr, IntPtr, int, IntPtr, IntPtr, IntPtr, int> ReduceScatterBlock;
     public readonly delegate* unmanaged<IntPtr, int> Barrier;
+    public readonly delegate* unmanaged<IntPtr, IntPtr*, int> CommDup;
+    public readonly delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, int> Send;
+    public readonly delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, IntPtr, int> Recv;
+    public readonly delegate* unmanaged<int, int, IntPtr, int*, Status*, int> Iprobe;
+
+    /// <summary>Open MPI's public MPI_Status layout.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Status
+    {
+        public int Source, Tag, Error, Cancelled;
+        public nuint Count;
+    }
+
+    public const int AnySource = -1;
 
     public string Path { get; }
 
@@ -50,6 +65,7 @@ internal sealed unsafe partial class MpiLibrary
         OpSum = Export("ompi_mpi_op_sum");
         OpMax = Export("ompi_mpi_op_max");
         OpMin = Export("ompi_mpi_op_min");
+        Byte = Export("ompi_mpi_byte");
         Initialized = (delegate* unmanaged<int*, int>)Export("MPI_Initialized");
         Finalized = (delegate* unmanaged<int*, int>)Export("MPI_Finalized");
         InitThread = (delegate* unmanaged<int*, IntPtr, int, int*, int>)Export("MPI_Init_thread");
@@ -64,6 +80,10 @@ internal sealed unsafe partial class MpiLibrary
         Allgather = (delegate* unmanaged<IntPtr, int, IntPtr, IntPtr, int, IntPtr, IntPtr, int>)Export("MPI_Allgather");
         ReduceScatterBlock = (delegate* unmanaged<IntPtr, IntPtr, int, IntPtr, IntPtr, IntPtr, int>)Export("MPI_Reduce_scatter_block");
         Barrier = (delegate* unmanaged<IntPtr, int>)Export("MPI_Barrier");
+        CommDup = (delegate* unmanaged<IntPtr, IntPtr*, int>)Export("MPI_Comm_dup");
+        Send = (delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, int>)Export("MPI_Send");
+        Recv = (delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, IntPtr, int>)Export("MPI_Recv");
+        Iprobe = (delegate* unmanaged<int, int, IntPtr, int*, Status*, int>)Export("MPI_Iprobe");
     }
 
     public static MpiLibrary Load()
