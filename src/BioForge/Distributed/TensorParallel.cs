@@ -1,0 +1,152 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace BioForge.Distributed;
+
+/// <summary>
+/// Megatron-LM's conjugate operators (Shoeybi et al. 2019) for a tensor-parallel group: <see cref="Copy"/> ("f") is
+/// the identity forward and sums gradients across the group backward; <see cref="Reduce"/> ("g") sums across the
+/// group forward and passes gradients through backward. A column-parallel layer enters through f, a row-parallel layer
+/// leaves through g, so the pair (e.g. an MLP) costs one all-reduce forward and one backward.
+/// </summary>
+public static class TensorParallelRegion
+{
+    public static Tensor Copy(Tensor input, Communicator group) =>
+        group.Size == 1 || !is_grad_enabled() || !input.requires_grad ? input : CopyFunction.apply(input, group);
+
+    public static Tensor Reduce(Tensor input, Communicator group)
+    {
+        if (group.Size == 1) return input;
+        if (!is_grad_enabled() || !input.requires_grad)
+        {
+            var sum = input.clone();
+            group.AllReduce(sum);
+            return sum;
+        }
+        return ReduceFunction.apply(input, group);
+    }
+
+    private sealed class CopyFunction : autograd.SingleTensorFunction<CopyFunction>
+    {
+        public override string Name => "TensorParallelCopy";
+
+        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+        {
+            ctx.save_data("group", vars[1]);
+            return ((Tensor)vars[0]).view_as((Tensor)vars[0]);
+        }
+
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+        {
+            var gradient = gradOutput.clone();
+            ((Communicator)ctx.get_data("group")).AllReduce(gradient);
+            return [gradient, null!];
+        }
+    }
+
+    private sealed class ReduceFunction : autograd.SingleTensorFunction<ReduceFunction>
+    {
+        public override string Name => "TensorParallelReduce";
+
+        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+        {
+            var sum = ((Tensor)vars[0]).clone();
+            ((Communicator)vars[1]).AllReduce(sum);
+            return sum;
+        }
+
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) => [gradOutput, null!];
+    }
+}
+
+/// <summary>
+/// y = x Aᵀ with A split by output rows across the group: each rank holds [out / N, in] and produces its slice of the
+/// outputs (not gathered: the next layer is row-parallel, or attention works on the rank's heads).
+/// </summary>
+public sealed class ColumnParallelLinear : nn.Module<Tensor, Tensor>
+{
+    private readonly Communicator group;
+    private readonly Parameter weight;
+    private readonly Parameter? bias;
+
+    public ColumnParallelLinear(int inFeatures, int outFeatures, bool hasBias, Communicator group) : base(nameof(ColumnParallelLinear))
+    {
+        TensorParallelism.RequireDivisible(outFeatures, group.Size, "output features");
+        this.group = group;
+        weight = new Parameter(zeros(outFeatures / group.Size, inFeatures));
+        if (hasBias) bias = new Parameter(zeros(outFeatures / group.Size));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor input) => F.linear(TensorParallelRegion.Copy(input, group), weight, bias);
+
+    /// <summary>Takes this rank's rows of an unsharded weight [out, in] (and bias [out]).</summary>
+    public void LoadShard(Tensor fullWeight, Tensor? fullBias)
+    {
+        using var _ = no_grad();
+        long rows = weight.shape[0];
+        weight.copy_(fullWeight.narrow(0, group.Rank * rows, rows));
+        if (bias is not null && fullBias is not null) bias.copy_(fullBias.narrow(0, group.Rank * rows, rows));
+    }
+
+    /// <summary>The unsharded weight (a collective: every rank of the group must call it).</summary>
+    public Tensor FullWeight() => group.AllGather(weight.detach());
+
+    public Tensor WeightShard => weight;
+}
+
+/// <summary>
+/// y = x Aᵀ + b with A split by input columns: each rank holds [out, in / N], multiplies its slice of the inputs, and
+/// the partial products are summed across the group; the bias is added once, after the sum.
+/// </summary>
+public sealed class RowParallelLinear : nn.Module<Tensor, Tensor>
+{
+    private readonly Communicator group;
+    private readonly Parameter weight;
+    private readonly Parameter? bias;
+
+    public RowParallelLinear(int inFeatures, int outFeatures, bool hasBias, Communicator group) : base(nameof(RowParallelLinear))
+    {
+        TensorParallelism.RequireDivisible(inFeatures, group.Size, "input features");
+        this.group = group;
+        weight = new Parameter(zeros(outFeatures, inFeatures / group.Size));
+        if (hasBias) bias = new Parameter(zeros(outFeatures));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor input)
+    {
+        var partial = TensorParallelRegion.Reduce(F.linear(input, weight), group);
+        return bias is null ? partial : partial + bias;
+    }
+
+    /// <summary>Takes this rank's columns of an unsharded weight [out, in]; the bias is whole on every rank.</summary>
+    public void LoadShard(Tensor fullWeight, Tensor? fullBias)
+    {
+        using var _ = no_grad();
+        long columns = weight.shape[1];
+        weight.copy_(fullWeight.narrow(1, group.Rank * columns, columns));
+        if (bias is not null && fullBias is not null) bias.copy_(fullBias);
+    }
+
+    /// <summary>The unsharded weight (a collective: every rank of the group must call it).</summary>
+    public Tensor FullWeight()
+    {
+        using var transposed = weight.detach().t().contiguous();
+        using var gathered = group.AllGather(transposed);
+        return gathered.t().contiguous();
+    }
+
+    public Tensor WeightShard => weight;
+}
+
+public static class TensorParallelism
+{
+    /// <summary>Refuses, before any work, a size the group cannot split evenly — with the numbers in the message.</summary>
+    public static void RequireDivisible(long size, int parts, string what)
+    {
+        if (parts < 1 || size % parts != 0)
+            throw new BioForgeException($"tensor parallelism: {what} ({size}) is not divisible by the tensor-parallel size ({parts})");
+    }
+}
