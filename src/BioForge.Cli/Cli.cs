@@ -5,8 +5,17 @@ namespace BioForge.Cli;
 /// <summary>The command tree. Each command group lives in its own file and only parses, calls the library and prints.</summary>
 public static class Cli
 {
+    /// <summary>Commands that share their work across ranks under mpirun/srun; any other would run N copies racing on one output.</summary>
+    private static readonly string[][] Distributable = [["train"], ["embed"], ["chem", "props"], ["dist"]];
+
     public static int Run(string[] args, TextWriter output, TextWriter error)
     {
+        var launch = Distributed.ProcessGroup.Launch;
+        if (launch.Distributed && args.Length > 0 && !args[0].StartsWith('-') && !Distributable.Any(d => args.Take(d.Length).SequenceEqual(d)))
+        {
+            error.WriteLine($"error: '{string.Join(' ', args.TakeWhile(a => !a.StartsWith('-')).Take(2))}' runs on one process; launched as rank {launch.Rank} of {launch.Size} by {launch.Launcher}, start it without mpirun/srun (distributed: {string.Join(", ", Distributable.Select(d => string.Join(' ', d)))})");
+            return 2;
+        }
         var root = new RootCommand("BioForge: biological foundation models and AI drug discovery in .NET");
         foreach (var command in ProteinCommands.Create(output, error)) root.Subcommands.Add(command);
         root.Subcommands.Add(ChemCommands.Create(output, error));

@@ -111,6 +111,14 @@ public sealed class MpiTests
     }
 
     [Fact]
+    public void ASingleProcessCommandUnderMpirunIsRefused()
+    {
+        var (code, _, error, _) = MpiRun(2, null, "finetune", "--config", "x.yaml");
+        Assert.NotEqual(0, code);
+        Assert.Contains("error: 'finetune' runs on one process; launched as rank", error);
+    }
+
+    [Fact]
     public void AllReduceBandwidthIsReportedAsJson()
     {
         var (code, output, error, _) = MpiRun(2, null, "dist", "bench", "--sizes", "4K,1M", "--repeats", "3", "--warmup", "1");
