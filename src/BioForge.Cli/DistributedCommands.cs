@@ -74,7 +74,11 @@ internal static class DistributedCommands
                 pairs.AllReduce(t);
                 Expect("all-reduce in a split group", t, full([1], (double)((n + 1 - r % 2) / 2), ScalarType.Float64));
             }
-            if (16 % n == 0) CheckTensorParallelMlp(world, Expect);
+            if (16 % n == 0)
+            {
+                CheckTensorParallelMlp(world, Expect);
+                CheckVocabularyParallel(world, Expect);
+            }
             world.Barrier();
             var failed = tensor(new[] { (long)failures.Count });
             world.AllReduce(failed);
@@ -121,6 +125,37 @@ internal static class DistributedCommands
         expect("row-parallel weight gradient", row.WeightShard.grad!, v2.grad!.narrow(1, world.Rank * part, part));
         expect("row-parallel weight gathered", row.FullWeight(), w2);
         expect("column-parallel weight gathered", column.FullWeight(), w1);
+    }
+
+    /// <summary>Vocabulary-parallel embedding and cross-entropy against their unsharded forms, values and gradients.</summary>
+    private static void CheckVocabularyParallel(Communicator world, Action<string, Tensor, Tensor> expect)
+    {
+        using var scope = NewDisposeScope();
+        using var generator = new Generator(12);
+        var table = randn([16, 6], generator: generator);
+        var ids = randint(0, 16, [3, 5], generator: generator);
+        var logitsFull = randn([7, 16], generator: generator);
+        var targets = tensor(new long[] { 0, 15, 7, -100, 8, 3, 12 });
+        long part = 16 / world.Size;
+
+        var fullTable = table.clone().requires_grad_(true);
+        var referenceEmbedding = fullTable.index_select(0, ids.reshape(-1)).reshape(3, 5, 6);
+        referenceEmbedding.square().sum().backward();
+        using var embedding = new VocabParallelEmbedding(16, 6, world);
+        embedding.LoadShard(table);
+        var embedded = embedding.call(ids);
+        embedded.square().sum().backward();
+        expect("vocabulary-parallel embedding", embedded, referenceEmbedding);
+        expect("vocabulary-parallel embedding gradient", embedding.WeightShard.grad!, fullTable.grad!.narrow(0, world.Rank * part, part));
+
+        var fullLogits = logitsFull.clone().requires_grad_(true);
+        var referenceLoss = nn.functional.cross_entropy(fullLogits, targets, ignore_index: -100, reduction: nn.Reduction.Sum);
+        referenceLoss.backward();
+        var localLogits = logitsFull.narrow(1, world.Rank * part, part).clone().requires_grad_(true);
+        var loss = TensorParallelism.VocabParallelCrossEntropySum(localLogits, targets, world);
+        loss.backward();
+        expect("vocabulary-parallel cross-entropy", loss, referenceLoss);
+        expect("vocabulary-parallel cross-entropy gradient", localLogits.grad!, fullLogits.grad!.narrow(1, world.Rank * part, part));
     }
 
     private static Command Bench(TextWriter output, TextWriter error)

@@ -141,8 +141,68 @@ public sealed class RowParallelLinear : nn.Module<Tensor, Tensor>
     public Tensor WeightShard => weight;
 }
 
+/// <summary>
+/// An embedding table split by vocabulary rows: each rank looks up the ids in its range, zeros the others, and the
+/// partial embeddings are summed across the group.
+/// </summary>
+public sealed class VocabParallelEmbedding : nn.Module<Tensor, Tensor>
+{
+    private readonly Communicator group;
+    private readonly Parameter weight;
+    private readonly long first;
+
+    public VocabParallelEmbedding(int vocabularySize, int hidden, Communicator group) : base(nameof(VocabParallelEmbedding))
+    {
+        TensorParallelism.RequireDivisible(vocabularySize, group.Size, "vocabulary size");
+        this.group = group;
+        long rows = vocabularySize / group.Size;
+        first = group.Rank * rows;
+        weight = new Parameter(zeros(rows, hidden));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor ids)
+    {
+        var outside = ids.lt(first).logical_or(ids.ge(first + weight.shape[0]));
+        var local = (ids - first).masked_fill(outside, 0);
+        var rows = weight.index_select(0, local.reshape(-1)).reshape([.. ids.shape, weight.shape[1]]);
+        var partial = rows * outside.logical_not().unsqueeze(-1).to(weight.dtype);
+        return TensorParallelRegion.Reduce(partial, group);
+    }
+
+    public void LoadShard(Tensor fullWeight)
+    {
+        using var _ = no_grad();
+        weight.copy_(fullWeight.narrow(0, first, weight.shape[0]));
+    }
+
+    public Tensor WeightShard => weight;
+}
+
 public static class TensorParallelism
 {
+    /// <summary>
+    /// Cross-entropy summed over the targets when the logits' vocabulary dimension is split across the group (each
+    /// rank holds [.., V / N]): the global max, the sum of exponentials and the target's logit are assembled with
+    /// all-reduces, so no rank ever holds the whole [tokens, V] matrix. Targets equal to <paramref name="ignoreIndex"/>
+    /// count zero. Returns the same scalar on every rank; gradients reach each rank's slice of the logits.
+    /// </summary>
+    public static Tensor VocabParallelCrossEntropySum(Tensor localLogits, Tensor targets, Communicator group, long ignoreIndex = -100)
+    {
+        long width = localLogits.shape[^1], first = group.Rank * width;
+        var logits = localLogits.reshape(-1, width).to(ScalarType.Float32);
+        var flatTargets = targets.reshape(-1);
+        var max = logits.detach().amax([1]);
+        group.AllReduce(max, ReduceOp.Max);
+        var shifted = logits - max.unsqueeze(1);
+        var sumExp = TensorParallelRegion.Reduce(shifted.exp().sum(1), group);
+        var mine = flatTargets.ge(first).logical_and(flatTargets.lt(first + width));
+        var index = (flatTargets - first).masked_fill(mine.logical_not(), 0).unsqueeze(1);
+        var targetLogit = TensorParallelRegion.Reduce(shifted.gather(1, index).squeeze(1) * mine.to(ScalarType.Float32), group);
+        var kept = flatTargets.ne(ignoreIndex).to(ScalarType.Float32);
+        return ((sumExp.log() - targetLogit) * kept).sum();
+    }
+
     /// <summary>Refuses, before any work, a size the group cannot split evenly — with the numbers in the message.</summary>
     public static void RequireDivisible(long size, int parts, string what)
     {
