@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using BioForge.Distributed;
+using BioForge.Models.Llama;
 using BioForge.Runtime;
 using static TorchSharp.torch;
 
@@ -22,7 +23,8 @@ internal static class DistributedCommands
         var stallRank = Options.Int("--stall-rank", "make this rank sleep instead of joining (to see the timeout at work); -1 = none", -1);
         var stallSeconds = Options.Int("--stall-seconds", "how long the stalled rank sleeps", 60);
         var freeze = new Option<bool>("--freeze") { Description = "the stalled rank stops its whole process (SIGSTOP) instead of sleeping: it looks dead" };
-        var command = new Command("check", "Run every collective on known values and compare the results on every rank") { stallRank, stallSeconds, freeze };
+        var model = new Option<string?>("--model") { Description = "also split this Llama checkpoint across the ranks (tensor parallelism) and compare logits and gradients with the whole model" };
+        var command = new Command("check", "Run every collective on known values and compare the results on every rank") { stallRank, stallSeconds, freeze, model };
         command.SetAction(result => Cli.Guard(error, () =>
         {
             TorchRuntime.EnsureLoaded();
@@ -79,6 +81,7 @@ internal static class DistributedCommands
                 CheckTensorParallelMlp(world, Expect);
                 CheckVocabularyParallel(world, Expect);
             }
+            if (result.GetValue(model) is { } checkpoint) CheckTensorParallelLlama(world, checkpoint, Expect);
             world.Barrier();
             var failed = tensor(new[] { (long)failures.Count });
             world.AllReduce(failed);
@@ -156,6 +159,32 @@ internal static class DistributedCommands
         loss.backward();
         expect("vocabulary-parallel cross-entropy", loss, referenceLoss);
         expect("vocabulary-parallel cross-entropy gradient", localLogits.grad!, fullLogits.grad!.narrow(1, world.Rank * part, part));
+    }
+
+    /// <summary>
+    /// The checkpoint loaded whole and split across the ranks (heads and MLP columns): same logits, and every
+    /// parameter's gradient equal to the matching slice of the whole model's.
+    /// </summary>
+    private static void CheckTensorParallelLlama(Communicator world, string directory, Action<string, Tensor, Tensor> expect)
+    {
+        using var scope = NewDisposeScope();
+        using var whole = LlamaForCausalLM.Load(directory, CPU, ScalarType.Float32);
+        using var split = LlamaForCausalLM.Load(directory, CPU, ScalarType.Float32, new ParallelLayout(world));
+        var ids = tensor(new long[,] { { 1, 5, 9, 11, 7, 12, 2 }, { 1, 13, 6, 8, 2, 0, 0 } });
+        var mask = tensor(new long[,] { { 1, 1, 1, 1, 1, 1, 1 }, { 1, 1, 1, 1, 1, 0, 0 } });
+        var reference = whole.Forward(ids, mask).Logits;
+        reference.square().mean().backward();
+        var logits = split.Forward(ids, mask).Logits;
+        logits.square().mean().backward();
+        expect("tensor-parallel Llama logits", logits, reference);
+        var sharded = ParallelLayout.ShardedDimensions(split);
+        var layout = new ParallelLayout(world);
+        var wholeGradients = whole.named_parameters().ToDictionary(p => p.name, p => p.parameter.grad!);
+        foreach (var (name, parameter) in split.named_parameters())
+        {
+            var expected = wholeGradients[name];
+            expect($"tensor-parallel Llama gradient {name}", parameter.grad!, sharded.TryGetValue(name, out int dimension) ? layout.Shard(expected, dimension) : expected);
+        }
     }
 
     private static Command Bench(TextWriter output, TextWriter error)

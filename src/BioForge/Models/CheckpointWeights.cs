@@ -11,8 +11,9 @@ internal static class CheckpointWeights
     /// <param name="candidates">Checkpoint names to try for a parameter name, in order.</param>
     /// <param name="ignorable">Checkpoint tensors that may be left unused (recomputed or tied buffers).</param>
     /// <param name="architecture">Model family for messages, e.g. "ESM-2".</param>
+    /// <param name="part">Tensor parallelism: the part of a stored (unsharded) tensor this process's parameter holds.</param>
     public static void LoadInto(nn.Module module, SafetensorsCheckpoint weights, Func<string, IEnumerable<string>> candidates,
-        Func<string, bool> ignorable, string architecture)
+        Func<string, bool> ignorable, string architecture, Func<string, Tensor, Tensor>? part = null)
     {
         var used = new HashSet<string>(StringComparer.Ordinal);
         var missing = new List<string>();
@@ -26,7 +27,8 @@ internal static class CheckpointWeights
                     missing.Add(name);
                     continue;
                 }
-                using var tensor = weights.Load(stored);
+                using var whole = weights.Load(stored);
+                using var tensor = part is null ? whole.alias() : part(name, whole);
                 if (!tensor.shape.SequenceEqual(parameter.shape))
                     throw new BioForgeException($"{weights.Directory}: tensor '{stored}' has shape [{string.Join(", ", tensor.shape)}] but config.json implies [{string.Join(", ", parameter.shape)}]");
                 parameter.copy_(tensor);

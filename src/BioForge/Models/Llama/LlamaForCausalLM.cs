@@ -1,3 +1,4 @@
+using BioForge.Distributed;
 using BioForge.IO;
 using BioForge.Runtime;
 using TorchSharp;
@@ -34,10 +35,11 @@ public sealed class LlamaForCausalLM : nn.Module
     private readonly LlamaModel model;
     private readonly Linear? lm_head;
 
-    public LlamaForCausalLM(LlamaConfig config) : base(nameof(LlamaForCausalLM))
+    /// <param name="layout">Tensor parallelism: how attention and MLP projections are split (none by default).</param>
+    public LlamaForCausalLM(LlamaConfig config, ParallelLayout? layout = null) : base(nameof(LlamaForCausalLM))
     {
         Config = config;
-        model = new LlamaModel(config);
+        model = new LlamaModel(config, layout ?? ParallelLayout.Single);
         if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
         RegisterComponents();
     }
@@ -82,19 +84,23 @@ public sealed class LlamaForCausalLM : nn.Module
         return [.. tokens];
     }
 
-    /// <summary>Loads a Hugging Face Llama checkpoint directory (config.json + safetensors).</summary>
-    public static LlamaForCausalLM Load(string directory, Device device, ScalarType dtype)
+    /// <summary>
+    /// Loads a Hugging Face Llama checkpoint directory (config.json + safetensors). With a tensor-parallel
+    /// <paramref name="layout"/> each rank takes its shard of the unsharded tensors.
+    /// </summary>
+    public static LlamaForCausalLM Load(string directory, Device device, ScalarType dtype, ParallelLayout? layout = null)
     {
         if (!Directory.Exists(directory)) throw new BioForgeException($"model directory {directory} does not exist");
         string configPath = Path.Combine(directory, "config.json");
         if (!File.Exists(configPath)) throw new BioForgeException($"{directory}: no config.json (expected a Hugging Face Llama checkpoint directory)");
-        var network = new LlamaForCausalLM(LlamaConfig.FromJson(configPath));
+        var network = new LlamaForCausalLM(LlamaConfig.FromJson(configPath), layout);
         try
         {
+            var sharded = ParallelLayout.ShardedDimensions(network);
             using (var weights = SafetensorsCheckpoint.Open(directory))
                 CheckpointWeights.LoadInto(network, weights, name => [name],
                     name => name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal) || (network.Config.TieWordEmbeddings && name == "lm_head.weight"),
-                    "Llama");
+                    "Llama", (name, stored) => sharded.TryGetValue(name, out int dimension) ? layout!.Shard(stored, dimension) : stored);
             network.to(device, dtype);
             network.eval();
             return network;
@@ -114,11 +120,11 @@ internal sealed class LlamaModel : nn.Module
     private readonly RMSNorm norm;
     private readonly LlamaConfig config;
 
-    public LlamaModel(LlamaConfig config) : base(nameof(LlamaModel))
+    public LlamaModel(LlamaConfig config, ParallelLayout layout) : base(nameof(LlamaModel))
     {
         this.config = config;
         embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize);
-        layers = nn.ModuleList(Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new LlamaDecoderLayer(config)).ToArray());
+        layers = nn.ModuleList(Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new LlamaDecoderLayer(config, layout)).ToArray());
         norm = new RMSNorm(config.HiddenSize, config.RmsNormEps);
         RegisterComponents();
     }
@@ -180,12 +186,12 @@ internal sealed class LlamaDecoderLayer : nn.Module
     private readonly RMSNorm post_attention_layernorm;
     private readonly LlamaMLP mlp;
 
-    public LlamaDecoderLayer(LlamaConfig config) : base(nameof(LlamaDecoderLayer))
+    public LlamaDecoderLayer(LlamaConfig config, ParallelLayout layout) : base(nameof(LlamaDecoderLayer))
     {
         input_layernorm = new RMSNorm(config.HiddenSize, config.RmsNormEps);
-        self_attn = new LlamaAttention(config);
+        self_attn = new LlamaAttention(config, layout);
         post_attention_layernorm = new RMSNorm(config.HiddenSize, config.RmsNormEps);
-        mlp = new LlamaMLP(config);
+        mlp = new LlamaMLP(config, layout);
         RegisterComponents();
     }
 
@@ -196,26 +202,29 @@ internal sealed class LlamaDecoderLayer : nn.Module
     }
 }
 
-/// <summary>Grouped-query attention: each key/value head serves NumAttentionHeads / NumKeyValueHeads query heads.</summary>
+/// <summary>
+/// Grouped-query attention: each key/value head serves NumAttentionHeads / NumKeyValueHeads query heads. Under tensor
+/// parallelism each rank holds its share of the heads (query/key/value column-parallel, output row-parallel).
+/// </summary>
 internal sealed class LlamaAttention : nn.Module
 {
-    private readonly Linear q_proj;
-    private readonly Linear k_proj;
-    private readonly Linear v_proj;
-    private readonly Linear o_proj;
+    private readonly nn.Module<Tensor, Tensor> q_proj;
+    private readonly nn.Module<Tensor, Tensor> k_proj;
+    private readonly nn.Module<Tensor, Tensor> v_proj;
+    private readonly nn.Module<Tensor, Tensor> o_proj;
     private readonly int heads;
     private readonly int kvHeads;
     private readonly int headDim;
 
-    public LlamaAttention(LlamaConfig config) : base(nameof(LlamaAttention))
+    public LlamaAttention(LlamaConfig config, ParallelLayout layout) : base(nameof(LlamaAttention))
     {
-        heads = config.NumAttentionHeads;
-        kvHeads = config.NumKeyValueHeads;
+        heads = layout.Local(config.NumAttentionHeads, "num_attention_heads");
+        kvHeads = layout.Local(config.NumKeyValueHeads, "num_key_value_heads");
         headDim = config.HeadDim;
-        q_proj = nn.Linear(config.HiddenSize, heads * headDim, hasBias: false);
-        k_proj = nn.Linear(config.HiddenSize, kvHeads * headDim, hasBias: false);
-        v_proj = nn.Linear(config.HiddenSize, kvHeads * headDim, hasBias: false);
-        o_proj = nn.Linear(heads * headDim, config.HiddenSize, hasBias: false);
+        q_proj = layout.Column(config.HiddenSize, config.NumAttentionHeads * headDim, hasBias: false);
+        k_proj = layout.Column(config.HiddenSize, config.NumKeyValueHeads * headDim, hasBias: false);
+        v_proj = layout.Column(config.HiddenSize, config.NumKeyValueHeads * headDim, hasBias: false);
+        o_proj = layout.Row(config.NumAttentionHeads * headDim, config.HiddenSize, hasBias: false);
         RegisterComponents();
     }
 
@@ -238,18 +247,18 @@ internal sealed class LlamaAttention : nn.Module
     }
 }
 
-/// <summary>SwiGLU: down(silu(gate(x)) · up(x)).</summary>
+/// <summary>SwiGLU: down(silu(gate(x)) · up(x)); gate and up column-parallel, down row-parallel.</summary>
 internal sealed class LlamaMLP : nn.Module<Tensor, Tensor>
 {
-    private readonly Linear gate_proj;
-    private readonly Linear up_proj;
-    private readonly Linear down_proj;
+    private readonly nn.Module<Tensor, Tensor> gate_proj;
+    private readonly nn.Module<Tensor, Tensor> up_proj;
+    private readonly nn.Module<Tensor, Tensor> down_proj;
 
-    public LlamaMLP(LlamaConfig config) : base(nameof(LlamaMLP))
+    public LlamaMLP(LlamaConfig config, ParallelLayout layout) : base(nameof(LlamaMLP))
     {
-        gate_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: false);
-        up_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: false);
-        down_proj = nn.Linear(config.IntermediateSize, config.HiddenSize, hasBias: false);
+        gate_proj = layout.Column(config.HiddenSize, config.IntermediateSize, hasBias: false);
+        up_proj = layout.Column(config.HiddenSize, config.IntermediateSize, hasBias: false);
+        down_proj = layout.Row(config.IntermediateSize, config.HiddenSize, hasBias: false);
         RegisterComponents();
     }
 
