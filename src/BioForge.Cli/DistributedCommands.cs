@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using BioForge.Distributed;
+using BioForge.Models.Esm;
 using BioForge.Models.Llama;
 using BioForge.Runtime;
 using static TorchSharp.torch;
@@ -23,7 +24,7 @@ internal static class DistributedCommands
         var stallRank = Options.Int("--stall-rank", "make this rank sleep instead of joining (to see the timeout at work); -1 = none", -1);
         var stallSeconds = Options.Int("--stall-seconds", "how long the stalled rank sleeps", 60);
         var freeze = new Option<bool>("--freeze") { Description = "the stalled rank stops its whole process (SIGSTOP) instead of sleeping: it looks dead" };
-        var model = new Option<string?>("--model") { Description = "also split this Llama checkpoint across the ranks (tensor parallelism) and compare logits and gradients with the whole model" };
+        var model = new Option<string?>("--model") { Description = "also split this ESM-2 or Llama checkpoint across the ranks (tensor parallelism) and compare logits and gradients with the whole model" };
         var command = new Command("check", "Run every collective on known values and compare the results on every rank") { stallRank, stallSeconds, freeze, model };
         command.SetAction(result => Cli.Guard(error, () =>
         {
@@ -81,7 +82,7 @@ internal static class DistributedCommands
                 CheckTensorParallelMlp(world, Expect);
                 CheckVocabularyParallel(world, Expect);
             }
-            if (result.GetValue(model) is { } checkpoint) CheckTensorParallelLlama(world, checkpoint, Expect);
+            if (result.GetValue(model) is { } checkpoint) CheckTensorParallelModel(world, checkpoint, Expect);
             world.Barrier();
             var failed = tensor(new[] { (long)failures.Count });
             world.AllReduce(failed);
@@ -162,29 +163,41 @@ internal static class DistributedCommands
     }
 
     /// <summary>
-    /// The checkpoint loaded whole and split across the ranks (heads and MLP columns): same logits, and every
-    /// parameter's gradient equal to the matching slice of the whole model's.
+    /// The checkpoint (ESM-2 or Llama) loaded whole and split across the ranks (heads and MLP columns): same logits,
+    /// and every parameter's gradient equal to the matching slice of the whole model's.
     /// </summary>
-    private static void CheckTensorParallelLlama(Communicator world, string directory, Action<string, Tensor, Tensor> expect)
+    private static void CheckTensorParallelModel(Communicator world, string directory, Action<string, Tensor, Tensor> expect)
     {
         using var scope = NewDisposeScope();
-        using var whole = LlamaForCausalLM.Load(directory, CPU, ScalarType.Float32);
-        using var split = LlamaForCausalLM.Load(directory, CPU, ScalarType.Float32, new ParallelLayout(world));
-        var ids = tensor(new long[,] { { 1, 5, 9, 11, 7, 12, 2 }, { 1, 13, 6, 8, 2, 0, 0 } });
-        var mask = tensor(new long[,] { { 1, 1, 1, 1, 1, 1, 1 }, { 1, 1, 1, 1, 1, 0, 0 } });
-        var reference = whole.Forward(ids, mask).Logits;
-        reference.square().mean().backward();
-        var logits = split.Forward(ids, mask).Logits;
-        logits.square().mean().backward();
-        expect("tensor-parallel Llama logits", logits, reference);
-        var sharded = ParallelLayout.ShardedDimensions(split);
         var layout = new ParallelLayout(world);
-        var wholeGradients = whole.named_parameters().ToDictionary(p => p.name, p => p.parameter.grad!);
-        foreach (var (name, parameter) in split.named_parameters())
+        bool esm = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(directory, "config.json")))?["model_type"]?.GetValue<string>() == "esm";
+        var ids = tensor(new long[,] { { 0, 5, 9, 11, 7, 12, 2 }, { 0, 13, 6, 8, 2, 1, 1 } });
+        var mask = tensor(new long[,] { { 1, 1, 1, 1, 1, 1, 1 }, { 1, 1, 1, 1, 1, 0, 0 } });
+        (nn.Module Network, Tensor Logits) Run(ParallelLayout? split)
         {
-            var expected = wholeGradients[name];
-            expect($"tensor-parallel Llama gradient {name}", parameter.grad!, sharded.TryGetValue(name, out int dimension) ? layout.Shard(expected, dimension) : expected);
+            if (esm)
+            {
+                var model = EsmCheckpoint.Load(directory, CPU, ScalarType.Float32, split).Model;
+                return (model, model.Forward(ids, mask, new EsmForwardOptions { Logits = true }).Logits!);
+            }
+            var llama = LlamaForCausalLM.Load(directory, CPU, ScalarType.Float32, split);
+            return (llama, llama.Forward(ids, mask).Logits);
         }
+        var (whole, reference) = Run(null);
+        reference.square().mean().backward();
+        var (parallel, logits) = Run(layout);
+        logits.square().mean().backward();
+        string kind = esm ? "ESM-2" : "Llama";
+        expect($"tensor-parallel {kind} logits", logits, reference);
+        var sharded = ParallelLayout.ShardedDimensions(parallel);
+        var wholeGradients = whole.named_parameters().Where(p => p.parameter.grad is not null).ToDictionary(p => p.name, p => p.parameter.grad!);
+        foreach (var (name, parameter) in parallel.named_parameters())
+        {
+            if (!wholeGradients.TryGetValue(name, out var expected)) continue; // unused by this loss (the contact head)
+            expect($"tensor-parallel {kind} gradient {name}", parameter.grad!, sharded.TryGetValue(name, out int dimension) ? layout.Shard(expected, dimension) : expected);
+        }
+        whole.Dispose();
+        parallel.Dispose();
     }
 
     private static Command Bench(TextWriter output, TextWriter error)

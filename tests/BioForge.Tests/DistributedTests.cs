@@ -119,6 +119,16 @@ public sealed class MpiTests
         Assert.Contains("error: 'finetune' runs on one process; launched as rank", error);
     }
 
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public void TheProteinModelSplitAcrossRanksMatchesTheWholeModel(int ranks)
+    {
+        var (code, output, error, _) = MpiRun(ranks, null, "dist", "check", "--model", Path.Combine(AppContext.BaseDirectory, "models", "esm2-small"));
+        Assert.True(code == 0, error);
+        Assert.Contains($"collectives ok: {ranks} rank(s)", output);
+    }
+
     [Fact]
     public void AllReduceBandwidthIsReportedAsJson()
     {

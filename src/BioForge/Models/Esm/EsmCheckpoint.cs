@@ -1,3 +1,4 @@
+using BioForge.Distributed;
 using BioForge.IO;
 using BioForge.Tokenizers;
 using TorchSharp;
@@ -26,7 +27,8 @@ public sealed class EsmCheckpoint : IDisposable
     /// Loads a Hugging Face ESM-2 checkpoint directory (<c>config.json</c>, <c>model.safetensors</c> or sharded
     /// safetensors, optional <c>vocab.txt</c>).
     /// </summary>
-    public static EsmCheckpoint Load(string directory, Device device, ScalarType dtype)
+    /// <param name="layout">Tensor parallelism: each rank takes its shard of the unsharded checkpoint tensors.</param>
+    public static EsmCheckpoint Load(string directory, Device device, ScalarType dtype, ParallelLayout? layout = null)
     {
         if (!Directory.Exists(directory)) throw new BioForgeException($"model directory {directory} does not exist");
         string configPath = Path.Combine(directory, "config.json");
@@ -37,11 +39,11 @@ public sealed class EsmCheckpoint : IDisposable
         if (tokenizer.Vocabulary.Count != config.VocabSize)
             throw new BioForgeException($"{directory}: vocab.txt has {tokenizer.Vocabulary.Count} tokens but config.json says vocab_size {config.VocabSize}");
 
-        var model = new EsmForMaskedLM(config);
+        var model = new EsmForMaskedLM(config, layout);
         try
         {
             using (var weights = SafetensorsCheckpoint.Open(directory))
-                LoadWeights(model, weights);
+                LoadWeights(model, weights, layout);
             model.to(device, dtype);
             model.eval();
             return new EsmCheckpoint(model, tokenizer, device, dtype);
@@ -67,11 +69,13 @@ public sealed class EsmCheckpoint : IDisposable
         name.EndsWith("LayerNorm.weight", StringComparison.Ordinal) || name.EndsWith("layer_norm.weight", StringComparison.Ordinal)
         || name.EndsWith("emb_layer_norm_after.weight", StringComparison.Ordinal);
 
-    private static void LoadWeights(EsmForMaskedLM model, SafetensorsCheckpoint weights)
+    private static void LoadWeights(EsmForMaskedLM model, SafetensorsCheckpoint weights, ParallelLayout? layout)
     {
         // Checkpoints saved from a bare EsmModel have no "esm." prefix; older ones call LayerNorm parameters gamma/beta.
         bool bare = !weights.Names.Any(n => n.StartsWith("esm.", StringComparison.Ordinal));
-        CheckpointWeights.LoadInto(model, weights, name => Candidates(name, bare), IsIgnorable, "ESM-2");
+        var sharded = ParallelLayout.ShardedDimensions(model);
+        CheckpointWeights.LoadInto(model, weights, name => Candidates(name, bare), IsIgnorable, "ESM-2",
+            (name, stored) => sharded.TryGetValue(name, out int dimension) ? layout!.Shard(stored, dimension) : stored);
     }
 
     private static IEnumerable<string> Candidates(string name, bool bare)

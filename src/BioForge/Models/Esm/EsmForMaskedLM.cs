@@ -1,3 +1,4 @@
+using BioForge.Distributed;
 using BioForge.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -62,10 +63,11 @@ public sealed class EsmForMaskedLM : nn.Module
     private readonly EsmModel esm;
     private readonly EsmLMHead lm_head;
 
-    public EsmForMaskedLM(EsmConfig config) : base(nameof(EsmForMaskedLM))
+    /// <param name="layout">Tensor parallelism: how attention and MLP projections are split (none by default).</param>
+    public EsmForMaskedLM(EsmConfig config, ParallelLayout? layout = null) : base(nameof(EsmForMaskedLM))
     {
         Config = config;
-        esm = new EsmModel(config);
+        esm = new EsmModel(config, layout ?? ParallelLayout.Single);
         lm_head = new EsmLMHead(config);
         RegisterComponents();
     }
@@ -106,11 +108,11 @@ internal sealed class EsmModel : nn.Module
     internal readonly EsmContactPredictionHead contact_head;
     private readonly EsmConfig config;
 
-    public EsmModel(EsmConfig config) : base(nameof(EsmModel))
+    public EsmModel(EsmConfig config, ParallelLayout layout) : base(nameof(EsmModel))
     {
         this.config = config;
         embeddings = new EsmEmbeddings(config);
-        encoder = new EsmEncoder(config);
+        encoder = new EsmEncoder(config, layout);
         contact_head = new EsmContactPredictionHead(config.NumHiddenLayers * config.NumAttentionHeads, config.EosTokenId);
         RegisterComponents();
     }
@@ -165,9 +167,9 @@ internal sealed class EsmEncoder : nn.Module
 
     public bool ActivationCheckpointing { get; set; }
 
-    public EsmEncoder(EsmConfig config) : base(nameof(EsmEncoder))
+    public EsmEncoder(EsmConfig config, ParallelLayout layout) : base(nameof(EsmEncoder))
     {
-        layer = nn.ModuleList(Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new EsmLayer(config)).ToArray());
+        layer = nn.ModuleList(Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new EsmLayer(config, layout)).ToArray());
         emb_layer_norm_after = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
         RegisterComponents();
     }
@@ -202,12 +204,12 @@ internal sealed class EsmLayer : nn.Module
     private readonly LayerNorm LayerNorm;
     private readonly double dropout;
 
-    public EsmLayer(EsmConfig config) : base(nameof(EsmLayer))
+    public EsmLayer(EsmConfig config, ParallelLayout layout) : base(nameof(EsmLayer))
     {
         dropout = config.HiddenDropoutProb;
-        attention = new EsmAttention(config);
-        intermediate = new DenseHolder(config.HiddenSize, config.IntermediateSize);
-        output = new DenseHolder(config.IntermediateSize, config.HiddenSize);
+        attention = new EsmAttention(config, layout);
+        intermediate = new DenseHolder(layout.Column(config.HiddenSize, config.IntermediateSize, hasBias: true));
+        output = new DenseHolder(layout.Row(config.IntermediateSize, config.HiddenSize, hasBias: true));
         LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
         RegisterComponents();
     }
@@ -227,11 +229,11 @@ internal sealed class EsmAttention : nn.Module
     private readonly LayerNorm LayerNorm;
     private readonly double dropout;
 
-    public EsmAttention(EsmConfig config) : base(nameof(EsmAttention))
+    public EsmAttention(EsmConfig config, ParallelLayout layout) : base(nameof(EsmAttention))
     {
         dropout = config.HiddenDropoutProb;
-        self = new EsmSelfAttention(config);
-        output = new DenseHolder(config.HiddenSize, config.HiddenSize);
+        self = new EsmSelfAttention(config, layout);
+        output = new DenseHolder(layout.Row(config.HiddenSize, config.HiddenSize, hasBias: true));
         LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
         RegisterComponents();
     }
@@ -243,23 +245,24 @@ internal sealed class EsmAttention : nn.Module
     }
 }
 
+/// <summary>Multi-head self-attention with rotary positions; under tensor parallelism each rank holds its share of the heads.</summary>
 internal sealed class EsmSelfAttention : nn.Module
 {
-    private readonly Linear query;
-    private readonly Linear key;
-    private readonly Linear value;
+    private readonly nn.Module<Tensor, Tensor> query;
+    private readonly nn.Module<Tensor, Tensor> key;
+    private readonly nn.Module<Tensor, Tensor> value;
     private readonly int heads;
     private readonly int headDim;
     private readonly double dropout;
 
-    public EsmSelfAttention(EsmConfig config) : base(nameof(EsmSelfAttention))
+    public EsmSelfAttention(EsmConfig config, ParallelLayout layout) : base(nameof(EsmSelfAttention))
     {
         dropout = config.AttentionProbsDropoutProb;
-        heads = config.NumAttentionHeads;
+        heads = layout.Local(config.NumAttentionHeads, "num_attention_heads");
         headDim = config.HeadDim;
-        query = nn.Linear(config.HiddenSize, config.HiddenSize);
-        key = nn.Linear(config.HiddenSize, config.HiddenSize);
-        value = nn.Linear(config.HiddenSize, config.HiddenSize);
+        query = layout.Column(config.HiddenSize, config.HiddenSize, hasBias: true);
+        key = layout.Column(config.HiddenSize, config.HiddenSize, hasBias: true);
+        value = layout.Column(config.HiddenSize, config.HiddenSize, hasBias: true);
         RegisterComponents();
     }
 
@@ -291,11 +294,11 @@ internal sealed class EsmSelfAttention : nn.Module
 /// <summary>A module whose only child is <c>dense</c>, mirroring Hugging Face's checkpoint nesting.</summary>
 internal sealed class DenseHolder : nn.Module
 {
-    internal readonly Linear dense;
+    internal readonly nn.Module<Tensor, Tensor> dense;
 
-    public DenseHolder(int inFeatures, int outFeatures) : base(nameof(DenseHolder))
+    public DenseHolder(nn.Module<Tensor, Tensor> dense) : base(nameof(DenseHolder))
     {
-        dense = nn.Linear(inFeatures, outFeatures);
+        this.dense = dense;
         RegisterComponents();
     }
 }
