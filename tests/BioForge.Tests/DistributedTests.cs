@@ -130,6 +130,14 @@ public sealed class MpiTests
     }
 
     [Fact]
+    public void AModelThatThreeRanksCannotSplitIsRefusedWithTheNumbers()
+    {
+        var (code, _, error, _) = MpiRun(3, null, "dist", "check", "--model", Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small"));
+        Assert.NotEqual(0, code);
+        Assert.Contains("tensor parallelism: num_attention_heads (8) is not divisible by the tensor-parallel size (3)", error);
+    }
+
+    [Fact]
     public void AllReduceBandwidthIsReportedAsJson()
     {
         var (code, output, error, _) = MpiRun(2, null, "dist", "bench", "--sizes", "4K,1M", "--repeats", "3", "--warmup", "1");
