@@ -64,7 +64,7 @@ public sealed class LaunchTests
 [Collection(nameof(TrainerTests))]
 public sealed class MpiTests
 {
-    internal static (int Code, string Out, string Err, TimeSpan Elapsed) MpiRun(int ranks, IReadOnlyDictionary<string, string>? environment, params string[] args)
+    internal static (int Code, string Out, string Err) MpiRun(int ranks, IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
         var start = new ProcessStartInfo("mpirun") { RedirectStandardOutput = true, RedirectStandardError = true };
         if (Environment.UserName == "root") start.ArgumentList.Add("--allow-run-as-root");
@@ -76,7 +76,6 @@ public sealed class MpiTests
         }
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "BioForge.Cli"));
         foreach (string a in args) start.ArgumentList.Add(a);
-        var clock = Stopwatch.StartNew();
         using var process = Process.Start(start)!;
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
@@ -85,7 +84,7 @@ public sealed class MpiTests
             process.Kill(entireProcessTree: true);
             Assert.Fail($"mpirun {string.Join(' ', args)} did not finish in 3 minutes");
         }
-        return (process.ExitCode, output.Result, error.Result, clock.Elapsed);
+        return (process.ExitCode, output.Result, error.Result);
     }
 
     [Theory]
@@ -94,7 +93,7 @@ public sealed class MpiTests
     public void EveryCollectiveAgreesAcrossRanks(int ranks)
     {
         // --model adds the shipped SMILES decoder split across the ranks: logits and every gradient against the whole model.
-        var (code, output, error, _) = MpiRun(ranks, null, "dist", "check", "--model", Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small"));
+        var (code, output, error) = MpiRun(ranks, null, "dist", "check", "--model", Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small"));
         Assert.True(code == 0, error);
         Assert.Contains($"collectives ok: {ranks} rank(s), backend mpi, launcher mpirun", output);
     }
@@ -104,17 +103,17 @@ public sealed class MpiTests
     [InlineData(true, "rank 1 does not answer")]
     public void AStuckOrFrozenRankIsNamedAndEndsTheJobWithinTheTimeout(bool freeze, string diagnosis)
     {
-        var (code, _, error, elapsed) = MpiRun(2, new Dictionary<string, string> { ["BIOFORGE_COLLECTIVE_TIMEOUT"] = "4" },
-            ["dist", "check", "--stall-rank", "1", "--stall-seconds", "120", .. (freeze ? new[] { "--freeze" } : [])]);
+        // The stalled rank would sleep 10 minutes: only the watchdog's abort ends the job before MpiRun's 3-minute guard.
+        var (code, _, error) = MpiRun(2, new Dictionary<string, string> { ["BIOFORGE_COLLECTIVE_TIMEOUT"] = "4" },
+            ["dist", "check", "--stall-rank", "1", "--stall-seconds", "600", .. (freeze ? new[] { "--freeze" } : [])]);
         Assert.NotEqual(0, code);
         Assert.Contains($"rank 0 of 2: all-reduce did not complete within 4 s: {diagnosis}", error);
-        Assert.True(elapsed < TimeSpan.FromSeconds(60), $"the job took {elapsed.TotalSeconds:F0} s to end");
     }
 
     [Fact]
     public void ASingleProcessCommandUnderMpirunIsRefused()
     {
-        var (code, _, error, _) = MpiRun(2, null, "finetune", "--config", "x.yaml");
+        var (code, _, error) = MpiRun(2, null, "finetune", "--config", "x.yaml");
         Assert.NotEqual(0, code);
         Assert.Contains("error: 'finetune' runs on one process; launched as rank", error);
     }
@@ -124,7 +123,7 @@ public sealed class MpiTests
     [InlineData(4)]
     public void TheProteinModelSplitAcrossRanksMatchesTheWholeModel(int ranks)
     {
-        var (code, output, error, _) = MpiRun(ranks, null, "dist", "check", "--model", Path.Combine(AppContext.BaseDirectory, "models", "esm2-small"));
+        var (code, output, error) = MpiRun(ranks, null, "dist", "check", "--model", Path.Combine(AppContext.BaseDirectory, "models", "esm2-small"));
         Assert.True(code == 0, error);
         Assert.Contains($"collectives ok: {ranks} rank(s)", output);
     }
@@ -132,7 +131,7 @@ public sealed class MpiTests
     [Fact]
     public void AModelThatThreeRanksCannotSplitIsRefusedWithTheNumbers()
     {
-        var (code, _, error, _) = MpiRun(3, null, "dist", "check", "--model", Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small"));
+        var (code, _, error) = MpiRun(3, null, "dist", "check", "--model", Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small"));
         Assert.NotEqual(0, code);
         Assert.Contains("tensor parallelism: num_attention_heads (8) is not divisible by the tensor-parallel size (3)", error);
     }
@@ -140,7 +139,7 @@ public sealed class MpiTests
     [Fact]
     public void AllReduceBandwidthIsReportedAsJson()
     {
-        var (code, output, error, _) = MpiRun(2, null, "dist", "bench", "--sizes", "4K,1M", "--repeats", "3", "--warmup", "1");
+        var (code, output, error) = MpiRun(2, null, "dist", "bench", "--sizes", "4K,1M", "--repeats", "3", "--warmup", "1");
         Assert.True(code == 0, error);
         var lines = output.Split('\n').Where(l => l.Contains("\"benchmark\":\"allreduce\"", StringComparison.Ordinal)).ToList();
         Assert.Equal(2, lines.Count);
@@ -158,7 +157,7 @@ public sealed class MpiTests
         Trainer.Run(TinyRuns.Config(Yaml(single), "train.accumulation=2"), new TrainerOptions());
         string config = Path.Combine(TestData.TempDirectory(), "dp.yaml");
         File.WriteAllText(config, Yaml(parallel));
-        var (code, output, error, _) = MpiRun(2, null, "train", "--config", config, "train.accumulation=1", "train.threads=1");
+        var (code, output, error) = MpiRun(2, null, "train", "--config", config, "train.accumulation=1", "train.threads=1");
         Assert.True(code == 0, error);
         Assert.Contains("trained 4 steps", output);
         AssertClose(single, parallel);
@@ -174,7 +173,7 @@ public sealed class MpiTests
         Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, single, 6), "train.accumulation=2", $"train.precision={precision}"), new TrainerOptions { OnInfo = m => info = m });
         string config = Path.Combine(TestData.TempDirectory(), "zero.yaml");
         File.WriteAllText(config, TinyRuns.LlamaYaml(TinyRuns.Smiles, sharded, 6));
-        var (code, output, error, _) = MpiRun(2, null, "train", "--config", config, "train.zero_stage=1", $"train.precision={precision}", "train.threads=1");
+        var (code, output, error) = MpiRun(2, null, "train", "--config", config, "train.zero_stage=1", $"train.precision={precision}", "train.threads=1");
         Assert.True(code == 0, error);
         Assert.Contains("ZeRO-1", output);
         static long Bytes(string text) => long.Parse(System.Text.RegularExpressions.Regex.Match(text, @"optimizer state (\d+) bytes per rank").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
@@ -193,7 +192,7 @@ public sealed class MpiTests
         Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, single, 6), "train.accumulation=2"), new TrainerOptions());
         string config = Path.Combine(TestData.TempDirectory(), "dp.yaml");
         File.WriteAllText(config, TinyRuns.LlamaYaml(TinyRuns.Smiles, mixed, 6));
-        var (code, _, error, _) = MpiRun(2, null, "train", "--config", config, "--stop-at", "3", "train.threads=1");
+        var (code, _, error) = MpiRun(2, null, "train", "--config", config, "--stop-at", "3", "train.threads=1");
         Assert.True(code == 0, error);
         Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, mixed, 6), "train.accumulation=2"), new TrainerOptions { Resume = true });
         AssertClose(single, mixed);
@@ -211,7 +210,7 @@ public sealed class MpiTests
         var output = new StringWriter();
         var error = new StringWriter();
         Assert.Equal(0, BioForge.Cli.Cli.Run(["embed", "--model", model, "--in", fasta, "--out", single, "--pool", pool, "--device", "cpu"], output, error));
-        var (code, text, stderr, _) = MpiRun(2, null, "embed", "--model", model, "--in", fasta, "--out", merged, "--pool", pool, "--device", "cpu", "--threads", "1");
+        var (code, text, stderr) = MpiRun(2, null, "embed", "--model", model, "--in", fasta, "--out", merged, "--pool", pool, "--device", "cpu", "--threads", "1");
         Assert.True(code == 0, stderr);
         Assert.Contains("2 ranks", text);
         Assert.True(File.Exists(Path.Combine(directory, $"merged.rank0.{format}")) && File.Exists(Path.Combine(directory, $"merged.rank1.{format}")));
@@ -232,7 +231,7 @@ public sealed class MpiTests
         File.WriteAllLines(input, File.ReadLines(TestData.Path("train", "zinc2k.smi")).Take(60).Append("not_a_smiles"));
         string single = Path.Combine(directory, "single.csv"), merged = Path.Combine(directory, "merged.csv");
         Assert.Equal(0, BioForge.Cli.Cli.Run(["chem", "props", "--in", input, "--out", single], new StringWriter(), new StringWriter()));
-        var (code, text, stderr, _) = MpiRun(2, null, "chem", "props", "--in", input, "--out", merged, "--threads", "1");
+        var (code, text, stderr) = MpiRun(2, null, "chem", "props", "--in", input, "--out", merged, "--threads", "1");
         Assert.True(code == 0, stderr);
         Assert.Contains("61 molecules on 2 ranks", text);
         Assert.Equal(File.ReadAllBytes(single), File.ReadAllBytes(merged));
@@ -261,10 +260,8 @@ public sealed class MpiTests
         Assert.NotNull(store.Latest());
         int victim = RankProcess(1);
         Process.GetProcessById(victim).Kill();
-        var killed = Stopwatch.StartNew();
-        Assert.True(job.WaitForExit(TimeSpan.FromSeconds(60)), "mpirun kept running after a rank was killed");
+        Assert.True(job.WaitForExit(TimeSpan.FromMinutes(3)), "mpirun kept running after a rank was killed"); // a hang guard, not a speed check
         Assert.NotEqual(0, job.ExitCode);
-        Assert.True(killed.Elapsed < TimeSpan.FromSeconds(60));
         job.WaitForExit(); // drains the redirected streams
         lock (error) Assert.Matches("rank 1 .*(signal 9|Killed)", error.ToString());
 

@@ -115,44 +115,38 @@ public sealed record FineTuneConfig
 
     public static FineTuneConfig Load(string path, IEnumerable<string>? overrides = null)
     {
-        var config = YamlConfig.Load<FineTuneConfig>(path, overrides);
-        config.Validate(path);
-        return config;
+        return YamlConfig.Load<FineTuneConfig>(path, overrides, (config, require) => config.Validate(require));
     }
 
     public string ToJsonText() => YamlConfig.ToJsonText(this);
 
-    private void Validate(string path)
+    private void Validate(Action<bool, string> require)
     {
-        void Require(bool ok, string message)
-        {
-            if (!ok) throw new BioForgeException($"{path}: {message}");
-        }
-        Require(Data.Train.Length > 0, "data.train is required (a CSV file with a header row)");
-        Require(Data.SequenceColumn.Length > 0 && Data.LabelColumn.Length > 0, "data.sequence_column and data.label_column must be named");
-        Require(Data.Split is "random" or "scaffold", $"data.split must be random or scaffold (got '{Data.Split}')");
-        Require(Data.ValidFraction is >= 0 and < 1 && Data.TestFraction is >= 0 and < 1 && Data.ValidFraction + Data.TestFraction < 1,
+        require(Data.Train.Length > 0, "data.train is required (a CSV file with a header row)");
+        require(Data.SequenceColumn.Length > 0 && Data.LabelColumn.Length > 0, "data.sequence_column and data.label_column must be named");
+        require(Data.Split is "random" or "scaffold", $"data.split must be random or scaffold (got '{Data.Split}')");
+        require(Data.ValidFraction is >= 0 and < 1 && Data.TestFraction is >= 0 and < 1 && Data.ValidFraction + Data.TestFraction < 1,
             $"data.valid_fraction and data.test_fraction must be in [0, 1) and sum below 1 (got {Data.ValidFraction} and {Data.TestFraction})");
-        Require(Data.MaxLength >= 3, $"data.max_length must be at least 3 (got {Data.MaxLength})");
-        Require(Data.BatchSize >= 1, $"data.batch_size must be at least 1 (got {Data.BatchSize})");
-        Require(Model.Init.Length > 0, "model.init is required (a pre-trained ESM-2 or Llama-style checkpoint directory)");
-        Require(Task.Type is "regression" or "classification" or "residue_classification",
+        require(Data.MaxLength >= 3, $"data.max_length must be at least 3 (got {Data.MaxLength})");
+        require(Data.BatchSize >= 1, $"data.batch_size must be at least 1 (got {Data.BatchSize})");
+        require(Model.Init.Length > 0, "model.init is required (a pre-trained ESM-2 or Llama-style checkpoint directory)");
+        require(Task.Type is "regression" or "classification" or "residue_classification",
             $"task.type must be regression, classification or residue_classification (got '{Task.Type}')");
-        Require(Task.Pooling is "mean" or "cls" or "last", $"task.pooling must be mean, cls or last (got '{Task.Pooling}')");
-        Require(Task.HeadHidden >= 0, $"task.head_hidden must be >= 0 (got {Task.HeadHidden})");
-        Require(Task.HeadDropout is >= 0 and < 1, $"task.head_dropout must be in [0, 1) (got {Task.HeadDropout})");
-        Require(Encoder.Mode is "frozen" or "full" or "lora", $"encoder.mode must be frozen, full or lora (got '{Encoder.Mode}')");
-        Require(Encoder.Lora.Rank >= 1, $"encoder.lora.rank must be at least 1 (got {Encoder.Lora.Rank})");
-        Require(Encoder.Lora.Alpha > 0, $"encoder.lora.alpha must be positive (got {Encoder.Lora.Alpha})");
-        Require(Encoder.Lora.Dropout is >= 0 and < 1, $"encoder.lora.dropout must be in [0, 1) (got {Encoder.Lora.Dropout})");
-        Require(Optimizer.Lr > 0, $"optimizer.lr must be positive (got {Optimizer.Lr})");
-        Require(Optimizer.Beta1 is >= 0 and < 1 && Optimizer.Beta2 is >= 0 and < 1, "optimizer.beta1 and beta2 must be in [0, 1)");
-        Require(Optimizer.Eps > 0, $"optimizer.eps must be positive (got {Optimizer.Eps})");
-        Require(Optimizer.WeightDecay >= 0 && Optimizer.GradClip >= 0, "optimizer.weight_decay and grad_clip must be >= 0");
-        Require(Optimizer.WarmupFraction is >= 0 and < 1, $"optimizer.warmup_fraction must be in [0, 1) (got {Optimizer.WarmupFraction})");
-        Require(Optimizer.Decay is "constant" or "linear" or "cosine", $"optimizer.decay must be constant, linear or cosine (got '{Optimizer.Decay}')");
-        Require(Train.Epochs >= 1, $"train.epochs must be at least 1 (got {Train.Epochs})");
-        Require(Train.Patience >= 0, $"train.patience must be >= 0 (got {Train.Patience})");
-        Require(Train.OutputDir.Length > 0, "train.output_dir is required");
+        require(Task.Pooling is "mean" or "cls" or "last", $"task.pooling must be mean, cls or last (got '{Task.Pooling}')");
+        require(Task.HeadHidden >= 0, $"task.head_hidden must be >= 0 (got {Task.HeadHidden})");
+        require(Task.HeadDropout is >= 0 and < 1, $"task.head_dropout must be in [0, 1) (got {Task.HeadDropout})");
+        require(Encoder.Mode is "frozen" or "full" or "lora", $"encoder.mode must be frozen, full or lora (got '{Encoder.Mode}')");
+        require(Encoder.Lora.Rank >= 1, $"encoder.lora.rank must be at least 1 (got {Encoder.Lora.Rank})");
+        require(Encoder.Lora.Alpha > 0, $"encoder.lora.alpha must be positive (got {Encoder.Lora.Alpha})");
+        require(Encoder.Lora.Dropout is >= 0 and < 1, $"encoder.lora.dropout must be in [0, 1) (got {Encoder.Lora.Dropout})");
+        require(Optimizer.Lr > 0, $"optimizer.lr must be positive (got {Optimizer.Lr})");
+        require(Optimizer.Beta1 is >= 0 and < 1 && Optimizer.Beta2 is >= 0 and < 1, "optimizer.beta1 and beta2 must be in [0, 1)");
+        require(Optimizer.Eps > 0, $"optimizer.eps must be positive (got {Optimizer.Eps})");
+        require(Optimizer.WeightDecay >= 0 && Optimizer.GradClip >= 0, "optimizer.weight_decay and grad_clip must be >= 0");
+        require(Optimizer.WarmupFraction is >= 0 and < 1, $"optimizer.warmup_fraction must be in [0, 1) (got {Optimizer.WarmupFraction})");
+        require(Optimizer.Decay is "constant" or "linear" or "cosine", $"optimizer.decay must be constant, linear or cosine (got '{Optimizer.Decay}')");
+        require(Train.Epochs >= 1, $"train.epochs must be at least 1 (got {Train.Epochs})");
+        require(Train.Patience >= 0, $"train.patience must be >= 0 (got {Train.Patience})");
+        require(Train.OutputDir.Length > 0, "train.output_dir is required");
     }
 }

@@ -16,6 +16,20 @@ public static class YamlConfig
 {
     public static readonly JsonSerializerOptions Serializer = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
 
+    /// <summary>Reads, overrides, checks keys, deserialises, then runs <paramref name="validate"/> (with <see cref="Requirement"/>).</summary>
+    public static T Load<T>(string path, IEnumerable<string>? overrides, Action<T, Action<bool, string>> validate) where T : class
+    {
+        var config = Load<T>(path, overrides);
+        validate(config, Requirement(path));
+        return config;
+    }
+
+    /// <summary>A check that fails with "<paramref name="path"/>: message".</summary>
+    public static Action<bool, string> Requirement(string path) => (ok, message) =>
+    {
+        if (!ok) throw new BioForgeException($"{path}: {message}");
+    };
+
     public static T Load<T>(string path, IEnumerable<string>? overrides = null) where T : class
     {
         if (!File.Exists(path)) throw new BioForgeException($"{path}: configuration file not found");

@@ -109,47 +109,41 @@ public sealed record RunConfig
     /// <summary>Reads <paramref name="path"/>, applies <c>a.b=value</c> overrides, checks keys and values.</summary>
     public static RunConfig Load(string path, IEnumerable<string>? overrides = null)
     {
-        var config = YamlConfig.Load<RunConfig>(path, overrides);
-        config.Validate(path);
-        return config;
+        return YamlConfig.Load<RunConfig>(path, overrides, (config, require) => config.Validate(require));
     }
 
     public string ToJsonText() => YamlConfig.ToJsonText(this);
 
-    private void Validate(string path)
+    private void Validate(Action<bool, string> require)
     {
-        void Require(bool ok, string message)
-        {
-            if (!ok) throw new BioForgeException($"{path}: {message}");
-        }
-        Require(Data.Dir.Length > 0, "data.dir is required (a directory written by `bioforge data prepare`)");
-        Require(Data.TokensPerBatch > 0, $"data.tokens_per_batch must be positive (got {Data.TokensPerBatch})");
-        Require(Model.Type is "esm" or "llama", $"model.type must be esm or llama (got '{Model.Type}')");
-        Require(Model.Init is null || Model.Config is null, "give model.init (a checkpoint) or model.config (a new network), not both");
-        Require(!Data.Packing || Model.Type == "llama", "data.packing applies to the causal objective (model.type llama) only");
-        Require(!Data.RandomizeSmiles || Model.Type == "llama", "data.randomize_smiles applies to SMILES models (model.type llama) only");
-        Require(!(Data.RandomizeSmiles && Data.Packing), "data.randomize_smiles rewrites whole molecules and cannot be combined with data.packing");
-        Require(Train.Steps > 0, $"train.steps must be positive (got {Train.Steps})");
-        Require(Train.Accumulation >= 1, $"train.accumulation must be at least 1 (got {Train.Accumulation})");
-        Require(Train.BucketMb > 0, $"train.bucket_mb must be positive (got {Train.BucketMb})");
-        Require(Train.ZeroStage is 0 or 1, $"train.zero_stage must be 0 or 1 (got {Train.ZeroStage})");
-        Require(Train.Precision is "fp32" or "bf16-mixed", $"train.precision must be fp32 or bf16-mixed (got '{Train.Precision}')");
-        Require(Train.OutputDir.Length > 0, "train.output_dir is required");
-        Require(Train.LogEvery >= 1, $"train.log_every must be at least 1 (got {Train.LogEvery})");
-        Require(Schedule.Decay is "constant" or "linear" or "cosine", $"schedule.decay must be constant, linear or cosine (got '{Schedule.Decay}')");
-        Require(Optimizer.Beta1 is >= 0 and < 1 && Optimizer.Beta2 is >= 0 and < 1, "optimizer.beta1 and beta2 must be in [0, 1)");
-        Require(Optimizer.Eps > 0, $"optimizer.eps must be positive (got {Optimizer.Eps})");
-        Require(Optimizer.WeightDecay >= 0 && Optimizer.GradClip >= 0, "optimizer.weight_decay and grad_clip must be >= 0");
-        Require(Validation.Every >= 0 && Validation.MaxBatches >= 0, "validation.every and max_batches must be >= 0");
-        Require(Checkpoint.Every >= 0, $"checkpoint.every must be >= 0 (got {Checkpoint.Every})");
-        Require(Checkpoint.Keep >= 1, $"checkpoint.keep must be at least 1 (got {Checkpoint.Keep})");
+        require(Data.Dir.Length > 0, "data.dir is required (a directory written by `bioforge data prepare`)");
+        require(Data.TokensPerBatch > 0, $"data.tokens_per_batch must be positive (got {Data.TokensPerBatch})");
+        require(Model.Type is "esm" or "llama", $"model.type must be esm or llama (got '{Model.Type}')");
+        require(Model.Init is null || Model.Config is null, "give model.init (a checkpoint) or model.config (a new network), not both");
+        require(!Data.Packing || Model.Type == "llama", "data.packing applies to the causal objective (model.type llama) only");
+        require(!Data.RandomizeSmiles || Model.Type == "llama", "data.randomize_smiles applies to SMILES models (model.type llama) only");
+        require(!(Data.RandomizeSmiles && Data.Packing), "data.randomize_smiles rewrites whole molecules and cannot be combined with data.packing");
+        require(Train.Steps > 0, $"train.steps must be positive (got {Train.Steps})");
+        require(Train.Accumulation >= 1, $"train.accumulation must be at least 1 (got {Train.Accumulation})");
+        require(Train.BucketMb > 0, $"train.bucket_mb must be positive (got {Train.BucketMb})");
+        require(Train.ZeroStage is 0 or 1, $"train.zero_stage must be 0 or 1 (got {Train.ZeroStage})");
+        require(Train.Precision is "fp32" or "bf16-mixed", $"train.precision must be fp32 or bf16-mixed (got '{Train.Precision}')");
+        require(Train.OutputDir.Length > 0, "train.output_dir is required");
+        require(Train.LogEvery >= 1, $"train.log_every must be at least 1 (got {Train.LogEvery})");
+        require(Schedule.Decay is "constant" or "linear" or "cosine", $"schedule.decay must be constant, linear or cosine (got '{Schedule.Decay}')");
+        require(Optimizer.Beta1 is >= 0 and < 1 && Optimizer.Beta2 is >= 0 and < 1, "optimizer.beta1 and beta2 must be in [0, 1)");
+        require(Optimizer.Eps > 0, $"optimizer.eps must be positive (got {Optimizer.Eps})");
+        require(Optimizer.WeightDecay >= 0 && Optimizer.GradClip >= 0, "optimizer.weight_decay and grad_clip must be >= 0");
+        require(Validation.Every >= 0 && Validation.MaxBatches >= 0, "validation.every and max_batches must be >= 0");
+        require(Checkpoint.Every >= 0, $"checkpoint.every must be >= 0 (got {Checkpoint.Every})");
+        require(Checkpoint.Keep >= 1, $"checkpoint.keep must be at least 1 (got {Checkpoint.Keep})");
         try
         {
             LearningRate.Validate();
         }
         catch (BioForgeException e)
         {
-            throw new BioForgeException($"{path}: {e.Message}");
+            require(false, e.Message);
         }
     }
 }
