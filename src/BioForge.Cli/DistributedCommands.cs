@@ -189,12 +189,12 @@ internal static class DistributedCommands
         logits.square().mean().backward();
         string kind = esm ? "ESM-2" : "Llama";
         expect($"tensor-parallel {kind} logits", logits, reference);
-        var sharded = ParallelLayout.ShardedDimensions(parallel);
+        var sharded = ShardedParameters.Of(parallel, layout);
         var wholeGradients = whole.named_parameters().Where(p => p.parameter.grad is not null).ToDictionary(p => p.name, p => p.parameter.grad!);
         foreach (var (name, parameter) in parallel.named_parameters())
         {
             if (!wholeGradients.TryGetValue(name, out var expected)) continue; // unused by this loss (the contact head)
-            expect($"tensor-parallel {kind} gradient {name}", parameter.grad!, sharded.TryGetValue(name, out int dimension) ? layout.Shard(expected, dimension) : expected);
+            expect($"tensor-parallel {kind} gradient {name}", parameter.grad!, sharded.Shard(name, expected));
         }
         whole.Dispose();
         parallel.Dispose();

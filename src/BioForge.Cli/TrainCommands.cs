@@ -14,10 +14,13 @@ internal static class TrainCommands
         var resume = new Option<bool>("--resume") { Description = "continue from the latest checkpoint in train.output_dir" };
         var resumeFrom = new Option<string?>("--resume-from") { Description = "continue from this checkpoint directory" };
         var stopAt = new Option<long?>("--stop-at") { Description = "stop after this step with a checkpoint (the schedule still spans train.steps)" };
-        var command = new Command("train", "Pre-train an ESM-2 (masked LM) or Llama-style SMILES (causal LM) model") { config, overrides, resume, resumeFrom, stopAt };
+        var tensorParallel = new Option<int?>("--tp") { Description = "tensor-parallel size under mpirun/srun: ranks that split every layer (same as train.tensor_parallel=N)" };
+        var command = new Command("train", "Pre-train an ESM-2 (masked LM) or Llama-style SMILES (causal LM) model") { config, overrides, resume, resumeFrom, stopAt, tensorParallel };
         command.SetAction(result => Cli.Guard(error, () =>
         {
-            var run = RunConfig.Load(result.GetValue(config)!, result.GetValue(overrides));
+            var settings = (result.GetValue(overrides) ?? []).ToList();
+            if (result.GetValue(tensorParallel) is int tp) settings.Add(FormattableString.Invariant($"train.tensor_parallel={tp}"));
+            var run = RunConfig.Load(result.GetValue(config)!, settings);
             return Cli.StoppableByCtrlC(error, "stopping after this step (a checkpoint will be written); Ctrl+C again to abort", cancellation =>
             {
                 bool live = !Console.IsErrorRedirected;
@@ -41,12 +44,13 @@ internal static class TrainCommands
                     OnCheckpoint = path => output.WriteLine($"checkpoint -> {path}"),
                 });
                 if (live) error.WriteLine();
+                var report = ProcessGroup.World.Rank == 0 ? output : TextWriter.Null; // one summary per job, not per rank
                 if (trained.Interrupted)
                 {
-                    output.WriteLine($"stopped at step {trained.Step}; continue with --resume");
+                    report.WriteLine($"stopped at step {trained.Step}; continue with --resume");
                     return cancellation.IsCancellationRequested ? 130 : 0;
                 }
-                output.WriteLine($"trained {trained.Step - trained.StartStep} steps -> {trained.ModelDirectory}"
+                report.WriteLine($"trained {trained.Step - trained.StartStep} steps -> {trained.ModelDirectory}"
                     + (trained.Validation is { } v ? $" (validation loss {v.Loss:F4}, perplexity {v.Perplexity:F3})" : ""));
                 return 0;
             });

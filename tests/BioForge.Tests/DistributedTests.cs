@@ -185,6 +185,64 @@ public sealed class MpiTests
         Assert.Equal(8, Trainer.Run(resumed, new TrainerOptions { Resume = true }).Step);
     }
 
+    [Theory]
+    [InlineData("llama", false)]
+    [InlineData("llama", true)] // the embedding, tied output projection and cross-entropy split by vocabulary rows too
+    [InlineData("esm", false)] // hidden dropout (replicated across the group) stays on; attention dropout would draw per head shard
+    public void TensorParallelTrainingEqualsOneProcessAndItsCheckpointsCrossOver(string kind, bool vocabParallel)
+    {
+        string Yaml(string output, long steps) => kind == "llama"
+            ? TinyRuns.LlamaYaml(TinyRuns.Smiles, output, steps)
+            : TinyRuns.EsmYaml(TinyRuns.Proteins, output, steps).Replace("attention_probs_dropout_prob: 0.1", "attention_probs_dropout_prob: 0.0", StringComparison.Ordinal);
+        string single = TestData.TempDirectory(), parallel = TestData.TempDirectory(), crossed = TestData.TempDirectory();
+        Trainer.Run(TinyRuns.Config(Yaml(single, 4)), new TrainerOptions());
+        string config = Path.Combine(TestData.TempDirectory(), "tp.yaml");
+        File.WriteAllText(config, Yaml(parallel, 4));
+        var (code, output, error) = MpiRun(2, null, "train", "--config", config, "--tp", "2", $"train.vocab_parallel={(vocabParallel ? "true" : "false")}", "train.threads=1");
+        Assert.True(code == 0, error);
+        Assert.Contains("1 data-parallel × 2 tensor-parallel", output);
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(output, "trained 4 steps"));
+        AssertClose(single, parallel); // the model directory is the ordinary unsharded Hugging Face layout
+
+        // A checkpoint written by one process resumes split across two, and the result is the same again.
+        Trainer.Run(TinyRuns.Config(Yaml(crossed, 4)), new TrainerOptions { StopAt = 2 });
+        File.WriteAllText(config, Yaml(crossed, 4));
+        (code, _, error) = MpiRun(2, null, "train", "--config", config, "--tp", "2", "--resume", $"train.vocab_parallel={(vocabParallel ? "true" : "false")}", "train.threads=1");
+        Assert.True(code == 0, error);
+        AssertClose(single, crossed);
+    }
+
+    [Fact]
+    public void DataTimesTensorParallelTwoByTwoEqualsOneProcessAndResumesOnOne()
+    {
+        string single = TestData.TempDirectory(), grid = TestData.TempDirectory();
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, single, 6), "train.accumulation=2"), new TrainerOptions());
+        string config = Path.Combine(TestData.TempDirectory(), "grid.yaml");
+        File.WriteAllText(config, TinyRuns.LlamaYaml(TinyRuns.Smiles, grid, 6));
+        var (code, output, error) = MpiRun(4, null, "train", "--config", config, "--tp", "2", "--stop-at", "4", "train.zero_stage=1", "train.threads=1");
+        Assert.True(code == 0, error);
+        Assert.Contains("2 data-parallel × 2 tensor-parallel rank(s), ZeRO-1", output);
+        // Its checkpoint (whole weights, whole per-parameter optimizer state) finishes on one process.
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, grid, 6), "train.accumulation=2"), new TrainerOptions { Resume = true });
+        AssertClose(single, grid);
+    }
+
+    [Theory]
+    [InlineData(4, "train.vocab_parallel=false", "num_key_value_heads (2) is not divisible by the tensor-parallel size (4)")]
+    [InlineData(2, "model.config.intermediate_size=65", "output features (65) is not divisible by the tensor-parallel size (2)")]
+    [InlineData(3, "train.vocab_parallel=false", "the world of 3 rank(s) does not divide into tensor-parallel groups of 2")]
+    public void ATensorParallelConfigurationThatDoesNotSplitIsRefusedBeforeTraining(int ranks, string setting, string message)
+    {
+        string output = TestData.TempDirectory();
+        string config = Path.Combine(TestData.TempDirectory(), "tp.yaml");
+        File.WriteAllText(config, TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 4));
+        int tp = ranks == 4 ? 4 : 2;
+        var (code, _, error) = MpiRun(ranks, null, "train", "--config", config, "--tp", tp.ToString(System.Globalization.CultureInfo.InvariantCulture), setting, "train.threads=1");
+        Assert.NotEqual(0, code);
+        Assert.Contains(message, error);
+        Assert.False(Directory.Exists(Path.Combine(output, "checkpoints")), "nothing may be written before the refusal");
+    }
+
     [Fact]
     public void ACheckpointFromTwoRanksResumesOnOne()
     {

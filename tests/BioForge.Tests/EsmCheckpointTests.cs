@@ -12,7 +12,7 @@ public sealed class EsmCheckpointTests
         var cpu = TestData.Cpu;
         string dir = TestData.TempDirectory();
         using var original = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
-        original.Save(dir, maxShardBytes);
+        original.Save(dir, maxShardBytes: maxShardBytes);
         Assert.Equal(maxShardBytes < 1_000_000, File.Exists(Path.Combine(dir, "model.safetensors.index.json")));
         using var reloaded = EsmCheckpoint.Load(dir, cpu.Device, cpu.DType);
         Assert.Equal(original.Config, reloaded.Config);

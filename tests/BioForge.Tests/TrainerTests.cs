@@ -207,7 +207,7 @@ public sealed class TrainerTests
         Trainer.Run(TinyRuns.Config(yaml(resumed), "train.precision=bf16-mixed"), new TrainerOptions { StopAt = 3 });
         using (var optimizerState = SafetensorsFile.Open(Path.Combine(resumed, "checkpoints", "step-000000003", CheckpointStore.OptimizerFile)))
         {
-            Assert.Contains(optimizerState.Entries, e => e.Name == "decay.master" && e.DType == SafetensorsDType.F32);
+            Assert.Contains(optimizerState.Entries, e => e.Name == "model.layers.0.mlp.up_proj.weight.master" && e.DType == SafetensorsDType.F32);
         }
         var resume = () => Trainer.Run(TinyRuns.Config(yaml(resumed)), new TrainerOptions { Resume = true });
         Assert.Contains("precision", Assert.Throws<BioForgeException>(resume).Message);

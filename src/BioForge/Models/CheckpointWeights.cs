@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using BioForge.Distributed;
 using BioForge.IO;
 using static TorchSharp.torch;
 
@@ -43,23 +44,33 @@ internal static class CheckpointWeights
     }
 
     /// <summary>
-    /// Writes a module in the layout <c>save_pretrained</c> produces: <c>config.json</c> and <c>model.safetensors</c>
-    /// (or shards), float32 on the CPU, tensors sorted by name.
+    /// The module's parameters as unsharded tensors, by name. With tensor parallelism this is a collective: every rank
+    /// of the group calls it, and every rank gets the whole tensors.
     /// </summary>
-    public static void Save(nn.Module module, JsonObject config, string directory, long maxShardBytes = 5_000_000_000)
+    public static List<KeyValuePair<string, Tensor>> Unsharded(nn.Module module, ShardedParameters sharded) =>
+        [.. module.named_parameters().Select(p => new KeyValuePair<string, Tensor>(p.name, sharded.Unshard(p.name, p.parameter.detach())))];
+
+    /// <summary>
+    /// Writes tensors in the layout <c>save_pretrained</c> produces: <c>config.json</c> and <c>model.safetensors</c>
+    /// (or shards), float32 on the CPU, sorted by name.
+    /// </summary>
+    public static void Save(IEnumerable<KeyValuePair<string, Tensor>> weights, JsonObject config, string directory, long maxShardBytes = 5_000_000_000)
     {
         Directory.CreateDirectory(directory);
         using var scope = NewDisposeScope();
-        var tensors = module.named_parameters()
-            .OrderBy(p => p.name, StringComparer.Ordinal)
-            .Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter.detach().to(ScalarType.Float32).cpu()))
+        var tensors = weights
+            .OrderBy(p => p.Key, StringComparer.Ordinal)
+            .Select(p => new KeyValuePair<string, Tensor>(p.Key, p.Value.detach().to(ScalarType.Float32).cpu()))
             .ToList();
         SafetensorsCheckpoint.Save(directory, tensors, maxShardBytes);
         AtomicFile.WriteText(Path.Combine(directory, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
     }
 
-    /// <summary>GPT-2/BERT-style initialisation: matrices ~ N(0, 0.02), norm weights 1, everything else 0.</summary>
-    public static void InitializeRandomly(nn.Module module, Func<string, bool> isNormWeight, ulong seed)
+    /// <summary>
+    /// GPT-2/BERT-style initialisation: matrices ~ N(0, 0.02), norm weights 1, everything else 0. A tensor-parallel
+    /// shard draws its whole matrix and keeps its part, so every group size starts from the same network.
+    /// </summary>
+    public static void InitializeRandomly(nn.Module module, Func<string, bool> isNormWeight, ulong seed, ShardedParameters? sharded = null)
     {
         using var generator = new Generator(seed);
         using var _ = no_grad();
@@ -67,7 +78,11 @@ internal static class CheckpointWeights
         {
             // nn.init.normal_ ignores its generator argument in TorchSharp 0.107: draw explicitly so a seed reproduces.
             if (name.EndsWith(".weight", StringComparison.Ordinal) && p.dim() == 2)
-                using (var draw = randn(p.shape, p.dtype, p.device, generator: generator)) p.copy_(draw.mul_(0.02));
+            {
+                using var draw = randn(sharded?.WholeShape(name, p.shape) ?? p.shape, p.dtype, p.device, generator: generator);
+                using var part = sharded is null ? draw.alias() : sharded.Shard(name, draw);
+                p.copy_(part.mul_(0.02));
+            }
             else if (isNormWeight(name)) nn.init.ones_(p);
             else nn.init.zeros_(p);
         }

@@ -30,11 +30,23 @@ public sealed record AdamWOptions
 /// rank receives the summed slice it owns), the owned slice is updated, and the parameters are all-gathered, so
 /// optimizer memory per rank falls to about 1/N while every step computes what unsharded AdamW computes.
 /// </para>
+/// <para>
+/// Tensor parallelism: parameters that are shards of a split matrix live in their own flat groups, so gradient
+/// clipping sums their squares across the tensor-parallel group (replicated parameters count once), and the
+/// checkpointed state is per parameter and unsharded — a checkpoint resumes on any data- or tensor-parallel size.
+/// </para>
 /// </summary>
 public sealed class FlatAdamW : IDisposable
 {
+    /// <summary>A parameter's place in its group's flat buffer.</summary>
+    private sealed record Member(string Name, long Offset, long[] Shape)
+    {
+        public long Count => Shape.Aggregate(1L, (a, b) => a * b);
+    }
+
     private sealed class Group : IDisposable
     {
+        public required List<Member> Members { get; init; }
         /// <summary>The parameters' storage, in their own type (padded to a multiple of the shard count).</summary>
         public required Tensor Values { get; init; }
         /// <summary>Where autograd accumulates, in the parameters' type.</summary>
@@ -53,7 +65,8 @@ public sealed class FlatAdamW : IDisposable
         public required Tensor ExpAvg { get; init; }
         public required Tensor ExpAvgSq { get; init; }
         public required bool Decay { get; init; }
-        public string Name => Decay ? "decay" : "no_decay";
+        /// <summary>Its parameters are tensor-parallel shards (each rank holds different values).</summary>
+        public required bool TensorSharded { get; init; }
 
         public void Dispose()
         {
@@ -64,43 +77,56 @@ public sealed class FlatAdamW : IDisposable
     private readonly List<Group> groups = [];
     private readonly AdamWOptions options;
     private readonly Communicator? shards;
+    private readonly ShardedParameters? tensorSharding;
 
     public long Step { get; private set; }
 
     /// <summary>True when float32 master weights stand behind low-precision parameters.</summary>
     public bool HasMasterWeights { get; }
 
+    /// <summary>An optimizer whose state is never saved: parameters are named by position.</summary>
+    public FlatAdamW(IEnumerable<Parameter> parameters, AdamWOptions options)
+        : this(parameters.Select((p, i) => (i.ToString(System.Globalization.CultureInfo.InvariantCulture), p)), options)
+    {
+    }
+
+    /// <param name="parameters">Trainable parameters by name; the names key the checkpointed state.</param>
     /// <param name="shardAcross">ZeRO-1: shard the optimizer state across this data-parallel group (null: keep it whole).</param>
-    public FlatAdamW(IEnumerable<Parameter> parameters, AdamWOptions options, Communicator? shardAcross = null)
+    /// <param name="tensorSharding">Tensor parallelism: which parameters are shards of split matrices.</param>
+    public FlatAdamW(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamWOptions options, Communicator? shardAcross = null, ShardedParameters? tensorSharding = null)
     {
         this.options = options;
         shards = shardAcross is { Size: > 1 } ? shardAcross : null;
-        var all = parameters.Where(p => p.requires_grad).ToList();
+        this.tensorSharding = tensorSharding is { Layout.Size: > 1 } ? tensorSharding : null;
+        var all = parameters.Where(p => p.Parameter.requires_grad).ToList();
         if (all.Count == 0) throw new BioForgeException("no trainable parameters");
-        if (all.Select(p => p.dtype).Distinct().Count() > 1) throw new ArgumentException("all trainable parameters must share one dtype", nameof(parameters));
-        HasMasterWeights = all[0].dtype != ScalarType.Float32;
+        if (all.Select(p => p.Parameter.dtype).Distinct().Count() > 1) throw new ArgumentException("all trainable parameters must share one dtype", nameof(parameters));
+        HasMasterWeights = all[0].Parameter.dtype != ScalarType.Float32;
         foreach (bool decay in new[] { true, false })
-        {
-            var members = all.Where(p => (p.dim() >= 2) == decay).ToList();
-            if (members.Count > 0) groups.Add(Flatten(members, decay));
-        }
+            foreach (bool split in new[] { false, true })
+            {
+                var members = all.Where(p => (p.Parameter.dim() >= 2) == decay && (this.tensorSharding?.IsSharded(p.Name) ?? false) == split).ToList();
+                if (members.Count > 0) groups.Add(Flatten(members, decay, split));
+            }
     }
 
     /// <summary>Moves each parameter's storage into one buffer and points its gradient into another.</summary>
-    private Group Flatten(List<Parameter> members, bool decay)
+    private Group Flatten(List<(string Name, Parameter Parameter)> members, bool decay, bool split)
     {
         int count = shards?.Size ?? 1;
-        long length = members.Sum(p => p.numel());
+        long length = members.Sum(p => p.Parameter.numel());
         long padded = (length + count - 1) / count * count, shardLength = padded / count, start = (shards?.Rank ?? 0) * shardLength;
-        var first = members[0];
+        var first = members[0].Parameter;
         var values = zeros(padded, first.dtype, first.device);
         var gradients = zeros(padded, first.dtype, first.device);
+        var placed = new List<Member>();
         using (no_grad())
         {
             long offset = 0;
-            foreach (var p in members)
+            foreach (var (name, p) in members)
             {
                 long n = p.numel();
+                placed.Add(new Member(name, offset, p.shape));
                 using var slot = values.narrow(0, offset, n);
                 slot.copy_(p.detach().reshape(-1));
                 using var view = values.narrow(0, offset, n).view(p.shape);
@@ -115,6 +141,7 @@ public sealed class FlatAdamW : IDisposable
             : values;
         return new Group
         {
+            Members = placed,
             Values = values,
             Gradients = gradients,
             MasterGradients = masterGradients,
@@ -126,6 +153,7 @@ public sealed class FlatAdamW : IDisposable
             ExpAvg = zeros(shardLength, ScalarType.Float32, first.device),
             ExpAvgSq = zeros(shardLength, ScalarType.Float32, first.device),
             Decay = decay,
+            TensorSharded = split,
         };
     }
 
@@ -187,11 +215,21 @@ public sealed class FlatAdamW : IDisposable
         }
     }
 
-    /// <summary>Scales all gradients so their global L2 norm is at most <paramref name="maxNorm"/>; returns the norm before clipping.</summary>
+    /// <summary>
+    /// Scales all gradients so their global L2 norm is at most <paramref name="maxNorm"/>; returns the norm before
+    /// clipping. The squares of tensor-parallel shards are summed across their group, replicated parameters counted
+    /// once; with ZeRO-1 each rank's slice is summed across the data-parallel group.
+    /// </summary>
     public double ClipGradNorm(double maxNorm)
     {
         using var scope = NewDisposeScope();
-        var squares = stack(groups.Select(g => g.ShardGradients.square().sum()).ToArray()).sum().to(ScalarType.Float64).cpu().reshape(1);
+        Tensor Squares(bool split) => groups.Where(g => g.TensorSharded == split)
+            .Select(g => g.ShardGradients.square().sum().to(ScalarType.Float64).cpu())
+            .Aggregate(zeros(1, ScalarType.Float64), (a, b) => a + b);
+        var replicated = Squares(split: false);
+        var sharded = Squares(split: true);
+        tensorSharding?.Layout.TensorGroup.AllReduce(sharded);
+        var squares = replicated + sharded;
         shards?.AllReduce(squares);
         double norm = Math.Sqrt(squares.item<double>());
         if (norm > maxNorm && norm > 0)
@@ -221,26 +259,30 @@ public sealed class FlatAdamW : IDisposable
     public long StateBytes => groups.Sum(g => (g.ExpAvg.numel() * 2 + (HasMasterWeights ? g.Master.numel() : 0)) * 4);
 
     /// <summary>
-    /// The tensors a checkpoint must hold to resume exactly, whole (independent of the shard count, so a checkpoint
-    /// resumes on any number of ranks). With ZeRO-1 every rank of the shard group must call this: it gathers.
+    /// The tensors a checkpoint must hold to resume exactly, per parameter (<c>NAME.exp_avg</c>, <c>NAME.exp_avg_sq</c>,
+    /// and <c>NAME.master</c> in mixed precision) and whole: independent of the data- and tensor-parallel sizes, so a
+    /// checkpoint resumes on any number of ranks. With ZeRO-1 or tensor parallelism every rank must call this: it gathers.
     /// </summary>
     public IReadOnlyList<KeyValuePair<string, Tensor>> State()
     {
         var state = new List<KeyValuePair<string, Tensor>>();
         foreach (var g in groups)
-        {
-            state.Add(new($"{g.Name}.exp_avg", Whole(g, g.ExpAvg)));
-            state.Add(new($"{g.Name}.exp_avg_sq", Whole(g, g.ExpAvgSq)));
-            if (HasMasterWeights) state.Add(new($"{g.Name}.master", Whole(g, g.Master)));
-        }
+            foreach (var (suffix, owned) in Moments(g))
+            {
+                using var gathered = shards?.AllGather(owned);
+                var whole = gathered ?? owned;
+                foreach (var m in g.Members)
+                {
+                    using var part = whole.narrow(0, m.Offset, m.Count).view(m.Shape);
+                    var tensor = tensorSharding is not null && tensorSharding.IsSharded(m.Name) ? tensorSharding.Unshard(m.Name, part) : part.clone();
+                    state.Add(new($"{m.Name}.{suffix}", tensor));
+                }
+            }
         return state;
     }
 
-    private Tensor Whole(Group g, Tensor owned)
-    {
-        using var all = shards?.AllGather(owned);
-        return (all ?? owned).narrow(0, 0, g.Length).clone();
-    }
+    private IEnumerable<(string Suffix, Tensor Owned)> Moments(Group g) =>
+        new[] { ("exp_avg", g.ExpAvg), ("exp_avg_sq", g.ExpAvgSq) }.Concat(HasMasterWeights ? [("master", g.Master)] : []);
 
     /// <summary>Restores <see cref="State"/> and the step counter; the parameters take the master weights' values.</summary>
     public void LoadState(IReadOnlyDictionary<string, Tensor> state, long step, string where)
@@ -248,21 +290,29 @@ public sealed class FlatAdamW : IDisposable
         using var _ = no_grad();
         foreach (var g in groups)
         {
-            foreach (var (suffix, target) in new[] { ("exp_avg", g.ExpAvg), ("exp_avg_sq", g.ExpAvgSq) }.Concat(HasMasterWeights ? [("master", g.Master)] : []))
+            foreach (var (suffix, target) in Moments(g))
             {
-                string name = $"{g.Name}.{suffix}";
-                if (!state.TryGetValue(name, out var source))
-                    throw new BioForgeException($"{where}: optimizer state lacks '{name}' (was it written with another precision?)");
-                if (source.numel() != g.Length)
-                    throw new BioForgeException($"{where}: optimizer tensor '{name}' has {source.numel()} values, the model needs {g.Length}");
+                using var flat = zeros(g.Length, ScalarType.Float32, target.device);
+                foreach (var m in g.Members)
+                {
+                    string name = $"{m.Name}.{suffix}";
+                    if (!state.TryGetValue(name, out var source))
+                        throw new BioForgeException($"{where}: optimizer state lacks '{name}' (was it written with another precision or for another model?)");
+                    var shape = tensorSharding?.WholeShape(m.Name, m.Shape) ?? m.Shape;
+                    if (!source.shape.SequenceEqual(shape))
+                        throw new BioForgeException($"{where}: optimizer tensor '{name}' has shape [{string.Join(", ", source.shape)}], the model needs [{string.Join(", ", shape)}]");
+                    using var part = tensorSharding?.Shard(m.Name, source) ?? source.alias();
+                    using var slot = flat.narrow(0, m.Offset, m.Count);
+                    slot.copy_(part.reshape(-1));
+                }
                 target.zero_();
                 long end = Math.Min(g.Start + g.ShardLength, g.Length);
                 if (end > g.Start)
-                    using (var part = source.reshape(-1).narrow(0, g.Start, end - g.Start))
+                    using (var owned = flat.narrow(0, g.Start, end - g.Start))
                     using (var slot = target.narrow(0, 0, end - g.Start))
-                        slot.copy_(part);
+                        slot.copy_(owned);
                 if (suffix == "master")
-                    using (var values = g.Values.narrow(0, 0, g.Length)) values.copy_(source.reshape(-1));
+                    using (var values = g.Values.narrow(0, 0, g.Length)) values.copy_(flat);
             }
         }
         Step = step;

@@ -1,4 +1,5 @@
 using BioForge.Chem;
+using BioForge.Distributed;
 using BioForge.Models.Esm;
 using BioForge.Models.Llama;
 using BioForge.Tokenizers;
@@ -27,10 +28,19 @@ internal interface ILanguageModelTask : IDisposable
     /// </summary>
     TrainingExample Example(TokenSequence sequence, ulong seed, int epoch, bool augment);
 
-    /// <summary>Sum of token cross-entropies over the scored positions (float32 scalar).</summary>
+    /// <summary>Sum of token cross-entropies over the scored positions (float32 scalar, the same on every tensor-parallel rank).</summary>
     Tensor LossSum(MicroBatch batch);
 
-    void Save(string directory);
+    int VocabularySize { get; }
+
+    /// <summary>Which parameters are tensor-parallel shards.</summary>
+    ShardedParameters Sharding { get; }
+
+    /// <summary>The network's parameters unsharded (a collective over the tensor-parallel group).</summary>
+    List<KeyValuePair<string, Tensor>> UnshardedWeights();
+
+    /// <summary>Writes the network as a Hugging Face directory from <see cref="UnshardedWeights"/>.</summary>
+    void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>> weights);
 }
 
 internal static class MicroBatches
@@ -82,7 +92,10 @@ internal sealed class MaskedLanguageModelTask(EsmCheckpoint checkpoint) : ILangu
         return MicroBatches.CrossEntropySum(logits, batch.Labels);
     }
 
-    public void Save(string directory) => checkpoint.Save(directory);
+    public int VocabularySize => checkpoint.Config.VocabSize;
+    public ShardedParameters Sharding => checkpoint.Sharding;
+    public List<KeyValuePair<string, Tensor>> UnshardedWeights() => checkpoint.UnshardedWeights();
+    public void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>> weights) => checkpoint.Save(directory, weights);
 
     public void Dispose() => checkpoint.Dispose();
 }
@@ -115,10 +128,16 @@ internal sealed class CausalLanguageModelTask(LlamaCheckpoint checkpoint, bool r
     public Tensor LossSum(MicroBatch batch)
     {
         var logits = checkpoint.Model.Forward(batch.Inputs, batch.AttentionMask).Logits;
-        return MicroBatches.CrossEntropySum(logits, batch.Labels);
+        var layout = checkpoint.Sharding.Layout;
+        return layout.SplitsVocabulary
+            ? TensorParallelism.VocabParallelCrossEntropySum(logits, batch.Labels, layout.TensorGroup, MaskedLanguageModeling.Ignore)
+            : MicroBatches.CrossEntropySum(logits, batch.Labels);
     }
 
-    public void Save(string directory) => checkpoint.Save(directory);
+    public int VocabularySize => checkpoint.Config.VocabSize;
+    public ShardedParameters Sharding => checkpoint.Sharding;
+    public List<KeyValuePair<string, Tensor>> UnshardedWeights() => checkpoint.UnshardedWeights();
+    public void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>> weights) => checkpoint.Save(directory, weights);
 
     public void Dispose() => checkpoint.Dispose();
 }

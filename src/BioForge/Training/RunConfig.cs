@@ -71,6 +71,10 @@ public sealed record RunConfig
         public double BucketMb { get; init; } = 25;
         /// <summary>1: ZeRO stage 1, the optimizer state sharded across data-parallel ranks; 0: every rank holds all of it.</summary>
         public int ZeroStage { get; init; }
+        /// <summary>Ranks that split each layer (attention heads, MLP columns) between them; the world size must divide by it.</summary>
+        public int TensorParallel { get; init; } = 1;
+        /// <summary>With tensor parallelism, also split the token embedding and output projection by vocabulary rows (Llama only).</summary>
+        public bool VocabParallel { get; init; }
         /// <summary><c>fp32</c>, or <c>bf16-mixed</c> (bf16 compute, float32 master weights and optimizer state).</summary>
         public string Precision { get; init; } = "fp32";
         /// <summary>Recompute each layer's activations in the backward pass: less memory, about a third more compute.</summary>
@@ -127,6 +131,8 @@ public sealed record RunConfig
         require(Train.Accumulation >= 1, $"train.accumulation must be at least 1 (got {Train.Accumulation})");
         require(Train.BucketMb > 0, $"train.bucket_mb must be positive (got {Train.BucketMb})");
         require(Train.ZeroStage is 0 or 1, $"train.zero_stage must be 0 or 1 (got {Train.ZeroStage})");
+        require(Train.TensorParallel >= 1, $"train.tensor_parallel must be at least 1 (got {Train.TensorParallel})");
+        require(!Train.VocabParallel || Model.Type == "llama", "train.vocab_parallel applies to llama models only (ESM-2's 33-token vocabulary does not split evenly and is tiny)");
         require(Train.Precision is "fp32" or "bf16-mixed", $"train.precision must be fp32 or bf16-mixed (got '{Train.Precision}')");
         require(Train.OutputDir.Length > 0, "train.output_dir is required");
         require(Train.LogEvery >= 1, $"train.log_every must be at least 1 (got {Train.LogEvery})");

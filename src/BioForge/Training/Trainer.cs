@@ -41,7 +41,7 @@ public sealed record TrainerOptions
     /// <summary>Cancellation (Ctrl+C) stops after the current step and writes a checkpoint.</summary>
     public CancellationToken Cancellation { get; init; }
     public Action<string>? OnInfo { get; init; }
-    /// <summary>Data-parallel group; by default the process group of the launch (a world of one without a launcher).</summary>
+    /// <summary>The ranks training together (laid out as data × tensor parallel); by default the process group of the launch (a world of one without a launcher).</summary>
     public Communicator? Group { get; init; }
 }
 
@@ -66,23 +66,26 @@ public static class Trainer
         if (state is not null && state.Precision != config.Train.Precision)
             throw new BioForgeException($"{resumeFrom}: written with precision {state.Precision}, the configuration says {config.Train.Precision}");
 
+        // Tensor-parallel ranks share micro-batches and split every layer; data-parallel ranks split the micro-batches.
+        using var grid = new ParallelGrid(options.Group ?? ProcessGroup.World, config.Train.TensorParallel);
+        var layout = new ParallelLayout(grid.Tensor, config.Train.VocabParallel);
         using var train = OpenSplit(config.Data.Dir, "train");
         using var validStore = File.Exists(TokenStore.IdxPath(Path.Combine(config.Data.Dir, "valid"))) ? OpenSplit(config.Data.Dir, "valid") : null;
         var valid = validStore is { Count: > 0 } ? validStore : null; // prepared with --validation-fraction 0: nothing to validate on
-        using var task = CreateTask(config, resumeFrom, compute);
-        if (train.VocabularySize > VocabularySize(task))
-            throw new BioForgeException($"{config.Data.Dir}: the corpus uses {train.VocabularySize} token ids but the model has {VocabularySize(task)}");
+        using var task = CreateTask(config, resumeFrom, compute, layout);
+        if (train.VocabularySize > task.VocabularySize)
+            throw new BioForgeException($"{config.Data.Dir}: the corpus uses {train.VocabularySize} token ids but the model has {task.VocabularySize}");
         var clusterMembers = config.Data.ClusterSampling ? Clusters.ReadMembers(Path.Combine(config.Data.Dir, "train"), train.Count) : null;
         var stream = new TrainingStream(train, config.Data.MaxLength, config.Data.TokensPerBatch, config.Data.Packing,
             randomCrop: config.Model.Type == "esm", config.Seed, clusterMembers);
-        var network = task.Network;
-        // Data parallelism: every rank starts from rank 0's weights; only rank 0 writes files and reports.
-        var group = options.Group ?? ProcessGroup.World;
-        bool lead = group.Rank == 0;
-        using var optimizer = new FlatAdamW(network.parameters(), config.AdamW, config.Train.ZeroStage == 1 ? group : null);
-        optimizer.Broadcast(group);
+        // Every data-parallel replica starts from replica 0's weights; only world rank 0 writes files and reports, and
+        // the tensor-parallel group around it (data-parallel rank 0) validates and gathers whole tensors for it.
+        bool lead = grid.World.Rank == 0, leadReplica = grid.Data.Rank == 0;
+        bool zero = config.Train.ZeroStage == 1 && grid.Data.Size > 1;
+        using var optimizer = new FlatAdamW(task.Network.named_parameters(), config.AdamW, zero ? grid.Data : null, task.Sharding);
+        optimizer.Broadcast(grid.Data);
         if (resumeFrom is not null) LoadOptimizer(optimizer, resumeFrom, state!.Step);
-        options.OnInfo?.Invoke($"optimizer state {optimizer.StateBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)} bytes per rank ({group.Size} data-parallel rank(s){(config.Train.ZeroStage == 1 && group.Size > 1 ? ", ZeRO-1" : "")})");
+        options.OnInfo?.Invoke(FormattableString.Invariant($"optimizer state {optimizer.StateBytes} bytes per rank ({grid.Data.Size} data-parallel × {grid.Tensor.Size} tensor-parallel rank(s){(zero ? ", ZeRO-1" : "")}{(layout.SplitsVocabulary ? ", vocabulary split" : "")})"));
 
         if (lead)
         {
@@ -104,7 +107,7 @@ public static class Trainer
         while (step < stopAt && !cancelled)
         {
             var stepClock = Stopwatch.StartNew();
-            (double stepLoss, long stepTokens, double gradNorm, double lr, position) = TrainStep(task, stream, position, optimizer, config, compute.Device, step, group);
+            (double stepLoss, long stepTokens, double gradNorm, double lr, position) = TrainStep(task, stream, position, optimizer, config, compute.Device, step, grid.Data);
             step++;
             windowSeconds += stepClock.Elapsed.TotalSeconds;
             tokensSeen += stepTokens;
@@ -113,7 +116,7 @@ public static class Trainer
             if (!double.IsFinite(stepLoss))
                 throw new BioForgeException($"step {step}: the loss is {stepLoss}; lower optimizer.lr or enable optimizer.grad_clip");
             // Ranks stop together: a Ctrl+C seen by any rank stops all of them after this step.
-            cancelled = Agree(group, options.Cancellation.IsCancellationRequested);
+            cancelled = Agree(grid.World, options.Cancellation.IsCancellationRequested);
             if (lead && (step % config.Train.LogEvery == 0 || step == stopAt))
             {
                 var report = new StepReport(step, config.Train.Steps, stepLoss, lr, gradNorm, windowTokens / windowSeconds, clock.Elapsed, windowTokens);
@@ -134,7 +137,7 @@ public static class Trainer
             }
 
             bool last = step == config.Train.Steps;
-            if (lead && valid is not null && ((config.Validation.Every > 0 && step % config.Validation.Every == 0) || last))
+            if (leadReplica && valid is not null && ((config.Validation.Every > 0 && step % config.Validation.Every == 0) || last))
             {
                 lastValidation = Validate(task, valid, config, compute.Device, step);
                 WriteMetric(metrics, new JsonObject
@@ -144,14 +147,15 @@ public static class Trainer
                     ["validation_perplexity"] = Round(lastValidation.Perplexity),
                     ["validation_tokens"] = lastValidation.Tokens,
                 });
-                options.OnValidation?.Invoke(lastValidation);
+                if (lead) options.OnValidation?.Invoke(lastValidation);
             }
 
             bool stopping = step == stopAt || cancelled;
             if ((config.Checkpoint.Every > 0 && step % config.Checkpoint.Every == 0) || stopping)
             {
                 using var scope = NewDisposeScope();
-                var optimizerState = optimizer.State(); // every rank: ZeRO-1 gathers the shards here
+                var optimizerState = optimizer.State(); // every rank: ZeRO-1 and tensor parallelism gather here
+                var weights = leadReplica ? task.UnshardedWeights() : null;
                 if (lead)
                 {
                     var current = new TrainerState
@@ -164,7 +168,7 @@ public static class Trainer
                         Precision = config.Train.Precision,
                         LastValidationLoss = lastValidation?.Loss,
                     };
-                    lastCheckpoint = checkpoints.Save(step, directory => WriteCheckpoint(directory, task, optimizerState, optimizer.Step, current));
+                    lastCheckpoint = checkpoints.Save(step, directory => WriteCheckpoint(directory, task, weights!, optimizerState, optimizer.Step, current));
                     options.OnCheckpoint?.Invoke(lastCheckpoint);
                 }
             }
@@ -172,8 +176,13 @@ public static class Trainer
 
         string modelDirectory = Path.Combine(output, ModelDirectory);
         bool finished = step == config.Train.Steps;
-        if (finished && lead) SaveModel(task, modelDirectory);
-        group.Barrier(); // the model and last checkpoint exist when any rank returns
+        if (finished && leadReplica)
+        {
+            using var scope = NewDisposeScope();
+            var weights = task.UnshardedWeights();
+            if (lead) SaveModel(task, weights, modelDirectory);
+        }
+        grid.World.Barrier(); // the model and last checkpoint exist when any rank returns
         return new TrainingResult(step, startStep, modelDirectory, lastCheckpoint, lastValidation, Interrupted: !finished);
     }
 
@@ -257,7 +266,7 @@ public static class Trainer
         return new TokenStore.Reader(prefix);
     }
 
-    private static ILanguageModelTask CreateTask(RunConfig config, string? resumeFrom, ComputeOptions compute)
+    private static ILanguageModelTask CreateTask(RunConfig config, string? resumeFrom, ComputeOptions compute, ParallelLayout layout)
     {
         string? source = resumeFrom ?? config.Model.Init;
         if (config.Model.Type == "esm")
@@ -265,13 +274,13 @@ public static class Trainer
             if (!File.Exists(Path.Combine(config.Data.Dir, "vocab.txt")))
                 throw new BioForgeException($"data.dir {config.Data.Dir}: no vocab.txt; an ESM model needs a corpus prepared with --tokenizer esm");
             var checkpoint = source is not null
-                ? EsmCheckpoint.Load(source, compute.Device, compute.DType)
+                ? EsmCheckpoint.Load(source, compute.Device, compute.DType, layout)
                 : EsmCheckpoint.Random(NewConfig(config, EsmConfig.Keys, json =>
                 {
                     json["position_embedding_type"] ??= "rotary"; // Hugging Face's default is "absolute"; ESM-2 is rotary
                     return EsmConfig.FromJson(json, "model.config");
                 }, EsmTokenizer.Esm2.Vocabulary.Count),
-                    compute.Device, compute.DType, (long)config.Seed);
+                    compute.Device, compute.DType, (long)config.Seed, layout);
             try
             {
                 checkpoint.Model.ActivationCheckpointing = config.Train.ActivationCheckpointing;
@@ -285,13 +294,13 @@ public static class Trainer
         }
         var vocabulary = SmilesVocabulary.Load(Path.Combine(config.Data.Dir, SmilesVocabulary.FileName));
         var llama = source is not null
-            ? LlamaCheckpoint.Load(source, compute.Device, compute.DType)
+            ? LlamaCheckpoint.Load(source, compute.Device, compute.DType, layout)
             : LlamaCheckpoint.Random(NewConfig(config, LlamaConfig.Keys, json => LlamaConfig.FromJson(json, "model.config"), vocabulary.Count) with
             {
                 BosTokenId = SmilesVocabulary.BosId,
                 EosTokenId = SmilesVocabulary.EosId,
                 PadTokenId = SmilesVocabulary.PadId,
-            }, vocabulary, compute.Device, compute.DType, (long)config.Seed);
+            }, vocabulary, compute.Device, compute.DType, (long)config.Seed, layout);
         if (llama.Vocabulary is not null && !llama.Vocabulary.Tokens.SequenceEqual(vocabulary.Tokens))
         {
             llama.Dispose();
@@ -320,12 +329,6 @@ public static class Trainer
         }
     }
 
-    private static int VocabularySize(ILanguageModelTask task) => task switch
-    {
-        MaskedLanguageModelTask => EsmTokenizer.Esm2.Vocabulary.Count,
-        _ => (int)task.Network.named_parameters().First(p => p.name.EndsWith("embed_tokens.weight", StringComparison.Ordinal)).parameter.shape[0],
-    };
-
     private static ValidationReport Validate(ILanguageModelTask task, TokenStore.Reader valid, RunConfig config, Device device, long step)
     {
         task.Network.eval();
@@ -345,9 +348,10 @@ public static class Trainer
         return new ValidationReport(step, scored == 0 ? double.NaN : sum / scored, tokens);
     }
 
-    private static void WriteCheckpoint(string directory, ILanguageModelTask task, IReadOnlyList<KeyValuePair<string, Tensor>> optimizerState, long optimizerStep, TrainerState state)
+    private static void WriteCheckpoint(string directory, ILanguageModelTask task, IReadOnlyList<KeyValuePair<string, Tensor>> weights,
+        IReadOnlyList<KeyValuePair<string, Tensor>> optimizerState, long optimizerStep, TrainerState state)
     {
-        task.Save(directory);
+        task.Save(directory, weights);
         using (var scope = NewDisposeScope())
             SafetensorsWriter.Write(Path.Combine(directory, CheckpointStore.OptimizerFile),
                 optimizerState.Select(kv => new KeyValuePair<string, Tensor>(kv.Key, kv.Value.detach().cpu())).ToList(),
@@ -366,11 +370,11 @@ public static class Trainer
     }
 
     /// <summary>The final model, written next to the checkpoints as a plain Hugging Face directory (atomically).</summary>
-    private static void SaveModel(ILanguageModelTask task, string directory)
+    private static void SaveModel(ILanguageModelTask task, IReadOnlyList<KeyValuePair<string, Tensor>> weights, string directory)
     {
         string temp = directory + $".{Environment.ProcessId}.tmp";
         if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-        task.Save(temp);
+        task.Save(temp, weights);
         if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
         Directory.Move(temp, directory);
     }

@@ -15,9 +15,13 @@ public sealed class EsmCheckpoint : IDisposable
     public Device Device { get; }
     public ScalarType DType { get; }
 
-    private EsmCheckpoint(EsmForMaskedLM model, EsmTokenizer tokenizer, Device device, ScalarType dtype)
+    /// <summary>Which parameters are tensor-parallel shards (none without a layout).</summary>
+    public ShardedParameters Sharding { get; }
+
+    private EsmCheckpoint(EsmForMaskedLM model, EsmTokenizer tokenizer, Device device, ScalarType dtype, ParallelLayout? layout)
     {
         Model = model;
+        Sharding = ShardedParameters.Of(model, layout);
         Tokenizer = tokenizer;
         Device = device;
         DType = dtype;
@@ -42,11 +46,12 @@ public sealed class EsmCheckpoint : IDisposable
         var model = new EsmForMaskedLM(config, layout);
         try
         {
+            var sharding = ShardedParameters.Of(model, layout);
             using (var weights = SafetensorsCheckpoint.Open(directory))
-                LoadWeights(model, weights, layout);
+                LoadWeights(model, weights, sharding);
             model.to(device, dtype);
             model.eval();
-            return new EsmCheckpoint(model, tokenizer, device, dtype);
+            return new EsmCheckpoint(model, tokenizer, device, dtype, layout);
         }
         catch
         {
@@ -55,27 +60,28 @@ public sealed class EsmCheckpoint : IDisposable
         }
     }
 
-    /// <summary>A randomly initialised network of the given shape (for benchmarks and training from scratch).</summary>
-    public static EsmCheckpoint Random(EsmConfig config, Device device, ScalarType dtype, long seed)
+    /// <summary>
+    /// A randomly initialised network of the given shape (for benchmarks and training from scratch); with a
+    /// <paramref name="layout"/>, this rank's shards of the network a single process would draw from the seed.
+    /// </summary>
+    public static EsmCheckpoint Random(EsmConfig config, Device device, ScalarType dtype, long seed, ParallelLayout? layout = null)
     {
-        var model = new EsmForMaskedLM(config);
-        CheckpointWeights.InitializeRandomly(model, IsNormWeight, (ulong)seed);
+        var model = new EsmForMaskedLM(config, layout);
+        CheckpointWeights.InitializeRandomly(model, IsNormWeight, (ulong)seed, ShardedParameters.Of(model, layout));
         model.to(device, dtype);
         model.eval();
-        return new EsmCheckpoint(model, EsmTokenizer.Esm2, device, dtype);
+        return new EsmCheckpoint(model, EsmTokenizer.Esm2, device, dtype, layout);
     }
 
     private static bool IsNormWeight(string name) =>
         name.EndsWith("LayerNorm.weight", StringComparison.Ordinal) || name.EndsWith("layer_norm.weight", StringComparison.Ordinal)
         || name.EndsWith("emb_layer_norm_after.weight", StringComparison.Ordinal);
 
-    private static void LoadWeights(EsmForMaskedLM model, SafetensorsCheckpoint weights, ParallelLayout? layout)
+    private static void LoadWeights(EsmForMaskedLM model, SafetensorsCheckpoint weights, ShardedParameters sharding)
     {
         // Checkpoints saved from a bare EsmModel have no "esm." prefix; older ones call LayerNorm parameters gamma/beta.
         bool bare = !weights.Names.Any(n => n.StartsWith("esm.", StringComparison.Ordinal));
-        var sharded = ParallelLayout.ShardedDimensions(model);
-        CheckpointWeights.LoadInto(model, weights, name => Candidates(name, bare), IsIgnorable, "ESM-2",
-            (name, stored) => sharded.TryGetValue(name, out int dimension) ? layout!.Shard(stored, dimension) : stored);
+        CheckpointWeights.LoadInto(model, weights, name => Candidates(name, bare), IsIgnorable, "ESM-2", sharding.Shard);
     }
 
     private static IEnumerable<string> Candidates(string name, bool bare)
@@ -95,13 +101,18 @@ public sealed class EsmCheckpoint : IDisposable
 
     /// <summary>
     /// Saves in the layout <c>save_pretrained</c> writes (config.json, vocab.txt, model.safetensors or shards),
-    /// float32 on the CPU; the tied decoder weight is not stored, as in Hugging Face checkpoints.
+    /// float32 on the CPU; the tied decoder weight is not stored, as in Hugging Face checkpoints. A tensor-parallel
+    /// model is written whole: every rank of its group calls <see cref="UnshardedWeights"/> and one passes them here.
     /// </summary>
-    public void Save(string directory, long maxShardBytes = 5_000_000_000)
+    public void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>>? weights = null, long maxShardBytes = 5_000_000_000)
     {
-        CheckpointWeights.Save(Model, Config.ToJson(), directory, maxShardBytes);
+        using var scope = NewDisposeScope();
+        CheckpointWeights.Save(weights ?? UnshardedWeights(), Config.ToJson(), directory, maxShardBytes);
         AtomicFile.WriteText(Path.Combine(directory, "vocab.txt"), string.Join("\n", Tokenizer.Vocabulary) + "\n");
     }
+
+    /// <summary>Every parameter unsharded, by checkpoint name (with tensor parallelism a collective over the group).</summary>
+    public List<KeyValuePair<string, Tensor>> UnshardedWeights() => CheckpointWeights.Unsharded(Model, Sharding);
 
     public void Dispose() => Model.Dispose();
 }

@@ -1,3 +1,4 @@
+using BioForge.Distributed;
 using BioForge.Tokenizers;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -13,43 +14,60 @@ public sealed class LlamaCheckpoint : IDisposable
     public LlamaConfig Config => Model.Config;
     public Device Device { get; }
 
-    private LlamaCheckpoint(LlamaForCausalLM model, SmilesVocabulary? vocabulary, Device device)
+    /// <summary>Which parameters are tensor-parallel shards (none without a layout).</summary>
+    public ShardedParameters Sharding { get; }
+
+    private LlamaCheckpoint(LlamaForCausalLM model, SmilesVocabulary? vocabulary, Device device, ParallelLayout? layout)
     {
         Model = model;
+        Sharding = ShardedParameters.Of(model, layout);
         Vocabulary = vocabulary;
         Device = device;
     }
 
-    /// <summary>Loads <c>config.json</c>, safetensors weights and, when present, <c>vocab.json</c>.</summary>
-    public static LlamaCheckpoint Load(string directory, Device device, ScalarType dtype)
+    /// <summary>
+    /// Loads <c>config.json</c>, safetensors weights and, when present, <c>vocab.json</c>; with a tensor-parallel
+    /// <paramref name="layout"/>, this rank's shards.
+    /// </summary>
+    public static LlamaCheckpoint Load(string directory, Device device, ScalarType dtype, ParallelLayout? layout = null)
     {
         string vocabPath = Path.Combine(directory, SmilesVocabulary.FileName);
         var vocabulary = File.Exists(vocabPath) ? SmilesVocabulary.Load(vocabPath) : null;
-        var model = LlamaForCausalLM.Load(directory, device, dtype);
+        var model = LlamaForCausalLM.Load(directory, device, dtype, layout);
         if (vocabulary is not null && vocabulary.Count != model.Config.VocabSize)
         {
             model.Dispose();
             throw new BioForgeException($"{directory}: {SmilesVocabulary.FileName} has {vocabulary.Count} tokens but config.json says vocab_size {model.Config.VocabSize}");
         }
-        return new LlamaCheckpoint(model, vocabulary, device);
+        return new LlamaCheckpoint(model, vocabulary, device, layout);
     }
 
-    /// <summary>A randomly initialised decoder (training from scratch).</summary>
-    public static LlamaCheckpoint Random(LlamaConfig config, SmilesVocabulary? vocabulary, Device device, ScalarType dtype, long seed)
+    /// <summary>
+    /// A randomly initialised decoder (training from scratch); with a <paramref name="layout"/>, this rank's shards of
+    /// the decoder a single process would draw from the seed.
+    /// </summary>
+    public static LlamaCheckpoint Random(LlamaConfig config, SmilesVocabulary? vocabulary, Device device, ScalarType dtype, long seed, ParallelLayout? layout = null)
     {
-        var model = new LlamaForCausalLM(config);
-        CheckpointWeights.InitializeRandomly(model, name => name.EndsWith("norm.weight", StringComparison.Ordinal), (ulong)seed);
+        var model = new LlamaForCausalLM(config, layout);
+        CheckpointWeights.InitializeRandomly(model, name => name.EndsWith("norm.weight", StringComparison.Ordinal), (ulong)seed, ShardedParameters.Of(model, layout));
         model.to(device, dtype);
         model.eval();
-        return new LlamaCheckpoint(model, vocabulary, device);
+        return new LlamaCheckpoint(model, vocabulary, device, layout);
     }
 
-    /// <summary>Saves in the layout <c>save_pretrained</c> writes, plus <c>vocab.json</c>.</summary>
-    public void Save(string directory)
+    /// <summary>
+    /// Saves in the layout <c>save_pretrained</c> writes, plus <c>vocab.json</c>. A tensor-parallel model is written
+    /// whole: every rank of its group calls <see cref="UnshardedWeights"/> and one passes them here.
+    /// </summary>
+    public void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>>? weights = null)
     {
-        CheckpointWeights.Save(Model, Config.ToJson(), directory);
+        using var scope = NewDisposeScope();
+        CheckpointWeights.Save(weights ?? UnshardedWeights(), Config.ToJson(), directory);
         Vocabulary?.Save(Path.Combine(directory, SmilesVocabulary.FileName));
     }
+
+    /// <summary>Every parameter unsharded, by checkpoint name (with tensor parallelism a collective over the group).</summary>
+    public List<KeyValuePair<string, Tensor>> UnshardedWeights() => CheckpointWeights.Unsharded(Model, Sharding);
 
     public void Dispose() => Model.Dispose();
 }

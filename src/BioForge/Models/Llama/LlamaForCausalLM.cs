@@ -11,7 +11,7 @@ namespace BioForge.Models.Llama;
 /// <summary>Results of a forward pass; tensors belong to the caller's dispose scope.</summary>
 public sealed class LlamaOutput
 {
-    /// <summary>[B, T, vocab].</summary>
+    /// <summary>[B, T, vocab]; with a vocabulary-split layout, this rank's [B, T, vocab / N] slice.</summary>
     public required Tensor Logits { get; init; }
     /// <summary>Embedding output, then each layer's output; the last one after the final RMSNorm, as Hugging Face returns them.</summary>
     public IReadOnlyList<Tensor>? HiddenStates { get; init; }
@@ -33,14 +33,16 @@ public sealed class LlamaForCausalLM : nn.Module
     }
 
     private readonly LlamaModel model;
-    private readonly Linear? lm_head;
+    private readonly nn.Module<Tensor, Tensor>? lm_head;
+    private readonly ParallelLayout layout;
 
-    /// <param name="layout">Tensor parallelism: how attention and MLP projections are split (none by default).</param>
+    /// <param name="layout">Tensor parallelism: how attention, MLP and (optionally) the vocabulary are split (none by default).</param>
     public LlamaForCausalLM(LlamaConfig config, ParallelLayout? layout = null) : base(nameof(LlamaForCausalLM))
     {
         Config = config;
-        model = new LlamaModel(config, layout ?? ParallelLayout.Single);
-        if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
+        this.layout = layout ?? ParallelLayout.Single;
+        model = new LlamaModel(config, this.layout);
+        if (!config.TieWordEmbeddings) lm_head = this.layout.VocabularyProjection(config.HiddenSize, config.VocabSize);
         RegisterComponents();
     }
 
@@ -51,7 +53,7 @@ public sealed class LlamaForCausalLM : nn.Module
     public LlamaOutput Forward(Tensor inputIds, Tensor attentionMask, bool hiddenStates = false, KeyValueCache? cache = null)
     {
         var (hidden, all) = model.Forward(inputIds, attentionMask, hiddenStates, cache);
-        var logits = lm_head is null ? F.linear(hidden, model.EmbedTokens) : lm_head.forward(hidden);
+        var logits = lm_head is null ? F.linear(layout.EnterVocabularyShards(hidden), model.EmbedTokens) : lm_head.call(hidden);
         return new LlamaOutput { Logits = logits, HiddenStates = all };
     }
 
@@ -96,11 +98,10 @@ public sealed class LlamaForCausalLM : nn.Module
         var network = new LlamaForCausalLM(LlamaConfig.FromJson(configPath), layout);
         try
         {
-            var sharded = ParallelLayout.ShardedDimensions(network);
             using (var weights = SafetensorsCheckpoint.Open(directory))
                 CheckpointWeights.LoadInto(network, weights, name => [name],
                     name => name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal) || (network.Config.TieWordEmbeddings && name == "lm_head.weight"),
-                    "Llama", (name, stored) => sharded.TryGetValue(name, out int dimension) ? layout!.Shard(stored, dimension) : stored);
+                    "Llama", ShardedParameters.Of(network, layout).Shard);
             network.to(device, dtype);
             network.eval();
             return network;
@@ -115,7 +116,7 @@ public sealed class LlamaForCausalLM : nn.Module
 
 internal sealed class LlamaModel : nn.Module
 {
-    private readonly Embedding embed_tokens;
+    private readonly nn.Module<Tensor, Tensor> embed_tokens;
     private readonly ModuleList<LlamaDecoderLayer> layers;
     private readonly RMSNorm norm;
     private readonly LlamaConfig config;
@@ -123,13 +124,14 @@ internal sealed class LlamaModel : nn.Module
     public LlamaModel(LlamaConfig config, ParallelLayout layout) : base(nameof(LlamaModel))
     {
         this.config = config;
-        embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize);
+        embed_tokens = layout.Embedding(config.VocabSize, config.HiddenSize);
         layers = nn.ModuleList(Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new LlamaDecoderLayer(config, layout)).ToArray());
         norm = new RMSNorm(config.HiddenSize, config.RmsNormEps);
         RegisterComponents();
     }
 
-    public Tensor EmbedTokens => embed_tokens.weight!;
+    /// <summary>The token table (this rank's vocabulary rows when the layout splits the vocabulary).</summary>
+    public Tensor EmbedTokens => embed_tokens.get_parameter("weight")!;
 
     public bool ActivationCheckpointing { get; set; }
 

@@ -1,0 +1,52 @@
+namespace BioForge.Distributed;
+
+/// <summary>
+/// The world arranged as data-parallel × tensor-parallel (Megatron's grid): tensor-parallel groups are blocks of
+/// consecutive ranks — on one node when the node's ranks are consecutive, where the per-layer all-reduces are cheapest —
+/// and each data-parallel group takes the ranks holding the same shard in every block. With 4 ranks and TP 2:
+/// tensor groups {0, 1} and {2, 3}, data groups {0, 2} and {1, 3}.
+/// </summary>
+public sealed class ParallelGrid : IDisposable
+{
+    private readonly List<Communicator> owned = [];
+
+    public Communicator World { get; }
+    /// <summary>Ranks that hold the same shards and see different data: gradients are summed here.</summary>
+    public Communicator Data { get; }
+    /// <summary>Ranks that see the same data and hold different shards of each split layer.</summary>
+    public Communicator Tensor { get; }
+
+    /// <summary>A collective over <paramref name="world"/>: every rank calls it with the same size.</summary>
+    public ParallelGrid(Communicator world, int tensorParallelSize)
+    {
+        if (tensorParallelSize < 1 || world.Size % tensorParallelSize != 0)
+            throw new BioForgeException($"tensor parallelism: the world of {world.Size} rank(s) does not divide into tensor-parallel groups of {tensorParallelSize}");
+        World = world;
+        if (tensorParallelSize == 1)
+        {
+            Data = world;
+            Tensor = Own(new SingleProcessCommunicator());
+        }
+        else if (tensorParallelSize == world.Size)
+        {
+            Data = Own(new SingleProcessCommunicator());
+            Tensor = world;
+        }
+        else
+        {
+            Tensor = Own(world.Split(color: world.Rank / tensorParallelSize, key: world.Rank));
+            Data = Own(world.Split(color: world.Rank % tensorParallelSize, key: world.Rank));
+        }
+    }
+
+    private Communicator Own(Communicator communicator)
+    {
+        owned.Add(communicator);
+        return communicator;
+    }
+
+    public void Dispose()
+    {
+        foreach (var communicator in owned) communicator.Dispose();
+    }
+}

@@ -1,0 +1,58 @@
+using BioForge.Models.Esm;
+using BioForge.Models.Llama;
+
+namespace BioForge.Planning;
+
+/// <summary>
+/// The sizes of an ESM-2 encoder or a Llama decoder that decide its parameter count, its FLOPs and what tensor
+/// parallelism splits: counted from the config, without building the network (a 15B model plans on a laptop).
+/// </summary>
+public sealed record ModelShape(string Architecture, int Layers, int Hidden, int Intermediate, int Heads, int KeyValueHeads, int HeadDim,
+    int Vocabulary, bool TiedEmbeddings)
+{
+    private bool Esm => Architecture == "esm";
+
+    public static ModelShape Of(EsmConfig c) =>
+        new("esm", c.NumHiddenLayers, c.HiddenSize, c.IntermediateSize, c.NumAttentionHeads, c.NumAttentionHeads, c.HeadDim, c.VocabSize, TiedEmbeddings: true);
+
+    public static ModelShape Of(LlamaConfig c) =>
+        new("llama", c.NumHiddenLayers, c.HiddenSize, c.IntermediateSize, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.VocabSize, c.TieWordEmbeddings);
+
+    private long QueryWidth => (long)Heads * HeadDim;
+    private long KeyValueWidth => (long)KeyValueHeads * HeadDim;
+
+    /// <summary>Per layer: the weights of the projections tensor parallelism splits (query, key, value, output, MLP).</summary>
+    public long SplitMatrixWeightsPerLayer => Hidden * (2 * QueryWidth + 2 * KeyValueWidth) + (Esm ? 2L : 3L) * Hidden * Intermediate;
+
+    /// <summary>Per layer: biases of column-parallel projections (split with them; ESM-2 only — Llama has none).</summary>
+    private long SplitBiasesPerLayer => Esm ? QueryWidth + 2 * KeyValueWidth + Intermediate : 0;
+
+    /// <summary>Per layer: what every tensor-parallel rank holds whole (norms, biases added after a row-parallel sum).</summary>
+    private long ReplicatedPerLayer => Esm ? 6L * Hidden : 2L * Hidden;
+
+    private long EmbeddingParameters => (long)Vocabulary * Hidden;
+
+    /// <summary>Everything after the last layer: ESM-2's final norm, LM head and contact regression; Llama's norm and untied head.</summary>
+    private long HeadParameters => Esm
+        ? 2L * Hidden + ((long)Hidden * Hidden + Hidden + 2L * Hidden + Vocabulary) + ((long)Layers * Heads + 1)
+        : Hidden + (TiedEmbeddings ? 0 : EmbeddingParameters);
+
+    public long Parameters => Layers * (SplitMatrixWeightsPerLayer + SplitBiasesPerLayer + ReplicatedPerLayer) + EmbeddingParameters + HeadParameters;
+
+    /// <summary>Parameters one tensor-parallel rank holds: its share of the split layers, the rest whole.</summary>
+    public long ParametersPerRank(int tensorParallel, bool vocabularySplit)
+    {
+        long split = Layers * (SplitMatrixWeightsPerLayer + SplitBiasesPerLayer);
+        long vocabulary = EmbeddingParameters * (TiedEmbeddings || Esm ? 1 : 2);
+        long whole = Parameters - split - (vocabularySplit ? vocabulary : 0);
+        return whole + (split + (vocabularySplit ? vocabulary : 0)) / tensorParallel;
+    }
+
+    /// <summary>
+    /// Forward FLOPs per token at sequence length <paramref name="sequence"/>: two per weight of every matrix product,
+    /// plus attention's scores and weighted sum (4·s·width per layer; eager attention computes the full square), plus
+    /// the vocabulary projection. Training is three times this (forward, two backward products).
+    /// </summary>
+    public double ForwardFlopsPerToken(int sequence) =>
+        2.0 * Layers * SplitMatrixWeightsPerLayer + 4.0 * Layers * sequence * QueryWidth + 2.0 * Hidden * Vocabulary + (Esm ? 2.0 * Hidden * Hidden : 0);
+}
