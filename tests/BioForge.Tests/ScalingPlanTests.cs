@@ -1,0 +1,157 @@
+using System.Text.Json;
+using BioForge.Distributed;
+using BioForge.Models.Esm;
+using BioForge.Models.Llama;
+using BioForge.Planning;
+using static TorchSharp.torch;
+
+namespace BioForge.Tests;
+
+/// <summary>The planner's counting against real networks, its alpha-beta arithmetic, and its refusals.</summary>
+public sealed class ScalingPlanTests
+{
+    /// <summary>A group of a given size that only builds models: the planner's shard counts against real shards.</summary>
+    private sealed class ShapeOnlyGroup(int size) : Communicator
+    {
+        public override int Rank => 0;
+        public override int Size => size;
+        public override string Backend => "shape-only";
+        public override void AllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum) => throw new NotSupportedException();
+        public override void Broadcast(Tensor tensor, int root = 0) => throw new NotSupportedException();
+        public override Tensor AllGather(Tensor tensor) => throw new NotSupportedException();
+        public override Tensor ReduceScatter(Tensor tensor, ReduceOp op = ReduceOp.Sum) => throw new NotSupportedException();
+        public override void Barrier(TimeSpan? timeout = null) => throw new NotSupportedException();
+        public override Communicator Split(int color, int key) => throw new NotSupportedException();
+        public override void Dispose() { }
+    }
+
+    private static long Count(nn.Module module) => module.parameters().Sum(p => p.numel());
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(4)]
+    public void ParameterCountsMatchTheRealEsmNetworkWholeAndSplit(int ranks)
+    {
+        _ = TestData.Cpu;
+        var config = new EsmConfig { NumHiddenLayers = 3, HiddenSize = 64, NumAttentionHeads = 4, IntermediateSize = 128 };
+        using var model = new EsmForMaskedLM(config, new ParallelLayout(new ShapeOnlyGroup(ranks)));
+        var shape = ModelShape.Of(config);
+        Assert.Equal(shape.ParametersPerRank(ranks, vocabularySplit: false), Count(model));
+        using var whole = new EsmForMaskedLM(config);
+        Assert.Equal(shape.Parameters, Count(whole));
+    }
+
+    [Theory]
+    [InlineData(1, true, false)]
+    [InlineData(2, true, true)]
+    [InlineData(2, false, true)] // untied: the output projection splits with the vocabulary too
+    [InlineData(2, false, false)]
+    public void ParameterCountsMatchTheRealLlamaNetworkWholeAndSplit(int ranks, bool tied, bool vocabularySplit)
+    {
+        _ = TestData.Cpu;
+        var config = new LlamaConfig
+        {
+            VocabSize = 66, HiddenSize = 64, IntermediateSize = 96, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, HeadDim = 16, TieWordEmbeddings = tied,
+        };
+        using var model = new LlamaForCausalLM(config, new ParallelLayout(new ShapeOnlyGroup(ranks), vocabularySplit));
+        var shape = ModelShape.Of(config);
+        Assert.Equal(shape.ParametersPerRank(ranks, vocabularySplit), Count(model));
+        using var whole = new LlamaForCausalLM(config);
+        Assert.Equal(shape.Parameters, Count(whole));
+    }
+
+    [Fact]
+    public void TheEsm2FamilyHasItsPublishedSizes()
+    {
+        // Lin et al. 2023 name them by parameter count; Hugging Face's checkpoints hold 7.8 M … 2.84 B (with the contact head).
+        Assert.InRange(ModelShape.Of(EsmConfig.Esm2Sizes["8M"]).Parameters, 7_500_000, 8_000_000);
+        Assert.InRange(ModelShape.Of(EsmConfig.Esm2Sizes["650M"]).Parameters, 645_000_000, 655_000_000);
+        Assert.InRange(ModelShape.Of(EsmConfig.Esm2Sizes["3B"]).Parameters, 2_800_000_000, 2_850_000_000);
+    }
+
+    [Fact]
+    public void ARingAllReduceCostsTwoLatenciesAndTwiceTheDataPerRankStep()
+    {
+        Assert.Equal(0, ScalingPlan.RingAllReduce(1e9, 1, 1e9, 10));
+        // Two ranks: 2 steps of α, and each rank sends and receives half the message twice: 1 GB at 1 GB/s = 1 s.
+        Assert.Equal(1.0 + 20e-6, ScalingPlan.RingAllReduce(1e9, 2, 1e9, 10), 12);
+        // Many ranks: the data term tends to 2·M/β.
+        Assert.Equal(2 * 255.0 / 256 + 2 * 255 * 10e-6, ScalingPlan.RingAllReduce(1e9, 256, 1e9, 10), 12);
+    }
+
+    private static readonly ModelShape Esm650M = ModelShape.Of(EsmConfig.Esm2Sizes["650M"]);
+
+    private static PlanEstimate Plan(ClusterSpec cluster, WorkloadSpec? work = null) =>
+        ScalingPlan.Estimate(Esm650M, cluster, work ?? new WorkloadSpec { TokensPerMicroBatch = 8192 }, new DeviceSpeed(MicroBatchSeconds: 0.5, Tflops: null));
+
+    [Fact]
+    public void OneDeviceScalesPerfectlyAndCommunicationCostsWhatTheModelSays()
+    {
+        var one = Plan(new ClusterSpec());
+        Assert.Equal(0.5, one.StepSeconds, 12);
+        Assert.Equal(1.0, one.ScalingEfficiency, 12);
+        Assert.Equal(8192 / 0.5, one.TokensPerSecond, 6);
+
+        // 16 replicas across two nodes: the gradient all-reduce crosses the 200 Gb/s link, unhidden today.
+        var sixteen = Plan(new ClusterSpec { Gpus = 16, DataParallel = 16 });
+        double gradient = Esm650M.Parameters * 4.0;
+        Assert.Equal(ScalingPlan.RingAllReduce(gradient, 16, 200e9 / 8, 10), sixteen.GradientReductionSeconds, 12);
+        Assert.Equal(0.5 + sixteen.GradientReductionSeconds, sixteen.StepSeconds, 12);
+        Assert.True(sixteen.ScalingEfficiency < 1);
+
+        // Faster links, more accumulation and overlap each raise the efficiency.
+        Assert.True(Plan(new ClusterSpec { Gpus = 16, DataParallel = 16, LinkGbps = 400 }).ScalingEfficiency > sixteen.ScalingEfficiency);
+        Assert.True(Plan(new ClusterSpec { Gpus = 16, DataParallel = 16 }, new WorkloadSpec { TokensPerMicroBatch = 8192, Accumulation = 4 }).ScalingEfficiency > sixteen.ScalingEfficiency);
+        var overlapped = Plan(new ClusterSpec { Gpus = 16, DataParallel = 16, Overlap = 1 });
+        Assert.True(overlapped.ExposedReductionSeconds < sixteen.ExposedReductionSeconds);
+        Assert.True(overlapped.ExposedReductionSeconds > 0, "the last bucket is never hidden");
+    }
+
+    [Fact]
+    public void TensorParallelismSplitsComputeAndMemoryAndPaysPerLayerTraffic()
+    {
+        var one = Plan(new ClusterSpec());
+        var two = Plan(new ClusterSpec { Gpus = 2, TensorParallel = 2 });
+        Assert.Equal(one.ComputeSeconds / 2, two.ComputeSeconds, 12);
+        Assert.Equal(33 * 4 * ScalingPlan.RingAllReduce(8192 * 1280 * 2.0, 2, 2400e9 / 8, 10), two.TensorParallelSeconds, 12);
+        Assert.True(two.Memory.WeightsGb < one.Memory.WeightsGb * 0.55);
+        Assert.True(two.ScalingEfficiency < 1);
+        // ZeRO-1 divides the optimizer state by the replicas.
+        var zero = Plan(new ClusterSpec { Gpus = 8, DataParallel = 8 }, new WorkloadSpec { TokensPerMicroBatch = 8192, ZeroStage = 1 });
+        Assert.Equal(one.Memory.OptimizerGb / 8, zero.Memory.OptimizerGb, 9);
+    }
+
+    [Theory]
+    [InlineData(16, 4, 2, "--dp 4 × --tp 2 = 8, not the 16 GPUs of --gpus")]
+    [InlineData(3, 1, 3, "num_attention_heads (20) is not divisible by the tensor-parallel size (3)")]
+    public void ALayoutThatDoesNotAddUpIsRefusedWithTheNumbers(int gpus, int dp, int tp, string message)
+    {
+        var e = Assert.Throws<BioForgeException>(() => Plan(new ClusterSpec { Gpus = gpus, DataParallel = dp, TensorParallel = tp }));
+        Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
+    public void ThePlanNeedsOneMeasuredDeviceSpeed()
+    {
+        var e = Assert.Throws<BioForgeException>(() => ScalingPlan.Estimate(Esm650M, new ClusterSpec(), new WorkloadSpec(), new DeviceSpeed(null, null)));
+        Assert.Contains("--step-seconds", e.Message);
+    }
+
+    [Fact]
+    public void ThePlanCommandReadsARunConfigurationAndPrintsJson()
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = Cli.Cli.Run(["plan", "--model", Path.Combine(AppContext.BaseDirectory, "configs", "esm2-650m.yaml"), "--gpus", "16", "--tp", "2", "--device-tflops", "150", "--json"], output, error);
+        Assert.True(code == 0, error.ToString());
+        var json = JsonDocument.Parse(output.ToString()).RootElement;
+        Assert.Equal(8, json.GetProperty("data_parallel").GetInt32());
+        Assert.InRange(json.GetProperty("parameters").GetInt64(), 645_000_000, 655_000_000);
+        Assert.InRange(json.GetProperty("scaling_efficiency").GetDouble(), 0.01, 1.0);
+
+        code = Cli.Cli.Run(["plan", "--model", "esm2-1T", "--gpus", "2"], output, error = new StringWriter());
+        Assert.Equal(2, code);
+        Assert.Contains("ESM-2 sizes are", error.ToString());
+    }
+}
