@@ -52,7 +52,14 @@ public sealed class ScalingPlanTests
         _ = TestData.Cpu;
         var config = new LlamaConfig
         {
-            VocabSize = 66, HiddenSize = 64, IntermediateSize = 96, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, HeadDim = 16, TieWordEmbeddings = tied,
+            VocabSize = 66,
+            HiddenSize = 64,
+            IntermediateSize = 96,
+            NumHiddenLayers = 2,
+            NumAttentionHeads = 4,
+            NumKeyValueHeads = 2,
+            HeadDim = 16,
+            TieWordEmbeddings = tied,
         };
         using var model = new LlamaForCausalLM(config, new ParallelLayout(new ShapeOnlyGroup(ranks), vocabularySplit));
         var shape = ModelShape.Of(config);
