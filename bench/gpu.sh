@@ -26,4 +26,7 @@ run "$BIOFORGE" bench train --config configs/esm2-650m.yaml --steps 10 --warmup 
 run "$BIOFORGE" bench train --config configs/esm2-650m.yaml --steps 10 --warmup 3 train.device=cuda \
   data.max_length=512 data.tokens_per_batch=65536 train.accumulation=1 train.activation_checkpointing=true
 run "$BIOFORGE" bench train --config configs/esm2-8m.yaml --steps 20 --warmup 3 train.device=cuda train.precision=bf16-mixed
+# NCCL (issue 5): the single-GPU communicator — every collective checked on CUDA tensors, then all-reduce bandwidth.
+"$BIOFORGE" dist check --device cuda >>"$out/log.txt" 2>&1 || echo "failed: dist check --device cuda" | tee -a "$out/log.txt"
+run "$BIOFORGE" dist bench --device cuda --sizes 8K,1M,64M,1G --repeats 20 --warmup 5
 echo "results in $out/results.jsonl"

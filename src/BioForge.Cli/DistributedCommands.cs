@@ -6,6 +6,7 @@ using BioForge.Distributed;
 using BioForge.Models.Esm;
 using BioForge.Models.Llama;
 using BioForge.Runtime;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace BioForge.Cli;
@@ -25,7 +26,8 @@ internal static class DistributedCommands
         var stallSeconds = Options.Int("--stall-seconds", "how long the stalled rank sleeps", 60);
         var freeze = new Option<bool>("--freeze") { Description = "the stalled rank stops its whole process (SIGSTOP) instead of sleeping: it looks dead" };
         var model = new Option<string?>("--model") { Description = "also split this ESM-2 or Llama checkpoint across the ranks (tensor parallelism) and compare logits and gradients with the whole model" };
-        var command = new Command("check", "Run every collective on known values and compare the results on every rank") { stallRank, stallSeconds, freeze, model };
+        var device = new Option<string>("--device") { Description = "cpu (MPI), or cuda: also run the collectives on CUDA tensors over NCCL", DefaultValueFactory = _ => "cpu" };
+        var command = new Command("check", "Run every collective on known values and compare the results on every rank") { stallRank, stallSeconds, freeze, model, device };
         command.SetAction(result => Cli.Guard(error, () =>
         {
             TorchRuntime.EnsureLoaded();
@@ -40,7 +42,7 @@ internal static class DistributedCommands
             var failures = new List<string>();
             void Expect(string what, Tensor actual, Tensor expected)
             {
-                if (!actual.shape.SequenceEqual(expected.shape) || !actual.to(ScalarType.Float64).allclose(expected.to(ScalarType.Float64), rtol: 1e-5, atol: 1e-5))
+                if (!actual.shape.SequenceEqual(expected.shape) || !actual.to(ScalarType.Float64, CPU).allclose(expected.to(ScalarType.Float64, CPU), rtol: 1e-5, atol: 1e-5))
                     failures.Add(what);
             }
             using var scope = NewDisposeScope();
@@ -83,15 +85,60 @@ internal static class DistributedCommands
                 CheckVocabularyParallel(world, Expect);
             }
             if (result.GetValue(model) is { } checkpoint) CheckTensorParallelModel(world, checkpoint, Expect);
+            string backends = world.Backend;
+            if (GpuDevice(result.GetValue(device)!) is { } gpu)
+            {
+                using var nccl = NcclCommunicator.Create(world, gpu);
+                CheckOnGpu(nccl, gpu, Expect);
+                backends += $" + nccl {nccl.Version} on {gpu}";
+            }
             world.Barrier();
             var failed = tensor(new[] { (long)failures.Count });
             world.AllReduce(failed);
             if (failures.Count > 0) error.WriteLine($"rank {r}: wrong results: {string.Join("; ", failures)}");
             if (failed.item<long>() > 0) return 1;
-            if (r == 0) output.WriteLine($"collectives ok: {n} rank(s), backend {world.Backend}, launcher {ProcessGroup.Launch.Launcher}");
+            if (r == 0) output.WriteLine($"collectives ok: {n} rank(s), backend {backends}, launcher {ProcessGroup.Launch.Launcher}");
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>The GPU this rank uses for <c>--device cuda</c> (one per process, by local rank); null for cpu.</summary>
+    private static Device? GpuDevice(string text)
+    {
+        var compute = ComputeOptions.Resolve(text, "fp32", 0);
+        return compute.Device.type == DeviceType.CUDA ? ParallelGrid.LocalDevice(compute.Device, ProcessGroup.Launch) : null;
+    }
+
+    /// <summary>The NCCL path on CUDA tensors: sum (float32, bf16), average, max, broadcast, all-gather, reduce-scatter, a split group.</summary>
+    private static void CheckOnGpu(Communicator nccl, Device gpu, Action<string, Tensor, Tensor> expect)
+    {
+        using var scope = NewDisposeScope();
+        int r = nccl.Rank, n = nccl.Size;
+        double ranksSum = n * (n + 1) / 2.0;
+        foreach (var type in new[] { ScalarType.Float32, ScalarType.BFloat16 })
+        {
+            var t = arange(8, ScalarType.Float32, gpu).add(r + 1).to(type);
+            nccl.AllReduce(t);
+            expect($"NCCL all-reduce sum {type}", t, arange(8, ScalarType.Float64).mul(n).add(ranksSum));
+        }
+        var big = full([3_000_001], r + 1.0, ScalarType.Float32, gpu);
+        nccl.AllReduce(big, ReduceOp.Average);
+        expect("NCCL all-reduce average (3M floats)", big, full([3_000_001], ranksSum / n, ScalarType.Float64));
+        var max = tensor(new[] { (float)r, -r }, device: gpu);
+        nccl.AllReduce(max, ReduceOp.Max);
+        expect("NCCL all-reduce max", max, tensor(new[] { n - 1.0, 0.0 }));
+        var broadcast = full([5], (double)r, ScalarType.Float32, gpu);
+        nccl.Broadcast(broadcast, root: n - 1);
+        expect("NCCL broadcast from the last rank", broadcast, full([5], n - 1.0, ScalarType.Float64));
+        var gathered = nccl.AllGather(full([2, 3], (double)r, ScalarType.Float32, gpu));
+        expect("NCCL all-gather", gathered, arange(n, ScalarType.Float64).repeat_interleave(2).unsqueeze(1).expand(2 * n, 3));
+        var scattered = nccl.ReduceScatter(arange(2 * n, ScalarType.Float32, gpu).add(r));
+        expect("NCCL reduce-scatter", scattered, tensor(new[] { 2.0 * r * n + ranksSum - n, (2.0 * r + 1) * n + ranksSum - n }));
+        using var pairs = nccl.Split(color: r % 2, key: r);
+        var one = ones(1, ScalarType.Float32, gpu);
+        pairs.AllReduce(one);
+        expect("NCCL all-reduce in a split group", one, full([1], (double)((n + 1 - r % 2) / 2), ScalarType.Float64));
     }
 
     /// <summary>
@@ -205,16 +252,19 @@ internal static class DistributedCommands
         var sizes = new Option<string>("--sizes") { Description = "message sizes in bytes (K, M, G suffixes), comma-separated", DefaultValueFactory = _ => "8K,1M,16M,64M" };
         var repeats = Options.Int("--repeats", "timed all-reduces per size", 20);
         var warmup = Options.Int("--warmup", "untimed all-reduces first", 3);
-        var command = new Command("bench", "All-reduce (sum, float32) bandwidth per message size, as nccl-tests reports it") { sizes, repeats, warmup };
+        var device = new Option<string>("--device") { Description = "cpu (MPI), or cuda (NCCL, one GPU per rank)", DefaultValueFactory = _ => "cpu" };
+        var command = new Command("bench", "All-reduce (sum, float32) bandwidth per message size, as nccl-tests reports it") { sizes, repeats, warmup, device };
         command.SetAction(result => Cli.Guard(error, () =>
         {
             TorchRuntime.EnsureLoaded();
-            var world = ProcessGroup.World;
+            var gpu = GpuDevice(result.GetValue(device)!);
+            using var nccl = gpu is null ? null : NcclCommunicator.Create(ProcessGroup.World, gpu);
+            Communicator world = nccl ?? ProcessGroup.World;
             int n = result.GetValue(repeats), w = result.GetValue(warmup);
             if (n < 1 || w < 0) throw new BioForgeException("--repeats must be positive and --warmup non-negative");
             foreach (long bytes in result.GetValue(sizes)!.Split(',').Select(ParseBytes))
             {
-                using var buffer = ones([Math.Max(1, bytes / 4)], ScalarType.Float32);
+                using var buffer = ones([Math.Max(1, bytes / 4)], ScalarType.Float32, gpu ?? CPU);
                 double seconds = 0;
                 for (int i = 0; i < w + n; i++)
                 {

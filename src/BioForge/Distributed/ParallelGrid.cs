@@ -1,3 +1,6 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
 namespace BioForge.Distributed;
 
 /// <summary>
@@ -17,7 +20,8 @@ public sealed class ParallelGrid : IDisposable
     public Communicator Tensor { get; }
 
     /// <summary>A collective over <paramref name="world"/>: every rank calls it with the same size.</summary>
-    public ParallelGrid(Communicator world, int tensorParallelSize)
+    /// <param name="device">Where the model lives: on CUDA, groups of more than one rank exchange tensors over NCCL.</param>
+    public ParallelGrid(Communicator world, int tensorParallelSize, Device? device = null)
     {
         if (tensorParallelSize < 1 || world.Size % tensorParallelSize != 0)
             throw new BioForgeException($"tensor parallelism: the world of {world.Size} rank(s) does not divide into tensor-parallel groups of {tensorParallelSize}");
@@ -37,6 +41,24 @@ public sealed class ParallelGrid : IDisposable
             Tensor = Own(world.Split(color: world.Rank / tensorParallelSize, key: world.Rank));
             Data = Own(world.Split(color: world.Rank % tensorParallelSize, key: world.Rank));
         }
+        if (device?.type == DeviceType.CUDA)
+        {
+            Data = OnGpu(Data, device);
+            Tensor = OnGpu(Tensor, device);
+        }
+    }
+
+    private Communicator OnGpu(Communicator group, Device device) => group.Size == 1 ? group : Own(NcclCommunicator.Create(group, device));
+
+    /// <summary>
+    /// The GPU a process of a distributed job should use when told just "cuda": one per process, by local rank
+    /// (mpirun/srun start one process per GPU). Any other device is returned as it is.
+    /// </summary>
+    public static Device LocalDevice(Device device, Launch launch)
+    {
+        if (device.type != DeviceType.CUDA || device.index >= 0 || !launch.Distributed) return device;
+        int count = (int)cuda.device_count();
+        return new Device(DeviceType.CUDA, count == 0 ? 0 : launch.LocalRank % count);
     }
 
     private Communicator Own(Communicator communicator)

@@ -59,6 +59,7 @@ public static class Trainer
     public static TrainingResult Run(RunConfig config, TrainerOptions options)
     {
         var compute = ComputeOptions.Resolve(config.Train.Device, config.Train.Precision == "bf16-mixed" ? "bf16" : "fp32", config.Train.Threads);
+        compute = compute with { Device = ParallelGrid.LocalDevice(compute.Device, ProcessGroup.Launch) };
         string output = config.Train.OutputDir;
         var checkpoints = new CheckpointStore(Path.Combine(output, "checkpoints"), config.Checkpoint.Keep);
         string? resumeFrom = ResumePoint(options, checkpoints);
@@ -67,7 +68,7 @@ public static class Trainer
             throw new BioForgeException($"{resumeFrom}: written with precision {state.Precision}, the configuration says {config.Train.Precision}");
 
         // Tensor-parallel ranks share micro-batches and split every layer; data-parallel ranks split the micro-batches.
-        using var grid = new ParallelGrid(options.Group ?? ProcessGroup.World, config.Train.TensorParallel);
+        using var grid = new ParallelGrid(options.Group ?? ProcessGroup.World, config.Train.TensorParallel, compute.Device);
         var layout = new ParallelLayout(grid.Tensor, config.Train.VocabParallel);
         using var train = OpenSplit(config.Data.Dir, "train");
         using var validStore = File.Exists(TokenStore.IdxPath(Path.Combine(config.Data.Dir, "valid"))) ? OpenSplit(config.Data.Dir, "valid") : null;
