@@ -29,10 +29,11 @@ internal static class PlanCommand
         var zero = new Option<int?>("--zero-stage") { Description = "1: optimizer state sharded across replicas" };
         var checkpointing = new Option<bool?>("--activation-checkpointing") { Description = "recompute activations in the backward pass" };
         var vocabulary = new Option<bool?>("--vocab-parallel") { Description = "split the embedding and output projection by vocabulary rows" };
+        var reduceBytes = new Option<int?>("--reduce-bytes") { Description = "bytes per gradient value in the data-parallel reduction: 4 (float32, BioForge) or 2 (bf16, as Megatron/NeMo reduce)" };
         var json = new Option<bool>("--json") { Description = "one JSON object instead of the table" };
         var command = new Command("plan", "Estimate step time, tokens/s, memory per GPU and scaling efficiency of a data × tensor-parallel run")
         {
-            model, gpus, dp, tp, link, node, alpha, perNode, overlap, memory, stepSeconds, tflops, sequence, microTokens, accumulation, precision, zero, checkpointing, vocabulary, json,
+            model, gpus, dp, tp, link, node, alpha, perNode, overlap, memory, stepSeconds, tflops, sequence, microTokens, accumulation, precision, zero, checkpointing, vocabulary, reduceBytes, json,
         };
         command.SetAction(result => Cli.Guard(error, () =>
         {
@@ -46,6 +47,7 @@ internal static class PlanCommand
                 ZeroStage = result.GetValue(zero) ?? workload.ZeroStage,
                 ActivationCheckpointing = result.GetValue(checkpointing) ?? workload.ActivationCheckpointing,
                 VocabularySplit = result.GetValue(vocabulary) ?? workload.VocabularySplit,
+                GradientReductionBytes = result.GetValue(reduceBytes) ?? workload.GradientReductionBytes,
             };
             int n = result.GetValue(gpus), t = result.GetValue(tp);
             var cluster = new ClusterSpec

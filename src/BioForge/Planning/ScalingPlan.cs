@@ -30,6 +30,8 @@ public sealed record WorkloadSpec
     public int ZeroStage { get; init; }
     public bool ActivationCheckpointing { get; init; }
     public bool VocabularySplit { get; init; }
+    /// <summary>Bytes per gradient value in the data-parallel reduction: 4 (float32, BioForge) or 2 (bf16, Megatron's default).</summary>
+    public int GradientReductionBytes { get; init; } = 4;
     /// <summary>Gradient buckets (BioForge's train.bucket_mb): the last one cannot overlap the backward pass.</summary>
     public double BucketMb { get; init; } = 25;
 }
@@ -103,7 +105,7 @@ public static class ScalingPlan
         long perGpu = model.ParametersPerRank(t, work.VocabularySplit);
         bool dataInNode = (long)d * t <= cluster.GpusPerNode;
         double dataBandwidth = Gbps(dataInNode ? cluster.NodeGbps : cluster.LinkGbps);
-        double gradientBytes = perGpu * 4.0;
+        double gradientBytes = perGpu * (double)work.GradientReductionBytes;
         double reduction = d == 1 ? 0 : RingAllReduce(gradientBytes, d, dataBandwidth, cluster.AlphaMicroseconds);
         double lastBucket = d == 1 ? 0 : RingAllReduce(Math.Min(gradientBytes, work.BucketMb * (1 << 20)), d, dataBandwidth, cluster.AlphaMicroseconds);
         double backward = (computeMicro + tensorMicro) * 2 / 3; // the last micro-batch's backward pass
@@ -127,7 +129,7 @@ public static class ScalingPlan
                 : $"one device sustains {speed.Tflops} model TFLOP/s (given) on {flopsPerToken / 1e9:F2} GFLOP per token (3 × forward: 2 per weight of each matrix product, attention 4·s·width per layer)",
             $"tensor parallelism divides compute evenly by {t}; per layer {perLayer} all-reduces of {tokensPerMicro:N0} × {model.Hidden} activations ({activationBytes} bytes each)",
             $"ring collectives: 2(p−1)·α + 2(p−1)/p · M/β with α = {cluster.AlphaMicroseconds} µs; β = {cluster.NodeGbps} Gb/s within a node of {cluster.GpusPerNode} GPUs, {cluster.LinkGbps} Gb/s per GPU between nodes",
-            $"gradients reduced once per step in float32 ({gradientBytes / 1e9:F2} GB per rank), {cluster.Overlap:P0} of it hidden behind the backward pass (never the last {work.BucketMb} MB bucket)",
+            $"gradients reduced once per step, {work.GradientReductionBytes} bytes each ({gradientBytes / 1e9:F2} GB per rank), {cluster.Overlap:P0} of it hidden behind the backward pass (never the last {work.BucketMb} MB bucket)",
             "not modelled: the optimizer step, data loading, stragglers, contention between ranks sharing a machine, kernel efficiency of small split matrices",
             "memory: weights in the parameter type, a float32 gradient sum (plus bf16 gradients in mixed precision), AdamW moments (+ float32 master weights), activations per Korthikanti et al. 2022 (s·b·h·(10 + 24/t + 5·a·s/(h·t)) bytes per layer at 16 bits, 2·s·b·h with recomputation), float32 logits twice",
         };
@@ -172,6 +174,7 @@ public static class ScalingPlan
         Require(work.SequenceLength >= 1 && work.TokensPerMicroBatch >= work.SequenceLength,
             $"a micro-batch of {work.TokensPerMicroBatch} tokens holds no sequence of {work.SequenceLength}");
         Require(work.Accumulation >= 1, "accumulation must be at least 1");
+        Require(work.GradientReductionBytes is 2 or 4, $"gradients are reduced in 2 (bf16) or 4 (float32) bytes (got {work.GradientReductionBytes})");
         Require(work.Precision is "fp32" or "bf16-mixed", $"precision must be fp32 or bf16-mixed (got '{work.Precision}')");
         Require((speed.MicroBatchSeconds is > 0) ^ (speed.Tflops is > 0),
             "give one device's measured speed: --step-seconds (one micro-batch, e.g. from `bioforge bench train`) or --device-tflops");
