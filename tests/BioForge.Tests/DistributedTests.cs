@@ -25,24 +25,9 @@ public sealed class LaunchTests
     public void ATensorParallelSplitThatDoesNotDivideIsRefusedWithTheNumbers()
     {
         _ = TestData.Cpu;
-        using var pair = new FakeGroup(2);
+        using var pair = new ShapeOnlyGroup(2);
         var e = Assert.Throws<BioForgeException>(() => new ColumnParallelLinear(8, 15, hasBias: false, pair));
         Assert.Equal("tensor parallelism: output features (15) is not divisible by the tensor-parallel size (2)", e.Message);
-    }
-
-    /// <summary>A group of the given size for constructing layers (no collective is called).</summary>
-    private sealed class FakeGroup(int size) : Communicator
-    {
-        public override int Rank => 0;
-        public override int Size => size;
-        public override string Backend => "fake";
-        public override void AllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum) => throw new NotSupportedException();
-        public override void Broadcast(Tensor tensor, int root = 0) => throw new NotSupportedException();
-        public override Tensor AllGather(Tensor tensor) => throw new NotSupportedException();
-        public override Tensor ReduceScatter(Tensor tensor, ReduceOp op = ReduceOp.Sum) => throw new NotSupportedException();
-        public override void Barrier(TimeSpan? timeout = null) => throw new NotSupportedException();
-        public override Communicator Split(int color, int key) => throw new NotSupportedException();
-        public override void Dispose() { }
     }
 
     [Fact]

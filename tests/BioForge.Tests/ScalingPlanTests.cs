@@ -10,21 +10,6 @@ namespace BioForge.Tests;
 /// <summary>The planner's counting against real networks, its alpha-beta arithmetic, and its refusals.</summary>
 public sealed class ScalingPlanTests
 {
-    /// <summary>A group of a given size that only builds models: the planner's shard counts against real shards.</summary>
-    private sealed class ShapeOnlyGroup(int size) : Communicator
-    {
-        public override int Rank => 0;
-        public override int Size => size;
-        public override string Backend => "shape-only";
-        public override void AllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum) => throw new NotSupportedException();
-        public override void Broadcast(Tensor tensor, int root = 0) => throw new NotSupportedException();
-        public override Tensor AllGather(Tensor tensor) => throw new NotSupportedException();
-        public override Tensor ReduceScatter(Tensor tensor, ReduceOp op = ReduceOp.Sum) => throw new NotSupportedException();
-        public override void Barrier(TimeSpan? timeout = null) => throw new NotSupportedException();
-        public override Communicator Split(int color, int key) => throw new NotSupportedException();
-        public override void Dispose() { }
-    }
-
     private static long Count(nn.Module module) => module.parameters().Sum(p => p.numel());
 
     [Theory]
