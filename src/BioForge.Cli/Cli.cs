@@ -26,6 +26,8 @@ public static class Cli
         root.Subcommands.Add(BenchCommands.Create(output, error));
         root.Subcommands.Add(DistributedCommands.Create(output, error));
         root.Subcommands.Add(PlanCommand.Create(output, error));
+        root.Subcommands.Add(DtiCommands.Create(output, error));
+        root.Subcommands.Add(OptimizeCommand.Create(output, error));
         root.Subcommands.Add(EnvironmentCommand.Create(output, error));
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
     }

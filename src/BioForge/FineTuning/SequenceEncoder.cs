@@ -51,6 +51,46 @@ internal abstract class SequenceEncoder : IDisposable
     public abstract void Dispose();
 
     /// <summary>Opens an ESM-2 or Llama checkpoint directory, by the <c>model_type</c> of its config.json.</summary>
+    /// <summary>
+    /// Right-pads a batch: token ids [N, T], attention mask, which positions are residues (not start, end or padding),
+    /// and each sequence's last position.
+    /// </summary>
+    public (Tensor Ids, Tensor Mask, Tensor Residues, long[] Last) Pad(IReadOnlyList<EncodedSequence> batch, Device device)
+    {
+        int width = batch.Max(e => e.Ids.Length);
+        var ids = new long[batch.Count * width];
+        var mask = new long[ids.Length];
+        var residues = new bool[ids.Length];
+        var last = new long[batch.Count];
+        Array.Fill(ids, PadId);
+        for (int b = 0; b < batch.Count; b++)
+        {
+            var e = batch[b];
+            for (int t = 0; t < e.Ids.Length; t++)
+            {
+                ids[b * width + t] = e.Ids[t];
+                mask[b * width + t] = 1;
+                residues[b * width + t] = t >= 1 && t <= e.Residues;
+            }
+            last[b] = e.Ids.Length - 1;
+        }
+        long[] shape = [batch.Count, width];
+        return (tensor(ids, shape).to(device), tensor(mask, shape).to(device), tensor(residues, shape).to(device), last);
+    }
+
+    /// <summary>The mean of the final hidden states over each sequence's residues: [N, hidden].</summary>
+    public Tensor MeanOverResidues(IReadOnlyList<EncodedSequence> batch, Device device)
+    {
+        var (ids, mask, residues, _) = Pad(batch, device);
+        return MeanOver(Hidden(ids, mask), residues);
+    }
+
+    public static Tensor MeanOver(Tensor hidden, Tensor residueMask)
+    {
+        var weights = residueMask.unsqueeze(-1).to(hidden.dtype);
+        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1);
+    }
+
     public static SequenceEncoder Load(string directory, Device device)
     {
         string configPath = Path.Combine(directory, "config.json");

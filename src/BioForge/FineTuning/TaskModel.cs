@@ -63,39 +63,15 @@ internal sealed class TaskModel(SequenceEncoder encoder, PredictionHead head, Fi
     /// <summary>[N, hidden]: one row per sequence (pooled) or per residue (residue tasks), in batch order.</summary>
     public Tensor Features(IReadOnlyList<EncodedSequence> batch)
     {
-        int width = batch.Max(e => e.Ids.Length);
-        var ids = new long[batch.Count * width];
-        var mask = new long[ids.Length];
-        var residues = new bool[ids.Length];
-        var last = new long[batch.Count];
-        Array.Fill(ids, encoder.PadId);
-        for (int b = 0; b < batch.Count; b++)
-        {
-            var e = batch[b];
-            for (int t = 0; t < e.Ids.Length; t++)
-            {
-                ids[b * width + t] = e.Ids[t];
-                mask[b * width + t] = 1;
-                residues[b * width + t] = t >= 1 && t <= e.Residues;
-            }
-            last[b] = e.Ids.Length - 1;
-        }
-        long[] shape = [batch.Count, width];
-        var hidden = encoder.Hidden(tensor(ids, shape).to(device), tensor(mask, shape).to(device));
-        var residueMask = tensor(residues, shape).to(device);
+        var (ids, mask, residueMask, last) = encoder.Pad(batch, device);
+        var hidden = encoder.Hidden(ids, mask);
         if (task == FineTuneTask.ResidueClassification) return hidden.index([TensorIndex.Tensor(residueMask)]);
         return pooling switch
         {
             Pooling.Cls => hidden.select(1, 0),
             Pooling.Last => hidden[arange(batch.Count, device: device), tensor(last).to(device)],
-            _ => MeanOver(hidden, residueMask),
+            _ => SequenceEncoder.MeanOver(hidden, residueMask),
         };
-    }
-
-    private static Tensor MeanOver(Tensor hidden, Tensor residueMask)
-    {
-        var weights = residueMask.unsqueeze(-1).to(hidden.dtype);
-        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1);
     }
 
     public Tensor Outputs(Tensor features) => head.forward(features);

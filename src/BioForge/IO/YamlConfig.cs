@@ -2,14 +2,16 @@ using System.Globalization;
 using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Tomlyn;
+using Tomlyn.Model;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
 namespace BioForge.IO;
 
 /// <summary>
-/// YAML run files read into typed records: snake_case keys, unknown keys refused with their full dotted name (sections
-/// are the records nested in the root type), <c>section.key=value</c> overrides applied on top, YAML errors reported
+/// Run files (YAML, or TOML for <c>.toml</c>) read into typed records: snake_case keys, unknown keys refused with their full dotted name (sections
+/// are BioForge's own records, lists of them included), <c>section.key=value</c> overrides applied on top, YAML errors reported
 /// as file:line:column.
 /// </summary>
 public static class YamlConfig
@@ -33,20 +35,9 @@ public static class YamlConfig
     public static T Load<T>(string path, IEnumerable<string>? overrides = null) where T : class
     {
         if (!File.Exists(path)) throw new BioForgeException($"{path}: configuration file not found");
-        JsonObject root;
-        try
-        {
-            var stream = new YamlStream();
-            using (var reader = new StreamReader(path)) stream.Load(reader);
-            root = stream.Documents.Count == 0 ? [] : ToJson(stream.Documents[0].RootNode, path) as JsonObject
-                ?? throw new BioForgeException($"{path}: the top level must be a mapping of sections");
-        }
-        catch (YamlException e)
-        {
-            throw new BioForgeException($"{path}:{e.Start.Line}:{e.Start.Column}: {e.InnerException?.Message ?? e.Message}");
-        }
+        var root = path.EndsWith(".toml", StringComparison.OrdinalIgnoreCase) ? ReadToml(path) : ReadYaml(path);
         foreach (string assignment in overrides ?? []) Override(root, assignment);
-        CheckKeys(root, typeof(T), typeof(T), "", path);
+        CheckKeys(root, typeof(T), "", path);
         try
         {
             return root.Deserialize<T>(Serializer)!;
@@ -59,6 +50,47 @@ public static class YamlConfig
 
     public static string ToJsonText<T>(T value) => JsonSerializer.Serialize(value, Serializer);
 
+    private static JsonObject ReadYaml(string path)
+    {
+        try
+        {
+            var stream = new YamlStream();
+            using (var reader = new StreamReader(path)) stream.Load(reader);
+            return stream.Documents.Count == 0 ? [] : ToJson(stream.Documents[0].RootNode, path) as JsonObject
+                ?? throw new BioForgeException($"{path}: the top level must be a mapping of sections");
+        }
+        catch (YamlException e)
+        {
+            throw new BioForgeException($"{path}:{e.Start.Line}:{e.Start.Column}: {e.InnerException?.Message ?? e.Message}");
+        }
+    }
+
+    /// <summary>TOML (REINVENT's run-file format): tables are sections, arrays of tables lists of them.</summary>
+    private static JsonObject ReadToml(string path)
+    {
+        try
+        {
+            return (JsonObject)FromToml(TomlSerializer.Deserialize<TomlTable>(File.ReadAllText(path))!, path)!;
+        }
+        catch (TomlException e)
+        {
+            throw new BioForgeException($"{path}:{e.Line}:{e.Column}: {e.Message}");
+        }
+    }
+
+    private static JsonNode? FromToml(object? value, string path) => value switch
+    {
+        null => null,
+        TomlTable table => new JsonObject(table.Select(kv => KeyValuePair.Create(kv.Key, FromToml(kv.Value, path)))),
+        TomlTableArray tables => new JsonArray([.. tables.Select(t => FromToml(t, path))]),
+        TomlArray array => new JsonArray([.. array.Select(v => FromToml(v, path))]),
+        string text => JsonValue.Create(text),
+        bool flag => JsonValue.Create(flag),
+        long integer => JsonValue.Create(integer),
+        double real => JsonValue.Create(real),
+        _ => JsonValue.Create(Convert.ToString(value, CultureInfo.InvariantCulture)),
+    };
+
     /// <summary>Applies <c>section.key=value</c>; the value is read as YAML (a scalar, or a flow list such as <c>[a, b]</c>).</summary>
     private static void Override(JsonObject root, string assignment)
     {
@@ -69,6 +101,15 @@ public static class YamlConfig
         var node = root;
         foreach (string key in keys[..^1])
         {
+            // "stages[0]" steps into a list of sections.
+            int bracket = key.IndexOf('[');
+            if (bracket > 0 && key.EndsWith(']') && int.TryParse(key[(bracket + 1)..^1], NumberStyles.None, CultureInfo.InvariantCulture, out int index))
+            {
+                string name = key[..bracket];
+                node = node[name] is JsonArray list && index < list.Count && list[index] is JsonObject item
+                    ? item : throw new BioForgeException($"override '{assignment}': '{name}' has no section [{index}]");
+                continue;
+            }
             if (node[key] is null) node[key] = new JsonObject();
             node = node[key] as JsonObject ?? throw new BioForgeException($"override '{assignment}': '{key}' is not a section");
         }
@@ -91,7 +132,7 @@ public static class YamlConfig
     }
 
     /// <summary>Unknown keys are typos: refuse them with their full name.</summary>
-    private static void CheckKeys(JsonObject node, Type type, Type root, string prefix, string path)
+    private static void CheckKeys(JsonObject node, Type type, string prefix, string path)
     {
         var properties = type.GetProperties(BindingFlags.Public | BindingFlags.Instance)
             .Where(p => p.CanWrite)
@@ -100,13 +141,28 @@ public static class YamlConfig
         {
             if (!properties.TryGetValue(key, out var property))
                 throw new BioForgeException($"{path}: unknown key '{prefix}{key}' (known: {string.Join(", ", properties.Keys.Order(StringComparer.Ordinal))})");
-            if (property.PropertyType.IsClass && property.PropertyType.DeclaringType == root)
+            if (IsSection(property.PropertyType))
             {
                 if (value is not JsonObject section) throw new BioForgeException($"{path}: '{prefix}{key}' must be a section (a mapping)");
-                CheckKeys(section, property.PropertyType, root, $"{prefix}{key}.", path);
+                CheckKeys(section, property.PropertyType, $"{prefix}{key}.", path);
+            }
+            else if (ElementType(property.PropertyType) is { } element && IsSection(element) && value is JsonArray items)
+            {
+                for (int i = 0; i < items.Count; i++)
+                {
+                    if (items[i] is not JsonObject item) throw new BioForgeException($"{path}: '{prefix}{key}[{i}]' must be a section (a mapping)");
+                    CheckKeys(item, element, $"{prefix}{key}[{i}].", path);
+                }
             }
         }
     }
+
+    /// <summary>A configuration section: one of BioForge's own records (not a string, a list or free-form JSON).</summary>
+    private static bool IsSection(Type type) =>
+        type.IsClass && type != typeof(string) && type.Namespace?.StartsWith("BioForge", StringComparison.Ordinal) == true;
+
+    private static Type? ElementType(Type type) =>
+        type.IsArray ? type.GetElementType() : type.IsGenericType && type.GetGenericTypeDefinition() == typeof(List<>) ? type.GetGenericArguments()[0] : null;
 
     private static JsonNode? ToJson(YamlNode node, string path) => node switch
     {

@@ -85,6 +85,42 @@ public static class Sampling
         return Enumerable.Range(0, count).Select(i => new SampledSequence([.. tokens[i]], finished[i], logLikelihood[i])).ToList();
     }
 
+    /// <summary>
+    /// The log-likelihood of each token sequence under <paramref name="model"/> at temperature 1, as <see cref="Sample"/>
+    /// accumulates it: log p of every token after the begin token, plus the end token for finished sequences. Keeps
+    /// the autograd graph (REINVENT trains the agent through it): returns a [N] float32 tensor.
+    /// </summary>
+    public static Tensor LogLikelihood(LlamaForCausalLM model, IReadOnlyList<SampledSequence> sequences)
+    {
+        var config = model.Config;
+        var device = model.parameters().First().device;
+        int width = sequences.Max(s => s.Tokens.Length + (s.Finished ? 1 : 0)) + 1;
+        var inputs = new long[sequences.Count * width];
+        var targets = new long[inputs.Length];
+        var mask = new long[inputs.Length];
+        var scored = new float[inputs.Length];
+        Array.Fill(inputs, config.PadTokenId);
+        for (int b = 0; b < sequences.Count; b++)
+        {
+            var s = sequences[b];
+            long[] full = [config.BosTokenId, .. s.Tokens, .. s.Finished ? new long[] { config.EosTokenId } : []];
+            for (int t = 0; t < full.Length; t++)
+            {
+                inputs[b * width + t] = full[t];
+                mask[b * width + t] = 1;
+                if (t + 1 < full.Length)
+                {
+                    targets[b * width + t] = full[t + 1];
+                    scored[b * width + t] = 1;
+                }
+            }
+        }
+        long[] shape = [sequences.Count, width];
+        var logits = model.Forward(tensor(inputs, shape).to(device), tensor(mask, shape).to(device)).Logits.to(ScalarType.Float32);
+        var logProbs = logits.log_softmax(-1).gather(2, tensor(targets, shape).to(device).unsqueeze(2)).squeeze(2);
+        return (logProbs * tensor(scored, shape).to(device)).sum(1);
+    }
+
     /// <summary>Sets the logits outside the top-k / top-p (nucleus) sets to −∞.</summary>
     private static Tensor Filter(Tensor logits, SamplingOptions options)
     {

@@ -1,0 +1,130 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using BioForge.IO;
+
+namespace BioForge.Discovery;
+
+/// <summary>One measured drug–target pair: indices into the dataset's drugs and targets, and the affinity.</summary>
+public sealed record AffinityPair(int Drug, int Target, double Affinity);
+
+public sealed record NamedEntry(string Id, string Text);
+
+/// <summary>
+/// A drug–target affinity benchmark in DeepDTA's layout (Öztürk et al. 2018): <c>ligands_can.txt</c> (JSON, drug id →
+/// SMILES, in matrix-row order), <c>proteins.txt</c> (JSON, target id → sequence, in column order), the affinity
+/// matrix, and <c>folds/test_fold_setting1.txt</c> / <c>folds/train_fold_setting1.txt</c> (indices into the measured
+/// cells in row-major order). Davis' Kd (nM) become pKd = −log10(Kd / 10⁹); KIBA scores are used as they are.
+/// Files may be gzipped (<c>.gz</c>).
+/// </summary>
+public sealed class AffinityDataset
+{
+    private const string DavisMatrix = "drug-target_interaction_affinities_Kd__Davis_et_al.2011v1.txt";
+    private const string KibaMatrix = "kiba_binding_affinity_v2.txt";
+
+    public required string Name { get; init; }
+    /// <summary>What the affinity numbers are: <c>pKd</c> or <c>KIBA score</c>.</summary>
+    public required string Measure { get; init; }
+    public required IReadOnlyList<NamedEntry> Drugs { get; init; }
+    public required IReadOnlyList<NamedEntry> Targets { get; init; }
+    /// <summary>The measured cells, in row-major order: what the fold indices index.</summary>
+    public required IReadOnlyList<AffinityPair> Pairs { get; init; }
+    public required int[] TestFold { get; init; }
+    public required int[][] TrainFolds { get; init; }
+
+    public static AffinityDataset Load(string directory)
+    {
+        if (!Directory.Exists(directory)) throw new BioForgeException($"affinity data {directory}: no such directory (expected DeepDTA's layout, e.g. data/davis)");
+        var drugs = ReadEntries(Find(directory, "ligands_can.txt"));
+        var targets = ReadEntries(Find(directory, "proteins.txt"));
+        string? davis = TryFind(directory, DavisMatrix);
+        string matrix = davis ?? TryFind(directory, KibaMatrix)
+            ?? throw new BioForgeException($"{directory}: no affinity matrix ({DavisMatrix} or {KibaMatrix}, optionally .gz)");
+        var pairs = ReadMatrix(matrix, drugs.Count, targets.Count, kd: davis is not null);
+        string testPath = Find(directory, Path.Combine("folds", "test_fold_setting1.txt"));
+        string trainPath = Find(directory, Path.Combine("folds", "train_fold_setting1.txt"));
+        var test = CheckIndices(ReadJson(testPath).AsArray().Select(i => i!.GetValue<int>()).ToArray(), pairs.Count, testPath);
+        var train = ReadJson(trainPath).AsArray().Select(fold => CheckIndices(fold!.AsArray().Select(i => i!.GetValue<int>()).ToArray(), pairs.Count, trainPath)).ToArray();
+        if (train.Length < 2) throw new BioForgeException($"{trainPath}: expected several training folds (one is used for validation), found {train.Length}");
+        return new AffinityDataset
+        {
+            Name = Path.GetFileName(Path.TrimEndingDirectorySeparator(directory)),
+            Measure = davis is not null ? "pKd" : "KIBA score",
+            Drugs = drugs,
+            Targets = targets,
+            Pairs = pairs,
+            TestFold = test,
+            TrainFolds = train,
+        };
+    }
+
+    private static string? TryFind(string directory, string name)
+    {
+        string path = Path.Combine(directory, name);
+        return File.Exists(path) ? path : File.Exists(path + ".gz") ? path + ".gz" : null;
+    }
+
+    private static string Find(string directory, string name) =>
+        TryFind(directory, name) ?? throw new BioForgeException($"{directory}: no {name} (or {name}.gz)");
+
+    private static JsonNode ReadJson(string path)
+    {
+        using var reader = Csv.OpenText(path);
+        try
+        {
+            return JsonNode.Parse(reader.ReadToEnd()) ?? throw new BioForgeException($"{path}: empty JSON");
+        }
+        catch (JsonException e)
+        {
+            throw new BioForgeException($"{path}: not valid JSON (line {e.LineNumber + 1}): {e.Message}");
+        }
+    }
+
+    /// <summary>A JSON object read in key order (the order of the matrix rows or columns).</summary>
+    private static List<NamedEntry> ReadEntries(string path)
+    {
+        if (ReadJson(path) is not JsonObject entries) throw new BioForgeException($"{path}: expected a JSON object of id → string");
+        var list = new List<NamedEntry>();
+        foreach (var (id, value) in entries)
+        {
+            string text = value?.GetValueKind() == JsonValueKind.String ? value.GetValue<string>().Trim() : throw new BioForgeException($"{path}: entry '{id}' is not a string");
+            if (text.Length == 0) throw new BioForgeException($"{path}: entry '{id}' is empty");
+            list.Add(new NamedEntry(id, text));
+        }
+        if (list.Count == 0) throw new BioForgeException($"{path}: no entries");
+        return list;
+    }
+
+    private static List<AffinityPair> ReadMatrix(string path, int rows, int columns, bool kd)
+    {
+        var pairs = new List<AffinityPair>();
+        using var reader = Csv.OpenText(path);
+        int row = 0;
+        for (string? line = reader.ReadLine(); line is not null; line = reader.ReadLine())
+        {
+            if (line.Trim().Length == 0) continue;
+            if (row >= rows) throw new BioForgeException($"{path}:{row + 1}: more rows than the {rows} drugs of ligands_can.txt");
+            var fields = line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries);
+            if (fields.Length != columns) throw new BioForgeException($"{path}:{row + 1}: {fields.Length} values, expected one per target ({columns})");
+            for (int column = 0; column < columns; column++)
+            {
+                string field = fields[column];
+                if (field.Equals("nan", StringComparison.OrdinalIgnoreCase)) continue;
+                if (!double.TryParse(field, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) || !double.IsFinite(value))
+                    throw new BioForgeException($"{path}:{row + 1}: value {column + 1} '{field}' is not a number");
+                if (kd && value <= 0) throw new BioForgeException($"{path}:{row + 1}: Kd {value} nM is not positive");
+                pairs.Add(new AffinityPair(row, column, kd ? -Math.Log10(value / 1e9) : value));
+            }
+            row++;
+        }
+        if (row != rows) throw new BioForgeException($"{path}: {row} rows, expected one per drug ({rows})");
+        return pairs;
+    }
+
+    private static int[] CheckIndices(int[] indices, int count, string path)
+    {
+        foreach (int i in indices)
+            if (i < 0 || i >= count) throw new BioForgeException($"{path}: index {i} is outside the {count} measured pairs");
+        return indices;
+    }
+}

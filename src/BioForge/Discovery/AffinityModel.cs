@@ -1,0 +1,170 @@
+using System.Text.Json;
+using BioForge.Chem;
+using BioForge.IO;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace BioForge.Discovery;
+
+/// <summary>
+/// Two towers and an interaction head: the molecule's and the target's feature rows are each mapped to a
+/// <c>hidden</c>-wide vector, and the head reads both and their elementwise product (the pair's interaction).
+/// Inputs are standardised features; the output is the standardised affinity.
+/// </summary>
+internal sealed class AffinityNetwork : nn.Module<Tensor, Tensor, Tensor>
+{
+    private readonly Linear drug_in, drug_out, target_in, target_out, head_in, head_mid, head_out;
+    private readonly Dropout dropout;
+
+    public AffinityNetwork(int drugWidth, int targetWidth, int hidden, double dropoutRate) : base(nameof(AffinityNetwork))
+    {
+        drug_in = nn.Linear(drugWidth, hidden);
+        drug_out = nn.Linear(hidden, hidden);
+        target_in = nn.Linear(targetWidth, hidden);
+        target_out = nn.Linear(hidden, hidden);
+        head_in = nn.Linear(3 * hidden, hidden);
+        head_mid = nn.Linear(hidden, hidden / 2);
+        head_out = nn.Linear(hidden / 2, 1);
+        dropout = nn.Dropout(dropoutRate);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor drugs, Tensor targets)
+    {
+        var d = F.gelu(drug_out.forward(dropout.forward(F.gelu(drug_in.forward(drugs)))));
+        var t = F.gelu(target_out.forward(dropout.forward(F.gelu(target_in.forward(targets)))));
+        var h = dropout.forward(F.gelu(head_in.forward(cat([d, t, d * t], 1))));
+        return head_out.forward(F.gelu(head_mid.forward(h))).squeeze(1);
+    }
+}
+
+/// <summary>What a trained affinity model directory records besides its weights (<c>affinity_model.json</c>).</summary>
+public sealed record AffinityManifest
+{
+    public string Format { get; init; } = "bioforge-affinity-1";
+    /// <summary>The training data's name (davis, kiba) and what its numbers are (pKd, KIBA score).</summary>
+    public string Dataset { get; init; } = "";
+    public string Measure { get; init; } = "";
+    /// <summary>Feature settings; the language-model paths are relative to the model directory.</summary>
+    public AffinityFeatureSettings Features { get; init; } = new();
+    public int Hidden { get; init; }
+    public int DrugWidth { get; init; }
+    public int TargetWidth { get; init; }
+    public float[] DrugMean { get; init; } = [];
+    public float[] DrugScale { get; init; } = [];
+    public float[] TargetMean { get; init; } = [];
+    public float[] TargetScale { get; init; } = [];
+    public double LabelMean { get; init; }
+    public double LabelScale { get; init; } = 1;
+    public int BestEpoch { get; init; }
+    public Dictionary<string, double> ValidationMetrics { get; init; } = [];
+    public Dictionary<string, double> TestMetrics { get; init; } = [];
+    public string CreatedUtc { get; init; } = "";
+}
+
+/// <summary>
+/// A trained drug–target affinity model, ready to predict: features → standardise → network → affinity in the
+/// training data's unit (pKd for Davis). Load once, featurize a target once, then score molecules in batches.
+/// </summary>
+public sealed class AffinityModel : IDisposable
+{
+    public const string ManifestFile = "affinity_model.json";
+    public const string WeightsFile = "model.safetensors";
+
+    private readonly AffinityNetwork network;
+    private readonly AffinityFeaturizer featurizer;
+    private readonly Tensor drugMean, drugScale, targetMean, targetScale;
+    private readonly Device device;
+
+    public AffinityManifest Manifest { get; }
+
+    internal AffinityModel(AffinityManifest manifest, AffinityNetwork network, AffinityFeaturizer featurizer, Device device)
+    {
+        Manifest = manifest;
+        this.network = network;
+        this.featurizer = featurizer;
+        this.device = device;
+        drugMean = tensor(manifest.DrugMean).to(device);
+        drugScale = tensor(manifest.DrugScale).to(device);
+        targetMean = tensor(manifest.TargetMean).to(device);
+        targetScale = tensor(manifest.TargetScale).to(device);
+        network.eval();
+    }
+
+    internal AffinityNetwork Network => network;
+
+    public static AffinityModel Load(string directory, Device device)
+    {
+        string manifestPath = Path.Combine(directory, ManifestFile);
+        if (!File.Exists(manifestPath)) throw new BioForgeException($"{directory}: no {ManifestFile} (expected a model written by `bioforge dti train`)");
+        AffinityManifest manifest;
+        try
+        {
+            manifest = JsonSerializer.Deserialize<AffinityManifest>(File.ReadAllText(manifestPath), YamlConfig.Serializer)
+                ?? throw new BioForgeException($"{manifestPath}: empty");
+        }
+        catch (JsonException e)
+        {
+            throw new BioForgeException($"{manifestPath}: not a valid affinity manifest ({e.Message})");
+        }
+        string? Resolve(string? relative) => relative is null ? null : Path.GetFullPath(Path.Combine(directory, relative));
+        var featurizer = new AffinityFeaturizer(manifest.Features, Resolve(manifest.Features.ProteinModel), Resolve(manifest.Features.MoleculeModel), device);
+        var network = new AffinityNetwork(manifest.DrugWidth, manifest.TargetWidth, manifest.Hidden, 0);
+        try
+        {
+            if (featurizer.DrugWidth != manifest.DrugWidth || featurizer.TargetWidth != manifest.TargetWidth)
+                throw new BioForgeException($"{manifestPath}: the feature extractors give {featurizer.DrugWidth} + {featurizer.TargetWidth} features, the model was trained on {manifest.DrugWidth} + {manifest.TargetWidth}");
+            using (var weights = SafetensorsFile.Open(Path.Combine(directory, WeightsFile)))
+            using (no_grad())
+                foreach (var (name, parameter) in network.named_parameters())
+                {
+                    if (!weights.Entries.Any(e => e.Name == name)) throw new BioForgeException($"{directory}/{WeightsFile}: no tensor '{name}'");
+                    using var stored = weights.ToTensor(name);
+                    if (!stored.shape.SequenceEqual(parameter.shape)) throw new BioForgeException($"{directory}/{WeightsFile}: '{name}' has shape [{string.Join(", ", stored.shape)}], expected [{string.Join(", ", parameter.shape)}]");
+                    parameter.copy_(stored);
+                }
+            network.to(device);
+            return new AffinityModel(manifest, network, featurizer, device);
+        }
+        catch
+        {
+            network.Dispose();
+            featurizer.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A target's feature row, computed once and reused for every molecule screened against it.</summary>
+    public float[] TargetFeatures(string sequence) => featurizer.Targets([sequence])[0];
+
+    /// <summary>Predicted affinity of each molecule for the target whose features are <paramref name="target"/>.</summary>
+    public double[] Predict(IReadOnlyList<Molecule> molecules, float[] target)
+    {
+        if (molecules.Count == 0) return [];
+        var drugs = featurizer.Drugs(molecules);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var d = Standardize(drugs, drugMean, drugScale, device);
+        var t = Standardize([target], targetMean, targetScale, device).expand(molecules.Count, -1);
+        var output = network.forward(d, t).to(ScalarType.Float64).cpu();
+        return [.. output.data<double>().ToArray().Select(v => v * Manifest.LabelScale + Manifest.LabelMean)];
+    }
+
+    /// <summary>Feature rows as a [N, width] tensor, centred and scaled column by column.</summary>
+    internal static Tensor Standardize(float[][] rows, Tensor mean, Tensor scale, Device device)
+    {
+        int width = rows[0].Length;
+        var flat = new float[rows.Length * width];
+        for (int i = 0; i < rows.Length; i++) rows[i].CopyTo(flat, i * width);
+        return (tensor(flat, [rows.Length, width]).to(device) - mean) / scale;
+    }
+
+    public void Dispose()
+    {
+        network.Dispose();
+        featurizer.Dispose();
+        foreach (var t in new[] { drugMean, drugScale, targetMean, targetScale }) t.Dispose();
+    }
+}

@@ -1,0 +1,296 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using BioForge.Chem;
+using BioForge.IO;
+using BioForge.Runtime;
+using BioForge.Statistics;
+using BioForge.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace BioForge.Discovery;
+
+/// <summary>A drug–target affinity training run, as written in a YAML file (<c>bioforge dti train --config</c>).</summary>
+public sealed record DtiConfig
+{
+    public ulong Seed { get; init; }
+    public DataSection Data { get; init; } = new();
+    public AffinityFeatureSettings Features { get; init; } = new();
+    public ModelSection Model { get; init; } = new();
+    public TrainSection Train { get; init; } = new();
+
+    public sealed record DataSection
+    {
+        /// <summary>A directory in DeepDTA's layout (data/davis, data/kiba).</summary>
+        public string Dir { get; init; } = "";
+        /// <summary>Which of the training folds is held out for validation (early stopping); the others are trained on.</summary>
+        public int ValidationFold { get; init; }
+    }
+
+    public sealed record ModelSection
+    {
+        public int Hidden { get; init; } = 512;
+        public double Dropout { get; init; } = 0.2;
+    }
+
+    public sealed record TrainSection
+    {
+        public int Epochs { get; init; } = 150;
+        public int BatchSize { get; init; } = 256;
+        public double Lr { get; init; } = 1e-3;
+        public double WeightDecay { get; init; } = 1e-2;
+        /// <summary>Stop after this many epochs without a lower validation MSE; 0 trains all epochs.</summary>
+        public int Patience { get; init; } = 25;
+        public string Device { get; init; } = "auto";
+        public int Threads { get; init; }
+        /// <summary>Run directory: model/ (the affinity model), metrics.jsonl, test_predictions.csv.</summary>
+        public string OutputDir { get; init; } = "";
+    }
+
+    public static DtiConfig Load(string path, IEnumerable<string>? overrides = null) =>
+        YamlConfig.Load<DtiConfig>(path, overrides, (config, require) => config.Validate(require));
+
+    public string ToJsonText() => YamlConfig.ToJsonText(this);
+
+    private void Validate(Action<bool, string> require)
+    {
+        require(Data.Dir.Length > 0, "data.dir is required (a DeepDTA-layout directory such as data/davis)");
+        require(Data.ValidationFold >= 0, $"data.validation_fold must be >= 0 (got {Data.ValidationFold})");
+        require(Features.MorganRadius is >= 0 and <= 6, $"features.morgan_radius must be in 0..6 (got {Features.MorganRadius})");
+        require(Features.MorganBits is >= 64 and <= 65536, $"features.morgan_bits must be in 64..65536 (got {Features.MorganBits})");
+        require(Model.Hidden >= 4, $"model.hidden must be at least 4 (got {Model.Hidden})");
+        require(Model.Dropout is >= 0 and < 1, $"model.dropout must be in [0, 1) (got {Model.Dropout})");
+        require(Train.Epochs >= 1 && Train.BatchSize >= 1, "train.epochs and train.batch_size must be at least 1");
+        require(Train.Lr > 0 && Train.WeightDecay >= 0, "train.lr must be positive and train.weight_decay >= 0");
+        require(Train.Patience >= 0, $"train.patience must be >= 0 (got {Train.Patience})");
+        require(Train.OutputDir.Length > 0, "train.output_dir is required");
+    }
+}
+
+public sealed record DtiEpochReport(int Epoch, int Epochs, double TrainMse, double ValidationMse, double ValidationCi, bool Best, TimeSpan Elapsed);
+
+public sealed record DtiResult(string ModelDirectory, int BestEpoch, Dictionary<string, double> Validation, Dictionary<string, double> Test, int TestPairs);
+
+/// <summary>
+/// Trains an affinity model on one benchmark: features for every drug and target once, then a two-tower network on
+/// the training folds with MSE, AdamW and a cosine schedule, the best epoch on the held-out fold kept, the test fold
+/// scored at the end. Everything random is seeded; the run directory is written whole at the end.
+/// </summary>
+public static class AffinityTrainer
+{
+    public const string ModelDirectory = "model";
+
+    public static DtiResult Train(DtiConfig config, Action<string>? info = null, Action<DtiEpochReport>? onEpoch = null)
+    {
+        var compute = ComputeOptions.Resolve(config.Train.Device, "fp32", config.Train.Threads);
+        var data = AffinityDataset.Load(config.Data.Dir);
+        if (config.Data.ValidationFold >= data.TrainFolds.Length)
+            throw new BioForgeException($"data.validation_fold {config.Data.ValidationFold}: {config.Data.Dir} has {data.TrainFolds.Length} training folds (0..{data.TrainFolds.Length - 1})");
+        info?.Invoke($"{data.Name}: {data.Drugs.Count} drugs × {data.Targets.Count} targets, {data.Pairs.Count:N0} measured pairs ({data.Measure}); test fold {data.TestFold.Length:N0}");
+
+        var clock = Stopwatch.StartNew();
+        using var featurizer = new AffinityFeaturizer(config.Features, config.Features.ProteinModel, config.Features.MoleculeModel, compute.Device);
+        var drugRows = DrugRows(data, featurizer);
+        var targetRows = featurizer.Targets([.. data.Targets.Select(t => t.Text)]);
+        info?.Invoke($"features: {featurizer.DrugWidth} per molecule, {featurizer.TargetWidth} per target ({clock.Elapsed.TotalSeconds:F1} s)");
+
+        var validIndices = data.TrainFolds[config.Data.ValidationFold];
+        var trainIndices = data.TrainFolds.Where((_, k) => k != config.Data.ValidationFold).SelectMany(f => f).ToArray();
+        var train = trainIndices.Select(i => data.Pairs[i]).ToArray();
+        var valid = validIndices.Select(i => data.Pairs[i]).ToArray();
+        var test = data.TestFold.Select(i => data.Pairs[i]).ToArray();
+
+        // Standardisation from the training pairs' drugs and targets only.
+        var (drugMean, drugScale) = Moments(train.Select(p => p.Drug).Distinct().Select(i => drugRows[i]).ToList());
+        var (targetMean, targetScale) = Moments(train.Select(p => p.Target).Distinct().Select(i => targetRows[i]).ToList());
+        double labelMean = train.Average(p => p.Affinity);
+        double labelScale = Math.Sqrt(train.Average(p => (p.Affinity - labelMean) * (p.Affinity - labelMean)));
+        var manifest = new AffinityManifest
+        {
+            Dataset = data.Name,
+            Measure = data.Measure,
+            Hidden = config.Model.Hidden,
+            DrugWidth = featurizer.DrugWidth,
+            TargetWidth = featurizer.TargetWidth,
+            DrugMean = drugMean,
+            DrugScale = drugScale,
+            TargetMean = targetMean,
+            TargetScale = targetScale,
+            LabelMean = labelMean,
+            LabelScale = labelScale,
+        };
+
+        torch.manual_seed((long)(config.Seed >> 1));
+        using var network = new AffinityNetwork(featurizer.DrugWidth, featurizer.TargetWidth, config.Model.Hidden, config.Model.Dropout);
+        network.to(compute.Device);
+        using var drugs = Standardized(drugRows, drugMean, drugScale, compute.Device);
+        using var targets = Standardized(targetRows, targetMean, targetScale, compute.Device);
+
+        var (best, bestEpoch, history) = Fit(network, drugs, targets, train, valid, manifest, config, compute.Device, clock, onEpoch);
+        using (no_grad())
+            foreach (var ((_, p), saved) in network.named_parameters().Zip(best)) p.copy_(saved);
+        foreach (var t in best) t.Dispose();
+
+        var validPredictions = Predict(network, drugs, targets, valid, manifest);
+        var testPredictions = Predict(network, drugs, targets, test, manifest);
+        var validMetrics = AffinityMetrics.All([.. valid.Select(p => p.Affinity)], validPredictions);
+        var testMetrics = AffinityMetrics.All([.. test.Select(p => p.Affinity)], testPredictions);
+        manifest = manifest with
+        {
+            BestEpoch = bestEpoch,
+            ValidationMetrics = Round(validMetrics),
+            TestMetrics = Round(testMetrics),
+            CreatedUtc = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
+        };
+        string output = config.Train.OutputDir;
+        WriteRun(output, config, manifest, network, data, test, testPredictions, history);
+        return new DtiResult(Path.Combine(output, ModelDirectory), bestEpoch, validMetrics, testMetrics, test.Length);
+    }
+
+    /// <summary>Featurizes every drug of the dataset; a SMILES RDKit cannot read is an error naming the drug.</summary>
+    private static float[][] DrugRows(AffinityDataset data, AffinityFeaturizer featurizer)
+    {
+        var molecules = new List<Molecule>();
+        try
+        {
+            foreach (var drug in data.Drugs)
+            {
+                if (!Molecule.TryFromSmiles(drug.Text, out var molecule, out string? error))
+                    throw new BioForgeException($"{data.Name}: drug {drug.Id}: RDKit cannot read its SMILES '{drug.Text}': {error}");
+                molecules.Add(molecule!);
+            }
+            return featurizer.Drugs(molecules);
+        }
+        finally
+        {
+            foreach (var m in molecules) m.Dispose();
+        }
+    }
+
+    private static Tensor Standardized(float[][] rows, float[] mean, float[] scale, Device device)
+    {
+        using var m = tensor(mean).to(device);
+        using var s = tensor(scale).to(device);
+        return AffinityModel.Standardize(rows, m, s, device);
+    }
+
+    private static (float[] Mean, float[] Scale) Moments(IReadOnlyList<float[]> rows)
+    {
+        int width = rows[0].Length;
+        var mean = new float[width];
+        var scale = new float[width];
+        for (int k = 0; k < width; k++)
+        {
+            double m = rows.Average(r => (double)r[k]);
+            double v = rows.Average(r => (r[k] - m) * (r[k] - m));
+            mean[k] = (float)m;
+            scale[k] = v > 1e-12 ? (float)Math.Sqrt(v) : 1f; // constant columns pass through unscaled
+        }
+        return (mean, scale);
+    }
+
+    private static (List<Tensor> Best, int BestEpoch, List<JsonObject> History) Fit(AffinityNetwork network, Tensor drugs, Tensor targets,
+        AffinityPair[] train, AffinityPair[] valid, AffinityManifest manifest, DtiConfig config, Device device, Stopwatch clock, Action<DtiEpochReport>? onEpoch)
+    {
+        var parameters = network.parameters().ToList();
+        using var optimizer = new FlatAdamW(parameters, new AdamWOptions { Beta1 = 0.9, Beta2 = 0.999, WeightDecay = config.Train.WeightDecay });
+        int batches = (train.Length + config.Train.BatchSize - 1) / config.Train.BatchSize;
+        var schedule = new LearningRateSchedule(config.Train.Lr, batches, (long)batches * config.Train.Epochs, LearningRateDecay.Cosine, 0.02);
+        var validTruth = valid.Select(p => p.Affinity).ToArray();
+        List<Tensor> best = [.. parameters.Select(p => p.detach().clone())];
+        double bestMse = double.PositiveInfinity;
+        int bestEpoch = 0, step = 0;
+        var history = new List<JsonObject>();
+        var random = new Random((int)(config.Seed % int.MaxValue));
+        for (int epoch = 1; epoch <= config.Train.Epochs; epoch++)
+        {
+            network.train();
+            var order = Enumerable.Range(0, train.Length).OrderBy(_ => random.Next()).ToArray();
+            double sum = 0;
+            foreach (var chunk in order.Chunk(config.Train.BatchSize))
+            {
+                using var scope = NewDisposeScope();
+                var (d, t, y) = Batch(drugs, targets, [.. chunk.Select(i => train[i])], manifest, device);
+                var loss = F.mse_loss(network.forward(d, t), y);
+                loss.backward();
+                optimizer.ClipGradNorm(5.0);
+                optimizer.Update(schedule.At(++step));
+                optimizer.ZeroGrad();
+                sum += loss.item<float>() * chunk.Length;
+            }
+            var predictions = Predict(network, drugs, targets, valid, manifest);
+            double mse = AffinityMetrics.MeanSquaredError(validTruth, predictions), ci = AffinityMetrics.ConcordanceIndex(validTruth, predictions);
+            double trainMse = sum / train.Length * manifest.LabelScale * manifest.LabelScale;
+            bool improved = mse < bestMse;
+            if (improved)
+            {
+                bestMse = mse;
+                bestEpoch = epoch;
+                foreach (var (saved, p) in best.Zip(parameters)) saved.copy_(p.detach());
+            }
+            history.Add(new JsonObject { ["epoch"] = epoch, ["train_mse"] = Math.Round(trainMse, 5), ["validation_mse"] = Math.Round(mse, 5), ["validation_ci"] = Math.Round(ci, 5) });
+            onEpoch?.Invoke(new DtiEpochReport(epoch, config.Train.Epochs, trainMse, mse, ci, improved, clock.Elapsed));
+            if (config.Train.Patience > 0 && epoch - bestEpoch >= config.Train.Patience) break;
+        }
+        return (best, bestEpoch, history);
+    }
+
+    private static (Tensor Drugs, Tensor Targets, Tensor Labels) Batch(Tensor drugs, Tensor targets, AffinityPair[] pairs, AffinityManifest manifest, Device device)
+    {
+        var d = tensor(pairs.Select(p => (long)p.Drug).ToArray()).to(device);
+        var t = tensor(pairs.Select(p => (long)p.Target).ToArray()).to(device);
+        var y = tensor(pairs.Select(p => (float)((p.Affinity - manifest.LabelMean) / manifest.LabelScale)).ToArray()).to(device);
+        return (drugs.index_select(0, d), targets.index_select(0, t), y);
+    }
+
+    private static double[] Predict(AffinityNetwork network, Tensor drugs, Tensor targets, AffinityPair[] pairs, AffinityManifest manifest)
+    {
+        network.eval();
+        using var _ = no_grad();
+        var result = new List<double>(pairs.Length);
+        foreach (var chunk in pairs.Chunk(4096))
+        {
+            using var scope = NewDisposeScope();
+            var (d, t, _) = Batch(drugs, targets, chunk, manifest, drugs.device);
+            result.AddRange(network.forward(d, t).to(ScalarType.Float64).cpu().data<double>().ToArray().Select(v => v * manifest.LabelScale + manifest.LabelMean));
+        }
+        return [.. result];
+    }
+
+    private static Dictionary<string, double> Round(Dictionary<string, double> metrics) => metrics.ToDictionary(kv => kv.Key, kv => Math.Round(kv.Value, 4));
+
+    /// <summary>Writes the run into a temporary directory and renames it into place, so a failed run leaves nothing half-written.</summary>
+    private static void WriteRun(string output, DtiConfig config, AffinityManifest manifest, AffinityNetwork network, AffinityDataset data,
+        AffinityPair[] test, double[] predictions, List<JsonObject> history)
+    {
+        string full = Path.GetFullPath(output);
+        string temp = full.TrimEnd(Path.DirectorySeparatorChar) + $".{Environment.ProcessId}.tmp";
+        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+        string modelDirectory = Path.Combine(temp, ModelDirectory);
+        Directory.CreateDirectory(modelDirectory);
+        // Language-model paths are stored relative to where the model will live, so the run directory can move with them.
+        string finalModel = Path.Combine(full, ModelDirectory);
+        string? Relative(string? path) => path is null ? null : Path.GetRelativePath(finalModel, Path.GetFullPath(path));
+        manifest = manifest with { Features = config.Features with { ProteinModel = Relative(config.Features.ProteinModel), MoleculeModel = Relative(config.Features.MoleculeModel) } };
+        File.WriteAllText(Path.Combine(modelDirectory, AffinityModel.ManifestFile), JsonSerializer.Serialize(manifest, YamlConfig.Serializer) + "\n");
+        using (var scope = NewDisposeScope())
+            SafetensorsWriter.Write(Path.Combine(modelDirectory, AffinityModel.WeightsFile),
+                [.. network.named_parameters().Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter.detach().cpu()))], new Dictionary<string, string>());
+        File.WriteAllText(Path.Combine(temp, "run_config.json"), config.ToJsonText() + "\n");
+        File.WriteAllLines(Path.Combine(temp, "metrics.jsonl"), history.Select(h => h.ToJsonString()));
+        var csv = new StringBuilder("drug,target,smiles,affinity,predicted\n");
+        for (int i = 0; i < test.Length; i++)
+            csv.Append(Csv.Quote(data.Drugs[test[i].Drug].Id)).Append(',').Append(Csv.Quote(data.Targets[test[i].Target].Id)).Append(',')
+                .Append(Csv.Quote(data.Drugs[test[i].Drug].Text)).Append(',')
+                .Append(test[i].Affinity.ToString("G6", CultureInfo.InvariantCulture)).Append(',')
+                .Append(predictions[i].ToString("G6", CultureInfo.InvariantCulture)).Append('\n');
+        File.WriteAllText(Path.Combine(temp, "test_predictions.csv"), csv.ToString());
+        if (Directory.Exists(full)) Directory.Delete(full, recursive: true);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        Directory.Move(temp, full);
+    }
+}

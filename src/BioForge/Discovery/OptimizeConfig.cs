@@ -1,0 +1,108 @@
+using BioForge.IO;
+
+namespace BioForge.Discovery;
+
+/// <summary>
+/// A goal-directed generation run (<c>bioforge optimize --config run.toml</c>, REINVENT-style): the prior, sampling,
+/// learning, the diversity filter, and one or more stages, each with its own scoring function and termination.
+/// </summary>
+public sealed record OptimizeConfig
+{
+    public ulong Seed { get; init; }
+    public PriorSection Prior { get; init; } = new();
+    public SamplingSection Sampling { get; init; } = new();
+    public LearningSection Learning { get; init; } = new();
+    public DiversityFilterSection DiversityFilter { get; init; } = new();
+    public OutputSection Output { get; init; } = new();
+    public List<StageSection> Stages { get; init; } = [];
+
+    public sealed record PriorSection
+    {
+        /// <summary>A SMILES language model (Llama layout with vocab.json); the agent starts as a copy of it.</summary>
+        public string Model { get; init; } = "";
+    }
+
+    public sealed record SamplingSection
+    {
+        public int BatchSize { get; init; } = 128;
+        public double Temperature { get; init; } = 1.0;
+        public int MaxLength { get; init; } = 128;
+    }
+
+    public sealed record LearningSection
+    {
+        public double Lr { get; init; } = 1e-4;
+        /// <summary>σ in the augmented likelihood log p_prior + σ · score.</summary>
+        public double Sigma { get; init; } = 120;
+        /// <summary>Best molecules kept for experience replay, and how many of them join each step's loss.</summary>
+        public int ReplaySize { get; init; } = 100;
+        public int ReplaySamples { get; init; } = 10;
+    }
+
+    public sealed record DiversityFilterSection
+    {
+        /// <summary><c>identical_murcko_scaffold</c> or <c>none</c>.</summary>
+        public string Kind { get; init; } = "identical_murcko_scaffold";
+        /// <summary>Molecules per scaffold that keep their score; later ones with the same scaffold score 0.</summary>
+        public int BucketSize { get; init; } = 25;
+        /// <summary>Only molecules scoring at least this fill buckets.</summary>
+        public double MinimumScore { get; init; } = 0.4;
+    }
+
+    public sealed record OutputSection
+    {
+        /// <summary>Run directory: scores.csv, ranked.csv, metrics.jsonl, checkpoints/, agent/.</summary>
+        public string Dir { get; init; } = "";
+        public int CheckpointEvery { get; init; } = 50;
+        /// <summary>Molecules in ranked.csv (best first, one row per canonical SMILES).</summary>
+        public int Ranked { get; init; } = 1000;
+    }
+
+    public sealed record StageSection
+    {
+        public string Name { get; init; } = "";
+        public int MaxSteps { get; init; } = 100;
+        public int MinSteps { get; init; } = 10;
+        /// <summary>Stop the stage once the batch's mean score reaches this (after min_steps); 1 disables.</summary>
+        public double MaxScore { get; init; } = 1;
+        /// <summary>Mode collapse: stop when fewer than this fraction of a batch are new valid molecules …</summary>
+        public double MinUnique { get; init; } = 0.05;
+        /// <summary>… for this many consecutive steps.</summary>
+        public int CollapsePatience { get; init; } = 5;
+        /// <summary><c>arithmetic</c> or <c>geometric</c> weighted mean of the components.</summary>
+        public string Aggregate { get; init; } = "geometric";
+        public List<ComponentSettings> Components { get; init; } = [];
+    }
+
+    public static OptimizeConfig Load(string path, IEnumerable<string>? overrides = null) =>
+        YamlConfig.Load<OptimizeConfig>(path, overrides, (config, require) => config.Validate(require));
+
+    public string ToJsonText() => YamlConfig.ToJsonText(this);
+
+    private void Validate(Action<bool, string> require)
+    {
+        require(Prior.Model.Length > 0, "prior.model is required (a SMILES language model directory, e.g. models/smiles-llama-small)");
+        require(Sampling.BatchSize >= 2, $"sampling.batch_size must be at least 2 (got {Sampling.BatchSize})");
+        require(Sampling.Temperature > 0, $"sampling.temperature must be positive (got {Sampling.Temperature})");
+        require(Sampling.MaxLength >= 8, $"sampling.max_length must be at least 8 (got {Sampling.MaxLength})");
+        require(Learning.Lr > 0 && Learning.Sigma > 0, "learning.lr and learning.sigma must be positive");
+        require(Learning.ReplaySize >= 0 && Learning.ReplaySamples >= 0, "learning.replay_size and replay_samples must be >= 0");
+        require(DiversityFilter.Kind is "identical_murcko_scaffold" or "none", $"diversity_filter.kind must be identical_murcko_scaffold or none (got '{DiversityFilter.Kind}')");
+        require(DiversityFilter.BucketSize >= 1, $"diversity_filter.bucket_size must be at least 1 (got {DiversityFilter.BucketSize})");
+        require(Output.Dir.Length > 0, "output.dir is required");
+        require(Output.CheckpointEvery >= 1 && Output.Ranked >= 1, "output.checkpoint_every and output.ranked must be at least 1");
+        require(Stages.Count > 0, "at least one [[stages]] with its [[stages.components]] is required");
+        for (int s = 0; s < Stages.Count; s++)
+        {
+            var stage = Stages[s];
+            string where = $"stages[{s}]";
+            require(stage.MaxSteps >= 1 && stage.MinSteps >= 0 && stage.MinSteps <= stage.MaxSteps, $"{where}: need 0 <= min_steps <= max_steps and max_steps >= 1");
+            require(stage.MaxScore is > 0 and <= 1, $"{where}.max_score must be in (0, 1] (got {stage.MaxScore})");
+            require(stage.MinUnique is >= 0 and < 1 && stage.CollapsePatience >= 1, $"{where}: min_unique must be in [0, 1) and collapse_patience >= 1");
+            require(stage.Aggregate is "arithmetic" or "geometric", $"{where}.aggregate must be arithmetic or geometric (got '{stage.Aggregate}')");
+            require(stage.Components.Count > 0, $"{where}: no components");
+            require(stage.Components.Any(c => !c.IsPenalty), $"{where}: only penalties; add a component that rewards something");
+            for (int c = 0; c < stage.Components.Count; c++) stage.Components[c].Validate($"{where}.components[{c}]", require);
+        }
+    }
+}

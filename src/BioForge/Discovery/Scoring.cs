@@ -1,0 +1,256 @@
+using BioForge.Chem;
+using BioForge.IO;
+using TorchSharp;
+
+namespace BioForge.Discovery;
+
+/// <summary>
+/// Maps a component's raw value (a property, a similarity, a predicted affinity) onto [0, 1], desirability style:
+/// <c>sigmoid</c> rises from <c>low</c> to <c>high</c>, <c>reverse_sigmoid</c> falls, <c>double_sigmoid</c> is high
+/// inside the window [low, high], <c>step</c> is 1 inside the window and 0 outside, <c>identity</c> clamps.
+/// </summary>
+public sealed record TransformSettings
+{
+    public string Kind { get; init; } = "identity";
+    public double Low { get; init; }
+    public double High { get; init; } = 1;
+    /// <summary>Steepness: REINVENT's k for the single sigmoids (0.5 spans the window); per unit of the value for double_sigmoid.</summary>
+    public double K { get; init; } = 0.5;
+
+    public double Apply(double x) => Kind switch
+    {
+        // REINVENT 2's sigmoid: the midpoint of [low, high] maps to 0.5; k·10/(high − low) sets how fast it turns.
+        "sigmoid" => 1 / (1 + Math.Pow(10, K * ((High + Low) / 2 - x) * 10 / (High - Low))),
+        "reverse_sigmoid" => 1 / (1 + Math.Pow(10, K * (x - (High + Low) / 2) * 10 / (High - Low))),
+        "double_sigmoid" => 1 / (1 + Math.Pow(10, K * (Low - x))) / (1 + Math.Pow(10, K * (x - High))),
+        "step" => x >= Low && x <= High ? 1 : 0,
+        _ => Math.Clamp(x, 0, 1),
+    };
+
+    public void Validate(string where, Action<bool, string> require)
+    {
+        require(Kind is "identity" or "sigmoid" or "reverse_sigmoid" or "double_sigmoid" or "step",
+            $"{where}.transform.kind must be identity, sigmoid, reverse_sigmoid, double_sigmoid or step (got '{Kind}')");
+        require(Kind == "identity" || High > Low, $"{where}.transform: high ({High}) must exceed low ({Low})");
+        require(K > 0, $"{where}.transform.k must be positive (got {K})");
+    }
+}
+
+/// <summary>One term of a scoring function, as written in a run file's <c>[[stages.components]]</c>.</summary>
+public sealed record ComponentSettings
+{
+    /// <summary>
+    /// qed, sa (synthetic accessibility, 1 easy … 10 hard), logp, mw, tpsa, hbd, hba, rotatable_bonds, similarity
+    /// (max Tanimoto to <see cref="Smiles"/>), substructure (1 when any of <see cref="Smarts"/> matches), affinity
+    /// (predicted by <see cref="Model"/> for <see cref="Target"/>); penalties that multiply the total: forbidden_substructure
+    /// (0 when any of <see cref="Smarts"/> matches), filters (0 when a PAINS/Brenk alert matches).
+    /// </summary>
+    public string Type { get; init; } = "";
+    public string? Name { get; init; }
+    public double Weight { get; init; } = 1;
+    public TransformSettings Transform { get; init; } = new();
+    public string[] Smiles { get; init; } = [];
+    public string[] Smarts { get; init; } = [];
+    /// <summary>Filter catalogues for <c>filters</c>: any of pains, brenk, nih.</summary>
+    public string[] Catalogs { get; init; } = ["pains", "brenk"];
+    /// <summary>An affinity model directory (<c>bioforge dti train</c>).</summary>
+    public string? Model { get; init; }
+    /// <summary>The target: a protein sequence, or a FASTA file whose first record is used.</summary>
+    public string? Target { get; init; }
+
+    public string Label => Name ?? Type;
+
+    public bool IsPenalty => Type is "forbidden_substructure" or "filters";
+
+    public void Validate(string where, Action<bool, string> require)
+    {
+        require(Type is "qed" or "sa" or "logp" or "mw" or "tpsa" or "hbd" or "hba" or "rotatable_bonds" or "similarity" or "substructure"
+            or "affinity" or "forbidden_substructure" or "filters",
+            $"{where}.type must be one of qed, sa, logp, mw, tpsa, hbd, hba, rotatable_bonds, similarity, substructure, affinity, forbidden_substructure, filters (got '{Type}')");
+        require(Weight > 0, $"{where}.weight must be positive (got {Weight})");
+        require(Type != "similarity" || Smiles.Length > 0, $"{where}: a similarity component needs smiles = [reference molecules]");
+        require(Type is not ("substructure" or "forbidden_substructure") || Smarts.Length > 0, $"{where}: a {Type} component needs smarts = [patterns]");
+        require(Type != "affinity" || (Model is not null && Target is not null), $"{where}: an affinity component needs model (a `bioforge dti train` model) and target (a sequence or FASTA file)");
+        require(Catalogs.All(c => c is "pains" or "brenk" or "nih"), $"{where}.catalogs: each must be pains, brenk or nih");
+        Transform.Validate(where, require);
+    }
+}
+
+/// <summary>A molecule's score and its parts (raw value and transformed score per component), with its Murcko scaffold.</summary>
+public sealed record ScoredMolecule(string Smiles, string? Canonical, string? Scaffold, double Score, double[] Raw, double[] Transformed)
+{
+    public bool Valid => Canonical is not null;
+}
+
+/// <summary>
+/// A weighted arithmetic or geometric mean of transformed components, times the penalties; invalid SMILES score 0.
+/// Built once per stage (models and reference fingerprints loaded once), applied to batches.
+/// </summary>
+public sealed class ScoringFunction : IDisposable
+{
+    private readonly IReadOnlyList<ComponentSettings> components;
+    private readonly bool geometric;
+    private readonly Qed qed = new();
+    private readonly SaScore sa = new();
+    private readonly Dictionary<int, List<SmartsQuery>> patterns = [];
+    private readonly Dictionary<int, StructuralFilters> filters = [];
+    private readonly Dictionary<int, List<ulong[]>> references = [];
+    private readonly Dictionary<int, (AffinityModel Model, float[] Target)> affinity = [];
+
+    public IReadOnlyList<ComponentSettings> Components => components;
+
+    public ScoringFunction(IReadOnlyList<ComponentSettings> components, string aggregate, torch.Device device)
+    {
+        this.components = components;
+        geometric = aggregate == "geometric";
+        try
+        {
+            for (int i = 0; i < components.Count; i++)
+            {
+                var c = components[i];
+                switch (c.Type)
+                {
+                    case "substructure" or "forbidden_substructure":
+                        patterns[i] = [.. c.Smarts.Select(s => new SmartsQuery(s))];
+                        break;
+                    case "filters":
+                        filters[i] = new StructuralFilters(c.Catalogs.Aggregate((FilterCatalogs)0, (all, name) => all | name switch
+                        {
+                            "pains" => FilterCatalogs.Pains,
+                            "brenk" => FilterCatalogs.Brenk,
+                            _ => FilterCatalogs.Nih,
+                        }));
+                        break;
+                    case "similarity":
+                        references[i] = [.. c.Smiles.Select(s =>
+                        {
+                            if (!Molecule.TryFromSmiles(s, out var m, out string? error)) throw new BioForgeException($"similarity reference '{s}': {error}");
+                            using (m) return Fingerprints.Morgan(m!);
+                        })];
+                        break;
+                    case "affinity":
+                        var model = AffinityModel.Load(c.Model!, device);
+                        affinity[i] = (model, model.TargetFeatures(TargetSequence.Read(c.Target!)));
+                        break;
+                }
+            }
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Scores a batch of SMILES (molecules RDKit cannot read score 0, with NaN parts).</summary>
+    public IReadOnlyList<ScoredMolecule> Score(IReadOnlyList<string> smiles)
+    {
+        var molecules = smiles.Select(s => s.Length > 0 && Molecule.TryFromSmiles(s, out var m, out _) ? m : null).ToArray();
+        try
+        {
+            var valid = Enumerable.Range(0, molecules.Length).Where(i => molecules[i] is not null).ToArray();
+            var raw = new double[components.Count][];
+            for (int c = 0; c < components.Count; c++) raw[c] = Raw(c, [.. valid.Select(i => molecules[i]!)]);
+            var result = new ScoredMolecule[smiles.Count];
+            for (int i = 0; i < smiles.Count; i++) result[i] = new ScoredMolecule(smiles[i], null, null, 0, Nan(), Nan());
+            for (int v = 0; v < valid.Length; v++)
+            {
+                int i = valid[v];
+                var rawValues = new double[components.Count];
+                var transformed = new double[components.Count];
+                for (int c = 0; c < components.Count; c++)
+                {
+                    rawValues[c] = raw[c][v];
+                    transformed[c] = components[c].IsPenalty ? rawValues[c] : components[c].Transform.Apply(rawValues[c]);
+                }
+                result[i] = new ScoredMolecule(smiles[i], molecules[i]!.ToSmiles(), molecules[i]!.MurckoScaffold(), Aggregate(transformed), rawValues, transformed);
+            }
+            return result;
+        }
+        finally
+        {
+            foreach (var m in molecules) m?.Dispose();
+        }
+    }
+
+    private double[] Nan() => [.. components.Select(_ => double.NaN)];
+
+    private double Aggregate(double[] transformed)
+    {
+        double weights = 0, sum = 0, logSum = 0, penalty = 1;
+        for (int c = 0; c < components.Count; c++)
+        {
+            if (components[c].IsPenalty)
+            {
+                penalty *= transformed[c];
+                continue;
+            }
+            double w = components[c].Weight;
+            weights += w;
+            sum += w * transformed[c];
+            logSum += w * Math.Log(Math.Max(transformed[c], 1e-12));
+        }
+        if (weights == 0) return penalty;
+        return penalty * (geometric ? Math.Exp(logSum / weights) : sum / weights);
+    }
+
+    private double[] Raw(int c, Molecule[] molecules)
+    {
+        var component = components[c];
+        if (component.Type == "affinity")
+        {
+            var (model, target) = affinity[c];
+            return model.Predict(molecules, target);
+        }
+        var values = new double[molecules.Length];
+        Parallel.For(0, molecules.Length, i => values[i] = Property(c, component, molecules[i]));
+        return values;
+    }
+
+    private double Property(int c, ComponentSettings component, Molecule m) => component.Type switch
+    {
+        "qed" => qed.Score(m),
+        "sa" => sa.Score(m),
+        "logp" => m.Descriptors().LogP,
+        "mw" => m.Descriptors().MolWt,
+        "tpsa" => m.Descriptors().Tpsa,
+        "hbd" => m.Descriptors().HBondDonors,
+        "hba" => m.Descriptors().HBondAcceptors,
+        "rotatable_bonds" => m.Descriptors().RotatableBonds,
+        "similarity" => Fingerprints.Morgan(m) is var fingerprint ? references[c].Max(r => Fingerprints.Tanimoto(fingerprint, r)) : 0,
+        "substructure" => patterns[c].Any(m.HasMatch) ? 1 : 0,
+        "forbidden_substructure" => patterns[c].Any(m.HasMatch) ? 0 : 1,
+        "filters" => filters[c].Matches(m).Count == 0 ? 1 : 0,
+        _ => throw new BioForgeException($"unknown component type '{component.Type}'"),
+    };
+
+    public void Dispose()
+    {
+        qed.Dispose();
+        foreach (var list in patterns.Values) foreach (var p in list) p.Dispose();
+        foreach (var f in filters.Values) f.Dispose();
+        foreach (var (model, _) in affinity.Values) model.Dispose();
+    }
+}
+
+/// <summary>A target given as a protein sequence or as a FASTA file (its first record).</summary>
+public static class TargetSequence
+{
+    private const string Residues = "ACDEFGHIKLMNPQRSTVWYXBZUO";
+
+    public static string Read(string target)
+    {
+        string sequence;
+        if (File.Exists(target))
+        {
+            var first = FastaReader.Read(target).FirstOrDefault() ?? throw new BioForgeException($"{target}: no FASTA record");
+            sequence = first.Sequence;
+        }
+        else sequence = target.Trim().ToUpperInvariant();
+        if (sequence.Length == 0) throw new BioForgeException("target: the sequence is empty");
+        for (int i = 0; i < sequence.Length; i++)
+            if (!Residues.Contains(sequence[i]))
+                throw new BioForgeException($"target: '{sequence[i]}' at position {i + 1} is not an amino acid (give a protein sequence or a FASTA file)");
+        return sequence;
+    }
+}

@@ -1,0 +1,140 @@
+using BioForge.Discovery;
+
+namespace BioForge.Tests;
+
+/// <summary>Scoring, the diversity filter and the REINVENT loop (a few small steps; resumed = straight).</summary>
+[Collection(nameof(TrainerTests))] // seeds LibTorch's global generator through sampling
+public sealed class OptimizeTests
+{
+    [Fact]
+    public void TransformsMapValuesOntoZeroToOne()
+    {
+        var sigmoid = new TransformSettings { Kind = "sigmoid", Low = 2, High = 6, K = 0.5 };
+        Assert.Equal(0.5, sigmoid.Apply(4), 12);
+        Assert.True(sigmoid.Apply(7) > 0.99 && sigmoid.Apply(1) < 0.01);
+        var reverse = sigmoid with { Kind = "reverse_sigmoid" };
+        Assert.Equal(1 - sigmoid.Apply(5), reverse.Apply(5), 12);
+        var window = new TransformSettings { Kind = "double_sigmoid", Low = 200, High = 500, K = 0.05 };
+        Assert.True(window.Apply(350) > 0.99 && window.Apply(100) < 0.01 && window.Apply(700) < 0.01);
+        var step = new TransformSettings { Kind = "step", Low = 0, High = 5 };
+        Assert.Equal([1.0, 1.0, 0.0], [step.Apply(0), step.Apply(5), step.Apply(5.1)]);
+    }
+
+    [Fact]
+    public void TheScoreIsAWeightedMeanTimesThePenalties()
+    {
+        _ = TestData.Cpu;
+        ComponentSettings ring = new() { Type = "substructure", Smarts = ["c1ccccc1"], Weight = 3 };
+        ComponentSettings heavy = new() { Type = "mw", Transform = new TransformSettings { Kind = "step", Low = 100, High = 1000 } };
+        ComponentSettings noAcid = new() { Type = "forbidden_substructure", Smarts = ["C(=O)[OH]"] };
+        using var arithmetic = new ScoringFunction([ring, heavy, noAcid], "arithmetic", TestData.Cpu.Device);
+        var scored = arithmetic.Score(["c1ccccc1CCN", "CCCCCCCCN", "c1ccccc1C(=O)O", "C1CC(", ""]);
+        Assert.Equal(1.0, scored[0].Score, 12); // ring (weight 3) and mass in the window
+        Assert.Equal(0.25, scored[1].Score, 12); // no ring: 1 of 4 weights
+        Assert.Equal(0.0, scored[2].Score, 12); // a carboxylic acid: the penalty zeroes it
+        Assert.False(scored[3].Valid);
+        Assert.Equal(0.0, scored[3].Score);
+        Assert.Equal("c1ccccc1", scored[0].Scaffold);
+
+        using var geometric = new ScoringFunction([ring, heavy], "geometric", TestData.Cpu.Device);
+        Assert.True(geometric.Score(["CCCCCCCCN"])[0].Score < 1e-6, "a geometric mean is zero when one part is");
+    }
+
+    [Fact]
+    public void TheDiversityFilterZeroesFullScaffoldBucketsAndRepeats()
+    {
+        var filter = new DiversityFilter(new OptimizeConfig.DiversityFilterSection { BucketSize = 2, MinimumScore = 0.5 });
+        ScoredMolecule M(string smiles, string scaffold, double score) => new(smiles, smiles, scaffold, score, [], []);
+        var first = filter.Apply([M("c1ccccc1C", "c1ccccc1", 0.9), M("c1ccccc1CC", "c1ccccc1", 0.8), M("c1ccccc1CCC", "c1ccccc1", 0.7), M("C1CCCCC1", "C1CCCCC1", 0.3)]);
+        Assert.Equal([0.9, 0.8, 0.0, 0.3], first);
+        var second = filter.Apply([M("c1ccccc1C", "c1ccccc1", 0.9), M("C1CCCCC1C", "C1CCCCC1", 0.6)]);
+        Assert.Equal([0.0, 0.6], second); // seen before; a new scaffold still pays
+    }
+
+    private static string Run(string output, int steps, string extra = "") => $"""
+        seed = 3
+        [prior]
+        model = "{Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small")}"
+        [sampling]
+        batch_size = 16
+        max_length = 64
+        [learning]
+        lr = 5e-4
+        replay_size = 8
+        replay_samples = 4
+        [output]
+        dir = "{output}"
+        checkpoint_every = 2
+        ranked = 20
+        [[stages]]
+        name = "warm-up"
+        max_steps = 2
+        min_steps = 1
+        [[stages.components]]
+        type = "qed"
+        [[stages]]
+        name = "small rings"
+        max_steps = {steps}
+        min_steps = 1
+        aggregate = "arithmetic"
+        [[stages.components]]
+        type = "qed"
+        [[stages.components]]
+        type = "mw"
+        transform = {"{"} kind = "double_sigmoid", low = 150.0, high = 350.0, k = 0.05 {"}"}
+        {extra}
+        """;
+
+    private static OptimizeConfig Config(string toml)
+    {
+        string path = Path.Combine(TestData.TempDirectory(), "run.toml");
+        File.WriteAllText(path, toml);
+        return OptimizeConfig.Load(path);
+    }
+
+    [Fact]
+    public void ARunStoppedAndResumedEndsWhereAnUninterruptedOneDoes()
+    {
+        _ = TestData.Cpu;
+        string straight = TestData.TempDirectory(), resumed = TestData.TempDirectory();
+        var options = new OptimizeOptions { Threads = 2 };
+        var whole = MoleculeOptimizer.Run(Config(Run(straight, 3)), options);
+        Assert.Equal(5, whole.Steps);
+        Assert.Equal(["warm-up: reached max_steps (2)", "small rings: reached max_steps (3)"], whole.StageEndings);
+        Assert.Equal(["qed", "mw"], whole.ComponentLabels);
+
+        // Stop after step 4 (a cancelled run checkpoints), then continue.
+        int seen = 0;
+        using var cancel = new CancellationTokenSource();
+        var first = MoleculeOptimizer.Run(Config(Run(resumed, 3)), options with { Cancellation = cancel.Token, OnStep = _ => { if (++seen == 4) cancel.Cancel(); } });
+        Assert.True(first.Interrupted);
+        var second = MoleculeOptimizer.Run(Config(Run(resumed, 3)), options with { Resume = true });
+        Assert.False(second.Interrupted);
+        Assert.Equal(File.ReadAllText(Path.Combine(straight, "ranked.csv")), File.ReadAllText(Path.Combine(resumed, "ranked.csv")));
+        Assert.Equal(File.ReadAllText(Path.Combine(straight, "scores_2_small_rings.csv")), File.ReadAllText(Path.Combine(resumed, "scores_2_small_rings.csv")));
+        Assert.True(File.Exists(Path.Combine(resumed, "agent", "model.safetensors")));
+        Assert.Contains("rank,smiles,score,step,stage,scaffold,qed,mw", File.ReadAllText(Path.Combine(resumed, "ranked.csv")));
+    }
+
+    [Fact]
+    public void BadRunFilesAreRefusedWithTheKeyOrTheLine()
+    {
+        string output = TestData.TempDirectory();
+        var e = Assert.Throws<BioForgeException>(() => Config(Run(output, 2).Replace("type = \"qed\"\n[[stages]]", "type = \"qed\"\nwieght = 2\n[[stages]]", StringComparison.Ordinal)));
+        Assert.Contains("unknown key 'stages[0].components[0].wieght'", e.Message);
+        e = Assert.Throws<BioForgeException>(() => Config(Run(output, 2).Replace("type = \"qed\"\n[[stages]]", "type = \"kinase\"\n[[stages]]", StringComparison.Ordinal)));
+        Assert.Contains("stages[0].components[0].type must be one of", e.Message);
+        e = Assert.Throws<BioForgeException>(() => Config("seed = = 3\n"));
+        Assert.Matches(@"run\.toml:1:\d+:", e.Message);
+        e = Assert.Throws<BioForgeException>(() => Config(Run(output, 2, "[[stages.components]]\ntype = \"affinity\"\n")));
+        Assert.Contains("an affinity component needs model", e.Message);
+    }
+
+    [Fact]
+    public void AnInvalidTargetSequenceIsRefusedWithThePosition()
+    {
+        var e = Assert.Throws<BioForgeException>(() => TargetSequence.Read("MKTAYIAKQR1QISFVKSHFSRQ"));
+        Assert.Contains("'1' at position 11 is not an amino acid", e.Message);
+        Assert.Contains("empty", Assert.Throws<BioForgeException>(() => TargetSequence.Read("  ")).Message);
+    }
+}
