@@ -72,6 +72,9 @@ public sealed class AffinityModel : IDisposable
 {
     public const string ManifestFile = "affinity_model.json";
     public const string WeightsFile = "model.safetensors";
+    public const string KnownBindersFile = "known_binders.csv";
+
+    private readonly string directory;
 
     private readonly AffinityNetwork network;
     private readonly AffinityFeaturizer featurizer;
@@ -80,8 +83,9 @@ public sealed class AffinityModel : IDisposable
 
     public AffinityManifest Manifest { get; }
 
-    internal AffinityModel(AffinityManifest manifest, AffinityNetwork network, AffinityFeaturizer featurizer, Device device)
+    private AffinityModel(string directory, AffinityManifest manifest, AffinityNetwork network, AffinityFeaturizer featurizer, Device device)
     {
+        this.directory = directory;
         Manifest = manifest;
         this.network = network;
         this.featurizer = featurizer;
@@ -126,7 +130,7 @@ public sealed class AffinityModel : IDisposable
                     parameter.copy_(stored);
                 }
             network.to(device);
-            return new AffinityModel(manifest, network, featurizer, device);
+            return new AffinityModel(directory, manifest, network, featurizer, device);
         }
         catch
         {
@@ -134,6 +138,21 @@ public sealed class AffinityModel : IDisposable
             featurizer.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The key known binders are filed under: SHA-256 of the upper-case sequence, hex.</summary>
+    public static string SequenceKey(string sequence) =>
+        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.ASCII.GetBytes(sequence.Trim().ToUpperInvariant())));
+
+    /// <summary>Strong binders of this target in the training benchmark (empty for a target it has not seen).</summary>
+    public IReadOnlyList<(string Name, string Smiles, double Affinity)> KnownBinders(string sequence)
+    {
+        string path = Path.Combine(directory, KnownBindersFile);
+        if (!File.Exists(path)) return [];
+        string key = SequenceKey(sequence);
+        return [.. Csv.ReadRows(path, out _).Where(r => r.Fields[0] == key)
+            .Select(r => (r.Fields[2], r.Fields[3], double.Parse(r.Fields[4], System.Globalization.CultureInfo.InvariantCulture)))
+            .DistinctBy(b => b.Item2)];
     }
 
     /// <summary>A target's feature row, computed once and reused for every molecule screened against it.</summary>

@@ -263,6 +263,21 @@ public static class AffinityTrainer
 
     private static Dictionary<string, double> Round(Dictionary<string, double> metrics) => metrics.ToDictionary(kv => kv.Key, kv => Math.Round(kv.Value, 4));
 
+    /// <summary>
+    /// The benchmark's strong binders (pKd ≥ 7, i.e. Kd ≤ 100 nM, for Davis; KIBA score ≥ 12.1, the usual activity
+    /// threshold) keyed by the SHA-256 of the target sequence, so screening can name each hit's nearest known binder.
+    /// </summary>
+    private static void WriteKnownBinders(string path, AffinityDataset data)
+    {
+        double threshold = data.Measure == "pKd" ? 7.0 : 12.1;
+        var text = new StringBuilder("target_sha256,target,drug,smiles,affinity\n");
+        foreach (var pair in data.Pairs.Where(p => p.Affinity >= threshold))
+            text.Append(AffinityModel.SequenceKey(data.Targets[pair.Target].Text)).Append(',').Append(Csv.Quote(data.Targets[pair.Target].Id)).Append(',')
+                .Append(Csv.Quote(data.Drugs[pair.Drug].Id)).Append(',').Append(Csv.Quote(data.Drugs[pair.Drug].Text)).Append(',')
+                .Append(pair.Affinity.ToString("F3", CultureInfo.InvariantCulture)).Append('\n');
+        File.WriteAllText(path, text.ToString());
+    }
+
     /// <summary>Writes the run into a temporary directory and renames it into place, so a failed run leaves nothing half-written.</summary>
     private static void WriteRun(string output, DtiConfig config, AffinityManifest manifest, AffinityNetwork network, AffinityDataset data,
         AffinityPair[] test, double[] predictions, List<JsonObject> history)
@@ -289,6 +304,7 @@ public static class AffinityTrainer
                 .Append(test[i].Affinity.ToString("G6", CultureInfo.InvariantCulture)).Append(',')
                 .Append(predictions[i].ToString("G6", CultureInfo.InvariantCulture)).Append('\n');
         File.WriteAllText(Path.Combine(temp, "test_predictions.csv"), csv.ToString());
+        WriteKnownBinders(Path.Combine(modelDirectory, AffinityModel.KnownBindersFile), data);
         if (Directory.Exists(full)) Directory.Delete(full, recursive: true);
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
         Directory.Move(temp, full);

@@ -1,0 +1,102 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using BioForge.Chem;
+using BioForge.Discovery;
+using BioForge.IO;
+
+namespace BioForge.Cli;
+
+/// <summary><c>bioforge screen</c>: rank a molecule library by predicted affinity to one target.</summary>
+internal static class ScreenCommand
+{
+    public const string DefaultModel = "models/dti-davis";
+
+    public static Command Create(TextWriter output, TextWriter error)
+    {
+        var target = Options.Required("--target", "the target: a protein sequence, or a FASTA file (its first record)");
+        var library = Options.Required("--library", "molecules: .smi, .csv/.tsv (a smiles column) or .sdf, optionally .gz");
+        var top = Options.Int("--top", "hits to keep", 100);
+        var outPath = Options.Required("--out", "hits CSV");
+        var report = new Option<string?>("--report") { Description = "also write a self-contained HTML report" };
+        var model = new Option<string>("--model") { Description = "affinity model directory", DefaultValueFactory = _ => DefaultModel };
+        var column = new Option<string?>("--smiles-column") { Description = "CSV/TSV column holding the SMILES (default: smiles)" };
+        var batch = Options.Int("--batch", "molecules read and scored together", 512);
+        var compute = new ComputeOptionSet();
+        var command = new Command("screen", "Virtual screening: predicted affinity, drug-likeness, alerts and nearest known binder for a library")
+        {
+            target, library, top, outPath, report, model, column, batch,
+        };
+        command.Options.Add(compute.Device);
+        command.Options.Add(compute.Threads);
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            var options = Runtime.ComputeOptions.Resolve(result.GetValue(compute.Device)!, "fp32", result.GetValue(compute.Threads));
+            string sequence = TargetSequence.Read(result.GetValue(target)!);
+            string libraryPath = result.GetValue(library)!;
+            if (result.GetValue(batch) < 1) throw new BioForgeException($"--batch must be at least 1 (got {result.GetValue(batch)})");
+            using var affinity = AffinityModel.Load(result.GetValue(model)!, options.Device);
+            var records = MoleculeSource.Read(libraryPath, result.GetValue(column));
+            var summary = ProgressDisplay.Run("screening", CountRecords(libraryPath), progress =>
+                VirtualScreen.Run(affinity, sequence, records, new ScreenOptions { Top = result.GetValue(top), BatchSize = result.GetValue(batch) }, progress));
+            if (summary.Read == 0) throw new BioForgeException($"{libraryPath}: the library holds no molecules");
+            if (summary.Scored == 0) throw new BioForgeException($"{libraryPath}: none of its {summary.Read} molecules could be read ({string.Join("; ", summary.FirstErrors)})");
+            WriteHits(result.GetValue(outPath)!, summary.Hits, affinity.Manifest.Measure);
+            output.WriteLine($"{summary.Read:N0} molecules read, {summary.Scored:N0} scored, {summary.Invalid:N0} skipped (unreadable) in {summary.Elapsed.TotalSeconds:F1} s ({summary.MoleculesPerSecond:N0} molecules/s)");
+            foreach (string e in summary.FirstErrors) output.WriteLine($"  skipped {e}");
+            output.WriteLine($"known binders of this target in {affinity.Manifest.Dataset}: {summary.KnownBinders}");
+            foreach (var hit in summary.Hits.Take(5))
+                output.WriteLine($"  {hit.Rank}. {hit.Smiles}  {affinity.Manifest.Measure} {hit.Affinity:F2}  QED {hit.Qed:F2}  SA {hit.Sa:F1}{(hit.NearestSimilarity is { } s ? $"  nearest binder {s:F2}" : "")}");
+            output.WriteLine($"-> {result.GetValue(outPath)}");
+            if (result.GetValue(report) is { } reportPath)
+            {
+                DiscoveryReport.Write(reportPath, new DiscoveryReport.Content
+                {
+                    Title = "Virtual screening",
+                    Target = sequence,
+                    Measure = affinity.Manifest.Measure,
+                    Hits = summary.Hits,
+                    AffinitySample = summary.AffinitySample,
+                    Parameters = new Dictionary<string, string>
+                    {
+                        ["library"] = libraryPath,
+                        ["molecules scored"] = summary.Scored.ToString("N0", CultureInfo.InvariantCulture),
+                        ["skipped (unreadable)"] = summary.Invalid.ToString("N0", CultureInfo.InvariantCulture),
+                        ["affinity model"] = result.GetValue(model)!,
+                        ["model test metrics"] = string.Join(", ", affinity.Manifest.TestMetrics.Select(kv => $"{kv.Key} {kv.Value:F3}")),
+                    },
+                });
+                output.WriteLine($"-> {reportPath}");
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>The number of records for the progress bar (a quick line count; SDF records by their $$$$ lines).</summary>
+    private static long? CountRecords(string path)
+    {
+        if (Console.IsErrorRedirected || !File.Exists(path)) return null;
+        using var reader = Csv.OpenText(path);
+        bool sdf = path.Contains(".sd", StringComparison.OrdinalIgnoreCase);
+        bool table = path.Contains(".csv", StringComparison.OrdinalIgnoreCase) || path.Contains(".tsv", StringComparison.OrdinalIgnoreCase);
+        long count = 0;
+        for (string? line = reader.ReadLine(); line is not null; line = reader.ReadLine())
+            if (sdf ? line.StartsWith("$$$$", StringComparison.Ordinal) : line.Trim().Length > 0) count++;
+        return table ? Math.Max(0, count - 1) : count;
+    }
+
+    internal static void WriteHits(string path, IReadOnlyList<ScreenHit> hits, string measure)
+    {
+        string F(double v, string format = "F3") => v.ToString(format, CultureInfo.InvariantCulture);
+        var text = new StringBuilder($"rank,id,smiles,predicted_{measure.Replace(' ', '_').ToLowerInvariant()},qed,sa,logp,mw,tpsa,hbd,hba,alerts,nearest_known_binder,nearest_binder_name,nearest_binder_similarity\n");
+        foreach (var h in hits)
+            text.Append(h.Rank.ToString(CultureInfo.InvariantCulture)).Append(',').Append(Csv.Quote(h.Id)).Append(',').Append(Csv.Quote(h.Smiles)).Append(',')
+                .Append(F(h.Affinity)).Append(',').Append(F(h.Qed)).Append(',').Append(F(h.Sa, "F2")).Append(',').Append(F(h.LogP, "F2")).Append(',')
+                .Append(F(h.MolWt, "F1")).Append(',').Append(F(h.Tpsa, "F1")).Append(',').Append(h.Donors.ToString(CultureInfo.InvariantCulture)).Append(',')
+                .Append(h.Acceptors.ToString(CultureInfo.InvariantCulture)).Append(',').Append(Csv.Quote(h.Alerts)).Append(',')
+                .Append(Csv.Quote(h.NearestBinder ?? "")).Append(',').Append(Csv.Quote(h.NearestBinderName ?? "")).Append(',')
+                .Append(h.NearestSimilarity is { } s ? F(s) : "").Append('\n');
+        AtomicFile.WriteText(path, text.ToString());
+    }
+}

@@ -1,0 +1,116 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using BioForge.Chem;
+using BioForge.Imaging;
+using BioForge.IO;
+
+namespace BioForge.Discovery;
+
+/// <summary>
+/// The report a chemist reads: one self-contained HTML file (inline SVG depictions and charts, inline CSS, no scripts
+/// or network) with the top candidates, the distributions of score and properties, property scatter plots, the
+/// optimization curve when there was one, and every parameter of the run.
+/// </summary>
+public static class DiscoveryReport
+{
+    public sealed record Content
+    {
+        public string Title { get; init; } = "BioForge";
+        public string Target { get; init; } = "";
+        public string? TargetName { get; init; }
+        public string Measure { get; init; } = "pKd";
+        public IReadOnlyList<ScreenHit> Hits { get; init; } = [];
+        /// <summary>Predicted affinities of (a sample of) everything scored, for the distribution.</summary>
+        public IReadOnlyList<double> AffinitySample { get; init; } = [];
+        /// <summary>Optimization: (step, mean score) per step.</summary>
+        public IReadOnlyList<(double Step, double MeanScore)> Curve { get; init; } = [];
+        public IReadOnlyDictionary<string, string> Parameters { get; init; } = new Dictionary<string, string>();
+        /// <summary>How many candidates get a depiction card.</summary>
+        public int Cards { get; init; } = 24;
+    }
+
+    public static void Write(string path, Content content) => AtomicFile.WriteText(path, Render(content));
+
+    public static string Render(Content c)
+    {
+        var html = new StringBuilder();
+        html.Append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
+        html.Append($"<title>{E(c.Title)}</title><style>{Style}</style></head><body>\n");
+        html.Append($"<header><h1>{E(c.Title)}</h1><p class=\"meta\">BioForge · {DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture)} UTC · target {E(c.TargetName ?? "")} "
+            + $"({c.Target.Length} residues: <code>{E(c.Target.Length > 60 ? c.Target[..60] + "…" : c.Target)}</code>)</p></header>\n");
+
+        html.Append($"<section id=\"candidates\"><h2>Top candidates</h2><div class=\"cards\">");
+        foreach (var hit in c.Hits.Take(c.Cards))
+        {
+            html.Append("<figure class=\"card\">").Append(Depiction(hit.Smiles));
+            html.Append($"<figcaption><b>#{hit.Rank}</b> <span class=\"score\">{E(c.Measure)} {hit.Affinity:F2}</span><br>QED {hit.Qed:F2} · SA {hit.Sa:F1} · logP {hit.LogP:F1} · MW {hit.MolWt:F0}");
+            if (hit.NearestSimilarity is { } s) html.Append($"<br>nearest known binder {s:F2}");
+            if (hit.Alerts.Length > 0) html.Append($"<br><span class=\"alert\" title=\"{E(hit.Alerts)}\">⚠ {E(hit.Alerts.Split("; ").Length.ToString(CultureInfo.InvariantCulture))} structural alert(s)</span>");
+            html.Append($"<br><code class=\"smiles\">{E(hit.Smiles)}</code></figcaption></figure>");
+        }
+        html.Append("</div>\n");
+        html.Append(Table(c));
+        html.Append("</section>\n");
+
+        html.Append("<section id=\"distributions\"><h2>Distributions</h2><div class=\"charts\">");
+        html.Append(SvgChart.Histogram(c.AffinitySample, $"Predicted {c.Measure}, all scored molecules", c.Measure));
+        html.Append(SvgChart.Histogram([.. c.Hits.Select(h => h.Qed)], "QED of the candidates", "QED", 12));
+        html.Append(SvgChart.Histogram([.. c.Hits.Select(h => h.Sa)], "SA score of the candidates", "SA score (1 easy … 10 hard)", 12));
+        html.Append("</div></section>\n");
+
+        html.Append("<section id=\"properties\"><h2>Property space</h2><div class=\"charts\">");
+        var labels = c.Hits.Select(h => $"#{h.Rank} {h.Smiles}").ToList();
+        html.Append(SvgChart.Scatter([.. c.Hits.Select(h => h.Qed)], [.. c.Hits.Select(h => h.Affinity)], $"{c.Measure} against drug-likeness", "QED", c.Measure, labels));
+        html.Append(SvgChart.Scatter([.. c.Hits.Select(h => h.MolWt)], [.. c.Hits.Select(h => h.LogP)], "Molecular weight and logP", "MW", "logP", labels));
+        html.Append("</div></section>\n");
+
+        if (c.Curve.Count > 0)
+            html.Append("<section id=\"optimization\"><h2>Optimization</h2>")
+                .Append(SvgChart.Line([.. c.Curve.Select(p => p.Step)], [.. c.Curve.Select(p => p.MeanScore)], "Mean score of each sampled batch", "step", "mean score"))
+                .Append("</section>\n");
+
+        html.Append("<section id=\"parameters\"><h2>Run parameters</h2><table>");
+        foreach (var (key, value) in c.Parameters) html.Append($"<tr><th>{E(key)}</th><td>{E(value)}</td></tr>");
+        html.Append("</table></section>\n<footer>Predicted affinities come from a model trained on a public benchmark; they rank molecules for follow-up and are not measurements.</footer></body></html>\n");
+        return html.ToString();
+    }
+
+    private static string Table(Content c)
+    {
+        var table = new StringBuilder($"<table class=\"hits\"><thead><tr><th>rank</th><th>SMILES</th><th>{E(c.Measure)}</th><th>QED</th><th>SA</th><th>logP</th><th>MW</th><th>TPSA</th><th>alerts</th><th>nearest binder</th></tr></thead><tbody>");
+        foreach (var h in c.Hits)
+            table.Append($"<tr><td>{h.Rank}</td><td><code>{E(h.Smiles)}</code></td><td>{h.Affinity:F2}</td><td>{h.Qed:F2}</td><td>{h.Sa:F1}</td><td>{h.LogP:F1}</td><td>{h.MolWt:F0}</td><td>{h.Tpsa:F0}</td>"
+                + $"<td>{E(h.Alerts)}</td><td>{(h.NearestSimilarity is { } s ? $"{s:F2} {E(h.NearestBinderName ?? "")}" : "")}</td></tr>");
+        return table.Append("</tbody></table>").ToString();
+    }
+
+    private static string Depiction(string smiles)
+    {
+        if (!Molecule.TryFromSmiles(smiles, out var molecule, out _)) return "";
+        using (molecule)
+        {
+            string svg = molecule!.ToSvg(260, 200);
+            int start = svg.IndexOf("<svg", StringComparison.Ordinal);
+            return start < 0 ? "" : svg[start..]; // drop the XML declaration: the SVG sits inside the HTML
+        }
+    }
+
+    private static string E(string text) => WebUtility.HtmlEncode(text);
+
+    private const string Style = """
+        body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:0 16px 40px;color:#222}
+        header h1{margin-bottom:4px}.meta{color:#666;margin-top:0}
+        h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
+        .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(270px,1fr));gap:12px}
+        .card{border:1px solid #ddd;border-radius:8px;margin:0;padding:6px;background:#fff}
+        .card svg{width:100%;height:auto}
+        figcaption{font-size:13px;line-height:1.4}.score{color:#1a6;font-weight:bold}
+        .smiles{font-size:11px;word-break:break-all;color:#555}.alert{color:#b60}
+        .charts{display:flex;flex-wrap:wrap;gap:16px}
+        table{border-collapse:collapse;font-size:13px;margin-top:16px}
+        th,td{border-bottom:1px solid #eee;padding:3px 8px;text-align:left;vertical-align:top}
+        table.hits code{font-size:11px;word-break:break-all}
+        footer{margin-top:32px;color:#777;font-size:12px}
+        """;
+}

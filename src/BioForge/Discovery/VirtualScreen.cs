@@ -1,0 +1,110 @@
+using System.Diagnostics;
+using BioForge.Chem;
+
+namespace BioForge.Discovery;
+
+public sealed record ScreenOptions
+{
+    public int Top { get; init; } = 100;
+    /// <summary>Molecules parsed and scored together (memory stays bounded by this, whatever the library's size).</summary>
+    public int BatchSize { get; init; } = 512;
+}
+
+/// <summary>One hit: predicted affinity, drug-likeness and properties, structural alerts, and the nearest known binder.</summary>
+public sealed record ScreenHit(int Rank, string Id, string Smiles, int Line, double Affinity, double Qed, double Sa, double LogP, double MolWt, double Tpsa,
+    int Donors, int Acceptors, string Alerts, string? NearestBinder, string? NearestBinderName, double? NearestSimilarity);
+
+public sealed record ScreenSummary(long Read, long Scored, long Invalid, IReadOnlyList<string> FirstErrors, IReadOnlyList<ScreenHit> Hits,
+    IReadOnlyList<double> AffinitySample, int KnownBinders, TimeSpan Elapsed)
+{
+    public double MoleculesPerSecond => Scored / Math.Max(1e-9, Elapsed.TotalSeconds);
+}
+
+/// <summary>
+/// Scores a molecule library against one target: streams the library in batches (constant memory), parses each batch
+/// on all cores, predicts affinity with the model, keeps the best <c>top</c> in a heap; the hits alone get the full
+/// property profile, alerts and nearest known binder. Lines RDKit cannot read are skipped and counted.
+/// </summary>
+public static class VirtualScreen
+{
+    private const int SampleSize = 20_000;
+
+    public static ScreenSummary Run(AffinityModel model, string targetSequence, IEnumerable<MoleculeRecord> library, ScreenOptions options, IProgress<int>? progress = null)
+    {
+        if (options.Top < 1) throw new BioForgeException($"--top must be at least 1 (got {options.Top})");
+        var clock = Stopwatch.StartNew();
+        var target = model.TargetFeatures(targetSequence);
+        var best = new PriorityQueue<(MoleculeRecord Record, double Affinity), double>();
+        var errors = new List<string>();
+        var sample = new List<double>();
+        var random = new Random(17);
+        long read = 0, scored = 0, invalid = 0;
+        foreach (var chunk in library.Chunk(options.BatchSize))
+        {
+            read += chunk.Length;
+            var parsed = new Molecule?[chunk.Length];
+            var messages = new string?[chunk.Length];
+            Parallel.For(0, chunk.Length, i =>
+            {
+                if (chunk[i].TryParse(out var m, out string? error)) parsed[i] = m;
+                else messages[i] = error;
+            });
+            try
+            {
+                var valid = Enumerable.Range(0, chunk.Length).Where(i => parsed[i] is not null).ToArray();
+                for (int i = 0; i < chunk.Length; i++)
+                    if (parsed[i] is null)
+                    {
+                        invalid++;
+                        if (errors.Count < 5) errors.Add($"line {chunk[i].Line}: {messages[i]}");
+                    }
+                var affinities = model.Predict([.. valid.Select(i => parsed[i]!)], target);
+                for (int k = 0; k < valid.Length; k++)
+                {
+                    scored++;
+                    // A uniform sample of all predictions (reservoir sampling) for the report's distribution.
+                    if (sample.Count < SampleSize) sample.Add(affinities[k]);
+                    else if (random.NextInt64(scored) is var slot && slot < SampleSize) sample[(int)slot] = affinities[k];
+                    var record = chunk[valid[k]];
+                    if (best.Count < options.Top) best.Enqueue((record, affinities[k]), affinities[k]);
+                    else if (affinities[k] > best.Peek().Affinity) best.EnqueueDequeue((record, affinities[k]), affinities[k]);
+                }
+            }
+            finally
+            {
+                foreach (var m in parsed) m?.Dispose();
+            }
+            progress?.Report(chunk.Length);
+        }
+        var known = model.KnownBinders(targetSequence);
+        var hits = Profile([.. best.UnorderedItems.Select(x => x.Element).OrderByDescending(x => x.Affinity)], known);
+        return new ScreenSummary(read, scored, invalid, errors, hits, sample, known.Count, clock.Elapsed);
+    }
+
+    private static List<ScreenHit> Profile(IReadOnlyList<(MoleculeRecord Record, double Affinity)> ranked, IReadOnlyList<(string Name, string Smiles, double Affinity)> known)
+    {
+        using var qed = new Qed();
+        var sa = new SaScore();
+        using var alerts = new StructuralFilters(FilterCatalogs.Pains | FilterCatalogs.Brenk);
+        var binders = known.Select(b =>
+        {
+            using var m = Molecule.FromSmiles(b.Smiles);
+            return (b.Name, Smiles: m.ToSmiles(), Fingerprint: Fingerprints.Morgan(m));
+        }).ToList();
+        var hits = new ScreenHit[ranked.Count];
+        Parallel.For(0, ranked.Count, i =>
+        {
+            var (record, affinity) = ranked[i];
+            record.TryParse(out var parsed, out _);
+            using var m = parsed!;
+            var d = m.Descriptors();
+            var fingerprint = Fingerprints.Morgan(m);
+            var nearest = binders.Count == 0 ? default : binders.MaxBy(b => Fingerprints.Tanimoto(fingerprint, b.Fingerprint));
+            string id = record.Label == record.Text ? $"line {record.Line}" : record.Label;
+            hits[i] = new ScreenHit(i + 1, id, m.ToSmiles(), record.Line, affinity, qed.Score(m), sa.Score(m), d.LogP, d.MolWt, d.Tpsa, d.HBondDonors, d.HBondAcceptors,
+                string.Join("; ", alerts.Matches(m)), binders.Count == 0 ? null : nearest.Smiles, binders.Count == 0 ? null : nearest.Name,
+                binders.Count == 0 ? null : Fingerprints.Tanimoto(fingerprint, nearest.Fingerprint));
+        });
+        return [.. hits];
+    }
+}
