@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages BioForge builds against (RDKit and the C++ toolchain for its shim, Open MPI for
-# multi-process runs), when missing.
+# multi-process runs, Chromium and Node.js for the browser tests of the HTML pages), when missing; then the browser
+# tests' npm package (playwright-core, pinned in tests/browser/package-lock.json).
 # Runs apt-get as root, or through sudo; otherwise prints the command to run.
 set -euo pipefail
-packages=(cmake g++ make librdkit-dev rdkit-data libboost-dev libcairo2-dev openmpi-bin libopenmpi-dev)
+packages=(cmake g++ make librdkit-dev rdkit-data libboost-dev libcairo2-dev openmpi-bin libopenmpi-dev chromium)
+# Node.js: Debian's, unless one (e.g. NodeSource's, which bundles npm) is already there.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+root="$(cd "$(dirname "$0")/.." && pwd)"
+browser_packages() {
+  [ -d "$root/tests/browser/node_modules/playwright-core" ] || (cd "$root/tests/browser" && npm ci --no-audit --no-fund --silent)
+}
+if [ ${#missing[@]} -eq 0 ]; then browser_packages; exit 0; fi
 
 echo "setup: installing ${missing[*]}" >&2
 if [ "$(id -u)" -eq 0 ]; then
@@ -22,3 +29,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${apt[@]}" update -qq
 "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+browser_packages

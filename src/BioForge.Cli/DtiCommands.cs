@@ -21,8 +21,8 @@ internal static class DtiCommands
         {
             var run = DtiConfig.Load(result.GetValue(config)!, result.GetValue(overrides));
             var trained = AffinityTrainer.Train(run, output.WriteLine, e => output.WriteLine(
-                $"epoch {e.Epoch}/{e.Epochs}  train MSE {e.TrainMse:F4}  valid MSE {e.ValidationMse:F4}  CI {e.ValidationCi:F4}  {e.Elapsed.TotalSeconds:F0} s{(e.Best ? "  *" : "")}"));
-            output.WriteLine($"best epoch {trained.BestEpoch}; validation: {Format(trained.Validation)}");
+                $"{(e.Member > 0 ? $"member {e.Member + 1}  " : "")}epoch {e.Epoch}/{e.Epochs}  train MSE {e.TrainMse:F4}  valid MSE {e.ValidationMse:F4}  CI {e.ValidationCi:F4}  {e.Elapsed.TotalSeconds:F0} s{(e.Best ? "  *" : "")}"));
+            output.WriteLine($"best epoch(s) {string.Join(", ", trained.BestEpochs)}; validation: {Format(trained.Validation)}");
             output.WriteLine($"test fold ({trained.TestPairs:N0} pairs): {Format(trained.Test)}");
             output.WriteLine($"-> {trained.ModelDirectory}");
             return 0;

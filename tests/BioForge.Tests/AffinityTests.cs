@@ -95,7 +95,7 @@ public sealed class AffinityTests
             """);
         var run = DtiConfig.Load(config);
         var trained = AffinityTrainer.Train(run);
-        Assert.InRange(trained.BestEpoch, 1, 3);
+        Assert.All(trained.BestEpochs, e => Assert.InRange(e, 1, 3));
         Assert.True(trained.Test["mse"] < 0.8, $"test MSE {trained.Test["mse"]}: no better than predicting the mean (about 0.75)");
         Assert.True(trained.Test["ci"] > 0.7, $"test CI {trained.Test["ci"]}");
 
@@ -105,6 +105,51 @@ public sealed class AffinityTests
         Assert.Contains($"mse {trained.Test["mse"].ToString("F4", System.Globalization.CultureInfo.InvariantCulture)}", text);
         Assert.Contains($"ci {trained.Test["ci"].ToString("F4", System.Globalization.CultureInfo.InvariantCulture)}", text);
         Assert.True(File.Exists(Path.Combine(output, "test_predictions.csv")));
+    }
+
+    /// <summary>A small model trained once (no language models: seconds), shared by the screening tests.</summary>
+    private static readonly Lazy<string> SmallModel = new(() =>
+    {
+        string output = TestData.TempDirectory();
+        string config = Path.Combine(TestData.TempDirectory(), "dti.yaml");
+        File.WriteAllText(config, $"seed: 2\ndata:\n  dir: {Davis}\nfeatures:\n  morgan_bits: 256\nmodel:\n  hidden: 32\ntrain:\n  epochs: 2\n  threads: 2\n  device: cpu\n  output_dir: {output}\n");
+        return AffinityTrainer.Train(DtiConfig.Load(config)).ModelDirectory;
+    });
+
+    private const string Abl1Kinase = "SPNYDKWEMERTDITMKHKLGGGQYGEVYEGVWKKYSLTVAVKTLKEDTMEVEEFLKEAAVMKEIKHPNLVQLLGVCTREPPFYIITEFMTYGNLLDYLRECNRQEVNAVVLLYMATQISSAMEYLEKKNFIHRDLAARNCLVGENHLVKVADFGLSRLMTGDTYTAHAGAKFPIKWTAPESLAYNKFSIKSDVWAFGVLLWEIATYGMSPYPGIDLSQVYELLEKDYRMERPEGCPEKVYELMRACWQWNPSDRPSFAEIHQAFETMFQESSISDEVEKEL";
+
+    [Fact]
+    public void ScreeningRanksALibrarySkipsUnreadableLinesAndWritesTheReport()
+    {
+        string library = Path.Combine(TestData.TempDirectory(), "library.smi");
+        File.WriteAllLines(library, ["CC(=O)Nc1ccc(O)cc1", "not_a_smiles", "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1", "", "C1CC(", "c1ccccc1O", "CCN(CC)CC"]);
+        string hits = Path.Combine(TestData.TempDirectory(), "hits.csv"), report = Path.ChangeExtension(hits, ".html");
+        var (code, text, error) = CliRun("screen", "--target", Abl1Kinase, "--library", library, "--top", "3", "--out", hits, "--report", report,
+            "--model", SmallModel.Value, "--device", "cpu", "--threads", "2");
+        Assert.True(code == 0, error);
+        Assert.Contains("6 molecules read, 4 scored, 2 skipped (unreadable)", text);
+        Assert.Contains("skipped line 2:", text);
+        var rows = File.ReadAllLines(hits);
+        Assert.StartsWith("rank,id,smiles,predicted_pkd,qed,sa,logp,mw,tpsa,hbd,hba,alerts,nearest_known_binder,nearest_binder_name,nearest_binder_similarity", rows[0]);
+        Assert.Equal(4, rows.Length); // header + top 3
+        var affinities = rows.Skip(1).Select(r => double.Parse(r.Split(',')[3], System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        Assert.Equal(affinities.OrderByDescending(a => a), affinities);
+        Assert.Contains("Virtual screening", File.ReadAllText(report));
+    }
+
+    [Fact]
+    public void ScreeningRefusesAnEmptyLibraryAndANonProteinTarget()
+    {
+        string empty = Path.Combine(TestData.TempDirectory(), "empty.smi");
+        File.WriteAllText(empty, "\n\n");
+        string hits = Path.Combine(TestData.TempDirectory(), "hits.csv");
+        var (code, _, error) = CliRun("screen", "--target", Abl1Kinase, "--library", empty, "--out", hits, "--model", SmallModel.Value, "--device", "cpu");
+        Assert.Equal(2, code);
+        Assert.Contains("the library holds no molecules", error);
+        Assert.False(File.Exists(hits));
+        (code, _, error) = CliRun("screen", "--target", "MKV*LLA", "--library", empty, "--out", hits, "--model", SmallModel.Value, "--device", "cpu");
+        Assert.Equal(2, code);
+        Assert.Contains("'*' at position 4 is not an amino acid", error);
     }
 
     [Fact]

@@ -10,7 +10,7 @@ public sealed record AffinityFeatureSettings
     public int MorganRadius { get; init; } = 2;
     /// <summary>Morgan (ECFP-like) substructure counts folded into this many slots, as log(1 + count).</summary>
     public int MorganBits { get; init; } = 1024;
-    /// <summary>RDKit descriptors: weight, logP, TPSA, donors, acceptors, rotatable bonds, rings, sp3 fraction, charge, QED.</summary>
+    /// <summary>RDKit descriptors: weight, logP, TPSA, donors, acceptors, rotatable bonds, rings, aromatic rings, sp3 fraction, charge, heavy atoms.</summary>
     public bool Descriptors { get; init; } = true;
     /// <summary>Amino-acid and dipeptide composition of the target (420 numbers).</summary>
     public bool Composition { get; init; } = true;
@@ -35,7 +35,6 @@ internal sealed class AffinityFeaturizer : IDisposable
     private readonly SequenceEncoder? protein;
     private readonly SequenceEncoder? molecule;
     private readonly Device device;
-    private readonly Qed qed = new();
 
     public AffinityFeaturizer(AffinityFeatureSettings settings, string? proteinModel, string? moleculeModel, Device device)
     {
@@ -59,7 +58,7 @@ internal sealed class AffinityFeaturizer : IDisposable
 
     public int TargetWidth => (settings.Composition ? 20 + 400 : 0) + (protein?.HiddenSize ?? 0);
 
-    private const int DescriptorCount = 12;
+    private const int DescriptorCount = 11;
 
     /// <summary>One row per molecule (already parsed), [N, DrugWidth].</summary>
     public float[][] Drugs(IReadOnlyList<Molecule> molecules)
@@ -84,7 +83,7 @@ internal sealed class AffinityFeaturizer : IDisposable
         {
             var d = m.Descriptors();
             double[] values = [d.MolWt, d.LogP, d.Tpsa, d.HBondDonors, d.HBondAcceptors, d.RotatableBonds, d.Rings, d.AromaticRings,
-                d.FractionCsp3, d.FormalCharge, d.HeavyAtoms, qed.Score(m)];
+                d.FractionCsp3, d.FormalCharge, d.HeavyAtoms];
             for (int k = 0; k < values.Length; k++) row[settings.MorganBits + k] = (float)values[k];
         }
         return row;
@@ -155,7 +154,6 @@ internal sealed class AffinityFeaturizer : IDisposable
 
     public void Dispose()
     {
-        qed.Dispose();
         protein?.Dispose();
         molecule?.Dispose();
     }

@@ -35,6 +35,8 @@ public sealed record DtiConfig
     {
         public int Hidden { get; init; } = 512;
         public double Dropout { get; init; } = 0.2;
+        /// <summary>Networks trained from different seeds and averaged.</summary>
+        public int Ensemble { get; init; } = 1;
     }
 
     public sealed record TrainSection
@@ -47,7 +49,7 @@ public sealed record DtiConfig
         public int Patience { get; init; } = 25;
         public string Device { get; init; } = "auto";
         public int Threads { get; init; }
-        /// <summary>Run directory: model/ (the affinity model), metrics.jsonl, test_predictions.csv.</summary>
+        /// <summary>Run directory, which is also the model directory: weights, manifest, known binders, metrics.jsonl, test_predictions.csv.</summary>
         public string OutputDir { get; init; } = "";
     }
 
@@ -64,6 +66,7 @@ public sealed record DtiConfig
         require(Features.MorganBits is >= 64 and <= 65536, $"features.morgan_bits must be in 64..65536 (got {Features.MorganBits})");
         require(Model.Hidden >= 4, $"model.hidden must be at least 4 (got {Model.Hidden})");
         require(Model.Dropout is >= 0 and < 1, $"model.dropout must be in [0, 1) (got {Model.Dropout})");
+        require(Model.Ensemble is >= 1 and <= 32, $"model.ensemble must be in 1..32 (got {Model.Ensemble})");
         require(Train.Epochs >= 1 && Train.BatchSize >= 1, "train.epochs and train.batch_size must be at least 1");
         require(Train.Lr > 0 && Train.WeightDecay >= 0, "train.lr must be positive and train.weight_decay >= 0");
         require(Train.Patience >= 0, $"train.patience must be >= 0 (got {Train.Patience})");
@@ -71,9 +74,9 @@ public sealed record DtiConfig
     }
 }
 
-public sealed record DtiEpochReport(int Epoch, int Epochs, double TrainMse, double ValidationMse, double ValidationCi, bool Best, TimeSpan Elapsed);
+public sealed record DtiEpochReport(int Member, int Epoch, int Epochs, double TrainMse, double ValidationMse, double ValidationCi, bool Best, TimeSpan Elapsed);
 
-public sealed record DtiResult(string ModelDirectory, int BestEpoch, Dictionary<string, double> Validation, Dictionary<string, double> Test, int TestPairs);
+public sealed record DtiResult(string ModelDirectory, int[] BestEpochs, Dictionary<string, double> Validation, Dictionary<string, double> Test, int TestPairs);
 
 /// <summary>
 /// Trains an affinity model on one benchmark: features for every drug and target once, then a two-tower network on
@@ -82,8 +85,6 @@ public sealed record DtiResult(string ModelDirectory, int BestEpoch, Dictionary<
 /// </summary>
 public static class AffinityTrainer
 {
-    public const string ModelDirectory = "model";
-
     public static DtiResult Train(DtiConfig config, Action<string>? info = null, Action<DtiEpochReport>? onEpoch = null)
     {
         var compute = ComputeOptions.Resolve(config.Train.Device, "fp32", config.Train.Threads);
@@ -114,6 +115,7 @@ public static class AffinityTrainer
             Dataset = data.Name,
             Measure = data.Measure,
             Hidden = config.Model.Hidden,
+            Members = config.Model.Ensemble,
             DrugWidth = featurizer.DrugWidth,
             TargetWidth = featurizer.TargetWidth,
             DrugMean = drugMean,
@@ -124,16 +126,25 @@ public static class AffinityTrainer
             LabelScale = labelScale,
         };
 
-        torch.manual_seed((long)(config.Seed >> 1));
-        using var network = new AffinityNetwork(featurizer.DrugWidth, featurizer.TargetWidth, config.Model.Hidden, config.Model.Dropout);
-        network.to(compute.Device);
         using var drugs = Standardized(drugRows, drugMean, drugScale, compute.Device);
         using var targets = Standardized(targetRows, targetMean, targetScale, compute.Device);
-
-        var (best, bestEpoch, history) = Fit(network, drugs, targets, train, valid, manifest, config, compute.Device, clock, onEpoch);
-        using (no_grad())
-            foreach (var ((_, p), saved) in network.named_parameters().Zip(best)) p.copy_(saved);
-        foreach (var t in best) t.Dispose();
+        var members = new List<AffinityNetwork>();
+        var bestEpochs = new List<int>();
+        var history = new List<JsonObject>();
+        for (int k = 0; k < config.Model.Ensemble; k++)
+        {
+            torch.manual_seed((long)(config.Seed >> 1) + k);
+            var member = new AffinityNetwork(featurizer.DrugWidth, featurizer.TargetWidth, config.Model.Hidden, config.Model.Dropout);
+            member.to(compute.Device);
+            var (best, bestEpoch, memberHistory) = Fit(member, drugs, targets, train, valid, manifest, config, k, compute.Device, clock, onEpoch);
+            using (no_grad())
+                foreach (var ((_, p), saved) in member.named_parameters().Zip(best)) p.copy_(saved);
+            foreach (var t in best) t.Dispose();
+            members.Add(member);
+            bestEpochs.Add(bestEpoch);
+            history.AddRange(memberHistory);
+        }
+        using var network = new AffinityEnsemble(members);
 
         var validPredictions = Predict(network, drugs, targets, valid, manifest);
         var testPredictions = Predict(network, drugs, targets, test, manifest);
@@ -141,14 +152,14 @@ public static class AffinityTrainer
         var testMetrics = AffinityMetrics.All([.. test.Select(p => p.Affinity)], testPredictions);
         manifest = manifest with
         {
-            BestEpoch = bestEpoch,
+            BestEpochs = [.. bestEpochs],
             ValidationMetrics = Round(validMetrics),
             TestMetrics = Round(testMetrics),
             CreatedUtc = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
         };
         string output = config.Train.OutputDir;
         WriteRun(output, config, manifest, network, data, test, testPredictions, history);
-        return new DtiResult(Path.Combine(output, ModelDirectory), bestEpoch, validMetrics, testMetrics, test.Length);
+        return new DtiResult(output, [.. bestEpochs], validMetrics, testMetrics, test.Length);
     }
 
     /// <summary>Featurizes every drug of the dataset; a SMILES RDKit cannot read is an error naming the drug.</summary>
@@ -194,7 +205,7 @@ public static class AffinityTrainer
     }
 
     private static (List<Tensor> Best, int BestEpoch, List<JsonObject> History) Fit(AffinityNetwork network, Tensor drugs, Tensor targets,
-        AffinityPair[] train, AffinityPair[] valid, AffinityManifest manifest, DtiConfig config, Device device, Stopwatch clock, Action<DtiEpochReport>? onEpoch)
+        AffinityPair[] train, AffinityPair[] valid, AffinityManifest manifest, DtiConfig config, int member, Device device, Stopwatch clock, Action<DtiEpochReport>? onEpoch)
     {
         var parameters = network.parameters().ToList();
         using var optimizer = new FlatAdamW(parameters, new AdamWOptions { Beta1 = 0.9, Beta2 = 0.999, WeightDecay = config.Train.WeightDecay });
@@ -205,7 +216,7 @@ public static class AffinityTrainer
         double bestMse = double.PositiveInfinity;
         int bestEpoch = 0, step = 0;
         var history = new List<JsonObject>();
-        var random = new Random((int)(config.Seed % int.MaxValue));
+        var random = new Random((int)(config.Seed % int.MaxValue) + member);
         for (int epoch = 1; epoch <= config.Train.Epochs; epoch++)
         {
             network.train();
@@ -232,8 +243,8 @@ public static class AffinityTrainer
                 bestEpoch = epoch;
                 foreach (var (saved, p) in best.Zip(parameters)) saved.copy_(p.detach());
             }
-            history.Add(new JsonObject { ["epoch"] = epoch, ["train_mse"] = Math.Round(trainMse, 5), ["validation_mse"] = Math.Round(mse, 5), ["validation_ci"] = Math.Round(ci, 5) });
-            onEpoch?.Invoke(new DtiEpochReport(epoch, config.Train.Epochs, trainMse, mse, ci, improved, clock.Elapsed));
+            history.Add(new JsonObject { ["member"] = member, ["epoch"] = epoch, ["train_mse"] = Math.Round(trainMse, 5), ["validation_mse"] = Math.Round(mse, 5), ["validation_ci"] = Math.Round(ci, 5) });
+            onEpoch?.Invoke(new DtiEpochReport(member, epoch, config.Train.Epochs, trainMse, mse, ci, improved, clock.Elapsed));
             if (config.Train.Patience > 0 && epoch - bestEpoch >= config.Train.Patience) break;
         }
         return (best, bestEpoch, history);
@@ -247,7 +258,7 @@ public static class AffinityTrainer
         return (drugs.index_select(0, d), targets.index_select(0, t), y);
     }
 
-    private static double[] Predict(AffinityNetwork network, Tensor drugs, Tensor targets, AffinityPair[] pairs, AffinityManifest manifest)
+    private static double[] Predict(nn.Module<Tensor, Tensor, Tensor> network, Tensor drugs, Tensor targets, AffinityPair[] pairs, AffinityManifest manifest)
     {
         network.eval();
         using var _ = no_grad();
@@ -279,17 +290,17 @@ public static class AffinityTrainer
     }
 
     /// <summary>Writes the run into a temporary directory and renames it into place, so a failed run leaves nothing half-written.</summary>
-    private static void WriteRun(string output, DtiConfig config, AffinityManifest manifest, AffinityNetwork network, AffinityDataset data,
+    private static void WriteRun(string output, DtiConfig config, AffinityManifest manifest, AffinityEnsemble network, AffinityDataset data,
         AffinityPair[] test, double[] predictions, List<JsonObject> history)
     {
         string full = Path.GetFullPath(output);
         string temp = full.TrimEnd(Path.DirectorySeparatorChar) + $".{Environment.ProcessId}.tmp";
         if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-        string modelDirectory = Path.Combine(temp, ModelDirectory);
+        // The run directory is the model directory: weights, manifest and known binders beside the run's record.
+        string modelDirectory = temp;
         Directory.CreateDirectory(modelDirectory);
         // Language-model paths are stored relative to where the model will live, so the run directory can move with them.
-        string finalModel = Path.Combine(full, ModelDirectory);
-        string? Relative(string? path) => path is null ? null : Path.GetRelativePath(finalModel, Path.GetFullPath(path));
+        string? Relative(string? path) => path is null ? null : Path.GetRelativePath(full, Path.GetFullPath(path));
         manifest = manifest with { Features = config.Features with { ProteinModel = Relative(config.Features.ProteinModel), MoleculeModel = Relative(config.Features.MoleculeModel) } };
         File.WriteAllText(Path.Combine(modelDirectory, AffinityModel.ManifestFile), JsonSerializer.Serialize(manifest, YamlConfig.Serializer) + "\n");
         using (var scope = NewDisposeScope())

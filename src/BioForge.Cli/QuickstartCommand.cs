@@ -1,0 +1,59 @@
+using System.CommandLine;
+using BioForge.Discovery;
+
+namespace BioForge.Cli;
+
+/// <summary><c>bioforge quickstart</c>: the whole discovery workflow for one target on the shipped models and data.</summary>
+internal static class QuickstartCommand
+{
+    public static Command Create(TextWriter output, TextWriter error)
+    {
+        var defaults = new QuickstartOptions();
+        var target = new Option<string>("--target") { Description = "a Davis kinase (ABL1, EGFR, BRAF, …), a protein sequence or a FASTA file", DefaultValueFactory = _ => defaults.Target };
+        var outDir = new Option<string>("--out") { Description = "output directory (report.html, candidates.csv, optimize/)", DefaultValueFactory = _ => defaults.Output };
+        var steps = Options.Int("--steps", "reinforcement-learning steps", defaults.Steps);
+        var library = new Option<string>("--library") { Description = "molecules to screen", DefaultValueFactory = _ => defaults.Library };
+        var threads = Options.Int("--threads", "CPU threads (0: all cores)", 0);
+        var command = new Command("quickstart", "Find drug candidates for a target: optimize molecules for predicted affinity and drug-likeness, screen a library, write a report")
+        {
+            target, outDir, steps, library, threads,
+        };
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            if (result.GetValue(steps) < 1) throw new BioForgeException($"--steps must be at least 1 (got {result.GetValue(steps)})");
+            return Cli.StoppableByCtrlC(error, "stopping (nothing is written); Ctrl+C again to abort", cancellation =>
+            {
+                QuickstartResult run;
+                try
+                {
+                    run = Quickstart.Run(new QuickstartOptions
+                    {
+                        Target = result.GetValue(target)!,
+                        Output = result.GetValue(outDir)!,
+                        Steps = result.GetValue(steps),
+                        Library = result.GetValue(library)!,
+                        Threads = result.GetValue(threads),
+                    }, output.WriteLine, r =>
+                    {
+                        if (r.Step % 10 == 0 || r.Step == r.StageSteps)
+                            output.WriteLine($"  step {r.Step}/{r.StageSteps}  mean score {r.MeanScore:F3}  valid {r.ValidFraction:P0}  scaffolds {r.Scaffolds}  {r.Elapsed.TotalSeconds:F0} s");
+                    }, cancellation);
+                }
+                catch (OperationCanceledException)
+                {
+                    error.WriteLine("quickstart stopped; nothing was written");
+                    return 130;
+                }
+                output.WriteLine();
+                output.WriteLine($"Candidates for {run.TargetName} ({run.Optimized:N0} molecules designed, {run.Screened:N0} screened, {run.Elapsed.TotalMinutes:F1} min):");
+                foreach (var (hit, score, source) in run.Candidates.Take(5))
+                    output.WriteLine($"  {hit.Rank}. {hit.Smiles}  score {score:F2}  pKd {hit.Affinity:F2}  QED {hit.Qed:F2}  SA {hit.Sa:F1}  ({source})");
+                output.WriteLine($"Top-100 mean score {run.AgentTopMean:F3} (the prior alone: {run.PriorTopMean:F3}), internal diversity {run.AgentDiversity:F3}");
+                output.WriteLine($"-> {run.Report}");
+                output.WriteLine($"-> {run.CandidatesCsv}");
+                return 0;
+            });
+        }));
+        return command;
+    }
+}

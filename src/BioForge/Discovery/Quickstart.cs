@@ -1,0 +1,191 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using BioForge.Chem;
+using BioForge.IO;
+using BioForge.Models.Llama;
+using BioForge.Runtime;
+using BioForge.Training;
+using static TorchSharp.torch;
+
+namespace BioForge.Discovery;
+
+public sealed record QuickstartOptions
+{
+    /// <summary>A Davis target name (ABL1, EGFR, …), a protein sequence, or a FASTA file.</summary>
+    public string Target { get; init; } = "ABL1";
+    public string Output { get; init; } = "quickstart";
+    public string AffinityModel { get; init; } = "models/dti-davis";
+    public string Prior { get; init; } = "models/smiles-llama-small";
+    public string Library { get; init; } = "data/zinc250k/test.smi.gz";
+    public string Davis { get; init; } = "data/davis";
+    public int Steps { get; init; } = 60;
+    public int BatchSize { get; init; } = 64;
+    public int Candidates { get; init; } = 100;
+    public int Threads { get; init; }
+    public ulong Seed { get; init; }
+}
+
+public sealed record QuickstartResult(string TargetName, int TargetLength, double PriorTopMean, double AgentTopMean, double AgentDiversity, int Optimized, long Screened,
+    IReadOnlyList<(ScreenHit Hit, double Score, string Source)> Candidates, string Report, string CandidatesCsv, TimeSpan Elapsed);
+
+/// <summary>
+/// BioForge's main job on its embedded defaults: for one target, steer the SMILES model towards molecules with high
+/// predicted affinity that are drug-like and easy to make (REINVENT-style), compare with what the untrained prior
+/// makes, screen a shipped library against the same target, and write the ranked candidates and an HTML report.
+/// </summary>
+public static class Quickstart
+{
+    public static QuickstartResult Run(QuickstartOptions options, Action<string> info, Action<OptimizeStepReport>? onStep = null, CancellationToken cancellation = default)
+    {
+        var clock = Stopwatch.StartNew();
+        var compute = ComputeOptions.Resolve("cpu", "fp32", options.Threads);
+        var (targetName, sequence) = ResolveTarget(options);
+        info($"target {targetName}: {sequence.Length} residues");
+        string output = Path.GetFullPath(options.Output);
+        string temp = output + $".{Environment.ProcessId}.tmp";
+        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+        Directory.CreateDirectory(temp);
+        try
+        {
+            return Run(options, info, onStep, cancellation, compute, targetName, sequence, output, temp, clock);
+        }
+        catch
+        {
+            Directory.Delete(temp, recursive: true); // nothing half-written is left behind
+            throw;
+        }
+    }
+
+    private static QuickstartResult Run(QuickstartOptions options, Action<string> info, Action<OptimizeStepReport>? onStep, CancellationToken cancellation,
+        ComputeOptions compute, string targetName, string sequence, string output, string temp, Stopwatch clock)
+    {
+        string fasta = Path.Combine(temp, "target.fasta");
+        File.WriteAllText(fasta, $">{targetName}\n{sequence}\n");
+        var config = OptimizeRun(options, fasta, Path.Combine(temp, "optimize"));
+        File.WriteAllText(Path.Combine(temp, "optimize_config.json"), config.ToJsonText() + "\n");
+
+        // 1. Generate and optimize.
+        info($"optimizing: {options.Steps} steps × {options.BatchSize} molecules for predicted affinity, QED and SA score");
+        var optimized = MoleculeOptimizer.Run(config, new OptimizeOptions { Threads = compute.Threads, OnStep = onStep, Cancellation = cancellation });
+        if (optimized.Interrupted) throw new OperationCanceledException("quickstart stopped");
+        using var scoring = new ScoringFunction(config.Stages[^1].Components, config.Stages[^1].Aggregate, compute.Device);
+
+        // 2. The prior alone, as many molecules as the agent made: the bar the optimization must clear.
+        info($"sampling {optimized.Steps * options.BatchSize} molecules from the prior for comparison");
+        var priorScores = PriorScores(options, scoring, optimized.Steps * options.BatchSize);
+        double priorTop = TopMean(priorScores, options.Candidates);
+        double agentTop = optimized.Ranked.Take(options.Candidates).Select(m => m.Score).DefaultIfEmpty(0).Average();
+        double diversity;
+        using (var moses = new MosesMetrics()) diversity = moses.Compute([.. optimized.Ranked.Take(options.Candidates).Select(m => m.Canonical)]).IntDiv1;
+        info($"top {options.Candidates} mean score: optimized {agentTop:F3}, prior {priorTop:F3}; internal diversity {diversity:F3}");
+
+        // 3. Screen the shipped library and profile the optimized molecules the same way.
+        using var affinity = AffinityModel.Load(options.AffinityModel, compute.Device);
+        info($"screening {options.Library}");
+        var screened = VirtualScreen.Run(affinity, sequence, MoleculeSource.Read(options.Library), new ScreenOptions { Top = options.Candidates });
+        var designed = VirtualScreen.Run(affinity, sequence,
+            optimized.Ranked.Take(options.Candidates).Select((m, i) => new MoleculeRecord($"optimized #{i + 1}", m.Canonical, false, i + 1, new Dictionary<string, string>())),
+            new ScreenOptions { Top = options.Candidates });
+
+        // 4. One ranking for both sources: the optimization's own scoring function.
+        var pool = designed.Hits.Select(h => (Hit: h, Source: "optimized")).Concat(screened.Hits.Select(h => (Hit: h, Source: "library"))).ToList();
+        var scores = scoring.Score([.. pool.Select(p => p.Hit.Smiles)]);
+        var candidates = pool.Select((p, i) => (p.Hit, scores[i].Score, p.Source))
+            .GroupBy(c => c.Hit.Smiles).Select(g => g.First())
+            .OrderByDescending(c => c.Score).Take(options.Candidates)
+            .Select((c, i) => (Hit: c.Hit with { Rank = i + 1 }, c.Score, c.Source)).ToList();
+
+        WriteCandidates(Path.Combine(temp, "candidates.csv"), candidates, affinity.Manifest.Measure);
+        var curve = File.ReadLines(Path.Combine(temp, "optimize", "metrics.jsonl"))
+            .Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!)
+            .Select(n => (n["step"]!.GetValue<double>(), n["mean_score"]!.GetValue<double>())).ToList();
+        DiscoveryReport.Write(Path.Combine(temp, "report.html"), new DiscoveryReport.Content
+        {
+            Title = $"Drug candidates for {targetName}",
+            Target = sequence,
+            TargetName = targetName,
+            Measure = affinity.Manifest.Measure,
+            Hits = [.. candidates.Select(c => c.Hit)],
+            AffinitySample = screened.AffinitySample,
+            Curve = curve,
+            Parameters = new Dictionary<string, string>
+            {
+                ["target"] = $"{targetName} ({sequence.Length} residues)",
+                ["prior (SMILES model)"] = options.Prior,
+                ["affinity model"] = $"{options.AffinityModel} (test fold: {string.Join(", ", affinity.Manifest.TestMetrics.Select(kv => $"{kv.Key} {kv.Value:F3}"))})",
+                ["optimization"] = $"{optimized.Steps} steps × {options.BatchSize} molecules; score = geometric mean of sigmoid(pKd; 5–8), QED, reverse-sigmoid(SA; 2–5) × PAINS/Brenk filter",
+                ["top-100 mean score"] = $"optimized {agentTop:F3} vs prior {priorTop:F3} (same number of molecules); internal diversity {diversity:F3}",
+                ["library screened"] = $"{options.Library}: {screened.Scored:N0} molecules, {screened.Invalid:N0} unreadable, {screened.MoleculesPerSecond:N0} molecules/s",
+                ["candidates"] = $"top {options.Candidates} of the optimized and library molecules by the same score",
+                ["seed"] = options.Seed.ToString(CultureInfo.InvariantCulture),
+            },
+        });
+
+        if (Directory.Exists(output)) Directory.Delete(output, recursive: true);
+        Directory.Move(temp, output);
+        return new QuickstartResult(targetName, sequence.Length, priorTop, agentTop, diversity, optimized.Steps * options.BatchSize, screened.Scored, candidates,
+            Path.Combine(output, "report.html"), Path.Combine(output, "candidates.csv"), clock.Elapsed);
+    }
+
+    /// <summary>A Davis target by name, or a sequence or FASTA file.</summary>
+    private static (string Name, string Sequence) ResolveTarget(QuickstartOptions options)
+    {
+        if (File.Exists(options.Target) || options.Target.Length > 30) return ("target", TargetSequence.Read(options.Target));
+        var davis = AffinityDataset.Load(options.Davis);
+        var entry = davis.Targets.FirstOrDefault(t => t.Id.Equals(options.Target, StringComparison.OrdinalIgnoreCase))
+            ?? throw new BioForgeException($"--target {options.Target}: not a Davis kinase (e.g. ABL1, EGFR, BRAF), a protein sequence or a FASTA file");
+        return (entry.Id, entry.Text);
+    }
+
+    private static OptimizeConfig OptimizeRun(QuickstartOptions options, string targetFasta, string directory) => new()
+    {
+        Seed = options.Seed,
+        Prior = new OptimizeConfig.PriorSection { Model = options.Prior },
+        Sampling = new OptimizeConfig.SamplingSection { BatchSize = options.BatchSize, MaxLength = 100 },
+        Learning = new OptimizeConfig.LearningSection { Lr = 5e-4, Sigma = 120, ReplaySize = 100, ReplaySamples = 10 },
+        DiversityFilter = new OptimizeConfig.DiversityFilterSection { BucketSize = 10, MinimumScore = 0.4 },
+        Output = new OptimizeConfig.OutputSection { Dir = directory, CheckpointEvery = 1000, Ranked = 1000 },
+        Stages =
+        [
+            new OptimizeConfig.StageSection
+            {
+                Name = "affinity and drug-likeness",
+                MaxSteps = options.Steps,
+                MinSteps = options.Steps,
+                Aggregate = "geometric",
+                Components =
+                [
+                    new ComponentSettings { Type = "affinity", Name = "pKd", Model = options.AffinityModel, Target = targetFasta, Weight = 2,
+                        Transform = new TransformSettings { Kind = "sigmoid", Low = 5, High = 8, K = 0.5 } },
+                    new ComponentSettings { Type = "qed", Weight = 1 },
+                    new ComponentSettings { Type = "sa", Weight = 1, Transform = new TransformSettings { Kind = "reverse_sigmoid", Low = 2, High = 5, K = 0.5 } },
+                    new ComponentSettings { Type = "filters", Catalogs = ["pains", "brenk"] },
+                ],
+            },
+        ],
+    };
+
+    private static double[] PriorScores(QuickstartOptions options, ScoringFunction scoring, int count)
+    {
+        using var prior = LlamaCheckpoint.Load(options.Prior, CPU, ScalarType.Float32);
+        var generator = new Generation.SmilesGenerator(prior);
+        var molecules = generator.Generate(count, new SamplingOptions { MaxNewTokens = 100 }, StatelessRandom.Hash(options.Seed, 7, 7), options.BatchSize, validOnly: false);
+        var distinct = molecules.Where(m => m.Valid).Select(m => m.Canonical!).Distinct().ToList();
+        return [.. scoring.Score(distinct).Select(s => s.Score)];
+    }
+
+    private static double TopMean(IEnumerable<double> scores, int n) => scores.OrderByDescending(s => s).Take(n).DefaultIfEmpty(0).Average();
+
+    private static void WriteCandidates(string path, IReadOnlyList<(ScreenHit Hit, double Score, string Source)> candidates, string measure)
+    {
+        string F(double v, string format = "F3") => v.ToString(format, CultureInfo.InvariantCulture);
+        var text = new StringBuilder($"rank,source,smiles,score,predicted_{measure.Replace(' ', '_').ToLowerInvariant()},qed,sa,logp,mw,tpsa,alerts,nearest_known_binder,nearest_binder_similarity\n");
+        foreach (var (h, score, source) in candidates)
+            text.Append(h.Rank.ToString(CultureInfo.InvariantCulture)).Append(',').Append(source).Append(',').Append(Csv.Quote(h.Smiles)).Append(',').Append(F(score)).Append(',')
+                .Append(F(h.Affinity)).Append(',').Append(F(h.Qed)).Append(',').Append(F(h.Sa, "F2")).Append(',').Append(F(h.LogP, "F2")).Append(',')
+                .Append(F(h.MolWt, "F1")).Append(',').Append(F(h.Tpsa, "F1")).Append(',').Append(Csv.Quote(h.Alerts)).Append(',')
+                .Append(Csv.Quote(h.NearestBinder ?? "")).Append(',').Append(h.NearestSimilarity is { } s ? F(s) : "").Append('\n');
+        AtomicFile.WriteText(path, text.ToString());
+    }
+}
