@@ -11,7 +11,7 @@ if ! command -v dotnet >/dev/null 2>&1; then
 fi
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
-echo "== setup (Debian packages: RDKit, C++ toolchain)"
+echo "== setup (Debian packages: RDKit, C++ toolchain, Open MPI, Chromium; the browser tests' npm package)"
 ./scripts/setup.sh
 
 echo "== restore"
@@ -39,11 +39,11 @@ passed=$(count passed)
 failed=$(( $(count failed) + $(count error) + $(count timeout) + $(count aborted) ))
 skipped=$(( $(count total) - $(count executed) ))
 
-echo "== README main command (./bioforge embed with the shipped protein model)"
+echo "== README main command (./bioforge quickstart on the embedded defaults)"
 smoke=0
 out="$(mktemp -d)"
-if ./bioforge embed --model models/esm2-small --in data/examples/proteins.fasta --out "$out/embeddings.csv" \
-   && [ "$(wc -l <"$out/embeddings.csv")" -eq 9 ]; then
+if ./bioforge quickstart --out "$out/quickstart" \
+   && [ "$(wc -l <"$out/quickstart/candidates.csv")" -eq 101 ] && grep -q "Drug candidates for ABL1" "$out/quickstart/report.html"; then
   smoke=1
   passed=$((passed + 1))
 else

@@ -51,6 +51,18 @@ public sealed class OptimizeTests
         Assert.Equal([0.0, 0.6], second); // seen before; a new scaffold still pays
     }
 
+    [Fact]
+    public void SimilarScaffoldsShareABucket()
+    {
+        _ = TestData.Cpu;
+        var filter = new DiversityFilter(new OptimizeConfig.DiversityFilterSection { Kind = "similar_scaffold", Similarity = 0.3, BucketSize = 1, MinimumScore = 0.1 });
+        ScoredMolecule M(string smiles, string scaffold) => new(smiles, smiles, scaffold, 0.9, [], []);
+        // A benzo-fused analogue shares the bucket; an unrelated ring system opens a new one.
+        var scores = filter.Apply([M("O=C(Nc1nccs1)c1ccccc1", "O=C(Nc1nccs1)c1ccccc1"), M("O=C(Nc1nccs1)c1ccc2ccccc2c1", "O=C(Nc1nccs1)c1ccc2ccccc2c1"), M("C1CCNCC1", "C1CCNCC1")]);
+        Assert.Equal([0.9, 0.0, 0.9], scores);
+        Assert.Equal(2, filter.Scaffolds);
+    }
+
     private static string Run(string output, int steps, string extra = "") => $"""
         seed = 3
         [prior]

@@ -1,14 +1,20 @@
+using BioForge.Chem;
+
 namespace BioForge.Discovery;
 
 /// <summary>
-/// REINVENT's identical-Murcko-scaffold diversity filter: molecules scoring at least the minimum fill a bucket per
-/// scaffold; once a bucket holds <c>bucket_size</c> molecules, further molecules with that scaffold score 0, and so
-/// does a molecule already seen in an earlier step. The agent is thus paid for new chemotypes, not for repeating one.
+/// REINVENT's scaffold diversity filters: molecules scoring at least the minimum fill a bucket per Murcko scaffold —
+/// the identical scaffold; the generic one (every atom carbon, every bond single); or, with <c>similar_scaffold</c>,
+/// the first bucket whose scaffold is at least <c>similarity</c> similar (Tanimoto, Morgan radius 2), so a family of
+/// close analogues shares one bucket. Once a bucket holds <c>bucket_size</c> molecules, further molecules in it score
+/// 0, and so does a molecule already seen in an earlier step: the agent is paid for new chemotypes, not for repeats.
 /// </summary>
 public sealed class DiversityFilter(OptimizeConfig.DiversityFilterSection settings)
 {
     private readonly Dictionary<string, int> buckets = new(StringComparer.Ordinal);
     private readonly HashSet<string> seen = new(StringComparer.Ordinal);
+    // similar_scaffold: each bucket's first scaffold and its fingerprint.
+    private readonly List<(string Scaffold, ulong[] Fingerprint)> representatives = [];
 
     public int Scaffolds => buckets.Count;
 
@@ -30,7 +36,12 @@ public sealed class DiversityFilter(OptimizeConfig.DiversityFilterSection settin
                 continue;
             }
             if (repeated) continue;
-            string scaffold = m.Scaffold ?? "";
+            string scaffold = settings.Kind switch
+            {
+                "generic_murcko_scaffold" => m.GenericScaffold ?? "",
+                "similar_scaffold" => Bucket(m.Scaffold ?? ""),
+                _ => m.Scaffold ?? "",
+            };
             if (m.Score >= settings.MinimumScore)
             {
                 int count = buckets.GetValueOrDefault(scaffold) + 1;
@@ -43,6 +54,23 @@ public sealed class DiversityFilter(OptimizeConfig.DiversityFilterSection settin
         return result;
     }
 
+    /// <summary>The representative scaffold of the first bucket similar enough to <paramref name="scaffold"/>, or itself (a new bucket).</summary>
+    private string Bucket(string scaffold)
+    {
+        if (scaffold.Length == 0 || buckets.ContainsKey(scaffold)) return scaffold;
+        var fingerprint = Fingerprint(scaffold);
+        foreach (var (representative, other) in representatives)
+            if (Fingerprints.Tanimoto(fingerprint, other) >= settings.Similarity) return representative;
+        representatives.Add((scaffold, fingerprint));
+        return scaffold;
+    }
+
+    private static ulong[] Fingerprint(string scaffold)
+    {
+        using var molecule = Molecule.FromSmiles(scaffold);
+        return Fingerprints.Morgan(molecule);
+    }
+
     /// <summary>Whether a canonical SMILES was scored in an earlier step.</summary>
     public bool Seen(string canonical) => seen.Contains(canonical);
 
@@ -52,6 +80,9 @@ public sealed class DiversityFilter(OptimizeConfig.DiversityFilterSection settin
     {
         buckets.Clear();
         foreach (var b in state.Buckets) buckets[b.Scaffold] = b.Count;
+        representatives.Clear();
+        if (settings.Kind == "similar_scaffold")
+            representatives.AddRange(state.Buckets.Where(b => b.Scaffold.Length > 0).Select(b => (b.Scaffold, Fingerprint(b.Scaffold))));
         seen.Clear();
         seen.UnionWith(state.Seen);
     }

@@ -41,12 +41,14 @@ public sealed record OptimizeConfig
 
     public sealed record DiversityFilterSection
     {
-        /// <summary><c>identical_murcko_scaffold</c> or <c>none</c>.</summary>
+        /// <summary><c>identical_murcko_scaffold</c>, <c>generic_murcko_scaffold</c>, <c>similar_scaffold</c> (analogues share a bucket) or <c>none</c>.</summary>
         public string Kind { get; init; } = "identical_murcko_scaffold";
         /// <summary>Molecules per scaffold that keep their score; later ones with the same scaffold score 0.</summary>
         public int BucketSize { get; init; } = 25;
         /// <summary>Only molecules scoring at least this fill buckets.</summary>
         public double MinimumScore { get; init; } = 0.4;
+        /// <summary><c>similar_scaffold</c>: scaffolds at least this similar (Tanimoto) share a bucket.</summary>
+        public double Similarity { get; init; } = 0.6;
     }
 
     public sealed record OutputSection
@@ -87,7 +89,9 @@ public sealed record OptimizeConfig
         require(Sampling.MaxLength >= 8, $"sampling.max_length must be at least 8 (got {Sampling.MaxLength})");
         require(Learning.Lr > 0 && Learning.Sigma > 0, "learning.lr and learning.sigma must be positive");
         require(Learning.ReplaySize >= 0 && Learning.ReplaySamples >= 0, "learning.replay_size and replay_samples must be >= 0");
-        require(DiversityFilter.Kind is "identical_murcko_scaffold" or "none", $"diversity_filter.kind must be identical_murcko_scaffold or none (got '{DiversityFilter.Kind}')");
+        require(DiversityFilter.Kind is "identical_murcko_scaffold" or "generic_murcko_scaffold" or "similar_scaffold" or "none",
+            $"diversity_filter.kind must be identical_murcko_scaffold, generic_murcko_scaffold, similar_scaffold or none (got '{DiversityFilter.Kind}')");
+        require(DiversityFilter.Similarity is > 0 and <= 1, $"diversity_filter.similarity must be in (0, 1] (got {DiversityFilter.Similarity})");
         require(DiversityFilter.BucketSize >= 1, $"diversity_filter.bucket_size must be at least 1 (got {DiversityFilter.BucketSize})");
         require(Output.Dir.Length > 0, "output.dir is required");
         require(Output.CheckpointEvery >= 1 && Output.Ranked >= 1, "output.checkpoint_every and output.ranked must be at least 1");

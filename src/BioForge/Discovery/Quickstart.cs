@@ -114,7 +114,7 @@ public static class Quickstart
                 ["target"] = $"{targetName} ({sequence.Length} residues)",
                 ["prior (SMILES model)"] = options.Prior,
                 ["affinity model"] = $"{options.AffinityModel} (test fold: {string.Join(", ", affinity.Manifest.TestMetrics.Select(kv => $"{kv.Key} {kv.Value:F3}"))})",
-                ["optimization"] = $"{optimized.Steps} steps × {options.BatchSize} molecules; score = geometric mean of sigmoid(pKd; 5–8), QED, reverse-sigmoid(SA; 2–5) × PAINS/Brenk filter",
+                ["optimization"] = $"{optimized.Steps} steps × {options.BatchSize} molecules; score = geometric mean of sigmoid(pKd; 6–9), QED, reverse-sigmoid(SA; 2–5) × PAINS/Brenk filter",
                 ["top-100 mean score"] = $"optimized {agentTop:F3} vs prior {priorTop:F3} (same number of molecules); internal diversity {diversity:F3}",
                 ["library screened"] = $"{options.Library}: {screened.Scored:N0} molecules, {screened.Invalid:N0} unreadable, {screened.MoleculesPerSecond:N0} molecules/s",
                 ["candidates"] = $"top {options.Candidates} of the optimized and library molecules by the same score",
@@ -143,8 +143,8 @@ public static class Quickstart
         Seed = options.Seed,
         Prior = new OptimizeConfig.PriorSection { Model = options.Prior },
         Sampling = new OptimizeConfig.SamplingSection { BatchSize = options.BatchSize, MaxLength = 100 },
-        Learning = new OptimizeConfig.LearningSection { Lr = 5e-4, Sigma = 120, ReplaySize = 100, ReplaySamples = 10 },
-        DiversityFilter = new OptimizeConfig.DiversityFilterSection { BucketSize = 10, MinimumScore = 0.4 },
+        Learning = new OptimizeConfig.LearningSection { Lr = 2e-4, Sigma = 120, ReplaySize = 100, ReplaySamples = 5 },
+        DiversityFilter = new OptimizeConfig.DiversityFilterSection { Kind = "similar_scaffold", Similarity = 0.5, BucketSize = 5, MinimumScore = 0.4 },
         Output = new OptimizeConfig.OutputSection { Dir = directory, CheckpointEvery = 1000, Ranked = 1000 },
         Stages =
         [
@@ -157,7 +157,7 @@ public static class Quickstart
                 Components =
                 [
                     new ComponentSettings { Type = "affinity", Name = "pKd", Model = options.AffinityModel, Target = targetFasta, Weight = 2,
-                        Transform = new TransformSettings { Kind = "sigmoid", Low = 5, High = 8, K = 0.5 } },
+                        Transform = new TransformSettings { Kind = "sigmoid", Low = 6, High = 9, K = 0.5 } },
                     new ComponentSettings { Type = "qed", Weight = 1 },
                     new ComponentSettings { Type = "sa", Weight = 1, Transform = new TransformSettings { Kind = "reverse_sigmoid", Low = 2, High = 5, K = 0.5 } },
                     new ComponentSettings { Type = "filters", Catalogs = ["pains", "brenk"] },

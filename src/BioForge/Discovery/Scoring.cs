@@ -79,6 +79,9 @@ public sealed record ComponentSettings
 /// <summary>A molecule's score and its parts (raw value and transformed score per component), with its Murcko scaffold.</summary>
 public sealed record ScoredMolecule(string Smiles, string? Canonical, string? Scaffold, double Score, double[] Raw, double[] Transformed)
 {
+    /// <summary>The scaffold with every atom carbon and every bond single (RDKit's generic Murcko scaffold).</summary>
+    public string? GenericScaffold { get; init; }
+
     public bool Valid => Canonical is not null;
 }
 
@@ -163,7 +166,10 @@ public sealed class ScoringFunction : IDisposable
                     rawValues[c] = raw[c][v];
                     transformed[c] = components[c].IsPenalty ? rawValues[c] : components[c].Transform.Apply(rawValues[c]);
                 }
-                result[i] = new ScoredMolecule(smiles[i], molecules[i]!.ToSmiles(), molecules[i]!.MurckoScaffold(), Aggregate(transformed), rawValues, transformed);
+                result[i] = new ScoredMolecule(smiles[i], molecules[i]!.ToSmiles(), molecules[i]!.MurckoScaffold(), Aggregate(transformed), rawValues, transformed)
+                {
+                    GenericScaffold = molecules[i]!.MurckoScaffold(generic: true),
+                };
             }
             return result;
         }
