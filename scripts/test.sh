@@ -23,6 +23,7 @@ dotnet build BioForge.sln -c Release --no-restore -v q -nologo
 echo "== test"
 results="$root/artifacts/test-results"
 rm -rf "$results"
+mkdir -p "$results"
 set +e
 dotnet test tests/BioForge.Tests/BioForge.Tests.csproj -c Release --no-build --logger "console;verbosity=normal" \
   --logger "trx;LogFileName=tests.trx" --results-directory "$results" 2>&1 | tee "$root/artifacts/test.log" | grep -E "^\s+(Passed|Failed|Skipped) |Error Message|Assert|error" || true
