@@ -78,9 +78,17 @@ public sealed class RunConfigTests
                 Assert.True(finetune.Train.Epochs > 0, file);
                 continue;
             }
+            if (Path.GetFileName(file).StartsWith("dti-", StringComparison.Ordinal))
+            {
+                var affinity = BioForge.Discovery.DtiConfig.Load(file);
+                Assert.True(affinity.Train.Epochs > 0, file);
+                continue;
+            }
             var config = RunConfig.Load(file);
             Assert.True(config.Train.Steps > 0, file);
         }
+        foreach (string file in Directory.GetFiles(directory, "*.toml"))
+            Assert.NotEmpty(BioForge.Discovery.OptimizeConfig.Load(file).Stages);
     }
 }
 
