@@ -50,6 +50,8 @@ internal static class PlanCommand
                 GradientReductionBytes = result.GetValue(reduceBytes) ?? workload.GradientReductionBytes,
             };
             int n = result.GetValue(gpus), t = result.GetValue(tp);
+            if (result.GetValue(dp) is null && t >= 1 && n % t != 0)
+                throw new BioForgeException($"--gpus {n} is not a multiple of --tp {t}");
             var cluster = new ClusterSpec
             {
                 Gpus = n,
