@@ -30,6 +30,7 @@ public static class Cli
         root.Subcommands.Add(OptimizeCommand.Create(output, error));
         root.Subcommands.Add(ScreenCommand.Create(output, error));
         root.Subcommands.Add(QuickstartCommand.Create(output, error));
+        root.Subcommands.Add(ServeCommand.Create(output, error));
         root.Subcommands.Add(EnvironmentCommand.Create(output, error));
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
     }

@@ -144,7 +144,7 @@ public static class Quickstart
         Prior = new OptimizeConfig.PriorSection { Model = options.Prior },
         Sampling = new OptimizeConfig.SamplingSection { BatchSize = options.BatchSize, MaxLength = 100 },
         Learning = new OptimizeConfig.LearningSection { Lr = 2e-4, Sigma = 120, ReplaySize = 100, ReplaySamples = 5 },
-        DiversityFilter = new OptimizeConfig.DiversityFilterSection { Kind = "similar_scaffold", Similarity = 0.5, BucketSize = 5, MinimumScore = 0.4 },
+        DiversityFilter = new OptimizeConfig.DiversityFilterSection { Kind = "similar_scaffold", Similarity = 0.5, BucketSize = 3, MinimumScore = 0.4 },
         Output = new OptimizeConfig.OutputSection { Dir = directory, CheckpointEvery = 1000, Ranked = 1000 },
         Stages =
         [

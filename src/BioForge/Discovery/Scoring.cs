@@ -40,7 +40,8 @@ public sealed record TransformSettings
 public sealed record ComponentSettings
 {
     /// <summary>
-    /// qed, sa (synthetic accessibility, 1 easy … 10 hard), logp, mw, tpsa, hbd, hba, rotatable_bonds, similarity
+    /// qed, sa (synthetic accessibility, 1 easy … 10 hard), logp, plogp (penalized logP: logP − SA score − rings
+    /// beyond six atoms, as in the JT-VAE and MolMIM benchmarks), mw, tpsa, hbd, hba, rotatable_bonds, similarity
     /// (max Tanimoto to <see cref="Smiles"/>), substructure (1 when any of <see cref="Smarts"/> matches), affinity
     /// (predicted by <see cref="Model"/> for <see cref="Target"/>); penalties that multiply the total: forbidden_substructure
     /// (0 when any of <see cref="Smarts"/> matches), filters (0 when a PAINS/Brenk alert matches).
@@ -64,9 +65,9 @@ public sealed record ComponentSettings
 
     public void Validate(string where, Action<bool, string> require)
     {
-        require(Type is "qed" or "sa" or "logp" or "mw" or "tpsa" or "hbd" or "hba" or "rotatable_bonds" or "similarity" or "substructure"
+        require(Type is "qed" or "sa" or "logp" or "plogp" or "mw" or "tpsa" or "hbd" or "hba" or "rotatable_bonds" or "similarity" or "substructure"
             or "affinity" or "forbidden_substructure" or "filters",
-            $"{where}.type must be one of qed, sa, logp, mw, tpsa, hbd, hba, rotatable_bonds, similarity, substructure, affinity, forbidden_substructure, filters (got '{Type}')");
+            $"{where}.type must be one of qed, sa, logp, plogp, mw, tpsa, hbd, hba, rotatable_bonds, similarity, substructure, affinity, forbidden_substructure, filters (got '{Type}')");
         require(Weight > 0, $"{where}.weight must be positive (got {Weight})");
         require(Type != "similarity" || Smiles.Length > 0, $"{where}: a similarity component needs smiles = [reference molecules]");
         require(Type is not ("substructure" or "forbidden_substructure") || Smarts.Length > 0, $"{where}: a {Type} component needs smarts = [patterns]");
@@ -218,6 +219,7 @@ public sealed class ScoringFunction : IDisposable
         "qed" => qed.Score(m),
         "sa" => sa.Score(m),
         "logp" => m.Descriptors().LogP,
+        "plogp" => m.Descriptors().LogP - sa.Score(m) - Math.Max(0, m.RingSizes().DefaultIfEmpty(0).Max() - 6),
         "mw" => m.Descriptors().MolWt,
         "tpsa" => m.Descriptors().Tpsa,
         "hbd" => m.Descriptors().HBondDonors,

@@ -10,7 +10,7 @@ namespace BioForge.FineTuning;
 /// One input as the encoder sees it: a start token, one token per residue (amino acid, or SMILES token), an end token.
 /// </summary>
 /// <param name="Unknown">Residues outside the model's vocabulary (read as the unknown token).</param>
-internal sealed record EncodedSequence(long[] Ids, int Unknown, bool Truncated = false)
+public sealed record EncodedSequence(long[] Ids, int Unknown, bool Truncated = false)
 {
     public int Residues => Ids.Length - 2;
 
@@ -22,7 +22,7 @@ internal sealed record EncodedSequence(long[] Ids, int Unknown, bool Truncated =
 /// A pre-trained language model used as a feature extractor: tokenization, hidden states, and the layers LoRA adapts.
 /// ESM-2 (bidirectional encoder over amino acids) and the Llama-style SMILES decoder both fit behind it.
 /// </summary>
-internal abstract class SequenceEncoder : IDisposable
+public abstract class SequenceEncoder : IDisposable
 {
     public abstract nn.Module Network { get; }
 
@@ -104,6 +104,9 @@ internal abstract class SequenceEncoder : IDisposable
             _ => throw new BioForgeException($"{directory}: model_type '{type}' cannot be fine-tuned (esm or llama)"),
         };
     }
+
+    /// <summary>An ESM-2 checkpoint already loaded, as an encoder; disposing the encoder disposes the checkpoint.</summary>
+    public static SequenceEncoder ForEsm(EsmCheckpoint checkpoint) => new Esm(checkpoint);
 
     private sealed class Esm(EsmCheckpoint checkpoint) : SequenceEncoder
     {

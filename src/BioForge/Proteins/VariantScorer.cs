@@ -3,6 +3,9 @@ using static TorchSharp.torch;
 
 namespace BioForge.Proteins;
 
+/// <summary>One site of <see cref="VariantScorer.Profile"/>: 1-based position, the residue there and its masked probability, the likeliest residues.</summary>
+public sealed record SiteProfile(int Position, string WildType, double WildTypeProbability, IReadOnlyList<MaskCandidate> Candidates);
+
 /// <summary>
 /// Zero-shot variant effects by the masked marginal of Meier et al. (2021): for each mutated site, mask it in the
 /// wild type and compare log-probabilities, score = Σ_sites log p(mutant) − log p(wild type). Higher = more tolerated.
@@ -24,6 +27,25 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
             var lp = logProbs[s.Position];
             return (double)lp[model.Tokenizer.IdOf(s.Mutant.ToString())] - lp[model.Tokenizer.IdOf(s.WildType.ToString())];
         })).ToArray();
+    }
+
+    /// <summary>
+    /// Every site masked in turn: the probability of the wild-type residue there and the <paramref name="topK"/> most
+    /// probable residues (softmax over the whole vocabulary, residue letters offered), as fill-mask shows one site.
+    /// </summary>
+    public IReadOnlyList<SiteProfile> Profile(string wildType, int topK, IProgress<int>? progress = null)
+    {
+        var tokens = SingleSequence.Encode(model, wildType);
+        var sites = Enumerable.Range(1, tokens.Length - 2).ToArray();
+        var logProbs = SiteLogProbabilities(tokens, sites, progress);
+        var vocabulary = model.Tokenizer.Vocabulary;
+        var residues = Enumerable.Range(0, vocabulary.Count).Where(i => vocabulary[i].Length == 1 && char.IsLetter(vocabulary[i][0])).ToArray();
+        return [.. sites.Select(site =>
+        {
+            var lp = logProbs[site];
+            var best = residues.OrderByDescending(i => lp[i]).Take(topK).Select((id, rank) => new MaskCandidate(rank + 1, vocabulary[id], Math.Exp(lp[id])));
+            return new SiteProfile(site, vocabulary[tokens[site]], Math.Exp(lp[tokens[site]]), [.. best]);
+        })];
     }
 
     private bool IsResidueToken(char letter) =>

@@ -1,0 +1,97 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using BioForge.Server;
+
+namespace BioForge.Cli;
+
+/// <summary><c>bioforge serve</c>: the HTTP inference service, until Ctrl+C or SIGTERM (then it drains and stops).</summary>
+internal static class ServeCommand
+{
+    public static Command Create(TextWriter output, TextWriter error)
+    {
+        var defaults = new ServerOptions();
+        var models = new Option<string[]>("--models") { Description = "model directories: ESM-2 or SMILES checkpoints, affinity models", AllowMultipleArgumentsPerToken = true };
+        var host = new Option<string>("--host") { Description = "address to bind (loopback by default; 0.0.0.0 for all interfaces)", DefaultValueFactory = _ => defaults.Host };
+        var port = Options.Int("--port", "TCP port", defaults.Port);
+        var apiKey = new Option<string?>("--api-key") { Description = "require 'Authorization: Bearer KEY' (default: BIOFORGE_API_KEY, else no key)" };
+        var batchTokens = Options.Int("--max-batch-tokens", "token budget of one batch", defaults.Batching.MaxBatchTokens);
+        var batchItems = Options.Int("--max-batch-items", "requests in one batch (1 turns dynamic batching off)", defaults.Batching.MaxBatchItems);
+        var delay = new Option<double>("--max-delay-ms") { Description = "how long a batch waits for company after its first request", DefaultValueFactory = _ => defaults.Batching.MaxDelay.TotalMilliseconds };
+        var queue = Options.Int("--queue-capacity", "requests waiting per model before 503", defaults.Batching.QueueCapacity);
+        var timeout = new Option<double>("--request-timeout-s") { Description = "answer 504 after this many seconds", DefaultValueFactory = _ => defaults.RequestTimeout.TotalSeconds };
+        var maxBytes = new Option<long>("--max-request-bytes") { Description = "larger request bodies get 413", DefaultValueFactory = _ => defaults.MaxRequestBytes };
+        var compute = new ComputeOptionSet();
+        var command = new Command("serve", "HTTP inference service: embeddings, protein and molecule routes, MolMIM /generate, screening jobs, a web page")
+        {
+            models, host, port, apiKey, batchTokens, batchItems, delay, queue, timeout, maxBytes,
+        };
+        command.Options.Add(compute.Device);
+        command.Options.Add(compute.Threads);
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            var options = new ServerOptions
+            {
+                Models = result.GetValue(models) is { Length: > 0 } dirs ? dirs : defaults.Models,
+                Host = result.GetValue(host)!,
+                Port = result.GetValue(port),
+                ApiKey = result.GetValue(apiKey) ?? (Environment.GetEnvironmentVariable("BIOFORGE_API_KEY") is { Length: > 0 } k ? k : null),
+                Batching = new BatchingOptions
+                {
+                    MaxBatchTokens = Positive(result.GetValue(batchTokens), "--max-batch-tokens"),
+                    MaxBatchItems = Positive(result.GetValue(batchItems), "--max-batch-items"),
+                    MaxDelay = TimeSpan.FromMilliseconds(NonNegative(result.GetValue(delay), "--max-delay-ms")),
+                    QueueCapacity = Positive(result.GetValue(queue), "--queue-capacity"),
+                },
+                RequestTimeout = TimeSpan.FromSeconds(NonNegative(result.GetValue(timeout), "--request-timeout-s")),
+                MaxRequestBytes = result.GetValue(maxBytes) > 0 ? result.GetValue(maxBytes) : throw new BioForgeException("--max-request-bytes must be positive"),
+                Device = result.GetValue(compute.Device)!,
+                Threads = result.GetValue(compute.Threads),
+            };
+            if (options.Port is < 0 or > 65535) throw new BioForgeException($"--port must be 0–65535 (got {options.Port})");
+            return Run(options, output, error);
+        }));
+        return command;
+    }
+
+    private static int Run(ServerOptions options, TextWriter output, TextWriter error)
+    {
+        using var stop = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true;
+            stop.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        });
+        try
+        {
+            BioForgeServer server;
+            try
+            {
+                server = BioForgeServer.StartAsync(options, output.WriteLine, stop.Token).GetAwaiter().GetResult();
+            }
+            catch (IOException e)
+            {
+                throw new BioForgeException($"cannot listen on {options.Host}:{options.Port}: {e.Message}");
+            }
+            output.WriteLine($"serving on {server.Address} (web page: {server.Address}/, OpenAPI: {server.Address}/v1/openapi.json){(options.ApiKey is null ? "" : "; API key required")}");
+            output.Flush();
+            server.RunUntilAsync(stop.Token).GetAwaiter().GetResult();
+            error.WriteLine("stopping: finishing requests in flight");
+            server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            return 0;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    private static int Positive(int value, string name) => value > 0 ? value : throw new BioForgeException($"{name} must be positive (got {value})");
+
+    private static double NonNegative(double value, string name) => value >= 0 ? value : throw new BioForgeException($"{name} must be 0 or more (got {value})");
+}

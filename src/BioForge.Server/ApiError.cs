@@ -1,0 +1,97 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+
+namespace BioForge.Server;
+
+/// <summary>
+/// A request the service answers with a 4xx/5xx and one message, in OpenAI's error shape
+/// (<c>{"error": {"message", "type", "param", "code"}}</c>): <see cref="Param"/> names the field that is wrong.
+/// </summary>
+public sealed class ApiError(int status, string message, string? param = null) : Exception(message)
+{
+    public int Status { get; } = status;
+    public string? Param { get; } = param;
+
+    /// <summary>Seconds a client should wait before retrying (503), or null.</summary>
+    public int? RetryAfterSeconds { get; init; }
+
+    public static ApiError BadRequest(string message, string? param = null) => new(StatusCodes.Status400BadRequest, message, param);
+
+    /// <summary>Well-formed JSON whose values are wrong: an invalid residue, an unparsable SMILES, a number out of range.</summary>
+    public static ApiError Invalid(string message, string? param = null) => new(StatusCodes.Status422UnprocessableEntity, message, param);
+
+    public static ApiError NotFound(string message, string? param = null) => new(StatusCodes.Status404NotFound, message, param);
+
+    public static ApiError Overloaded(string message) => new(StatusCodes.Status503ServiceUnavailable, message) { RetryAfterSeconds = 1 };
+
+    public string Type => Status switch
+    {
+        401 => "authentication_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        503 => "overloaded_error",
+        504 => "timeout_error",
+        >= 500 => "server_error",
+        _ => "invalid_request_error",
+    };
+
+    public Task WriteAsync(HttpContext context)
+    {
+        context.Response.StatusCode = Status;
+        if (RetryAfterSeconds is { } seconds) context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return context.Response.WriteAsJsonAsync(new ErrorResponse(new ErrorDetail(Message, Type, Param, Status)), Json.Options);
+    }
+}
+
+/// <summary>Every error answer's body.</summary>
+public sealed record ErrorResponse(ErrorDetail Error);
+
+public sealed record ErrorDetail(string Message, string Type, string? Param, int Code);
+
+internal static class EndpointErrors
+{
+    /// <summary>Declares, for the OpenAPI document, the error answers a route gives.</summary>
+    public static RouteHandlerBuilder ProducesErrors(this RouteHandlerBuilder builder, params int[] statuses)
+    {
+        foreach (int status in statuses) builder.Produces<ErrorResponse>(status);
+        return builder;
+    }
+}
+
+/// <summary>The service's JSON conventions: snake_case names, unknown request fields refused.</summary>
+public static class Json
+{
+    public static JsonSerializerOptions Options { get; } = new(JsonSerializerDefaults.Web)
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow,
+        DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowReadingFromString,
+        // Messages quote SMILES and residues: keep ' < > & readable instead of \u0027.
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    /// <summary>
+    /// The request body as <typeparamref name="T"/>: malformed JSON and wrong types answer 400 naming the JSON path
+    /// (<c>$.num_molecules</c>), unknown fields 400 naming the field; an empty body is an empty object.
+    /// </summary>
+    public static async Task<T> ReadAsync<T>(HttpRequest request) where T : new()
+    {
+        if (request.ContentType is { } type && !type.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
+            throw new ApiError(StatusCodes.Status415UnsupportedMediaType, $"Content-Type must be application/json (got '{type}')");
+        using var buffer = new MemoryStream();
+        await request.Body.CopyToAsync(buffer, request.HttpContext.RequestAborted);
+        if (buffer.Length == 0) return new T();
+        try
+        {
+            return JsonSerializer.Deserialize<T>(buffer.ToArray(), Options) ?? throw ApiError.BadRequest("the request body is JSON null; expected an object");
+        }
+        catch (JsonException e)
+        {
+            string where = e.Path is { Length: > 0 } path ? path : "$";
+            string reason = e.Message.Contains("could not be mapped", StringComparison.Ordinal) ? "unknown field" : e.Message.Split(" Path:", 2)[0];
+            throw ApiError.BadRequest($"malformed request body at {where}: {reason}", where.TrimStart('$', '.'));
+        }
+    }
+}

@@ -1,0 +1,221 @@
+using System.Diagnostics;
+using BioForge.Runtime;
+using BioForge.Server.Routes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace BioForge.Server;
+
+/// <summary>What every route handler gets: the models, the workers they run on, the metrics, the settings.</summary>
+public sealed class ServerState(ServerOptions options, ComputeOptions compute, ModelCatalog models, DeviceWorker device, DeviceWorker longWork,
+    ServerMetrics metrics, ScreenJobs jobs)
+{
+    public ServerOptions Options { get; } = options;
+    public ComputeOptions Compute { get; } = compute;
+    public ModelCatalog Models { get; } = models;
+
+    /// <summary>Short work (embedding batches, fill-mask, contacts, variant scores) on the device.</summary>
+    public DeviceWorker Device { get; } = device;
+
+    /// <summary>Minutes-long work (/generate, screening jobs) on its own thread, so short requests are not stuck behind it.</summary>
+    public DeviceWorker LongWork { get; } = longWork;
+
+    public ServerMetrics Metrics { get; } = metrics;
+    public ScreenJobs Jobs { get; } = jobs;
+    public DateTimeOffset Started { get; } = DateTimeOffset.UtcNow;
+
+    /// <summary>False while starting and once shutdown began: /v1/health/ready answers 503 so a proxy stops sending.</summary>
+    public bool Ready { get; set; }
+
+    /// <summary>
+    /// Awaits work queued for a request with the request's own deadline: 504 when the timeout passes first, nothing
+    /// when the client went away (the work, if not started yet, is dropped).
+    /// </summary>
+    public async Task<T> WithDeadline<T>(HttpContext context, Func<CancellationToken, Task<T>> work, TimeSpan? timeout = null)
+    {
+        var limit = timeout ?? Options.RequestTimeout;
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+        deadline.CancelAfter(limit);
+        try
+        {
+            return await work(deadline.Token).WaitAsync(deadline.Token);
+        }
+        catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested)
+        {
+            throw new ApiError(StatusCodes.Status504GatewayTimeout, $"the request was not answered within {limit.TotalSeconds:0.###} s; retry later or send less per request");
+        }
+    }
+}
+
+/// <summary>
+/// <c>bioforge serve</c>: an ASP.NET Core (Kestrel) app whose routes are declared in <c>Routes/</c> beside their
+/// handlers; this class only wires the models, the workers and the middleware together.
+/// </summary>
+public sealed class BioForgeServer : IAsyncDisposable
+{
+    private readonly WebApplication app;
+    private readonly ServerState state;
+
+    private BioForgeServer(WebApplication app, ServerState state)
+    {
+        this.app = app;
+        this.state = state;
+    }
+
+    /// <summary>The address Kestrel bound, e.g. <c>http://127.0.0.1:8000</c>.</summary>
+    public string Address => app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+
+    public ServerState State => state;
+
+    /// <summary>Loads the models and starts listening; failures (a bad model directory, a port in use) throw before anything is served.</summary>
+    public static async Task<BioForgeServer> StartAsync(ServerOptions options, Action<string>? log = null, CancellationToken cancellation = default)
+    {
+        var compute = ComputeOptions.Resolve(options.Device, "fp32", options.Threads);
+        var metrics = new ServerMetrics();
+        var device = new DeviceWorker(compute.Device.type == TorchSharp.DeviceType.CUDA ? $"cuda:{compute.Device.index}" : "cpu", options.Batching.QueueCapacity, metrics);
+        var longWork = new DeviceWorker("jobs", options.MaxJobs, metrics);
+        ModelCatalog models;
+        try
+        {
+            models = new ModelCatalog(options.Models, compute, options.Batching, device, metrics);
+        }
+        catch
+        {
+            device.Dispose();
+            longWork.Dispose();
+            throw;
+        }
+        foreach (var m in models.LanguageModels) log?.Invoke($"model {m.Name}: {m.Kind.ToString().ToLowerInvariant()} language model ({m.Directory}, hidden {m.HiddenSize})");
+        foreach (var (name, dir, m) in models.AffinityModels) log?.Invoke($"model {name}: affinity ({m.Manifest.Measure}, {dir})");
+        var state = new ServerState(options, compute, models, device, longWork, metrics, new ScreenJobs(options.MaxJobs));
+
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseUrls($"http://{(options.Host.Contains(':') ? $"[{options.Host}]" : options.Host)}:{options.Port}");
+        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = options.MaxRequestBytes);
+        builder.Services.AddOpenApi("v1", o => o.AddDocumentTransformer((document, _, _) =>
+        {
+            document.Info = new() { Title = "BioForge inference service", Version = "v1", Description = "Embeddings, protein and molecule models, MolMIM-compatible generation and virtual screening." };
+            return Task.CompletedTask;
+        }));
+        var app = builder.Build();
+        app.Use(async (context, next) => await Guard(context, next, state));
+        MapRoutes(app, state);
+        app.MapOpenApi("/v1/openapi.json");
+        try
+        {
+            await app.StartAsync(cancellation);
+        }
+        catch
+        {
+            await app.DisposeAsync();
+            models.Dispose();
+            device.Dispose();
+            longWork.Dispose();
+            throw;
+        }
+        state.Ready = true;
+        return new BioForgeServer(app, state);
+    }
+
+    private static void MapRoutes(IEndpointRouteBuilder app, ServerState state)
+    {
+        HealthRoutes.Map(app, state);
+        EmbeddingRoutes.Map(app, state);
+        ProteinRoutes.Map(app, state);
+        MoleculeRoutes.Map(app, state);
+        GenerateRoutes.Map(app, state);
+        ScreenRoutes.Map(app, state);
+        WebPage.Map(app);
+    }
+
+    /// <summary>
+    /// Around every request: the API key, errors as one JSON message with the right status, and the metrics
+    /// (route pattern, status, latency).
+    /// </summary>
+    private static async Task Guard(HttpContext context, RequestDelegate next, ServerState state)
+    {
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            if (!Authorized(context, state.Options.ApiKey))
+                throw new ApiError(StatusCodes.Status401Unauthorized, "missing or wrong API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'");
+            await next(context);
+            if (context.Response.StatusCode >= 400 && !context.Response.HasStarted)
+                await Unexplained(context).WriteAsync(context);
+        }
+        catch (Exception e) when (!context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested)
+        {
+            var error = e switch
+            {
+                ApiError api => api,
+                BadHttpRequestException bad when bad.StatusCode == StatusCodes.Status413PayloadTooLarge =>
+                    new ApiError(StatusCodes.Status413PayloadTooLarge, $"the request body is larger than {state.Options.MaxRequestBytes:N0} bytes (max_request_bytes)"),
+                BadHttpRequestException bad => new ApiError(bad.StatusCode, bad.Message),
+                BioForgeException bio => ApiError.Invalid(bio.Message),
+                _ => new ApiError(StatusCodes.Status500InternalServerError, $"internal error: {e.GetType().Name}: {e.Message}"),
+            };
+            await error.WriteAsync(context);
+        }
+        catch (Exception) when (context.RequestAborted.IsCancellationRequested)
+        {
+            context.Response.StatusCode = 499; // client closed the request; nobody reads the answer
+        }
+        finally
+        {
+            string route = (context.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText is { } raw ? (raw.Length > 1 ? raw.TrimEnd('/') : raw) : "unmatched";
+            state.Metrics.Request(route, context.Response.StatusCode, clock.Elapsed.TotalSeconds);
+        }
+    }
+
+    /// <summary>A message for the answers ASP.NET gives without a body (no such route, wrong method, wrong content type).</summary>
+    private static ApiError Unexplained(HttpContext context) => context.Response.StatusCode switch
+    {
+        404 => ApiError.NotFound($"no route {context.Request.Method} {context.Request.Path}; see /v1/openapi.json"),
+        405 => new ApiError(405, $"{context.Request.Path} does not take {context.Request.Method}; see /v1/openapi.json"),
+        415 => new ApiError(415, $"Content-Type must be application/json (got '{context.Request.ContentType}')"),
+        int status => new ApiError(status, $"HTTP {status}"),
+    };
+
+    private static bool Authorized(HttpContext context, string? key)
+    {
+        if (key is null) return true;
+        string path = context.Request.Path.Value ?? "";
+        if (path.StartsWith("/v1/health/", StringComparison.Ordinal)) return true; // probes carry no secrets
+        if (path == "/" || path.StartsWith("/app/", StringComparison.Ordinal)) return true; // the page itself; its calls send the key
+        string? given = context.Request.Headers.Authorization.ToString() is { Length: > 7 } auth && auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
+            ? auth[7..].Trim()
+            : context.Request.Headers["X-API-Key"].ToString();
+        return given is { Length: > 0 } && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+            System.Text.Encoding.UTF8.GetBytes(given), System.Text.Encoding.UTF8.GetBytes(key));
+    }
+
+    /// <summary>Blocks until <paramref name="cancellation"/> fires, then drains: ready goes false, in-flight requests finish.</summary>
+    public async Task RunUntilAsync(CancellationToken cancellation)
+    {
+        try
+        {
+            await Task.Delay(Timeout.Infinite, cancellation);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        state.Ready = false;
+        using (var grace = new CancellationTokenSource(TimeSpan.FromSeconds(10))) await app.StopAsync(grace.Token);
+        await app.DisposeAsync();
+        state.Jobs.Dispose();
+        state.Models.Dispose();
+        state.Device.Dispose();
+        state.LongWork.Dispose();
+    }
+}

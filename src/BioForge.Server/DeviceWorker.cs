@@ -1,0 +1,69 @@
+using System.Threading.Channels;
+
+namespace BioForge.Server;
+
+/// <summary>
+/// One thread that runs all model work for one device, one piece at a time: batches from every model's batcher and
+/// single requests queue here, so models never fight over the device, and LibTorch's thread-local state (no-grad
+/// mode, dispose scopes) stays on one thread. Work whose caller has gone is skipped, never computed.
+/// </summary>
+public sealed class DeviceWorker : IDisposable
+{
+    private readonly Channel<Action> queue = Channel.CreateUnbounded<Action>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Thread thread;
+    private readonly int capacity;
+    private int waiting;
+
+    public DeviceWorker(string name, int capacity, ServerMetrics metrics)
+    {
+        Name = name;
+        this.capacity = capacity;
+        metrics.QueueDepth(name, () => Volatile.Read(ref waiting));
+        thread = new Thread(Loop) { IsBackground = true, Name = $"bioforge {name}" };
+        thread.Start();
+    }
+
+    public string Name { get; }
+
+    /// <summary>Runs <paramref name="work"/> on the device thread; 503 when <c>capacity</c> pieces already wait.</summary>
+    public Task<T> RunAsync<T>(Func<T> work, CancellationToken cancellation)
+    {
+        if (Interlocked.Increment(ref waiting) > capacity)
+        {
+            Interlocked.Decrement(ref waiting);
+            throw ApiError.Overloaded($"the {Name} queue is full ({capacity} waiting); retry later");
+        }
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        queue.Writer.TryWrite(() =>
+        {
+            Interlocked.Decrement(ref waiting);
+            if (cancellation.IsCancellationRequested)
+            {
+                done.TrySetCanceled(cancellation);
+                return;
+            }
+            try
+            {
+                done.TrySetResult(work());
+            }
+            catch (Exception e)
+            {
+                done.TrySetException(e);
+            }
+        });
+        return done.Task;
+    }
+
+    private void Loop()
+    {
+        var reader = queue.Reader;
+        while (reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+            while (reader.TryRead(out var work)) work();
+    }
+
+    public void Dispose()
+    {
+        queue.Writer.TryComplete();
+        thread.Join(TimeSpan.FromSeconds(30));
+    }
+}

@@ -1,0 +1,165 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+
+namespace BioForge.Server;
+
+/// <summary>
+/// Dynamic batching for one model, as Triton and NIM do it: requests queue; a batch opens with the first waiting
+/// request and closes when the token budget or the item limit is reached or the delay since that first request has
+/// passed; it then runs on the device worker while the next batch gathers. Results go back to each caller. A request
+/// whose caller has gone (disconnected, timed out) is dropped before its batch runs; a full queue answers 503.
+/// </summary>
+public sealed class DynamicBatcher<TIn, TOut> : IDisposable
+{
+    private sealed record Pending(TIn Input, int Cost, CancellationToken Cancellation, TaskCompletionSource<TOut> Result);
+
+    private readonly Channel<Pending> queue = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly string model;
+    private readonly BatchingOptions options;
+    private readonly Func<TIn, int> cost;
+    private readonly Func<IReadOnlyList<TIn>, IReadOnlyList<TOut>> execute;
+    private readonly DeviceWorker device;
+    private readonly ServerMetrics metrics;
+    private readonly CancellationTokenSource stopping = new();
+    private readonly Task loop;
+    private Pending? carried;
+    private int waiting;
+
+    /// <param name="cost">Tokens of one input (its share of the budget).</param>
+    /// <param name="execute">Computes a batch on the device thread; one result per input, in order.</param>
+    public DynamicBatcher(string model, BatchingOptions options, Func<TIn, int> cost, Func<IReadOnlyList<TIn>, IReadOnlyList<TOut>> execute,
+        DeviceWorker device, ServerMetrics metrics)
+    {
+        this.model = model;
+        this.options = options;
+        this.cost = cost;
+        this.execute = execute;
+        this.device = device;
+        this.metrics = metrics;
+        metrics.QueueDepth(model, () => Volatile.Read(ref waiting));
+        loop = Task.Run(Loop);
+    }
+
+    public Task<TOut> SubmitAsync(TIn input, CancellationToken cancellation)
+    {
+        if (Interlocked.Increment(ref waiting) > options.QueueCapacity)
+        {
+            Interlocked.Decrement(ref waiting);
+            metrics.Rejected(model);
+            throw ApiError.Overloaded($"model {model}: {options.QueueCapacity} requests are already waiting; retry later");
+        }
+        var pending = new Pending(input, Math.Max(1, cost(input)), cancellation, new TaskCompletionSource<TOut>(TaskCreationOptions.RunContinuationsAsynchronously));
+        queue.Writer.TryWrite(pending);
+        return pending.Result.Task;
+    }
+
+    private async Task Loop()
+    {
+        var reader = queue.Reader;
+        try
+        {
+            while (true)
+            {
+                var batch = await Gather(reader);
+                if (batch is null) return;
+                var live = new List<Pending>(batch.Count);
+                foreach (var p in batch)
+                {
+                    if (p.Cancellation.IsCancellationRequested)
+                    {
+                        metrics.Dropped(model);
+                        p.Result.TrySetCanceled(p.Cancellation);
+                    }
+                    else live.Add(p);
+                }
+                Interlocked.Add(ref waiting, -batch.Count);
+                if (live.Count == 0) continue;
+                await Run(live);
+            }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>The next batch: null once the queue is closed and empty.</summary>
+    private async Task<List<Pending>?> Gather(ChannelReader<Pending> reader)
+    {
+        Pending first;
+        if (carried is { } c)
+        {
+            first = c;
+            carried = null;
+        }
+        else
+        {
+            if (!await reader.WaitToReadAsync(stopping.Token)) return null;
+            if (!reader.TryRead(out first!)) return [];
+        }
+        var batch = new List<Pending> { first };
+        long tokens = first.Cost;
+        var clock = Stopwatch.StartNew();
+        while (batch.Count < options.MaxBatchItems && tokens < options.MaxBatchTokens)
+        {
+            if (reader.TryRead(out var next))
+            {
+                if (tokens + next.Cost > options.MaxBatchTokens)
+                {
+                    carried = next; // opens the next batch
+                    break;
+                }
+                batch.Add(next);
+                tokens += next.Cost;
+                continue;
+            }
+            var remaining = options.MaxDelay - clock.Elapsed;
+            if (remaining <= TimeSpan.Zero) break;
+            using var wait = CancellationTokenSource.CreateLinkedTokenSource(stopping.Token);
+            wait.CancelAfter(remaining);
+            try
+            {
+                if (!await reader.WaitToReadAsync(wait.Token)) break;
+            }
+            catch (OperationCanceledException) when (!stopping.IsCancellationRequested)
+            {
+                break; // the delay is over
+            }
+        }
+        return batch;
+    }
+
+    private async Task Run(List<Pending> live)
+    {
+        try
+        {
+            var inputs = live.Select(p => p.Input).ToList();
+            var results = await device.RunAsync(() =>
+            {
+                var r = execute(inputs);
+                metrics.Batch(model, inputs.Count, live.Sum(p => (long)p.Cost));
+                return r;
+            }, CancellationToken.None);
+            for (int i = 0; i < live.Count; i++) live[i].Result.TrySetResult(results[i]);
+        }
+        catch (Exception e)
+        {
+            foreach (var p in live) p.Result.TrySetException(e);
+        }
+    }
+
+    public void Dispose()
+    {
+        queue.Writer.TryComplete();
+        stopping.Cancel();
+        try
+        {
+            loop.Wait(TimeSpan.FromSeconds(30));
+        }
+        catch (AggregateException)
+        {
+        }
+        while (queue.Reader.TryRead(out var p)) p.Result.TrySetCanceled();
+        carried?.Result.TrySetCanceled();
+        stopping.Dispose();
+    }
+}

@@ -1,0 +1,185 @@
+using System.Text.Json.Nodes;
+using BioForge.Chem;
+using BioForge.Discovery;
+using BioForge.FineTuning;
+using BioForge.Models.Esm;
+using BioForge.Runtime;
+using static TorchSharp.torch;
+
+namespace BioForge.Server;
+
+/// <summary>What a served model reads and what the routes can do with it.</summary>
+public enum ModelKind { Protein, Molecule, Affinity }
+
+/// <summary>A language model served for embeddings (and, for ESM-2, the protein routes), with its own batcher.</summary>
+public sealed class LanguageModel : IDisposable
+{
+    private readonly SequenceEncoder encoder;
+    private readonly Device tensors;
+
+    internal LanguageModel(string name, string directory, ModelKind kind, SequenceEncoder encoder, int maxTokens, EsmCheckpoint? esm, Device tensors,
+        BatchingOptions batching, DeviceWorker device, ServerMetrics metrics)
+    {
+        this.tensors = tensors;
+        Name = name;
+        Directory = directory;
+        Kind = kind;
+        this.encoder = encoder;
+        MaxTokens = maxTokens;
+        Esm = esm;
+        Embeddings = new DynamicBatcher<EncodedSequence, float[]>(name, batching, e => e.Ids.Length, Embed, device, metrics);
+    }
+
+    public string Name { get; }
+    public string Directory { get; }
+    public ModelKind Kind { get; }
+    public int HiddenSize => encoder.HiddenSize;
+
+    /// <summary>Tokens of one input, start and end tokens included.</summary>
+    public int MaxTokens { get; }
+
+    /// <summary>The ESM-2 checkpoint for fill-mask, contacts and variant scores; null for a SMILES model.</summary>
+    public EsmCheckpoint? Esm { get; }
+
+    public DynamicBatcher<EncodedSequence, float[]> Embeddings { get; }
+
+    /// <summary>Tokens of one input, or 422 naming the input and the reason (an invalid residue, a SMILES RDKit cannot read).</summary>
+    public EncodedSequence Encode(string text, string param)
+    {
+        if (string.IsNullOrWhiteSpace(text)) throw ApiError.Invalid($"{param} is empty", param);
+        if (Kind == ModelKind.Molecule)
+        {
+            if (!Molecule.TryFromSmiles(text, out var molecule, out string? error)) throw ApiError.Invalid($"{param}: '{Shorten(text)}' is not a valid SMILES: {error}", param);
+            molecule!.Dispose();
+        }
+        EncodedSequence encoded;
+        try
+        {
+            encoded = encoder.Encode(text);
+        }
+        catch (BioForgeException e)
+        {
+            throw ApiError.Invalid($"{param}: {e.Message.Replace("; use --unknown-as-unk to map it to <unk>", "", StringComparison.Ordinal)}", param);
+        }
+        if (encoded.Unknown > 0) throw ApiError.Invalid($"{param}: {encoded.Unknown} token(s) of '{Shorten(text)}' are outside model {Name}'s vocabulary", param);
+        if (encoded.Ids.Length > MaxTokens)
+            throw ApiError.Invalid($"{param} has {encoded.Residues} {(Kind == ModelKind.Protein ? "residues" : "tokens")}; model {Name} takes at most {MaxTokens - 2}", param);
+        return encoded;
+    }
+
+    /// <summary>Mean final hidden state over each input's residues (no start, end or padding), like <c>bioforge embed --pool mean</c>.</summary>
+    private float[][] Embed(IReadOnlyList<EncodedSequence> batch)
+    {
+        encoder.Network.eval();
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var pooled = encoder.MeanOverResidues(batch, tensors).to(ScalarType.Float32).cpu().contiguous();
+        var values = pooled.data<float>().ToArray();
+        int width = (int)pooled.shape[1];
+        return [.. Enumerable.Range(0, batch.Count).Select(i => values.AsSpan(i * width, width).ToArray())];
+    }
+
+    private static string Shorten(string text) => text.Length <= 40 ? text : text[..37] + "...";
+
+    public void Dispose()
+    {
+        Embeddings.Dispose();
+        encoder.Dispose();
+    }
+}
+
+/// <summary>
+/// The models one server holds, by name (the directory's name): loaded once at start, shared by every request. A
+/// directory is an ESM-2 checkpoint, a SMILES Llama checkpoint, or a <c>bioforge dti train</c> affinity model.
+/// </summary>
+public sealed class ModelCatalog : IDisposable
+{
+    private readonly Dictionary<string, LanguageModel> languageModels = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (string Directory, AffinityModel Model)> affinityModels = new(StringComparer.Ordinal);
+
+    public ModelCatalog(IReadOnlyList<string> directories, ComputeOptions compute, BatchingOptions batching, DeviceWorker device, ServerMetrics metrics)
+    {
+        try
+        {
+            foreach (string directory in directories) Load(Path.GetFullPath(directory), compute, batching, device, metrics);
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+        if (languageModels.Count + affinityModels.Count == 0) throw new BioForgeException("--models: no model directory given");
+    }
+
+    public IEnumerable<LanguageModel> LanguageModels => languageModels.Values;
+
+    public IEnumerable<(string Name, string Directory, AffinityModel Model)> AffinityModels => affinityModels.Select(kv => (kv.Key, kv.Value.Directory, kv.Value.Model));
+
+    /// <summary>The SMILES model <c>/generate</c> optimizes from: the first one served.</summary>
+    public LanguageModel? Prior => languageModels.Values.FirstOrDefault(m => m.Kind == ModelKind.Molecule);
+
+    public LanguageModel Language(string? name, string param, ModelKind? kind = null)
+    {
+        if (string.IsNullOrEmpty(name))
+        {
+            var candidates = languageModels.Values.Where(m => kind is null || m.Kind == kind).ToList();
+            if (candidates.Count == 1) return candidates[0];
+            throw ApiError.BadRequest($"{param} is required: one of {Names(kind)}", param);
+        }
+        if (!languageModels.TryGetValue(name, out var model) || (kind is not null && model.Kind != kind))
+            throw ApiError.NotFound($"{param} '{name}' is not served here{(kind is null ? "" : $" as a {kind.ToString()!.ToLowerInvariant()} model")}; served: {Names(kind)}", param);
+        return model;
+    }
+
+    public (string Name, AffinityModel Model) Affinity(string? name, string param)
+    {
+        if (string.IsNullOrEmpty(name))
+        {
+            if (affinityModels.Count == 1) return (affinityModels.Keys.First(), affinityModels.Values.First().Model);
+            throw ApiError.BadRequest(affinityModels.Count == 0 ? "no affinity model is served (start the server with --models DIR of a `bioforge dti train` model)" : $"{param} is required: one of {string.Join(", ", affinityModels.Keys)}", param);
+        }
+        return affinityModels.TryGetValue(name, out var entry) ? (name, entry.Model)
+            : throw ApiError.NotFound($"{param} '{name}' is not a served affinity model; served: {(affinityModels.Count == 0 ? "none" : string.Join(", ", affinityModels.Keys))}", param);
+    }
+
+    private string Names(ModelKind? kind)
+    {
+        var names = languageModels.Values.Where(m => kind is null || m.Kind == kind).Select(m => m.Name).ToList();
+        return names.Count == 0 ? "none" : string.Join(", ", names);
+    }
+
+    private void Load(string directory, ComputeOptions compute, BatchingOptions batching, DeviceWorker device, ServerMetrics metrics)
+    {
+        string name = Path.GetFileName(directory.TrimEnd(Path.DirectorySeparatorChar));
+        if (languageModels.ContainsKey(name) || affinityModels.ContainsKey(name)) throw new BioForgeException($"--models: two models are named '{name}' (the directory name is the model name)");
+        if (!System.IO.Directory.Exists(directory)) throw new BioForgeException($"--models: {directory} does not exist");
+        if (File.Exists(Path.Combine(directory, AffinityModel.ManifestFile)))
+        {
+            affinityModels[name] = (directory, AffinityModel.Load(directory, compute.Device));
+            return;
+        }
+        string config = Path.Combine(directory, "config.json");
+        if (!File.Exists(config)) throw new BioForgeException($"--models: {directory} holds neither config.json (a Hugging Face checkpoint) nor {AffinityModel.ManifestFile} (an affinity model)");
+        string? type = JsonNode.Parse(File.ReadAllText(config))?["model_type"]?.GetValue<string>();
+        if (type == "esm")
+        {
+            var esm = EsmCheckpoint.Load(directory, compute.Device, ScalarType.Float32);
+            languageModels[name] = new LanguageModel(name, directory, ModelKind.Protein, SequenceEncoder.ForEsm(esm), esm.Config.MaxResidues + 2, esm, compute.Device, batching, device, metrics);
+        }
+        else if (type == "llama")
+        {
+            var encoder = SequenceEncoder.Load(directory, compute.Device);
+            int maxTokens = JsonNode.Parse(File.ReadAllText(config))?["max_position_embeddings"]?.GetValue<int>() ?? 2048;
+            languageModels[name] = new LanguageModel(name, directory, ModelKind.Molecule, encoder, maxTokens, null, compute.Device, batching, device, metrics);
+        }
+        else throw new BioForgeException($"--models: {config}: model_type '{type}' is not served (esm or llama)");
+    }
+
+    public void Dispose()
+    {
+        foreach (var m in languageModels.Values) m.Dispose();
+        foreach (var (_, model) in affinityModels.Values) model.Dispose();
+        languageModels.Clear();
+        affinityModels.Clear();
+    }
+}

@@ -1,0 +1,140 @@
+using System.Text.Json;
+using BioForge.Chem;
+using BioForge.Discovery;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace BioForge.Server.Routes;
+
+/// <summary>
+/// MolMIM's <c>POST /generate</c>: molecules near a seed with a better QED or penalized logP. MolMIM searches its
+/// latent space with CMA-ES; BioForge's SMILES model has no encoder, so the same request runs BioForge's
+/// REINVENT-style optimizer instead: <c>particles</c> molecules per step for <c>iterations</c> steps, rewarded by the
+/// property and by Tanimoto similarity to the seed (a sigmoid centred on <c>min_similarity</c>). <c>algorithm: none</c>
+/// samples as many molecules from the prior without learning. The answer has MolMIM's shape: <c>molecules</c> is a
+/// JSON-encoded string of <c>{sample, score}</c> objects (score = the property), with <c>similarity</c> added.
+/// </summary>
+internal static class GenerateRoutes
+{
+    public sealed class GenerateRequest
+    {
+        /// <summary>The seed molecule (SMILES).</summary>
+        public string? Smi { get; set; }
+
+        public int NumMolecules { get; set; } = 10;
+
+        /// <summary><c>CMA-ES</c> (here: reinforcement learning; see the class summary) or <c>none</c>.</summary>
+        public string Algorithm { get; set; } = "CMA-ES";
+
+        /// <summary><c>QED</c> or <c>plogP</c>.</summary>
+        public string PropertyName { get; set; } = "QED";
+
+        public bool Minimize { get; set; }
+        public double MinSimilarity { get; set; } = 0.7;
+        public int Particles { get; set; } = 30;
+        public int Iterations { get; set; } = 10;
+
+        /// <summary>MolMIM's latent-space radius; accepted for compatibility, without effect (there is no latent space here).</summary>
+        public double ScaledRadius { get; set; } = 1.0;
+
+        /// <summary>Which SMILES model to start from (default: the one served).</summary>
+        public string? Model { get; set; }
+
+        public ulong Seed { get; set; }
+    }
+
+    public sealed record GeneratedMolecule(string Sample, double Score, double Similarity);
+
+    public sealed record GenerateResponse(string Molecules, string ScoreType, int Iterations, int Sampled);
+
+    private const int MaxParticles = 256, MaxIterations = 100, MaxMolecules = 100;
+
+    public static void Map(IEndpointRouteBuilder app, ServerState state)
+    {
+        app.MapPost("/generate", async (HttpContext context) =>
+        {
+            var request = await Json.ReadAsync<GenerateRequest>(context.Request);
+            var config = Validate(request, state);
+            var molecules = await state.WithDeadline(context, token => state.LongWork.RunAsync(() => Run(config, request, state, token), token), state.Options.JobTimeout);
+            string encoded = JsonSerializer.Serialize(molecules, Json.Options);
+            return Results.Json(new GenerateResponse(encoded, request.PropertyName, request.Algorithm == "none" ? 0 : request.Iterations, request.Particles * Math.Max(1, request.Iterations)), Json.Options);
+        })
+        .WithTags("molecule").WithSummary("MolMIM-compatible guided generation around a seed molecule")
+        .Accepts<GenerateRequest>("application/json").Produces<GenerateResponse>().ProducesErrors(400, 422, 503, 504);
+    }
+
+    private static OptimizeConfig Validate(GenerateRequest r, ServerState state)
+    {
+        if (string.IsNullOrWhiteSpace(r.Smi)) throw ApiError.BadRequest("smi is required: the seed molecule as SMILES", "smi");
+        if (!Molecule.TryFromSmiles(r.Smi, out var seed, out string? error)) throw ApiError.Invalid($"smi: '{r.Smi}' is not a valid SMILES: {error}", "smi");
+        string canonical;
+        using (seed) canonical = seed!.ToSmiles();
+        if (r.NumMolecules is < 1 or > MaxMolecules) throw ApiError.Invalid($"num_molecules must be 1–{MaxMolecules} (got {r.NumMolecules})", "num_molecules");
+        if (r.Algorithm is not ("CMA-ES" or "none")) throw ApiError.Invalid($"algorithm must be CMA-ES or none (got '{r.Algorithm}')", "algorithm");
+        if (r.PropertyName is not ("QED" or "plogP")) throw ApiError.Invalid($"property_name must be QED or plogP (got '{r.PropertyName}')", "property_name");
+        if (r.MinSimilarity is < 0 or > 1) throw ApiError.Invalid($"min_similarity must be 0–1 (got {r.MinSimilarity})", "min_similarity");
+        if (r.Particles is < 2 or > MaxParticles) throw ApiError.Invalid($"particles must be 2–{MaxParticles} (got {r.Particles})", "particles");
+        if (r.Iterations is < 1 or > MaxIterations) throw ApiError.Invalid($"iterations must be 1–{MaxIterations} (got {r.Iterations})", "iterations");
+        if (r.ScaledRadius <= 0) throw ApiError.Invalid($"scaled_radius must be positive (got {r.ScaledRadius})", "scaled_radius");
+        var prior = r.Model is null ? state.Models.Prior ?? throw ApiError.Invalid("no SMILES model is served (start the server with --models DIR of a SMILES Llama checkpoint)", "model")
+            : state.Models.Language(r.Model, "model", ModelKind.Molecule);
+
+        var property = r.PropertyName == "QED"
+            ? new ComponentSettings { Type = "qed", Name = "QED", Transform = r.Minimize ? new TransformSettings { Kind = "reverse_sigmoid", Low = 0, High = 1 } : new TransformSettings() }
+            : new ComponentSettings { Type = "plogp", Name = "plogP", Transform = new TransformSettings { Kind = r.Minimize ? "reverse_sigmoid" : "sigmoid", Low = -6, High = 6 } };
+        double low = Math.Max(0, r.MinSimilarity - 0.3);
+        var similarity = new ComponentSettings
+        {
+            Type = "similarity",
+            Name = "similarity",
+            Smiles = [canonical],
+            Transform = new TransformSettings { Kind = "sigmoid", Low = low, High = Math.Min(1, r.MinSimilarity + 0.1) },
+        };
+        return new OptimizeConfig
+        {
+            Seed = r.Seed,
+            Prior = new OptimizeConfig.PriorSection { Model = prior.Directory },
+            Sampling = new OptimizeConfig.SamplingSection { BatchSize = r.Particles, MaxLength = 100 },
+            Learning = new OptimizeConfig.LearningSection { Lr = 5e-4, Sigma = 120, ReplaySize = 50, ReplaySamples = 5 },
+            DiversityFilter = new OptimizeConfig.DiversityFilterSection { Kind = "none" },
+            Output = new OptimizeConfig.OutputSection { CheckpointEvery = int.MaxValue, Ranked = 10_000 },
+            Stages =
+            [
+                new OptimizeConfig.StageSection
+                {
+                    Name = "generate",
+                    MaxSteps = r.Algorithm == "none" ? 1 : r.Iterations,
+                    MinSteps = 1,
+                    Aggregate = "geometric",
+                    Components = [property, similarity],
+                },
+            ],
+        };
+    }
+
+    private static List<GeneratedMolecule> Run(OptimizeConfig config, GenerateRequest request, ServerState state, CancellationToken cancellation)
+    {
+        string directory = Path.Combine(Path.GetTempPath(), $"bioforge-generate-{Guid.NewGuid():N}");
+        if (request.Algorithm == "none")
+            config = config with
+            {
+                Sampling = config.Sampling with { BatchSize = request.Particles * request.Iterations },
+                Learning = config.Learning with { Lr = 0 },
+            };
+        try
+        {
+            var result = MoleculeOptimizer.Run(config with { Output = config.Output with { Dir = directory } },
+                new OptimizeOptions { Cancellation = cancellation, Threads = state.Compute.Threads });
+            if (result.Interrupted) throw new OperationCanceledException(cancellation);
+            // Molecules that meet min_similarity first (by the objective), then the nearest misses: MolMIM's constraint where it can be met.
+            return [.. result.Ranked.Where(m => m.Canonical != config.Stages[0].Components[1].Smiles[0])
+                .OrderByDescending(m => m.Raw[1] >= request.MinSimilarity).ThenByDescending(m => m.Score)
+                .Take(request.NumMolecules).Select(m => new GeneratedMolecule(m.Canonical, Math.Round(m.Raw[0], 4), Math.Round(m.Raw[1], 4)))];
+        }
+        finally
+        {
+            if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
+        }
+    }
+}

@@ -1,0 +1,68 @@
+using BioForge.Chem;
+using BioForge.Runtime;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace BioForge.Server.Routes;
+
+/// <summary>NIM's operational routes: liveness, readiness, Prometheus metrics, the model list and metadata.</summary>
+internal static class HealthRoutes
+{
+    public sealed record HealthResponse(string Object, string Message);
+
+    public sealed record ModelCard(string Id, string Object, long Created, string OwnedBy, string Kind, IReadOnlyList<string> Routes, int? HiddenSize);
+
+    public sealed record ModelList(string Object, IReadOnlyList<ModelCard> Data);
+
+    public static void Map(IEndpointRouteBuilder app, ServerState state)
+    {
+        var v1 = app.MapGroup("/v1").WithTags("service");
+        v1.MapGet("/health/live", () => Results.Json(new HealthResponse("health-response", "live"), Json.Options))
+            .WithSummary("Liveness: the process answers").Produces<HealthResponse>();
+        v1.MapGet("/health/ready", () => state.Ready
+                ? Results.Json(new HealthResponse("health-response", "ready"), Json.Options)
+                : Results.Json(new HealthResponse("health-response", "not ready"), Json.Options, statusCode: StatusCodes.Status503ServiceUnavailable))
+            .WithSummary("Readiness: models loaded and not shutting down (503 otherwise)").Produces<HealthResponse>().Produces<HealthResponse>(503);
+        v1.MapGet("/metrics", () => Results.Text(state.Metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"))
+            .WithSummary("Prometheus metrics: requests, latency, batch sizes, queue depth, tokens");
+        v1.MapGet("/models", () => Results.Json(new ModelList("list", Cards(state)), Json.Options))
+            .WithSummary("The served models (OpenAI shape)").Produces<ModelList>();
+        v1.MapGet("/metadata", () => Results.Json(Metadata(state), Json.Options))
+            .WithSummary("Versions, device, batching settings and models");
+    }
+
+    private static List<ModelCard> Cards(ServerState state)
+    {
+        long created = state.Started.ToUnixTimeSeconds();
+        var cards = state.Models.LanguageModels.Select(m => new ModelCard(m.Name, "model", created, "bioforge", m.Kind.ToString().ToLowerInvariant(),
+            m.Kind == ModelKind.Protein
+                ? ["/v1/embeddings", "/v1/protein/fill-mask", "/v1/protein/contacts", "/v1/protein/score-variants"]
+                : ["/v1/embeddings", "/generate"],
+            m.HiddenSize)).ToList();
+        cards.AddRange(state.Models.AffinityModels.Select(a => new ModelCard(a.Name, "model", created, "bioforge", "affinity", ["/v1/screen"], null)));
+        return cards;
+    }
+
+    private static object Metadata(ServerState state) => new
+    {
+        Service = "bioforge",
+        Version = typeof(HealthRoutes).Assembly.GetName().Version?.ToString(),
+        Libtorch = TorchRuntime.LibTorchDirectory,
+        Rdkit = Molecule.RDKitVersion,
+        Device = state.Device.Name,
+        Threads = state.Compute.Threads,
+        Batching = new
+        {
+            state.Options.Batching.MaxBatchTokens,
+            state.Options.Batching.MaxBatchItems,
+            MaxDelayMs = state.Options.Batching.MaxDelay.TotalMilliseconds,
+            state.Options.Batching.QueueCapacity,
+        },
+        RequestTimeoutSeconds = state.Options.RequestTimeout.TotalSeconds,
+        state.Options.MaxRequestBytes,
+        ModelInfo = state.Models.LanguageModels.Select(m => new { ShortName = m.Name, Kind = m.Kind.ToString().ToLowerInvariant(), Path = m.Directory })
+            .Concat(state.Models.AffinityModels.Select(a => new { ShortName = a.Name, Kind = "affinity", Path = a.Directory })).ToList(),
+        Started = state.Started.ToString("O"),
+    };
+}

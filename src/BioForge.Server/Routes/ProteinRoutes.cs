@@ -1,0 +1,166 @@
+using BioForge.Models.Esm;
+using BioForge.Proteins;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace BioForge.Server.Routes;
+
+/// <summary>
+/// The protein commands as routes: fill-mask, contact map, zero-shot variant scores. Each request is one sequence and
+/// runs alone on the device worker (its queue is bounded like the batchers').
+/// </summary>
+internal static class ProteinRoutes
+{
+    public sealed class FillMaskRequest
+    {
+        public string? Model { get; set; }
+
+        /// <summary>Residues with one or more <c>&lt;mask&gt;</c> tokens; with <see cref="Positions"/>, a plain sequence.</summary>
+        public string? Sequence { get; set; }
+
+        /// <summary>1-based positions to mask, all at once (instead of writing <c>&lt;mask&gt;</c> into the sequence).</summary>
+        public int[]? Positions { get; set; }
+
+        /// <summary>Mask every position of a plain sequence in turn: each residue's probability in its context.</summary>
+        public bool EachPosition { get; set; }
+
+        public int TopK { get; set; } = 5;
+    }
+
+    public sealed record Candidate(string Token, double Probability);
+
+    /// <summary>With <c>each_position</c>, also the residue that was there and the probability the model gives it.</summary>
+    public sealed record MaskedPosition(int Position, IReadOnlyList<Candidate> Candidates, string? WildType = null, double? WildTypeProbability = null);
+
+    public sealed record FillMaskResponse(string Model, string Sequence, IReadOnlyList<MaskedPosition> Predictions);
+
+    public sealed class SequenceRequest
+    {
+        public string? Model { get; set; }
+        public string? Sequence { get; set; }
+
+        /// <summary>How many of the most probable long-range contacts (|i − j| ≥ 6) to list besides the full map.</summary>
+        public int Top { get; set; } = 20;
+    }
+
+    public sealed record Contact(int I, int J, double Probability);
+
+    public sealed record ContactsResponse(string Model, int Length, IReadOnlyList<float[]> Contacts, IReadOnlyList<Contact> TopContacts);
+
+    public sealed class VariantRequest
+    {
+        public string? Model { get; set; }
+        public string? Sequence { get; set; }
+
+        /// <summary>Mutations such as <c>A23G</c>, multi-mutants joined with <c>:</c> (<c>K45R:L50P</c>).</summary>
+        public string[]? Mutations { get; set; }
+
+        public int IndexBase { get; set; } = 1;
+    }
+
+    public sealed record VariantScore(string Mutation, double Score);
+
+    public sealed record VariantResponse(string Model, IReadOnlyList<VariantScore> Scores);
+
+    private const int MaxMutations = 10_000;
+
+    public static void Map(IEndpointRouteBuilder app, ServerState state)
+    {
+        var protein = app.MapGroup("/v1/protein").WithTags("protein");
+
+        protein.MapPost("/fill-mask", async (HttpContext context) =>
+        {
+            var request = await Json.ReadAsync<FillMaskRequest>(context.Request);
+            var (model, esm) = Model(state, request.Model);
+            string sequence = Sequence(request.Sequence, esm);
+            if (request.TopK is < 1 or > 33) throw ApiError.Invalid($"top_k must be 1–33 (got {request.TopK})", "top_k");
+            if (request.EachPosition)
+            {
+                if (sequence.Contains('<') || request.Positions is { Length: > 0 }) throw ApiError.Invalid("each_position takes a plain sequence (no <mask>, no positions)", "each_position");
+                var profile = await state.WithDeadline(context, token => state.Device.RunAsync(() => new VariantScorer(esm, 16_384).Profile(sequence, request.TopK), token));
+                return Results.Json(new FillMaskResponse(model.Name, sequence, [.. profile.Select(p => new MaskedPosition(p.Position,
+                    [.. p.Candidates.Select(c => new Candidate(c.Token, c.Probability))], p.WildType, p.WildTypeProbability))]), Json.Options);
+            }
+            if (request.Positions is { Length: > 0 } positions)
+                sequence = MaskPositions(sequence, positions);
+            if (!sequence.Contains("<mask>", StringComparison.Ordinal))
+                throw ApiError.Invalid("sequence has no <mask> token to fill (give positions to mask, or each_position: true)", "sequence");
+            var predictions = await state.WithDeadline(context, token => state.Device.RunAsync(() => MaskFiller.Predict(esm, sequence, request.TopK), token));
+            return Results.Json(new FillMaskResponse(model.Name, sequence,
+                [.. predictions.Select(p => new MaskedPosition(p.Position, [.. p.Candidates.Select(c => new Candidate(c.Token, c.Probability))]))]), Json.Options);
+        })
+        .WithSummary("Most probable residues at each <mask>").Accepts<FillMaskRequest>("application/json").Produces<FillMaskResponse>().ProducesErrors(400, 404, 422, 503, 504);
+
+        protein.MapPost("/contacts", async (HttpContext context) =>
+        {
+            var request = await Json.ReadAsync<SequenceRequest>(context.Request);
+            var (model, esm) = Model(state, request.Model);
+            string sequence = Sequence(request.Sequence, esm);
+            if (sequence.Contains('<')) throw ApiError.Invalid("sequence: special tokens are not allowed here", "sequence");
+            if (request.Top is < 0 or > 10_000) throw ApiError.Invalid($"top must be 0–10000 (got {request.Top})", "top");
+            var map = await state.WithDeadline(context, token => state.Device.RunAsync(() => ContactPredictor.Predict(esm, sequence), token));
+            int n = map.GetLength(0);
+            var rows = Enumerable.Range(0, n).Select(i => Enumerable.Range(0, n).Select(j => map[i, j]).ToArray()).ToList();
+            var top = (from i in Enumerable.Range(0, n) from j in Enumerable.Range(i + 6, Math.Max(0, n - i - 6)) select new Contact(i + 1, j + 1, map[i, j]))
+                .OrderByDescending(c => c.Probability).Take(request.Top).ToList();
+            return Results.Json(new ContactsResponse(model.Name, n, rows, top), Json.Options);
+        })
+        .WithSummary("Contact map (ESM-2 contact head)").Accepts<SequenceRequest>("application/json").Produces<ContactsResponse>().ProducesErrors(400, 404, 422, 503, 504);
+
+        protein.MapPost("/score-variants", async (HttpContext context) =>
+        {
+            var request = await Json.ReadAsync<VariantRequest>(context.Request);
+            var (model, esm) = Model(state, request.Model);
+            string sequence = Sequence(request.Sequence, esm);
+            if (request.Mutations is not { Length: > 0 } mutations) throw ApiError.BadRequest("mutations is required: e.g. [\"A23G\", \"K45R:L50P\"]", "mutations");
+            if (mutations.Length > MaxMutations) throw ApiError.Invalid($"mutations has {mutations.Length} items; at most {MaxMutations} per request", "mutations");
+            if (request.IndexBase is not (0 or 1)) throw ApiError.Invalid($"index_base must be 0 or 1 (got {request.IndexBase})", "index_base");
+            var variants = mutations.Select((m, i) =>
+            {
+                try
+                {
+                    return Variant.Parse(m, sequence, request.IndexBase);
+                }
+                catch (BioForgeException e)
+                {
+                    throw ApiError.Invalid($"mutations[{i}]: {e.Message}", $"mutations[{i}]");
+                }
+            }).ToList();
+            var scores = await state.WithDeadline(context, token => state.Device.RunAsync(() => new VariantScorer(esm, 8192).Score(sequence, variants), token));
+            return Results.Json(new VariantResponse(model.Name, [.. variants.Select((v, i) => new VariantScore(v.Name, scores[i]))]), Json.Options);
+        })
+        .WithSummary("Zero-shot masked-marginal variant scores").Accepts<VariantRequest>("application/json").Produces<VariantResponse>().ProducesErrors(400, 404, 422, 503, 504);
+    }
+
+    private static (LanguageModel Model, EsmCheckpoint Esm) Model(ServerState state, string? name)
+    {
+        var model = state.Models.Language(name, "model", ModelKind.Protein);
+        return (model, model.Esm!);
+    }
+
+    /// <summary>The sequence in upper case, or 422 naming the first character that is not a residue.</summary>
+    private static string Sequence(string? text, EsmCheckpoint esm)
+    {
+        if (string.IsNullOrWhiteSpace(text)) throw ApiError.BadRequest("sequence is required", "sequence");
+        string sequence = text.Trim();
+        string plain = sequence.Replace("<mask>", "X", StringComparison.Ordinal);
+        for (int i = 0; i < plain.Length; i++)
+            if (!char.IsAsciiLetter(plain[i]))
+                throw ApiError.Invalid($"sequence: '{plain[i]}' at position {i + 1} is not an amino-acid letter", "sequence");
+        if (plain.Length > esm.Config.MaxResidues) throw ApiError.Invalid($"sequence has {plain.Length} residues; this model takes at most {esm.Config.MaxResidues}", "sequence");
+        return sequence.Replace("<mask>", "\u0001", StringComparison.Ordinal).ToUpperInvariant().Replace("\u0001", "<mask>", StringComparison.Ordinal);
+    }
+
+    private static string MaskPositions(string sequence, int[] positions)
+    {
+        if (sequence.Contains('<')) throw ApiError.Invalid("give either <mask> tokens in the sequence or positions, not both", "positions");
+        var residues = sequence.Select(c => c.ToString()).ToArray();
+        foreach (int p in positions)
+        {
+            if (p < 1 || p > residues.Length) throw ApiError.Invalid($"positions: {p} is outside the sequence (1–{residues.Length})", "positions");
+            residues[p - 1] = "<mask>";
+        }
+        return string.Concat(residues);
+    }
+}

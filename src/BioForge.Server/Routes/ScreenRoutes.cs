@@ -1,0 +1,139 @@
+using BioForge.Chem;
+using BioForge.Discovery;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace BioForge.Server.Routes;
+
+/// <summary>
+/// Virtual screening as a job (it can take minutes): <c>POST /v1/screen</c> answers 202 with the job's id at once;
+/// <c>GET /v1/screen/{id}</c> shows its progress, <c>GET /v1/screen/{id}/results</c> its hits, <c>DELETE</c> stops it.
+/// </summary>
+internal static class ScreenRoutes
+{
+    public sealed class ScreenRequest
+    {
+        /// <summary>An affinity model served here (default: the one served).</summary>
+        public string? Model { get; set; }
+
+        /// <summary>The target protein's sequence.</summary>
+        public string? Target { get; set; }
+
+        public string[]? Smiles { get; set; }
+
+        /// <summary>Names for the molecules, one per SMILES (default: their 1-based index).</summary>
+        public string[]? Ids { get; set; }
+
+        public int Top { get; set; } = 100;
+    }
+
+    public sealed record JobView(string Id, string Status, string Model, int Total, long Processed, double Progress, string Submitted, string? Finished,
+        string? Error, long? Invalid, double? MoleculesPerSecond, string StatusUrl, string ResultsUrl);
+
+    public sealed record Hit(int Rank, string Id, string Smiles, double Affinity, double Qed, double Sa, double Logp, double Molwt, double Tpsa, int Hbd, int Hba,
+        string Alerts, string? NearestKnownBinder, double? NearestBinderSimilarity);
+
+    public sealed record ResultsView(string Id, string Measure, long Scored, long Invalid, IReadOnlyList<string> FirstErrors, IReadOnlyList<Hit> Hits);
+
+    private const string Residues = "ACDEFGHIKLMNPQRSTVWYXBZUO";
+
+    public static void Map(IEndpointRouteBuilder app, ServerState state)
+    {
+        var screen = app.MapGroup("/v1/screen").WithTags("screening");
+
+        screen.MapPost("", async (HttpContext context) =>
+        {
+            var request = await Json.ReadAsync<ScreenRequest>(context.Request);
+            var (name, model) = state.Models.Affinity(request.Model, "model");
+            string target = Target(request.Target);
+            if (request.Smiles is not { Length: > 0 } smiles) throw ApiError.BadRequest("smiles is required: the library as an array of SMILES", "smiles");
+            if (smiles.Length > state.Options.MaxScreenMolecules)
+                throw ApiError.Invalid($"smiles has {smiles.Length:N0} molecules; at most {state.Options.MaxScreenMolecules:N0} per job (max_screen_molecules)", "smiles");
+            if (request.Ids is { } ids && ids.Length != smiles.Length) throw ApiError.Invalid($"ids has {ids.Length} names for {smiles.Length} SMILES", "ids");
+            if (request.Top is < 1 or > 10_000) throw ApiError.Invalid($"top must be 1–10000 (got {request.Top})", "top");
+            var job = state.Jobs.Add(name, smiles.Length, request.Top);
+            var library = smiles.Select((s, i) => new MoleculeRecord(request.Ids?[i] ?? $"#{i + 1}", s ?? "", false, i + 1, new Dictionary<string, string>()));
+            var token = job.Cancel.Token;
+            _ = state.LongWork.RunAsync(() => Execute(job, model, target, library, token), token).ContinueWith(t =>
+            {
+                if (t.IsCanceled || t.Exception?.InnerException is OperationCanceledException) Finish(job, JobStatus.Cancelled, null);
+                else if (t.Exception is { } e) Finish(job, JobStatus.Failed, e.InnerException?.Message ?? e.Message);
+            }, TaskScheduler.Default);
+            context.Response.Headers.Location = $"/v1/screen/{job.Id}";
+            return Results.Json(View(job), Json.Options, statusCode: StatusCodes.Status202Accepted);
+        })
+        .WithSummary("Submit a screening job: a library of SMILES against one target").Accepts<ScreenRequest>("application/json")
+        .Produces<JobView>(202).ProducesErrors(400, 404, 422, 503);
+
+        screen.MapGet("/{id}", (string id) => Results.Json(View(state.Jobs.Get(id)), Json.Options))
+            .WithSummary("A screening job's status and progress").Produces<JobView>().ProducesErrors(404);
+
+        screen.MapGet("/{id}/results", (string id) =>
+        {
+            var job = state.Jobs.Get(id);
+            if (job.Status != JobStatus.Succeeded)
+                throw new ApiError(StatusCodes.Status409Conflict, $"job {id} is {job.Status.ToString().ToLowerInvariant()}; results exist once it has succeeded{(job.Error is null ? "" : $" ({job.Error})")}", "id");
+            var r = job.Result!;
+            string measure = state.Models.Affinity(job.Model, "model").Model.Manifest.Measure;
+            return Results.Json(new ResultsView(job.Id, measure, r.Scored, r.Invalid, r.FirstErrors,
+                [.. r.Hits.Select(h => new Hit(h.Rank, h.Id, h.Smiles, h.Affinity, h.Qed, h.Sa, h.LogP, h.MolWt, h.Tpsa, h.Donors, h.Acceptors, h.Alerts, h.NearestBinder, h.NearestSimilarity))]), Json.Options);
+        })
+        .WithSummary("A finished job's hits, best first").Produces<ResultsView>().ProducesErrors(404, 409);
+
+        screen.MapDelete("/{id}", (string id) =>
+        {
+            var job = state.Jobs.Get(id);
+            if (!job.Done) job.Cancel.Cancel();
+            return Results.Json(View(job), Json.Options, statusCode: StatusCodes.Status202Accepted);
+        })
+        .WithSummary("Stop a queued or running job").Produces<JobView>(202).ProducesErrors(404);
+    }
+
+    private static bool Execute(ScreenJob job, AffinityModel model, string target, IEnumerable<MoleculeRecord> library, CancellationToken cancellation)
+    {
+        job.Status = JobStatus.Running;
+        var summary = VirtualScreen.Run(model, target, Cancellable(library, cancellation), new ScreenOptions { Top = job.Top, BatchSize = 256 },
+            new Progress(job));
+        if (summary.Scored == 0) throw new BioForgeException($"no molecule of the library could be read ({summary.Invalid} invalid; first: {summary.FirstErrors.FirstOrDefault()})");
+        job.Result = summary;
+        Finish(job, JobStatus.Succeeded, null);
+        return true;
+    }
+
+    private static IEnumerable<MoleculeRecord> Cancellable(IEnumerable<MoleculeRecord> records, CancellationToken cancellation)
+    {
+        foreach (var r in records)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            yield return r;
+        }
+    }
+
+    private static void Finish(ScreenJob job, JobStatus status, string? error)
+    {
+        job.Error = error;
+        job.Finished = DateTimeOffset.UtcNow;
+        job.Status = status;
+    }
+
+    /// <summary>Counts on the calling thread (IProgress without a synchronization context).</summary>
+    private sealed class Progress(ScreenJob job) : IProgress<int>
+    {
+        public void Report(int value) => job.Advance(value);
+    }
+
+    private static string Target(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text)) throw ApiError.BadRequest("target is required: the target protein's sequence", "target");
+        string sequence = text.Trim().ToUpperInvariant();
+        for (int i = 0; i < sequence.Length; i++)
+            if (!Residues.Contains(sequence[i]))
+                throw ApiError.Invalid($"target: '{sequence[i]}' at position {i + 1} is not an amino-acid letter", "target");
+        return sequence;
+    }
+
+    private static JobView View(ScreenJob job) => new(job.Id, job.Status.ToString().ToLowerInvariant(), job.Model, job.Total, job.Processed,
+        job.Total == 0 ? 0 : Math.Round(job.Processed / (double)job.Total, 4), job.Submitted.ToString("O"), job.Finished?.ToString("O"), job.Error,
+        job.Result?.Invalid, job.Result is { } r ? Math.Round(r.MoleculesPerSecond, 1) : null, $"/v1/screen/{job.Id}", $"/v1/screen/{job.Id}/results");
+}

@@ -1,0 +1,31 @@
+using System.Reflection;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace BioForge.Server.Routes;
+
+/// <summary>The web page: <c>/</c> and its scripts and styles under <c>/app/</c>, embedded in the assembly (nothing from a CDN).</summary>
+internal static class WebPage
+{
+    private static readonly Assembly Assembly = typeof(WebPage).Assembly;
+
+    public static void Map(IEndpointRouteBuilder app)
+    {
+        app.MapGet("/", () => File("index.html")).ExcludeFromDescription();
+        app.MapGet("/app/{name}", (string name) => File(name)).ExcludeFromDescription();
+    }
+
+    private static IResult File(string name)
+    {
+        string? type = Path.GetExtension(name) switch
+        {
+            ".html" => "text/html; charset=utf-8",
+            ".js" => "text/javascript; charset=utf-8",
+            ".css" => "text/css; charset=utf-8",
+            _ => null,
+        };
+        var stream = type is null ? null : Assembly.GetManifestResourceStream($"wwwroot/{name}");
+        return stream is null ? throw ApiError.NotFound($"no page file '{name}'") : Results.Stream(stream, type);
+    }
+}

@@ -1,0 +1,120 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text;
+
+namespace BioForge.Server;
+
+/// <summary>
+/// The service's counters, gauges and histograms, written in Prometheus' text exposition format (version 0.0.4) at
+/// <c>/v1/metrics</c>. One instance per server: no process-wide registry.
+/// </summary>
+public sealed class ServerMetrics
+{
+    private static readonly double[] LatencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+    private static readonly double[] BatchSizeBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+
+    private readonly ConcurrentDictionary<(string Route, int Status), Counter> requests = new();
+    private readonly ConcurrentDictionary<string, Histogram> latency = new();
+    private readonly ConcurrentDictionary<string, Histogram> batchSizes = new();
+    private readonly ConcurrentDictionary<string, Counter> tokens = new();
+    private readonly ConcurrentDictionary<string, Counter> dropped = new();
+    private readonly ConcurrentDictionary<string, Counter> rejected = new();
+    private readonly ConcurrentDictionary<string, Func<int>> queueDepth = new();
+
+    public void Request(string route, int status, double seconds)
+    {
+        requests.GetOrAdd((route, status), _ => new Counter()).Add(1);
+        latency.GetOrAdd(route, _ => new Histogram(LatencyBuckets)).Observe(seconds);
+    }
+
+    public void Batch(string model, int size, long batchTokens)
+    {
+        batchSizes.GetOrAdd(model, _ => new Histogram(BatchSizeBuckets)).Observe(size);
+        tokens.GetOrAdd(model, _ => new Counter()).Add(batchTokens);
+    }
+
+    /// <summary>A request cancelled (client gone, timed out) before its batch ran: never computed.</summary>
+    public void Dropped(string model) => dropped.GetOrAdd(model, _ => new Counter()).Add(1);
+
+    /// <summary>A request refused because a queue was full.</summary>
+    public void Rejected(string queue) => rejected.GetOrAdd(queue, _ => new Counter()).Add(1);
+
+    public void QueueDepth(string queue, Func<int> depth) => queueDepth[queue] = depth;
+
+    public string Render()
+    {
+        var text = new StringBuilder();
+        Family(text, "bioforge_requests_total", "counter", "HTTP requests by route and status");
+        foreach (var ((route, status), c) in requests.OrderBy(kv => kv.Key.Route, StringComparer.Ordinal).ThenBy(kv => kv.Key.Status))
+            Sample(text, "bioforge_requests_total", $"route=\"{Escape(route)}\",status=\"{status}\"", c.Value);
+        Family(text, "bioforge_request_duration_seconds", "histogram", "time from request to response, by route");
+        foreach (var (route, h) in latency.OrderBy(kv => kv.Key, StringComparer.Ordinal)) h.Render(text, "bioforge_request_duration_seconds", $"route=\"{Escape(route)}\"");
+        Family(text, "bioforge_batch_size", "histogram", "requests per executed batch, by model");
+        foreach (var (model, h) in batchSizes.OrderBy(kv => kv.Key, StringComparer.Ordinal)) h.Render(text, "bioforge_batch_size", $"model=\"{Escape(model)}\"");
+        Family(text, "bioforge_tokens_total", "counter", "tokens computed, by model (rate() gives tokens/s)");
+        foreach (var (model, c) in tokens.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_tokens_total", $"model=\"{Escape(model)}\"", c.Value);
+        Family(text, "bioforge_queue_depth", "gauge", "requests waiting, by queue");
+        foreach (var (queue, depth) in queueDepth.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_queue_depth", $"queue=\"{Escape(queue)}\"", depth());
+        Family(text, "bioforge_requests_dropped_total", "counter", "requests cancelled before they were computed, by model");
+        foreach (var (model, c) in dropped.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_requests_dropped_total", $"model=\"{Escape(model)}\"", c.Value);
+        Family(text, "bioforge_requests_rejected_total", "counter", "requests refused with 503 because a queue was full, by queue");
+        foreach (var (queue, c) in rejected.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_requests_rejected_total", $"queue=\"{Escape(queue)}\"", c.Value);
+        Family(text, "bioforge_process_resident_bytes", "gauge", "resident memory of the process");
+        Sample(text, "bioforge_process_resident_bytes", "", Environment.WorkingSet);
+        Family(text, "bioforge_managed_heap_bytes", "gauge", "bytes on the .NET heap");
+        Sample(text, "bioforge_managed_heap_bytes", "", GC.GetTotalMemory(false));
+        return text.ToString();
+    }
+
+    private static void Family(StringBuilder text, string name, string type, string help) =>
+        text.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n').Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
+
+    private static void Sample(StringBuilder text, string name, string labels, double value) =>
+        text.Append(name).Append(labels.Length > 0 ? $"{{{labels}}}" : "").Append(' ').Append(Format(value)).Append('\n');
+
+    private static string Format(double value) => double.IsPositiveInfinity(value) ? "+Inf" : value.ToString("G17", CultureInfo.InvariantCulture);
+
+    private static string Escape(string label) => label.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal).Replace("\n", "\\n", StringComparison.Ordinal);
+
+    private sealed class Counter
+    {
+        private long value;
+        public double Value => Interlocked.Read(ref value);
+        public void Add(long amount) => Interlocked.Add(ref value, amount);
+    }
+
+    private sealed class Histogram(double[] bounds)
+    {
+        private readonly long[] counts = new long[bounds.Length + 1];
+        private double sum;
+        private long count;
+        private readonly Lock gate = new();
+
+        public void Observe(double value)
+        {
+            int bucket = Array.FindIndex(bounds, b => value <= b);
+            lock (gate)
+            {
+                counts[bucket < 0 ? bounds.Length : bucket]++;
+                sum += value;
+                count++;
+            }
+        }
+
+        public void Render(StringBuilder text, string name, string labels)
+        {
+            lock (gate)
+            {
+                long cumulative = 0;
+                for (int i = 0; i <= bounds.Length; i++)
+                {
+                    cumulative += counts[i];
+                    string le = i < bounds.Length ? Format(bounds[i]) : "+Inf";
+                    Sample(text, name + "_bucket", $"{labels},le=\"{le}\"", cumulative);
+                }
+                Sample(text, name + "_sum", labels, sum);
+                Sample(text, name + "_count", labels, count);
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+namespace BioForge.Server;
+
+/// <summary>How <c>bioforge serve</c> listens, which models it serves, and how it batches and sheds load.</summary>
+public sealed record ServerOptions
+{
+    /// <summary>Model directories: ESM-2 and SMILES Llama checkpoints, and <c>bioforge dti train</c> affinity models.</summary>
+    public IReadOnlyList<string> Models { get; init; } = ["models/esm2-small", "models/smiles-llama-small", "models/dti-davis"];
+
+    /// <summary>Loopback unless told otherwise: the service has no TLS of its own.</summary>
+    public string Host { get; init; } = "127.0.0.1";
+
+    /// <summary>0 picks a free port (tests); the bound address is in <see cref="BioForgeServer.Address"/>.</summary>
+    public int Port { get; init; } = 8000;
+
+    /// <summary>When set, every route but the health probes needs <c>Authorization: Bearer KEY</c> (or <c>X-API-Key: KEY</c>).</summary>
+    public string? ApiKey { get; init; }
+
+    public BatchingOptions Batching { get; init; } = new();
+
+    /// <summary>A request that has not been answered by then gets 504, and is dropped if it was not computed yet.</summary>
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The deadline of a /generate request (an optimization run of minutes).</summary>
+    public TimeSpan JobTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>Request bodies above this size get 413 before they are read.</summary>
+    public long MaxRequestBytes { get; init; } = 4 << 20;
+
+    /// <summary>Inputs in one embeddings or props request.</summary>
+    public int MaxInputs { get; init; } = 512;
+
+    /// <summary>Screening jobs kept (running, queued or finished); older finished ones are forgotten first.</summary>
+    public int MaxJobs { get; init; } = 16;
+
+    /// <summary>Molecules in one screening job.</summary>
+    public int MaxScreenMolecules { get; init; } = 100_000;
+
+    /// <summary>CPU threads for LibTorch (0: BIOFORGE_THREADS, OMP_NUM_THREADS, or all cores).</summary>
+    public int Threads { get; init; }
+
+    public string Device { get; init; } = "auto";
+}
+
+/// <summary>Dynamic batching per model: a batch closes at the token budget, the item limit, or the delay after its first request.</summary>
+public sealed record BatchingOptions
+{
+    public int MaxBatchTokens { get; init; } = 16_384;
+    public int MaxBatchItems { get; init; } = 128;
+    public TimeSpan MaxDelay { get; init; } = TimeSpan.FromMilliseconds(5);
+
+    /// <summary>Requests waiting per model; beyond it new ones get 503 with Retry-After instead of growing memory.</summary>
+    public int QueueCapacity { get; init; } = 1024;
+
+    /// <summary>1 turns batching off (every request computed alone): the baseline of the load benchmark.</summary>
+    public bool Enabled => MaxBatchItems > 1;
+}

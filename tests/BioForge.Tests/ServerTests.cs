@@ -1,0 +1,422 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using BioForge.Chem;
+using BioForge.Discovery;
+using BioForge.IO;
+using BioForge.Models.Esm;
+using BioForge.Proteins;
+using BioForge.Server;
+using static TorchSharp.torch;
+
+namespace BioForge.Tests;
+
+/// <summary>One real server on loopback (a free port) with the shipped models, shared by the tests of <see cref="ServerTests"/>.</summary>
+public sealed class ServerFixture : IAsyncLifetime
+{
+    public BioForgeServer Server { get; private set; } = null!;
+    public HttpClient Client { get; private set; } = null!;
+
+    public static ServerOptions Options(params string[] models) => new()
+    {
+        Models = models.Length > 0 ? models : [.. new[] { "esm2-small", "smiles-llama-small", "dti-davis" }.Select(m => Path.Combine(Repository.Root, "models", m))],
+        Port = 0,
+        Threads = 2,
+        Device = "cpu",
+        MaxRequestBytes = 200_000,
+    };
+
+    public async Task InitializeAsync()
+    {
+        _ = TestData.Cpu;
+        Server = await BioForgeServer.StartAsync(Options());
+        Client = new HttpClient { BaseAddress = new Uri(Server.Address), Timeout = TimeSpan.FromMinutes(3) };
+    }
+
+    public async Task DisposeAsync()
+    {
+        Client.Dispose();
+        await Server.DisposeAsync();
+    }
+}
+
+internal static class Repository
+{
+    public static string Root
+    {
+        get
+        {
+            for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+                if (File.Exists(Path.Combine(directory.FullName, "BioForge.sln"))) return directory.FullName;
+            throw new InvalidOperationException("the repository root (BioForge.sln) is not above the test binaries");
+        }
+    }
+}
+
+/// <summary>Every route of <c>bioforge serve</c> against a real Kestrel server: answers equal the library's, bad input gets the right 4xx.</summary>
+public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+{
+    private const string Ubiquitin = "MQIFVKTLTGKTITLEVEPSDTIENVKAKIQDKEGIPPDQQRLIFAGKQLEDGRTLSDYNIQKESTLHLVLRLRGG";
+    private readonly HttpClient client = fixture.Client;
+
+    private async Task<(HttpStatusCode Status, JsonNode? Body)> Post(string path, string json, string contentType = "application/json")
+    {
+        using var content = new StringContent(json, Encoding.UTF8);
+        content.Headers.ContentType = MediaTypeHeaderValue.Parse(contentType);
+        using var response = await client.PostAsync(path, content);
+        string text = await response.Content.ReadAsStringAsync();
+        return (response.StatusCode, text.Length == 0 ? null : JsonNode.Parse(text));
+    }
+
+    private async Task<(HttpStatusCode Status, JsonNode? Body)> Get(string path)
+    {
+        using var response = await client.GetAsync(path);
+        string text = await response.Content.ReadAsStringAsync();
+        return (response.StatusCode, response.Content.Headers.ContentType?.MediaType == "application/json" ? JsonNode.Parse(text) : JsonValue.Create(text));
+    }
+
+    private static void AssertError(HttpStatusCode expected, (HttpStatusCode Status, JsonNode? Body) answer, string? param, string messagePart)
+    {
+        Assert.Equal(expected, answer.Status);
+        var error = answer.Body!["error"]!;
+        Assert.Contains(messagePart, error["message"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal((int)expected, error["code"]!.GetValue<int>());
+        if (param is not null) Assert.Equal(param, error["param"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task HealthModelsMetadataAndOpenApiDescribeTheService()
+    {
+        Assert.Equal("live", (await Get("/v1/health/live")).Body!["message"]!.GetValue<string>());
+        Assert.Equal("ready", (await Get("/v1/health/ready")).Body!["message"]!.GetValue<string>());
+        var models = (await Get("/v1/models")).Body!["data"]!.AsArray().Select(m => (m!["id"]!.GetValue<string>(), m["kind"]!.GetValue<string>())).ToList();
+        Assert.Equal([("esm2-small", "protein"), ("smiles-llama-small", "molecule"), ("dti-davis", "affinity")], models);
+        var metadata = (await Get("/v1/metadata")).Body!;
+        Assert.Equal(3, metadata["model_info"]!.AsArray().Count);
+        Assert.Equal(5, metadata["batching"]!["max_delay_ms"]!.GetValue<double>());
+        var paths = (await Get("/v1/openapi.json")).Body!["paths"]!.AsObject().Select(p => p.Key).ToHashSet();
+        foreach (string route in new[] { "/v1/embeddings", "/v1/models", "/v1/health/live", "/v1/health/ready", "/v1/metrics", "/v1/metadata", "/generate",
+            "/v1/protein/fill-mask", "/v1/protein/contacts", "/v1/protein/score-variants", "/v1/molecule/props", "/v1/molecule/depict", "/v1/screen", "/v1/screen/{id}", "/v1/screen/{id}/results" })
+            Assert.Contains(route, paths);
+    }
+
+    [Fact]
+    public async Task ProteinEmbeddingsEqualTheEmbedCommandsMeanPooling()
+    {
+        string[] sequences = [Ubiquitin, "MKTAYIAKQRQISFVKSHFSRQ", "MKV"];
+        var (status, body) = await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "esm2-small", input = sequences }));
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("list", body!["object"]!.GetValue<string>());
+        Assert.Equal(sequences.Sum(s => s.Length + 2), body["usage"]!["prompt_tokens"]!.GetValue<int>());
+        using var esm = EsmCheckpoint.Load(Path.Combine(Repository.Root, "models", "esm2-small"), CPU, ScalarType.Float32);
+        var expected = new EsmEmbedder(esm, new EmbedOptions()).Embed(sequences.Select((s, i) => new FastaRecord($"s{i}", "", s, i + 1))).ToList();
+        for (int i = 0; i < sequences.Length; i++)
+        {
+            var served = body["data"]![i]!["embedding"]!.AsArray().Select(v => v!.GetValue<float>()).ToArray();
+            Assert.Equal(i, body["data"]![i]!["index"]!.GetValue<int>());
+            Assert.Equal(expected[i].Values.Length, served.Length);
+            for (int k = 0; k < served.Length; k++) Assert.True(Math.Abs(expected[i].Values[k] - served[k]) < 1e-4, $"sequence {i} dimension {k}: {served[k]} vs {expected[i].Values[k]}");
+        }
+    }
+
+    [Fact]
+    public async Task Base64EmbeddingsAreTheFloatEmbeddingsAsLittleEndianBytes()
+    {
+        var floats = (await Post("/v1/embeddings", """{"model":"smiles-llama-small","input":"c1ccccc1O"}""")).Body!["data"]![0]!["embedding"]!.AsArray().Select(v => v!.GetValue<float>()).ToArray();
+        var encoded = (await Post("/v1/embeddings", """{"model":"smiles-llama-small","input":"c1ccccc1O","encoding_format":"base64"}""")).Body!["data"]![0]!["embedding"]!.GetValue<string>();
+        var decoded = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(Convert.FromBase64String(encoded)).ToArray();
+        Assert.Equal(256, floats.Length);
+        Assert.Equal(floats, decoded);
+    }
+
+    [Fact]
+    public async Task ConcurrentRequestsAreBatchedTogetherAndGetTheirOwnAnswers()
+    {
+        string[] smiles = ["CCO", "c1ccccc1", "CC(=O)Oc1ccccc1C(=O)O", "CN1CCN(CC1)c1ccccc1", "O=C(O)CCc1ccccc1", "CCN(CC)CC", "Clc1ccccc1", "CC(C)Cc1ccc(cc1)C(C)C(=O)O"];
+        var alone = new List<float[]>();
+        foreach (string s in smiles) alone.Add(Vector((await Post("/v1/embeddings", JsonSerializer.Serialize(new { input = s, model = "smiles-llama-small" }))).Body!));
+        string before = (await Get("/v1/metrics")).Body!.GetValue<string>();
+        var together = await Task.WhenAll(Enumerable.Range(0, 48).Select(i => Post("/v1/embeddings", JsonSerializer.Serialize(new { input = smiles[i % smiles.Length], model = "smiles-llama-small" }))));
+        for (int i = 0; i < together.Length; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, together[i].Status);
+            var v = Vector(together[i].Body!);
+            for (int k = 0; k < v.Length; k++) Assert.True(Math.Abs(alone[i % smiles.Length][k] - v[k]) < 1e-4, $"request {i} dimension {k}");
+        }
+        string after = (await Get("/v1/metrics")).Body!.GetValue<string>();
+        double batches = Metric(after, "bioforge_batch_size_count{model=\"smiles-llama-small\"}") - Metric(before, "bioforge_batch_size_count{model=\"smiles-llama-small\"}");
+        double requests = Metric(after, "bioforge_batch_size_sum{model=\"smiles-llama-small\"}") - Metric(before, "bioforge_batch_size_sum{model=\"smiles-llama-small\"}");
+        Assert.Equal(48, requests);
+        Assert.True(batches < 48, $"48 concurrent requests ran in {batches} batches: none was batched with another");
+        Assert.Contains("bioforge_requests_total{route=\"/v1/embeddings\",status=\"200\"}", after);
+        Assert.Contains("bioforge_request_duration_seconds_bucket{route=\"/v1/embeddings\",le=\"+Inf\"}", after);
+        Assert.Contains("bioforge_queue_depth{queue=\"smiles-llama-small\"}", after);
+    }
+
+    private static float[] Vector(JsonNode body) => [.. body["data"]![0]!["embedding"]!.AsArray().Select(v => v!.GetValue<float>())];
+
+    private static double Metric(string text, string series) =>
+        text.Split('\n').Where(l => l.StartsWith(series + " ", StringComparison.Ordinal)).Select(l => double.Parse(l[(series.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture)).DefaultIfEmpty(0).Single();
+
+    [Fact]
+    public async Task BadRequestsGetTheRightStatusAndNameTheField()
+    {
+        AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":["""), null, "malformed request body");
+        AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":"MKV","inptu":1}"""), "inptu", "unknown field");
+        AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":[1,2]}"""), "input[0]", "must be a string");
+        AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small"}"""), "input", "required");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", """{"model":"esm2-small","input":["MKV","MK1V"]}"""), "input[1]", "invalid residue '1' at position 3");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", """{"model":"smiles-llama-small","input":"C1CC"}"""), "input", "not a valid SMILES");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", """{"model":"esm2-small","input":"MKV","encoding_format":"int8"}"""), "encoding_format", "float or base64");
+        AssertError(HttpStatusCode.NotFound, await Post("/v1/embeddings", """{"model":"esm3","input":"MKV"}"""), "model", "'esm3' is not served");
+        AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"input":"MKV"}"""), "model", "model is required");
+        AssertError(HttpStatusCode.UnsupportedMediaType, await Post("/v1/embeddings", "input=MKV", "application/x-www-form-urlencoded"), null, "application/json");
+        AssertError(HttpStatusCode.RequestEntityTooLarge, await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "esm2-small", input = new string('A', 300_000) })), null, "larger than 200,000 bytes");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "esm2-small", input = new string('A', 2000) })), "input", "at most 1024");
+        AssertError(HttpStatusCode.NotFound, await Get("/v1/embedding"), null, "no route GET /v1/embedding");
+        AssertError(HttpStatusCode.MethodNotAllowed, await Get("/v1/embeddings"), null, "does not take GET");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/protein/fill-mask", """{"sequence":"MKTAYIAKQR"}"""), "sequence", "no <mask>");
+        AssertError(HttpStatusCode.NotFound, await Post("/v1/protein/contacts", """{"model":"smiles-llama-small","sequence":"MKV"}"""), "model", "as a protein model");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/protein/contacts", """{"sequence":"MK V"}"""), "sequence", "' ' at position 3");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/protein/score-variants", """{"sequence":"MKTAYIAKQR","mutations":["K2R","Q9"]}"""), "mutations[1]", "expected wild-type letter");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"C1CC"}"""), "smi", "not a valid SMILES");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"CCO","property_name":"logS"}"""), "property_name", "QED or plogP");
+        AssertError(HttpStatusCode.BadRequest, await Post("/generate", """{"smi":"CCO","iterations":"many"}"""), "iterations", "malformed request body");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/screen", """{"target":"MKV1","smiles":["CCO"]}"""), "target", "'1' at position 4");
+        AssertError(HttpStatusCode.BadRequest, await Post("/v1/screen", """{"target":"MKV"}"""), "smiles", "smiles is required");
+        AssertError(HttpStatusCode.NotFound, await Get("/v1/screen/nope"), "id", "no screening job 'nope'");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Get("/v1/molecule/depict?smiles=C1CC"), "smiles", "not a valid SMILES");
+    }
+
+    [Fact]
+    public async Task ProteinRoutesAnswerWhatTheLibraryComputes()
+    {
+        using var esm = EsmCheckpoint.Load(Path.Combine(Repository.Root, "models", "esm2-small"), CPU, ScalarType.Float32);
+
+        var fill = (await Post("/v1/protein/fill-mask", """{"sequence":"mqifv<mask>tltgk","top_k":3}""")).Body!;
+        var expected = MaskFiller.Predict(esm, "MQIFV<mask>TLTGK", 3);
+        Assert.Equal(6, fill["predictions"]![0]!["position"]!.GetValue<int>());
+        for (int r = 0; r < 3; r++)
+        {
+            Assert.Equal(expected[0].Candidates[r].Token, fill["predictions"]![0]!["candidates"]![r]!["token"]!.GetValue<string>());
+            Assert.Equal(expected[0].Candidates[r].Probability, fill["predictions"]![0]!["candidates"]![r]!["probability"]!.GetValue<double>(), 5);
+        }
+
+        var each = (await Post("/v1/protein/fill-mask", """{"sequence":"MQIFVKTLTGK","each_position":true,"top_k":2}""")).Body!["predictions"]!.AsArray();
+        Assert.Equal(11, each.Count);
+        var masked = MaskFiller.Predict(esm, "MQIFV<mask>TLTGK", 33);
+        Assert.Equal("K", each[5]!["wild_type"]!.GetValue<string>());
+        Assert.Equal(masked[0].Candidates.Single(c => c.Token == "K").Probability, each[5]!["wild_type_probability"]!.GetValue<double>(), 5);
+
+        var contacts = (await Post("/v1/protein/contacts", JsonSerializer.Serialize(new { sequence = Ubiquitin, top = 4 }))).Body!;
+        var map = ContactPredictor.Predict(esm, Ubiquitin);
+        Assert.Equal(Ubiquitin.Length, contacts["length"]!.GetValue<int>());
+        Assert.Equal(map[3, 40], contacts["contacts"]![3]![40]!.GetValue<float>(), 5);
+        var top = contacts["top_contacts"]!.AsArray();
+        Assert.Equal(4, top.Count);
+        Assert.All(top, c => Assert.True(c!["j"]!.GetValue<int>() - c["i"]!.GetValue<int>() >= 6));
+
+        var variants = (await Post("/v1/protein/score-variants", """{"sequence":"MKTAYIAKQR","mutations":["K2R","A4G:Y5F"]}""")).Body!["scores"]!.AsArray();
+        var wt = "MKTAYIAKQR";
+        var scores = new VariantScorer(esm, 8192).Score(wt, [Variant.Parse("K2R", wt), Variant.Parse("A4G:Y5F", wt)]);
+        Assert.Equal("A4G:Y5F", variants[1]!["mutation"]!.GetValue<string>());
+        Assert.Equal(scores[0], variants[0]!["score"]!.GetValue<double>(), 5);
+        Assert.Equal(scores[1], variants[1]!["score"]!.GetValue<double>(), 5);
+    }
+
+    [Fact]
+    public async Task PropsAndDepictionsComeFromRDKit()
+    {
+        var rows = (await Post("/v1/molecule/props", """{"smiles":["OCC","C1CC"]}""")).Body!["data"]!.AsArray();
+        using var table = new PropertyTable();
+        var expected = table.Compute(new MoleculeRecord("OCC", "OCC", false, 1, new Dictionary<string, string>()));
+        Assert.Equal("CCO", rows[0]!["canonical"]!.GetValue<string>());
+        Assert.Equal(expected.Qed, rows[0]!["qed"]!.GetValue<double>(), 10);
+        Assert.Equal(expected.Sa, rows[0]!["sa"]!.GetValue<double>(), 10);
+        Assert.False(rows[1]!["valid"]!.GetValue<bool>());
+        Assert.Contains("unclosed ring", rows[1]!["error"]!.GetValue<string>());
+
+        using var response = await client.GetAsync("/v1/molecule/depict?smiles=c1ccccc1O&width=200&height=150");
+        Assert.Equal("image/svg+xml", response.Content.Headers.ContentType!.MediaType);
+        Assert.Contains("<svg", await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task GenerateAnswersInMolMimsShapeWithDistinctValidMolecules()
+    {
+        var (status, body) = await Post("/generate", """{"smi":"CC(=O)Oc1ccccc1C(=O)O","num_molecules":5,"iterations":2,"particles":16,"min_similarity":0.3}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("QED", body!["score_type"]!.GetValue<string>());
+        var molecules = JsonNode.Parse(body["molecules"]!.GetValue<string>())!.AsArray(); // MolMIM sends a JSON-encoded string
+        Assert.InRange(molecules.Count, 1, 5);
+        using var qed = new Qed();
+        foreach (var m in molecules)
+        {
+            string smiles = m!["sample"]!.GetValue<string>();
+            Assert.True(Molecule.TryFromSmiles(smiles, out var parsed, out _), smiles);
+            using (parsed) Assert.Equal(qed.Score(parsed!), m["score"]!.GetValue<double>(), 3);
+            Assert.InRange(m["similarity"]!.GetValue<double>(), 0, 1);
+        }
+        Assert.Equal(molecules.Count, molecules.Select(m => m!["sample"]!.GetValue<string>()).Distinct().Count());
+    }
+
+    [Fact]
+    public async Task AScreeningJobReportsProgressAndFindsWhatTheScreenCommandFinds()
+    {
+        string target = TargetSequence.Read(Path.Combine(Repository.Root, "data", "targets", "abl1.fasta"));
+        string[] library = [.. MoleculeSource.Read(Path.Combine(Repository.Root, "data", "zinc250k", "test.smi.gz")).Take(300).Select(r => r.Text), "C1CC"];
+        var (status, job) = await Post("/v1/screen", JsonSerializer.Serialize(new { target, smiles = library, top = 5 }));
+        Assert.Equal(HttpStatusCode.Accepted, status);
+        Assert.Equal(301, job!["total"]!.GetValue<int>());
+        string id = job["id"]!.GetValue<string>();
+        JsonNode view;
+        do
+        {
+            await Task.Delay(100);
+            view = (await Get($"/v1/screen/{id}")).Body!;
+        } while (view["status"]!.GetValue<string>() is "queued" or "running");
+        Assert.Equal("succeeded", view["status"]!.GetValue<string>());
+        Assert.Equal(301, view["processed"]!.GetValue<long>());
+        var results = (await Get($"/v1/screen/{id}/results")).Body!;
+        Assert.Equal(300, results["scored"]!.GetValue<long>());
+        Assert.Equal(1, results["invalid"]!.GetValue<long>());
+        using var model = AffinityModel.Load(Path.Combine(Repository.Root, "models", "dti-davis"), CPU);
+        var expected = VirtualScreen.Run(model, target, library.Select((s, i) => new MoleculeRecord($"#{i + 1}", s, false, i + 1, new Dictionary<string, string>())), new ScreenOptions { Top = 5 });
+        var hits = results["hits"]!.AsArray();
+        Assert.Equal(expected.Hits.Select(h => h.Id), hits.Select(h => h!["id"]!.GetValue<string>()));
+        Assert.Equal(expected.Hits[0].Affinity, hits[0]!["affinity"]!.GetValue<double>(), 4);
+        Assert.NotNull(hits[0]!["nearest_known_binder"]); // ABL1 is a Davis target
+    }
+
+    [Fact]
+    public async Task TheWebPageWorksInChromiumWithoutLeavingTheServer()
+    {
+        string screenshot = Path.Combine(TestData.TempDirectory(), "serve-page.png");
+        var info = new System.Diagnostics.ProcessStartInfo("node", [Path.Combine(Repository.Root, "tests", "browser", "page.mjs"), fixture.Server.Address + "/", screenshot])
+        { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var node = System.Diagnostics.Process.Start(info)!;
+        var output = node.StandardOutput.ReadToEndAsync();
+        var error = node.StandardError.ReadToEndAsync();
+        Assert.True(await Task.Run(() => node.WaitForExit(TimeSpan.FromMinutes(4))), "the page test did not finish within 4 minutes");
+        Assert.True(node.ExitCode == 0, $"page.mjs: {await output} {await error}");
+        var steps = JsonNode.Parse(await output)!["steps"]!;
+        Assert.Equal(Ubiquitin.Length, steps["protein"]!["residues"]!.GetValue<int>());
+        Assert.InRange(steps["design"]!["cards"]!.GetValue<int>(), 1, 6);
+        Assert.Equal(3, steps["screen"]!["rows"]!.GetValue<int>());
+        Assert.True(new FileInfo(screenshot).Length > 50_000, "the screenshot is (nearly) empty");
+    }
+}
+
+/// <summary>Authentication, timeouts and load shedding, each on a server of its own.</summary>
+public sealed class ServerLimitsTests
+{
+    private static string Model(string name) => Path.Combine(Repository.Root, "models", name);
+
+    [Fact]
+    public async Task WithAnApiKeyOnlyHealthProbesAndThePageAreOpen()
+    {
+        _ = TestData.Cpu;
+        await using var server = await BioForgeServer.StartAsync(ServerFixture.Options(Model("smiles-llama-small")) with { ApiKey = "s3cret" });
+        using var client = new HttpClient { BaseAddress = new Uri(server.Address) };
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v1/health/ready")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/")).StatusCode);
+        var refused = await client.GetAsync("/v1/models");
+        Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+        Assert.Contains("API key", await refused.Content.ReadAsStringAsync());
+        using var wrong = new HttpRequestMessage(HttpMethod.Get, "/v1/models") { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", "guess") } };
+        Assert.Equal(HttpStatusCode.Unauthorized, (await client.SendAsync(wrong)).StatusCode);
+        using var bearer = new HttpRequestMessage(HttpMethod.Get, "/v1/models") { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", "s3cret") } };
+        Assert.Equal(HttpStatusCode.OK, (await client.SendAsync(bearer)).StatusCode);
+        using var header = new HttpRequestMessage(HttpMethod.Get, "/v1/models") { Headers = { { "X-API-Key", "s3cret" } } };
+        Assert.Equal(HttpStatusCode.OK, (await client.SendAsync(header)).StatusCode);
+    }
+
+    [Fact]
+    public async Task ARequestNotAnsweredInTimeGets504AndIsNotComputed()
+    {
+        _ = TestData.Cpu;
+        // The batch waits 2 s for company; the request may wait 0.2 s.
+        var options = ServerFixture.Options(Model("smiles-llama-small")) with
+        {
+            RequestTimeout = TimeSpan.FromMilliseconds(200),
+            Batching = new BatchingOptions { MaxDelay = TimeSpan.FromSeconds(2) },
+        };
+        await using var server = await BioForgeServer.StartAsync(options);
+        using var client = new HttpClient { BaseAddress = new Uri(server.Address) };
+        using var content = new StringContent("""{"input":"CCO"}""", Encoding.UTF8, "application/json");
+        var response = await client.PostAsync("/v1/embeddings", content);
+        Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
+        Assert.Contains("not answered within 0.2 s", await response.Content.ReadAsStringAsync());
+        await Task.Delay(2500);
+        string metrics = await client.GetStringAsync("/v1/metrics");
+        Assert.Contains("bioforge_requests_dropped_total{model=\"smiles-llama-small\"} 1", metrics);
+        Assert.DoesNotContain("bioforge_batch_size_count{model=\"smiles-llama-small\"}", metrics);
+    }
+}
+
+/// <summary>The batcher itself: grouping under the budget, shedding beyond capacity, dropping abandoned requests.</summary>
+public sealed class DynamicBatcherTests
+{
+    [Fact]
+    public async Task RequestsWaitingWhileABatchRunsFormTheNextBatchUpToItsLimits()
+    {
+        var metrics = new ServerMetrics();
+        using var device = new DeviceWorker("test", 100, metrics);
+        using var gate = new SemaphoreSlim(0);
+        var batches = new List<int[]>();
+        var options = new BatchingOptions { MaxBatchItems = 4, MaxBatchTokens = 100, MaxDelay = TimeSpan.FromMilliseconds(1), QueueCapacity = 100 };
+        using var batcher = new DynamicBatcher<int, int>("m", options, x => x, inputs =>
+        {
+            gate.Wait();
+            lock (batches) batches.Add([.. inputs]);
+            return [.. inputs.Select(x => x * 10)];
+        }, device, metrics);
+        var first = batcher.SubmitAsync(1, CancellationToken.None);
+        await Task.Delay(200); // the first batch (just [1]) is running, held at the gate
+        var rest = Enumerable.Range(2, 9).Select(x => batcher.SubmitAsync(x, CancellationToken.None)).ToList();
+        var big = batcher.SubmitAsync(95, CancellationToken.None);
+        gate.Release(100);
+        Assert.Equal(10, await first);
+        Assert.Equal(Enumerable.Range(2, 9).Select(x => x * 10), await Task.WhenAll(rest));
+        Assert.Equal(950, await big);
+        Assert.Equal([1], batches[0]);
+        Assert.Equal([2, 3, 4, 5], batches[1]); // the item limit
+        Assert.Equal([6, 7, 8, 9], batches[2]);
+        Assert.Equal([10], batches[3]); // 10 + 95 would pass the token budget of 100
+        Assert.Equal([95], batches[4]);
+    }
+
+    [Fact]
+    public async Task BeyondCapacityRequestsAreRefusedWith503AndAbandonedOnesAreNeverComputed()
+    {
+        var metrics = new ServerMetrics();
+        using var device = new DeviceWorker("test", 100, metrics);
+        using var gate = new SemaphoreSlim(0);
+        var computed = new List<int>();
+        var options = new BatchingOptions { MaxBatchItems = 8, MaxDelay = TimeSpan.FromMilliseconds(1), QueueCapacity = 3 };
+        using var batcher = new DynamicBatcher<int, int>("m", options, _ => 1, inputs =>
+        {
+            gate.Wait();
+            lock (computed) computed.AddRange(inputs);
+            return inputs;
+        }, device, metrics);
+        var running = batcher.SubmitAsync(0, CancellationToken.None);
+        await Task.Delay(200);
+        using var abandon = new CancellationTokenSource();
+        var waiting = new[] { batcher.SubmitAsync(1, CancellationToken.None), batcher.SubmitAsync(2, abandon.Token), batcher.SubmitAsync(3, CancellationToken.None) };
+        var refused = Assert.Throws<ApiError>(() => { _ = batcher.SubmitAsync(4, CancellationToken.None); }); // refused at once, not later
+        Assert.Equal(503, refused.Status);
+        Assert.Equal(1, refused.RetryAfterSeconds);
+        abandon.Cancel();
+        gate.Release(100);
+        Assert.Equal(0, await running);
+        Assert.Equal(1, await waiting[0]);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting[1]);
+        Assert.Equal(3, await waiting[2]);
+        Assert.Equal([0, 1, 3], computed);
+        Assert.Contains("bioforge_requests_rejected_total{queue=\"m\"} 1", metrics.Render());
+        Assert.Contains("bioforge_requests_dropped_total{model=\"m\"} 1", metrics.Render());
+    }
+}
