@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages BioForge builds against (RDKit and the C++ toolchain for its shim, Open MPI for
-# multi-process runs, Chromium and Node.js for the browser tests of the HTML pages), when missing; then the browser
-# tests' npm package (playwright-core, pinned in tests/browser/package-lock.json).
+# multi-process runs, Chromium and Node.js for the browser tests of the HTML pages, nginx for the scale-out test),
+# when missing; then the browser tests' npm package (playwright-core, pinned in tests/browser/package-lock.json).
 # Runs apt-get as root, or through sudo; otherwise prints the command to run.
 set -euo pipefail
-packages=(cmake g++ make librdkit-dev rdkit-data libboost-dev libcairo2-dev openmpi-bin libopenmpi-dev chromium)
+packages=(cmake g++ make librdkit-dev rdkit-data libboost-dev libcairo2-dev openmpi-bin libopenmpi-dev chromium nginx)
 # Node.js: Debian's, unless one (e.g. NodeSource's, which bundles npm) is already there.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 missing=()

@@ -72,6 +72,7 @@ internal static class BenchCommands
         bench.Subcommands.Add(Similarity(output, error));
         bench.Subcommands.Add(Train(output, error));
         bench.Subcommands.Add(Matmul(output, error));
+        bench.Subcommands.Add(ServeBenchCommand.Create(output, error));
         return bench;
     }
 

@@ -135,8 +135,9 @@ public sealed class DynamicBatcher<TIn, TOut> : IDisposable
             var inputs = live.Select(p => p.Input).ToList();
             var results = await device.RunAsync(() =>
             {
+                long start = Stopwatch.GetTimestamp();
                 var r = execute(inputs);
-                metrics.Batch(model, inputs.Count, live.Sum(p => (long)p.Cost));
+                metrics.Batch(model, inputs.Count, live.Sum(p => (long)p.Cost), Stopwatch.GetElapsedTime(start).TotalSeconds);
                 return r;
             }, CancellationToken.None);
             for (int i = 0; i < live.Count; i++) live[i].Result.TrySetResult(results[i]);

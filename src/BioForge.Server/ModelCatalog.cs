@@ -72,12 +72,27 @@ public sealed class LanguageModel : IDisposable
     {
         encoder.Network.eval();
         using var _ = no_grad();
-        using var scope = NewDisposeScope();
-        var pooled = encoder.MeanOverResidues(batch, tensors).to(ScalarType.Float32).cpu().contiguous();
-        var values = pooled.data<float>().ToArray();
-        int width = (int)pooled.shape[1];
-        return [.. Enumerable.Range(0, batch.Count).Select(i => values.AsSpan(i * width, width).ToArray())];
+        var result = new float[batch.Count][];
+        // Requests arrive in any order of length: sorted and cut into forward passes of similar length, a batch pays
+        // for little padding, and attention memory stays bounded by ForwardTokens.
+        var order = Enumerable.Range(0, batch.Count).OrderBy(i => batch[i].Ids.Length).ToArray();
+        for (int start = 0; start < order.Length;)
+        {
+            int end = start + 1;
+            while (end < order.Length && (end - start + 1) * batch[order[end]].Ids.Length <= ForwardTokens) end++;
+            using var scope = NewDisposeScope();
+            var part = order[start..end];
+            var pooled = encoder.MeanOverResidues([.. part.Select(i => batch[i])], tensors).to(ScalarType.Float32).cpu().contiguous();
+            var values = pooled.data<float>().ToArray();
+            int width = (int)pooled.shape[1];
+            for (int k = 0; k < part.Length; k++) result[part[k]] = values.AsSpan(k * width, width).ToArray();
+            start = end;
+        }
+        return result;
     }
+
+    /// <summary>Padded tokens of one forward pass within a batch.</summary>
+    private const int ForwardTokens = 8192;
 
     private static string Shorten(string text) => text.Length <= 40 ? text : text[..37] + "...";
 

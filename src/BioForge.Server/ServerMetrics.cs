@@ -16,6 +16,7 @@ public sealed class ServerMetrics
     private readonly ConcurrentDictionary<(string Route, int Status), Counter> requests = new();
     private readonly ConcurrentDictionary<string, Histogram> latency = new();
     private readonly ConcurrentDictionary<string, Histogram> batchSizes = new();
+    private readonly ConcurrentDictionary<string, Histogram> batchSeconds = new();
     private readonly ConcurrentDictionary<string, Counter> tokens = new();
     private readonly ConcurrentDictionary<string, Counter> dropped = new();
     private readonly ConcurrentDictionary<string, Counter> rejected = new();
@@ -27,9 +28,10 @@ public sealed class ServerMetrics
         latency.GetOrAdd(route, _ => new Histogram(LatencyBuckets)).Observe(seconds);
     }
 
-    public void Batch(string model, int size, long batchTokens)
+    public void Batch(string model, int size, long batchTokens, double seconds)
     {
         batchSizes.GetOrAdd(model, _ => new Histogram(BatchSizeBuckets)).Observe(size);
+        batchSeconds.GetOrAdd(model, _ => new Histogram(LatencyBuckets)).Observe(seconds);
         tokens.GetOrAdd(model, _ => new Counter()).Add(batchTokens);
     }
 
@@ -51,6 +53,8 @@ public sealed class ServerMetrics
         foreach (var (route, h) in latency.OrderBy(kv => kv.Key, StringComparer.Ordinal)) h.Render(text, "bioforge_request_duration_seconds", $"route=\"{Escape(route)}\"");
         Family(text, "bioforge_batch_size", "histogram", "requests per executed batch, by model");
         foreach (var (model, h) in batchSizes.OrderBy(kv => kv.Key, StringComparer.Ordinal)) h.Render(text, "bioforge_batch_size", $"model=\"{Escape(model)}\"");
+        Family(text, "bioforge_batch_duration_seconds", "histogram", "compute time of one batch on the device, by model");
+        foreach (var (model, h) in batchSeconds.OrderBy(kv => kv.Key, StringComparer.Ordinal)) h.Render(text, "bioforge_batch_duration_seconds", $"model=\"{Escape(model)}\"");
         Family(text, "bioforge_tokens_total", "counter", "tokens computed, by model (rate() gives tokens/s)");
         foreach (var (model, c) in tokens.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_tokens_total", $"model=\"{Escape(model)}\"", c.Value);
         Family(text, "bioforge_queue_depth", "gauge", "requests waiting, by queue");

@@ -122,7 +122,7 @@ public sealed class AffinityTests
     public void ScreeningRanksALibrarySkipsUnreadableLinesAndWritesTheReport()
     {
         string library = Path.Combine(TestData.TempDirectory(), "library.smi");
-        File.WriteAllLines(library, ["CC(=O)Nc1ccc(O)cc1", "not_a_smiles", "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1", "", "C1CC(", "c1ccccc1O", "CCN(CC)CC"]);
+        File.WriteAllLines(library, ["CC(=O)Nc1ccc(O)cc1", "not_a_smiles", "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1\timatinib", "", "C1CC(", "c1ccccc1O phenol", "CCN(CC)CC"]);
         string hits = Path.Combine(TestData.TempDirectory(), "hits.csv"), report = Path.ChangeExtension(hits, ".html");
         var (code, text, error) = CliRun("screen", "--target", Abl1Kinase, "--library", library, "--top", "3", "--out", hits, "--report", report,
             "--model", SmallModel.Value, "--device", "cpu", "--threads", "2");
@@ -134,6 +134,9 @@ public sealed class AffinityTests
         Assert.Equal(4, rows.Length); // header + top 3
         var affinities = rows.Skip(1).Select(r => double.Parse(r.Split(',')[3], System.Globalization.CultureInfo.InvariantCulture)).ToList();
         Assert.Equal(affinities.OrderByDescending(a => a), affinities);
+        var ids = rows.Skip(1).Select(r => r.Split(',')[1]).ToList();
+        Assert.Contains("imatinib", ids); // the name after the SMILES, not "line 3"
+        Assert.All(ids, id => Assert.True(id is "imatinib" or "phenol" || id.StartsWith("line ", StringComparison.Ordinal), id));
         Assert.Contains("Virtual screening", File.ReadAllText(report));
     }
 

@@ -291,6 +291,31 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
     }
 
     [Fact]
+    public async Task AJobCanBeStoppedWhileQueuedOrRunning()
+    {
+        string target = TargetSequence.Read(Path.Combine(Repository.Root, "data", "targets", "abl1.fasta"));
+        string[] library = [.. MoleculeSource.Read(Path.Combine(Repository.Root, "data", "zinc250k", "valid.smi.gz")).Take(3000).Select(r => r.Text)];
+        string body = JsonSerializer.Serialize(new { target, smiles = library, top = 5 });
+        string running = (await Post("/v1/screen", body)).Body!["id"]!.GetValue<string>();
+        string queued = (await Post("/v1/screen", body)).Body!["id"]!.GetValue<string>(); // waits behind the first
+        using (var stopQueued = await client.DeleteAsync($"/v1/screen/{queued}"))
+        {
+            Assert.Equal(HttpStatusCode.Accepted, stopQueued.StatusCode);
+            Assert.Equal("cancelled", JsonNode.Parse(await stopQueued.Content.ReadAsStringAsync())!["status"]!.GetValue<string>());
+        }
+        Assert.Equal(HttpStatusCode.Accepted, (await client.DeleteAsync($"/v1/screen/{running}")).StatusCode);
+        string status = "";
+        for (int i = 0; i < 300 && status != "cancelled"; i++)
+        {
+            await Task.Delay(100);
+            status = (await Get($"/v1/screen/{running}")).Body!["status"]!.GetValue<string>();
+        }
+        Assert.Equal("cancelled", status);
+        AssertError(HttpStatusCode.Conflict, await Get($"/v1/screen/{running}/results"), "id", "is cancelled");
+        Assert.True((await Get($"/v1/screen/{running}")).Body!["processed"]!.GetValue<long>() < library.Length, "the job ran to its end although it was stopped");
+    }
+
+    [Fact]
     public async Task TheWebPageWorksInChromiumWithoutLeavingTheServer()
     {
         string screenshot = Path.Combine(TestData.TempDirectory(), "serve-page.png");
@@ -349,6 +374,25 @@ public sealed class ServerLimitsTests
         var response = await client.PostAsync("/v1/embeddings", content);
         Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
         Assert.Contains("not answered within 0.2 s", await response.Content.ReadAsStringAsync());
+        await Task.Delay(2500);
+        string metrics = await client.GetStringAsync("/v1/metrics");
+        Assert.Contains("bioforge_requests_dropped_total{model=\"smiles-llama-small\"} 1", metrics);
+        Assert.DoesNotContain("bioforge_batch_size_count{model=\"smiles-llama-small\"}", metrics);
+    }
+}
+
+public sealed class ServerDisconnectTests
+{
+    [Fact]
+    public async Task ARequestWhoseClientHasGoneIsDroppedBeforeItIsComputed()
+    {
+        _ = TestData.Cpu;
+        var options = ServerFixture.Options(Path.Combine(Repository.Root, "models", "smiles-llama-small")) with { Batching = new BatchingOptions { MaxDelay = TimeSpan.FromSeconds(2) } };
+        await using var server = await BioForgeServer.StartAsync(options);
+        using var client = new HttpClient { BaseAddress = new Uri(server.Address) };
+        using var gone = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+        using var content = new StringContent("""{"input":"CCO"}""", Encoding.UTF8, "application/json");
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.PostAsync("/v1/embeddings", content, gone.Token)); // the client hangs up while its batch gathers
         await Task.Delay(2500);
         string metrics = await client.GetStringAsync("/v1/metrics");
         Assert.Contains("bioforge_requests_dropped_total{model=\"smiles-llama-small\"} 1", metrics);

@@ -55,8 +55,8 @@ internal static class GenerateRoutes
         app.MapPost("/generate", async (HttpContext context) =>
         {
             var request = await Json.ReadAsync<GenerateRequest>(context.Request);
-            var config = Validate(request, state);
-            var molecules = await state.WithDeadline(context, token => state.LongWork.RunAsync(() => Run(config, request, state, token), token), state.Options.JobTimeout);
+            var (config, seed) = Validate(request, state);
+            var molecules = await state.WithDeadline(context, token => state.LongWork.RunAsync(() => Run(config, seed, request, state, token), token), state.Options.JobTimeout);
             string encoded = JsonSerializer.Serialize(molecules, Json.Options);
             return Results.Json(new GenerateResponse(encoded, request.PropertyName, request.Algorithm == "none" ? 0 : request.Iterations, request.Particles * Math.Max(1, request.Iterations)), Json.Options);
         })
@@ -64,7 +64,8 @@ internal static class GenerateRoutes
         .Accepts<GenerateRequest>("application/json").Produces<GenerateResponse>().ProducesErrors(400, 422, 503, 504);
     }
 
-    private static OptimizeConfig Validate(GenerateRequest r, ServerState state)
+    /// <summary>The optimizer's run for a valid request, and the seed's canonical SMILES; 4xx naming the field otherwise.</summary>
+    private static (OptimizeConfig Config, string Seed) Validate(GenerateRequest r, ServerState state)
     {
         if (string.IsNullOrWhiteSpace(r.Smi)) throw ApiError.BadRequest("smi is required: the seed molecule as SMILES", "smi");
         if (!Molecule.TryFromSmiles(r.Smi, out var seed, out string? error)) throw ApiError.Invalid($"smi: '{r.Smi}' is not a valid SMILES: {error}", "smi");
@@ -91,7 +92,7 @@ internal static class GenerateRoutes
             Smiles = [canonical],
             Transform = new TransformSettings { Kind = "sigmoid", Low = low, High = Math.Min(1, r.MinSimilarity + 0.1) },
         };
-        return new OptimizeConfig
+        var config = new OptimizeConfig
         {
             Seed = r.Seed,
             Prior = new OptimizeConfig.PriorSection { Model = prior.Directory },
@@ -111,9 +112,10 @@ internal static class GenerateRoutes
                 },
             ],
         };
+        return (config, canonical);
     }
 
-    private static List<GeneratedMolecule> Run(OptimizeConfig config, GenerateRequest request, ServerState state, CancellationToken cancellation)
+    private static List<GeneratedMolecule> Run(OptimizeConfig config, string seed, GenerateRequest request, ServerState state, CancellationToken cancellation)
     {
         string directory = Path.Combine(Path.GetTempPath(), $"bioforge-generate-{Guid.NewGuid():N}");
         if (request.Algorithm == "none")
@@ -128,7 +130,7 @@ internal static class GenerateRoutes
                 new OptimizeOptions { Cancellation = cancellation, Threads = state.Compute.Threads });
             if (result.Interrupted) throw new OperationCanceledException(cancellation);
             // Molecules that meet min_similarity first (by the objective), then the nearest misses: MolMIM's constraint where it can be met.
-            return [.. result.Ranked.Where(m => m.Canonical != config.Stages[0].Components[1].Smiles[0])
+            return [.. result.Ranked.Where(m => m.Canonical != seed)
                 .OrderByDescending(m => m.Raw[1] >= request.MinSimilarity).ThenByDescending(m => m.Score)
                 .Take(request.NumMolecules).Select(m => new GeneratedMolecule(m.Canonical, Math.Round(m.Raw[0], 4), Math.Round(m.Raw[1], 4)))];
         }

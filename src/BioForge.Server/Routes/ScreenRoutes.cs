@@ -57,7 +57,10 @@ internal static class ScreenRoutes
             var token = job.Cancel.Token;
             _ = state.LongWork.RunAsync(() => Execute(job, model, target, library, token), token).ContinueWith(t =>
             {
-                if (t.IsCanceled || t.Exception?.InnerException is OperationCanceledException) Finish(job, JobStatus.Cancelled, null);
+                if (t.IsCanceled || t.Exception?.InnerException is OperationCanceledException)
+                {
+                    if (!job.Done) Finish(job, JobStatus.Cancelled, null);
+                }
                 else if (t.Exception is { } e) Finish(job, JobStatus.Failed, e.InnerException?.Message ?? e.Message);
             }, TaskScheduler.Default);
             context.Response.Headers.Location = $"/v1/screen/{job.Id}";
@@ -84,14 +87,17 @@ internal static class ScreenRoutes
         screen.MapDelete("/{id}", (string id) =>
         {
             var job = state.Jobs.Get(id);
-            if (!job.Done) job.Cancel.Cancel();
+            if (job.Done) return Results.Json(View(job), Json.Options);
+            job.Cancel.Cancel();
+            if (job.Status == JobStatus.Queued) Finish(job, JobStatus.Cancelled, null); // never started: nothing to wait for
             return Results.Json(View(job), Json.Options, statusCode: StatusCodes.Status202Accepted);
         })
-        .WithSummary("Stop a queued or running job").Produces<JobView>(202).ProducesErrors(404);
+        .WithSummary("Stop a queued or running job (202; 200 when it had already ended)").Produces<JobView>(202).Produces<JobView>(200).ProducesErrors(404);
     }
 
     private static bool Execute(ScreenJob job, AffinityModel model, string target, IEnumerable<MoleculeRecord> library, CancellationToken cancellation)
     {
+        cancellation.ThrowIfCancellationRequested();
         job.Status = JobStatus.Running;
         var summary = VirtualScreen.Run(model, target, Cancellable(library, cancellation), new ScreenOptions { Top = job.Top, BatchSize = 256 },
             new Progress(job));

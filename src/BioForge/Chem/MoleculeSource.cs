@@ -19,6 +19,11 @@ public static class MoleculeSource
 {
     private static readonly IReadOnlyDictionary<string, string> NoProperties = new Dictionary<string, string>();
 
+    /// <summary>The property holding a molecule's name: the text after the SMILES of a .smi line, or a table's name/id column.</summary>
+    public const string NameProperty = "name";
+
+    private static readonly string[] NameColumns = ["name", "id", "title", "zinc_id", "compound_id", "molecule_chembl_id"];
+
     public static IEnumerable<MoleculeRecord> Read(string path, string? smilesColumn = null)
     {
         if (!File.Exists(path)) throw new BioForgeException($"{path}: file not found");
@@ -53,7 +58,8 @@ public static class MoleculeSource
             if (text.Length == 0) continue;
             int space = text.IndexOfAny([' ', '\t']);
             string smiles = space < 0 ? text : text[..space];
-            yield return new MoleculeRecord(smiles, smiles, false, number, NoProperties);
+            string name = space < 0 ? "" : text[(space + 1)..].Trim();
+            yield return new MoleculeRecord(smiles, smiles, false, number, name.Length == 0 ? NoProperties : new Dictionary<string, string> { [NameProperty] = name });
         }
     }
 
@@ -77,6 +83,7 @@ public static class MoleculeSource
         }
         if (index < 0)
             throw new BioForgeException($"{path}: no {(smilesColumn is null ? "SMILES" : $"'{smilesColumn}'")} column in the header ({string.Join(", ", columns)}); name it with --smiles-column");
+        int nameIndex = columns.FindIndex(c => NameColumns.Contains(c.Trim(), StringComparer.OrdinalIgnoreCase));
         string? line;
         int number = 1;
         while ((line = reader.ReadLine()) != null)
@@ -86,7 +93,8 @@ public static class MoleculeSource
             var fields = Csv.Split(line.TrimEnd('\r'), separator);
             if (fields.Count <= index) throw new BioForgeException($"{path}:{number}: {fields.Count} fields, the SMILES column is number {index + 1}");
             string smiles = fields[index].Trim();
-            yield return new MoleculeRecord(smiles, smiles, false, number, NoProperties);
+            string name = nameIndex >= 0 && nameIndex < fields.Count ? fields[nameIndex].Trim() : "";
+            yield return new MoleculeRecord(smiles, smiles, false, number, name.Length == 0 ? NoProperties : new Dictionary<string, string> { [NameProperty] = name });
         }
     }
 

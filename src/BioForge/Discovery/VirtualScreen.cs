@@ -100,7 +100,8 @@ public static class VirtualScreen
             var d = m.Descriptors();
             var fingerprint = Fingerprints.Morgan(m);
             var nearest = binders.Count == 0 ? default : binders.MaxBy(b => Fingerprints.Tanimoto(fingerprint, b.Fingerprint));
-            string id = record.Label == record.Text ? $"line {record.Line}" : record.Label;
+            string id = record.Properties.TryGetValue(MoleculeSource.NameProperty, out string? name) ? name
+                : record.Label == record.Text ? $"line {record.Line}" : record.Label;
             hits[i] = new ScreenHit(i + 1, id, m.ToSmiles(), record.Line, affinity, qed.Score(m), sa.Score(m), d.LogP, d.MolWt, d.Tpsa, d.HBondDonors, d.HBondAcceptors,
                 string.Join("; ", alerts.Matches(m)), binders.Count == 0 ? null : nearest.Smiles, binders.Count == 0 ? null : nearest.Name,
                 binders.Count == 0 ? null : Fingerprints.Tanimoto(fingerprint, nearest.Fingerprint));
