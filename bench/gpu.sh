@@ -29,4 +29,6 @@ run "$BIOFORGE" bench train --config configs/esm2-8m.yaml --steps 20 --warmup 3 
 # NCCL (issue 5): the single-GPU communicator — every collective checked on CUDA tensors, then all-reduce bandwidth.
 "$BIOFORGE" dist check --device cuda >>"$out/log.txt" 2>&1 || echo "failed: dist check --device cuda" | tee -a "$out/log.txt"
 run "$BIOFORGE" dist bench --device cuda --sizes 8K,1M,64M,1G --repeats 20 --warmup 5
+# The inference service on the GPU (issue 7): dynamic batching vs batch size 1, and shedding at twice the capacity.
+DEVICE=cuda bench/serve_load.sh 4000 64 >>"$out/results.jsonl" 2>>"$out/log.txt" || echo "failed: bench/serve_load.sh" | tee -a "$out/log.txt"
 echo "results in $out/results.jsonl"

@@ -3,11 +3,14 @@
 # latency with dynamic batching vs batch size 1 at the same concurrency; load shedding at twice the capacity; and,
 # with SOAK_SECONDS set, a soak run sampling the server's resident memory. Bounded in count and time.
 # Usage, from the repository root:  bench/serve_load.sh [requests] [concurrency]   (SOAK_SECONDS=600 adds the soak)
+# On another machine: BIOFORGE=path/to/published/BioForge.Cli DEVICE=cuda bench/serve_load.sh (bench/gpu.sh does).
 set -euo pipefail
+bioforge="${BIOFORGE:-./bioforge}"
+device="${DEVICE:-auto}"
 requests="${1:-2000}"
 concurrency="${2:-64}"
 port=18080
-./bioforge env >/dev/null # builds the CLI once, outside the timed runs
+"$bioforge" env >/dev/null # builds the CLI once, outside the timed runs
 work="$(mktemp -d)"
 # From UniProt: 1,000 sequences of 50–400 residues (typical embedding requests), and 1,000 peptides of 8–30 residues
 # (their first residues; short requests, where a forward pass costs more in fixed overhead than in arithmetic).
@@ -29,13 +32,13 @@ for line in gzip.open("data/proteins/uniprot20k.fasta.gz", "rt"):
 PY
 
 serve() { # serve LABEL ARGS...: starts a server, waits until it is ready
-  ./bioforge serve --models models/esm2-small --port "$port" "${@:2}" >"/tmp/bioforge-serve-$1.log" 2>&1 &
+  "$bioforge" serve --models models/esm2-small --device "$device" --port "$port" "${@:2}" >"/tmp/bioforge-serve-$1.log" 2>&1 &
   server=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/v1/health/ready" >/dev/null && return 0; sleep 0.2; done
   echo "error: the server did not start (see /tmp/bioforge-serve-$1.log)" >&2; exit 1
 }
 stop() { kill "$server"; wait "$server" 2>/dev/null || true; }
-load() { ./bioforge bench serve --url "http://127.0.0.1:$port" --model esm2-small "$@"; }
+load() { "$bioforge" bench serve --url "http://127.0.0.1:$port" --model esm2-small "$@"; }
 
 for workload in peptides proteins; do
   serve "$workload-batched"

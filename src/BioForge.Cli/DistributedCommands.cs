@@ -42,8 +42,19 @@ internal static class DistributedCommands
             var failures = new List<string>();
             void Expect(string what, Tensor actual, Tensor expected)
             {
-                if (!actual.shape.SequenceEqual(expected.shape) || !actual.to(ScalarType.Float64, CPU).allclose(expected.to(ScalarType.Float64, CPU), rtol: 1e-5, atol: 1e-5))
-                    failures.Add(what);
+                if (!actual.shape.SequenceEqual(expected.shape))
+                {
+                    failures.Add($"{what} (shape [{string.Join(", ", actual.shape)}], expected [{string.Join(", ", expected.shape)}])");
+                    return;
+                }
+                // Relative to the tensor's largest value: a split reduction sums float32 products in another order, and
+                // how far that moves a result depends on the CPU's kernels (6e-5 on gradients of about 100 was seen).
+                using var a = actual.to(ScalarType.Float64, CPU);
+                using var b = expected.to(ScalarType.Float64, CPU);
+                double difference = b.numel() == 0 ? 0 : (a - b).abs().max().item<double>();
+                double scale = Math.Max(1, b.numel() == 0 ? 0 : b.abs().max().item<double>());
+                if (!(difference <= 1e-5 * scale))
+                    failures.Add($"{what} (max |difference| {difference:G3}, allowed {1e-5 * scale:G3})");
             }
             using var scope = NewDisposeScope();
             // Rank r contributes r + 1 + i at index i (float32, float64, int64; a large tensor sent in one piece).

@@ -390,9 +390,14 @@ public sealed class ServerDisconnectTests
         var options = ServerFixture.Options(Path.Combine(Repository.Root, "models", "smiles-llama-small")) with { Batching = new BatchingOptions { MaxDelay = TimeSpan.FromSeconds(2) } };
         await using var server = await BioForgeServer.StartAsync(options);
         using var client = new HttpClient { BaseAddress = new Uri(server.Address) };
-        using var gone = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+        using var gone = new CancellationTokenSource();
         using var content = new StringContent("""{"input":"CCO"}""", Encoding.UTF8, "application/json");
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.PostAsync("/v1/embeddings", content, gone.Token)); // the client hangs up while its batch gathers
+        var request = client.PostAsync("/v1/embeddings", content, gone.Token);
+        // Hang up once the request waits in the model's queue (its batch gathers for 2 s).
+        for (int i = 0; i < 200 && !(await client.GetStringAsync("/v1/metrics")).Contains("bioforge_queue_depth{queue=\"smiles-llama-small\"} 1", StringComparison.Ordinal); i++)
+            await Task.Delay(20);
+        gone.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => request);
         await Task.Delay(2500);
         string metrics = await client.GetStringAsync("/v1/metrics");
         Assert.Contains("bioforge_requests_dropped_total{model=\"smiles-llama-small\"} 1", metrics);
