@@ -25,8 +25,7 @@ internal static class ServeCommand
         {
             models, host, port, apiKey, batchTokens, batchItems, delay, queue, timeout, maxBytes,
         };
-        command.Options.Add(compute.Device);
-        command.Options.Add(compute.Threads);
+        compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
         {
             var options = new ServerOptions
@@ -45,6 +44,7 @@ internal static class ServeCommand
                 RequestTimeout = TimeSpan.FromSeconds(NonNegative(result.GetValue(timeout), "--request-timeout-s")),
                 MaxRequestBytes = result.GetValue(maxBytes) > 0 ? result.GetValue(maxBytes) : throw new BioForgeException("--max-request-bytes must be positive"),
                 Device = result.GetValue(compute.Device)!,
+                DType = result.GetValue(compute.DType)!,
                 Threads = result.GetValue(compute.Threads),
             };
             if (options.Port is < 0 or > 65535) throw new BioForgeException($"--port must be 0–65535 (got {options.Port})");

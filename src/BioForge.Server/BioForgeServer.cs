@@ -76,7 +76,7 @@ public sealed class BioForgeServer : IAsyncDisposable
     /// <summary>Loads the models and starts listening; failures (a bad model directory, a port in use) throw before anything is served.</summary>
     public static async Task<BioForgeServer> StartAsync(ServerOptions options, Action<string>? log = null, CancellationToken cancellation = default)
     {
-        var compute = ComputeOptions.Resolve(options.Device, "fp32", options.Threads);
+        var compute = ComputeOptions.Resolve(options.Device, options.DType, options.Threads);
         var metrics = new ServerMetrics();
         var device = new DeviceWorker(compute.Device.type == TorchSharp.DeviceType.CUDA ? $"cuda:{compute.Device.index}" : "cpu", options.Batching.QueueCapacity, metrics);
         var longWork = new DeviceWorker("jobs", options.MaxJobs, metrics);

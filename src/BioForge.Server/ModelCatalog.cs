@@ -178,12 +178,12 @@ public sealed class ModelCatalog : IDisposable
         string? type = JsonNode.Parse(File.ReadAllText(config))?["model_type"]?.GetValue<string>();
         if (type == "esm")
         {
-            var esm = EsmCheckpoint.Load(directory, compute.Device, ScalarType.Float32);
+            var esm = EsmCheckpoint.Load(directory, compute.Device, compute.DType);
             languageModels[name] = new LanguageModel(name, directory, ModelKind.Protein, SequenceEncoder.ForEsm(esm), esm.Config.MaxResidues + 2, esm, compute.Device, batching, device, metrics);
         }
         else if (type == "llama")
         {
-            var encoder = SequenceEncoder.Load(directory, compute.Device);
+            var encoder = SequenceEncoder.Load(directory, compute.Device, compute.DType);
             int maxTokens = JsonNode.Parse(File.ReadAllText(config))?["max_position_embeddings"]?.GetValue<int>() ?? 2048;
             languageModels[name] = new LanguageModel(name, directory, ModelKind.Molecule, encoder, maxTokens, null, compute.Device, batching, device, metrics);
         }

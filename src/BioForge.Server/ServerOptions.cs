@@ -39,6 +39,9 @@ public sealed record ServerOptions
     public int Threads { get; init; }
 
     public string Device { get; init; } = "auto";
+
+    /// <summary>Number type of the language models: fp32, bf16, fp16 or auto (bf16 on CUDA, fp32 on CPU); answers are float32.</summary>
+    public string DType { get; init; } = "auto";
 }
 
 /// <summary>Dynamic batching per model: a batch closes at the token budget, the item limit, or the delay after its first request.</summary>

@@ -52,6 +52,7 @@ internal static class HealthRoutes
         Rdkit = Molecule.RDKitVersion,
         Device = state.Device.Name,
         Threads = state.Compute.Threads,
+        Dtype = state.Compute.DType.ToString(),
         Batching = new
         {
             state.Options.Batching.MaxBatchTokens,

@@ -91,7 +91,7 @@ public abstract class SequenceEncoder : IDisposable
         return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1);
     }
 
-    public static SequenceEncoder Load(string directory, Device device)
+    public static SequenceEncoder Load(string directory, Device device, ScalarType dtype = ScalarType.Float32)
     {
         string configPath = Path.Combine(directory, "config.json");
         if (!Directory.Exists(directory)) throw new BioForgeException($"model directory {directory} does not exist");
@@ -99,8 +99,8 @@ public abstract class SequenceEncoder : IDisposable
         string? type = JsonNode.Parse(File.ReadAllText(configPath))?["model_type"]?.GetValue<string>();
         return type switch
         {
-            "esm" => new Esm(EsmCheckpoint.Load(directory, device, ScalarType.Float32)),
-            "llama" => new Llama(LlamaCheckpoint.Load(directory, device, ScalarType.Float32), directory),
+            "esm" => new Esm(EsmCheckpoint.Load(directory, device, dtype)),
+            "llama" => new Llama(LlamaCheckpoint.Load(directory, device, dtype), directory),
             _ => throw new BioForgeException($"{directory}: model_type '{type}' cannot be fine-tuned (esm or llama)"),
         };
     }
