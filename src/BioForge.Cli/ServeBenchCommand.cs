@@ -88,9 +88,9 @@ internal static class ServeBenchCommand
                 await response.Content.ReadAsByteArrayAsync();
                 return new Outcome((int)response.StatusCode, Stopwatch.GetElapsedTime(start).TotalSeconds);
             }
-            catch (HttpRequestException)
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
             {
-                return new Outcome(0, Stopwatch.GetElapsedTime(start).TotalSeconds);
+                return new Outcome(0, Stopwatch.GetElapsedTime(start).TotalSeconds); // refused, reset or timed out: counted under "other"
             }
         }
         if (rate > 0)
@@ -130,8 +130,9 @@ internal static class ServeBenchCommand
             if (line is null) return;
             lock (memory) memory.Add((clock.Elapsed.TotalSeconds, double.Parse(line.Split(' ')[1], CultureInfo.InvariantCulture)));
         }
-        catch (HttpRequestException)
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
         {
+            // A sample missed while the server is saturated; the next one is taken on time.
         }
     }
 

@@ -20,10 +20,12 @@ internal static class ServeCommand
         var queue = Options.Int("--queue-capacity", "requests waiting per model before 503", defaults.Batching.QueueCapacity);
         var timeout = new Option<double>("--request-timeout-s") { Description = "answer 504 after this many seconds", DefaultValueFactory = _ => defaults.RequestTimeout.TotalSeconds };
         var maxBytes = new Option<long>("--max-request-bytes") { Description = "larger request bodies get 413", DefaultValueFactory = _ => defaults.MaxRequestBytes };
+        var allowedHosts = new Option<string[]>("--allowed-hosts") { Description = "Host header values to answer (default: the loopback names when bound to loopback, any otherwise; * for any)", AllowMultipleArgumentsPerToken = true };
+        var drain = new Option<double>("--drain-s") { Description = "on shutdown, seconds readiness answers 503 before requests stop being taken", DefaultValueFactory = _ => defaults.DrainDelay.TotalSeconds };
         var compute = new ComputeOptionSet();
         var command = new Command("serve", "HTTP inference service: embeddings, protein and molecule routes, MolMIM /generate, screening jobs, a web page")
         {
-            models, host, port, apiKey, batchTokens, batchItems, delay, queue, timeout, maxBytes,
+            models, host, port, apiKey, batchTokens, batchItems, delay, queue, timeout, maxBytes, allowedHosts, drain,
         };
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
@@ -41,7 +43,9 @@ internal static class ServeCommand
                     MaxDelay = TimeSpan.FromMilliseconds(NonNegative(result.GetValue(delay), "--max-delay-ms")),
                     QueueCapacity = Positive(result.GetValue(queue), "--queue-capacity"),
                 },
-                RequestTimeout = TimeSpan.FromSeconds(NonNegative(result.GetValue(timeout), "--request-timeout-s")),
+                RequestTimeout = TimeSpan.FromSeconds(result.GetValue(timeout) > 0 ? result.GetValue(timeout) : throw new BioForgeException($"--request-timeout-s must be positive (got {result.GetValue(timeout)})")),
+                DrainDelay = TimeSpan.FromSeconds(NonNegative(result.GetValue(drain), "--drain-s")),
+                AllowedHosts = AllowedHosts(result.GetValue(allowedHosts), result.GetValue(host)!, defaults.AllowedHosts),
                 MaxRequestBytes = result.GetValue(maxBytes) > 0 ? result.GetValue(maxBytes) : throw new BioForgeException("--max-request-bytes must be positive"),
                 Device = result.GetValue(compute.Device)!,
                 DType = result.GetValue(compute.DType)!,
@@ -89,6 +93,14 @@ internal static class ServeCommand
         {
             Console.CancelKeyPress -= onCancel;
         }
+    }
+
+    /// <summary>The Host names to answer: as given (<c>*</c>: any); by default the loopback names on loopback, any elsewhere.</summary>
+    private static IReadOnlyList<string> AllowedHosts(string[]? given, string host, IReadOnlyList<string> loopback)
+    {
+        if (given is { Length: > 0 }) return given.Contains("*") ? [] : given;
+        bool onLoopback = host is "127.0.0.1" or "localhost" or "::1" or "[::1]";
+        return onLoopback ? loopback : [];
     }
 
     private static int Positive(int value, string name) => value > 0 ? value : throw new BioForgeException($"{name} must be positive (got {value})");

@@ -78,11 +78,12 @@ public static class Json
     /// </summary>
     public static async Task<T> ReadAsync<T>(HttpRequest request) where T : new()
     {
-        if (request.ContentType is { } type && !type.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
-            throw new ApiError(StatusCodes.Status415UnsupportedMediaType, $"Content-Type must be application/json (got '{type}')");
         using var buffer = new MemoryStream();
         await request.Body.CopyToAsync(buffer, request.HttpContext.RequestAborted);
         if (buffer.Length == 0) return new T();
+        // Required, not assumed: a body without it would be a CORS "simple" request, which any web page can send.
+        if (request.ContentType is not { } type || !type.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
+            throw new ApiError(StatusCodes.Status415UnsupportedMediaType, $"Content-Type must be application/json (got '{request.ContentType ?? "none"}')");
         try
         {
             return JsonSerializer.Deserialize<T>(buffer.ToArray(), Options) ?? throw ApiError.BadRequest("the request body is JSON null; expected an object");

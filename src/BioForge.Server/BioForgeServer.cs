@@ -50,6 +50,12 @@ public sealed class ServerState(ServerOptions options, ComputeOptions compute, M
         {
             throw new ApiError(StatusCodes.Status504GatewayTimeout, $"the request was not answered within {limit.TotalSeconds:0.###} s; retry later or send less per request");
         }
+        catch
+        {
+            // A part refused (a full queue) or failed: the parts already queued are not computed for nobody.
+            deadline.Cancel();
+            throw;
+        }
     }
 }
 
@@ -144,6 +150,8 @@ public sealed class BioForgeServer : IAsyncDisposable
         var clock = Stopwatch.StartNew();
         try
         {
+            if (state.Options.AllowedHosts is { Count: > 0 } hosts && !hosts.Contains(context.Request.Host.Host, StringComparer.OrdinalIgnoreCase))
+                throw ApiError.BadRequest($"Host '{context.Request.Host.Host}' is not served here (allowed: {string.Join(", ", hosts)}; see --allowed-hosts)");
             if (!Authorized(context, state.Options.ApiKey))
                 throw new ApiError(StatusCodes.Status401Unauthorized, "missing or wrong API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'");
             await next(context);
@@ -208,14 +216,19 @@ public sealed class BioForgeServer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Drains and stops: readiness answers 503 for <see cref="ServerOptions.DrainDelay"/> (so a proxy stops sending), the
+    /// requests in flight finish, jobs are stopped, the workers end their current work, and only then are the weights freed.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         state.Ready = false;
+        if (state.Options.DrainDelay > TimeSpan.Zero) await Task.Delay(state.Options.DrainDelay);
         using (var grace = new CancellationTokenSource(TimeSpan.FromSeconds(10))) await app.StopAsync(grace.Token);
         await app.DisposeAsync();
         state.Jobs.Dispose();
-        state.Models.Dispose();
-        state.Device.Dispose();
         state.LongWork.Dispose();
+        state.Device.Dispose();
+        state.Models.Dispose();
     }
 }

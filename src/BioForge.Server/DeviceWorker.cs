@@ -34,7 +34,7 @@ public sealed class DeviceWorker : IDisposable
             throw ApiError.Overloaded($"the {Name} queue is full ({capacity} waiting); retry later");
         }
         var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
-        queue.Writer.TryWrite(() =>
+        bool queued = queue.Writer.TryWrite(() =>
         {
             Interlocked.Decrement(ref waiting);
             if (cancellation.IsCancellationRequested)
@@ -51,6 +51,11 @@ public sealed class DeviceWorker : IDisposable
                 done.TrySetException(e);
             }
         });
+        if (!queued)
+        {
+            Interlocked.Decrement(ref waiting);
+            throw ApiError.Overloaded($"the {Name} worker is shutting down");
+        }
         return done.Task;
     }
 

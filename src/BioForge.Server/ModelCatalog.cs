@@ -43,6 +43,17 @@ public sealed class LanguageModel : IDisposable
 
     public DynamicBatcher<EncodedSequence, float[]> Embeddings { get; }
 
+    /// <summary>
+    /// NIM's truncation of a protein sequence longer than the model takes: <c>END</c> keeps its start, <c>START</c> its
+    /// end; <c>NONE</c> (and SMILES, which cannot be cut and stay molecules) leave it to <see cref="Encode"/> to refuse.
+    /// </summary>
+    public string Truncate(string text, string mode)
+    {
+        int max = MaxTokens - 2;
+        if (Kind != ModelKind.Protein || mode == "NONE" || text.Length <= max) return text;
+        return mode == "END" ? text[..max] : text[^max..];
+    }
+
     /// <summary>Tokens of one input, or 422 naming the input and the reason (an invalid residue, a SMILES RDKit cannot read).</summary>
     public EncodedSequence Encode(string text, string param)
     {

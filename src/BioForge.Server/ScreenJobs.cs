@@ -4,10 +4,15 @@ namespace BioForge.Server;
 
 public enum JobStatus { Queued, Running, Succeeded, Failed, Cancelled }
 
-/// <summary>One screening job: its progress while it runs, its hits once it is done.</summary>
+/// <summary>
+/// One screening job: its progress while it runs, its hits once it is done. Its state moves Queued → Running → one
+/// end (or Queued → Cancelled) under a lock, once: the worker thread, a DELETE and the task's continuation may race.
+/// </summary>
 public sealed class ScreenJob
 {
+    private readonly Lock gate = new();
     private long processed;
+    private (JobStatus Status, ScreenSummary? Result, string? Error, DateTimeOffset? Finished) state = (JobStatus.Queued, null, null, null);
 
     internal ScreenJob(string id, string model, int total, int top)
     {
@@ -22,16 +27,37 @@ public sealed class ScreenJob
     public int Total { get; }
     public int Top { get; }
     public DateTimeOffset Submitted { get; } = DateTimeOffset.UtcNow;
-    public JobStatus Status { get; internal set; } = JobStatus.Queued;
     public long Processed => Interlocked.Read(ref processed);
-    public ScreenSummary? Result { get; internal set; }
-    public string? Error { get; internal set; }
-    public DateTimeOffset? Finished { get; internal set; }
     internal CancellationTokenSource Cancel { get; } = new();
+
+    /// <summary>Status, result, error and end time read together, as one consistent state.</summary>
+    public (JobStatus Status, ScreenSummary? Result, string? Error, DateTimeOffset? Finished) Snapshot()
+    {
+        lock (gate) return state;
+    }
+
+    public bool Done => Snapshot().Status is JobStatus.Succeeded or JobStatus.Failed or JobStatus.Cancelled;
 
     internal void Advance(int molecules) => Interlocked.Add(ref processed, molecules);
 
-    public bool Done => Status is JobStatus.Succeeded or JobStatus.Failed or JobStatus.Cancelled;
+    /// <summary>Queued → Running; false when the job was cancelled first.</summary>
+    internal bool TryStart()
+    {
+        lock (gate)
+        {
+            if (state.Status != JobStatus.Queued) return false;
+            state = state with { Status = JobStatus.Running };
+            return true;
+        }
+    }
+
+    /// <summary>Ends the job unless it has ended already (the first end wins).</summary>
+    internal void Finish(JobStatus status, ScreenSummary? result = null, string? error = null)
+    {
+        lock (gate)
+            if (state.Status is JobStatus.Queued or JobStatus.Running)
+                state = (status, result, error, DateTimeOffset.UtcNow);
+    }
 }
 
 /// <summary>
@@ -50,7 +76,7 @@ public sealed class ScreenJobs(int capacity) : IDisposable
         {
             if (jobs.Count >= capacity)
             {
-                var oldest = jobs.Values.Where(j => j.Done).OrderBy(j => j.Finished).FirstOrDefault()
+                var oldest = jobs.Values.Where(j => j.Done).OrderBy(j => j.Snapshot().Finished).FirstOrDefault()
                     ?? throw ApiError.Overloaded($"{capacity} screening jobs are queued or running (max_jobs); retry later");
                 jobs.Remove(oldest.Id);
                 oldest.Cancel.Dispose();
@@ -59,6 +85,13 @@ public sealed class ScreenJobs(int capacity) : IDisposable
             jobs[job.Id] = job;
             return job;
         }
+    }
+
+    /// <summary>Forgets a job that could not be queued.</summary>
+    public void Remove(ScreenJob job)
+    {
+        lock (gate)
+            if (jobs.Remove(job.Id)) job.Cancel.Dispose();
     }
 
     public ScreenJob Get(string id)

@@ -12,6 +12,15 @@ public sealed record ServerOptions
     /// <summary>0 picks a free port (tests); the bound address is in <see cref="BioForgeServer.Address"/>.</summary>
     public int Port { get; init; } = 8000;
 
+    /// <summary>
+    /// Host names the service answers to (the Host header); empty: any. Defaults to the loopback names, so a web page
+    /// elsewhere cannot reach a loopback server through DNS rebinding; a proxy in front sends one of them.
+    /// </summary>
+    public IReadOnlyList<string> AllowedHosts { get; init; } = ["localhost", "127.0.0.1", "[::1]"];
+
+    /// <summary>How long readiness answers 503 before the server stops taking requests (one probe period or more).</summary>
+    public TimeSpan DrainDelay { get; init; } = TimeSpan.FromSeconds(3);
+
     /// <summary>When set, every route but the health probes needs <c>Authorization: Bearer KEY</c> (or <c>X-API-Key: KEY</c>).</summary>
     public string? ApiKey { get; init; }
 

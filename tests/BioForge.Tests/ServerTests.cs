@@ -26,6 +26,7 @@ public sealed class ServerFixture : IAsyncLifetime
         Threads = 2,
         Device = "cpu",
         MaxRequestBytes = 200_000,
+        DrainDelay = TimeSpan.Zero,
     };
 
     public async Task InitializeAsync()
@@ -122,6 +123,20 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
     }
 
     [Fact]
+    public async Task NimFieldsAreAcceptedAndTruncationKeepsTheChosenEnd()
+    {
+        string tooLong = string.Concat(Enumerable.Repeat("MKTAYIAKQR", 110)); // 1,100 residues; the model takes 1,024
+        var end = await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "esm2-small", input = tooLong, input_type = "query", truncate = "END", dimensions = 128 }));
+        Assert.Equal(HttpStatusCode.OK, end.Status);
+        Assert.Equal(1024 + 2, end.Body!["usage"]!["prompt_tokens"]!.GetValue<int>());
+        var start = (await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "esm2-small", input = tooLong, truncate = "START" }))).Body!;
+        var head = (await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "esm2-small", input = tooLong[..1024] }))).Body!;
+        var tail = (await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "esm2-small", input = tooLong[^1024..] }))).Body!;
+        Assert.Equal(Vector(head), Vector(end.Body));
+        Assert.Equal(Vector(tail), Vector(start));
+    }
+
+    [Fact]
     public async Task Base64EmbeddingsAreTheFloatEmbeddingsAsLittleEndianBytes()
     {
         var floats = (await Post("/v1/embeddings", """{"model":"smiles-llama-small","input":"c1ccccc1O"}""")).Body!["data"]![0]!["embedding"]!.AsArray().Select(v => v!.GetValue<float>()).ToArray();
@@ -173,6 +188,18 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         AssertError(HttpStatusCode.NotFound, await Post("/v1/embeddings", """{"model":"esm3","input":"MKV"}"""), "model", "'esm3' is not served");
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"input":"MKV"}"""), "model", "model is required");
         AssertError(HttpStatusCode.UnsupportedMediaType, await Post("/v1/embeddings", "input=MKV", "application/x-www-form-urlencoded"), null, "application/json");
+        using (var untyped = new ByteArrayContent(Encoding.UTF8.GetBytes("""{"smi":"CCO"}""")))
+        using (var response = await client.PostAsync("/generate", untyped)) // what a cross-site page can send without a preflight
+            Assert.Equal(HttpStatusCode.UnsupportedMediaType, response.StatusCode);
+        using (var rebound = new HttpRequestMessage(HttpMethod.Get, "/v1/models") { Headers = { Host = "attacker.example" } })
+        using (var response = await client.SendAsync(rebound))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Contains("Host 'attacker.example' is not served here", await response.Content.ReadAsStringAsync());
+        }
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", """{"model":"esm2-small","input":"MKV","dimensions":64}"""), "dimensions", "gives 128 numbers");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", """{"model":"esm2-small","input":"MKV","truncate":"MIDDLE"}"""), "truncate", "NONE, END or START");
+        AssertError(HttpStatusCode.BadRequest, await Post("/v1/protein/score-variants", """{"sequence":"MKTAYIAKQR","mutations":["K2R",null]}"""), "mutations[1]", "is null");
         AssertError(HttpStatusCode.RequestEntityTooLarge, await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "esm2-small", input = new string('A', 300_000) })), null, "larger than 200,000 bytes");
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "esm2-small", input = new string('A', 2000) })), "input", "at most 1024");
         AssertError(HttpStatusCode.NotFound, await Get("/v1/embedding"), null, "no route GET /v1/embedding");

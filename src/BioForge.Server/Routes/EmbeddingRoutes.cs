@@ -24,6 +24,15 @@ internal static class EmbeddingRoutes
 
         /// <summary>Accepted for OpenAI clients; not used.</summary>
         public string? User { get; set; }
+
+        /// <summary>NIM's <c>query</c> or <c>passage</c>: accepted; these models embed both alike.</summary>
+        public string? InputType { get; set; }
+
+        /// <summary>NIM's <c>NONE</c> (default: too long is an error), <c>END</c> (drop the end) or <c>START</c> (drop the start).</summary>
+        public string? Truncate { get; set; }
+
+        /// <summary>OpenAI's: accepted when it is the model's own width (no projection is offered).</summary>
+        public int? Dimensions { get; set; }
     }
 
     public sealed record EmbeddingItem(string Object, int Index, object Embedding);
@@ -44,7 +53,14 @@ internal static class EmbeddingRoutes
                 "base64" => true,
                 _ => throw ApiError.Invalid($"encoding_format must be float or base64 (got '{request.EncodingFormat}')", "encoding_format"),
             };
-            var inputs = Inputs(request.Input, state.Options.MaxInputs);
+            if (request.InputType is not (null or "query" or "passage"))
+                throw ApiError.Invalid($"input_type must be query or passage (got '{request.InputType}')", "input_type");
+            if (request.Dimensions is { } dimensions && dimensions != model.HiddenSize)
+                throw ApiError.Invalid($"dimensions: model {model.Name} gives {model.HiddenSize} numbers per input (got {dimensions})", "dimensions");
+            string truncate = request.Truncate?.ToUpperInvariant() ?? "NONE";
+            if (truncate is not ("NONE" or "END" or "START"))
+                throw ApiError.Invalid($"truncate must be NONE, END or START (got '{request.Truncate}')", "truncate");
+            var inputs = Inputs(request.Input, state.Options.MaxInputs).Select(text => model.Truncate(text, truncate)).ToList();
             var encoded = inputs.Select((text, i) => model.Encode(text, inputs.Count == 1 && request.Input.ValueKind == JsonValueKind.String ? "input" : $"input[{i}]")).ToList();
             var vectors = await state.WithDeadline(context, token => Task.WhenAll(encoded.Select(e => model.Embeddings.SubmitAsync(e, token))));
             var data = vectors.Select((v, i) => new EmbeddingItem("embedding", i, base64 ? Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(v.AsSpan())) : v)).ToList();

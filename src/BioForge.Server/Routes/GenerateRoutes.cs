@@ -1,9 +1,13 @@
 using System.Text.Json;
 using BioForge.Chem;
 using BioForge.Discovery;
+using BioForge.Generation;
+using BioForge.Models.Llama;
+using BioForge.Training;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using static TorchSharp.torch;
 
 namespace BioForge.Server.Routes;
 
@@ -12,7 +16,7 @@ namespace BioForge.Server.Routes;
 /// latent space with CMA-ES; BioForge's SMILES model has no encoder, so the same request runs BioForge's
 /// REINVENT-style optimizer instead: <c>particles</c> molecules per step for <c>iterations</c> steps, rewarded by the
 /// property and by Tanimoto similarity to the seed (a sigmoid centred on <c>min_similarity</c>). <c>algorithm: none</c>
-/// samples as many molecules from the prior without learning. The answer has MolMIM's shape: <c>molecules</c> is a
+/// samples as many molecules from the prior without learning, a batch of <c>particles</c> at a time. The answer has MolMIM's shape: <c>molecules</c> is a
 /// JSON-encoded string of <c>{sample, score}</c> objects (score = the property), with <c>similarity</c> added.
 /// </summary>
 internal static class GenerateRoutes
@@ -117,26 +121,47 @@ internal static class GenerateRoutes
 
     private static List<GeneratedMolecule> Run(OptimizeConfig config, string seed, GenerateRequest request, ServerState state, CancellationToken cancellation)
     {
+        var scored = request.Algorithm == "none" ? Sample(config, request, state, cancellation) : Optimize(config, state, cancellation);
+        // Molecules that meet min_similarity first (by the objective), then the nearest misses: MolMIM's constraint where it can be met.
+        return [.. scored.Where(m => m.Smiles != seed).GroupBy(m => m.Smiles).Select(g => g.First())
+            .OrderByDescending(m => m.Similarity >= request.MinSimilarity).ThenByDescending(m => m.Objective).ThenBy(m => m.Smiles, StringComparer.Ordinal)
+            .Take(request.NumMolecules).Select(m => new GeneratedMolecule(m.Smiles, Math.Round(m.Property, 4), Math.Round(m.Similarity, 4)))];
+    }
+
+    private sealed record Candidate(string Smiles, double Objective, double Property, double Similarity);
+
+    /// <summary><c>CMA-ES</c>: the reinforcement-learning run, in a scratch directory that is removed afterwards.</summary>
+    private static IEnumerable<Candidate> Optimize(OptimizeConfig config, ServerState state, CancellationToken cancellation)
+    {
         string directory = Path.Combine(Path.GetTempPath(), $"bioforge-generate-{Guid.NewGuid():N}");
-        if (request.Algorithm == "none")
-            config = config with
-            {
-                Sampling = config.Sampling with { BatchSize = request.Particles * request.Iterations },
-                Learning = config.Learning with { Lr = 0 },
-            };
         try
         {
             var result = MoleculeOptimizer.Run(config with { Output = config.Output with { Dir = directory } },
                 new OptimizeOptions { Cancellation = cancellation, Threads = state.Compute.Threads });
             if (result.Interrupted) throw new OperationCanceledException(cancellation);
-            // Molecules that meet min_similarity first (by the objective), then the nearest misses: MolMIM's constraint where it can be met.
-            return [.. result.Ranked.Where(m => m.Canonical != seed)
-                .OrderByDescending(m => m.Raw[1] >= request.MinSimilarity).ThenByDescending(m => m.Score)
-                .Take(request.NumMolecules).Select(m => new GeneratedMolecule(m.Canonical, Math.Round(m.Raw[0], 4), Math.Round(m.Raw[1], 4)))];
+            return [.. result.Ranked.Select(m => new Candidate(m.Canonical, m.Score, m.Raw[0], m.Raw[1]))];
         }
         finally
         {
             if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
         }
+    }
+
+    /// <summary><c>none</c>: <c>iterations</c> batches of <c>particles</c> molecules from the prior, scored, no learning.</summary>
+    private static List<Candidate> Sample(OptimizeConfig config, GenerateRequest request, ServerState state, CancellationToken cancellation)
+    {
+        using var prior = LlamaCheckpoint.Load(config.Prior.Model, state.Compute.Device, ScalarType.Float32);
+        using var scoring = new ScoringFunction(config.Stages[0].Components, config.Stages[0].Aggregate, state.Compute.Device);
+        var generator = new SmilesGenerator(prior);
+        var result = new List<Candidate>();
+        for (int i = 0; i < request.Iterations; i++)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            var batch = generator.Generate(request.Particles, new SamplingOptions { MaxNewTokens = config.Sampling.MaxLength }, StatelessRandom.Hash(config.Seed, i, 0x6E6F6E65),
+                request.Particles, validOnly: false);
+            var valid = batch.Where(m => m.Valid).Select(m => m.Canonical!).Distinct().ToList();
+            result.AddRange(scoring.Score(valid).Select(m => new Candidate(m.Canonical!, m.Score, m.Raw[0], m.Raw[1])));
+        }
+        return result;
     }
 }

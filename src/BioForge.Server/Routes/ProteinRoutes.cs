@@ -54,7 +54,7 @@ internal static class ProteinRoutes
         public string? Sequence { get; set; }
 
         /// <summary>Mutations such as <c>A23G</c>, multi-mutants joined with <c>:</c> (<c>K45R:L50P</c>).</summary>
-        public string[]? Mutations { get; set; }
+        public string?[]? Mutations { get; set; }
 
         public int IndexBase { get; set; } = 1;
     }
@@ -118,6 +118,7 @@ internal static class ProteinRoutes
             if (request.IndexBase is not (0 or 1)) throw ApiError.Invalid($"index_base must be 0 or 1 (got {request.IndexBase})", "index_base");
             var variants = mutations.Select((m, i) =>
             {
+                if (m is null) throw ApiError.BadRequest($"mutations[{i}] is null; expected a mutation such as \"A23G\"", $"mutations[{i}]");
                 try
                 {
                     return Variant.Parse(m, sequence, request.IndexBase);

@@ -55,13 +55,20 @@ internal static class ScreenRoutes
             var job = state.Jobs.Add(name, smiles.Length, request.Top);
             var library = smiles.Select((s, i) => new MoleculeRecord(request.Ids?[i] ?? $"#{i + 1}", s ?? "", false, i + 1, new Dictionary<string, string>()));
             var token = job.Cancel.Token;
-            _ = state.LongWork.RunAsync(() => Execute(job, model, target, library, token), token).ContinueWith(t =>
+            Task<bool> run;
+            try
             {
-                if (t.IsCanceled || t.Exception?.InnerException is OperationCanceledException)
-                {
-                    if (!job.Done) Finish(job, JobStatus.Cancelled, null);
-                }
-                else if (t.Exception is { } e) Finish(job, JobStatus.Failed, e.InnerException?.Message ?? e.Message);
+                run = state.LongWork.RunAsync(() => Execute(job, model, target, library, token), token);
+            }
+            catch (ApiError)
+            {
+                state.Jobs.Remove(job); // refused (the queue is full): nothing was started, nothing to keep
+                throw;
+            }
+            _ = run.ContinueWith(t =>
+            {
+                if (t.IsCanceled || t.Exception?.InnerException is OperationCanceledException) job.Finish(JobStatus.Cancelled);
+                else if (t.Exception is { } e) job.Finish(JobStatus.Failed, error: e.InnerException?.Message ?? e.Message);
             }, TaskScheduler.Default);
             context.Response.Headers.Location = $"/v1/screen/{job.Id}";
             return Results.Json(View(job), Json.Options, statusCode: StatusCodes.Status202Accepted);
@@ -75,9 +82,10 @@ internal static class ScreenRoutes
         screen.MapGet("/{id}/results", (string id) =>
         {
             var job = state.Jobs.Get(id);
-            if (job.Status != JobStatus.Succeeded)
-                throw new ApiError(StatusCodes.Status409Conflict, $"job {id} is {job.Status.ToString().ToLowerInvariant()}; results exist once it has succeeded{(job.Error is null ? "" : $" ({job.Error})")}", "id");
-            var r = job.Result!;
+            var (status, result, error, _) = job.Snapshot();
+            if (status != JobStatus.Succeeded)
+                throw new ApiError(StatusCodes.Status409Conflict, $"job {id} is {status.ToString().ToLowerInvariant()}; results exist once it has succeeded{(error is null ? "" : $" ({error})")}", "id");
+            var r = result!;
             string measure = state.Models.Affinity(job.Model, "model").Model.Manifest.Measure;
             return Results.Json(new ResultsView(job.Id, measure, r.Scored, r.Invalid, r.FirstErrors,
                 [.. r.Hits.Select(h => new Hit(h.Rank, h.Id, h.Smiles, h.Affinity, h.Qed, h.Sa, h.LogP, h.MolWt, h.Tpsa, h.Donors, h.Acceptors, h.Alerts, h.NearestBinder, h.NearestSimilarity))]), Json.Options);
@@ -89,7 +97,7 @@ internal static class ScreenRoutes
             var job = state.Jobs.Get(id);
             if (job.Done) return Results.Json(View(job), Json.Options);
             job.Cancel.Cancel();
-            if (job.Status == JobStatus.Queued) Finish(job, JobStatus.Cancelled, null); // never started: nothing to wait for
+            if (job.Snapshot().Status == JobStatus.Queued) job.Finish(JobStatus.Cancelled); // never started: nothing to wait for
             return Results.Json(View(job), Json.Options, statusCode: StatusCodes.Status202Accepted);
         })
         .WithSummary("Stop a queued or running job (202; 200 when it had already ended)").Produces<JobView>(202).Produces<JobView>(200).ProducesErrors(404);
@@ -97,13 +105,11 @@ internal static class ScreenRoutes
 
     private static bool Execute(ScreenJob job, AffinityModel model, string target, IEnumerable<MoleculeRecord> library, CancellationToken cancellation)
     {
-        cancellation.ThrowIfCancellationRequested();
-        job.Status = JobStatus.Running;
+        if (!job.TryStart()) throw new OperationCanceledException(cancellation);
         var summary = VirtualScreen.Run(model, target, Cancellable(library, cancellation), new ScreenOptions { Top = job.Top, BatchSize = 256 },
             new Progress(job));
         if (summary.Scored == 0) throw new BioForgeException($"no molecule of the library could be read ({summary.Invalid} invalid; first: {summary.FirstErrors.FirstOrDefault()})");
-        job.Result = summary;
-        Finish(job, JobStatus.Succeeded, null);
+        job.Finish(JobStatus.Succeeded, summary);
         return true;
     }
 
@@ -114,13 +120,6 @@ internal static class ScreenRoutes
             cancellation.ThrowIfCancellationRequested();
             yield return r;
         }
-    }
-
-    private static void Finish(ScreenJob job, JobStatus status, string? error)
-    {
-        job.Error = error;
-        job.Finished = DateTimeOffset.UtcNow;
-        job.Status = status;
     }
 
     /// <summary>Counts on the calling thread (IProgress without a synchronization context).</summary>
@@ -139,7 +138,11 @@ internal static class ScreenRoutes
         return sequence;
     }
 
-    private static JobView View(ScreenJob job) => new(job.Id, job.Status.ToString().ToLowerInvariant(), job.Model, job.Total, job.Processed,
-        job.Total == 0 ? 0 : Math.Round(job.Processed / (double)job.Total, 4), job.Submitted.ToString("O"), job.Finished?.ToString("O"), job.Error,
-        job.Result?.Invalid, job.Result is { } r ? Math.Round(r.MoleculesPerSecond, 1) : null, $"/v1/screen/{job.Id}", $"/v1/screen/{job.Id}/results");
+    private static JobView View(ScreenJob job)
+    {
+        var (status, result, error, finished) = job.Snapshot();
+        return new(job.Id, status.ToString().ToLowerInvariant(), job.Model, job.Total, job.Processed,
+            job.Total == 0 ? 0 : Math.Round(job.Processed / (double)job.Total, 4), job.Submitted.ToString("O"), finished?.ToString("O"), error,
+            result?.Invalid, result is { } r ? Math.Round(r.MoleculesPerSecond, 1) : null, $"/v1/screen/{job.Id}", $"/v1/screen/{job.Id}/results");
+    }
 }

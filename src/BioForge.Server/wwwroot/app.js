@@ -44,6 +44,7 @@ async function depiction(smiles, width = 300, height = 220) {
   const img = document.createElement('img');
   img.alt = smiles;
   img.src = URL.createObjectURL(await response.blob());
+  img.addEventListener('load', () => URL.revokeObjectURL(img.src), { once: true });
   return img;
 }
 
