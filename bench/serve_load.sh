@@ -4,9 +4,11 @@
 # with SOAK_SECONDS set, a soak run sampling the server's resident memory. Bounded in count and time.
 # Usage, from the repository root:  bench/serve_load.sh [requests] [concurrency]   (SOAK_SECONDS=600 adds the soak)
 # On another machine: BIOFORGE=path/to/published/BioForge.Cli DEVICE=cuda bench/serve_load.sh (bench/gpu.sh does).
+# DTYPE=bf16 bench/serve_load.sh: the same in bfloat16.
 set -euo pipefail
 bioforge="${BIOFORGE:-./bioforge}"
 device="${DEVICE:-auto}"
+dtype="${DTYPE:-auto}" # DTYPE=bf16: bfloat16 matrix products (AVX512-BF16 or AMX on recent CPUs; the default on CUDA)
 requests="${1:-2000}"
 concurrency="${2:-64}"
 port=18080
@@ -32,7 +34,7 @@ for line in gzip.open("data/proteins/uniprot20k.fasta.gz", "rt"):
 PY
 
 serve() { # serve LABEL ARGS...: starts a server, waits until it is ready
-  "$bioforge" serve --models models/esm2-small --device "$device" --port "$port" "${@:2}" >"/tmp/bioforge-serve-$1.log" 2>&1 &
+  "$bioforge" serve --models models/esm2-small --device "$device" --dtype "$dtype" --port "$port" "${@:2}" >"/tmp/bioforge-serve-$1.log" 2>&1 &
   server=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/v1/health/ready" >/dev/null && return 0; sleep 0.2; done
   echo "error: the server did not start (see /tmp/bioforge-serve-$1.log)" >&2; exit 1
