@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Packs the CLI for a GPU machine that has no .NET (the device sessions' H200): a self-contained publish without the
+# CPU LibTorch (the machine's PyTorch brings its CUDA LibTorch), compressed into .device/bioforge.tar.xz (git-ignored;
+# name `.device` in the device tool's `carry`; about 38 MB). On the machine: bench/gpu-device.sh runs every GPU check.
+# The tool moves at most 64 MiB in all, and the tracked files are about 68 MB: before the call, move the files the GPU
+# run does not read out of the working tree (models/dti-davis, models/smiles-llama-small, data/zinc250k, data/moses,
+# data/deeploc, tests/BioForge.Tests/data, src/BioForge/Chem/Data/fpscores.tsv.gz), and `git checkout -- .` after it.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+out="$(mktemp -d)"
+dotnet publish src/BioForge.Cli/BioForge.Cli.csproj -c Release -r linux-x64 --self-contained -o "$out/bioforge" -nologo -v q
+# The CPU LibTorch, and what only a debugger needs: the device tool moves at most 64 MiB with the working tree.
+rm -f "$out"/bioforge/libtorch* "$out"/bioforge/libc10* "$out"/bioforge/libgomp* \
+  "$out"/bioforge/createdump "$out"/bioforge/libmscordaccore.so "$out"/bioforge/libmscordbi.so "$out"/bioforge/*.pdb "$out"/bioforge/*.xml
+mkdir -p .device
+XZ_OPT=-9e tar -C "$out" -cJf .device/bioforge.tar.xz.tmp bioforge
+mv .device/bioforge.tar.xz.tmp .device/bioforge.tar.xz
+rm -rf "$out"
+echo "$(du -h .device/bioforge.tar.xz | cut -f1) .device/bioforge.tar.xz"
