@@ -30,8 +30,14 @@ public sealed class ServerState(ServerOptions options, ComputeOptions compute, M
     public ScreenJobs Jobs { get; } = jobs;
     public DateTimeOffset Started { get; } = DateTimeOffset.UtcNow;
 
+    private volatile bool ready;
+
     /// <summary>False while starting and once shutdown began: /v1/health/ready answers 503 so a proxy stops sending.</summary>
-    public bool Ready { get; set; }
+    public bool Ready
+    {
+        get => ready;
+        set => ready = value;
+    }
 
     /// <summary>
     /// Awaits work queued for a request with the request's own deadline: 504 when the timeout passes first, nothing
