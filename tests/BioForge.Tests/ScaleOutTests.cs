@@ -102,7 +102,7 @@ public sealed class ScaleOutTests
         }
         finally
         {
-            if (!nginx.HasExited) nginx.Kill();
+            if (!nginx.HasExited) nginx.Kill(entireProcessTree: true); // the master and its workers
             if (!first.HasExited) first.Kill(entireProcessTree: true);
             if (!second.HasExited) second.Kill(entireProcessTree: true);
         }
