@@ -30,7 +30,7 @@ public sealed class DiscoveryReportTests
         Assert.Contains("Drug candidates for ABL1 &lt;test&gt;", html); // escaped, not markup
         Assert.DoesNotContain("<script", html, StringComparison.OrdinalIgnoreCase);
 
-        var info = new ProcessStartInfo("node", [Path.Combine(Repository, "tests", "browser", "render.mjs"), page, screenshot,
+        var info = new ProcessStartInfo("node", [Path.Combine(BioForge.Tests.Repository.Root, "tests", "browser", "render.mjs"), page, screenshot,
             "#candidates .card svg=3", "#distributions svg=3", "#properties circle=6", "#optimization polyline=1", "#parameters tr=2", ".alert=1"])
         { RedirectStandardOutput = true, RedirectStandardError = true };
         using var node = Process.Start(info)!;
@@ -41,15 +41,5 @@ public sealed class DiscoveryReportTests
         Assert.Equal("Drug candidates for ABL1 <test>", result.GetProperty("title").GetString());
         Assert.Equal(0, result.GetProperty("network").GetArrayLength());
         Assert.True(new FileInfo(screenshot).Length > 10_000, "the screenshot is (nearly) empty");
-    }
-
-    private static string Repository
-    {
-        get
-        {
-            for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-                if (File.Exists(Path.Combine(directory.FullName, "BioForge.sln"))) return directory.FullName;
-            throw new InvalidOperationException("the repository root (BioForge.sln) is not above the test binaries");
-        }
     }
 }

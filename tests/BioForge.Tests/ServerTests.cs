@@ -43,19 +43,6 @@ public sealed class ServerFixture : IAsyncLifetime
     }
 }
 
-internal static class Repository
-{
-    public static string Root
-    {
-        get
-        {
-            for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-                if (File.Exists(Path.Combine(directory.FullName, "BioForge.sln"))) return directory.FullName;
-            throw new InvalidOperationException("the repository root (BioForge.sln) is not above the test binaries");
-        }
-    }
-}
-
 /// <summary>Every route of <c>bioforge serve</c> against a real Kestrel server: answers equal the library's, bad input gets the right 4xx.</summary>
 public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFixture>
 {

@@ -19,3 +19,17 @@ internal static class TestData
     /// <summary>LibTorch on the CPU in float32 with two threads, loaded once.</summary>
     public static ComputeOptions Cpu { get; } = ComputeOptions.Resolve("cpu", "fp32", 2);
 }
+
+/// <summary>The repository checkout the test binaries were built in (for the shipped models, data and scripts).</summary>
+internal static class Repository
+{
+    public static string Root
+    {
+        get
+        {
+            for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+                if (File.Exists(Path.Combine(directory.FullName, "BioForge.sln"))) return directory.FullName;
+            throw new InvalidOperationException("the repository root (BioForge.sln) is not above the test binaries");
+        }
+    }
+}

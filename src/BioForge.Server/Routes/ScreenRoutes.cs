@@ -36,8 +36,6 @@ internal static class ScreenRoutes
 
     public sealed record ResultsView(string Id, string Measure, long Scored, long Invalid, IReadOnlyList<string> FirstErrors, IReadOnlyList<Hit> Hits);
 
-    private const string Residues = "ACDEFGHIKLMNPQRSTVWYXBZUO";
-
     public static void Map(IEndpointRouteBuilder app, ServerState state)
     {
         var screen = app.MapGroup("/v1/screen").WithTags("screening");
@@ -128,14 +126,18 @@ internal static class ScreenRoutes
         public void Report(int value) => job.Advance(value);
     }
 
+    /// <summary>The target's sequence; the request's text is never taken for a file name on the server.</summary>
     private static string Target(string? text)
     {
         if (string.IsNullOrWhiteSpace(text)) throw ApiError.BadRequest("target is required: the target protein's sequence", "target");
-        string sequence = text.Trim().ToUpperInvariant();
-        for (int i = 0; i < sequence.Length; i++)
-            if (!Residues.Contains(sequence[i]))
-                throw ApiError.Invalid($"target: '{sequence[i]}' at position {i + 1} is not an amino-acid letter", "target");
-        return sequence;
+        try
+        {
+            return TargetSequence.Parse(text);
+        }
+        catch (BioForgeException e)
+        {
+            throw ApiError.Invalid(e.Message, "target");
+        }
     }
 
     private static JobView View(ScreenJob job)

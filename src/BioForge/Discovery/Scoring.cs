@@ -248,17 +248,19 @@ public static class TargetSequence
 
     public static string Read(string target)
     {
-        string sequence;
-        if (File.Exists(target))
-        {
-            var first = FastaReader.Read(target).FirstOrDefault() ?? throw new BioForgeException($"{target}: no FASTA record");
-            sequence = first.Sequence;
-        }
-        else sequence = target.Trim().ToUpperInvariant();
+        if (!File.Exists(target)) return Parse(target, " (give a protein sequence or a FASTA file)");
+        var first = FastaReader.Read(target).FirstOrDefault() ?? throw new BioForgeException($"{target}: no FASTA record");
+        return Parse(first.Sequence);
+    }
+
+    /// <summary>A sequence given as text (never a file name), in upper case; the first character that is not a residue is named.</summary>
+    public static string Parse(string text, string hint = "")
+    {
+        string sequence = text.Trim().ToUpperInvariant();
         if (sequence.Length == 0) throw new BioForgeException("target: the sequence is empty");
         for (int i = 0; i < sequence.Length; i++)
             if (!Residues.Contains(sequence[i]))
-                throw new BioForgeException($"target: '{sequence[i]}' at position {i + 1} is not an amino acid (give a protein sequence or a FASTA file)");
+                throw new BioForgeException($"target: '{sequence[i]}' at position {i + 1} is not an amino acid{hint}");
         return sequence;
     }
 }
