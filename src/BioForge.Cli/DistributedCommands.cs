@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using BioForge.Distributed;
+using BioForge.Models;
 using BioForge.Models.Esm;
 using BioForge.Models.Llama;
 using BioForge.Runtime;
@@ -228,7 +229,7 @@ internal static class DistributedCommands
     {
         using var scope = NewDisposeScope();
         var layout = new ParallelLayout(world);
-        bool esm = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(directory, "config.json")))?["model_type"]?.GetValue<string>() == "esm";
+        bool esm = ModelRegistry.Of(directory) is EsmFamily;
         var ids = tensor(new long[,] { { 0, 5, 9, 11, 7, 12, 2 }, { 0, 13, 6, 8, 2, 1, 1 } });
         var mask = tensor(new long[,] { { 1, 1, 1, 1, 1, 1, 1 }, { 1, 1, 1, 1, 1, 0, 0 } });
         (nn.Module Network, Tensor Logits) Run(ParallelLayout? split)

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using BioForge.Models;
 using BioForge.Planning;
 
 namespace BioForge.Cli;

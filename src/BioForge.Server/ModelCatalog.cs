@@ -1,8 +1,8 @@
-using System.Text.Json.Nodes;
 using BioForge.Chem;
 using BioForge.Discovery;
-using BioForge.FineTuning;
+using BioForge.Models;
 using BioForge.Models.Esm;
+using BioForge.Models.Llama;
 using BioForge.Runtime;
 using static TorchSharp.torch;
 
@@ -17,9 +17,10 @@ public sealed class LanguageModel : IDisposable
     private readonly SequenceEncoder encoder;
     private readonly Device tensors;
 
-    internal LanguageModel(string name, string directory, ModelKind kind, SequenceEncoder encoder, int maxTokens, EsmCheckpoint? esm, Device tensors,
-        BatchingOptions batching, DeviceWorker device, ServerMetrics metrics)
+    internal LanguageModel(string name, string directory, ModelKind kind, SequenceEncoder encoder, int maxTokens, EsmCheckpoint? esm, LlamaCheckpoint? llama,
+        Device tensors, BatchingOptions batching, DeviceWorker device, ServerMetrics metrics)
     {
+        Llama = llama;
         this.tensors = tensors;
         Name = name;
         Directory = directory;
@@ -40,6 +41,9 @@ public sealed class LanguageModel : IDisposable
 
     /// <summary>The ESM-2 checkpoint for fill-mask, contacts and variant scores; null for a SMILES model.</summary>
     public EsmCheckpoint? Esm { get; }
+
+    /// <summary>The SMILES decoder for sampling and /generate (its prior); null for a protein model.</summary>
+    public LlamaCheckpoint? Llama { get; }
 
     public DynamicBatcher<EncodedSequence, float[]> Embeddings { get; }
 
@@ -184,21 +188,23 @@ public sealed class ModelCatalog : IDisposable
             affinityModels[name] = (directory, AffinityModel.Load(directory, compute.Device));
             return;
         }
-        string config = Path.Combine(directory, "config.json");
-        if (!File.Exists(config)) throw new BioForgeException($"--models: {directory} holds neither config.json (a Hugging Face checkpoint) nor {AffinityModel.ManifestFile} (an affinity model)");
-        string? type = JsonNode.Parse(File.ReadAllText(config))?["model_type"]?.GetValue<string>();
-        if (type == "esm")
+        if (!File.Exists(Path.Combine(directory, ModelRegistry.ConfigFile)))
+            throw new BioForgeException($"--models: {directory} holds neither {ModelRegistry.ConfigFile} (a Hugging Face checkpoint) nor {AffinityModel.ManifestFile} (an affinity model)");
+        var family = ModelRegistry.Of(directory);
+        switch (family)
         {
-            var esm = EsmCheckpoint.Load(directory, compute.Device, compute.DType);
-            languageModels[name] = new LanguageModel(name, directory, ModelKind.Protein, SequenceEncoder.ForEsm(esm), esm.Config.MaxResidues + 2, esm, compute.Device, batching, device, metrics);
+            case EsmFamily:
+                var esm = EsmCheckpoint.Load(directory, compute.Device, compute.DType);
+                languageModels[name] = new LanguageModel(name, directory, ModelKind.Protein, SequenceEncoder.ForEsm(esm), esm.Config.MaxResidues + 2, esm, null, compute.Device, batching, device, metrics);
+                break;
+            case LlamaFamily:
+                var llama = LlamaCheckpoint.Load(directory, compute.Device, compute.DType);
+                var encoder = SequenceEncoder.ForLlama(llama, directory);
+                languageModels[name] = new LanguageModel(name, directory, ModelKind.Molecule, encoder, llama.Config.MaxPositionEmbeddings, null, llama, compute.Device, batching, device, metrics);
+                break;
+            default:
+                throw new BioForgeException($"--models: {directory}: a {family.Title} is not served");
         }
-        else if (type == "llama")
-        {
-            var encoder = SequenceEncoder.Load(directory, compute.Device, compute.DType);
-            int maxTokens = JsonNode.Parse(File.ReadAllText(config))?["max_position_embeddings"]?.GetValue<int>() ?? 2048;
-            languageModels[name] = new LanguageModel(name, directory, ModelKind.Molecule, encoder, maxTokens, null, compute.Device, batching, device, metrics);
-        }
-        else throw new BioForgeException($"--models: {config}: model_type '{type}' is not served (esm or llama)");
     }
 
     public void Dispose()

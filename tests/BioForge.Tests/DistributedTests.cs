@@ -297,10 +297,10 @@ public sealed class MpiTests
         job.OutputDataReceived += (_, _) => { };
         job.BeginErrorReadLine();
         job.BeginOutputReadLine();
-        var store = new CheckpointStore(Path.Combine(output, "checkpoints"), keep: 2);
+        var store = RunDirectory.Existing(output);
         var clock = Stopwatch.StartNew();
-        while (store.Latest() is null && clock.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(100);
-        Assert.NotNull(store.Latest());
+        while (store.LatestCheckpoint(TrainerState.FileName) is null && clock.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(100);
+        Assert.NotNull(store.LatestCheckpoint(TrainerState.FileName));
         int victim = RankProcess(1);
         Process.GetProcessById(victim).Kill();
         Assert.True(job.WaitForExit(TimeSpan.FromMinutes(3)), "mpirun kept running after a rank was killed"); // a hang guard, not a speed check
@@ -309,7 +309,7 @@ public sealed class MpiTests
         lock (error) Assert.Matches("rank 1 .*(signal 9|Killed)", error.ToString());
 
         // One process continues from the last complete checkpoint.
-        long resumedFrom = CheckpointStore.ReadState(store.Latest()!).Step;
+        long resumedFrom = TrainerState.Read(store.LatestCheckpoint(TrainerState.FileName)!).Step;
         var resumed = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 100_000), "train.accumulation=2"),
             new TrainerOptions { Resume = true, StopAt = resumedFrom + 2 });
         Assert.Equal(resumedFrom + 2, resumed.Step);

@@ -1,6 +1,7 @@
 using System.Globalization;
 using BioForge.FineTuning;
 using BioForge.IO;
+using BioForge.Training;
 
 namespace BioForge.Tests;
 
@@ -86,7 +87,7 @@ public sealed class FineTuneTests
         Assert.True(manifest.Test["r2"] > 0.4, $"test R² {manifest.Test["r2"]}");
         Assert.True(File.Exists(Path.Combine(run, FineTuner.HeadFile)));
         Assert.False(Directory.Exists(Path.Combine(run, FineTuner.AdapterDirectory)));
-        Assert.Equal(manifest.EpochsRun, File.ReadAllLines(Path.Combine(run, FineTuner.MetricsFile)).Length);
+        Assert.Equal(manifest.EpochsRun, File.ReadAllLines(Path.Combine(run, RunDirectory.MetricsFile)).Length);
         AssertReloadedRunPredictsTheSame(run);
     }
 
@@ -206,7 +207,7 @@ public sealed class FineTuneTests
         Directory.CreateDirectory(run);
         File.WriteAllText(Path.Combine(run, "keep.txt"), "x");
         var exists = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, SmilesModel, run)));
-        Assert.Contains("already exists", exists.Message);
+        Assert.Contains("is not empty", exists.Message);
         Assert.Empty(Directory.GetDirectories(directory, "run.*.tmp"));
     }
 

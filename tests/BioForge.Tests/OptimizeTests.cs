@@ -63,7 +63,7 @@ public sealed class OptimizeTests
         Assert.Equal(2, filter.Scaffolds);
     }
 
-    private static string Run(string output, int steps, string extra = "") => $"""
+    internal static string Run(string output, int steps, string extra = "") => $"""
         seed = 3
         [prior]
         model = "{Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small")}"
@@ -97,7 +97,7 @@ public sealed class OptimizeTests
         {extra}
         """;
 
-    private static OptimizeConfig Config(string toml)
+    internal static OptimizeConfig Config(string toml)
     {
         string path = Path.Combine(TestData.TempDirectory(), "run.toml");
         File.WriteAllText(path, toml);

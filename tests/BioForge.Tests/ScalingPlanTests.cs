@@ -1,5 +1,6 @@
 using System.Text.Json;
 using BioForge.Distributed;
+using BioForge.Models;
 using BioForge.Models.Esm;
 using BioForge.Models.Llama;
 using BioForge.Planning;

@@ -129,7 +129,7 @@ public sealed class TrainCliTests
             while (clock.Elapsed < TimeSpan.FromMinutes(2) && !process.HasExited)
             {
                 bool writing = Directory.Exists(checkpoints) && Directory.EnumerateDirectories(checkpoints, ".step-*").Any();
-                if (writing && new CheckpointStore(checkpoints, 2).List().Count > 0)
+                if (writing && RunDirectory.Existing(Path.GetDirectoryName(checkpoints)!).Checkpoints(TrainerState.FileName).Count > 0)
                 {
                     process.Kill(); // SIGKILL on Linux: no handler, no cleanup
                     process.WaitForExit();
@@ -143,11 +143,11 @@ public sealed class TrainCliTests
         }
         Assert.True(killedMidWrite, "no kill landed inside a checkpoint write in five attempts");
 
-        var complete = new CheckpointStore(checkpoints, 2).List();
+        var complete = RunDirectory.Existing(Path.GetDirectoryName(checkpoints)!).Checkpoints(TrainerState.FileName);
         Assert.NotEmpty(complete);
         foreach (var (step, path) in complete)
         {
-            Assert.Equal(step, CheckpointStore.ReadState(path).Step);
+            Assert.Equal(step, TrainerState.Read(path).Step);
             using var model = Models.Llama.LlamaCheckpoint.Load(path, TestData.Cpu.Device, TestData.Cpu.DType);
         }
         long latest = complete[^1].Step;

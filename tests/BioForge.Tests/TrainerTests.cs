@@ -137,7 +137,7 @@ public sealed class TrainerTests
         TinyRuns.AssertSameWeights(straight, resumed);
 
         // The metrics of the resumed run continue those of the first part without duplicated steps.
-        var steps = File.ReadAllLines(Path.Combine(resumed, Trainer.MetricsFile))
+        var steps = File.ReadAllLines(Path.Combine(resumed, RunDirectory.MetricsFile))
             .Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!)
             .Where(n => n["loss"] is not null)
             .Select(n => n["step"]!.GetValue<long>())
@@ -169,9 +169,9 @@ public sealed class TrainerTests
         Assert.True(reports[^1].Loss < reports[0].Loss - 0.2, $"validation loss {reports[0].Loss:F3} -> {reports[^1].Loss:F3}");
         Assert.Equal(reports[^1], result.Validation);
 
-        var store = new CheckpointStore(Path.Combine(output, "checkpoints"), keep: 2);
-        Assert.Equal([9L, 12], store.List().Select(c => c.Step));
-        var state = CheckpointStore.ReadState(store.Latest()!);
+        var store = RunDirectory.Existing(output);
+        Assert.Equal([9L, 12], store.Checkpoints(TrainerState.FileName).Select(c => c.Step));
+        var state = TrainerState.Read(store.LatestCheckpoint(TrainerState.FileName)!);
         Assert.Equal(12, state.Step);
         using var model = LlamaCheckpoint.Load(Path.Combine(output, Trainer.ModelDirectory), TestData.Cpu.Device, TestData.Cpu.DType);
         Assert.NotNull(model.Vocabulary);
@@ -205,7 +205,7 @@ public sealed class TrainerTests
         string yaml(string output) => TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6);
         Trainer.Run(TinyRuns.Config(yaml(straight), "train.precision=bf16-mixed"), new TrainerOptions());
         Trainer.Run(TinyRuns.Config(yaml(resumed), "train.precision=bf16-mixed"), new TrainerOptions { StopAt = 3 });
-        using (var optimizerState = SafetensorsFile.Open(Path.Combine(resumed, "checkpoints", "step-000000003", CheckpointStore.OptimizerFile)))
+        using (var optimizerState = SafetensorsFile.Open(Path.Combine(resumed, "checkpoints", "step-000000003", RunDirectory.OptimizerFile)))
         {
             Assert.Contains(optimizerState.Entries, e => e.Name == "model.layers.0.mlp.up_proj.weight.master" && e.DType == SafetensorsDType.F32);
         }

@@ -59,8 +59,8 @@ internal static class GenerateRoutes
         app.MapPost("/generate", async (HttpContext context) =>
         {
             var request = await Json.ReadAsync<GenerateRequest>(context.Request);
-            var (config, seed) = Validate(request, state);
-            var molecules = await state.WithDeadline(context, token => state.LongWork.RunAsync(() => Run(config, seed, request, state, token), token), state.Options.JobTimeout);
+            var (config, seed, prior) = Validate(request, state);
+            var molecules = await state.WithDeadline(context, token => state.LongWork.RunAsync(() => Run(config, seed, request, prior, token), token), state.Options.JobTimeout);
             string encoded = JsonSerializer.Serialize(molecules, Json.Options);
             return Results.Json(new GenerateResponse(encoded, request.PropertyName, request.Algorithm == "none" ? 0 : request.Iterations, request.Particles * Math.Max(1, request.Iterations)), Json.Options);
         })
@@ -69,7 +69,7 @@ internal static class GenerateRoutes
     }
 
     /// <summary>The optimizer's run for a valid request, and the seed's canonical SMILES; 4xx naming the field otherwise.</summary>
-    private static (OptimizeConfig Config, string Seed) Validate(GenerateRequest r, ServerState state)
+    private static (OptimizeConfig Config, string Seed, LlamaCheckpoint Prior) Validate(GenerateRequest r, ServerState state)
     {
         if (string.IsNullOrWhiteSpace(r.Smi)) throw ApiError.BadRequest("smi is required: the seed molecule as SMILES", "smi");
         if (!Molecule.TryFromSmiles(r.Smi, out var seed, out string? error)) throw ApiError.Invalid($"smi: '{r.Smi}' is not a valid SMILES: {error}", "smi");
@@ -116,12 +116,12 @@ internal static class GenerateRoutes
                 },
             ],
         };
-        return (config, canonical);
+        return (config, canonical, prior.Llama!);
     }
 
-    private static List<GeneratedMolecule> Run(OptimizeConfig config, string seed, GenerateRequest request, ServerState state, CancellationToken cancellation)
+    private static List<GeneratedMolecule> Run(OptimizeConfig config, string seed, GenerateRequest request, LlamaCheckpoint prior, CancellationToken cancellation)
     {
-        var scored = request.Algorithm == "none" ? Sample(config, request, state, cancellation) : Optimize(config, state, cancellation);
+        var scored = request.Algorithm == "none" ? Sample(config, request, prior, cancellation) : Optimize(config, prior, cancellation);
         // Molecules that meet min_similarity first (by the objective), then the nearest misses: MolMIM's constraint where it can be met.
         return [.. scored.Where(m => m.Smiles != seed).GroupBy(m => m.Smiles).Select(g => g.First())
             .OrderByDescending(m => m.Similarity >= request.MinSimilarity).ThenByDescending(m => m.Objective).ThenBy(m => m.Smiles, StringComparer.Ordinal)
@@ -130,28 +130,28 @@ internal static class GenerateRoutes
 
     private sealed record Candidate(string Smiles, double Objective, double Property, double Similarity);
 
-    /// <summary><c>CMA-ES</c>: the reinforcement-learning run, in a scratch directory that is removed afterwards.</summary>
-    private static IEnumerable<Candidate> Optimize(OptimizeConfig config, ServerState state, CancellationToken cancellation)
+    /// <summary>
+    /// <c>CMA-ES</c>: the reinforcement-learning optimizer in memory, its agent a float32 copy of the served model (and
+    /// the prior itself in float32 for the augmented likelihood); nothing is written to disk.
+    /// </summary>
+    private static List<Candidate> Optimize(OptimizeConfig config, LlamaCheckpoint served, CancellationToken cancellation)
     {
-        string directory = Path.Combine(Path.GetTempPath(), $"bioforge-generate-{Guid.NewGuid():N}");
-        try
+        using var float32 = served.Model.parameters().First().dtype == ScalarType.Float32 ? null : served.Copy(ScalarType.Float32);
+        var prior = float32 ?? served;
+        using var session = new OptimizationSession(config, prior, prior.Copy(ScalarType.Float32));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!session.Finished)
         {
-            var result = MoleculeOptimizer.Run(config with { Output = config.Output with { Dir = directory } },
-                new OptimizeOptions { Cancellation = cancellation, Threads = state.Compute.Threads });
-            if (result.Interrupted) throw new OperationCanceledException(cancellation);
-            return [.. result.Ranked.Select(m => new Candidate(m.Canonical, m.Score, m.Raw[0], m.Raw[1]))];
+            cancellation.ThrowIfCancellationRequested();
+            session.Step(clock.Elapsed);
         }
-        finally
-        {
-            if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
-        }
+        return [.. session.Ranked(config.Output.Ranked).Select(m => new Candidate(m.Canonical, m.Score, m.Raw[0], m.Raw[1]))];
     }
 
     /// <summary><c>none</c>: <c>iterations</c> batches of <c>particles</c> molecules from the prior, scored, no learning.</summary>
-    private static List<Candidate> Sample(OptimizeConfig config, GenerateRequest request, ServerState state, CancellationToken cancellation)
+    private static List<Candidate> Sample(OptimizeConfig config, GenerateRequest request, LlamaCheckpoint prior, CancellationToken cancellation)
     {
-        using var prior = LlamaCheckpoint.Load(config.Prior.Model, state.Compute.Device, ScalarType.Float32);
-        using var scoring = new ScoringFunction(config.Stages[0].Components, config.Stages[0].Aggregate, state.Compute.Device);
+        using var scoring = new ScoringFunction(config.Stages[0].Components, config.Stages[0].Aggregate, prior.Device);
         var generator = new SmilesGenerator(prior);
         var result = new List<Candidate>();
         for (int i = 0; i < request.Iterations; i++)

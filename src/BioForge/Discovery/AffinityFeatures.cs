@@ -1,5 +1,5 @@
 using BioForge.Chem;
-using BioForge.FineTuning;
+using BioForge.Models;
 using static TorchSharp.torch;
 
 namespace BioForge.Discovery;
@@ -43,9 +43,11 @@ internal sealed class AffinityFeaturizer : IDisposable
         try
         {
             protein = proteinModel is null ? null : SequenceEncoder.Load(proteinModel, device);
-            if (protein is { Kind: not "esm" }) throw new BioForgeException($"features.protein_model {proteinModel}: expected an ESM-2 checkpoint, found a {protein.Kind} model");
+            if (protein is not null && protein.Family.Alphabet != SequenceAlphabet.Protein)
+                throw new BioForgeException($"features.protein_model {proteinModel}: expected a protein language model, found a {protein.Family.Title}");
             molecule = moleculeModel is null ? null : SequenceEncoder.Load(moleculeModel, device);
-            if (molecule is { Kind: not "llama" }) throw new BioForgeException($"features.molecule_model {moleculeModel}: expected a SMILES language model, found a {molecule.Kind} model");
+            if (molecule is not null && molecule.Family.Alphabet != SequenceAlphabet.Smiles)
+                throw new BioForgeException($"features.molecule_model {moleculeModel}: expected a SMILES language model, found a {molecule.Family.Title}");
         }
         catch
         {

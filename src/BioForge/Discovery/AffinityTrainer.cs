@@ -87,6 +87,7 @@ public static class AffinityTrainer
 {
     public static DtiResult Train(DtiConfig config, Action<string>? info = null, Action<DtiEpochReport>? onEpoch = null)
     {
+        RunDirectory.RequireNew(config.Train.OutputDir, "train.output_dir");
         var compute = ComputeOptions.Resolve(config.Train.Device, "fp32", config.Train.Threads);
         var data = AffinityDataset.Load(config.Data.Dir);
         if (config.Data.ValidationFold >= data.TrainFolds.Length)
@@ -286,38 +287,35 @@ public static class AffinityTrainer
             text.Append(AffinityModel.SequenceKey(data.Targets[pair.Target].Text)).Append(',').Append(Csv.Quote(data.Targets[pair.Target].Id)).Append(',')
                 .Append(Csv.Quote(data.Drugs[pair.Drug].Id)).Append(',').Append(Csv.Quote(data.Drugs[pair.Drug].Text)).Append(',')
                 .Append(pair.Affinity.ToString("F3", CultureInfo.InvariantCulture)).Append('\n');
-        File.WriteAllText(path, text.ToString());
+        AtomicFile.WriteText(path, text.ToString());
     }
 
-    /// <summary>Writes the run into a temporary directory and renames it into place, so a failed run leaves nothing half-written.</summary>
+    /// <summary>The run directory is the model directory: weights, manifest and known binders beside the run's record, written whole.</summary>
     private static void WriteRun(string output, DtiConfig config, AffinityManifest manifest, AffinityEnsemble network, AffinityDataset data,
         AffinityPair[] test, double[] predictions, List<JsonObject> history)
     {
         string full = Path.GetFullPath(output);
-        string temp = full.TrimEnd(Path.DirectorySeparatorChar) + $".{Environment.ProcessId}.tmp";
-        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-        // The run directory is the model directory: weights, manifest and known binders beside the run's record.
-        string modelDirectory = temp;
-        Directory.CreateDirectory(modelDirectory);
         // Language-model paths are stored relative to where the model will live, so the run directory can move with them.
         string? Relative(string? path) => path is null ? null : Path.GetRelativePath(full, Path.GetFullPath(path));
         manifest = manifest with { Features = config.Features with { ProteinModel = Relative(config.Features.ProteinModel), MoleculeModel = Relative(config.Features.MoleculeModel) } };
-        File.WriteAllText(Path.Combine(modelDirectory, AffinityModel.ManifestFile), JsonSerializer.Serialize(manifest, YamlConfig.Serializer) + "\n");
-        using (var scope = NewDisposeScope())
-            SafetensorsWriter.Write(Path.Combine(modelDirectory, AffinityModel.WeightsFile),
-                [.. network.named_parameters().Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter.detach().cpu()))], new Dictionary<string, string>());
-        File.WriteAllText(Path.Combine(temp, "run_config.json"), config.ToJsonText() + "\n");
-        File.WriteAllLines(Path.Combine(temp, "metrics.jsonl"), history.Select(h => h.ToJsonString()));
-        var csv = new StringBuilder("drug,target,smiles,affinity,predicted\n");
-        for (int i = 0; i < test.Length; i++)
-            csv.Append(Csv.Quote(data.Drugs[test[i].Drug].Id)).Append(',').Append(Csv.Quote(data.Targets[test[i].Target].Id)).Append(',')
-                .Append(Csv.Quote(data.Drugs[test[i].Drug].Text)).Append(',')
-                .Append(test[i].Affinity.ToString("G6", CultureInfo.InvariantCulture)).Append(',')
-                .Append(predictions[i].ToString("G6", CultureInfo.InvariantCulture)).Append('\n');
-        File.WriteAllText(Path.Combine(temp, "test_predictions.csv"), csv.ToString());
-        WriteKnownBinders(Path.Combine(modelDirectory, AffinityModel.KnownBindersFile), data);
-        if (Directory.Exists(full)) Directory.Delete(full, recursive: true);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        Directory.Move(temp, full);
+        RunDirectory.WriteWhole(full, "train.output_dir", run =>
+        {
+            string directory = run.Path;
+            AtomicFile.WriteText(Path.Combine(directory, AffinityModel.ManifestFile), JsonSerializer.Serialize(manifest, YamlConfig.Serializer) + "\n");
+            using (var scope = NewDisposeScope())
+                SafetensorsWriter.Write(Path.Combine(directory, AffinityModel.WeightsFile),
+                    [.. network.named_parameters().Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter.detach().cpu()))], new Dictionary<string, string>());
+            run.WriteConfig(config.ToJsonText());
+            using (var metrics = run.OpenMetrics(0))
+                foreach (var line in history) metrics.Write(line);
+            var csv = new StringBuilder("drug,target,smiles,affinity,predicted\n");
+            for (int i = 0; i < test.Length; i++)
+                csv.Append(Csv.Quote(data.Drugs[test[i].Drug].Id)).Append(',').Append(Csv.Quote(data.Targets[test[i].Target].Id)).Append(',')
+                    .Append(Csv.Quote(data.Drugs[test[i].Drug].Text)).Append(',')
+                    .Append(test[i].Affinity.ToString("G6", CultureInfo.InvariantCulture)).Append(',')
+                    .Append(predictions[i].ToString("G6", CultureInfo.InvariantCulture)).Append('\n');
+            AtomicFile.WriteText(Path.Combine(directory, "test_predictions.csv"), csv.ToString());
+            WriteKnownBinders(Path.Combine(directory, AffinityModel.KnownBindersFile), data);
+        });
     }
 }

@@ -1,3 +1,4 @@
+using BioForge.Models;
 using BioForge.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;

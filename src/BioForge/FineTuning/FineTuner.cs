@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
 using BioForge.IO;
+using BioForge.Models;
 using BioForge.Runtime;
 using BioForge.Statistics;
 using BioForge.Training;
@@ -33,14 +34,11 @@ public static class FineTuner
     public const string HeadFile = "head.safetensors";
     public const string AdapterDirectory = "adapter";
     public const string EncoderDirectory = "encoder";
-    public const string MetricsFile = "metrics.jsonl";
     public const string PredictionsFile = "test_predictions.csv";
 
     public static FineTuneManifest Run(FineTuneConfig config, FineTuneOptions options)
     {
-        string output = config.Train.OutputDir;
-        if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any())
-            throw new BioForgeException($"train.output_dir {output} already exists; remove it or choose another (train.output_dir=…)");
+        RunDirectory.RequireNew(config.Train.OutputDir, "train.output_dir");
         var compute = ComputeOptions.Resolve(config.Train.Device, "fp32", config.Train.Threads);
         void Info(string message) => options.OnInfo?.Invoke(message);
 
@@ -70,26 +68,17 @@ public static class FineTuner
             }
             var trainable = model.Head.parameters().Concat(lora?.Parameters() ?? []).Concat(config.Mode == EncoderMode.Full ? encoder.Network.parameters() : []).ToList();
             long trainableCount = trainable.Sum(p => p.numel());
-            Info($"{config.Mode.ToString().ToLowerInvariant()} {encoder.Kind} encoder, {trainableCount:N0} trainable parameters");
+            Info($"{config.Mode.ToString().ToLowerInvariant()} {encoder.Family.ModelType} encoder, {trainableCount:N0} trainable parameters");
 
             using var cache = config.Mode == EncoderMode.Frozen ? FeatureCache.Build(model, all, config.Data.BatchSize) : null;
-            string temp = $"{output.TrimEnd('/')}.{Environment.ProcessId}.tmp";
-            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-            Directory.CreateDirectory(temp);
-            try
+            FineTuneManifest result = null!;
+            RunDirectory.WriteWhole(config.Train.OutputDir, "train.output_dir", run =>
             {
-                var (manifest, testOutputs) = Train(config, model, trainable, cache, train, valid, test, labels, temp, options);
-                manifest = manifest with { TrainableParameters = trainableCount };
-                WriteRun(config, model, lora, manifest, test, testOutputs, temp);
-                if (Directory.Exists(output)) Directory.Delete(output); // empty (checked above)
-                Directory.Move(temp, output);
-                return manifest;
-            }
-            catch
-            {
-                Directory.Delete(temp, recursive: true);
-                throw;
-            }
+                var (manifest, testOutputs) = Train(config, model, trainable, cache, train, valid, test, labels, run, options);
+                result = manifest with { TrainableParameters = trainableCount };
+                WriteRun(config, model, lora, result, test, testOutputs, run);
+            });
+            return result;
         }
         finally
         {
@@ -115,12 +104,12 @@ public static class FineTuner
     }
 
     private static (FineTuneManifest Manifest, List<double[]> TestOutputs) Train(FineTuneConfig config, TaskModel model, List<Parameter> trainable, FeatureCache? cache,
-        List<Example> train, List<Example> valid, List<Example> test, LabelSpace labels, string directory, FineTuneOptions options)
+        List<Example> train, List<Example> valid, List<Example> test, LabelSpace labels, RunDirectory run, FineTuneOptions options)
     {
         using var optimizer = new FlatAdamW(trainable, config.AdamW);
         int batchesPerEpoch = (train.Count + config.Data.BatchSize - 1) / config.Data.BatchSize;
         var schedule = config.Schedule((long)batchesPerEpoch * config.Train.Epochs);
-        using var metrics = new StreamWriter(Path.Combine(directory, MetricsFile)) { AutoFlush = true };
+        using var metrics = run.OpenMetrics(0);
         var clock = Stopwatch.StartNew();
         List<Tensor>? best = null;
         double bestLoss = double.PositiveInfinity;
@@ -174,7 +163,7 @@ public static class FineTuner
                     DisposeAll(best);
                     best = Snapshot(trainable);
                 }
-                metrics.WriteLine(line.ToJsonString());
+                metrics.Write(line);
                 options.OnEpoch?.Invoke(new EpochReport(epoch, config.Train.Epochs, trainLoss, validLoss, validMetrics, improved, clock.Elapsed));
                 if (config.Train.Patience > 0 && epoch - bestEpoch >= config.Train.Patience) break;
             }
@@ -193,7 +182,7 @@ public static class FineTuner
         var manifest = new FineTuneManifest
         {
             Task = config.Task.Type,
-            ModelType = model.Encoder.Kind,
+            ModelType = model.Encoder.Family.ModelType,
             BaseModel = config.Model.Init,
             EncoderMode = config.Encoder.Mode,
             Pooling = config.Task.Pooling,
@@ -318,12 +307,13 @@ public static class FineTuner
         foreach (var t in tensors ?? []) t.Dispose();
     }
 
-    private static void WriteRun(FineTuneConfig config, TaskModel model, LoraAdapters? lora, FineTuneManifest manifest, List<Example> test, List<double[]> testOutputs, string directory)
+    private static void WriteRun(FineTuneConfig config, TaskModel model, LoraAdapters? lora, FineTuneManifest manifest, List<Example> test, List<double[]> testOutputs, RunDirectory run)
     {
+        string directory = run.Path;
         model.Head.Save(Path.Combine(directory, HeadFile));
         lora?.Save(Path.Combine(directory, AdapterDirectory), config.Model.Init);
         if (config.Mode == EncoderMode.Full) model.Encoder.Save(Path.Combine(directory, EncoderDirectory));
-        AtomicFile.WriteText(Path.Combine(directory, "run_config.json"), config.ToJsonText() + "\n");
+        run.WriteConfig(config.ToJsonText());
         if (test.Count > 0) AtomicFile.WriteText(Path.Combine(directory, PredictionsFile), PredictionTable(manifest.Labels, test, testOutputs));
         manifest.Save(directory);
     }

@@ -1,4 +1,5 @@
 using System.Globalization;
+using BioForge.Models;
 
 namespace BioForge.FineTuning;
 

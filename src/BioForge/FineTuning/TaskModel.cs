@@ -1,4 +1,5 @@
 using BioForge.IO;
+using BioForge.Models;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;

@@ -1,4 +1,4 @@
-using System.Text.Json.Nodes;
+using BioForge.Models;
 using BioForge.Models.Esm;
 using BioForge.Models.Llama;
 using BioForge.Tokenizers;
@@ -30,13 +30,8 @@ public static class PlanInputs
     private static ModelShape FromConfigJson(string path)
     {
         if (!File.Exists(path)) throw new BioForgeException($"{path}: not found (expected a Hugging Face config.json)");
-        var json = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new BioForgeException($"{path}: not a JSON object");
-        return json["model_type"]?.GetValue<string>() switch
-        {
-            "esm" => ModelShape.Of(EsmConfig.FromJson(json, path)),
-            "llama" => ModelShape.Of(LlamaConfig.FromJson(json, path)),
-            var other => throw new BioForgeException($"{path}: model_type '{other}' is not one BioForge trains (esm, llama)"),
-        };
+        var json = ModelRegistry.ReadConfig(path);
+        return ModelRegistry.Get(json["model_type"]?.ToString(), path).Shape(json, path);
     }
 
     private static (ModelShape, WorkloadSpec) FromRunConfig(string path)
@@ -55,7 +50,7 @@ public static class PlanInputs
         };
         if (run.Model.Init is not null) return (FromConfigJson(Path.Combine(run.Model.Init, "config.json")), workload);
         var json = run.Model.Config?.DeepClone().AsObject() ?? [];
-        if (run.Model.Type == "esm")
+        if (run.Family is EsmFamily)
         {
             json["vocab_size"] ??= EsmTokenizer.Esm2.Vocabulary.Count;
             json["position_embedding_type"] ??= "rotary";

@@ -1,3 +1,4 @@
+using BioForge.Models;
 namespace BioForge.Planning;
 
 /// <summary>The machines: how many GPUs, how they are split, and how fast their links are.</summary>

@@ -33,6 +33,9 @@ internal interface ILanguageModelTask : IDisposable
 
     int VocabularySize { get; }
 
+    /// <summary>Long documents are cropped at a random start (masked LM, as ESM-2 trains) rather than at their beginning.</summary>
+    bool RandomCrop { get; }
+
     /// <summary>Which parameters are tensor-parallel shards.</summary>
     ShardedParameters Sharding { get; }
 
@@ -93,6 +96,7 @@ internal sealed class MaskedLanguageModelTask(EsmCheckpoint checkpoint) : ILangu
     }
 
     public int VocabularySize => checkpoint.Config.VocabSize;
+    public bool RandomCrop => true;
     public ShardedParameters Sharding => checkpoint.Sharding;
     public List<KeyValuePair<string, Tensor>> UnshardedWeights() => checkpoint.UnshardedWeights();
     public void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>> weights) => checkpoint.Save(directory, weights);
@@ -135,6 +139,7 @@ internal sealed class CausalLanguageModelTask(LlamaCheckpoint checkpoint, bool r
     }
 
     public int VocabularySize => checkpoint.Config.VocabSize;
+    public bool RandomCrop => false;
     public ShardedParameters Sharding => checkpoint.Sharding;
     public List<KeyValuePair<string, Tensor>> UnshardedWeights() => checkpoint.UnshardedWeights();
     public void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>> weights) => checkpoint.Save(directory, weights);

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using BioForge.IO;
+using BioForge.Models;
 
 namespace BioForge.Training;
 
@@ -35,7 +36,7 @@ public sealed record RunConfig
 
     public sealed record ModelSection
     {
-        /// <summary><c>esm</c> (masked LM) or <c>llama</c> (causal LM).</summary>
+        /// <summary>A registered family's <c>model_type</c>: <c>esm</c> (masked LM) or <c>llama</c> (causal LM).</summary>
         public string Type { get; init; } = "";
         /// <summary>Start from this Hugging Face checkpoint directory instead of random weights.</summary>
         public string? Init { get; init; }
@@ -108,6 +109,9 @@ public sealed record RunConfig
         _ => LearningRateDecay.Linear,
     }, Schedule.MinLrRatio);
 
+    /// <summary>The family <c>model.type</c> names (checked when the file is loaded).</summary>
+    public ModelFamily Family => ModelRegistry.Get(Model.Type, "model.type");
+
     public AdamWOptions AdamW => new() { Beta1 = Optimizer.Beta1, Beta2 = Optimizer.Beta2, Epsilon = Optimizer.Eps, WeightDecay = Optimizer.WeightDecay };
 
     /// <summary>Reads <paramref name="path"/>, applies <c>a.b=value</c> overrides, checks keys and values.</summary>
@@ -122,17 +126,18 @@ public sealed record RunConfig
     {
         require(Data.Dir.Length > 0, "data.dir is required (a directory written by `bioforge data prepare`)");
         require(Data.TokensPerBatch > 0, $"data.tokens_per_batch must be positive (got {Data.TokensPerBatch})");
-        require(Model.Type is "esm" or "llama", $"model.type must be esm or llama (got '{Model.Type}')");
+        var family = ModelRegistry.Find(Model.Type);
+        require(family is not null, $"model.type must be one of {ModelRegistry.Known} (got '{Model.Type}')");
         require(Model.Init is null || Model.Config is null, "give model.init (a checkpoint) or model.config (a new network), not both");
-        require(!Data.Packing || Model.Type == "llama", "data.packing applies to the causal objective (model.type llama) only");
-        require(!Data.RandomizeSmiles || Model.Type == "llama", "data.randomize_smiles applies to SMILES models (model.type llama) only");
+        require(!Data.Packing || family is null or { Objective: TrainingObjective.CausalLanguageModel }, $"data.packing applies to the causal objective only, not to {family?.Title}");
+        require(!Data.RandomizeSmiles || family is null or { Alphabet: SequenceAlphabet.Smiles }, $"data.randomize_smiles applies to SMILES models only, not to {family?.Title}");
         require(!(Data.RandomizeSmiles && Data.Packing), "data.randomize_smiles rewrites whole molecules and cannot be combined with data.packing");
         require(Train.Steps > 0, $"train.steps must be positive (got {Train.Steps})");
         require(Train.Accumulation >= 1, $"train.accumulation must be at least 1 (got {Train.Accumulation})");
         require(Train.BucketMb > 0, $"train.bucket_mb must be positive (got {Train.BucketMb})");
         require(Train.ZeroStage is 0 or 1, $"train.zero_stage must be 0 or 1 (got {Train.ZeroStage})");
         require(Train.TensorParallel >= 1, $"train.tensor_parallel must be at least 1 (got {Train.TensorParallel})");
-        require(!Train.VocabParallel || Model.Type == "llama", "train.vocab_parallel applies to llama models only (ESM-2's 33-token vocabulary does not split evenly and is tiny)");
+        require(!Train.VocabParallel || family is null or { SplitsVocabulary: true }, $"train.vocab_parallel: a {family?.Title} does not split its vocabulary (ESM-2's 33 tokens do not split evenly and are few)");
         require(Train.Precision is "fp32" or "bf16-mixed", $"train.precision must be fp32 or bf16-mixed (got '{Train.Precision}')");
         require(Train.OutputDir.Length > 0, "train.output_dir is required");
         require(Train.LogEvery >= 1, $"train.log_every must be at least 1 (got {Train.LogEvery})");

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using BioForge.Distributed;
 using BioForge.IO;
@@ -52,25 +51,26 @@ public sealed record TrainerOptions
 /// </summary>
 public static class Trainer
 {
-    public const string MetricsFile = "metrics.jsonl";
-    public const string ConfigFile = "run_config.json";
     public const string ModelDirectory = "model";
+
+    /// <summary>Settings a resumed run must share with the run it continues (the global batch is checked apart, from the checkpoint).</summary>
+    private static readonly string[] DefiningSettings =
+        ["seed", "model.type", "model.config", "data.tokens_per_batch", "data.max_length", "data.packing", "data.randomize_smiles", "data.cluster_sampling"];
 
     public static TrainingResult Run(RunConfig config, TrainerOptions options)
     {
         var compute = ComputeOptions.Resolve(config.Train.Device, config.Train.Precision == "bf16-mixed" ? "bf16" : "fp32", config.Train.Threads);
         compute = compute with { Device = ParallelGrid.LocalDevice(compute.Device, ProcessGroup.Launch) };
-        string output = config.Train.OutputDir;
-        var checkpoints = new CheckpointStore(Path.Combine(output, "checkpoints"), config.Checkpoint.Keep);
-        string? resumeFrom = ResumePoint(options, checkpoints);
-        var state = resumeFrom is null ? null : CheckpointStore.ReadState(resumeFrom);
-        if (state is not null && state.Precision != config.Train.Precision)
-            throw new BioForgeException($"{resumeFrom}: written with precision {state.Precision}, the configuration says {config.Train.Precision}");
-
         // Tensor-parallel ranks share micro-batches and split every layer; data-parallel ranks split the micro-batches.
         using var grid = new ParallelGrid(options.Group ?? ProcessGroup.World, config.Train.TensorParallel, compute.Device);
-        var layout = new ParallelLayout(grid.Tensor, config.Train.VocabParallel);
+        // Only world rank 0 writes files and reports; the tensor-parallel group around it (data-parallel rank 0)
+        // validates and gathers whole tensors for it.
+        bool lead = grid.World.Rank == 0, leadReplica = grid.Data.Rank == 0;
         using var train = OpenSplit(config.Data.Dir, "train");
+        var (run, resumeFrom, state) = OpenRun(config, options, train, lead);
+        if (state is not null) config = MatchGlobalBatch(config, state, grid.Data.Size, options.OnInfo);
+
+        var layout = new ParallelLayout(grid.Tensor, config.Train.VocabParallel);
         using var validStore = File.Exists(TokenStore.IdxPath(Path.Combine(config.Data.Dir, "valid"))) ? OpenSplit(config.Data.Dir, "valid") : null;
         var valid = validStore is { Count: > 0 } ? validStore : null; // prepared with --validation-fraction 0: nothing to validate on
         using var task = CreateTask(config, resumeFrom, compute, layout);
@@ -78,22 +78,16 @@ public static class Trainer
             throw new BioForgeException($"{config.Data.Dir}: the corpus uses {train.VocabularySize} token ids but the model has {task.VocabularySize}");
         var clusterMembers = config.Data.ClusterSampling ? Clusters.ReadMembers(Path.Combine(config.Data.Dir, "train"), train.Count) : null;
         var stream = new TrainingStream(train, config.Data.MaxLength, config.Data.TokensPerBatch, config.Data.Packing,
-            randomCrop: config.Model.Type == "esm", config.Seed, clusterMembers);
-        // Every data-parallel replica starts from replica 0's weights; only world rank 0 writes files and reports, and
-        // the tensor-parallel group around it (data-parallel rank 0) validates and gathers whole tensors for it.
-        bool lead = grid.World.Rank == 0, leadReplica = grid.Data.Rank == 0;
+            randomCrop: task.RandomCrop, config.Seed, clusterMembers);
+        // Every data-parallel replica starts from replica 0's weights.
         bool zero = config.Train.ZeroStage == 1 && grid.Data.Size > 1;
         using var optimizer = new FlatAdamW(task.Network.named_parameters(), config.AdamW, zero ? grid.Data : null, task.Sharding);
         optimizer.Broadcast(grid.Data);
-        if (resumeFrom is not null) LoadOptimizer(optimizer, resumeFrom, state!.Step);
+        if (resumeFrom is not null) RunDirectory.LoadOptimizer(resumeFrom, optimizer, state!.Step);
         options.OnInfo?.Invoke(FormattableString.Invariant($"optimizer state {optimizer.StateBytes} bytes per rank ({grid.Data.Size} data-parallel × {grid.Tensor.Size} tensor-parallel rank(s){(zero ? ", ZeRO-1" : "")}{(layout.SplitsVocabulary ? ", vocabulary split" : "")})"));
 
-        if (lead)
-        {
-            Directory.CreateDirectory(output);
-            AtomicFile.WriteText(Path.Combine(output, ConfigFile), config.ToJsonText() + "\n");
-        }
-        using var metrics = lead ? OpenMetrics(Path.Combine(output, MetricsFile), state?.Step ?? 0) : null;
+        if (lead) run.WriteConfig(config.ToJsonText());
+        using var metrics = lead ? run.OpenMetrics(state?.Step ?? 0) : null;
 
         long step = state?.Step ?? 0, startStep = step, tokensSeen = state?.TokensSeen ?? 0;
         var position = state?.Position ?? new StreamPosition(0, 0);
@@ -121,7 +115,7 @@ public static class Trainer
             if (lead && (step % config.Train.LogEvery == 0 || step == stopAt))
             {
                 var report = new StepReport(step, config.Train.Steps, stepLoss, lr, gradNorm, windowTokens / windowSeconds, clock.Elapsed, windowTokens);
-                WriteMetric(metrics, new JsonObject
+                metrics?.Write(new JsonObject
                 {
                     ["step"] = step,
                     ["loss"] = Round(stepLoss),
@@ -141,7 +135,7 @@ public static class Trainer
             if (leadReplica && valid is not null && ((config.Validation.Every > 0 && step % config.Validation.Every == 0) || last))
             {
                 lastValidation = Validate(task, valid, config, compute.Device, step);
-                WriteMetric(metrics, new JsonObject
+                metrics?.Write(new JsonObject
                 {
                     ["step"] = step,
                     ["validation_loss"] = Round(lastValidation.Loss),
@@ -154,37 +148,91 @@ public static class Trainer
             bool stopping = step == stopAt || cancelled;
             if ((config.Checkpoint.Every > 0 && step % config.Checkpoint.Every == 0) || stopping)
             {
-                using var scope = NewDisposeScope();
-                var optimizerState = optimizer.State(); // every rank: ZeRO-1 and tensor parallelism gather here
-                var weights = leadReplica ? task.UnshardedWeights() : null;
-                if (lead)
+                var current = new TrainerState
                 {
-                    var current = new TrainerState
-                    {
-                        Step = step,
-                        Epoch = position.Epoch,
-                        BatchInEpoch = position.Batch,
-                        TokensSeen = tokensSeen,
-                        Seed = config.Seed,
-                        Precision = config.Train.Precision,
-                        LastValidationLoss = lastValidation?.Loss,
-                    };
-                    lastCheckpoint = checkpoints.Save(step, directory => WriteCheckpoint(directory, task, weights!, optimizerState, optimizer.Step, current));
-                    options.OnCheckpoint?.Invoke(lastCheckpoint);
-                }
+                    Step = step,
+                    Epoch = position.Epoch,
+                    BatchInEpoch = position.Batch,
+                    TokensSeen = tokensSeen,
+                    Seed = config.Seed,
+                    Precision = config.Train.Precision,
+                    LastValidationLoss = lastValidation?.Loss,
+                    MicroBatchesPerStep = grid.Data.Size * config.Train.Accumulation,
+                    TrainDocuments = train.Count,
+                    TrainTokens = train.TotalTokens,
+                };
+                lastCheckpoint = SaveCheckpoint(run, config, task, optimizer, current, lead, leadReplica) ?? lastCheckpoint;
+                if (lead) options.OnCheckpoint?.Invoke(lastCheckpoint!);
             }
         }
 
-        string modelDirectory = Path.Combine(output, ModelDirectory);
         bool finished = step == config.Train.Steps;
         if (finished && leadReplica)
         {
             using var scope = NewDisposeScope();
             var weights = task.UnshardedWeights();
-            if (lead) SaveModel(task, weights, modelDirectory);
+            if (lead) run.Publish(ModelDirectory, directory => task.Save(directory, weights));
         }
         grid.World.Barrier(); // the model and last checkpoint exist when any rank returns
-        return new TrainingResult(step, startStep, modelDirectory, lastCheckpoint, lastValidation, Interrupted: !finished);
+        return new TrainingResult(step, startStep, Path.Combine(run.Path, ModelDirectory), lastCheckpoint, lastValidation, Interrupted: !finished);
+    }
+
+    /// <summary>
+    /// The run directory and, when resuming, the checkpoint and its state — after checking that the resumed run is the
+    /// same run: the settings that define it, the precision and the corpus.
+    /// </summary>
+    private static (RunDirectory Run, string? ResumeFrom, TrainerState? State) OpenRun(RunConfig config, TrainerOptions options, TokenStore.Reader train, bool lead)
+    {
+        bool resuming = options.Resume || options.ResumeFrom is not null;
+        var run = RunDirectory.Open(config.Train.OutputDir, "train.output_dir", isNew: !resuming, owner: lead);
+        string? resumeFrom = options.ResumeFrom;
+        if (resumeFrom is not null && !Directory.Exists(resumeFrom)) throw new BioForgeException($"--resume-from {resumeFrom}: no such checkpoint directory");
+        if (options.Resume)
+            resumeFrom = run.LatestCheckpoint(TrainerState.FileName)
+                ?? throw new BioForgeException($"--resume: {run.CheckpointsDirectory} holds no complete checkpoint");
+        if (resumeFrom is null) return (run, null, null);
+
+        var state = TrainerState.Read(resumeFrom);
+        if (state.Precision != config.Train.Precision)
+            throw new BioForgeException($"{resumeFrom}: written with precision {state.Precision}, the configuration says {config.Train.Precision}");
+        run.RefuseChanges(JsonNode.Parse(config.ToJsonText())!.AsObject(), DefiningSettings);
+        if (state.Seed != config.Seed)
+            throw new BioForgeException($"{resumeFrom}: written by a run with seed {state.Seed}, the configuration says {config.Seed} (the seed orders the data)");
+        if (state.TrainDocuments is { } documents && (documents != train.Count || state.TrainTokens != train.TotalTokens))
+            throw new BioForgeException($"{resumeFrom}: trained on {documents:N0} documents / {state.TrainTokens:N0} tokens, but data.dir {config.Data.Dir} "
+                + $"holds {train.Count:N0} / {train.TotalTokens:N0}; a resumed run must read the same corpus");
+        return (run, resumeFrom, state);
+    }
+
+    /// <summary>
+    /// Keeps the global batch of the run being resumed: with another number of data-parallel ranks, accumulation is
+    /// changed so that ranks × accumulation is what the checkpoint stepped with, or the resume is refused.
+    /// </summary>
+    private static RunConfig MatchGlobalBatch(RunConfig config, TrainerState state, int ranks, Action<string>? info)
+    {
+        if (state.MicroBatchesPerStep is not { } microBatches || microBatches == ranks * config.Train.Accumulation) return config;
+        if (microBatches % ranks != 0)
+            throw new BioForgeException($"the run stepped with {microBatches} micro-batches per step (data-parallel ranks × train.accumulation); "
+                + $"{ranks} data-parallel ranks cannot keep that global batch — resume on a number of ranks that divides {microBatches}");
+        int accumulation = microBatches / ranks;
+        info?.Invoke($"train.accumulation {config.Train.Accumulation} → {accumulation}: {ranks} data-parallel rank(s) keep the run's global batch of {microBatches} micro-batches per step");
+        return config with { Train = config.Train with { Accumulation = accumulation } };
+    }
+
+    /// <summary>Every rank takes part (ZeRO-1 and tensor parallelism gather here); rank 0 writes. Returns the path on rank 0.</summary>
+    private static string? SaveCheckpoint(RunDirectory run, RunConfig config, ILanguageModelTask task, FlatAdamW optimizer, TrainerState state,
+        bool lead, bool leadReplica)
+    {
+        using var scope = NewDisposeScope();
+        var optimizerState = optimizer.State();
+        var weights = leadReplica ? task.UnshardedWeights() : null;
+        if (!lead) return null;
+        return run.SaveCheckpoint(state.Step, config.Checkpoint.Keep, TrainerState.FileName, directory =>
+        {
+            task.Save(directory, weights!);
+            RunDirectory.SaveOptimizer(directory, optimizerState, optimizer.Step);
+            state.Write(directory);
+        });
     }
 
     /// <summary>
@@ -244,21 +292,6 @@ public static class Trainer
 
     private static bool Agree(Communicator group, bool flag) => group.Size == 1 ? flag : Sum(group, flag ? 1 : 0) > 0;
 
-    private static string? ResumePoint(TrainerOptions options, CheckpointStore checkpoints)
-    {
-        if (options.ResumeFrom is not null)
-        {
-            if (!Directory.Exists(options.ResumeFrom)) throw new BioForgeException($"--resume {options.ResumeFrom}: no such checkpoint directory");
-            return options.ResumeFrom;
-        }
-        string? latest = checkpoints.Latest();
-        if (options.Resume)
-            return latest ?? throw new BioForgeException($"--resume: {checkpoints.Directory} holds no complete checkpoint");
-        if (latest is not null)
-            throw new BioForgeException($"{checkpoints.Directory} already holds checkpoints (latest {Path.GetFileName(latest)}); pass --resume to continue that run, or choose another train.output_dir");
-        return null;
-    }
-
     private static TokenStore.Reader OpenSplit(string directory, string split)
     {
         string prefix = Path.Combine(directory, split);
@@ -270,13 +303,13 @@ public static class Trainer
     private static ILanguageModelTask CreateTask(RunConfig config, string? resumeFrom, ComputeOptions compute, ParallelLayout layout)
     {
         string? source = resumeFrom ?? config.Model.Init;
-        if (config.Model.Type == "esm")
+        if (config.Family is EsmFamily)
         {
             if (!File.Exists(Path.Combine(config.Data.Dir, "vocab.txt")))
                 throw new BioForgeException($"data.dir {config.Data.Dir}: no vocab.txt; an ESM model needs a corpus prepared with --tokenizer esm");
             var checkpoint = source is not null
                 ? EsmCheckpoint.Load(source, compute.Device, compute.DType, layout)
-                : EsmCheckpoint.Random(NewConfig(config, EsmConfig.Keys, json =>
+                : EsmCheckpoint.Random(NewConfig(config, json =>
                 {
                     json["position_embedding_type"] ??= "rotary"; // Hugging Face's default is "absolute"; ESM-2 is rotary
                     return EsmConfig.FromJson(json, "model.config");
@@ -296,7 +329,7 @@ public static class Trainer
         var vocabulary = SmilesVocabulary.Load(Path.Combine(config.Data.Dir, SmilesVocabulary.FileName));
         var llama = source is not null
             ? LlamaCheckpoint.Load(source, compute.Device, compute.DType, layout)
-            : LlamaCheckpoint.Random(NewConfig(config, LlamaConfig.Keys, json => LlamaConfig.FromJson(json, "model.config"), vocabulary.Count) with
+            : LlamaCheckpoint.Random(NewConfig(config, json => LlamaConfig.FromJson(json, "model.config"), vocabulary.Count) with
             {
                 BosTokenId = SmilesVocabulary.BosId,
                 EosTokenId = SmilesVocabulary.EosId,
@@ -312,11 +345,11 @@ public static class Trainer
     }
 
     /// <summary>A network config from <c>model.config</c>, with the vocabulary size the data implies.</summary>
-    private static T NewConfig<T>(RunConfig config, IReadOnlySet<string> keys, Func<JsonObject, T> read, int vocabularySize)
+    private static T NewConfig<T>(RunConfig config, Func<JsonObject, T> read, int vocabularySize)
     {
         var json = config.Model.Config?.DeepClone().AsObject() ?? [];
         foreach (var (key, _) in json)
-            if (!keys.Contains(key)) throw new BioForgeException($"model.config: unknown key '{key}' for a {config.Model.Type} network");
+            if (!config.Family.ConfigKeys.Contains(key)) throw new BioForgeException($"model.config: unknown key '{key}' for a {config.Model.Type} network");
         if (json["vocab_size"] is JsonValue given && given.GetValue<long>() != vocabularySize)
             throw new BioForgeException($"model.config.vocab_size is {given} but the corpus vocabulary has {vocabularySize} tokens (leave it out)");
         json["vocab_size"] = vocabularySize;
@@ -348,60 +381,6 @@ public static class Trainer
         }
         return new ValidationReport(step, scored == 0 ? double.NaN : sum / scored, tokens);
     }
-
-    private static void WriteCheckpoint(string directory, ILanguageModelTask task, IReadOnlyList<KeyValuePair<string, Tensor>> weights,
-        IReadOnlyList<KeyValuePair<string, Tensor>> optimizerState, long optimizerStep, TrainerState state)
-    {
-        task.Save(directory, weights);
-        using (var scope = NewDisposeScope())
-            SafetensorsWriter.Write(Path.Combine(directory, CheckpointStore.OptimizerFile),
-                optimizerState.Select(kv => new KeyValuePair<string, Tensor>(kv.Key, kv.Value.detach().cpu())).ToList(),
-                new Dictionary<string, string> { ["step"] = optimizerStep.ToString(System.Globalization.CultureInfo.InvariantCulture) });
-        CheckpointStore.WriteState(directory, state);
-    }
-
-    private static void LoadOptimizer(FlatAdamW optimizer, string checkpoint, long step)
-    {
-        string path = Path.Combine(checkpoint, CheckpointStore.OptimizerFile);
-        if (!File.Exists(path)) throw new BioForgeException($"{checkpoint}: no {CheckpointStore.OptimizerFile}");
-        using var file = SafetensorsFile.Open(path);
-        using var scope = NewDisposeScope();
-        var state = file.Entries.ToDictionary(e => e.Name, e => file.ToTensor(e.Name));
-        optimizer.LoadState(state, step, path);
-    }
-
-    /// <summary>The final model, written next to the checkpoints as a plain Hugging Face directory (atomically).</summary>
-    private static void SaveModel(ILanguageModelTask task, IReadOnlyList<KeyValuePair<string, Tensor>> weights, string directory)
-    {
-        string temp = directory + $".{Environment.ProcessId}.tmp";
-        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-        task.Save(temp, weights);
-        if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
-        Directory.Move(temp, directory);
-    }
-
-    /// <summary>Opens metrics.jsonl for appending, dropping lines past the resumed step (they belong to a lost future).</summary>
-    private static StreamWriter OpenMetrics(string path, long resumedStep)
-    {
-        if (File.Exists(path))
-        {
-            var kept = File.ReadAllLines(path).Where(line =>
-            {
-                try
-                {
-                    return JsonNode.Parse(line)?["step"]?.GetValue<long>() <= resumedStep;
-                }
-                catch (JsonException)
-                {
-                    return false; // a line cut short by a kill
-                }
-            }).ToList();
-            AtomicFile.WriteText(path, kept.Count == 0 ? "" : string.Join("\n", kept) + "\n");
-        }
-        return new StreamWriter(path, append: true) { AutoFlush = true };
-    }
-
-    private static void WriteMetric(StreamWriter? metrics, JsonObject line) => metrics?.WriteLine(line.ToJsonString());
 
     private static double? Round(double value) => double.IsFinite(value) ? Math.Round(value, 6) : null;
 }

@@ -56,6 +56,30 @@ public sealed class LlamaCheckpoint : IDisposable
     }
 
     /// <summary>
+    /// An independent copy of the decoder in memory, in <paramref name="dtype"/> (REINVENT's agent starts as a copy of
+    /// its prior; a server makes one per request from the model it already holds, without touching the disk).
+    /// </summary>
+    public LlamaCheckpoint Copy(ScalarType dtype)
+    {
+        if (Sharding.Layout.Size > 1) throw new InvalidOperationException("a tensor-parallel shard cannot be copied on its own");
+        var model = new LlamaForCausalLM(Config);
+        try
+        {
+            model.to(Device, dtype);
+            using var _ = no_grad();
+            var source = Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+            foreach (var (name, parameter) in model.named_parameters()) parameter.copy_(source[name]);
+            model.eval();
+            return new LlamaCheckpoint(model, Vocabulary, Device, null);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
     /// Saves in the layout <c>save_pretrained</c> writes, plus <c>vocab.json</c>. A tensor-parallel model is written
     /// whole: every rank of its group calls <see cref="UnshardedWeights"/> and one passes them here.
     /// </summary>

@@ -1,7 +1,7 @@
 using BioForge.Models.Esm;
 using BioForge.Models.Llama;
 
-namespace BioForge.Planning;
+namespace BioForge.Models;
 
 /// <summary>
 /// The sizes of an ESM-2 encoder or a Llama decoder that decide its parameter count, its FLOPs and what tensor

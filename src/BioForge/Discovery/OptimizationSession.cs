@@ -1,0 +1,187 @@
+using BioForge.Models.Llama;
+using BioForge.Tokenizers;
+using BioForge.Training;
+using static TorchSharp.torch;
+
+namespace BioForge.Discovery;
+
+/// <summary>Where a run stands between steps: with the agent's weights and the optimizer's moments, the whole state.</summary>
+public sealed record OptimizationState
+{
+    public int Stage { get; init; }
+    public int StageStep { get; init; }
+    public int Step { get; init; }
+    public int CollapseCount { get; init; }
+    public List<ReplayedMolecule> Memory { get; init; } = [];
+    public DiversityFilterState Filter { get; init; } = new([], []);
+    public List<string> StageEndings { get; init; } = [];
+    /// <summary>Seconds spent in earlier sessions of this run (resumes add to it).</summary>
+    public double ElapsedSeconds { get; init; }
+}
+
+public sealed record ReplayedMolecule(string Canonical, long[] Tokens, bool Finished, double Score, double PriorLogLikelihood);
+
+/// <summary>One step's outcome: what was sampled and scored, what was learned from, and whether its stage ended.</summary>
+public sealed record OptimizationStep(int StageIndex, string StageName, IReadOnlyList<string> Labels, IReadOnlyList<ScoredMolecule> Scored,
+    double[] Learned, OptimizeStepReport Report, string? StageEnding);
+
+/// <summary>
+/// Goal-directed generation by reinforcement learning, as REINVENT (Olivecrona et al. 2017; Blaschke et al. 2020),
+/// entirely in memory: an agent, initialised from the SMILES prior, samples a batch; each molecule is scored; the
+/// agent's log-likelihood is pulled towards the augmented likelihood log p_prior + σ · score, loss =
+/// (log p_prior + σ·S − log p_agent)², so it learns to make high scorers while staying close to the chemistry the prior
+/// knows. The best molecules are replayed; a scaffold diversity filter zeroes the score of over-visited chemotypes.
+/// Stages run one after another, each with its own scoring function and termination. Files are the business of
+/// <see cref="MoleculeOptimizer"/>; a server drives a session directly from the models it holds.
+/// </summary>
+public sealed class OptimizationSession : IDisposable
+{
+    private readonly OptimizeConfig config;
+    private readonly LlamaCheckpoint prior;
+    private readonly SmilesVocabulary vocabulary;
+    private readonly SamplingOptions sampling;
+    private readonly Dictionary<string, RankedMolecule> best = new(StringComparer.Ordinal);
+    private readonly Device device;
+    private ScoringFunction? scoring;
+    private DiversityFilter? filter;
+    private int scoringStage = -1;
+
+    /// <summary>The agent (owned by the session) and its optimizer, for checkpoints.</summary>
+    public LlamaCheckpoint Agent { get; }
+    public FlatAdamW Optimizer { get; }
+    public OptimizationState State { get; private set; }
+    public bool Finished => State.Stage >= config.Stages.Count;
+
+    /// <param name="prior">Not owned; its parameters are frozen.</param>
+    /// <param name="agent">Owned: a copy of the prior, or the agent of a checkpoint.</param>
+    /// <param name="resumed">The state of a checkpoint, with <paramref name="agent"/> and the optimizer moments loaded by the caller.</param>
+    public OptimizationSession(OptimizeConfig config, LlamaCheckpoint prior, LlamaCheckpoint agent, OptimizationState? resumed = null)
+    {
+        this.config = config;
+        this.prior = prior;
+        Agent = agent;
+        device = agent.Device;
+        vocabulary = prior.Vocabulary ?? throw new BioForgeException($"prior.model {config.Prior.Model}: no {SmilesVocabulary.FileName}; the prior must be a SMILES language model");
+        prior.Model.eval();
+        foreach (var p in prior.Model.parameters()) p.requires_grad = false;
+        Optimizer = new FlatAdamW(agent.Model.named_parameters(), new AdamWOptions { Beta1 = 0.9, Beta2 = 0.999, WeightDecay = 0 });
+        sampling = new SamplingOptions { Temperature = config.Sampling.Temperature, MaxNewTokens = config.Sampling.MaxLength };
+        State = resumed ?? new OptimizationState();
+    }
+
+    /// <summary>The final stage's best molecules so far, one per canonical SMILES, best first.</summary>
+    public IReadOnlyList<RankedMolecule> Ranked(int count) =>
+        [.. best.Values.OrderByDescending(m => m.Score).ThenBy(m => m.Canonical, StringComparer.Ordinal).Take(count).Select((m, i) => m with { Rank = i + 1 })];
+
+    /// <summary>Adds molecules found before a resume (from the run's files) to the ranking.</summary>
+    public void Remember(RankedMolecule molecule)
+    {
+        if (!best.TryGetValue(molecule.Canonical, out var known) || known.Score < molecule.Score) best[molecule.Canonical] = molecule;
+    }
+
+    public IReadOnlyList<string> Labels(int stage) => [.. config.Stages[stage].Components.Select(c => c.Label)];
+
+    public static string StageName(OptimizeConfig config, int stage) => config.Stages[stage].Name.Length > 0 ? config.Stages[stage].Name : $"stage{stage + 1}";
+
+    /// <summary>One REINVENT step of the current stage; advances to the next stage when this one ends.</summary>
+    public OptimizationStep Step(TimeSpan elapsed)
+    {
+        if (Finished) throw new InvalidOperationException("every stage has ended");
+        int stageIndex = State.Stage;
+        var stage = config.Stages[stageIndex];
+        string stageName = StageName(config, stageIndex);
+        EnterStage(stageIndex);
+        int step = State.Step + 1, stageStep = State.StageStep + 1;
+        var (scored, learned, loss, newFraction) = Learn(step);
+        int collapse = newFraction < stage.MinUnique ? State.CollapseCount + 1 : 0;
+        double mean = scored.Average(m => m.Score);
+        if (stageIndex == config.Stages.Count - 1)
+            foreach (var m in scored.Where(m => m.Valid))
+                Remember(new RankedMolecule(0, m.Canonical!, m.Score, step, stageName, m.Scaffold ?? "", m.Raw, m.Transformed));
+
+        string? ending = null;
+        if (collapse >= stage.CollapsePatience)
+            ending = $"{stageName}: mode collapse at step {stageStep} (under {stage.MinUnique:P0} distinct valid molecules for {collapse} steps)";
+        else if (stageStep >= stage.MinSteps && mean >= stage.MaxScore) ending = $"{stageName}: mean score {mean:F3} reached max_score {stage.MaxScore} at step {stageStep}";
+        else if (stageStep >= stage.MaxSteps) ending = $"{stageName}: reached max_steps ({stage.MaxSteps})";
+        bool next = ending is not null;
+        State = State with
+        {
+            Step = step,
+            Stage = next ? stageIndex + 1 : stageIndex,
+            StageStep = next ? 0 : stageStep,
+            CollapseCount = next ? 0 : collapse,
+            Memory = next ? [] : State.Memory,
+            Filter = next ? new([], []) : filter!.State(),
+            StageEndings = next ? [.. State.StageEndings, ending!] : State.StageEndings,
+        };
+        var report = new OptimizeStepReport(stageIndex + 1, stageName, step, stageStep, stage.MaxSteps, mean, scored.Count(m => m.Valid) / (double)scored.Count,
+            newFraction, filter!.Scaffolds, loss, scored.Max(m => m.Score), elapsed);
+        return new OptimizationStep(stageIndex, stageName, Labels(stageIndex), scored, learned, report, ending);
+    }
+
+    /// <summary>The stage's scoring function and diversity filter (restored from the state when resuming mid-stage).</summary>
+    private void EnterStage(int stageIndex)
+    {
+        if (scoringStage == stageIndex) return;
+        scoring?.Dispose();
+        var stage = config.Stages[stageIndex];
+        scoring = new ScoringFunction(stage.Components, stage.Aggregate, device);
+        filter = new DiversityFilter(config.DiversityFilter);
+        filter.Restore(State.Filter);
+        scoringStage = stageIndex;
+    }
+
+    /// <summary>Sample, score, filter, augmented-likelihood loss with replay, Adam update.</summary>
+    /// <returns>The scored batch, the scores learned from (after the diversity filter), the loss, and the fraction of the
+    /// batch that are distinct valid molecules not seen in earlier steps (low: the agent is collapsing).</returns>
+    private (IReadOnlyList<ScoredMolecule> Scored, double[] Learned, double Loss, double NewFraction) Learn(int step)
+    {
+        Agent.Model.eval(); // no dropout in sampling or in the likelihood the loss differentiates
+        using var generator = new Generator(StatelessRandom.Hash(config.Seed, step, 0x5A3B1E), Agent.Device);
+        var batch = Sampling.Sample(Agent.Model, config.Sampling.BatchSize, sampling, generator);
+        var smiles = batch.Select(s => s.Finished ? vocabulary.DecodeRaw(s.Tokens) : "").ToList();
+        var scored = scoring!.Score(smiles);
+        double newFraction = scored.Where(m => m.Valid && !filter!.Seen(m.Canonical!)).Select(m => m.Canonical).Distinct().Count() / (double)scored.Count;
+        var learned = filter!.Apply(scored);
+
+        // Experience replay: a few of the best earlier molecules join the loss with their stored scores.
+        var memory = State.Memory;
+        var random = new Random((int)(StatelessRandom.Hash(config.Seed, step, 0xE4) & int.MaxValue));
+        var replay = memory.Count == 0 ? [] : memory.OrderBy(_ => random.Next()).Take(config.Learning.ReplaySamples).ToList();
+
+        using var scope = NewDisposeScope();
+        var sequences = batch.Concat(replay.Select(r => new SampledSequence(r.Tokens, r.Finished, 0))).ToList();
+        Tensor priorLogLikelihood;
+        using (no_grad()) priorLogLikelihood = Sampling.LogLikelihood(prior.Model, batch);
+        var priorAll = cat([priorLogLikelihood, tensor(replay.Select(r => (float)r.PriorLogLikelihood).ToArray()).to(Agent.Device)], 0);
+        var scoresAll = tensor(learned.Select(s => (float)s).Concat(replay.Select(r => (float)r.Score)).ToArray()).to(Agent.Device);
+        var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences);
+        var augmented = priorAll + scoresAll * config.Learning.Sigma;
+        var loss = (augmented - agentLogLikelihood).square().mean();
+        loss.backward();
+        Optimizer.Update(config.Learning.Lr);
+        Optimizer.ZeroGrad();
+
+        var priorValues = priorLogLikelihood.cpu().data<float>().ToArray();
+        for (int i = 0; i < batch.Count; i++)
+        {
+            if (learned[i] <= 0 || scored[i].Canonical is not { } canonical || memory.Any(r => r.Canonical == canonical)) continue;
+            memory.Add(new ReplayedMolecule(canonical, batch[i].Tokens, batch[i].Finished, learned[i], priorValues[i]));
+        }
+        if (memory.Count > config.Learning.ReplaySize)
+        {
+            var kept = memory.OrderByDescending(r => r.Score).Take(config.Learning.ReplaySize).ToList();
+            memory.Clear();
+            memory.AddRange(kept);
+        }
+        return (scored, learned, loss.item<float>(), newFraction);
+    }
+
+    public void Dispose()
+    {
+        scoring?.Dispose();
+        Optimizer.Dispose();
+        Agent.Dispose();
+    }
+}

@@ -1,0 +1,41 @@
+using BioForge.Tokenizers;
+using static TorchSharp.torch;
+
+namespace BioForge.Models.Llama;
+
+/// <summary>The SMILES decoder as a feature extractor: SMILES tokens, final hidden states (causal).</summary>
+internal sealed class LlamaFeatureExtractor : SequenceEncoder
+{
+    private readonly LlamaCheckpoint checkpoint;
+    private readonly SmilesVocabulary vocabulary;
+
+    public LlamaFeatureExtractor(LlamaCheckpoint checkpoint, string directory)
+    {
+        this.checkpoint = checkpoint;
+        if (checkpoint.Vocabulary is null)
+        {
+            checkpoint.Dispose();
+            throw new BioForgeException($"{directory}: no {SmilesVocabulary.FileName}; fine-tuning a Llama model needs its SMILES vocabulary");
+        }
+        vocabulary = checkpoint.Vocabulary;
+    }
+
+    public override nn.Module Network => checkpoint.Model;
+    public override ModelFamily Family => LlamaFamily.Instance;
+    public override int HiddenSize => checkpoint.Config.HiddenSize;
+    public override long PadId => checkpoint.Config.PadTokenId;
+    public override string[] DefaultLoraTargets => ["q_proj", "v_proj"];
+
+    public override EncodedSequence Encode(string sequence)
+    {
+        if (sequence.Any(char.IsWhiteSpace)) throw new BioForgeException($"SMILES '{sequence}' contains white space");
+        var tokens = vocabulary.Encode(sequence);
+        return new EncodedSequence([.. tokens.Select(t => (long)t)], tokens.Count(t => t == SmilesVocabulary.UnkId));
+    }
+
+    public override Tensor Hidden(Tensor ids, Tensor mask) => checkpoint.Model.LastHiddenState(ids, mask);
+
+    public override void Save(string directory) => checkpoint.Save(directory);
+
+    public override void Dispose() => checkpoint.Dispose();
+}

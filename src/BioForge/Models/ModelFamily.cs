@@ -1,0 +1,74 @@
+using System.Text.Json.Nodes;
+using static TorchSharp.torch;
+
+namespace BioForge.Models;
+
+/// <summary>What a family's models can be asked for (the routes and commands that accept them).</summary>
+[Flags]
+public enum ModelAbilities
+{
+    None = 0,
+    /// <summary>Pooled or per-token hidden states (<c>embed</c>, <c>/v1/embeddings</c>, fine-tuning, affinity features).</summary>
+    Embed = 1,
+    /// <summary>Masked-token probabilities (<c>fill-mask</c>) and masked-marginal variant scores (<c>score-variants</c>).</summary>
+    FillMask = 2,
+    /// <summary>Residue–residue contact maps from attention (<c>contacts</c>).</summary>
+    Contacts = 4,
+    /// <summary>Left-to-right sampling (<c>generate</c>, the optimizer's prior and agent, <c>/generate</c>).</summary>
+    Generate = 8,
+}
+
+/// <summary>The pre-training objective a family learns with.</summary>
+public enum TrainingObjective
+{
+    /// <summary>15 % of tokens masked 80/10/10 (BERT, ESM-2); long documents cropped at a random start.</summary>
+    MaskedLanguageModel,
+    /// <summary>Next-token prediction; documents may be packed into full rows.</summary>
+    CausalLanguageModel,
+}
+
+/// <summary>What the tokens of a family's models stand for, and so which corpus tokenizer prepares its data.</summary>
+public enum SequenceAlphabet
+{
+    /// <summary>Amino acids, ESM-2's alphabet (<c>data prepare --tokenizer esm</c>).</summary>
+    Protein,
+    /// <summary>SMILES tokens with a corpus-built vocabulary (<c>data prepare --tokenizer smiles</c>).</summary>
+    Smiles,
+}
+
+/// <summary>
+/// One model architecture as a checkpoint's <c>config.json</c> names it (<c>model_type</c>), like the entries of
+/// Hugging Face's <c>AutoModel</c> mapping: what it is, what it can do, how it trains and splits, and how to open it.
+/// Each family lives in its own folder under <c>Models/</c> with its config, network, checkpoint and encoder;
+/// <see cref="ModelRegistry"/> lists them.
+/// </summary>
+public abstract class ModelFamily
+{
+    /// <summary><c>model_type</c> in config.json, and <c>model.type</c> in a training run file.</summary>
+    public abstract string ModelType { get; }
+
+    /// <summary>A short description for messages and <c>/v1/models</c>.</summary>
+    public abstract string Title { get; }
+
+    public abstract SequenceAlphabet Alphabet { get; }
+
+    public abstract ModelAbilities Abilities { get; }
+
+    public abstract TrainingObjective Objective { get; }
+
+    /// <summary>Tensor parallelism may also split the token embedding and output projection by vocabulary rows.</summary>
+    public abstract bool SplitsVocabulary { get; }
+
+    /// <summary>The config.json keys the family reads (a new network's <c>model.config</c> may use only these).</summary>
+    public abstract IReadOnlySet<string> ConfigKeys { get; }
+
+    public bool Can(ModelAbilities abilities) => (Abilities & abilities) == abilities;
+
+    /// <summary>Sizes that decide parameters, FLOPs and tensor-parallel splits, from a config.json object (no network built).</summary>
+    public abstract ModelShape Shape(JsonObject config, string path);
+
+    /// <summary>Opens a checkpoint directory as a feature extractor (tokenizer + final hidden states).</summary>
+    public abstract SequenceEncoder OpenEncoder(string directory, Device device, ScalarType dtype);
+
+    public override string ToString() => ModelType;
+}

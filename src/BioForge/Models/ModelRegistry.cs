@@ -1,0 +1,53 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using BioForge.Models.Esm;
+using BioForge.Models.Llama;
+
+namespace BioForge.Models;
+
+/// <summary>
+/// The model families BioForge knows, by <c>model_type</c>: the one place that maps a checkpoint's config.json to
+/// its family, so commands, the trainer, the planner and the server ask the family instead of comparing strings.
+/// </summary>
+public static class ModelRegistry
+{
+    public const string ConfigFile = "config.json";
+
+    public static IReadOnlyList<ModelFamily> Families { get; } = [EsmFamily.Instance, LlamaFamily.Instance];
+
+    /// <summary>The registered model types, for messages: <c>esm, llama</c>.</summary>
+    public static string Known => string.Join(", ", Families.Select(f => f.ModelType));
+
+    public static ModelFamily? Find(string? modelType) => Families.FirstOrDefault(f => f.ModelType == modelType);
+
+    /// <summary>The family of <paramref name="modelType"/>; <paramref name="where"/> names the setting or file in the message.</summary>
+    public static ModelFamily Get(string? modelType, string where) =>
+        Find(modelType) ?? throw new BioForgeException(modelType is null
+            ? $"{where}: no model_type (expected one of {Known})"
+            : $"{where}: model_type '{modelType}' is not a family BioForge knows ({Known})");
+
+    /// <summary>The family of a checkpoint directory, from its config.json.</summary>
+    public static ModelFamily Of(string directory)
+    {
+        if (!Directory.Exists(directory)) throw new BioForgeException($"model directory {directory} does not exist");
+        string path = Path.Combine(directory, ConfigFile);
+        if (!File.Exists(path)) throw new BioForgeException($"{directory}: no {ConfigFile} (expected a Hugging Face checkpoint directory)");
+        var type = ReadConfig(path)["model_type"];
+        if (type is not null && (type is not JsonValue value || !value.TryGetValue(out string? name)))
+            throw new BioForgeException($"{path}: model_type must be a string (got {type.ToJsonString()})");
+        return Get(type?.GetValue<string>(), path);
+    }
+
+    /// <summary>A config.json file as a JSON object, or one message naming the file.</summary>
+    public static JsonObject ReadConfig(string path)
+    {
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new BioForgeException($"{path}: not a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new BioForgeException($"{path}: not valid JSON ({e.Message})");
+        }
+    }
+}

@@ -1,0 +1,100 @@
+using BioForge.Models.Esm;
+using BioForge.Models.Llama;
+using static TorchSharp.torch;
+
+namespace BioForge.Models;
+
+/// <summary>
+/// One input as the encoder sees it: a start token, one token per residue (amino acid, or SMILES token), an end token.
+/// </summary>
+/// <param name="Unknown">Residues outside the model's vocabulary (read as the unknown token).</param>
+public sealed record EncodedSequence(long[] Ids, int Unknown, bool Truncated = false)
+{
+    public int Residues => Ids.Length - 2;
+
+    /// <summary>The first <paramref name="maxLength"/> − 1 tokens and the end token.</summary>
+    public EncodedSequence Cut(int maxLength) => Ids.Length <= maxLength ? this : this with { Ids = [.. Ids[..(maxLength - 1)], Ids[^1]], Truncated = true };
+}
+
+/// <summary>
+/// A pre-trained language model used as a feature extractor: tokenization, hidden states, and the layers LoRA adapts.
+/// ESM-2 (bidirectional encoder over amino acids) and the Llama-style SMILES decoder both fit behind it.
+/// </summary>
+public abstract class SequenceEncoder : IDisposable
+{
+    public abstract nn.Module Network { get; }
+
+    /// <summary>The family of the checkpoint (its <c>model_type</c>).</summary>
+    public abstract ModelFamily Family { get; }
+
+    public abstract int HiddenSize { get; }
+
+    public abstract long PadId { get; }
+
+    /// <summary>A causal decoder: its first token sees nothing after it, so <c>cls</c> pooling makes no sense.</summary>
+    public bool Causal => Family.Objective == TrainingObjective.CausalLanguageModel;
+
+    /// <summary>The attention query and value projections (LoRA's defaults, as in the LoRA paper).</summary>
+    public abstract string[] DefaultLoraTargets { get; }
+
+    /// <summary>Tokens of one input; invalid input throws with the reason.</summary>
+    public abstract EncodedSequence Encode(string sequence);
+
+    /// <summary>[B, T, hidden] final hidden states.</summary>
+    public abstract Tensor Hidden(Tensor ids, Tensor mask);
+
+    /// <summary>Writes the encoder as a Hugging Face checkpoint directory.</summary>
+    public abstract void Save(string directory);
+
+    public abstract void Dispose();
+
+    /// <summary>
+    /// Right-pads a batch: token ids [N, T], attention mask, which positions are residues (not start, end or padding),
+    /// and each sequence's last position.
+    /// </summary>
+    public (Tensor Ids, Tensor Mask, Tensor Residues, long[] Last) Pad(IReadOnlyList<EncodedSequence> batch, Device device)
+    {
+        int width = batch.Max(e => e.Ids.Length);
+        var ids = new long[batch.Count * width];
+        var mask = new long[ids.Length];
+        var residues = new bool[ids.Length];
+        var last = new long[batch.Count];
+        Array.Fill(ids, PadId);
+        for (int b = 0; b < batch.Count; b++)
+        {
+            var e = batch[b];
+            for (int t = 0; t < e.Ids.Length; t++)
+            {
+                ids[b * width + t] = e.Ids[t];
+                mask[b * width + t] = 1;
+                residues[b * width + t] = t >= 1 && t <= e.Residues;
+            }
+            last[b] = e.Ids.Length - 1;
+        }
+        long[] shape = [batch.Count, width];
+        return (tensor(ids, shape).to(device), tensor(mask, shape).to(device), tensor(residues, shape).to(device), last);
+    }
+
+    /// <summary>The mean of the final hidden states over each sequence's residues: [N, hidden].</summary>
+    public Tensor MeanOverResidues(IReadOnlyList<EncodedSequence> batch, Device device)
+    {
+        var (ids, mask, residues, _) = Pad(batch, device);
+        return MeanOver(Hidden(ids, mask), residues);
+    }
+
+    public static Tensor MeanOver(Tensor hidden, Tensor residueMask)
+    {
+        var weights = residueMask.unsqueeze(-1).to(hidden.dtype);
+        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1);
+    }
+
+    /// <summary>Opens a checkpoint directory of any registered family, by the <c>model_type</c> of its config.json.</summary>
+    public static SequenceEncoder Load(string directory, Device device, ScalarType dtype = ScalarType.Float32) =>
+        ModelRegistry.Of(directory).OpenEncoder(directory, device, dtype);
+
+    /// <summary>An ESM-2 checkpoint already loaded, as an encoder; disposing the encoder disposes the checkpoint.</summary>
+    public static SequenceEncoder ForEsm(EsmCheckpoint checkpoint) => new EsmFeatureExtractor(checkpoint);
+
+    /// <summary>A SMILES decoder already loaded, as an encoder; disposing the encoder disposes the checkpoint.</summary>
+    public static SequenceEncoder ForLlama(LlamaCheckpoint checkpoint, string directory) => new LlamaFeatureExtractor(checkpoint, directory);
+}

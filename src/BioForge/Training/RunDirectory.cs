@@ -1,0 +1,325 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using BioForge.IO;
+using static TorchSharp.torch;
+
+namespace BioForge.Training;
+
+/// <summary>
+/// Where a run keeps itself on disk — the one implementation behind pre-training, fine-tuning, affinity training and
+/// molecule optimization, like PyTorch Lightning's log directory:
+/// <list type="bullet">
+/// <item><c>run_config.json</c>, the resolved configuration, written atomically; on resume the settings that define the
+/// run must equal the stored ones (<see cref="RefuseChanges"/>).</item>
+/// <item><c>metrics.jsonl</c>, one JSON object per line with a <c>step</c>; on resume, lines past the resumed step and
+/// a line torn by a kill are dropped (<see cref="OpenMetrics"/>).</item>
+/// <item><c>checkpoints/step-000000100/</c>, each written into a hidden directory and renamed into place when complete;
+/// the newest are kept, and older ones are first renamed to a hidden trash name and only then deleted, so a kill at any
+/// moment leaves every visible checkpoint complete and at least one of them in place.</item>
+/// <item>final artefacts (<c>model/</c>, <c>agent/</c>) swapped in by <see cref="Publish"/>.</item>
+/// </list>
+/// Leftovers of interrupted writes and deletions (hidden <c>.tmp</c> and <c>.trash</c> entries) are removed when the
+/// directory is opened.
+/// </summary>
+public sealed class RunDirectory
+{
+    public const string ConfigFile = "run_config.json";
+    public const string MetricsFile = "metrics.jsonl";
+    public const string CheckpointsFolder = "checkpoints";
+    public const string OptimizerFile = "optimizer.safetensors";
+    private const string StepPrefix = "step-";
+    private const string TempSuffix = ".tmp";
+    private const string TrashPrefix = ".trash-";
+
+    /// <summary>The run directory's path as given.</summary>
+    public string Path { get; }
+    public string CheckpointsDirectory => System.IO.Path.Combine(Path, CheckpointsFolder);
+
+    private RunDirectory(string path) => Path = path;
+
+    /// <summary>
+    /// Opens <paramref name="path"/> for a run. A new run (<paramref name="isNew"/>) needs it absent or empty
+    /// (<paramref name="setting"/> names the option in the message). Only the <paramref name="owner"/> (rank 0 of a
+    /// multi-process run) creates it and removes the debris of interrupted writes; every rank makes the same checks.
+    /// </summary>
+    public static RunDirectory Open(string path, string setting, bool isNew, bool owner = true)
+    {
+        if (isNew) RequireNew(path, setting, "pass --resume to continue that run, or choose another directory");
+        else if (string.IsNullOrWhiteSpace(path)) throw new BioForgeException($"{setting} is required");
+        var run = new RunDirectory(path);
+        if (!owner) return run;
+        try
+        {
+            Directory.CreateDirectory(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new BioForgeException($"{setting} {path}: cannot create it ({e.Message})");
+        }
+        run.RemoveDebris();
+        return run;
+    }
+
+    /// <summary>Opens an existing run directory without the empty/resume check (for readers such as tests and tools).</summary>
+    public static RunDirectory Existing(string path) => new(path);
+
+    /// <summary>
+    /// A run without checkpoints (fine-tuning, affinity training) written whole: <paramref name="write"/> fills a hidden
+    /// sibling of <paramref name="path"/>, renamed into place when it returns, so a failed or killed run leaves nothing.
+    /// </summary>
+    public static void WriteWhole(string path, string setting, Action<RunDirectory> write)
+    {
+        RequireNew(path, setting, "remove it or choose another directory");
+        Commit(path, temp => write(new RunDirectory(temp)));
+    }
+
+    /// <summary>Refuses a path that holds files, before a run spends time on work it could not write.</summary>
+    public static void RequireNew(string path, string setting, string advice = "remove it or choose another directory")
+    {
+        if (string.IsNullOrWhiteSpace(path)) throw new BioForgeException($"{setting} is required");
+        if (Directory.Exists(path) && Directory.EnumerateFileSystemEntries(path).Any())
+            throw new BioForgeException($"{setting} {path} is not empty; {advice}");
+        if (File.Exists(path)) throw new BioForgeException($"{setting} {path} is a file, not a directory");
+    }
+
+    // ---- configuration snapshot ------------------------------------------------------------------------------------
+
+    public void WriteConfig(string jsonText) => AtomicFile.WriteText(System.IO.Path.Combine(Path, ConfigFile), jsonText.TrimEnd('\n') + "\n");
+
+    /// <summary>The stored configuration, or null for a run written before one was kept.</summary>
+    public JsonObject? ReadConfig()
+    {
+        string file = System.IO.Path.Combine(Path, ConfigFile);
+        if (!File.Exists(file)) return null;
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(file)) as JsonObject ?? throw new BioForgeException($"{file}: not a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new BioForgeException($"{file}: not valid JSON ({e.Message})");
+        }
+    }
+
+    /// <summary>
+    /// Refuses to resume when a setting that defines the run differs between the stored configuration and
+    /// <paramref name="current"/>; every difference is listed (<c>model.config.hidden_size: 64 → 128</c>).
+    /// <paramref name="paths"/> are dotted JSON paths; a path names its whole subtree (arrays of equal length element by
+    /// element: <c>stages[0].max_steps</c>); <paramref name="mayChange"/> lets some of those leaves differ.
+    /// </summary>
+    public void RefuseChanges(JsonObject current, IEnumerable<string> paths, Func<string, bool>? mayChange = null)
+    {
+        var stored = ReadConfig();
+        if (stored is null) return;
+        var differences = new List<string>();
+        foreach (string path in paths) Compare(path, Find(stored, path), Find(current, path), differences);
+        if (mayChange is not null) differences.RemoveAll(d => mayChange(d[..d.IndexOf(": ", StringComparison.Ordinal)]));
+        if (differences.Count > 0)
+            throw new BioForgeException($"{System.IO.Path.Combine(Path, ConfigFile)}: the run was started with other settings, which a resumed run cannot change: "
+                + string.Join("; ", differences) + " (start a new run in another directory to change them)");
+    }
+
+    private static JsonNode? Find(JsonObject root, string path)
+    {
+        JsonNode? node = root;
+        foreach (string key in path.Split('.')) node = node is JsonObject o ? o[key] : null;
+        return node;
+    }
+
+    private static void Compare(string path, JsonNode? before, JsonNode? after, List<string> differences)
+    {
+        if (before is JsonObject a && after is JsonObject b)
+        {
+            foreach (string key in a.Select(kv => kv.Key).Union(b.Select(kv => kv.Key)).Order(StringComparer.Ordinal))
+                Compare($"{path}.{key}", a[key], b[key], differences);
+            return;
+        }
+        if (before is JsonArray x && after is JsonArray y && x.Count == y.Count)
+        {
+            for (int i = 0; i < x.Count; i++) Compare($"{path}[{i}]", x[i], y[i], differences);
+            return;
+        }
+        if (!JsonNode.DeepEquals(before, after))
+            differences.Add($"{path}: {Show(before)} → {Show(after)}");
+    }
+
+    private static string Show(JsonNode? node) => node is null ? "(not set)" : node.ToJsonString();
+
+    // ---- metrics ---------------------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Opens metrics.jsonl for appending. Lines whose step is past <paramref name="resumedStep"/> belong to a future the
+    /// resumed run will write again, and a line cut short by a kill is not JSON: both are dropped (atomically).
+    /// </summary>
+    public MetricsLog OpenMetrics(long resumedStep) => new(System.IO.Path.Combine(Path, MetricsFile), resumedStep);
+
+    // ---- checkpoints -----------------------------------------------------------------------------------------------
+
+    /// <summary>Complete checkpoints (those holding <paramref name="stateFile"/>), oldest first.</summary>
+    public IReadOnlyList<(long Step, string Path)> Checkpoints(string stateFile)
+    {
+        if (!Directory.Exists(CheckpointsDirectory)) return [];
+        return Directory.EnumerateDirectories(CheckpointsDirectory, StepPrefix + "*")
+            .Select(path => (Name: System.IO.Path.GetFileName(path), Path: path))
+            .Where(d => long.TryParse(d.Name.AsSpan(StepPrefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out _)
+                        && File.Exists(System.IO.Path.Combine(d.Path, stateFile)))
+            .Select(d => (long.Parse(d.Name.AsSpan(StepPrefix.Length), CultureInfo.InvariantCulture), d.Path))
+            .OrderBy(d => d.Item1)
+            .ToList();
+    }
+
+    public string? LatestCheckpoint(string stateFile) => Checkpoints(stateFile) is { Count: > 0 } all ? all[^1].Path : null;
+
+    /// <summary>
+    /// Writes the checkpoint of <paramref name="step"/>: <paramref name="write"/> fills a hidden directory and must write
+    /// <paramref name="stateFile"/> last; the directory is then renamed into place, and all but the newest
+    /// <paramref name="keep"/> (at least one) are retired.
+    /// </summary>
+    public string SaveCheckpoint(long step, int keep, string stateFile, Action<string> write)
+    {
+        Directory.CreateDirectory(CheckpointsDirectory);
+        string final = System.IO.Path.Combine(CheckpointsDirectory, $"{StepPrefix}{step:D9}");
+        Commit(final, temp =>
+        {
+            write(temp);
+            if (!File.Exists(System.IO.Path.Combine(temp, stateFile)))
+                throw new InvalidOperationException($"a checkpoint must contain {stateFile}, written last");
+        });
+        foreach (var (_, path) in Checkpoints(stateFile).SkipLast(Math.Max(1, keep))) Retire(path);
+        return final;
+    }
+
+    /// <summary>Writes a final artefact directory (<c>model/</c>, <c>agent/</c>) of the run, swapping out an older one.</summary>
+    public string Publish(string name, Action<string> write)
+    {
+        string final = System.IO.Path.Combine(Path, name);
+        Commit(final, write);
+        return final;
+    }
+
+    /// <summary>
+    /// Makes <paramref name="final"/> appear complete or not at all: <paramref name="write"/> fills a hidden sibling,
+    /// an existing <paramref name="final"/> is renamed to trash (never deleted before the new one is in place), the
+    /// sibling is renamed to <paramref name="final"/>, and the trash is deleted. A failure leaves no sibling behind.
+    /// </summary>
+    public static void Commit(string final, Action<string> write)
+    {
+        final = System.IO.Path.GetFullPath(final).TrimEnd(System.IO.Path.DirectorySeparatorChar);
+        string parent = System.IO.Path.GetDirectoryName(final)!;
+        string name = System.IO.Path.GetFileName(final);
+        Directory.CreateDirectory(parent);
+        string temp = System.IO.Path.Combine(parent, $".{name}.{Environment.ProcessId}{TempSuffix}");
+        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+        Directory.CreateDirectory(temp);
+        try
+        {
+            write(temp);
+            string? old = null;
+            if (Directory.Exists(final))
+            {
+                old = System.IO.Path.Combine(parent, $"{TrashPrefix}{name}.{Environment.ProcessId}");
+                if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+                Directory.Move(final, old);
+            }
+            Directory.Move(temp, final);
+            if (old is not null) Directory.Delete(old, recursive: true);
+        }
+        catch
+        {
+            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+            throw;
+        }
+    }
+
+    /// <summary>Deletes a directory so that a kill half-way never leaves it visible and partial: rename, then delete.</summary>
+    private static void Retire(string directory)
+    {
+        string parent = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(directory))!;
+        string trash = System.IO.Path.Combine(parent, $"{TrashPrefix}{System.IO.Path.GetFileName(directory)}.{Environment.ProcessId}");
+        if (Directory.Exists(trash)) Directory.Delete(trash, recursive: true);
+        Directory.Move(directory, trash);
+        Directory.Delete(trash, recursive: true);
+    }
+
+    /// <summary>Removes hidden temporary and trash entries left by a killed process in the run and checkpoint folders.</summary>
+    private void RemoveDebris()
+    {
+        foreach (string folder in new[] { Path, CheckpointsDirectory }.Where(Directory.Exists))
+            foreach (string entry in Directory.EnumerateFileSystemEntries(folder, ".*"))
+            {
+                string name = System.IO.Path.GetFileName(entry);
+                if (!name.EndsWith(TempSuffix, StringComparison.Ordinal) && !name.StartsWith(TrashPrefix, StringComparison.Ordinal)) continue;
+                if (Directory.Exists(entry)) Directory.Delete(entry, recursive: true);
+                else File.Delete(entry);
+            }
+    }
+
+    // ---- state and optimizer files inside a checkpoint -------------------------------------------------------------
+
+    public static void WriteJson<T>(string path, T value, JsonSerializerOptions options) =>
+        AtomicFile.WriteText(path, JsonSerializer.Serialize(value, options) + "\n");
+
+    public static T ReadJson<T>(string path, JsonSerializerOptions options, string what)
+    {
+        if (!File.Exists(path)) throw new BioForgeException($"{System.IO.Path.GetDirectoryName(path)}: not a {what} (no {System.IO.Path.GetFileName(path)})");
+        try
+        {
+            return JsonSerializer.Deserialize<T>(File.ReadAllText(path), options) ?? throw new BioForgeException($"{path}: empty");
+        }
+        catch (JsonException e)
+        {
+            throw new BioForgeException($"{path}: not a valid {what} ({e.Message})");
+        }
+    }
+
+    /// <summary>Writes the optimizer's moments (and master weights) as <c>optimizer.safetensors</c> in <paramref name="checkpoint"/>.</summary>
+    public static void SaveOptimizer(string checkpoint, IReadOnlyList<KeyValuePair<string, Tensor>> state, long optimizerStep)
+    {
+        using var scope = NewDisposeScope();
+        SafetensorsWriter.Write(System.IO.Path.Combine(checkpoint, OptimizerFile),
+            [.. state.Select(kv => new KeyValuePair<string, Tensor>(kv.Key, kv.Value.detach().cpu()))],
+            new Dictionary<string, string> { ["step"] = optimizerStep.ToString(CultureInfo.InvariantCulture) });
+    }
+
+    public static void LoadOptimizer(string checkpoint, FlatAdamW optimizer, long step)
+    {
+        string path = System.IO.Path.Combine(checkpoint, OptimizerFile);
+        if (!File.Exists(path)) throw new BioForgeException($"{checkpoint}: no {OptimizerFile}");
+        using var file = SafetensorsFile.Open(path);
+        using var scope = NewDisposeScope();
+        optimizer.LoadState(file.Entries.ToDictionary(e => e.Name, e => file.ToTensor(e.Name)), step, path);
+    }
+}
+
+/// <summary>A run's <c>metrics.jsonl</c>, open for appending one JSON object per line.</summary>
+public sealed class MetricsLog : IDisposable
+{
+    private readonly StreamWriter writer;
+
+    internal MetricsLog(string path, long resumedStep)
+    {
+        if (File.Exists(path))
+        {
+            var kept = File.ReadLines(path).Where(line => StepOf(line) is { } step && step <= resumedStep).ToList();
+            AtomicFile.WriteText(path, kept.Count == 0 ? "" : string.Join("\n", kept) + "\n");
+        }
+        writer = new StreamWriter(path, append: true) { AutoFlush = true };
+    }
+
+    public void Write(JsonObject line) => writer.WriteLine(line.ToJsonString());
+
+    private static long? StepOf(string line)
+    {
+        try
+        {
+            return JsonNode.Parse(line)?["step"]?.GetValue<long>();
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+        {
+            return null; // cut short by a kill, or not ours
+        }
+    }
+
+    public void Dispose() => writer.Dispose();
+}

@@ -1,0 +1,170 @@
+using System.Text.Json.Nodes;
+using BioForge.Discovery;
+using BioForge.Training;
+
+namespace BioForge.Tests;
+
+/// <summary>The one place runs keep themselves on disk: what a kill at a bad moment leaves, and what a resume may change.</summary>
+public sealed class RunDirectoryTests
+{
+    private const string State = "state.json";
+
+    private static string Save(RunDirectory run, long step, int keep = 2) =>
+        run.SaveCheckpoint(step, keep, State, directory =>
+        {
+            File.WriteAllText(Path.Combine(directory, "weights.bin"), $"weights of {step}");
+            File.WriteAllText(Path.Combine(directory, State), "{}");
+        });
+
+    [Fact]
+    public void KilledWritesAndPruningsLeaveNoPartialCheckpointAndAreCleanedOnOpen()
+    {
+        string path = TestData.TempDirectory();
+        var run = RunDirectory.Open(path, "output.dir", isNew: true);
+        Save(run, 3);
+        Save(run, 6);
+        Save(run, 9);
+        Assert.Equal([6L, 9], run.Checkpoints(State).Select(c => c.Step));
+        Assert.Equal(["step-000000006", "step-000000009"], Directory.EnumerateFileSystemEntries(run.CheckpointsDirectory).Select(Path.GetFileName).Order());
+
+        // What a SIGKILL leaves: a checkpoint half written, and one half deleted while pruning (renamed out of sight first).
+        Directory.CreateDirectory(Path.Combine(run.CheckpointsDirectory, ".step-000000012.4242.tmp"));
+        File.WriteAllText(Path.Combine(run.CheckpointsDirectory, ".step-000000012.4242.tmp", "weights.bin"), "partial");
+        Directory.CreateDirectory(Path.Combine(run.CheckpointsDirectory, ".trash-step-000000006.4242"));
+        File.WriteAllText(Path.Combine(run.CheckpointsDirectory, ".trash-step-000000006.4242", "vocab.json"), "{}");
+        File.WriteAllText(Path.Combine(path, ".metrics.jsonl.4242.tmp"), "");
+
+        var reopened = RunDirectory.Open(path, "output.dir", isNew: false);
+        Assert.Equal(["step-000000006", "step-000000009"], Directory.EnumerateFileSystemEntries(reopened.CheckpointsDirectory).Select(Path.GetFileName).Order());
+        Assert.Empty(Directory.EnumerateFileSystemEntries(path, ".*"));
+        Assert.EndsWith("step-000000009", reopened.LatestCheckpoint(State));
+    }
+
+    [Fact]
+    public void RewritingACheckpointOrArtefactSwapsItInWhole()
+    {
+        string path = TestData.TempDirectory();
+        var run = RunDirectory.Open(path, "output.dir", isNew: true);
+        Save(run, 5, keep: 1);
+        string again = run.SaveCheckpoint(5, 1, State, directory =>
+        {
+            File.WriteAllText(Path.Combine(directory, "weights.bin"), "second");
+            File.WriteAllText(Path.Combine(directory, State), "{}");
+        });
+        Assert.Equal("second", File.ReadAllText(Path.Combine(again, "weights.bin")));
+
+        // A write that fails leaves the previous artefact as it was, and no temporary directory.
+        run.Publish("model", d => File.WriteAllText(Path.Combine(d, "a"), "1"));
+        Assert.Throws<IOException>(() => run.Publish("model", d => throw new IOException("disk full")));
+        Assert.Equal("1", File.ReadAllText(Path.Combine(path, "model", "a")));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(path, ".*"));
+    }
+
+    [Fact]
+    public void MetricsOnResumeDropLinesPastTheStepAndALineTornByAKill()
+    {
+        string path = TestData.TempDirectory();
+        var run = RunDirectory.Open(path, "output.dir", isNew: true);
+        File.WriteAllText(Path.Combine(path, RunDirectory.MetricsFile), "{\"step\":1,\"loss\":2}\n{\"step\":2,\"loss\":1.5}\n{\"step\":3,\"loss\":1}\n{\"step\":4,\"lo");
+        using (var metrics = run.OpenMetrics(resumedStep: 2)) metrics.Write(new JsonObject { ["step"] = 3, ["loss"] = 0.9 });
+        Assert.Equal(["{\"step\":1,\"loss\":2}", "{\"step\":2,\"loss\":1.5}", "{\"step\":3,\"loss\":0.9}"], File.ReadAllLines(Path.Combine(path, RunDirectory.MetricsFile)));
+    }
+
+    [Fact]
+    public void AResumeThatChangesADefiningSettingListsEveryDifference()
+    {
+        string path = TestData.TempDirectory();
+        var run = RunDirectory.Open(path, "output.dir", isNew: true);
+        run.WriteConfig("""{"seed": 1, "model": {"config": {"hidden_size": 64, "num_hidden_layers": 2}}, "train": {"steps": 10}, "stages": [{"max_steps": 5, "name": "a"}]}""");
+        var changed = JsonNode.Parse("""{"seed": 2, "model": {"config": {"hidden_size": 128, "num_hidden_layers": 2}}, "train": {"steps": 20}, "stages": [{"max_steps": 9, "name": "b"}]}""")!.AsObject();
+        var e = Assert.Throws<BioForgeException>(() => run.RefuseChanges(changed, ["seed", "model", "stages"], path => path.EndsWith(".max_steps", StringComparison.Ordinal)));
+        Assert.Contains("seed: 1 → 2", e.Message);
+        Assert.Contains("model.config.hidden_size: 64 → 128", e.Message);
+        Assert.Contains("stages[0].name: \"a\" → \"b\"", e.Message);
+        Assert.DoesNotContain("max_steps", e.Message);
+        Assert.DoesNotContain("train.steps", e.Message);
+        Assert.DoesNotContain("num_hidden_layers", e.Message);
+    }
+
+    [Fact]
+    public void ANewRunRefusesADirectoryThatHoldsFiles()
+    {
+        string path = TestData.TempDirectory();
+        File.WriteAllText(Path.Combine(path, "notes.txt"), "mine");
+        var e = Assert.Throws<BioForgeException>(() => RunDirectory.Open(path, "train.output_dir", isNew: true));
+        Assert.Contains("train.output_dir", e.Message);
+        Assert.Throws<BioForgeException>(() => RunDirectory.WriteWhole(path, "train.output_dir", _ => { }));
+        Assert.Equal("mine", File.ReadAllText(Path.Combine(path, "notes.txt")));
+    }
+}
+
+[Collection(nameof(TrainerTests))]
+public sealed class RunResumeTests
+{
+    [Fact]
+    public void ATrainingRunResumedWithAnotherShapeSeedOrCorpusIsRefusedWithTheDifferences()
+    {
+        string output = TestData.TempDirectory();
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6)), new TrainerOptions { StopAt = 3 });
+        var resume = new TrainerOptions { Resume = true };
+        var shape = Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6), "model.config.hidden_size=64"), resume));
+        Assert.Contains("model.config.hidden_size: 32 → 64", shape.Message);
+        var seed = Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6), "seed=4"), resume));
+        Assert.Contains("seed: 3 → 4", seed.Message);
+
+        string otherCorpus = Path.Combine(TestData.TempDirectory(), "corpus");
+        DataPreparation.Prepare(TestData.Path("train", "zinc2k.smi"), CorpusKind.Smiles, otherCorpus, validationFraction: 0.2, seed: 0);
+        var corpus = Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(otherCorpus, output, 6)), resume));
+        Assert.Contains("same corpus", corpus.Message);
+
+        // The stored configuration is the first run's still: the refused resumes did not rewrite it.
+        Assert.Contains("\"hidden_size\": 32", File.ReadAllText(Path.Combine(output, RunDirectory.ConfigFile)));
+        // Settings that do not define the run may change: a longer schedule continues.
+        var longer = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6), "train.log_every=1"), resume);
+        Assert.Equal(6, longer.Step);
+    }
+
+    [Fact]
+    public void AResumeWithAnotherAccumulationKeepsTheGlobalBatchAndSaysSo()
+    {
+        string straight = TestData.TempDirectory(), resumed = TestData.TempDirectory();
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, straight, 6), "train.accumulation=2"), new TrainerOptions());
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, resumed, 6), "train.accumulation=2"), new TrainerOptions { StopAt = 3 });
+        var info = new List<string>();
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, resumed, 6)), new TrainerOptions { Resume = true, OnInfo = info.Add });
+        Assert.Contains(info, line => line.Contains("train.accumulation 1 → 2", StringComparison.Ordinal));
+        TinyRuns.AssertSameWeights(straight, resumed);
+    }
+
+    [Fact]
+    public void AnOptimizationKilledMidCheckpointResumesAndAFinishedOneSaysSo()
+    {
+        _ = TestData.Cpu;
+        string output = TestData.TempDirectory();
+        var config = OptimizeTests.Config(OptimizeTests.Run(output, 3));
+        var options = new OptimizeOptions { Threads = 2 };
+        int seen = 0;
+        using var cancel = new CancellationTokenSource();
+        MoleculeOptimizer.Run(config, options with { Cancellation = cancel.Token, OnStep = _ => { if (++seen == 3) cancel.Cancel(); } });
+
+        // A kill while the next checkpoint was written and a metrics line was half out.
+        string checkpoints = Path.Combine(output, RunDirectory.CheckpointsFolder);
+        Assert.Single(Directory.EnumerateDirectories(checkpoints, "step-*"));
+        Directory.CreateDirectory(Path.Combine(checkpoints, ".step-000000004.4242.tmp", "agent"));
+        File.AppendAllText(Path.Combine(output, RunDirectory.MetricsFile), "{\"step\":4,\"mean_sc");
+
+        var resumed = MoleculeOptimizer.Run(config, options with { Resume = true });
+        Assert.Equal(5, resumed.Steps);
+        var lines = File.ReadAllLines(Path.Combine(output, RunDirectory.MetricsFile)).Select(l => JsonNode.Parse(l)!).ToList();
+        Assert.Equal([1L, 2, 3, 4, 5], lines.Select(l => l["step"]!.GetValue<long>()));
+        // Time spent before the interruption counts: elapsed never goes back.
+        var elapsed = lines.Select(l => l["elapsed_seconds"]!.GetValue<double>()).ToList();
+        Assert.Equal(elapsed.Order(), elapsed);
+
+        var info = new List<string>();
+        var again = MoleculeOptimizer.Run(config, options with { Resume = true, OnInfo = info.Add });
+        Assert.Equal(5, again.Steps);
+        Assert.Contains(info, line => line.Contains("is finished at step 5", StringComparison.Ordinal));
+        Assert.Equal(resumed.Ranked.Select(m => m.Canonical), again.Ranked.Select(m => m.Canonical));
+    }
+}
