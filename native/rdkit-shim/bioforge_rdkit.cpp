@@ -11,6 +11,8 @@
 #include <GraphMol/Descriptors/MolSurf.h>
 #include <GraphMol/FileParsers/FileParsers.h>
 #include <GraphMol/FilterCatalog/FilterCatalog.h>
+#include <GraphMol/Fingerprints/AtomPairs.h>
+#include <GraphMol/Fingerprints/FingerprintUtil.h>
 #include <GraphMol/Fingerprints/MorganFingerprints.h>
 #include <GraphMol/GraphMol.h>
 #include <GraphMol/MolDraw2D/MolDraw2DCairo.h>
@@ -165,6 +167,20 @@ std::string draw(Drawer &drawer, const RDKit::ROMol &mol, const int *atoms, int 
   RDKit::MolDraw2DUtils::prepareAndDrawMolecule(drawer, mol, "", highlight.empty() ? nullptr : &highlight);
   drawer.finishDrawing();
   return drawer.getDrawingText();
+}
+
+template <class Vect>
+int write_counts(const Vect &fp, uint32_t *ids, uint32_t *counts, int capacity, int *n) {
+  int i = 0;
+  for (const auto &[id, count] : fp.getNonzeroElements()) {
+    if (i < capacity) {
+      ids[i] = static_cast<uint32_t>(id);
+      counts[i] = static_cast<uint32_t>(count);
+    }
+    ++i;
+  }
+  *n = i;
+  return BF_OK;
 }
 
 }  // namespace
@@ -392,6 +408,83 @@ int bf_mol_morgan_counts(const bf_mol *mol, int radius, int chirality, uint32_t 
       if (i < capacity) {
         ids[i] = id;
         counts[i] = static_cast<uint32_t>(count);
+      }
+      ++i;
+    }
+    *n = i;
+    return BF_OK;
+  });
+}
+
+int bf_mol_feature_morgan_counts(const bf_mol *mol, int radius, uint32_t *ids, uint32_t *counts, int capacity,
+                                 int *n) {
+  return guarded([&] {
+    if (int rc = check(mol, n)) return rc;
+    if (radius < 0 || capacity < 0 || (capacity > 0 && (!ids || !counts))) return fail(BF_EARG, "bad radius or buffers");
+    std::vector<std::uint32_t> invariants(mol->mol->getNumAtoms());
+    RDKit::MorganFingerprints::getFeatureInvariants(*mol->mol, invariants);
+    std::unique_ptr<RDKit::SparseIntVect<uint32_t>> fp(RDKit::MorganFingerprints::getFingerprint(
+        *mol->mol, static_cast<unsigned>(radius), &invariants, nullptr, false, true, true));
+    return write_counts(*fp, ids, counts, capacity, n);
+  });
+}
+
+int bf_mol_atom_pair_counts(const bf_mol *mol, int min_length, int max_length, uint32_t *ids, uint32_t *counts,
+                            int capacity, int *n) {
+  return guarded([&] {
+    if (int rc = check(mol, n)) return rc;
+    if (min_length < 1 || max_length < min_length || capacity < 0 || (capacity > 0 && (!ids || !counts)))
+      return fail(BF_EARG, "need 1 <= min_length <= max_length, and buffers");
+    std::unique_ptr<RDKit::SparseIntVect<std::int32_t>> fp(RDKit::AtomPairs::getAtomPairFingerprint(
+        *mol->mol, static_cast<unsigned>(min_length), static_cast<unsigned>(max_length)));
+    return write_counts(*fp, ids, counts, capacity, n);
+  });
+}
+
+int bf_mol_distance_matrix(const bf_mol *mol, int bond_order, double *out, int capacity, int *n) {
+  return guarded([&] {
+    if (int rc = check(mol, n)) return rc;
+    if (capacity < 0 || (capacity > 0 && !out)) return fail(BF_EARG, "bad buffer");
+    // getDistanceMat caches its result on the molecule it is given: a private copy keeps shared handles untouched.
+    RDKit::ROMol copy(*mol->mol);
+    const int atoms = static_cast<int>(copy.getNumAtoms());
+    const double *matrix = RDKit::MolOps::getDistanceMat(copy, bond_order != 0, false, true);
+    const long size = static_cast<long>(atoms) * atoms;
+    if (size <= capacity) std::memcpy(out, matrix, static_cast<size_t>(size) * sizeof(double));
+    *n = atoms;
+    return BF_OK;
+  });
+}
+
+int bf_mol_substruct_matches(const bf_mol *mol, const bf_query *query, int *atoms, int capacity, int *n, int *size) {
+  return guarded([&] {
+    if (int rc = check(mol, query) | check(n, size)) return rc;
+    if (capacity < 0 || (capacity > 0 && !atoms)) return fail(BF_EARG, "bad buffer");
+    std::vector<RDKit::MatchVectType> matches;
+    RDKit::SubstructMatch(*mol->mol, *query->query, matches, true);
+    *size = static_cast<int>(query->query->getNumAtoms());
+    int i = 0;
+    for (const auto &match : matches)
+      for (const auto &[queryAtom, molAtom] : match) {
+        if (i < capacity) atoms[i] = molAtom;
+        ++i;
+      }
+    *n = static_cast<int>(matches.size());
+    return BF_OK;
+  });
+}
+
+int bf_mol_bonds(const bf_mol *mol, int *begin, int *end, int *type, int *aromatic, int capacity, int *n) {
+  return guarded([&] {
+    if (int rc = check(mol, n)) return rc;
+    if (capacity < 0 || (capacity > 0 && (!begin || !end || !type || !aromatic))) return fail(BF_EARG, "bad buffers");
+    int i = 0;
+    for (const auto bond : mol->mol->bonds()) {
+      if (i < capacity) {
+        begin[i] = static_cast<int>(bond->getBeginAtomIdx());
+        end[i] = static_cast<int>(bond->getEndAtomIdx());
+        type[i] = static_cast<int>(bond->getBondType());
+        aromatic[i] = bond->getIsAromatic() ? 1 : 0;
       }
       ++i;
     }

@@ -75,6 +75,26 @@ BF_API int bf_mol_morgan_bits(const bf_mol *mol, int radius, int nbits, int chir
 BF_API int bf_mol_morgan_counts(const bf_mol *mol, int radius, int chirality, uint32_t *ids, uint32_t *counts,
                                 int capacity, int *n);
 
+/* Unfolded Morgan count fingerprint over feature invariants (FCFP: RDKit's getFeatureInvariants, Gobbi-style donor,
+ * acceptor, aromatic, halogen, basic, acidic classes), no chirality; as bf_mol_morgan_counts otherwise. */
+BF_API int bf_mol_feature_morgan_counts(const bf_mol *mol, int radius, uint32_t *ids, uint32_t *counts, int capacity,
+                                        int *n);
+/* Unhashed atom-pair count fingerprint (RDKit's getAtomPairFingerprint: 2D, no chirality) over pairs of atoms
+ * min_length..max_length bonds apart; as bf_mol_morgan_counts otherwise. */
+BF_API int bf_mol_atom_pair_counts(const bf_mol *mol, int min_length, int max_length, uint32_t *ids, uint32_t *counts,
+                                   int capacity, int *n);
+/* All-pairs shortest path lengths, row-major (n*n values when n*n <= capacity); *n receives the number of atoms.
+ * Each bond counts 1, or with bond_order 1/order (aromatic 2/3) as RDKit's getDistanceMat(useBO); atoms in different
+ * fragments are 1e8 apart. */
+BF_API int bf_mol_distance_matrix(const bf_mol *mol, int bond_order, double *out, int capacity, int *n);
+/* Unique matches of a query, each as the molecule atoms matched by query atoms 0..size-1, concatenated (up to
+ * capacity ints); *n receives the number of matches and *size the atoms per match. */
+BF_API int bf_mol_substruct_matches(const bf_mol *mol, const bf_query *query, int *atoms, int capacity, int *n,
+                                    int *size);
+/* Per bond (up to capacity): begin and end atom, RDKit's Bond::BondType value (1 single, 2 double, 3 triple,
+ * 12 aromatic, ...) and the aromatic flag; *n receives the number of bonds. */
+BF_API int bf_mol_bonds(const bf_mol *mol, int *begin, int *end, int *type, int *aromatic, int capacity, int *n);
+
 BF_API int bf_mol_murcko_scaffold(const bf_mol *mol, int generic, char **out);
 /* Fragments after cutting BRICS bonds, as one SMILES with fragments separated by '.'. */
 BF_API int bf_mol_brics_fragments(const bf_mol *mol, char **out);

@@ -2,7 +2,7 @@ using System.Numerics;
 
 namespace BioForge.Chem;
 
-/// <summary>Morgan (ECFP-like) fingerprints and Tanimoto similarity on 64-bit words.</summary>
+/// <summary>Morgan (ECFP/FCFP-like) and atom-pair fingerprints, and Tanimoto similarity on bits, counts and sets.</summary>
 public static class Fingerprints
 {
     /// <summary>Folded Morgan bits as <paramref name="bits"/>/64 words (bit i is bit i%64 of word i/64).</summary>
@@ -17,7 +17,35 @@ public static class Fingerprints
     }
 
     /// <summary>Unfolded Morgan count fingerprint: environment id → count.</summary>
-    public static unsafe Dictionary<uint, uint> MorganCounts(Molecule molecule, int radius = 2, bool chirality = false)
+    public static unsafe Dictionary<uint, uint> MorganCounts(Molecule molecule, int radius = 2, bool chirality = false) =>
+        ReadCounts("Morgan counts", (ids, counts, capacity, out n) =>
+            RDKitNative.bf_mol_morgan_counts(molecule.Handle, radius, chirality ? 1 : 0, ids, counts, capacity, out n));
+
+    /// <summary>
+    /// Unfolded Morgan counts over feature invariants (FCFP), no chirality: RDKit's
+    /// <c>GetMorganFingerprint(mol, radius, useFeatures=True)</c>.
+    /// </summary>
+    public static unsafe Dictionary<uint, uint> FeatureMorganCounts(Molecule molecule, int radius = 2)
+    {
+        if (radius < 0) throw new BioForgeException($"fingerprint radius {radius}: must be non-negative");
+        return ReadCounts("feature Morgan counts", (ids, counts, capacity, out n) =>
+            RDKitNative.bf_mol_feature_morgan_counts(molecule.Handle, radius, ids, counts, capacity, out n));
+    }
+
+    /// <summary>
+    /// Unhashed atom-pair counts over pairs <paramref name="minLength"/>..<paramref name="maxLength"/> bonds apart:
+    /// RDKit's <c>rdMolDescriptors.GetAtomPairFingerprint(mol, minLength, maxLength)</c>.
+    /// </summary>
+    public static unsafe Dictionary<uint, uint> AtomPairCounts(Molecule molecule, int maxLength = 30, int minLength = 1)
+    {
+        if (minLength < 1 || maxLength < minLength) throw new BioForgeException($"atom pairs: need 1 <= min length ({minLength}) <= max length ({maxLength})");
+        return ReadCounts("atom-pair counts", (ids, counts, capacity, out n) =>
+            RDKitNative.bf_mol_atom_pair_counts(molecule.Handle, minLength, maxLength, ids, counts, capacity, out n));
+    }
+
+    private unsafe delegate int CountsCall(uint* ids, uint* counts, int capacity, out int n);
+
+    private static unsafe Dictionary<uint, uint> ReadCounts(string what, CountsCall call)
     {
         int capacity = 256;
         while (true)
@@ -26,7 +54,7 @@ public static class Fingerprints
             var counts = new uint[capacity];
             int n;
             fixed (uint* pi = ids, pc = counts)
-                RDKitNative.Check(RDKitNative.bf_mol_morgan_counts(molecule.Handle, radius, chirality ? 1 : 0, pi, pc, capacity, out n), "Morgan counts");
+                RDKitNative.Check(call(pi, pc, capacity, out n), what);
             if (n <= capacity)
             {
                 var result = new Dictionary<uint, uint>(n);
@@ -35,6 +63,33 @@ public static class Fingerprints
             }
             capacity = n;
         }
+    }
+
+    /// <summary>
+    /// Tanimoto on count vectors, Σmin(a, b) / (Σa + Σb − Σmin(a, b)), as RDKit's <c>TanimotoSimilarity</c> on
+    /// SparseIntVects (0 when both are empty).
+    /// </summary>
+    public static double Tanimoto(IReadOnlyDictionary<uint, uint> a, IReadOnlyDictionary<uint, uint> b)
+    {
+        if (a.Count > b.Count) (a, b) = (b, a);
+        double sumA = 0, sumB = 0, both = 0;
+        foreach (var (id, count) in a)
+        {
+            sumA += count;
+            if (b.TryGetValue(id, out uint other)) both += Math.Min(count, other);
+        }
+        foreach (uint count in b.Values) sumB += count;
+        double denominator = sumA + sumB - both;
+        return Math.Abs(denominator) < 1e-6 ? 0 : both / denominator;
+    }
+
+    /// <summary>|a ∩ b| / |a ∪ b| of two sets of set bits (0 when both are empty), as RDKit's on sparse bit vectors.</summary>
+    public static double Tanimoto<T>(IReadOnlySet<T> a, IReadOnlySet<T> b)
+    {
+        if (a.Count > b.Count) (a, b) = (b, a);
+        int both = a.Count(b.Contains);
+        int either = a.Count + b.Count - both;
+        return either == 0 ? 0 : (double)both / either;
     }
 
     public static int PopCount(ReadOnlySpan<ulong> words)

@@ -134,6 +134,54 @@ public sealed class Molecule : IDisposable
         }
     }
 
+    /// <summary>Bonds in bond order: end atoms, RDKit's <c>Bond::BondType</c> value and the aromatic flag.</summary>
+    public unsafe IReadOnlyList<BondInfo> Bonds()
+    {
+        int capacity = 64;
+        while (true)
+        {
+            var begin = new int[capacity];
+            var end = new int[capacity];
+            var type = new int[capacity];
+            var aromatic = new int[capacity];
+            int n;
+            fixed (int* pb = begin, pe = end, pt = type, pa = aromatic)
+                RDKitNative.Check(RDKitNative.bf_mol_bonds(Handle, pb, pe, pt, pa, capacity, out n), "bonds");
+            if (n <= capacity) return Enumerable.Range(0, n).Select(i => new BondInfo(begin[i], end[i], type[i], aromatic[i] != 0)).ToList();
+            capacity = n;
+        }
+    }
+
+    /// <summary>
+    /// All-pairs shortest path lengths (RDKit's <c>GetDistanceMatrix</c>): each bond counts 1, or with
+    /// <paramref name="bondOrder"/> 1/order (aromatic 2/3); atoms in different fragments are 1e8 apart.
+    /// </summary>
+    public unsafe double[,] DistanceMatrix(bool bondOrder = false)
+    {
+        int atoms;
+        RDKitNative.Check(RDKitNative.bf_mol_distance_matrix(Handle, bondOrder ? 1 : 0, null, 0, out atoms), "distance matrix");
+        var matrix = new double[atoms, atoms];
+        if (atoms == 0) return matrix;
+        fixed (double* p = matrix)
+            RDKitNative.Check(RDKitNative.bf_mol_distance_matrix(Handle, bondOrder ? 1 : 0, p, matrix.Length, out atoms), "distance matrix");
+        return matrix;
+    }
+
+    /// <summary>Unique matches of a SMARTS query, each as the atoms matched by the query's atoms in order.</summary>
+    public unsafe IReadOnlyList<int[]> SubstructureMatches(SmartsQuery query)
+    {
+        int capacity = 64;
+        while (true)
+        {
+            var atoms = new int[capacity];
+            int n, size;
+            fixed (int* p = atoms)
+                RDKitNative.Check(RDKitNative.bf_mol_substruct_matches(Handle, query.Handle, p, capacity, out n, out size), "substructure match");
+            if (n * size <= capacity) return Enumerable.Range(0, n).Select(i => atoms[(i * size)..((i + 1) * size)]).ToList();
+            capacity = n * size;
+        }
+    }
+
     public unsafe MolecularDescriptors Descriptors()
     {
         var values = stackalloc double[RDKitNative.DescriptorCount];
@@ -205,6 +253,9 @@ public sealed class Molecule : IDisposable
 
     public void Dispose() => Handle.Dispose();
 }
+
+/// <summary>A bond: its end atoms, RDKit's <c>Bond::BondType</c> value (1 single, 2 double, 3 triple, 12 aromatic …) and aromaticity.</summary>
+public readonly record struct BondInfo(int Begin, int End, int Type, bool Aromatic);
 
 /// <summary>A compiled SMARTS pattern.</summary>
 public sealed class SmartsQuery : IDisposable

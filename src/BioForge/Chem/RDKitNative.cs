@@ -85,6 +85,12 @@ internal static partial class RDKitNative
     [LibraryImport(Library)] public static unsafe partial int bf_mol_morgan_bits(MoleculeHandle mol, int radius, int bits, int chirality, ulong* words);
     [LibraryImport(Library)] public static unsafe partial int bf_mol_morgan_counts(MoleculeHandle mol, int radius, int chirality, uint* ids, uint* counts, int capacity, out int n);
 
+    [LibraryImport(Library)] public static unsafe partial int bf_mol_feature_morgan_counts(MoleculeHandle mol, int radius, uint* ids, uint* counts, int capacity, out int n);
+    [LibraryImport(Library)] public static unsafe partial int bf_mol_atom_pair_counts(MoleculeHandle mol, int minLength, int maxLength, uint* ids, uint* counts, int capacity, out int n);
+    [LibraryImport(Library)] public static unsafe partial int bf_mol_distance_matrix(MoleculeHandle mol, int bondOrder, double* values, int capacity, out int n);
+    [LibraryImport(Library)] public static unsafe partial int bf_mol_substruct_matches(MoleculeHandle mol, QueryHandle query, int* atoms, int capacity, out int n, out int size);
+    [LibraryImport(Library)] public static unsafe partial int bf_mol_bonds(MoleculeHandle mol, int* begin, int* end, int* type, int* aromatic, int capacity, out int n);
+
     [LibraryImport(Library)] public static partial int bf_mol_murcko_scaffold(MoleculeHandle mol, int generic, out IntPtr text);
     [LibraryImport(Library)] public static partial int bf_mol_brics_fragments(MoleculeHandle mol, out IntPtr text);
     [LibraryImport(Library)] public static unsafe partial int bf_mol_svg(MoleculeHandle mol, int width, int height, int* highlight, int count, out IntPtr text);

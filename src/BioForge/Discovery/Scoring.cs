@@ -1,4 +1,5 @@
 using BioForge.Chem;
+using BioForge.Discovery.Pmo;
 using BioForge.IO;
 using TorchSharp;
 
@@ -43,7 +44,8 @@ public sealed record ComponentSettings
     /// qed, sa (synthetic accessibility, 1 easy … 10 hard), logp, plogp (penalized logP: logP − SA score − rings
     /// beyond six atoms, as in the JT-VAE and MolMIM benchmarks), mw, tpsa, hbd, hba, rotatable_bonds, similarity
     /// (max Tanimoto to <see cref="Smiles"/>), substructure (1 when any of <see cref="Smarts"/> matches), affinity
-    /// (predicted by <see cref="Model"/> for <see cref="Target"/>); penalties that multiply the total: forbidden_substructure
+    /// (predicted by <see cref="Model"/> for <see cref="Target"/>), pmo (the PMO/GuacaMol objective named by
+    /// <see cref="Task"/>, already in [0, 1]); penalties that multiply the total: forbidden_substructure
     /// (0 when any of <see cref="Smarts"/> matches), filters (0 when a PAINS/Brenk alert matches).
     /// </summary>
     public string Type { get; init; } = "";
@@ -58,6 +60,8 @@ public sealed record ComponentSettings
     public string? Model { get; init; }
     /// <summary>The target: a protein sequence, or a FASTA file whose first record is used.</summary>
     public string? Target { get; init; }
+    /// <summary>The PMO task of a <c>pmo</c> component (one of <see cref="PmoOracle.Tasks"/>).</summary>
+    public string? Task { get; init; }
 
     public string Label => Name ?? Type;
 
@@ -66,12 +70,14 @@ public sealed record ComponentSettings
     public void Validate(string where, Action<bool, string> require)
     {
         require(Type is "qed" or "sa" or "logp" or "plogp" or "mw" or "tpsa" or "hbd" or "hba" or "rotatable_bonds" or "similarity" or "substructure"
-            or "affinity" or "forbidden_substructure" or "filters",
-            $"{where}.type must be one of qed, sa, logp, plogp, mw, tpsa, hbd, hba, rotatable_bonds, similarity, substructure, affinity, forbidden_substructure, filters (got '{Type}')");
+            or "affinity" or "pmo" or "forbidden_substructure" or "filters",
+            $"{where}.type must be one of qed, sa, logp, plogp, mw, tpsa, hbd, hba, rotatable_bonds, similarity, substructure, affinity, pmo, forbidden_substructure, filters (got '{Type}')");
         require(Weight > 0, $"{where}.weight must be positive (got {Weight})");
         require(Type != "similarity" || Smiles.Length > 0, $"{where}: a similarity component needs smiles = [reference molecules]");
         require(Type is not ("substructure" or "forbidden_substructure") || Smarts.Length > 0, $"{where}: a {Type} component needs smarts = [patterns]");
         require(Type != "affinity" || (Model is not null && Target is not null), $"{where}: an affinity component needs model (a `bioforge dti train` model) and target (a sequence or FASTA file)");
+        require(Type != "pmo" || (Task is not null && PmoOracle.Tasks.Contains(Task)),
+            $"{where}: a pmo component needs task = one of {string.Join(", ", PmoOracle.Tasks)} (got '{Task}')");
         require(Catalogs.All(c => c is "pains" or "brenk" or "nih"), $"{where}.catalogs: each must be pains, brenk or nih");
         Transform.Validate(where, require);
     }
@@ -100,6 +106,7 @@ public sealed class ScoringFunction : IDisposable
     private readonly Dictionary<int, StructuralFilters> filters = [];
     private readonly Dictionary<int, List<ulong[]>> references = [];
     private readonly Dictionary<int, (AffinityModel Model, float[] Target)> affinity = [];
+    private readonly Dictionary<int, PmoOracle> oracles = [];
 
     public IReadOnlyList<ComponentSettings> Components => components;
 
@@ -131,6 +138,9 @@ public sealed class ScoringFunction : IDisposable
                             if (!Molecule.TryFromSmiles(s, out var m, out string? error)) throw new BioForgeException($"similarity reference '{s}': {error}");
                             using (m) return Fingerprints.Morgan(m!);
                         })];
+                        break;
+                    case "pmo":
+                        oracles[i] = new PmoOracle(c.Task ?? "");
                         break;
                     case "affinity":
                         var model = AffinityModel.Load(c.Model!, device);
@@ -229,6 +239,7 @@ public sealed class ScoringFunction : IDisposable
         "substructure" => patterns[c].Any(m.HasMatch) ? 1 : 0,
         "forbidden_substructure" => patterns[c].Any(m.HasMatch) ? 0 : 1,
         "filters" => filters[c].Matches(m).Count == 0 ? 1 : 0,
+        "pmo" => oracles[c].Score(m),
         _ => throw new BioForgeException($"unknown component type '{component.Type}'"),
     };
 
@@ -237,6 +248,7 @@ public sealed class ScoringFunction : IDisposable
         qed.Dispose();
         foreach (var list in patterns.Values) foreach (var p in list) p.Dispose();
         foreach (var f in filters.Values) f.Dispose();
+        foreach (var o in oracles.Values) o.Dispose();
         foreach (var (model, _) in affinity.Values) model.Dispose();
     }
 }
