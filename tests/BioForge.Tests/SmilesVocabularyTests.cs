@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
 using BioForge.Tokenizers;
 
 namespace BioForge.Tests;
@@ -44,5 +46,45 @@ public sealed class SmilesVocabularyTests
         Assert.Contains("must start with <pad>", Assert.Throws<BioForgeException>(() => SmilesVocabulary.Load(path)).Message);
         File.WriteAllText(path, "{");
         Assert.Contains("not a JSON list", Assert.Throws<BioForgeException>(() => SmilesVocabulary.Load(path)).Message);
+    }
+
+    /// <summary>Hugging Face's own tokenizers.js, reading the files BioForge writes, gives the ids BioForge gives.</summary>
+    [Fact]
+    public void TheHuggingFaceTokenizerFilesEncodeAsBioForgeDoes()
+    {
+        var vocabulary = SmilesVocabulary.Build(File.ReadLines(TestData.Path("train", "zinc2k.smi")).Select(l => l.Split(' ', '\t')[0]));
+        string directory = TestData.TempDirectory();
+        vocabulary.SaveHuggingFace(directory, maxLength: 256);
+        string[] inputs = ["CC(=O)Oc1ccccc1C(=O)O", "F/C=C\\F", "C[C@@H](N)C(=O)[O-]", "C1CC%12CC1%12", "ClCCBr", "[Xe]C", "c1ccc2c(c1)[nH]c1ccccc12"];
+        var lines = Node(Path.Combine(Repository.Root, "tests", "browser", "tokenize.mjs"), [directory, .. inputs]);
+        Assert.Equal(inputs.Length, lines.Count);
+        for (int i = 0; i < inputs.Length; i++)
+        {
+            var line = JsonNode.Parse(lines[i])!;
+            Assert.Equal(vocabulary.Encode(inputs[i]).Select(id => (long)id), line["ids"]!.AsArray().Select(id => id!.GetValue<long>()));
+            if (!vocabulary.Encode(inputs[i]).Contains(SmilesVocabulary.UnkId)) Assert.Equal(inputs[i], line["decoded"]!.GetValue<string>());
+        }
+        Assert.Contains(SmilesVocabulary.UnkId, vocabulary.Encode("[Xe]C")); // the unknown token is exercised
+    }
+
+    [Fact]
+    public void TheShippedSmilesModelCarriesItsHuggingFaceTokenizer()
+    {
+        string model = Path.Combine(Repository.Root, "models", "smiles-llama-small");
+        string directory = TestData.TempDirectory();
+        SmilesVocabulary.Load(Path.Combine(model, SmilesVocabulary.FileName)).SaveHuggingFace(directory, maxLength: 256);
+        foreach (string file in new[] { SmilesVocabulary.HuggingFaceTokenizerFile, "tokenizer_config.json", "special_tokens_map.json" })
+            Assert.Equal(File.ReadAllText(Path.Combine(directory, file)), File.ReadAllText(Path.Combine(model, file)));
+    }
+
+    private static List<string> Node(string script, string[] arguments)
+    {
+        var info = new ProcessStartInfo("node", [script, .. arguments]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var node = Process.Start(info)!;
+        var output = node.StandardOutput.ReadToEndAsync();
+        string error = node.StandardError.ReadToEnd();
+        Assert.True(node.WaitForExit(TimeSpan.FromMinutes(1)), "node did not finish within a minute");
+        Assert.True(node.ExitCode == 0, $"{Path.GetFileName(script)}: {error}");
+        return [.. output.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries)];
     }
 }

@@ -8,8 +8,11 @@ namespace BioForge.Tokenizers;
 /// </summary>
 public static partial class SmilesTokenizer
 {
+    /// <summary>The token pattern (also written into a model's Hugging Face <c>tokenizer.json</c>).</summary>
     // Verbatim string: several public copies double the backslash and silently drop "\" (down bond) tokens.
-    [GeneratedRegex(@"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>|\*|\$|\%[0-9]{2}|[0-9])")]
+    public const string Pattern = @"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>|\*|\$|\%[0-9]{2}|[0-9])";
+
+    [GeneratedRegex(Pattern)]
     private static partial Regex TokenPattern();
 
     /// <summary>Splits a SMILES into tokens; characters no token covers are an error naming their position.</summary>

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using BioForge.IO;
 
 namespace BioForge.Tokenizers;
@@ -66,6 +67,77 @@ public sealed class SmilesVocabulary
     }
 
     public void Save(string path) => AtomicFile.WriteText(path, JsonSerializer.Serialize(tokens) + "\n");
+
+    public const string HuggingFaceTokenizerFile = "tokenizer.json";
+
+    /// <summary>
+    /// Writes the vocabulary as a Hugging Face fast tokenizer (<c>tokenizer.json</c>, <c>tokenizer_config.json</c>,
+    /// <c>special_tokens_map.json</c>), so <c>AutoTokenizer.from_pretrained</c> and tokenizers.js give the ids
+    /// <see cref="Encode"/> gives: the SMILES regex as an isolating split, a word-level vocabulary with &lt;unk&gt;, and
+    /// &lt;bos&gt; … &lt;eos&gt; added around every sequence.
+    /// </summary>
+    public void SaveHuggingFace(string directory, int maxLength)
+    {
+        static JsonObject Special(string token) => new() { ["id"] = token, ["type_id"] = 0 };
+        var vocab = new JsonObject();
+        for (int i = 0; i < tokens.Length; i++) vocab[tokens[i]] = i;
+        var tokenizer = new JsonObject
+        {
+            ["version"] = "1.0",
+            ["truncation"] = null,
+            ["padding"] = null,
+            ["added_tokens"] = new JsonArray([.. Specials.Select((t, i) => (JsonNode)new JsonObject
+            {
+                ["id"] = i,
+                ["content"] = t,
+                ["single_word"] = false,
+                ["lstrip"] = false,
+                ["rstrip"] = false,
+                ["normalized"] = false,
+                ["special"] = true,
+            })]),
+            ["normalizer"] = null,
+            ["pre_tokenizer"] = new JsonObject
+            {
+                ["type"] = "Split",
+                ["pattern"] = new JsonObject { ["Regex"] = SmilesTokenizer.Pattern },
+                ["behavior"] = "Isolated",
+                ["invert"] = false,
+            },
+            ["post_processor"] = new JsonObject
+            {
+                ["type"] = "TemplateProcessing",
+                ["single"] = new JsonArray(new JsonObject { ["SpecialToken"] = Special(Specials[BosId]) }, new JsonObject { ["Sequence"] = Special("A") },
+                    new JsonObject { ["SpecialToken"] = Special(Specials[EosId]) }),
+                ["pair"] = new JsonArray(new JsonObject { ["SpecialToken"] = Special(Specials[BosId]) }, new JsonObject { ["Sequence"] = Special("A") },
+                    new JsonObject { ["SpecialToken"] = Special(Specials[EosId]) }, new JsonObject { ["Sequence"] = Special("B") },
+                    new JsonObject { ["SpecialToken"] = Special(Specials[EosId]) }),
+                ["special_tokens"] = new JsonObject
+                {
+                    [Specials[BosId]] = new JsonObject { ["id"] = Specials[BosId], ["ids"] = new JsonArray(BosId), ["tokens"] = new JsonArray(Specials[BosId]) },
+                    [Specials[EosId]] = new JsonObject { ["id"] = Specials[EosId], ["ids"] = new JsonArray(EosId), ["tokens"] = new JsonArray(Specials[EosId]) },
+                },
+            },
+            ["decoder"] = new JsonObject { ["type"] = "Fuse" },
+            ["model"] = new JsonObject { ["type"] = "WordLevel", ["vocab"] = vocab, ["unk_token"] = Specials[UnkId] },
+        };
+        var specialTokens = new JsonObject
+        {
+            ["bos_token"] = Specials[BosId],
+            ["eos_token"] = Specials[EosId],
+            ["unk_token"] = Specials[UnkId],
+            ["pad_token"] = Specials[PadId],
+        };
+        var config = specialTokens.DeepClone().AsObject();
+        config["tokenizer_class"] = "PreTrainedTokenizerFast";
+        config["model_max_length"] = maxLength;
+        config["padding_side"] = "right";
+        config["clean_up_tokenization_spaces"] = false;
+        var indented = new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+        AtomicFile.WriteText(Path.Combine(directory, HuggingFaceTokenizerFile), tokenizer.ToJsonString(indented) + "\n");
+        AtomicFile.WriteText(Path.Combine(directory, "tokenizer_config.json"), config.ToJsonString(indented) + "\n");
+        AtomicFile.WriteText(Path.Combine(directory, "special_tokens_map.json"), specialTokens.ToJsonString(indented) + "\n");
+    }
 
     /// <summary><c>&lt;bos&gt; tokens &lt;eos&gt;</c>; tokens outside the vocabulary become &lt;unk&gt;.</summary>
     public int[] Encode(string smiles)

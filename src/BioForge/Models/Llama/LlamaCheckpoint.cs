@@ -80,7 +80,7 @@ public sealed class LlamaCheckpoint : IDisposable
     }
 
     /// <summary>
-    /// Saves in the layout <c>save_pretrained</c> writes, plus <c>vocab.json</c>. A tensor-parallel model is written
+    /// Saves in the layout <c>save_pretrained</c> writes, plus <c>vocab.json</c> and the Hugging Face tokenizer files. A tensor-parallel model is written
     /// whole: every rank of its group calls <see cref="UnshardedWeights"/> and one passes them here.
     /// </summary>
     public void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>>? weights = null)
@@ -88,6 +88,7 @@ public sealed class LlamaCheckpoint : IDisposable
         using var scope = NewDisposeScope();
         CheckpointWeights.Save(weights ?? UnshardedWeights(), Config.ToJson(), directory);
         Vocabulary?.Save(Path.Combine(directory, SmilesVocabulary.FileName));
+        Vocabulary?.SaveHuggingFace(directory, Config.MaxPositionEmbeddings);
     }
 
     /// <summary>Every parameter unsharded, by checkpoint name (with tensor parallelism a collective over the group).</summary>
