@@ -229,6 +229,18 @@ public sealed class MpiTests
     }
 
     [Fact]
+    public void AttentionDropoutOnHeadShardsIsRefused()
+    {
+        string output = TestData.TempDirectory();
+        string config = Path.Combine(TestData.TempDirectory(), "tp.yaml");
+        File.WriteAllText(config, TinyRuns.EsmYaml(TinyRuns.Proteins, output, 4));
+        var (code, _, error) = MpiRun(2, null, "train", "--config", config, "--tp", "2", "train.threads=1");
+        Assert.NotEqual(0, code);
+        Assert.Contains("attention_probs_dropout_prob 0.1 with train.tensor_parallel 2", error);
+        Assert.False(Directory.Exists(Path.Combine(output, "checkpoints")), "nothing may be written before the refusal");
+    }
+
+    [Fact]
     public void ACheckpointFromTwoRanksResumesOnOne()
     {
         string single = TestData.TempDirectory(), mixed = TestData.TempDirectory();

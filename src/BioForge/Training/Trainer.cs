@@ -61,13 +61,16 @@ public static class Trainer
     {
         var compute = ComputeOptions.Resolve(config.Train.Device, config.Train.Precision == "bf16-mixed" ? "bf16" : "fp32", config.Train.Threads);
         compute = compute with { Device = ParallelGrid.LocalDevice(compute.Device, ProcessGroup.Launch) };
-        // Tensor-parallel ranks share micro-batches and split every layer; data-parallel ranks split the micro-batches.
-        using var grid = new ParallelGrid(options.Group ?? ProcessGroup.World, config.Train.TensorParallel, compute.Device);
+        var world = options.Group ?? ProcessGroup.World;
         // Only world rank 0 writes files and reports; the tensor-parallel group around it (data-parallel rank 0)
         // validates and gathers whole tensors for it.
-        bool lead = grid.World.Rank == 0, leadReplica = grid.Data.Rank == 0;
+        bool lead = world.Rank == 0;
         using var train = OpenSplit(config.Data.Dir, "train");
         var (run, resumeFrom, state) = OpenRun(config, options, train, lead);
+        if (world.Size > 1) world.Barrier(); // every rank has checked the run directory before rank 0 writes into it
+        // Tensor-parallel ranks share micro-batches and split every layer; data-parallel ranks split the micro-batches.
+        using var grid = new ParallelGrid(world, config.Train.TensorParallel, compute.Device);
+        bool leadReplica = grid.Data.Rank == 0;
         if (state is not null) config = MatchGlobalBatch(config, state, grid.Data.Size, options.OnInfo);
 
         var layout = new ParallelLayout(grid.Tensor, config.Train.VocabParallel);
@@ -323,6 +326,15 @@ public static class Trainer
             {
                 checkpoint.Dispose();
                 throw new BioForgeException($"train.activation_checkpointing: {e.Message}");
+            }
+            // Each rank holds a share of the attention heads, yet every rank draws from the same seeded generator: its
+            // heads would get the masks of the other ranks' heads. Hidden dropout acts on activations every rank holds
+            // whole, so identical masks are right there (and a tensor-parallel run equals one process).
+            if (layout.Size > 1 && checkpoint.Config.AttentionProbsDropoutProb > 0)
+            {
+                checkpoint.Dispose();
+                throw new BioForgeException($"attention_probs_dropout_prob {checkpoint.Config.AttentionProbsDropoutProb} with train.tensor_parallel {layout.Size}: "
+                    + "attention dropout on head shards is not supported; set model.config.attention_probs_dropout_prob=0 (hidden dropout may stay)");
             }
             return new MaskedLanguageModelTask(checkpoint);
         }
