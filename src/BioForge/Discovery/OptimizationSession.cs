@@ -1,4 +1,5 @@
 using BioForge.Models.Llama;
+using BioForge.Runtime;
 using BioForge.Tokenizers;
 using BioForge.Training;
 using static TorchSharp.torch;
@@ -157,7 +158,7 @@ public sealed class OptimizationSession : IDisposable
         var priorAll = cat([priorLogLikelihood, tensor(replay.Select(r => (float)r.PriorLogLikelihood).ToArray()).to(Agent.Device)], 0);
         var scoresAll = tensor(learned.Select(s => (float)s).Concat(replay.Select(r => (float)r.Score)).ToArray()).to(Agent.Device);
         var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences);
-        var augmented = priorAll + scoresAll * config.Learning.Sigma;
+        var augmented = priorAll + scoresAll.Mul(config.Learning.Sigma);
         var loss = (augmented - agentLogLikelihood).square().mean();
         loss.backward();
         Optimizer.Update(config.Learning.Lr);

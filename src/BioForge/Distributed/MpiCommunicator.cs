@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using BioForge.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -69,7 +70,7 @@ public sealed unsafe class MpiCommunicator : Communicator
         var (buffer, type) = Staged(tensor);
         IntPtr reduce = Op(op);
         ForEachPiece(buffer, (pointer, count) => mpi.Allreduce(MpiLibrary.InPlace, pointer, count, type, reduce, comm), "all-reduce");
-        if (op == ReduceOp.Average) buffer.div_(Size);
+        if (op == ReduceOp.Average) buffer.DivInPlace(Size);
         if (!ReferenceEquals(buffer, tensor)) CopyBack(buffer, tensor);
     }
 
@@ -105,7 +106,7 @@ public sealed unsafe class MpiCommunicator : Communicator
         var result = empty([part], buffer.dtype);
         IntPtr source = Address(buffer), target = Address(result), reduce = Op(op);
         Watched(() => mpi.ReduceScatterBlock(source, target, (int)part, type, reduce, comm), "reduce-scatter");
-        if (op == ReduceOp.Average) result.div_(Size);
+        if (op == ReduceOp.Average) result.DivInPlace(Size);
         long[] shape = [tensor.shape[0] / Size, .. tensor.shape.Skip(1)];
         return result.reshape(shape).to(tensor.dtype, tensor.device).MoveToOuterDisposeScope();
     }

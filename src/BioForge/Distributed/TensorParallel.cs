@@ -1,3 +1,4 @@
+using BioForge.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -163,8 +164,8 @@ public sealed class VocabParallelEmbedding : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor ids)
     {
-        var outside = ids.lt(first).logical_or(ids.ge(first + weight.shape[0]));
-        var local = (ids - first).masked_fill(outside, 0);
+        var outside = ids.Lt(first).logical_or(ids.Ge(first + weight.shape[0]));
+        var local = ids.Sub(first).MaskedFill(outside, 0);
         var rows = weight.index_select(0, local.reshape(-1)).reshape([.. ids.shape, weight.shape[1]]);
         var partial = rows * outside.logical_not().unsqueeze(-1).to(weight.dtype);
         return TensorParallelRegion.Reduce(partial, group);
@@ -196,10 +197,10 @@ public static class TensorParallelism
         group.AllReduce(max, ReduceOp.Max);
         var shifted = logits - max.unsqueeze(1);
         var sumExp = TensorParallelRegion.Reduce(shifted.exp().sum(1), group);
-        var mine = flatTargets.ge(first).logical_and(flatTargets.lt(first + width));
-        var index = (flatTargets - first).masked_fill(mine.logical_not(), 0).unsqueeze(1);
+        var mine = flatTargets.Ge(first).logical_and(flatTargets.Lt(first + width));
+        var index = flatTargets.Sub(first).MaskedFill(mine.logical_not(), 0).unsqueeze(1);
         var targetLogit = TensorParallelRegion.Reduce(shifted.gather(1, index).squeeze(1) * mine.to(ScalarType.Float32), group);
-        var kept = flatTargets.ne(ignoreIndex).to(ScalarType.Float32);
+        var kept = flatTargets.Ne(ignoreIndex).to(ScalarType.Float32);
         return ((sumExp.log() - targetLogit) * kept).sum();
     }
 

@@ -1,5 +1,6 @@
 using BioForge.IO;
 using BioForge.Models;
+using BioForge.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -70,7 +71,7 @@ internal sealed class TaskModel(SequenceEncoder encoder, PredictionHead head, Fi
         return pooling switch
         {
             Pooling.Cls => hidden.select(1, 0),
-            Pooling.Last => hidden[arange(batch.Count, device: device), tensor(last).to(device)],
+            Pooling.Last => hidden[ScalarArithmetic.Range(0, batch.Count, device), tensor(last).to(device)],
             _ => SequenceEncoder.MeanOver(hidden, residueMask),
         };
     }

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using BioForge.Distributed;
 using BioForge.IO;
+using BioForge.Runtime;
 using static TorchSharp.torch;
 
 namespace BioForge.Models;
@@ -81,7 +82,7 @@ internal static class CheckpointWeights
             {
                 using var draw = randn(sharded?.WholeShape(name, p.shape) ?? p.shape, p.dtype, p.device, generator: generator);
                 using var part = sharded is null ? draw.alias() : sharded.Shard(name, draw);
-                p.copy_(part.mul_(0.02));
+                p.copy_(part.MulInPlace(0.02));
             }
             else if (isNormWeight(name)) nn.init.ones_(p);
             else nn.init.zeros_(p);

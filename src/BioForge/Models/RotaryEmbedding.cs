@@ -1,3 +1,4 @@
+using BioForge.Runtime;
 using static TorchSharp.torch;
 
 namespace BioForge.Models;
@@ -15,7 +16,7 @@ internal static class RotaryEmbedding
         // θ^(−2i/d) in float32 as the reference computes it, built on the host (no implicit scalars, see ScalarArithmetic).
         var frequencies = Enumerable.Range(0, dim / 2).Select(i => 1f / MathF.Pow((float)theta, (float)(2 * i) / dim)).ToArray();
         var invFreq = tensor(frequencies, ScalarType.Float32, device);
-        var angles = outer(arange(start, start + length, ScalarType.Int64, device).to(ScalarType.Float32), invFreq);
+        var angles = outer(ScalarArithmetic.Range(start, start + length, device).to(ScalarType.Float32), invFreq);
         angles = cat([angles, angles], dim: -1);
         return (angles.cos().MoveToOuterDisposeScope(), angles.sin().MoveToOuterDisposeScope());
     }

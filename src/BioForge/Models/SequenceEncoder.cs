@@ -1,5 +1,6 @@
 using BioForge.Models.Esm;
 using BioForge.Models.Llama;
+using BioForge.Runtime;
 using static TorchSharp.torch;
 
 namespace BioForge.Models;
@@ -85,7 +86,7 @@ public abstract class SequenceEncoder : IDisposable
     public static Tensor MeanOver(Tensor hidden, Tensor residueMask)
     {
         var weights = residueMask.unsqueeze(-1).to(hidden.dtype);
-        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1);
+        return (hidden * weights).sum(1) / weights.sum(1).ClampMin(1);
     }
 
     /// <summary>Opens a checkpoint directory of any registered family, by the <c>model_type</c> of its config.json.</summary>

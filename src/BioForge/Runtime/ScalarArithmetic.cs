@@ -81,4 +81,55 @@ internal static class ScalarArithmetic
         using var scalar = value.ToScalar();
         return tensor.addcdiv_(a, b, scalar);
     }
+
+    /// <summary>tensor − value, keeping an integer tensor integer (a long scalar, not a double).</summary>
+    public static Tensor Sub(this Tensor tensor, long value)
+    {
+        using var scalar = value.ToScalar();
+        return tensor.sub(scalar);
+    }
+
+    public static Tensor Ne(this Tensor tensor, long value)
+    {
+        using var scalar = value.ToScalar();
+        return tensor.ne(scalar);
+    }
+
+    public static Tensor Lt(this Tensor tensor, long value)
+    {
+        using var scalar = value.ToScalar();
+        return tensor.lt(scalar);
+    }
+
+    public static Tensor Ge(this Tensor tensor, long value)
+    {
+        using var scalar = value.ToScalar();
+        return tensor.ge(scalar);
+    }
+
+    public static Tensor ClampMin(this Tensor tensor, double value)
+    {
+        using var scalar = value.ToScalar();
+        return tensor.clamp_min(scalar);
+    }
+
+    public static Tensor DivInPlace(this Tensor tensor, double value)
+    {
+        using var scalar = value.ToScalar();
+        return tensor.div_(scalar);
+    }
+
+    /// <summary>The integers [start, end) as an int64 tensor.</summary>
+    public static Tensor Range(long start, long end, Device device)
+    {
+        using Scalar from = start.ToScalar(), to = end.ToScalar();
+        return arange(from, to, ScalarType.Int64, device);
+    }
+
+    /// <summary>A tensor of <paramref name="shape"/> filled with <paramref name="value"/>.</summary>
+    public static Tensor Filled(long[] shape, long value, ScalarType dtype, Device device)
+    {
+        using var scalar = value.ToScalar();
+        return full(shape, scalar, dtype, device);
+    }
 }

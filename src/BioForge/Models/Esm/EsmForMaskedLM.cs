@@ -342,7 +342,7 @@ internal sealed class EsmContactPredictionHead : nn.Module
     /// <param name="maps">[B, layers, heads, T, T] attention probabilities.</param>
     public Tensor Forward(Tensor tokens, Tensor maps)
     {
-        var notEos = tokens.ne(eosId).to(maps.dtype);
+        var notEos = tokens.Ne(eosId).to(maps.dtype);
         var eosMask = notEos.unsqueeze(1) * notEos.unsqueeze(2);
         maps = maps * eosMask.unsqueeze(1).unsqueeze(1);
         long t = maps.shape[^1];

@@ -41,7 +41,7 @@ public static class Sampling
 
         using var _ = no_grad();
         using var cache = new KeyValueCache(config.NumHiddenLayers);
-        var next = full(count, 1, config.BosTokenId, ScalarType.Int64, device).DetachFromDisposeScope();
+        var next = ScalarArithmetic.Filled([count, 1], config.BosTokenId, ScalarType.Int64, device).DetachFromDisposeScope();
         try
         {
             for (int step = 0; step < options.MaxNewTokens && alive.Count > 0; step++)
