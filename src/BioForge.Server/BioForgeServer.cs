@@ -73,11 +73,13 @@ public sealed class BioForgeServer : IAsyncDisposable
 {
     private readonly WebApplication app;
     private readonly ServerState state;
+    private readonly Action<string>? log;
 
-    private BioForgeServer(WebApplication app, ServerState state)
+    private BioForgeServer(WebApplication app, ServerState state, Action<string>? log)
     {
         this.app = app;
         this.state = state;
+        this.log = log;
     }
 
     /// <summary>The address Kestrel bound, e.g. <c>http://127.0.0.1:8000</c>.</summary>
@@ -133,7 +135,7 @@ public sealed class BioForgeServer : IAsyncDisposable
             throw;
         }
         state.Ready = true;
-        return new BioForgeServer(app, state);
+        return new BioForgeServer(app, state, log);
     }
 
     private static void MapRoutes(IEndpointRouteBuilder app, ServerState state)
@@ -233,8 +235,10 @@ public sealed class BioForgeServer : IAsyncDisposable
         using (var grace = new CancellationTokenSource(TimeSpan.FromSeconds(10))) await app.StopAsync(grace.Token);
         await app.DisposeAsync();
         state.Jobs.Dispose();
-        state.LongWork.Dispose();
-        state.Device.Dispose();
-        state.Models.Dispose();
+        bool stopped = state.LongWork.Stop(WorkerStopTimeout) & state.Device.Stop(WorkerStopTimeout);
+        if (stopped) state.Models.Dispose();
+        else log?.Invoke($"a device worker is still running after {WorkerStopTimeout.TotalSeconds:F0} s; its model weights are left to the process exit");
     }
+
+    private static readonly TimeSpan WorkerStopTimeout = TimeSpan.FromSeconds(30);
 }

@@ -66,9 +66,16 @@ public sealed class DeviceWorker : IDisposable
             while (reader.TryRead(out var work)) work();
     }
 
-    public void Dispose()
+    /// <summary>
+    /// Takes no more work and waits up to <paramref name="timeout"/> for the thread to finish what it holds. False when
+    /// work is still running: its model weights must then stay allocated (freeing them under a running forward pass
+    /// crashes the process), and are left to the process's exit.
+    /// </summary>
+    public bool Stop(TimeSpan timeout)
     {
         queue.Writer.TryComplete();
-        thread.Join(TimeSpan.FromSeconds(30));
+        return thread.Join(timeout);
     }
+
+    public void Dispose() => Stop(TimeSpan.FromSeconds(30));
 }

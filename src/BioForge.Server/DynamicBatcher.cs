@@ -49,7 +49,12 @@ public sealed class DynamicBatcher<TIn, TOut> : IDisposable
             throw ApiError.Overloaded($"model {model}: {options.QueueCapacity} requests are already waiting; retry later");
         }
         var pending = new Pending(input, Math.Max(1, cost(input)), cancellation, new TaskCompletionSource<TOut>(TaskCreationOptions.RunContinuationsAsynchronously));
-        queue.Writer.TryWrite(pending);
+        if (!queue.Writer.TryWrite(pending))
+        {
+            // The batcher is shutting down: a request that cannot be queued is answered now, never left waiting.
+            Interlocked.Decrement(ref waiting);
+            throw ApiError.Overloaded($"model {model}: the server is shutting down");
+        }
         return pending.Result.Task;
     }
 

@@ -423,6 +423,31 @@ public sealed class ServerDisconnectTests
 public sealed class DynamicBatcherTests
 {
     [Fact]
+    public async Task ARequestAfterShutdownIsAnsweredAt503InsteadOfWaitingForever()
+    {
+        var metrics = new ServerMetrics();
+        using var device = new DeviceWorker("test", 100, metrics);
+        var options = new BatchingOptions { MaxBatchItems = 4, MaxDelay = TimeSpan.FromMilliseconds(1), QueueCapacity = 100 };
+        var batcher = new DynamicBatcher<int, int>("m", options, _ => 1, inputs => inputs, device, metrics);
+        Assert.Equal(3, await batcher.SubmitAsync(3, CancellationToken.None));
+        batcher.Dispose();
+        var e = Assert.Throws<ApiError>(() => { _ = batcher.SubmitAsync(4, CancellationToken.None); });
+        Assert.Equal(503, e.Status);
+    }
+
+    [Fact]
+    public async Task AWorkerStillRunningSaysSoWhenStoppedSoItsWeightsAreNotFreed()
+    {
+        using var device = new DeviceWorker("test", 100, new ServerMetrics());
+        using var gate = new ManualResetEventSlim();
+        var running = device.RunAsync(() => gate.Wait(TimeSpan.FromMinutes(1)), CancellationToken.None);
+        Assert.False(device.Stop(TimeSpan.FromMilliseconds(200)));
+        gate.Set();
+        Assert.True(await running.WaitAsync(TimeSpan.FromMinutes(1)));
+        Assert.True(device.Stop(TimeSpan.FromMinutes(1)));
+    }
+
+    [Fact]
     public async Task RequestsWaitingWhileABatchRunsFormTheNextBatchUpToItsLimits()
     {
         var metrics = new ServerMetrics();
