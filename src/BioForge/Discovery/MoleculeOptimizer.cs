@@ -11,7 +11,7 @@ using static TorchSharp.torch;
 namespace BioForge.Discovery;
 
 public sealed record OptimizeStepReport(int Stage, string StageName, int Step, int StageStep, int StageSteps, double MeanScore, double ValidFraction,
-    double NewFraction, int Scaffolds, double Loss, double BestScore, TimeSpan Elapsed, int OracleCalls = 0);
+    double NewFraction, int Scaffolds, double Loss, double BestScore, TimeSpan Elapsed, int OracleCalls = 0, StepTimings? Timings = null);
 
 public sealed record RankedMolecule(int Rank, string Canonical, double Score, int Step, string Stage, string Scaffold, double[] Raw, double[] Transformed);
 
@@ -118,6 +118,10 @@ public static class MoleculeOptimizer
                     ["loss"] = Math.Round(report.Loss, 4),
                     ["oracle_calls"] = session.Budget?.Used,
                     ["elapsed_seconds"] = Math.Round(report.Elapsed.TotalSeconds, 2),
+                    ["seconds_sample"] = Math.Round(report.Timings?.Sample ?? 0, 3),
+                    ["seconds_score"] = Math.Round(report.Timings?.Score ?? 0, 3),
+                    ["seconds_prior"] = Math.Round(report.Timings?.Prior ?? 0, 3),
+                    ["seconds_agent"] = Math.Round(report.Timings?.Agent ?? 0, 3),
                 });
                 options.OnStep?.Invoke(report);
                 if (result.StageEnding is { } ending) options.OnInfo?.Invoke(ending);

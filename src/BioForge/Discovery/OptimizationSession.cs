@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using BioForge.Models.Llama;
 using BioForge.Tokenizers;
 using BioForge.Training;
@@ -18,6 +19,13 @@ public sealed record OptimizationState
     /// <summary>Seconds spent in earlier sessions of this run (resumes add to it).</summary>
     public double ElapsedSeconds { get; init; }
 }
+
+/// <summary>
+/// Where one step's time went, in seconds: sampling the batch, scoring it (with the diversity filter), the prior's
+/// likelihood pass, and the agent's pass with its backward pass and update. Measured on the host: on a GPU the passes
+/// run asynchronously and part of their time shows up in the next phase that waits for a result.
+/// </summary>
+public sealed record StepTimings(double Sample, double Score, double Prior, double Agent);
 
 public sealed record ReplayedMolecule(string Canonical, long[] Tokens, bool Finished, double Score, double PriorLogLikelihood);
 
@@ -105,7 +113,7 @@ public sealed class OptimizationSession : IDisposable
         string stageName = StageName(config, stageIndex);
         EnterStage(stageIndex);
         int step = State.Step + 1, stageStep = State.StageStep + 1;
-        var (scored, learned, loss, newFraction, calls) = Learn(step, stageIndex);
+        var (scored, learned, loss, newFraction, calls, timings) = Learn(step, stageIndex);
         int collapse = newFraction < stage.MinUnique ? State.CollapseCount + 1 : 0;
         double mean = scored.Average(m => m.Score);
         if (stageIndex == config.Stages.Count - 1)
@@ -132,7 +140,7 @@ public sealed class OptimizationSession : IDisposable
             StageEndings = next ? [.. State.StageEndings, ending!] : State.StageEndings,
         };
         var report = new OptimizeStepReport(stageIndex + 1, stageName, step, stageStep, stage.MaxSteps, mean, scored.Count(m => m.Valid) / (double)scored.Count,
-            newFraction, filter!.Scaffolds, loss, scored.Max(m => m.Score), elapsed, budget?.Used ?? 0);
+            newFraction, filter!.Scaffolds, loss, scored.Max(m => m.Score), elapsed, budget?.Used ?? 0, timings);
         return new OptimizationStep(stageIndex, stageName, Labels(stageIndex), scored, learned, report, ending, calls);
     }
 
@@ -151,12 +159,20 @@ public sealed class OptimizationSession : IDisposable
     /// <summary>Sample, score, filter, augmented-likelihood loss with replay, Adam update.</summary>
     /// <returns>The scored batch, the scores learned from (after the diversity filter), the loss, and the fraction of the
     /// batch that are distinct valid molecules not seen in earlier steps (low: the agent is collapsing).</returns>
-    private (IReadOnlyList<ScoredMolecule> Scored, double[] Learned, double Loss, double NewFraction, IReadOnlyList<OracleCall> Calls) Learn(int step, int stage)
+    private (IReadOnlyList<ScoredMolecule> Scored, double[] Learned, double Loss, double NewFraction, IReadOnlyList<OracleCall> Calls, StepTimings Timings) Learn(int step, int stage)
     {
+        var clock = Stopwatch.StartNew();
+        double Lap()
+        {
+            double seconds = clock.Elapsed.TotalSeconds;
+            clock.Restart();
+            return seconds;
+        }
         Agent.Model.eval(); // no dropout in sampling or in the likelihood the loss differentiates
         using var generator = new Generator(StatelessRandom.Hash(config.Seed, step, 0x5A3B1E), Agent.Device);
         var batch = Sampling.Sample(Agent.Model, config.Sampling.BatchSize, sampling, generator);
         var smiles = batch.Select(s => s.Finished ? vocabulary.DecodeRaw(s.Tokens) : "").ToList();
+        double sampleSeconds = Lap();
         IReadOnlyList<ScoredMolecule> scored;
         IReadOnlyList<OracleCall> calls = [];
         if (budget is null) scored = scoring!.Score(smiles);
@@ -167,6 +183,7 @@ public sealed class OptimizationSession : IDisposable
         }
         double newFraction = scored.Where(m => m.Valid && !filter!.Seen(m.Canonical!)).Select(m => m.Canonical).Distinct().Count() / (double)scored.Count;
         var learned = filter!.Apply(scored);
+        double scoreSeconds = Lap();
 
         // Experience replay: a few of the best earlier molecules join the loss with their stored scores.
         var memory = State.Memory;
@@ -177,6 +194,7 @@ public sealed class OptimizationSession : IDisposable
         var sequences = batch.Concat(replay.Select(r => new SampledSequence(r.Tokens, r.Finished, 0))).ToList();
         Tensor priorLogLikelihood;
         using (no_grad()) priorLogLikelihood = Sampling.LogLikelihood(prior.Model, batch);
+        double priorSeconds = Lap();
         var priorAll = cat([priorLogLikelihood, tensor(replay.Select(r => (float)r.PriorLogLikelihood).ToArray()).to(Agent.Device)], 0);
         var scoresAll = tensor(learned.Select(s => (float)s).Concat(replay.Select(r => (float)r.Score)).ToArray()).to(Agent.Device);
         var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences);
@@ -185,6 +203,7 @@ public sealed class OptimizationSession : IDisposable
         loss.backward();
         Optimizer.Update(config.Learning.Lr);
         Optimizer.ZeroGrad();
+        double agentSeconds = Lap();
 
         var priorValues = priorLogLikelihood.cpu().data<float>().ToArray();
         for (int i = 0; i < batch.Count; i++)
@@ -198,7 +217,7 @@ public sealed class OptimizationSession : IDisposable
             memory.Clear();
             memory.AddRange(kept);
         }
-        return (scored, learned, loss.item<float>(), newFraction, calls);
+        return (scored, learned, loss.item<float>(), newFraction, calls, new StepTimings(sampleSeconds, scoreSeconds, priorSeconds, agentSeconds));
     }
 
     public void Dispose()
