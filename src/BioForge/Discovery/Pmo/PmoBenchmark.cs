@@ -262,7 +262,7 @@ public static class PmoBenchmark
 /// </summary>
 public static class PmoPublished
 {
-    public const string Source = "REINVENT and Graph GA from the PMO paper (Gao et al. 2022, NeurIPS Datasets and Benchmarks, Table 2); "
+    public const string Source = "REINVENT and Graph GA from the PMO paper (Gao et al. 2022, NeurIPS Datasets and Benchmarks); "
         + "Mol GA and Genetic GFN as collected in GenMol's comparison (Lee et al. 2025); copied from shared/REFERENCE.md §7.";
 
     public static readonly IReadOnlyList<string> Methods = ["REINVENT", "Graph GA", "Mol GA", "Genetic GFN"];
