@@ -11,7 +11,7 @@ using static TorchSharp.torch;
 namespace BioForge.Discovery;
 
 public sealed record OptimizeStepReport(int Stage, string StageName, int Step, int StageStep, int StageSteps, double MeanScore, double ValidFraction,
-    double NewFraction, int Scaffolds, double Loss, double BestScore, TimeSpan Elapsed);
+    double NewFraction, int Scaffolds, double Loss, double BestScore, TimeSpan Elapsed, int OracleCalls = 0, StepTimings? Timings = null);
 
 public sealed record RankedMolecule(int Rank, string Canonical, double Score, int Step, string Stage, string Scaffold, double[] Raw, double[] Transformed);
 
@@ -37,9 +37,12 @@ public static class MoleculeOptimizer
 {
     private const string StateFile = "optimizer_state.json";
     private const string AgentDirectory = "agent";
+    /// <summary>With a budget: one row per counted oracle call, in order (<c>call,step,smiles,score</c>).</summary>
+    public const string OracleCallsFile = "oracle_calls.csv";
+    private const string OracleCallsHeader = "call,step,smiles,score";
 
     /// <summary>What a resumed run must share with the run it continues; stage limits may change.</summary>
-    private static readonly string[] DefiningSettings = ["seed", "prior", "sampling", "learning", "diversity_filter", "stages"];
+    private static readonly string[] DefiningSettings = ["seed", "prior", "sampling", "learning", "diversity_filter", "budget", "stages"];
 
     private static bool MayChange(string path) =>
         path.StartsWith("stages[", StringComparison.Ordinal)
@@ -69,6 +72,7 @@ public static class MoleculeOptimizer
 
         run.WriteConfig(config.ToJsonText());
         using var metrics = run.OpenMetrics(session.State.Step);
+        using var calls = config.Budget.OracleCalls > 0 ? OpenCalls(Path.Combine(run.Path, OracleCallsFile), resumed is null ? -1 : session.State.Step, session) : null;
         var clock = Stopwatch.StartNew();
         TimeSpan Elapsed() => TimeSpan.FromSeconds(session.State.ElapsedSeconds) + clock.Elapsed;
         var finalLabels = session.Labels(config.Stages.Count - 1);
@@ -102,6 +106,7 @@ public static class MoleculeOptimizer
                 var result = session.Step(Elapsed());
                 var report = result.Report;
                 WriteScores(scores!, report.Step, result.Scored, result.Learned);
+                if (calls is not null) WriteCalls(calls, result.Calls);
                 metrics.Write(new JsonObject
                 {
                     ["step"] = report.Step,
@@ -111,7 +116,12 @@ public static class MoleculeOptimizer
                     ["unique"] = Math.Round(report.NewFraction, 4),
                     ["scaffolds"] = report.Scaffolds,
                     ["loss"] = Math.Round(report.Loss, 4),
+                    ["oracle_calls"] = session.Budget?.Used,
                     ["elapsed_seconds"] = Math.Round(report.Elapsed.TotalSeconds, 2),
+                    ["seconds_sample"] = Math.Round(report.Timings?.Sample ?? 0, 3),
+                    ["seconds_score"] = Math.Round(report.Timings?.Score ?? 0, 3),
+                    ["seconds_prior"] = Math.Round(report.Timings?.Prior ?? 0, 3),
+                    ["seconds_agent"] = Math.Round(report.Timings?.Agent ?? 0, 3),
                 });
                 options.OnStep?.Invoke(report);
                 if (result.StageEnding is { } ending) options.OnInfo?.Invoke(ending);
@@ -159,6 +169,64 @@ public static class MoleculeOptimizer
         return writer;
     }
 
+    /// <summary>
+    /// oracle_calls.csv, kept up to the resumed step (later rows belong to a lost future; a row torn by a kill is dropped),
+    /// and the session's budget rebuilt from it; a new run starts it with its header.
+    /// </summary>
+    private static StreamWriter OpenCalls(string path, long keepUpToStep, OptimizationSession session)
+    {
+        if (keepUpToStep < 0)
+        {
+            var fresh = new StreamWriter(path, append: false) { AutoFlush = true };
+            fresh.WriteLine(OracleCallsHeader);
+            return fresh;
+        }
+        if (!File.Exists(path)) throw new BioForgeException($"{path}: missing; a run with a budget cannot resume without its record of oracle calls");
+        var kept = new List<OracleCall>();
+        // Every row ends with a line break; text after the last one is a row cut short by a kill.
+        string[] lines = File.ReadAllText(path).Split('\n');
+        foreach (string line in lines.Skip(1).SkipLast(1))
+        {
+            var fields = Csv.Split(line);
+            if (fields.Count != 4
+                || !int.TryParse(fields[0], CultureInfo.InvariantCulture, out int call)
+                || !int.TryParse(fields[1], CultureInfo.InvariantCulture, out int step)
+                || !double.TryParse(fields[3], CultureInfo.InvariantCulture, out double score)) continue;
+            if (step <= keepUpToStep) kept.Add(new OracleCall(call, step, fields[2], score));
+        }
+        session.RestoreCalls(kept);
+        var text = new StringBuilder(OracleCallsHeader).Append('\n');
+        foreach (var call in kept) AppendCall(text, call);
+        AtomicFile.WriteText(path, text.ToString());
+        return new StreamWriter(path, append: true) { AutoFlush = true };
+    }
+
+    private static void WriteCalls(StreamWriter writer, IReadOnlyList<OracleCall> calls)
+    {
+        if (calls.Count == 0) return;
+        var text = new StringBuilder();
+        foreach (var call in calls) AppendCall(text, call);
+        writer.Write(text.ToString());
+    }
+
+    private static void AppendCall(StringBuilder text, OracleCall call) =>
+        text.Append(call.Call.ToString(CultureInfo.InvariantCulture)).Append(',').Append(call.Step.ToString(CultureInfo.InvariantCulture)).Append(',')
+            .Append(Csv.Quote(call.Smiles)).Append(',').Append(call.Score.ToString("R", CultureInfo.InvariantCulture)).Append('\n');
+
+    /// <summary>Reads a run's oracle_calls.csv (for <c>bench pmo</c> and tools).</summary>
+    public static IReadOnlyList<OracleCall> ReadCalls(string runDirectory)
+    {
+        string path = Path.Combine(runDirectory, OracleCallsFile);
+        if (!File.Exists(path)) throw new BioForgeException($"{path}: not found (the run has no budget, or has not started)");
+        var calls = new List<OracleCall>();
+        foreach (var (_, fields) in Csv.ReadRows(path, out _))
+        {
+            if (fields.Count != 4 || !double.TryParse(fields[3], CultureInfo.InvariantCulture, out double score)) continue;
+            calls.Add(new OracleCall(int.Parse(fields[0], CultureInfo.InvariantCulture), int.Parse(fields[1], CultureInfo.InvariantCulture), fields[2], score));
+        }
+        return calls;
+    }
+
     private static void WriteScores(StreamWriter writer, int step, IReadOnlyList<ScoredMolecule> scored, double[] learned)
     {
         var text = new StringBuilder();
@@ -181,7 +249,8 @@ public static class MoleculeOptimizer
         {
             if (fields[3] != "1") continue;
             double score = double.Parse(fields[4], CultureInfo.InvariantCulture);
-            var values = fields.Skip(7).Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToArray();
+            // Empty parts: a repeat answered from a budget's cache rebuilt on an earlier resume (its score is exact).
+            var values = fields.Skip(7).Select(v => v.Length == 0 ? double.NaN : double.Parse(v, CultureInfo.InvariantCulture)).ToArray();
             remember(new RankedMolecule(0, fields[2], score, int.Parse(fields[0], CultureInfo.InvariantCulture), stage, fields[6],
                 [.. Enumerable.Range(0, labels.Count).Select(c => values[2 * c + 1])], [.. Enumerable.Range(0, labels.Count).Select(c => values[2 * c])]));
         }

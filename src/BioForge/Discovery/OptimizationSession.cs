@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using BioForge.Models.Llama;
 using BioForge.Runtime;
 using BioForge.Tokenizers;
@@ -20,11 +21,19 @@ public sealed record OptimizationState
     public double ElapsedSeconds { get; init; }
 }
 
+/// <summary>
+/// Where one step's time went, in seconds: sampling the batch, scoring it (with the diversity filter), the prior's
+/// likelihood pass, and the agent's pass with its backward pass and update. Measured on the host: on a GPU the passes
+/// run asynchronously and part of their time shows up in the next phase that waits for a result.
+/// </summary>
+public sealed record StepTimings(double Sample, double Score, double Prior, double Agent);
+
 public sealed record ReplayedMolecule(string Canonical, long[] Tokens, bool Finished, double Score, double PriorLogLikelihood);
 
 /// <summary>One step's outcome: what was sampled and scored, what was learned from, and whether its stage ended.</summary>
+/// <remarks><paramref name="Calls"/> are the oracle calls the step made when the run has a budget (empty otherwise).</remarks>
 public sealed record OptimizationStep(int StageIndex, string StageName, IReadOnlyList<string> Labels, IReadOnlyList<ScoredMolecule> Scored,
-    double[] Learned, OptimizeStepReport Report, string? StageEnding);
+    double[] Learned, OptimizeStepReport Report, string? StageEnding, IReadOnlyList<OracleCall> Calls);
 
 /// <summary>
 /// Goal-directed generation by reinforcement learning, as REINVENT (Olivecrona et al. 2017; Blaschke et al. 2020),
@@ -46,12 +55,15 @@ public sealed class OptimizationSession : IDisposable
     private ScoringFunction? scoring;
     private DiversityFilter? filter;
     private int scoringStage = -1;
+    private readonly OracleBudget? budget;
 
     /// <summary>The agent (owned by the session) and its optimizer, for checkpoints.</summary>
     public LlamaCheckpoint Agent { get; }
     public FlatAdamW Optimizer { get; }
     public OptimizationState State { get; private set; }
     public bool Finished => State.Stage >= config.Stages.Count;
+    /// <summary>The oracle budget (<c>[budget] oracle_calls</c>), or null when the run has none.</summary>
+    public OracleBudget? Budget => budget;
 
     /// <param name="prior">Not owned; its parameters are frozen.</param>
     /// <param name="agent">Owned: a copy of the prior, or the agent of a checkpoint.</param>
@@ -68,6 +80,15 @@ public sealed class OptimizationSession : IDisposable
         Optimizer = new FlatAdamW(agent.Model.named_parameters(), new AdamWOptions { Beta1 = 0.9, Beta2 = 0.999, WeightDecay = 0 });
         sampling = new SamplingOptions { Temperature = config.Sampling.Temperature, MaxNewTokens = config.Sampling.MaxLength };
         State = resumed ?? new OptimizationState();
+        if (config.Budget.OracleCalls > 0) budget = new OracleBudget(config.Budget.OracleCalls);
+    }
+
+    /// <summary>A resumed run's oracle calls up to its checkpoint (from the run's files): the count goes on from them.</summary>
+    public void RestoreCalls(IReadOnlyList<OracleCall> calls)
+    {
+        if (budget is null) return;
+        int stage = Math.Min(State.Stage, config.Stages.Count - 1);
+        budget.Restore(calls, stage, State.Step - State.StageStep + 1, config.Stages[stage].Components.Count);
     }
 
     /// <summary>The final stage's best molecules so far, one per canonical SMILES, best first.</summary>
@@ -93,7 +114,7 @@ public sealed class OptimizationSession : IDisposable
         string stageName = StageName(config, stageIndex);
         EnterStage(stageIndex);
         int step = State.Step + 1, stageStep = State.StageStep + 1;
-        var (scored, learned, loss, newFraction) = Learn(step);
+        var (scored, learned, loss, newFraction, calls, timings) = Learn(step, stageIndex);
         int collapse = newFraction < stage.MinUnique ? State.CollapseCount + 1 : 0;
         double mean = scored.Average(m => m.Score);
         if (stageIndex == config.Stages.Count - 1)
@@ -105,11 +126,14 @@ public sealed class OptimizationSession : IDisposable
             ending = $"{stageName}: mode collapse at step {stageStep} (under {stage.MinUnique:P0} distinct valid molecules for {collapse} steps)";
         else if (stageStep >= stage.MinSteps && mean >= stage.MaxScore) ending = $"{stageName}: mean score {mean:F3} reached max_score {stage.MaxScore} at step {stageStep}";
         else if (stageStep >= stage.MaxSteps) ending = $"{stageName}: reached max_steps ({stage.MaxSteps})";
+        // The budget ends the whole run, whatever stage it is in.
+        bool spent = budget is { Exhausted: true };
+        if (spent) ending = $"{stageName}: the oracle budget is spent ({budget!.Limit} calls)";
         bool next = ending is not null;
         State = State with
         {
             Step = step,
-            Stage = next ? stageIndex + 1 : stageIndex,
+            Stage = spent ? config.Stages.Count : next ? stageIndex + 1 : stageIndex,
             StageStep = next ? 0 : stageStep,
             CollapseCount = next ? 0 : collapse,
             Memory = next ? [] : State.Memory,
@@ -117,8 +141,8 @@ public sealed class OptimizationSession : IDisposable
             StageEndings = next ? [.. State.StageEndings, ending!] : State.StageEndings,
         };
         var report = new OptimizeStepReport(stageIndex + 1, stageName, step, stageStep, stage.MaxSteps, mean, scored.Count(m => m.Valid) / (double)scored.Count,
-            newFraction, filter!.Scaffolds, loss, scored.Max(m => m.Score), elapsed);
-        return new OptimizationStep(stageIndex, stageName, Labels(stageIndex), scored, learned, report, ending);
+            newFraction, filter!.Scaffolds, loss, scored.Max(m => m.Score), elapsed, budget?.Used ?? 0, timings);
+        return new OptimizationStep(stageIndex, stageName, Labels(stageIndex), scored, learned, report, ending, calls);
     }
 
     /// <summary>The stage's scoring function and diversity filter (restored from the state when resuming mid-stage).</summary>
@@ -136,15 +160,31 @@ public sealed class OptimizationSession : IDisposable
     /// <summary>Sample, score, filter, augmented-likelihood loss with replay, Adam update.</summary>
     /// <returns>The scored batch, the scores learned from (after the diversity filter), the loss, and the fraction of the
     /// batch that are distinct valid molecules not seen in earlier steps (low: the agent is collapsing).</returns>
-    private (IReadOnlyList<ScoredMolecule> Scored, double[] Learned, double Loss, double NewFraction) Learn(int step)
+    private (IReadOnlyList<ScoredMolecule> Scored, double[] Learned, double Loss, double NewFraction, IReadOnlyList<OracleCall> Calls, StepTimings Timings) Learn(int step, int stage)
     {
+        var clock = Stopwatch.StartNew();
+        double Lap()
+        {
+            double seconds = clock.Elapsed.TotalSeconds;
+            clock.Restart();
+            return seconds;
+        }
         Agent.Model.eval(); // no dropout in sampling or in the likelihood the loss differentiates
         using var generator = new Generator(StatelessRandom.Hash(config.Seed, step, 0x5A3B1E), Agent.Device);
         var batch = Sampling.Sample(Agent.Model, config.Sampling.BatchSize, sampling, generator);
         var smiles = batch.Select(s => s.Finished ? vocabulary.DecodeRaw(s.Tokens) : "").ToList();
-        var scored = scoring!.Score(smiles);
+        double sampleSeconds = Lap();
+        IReadOnlyList<ScoredMolecule> scored;
+        IReadOnlyList<OracleCall> calls = [];
+        if (budget is null) scored = scoring!.Score(smiles);
+        else
+        {
+            (scored, calls) = budget.Score(smiles, step, stage, scoring!);
+            if (scored.Count < batch.Count) batch = [.. batch.Take(scored.Count)]; // the last batch, cut where the budget ran out
+        }
         double newFraction = scored.Where(m => m.Valid && !filter!.Seen(m.Canonical!)).Select(m => m.Canonical).Distinct().Count() / (double)scored.Count;
         var learned = filter!.Apply(scored);
+        double scoreSeconds = Lap();
 
         // Experience replay: a few of the best earlier molecules join the loss with their stored scores.
         var memory = State.Memory;
@@ -155,6 +195,7 @@ public sealed class OptimizationSession : IDisposable
         var sequences = batch.Concat(replay.Select(r => new SampledSequence(r.Tokens, r.Finished, 0))).ToList();
         Tensor priorLogLikelihood;
         using (no_grad()) priorLogLikelihood = Sampling.LogLikelihood(prior.Model, batch);
+        double priorSeconds = Lap();
         var priorAll = cat([priorLogLikelihood, tensor(replay.Select(r => (float)r.PriorLogLikelihood).ToArray()).to(Agent.Device)], 0);
         var scoresAll = tensor(learned.Select(s => (float)s).Concat(replay.Select(r => (float)r.Score)).ToArray()).to(Agent.Device);
         var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences);
@@ -163,6 +204,7 @@ public sealed class OptimizationSession : IDisposable
         loss.backward();
         Optimizer.Update(config.Learning.Lr);
         Optimizer.ZeroGrad();
+        double agentSeconds = Lap();
 
         var priorValues = priorLogLikelihood.cpu().data<float>().ToArray();
         for (int i = 0; i < batch.Count; i++)
@@ -176,7 +218,7 @@ public sealed class OptimizationSession : IDisposable
             memory.Clear();
             memory.AddRange(kept);
         }
-        return (scored, learned, loss.item<float>(), newFraction);
+        return (scored, learned, loss.item<float>(), newFraction, calls, new StepTimings(sampleSeconds, scoreSeconds, priorSeconds, agentSeconds));
     }
 
     public void Dispose()

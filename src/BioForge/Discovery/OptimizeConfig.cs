@@ -14,6 +14,7 @@ public sealed record OptimizeConfig
     public LearningSection Learning { get; init; } = new();
     public DiversityFilterSection DiversityFilter { get; init; } = new();
     public OutputSection Output { get; init; } = new();
+    public BudgetSection Budget { get; init; } = new();
     public List<StageSection> Stages { get; init; } = [];
 
     public sealed record PriorSection
@@ -60,6 +61,15 @@ public sealed record OptimizeConfig
         public int Ranked { get; init; } = 1000;
     }
 
+    public sealed record BudgetSection
+    {
+        /// <summary>
+        /// Stop after this many oracle calls, counted as the PMO benchmark counts them: unique valid molecules
+        /// (canonical SMILES) scored; repeats come from a cache and invalid SMILES score 0, neither counted. 0: no budget.
+        /// </summary>
+        public int OracleCalls { get; init; }
+    }
+
     public sealed record StageSection
     {
         public string Name { get; init; } = "";
@@ -95,6 +105,7 @@ public sealed record OptimizeConfig
         require(DiversityFilter.BucketSize >= 1, $"diversity_filter.bucket_size must be at least 1 (got {DiversityFilter.BucketSize})");
         require(Output.Dir.Length > 0, "output.dir is required");
         require(Output.CheckpointEvery >= 1 && Output.Ranked >= 1, "output.checkpoint_every and output.ranked must be at least 1");
+        require(Budget.OracleCalls >= 0, $"budget.oracle_calls must be 0 (no budget) or positive (got {Budget.OracleCalls})");
         require(Stages.Count > 0, "at least one [[stages]] with its [[stages.components]] is required");
         for (int s = 0; s < Stages.Count; s++)
         {

@@ -45,7 +45,7 @@ public sealed record ComponentSettings
     /// beyond six atoms, as in the JT-VAE and MolMIM benchmarks), mw, tpsa, hbd, hba, rotatable_bonds, similarity
     /// (max Tanimoto to <see cref="Smiles"/>), substructure (1 when any of <see cref="Smarts"/> matches), affinity
     /// (predicted by <see cref="Model"/> for <see cref="Target"/>), pmo (the PMO/GuacaMol objective named by
-    /// <see cref="Task"/>, already in [0, 1]); penalties that multiply the total: forbidden_substructure
+    /// <see cref="Task"/>, already in [0, 1]), external_process (a user's program, <see cref="ExternalScorer"/>); penalties that multiply the total: forbidden_substructure
     /// (0 when any of <see cref="Smarts"/> matches), filters (0 when a PAINS/Brenk alert matches).
     /// </summary>
     public string Type { get; init; } = "";
@@ -62,6 +62,12 @@ public sealed record ComponentSettings
     public string? Target { get; init; }
     /// <summary>The PMO task of a <c>pmo</c> component (one of <see cref="PmoOracle.Tasks"/>).</summary>
     public string? Task { get; init; }
+    /// <summary>An <c>external_process</c> component's program, its arguments (one string, split as a shell splits it),
+    /// the payload property it answers in, and how long one batch may take.</summary>
+    public string? Executable { get; init; }
+    public string? Args { get; init; }
+    public string? Property { get; init; }
+    public double TimeoutS { get; init; } = 600;
 
     public string Label => Name ?? Type;
 
@@ -70,14 +76,30 @@ public sealed record ComponentSettings
     public void Validate(string where, Action<bool, string> require)
     {
         require(Type is "qed" or "sa" or "logp" or "plogp" or "mw" or "tpsa" or "hbd" or "hba" or "rotatable_bonds" or "similarity" or "substructure"
-            or "affinity" or "pmo" or "forbidden_substructure" or "filters",
-            $"{where}.type must be one of qed, sa, logp, plogp, mw, tpsa, hbd, hba, rotatable_bonds, similarity, substructure, affinity, pmo, forbidden_substructure, filters (got '{Type}')");
+            or "affinity" or "pmo" or "external_process" or "forbidden_substructure" or "filters",
+            $"{where}.type must be one of qed, sa, logp, plogp, mw, tpsa, hbd, hba, rotatable_bonds, similarity, substructure, affinity, pmo, external_process, forbidden_substructure, filters (got '{Type}')");
         require(Weight > 0, $"{where}.weight must be positive (got {Weight})");
         require(Type != "similarity" || Smiles.Length > 0, $"{where}: a similarity component needs smiles = [reference molecules]");
         require(Type is not ("substructure" or "forbidden_substructure") || Smarts.Length > 0, $"{where}: a {Type} component needs smarts = [patterns]");
         require(Type != "affinity" || (Model is not null && Target is not null), $"{where}: an affinity component needs model (a `bioforge dti train` model) and target (a sequence or FASTA file)");
         require(Type != "pmo" || (Task is not null && PmoOracle.Tasks.Contains(Task)),
             $"{where}: a pmo component needs task = one of {string.Join(", ", PmoOracle.Tasks)} (got '{Task}')");
+        if (Type == "external_process")
+        {
+            require(!string.IsNullOrWhiteSpace(Executable), $"{where}: an external_process component needs executable (the scoring program)");
+            require(!string.IsNullOrWhiteSpace(Property), $"{where}: an external_process component needs property (the payload key the program answers in)");
+            require(TimeoutS > 0, $"{where}.timeout_s must be positive (got {TimeoutS})");
+            string? error = null;
+            try
+            {
+                ShellWords.Split(Args ?? "");
+            }
+            catch (BioForgeException e)
+            {
+                error = e.Message;
+            }
+            require(error is null, $"{where}.{error}");
+        }
         require(Catalogs.All(c => c is "pains" or "brenk" or "nih"), $"{where}.catalogs: each must be pains, brenk or nih");
         Transform.Validate(where, require);
     }
@@ -107,6 +129,7 @@ public sealed class ScoringFunction : IDisposable
     private readonly Dictionary<int, List<ulong[]>> references = [];
     private readonly Dictionary<int, (AffinityModel Model, float[] Target)> affinity = [];
     private readonly Dictionary<int, PmoOracle> oracles = [];
+    private readonly Dictionary<int, ExternalScorer> externals = [];
 
     public IReadOnlyList<ComponentSettings> Components => components;
 
@@ -142,6 +165,9 @@ public sealed class ScoringFunction : IDisposable
                     case "pmo":
                         oracles[i] = new PmoOracle(c.Task ?? "");
                         break;
+                    case "external_process":
+                        externals[i] = new ExternalScorer(c);
+                        break;
                     case "affinity":
                         var model = AffinityModel.Load(c.Model!, device);
                         affinity[i] = (model, model.TargetFeatures(TargetSequence.Read(c.Target!)));
@@ -164,7 +190,16 @@ public sealed class ScoringFunction : IDisposable
         {
             var valid = Enumerable.Range(0, molecules.Length).Where(i => molecules[i] is not null).ToArray();
             var raw = new double[components.Count][];
-            for (int c = 0; c < components.Count; c++) raw[c] = Raw(c, [.. valid.Select(i => molecules[i]!)]);
+            for (int c = 0; c < components.Count; c++)
+            {
+                if (externals.TryGetValue(c, out var external))
+                {
+                    // The program sees every SMILES, invalid ones too, as in REINVENT 4; an invalid molecule still scores 0 here.
+                    var all = external.Score(smiles);
+                    raw[c] = [.. valid.Select(i => all[i])];
+                }
+                else raw[c] = Raw(c, [.. valid.Select(i => molecules[i]!)]);
+            }
             var result = new ScoredMolecule[smiles.Count];
             for (int i = 0; i < smiles.Count; i++) result[i] = new ScoredMolecule(smiles[i], null, null, 0, Nan(), Nan());
             for (int v = 0; v < valid.Length; v++)

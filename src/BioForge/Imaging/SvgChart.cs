@@ -52,6 +52,33 @@ public static class SvgChart
         return svg.Append("</svg>").ToString();
     }
 
+    /// <summary>Several curves on shared axes, each with its own colour and a legend entry (e.g. one per benchmark task).</summary>
+    public static string Lines(IReadOnlyList<(string Label, IReadOnlyList<double> Xs, IReadOnlyList<double> Ys)> series, string title, string xLabel, string yLabel)
+    {
+        if (series.Count == 0 || series.All(s => s.Xs.Count == 0)) return Empty(title);
+        var (x0, x1) = Range([.. series.SelectMany(s => s.Xs)]);
+        var (y0, y1) = Range([.. series.SelectMany(s => s.Ys)]);
+        y0 = Math.Min(0, y0);
+        var svg = Start(title, xLabel, yLabel, x0, x1, y0, y1);
+        for (int k = 0; k < series.Count; k++)
+        {
+            var (label, xs, ys) = series[k];
+            string colour = Palette[k % Palette.Length];
+            var points = string.Join(" ", xs.Select((x, i) => Invariant($"{X(x, x0, x1):F1},{Y(ys[i], y0, y1):F1}")));
+            svg.Append(Invariant($"<polyline points=\"{points}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\"><title>{Escape(label)}</title></polyline>"));
+        }
+        // The legend sits to the right of the plot, so the chart grows wider with it.
+        var legend = new StringBuilder();
+        for (int k = 0; k < series.Count; k++)
+            legend.Append(Invariant($"<rect x=\"{Width + 4}\" y=\"{Top + k * 13}\" width=\"10\" height=\"3\" fill=\"{Palette[k % Palette.Length]}\"/><text x=\"{Width + 18}\" y=\"{Top + k * 13 + 5}\" font-size=\"10\">{Escape(series[k].Label)}</text>"));
+        int legendWidth = 190, height = Math.Max(Height, Top + series.Count * 13 + 8);
+        svg.Replace(Invariant($"viewBox=\"0 0 {Width} {Height}\" width=\"{Width}\" height=\"{Height}\""),
+            Invariant($"viewBox=\"0 0 {Width + legendWidth} {height}\" width=\"{Width + legendWidth}\" height=\"{height}\""));
+        return svg.Append(legend).Append("</svg>").ToString();
+    }
+
+    private static readonly string[] Palette = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac"];
+
     private static (double, double) Range(IReadOnlyList<double> values)
     {
         var finite = values.Where(double.IsFinite).ToArray();

@@ -1,0 +1,293 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using BioForge.Imaging;
+using BioForge.IO;
+
+namespace BioForge.Discovery.Pmo;
+
+/// <summary>One finished benchmark run: a row of <c>pmo.csv</c>.</summary>
+public sealed record PmoRunResult(string Task, int Seed, double AucTop10, double Top10Mean, int Calls, double Seconds);
+
+public sealed record PmoBenchmarkOptions
+{
+    public required IReadOnlyList<string> Tasks { get; init; }
+    public int Seeds { get; init; } = 3;
+    public int Budget { get; init; } = 10_000;
+    /// <summary>Runs side by side, each on <see cref="Threads"/> threads.</summary>
+    public int Parallel { get; init; } = 1;
+    public int Threads { get; init; } = 1;
+    public string Device { get; init; } = "cpu";
+    public string Prior { get; init; } = "models/smiles-llama-small";
+    public required string Out { get; init; }
+    public CancellationToken Cancellation { get; init; }
+    /// <summary>A run starts (<c>resumed</c>: from its checkpoint), reports a step, or ends; called from the worker threads.</summary>
+    public Action<string, int, bool>? OnStart { get; init; }
+    public Action<string, int, OptimizeStepReport>? OnStep { get; init; }
+    public Action<PmoRunResult>? OnFinish { get; init; }
+}
+
+/// <summary>
+/// <c>bioforge bench pmo</c>: the PMO benchmark (Gao et al. 2022) — each task × seed one optimization run with a
+/// single <c>pmo</c> component and an oracle budget, scored by AUC top-10 (<see cref="TopAuc"/>). The output
+/// directory holds <c>runs/&lt;task&gt;-seed&lt;n&gt;/</c> (ordinary run directories), <c>pmo.csv</c> (one row per
+/// finished run, appended as runs finish), <c>summary.md</c> and <c>curves.svg</c>. Running it again over the same
+/// directory keeps the finished runs, resumes an interrupted one from its checkpoint and starts the rest, so a table
+/// can be gathered a few runs at a time.
+/// </summary>
+public static class PmoBenchmark
+{
+    public const string ResultsFile = "pmo.csv";
+    public const string SummaryFile = "summary.md";
+    public const string CurvesFile = "curves.svg";
+    private const string Header = "task,seed,auc_top10,top10_mean,calls,seconds";
+
+    /// <summary>
+    /// The baseline: REINVENT with the settings PMO ran it with (mol_opt's REINVENT: batch 64, σ 500, lr 5e-4, 24
+    /// replayed from a memory of 100, no scaffold filter); the budget ends the run, and a run whose batches stop bringing
+    /// new molecules (under 1 % for 10 steps) ends early and keeps its last top-10 up to the budget.
+    /// </summary>
+    public static OptimizeConfig RunConfig(string task, int seed, int budget, string prior, string directory) => new()
+    {
+        Seed = (ulong)seed,
+        Prior = new() { Model = prior },
+        Sampling = new() { BatchSize = 64, Temperature = 1, MaxLength = 128 },
+        Learning = new() { Lr = 5e-4, Sigma = 500, ReplaySize = 100, ReplaySamples = 24 },
+        DiversityFilter = new() { Kind = "none" },
+        Budget = new() { OracleCalls = budget },
+        Output = new() { Dir = directory, CheckpointEvery = 10, Ranked = 100 },
+        Stages =
+        [
+            new()
+            {
+                Name = task,
+                MaxSteps = budget, // every step makes at least one call until the agent collapses, so the budget ends the run
+                MinSteps = 1,
+                MaxScore = 1,
+                MinUnique = 0.01,
+                CollapsePatience = 10,
+                Aggregate = "arithmetic",
+                Components = [new ComponentSettings { Type = "pmo", Task = task }],
+            },
+        ],
+    };
+
+    /// <summary><c>all</c> or a comma-separated list of task names, each checked.</summary>
+    public static IReadOnlyList<string> ParseTasks(string text)
+    {
+        if (text.Trim() == "all") return PmoOracle.Tasks;
+        var tasks = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Distinct().ToList();
+        if (tasks.Count == 0) throw new BioForgeException("--tasks: give all or a comma-separated list of tasks");
+        foreach (string t in tasks)
+            if (!PmoOracle.Tasks.Contains(t)) throw new BioForgeException($"--tasks: unknown task '{t}' (tasks: {string.Join(", ", PmoOracle.Tasks)})");
+        return tasks;
+    }
+
+    public static string RunDirectoryOf(string output, string task, int seed) => Path.Combine(output, "runs", $"{task}-seed{seed}");
+
+    public static IReadOnlyList<PmoRunResult> Run(PmoBenchmarkOptions options)
+    {
+        if (options.Seeds < 1 || options.Budget < 1 || options.Parallel < 1 || options.Threads < 0)
+            throw new BioForgeException("--seeds, --budget and --parallel must be positive");
+        if (!Directory.Exists(options.Prior)) throw new BioForgeException($"--prior {options.Prior}: not a directory (a SMILES language model, e.g. models/smiles-llama-small)");
+        Directory.CreateDirectory(options.Out);
+        string resultsPath = Path.Combine(options.Out, ResultsFile);
+        var results = ReadResults(resultsPath);
+        var previous = results.Where(r => options.Tasks.Contains(r.Task) && r.Seed < options.Seeds).ToList();
+        foreach (var r in previous)
+        {
+            string config = Path.Combine(RunDirectoryOf(options.Out, r.Task, r.Seed), Training.RunDirectory.ConfigFile);
+            if (!File.Exists(config)) throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} is listed but its run directory is gone ({config})");
+            var stored = JsonNode.Parse(File.ReadAllText(config));
+            int budget = stored?["budget"]?["oracle_calls"]?.GetValue<int>() ?? 0;
+            if (budget != options.Budget)
+                throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} ran with a budget of {budget}, not {options.Budget}; use another --out for another budget");
+        }
+        var pending = options.Tasks.SelectMany(t => Enumerable.Range(0, options.Seeds).Select(s => (Task: t, Seed: s)))
+            .Where(run => !results.Any(r => r.Task == run.Task && r.Seed == run.Seed)).ToList();
+        var gate = new object();
+        int next = 0;
+        var errors = new List<Exception>();
+        // One failing run stops the others at their next step (they checkpoint), so the error is not buried under hours of work.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(options.Cancellation);
+        void Worker()
+        {
+            try
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    (string Task, int Seed) run;
+                    lock (gate)
+                    {
+                        if (next >= pending.Count) return;
+                        run = pending[next++];
+                    }
+                    var result = RunOne(options, run.Task, run.Seed, stop.Token);
+                    if (result is null) return; // interrupted
+                    lock (gate)
+                    {
+                        results.Add(result);
+                        WriteResults(resultsPath, results);
+                    }
+                    options.OnFinish?.Invoke(result);
+                }
+            }
+            catch (Exception e)
+            {
+                lock (gate) errors.Add(e);
+                stop.Cancel();
+            }
+        }
+        int count = Math.Min(options.Parallel, Math.Max(1, pending.Count));
+        var threads = Enumerable.Range(1, count - 1).Select(_ => new Thread(Worker) { IsBackground = true }).ToList();
+        threads.ForEach(t => t.Start());
+        Worker(); // the first worker is this thread
+        threads.ForEach(t => t.Join());
+        if (errors.Count > 0) throw errors[0] is BioForgeException ? errors[0] : new AggregateException(errors);
+
+        var selected = results.Where(r => options.Tasks.Contains(r.Task) && r.Seed < options.Seeds).OrderBy(r => Array.IndexOf([.. PmoOracle.Tasks], r.Task)).ThenBy(r => r.Seed).ToList();
+        AtomicFile.WriteText(Path.Combine(options.Out, SummaryFile), Summary(selected, options.Budget));
+        AtomicFile.WriteText(Path.Combine(options.Out, CurvesFile), Curves(options.Out, selected));
+        return selected;
+    }
+
+    /// <summary>One run, resumed from its checkpoint when it has one; null when it was interrupted.</summary>
+    private static PmoRunResult? RunOne(PmoBenchmarkOptions options, string task, int seed, CancellationToken cancellation)
+    {
+        string directory = RunDirectoryOf(options.Out, task, seed);
+        var config = RunConfig(task, seed, options.Budget, options.Prior, directory);
+        bool resume = Training.RunDirectory.Existing(directory).LatestCheckpoint("optimizer_state.json") is not null;
+        // A run killed before its first checkpoint left nothing worth keeping.
+        if (!resume && Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
+        options.OnStart?.Invoke(task, seed, resume);
+        var outcome = MoleculeOptimizer.Run(config, new OptimizeOptions
+        {
+            Resume = resume,
+            Cancellation = cancellation,
+            Device = options.Device,
+            Threads = options.Threads,
+            OnStep = report => options.OnStep?.Invoke(task, seed, report),
+        });
+        if (outcome.Interrupted) return null;
+        var scores = MoleculeOptimizer.ReadCalls(directory).Select(c => c.Score).ToList();
+        return new PmoRunResult(task, seed, TopAuc.Compute(scores, options.Budget), TopAuc.TopMean(scores), scores.Count, ElapsedSeconds(directory));
+    }
+
+    /// <summary>The run's wall time over all its sessions: the last metrics line's elapsed_seconds.</summary>
+    private static double ElapsedSeconds(string directory)
+    {
+        string path = Path.Combine(directory, Training.RunDirectory.MetricsFile);
+        if (!File.Exists(path)) return 0;
+        string? last = File.ReadLines(path).LastOrDefault(l => l.Trim().Length > 0);
+        return last is null ? 0 : JsonNode.Parse(last)?["elapsed_seconds"]?.GetValue<double>() ?? 0;
+    }
+
+    public static List<PmoRunResult> ReadResults(string path)
+    {
+        if (!File.Exists(path)) return [];
+        var results = new List<PmoRunResult>();
+        foreach (var (line, f) in Csv.ReadRows(path, out var header))
+        {
+            if (string.Join(",", header) != Header) throw new BioForgeException($"{path}: not a bench pmo results file (header '{string.Join(",", header)}')");
+            try
+            {
+                results.Add(new PmoRunResult(f[0], int.Parse(f[1], CultureInfo.InvariantCulture), double.Parse(f[2], CultureInfo.InvariantCulture),
+                    double.Parse(f[3], CultureInfo.InvariantCulture), int.Parse(f[4], CultureInfo.InvariantCulture), double.Parse(f[5], CultureInfo.InvariantCulture)));
+            }
+            catch (Exception e) when (e is FormatException or ArgumentOutOfRangeException)
+            {
+                throw new BioForgeException($"{path}:{line}: not a results row ({e.Message})");
+            }
+        }
+        return results;
+    }
+
+    private static void WriteResults(string path, IReadOnlyList<PmoRunResult> results)
+    {
+        var text = new StringBuilder(Header).Append('\n');
+        foreach (var r in results)
+            text.Append(Invariant($"{r.Task},{r.Seed},{r.AucTop10:F4},{r.Top10Mean:F4},{r.Calls},{r.Seconds:F1}\n"));
+        AtomicFile.WriteText(path, text.ToString());
+    }
+
+    /// <summary>summary.md: per task the mean ± sd over seeds, the sum over tasks, beside the published methods.</summary>
+    public static string Summary(IReadOnlyList<PmoRunResult> results, int budget)
+    {
+        var text = new StringBuilder();
+        text.Append(Invariant($"# PMO benchmark: AUC top-10, budget {budget} oracle calls\n\n"));
+        text.Append("BioForge: mean ± sd over seeds (n = seeds finished). Published: ").Append(PmoPublished.Source).Append("\n\n");
+        text.Append("| task | BioForge | n | top-10 mean | seconds/run | ").Append(string.Join(" | ", PmoPublished.Methods)).Append(" |\n");
+        text.Append("|---|---|---|---|---|").Append(string.Concat(PmoPublished.Methods.Select(_ => "---|"))).Append('\n');
+        double sum = 0;
+        var tasks = results.Select(r => r.Task).Distinct().ToList();
+        foreach (string task in tasks)
+        {
+            var runs = results.Where(r => r.Task == task).ToList();
+            var (mean, sd) = MeanSd([.. runs.Select(r => r.AucTop10)]);
+            sum += mean;
+            text.Append(Invariant($"| {task} | {mean:F3} ± {sd:F3} | {runs.Count} | {runs.Average(r => r.Top10Mean):F3} | {runs.Average(r => r.Seconds):F0} | "));
+            text.Append(string.Join(" | ", PmoPublished.Methods.Select((_, m) => Invariant($"{PmoPublished.Auc[task][m]:F3}")))).Append(" |\n");
+        }
+        text.Append(Invariant($"| **sum ({tasks.Count} tasks)** | **{sum:F3}** | | | | "));
+        text.Append(string.Join(" | ", PmoPublished.Methods.Select((_, m) => Invariant($"{tasks.Sum(t => PmoPublished.Auc[t][m]):F3}")))).Append(" |\n");
+        if (tasks.Count < PmoOracle.Tasks.Count)
+            text.Append(Invariant($"\nThe published sums over all {PmoOracle.Tasks.Count} offline tasks: ")).Append(string.Join(", ",
+                PmoPublished.Methods.Select((name, m) => Invariant($"{name} {PmoOracle.Tasks.Sum(t => PmoPublished.Auc[t][m]):F3}")))).Append(".\n");
+        return text.ToString();
+    }
+
+    private static (double Mean, double Sd) MeanSd(double[] values)
+    {
+        double mean = values.Average();
+        double sd = values.Length < 2 ? 0 : Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Length - 1));
+        return (mean, sd);
+    }
+
+    /// <summary>curves.svg: the running top-10 mean against oracle calls, one line per run.</summary>
+    private static string Curves(string output, IReadOnlyList<PmoRunResult> results)
+    {
+        var series = results.Select(r =>
+        {
+            var curve = TopAuc.Curve([.. MoleculeOptimizer.ReadCalls(RunDirectoryOf(output, r.Task, r.Seed)).Select(c => c.Score)]);
+            return ($"{r.Task} seed {r.Seed}", (IReadOnlyList<double>)[.. curve.Select(p => (double)p.Calls)], (IReadOnlyList<double>)[.. curve.Select(p => p.TopMean)]);
+        }).ToList();
+        return SvgChart.Lines(series, "PMO: running top-10 mean", "oracle calls", "top-10 mean score");
+    }
+
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}
+
+/// <summary>
+/// Published AUC top-10 on the 20 offline PMO tasks (5 seeds each), the yardstick <c>summary.md</c> sets BioForge beside.
+/// </summary>
+public static class PmoPublished
+{
+    public const string Source = "REINVENT and Graph GA from the PMO paper (Gao et al. 2022, NeurIPS Datasets and Benchmarks); "
+        + "Mol GA and Genetic GFN as collected in GenMol's comparison (Lee et al. 2025); copied from shared/REFERENCE.md §7.";
+
+    public static readonly IReadOnlyList<string> Methods = ["REINVENT", "Graph GA", "Mol GA", "Genetic GFN"];
+
+    public static readonly IReadOnlyDictionary<string, double[]> Auc = new Dictionary<string, double[]>(StringComparer.Ordinal)
+    {
+        ["albuterol_similarity"] = [0.882, 0.838, 0.896, 0.949],
+        ["amlodipine_mpo"] = [0.635, 0.661, 0.688, 0.761],
+        ["celecoxib_rediscovery"] = [0.713, 0.630, 0.567, 0.802],
+        ["deco_hop"] = [0.666, 0.619, 0.649, 0.733],
+        ["fexofenadine_mpo"] = [0.784, 0.760, 0.825, 0.856],
+        ["isomers_c7h8n2o2"] = [0.852, 0.862, 0.878, 0.969],
+        ["isomers_c9h10n2o2pf2cl"] = [0.642, 0.719, 0.865, 0.897],
+        ["median1"] = [0.356, 0.294, 0.257, 0.379],
+        ["median2"] = [0.276, 0.273, 0.301, 0.294],
+        ["mestranol_similarity"] = [0.618, 0.579, 0.591, 0.708],
+        ["osimertinib_mpo"] = [0.837, 0.831, 0.844, 0.860],
+        ["perindopril_mpo"] = [0.537, 0.538, 0.547, 0.595],
+        ["qed"] = [0.941, 0.940, 0.941, 0.942],
+        ["ranolazine_mpo"] = [0.760, 0.728, 0.804, 0.819],
+        ["scaffold_hop"] = [0.560, 0.517, 0.527, 0.615],
+        ["sitagliptin_mpo"] = [0.021, 0.433, 0.582, 0.634],
+        ["thiothixene_rediscovery"] = [0.534, 0.479, 0.519, 0.583],
+        ["troglitazone_rediscovery"] = [0.441, 0.390, 0.427, 0.511],
+        ["valsartan_smarts"] = [0.178, 0.000, 0.000, 0.135],
+        ["zaleplon_mpo"] = [0.358, 0.346, 0.519, 0.552],
+    };
+}

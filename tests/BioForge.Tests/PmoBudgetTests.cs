@@ -1,0 +1,220 @@
+using System.Globalization;
+using BioForge.Discovery;
+using BioForge.Discovery.Pmo;
+
+namespace BioForge.Tests;
+
+/// <summary>External scoring programs, the PMO oracle budget, AUC top-10 and <c>bench pmo</c>.</summary>
+[Collection(nameof(TrainerTests))] // the optimization runs seed LibTorch's global generator through sampling
+public sealed class PmoBudgetTests
+{
+    // Answers with each input line's length (so order and count show), logs its input, or misbehaves as told.
+    private const string Script = """
+        #!/usr/bin/env bash
+        mode="$1"; log="$2"
+        values=(); n=0
+        while IFS= read -r line; do values+=("${#line}"); n=$((n + 1)); printf '%s\n' "$line" >> "$log"; done
+        join() { local IFS=,; echo "$*"; }
+        case "$mode" in
+          good) echo "{\"version\": 1, \"payload\": {\"predictions\": [$(join "${values[@]}")]}}" ;;
+          count) echo "{\"version\": 1, \"payload\": {\"predictions\": [1]}}" ;;
+          missing) echo "{\"version\": 1, \"payload\": {\"other\": [$(join "${values[@]}")]}}" ;;
+          json) echo "Traceback: not what you asked for" ;;
+          exit) echo "boom: the model file is missing" >&2; exit 3 ;;
+          sleep) sleep 60 & echo $! > "$log.child"; echo "thinking hard" >&2; wait ;;
+        esac
+        """;
+
+    private static (ComponentSettings Component, string Log) External(string mode, double timeout = 600)
+    {
+        string dir = TestData.TempDirectory();
+        string script = Path.Combine(dir, "score.sh");
+        File.WriteAllText(script, Script.Replace("\r", "", StringComparison.Ordinal) + "\n");
+        string log = Path.Combine(dir, "input log.txt"); // a space: the argument string's quotes must keep it one word
+        return (new ComponentSettings { Type = "external_process", Name = "docking", Executable = "bash", Args = $"'{script}' {mode} '{log}'", Property = "predictions", TimeoutS = timeout }, log);
+    }
+
+    [Fact]
+    public void ArgumentsAreSplitAsAShellSplitsThem()
+    {
+        Assert.Equal(["a", "b c", "d e", "f g", "h\"i", "j\\k", "", "x'y"], ShellWords.Split("""a "b c" 'd e' f\ g "h\"i" 'j\k' "" "x'y" """));
+        Assert.Empty(ShellWords.Split("   "));
+        Assert.Contains("unclosed single quote", Assert.Throws<BioForgeException>(() => ShellWords.Split("a 'b")).Message);
+    }
+
+    [Fact]
+    public void AnExternalProgramScoresEveryMoleculeOfABatchInOneCall()
+    {
+        _ = TestData.Cpu;
+        var (component, log) = External("good");
+        using var scoring = new ScoringFunction([component], "arithmetic", TestData.Cpu.Device);
+        var scored = scoring.Score(["CCO", "C1CC(", "c1ccccc1"]);
+        Assert.Equal([3.0, double.NaN, 8.0], scored.Select(m => m.Raw[0]));
+        Assert.Equal(1.0, scored[0].Score); // identity clamps to [0, 1]
+        Assert.Equal(0.0, scored[1].Score); // invalid: sent, but still 0
+        Assert.Equal(["CCO", "C1CC(", "c1ccccc1"], File.ReadAllLines(log)); // one call, invalid molecules included
+    }
+
+    [Theory]
+    [InlineData("count", "payload.predictions has 1 values for 2 SMILES")]
+    [InlineData("missing", "the payload has no property 'predictions' (it has: other)")]
+    [InlineData("json", "the output is not JSON")]
+    [InlineData("exit", "the program exited with status 3; stderr: boom: the model file is missing")]
+    public void AMisbehavingProgramEndsTheRunWithItsStderr(string mode, string expected)
+    {
+        _ = TestData.Cpu;
+        var (component, _) = External(mode);
+        using var scoring = new ScoringFunction([component], "arithmetic", TestData.Cpu.Device);
+        var e = Assert.Throws<BioForgeException>(() => scoring.Score(["CCO", "CCN"]));
+        Assert.StartsWith("component 'docking' (bash): ", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void AProgramPastItsTimeoutIsKilledWithItsChildren()
+    {
+        _ = TestData.Cpu;
+        var (component, log) = External("sleep", timeout: 1);
+        using var scoring = new ScoringFunction([component], "arithmetic", TestData.Cpu.Device);
+        var e = Assert.Throws<BioForgeException>(() => scoring.Score(["CCO"]));
+        Assert.Contains("no answer within timeout_s = 1 s", e.Message);
+        Assert.Contains("stderr: thinking hard", e.Message);
+        int child = int.Parse(File.ReadAllText(log + ".child").Trim(), CultureInfo.InvariantCulture);
+        // SIGKILL was sent before the exception; the orphan is gone once init reaps it.
+        for (int i = 0; i < 100 && Alive(child); i++) Thread.Sleep(50);
+        Assert.False(Alive(child), $"the program's child {child} survived the time-out");
+    }
+
+    private static bool Alive(int pid)
+    {
+        string stat = $"/proc/{pid}/stat";
+        if (!File.Exists(stat)) return false;
+        try
+        {
+            string text = File.ReadAllText(stat);
+            return text[(text.LastIndexOf(')') + 2)..][0] != 'Z';
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    [Fact]
+    public void AnExternalComponentNeedsAnExecutableAndAProperty()
+    {
+        string output = TestData.TempDirectory();
+        var e = Assert.Throws<BioForgeException>(() => OptimizeTests.Config(OptimizeTests.Run(output, 2, "[[stages.components]]\ntype = \"external_process\"\nproperty = \"x\"\n")));
+        Assert.Contains("an external_process component needs executable", e.Message);
+        e = Assert.Throws<BioForgeException>(() => OptimizeTests.Config(OptimizeTests.Run(output, 2, "[[stages.components]]\ntype = \"external_process\"\nexecutable = \"/bin/true\"\nproperty = \"x\"\nargs = \"'open\"\n")));
+        Assert.Contains("args: unclosed single quote", e.Message);
+    }
+
+    [Fact]
+    public void TheBudgetCountsUniqueValidMoleculesAndStopsAtExactlyN()
+    {
+        _ = TestData.Cpu;
+        using var scoring = new ScoringFunction([new ComponentSettings { Type = "qed" }], "arithmetic", TestData.Cpu.Device);
+        var budget = new OracleBudget(5);
+        // OCC is CCO again, C1CC( is invalid, "" an unfinished sample: none of them counted.
+        var (first, calls) = budget.Score(["CCO", "OCC", "C1CC(", "", "c1ccccc1", "CCO", "CCN"], step: 1, stage: 0, scoring);
+        Assert.Equal(7, first.Count);
+        Assert.Equal(["CCO", "c1ccccc1", "CCN"], calls.Select(c => c.Smiles));
+        Assert.Equal([1, 2, 3], calls.Select(c => c.Call));
+        Assert.Equal(first[0].Score, first[1].Score);
+        Assert.Equal(0.0, first[2].Score);
+        Assert.Equal("CCO", first[1].Canonical);
+
+        // Two calls left: the batch is cut right after the molecule that makes the fifth.
+        var (second, more) = budget.Score(["CCN", "CCCC", "CCCCC", "CCCCCC", "CCCCCCC"], step: 2, stage: 0, scoring);
+        Assert.Equal(3, second.Count);
+        Assert.Equal(["CCCC", "CCCCC"], more.Select(c => c.Smiles));
+        Assert.Equal(5, budget.Used);
+        Assert.True(budget.Exhausted);
+
+        // A new stage has another scoring function: a molecule it has not scored costs a call again.
+        var restored = new OracleBudget(6);
+        restored.Restore(budget.Calls, stage: 1, stageFirstStep: 2, components: 1);
+        var (third, last) = restored.Score(["CCCC", "CCO"], step: 3, stage: 1, scoring);
+        Assert.Equal(["CCO"], last.Select(c => c.Smiles)); // CCCC was scored by this stage at step 2; CCO only before it
+        Assert.Equal(6, last[0].Call);
+        Assert.Equal(budget.Calls[3].Score, third[0].Score);
+    }
+
+    [Fact]
+    public void AucTopTenFollowsMolOpt()
+    {
+        // 100 calls at 0.5, then one 1.0 among 0.5s up to call 200, then zeros; stopped at 250 of a budget of 300.
+        var scores = Enumerable.Repeat(0.5, 200).Concat(Enumerable.Repeat(0.0, 50)).ToArray();
+        scores[149] = 1.0;
+        // Trapezoids from 0 at call 0: 100·(0.5 + 0)/2 + 100·(0.55 + 0.5)/2 + 50·(0.55 + 0.55)/2, then 50·0.55 to the budget.
+        Assert.Equal((25 + 52.5 + 27.5 + 27.5) / 300, TopAuc.Compute(scores, 300), 12);
+        // Fewer than ten molecules: the mean of those there are.
+        Assert.Equal((2 * 0.3 / 2 + 98 * 0.3) / 100, TopAuc.Compute([0.2, 0.4], 100), 12);
+        // A run that spends its budget: no extension; the last segment may be short.
+        Assert.Equal((100 * 0.5 + 100 * 1.0 + 50 * 1.0) / 250, TopAuc.Compute(Enumerable.Repeat(1.0, 250).ToArray(), 250), 12);
+        Assert.Equal(0.0, TopAuc.Compute([], 100));
+        Assert.Equal([(100, 0.5), (200, 0.55), (250, 0.55)], TopAuc.Curve(scores));
+    }
+
+    private static string BudgetRun(string output) => OptimizeTests.Run(output, 10, "[budget]\noracle_calls = 60\n");
+
+    [Fact]
+    public void ABudgetedRunStopsAtExactlyNCallsAndResumesWithoutDuplicates()
+    {
+        _ = TestData.Cpu;
+        string straight = TestData.TempDirectory(), resumed = TestData.TempDirectory();
+        var options = new OptimizeOptions { Threads = 2 };
+        var whole = MoleculeOptimizer.Run(OptimizeTests.Config(BudgetRun(straight)), options);
+        Assert.EndsWith("the oracle budget is spent (60 calls)", whole.StageEndings[^1]);
+        var calls = MoleculeOptimizer.ReadCalls(straight);
+        Assert.Equal(Enumerable.Range(1, 60), calls.Select(c => c.Call));
+        Assert.Equal(whole.Steps, calls[^1].Step);
+
+        int seen = 0;
+        using var cancel = new CancellationTokenSource();
+        var first = MoleculeOptimizer.Run(OptimizeTests.Config(BudgetRun(resumed)), options with { Cancellation = cancel.Token, OnStep = _ => { if (++seen == 3) cancel.Cancel(); } });
+        Assert.True(first.Interrupted);
+        // Rows a lost future wrote past the checkpoint are dropped on resume (here: a made-up one).
+        File.AppendAllText(Path.Combine(resumed, MoleculeOptimizer.OracleCallsFile), "999,99,CCCCCCCCCC,0.5\n");
+        var second = MoleculeOptimizer.Run(OptimizeTests.Config(BudgetRun(resumed)), options with { Resume = true });
+        Assert.False(second.Interrupted);
+        Assert.Equal(File.ReadAllText(Path.Combine(straight, MoleculeOptimizer.OracleCallsFile)), File.ReadAllText(Path.Combine(resumed, MoleculeOptimizer.OracleCallsFile)));
+        Assert.Equal(File.ReadAllText(Path.Combine(straight, "ranked.csv")), File.ReadAllText(Path.Combine(resumed, "ranked.csv")));
+    }
+
+    [Fact]
+    public void BenchPmoWritesItsTableAndKeepsFinishedRuns()
+    {
+        _ = TestData.Cpu;
+        string dir = Path.Combine(TestData.TempDirectory(), "bench");
+        string prior = Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small");
+        string[] args = ["bench", "pmo", "--tasks", "qed", "--seeds", "1", "--budget", "200", "--parallel", "1", "--prior", prior, "--out", dir, "--device", "cpu", "--threads", "2"];
+        var output = new StringWriter();
+        var error = new StringWriter();
+        Assert.Equal(0, Cli.Cli.Run(args, output, error));
+        Assert.Equal("", error.ToString());
+        var rows = File.ReadAllLines(Path.Combine(dir, PmoBenchmark.ResultsFile));
+        Assert.Equal("task,seed,auc_top10,top10_mean,calls,seconds", rows[0]);
+        var row = Assert.Single(rows.Skip(1)).Split(',');
+        Assert.Equal(["qed", "0"], row[..2]);
+        Assert.Equal("200", row[4]);
+        double auc = double.Parse(row[2], CultureInfo.InvariantCulture), top = double.Parse(row[3], CultureInfo.InvariantCulture);
+        Assert.InRange(auc, 0.01, top);
+        Assert.Equal(200, MoleculeOptimizer.ReadCalls(PmoBenchmark.RunDirectoryOf(dir, "qed", 0)).Count);
+        string summary = File.ReadAllText(Path.Combine(dir, PmoBenchmark.SummaryFile));
+        Assert.Contains("| qed | ", summary);
+        Assert.Contains("0.941", summary); // the published REINVENT number beside it
+        Assert.Contains("Genetic GFN", summary);
+        Assert.StartsWith("<svg", File.ReadAllText(Path.Combine(dir, PmoBenchmark.CurvesFile)));
+
+        // Again over the same directory: the finished run is kept, not repeated.
+        output = new StringWriter();
+        Assert.Equal(0, Cli.Cli.Run(args, output, error));
+        Assert.DoesNotContain("started", output.ToString());
+        Assert.Equal(rows, File.ReadAllLines(Path.Combine(dir, PmoBenchmark.ResultsFile)));
+
+        Assert.Equal(2, Cli.Cli.Run(["bench", "pmo", "--tasks", "qed,kinase", "--out", dir], output, error));
+        Assert.Contains("--tasks: unknown task 'kinase'", error.ToString());
+    }
+}
