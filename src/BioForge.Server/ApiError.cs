@@ -67,7 +67,8 @@ public static class Json
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow,
         DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
-        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowReadingFromString,
+        // Numbers are JSON numbers: "0.5" or "NaN" as strings are refused (a string "NaN" once reached the optimizer as NaN).
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict,
         // Messages quote SMILES and residues: keep ' < > & readable instead of \u0027.
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };

@@ -38,6 +38,12 @@ public sealed record ServerOptions
     /// <summary>Inputs in one embeddings or props request.</summary>
     public int MaxInputs { get; init; } = 512;
 
+    /// <summary>
+    /// Characters of one SMILES anywhere a SMILES enters (props, depictions, /generate seeds, embeddings, screens). RDKit's
+    /// ring perception and the SA score grow fast with size: 16 SMILES of 1,000 carbons took 45 s of CPU.
+    /// </summary>
+    public int MaxSmilesLength { get; init; } = 400;
+
     /// <summary>Screening jobs kept (running, queued or finished); older finished ones are forgotten first.</summary>
     public int MaxJobs { get; init; } = 16;
 

@@ -29,7 +29,18 @@ public sealed class EsmTokenizerTests
     public void AcceptsLowerCaseAndSpecialTokens()
     {
         Assert.Equal(EsmTokenizer.Esm2.Encode("MKT"), EsmTokenizer.Esm2.Encode("mkt"));
-        Assert.Equal([0, 20, 3, 32, 31, 2], EsmTokenizer.Esm2.Encode("M<unk><mask><null_1>"));
+        Assert.Equal([0, 20, 3, 32, 2], EsmTokenizer.Esm2.Encode("M<unk><mask>"));
+    }
+
+    [Theory]
+    [InlineData("MK<cls>T")]
+    [InlineData("MK<eos>T")]
+    [InlineData("MK<pad>T")]
+    [InlineData("MK<null_1>T")]
+    public void FramingAndFillerTokensAreRefusedInsideASequence(string sequence)
+    {
+        var e = Assert.Throws<BioForgeException>(() => EsmTokenizer.Esm2.Encode(sequence));
+        Assert.Contains("at position 3 is not allowed inside a sequence", e.Message);
     }
 
     [Fact]

@@ -202,6 +202,13 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/screen", """{"target":"MKV"}"""), "smiles", "smiles is required");
         AssertError(HttpStatusCode.NotFound, await Get("/v1/screen/nope"), "id", "no screening job 'nope'");
         AssertError(HttpStatusCode.UnprocessableEntity, await Get("/v1/molecule/depict?smiles=C1CC"), "smiles", "not a valid SMILES");
+        // Numbers are JSON numbers: a string, even one .NET could read as a number, is refused with the field.
+        AssertError(HttpStatusCode.BadRequest, await Post("/generate", """{"smi":"CCO","min_similarity":"NaN"}"""), "min_similarity", "malformed request body");
+        AssertError(HttpStatusCode.BadRequest, await Post("/generate", """{"smi":"CCO","min_similarity":"0.5"}"""), "min_similarity", "malformed request body");
+        AssertError(HttpStatusCode.BadRequest, await Post("/v1/protein/fill-mask", """{"sequence":"MKV<mask>","top_k":"3"}"""), "top_k", "malformed request body");
+        // Special tokens are the model's business, not part of a protein sequence.
+        foreach (string token in new[] { "<cls>", "<pad>", "<eos>" })
+            AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", $$"""{"model":"esm2-small","input":"MKV{{token}}LL"}"""), "input", "position 4");
     }
 
     [Fact]

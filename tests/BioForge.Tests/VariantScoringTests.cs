@@ -49,6 +49,25 @@ public sealed class VariantScoringTests
         Assert.Equal(0, scores[3]);
     }
 
+    /// <summary>A caller's deadline stops a long profile between forward passes instead of after all of them.</summary>
+    [Fact]
+    public void ACancelledProfileStopsAfterTheBatchInFlight()
+    {
+        var cpu = TestData.Cpu;
+        using var model = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
+        string sequence = string.Concat(Enumerable.Repeat("MKTAYIAKQR", 12));
+        using var cancel = new CancellationTokenSource();
+        int batches = 0;
+        var progress = new SynchronousProgress(_ => { if (++batches == 2) cancel.Cancel(); });
+        Assert.ThrowsAny<OperationCanceledException>(() => new VariantScorer(model, 512).Profile(sequence, 3, progress, cancel.Token));
+        Assert.Equal(2, batches); // 120 sites in batches of 4 sequences: 28 more were due
+    }
+
+    private sealed class SynchronousProgress(Action<int> report) : IProgress<int>
+    {
+        public void Report(int value) => report(value);
+    }
+
     [Fact]
     public void SpearmanAveragesTiedRanks()
     {

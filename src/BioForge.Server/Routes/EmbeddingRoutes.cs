@@ -61,7 +61,12 @@ internal static class EmbeddingRoutes
             if (truncate is not ("NONE" or "END" or "START"))
                 throw ApiError.Invalid($"truncate must be NONE, END or START (got '{request.Truncate}')", "truncate");
             var inputs = Inputs(request.Input, state.Options.MaxInputs).Select(text => model.Truncate(text, truncate)).ToList();
-            var encoded = inputs.Select((text, i) => model.Encode(text, inputs.Count == 1 && request.Input.ValueKind == JsonValueKind.String ? "input" : $"input[{i}]")).ToList();
+            var encoded = inputs.Select((text, i) =>
+            {
+                string param = inputs.Count == 1 && request.Input.ValueKind == JsonValueKind.String ? "input" : $"input[{i}]";
+                if (model.Kind == ModelKind.Molecule) Smiles.CheckLength(text, param, state);
+                return model.Encode(text, param);
+            }).ToList();
             var vectors = await state.WithDeadline(context, token => Task.WhenAll(encoded.Select(e => model.Embeddings.SubmitAsync(e, token))));
             var data = vectors.Select((v, i) => new EmbeddingItem("embedding", i, base64 ? Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(v.AsSpan())) : v)).ToList();
             int tokens = encoded.Sum(e => e.Ids.Length);

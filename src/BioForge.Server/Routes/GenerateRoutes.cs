@@ -72,6 +72,7 @@ internal static class GenerateRoutes
     private static (OptimizeConfig Config, string Seed, LlamaCheckpoint Prior) Validate(GenerateRequest r, ServerState state)
     {
         if (string.IsNullOrWhiteSpace(r.Smi)) throw ApiError.BadRequest("smi is required: the seed molecule as SMILES", "smi");
+        Smiles.CheckLength(r.Smi, "smi", state);
         if (!Molecule.TryFromSmiles(r.Smi, out var seed, out string? error)) throw ApiError.Invalid($"smi: '{r.Smi}' is not a valid SMILES: {error}", "smi");
         string canonical;
         using (seed) canonical = seed!.ToSmiles();

@@ -28,15 +28,21 @@ internal static class MoleculeRoutes
             var request = await Json.ReadAsync<PropsRequest>(context.Request);
             if (request.Smiles is not { Length: > 0 } smiles) throw ApiError.BadRequest("smiles is required: an array of SMILES", "smiles");
             if (smiles.Length > state.Options.MaxInputs) throw ApiError.Invalid($"smiles has {smiles.Length} items; at most {state.Options.MaxInputs} per request (max_inputs)", "smiles");
-            using var table = new PropertyTable();
-            var records = smiles.Select((s, i) => new MoleculeRecord(s ?? "", s ?? "", false, i + 1, new Dictionary<string, string>()));
-            var rows = table.ComputeAll(records, Math.Max(1, state.Compute.Threads)).Select((r, i) => r.Valid
-                ? new PropsRow(i, r.Input, true, r.Canonical, r.Descriptors!.MolWt, r.Descriptors.LogP, r.Descriptors.Tpsa, r.Descriptors.HBondDonors,
-                    r.Descriptors.HBondAcceptors, r.Descriptors.RotatableBonds, r.Qed, r.Sa, r.Pains.Length == 0 ? [] : r.Pains.Split(';'), null)
-                : new PropsRow(i, r.Input, false, null, null, null, null, null, null, null, null, null, null, r.Error)).ToList();
+            for (int i = 0; i < smiles.Length; i++) Smiles.CheckLength(smiles[i], $"smiles[{i}]", state);
+            // RDKit work queues on the device worker like model work: bounded (503), under the request's deadline (504),
+            // dropped when the client leaves, and checked between small chunks once it runs.
+            var rows = await state.WithDeadline(context, token => state.Device.RunAsync(() =>
+            {
+                using var table = new PropertyTable();
+                var records = smiles.Select((s, i) => new MoleculeRecord(s ?? "", s ?? "", false, i + 1, new Dictionary<string, string>()));
+                return table.ComputeAll(records, Math.Max(1, state.Compute.Threads), chunk: 32, token).Select((r, i) => r.Valid
+                    ? new PropsRow(i, r.Input, true, r.Canonical, r.Descriptors!.MolWt, r.Descriptors.LogP, r.Descriptors.Tpsa, r.Descriptors.HBondDonors,
+                        r.Descriptors.HBondAcceptors, r.Descriptors.RotatableBonds, r.Qed, r.Sa, r.Pains.Length == 0 ? [] : r.Pains.Split(';'), null)
+                    : new PropsRow(i, r.Input, false, null, null, null, null, null, null, null, null, null, null, r.Error)).ToList();
+            }, token));
             return Results.Json(new PropsResponse(rows), Json.Options);
         })
-        .WithSummary("Descriptors, QED, SA score and PAINS alerts (RDKit)").Accepts<PropsRequest>("application/json").Produces<PropsResponse>().ProducesErrors(400, 422);
+        .WithSummary("Descriptors, QED, SA score and PAINS alerts (RDKit)").Accepts<PropsRequest>("application/json").Produces<PropsResponse>().ProducesErrors(400, 422, 503, 504);
 
         molecule.MapGet("/depict", (string? smiles, int? width, int? height) =>
         {
@@ -44,6 +50,7 @@ internal static class MoleculeRoutes
             int w = width ?? 300, h = height ?? 220;
             if (w is < 50 or > 2000) throw ApiError.Invalid($"width must be 50–2000 (got {w})", "width");
             if (h is < 50 or > 2000) throw ApiError.Invalid($"height must be 50–2000 (got {h})", "height");
+            Smiles.CheckLength(smiles, "smiles", state);
             if (!Molecule.TryFromSmiles(smiles, out var parsed, out string? error)) throw ApiError.Invalid($"smiles: '{smiles}' is not a valid SMILES: {error}", "smiles");
             using (parsed) return Results.Text(parsed!.ToSvg(w, h), "image/svg+xml");
         })

@@ -78,7 +78,7 @@ internal static class ProteinRoutes
             if (request.EachPosition)
             {
                 if (sequence.Contains('<') || request.Positions is { Length: > 0 }) throw ApiError.Invalid("each_position takes a plain sequence (no <mask>, no positions)", "each_position");
-                var profile = await state.WithDeadline(context, token => state.Device.RunAsync(() => new VariantScorer(esm, 16_384).Profile(sequence, request.TopK), token));
+                var profile = await state.WithDeadline(context, token => state.Device.RunAsync(() => new VariantScorer(esm, 16_384).Profile(sequence, request.TopK, cancellation: token), token));
                 return Results.Json(new FillMaskResponse(model.Name, sequence, [.. profile.Select(p => new MaskedPosition(p.Position,
                     [.. p.Candidates.Select(c => new Candidate(c.Token, c.Probability))], p.WildType, p.WildTypeProbability))]), Json.Options);
             }
@@ -128,7 +128,7 @@ internal static class ProteinRoutes
                     throw ApiError.Invalid($"mutations[{i}]: {e.Message}", $"mutations[{i}]");
                 }
             }).ToList();
-            var scores = await state.WithDeadline(context, token => state.Device.RunAsync(() => new VariantScorer(esm, 8192).Score(sequence, variants), token));
+            var scores = await state.WithDeadline(context, token => state.Device.RunAsync(() => new VariantScorer(esm, 8192).Score(sequence, variants, cancellation: token), token));
             return Results.Json(new VariantResponse(model.Name, [.. variants.Select((v, i) => new VariantScore(v.Name, scores[i]))]), Json.Options);
         })
         .WithSummary("Zero-shot masked-marginal variant scores").Accepts<VariantRequest>("application/json").Produces<VariantResponse>().ProducesErrors(400, 404, 422, 503, 504);

@@ -35,8 +35,11 @@ public sealed class PropertyTable : IDisposable
         }
     }
 
-    /// <summary>Rows in input order, computed <paramref name="chunk"/> records at a time in parallel.</summary>
-    public IEnumerable<PropertyRow> ComputeAll(IEnumerable<MoleculeRecord> records, int threads, int chunk = 2048)
+    /// <summary>
+    /// Rows in input order, computed <paramref name="chunk"/> records at a time in parallel; <paramref name="cancellation"/>
+    /// is checked between chunks, so a caller's deadline bounds the work to one more chunk.
+    /// </summary>
+    public IEnumerable<PropertyRow> ComputeAll(IEnumerable<MoleculeRecord> records, int threads, int chunk = 2048, CancellationToken cancellation = default)
     {
         var options = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) };
         var batch = new List<MoleculeRecord>(chunk);
@@ -44,9 +47,11 @@ public sealed class PropertyTable : IDisposable
         {
             batch.Add(record);
             if (batch.Count < chunk) continue;
+            cancellation.ThrowIfCancellationRequested();
             foreach (var row in Run(batch, options)) yield return row;
             batch.Clear();
         }
+        cancellation.ThrowIfCancellationRequested();
         foreach (var row in Run(batch, options)) yield return row;
     }
 

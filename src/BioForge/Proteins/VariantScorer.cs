@@ -12,7 +12,8 @@ public sealed record SiteProfile(int Position, string WildType, double WildTypeP
 /// </summary>
 public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
 {
-    public double[] Score(string wildType, IReadOnlyList<Variant> variants, IProgress<int>? progress = null)
+    /// <param name="cancellation">Checked between forward passes, so a caller's deadline bounds the work to one more batch.</param>
+    public double[] Score(string wildType, IReadOnlyList<Variant> variants, IProgress<int>? progress = null, CancellationToken cancellation = default)
     {
         var tokens = SingleSequence.Encode(model, wildType);
         foreach (var v in variants)
@@ -21,7 +22,7 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
                     throw new BioForgeException($"mutation '{v.Name}': '{s.Mutant}' is not an amino-acid letter of the model's vocabulary");
 
         var sites = variants.SelectMany(v => v.Substitutions.Select(s => s.Position)).Distinct().Order().ToArray();
-        var logProbs = SiteLogProbabilities(tokens, sites, progress);
+        var logProbs = SiteLogProbabilities(tokens, sites, progress, cancellation);
         return variants.Select(v => v.Substitutions.Sum(s =>
         {
             var lp = logProbs[s.Position];
@@ -33,11 +34,11 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
     /// Every site masked in turn: the probability of the wild-type residue there and the <paramref name="topK"/> most
     /// probable residues (softmax over the whole vocabulary, residue letters offered), as fill-mask shows one site.
     /// </summary>
-    public IReadOnlyList<SiteProfile> Profile(string wildType, int topK, IProgress<int>? progress = null)
+    public IReadOnlyList<SiteProfile> Profile(string wildType, int topK, IProgress<int>? progress = null, CancellationToken cancellation = default)
     {
         var tokens = SingleSequence.Encode(model, wildType);
         var sites = Enumerable.Range(1, tokens.Length - 2).ToArray();
-        var logProbs = SiteLogProbabilities(tokens, sites, progress);
+        var logProbs = SiteLogProbabilities(tokens, sites, progress, cancellation);
         var vocabulary = model.Tokenizer.Vocabulary;
         var residues = Enumerable.Range(0, vocabulary.Count).Where(i => vocabulary[i].Length == 1 && char.IsLetter(vocabulary[i][0])).ToArray();
         return [.. sites.Select(site =>
@@ -52,7 +53,7 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
         model.Tokenizer.Vocabulary.Contains(letter.ToString()) && char.IsLetter(letter);
 
     /// <summary>log p(· | sequence with that site masked) at each site, one masked copy of the sequence per site.</summary>
-    private Dictionary<int, float[]> SiteLogProbabilities(int[] tokens, int[] sites, IProgress<int>? progress)
+    private Dictionary<int, float[]> SiteLogProbabilities(int[] tokens, int[] sites, IProgress<int>? progress, CancellationToken cancellation)
     {
         var masked = sites.Select(site =>
         {
@@ -63,6 +64,12 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
         var result = new Dictionary<int, float[]>();
         foreach (var batch in TokenBatches.ByLength(masked, batchTokens, model.Tokenizer.PadId, model.Device))
         {
+            if (cancellation.IsCancellationRequested)
+            {
+                batch.InputIds.Dispose();
+                batch.AttentionMask.Dispose();
+                cancellation.ThrowIfCancellationRequested();
+            }
             using (var scope = NewDisposeScope())
             using (no_grad())
             {

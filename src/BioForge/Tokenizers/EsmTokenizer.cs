@@ -60,8 +60,9 @@ public sealed class EsmTokenizer
     public int IdOf(string token) => ids.TryGetValue(token, out int id) ? id : throw new BioForgeException($"'{token}' is not in the vocabulary");
 
     /// <summary>
-    /// Token ids of <c>&lt;cls&gt; sequence &lt;eos&gt;</c>. Letters may be lower case. An unknown letter is an error
-    /// naming its position unless <paramref name="unknownAsUnk"/> maps it to <c>&lt;unk&gt;</c>.
+    /// Token ids of <c>&lt;cls&gt; sequence &lt;eos&gt;</c>. Letters may be lower case; <c>&lt;mask&gt;</c> and
+    /// <c>&lt;unk&gt;</c> may appear, other special tokens may not. An unknown letter is an error naming its position
+    /// unless <paramref name="unknownAsUnk"/> maps it to <c>&lt;unk&gt;</c>.
     /// </summary>
     public int[] Encode(string sequence, bool unknownAsUnk = false)
     {
@@ -78,6 +79,9 @@ public sealed class EsmTokenizer
                     if (unknownAsUnk && close >= 0) { tokens.Add(UnkId); i = close; continue; }
                     throw new BioForgeException($"unknown special token '{(close < 0 ? sequence[i..] : special)}' at position {i + 1}");
                 }
+                // <cls>, <eos> and <pad> frame and fill sequences; inside one they would change what the model reads.
+                if (sid != MaskId && sid != UnkId)
+                    throw new BioForgeException($"special token '{special}' at position {i + 1} is not allowed inside a sequence (only <mask> and <unk>)");
                 tokens.Add(sid);
                 i = close;
                 continue;
