@@ -69,6 +69,9 @@ public static class Trainer
         bool lead = grid.World.Rank == 0, leadReplica = grid.Data.Rank == 0;
         using var train = OpenSplit(config.Data.Dir, "train");
         var (run, resumeFrom, state) = OpenRun(config, options, train, lead);
+        // Every rank checks that a new run's directory is empty before rank 0 writes into it (with one data-parallel
+        // rank nothing else orders them: the optimizer broadcast below is then no collective).
+        grid.World.Barrier();
         if (state is not null) config = MatchGlobalBatch(config, state, grid.Data.Size, options.OnInfo);
 
         var layout = new ParallelLayout(grid.Tensor, config.Train.VocabParallel);
