@@ -1,11 +1,141 @@
 #!/usr/bin/env bash
-# Runs on the GPU machine, from the repository root, after scripts/gpu-bundle.sh packed .device/bioforge.tar.xz here:
-# unpacks the CLI, points it at PyTorch's CUDA LibTorch, and runs bench/gpu.sh (results under $OUT).
-set -euo pipefail
-work="$(mktemp -d)"
-tar -C "$work" -xJf .device/bioforge.tar.xz
-export BIOFORGE="$work/bioforge/BioForge.Cli"
-BIOFORGE_LIBTORCH="$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
-export BIOFORGE_LIBTORCH
+# The first thing to run in a session lent a GPU machine, from the repository root, in one device call of at most 600 s
+# (pass timeout_s=600): after scripts/gpu-bundle.sh packed .device/bioforge.tar.xz here, carry `.device`. In order:
+#   1. a one-second check that the bundle's libLibTorchSharp.so resolves every symbol against the machine's PyTorch
+#      (stops with one message if not: nothing else can work);
+#   2. the cheapest proofs: `env` maps one libtorch_cpu.so, from PyTorch; CUDA embeddings equal CPU ones on the Hugging
+#      Face fixture (fp32 and bf16 tolerances); a few bf16 training steps; sampling molecules on CUDA from the model they
+#      trained; `dist check --device cuda`;
+#   3. the benchmarks in order of value (the issues' goals first), each bounded, skipped when the deadline is near.
+# Everything is written under $OUT as it goes (flat: the device tool returns 8 files at most): summary.txt (one line per
+# step: ok / FAILED / skipped, seconds), results.jsonl, log.txt, env.txt, gpu-memory.csv (nvidia-smi every second, with
+# the step names in log.txt's timestamps to attribute the peaks).
+# Dry run on a machine without a GPU: DEVICE=cpu DRY_RUN=1 BIOFORGE=<built BioForge.Cli> BIOFORGE_LIBTORCH=<a LibTorch
+# folder> OUT=<dir> bench/gpu-device.sh (same steps, small sizes, no CUDA).
+set -uo pipefail
+start=$(date +%s)
+budget="${BUDGET_S:-560}" # inside the tool's 600 s, leaving time to copy $OUT back
+deadline=$((start + budget))
 export OUT="${OUT:-gpu-results}"
-bench/gpu.sh
+mkdir -p "$OUT"
+device="${DEVICE:-cuda}"
+dry="${DRY_RUN:-0}"
+work="$(mktemp -d)"
+summary="$OUT/summary.txt"
+log="$OUT/log.txt"
+note() { echo "$*" | tee -a "$summary"; }
+stamp() { echo "== $(date +%s) $*" >>"$log"; }
+
+# step NAME SECONDS COMMAND...: runs with a timeout, never past the deadline; JSON output goes to results.jsonl.
+step() {
+  local name="$1" limit="$2"
+  shift 2
+  local left=$((deadline - $(date +%s)))
+  if [ "$left" -lt 10 ]; then note "skipped  $name (deadline)"; return 1; fi
+  [ "$limit" -gt "$left" ] && limit="$left"
+  stamp "$name (limit ${limit}s)"
+  local t0 rc
+  t0=$(date +%s)
+  timeout --kill-after=5 "$limit" "$@" >>"$work/$name.out" 2>>"$log"
+  rc=$?
+  grep -h '^{' "$work/$name.out" >>"$OUT/results.jsonl" 2>/dev/null
+  if [ "$rc" -eq 0 ]; then note "ok       $name $(($(date +%s) - t0))s"; else note "FAILED   $name (exit $rc after $(($(date +%s) - t0))s; log.txt)"; fi
+  return "$rc"
+}
+
+# --- the CLI and PyTorch's LibTorch
+if [ -z "${BIOFORGE:-}" ]; then
+  tar -C "$work" -xJf .device/bioforge.tar.xz || { note "FAILED   unpack .device/bioforge.tar.xz (run scripts/gpu-bundle.sh and carry .device)"; exit 1; }
+  BIOFORGE="$work/bioforge/BioForge.Cli"
+fi
+if [ -z "${BIOFORGE_LIBTORCH:-}" ]; then
+  BIOFORGE_LIBTORCH="$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+fi
+export BIOFORGE BIOFORGE_LIBTORCH
+export LD_LIBRARY_PATH="$BIOFORGE_LIBTORCH:${LD_LIBRARY_PATH:-}"
+bridge="$(dirname "$BIOFORGE")/libLibTorchSharp.so"
+
+# --- 1. the bridge against this PyTorch: every symbol, now (RTLD_NOW), after PyTorch's own libraries are loaded
+stamp symbols
+if ! python3 - "$bridge" >>"$log" 2>&1 <<'EOF'
+import ctypes, os, sys
+try:
+    import torch  # loads libc10/libtorch_cpu/libtorch_cuda the way PyTorch does
+    print("torch", torch.__version__, "cuda", torch.version.cuda, "devices", torch.cuda.device_count())
+except ImportError:
+    for name in ("libc10.so", "libtorch_cpu.so", "libtorch.so"):
+        ctypes.CDLL(os.path.join(os.environ["BIOFORGE_LIBTORCH"], name), os.RTLD_NOW | os.RTLD_GLOBAL)
+ctypes.CDLL(sys.argv[1], os.RTLD_NOW | os.RTLD_GLOBAL)
+print("bridge resolves:", sys.argv[1])
+EOF
+then
+  note "FAILED   symbols: $bridge does not resolve against $BIOFORGE_LIBTORCH (the loader's words in log.txt); rebuild TorchSharp's bridge for this LibTorch"
+  exit 1
+fi
+note "ok       symbols"
+
+if command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/env.txt" 2>&1
+  nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -l 1 >"$OUT/gpu-memory.csv" 2>/dev/null &
+  sampler=$!
+  trap 'kill "$sampler" 2>/dev/null' EXIT
+fi
+
+# --- 2. proofs
+step env 30 "$BIOFORGE" env && cat "$work/env.out" >>"$OUT/env.txt"
+mapped="$(grep '^mapped:' "$work/env.out" 2>/dev/null | sed 's/^mapped: *//')"
+if [ "$mapped" = "$BIOFORGE_LIBTORCH/libtorch_cpu.so" ] || [ "$(readlink -f "$mapped")" = "$(readlink -f "$BIOFORGE_LIBTORCH/libtorch_cpu.so")" ]; then
+  note "ok       one libtorch_cpu.so, from $BIOFORGE_LIBTORCH"
+else
+  note "FAILED   mapped libtorch_cpu.so: '$mapped' (expected $BIOFORGE_LIBTORCH/libtorch_cpu.so only)"
+fi
+
+fixture=tests/BioForge.Tests/data/hf/esm_tiny
+fasta=tests/BioForge.Tests/data/train/cath200.fasta
+head -n 40 "$fasta" >"$work/few.fasta"
+step embed-cpu 60 "$BIOFORGE" embed --model "$fixture" --in "$work/few.fasta" --out "$work/cpu.npy" --device cpu --dtype fp32
+step embed-fp32 60 "$BIOFORGE" embed --model "$fixture" --in "$work/few.fasta" --out "$work/fp32.npy" --device "$device" --dtype fp32
+step embed-bf16 60 "$BIOFORGE" embed --model "$fixture" --in "$work/few.fasta" --out "$work/bf16.npy" --device "$device" --dtype bf16
+# fp32 on CUDA (TF32 off in LibTorch's default) within 1e-4 relative; bf16 (8 mantissa bits, error grows with depth) within 5e-2.
+step embed-agree 30 python3 - "$work" <<'EOF'
+import ast, json, math, struct, sys
+def load(path):  # .npy version 1 or 2, little-endian float32 or float64, C order: the standard library is enough
+    with open(path, "rb") as f:
+        assert f.read(6) == b"\x93NUMPY"
+        major, _ = f.read(2)
+        (length,) = struct.unpack("<H" if major == 1 else "<I", f.read(2 if major == 1 else 4))
+        header = ast.literal_eval(f.read(length).decode("latin1"))
+        rows, cols = header["shape"]
+        code = {"<f4": "f", "<f8": "d"}[header["descr"]]
+        values = struct.unpack(f"<{rows * cols}{code}", f.read())
+    return [values[r * cols:(r + 1) * cols] for r in range(rows)]
+w = sys.argv[1]
+cpu = load(f"{w}/cpu.npy")
+failed = []
+for name, tol in (("fp32", 1e-4), ("bf16", 5e-2)):
+    other = load(f"{w}/{name}.npy")
+    rel = max(math.dist(a, b) / math.hypot(*b) for a, b in zip(other, cpu))
+    print(json.dumps({"check": f"embed {name} vs cpu", "max_relative_l2": rel, "tolerance": tol, "ok": rel <= tol}))
+    if rel > tol:
+        failed.append(name)
+sys.exit(1 if failed else 0)
+EOF
+
+# A few bf16 steps of the SMILES decoder on the device, then molecules sampled from it there (sampling on CUDA).
+step prepare-smiles 60 "$BIOFORGE" data prepare --in tests/BioForge.Tests/data/train/zinc2k.smi --tokenizer smiles --out "$work/smiles"
+step train-steps 90 "$BIOFORGE" train --config configs/smiles-llama-small.yaml "data.dir=$work/smiles" "train.output_dir=$work/run" \
+  train.steps=6 train.log_every=1 "train.device=$device" train.precision=bf16-mixed validation.every=0 checkpoint.every=3
+step generate 60 "$BIOFORGE" generate --model "$work/run/model" --n 64 --out "$work/generated.smi" --device "$device" --seed 3
+step dist-check 60 "$BIOFORGE" dist check --device "$device"
+
+# --- 3. benchmarks, most valuable first (the issues' goals: 650M embedding >= 750 seq/s, 650M training >= 75k tokens/s)
+if [ "$dry" = 1 ]; then size=8M; esm=configs/esm2-8m.yaml; tokens=4096; length=128; batch=8; steps=2; matmul=1024; else size=650M; esm=configs/esm2-650m.yaml; tokens=65536; length=512; batch=64; steps=10; matmul=8192; fi
+step bench-embed 90 "$BIOFORGE" bench embed --size "$size" --length "$length" --batch "$batch" --steps "$steps" --warmup 3 --device "$device" --dtype bf16
+step prepare-proteins 60 "$BIOFORGE" data prepare --in data/proteins/cath_s40.fasta.gz data/proteins/uniprot20k.fasta.gz --tokenizer esm --out "$work/proteins"
+step bench-train 150 "$BIOFORGE" bench train --config "$esm" --steps "$steps" --warmup 3 "data.dir=$work/proteins" "train.device=$device" \
+  "data.max_length=$length" "data.tokens_per_batch=$tokens" train.accumulation=1
+step bench-matmul 30 "$BIOFORGE" bench matmul --size "$matmul" --repeats 20 --device "$device" --dtype bf16
+step bench-train-checkpointed 120 "$BIOFORGE" bench train --config "$esm" --steps "$steps" --warmup 3 "data.dir=$work/proteins" "train.device=$device" \
+  "data.max_length=$length" "data.tokens_per_batch=$tokens" train.accumulation=1 train.activation_checkpointing=true
+step dist-bench 60 "$BIOFORGE" dist bench --device "$device" --sizes 8K,1M,64M,1G --repeats 20 --warmup 5
+note "done     $(($(date +%s) - start))s of ${budget}s; results in $OUT/results.jsonl"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Packs the CLI for a GPU machine that has no .NET (the device sessions' H200): a self-contained publish without the
 # CPU LibTorch (the machine's PyTorch brings its CUDA LibTorch), compressed into .device/bioforge.tar.xz (git-ignored;
-# name `.device` in the device tool's `carry`; about 38 MB). On the machine: bench/gpu-device.sh runs every GPU check.
+# name `.device` in the device tool's `carry`; about 38 MB). On the machine, bench/gpu-device.sh runs the symbol check,
+# the proofs and the benchmarks in one call of at most 600 s (`bench/gpu-device.sh` with timeout_s 600).
 # The tool moves at most 64 MiB in all, and the tracked files are about 68 MB: before the call, move the files the GPU
-# run does not read out of the working tree (models/dti-davis, models/smiles-llama-small, data/zinc250k, data/moses,
-# data/deeploc, tests/BioForge.Tests/data, src/BioForge/Chem/Data/fpscores.tsv.gz), and `git checkout -- .` after it.
+# script does not read out of the working tree (models/dti-davis, models/smiles-llama-small, data/zinc250k, data/moses,
+# data/deeploc, data/kiba, data/davis, src/BioForge/Chem/Data/fpscores.tsv.gz; it reads configs/, data/proteins/ and
+# tests/BioForge.Tests/data/{hf,train}), and `git checkout -- .` after it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"

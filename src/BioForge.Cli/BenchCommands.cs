@@ -128,6 +128,8 @@ internal static class BenchCommands
                     steps = n,
                     tokens_per_s = Math.Round(tokens / seconds, 0),
                     model_gflops_per_s = Math.Round(tokens / seconds * flopsPerToken / 1e9, 1),
+                    // The process's peak resident memory (model, optimizer and activations on the CPU; on a GPU the host side only).
+                    peak_rss_mib = PeakResidentMiB(),
                 }));
                 return 0;
             }
@@ -209,6 +211,15 @@ internal static class BenchCommands
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>VmHWM of /proc/self/status, in MiB (null where the file does not exist).</summary>
+    private static double? PeakResidentMiB()
+    {
+        const string path = "/proc/self/status";
+        if (!File.Exists(path)) return null;
+        string? line = File.ReadLines(path).FirstOrDefault(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
+        return line is null ? null : Math.Round(long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) / 1024.0, 1);
     }
 
     private static void Synchronize(Device device)

@@ -14,6 +14,8 @@ internal static class EnvironmentCommand
         {
             var compute = ComputeOptions.Resolve("auto", "auto", 0);
             output.WriteLine($"libtorch:   {TorchRuntime.LibTorchDirectory}");
+            // What the loader really mapped: one libtorch_cpu.so, from the folder above (two would mean mixed versions).
+            output.WriteLine($"mapped:     {string.Join(" ", TorchRuntime.MappedLibraries("libtorch_cpu.so"))}");
             output.WriteLine($"threads:    {compute.Threads} (cores: {Environment.ProcessorCount})");
             output.WriteLine($"cuda:       {(TorchRuntime.CudaAvailable ? $"{torch.cuda.device_count()} device(s)" : "not available")}");
             output.WriteLine($"default:    --device {compute.Device.type.ToString().ToLowerInvariant()} --dtype {compute.DType}");

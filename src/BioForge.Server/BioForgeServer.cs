@@ -92,7 +92,7 @@ public sealed class BioForgeServer : IAsyncDisposable
     {
         var compute = ComputeOptions.Resolve(options.Device, options.DType, options.Threads);
         var metrics = new ServerMetrics();
-        var device = new DeviceWorker(compute.Device.type == TorchSharp.DeviceType.CUDA ? $"cuda:{compute.Device.index}" : "cpu", options.Batching.QueueCapacity, metrics);
+        var device = new DeviceWorker(ComputeOptions.DeviceLabel(compute.Device), options.Batching.QueueCapacity, metrics);
         var longWork = new DeviceWorker("jobs", options.MaxJobs, metrics);
         ModelCatalog models;
         try

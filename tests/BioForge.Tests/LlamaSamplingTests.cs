@@ -52,6 +52,20 @@ public sealed class LlamaSamplingTests
     }
 
     [Fact]
+    public void DrawsAreMadeOnTheHostSoASeedGivesTheSameTokensOnEveryDevice()
+    {
+        // CUDA's multinomial refuses a CPU generator, and TorchSharp makes one whatever device it is asked for: the
+        // draws are made on the host, so the generator is a host one and the tokens do not depend on the model's device.
+        using var model = Load();
+        var options = new SamplingOptions { Temperature = 1.1, MaxNewTokens = 8 };
+        using var host = Sampling.CreateGenerator(11);
+        Assert.Equal(TorchSharp.DeviceType.CPU, host.device.type);
+        var drawn = Sampling.Sample(model, 5, options, host);
+        using var plain = new Generator(11);
+        Assert.Equal(drawn.Select(s => string.Join(',', s.Tokens)), Sampling.Sample(model, 5, options, plain).Select(s => string.Join(',', s.Tokens)));
+    }
+
+    [Fact]
     public void TopOneSamplingIsGreedy()
     {
         using var model = Load();

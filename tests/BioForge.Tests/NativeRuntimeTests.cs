@@ -80,20 +80,111 @@ public sealed class NativeRuntimeTests
         Assert.Equal("error: BIOFORGE_LIBTORCH=/no/such/torch/lib: no such directory", error.Trim());
     }
 
-    [Fact]
-    public void MissingRDKitShimIsOneClearErrorNamingThePackages()
+    /// <summary>
+    /// A copy of the application folder without the files <paramref name="leaveOut"/> names. Managed files are copied
+    /// (the host resolves links to the application's real folder); the large native libraries are linked.
+    /// </summary>
+    private static string ApplicationCopy(Func<string, bool> leaveOut)
     {
-        // A copy of the application folder without the shim. Managed files are copied (the host resolves links to
-        // the application's real folder); the large native libraries are linked.
         string folder = Path.Combine(TestData.TempDirectory(), "app");
         Directory.CreateDirectory(folder);
         foreach (string file in Directory.GetFiles(AppContext.BaseDirectory))
         {
             string name = Path.GetFileName(file), target = Path.Combine(folder, name);
-            if (name == "libbioforge_rdkit.so") continue;
+            if (leaveOut(name)) continue;
             if (name.Contains(".so", StringComparison.Ordinal)) File.CreateSymbolicLink(target, file);
             else File.Copy(file, target);
         }
+        return folder;
+    }
+
+    private static bool IsLibTorch(string name) =>
+        name.StartsWith("libtorch", StringComparison.Ordinal) || name.StartsWith("libc10", StringComparison.Ordinal) || name.StartsWith("libgomp", StringComparison.Ordinal);
+
+    /// <summary>
+    /// The NuGet LibTorch copied (real files, as a PyTorch install's are: links would resolve to the bundled files,
+    /// which the loader then counts once) into a folder of its own, once per test run.
+    /// </summary>
+    private static readonly Lazy<string> LibTorchCopy = new(() =>
+    {
+        string folder = Path.Combine(TestData.TempDirectory(), "torch-lib");
+        Directory.CreateDirectory(folder);
+        foreach (string file in Directory.GetFiles(AppContext.BaseDirectory))
+        {
+            string name = Path.GetFileName(file);
+            if (name is "libc10.so" or "libtorch_cpu.so" or "libtorch.so" || name.StartsWith("libgomp", StringComparison.Ordinal))
+                File.Copy(file, Path.Combine(folder, name));
+        }
+        return folder;
+    });
+
+    [Fact]
+    public void AnExternalLibTorchIsTheOnlyOneMapped()
+    {
+        string app = ApplicationCopy(IsLibTorch), folder = LibTorchCopy.Value;
+        var env = new Dictionary<string, string> { [TorchRuntime.LibTorchEnvironmentVariable] = folder, ["LD_LIBRARY_PATH"] = folder };
+        var (code, output, error) = Exec("dotnet", [Path.Combine(app, "BioForge.Cli.dll"), "env"], env);
+        Assert.True(code == 0, error);
+        string mapped = output.Split('\n').Single(l => l.StartsWith("mapped:", StringComparison.Ordinal))["mapped:".Length..].Trim();
+        Assert.Equal(Path.Combine(folder, "libtorch_cpu.so"), mapped);
+    }
+
+    [Fact]
+    public void AnExternalLibTorchBesideTheBundledOneIsOneClearError()
+    {
+        // The test binaries' folder holds the NuGet LibTorch, as artifacts/cli does: TorchSharp would map both.
+        string folder = LibTorchCopy.Value;
+        var env = new Dictionary<string, string> { [TorchRuntime.LibTorchEnvironmentVariable] = folder, ["LD_LIBRARY_PATH"] = folder };
+        var (code, _, error) = Exec("dotnet", [CliDll, "env"], env);
+        Assert.Equal(2, code);
+        Assert.StartsWith($"error: BIOFORGE_LIBTORCH={folder}, but the application folder", error);
+        Assert.Contains("holds its own libtorch_cpu.so", error);
+        Assert.Single(error.Trim().Split('\n'));
+    }
+
+    [Fact]
+    public void EverySeedAlsoSeedsTheGpu()
+    {
+        // torch.manual_seed seeds only the CPU generator in TorchSharp 0.107; TorchRuntime.Seed seeds every device.
+        var direct = Directory.EnumerateFiles(Path.Combine(Repository.Root, "src"), "*.cs", SearchOption.AllDirectories)
+            .Where(f => !f.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}", StringComparison.Ordinal))
+            .Where(f => Path.GetFileName(f) != "TorchRuntime.cs" && File.ReadAllText(f).Contains("manual_seed(", StringComparison.Ordinal))
+            .Select(f => Path.GetRelativePath(Repository.Root, f));
+        Assert.Empty(direct);
+        _ = TestData.Cpu;
+        float Draw(long seed)
+        {
+            TorchRuntime.Seed(seed);
+            using var x = TorchSharp.torch.rand(1);
+            return x.item<float>();
+        }
+        Assert.Equal(Draw(41), Draw(41));
+    }
+
+    [Fact]
+    public void TheCudaRuntimePyTorchMappedComesBeforeAToolkitsLink()
+    {
+        const string pytorchs = "/opt/torch/lib/python3.12/site-packages/nvidia/cu13/lib/libcudart.so.13";
+        var names = Distributed.CudaRuntime.Candidates(null, [pytorchs]);
+        Assert.Equal(pytorchs, names[0]);
+        Assert.Equal("libcudart.so", names[^1]);
+        Assert.True(names.ToList().IndexOf("libcudart.so.13") < names.ToList().IndexOf("libcudart.so"));
+        Assert.Equal(["/x/libcudart.so.12"], Distributed.CudaRuntime.Candidates("/x/libcudart.so.12", [pytorchs]));
+    }
+
+    [Fact]
+    public void DeviceLabelsNameTheResolvedIndex()
+    {
+        _ = TestData.Cpu;
+        Assert.Equal("cuda:0", ComputeOptions.DeviceLabel(new TorchSharp.torch.Device(TorchSharp.DeviceType.CUDA, -1)));
+        Assert.Equal("cuda:3", ComputeOptions.DeviceLabel(new TorchSharp.torch.Device(TorchSharp.DeviceType.CUDA, 3)));
+        Assert.Equal("cpu", ComputeOptions.DeviceLabel(TorchSharp.torch.CPU));
+    }
+
+    [Fact]
+    public void MissingRDKitShimIsOneClearErrorNamingThePackages()
+    {
+        string folder = ApplicationCopy(name => name == "libbioforge_rdkit.so");
         var (code, _, error) = Exec("dotnet", [Path.Combine(folder, "BioForge.Cli.dll"), "chem", "depict", "--smiles", "CCO", "--out", Path.Combine(folder, "m.svg")]);
         Assert.Equal(2, code);
         Assert.StartsWith("error: the RDKit shim", error);

@@ -134,7 +134,7 @@ public static class AffinityTrainer
         var history = new List<JsonObject>();
         for (int k = 0; k < config.Model.Ensemble; k++)
         {
-            torch.manual_seed((long)(config.Seed >> 1) + k);
+            TorchRuntime.Seed((long)(config.Seed >> 1) + k);
             var member = new AffinityNetwork(featurizer.DrugWidth, featurizer.TargetWidth, config.Model.Hidden, config.Model.Dropout);
             member.to(compute.Device);
             var (best, bestEpoch, memberHistory) = Fit(member, drugs, targets, train, valid, manifest, config, k, compute.Device, clock, onEpoch);

@@ -170,7 +170,7 @@ public sealed class OptimizationSession : IDisposable
             return seconds;
         }
         Agent.Model.eval(); // no dropout in sampling or in the likelihood the loss differentiates
-        using var generator = new Generator(StatelessRandom.Hash(config.Seed, step, 0x5A3B1E), Agent.Device);
+        using var generator = Sampling.CreateGenerator(StatelessRandom.Hash(config.Seed, step, 0x5A3B1E));
         var batch = Sampling.Sample(Agent.Model, config.Sampling.BatchSize, sampling, generator);
         var smiles = batch.Select(s => s.Finished ? vocabulary.DecodeRaw(s.Tokens) : "").ToList();
         double sampleSeconds = Lap();

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using BioForge.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -199,10 +200,16 @@ public sealed unsafe class NcclCommunicator : Communicator
 /// </summary>
 internal static unsafe class CudaRuntime
 {
+    /// <summary>
+    /// The runtime PyTorch already mapped comes first, then versioned names: the bare <c>libcudart.so</c> is a CUDA
+    /// toolkit's development link and would load a second runtime, whose current device is not LibTorch's.
+    /// </summary>
+    internal static IReadOnlyList<string> Candidates(string? custom, IEnumerable<string> mapped) =>
+        custom is { Length: > 0 } ? [custom] : [.. mapped, "libcudart.so.13", "libcudart.so.12", "libcudart.so"];
+
     public static void SetDevice(int index)
     {
-        string[] names = Environment.GetEnvironmentVariable("BIOFORGE_CUDART_LIBRARY") is { Length: > 0 } custom
-            ? [custom] : ["libcudart.so", "libcudart.so.13", "libcudart.so.12"];
+        var names = Candidates(Environment.GetEnvironmentVariable("BIOFORGE_CUDART_LIBRARY"), TorchRuntime.MappedLibraries("libcudart.so"));
         foreach (string name in names)
         {
             if (!NativeLibrary.TryLoad(name, out IntPtr handle)) continue;

@@ -35,15 +35,18 @@ public static class TensorParallelRegion
         public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
         {
             ctx.save_data("group", vars[1]);
+            BackwardPass.Attach(ctx);
             return ((Tensor)vars[0]).view_as((Tensor)vars[0]);
         }
 
-        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
-        {
-            var gradient = gradOutput.clone();
-            ((Communicator)ctx.get_data("group")).AllReduce(gradient);
-            return [gradient, null!];
-        }
+        // An NCCL or MPI failure here is carried to the caller of backward() (see BackwardPass), not thrown through LibTorch.
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) =>
+            BackwardPass.Run(ctx, Name, gradOutput, results: 2, () =>
+            {
+                var gradient = gradOutput.clone();
+                ((Communicator)ctx.get_data("group")).AllReduce(gradient);
+                return [gradient, null!];
+            });
     }
 
     private sealed class ReduceFunction : autograd.SingleTensorFunction<ReduceFunction>
@@ -54,10 +57,12 @@ public static class TensorParallelRegion
         {
             var sum = ((Tensor)vars[0]).clone();
             ((Communicator)vars[1]).AllReduce(sum);
+            BackwardPass.Attach(ctx);
             return sum;
         }
 
-        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) => [gradOutput, null!];
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) =>
+            BackwardPass.Run(ctx, Name, gradOutput, results: 2, () => [gradOutput, null!]);
     }
 }
 

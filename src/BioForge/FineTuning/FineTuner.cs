@@ -91,7 +91,7 @@ public static class FineTuner
         var encoder = SequenceEncoder.Load(config.Model.Init, device);
         try
         {
-            torch.manual_seed((long)(config.Seed >> 1)); // the head's initial weights
+            TorchRuntime.Seed((long)(config.Seed >> 1)); // the head's initial weights
             var head = new PredictionHead(encoder.HiddenSize, config.Task.HeadHidden, labels.Outputs, config.Task.HeadDropout);
             head.to(device);
             return new TaskModel(encoder, head, config.TaskType, config.PoolingMode, device);
@@ -127,7 +127,7 @@ public static class FineTuner
                 foreach (var chunk in order.Chunk(config.Data.BatchSize))
                 {
                     step++;
-                    torch.manual_seed((long)(StatelessRandom.Hash(config.Seed, step, 0xD80) >> 1)); // dropout
+                    TorchRuntime.Seed((long)(StatelessRandom.Hash(config.Seed, step, 0xD80) >> 1)); // dropout
                     using var scope = NewDisposeScope();
                     var batch = chunk.Select(i => train[i]).ToList();
                     var outputs = model.Outputs(cache?.Gather(batch) ?? model.Features([.. batch.Select(e => e.Encoded)]));

@@ -1,7 +1,6 @@
 using BioForge.Chem;
 using BioForge.Models.Llama;
 using BioForge.Tokenizers;
-using static TorchSharp.torch;
 
 namespace BioForge.Generation;
 
@@ -30,14 +29,14 @@ public sealed class SmilesGenerator
     /// Samples <paramref name="count"/> molecules in batches of <paramref name="batchSize"/>. With
     /// <paramref name="validOnly"/>, sampling continues until <paramref name="count"/> valid molecules were found (at
     /// most <paramref name="maxAttemptsFactor"/> × count samples) and only those are returned. Reproducible for a seed
-    /// and batch size on one device.
+    /// and batch size (the draws are made on the host, so on any device up to floating-point differences in the model).
     /// </summary>
     public IReadOnlyList<GeneratedMolecule> Generate(int count, SamplingOptions options, ulong seed, int batchSize, bool validOnly,
         IProgress<int>? progress = null, int maxAttemptsFactor = 100)
     {
         if (count < 1) throw new BioForgeException($"--n must be positive (got {count})");
         if (batchSize < 1) throw new BioForgeException($"--batch must be positive (got {batchSize})");
-        using var generator = new Generator(seed, model.Device);
+        using var generator = Sampling.CreateGenerator(seed);
         var result = new List<GeneratedMolecule>(count);
         long attempts = 0, limit = (long)count * maxAttemptsFactor;
         while (result.Count < count)

@@ -12,8 +12,14 @@ namespace BioForge.Runtime;
 public static class ActivationCheckpoint
 {
     /// <summary>Runs <paramref name="segment"/> on <paramref name="input"/> under checkpointing when gradients are being recorded.</summary>
-    public static Tensor Run(Func<Tensor, Tensor> segment, Tensor input) =>
-        is_grad_enabled() && input.requires_grad ? Segment.apply(input, segment) : segment(input);
+    public static Tensor Run(Func<Tensor, Tensor> segment, Tensor input)
+    {
+        if (!is_grad_enabled() || !input.requires_grad) return segment(input);
+        // The segment's temporaries would otherwise live in the caller's scope until the whole micro-batch ends, which
+        // is what checkpointing exists to avoid.
+        using var scope = NewDisposeScope();
+        return Segment.apply(input, segment).MoveToOuterDisposeScope();
+    }
 
     private sealed class Segment : autograd.SingleTensorFunction<Segment>
     {
@@ -24,20 +30,22 @@ public static class ActivationCheckpoint
             var input = (Tensor)vars[0];
             ctx.save_for_backward([input]);
             ctx.save_data("segment", vars[1]);
+            BackwardPass.Attach(ctx);
             return ((Func<Tensor, Tensor>)vars[1])(input);
         }
 
-        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
-        {
-            var recompute = (Func<Tensor, Tensor>)ctx.get_data("segment");
-            using var input = ctx.get_saved_variables()[0].detach().requires_grad_(true);
-            using (enable_grad())
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) =>
+            BackwardPass.Run(ctx, Name, gradOutput, results: 2, () =>
             {
-                using var output = recompute(input);
-                // Parameters inside the segment receive their gradients here, accumulated into their .grad as usual.
-                autograd.backward([output], [gradOutput]);
-            }
-            return [input.grad!.detach(), null!]; // one entry per forward argument; the segment delegate has none
-        }
+                var recompute = (Func<Tensor, Tensor>)ctx.get_data("segment");
+                var input = ctx.get_saved_variables()[0].detach().requires_grad_(true);
+                using (enable_grad())
+                {
+                    var output = recompute(input);
+                    // Parameters inside the segment receive their gradients here, accumulated into their .grad as usual.
+                    autograd.backward([output], [gradOutput]);
+                }
+                return [input.grad!.detach(), null!]; // one entry per forward argument; the segment delegate has none
+            });
     }
 }

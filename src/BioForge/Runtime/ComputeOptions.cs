@@ -22,6 +22,13 @@ public sealed record ComputeOptions(torch.Device Device, torch.ScalarType DType,
 
     public static ComputeOptions CpuFloat32() => Resolve("cpu", "fp32", 0);
 
+    /// <summary>
+    /// "cpu" or "cuda:N" with the index the device resolves to: a bare <c>cuda</c> (index −1 in TorchSharp) is the
+    /// current device, which BioForge never changes from 0 in a single-device process.
+    /// </summary>
+    public static string DeviceLabel(torch.Device device) =>
+        device.type == DeviceType.CUDA ? $"cuda:{Math.Max(0, device.index)}" : device.type.ToString().ToLowerInvariant();
+
     private static torch.Device ParseDevice(string text)
     {
         string s = text.Trim().ToLowerInvariant();

@@ -9,7 +9,10 @@ namespace BioForge.Runtime;
 /// <remarks>
 /// By default the CPU LibTorch shipped next to the executable is used. <c>BIOFORGE_LIBTORCH=&lt;dir&gt;</c> points at
 /// another LibTorch (for example a PyTorch CUDA install's <c>site-packages/torch/lib</c>): its libraries are loaded by
-/// full path first, so the dynamic loader binds TorchSharp's bridge to them instead of the bundled CPU build.
+/// full path first, so the dynamic loader binds TorchSharp's bridge to them instead of the bundled CPU build. The
+/// application folder must then hold no LibTorch of its own: TorchSharp loads <c>torch_cpu</c> by name from its own
+/// folder first (a plain <c>NativeLibrary.TryLoad</c>, which no DLL import resolver intercepts), and a second
+/// <c>libtorch_cpu.so</c> beside the external <c>libc10.so</c> aborts at start-up or, across versions, misbehaves.
 /// </remarks>
 public static class TorchRuntime
 {
@@ -56,17 +59,50 @@ public static class TorchRuntime
         }
     }
 
+    /// <summary>
+    /// Seeds LibTorch's default generators on every device: TorchSharp's <c>torch.manual_seed</c> seeds only the CPU
+    /// generator, so dropout on a GPU would otherwise draw from an unseeded CUDA generator.
+    /// </summary>
+    public static void Seed(long seed)
+    {
+        torch.manual_seed(seed);
+        if (CudaAvailable) torch.cuda.manual_seed_all(seed);
+    }
+
+    /// <summary>
+    /// The files mapped into this process whose names start with <paramref name="fileNamePrefix"/> (e.g.
+    /// <c>libtorch_cpu.so</c>), read from <c>/proc/self/maps</c>: which copies of a library the loader really holds.
+    /// </summary>
+    public static IReadOnlyList<string> MappedLibraries(string fileNamePrefix) =>
+        File.ReadLines("/proc/self/maps")
+            .Select(line => line.IndexOf('/', StringComparison.Ordinal) is int at and >= 0 ? line[at..].Trim() : null)
+            .OfType<string>()
+            .Where(path => Path.GetFileName(path).StartsWith(fileNamePrefix, StringComparison.Ordinal))
+            .Distinct(StringComparer.Ordinal)
+            .ToList();
+
     private static bool LoadExternalLibTorch(string directory)
     {
         if (!Directory.Exists(directory))
             throw new BioForgeException($"{LibTorchEnvironmentVariable}={directory}: no such directory");
-        foreach (string name in CoreLibraries)
-            Load(Path.Combine(directory, name), required: true);
+        RefuseSecondLibTorch(directory);
         bool cuda = CudaLibraries.All(name => File.Exists(Path.Combine(directory, name)));
-        if (cuda)
-            foreach (string name in CudaLibraries) Load(Path.Combine(directory, name), required: true);
-        Load(Path.Combine(directory, "libtorch.so"), required: true);
+        string[] names = cuda ? [.. CoreLibraries, .. CudaLibraries, "libtorch.so"] : [.. CoreLibraries, "libtorch.so"];
+        foreach (string name in names) Load(Path.Combine(directory, name));
         return cuda;
+    }
+
+    /// <summary>Refuses an application folder whose own libtorch_cpu.so is another file than the external one (a link to it is the same library).</summary>
+    private static void RefuseSecondLibTorch(string directory)
+    {
+        const string library = "libtorch_cpu.so";
+        string bundled = Path.Combine(AppContext.BaseDirectory, library), external = Path.Combine(directory, library);
+        if (!File.Exists(bundled) || !File.Exists(external)) return;
+        static string Real(string path) => File.ResolveLinkTarget(path, returnFinalTarget: true)?.FullName ?? Path.GetFullPath(path);
+        if (Real(bundled) == Real(external)) return;
+        throw new BioForgeException($"{LibTorchEnvironmentVariable}={directory}, but the application folder {AppContext.BaseDirectory} holds its own {library}, "
+            + "which TorchSharp would load beside the external one (two LibTorch versions in one process); run ./bioforge, which runs "
+            + "a copy without LibTorch when the variable is set, or a publish without LibTorch (scripts/gpu-bundle.sh)");
     }
 
     private static void LoadBridge()
@@ -74,16 +110,12 @@ public static class TorchRuntime
         string bridge = Path.Combine(AppContext.BaseDirectory, BridgeLibrary);
         if (!File.Exists(bridge))
             throw new BioForgeException($"{BridgeLibrary} is missing from {AppContext.BaseDirectory}: rebuild BioForge (./bioforge rebuilds when needed)");
-        Load(bridge, required: true);
+        Load(bridge);
     }
 
-    private static void Load(string path, bool required)
+    private static void Load(string path)
     {
-        if (!File.Exists(path))
-        {
-            if (required) throw new BioForgeException($"cannot load LibTorch: {path} does not exist");
-            return;
-        }
+        if (!File.Exists(path)) throw new BioForgeException($"cannot load LibTorch: {path} does not exist");
         try
         {
             NativeLibrary.Load(path);

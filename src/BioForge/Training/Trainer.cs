@@ -47,7 +47,8 @@ public sealed record TrainerOptions
 /// <summary>
 /// The pre-training loop, readable top to bottom: micro-batches → loss → backward → (accumulate) → clip → AdamW step,
 /// with validation, JSON-lines metrics and checkpoints. Everything random is a pure function of (seed, step, epoch,
-/// index), so a run resumed from a checkpoint produces the same weights bit for bit as one that never stopped.
+/// index), so a run resumed from a checkpoint produces the same weights as one that never stopped: bit for bit on the CPU,
+/// to rounding on a GPU (some CUDA backward kernels and cuBLAS's algorithm choice are not deterministic).
 /// </summary>
 public static class Trainer
 {
@@ -106,6 +107,8 @@ public static class Trainer
         {
             var stepClock = Stopwatch.StartNew();
             (double stepLoss, long stepTokens, double gradNorm, double lr, position) = TrainStep(task, stream, position, optimizer, config, compute.Device, step, grid.Data);
+            // The optimizer's kernels are still queued on a GPU: without the wait they would be timed in the next step.
+            if (compute.Device.type == DeviceType.CUDA) torch.cuda.synchronize(compute.Device);
             step++;
             windowSeconds += stepClock.Elapsed.TotalSeconds;
             tokensSeen += stepTokens;
@@ -264,12 +267,12 @@ public static class Trainer
             // Dropout draws from the global generator; seeding it per (step, micro-batch) makes the masks independent
             // of history and of which rank computes the micro-batch.
             long seed = (long)(StatelessRandom.Hash(config.Seed, step, index, 0x5EED) >> 1);
-            torch.manual_seed(seed);
-            if (device.type == DeviceType.CUDA) torch.cuda.manual_seed_all(seed);
+            TorchRuntime.Seed(seed);
             using var scope = NewDisposeScope();
+            using var pass = new BackwardPass(); // before the forward: custom autograd functions attach to it
             var batch = MicroBatches.Collate(examples, task.PadId, device);
             var loss = task.LossSum(batch);
-            loss.Div(Math.Max(1, scored)).backward();
+            pass.Backward(loss.Div(Math.Max(1, scored)));
             optimizer.AccumulateGradients();
             lossSum += loss.item<float>();
             tokens += batch.Tokens;

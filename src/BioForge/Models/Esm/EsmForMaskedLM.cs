@@ -181,13 +181,17 @@ internal sealed class EsmEncoder : nn.Module
         foreach (var block in layer)
         {
             all?.Add(x);
+            // One scope per layer: its temporaries (those autograd does not save, such as the float32 rotary
+            // intermediates) are freed when the layer ends, not when the caller's scope (a whole micro-batch) does.
+            using var scope = NewDisposeScope();
             if (ActivationCheckpointing && !options.Attentions)
             {
-                x = ActivationCheckpoint.Run(h => block.Forward(h, keyMask, cos, sin, options).Item1, x);
+                x = ActivationCheckpoint.Run(h => block.Forward(h, keyMask, cos, sin, options).Item1, x).MoveToOuterDisposeScope();
                 continue;
             }
             (x, var probs) = block.Forward(x, keyMask, cos, sin, options);
-            if (probs is not null) attentions?.Add(probs);
+            x = x.MoveToOuterDisposeScope();
+            if (probs is not null) attentions?.Add(probs.MoveToOuterDisposeScope());
         }
         x = emb_layer_norm_after.forward(x);
         all?.Add(x);

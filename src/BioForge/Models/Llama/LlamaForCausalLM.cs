@@ -150,9 +150,11 @@ internal sealed class LlamaModel : nn.Module
         {
             all?.Add(x);
             var layer = layers[i];
-            x = ActivationCheckpointing && cache is null
+            // One scope per layer: what autograd does not save is freed when the layer ends, not with the caller's scope.
+            using var scope = NewDisposeScope();
+            x = (ActivationCheckpointing && cache is null
                 ? ActivationCheckpoint.Run(h => layer.Forward(h, allowed, cos, sin, null, 0), x)
-                : layer.Forward(x, allowed, cos, sin, cache, i);
+                : layer.Forward(x, allowed, cos, sin, cache, i)).MoveToOuterDisposeScope();
         }
         x = norm.forward(x);
         all?.Add(x);

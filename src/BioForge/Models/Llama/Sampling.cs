@@ -24,8 +24,16 @@ public sealed record SampledSequence(long[] Tokens, bool Finished, double LogLik
 public static class Sampling
 {
     /// <summary>
+    /// The generator <see cref="Sample"/> draws from. Always a host (CPU) generator: TorchSharp's generator constructor
+    /// ignores its device argument, and CUDA's multinomial refuses a CPU generator, so the draws are made on the host
+    /// from host probabilities — which also makes one seed give the same tokens on CPU and GPU.
+    /// </summary>
+    public static Generator CreateGenerator(ulong seed) => new(seed, CPU);
+
+    /// <summary>
     /// Samples <paramref name="count"/> sequences in one batch, decoding with a key/value cache; finished sequences
-    /// leave the batch. Reproducible for a given generator seed and device.
+    /// leave the batch. The model runs on its device; each step's token is drawn on the host from
+    /// <paramref name="generator"/> (see <see cref="CreateGenerator"/>), so a seed reproduces whatever the device.
     /// </summary>
     public static IReadOnlyList<SampledSequence> Sample(LlamaForCausalLM model, int count, SamplingOptions options, Generator generator)
     {
@@ -50,9 +58,12 @@ public static class Sampling
                 var mask = ones(alive.Count, cache.Length + 1, ScalarType.Int64, device);
                 var logits = model.Forward(next, mask, cache: cache).Logits.select(1, -1).to(ScalarType.Float32);
                 var logProbs = logits.log_softmax(-1);
-                var chosen = multinomial(Filter(logits.Div(options.Temperature), options).softmax(-1), 1, false, generator);
+                // [rows, vocabulary] crosses to the host once per token: small next to the forward pass.
+                var probabilities = Filter(logits.Div(options.Temperature), options).softmax(-1).cpu();
+                var drawn = multinomial(probabilities, 1, false, generator);
+                var chosen = drawn.to(device);
                 var chosenLogProbs = logProbs.gather(1, chosen).squeeze(1).cpu().data<float>().ToArray();
-                var chosenTokens = chosen.squeeze(1).cpu().data<long>().ToArray();
+                var chosenTokens = drawn.squeeze(1).data<long>().ToArray();
 
                 var stillAlive = new List<int>();
                 var keep = new List<long>();
