@@ -123,12 +123,11 @@ internal static class FineTuneCommands
         }
         else
         {
-            using var reader = Csv.OpenText(path);
+            using var reader = LineReader.Open(path, Csv.MaxLineLength);
             string? line;
-            int number = 0;
             while ((line = reader.ReadLine()) != null)
             {
-                number++;
+                int number = reader.LineNumber;
                 var parts = line.Split((char[]?)null, 2, StringSplitOptions.RemoveEmptyEntries);
                 if (parts.Length == 0) continue;
                 ids.Add(parts.Length > 1 ? parts[1].Trim() : $"line {number}");

@@ -118,6 +118,7 @@ public static class AtomicFile
     private static string Reason(Exception e, string internalPath) => e switch
     {
         UnauthorizedAccessException => "permission denied",
-        _ => e.Message.Replace($"'{internalPath}'", "", StringComparison.Ordinal).Replace(internalPath, "", StringComparison.Ordinal).Trim(),
+        FileNotFoundException or DirectoryNotFoundException => "the file system creates no files there",
+        _ => e.Message.Replace($"'{internalPath}'", "", StringComparison.Ordinal).Replace(internalPath, "", StringComparison.Ordinal).Replace(" : ", " ", StringComparison.Ordinal).Trim().TrimEnd('.', ' '),
     };
 }
