@@ -159,7 +159,28 @@ internal static class ChemCommands
         if (string.IsNullOrWhiteSpace(spec)) return [];
         var parts = spec.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         if (parts.All(p => int.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out _)))
-            return parts.Select(p => int.Parse(p, CultureInfo.InvariantCulture)).ToList();
-        throw new BioForgeException($"--highlight {spec}: expected atom indices such as 0,1,2");
+        {
+            var indices = parts.Select(p => int.Parse(p, CultureInfo.InvariantCulture)).ToList();
+            int atoms = molecule.Atoms().Count;
+            if (indices.FirstOrDefault(i => i >= atoms, -1) is var outside and >= 0)
+                throw new BioForgeException($"--highlight {spec}: atom {outside} does not exist (the molecule has atoms 0 to {atoms - 1})");
+            return indices;
+        }
+        // Anything else is a SMARTS, as the help says: every atom of every match is highlighted.
+        SmartsQuery query;
+        try
+        {
+            query = new SmartsQuery(spec.Trim());
+        }
+        catch (BioForgeException e)
+        {
+            throw new BioForgeException($"--highlight {spec}: neither atom indices such as 0,1,2 nor a valid SMARTS ({e.Message})");
+        }
+        using (query)
+        {
+            var matched = molecule.SubstructureMatches(query).SelectMany(m => m).Distinct().Order().ToList();
+            if (matched.Count == 0) throw new BioForgeException($"--highlight {spec}: the SMARTS matches no atom of {molecule.ToSmiles()}");
+            return matched;
+        }
     }
 }

@@ -60,15 +60,21 @@ internal static class FineTuneCommands
             var header = new List<string> { "id", "sequence", "prediction" };
             bool probabilities = model.Manifest.TaskType == FineTuneTask.Classification;
             if (probabilities) header.AddRange(model.Manifest.Classes.Select(c => Csv.Quote($"p_{c}")));
+            header.Add("error");
             text.AppendJoin(',', header).Append('\n');
             for (int i = 0; i < sequences.Count; i++)
             {
-                var fields = new List<string> { Csv.Quote(ids[i]), Csv.Quote(sequences[i]), Csv.Quote(predictions[i].Text) };
-                if (probabilities) fields.AddRange(predictions[i].Outputs[0].Select(p => p.ToString("G6", CultureInfo.InvariantCulture)));
+                var p = predictions[i];
+                var fields = new List<string> { Csv.Quote(ids[i]), Csv.Quote(sequences[i]), Csv.Quote(p.Text) };
+                if (probabilities)
+                    fields.AddRange(p.Valid ? p.Outputs[0].Select(v => v.ToString("G6", CultureInfo.InvariantCulture)) : model.Manifest.Classes.Select(_ => ""));
+                fields.Add(Csv.Quote((p.Error ?? "").Replace('\n', ' ')));
                 text.AppendJoin(',', fields).Append('\n');
             }
             AtomicFile.WriteText(result.GetValue(outPath)!, text.ToString());
-            output.WriteLine($"{sequences.Count} predictions -> {result.GetValue(outPath)}");
+            int invalid = predictions.Count(p => !p.Valid);
+            if (invalid > 0) error.WriteLine($"warning: {invalid} of {sequences.Count} inputs invalid; their rows have an empty prediction and the reason in the error column");
+            output.WriteLine($"{sequences.Count - invalid} predictions -> {result.GetValue(outPath)}");
             return 0;
         }));
         return command;
@@ -117,12 +123,11 @@ internal static class FineTuneCommands
         }
         else
         {
-            using var reader = Csv.OpenText(path);
+            using var reader = LineReader.Open(path, Csv.MaxLineLength);
             string? line;
-            int number = 0;
             while ((line = reader.ReadLine()) != null)
             {
-                number++;
+                int number = reader.LineNumber;
                 var parts = line.Split((char[]?)null, 2, StringSplitOptions.RemoveEmptyEntries);
                 if (parts.Length == 0) continue;
                 ids.Add(parts.Length > 1 ? parts[1].Trim() : $"line {number}");

@@ -127,7 +127,11 @@ internal static class ProteinCommands
             var contacts = ContactPredictor.Predict(esm, sequence);
             ContactPredictor.WriteCsv(target, sequence, contacts);
             int n = contacts.GetLength(0);
+            bool trained = esm.Model.ContactHeadTrained;
+            if (!trained)
+                error.WriteLine($"warning: the contact head is untrained in {result.GetValue(model)} (its regression is still at initialisation): the map is about 0.5 everywhere, not a prediction; use an ESM-2 checkpoint with a fitted contact head (e.g. facebook/esm2_t6_8M_UR50D)");
             output.WriteLine($"{n}x{n} contact map -> {target}");
+            output.WriteLine($"contact_head: {(trained ? "trained" : "untrained")}");
             if (result.GetValue(png) is { } picture)
             {
                 BioForge.Imaging.Heatmap.WritePng(picture, contacts);

@@ -77,7 +77,7 @@ internal static class ScreenCommand
     private static long? CountRecords(string path)
     {
         if (Console.IsErrorRedirected || !File.Exists(path)) return null;
-        using var reader = Csv.OpenText(path);
+        using var reader = LineReader.Open(path, MoleculeSource.MaxLineLength);
         bool sdf = path.Contains(".sd", StringComparison.OrdinalIgnoreCase);
         bool table = path.Contains(".csv", StringComparison.OrdinalIgnoreCase) || path.Contains(".tsv", StringComparison.OrdinalIgnoreCase);
         long count = 0;

@@ -26,9 +26,11 @@ public sealed class ChemCliTests
         Assert.True(result.Code == 0, result.Err);
         Assert.Contains("4 molecules (3 valid, 1 invalid)", result.Out);
         var lines = File.ReadAllLines(output);
-        Assert.Equal("input,valid,canonical,molwt,logp,tpsa,hbd,hba,rotb,qed,sa,pains,error", lines[0]);
+        Assert.Equal("input,valid,canonical,molwt,logp,tpsa,hbd,hba,rotb,qed,sa,pains,error,name", lines[0]);
         Assert.Equal(5, lines.Length);
         Assert.StartsWith("CCO,1,CCO,46.069,", lines[1]);
+        Assert.EndsWith(",ethanol", lines[1]); // the .smi name column is kept
+        Assert.EndsWith(",", lines[3]);
         Assert.StartsWith("C1CC,0,,", lines[2]);
         Assert.Contains("unclosed ring", lines[2]);
         Assert.StartsWith("c1ccccc1O,1,Oc1ccccc1,", lines[3]);
@@ -84,5 +86,74 @@ public sealed class ChemCliTests
         Assert.Equal(0, json.RootElement.GetProperty("Novelty").GetDouble());
         Assert.Equal(System.Text.Json.JsonValueKind.Null, json.RootElement.GetProperty("SNN").ValueKind);
         Assert.Equal(2, Run("chem", "metrics", "--gen", Write("empty.smi", ""), "--out", output).Code);
+    }
+
+    [Fact]
+    public void NonAsciiSmilesAreInvalidInEveryCommand()
+    {
+        string input = Write("emoji.smi", "C😀C methane?\nCCO\n");
+        string output = Path.Combine(TestData.TempDirectory(), "props.csv");
+        Assert.Equal(0, Run("chem", "props", "--in", input, "--out", output).Code);
+        var rows = File.ReadAllLines(output);
+        Assert.StartsWith("C😀C,0,,", rows[1]);
+        Assert.Contains("character '😀' (U+1F600) at position 2 is not printable ASCII", rows[1]);
+
+        var depict = Run("chem", "depict", "--smiles", "C😀C", "--out", Path.Combine(TestData.TempDirectory(), "m.svg"));
+        Assert.Equal(2, depict.Code);
+        Assert.Contains("(U+1F600) at position 2", depict.Err);
+        var similar = Run("chem", "similar", "--index", input, "--query", "C😀C");
+        Assert.Equal(2, similar.Code);
+        Assert.Contains("(U+1F600) at position 2", similar.Err);
+        var hits = Run("chem", "similar", "--index", input, "--query", "CCO");
+        Assert.Contains("1 unparsable skipped", hits.Err);
+        string json = Path.Combine(TestData.TempDirectory(), "m.json");
+        Assert.Equal(0, Run("chem", "metrics", "--gen", input, "--out", json).Code);
+        Assert.Contains("\"valid\": 0.5", File.ReadAllText(json));
+    }
+
+    [Fact]
+    public void DepictHighlightsTheMatchesOfASmarts()
+    {
+        string dir = TestData.TempDirectory();
+        string bySmarts = Path.Combine(dir, "smarts.svg"), byIndex = Path.Combine(dir, "index.svg"), plain = Path.Combine(dir, "plain.svg");
+        Assert.Equal(0, Run("chem", "depict", "--smiles", "c1ccccc1O", "--out", plain).Code);
+        var result = Run("chem", "depict", "--smiles", "c1ccccc1O", "--out", bySmarts, "--highlight", "[OX2H]");
+        Assert.True(result.Code == 0, result.Err);
+        Assert.Equal(0, Run("chem", "depict", "--smiles", "c1ccccc1O", "--out", byIndex, "--highlight", "6").Code);
+        Assert.Equal(File.ReadAllText(byIndex), File.ReadAllText(bySmarts));
+        Assert.NotEqual(File.ReadAllText(plain), File.ReadAllText(bySmarts));
+        var none = Run("chem", "depict", "--smiles", "CCO", "--out", bySmarts, "--highlight", "c1ccccc1");
+        Assert.Equal(2, none.Code);
+        Assert.Contains("matches no atom", none.Err);
+        var bad = Run("chem", "depict", "--smiles", "CCO", "--out", bySmarts, "--highlight", "[C");
+        Assert.Equal(2, bad.Code);
+        Assert.Contains("--highlight", bad.Err);
+    }
+
+    [Fact]
+    public void EmptyBinaryAndUnwritableInputsAreErrors()
+    {
+        string dir = TestData.TempDirectory();
+        string output = Path.Combine(dir, "props.csv");
+        var empty = Run("chem", "props", "--in", Write("empty.smi", ""), "--out", output);
+        Assert.Equal(2, empty.Code);
+        Assert.Contains("empty.smi: the file holds no molecules", empty.Err);
+        Assert.False(File.Exists(output));
+        Assert.Equal(2, Run("chem", "props", "--in", Write("blank.csv", "smiles\n\n"), "--out", output).Code);
+
+        string binary = Path.Combine(dir, "picture.smi");
+        File.WriteAllBytes(binary, [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d]);
+        var bin = Run("chem", "props", "--in", binary, "--out", output);
+        Assert.Equal(2, bin.Code);
+        Assert.Contains("picture.smi:3: binary data (a NUL byte)", bin.Err); // the PNG signature's line breaks end lines 1 and 2
+        Assert.Equal(2, Run("chem", "metrics", "--gen", binary, "--out", Path.Combine(dir, "m.json")).Code);
+
+        // /proc refuses new files even to root; the message used to name the hidden temporary file instead.
+        const string unwritable = "/proc/bioforge-props.csv";
+        var denied = Run("chem", "props", "--in", Write("ok.smi", "CCO\n"), "--out", unwritable);
+        Assert.Equal(2, denied.Code);
+        Assert.StartsWith($"error: --out {unwritable}: ", denied.Err);
+        Assert.DoesNotContain(".tmp", denied.Err);
+        Assert.Single(denied.Err.TrimEnd().Split('\n'));
     }
 }

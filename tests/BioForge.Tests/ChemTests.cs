@@ -19,6 +19,63 @@ public sealed class ChemTests
     }
 
     [Fact]
+    public void SmilesOutsidePrintableAsciiAreInvalidNamingTheCharacterAndPosition()
+    {
+        // RDKit stopped at the emoji and read "C😀C" as methane, reported valid.
+        Assert.False(Molecule.TryFromSmiles("C😀C", out var molecule, out string? emoji));
+        Assert.Null(molecule);
+        Assert.Equal("character '😀' (U+1F600) at position 2 is not printable ASCII", emoji);
+        Assert.False(Molecule.TryFromSmiles("CCé", out _, out string? accent));
+        Assert.Contains("(U+00E9) at position 3", accent);
+        Assert.False(Molecule.TryFromSmiles("C\tC", out _, out string? tab));
+        Assert.Contains("(U+0009) at position 2", tab);
+        Assert.False(Molecule.TryFromSmiles("C\u00a0C", out _, out _));
+        Assert.Contains("U+1F600", Assert.Throws<BioForgeException>(() => Molecule.FromSmiles("C😀C")).Message);
+        var record = new MoleculeRecord("C😀C", "C😀C", false, 1, new Dictionary<string, string>());
+        Assert.False(record.TryParse(out _, out _));
+        using var table = new PropertyTable();
+        Assert.False(table.Compute(record).Valid);
+    }
+
+    [Fact]
+    public void SdfBlocksWithoutSeparatorsAreAnErrorNamingTheLineNeverDropped()
+    {
+        string one = string.Join("\n", File.ReadAllText(TestData.Path("chem", "small.sdf")).Split('\n').TakeWhile(l => l.TrimEnd('\r') != "M  END")) + "\nM  END\n";
+        string path = Path.Combine(TestData.TempDirectory(), "joined.sdf");
+        File.WriteAllText(path, one + one + one + "$$$$\n");
+        int second = one.Split('\n').Length; // 1-based line of the second block's title
+        var e = Assert.Throws<BioForgeException>(() => MoleculeSource.Read(path).ToList());
+        Assert.Contains($"{path}:{second}:", e.Message);
+        Assert.Contains("$$$$", e.Message);
+
+        // Data items still end at a blank line, and separated records read as before.
+        File.WriteAllText(path, one + "> <activity>\n1.5\n\n> <note>\ntwo\nlines\n\n$$$$\n" + one + "$$$$\n");
+        var records = MoleculeSource.Read(path).ToList();
+        Assert.Equal(2, records.Count);
+        Assert.Equal("1.5", records[0].Properties["activity"]);
+        Assert.Equal("two\nlines", records[0].Properties["note"]);
+    }
+
+    [Fact]
+    public void MoleculeFilesWithOverlongLinesFailWhileReading()
+    {
+        string dir = TestData.TempDirectory();
+        string smi = Path.Combine(dir, "long.smi.gz");
+        using (var gz = new System.IO.Compression.GZipStream(File.Create(smi), System.IO.Compression.CompressionLevel.Fastest))
+        {
+            gz.Write("CCO\n"u8);
+            var chunk = new byte[1 << 20];
+            Array.Fill(chunk, (byte)'C');
+            for (int i = 0; i < 64; i++) gz.Write(chunk); // one 64 MB line
+        }
+        var e = Assert.Throws<BioForgeException>(() => MoleculeSource.Read(smi).ToList());
+        Assert.StartsWith($"{smi}:2: line longer than", e.Message);
+        string csv = Path.Combine(dir, "long.csv");
+        File.WriteAllText(csv, "smiles,name\nCCO,a\n" + new string('C', MoleculeSource.MaxLineLength + 1) + ",b\n");
+        Assert.StartsWith($"{csv}:3: line longer than", Assert.Throws<BioForgeException>(() => MoleculeSource.Read(csv).ToList()).Message);
+    }
+
+    [Fact]
     public void RandomSmilesAreValidReproducibleAndVaried()
     {
         using var m = Molecule.FromSmiles("CC(=O)Oc1ccccc1C(=O)O");

@@ -98,6 +98,107 @@ public sealed class CliTests
         Assert.StartsWith("4\t1\t", rows[1]);
         Assert.StartsWith("9\t3\t", rows[6]);
         AssertFails(Run("fill-mask", "--model", TestData.EsmTiny, "--seq", "MKTIAK"), "no <mask> token");
+        // Positions count residues (a <mask> is one), and the message advises no flag fill-mask lacks.
+        var bad = Run("fill-mask", "--model", TestData.EsmTiny, "--seq", "MK<mask>1");
+        AssertFails(bad, "invalid residue '1' at position 4");
+        Assert.DoesNotContain("--unknown-as-unk", bad.Err);
+    }
+
+    [Fact]
+    public void AbsurdModelConfigsAreRefusedBeforeAllocation()
+    {
+        string config = File.ReadAllText(Path.Combine(TestData.EsmTiny, "config.json"));
+        string Model(string from, string to)
+        {
+            string dir = TestData.TempDirectory();
+            foreach (var f in Directory.GetFiles(TestData.EsmTiny)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+            Assert.Contains(from, config);
+            File.WriteAllText(Path.Combine(dir, "config.json"), config.Replace(from, to));
+            return dir;
+        }
+        AssertFails(Run("fill-mask", "--model", Model("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 100000"), "--seq", "M<mask>K"), "num_hidden_layers 100000 is more than");
+        AssertFails(Run("fill-mask", "--model", Model("\"hidden_size\": 64", "\"hidden_size\": 1000000000"), "--seq", "M<mask>K"), "hidden_size 1000000000 is more than");
+        AssertFails(Run("fill-mask", "--model", Model("\"hidden_size\": 64", "\"hidden_size\": 1e9"), "--seq", "M<mask>K"), "hidden_size");
+        AssertFails(Run("fill-mask", "--model", Model("\"vocab_size\": 33", "\"vocab_size\": 2000000000"), "--seq", "M<mask>K"), "vocab_size 2000000000 is more than");
+        // Each size plausible, the whole far beyond this machine's memory.
+        string huge = Model("\"hidden_size\": 64", "\"hidden_size\": 65536");
+        File.WriteAllText(Path.Combine(huge, "config.json"), File.ReadAllText(Path.Combine(huge, "config.json")).Replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 200").Replace("\"intermediate_size\": 256", "\"intermediate_size\": 262144"));
+        AssertFails(Run("fill-mask", "--model", huge, "--seq", "M<mask>K"), "parameters need");
+        // A value of the wrong type deep in the config is still one line and exit 2, not an internal error.
+        AssertFails(Run("fill-mask", "--model", Model("\"token_dropout\": true", "\"token_dropout\": \"yes\""), "--seq", "M<mask>K"), "token_dropout");
+    }
+
+    [Fact]
+    public void AGzipBombFailsFastWithoutLeavingAnOutputDirectory()
+    {
+        string dir = TestData.TempDirectory();
+        string bomb = Path.Combine(dir, "bomb.fasta.gz");
+        using (var gz = new System.IO.Compression.GZipStream(File.Create(bomb), System.IO.Compression.CompressionLevel.Fastest))
+        {
+            gz.Write(">bomb\n"u8);
+            var chunk = new byte[1 << 20];
+            Array.Fill(chunk, (byte)'A');
+            for (int i = 0; i < 64; i++) gz.Write(chunk);
+        }
+        string output = Path.Combine(dir, "new", "emb.npy");
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", bomb, "--out", output), "bomb.fasta.gz:2: record 'bomb' is longer than 1,000,000 residues");
+        Assert.False(Directory.Exists(Path.Combine(dir, "new")));
+
+        // A failure after the writer created the folder removes it again.
+        output = Path.Combine(dir, "other", "deeper", "emb.csv");
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">long\n" + new string('A', 1100) + "\n"), "--out", output), "has 1100 residues");
+        Assert.False(Directory.Exists(Path.Combine(dir, "other")));
+    }
+
+    [Fact]
+    public void NpyEmbeddingsGetTheirIdsBesideThem()
+    {
+        string output = Path.Combine(TestData.TempDirectory(), "e.npy");
+        var result = Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">b second\nMKV\n>a\nMKTAYIAK\n"), "--out", output);
+        Assert.Equal(0, result.Code);
+        Assert.Equal(["b", "a"], File.ReadAllLines(Path.ChangeExtension(output, ".ids.txt")));
+    }
+
+    [Fact]
+    public void HelpNamesBioforgeAndArgumentErrorsAreOneLineWithExitCode2()
+    {
+        var output = new StringWriter();
+        Assert.Equal(0, Cli.Cli.Run(["--help"], output, new StringWriter()));
+        Assert.Contains("bioforge [command] [options]", output.ToString());
+        Assert.DoesNotContain("BioForge.Cli", output.ToString());
+        Assert.DoesNotContain("testhost", output.ToString());
+
+        foreach (var args in new[] { new[] { "embed", "--in", "x.fasta" }, ["no-such-command"], ["chem", "props", "--in", "a.smi", "--out", "b.csv", "--threads", "many"] })
+        {
+            var stdout = new StringWriter();
+            var stderr = new StringWriter();
+            Assert.Equal(2, Cli.Cli.Run(args, stdout, stderr));
+            Assert.Equal("", stdout.ToString());
+            Assert.StartsWith("error: ", stderr.ToString());
+            Assert.Single(stderr.ToString().TrimEnd().Split('\n'));
+            Assert.Contains("--help", stderr.ToString());
+        }
+    }
+
+    [Fact]
+    public void ContactsOfAnUntrainedContactHeadSaySo()
+    {
+        string dir = TestData.TempDirectory();
+        string csv = Path.Combine(dir, "map.csv");
+        var shipped = Run("contacts", "--model", Path.Combine(Repository.Root, "models", "esm2-small"), "--seq", "MKTAYIAKQRQISFVKSHFSRQ", "--out", csv);
+        Assert.Equal(0, shipped.Code);
+        Assert.Contains("warning: ", shipped.Err);
+        Assert.Contains("contact head is untrained", shipped.Err);
+        Assert.Contains("contact_head: untrained", shipped.Out);
+
+        // Untrained means still at initialisation scale (the random tiny model too); a fitted logistic regression has a
+        // clearly negative bias (contacts are rare), as every hub ESM-2 checkpoint does.
+        using var esm = Models.Esm.EsmCheckpoint.Load(TestData.EsmTiny, TestData.Cpu.Device, TestData.Cpu.DType);
+        Assert.False(esm.Model.ContactHeadTrained);
+        using (TorchSharp.torch.no_grad())
+            foreach (var (name, p) in esm.Model.named_parameters())
+                if (name.EndsWith("contact_head.regression.bias", StringComparison.Ordinal)) p.fill_(-3.0);
+        Assert.True(esm.Model.ContactHeadTrained);
     }
 
     [Fact]

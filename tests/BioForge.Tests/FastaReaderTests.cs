@@ -60,4 +60,24 @@ public sealed class FastaReaderTests
         Assert.Contains("before the first '>'", Assert.Throws<BioForgeException>(() => FastaReader.Read(Write("MKT\n>a\nMK\n")).ToList()).Message);
         Assert.Contains("not found", Assert.Throws<BioForgeException>(() => FastaReader.Read("/nonexistent.fasta")).Message);
     }
+
+    [Fact]
+    public void AGzipBombFailsAtTheLengthLimitNamingFileAndRecord()
+    {
+        // A record far longer than any protein, compressed ~1000:1; the reader must stop at the limit, not at the end.
+        string path = Path.Combine(TestData.TempDirectory(), "bomb.fasta.gz");
+        using (var gz = new GZipStream(File.Create(path), CompressionLevel.Fastest))
+        {
+            gz.Write(">ok\nMKT\n>bomb\n"u8);
+            var chunk = new byte[1 << 20];
+            Array.Fill(chunk, (byte)'A');
+            for (int i = 0; i < 8; i++) gz.Write(chunk); // one 8 MB line
+        }
+        var e = Assert.Throws<BioForgeException>(() => FastaReader.Read(path).ToList());
+        Assert.Equal($"{path}:4: record 'bomb' is longer than {FastaReader.MaxSequenceLength:N0} residues", e.Message);
+
+        string lines = Write(">ok\nMKT\n>long\n" + string.Concat(Enumerable.Repeat(new string('A', 60) + "\n", FastaReader.MaxSequenceLength / 60 + 2)));
+        Assert.Equal($"{lines}:{3 + FastaReader.MaxSequenceLength / 60 + 1}: record 'long' is longer than {FastaReader.MaxSequenceLength:N0} residues", Assert.Throws<BioForgeException>(() => FastaReader.Read(lines).ToList()).Message);
+        Assert.Single(FastaReader.Read(Write(">max\n" + new string('A', FastaReader.MaxSequenceLength) + "\n")));
+    }
 }

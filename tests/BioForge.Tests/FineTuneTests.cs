@@ -227,8 +227,9 @@ public sealed class FineTuneTests
         (code, output, error) = Cli("finetune", "predict", "--run", run, "--in", smi, "--out", predictions, "--device", "cpu");
         Assert.True(code == 0, error);
         var lines = File.ReadAllLines(predictions);
-        Assert.Equal("id,sequence,prediction", lines[0]);
+        Assert.Equal("id,sequence,prediction,error", lines[0]);
         Assert.StartsWith("ethanol,CCO,", lines[1]);
+        Assert.EndsWith(",", lines[1]);
         Assert.True(double.TryParse(lines[2].Split(',')[2], CultureInfo.InvariantCulture, out _));
 
         (code, _, error) = Cli("finetune", "merge", "--run", run, "--out", Path.Combine(directory, "merged"));
@@ -236,10 +237,18 @@ public sealed class FineTuneTests
         Assert.Contains("the encoder was frozen", error);
 
         string csv = Path.Combine(directory, "in.csv");
-        File.WriteAllLines(csv, ["name,smiles", "a,CCO", "b,C C"]);
-        (code, _, error) = Cli("finetune", "predict", "--run", run, "--in", csv, "--out", predictions);
-        Assert.Equal(2, code);
-        Assert.Contains("error: input 2: SMILES 'C C' contains white space", error);
+        File.WriteAllLines(csv, ["name,smiles", "a,CCO", "b,C C", "c,C1CC", "d,c1ccccc1O"]);
+        (code, output, error) = Cli("finetune", "predict", "--run", run, "--in", csv, "--out", predictions);
+        Assert.True(code == 0, error); // as Chemprop: invalid rows are marked and the others predicted
+        Assert.Contains("2 of 4 inputs invalid", error);
+        lines = File.ReadAllLines(predictions);
+        Assert.Equal(5, lines.Length);
+        Assert.StartsWith("line 2,CCO,", lines[1]);
+        Assert.StartsWith("line 3,C C,,", lines[2]);
+        Assert.Contains("contains white space", lines[2]);
+        Assert.StartsWith("line 4,C1CC,,", lines[3]);
+        Assert.Contains("unclosed ring", lines[3]);
+        Assert.True(double.TryParse(lines[4].Split(',')[2], CultureInfo.InvariantCulture, out _));
 
         (code, _, error) = Cli("finetune", "--config", config, "train.epoch=3");
         Assert.Equal(2, code);

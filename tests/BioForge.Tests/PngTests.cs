@@ -15,8 +15,9 @@ public sealed class PngTests
         byte[] png = File.ReadAllBytes(path);
         Assert.Equal(new byte[] { 0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A }, png[..8]);
         int width = BigEndian(png, 16), height = BigEndian(png, 20);
-        Assert.Equal(16 + 100 + 16 + 24 + 16, width);
-        Assert.Equal(16 + 100 + 16, height);
+        var (layout, _) = Heatmap.Render(values, targetSize: 100);
+        Assert.Equal((layout.Width, layout.Height), (width, height));
+        int left = layout.PlotLeft, top = layout.PlotTop;
 
         // Walk the chunks, check every CRC, and inflate the image data.
         int offset = 8;
@@ -36,9 +37,34 @@ public sealed class PngTests
         byte[] raw = inflated.ToArray();
         Assert.Equal(height * (1 + width * 3), raw.Length);
         // The top-left cell is on the diagonal (1.0 → viridis yellow), its neighbour off it (0.0 → dark purple).
-        int row = 16 * (1 + width * 3) + 1;
-        Assert.Equal(new byte[] { 253, 231, 37 }, raw[(row + 16 * 3)..(row + 16 * 3 + 3)]);
-        Assert.Equal(new byte[] { 68, 1, 84 }, raw[(row + 26 * 3)..(row + 26 * 3 + 3)]);
+        int row = top * (1 + width * 3) + 1;
+        Assert.Equal(new byte[] { 253, 231, 37 }, raw[(row + left * 3)..(row + left * 3 + 3)]);
+        Assert.Equal(new byte[] { 68, 1, 84 }, raw[(row + (left + 10) * 3)..(row + (left + 10) * 3 + 3)]);
+    }
+
+    [Fact]
+    public void HeatmapHasAFramedPlotResidueTicksAndALabelledColourScale()
+    {
+        var values = new float[30, 30];
+        var (layout, rgb) = Heatmap.Render(values, targetSize: 300);
+        bool Black(int x, int y) => rgb[(y * layout.Width + x) * 3] == 0 && rgb[(y * layout.Width + x) * 3 + 1] == 0 && rgb[(y * layout.Width + x) * 3 + 2] == 0;
+        int plot = layout.Cell * 30;
+        Assert.Equal(5, layout.TickStep); // 30 residues: ticks at 5, 10, … 30
+        // A frame just outside the cells, on all four sides.
+        Assert.True(Black(layout.PlotLeft - 1, layout.PlotTop + plot / 2) && Black(layout.PlotLeft + plot, layout.PlotTop + plot / 2));
+        Assert.True(Black(layout.PlotLeft + plot / 2, layout.PlotTop - 1) && Black(layout.PlotLeft + plot / 2, layout.PlotTop + plot));
+        // The tick of residue 5 below the plot and left of it, each with a number next to it.
+        int x5 = layout.PlotLeft + 4 * layout.Cell + layout.Cell / 2, y5 = layout.PlotTop + 4 * layout.Cell + layout.Cell / 2;
+        Assert.True(Black(x5, layout.PlotTop + plot + 2));
+        Assert.True(Black(layout.PlotLeft - 3, y5));
+        Assert.Contains(Enumerable.Range(layout.PlotTop + plot + 6, 20), y => Enumerable.Range(x5 - 6, 12).Any(x => Black(x, y)));
+        Assert.Contains(Enumerable.Range(0, layout.PlotLeft - 8), x => Enumerable.Range(y5 - 7, 14).Any(y => Black(x, y)));
+        // The colour bar: 1 (yellow) at the top, 0 (purple) at the bottom, framed, with labels to its right.
+        Assert.Equal([253, 231, 37], rgb.AsSpan(((layout.PlotTop) * layout.Width + layout.BarLeft + 5) * 3, 3).ToArray());
+        Assert.Equal([68, 1, 84], rgb.AsSpan(((layout.PlotTop + plot - 1) * layout.Width + layout.BarLeft + 5) * 3, 3).ToArray());
+        Assert.Contains(Enumerable.Range(layout.BarLeft + 30, layout.Width - layout.BarLeft - 30), x => Enumerable.Range(layout.PlotTop, plot).Any(y => Black(x, y)));
+        Assert.Equal(1, Heatmap.TickStep(8));
+        Assert.Equal(100, Heatmap.TickStep(1000));
     }
 
     private static int BigEndian(byte[] b, int o) => (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];

@@ -209,6 +209,13 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         // Special tokens are the model's business, not part of a protein sequence.
         foreach (string token in new[] { "<cls>", "<pad>", "<eos>" })
             AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", $$"""{"model":"esm2-small","input":"MKV{{token}}LL"}"""), "input", "position 4");
+        // RDKit read "C😀C" as methane: every way a SMILES enters refuses it, naming the character and its position.
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"C😀C"}"""), "smi", "(U+1F600) at position 2");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Get("/v1/molecule/depict?smiles=C%F0%9F%98%80C"), "smiles", "(U+1F600) at position 2");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", """{"model":"smiles-llama-small","input":"C😀C"}"""), "input", "(U+1F600) at position 2");
+        var row = (await Post("/v1/molecule/props", """{"smiles":["C😀C"]}""")).Body!["data"]![0]!;
+        Assert.False(row["valid"]!.GetValue<bool>());
+        Assert.Contains("(U+1F600) at position 2", row["error"]!.GetValue<string>());
     }
 
     [Fact]
@@ -232,6 +239,7 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Equal(masked[0].Candidates.Single(c => c.Token == "K").Probability, each[5]!["wild_type_probability"]!.GetValue<double>(), 5);
 
         var contacts = (await Post("/v1/protein/contacts", JsonSerializer.Serialize(new { sequence = Ubiquitin, top = 4 }))).Body!;
+        Assert.False(contacts["contact_head_trained"]!.GetValue<bool>()); // the shipped esm2-small's head is all zeros: a flat 0.5
         var map = ContactPredictor.Predict(esm, Ubiquitin);
         Assert.Equal(Ubiquitin.Length, contacts["length"]!.GetValue<int>());
         Assert.Equal(map[3, 40], contacts["contacts"]![3]![40]!.GetValue<float>(), 5);

@@ -46,7 +46,9 @@ internal static class ProteinRoutes
 
     public sealed record Contact(int I, int J, double Probability);
 
-    public sealed record ContactsResponse(string Model, int Length, IReadOnlyList<float[]> Contacts, IReadOnlyList<Contact> TopContacts);
+    /// <param name="ContactHeadTrained">False for a checkpoint whose contact regression was never fitted (the map is then
+    /// about 0.5 everywhere, not a prediction), as <c>bioforge contacts</c> warns.</param>
+    public sealed record ContactsResponse(string Model, int Length, IReadOnlyList<float[]> Contacts, IReadOnlyList<Contact> TopContacts, bool ContactHeadTrained);
 
     public sealed class VariantRequest
     {
@@ -99,12 +101,12 @@ internal static class ProteinRoutes
             string sequence = Sequence(request.Sequence, esm);
             if (sequence.Contains('<')) throw ApiError.Invalid("sequence: special tokens are not allowed here", "sequence");
             if (request.Top is < 0 or > 10_000) throw ApiError.Invalid($"top must be 0–10000 (got {request.Top})", "top");
-            var map = await state.WithDeadline(context, token => state.Device.RunAsync(() => ContactPredictor.Predict(esm, sequence), token));
+            var (map, trained) = await state.WithDeadline(context, token => state.Device.RunAsync(() => (ContactPredictor.Predict(esm, sequence), esm.Model.ContactHeadTrained), token));
             int n = map.GetLength(0);
             var rows = Enumerable.Range(0, n).Select(i => Enumerable.Range(0, n).Select(j => map[i, j]).ToArray()).ToList();
             var top = (from i in Enumerable.Range(0, n) from j in Enumerable.Range(i + 6, Math.Max(0, n - i - 6)) select new Contact(i + 1, j + 1, map[i, j]))
                 .OrderByDescending(c => c.Probability).Take(request.Top).ToList();
-            return Results.Json(new ContactsResponse(model.Name, n, rows, top), Json.Options);
+            return Results.Json(new ContactsResponse(model.Name, n, rows, top, trained), Json.Options);
         })
         .WithSummary("Contact map (ESM-2 contact head)").Accepts<SequenceRequest>("application/json").Produces<ContactsResponse>().ProducesErrors(400, 404, 422, 503, 504);
 

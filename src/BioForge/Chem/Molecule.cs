@@ -28,14 +28,14 @@ public sealed class Molecule : IDisposable
             error = "empty SMILES";
             return false;
         }
-        if (smiles.Contains('\0'))
-        {
-            error = "SMILES contains a NUL character";
-            return false;
-        }
         if (smiles.Length > MaxSmilesLength)
         {
             error = $"SMILES of {smiles.Length} characters is longer than the {MaxSmilesLength} accepted";
+            return false;
+        }
+        if (NonPrintableAscii(smiles) is { } reason)
+        {
+            error = reason;
             return false;
         }
         int status = RDKitNative.bf_mol_from_smiles(smiles, 1, out var handle);
@@ -67,6 +67,24 @@ public sealed class Molecule : IDisposable
         molecule = new Molecule(handle);
         error = null;
         return true;
+    }
+
+    /// <summary>
+    /// Why a SMILES holds a character outside printable ASCII, or null. SMILES is ASCII; RDKit's parser stops at the
+    /// first byte it does not know and keeps what came before, so "C😀C" was read as methane and reported valid.
+    /// Every path that parses a SMILES (files, command line, server, generation seeds) goes through here.
+    /// </summary>
+    public static string? NonPrintableAscii(string smiles)
+    {
+        int position = 0;
+        foreach (var rune in smiles.EnumerateRunes())
+        {
+            position++;
+            if (rune.Value is >= 0x20 and <= 0x7E) continue;
+            string shown = System.Text.Rune.IsControl(rune) || System.Text.Rune.IsWhiteSpace(rune) ? "" : $"'{rune}' ";
+            return $"character {shown}(U+{rune.Value:X4}) at position {position} is not printable ASCII";
+        }
+        return null;
     }
 
     private static string Shorten(string text) => text.Length <= 80 ? text : text[..77] + "...";
@@ -266,7 +284,8 @@ public sealed class SmartsQuery : IDisposable
 
     public SmartsQuery(string smarts)
     {
-        if (string.IsNullOrWhiteSpace(smarts) || smarts.Contains('\0')) throw new BioForgeException($"invalid SMARTS '{smarts}'");
+        if (string.IsNullOrWhiteSpace(smarts)) throw new BioForgeException($"invalid SMARTS '{smarts}'");
+        if (Molecule.NonPrintableAscii(smarts) is { } reason) throw new BioForgeException($"invalid SMARTS '{smarts}': {reason}");
         int status = RDKitNative.bf_query_from_smarts(smarts, out var handle);
         if (status != RDKitNative.Ok)
         {

@@ -1,4 +1,3 @@
-using System.IO.Compression;
 using System.Text;
 using BioForge.IO;
 
@@ -22,44 +21,59 @@ public static class MoleculeSource
     /// <summary>The property holding a molecule's name: the text after the SMILES of a .smi line, or a table's name/id column.</summary>
     public const string NameProperty = "name";
 
+    /// <summary>
+    /// Longest line read (a SMILES, a table row or a line of a MOL block), checked while reading: SMILES are at most
+    /// <see cref="Molecule.MaxSmilesLength"/> characters, so a longer line is a wrong file or a decompression bomb.
+    /// </summary>
+    public const int MaxLineLength = 100_000;
+
     private static readonly string[] NameColumns = ["name", "id", "title", "zinc_id", "compound_id", "molecule_chembl_id"];
 
+    /// <summary>
+    /// The molecules of a file, streamed. A file with none (empty, or only blank lines), binary data, or a line longer
+    /// than <see cref="MaxLineLength"/> is an error naming the file and line.
+    /// </summary>
     public static IEnumerable<MoleculeRecord> Read(string path, string? smilesColumn = null)
     {
         if (!File.Exists(path)) throw new BioForgeException($"{path}: file not found");
         string name = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path;
         string ext = Path.GetExtension(name).ToLowerInvariant();
-        return ext switch
+        var records = ext switch
         {
             ".smi" or ".smiles" or ".txt" => ReadSmiles(path),
             ".csv" or ".tsv" => ReadTable(path, smilesColumn),
             ".sdf" or ".sd" or ".mol" => ReadSdf(path),
             _ => throw new BioForgeException($"{path}: unknown molecule file type '{ext}' (use .smi, .csv, .tsv or .sdf, optionally .gz)"),
         };
+        return NotEmpty(path, records);
     }
 
-    private static StreamReader Open(string path)
+    private static IEnumerable<MoleculeRecord> NotEmpty(string path, IEnumerable<MoleculeRecord> records)
     {
-        Stream stream = File.OpenRead(path);
-        if (path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)) stream = new GZipStream(stream, CompressionMode.Decompress);
-        return new StreamReader(stream, Encoding.UTF8);
+        bool any = false;
+        foreach (var record in records)
+        {
+            any = true;
+            yield return record;
+        }
+        if (!any) throw new BioForgeException($"{path}: the file holds no molecules (it is empty or has only blank lines)");
     }
+
+    private static LineReader Open(string path) => LineReader.Open(path, MaxLineLength);
 
     /// <summary>One SMILES per line, optionally followed by whitespace and a name; blank lines are skipped.</summary>
     private static IEnumerable<MoleculeRecord> ReadSmiles(string path)
     {
         using var reader = Open(path);
         string? line;
-        int number = 0;
         while ((line = reader.ReadLine()) != null)
         {
-            number++;
             string text = line.Trim();
             if (text.Length == 0) continue;
             int space = text.IndexOfAny([' ', '\t']);
             string smiles = space < 0 ? text : text[..space];
             string name = space < 0 ? "" : text[(space + 1)..].Trim();
-            yield return new MoleculeRecord(smiles, smiles, false, number, name.Length == 0 ? NoProperties : new Dictionary<string, string> { [NameProperty] = name });
+            yield return new MoleculeRecord(smiles, smiles, false, reader.LineNumber, name.Length == 0 ? NoProperties : new Dictionary<string, string> { [NameProperty] = name });
         }
     }
 
@@ -67,9 +81,10 @@ public static class MoleculeSource
     {
         using var reader = Open(path);
         string? header = reader.ReadLine();
-        if (string.IsNullOrWhiteSpace(header)) throw new BioForgeException($"{path}: empty file (expected a header row)");
+        if (header is null) yield break;
+        if (string.IsNullOrWhiteSpace(header)) throw new BioForgeException($"{path}:1: empty header row");
         char separator = path.Contains(".tsv", StringComparison.OrdinalIgnoreCase) || header.Contains('\t') ? '\t' : ',';
-        var columns = Csv.Split(header.TrimEnd('\r'), separator);
+        var columns = Csv.Split(header, separator);
         int index = smilesColumn is not null
             ? columns.IndexOf(smilesColumn)
             : columns.FindIndex(c => c.Trim().Equals("smiles", StringComparison.OrdinalIgnoreCase));
@@ -85,12 +100,11 @@ public static class MoleculeSource
             throw new BioForgeException($"{path}: no {(smilesColumn is null ? "SMILES" : $"'{smilesColumn}'")} column in the header ({string.Join(", ", columns)}); name it with --smiles-column");
         int nameIndex = columns.FindIndex(c => NameColumns.Contains(c.Trim(), StringComparer.OrdinalIgnoreCase));
         string? line;
-        int number = 1;
         while ((line = reader.ReadLine()) != null)
         {
-            number++;
+            int number = reader.LineNumber;
             if (line.Trim().Length == 0) continue;
-            var fields = Csv.Split(line.TrimEnd('\r'), separator);
+            var fields = Csv.Split(line, separator);
             if (fields.Count <= index) throw new BioForgeException($"{path}:{number}: {fields.Count} fields, the SMILES column is number {index + 1}");
             string smiles = fields[index].Trim();
             string name = nameIndex >= 0 && nameIndex < fields.Count ? fields[nameIndex].Trim() : "";
@@ -98,7 +112,11 @@ public static class MoleculeSource
         }
     }
 
-    /// <summary>MOL blocks separated by <c>$$$$</c>, each followed by <c>&gt;  &lt;name&gt;</c> data items.</summary>
+    /// <summary>
+    /// MOL blocks separated by <c>$$$$</c>, each followed by <c>&gt;  &lt;name&gt;</c> data items whose values end at a
+    /// blank line. Text after <c>M  END</c> that is neither a data item nor <c>$$$$</c> is a molecule whose separator
+    /// is missing: an error naming its line (RDKit's SDMolSupplier fails there too), never a record silently dropped.
+    /// </summary>
     private static IEnumerable<MoleculeRecord> ReadSdf(string path)
     {
         using var reader = Open(path);
@@ -106,11 +124,10 @@ public static class MoleculeSource
         var properties = new Dictionary<string, string>();
         string? line, property = null, title = null;
         bool inData = false;
-        int number = 0, start = 1, record = 0;
+        int start = 1, record = 0;
         while ((line = reader.ReadLine()) != null)
         {
-            number++;
-            line = line.TrimEnd('\r');
+            int number = reader.LineNumber;
             if (line == "$$$$")
             {
                 record++;
@@ -125,6 +142,8 @@ public static class MoleculeSource
             if (!inData)
             {
                 title ??= line;
+                if (block.Length + line.Length > MaxRecordLength)
+                    throw new BioForgeException($"{path}:{number}: the MOL block starting at line {start} is longer than {MaxRecordLength:N0} characters");
                 block.Append(line).Append('\n');
                 if (line.StartsWith("M  END", StringComparison.Ordinal)) inData = true;
                 continue;
@@ -135,12 +154,27 @@ public static class MoleculeSource
                 property = open >= 0 && close > open ? line[(open + 1)..close] : null;
                 if (property is not null) properties[property] = "";
             }
-            else if (property is not null && line.Length > 0)
+            else if (line.Trim().Length == 0)
             {
+                property = null; // a blank line ends a data item's value
+            }
+            else if (property is not null)
+            {
+                if (properties[property].Length + line.Length > MaxRecordLength)
+                    throw new BioForgeException($"{path}:{number}: data item '{property}' is longer than {MaxRecordLength:N0} characters");
                 properties[property] = properties[property].Length == 0 ? line : properties[property] + "\n" + line;
+            }
+            else
+            {
+                throw new BioForgeException($"{path}:{number}: '{Shorten(line)}' after the M  END of the record at line {start}, outside a data item: is the '$$$$' that ends that record missing?");
             }
         }
         if (block.ToString().Trim().Length > 0)
             yield return new MoleculeRecord(string.IsNullOrWhiteSpace(title) ? $"record {record + 1}" : title!.Trim(), block.ToString(), true, start, properties);
     }
+
+    /// <summary>Longest MOL block or data item of one SDF record (about 100,000 atoms).</summary>
+    private const int MaxRecordLength = 10_000_000;
+
+    private static string Shorten(string text) => text.Length <= 40 ? text.Trim() : text[..37].Trim() + "...";
 }

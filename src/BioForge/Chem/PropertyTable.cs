@@ -4,8 +4,12 @@ using BioForge.IO;
 
 namespace BioForge.Chem;
 
-/// <summary>One row of <c>bioforge chem props</c>: an invalid input keeps its row, with the reason in <see cref="Error"/>.</summary>
-public sealed record PropertyRow(string Input, bool Valid, string Canonical, MolecularDescriptors? Descriptors, double Qed, double Sa, string Pains, string Error);
+/// <summary>
+/// One row of <c>bioforge chem props</c>: an invalid input keeps its row, with the reason in <see cref="Error"/>;
+/// <see cref="Name"/> is the input's name (a .smi line's text after the SMILES, a table's name/id column), or empty.
+/// </summary>
+public sealed record PropertyRow(string Input, bool Valid, string Canonical, MolecularDescriptors? Descriptors, double Qed, double Sa, string Pains, string Error,
+    string Name = "");
 
 /// <summary>
 /// Computes descriptors, QED, SA score and PAINS alerts for many molecules on all cores, keeping input order. The
@@ -13,7 +17,8 @@ public sealed record PropertyRow(string Input, bool Valid, string Canonical, Mol
 /// </summary>
 public sealed class PropertyTable : IDisposable
 {
-    public const string Header = "input,valid,canonical,molwt,logp,tpsa,hbd,hba,rotb,qed,sa,pains,error";
+    /// <summary>The CSV header; <c>name</c> comes last so the columns scripts already read keep their places.</summary>
+    public const string Header = "input,valid,canonical,molwt,logp,tpsa,hbd,hba,rotb,qed,sa,pains,error,name";
 
     private readonly Qed qed = new();
     private readonly SaScore sa = new();
@@ -21,17 +26,18 @@ public sealed class PropertyTable : IDisposable
 
     public PropertyRow Compute(MoleculeRecord record)
     {
+        string name = record.Properties.GetValueOrDefault(MoleculeSource.NameProperty, "");
         if (!record.TryParse(out var parsed, out string? error))
-            return new PropertyRow(record.Label, false, "", null, double.NaN, double.NaN, "", error ?? "invalid");
+            return new PropertyRow(record.Label, false, "", null, double.NaN, double.NaN, "", error ?? "invalid", name);
         using var molecule = parsed!;
         try
         {
             return new PropertyRow(record.Label, true, molecule.ToSmiles(), molecule.Descriptors(), qed.Score(molecule), sa.Score(molecule),
-                string.Join(';', pains.Matches(molecule).Select(m => m[(m.IndexOf(':') + 1)..])), "");
+                string.Join(';', pains.Matches(molecule).Select(m => m[(m.IndexOf(':') + 1)..])), "", name);
         }
         catch (BioForgeException e)
         {
-            return new PropertyRow(record.Label, false, "", null, double.NaN, double.NaN, "", e.Message);
+            return new PropertyRow(record.Label, false, "", null, double.NaN, double.NaN, "", e.Message, name);
         }
     }
 
@@ -75,7 +81,7 @@ public sealed class PropertyTable : IDisposable
                 .Append(',').Append(d.HBondDonors).Append(',').Append(d.HBondAcceptors).Append(',').Append(d.RotatableBonds)
                 .Append(',').Append(F(r.Qed, "F4")).Append(',').Append(F(r.Sa, "F4")).Append(',').Append(Csv.Quote(r.Pains));
         }
-        line.Append(',').Append(Csv.Quote(r.Error.Replace('\n', ' ')));
+        line.Append(',').Append(Csv.Quote(r.Error.Replace('\n', ' '))).Append(',').Append(Csv.Quote(r.Name));
         return line.ToString();
     }
 

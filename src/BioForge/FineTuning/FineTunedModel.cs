@@ -1,3 +1,4 @@
+using BioForge.Chem;
 using BioForge.Models;
 using BioForge.Runtime;
 using TorchSharp;
@@ -6,7 +7,11 @@ using static TorchSharp.torch;
 namespace BioForge.FineTuning;
 
 /// <summary>One input's prediction: the text form (value, class, or one class per residue) and the raw outputs.</summary>
-public sealed record Prediction(string Text, IReadOnlyList<double[]> Outputs);
+/// <remarks>An input that cannot be predicted has <see cref="Error"/> set, an empty text and no outputs.</remarks>
+public sealed record Prediction(string Text, IReadOnlyList<double[]> Outputs, string? Error = null)
+{
+    public bool Valid => Error is null;
+}
 
 /// <summary>
 /// A finished <c>bioforge finetune</c> run, loaded for prediction: the base encoder (or the fully trained one), LoRA
@@ -47,37 +52,46 @@ public sealed class FineTunedModel : IDisposable
     /// <summary>Predictions for <paramref name="sequences"/>, in order; an invalid one is an error naming its index.</summary>
     public List<Prediction> Predict(IReadOnlyList<string> sequences, int batchSize = 32, Action<int>? progress = null)
     {
-        var encoded = new List<EncodedSequence>(sequences.Count);
+        // As Chemprop: an input that cannot be predicted (invalid SMILES, letters the tokenizer does not know) keeps
+        // its place with the reason, and the others are predicted; one bad row does not cost the whole file.
+        var predictions = new Prediction?[sequences.Count];
+        var encoded = new List<(int Index, EncodedSequence Sequence)>(sequences.Count);
         for (int i = 0; i < sequences.Count; i++)
         {
             try
             {
-                encoded.Add(model.Encoder.Encode(sequences[i]).Cut(Manifest.MaxLength));
+                if (model.Encoder.Family.Alphabet == SequenceAlphabet.Smiles)
+                {
+                    if (!Molecule.TryFromSmiles(sequences[i], out var molecule, out string? invalid)) throw new BioForgeException($"invalid SMILES: {invalid}");
+                    molecule!.Dispose();
+                }
+                encoded.Add((i, model.Encoder.Encode(sequences[i]).Cut(Manifest.MaxLength)));
             }
             catch (BioForgeException e)
             {
-                throw new BioForgeException($"input {i + 1}: {e.Message}");
+                predictions[i] = new Prediction("", [], e.Message);
             }
         }
         var labels = Manifest.Labels;
-        var predictions = new List<Prediction>(sequences.Count);
         model.Encoder.Network.eval();
         using var _ = no_grad();
+        int done = sequences.Count - encoded.Count;
         foreach (var batch in encoded.Chunk(batchSize))
         {
             using var scope = NewDisposeScope();
-            var outputs = FineTuner.Readable(model.Outputs(model.Features(batch)), labels).ToList();
+            var outputs = FineTuner.Readable(model.Outputs(model.Features([.. batch.Select(b => b.Sequence)])), labels).ToList();
             int next = 0;
-            foreach (var e in batch)
+            foreach (var (index, e) in batch)
             {
                 int units = Manifest.TaskType == FineTuneTask.ResidueClassification ? e.Residues : 1;
                 var mine = outputs.GetRange(next, units);
                 next += units;
-                predictions.Add(new Prediction(FineTuner.Describe(labels, mine), mine));
+                predictions[index] = new Prediction(FineTuner.Describe(labels, mine), mine);
             }
-            progress?.Invoke(predictions.Count);
+            done += batch.Length;
+            progress?.Invoke(done);
         }
-        return predictions;
+        return [.. predictions.Select(p => p!)];
     }
 
     /// <summary>

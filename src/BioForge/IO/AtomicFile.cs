@@ -24,20 +24,32 @@ public static class AtomicFile
 
         public FileStream Stream { get; }
 
+        /// <summary>The topmost directory this write created, removed again when it ends without a commit.</summary>
+        private readonly string? created;
+
         internal Pending(string path)
         {
             full = Path.GetFullPath(path);
             string directory = Path.GetDirectoryName(full) ?? ".";
+            created = FirstMissing(directory);
             try
             {
                 Directory.CreateDirectory(directory);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                throw new BioForgeException($"{path}: cannot create output directory {directory} ({e.Message})");
+                throw new BioForgeException($"{path}: cannot create output directory {directory} ({Reason(e, directory)})");
             }
             temp = Path.Combine(directory, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
-            Stream = new FileStream(temp, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16);
+            try
+            {
+                Stream = new FileStream(temp, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                RemoveCreated();
+                throw new BioForgeException($"{path}: cannot write here ({Reason(e, temp)})");
+            }
         }
 
         public void Commit()
@@ -53,6 +65,60 @@ public static class AtomicFile
             if (committed) return;
             Stream.Dispose();
             File.Delete(temp);
+            RemoveCreated();
+        }
+
+        private void RemoveCreated()
+        {
+            if (created is null) return;
+            // Innermost first, and only while empty: a failed run leaves no empty output directories behind.
+            for (string? d = Path.GetDirectoryName(full); d is not null && d.Length >= created.Length; d = Path.GetDirectoryName(d))
+            {
+                if (!Directory.Exists(d) || Directory.EnumerateFileSystemEntries(d).Any()) return;
+                Directory.Delete(d);
+            }
         }
     }
+
+    /// <summary>
+    /// Why <paramref name="path"/> cannot be written, or null: probes the nearest existing folder on the way with a
+    /// file created and deleted at once (permissions alone do not tell; /proc refuses even root), creating nothing.
+    /// </summary>
+    public static string? WhyNotWritable(string path)
+    {
+        string full = Path.GetFullPath(path);
+        if (Directory.Exists(full) && !full.EndsWith('/')) return null; // a directory output (a run, a checkpoint): its writer checks
+        string? directory = Path.GetDirectoryName(full);
+        while (directory is not null && !Directory.Exists(directory))
+        {
+            if (File.Exists(directory)) return $"{directory} is a file, not a folder";
+            directory = Path.GetDirectoryName(directory);
+        }
+        if (directory is null) return null;
+        string probe = Path.Combine(directory, $".bioforge-write-probe.{Environment.ProcessId}.tmp");
+        try
+        {
+            using (File.Create(probe, 1, FileOptions.DeleteOnClose)) { }
+            return null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return $"cannot write in {directory} ({Reason(e, probe)})";
+        }
+    }
+
+    private static string? FirstMissing(string directory)
+    {
+        string? missing = null;
+        for (string? d = directory; d is not null && !Directory.Exists(d); d = Path.GetDirectoryName(d)) missing = d;
+        return missing;
+    }
+
+    /// <summary>The system's reason without the temporary file's name, which means nothing to the user.</summary>
+    private static string Reason(Exception e, string internalPath) => e switch
+    {
+        UnauthorizedAccessException => "permission denied",
+        FileNotFoundException or DirectoryNotFoundException => "the file system creates no files there",
+        _ => e.Message.Replace($"'{internalPath}'", "", StringComparison.Ordinal).Replace(internalPath, "", StringComparison.Ordinal).Replace(" : ", " ", StringComparison.Ordinal).Trim().TrimEnd('.', ' '),
+    };
 }

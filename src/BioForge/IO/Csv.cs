@@ -36,32 +36,37 @@ public static class Csv
     /// Rows of a delimited text file with a header (tab-separated when the name says .tsv or the header holds a tab,
     /// otherwise commas; gzip recognised by its magic bytes). Blank lines are skipped; line numbers are 1-based.
     /// </summary>
+    /// <summary>Longest row read (checked while reading, see <see cref="LineReader"/>): room for a 1M-residue sequence and its labels.</summary>
+    public const int MaxLineLength = 16_000_000;
+
     public static IEnumerable<(int Line, List<string> Fields)> ReadRows(string path, out List<string> header)
     {
         if (!File.Exists(path)) throw new BioForgeException($"{path}: file not found");
-        var reader = OpenText(path);
-        string? first = reader.ReadLine();
-        if (string.IsNullOrWhiteSpace(first))
+        var reader = LineReader.Open(path, MaxLineLength);
+        try
+        {
+            string? first = reader.ReadLine();
+            if (string.IsNullOrWhiteSpace(first)) throw new BioForgeException($"{path}: empty file (expected a header row)");
+            char separator = path.Contains(".tsv", StringComparison.OrdinalIgnoreCase) || first.Contains('\t') ? '\t' : ',';
+            header = Split(first, separator);
+            return Rows(reader, separator);
+        }
+        catch
         {
             reader.Dispose();
-            throw new BioForgeException($"{path}: empty file (expected a header row)");
+            throw;
         }
-        char separator = path.Contains(".tsv", StringComparison.OrdinalIgnoreCase) || first.Contains('\t') ? '\t' : ',';
-        header = Split(first.TrimEnd('\r'), separator);
-        return Rows(reader, separator);
     }
 
-    private static IEnumerable<(int Line, List<string> Fields)> Rows(StreamReader reader, char separator)
+    private static IEnumerable<(int Line, List<string> Fields)> Rows(LineReader reader, char separator)
     {
         using (reader)
         {
             string? line;
-            int number = 1;
             while ((line = reader.ReadLine()) != null)
             {
-                number++;
                 if (line.Trim().Length == 0) continue;
-                yield return (number, Split(line.TrimEnd('\r'), separator));
+                yield return (reader.LineNumber, Split(line, separator));
             }
         }
     }

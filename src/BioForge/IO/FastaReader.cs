@@ -15,6 +15,12 @@ public static class FastaReader
     /// <summary>The ESM-2 residue letters (20 canonical, X B U Z O, gap and insertion symbols).</summary>
     public const string ProteinAlphabet = "ACDEFGHIKLMNPQRSTVWYXBUZO.-";
 
+    /// <summary>
+    /// Longest record accepted, in residues: 25 times titin, the longest known protein. Checked while reading, so
+    /// a file without line breaks or a small gzip expanding to gigabytes fails at this size with bounded memory.
+    /// </summary>
+    public const int MaxSequenceLength = 1_000_000;
+
     public static IEnumerable<FastaRecord> Read(string path, string? alphabet = ProteinAlphabet)
     {
         if (!File.Exists(path)) throw new BioForgeException($"{path}: FASTA file not found");
@@ -27,14 +33,15 @@ public static class FastaReader
         if (alphabet is not null)
             foreach (char c in alphabet) { allowed[char.ToUpperInvariant(c)] = true; allowed[char.ToLowerInvariant(c)] = true; }
 
-        using var reader = Csv.OpenText(path);
+        using var reader = LineReader.Open(path, MaxSequenceLength);
         string? id = null, description = null;
         int headerLine = 0, lineNumber = 0, records = 0;
         var sequence = new StringBuilder();
         string? line;
-        while ((line = reader.ReadLine()) != null)
+        // Neither one line nor one record grows past the limit before it is refused.
+        while ((line = reader.ReadLine(MaxSequenceLength, id is null ? null : n => $"{path}:{n}: record '{id}' is longer than {MaxSequenceLength:N0} residues")) != null)
         {
-            lineNumber++;
+            lineNumber = reader.LineNumber;
             if (line.StartsWith('>'))
             {
                 if (id is not null)
@@ -58,6 +65,8 @@ public static class FastaReader
                     throw new BioForgeException($"{path}:{lineNumber}: record '{id}': invalid residue '{Printable(c)}' at column {i + 1}");
                 sequence.Append(c);
             }
+            if (sequence.Length > MaxSequenceLength)
+                throw new BioForgeException($"{path}:{lineNumber}: record '{id}' is longer than {MaxSequenceLength:N0} residues");
         }
         if (id is not null)
         {

@@ -37,6 +37,32 @@ public sealed record ModelShape(string Architecture, int Layers, int Hidden, int
         ? 2L * Hidden + ((long)Hidden * Hidden + Hidden + 2L * Hidden + Vocabulary) + ((long)Layers * Heads + 1)
         : Hidden + (TiedEmbeddings ? 0 : EmbeddingParameters);
 
+    /// <summary>
+    /// Largest sizes accepted from a config.json, far above any published model (Llama 3.1 405B: 126 layers, hidden
+    /// 16,384, MLP 53,248, vocabulary 128,256), so a typo or a hostile file is refused before anything is allocated.
+    /// </summary>
+    public const int MaxLayers = 1_000, MaxHidden = 131_072, MaxIntermediate = 1_048_576, MaxVocabulary = 4_194_304, MaxPositions = 1_048_576;
+
+    /// <summary>Refuses a size above its bound, naming the key as config.json spells it.</summary>
+    public static void CheckSize(string where, string key, int value, int max)
+    {
+        if (value > max)
+            throw new BioForgeException($"{where}: {key} {value} is more than {max:N0}, larger than any published model (is the config right?)");
+    }
+
+    /// <summary>
+    /// Refuses a network whose float32 weights alone exceed this machine's memory, before any allocation: building it
+    /// would grow until the process is killed, or fail deep in LibTorch with a long native stack trace.
+    /// </summary>
+    public void EnsureFitsInMemory(string where)
+    {
+        long bytes = Parameters * sizeof(float);
+        long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (bytes > memory)
+            throw new BioForgeException($"{where}: {Parameters:N0} parameters need {bytes / 1e9:N1} GB as float32, more than the {memory / 1e9:N1} GB of memory here " +
+                $"({Layers} layers, hidden size {Hidden}, MLP {Intermediate}, vocabulary {Vocabulary})");
+    }
+
     public long Parameters => Layers * (SplitMatrixWeightsPerLayer + SplitBiasesPerLayer + ReplicatedPerLayer) + EmbeddingParameters + HeadParameters;
 
     /// <summary>Parameters one tensor-parallel rank holds: its share of the split layers, the rest whole.</summary>

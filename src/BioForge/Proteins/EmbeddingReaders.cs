@@ -67,11 +67,13 @@ public static class EmbeddingReaders
         var shape = text[(text.IndexOf('(') + 1)..text.IndexOf(')')].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         long rows = long.Parse(shape[0], CultureInfo.InvariantCulture);
         int columns = int.Parse(shape[1], CultureInfo.InvariantCulture);
+        string idsPath = NpyEmbeddingWriter.IdsPath(path);
+        using var ids = File.Exists(idsPath) ? new StreamReader(idsPath) : null;
         for (long r = 0; r < rows; r++)
         {
             var values = new float[columns];
             stream.ReadExactly(MemoryMarshal.AsBytes(values.AsSpan()));
-            yield return new Embedding(new FastaRecord($"row {r}", "", "", 0), values, 1, columns);
+            yield return new Embedding(new FastaRecord(ids?.ReadLine() ?? $"row {r}", "", "", 0), values, 1, columns);
         }
     }
 

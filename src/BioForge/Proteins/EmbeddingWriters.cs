@@ -68,13 +68,21 @@ internal sealed class CsvEmbeddingWriter(string path, Pooling pooling) : IEmbedd
     }
 }
 
-/// <summary>A float32 matrix [records, hidden] in NumPy's .npy format (version 1.0, C order).</summary>
+/// <summary>
+/// A float32 matrix [records, hidden] in NumPy's .npy format (version 1.0, C order), and the record ids one per line
+/// in row order beside it (<c>emb.npy</c> → <c>emb.ids.txt</c>), since .npy holds numbers only.
+/// </summary>
 internal sealed class NpyEmbeddingWriter(string path) : IEmbeddingWriter
 {
     private const int HeaderBytes = 128; // room for any realistic shape; rewritten with the final row count
     private readonly AtomicFile.Pending file = AtomicFile.Begin(path);
+    private readonly AtomicFile.Pending idsFile = AtomicFile.Begin(IdsPath(path));
+    private StreamWriter? ids;
     private long rows;
     private int columns = -1;
+
+    /// <summary>The ids file of an .npy file: same folder and stem, <c>.ids.txt</c>.</summary>
+    public static string IdsPath(string npyPath) => Path.ChangeExtension(npyPath, ".ids.txt");
 
     public void Write(Embedding e)
     {
@@ -84,6 +92,8 @@ internal sealed class NpyEmbeddingWriter(string path) : IEmbeddingWriter
             file.Stream.Write(new byte[HeaderBytes]);
         }
         file.Stream.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(e.Values.AsSpan()));
+        ids ??= new StreamWriter(idsFile.Stream, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
+        ids.Write(e.Record.Id.Replace('\n', ' ') + "\n");
         rows++;
     }
 
@@ -92,6 +102,9 @@ internal sealed class NpyEmbeddingWriter(string path) : IEmbeddingWriter
         if (columns < 0) file.Stream.Write(new byte[HeaderBytes]);
         file.Stream.Position = 0;
         file.Stream.Write(Header(rows, Math.Max(columns, 0)));
+        ids?.Dispose();
+        ids = null;
+        idsFile.Commit();
         file.Commit();
     }
 
@@ -107,7 +120,12 @@ internal sealed class NpyEmbeddingWriter(string path) : IEmbeddingWriter
         return header;
     }
 
-    public void Dispose() => file.Dispose();
+    public void Dispose()
+    {
+        ids?.Dispose();
+        idsFile.Dispose();
+        file.Dispose();
+    }
 }
 
 /// <summary>

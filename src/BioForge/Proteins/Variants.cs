@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.IO.Compression;
 using BioForge.IO;
 
 namespace BioForge.Proteins;
@@ -54,8 +53,7 @@ public sealed record VariantTable(IReadOnlyList<Variant> Variants, IReadOnlyList
     public static VariantTable Read(string path, string wildType, string? mutationColumn, int indexBase)
     {
         if (!File.Exists(path)) throw new BioForgeException($"{path}: file not found");
-        using var stream = File.OpenRead(path);
-        using var reader = new StreamReader(path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(stream, CompressionMode.Decompress) : stream);
+        using var reader = LineReader.Open(path, Csv.MaxLineLength);
         string? headerLine = reader.ReadLine();
         if (string.IsNullOrWhiteSpace(headerLine)) throw new BioForgeException($"{path}: empty file (expected a header row)");
         char separator = headerLine.Contains('\t') ? '\t' : ',';
@@ -70,10 +68,9 @@ public sealed record VariantTable(IReadOnlyList<Variant> Variants, IReadOnlyList
         var variants = new List<Variant>();
         var measured = measuredIndex >= 0 ? new List<double>() : null;
         string? line;
-        int lineNumber = 1;
         while ((line = reader.ReadLine()) != null)
         {
-            lineNumber++;
+            int lineNumber = reader.LineNumber;
             if (line.Trim().Length == 0) continue;
             var fields = Csv.Split(line.TrimEnd('\r'), separator);
             if (fields.Count != header.Count)

@@ -62,7 +62,8 @@ public sealed class EsmTokenizer
     /// <summary>
     /// Token ids of <c>&lt;cls&gt; sequence &lt;eos&gt;</c>. Letters may be lower case; <c>&lt;mask&gt;</c> and
     /// <c>&lt;unk&gt;</c> may appear, other special tokens may not. An unknown letter is an error naming its position
-    /// unless <paramref name="unknownAsUnk"/> maps it to <c>&lt;unk&gt;</c>.
+    /// unless <paramref name="unknownAsUnk"/> maps it to <c>&lt;unk&gt;</c>. Positions count residues, a special token
+    /// such as <c>&lt;mask&gt;</c> being one (the numbering of fill-mask's output), not characters.
     /// </summary>
     public int[] Encode(string sequence, bool unknownAsUnk = false)
     {
@@ -77,11 +78,11 @@ public sealed class EsmTokenizer
                 if (close < 0 || !ids.TryGetValue(special, out int sid))
                 {
                     if (unknownAsUnk && close >= 0) { tokens.Add(UnkId); i = close; continue; }
-                    throw new BioForgeException($"unknown special token '{(close < 0 ? sequence[i..] : special)}' at position {i + 1}");
+                    throw new BioForgeException($"unknown special token '{(close < 0 ? sequence[i..] : special)}' at position {tokens.Count}");
                 }
                 // <cls>, <eos> and <pad> frame and fill sequences; inside one they would change what the model reads.
                 if (sid != MaskId && sid != UnkId)
-                    throw new BioForgeException($"special token '{special}' at position {i + 1} is not allowed inside a sequence (only <mask> and <unk>)");
+                    throw new BioForgeException($"special token '{special}' at position {tokens.Count} is not allowed inside a sequence (only <mask> and <unk>)");
                 tokens.Add(sid);
                 i = close;
                 continue;
@@ -91,7 +92,7 @@ public sealed class EsmTokenizer
             else if (unknownAsUnk)
                 tokens.Add(UnkId);
             else
-                throw new BioForgeException($"invalid residue '{c}' at position {i + 1} (not in the ESM alphabet; use --unknown-as-unk to map it to <unk>)");
+                throw new BioForgeException($"invalid residue '{c}' at position {tokens.Count} (not in the ESM alphabet)");
         }
         tokens.Add(EosId);
         return [.. tokens];

@@ -38,6 +38,7 @@ public sealed class EsmCheckpoint : IDisposable
         string configPath = Path.Combine(directory, "config.json");
         if (!File.Exists(configPath)) throw new BioForgeException($"{directory}: no config.json (expected a Hugging Face ESM-2 checkpoint directory)");
         var config = EsmConfig.FromJson(configPath);
+        ModelShape.Of(config).EnsureFitsInMemory(configPath);
         string vocabPath = Path.Combine(directory, "vocab.txt");
         var tokenizer = File.Exists(vocabPath) ? EsmTokenizer.FromVocabFile(vocabPath) : EsmTokenizer.Esm2;
         if (tokenizer.Vocabulary.Count != config.VocabSize)

@@ -58,11 +58,11 @@ public sealed record EsmConfig
     public static EsmConfig FromJson(JsonObject json, string where)
     {
         string path = where;
-        string position = json["position_embedding_type"]?.GetValue<string>() ?? "absolute";
+        string position = Text(json, "position_embedding_type", path) ?? "absolute";
         if (position != "rotary")
             throw new BioForgeException($"{path}: position_embedding_type '{position}' is not supported (ESM-2 checkpoints use 'rotary')");
-        if (json["is_folding_model"]?.GetValue<bool>() == true) throw new BioForgeException($"{path}: ESMFold checkpoints are not supported");
-        string act = json["hidden_act"]?.GetValue<string>() ?? "gelu";
+        if (Value<bool>(json, "is_folding_model", path) == true) throw new BioForgeException($"{path}: ESMFold checkpoints are not supported");
+        string act = Text(json, "hidden_act", path) ?? "gelu";
         if (act != "gelu") throw new BioForgeException($"{path}: hidden_act '{act}' is not supported (ESM-2 uses exact 'gelu')");
 
         var defaults = new EsmConfig();
@@ -73,11 +73,11 @@ public sealed record EsmConfig
             NumHiddenLayers = Int(json, "num_hidden_layers", path) ?? defaults.NumHiddenLayers,
             NumAttentionHeads = Int(json, "num_attention_heads", path) ?? defaults.NumAttentionHeads,
             IntermediateSize = Int(json, "intermediate_size", path) ?? defaults.IntermediateSize,
-            LayerNormEps = json["layer_norm_eps"]?.GetValue<double>() ?? defaults.LayerNormEps,
+            LayerNormEps = Value<double>(json, "layer_norm_eps", path) ?? defaults.LayerNormEps,
             MaxPositionEmbeddings = Int(json, "max_position_embeddings", path) ?? defaults.MaxPositionEmbeddings,
-            TokenDropout = json["token_dropout"]?.GetValue<bool>() ?? false,
-            EmbLayerNormBefore = json["emb_layer_norm_before"]?.GetValue<bool>() ?? false,
-            RopeTheta = json["rope_theta"]?.GetValue<double>() ?? defaults.RopeTheta,
+            TokenDropout = Value<bool>(json, "token_dropout", path) ?? false,
+            EmbLayerNormBefore = Value<bool>(json, "emb_layer_norm_before", path) ?? false,
+            RopeTheta = Value<double>(json, "rope_theta", path) ?? defaults.RopeTheta,
             PadTokenId = Int(json, "pad_token_id", path) ?? defaults.PadTokenId,
             MaskTokenId = Int(json, "mask_token_id", path) ?? defaults.MaskTokenId,
             EosTokenId = Int(json, "eos_token_id", path) ?? defaults.EosTokenId,
@@ -97,6 +97,22 @@ public sealed record EsmConfig
         return value;
     }
 
+    private static string? Text(JsonObject json, string key, string path)
+    {
+        var node = json[key];
+        if (node is null || node.GetValueKind() == JsonValueKind.Null) return null;
+        return node is JsonValue value && value.TryGetValue(out string? text) ? text : throw new BioForgeException($"{path}: '{key}' must be a string (got {node.ToJsonString()})");
+    }
+
+    /// <summary>A boolean or number, or null when absent; another JSON type is one message naming the key.</summary>
+    private static T? Value<T>(JsonObject json, string key, string path) where T : struct
+    {
+        var node = json[key];
+        if (node is null || node.GetValueKind() == JsonValueKind.Null) return null;
+        if (node is JsonValue value && value.TryGetValue(out T result)) return result;
+        throw new BioForgeException($"{path}: '{key}' must be {(typeof(T) == typeof(bool) ? "true or false" : "a number")} (got {node.ToJsonString()})");
+    }
+
     private static double Probability(JsonObject json, string key, string path)
     {
         var node = json[key];
@@ -113,6 +129,12 @@ public sealed record EsmConfig
         if (HiddenSize % NumAttentionHeads != 0 || HeadDim % 2 != 0)
             throw new BioForgeException($"{where}: hidden_size {HiddenSize} must split into {NumAttentionHeads} heads of even size");
         if (MaxPositionEmbeddings < 3) throw new BioForgeException($"{where}: max_position_embeddings must be at least 3");
+        ModelShape.CheckSize(where, "num_hidden_layers", NumHiddenLayers, ModelShape.MaxLayers);
+        ModelShape.CheckSize(where, "hidden_size", HiddenSize, ModelShape.MaxHidden);
+        ModelShape.CheckSize(where, "intermediate_size", IntermediateSize, ModelShape.MaxIntermediate);
+        ModelShape.CheckSize(where, "vocab_size", VocabSize, ModelShape.MaxVocabulary);
+        ModelShape.CheckSize(where, "max_position_embeddings", MaxPositionEmbeddings, ModelShape.MaxPositions);
+        ModelShape.CheckSize(where, "num_attention_heads", NumAttentionHeads, HiddenSize);
     }
 
     /// <summary>The <c>config.json</c> that Hugging Face's <c>EsmForMaskedLM</c> reads.</summary>

@@ -67,6 +67,7 @@ public sealed class EsmForMaskedLM : nn.Module
     public EsmForMaskedLM(EsmConfig config, ParallelLayout? layout = null) : base(nameof(EsmForMaskedLM))
     {
         Config = config;
+        ModelShape.Of(config).EnsureFitsInMemory("model config"); // also for random and training models, not only loaded ones
         esm = new EsmModel(config, layout ?? ParallelLayout.Single);
         lm_head = new EsmLMHead(config);
         RegisterComponents();
@@ -88,6 +89,15 @@ public sealed class EsmForMaskedLM : nn.Module
             Logits = options.Logits ? lm_head.Forward(hidden, esm.WordEmbeddings) : null,
         };
     }
+
+    /// <summary>
+    /// False when the contact head's logistic regression was never fitted: every weight and the bias are still at
+    /// initialisation scale (|x| &lt; 0.1; Hugging Face draws them from N(0, 0.02) or zeros). A model trained by masked
+    /// language modelling only (the shipped esm2-small) keeps that head, which maps everything to about 0.5: a flat
+    /// map that says nothing about contacts. A fitted regression (every hub ESM-2 checkpoint) has larger weights on the
+    /// informative heads and a negative bias, since contacts are rare.
+    /// </summary>
+    public bool ContactHeadTrained => esm.contact_head.Trained;
 
     /// <summary>Contact probabilities [B, T-2, T-2] from all attention maps, as <c>EsmForMaskedLM.predict_contacts</c>.</summary>
     public Tensor PredictContacts(Tensor inputIds, Tensor attentionMask)
@@ -340,6 +350,21 @@ internal sealed class EsmContactPredictionHead : nn.Module
         this.eosId = eosId;
         regression = nn.Linear(channels, 1);
         RegisterComponents();
+    }
+
+    /// <summary>Above anything N(0, 0.02) initialisation draws for up to a few thousand layer × head channels.</summary>
+    private const float InitialScale = 0.1f;
+
+    public bool Trained
+    {
+        get
+        {
+            using var scope = NewDisposeScope();
+            using var _ = no_grad();
+            using var weights = regression.weight!.abs().max();
+            using var bias = regression.bias!.abs().max();
+            return weights.to(ScalarType.Float32).item<float>() >= InitialScale || bias.to(ScalarType.Float32).item<float>() >= InitialScale;
+        }
     }
 
     /// <param name="tokens">[B, T] token ids.</param>

@@ -68,6 +68,13 @@ public sealed record LlamaConfig
         if (config.HeadDim % 2 != 0) throw new BioForgeException($"{path}: head_dim {config.HeadDim} must be even for rotary embeddings");
         if (config.VocabSize <= 0 || config.HiddenSize <= 0 || config.IntermediateSize <= 0 || config.NumHiddenLayers <= 0 || config.NumAttentionHeads <= 0 || config.NumKeyValueHeads <= 0)
             throw new BioForgeException($"{path}: sizes must be positive");
+        ModelShape.CheckSize(path, "num_hidden_layers", config.NumHiddenLayers, ModelShape.MaxLayers);
+        ModelShape.CheckSize(path, "hidden_size", config.HiddenSize, ModelShape.MaxHidden);
+        ModelShape.CheckSize(path, "intermediate_size", config.IntermediateSize, ModelShape.MaxIntermediate);
+        ModelShape.CheckSize(path, "vocab_size", config.VocabSize, ModelShape.MaxVocabulary);
+        ModelShape.CheckSize(path, "max_position_embeddings", config.MaxPositionEmbeddings, ModelShape.MaxPositions);
+        ModelShape.CheckSize(path, "num_attention_heads", config.NumAttentionHeads, config.HiddenSize);
+        ModelShape.CheckSize(path, "head_dim", config.HeadDim, ModelShape.MaxHidden);
         return config;
 
         int? Int(JsonObject o, string key) => o[key] switch

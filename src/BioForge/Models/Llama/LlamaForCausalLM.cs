@@ -40,6 +40,7 @@ public sealed class LlamaForCausalLM : nn.Module
     public LlamaForCausalLM(LlamaConfig config, ParallelLayout? layout = null) : base(nameof(LlamaForCausalLM))
     {
         Config = config;
+        ModelShape.Of(config).EnsureFitsInMemory("model config"); // also for random and training models, not only loaded ones
         this.layout = layout ?? ParallelLayout.Single;
         model = new LlamaModel(config, this.layout);
         if (!config.TieWordEmbeddings) lm_head = this.layout.VocabularyProjection(config.HiddenSize, config.VocabSize);
@@ -95,7 +96,9 @@ public sealed class LlamaForCausalLM : nn.Module
         if (!Directory.Exists(directory)) throw new BioForgeException($"model directory {directory} does not exist");
         string configPath = Path.Combine(directory, "config.json");
         if (!File.Exists(configPath)) throw new BioForgeException($"{directory}: no config.json (expected a Hugging Face Llama checkpoint directory)");
-        var network = new LlamaForCausalLM(LlamaConfig.FromJson(configPath), layout);
+        var config = LlamaConfig.FromJson(configPath);
+        ModelShape.Of(config).EnsureFitsInMemory(configPath);
+        var network = new LlamaForCausalLM(config, layout);
         try
         {
             using (var weights = SafetensorsCheckpoint.Open(directory))
