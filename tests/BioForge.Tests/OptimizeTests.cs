@@ -166,7 +166,22 @@ public sealed class OptimizeTests
             return Discovery.Pmo.TopAuc.TopMean(calls.Select(c => c.Score));
         }
         double prior = TopTen(1e-12), learned = TopTen(null);
-        Assert.True(learned > prior + 0.15, $"top-10 mean after learning {learned:F3}, prior's own samples {prior:F3}");
+        // Seen here: 0.924 after learning, 0.147 for the prior's own samples.
+        Assert.True(learned > prior + 0.3, $"top-10 mean after learning {learned:F3}, prior's own samples {prior:F3}");
+    }
+
+    [Fact]
+    public void MaxStepsEndsTheWholeRunWhenAsked()
+    {
+        _ = TestData.Cpu;
+        string dir = TestData.TempDirectory();
+        string path = Path.Combine(TestData.TempDirectory(), "run.toml");
+        File.WriteAllText(path, Run(dir, 3));
+        // REINVENT 4's rules: max_steps ends the run, the diversity filter's memory carries over, repeats are dropped.
+        var config = OptimizeConfig.Load(path, ["stages[0].max_steps_ends_run=true", "diversity_filter.keep_between_stages=true", "sampling.unique_sequences=true"]);
+        var result = MoleculeOptimizer.Run(config, new OptimizeOptions { Threads = 2 });
+        Assert.Equal(2, result.Steps);
+        Assert.Equal(["warm-up: reached max_steps (2); the run ends"], result.StageEndings);
     }
 
     [Fact]
