@@ -9,7 +9,7 @@ internal static class OptimizeCommand
 {
     public static Command Create(TextWriter output, TextWriter error)
     {
-        var config = Options.Required("--config", "run file (TOML or YAML): prior, sampling, learning, diversity_filter, output, [[stages]] with [[stages.components]]");
+        var config = Options.Required("--config", "run file (TOML or YAML): prior, sampling, learning, diversity_filter, output, [[stages]] with [[stages.components]]; or a REINVENT 4 staged_learning TOML file");
         var overrides = new Argument<string[]>("overrides") { Description = "section.key=value settings that replace the file's (e.g. output.dir=runs/x)", Arity = ArgumentArity.ZeroOrMore };
         var resume = new Option<bool>("--resume") { Description = "continue from the run directory's checkpoint" };
         var compute = new ComputeOptionSet();
@@ -18,7 +18,7 @@ internal static class OptimizeCommand
         command.Options.Add(compute.Threads);
         command.SetAction(result => Cli.Guard(error, () =>
         {
-            var run = OptimizeConfig.Load(result.GetValue(config)!, result.GetValue(overrides));
+            var run = OptimizeConfig.Load(result.GetValue(config)!, result.GetValue(overrides), note => output.WriteLine($"note: {note}"));
             return Cli.StoppableByCtrlC(error, "stopping after this step (a checkpoint will be written); Ctrl+C again to abort", cancellation =>
             {
                 var optimized = MoleculeOptimizer.Run(run, new OptimizeOptions

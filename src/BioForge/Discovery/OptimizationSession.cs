@@ -122,22 +122,30 @@ public sealed class OptimizationSession : IDisposable
                 Remember(new RankedMolecule(0, m.Canonical!, m.Score, step, stageName, m.Scaffold ?? "", m.Raw, m.Transformed));
 
         string? ending = null;
+        bool endsRun = false;
         if (collapse >= stage.CollapsePatience)
             ending = $"{stageName}: mode collapse at step {stageStep} (under {stage.MinUnique:P0} distinct valid molecules for {collapse} steps)";
         else if (stageStep >= stage.MinSteps && mean >= stage.MaxScore) ending = $"{stageName}: mean score {mean:F3} reached max_score {stage.MaxScore} at step {stageStep}";
-        else if (stageStep >= stage.MaxSteps) ending = $"{stageName}: reached max_steps ({stage.MaxSteps})";
+        else if (stageStep >= stage.MaxSteps)
+        {
+            endsRun = stage.MaxStepsEndsRun;
+            ending = $"{stageName}: reached max_steps ({stage.MaxSteps})" + (endsRun ? "; the run ends" : "");
+        }
         // The budget ends the whole run, whatever stage it is in.
-        bool spent = budget is { Exhausted: true };
-        if (spent) ending = $"{stageName}: the oracle budget is spent ({budget!.Limit} calls)";
+        if (budget is { Exhausted: true })
+        {
+            endsRun = true;
+            ending = $"{stageName}: the oracle budget is spent ({budget.Limit} calls)";
+        }
         bool next = ending is not null;
         State = State with
         {
             Step = step,
-            Stage = spent ? config.Stages.Count : next ? stageIndex + 1 : stageIndex,
+            Stage = endsRun ? config.Stages.Count : next ? stageIndex + 1 : stageIndex,
             StageStep = next ? 0 : stageStep,
             CollapseCount = next ? 0 : collapse,
             Memory = next ? [] : State.Memory,
-            Filter = next ? new([], []) : filter!.State(),
+            Filter = next && !config.DiversityFilter.KeepBetweenStages ? new([], []) : filter!.State(),
             StageEndings = next ? [.. State.StageEndings, ending!] : State.StageEndings,
         };
         var report = new OptimizeStepReport(stageIndex + 1, stageName, step, stageStep, stage.MaxSteps, mean, scored.Count(m => m.Valid) / (double)scored.Count,
@@ -172,6 +180,11 @@ public sealed class OptimizationSession : IDisposable
         Agent.Model.eval(); // no dropout in sampling or in the likelihood the loss differentiates
         using var generator = Sampling.CreateGenerator(StatelessRandom.Hash(config.Seed, step, 0x5A3B1E));
         var batch = Sampling.Sample(Agent.Model, config.Sampling.BatchSize, sampling, generator);
+        if (config.Sampling.UniqueSequences)
+        {
+            var distinct = new HashSet<string>(StringComparer.Ordinal);
+            batch = [.. batch.Where(s => distinct.Add(string.Join(' ', s.Tokens)))];
+        }
         var smiles = batch.Select(s => s.Finished ? vocabulary.DecodeRaw(s.Tokens) : "").ToList();
         double sampleSeconds = Lap();
         IReadOnlyList<ScoredMolecule> scored;

@@ -5,7 +5,13 @@ namespace BioForge.Discovery;
 /// <summary>
 /// A goal-directed generation run (<c>bioforge optimize --config run.toml</c>, REINVENT-style): the prior, sampling,
 /// learning, the diversity filter, and one or more stages, each with its own scoring function and termination.
+/// A REINVENT 4 staged-learning file (<c>run_type = "staged_learning"</c>) is read too (<see cref="Reinvent4Format"/>).
 /// </summary>
+/// <remarks>
+/// The defaults of <c>[sampling]</c>, <c>[learning]</c> and <c>[diversity_filter]</c> are the best settings
+/// <c>bench pmo</c> has found (today REINVENT's PMO settings); <see cref="Pmo.PmoBenchmark.RunConfig"/> reads them from
+/// here, so a run file that leaves those sections out runs as the benchmark does.
+/// </remarks>
 public sealed record OptimizeConfig
 {
     public ulong Seed { get; init; }
@@ -25,31 +31,35 @@ public sealed record OptimizeConfig
 
     public sealed record SamplingSection
     {
-        public int BatchSize { get; init; } = 128;
+        public int BatchSize { get; init; } = 64;
         public double Temperature { get; init; } = 1.0;
         public int MaxLength { get; init; } = 128;
+        /// <summary>Drop repeated token sequences from each sampled batch before scoring (REINVENT 4's <c>unique_sequences</c>).</summary>
+        public bool UniqueSequences { get; init; }
     }
 
     public sealed record LearningSection
     {
-        public double Lr { get; init; } = 1e-4;
+        public double Lr { get; init; } = 5e-4;
         /// <summary>σ in the augmented likelihood log p_prior + σ · score.</summary>
-        public double Sigma { get; init; } = 120;
+        public double Sigma { get; init; } = 500;
         /// <summary>Best molecules kept for experience replay, and how many of them join each step's loss.</summary>
         public int ReplaySize { get; init; } = 100;
-        public int ReplaySamples { get; init; } = 10;
+        public int ReplaySamples { get; init; } = 24;
     }
 
     public sealed record DiversityFilterSection
     {
         /// <summary><c>identical_murcko_scaffold</c>, <c>generic_murcko_scaffold</c>, <c>similar_scaffold</c> (analogues share a bucket) or <c>none</c>.</summary>
-        public string Kind { get; init; } = "identical_murcko_scaffold";
+        public string Kind { get; init; } = "none";
         /// <summary>Molecules per scaffold that keep their score; later ones with the same scaffold score 0.</summary>
         public int BucketSize { get; init; } = 25;
         /// <summary>Only molecules scoring at least this fill buckets.</summary>
         public double MinimumScore { get; init; } = 0.4;
         /// <summary><c>similar_scaffold</c>: scaffolds at least this similar (Tanimoto) share a bucket.</summary>
         public double Similarity { get; init; } = 0.6;
+        /// <summary>Keep the buckets and the molecules seen from one stage to the next (REINVENT 4's <c>purge_memories = false</c>); by default each stage starts empty.</summary>
+        public bool KeepBetweenStages { get; init; }
     }
 
     public sealed record OutputSection
@@ -81,13 +91,17 @@ public sealed record OptimizeConfig
         public double MinUnique { get; init; } = 0.05;
         /// <summary>… for this many consecutive steps.</summary>
         public int CollapsePatience { get; init; } = 5;
+        /// <summary>Reaching max_steps ends the whole run, not just this stage (REINVENT 4's rule: only max_score moves on).</summary>
+        public bool MaxStepsEndsRun { get; init; }
         /// <summary><c>arithmetic</c> or <c>geometric</c> weighted mean of the components.</summary>
         public string Aggregate { get; init; } = "geometric";
         public List<ComponentSettings> Components { get; init; } = [];
     }
 
-    public static OptimizeConfig Load(string path, IEnumerable<string>? overrides = null) =>
-        YamlConfig.Load<OptimizeConfig>(path, overrides, (config, require) => config.Validate(require));
+    /// <param name="onNote">Told about settings of a REINVENT 4 file that are accepted but do not apply here (device, TensorBoard, checkpoint file names).</param>
+    public static OptimizeConfig Load(string path, IEnumerable<string>? overrides = null, Action<string>? onNote = null) =>
+        YamlConfig.Load<OptimizeConfig>(path, overrides, (config, require) => config.Validate(require),
+            (root, file) => Reinvent4Format.IsReinvent4(root) ? Reinvent4Format.Translate(root, file, onNote) : root);
 
     public string ToJsonText() => YamlConfig.ToJsonText(this);
 

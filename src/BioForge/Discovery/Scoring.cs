@@ -9,6 +9,7 @@ namespace BioForge.Discovery;
 /// Maps a component's raw value (a property, a similarity, a predicted affinity) onto [0, 1], desirability style:
 /// <c>sigmoid</c> rises from <c>low</c> to <c>high</c>, <c>reverse_sigmoid</c> falls, <c>double_sigmoid</c> is high
 /// inside the window [low, high], <c>step</c> is 1 inside the window and 0 outside, <c>identity</c> clamps.
+/// The sigmoids are REINVENT 4's, so its run files keep their meaning (<see cref="Reinvent4Format"/>).
 /// </summary>
 public sealed record TransformSettings
 {
@@ -17,13 +18,19 @@ public sealed record TransformSettings
     public double High { get; init; } = 1;
     /// <summary>Steepness: REINVENT's k for the single sigmoids (0.5 spans the window); per unit of the value for double_sigmoid.</summary>
     public double K { get; init; } = 0.5;
+    /// <summary>double_sigmoid only: the steepness of the falling edge at <c>high</c> when it differs from <see cref="K"/> (REINVENT 4's coef_se / coef_div).</summary>
+    public double? KHigh { get; init; }
 
     public double Apply(double x) => Kind switch
     {
-        // REINVENT 2's sigmoid: the midpoint of [low, high] maps to 0.5; k·10/(high − low) sets how fast it turns.
+        // REINVENT's sigmoid: the midpoint of [low, high] maps to 0.5; k·10/(high − low) sets how fast it turns.
         "sigmoid" => 1 / (1 + Math.Pow(10, K * ((High + Low) / 2 - x) * 10 / (High - Low))),
         "reverse_sigmoid" => 1 / (1 + Math.Pow(10, K * (x - (High + Low) / 2) * 10 / (High - Low))),
-        "double_sigmoid" => 1 / (1 + Math.Pow(10, K * (Low - x))) / (1 + Math.Pow(10, K * (x - High))),
+        // REINVENT 4's double sigmoid is two halves joined at the window's centre (not a product): the rising edge at
+        // low left of it, the falling edge at high right of it, so low and high each map to exactly 0.5.
+        "double_sigmoid" => x < (Low + High) / 2
+            ? 1 / (1 + Math.Pow(10, K * (Low - x)))
+            : 1 / (1 + Math.Pow(10, (KHigh ?? K) * (x - High))),
         "step" => x >= Low && x <= High ? 1 : 0,
         _ => Math.Clamp(x, 0, 1),
     };
@@ -34,6 +41,7 @@ public sealed record TransformSettings
             $"{where}.transform.kind must be identity, sigmoid, reverse_sigmoid, double_sigmoid or step (got '{Kind}')");
         require(Kind == "identity" || High > Low, $"{where}.transform: high ({High}) must exceed low ({Low})");
         require(K > 0, $"{where}.transform.k must be positive (got {K})");
+        require(KHigh is null || (Kind == "double_sigmoid" && KHigh > 0), $"{where}.transform.k_high: only for double_sigmoid, and positive (got {KHigh})");
     }
 }
 
@@ -46,7 +54,8 @@ public sealed record ComponentSettings
     /// (max Tanimoto to <see cref="Smiles"/>), substructure (1 when any of <see cref="Smarts"/> matches), affinity
     /// (predicted by <see cref="Model"/> for <see cref="Target"/>), pmo (the PMO/GuacaMol objective named by
     /// <see cref="Task"/>, already in [0, 1]), external_process (a user's program, <see cref="ExternalScorer"/>); penalties that multiply the total: forbidden_substructure
-    /// (0 when any of <see cref="Smarts"/> matches), filters (0 when a PAINS/Brenk alert matches).
+    /// (0 when any of <see cref="Smarts"/> matches), matching_substructure (0.5 unless one of <see cref="Smarts"/>
+    /// matches: REINVENT 4's MatchingSubstructure), filters (0 when a PAINS/Brenk alert matches).
     /// </summary>
     public string Type { get; init; } = "";
     public string? Name { get; init; }
@@ -54,6 +63,14 @@ public sealed record ComponentSettings
     public TransformSettings Transform { get; init; } = new();
     public string[] Smiles { get; init; } = [];
     public string[] Smarts { get; init; } = [];
+    /// <summary>
+    /// <c>similarity</c>'s fingerprint: <c>bits</c> (Morgan folded to 2,048 bits), <c>unfolded</c> (the set of Morgan
+    /// environments) or <c>counts</c> (Morgan environment counts), of <see cref="Radius"/>; <see cref="Features"/>
+    /// uses feature invariants (FCFP) and needs unfolded or counts. REINVENT 4's TanimotoSimilarity is unfolded/counts.
+    /// </summary>
+    public string Fingerprint { get; init; } = "bits";
+    public int Radius { get; init; } = 2;
+    public bool Features { get; init; }
     /// <summary>Filter catalogues for <c>filters</c>: any of pains, brenk, nih.</summary>
     public string[] Catalogs { get; init; } = ["pains", "brenk"];
     /// <summary>An affinity model directory (<c>bioforge dti train</c>).</summary>
@@ -71,16 +88,19 @@ public sealed record ComponentSettings
 
     public string Label => Name ?? Type;
 
-    public bool IsPenalty => Type is "forbidden_substructure" or "filters";
+    public bool IsPenalty => Type is "forbidden_substructure" or "matching_substructure" or "filters";
 
     public void Validate(string where, Action<bool, string> require)
     {
         require(Type is "qed" or "sa" or "logp" or "plogp" or "mw" or "tpsa" or "hbd" or "hba" or "rotatable_bonds" or "similarity" or "substructure"
-            or "affinity" or "pmo" or "external_process" or "forbidden_substructure" or "filters",
-            $"{where}.type must be one of qed, sa, logp, plogp, mw, tpsa, hbd, hba, rotatable_bonds, similarity, substructure, affinity, pmo, external_process, forbidden_substructure, filters (got '{Type}')");
+            or "affinity" or "pmo" or "external_process" or "forbidden_substructure" or "matching_substructure" or "filters",
+            $"{where}.type must be one of qed, sa, logp, plogp, mw, tpsa, hbd, hba, rotatable_bonds, similarity, substructure, affinity, pmo, external_process, forbidden_substructure, matching_substructure, filters (got '{Type}')");
         require(Weight > 0, $"{where}.weight must be positive (got {Weight})");
         require(Type != "similarity" || Smiles.Length > 0, $"{where}: a similarity component needs smiles = [reference molecules]");
-        require(Type is not ("substructure" or "forbidden_substructure") || Smarts.Length > 0, $"{where}: a {Type} component needs smarts = [patterns]");
+        require(Type is not ("substructure" or "forbidden_substructure" or "matching_substructure") || Smarts.Length > 0, $"{where}: a {Type} component needs smarts = [patterns]");
+        require(Fingerprint is "bits" or "unfolded" or "counts", $"{where}.fingerprint must be bits, unfolded or counts (got '{Fingerprint}')");
+        require(Radius is >= 0 and <= 6, $"{where}.radius must be 0 to 6 (got {Radius})");
+        require(!Features || Fingerprint != "bits", $"{where}: features (FCFP) needs fingerprint = \"unfolded\" or \"counts\"");
         require(Type != "affinity" || (Model is not null && Target is not null), $"{where}: an affinity component needs model (a `bioforge dti train` model) and target (a sequence or FASTA file)");
         require(Type != "pmo" || (Task is not null && PmoOracle.Tasks.Contains(Task)),
             $"{where}: a pmo component needs task = one of {string.Join(", ", PmoOracle.Tasks)} (got '{Task}')");
@@ -127,6 +147,7 @@ public sealed class ScoringFunction : IDisposable
     private readonly Dictionary<int, List<SmartsQuery>> patterns = [];
     private readonly Dictionary<int, StructuralFilters> filters = [];
     private readonly Dictionary<int, List<ulong[]>> references = [];
+    private readonly Dictionary<int, List<Dictionary<uint, uint>>> countReferences = [];
     private readonly Dictionary<int, (AffinityModel Model, float[] Target)> affinity = [];
     private readonly Dictionary<int, PmoOracle> oracles = [];
     private readonly Dictionary<int, ExternalScorer> externals = [];
@@ -144,7 +165,7 @@ public sealed class ScoringFunction : IDisposable
                 var c = components[i];
                 switch (c.Type)
                 {
-                    case "substructure" or "forbidden_substructure":
+                    case "substructure" or "forbidden_substructure" or "matching_substructure":
                         patterns[i] = [.. c.Smarts.Select(s => new SmartsQuery(s))];
                         break;
                     case "filters":
@@ -156,11 +177,15 @@ public sealed class ScoringFunction : IDisposable
                         }));
                         break;
                     case "similarity":
-                        references[i] = [.. c.Smiles.Select(s =>
+                        foreach (string s in c.Smiles)
                         {
                             if (!Molecule.TryFromSmiles(s, out var m, out string? error)) throw new BioForgeException($"similarity reference '{s}': {error}");
-                            using (m) return Fingerprints.Morgan(m!);
-                        })];
+                            using (m)
+                            {
+                                if (c.Fingerprint == "bits") (references.TryGetValue(i, out var list) ? list : references[i] = []).Add(Fingerprints.Morgan(m!, c.Radius));
+                                else (countReferences.TryGetValue(i, out var list) ? list : countReferences[i] = []).Add(Counts(c, m!));
+                            }
+                        }
                         break;
                     case "pmo":
                         oracles[i] = new PmoOracle(c.Task ?? "");
@@ -270,13 +295,31 @@ public sealed class ScoringFunction : IDisposable
         "hbd" => m.Descriptors().HBondDonors,
         "hba" => m.Descriptors().HBondAcceptors,
         "rotatable_bonds" => m.Descriptors().RotatableBonds,
-        "similarity" => Fingerprints.Morgan(m) is var fingerprint ? references[c].Max(r => Fingerprints.Tanimoto(fingerprint, r)) : 0,
+        "similarity" => Similarity(c, component, m),
         "substructure" => patterns[c].Any(m.HasMatch) ? 1 : 0,
         "forbidden_substructure" => patterns[c].Any(m.HasMatch) ? 0 : 1,
+        "matching_substructure" => patterns[c].Any(m.HasMatch) ? 1 : 0.5,
         "filters" => filters[c].Matches(m).Count == 0 ? 1 : 0,
         "pmo" => oracles[c].Score(m),
         _ => throw new BioForgeException($"unknown component type '{component.Type}'"),
     };
+
+    /// <summary>Max Tanimoto to the references; unfolded environments compare as sets, counts as RDKit's SparseIntVect.</summary>
+    private double Similarity(int c, ComponentSettings component, Molecule m)
+    {
+        if (component.Fingerprint == "bits")
+        {
+            var fingerprint = Fingerprints.Morgan(m, component.Radius);
+            return references[c].Max(r => Fingerprints.Tanimoto(fingerprint, r));
+        }
+        var counts = Counts(component, m);
+        if (component.Fingerprint == "counts") return countReferences[c].Max(r => Fingerprints.Tanimoto(counts, r));
+        var keys = counts.Keys.ToHashSet();
+        return countReferences[c].Max(r => Fingerprints.Tanimoto<uint>(keys, r.Keys.ToHashSet()));
+    }
+
+    private static Dictionary<uint, uint> Counts(ComponentSettings component, Molecule m) =>
+        component.Features ? Fingerprints.FeatureMorganCounts(m, component.Radius) : Fingerprints.MorganCounts(m, component.Radius);
 
     public void Dispose()
     {

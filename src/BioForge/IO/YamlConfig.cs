@@ -19,9 +19,10 @@ public static class YamlConfig
     public static readonly JsonSerializerOptions Serializer = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
 
     /// <summary>Reads, overrides, checks keys, deserialises, then runs <paramref name="validate"/> (with <see cref="Requirement"/>).</summary>
-    public static T Load<T>(string path, IEnumerable<string>? overrides, Action<T, Action<bool, string>> validate) where T : class
+    /// <param name="translate">Rewrites the file's tree (as read, before overrides) into <typeparamref name="T"/>'s layout: another program's run-file format.</param>
+    public static T Load<T>(string path, IEnumerable<string>? overrides, Action<T, Action<bool, string>> validate, Func<JsonObject, string, JsonObject>? translate = null) where T : class
     {
-        var config = Load<T>(path, overrides);
+        var config = Load<T>(path, overrides, translate);
         validate(config, Requirement(path));
         return config;
     }
@@ -32,10 +33,11 @@ public static class YamlConfig
         if (!ok) throw new BioForgeException($"{path}: {message}");
     };
 
-    public static T Load<T>(string path, IEnumerable<string>? overrides = null) where T : class
+    public static T Load<T>(string path, IEnumerable<string>? overrides = null, Func<JsonObject, string, JsonObject>? translate = null) where T : class
     {
         if (!File.Exists(path)) throw new BioForgeException($"{path}: configuration file not found");
         var root = path.EndsWith(".toml", StringComparison.OrdinalIgnoreCase) ? ReadToml(path) : ReadYaml(path);
+        if (translate is not null) root = translate(root, path);
         foreach (string assignment in overrides ?? []) Override(root, assignment);
         CheckKeys(root, typeof(T), "", path);
         try
