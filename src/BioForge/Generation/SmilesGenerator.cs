@@ -11,8 +11,8 @@ public sealed record GeneratedMolecule(string Smiles, string? Canonical, bool Fi
 }
 
 /// <summary>
-/// De novo molecules from a SMILES language model: batched sampling with a key/value cache, decoding through the
-/// model's vocabulary, validity and canonical form from RDKit.
+/// De novo molecules from a SMILES language model: sampling through the <see cref="DecodeScheduler"/>, decoding through
+/// the model's vocabulary, validity and canonical form from RDKit.
 /// </summary>
 public sealed class SmilesGenerator
 {
@@ -26,30 +26,59 @@ public sealed class SmilesGenerator
     }
 
     /// <summary>
-    /// Samples <paramref name="count"/> molecules in batches of <paramref name="batchSize"/>. With
-    /// <paramref name="validOnly"/>, sampling continues until <paramref name="count"/> valid molecules were found (at
-    /// most <paramref name="maxAttemptsFactor"/> × count samples) and only those are returned. Reproducible for a seed
-    /// and batch size (the draws are made on the host, so on any device up to floating-point differences in the model).
+    /// Samples <paramref name="count"/> molecules, <paramref name="batchSize"/> sequences decoded at once (continuous
+    /// batching: a finished sequence's slot goes to the next). Molecule i is sequence (seed, i) of
+    /// <see cref="SequenceSampler"/>, so the result depends on the seed and options only, not on the batch size, and
+    /// equals what the server's <c>/v1/completions</c> answers for the same seed. With <paramref name="validOnly"/>, the
+    /// first <paramref name="count"/> valid molecules in sequence order (at most <paramref name="maxAttemptsFactor"/> ×
+    /// count samples). <paramref name="prompt"/> is a SMILES start every molecule continues.
     /// </summary>
     public IReadOnlyList<GeneratedMolecule> Generate(int count, SamplingOptions options, ulong seed, int batchSize, bool validOnly,
-        IProgress<int>? progress = null, int maxAttemptsFactor = 100)
+        IProgress<int>? progress = null, int maxAttemptsFactor = 100, string prompt = "")
     {
         if (count < 1) throw new BioForgeException($"--n must be positive (got {count})");
         if (batchSize < 1) throw new BioForgeException($"--batch must be positive (got {batchSize})");
-        using var generator = Sampling.CreateGenerator(seed);
+        if (options.Temperature <= 0) throw new BioForgeException($"temperature must be positive (got {options.Temperature})");
+        if (options.TopP is <= 0 or > 1) throw new BioForgeException($"top-p must be in (0, 1] (got {options.TopP})");
+        var promptIds = EncodePrompt(prompt);
+        int length = (int)Math.Min(model.Config.MaxPositionEmbeddings, (long)promptIds.Length + options.MaxNewTokens);
+        if (promptIds.Length >= length) throw new BioForgeException($"the prompt takes {promptIds.Length} tokens; the model takes {model.Config.MaxPositionEmbeddings} in all");
+        using var scheduler = new DecodeScheduler(new LlamaDecoder(model.Model), batchSize, length, BatchingMode.Continuous, batchSize);
+        var samples = new List<SampledSequence?>();
+        long limit = validOnly ? (long)count * maxAttemptsFactor : count;
+        int next = 0, scanned = 0;
         var result = new List<GeneratedMolecule>(count);
-        long attempts = 0, limit = (long)count * maxAttemptsFactor;
         while (result.Count < count)
         {
-            if (validOnly && attempts >= limit)
-                throw new BioForgeException($"only {result.Count} of {count} requested molecules were valid after {attempts} samples; the model is not trained well enough for --valid-only");
-            int n = Math.Min(batchSize, validOnly ? batchSize : count - result.Count);
-            attempts += n;
-            foreach (var sample in Sampling.Sample(model.Model, n, options, generator))
+            // Keep the slots full; sequences are taken in index order, so the answer does not depend on timing.
+            while (next < limit && next - scanned < 2 * batchSize && scheduler.Waiting < batchSize)
             {
-                var molecule = Describe(sample);
+                int index = next++;
+                var tokens = new List<long>();
+                samples.Add(null);
+                var job = new SequenceJob
+                {
+                    Prompt = promptIds,
+                    Options = options,
+                    Seed = seed,
+                    Index = index,
+                    OnToken = draw =>
+                    {
+                        tokens.Add(draw.Token);
+                        return true;
+                    },
+                    OnFinished = (reason, logLikelihood) => samples[index] = new SampledSequence([.. tokens], reason == FinishReason.Stop, logLikelihood),
+                };
+                if (!scheduler.TrySubmit([job])) throw new InvalidOperationException("the generator's own queue refused a sequence");
+            }
+            if (!scheduler.Busy)
+                throw new BioForgeException($"only {result.Count} of {count} requested molecules were valid after {next} samples; the model is not trained well enough for --valid-only");
+            scheduler.Step();
+            for (; scanned < samples.Count && samples[scanned] is { } sample && result.Count < count; scanned++)
+            {
+                var molecule = Describe(prompt, sample);
+                samples[scanned] = null;
                 if (validOnly && !molecule.Valid) continue;
-                if (result.Count == count) break;
                 result.Add(molecule);
                 progress?.Report(1);
             }
@@ -57,9 +86,17 @@ public sealed class SmilesGenerator
         return result;
     }
 
-    private GeneratedMolecule Describe(SampledSequence sample)
+    /// <summary>Begin token and the prompt's tokens; a prompt with a token outside the vocabulary is refused.</summary>
+    public int[] EncodePrompt(string prompt)
     {
-        string smiles = vocabulary.DecodeRaw(sample.Tokens);
+        var ids = vocabulary.Encode(prompt);
+        if (ids.Contains(SmilesVocabulary.UnkId)) throw new BioForgeException($"prompt '{prompt}' holds a token outside the model's vocabulary");
+        return ids[..^1];
+    }
+
+    private GeneratedMolecule Describe(string prompt, SampledSequence sample)
+    {
+        string smiles = prompt + vocabulary.DecodeRaw(sample.Tokens);
         string? canonical = null;
         if (smiles.Length > 0 && Molecule.TryFromSmiles(smiles, out var molecule, out _))
             using (molecule) canonical = molecule!.ToSmiles();

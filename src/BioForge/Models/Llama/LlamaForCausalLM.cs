@@ -58,6 +58,21 @@ public sealed class LlamaForCausalLM : nn.Module
         return new LlamaOutput { Logits = logits, HiddenStates = all };
     }
 
+    /// <summary>
+    /// A forward pass over sequences that each stand at their own positions (continuous batching): row b's tokens sit at
+    /// <paramref name="positions"/>[b] and may attend to the keys where <paramref name="allowed"/> is true; <paramref name="cache"/>
+    /// stores the new keys and values and returns every attended one. The caller owns scheduling and the cache layout.
+    /// </summary>
+    /// <param name="inputIds">[B, T] token ids.</param>
+    /// <param name="positions">[B, T] int64 position of each token (rotary angle).</param>
+    /// <param name="allowed">[B, 1, T, K] bool: which of the K cached positions each token sees.</param>
+    /// <returns>Logits [B, T, vocab].</returns>
+    public Tensor Forward(Tensor inputIds, Tensor positions, Tensor allowed, IKeyValueStore cache)
+    {
+        var hidden = model.Forward(inputIds, positions, allowed, cache);
+        return lm_head is null ? F.linear(layout.EnterVocabularyShards(hidden), model.EmbedTokens) : lm_head.call(hidden);
+    }
+
     /// <summary>The final (normalised) hidden states [B, T, hidden] without the vocabulary projection.</summary>
     public Tensor LastHiddenState(Tensor inputIds, Tensor attentionMask) => model.Forward(inputIds, attentionMask, false, null).Hidden;
 
@@ -148,6 +163,19 @@ internal sealed class LlamaModel : nn.Module
         // Query i (at position past + i) sees positions up to its own that are not padding.
         var causal = ones(t, total, ScalarType.Bool, x.device).tril(past);
         var allowed = causal.unsqueeze(0).unsqueeze(0).logical_and(attentionMask.to(ScalarType.Bool).unsqueeze(1).unsqueeze(2));
+        return Layers(x, allowed, cos, sin, cache, hiddenStates);
+    }
+
+    /// <summary>Rows at positions of their own, attending where <paramref name="allowed"/> says (see <see cref="LlamaForCausalLM.Forward(Tensor, Tensor, Tensor, IKeyValueStore)"/>).</summary>
+    public Tensor Forward(Tensor inputIds, Tensor positions, Tensor allowed, IKeyValueStore cache)
+    {
+        var x = embed_tokens.forward(inputIds);
+        var (cos, sin) = RotaryEmbedding.Tables(positions, config.HeadDim, config.RopeTheta);
+        return Layers(x, allowed, cos, sin, cache, false).Hidden;
+    }
+
+    private (Tensor Hidden, List<Tensor>? All) Layers(Tensor x, Tensor allowed, Tensor cos, Tensor sin, IKeyValueStore? cache, bool hiddenStates)
+    {
         var all = hiddenStates ? new List<Tensor>() : null;
         for (int i = 0; i < layers.Count; i++)
         {
@@ -202,7 +230,7 @@ internal sealed class LlamaDecoderLayer : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor x, Tensor allowed, Tensor cos, Tensor sin, KeyValueCache? cache, int layer)
+    public Tensor Forward(Tensor x, Tensor allowed, Tensor cos, Tensor sin, IKeyValueStore? cache, int layer)
     {
         x = x + self_attn.Forward(input_layernorm.forward(x), allowed, cos, sin, cache, layer);
         return x + mlp.forward(post_attention_layernorm.forward(x));
@@ -235,7 +263,7 @@ internal sealed class LlamaAttention : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor x, Tensor allowed, Tensor cos, Tensor sin, KeyValueCache? cache, int layer)
+    public Tensor Forward(Tensor x, Tensor allowed, Tensor cos, Tensor sin, IKeyValueStore? cache, int layer)
     {
         long b = x.shape[0], t = x.shape[1];
         Tensor Split(Tensor y, int n) => y.view(b, t, n, headDim).transpose(1, 2);
@@ -272,11 +300,19 @@ internal sealed class LlamaMLP : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) => down_proj.call(F.silu(gate_proj.call(x)) * up_proj.call(x));
 }
 
+/// <summary>Where attention layers keep keys and values between decoding steps.</summary>
+public interface IKeyValueStore
+{
+    /// <summary>Stores this step's keys and values of <paramref name="layer"/> ([B, kv heads, T, head dim]) and returns every
+    /// key and value the step attends to ([B, kv heads, K, head dim]).</summary>
+    (Tensor Keys, Tensor Values) Append(int layer, Tensor keys, Tensor values);
+}
+
 /// <summary>
-/// Keys and values of every layer for the positions decoded so far ([B, kv heads, positions, head dim] each).
-/// The cache owns its tensors; dispose it when decoding ends.
+/// Keys and values of every layer for the positions decoded so far ([B, kv heads, positions, head dim] each), all rows
+/// at the same length. The cache owns its tensors; dispose it when decoding ends.
 /// </summary>
-public sealed class KeyValueCache(int layers) : IDisposable
+public sealed class KeyValueCache(int layers) : IKeyValueStore, IDisposable
 {
     private readonly Tensor?[] keys = new Tensor?[layers];
     private readonly Tensor?[] values = new Tensor?[layers];
@@ -284,7 +320,7 @@ public sealed class KeyValueCache(int layers) : IDisposable
     /// <summary>Number of cached positions (those of layer 0, which is appended first).</summary>
     public long Length => keys[0]?.shape[2] ?? 0;
 
-    internal (Tensor Keys, Tensor Values) Append(int layer, Tensor k, Tensor v)
+    public (Tensor Keys, Tensor Values) Append(int layer, Tensor k, Tensor v)
     {
         var newKeys = keys[layer] is null ? k.detach().clone() : cat([keys[layer]!, k.detach()], dim: 2);
         var newValues = values[layer] is null ? v.detach().clone() : cat([values[layer]!, v.detach()], dim: 2);

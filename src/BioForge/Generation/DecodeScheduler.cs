@@ -1,0 +1,254 @@
+using BioForge.Models.Llama;
+using BioForge.Runtime;
+using static TorchSharp.torch;
+
+namespace BioForge.Generation;
+
+/// <summary>How the scheduler lets waiting sequences into the running batch.</summary>
+public enum BatchingMode
+{
+    /// <summary>Iteration-level (Orca, vLLM): a waiting sequence joins at the next step whenever a slot is free.</summary>
+    Continuous,
+    /// <summary>Request-level: a batch is formed from what waits, run until its last sequence ends, then the next.</summary>
+    Static,
+    /// <summary>One sequence at a time (the baseline).</summary>
+    Single,
+}
+
+/// <summary>Why a sequence ended, as OpenAI reports it (<c>stop</c>, <c>length</c>), or because its client left.</summary>
+public enum FinishReason { Stop, Length, Cancelled }
+
+/// <summary>
+/// One sequence to decode. Its randomness is (<see cref="Seed"/>, <see cref="Index"/>): the same pair gives the same
+/// tokens whatever else runs beside it (<see cref="SequenceSampler"/>). The callbacks run on the scheduler's thread,
+/// between steps: keep them short.
+/// </summary>
+public sealed class SequenceJob
+{
+    /// <summary>The prompt, begin token first.</summary>
+    public required int[] Prompt { get; init; }
+    public required SamplingOptions Options { get; init; }
+    public required ulong Seed { get; init; }
+    public required long Index { get; init; }
+    /// <summary>Alternatives reported with each token (OpenAI's <c>logprobs</c>); 0 for none.</summary>
+    public int TopLogprobs { get; init; }
+
+    /// <summary>A drawn token other than end-of-sequence; false ends the sequence here (a stop string matched).</summary>
+    public required Func<TokenDraw, bool> OnToken { get; init; }
+
+    /// <summary>The end, with the log-likelihood at temperature 1 of every drawn token (end token included).</summary>
+    public required Action<FinishReason, double> OnFinished { get; init; }
+
+    /// <summary>Polled before every step: true frees the sequence's slot (client gone, deadline passed).</summary>
+    public Func<bool>? Cancelled { get; init; }
+}
+
+/// <summary>What one step did: sequences prefilled and decoded, tokens drawn, sequences running after it.</summary>
+public readonly record struct StepReport(int Prefilled, int Decoded, int Tokens, int Running, int Waiting);
+
+/// <summary>
+/// Continuous batching of one decoder on one device (Orca, OSDI 2022; vLLM, SOSP 2023): one running batch whose
+/// sequences each own a slot of a <see cref="SlotCache"/>. Each <see cref="Step"/> drops cancelled sequences, lets
+/// waiting ones into free slots and prefills their prompts (equal lengths together), and decodes one token for every
+/// sequence already running; a sequence that ends leaves at once and frees its slot. Work beyond the slots waits in a
+/// bounded queue (<see cref="TrySubmit"/> refuses beyond it). The scheduler holds no thread: <see cref="Step"/> is
+/// called by one thread (the server's device worker, or <see cref="SmilesGenerator"/> in a loop); <see cref="TrySubmit"/>
+/// from any.
+/// </summary>
+public sealed class DecodeScheduler : IDisposable
+{
+    private readonly IDecoderModel model;
+    private readonly SlotCache cache;
+    private readonly BatchingMode mode;
+    private readonly int queueCapacity;
+    private readonly Queue<SequenceJob> waiting = new();
+    private readonly Lock gate = new();
+    private readonly List<Sequence> running = [];
+    private readonly Stack<int> freeSlots;
+
+    /// <param name="slots">Sequences decoded at once (key/value slots); 1 in <see cref="BatchingMode.Single"/>.</param>
+    /// <param name="length">Positions per slot (prompt and generated tokens), at most the model's.</param>
+    /// <param name="queueCapacity">Sequences that may wait for a slot.</param>
+    public DecodeScheduler(IDecoderModel model, int slots, int length, BatchingMode mode, int queueCapacity)
+    {
+        if (length < 2 || length > model.MaxPositions) throw new BioForgeException($"sequence length must be 2–{model.MaxPositions} (got {length})");
+        if (queueCapacity < 1) throw new BioForgeException($"queue capacity must be positive (got {queueCapacity})");
+        this.model = model;
+        this.mode = mode;
+        this.queueCapacity = queueCapacity;
+        Slots = mode == BatchingMode.Single ? 1 : slots;
+        cache = new SlotCache(model, Slots, length);
+        freeSlots = new Stack<int>(Enumerable.Range(0, Slots).Reverse());
+    }
+
+    public int Slots { get; }
+
+    /// <summary>Positions per sequence: prompt plus generated tokens.</summary>
+    public int Length => cache.Length;
+
+    public BatchingMode Mode => mode;
+
+    public int Waiting
+    {
+        get
+        {
+            lock (gate) return waiting.Count;
+        }
+    }
+
+    /// <summary>Sequences holding a slot (read by metrics on other threads: a snapshot).</summary>
+    public int Running => Volatile.Read(ref runningCount);
+
+    private int runningCount;
+
+    /// <summary>True when there is anything to step: sequences running or waiting.</summary>
+    public bool Busy => Running > 0 || Waiting > 0;
+
+    /// <summary>Queues <paramref name="jobs"/> (all or none); false when the queue cannot take them all.</summary>
+    public bool TrySubmit(IReadOnlyList<SequenceJob> jobs)
+    {
+        foreach (var job in jobs)
+        {
+            if (job.Prompt.Length < 1 || job.Prompt.Length >= Length)
+                throw new BioForgeException($"a prompt takes 1–{Length - 1} tokens here (got {job.Prompt.Length})");
+            if (job.Options.Temperature < 0) throw new BioForgeException($"temperature must not be negative (got {job.Options.Temperature})");
+        }
+        lock (gate)
+        {
+            if (waiting.Count + jobs.Count > queueCapacity) return false;
+            foreach (var job in jobs) waiting.Enqueue(job);
+            return true;
+        }
+    }
+
+    /// <summary>One iteration: cancellations, admissions with their prefill, then one decoding step of the running batch.</summary>
+    public StepReport Step()
+    {
+        using var _ = no_grad();
+        for (int i = running.Count - 1; i >= 0; i--)
+            if (running[i].Job.Cancelled?.Invoke() == true) Retire(i, FinishReason.Cancelled);
+        var decoding = running.Where(r => r.Pending >= 0).ToList();
+        var admitted = Admit();
+        int tokens = 0;
+        foreach (var group in admitted.GroupBy(r => r.Job.Prompt.Length))
+            tokens += Forward([.. group], group.Key, prefill: true);
+        if (decoding.Count > 0) tokens += Forward(decoding, 1, prefill: false);
+        Volatile.Write(ref runningCount, running.Count);
+        return new StepReport(admitted.Count, decoding.Count, tokens, running.Count, Waiting);
+    }
+
+    private List<Sequence> Admit()
+    {
+        var admitted = new List<Sequence>();
+        if (mode != BatchingMode.Continuous && running.Count > 0) return admitted; // the batch runs to its end first
+        lock (gate)
+        {
+            while (freeSlots.Count > 0 && waiting.TryDequeue(out var job))
+            {
+                if (job.Cancelled?.Invoke() == true)
+                {
+                    job.OnFinished(FinishReason.Cancelled, 0);
+                    continue;
+                }
+                var r = new Sequence(job, freeSlots.Pop());
+                running.Add(r);
+                admitted.Add(r);
+            }
+        }
+        return admitted;
+    }
+
+    /// <summary>
+    /// One forward pass: prompts of <paramref name="count"/> tokens from position 0 (prefill), or each row's pending
+    /// token at its own position; then a draw per row from the last position's logits.
+    /// </summary>
+    private int Forward(List<Sequence> rows, int count, bool prefill)
+    {
+        using var scope = NewDisposeScope();
+        var starts = rows.Select(r => prefill ? 0 : r.Filled).ToArray();
+        long attend = starts.Max() + count;
+        var ids = new long[rows.Count * count];
+        var positions = new long[ids.Length];
+        for (int b = 0; b < rows.Count; b++)
+            for (int t = 0; t < count; t++)
+            {
+                ids[b * count + t] = prefill ? rows[b].Job.Prompt[t] : rows[b].Pending;
+                positions[b * count + t] = starts[b] + t;
+            }
+        var device = model.Device;
+        var positionTensor = tensor(positions, [rows.Count, count]).to(device);
+        // Token (b, t) sees the cached positions up to its own: the causal mask and the ends of shorter rows at once.
+        var allowed = ScalarArithmetic.Range(0, attend, device).view(1, 1, 1, attend).le(positionTensor.view(rows.Count, 1, count, 1));
+        cache.Bind(rows.Select(r => r.Slot).ToArray(), starts, count, attend);
+        var logits = model.Forward(tensor(ids, [rows.Count, count]).to(device), positionTensor, allowed, cache)
+            .select(1, count - 1).to(ScalarType.Float32).cpu().contiguous();
+        var host = logits.data<float>().ToArray();
+        int vocabulary = (int)logits.shape[1];
+        for (int b = 0; b < rows.Count; b++)
+        {
+            rows[b].Filled = starts[b] + count;
+            Advance(rows[b], host.AsSpan(b * vocabulary, vocabulary));
+        }
+        return rows.Count;
+    }
+
+    private void Advance(Sequence r, ReadOnlySpan<float> logits)
+    {
+        var job = r.Job;
+        var draw = SequenceSampler.Draw(logits, job.Options, job.Seed, job.Index, r.Generated, job.TopLogprobs);
+        r.LogLikelihood += draw.LogProb;
+        r.Generated++;
+        if (draw.Token == model.EosTokenId)
+        {
+            Retire(running.IndexOf(r), FinishReason.Stop);
+            return;
+        }
+        if (!job.OnToken(draw))
+        {
+            Retire(running.IndexOf(r), FinishReason.Stop);
+            return;
+        }
+        if (r.Generated >= job.Options.MaxNewTokens || r.Filled >= cache.Length)
+        {
+            Retire(running.IndexOf(r), FinishReason.Length);
+            return;
+        }
+        r.Pending = draw.Token;
+    }
+
+    private void Retire(int index, FinishReason reason)
+    {
+        var r = running[index];
+        running.RemoveAt(index);
+        freeSlots.Push(r.Slot);
+        r.Job.OnFinished(reason, r.LogLikelihood);
+    }
+
+    /// <summary>Ends every waiting and running sequence as cancelled (shutdown).</summary>
+    public void CancelAll()
+    {
+        while (running.Count > 0) Retire(running.Count - 1, FinishReason.Cancelled);
+        List<SequenceJob> rest;
+        lock (gate)
+        {
+            rest = [.. waiting];
+            waiting.Clear();
+        }
+        foreach (var job in rest) job.OnFinished(FinishReason.Cancelled, 0);
+        Volatile.Write(ref runningCount, 0);
+    }
+
+    public void Dispose() => cache.Dispose();
+
+    private sealed class Sequence(SequenceJob job, int slot)
+    {
+        public SequenceJob Job { get; } = job;
+        public int Slot { get; } = slot;
+        /// <summary>Positions of the slot holding keys and values.</summary>
+        public int Filled { get; set; }
+        /// <summary>The last drawn token, to be fed at the next step; −1 until the prompt is prefilled.</summary>
+        public long Pending { get; set; } = -1;
+        public int Generated { get; set; }
+        public double LogLikelihood { get; set; }
+    }
+}

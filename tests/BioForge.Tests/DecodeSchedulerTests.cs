@@ -1,0 +1,193 @@
+using BioForge.Generation;
+using BioForge.Models.Llama;
+using static TorchSharp.torch;
+
+namespace BioForge.Tests;
+
+public sealed class DecodeSchedulerTests
+{
+    private static LlamaForCausalLM Tiny() => LlamaForCausalLM.Load(TestData.Path("hf", "llama_tiny"), TestData.Cpu.Device, TestData.Cpu.DType);
+
+    private static LlamaCheckpoint Smiles() => LlamaCheckpoint.Load(Path.Combine(Repository.Root, "models", "smiles-llama-small"), TestData.Cpu.Device, TestData.Cpu.DType);
+
+    private sealed class Collected
+    {
+        public List<int> Tokens { get; } = [];
+        public FinishReason? Reason { get; set; }
+        public double LogLikelihood { get; set; }
+    }
+
+    private static SequenceJob Job(Collected into, int[] prompt, SamplingOptions options, ulong seed, long index, Func<bool>? cancelled = null) => new()
+    {
+        Prompt = prompt,
+        Options = options,
+        Seed = seed,
+        Index = index,
+        Cancelled = cancelled,
+        OnToken = draw =>
+        {
+            into.Tokens.Add(draw.Token);
+            return true;
+        },
+        OnFinished = (reason, ll) =>
+        {
+            into.Reason = reason;
+            into.LogLikelihood = ll;
+        },
+    };
+
+    private static void RunToEnd(DecodeScheduler scheduler)
+    {
+        for (int guard = 0; scheduler.Busy; guard++)
+        {
+            Assert.True(guard < 10_000, "the scheduler did not finish");
+            scheduler.Step();
+        }
+    }
+
+    /// <summary>Rows of different prompt lengths at different positions share steps: each equals the model's own greedy decoding.</summary>
+    [Fact]
+    public void SlotCachedDecodingAtMixedPositionsEqualsGreedyDecoding()
+    {
+        using var model = Tiny();
+        int[][] prompts = [[1], [1, 5, 9, 12], [1, 30], [1, 7, 7, 7, 7, 7, 3]];
+        var greedy = new SamplingOptions { Temperature = 0, MaxNewTokens = 9 };
+        using var scheduler = new DecodeScheduler(new LlamaDecoder(model), slots: 3, length: 32, BatchingMode.Continuous, queueCapacity: 8);
+        var results = prompts.Select(_ => new Collected()).ToArray();
+        // Submitted one step apart, so joins happen while others decode.
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            Assert.True(scheduler.TrySubmit([Job(results[i], prompts[i], greedy, 0, i)]));
+            scheduler.Step();
+        }
+        RunToEnd(scheduler);
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            var expected = model.GreedyDecode(prompts[i].Select(t => (long)t).ToList(), 9).Skip(prompts[i].Length).ToList();
+            bool ended = expected.Count > 0 && expected[^1] == model.Config.EosTokenId;
+            Assert.Equal(expected.Where(t => t != model.Config.EosTokenId).Select(t => (int)t), results[i].Tokens);
+            Assert.Equal(ended ? FinishReason.Stop : FinishReason.Length, results[i].Reason);
+        }
+    }
+
+    /// <summary>
+    /// A sequence's tokens are a function of (seed, index) and its options only: alone, in a batch of 7 or of 24, and
+    /// beside sequences of other requests with other settings joining and leaving, it draws the same tokens.
+    /// </summary>
+    [Fact]
+    public void SamplesDoNotDependOnBatchingOrNeighbours()
+    {
+        using var checkpoint = Smiles();
+        var generator = new SmilesGenerator(checkpoint);
+        var options = new SamplingOptions { Temperature = 1.0, TopK = 30, TopP = 0.95, MaxNewTokens = 60 };
+        string Key(IReadOnlyList<GeneratedMolecule> ms) => string.Join(' ', ms.Select(m => m.Smiles));
+        var alone = generator.Generate(16, options, seed: 42, batchSize: 1, validOnly: false);
+        var batched = generator.Generate(16, options, seed: 42, batchSize: 7, validOnly: false);
+        Assert.Equal(Key(alone), Key(batched));
+        Assert.Equal(alone.Select(m => m.LogLikelihood), batched.Select(m => m.LogLikelihood), (a, b) => Math.Abs(a - b) < 1e-4);
+        Assert.NotEqual(Key(alone), Key(generator.Generate(16, options, seed: 43, batchSize: 7, validOnly: false)));
+        Assert.True(alone.Select(m => m.Smiles).Distinct().Count() > 8, "different indices draw different molecules");
+
+        // The same sequences through the scheduler directly, interleaved with another request's (other seed and settings).
+        using var scheduler = new DecodeScheduler(new LlamaDecoder(checkpoint.Model), slots: 5, length: 100, BatchingMode.Continuous, queueCapacity: 64);
+        var mine = Enumerable.Range(0, 16).Select(_ => new Collected()).ToArray();
+        var other = Enumerable.Range(0, 6).Select(_ => new Collected()).ToArray();
+        int[] bos = [checkpoint.Config.BosTokenId];
+        var hot = new SamplingOptions { Temperature = 1.5, MaxNewTokens = 20 };
+        for (int i = 0; i < 16; i++)
+        {
+            Assert.True(scheduler.TrySubmit([Job(mine[i], bos, options, 42, i)]));
+            if (i < other.Length) Assert.True(scheduler.TrySubmit([Job(other[i], bos, hot, 9, i)]));
+            scheduler.Step();
+        }
+        RunToEnd(scheduler);
+        var vocabulary = checkpoint.Vocabulary!;
+        Assert.Equal(alone.Select(m => m.Smiles), mine.Select(c => vocabulary.DecodeRaw(c.Tokens.Select(t => (long)t))));
+        Assert.Equal(alone.Select(m => m.LogLikelihood), mine.Select(c => c.LogLikelihood), (a, b) => Math.Abs(a - b) < 1e-4);
+    }
+
+    [Fact]
+    public void LikelihoodsAreTheTeacherForcedOnes()
+    {
+        using var checkpoint = Smiles();
+        var molecules = new SmilesGenerator(checkpoint).Generate(6, new SamplingOptions { Temperature = 1.2, MaxNewTokens = 40 }, 3, 4, validOnly: false);
+        var vocabulary = checkpoint.Vocabulary!;
+        var sequences = molecules.Select(m => new SampledSequence([.. vocabulary.Encode(m.Smiles)[1..^1].Select(t => (long)t)], m.Finished, m.LogLikelihood)).ToList();
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var expected = Sampling.LogLikelihood(checkpoint.Model, sequences).data<float>().ToArray();
+        Assert.Equal(expected.Select(e => (double)e), molecules.Select(m => m.LogLikelihood), (a, b) => Math.Abs(a - b) < 1e-3);
+    }
+
+    [Fact]
+    public void DrawsFollowTheFilteredDistribution()
+    {
+        float[] logits = [MathF.Log(0.5f), MathF.Log(0.3f), MathF.Log(0.15f), MathF.Log(0.05f)];
+        var counts = new int[4];
+        const int draws = 20_000;
+        for (int i = 0; i < draws; i++) counts[SequenceSampler.Draw(logits, new SamplingOptions(), 1, i, 0).Token]++;
+        Assert.Equal([0.5, 0.3, 0.15, 0.05], counts.Select(c => (double)c / draws), (a, b) => Math.Abs(a - b) < 0.015);
+
+        // top-p 0.7 keeps tokens 0 and 1 (the mass before token 2 is 0.8), renormalised to 5/8 and 3/8.
+        Array.Clear(counts);
+        for (int i = 0; i < draws; i++) counts[SequenceSampler.Draw(logits, new SamplingOptions { TopP = 0.7 }, 1, i, 0).Token]++;
+        Assert.Equal(0, counts[2] + counts[3]);
+        Assert.Equal(0.625, (double)counts[0] / draws, 0.015);
+        Array.Clear(counts);
+        for (int i = 0; i < draws; i++) counts[SequenceSampler.Draw(logits, new SamplingOptions { TopK = 1 }, 1, i, 0).Token]++;
+        Assert.Equal(draws, counts[0]);
+        // A constraint removes tokens from the draw but not from the model's log-probability.
+        var constrained = SequenceSampler.Draw(logits, new SamplingOptions(), 1, 0, 0, allowed: [false, false, false, true]);
+        Assert.Equal(3, constrained.Token);
+        Assert.Equal(Math.Log(0.05), constrained.LogProb, 5);
+        var top = SequenceSampler.Draw(logits, new SamplingOptions(), 1, 0, 0, topLogprobs: 2).Top!;
+        Assert.Equal([0, 1], top.Select(t => t.Token));
+    }
+
+    [Fact]
+    public void CancelledSequencesFreeTheirSlotsAndTheQueueIsBounded()
+    {
+        using var model = Tiny();
+        var options = new SamplingOptions { MaxNewTokens = 1000 };
+        using var scheduler = new DecodeScheduler(new LlamaDecoder(model), slots: 2, length: 64, BatchingMode.Continuous, queueCapacity: 2);
+        bool gone = false;
+        var first = new Collected();
+        var second = new Collected();
+        var third = new Collected();
+        Assert.True(scheduler.TrySubmit([Job(first, [1], options, 1, 0, () => gone), Job(second, [1], options, 1, 1)]));
+        Assert.False(scheduler.TrySubmit([Job(third, [1], options, 1, 2)]), "2 wait already: the queue is full");
+        scheduler.Step();
+        Assert.Equal(2, scheduler.Running);
+        Assert.True(scheduler.TrySubmit([Job(third, [1], options, 1, 2)]));
+        scheduler.Step();
+        Assert.Equal(1, scheduler.Waiting);
+        gone = true;
+        scheduler.Step();
+        Assert.Equal(FinishReason.Cancelled, first.Reason);
+        Assert.Equal(0, scheduler.Waiting); // the freed slot went to the third sequence at once
+        RunToEnd(scheduler);
+        // 64 positions: one for the begin token, so at most 63 drawn tokens; fewer only by an end token.
+        Assert.True(second.Reason == FinishReason.Length ? second.Tokens.Count == 63 : second.Reason == FinishReason.Stop && second.Tokens.Count < 63,
+            $"{second.Reason} after {second.Tokens.Count} tokens");
+    }
+
+    [Fact]
+    public void StaticBatchingAdmitsOnlyBetweenBatches()
+    {
+        using var model = Tiny();
+        using var scheduler = new DecodeScheduler(new LlamaDecoder(model), slots: 4, length: 64, BatchingMode.Static, queueCapacity: 8);
+        var shortOne = new Collected();
+        var longOne = new Collected();
+        var late = new Collected();
+        Assert.True(scheduler.TrySubmit([Job(shortOne, [1], new SamplingOptions { MaxNewTokens = 2 }, 1, 0), Job(longOne, [1], new SamplingOptions { MaxNewTokens = 20 }, 1, 1)]));
+        scheduler.Step();
+        Assert.True(scheduler.TrySubmit([Job(late, [1], new SamplingOptions { MaxNewTokens = 2 }, 1, 2)]));
+        while (longOne.Reason is null)
+        {
+            scheduler.Step();
+            Assert.True(late.Tokens.Count == 0 || longOne.Reason is not null, "a static batch took a newcomer");
+        }
+        RunToEnd(scheduler);
+        Assert.NotNull(late.Reason);
+    }
+}
