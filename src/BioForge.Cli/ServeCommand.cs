@@ -23,10 +23,13 @@ internal static class ServeCommand
         var allowedHosts = new Option<string[]>("--allowed-hosts") { Description = "Host header values to answer (default: the loopback names when bound to loopback, any otherwise; * for any)", AllowMultipleArgumentsPerToken = true };
         var drain = new Option<double>("--drain-s") { Description = "on shutdown, seconds readiness answers 503 before requests stop being taken", DefaultValueFactory = _ => defaults.DrainDelay.TotalSeconds };
         var maxSmiles = Options.Int("--max-smiles-length", "characters of one SMILES in any request (longer ones get 422)", defaults.MaxSmilesLength);
+        var decodeBatching = new Option<string>("--decode-batching") { Description = "how /v1/completions batches sequences: continuous, static (request-level) or single", DefaultValueFactory = _ => "continuous" };
+        var maxRunning = Options.Int("--max-running", "sequences decoded at once per model (key/value slots)", defaults.Decoding.MaxRunning);
+        var cacheMb = Options.Int("--kv-cache-mb", "key/value memory per decoder model in MiB, which may lower --max-running (0: a tenth of the memory)", 0);
         var compute = new ComputeOptionSet();
-        var command = new Command("serve", "HTTP inference service: embeddings, protein and molecule routes, MolMIM /generate, screening jobs, a web page")
+        var command = new Command("serve", "HTTP inference service: embeddings, completions, protein and molecule routes, MolMIM /generate, screening jobs, a web page")
         {
-            models, host, port, apiKey, batchTokens, batchItems, delay, queue, timeout, maxBytes, allowedHosts, drain, maxSmiles,
+            models, host, port, apiKey, batchTokens, batchItems, delay, queue, timeout, maxBytes, allowedHosts, drain, maxSmiles, decodeBatching, maxRunning, cacheMb,
         };
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
@@ -43,6 +46,18 @@ internal static class ServeCommand
                     MaxBatchItems = Positive(result.GetValue(batchItems), "--max-batch-items"),
                     MaxDelay = TimeSpan.FromMilliseconds(NonNegative(result.GetValue(delay), "--max-delay-ms")),
                     QueueCapacity = Positive(result.GetValue(queue), "--queue-capacity"),
+                },
+                Decoding = new DecodeOptions
+                {
+                    Mode = result.GetValue(decodeBatching) switch
+                    {
+                        "continuous" => BioForge.Generation.BatchingMode.Continuous,
+                        "static" => BioForge.Generation.BatchingMode.Static,
+                        "single" => BioForge.Generation.BatchingMode.Single,
+                        var other => throw new BioForgeException($"--decode-batching must be continuous, static or single (got '{other}')"),
+                    },
+                    MaxRunning = Positive(result.GetValue(maxRunning), "--max-running"),
+                    CacheBytes = (long)NonNegative(result.GetValue(cacheMb), "--kv-cache-mb") << 20,
                 },
                 RequestTimeout = TimeSpan.FromSeconds(result.GetValue(timeout) > 0 ? result.GetValue(timeout) : throw new BioForgeException($"--request-timeout-s must be positive (got {result.GetValue(timeout)})")),
                 DrainDelay = TimeSpan.FromSeconds(NonNegative(result.GetValue(drain), "--drain-s")),

@@ -97,7 +97,7 @@ public sealed class BioForgeServer : IAsyncDisposable
         ModelCatalog models;
         try
         {
-            models = new ModelCatalog(options.Models, compute, options.Batching, device, metrics);
+            models = new ModelCatalog(options.Models, compute, options.Batching, device, metrics, options.Decoding);
         }
         catch
         {
@@ -145,6 +145,7 @@ public sealed class BioForgeServer : IAsyncDisposable
         ProteinRoutes.Map(app, state);
         MoleculeRoutes.Map(app, state);
         GenerateRoutes.Map(app, state);
+        CompletionRoutes.Map(app, state);
         ScreenRoutes.Map(app, state);
         WebPage.Map(app);
     }

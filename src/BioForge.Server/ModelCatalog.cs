@@ -1,5 +1,6 @@
 using BioForge.Chem;
 using BioForge.Discovery;
+using BioForge.Generation;
 using BioForge.Models;
 using BioForge.Models.Esm;
 using BioForge.Models.Llama;
@@ -18,8 +19,9 @@ public sealed class LanguageModel : IDisposable
     private readonly Device tensors;
 
     internal LanguageModel(string name, string directory, ModelKind kind, SequenceEncoder encoder, int maxTokens, EsmCheckpoint? esm, LlamaCheckpoint? llama,
-        Device tensors, BatchingOptions batching, DeviceWorker device, ServerMetrics metrics)
+        Device tensors, BatchingOptions batching, DeviceWorker device, ServerMetrics metrics, DecodeService? completions = null)
     {
+        Completions = completions;
         Llama = llama;
         this.tensors = tensors;
         Name = name;
@@ -46,6 +48,9 @@ public sealed class LanguageModel : IDisposable
     public LlamaCheckpoint? Llama { get; }
 
     public DynamicBatcher<EncodedSequence, float[]> Embeddings { get; }
+
+    /// <summary>Sampling for <c>/v1/completions</c>; null for a model that does not generate.</summary>
+    public DecodeService? Completions { get; }
 
     /// <summary>
     /// NIM's truncation of a protein sequence longer than the model takes: <c>END</c> keeps its start, <c>START</c> its
@@ -114,6 +119,7 @@ public sealed class LanguageModel : IDisposable
     public void Dispose()
     {
         Embeddings.Dispose();
+        Completions?.Dispose();
         encoder.Dispose();
     }
 }
@@ -127,11 +133,12 @@ public sealed class ModelCatalog : IDisposable
     private readonly Dictionary<string, LanguageModel> languageModels = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (string Directory, AffinityModel Model)> affinityModels = new(StringComparer.Ordinal);
 
-    public ModelCatalog(IReadOnlyList<string> directories, ComputeOptions compute, BatchingOptions batching, DeviceWorker device, ServerMetrics metrics)
+    public ModelCatalog(IReadOnlyList<string> directories, ComputeOptions compute, BatchingOptions batching, DeviceWorker device, ServerMetrics metrics,
+        DecodeOptions? decoding = null)
     {
         try
         {
-            foreach (string directory in directories) Load(Path.GetFullPath(directory), compute, batching, device, metrics);
+            foreach (string directory in directories) Load(Path.GetFullPath(directory), compute, batching, decoding ?? new DecodeOptions(), device, metrics);
         }
         catch
         {
@@ -178,7 +185,7 @@ public sealed class ModelCatalog : IDisposable
         return names.Count == 0 ? "none" : string.Join(", ", names);
     }
 
-    private void Load(string directory, ComputeOptions compute, BatchingOptions batching, DeviceWorker device, ServerMetrics metrics)
+    private void Load(string directory, ComputeOptions compute, BatchingOptions batching, DecodeOptions decoding, DeviceWorker device, ServerMetrics metrics)
     {
         string name = Path.GetFileName(directory.TrimEnd(Path.DirectorySeparatorChar));
         if (languageModels.ContainsKey(name) || affinityModels.ContainsKey(name)) throw new BioForgeException($"--models: two models are named '{name}' (the directory name is the model name)");
@@ -200,7 +207,15 @@ public sealed class ModelCatalog : IDisposable
             case LlamaFamily:
                 var llama = LlamaCheckpoint.Load(directory, compute.Device, compute.DType);
                 var encoder = SequenceEncoder.ForLlama(llama, directory);
-                languageModels[name] = new LanguageModel(name, directory, ModelKind.Molecule, encoder, llama.Config.MaxPositionEmbeddings, null, llama, compute.Device, batching, device, metrics);
+                DecodeService? completions = null;
+                if (llama.Vocabulary is { } vocabulary)
+                {
+                    var generator = new SmilesGenerator(llama);
+                    completions = new DecodeService(name, new LlamaDecoder(llama.Model), decoding, batching.QueueCapacity, device, metrics,
+                        generator.EncodePrompt, token => vocabulary.Tokens[token]);
+                }
+                languageModels[name] = new LanguageModel(name, directory, ModelKind.Molecule, encoder, llama.Config.MaxPositionEmbeddings, null, llama, compute.Device, batching, device, metrics,
+                    completions);
                 break;
             default:
                 throw new BioForgeException($"--models: {directory}: a {family.Title} is not served");

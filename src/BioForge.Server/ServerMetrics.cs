@@ -21,6 +21,8 @@ public sealed class ServerMetrics
     private readonly ConcurrentDictionary<string, Counter> dropped = new();
     private readonly ConcurrentDictionary<string, Counter> rejected = new();
     private readonly ConcurrentDictionary<string, Func<int>> queueDepth = new();
+    private readonly ConcurrentDictionary<string, Histogram> firstToken = new();
+    private readonly ConcurrentDictionary<(string Name, string Model), (string Help, Func<int> Value)> gauges = new();
 
     public void Request(string route, int status, double seconds)
     {
@@ -43,6 +45,12 @@ public sealed class ServerMetrics
 
     public void QueueDepth(string queue, Func<int> depth) => queueDepth[queue] = depth;
 
+    /// <summary>Time from a completion request to its first generated token.</summary>
+    public void FirstToken(string model, double seconds) => firstToken.GetOrAdd(model, _ => new Histogram(LatencyBuckets)).Observe(seconds);
+
+    /// <summary>A gauge read when the metrics are rendered, labelled by model.</summary>
+    public void Gauge(string name, string help, string model, Func<int> value) => gauges[(name, model)] = (help, value);
+
     public string Render()
     {
         var text = new StringBuilder();
@@ -63,6 +71,13 @@ public sealed class ServerMetrics
         foreach (var (model, c) in dropped.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_requests_dropped_total", $"model=\"{Escape(model)}\"", c.Value);
         Family(text, "bioforge_requests_rejected_total", "counter", "requests refused with 503 because a queue was full, by queue");
         foreach (var (queue, c) in rejected.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_requests_rejected_total", $"queue=\"{Escape(queue)}\"", c.Value);
+        Family(text, "bioforge_time_to_first_token_seconds", "histogram", "time from a completion request to its first token, by model");
+        foreach (var (model, h) in firstToken.OrderBy(kv => kv.Key, StringComparer.Ordinal)) h.Render(text, "bioforge_time_to_first_token_seconds", $"model=\"{Escape(model)}\"");
+        foreach (var group in gauges.GroupBy(kv => kv.Key.Name).OrderBy(g => g.Key, StringComparer.Ordinal))
+        {
+            Family(text, group.Key, "gauge", group.First().Value.Help);
+            foreach (var (key, (_, value)) in group.OrderBy(kv => kv.Key.Model, StringComparer.Ordinal)) Sample(text, group.Key, $"model=\"{Escape(key.Model)}\"", value());
+        }
         Family(text, "bioforge_process_resident_bytes", "gauge", "resident memory of the process");
         Sample(text, "bioforge_process_resident_bytes", "", Environment.WorkingSet);
         Family(text, "bioforge_managed_heap_bytes", "gauge", "bytes on the .NET heap");

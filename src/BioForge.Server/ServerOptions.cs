@@ -26,6 +26,8 @@ public sealed record ServerOptions
 
     public BatchingOptions Batching { get; init; } = new();
 
+    public DecodeOptions Decoding { get; init; } = new();
+
     /// <summary>A request that has not been answered by then gets 504, and is dropped if it was not computed yet.</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -71,4 +73,17 @@ public sealed record BatchingOptions
 
     /// <summary>1 turns batching off (every request computed alone): the baseline of the load benchmark.</summary>
     public bool Enabled => MaxBatchItems > 1;
+}
+
+/// <summary>How <c>/v1/completions</c> batches a decoder's sequences (see <see cref="BioForge.Generation.DecodeScheduler"/>).</summary>
+public sealed record DecodeOptions
+{
+    /// <summary>Continuous (iteration-level) batching; static and single are the load benchmark's baselines.</summary>
+    public BioForge.Generation.BatchingMode Mode { get; init; } = BioForge.Generation.BatchingMode.Continuous;
+
+    /// <summary>Sequences decoded at once per model, at most; fewer when their key/value slots would not fit <see cref="CacheBytes"/>.</summary>
+    public int MaxRunning { get; init; } = 64;
+
+    /// <summary>Key/value memory per model; 0: a tenth of the memory the process may use.</summary>
+    public long CacheBytes { get; init; }
 }

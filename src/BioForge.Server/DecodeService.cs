@@ -1,0 +1,106 @@
+using System.Diagnostics;
+using BioForge.Generation;
+
+namespace BioForge.Server;
+
+/// <summary>
+/// A served decoder's <see cref="DecodeScheduler"/> driven on the device worker: while sequences run or wait, one step
+/// after another is queued on the device thread, each a piece of work like an embedding batch, so other models' work
+/// interleaves between decoding steps. Steps stop when nothing is left and start again with the next submission.
+/// </summary>
+public sealed class DecodeService : IDisposable
+{
+    private readonly DecodeScheduler scheduler;
+    private readonly DeviceWorker device;
+    private readonly ServerMetrics metrics;
+    private readonly Func<string, int[]> encode;
+    private readonly Func<int, string> piece;
+    private int stepping;
+
+    /// <param name="encode">A prompt's token ids, begin token first; <see cref="BioForgeException"/> for text the vocabulary cannot hold.</param>
+    /// <param name="piece">The text of one generated token.</param>
+    public DecodeService(string name, IDecoderModel model, DecodeOptions options, int queueCapacity, DeviceWorker device, ServerMetrics metrics,
+        Func<string, int[]> encode, Func<int, string> piece)
+    {
+        Name = name;
+        this.device = device;
+        this.metrics = metrics;
+        this.encode = encode;
+        this.piece = piece;
+        int length = model.MaxPositions;
+        long perSlot = SlotCache.BytesPerSlot(model, length);
+        long budget = options.CacheBytes > 0 ? options.CacheBytes : GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 10;
+        int slots = (int)Math.Min(options.MaxRunning, budget / perSlot);
+        if (slots < 1) throw new BioForgeException($"model {name}: one key/value slot takes {perSlot:N0} bytes, more than the cache budget of {budget:N0} (--kv-cache-mb)");
+        scheduler = new DecodeScheduler(model, slots, length, options.Mode, queueCapacity);
+        CacheBytes = perSlot * scheduler.Slots;
+        metrics.QueueDepth($"{name}:decode", () => scheduler.Waiting);
+        metrics.Gauge("bioforge_decode_running_sequences", "sequences holding a key/value slot, by model", name, () => scheduler.Running);
+    }
+
+    public string Name { get; }
+    public int Slots => scheduler.Slots;
+    public long CacheBytes { get; }
+    public BatchingMode Mode => scheduler.Mode;
+
+    /// <summary>Positions per sequence (prompt and generated tokens).</summary>
+    public int Length => scheduler.Length;
+
+    public int[] Encode(string prompt) => encode(prompt);
+
+    public string Piece(int token) => piece(token);
+
+    /// <summary>Queues the sequences (all or none) and makes sure steps run; 503 when the queue cannot take them.</summary>
+    public void Submit(IReadOnlyList<SequenceJob> jobs)
+    {
+        if (!scheduler.TrySubmit(jobs))
+        {
+            metrics.Rejected($"{Name}:decode");
+            throw ApiError.Overloaded($"model {Name}: too many sequences wait for a key/value slot; retry later");
+        }
+        if (Interlocked.CompareExchange(ref stepping, 1, 0) == 0) _ = Pump();
+    }
+
+    private async Task Pump()
+    {
+        while (true)
+        {
+            try
+            {
+                await device.RunAsync(Step, CancellationToken.None);
+            }
+            catch (ApiError e) when (e.Status == 503)
+            {
+                await Task.Delay(2); // the device queue is full of other work: the step waits its turn
+                continue;
+            }
+            catch (Exception)
+            {
+                // A failed step leaves the batch in an unknown state: every sequence ends (cancelled), their requests answer 500.
+                Faulted = true;
+                await device.RunAsync(() =>
+                {
+                    scheduler.CancelAll();
+                    return 0;
+                }, CancellationToken.None);
+            }
+            if (scheduler.Busy) continue;
+            Volatile.Write(ref stepping, 0);
+            // A submission between the check and the reset found steps running and left: take it over.
+            if (!scheduler.Busy || Interlocked.CompareExchange(ref stepping, 1, 0) != 0) return;
+        }
+    }
+
+    /// <summary>True once a step failed; requests whose sequences were cancelled without their client leaving say so.</summary>
+    public bool Faulted { get; private set; }
+
+    private StepReport Step()
+    {
+        var clock = Stopwatch.StartNew();
+        var report = scheduler.Step();
+        if (report.Tokens > 0) metrics.Batch($"{Name}:decode", report.Prefilled + report.Decoded, report.Tokens, clock.Elapsed.TotalSeconds);
+        return report;
+    }
+
+    public void Dispose() => scheduler.Dispose();
+}

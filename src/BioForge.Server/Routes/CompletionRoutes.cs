@@ -1,0 +1,407 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using System.Threading.Channels;
+using BioForge.Chem;
+using BioForge.Generation;
+using BioForge.Models.Llama;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace BioForge.Server.Routes;
+
+/// <summary>
+/// <c>POST /v1/completions</c> in OpenAI's shape for every served decoder: <c>n</c> samples continuing <c>prompt</c>,
+/// decoded by the model's <see cref="DecodeService"/> (continuous batching). Sample i of a request with seed s is
+/// sequence (s, i) of <see cref="SequenceSampler"/>, so it equals molecule i of <c>bioforge generate --seed s</c> with the
+/// same settings whatever else the server decodes. <c>stream</c> sends OpenAI's chunks as server-sent events, token by
+/// token, ending with <c>data: [DONE]</c>; a client that leaves frees its sequences' slots at the next step.
+/// </summary>
+internal static class CompletionRoutes
+{
+    public sealed class CompletionRequest
+    {
+        public string? Model { get; set; }
+
+        /// <summary>The start every sample continues: a string (or an array holding one string); empty for de novo samples.</summary>
+        public JsonElement Prompt { get; set; }
+
+        public int N { get; set; } = 1;
+
+        /// <summary>Generated tokens per sample, at most; default: until the end token or the model's length.</summary>
+        public int? MaxTokens { get; set; }
+
+        /// <summary>0 takes the most probable token at each step.</summary>
+        public double Temperature { get; set; } = 1.0;
+
+        public double TopP { get; set; } = 1.0;
+
+        /// <summary>BioForge extra (vLLM's name): sample among the k most probable tokens; 0 or −1: all.</summary>
+        public int TopK { get; set; }
+
+        /// <summary>Reproducible samples; absent: a random seed, returned in the answer.</summary>
+        public ulong? Seed { get; set; }
+
+        public bool Stream { get; set; }
+
+        public StreamOptionsBody? StreamOptions { get; set; }
+
+        /// <summary>Token log-probabilities with up to this many alternatives per token (0–5).</summary>
+        public int? Logprobs { get; set; }
+
+        /// <summary>A string or up to 4 strings: a sample ends before the first one it produces (not included).</summary>
+        public JsonElement Stop { get; set; }
+
+        /// <summary>BioForge extra for SMILES models: only RDKit-valid molecules, as canonical SMILES of the whole molecule.</summary>
+        public bool ValidOnly { get; set; }
+
+        /// <summary>Accepted for OpenAI clients; not used.</summary>
+        public string? User { get; set; }
+
+        /// <summary>Accepted when false (OpenAI's default).</summary>
+        public bool Echo { get; set; }
+    }
+
+    public sealed class StreamOptionsBody
+    {
+        public bool IncludeUsage { get; set; }
+    }
+
+    public sealed record Logprobs(IReadOnlyList<string> Tokens, IReadOnlyList<double> TokenLogprobs, IReadOnlyList<Dictionary<string, double>?>? TopLogprobs,
+        IReadOnlyList<int> TextOffset);
+
+    /// <summary>One sample; <c>log_likelihood</c> (BioForge extra) is the sum of log p at temperature 1 over every drawn token, end token included.</summary>
+    public sealed record Choice(string Text, int Index, Logprobs? Logprobs, string? FinishReason, double? LogLikelihood = null);
+
+    public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens);
+
+    /// <summary><c>seed</c>: the seed used (given or drawn); <c>samples</c>: with <c>valid_only</c>, how many samples it took.</summary>
+    public sealed record CompletionResponse(string Id, string Object, long Created, string Model, IReadOnlyList<Choice> Choices, Usage? Usage,
+        ulong? Seed = null, int? Samples = null);
+
+    private const int MaxChoices = 128, MaxStops = 4, MaxStopLength = 64, MaxLogprobs = 5, ValidOnlyAttemptsFactor = 100;
+
+    public static void Map(IEndpointRouteBuilder app, ServerState state)
+    {
+        app.MapPost("/v1/completions", async (HttpContext context) =>
+        {
+            var clock = Stopwatch.StartNew();
+            var request = await Json.ReadAsync<CompletionRequest>(context.Request);
+            var plan = Validate(request, state);
+            if (request.Stream) await StreamAsync(context, state, plan, clock);
+            else await AnswerAsync(context, state, plan, clock);
+            return Results.Empty; // the answer is written above (a stream cannot be an IResult made in advance)
+        })
+        .WithTags("generation").WithSummary("Samples from a decoder model (OpenAI completions; stream: server-sent events)")
+        .Accepts<CompletionRequest>("application/json").Produces<CompletionResponse>().Produces<CompletionResponse>(200, "text/event-stream")
+        .ProducesErrors(400, 404, 422, 500, 503, 504);
+    }
+
+    private sealed record Plan(LanguageModel Model, DecodeService Decoder, string Prompt, int[] PromptIds, SamplingOptions Options, ulong Seed, int N,
+        string[] Stops, int? Logprobs, bool ValidOnly, bool IncludeUsage);
+
+    private static Plan Validate(CompletionRequest r, ServerState state)
+    {
+        var model = state.Models.Language(r.Model, "model");
+        var decoder = model.Completions ?? throw ApiError.Invalid($"model {model.Name} does not generate; /v1/completions serves decoder models", "model");
+        string prompt = r.Prompt.ValueKind switch
+        {
+            JsonValueKind.Undefined or JsonValueKind.Null => "",
+            JsonValueKind.String => r.Prompt.GetString()!,
+            JsonValueKind.Array when r.Prompt.GetArrayLength() == 1 && r.Prompt[0].ValueKind == JsonValueKind.String => r.Prompt[0].GetString()!,
+            JsonValueKind.Array => throw ApiError.Invalid("prompt: one prompt per request here (a string, or an array of one string)", "prompt"),
+            _ => throw ApiError.BadRequest($"prompt must be a string (got {r.Prompt.ValueKind.ToString().ToLowerInvariant()})", "prompt"),
+        };
+        if (model.Kind == ModelKind.Molecule) Smiles.CheckLength(prompt, "prompt", state);
+        int[] ids;
+        try
+        {
+            ids = decoder.Encode(prompt);
+        }
+        catch (BioForgeException e)
+        {
+            throw ApiError.Invalid(e.Message, "prompt");
+        }
+        if (ids.Length >= decoder.Length) throw ApiError.Invalid($"prompt takes {ids.Length} tokens; model {model.Name} takes {decoder.Length} in all", "prompt");
+        if (r.N is < 1 or > MaxChoices) throw ApiError.Invalid($"n must be 1–{MaxChoices} (got {r.N})", "n");
+        int room = decoder.Length - ids.Length;
+        if (r.MaxTokens is { } max && (max < 1 || max > room))
+            throw ApiError.Invalid($"max_tokens must be 1–{room} for this prompt (model {model.Name} takes {decoder.Length} tokens in all; got {max})", "max_tokens");
+        if (r.Temperature is < 0 or > 100 || double.IsNaN(r.Temperature)) throw ApiError.Invalid($"temperature must be 0–100 (got {r.Temperature})", "temperature");
+        if (r.TopP is <= 0 or > 1 || double.IsNaN(r.TopP)) throw ApiError.Invalid($"top_p must be in (0, 1] (got {r.TopP})", "top_p");
+        if (r.TopK < -1) throw ApiError.Invalid($"top_k must be −1, 0 (all) or positive (got {r.TopK})", "top_k");
+        if (r.Logprobs is < 0 or > MaxLogprobs) throw ApiError.Invalid($"logprobs must be 0–{MaxLogprobs} (got {r.Logprobs})", "logprobs");
+        if (r.Echo) throw ApiError.Invalid("echo is not supported: the answer holds the continuation only", "echo");
+        var stops = Stops(r.Stop);
+        if (r.ValidOnly)
+        {
+            if (model.Kind != ModelKind.Molecule) throw ApiError.Invalid("valid_only applies to SMILES models", "valid_only");
+            if (r.Stream) throw ApiError.Invalid("valid_only cannot be streamed: whether a sample is kept is known only at its end", "valid_only");
+            if (stops.Length > 0) throw ApiError.Invalid("valid_only cannot be combined with stop: a cut sample is not the molecule sampled", "stop");
+        }
+        var options = new SamplingOptions { Temperature = r.Temperature, TopP = r.TopP, TopK = Math.Max(0, r.TopK), MaxNewTokens = r.MaxTokens ?? room };
+        ulong seed = r.Seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) >> 1;
+        return new Plan(model, decoder, prompt, ids, options, seed, r.N, stops, r.Logprobs, r.ValidOnly, r.StreamOptions?.IncludeUsage == true);
+    }
+
+    private static string[] Stops(JsonElement stop)
+    {
+        string[] stops = stop.ValueKind switch
+        {
+            JsonValueKind.Undefined or JsonValueKind.Null => [],
+            JsonValueKind.String => [stop.GetString()!],
+            JsonValueKind.Array => [.. stop.EnumerateArray().Select((s, i) => s.ValueKind == JsonValueKind.String ? s.GetString()!
+                : throw ApiError.BadRequest($"stop[{i}] must be a string", $"stop[{i}]"))],
+            _ => throw ApiError.BadRequest($"stop must be a string or an array of strings (got {stop.ValueKind.ToString().ToLowerInvariant()})", "stop"),
+        };
+        if (stops.Length > MaxStops) throw ApiError.Invalid($"stop has {stops.Length} strings; at most {MaxStops}", "stop");
+        for (int i = 0; i < stops.Length; i++)
+            if (stops[i].Length is 0 or > MaxStopLength) throw ApiError.Invalid($"stop[{i}] must have 1–{MaxStopLength} characters", "stop");
+        return stops;
+    }
+
+    /// <summary>One sample as it is generated: text (cut at a stop string), token log-probabilities, the end.</summary>
+    private sealed class Sample(Plan plan, int index)
+    {
+        private readonly StringBuilder text = new();
+        private readonly int holdBack = plan.Stops.Length == 0 ? 0 : plan.Stops.Max(s => s.Length) - 1;
+        public int Index { get; } = index;
+        public List<string> Tokens { get; } = [];
+        public List<double> TokenLogprobs { get; } = [];
+        public List<Dictionary<string, double>?> Top { get; } = [];
+        public List<int> Offsets { get; } = [];
+        public int Generated { get; private set; }
+        public string? FinishReason { get; private set; }
+        public double LogLikelihood { get; private set; }
+        public bool Cancelled { get; private set; }
+        /// <summary>Characters of <see cref="Text"/> already sent (streaming).</summary>
+        public int Sent { get; set; }
+        /// <summary>Tokens whose log-probabilities were already sent (streaming).</summary>
+        public int SentTokens { get; set; }
+        public string Text => text.ToString();
+
+        /// <summary>False when the token completed a stop string (the text is cut before it).</summary>
+        public bool Add(TokenDraw draw, DecodeService decoder)
+        {
+            Generated++;
+            string piece = decoder.Piece(draw.Token);
+            int before = text.Length;
+            text.Append(piece);
+            foreach (string stop in plan.Stops)
+            {
+                int at = text.ToString().IndexOf(stop, Math.Max(0, before - stop.Length + 1), StringComparison.Ordinal);
+                if (at < 0) continue;
+                text.Length = at;
+                return false;
+            }
+            Tokens.Add(piece);
+            TokenLogprobs.Add(draw.LogProb);
+            Top.Add(draw.Top?.GroupBy(t => decoder.Piece(t.Token)).ToDictionary(g => g.Key, g => g.First().LogProb));
+            Offsets.Add(before);
+            return true;
+        }
+
+        public void Finish(FinishReason reason, double logLikelihood)
+        {
+            Cancelled = reason == Generation.FinishReason.Cancelled;
+            FinishReason = reason == Generation.FinishReason.Length ? "length" : "stop";
+            LogLikelihood = logLikelihood;
+        }
+
+        /// <summary>Text that no later token can cut: all of it once finished, else all but what could start a stop string.</summary>
+        public int Releasable => FinishReason is not null ? text.Length : Math.Max(Sent, text.Length - holdBack);
+
+        public Logprobs? LogprobsFrom(int firstToken, int lastToken) => plan.Logprobs is null ? null
+            : new Logprobs(Tokens[firstToken..lastToken], TokenLogprobs[firstToken..lastToken], plan.Logprobs > 0 ? Top[firstToken..lastToken] : null, Offsets[firstToken..lastToken]);
+    }
+
+    private static SequenceJob Job(Plan plan, Sample sample, long index, Action<Sample> onToken, Action<Sample> onFinished, CancellationToken cancellation) => new()
+    {
+        Prompt = plan.PromptIds,
+        Options = plan.Options,
+        Seed = plan.Seed,
+        Index = index,
+        TopLogprobs = plan.Logprobs ?? 0,
+        Cancelled = () => cancellation.IsCancellationRequested,
+        // The scheduler's thread writes a sample while a stream's writer reads it: both under the sample's lock.
+        OnToken = draw =>
+        {
+            bool more;
+            lock (sample) more = sample.Add(draw, plan.Decoder);
+            onToken(sample);
+            return more;
+        },
+        OnFinished = (reason, ll) =>
+        {
+            lock (sample) sample.Finish(reason, ll);
+            onFinished(sample);
+        },
+    };
+
+    private static string NewId() => "cmpl-" + Guid.NewGuid().ToString("N");
+
+    private static async Task AnswerAsync(HttpContext context, ServerState state, Plan plan, Stopwatch clock)
+    {
+        var (choices, samples) = await state.WithDeadline(context, token => plan.ValidOnly ? ValidOnly(state, plan, clock, token) : Plain(state, plan, clock, token));
+        int generated = samples.Sum(s => s.Generated);
+        var response = new CompletionResponse(NewId(), "text_completion", DateTimeOffset.UtcNow.ToUnixTimeSeconds(), plan.Model.Name, choices,
+            new Usage(plan.PromptIds.Length, generated, plan.PromptIds.Length + generated), plan.Seed, plan.ValidOnly ? samples.Count : null);
+        await Results.Json(response, Json.Options).ExecuteAsync(context);
+    }
+
+    /// <summary>The n samples, answered when the last one ends.</summary>
+    private static async Task<(List<Choice>, List<Sample>)> Plain(ServerState state, Plan plan, Stopwatch clock, CancellationToken token)
+    {
+        var samples = Enumerable.Range(0, plan.N).Select(i => new Sample(plan, i)).ToList();
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        int remaining = plan.N, first = 0;
+        var jobs = samples.Select(s => Job(plan, s, s.Index, _ =>
+        {
+            if (Interlocked.Exchange(ref first, 1) == 0) state.Metrics.FirstToken(plan.Model.Name, clock.Elapsed.TotalSeconds);
+        }, _ =>
+        {
+            if (Interlocked.Decrement(ref remaining) == 0) done.TrySetResult();
+        }, token)).ToList();
+        plan.Decoder.Submit(jobs);
+        await done.Task;
+        Check(samples, plan, token);
+        return ([.. samples.Select(s => new Choice(s.Text, s.Index, s.LogprobsFrom(0, s.Tokens.Count), s.FinishReason, s.LogLikelihood))], samples);
+    }
+
+    /// <summary>A failed batch ended the samples though their client is still there: 500, not a partial answer.</summary>
+    private static void Check(List<Sample> samples, Plan plan, CancellationToken token)
+    {
+        token.ThrowIfCancellationRequested();
+        if (samples.Any(s => s.Cancelled))
+            throw new ApiError(StatusCodes.Status500InternalServerError, $"model {plan.Model.Name}: a decoding step failed; retry");
+    }
+
+    /// <summary>
+    /// <c>valid_only</c>: waves of samples in sequence order until n are RDKit-valid; the answer is the first n valid ones
+    /// by sequence index (what <c>bioforge generate --valid-only</c> writes), as canonical SMILES of prompt + sample.
+    /// </summary>
+    private static async Task<(List<Choice>, List<Sample>)> ValidOnly(ServerState state, Plan plan, Stopwatch clock, CancellationToken token)
+    {
+        var all = new List<Sample>();
+        var kept = new List<(Sample Sample, string Canonical)>();
+        long limit = (long)plan.N * ValidOnlyAttemptsFactor;
+        while (kept.Count < plan.N)
+        {
+            if (all.Count >= limit)
+                throw ApiError.Invalid($"only {kept.Count} of {plan.N} samples were valid molecules after {all.Count} samples; the model is not trained well enough for valid_only", "valid_only");
+            int wave = (int)Math.Min(plan.N - kept.Count, limit - all.Count);
+            var samples = Enumerable.Range(all.Count, wave).Select(i => new Sample(plan, i)).ToList();
+            all.AddRange(samples);
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            int remaining = wave;
+            plan.Decoder.Submit([.. samples.Select(s => Job(plan, s, s.Index, _ => { }, _ =>
+            {
+                if (Interlocked.Decrement(ref remaining) == 0) done.TrySetResult();
+            }, token))]);
+            await done.Task;
+            Check(samples, plan, token);
+            foreach (var s in samples)
+            {
+                if (kept.Count == plan.N) break;
+                string smiles = plan.Prompt + s.Text;
+                if (s.FinishReason != "stop" || smiles.Length == 0 || !Molecule.TryFromSmiles(smiles, out var molecule, out _)) continue;
+                using (molecule) kept.Add((s, molecule!.ToSmiles()));
+            }
+        }
+        state.Metrics.FirstToken(plan.Model.Name, clock.Elapsed.TotalSeconds);
+        var choices = kept.Select((k, i) => new Choice(k.Canonical, i, k.Sample.LogprobsFrom(0, k.Sample.Tokens.Count), k.Sample.FinishReason, k.Sample.LogLikelihood)).ToList();
+        return (choices, all);
+    }
+
+    private sealed record StreamChunk(string Id, string Object, long Created, string Model, IReadOnlyList<Choice> Choices, Usage? Usage = null);
+
+    /// <summary>
+    /// Server-sent events: a chunk per sample whenever it has new text (one token, or several held back by a possible stop
+    /// string), a last chunk per sample with its finish reason, usage when asked for, then <c>[DONE]</c>. A timeout or a
+    /// failed step after the first byte sends one error event and no <c>[DONE]</c>, so clients see an error, never a
+    /// silently short answer.
+    /// </summary>
+    private static async Task StreamAsync(HttpContext context, ServerState state, Plan plan, Stopwatch clock)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+        deadline.CancelAfter(state.Options.RequestTimeout);
+        var token = deadline.Token;
+        var updates = Channel.CreateUnbounded<Sample>(new UnboundedChannelOptions { SingleReader = true });
+        var samples = Enumerable.Range(0, plan.N).Select(i => new Sample(plan, i)).ToList();
+        int remaining = plan.N, first = 0;
+        var jobs = samples.Select(s => Job(plan, s, s.Index, sample =>
+        {
+            if (Interlocked.Exchange(ref first, 1) == 0) state.Metrics.FirstToken(plan.Model.Name, clock.Elapsed.TotalSeconds);
+            updates.Writer.TryWrite(sample);
+        }, sample =>
+        {
+            updates.Writer.TryWrite(sample);
+            if (Interlocked.Decrement(ref remaining) == 0) updates.Writer.TryComplete();
+        }, token)).ToList();
+        plan.Decoder.Submit(jobs); // a full queue answers 503 here, before any byte is sent
+
+        string id = NewId();
+        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        var response = context.Response;
+        response.ContentType = "text/event-stream";
+        response.Headers.CacheControl = "no-cache";
+        response.Headers["X-Accel-Buffering"] = "no"; // nginx: pass events through as they come
+        await response.StartAsync(context.RequestAborted);
+        var finished = new bool[plan.N];
+        try
+        {
+            while (await updates.Reader.WaitToReadAsync(token))
+            {
+                var pieces = new List<Choice>();
+                while (updates.Reader.TryRead(out var sample))
+                {
+                    Choice? chunk;
+                    lock (sample) chunk = Release(sample, finished);
+                    if (chunk is not null) pieces.Add(chunk);
+                }
+                foreach (var piece in pieces) await Event(response, new StreamChunk(id, "text_completion", created, plan.Model.Name, [piece]), context.RequestAborted);
+                await response.Body.FlushAsync(context.RequestAborted);
+            }
+            Check(samples, plan, token);
+            if (plan.IncludeUsage)
+            {
+                int generated = samples.Sum(s => s.Generated);
+                await Event(response, new StreamChunk(id, "text_completion", created, plan.Model.Name, [], new Usage(plan.PromptIds.Length, generated, plan.PromptIds.Length + generated)),
+                    context.RequestAborted);
+            }
+            await response.WriteAsync("data: [DONE]\n\n", context.RequestAborted);
+        }
+        catch (Exception e) when (!context.RequestAborted.IsCancellationRequested)
+        {
+            var error = e is ApiError api ? api
+                : e is OperationCanceledException ? new ApiError(StatusCodes.Status504GatewayTimeout, $"the stream did not end within {state.Options.RequestTimeout.TotalSeconds:0.###} s")
+                : new ApiError(StatusCodes.Status500InternalServerError, $"internal error: {e.GetType().Name}: {e.Message}");
+            await Event(response, new ErrorResponse(new ErrorDetail(error.Message, error.Type, error.Param, error.Status)), CancellationToken.None);
+        }
+        await response.Body.FlushAsync(CancellationToken.None);
+    }
+
+    /// <summary>The sample's new text (and its tokens' log-probabilities) as one choice chunk, with the finish reason once it ended.</summary>
+    private static Choice? Release(Sample sample, bool[] finished)
+    {
+        if (finished[sample.Index]) return null;
+        string text = sample.Text;
+        int end = Math.Min(sample.Releasable, text.Length);
+        int tokens = sample.SentTokens;
+        while (tokens < sample.Tokens.Count && sample.Offsets[tokens] + sample.Tokens[tokens].Length <= end) tokens++;
+        if (sample.FinishReason is not null) tokens = sample.Tokens.Count;
+        bool last = sample.FinishReason is not null;
+        if (end == sample.Sent && tokens == sample.SentTokens && !last) return null;
+        var choice = new Choice(text[sample.Sent..end], sample.Index, sample.LogprobsFrom(sample.SentTokens, tokens), sample.FinishReason, last ? sample.LogLikelihood : null);
+        sample.Sent = end;
+        sample.SentTokens = tokens;
+        finished[sample.Index] = last;
+        return choice;
+    }
+
+    private static async Task Event<T>(HttpResponse response, T body, CancellationToken cancellation)
+    {
+        await response.WriteAsync("data: " + JsonSerializer.Serialize(body, Json.Options) + "\n\n", cancellation);
+    }
+}
