@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages BioForge builds against (RDKit and the C++ toolchain for its shim, Open MPI for
 # multi-process runs, Chromium and Node.js for the browser tests of the HTML pages, nginx for the scale-out test),
-# when missing; then the tests' npm packages (playwright-core, @huggingface/tokenizers; pinned in tests/browser/package-lock.json).
+# when missing; then the tests' npm packages (playwright-core, @huggingface/tokenizers, openai; pinned in tests/browser/package-lock.json).
 # Runs apt-get as root, or through sudo; otherwise prints the command to run.
 set -euo pipefail
 packages=(cmake g++ make librdkit-dev rdkit-data libboost-dev libcairo2-dev openmpi-bin libopenmpi-dev chromium nginx)
@@ -13,7 +13,7 @@ for p in "${packages[@]}"; do
 done
 root="$(cd "$(dirname "$0")/.." && pwd)"
 browser_packages() {
-  { [ -d "$root/tests/browser/node_modules/playwright-core" ] && [ -d "$root/tests/browser/node_modules/@huggingface/tokenizers" ]; } \
+  { [ -d "$root/tests/browser/node_modules/playwright-core" ] && [ -d "$root/tests/browser/node_modules/@huggingface/tokenizers" ] && [ -d "$root/tests/browser/node_modules/openai" ]; } \
     || (cd "$root/tests/browser" && npm ci --no-audit --no-fund --silent)
 }
 if [ ${#missing[@]} -eq 0 ]; then browser_packages; exit 0; fi

@@ -166,11 +166,13 @@ internal static class CompletionRoutes
     {
         private readonly StringBuilder text = new();
         private readonly int holdBack = plan.Stops.Length == 0 ? 0 : plan.Stops.Max(s => s.Length) - 1;
+        private bool stopString;
         public int Index { get; } = index;
         public List<string> Tokens { get; } = [];
         public List<double> TokenLogprobs { get; } = [];
         public List<Dictionary<string, double>?> Top { get; } = [];
         public List<int> Offsets { get; } = [];
+        /// <summary>Tokens drawn, the end token included (usage's completion_tokens).</summary>
         public int Generated { get; private set; }
         public string? FinishReason { get; private set; }
         public double LogLikelihood { get; private set; }
@@ -188,12 +190,17 @@ internal static class CompletionRoutes
             string piece = decoder.Piece(draw.Token);
             int before = text.Length;
             text.Append(piece);
-            foreach (string stop in plan.Stops)
+            if (plan.Stops.Length > 0)
             {
-                int at = text.ToString().IndexOf(stop, Math.Max(0, before - stop.Length + 1), StringComparison.Ordinal);
-                if (at < 0) continue;
-                text.Length = at;
-                return false;
+                string all = text.ToString();
+                // The earliest stop string that this token completed (one ending before it would have ended the sample already).
+                int at = plan.Stops.Select(stop => all.IndexOf(stop, Math.Max(0, before - stop.Length + 1), StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
+                if (at >= 0)
+                {
+                    text.Length = at;
+                    stopString = true;
+                    return false;
+                }
             }
             Tokens.Add(piece);
             TokenLogprobs.Add(draw.LogProb);
@@ -205,6 +212,7 @@ internal static class CompletionRoutes
         public void Finish(FinishReason reason, double logLikelihood)
         {
             Cancelled = reason == Generation.FinishReason.Cancelled;
+            if (reason == Generation.FinishReason.Stop && !stopString) Generated++; // the end token: generated, though not text
             FinishReason = reason == Generation.FinishReason.Length ? "length" : "stop";
             LogLikelihood = logLikelihood;
         }

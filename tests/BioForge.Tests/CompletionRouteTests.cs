@@ -1,0 +1,241 @@
+using System.ClientModel;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using BioForge.Generation;
+using BioForge.Models.Llama;
+using OpenAI;
+using OpenAI.Embeddings;
+
+namespace BioForge.Tests;
+
+/// <summary><c>POST /v1/completions</c> on a real server: samples equal <c>bioforge generate</c>'s, OpenAI's shapes, errors, official clients.</summary>
+public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+{
+    private const string Model = "smiles-llama-small";
+    private readonly HttpClient client = fixture.Client;
+
+    private static readonly Lazy<LlamaCheckpoint> Checkpoint = new(() => LlamaCheckpoint.Load(Path.Combine(Repository.Root, "models", Model), TestData.Cpu.Device, TestData.Cpu.DType));
+
+    private static IReadOnlyList<GeneratedMolecule> Generate(int n, SamplingOptions options, ulong seed, bool validOnly = false, string prompt = "")
+    {
+        lock (Checkpoint) return new SmilesGenerator(Checkpoint.Value).Generate(n, options, seed, batchSize: 1, validOnly, prompt: prompt);
+    }
+
+    private async Task<(HttpStatusCode Status, string Text)> Post(object body)
+    {
+        using var content = new StringContent(JsonSerializer.Serialize(body), Encoding.UTF8);
+        content.Headers.ContentType = MediaTypeHeaderValue.Parse("application/json");
+        using var response = await client.PostAsync("/v1/completions", content);
+        return (response.StatusCode, await response.Content.ReadAsStringAsync());
+    }
+
+    private static string[] Texts(JsonNode body) => [.. body["choices"]!.AsArray().OrderBy(c => c!["index"]!.GetValue<int>()).Select(c => c!["text"]!.GetValue<string>())];
+
+    /// <summary>
+    /// Three requests at once (plain, streamed, with a prompt) share the running batch, each with its own settings; every
+    /// sample equals what <c>bioforge generate</c> draws alone (batch size 1) for the same seed and settings.
+    /// </summary>
+    [Fact]
+    public async Task SamplesEqualTheGenerateCommandsWhateverRunsBeside()
+    {
+        var plainTask = Post(new { model = Model, n = 6, seed = 21, top_k = 20, max_tokens = 60, logprobs = 0 });
+        var streamTask = Stream(new { model = Model, n = 4, seed = 3, temperature = 1.4, top_p = 0.9, stream = true, max_tokens = 50 });
+        var promptTask = Post(new { model = Model, n = 3, seed = 21, prompt = "c1ccccc1" });
+        var validTask = Post(new { model = Model, n = 3, seed = 8, valid_only = true });
+        var (status, text) = await plainTask;
+        Assert.Equal(HttpStatusCode.OK, status);
+        var plain = JsonNode.Parse(text)!;
+        var expected = Generate(6, new SamplingOptions { TopK = 20, MaxNewTokens = 60 }, 21);
+        Assert.Equal(expected.Select(m => m.Smiles), Texts(plain));
+        Assert.Equal("text_completion", plain["object"]!.GetValue<string>());
+        Assert.Equal(21UL, plain["seed"]!.GetValue<ulong>());
+        var choices = plain["choices"]!.AsArray();
+        for (int i = 0; i < 6; i++)
+        {
+            Assert.Equal(expected[i].Finished ? "stop" : "length", choices[i]!["finish_reason"]!.GetValue<string>());
+            Assert.Equal(expected[i].LogLikelihood, choices[i]!["log_likelihood"]!.GetValue<double>(), 4);
+            var tokenLogprobs = choices[i]!["logprobs"]!["token_logprobs"]!.AsArray().Select(v => v!.GetValue<double>()).ToList();
+            Assert.Equal(string.Concat(choices[i]!["logprobs"]!["tokens"]!.AsArray().Select(t => t!.GetValue<string>())), expected[i].Smiles);
+            // The end token's log-probability is in the likelihood, not among the text's tokens.
+            Assert.True(expected[i].Finished ? tokenLogprobs.Sum() > expected[i].LogLikelihood : Math.Abs(tokenLogprobs.Sum() - expected[i].LogLikelihood) < 1e-4);
+        }
+        int generated = choices.Sum(c => c!["logprobs"]!["tokens"]!.AsArray().Count + (c["finish_reason"]!.GetValue<string>() == "stop" ? 1 : 0));
+        Assert.Equal(generated, plain["usage"]!["completion_tokens"]!.GetValue<int>());
+        Assert.Equal(1, plain["usage"]!["prompt_tokens"]!.GetValue<int>());
+
+        var streamed = await streamTask;
+        Assert.Equal(Generate(4, new SamplingOptions { Temperature = 1.4, TopP = 0.9, MaxNewTokens = 50 }, 3).Select(m => m.Smiles), streamed.Texts);
+
+        var withPrompt = JsonNode.Parse((await promptTask).Text)!;
+        Assert.Equal(Generate(3, new SamplingOptions(), 21, prompt: "c1ccccc1").Select(m => m.Smiles), Texts(withPrompt).Select(t => "c1ccccc1" + t));
+
+        var valid = JsonNode.Parse((await validTask).Text)!;
+        var expectedValid = Generate(3, new SamplingOptions(), 8, validOnly: true);
+        Assert.Equal(expectedValid.Select(m => m.Canonical!), Texts(valid));
+        Assert.True(valid["samples"]!.GetValue<int>() >= 3);
+    }
+
+    private sealed record Streamed(string[] Texts, string?[] Finish, int Events, bool Done);
+
+    /// <summary>Reads a streamed answer: every event is JSON in OpenAI's chunk shape until <c>[DONE]</c>.</summary>
+    private async Task<Streamed> Stream(object body)
+    {
+        using var content = new StringContent(JsonSerializer.Serialize(body), Encoding.UTF8);
+        content.Headers.ContentType = MediaTypeHeaderValue.Parse("application/json");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = content };
+        using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        var texts = new Dictionary<int, StringBuilder>();
+        var finish = new Dictionary<int, string?>();
+        int events = 0;
+        bool done = false;
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            if (line.Length == 0) continue;
+            Assert.StartsWith("data: ", line);
+            Assert.False(done, "an event after [DONE]");
+            string data = line["data: ".Length..];
+            if (data == "[DONE]")
+            {
+                done = true;
+                continue;
+            }
+            events++;
+            var chunk = JsonNode.Parse(data)!;
+            Assert.Equal("text_completion", chunk["object"]!.GetValue<string>());
+            foreach (var choice in chunk["choices"]!.AsArray())
+            {
+                int index = choice!["index"]!.GetValue<int>();
+                Assert.False(finish.GetValueOrDefault(index) is not null, $"text for sample {index} after its finish reason");
+                (texts.TryGetValue(index, out var sb) ? sb : texts[index] = new StringBuilder()).Append(choice["text"]!.GetValue<string>());
+                finish[index] = choice["finish_reason"]?.GetValue<string>();
+            }
+        }
+        Assert.True(done, "the stream did not end with data: [DONE]");
+        Assert.All(finish.Values, f => Assert.Contains(f, new[] { "stop", "length" }));
+        return new Streamed([.. texts.OrderBy(kv => kv.Key).Select(kv => kv.Value.ToString())], [.. finish.OrderBy(kv => kv.Key).Select(kv => kv.Value)], events, done);
+    }
+
+    [Fact]
+    public async Task StopStringsCutTheTextBeforeThemAlsoWhenStreamed()
+    {
+        var full = Generate(4, new SamplingOptions { MaxNewTokens = 80 }, 5).Select(m => m.Smiles).ToArray();
+        Assert.Contains(full, s => s.Contains('(')); // the stop string occurs in some samples
+        var (status, text) = await Post(new { model = Model, n = 4, seed = 5, max_tokens = 80, stop = new[] { "(", "[NH" } });
+        Assert.Equal(HttpStatusCode.OK, status);
+        string Cut(string s) => new[] { s.IndexOf('(', StringComparison.Ordinal), s.IndexOf("[NH", StringComparison.Ordinal) }.Where(i => i >= 0).DefaultIfEmpty(s.Length).Min() is int at ? s[..at] : s;
+        Assert.Equal(full.Select(Cut), Texts(JsonNode.Parse(text)!));
+        var streamed = await Stream(new { model = Model, n = 4, seed = 5, max_tokens = 80, stop = new[] { "(", "[NH" }, stream = true });
+        Assert.Equal(full.Select(Cut), streamed.Texts);
+    }
+
+    [Fact]
+    public async Task BadRequestsAreRefusedNamingTheField()
+    {
+        async Task Refused(object body, HttpStatusCode status, string? param, string part)
+        {
+            var (code, text) = await Post(body);
+            Assert.Equal(status, code);
+            var error = JsonNode.Parse(text)!["error"]!;
+            Assert.Contains(part, error["message"]!.GetValue<string>(), StringComparison.Ordinal);
+            if (param is not null) Assert.Equal(param, error["param"]!.GetValue<string>());
+        }
+        await Refused(new { model = "nope" }, HttpStatusCode.NotFound, "model", "'nope' is not served");
+        await Refused(new { model = "esm2-small" }, HttpStatusCode.UnprocessableEntity, "model", "does not generate");
+        await Refused(new { model = Model, n = 0 }, HttpStatusCode.UnprocessableEntity, "n", "n must be 1–128");
+        await Refused(new { model = Model, max_tokens = 10_000 }, HttpStatusCode.UnprocessableEntity, "max_tokens", "max_tokens must be 1–255");
+        await Refused(new { model = Model, temperature = -1 }, HttpStatusCode.UnprocessableEntity, "temperature", "temperature");
+        await Refused(new { model = Model, top_p = 0 }, HttpStatusCode.UnprocessableEntity, "top_p", "top_p");
+        await Refused(new { model = Model, logprobs = 9 }, HttpStatusCode.UnprocessableEntity, "logprobs", "logprobs must be 0–5");
+        await Refused(new { model = Model, stop = new[] { "a", "b", "c", "d", "e" } }, HttpStatusCode.UnprocessableEntity, "stop", "at most 4");
+        await Refused(new { model = Model, stop = 5 }, HttpStatusCode.BadRequest, "stop", "stop must be a string");
+        await Refused(new { model = Model, prompt = "C[Xe]" }, HttpStatusCode.UnprocessableEntity, "prompt", "outside the model's vocabulary");
+        await Refused(new { model = Model, prompt = new[] { "C", "O" } }, HttpStatusCode.UnprocessableEntity, "prompt", "one prompt per request");
+        await Refused(new { model = Model, valid_only = true, stream = true }, HttpStatusCode.UnprocessableEntity, "valid_only", "cannot be streamed");
+        await Refused(new { model = Model, echo = true }, HttpStatusCode.UnprocessableEntity, "echo", "echo");
+        await Refused(new { model = Model, best_of = 2 }, HttpStatusCode.BadRequest, "best_of", "unknown field");
+        await Refused(new { model = Model, n = "2" }, HttpStatusCode.BadRequest, "n", "malformed");
+    }
+
+    [Fact]
+    public async Task TheServiceDescribesAndCountsCompletions()
+    {
+        Assert.Equal(HttpStatusCode.OK, (await Post(new { model = Model, n = 2, max_tokens = 5 })).Status);
+        string openApi = await client.GetStringAsync("/v1/openapi.json");
+        Assert.Contains("\"/v1/completions\"", openApi, StringComparison.Ordinal);
+        string metrics = await client.GetStringAsync("/v1/metrics");
+        Assert.Contains($"bioforge_time_to_first_token_seconds_count{{model=\"{Model}\"}}", metrics, StringComparison.Ordinal);
+        Assert.Contains($"bioforge_decode_running_sequences{{model=\"{Model}\"}}", metrics, StringComparison.Ordinal);
+        Assert.Contains($"bioforge_batch_size_count{{model=\"{Model}:decode\"}}", metrics, StringComparison.Ordinal);
+    }
+
+    /// <summary>A client that leaves mid-stream: its sequences are dropped at the next step and the server goes on serving.</summary>
+    [Fact]
+    public async Task AClientLeavingMidStreamFreesItsSlots()
+    {
+        using var content = new StringContent(JsonSerializer.Serialize(new { model = Model, n = 16, seed = 1, temperature = 3.0, stream = true }), Encoding.UTF8);
+        content.Headers.ContentType = MediaTypeHeaderValue.Parse("application/json");
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = content })
+        using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        {
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            Assert.StartsWith("data: {", await reader.ReadLineAsync());
+        } // disposed: the connection closes with most samples unfinished
+        var clock = Stopwatch.StartNew();
+        while (Running() > 0 && clock.Elapsed < TimeSpan.FromSeconds(20)) await Task.Delay(50);
+        Assert.Equal(0, Running());
+        Assert.Equal(HttpStatusCode.OK, (await Post(new { model = Model, n = 1, max_tokens = 3 })).Status);
+
+        int Running()
+        {
+            string metrics = client.GetStringAsync("/v1/metrics").Result;
+            string line = metrics.Split('\n').Single(l => l.StartsWith($"bioforge_decode_running_sequences{{model=\"{Model}\"}}", StringComparison.Ordinal));
+            return int.Parse(line.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+        }
+    }
+
+    /// <summary>
+    /// OpenAI's official clients: the <c>openai</c> npm package's <c>completions.create</c>, plain and streamed (they
+    /// agree with each other and with <c>bioforge generate</c>; a refused request is its <c>APIError</c>), and the
+    /// <c>OpenAI</c> NuGet package's <c>EmbeddingClient</c> (base64 by default) against <c>/v1/embeddings</c>.
+    /// </summary>
+    [Fact]
+    public async Task OfficialOpenAiClientsWork()
+    {
+        var info = new ProcessStartInfo("node", [Path.Combine(Repository.Root, "tests", "browser", "completions.mjs"), fixture.Server.Address, Model, "11"])
+        { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var node = Process.Start(info)!;
+        var output = node.StandardOutput.ReadToEndAsync();
+        var error = node.StandardError.ReadToEndAsync();
+        Assert.True(await Task.Run(() => node.WaitForExit(TimeSpan.FromMinutes(2))), "completions.mjs did not finish within 2 minutes");
+        Assert.True(node.ExitCode == 0, $"completions.mjs: {await output} {await error}");
+        var result = JsonNode.Parse(await output)!;
+        var expected = Generate(3, new SamplingOptions { MaxNewTokens = 60 }, 11).Select(m => m.Smiles).ToArray();
+        Assert.Equal(expected, Texts(result["plain"]!));
+        Assert.Equal(expected, result["streamed"]!["texts"]!.AsArray().Select(t => t!.GetValue<string>()));
+        Assert.Equal(result["plain"]!["usage"]!.ToJsonString(), result["streamed"]!["usage"]!.ToJsonString());
+        Assert.True(result["streamed"]!["chunks"]!.GetValue<int>() > expected.Sum(s => s.Length) / 6, "the stream came in pieces");
+        Assert.Equal(422, result["refused"]!["status"]!.GetValue<int>());
+        Assert.Equal("n", result["refused"]!["param"]!.GetValue<string>());
+
+        var embeddings = new EmbeddingClient("esm2-small", new ApiKeyCredential("unused"), new OpenAIClientOptions { Endpoint = new Uri(fixture.Server.Address + "/v1") });
+        string[] inputs = ["MKTAYIAKQRQISFVKSHFSRQ", "MKV"];
+        var answer = (await embeddings.GenerateEmbeddingsAsync(inputs)).Value;
+        using var content = new StringContent(JsonSerializer.Serialize(new { model = "esm2-small", input = inputs }), Encoding.UTF8, "application/json");
+        var plain = JsonNode.Parse(await (await client.PostAsync("/v1/embeddings", content)).Content.ReadAsStringAsync())!;
+        Assert.Equal(2, answer.Count);
+        for (int i = 0; i < inputs.Length; i++)
+        {
+            Assert.Equal(i, answer[i].Index);
+            Assert.Equal(plain["data"]![i]!["embedding"]!.AsArray().Select(v => v!.GetValue<float>()), answer[i].ToFloats().ToArray());
+        }
+        Assert.Equal(inputs.Sum(s => s.Length + 2), answer.Usage.InputTokenCount);
+        Assert.Equal("esm2-small", answer.Model);
+    }
+}
