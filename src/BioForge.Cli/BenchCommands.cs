@@ -73,6 +73,7 @@ internal static class BenchCommands
         bench.Subcommands.Add(Train(output, error));
         bench.Subcommands.Add(Matmul(output, error));
         bench.Subcommands.Add(ServeBenchCommand.Create(output, error));
+        bench.Subcommands.Add(CompletionsBenchCommand.Create(output, error));
         bench.Subcommands.Add(PmoBenchCommand.Create(output, error));
         return bench;
     }

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Load benchmark of /v1/completions (docs/benchmarks.md, "Generation service"): open-loop request rates, each request
+# asking for n = 1–16 samples, against three servers in the same run — continuous (iteration-level) batching,
+# request-level static batching, and batch size 1 — reporting generated tokens/s, requests/s, time to first token and
+# p50/p99 latency as JSON lines. Bounded in count and time.
+# Usage, from the repository root:  bench/completions_load.sh [rates] [requests-per-rate] [seconds-per-rate]
+#   e.g. bench/completions_load.sh "1 2 4" 60 30
+# MODEL=models/smiles-llama-small (default) or any decoder checkpoint directory; MAX_RUNNING=64 (slots per model);
+# MAX_TOKENS=0 (until the end token); MODES="continuous static single".
+# On another machine: BIOFORGE=path/to/published/BioForge.Cli DEVICE=cuda bench/completions_load.sh (bench/gpu.sh does).
+set -euo pipefail
+bioforge="${BIOFORGE:-./bioforge}"
+device="${DEVICE:-auto}"
+dtype="${DTYPE:-auto}"
+rates="${1:-1 2 4}"
+requests="${2:-60}"
+seconds="${3:-30}"
+model_dir="${MODEL:-models/smiles-llama-small}"
+model="$(basename "$model_dir")"
+modes="${MODES:-continuous static single}"
+port=18090
+"$bioforge" env >/dev/null # builds the CLI once, outside the timed runs
+
+serve() { # serve MODE: starts a server in that decoding mode, waits until it is ready
+  "$bioforge" serve --models "$model_dir" --device "$device" --dtype "$dtype" --port "$port" --decode-batching "$1" \
+    --max-running "${MAX_RUNNING:-64}" --request-timeout-s 600 >"/tmp/bioforge-completions-$1.log" 2>&1 &
+  server=$!
+  for _ in $(seq 150); do curl -sf "http://127.0.0.1:$port/v1/health/ready" >/dev/null && return 0; sleep 0.2; done
+  echo "error: the server did not start (see /tmp/bioforge-completions-$1.log)" >&2; exit 1
+}
+stop() { kill "$server"; wait "$server" 2>/dev/null || true; }
+trap 'kill "${server:-}" 2>/dev/null || true' EXIT
+
+echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git rev-parse --short HEAD 2>/dev/null || echo unknown) $(hostname) model=$model device=$device rates=[$rates] requests=$requests"
+for mode in $modes; do
+  serve "$mode"
+  for rate in $rates; do
+    "$bioforge" bench completions --url "http://127.0.0.1:$port" --model "$model" --rate "$rate" --requests "$requests" \
+      --seconds "$seconds" --max-tokens "${MAX_TOKENS:-0}" --label "$mode, $rate req/s"
+  done
+  stop
+done
