@@ -20,9 +20,10 @@ internal static class GenerateCommand
         var seed = new Option<ulong>("--seed") { Description = "random seed", DefaultValueFactory = _ => 0 };
         var batch = Options.Int("--batch", "molecules sampled together", 256);
         var maxLength = Options.Int("--max-length", "maximum tokens per molecule", 128);
+        var prompt = new Option<string>("--prompt") { Description = "a SMILES start every molecule continues (default: none)", DefaultValueFactory = _ => "" };
         var validOnly = new Option<bool>("--valid-only") { Description = "keep only RDKit-valid molecules, written canonical, until --n are found" };
         var compute = new ComputeOptionSet();
-        var command = new Command("generate", "Sample molecules from a SMILES language model") { model, count, outPath, temperature, topK, topP, seed, batch, maxLength, validOnly };
+        var command = new Command("generate", "Sample molecules from a SMILES language model") { model, count, outPath, temperature, topK, topP, seed, batch, maxLength, prompt, validOnly };
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
         {
@@ -42,7 +43,7 @@ internal static class GenerateCommand
             bool onlyValid = result.GetValue(validOnly);
             var clock = Stopwatch.StartNew();
             var molecules = ProgressDisplay.Run("molecules", n, progress =>
-                generator.Generate(n, sampling, result.GetValue(seed), result.GetValue(batch), onlyValid, progress));
+                generator.Generate(n, sampling, result.GetValue(seed), result.GetValue(batch), onlyValid, progress, prompt: result.GetValue(prompt)!));
             double seconds = clock.Elapsed.TotalSeconds;
             string target = result.GetValue(outPath)!;
             AtomicFile.WriteText(target, string.Concat(molecules.Select(m => (onlyValid ? m.Canonical : m.Smiles) + "\n")));

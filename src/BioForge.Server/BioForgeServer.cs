@@ -105,7 +105,12 @@ public sealed class BioForgeServer : IAsyncDisposable
             longWork.Dispose();
             throw;
         }
-        foreach (var m in models.LanguageModels) log?.Invoke($"model {m.Name}: {m.Kind.ToString().ToLowerInvariant()} language model ({m.Directory}, hidden {m.HiddenSize})");
+        foreach (var m in models.LanguageModels)
+        {
+            log?.Invoke($"model {m.Name}: {m.Kind.ToString().ToLowerInvariant()} language model ({m.Directory}, hidden {m.HiddenSize})");
+            if (m.Completions is { } c)
+                log?.Invoke($"model {m.Name}: /v1/completions, {c.Mode.ToString().ToLowerInvariant()} batching, {c.Slots} sequences of {c.Length} tokens ({c.CacheBytes / 1e6:F0} MB of keys and values)");
+        }
         foreach (var (name, dir, m) in models.AffinityModels) log?.Invoke($"model {name}: affinity ({m.Manifest.Measure}, {dir})");
         var state = new ServerState(options, compute, models, device, longWork, metrics, new ScreenJobs(options.MaxJobs));
 
@@ -115,7 +120,7 @@ public sealed class BioForgeServer : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = options.MaxRequestBytes);
         builder.Services.AddOpenApi("v1", o => o.AddDocumentTransformer((document, _, _) =>
         {
-            document.Info = new() { Title = "BioForge inference service", Version = "v1", Description = "Embeddings, protein and molecule models, MolMIM-compatible generation and virtual screening." };
+            document.Info = new() { Title = "BioForge inference service", Version = "v1", Description = "Embeddings, OpenAI-compatible completions, protein and molecule models, MolMIM-compatible generation and virtual screening." };
             return Task.CompletedTask;
         }));
         var app = builder.Build();

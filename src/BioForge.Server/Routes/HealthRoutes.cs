@@ -40,6 +40,8 @@ internal static class HealthRoutes
                 ? ["/v1/embeddings", "/v1/protein/fill-mask", "/v1/protein/contacts", "/v1/protein/score-variants"]
                 : ["/v1/embeddings", "/generate"],
             m.HiddenSize)).ToList();
+        foreach (var card in cards.Where(c => state.Models.Language(c.Id, "model").Completions is not null).ToList())
+            cards[cards.IndexOf(card)] = card with { Routes = [.. card.Routes, "/v1/completions"] };
         cards.AddRange(state.Models.AffinityModels.Select(a => new ModelCard(a.Name, "model", created, "bioforge", "affinity", ["/v1/screen"], null)));
         return cards;
     }
@@ -60,6 +62,14 @@ internal static class HealthRoutes
             MaxDelayMs = state.Options.Batching.MaxDelay.TotalMilliseconds,
             state.Options.Batching.QueueCapacity,
         },
+        Decoding = state.Models.LanguageModels.Where(m => m.Completions is not null).Select(m => new
+        {
+            Model = m.Name,
+            Mode = m.Completions!.Mode.ToString().ToLowerInvariant(),
+            m.Completions.Slots,
+            m.Completions.Length,
+            m.Completions.CacheBytes,
+        }).ToList(),
         RequestTimeoutSeconds = state.Options.RequestTimeout.TotalSeconds,
         state.Options.MaxRequestBytes,
         ModelInfo = state.Models.LanguageModels.Select(m => new { ShortName = m.Name, Kind = m.Kind.ToString().ToLowerInvariant(), Path = m.Directory })
