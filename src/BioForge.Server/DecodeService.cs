@@ -63,7 +63,7 @@ public sealed class DecodeService : IDisposable
 
     private async Task Pump()
     {
-        while (true)
+        while (!disposed)
         {
             try
             {
@@ -71,18 +71,15 @@ public sealed class DecodeService : IDisposable
             }
             catch (ApiError e) when (e.Status == 503)
             {
-                await Task.Delay(2); // the device queue is full of other work: the step waits its turn
+                // The device queue is full of other work (the step waits its turn), or the worker is stopping (disposed follows).
+                await Task.Delay(2);
                 continue;
             }
             catch (Exception)
             {
-                // A failed step leaves the batch in an unknown state: every sequence ends (cancelled), their requests answer 500.
-                Faulted = true;
-                await device.RunAsync(() =>
-                {
-                    scheduler.CancelAll();
-                    return 0;
-                }, CancellationToken.None);
+                // A failed step leaves the batch in an unknown state: every sequence ends as cancelled, and requests whose
+                // client is still there answer 500. CancelAll touches no tensor, so it may run here, off the device thread.
+                scheduler.CancelAll();
             }
             if (scheduler.Busy) continue;
             Volatile.Write(ref stepping, 0);
@@ -90,9 +87,6 @@ public sealed class DecodeService : IDisposable
             if (!scheduler.Busy || Interlocked.CompareExchange(ref stepping, 1, 0) != 0) return;
         }
     }
-
-    /// <summary>True once a step failed; requests whose sequences were cancelled without their client leaving say so.</summary>
-    public bool Faulted { get; private set; }
 
     private StepReport Step()
     {
@@ -102,5 +96,12 @@ public sealed class DecodeService : IDisposable
         return report;
     }
 
-    public void Dispose() => scheduler.Dispose();
+    private volatile bool disposed;
+
+    /// <summary>Called once the device worker has stopped: no step runs any more.</summary>
+    public void Dispose()
+    {
+        disposed = true;
+        scheduler.Dispose();
+    }
 }

@@ -212,7 +212,7 @@ public sealed class ModelCatalog : IDisposable
                 {
                     var generator = new SmilesGenerator(llama);
                     completions = new DecodeService(name, new LlamaDecoder(llama.Model), decoding, batching.QueueCapacity, device, metrics,
-                        generator.EncodePrompt, token => vocabulary.Tokens[token]);
+                        generator.EncodePrompt, token => vocabulary.DecodeRaw([token]));
                 }
                 languageModels[name] = new LanguageModel(name, directory, ModelKind.Molecule, encoder, llama.Config.MaxPositionEmbeddings, null, llama, compute.Device, batching, device, metrics,
                     completions);

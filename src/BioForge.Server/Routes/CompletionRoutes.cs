@@ -251,7 +251,7 @@ internal static class CompletionRoutes
 
     private static async Task AnswerAsync(HttpContext context, ServerState state, Plan plan, Stopwatch clock)
     {
-        var (choices, samples) = await state.WithDeadline(context, token => plan.ValidOnly ? ValidOnly(state, plan, clock, token) : Plain(state, plan, clock, token));
+        var (choices, samples) = await state.WithDeadline(context, token => plan.ValidOnly ? ValidOnly(plan, token) : Plain(state, plan, clock, token));
         int generated = samples.Sum(s => s.Generated);
         var response = new CompletionResponse(NewId(), "text_completion", DateTimeOffset.UtcNow.ToUnixTimeSeconds(), plan.Model.Name, choices,
             new Usage(plan.PromptIds.Length, generated, plan.PromptIds.Length + generated), plan.Seed, plan.ValidOnly ? samples.Count : null);
@@ -289,7 +289,7 @@ internal static class CompletionRoutes
     /// <c>valid_only</c>: waves of samples in sequence order until n are RDKit-valid; the answer is the first n valid ones
     /// by sequence index (what <c>bioforge generate --valid-only</c> writes), as canonical SMILES of prompt + sample.
     /// </summary>
-    private static async Task<(List<Choice>, List<Sample>)> ValidOnly(ServerState state, Plan plan, Stopwatch clock, CancellationToken token)
+    private static async Task<(List<Choice>, List<Sample>)> ValidOnly(Plan plan, CancellationToken token)
     {
         var all = new List<Sample>();
         var kept = new List<(Sample Sample, string Canonical)>();
@@ -317,7 +317,6 @@ internal static class CompletionRoutes
                 using (molecule) kept.Add((s, molecule!.ToSmiles()));
             }
         }
-        state.Metrics.FirstToken(plan.Model.Name, clock.Elapsed.TotalSeconds);
         var choices = kept.Select((k, i) => new Choice(k.Canonical, i, k.Sample.LogprobsFrom(0, k.Sample.Tokens.Count), k.Sample.FinishReason, k.Sample.LogLikelihood)).ToList();
         return (choices, all);
     }

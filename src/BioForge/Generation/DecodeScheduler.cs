@@ -224,7 +224,7 @@ public sealed class DecodeScheduler : IDisposable
         r.Job.OnFinished(reason, r.LogLikelihood);
     }
 
-    /// <summary>Ends every waiting and running sequence as cancelled (shutdown).</summary>
+    /// <summary>Ends every waiting and running sequence as cancelled (after a failed step). Not while a step runs.</summary>
     public void CancelAll()
     {
         while (running.Count > 0) Retire(running.Count - 1, FinishReason.Cancelled);
