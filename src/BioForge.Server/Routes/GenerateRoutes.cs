@@ -158,7 +158,8 @@ internal static class GenerateRoutes
         for (int i = 0; i < request.Iterations; i++)
         {
             cancellation.ThrowIfCancellationRequested();
-            var batch = generator.Generate(request.Particles, new SamplingOptions { MaxNewTokens = config.Sampling.MaxLength }, StatelessRandom.Hash(config.Seed, i, 0x6E6F6E65),
+            var batch = generator.Generate(request.Particles, new SamplingOptions { MaxNewTokens = config.Sampling.MaxLength, Grammar = config.Sampling.Grammar == "smiles" ? generator.Grammar : null },
+                StatelessRandom.Hash(config.Seed, i, 0x6E6F6E65),
                 request.Particles, validOnly: false);
             var valid = batch.Where(m => m.Valid).Select(m => m.Canonical!).Distinct().ToList();
             result.AddRange(scoring.Score(valid).Select(m => new Candidate(m.Canonical!, m.Score, m.Raw[0], m.Raw[1])));

@@ -50,6 +50,7 @@ public sealed class OptimizationSession : IDisposable
     private readonly LlamaCheckpoint prior;
     private readonly SmilesVocabulary vocabulary;
     private readonly SamplingOptions sampling;
+    private readonly SmilesGrammar? grammar;
     private readonly Dictionary<string, RankedMolecule> best = new(StringComparer.Ordinal);
     private readonly Device device;
     private ScoringFunction? scoring;
@@ -78,7 +79,8 @@ public sealed class OptimizationSession : IDisposable
         prior.Model.eval();
         foreach (var p in prior.Model.parameters()) p.requires_grad = false;
         Optimizer = new FlatAdamW(agent.Model.named_parameters(), new AdamWOptions { Beta1 = 0.9, Beta2 = 0.999, WeightDecay = 0 });
-        sampling = new SamplingOptions { Temperature = config.Sampling.Temperature, MaxNewTokens = config.Sampling.MaxLength };
+        grammar = config.Sampling.Grammar == "smiles" ? new SmilesGrammar(vocabulary) : null;
+        sampling = new SamplingOptions { Temperature = config.Sampling.Temperature, MaxNewTokens = config.Sampling.MaxLength, Grammar = grammar };
         State = resumed ?? new OptimizationState();
         if (config.Budget.OracleCalls > 0) budget = new OracleBudget(config.Budget.OracleCalls);
     }
@@ -207,11 +209,11 @@ public sealed class OptimizationSession : IDisposable
         using var scope = NewDisposeScope();
         var sequences = batch.Concat(replay.Select(r => new SampledSequence(r.Tokens, r.Finished, 0))).ToList();
         Tensor priorLogLikelihood;
-        using (no_grad()) priorLogLikelihood = Sampling.LogLikelihood(prior.Model, batch);
+        using (no_grad()) priorLogLikelihood = Sampling.LogLikelihood(prior.Model, batch, grammar);
         double priorSeconds = Lap();
         var priorAll = cat([priorLogLikelihood, tensor(replay.Select(r => (float)r.PriorLogLikelihood).ToArray()).to(Agent.Device)], 0);
         var scoresAll = tensor(learned.Select(s => (float)s).Concat(replay.Select(r => (float)r.Score)).ToArray()).to(Agent.Device);
-        var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences);
+        var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences, grammar);
         var augmented = priorAll + scoresAll.Mul(config.Learning.Sigma);
         var loss = (augmented - agentLogLikelihood).square().mean();
         loss.backward();

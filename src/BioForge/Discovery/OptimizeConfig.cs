@@ -36,6 +36,9 @@ public sealed record OptimizeConfig
         public int MaxLength { get; init; } = 128;
         /// <summary>Drop repeated token sequences from each sampled batch before scoring (REINVENT 4's <c>unique_sequences</c>).</summary>
         public bool UniqueSequences { get; init; }
+        /// <summary><c>smiles</c>: sample under SMILES syntax (SmilesGrammar), prior and agent likelihoods renormalised the
+        /// same way; <c>none</c>: the model's raw distribution.</summary>
+        public string Grammar { get; init; } = "none";
     }
 
     public sealed record LearningSection
@@ -111,6 +114,7 @@ public sealed record OptimizeConfig
         require(Sampling.BatchSize >= 2, $"sampling.batch_size must be at least 2 (got {Sampling.BatchSize})");
         require(Sampling.Temperature > 0, $"sampling.temperature must be positive (got {Sampling.Temperature})");
         require(Sampling.MaxLength >= 8, $"sampling.max_length must be at least 8 (got {Sampling.MaxLength})");
+        require(Sampling.Grammar is "smiles" or "none", $"sampling.grammar must be smiles or none (got '{Sampling.Grammar}')");
         require(Learning.Lr > 0 && Learning.Sigma > 0, "learning.lr and learning.sigma must be positive");
         require(Learning.ReplaySize >= 0 && Learning.ReplaySamples >= 0, "learning.replay_size and replay_samples must be >= 0");
         require(DiversityFilter.Kind is "identical_murcko_scaffold" or "generic_murcko_scaffold" or "similar_scaffold" or "none",
