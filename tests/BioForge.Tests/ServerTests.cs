@@ -216,6 +216,13 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         var row = (await Post("/v1/molecule/props", """{"smiles":["C😀C"]}""")).Body!["data"]![0]!;
         Assert.False(row["valid"]!.GetValue<bool>());
         Assert.Contains("(U+1F600) at position 2", row["error"]!.GetValue<string>());
+        // RDKit read "C C" as methane named "C": a space inside a SMILES field is refused with its position.
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"CC O"}"""), "smi", "space at position 3");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Get("/v1/molecule/depict?smiles=C%20C"), "smiles", "space at position 2");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", """{"model":"smiles-llama-small","input":"C C"}"""), "input", "space at position 2");
+        var spaced = (await Post("/v1/molecule/props", """{"smiles":["C C"]}""")).Body!["data"]![0]!;
+        Assert.False(spaced["valid"]!.GetValue<bool>());
+        Assert.Contains("space at position 2", spaced["error"]!.GetValue<string>());
     }
 
     [Fact]
