@@ -92,8 +92,8 @@ public sealed class BioForgeServer : IAsyncDisposable
     {
         var compute = ComputeOptions.Resolve(options.Device, options.DType, options.Threads);
         var metrics = new ServerMetrics();
-        var device = new DeviceWorker(ComputeOptions.DeviceLabel(compute.Device), options.Batching.QueueCapacity, metrics);
-        var longWork = new DeviceWorker("jobs", options.MaxJobs, metrics);
+        var device = new DeviceWorker(ComputeOptions.DeviceLabel(compute.Device), options.Batching.QueueCapacity, metrics, options.RequestTimeout);
+        var longWork = new DeviceWorker("jobs", options.MaxJobs, metrics, options.JobTimeout);
         ModelCatalog models;
         try
         {
@@ -113,11 +113,7 @@ public sealed class BioForgeServer : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.WebHost.UseUrls($"http://{(options.Host.Contains(':') ? $"[{options.Host}]" : options.Host)}:{options.Port}");
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = options.MaxRequestBytes);
-        builder.Services.AddOpenApi("v1", o => o.AddDocumentTransformer((document, _, _) =>
-        {
-            document.Info = new() { Title = "BioForge inference service", Version = "v1", Description = "Embeddings, protein and molecule models, MolMIM-compatible generation and virtual screening." };
-            return Task.CompletedTask;
-        }));
+        ApiDocument.Add(builder.Services, options, models);
         var app = builder.Build();
         app.Use(async (context, next) => await Guard(context, next, state));
         MapRoutes(app, state);
@@ -202,15 +198,17 @@ public sealed class BioForgeServer : IAsyncDisposable
     private static bool Authorized(HttpContext context, string? key)
     {
         if (key is null) return true;
-        string path = context.Request.Path.Value ?? "";
-        if (path.StartsWith("/v1/health/", StringComparison.Ordinal)) return true; // probes carry no secrets
-        if (path == "/" || path.StartsWith("/app/", StringComparison.Ordinal)) return true; // the page itself; its calls send the key
+        if (OpenWithoutKey(context.Request.Path.Value ?? "")) return true;
         string? given = context.Request.Headers.Authorization.ToString() is { Length: > 7 } auth && auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
             ? auth[7..].Trim()
             : context.Request.Headers["X-API-Key"].ToString();
         return given is { Length: > 0 } && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
             System.Text.Encoding.UTF8.GetBytes(given), System.Text.Encoding.UTF8.GetBytes(key));
     }
+
+    /// <summary>Paths served without the API key: the probes carry no secrets; the page itself sends the key on its calls.</summary>
+    internal static bool OpenWithoutKey(string path) =>
+        path.StartsWith("/v1/health/", StringComparison.Ordinal) || path == "/" || path.StartsWith("/app/", StringComparison.Ordinal);
 
     /// <summary>Blocks until <paramref name="cancellation"/> fires, then drains: ready goes false, in-flight requests finish.</summary>
     public async Task RunUntilAsync(CancellationToken cancellation)
