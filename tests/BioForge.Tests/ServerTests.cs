@@ -441,6 +441,31 @@ public sealed class ServerDisconnectTests
     }
 }
 
+public sealed class ServerShutdownTests
+{
+    [Fact]
+    public async Task ARequestStillRunningAtShutdownGetsACompleteAnswerNotADroppedConnection()
+    {
+        _ = TestData.Cpu;
+        // Kestrel's 10 s stop grace cut a long /generate at 13 s: the client saw its connection reset.
+        var options = ServerFixture.Options(Path.Combine(Repository.Root, "models", "smiles-llama-small")) with { ShutdownGrace = TimeSpan.FromSeconds(1) };
+        var server = await BioForgeServer.StartAsync(options);
+        using var client = new HttpClient { BaseAddress = new Uri(server.Address), Timeout = TimeSpan.FromMinutes(3) };
+        using var content = new StringContent("""{"smi":"CC(=O)Oc1ccccc1C(=O)O","particles":64,"iterations":100}""", Encoding.UTF8, "application/json");
+        var request = client.PostAsync("/generate", content); // minutes of optimization, far past the grace
+        for (int i = 0; i < 200 && !(await client.GetStringAsync("/v1/metrics")).Contains("bioforge_queue_depth{queue=\"jobs\"} 0", StringComparison.Ordinal); i++)
+            await Task.Delay(20);
+        await Task.Delay(500); // running on the jobs worker
+        var stop = server.DisposeAsync().AsTask();
+        using var response = await request; // a connection reset would throw here
+        string body = await response.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Contains("shutting down", JsonNode.Parse(body)!["error"]!["message"]!.GetValue<string>());
+        Assert.NotNull(response.Headers.RetryAfter);
+        await stop;
+    }
+}
+
 public sealed class ServerLoadSheddingTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     [Fact]
