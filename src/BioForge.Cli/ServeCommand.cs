@@ -22,11 +22,12 @@ internal static class ServeCommand
         var maxBytes = new Option<long>("--max-request-bytes") { Description = "larger request bodies get 413", DefaultValueFactory = _ => defaults.MaxRequestBytes };
         var allowedHosts = new Option<string[]>("--allowed-hosts") { Description = "Host header values to answer (default: the loopback names when bound to loopback, any otherwise; * for any)", AllowMultipleArgumentsPerToken = true };
         var drain = new Option<double>("--drain-s") { Description = "on shutdown, seconds readiness answers 503 before requests stop being taken", DefaultValueFactory = _ => defaults.DrainDelay.TotalSeconds };
+        var grace = new Option<double>("--shutdown-grace-s") { Description = "on shutdown, seconds requests in flight may go on before they are stopped and answered 503", DefaultValueFactory = _ => defaults.ShutdownGrace.TotalSeconds };
         var maxSmiles = Options.Int("--max-smiles-length", "characters of one SMILES in any request (longer ones get 422)", defaults.MaxSmilesLength);
         var compute = new ComputeOptionSet();
         var command = new Command("serve", "HTTP inference service: embeddings, protein and molecule routes, MolMIM /generate, screening jobs, a web page")
         {
-            models, host, port, apiKey, batchTokens, batchItems, delay, queue, timeout, maxBytes, allowedHosts, drain, maxSmiles,
+            models, host, port, apiKey, batchTokens, batchItems, delay, queue, timeout, maxBytes, allowedHosts, drain, grace, maxSmiles,
         };
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
@@ -46,6 +47,7 @@ internal static class ServeCommand
                 },
                 RequestTimeout = TimeSpan.FromSeconds(result.GetValue(timeout) > 0 ? result.GetValue(timeout) : throw new BioForgeException($"--request-timeout-s must be positive (got {result.GetValue(timeout)})")),
                 DrainDelay = TimeSpan.FromSeconds(NonNegative(result.GetValue(drain), "--drain-s")),
+                ShutdownGrace = TimeSpan.FromSeconds(NonNegative(result.GetValue(grace), "--shutdown-grace-s")),
                 AllowedHosts = AllowedHosts(result.GetValue(allowedHosts), result.GetValue(host)!, defaults.AllowedHosts),
                 MaxRequestBytes = result.GetValue(maxBytes) > 0 ? result.GetValue(maxBytes) : throw new BioForgeException("--max-request-bytes must be positive"),
                 MaxSmilesLength = Positive(result.GetValue(maxSmiles), "--max-smiles-length"),
