@@ -290,12 +290,12 @@ public sealed class OptimizationSession : IDisposable
         if (fresh.Count > 0)
         {
             float[] recomputed;
-            using (no_grad()) recomputed = Sampling.LogLikelihood(prior.Model, [.. fresh.Select(i => sequences[i])]).cpu().data<float>().ToArray();
+            using (no_grad()) recomputed = Sampling.LogLikelihood(prior.Model, [.. fresh.Select(i => sequences[i])], grammar).cpu().data<float>().ToArray();
             for (int k = 0; k < fresh.Count; k++) priors[fresh[k]] = recomputed[k];
         }
         var priorAll = tensor(priors.Select(p => p!.Value).ToArray()).to(Agent.Device);
         var scoresAll = tensor(scores.ToArray()).to(Agent.Device);
-        var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences);
+        var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences, grammar);
         var loss = (priorAll + scoresAll.Mul(config.Learning.Sigma) - agentLogLikelihood).square().mean();
         loss.backward();
         Optimizer.Update(config.Learning.Lr);
