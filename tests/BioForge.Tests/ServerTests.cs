@@ -503,8 +503,8 @@ public sealed class ServerLoadSheddingTests(Xunit.Abstractions.ITestOutputHelper
         Assert.True(ok + shed.Count + late == answers.Length, summary);
         // A few may still time out when the machine slows after they were admitted (other processes); before, half did.
         Assert.True(late <= answers.Length / 10, summary);
-        // Shed at once, not after waiting: well inside the timeout, with a Retry-After to come back.
-        Assert.True(shed.Select(a => a.Latency).Order().ElementAt(shed.Count / 2) < TimeSpan.FromSeconds(1), summary);
+        // Shed without waiting out the timeout (before, every refusal was a 504 after the full 2 s), with a Retry-After.
+        Assert.True(shed.Select(a => a.Latency).Order().ElementAt(shed.Count / 2) < options.RequestTimeout, summary);
         Assert.All(shed, a => Assert.True(a.RetryAfter >= TimeSpan.FromSeconds(1)));
     }
 }
@@ -542,8 +542,9 @@ public sealed class DynamicBatcherTests
     {
         using var device = new DeviceWorker("test", 100, new ServerMetrics(), maxWait: TimeSpan.FromMilliseconds(400));
         var size = new WorkSize("slow", 10);
-        await device.RunAsync(() => { Thread.Sleep(300); return 0; }, CancellationToken.None, size); // measured: about 30 ms per unit
-        Assert.InRange(device.Estimate(size).TotalMilliseconds, 250, 5000);
+        await device.RunAsync(() => { Thread.Sleep(300); return 0; }, CancellationToken.None, size); // measured: at least 30 ms per unit
+        // Only the lower bound is certain (the sleep); a busy machine may make the piece take longer.
+        Assert.True(device.Estimate(size) >= TimeSpan.FromMilliseconds(250), $"estimate {device.Estimate(size)}");
         // Longer than half the timeout, but nothing is ahead of it: admitted (and measured again).
         using var gate = new ManualResetEventSlim();
         var running = device.RunAsync(() => gate.Wait(TimeSpan.FromMinutes(1)), CancellationToken.None, size);
