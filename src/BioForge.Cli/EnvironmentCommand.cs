@@ -16,7 +16,7 @@ internal static class EnvironmentCommand
             output.WriteLine($"libtorch:   {TorchRuntime.LibTorchDirectory}");
             // What the loader really mapped: one libtorch_cpu.so, from the folder above (two would mean mixed versions).
             output.WriteLine($"mapped:     {string.Join(" ", TorchRuntime.MappedLibraries("libtorch_cpu.so"))}");
-            output.WriteLine($"threads:    {compute.Threads} (cores: {Environment.ProcessorCount})");
+            output.WriteLine($"threads:    {compute.Threads} (cores: {Environment.ProcessorCount}; OpenMP waits: {TorchRuntime.OpenMpWaits ?? "spin (libgomp's default)"})");
             output.WriteLine($"cuda:       {(TorchRuntime.CudaAvailable ? $"{torch.cuda.device_count()} device(s)" : "not available")}");
             output.WriteLine($"default:    --device {compute.Device.type.ToString().ToLowerInvariant()} --dtype {compute.DType}");
             return 0;

@@ -22,8 +22,14 @@ internal static class GenerateCommand
         var maxLength = Options.Int("--max-length", "maximum tokens per molecule", 128);
         var prompt = new Option<string>("--prompt") { Description = "a SMILES start every molecule continues (default: none)", DefaultValueFactory = _ => "" };
         var validOnly = new Option<bool>("--valid-only") { Description = "keep only RDKit-valid molecules, written canonical, until --n are found" };
+        var grammar = new Option<string>("--grammar")
+        {
+            Description = "smiles: decode under SMILES syntax (branches and rings always closed; likelihoods renormalised over allowed tokens); none: the model's raw distribution",
+            DefaultValueFactory = _ => "smiles",
+        };
+        grammar.AcceptOnlyFromAmong("smiles", "none");
         var compute = new ComputeOptionSet();
-        var command = new Command("generate", "Sample molecules from a SMILES language model") { model, count, outPath, temperature, topK, topP, seed, batch, maxLength, prompt, validOnly };
+        var command = new Command("generate", "Sample molecules from a SMILES language model") { model, count, outPath, temperature, topK, topP, seed, batch, maxLength, prompt, validOnly, grammar };
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
         {
@@ -36,6 +42,7 @@ internal static class GenerateCommand
                 TopK = result.GetValue(topK),
                 TopP = result.GetValue(topP),
                 MaxNewTokens = result.GetValue(maxLength),
+                Grammar = result.GetValue(grammar) == "smiles" ? generator.Grammar : null,
             };
             if (sampling.TopK < 0) throw new BioForgeException($"--top-k must be >= 0 (got {sampling.TopK})");
             if (sampling.MaxNewTokens < 1) throw new BioForgeException($"--max-length must be positive (got {sampling.MaxNewTokens})");

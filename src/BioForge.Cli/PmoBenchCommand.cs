@@ -17,9 +17,14 @@ internal static class PmoBenchCommand
         var outDir = Options.Required("--out", "output directory: runs/, pmo.csv, summary.md, curves.svg (run again to continue)");
         var device = new Option<string>("--device") { Description = "cpu, cuda, cuda:N or auto", DefaultValueFactory = _ => "cpu" };
         var threads = Options.Int("--threads", "CPU threads per run (default: the cores divided among the parallel runs)", 0);
+        var strategy = new Option<string>("--strategy")
+        {
+            Description = "learning strategy of every run: reinvent or augmented_memory (default: optimize's default, learning.strategy)",
+            DefaultValueFactory = _ => new Discovery.OptimizeConfig.LearningSection().Strategy,
+        };
         var command = new Command("pmo", "PMO goal-directed benchmark: AUC top-10 per task under an oracle budget, beside published methods")
         {
-            tasks, seeds, budget, parallel, prior, outDir, device, threads,
+            tasks, seeds, budget, parallel, prior, outDir, device, threads, strategy,
         };
         command.SetAction(result => Cli.Guard(error, () =>
         {
@@ -28,7 +33,8 @@ internal static class PmoBenchCommand
             if (n < 1 || b < 1 || p < 1 || t < 0) throw new BioForgeException("--seeds, --budget and --parallel must be positive, --threads 0 or positive");
             int perRun = t > 0 ? t : Math.Max(1, Environment.ProcessorCount / p);
             string dir = result.GetValue(outDir)!;
-            output.WriteLine($"bench pmo: {selected.Count} task(s) × {n} seed(s), budget {b}, {p} run(s) side by side on {perRun} thread(s) each -> {dir}");
+            string learning = result.GetValue(strategy)!;
+            output.WriteLine($"bench pmo: {selected.Count} task(s) × {n} seed(s), budget {b}, strategy {learning}, {p} run(s) side by side on {perRun} thread(s) each -> {dir}");
             return Cli.StoppableByCtrlC(error, "stopping the running runs after their current step (each writes a checkpoint); run the same command again to continue", cancellation =>
             {
                 var options = new PmoBenchmarkOptions
@@ -40,6 +46,7 @@ internal static class PmoBenchCommand
                     Threads = perRun,
                     Device = result.GetValue(device)!,
                     Prior = result.GetValue(prior)!,
+                    Strategy = learning,
                     Out = dir,
                     Cancellation = cancellation,
                 };

@@ -22,6 +22,7 @@ internal static class ServeCommand
         var maxBytes = new Option<long>("--max-request-bytes") { Description = "larger request bodies get 413", DefaultValueFactory = _ => defaults.MaxRequestBytes };
         var allowedHosts = new Option<string[]>("--allowed-hosts") { Description = "Host header values to answer (default: the loopback names when bound to loopback, any otherwise; * for any)", AllowMultipleArgumentsPerToken = true };
         var drain = new Option<double>("--drain-s") { Description = "on shutdown, seconds readiness answers 503 before requests stop being taken", DefaultValueFactory = _ => defaults.DrainDelay.TotalSeconds };
+        var grace = new Option<double>("--shutdown-grace-s") { Description = "on shutdown, seconds requests in flight may go on before they are stopped and answered 503", DefaultValueFactory = _ => defaults.ShutdownGrace.TotalSeconds };
         var maxSmiles = Options.Int("--max-smiles-length", "characters of one SMILES in any request (longer ones get 422)", defaults.MaxSmilesLength);
         var decodeBatching = new Option<string>("--decode-batching") { Description = "how /v1/completions batches sequences: continuous, static (request-level) or single", DefaultValueFactory = _ => "continuous" };
         var maxRunning = Options.Int("--max-running", "sequences decoded at once per model (key/value slots)", defaults.Decoding.MaxRunning);
@@ -29,7 +30,7 @@ internal static class ServeCommand
         var compute = new ComputeOptionSet();
         var command = new Command("serve", "HTTP inference service: embeddings, completions, protein and molecule routes, MolMIM /generate, screening jobs, a web page")
         {
-            models, host, port, apiKey, batchTokens, batchItems, delay, queue, timeout, maxBytes, allowedHosts, drain, maxSmiles, decodeBatching, maxRunning, cacheMb,
+            models, host, port, apiKey, batchTokens, batchItems, delay, queue, timeout, maxBytes, allowedHosts, drain, grace, maxSmiles, decodeBatching, maxRunning, cacheMb,
         };
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
@@ -61,6 +62,7 @@ internal static class ServeCommand
                 },
                 RequestTimeout = TimeSpan.FromSeconds(result.GetValue(timeout) > 0 ? result.GetValue(timeout) : throw new BioForgeException($"--request-timeout-s must be positive (got {result.GetValue(timeout)})")),
                 DrainDelay = TimeSpan.FromSeconds(NonNegative(result.GetValue(drain), "--drain-s")),
+                ShutdownGrace = TimeSpan.FromSeconds(NonNegative(result.GetValue(grace), "--shutdown-grace-s")),
                 AllowedHosts = AllowedHosts(result.GetValue(allowedHosts), result.GetValue(host)!, defaults.AllowedHosts),
                 MaxRequestBytes = result.GetValue(maxBytes) > 0 ? result.GetValue(maxBytes) : throw new BioForgeException("--max-request-bytes must be positive"),
                 MaxSmilesLength = Positive(result.GetValue(maxSmiles), "--max-smiles-length"),

@@ -25,6 +25,10 @@ public sealed class ApiError(int status, string message, string? param = null) :
 
     public static ApiError Overloaded(string message) => new(StatusCodes.Status503ServiceUnavailable, message) { RetryAfterSeconds = 1 };
 
+    /// <summary>503 whose Retry-After is the predicted time until the queue has room (whole seconds, at least 1).</summary>
+    public static ApiError Overloaded(string message, TimeSpan retryAfter) =>
+        new(StatusCodes.Status503ServiceUnavailable, message) { RetryAfterSeconds = (int)Math.Clamp(Math.Ceiling(retryAfter.TotalSeconds), 1, 3600) };
+
     public string Type => Status switch
     {
         401 => "authentication_error",
@@ -62,16 +66,25 @@ internal static class EndpointErrors
 /// <summary>The service's JSON conventions: snake_case names, unknown request fields refused.</summary>
 public static class Json
 {
-    public static JsonSerializerOptions Options { get; } = new(JsonSerializerDefaults.Web)
+    public static JsonSerializerOptions Options { get; } = Configure(new JsonSerializerOptions(JsonSerializerDefaults.Web));
+
+    /// <summary>
+    /// The conventions, applied to <see cref="Options"/> and to ASP.NET's own options, from which the OpenAPI document
+    /// describes the schemas, so the document names fields exactly as the handlers read them.
+    /// </summary>
+    public static JsonSerializerOptions Configure(JsonSerializerOptions options)
     {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow,
-        DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
+        options.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+        // Names are exact, as the document writes them: "topK" or "Top_K" is an unknown field, not top_k.
+        options.PropertyNameCaseInsensitive = false;
+        options.UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow;
+        options.DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull;
         // Numbers are JSON numbers: "0.5" or "NaN" as strings are refused (a string "NaN" once reached the optimizer as NaN).
-        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict,
+        options.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict;
         // Messages quote SMILES and residues: keep ' < > & readable instead of \u0027.
-        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-    };
+        options.Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping;
+        return options;
+    }
 
     /// <summary>
     /// The request body as <typeparamref name="T"/>: malformed JSON and wrong types answer 400 naming the JSON path

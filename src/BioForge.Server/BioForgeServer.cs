@@ -31,6 +31,7 @@ public sealed class ServerState(ServerOptions options, ComputeOptions compute, M
     public DateTimeOffset Started { get; } = DateTimeOffset.UtcNow;
 
     private volatile bool ready;
+    private readonly CancellationTokenSource stopping = new();
 
     /// <summary>False while starting and once shutdown began: /v1/health/ready answers 503 so a proxy stops sending.</summary>
     public bool Ready
@@ -39,18 +40,25 @@ public sealed class ServerState(ServerOptions options, ComputeOptions compute, M
         set => ready = value;
     }
 
+    /// <summary>Cancels the work of every request in flight (their answer is 503): the shutdown grace has passed.</summary>
+    internal void StopRequests() => stopping.Cancel();
+
     /// <summary>
-    /// Awaits work queued for a request with the request's own deadline: 504 when the timeout passes first, nothing
-    /// when the client went away (the work, if not started yet, is dropped).
+    /// Awaits work queued for a request with the request's own deadline: 504 when the timeout passes first, 503 when
+    /// the server stops it at shutdown, nothing when the client went away (the work, if not started yet, is dropped).
     /// </summary>
     public async Task<T> WithDeadline<T>(HttpContext context, Func<CancellationToken, Task<T>> work, TimeSpan? timeout = null)
     {
         var limit = timeout ?? Options.RequestTimeout;
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, stopping.Token);
         deadline.CancelAfter(limit);
         try
         {
             return await work(deadline.Token).WaitAsync(deadline.Token);
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested && !context.RequestAborted.IsCancellationRequested)
+        {
+            throw ApiError.Overloaded("the server is shutting down and stopped this request; retry (another replica answers)");
         }
         catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested)
         {
@@ -92,8 +100,8 @@ public sealed class BioForgeServer : IAsyncDisposable
     {
         var compute = ComputeOptions.Resolve(options.Device, options.DType, options.Threads);
         var metrics = new ServerMetrics();
-        var device = new DeviceWorker(ComputeOptions.DeviceLabel(compute.Device), options.Batching.QueueCapacity, metrics);
-        var longWork = new DeviceWorker("jobs", options.MaxJobs, metrics);
+        var device = new DeviceWorker(ComputeOptions.DeviceLabel(compute.Device), options.Batching.QueueCapacity, metrics, options.RequestTimeout);
+        var longWork = new DeviceWorker("jobs", options.MaxJobs, metrics, options.JobTimeout);
         ModelCatalog models;
         try
         {
@@ -118,11 +126,7 @@ public sealed class BioForgeServer : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.WebHost.UseUrls($"http://{(options.Host.Contains(':') ? $"[{options.Host}]" : options.Host)}:{options.Port}");
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = options.MaxRequestBytes);
-        builder.Services.AddOpenApi("v1", o => o.AddDocumentTransformer((document, _, _) =>
-        {
-            document.Info = new() { Title = "BioForge inference service", Version = "v1", Description = "Embeddings, OpenAI-compatible completions, protein and molecule models, MolMIM-compatible generation and virtual screening." };
-            return Task.CompletedTask;
-        }));
+        ApiDocument.Add(builder.Services, options, models);
         var app = builder.Build();
         app.Use(async (context, next) => await Guard(context, next, state));
         MapRoutes(app, state);
@@ -208,15 +212,17 @@ public sealed class BioForgeServer : IAsyncDisposable
     private static bool Authorized(HttpContext context, string? key)
     {
         if (key is null) return true;
-        string path = context.Request.Path.Value ?? "";
-        if (path.StartsWith("/v1/health/", StringComparison.Ordinal)) return true; // probes carry no secrets
-        if (path == "/" || path.StartsWith("/app/", StringComparison.Ordinal)) return true; // the page itself; its calls send the key
+        if (OpenWithoutKey(context.Request.Path.Value ?? "")) return true;
         string? given = context.Request.Headers.Authorization.ToString() is { Length: > 7 } auth && auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
             ? auth[7..].Trim()
             : context.Request.Headers["X-API-Key"].ToString();
         return given is { Length: > 0 } && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
             System.Text.Encoding.UTF8.GetBytes(given), System.Text.Encoding.UTF8.GetBytes(key));
     }
+
+    /// <summary>Paths served without the API key: the probes carry no secrets; the page itself sends the key on its calls.</summary>
+    internal static bool OpenWithoutKey(string path) =>
+        path.StartsWith("/v1/health/", StringComparison.Ordinal) || path == "/" || path.StartsWith("/app/", StringComparison.Ordinal);
 
     /// <summary>Blocks until <paramref name="cancellation"/> fires, then drains: ready goes false, in-flight requests finish.</summary>
     public async Task RunUntilAsync(CancellationToken cancellation)
@@ -232,13 +238,21 @@ public sealed class BioForgeServer : IAsyncDisposable
 
     /// <summary>
     /// Drains and stops: readiness answers 503 for <see cref="ServerOptions.DrainDelay"/> (so a proxy stops sending), the
-    /// requests in flight finish, jobs are stopped, the workers end their current work, and only then are the weights freed.
+    /// requests in flight get <see cref="ServerOptions.ShutdownGrace"/> to finish and are then stopped with a 503 answer,
+    /// jobs are stopped, the workers end their current work, and only then are the weights freed.
     /// </summary>
     public async ValueTask DisposeAsync()
     {
         state.Ready = false;
         if (state.Options.DrainDelay > TimeSpan.Zero) await Task.Delay(state.Options.DrainDelay);
-        using (var grace = new CancellationTokenSource(TimeSpan.FromSeconds(10))) await app.StopAsync(grace.Token);
+        // Kestrel drops the connections still open when its token fires: it must outlast the grace plus the time
+        // the stopped requests take to write their 503 (they stop waiting at once; see WithDeadline).
+        using (var abort = new CancellationTokenSource(state.Options.ShutdownGrace + AnswerTime))
+        {
+            var kestrel = app.StopAsync(abort.Token);
+            if (await Task.WhenAny(kestrel, Task.Delay(state.Options.ShutdownGrace)) != kestrel) state.StopRequests();
+            await kestrel;
+        }
         await app.DisposeAsync();
         state.Jobs.Dispose();
         bool stopped = state.LongWork.Stop(WorkerStopTimeout) & state.Device.Stop(WorkerStopTimeout);
@@ -247,4 +261,7 @@ public sealed class BioForgeServer : IAsyncDisposable
     }
 
     private static readonly TimeSpan WorkerStopTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>What a stopped request gets, after the grace, to write its 503 before Kestrel closes connections.</summary>
+    private static readonly TimeSpan AnswerTime = TimeSpan.FromSeconds(5);
 }

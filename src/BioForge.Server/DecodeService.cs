@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using BioForge.Generation;
+using BioForge.Models.Llama;
 
 namespace BioForge.Server;
 
@@ -19,9 +20,11 @@ public sealed class DecodeService : IDisposable
 
     /// <param name="encode">A prompt's token ids, begin token first; <see cref="BioForgeException"/> for text the vocabulary cannot hold.</param>
     /// <param name="piece">The text of one generated token.</param>
+    /// <param name="grammar">The default constraint on samples (<see cref="SamplingOptions.Grammar"/>).</param>
     public DecodeService(string name, IDecoderModel model, DecodeOptions options, int queueCapacity, DeviceWorker device, ServerMetrics metrics,
-        Func<string, int[]> encode, Func<int, string> piece)
+        Func<string, int[]> encode, Func<int, string> piece, ITokenGrammar? grammar = null)
     {
+        Grammar = grammar;
         Name = name;
         this.device = device;
         this.metrics = metrics;
@@ -39,6 +42,9 @@ public sealed class DecodeService : IDisposable
     }
 
     public string Name { get; }
+
+    /// <summary>The grammar samples follow unless a request asks for none (SMILES syntax for SMILES models).</summary>
+    public ITokenGrammar? Grammar { get; }
     public int Slots => scheduler.Slots;
     public long CacheBytes { get; }
     public BatchingMode Mode => scheduler.Mode;
@@ -67,7 +73,8 @@ public sealed class DecodeService : IDisposable
         {
             try
             {
-                await device.RunAsync(Step, CancellationToken.None);
+                // Admitted: the requests were admitted by Submit; a step must run for them to end.
+                await device.RunAsync(Step, CancellationToken.None, new WorkSize($"{Name}:decode-step", 1), admitted: true);
             }
             catch (ApiError e) when (e.Status == 503)
             {

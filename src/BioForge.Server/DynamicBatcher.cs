@@ -7,7 +7,10 @@ namespace BioForge.Server;
 /// Dynamic batching for one model, as Triton and NIM do it: requests queue; a batch opens with the first waiting
 /// request and closes when the token budget or the item limit is reached or the delay since that first request has
 /// passed; it then runs on the device worker while the next batch gathers. Results go back to each caller. A request
-/// whose caller has gone (disconnected, timed out) is dropped before its batch runs; a full queue answers 503.
+/// whose caller has gone (disconnected, timed out) is dropped before its batch runs; a full queue answers 503, and so
+/// does a request predicted to wait past the device's <see cref="DeviceWorker.MaxWait"/>: the device's backlog plus
+/// the tokens waiting here (this one's included) at the model's measured seconds per token (the batching delay is
+/// left out: under load batches close on their size, not on the delay).
 /// </summary>
 public sealed class DynamicBatcher<TIn, TOut> : IDisposable
 {
@@ -24,6 +27,7 @@ public sealed class DynamicBatcher<TIn, TOut> : IDisposable
     private readonly Task loop;
     private Pending? carried;
     private int waiting;
+    private long waitingTokens;
 
     /// <param name="cost">Tokens of one input (its share of the budget).</param>
     /// <param name="execute">Computes a batch on the device thread; one result per input, in order.</param>
@@ -49,10 +53,23 @@ public sealed class DynamicBatcher<TIn, TOut> : IDisposable
             throw ApiError.Overloaded($"model {model}: {options.QueueCapacity} requests are already waiting; retry later");
         }
         var pending = new Pending(input, Math.Max(1, cost(input)), cancellation, new TaskCompletionSource<TOut>(TaskCreationOptions.RunContinuationsAsynchronously));
+        long tokens = Interlocked.Add(ref waitingTokens, pending.Cost);
+        try
+        {
+            device.Admit(device.Backlog + device.Estimate(new WorkSize(model, tokens - pending.Cost)), device.Estimate(new WorkSize(model, pending.Cost)), $"model {model}");
+        }
+        catch (ApiError)
+        {
+            Interlocked.Decrement(ref waiting);
+            Interlocked.Add(ref waitingTokens, -pending.Cost);
+            metrics.Rejected(model);
+            throw;
+        }
         if (!queue.Writer.TryWrite(pending))
         {
             // The batcher is shutting down: a request that cannot be queued is answered now, never left waiting.
             Interlocked.Decrement(ref waiting);
+            Interlocked.Add(ref waitingTokens, -pending.Cost);
             throw ApiError.Overloaded($"model {model}: the server is shutting down");
         }
         return pending.Result.Task;
@@ -78,6 +95,7 @@ public sealed class DynamicBatcher<TIn, TOut> : IDisposable
                     else live.Add(p);
                 }
                 Interlocked.Add(ref waiting, -batch.Count);
+                Interlocked.Add(ref waitingTokens, -batch.Sum(p => (long)p.Cost));
                 if (live.Count == 0) continue;
                 await Run(live);
             }
@@ -138,13 +156,14 @@ public sealed class DynamicBatcher<TIn, TOut> : IDisposable
         try
         {
             var inputs = live.Select(p => p.Input).ToList();
+            long tokens = live.Sum(p => (long)p.Cost);
             var results = await device.RunAsync(() =>
             {
                 long start = Stopwatch.GetTimestamp();
                 var r = execute(inputs);
-                metrics.Batch(model, inputs.Count, live.Sum(p => (long)p.Cost), Stopwatch.GetElapsedTime(start).TotalSeconds);
+                metrics.Batch(model, inputs.Count, tokens, Stopwatch.GetElapsedTime(start).TotalSeconds);
                 return r;
-            }, CancellationToken.None);
+            }, CancellationToken.None, new WorkSize(model, tokens), admitted: true);
             for (int i = 0; i < live.Count; i++) live[i].Result.TrySetResult(results[i]);
         }
         catch (Exception e)

@@ -179,6 +179,11 @@ public sealed class ModelCatalog : IDisposable
             : throw ApiError.NotFound($"{param} '{name}' is not a served affinity model; served: {(affinityModels.Count == 0 ? "none" : string.Join(", ", affinityModels.Keys))}", param);
     }
 
+    /// <summary>The first served model of a kind, or null: for the OpenAPI document's examples.</summary>
+    public string? FirstName(ModelKind kind) => kind == ModelKind.Affinity
+        ? affinityModels.Keys.FirstOrDefault()
+        : languageModels.Values.FirstOrDefault(m => m.Kind == kind)?.Name;
+
     private string Names(ModelKind? kind)
     {
         var names = languageModels.Values.Where(m => kind is null || m.Kind == kind).Select(m => m.Name).ToList();
@@ -212,7 +217,7 @@ public sealed class ModelCatalog : IDisposable
                 {
                     var generator = new SmilesGenerator(llama);
                     completions = new DecodeService(name, new LlamaDecoder(llama.Model), decoding, batching.QueueCapacity, device, metrics,
-                        generator.EncodePrompt, token => vocabulary.DecodeRaw([token]));
+                        generator.EncodePrompt, token => vocabulary.DecodeRaw([token]), generator.Grammar);
                 }
                 languageModels[name] = new LanguageModel(name, directory, ModelKind.Molecule, encoder, llama.Config.MaxPositionEmbeddings, null, llama, compute.Device, batching, device, metrics,
                     completions);

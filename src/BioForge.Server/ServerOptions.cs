@@ -21,6 +21,12 @@ public sealed record ServerOptions
     /// <summary>How long readiness answers 503 before the server stops taking requests (one probe period or more).</summary>
     public TimeSpan DrainDelay { get; init; } = TimeSpan.FromSeconds(3);
 
+    /// <summary>
+    /// At shutdown, how long requests in flight may go on; then their work is cancelled and they are answered 503
+    /// (retry elsewhere), so a long <c>/generate</c> ends with an answer instead of a dropped connection.
+    /// </summary>
+    public TimeSpan ShutdownGrace { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>When set, every route but the health probes needs <c>Authorization: Bearer KEY</c> (or <c>X-API-Key: KEY</c>).</summary>
     public string? ApiKey { get; init; }
 

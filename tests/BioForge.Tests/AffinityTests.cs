@@ -75,6 +75,29 @@ public sealed class AffinityTests
     }
 
     [Fact]
+    public void OversizedBenchmarkFilesAreRefusedAtTheLimitWhileReading()
+    {
+        // A matrix row without line breaks stops at the row limit, not after splitting megabytes of numbers.
+        string directory = TestData.TempDirectory();
+        foreach (string file in new[] { "ligands_can.txt", "proteins.txt" }) File.Copy(Path.Combine(Davis, file), Path.Combine(directory, file));
+        File.WriteAllText(Path.Combine(directory, "drug-target_interaction_affinities_Kd__Davis_et_al.2011v1.txt"), string.Concat(Enumerable.Repeat("1 ", 600_000)));
+        var row = Assert.Throws<BioForgeException>(() => AffinityDataset.Load(directory));
+        Assert.Contains("drug-target_interaction_affinities_Kd__Davis_et_al.2011v1.txt:1: line longer than 1,000,000 characters", row.Message);
+
+        // A small .gz whose JSON expands past the limit fails there (it used to be read whole into one string).
+        string bomb = TestData.TempDirectory();
+        using (var gzip = new System.IO.Compression.GZipStream(File.Create(Path.Combine(bomb, "ligands_can.txt.gz")), System.IO.Compression.CompressionLevel.SmallestSize))
+        using (var writer = new StreamWriter(gzip))
+        {
+            writer.Write("{\"D1\": \"");
+            writer.Write(new string('C', AffinityDataset.MaxJsonLength + 1));
+            writer.Write("\"}");
+        }
+        var json = Assert.Throws<BioForgeException>(() => AffinityDataset.Load(bomb));
+        Assert.Contains("ligands_can.txt.gz:1: the JSON is longer than 16,000,000 characters", json.Message);
+    }
+
+    [Fact]
     public void ATrainedModelReloadsAndPredictsWhatTrainingReported()
     {
         string output = TestData.TempDirectory();

@@ -112,6 +112,30 @@ public sealed class ChemCliTests
     }
 
     [Fact]
+    public void SmilesWithASpaceAreInvalidInEveryCommandWhileNameColumnsStillSplit()
+    {
+        // A .smi line's name follows the first space and stays a name; inside a table's SMILES field a space is an error.
+        string smi = Write("named.smi", "CCO ethanol\n");
+        string table = Write("spaced.csv", "smiles,name\nC C,methane?\nCCO,ethanol\n");
+        string output = Path.Combine(TestData.TempDirectory(), "props.csv");
+        Assert.Equal(0, Run("chem", "props", "--in", smi, "--out", output).Code);
+        Assert.StartsWith("CCO,1,CCO,", File.ReadAllLines(output)[1]);
+        Assert.EndsWith(",ethanol", File.ReadAllLines(output)[1]);
+        Assert.Equal(0, Run("chem", "props", "--in", table, "--out", output).Code);
+        var rows = File.ReadAllLines(output);
+        Assert.StartsWith("C C,0,,", rows[1]);
+        Assert.Contains("space at position 2", rows[1]);
+        Assert.StartsWith("CCO,1,", rows[2]);
+
+        var depict = Run("chem", "depict", "--smiles", "C C", "--out", Path.Combine(TestData.TempDirectory(), "m.svg"));
+        Assert.Equal(2, depict.Code);
+        Assert.Contains("space at position 2", depict.Err);
+        var similar = Run("chem", "similar", "--index", smi, "--query", "CC O");
+        Assert.Equal(2, similar.Code);
+        Assert.Contains("space at position 3", similar.Err);
+    }
+
+    [Fact]
     public void DepictHighlightsTheMatchesOfASmarts()
     {
         string dir = TestData.TempDirectory();

@@ -30,6 +30,11 @@ public sealed class ChemTests
         Assert.False(Molecule.TryFromSmiles("C\tC", out _, out string? tab));
         Assert.Contains("(U+0009) at position 2", tab);
         Assert.False(Molecule.TryFromSmiles("C\u00a0C", out _, out _));
+        // RDKit ends a SMILES at a space and keeps the rest as a name: "C C" was methane, reported valid.
+        Assert.False(Molecule.TryFromSmiles("C C", out _, out string? space));
+        Assert.StartsWith("space at position 2", space);
+        Assert.False(Molecule.TryFromSmiles("CCO ", out _, out string? trailing));
+        Assert.StartsWith("space at position 4", trailing);
         Assert.Contains("U+1F600", Assert.Throws<BioForgeException>(() => Molecule.FromSmiles("C😀C")).Message);
         var record = new MoleculeRecord("C😀C", "C😀C", false, 1, new Dictionary<string, string>());
         Assert.False(record.TryParse(out _, out _));

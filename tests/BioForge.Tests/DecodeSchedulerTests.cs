@@ -136,10 +136,19 @@ public sealed class DecodeSchedulerTests
         Array.Clear(counts);
         for (int i = 0; i < draws; i++) counts[SequenceSampler.Draw(logits, new SamplingOptions { TopK = 1 }, 1, i, 0).Token]++;
         Assert.Equal(draws, counts[0]);
-        // A constraint removes tokens from the draw but not from the model's log-probability.
-        var constrained = SequenceSampler.Draw(logits, new SamplingOptions(), 1, 0, 0, allowed: [false, false, false, true]);
+        // A constraint draws from the renormalised allowed tokens; with the end token (0) not allowed, its mass goes to the
+        // completing token (3): p = (0.15, 0.05 + 0.5) / 0.7 over tokens 2 and 3.
+        var constraint = new TokenConstraint(4, end: 0);
+        bool[] allowed = [false, false, true, true], completing = [false, false, false, true];
+        allowed.CopyTo(constraint.Allowed, 0);
+        completing.CopyTo(constraint.Completing, 0);
+        Array.Clear(counts);
+        for (int i = 0; i < draws; i++) counts[SequenceSampler.Draw(logits, new SamplingOptions(), 1, i, 0, constraint: constraint).Token]++;
+        Assert.Equal(0, counts[0] + counts[1]);
+        Assert.Equal(0.55 / 0.7, (double)counts[3] / draws, 0.015);
+        var constrained = SequenceSampler.Draw(logits, new SamplingOptions { Temperature = 0 }, 1, 0, 0, constraint: constraint);
         Assert.Equal(3, constrained.Token);
-        Assert.Equal(Math.Log(0.05), constrained.LogProb, 5);
+        Assert.Equal(Math.Log(0.55 / 0.7), constrained.LogProb, 5);
         var top = SequenceSampler.Draw(logits, new SamplingOptions(), 1, 0, 0, topLogprobs: 2).Top!;
         Assert.Equal([0, 1], top.Select(t => t.Token));
     }

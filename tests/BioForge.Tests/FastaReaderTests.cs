@@ -34,6 +34,17 @@ public sealed class FastaReaderTests
     }
 
     [Fact]
+    public void AFileWhoseLastLineHasNoLineBreakIsReadToTheEnd()
+    {
+        // The reader asked for a line after the unterminated last one and failed with ArgumentOutOfRangeException.
+        Assert.Equal("MKTAY", Assert.Single(FastaReader.Read(Write(">a\nMKTAY"))).Sequence);
+        Assert.Equal("MK", FastaReader.Read(Write(">a\nMKT\n>b\nMK", gzip: true)).Last().Sequence);
+        string smi = Path.Combine(TestData.TempDirectory(), "x.smi");
+        File.WriteAllText(smi, "CCO ethanol\nCCN");
+        Assert.Equal(["CCO", "CCN"], BioForge.Chem.MoleculeSource.Read(smi).Select(r => r.Text));
+    }
+
+    [Fact]
     public void StreamsWithoutReadingAhead()
     {
         // The second record is broken; the first must still come out before the error.

@@ -245,7 +245,7 @@ public sealed class FineTuneTests
         Assert.Equal(5, lines.Length);
         Assert.StartsWith("line 2,CCO,", lines[1]);
         Assert.StartsWith("line 3,C C,,", lines[2]);
-        Assert.Contains("contains white space", lines[2]);
+        Assert.Contains("space at position 2", lines[2]);
         Assert.StartsWith("line 4,C1CC,,", lines[3]);
         Assert.Contains("unclosed ring", lines[3]);
         Assert.True(double.TryParse(lines[4].Split(',')[2], CultureInfo.InvariantCulture, out _));

@@ -72,6 +72,17 @@ public sealed class NativeRuntimeTests
     }
 
     [Fact]
+    public void OpenMpThreadsSleepInsteadOfSpinningUnlessTheEnvironmentSaysOtherwise()
+    {
+        // Spinning OpenMP workers made `generate` 4-6 times slower on a busy 2-core machine (docs/benchmarks.md, "Threads").
+        var (code, output, error) = Exec("dotnet", [CliDll, "env"], new() { ["OMP_WAIT_POLICY"] = "" });
+        Assert.True(code == 0, error);
+        Assert.Contains("OpenMP waits: PASSIVE", output);
+        var active = Exec("dotnet", [CliDll, "env"], new() { ["OMP_WAIT_POLICY"] = "ACTIVE" });
+        Assert.Contains("OpenMP waits: ACTIVE", active.Out);
+    }
+
+    [Fact]
     public void MissingLibTorchFolderIsOneClearError()
     {
         var env = new Dictionary<string, string> { [TorchRuntime.LibTorchEnvironmentVariable] = "/no/such/torch/lib" };

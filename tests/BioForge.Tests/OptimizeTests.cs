@@ -63,7 +63,7 @@ public sealed class OptimizeTests
         Assert.Equal(2, filter.Scaffolds);
     }
 
-    internal static string Run(string output, int steps, string extra = "") => $"""
+    internal static string Run(string output, int steps, string extra = "", string learning = "") => $"""
         seed = 3
         [prior]
         model = "{Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small")}"
@@ -74,6 +74,7 @@ public sealed class OptimizeTests
         lr = 5e-4
         replay_size = 8
         replay_samples = 4
+        {learning}
         [output]
         dir = "{output}"
         checkpoint_every = 2
@@ -104,13 +105,16 @@ public sealed class OptimizeTests
         return OptimizeConfig.Load(path);
     }
 
-    [Fact]
-    public void ARunStoppedAndResumedEndsWhereAnUninterruptedOneDoes()
+    [Theory]
+    [InlineData("")]
+    // Augmented Memory's extra rounds, random spellings and purged memory must come back from the checkpoint too.
+    [InlineData("strategy = \"augmented_memory\"\n[diversity_filter]\nkind = \"identical_murcko_scaffold\"\nbucket_size = 2\nminimum_score = 0.0")]
+    public void ARunStoppedAndResumedEndsWhereAnUninterruptedOneDoes(string learning)
     {
         _ = TestData.Cpu;
         string straight = TestData.TempDirectory(), resumed = TestData.TempDirectory();
         var options = new OptimizeOptions { Threads = 2 };
-        var whole = MoleculeOptimizer.Run(Config(Run(straight, 3)), options);
+        var whole = MoleculeOptimizer.Run(Config(Run(straight, 3, learning: learning)), options);
         Assert.Equal(5, whole.Steps);
         Assert.Equal(["warm-up: reached max_steps (2)", "small rings: reached max_steps (3)"], whole.StageEndings);
         Assert.Equal(["qed", "mw"], whole.ComponentLabels);
@@ -118,14 +122,72 @@ public sealed class OptimizeTests
         // Stop after step 4 (a cancelled run checkpoints), then continue.
         int seen = 0;
         using var cancel = new CancellationTokenSource();
-        var first = MoleculeOptimizer.Run(Config(Run(resumed, 3)), options with { Cancellation = cancel.Token, OnStep = _ => { if (++seen == 4) cancel.Cancel(); } });
+        var first = MoleculeOptimizer.Run(Config(Run(resumed, 3, learning: learning)), options with { Cancellation = cancel.Token, OnStep = _ => { if (++seen == 4) cancel.Cancel(); } });
         Assert.True(first.Interrupted);
-        var second = MoleculeOptimizer.Run(Config(Run(resumed, 3)), options with { Resume = true });
+        var second = MoleculeOptimizer.Run(Config(Run(resumed, 3, learning: learning)), options with { Resume = true });
         Assert.False(second.Interrupted);
         Assert.Equal(File.ReadAllText(Path.Combine(straight, "ranked.csv")), File.ReadAllText(Path.Combine(resumed, "ranked.csv")));
         Assert.Equal(File.ReadAllText(Path.Combine(straight, "scores_2_small_rings.csv")), File.ReadAllText(Path.Combine(resumed, "scores_2_small_rings.csv")));
         Assert.True(File.Exists(Path.Combine(resumed, "agent", "model.safetensors")));
         Assert.Contains("rank,smiles,score,step,stage,scaffold,qed,mw", File.ReadAllText(Path.Combine(resumed, "ranked.csv")));
+    }
+
+    [Fact]
+    public void ARandomSpellingIsTheSameMoleculeInThePriorsTokens()
+    {
+        _ = TestData.Cpu;
+        var vocabulary = Tokenizers.SmilesVocabulary.Load(Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small", "vocab.json"));
+        const string canonical = "CC(=O)Nc1ccc(O)cc1";
+        var spellings = new HashSet<string>(StringComparer.Ordinal);
+        for (uint seed = 0; seed < 8; seed++)
+        {
+            var sequence = OptimizationSession.Randomized(canonical, seed, vocabulary, maxLength: 64);
+            Assert.NotNull(sequence);
+            Assert.True(sequence.Finished);
+            string spelled = vocabulary.Decode(sequence.Tokens)!;
+            using var molecule = Chem.Molecule.FromSmiles(spelled);
+            Assert.Equal(canonical, molecule.ToSmiles());
+            spellings.Add(spelled);
+        }
+        Assert.True(spellings.Count > 2, $"8 seeds gave {spellings.Count} spellings");
+        // Too long for the sampling limit: the caller keeps the sampled spelling.
+        Assert.Null(OptimizationSession.Randomized(canonical, 0, vocabulary, maxLength: 5));
+    }
+
+    [Fact]
+    public void TheEarlyStopSeesWhetherTheHundredBestScoresChanged()
+    {
+        static List<OracleCall> Calls(params double[] scores) => [.. scores.Select((s, i) => new OracleCall(i + 1, 1, $"C{i}", s))];
+        double[] hundred = [.. Enumerable.Range(0, 100).Select(i => i / 100.0)];
+        Assert.True(OracleBudget.TopChanged(Calls([.. hundred[..99], 0.5]), 1, 100)); // the list was still short
+        Assert.False(OracleBudget.TopChanged(Calls([.. hundred, 0.0, -1]), 2, 100)); // ties the lowest: the same values
+        Assert.True(OracleBudget.TopChanged(Calls([.. hundred, 0.0, 0.005]), 2, 100));
+        Assert.False(OracleBudget.TopChanged(Calls([.. hundred]), 0, 100)); // no new call
+    }
+
+    [Fact]
+    public void AugmentedMemoryPurgesMoleculesWhoseScaffoldBucketIsFull()
+    {
+        var filter = new DiversityFilter(new OptimizeConfig.DiversityFilterSection { Kind = "identical_murcko_scaffold", BucketSize = 2, MinimumScore = 0.5 });
+        ScoredMolecule M(string smiles, string scaffold, double score) => new(smiles, smiles, scaffold, score, [], []);
+        var memory = new List<ReplayedMolecule>();
+        void Step(params ScoredMolecule[] batch)
+        {
+            var learned = filter.Apply(batch, out var buckets);
+            for (int i = 0; i < batch.Length; i++)
+                if (learned[i] > 0) memory.Add(new ReplayedMolecule(batch[i].Canonical!, [], true, learned[i], -20, buckets[i]));
+            OptimizationSession.Purge(memory, filter);
+        }
+        Step(M("c1ccccc1C", "c1ccccc1", 0.9), M("C1CCCCC1C", "C1CCCCC1", 0.8), M("CCO", "", 0.3));
+        Assert.Equal(["c1ccccc1C", "C1CCCCC1C", "CCO"], memory.Select(r => r.Canonical));
+        // A second benzene fills its bucket: both leave the memory; the low scorer never fills the acyclic bucket.
+        Step(M("c1ccccc1CC", "c1ccccc1", 0.7), M("CCCO", "", 0.2));
+        Assert.Equal(["C1CCCCC1C", "CCO", "CCCO"], memory.Select(r => r.Canonical));
+        // Without a filter nothing is full, so nothing is purged.
+        var none = new DiversityFilter(new OptimizeConfig.DiversityFilterSection { Kind = "none" });
+        var kept = new List<ReplayedMolecule>(memory);
+        OptimizationSession.Purge(kept, none);
+        Assert.Equal(memory, kept);
     }
 
     /// <summary>

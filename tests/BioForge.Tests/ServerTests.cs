@@ -216,6 +216,13 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         var row = (await Post("/v1/molecule/props", """{"smiles":["C😀C"]}""")).Body!["data"]![0]!;
         Assert.False(row["valid"]!.GetValue<bool>());
         Assert.Contains("(U+1F600) at position 2", row["error"]!.GetValue<string>());
+        // RDKit read "C C" as methane named "C": a space inside a SMILES field is refused with its position.
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"CC O"}"""), "smi", "space at position 3");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Get("/v1/molecule/depict?smiles=C%20C"), "smiles", "space at position 2");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", """{"model":"smiles-llama-small","input":"C C"}"""), "input", "space at position 2");
+        var spaced = (await Post("/v1/molecule/props", """{"smiles":["C C"]}""")).Body!["data"]![0]!;
+        Assert.False(spaced["valid"]!.GetValue<bool>());
+        Assert.Contains("space at position 2", spaced["error"]!.GetValue<string>());
     }
 
     [Fact]
@@ -434,6 +441,74 @@ public sealed class ServerDisconnectTests
     }
 }
 
+public sealed class ServerShutdownTests
+{
+    [Fact]
+    public async Task ARequestStillRunningAtShutdownGetsACompleteAnswerNotADroppedConnection()
+    {
+        _ = TestData.Cpu;
+        // Kestrel's 10 s stop grace cut a long /generate at 13 s: the client saw its connection reset.
+        var options = ServerFixture.Options(Path.Combine(Repository.Root, "models", "smiles-llama-small")) with { ShutdownGrace = TimeSpan.FromSeconds(1) };
+        var server = await BioForgeServer.StartAsync(options);
+        using var client = new HttpClient { BaseAddress = new Uri(server.Address), Timeout = TimeSpan.FromMinutes(3) };
+        using var content = new StringContent("""{"smi":"CC(=O)Oc1ccccc1C(=O)O","particles":64,"iterations":100}""", Encoding.UTF8, "application/json");
+        var request = client.PostAsync("/generate", content); // minutes of optimization, far past the grace
+        for (int i = 0; i < 200 && !(await client.GetStringAsync("/v1/metrics")).Contains("bioforge_queue_depth{queue=\"jobs\"} 0", StringComparison.Ordinal); i++)
+            await Task.Delay(20);
+        await Task.Delay(500); // running on the jobs worker
+        var stop = server.DisposeAsync().AsTask();
+        using var response = await request; // a connection reset would throw here
+        string body = await response.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Contains("shutting down", JsonNode.Parse(body)!["error"]!["message"]!.GetValue<string>());
+        Assert.NotNull(response.Headers.RetryAfter);
+        await stop;
+    }
+}
+
+/// <summary>Alone: the burst measures the server's own service rate, which other tests' CPU use would distort.</summary>
+[CollectionDefinition(nameof(ServerLoadSheddingTests), DisableParallelization = true)]
+public sealed class ServerLoadSheddingCollection;
+
+[Collection(nameof(ServerLoadSheddingTests))]
+public sealed class ServerLoadSheddingTests(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [Fact]
+    public async Task ABurstBeyondWhatTheTimeoutAllowsIsShedWith503AtOnceInsteadOfWaitingInto504()
+    {
+        _ = TestData.Cpu;
+        // 200 concurrent clients against a 2 s timeout on a small machine: the queue (1,024) holds them all, so before
+        // admission by predicted wait most waited into 504 and none got 503.
+        var options = ServerFixture.Options(Path.Combine(Repository.Root, "models", "esm2-small")) with { RequestTimeout = TimeSpan.FromSeconds(2) };
+        await using var server = await BioForgeServer.StartAsync(options);
+        using var client = new HttpClient { BaseAddress = new Uri(server.Address), Timeout = TimeSpan.FromMinutes(2) };
+        string body = JsonSerializer.Serialize(new { input = string.Concat(Enumerable.Repeat("MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ", 10)) });
+        async Task<(HttpStatusCode Status, TimeSpan Latency, TimeSpan? RetryAfter)> Post()
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            using var content = new StringContent(body, Encoding.UTF8, "application/json");
+            using var response = await client.PostAsync("/v1/embeddings", content);
+            await response.Content.ReadAsStringAsync();
+            return (response.StatusCode, clock.Elapsed, response.Headers.RetryAfter?.Delta);
+        }
+        // A running server has measured its batches; the first ones of a model are admitted unmeasured.
+        for (int i = 0; i < 3; i++) Assert.Equal(HttpStatusCode.OK, (await Post()).Status);
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 200).Select(_ => Task.Run(Post)));
+        var shed = answers.Where(a => a.Status == HttpStatusCode.ServiceUnavailable).ToList();
+        int ok = answers.Count(a => a.Status == HttpStatusCode.OK), late = answers.Count(a => a.Status == HttpStatusCode.GatewayTimeout);
+        string summary = $"{ok} × 200, {shed.Count} × 503, {late} × 504, others: {string.Join(", ", answers.Where(a => a.Status is not (HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable or HttpStatusCode.GatewayTimeout)).Select(a => a.Status))}";
+        output.WriteLine(summary);
+        Assert.True(ok > 0 && shed.Count > 0, summary);
+        Assert.True(ok + shed.Count + late == answers.Length, summary);
+        // A few may still time out when the machine slows after they were admitted (other processes); before, half did.
+        Assert.True(late <= answers.Length / 10, summary);
+        // Shed without waiting out the timeout (before, every refusal was a 504 after the full 2 s), with a Retry-After.
+        Assert.True(shed.Select(a => a.Latency).Order().ElementAt(shed.Count / 2) < options.RequestTimeout, summary);
+        Assert.All(shed, a => Assert.True(a.RetryAfter >= TimeSpan.FromSeconds(1)));
+    }
+}
+
 /// <summary>The batcher itself: grouping under the budget, shedding beyond capacity, dropping abandoned requests.</summary>
 public sealed class DynamicBatcherTests
 {
@@ -455,11 +530,33 @@ public sealed class DynamicBatcherTests
     {
         using var device = new DeviceWorker("test", 100, new ServerMetrics());
         using var gate = new ManualResetEventSlim();
-        var running = device.RunAsync(() => gate.Wait(TimeSpan.FromMinutes(1)), CancellationToken.None);
+        var running = device.RunAsync(() => gate.Wait(TimeSpan.FromMinutes(1)), CancellationToken.None, new WorkSize("test", 1));
         Assert.False(device.Stop(TimeSpan.FromMilliseconds(200)));
         gate.Set();
         Assert.True(await running.WaitAsync(TimeSpan.FromMinutes(1)));
         Assert.True(device.Stop(TimeSpan.FromMinutes(1)));
+    }
+
+    [Fact]
+    public async Task TheWorkerShedsOnPredictedWaitButAlwaysAdmitsWorkWithNothingAhead()
+    {
+        using var device = new DeviceWorker("test", 100, new ServerMetrics(), maxWait: TimeSpan.FromMilliseconds(400));
+        var size = new WorkSize("slow", 10);
+        await device.RunAsync(() => { Thread.Sleep(300); return 0; }, CancellationToken.None, size); // measured: at least 30 ms per unit
+        // Only the lower bound is certain (the sleep); a busy machine may make the piece take longer.
+        Assert.True(device.Estimate(size) >= TimeSpan.FromMilliseconds(250), $"estimate {device.Estimate(size)}");
+        // Longer than half the timeout, but nothing is ahead of it: admitted (and measured again).
+        using var gate = new ManualResetEventSlim();
+        var running = device.RunAsync(() => gate.Wait(TimeSpan.FromMinutes(1)), CancellationToken.None, size);
+        // Now the running piece is ahead: predicted to end past half the timeout, so refused at once with a Retry-After.
+        var refused = Assert.Throws<ApiError>(() => { _ = device.RunAsync(() => 0, CancellationToken.None, size); });
+        Assert.Equal(503, refused.Status);
+        Assert.Contains("half the 0.4 s timeout", refused.Message);
+        Assert.Equal(1, refused.RetryAfterSeconds);
+        var batch = device.RunAsync(() => 7, CancellationToken.None, size, admitted: true); // a batch its batcher admitted
+        gate.Set();
+        Assert.True(await running);
+        Assert.Equal(7, await batch);
     }
 
     [Fact]

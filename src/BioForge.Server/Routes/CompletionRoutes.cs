@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
@@ -22,14 +23,18 @@ internal static class CompletionRoutes
 {
     public sealed class CompletionRequest
     {
+        [Required, ServedModelExample(ModelKind.Molecule)]
         public string? Model { get; set; }
 
         /// <summary>The start every sample continues: a string (or an array holding one string); empty for de novo samples.</summary>
+        [Example("\"c1ccccc1\"")]
         public JsonElement Prompt { get; set; }
 
+        [Example("2")]
         public int N { get; set; } = 1;
 
         /// <summary>Generated tokens per sample, at most; default: until the end token or the model's length.</summary>
+        [Example("40")]
         public int? MaxTokens { get; set; }
 
         /// <summary>0 takes the most probable token at each step.</summary>
@@ -41,6 +46,7 @@ internal static class CompletionRoutes
         public int TopK { get; set; }
 
         /// <summary>Reproducible samples; absent: a random seed, returned in the answer.</summary>
+        [Example("7")]
         public ulong? Seed { get; set; }
 
         public bool Stream { get; set; }
@@ -55,6 +61,13 @@ internal static class CompletionRoutes
 
         /// <summary>BioForge extra for SMILES models: only RDKit-valid molecules, as canonical SMILES of the whole molecule.</summary>
         public bool ValidOnly { get; set; }
+
+        /// <summary>
+        /// BioForge extra: <c>smiles</c> (the default for SMILES models) samples under SMILES syntax and valence, with the
+        /// constrained distribution's log-probabilities; <c>none</c> samples the model's raw distribution.
+        /// </summary>
+        [Example("\"smiles\"")]
+        public string? Grammar { get; set; }
 
         /// <summary>Accepted for OpenAI clients; not used.</summary>
         public string? User { get; set; }
@@ -140,7 +153,25 @@ internal static class CompletionRoutes
             if (r.Stream) throw ApiError.Invalid("valid_only cannot be streamed: whether a sample is kept is known only at its end", "valid_only");
             if (stops.Length > 0) throw ApiError.Invalid("valid_only cannot be combined with stop: a cut sample is not the molecule sampled", "stop");
         }
-        var options = new SamplingOptions { Temperature = r.Temperature, TopP = r.TopP, TopK = Math.Max(0, r.TopK), MaxNewTokens = r.MaxTokens ?? room };
+        var grammar = r.Grammar switch
+        {
+            null => decoder.Grammar,
+            "none" => null,
+            var name when decoder.Grammar?.Name == name => decoder.Grammar,
+            var name => throw ApiError.Invalid($"grammar must be {(decoder.Grammar is { } g ? $"{g.Name} or " : "")}none for model {model.Name} (got '{name}')", "grammar"),
+        };
+        if (grammar is not null)
+        {
+            try
+            {
+                grammar.StartAfter(ids.AsSpan(1));
+            }
+            catch (BioForgeException e)
+            {
+                throw ApiError.Invalid($"{e.Message}; send \"grammar\": \"none\" to continue it anyway", "prompt");
+            }
+        }
+        var options = new SamplingOptions { Temperature = r.Temperature, TopP = r.TopP, TopK = Math.Max(0, r.TopK), MaxNewTokens = r.MaxTokens ?? room, Grammar = grammar };
         ulong seed = r.Seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) >> 1;
         return new Plan(model, decoder, prompt, ids, options, seed, r.N, stops, r.Logprobs, r.ValidOnly, r.StreamOptions?.IncludeUsage == true);
     }

@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -14,21 +15,27 @@ internal static class EmbeddingRoutes
 {
     public sealed class EmbeddingRequest
     {
+        [Required, ServedModelExample(ModelKind.Protein)]
         public string? Model { get; set; }
 
         /// <summary>One string or an array of strings.</summary>
+        [Required, Example("\"MKTAYIAKQRQISFVKSHFSRQ\"")]
         public JsonElement Input { get; set; }
 
         /// <summary><c>float</c> (default) or <c>base64</c> (little-endian float32 bytes, as OpenAI encodes them).</summary>
+        [Example("\"float\"")]
         public string? EncodingFormat { get; set; }
 
         /// <summary>Accepted for OpenAI clients; not used.</summary>
+        [Example("\"docs-example\"")]
         public string? User { get; set; }
 
         /// <summary>NIM's <c>query</c> or <c>passage</c>: accepted; these models embed both alike.</summary>
+        [Example("\"query\"")]
         public string? InputType { get; set; }
 
         /// <summary>NIM's <c>NONE</c> (default: too long is an error), <c>END</c> (drop the end) or <c>START</c> (drop the start).</summary>
+        [Example("\"NONE\"")]
         public string? Truncate { get; set; }
 
         /// <summary>OpenAI's: accepted when it is the model's own width (no projection is offered).</summary>

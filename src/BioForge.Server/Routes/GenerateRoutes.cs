@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using System.Text.Json;
 using BioForge.Chem;
 using BioForge.Discovery;
@@ -24,27 +25,41 @@ internal static class GenerateRoutes
     public sealed class GenerateRequest
     {
         /// <summary>The seed molecule (SMILES).</summary>
+        [Required, Example("\"CC(=O)Oc1ccccc1C(=O)O\"")]
         public string? Smi { get; set; }
 
+        [Example("2")]
         public int NumMolecules { get; set; } = 10;
 
         /// <summary><c>CMA-ES</c> (here: reinforcement learning; see the class summary) or <c>none</c>.</summary>
+        [Example("\"none\"")]
         public string Algorithm { get; set; } = "CMA-ES";
 
         /// <summary><c>QED</c> or <c>plogP</c>.</summary>
+        [Example("\"QED\"")]
         public string PropertyName { get; set; } = "QED";
 
+        [Example("false")]
         public bool Minimize { get; set; }
+
+        [Example("0.3")]
         public double MinSimilarity { get; set; } = 0.7;
+
+        [Example("4")]
         public int Particles { get; set; } = 30;
+
+        [Example("1")]
         public int Iterations { get; set; } = 10;
 
         /// <summary>MolMIM's latent-space radius; accepted for compatibility, without effect (there is no latent space here).</summary>
+        [Example("1.0")]
         public double ScaledRadius { get; set; } = 1.0;
 
         /// <summary>Which SMILES model to start from (default: the one served).</summary>
+        [ServedModelExample(ModelKind.Molecule)]
         public string? Model { get; set; }
 
+        [Example("1")]
         public ulong Seed { get; set; }
     }
 
@@ -60,12 +75,13 @@ internal static class GenerateRoutes
         {
             var request = await Json.ReadAsync<GenerateRequest>(context.Request);
             var (config, seed, prior) = Validate(request, state);
-            var molecules = await state.WithDeadline(context, token => state.LongWork.RunAsync(() => Run(config, seed, request, prior, token), token), state.Options.JobTimeout);
+            var molecules = await state.WithDeadline(context, token => state.LongWork.RunAsync(() => Run(config, seed, request, prior, token), token,
+                new WorkSize("generate", (double)request.Particles * request.Iterations)), state.Options.JobTimeout);
             string encoded = JsonSerializer.Serialize(molecules, Json.Options);
             return Results.Json(new GenerateResponse(encoded, request.PropertyName, request.Algorithm == "none" ? 0 : request.Iterations, request.Particles * Math.Max(1, request.Iterations)), Json.Options);
         })
         .WithTags("molecule").WithSummary("MolMIM-compatible guided generation around a seed molecule")
-        .Accepts<GenerateRequest>("application/json").Produces<GenerateResponse>().ProducesErrors(400, 422, 503, 504);
+        .Accepts<GenerateRequest>("application/json").Produces<GenerateResponse>().ProducesErrors(400, 404, 422, 503, 504);
     }
 
     /// <summary>The optimizer's run for a valid request, and the seed's canonical SMILES; 4xx naming the field otherwise.</summary>
@@ -158,7 +174,8 @@ internal static class GenerateRoutes
         for (int i = 0; i < request.Iterations; i++)
         {
             cancellation.ThrowIfCancellationRequested();
-            var batch = generator.Generate(request.Particles, new SamplingOptions { MaxNewTokens = config.Sampling.MaxLength }, StatelessRandom.Hash(config.Seed, i, 0x6E6F6E65),
+            var batch = generator.Generate(request.Particles, new SamplingOptions { MaxNewTokens = config.Sampling.MaxLength, Grammar = config.Sampling.Grammar == "smiles" ? generator.Grammar : null },
+                StatelessRandom.Hash(config.Seed, i, 0x6E6F6E65),
                 request.Particles, validOnly: false);
             var valid = batch.Where(m => m.Valid).Select(m => m.Canonical!).Distinct().ToList();
             result.AddRange(scoring.Score(valid).Select(m => new Candidate(m.Canonical!, m.Score, m.Raw[0], m.Raw[1])));

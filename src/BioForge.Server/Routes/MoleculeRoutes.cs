@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using BioForge.Chem;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -10,6 +11,7 @@ internal static class MoleculeRoutes
 {
     public sealed class PropsRequest
     {
+        [Required, Example("[\"CCO\", \"c1ccccc1O\"]")]
         public string[]? Smiles { get; set; }
     }
 
@@ -39,7 +41,7 @@ internal static class MoleculeRoutes
                     ? new PropsRow(i, r.Input, true, r.Canonical, r.Descriptors!.MolWt, r.Descriptors.LogP, r.Descriptors.Tpsa, r.Descriptors.HBondDonors,
                         r.Descriptors.HBondAcceptors, r.Descriptors.RotatableBonds, r.Qed, r.Sa, r.Pains.Length == 0 ? [] : r.Pains.Split(';'), null)
                     : new PropsRow(i, r.Input, false, null, null, null, null, null, null, null, null, null, null, r.Error)).ToList();
-            }, token));
+            }, token, new WorkSize("props", smiles.Sum(s => s?.Length ?? 0))));
             return Results.Json(new PropsResponse(rows), Json.Options);
         })
         .WithSummary("Descriptors, QED, SA score and PAINS alerts (RDKit)").Accepts<PropsRequest>("application/json").Produces<PropsResponse>().ProducesErrors(400, 422, 503, 504);
@@ -54,6 +56,7 @@ internal static class MoleculeRoutes
             if (!Molecule.TryFromSmiles(smiles, out var parsed, out string? error)) throw ApiError.Invalid($"smiles: '{smiles}' is not a valid SMILES: {error}", "smiles");
             using (parsed) return Results.Text(parsed!.ToSvg(w, h), "image/svg+xml");
         })
-        .WithSummary("2D depiction as SVG").Produces<string>(200, "image/svg+xml").ProducesErrors(400, 422);
+        .WithSummary("2D depiction as SVG").Produces<string>(200, "image/svg+xml").ProducesErrors(400, 422)
+        .Parameter("smiles", "c1ccccc1O", required: true).Parameter("width", 300, required: false).Parameter("height", 220, required: false);
     }
 }

@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using BioForge.Models.Esm;
 using BioForge.Proteins;
 using Microsoft.AspNetCore.Builder;
@@ -14,9 +15,11 @@ internal static class ProteinRoutes
 {
     public sealed class FillMaskRequest
     {
+        [ServedModelExample(ModelKind.Protein)]
         public string? Model { get; set; }
 
-        /// <summary>Residues with one or more <c>&lt;mask&gt;</c> tokens; with <see cref="Positions"/>, a plain sequence.</summary>
+        /// <summary>Residues with one or more <c>&lt;mask&gt;</c> tokens; with <c>positions</c>, a plain sequence.</summary>
+        [Required, Example("\"MKTAYIAKQR<mask>ISFVKSHFSRQ\"")]
         public string? Sequence { get; set; }
 
         /// <summary>1-based positions to mask, all at once (instead of writing <c>&lt;mask&gt;</c> into the sequence).</summary>
@@ -25,6 +28,7 @@ internal static class ProteinRoutes
         /// <summary>Mask every position of a plain sequence in turn: each residue's probability in its context.</summary>
         public bool EachPosition { get; set; }
 
+        [Example("3")]
         public int TopK { get; set; } = 5;
     }
 
@@ -37,10 +41,14 @@ internal static class ProteinRoutes
 
     public sealed class SequenceRequest
     {
+        [ServedModelExample(ModelKind.Protein)]
         public string? Model { get; set; }
+
+        [Required, Example("\"MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ\"")]
         public string? Sequence { get; set; }
 
         /// <summary>How many of the most probable long-range contacts (|i − j| ≥ 6) to list besides the full map.</summary>
+        [Example("5")]
         public int Top { get; set; } = 20;
     }
 
@@ -52,12 +60,17 @@ internal static class ProteinRoutes
 
     public sealed class VariantRequest
     {
+        [ServedModelExample(ModelKind.Protein)]
         public string? Model { get; set; }
+
+        [Required, Example("\"MKTAYIAKQR\"")]
         public string? Sequence { get; set; }
 
         /// <summary>Mutations such as <c>A23G</c>, multi-mutants joined with <c>:</c> (<c>K45R:L50P</c>).</summary>
+        [Required, Example("[\"K2R\", \"A4G:Y5F\"]")]
         public string?[]? Mutations { get; set; }
 
+        [Example("1")]
         public int IndexBase { get; set; } = 1;
     }
 
@@ -80,7 +93,8 @@ internal static class ProteinRoutes
             if (request.EachPosition)
             {
                 if (sequence.Contains('<') || request.Positions is { Length: > 0 }) throw ApiError.Invalid("each_position takes a plain sequence (no <mask>, no positions)", "each_position");
-                var profile = await state.WithDeadline(context, token => state.Device.RunAsync(() => new VariantScorer(esm, 16_384).Profile(sequence, request.TopK, cancellation: token), token));
+                var profile = await state.WithDeadline(context, token => state.Device.RunAsync(() => new VariantScorer(esm, 16_384).Profile(sequence, request.TopK, cancellation: token), token,
+                    new WorkSize("fill-mask each_position", (double)sequence.Length * sequence.Length)));
                 return Results.Json(new FillMaskResponse(model.Name, sequence, [.. profile.Select(p => new MaskedPosition(p.Position,
                     [.. p.Candidates.Select(c => new Candidate(c.Token, c.Probability))], p.WildType, p.WildTypeProbability))]), Json.Options);
             }
@@ -88,7 +102,7 @@ internal static class ProteinRoutes
                 sequence = MaskPositions(sequence, positions);
             if (!sequence.Contains("<mask>", StringComparison.Ordinal))
                 throw ApiError.Invalid("sequence has no <mask> token to fill (give positions to mask, or each_position: true)", "sequence");
-            var predictions = await state.WithDeadline(context, token => state.Device.RunAsync(() => MaskFiller.Predict(esm, sequence, request.TopK), token));
+            var predictions = await state.WithDeadline(context, token => state.Device.RunAsync(() => MaskFiller.Predict(esm, sequence, request.TopK), token, new WorkSize("fill-mask", sequence.Length)));
             return Results.Json(new FillMaskResponse(model.Name, sequence,
                 [.. predictions.Select(p => new MaskedPosition(p.Position, [.. p.Candidates.Select(c => new Candidate(c.Token, c.Probability))]))]), Json.Options);
         })
@@ -101,7 +115,8 @@ internal static class ProteinRoutes
             string sequence = Sequence(request.Sequence, esm);
             if (sequence.Contains('<')) throw ApiError.Invalid("sequence: special tokens are not allowed here", "sequence");
             if (request.Top is < 0 or > 10_000) throw ApiError.Invalid($"top must be 0–10000 (got {request.Top})", "top");
-            var (map, trained) = await state.WithDeadline(context, token => state.Device.RunAsync(() => (ContactPredictor.Predict(esm, sequence), esm.Model.ContactHeadTrained), token));
+            var (map, trained) = await state.WithDeadline(context, token => state.Device.RunAsync(() => (ContactPredictor.Predict(esm, sequence), esm.Model.ContactHeadTrained), token,
+                new WorkSize("contacts", sequence.Length)));
             int n = map.GetLength(0);
             var rows = Enumerable.Range(0, n).Select(i => Enumerable.Range(0, n).Select(j => map[i, j]).ToArray()).ToList();
             var top = (from i in Enumerable.Range(0, n) from j in Enumerable.Range(i + 6, Math.Max(0, n - i - 6)) select new Contact(i + 1, j + 1, map[i, j]))
@@ -130,7 +145,8 @@ internal static class ProteinRoutes
                     throw ApiError.Invalid($"mutations[{i}]: {e.Message}", $"mutations[{i}]");
                 }
             }).ToList();
-            var scores = await state.WithDeadline(context, token => state.Device.RunAsync(() => new VariantScorer(esm, 8192).Score(sequence, variants, cancellation: token), token));
+            var scores = await state.WithDeadline(context, token => state.Device.RunAsync(() => new VariantScorer(esm, 8192).Score(sequence, variants, cancellation: token), token,
+                new WorkSize("score-variants", (double)sequence.Length * variants.SelectMany(v => v.Substitutions.Select(s => s.Position)).Distinct().Count())));
             return Results.Json(new VariantResponse(model.Name, [.. variants.Select((v, i) => new VariantScore(v.Name, scores[i]))]), Json.Options);
         })
         .WithSummary("Zero-shot masked-marginal variant scores").Accepts<VariantRequest>("application/json").Produces<VariantResponse>().ProducesErrors(400, 404, 422, 503, 504);

@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using BioForge.Chem;
 using BioForge.Discovery;
 using Microsoft.AspNetCore.Builder;
@@ -15,16 +16,21 @@ internal static class ScreenRoutes
     public sealed class ScreenRequest
     {
         /// <summary>An affinity model served here (default: the one served).</summary>
+        [ServedModelExample(ModelKind.Affinity)]
         public string? Model { get; set; }
 
         /// <summary>The target protein's sequence.</summary>
+        [Required, Example("\"MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ\"")]
         public string? Target { get; set; }
 
+        [Required, Example("[\"CCO\", \"c1ccccc1O\"]")]
         public string[]? Smiles { get; set; }
 
         /// <summary>Names for the molecules, one per SMILES (default: their 1-based index).</summary>
+        [Example("[\"ethanol\", \"phenol\"]")]
         public string[]? Ids { get; set; }
 
+        [Example("10")]
         public int Top { get; set; } = 100;
     }
 
@@ -35,6 +41,9 @@ internal static class ScreenRoutes
         string Alerts, string? NearestKnownBinder, double? NearestBinderSimilarity);
 
     public sealed record ResultsView(string Id, string Measure, long Scored, long Invalid, IReadOnlyList<string> FirstErrors, IReadOnlyList<Hit> Hits);
+
+    /// <summary>The shape of a job id, for the document (the ids themselves are random).</summary>
+    private const string ExampleId = "0123456789abcdef0123456789abcdef";
 
     public static void Map(IEndpointRouteBuilder app, ServerState state)
     {
@@ -57,7 +66,8 @@ internal static class ScreenRoutes
             Task<bool> run;
             try
             {
-                run = state.LongWork.RunAsync(() => Execute(job, model, target, library, token), token);
+                // A job has no deadline to shed against: it is bounded by the number of jobs kept.
+                run = state.LongWork.RunAsync(() => Execute(job, model, target, library, token), token, new WorkSize("screen", smiles.Length), admitted: true);
             }
             catch (ApiError)
             {
@@ -76,7 +86,7 @@ internal static class ScreenRoutes
         .Produces<JobView>(202).ProducesErrors(400, 404, 422, 503);
 
         screen.MapGet("/{id}", (string id) => Results.Json(View(state.Jobs.Get(id)), Json.Options))
-            .WithSummary("A screening job's status and progress").Produces<JobView>().ProducesErrors(404);
+            .WithSummary("A screening job's status and progress").Produces<JobView>().ProducesErrors(404).Parameter("id", ExampleId, required: true);
 
         screen.MapGet("/{id}/results", (string id) =>
         {
@@ -89,7 +99,7 @@ internal static class ScreenRoutes
             return Results.Json(new ResultsView(job.Id, measure, r.Scored, r.Invalid, r.FirstErrors,
                 [.. r.Hits.Select(h => new Hit(h.Rank, h.Id, h.Smiles, h.Affinity, h.Qed, h.Sa, h.LogP, h.MolWt, h.Tpsa, h.Donors, h.Acceptors, h.Alerts, h.NearestBinder, h.NearestSimilarity))]), Json.Options);
         })
-        .WithSummary("A finished job's hits, best first").Produces<ResultsView>().ProducesErrors(404, 409);
+        .WithSummary("A finished job's hits, best first").Produces<ResultsView>().ProducesErrors(404, 409).Parameter("id", ExampleId, required: true);
 
         screen.MapDelete("/{id}", (string id) =>
         {
@@ -99,7 +109,7 @@ internal static class ScreenRoutes
             if (job.Snapshot().Status == JobStatus.Queued) job.Finish(JobStatus.Cancelled); // never started: nothing to wait for
             return Results.Json(View(job), Json.Options, statusCode: StatusCodes.Status202Accepted);
         })
-        .WithSummary("Stop a queued or running job (202; 200 when it had already ended)").Produces<JobView>(202).Produces<JobView>(200).ProducesErrors(404);
+        .WithSummary("Stop a queued or running job (202; 200 when it had already ended)").Produces<JobView>(202).Produces<JobView>(200).ProducesErrors(404).Parameter("id", ExampleId, required: true);
     }
 
     private static bool Execute(ScreenJob job, AffinityModel model, string target, IEnumerable<MoleculeRecord> library, CancellationToken cancellation)

@@ -33,7 +33,7 @@ public sealed class Molecule : IDisposable
             error = $"SMILES of {smiles.Length} characters is longer than the {MaxSmilesLength} accepted";
             return false;
         }
-        if (NonPrintableAscii(smiles) is { } reason)
+        if ((NonPrintableAscii(smiles) ?? Whitespace(smiles)) is { } reason)
         {
             error = reason;
             return false;
@@ -85,6 +85,17 @@ public sealed class Molecule : IDisposable
             return $"character {shown}(U+{rune.Value:X4}) at position {position} is not printable ASCII";
         }
         return null;
+    }
+
+    /// <summary>
+    /// Why a SMILES holds a space, or null. RDKit ends a SMILES at the first space and reads the rest as the
+    /// molecule's name, so "C C" was methane; readers split a name column off before the SMILES gets here.
+    /// Tabs and line breaks are already refused as non-printable.
+    /// </summary>
+    private static string? Whitespace(string smiles)
+    {
+        int space = smiles.IndexOf(' ', StringComparison.Ordinal);
+        return space < 0 ? null : $"space at position {space + 1}: a SMILES holds no whitespace (RDKit would read what follows as a name)";
     }
 
     private static string Shorten(string text) => text.Length <= 80 ? text : text[..77] + "...";

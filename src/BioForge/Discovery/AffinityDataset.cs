@@ -22,6 +22,15 @@ public sealed class AffinityDataset
     private const string DavisMatrix = "drug-target_interaction_affinities_Kd__Davis_et_al.2011v1.txt";
     private const string KibaMatrix = "kiba_binding_affinity_v2.txt";
 
+    /// <summary>
+    /// Longest JSON file read, in characters; KIBA's training folds, the largest file of the published sets, hold
+    /// 695,885. A larger one is a wrong file or a decompression bomb, refused at the limit with bounded memory.
+    /// </summary>
+    public const int MaxJsonLength = 16_000_000;
+
+    /// <summary>Longest affinity-matrix row, in characters (KIBA's longest: 2,321).</summary>
+    public const int MaxRowLength = 1_000_000;
+
     public required string Name { get; init; }
     /// <summary>What the affinity numbers are: <c>pKd</c> or <c>KIBA score</c>.</summary>
     public required string Measure { get; init; }
@@ -69,15 +78,23 @@ public sealed class AffinityDataset
 
     private static JsonNode ReadJson(string path)
     {
-        using var reader = Csv.OpenText(path);
+        // DeepDTA writes each JSON file on one line, so the limit is on the whole text, checked while reading.
+        var text = new System.Text.StringBuilder();
+        using (var reader = LineReader.Open(path, MaxJsonLength))
+        {
+            for (string? line = reader.ReadLine(MaxJsonLength, TooLong); line is not null; line = reader.ReadLine(Math.Max(0, MaxJsonLength - text.Length), TooLong))
+                text.Append(line).Append('\n');
+        }
         try
         {
-            return JsonNode.Parse(reader.ReadToEnd()) ?? throw new BioForgeException($"{path}: empty JSON");
+            return JsonNode.Parse(text.ToString()) ?? throw new BioForgeException($"{path}: empty JSON");
         }
         catch (JsonException e)
         {
             throw new BioForgeException($"{path}: not valid JSON (line {e.LineNumber + 1}): {e.Message}");
         }
+
+        string TooLong(int line) => $"{path}:{line}: the JSON is longer than {MaxJsonLength:N0} characters (is this the right file?)";
     }
 
     /// <summary>A JSON object read in key order (the order of the matrix rows or columns).</summary>
@@ -98,7 +115,7 @@ public sealed class AffinityDataset
     private static List<AffinityPair> ReadMatrix(string path, int rows, int columns, bool kd)
     {
         var pairs = new List<AffinityPair>();
-        using var reader = Csv.OpenText(path);
+        using var reader = LineReader.Open(path, MaxRowLength);
         int row = 0;
         for (string? line = reader.ReadLine(); line is not null; line = reader.ReadLine())
         {

@@ -19,9 +19,13 @@ public sealed class DiversityFilter(OptimizeConfig.DiversityFilterSection settin
     public int Scaffolds => buckets.Count;
 
     /// <summary>The score the agent learns from for each molecule of one batch (in order); updates the buckets.</summary>
-    public double[] Apply(IReadOnlyList<ScoredMolecule> batch)
+    public double[] Apply(IReadOnlyList<ScoredMolecule> batch) => Apply(batch, out _);
+
+    /// <param name="bucketKeys">Each molecule's bucket (null: invalid, a repeat, or no filter), for <see cref="IsFull"/> later.</param>
+    public double[] Apply(IReadOnlyList<ScoredMolecule> batch, out string?[] bucketKeys)
     {
         var result = new double[batch.Count];
+        bucketKeys = new string?[batch.Count];
         var thisBatch = new HashSet<string>(StringComparer.Ordinal);
         for (int i = 0; i < batch.Count; i++)
         {
@@ -42,6 +46,7 @@ public sealed class DiversityFilter(OptimizeConfig.DiversityFilterSection settin
                 "similar_scaffold" => Bucket(m.Scaffold ?? ""),
                 _ => m.Scaffold ?? "",
             };
+            bucketKeys[i] = scaffold;
             if (m.Score >= settings.MinimumScore)
             {
                 int count = buckets.GetValueOrDefault(scaffold) + 1;
@@ -70,6 +75,9 @@ public sealed class DiversityFilter(OptimizeConfig.DiversityFilterSection settin
         using var molecule = Molecule.FromSmiles(scaffold);
         return Fingerprints.Morgan(molecule);
     }
+
+    /// <summary>Whether a bucket holds <c>bucket_size</c> molecules, so that its next ones score 0.</summary>
+    public bool IsFull(string bucketKey) => settings.Kind != "none" && buckets.GetValueOrDefault(bucketKey) >= settings.BucketSize;
 
     /// <summary>Whether a canonical SMILES was scored in an earlier step.</summary>
     public bool Seen(string canonical) => seen.Contains(canonical);

@@ -46,7 +46,7 @@ public static class MoleculeOptimizer
 
     private static bool MayChange(string path) =>
         path.StartsWith("stages[", StringComparison.Ordinal)
-        && path[(path.IndexOf(']', StringComparison.Ordinal) + 1)..] is ".max_steps" or ".min_steps" or ".max_score" or ".min_unique" or ".collapse_patience";
+        && path[(path.IndexOf(']', StringComparison.Ordinal) + 1)..] is ".max_steps" or ".min_steps" or ".max_score" or ".min_unique" or ".collapse_patience" or ".patience";
 
     public static OptimizeResult Run(OptimizeConfig config, OptimizeOptions options)
     {
@@ -122,6 +122,7 @@ public static class MoleculeOptimizer
                     ["seconds_score"] = Math.Round(report.Timings?.Score ?? 0, 3),
                     ["seconds_prior"] = Math.Round(report.Timings?.Prior ?? 0, 3),
                     ["seconds_agent"] = Math.Round(report.Timings?.Agent ?? 0, 3),
+                    ["seconds_augment"] = Math.Round(report.Timings?.Augment ?? 0, 3),
                 });
                 options.OnStep?.Invoke(report);
                 if (result.StageEnding is { } ending) options.OnInfo?.Invoke(ending);

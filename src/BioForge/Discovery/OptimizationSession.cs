@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using BioForge.Chem;
 using BioForge.Models.Llama;
 using BioForge.Runtime;
 using BioForge.Tokenizers;
@@ -14,6 +15,8 @@ public sealed record OptimizationState
     public int StageStep { get; init; }
     public int Step { get; init; }
     public int CollapseCount { get; init; }
+    /// <summary>Steps in a row that left the 100 best scores unchanged (a stage's <c>patience</c>).</summary>
+    public int StallCount { get; init; }
     public List<ReplayedMolecule> Memory { get; init; } = [];
     public DiversityFilterState Filter { get; init; } = new([], []);
     public List<string> StageEndings { get; init; } = [];
@@ -23,12 +26,15 @@ public sealed record OptimizationState
 
 /// <summary>
 /// Where one step's time went, in seconds: sampling the batch, scoring it (with the diversity filter), the prior's
-/// likelihood pass, and the agent's pass with its backward pass and update. Measured on the host: on a GPU the passes
-/// run asynchronously and part of their time shows up in the next phase that waits for a result.
+/// likelihood pass, the agent's pass with its backward pass and update, and Augmented Memory's extra updates (0 with
+/// REINVENT). Measured on the host: on a GPU the passes run asynchronously and part of their time shows up in the next
+/// phase that waits for a result.
 /// </summary>
-public sealed record StepTimings(double Sample, double Score, double Prior, double Agent);
+public sealed record StepTimings(double Sample, double Score, double Prior, double Agent, double Augment = 0);
 
-public sealed record ReplayedMolecule(string Canonical, long[] Tokens, bool Finished, double Score, double PriorLogLikelihood);
+/// <param name="Bucket">Its diversity-filter bucket (null without a filter, and in checkpoints written before it was kept):
+/// Augmented Memory purges the memory of molecules whose bucket is full.</param>
+public sealed record ReplayedMolecule(string Canonical, long[] Tokens, bool Finished, double Score, double PriorLogLikelihood, string? Bucket = null);
 
 /// <summary>One step's outcome: what was sampled and scored, what was learned from, and whether its stage ended.</summary>
 /// <remarks><paramref name="Calls"/> are the oracle calls the step made when the run has a budget (empty otherwise).</remarks>
@@ -41,6 +47,11 @@ public sealed record OptimizationStep(int StageIndex, string StageName, IReadOnl
 /// agent's log-likelihood is pulled towards the augmented likelihood log p_prior + σ · score, loss =
 /// (log p_prior + σ·S − log p_agent)², so it learns to make high scorers while staying close to the chemistry the prior
 /// knows. The best molecules are replayed; a scaffold diversity filter zeroes the score of over-visited chemotypes.
+/// With <c>strategy = "augmented_memory"</c> (Guo &amp; Schwaller, JACS Au 2024) each step then makes
+/// <c>augmentation_rounds</c> more updates on the batch and the whole memory, every molecule re-written as a random
+/// SMILES of itself with its prior likelihood recomputed for that spelling: the scores already paid for teach the agent
+/// again without new oracle calls, and the many spellings keep it from memorising one string. Memory molecules whose
+/// scaffold the diversity filter has filled are purged first, so the replay does not pull the agent back to them.
 /// Stages run one after another, each with its own scoring function and termination. Files are the business of
 /// <see cref="MoleculeOptimizer"/>; a server drives a session directly from the models it holds.
 /// </summary>
@@ -50,6 +61,7 @@ public sealed class OptimizationSession : IDisposable
     private readonly LlamaCheckpoint prior;
     private readonly SmilesVocabulary vocabulary;
     private readonly SamplingOptions sampling;
+    private readonly SmilesGrammar? grammar;
     private readonly Dictionary<string, RankedMolecule> best = new(StringComparer.Ordinal);
     private readonly Device device;
     private ScoringFunction? scoring;
@@ -78,7 +90,8 @@ public sealed class OptimizationSession : IDisposable
         prior.Model.eval();
         foreach (var p in prior.Model.parameters()) p.requires_grad = false;
         Optimizer = new FlatAdamW(agent.Model.named_parameters(), new AdamWOptions { Beta1 = 0.9, Beta2 = 0.999, WeightDecay = 0 });
-        sampling = new SamplingOptions { Temperature = config.Sampling.Temperature, MaxNewTokens = config.Sampling.MaxLength };
+        grammar = config.Sampling.Grammar == "smiles" ? new SmilesGrammar(vocabulary) : null;
+        sampling = new SamplingOptions { Temperature = config.Sampling.Temperature, MaxNewTokens = config.Sampling.MaxLength, Grammar = grammar };
         State = resumed ?? new OptimizationState();
         if (config.Budget.OracleCalls > 0) budget = new OracleBudget(config.Budget.OracleCalls);
     }
@@ -116,6 +129,8 @@ public sealed class OptimizationSession : IDisposable
         int step = State.Step + 1, stageStep = State.StageStep + 1;
         var (scored, learned, loss, newFraction, calls, timings) = Learn(step, stageIndex);
         int collapse = newFraction < stage.MinUnique ? State.CollapseCount + 1 : 0;
+        // mol_opt counts only after its first 1000 calls.
+        int stall = budget is { Used: > 1000 } && !budget.TopChanged(calls.Count) ? State.StallCount + 1 : 0;
         double mean = scored.Average(m => m.Score);
         if (stageIndex == config.Stages.Count - 1)
             foreach (var m in scored.Where(m => m.Valid))
@@ -125,6 +140,8 @@ public sealed class OptimizationSession : IDisposable
         bool endsRun = false;
         if (collapse >= stage.CollapsePatience)
             ending = $"{stageName}: mode collapse at step {stageStep} (under {stage.MinUnique:P0} distinct valid molecules for {collapse} steps)";
+        else if (stage.Patience > 0 && stall >= stage.Patience)
+            ending = $"{stageName}: the 100 best scores did not change for {stall} steps after {budget!.Used} calls (early stop, as mol_opt)";
         else if (stageStep >= stage.MinSteps && mean >= stage.MaxScore) ending = $"{stageName}: mean score {mean:F3} reached max_score {stage.MaxScore} at step {stageStep}";
         else if (stageStep >= stage.MaxSteps)
         {
@@ -144,6 +161,7 @@ public sealed class OptimizationSession : IDisposable
             Stage = endsRun ? config.Stages.Count : next ? stageIndex + 1 : stageIndex,
             StageStep = next ? 0 : stageStep,
             CollapseCount = next ? 0 : collapse,
+            StallCount = next ? 0 : stall,
             Memory = next ? [] : State.Memory,
             Filter = next && !config.DiversityFilter.KeepBetweenStages ? new([], []) : filter!.State(),
             StageEndings = next ? [.. State.StageEndings, ending!] : State.StageEndings,
@@ -196,7 +214,7 @@ public sealed class OptimizationSession : IDisposable
             if (scored.Count < batch.Count) batch = [.. batch.Take(scored.Count)]; // the last batch, cut where the budget ran out
         }
         double newFraction = scored.Where(m => m.Valid && !filter!.Seen(m.Canonical!)).Select(m => m.Canonical).Distinct().Count() / (double)scored.Count;
-        var learned = filter!.Apply(scored);
+        var learned = filter!.Apply(scored, out var buckets);
         double scoreSeconds = Lap();
 
         // Experience replay: a few of the best earlier molecules join the loss with their stored scores.
@@ -207,11 +225,11 @@ public sealed class OptimizationSession : IDisposable
         using var scope = NewDisposeScope();
         var sequences = batch.Concat(replay.Select(r => new SampledSequence(r.Tokens, r.Finished, 0))).ToList();
         Tensor priorLogLikelihood;
-        using (no_grad()) priorLogLikelihood = Sampling.LogLikelihood(prior.Model, batch);
+        using (no_grad()) priorLogLikelihood = Sampling.LogLikelihood(prior.Model, batch, grammar);
         double priorSeconds = Lap();
         var priorAll = cat([priorLogLikelihood, tensor(replay.Select(r => (float)r.PriorLogLikelihood).ToArray()).to(Agent.Device)], 0);
         var scoresAll = tensor(learned.Select(s => (float)s).Concat(replay.Select(r => (float)r.Score)).ToArray()).to(Agent.Device);
-        var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences);
+        var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences, grammar);
         var augmented = priorAll + scoresAll.Mul(config.Learning.Sigma);
         var loss = (augmented - agentLogLikelihood).square().mean();
         loss.backward();
@@ -223,7 +241,7 @@ public sealed class OptimizationSession : IDisposable
         for (int i = 0; i < batch.Count; i++)
         {
             if (learned[i] <= 0 || scored[i].Canonical is not { } canonical || memory.Any(r => r.Canonical == canonical)) continue;
-            memory.Add(new ReplayedMolecule(canonical, batch[i].Tokens, batch[i].Finished, learned[i], priorValues[i]));
+            memory.Add(new ReplayedMolecule(canonical, batch[i].Tokens, batch[i].Finished, learned[i], priorValues[i], buckets[i]));
         }
         if (memory.Count > config.Learning.ReplaySize)
         {
@@ -231,8 +249,73 @@ public sealed class OptimizationSession : IDisposable
             memory.Clear();
             memory.AddRange(kept);
         }
-        return (scored, learned, loss.item<float>(), newFraction, calls, new StepTimings(sampleSeconds, scoreSeconds, priorSeconds, agentSeconds));
+        float lossValue = loss.item<float>();
+        if (config.Learning.Strategy == "augmented_memory")
+        {
+            Purge(memory, filter!);
+            for (int round = 1; round <= config.Learning.AugmentationRounds; round++)
+                AugmentedUpdate(step, round, batch, scored, learned, priorValues, memory);
+        }
+        return (scored, learned, lossValue, newFraction, calls, new StepTimings(sampleSeconds, scoreSeconds, priorSeconds, agentSeconds, Lap()));
     }
+
+    /// <summary>
+    /// One Augmented Memory update: the batch and the whole memory, each valid molecule spelled as a random SMILES of
+    /// itself (seeded by step, round and position, so a resumed run repeats it), with its prior likelihood for that
+    /// spelling and its score as learned. An invalid sample keeps its tokens, and a molecule whose random spelling the
+    /// vocabulary cannot write or is longer than the sampling limit keeps the spelling it was sampled as.
+    /// </summary>
+    private void AugmentedUpdate(int step, int round, IReadOnlyList<SampledSequence> batch, IReadOnlyList<ScoredMolecule> scored, double[] learned,
+        float[] batchPrior, IReadOnlyList<ReplayedMolecule> memory)
+    {
+        var sequences = new List<SampledSequence>(batch.Count + memory.Count);
+        var scores = new List<float>(sequences.Capacity);
+        var priors = new List<float?>(sequences.Capacity); // null: recompute for the new spelling
+        void Add(SampledSequence original, string? canonical, double score, float prior, int position)
+        {
+            var rewritten = canonical is null || !config.Learning.RandomizeSmiles ? null : Randomized(canonical, (uint)StatelessRandom.Hash(config.Seed, step, round, position));
+            sequences.Add(rewritten ?? original);
+            scores.Add((float)score);
+            priors.Add(rewritten is null ? prior : null);
+        }
+        for (int i = 0; i < batch.Count; i++) Add(batch[i], scored[i].Canonical, learned[i], batchPrior[i], i);
+        for (int j = 0; j < memory.Count; j++)
+        {
+            var r = memory[j];
+            Add(new SampledSequence(r.Tokens, r.Finished, 0), r.Canonical, r.Score, (float)r.PriorLogLikelihood, batch.Count + j);
+        }
+
+        using var scope = NewDisposeScope();
+        var fresh = Enumerable.Range(0, sequences.Count).Where(i => priors[i] is null).ToList();
+        if (fresh.Count > 0)
+        {
+            float[] recomputed;
+            using (no_grad()) recomputed = Sampling.LogLikelihood(prior.Model, [.. fresh.Select(i => sequences[i])], grammar).cpu().data<float>().ToArray();
+            for (int k = 0; k < fresh.Count; k++) priors[fresh[k]] = recomputed[k];
+        }
+        var priorAll = tensor(priors.Select(p => p!.Value).ToArray()).to(Agent.Device);
+        var scoresAll = tensor(scores.ToArray()).to(Agent.Device);
+        var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences, grammar);
+        var loss = (priorAll + scoresAll.Mul(config.Learning.Sigma) - agentLogLikelihood).square().mean();
+        loss.backward();
+        Optimizer.Update(config.Learning.Lr);
+        Optimizer.ZeroGrad();
+    }
+
+    /// <summary>Augmented Memory's selective purge: the memory's molecules whose diversity-filter bucket is full.</summary>
+    internal static void Purge(List<ReplayedMolecule> memory, DiversityFilter filter) =>
+        memory.RemoveAll(r => r.Bucket is { } bucket && filter.IsFull(bucket));
+
+    /// <summary>A random SMILES of the molecule as the prior's tokens, or null when the vocabulary cannot write it or it is too long to sample.</summary>
+    internal static SampledSequence? Randomized(string canonical, uint seed, SmilesVocabulary vocabulary, int maxLength)
+    {
+        using var molecule = Molecule.FromSmiles(canonical);
+        int[] ids = vocabulary.Encode(molecule.ToRandomSmiles(seed));
+        if (ids.Length - 2 > maxLength || ids.Contains(SmilesVocabulary.UnkId)) return null;
+        return new SampledSequence([.. ids[1..^1].Select(id => (long)id)], true, 0);
+    }
+
+    private SampledSequence? Randomized(string canonical, uint seed) => Randomized(canonical, seed, vocabulary, config.Sampling.MaxLength);
 
     public void Dispose()
     {

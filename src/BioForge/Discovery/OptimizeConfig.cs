@@ -36,10 +36,27 @@ public sealed record OptimizeConfig
         public int MaxLength { get; init; } = 128;
         /// <summary>Drop repeated token sequences from each sampled batch before scoring (REINVENT 4's <c>unique_sequences</c>).</summary>
         public bool UniqueSequences { get; init; }
+        /// <summary><c>smiles</c>: sample under SMILES syntax (SmilesGrammar), prior and agent likelihoods renormalised the
+        /// same way; <c>none</c>: the model's raw distribution.</summary>
+        public string Grammar { get; init; } = "none";
     }
 
     public sealed record LearningSection
     {
+        /// <summary>
+        /// <c>reinvent</c>: one augmented-likelihood update per step on the batch and a few replayed molecules.
+        /// <c>augmented_memory</c> (Guo &amp; Schwaller 2024): after that update, <see cref="AugmentationRounds"/> more,
+        /// each on the batch and the whole replay memory re-written as random SMILES, and a diversity filter's full
+        /// scaffolds purged from the memory.
+        /// </summary>
+        public string Strategy { get; init; } = "reinvent";
+        /// <summary><c>augmented_memory</c>: extra updates per step on randomized SMILES of the batch and the memory.</summary>
+        public int AugmentationRounds { get; init; } = 2;
+        /// <summary>
+        /// <c>augmented_memory</c>: spell each molecule of the extra rounds as a random SMILES (the paper's augmentation);
+        /// false replays them as sampled (the paper's ablation).
+        /// </summary>
+        public bool RandomizeSmiles { get; init; } = true;
         public double Lr { get; init; } = 5e-4;
         /// <summary>σ in the augmented likelihood log p_prior + σ · score.</summary>
         public double Sigma { get; init; } = 500;
@@ -91,6 +108,11 @@ public sealed record OptimizeConfig
         public double MinUnique { get; init; } = 0.05;
         /// <summary>… for this many consecutive steps.</summary>
         public int CollapsePatience { get; init; } = 5;
+        /// <summary>
+        /// With a budget, mol_opt's early stop (PMO): once more than 1000 calls are made, this many steps in a row that
+        /// leave the 100 best scores unchanged end the stage. 0: off.
+        /// </summary>
+        public int Patience { get; init; }
         /// <summary>Reaching max_steps ends the whole run, not just this stage (REINVENT 4's rule: only max_score moves on).</summary>
         public bool MaxStepsEndsRun { get; init; }
         /// <summary><c>arithmetic</c> or <c>geometric</c> weighted mean of the components.</summary>
@@ -111,8 +133,11 @@ public sealed record OptimizeConfig
         require(Sampling.BatchSize >= 2, $"sampling.batch_size must be at least 2 (got {Sampling.BatchSize})");
         require(Sampling.Temperature > 0, $"sampling.temperature must be positive (got {Sampling.Temperature})");
         require(Sampling.MaxLength >= 8, $"sampling.max_length must be at least 8 (got {Sampling.MaxLength})");
+        require(Sampling.Grammar is "smiles" or "none", $"sampling.grammar must be smiles or none (got '{Sampling.Grammar}')");
         require(Learning.Lr > 0 && Learning.Sigma > 0, "learning.lr and learning.sigma must be positive");
         require(Learning.ReplaySize >= 0 && Learning.ReplaySamples >= 0, "learning.replay_size and replay_samples must be >= 0");
+        require(Learning.Strategy is "reinvent" or "augmented_memory", $"learning.strategy must be reinvent or augmented_memory (got '{Learning.Strategy}')");
+        require(Learning.AugmentationRounds is >= 0 and <= 16, $"learning.augmentation_rounds must be in [0, 16] (got {Learning.AugmentationRounds})");
         require(DiversityFilter.Kind is "identical_murcko_scaffold" or "generic_murcko_scaffold" or "similar_scaffold" or "none",
             $"diversity_filter.kind must be identical_murcko_scaffold, generic_murcko_scaffold, similar_scaffold or none (got '{DiversityFilter.Kind}')");
         require(DiversityFilter.Similarity is > 0 and <= 1, $"diversity_filter.similarity must be in (0, 1] (got {DiversityFilter.Similarity})");
@@ -128,6 +153,7 @@ public sealed record OptimizeConfig
             require(stage.MaxSteps >= 1 && stage.MinSteps >= 0 && stage.MinSteps <= stage.MaxSteps, $"{where}: need 0 <= min_steps <= max_steps and max_steps >= 1");
             require(stage.MaxScore is > 0 and <= 1, $"{where}.max_score must be in (0, 1] (got {stage.MaxScore})");
             require(stage.MinUnique is >= 0 and < 1 && stage.CollapsePatience >= 1, $"{where}: min_unique must be in [0, 1) and collapse_patience >= 1");
+            require(stage.Patience >= 0, $"{where}.patience must be 0 (off) or positive (got {stage.Patience})");
             require(stage.Aggregate is "arithmetic" or "geometric", $"{where}.aggregate must be arithmetic or geometric (got '{stage.Aggregate}')");
             require(stage.Components.Count > 0, $"{where}: no components");
             require(stage.Components.Any(c => !c.IsPenalty), $"{where}: only penalties; add a component that rewards something");

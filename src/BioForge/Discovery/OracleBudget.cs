@@ -26,6 +26,22 @@ public sealed class OracleBudget(int limit)
     public bool Exhausted => calls.Count >= Limit;
     public IReadOnlyList<OracleCall> Calls => calls;
 
+    /// <summary>Whether the last <paramref name="newCalls"/> calls changed the <paramref name="top"/> best scores (mol_opt's early-stop test).</summary>
+    public bool TopChanged(int newCalls, int top = 100) => TopChanged(calls, newCalls, top);
+
+    /// <summary>
+    /// Whether the last <paramref name="newCalls"/> of <paramref name="calls"/> changed the list of the <paramref name="top"/>
+    /// best scores: some score enters it (while it is shorter than <paramref name="top"/>, any call does).
+    /// </summary>
+    public static bool TopChanged(IReadOnlyList<OracleCall> calls, int newCalls, int top)
+    {
+        int before = calls.Count - newCalls;
+        if (newCalls == 0) return false;
+        if (before < top) return true;
+        double lowest = calls.Take(before).Select(c => c.Score).OrderDescending().ElementAt(top - 1);
+        return calls.Skip(before).Any(c => c.Score > lowest);
+    }
+
     /// <summary>
     /// Continues a resumed run: <paramref name="previous"/> are its counted calls in order; those made from
     /// <paramref name="stageFirstStep"/> on were scored by <paramref name="stage"/>'s function and answer its repeats

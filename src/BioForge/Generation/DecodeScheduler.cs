@@ -112,6 +112,12 @@ public sealed class DecodeScheduler : IDisposable
             if (job.Prompt.Length < 1 || job.Prompt.Length >= Length)
                 throw new BioForgeException($"a prompt takes 1–{Length - 1} tokens here (got {job.Prompt.Length})");
             if (job.Options.Temperature < 0) throw new BioForgeException($"temperature must not be negative (got {job.Options.Temperature})");
+            if (job.Options.Grammar is { } grammar)
+            {
+                if (grammar.VocabularySize != model.VocabularySize)
+                    throw new BioForgeException($"the grammar covers {grammar.VocabularySize} tokens but the model has {model.VocabularySize}");
+                grammar.StartAfter(job.Prompt.AsSpan(1)); // a prompt the grammar refuses is the submitter's error, not a failed step
+            }
         }
         lock (gate)
         {
@@ -150,7 +156,7 @@ public sealed class DecodeScheduler : IDisposable
                     job.OnFinished(FinishReason.Cancelled, 0);
                     continue;
                 }
-                var r = new Sequence(job, freeSlots.Pop());
+                var r = new Sequence(job, freeSlots.Pop(), job.Options.Grammar?.StartAfter(job.Prompt.AsSpan(1)));
                 running.Add(r);
                 admitted.Add(r);
             }
@@ -195,7 +201,13 @@ public sealed class DecodeScheduler : IDisposable
     private void Advance(Sequence r, ReadOnlySpan<float> logits)
     {
         var job = r.Job;
-        var draw = SequenceSampler.Draw(logits, job.Options, job.Seed, job.Index, r.Generated, job.TopLogprobs);
+        if (r.Grammar is { } grammar)
+        {
+            r.Constraint ??= new TokenConstraint(logits.Length, model.EosTokenId);
+            r.Constraint.Fill(grammar);
+        }
+        var draw = SequenceSampler.Draw(logits, job.Options, job.Seed, job.Index, r.Generated, job.TopLogprobs, r.Constraint);
+        r.Grammar?.Advance(draw.Token);
         r.LogLikelihood += draw.LogProb;
         r.Generated++;
         if (draw.Token == model.EosTokenId)
@@ -240,10 +252,13 @@ public sealed class DecodeScheduler : IDisposable
 
     public void Dispose() => cache.Dispose();
 
-    private sealed class Sequence(SequenceJob job, int slot)
+    private sealed class Sequence(SequenceJob job, int slot, ITokenGrammarState? grammar)
     {
         public SequenceJob Job { get; } = job;
         public int Slot { get; } = slot;
+        /// <summary>Where the sequence stands in its grammar (<see cref="SamplingOptions.Grammar"/>), prompt included.</summary>
+        public ITokenGrammarState? Grammar { get; } = grammar;
+        public TokenConstraint? Constraint { get; set; }
         /// <summary>Positions of the slot holding keys and values.</summary>
         public int Filled { get; set; }
         /// <summary>The last drawn token, to be fed at the next step; −1 until the prompt is prefilled.</summary>

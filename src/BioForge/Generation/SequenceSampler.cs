@@ -7,56 +7,103 @@ namespace BioForge.Generation;
 public readonly record struct TokenDraw(int Token, double LogProb, (int Token, double LogProb)[]? Top);
 
 /// <summary>
+/// A grammar's verdict on one sequence's next token (see <see cref="ITokenGrammarState.Next"/>): the tokens allowed, and
+/// the completing ones that share the end token's probability while the end is not allowed. Host arrays, refilled at
+/// every step.
+/// </summary>
+public sealed class TokenConstraint(int vocabulary, int end)
+{
+    public bool[] Allowed { get; } = new bool[vocabulary];
+    public bool[] Completing { get; } = new bool[vocabulary];
+    public int End { get; } = end;
+
+    public void Fill(ITokenGrammarState state)
+    {
+        state.Next(Allowed, Completing);
+        if (!Allowed.Contains(true)) throw new InvalidOperationException("the grammar allows no next token: it has a dead end");
+    }
+}
+
+/// <summary>
 /// Draws each sequence's tokens from randomness of its own: the uniform number of sequence <c>index</c> at step
 /// <c>step</c> is <see cref="StatelessRandom"/>(seed, index, step), turned into a token by the inverse of the cumulative
 /// distribution over the filtered probabilities (temperature, top-k, top-p) in vocabulary order. A sequence's tokens
 /// therefore depend on its logits alone, not on which other sequences share its batch, the batch size, or the device.
-/// Runs on the host over one row of float32 logits.
+/// Under a <see cref="TokenConstraint"/> the distribution is the one <see cref="Sampling"/> samples and scores
+/// (renormalised over the allowed tokens, the end token's share moved to the completing ones). Runs on the host over
+/// one row of float32 logits.
 /// </summary>
 public static class SequenceSampler
 {
     /// <summary>The draw of step <paramref name="step"/> of sequence <paramref name="index"/>; temperature 0 takes the most probable token.</summary>
-    /// <param name="allowed">When given, only tokens marked true may be drawn (a grammar constraint); the log-probability stays the model's.</param>
+    /// <param name="constraint">When given, only the tokens it allows may be drawn, and log-probabilities are those of the constrained distribution.</param>
     public static TokenDraw Draw(ReadOnlySpan<float> logits, SamplingOptions options, ulong seed, long index, long step, int topLogprobs = 0,
-        ReadOnlySpan<bool> allowed = default)
+        TokenConstraint? constraint = null)
     {
-        int vocabulary = logits.Length;
-        double max = double.NegativeInfinity;
-        foreach (float l in logits) max = Math.Max(max, l);
-        double sum = 0;
-        foreach (float l in logits) sum += Math.Exp(l - max);
-        double logNormalizer = max + Math.Log(sum);
-
-        int token = options.Temperature == 0 ? Greedy(logits, allowed) : Sample(logits, options, StatelessRandom.Unit(seed, index, step), allowed);
+        var logProbs = LogProbabilities(logits, 1, constraint);
+        int token = options.Temperature == 0
+            ? Greedy(logProbs)
+            : Sample(options.Temperature == 1 ? logProbs : LogProbabilities(logits, options.Temperature, constraint), options, StatelessRandom.Unit(seed, index, step));
         if (token < 0) throw new BioForgeException($"sequence {index}, step {step}: the constraint allows no token");
         (int, double)[]? top = null;
         if (topLogprobs > 0)
         {
-            var values = logits.ToArray();
-            top = Enumerable.Range(0, vocabulary).OrderByDescending(i => values[i]).ThenBy(i => i).Take(topLogprobs)
-                .Select(i => (i, values[i] - logNormalizer)).ToArray();
+            top = Enumerable.Range(0, logProbs.Length).Where(i => !double.IsNegativeInfinity(logProbs[i]))
+                .OrderByDescending(i => logProbs[i]).ThenBy(i => i).Take(topLogprobs).Select(i => (i, logProbs[i])).ToArray();
         }
-        return new TokenDraw(token, logits[token] - logNormalizer, top);
+        return new TokenDraw(token, logProbs[token], top);
     }
 
-    private static int Greedy(ReadOnlySpan<float> logits, ReadOnlySpan<bool> allowed)
+    /// <summary>log p(t) of logits / <paramref name="temperature"/>, −∞ for the tokens the constraint does not allow.</summary>
+    private static double[] LogProbabilities(ReadOnlySpan<float> logits, double temperature, TokenConstraint? constraint)
+    {
+        int vocabulary = logits.Length;
+        var allowed = constraint?.Allowed;
+        var completing = constraint?.Completing;
+        int end = constraint?.End ?? -1;
+        // While the end is not allowed but closing tokens exist, the end stays in the normalisation and its mass is shared among them.
+        bool moveEnd = constraint is not null && !allowed![end] && Enumerable.Range(0, vocabulary).Any(t => allowed[t] && completing![t]);
+        var values = new double[vocabulary];
+        double max = double.NegativeInfinity;
+        for (int t = 0; t < vocabulary; t++)
+        {
+            bool keep = allowed is null || allowed[t] || (t == end && moveEnd);
+            values[t] = keep ? logits[t] / temperature : double.NegativeInfinity;
+            max = Math.Max(max, values[t]);
+        }
+        if (double.IsNegativeInfinity(max)) return values;
+        double sum = 0;
+        foreach (double v in values) sum += Math.Exp(v - max);
+        double normalizer = max + Math.Log(sum);
+        for (int t = 0; t < vocabulary; t++) values[t] -= normalizer;
+        if (moveEnd)
+        {
+            int shares = Enumerable.Range(0, vocabulary).Count(t => allowed![t] && completing![t]);
+            double share = Math.Exp(values[end]) / shares;
+            for (int t = 0; t < vocabulary; t++)
+                if (allowed![t] && completing![t]) values[t] = Math.Log(Math.Exp(values[t]) + share);
+            values[end] = double.NegativeInfinity;
+        }
+        return values;
+    }
+
+    private static int Greedy(double[] logProbs)
     {
         int best = -1;
-        for (int i = 0; i < logits.Length; i++)
-            if ((allowed.IsEmpty || allowed[i]) && (best < 0 || logits[i] > logits[best])) best = i;
+        for (int i = 0; i < logProbs.Length; i++)
+            if (!double.IsNegativeInfinity(logProbs[i]) && (best < 0 || logProbs[i] > logProbs[best])) best = i;
         return best;
     }
 
-    private static int Sample(ReadOnlySpan<float> logits, SamplingOptions options, double uniform, ReadOnlySpan<bool> allowed)
+    /// <param name="scaled">Log-probabilities at the sampling temperature (−∞: never drawn).</param>
+    private static int Sample(double[] scaled, SamplingOptions options, double uniform)
     {
-        int vocabulary = logits.Length;
-        var scaled = new double[vocabulary];
+        int vocabulary = scaled.Length;
         var keep = new bool[vocabulary];
         int kept = 0;
         for (int i = 0; i < vocabulary; i++)
         {
-            scaled[i] = logits[i] / options.Temperature;
-            keep[i] = (allowed.IsEmpty || allowed[i]) && !double.IsNegativeInfinity(scaled[i]);
+            keep[i] = !double.IsNegativeInfinity(scaled[i]);
             if (keep[i]) kept++;
         }
         if (kept == 0) return -1;

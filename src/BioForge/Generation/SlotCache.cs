@@ -16,6 +16,7 @@ public interface IDecoderModel
     int MaxPositions { get; }
     int BosTokenId { get; }
     int EosTokenId { get; }
+    int VocabularySize { get; }
     Device Device { get; }
     ScalarType DType { get; }
 
@@ -34,6 +35,7 @@ public sealed class LlamaDecoder(LlamaForCausalLM model) : IDecoderModel
     public int MaxPositions => model.Config.MaxPositionEmbeddings;
     public int BosTokenId => model.Config.BosTokenId;
     public int EosTokenId => model.Config.EosTokenId;
+    public int VocabularySize => model.Config.VocabSize;
     public Device Device => anyParameter.device;
     public ScalarType DType => anyParameter.dtype;
 

@@ -23,7 +23,11 @@ public sealed class SmilesGenerator
     {
         this.model = model;
         vocabulary = model.Vocabulary ?? throw new BioForgeException($"the model has no {SmilesVocabulary.FileName}: it is not a SMILES language model");
+        Grammar = new SmilesGrammar(vocabulary);
     }
+
+    /// <summary>SMILES syntax over the model's vocabulary, for <see cref="SamplingOptions.Grammar"/>.</summary>
+    public SmilesGrammar Grammar { get; }
 
     /// <summary>
     /// Samples <paramref name="count"/> molecules, <paramref name="batchSize"/> sequences decoded at once (continuous

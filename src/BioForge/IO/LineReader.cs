@@ -51,13 +51,15 @@ public sealed class LineReader : IDisposable
         {
             if (start == end)
             {
+                start = 0;
                 if (ended || (end = reader.Read(buffer, 0, buffer.Length)) == 0)
                 {
+                    // Emptied for the next call too: a last line without a line break must not leave start past end.
+                    end = 0;
                     ended = true;
                     if (!any) return null;
                     break;
                 }
-                start = 0;
             }
             any = true;
             int length = buffer.AsSpan(start, end - start).IndexOf('\n');

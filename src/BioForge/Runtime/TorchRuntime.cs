@@ -14,7 +14,7 @@ namespace BioForge.Runtime;
 /// folder first (a plain <c>NativeLibrary.TryLoad</c>, which no DLL import resolver intercepts), and a second
 /// <c>libtorch_cpu.so</c> beside the external <c>libc10.so</c> aborts at start-up or, across versions, misbehaves.
 /// </remarks>
-public static class TorchRuntime
+public static partial class TorchRuntime
 {
     public const string LibTorchEnvironmentVariable = "BIOFORGE_LIBTORCH";
     private const string BridgeLibrary = "libLibTorchSharp.so";
@@ -22,6 +22,9 @@ public static class TorchRuntime
     private static readonly string[] CudaLibraries = ["libc10_cuda.so", "libtorch_cuda.so"];
     private static readonly Lock InitLock = new();
     private static bool initialized;
+
+    /// <summary>The OpenMP wait policy BioForge sets when the environment names none.</summary>
+    public const string OpenMpWaitPolicy = "PASSIVE";
 
     /// <summary>Where LibTorch was loaded from, after <see cref="EnsureLoaded"/>.</summary>
     public static string? LibTorchDirectory { get; private set; }
@@ -34,6 +37,7 @@ public static class TorchRuntime
         lock (InitLock)
         {
             if (initialized) return;
+            PassiveOpenMpWaits();
             string? custom = Environment.GetEnvironmentVariable(LibTorchEnvironmentVariable);
             bool hasCuda = false;
             if (!string.IsNullOrWhiteSpace(custom))
@@ -141,4 +145,27 @@ public static class TorchRuntime
         reason = string.Join(" ", reason.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
         return reason.Length > 0 ? reason.TrimEnd('.') : message.Trim();
     }
+
+    /// <summary>
+    /// LibTorch's OpenMP (libgomp) workers spin between parallel regions by default. On a machine whose cores other
+    /// processes also use, the spinning threads take the CPU the working ones need, and every parallel region waits
+    /// for its slowest thread: measured on 2 busy cores, <c>generate</c> took 85 s (median of 3) with 2 spinning
+    /// threads, 18 s with 1, 13 s with 2 sleeping ones (docs/benchmarks.md, "Threads"). So waits sleep (<c>OMP_WAIT_POLICY=PASSIVE</c>)
+    /// unless the environment says otherwise. libgomp reads the variable when it is loaded, from the C environment,
+    /// which <see cref="Environment.SetEnvironmentVariable(string, string)"/> does not change on Linux: hence setenv.
+    /// </summary>
+    private static void PassiveOpenMpWaits()
+    {
+        if (!OperatingSystem.IsLinux() || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OMP_WAIT_POLICY"))) return;
+        _ = SetEnvironment("OMP_WAIT_POLICY", OpenMpWaitPolicy, 1);
+    }
+
+    /// <summary>The OMP_WAIT_POLICY of the C environment, which LibTorch's OpenMP read when it loaded (null: libgomp's spinning default).</summary>
+    public static string? OpenMpWaits => OperatingSystem.IsLinux() ? Marshal.PtrToStringUTF8(GetEnvironment("OMP_WAIT_POLICY")) : null;
+
+    [LibraryImport("libc", EntryPoint = "setenv", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int SetEnvironment(string name, string value, int overwrite);
+
+    [LibraryImport("libc", EntryPoint = "getenv", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial IntPtr GetEnvironment(string name);
 }

@@ -19,6 +19,8 @@ public sealed record PmoBenchmarkOptions
     public int Threads { get; init; } = 1;
     public string Device { get; init; } = "cpu";
     public string Prior { get; init; } = "models/smiles-llama-small";
+    /// <summary><c>learning.strategy</c> of every run (<c>reinvent</c> or <c>augmented_memory</c>); null: <see cref="OptimizeConfig"/>'s default.</summary>
+    public string? Strategy { get; init; }
     public required string Out { get; init; }
     public CancellationToken Cancellation { get; init; }
     /// <summary>A run starts (<c>resumed</c>: from its checkpoint), reports a step, or ends; called from the worker threads.</summary>
@@ -46,15 +48,16 @@ public static class PmoBenchmark
     /// One benchmark run: sampling, learning and the diversity filter are <see cref="OptimizeConfig"/>'s defaults —
     /// the best settings found, one place for both (today the baseline, REINVENT with the settings PMO ran it with:
     /// mol_opt's batch 64, σ 500, lr 5e-4, 24 replayed from a memory of 100, no scaffold filter). The budget ends the
-    /// run, and a run whose batches stop bringing new molecules (under 1 % for 10 steps) ends early and keeps its last
-    /// top-10 up to the budget.
+    /// run; it ends early and keeps its last top-10 up to the budget when, as in mol_opt, the 100 best scores stay the
+    /// same for 5 steps after the first 1000 calls (a collapsed agent otherwise spends hours of steps finding one new
+    /// molecule each), or when its batches stop bringing new molecules (under 1 % for 10 steps). <paramref name="strategy"/> replaces the default learning strategy (to compare them).
     /// </summary>
-    public static OptimizeConfig RunConfig(string task, int seed, int budget, string prior, string directory) => new()
+    public static OptimizeConfig RunConfig(string task, int seed, int budget, string prior, string directory, string? strategy = null) => new()
     {
         Seed = (ulong)seed,
         Prior = new() { Model = prior },
         Sampling = new(),
-        Learning = new(),
+        Learning = strategy is null ? new() : new() { Strategy = strategy },
         DiversityFilter = new(),
         Budget = new() { OracleCalls = budget },
         Output = new() { Dir = directory, CheckpointEvery = 10, Ranked = 100 },
@@ -68,6 +71,7 @@ public static class PmoBenchmark
                 MaxScore = 1,
                 MinUnique = 0.01,
                 CollapsePatience = 10,
+                Patience = 5,
                 Aggregate = "arithmetic",
                 Components = [new ComponentSettings { Type = "pmo", Task = task }],
             },
@@ -91,6 +95,8 @@ public static class PmoBenchmark
     {
         if (options.Seeds < 1 || options.Budget < 1 || options.Parallel < 1 || options.Threads < 0)
             throw new BioForgeException("--seeds, --budget and --parallel must be positive");
+        string strategy = options.Strategy ?? new OptimizeConfig.LearningSection().Strategy;
+        if (strategy is not ("reinvent" or "augmented_memory")) throw new BioForgeException($"--strategy must be reinvent or augmented_memory (got '{strategy}')");
         if (!Directory.Exists(options.Prior)) throw new BioForgeException($"--prior {options.Prior}: not a directory (a SMILES language model, e.g. models/smiles-llama-small)");
         Directory.CreateDirectory(options.Out);
         string resultsPath = Path.Combine(options.Out, ResultsFile);
@@ -104,6 +110,10 @@ public static class PmoBenchmark
             int budget = stored?["budget"]?["oracle_calls"]?.GetValue<int>() ?? 0;
             if (budget != options.Budget)
                 throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} ran with a budget of {budget}, not {options.Budget}; use another --out for another budget");
+            // Runs from before strategies existed learned as REINVENT.
+            string ran = stored?["learning"]?["strategy"]?.GetValue<string>() ?? "reinvent";
+            if (ran != strategy)
+                throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} ran with strategy {ran}, not {strategy}; use another --out for another strategy");
         }
         var pending = options.Tasks.SelectMany(t => Enumerable.Range(0, options.Seeds).Select(s => (Task: t, Seed: s)))
             .Where(run => !results.Any(r => r.Task == run.Task && r.Seed == run.Seed)).ToList();
@@ -157,7 +167,7 @@ public static class PmoBenchmark
     private static PmoRunResult? RunOne(PmoBenchmarkOptions options, string task, int seed, CancellationToken cancellation)
     {
         string directory = RunDirectoryOf(options.Out, task, seed);
-        var config = RunConfig(task, seed, options.Budget, options.Prior, directory);
+        var config = RunConfig(task, seed, options.Budget, options.Prior, directory, options.Strategy);
         bool resume = Training.RunDirectory.Existing(directory).LatestCheckpoint("optimizer_state.json") is not null;
         // A run killed before its first checkpoint left nothing worth keeping.
         if (!resume && Directory.Exists(directory)) Directory.Delete(directory, recursive: true);

@@ -12,6 +12,53 @@ public sealed record SamplingOptions
     /// <summary>Keep the smallest set of tokens whose probability reaches p (1 = all).</summary>
     public double TopP { get; init; } = 1.0;
     public int MaxNewTokens { get; init; } = 128;
+    /// <summary>Constrained decoding: only tokens the grammar allows may come next (null = any token).</summary>
+    public ITokenGrammar? Grammar { get; init; }
+}
+
+/// <summary>
+/// Which tokens may come next in a sequence, for constrained decoding. Sampling and <see cref="Sampling.LogLikelihood"/>
+/// both renormalise the model's distribution over the allowed tokens, so a policy trained on the likelihoods learns
+/// the distribution it samples from.
+/// </summary>
+public interface ITokenGrammar
+{
+    /// <summary>What users select it by (<c>smiles</c>).</summary>
+    string Name { get; }
+    int VocabularySize { get; }
+    /// <summary>The state of a new sequence, before its first generated token.</summary>
+    ITokenGrammarState Start();
+}
+
+public interface ITokenGrammarState
+{
+    /// <summary>
+    /// Sets <c>allowed[token]</c> for every token of the vocabulary, and <c>completing[token]</c> for the allowed tokens
+    /// that bring the sequence closer to an end (closing what is open). While the end token is not allowed, its
+    /// probability goes to the completing tokens in equal shares (to the allowed tokens in proportion when none is
+    /// completing): a model that wants to stop is led to close what it left open rather than to go on.
+    /// </summary>
+    void Next(Span<bool> allowed, Span<bool> completing);
+    void Advance(long token);
+}
+
+public static class TokenGrammarExtensions
+{
+    /// <summary>The state after <paramref name="tokens"/> (a prompt without its begin token); a token the grammar does not allow is refused with its position.</summary>
+    public static ITokenGrammarState StartAfter(this ITokenGrammar grammar, ReadOnlySpan<int> tokens)
+    {
+        var state = grammar.Start();
+        var allowed = new bool[grammar.VocabularySize];
+        var completing = new bool[grammar.VocabularySize];
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            state.Next(allowed, completing);
+            if (tokens[i] < 0 || tokens[i] >= allowed.Length || !allowed[tokens[i]])
+                throw new BioForgeException($"the prompt's token {i + 1} is not allowed there by the {grammar.Name} grammar");
+            state.Advance(tokens[i]);
+        }
+        return state;
+    }
 }
 
 /// <summary>
@@ -46,6 +93,7 @@ public static class Sampling
         var logLikelihood = new double[count];
         var finished = new bool[count];
         var alive = Enumerable.Range(0, count).ToList();
+        var grammar = options.Grammar is { } g ? new GrammarMask(g, config, count) : null;
 
         using var _ = no_grad();
         using var cache = new KeyValueCache(config.NumHiddenLayers);
@@ -57,9 +105,12 @@ public static class Sampling
                 using var scope = NewDisposeScope();
                 var mask = ones(alive.Count, cache.Length + 1, ScalarType.Int64, device);
                 var logits = model.Forward(next, mask, cache: cache).Logits.select(1, -1).to(ScalarType.Float32);
-                var logProbs = logits.log_softmax(-1);
+                var masks = grammar?.Next(alive, device);
+                Tensor Distribution(Tensor l) => masks is null ? l.log_softmax(-1) : GrammarMask.LogProbabilities(l, masks);
+                var logProbs = Distribution(logits);
+                var tempered = options.Temperature == 1 ? logProbs : Distribution(logits.Div(options.Temperature));
                 // [rows, vocabulary] crosses to the host once per token: small next to the forward pass.
-                var probabilities = Filter(logits.Div(options.Temperature), options).softmax(-1).cpu();
+                var probabilities = Filter(tempered, options).softmax(-1).cpu();
                 var drawn = multinomial(probabilities, 1, false, generator);
                 var chosen = drawn.to(device);
                 var chosenLogProbs = logProbs.gather(1, chosen).squeeze(1).cpu().data<float>().ToArray();
@@ -71,6 +122,7 @@ public static class Sampling
                 {
                     int row = alive[r];
                     logLikelihood[row] += chosenLogProbs[r];
+                    grammar?.Advance(row, chosenTokens[r]);
                     if (chosenTokens[r] == config.EosTokenId)
                     {
                         finished[row] = true;
@@ -101,7 +153,10 @@ public static class Sampling
     /// accumulates it: log p of every token after the begin token, plus the end token for finished sequences. Keeps
     /// the autograd graph (REINVENT trains the agent through it): returns a [N] float32 tensor.
     /// </summary>
-    public static Tensor LogLikelihood(LlamaForCausalLM model, IReadOnlyList<SampledSequence> sequences)
+    /// <param name="grammar">The grammar the sequences were sampled under (as in <see cref="SamplingOptions.Grammar"/>):
+    /// the likelihood is then that of the constrained distribution. A token the grammar would not have allowed keeps the
+    /// model's own probability rather than −∞.</param>
+    public static Tensor LogLikelihood(LlamaForCausalLM model, IReadOnlyList<SampledSequence> sequences, ITokenGrammar? grammar = null)
     {
         var config = model.Config;
         var device = model.parameters().First().device;
@@ -128,7 +183,8 @@ public static class Sampling
         }
         long[] shape = [sequences.Count, width];
         var logits = model.Forward(tensor(inputs, shape).to(device), tensor(mask, shape).to(device)).Logits.to(ScalarType.Float32);
-        var logProbs = logits.log_softmax(-1).gather(2, tensor(targets, shape).to(device).unsqueeze(2)).squeeze(2);
+        var all = grammar is null ? logits.log_softmax(-1) : GrammarMask.LogProbabilities(logits, GrammarMask.ForSequences(grammar, sequences, config, width, device));
+        var logProbs = all.gather(2, tensor(targets, shape).to(device).unsqueeze(2)).squeeze(2);
         return (logProbs * tensor(scored, shape).to(device)).sum(1);
     }
 
@@ -151,5 +207,99 @@ public static class Sampling
             logits = logits.MaskedFill(drop, double.NegativeInfinity);
         }
         return logits;
+    }
+
+    /// <summary>
+    /// Each sequence's grammar state and the masks of its next token: log p'(t) = log p(t) over the allowed tokens (the
+    /// end token kept in the normalisation), plus an equal share of p(end) on the completing tokens while the end is
+    /// not allowed.
+    /// </summary>
+    private sealed class GrammarMask
+    {
+        private readonly ITokenGrammarState[] states;
+        private readonly int vocabulary, end;
+
+        public GrammarMask(ITokenGrammar grammar, LlamaConfig config, int count)
+        {
+            Check(grammar, config);
+            vocabulary = config.VocabSize;
+            end = (int)config.EosTokenId;
+            states = [.. Enumerable.Range(0, count).Select(_ => grammar.Start())];
+        }
+
+        private static void Check(ITokenGrammar grammar, LlamaConfig config)
+        {
+            if (grammar.VocabularySize != config.VocabSize)
+                throw new BioForgeException($"the grammar covers {grammar.VocabularySize} tokens but the model has {config.VocabSize}");
+        }
+
+        /// <summary>Host arrays of <see cref="Masks"/> for a set of positions, filled one position at a time.</summary>
+        private sealed class Builder(int positions, int vocabulary, int end)
+        {
+            public readonly float[] Normalising = new float[positions * vocabulary], Final = new float[positions * vocabulary];
+            public readonly bool[] Completing = new bool[positions * vocabulary];
+            private readonly bool[] allowed = new bool[vocabulary], completing = new bool[vocabulary];
+
+            /// <param name="forced">A token that must keep its probability (a given sequence the grammar is stricter than).</param>
+            public void Fill(int position, ITokenGrammarState state, long forced = -1)
+            {
+                state.Next(allowed, completing);
+                if (forced >= 0 && !allowed[forced]) allowed[forced] = true;
+                if (!allowed.Contains(true)) throw new InvalidOperationException("the grammar allows no next token: it has a dead end");
+                int offset = position * vocabulary;
+                bool moveEnd = !allowed[end] && completing.Contains(true);
+                for (int t = 0; t < vocabulary; t++)
+                {
+                    bool keep = allowed[t] || (t == end && moveEnd);
+                    Normalising[offset + t] = keep ? 0 : float.NegativeInfinity;
+                    Final[offset + t] = allowed[t] ? 0 : float.NegativeInfinity;
+                    Completing[offset + t] = moveEnd && allowed[t] && completing[t];
+                }
+            }
+
+            public Masks ToTensors(long[] shape, Device device) =>
+                new(tensor(Normalising, shape).to(device), tensor(Final, shape).to(device), tensor(Completing, shape).to(device), end);
+        }
+
+        /// <param name="Completing">Bool: the tokens that share the end token's probability at a position.</param>
+        public sealed record Masks(Tensor Normalising, Tensor Final, Tensor Completing, int End);
+
+        public Masks Next(IReadOnlyList<int> rows, Device device)
+        {
+            var builder = new Builder(rows.Count, vocabulary, end);
+            for (int r = 0; r < rows.Count; r++) builder.Fill(r, states[rows[r]]);
+            return builder.ToTensors([rows.Count, vocabulary], device);
+        }
+
+        public void Advance(int row, long token) => states[row].Advance(token);
+
+        /// <summary>[N, width, vocabulary]: position t masks the token after it, as sampling did.</summary>
+        public static Masks ForSequences(ITokenGrammar grammar, IReadOnlyList<SampledSequence> sequences, LlamaConfig config, int width, Device device)
+        {
+            Check(grammar, config);
+            int vocabulary = config.VocabSize;
+            var builder = new Builder(sequences.Count * width, vocabulary, (int)config.EosTokenId);
+            for (int b = 0; b < sequences.Count; b++)
+            {
+                var s = sequences[b];
+                var state = grammar.Start();
+                long[] targets = [.. s.Tokens, .. s.Finished ? new long[] { config.EosTokenId } : []];
+                for (int t = 0; t < targets.Length; t++)
+                {
+                    builder.Fill(b * width + t, state, targets[t]);
+                    state.Advance(targets[t]);
+                }
+            }
+            return builder.ToTensors([sequences.Count, width, vocabulary], device);
+        }
+
+        /// <summary>Log-probabilities of the constrained distribution (any leading shape, vocabulary last).</summary>
+        public static Tensor LogProbabilities(Tensor logits, Masks masks)
+        {
+            var logProbs = (logits + masks.Normalising).log_softmax(-1);
+            var shares = masks.Completing.to(ScalarType.Float32).sum(-1, keepdim: true).ClampMin(1);
+            var share = logProbs.narrow(-1, masks.End, 1) - shares.log();
+            return where(masks.Completing, logProbs.logaddexp(share), logProbs) + masks.Final;
+        }
     }
 }

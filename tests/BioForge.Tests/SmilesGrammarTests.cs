@@ -1,0 +1,185 @@
+using BioForge.Chem;
+using BioForge.Generation;
+using BioForge.Models.Llama;
+using BioForge.Tokenizers;
+using static TorchSharp.torch;
+
+namespace BioForge.Tests;
+
+public sealed class SmilesGrammarTests
+{
+    private static readonly string[] Tricky =
+    [
+        "C1CC=1", "c1ccccc1", "C%10CC%10", "[NH3+]CC(=O)[O-]", "C12(CC1)CC2", "CC.O", "C/C=C\\C", "C(C)(C)(C)C", "OS(=O)(=O)O",
+        "O=[N+]([O-])c1ccccc1", "C#N", "[Na+].[Cl-]", "P(=O)(O)(O)O", "F(C)", "C1CC2CCC1C2", "C1=CC=CC=C1", "C(=O)=O", "[2H]C",
+        "C[C@@H]1CC[C@H](O)CC1", "c1ccc2c(c1)[nH]c1ccccc12", "C1CCC2(CC1)OCCO2", "Cl[C@](F)(Br)I", "N1CC1.N1CC1", "[O-]c1ccccc1",
+        "O=S1(=O)CCCC1", "C=1CC1", "C1CC1C1CC1",
+    ];
+
+    /// <summary>Walks a SMILES through the grammar: every token must be allowed where it stands, and the end after it.</summary>
+    private static (bool Accepted, string Where) Walk(SmilesGrammar grammar, SmilesVocabulary vocabulary, string smiles)
+    {
+        var state = grammar.Start();
+        var allowed = new bool[vocabulary.Count];
+        var completing = new bool[vocabulary.Count];
+        var ids = vocabulary.Encode(smiles);
+        for (int i = 1; i < ids.Length; i++)
+        {
+            state.Next(allowed, completing);
+            if (!allowed[ids[i]]) return (false, $"token {i} ('{(ids[i] == SmilesVocabulary.EosId ? "<eos>" : vocabulary.Tokens[ids[i]])}')");
+            state.Advance(ids[i]);
+        }
+        return (true, "");
+    }
+
+    [Fact]
+    public void EveryValidSmilesPasses()
+    {
+        // The whole validation split of ZINC250k (4,420 molecules) plus hand-picked corner cases: a grammar that refused
+        // one of them would take probability from a valid molecule (and the likelihoods the optimizer learns from).
+        var smiles = MoleculeSource.Read(Path.Combine(Repository.Root, "data", "zinc250k", "valid.smi.gz")).Select(r => r.Text).Concat(Tricky).ToList();
+        var vocabulary = SmilesVocabulary.Build(smiles);
+        var grammar = new SmilesGrammar(vocabulary);
+        foreach (string s in smiles)
+        {
+            Assert.True(Molecule.TryFromSmiles(s, out var molecule, out _), s);
+            molecule!.Dispose();
+            var (accepted, where) = Walk(grammar, vocabulary, s);
+            Assert.True(accepted, $"{s}: refused at {where}");
+        }
+    }
+
+    [Theory]
+    [InlineData("C(", "<eos>")] // open branch
+    [InlineData("C1CC", "<eos>")] // open ring
+    [InlineData("C1", "1")] // ring bond to itself
+    [InlineData("C1C", "1")] // ring bond repeating a chain bond
+    [InlineData("C12C", "2")] // …and the other label on the same pair
+    [InlineData("CC(C)(C)(C)", "C")] // a fifth bond on carbon
+    [InlineData("F(C)", "C")] // a second bond on fluorine
+    [InlineData("[O-]", "=")] // a double bond on a one-bond atom
+    [InlineData("C[NH3+]", "(")] // no room for a branch
+    [InlineData("C=", "(")] // a bond needs an atom
+    [InlineData("C(", ")")] // an empty branch
+    [InlineData("C(C)", "1")] // ring labels follow an atom, not a branch
+    [InlineData("", "(")] // nothing to branch from
+    [InlineData("C1CC", "F")] // F would take the last bond while ring 1 is open: a dead end
+    public void IllFormedContinuationsAreRefused(string prefix, string next)
+    {
+        var vocabulary = SmilesVocabulary.Build([.. Tricky, "C1CCF", "N#N"]);
+        var grammar = new SmilesGrammar(vocabulary);
+        var state = grammar.Start();
+        foreach (int id in vocabulary.Encode(prefix)[1..^1]) state.Advance(id);
+        var allowed = new bool[vocabulary.Count];
+        var completing = new bool[vocabulary.Count];
+        state.Next(allowed, completing);
+        int token = next == "<eos>" ? SmilesVocabulary.EosId : vocabulary.Encode(next)[1];
+        Assert.False(allowed[token], $"'{prefix}' then '{next}' was allowed");
+        Assert.Contains(true, allowed.AsSpan().ToArray());
+    }
+
+    [Fact]
+    public void RandomWalksNeverReachADeadEnd()
+    {
+        // Uniform choices among the allowed tokens explore prefixes no model would write (rings on halogens, branches on
+        // charged atoms): from every one of them some token must still be allowed.
+        var vocabulary = SmilesVocabulary.Build(MoleculeSource.Read(Path.Combine(Repository.Root, "data", "zinc250k", "valid.smi.gz")).Select(r => r.Text));
+        var grammar = new SmilesGrammar(vocabulary);
+        var random = new Random(5);
+        var allowed = new bool[vocabulary.Count];
+        var completing = new bool[vocabulary.Count];
+        int ended = 0;
+        for (int walk = 0; walk < 3000; walk++)
+        {
+            var state = grammar.Start();
+            for (int step = 0; step < 80; step++)
+            {
+                state.Next(allowed, completing);
+                var choices = Enumerable.Range(0, vocabulary.Count).Where(t => allowed[t]).ToList();
+                Assert.NotEmpty(choices);
+                int token = choices[random.Next(choices.Count)];
+                if (token == SmilesVocabulary.EosId)
+                {
+                    ended++;
+                    break;
+                }
+                state.Advance(token);
+            }
+        }
+        Assert.True(ended > 100, $"only {ended} walks ended");
+    }
+
+    [Fact]
+    public void AnOpenRingLeadsAModelThatWantsToStopToCloseIt()
+    {
+        var vocabulary = SmilesVocabulary.Build(Tricky);
+        var state = new SmilesGrammar(vocabulary).Start();
+        foreach (int id in vocabulary.Encode("C1CC")[1..^1]) state.Advance(id);
+        var allowed = new bool[vocabulary.Count];
+        var completing = new bool[vocabulary.Count];
+        state.Next(allowed, completing);
+        Assert.True(completing[vocabulary.Encode("1")[1]]);
+        Assert.False(completing[vocabulary.Encode("2")[1]]); // opening another ring does not complete anything
+        Assert.False(completing[vocabulary.Encode("C")[1]]);
+    }
+
+    [Fact]
+    public void ConstrainedSamplesAreWellFormedAndTheirLikelihoodsAreTheConstrainedOnes()
+    {
+        using var checkpoint = LlamaCheckpoint.Load(Path.Combine(Repository.Root, "models", "smiles-llama-small"), TestData.Cpu.Device, TestData.Cpu.DType);
+        var vocabulary = checkpoint.Vocabulary!;
+        var grammar = new SmilesGrammar(vocabulary);
+        var options = new SamplingOptions { Grammar = grammar, MaxNewTokens = 100 };
+        using var generator = Sampling.CreateGenerator(3);
+        var samples = Sampling.Sample(checkpoint.Model, 48, options, generator);
+        foreach (var s in samples.Where(s => s.Finished))
+        {
+            string smiles = vocabulary.DecodeRaw(s.Tokens);
+            Assert.True(Walk(grammar, vocabulary, smiles).Accepted, smiles);
+            Assert.Equal(smiles.Count(c => c == '('), smiles.Count(c => c == ')'));
+        }
+        Assert.True(samples.Count(s => s.Finished) >= 40);
+
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var constrained = Sampling.LogLikelihood(checkpoint.Model, samples, grammar).data<float>().ToArray();
+        var raw = Sampling.LogLikelihood(checkpoint.Model, samples).data<float>().ToArray();
+        for (int i = 0; i < samples.Count; i++)
+        {
+            Assert.Equal(samples[i].LogLikelihood, constrained[i], 3);
+            // Renormalising over fewer tokens can only raise a sequence's probability.
+            Assert.True(constrained[i] >= raw[i] - 1e-4, $"sample {i}: constrained {constrained[i]} < raw {raw[i]}");
+        }
+    }
+
+    [Fact]
+    public void TheDecodeSchedulerSamplesTheSameConstrainedDistribution()
+    {
+        using var checkpoint = LlamaCheckpoint.Load(Path.Combine(Repository.Root, "models", "smiles-llama-small"), TestData.Cpu.Device, TestData.Cpu.DType);
+        var vocabulary = checkpoint.Vocabulary!;
+        var generator = new SmilesGenerator(checkpoint);
+        var options = new SamplingOptions { Grammar = generator.Grammar, MaxNewTokens = 100 };
+        const string prompt = "c1ccc(";
+        var molecules = generator.Generate(24, options, seed: 5, batchSize: 8, validOnly: false, prompt: prompt);
+        Assert.True(molecules.Count(m => m.Finished) >= 20);
+        foreach (var m in molecules.Where(m => m.Finished))
+        {
+            Assert.StartsWith(prompt, m.Smiles);
+            Assert.True(Walk(generator.Grammar, vocabulary, m.Smiles).Accepted, m.Smiles);
+        }
+
+        // The likelihood the scheduler accumulated is the optimizer's constrained likelihood of the same tokens (prompt given).
+        var promptIds = generator.EncodePrompt(prompt);
+        var sequences = molecules.Select(m => new SampledSequence(
+            [.. promptIds[1..].Select(i => (long)i), .. vocabulary.Encode(m.Smiles[prompt.Length..])[1..^1].Select(i => (long)i)], m.Finished, 0)).ToList();
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var whole = Sampling.LogLikelihood(checkpoint.Model, sequences, generator.Grammar).data<float>().ToArray();
+        var promptOnly = Sampling.LogLikelihood(checkpoint.Model, [new SampledSequence([.. promptIds[1..].Select(i => (long)i)], false, 0)], generator.Grammar)
+            .data<float>()[0];
+        for (int i = 0; i < molecules.Count; i++) Assert.Equal(molecules[i].LogLikelihood, whole[i] - promptOnly, 3);
+
+        var refused = Assert.Throws<BioForgeException>(() => generator.Generate(1, options, 0, 1, false, prompt: "C)"));
+        Assert.Contains("token 2", refused.Message);
+    }
+}
