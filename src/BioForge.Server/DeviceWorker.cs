@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Threading.Channels;
+using BioForge.Runtime;
 
 namespace BioForge.Server;
 
@@ -90,6 +91,51 @@ public sealed class DeviceWorker : IDisposable
             Interlocked.Decrement(ref waiting);
             throw ApiError.Overloaded($"the {Name} queue is full ({capacity} waiting); retry later");
         }
+        return Enqueue(() =>
+        {
+            long start = Stopwatch.GetTimestamp();
+            var result = work();
+            Measured(size, Stopwatch.GetElapsedTime(start));
+            return result;
+        }, cancellation, estimate);
+    }
+
+    /// <summary>Device time of one slice of <see cref="RunSlicedAsync"/>: other requests wait at most about this long for it.</summary>
+    public static readonly TimeSpan SliceTime = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>
+    /// Long work (<c>each_position</c>, large <c>score-variants</c>) in slices of about <see cref="SliceTime"/>: after
+    /// each slice the work goes to the back of the queue, so requests that arrived meanwhile run in between instead of
+    /// waiting for all of it (round robin between long requests, too). Admitted (503) and measured as one piece of
+    /// <paramref name="size"/>; once admitted its slices are not refused for a full queue, so an answer is never lost
+    /// half-way. Cancellation (the deadline, the client leaving) is checked between passes.
+    /// </summary>
+    public async Task<T> RunSlicedAsync<T>(StepwiseWork<T> work, CancellationToken cancellation, WorkSize size)
+    {
+        var estimate = Estimate(size);
+        Admit(Backlog, estimate, $"the {Name} queue");
+        if (Volatile.Read(ref waiting) >= capacity) throw ApiError.Overloaded($"the {Name} queue is full ({capacity} waiting); retry later");
+        var spent = TimeSpan.Zero;
+        while (true)
+        {
+            Interlocked.Increment(ref waiting);
+            // The queue's prediction holds what is left of the whole, since the slices keep coming back until it is done.
+            var left = estimate > spent ? estimate - spent : TimeSpan.Zero;
+            bool done = await Enqueue(() =>
+            {
+                long start = Stopwatch.GetTimestamp();
+                bool finished = work.Run(SliceTime, cancellation);
+                spent += Stopwatch.GetElapsedTime(start);
+                if (finished) Measured(size, spent);
+                return finished;
+            }, cancellation, left);
+            if (done) return work.Result;
+        }
+    }
+
+    /// <summary>Queues a piece already counted in <c>waiting</c>, predicted to take <paramref name="estimate"/>.</summary>
+    private Task<T> Enqueue<T>(Func<T> work, CancellationToken cancellation, TimeSpan estimate)
+    {
         long ticks = (long)(estimate.TotalSeconds * Stopwatch.Frequency);
         Interlocked.Add(ref queuedTicks, ticks);
         var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -102,13 +148,10 @@ public sealed class DeviceWorker : IDisposable
                 done.TrySetCanceled(cancellation);
                 return;
             }
-            long start = Stopwatch.GetTimestamp();
-            Volatile.Write(ref runningEnd, start + Math.Max(1, ticks));
+            Volatile.Write(ref runningEnd, Stopwatch.GetTimestamp() + Math.Max(1, ticks));
             try
             {
-                var result = work();
-                Measured(size, Stopwatch.GetElapsedTime(start));
-                done.TrySetResult(result);
+                done.TrySetResult(work());
             }
             catch (Exception e)
             {

@@ -512,6 +512,53 @@ public sealed class ServerLoadSheddingTests(Xunit.Abstractions.ITestOutputHelper
 /// <summary>The batcher itself: grouping under the budget, shedding beyond capacity, dropping abandoned requests.</summary>
 public sealed class DynamicBatcherTests
 {
+    /// <summary>
+    /// Long work runs in slices: a short piece queued while it runs is answered after the slice in flight, not after the
+    /// whole (the old behaviour: one each_position request held every other request for its whole timeout).
+    /// </summary>
+    [Fact]
+    public async Task AShortPieceRunsBetweenTheSlicesOfLongWork()
+    {
+        using var device = new DeviceWorker("test", 100, new ServerMetrics());
+        const int passes = 40;
+        int done = 0;
+        using var started = new ManualResetEventSlim();
+        IEnumerable<int> Passes()
+        {
+            for (int i = 0; i < passes; i++)
+            {
+                started.Set();
+                Thread.Sleep(25); // about 10 passes per slice
+                done++;
+                yield return 1;
+            }
+        }
+        using var work = new BioForge.Runtime.StepwiseWork<int>(Passes(), () => done);
+        var sliced = device.RunSlicedAsync(work, CancellationToken.None, new WorkSize("long", 1));
+        Assert.True(started.Wait(TimeSpan.FromMinutes(1)));
+        int doneWhenShortRan = await device.RunAsync(() => Volatile.Read(ref done), CancellationToken.None, new WorkSize("short", 1));
+        Assert.Equal(passes, await sliced);
+        Assert.True(doneWhenShortRan < passes, $"the short piece ran after all {passes} passes");
+
+        // Cancelled between slices: the rest is not computed.
+        int ran = 0;
+        IEnumerable<int> Endless()
+        {
+            while (true)
+            {
+                Thread.Sleep(5);
+                ran++;
+                yield return 1;
+            }
+        }
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(600));
+        using var endless = new BioForge.Runtime.StepwiseWork<int>(Endless(), () => 0);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => device.RunSlicedAsync(endless, cancel.Token, new WorkSize("endless", 1)));
+        int after = ran;
+        await device.RunAsync(() => 0, CancellationToken.None, new WorkSize("short", 1));
+        Assert.Equal(after, ran);
+    }
+
     [Fact]
     public async Task ARequestAfterShutdownIsAnsweredAt503InsteadOfWaitingForever()
     {

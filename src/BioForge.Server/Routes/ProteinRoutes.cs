@@ -93,7 +93,7 @@ internal static class ProteinRoutes
             if (request.EachPosition)
             {
                 if (sequence.Contains('<') || request.Positions is { Length: > 0 }) throw ApiError.Invalid("each_position takes a plain sequence (no <mask>, no positions)", "each_position");
-                var profile = await state.WithDeadline(context, token => state.Device.RunAsync(() => new VariantScorer(esm, 16_384).Profile(sequence, request.TopK, cancellation: token), token,
+                var profile = await state.WithDeadline(context, token => state.Device.RunSlicedAsync(new VariantScorer(esm, 16_384).ProfileStepwise(sequence, request.TopK), token,
                     new WorkSize("fill-mask each_position", (double)sequence.Length * sequence.Length)));
                 return Results.Json(new FillMaskResponse(model.Name, sequence, [.. profile.Select(p => new MaskedPosition(p.Position,
                     [.. p.Candidates.Select(c => new Candidate(c.Token, c.Probability))], p.WildType, p.WildTypeProbability))]), Json.Options);
@@ -145,7 +145,7 @@ internal static class ProteinRoutes
                     throw ApiError.Invalid($"mutations[{i}]: {e.Message}", $"mutations[{i}]");
                 }
             }).ToList();
-            var scores = await state.WithDeadline(context, token => state.Device.RunAsync(() => new VariantScorer(esm, 8192).Score(sequence, variants, cancellation: token), token,
+            var scores = await state.WithDeadline(context, token => state.Device.RunSlicedAsync(new VariantScorer(esm, 8192).ScoreStepwise(sequence, variants), token,
                 new WorkSize("score-variants", (double)sequence.Length * variants.SelectMany(v => v.Substitutions.Select(s => s.Position)).Distinct().Count())));
             return Results.Json(new VariantResponse(model.Name, [.. variants.Select((v, i) => new VariantScore(v.Name, scores[i]))]), Json.Options);
         })

@@ -1,4 +1,5 @@
 using BioForge.Models.Esm;
+using BioForge.Runtime;
 using static TorchSharp.torch;
 
 namespace BioForge.Proteins;
@@ -15,6 +16,13 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
     /// <param name="cancellation">Checked between forward passes, so a caller's deadline bounds the work to one more batch.</param>
     public double[] Score(string wildType, IReadOnlyList<Variant> variants, IProgress<int>? progress = null, CancellationToken cancellation = default)
     {
+        using var work = ScoreStepwise(wildType, variants);
+        return work.RunToEnd(progress, cancellation);
+    }
+
+    /// <summary><see cref="Score"/> as passes a server can interleave with other requests.</summary>
+    public StepwiseWork<double[]> ScoreStepwise(string wildType, IReadOnlyList<Variant> variants)
+    {
         var tokens = SingleSequence.Encode(model, wildType);
         foreach (var v in variants)
             foreach (var s in v.Substitutions)
@@ -22,12 +30,12 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
                     throw new BioForgeException($"mutation '{v.Name}': '{s.Mutant}' is not an amino-acid letter of the model's vocabulary");
 
         var sites = variants.SelectMany(v => v.Substitutions.Select(s => s.Position)).Distinct().Order().ToArray();
-        var logProbs = SiteLogProbabilities(tokens, sites, progress, cancellation);
-        return variants.Select(v => v.Substitutions.Sum(s =>
+        var logProbs = new Dictionary<int, float[]>();
+        return new StepwiseWork<double[]>(SiteLogProbabilities(tokens, sites, logProbs), () => [.. variants.Select(v => v.Substitutions.Sum(s =>
         {
             var lp = logProbs[s.Position];
             return (double)lp[model.Tokenizer.IdOf(s.Mutant.ToString())] - lp[model.Tokenizer.IdOf(s.WildType.ToString())];
-        })).ToArray();
+        }))]);
     }
 
     /// <summary>
@@ -36,24 +44,34 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
     /// </summary>
     public IReadOnlyList<SiteProfile> Profile(string wildType, int topK, IProgress<int>? progress = null, CancellationToken cancellation = default)
     {
+        using var work = ProfileStepwise(wildType, topK);
+        return work.RunToEnd(progress, cancellation);
+    }
+
+    /// <summary><see cref="Profile"/> as passes a server can interleave with other requests.</summary>
+    public StepwiseWork<IReadOnlyList<SiteProfile>> ProfileStepwise(string wildType, int topK)
+    {
         var tokens = SingleSequence.Encode(model, wildType);
         var sites = Enumerable.Range(1, tokens.Length - 2).ToArray();
-        var logProbs = SiteLogProbabilities(tokens, sites, progress, cancellation);
+        var logProbs = new Dictionary<int, float[]>();
         var vocabulary = model.Tokenizer.Vocabulary;
         var residues = Enumerable.Range(0, vocabulary.Count).Where(i => vocabulary[i].Length == 1 && char.IsLetter(vocabulary[i][0])).ToArray();
-        return [.. sites.Select(site =>
+        return new StepwiseWork<IReadOnlyList<SiteProfile>>(SiteLogProbabilities(tokens, sites, logProbs), () => [.. sites.Select(site =>
         {
             var lp = logProbs[site];
             var best = residues.OrderByDescending(i => lp[i]).Take(topK).Select((id, rank) => new MaskCandidate(rank + 1, vocabulary[id], Math.Exp(lp[id])));
             return new SiteProfile(site, vocabulary[tokens[site]], Math.Exp(lp[tokens[site]]), [.. best]);
-        })];
+        })]);
     }
 
     private bool IsResidueToken(char letter) =>
         model.Tokenizer.Vocabulary.Contains(letter.ToString()) && char.IsLetter(letter);
 
-    /// <summary>log p(· | sequence with that site masked) at each site, one masked copy of the sequence per site.</summary>
-    private Dictionary<int, float[]> SiteLogProbabilities(int[] tokens, int[] sites, IProgress<int>? progress, CancellationToken cancellation)
+    /// <summary>
+    /// log p(· | sequence with that site masked) into <paramref name="result"/>, one masked copy of the sequence per
+    /// site, one forward pass per yield (the sites it finished).
+    /// </summary>
+    private IEnumerable<int> SiteLogProbabilities(int[] tokens, int[] sites, Dictionary<int, float[]> result)
     {
         var masked = sites.Select(site =>
         {
@@ -61,18 +79,12 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
             copy[site] = model.Tokenizer.MaskId; // token index = residue position, because <cls> sits at 0
             return copy;
         }).ToList();
-        var result = new Dictionary<int, float[]>();
         foreach (var batch in TokenBatches.ByLength(masked, batchTokens, model.Tokenizer.PadId, model.Device))
         {
-            if (cancellation.IsCancellationRequested)
+            try
             {
-                batch.InputIds.Dispose();
-                batch.AttentionMask.Dispose();
-                cancellation.ThrowIfCancellationRequested();
-            }
-            using (var scope = NewDisposeScope())
-            using (no_grad())
-            {
+                using var scope = NewDisposeScope();
+                using var _ = no_grad();
                 var logits = model.Model.Forward(batch.InputIds, batch.AttentionMask, new EsmForwardOptions { Logits = true }).Logits!;
                 for (int r = 0; r < batch.Indices.Length; r++)
                 {
@@ -80,10 +92,12 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
                     result[site] = logits[r, site].to(ScalarType.Float32).log_softmax(-1).cpu().data<float>().ToArray();
                 }
             }
-            batch.InputIds.Dispose();
-            batch.AttentionMask.Dispose();
-            progress?.Report(batch.Indices.Length);
+            finally
+            {
+                batch.InputIds.Dispose();
+                batch.AttentionMask.Dispose();
+            }
+            yield return batch.Indices.Length;
         }
-        return result;
     }
 }
