@@ -19,6 +19,8 @@ parser.add_argument("--sample-s", type=float, default=30)
 parser.add_argument("--ceiling-mib", type=float)
 parser.add_argument("--protein-model", default="esm2-small")
 parser.add_argument("--smiles-model", default="smiles-llama-small")
+parser.add_argument("--clients", default="", help="override client counts: kind=n,… (kinds: see `work` below)")
+parser.add_argument("--long-residues", default="600-1000", help="length range of the each_position and contacts proteins")
 args = parser.parse_args()
 
 random.seed(0)
@@ -31,7 +33,8 @@ for line in gzip.open("data/proteins/uniprot20k.fasta.gz", "rt"):
         seq.append(line.strip())
 proteins = [p for p in proteins if set(p) <= set("ACDEFGHIKLMNPQRSTVWY")]
 short = [p for p in proteins if 50 <= len(p) <= 400][:2000]
-long = [p for p in proteins if 600 <= len(p) <= 1000][:200]
+low, high = map(int, args.long_residues.split("-"))
+long = [p for p in proteins if low <= len(p) <= high][:200]
 smiles = [l.split()[0] for l in gzip.open("data/zinc250k/train.smi.gz", "rt") if l.strip()][:5000]
 
 statuses, lock, deadline = Counter(), threading.Lock(), time.time() + args.seconds
@@ -43,8 +46,9 @@ def post(route, body, timeout=120):
             response.read()
             status = response.status
     except urllib.error.HTTPError as e:
-        e.read()
+        text = e.read()
         status = e.code
+        if status == 500: print(json.dumps({"route": route, "status": 500, "body": text[:500].decode(errors="replace")}), flush=True)
     except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
         status = type(e).__name__
     with lock:
@@ -69,6 +73,10 @@ work = {
     "completions": lambda: post("/v1/completions", {"model": args.smiles_model, "n": random.randint(1, 16), "stream": True}),
 }
 clients = {"embed-protein": 6, "each-position": 1, "contacts": 1, "variants": 1, "embed-smiles": 2, "props": 1, "generate": 1, "completions": 3}
+for item in filter(None, args.clients.split(",")):
+    kind, n = item.split("=")
+    if kind not in work: raise SystemExit(f"--clients: unknown kind {kind!r} (one of {', '.join(work)})")
+    clients[kind] = int(n)
 
 def client(kind):
     while time.time() < deadline:
@@ -90,11 +98,13 @@ while time.time() < deadline:
     with lock: answered = sum(statuses.values())
     print(json.dumps({"t_s": round(time.time() - start), "rss_mib": round(samples[-1]), "requests": answered}), flush=True)
 for t in threads: t.join(timeout=180)
+time.sleep(15)
+idle = rss_mib()  # what the server keeps once the load has stopped
 by_route = {}
 for (route, status), n in sorted(statuses.items(), key=str):
     by_route.setdefault(route, {})[str(status)] = n
 summary = {"seconds": round(time.time() - start), "requests": sum(statuses.values()), "statuses": by_route,
            "rss_mib_max": round(max(samples)), "rss_mib_last": round(samples[-1]),
-           "rss_mib_second_half_max": round(max(samples[len(samples) // 2:])), "ceiling_mib": args.ceiling_mib}
+           "rss_mib_second_half_max": round(max(samples[len(samples) // 2:])), "rss_mib_idle_after": round(idle), "ceiling_mib": args.ceiling_mib}
 print(json.dumps(summary), flush=True)
 raise SystemExit(1 if args.ceiling_mib and max(samples) > args.ceiling_mib else 0)

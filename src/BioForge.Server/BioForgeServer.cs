@@ -14,8 +14,11 @@ namespace BioForge.Server;
 
 /// <summary>What every route handler gets: the models, the workers they run on, the metrics, the settings.</summary>
 public sealed class ServerState(ServerOptions options, ComputeOptions compute, ModelCatalog models, DeviceWorker device, DeviceWorker longWork,
-    ServerMetrics metrics, ScreenJobs jobs)
+    ServerMetrics metrics, ScreenJobs jobs, Action<string>? log = null)
 {
+    /// <summary>The operator's log (standard error of <c>bioforge serve</c>): internal errors go here with their stack.</summary>
+    public Action<string>? Log { get; } = log;
+
     public ServerOptions Options { get; } = options;
     public ComputeOptions Compute { get; } = compute;
     public ModelCatalog Models { get; } = models;
@@ -120,7 +123,7 @@ public sealed class BioForgeServer : IAsyncDisposable
                 log?.Invoke($"model {m.Name}: /v1/completions, {c.Mode.ToString().ToLowerInvariant()} batching, {c.Slots} sequences of {c.Length} tokens ({c.CacheBytes / 1e6:F0} MB of keys and values)");
         }
         foreach (var (name, dir, m) in models.AffinityModels) log?.Invoke($"model {name}: affinity ({m.Manifest.Measure}, {dir})");
-        var state = new ServerState(options, compute, models, device, longWork, metrics, new ScreenJobs(options.MaxJobs));
+        var state = new ServerState(options, compute, models, device, longWork, metrics, new ScreenJobs(options.MaxJobs), log);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.ClearProviders();
@@ -187,6 +190,8 @@ public sealed class BioForgeServer : IAsyncDisposable
                 BioForgeException bio => ApiError.Invalid(bio.Message),
                 _ => new ApiError(StatusCodes.Status500InternalServerError, $"internal error: {e.GetType().Name}: {e.Message}"),
             };
+            if (error.Status >= 500 && error.Status != StatusCodes.Status503ServiceUnavailable && error.Status != StatusCodes.Status504GatewayTimeout)
+                state.Log?.Invoke($"{context.Request.Method} {context.Request.Path}: {error.Status} {e}");
             await error.WriteAsync(context);
         }
         catch (Exception) when (context.RequestAborted.IsCancellationRequested)

@@ -182,9 +182,20 @@ public sealed class DeviceWorker : IDisposable
     private void Loop()
     {
         var reader = queue.Reader;
+        long lastRelease = 0;
         while (reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+        {
             while (reader.TryRead(out var work)) work();
+            // Idle: what the work freed goes back to the system, at most once per interval (the heap walk costs milliseconds).
+            if (Stopwatch.GetElapsedTime(lastRelease) >= ReleaseInterval)
+            {
+                TorchRuntime.ReleaseFreedMemory();
+                lastRelease = Stopwatch.GetTimestamp();
+            }
+        }
     }
+
+    private static readonly TimeSpan ReleaseInterval = TimeSpan.FromSeconds(1);
 
     /// <summary>
     /// Takes no more work and waits up to <paramref name="timeout"/> for the thread to finish what it holds. False when

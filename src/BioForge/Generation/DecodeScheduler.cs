@@ -136,7 +136,15 @@ public sealed class DecodeScheduler : IDisposable
         var decoding = running.Where(r => r.Pending >= 0).ToList();
         var admitted = Admit();
         int tokens = 0;
-        foreach (var group in admitted.GroupBy(r => r.Job.Prompt.Length))
+        // A one-token prompt (the begin token alone: de novo samples) is fed like any running row's pending token, at
+        // position 0 in the same forward pass; a separate prefill pass for the few rows admitted at each step would
+        // cost a whole pass of fixed overhead per step on a CPU.
+        foreach (var r in admitted.Where(r => r.Job.Prompt.Length == 1))
+        {
+            r.Pending = r.Job.Prompt[0];
+            decoding.Add(r);
+        }
+        foreach (var group in admitted.Where(r => r.Job.Prompt.Length > 1).GroupBy(r => r.Job.Prompt.Length))
             tokens += Forward([.. group], group.Key, prefill: true);
         if (decoding.Count > 0) tokens += Forward(decoding, 1, prefill: false);
         Volatile.Write(ref runningCount, running.Count);

@@ -163,6 +163,19 @@ public static partial class TorchRuntime
     /// <summary>The OMP_WAIT_POLICY of the C environment, which LibTorch's OpenMP read when it loaded (null: libgomp's spinning default).</summary>
     public static string? OpenMpWaits => OperatingSystem.IsLinux() ? Marshal.PtrToStringUTF8(GetEnvironment("OMP_WAIT_POLICY")) : null;
 
+    /// <summary>
+    /// Gives memory the C allocator holds free back to the system (glibc's <c>malloc_trim</c>; a no-op elsewhere).
+    /// LibTorch's CPU tensors come from malloc: after a burst of large activations glibc keeps the freed blocks in its
+    /// arenas, so a server's resident memory stays at its peak although nothing uses it. Call when idle: it walks the heap.
+    /// </summary>
+    public static void ReleaseFreedMemory()
+    {
+        if (OperatingSystem.IsLinux()) _ = MallocTrim(0);
+    }
+
+    [LibraryImport("libc", EntryPoint = "malloc_trim")]
+    private static partial int MallocTrim(nuint pad);
+
     [LibraryImport("libc", EntryPoint = "setenv", StringMarshalling = StringMarshalling.Utf8)]
     private static partial int SetEnvironment(string name, string value, int overwrite);
 
