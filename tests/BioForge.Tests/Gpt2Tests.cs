@@ -182,6 +182,48 @@ public sealed class Gpt2Tests
         Assert.True(one.Select(s => s.Text).Distinct().Count() > 1, "five samples at temperature 1 were all equal");
     }
 
+    /// <summary><c>generate</c> writes the generator's samples (FASTA or one per line); <c>embed</c> writes the encoder's mean embeddings.</summary>
+    [Fact]
+    public void GenerateAndEmbedCommandsWorkWithAGpt2Checkpoint()
+    {
+        string dir = TestData.TempDirectory();
+        IReadOnlyList<GeneratedText> expected;
+        using (var checkpoint = Gpt2Checkpoint.Load(Fixture, TestData.Cpu.Device, TestData.Cpu.DType))
+            expected = new TextGenerator(checkpoint).Generate(3, new SamplingOptions { MaxNewTokens = 15, TopP = 0.9 }, seed: 2, batchSize: 3, prompt: "MK");
+        var (code, _, err) = Run("generate", "--model", Fixture, "--n", "3", "--seed", "2", "--prompt", "MK", "--max-length", "15", "--top-p", "0.9",
+            "--out", Path.Combine(dir, "gen.fasta"));
+        Assert.True(code == 0, err);
+        var records = FastaReader.Read(Path.Combine(dir, "gen.fasta"), alphabet: null).ToList();
+        Assert.Equal(expected.Select(s => string.Concat(s.Text.Where(c => !char.IsWhiteSpace(c)))), records.Select(r => r.Sequence));
+        Assert.Equal(0, Run("generate", "--model", Fixture, "--n", "3", "--seed", "2", "--prompt", "MK", "--max-length", "15", "--top-p", "0.9",
+            "--out", Path.Combine(dir, "gen.txt")).Code);
+        Assert.Equal(expected.Select(s => s.Text.ReplaceLineEndings(" ")), File.ReadAllLines(Path.Combine(dir, "gen.txt")));
+        var refused = Run("generate", "--model", Fixture, "--n", "1", "--valid-only", "--out", Path.Combine(dir, "x.smi"));
+        Assert.Equal(2, refused.Code);
+        Assert.Contains("--valid-only applies to SMILES models", refused.Err, StringComparison.Ordinal);
+
+        File.WriteAllText(Path.Combine(dir, "in.fasta"), ">a\nMKALLLLEAGS\n>b\nGS\n");
+        (code, _, err) = Run("embed", "--model", Fixture, "--in", Path.Combine(dir, "in.fasta"), "--out", Path.Combine(dir, "emb.npy"));
+        Assert.True(code == 0, err);
+        using var scope = NewDisposeScope();
+        using var encoder = SequenceEncoder.Load(Fixture, TestData.Cpu.Device);
+        using var noGrad = no_grad();
+        var direct = encoder.MeanOverResidues([encoder.Encode("MKALLLLEAGS"), encoder.Encode("GS")], TestData.Cpu.Device);
+        float[] written = [.. File.ReadAllBytes(Path.Combine(dir, "emb.npy")).AsSpan()[^(2 * 64 * 4)..].ToArray().Chunk(4).Select(b => BitConverter.ToSingle(b))];
+        AssertClose(direct, tensor(written, [2, 64]), "embed --model gpt2");
+        refused = Run("embed", "--model", Fixture, "--in", Path.Combine(dir, "in.fasta"), "--out", Path.Combine(dir, "e.npy"), "--pool", "cls");
+        Assert.Contains("--pool mean over its final layer only", refused.Err, StringComparison.Ordinal);
+        Directory.Delete(dir, recursive: true);
+    }
+
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = Cli.Cli.Run([.. args, "--device", "cpu", "--threads", "2"], output, error);
+        return (code, output.ToString(), error.ToString());
+    }
+
     private static long[] FixtureGreedy()
     {
         using var expected = SafetensorsFile.Open(Path.Combine(Fixture, "expected.safetensors"));

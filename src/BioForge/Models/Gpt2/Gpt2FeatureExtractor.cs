@@ -29,6 +29,8 @@ internal sealed class Gpt2FeatureExtractor : SequenceEncoder
     public override EncodedSequence Encode(string sequence)
     {
         var ids = checkpoint.Tokenizer.EncodeExactly(sequence, $"'{(sequence.Length <= 40 ? sequence : sequence[..37] + "...")}'");
+        if (ids.Length + 2 > checkpoint.Config.MaxPositions)
+            throw new BioForgeException($"the text has {ids.Length} tokens; the model takes at most {checkpoint.Config.MaxPositions - 2} (n_positions {checkpoint.Config.MaxPositions} minus the begin and end tokens)");
         return new EncodedSequence([checkpoint.Config.BosTokenId, .. ids.Select(i => (long)i), checkpoint.Config.EosTokenId], 0);
     }
 
