@@ -167,6 +167,10 @@ public sealed class Gpt2Tests
         File.WriteAllText(Path.Combine(dir, PyTorchStateDict.SingleFileName), "not a zip");
         Assert.Contains("pytorch_model.bin: not a PyTorch state_dict", Assert.Throws<BioForgeException>(() => Tiny(dir)).Message, StringComparison.Ordinal);
         Directory.Delete(dir, recursive: true);
+
+        var run = Assert.Throws<BioForgeException>(() => TinyRuns.Config("data:\n  dir: corpus\nmodel:\n  type: gpt2\ntrain:\n  steps: 10\n  output_dir: runs/x\n"));
+        Assert.Contains("model.type gpt2", run.Message, StringComparison.Ordinal);
+        Assert.Contains("does not train them", run.Message, StringComparison.Ordinal);
     }
 
     [Fact]
