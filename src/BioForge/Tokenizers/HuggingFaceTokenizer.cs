@@ -106,19 +106,25 @@ public sealed class HuggingFaceTokenizer : IDisposable
 
     private static int CountTokens(string path, string source)
     {
+        JsonObject json;
         try
         {
-            var json = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new BioForgeException($"{source}: not a JSON object");
-            var ids = new List<int>();
-            if (json["model"]?["vocab"] is JsonObject vocab) ids.AddRange(vocab.Select(kv => kv.Value!.GetValue<int>()));
-            if (json["added_tokens"] is JsonArray added) ids.AddRange(added.Select(t => t!["id"]!.GetValue<int>()));
-            if (ids.Count == 0) throw new BioForgeException($"{source}: no vocabulary (model.vocab)");
-            return ids.Max() + 1;
+            json = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new BioForgeException($"{source}: not a JSON object");
         }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or NullReferenceException)
+        catch (JsonException e)
         {
-            throw new BioForgeException($"{source}: not a valid tokenizer file ({e.Message})");
+            throw new BioForgeException($"{source}: not valid JSON ({e.Message})");
         }
+        var ids = new List<int>();
+        if (json["model"]?["vocab"] is JsonObject vocab)
+            foreach (var (token, id) in vocab) ids.Add(Id(id, $"model.vocab '{token}'"));
+        if (json["added_tokens"] is JsonArray added)
+            foreach (var token in added) ids.Add(Id(token?["id"], "added_tokens[].id"));
+        if (ids.Count == 0) throw new BioForgeException($"{source}: no vocabulary (model.vocab)");
+        return ids.Max() + 1;
+
+        int Id(JsonNode? node, string what) => node is JsonValue v && v.TryGetValue(out int i) && i >= 0
+            ? i : throw new BioForgeException($"{source}: {what} must be a non-negative integer id");
     }
 
     /// <summary>GPT-2's tokenizer as tokenizer.json describes it: byte-level pre-tokenizer and decoder around a BPE model.</summary>
