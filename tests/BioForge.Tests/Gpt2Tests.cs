@@ -121,6 +121,8 @@ public sealed class Gpt2Tests
         }
         var refused = Assert.Throws<BioForgeException>(() => json.EncodeExactly("MKBL", "prompt"));
         Assert.Contains("'B' at position 3", refused.Message, StringComparison.Ordinal);
+        refused = Assert.Throws<BioForgeException>(() => json.EncodeExactly("MK<|endoftext|>", "prompt"));
+        Assert.Contains("special token '<|endoftext|>' at position 3", refused.Message, StringComparison.Ordinal);
     }
 
     [Fact]

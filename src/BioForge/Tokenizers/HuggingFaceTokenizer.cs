@@ -19,11 +19,15 @@ public sealed class HuggingFaceTokenizer : IDisposable
     private readonly Tokenizer tokenizer;
     private readonly Lock gate = new();
 
-    private HuggingFaceTokenizer(Tokenizer tokenizer, string source, int count)
+    /// <summary>The added special tokens' texts (<c>&lt;|endoftext|&gt;</c>): decoding drops them, so text holding one cannot round-trip.</summary>
+    private readonly IReadOnlyList<string> special;
+
+    private HuggingFaceTokenizer(Tokenizer tokenizer, string source, int count, IReadOnlyList<string> special)
     {
         this.tokenizer = tokenizer;
         Source = source;
         Count = count;
+        this.special = special;
     }
 
     /// <summary>The file it was read from, for messages.</summary>
@@ -60,10 +64,10 @@ public sealed class HuggingFaceTokenizer : IDisposable
 
     private static HuggingFaceTokenizer Open(string path, string source)
     {
-        int count = CountTokens(path, source);
+        var (count, special) = ReadVocabulary(path, source);
         try
         {
-            return new HuggingFaceTokenizer(new Tokenizer(path), source, count);
+            return new HuggingFaceTokenizer(new Tokenizer(path), source, count, special);
         }
         catch (Exception e) when (e is TokenizerException or DllNotFoundException or EntryPointNotFoundException or BadImageFormatException)
         {
@@ -92,6 +96,9 @@ public sealed class HuggingFaceTokenizer : IDisposable
     /// </summary>
     public int[] EncodeExactly(string text, string what)
     {
+        foreach (string token in special)
+            if (text.IndexOf(token, StringComparison.Ordinal) is int found and >= 0)
+                throw new BioForgeException($"{what}: holds the special token '{token}' at position {found + 1}; special tokens are added by BioForge, not read from text");
         var ids = Encode(text);
         string back = Decode(ids);
         if (back != text)
@@ -104,7 +111,7 @@ public sealed class HuggingFaceTokenizer : IDisposable
 
     public void Dispose() => tokenizer.Dispose();
 
-    private static int CountTokens(string path, string source)
+    private static (int Count, List<string> Special) ReadVocabulary(string path, string source)
     {
         JsonObject json;
         try
@@ -116,12 +123,19 @@ public sealed class HuggingFaceTokenizer : IDisposable
             throw new BioForgeException($"{source}: not valid JSON ({e.Message})");
         }
         var ids = new List<int>();
+        var special = new List<string>();
         if (json["model"]?["vocab"] is JsonObject vocab)
             foreach (var (token, id) in vocab) ids.Add(Id(id, $"model.vocab '{token}'"));
         if (json["added_tokens"] is JsonArray added)
-            foreach (var token in added) ids.Add(Id(token?["id"], "added_tokens[].id"));
+            foreach (var token in added)
+            {
+                ids.Add(Id(token?["id"], "added_tokens[].id"));
+                if (token?["special"] is JsonValue flag && flag.TryGetValue(out bool isSpecial) && isSpecial
+                    && token["content"] is JsonValue content && content.TryGetValue(out string? text) && text.Length > 0)
+                    special.Add(text);
+            }
         if (ids.Count == 0) throw new BioForgeException($"{source}: no vocabulary (model.vocab)");
-        return ids.Max() + 1;
+        return (ids.Max() + 1, special);
 
         int Id(JsonNode? node, string what) => node is JsonValue v && v.TryGetValue(out int i) && i >= 0
             ? i : throw new BioForgeException($"{source}: {what} must be a non-negative integer id");
