@@ -2,6 +2,8 @@ using System.CommandLine;
 using System.Diagnostics;
 using BioForge.Generation;
 using BioForge.IO;
+using BioForge.Models;
+using BioForge.Models.Gpt2;
 using BioForge.Models.Llama;
 
 namespace BioForge.Cli;
@@ -11,7 +13,7 @@ internal static class GenerateCommand
 {
     public static Command Create(TextWriter output, TextWriter error)
     {
-        var model = Options.Required("--model", "SMILES language model directory (config.json, model.safetensors, vocab.json)");
+        var model = Options.Required("--model", "SMILES language model directory (config.json, model.safetensors, vocab.json), or a GPT-2 checkpoint with its tokenizer");
         var count = new Option<int>("--n") { Description = "number of molecules", Required = true };
         var outPath = Options.Required("--out", "output .smi: one SMILES per line");
         var temperature = new Option<double>("--temperature") { Description = "softmax temperature (< 1: safer, > 1: more diverse)", DefaultValueFactory = _ => 1.0 };
@@ -34,6 +36,14 @@ internal static class GenerateCommand
         command.SetAction(result => Cli.Guard(error, () =>
         {
             var options = compute.Resolve(result);
+            if (ModelRegistry.Of(result.GetValue(model)!) is Gpt2Family)
+            {
+                TextSamples.RefuseSmilesOptions(result, validOnly, grammar);
+                var text = new SamplingOptions { Temperature = result.GetValue(temperature), TopK = result.GetValue(topK), TopP = result.GetValue(topP), MaxNewTokens = result.GetValue(maxLength) };
+                if (text.TopK < 0) throw new BioForgeException($"--top-k must be >= 0 (got {text.TopK})");
+                if (text.MaxNewTokens < 1) throw new BioForgeException($"--max-length must be positive (got {text.MaxNewTokens})");
+                return TextSamples.Run(output, result.GetValue(model)!, options, result.GetValue(count), text, result.GetValue(seed), result.GetValue(batch), result.GetValue(prompt)!, result.GetValue(outPath)!);
+            }
             using var checkpoint = LlamaCheckpoint.Load(result.GetValue(model)!, options.Device, options.DType);
             var generator = new SmilesGenerator(checkpoint);
             var sampling = new SamplingOptions

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using BioForge.Distributed;
 using BioForge.IO;
+using BioForge.Models;
 using BioForge.Models.Esm;
 using BioForge.Proteins;
 using BioForge.Statistics;
@@ -13,6 +14,9 @@ namespace BioForge.Cli;
 internal static class ProteinCommands
 {
     private static Option<string> ModelOption() => Options.Required("--model", "Hugging Face ESM-2 checkpoint directory (config.json + safetensors)");
+
+    private static Option<string> EmbedModelOption() =>
+        Options.Required("--model", "checkpoint directory: ESM-2, or a decoder of another registered family (GPT-2, Llama; mean pooling of the final layer)");
 
     private static Option<int> BatchTokensOption() => Options.Int("--batch-tokens", "token budget per batch (sequences × padded length)", 4096);
 
@@ -32,7 +36,7 @@ internal static class ProteinCommands
 
     private static Command Embed(TextWriter output, TextWriter error)
     {
-        var model = ModelOption();
+        var model = EmbedModelOption();
         var input = Options.Required("--in", "FASTA file (.fasta, .fa, optionally .gz)");
         var outPath = Options.Required("--out", "output file: .csv, .npy or .safetensors");
         var pool = new Option<string>("--pool") { Description = "mean over residues, the <cls> vector, or none (one vector per residue)", DefaultValueFactory = _ => "mean" };
@@ -41,22 +45,26 @@ internal static class ProteinCommands
         var batchTokens = BatchTokensOption();
         var unknown = new Option<bool>("--unknown-as-unk") { Description = "map letters outside the alphabet to <unk> instead of failing" };
         var compute = new ComputeOptionSet();
-        var command = new Command("embed", "Embed protein sequences with an ESM-2 model") { model, input, outPath, pool, layer, batchTokens, unknown };
+        var command = new Command("embed", "Embed sequences with a language model (ESM-2, or a GPT-2 / Llama decoder)") { model, input, outPath, pool, layer, batchTokens, unknown };
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
         {
             string inPath = result.GetValue(input)!, target = result.GetValue(outPath)!;
             var pooling = Enum.Parse<Pooling>(result.GetValue(pool)!, ignoreCase: true);
-            var alphabet = result.GetValue(unknown) ? null : FastaReader.ProteinAlphabet;
+            var family = ModelRegistry.Of(result.GetValue(model)!);
+            // Other families read the text with their own tokenizer, which refuses what it cannot hold.
+            var alphabet = result.GetValue(unknown) || family is not EsmFamily ? null : FastaReader.ProteinAlphabet;
             long total = FastaReader.Read(inPath, alphabet).LongCount(); // validates the whole file before any compute
-            using var esm = LoadModel(result, model, compute);
-            var embedder = new EsmEmbedder(esm, new EmbedOptions
+            if (family is not EsmFamily && (pooling != Pooling.Mean || result.GetValue(layer) != -1))
+                throw new BioForgeException($"--pool {result.GetValue(pool)} --layer {result.GetValue(layer)}: a {family.ModelType} model embeds with --pool mean over its final layer only");
+            var (modelInfo, embed) = OpenEmbedder(result, model, compute, family, new EmbedOptions
             {
                 Pooling = pooling,
                 Layer = result.GetValue(layer),
                 BatchTokens = result.GetValue(batchTokens),
                 UnknownAsUnk = result.GetValue(unknown),
             });
+            using var loaded = modelInfo.Model;
             var metadata = new Dictionary<string, string>
             {
                 ["model"] = Path.GetFullPath(result.GetValue(model)!),
@@ -72,7 +80,7 @@ internal static class ProteinCommands
             {
                 ProgressDisplay.Run("embedding", count, progress =>
                 {
-                    foreach (var e in embedder.Embed(FastaReader.Read(inPath, alphabet).Skip((int)first).Take((int)count), progress))
+                    foreach (var e in embed(FastaReader.Read(inPath, alphabet).Skip((int)first).Take((int)count), progress))
                     {
                         writer.Write(e);
                         residues += e.Record.Sequence.Length;
@@ -83,10 +91,26 @@ internal static class ProteinCommands
             }
             if (!RankShares.Merge(world, target, parts => EmbeddingReaders.Concatenate(parts, target, pooling, metadata))) return 0;
             double seconds = clock.Elapsed.TotalSeconds;
-            output.WriteLine($"embedded {total} sequences ({(world.Size > 1 ? $"{world.Size} ranks, one file each as {RankShares.PartPath(target, 0)} …, merged" : $"{residues} residues")}, {pooling.ToString().ToLowerInvariant()} pooling, {esm.Config.HiddenSize} dims) -> {target} in {seconds:F1} s ({total / seconds:F1} seq/s) on {esm.Device.type.ToString().ToLowerInvariant()}");
+            output.WriteLine($"embedded {total} sequences ({(world.Size > 1 ? $"{world.Size} ranks, one file each as {RankShares.PartPath(target, 0)} …, merged" : $"{residues} residues")}, {pooling.ToString().ToLowerInvariant()} pooling, {modelInfo.Dims} dims) -> {target} in {seconds:F1} s ({total / seconds:F1} seq/s) on {modelInfo.Device}");
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>ESM-2 through <see cref="EsmEmbedder"/> (every pooling and layer); other families through their encoder (mean of the final layer).</summary>
+    private static ((IDisposable Model, int Dims, string Device), Func<IEnumerable<FastaRecord>, IProgress<int>, IEnumerable<Embedding>>) OpenEmbedder(
+        ParseResult result, Option<string> model, ComputeOptionSet compute, ModelFamily family, EmbedOptions options)
+    {
+        if (family is EsmFamily)
+        {
+            var esm = LoadModel(result, model, compute);
+            var embedder = new EsmEmbedder(esm, options);
+            return ((esm, esm.Config.HiddenSize, esm.Device.type.ToString().ToLowerInvariant()), (records, progress) => embedder.Embed(records, progress));
+        }
+        var resolved = compute.Resolve(result);
+        var encoder = SequenceEncoder.Load(result.GetValue(model)!, resolved.Device, resolved.DType);
+        var generic = new EncoderEmbedder(encoder, options.BatchTokens);
+        return ((encoder, encoder.HiddenSize, resolved.Device.type.ToString().ToLowerInvariant()), (records, progress) => generic.Embed(records, progress));
     }
 
     private static Command FillMask(TextWriter output, TextWriter error)

@@ -3,6 +3,7 @@ using BioForge.Discovery;
 using BioForge.Generation;
 using BioForge.Models;
 using BioForge.Models.Esm;
+using BioForge.Models.Gpt2;
 using BioForge.Models.Llama;
 using BioForge.Runtime;
 using static TorchSharp.torch;
@@ -10,7 +11,8 @@ using static TorchSharp.torch;
 namespace BioForge.Server;
 
 /// <summary>What a served model reads and what the routes can do with it.</summary>
-public enum ModelKind { Protein, Molecule, Affinity }
+/// <remarks><c>Text</c>: a GPT-2 checkpoint reading text with its own tokenizer (ProtGPT2, SMILES GPT-2s).</remarks>
+public enum ModelKind { Protein, Molecule, Affinity, Text }
 
 /// <summary>A language model served for embeddings (and, for ESM-2, the protein routes), with its own batcher.</summary>
 public sealed class LanguageModel : IDisposable
@@ -126,7 +128,8 @@ public sealed class LanguageModel : IDisposable
 
 /// <summary>
 /// The models one server holds, by name (the directory's name): loaded once at start, shared by every request. A
-/// directory is an ESM-2 checkpoint, a SMILES Llama checkpoint, or a <c>bioforge dti train</c> affinity model.
+/// directory is an ESM-2 checkpoint, a SMILES Llama checkpoint, a GPT-2 checkpoint with its tokenizer, or a
+/// <c>bioforge dti train</c> affinity model.
 /// </summary>
 public sealed class ModelCatalog : IDisposable
 {
@@ -221,6 +224,22 @@ public sealed class ModelCatalog : IDisposable
                 }
                 languageModels[name] = new LanguageModel(name, directory, ModelKind.Molecule, encoder, llama.Config.MaxPositionEmbeddings, null, llama, compute.Device, batching, device, metrics,
                     completions);
+                break;
+            case Gpt2Family:
+                var gpt2 = Gpt2Checkpoint.Load(directory, compute.Device, compute.DType);
+                var text = SequenceEncoder.ForGpt2(gpt2); // refuses a checkpoint without its tokenizer
+                DecodeService sampling;
+                try
+                {
+                    sampling = new DecodeService(name, new Gpt2Decoder(gpt2.Model), decoding, batching.QueueCapacity, device, metrics,
+                        gpt2.EncodePrompt, token => gpt2.Decode([token]));
+                }
+                catch
+                {
+                    text.Dispose();
+                    throw;
+                }
+                languageModels[name] = new LanguageModel(name, directory, ModelKind.Text, text, gpt2.Config.MaxPositions, null, null, compute.Device, batching, device, metrics, sampling);
                 break;
             default:
                 throw new BioForgeException($"--models: {directory}: a {family.Title} is not served");

@@ -36,9 +36,12 @@ internal static class HealthRoutes
     {
         long created = state.Started.ToUnixTimeSeconds();
         var cards = state.Models.LanguageModels.Select(m => new ModelCard(m.Name, "model", created, "bioforge", m.Kind.ToString().ToLowerInvariant(),
-            m.Kind == ModelKind.Protein
-                ? ["/v1/embeddings", "/v1/protein/fill-mask", "/v1/protein/contacts", "/v1/protein/score-variants"]
-                : ["/v1/embeddings", "/generate"],
+            m.Kind switch
+            {
+                ModelKind.Protein => ["/v1/embeddings", "/v1/protein/fill-mask", "/v1/protein/contacts", "/v1/protein/score-variants"],
+                ModelKind.Molecule => ["/v1/embeddings", "/generate"],
+                _ => ["/v1/embeddings"],
+            },
             m.HiddenSize)).ToList();
         foreach (var card in cards.Where(c => state.Models.Language(c.Id, "model").Completions is not null).ToList())
             cards[cards.IndexOf(card)] = card with { Routes = [.. card.Routes, "/v1/completions"] };

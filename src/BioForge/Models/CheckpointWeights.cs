@@ -15,7 +15,17 @@ internal static class CheckpointWeights
     /// <param name="architecture">Model family for messages, e.g. "ESM-2".</param>
     /// <param name="part">Tensor parallelism: the part of a stored (unsharded) tensor this process's parameter holds.</param>
     public static void LoadInto(nn.Module module, SafetensorsCheckpoint weights, Func<string, IEnumerable<string>> candidates,
-        Func<string, bool> ignorable, string architecture, Func<string, Tensor, Tensor>? part = null)
+        Func<string, bool> ignorable, string architecture, Func<string, Tensor, Tensor>? part = null) =>
+        LoadInto(module, weights.Directory, weights.Names, weights.Contains, weights.Load, candidates, ignorable, architecture, part);
+
+    /// <summary>The same from tensors already in memory (a PyTorch <c>state_dict</c> file), which stay the caller's.</summary>
+    public static void LoadInto(nn.Module module, string source, IReadOnlyDictionary<string, Tensor> weights, Func<string, IEnumerable<string>> candidates,
+        Func<string, bool> ignorable, string architecture) =>
+        LoadInto(module, source, [.. weights.Keys], weights.ContainsKey, name => weights[name].alias(), candidates, ignorable, architecture, null);
+
+    /// <param name="load">A stored tensor, which the caller disposes.</param>
+    private static void LoadInto(nn.Module module, string source, IReadOnlyCollection<string> names, Func<string, bool> contains, Func<string, Tensor> load,
+        Func<string, IEnumerable<string>> candidates, Func<string, bool> ignorable, string architecture, Func<string, Tensor, Tensor>? part)
     {
         var used = new HashSet<string>(StringComparer.Ordinal);
         var missing = new List<string>();
@@ -23,25 +33,25 @@ internal static class CheckpointWeights
         {
             foreach (var (name, parameter) in module.named_parameters())
             {
-                string? stored = candidates(name).FirstOrDefault(weights.Contains);
+                string? stored = candidates(name).FirstOrDefault(contains);
                 if (stored is null)
                 {
                     missing.Add(name);
                     continue;
                 }
-                using var whole = weights.Load(stored);
+                using var whole = load(stored);
                 using var tensor = part is null ? whole.alias() : part(name, whole);
                 if (!tensor.shape.SequenceEqual(parameter.shape))
-                    throw new BioForgeException($"{weights.Directory}: tensor '{stored}' has shape [{string.Join(", ", tensor.shape)}] but config.json implies [{string.Join(", ", parameter.shape)}]");
+                    throw new BioForgeException($"{source}: tensor '{stored}' has shape [{string.Join(", ", tensor.shape)}] but config.json implies [{string.Join(", ", parameter.shape)}]");
                 parameter.copy_(tensor);
                 used.Add(stored);
             }
         }
         if (missing.Count > 0)
-            throw new BioForgeException($"{weights.Directory}: checkpoint lacks {missing.Count} tensor(s) the {architecture} model needs, e.g. '{missing[0]}'");
-        var unexpected = weights.Names.Where(n => !used.Contains(n) && !ignorable(n)).OrderBy(n => n, StringComparer.Ordinal).ToList();
+            throw new BioForgeException($"{source}: checkpoint lacks {missing.Count} tensor(s) the {architecture} model needs, e.g. '{missing[0]}'");
+        var unexpected = names.Where(n => !used.Contains(n) && !ignorable(n)).OrderBy(n => n, StringComparer.Ordinal).ToList();
         if (unexpected.Count > 0)
-            throw new BioForgeException($"{weights.Directory}: {unexpected.Count} tensor(s) do not belong to an {architecture} model, e.g. '{unexpected[0]}'");
+            throw new BioForgeException($"{source}: {unexpected.Count} tensor(s) do not belong to an {architecture} model, e.g. '{unexpected[0]}'");
     }
 
     /// <summary>

@@ -34,6 +34,8 @@ public enum SequenceAlphabet
     Protein,
     /// <summary>SMILES tokens with a corpus-built vocabulary (<c>data prepare --tokenizer smiles</c>).</summary>
     Smiles,
+    /// <summary>Text read by the checkpoint's own tokenizer (GPT-2 checkpoints: ProtGPT2's protein text, a SMILES GPT-2's SMILES).</summary>
+    Text,
 }
 
 /// <summary>
@@ -61,6 +63,9 @@ public abstract class ModelFamily
 
     /// <summary>The config.json keys the family reads (a new network's <c>model.config</c> may use only these).</summary>
     public abstract IReadOnlySet<string> ConfigKeys { get; }
+
+    /// <summary>BioForge's trainer can pre-train or continue training it (<c>model.type</c> in a run file).</summary>
+    public virtual bool Trainable => true;
 
     public bool Can(ModelAbilities abilities) => (Abilities & abilities) == abilities;
 

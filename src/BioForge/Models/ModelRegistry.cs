@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using BioForge.Models.Esm;
+using BioForge.Models.Gpt2;
 using BioForge.Models.Llama;
 
 namespace BioForge.Models;
@@ -13,9 +14,9 @@ public static class ModelRegistry
 {
     public const string ConfigFile = "config.json";
 
-    public static IReadOnlyList<ModelFamily> Families { get; } = [EsmFamily.Instance, LlamaFamily.Instance];
+    public static IReadOnlyList<ModelFamily> Families { get; } = [EsmFamily.Instance, LlamaFamily.Instance, Gpt2Family.Instance];
 
-    /// <summary>The registered model types, for messages: <c>esm, llama</c>.</summary>
+    /// <summary>The registered model types, for messages: <c>esm, llama, gpt2</c>.</summary>
     public static string Known => string.Join(", ", Families.Select(f => f.ModelType));
 
     public static ModelFamily? Find(string? modelType) => Families.FirstOrDefault(f => f.ModelType == modelType);

@@ -1,4 +1,5 @@
 using BioForge.Models.Esm;
+using BioForge.Models.Gpt2;
 using BioForge.Models.Llama;
 
 namespace BioForge.Models;
@@ -8,12 +9,18 @@ namespace BioForge.Models;
 /// parallelism splits: counted from the config, without building the network (a 15B model plans on a laptop).
 /// </summary>
 public sealed record ModelShape(string Architecture, int Layers, int Hidden, int Intermediate, int Heads, int KeyValueHeads, int HeadDim,
-    int Vocabulary, bool TiedEmbeddings)
+    int Vocabulary, bool TiedEmbeddings, int LearnedPositions = 0)
 {
     private bool Esm => Architecture == "esm";
 
+    /// <summary>ESM-2 and GPT-2 layers: two MLP matrices, biases everywhere, LayerNorms with a bias (Llama has none of these).</summary>
+    private bool Biased => Architecture is "esm" or "gpt2";
+
     public static ModelShape Of(EsmConfig c) =>
         new("esm", c.NumHiddenLayers, c.HiddenSize, c.IntermediateSize, c.NumAttentionHeads, c.NumAttentionHeads, c.HeadDim, c.VocabSize, TiedEmbeddings: true);
+
+    public static ModelShape Of(Gpt2Config c) =>
+        new("gpt2", c.NumLayers, c.HiddenSize, c.InnerSize, c.NumHeads, c.NumHeads, c.HeadDim, c.VocabSize, c.TieWordEmbeddings, c.MaxPositions);
 
     public static ModelShape Of(LlamaConfig c) =>
         new("llama", c.NumHiddenLayers, c.HiddenSize, c.IntermediateSize, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.VocabSize, c.TieWordEmbeddings);
@@ -22,20 +29,23 @@ public sealed record ModelShape(string Architecture, int Layers, int Hidden, int
     private long KeyValueWidth => (long)KeyValueHeads * HeadDim;
 
     /// <summary>Per layer: the weights of the projections tensor parallelism splits (query, key, value, output, MLP).</summary>
-    public long SplitMatrixWeightsPerLayer => Hidden * (2 * QueryWidth + 2 * KeyValueWidth) + (Esm ? 2L : 3L) * Hidden * Intermediate;
+    public long SplitMatrixWeightsPerLayer => Hidden * (2 * QueryWidth + 2 * KeyValueWidth) + (Biased ? 2L : 3L) * Hidden * Intermediate;
 
     /// <summary>Per layer: biases of column-parallel projections (split with them; ESM-2 only — Llama has none).</summary>
-    private long SplitBiasesPerLayer => Esm ? QueryWidth + 2 * KeyValueWidth + Intermediate : 0;
+    private long SplitBiasesPerLayer => Biased ? QueryWidth + 2 * KeyValueWidth + Intermediate : 0;
 
     /// <summary>Per layer: what every tensor-parallel rank holds whole (norms, biases added after a row-parallel sum).</summary>
-    private long ReplicatedPerLayer => Esm ? 6L * Hidden : 2L * Hidden;
+    private long ReplicatedPerLayer => Biased ? 6L * Hidden : 2L * Hidden;
 
     private long EmbeddingParameters => (long)Vocabulary * Hidden;
 
-    /// <summary>Everything after the last layer: ESM-2's final norm, LM head and contact regression; Llama's norm and untied head.</summary>
+    /// <summary>
+    /// Everything besides the layers and the token table: ESM-2's final norm, LM head and contact regression; GPT-2's
+    /// position table, final norm and untied head; Llama's norm and untied head.
+    /// </summary>
     private long HeadParameters => Esm
         ? 2L * Hidden + ((long)Hidden * Hidden + Hidden + 2L * Hidden + Vocabulary) + ((long)Layers * Heads + 1)
-        : Hidden + (TiedEmbeddings ? 0 : EmbeddingParameters);
+        : (Biased ? 2L * Hidden : Hidden) + (long)LearnedPositions * Hidden + (TiedEmbeddings ? 0 : EmbeddingParameters);
 
     /// <summary>
     /// Largest sizes accepted from a config.json, far above any published model (Llama 3.1 405B: 126 layers, hidden

@@ -1,4 +1,5 @@
 using BioForge.Models.Esm;
+using BioForge.Models.Gpt2;
 using BioForge.Models.Llama;
 using BioForge.Runtime;
 using static TorchSharp.torch;
@@ -95,6 +96,9 @@ public abstract class SequenceEncoder : IDisposable
 
     /// <summary>An ESM-2 checkpoint already loaded, as an encoder; disposing the encoder disposes the checkpoint.</summary>
     public static SequenceEncoder ForEsm(EsmCheckpoint checkpoint) => new EsmFeatureExtractor(checkpoint);
+
+    /// <summary>A GPT-2 checkpoint already loaded (with its tokenizer), as an encoder; disposing the encoder disposes the checkpoint.</summary>
+    public static SequenceEncoder ForGpt2(Gpt2Checkpoint checkpoint) => new Gpt2FeatureExtractor(checkpoint);
 
     /// <summary>A SMILES decoder already loaded, as an encoder; disposing the encoder disposes the checkpoint.</summary>
     public static SequenceEncoder ForLlama(LlamaCheckpoint checkpoint, string directory) => new LlamaFeatureExtractor(checkpoint, directory);

@@ -1,0 +1,42 @@
+using System.CommandLine;
+using System.Diagnostics;
+using BioForge.Generation;
+using BioForge.IO;
+using BioForge.Models.Gpt2;
+using BioForge.Models.Llama;
+using BioForge.Runtime;
+
+namespace BioForge.Cli;
+
+/// <summary><c>bioforge generate</c> with a GPT-2 checkpoint: samples decoded by the checkpoint's own tokenizer.</summary>
+internal static class TextSamples
+{
+    /// <summary>
+    /// Writes the samples one per line (line breaks inside a sample become spaces), or as FASTA records when
+    /// <paramref name="target"/> ends in .fasta / .fa (white space removed: ProtGPT2 breaks its sequences every 60 residues).
+    /// </summary>
+    public static int Run(TextWriter output, string directory, ComputeOptions compute, int n, SamplingOptions sampling, ulong seed, int batch, string prompt, string target)
+    {
+        using var checkpoint = Gpt2Checkpoint.Load(directory, compute.Device, compute.DType);
+        var generator = new TextGenerator(checkpoint);
+        var clock = Stopwatch.StartNew();
+        var samples = ProgressDisplay.Run("samples", n, progress => generator.Generate(n, sampling, seed, batch, progress, prompt));
+        double seconds = clock.Elapsed.TotalSeconds;
+        bool fasta = target.EndsWith(".fasta", StringComparison.OrdinalIgnoreCase) || target.EndsWith(".fa", StringComparison.OrdinalIgnoreCase);
+        AtomicFile.WriteText(target, string.Concat(samples.Select((s, i) => fasta
+            ? $">sample_{i + 1} finished={(s.Finished ? "yes" : "no")} log_likelihood={s.LogLikelihood:F3}\n{string.Concat(s.Text.Where(c => !char.IsWhiteSpace(c)))}\n"
+            : s.Text.ReplaceLineEndings(" ") + "\n")));
+        int finished = samples.Count(s => s.Finished);
+        output.WriteLine($"{samples.Count} samples -> {target} in {seconds:F1} s ({samples.Count / Math.Max(seconds, 1e-9):F1} samples/s); "
+            + $"{100.0 * finished / samples.Count:F1}% ended with the end token, the rest at --max-length");
+        return 0;
+    }
+
+    /// <summary>Options that apply to SMILES models only, refused by name when given for a GPT-2 model.</summary>
+    public static void RefuseSmilesOptions(ParseResult result, Option<bool> validOnly, Option<string> grammar)
+    {
+        if (result.GetValue(validOnly)) throw new BioForgeException("--valid-only applies to SMILES models with a SMILES vocabulary, not to a GPT-2 model");
+        if (result.GetResult(grammar) is { Implicit: false } && result.GetValue(grammar) == "smiles")
+            throw new BioForgeException("--grammar smiles applies to SMILES models with a SMILES vocabulary, not to a GPT-2 model's byte-level tokens");
+    }
+}

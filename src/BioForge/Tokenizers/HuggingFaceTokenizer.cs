@@ -1,0 +1,202 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using BioForge.IO;
+using Tokenizers.DotNet;
+
+namespace BioForge.Tokenizers;
+
+/// <summary>
+/// A checkpoint's own Hugging Face tokenizer (the byte-level BPE of GPT-2, ProtGPT2 and SMILES GPT-2s), run by Hugging
+/// Face's Rust <c>tokenizers</c> library through Tokenizers.DotNet, so ids are those the Python library gives.
+/// Reads <c>tokenizer.json</c>, or the older <c>vocab.json</c> + <c>merges.txt</c> pair as GPT-2's byte-level BPE.
+/// </summary>
+public sealed class HuggingFaceTokenizer : IDisposable
+{
+    public const string FileName = "tokenizer.json";
+    public const string VocabFileName = "vocab.json";
+    public const string MergesFileName = "merges.txt";
+
+    private readonly Tokenizer tokenizer;
+    private readonly Lock gate = new();
+
+    /// <summary>The added special tokens' texts (<c>&lt;|endoftext|&gt;</c>): decoding drops them, so text holding one cannot round-trip.</summary>
+    private readonly IReadOnlyList<string> special;
+
+    private HuggingFaceTokenizer(Tokenizer tokenizer, string source, int count, IReadOnlyList<string> special)
+    {
+        this.tokenizer = tokenizer;
+        Source = source;
+        Count = count;
+        this.special = special;
+    }
+
+    /// <summary>The file it was read from, for messages.</summary>
+    public string Source { get; }
+
+    /// <summary>Tokens in the vocabulary, added tokens included (the highest id + 1).</summary>
+    public int Count { get; }
+
+    /// <summary>True when <paramref name="directory"/> holds a tokenizer this class reads.</summary>
+    public static bool Exists(string directory) =>
+        File.Exists(Path.Combine(directory, FileName))
+        || (File.Exists(Path.Combine(directory, VocabFileName)) && File.Exists(Path.Combine(directory, MergesFileName)));
+
+    /// <summary>The tokenizer of a checkpoint directory: <c>tokenizer.json</c>, else <c>vocab.json</c> + <c>merges.txt</c>.</summary>
+    public static HuggingFaceTokenizer Load(string directory)
+    {
+        string json = Path.Combine(directory, FileName);
+        if (File.Exists(json)) return Open(json, json);
+        string vocab = Path.Combine(directory, VocabFileName), merges = Path.Combine(directory, MergesFileName);
+        if (!File.Exists(vocab) || !File.Exists(merges))
+            throw new BioForgeException($"{directory}: no {FileName} (or {VocabFileName} + {MergesFileName}): the checkpoint's tokenizer is needed to read and write text");
+        // The native library reads tokenizer.json files only: the pair becomes one, written to a scratch file.
+        string scratch = Path.Combine(Path.GetTempPath(), $"bioforge-tokenizer-{Guid.NewGuid():N}.json");
+        try
+        {
+            File.WriteAllText(scratch, ByteLevelBpeJson(vocab, merges).ToJsonString());
+            return Open(scratch, vocab);
+        }
+        finally
+        {
+            File.Delete(scratch);
+        }
+    }
+
+    private static HuggingFaceTokenizer Open(string path, string source)
+    {
+        var (count, special) = ReadVocabulary(path, source);
+        try
+        {
+            return new HuggingFaceTokenizer(new Tokenizer(path), source, count, special);
+        }
+        catch (Exception e) when (e is TokenizerException or DllNotFoundException or EntryPointNotFoundException or BadImageFormatException)
+        {
+            throw new BioForgeException($"{source}: Hugging Face's tokenizers library could not read it ({e.Message})");
+        }
+    }
+
+    /// <summary>Token ids of <paramref name="text"/>, as the checkpoint's tokenizer gives them (no special tokens added).</summary>
+    public int[] Encode(string text)
+    {
+        uint[] ids;
+        lock (gate) ids = tokenizer.Encode(text);
+        return [.. ids.Select(i => (int)i)];
+    }
+
+    /// <summary>The text of <paramref name="ids"/>; a token that is part of a multi-byte character decodes to U+FFFD on its own.</summary>
+    public string Decode(IReadOnlyList<int> ids)
+    {
+        if (ids.Count == 0) return "";
+        lock (gate) return tokenizer.Decode([.. ids.Select(i => (uint)i)]);
+    }
+
+    /// <summary>
+    /// Tokens of <paramref name="text"/>, refused when they do not give the text back: a character outside a vocabulary
+    /// that is not byte-complete (the library drops it silently).
+    /// </summary>
+    public int[] EncodeExactly(string text, string what)
+    {
+        foreach (string token in special)
+            if (text.IndexOf(token, StringComparison.Ordinal) is int found and >= 0)
+                throw new BioForgeException($"{what}: holds the special token '{token}' at position {found + 1}; special tokens are added by BioForge, not read from text");
+        var ids = Encode(text);
+        string back = Decode(ids);
+        if (back != text)
+        {
+            int at = Enumerable.Range(0, Math.Min(back.Length, text.Length)).FirstOrDefault(i => back[i] != text[i], Math.Min(back.Length, text.Length));
+            throw new BioForgeException($"{what}: the character '{(at < text.Length ? text[at] : back[at])}' at position {at + 1} is outside the tokenizer's vocabulary ({Source})");
+        }
+        return ids;
+    }
+
+    public void Dispose() => tokenizer.Dispose();
+
+    private static (int Count, List<string> Special) ReadVocabulary(string path, string source)
+    {
+        JsonObject json;
+        try
+        {
+            json = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new BioForgeException($"{source}: not a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new BioForgeException($"{source}: not valid JSON ({e.Message})");
+        }
+        var ids = new List<int>();
+        var special = new List<string>();
+        if (json["model"]?["vocab"] is JsonObject vocab)
+            foreach (var (token, id) in vocab) ids.Add(Id(id, $"model.vocab '{token}'"));
+        if (json["added_tokens"] is JsonArray added)
+            foreach (var token in added)
+            {
+                ids.Add(Id(token?["id"], "added_tokens[].id"));
+                if (token?["special"] is JsonValue flag && flag.TryGetValue(out bool isSpecial) && isSpecial
+                    && token["content"] is JsonValue content && content.TryGetValue(out string? text) && text.Length > 0)
+                    special.Add(text);
+            }
+        if (ids.Count == 0) throw new BioForgeException($"{source}: no vocabulary (model.vocab)");
+        return (ids.Max() + 1, special);
+
+        int Id(JsonNode? node, string what) => node is JsonValue v && v.TryGetValue(out int i) && i >= 0
+            ? i : throw new BioForgeException($"{source}: {what} must be a non-negative integer id");
+    }
+
+    /// <summary>GPT-2's tokenizer as tokenizer.json describes it: byte-level pre-tokenizer and decoder around a BPE model.</summary>
+    private static JsonObject ByteLevelBpeJson(string vocabPath, string mergesPath)
+    {
+        JsonObject vocab;
+        try
+        {
+            vocab = JsonNode.Parse(File.ReadAllText(vocabPath)) as JsonObject ?? throw new BioForgeException($"{vocabPath}: not a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new BioForgeException($"{vocabPath}: not valid JSON ({e.Message})");
+        }
+        var merges = new JsonArray();
+        using (var reader = LineReader.Open(mergesPath, maxLength: 4096))
+            while (reader.ReadLine() is { } text)
+            {
+                if (text.StartsWith("#version", StringComparison.Ordinal) || text.Length == 0) continue;
+                if (text.Split(' ').Length != 2)
+                    throw new BioForgeException($"{mergesPath}:{reader.LineNumber}: a merge is two tokens separated by one space (got '{text}')");
+                merges.Add(text);
+            }
+        JsonObject ByteLevel(bool prefixSpace) => new() { ["type"] = "ByteLevel", ["add_prefix_space"] = prefixSpace, ["trim_offsets"] = true, ["use_regex"] = true };
+        var added = new JsonArray();
+        if (vocab["<|endoftext|>"] is JsonValue end)
+            added.Add(new JsonObject
+            {
+                ["id"] = end.GetValue<int>(),
+                ["content"] = "<|endoftext|>",
+                ["single_word"] = false,
+                ["lstrip"] = false,
+                ["rstrip"] = false,
+                ["normalized"] = true,
+                ["special"] = true,
+            });
+        return new JsonObject
+        {
+            ["version"] = "1.0",
+            ["truncation"] = null,
+            ["padding"] = null,
+            ["added_tokens"] = added,
+            ["normalizer"] = null,
+            ["pre_tokenizer"] = ByteLevel(false),
+            ["post_processor"] = ByteLevel(false),
+            ["decoder"] = ByteLevel(false),
+            ["model"] = new JsonObject
+            {
+                ["type"] = "BPE",
+                ["dropout"] = null,
+                ["unk_token"] = null,
+                ["continuing_subword_prefix"] = "",
+                ["end_of_word_suffix"] = "",
+                ["fuse_unk"] = false,
+                ["byte_fallback"] = false,
+                ["vocab"] = vocab.DeepClone(),
+                ["merges"] = merges,
+            },
+        };
+    }
+}
