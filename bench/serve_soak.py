@@ -83,9 +83,14 @@ def client(kind):
         work[kind]()
 
 def rss_mib():
-    with open(f"/proc/{args.pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"): return int(line.split()[1]) / 1024
+    try:
+        with open(f"/proc/{args.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"): return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        # The server is gone (a crash): that ends the soak, as a failure.
+        print(json.dumps({"t_s": round(time.time() - start), "server_gone": True, "statuses": {f"{r} {s}": n for (r, s), n in statuses.items()}}), flush=True)
+        raise SystemExit(2)
     return float("nan")
 
 threads = [threading.Thread(target=client, args=(k,), daemon=True) for k, n in clients.items() for _ in range(n)]
