@@ -41,6 +41,25 @@ public sealed class SequenceJob
 
     /// <summary>Polled before every step: true frees the sequence's slot (client gone, deadline passed).</summary>
     public Func<bool>? Cancelled { get; init; }
+
+    /// <summary>A job that keeps its drawn tokens and hands the whole sample over at its end (<c>generate</c>, not a stream).</summary>
+    public static SequenceJob Collecting(int[] prompt, SamplingOptions options, ulong seed, long index, Action<IReadOnlyList<int>, FinishReason, double> finished)
+    {
+        var tokens = new List<int>();
+        return new SequenceJob
+        {
+            Prompt = prompt,
+            Options = options,
+            Seed = seed,
+            Index = index,
+            OnToken = draw =>
+            {
+                tokens.Add(draw.Token);
+                return true;
+            },
+            OnFinished = (reason, logLikelihood) => finished(tokens, reason, logLikelihood),
+        };
+    }
 }
 
 /// <summary>What one step did: sequences prefilled and decoded, tokens drawn, sequences running after it.</summary>

@@ -58,21 +58,9 @@ public sealed class SmilesGenerator
             while (next < limit && next - scanned < 2 * batchSize && scheduler.Waiting < batchSize)
             {
                 int index = next++;
-                var tokens = new List<long>();
                 samples.Add(null);
-                var job = new SequenceJob
-                {
-                    Prompt = promptIds,
-                    Options = options,
-                    Seed = seed,
-                    Index = index,
-                    OnToken = draw =>
-                    {
-                        tokens.Add(draw.Token);
-                        return true;
-                    },
-                    OnFinished = (reason, logLikelihood) => samples[index] = new SampledSequence([.. tokens], reason == FinishReason.Stop, logLikelihood),
-                };
+                var job = SequenceJob.Collecting(promptIds, options, seed, index, (tokens, reason, logLikelihood) =>
+                    samples[index] = new SampledSequence([.. tokens.Select(t => (long)t)], reason == FinishReason.Stop, logLikelihood));
                 if (!scheduler.TrySubmit([job])) throw new InvalidOperationException("the generator's own queue refused a sequence");
             }
             if (!scheduler.Busy)

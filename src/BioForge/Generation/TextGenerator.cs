@@ -34,25 +34,12 @@ public sealed class TextGenerator(Gpt2Checkpoint model)
             while (next < count && scheduler.Waiting < batchSize)
             {
                 int index = next++;
-                var tokens = new List<int>();
-                var job = new SequenceJob
+                var job = SequenceJob.Collecting(promptIds, options, seed, index, (tokens, reason, logLikelihood) =>
                 {
-                    Prompt = promptIds,
-                    Options = options,
-                    Seed = seed,
-                    Index = index,
-                    OnToken = draw =>
-                    {
-                        tokens.Add(draw.Token);
-                        return true;
-                    },
-                    OnFinished = (reason, logLikelihood) =>
-                    {
-                        results[index] = new GeneratedText(prompt + model.Decode(tokens), reason == FinishReason.Stop, logLikelihood);
-                        done++;
-                        progress?.Report(1);
-                    },
-                };
+                    results[index] = new GeneratedText(prompt + model.Decode(tokens), reason == FinishReason.Stop, logLikelihood);
+                    done++;
+                    progress?.Report(1);
+                });
                 if (!scheduler.TrySubmit([job])) throw new InvalidOperationException("the generator's own queue refused a sequence");
             }
             scheduler.Step();
