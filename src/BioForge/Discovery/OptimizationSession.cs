@@ -230,8 +230,8 @@ public sealed class OptimizationSession : IDisposable
         var priorAll = cat([priorLogLikelihood, tensor(replay.Select(r => (float)r.PriorLogLikelihood).ToArray()).to(Agent.Device)], 0);
         var scoresAll = tensor(learned.Select(s => (float)s).Concat(replay.Select(r => (float)r.Score)).ToArray()).to(Agent.Device);
         var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences, grammar);
-        var augmented = priorAll + scoresAll.Mul(config.Learning.Sigma);
-        var loss = (augmented - agentLogLikelihood).square().mean();
+        var augmented = priorAll.Plus(scoresAll.Mul(config.Learning.Sigma));
+        var loss = (augmented - agentLogLikelihood).Squared().mean();
         loss.backward();
         Optimizer.Update(config.Learning.Lr);
         Optimizer.ZeroGrad();
@@ -296,7 +296,7 @@ public sealed class OptimizationSession : IDisposable
         var priorAll = tensor(priors.Select(p => p!.Value).ToArray()).to(Agent.Device);
         var scoresAll = tensor(scores.ToArray()).to(Agent.Device);
         var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences, grammar);
-        var loss = (priorAll + scoresAll.Mul(config.Learning.Sigma) - agentLogLikelihood).square().mean();
+        var loss = (priorAll.Plus(scoresAll.Mul(config.Learning.Sigma)) - agentLogLikelihood).Squared().mean();
         loss.backward();
         Optimizer.Update(config.Learning.Lr);
         Optimizer.ZeroGrad();

@@ -131,6 +131,9 @@ public sealed record ScoredMolecule(string Smiles, string? Canonical, string? Sc
     /// <summary>The scaffold with every atom carbon and every bond single (RDKit's generic Murcko scaffold).</summary>
     public string? GenericScaffold { get; init; }
 
+    /// <summary>Why a molecule RDKit read could not be scored (it then counts as invalid), e.g. a component's RDKit error.</summary>
+    public string? Error { get; init; }
+
     public bool Valid => Canonical is not null;
 }
 
@@ -207,7 +210,11 @@ public sealed class ScoringFunction : IDisposable
         }
     }
 
-    /// <summary>Scores a batch of SMILES (molecules RDKit cannot read score 0, with NaN parts).</summary>
+    /// <summary>
+    /// Scores a batch of SMILES. Molecules RDKit cannot read score 0, with NaN parts; so does a molecule RDKit reads but
+    /// a component cannot score (RDKit's sanitization is not idempotent: e.g. QED's RemoveHs refuses some parsed
+    /// molecules), with the reason in <see cref="ScoredMolecule.Error"/>, so one such sample never fails the batch.
+    /// </summary>
     public IReadOnlyList<ScoredMolecule> Score(IReadOnlyList<string> smiles)
     {
         var molecules = smiles.Select(s => s.Length > 0 && Molecule.TryFromSmiles(s, out var m, out _) ? m : null).ToArray();
@@ -215,6 +222,7 @@ public sealed class ScoringFunction : IDisposable
         {
             var valid = Enumerable.Range(0, molecules.Length).Where(i => molecules[i] is not null).ToArray();
             var raw = new double[components.Count][];
+            var errors = new string?[valid.Length];
             for (int c = 0; c < components.Count; c++)
             {
                 if (externals.TryGetValue(c, out var external))
@@ -223,13 +231,18 @@ public sealed class ScoringFunction : IDisposable
                     var all = external.Score(smiles);
                     raw[c] = [.. valid.Select(i => all[i])];
                 }
-                else raw[c] = Raw(c, [.. valid.Select(i => molecules[i]!)]);
+                else raw[c] = Raw(c, [.. valid.Select(i => molecules[i]!)], errors);
             }
             var result = new ScoredMolecule[smiles.Count];
             for (int i = 0; i < smiles.Count; i++) result[i] = new ScoredMolecule(smiles[i], null, null, 0, Nan(), Nan());
             for (int v = 0; v < valid.Length; v++)
             {
                 int i = valid[v];
+                if (errors[v] is { } error)
+                {
+                    result[i] = result[i] with { Error = error };
+                    continue;
+                }
                 var rawValues = new double[components.Count];
                 var transformed = new double[components.Count];
                 for (int c = 0; c < components.Count; c++)
@@ -271,7 +284,8 @@ public sealed class ScoringFunction : IDisposable
         return penalty * (geometric ? Math.Exp(logSum / weights) : sum / weights);
     }
 
-    private double[] Raw(int c, Molecule[] molecules)
+    /// <summary>Component <paramref name="c"/> of each molecule; a molecule the component fails on gets NaN and its error (the first kept).</summary>
+    private double[] Raw(int c, Molecule[] molecules, string?[] errors)
     {
         var component = components[c];
         if (component.Type == "affinity")
@@ -280,7 +294,18 @@ public sealed class ScoringFunction : IDisposable
             return model.Predict(molecules, target);
         }
         var values = new double[molecules.Length];
-        Parallel.For(0, molecules.Length, i => values[i] = Property(c, component, molecules[i]));
+        Parallel.For(0, molecules.Length, i =>
+        {
+            try
+            {
+                values[i] = Property(c, component, molecules[i]);
+            }
+            catch (BioForgeException e)
+            {
+                values[i] = double.NaN;
+                errors[i] ??= $"{component.Type}: {e.Message}";
+            }
+        });
         return values;
     }
 
@@ -301,7 +326,7 @@ public sealed class ScoringFunction : IDisposable
         "matching_substructure" => patterns[c].Any(m.HasMatch) ? 1 : 0.5,
         "filters" => filters[c].Matches(m).Count == 0 ? 1 : 0,
         "pmo" => oracles[c].Score(m),
-        _ => throw new BioForgeException($"unknown component type '{component.Type}'"),
+        _ => throw new System.Diagnostics.UnreachableException($"unknown component type '{component.Type}'"),
     };
 
     /// <summary>Max Tanimoto to the references; unfolded environments compare as sets, counts as RDKit's SparseIntVect.</summary>

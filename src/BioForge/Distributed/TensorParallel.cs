@@ -124,7 +124,7 @@ public sealed class RowParallelLinear : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor input)
     {
         var partial = TensorParallelRegion.Reduce(F.linear(input, weight), group);
-        return bias is null ? partial : partial + bias;
+        return bias is null ? partial : partial.Plus(bias);
     }
 
     /// <summary>Takes this rank's columns of an unsharded weight [out, in]; the bias is whole on every rank.</summary>

@@ -103,7 +103,7 @@ public sealed class LoraAdapters : IDisposable
         var hook = target.register_forward_hook((module, input, output) =>
         {
             var x = dropout > 0 ? F.dropout(input, dropout, module.training) : input;
-            return output + F.linear(F.linear(x, pa), pb).Mul(scale);
+            return output.Plus(F.linear(F.linear(x, pa), pb).Mul(scale));
         });
         adapters.Add(new Adapter(name, target, pa, pb, hook));
     }

@@ -38,6 +38,6 @@ internal static class RotaryEmbedding
     {
         long half = x.shape[^1] / 2;
         var rotated = cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], dim: -1);
-        return (x * cos + rotated * sin).to(x.dtype);
+        return (x * cos).Plus(rotated * sin).to(x.dtype);
     }
 }

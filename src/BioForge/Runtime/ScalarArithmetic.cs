@@ -26,15 +26,38 @@ internal static class ScalarArithmetic
 
     public static Tensor Add(this Tensor tensor, double value)
     {
-        using var scalar = value.ToScalar();
-        return tensor.add(scalar);
+        using Scalar scalar = value.ToScalar(), one = 1.ToScalar();
+        return tensor.add(scalar, one);
+    }
+
+    /// <summary>
+    /// a + b. TorchSharp's <c>a + b</c> and <c>a.add(b)</c> pass an <c>alpha = 1</c> they make inside and do not keep
+    /// (ScalarRuleTests finds such members in TorchSharp's IL): the same hazard as a number turned into a Scalar.
+    /// </summary>
+    public static Tensor Plus(this Tensor a, Tensor b)
+    {
+        using var one = 1.ToScalar();
+        return a.add(b, one);
+    }
+
+    public static Tensor PlusInPlace(this Tensor a, Tensor b)
+    {
+        using var one = 1.ToScalar();
+        return a.add_(b, one);
+    }
+
+    /// <summary>tensor², as <c>square()</c> computes it (which makes its exponent 2 inside, unkept).</summary>
+    public static Tensor Squared(this Tensor tensor)
+    {
+        using var two = 2.ToScalar();
+        return tensor.pow(two);
     }
 
     /// <summary><paramref name="value"/> − tensor.</summary>
     public static Tensor SubtractFrom(this Tensor tensor, double value)
     {
-        using var scalar = value.ToScalar();
-        return tensor.neg().add_(scalar);
+        using Scalar scalar = value.ToScalar(), one = 1.ToScalar();
+        return tensor.neg().add_(scalar, one);
     }
 
     public static Tensor Eq(this Tensor tensor, long value)
@@ -57,8 +80,8 @@ internal static class ScalarArithmetic
 
     public static Tensor AddInPlace(this Tensor tensor, double value)
     {
-        using var scalar = value.ToScalar();
-        return tensor.add_(scalar);
+        using Scalar scalar = value.ToScalar(), one = 1.ToScalar();
+        return tensor.add_(scalar, one);
     }
 
     /// <summary>tensor += alpha · other.</summary>
@@ -122,8 +145,8 @@ internal static class ScalarArithmetic
     /// <summary>The integers [start, end) as an int64 tensor.</summary>
     public static Tensor Range(long start, long end, Device device)
     {
-        using Scalar from = start.ToScalar(), to = end.ToScalar();
-        return arange(from, to, ScalarType.Int64, device);
+        using Scalar from = start.ToScalar(), to = end.ToScalar(), step = 1L.ToScalar();
+        return arange(from, to, step, ScalarType.Int64, device);
     }
 
     /// <summary>A tensor of <paramref name="shape"/> filled with <paramref name="value"/>.</summary>

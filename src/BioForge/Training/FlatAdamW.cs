@@ -179,7 +179,7 @@ public sealed class FlatAdamW : IDisposable
         using var _ = no_grad();
         foreach (var g in groups)
         {
-            g.MasterGradients.add_(g.Gradients);
+            g.MasterGradients.PlusInPlace(g.Gradients);
             g.Gradients.zero_();
         }
     }
@@ -227,12 +227,12 @@ public sealed class FlatAdamW : IDisposable
     {
         using var scope = NewDisposeScope();
         Tensor Squares(bool split) => groups.Where(g => g.TensorSharded == split)
-            .Select(g => g.ShardGradients.square().sum().to(ScalarType.Float64).cpu())
-            .Aggregate(zeros(1, ScalarType.Float64), (a, b) => a + b);
+            .Select(g => g.ShardGradients.Squared().sum().to(ScalarType.Float64).cpu())
+            .Aggregate(zeros(1, ScalarType.Float64), (a, b) => a.Plus(b));
         var replicated = Squares(split: false);
         var sharded = Squares(split: true);
         tensorSharding?.Layout.TensorGroup.AllReduce(sharded);
-        var squares = replicated + sharded;
+        var squares = replicated.Plus(sharded);
         shards?.AllReduce(squares);
         double norm = Math.Sqrt(squares.item<double>());
         if (norm > maxNorm && norm > 0)

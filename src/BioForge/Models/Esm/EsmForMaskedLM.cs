@@ -232,7 +232,7 @@ internal sealed class EsmLayer : nn.Module
     {
         var (attended, probs) = attention.Forward(x, keyMask, cos, sin, options);
         var h = F.gelu(intermediate.dense.call(LayerNorm.forward(attended)));
-        return (attended + F.dropout(output.dense.call(h), dropout, training), probs);
+        return (attended.Plus(F.dropout(output.dense.call(h), dropout, training)), probs);
     }
 }
 
@@ -255,7 +255,7 @@ internal sealed class EsmAttention : nn.Module
     public (Tensor, Tensor?) Forward(Tensor x, Tensor keyMask, Tensor cos, Tensor sin, EsmForwardOptions options)
     {
         var (context, probs) = self.Forward(LayerNorm.forward(x), keyMask, cos, sin, options);
-        return (x + F.dropout(output.dense.call(context), dropout, training), probs);
+        return (x.Plus(F.dropout(output.dense.call(context), dropout, training)), probs);
     }
 }
 
@@ -335,7 +335,7 @@ internal sealed class EsmLMHead : nn.Module
     public Tensor Forward(Tensor features, Tensor tiedDecoderWeight)
     {
         var x = layer_norm.forward(F.gelu(dense.forward(features)));
-        return F.linear(x, tiedDecoderWeight) + bias;
+        return F.linear(x, tiedDecoderWeight).Plus(bias);
     }
 }
 
@@ -378,7 +378,7 @@ internal sealed class EsmContactPredictionHead : nn.Module
         maps = maps.narrow(-2, 1, t - 2).narrow(-1, 1, t - 2); // drop the <cls> row/column and the last one (<eos> or padding)
         long b = maps.shape[0], channels = maps.shape[1] * maps.shape[2], n = maps.shape[^1];
         var x = maps.reshape(b, channels, n, n).to(regression.weight!.dtype);
-        x = x + x.transpose(-1, -2);
+        x = x.Plus(x.transpose(-1, -2));
         var a1 = x.sum(-1, keepdim: true);
         var a2 = x.sum(-2, keepdim: true);
         var a12 = x.sum([-1L, -2L], keepdim: true);

@@ -169,7 +169,7 @@ internal sealed class Gpt2Model : nn.Module
     /// <param name="blocks">Receives the embedding output and each block's output, when not null.</param>
     public Tensor Forward(Tensor inputIds, Tensor positions, Tensor allowed, IKeyValueStore? cache, List<Tensor>? blocks)
     {
-        var x = wte.call(inputIds) + wpe.call(positions);
+        var x = wte.call(inputIds).Plus(wpe.call(positions));
         for (int i = 0; i < h.Count; i++)
         {
             blocks?.Add(x);
@@ -200,8 +200,8 @@ internal sealed class Gpt2Block : nn.Module
 
     public Tensor Forward(Tensor x, Tensor allowed, IKeyValueStore? cache, int layer)
     {
-        x = x + attn.Forward(ln_1.call(x), allowed, cache, layer);
-        return x + mlp.call(ln_2.call(x));
+        x = x.Plus(attn.Forward(ln_1.call(x), allowed, cache, layer));
+        return x.Plus(mlp.call(ln_2.call(x)));
     }
 }
 
@@ -265,5 +265,5 @@ internal sealed class Conv1D : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => matmul(x, weight) + bias;
+    public override Tensor forward(Tensor x) => matmul(x, weight).Plus(bias);
 }

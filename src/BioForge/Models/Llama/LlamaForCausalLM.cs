@@ -209,7 +209,7 @@ internal sealed class RMSNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         var h = x.to(ScalarType.Float32);
-        h = h * rsqrt(h.square().mean([-1L], keepdim: true).Add(eps));
+        h = h * rsqrt(h.Squared().mean([-1L], keepdim: true).Add(eps));
         return weight * h.to(x.dtype);
     }
 }
@@ -232,8 +232,8 @@ internal sealed class LlamaDecoderLayer : nn.Module
 
     public Tensor Forward(Tensor x, Tensor allowed, Tensor cos, Tensor sin, IKeyValueStore? cache, int layer)
     {
-        x = x + self_attn.Forward(input_layernorm.forward(x), allowed, cos, sin, cache, layer);
-        return x + mlp.forward(post_attention_layernorm.forward(x));
+        x = x.Plus(self_attn.Forward(input_layernorm.forward(x), allowed, cos, sin, cache, layer));
+        return x.Plus(mlp.forward(post_attention_layernorm.forward(x)));
     }
 }
 

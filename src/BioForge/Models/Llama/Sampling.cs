@@ -296,10 +296,10 @@ public static class Sampling
         /// <summary>Log-probabilities of the constrained distribution (any leading shape, vocabulary last).</summary>
         public static Tensor LogProbabilities(Tensor logits, Masks masks)
         {
-            var logProbs = (logits + masks.Normalising).log_softmax(-1);
+            var logProbs = logits.Plus(masks.Normalising).log_softmax(-1);
             var shares = masks.Completing.to(ScalarType.Float32).sum(-1, keepdim: true).ClampMin(1);
             var share = logProbs.narrow(-1, masks.End, 1) - shares.log();
-            return where(masks.Completing, logProbs.logaddexp(share), logProbs) + masks.Final;
+            return where(masks.Completing, logProbs.logaddexp(share), logProbs).Plus(masks.Final);
         }
     }
 }
