@@ -158,6 +158,24 @@ public static class Sampling
     /// model's own probability rather than −∞.</param>
     public static Tensor LogLikelihood(LlamaForCausalLM model, IReadOnlyList<SampledSequence> sequences, ITokenGrammar? grammar = null)
     {
+        if (sequences.Count <= LikelihoodChunk) return PaddedLogLikelihood(model, sequences, grammar);
+        // Sequences of similar length together: one batch padded to its longest member (often twice the mean SMILES)
+        // pays for the padding in every layer, and attention pays for it squared.
+        int[] order = [.. Enumerable.Range(0, sequences.Count).OrderBy(i => sequences[i].Tokens.Length)];
+        var parts = new List<Tensor>();
+        for (int start = 0; start < order.Length; start += LikelihoodChunk)
+            parts.Add(PaddedLogLikelihood(model, [.. order.Skip(start).Take(LikelihoodChunk).Select(i => sequences[i])], grammar));
+        var inverse = new long[order.Length];
+        for (int k = 0; k < order.Length; k++) inverse[order[k]] = k;
+        var sorted = cat(parts, 0);
+        return sorted.index_select(0, tensor(inverse).to(sorted.device));
+    }
+
+    /// <summary>Sequences per pass of <see cref="LogLikelihood"/> (sorted by length first).</summary>
+    private const int LikelihoodChunk = 32;
+
+    private static Tensor PaddedLogLikelihood(LlamaForCausalLM model, IReadOnlyList<SampledSequence> sequences, ITokenGrammar? grammar)
+    {
         var config = model.Config;
         var device = model.parameters().First().device;
         int width = sequences.Max(s => s.Tokens.Length + (s.Finished ? 1 : 0)) + 1;
