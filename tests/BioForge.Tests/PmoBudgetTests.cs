@@ -214,6 +214,21 @@ public sealed class PmoBudgetTests
         Assert.DoesNotContain("started", output.ToString());
         Assert.Equal(rows, File.ReadAllLines(Path.Combine(dir, PmoBenchmark.ResultsFile)));
 
+        // A table carried to another session keeps of each finished run only its configuration and its top-10 curve.
+        string run = PmoBenchmark.RunDirectoryOf(dir, "qed", 0);
+        var curve = File.ReadAllLines(Path.Combine(run, PmoBenchmark.CurveFile));
+        Assert.Equal(["calls,top10_mean", "100,"], [curve[0], curve[1][..4]]);
+        Assert.StartsWith("200,", curve[^1]);
+        string svg = File.ReadAllText(Path.Combine(dir, PmoBenchmark.CurvesFile));
+        foreach (string file in Directory.EnumerateFiles(run))
+            if (Path.GetFileName(file) is not (Training.RunDirectory.ConfigFile or PmoBenchmark.CurveFile)) File.Delete(file);
+        foreach (string sub in Directory.EnumerateDirectories(run)) Directory.Delete(sub, recursive: true);
+        output = new StringWriter();
+        Assert.Equal(0, Cli.Cli.Run(args, output, error));
+        Assert.DoesNotContain("started", output.ToString());
+        Assert.Equal(rows, File.ReadAllLines(Path.Combine(dir, PmoBenchmark.ResultsFile)));
+        Assert.Equal(svg, File.ReadAllText(Path.Combine(dir, PmoBenchmark.CurvesFile)));
+
         Assert.Equal(2, Cli.Cli.Run(["bench", "pmo", "--tasks", "qed,kinase", "--out", dir], output, error));
         Assert.Contains("--tasks: unknown task 'kinase'", error.ToString());
     }

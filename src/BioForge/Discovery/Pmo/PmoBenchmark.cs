@@ -42,6 +42,7 @@ public static class PmoBenchmark
     public const string ResultsFile = "pmo.csv";
     public const string SummaryFile = "summary.md";
     public const string CurvesFile = "curves.svg";
+    public const string CurveFile = "top10_curve.csv";
     private const string Header = "task,seed,auc_top10,top10_mean,calls,seconds";
 
     /// <summary>
@@ -182,7 +183,30 @@ public static class PmoBenchmark
         });
         if (outcome.Interrupted) return null;
         var scores = MoleculeOptimizer.ReadCalls(directory).Select(c => c.Score).ToList();
+        WriteCurve(directory, TopAuc.Curve(scores));
         return new PmoRunResult(task, seed, TopAuc.Compute(scores, options.Budget), TopAuc.TopMean(scores), scores.Count, ElapsedSeconds(directory));
+    }
+
+    /// <summary>
+    /// The run's running top-10 every 100 calls, a few kilobytes: with <c>run_config.json</c>, all a finished run needs to
+    /// stay in the table and its curves (a table gathered over several machines or sessions keeps just these files).
+    /// </summary>
+    private static void WriteCurve(string directory, IReadOnlyList<(int Calls, double TopMean)> curve) =>
+        AtomicFile.WriteText(Path.Combine(directory, CurveFile),
+            "calls,top10_mean\n" + string.Concat(curve.Select(p => Invariant($"{p.Calls},{p.TopMean:R}\n"))));
+
+    private static IReadOnlyList<(int Calls, double TopMean)> ReadCurve(string directory)
+    {
+        string path = Path.Combine(directory, CurveFile);
+        if (!File.Exists(path)) return TopAuc.Curve([.. MoleculeOptimizer.ReadCalls(directory).Select(c => c.Score)]);
+        var curve = new List<(int, double)>();
+        foreach (var (line, f) in Csv.ReadRows(path, out _))
+        {
+            if (f.Count != 2 || !int.TryParse(f[0], CultureInfo.InvariantCulture, out int calls) || !double.TryParse(f[1], CultureInfo.InvariantCulture, out double mean))
+                throw new BioForgeException($"{path}:{line}: not a curve row (calls,top10_mean)");
+            curve.Add((calls, mean));
+        }
+        return curve;
     }
 
     /// <summary>The run's wall time over all its sessions: the last metrics line's elapsed_seconds.</summary>
@@ -260,7 +284,7 @@ public static class PmoBenchmark
     {
         var series = results.Select(r =>
         {
-            var curve = TopAuc.Curve([.. MoleculeOptimizer.ReadCalls(RunDirectoryOf(output, r.Task, r.Seed)).Select(c => c.Score)]);
+            var curve = ReadCurve(RunDirectoryOf(output, r.Task, r.Seed));
             return ($"{r.Task} seed {r.Seed}", (IReadOnlyList<double>)[.. curve.Select(p => (double)p.Calls)], (IReadOnlyList<double>)[.. curve.Select(p => p.TopMean)]);
         }).ToList();
         return SvgChart.Lines(series, "PMO: running top-10 mean", "oracle calls", "top-10 mean score");
