@@ -38,74 +38,138 @@ public sealed class ScaleOutTests
         return process;
     }
 
+    /// <summary>Two replicas of the SMILES model behind nginx with deploy/nginx/bioforge.conf as shipped (ports rewritten).</summary>
+    private sealed class Cluster : IDisposable
+    {
+        public Process First { get; }
+        public Process Second { get; }
+        public int FirstPort { get; }
+        public int SecondPort { get; }
+        public string Directory { get; } = TestData.TempDirectory();
+        public HttpClient Client { get; }
+        private readonly Process nginx;
+
+        public Cluster()
+        {
+            if (!File.Exists("/usr/sbin/nginx")) throw new InvalidOperationException("nginx is not installed (scripts/setup.sh installs it)");
+            FirstPort = FreePort();
+            SecondPort = FreePort();
+            int front = FreePort();
+            string site = File.ReadAllText(Path.Combine(Repository.Root, "deploy", "nginx", "bioforge.conf"))
+                .Replace("127.0.0.1:8001", $"127.0.0.1:{FirstPort}", StringComparison.Ordinal).Replace("127.0.0.1:8002", $"127.0.0.1:{SecondPort}", StringComparison.Ordinal)
+                .Replace("listen 8000;", $"listen 127.0.0.1:{front};", StringComparison.Ordinal);
+            File.WriteAllText(Path.Combine(Directory, "bioforge.conf"), site);
+            File.WriteAllText(Path.Combine(Directory, "nginx.conf"), $$"""
+                worker_processes 1;
+                pid {{Directory}}/nginx.pid;
+                error_log {{Directory}}/error.log warn;
+                events { worker_connections 1024; }
+                http {
+                    access_log off;
+                    client_body_temp_path {{Directory}}/body;
+                    proxy_temp_path {{Directory}}/proxy;
+                    include {{Directory}}/bioforge.conf;
+                }
+                """);
+            var log = new StringBuilder();
+            First = Replica(FirstPort, log);
+            Second = Replica(SecondPort, log);
+            nginx = Process.Start(new ProcessStartInfo("/usr/sbin/nginx", ["-p", Directory, "-c", Path.Combine(Directory, "nginx.conf"), "-e", Path.Combine(Directory, "error.log"), "-g", "daemon off;"])
+            { RedirectStandardOutput = true, RedirectStandardError = true })!;
+            Client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{front}"), Timeout = TimeSpan.FromMinutes(1) };
+            for (int i = 0; i < 50 && !Ok(Client, "/v1/health/ready").GetAwaiter().GetResult(); i++) Thread.Sleep(100);
+        }
+
+        public string ErrorLog => File.ReadAllText(Path.Combine(Directory, "error.log"));
+
+        public void Dispose()
+        {
+            Client.Dispose();
+            foreach (var process in new[] { nginx, First, Second })
+            {
+                if (!process.HasExited) process.Kill(entireProcessTree: true); // nginx: the master and its workers
+                process.Dispose();
+            }
+        }
+    }
+
     [Fact]
     public async Task KillingOneReplicaBehindNginxLosesNoRequest()
     {
-        if (!File.Exists("/usr/sbin/nginx")) throw new InvalidOperationException("nginx is not installed (scripts/setup.sh installs it)");
-        int a = FreePort(), b = FreePort(), front = FreePort();
-        string directory = TestData.TempDirectory();
-        string site = File.ReadAllText(Path.Combine(Repository.Root, "deploy", "nginx", "bioforge.conf"))
-            .Replace("127.0.0.1:8001", $"127.0.0.1:{a}", StringComparison.Ordinal).Replace("127.0.0.1:8002", $"127.0.0.1:{b}", StringComparison.Ordinal)
-            .Replace("listen 8000;", $"listen 127.0.0.1:{front};", StringComparison.Ordinal);
-        File.WriteAllText(Path.Combine(directory, "bioforge.conf"), site);
-        File.WriteAllText(Path.Combine(directory, "nginx.conf"), $$"""
-            worker_processes 1;
-            pid {{directory}}/nginx.pid;
-            error_log {{directory}}/error.log warn;
-            events { worker_connections 1024; }
-            http {
-                access_log off;
-                client_body_temp_path {{directory}}/body;
-                proxy_temp_path {{directory}}/proxy;
-                include {{directory}}/bioforge.conf;
-            }
-            """);
-        var log = new StringBuilder();
-        using var first = Replica(a, log);
-        using var second = Replica(b, log);
-        using var nginx = Process.Start(new ProcessStartInfo("/usr/sbin/nginx", ["-p", directory, "-c", Path.Combine(directory, "nginx.conf"), "-e", Path.Combine(directory, "error.log"), "-g", "daemon off;"])
-        { RedirectStandardOutput = true, RedirectStandardError = true })!;
-        try
+        using var cluster = new Cluster();
+        var client = cluster.Client;
+        string[] smiles = ["CCO", "c1ccccc1", "CC(=O)Oc1ccccc1C(=O)O", "CN1CCN(CC1)c1ccccc1"];
+        int sent = 0, answered = 0;
+        var failures = new List<string>();
+        async Task Client(int id)
         {
-            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{front}"), Timeout = TimeSpan.FromMinutes(1) };
-            for (int i = 0; i < 50 && !(await Ok(client, "/v1/health/ready")); i++) await Task.Delay(100);
-            string[] smiles = ["CCO", "c1ccccc1", "CC(=O)Oc1ccccc1C(=O)O", "CN1CCN(CC1)c1ccccc1"];
-            int sent = 0, answered = 0;
-            var failures = new List<string>();
-            async Task Client(int id)
+            for (int k = 0; k < 60; k++)
             {
-                for (int k = 0; k < 60; k++)
+                Interlocked.Increment(ref sent);
+                using var content = new StringContent($$"""{"input":"{{smiles[(id + k) % smiles.Length]}}"}""", Encoding.UTF8, "application/json");
+                using var response = await client.PostAsync("/v1/embeddings", content);
+                if (response.StatusCode == HttpStatusCode.OK) Interlocked.Increment(ref answered);
+                else
                 {
-                    Interlocked.Increment(ref sent);
-                    using var content = new StringContent($$"""{"input":"{{smiles[(id + k) % smiles.Length]}}"}""", Encoding.UTF8, "application/json");
-                    using var response = await client.PostAsync("/v1/embeddings", content);
-                    if (response.StatusCode == HttpStatusCode.OK) Interlocked.Increment(ref answered);
-                    else
-                    {
-                        string why = $"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}";
-                        lock (failures) failures.Add(why);
-                    }
+                    string why = $"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}";
+                    lock (failures) failures.Add(why);
                 }
             }
-            var load = Enumerable.Range(0, 8).Select(Client).ToArray();
-            while (Volatile.Read(ref sent) < 150) await Task.Delay(5);
-            using var direct = new HttpClient();
-            Assert.Contains("bioforge_requests_total{route=\"/v1/embeddings\",status=\"200\"}", await direct.GetStringAsync($"http://127.0.0.1:{a}/v1/metrics")); // both replicas serve
-            first.Kill(entireProcessTree: true); // mid-run, requests in flight on it
-            await Task.WhenAll(load);
-            Assert.True(failures.Count == 0, $"{failures.Count} of {sent} requests failed: {string.Join("; ", failures.Take(3))}\n{File.ReadAllText(Path.Combine(directory, "error.log"))}");
-            Assert.Equal(480, answered);
-            // The survivor now serves everything, and the service stays ready.
-            Assert.True(await Ok(client, "/v1/health/ready"));
-            string metrics = await direct.GetStringAsync($"http://127.0.0.1:{b}/v1/metrics");
-            Assert.Contains("bioforge_requests_total{route=\"/v1/embeddings\",status=\"200\"}", metrics);
         }
-        finally
+        var load = Enumerable.Range(0, 8).Select(Client).ToArray();
+        while (Volatile.Read(ref sent) < 150) await Task.Delay(5);
+        using var direct = new HttpClient();
+        Assert.Contains("bioforge_requests_total{route=\"/v1/embeddings\",status=\"200\"}", await direct.GetStringAsync($"http://127.0.0.1:{cluster.FirstPort}/v1/metrics")); // both replicas serve
+        cluster.First.Kill(entireProcessTree: true); // mid-run, requests in flight on it
+        await Task.WhenAll(load);
+        Assert.True(failures.Count == 0, $"{failures.Count} of {sent} requests failed: {string.Join("; ", failures.Take(3))}\n{cluster.ErrorLog}");
+        Assert.Equal(480, answered);
+        // The survivor now serves everything, and the service stays ready.
+        Assert.True(await Ok(client, "/v1/health/ready"));
+        string metrics = await direct.GetStringAsync($"http://127.0.0.1:{cluster.SecondPort}/v1/metrics");
+        Assert.Contains("bioforge_requests_total{route=\"/v1/embeddings\",status=\"200\"}", metrics);
+    }
+
+    /// <summary>
+    /// A streamed completion whose replica is killed mid-stream: nginx passes the events as they come (no buffering),
+    /// and the client sees the connection fail — never a stream that ends as if complete without <c>data: [DONE]</c>.
+    /// The next stream is served whole by the survivor.
+    /// </summary>
+    [Fact]
+    public async Task AStreamWhoseReplicaDiesEndsInAnErrorNotATruncatedAnswer()
+    {
+        using var cluster = new Cluster();
+        // Long enough to outlast the kill: 128 samples of up to 250 tokens each, hot enough to rarely end early.
+        const string longStream = """{"model":"smiles-llama-small","prompt":"","n":128,"max_tokens":250,"temperature":3,"grammar":"none","seed":1,"stream":true}""";
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = new StringContent(longStream, Encoding.UTF8, "application/json") };
+        using var response = await cluster.Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        string? line;
+        while ((line = await reader.ReadLineAsync()) is not null && !line.StartsWith("data: {", StringComparison.Ordinal)) { }
+        Assert.NotNull(line); // the first event arrived before the stream ended: nginx does not hold it back
+
+        // The replica that made the first token serves this stream.
+        using var direct = new HttpClient();
+        async Task<bool> Serving(int port) =>
+            (await direct.GetStringAsync($"http://127.0.0.1:{port}/v1/metrics")).Contains("bioforge_time_to_first_token_seconds_count{model=\"smiles-llama-small\"} 1", StringComparison.Ordinal);
+        bool first = await Serving(cluster.FirstPort);
+        Assert.True(first ^ await Serving(cluster.SecondPort), "exactly one replica should be serving the stream");
+        (first ? cluster.First : cluster.Second).Kill(entireProcessTree: true);
+
+        bool done = false;
+        var failure = await Record.ExceptionAsync(async () =>
         {
-            if (!nginx.HasExited) nginx.Kill(entireProcessTree: true); // the master and its workers
-            if (!first.HasExited) first.Kill(entireProcessTree: true);
-            if (!second.HasExited) second.Kill(entireProcessTree: true);
-        }
+            while ((line = await reader.ReadLineAsync()) is not null) done |= line == "data: [DONE]";
+        });
+        Assert.False(done, "the stream ended before the kill: it cannot show what a client sees then");
+        Assert.True(failure is IOException or HttpRequestException, $"a stream cut by a dead replica ended without an error ({failure?.GetType().Name ?? "clean end of stream"})\n{cluster.ErrorLog}");
+
+        // A new stream goes to the survivor and ends with [DONE].
+        const string shortStream = """{"model":"smiles-llama-small","n":2,"max_tokens":40,"seed":2,"stream":true}""";
+        using var again = await cluster.Client.PostAsync("/v1/completions", new StringContent(shortStream, Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        Assert.EndsWith("data: [DONE]", (await again.Content.ReadAsStringAsync()).TrimEnd());
     }
 
     private static async Task<bool> Ok(HttpClient client, string path)
