@@ -19,7 +19,7 @@ internal static class PmoBenchCommand
         var threads = Options.Int("--threads", "CPU threads per run (default: the cores divided among the parallel runs)", 0);
         var strategy = new Option<string>("--strategy")
         {
-            Description = "learning strategy of every run: reinvent or augmented_memory (default: optimize's default, learning.strategy)",
+            Description = "learning strategy of every run: reinvent, augmented_memory or ahc (default: optimize's default, learning.strategy)",
             DefaultValueFactory = _ => new Discovery.OptimizeConfig.LearningSection().Strategy,
         };
         var command = new Command("pmo", "PMO goal-directed benchmark: AUC top-10 per task under an oracle budget, beside published methods")

@@ -223,12 +223,18 @@ public sealed class OptimizationSession : IDisposable
         var replay = memory.Count == 0 ? [] : memory.OrderBy(_ => random.Next()).Take(config.Learning.ReplaySamples).ToList();
 
         using var scope = NewDisposeScope();
-        var sequences = batch.Concat(replay.Select(r => new SampledSequence(r.Tokens, r.Finished, 0))).ToList();
         Tensor priorLogLikelihood;
         using (no_grad()) priorLogLikelihood = Sampling.LogLikelihood(prior.Model, batch, grammar);
         double priorSeconds = Lap();
-        var priorAll = cat([priorLogLikelihood, tensor(replay.Select(r => (float)r.PriorLogLikelihood).ToArray()).to(Agent.Device)], 0);
-        var scoresAll = tensor(learned.Select(s => (float)s).Concat(replay.Select(r => (float)r.Score)).ToArray()).to(Agent.Device);
+        // Augmented Hill-Climb learns from the best part of the batch only (the prior's likelihoods of all of it still
+        // feed the memory); REINVENT and Augmented Memory from all of it.
+        int[]? climbers = config.Learning.Strategy == "ahc" ? HillClimbers(learned, config.Learning.TopFraction) : null;
+        var learnedBatch = climbers is null ? batch : [.. climbers.Select(i => batch[i])];
+        var sequences = learnedBatch.Concat(replay.Select(r => new SampledSequence(r.Tokens, r.Finished, 0))).ToList();
+        var batchPrior = climbers is null ? priorLogLikelihood : priorLogLikelihood.index_select(0, tensor(climbers.Select(i => (long)i).ToArray()).to(Agent.Device));
+        var priorAll = cat([batchPrior, tensor(replay.Select(r => (float)r.PriorLogLikelihood).ToArray()).to(Agent.Device)], 0);
+        var batchScores = climbers is null ? learned : [.. climbers.Select(i => learned[i])];
+        var scoresAll = tensor(batchScores.Select(s => (float)s).Concat(replay.Select(r => (float)r.Score)).ToArray()).to(Agent.Device);
         var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences, grammar);
         var augmented = priorAll.Plus(scoresAll.Mul(config.Learning.Sigma));
         var loss = (augmented - agentLogLikelihood).Squared().mean();
@@ -300,6 +306,16 @@ public sealed class OptimizationSession : IDisposable
         loss.backward();
         Optimizer.Update(config.Learning.Lr);
         Optimizer.ZeroGrad();
+    }
+
+    /// <summary>
+    /// Augmented Hill-Climb's selection (Thomas et al., J. Cheminform. 2022): the positions of the best
+    /// <paramref name="fraction"/> of the batch by learned score (at least one), ties to the earlier sample.
+    /// </summary>
+    internal static int[] HillClimbers(IReadOnlyList<double> learned, double fraction)
+    {
+        int keep = Math.Max(1, (int)Math.Ceiling(fraction * learned.Count));
+        return [.. Enumerable.Range(0, learned.Count).OrderByDescending(i => learned[i]).ThenBy(i => i).Take(keep)];
     }
 
     /// <summary>Augmented Memory's selective purge: the memory's molecules whose diversity-filter bucket is full.</summary>

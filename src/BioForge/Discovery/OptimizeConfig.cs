@@ -48,8 +48,12 @@ public sealed record OptimizeConfig
         /// <c>augmented_memory</c> (Guo &amp; Schwaller 2024): after that update, <see cref="AugmentationRounds"/> more,
         /// each on the batch and the whole replay memory re-written as random SMILES, and a diversity filter's full
         /// scaffolds purged from the memory.
+        /// <c>ahc</c> (Augmented Hill-Climb, Thomas et al. 2022): REINVENT's update on the best <see cref="TopFraction"/>
+        /// of each batch only (and the replayed molecules).
         /// </summary>
         public string Strategy { get; init; } = "reinvent";
+        /// <summary><c>ahc</c>: the share of each batch, best scores first, that the update learns from.</summary>
+        public double TopFraction { get; init; } = 0.25;
         /// <summary><c>augmented_memory</c>: extra updates per step on randomized SMILES of the batch and the memory.</summary>
         public int AugmentationRounds { get; init; } = 2;
         /// <summary>
@@ -136,7 +140,8 @@ public sealed record OptimizeConfig
         require(Sampling.Grammar is "smiles" or "none", $"sampling.grammar must be smiles or none (got '{Sampling.Grammar}')");
         require(Learning.Lr > 0 && Learning.Sigma > 0, "learning.lr and learning.sigma must be positive");
         require(Learning.ReplaySize >= 0 && Learning.ReplaySamples >= 0, "learning.replay_size and replay_samples must be >= 0");
-        require(Learning.Strategy is "reinvent" or "augmented_memory", $"learning.strategy must be reinvent or augmented_memory (got '{Learning.Strategy}')");
+        require(Learning.Strategy is "reinvent" or "augmented_memory" or "ahc", $"learning.strategy must be reinvent, augmented_memory or ahc (got '{Learning.Strategy}')");
+        require(Learning.TopFraction is > 0 and <= 1, $"learning.top_fraction must be in (0, 1] (got {Learning.TopFraction})");
         require(Learning.AugmentationRounds is >= 0 and <= 16, $"learning.augmentation_rounds must be in [0, 16] (got {Learning.AugmentationRounds})");
         require(DiversityFilter.Kind is "identical_murcko_scaffold" or "generic_murcko_scaffold" or "similar_scaffold" or "none",
             $"diversity_filter.kind must be identical_murcko_scaffold, generic_murcko_scaffold, similar_scaffold or none (got '{DiversityFilter.Kind}')");

@@ -19,7 +19,7 @@ public sealed record PmoBenchmarkOptions
     public int Threads { get; init; } = 1;
     public string Device { get; init; } = "cpu";
     public string Prior { get; init; } = "models/smiles-llama-small";
-    /// <summary><c>learning.strategy</c> of every run (<c>reinvent</c> or <c>augmented_memory</c>); null: <see cref="OptimizeConfig"/>'s default.</summary>
+    /// <summary><c>learning.strategy</c> of every run (<c>reinvent</c>, <c>augmented_memory</c> or <c>ahc</c>); null: <see cref="OptimizeConfig"/>'s default.</summary>
     public string? Strategy { get; init; }
     public required string Out { get; init; }
     public CancellationToken Cancellation { get; init; }
@@ -97,7 +97,7 @@ public static class PmoBenchmark
         if (options.Seeds < 1 || options.Budget < 1 || options.Parallel < 1 || options.Threads < 0)
             throw new BioForgeException("--seeds, --budget and --parallel must be positive");
         string strategy = options.Strategy ?? new OptimizeConfig.LearningSection().Strategy;
-        if (strategy is not ("reinvent" or "augmented_memory")) throw new BioForgeException($"--strategy must be reinvent or augmented_memory (got '{strategy}')");
+        if (strategy is not ("reinvent" or "augmented_memory" or "ahc")) throw new BioForgeException($"--strategy must be reinvent, augmented_memory or ahc (got '{strategy}')");
         if (!Directory.Exists(options.Prior)) throw new BioForgeException($"--prior {options.Prior}: not a directory (a SMILES language model, e.g. models/smiles-llama-small)");
         Directory.CreateDirectory(options.Out);
         string resultsPath = Path.Combine(options.Out, ResultsFile);
