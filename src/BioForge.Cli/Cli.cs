@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.CommandLine.Help;
+using System.Runtime.InteropServices;
 
 namespace BioForge.Cli;
 
@@ -106,27 +107,22 @@ public static class Cli
     }
 
     /// <summary>
-    /// Runs a long command whose first Ctrl+C asks it to stop cleanly (the token is cancelled and
-    /// <paramref name="notice"/> printed); a second Ctrl+C ends the process at once.
+    /// Runs a long command whose first Ctrl+C or SIGTERM (kill, a batch scheduler's time limit, docker stop) asks it to
+    /// stop cleanly: the token is cancelled and <paramref name="notice"/> printed. The same signal again ends the
+    /// process at once.
     /// </summary>
-    internal static int StoppableByCtrlC(TextWriter error, string notice, Func<CancellationToken, int> body)
+    internal static int Stoppable(TextWriter error, string notice, Func<CancellationToken, int> body)
     {
         using var cancel = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
+        void Stop(PosixSignalContext context)
         {
-            if (cancel.IsCancellationRequested) return;
-            e.Cancel = true;
+            if (cancel.IsCancellationRequested) return; // the second one: the default action, the process ends
+            context.Cancel = true;
             cancel.Cancel();
-            error.WriteLine(notice);
-        };
-        Console.CancelKeyPress += onCancel;
-        try
-        {
-            return body(cancel.Token);
+            error.WriteLine($"{notice}; {(context.Signal == PosixSignal.SIGINT ? "Ctrl+C" : "SIGTERM")} again to abort");
         }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
-        }
+        using var onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        using var onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        return body(cancel.Token);
     }
 }

@@ -20,7 +20,7 @@ internal static class FineTuneCommands
         command.SetAction(result => Cli.Guard(error, () =>
         {
             var run = FineTuneConfig.Load(result.GetValue(config)!, result.GetValue(overrides));
-            return Cli.StoppableByCtrlC(error, "stopping after this epoch (the best epoch so far is kept and written); Ctrl+C again to abort", cancellation =>
+            return Cli.Stoppable(error, "stopping after this epoch (the best epoch so far is kept and written)", cancellation =>
             {
                 var manifest = FineTuner.Run(run, new FineTuneOptions
                 {

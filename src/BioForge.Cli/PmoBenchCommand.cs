@@ -35,7 +35,7 @@ internal static class PmoBenchCommand
             string dir = result.GetValue(outDir)!;
             string learning = result.GetValue(strategy)!;
             output.WriteLine($"bench pmo: {selected.Count} task(s) × {n} seed(s), budget {b}, strategy {learning}, {p} run(s) side by side on {perRun} thread(s) each -> {dir}");
-            return Cli.StoppableByCtrlC(error, "stopping the running runs after their current step (each writes a checkpoint); run the same command again to continue", cancellation =>
+            return Cli.Stoppable(error, "stopping the running runs after their current step (each writes a checkpoint); run the same command again to continue", cancellation =>
             {
                 var options = new PmoBenchmarkOptions
                 {

@@ -21,7 +21,7 @@ internal static class QuickstartCommand
         command.SetAction(result => Cli.Guard(error, () =>
         {
             if (result.GetValue(steps) < 1) throw new BioForgeException($"--steps must be at least 1 (got {result.GetValue(steps)})");
-            return Cli.StoppableByCtrlC(error, "stopping (nothing is written); Ctrl+C again to abort", cancellation =>
+            return Cli.Stoppable(error, "stopping (nothing is written)", cancellation =>
             {
                 QuickstartResult run;
                 try

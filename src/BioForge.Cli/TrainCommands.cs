@@ -21,7 +21,7 @@ internal static class TrainCommands
             var settings = (result.GetValue(overrides) ?? []).ToList();
             if (result.GetValue(tensorParallel) is int tp) settings.Add(FormattableString.Invariant($"train.tensor_parallel={tp}"));
             var run = RunConfig.Load(result.GetValue(config)!, settings);
-            return Cli.StoppableByCtrlC(error, "stopping after this step (a checkpoint will be written); Ctrl+C again to abort", cancellation =>
+            return Cli.Stoppable(error, "stopping after this step (a checkpoint will be written)", cancellation =>
             {
                 bool live = !Console.IsErrorRedirected;
                 long firstStep = -1;

@@ -104,6 +104,46 @@ public sealed class TrainCliTests
     /// Starts a real training process that writes a checkpoint every step, SIGKILLs it while a checkpoint is being
     /// written, and checks that every complete checkpoint still loads and the run resumes from the latest one.
     /// </summary>
+    /// <summary>
+    /// SIGTERM — what kill, a batch scheduler's time limit and docker stop send — stops training as cleanly as Ctrl+C:
+    /// the step finishes, a checkpoint is written, the exit code is 130, and the run resumes from that step.
+    /// </summary>
+    [Fact]
+    public void SigtermStopsTrainingWithACheckpointToResumeFrom()
+    {
+        string output = TestData.TempDirectory();
+        string config = ConfigFile(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 100_000).Replace("every: 3\n", "every: 1000\n"));
+        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "BioForge.Cli")) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string arg in new[] { "train", "--config", config }) start.ArgumentList.Add(arg);
+        using var process = Process.Start(start)!;
+        var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var stepped = new ManualResetEventSlim();
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lines.Enqueue(e.Data);
+            if (e.Data.StartsWith("step 4/", StringComparison.Ordinal)) stepped.Set();
+        };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lines.Enqueue(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        Assert.True(stepped.Wait(TimeSpan.FromMinutes(2)), "training did not log step 4 in time:\n" + string.Join("\n", lines));
+        using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) kill.WaitForExit();
+        Assert.True(process.WaitForExit(TimeSpan.FromMinutes(1)), "training did not stop after SIGTERM");
+        process.WaitForExit(); // the redirected streams are drained
+        string log = string.Join("\n", lines);
+        Assert.Equal(130, process.ExitCode);
+        Assert.Contains("stopping after this step (a checkpoint will be written); SIGTERM again to abort", log);
+        var stopped = System.Text.RegularExpressions.Regex.Match(log, @"stopped at step (\d+); continue with --resume");
+        Assert.True(stopped.Success, log);
+        long step = long.Parse(stopped.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(step >= 4, log);
+        Assert.Equal(step, RunDirectory.Existing(output).Checkpoints(TrainerState.FileName)[^1].Step); // the checkpoint every 1000 steps did not write it
+
+        var resumed = Trainer.Run(RunConfig.Load(config), new TrainerOptions { Resume = true, StopAt = step + 1 });
+        Assert.Equal(step + 1, resumed.Step);
+    }
+
     [Fact]
     public void ARunKilledWhileWritingACheckpointKeepsThePreviousOneAndResumes()
     {
