@@ -24,7 +24,6 @@ internal static class TrainCommands
             return Cli.Stoppable(error, "stopping after this step (a checkpoint will be written)", cancellation =>
             {
                 bool live = !Console.IsErrorRedirected;
-                long firstStep = -1;
                 var trained = Trainer.Run(run, new TrainerOptions
                 {
                     Resume = result.GetValue(resume),
@@ -34,9 +33,8 @@ internal static class TrainCommands
                     OnInfo = ProcessGroup.World.Rank == 0 ? output.WriteLine : null,
                     OnStep = report =>
                     {
-                        if (firstStep < 0) firstStep = report.Step - run.Train.LogEvery;
                         string line = $"step {report.Step}/{report.TotalSteps}  loss {report.Loss:F4}  lr {report.LearningRate:E2}  "
-                            + $"grad {report.GradNorm:F2}  {report.TokensPerSecond:N0} tok/s  ETA {Format(report.Remaining(Math.Max(0, firstStep)))}";
+                            + $"grad {report.GradNorm:F2}  {report.TokensPerSecond:N0} tok/s  ETA {Format(report.Remaining)}";
                         output.WriteLine(line);
                         if (live) error.Write($"\r{line}\u001b[K");
                     },

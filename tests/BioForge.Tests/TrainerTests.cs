@@ -123,6 +123,16 @@ public sealed class TrainerTestsCollection;
 public sealed class TrainerTests
 {
     [Fact]
+    public void TheEtaOfAResumedRunCountsOnlyTheStepsThisProcessMade()
+    {
+        // Resumed at 1410 (not a multiple of log_every): 10 steps in 10 s leave 580 steps, 580 s.
+        var resumed = new StepReport(1420, 2000, 1.0, 1e-3, 1.0, 1000, TimeSpan.FromSeconds(10), 1000, StartStep: 1410);
+        Assert.Equal(TimeSpan.FromSeconds(580), resumed.Remaining);
+        Assert.Equal(TimeSpan.Zero, (resumed with { Step = 1410 }).Remaining);
+        Assert.Equal(TimeSpan.FromSeconds(90), new StepReport(10, 100, 1.0, 1e-3, 1.0, 1000, TimeSpan.FromSeconds(10), 1000).Remaining);
+    }
+
+    [Fact]
     public void ResumingMidRunGivesBitIdenticalWeightsForTheCausalObjective()
     {
         string straight = TestData.TempDirectory(), resumed = TestData.TempDirectory();

@@ -13,11 +13,12 @@ namespace BioForge.Training;
 
 /// <summary>What one logged optimizer step looked like.</summary>
 /// <param name="Tokens">Tokens (padding excluded) trained on since the previous report.</param>
-public sealed record StepReport(long Step, long TotalSteps, double Loss, double LearningRate, double GradNorm, double TokensPerSecond, TimeSpan Elapsed, long Tokens)
+/// <param name="Elapsed">Time since this process started training (or resumed) at <paramref name="StartStep"/>.</param>
+public sealed record StepReport(long Step, long TotalSteps, double Loss, double LearningRate, double GradNorm, double TokensPerSecond, TimeSpan Elapsed, long Tokens,
+    long StartStep = 0)
 {
-    /// <summary>Remaining time at the throughput of this run so far.</summary>
-    public TimeSpan Remaining(long startStep) =>
-        Step <= startStep ? TimeSpan.Zero : Elapsed * ((double)(TotalSteps - Step) / (Step - startStep));
+    /// <summary>Remaining time at the pace of the steps this process has made (a resumed run counts from where it resumed).</summary>
+    public TimeSpan Remaining => Step <= StartStep ? TimeSpan.Zero : Elapsed * ((double)(TotalSteps - Step) / (Step - StartStep));
 }
 
 public sealed record ValidationReport(long Step, double Loss, long Tokens)
@@ -120,7 +121,7 @@ public static class Trainer
             cancelled = Agree(grid.World, options.Cancellation.IsCancellationRequested);
             if (lead && (step % config.Train.LogEvery == 0 || step == stopAt))
             {
-                var report = new StepReport(step, config.Train.Steps, stepLoss, lr, gradNorm, windowTokens / windowSeconds, clock.Elapsed, windowTokens);
+                var report = new StepReport(step, config.Train.Steps, stepLoss, lr, gradNorm, windowTokens / windowSeconds, clock.Elapsed, windowTokens, startStep);
                 metrics?.Write(new JsonObject
                 {
                     ["step"] = step,
