@@ -113,4 +113,17 @@ public sealed class ProteinCompletionRouteTests(ProteinServerFixture fixture) : 
         var card = models["data"]!.AsArray().Single(m => m!["id"]!.GetValue<string>() == Model)!;
         Assert.Contains("/v1/completions", card["routes"]!.AsArray().Select(r => r!.GetValue<string>()));
     }
+
+    /// <summary>The page's "generate proteins / molecules" panel lists the decoders and streams from /v1/completions.</summary>
+    [Fact]
+    public async Task TheWebPageHasAStreamingSamplePanel()
+    {
+        string page = await client.GetStringAsync("/");
+        Assert.Contains("id=\"sample-model\"", page, StringComparison.Ordinal);
+        Assert.Contains("id=\"sample-run\"", page, StringComparison.Ordinal);
+        string script = await client.GetStringAsync("/app/app.js");
+        Assert.Contains("'/v1/completions'", script, StringComparison.Ordinal);
+        Assert.Contains("stream: true", script, StringComparison.Ordinal);
+        Assert.Contains("m.routes?.includes('/v1/completions')", script, StringComparison.Ordinal);
+    }
 }
