@@ -22,6 +22,7 @@ public static class Cli
         // testhost under the tests); help and --version are what RootCommand would add.
         var root = new Command("bioforge", "BioForge: biological foundation models and AI drug discovery in .NET") { new HelpOption(), new VersionOption() };
         foreach (var command in ProteinCommands.Create(output, error)) root.Subcommands.Add(command);
+        root.Subcommands.Add(ProteinGenEvalCommand.Group(output, error));
         root.Subcommands.Add(ChemCommands.Create(output, error));
         root.Subcommands.Add(DataCommands.Create(output, error));
         root.Subcommands.Add(TrainCommands.Create(output, error));

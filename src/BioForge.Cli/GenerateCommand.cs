@@ -5,33 +5,34 @@ using BioForge.IO;
 using BioForge.Models;
 using BioForge.Models.Gpt2;
 using BioForge.Models.Llama;
+using BioForge.Tokenizers;
 
 namespace BioForge.Cli;
 
-/// <summary><c>bioforge generate</c>: de novo SMILES from a chemical language model.</summary>
+/// <summary><c>bioforge generate</c>: de novo SMILES from a chemical language model, or proteins (FASTA) from a protein one.</summary>
 internal static class GenerateCommand
 {
     public static Command Create(TextWriter output, TextWriter error)
     {
-        var model = Options.Required("--model", "SMILES language model directory (config.json, model.safetensors, vocab.json), or a GPT-2 checkpoint with its tokenizer");
+        var model = Options.Required("--model", "SMILES language model directory (config.json, model.safetensors, vocab.json), a protein one (vocab.txt), or a GPT-2 checkpoint with its tokenizer");
         var count = new Option<int>("--n") { Description = "number of molecules", Required = true };
-        var outPath = Options.Required("--out", "output .smi: one SMILES per line");
+        var outPath = Options.Required("--out", "output .smi: one SMILES per line; FASTA (records gen-1, gen-2, …) for a protein model");
         var temperature = new Option<double>("--temperature") { Description = "softmax temperature (< 1: safer, > 1: more diverse)", DefaultValueFactory = _ => 1.0 };
         var topK = Options.Int("--top-k", "sample among the k most probable tokens (0 = all)", 0);
         var topP = new Option<double>("--top-p") { Description = "nucleus sampling mass (1 = off)", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<ulong>("--seed") { Description = "random seed", DefaultValueFactory = _ => 0 };
         var batch = Options.Int("--batch", "molecules sampled together", 256);
-        var maxLength = Options.Int("--max-length", "maximum tokens per molecule", 128);
+        var maxLength = Options.Int("--max-length", "maximum tokens per sample (default 128; a protein model's whole context)", 128);
         var prompt = new Option<string>("--prompt") { Description = "a SMILES start every molecule continues (default: none)", DefaultValueFactory = _ => "" };
         var validOnly = new Option<bool>("--valid-only") { Description = "keep only RDKit-valid molecules, written canonical, until --n are found" };
         var grammar = new Option<string>("--grammar")
         {
-            Description = "smiles: decode under SMILES syntax (branches and rings always closed; likelihoods renormalised over allowed tokens); none: the model's raw distribution",
+            Description = "smiles: decode under SMILES syntax (branches and rings always closed; likelihoods renormalised over allowed tokens); none: the model's raw distribution. A protein model always samples residue letters and <eos> unless none",
             DefaultValueFactory = _ => "smiles",
         };
         grammar.AcceptOnlyFromAmong("smiles", "none");
         var compute = new ComputeOptionSet();
-        var command = new Command("generate", "Sample molecules from a SMILES language model") { model, count, outPath, temperature, topK, topP, seed, batch, maxLength, prompt, validOnly, grammar };
+        var command = new Command("generate", "Sample molecules from a SMILES language model, or proteins from a protein language model") { model, count, outPath, temperature, topK, topP, seed, batch, maxLength, prompt, validOnly, grammar };
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
         {
@@ -45,6 +46,23 @@ internal static class GenerateCommand
                 return TextSamples.Run(output, result.GetValue(model)!, options, result.GetValue(count), text, result.GetValue(seed), result.GetValue(batch), result.GetValue(prompt)!, result.GetValue(outPath)!);
             }
             using var checkpoint = LlamaCheckpoint.Load(result.GetValue(model)!, options.Device, options.DType);
+            if (checkpoint.IsProtein)
+            {
+                TextSamples.RefuseSmilesOptions(result, validOnly, grammar, "a protein model's amino-acid vocabulary");
+                var protein = new SamplingOptions
+                {
+                    // Residue letters and <eos> only unless --grammar none asks for the raw distribution.
+                    Grammar = result.GetValue(grammar) == "none" ? null : new ProteinGrammar(checkpoint.Residues!),
+                    Temperature = result.GetValue(temperature),
+                    TopK = result.GetValue(topK),
+                    TopP = result.GetValue(topP),
+                    // A protein is longer than a molecule: unless asked otherwise, sample up to the model's whole context.
+                    MaxNewTokens = result.GetResult(maxLength) is { Implicit: false } ? result.GetValue(maxLength) : checkpoint.Config.MaxPositionEmbeddings,
+                };
+                if (protein.TopK < 0) throw new BioForgeException($"--top-k must be >= 0 (got {protein.TopK})");
+                if (protein.MaxNewTokens < 1) throw new BioForgeException($"--max-length must be positive (got {protein.MaxNewTokens})");
+                return ProteinSamples.Run(output, checkpoint, result.GetValue(count), protein, result.GetValue(seed), result.GetValue(batch), result.GetValue(prompt)!, result.GetValue(outPath)!);
+            }
             var generator = new SmilesGenerator(checkpoint);
             var sampling = new SamplingOptions
             {

@@ -32,11 +32,11 @@ internal static class TextSamples
         return 0;
     }
 
-    /// <summary>Options that apply to SMILES models only, refused by name when given for a GPT-2 model.</summary>
-    public static void RefuseSmilesOptions(ParseResult result, Option<bool> validOnly, Option<string> grammar)
+    /// <summary>Options that apply to SMILES models only, refused by name when given for another model (<paramref name="what"/>).</summary>
+    public static void RefuseSmilesOptions(ParseResult result, Option<bool> validOnly, Option<string> grammar, string what = "a GPT-2 model's byte-level tokens")
     {
-        if (result.GetValue(validOnly)) throw new BioForgeException("--valid-only applies to SMILES models with a SMILES vocabulary, not to a GPT-2 model");
+        if (result.GetValue(validOnly)) throw new BioForgeException($"--valid-only applies to SMILES models with a SMILES vocabulary, not to {what}");
         if (result.GetResult(grammar) is { Implicit: false } && result.GetValue(grammar) == "smiles")
-            throw new BioForgeException("--grammar smiles applies to SMILES models with a SMILES vocabulary, not to a GPT-2 model's byte-level tokens");
+            throw new BioForgeException($"--grammar smiles applies to SMILES models with a SMILES vocabulary, not to {what}");
     }
 }

@@ -11,8 +11,12 @@ using static TorchSharp.torch;
 namespace BioForge.Server;
 
 /// <summary>What a served model reads and what the routes can do with it.</summary>
-/// <remarks><c>Text</c>: a GPT-2 checkpoint reading text with its own tokenizer (ProtGPT2, SMILES GPT-2s).</remarks>
-public enum ModelKind { Protein, Molecule, Affinity, Text }
+/// <remarks>
+/// <c>Protein</c>: ESM-2 (embeddings and the protein routes); <c>Text</c>: a GPT-2 checkpoint reading text with its own
+/// tokenizer (ProtGPT2, SMILES GPT-2s); <c>ProteinDecoder</c>: a Llama-style protein language model (embeddings and
+/// completions, sequences without special tokens).
+/// </remarks>
+public enum ModelKind { Protein, Molecule, Affinity, Text, ProteinDecoder }
 
 /// <summary>A language model served for embeddings (and, for ESM-2, the protein routes), with its own batcher.</summary>
 public sealed class LanguageModel : IDisposable
@@ -222,8 +226,15 @@ public sealed class ModelCatalog : IDisposable
                     completions = new DecodeService(name, new LlamaDecoder(llama.Model), decoding, batching.QueueCapacity, device, metrics,
                         generator.EncodePrompt, token => vocabulary.DecodeRaw([token]), generator.Grammar);
                 }
-                languageModels[name] = new LanguageModel(name, directory, ModelKind.Molecule, encoder, llama.Config.MaxPositionEmbeddings, null, llama, compute.Device, batching, device, metrics,
-                    completions);
+                else if (llama.IsProtein)
+                {
+                    // Answers are residue letters: the protein grammar (the default) draws nothing else but <eos>, which writes nothing.
+                    var generator = new ProteinGenerator(llama);
+                    completions = new DecodeService(name, new LlamaDecoder(llama.Model), decoding, batching.QueueCapacity, device, metrics,
+                        llama.EncodeProteinPrompt, token => llama.DecodeProtein([token]), generator.Grammar);
+                }
+                languageModels[name] = new LanguageModel(name, directory, llama.IsProtein ? ModelKind.ProteinDecoder : ModelKind.Molecule, encoder,
+                    llama.Config.MaxPositionEmbeddings, null, llama, compute.Device, batching, device, metrics, completions);
                 break;
             case Gpt2Family:
                 var gpt2 = Gpt2Checkpoint.Load(directory, compute.Device, compute.DType);

@@ -149,7 +149,8 @@ internal static class CompletionRoutes
         var stops = Stops(r.Stop);
         if (r.ValidOnly)
         {
-            if (model.Kind != ModelKind.Molecule) throw ApiError.Invalid("valid_only applies to SMILES models", "valid_only");
+            if (model.Kind != ModelKind.Molecule)
+                throw ApiError.Invalid($"valid_only applies to SMILES models; model {model.Name} is a {(model.Kind == ModelKind.ProteinDecoder ? "protein" : "text")} model", "valid_only");
             if (r.Stream) throw ApiError.Invalid("valid_only cannot be streamed: whether a sample is kept is known only at its end", "valid_only");
             if (stops.Length > 0) throw ApiError.Invalid("valid_only cannot be combined with stop: a cut sample is not the molecule sampled", "stop");
         }

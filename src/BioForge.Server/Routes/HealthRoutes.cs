@@ -40,6 +40,7 @@ internal static class HealthRoutes
             {
                 ModelKind.Protein => ["/v1/embeddings", "/v1/protein/fill-mask", "/v1/protein/contacts", "/v1/protein/score-variants"],
                 ModelKind.Molecule => ["/v1/embeddings", "/generate"],
+                ModelKind.ProteinDecoder => ["/v1/embeddings"],
                 _ => ["/v1/embeddings"],
             },
             m.HiddenSize)).ToList();

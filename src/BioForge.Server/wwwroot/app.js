@@ -193,6 +193,48 @@ async function screen() {
   }
 }
 
+// Streams /v1/completions (server-sent events): each chunk's text is appended to its sample's line as it arrives; the
+// prompt is shown before each continuation, since answers hold the continuation only.
+async function sample() {
+  const n = Number($('sample-n').value), prompt = $('sample-prompt').value.trim();
+  const list = $('samples');
+  const lines = Array.from({ length: n }, () => { const li = document.createElement('li'); li.textContent = prompt; return li; });
+  list.replaceChildren(...lines);
+  say('sample-message', 'sampling…');
+  try {
+    const response = await fetch('/v1/completions', {
+      method: 'POST', headers: headers(true),
+      body: JSON.stringify({ model: $('sample-model').value, prompt, n, max_tokens: Number($('sample-max').value), temperature: Number($('sample-temperature').value), stream: true }),
+    });
+    if (!response.ok) {
+      const data = await response.json().catch(() => null);
+      throw new Error(data?.error?.message ?? `HTTP ${response.status}`);
+    }
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '', done = false, finished = 0;
+    while (!done) {
+      const { value, done: end } = await reader.read();
+      if (end) break;
+      buffer += value;
+      let cut;
+      while ((cut = buffer.indexOf('\n\n')) >= 0) {
+        const event = buffer.slice(0, cut).replace(/^data: /, '');
+        buffer = buffer.slice(cut + 2);
+        if (event === '[DONE]') { done = true; break; }
+        const chunk = JSON.parse(event);
+        if (chunk.error) throw new Error(chunk.error.message);
+        for (const choice of chunk.choices ?? []) {
+          lines[choice.index].textContent += choice.text;
+          if (choice.finish_reason) { lines[choice.index].classList.add('done'); finished++; }
+        }
+      }
+    }
+    say('sample-message', done ? `${finished} of ${n} samples` : 'the stream ended early', !done);
+  } catch (e) {
+    say('sample-message', e.message, true);
+  }
+}
+
 async function loadModels() {
   try {
     const models = await call('GET', '/v1/models');
@@ -201,6 +243,7 @@ async function loadModels() {
       select.replaceChildren(...models.data.filter(m => m.kind === kind).map(m => new Option(m.id, m.id)));
     };
     fill('protein-model', 'protein');
+    $('sample-model').replaceChildren(...models.data.filter(m => m.routes?.includes('/v1/completions')).map(m => new Option(m.id, m.id)));
     fill('affinity-model', 'affinity');
     $('service-status').textContent = `${models.data.length} models: ${models.data.map(m => m.id).join(', ')}`;
   } catch (e) {
@@ -215,4 +258,5 @@ $('target-example').addEventListener('click', () => { $('target').value = EXAMPL
 $('protein-run').addEventListener('click', e => busy(e.target, analyzeProtein));
 $('design-run').addEventListener('click', e => busy(e.target, design));
 $('screen-run').addEventListener('click', e => busy(e.target, screen));
+$('sample-run').addEventListener('click', e => busy(e.target, sample));
 loadModels();

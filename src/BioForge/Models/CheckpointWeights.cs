@@ -63,15 +63,18 @@ internal static class CheckpointWeights
 
     /// <summary>
     /// Writes tensors in the layout <c>save_pretrained</c> produces: <c>config.json</c> and <c>model.safetensors</c>
-    /// (or shards), float32 on the CPU, sorted by name.
+    /// (or shards), on the CPU, sorted by name; float32 unless <paramref name="storage"/> says float16 (half the bytes,
+    /// for shipped models; loading converts back to the compute dtype).
     /// </summary>
-    public static void Save(IEnumerable<KeyValuePair<string, Tensor>> weights, JsonObject config, string directory, long maxShardBytes = 5_000_000_000)
+    public static void Save(IEnumerable<KeyValuePair<string, Tensor>> weights, JsonObject config, string directory, long maxShardBytes = 5_000_000_000,
+        ScalarType storage = ScalarType.Float32)
     {
+        if (storage is not (ScalarType.Float32 or ScalarType.Float16)) throw new BioForgeException($"weights are stored as float32 or float16, not {storage}");
         Directory.CreateDirectory(directory);
         using var scope = NewDisposeScope();
         var tensors = weights
             .OrderBy(p => p.Key, StringComparer.Ordinal)
-            .Select(p => new KeyValuePair<string, Tensor>(p.Key, p.Value.detach().to(ScalarType.Float32).cpu()))
+            .Select(p => new KeyValuePair<string, Tensor>(p.Key, p.Value.detach().to(storage).cpu()))
             .ToList();
         SafetensorsCheckpoint.Save(directory, tensors, maxShardBytes);
         AtomicFile.WriteText(Path.Combine(directory, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");

@@ -42,8 +42,8 @@ internal interface ILanguageModelTask : IDisposable
     /// <summary>The network's parameters unsharded (a collective over the tensor-parallel group).</summary>
     List<KeyValuePair<string, Tensor>> UnshardedWeights();
 
-    /// <summary>Writes the network as a Hugging Face directory from <see cref="UnshardedWeights"/>.</summary>
-    void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>> weights);
+    /// <summary>Writes the network as a Hugging Face directory from <see cref="UnshardedWeights"/>, weights stored as <paramref name="storage"/>.</summary>
+    void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>> weights, ScalarType storage = ScalarType.Float32);
 }
 
 internal static class MicroBatches
@@ -99,7 +99,8 @@ internal sealed class MaskedLanguageModelTask(EsmCheckpoint checkpoint) : ILangu
     public bool RandomCrop => true;
     public ShardedParameters Sharding => checkpoint.Sharding;
     public List<KeyValuePair<string, Tensor>> UnshardedWeights() => checkpoint.UnshardedWeights();
-    public void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>> weights) => checkpoint.Save(directory, weights);
+    public void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>> weights, ScalarType storage = ScalarType.Float32) =>
+        checkpoint.Save(directory, weights, storage: storage);
 
     public void Dispose() => checkpoint.Dispose();
 }
@@ -142,7 +143,8 @@ internal sealed class CausalLanguageModelTask(LlamaCheckpoint checkpoint, bool r
     public bool RandomCrop => false;
     public ShardedParameters Sharding => checkpoint.Sharding;
     public List<KeyValuePair<string, Tensor>> UnshardedWeights() => checkpoint.UnshardedWeights();
-    public void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>> weights) => checkpoint.Save(directory, weights);
+    public void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>> weights, ScalarType storage = ScalarType.Float32) =>
+        checkpoint.Save(directory, weights, storage: storage);
 
     public void Dispose() => checkpoint.Dispose();
 }

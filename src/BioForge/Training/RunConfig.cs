@@ -100,6 +100,11 @@ public sealed record RunConfig
         /// <summary>Steps between checkpoints; 0 writes one only at the end.</summary>
         public int Every { get; init; } = 1000;
         public int Keep { get; init; } = 3;
+        /// <summary>
+        /// Storage of the finished model's weights: <c>float32</c>, or <c>float16</c> (half the bytes, for a model shipped in
+        /// the repository). Checkpoints stay float32 so that resuming is exact.
+        /// </summary>
+        public string ModelDtype { get; init; } = "float32";
     }
 
     public LearningRateSchedule LearningRate => new(Optimizer.Lr, Schedule.WarmupSteps, Train.Steps, Schedule.Decay switch
@@ -139,6 +144,7 @@ public sealed record RunConfig
         require(Train.ZeroStage is 0 or 1, $"train.zero_stage must be 0 or 1 (got {Train.ZeroStage})");
         require(Train.TensorParallel >= 1, $"train.tensor_parallel must be at least 1 (got {Train.TensorParallel})");
         require(!Train.VocabParallel || family is null or { SplitsVocabulary: true }, $"train.vocab_parallel: a {family?.Title} does not split its vocabulary (ESM-2's 33 tokens do not split evenly and are few)");
+        require(Checkpoint.ModelDtype is "float32" or "float16", $"checkpoint.model_dtype must be float32 or float16 (got '{Checkpoint.ModelDtype}')");
         require(Train.Precision is "fp32" or "bf16-mixed", $"train.precision must be fp32 or bf16-mixed (got '{Train.Precision}')");
         require(Train.OutputDir.Length > 0, "train.output_dir is required");
         require(Train.LogEvery >= 1, $"train.log_every must be at least 1 (got {Train.LogEvery})");

@@ -178,7 +178,8 @@ public static class Trainer
         {
             using var scope = NewDisposeScope();
             var weights = task.UnshardedWeights();
-            if (lead) run.Publish(ModelDirectory, directory => task.Save(directory, weights));
+            var storage = config.Checkpoint.ModelDtype == "float16" ? ScalarType.Float16 : ScalarType.Float32;
+            if (lead) run.Publish(ModelDirectory, directory => task.Save(directory, weights, storage));
         }
         grid.World.Barrier(); // the model and last checkpoint exist when any rank returns
         return new TrainingResult(step, startStep, Path.Combine(run.Path, ModelDirectory), lastCheckpoint, lastValidation, Interrupted: !finished);
@@ -342,19 +343,29 @@ public static class Trainer
             }
             return new MaskedLanguageModelTask(checkpoint);
         }
-        var vocabulary = SmilesVocabulary.Load(Path.Combine(config.Data.Dir, SmilesVocabulary.FileName));
+        // A corpus prepared with --tokenizer esm (vocab.txt) makes a protein decoder: <cls> residues <eos>, as ESM-2 frames them.
+        bool protein = File.Exists(Path.Combine(config.Data.Dir, LlamaCheckpoint.ResidueFileName))
+            && !File.Exists(Path.Combine(config.Data.Dir, SmilesVocabulary.FileName));
+        if (protein && config.Data.RandomizeSmiles) throw new BioForgeException($"data.randomize_smiles: {config.Data.Dir} is a protein corpus");
+        var vocabulary = protein ? null : SmilesVocabulary.Load(Path.Combine(config.Data.Dir, SmilesVocabulary.FileName));
+        var residues = protein ? EsmTokenizer.FromVocabFile(Path.Combine(config.Data.Dir, LlamaCheckpoint.ResidueFileName)) : null;
         var llama = source is not null
             ? LlamaCheckpoint.Load(source, compute.Device, compute.DType, layout)
-            : LlamaCheckpoint.Random(NewConfig(config, json => LlamaConfig.FromJson(json, "model.config"), vocabulary.Count) with
+            : LlamaCheckpoint.Random(NewConfig(config, json => LlamaConfig.FromJson(json, "model.config"), vocabulary?.Count ?? residues!.Vocabulary.Count) with
             {
-                BosTokenId = SmilesVocabulary.BosId,
-                EosTokenId = SmilesVocabulary.EosId,
-                PadTokenId = SmilesVocabulary.PadId,
-            }, vocabulary, compute.Device, compute.DType, (long)config.Seed, layout);
-        if (llama.Vocabulary is not null && !llama.Vocabulary.Tokens.SequenceEqual(vocabulary.Tokens))
+                BosTokenId = residues?.ClsId ?? SmilesVocabulary.BosId,
+                EosTokenId = residues?.EosId ?? SmilesVocabulary.EosId,
+                PadTokenId = residues?.PadId ?? SmilesVocabulary.PadId,
+            }, vocabulary, compute.Device, compute.DType, (long)config.Seed, layout, residues);
+        if (vocabulary is not null && llama.Vocabulary is not null && !llama.Vocabulary.Tokens.SequenceEqual(vocabulary.Tokens))
         {
             llama.Dispose();
             throw new BioForgeException($"{source}: its vocab.json differs from the corpus vocabulary in {config.Data.Dir}");
+        }
+        if (llama.IsProtein != protein || (residues is not null && !llama.Residues!.Vocabulary.SequenceEqual(residues.Vocabulary)))
+        {
+            llama.Dispose();
+            throw new BioForgeException($"{source}: its vocabulary is not that of the {(protein ? "protein" : "SMILES")} corpus in {config.Data.Dir}");
         }
         llama.Model.ActivationCheckpointing = config.Train.ActivationCheckpointing;
         return new CausalLanguageModelTask(llama, config.Data.RandomizeSmiles, config.Data.MaxLength);

@@ -105,10 +105,11 @@ public sealed class EsmCheckpoint : IDisposable
     /// float32 on the CPU; the tied decoder weight is not stored, as in Hugging Face checkpoints. A tensor-parallel
     /// model is written whole: every rank of its group calls <see cref="UnshardedWeights"/> and one passes them here.
     /// </summary>
-    public void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>>? weights = null, long maxShardBytes = 5_000_000_000)
+    public void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>>? weights = null, long maxShardBytes = 5_000_000_000,
+        ScalarType storage = ScalarType.Float32)
     {
         using var scope = NewDisposeScope();
-        CheckpointWeights.Save(weights ?? UnshardedWeights(), Config.ToJson(), directory, maxShardBytes);
+        CheckpointWeights.Save(weights ?? UnshardedWeights(), Config.ToJson(), directory, maxShardBytes, storage);
         AtomicFile.WriteText(Path.Combine(directory, "vocab.txt"), string.Join("\n", Tokenizer.Vocabulary) + "\n");
     }
 

@@ -1,58 +1,104 @@
 using BioForge.Distributed;
+using BioForge.IO;
 using BioForge.Tokenizers;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace BioForge.Models.Llama;
 
-/// <summary>A Llama-style decoder with the SMILES vocabulary it was trained on (<c>vocab.json</c>), ready on a device.</summary>
+/// <summary>
+/// A Llama-style decoder with the vocabulary it was trained on, ready on a device: SMILES tokens (<c>vocab.json</c>) for a
+/// chemical language model, or the ESM-2 amino-acid alphabet (<c>vocab.txt</c>, <c>&lt;cls&gt;</c> … <c>&lt;eos&gt;</c>)
+/// for a protein language model. Which file the directory holds is what says which kind of model it is.
+/// </summary>
 public sealed class LlamaCheckpoint : IDisposable
 {
     public LlamaForCausalLM Model { get; }
     /// <summary>Null for checkpoints that ship another tokenizer (they can be scored but not decoded to SMILES).</summary>
     public SmilesVocabulary? Vocabulary { get; }
+
+    /// <summary>The amino-acid alphabet of a protein decoder; null for a SMILES (or tokenizer-less) one.</summary>
+    public EsmTokenizer? Residues { get; }
+
+    public bool IsProtein => Residues is not null;
     public LlamaConfig Config => Model.Config;
     public Device Device { get; }
 
     /// <summary>Which parameters are tensor-parallel shards (none without a layout).</summary>
     public ShardedParameters Sharding { get; }
 
-    private LlamaCheckpoint(LlamaForCausalLM model, SmilesVocabulary? vocabulary, Device device, ParallelLayout? layout)
+    private LlamaCheckpoint(LlamaForCausalLM model, SmilesVocabulary? vocabulary, EsmTokenizer? residues, Device device, ParallelLayout? layout)
     {
         Model = model;
         Sharding = ShardedParameters.Of(model, layout);
         Vocabulary = vocabulary;
+        Residues = residues;
         Device = device;
     }
 
     /// <summary>
-    /// Loads <c>config.json</c>, safetensors weights and, when present, <c>vocab.json</c>; with a tensor-parallel
-    /// <paramref name="layout"/>, this rank's shards.
+    /// Loads <c>config.json</c>, safetensors weights and, when present, <c>vocab.json</c> (SMILES) or <c>vocab.txt</c>
+    /// (amino acids); with a tensor-parallel <paramref name="layout"/>, this rank's shards.
     /// </summary>
     public static LlamaCheckpoint Load(string directory, Device device, ScalarType dtype, ParallelLayout? layout = null)
     {
         string vocabPath = Path.Combine(directory, SmilesVocabulary.FileName);
+        string residuePath = Path.Combine(directory, ResidueFileName);
+        if (File.Exists(vocabPath) && File.Exists(residuePath))
+            throw new BioForgeException($"{directory}: holds both {SmilesVocabulary.FileName} (SMILES) and {ResidueFileName} (amino acids); keep the one the model was trained with");
         var vocabulary = File.Exists(vocabPath) ? SmilesVocabulary.Load(vocabPath) : null;
+        var residues = File.Exists(residuePath) ? EsmTokenizer.FromVocabFile(residuePath) : null;
         var model = LlamaForCausalLM.Load(directory, device, dtype, layout);
-        if (vocabulary is not null && vocabulary.Count != model.Config.VocabSize)
+        int? count = vocabulary?.Count ?? residues?.Vocabulary.Count;
+        if (count is not null && count != model.Config.VocabSize)
         {
             model.Dispose();
-            throw new BioForgeException($"{directory}: {SmilesVocabulary.FileName} has {vocabulary.Count} tokens but config.json says vocab_size {model.Config.VocabSize}");
+            throw new BioForgeException($"{directory}: {(vocabulary is null ? ResidueFileName : SmilesVocabulary.FileName)} has {count} tokens but config.json says vocab_size {model.Config.VocabSize}");
         }
-        return new LlamaCheckpoint(model, vocabulary, device, layout);
+        if (residues is not null && (model.Config.BosTokenId != residues.ClsId || model.Config.EosTokenId != residues.EosId))
+        {
+            model.Dispose();
+            throw new BioForgeException($"{directory}: a protein decoder starts with <cls> ({residues.ClsId}) and ends with <eos> ({residues.EosId}); config.json says bos_token_id {model.Config.BosTokenId}, eos_token_id {model.Config.EosTokenId}");
+        }
+        return new LlamaCheckpoint(model, vocabulary, residues, device, layout);
+    }
+
+    /// <summary>The amino-acid vocabulary file of a protein decoder (ESM-2's name and format).</summary>
+    public const string ResidueFileName = "vocab.txt";
+
+    /// <summary>
+    /// Token ids of a protein start for sampling: <c>&lt;cls&gt;</c> and the residues, no <c>&lt;eos&gt;</c> (the
+    /// model continues it). Residues outside the alphabet and special tokens are refused.
+    /// </summary>
+    public int[] EncodeProteinPrompt(string prompt)
+    {
+        var residues = Residues ?? throw new BioForgeException("the model has no amino-acid vocabulary: it is not a protein language model");
+        if (prompt.Contains('<')) throw new BioForgeException($"protein prompt '{prompt}': special tokens are not allowed, only residue letters");
+        return residues.Encode(prompt)[..^1];
+    }
+
+    /// <summary>
+    /// Residue letters of generated tokens: special tokens and gap/insertion characters write nothing (under the protein
+    /// grammar a sample holds none of them but its end; without it, an answer stays a sequence).
+    /// </summary>
+    public string DecodeProtein(IEnumerable<int> tokens)
+    {
+        var residues = Residues ?? throw new BioForgeException("the model has no amino-acid vocabulary: it is not a protein language model");
+        return string.Concat(tokens.Select(residues.Decode).Where(t => t.Length == 1 && char.IsAsciiLetterUpper(t[0])));
     }
 
     /// <summary>
     /// A randomly initialised decoder (training from scratch); with a <paramref name="layout"/>, this rank's shards of
     /// the decoder a single process would draw from the seed.
     /// </summary>
-    public static LlamaCheckpoint Random(LlamaConfig config, SmilesVocabulary? vocabulary, Device device, ScalarType dtype, long seed, ParallelLayout? layout = null)
+    public static LlamaCheckpoint Random(LlamaConfig config, SmilesVocabulary? vocabulary, Device device, ScalarType dtype, long seed, ParallelLayout? layout = null,
+        EsmTokenizer? residues = null)
     {
         var model = new LlamaForCausalLM(config, layout);
         CheckpointWeights.InitializeRandomly(model, name => name.EndsWith("norm.weight", StringComparison.Ordinal), (ulong)seed, ShardedParameters.Of(model, layout));
         model.to(device, dtype);
         model.eval();
-        return new LlamaCheckpoint(model, vocabulary, device, layout);
+        return new LlamaCheckpoint(model, vocabulary, residues, device, layout);
     }
 
     /// <summary>
@@ -70,7 +116,7 @@ public sealed class LlamaCheckpoint : IDisposable
             var source = Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
             foreach (var (name, parameter) in model.named_parameters()) parameter.copy_(source[name]);
             model.eval();
-            return new LlamaCheckpoint(model, Vocabulary, Device, null);
+            return new LlamaCheckpoint(model, Vocabulary, Residues, Device, null);
         }
         catch
         {
@@ -80,15 +126,18 @@ public sealed class LlamaCheckpoint : IDisposable
     }
 
     /// <summary>
-    /// Saves in the layout <c>save_pretrained</c> writes, plus <c>vocab.json</c> and the Hugging Face tokenizer files. A tensor-parallel model is written
-    /// whole: every rank of its group calls <see cref="UnshardedWeights"/> and one passes them here.
+    /// Saves in the layout <c>save_pretrained</c> writes, plus the vocabulary (<c>vocab.json</c> and the Hugging Face
+    /// tokenizer files for SMILES, <c>vocab.txt</c> for amino acids); weights float32 unless <paramref name="storage"/>
+    /// is float16. A tensor-parallel model is written whole: every rank of its group calls <see cref="UnshardedWeights"/>
+    /// and one passes them here.
     /// </summary>
-    public void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>>? weights = null)
+    public void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>>? weights = null, ScalarType storage = ScalarType.Float32)
     {
         using var scope = NewDisposeScope();
-        CheckpointWeights.Save(weights ?? UnshardedWeights(), Config.ToJson(), directory);
+        CheckpointWeights.Save(weights ?? UnshardedWeights(), Config.ToJson(), directory, storage: storage);
         Vocabulary?.Save(Path.Combine(directory, SmilesVocabulary.FileName));
         Vocabulary?.SaveHuggingFace(directory, Config.MaxPositionEmbeddings);
+        if (Residues is not null) AtomicFile.WriteText(Path.Combine(directory, ResidueFileName), string.Join("\n", Residues.Vocabulary) + "\n");
     }
 
     /// <summary>Every parameter unsharded, by checkpoint name (with tensor parallelism a collective over the group).</summary>

@@ -3,19 +3,19 @@ using static TorchSharp.torch;
 
 namespace BioForge.Models.Llama;
 
-/// <summary>The SMILES decoder as a feature extractor: SMILES tokens, final hidden states (causal).</summary>
+/// <summary>A Llama-style decoder as a feature extractor: SMILES or amino-acid tokens, final hidden states (causal).</summary>
 internal sealed class LlamaFeatureExtractor : SequenceEncoder
 {
     private readonly LlamaCheckpoint checkpoint;
-    private readonly SmilesVocabulary vocabulary;
+    private readonly SmilesVocabulary? vocabulary;
 
     public LlamaFeatureExtractor(LlamaCheckpoint checkpoint, string directory)
     {
         this.checkpoint = checkpoint;
-        if (checkpoint.Vocabulary is null)
+        if (checkpoint.Vocabulary is null && checkpoint.Residues is null)
         {
             checkpoint.Dispose();
-            throw new BioForgeException($"{directory}: no {SmilesVocabulary.FileName}; fine-tuning a Llama model needs its SMILES vocabulary");
+            throw new BioForgeException($"{directory}: no {SmilesVocabulary.FileName} (SMILES) or {LlamaCheckpoint.ResidueFileName} (amino acids); reading sequences with a Llama model needs its vocabulary");
         }
         vocabulary = checkpoint.Vocabulary;
     }
@@ -28,8 +28,13 @@ internal sealed class LlamaFeatureExtractor : SequenceEncoder
 
     public override EncodedSequence Encode(string sequence)
     {
+        if (checkpoint.Residues is { } residues)
+        {
+            var ids = residues.Encode(sequence);
+            return new EncodedSequence([.. ids.Select(t => (long)t)], ids.Count(t => t == residues.UnkId));
+        }
         if (sequence.Any(char.IsWhiteSpace)) throw new BioForgeException($"SMILES '{sequence}' contains white space");
-        var tokens = vocabulary.Encode(sequence);
+        var tokens = vocabulary!.Encode(sequence);
         return new EncodedSequence([.. tokens.Select(t => (long)t)], tokens.Count(t => t == SmilesVocabulary.UnkId));
     }
 
