@@ -30,33 +30,9 @@ public sealed class ProteinGenerator
     /// </summary>
     public IReadOnlyList<GeneratedText> Generate(int count, SamplingOptions options, ulong seed, int batchSize, IProgress<int>? progress = null, string prompt = "")
     {
-        if (count < 1) throw new BioForgeException($"--n must be positive (got {count})");
-        if (batchSize < 1) throw new BioForgeException($"--batch must be positive (got {batchSize})");
-        if (options.Temperature <= 0) throw new BioForgeException($"temperature must be positive (got {options.Temperature})");
-        if (options.TopP is <= 0 or > 1) throw new BioForgeException($"top-p must be in (0, 1] (got {options.TopP})");
         if (options.Grammar is { } grammar && grammar is not ProteinGrammar) throw new BioForgeException($"the {grammar.Name} grammar does not apply to a protein model");
-        var promptIds = model.EncodeProteinPrompt(prompt);
-        int length = (int)Math.Min(model.Config.MaxPositionEmbeddings, (long)promptIds.Length + options.MaxNewTokens);
-        if (promptIds.Length >= length) throw new BioForgeException($"the prompt takes {promptIds.Length} tokens; the model takes {model.Config.MaxPositionEmbeddings} in all");
-        using var scheduler = new DecodeScheduler(new LlamaDecoder(model.Model), batchSize, length, BatchingMode.Continuous, batchSize);
         string start = prompt.ToUpperInvariant();
-        var results = new GeneratedText?[count];
-        int next = 0, done = 0;
-        while (done < count)
-        {
-            while (next < count && scheduler.Waiting < batchSize)
-            {
-                int index = next++;
-                var job = SequenceJob.Collecting(promptIds, options, seed, index, (tokens, reason, logLikelihood) =>
-                {
-                    results[index] = new GeneratedText(start + model.DecodeProtein(tokens), reason == FinishReason.Stop, logLikelihood);
-                    done++;
-                    progress?.Report(1);
-                });
-                if (!scheduler.TrySubmit([job])) throw new InvalidOperationException("the generator's own queue refused a sequence");
-            }
-            scheduler.Step();
-        }
-        return results!;
+        return TextSampling.Generate(new LlamaDecoder(model.Model), model.EncodeProteinPrompt(prompt), model.Config.MaxPositionEmbeddings, count, options, seed, batchSize,
+            progress, tokens => start + model.DecodeProtein(tokens));
     }
 }
