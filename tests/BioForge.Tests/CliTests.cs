@@ -6,7 +6,8 @@ namespace BioForge.Tests;
 /// <summary>The commands end to end, in process: outputs on good input, one clear line and exit 2 on bad input.</summary>
 public sealed class CliTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
+    /// <summary>A command in process on the CPU with two threads: its exit code, standard output and standard error.</summary>
+    internal static (int Code, string Out, string Err) Run(params string[] args)
     {
         _ = TestData.Cpu;
         var output = new StringWriter();

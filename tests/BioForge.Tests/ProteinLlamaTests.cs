@@ -25,14 +25,7 @@ internal static class TinyProteinModel
 /// <summary>The GPT-like protein model: training over the ESM-2 alphabet, loading, sampling, FASTA output, gen-eval.</summary>
 public sealed class ProteinLlamaTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        _ = TestData.Cpu;
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = Cli.Cli.Run([.. args, "--device", "cpu", "--threads", "2"], output, error);
-        return (code, output.ToString(), error.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliTests.Run(args);
 
     private static void AssertFails((int Code, string Out, string Err) result, string expected)
     {
