@@ -366,6 +366,7 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Equal(Ubiquitin.Length, steps["protein"]!["residues"]!.GetValue<int>());
         Assert.InRange(steps["design"]!["cards"]!.GetValue<int>(), 1, 6);
         Assert.Equal(3, steps["screen"]!["rows"]!.GetValue<int>());
+        Assert.Equal(3, steps["sample"]!["samples"]!.AsArray().Count); // streamed from /v1/completions into the panel
         Assert.True(new FileInfo(screenshot).Length > 50_000, "the screenshot is (nearly) empty");
     }
 }

@@ -1,6 +1,6 @@
 // Drives BioForge's served web page in headless Chromium (Debian's /usr/bin/chromium, or $CHROMIUM): analyzes the
-// example protein, designs candidates for the example target, screens a small library, and saves a full-page
-// screenshot. Usage: node page.mjs http://127.0.0.1:PORT/ screenshot.png [api-key]
+// example protein, designs candidates for the example target, screens a small library, streams samples from a served
+// decoder, and saves a full-page screenshot. Usage: node page.mjs http://127.0.0.1:PORT/ screenshot.png [api-key]
 // Prints one JSON object; exits 1 when a step does not show its result or the page asks for anything off the server.
 import { chromium } from 'playwright-core';
 
@@ -58,6 +58,18 @@ try {
     await tab.click('#screen-run');
     await tab.waitForSelector('#hits:not([hidden]) tbody tr', { timeout: 60000 });
     return { rows: await tab.locator('#hits tbody tr').count(), message: await tab.textContent('#screen-message') };
+  });
+  await step('sample', async () => {
+    await tab.waitForFunction(() => document.getElementById('sample-model').options.length > 0, null, { timeout: 20000 });
+    await tab.fill('#sample-n', '3');
+    await tab.fill('#sample-max', '60');
+    await tab.click('#sample-run');
+    await tab.waitForFunction(() => /of 3 samples|ended early|error|HTTP/.test(document.getElementById('sample-message').textContent), null, { timeout: 120000 });
+    const message = await tab.textContent('#sample-message');
+    if (!/^\d+ of 3 samples$/.test(message)) throw new Error(`the streamed samples did not complete: ${message}`);
+    const texts = await tab.locator('#samples li').allTextContents();
+    if (texts.length !== 3 || texts.some(t => t.length === 0)) throw new Error(`expected 3 non-empty samples, got ${JSON.stringify(texts)}`);
+    return { model: await tab.inputValue('#sample-model'), samples: texts, message };
   });
   await tab.screenshot({ path: screenshot, fullPage: true });
 } finally {
