@@ -128,8 +128,15 @@ public sealed class FineTuneTests
         using var baseWeights = SafetensorsFile.Open(Path.Combine(SmilesModel, "model.safetensors"));
         using var mergedWeights = SafetensorsFile.Open(Path.Combine(merged, "model.safetensors"));
         Assert.True(File.Exists(Path.Combine(merged, "vocab.json")));
-        Assert.NotEqual(baseWeights.GetBytes("model.layers.0.self_attn.q_proj.weight").ToArray(), mergedWeights.GetBytes("model.layers.0.self_attn.q_proj.weight").ToArray());
-        Assert.Equal(baseWeights.GetBytes("model.layers.0.self_attn.k_proj.weight").ToArray(), mergedWeights.GetBytes("model.layers.0.self_attn.k_proj.weight").ToArray());
+        // Compared as float32 values: the shipped base stores float16, the merged model float32.
+        float[] Values(SafetensorsFile file, string name)
+        {
+            using var tensor = file.ToTensor(name);
+            using var single = tensor.to(TorchSharp.torch.ScalarType.Float32);
+            return single.data<float>().ToArray();
+        }
+        Assert.NotEqual(Values(baseWeights, "model.layers.0.self_attn.q_proj.weight"), Values(mergedWeights, "model.layers.0.self_attn.q_proj.weight"));
+        Assert.Equal(Values(baseWeights, "model.layers.0.self_attn.k_proj.weight"), Values(mergedWeights, "model.layers.0.self_attn.k_proj.weight"));
     }
 
     [Fact]
