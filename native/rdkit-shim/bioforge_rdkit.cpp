@@ -3,6 +3,8 @@
 
 #include <DataStructs/ExplicitBitVect.h>
 #include <DataStructs/SparseIntVect.h>
+#include <GraphMol/ChemReactions/Reaction.h>
+#include <GraphMol/ChemReactions/ReactionParser.h>
 #include <GraphMol/ChemTransforms/ChemTransforms.h>
 #include <GraphMol/ChemTransforms/MolFragmenter.h>
 #include <GraphMol/Descriptors/Crippen.h>
@@ -57,6 +59,10 @@ struct bf_query {
 };
 struct bf_filter {
   std::vector<std::pair<std::string, std::unique_ptr<RDKit::FilterCatalog>>> catalogs;
+  Tracked tracked{};
+};
+struct bf_reaction {
+  std::unique_ptr<RDKit::ChemicalReaction> reaction;
   Tracked tracked{};
 };
 
@@ -129,6 +135,26 @@ int guarded(Body &&body) {
   } catch (...) {
     return fail(BF_EINTERNAL, "unknown C++ exception in RDKit");
   }
+}
+
+// A copy with alternating single/double bonds for aromatic rings and no aromatic flags; unchanged if that fails.
+std::unique_ptr<RDKit::RWMol> kekulized(const RDKit::ROMol &mol) {
+  auto copy = std::make_unique<RDKit::RWMol>(mol);
+  try {
+    RDKit::MolOps::Kekulize(*copy, true);
+  } catch (const RDKit::MolSanitizeException &) {
+    copy = std::make_unique<RDKit::RWMol>(mol);
+  }
+  return copy;
+}
+
+std::string joined_lines(const std::vector<std::string> &lines) {
+  std::string text;
+  for (const auto &line : lines) {
+    if (!text.empty()) text += '\n';
+    text += line;
+  }
+  return text;
 }
 
 char *copy_string(const std::string &s) {
@@ -593,6 +619,74 @@ int bf_filter_matches(const bf_filter *filter, const bf_mol *mol, char **out) {
       }
     }
     *out = copy_string(lines);
+    return BF_OK;
+  });
+}
+
+int bf_reaction_from_smarts(const char *smarts, bf_reaction **out) {
+  return guarded([&] {
+    if (int rc = check(smarts, out)) return rc;
+    *out = nullptr;
+    std::unique_ptr<RDKit::ChemicalReaction> reaction;
+    try {
+      reaction.reset(RDKit::RxnSmartsToChemicalReaction(smarts));
+    } catch (const RDKit::ChemicalReactionParserException &e) {
+      return fail(BF_EPARSE, e.what());
+    }
+    if (!reaction) return fail(BF_EPARSE, "invalid reaction SMARTS");
+    reaction->initReactantMatchers();
+    *out = new bf_reaction{std::move(reaction)};
+    return BF_OK;
+  });
+}
+
+void bf_reaction_free(bf_reaction *reaction) { delete reaction; }
+
+int bf_reaction_run(const bf_reaction *reaction, const bf_mol *const *reactants, int count, char **out) {
+  return guarded([&] {
+    if (int rc = check(reaction, reactants) | check(out)) return rc;
+    if (count != static_cast<int>(reaction->reaction->getNumReactantTemplates()))
+      return fail(BF_EARG, "the reaction takes " + std::to_string(reaction->reaction->getNumReactantTemplates()) +
+                               " reactants, not " + std::to_string(count));
+    RDKit::MOL_SPTR_VECT inputs;
+    for (int i = 0; i < count; ++i) {
+      if (!reactants[i]) return fail(BF_EARG, "null reactant");
+      inputs.emplace_back(kekulized(*reactants[i]->mol).release());
+    }
+    std::vector<std::string> products;
+    for (const auto &outcome : reaction->reaction->runReactants(inputs)) {
+      if (outcome.empty()) continue;
+      RDKit::RWMol product(*outcome.front());
+      try {
+        RDKit::MolOps::sanitizeMol(product);
+      } catch (const RDKit::MolSanitizeException &) {
+        continue;  // an edit that breaks valence or aromaticity makes no molecule
+      }
+      products.push_back(RDKit::MolToSmiles(product));
+    }
+    *out = copy_string(joined_lines(products));
+    return BF_OK;
+  });
+}
+
+int bf_mol_fragment_on_bonds(const bf_mol *mol, const int *atom_pairs, int pairs, char **out) {
+  return guarded([&] {
+    if (int rc = check(mol, atom_pairs) | check(out)) return rc;
+    if (pairs < 1) return fail(BF_EARG, "no bond to cut");
+    auto copy = kekulized(*mol->mol);
+    std::vector<unsigned int> bonds;
+    for (int i = 0; i < pairs; ++i) {
+      const int a = atom_pairs[2 * i], b = atom_pairs[2 * i + 1];
+      const int atoms = static_cast<int>(copy->getNumAtoms());
+      const RDKit::Bond *bond = a >= 0 && b >= 0 && a < atoms && b < atoms ? copy->getBondBetweenAtoms(a, b) : nullptr;
+      if (!bond) return fail(BF_EARG, "atoms " + std::to_string(a) + " and " + std::to_string(b) + " are not bonded");
+      bonds.push_back(bond->getIdx());
+    }
+    std::vector<std::pair<unsigned int, unsigned int>> labels(bonds.size(), {1, 1});
+    std::unique_ptr<RDKit::ROMol> cut(RDKit::MolFragmenter::fragmentOnBonds(*copy, bonds, true, &labels));
+    std::vector<std::string> pieces;
+    for (const auto &piece : RDKit::MolOps::getMolFrags(*cut, true)) pieces.push_back(RDKit::MolToSmiles(*piece));
+    *out = copy_string(joined_lines(pieces));
     return BF_OK;
   });
 }

@@ -5,7 +5,7 @@
  *   No C++ exception crosses this boundary.
  * - bf_last_error() returns a thread-local string owned by the shim, valid until the next call on the same thread.
  * - Strings returned through `char **out` are allocated by the shim; the caller frees them with bf_string_free.
- * - Handles (bf_mol, bf_query, bf_filter) are freed with their *_free function; freeing NULL is allowed.
+ * - Handles (bf_mol, bf_query, bf_filter, bf_reaction) are freed with their *_free function; freeing NULL is allowed.
  * - All functions may be called from several threads at once on different handles; a handle may be read by several
  *   threads at once (no function below modifies its input handle).
  */
@@ -29,6 +29,7 @@ extern "C" {
 typedef struct bf_mol bf_mol;
 typedef struct bf_query bf_query;
 typedef struct bf_filter bf_filter;
+typedef struct bf_reaction bf_reaction;
 
 BF_API const char *bf_version(void);
 BF_API const char *bf_last_error(void);
@@ -109,6 +110,19 @@ BF_API int bf_filter_new(int catalogs, bf_filter **out);
 BF_API void bf_filter_free(bf_filter *filter);
 /* Descriptions of every matching rule, one per line as "CATALOG:description" (empty string when none match). */
 BF_API int bf_filter_matches(const bf_filter *filter, const bf_mol *mol, char **out);
+
+/* Graph edits for genetic operators (mutation and crossover by reaction SMARTS, as in Jensen's graph-based GA). */
+/* A reaction from reaction SMARTS (as RDKit's AllChem.ReactionFromSmarts), ready to run. */
+BF_API int bf_reaction_from_smarts(const char *smarts, bf_reaction **out);
+BF_API void bf_reaction_free(bf_reaction *reaction);
+/* Runs the reaction on `count` reactants (its number of templates), each a copy kekulized with aromatic flags cleared,
+ * so that single and double bond patterns reach into aromatic rings. The first product of every outcome is sanitized;
+ * those that sanitize are written as canonical SMILES into *out, one per line, in outcome order (repeats kept). */
+BF_API int bf_reaction_run(const bf_reaction *reaction, const bf_mol *const *reactants, int count, char **out);
+/* Cuts the molecule (a kekulized copy) at the bonds between `pairs` atom pairs (2 * pairs atom indices), a dummy atom
+ * of isotope 1 on each cut end, and writes the sanitized pieces as SMILES into *out, one per line. BF_EARG when two
+ * atoms are not bonded, BF_ESANITIZE when a piece cannot be sanitized. */
+BF_API int bf_mol_fragment_on_bonds(const bf_mol *mol, const int *atom_pairs, int pairs, char **out);
 
 #ifdef __cplusplus
 }

@@ -22,9 +22,11 @@ internal static class PmoBenchCommand
             Description = "learning strategy of every run: reinvent, augmented_memory or ahc (default: optimize's default, learning.strategy)",
             DefaultValueFactory = _ => new Discovery.OptimizeConfig.LearningSection().Strategy,
         };
+        var offspring = Options.Int("--offspring", "children bred per step by the genetic exploration (learning.genetic_offspring; 0: off)",
+            new Discovery.OptimizeConfig.LearningSection().GeneticOffspring);
         var command = new Command("pmo", "PMO goal-directed benchmark: AUC top-10 per task under an oracle budget, beside published methods")
         {
-            tasks, seeds, budget, parallel, prior, outDir, device, threads, strategy,
+            tasks, seeds, budget, parallel, prior, outDir, device, threads, strategy, offspring,
         };
         command.SetAction(result => Cli.Guard(error, () =>
         {
@@ -34,7 +36,8 @@ internal static class PmoBenchCommand
             int perRun = t > 0 ? t : Math.Max(1, Environment.ProcessorCount / p);
             string dir = result.GetValue(outDir)!;
             string learning = result.GetValue(strategy)!;
-            output.WriteLine($"bench pmo: {selected.Count} task(s) × {n} seed(s), budget {b}, strategy {learning}, {p} run(s) side by side on {perRun} thread(s) each -> {dir}");
+            int bred = result.GetValue(offspring);
+            output.WriteLine($"bench pmo: {selected.Count} task(s) × {n} seed(s), budget {b}, strategy {learning}{(bred > 0 ? $" + {bred} genetic offspring per step" : "")}, {p} run(s) side by side on {perRun} thread(s) each -> {dir}");
             return Cli.Stoppable(error, "stopping the running runs after their current step (each writes a checkpoint); run the same command again to continue", cancellation =>
             {
                 var options = new PmoBenchmarkOptions
@@ -47,6 +50,7 @@ internal static class PmoBenchCommand
                     Device = result.GetValue(device)!,
                     Prior = result.GetValue(prior)!,
                     Strategy = learning,
+                    GeneticOffspring = bred,
                     Out = dir,
                     Cancellation = cancellation,
                 };

@@ -125,6 +125,8 @@ public sealed class OptimizeTests
     [InlineData("")]
     // Augmented Memory's extra rounds, random spellings and purged memory must come back from the checkpoint too.
     [InlineData("strategy = \"augmented_memory\"\n[diversity_filter]\nkind = \"identical_murcko_scaffold\"\nbucket_size = 2\nminimum_score = 0.0")]
+    // The genetic exploration's parents come from the memory and its children must be new to the run: both from the checkpoint.
+    [InlineData("genetic_offspring = 6")]
     public void ARunStoppedAndResumedEndsWhereAnUninterruptedOneDoes(string learning)
     {
         _ = TestData.Cpu;

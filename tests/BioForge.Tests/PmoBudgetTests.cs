@@ -157,27 +157,32 @@ public sealed class PmoBudgetTests
         Assert.Equal([(100, 0.5), (200, 0.55), (250, 0.55)], TopAuc.Curve(scores));
     }
 
-    private static string BudgetRun(string output) => OptimizeTests.Run(output, 10, "[budget]\noracle_calls = 60\n");
+    private static string BudgetRun(string output, string learning = "") => OptimizeTests.Run(output, 10, "[budget]\noracle_calls = 60\n", learning);
 
-    [Fact]
-    public void ABudgetedRunStopsAtExactlyNCallsAndResumesWithoutDuplicates()
+    [Theory]
+    [InlineData("")]
+    // Bred children are oracle calls like samples: counted, cut at the budget, the same after a resume.
+    [InlineData("genetic_offspring = 6")]
+    public void ABudgetedRunStopsAtExactlyNCallsAndResumesWithoutDuplicates(string learning)
     {
         _ = TestData.Cpu;
         string straight = TestData.TempDirectory(), resumed = TestData.TempDirectory();
         var options = new OptimizeOptions { Threads = 2 };
-        var whole = MoleculeOptimizer.Run(OptimizeTests.Config(BudgetRun(straight)), options);
+        var whole = MoleculeOptimizer.Run(OptimizeTests.Config(BudgetRun(straight, learning)), options);
         Assert.EndsWith("the oracle budget is spent (60 calls)", whole.StageEndings[^1]);
         var calls = MoleculeOptimizer.ReadCalls(straight);
         Assert.Equal(Enumerable.Range(1, 60), calls.Select(c => c.Call));
         Assert.Equal(whole.Steps, calls[^1].Step);
+        // A step of 16 samples makes at most 16 calls; its bred children make more.
+        Assert.Equal(learning.Length > 0, calls.GroupBy(c => c.Step).Any(g => g.Count() > 16));
 
         int seen = 0;
         using var cancel = new CancellationTokenSource();
-        var first = MoleculeOptimizer.Run(OptimizeTests.Config(BudgetRun(resumed)), options with { Cancellation = cancel.Token, OnStep = _ => { if (++seen == 3) cancel.Cancel(); } });
+        var first = MoleculeOptimizer.Run(OptimizeTests.Config(BudgetRun(resumed, learning)), options with { Cancellation = cancel.Token, OnStep = _ => { if (++seen == 3) cancel.Cancel(); } });
         Assert.True(first.Interrupted);
         // Rows a lost future wrote past the checkpoint are dropped on resume (here: a made-up one).
         File.AppendAllText(Path.Combine(resumed, MoleculeOptimizer.OracleCallsFile), "999,99,CCCCCCCCCC,0.5\n");
-        var second = MoleculeOptimizer.Run(OptimizeTests.Config(BudgetRun(resumed)), options with { Resume = true });
+        var second = MoleculeOptimizer.Run(OptimizeTests.Config(BudgetRun(resumed, learning)), options with { Resume = true });
         Assert.False(second.Interrupted);
         Assert.Equal(File.ReadAllText(Path.Combine(straight, MoleculeOptimizer.OracleCallsFile)), File.ReadAllText(Path.Combine(resumed, MoleculeOptimizer.OracleCallsFile)));
         Assert.Equal(File.ReadAllText(Path.Combine(straight, "ranked.csv")), File.ReadAllText(Path.Combine(resumed, "ranked.csv")));

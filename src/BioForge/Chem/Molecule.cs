@@ -254,6 +254,19 @@ public sealed class Molecule : IDisposable
         return RDKitNative.TakeString(text).Split('.');
     }
 
+    /// <summary>
+    /// The pieces left after cutting the bonds between the given atoms (of a kekulized copy), each cut end capped by a
+    /// dummy atom of isotope 1 (<c>[1*]</c>), as SMILES. Throws when two atoms are not bonded or a piece cannot be sanitized.
+    /// </summary>
+    public unsafe IReadOnlyList<string> FragmentOnBonds(IReadOnlyList<(int First, int Second)> atomPairs)
+    {
+        int[] atoms = [.. atomPairs.SelectMany(p => new[] { p.First, p.Second })];
+        IntPtr text;
+        fixed (int* p = atoms)
+            RDKitNative.Check(RDKitNative.bf_mol_fragment_on_bonds(Handle, p, atomPairs.Count, out text), "cutting bonds");
+        return RDKitNative.TakeString(text).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+    }
+
     public unsafe string ToSvg(int width = 400, int height = 300, IReadOnlyList<int>? highlightAtoms = null)
     {
         int[] atoms = highlightAtoms?.ToArray() ?? [];

@@ -99,6 +99,11 @@ internal static partial class RDKitNative
     [LibraryImport(Library)] public static partial int bf_filter_new(int catalogs, out FilterHandle filter);
     [LibraryImport(Library)] public static partial void bf_filter_free(IntPtr filter);
     [LibraryImport(Library)] public static partial int bf_filter_matches(FilterHandle filter, MoleculeHandle mol, out IntPtr text);
+
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)] public static partial int bf_reaction_from_smarts(string smarts, out ReactionHandle reaction);
+    [LibraryImport(Library)] public static partial void bf_reaction_free(IntPtr reaction);
+    [LibraryImport(Library)] public static unsafe partial int bf_reaction_run(ReactionHandle reaction, IntPtr* reactants, int count, out IntPtr text);
+    [LibraryImport(Library)] public static unsafe partial int bf_mol_fragment_on_bonds(MoleculeHandle mol, int* atomPairs, int pairs, out IntPtr text);
 }
 
 internal sealed class MoleculeHandle() : SafeHandle(IntPtr.Zero, ownsHandle: true)
@@ -130,6 +135,17 @@ internal sealed class FilterHandle() : SafeHandle(IntPtr.Zero, ownsHandle: true)
     protected override bool ReleaseHandle()
     {
         RDKitNative.bf_filter_free(handle);
+        return true;
+    }
+}
+
+internal sealed class ReactionHandle() : SafeHandle(IntPtr.Zero, ownsHandle: true)
+{
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    protected override bool ReleaseHandle()
+    {
+        RDKitNative.bf_reaction_free(handle);
         return true;
     }
 }

@@ -123,6 +123,7 @@ public static class MoleculeOptimizer
                     ["seconds_prior"] = Math.Round(report.Timings?.Prior ?? 0, 3),
                     ["seconds_agent"] = Math.Round(report.Timings?.Agent ?? 0, 3),
                     ["seconds_augment"] = Math.Round(report.Timings?.Augment ?? 0, 3),
+                    ["seconds_breed"] = Math.Round(report.Timings?.Breed ?? 0, 3),
                 });
                 options.OnStep?.Invoke(report);
                 if (result.StageEnding is { } ending) options.OnInfo?.Invoke(ending);

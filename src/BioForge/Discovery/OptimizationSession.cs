@@ -27,10 +27,10 @@ public sealed record OptimizationState
 /// <summary>
 /// Where one step's time went, in seconds: sampling the batch, scoring it (with the diversity filter), the prior's
 /// likelihood pass, the agent's pass with its backward pass and update, and Augmented Memory's extra updates (0 with
-/// REINVENT). Measured on the host: on a GPU the passes run asynchronously and part of their time shows up in the next
+/// REINVENT), and the genetic exploration's breeding and scoring of children (0 without it). Measured on the host: on a GPU the passes run asynchronously and part of their time shows up in the next
 /// phase that waits for a result.
 /// </summary>
-public sealed record StepTimings(double Sample, double Score, double Prior, double Agent, double Augment = 0);
+public sealed record StepTimings(double Sample, double Score, double Prior, double Agent, double Augment = 0, double Breed = 0);
 
 /// <param name="Bucket">Its diversity-filter bucket (null without a filter, and in checkpoints written before it was kept):
 /// Augmented Memory purges the memory of molecules whose bucket is full.</param>
@@ -52,6 +52,9 @@ public sealed record OptimizationStep(int StageIndex, string StageName, IReadOnl
 /// SMILES of itself with its prior likelihood recomputed for that spelling: the scores already paid for teach the agent
 /// again without new oracle calls, and the many spellings keep it from memorising one string. Memory molecules whose
 /// scaffold the diversity filter has filled are purged first, so the replay does not pull the agent back to them.
+/// With <c>genetic_offspring</c> &gt; 0 each step also breeds that many children of the best molecules so far by graph
+/// crossover and mutation (<see cref="GraphGeneticOperators"/>; the genetic exploration of Genetic GFN, Kim et al. 2024):
+/// they are scored like samples and the agent learns from them in the same update, off-policy like replayed molecules.
 /// Stages run one after another, each with its own scoring function and termination. Files are the business of
 /// <see cref="MoleculeOptimizer"/>; a server drives a session directly from the models it holds.
 /// </summary>
@@ -68,6 +71,7 @@ public sealed class OptimizationSession : IDisposable
     private DiversityFilter? filter;
     private int scoringStage = -1;
     private readonly OracleBudget? budget;
+    private readonly GraphGeneticOperators? genetics;
 
     /// <summary>The agent (owned by the session) and its optimizer, for checkpoints.</summary>
     public LlamaCheckpoint Agent { get; }
@@ -94,6 +98,7 @@ public sealed class OptimizationSession : IDisposable
         sampling = new SamplingOptions { Temperature = config.Sampling.Temperature, MaxNewTokens = config.Sampling.MaxLength, Grammar = grammar };
         State = resumed ?? new OptimizationState();
         if (config.Budget.OracleCalls > 0) budget = new OracleBudget(config.Budget.OracleCalls);
+        if (config.Learning.GeneticOffspring > 0) genetics = new GraphGeneticOperators();
     }
 
     /// <summary>A resumed run's oracle calls up to its checkpoint (from the run's files): the count goes on from them.</summary>
@@ -127,11 +132,12 @@ public sealed class OptimizationSession : IDisposable
         string stageName = StageName(config, stageIndex);
         EnterStage(stageIndex);
         int step = State.Step + 1, stageStep = State.StageStep + 1;
-        var (scored, learned, loss, newFraction, calls, timings) = Learn(step, stageIndex);
+        var (scored, sampled, learned, loss, newFraction, calls, timings) = Learn(step, stageIndex);
         int collapse = newFraction < stage.MinUnique ? State.CollapseCount + 1 : 0;
         // mol_opt counts only after its first 1000 calls.
         int stall = budget is { Used: > 1000 } && !budget.TopChanged(calls.Count) ? State.StallCount + 1 : 0;
-        double mean = scored.Average(m => m.Score);
+        var agentSamples = scored.Take(sampled).ToList(); // the agent's own batch, without bred children
+        double mean = agentSamples.Average(m => m.Score);
         if (stageIndex == config.Stages.Count - 1)
             foreach (var m in scored.Where(m => m.Valid))
                 Remember(new RankedMolecule(0, m.Canonical!, m.Score, step, stageName, m.Scaffold ?? "", m.Raw, m.Transformed));
@@ -166,7 +172,7 @@ public sealed class OptimizationSession : IDisposable
             Filter = next && !config.DiversityFilter.KeepBetweenStages ? new([], []) : filter!.State(),
             StageEndings = next ? [.. State.StageEndings, ending!] : State.StageEndings,
         };
-        var report = new OptimizeStepReport(stageIndex + 1, stageName, step, stageStep, stage.MaxSteps, mean, scored.Count(m => m.Valid) / (double)scored.Count,
+        var report = new OptimizeStepReport(stageIndex + 1, stageName, step, stageStep, stage.MaxSteps, mean, agentSamples.Count(m => m.Valid) / (double)agentSamples.Count,
             newFraction, filter!.Scaffolds, loss, scored.Max(m => m.Score), elapsed, budget?.Used ?? 0, timings);
         return new OptimizationStep(stageIndex, stageName, Labels(stageIndex), scored, learned, report, ending, calls);
     }
@@ -184,9 +190,10 @@ public sealed class OptimizationSession : IDisposable
     }
 
     /// <summary>Sample, score, filter, augmented-likelihood loss with replay, Adam update.</summary>
-    /// <returns>The scored batch, the scores learned from (after the diversity filter), the loss, and the fraction of the
-    /// batch that are distinct valid molecules not seen in earlier steps (low: the agent is collapsing).</returns>
-    private (IReadOnlyList<ScoredMolecule> Scored, double[] Learned, double Loss, double NewFraction, IReadOnlyList<OracleCall> Calls, StepTimings Timings) Learn(int step, int stage)
+    /// <returns>The scored batch (the agent's <c>Sampled</c> samples, then any bred children), the scores learned from
+    /// (after the diversity filter), the loss, and the fraction of the agent's samples that are distinct valid molecules
+    /// not seen in earlier steps (low: the agent is collapsing).</returns>
+    private (IReadOnlyList<ScoredMolecule> Scored, int Sampled, double[] Learned, double Loss, double NewFraction, IReadOnlyList<OracleCall> Calls, StepTimings Timings) Learn(int step, int stage)
     {
         var clock = Stopwatch.StartNew();
         double Lap()
@@ -215,7 +222,19 @@ public sealed class OptimizationSession : IDisposable
         }
         double newFraction = scored.Where(m => m.Valid && !filter!.Seen(m.Canonical!)).Select(m => m.Canonical).Distinct().Count() / (double)scored.Count;
         var learned = filter!.Apply(scored, out var buckets);
+        int sampled = scored.Count;
         double scoreSeconds = Lap();
+        if (genetics is not null && budget is not { Exhausted: true })
+        {
+            var (childBatch, childScored, childCalls) = Breed(step, stage, scored, learned);
+            var childLearned = filter.Apply(childScored, out var childBuckets);
+            batch = [.. batch, .. childBatch];
+            scored = [.. scored, .. childScored];
+            learned = [.. learned, .. childLearned];
+            buckets = [.. buckets, .. childBuckets];
+            calls = [.. calls, .. childCalls];
+        }
+        double breedSeconds = Lap();
 
         // Experience replay: a few of the best earlier molecules join the loss with their stored scores.
         var memory = State.Memory;
@@ -262,7 +281,50 @@ public sealed class OptimizationSession : IDisposable
             for (int round = 1; round <= config.Learning.AugmentationRounds; round++)
                 AugmentedUpdate(step, round, batch, scored, learned, priorValues, memory);
         }
-        return (scored, learned, lossValue, newFraction, calls, new StepTimings(sampleSeconds, scoreSeconds, priorSeconds, agentSeconds, Lap()));
+        return (scored, sampled, learned, lossValue, newFraction, calls, new StepTimings(sampleSeconds, scoreSeconds, priorSeconds, agentSeconds, Lap(), breedSeconds));
+    }
+
+    /// <summary>
+    /// The genetic exploration: up to <c>genetic_offspring</c> children of parents drawn from the replay memory and this
+    /// batch's scoring molecules, rank-based (weight 1 / (0.01·N + rank), as Genetic GFN), each new to the run and
+    /// writable by the prior's vocabulary within the sampling length; then scored, with a budget as counted calls.
+    /// </summary>
+    private (List<SampledSequence> Batch, IReadOnlyList<ScoredMolecule> Scored, IReadOnlyList<OracleCall> Calls) Breed(int step, int stage,
+        IReadOnlyList<ScoredMolecule> scored, double[] learned)
+    {
+        var pool = State.Memory.Select(r => (r.Canonical, r.Score))
+            .Concat(scored.Select((m, i) => (Canonical: m.Canonical ?? "", Score: learned[i])).Where(p => p.Canonical.Length > 0 && p.Score > 0))
+            .DistinctBy(p => p.Canonical).OrderByDescending(p => p.Score).ThenBy(p => p.Canonical, StringComparer.Ordinal).ToList();
+        if (pool.Count < 2) return ([], [], []);
+        double[] weights = [.. pool.Select((_, rank) => 1.0 / (0.01 * pool.Count + rank))];
+        var random = new Random((int)(StatelessRandom.Hash(config.Seed, step, 0x6E7) & int.MaxValue));
+        int wanted = config.Learning.GeneticOffspring;
+        var parents = new Dictionary<string, Molecule>(StringComparer.Ordinal);
+        var children = new List<(string Smiles, SampledSequence Tokens)>();
+        try
+        {
+            for (int attempt = 0; attempt < 4 * wanted && children.Count < wanted; attempt++)
+            {
+                string? child = genetics!.Reproduce(ParentMolecule(parents, pool[GraphGeneticOperators.Pick(random, weights)].Canonical),
+                    ParentMolecule(parents, pool[GraphGeneticOperators.Pick(random, weights)].Canonical), config.Learning.MutationRate, random);
+                if (child is null || filter!.Seen(child) || children.Any(c => c.Smiles == child)) continue;
+                if (Spelled(child, vocabulary, config.Sampling.MaxLength) is { } tokens) children.Add((child, tokens));
+            }
+        }
+        finally
+        {
+            foreach (var m in parents.Values) m.Dispose();
+        }
+        var smiles = children.Select(c => c.Smiles).ToList();
+        if (budget is null) return ([.. children.Select(c => c.Tokens)], scoring!.Score(smiles), []);
+        var (childScored, calls) = budget.Score(smiles, step, stage, scoring!);
+        return ([.. children.Take(childScored.Count).Select(c => c.Tokens)], childScored, calls);
+    }
+
+    private static Molecule ParentMolecule(Dictionary<string, Molecule> parents, string canonical)
+    {
+        if (!parents.TryGetValue(canonical, out var molecule)) parents[canonical] = molecule = Molecule.FromSmiles(canonical);
+        return molecule;
     }
 
     /// <summary>
@@ -326,7 +388,13 @@ public sealed class OptimizationSession : IDisposable
     internal static SampledSequence? Randomized(string canonical, uint seed, SmilesVocabulary vocabulary, int maxLength)
     {
         using var molecule = Molecule.FromSmiles(canonical);
-        int[] ids = vocabulary.Encode(molecule.ToRandomSmiles(seed));
+        return Spelled(molecule.ToRandomSmiles(seed), vocabulary, maxLength);
+    }
+
+    /// <summary>A SMILES as the prior's tokens, as if sampled; null when the vocabulary cannot write it or it is too long to sample.</summary>
+    private static SampledSequence? Spelled(string smiles, SmilesVocabulary vocabulary, int maxLength)
+    {
+        int[] ids = vocabulary.Encode(smiles);
         if (ids.Length - 2 > maxLength || ids.Contains(SmilesVocabulary.UnkId)) return null;
         return new SampledSequence([.. ids[1..^1].Select(id => (long)id)], true, 0);
     }
@@ -336,6 +404,7 @@ public sealed class OptimizationSession : IDisposable
     public void Dispose()
     {
         scoring?.Dispose();
+        genetics?.Dispose();
         Optimizer.Dispose();
         Agent.Dispose();
     }

@@ -67,6 +67,14 @@ public sealed record OptimizeConfig
         /// <summary>Best molecules kept for experience replay, and how many of them join each step's loss.</summary>
         public int ReplaySize { get; init; } = 100;
         public int ReplaySamples { get; init; } = 24;
+        /// <summary>
+        /// Genetic exploration: children bred each step from the best molecules so far by graph crossover and mutation
+        /// (Jensen's GB-GA operators), scored like samples and learned from in the same update (Genetic GFN's idea,
+        /// Kim et al. 2024). 0: off.
+        /// </summary>
+        public int GeneticOffspring { get; init; }
+        /// <summary>Genetic exploration: the chance that a crossover child is also mutated (Graph GA's 0.067 in PMO).</summary>
+        public double MutationRate { get; init; } = 0.067;
     }
 
     public sealed record DiversityFilterSection
@@ -142,6 +150,8 @@ public sealed record OptimizeConfig
         require(Learning.ReplaySize >= 0 && Learning.ReplaySamples >= 0, "learning.replay_size and replay_samples must be >= 0");
         require(Learning.Strategy is "reinvent" or "augmented_memory" or "ahc", $"learning.strategy must be reinvent, augmented_memory or ahc (got '{Learning.Strategy}')");
         require(Learning.TopFraction is > 0 and <= 1, $"learning.top_fraction must be in (0, 1] (got {Learning.TopFraction})");
+        require(Learning.GeneticOffspring is >= 0 and <= 1024, $"learning.genetic_offspring must be in [0, 1024] (got {Learning.GeneticOffspring})");
+        require(Learning.MutationRate is >= 0 and <= 1, $"learning.mutation_rate must be in [0, 1] (got {Learning.MutationRate})");
         require(Learning.AugmentationRounds is >= 0 and <= 16, $"learning.augmentation_rounds must be in [0, 16] (got {Learning.AugmentationRounds})");
         require(DiversityFilter.Kind is "identical_murcko_scaffold" or "generic_murcko_scaffold" or "similar_scaffold" or "none",
             $"diversity_filter.kind must be identical_murcko_scaffold, generic_murcko_scaffold, similar_scaffold or none (got '{DiversityFilter.Kind}')");

@@ -21,6 +21,8 @@ public sealed record PmoBenchmarkOptions
     public string Prior { get; init; } = "models/smiles-llama-small";
     /// <summary><c>learning.strategy</c> of every run (<c>reinvent</c>, <c>augmented_memory</c> or <c>ahc</c>); null: <see cref="OptimizeConfig"/>'s default.</summary>
     public string? Strategy { get; init; }
+    /// <summary><c>learning.genetic_offspring</c> of every run; null: <see cref="OptimizeConfig"/>'s default.</summary>
+    public int? GeneticOffspring { get; init; }
     public required string Out { get; init; }
     public CancellationToken Cancellation { get; init; }
     /// <summary>A run starts (<c>resumed</c>: from its checkpoint), reports a step, or ends; called from the worker threads.</summary>
@@ -53,16 +55,19 @@ public static class PmoBenchmark
     /// same for 5 steps after the first 1000 calls (a collapsed agent otherwise spends hours of steps finding one new
     /// molecule each), or when its batches stop bringing new molecules (under 1 % for 10 steps). <paramref name="strategy"/> replaces the default learning strategy (to compare them).
     /// </summary>
-    public static OptimizeConfig RunConfig(string task, int seed, int budget, string prior, string directory, string? strategy = null) => new()
+    public static OptimizeConfig RunConfig(string task, int seed, int budget, string prior, string directory, string? strategy = null, int? geneticOffspring = null)
     {
-        Seed = (ulong)seed,
-        Prior = new() { Model = prior },
-        Sampling = new(),
-        Learning = strategy is null ? new() : new() { Strategy = strategy },
-        DiversityFilter = new(),
-        Budget = new() { OracleCalls = budget },
-        Output = new() { Dir = directory, CheckpointEvery = 10, Ranked = 100 },
-        Stages =
+        var defaults = new OptimizeConfig.LearningSection();
+        return new()
+        {
+            Seed = (ulong)seed,
+            Prior = new() { Model = prior },
+            Sampling = new(),
+            Learning = defaults with { Strategy = strategy ?? defaults.Strategy, GeneticOffspring = geneticOffspring ?? defaults.GeneticOffspring },
+            DiversityFilter = new(),
+            Budget = new() { OracleCalls = budget },
+            Output = new() { Dir = directory, CheckpointEvery = 10, Ranked = 100 },
+            Stages =
         [
             new()
             {
@@ -77,7 +82,8 @@ public static class PmoBenchmark
                 Components = [new ComponentSettings { Type = "pmo", Task = task }],
             },
         ],
-    };
+        };
+    }
 
     /// <summary><c>all</c> or a comma-separated list of task names, each checked.</summary>
     public static IReadOnlyList<string> ParseTasks(string text)
@@ -98,6 +104,8 @@ public static class PmoBenchmark
             throw new BioForgeException("--seeds, --budget and --parallel must be positive");
         string strategy = options.Strategy ?? new OptimizeConfig.LearningSection().Strategy;
         if (strategy is not ("reinvent" or "augmented_memory" or "ahc")) throw new BioForgeException($"--strategy must be reinvent, augmented_memory or ahc (got '{strategy}')");
+        int offspring = options.GeneticOffspring ?? new OptimizeConfig.LearningSection().GeneticOffspring;
+        if (offspring is < 0 or > 1024) throw new BioForgeException($"--offspring must be in [0, 1024] (got {offspring})");
         if (!Directory.Exists(options.Prior)) throw new BioForgeException($"--prior {options.Prior}: not a directory (a SMILES language model, e.g. models/smiles-llama-small)");
         Directory.CreateDirectory(options.Out);
         string resultsPath = Path.Combine(options.Out, ResultsFile);
@@ -115,6 +123,9 @@ public static class PmoBenchmark
             string ran = stored?["learning"]?["strategy"]?.GetValue<string>() ?? "reinvent";
             if (ran != strategy)
                 throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} ran with strategy {ran}, not {strategy}; use another --out for another strategy");
+            int bred = stored?["learning"]?["genetic_offspring"]?.GetValue<int>() ?? 0;
+            if (bred != offspring)
+                throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} ran with {bred} genetic offspring per step, not {offspring}; use another --out for other settings");
         }
         var pending = options.Tasks.SelectMany(t => Enumerable.Range(0, options.Seeds).Select(s => (Task: t, Seed: s)))
             .Where(run => !results.Any(r => r.Task == run.Task && r.Seed == run.Seed)).ToList();
@@ -168,7 +179,7 @@ public static class PmoBenchmark
     private static PmoRunResult? RunOne(PmoBenchmarkOptions options, string task, int seed, CancellationToken cancellation)
     {
         string directory = RunDirectoryOf(options.Out, task, seed);
-        var config = RunConfig(task, seed, options.Budget, options.Prior, directory, options.Strategy);
+        var config = RunConfig(task, seed, options.Budget, options.Prior, directory, options.Strategy, options.GeneticOffspring);
         bool resume = Training.RunDirectory.Existing(directory).LatestCheckpoint("optimizer_state.json") is not null;
         // A run killed before its first checkpoint left nothing worth keeping.
         if (!resume && Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
