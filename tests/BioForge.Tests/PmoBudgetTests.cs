@@ -160,8 +160,8 @@ public sealed class PmoBudgetTests
     private static string BudgetRun(string output, string learning = "") => OptimizeTests.Run(output, 10, "[budget]\noracle_calls = 60\n", learning);
 
     [Theory]
-    [InlineData("")]
-    // Bred children are oracle calls like samples: counted, cut at the budget, the same after a resume.
+    [InlineData("genetic_offspring = 0")]
+    // Bred children (the default) are oracle calls like samples: counted, cut at the budget, the same after a resume.
     [InlineData("genetic_offspring = 6")]
     public void ABudgetedRunStopsAtExactlyNCallsAndResumesWithoutDuplicates(string learning)
     {
@@ -174,7 +174,7 @@ public sealed class PmoBudgetTests
         Assert.Equal(Enumerable.Range(1, 60), calls.Select(c => c.Call));
         Assert.Equal(whole.Steps, calls[^1].Step);
         // A step of 16 samples makes at most 16 calls; its bred children make more.
-        Assert.Equal(learning.Length > 0, calls.GroupBy(c => c.Step).Any(g => g.Count() > 16));
+        Assert.Equal(learning != "genetic_offspring = 0", calls.GroupBy(c => c.Step).Any(g => g.Count() > 16));
 
         int seen = 0;
         using var cancel = new CancellationTokenSource();
@@ -211,6 +211,7 @@ public sealed class PmoBudgetTests
         Assert.Contains("| qed | ", summary);
         Assert.Contains("0.941", summary); // the published REINVENT number beside it
         Assert.Contains("Genetic GFN", summary);
+        Assert.Contains($"BioForge (learning.strategy = {new OptimizeConfig.LearningSection().Strategy}", summary);
         Assert.StartsWith("<svg", File.ReadAllText(Path.Combine(dir, PmoBenchmark.CurvesFile)));
 
         // Again over the same directory: the finished run is kept, not repeated.
@@ -234,6 +235,9 @@ public sealed class PmoBudgetTests
         Assert.Equal(rows, File.ReadAllLines(Path.Combine(dir, PmoBenchmark.ResultsFile)));
         Assert.Equal(svg, File.ReadAllText(Path.Combine(dir, PmoBenchmark.CurvesFile)));
 
+        // Other learning settings over the same table are refused, not mixed into it.
+        Assert.Equal(2, Cli.Cli.Run([.. args, "--offspring", "3"], output, error));
+        Assert.Contains("genetic offspring per step, not 3; use another --out", error.ToString());
         Assert.Equal(2, Cli.Cli.Run(["bench", "pmo", "--tasks", "qed,kinase", "--out", dir], output, error));
         Assert.Contains("--tasks: unknown task 'kinase'", error.ToString());
     }

@@ -118,7 +118,8 @@ internal static class GenerateRoutes
             Seed = r.Seed,
             Prior = new OptimizeConfig.PriorSection { Model = prior.Directory },
             Sampling = new OptimizeConfig.SamplingSection { BatchSize = r.Particles, MaxLength = 100 },
-            Learning = new OptimizeConfig.LearningSection { Lr = 5e-4, Sigma = 120, ReplaySize = 50, ReplaySamples = 5 },
+            // The default optimizer (Augmented Hill-Climb with genetic exploration), its children half the batch as in bench pmo.
+            Learning = new OptimizeConfig.LearningSection { Lr = 5e-4, Sigma = 120, ReplaySize = 50, ReplaySamples = 5, GeneticOffspring = Math.Max(1, r.Particles / 2) },
             DiversityFilter = new OptimizeConfig.DiversityFilterSection { Kind = "none" },
             Output = new OptimizeConfig.OutputSection { CheckpointEvery = int.MaxValue, Ranked = 10_000 },
             Stages =

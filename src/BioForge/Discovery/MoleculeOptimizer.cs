@@ -15,8 +15,9 @@ public sealed record OptimizeStepReport(int Stage, string StageName, int Step, i
 
 public sealed record RankedMolecule(int Rank, string Canonical, double Score, int Step, string Stage, string Scaffold, double[] Raw, double[] Transformed);
 
+/// <param name="Scored">Molecules scored over the whole run: the agent's samples and any bred children.</param>
 public sealed record OptimizeResult(string Directory, int Steps, IReadOnlyList<string> ComponentLabels, IReadOnlyList<RankedMolecule> Ranked,
-    IReadOnlyList<string> StageEndings, bool Interrupted);
+    IReadOnlyList<string> StageEndings, bool Interrupted, int Scored);
 
 public sealed record OptimizeOptions
 {
@@ -139,7 +140,7 @@ public static class MoleculeOptimizer
         var ranked = session.Ranked(config.Output.Ranked);
         WriteRanked(Path.Combine(run.Path, "ranked.csv"), ranked, finalLabels);
         if (!interrupted) run.Publish(AgentDirectory, directory => session.Agent.Save(directory));
-        return new OptimizeResult(run.Path, session.State.Step, finalLabels, ranked, session.State.StageEndings, interrupted);
+        return new OptimizeResult(run.Path, session.State.Step, finalLabels, ranked, session.State.StageEndings, interrupted, session.State.Scored);
     }
 
     /// <summary>Agent weights, optimizer moments and the run state (written last), committed as one checkpoint; the previous one stays until then.</summary>
@@ -236,7 +237,7 @@ public static class MoleculeOptimizer
         {
             var m = scored[i];
             text.Append(step.ToString(CultureInfo.InvariantCulture)).Append(',').Append(Csv.Quote(m.Smiles)).Append(',').Append(Csv.Quote(m.Canonical ?? ""))
-                .Append(',').Append(m.Valid ? '1' : '0').Append(',').Append(F(m.Score)).Append(',').Append(F(learned[i])).Append(',').Append(Csv.Quote(m.Scaffold ?? ""));
+                .Append(',').Append(m.Valid ? '1' : '0').Append(',').Append(Exact(m.Score)).Append(',').Append(F(learned[i])).Append(',').Append(Csv.Quote(m.Scaffold ?? ""));
             for (int c = 0; c < m.Raw.Length; c++) text.Append(',').Append(F(m.Transformed[c])).Append(',').Append(F(m.Raw[c]));
             text.Append('\n');
         }
@@ -272,4 +273,8 @@ public static class MoleculeOptimizer
     }
 
     private static string F(double value) => double.IsNaN(value) ? "" : value.ToString("G6", CultureInfo.InvariantCulture);
+
+    // The score a resumed run reloads: rounded, positional isomers that tie exactly (same QED and weight, as genetic
+    // mutations often make) would rank differently after a resume than in an uninterrupted run.
+    private static string Exact(double value) => value.ToString("R", CultureInfo.InvariantCulture);
 }

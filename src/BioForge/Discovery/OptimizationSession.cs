@@ -20,6 +20,8 @@ public sealed record OptimizationState
     public List<ReplayedMolecule> Memory { get; init; } = [];
     public DiversityFilterState Filter { get; init; } = new([], []);
     public List<string> StageEndings { get; init; } = [];
+    /// <summary>Molecules scored so far, all stages: the agent's samples and any bred children.</summary>
+    public int Scored { get; init; }
     /// <summary>Seconds spent in earlier sessions of this run (resumes add to it).</summary>
     public double ElapsedSeconds { get; init; }
 }
@@ -171,6 +173,7 @@ public sealed class OptimizationSession : IDisposable
             Memory = next ? [] : State.Memory,
             Filter = next && !config.DiversityFilter.KeepBetweenStages ? new([], []) : filter!.State(),
             StageEndings = next ? [.. State.StageEndings, ending!] : State.StageEndings,
+            Scored = State.Scored + scored.Count,
         };
         var report = new OptimizeStepReport(stageIndex + 1, stageName, step, stageStep, stage.MaxSteps, mean, agentSamples.Count(m => m.Valid) / (double)agentSamples.Count,
             newFraction, filter!.Scaffolds, loss, scored.Max(m => m.Score), elapsed, budget?.Used ?? 0, timings);

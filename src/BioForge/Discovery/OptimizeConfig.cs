@@ -9,8 +9,9 @@ namespace BioForge.Discovery;
 /// </summary>
 /// <remarks>
 /// The defaults of <c>[sampling]</c>, <c>[learning]</c> and <c>[diversity_filter]</c> are the best settings
-/// <c>bench pmo</c> has found (today REINVENT's PMO settings); <see cref="Pmo.PmoBenchmark.RunConfig"/> reads them from
-/// here, so a run file that leaves those sections out runs as the benchmark does.
+/// <c>bench pmo</c> has found (today Augmented Hill-Climb with 32 genetic offspring per step, on REINVENT's PMO
+/// sampling and learning rate; docs/benchmarks.md); <see cref="Pmo.PmoBenchmark.RunConfig"/> reads them from here, so a
+/// run file that leaves those sections out runs as the benchmark does.
 /// </remarks>
 public sealed record OptimizeConfig
 {
@@ -51,7 +52,7 @@ public sealed record OptimizeConfig
         /// <c>ahc</c> (Augmented Hill-Climb, Thomas et al. 2022): REINVENT's update on the best <see cref="TopFraction"/>
         /// of each batch only (and the replayed molecules).
         /// </summary>
-        public string Strategy { get; init; } = "reinvent";
+        public string Strategy { get; init; } = "ahc";
         /// <summary><c>ahc</c>: the share of each batch, best scores first, that the update learns from.</summary>
         public double TopFraction { get; init; } = 0.25;
         /// <summary><c>augmented_memory</c>: extra updates per step on randomized SMILES of the batch and the memory.</summary>
@@ -72,7 +73,7 @@ public sealed record OptimizeConfig
         /// (Jensen's GB-GA operators), scored like samples and learned from in the same update (Genetic GFN's idea,
         /// Kim et al. 2024). 0: off.
         /// </summary>
-        public int GeneticOffspring { get; init; }
+        public int GeneticOffspring { get; init; } = 32;
         /// <summary>Genetic exploration: the chance that a crossover child is also mutated (Graph GA's 0.067 in PMO).</summary>
         public double MutationRate { get; init; } = 0.067;
     }

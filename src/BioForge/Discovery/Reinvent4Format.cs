@@ -154,8 +154,16 @@ public static class Reinvent4Format
         /// <summary>[learning_strategy] and [inception] (REINVENT's replay of good molecules) → [learning].</summary>
         private JsonObject Learning(JsonObject? strategy, JsonObject? inception)
         {
-            // REINVENT 4 learns as REINVENT does, whatever BioForge's own default strategy is.
-            var learning = new JsonObject { ["strategy"] = "reinvent", ["lr"] = 1e-4, ["sigma"] = 128.0, ["replay_size"] = 0, ["replay_samples"] = 0 };
+            // REINVENT 4 learns as REINVENT does (no genetic exploration), whatever BioForge's own defaults are.
+            var learning = new JsonObject
+            {
+                ["strategy"] = "reinvent",
+                ["genetic_offspring"] = 0,
+                ["lr"] = 1e-4,
+                ["sigma"] = 128.0,
+                ["replay_size"] = 0,
+                ["replay_samples"] = 0,
+            };
             foreach (var (key, value) in strategy ?? [])
             {
                 string where = $"learning_strategy.{key}";
