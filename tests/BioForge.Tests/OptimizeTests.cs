@@ -172,6 +172,8 @@ public sealed class OptimizeTests
         Assert.True(spellings.Count > 2, $"8 seeds gave {spellings.Count} spellings");
         // Too long for the sampling limit: the caller keeps the sampled spelling.
         Assert.Null(OptimizationSession.Randomized(canonical, 0, vocabulary, maxLength: 5));
+        // A canonical SMILES RDKit wrote for a bred child but cannot read back (it ended a PMO run once): no spelling, no crash.
+        Assert.Null(OptimizationSession.Randomized("Cc1ccc(O2C(C(N)(F)F)=CC(c3ccc(S(N)(=O)=O)cc3)=NC2C(F)(F)F)cc1", 0, vocabulary, maxLength: 128));
     }
 
     [Fact]

@@ -66,8 +66,8 @@ public sealed class GraphGeneticOperators : IDisposable
     {
         string? child = Crossover(first, second, random);
         if (child is null || random.NextDouble() >= mutationRate) return child;
-        using var molecule = Molecule.FromSmiles(child);
-        return Mutate(molecule, random);
+        if (!Molecule.TryFromSmiles(child, out var molecule, out _)) return null;
+        using (molecule) return Mutate(molecule!, random);
     }
 
     /// <summary>A crossover child (canonical SMILES) that is neither parent, or null after ten tries.</summary>
@@ -126,9 +126,10 @@ public sealed class GraphGeneticOperators : IDisposable
             var children = new List<string>();
             foreach (string smiles in joined)
             {
-                using var open = Molecule.FromSmiles(smiles);
-                foreach (string closure in closures)
-                    children.AddRange(ReactionOf(closure).Run(open).Where(c => Acceptable(c, random, ringCheck: true)));
+                if (!Molecule.TryFromSmiles(smiles, out var open, out _)) continue;
+                using (open)
+                    foreach (string closure in closures)
+                        children.AddRange(ReactionOf(closure).Run(open!).Where(c => Acceptable(c, random, ringCheck: true)));
             }
             if (children.Count > 0) return children[random.Next(children.Count)];
         }
@@ -141,9 +142,14 @@ public sealed class GraphGeneticOperators : IDisposable
         foreach (string a in piecesA)
             foreach (string b in piecesB)
             {
-                using var left = Molecule.FromSmiles(a);
-                using var right = Molecule.FromSmiles(b);
-                if (join.Run(left, right) is [var first, ..]) products.Add(first);
+                // RDKit writes some sanitized pieces as SMILES it cannot read back: such a piece joins nothing.
+                if (!Molecule.TryFromSmiles(a, out var left, out _)) continue;
+                using (left)
+                {
+                    if (!Molecule.TryFromSmiles(b, out var right, out _)) continue;
+                    using (right)
+                        if (join.Run(left!, right!) is [var first, ..]) products.Add(first);
+                }
             }
         return products;
     }

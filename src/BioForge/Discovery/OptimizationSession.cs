@@ -302,21 +302,23 @@ public sealed class OptimizationSession : IDisposable
         double[] weights = [.. pool.Select((_, rank) => 1.0 / (0.01 * pool.Count + rank))];
         var random = new Random((int)(StatelessRandom.Hash(config.Seed, step, 0x6E7) & int.MaxValue));
         int wanted = config.Learning.GeneticOffspring;
-        var parents = new Dictionary<string, Molecule>(StringComparer.Ordinal);
+        var parents = new Dictionary<string, Molecule?>(StringComparer.Ordinal);
         var children = new List<(string Smiles, SampledSequence Tokens)>();
         try
         {
             for (int attempt = 0; attempt < 4 * wanted && children.Count < wanted; attempt++)
             {
-                string? child = genetics!.Reproduce(ParentMolecule(parents, pool[GraphGeneticOperators.Pick(random, weights)].Canonical),
-                    ParentMolecule(parents, pool[GraphGeneticOperators.Pick(random, weights)].Canonical), config.Learning.MutationRate, random);
+                var first = ParentMolecule(parents, pool[GraphGeneticOperators.Pick(random, weights)].Canonical);
+                var second = ParentMolecule(parents, pool[GraphGeneticOperators.Pick(random, weights)].Canonical);
+                if (first is null || second is null) continue;
+                string? child = genetics!.Reproduce(first, second, config.Learning.MutationRate, random);
                 if (child is null || filter!.Seen(child) || children.Any(c => c.Smiles == child)) continue;
                 if (Spelled(child, vocabulary, config.Sampling.MaxLength) is { } tokens) children.Add((child, tokens));
             }
         }
         finally
         {
-            foreach (var m in parents.Values) m.Dispose();
+            foreach (var m in parents.Values) m?.Dispose();
         }
         var smiles = children.Select(c => c.Smiles).ToList();
         if (budget is null) return ([.. children.Select(c => c.Tokens)], scoring!.Score(smiles), []);
@@ -324,9 +326,12 @@ public sealed class OptimizationSession : IDisposable
         return ([.. children.Take(childScored.Count).Select(c => c.Tokens)], childScored, calls);
     }
 
-    private static Molecule ParentMolecule(Dictionary<string, Molecule> parents, string canonical)
+    /// <summary>A parent's molecule, or null when RDKit cannot read its own canonical SMILES back (it happens: RDKit
+    /// writes some sanitized molecules as SMILES that fail to parse), so such a molecule is not bred from.</summary>
+    private static Molecule? ParentMolecule(Dictionary<string, Molecule?> parents, string canonical)
     {
-        if (!parents.TryGetValue(canonical, out var molecule)) parents[canonical] = molecule = Molecule.FromSmiles(canonical);
+        if (!parents.TryGetValue(canonical, out var molecule))
+            parents[canonical] = molecule = Molecule.TryFromSmiles(canonical, out var parsed, out _) ? parsed : null;
         return molecule;
     }
 
@@ -390,8 +395,8 @@ public sealed class OptimizationSession : IDisposable
     /// <summary>A random SMILES of the molecule as the prior's tokens, or null when the vocabulary cannot write it or it is too long to sample.</summary>
     internal static SampledSequence? Randomized(string canonical, uint seed, SmilesVocabulary vocabulary, int maxLength)
     {
-        using var molecule = Molecule.FromSmiles(canonical);
-        return Spelled(molecule.ToRandomSmiles(seed), vocabulary, maxLength);
+        if (!Molecule.TryFromSmiles(canonical, out var molecule, out _)) return null; // RDKit cannot read back its own SMILES of it
+        using (molecule) return Spelled(molecule!.ToRandomSmiles(seed), vocabulary, maxLength);
     }
 
     /// <summary>A SMILES as the prior's tokens, as if sampled; null when the vocabulary cannot write it or it is too long to sample.</summary>
