@@ -52,5 +52,10 @@ else
 fi
 rm -rf "$out"
 
+if [ "$status" -ne 0 ]; then
+  # Repeated here because CI keeps only the tail of the output.
+  echo "== failed tests (from artifacts/test.log)"
+  grep -E -A14 "^\s+Failed " "$root/artifacts/test.log" | cut -c1-400 | head -n 120 || true
+fi
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 [ "$status" -eq 0 ] && [ "$smoke" -eq 1 ] && [ "$failed" -eq 0 ]

@@ -258,6 +258,39 @@ public sealed class OptimizeTests
     }
 
     [Fact]
+    public void UntilSomethingScoresTheAgentStaysThePriorAndTheSearchGoesOn()
+    {
+        // valsartan_smarts scores 0 until a molecule has its substructure (4 in 100,000 ZINC molecules do). Adam once
+        // turned the round-off gradient of such batches into full steps, and the agent drifted to "CC" within 150
+        // steps; and a top 100 of zeros counted as converged.
+        _ = TestData.Cpu;
+        string dir = TestData.TempDirectory();
+        string toml = $$"""
+            seed = 2
+            [prior]
+            model = "{{Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small")}}"
+            [budget]
+            oracle_calls = 1100
+            [output]
+            dir = "{{dir}}"
+            [[stages]]
+            patience = 1
+            aggregate = "arithmetic" # as bench pmo (a geometric mean floors each component at 1e-12)
+            [[stages.components]]
+            type = "substructure"
+            smarts = ["[U]"]
+            """;
+        string path = Path.Combine(TestData.TempDirectory(), "run.toml");
+        File.WriteAllText(path, toml);
+        var steps = new List<OptimizeStepReport>();
+        var result = MoleculeOptimizer.Run(OptimizeConfig.Load(path), new OptimizeOptions { Threads = 2, OnStep = steps.Add });
+        Assert.Equal(["stage1: the oracle budget is spent (1100 calls)"], result.StageEndings);
+        Assert.Equal(1100, MoleculeOptimizer.ReadCalls(dir).Count);
+        Assert.All(steps, s => Assert.True(s.Loss < 1e-4, $"step {s.Step}: loss {s.Loss}"));
+        Assert.True(steps[^2].ValidFraction > 0.6, $"valid {steps[^2].ValidFraction:P0} at step {steps[^2].Step}");
+    }
+
+    [Fact]
     public void HillClimbingLearnsFromTheBestQuarterOfTheBatch()
     {
         Assert.Equal([3, 1], OptimizationSession.HillClimbers([0.1, 0.8, 0.0, 0.9, 0.2, 0.8, 0.3, 0.5], 0.25));

@@ -25,6 +25,8 @@ public sealed class OracleBudget(int limit)
     public int Used => calls.Count;
     public bool Exhausted => calls.Count >= Limit;
     public IReadOnlyList<OracleCall> Calls => calls;
+    /// <summary>Whether some call so far scored above zero.</summary>
+    public bool FoundAny => calls.Exists(c => c.Score > 0);
 
     /// <summary>Whether the last <paramref name="newCalls"/> calls changed the <paramref name="top"/> best scores (mol_opt's early-stop test).</summary>
     public bool TopChanged(int newCalls, int top = 100) => TopChanged(calls, newCalls, top);
