@@ -44,7 +44,7 @@ echo "== README main command (./bioforge quickstart on the embedded defaults)"
 smoke=0
 out="$(mktemp -d)"
 if ./bioforge quickstart --out "$out/quickstart" \
-   && [ "$(wc -l <"$out/quickstart/candidates.csv")" -eq 101 ] && grep -q "Drug candidates for ABL1" "$out/quickstart/report.html"; then
+   && [ "$(wc -l <"$out/quickstart/candidates.csv")" -eq 101 ] && grep -q "Drug candidates for ABL1" "$out/quickstart/report.html" && grep -q "no two above Tanimoto" "$out/quickstart/report.html"; then
   smoke=1
   passed=$((passed + 1))
 else

@@ -14,13 +14,19 @@ internal static class QuickstartCommand
         var steps = Options.Int("--steps", "reinforcement-learning steps", defaults.Steps);
         var library = new Option<string>("--library") { Description = "molecules to screen", DefaultValueFactory = _ => defaults.Library };
         var threads = Options.Int("--threads", "CPU threads (0: all cores)", 0);
+        var maxSimilarity = new Option<double>("--max-similarity")
+        {
+            Description = "no two designed candidates more similar than this (Tanimoto, Morgan radius 2; 1: the top by score alone)",
+            DefaultValueFactory = _ => defaults.MaxSimilarity,
+        };
         var command = new Command("quickstart", "Find drug candidates for a target: optimize molecules for predicted affinity and drug-likeness, screen a library, write a report")
         {
-            target, outDir, steps, library, threads,
+            target, outDir, steps, library, threads, maxSimilarity,
         };
         command.SetAction(result => Cli.Guard(error, () =>
         {
             if (result.GetValue(steps) < 1) throw new BioForgeException($"--steps must be at least 1 (got {result.GetValue(steps)})");
+            if (result.GetValue(maxSimilarity) is not (> 0 and <= 1)) throw new BioForgeException($"--max-similarity must be in (0, 1] (got {result.GetValue(maxSimilarity)})");
             return Cli.Stoppable(error, "stopping (nothing is written)", cancellation =>
             {
                 QuickstartResult run;
@@ -33,6 +39,7 @@ internal static class QuickstartCommand
                         Steps = result.GetValue(steps),
                         Library = result.GetValue(library)!,
                         Threads = result.GetValue(threads),
+                        MaxSimilarity = result.GetValue(maxSimilarity),
                     }, output.WriteLine, r =>
                     {
                         if (r.Step % 10 == 0 || r.Step == r.StageSteps)
@@ -48,7 +55,7 @@ internal static class QuickstartCommand
                 output.WriteLine($"Candidates for {run.TargetName} ({run.Optimized:N0} molecules designed, {run.Screened:N0} screened, {run.Elapsed.TotalMinutes:F1} min):");
                 foreach (var (hit, score, source) in run.Candidates.Take(5))
                     output.WriteLine($"  {hit.Rank}. {hit.Smiles}  score {score:F2}  pKd {hit.Affinity:F2}  QED {hit.Qed:F2}  SA {hit.Sa:F1}  ({source})");
-                output.WriteLine($"Top-100 mean score {run.AgentTopMean:F3} (the prior alone: {run.PriorTopMean:F3}), internal diversity {run.AgentDiversity:F3}");
+                output.WriteLine($"Mean score of the {run.Picked}: {run.AgentTopMean:F3} (the prior alone: {run.PriorTopMean:F3}), internal diversity {run.AgentDiversity:F3}");
                 output.WriteLine($"-> {run.Report}");
                 output.WriteLine($"-> {run.CandidatesCsv}");
                 return 0;

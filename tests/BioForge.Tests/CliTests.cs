@@ -36,6 +36,18 @@ public sealed class CliTests
         }
     }
 
+    [Theory]
+    [InlineData("0")]
+    [InlineData("1.5")]
+    public void QuickstartRefusesAPickThresholdOutsideZeroToOne(string maxSimilarity)
+    {
+        string output = Path.Combine(TestData.TempDirectory(), "quickstart");
+        var (stdout, stderr) = (new StringWriter(), new StringWriter());
+        int code = Cli.Cli.Run(["quickstart", "--max-similarity", maxSimilarity, "--out", output], stdout, stderr);
+        AssertFails((code, stdout.ToString(), stderr.ToString()), $"--max-similarity must be in (0, 1] (got {maxSimilarity})");
+        Assert.False(Directory.Exists(output));
+    }
+
     [Fact]
     public void EmbedWritesCsvNpyAndSafetensors()
     {
