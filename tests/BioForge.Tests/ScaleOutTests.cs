@@ -72,10 +72,19 @@ public sealed class ScaleOutTests
                 }
                 """);
             var log = new StringBuilder();
-            First = Replica(FirstPort, log);
-            Second = Replica(SecondPort, log);
-            nginx = Process.Start(new ProcessStartInfo("/usr/sbin/nginx", ["-p", Directory, "-c", Path.Combine(Directory, "nginx.conf"), "-e", Path.Combine(Directory, "error.log"), "-g", "daemon off;"])
-            { RedirectStandardOutput = true, RedirectStandardError = true })!;
+            var started = new List<Process>();
+            try
+            {
+                started.Add(First = Replica(FirstPort, log));
+                started.Add(Second = Replica(SecondPort, log));
+                nginx = Process.Start(new ProcessStartInfo("/usr/sbin/nginx", ["-p", Directory, "-c", Path.Combine(Directory, "nginx.conf"), "-e", Path.Combine(Directory, "error.log"), "-g", "daemon off;"])
+                { RedirectStandardOutput = true, RedirectStandardError = true })!;
+            }
+            catch
+            {
+                Stop(started); // Dispose never runs for a constructor that throws: a started replica would outlive the test run
+                throw;
+            }
             Client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{front}"), Timeout = TimeSpan.FromMinutes(1) };
             for (int i = 0; i < 50 && !Ok(Client, "/v1/health/ready").GetAwaiter().GetResult(); i++) Thread.Sleep(100);
         }
@@ -85,7 +94,12 @@ public sealed class ScaleOutTests
         public void Dispose()
         {
             Client.Dispose();
-            foreach (var process in new[] { nginx, First, Second })
+            Stop([nginx, First, Second]);
+        }
+
+        private static void Stop(IEnumerable<Process> processes)
+        {
+            foreach (var process in processes)
             {
                 if (!process.HasExited) process.Kill(entireProcessTree: true); // nginx: the master and its workers
                 process.Dispose();
