@@ -41,11 +41,20 @@ failed=$(( $(count failed) + $(count error) + $(count timeout) + $(count aborted
 skipped=$(( $(count total) - $(count executed) ))
 
 echo "== README main command (./bioforge quickstart on the embedded defaults)"
-smoke=0
+smoke_failure=""
 out="$(mktemp -d)"
-if ./bioforge quickstart --out "$out/quickstart" \
-   && [ "$(wc -l <"$out/quickstart/candidates.csv")" -eq 101 ] && grep -q "Drug candidates for ABL1" "$out/quickstart/report.html" && grep -q "no two above Tanimoto" "$out/quickstart/report.html"; then
-  smoke=1
+quickstart_status=0
+./bioforge quickstart --out "$out/quickstart" || quickstart_status=$?
+if [ "$quickstart_status" -ne 0 ]; then
+  smoke_failure="./bioforge quickstart exited with status $quickstart_status"
+elif [ ! -f "$out/quickstart/candidates.csv" ] || [ "$(wc -l <"$out/quickstart/candidates.csv")" -ne 101 ]; then
+  smoke_failure="candidates.csv is missing or does not hold a header and 100 rows"
+elif ! grep -q "Drug candidates for ABL1" "$out/quickstart/report.html"; then
+  smoke_failure="report.html lacks the title 'Drug candidates for ABL1'"
+elif ! grep -q "no two above Tanimoto" "$out/quickstart/report.html"; then
+  smoke_failure="report.html does not state the diversity of the pick ('no two above Tanimoto')"
+fi
+if [ -z "$smoke_failure" ]; then
   passed=$((passed + 1))
 else
   failed=$((failed + 1))
@@ -57,5 +66,11 @@ if [ "$status" -ne 0 ]; then
   echo "== failed tests (from artifacts/test.log)"
   grep -E -A14 "^\s+Failed " "$root/artifacts/test.log" | cut -c1-400 | head -n 120 || true
 fi
+if [ -n "$smoke_failure" ]; then
+  echo "== README main command failed: $smoke_failure"
+fi
+if [ "$status" -eq 0 ] && [ "$failed" -ne 0 ] && [ -z "$smoke_failure" ]; then
+  echo "== the test run exited 0 but its results count failures: $counters"
+fi
 echo "tests: $passed passed, $failed failed, $skipped skipped"
-[ "$status" -eq 0 ] && [ "$smoke" -eq 1 ] && [ "$failed" -eq 0 ]
+[ "$status" -eq 0 ] && [ -z "$smoke_failure" ] && [ "$failed" -eq 0 ]
