@@ -62,7 +62,7 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         for (int i = 0; i < 6; i++)
         {
             Assert.Equal(expected[i].Finished ? "stop" : "length", choices[i]!["finish_reason"]!.GetValue<string>());
-            Assert.Equal(expected[i].LogLikelihood, choices[i]!["log_likelihood"]!.GetValue<double>(), 4);
+            Assert.Equal(expected[i].LogLikelihood, choices[i]!["log_likelihood"]!.GetValue<double>(), 1e-4); // float32 rounding differs with the batch it ran in
             var tokenLogprobs = choices[i]!["logprobs"]!["token_logprobs"]!.AsArray().Select(v => v!.GetValue<double>()).ToList();
             Assert.Equal(string.Concat(choices[i]!["logprobs"]!["tokens"]!.AsArray().Select(t => t!.GetValue<string>())), expected[i].Smiles);
             // The end token's log-probability is in the likelihood, not among the text's tokens (0 when the grammar allows nothing else).

@@ -46,7 +46,7 @@ public sealed class LlamaSamplingTests
             double expected = 0;
             for (int i = 1; i < sequence.Length; i++) expected += logProbs[i - 1, sequence[i]].item<float>();
             if (s.Finished) expected += logProbs[sequence.Length - 1, model.Config.EosTokenId].item<float>();
-            Assert.Equal(expected, s.LogLikelihood, 4);
+            Assert.Equal(expected, s.LogLikelihood, 1e-4);
             Assert.True(s.Finished || s.Tokens.Length == options.MaxNewTokens);
         }
     }

@@ -67,7 +67,8 @@ public readonly record struct StepReport(int Prefilled, int Decoded, int Tokens,
 
 /// <summary>
 /// Continuous batching of one decoder on one device (Orca, OSDI 2022; vLLM, SOSP 2023): one running batch whose
-/// sequences each own a slot of a <see cref="SlotCache"/>. Each <see cref="Step"/> drops cancelled sequences, lets
+/// sequences each own a slot of a <see cref="SlotCache"/>, kept in slots 0 … R − 1 (a sequence that ends hands its slot
+/// to the last one), so a decoding step's attention reads the cache in place. Each <see cref="Step"/> drops cancelled sequences, lets
 /// waiting ones into free slots and prefills their prompts (equal lengths together), and decodes one token for every
 /// sequence already running; a sequence that ends leaves at once and frees its slot. Work beyond the slots waits in a
 /// bounded queue (<see cref="TrySubmit"/> refuses beyond it). The scheduler holds no thread: <see cref="Step"/> is
@@ -82,8 +83,8 @@ public sealed class DecodeScheduler : IDisposable
     private readonly int queueCapacity;
     private readonly Queue<SequenceJob> waiting = new();
     private readonly Lock gate = new();
+    /// <summary>Sequence i holds slot i.</summary>
     private readonly List<Sequence> running = [];
-    private readonly Stack<int> freeSlots;
 
     /// <param name="slots">Sequences decoded at once (key/value slots); 1 in <see cref="BatchingMode.Single"/>.</param>
     /// <param name="length">Positions per slot (prompt and generated tokens), at most the model's.</param>
@@ -97,7 +98,6 @@ public sealed class DecodeScheduler : IDisposable
         this.queueCapacity = queueCapacity;
         Slots = mode == BatchingMode.Single ? 1 : slots;
         cache = new SlotCache(model, Slots, length);
-        freeSlots = new Stack<int>(Enumerable.Range(0, Slots).Reverse());
     }
 
     public int Slots { get; }
@@ -165,7 +165,11 @@ public sealed class DecodeScheduler : IDisposable
         }
         foreach (var group in admitted.Where(r => r.Job.Prompt.Length > 1).GroupBy(r => r.Job.Prompt.Length))
             tokens += Forward([.. group], group.Key, prefill: true);
-        if (decoding.Count > 0) tokens += Forward(decoding, 1, prefill: false);
+        if (decoding.Count > 0)
+        {
+            decoding.Sort((a, b) => a.Slot.CompareTo(b.Slot)); // a prefill's ending sequences may have moved others
+            tokens += Forward(decoding, 1, prefill: false);
+        }
         Volatile.Write(ref runningCount, running.Count);
         return new StepReport(admitted.Count, decoding.Count, tokens, running.Count, Waiting);
     }
@@ -176,14 +180,14 @@ public sealed class DecodeScheduler : IDisposable
         if (mode != BatchingMode.Continuous && running.Count > 0) return admitted; // the batch runs to its end first
         lock (gate)
         {
-            while (freeSlots.Count > 0 && waiting.TryDequeue(out var job))
+            while (running.Count < Slots && waiting.TryDequeue(out var job))
             {
                 if (job.Cancelled?.Invoke() == true)
                 {
                     job.OnFinished(FinishReason.Cancelled, 0);
                     continue;
                 }
-                var r = new Sequence(job, freeSlots.Pop(), job.Options.Grammar?.StartAfter(job.Prompt.AsSpan(1)));
+                var r = new Sequence(job, running.Count, job.Options.Grammar?.StartAfter(job.Prompt.AsSpan(1)));
                 running.Add(r);
                 admitted.Add(r);
             }
@@ -217,11 +221,9 @@ public sealed class DecodeScheduler : IDisposable
             .select(1, count - 1).to(ScalarType.Float32).cpu().contiguous();
         var host = logits.data<float>().ToArray();
         int vocabulary = (int)logits.shape[1];
-        for (int b = 0; b < rows.Count; b++)
-        {
-            rows[b].Filled = starts[b] + count;
-            Advance(rows[b], host.AsSpan(b * vocabulary, vocabulary));
-        }
+        // Every row's cache has grown before any ends: an ending sequence moves the last one into its slot, new keys included.
+        for (int b = 0; b < rows.Count; b++) rows[b].Filled = starts[b] + count;
+        for (int b = 0; b < rows.Count; b++) Advance(rows[b], host.AsSpan(b * vocabulary, vocabulary));
         return rows.Count;
     }
 
@@ -258,8 +260,15 @@ public sealed class DecodeScheduler : IDisposable
     private void Retire(int index, FinishReason reason)
     {
         var r = running[index];
-        running.RemoveAt(index);
-        freeSlots.Push(r.Slot);
+        int last = running.Count - 1;
+        if (index != last)
+        {
+            var moved = running[last];
+            cache.Move(moved.Slot, r.Slot, moved.Filled);
+            moved.Slot = r.Slot;
+            running[index] = moved;
+        }
+        running.RemoveAt(last);
         r.Job.OnFinished(reason, r.LogLikelihood);
     }
 
@@ -282,7 +291,7 @@ public sealed class DecodeScheduler : IDisposable
     private sealed class Sequence(SequenceJob job, int slot, ITokenGrammarState? grammar)
     {
         public SequenceJob Job { get; } = job;
-        public int Slot { get; } = slot;
+        public int Slot { get; set; } = slot;
         /// <summary>Where the sequence stands in its grammar (<see cref="SamplingOptions.Grammar"/>), prompt included.</summary>
         public ITokenGrammarState? Grammar { get; } = grammar;
         public TokenConstraint? Constraint { get; set; }

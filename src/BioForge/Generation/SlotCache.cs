@@ -46,7 +46,9 @@ public sealed class LlamaDecoder(LlamaForCausalLM model) : IDecoderModel
 /// Keys and values in fixed slots, allocated once: per layer [slots × length, kv heads, head dim], a sequence owning
 /// one slot of <c>length</c> positions from admission to its end. Before each forward pass <see cref="Bind"/> says which
 /// slots the batch rows are and where their new tokens go; attention then reads each row's slot up to the longest
-/// position in the batch (shorter rows are masked by the caller).
+/// position in the batch (shorter rows are masked by the caller). When the rows are slots 0 … B − 1 in order (the
+/// scheduler keeps its running sequences there, <see cref="Move"/>), attention reads the cache in place; otherwise the
+/// rows' slots are gathered into a copy, at every layer of the pass.
 /// </summary>
 public sealed class SlotCache : IKeyValueStore, IDisposable
 {
@@ -55,7 +57,7 @@ public sealed class SlotCache : IKeyValueStore, IDisposable
     private readonly int heads, headDim;
     private readonly Device device;
     private Tensor? rows, writeIndex;
-    private long attended;
+    private long attended, leadingRows;
 
     public SlotCache(IDecoderModel model, int slots, int length)
     {
@@ -92,21 +94,38 @@ public sealed class SlotCache : IKeyValueStore, IDisposable
         var index = new long[slots.Count * count];
         for (int b = 0; b < slots.Count; b++)
             for (int t = 0; t < count; t++) index[b * count + t] = (long)slots[b] * Length + starts[b] + t;
-        rows = tensor(slots.Select(s => (long)s).ToArray()).to(device);
+        bool leading = true;
+        for (int b = 0; b < slots.Count && leading; b++) leading = slots[b] == b;
+        leadingRows = leading ? slots.Count : 0;
+        rows = leading ? null : tensor(slots.Select(s => (long)s).ToArray()).to(device);
         writeIndex = tensor(index).to(device);
         attended = attend;
     }
 
+    /// <summary>Copies the first <paramref name="positions"/> keys and values of slot <paramref name="from"/> into slot
+    /// <paramref name="to"/> (a sequence changing slots).</summary>
+    public void Move(int from, int to, int positions)
+    {
+        if (from == to || positions == 0) return;
+        using var scope = NewDisposeScope();
+        foreach (var cache in keys.Concat(values))
+        {
+            var slots = cache.view(Slots, Length, heads, headDim);
+            slots[to].narrow(0, 0, positions).copy_(slots[from].narrow(0, 0, positions));
+        }
+    }
+
     public (Tensor Keys, Tensor Values) Append(int layer, Tensor k, Tensor v)
     {
-        if (rows is null || writeIndex is null) throw new InvalidOperationException("SlotCache.Bind must precede the forward pass");
+        if (writeIndex is null) throw new InvalidOperationException("SlotCache.Bind must precede the forward pass");
         return (Store(keys[layer], k), Store(values[layer], v));
     }
 
     private Tensor Store(Tensor cache, Tensor x)
     {
         cache.index_copy_(0, writeIndex!, x.transpose(1, 2).reshape(-1, heads, headDim));
-        return cache.view(Slots, Length, heads, headDim).narrow(1, 0, attended).index_select(0, rows!).transpose(1, 2);
+        var attendedSlots = cache.view(Slots, Length, heads, headDim).narrow(1, 0, attended);
+        return (rows is null ? attendedSlots.narrow(0, 0, leadingRows) : attendedSlots.index_select(0, rows)).transpose(1, 2);
     }
 
     public void Dispose()
