@@ -74,6 +74,7 @@ internal static class BenchCommands
         bench.Subcommands.Add(Matmul(output, error));
         bench.Subcommands.Add(ServeBenchCommand.Create(output, error));
         bench.Subcommands.Add(CompletionsBenchCommand.Create(output, error));
+        bench.Subcommands.Add(DecodeBenchCommand.Create(output, error));
         bench.Subcommands.Add(PmoBenchCommand.Create(output, error));
         return bench;
     }

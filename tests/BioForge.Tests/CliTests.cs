@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using BioForge.IO;
 
 namespace BioForge.Tests;
@@ -250,6 +251,21 @@ public sealed class CliTests
         File.WriteAllText(table, "mutant,DMS_score\nK2R,0.5\nT3A,abc\n");
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), "dms.csv:3: DMS_score 'abc' is not a number", untouched);
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--out", untouched), "exactly one of --mutations or --in");
+    }
+
+    /// <summary><c>bench decode</c> decodes the same queue in every mode named, one JSON line per run.</summary>
+    [Fact]
+    public void DecodeBenchReportsEveryModeAndRefusesAnUnknownOne()
+    {
+        string model = Path.Combine(Repository.Root, "models", "smiles-llama-small");
+        var (code, output, err) = Run("bench", "decode", "--model", model, "--sequences", "6", "--slots", "3", "--modes", "continuous,static,single", "--repeats", "1");
+        Assert.True(code == 0, err);
+        var runs = output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonNode.Parse(l)!).ToList();
+        Assert.Equal(["continuous", "static", "single"], runs.Select(r => r["mode"]!.GetValue<string>()));
+        Assert.All(runs, r => Assert.True(r["tokens"]!.GetValue<long>() > 6 && r["tokens_per_second"]!.GetValue<double>() > 0));
+        Assert.Equal(1.0, runs[2]["rows_per_step"]!.GetValue<double>());
+        Assert.True(runs[0]["rows_per_step"]!.GetValue<double>() > 1.0, "continuous batching decodes several rows per step");
+        AssertFails(Run("bench", "decode", "--model", model, "--modes", "continuous,paged"), "--modes: unknown batching mode 'paged'");
     }
 
     [Fact]
