@@ -138,4 +138,8 @@ step bench-matmul 30 "$BIOFORGE" bench matmul --size "$matmul" --repeats 20 --de
 step bench-train-checkpointed 120 "$BIOFORGE" bench train --config "$esm" --steps "$steps" --warmup 3 "data.dir=$work/proteins" "train.device=$device" \
   "data.max_length=$length" "data.tokens_per_batch=$tokens" train.accumulation=1 train.activation_checkpointing=true
 step dist-bench 60 "$BIOFORGE" dist bench --device "$device" --sizes 8K,1M,64M,1G --repeats 20 --warmup 5
+# Continuous against request-level static batching on the device, in process (issue 16's goal: >= 3x static's tokens/s).
+if [ "$dry" = 1 ]; then sequences=16; slots=8; else sequences=512; slots=128; fi
+step bench-decode-smiles 60 "$BIOFORGE" bench decode --model models/smiles-llama-small --sequences "$sequences" --slots "$slots" --device "$device"
+step bench-decode-protein 90 "$BIOFORGE" bench decode --model models/protein-llama-small --sequences "$sequences" --slots "$slots" --device "$device"
 note "done     $(($(date +%s) - start))s of ${budget}s; results in $OUT/results.jsonl"
