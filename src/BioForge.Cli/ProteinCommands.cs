@@ -57,6 +57,8 @@ internal static class ProteinCommands
             long total = FastaReader.Read(inPath, alphabet).LongCount(); // validates the whole file before any compute
             if (family is not EsmFamily && (pooling != Pooling.Mean || result.GetValue(layer) != -1))
                 throw new BioForgeException($"--pool {result.GetValue(pool)} --layer {result.GetValue(layer)}: a {family.ModelType} model embeds with --pool mean over its final layer only");
+            if (family is not EsmFamily && result.GetValue(unknown))
+                throw new BioForgeException($"--unknown-as-unk is for ESM-2 models: a {family.ModelType} model reads each sequence with its own tokenizer, which refuses what it cannot hold");
             var (modelInfo, embed) = OpenEmbedder(result, model, compute, family, new EmbedOptions
             {
                 Pooling = pooling,

@@ -219,6 +219,10 @@ public sealed class Gpt2Tests
         AssertClose(direct, tensor(written, [2, 64]), "embed --model gpt2");
         refused = Run("embed", "--model", Fixture, "--in", Path.Combine(dir, "in.fasta"), "--out", Path.Combine(dir, "e.npy"), "--pool", "cls");
         Assert.Contains("--pool mean over its final layer only", refused.Err, StringComparison.Ordinal);
+        refused = Run("embed", "--model", Fixture, "--in", Path.Combine(dir, "in.fasta"), "--out", Path.Combine(dir, "e.npy"), "--unknown-as-unk");
+        Assert.NotEqual(0, refused.Code);
+        Assert.Contains("--unknown-as-unk is for ESM-2 models: a gpt2 model", refused.Err, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(dir, "e.npy")));
         Directory.Delete(dir, recursive: true);
     }
 

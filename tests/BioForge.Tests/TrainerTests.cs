@@ -146,13 +146,15 @@ public sealed class TrainerTests
 
         TinyRuns.AssertSameWeights(straight, resumed);
 
-        // The metrics of the resumed run continue those of the first part without duplicated steps.
-        var steps = File.ReadAllLines(Path.Combine(resumed, RunDirectory.MetricsFile))
+        // The metrics of the resumed run continue those of the first part without duplicated steps, and its clock
+        // continues the run's: elapsed_seconds never goes back.
+        var logged = File.ReadAllLines(Path.Combine(resumed, RunDirectory.MetricsFile))
             .Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!)
             .Where(n => n["loss"] is not null)
-            .Select(n => n["step"]!.GetValue<long>())
             .ToList();
-        Assert.Equal([2, 4, 5, 6, 8, 10], steps);
+        Assert.Equal([2, 4, 5, 6, 8, 10], logged.Select(n => n["step"]!.GetValue<long>()));
+        var elapsed = logged.Select(n => n["elapsed_seconds"]!.GetValue<double>()).ToList();
+        Assert.True(elapsed.Zip(elapsed.Skip(1)).All(p => p.Second >= p.First), $"elapsed_seconds went back: {string.Join(", ", elapsed)}");
     }
 
     [Fact]

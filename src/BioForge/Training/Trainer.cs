@@ -100,6 +100,7 @@ public static class Trainer
         ValidationReport? lastValidation = null;
         string? lastCheckpoint = resumeFrom;
         var clock = Stopwatch.StartNew();
+        double earlierSeconds = state?.ElapsedSeconds ?? 0; // the run's time before this session: metrics count the whole run
         long windowTokens = 0;
         double windowSeconds = 0; // training compute only: validation and checkpoint time is not throughput
 
@@ -131,7 +132,7 @@ public static class Trainer
                     ["tokens_per_second"] = Math.Round(report.TokensPerSecond, 1),
                     ["tokens"] = tokensSeen,
                     ["epoch"] = position.Epoch,
-                    ["elapsed_seconds"] = Math.Round(clock.Elapsed.TotalSeconds, 3),
+                    ["elapsed_seconds"] = Math.Round(earlierSeconds + clock.Elapsed.TotalSeconds, 3),
                 });
                 options.OnStep?.Invoke(report);
                 windowTokens = 0;
@@ -167,6 +168,7 @@ public static class Trainer
                     MicroBatchesPerStep = grid.Data.Size * config.Train.Accumulation,
                     TrainDocuments = train.Count,
                     TrainTokens = train.TotalTokens,
+                    ElapsedSeconds = earlierSeconds + clock.Elapsed.TotalSeconds,
                 };
                 lastCheckpoint = SaveCheckpoint(run, config, task, optimizer, current, lead, leadReplica) ?? lastCheckpoint;
                 if (lead) options.OnCheckpoint?.Invoke(lastCheckpoint!);

@@ -19,6 +19,8 @@ public sealed record TrainerState
     /// <summary>Documents and tokens of the training split, so a resumed run notices a different corpus.</summary>
     public long? TrainDocuments { get; init; }
     public long? TrainTokens { get; init; }
+    /// <summary>Wall time of the run over all its sessions up to this checkpoint (absent in checkpoints of older builds).</summary>
+    public double? ElapsedSeconds { get; init; }
 
     public StreamPosition Position => new(Epoch, BatchInEpoch);
 
