@@ -8,8 +8,6 @@ namespace BioForge.Chem;
 /// </summary>
 public static class DiverseSelection
 {
-    private const int Radius = 2, Bits = 1024;
-
     /// <summary>
     /// Indices into <paramref name="rankedSmiles"/> (best first) of at most <paramref name="count"/> molecules, no two
     /// more similar than <paramref name="maxSimilarity"/>, in rank order. Unreadable SMILES are passed over; fewer
@@ -25,7 +23,7 @@ public static class DiverseSelection
         {
             if (!Molecule.TryFromSmiles(rankedSmiles[i], out var parsed, out _)) continue;
             ulong[] fingerprint;
-            using (parsed!) fingerprint = Fingerprints.Morgan(parsed!, Radius, Bits);
+            using (parsed!) fingerprint = Fingerprints.Morgan(parsed!, MosesMetrics.Radius, MosesMetrics.Bits);
             if (fingerprints.Any(f => Fingerprints.Tanimoto(f, fingerprint, bothEmpty: 1) > maxSimilarity)) continue;
             picked.Add(i);
             fingerprints.Add(fingerprint);
