@@ -150,6 +150,9 @@ public sealed class OptimizeTests
         Assert.Equal(File.ReadAllText(Path.Combine(straight, "scores_2_small_rings.csv")), File.ReadAllText(Path.Combine(resumed, "scores_2_small_rings.csv")));
         Assert.True(File.Exists(Path.Combine(resumed, "agent", "model.safetensors")));
         Assert.Contains("rank,smiles,score,step,stage,scaffold,qed,mw", File.ReadAllText(Path.Combine(resumed, "ranked.csv")));
+        // Every row says whether the agent sampled it or the genetic step bred it (none bred with genetic_offspring = 0).
+        var sources = File.ReadAllLines(Path.Combine(resumed, "scores_2_small_rings.csv")).Skip(1).Select(l => l[(l.LastIndexOf(',') + 1)..]).ToHashSet();
+        Assert.Equal(learning.Contains("genetic_offspring = 0", StringComparison.Ordinal) ? ["sampled"] : ["sampled", "bred"], sources.Order().Reverse());
     }
 
     [Fact]

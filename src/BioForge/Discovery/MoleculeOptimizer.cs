@@ -106,7 +106,7 @@ public static class MoleculeOptimizer
                 }
                 var result = session.Step(Elapsed());
                 var report = result.Report;
-                WriteScores(scores!, report.Step, result.Scored, result.Learned);
+                WriteScores(scores!, report.Step, result.Scored, result.Sampled, result.Learned);
                 if (calls is not null) WriteCalls(calls, result.Calls);
                 metrics.Write(new JsonObject
                 {
@@ -160,7 +160,8 @@ public static class MoleculeOptimizer
     /// <summary>The stage's CSV, truncated to the resumed step (rows past it belong to a lost future).</summary>
     private static StreamWriter OpenScores(string path, IReadOnlyList<string> labels, long keepUpToStep)
     {
-        string header = "step,smiles,canonical,valid,score,learned_score,scaffold," + string.Join(",", labels.SelectMany(l => new[] { Csv.Quote(l), Csv.Quote(l + "_raw") }));
+        // source last: rows written before it existed (a run resumed by a newer build) still read by position.
+        string header = "step,smiles,canonical,valid,score,learned_score,scaffold," + string.Join(",", labels.SelectMany(l => new[] { Csv.Quote(l), Csv.Quote(l + "_raw") })) + ",source";
         if (keepUpToStep >= 0 && File.Exists(path))
         {
             var kept = File.ReadAllLines(path).Skip(1).Where(l => long.TryParse(l.AsSpan(0, Math.Max(0, l.IndexOf(','))), CultureInfo.InvariantCulture, out long s) && s <= keepUpToStep);
@@ -230,7 +231,8 @@ public static class MoleculeOptimizer
         return calls;
     }
 
-    private static void WriteScores(StreamWriter writer, int step, IReadOnlyList<ScoredMolecule> scored, double[] learned)
+    /// <summary>One row per molecule: the agent's <paramref name="sampled"/> samples (source <c>sampled</c>), then bred children (<c>bred</c>).</summary>
+    private static void WriteScores(StreamWriter writer, int step, IReadOnlyList<ScoredMolecule> scored, int sampled, double[] learned)
     {
         var text = new StringBuilder();
         for (int i = 0; i < scored.Count; i++)
@@ -239,7 +241,7 @@ public static class MoleculeOptimizer
             text.Append(step.ToString(CultureInfo.InvariantCulture)).Append(',').Append(Csv.Quote(m.Smiles)).Append(',').Append(Csv.Quote(m.Canonical ?? ""))
                 .Append(',').Append(m.Valid ? '1' : '0').Append(',').Append(Exact(m.Score)).Append(',').Append(F(learned[i])).Append(',').Append(Csv.Quote(m.Scaffold ?? ""));
             for (int c = 0; c < m.Raw.Length; c++) text.Append(',').Append(F(m.Transformed[c])).Append(',').Append(F(m.Raw[c]));
-            text.Append('\n');
+            text.Append(',').Append(i < sampled ? "sampled" : "bred").Append('\n');
         }
         writer.Write(text.ToString());
     }
@@ -253,7 +255,7 @@ public static class MoleculeOptimizer
             if (fields[3] != "1") continue;
             double score = double.Parse(fields[4], CultureInfo.InvariantCulture);
             // Empty parts: a repeat answered from a budget's cache rebuilt on an earlier resume (its score is exact).
-            var values = fields.Skip(7).Select(v => v.Length == 0 ? double.NaN : double.Parse(v, CultureInfo.InvariantCulture)).ToArray();
+            var values = fields.Skip(7).Take(2 * labels.Count).Select(v => v.Length == 0 ? double.NaN : double.Parse(v, CultureInfo.InvariantCulture)).ToArray();
             remember(new RankedMolecule(0, fields[2], score, int.Parse(fields[0], CultureInfo.InvariantCulture), stage, fields[6],
                 [.. Enumerable.Range(0, labels.Count).Select(c => values[2 * c + 1])], [.. Enumerable.Range(0, labels.Count).Select(c => values[2 * c])]));
         }

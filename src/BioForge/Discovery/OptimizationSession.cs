@@ -39,9 +39,10 @@ public sealed record StepTimings(double Sample, double Score, double Prior, doub
 public sealed record ReplayedMolecule(string Canonical, long[] Tokens, bool Finished, double Score, double PriorLogLikelihood, string? Bucket = null);
 
 /// <summary>One step's outcome: what was sampled and scored, what was learned from, and whether its stage ended.</summary>
-/// <remarks><paramref name="Calls"/> are the oracle calls the step made when the run has a budget (empty otherwise).</remarks>
+/// <remarks><paramref name="Calls"/> are the oracle calls the step made when the run has a budget (empty otherwise).
+/// The first <paramref name="Sampled"/> of <paramref name="Scored"/> are the agent's samples, the rest bred children.</remarks>
 public sealed record OptimizationStep(int StageIndex, string StageName, IReadOnlyList<string> Labels, IReadOnlyList<ScoredMolecule> Scored,
-    double[] Learned, OptimizeStepReport Report, string? StageEnding, IReadOnlyList<OracleCall> Calls);
+    int Sampled, double[] Learned, OptimizeStepReport Report, string? StageEnding, IReadOnlyList<OracleCall> Calls);
 
 /// <summary>
 /// Goal-directed generation by reinforcement learning, as REINVENT (Olivecrona et al. 2017; Blaschke et al. 2020),
@@ -178,7 +179,7 @@ public sealed class OptimizationSession : IDisposable
         };
         var report = new OptimizeStepReport(stageIndex + 1, stageName, step, stageStep, stage.MaxSteps, mean, agentSamples.Count(m => m.Valid) / (double)agentSamples.Count,
             newFraction, filter!.Scaffolds, loss, scored.Max(m => m.Score), elapsed, budget?.Used ?? 0, timings);
-        return new OptimizationStep(stageIndex, stageName, Labels(stageIndex), scored, learned, report, ending, calls);
+        return new OptimizationStep(stageIndex, stageName, Labels(stageIndex), scored, sampled, learned, report, ending, calls);
     }
 
     /// <summary>The stage's scoring function and diversity filter (restored from the state when resuming mid-stage).</summary>
