@@ -26,8 +26,8 @@ rm -rf "$results"
 mkdir -p "$results"
 set +e
 dotnet test tests/BioForge.Tests/BioForge.Tests.csproj -c Release --no-build --logger "console;verbosity=normal" \
-  --logger "trx;LogFileName=tests.trx" --results-directory "$results" 2>&1 | tee "$root/artifacts/test.log" | grep -E "^\s+(Passed|Failed|Skipped) |Error Message|Assert|error" || true
-status=${PIPESTATUS[0]}
+  --logger "trx;LogFileName=tests.trx" --results-directory "$results" 2>&1 | tee "$root/artifacts/test.log" | grep -E "^\s+(Passed|Failed|Skipped) |Error Message|Assert|error"
+status=${PIPESTATUS[0]} # read before any other command: an "|| true" here would hand back its own status
 set -e
 trx="$results/tests.trx"
 counters=$(grep -o '<Counters [^>]*>' "$trx" 2>/dev/null || true)
