@@ -27,7 +27,7 @@ internal static class GenerateCommand
         var validOnly = new Option<bool>("--valid-only") { Description = "keep only RDKit-valid molecules, written canonical, until --n are found" };
         var grammar = new Option<string>("--grammar")
         {
-            Description = "smiles: decode under SMILES syntax (branches and rings always closed; likelihoods renormalised over allowed tokens); none: the model's raw distribution. A protein model always samples residue letters and <eos> unless none",
+            Description = "smiles: decode under SMILES syntax (branches and rings always closed, valences kept, aromatic rings kekulizable; likelihoods renormalised over allowed tokens); none: the model's raw distribution. A protein model always samples residue letters and <eos> unless none",
             DefaultValueFactory = _ => "smiles",
         };
         grammar.AcceptOnlyFromAmong("smiles", "none");

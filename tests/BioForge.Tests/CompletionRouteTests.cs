@@ -49,7 +49,7 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
     {
         var plainTask = Post(new { model = Model, n = 6, seed = 21, top_k = 20, max_tokens = 60, logprobs = 0 });
         var streamTask = Stream(new { model = Model, n = 4, seed = 3, temperature = 1.4, top_p = 0.9, stream = true, max_tokens = 50 });
-        var promptTask = Post(new { model = Model, n = 3, seed = 21, prompt = "c1ccccc1" });
+        var promptTask = Post(new { model = Model, n = 3, seed = 21, prompt = "c1ccccc1", max_tokens = 100 });
         var validTask = Post(new { model = Model, n = 3, seed = 8, valid_only = true });
         var (status, text) = await plainTask;
         Assert.Equal(HttpStatusCode.OK, status);
@@ -77,7 +77,7 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         Assert.Equal(Generate(4, new SamplingOptions { Temperature = 1.4, TopP = 0.9, MaxNewTokens = 50 }, 3).Select(m => m.Smiles), streamed.Texts);
 
         var withPrompt = JsonNode.Parse((await promptTask).Text)!;
-        Assert.Equal(Generate(3, new SamplingOptions(), 21, prompt: "c1ccccc1").Select(m => m.Smiles), Texts(withPrompt).Select(t => "c1ccccc1" + t));
+        Assert.Equal(Generate(3, new SamplingOptions { MaxNewTokens = 100 }, 21, prompt: "c1ccccc1").Select(m => m.Smiles), Texts(withPrompt).Select(t => "c1ccccc1" + t));
 
         var valid = JsonNode.Parse((await validTask).Text)!;
         var expectedValid = Generate(3, new SamplingOptions(), 8, validOnly: true);

@@ -14,6 +14,11 @@ public sealed class SmilesGrammarTests
         "O=[N+]([O-])c1ccccc1", "C#N", "[Na+].[Cl-]", "P(=O)(O)(O)O", "F(C)", "C1CC2CCC1C2", "C1=CC=CC=C1", "C(=O)=O", "[2H]C",
         "C[C@@H]1CC[C@H](O)CC1", "c1ccc2c(c1)[nH]c1ccccc12", "C1CCC2(CC1)OCCO2", "Cl[C@](F)(Br)I", "N1CC1.N1CC1", "[O-]c1ccccc1",
         "O=S1(=O)CCCC1", "C=1CC1", "C1CC1C1CC1",
+        // Aromatic systems RDKit kekulizes: charged rings, exocyclic double bonds, hydrogens in brackets, fused and bridgehead atoms.
+        "c1cc[o+]cc1", "c1cc[s+]cc1", "O=c1cccc[nH]1", "c1ccn2ccccc12", "C[n+]1ccccc1", "c1cc[nH+]cc1", "c1ccccc1c1ccccc1",
+        "c1cc[se]c1", "Cc1ccc[n-]1", "O=s1cccc1", "c1ccnc1=O", "c1c[nH]c(=O)[nH]c1=O", "C=c1cccc[nH]1", "[O-][n+]1ccccc1",
+        "O=c1ccocc1", "c1cc2ccc3cccc4ccc(c1)c2c34", "b1ccccc1", "c1ccpcc1", "[cH-]1cccc1", "[cH+]1cccccc1", "c1ccc2cccc2cc1",
+        "c1ccccc1:c1ccccc1", "c1ccc2[nH]ccc2c1",
     ];
 
     /// <summary>Walks a SMILES through the grammar: every token must be allowed where it stands, and the end after it.</summary>
@@ -67,6 +72,28 @@ public sealed class SmilesGrammarTests
     public void IllFormedContinuationsAreRefused(string prefix, string next)
     {
         var vocabulary = SmilesVocabulary.Build([.. Tricky, "C1CCF", "N#N"]);
+        var grammar = new SmilesGrammar(vocabulary);
+        var state = grammar.Start();
+        foreach (int id in vocabulary.Encode(prefix)[1..^1]) state.Advance(id);
+        var allowed = new bool[vocabulary.Count];
+        var completing = new bool[vocabulary.Count];
+        state.Next(allowed, completing);
+        int token = next == "<eos>" ? SmilesVocabulary.EosId : vocabulary.Encode(next)[1];
+        Assert.False(allowed[token], $"'{prefix}' then '{next}' was allowed");
+        Assert.Contains(true, allowed.AsSpan().ToArray());
+    }
+
+    [Theory]
+    [InlineData("c1cccc1", "<eos>")] // five aromatic carbons: one is left without a double bond (c1cccc1=O would do)
+    [InlineData("c1cccc1", "C")] // …and a single bond does not help it
+    [InlineData("c1ccc(=O)cc", "1")] // the same around an exocyclic double bond
+    [InlineData("c1ccnc1", "<eos>")] // pyrrole's nitrogen needs its hydrogen written ([nH])
+    [InlineData("c1ccccc1", "=")] // a double bond out of benzene leaves five atoms to pair
+    [InlineData("C(c", ")")] // an aromatic atom sealed outside any ring
+    [InlineData("Cc1cc(=O)c(C)", "o")] // the carbon after the carbonyl has no partner left: the ring oxygen takes none
+    public void UnkekulizableContinuationsAreRefused(string prefix, string next)
+    {
+        var vocabulary = SmilesVocabulary.Build([.. Tricky, "Cc1cc(=O)c(C)oc1C", "C(c)C", "c1cccc1=O"]);
         var grammar = new SmilesGrammar(vocabulary);
         var state = grammar.Start();
         foreach (int id in vocabulary.Encode(prefix)[1..^1]) state.Advance(id);

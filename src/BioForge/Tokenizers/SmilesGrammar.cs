@@ -9,10 +9,12 @@ namespace BioForge.Tokenizers;
 /// ring label, the end token comes only when the string is complete, and no atom takes more bonds than its largest
 /// valence allows (RDKit's, for the element isoelectronic with a charged atom, less its explicit hydrogens; aromatic
 /// bonds counted as single, so the check never refuses a valid molecule), and no prefix is a dead end (no atom takes
-/// the last bond while a ring waits to be closed and no other atom could close it). What it cannot see — aromaticity
-/// (kekulization), chirality — is left to the model. Every valid SMILES of the vocabulary's tokens passes, so a
-/// sequence keeps its likelihood up to renormalisation: the grammar only removes the probability of strings that
-/// could never parse.
+/// the last bond while a ring waits to be closed and no other atom could close it). Aromatic rings must stay
+/// kekulizable: a token after which some aromatic atom could never get the double bond RDKit would give it is refused
+/// (<see cref="AromaticSystems"/>; checked on every molecule of ZINC250k's training split and MOSES's test set, none
+/// refused). What it cannot see — a ring that can only fail once it closes later, chirality — is left to the model.
+/// Every valid SMILES of the vocabulary's tokens passes, so a sequence keeps its likelihood up to renormalisation: the
+/// grammar only removes the probability of strings that could never be valid molecules.
 /// </summary>
 public sealed class SmilesGrammar : ITokenGrammar
 {
@@ -21,15 +23,21 @@ public sealed class SmilesGrammar : ITokenGrammar
     private readonly Kind[] kinds;
     /// <summary>Per token: an atom's bond capacity, a ring label's number, a bond's order.</summary>
     private readonly int[] values;
+    private readonly AromaticSystems.AtomFacts[] atomFacts;
+    private readonly AromaticSystems.BondSymbol[] bondSymbols;
 
     public SmilesGrammar(SmilesVocabulary vocabulary)
     {
         kinds = new Kind[vocabulary.Count];
         values = new int[vocabulary.Count];
+        atomFacts = new AromaticSystems.AtomFacts[vocabulary.Count];
+        bondSymbols = new AromaticSystems.BondSymbol[vocabulary.Count];
         for (int id = 0; id < vocabulary.Count; id++)
         {
             (kinds[id], values[id]) = id == SmilesVocabulary.EosId ? (Kind.End, 0) : Classify(vocabulary.Tokens[id]);
             if (id is SmilesVocabulary.PadId or SmilesVocabulary.BosId or SmilesVocabulary.UnkId) kinds[id] = Kind.Never;
+            if (kinds[id] == Kind.Atom) atomFacts[id] = Facts(vocabulary.Tokens[id]);
+            if (kinds[id] == Kind.Bond) bondSymbols[id] = Symbol(vocabulary.Tokens[id]);
         }
     }
 
@@ -110,12 +118,24 @@ public sealed class SmilesGrammar : ITokenGrammar
     /// </summary>
     private static int BracketCapacity(string inside)
     {
+        var atom = ParseBracket(inside);
+        return atom.AtomicNumber > 0 && MaxValence.TryGetValue(atom.AtomicNumber - atom.Charge, out int valence)
+            ? Math.Max(0, valence - atom.Hydrogens)
+            : Unlimited;
+    }
+
+    /// <summary>A bracket atom's element (0 when unknown), aromaticity (a lower-case symbol), hydrogens and charge.</summary>
+    private static AromaticSystems.AtomFacts ParseBracket(string inside)
+    {
         int i = 0;
         while (i < inside.Length && char.IsAsciiDigit(inside[i])) i++; // isotope
         int start = i;
-        if (i < inside.Length && char.IsAsciiLetter(inside[i])) i++;
-        while (i < inside.Length && char.IsAsciiLetterLower(inside[i]) && char.IsAsciiLetterUpper(inside[start])) i++;
-        if (!AtomicNumbers.TryGetValue(inside[start..i], out int number)) return Unlimited;
+        if (i >= inside.Length || !char.IsAsciiLetter(inside[i])) return new AromaticSystems.AtomFacts(false, 0, 0, 0);
+        bool aromatic = char.IsAsciiLetterLower(inside[start]);
+        i++;
+        // Element symbols are one upper-case letter and lower-case ones after it; aromatic ones are all lower case (se, as).
+        if (i < inside.Length && char.IsAsciiLetterLower(inside[i]) && (!aromatic || AtomicNumbers.ContainsKey(inside[start..(i + 1)]))) i++;
+        if (!AtomicNumbers.TryGetValue(inside[start..i], out int number)) return new AromaticSystems.AtomFacts(aromatic, 0, 0, 0);
         while (i < inside.Length && inside[i] == '@') i++;
         int hydrogens = 0;
         if (i < inside.Length && inside[i] == 'H')
@@ -131,8 +151,25 @@ public sealed class SmilesGrammar : ITokenGrammar
             if (i < inside.Length && char.IsAsciiDigit(inside[i])) charge += sign * (inside[i++] - '0');
             else charge += sign;
         }
-        return MaxValence.TryGetValue(number - charge, out int valence) ? Math.Max(0, valence - hydrogens) : Unlimited;
+        return new AromaticSystems.AtomFacts(aromatic, number, charge, hydrogens);
     }
+
+    /// <summary>What kekulization needs of an atom token; unbracketed atoms take implicit hydrogens (−1).</summary>
+    private static AromaticSystems.AtomFacts Facts(string token)
+    {
+        if (token[0] == '[') return ParseBracket(token[1..^1]);
+        bool aromatic = char.IsAsciiLetterLower(token[0]);
+        return new AromaticSystems.AtomFacts(aromatic, AtomicNumbers.GetValueOrDefault(token), 0, -1);
+    }
+
+    private static AromaticSystems.BondSymbol Symbol(string token) => token switch
+    {
+        ":" => AromaticSystems.BondSymbol.Aromatic,
+        "=" => AromaticSystems.BondSymbol.Double,
+        "#" => AromaticSystems.BondSymbol.Triple,
+        "$" => AromaticSystems.BondSymbol.Quadruple,
+        _ => AromaticSystems.BondSymbol.Single,
+    };
 
     /// <summary>
     /// Where one sequence stands: what came last, open branches and ring labels, who bonds with whom, and how many more
@@ -143,12 +180,14 @@ public sealed class SmilesGrammar : ITokenGrammar
         private Kind last = Kind.Dot; // the start behaves like the position after '.': an atom must come
         private Kind beforeBond; // what the pending bond follows: after an atom or ring label a ring label may come; after '(' the bond is the branch's
         private int pendingOrder = 1; // the order of the next bond: an explicit bond symbol's, else single
+        private AromaticSystems.BondSymbol pendingSymbol;
         private int current = -1; // the atom that the next bond, branch or ring label attaches to
         private readonly List<int> parents = []; // each atom's chain neighbour (−1 for the first atom of a component)
         private readonly List<int> free = []; // bonds each atom can still take
         private readonly Stack<int> branches = new();
-        private readonly Dictionary<int, (int Atom, int Order)> openRings = []; // label → where it was opened, with what bond
+        private readonly Dictionary<int, (int Atom, int Order, AromaticSystems.BondSymbol Symbol)> openRings = []; // label → where it was opened, with what bond
         private readonly HashSet<(int, int)> ringBonds = [];
+        private readonly AromaticSystems aromatics = new();
 
         public void Next(Span<bool> allowed, Span<bool> completing)
         {
@@ -188,7 +227,93 @@ public sealed class SmilesGrammar : ITokenGrammar
                     _ => false,
                 };
             }
+            if (aromatics.Any) RefuseUnkekulizable(allowed, completing);
         }
+
+        /// <summary>
+        /// Refuses the tokens after which the aromatic rings written so far could never be kekulized (see
+        /// <see cref="AromaticSystems"/>). Should every allowed token be refused — a prefix already lost — the syntax alone decides.
+        /// </summary>
+        private void RefuseUnkekulizable(Span<bool> allowed, Span<bool> completing)
+        {
+            var kinds = grammar.kinds;
+            Span<bool> refused = stackalloc bool[kinds.Length];
+            bool anyLeft = false;
+            for (int id = 0; id < kinds.Length; id++)
+            {
+                if (!allowed[id]) continue;
+                refused[id] = !KekulizableAfter(id);
+                anyLeft |= !refused[id];
+            }
+            if (!anyLeft) return;
+            for (int id = 0; id < kinds.Length; id++)
+            {
+                if (!refused[id]) continue;
+                allowed[id] = false;
+                completing[id] = false;
+            }
+        }
+
+        /// <summary>Whether the aromatic atoms can still be kekulized after <paramref name="token"/>: only a token that bonds to or seals an aromatic atom can change that.</summary>
+        private bool KekulizableAfter(int token)
+        {
+            int value = grammar.values[token];
+            switch (grammar.kinds[token])
+            {
+                case Kind.Atom when last != Kind.Dot && current >= 0 && aromatics.IsAromatic(current):
+                    return KekulizableWithNewAtom(grammar.atomFacts[token], last == Kind.Bond ? pendingSymbol : AromaticSystems.BondSymbol.Implicit, currentStays: false);
+                case Kind.RingLabel when openRings.TryGetValue(value, out var opened)
+                    && (aromatics.IsAromatic(current) || aromatics.IsAromatic(opened.Atom)):
+                    {
+                        var symbol = ClosingSymbol(opened.Symbol);
+                        aromatics.AddBond(opened.Atom, current, symbol);
+                        int at = current;
+                        bool ok = aromatics.CanKekulize(atom => atom == at || IsOnStackOrRingOpener(atom, value));
+                        aromatics.RemoveBond(opened.Atom, current, symbol);
+                        return ok;
+                    }
+                // A written bond fixes the order of the current atom's next bond, whatever atom or ring label it leads to.
+                case Kind.Bond when current >= 0 && aromatics.IsAromatic(current) && grammar.bondSymbols[token] != AromaticSystems.BondSymbol.Aromatic:
+                    return KekulizableWithNewAtom(new AromaticSystems.AtomFacts(false, 0, 0, -1), grammar.bondSymbols[token], currentStays: true);
+                case Kind.CloseBranch when aromatics.IsAromatic(current):
+                    return aromatics.CanKekulize(atom => IsOnStackOrRingOpener(atom, -1));
+                case Kind.Dot:
+                    return aromatics.CanKekulize(atom => IsOnStackOrRingOpener(atom, -1));
+                case Kind.End:
+                    return aromatics.CanKekulize(_ => false);
+                default:
+                    return true;
+            }
+        }
+
+        /// <summary>
+        /// Kekulization after a new atom bonds to the current one: the new atom is the current one then, and the old one is
+        /// sealed unless it is a branch point, has a ring label open, or <paramref name="currentStays"/> (a bond symbol, which
+        /// may still lead to a ring label on it).
+        /// </summary>
+        private bool KekulizableWithNewAtom(AromaticSystems.AtomFacts facts, AromaticSystems.BondSymbol symbol, bool currentStays)
+        {
+            int added = parents.Count, at = current;
+            aromatics.AddAtom(facts);
+            aromatics.AddBond(at, added, symbol);
+            bool ok = aromatics.CanKekulize(atom => atom == added || (currentStays && atom == at) || IsOnStackOrRingOpener(atom, -1));
+            aromatics.RemoveBond(at, added, symbol);
+            aromatics.RemoveLastAtom();
+            return ok;
+        }
+
+        /// <summary>A branch point or an atom with a ring label open (other than <paramref name="closingLabel"/>) can still take bonds.</summary>
+        private bool IsOnStackOrRingOpener(int atom, int closingLabel)
+        {
+            if (branches.Contains(atom)) return true;
+            foreach (var (label, opened) in openRings)
+                if (label != closingLabel && opened.Atom == atom) return true;
+            return false;
+        }
+
+        /// <summary>A ring bond's symbol: written at the closure, at the opening, or neither.</summary>
+        private AromaticSystems.BondSymbol ClosingSymbol(AromaticSystems.BondSymbol atOpening) =>
+            last == Kind.Bond ? pendingSymbol : atOpening;
 
         /// <summary>
         /// Whether open rings can still be closed: an atom with room left can always be continued by new carbons that
@@ -239,7 +364,12 @@ public sealed class SmilesGrammar : ITokenGrammar
                     bool connects = last != Kind.Dot && current >= 0;
                     parents.Add(connects ? current : -1);
                     free.Add(value - (connects ? order : 0));
-                    if (connects) free[current] -= order;
+                    aromatics.AddAtom(grammar.atomFacts[token]);
+                    if (connects)
+                    {
+                        free[current] -= order;
+                        aromatics.AddBond(current, parents.Count - 1, last == Kind.Bond ? pendingSymbol : AromaticSystems.BondSymbol.Implicit);
+                    }
                     current = parents.Count - 1;
                     break;
                 case Kind.RingLabel when current >= 0:
@@ -249,10 +379,11 @@ public sealed class SmilesGrammar : ITokenGrammar
                         free[current] -= closing;
                         free[opened.Atom] -= closing - opened.Order; // an explicit bond at the closure may raise the order
                         ringBonds.Add(Pair(opened.Atom, current));
+                        aromatics.AddBond(opened.Atom, current, ClosingSymbol(opened.Symbol));
                     }
                     else
                     {
-                        openRings[value] = (current, order);
+                        openRings[value] = (current, order, last == Kind.Bond ? pendingSymbol : AromaticSystems.BondSymbol.Implicit);
                         free[current] -= order;
                     }
                     break;
@@ -265,6 +396,7 @@ public sealed class SmilesGrammar : ITokenGrammar
                 case Kind.Bond:
                     beforeBond = last;
                     pendingOrder = value;
+                    pendingSymbol = grammar.bondSymbols[token];
                     break;
             }
             last = kind;
