@@ -24,9 +24,14 @@ internal static class PmoBenchCommand
         };
         var offspring = Options.Int("--offspring", "children bred per step by the genetic exploration (learning.genetic_offspring; 0: off)",
             new Discovery.OptimizeConfig.LearningSection().GeneticOffspring);
+        var grammar = new Option<string>("--grammar")
+        {
+            Description = "sampling grammar of every run: none or smiles (sampling.grammar)",
+            DefaultValueFactory = _ => new Discovery.OptimizeConfig.SamplingSection().Grammar,
+        };
         var command = new Command("pmo", "PMO goal-directed benchmark: AUC top-10 per task under an oracle budget, beside published methods")
         {
-            tasks, seeds, budget, parallel, prior, outDir, device, threads, strategy, offspring,
+            tasks, seeds, budget, parallel, prior, outDir, device, threads, strategy, offspring, grammar,
         };
         command.SetAction(result => Cli.Guard(error, () =>
         {
@@ -37,7 +42,8 @@ internal static class PmoBenchCommand
             string dir = result.GetValue(outDir)!;
             string learning = result.GetValue(strategy)!;
             int bred = result.GetValue(offspring);
-            output.WriteLine($"bench pmo: {selected.Count} task(s) × {n} seed(s), budget {b}, strategy {learning}{(bred > 0 ? $" + {bred} genetic offspring per step" : "")}, {p} run(s) side by side on {perRun} thread(s) each -> {dir}");
+            string sampledUnder = result.GetValue(grammar)!;
+            output.WriteLine($"bench pmo: {selected.Count} task(s) × {n} seed(s), budget {b}, strategy {learning}{(bred > 0 ? $" + {bred} genetic offspring per step" : "")}{(sampledUnder != "none" ? $", grammar {sampledUnder}" : "")}, {p} run(s) side by side on {perRun} thread(s) each -> {dir}");
             return Cli.Stoppable(error, "stopping the running runs after their current step (each writes a checkpoint); run the same command again to continue", cancellation =>
             {
                 var options = new PmoBenchmarkOptions
@@ -51,6 +57,7 @@ internal static class PmoBenchCommand
                     Prior = result.GetValue(prior)!,
                     Strategy = learning,
                     GeneticOffspring = bred,
+                    Grammar = sampledUnder,
                     Out = dir,
                     Cancellation = cancellation,
                 };

@@ -23,6 +23,8 @@ public sealed record PmoBenchmarkOptions
     public string? Strategy { get; init; }
     /// <summary><c>learning.genetic_offspring</c> of every run; null: <see cref="OptimizeConfig"/>'s default.</summary>
     public int? GeneticOffspring { get; init; }
+    /// <summary><c>sampling.grammar</c> of every run (<c>none</c> or <c>smiles</c>); null: <see cref="OptimizeConfig"/>'s default.</summary>
+    public string? Grammar { get; init; }
     public required string Out { get; init; }
     public CancellationToken Cancellation { get; init; }
     /// <summary>A run starts (<c>resumed</c>: from its checkpoint), reports a step, or ends; called from the worker threads.</summary>
@@ -54,17 +56,19 @@ public static class PmoBenchmark
     /// scaffold filter). The budget ends the run; it ends early and keeps its last top-10 up to the budget when, as in
     /// mol_opt, the 100 best scores stay the same for 5 steps after the first 1000 calls (a collapsed agent otherwise
     /// spends hours of steps finding one new molecule each), or when its batches stop bringing new molecules (under 1 %
-    /// for 10 steps). <paramref name="strategy"/> and <paramref name="geneticOffspring"/> replace the defaults (to
-    /// compare them; REINVENT, the baseline, is <c>reinvent</c> with 0 offspring).
+    /// for 10 steps). <paramref name="strategy"/>, <paramref name="geneticOffspring"/> and <paramref name="grammar"/>
+    /// replace the defaults (to compare them; REINVENT, the baseline, is <c>reinvent</c> with 0 offspring).
     /// </summary>
-    public static OptimizeConfig RunConfig(string task, int seed, int budget, string prior, string directory, string? strategy = null, int? geneticOffspring = null)
+    public static OptimizeConfig RunConfig(string task, int seed, int budget, string prior, string directory, string? strategy = null, int? geneticOffspring = null,
+        string? grammar = null)
     {
         var defaults = new OptimizeConfig.LearningSection();
+        var sampling = new OptimizeConfig.SamplingSection();
         return new()
         {
             Seed = (ulong)seed,
             Prior = new() { Model = prior },
-            Sampling = new(),
+            Sampling = sampling with { Grammar = grammar ?? sampling.Grammar },
             Learning = defaults with { Strategy = strategy ?? defaults.Strategy, GeneticOffspring = geneticOffspring ?? defaults.GeneticOffspring },
             DiversityFilter = new(),
             Budget = new() { OracleCalls = budget },
@@ -108,6 +112,8 @@ public static class PmoBenchmark
         if (strategy is not ("reinvent" or "augmented_memory" or "ahc")) throw new BioForgeException($"--strategy must be reinvent, augmented_memory or ahc (got '{strategy}')");
         int offspring = options.GeneticOffspring ?? new OptimizeConfig.LearningSection().GeneticOffspring;
         if (offspring is < 0 or > 1024) throw new BioForgeException($"--offspring must be in [0, 1024] (got {offspring})");
+        string grammar = options.Grammar ?? new OptimizeConfig.SamplingSection().Grammar;
+        if (grammar is not ("none" or "smiles")) throw new BioForgeException($"--grammar must be none or smiles (got '{grammar}')");
         if (!Directory.Exists(options.Prior)) throw new BioForgeException($"--prior {options.Prior}: not a directory (a SMILES language model, e.g. models/smiles-llama-small)");
         Directory.CreateDirectory(options.Out);
         string resultsPath = Path.Combine(options.Out, ResultsFile);
@@ -128,6 +134,9 @@ public static class PmoBenchmark
             int bred = stored?["learning"]?["genetic_offspring"]?.GetValue<int>() ?? 0;
             if (bred != offspring)
                 throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} ran with {bred} genetic offspring per step, not {offspring}; use another --out for other settings");
+            string sampledUnder = stored?["sampling"]?["grammar"]?.GetValue<string>() ?? "none";
+            if (sampledUnder != grammar)
+                throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} sampled with grammar {sampledUnder}, not {grammar}; use another --out for other settings");
         }
         var pending = options.Tasks.SelectMany(t => Enumerable.Range(0, options.Seeds).Select(s => (Task: t, Seed: s)))
             .Where(run => !results.Any(r => r.Task == run.Task && r.Seed == run.Seed)).ToList();
@@ -172,7 +181,7 @@ public static class PmoBenchmark
         if (errors.Count > 0) throw errors[0] is BioForgeException ? errors[0] : new AggregateException(errors);
 
         var selected = results.Where(r => options.Tasks.Contains(r.Task) && r.Seed < options.Seeds).OrderBy(r => Array.IndexOf([.. PmoOracle.Tasks], r.Task)).ThenBy(r => r.Seed).ToList();
-        string settings = $"learning.strategy = {strategy}" + (offspring > 0 ? $", genetic_offspring = {offspring}" : "");
+        string settings = $"learning.strategy = {strategy}" + (offspring > 0 ? $", genetic_offspring = {offspring}" : "") + (grammar != "none" ? $", sampling.grammar = {grammar}" : "");
         AtomicFile.WriteText(Path.Combine(options.Out, SummaryFile), Summary(selected, options.Budget, settings));
         AtomicFile.WriteText(Path.Combine(options.Out, CurvesFile), Curves(options.Out, selected));
         return selected;
@@ -182,7 +191,7 @@ public static class PmoBenchmark
     private static PmoRunResult? RunOne(PmoBenchmarkOptions options, string task, int seed, CancellationToken cancellation)
     {
         string directory = RunDirectoryOf(options.Out, task, seed);
-        var config = RunConfig(task, seed, options.Budget, options.Prior, directory, options.Strategy, options.GeneticOffspring);
+        var config = RunConfig(task, seed, options.Budget, options.Prior, directory, options.Strategy, options.GeneticOffspring, options.Grammar);
         bool resume = Training.RunDirectory.Existing(directory).LatestCheckpoint("optimizer_state.json") is not null;
         // A run killed before its first checkpoint left nothing worth keeping.
         if (!resume && Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
