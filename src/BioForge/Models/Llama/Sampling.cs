@@ -317,7 +317,11 @@ public static class Sampling
             var logProbs = logits.Plus(masks.Normalising).log_softmax(-1);
             var shares = masks.Completing.to(ScalarType.Float32).sum(-1, keepdim: true).ClampMin(1);
             var share = logProbs.narrow(-1, masks.End, 1) - shares.log();
-            return where(masks.Completing, logProbs.logaddexp(share), logProbs).Plus(masks.Final);
+            // logaddexp(−∞, −∞) has a NaN gradient, and where() passes the unchosen branch's gradient on multiplied by 0,
+            // still NaN: the agent's weights became NaN after one update. Only completing tokens (finite on both sides) go through it.
+            using var zero = zeros(1, dtype: logProbs.dtype, device: logProbs.device);
+            var completed = where(masks.Completing, logProbs, zero).logaddexp(where(masks.Completing, share, zero));
+            return where(masks.Completing, completed, logProbs).Plus(masks.Final);
         }
     }
 }
