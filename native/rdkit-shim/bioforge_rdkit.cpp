@@ -541,7 +541,11 @@ int bf_mol_murcko_scaffold(const bf_mol *mol, int generic, char **out) {
         bond->setIsAromatic(false);
       }
       scaffold.updatePropertyCache(false);
-      std::unique_ptr<RDKit::ROMol> noHs(RDKit::MolOps::removeHs(static_cast<const RDKit::ROMol &>(scaffold)));
+      // Unsanitized: a hypervalent atom (a sulfur or phosphorus with five or six ring neighbours) becomes a carbon with
+      // more than four bonds, which sanitization refuses; the generic scaffold is a grouping key, not a molecule.
+      std::unique_ptr<RDKit::ROMol> noHs(
+          RDKit::MolOps::removeHs(static_cast<const RDKit::ROMol &>(scaffold), false, false, /*sanitize=*/false));
+      RDKit::MolOps::findSSSR(*noHs);
       *out = copy_string(RDKit::MolToSmiles(*noHs));
       return BF_OK;
     }

@@ -97,4 +97,13 @@ public sealed class ChemReferenceTests
         double e = double.Parse(expected, CultureInfo.InvariantCulture);
         Assert.True(Math.Abs(e - actual) <= Tolerance, $"{what}: expected {e}, got {actual}");
     }
+
+    [Fact]
+    public void AGenericScaffoldOfAHypervalentRingAtomIsStillAKey()
+    {
+        // This spiro sulfonium's sulfur turned carbon fails RDKit's valence check: RDKit Python's MakeScaffoldGeneric throws
+        // on it, and so did ours, ending an optimization run at its scoring step. Unsanitized, it is a key like any other.
+        Assert.True(Molecule.TryFromSmiles("C1CC[S+]2(C1)CCC2", out var m, out _));
+        using (m) Assert.Equal("C1CC[C]2(C1)CCC2", m!.MurckoScaffold(generic: true));
+    }
 }
