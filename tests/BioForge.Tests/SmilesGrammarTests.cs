@@ -70,13 +70,16 @@ public sealed class SmilesGrammarTests
     [InlineData("C(C)", "1")] // ring labels follow an atom, not a branch
     [InlineData("", "(")] // nothing to branch from
     [InlineData("C1CC", "F")] // F would take the last bond while ring 1 is open: a dead end
+    [InlineData("c1cccc2ccccc12", "C")] // a fourth neighbour on an aromatic carbon (naphthalene's fusion atom)
+    [InlineData("c1cccc2ccccc12", "(")] // …nor a branch that would bring one
+    [InlineData("c1ccc2(C", ")")] // the fusion atom could take no more bonds, and rings 1 and 2 would stay open
     public void IllFormedContinuationsAreRefused(string prefix, string next)
         => AssertRefused(prefix, next);
 
     /// <summary>After <paramref name="prefix"/>, <paramref name="next"/> is refused while some other token is still allowed.</summary>
     private static void AssertRefused(string prefix, string next)
     {
-        var vocabulary = SmilesVocabulary.Build([.. Tricky, "C1CCF", "N#N", "Cc1cc(=O)c(C)oc1C", "C(c)C", "c1cccc1=O"]);
+        var vocabulary = SmilesVocabulary.Build([.. Tricky, "C1CCF", "N#N", "Cc1cc(=O)c(C)oc1C", "C(c)C", "c1cccc1=O", "c1ccccc1-c1ccccc1"]);
         var grammar = new SmilesGrammar(vocabulary);
         var state = grammar.Start();
         foreach (int id in vocabulary.Encode(prefix)[1..^1]) state.Advance(id);
@@ -96,6 +99,7 @@ public sealed class SmilesGrammarTests
     [InlineData("c1ccccc1", "=")] // a double bond out of benzene leaves five atoms to pair
     [InlineData("C(c", ")")] // an aromatic atom sealed outside any ring
     [InlineData("Cc1cc(=O)c(C)", "o")] // the carbon after the carbonyl has no partner left: the ring oxygen takes none
+    [InlineData("c1c2ccccc2cc1", "-")] // nine ring carbons: only an exocyclic double bond (=O) could pair the last one
     public void UnkekulizableContinuationsAreRefused(string prefix, string next)
         => AssertRefused(prefix, next);
 

@@ -23,6 +23,8 @@ public sealed class SmilesGrammar : ITokenGrammar
     private readonly Kind[] kinds;
     /// <summary>Per token: an atom's bond capacity, a ring label's number, a bond's order.</summary>
     private readonly int[] values;
+    /// <summary>Per atom token: how many neighbours it can have (see <see cref="NeighbourLimit"/>).</summary>
+    private readonly int[] neighbourLimits;
     private readonly AromaticSystems.AtomFacts[] atomFacts;
     private readonly AromaticSystems.BondSymbol[] bondSymbols;
 
@@ -30,6 +32,7 @@ public sealed class SmilesGrammar : ITokenGrammar
     {
         kinds = new Kind[vocabulary.Count];
         values = new int[vocabulary.Count];
+        neighbourLimits = new int[vocabulary.Count];
         atomFacts = new AromaticSystems.AtomFacts[vocabulary.Count];
         bondSymbols = new AromaticSystems.BondSymbol[vocabulary.Count];
         for (int id = 0; id < vocabulary.Count; id++)
@@ -37,6 +40,7 @@ public sealed class SmilesGrammar : ITokenGrammar
             (kinds[id], values[id]) = id == SmilesVocabulary.EosId ? (Kind.End, 0) : Classify(vocabulary.Tokens[id]);
             if (id is SmilesVocabulary.PadId or SmilesVocabulary.BosId or SmilesVocabulary.UnkId) kinds[id] = Kind.Never;
             if (kinds[id] == Kind.Atom) atomFacts[id] = Facts(vocabulary.Tokens[id]);
+            neighbourLimits[id] = NeighbourLimit(vocabulary.Tokens[id]);
             if (kinds[id] == Kind.Bond) bondSymbols[id] = Symbol(vocabulary.Tokens[id]);
         }
     }
@@ -75,6 +79,13 @@ public sealed class SmilesGrammar : ITokenGrammar
     }
 
     private const int Unlimited = 8;
+
+    /// <summary>
+    /// An aromatic carbon spends one unit of its valence of 4 on the double bond kekulization gives it (or on an explicit
+    /// '=' it has), so it has at most three neighbours whatever its bonds are written as: a fourth would make it
+    /// pentavalent. Counting aromatic bonds as single, the valence alone would let it take four.
+    /// </summary>
+    private static int NeighbourLimit(string token) => token == "c" ? 3 : Unlimited;
 
     /// <summary>Largest valence by atomic number (RDKit's valence lists), for the elements SMILES models meet.</summary>
     private static readonly Dictionary<int, int> MaxValence = new()
@@ -183,13 +194,21 @@ public sealed class SmilesGrammar : ITokenGrammar
         private AromaticSystems.BondSymbol pendingSymbol;
         private int current = -1; // the atom that the next bond, branch or ring label attaches to
         private readonly List<int> parents = []; // each atom's chain neighbour (−1 for the first atom of a component)
-        private readonly List<int> free = []; // bonds each atom can still take
+        private readonly List<int> free = []; // bonds each atom can still take, as valence units
+        private readonly List<int> slots = []; // neighbours each atom can still take
         private readonly Stack<int> branches = new();
         private readonly Dictionary<int, (int Atom, int Order, AromaticSystems.BondSymbol Symbol)> openRings = []; // label → where it was opened, with what bond
         private readonly HashSet<(int, int)> ringBonds = [];
         private readonly AromaticSystems aromatics = new();
 
         public void Next(Span<bool> allowed, Span<bool> completing)
+        {
+            Syntax(allowed, completing);
+            if (aromatics.Any) RefuseUnkekulizable(allowed, completing);
+        }
+
+        /// <summary>What SMILES syntax and valences allow next, kekulization aside.</summary>
+        private void Syntax(Span<bool> allowed, Span<bool> completing)
         {
             var kinds = grammar.kinds;
             var values = grammar.values;
@@ -198,24 +217,27 @@ public sealed class SmilesGrammar : ITokenGrammar
             bool connects = last != Kind.Dot && current >= 0; // the next atom bonds to the current one
             int order = last == Kind.Bond ? pendingOrder : 1;
             int room = current >= 0 ? free[current] : 0;
+            int slotsLeft = current >= 0 ? slots[current] : 0;
             // Right after '(' (and its bond) the current atom is the branch point on top of the stack: the branch's first bond
             // uses its room.
             bool currentIsBranchPoint = last == Kind.OpenBranch || (last == Kind.Bond && beforeBond == Kind.OpenBranch);
             bool bondAfterAtom = last == Kind.Bond && beforeBond is Kind.Atom or Kind.RingLabel;
             bool roomBelow = RoomOnStack(skipTop: currentIsBranchPoint);
-            bool topHasRoomAfterBond = currentIsBranchPoint && room - order >= 1;
+            bool topHasRoomAfterBond = currentIsBranchPoint && Math.Min(room - order, slotsLeft - 1) >= 1;
             for (int id = 0; id < kinds.Length; id++)
             {
                 int value = values[id];
+                int newSlots = grammar.neighbourLimits[id];
                 allowed[id] = kinds[id] switch
                 {
                     Kind.Atom => connects
-                        ? room >= order && value >= order && Completable(openRings.Count, value - order >= 1 || roomBelow || topHasRoomAfterBond)
+                        ? slotsLeft >= 1 && room >= order && value >= order
+                            && Completable(openRings.Count, Math.Min(value - order, newSlots - 1) >= 1 || roomBelow || topHasRoomAfterBond)
                         : Completable(openRings.Count, value >= 1 || roomBelow),
-                    Kind.RingLabel => (afterAtom || bondAfterAtom) && CanUseLabel(value, order, room, roomBelow),
-                    Kind.OpenBranch => complete && room >= 1,
-                    Kind.CloseBranch => complete && branches.Count > 0 && Completable(openRings.Count, free[branches.Peek()] >= 1 || RoomOnStack(skipTop: true)),
-                    Kind.Bond => (complete || last == Kind.OpenBranch) && room >= value,
+                    Kind.RingLabel => (afterAtom || bondAfterAtom) && CanUseLabel(value, order, room, slotsLeft, roomBelow),
+                    Kind.OpenBranch => complete && Math.Min(room, slotsLeft) >= 1,
+                    Kind.CloseBranch => complete && branches.Count > 0 && Completable(openRings.Count, Room(branches.Peek()) >= 1 || RoomOnStack(skipTop: true)),
+                    Kind.Bond => (complete || last == Kind.OpenBranch) && room >= value && slotsLeft >= 1,
                     Kind.Dot => complete && branches.Count == 0,
                     Kind.End => complete && branches.Count == 0 && openRings.Count == 0,
                     _ => false,
@@ -227,7 +249,6 @@ public sealed class SmilesGrammar : ITokenGrammar
                     _ => false,
                 };
             }
-            if (aromatics.Any) RefuseUnkekulizable(allowed, completing);
         }
 
         /// <summary>
@@ -261,20 +282,28 @@ public sealed class SmilesGrammar : ITokenGrammar
             switch (grammar.kinds[token])
             {
                 case Kind.Atom when last != Kind.Dot && current >= 0 && aromatics.IsAromatic(current):
-                    return KekulizableWithNewAtom(grammar.atomFacts[token], last == Kind.Bond ? pendingSymbol : AromaticSystems.BondSymbol.Implicit, currentStays: false);
+                {
+                    int order = last == Kind.Bond ? pendingOrder : 1;
+                    bool addedHasRoom = Math.Min(value - order, grammar.neighbourLimits[token] - 1) >= 1;
+                    return KekulizableWithNewAtom(grammar.atomFacts[token], last == Kind.Bond ? pendingSymbol : AromaticSystems.BondSymbol.Implicit, order, addedHasRoom, currentStays: false);
+                }
                 case Kind.RingLabel when openRings.TryGetValue(value, out var opened)
                     && (aromatics.IsAromatic(current) || aromatics.IsAromatic(opened.Atom)):
                     {
                         var symbol = ClosingSymbol(opened.Symbol);
                         aromatics.AddBond(opened.Atom, current, symbol);
                         int at = current;
-                        bool ok = aromatics.CanKekulize(atom => atom == at || IsOnStackOrRingOpener(atom, value));
+                        // The closing atom stays current, but once the ring bond takes its last room it can get no double bond elsewhere.
+                        int closingOrder = last == Kind.Bond ? pendingOrder : opened.Order;
+                        bool atHasRoom = Math.Min(free[at] - closingOrder, slots[at] - 1) >= 1;
+                        bool ok = aromatics.CanKekulize(atom => (atom == at && atHasRoom) || IsOnStackOrRingOpener(atom, value));
                         aromatics.RemoveBond(opened.Atom, current, symbol);
                         return ok;
                     }
                 // A written bond fixes the order of the current atom's next bond, whatever atom or ring label it leads to.
                 case Kind.Bond when current >= 0 && aromatics.IsAromatic(current) && grammar.bondSymbols[token] != AromaticSystems.BondSymbol.Aromatic:
-                    return KekulizableWithNewAtom(new AromaticSystems.AtomFacts(false, 0, 0, -1), grammar.bondSymbols[token], currentStays: true);
+                    return KekulizableWithNewAtom(new AromaticSystems.AtomFacts(false, 0, 0, -1), grammar.bondSymbols[token], grammar.values[token], addedHasRoom: true, currentStays: true)
+                        && AnyKekulizableAfterBond(token);
                 case Kind.CloseBranch when aromatics.IsAromatic(current):
                     return aromatics.CanKekulize(atom => IsOnStackOrRingOpener(atom, -1));
                 case Kind.Dot:
@@ -287,25 +316,49 @@ public sealed class SmilesGrammar : ITokenGrammar
         }
 
         /// <summary>
-        /// Kekulization after a new atom bonds to the current one: the new atom is the current one then, and the old one is
-        /// sealed unless it is a branch point, has a ring label open, or <paramref name="currentStays"/> (a bond symbol, which
-        /// may still lead to a ring label on it).
+        /// One token of lookahead past a bond symbol on an aromatic atom: some atom or ring label must be able to follow it.
+        /// A bond only fixes the next bond's order, so <c>c1-</c> on a ring that needs that atom's double bond (an odd
+        /// ring that an exocyclic <c>=O</c> would have saved) leaves nothing to write.
         /// </summary>
-        private bool KekulizableWithNewAtom(AromaticSystems.AtomFacts facts, AromaticSystems.BondSymbol symbol, bool currentStays)
+        private bool AnyKekulizableAfterBond(int bond)
+        {
+            var saved = (last, beforeBond, pendingOrder, pendingSymbol);
+            Advance(bond); // a bond token changes only these four fields
+            Span<bool> allowed = stackalloc bool[grammar.kinds.Length];
+            Span<bool> completing = stackalloc bool[grammar.kinds.Length];
+            Syntax(allowed, completing);
+            bool any = false;
+            for (int id = 0; id < allowed.Length && !any; id++) any = allowed[id] && KekulizableAfter(id);
+            (last, beforeBond, pendingOrder, pendingSymbol) = saved;
+            return any;
+        }
+
+        /// <summary>
+        /// Kekulization after a new atom bonds to the current one with a bond of <paramref name="order"/>: the new atom is
+        /// the current one then (open to a double bond while it has room), and the old one is sealed unless it has a ring
+        /// label open, is a branch point with room left after this bond, or <paramref name="currentStays"/> (a bond
+        /// symbol, which may still lead to a ring label on it).
+        /// </summary>
+        private bool KekulizableWithNewAtom(AromaticSystems.AtomFacts facts, AromaticSystems.BondSymbol symbol, int order, bool addedHasRoom, bool currentStays)
         {
             int added = parents.Count, at = current;
+            bool atStaysOpen = currentStays || IsRingOpener(at, -1) || (branches.Contains(at) && Math.Min(free[at] - order, slots[at] - 1) >= 1);
             aromatics.AddAtom(facts);
             aromatics.AddBond(at, added, symbol);
-            bool ok = aromatics.CanKekulize(atom => atom == added || (currentStays && atom == at) || IsOnStackOrRingOpener(atom, -1));
+            bool ok = aromatics.CanKekulize(atom => atom == added ? addedHasRoom : atom == at ? atStaysOpen : IsOnStackOrRingOpener(atom, -1));
             aromatics.RemoveBond(at, added, symbol);
             aromatics.RemoveLastAtom();
             return ok;
         }
 
-        /// <summary>A branch point or an atom with a ring label open (other than <paramref name="closingLabel"/>) can still take bonds.</summary>
+        /// <summary>A branch point with room left or an atom with a ring label open (other than <paramref name="closingLabel"/>) can still take bonds.</summary>
         private bool IsOnStackOrRingOpener(int atom, int closingLabel)
         {
-            if (branches.Contains(atom)) return true;
+            return (branches.Contains(atom) && Room(atom) >= 1) || IsRingOpener(atom, closingLabel);
+        }
+
+        private bool IsRingOpener(int atom, int closingLabel)
+        {
             foreach (var (label, opened) in openRings)
                 if (label != closingLabel && opened.Atom == atom) return true;
             return false;
@@ -332,7 +385,7 @@ public sealed class SmilesGrammar : ITokenGrammar
                     skip = false;
                     continue;
                 }
-                if (free[atom] >= 1) return true;
+                if (Room(atom) >= 1) return true;
             }
             return false;
         }
@@ -341,15 +394,19 @@ public sealed class SmilesGrammar : ITokenGrammar
         /// A new label opens a ring if the atom has room for the bond and more (to reach the atom that closes it); an open
         /// one closes it, unless that would bond an atom to itself or repeat a bond.
         /// </summary>
-        private bool CanUseLabel(int label, int order, int room, bool roomBelow)
+        private bool CanUseLabel(int label, int order, int room, int slotsLeft, bool roomBelow)
         {
-            if (!openRings.TryGetValue(label, out var opened)) return room >= order && (room - order >= 1 || roomBelow);
+            if (slotsLeft < 1) return false;
+            if (!openRings.TryGetValue(label, out var opened)) return room >= order && (Math.Min(room - order, slotsLeft - 1) >= 1 || roomBelow);
             int opener = opened.Atom;
             if (opener == current || parents[current] == opener || parents[opener] == current) return false;
             int closingOrder = last == Kind.Bond ? order : opened.Order;
             return room >= closingOrder && !ringBonds.Contains(Pair(opener, current))
-                && Completable(openRings.Count - 1, room - closingOrder >= 1 || roomBelow);
+                && Completable(openRings.Count - 1, Math.Min(room - closingOrder, slotsLeft - 1) >= 1 || roomBelow);
         }
+
+        /// <summary>Whether <paramref name="atom"/> can take one more single bond: valence and a neighbour to spare.</summary>
+        private int Room(int atom) => Math.Min(free[atom], slots[atom]);
 
         private static (int, int) Pair(int a, int b) => a < b ? (a, b) : (b, a);
 
@@ -364,10 +421,12 @@ public sealed class SmilesGrammar : ITokenGrammar
                     bool connects = last != Kind.Dot && current >= 0;
                     parents.Add(connects ? current : -1);
                     free.Add(value - (connects ? order : 0));
+                    slots.Add(grammar.neighbourLimits[token] - (connects ? 1 : 0));
                     aromatics.AddAtom(grammar.atomFacts[token]);
                     if (connects)
                     {
                         free[current] -= order;
+                        slots[current]--;
                         aromatics.AddBond(current, parents.Count - 1, last == Kind.Bond ? pendingSymbol : AromaticSystems.BondSymbol.Implicit);
                     }
                     current = parents.Count - 1;
@@ -377,6 +436,7 @@ public sealed class SmilesGrammar : ITokenGrammar
                     {
                         int closing = last == Kind.Bond ? order : opened.Order;
                         free[current] -= closing;
+                        slots[current]--;
                         free[opened.Atom] -= closing - opened.Order; // an explicit bond at the closure may raise the order
                         ringBonds.Add(Pair(opened.Atom, current));
                         aromatics.AddBond(opened.Atom, current, ClosingSymbol(opened.Symbol));
@@ -385,6 +445,7 @@ public sealed class SmilesGrammar : ITokenGrammar
                     {
                         openRings[value] = (current, order, last == Kind.Bond ? pendingSymbol : AromaticSystems.BondSymbol.Implicit);
                         free[current] -= order;
+                        slots[current]--;
                     }
                     break;
                 case Kind.OpenBranch when current >= 0:
