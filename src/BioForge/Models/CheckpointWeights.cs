@@ -77,6 +77,7 @@ internal static class CheckpointWeights
             .Select(p => new KeyValuePair<string, Tensor>(p.Key, p.Value.detach().to(storage).cpu()))
             .ToList();
         SafetensorsCheckpoint.Save(directory, tensors, maxShardBytes);
+        config["dtype"] = storage == ScalarType.Float16 ? "float16" : "float32"; // Hugging Face reads it as the weights' type
         AtomicFile.WriteText(Path.Combine(directory, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
     }
 
