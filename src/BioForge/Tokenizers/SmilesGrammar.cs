@@ -282,11 +282,11 @@ public sealed class SmilesGrammar : ITokenGrammar
             switch (grammar.kinds[token])
             {
                 case Kind.Atom when last != Kind.Dot && current >= 0 && aromatics.IsAromatic(current):
-                {
-                    int order = last == Kind.Bond ? pendingOrder : 1;
-                    bool addedHasRoom = Math.Min(value - order, grammar.neighbourLimits[token] - 1) >= 1;
-                    return KekulizableWithNewAtom(grammar.atomFacts[token], last == Kind.Bond ? pendingSymbol : AromaticSystems.BondSymbol.Implicit, order, addedHasRoom, currentStays: false);
-                }
+                    {
+                        int order = last == Kind.Bond ? pendingOrder : 1;
+                        bool addedHasRoom = Math.Min(value - order, grammar.neighbourLimits[token] - 1) >= 1;
+                        return KekulizableWithNewAtom(grammar.atomFacts[token], last == Kind.Bond ? pendingSymbol : AromaticSystems.BondSymbol.Implicit, order, addedHasRoom, currentStays: false);
+                    }
                 case Kind.RingLabel when openRings.TryGetValue(value, out var opened)
                     && (aromatics.IsAromatic(current) || aromatics.IsAromatic(opened.Atom)):
                     {
