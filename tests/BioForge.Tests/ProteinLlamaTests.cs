@@ -51,6 +51,7 @@ public sealed class ProteinLlamaTests
         Assert.False(File.Exists(Path.Combine(directory, "vocab.json")));
         using (var weights = SafetensorsCheckpoint.Open(directory))
             Assert.All(weights.Names, name => Assert.Equal(SafetensorsDType.F16, weights.Entry(name).DType));
+        Assert.Contains("\"dtype\": \"float16\"", File.ReadAllText(Path.Combine(directory, "config.json"))); // what Hugging Face reads as the weights' type
         using var model = LlamaCheckpoint.Load(directory, TestData.Cpu.Device, TestData.Cpu.DType);
         Assert.True(model.IsProtein);
         Assert.Null(model.Vocabulary);

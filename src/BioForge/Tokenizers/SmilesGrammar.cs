@@ -8,7 +8,8 @@ namespace BioForge.Tokenizers;
 /// bond never joins an atom to itself or to a neighbour it is already bonded to, a bond is followed by an atom or a
 /// ring label, the end token comes only when the string is complete, and no atom takes more bonds than its largest
 /// valence allows (RDKit's, for the element isoelectronic with a charged atom, less its explicit hydrogens; aromatic
-/// bonds counted as single, so the check never refuses a valid molecule), and no prefix is a dead end (no atom takes
+/// bonds counted as single, so the check never refuses a valid molecule; an aromatic carbon has at most three
+/// neighbours, one unit of its valence going to its double bond), and no prefix is a dead end (no atom takes
 /// the last bond while a ring waits to be closed and no other atom could close it). Aromatic rings must stay
 /// kekulizable: a token after which some aromatic atom could never get the double bond RDKit would give it is refused
 /// (<see cref="AromaticSystems"/>; checked on every molecule of ZINC250k's training split and MOSES's test set, none
