@@ -24,6 +24,8 @@ internal static class PmoBenchCommand
         };
         var offspring = Options.Int("--offspring", "children bred per step by the genetic exploration (learning.genetic_offspring; 0: off)",
             new Discovery.OptimizeConfig.LearningSection().GeneticOffspring);
+        var replayUpdates = Options.Int("--replay-updates", "extra updates per step on the replay memory alone (learning.replay_updates; 0: off)",
+            new Discovery.OptimizeConfig.LearningSection().ReplayUpdates);
         var grammar = new Option<string>("--grammar")
         {
             Description = "sampling grammar of every run: none or smiles (sampling.grammar)",
@@ -31,7 +33,7 @@ internal static class PmoBenchCommand
         };
         var command = new Command("pmo", "PMO goal-directed benchmark: AUC top-10 per task under an oracle budget, beside published methods")
         {
-            tasks, seeds, budget, parallel, prior, outDir, device, threads, strategy, offspring, grammar,
+            tasks, seeds, budget, parallel, prior, outDir, device, threads, strategy, offspring, replayUpdates, grammar,
         };
         command.SetAction(result => Cli.Guard(error, () =>
         {
@@ -42,8 +44,9 @@ internal static class PmoBenchCommand
             string dir = result.GetValue(outDir)!;
             string learning = result.GetValue(strategy)!;
             int bred = result.GetValue(offspring);
+            int replayed = result.GetValue(replayUpdates);
             string sampledUnder = result.GetValue(grammar)!;
-            output.WriteLine($"bench pmo: {selected.Count} task(s) × {n} seed(s), budget {b}, strategy {learning}{(bred > 0 ? $" + {bred} genetic offspring per step" : "")}{(sampledUnder != "none" ? $", grammar {sampledUnder}" : "")}, {p} run(s) side by side on {perRun} thread(s) each -> {dir}");
+            output.WriteLine($"bench pmo: {selected.Count} task(s) × {n} seed(s), budget {b}, strategy {learning}{(bred > 0 ? $" + {bred} genetic offspring per step" : "")}{(replayed > 0 ? $" + {replayed} replay updates per step" : "")}{(sampledUnder != "none" ? $", grammar {sampledUnder}" : "")}, {p} run(s) side by side on {perRun} thread(s) each -> {dir}");
             return Cli.Stoppable(error, "stopping the running runs after their current step (each writes a checkpoint); run the same command again to continue", cancellation =>
             {
                 var options = new PmoBenchmarkOptions
@@ -57,6 +60,7 @@ internal static class PmoBenchCommand
                     Prior = result.GetValue(prior)!,
                     Strategy = learning,
                     GeneticOffspring = bred,
+                    ReplayUpdates = replayed,
                     Grammar = sampledUnder,
                     Out = dir,
                     Cancellation = cancellation,

@@ -129,6 +129,8 @@ public sealed class OptimizeTests
     // must be new to the run, both restored from the checkpoint; positional isomers among them tie exactly (same QED and
     // weight), so the scores reloaded for the ranking must be exact.
     [InlineData("")]
+    // Extra updates on the memory alone draw from it with their own seeded generator.
+    [InlineData("replay_updates = 2\nreplay_update_size = 8")]
     public void ARunStoppedAndResumedEndsWhereAnUninterruptedOneDoes(string learning)
     {
         _ = TestData.Cpu;
@@ -299,6 +301,23 @@ public sealed class OptimizeTests
         Assert.Equal([3, 1], OptimizationSession.HillClimbers([0.1, 0.8, 0.0, 0.9, 0.2, 0.8, 0.3, 0.5], 0.25));
         Assert.Equal([1, 5, 3], OptimizationSession.HillClimbers([0.1, 0.8, 0.0, 0.7, 0.2, 0.8], 0.5)); // ties: the earlier sample first
         Assert.Equal([0], OptimizationSession.HillClimbers([0.0, 0.0, 0.0], 0.01)); // at least one
+    }
+
+    [Fact]
+    public void ReplayUpdatesDrawDistinctMoleculesFavouringTheBest()
+    {
+        Assert.Equal([0, 1, 2], OptimizationSession.RankWeightedDraw(3, 8, new Random(1))); // a short memory: all of it
+        var random = new Random(7);
+        var counts = new int[100];
+        for (int trial = 0; trial < 2000; trial++)
+        {
+            int[] drawn = OptimizationSession.RankWeightedDraw(100, 10, random);
+            Assert.Equal(10, drawn.Distinct().Count());
+            foreach (int i in drawn) counts[i]++;
+        }
+        // Weight 1 / (1 + rank): the best is drawn in ~92 % of trials (uniform: 10 %), the 100th in ~3 %.
+        Assert.True(counts[0] > 1700, $"best drawn {counts[0]} of 2000 times");
+        Assert.True(counts[99] < counts[9] && counts[9] < counts[0], $"counts {counts[0]}, {counts[9]}, {counts[99]}");
     }
 
     [Fact]

@@ -28,8 +28,8 @@ public sealed record OptimizationState
 
 /// <summary>
 /// Where one step's time went, in seconds: sampling the batch, scoring it (with the diversity filter), the prior's
-/// likelihood pass, the agent's pass with its backward pass and update, and Augmented Memory's extra updates (0 with
-/// REINVENT), and the genetic exploration's breeding and scoring of children (0 without it). Measured on the host: on a GPU the passes run asynchronously and part of their time shows up in the next
+/// likelihood pass, the agent's pass with its backward pass and update, the extra updates (<c>replay_updates</c> and
+/// Augmented Memory's rounds; 0 without them), and the genetic exploration's breeding and scoring of children (0 without it). Measured on the host: on a GPU the passes run asynchronously and part of their time shows up in the next
 /// phase that waits for a result.
 /// </summary>
 public sealed record StepTimings(double Sample, double Score, double Prior, double Agent, double Augment = 0, double Breed = 0);
@@ -276,6 +276,7 @@ public sealed class OptimizationSession : IDisposable
             memory.Clear();
             memory.AddRange(kept);
         }
+        for (int round = 1; round <= config.Learning.ReplayUpdates && memory.Count > 0; round++) ReplayUpdate(step, round, memory);
         if (config.Learning.Strategy == "augmented_memory")
         {
             Purge(memory, filter!);
@@ -331,6 +332,38 @@ public sealed class OptimizationSession : IDisposable
         if (!parents.TryGetValue(canonical, out var molecule))
             parents[canonical] = molecule = Molecule.TryFromSmiles(canonical, out var parsed, out _) ? parsed : null;
         return molecule;
+    }
+
+    /// <summary>One extra update on the replay memory alone: a rank-weighted draw of it, learned with its stored scores and prior likelihoods.</summary>
+    private void ReplayUpdate(int step, int round, IReadOnlyList<ReplayedMolecule> memory)
+    {
+        var ranked = memory.OrderByDescending(r => r.Score).ThenBy(r => r.Canonical, StringComparer.Ordinal).ToList();
+        var random = new Random((int)(StatelessRandom.Hash(config.Seed, step, round, 0x7E) & int.MaxValue));
+        var drawn = RankWeightedDraw(ranked.Count, config.Learning.ReplayUpdateSize, random).Select(i => ranked[i]).ToList();
+        using var scope = NewDisposeScope();
+        var priorAll = tensor(drawn.Select(r => (float)r.PriorLogLikelihood).ToArray()).to(Agent.Device);
+        var scoresAll = tensor(drawn.Select(r => (float)r.Score).ToArray()).to(Agent.Device);
+        var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, [.. drawn.Select(r => new SampledSequence(r.Tokens, r.Finished, 0))], grammar);
+        Descend((priorAll.Plus(scoresAll.Mul(config.Learning.Sigma)) - agentLogLikelihood).Squared().mean());
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> distinct positions of a list of <paramref name="size"/> ranked best first, each drawn
+    /// with weight 1 / (0.01·size + rank) among those not yet drawn (all of them when the list is not longer).
+    /// </summary>
+    internal static int[] RankWeightedDraw(int size, int count, Random random)
+    {
+        if (size <= count) return [.. Enumerable.Range(0, size)];
+        var weights = Enumerable.Range(0, size).Select(rank => 1.0 / (0.01 * size + rank)).ToArray();
+        var drawn = new int[count];
+        for (int k = 0; k < count; k++)
+        {
+            int pick = GraphGeneticOperators.Pick(random, weights);
+            while (weights[pick] == 0) pick--; // Pick's fallback for round-off is the last position, which may be drawn already
+            drawn[k] = pick;
+            weights[pick] = 0;
+        }
+        return drawn;
     }
 
     /// <summary>

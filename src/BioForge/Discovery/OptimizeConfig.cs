@@ -69,6 +69,13 @@ public sealed record OptimizeConfig
         public int ReplaySize { get; init; } = 100;
         public int ReplaySamples { get; init; } = 24;
         /// <summary>
+        /// Extra updates per step on the replay memory alone, each on <see cref="ReplayUpdateSize"/> of its molecules drawn
+        /// by rank (weight 1 / (0.01·N + rank), without replacement) with their stored scores and prior likelihoods: the
+        /// calls already paid for teach the agent again, as Genetic GFN's experience loop (Kim et al. 2024). 0: off.
+        /// </summary>
+        public int ReplayUpdates { get; init; } = 0;
+        public int ReplayUpdateSize { get; init; } = 64;
+        /// <summary>
         /// Genetic exploration: children bred each step from the best molecules so far by graph crossover and mutation
         /// (Jensen's GB-GA operators), scored like samples and learned from in the same update (Genetic GFN's idea,
         /// Kim et al. 2024). 0: off.
@@ -153,6 +160,8 @@ public sealed record OptimizeConfig
         require(Learning.TopFraction is > 0 and <= 1, $"learning.top_fraction must be in (0, 1] (got {Learning.TopFraction})");
         require(Learning.GeneticOffspring is >= 0 and <= 1024, $"learning.genetic_offspring must be in [0, 1024] (got {Learning.GeneticOffspring})");
         require(Learning.MutationRate is >= 0 and <= 1, $"learning.mutation_rate must be in [0, 1] (got {Learning.MutationRate})");
+        require(Learning.ReplayUpdates is >= 0 and <= 16, $"learning.replay_updates must be in [0, 16] (got {Learning.ReplayUpdates})");
+        require(Learning.ReplayUpdateSize >= 1, $"learning.replay_update_size must be at least 1 (got {Learning.ReplayUpdateSize})");
         require(Learning.AugmentationRounds is >= 0 and <= 16, $"learning.augmentation_rounds must be in [0, 16] (got {Learning.AugmentationRounds})");
         require(DiversityFilter.Kind is "identical_murcko_scaffold" or "generic_murcko_scaffold" or "similar_scaffold" or "none",
             $"diversity_filter.kind must be identical_murcko_scaffold, generic_murcko_scaffold, similar_scaffold or none (got '{DiversityFilter.Kind}')");
