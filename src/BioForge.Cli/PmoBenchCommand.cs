@@ -26,6 +26,11 @@ internal static class PmoBenchCommand
             new Discovery.OptimizeConfig.LearningSection().GeneticOffspring);
         var replayUpdates = Options.Int("--replay-updates", "extra updates per step on the replay memory alone (learning.replay_updates; 0: off)",
             new Discovery.OptimizeConfig.LearningSection().ReplayUpdates);
+        var skipRepeats = new Option<bool>("--skip-repeats")
+        {
+            Description = "leave molecules scored in an earlier step out of each update (learning.skip_repeats)",
+            DefaultValueFactory = _ => new Discovery.OptimizeConfig.LearningSection().SkipRepeats,
+        };
         var grammar = new Option<string>("--grammar")
         {
             Description = "sampling grammar of every run: none or smiles (sampling.grammar)",
@@ -33,7 +38,7 @@ internal static class PmoBenchCommand
         };
         var command = new Command("pmo", "PMO goal-directed benchmark: AUC top-10 per task under an oracle budget, beside published methods")
         {
-            tasks, seeds, budget, parallel, prior, outDir, device, threads, strategy, offspring, replayUpdates, grammar,
+            tasks, seeds, budget, parallel, prior, outDir, device, threads, strategy, offspring, replayUpdates, skipRepeats, grammar,
         };
         command.SetAction(result => Cli.Guard(error, () =>
         {
@@ -45,8 +50,9 @@ internal static class PmoBenchCommand
             string learning = result.GetValue(strategy)!;
             int bred = result.GetValue(offspring);
             int replayed = result.GetValue(replayUpdates);
+            bool skipped = result.GetValue(skipRepeats);
             string sampledUnder = result.GetValue(grammar)!;
-            output.WriteLine($"bench pmo: {selected.Count} task(s) × {n} seed(s), budget {b}, strategy {learning}{(bred > 0 ? $" + {bred} genetic offspring per step" : "")}{(replayed > 0 ? $" + {replayed} replay updates per step" : "")}{(sampledUnder != "none" ? $", grammar {sampledUnder}" : "")}, {p} run(s) side by side on {perRun} thread(s) each -> {dir}");
+            output.WriteLine($"bench pmo: {selected.Count} task(s) × {n} seed(s), budget {b}, strategy {learning}{(bred > 0 ? $" + {bred} genetic offspring per step" : "")}{(replayed > 0 ? $" + {replayed} replay updates per step" : "")}{(skipped ? ", repeats skipped" : "")}{(sampledUnder != "none" ? $", grammar {sampledUnder}" : "")}, {p} run(s) side by side on {perRun} thread(s) each -> {dir}");
             return Cli.Stoppable(error, "stopping the running runs after their current step (each writes a checkpoint); run the same command again to continue", cancellation =>
             {
                 var options = new PmoBenchmarkOptions
@@ -61,6 +67,7 @@ internal static class PmoBenchCommand
                     Strategy = learning,
                     GeneticOffspring = bred,
                     ReplayUpdates = replayed,
+                    SkipRepeats = skipped,
                     Grammar = sampledUnder,
                     Out = dir,
                     Cancellation = cancellation,

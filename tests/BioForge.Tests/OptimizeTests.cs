@@ -129,8 +129,8 @@ public sealed class OptimizeTests
     // must be new to the run, both restored from the checkpoint; positional isomers among them tie exactly (same QED and
     // weight), so the scores reloaded for the ranking must be exact.
     [InlineData("")]
-    // Extra updates on the memory alone draw from it with their own seeded generator.
-    [InlineData("replay_updates = 2\nreplay_update_size = 8")]
+    // Extra updates on the memory alone draw from it with their own seeded generator; repeats are known from the filter's restored memory.
+    [InlineData("replay_updates = 2\nreplay_update_size = 8\nskip_repeats = true")]
     public void ARunStoppedAndResumedEndsWhereAnUninterruptedOneDoes(string learning)
     {
         _ = TestData.Cpu;
@@ -301,6 +301,19 @@ public sealed class OptimizeTests
         Assert.Equal([3, 1], OptimizationSession.HillClimbers([0.1, 0.8, 0.0, 0.9, 0.2, 0.8, 0.3, 0.5], 0.25));
         Assert.Equal([1, 5, 3], OptimizationSession.HillClimbers([0.1, 0.8, 0.0, 0.7, 0.2, 0.8], 0.5)); // ties: the earlier sample first
         Assert.Equal([0], OptimizationSession.HillClimbers([0.0, 0.0, 0.0], 0.01)); // at least one
+        // skip_repeats: the best quarter of the other six positions (rounded up).
+        Assert.Equal([5, 7], OptimizationSession.HillClimbers([0.1, 0.8, 0.0, 0.9, 0.2, 0.8, 0.3, 0.5], 0.25, [false, true, false, true, false, false, false, false]));
+        Assert.Empty(OptimizationSession.HillClimbers([0.9, 0.8], 0.25, [true, true]));
+    }
+
+    [Fact]
+    public void RepeatsAreMoleculesScoredInAnEarlierStepOrEarlierInTheBatch()
+    {
+        var filter = new DiversityFilter(new OptimizeConfig.DiversityFilterSection());
+        static ScoredMolecule Molecule(string? canonical) => new(canonical ?? "C(", canonical, null, canonical is null ? 0 : 0.5, [], []);
+        filter.Apply([Molecule("CCO")]);
+        var batch = new[] { Molecule("CCO"), Molecule("CCN"), Molecule(null), Molecule("CCN"), Molecule("c1ccccc1") };
+        Assert.Equal([true, false, false, true, false], OptimizationSession.Repeats(batch, filter));
     }
 
     [Fact]

@@ -238,6 +238,10 @@ public sealed class PmoBudgetTests
         // Other learning settings over the same table are refused, not mixed into it.
         Assert.Equal(2, Cli.Cli.Run([.. args, "--offspring", "3"], output, error));
         Assert.Contains("genetic offspring per step, not 3; use another --out", error.ToString());
+        Assert.Equal(2, Cli.Cli.Run([.. args, "--replay-updates", "2"], output, error));
+        Assert.Contains("with 0 replay updates per step, not 2; use another --out", error.ToString());
+        Assert.Equal(2, Cli.Cli.Run([.. args, "--skip-repeats"], output, error));
+        Assert.Contains("with skip_repeats = false, not true; use another --out", error.ToString());
         Assert.Equal(2, Cli.Cli.Run([.. args, "--grammar", "smiles"], output, error));
         Assert.Contains("sampled with grammar none, not smiles; use another --out", error.ToString());
         Assert.Equal(2, Cli.Cli.Run([.. args, "--grammar", "deepsmiles"], output, error));

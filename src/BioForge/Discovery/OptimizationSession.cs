@@ -226,6 +226,7 @@ public sealed class OptimizationSession : IDisposable
             if (scored.Count < batch.Count) batch = [.. batch.Take(scored.Count)]; // the last batch, cut where the budget ran out
         }
         double newFraction = scored.Where(m => m.Valid && !filter!.Seen(m.Canonical!)).Select(m => m.Canonical).Distinct().Count() / (double)scored.Count;
+        bool[]? repeats = config.Learning.SkipRepeats ? Repeats(scored, filter!) : null;
         var learned = filter!.Apply(scored, out var buckets);
         int sampled = scored.Count;
         double scoreSeconds = Lap();
@@ -237,6 +238,7 @@ public sealed class OptimizationSession : IDisposable
             scored = [.. scored, .. childScored];
             learned = [.. learned, .. childLearned];
             buckets = [.. buckets, .. childBuckets];
+            if (repeats is not null) repeats = [.. repeats, .. new bool[childScored.Count]]; // bred children are new to the run
             calls = [.. calls, .. childCalls];
         }
         double breedSeconds = Lap();
@@ -252,16 +254,21 @@ public sealed class OptimizationSession : IDisposable
         double priorSeconds = Lap();
         // Augmented Hill-Climb learns from the best part of the batch only (the prior's likelihoods of all of it still
         // feed the memory); REINVENT and Augmented Memory from all of it.
-        int[]? climbers = config.Learning.Strategy == "ahc" ? HillClimbers(learned, config.Learning.TopFraction) : null;
+        int[]? climbers = config.Learning.Strategy == "ahc" ? HillClimbers(learned, config.Learning.TopFraction, repeats)
+            : repeats is null ? null : [.. Enumerable.Range(0, batch.Count).Where(i => !repeats[i])];
         var learnedBatch = climbers is null ? batch : [.. climbers.Select(i => batch[i])];
         var sequences = learnedBatch.Concat(replay.Select(r => new SampledSequence(r.Tokens, r.Finished, 0))).ToList();
         var batchPrior = climbers is null ? priorLogLikelihood : priorLogLikelihood.index_select(0, tensor(climbers.Select(i => (long)i).ToArray()).to(Agent.Device));
         var priorAll = cat([batchPrior, tensor(replay.Select(r => (float)r.PriorLogLikelihood).ToArray()).to(Agent.Device)], 0);
         var batchScores = climbers is null ? learned : [.. climbers.Select(i => learned[i])];
         var scoresAll = tensor(batchScores.Select(s => (float)s).Concat(replay.Select(r => (float)r.Score)).ToArray()).to(Agent.Device);
-        var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences, grammar);
-        var augmented = priorAll.Plus(scoresAll.Mul(config.Learning.Sigma));
-        float lossValue = Descend((augmented - agentLogLikelihood).Squared().mean());
+        float lossValue = 0;
+        if (sequences.Count > 0) // none when every sample repeats and nothing is replayed yet
+        {
+            var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences, grammar);
+            var augmented = priorAll.Plus(scoresAll.Mul(config.Learning.Sigma));
+            lossValue = Descend((augmented - agentLogLikelihood).Squared().mean());
+        }
         double agentSeconds = Lap();
 
         var priorValues = priorLogLikelihood.cpu().data<float>().ToArray();
@@ -427,12 +434,22 @@ public sealed class OptimizationSession : IDisposable
 
     /// <summary>
     /// Augmented Hill-Climb's selection (Thomas et al., J. Cheminform. 2022): the positions of the best
-    /// <paramref name="fraction"/> of the batch by learned score (at least one), ties to the earlier sample.
+    /// <paramref name="fraction"/> of the batch by learned score (at least one), ties to the earlier sample; with
+    /// <paramref name="excluded"/>, of the batch's other positions only.
     /// </summary>
-    internal static int[] HillClimbers(IReadOnlyList<double> learned, double fraction)
+    internal static int[] HillClimbers(IReadOnlyList<double> learned, double fraction, bool[]? excluded = null)
     {
-        int keep = Math.Max(1, (int)Math.Ceiling(fraction * learned.Count));
-        return [.. Enumerable.Range(0, learned.Count).OrderByDescending(i => learned[i]).ThenBy(i => i).Take(keep)];
+        var candidates = Enumerable.Range(0, learned.Count).Where(i => excluded is null || !excluded[i]).ToList();
+        int keep = Math.Max(1, (int)Math.Ceiling(fraction * candidates.Count));
+        return [.. candidates.OrderByDescending(i => learned[i]).ThenBy(i => i).Take(keep)];
+    }
+
+    /// <summary>Which of a batch's molecules the run scored in an earlier step, or earlier in this batch (asked before the
+    /// diversity filter sees the batch).</summary>
+    internal static bool[] Repeats(IReadOnlyList<ScoredMolecule> batch, DiversityFilter filter)
+    {
+        var thisBatch = new HashSet<string>(StringComparer.Ordinal);
+        return [.. batch.Select(m => m.Canonical is { } canonical && (filter.Seen(canonical) || !thisBatch.Add(canonical)))];
     }
 
     /// <summary>Augmented Memory's selective purge: the memory's molecules whose diversity-filter bucket is full.</summary>

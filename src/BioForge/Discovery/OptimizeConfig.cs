@@ -74,6 +74,12 @@ public sealed record OptimizeConfig
         /// calls already paid for teach the agent again, as Genetic GFN's experience loop (Kim et al. 2024). 0: off.
         /// </summary>
         public int ReplayUpdates { get; init; } = 0;
+        /// <summary>
+        /// Leave molecules scored in an earlier step (and a batch's second copy of one) out of the step's update: the
+        /// agent is not pulled further towards what it already samples, and an update learns from new molecules only
+        /// (the replayed memory still holds the best). Their scores still count; the budget never counted them.
+        /// </summary>
+        public bool SkipRepeats { get; init; } = false;
         public int ReplayUpdateSize { get; init; } = 64;
         /// <summary>
         /// Genetic exploration: children bred each step from the best molecules so far by graph crossover and mutation

@@ -25,6 +25,8 @@ public sealed record PmoBenchmarkOptions
     public int? GeneticOffspring { get; init; }
     /// <summary><c>learning.replay_updates</c> of every run; null: <see cref="OptimizeConfig"/>'s default.</summary>
     public int? ReplayUpdates { get; init; }
+    /// <summary><c>learning.skip_repeats</c> of every run; null: <see cref="OptimizeConfig"/>'s default.</summary>
+    public bool? SkipRepeats { get; init; }
     /// <summary><c>sampling.grammar</c> of every run (<c>none</c> or <c>smiles</c>); null: <see cref="OptimizeConfig"/>'s default.</summary>
     public string? Grammar { get; init; }
     public required string Out { get; init; }
@@ -62,7 +64,7 @@ public static class PmoBenchmark
     /// replace the defaults (to compare them; REINVENT, the baseline, is <c>reinvent</c> with 0 offspring).
     /// </summary>
     public static OptimizeConfig RunConfig(string task, int seed, int budget, string prior, string directory, string? strategy = null, int? geneticOffspring = null,
-        string? grammar = null, int? replayUpdates = null)
+        string? grammar = null, int? replayUpdates = null, bool? skipRepeats = null)
     {
         var defaults = new OptimizeConfig.LearningSection();
         var sampling = new OptimizeConfig.SamplingSection();
@@ -76,6 +78,7 @@ public static class PmoBenchmark
                 Strategy = strategy ?? defaults.Strategy,
                 GeneticOffspring = geneticOffspring ?? defaults.GeneticOffspring,
                 ReplayUpdates = replayUpdates ?? defaults.ReplayUpdates,
+                SkipRepeats = skipRepeats ?? defaults.SkipRepeats,
             },
             DiversityFilter = new(),
             Budget = new() { OracleCalls = budget },
@@ -121,6 +124,7 @@ public static class PmoBenchmark
         if (offspring is < 0 or > 1024) throw new BioForgeException($"--offspring must be in [0, 1024] (got {offspring})");
         int replayUpdates = options.ReplayUpdates ?? new OptimizeConfig.LearningSection().ReplayUpdates;
         if (replayUpdates is < 0 or > 16) throw new BioForgeException($"--replay-updates must be in [0, 16] (got {replayUpdates})");
+        bool skipRepeats = options.SkipRepeats ?? new OptimizeConfig.LearningSection().SkipRepeats;
         string grammar = options.Grammar ?? new OptimizeConfig.SamplingSection().Grammar;
         if (grammar is not ("none" or "smiles")) throw new BioForgeException($"--grammar must be none or smiles (got '{grammar}')");
         if (!Directory.Exists(options.Prior)) throw new BioForgeException($"--prior {options.Prior}: not a directory (a SMILES language model, e.g. models/smiles-llama-small)");
@@ -146,6 +150,9 @@ public static class PmoBenchmark
             int replayed = stored?["learning"]?["replay_updates"]?.GetValue<int>() ?? 0;
             if (replayed != replayUpdates)
                 throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} ran with {replayed} replay updates per step, not {replayUpdates}; use another --out for other settings");
+            bool skipped = stored?["learning"]?["skip_repeats"]?.GetValue<bool>() ?? false;
+            if (skipped != skipRepeats)
+                throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} ran with skip_repeats = {(skipped ? "true" : "false")}, not {(skipRepeats ? "true" : "false")}; use another --out for other settings");
             string sampledUnder = stored?["sampling"]?["grammar"]?.GetValue<string>() ?? "none";
             if (sampledUnder != grammar)
                 throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} sampled with grammar {sampledUnder}, not {grammar}; use another --out for other settings");
@@ -193,7 +200,7 @@ public static class PmoBenchmark
         if (errors.Count > 0) throw errors[0] is BioForgeException ? errors[0] : new AggregateException(errors);
 
         var selected = results.Where(r => options.Tasks.Contains(r.Task) && r.Seed < options.Seeds).OrderBy(r => Array.IndexOf([.. PmoOracle.Tasks], r.Task)).ThenBy(r => r.Seed).ToList();
-        string settings = $"learning.strategy = {strategy}" + (offspring > 0 ? $", genetic_offspring = {offspring}" : "") + (replayUpdates > 0 ? $", replay_updates = {replayUpdates}" : "") + (grammar != "none" ? $", sampling.grammar = {grammar}" : "");
+        string settings = $"learning.strategy = {strategy}" + (offspring > 0 ? $", genetic_offspring = {offspring}" : "") + (replayUpdates > 0 ? $", replay_updates = {replayUpdates}" : "") + (skipRepeats ? ", skip_repeats = true" : "") + (grammar != "none" ? $", sampling.grammar = {grammar}" : "");
         AtomicFile.WriteText(Path.Combine(options.Out, SummaryFile), Summary(selected, options.Budget, settings));
         AtomicFile.WriteText(Path.Combine(options.Out, CurvesFile), Curves(options.Out, selected));
         return selected;
@@ -203,7 +210,7 @@ public static class PmoBenchmark
     private static PmoRunResult? RunOne(PmoBenchmarkOptions options, string task, int seed, CancellationToken cancellation)
     {
         string directory = RunDirectoryOf(options.Out, task, seed);
-        var config = RunConfig(task, seed, options.Budget, options.Prior, directory, options.Strategy, options.GeneticOffspring, options.Grammar, options.ReplayUpdates);
+        var config = RunConfig(task, seed, options.Budget, options.Prior, directory, options.Strategy, options.GeneticOffspring, options.Grammar, options.ReplayUpdates, options.SkipRepeats);
         bool resume = Training.RunDirectory.Existing(directory).LatestCheckpoint("optimizer_state.json") is not null;
         // A run killed before its first checkpoint left nothing worth keeping.
         if (!resume && Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
