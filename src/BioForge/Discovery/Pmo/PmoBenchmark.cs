@@ -60,8 +60,8 @@ public static class PmoBenchmark
     /// scaffold filter). The budget ends the run; it ends early and keeps its last top-10 up to the budget when, as in
     /// mol_opt, the 100 best scores stay the same for 5 steps after the first 1000 calls (a collapsed agent otherwise
     /// spends hours of steps finding one new molecule each), or when its batches stop bringing new molecules (under 1 %
-    /// for 10 steps). <paramref name="strategy"/>, <paramref name="geneticOffspring"/> and <paramref name="grammar"/>
-    /// replace the defaults (to compare them; REINVENT, the baseline, is <c>reinvent</c> with 0 offspring).
+    /// for 10 steps). <paramref name="strategy"/>, <paramref name="geneticOffspring"/>, <paramref name="grammar"/>,
+    /// <paramref name="replayUpdates"/> and <paramref name="skipRepeats"/> replace the defaults (to compare them; REINVENT, the baseline, is <c>reinvent</c> with 0 offspring).
     /// </summary>
     public static OptimizeConfig RunConfig(string task, int seed, int budget, string prior, string directory, string? strategy = null, int? geneticOffspring = null,
         string? grammar = null, int? replayUpdates = null, bool? skipRepeats = null)
