@@ -77,13 +77,31 @@ public sealed class RunDirectoryTests
         var run = RunDirectory.Open(path, "output.dir", isNew: true);
         run.WriteConfig("""{"seed": 1, "model": {"config": {"hidden_size": 64, "num_hidden_layers": 2}}, "train": {"steps": 10}, "stages": [{"max_steps": 5, "name": "a"}]}""");
         var changed = JsonNode.Parse("""{"seed": 2, "model": {"config": {"hidden_size": 128, "num_hidden_layers": 2}}, "train": {"steps": 20}, "stages": [{"max_steps": 9, "name": "b"}]}""")!.AsObject();
-        var e = Assert.Throws<BioForgeException>(() => run.RefuseChanges(changed, ["seed", "model", "stages"], path => path.EndsWith(".max_steps", StringComparison.Ordinal)));
+        var e = Assert.Throws<BioForgeException>(() => run.RefuseChanges(changed, ["seed", "model", "stages"], mayChange: path => path.EndsWith(".max_steps", StringComparison.Ordinal)));
         Assert.Contains("seed: 1 → 2", e.Message);
         Assert.Contains("model.config.hidden_size: 64 → 128", e.Message);
         Assert.Contains("stages[0].name: \"a\" → \"b\"", e.Message);
         Assert.DoesNotContain("max_steps", e.Message);
         Assert.DoesNotContain("train.steps", e.Message);
         Assert.DoesNotContain("num_hidden_layers", e.Message);
+    }
+
+    [Fact]
+    public void ASettingAddedSinceTheRunStartedCountsAsItsDefault()
+    {
+        string path = TestData.TempDirectory();
+        var run = RunDirectory.Open(path, "output.dir", isNew: true);
+        run.WriteConfig("""{"learning": {"sigma": 128}, "stages": [{"name": "a"}]}""");
+        var defaults = JsonNode.Parse("""{"learning": {"sigma": 128, "skip_repeats": false}, "stages": [{"name": "", "patience": 0}]}""")!.AsObject();
+        var same = JsonNode.Parse("""{"learning": {"sigma": 128, "skip_repeats": false}, "stages": [{"name": "a", "patience": 0}]}""")!.AsObject();
+        run.RefuseChanges(same, ["learning", "stages"], defaults);
+
+        var changed = JsonNode.Parse("""{"learning": {"sigma": 128, "skip_repeats": true}, "stages": [{"name": "a", "patience": 3}]}""")!.AsObject();
+        var e = Assert.Throws<BioForgeException>(() => run.RefuseChanges(changed, ["learning", "stages"], defaults));
+        Assert.Contains("learning.skip_repeats: false → true", e.Message);
+        Assert.Contains("stages[0].patience: 0 → 3", e.Message);
+        // Without defaults, a setting the stored run does not name is a difference.
+        Assert.Throws<BioForgeException>(() => run.RefuseChanges(same, ["learning"]));
     }
 
     [Fact]

@@ -107,13 +107,15 @@ public sealed class RunDirectory
     /// <paramref name="current"/>; every difference is listed (<c>model.config.hidden_size: 64 → 128</c>).
     /// <paramref name="paths"/> are dotted JSON paths; a path names its whole subtree (arrays of equal length element by
     /// element: <c>stages[0].max_steps</c>); <paramref name="mayChange"/> lets some of those leaves differ.
+    /// A setting the stored configuration does not name was added by a later version: it counts as its value in
+    /// <paramref name="defaults"/> (a new setting's default keeps the old behaviour), so older runs still resume.
     /// </summary>
-    public void RefuseChanges(JsonObject current, IEnumerable<string> paths, Func<string, bool>? mayChange = null)
+    public void RefuseChanges(JsonObject current, IEnumerable<string> paths, JsonObject? defaults = null, Func<string, bool>? mayChange = null)
     {
         var stored = ReadConfig();
         if (stored is null) return;
         var differences = new List<string>();
-        foreach (string path in paths) Compare(path, Find(stored, path), Find(current, path), differences);
+        foreach (string path in paths) Compare(path, Find(stored, path), Find(current, path), defaults, differences);
         if (mayChange is not null) differences.RemoveAll(d => mayChange(d[..d.IndexOf(": ", StringComparison.Ordinal)]));
         if (differences.Count > 0)
             throw new BioForgeException($"{System.IO.Path.Combine(Path, ConfigFile)}: the run was started with other settings, which a resumed run cannot change: "
@@ -127,21 +129,34 @@ public sealed class RunDirectory
         return node;
     }
 
-    private static void Compare(string path, JsonNode? before, JsonNode? after, List<string> differences)
+    private static void Compare(string path, JsonNode? before, JsonNode? after, JsonObject? defaults, List<string> differences)
     {
         if (before is JsonObject a && after is JsonObject b)
         {
             foreach (string key in a.Select(kv => kv.Key).Union(b.Select(kv => kv.Key)).Order(StringComparer.Ordinal))
-                Compare($"{path}.{key}", a[key], b[key], differences);
+                Compare($"{path}.{key}", a[key] ?? (a.ContainsKey(key) || defaults is null ? null : DefaultOf(defaults, $"{path}.{key}")), b[key], defaults, differences);
             return;
         }
         if (before is JsonArray x && after is JsonArray y && x.Count == y.Count)
         {
-            for (int i = 0; i < x.Count; i++) Compare($"{path}[{i}]", x[i], y[i], differences);
+            for (int i = 0; i < x.Count; i++) Compare($"{path}[{i}]", x[i], y[i], defaults, differences);
             return;
         }
         if (!JsonNode.DeepEquals(before, after))
             differences.Add($"{path}: {Show(before)} → {Show(after)}");
+    }
+
+    /// <summary>The default at a dotted path; an element of a list (<c>stages[1].x</c>) takes its list's first default element.</summary>
+    private static JsonNode? DefaultOf(JsonObject defaults, string path)
+    {
+        JsonNode? node = defaults;
+        foreach (string part in path.Split('.'))
+        {
+            int bracket = part.IndexOf('[', StringComparison.Ordinal);
+            node = node is JsonObject o ? o[bracket < 0 ? part : part[..bracket]] : null;
+            if (bracket >= 0) node = node is JsonArray { Count: > 0 } list ? list[0] : null;
+        }
+        return node;
     }
 
     private static string Show(JsonNode? node) => node is null ? "(not set)" : node.ToJsonString();
