@@ -36,9 +36,14 @@ internal static class PmoBenchCommand
             Description = "sampling grammar of every run: none or smiles (sampling.grammar)",
             DefaultValueFactory = _ => new Discovery.OptimizeConfig.SamplingSection().Grammar,
         };
+        var overrides = new Argument<string[]>("overrides")
+        {
+            Description = "section.key=value settings of every run, as optimize takes them (e.g. learning.mutation_rate=0.01)",
+            Arity = ArgumentArity.ZeroOrMore,
+        };
         var command = new Command("pmo", "PMO goal-directed benchmark: AUC top-10 per task under an oracle budget, beside published methods")
         {
-            tasks, seeds, budget, parallel, prior, outDir, device, threads, strategy, offspring, replayUpdates, skipRepeats, grammar,
+            overrides, tasks, seeds, budget, parallel, prior, outDir, device, threads, strategy, offspring, replayUpdates, skipRepeats, grammar,
         };
         command.SetAction(result => Cli.Guard(error, () =>
         {
@@ -52,7 +57,8 @@ internal static class PmoBenchCommand
             int replayed = result.GetValue(replayUpdates);
             bool skipped = result.GetValue(skipRepeats);
             string sampledUnder = result.GetValue(grammar)!;
-            output.WriteLine($"bench pmo: {selected.Count} task(s) × {n} seed(s), budget {b}, strategy {learning}{(bred > 0 ? $" + {bred} genetic offspring per step" : "")}{(replayed > 0 ? $" + {replayed} replay updates per step" : "")}{(skipped ? ", repeats skipped" : "")}{(sampledUnder != "none" ? $", grammar {sampledUnder}" : "")}, {p} run(s) side by side on {perRun} thread(s) each -> {dir}");
+            string[] settings = result.GetValue(overrides) ?? [];
+            output.WriteLine($"bench pmo: {selected.Count} task(s) × {n} seed(s), budget {b}, strategy {learning}{(bred > 0 ? $" + {bred} genetic offspring per step" : "")}{(replayed > 0 ? $" + {replayed} replay updates per step" : "")}{(skipped ? ", repeats skipped" : "")}{(sampledUnder != "none" ? $", grammar {sampledUnder}" : "")}{string.Concat(settings.Select(s => $", {s}"))}, {p} run(s) side by side on {perRun} thread(s) each -> {dir}");
             return Cli.Stoppable(error, "stopping the running runs after their current step (each writes a checkpoint); run the same command again to continue", cancellation =>
             {
                 var options = new PmoBenchmarkOptions
@@ -69,6 +75,7 @@ internal static class PmoBenchCommand
                     ReplayUpdates = replayed,
                     SkipRepeats = skipped,
                     Grammar = sampledUnder,
+                    Overrides = settings,
                     Out = dir,
                     Cancellation = cancellation,
                 };

@@ -246,7 +246,30 @@ public sealed class PmoBudgetTests
         Assert.Contains("sampled with grammar none, not smiles; use another --out", error.ToString());
         Assert.Equal(2, Cli.Cli.Run([.. args, "--grammar", "deepsmiles"], output, error));
         Assert.Contains("--grammar must be none or smiles (got 'deepsmiles')", error.ToString());
+        Assert.Equal(2, Cli.Cli.Run([.. args, "learning.mutation_rate=0.5"], output, error));
+        Assert.Contains("ran with learning.mutation_rate = 0.067, not 0.5; use another --out", error.ToString());
         Assert.Equal(2, Cli.Cli.Run(["bench", "pmo", "--tasks", "qed,kinase", "--out", dir], output, error));
         Assert.Contains("--tasks: unknown task 'kinase'", error.ToString());
+    }
+
+    [Fact]
+    public void BenchPmoTakesAnySettingAsOptimizeDoesAndChecksIt()
+    {
+        var config = PmoBenchmark.RunConfig("qed", 1, 300, "prior", "out", overrides: ["learning.mutation_rate=0.01", "stages[0].patience=3"]);
+        Assert.Equal(0.01, config.Learning.MutationRate);
+        Assert.Equal(3, config.Stages[0].Patience);
+        Assert.Equal(new OptimizeConfig.LearningSection().GeneticOffspring, config.Learning.GeneticOffspring); // the rest as without overrides
+        Assert.Equal("qed", config.Stages[0].Components[0].Task);
+
+        string dir = Path.Combine(TestData.TempDirectory(), "bench");
+        var output = new StringWriter();
+        var error = new StringWriter();
+        string prior = Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small");
+        string[] args = ["bench", "pmo", "--tasks", "qed", "--seeds", "1", "--budget", "200", "--prior", prior, "--out", dir];
+        Assert.Equal(2, Cli.Cli.Run([.. args, "learning.mutation=0.5"], output, error));
+        Assert.Contains("unknown key 'learning.mutation'", error.ToString());
+        Assert.Equal(2, Cli.Cli.Run([.. args, "learning.mutation_rate=2"], output, error));
+        Assert.Contains("learning.mutation_rate must be in [0, 1] (got 2)", error.ToString());
+        Assert.False(Directory.Exists(dir)); // refused before anything was written
     }
 }

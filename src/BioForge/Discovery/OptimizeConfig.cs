@@ -153,6 +153,15 @@ public sealed record OptimizeConfig
 
     public string ToJsonText() => YamlConfig.ToJsonText(this);
 
+    /// <summary>This configuration with <c>section.key=value</c> overrides applied and checked as a run file's are (errors name <paramref name="where"/>).</summary>
+    public OptimizeConfig WithOverrides(IReadOnlyCollection<string> overrides, string where)
+    {
+        if (overrides.Count == 0) return this;
+        var changed = YamlConfig.WithOverrides(this, overrides, where);
+        changed.Validate(YamlConfig.Requirement(where));
+        return changed;
+    }
+
     private void Validate(Action<bool, string> require)
     {
         require(Prior.Model.Length > 0, "prior.model is required (a SMILES language model directory, e.g. models/smiles-llama-small)");

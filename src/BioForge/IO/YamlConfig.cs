@@ -18,6 +18,9 @@ public static class YamlConfig
 {
     public static readonly JsonSerializerOptions Serializer = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
 
+    /// <summary>Without what a record computes from its settings (a component's label): those are no keys a file may set.</summary>
+    private static readonly JsonSerializerOptions SettingsOnly = new(Serializer) { IgnoreReadOnlyProperties = true };
+
     /// <summary>Reads, overrides, checks keys, deserialises, then runs <paramref name="validate"/> (with <see cref="Requirement"/>).</summary>
     /// <param name="translate">Rewrites the file's tree (as read, before overrides) into <typeparamref name="T"/>'s layout: another program's run-file format.</param>
     public static T Load<T>(string path, IEnumerable<string>? overrides, Action<T, Action<bool, string>> validate, Func<JsonObject, string, JsonObject>? translate = null) where T : class
@@ -51,6 +54,25 @@ public static class YamlConfig
     }
 
     public static string ToJsonText<T>(T value) => JsonSerializer.Serialize(value, Serializer);
+
+    /// <summary>
+    /// <paramref name="value"/> with <c>section.key=value</c> overrides applied, as a run file's would be (keys checked,
+    /// errors naming <paramref name="where"/>): settings a program builds in code and a user adjusts on its command line.
+    /// </summary>
+    public static T WithOverrides<T>(T value, IEnumerable<string> overrides, string where) where T : class
+    {
+        var root = JsonSerializer.SerializeToNode(value, SettingsOnly)!.AsObject();
+        foreach (string assignment in overrides) Override(root, assignment);
+        CheckKeys(root, typeof(T), "", where);
+        try
+        {
+            return root.Deserialize<T>(Serializer)!;
+        }
+        catch (JsonException e)
+        {
+            throw new BioForgeException($"{where}: {e.Path?.TrimStart('$', '.') ?? "?"}: value has the wrong type or is out of range");
+        }
+    }
 
     private static JsonObject ReadYaml(string path)
     {

@@ -29,6 +29,8 @@ public sealed record PmoBenchmarkOptions
     public bool? SkipRepeats { get; init; }
     /// <summary><c>sampling.grammar</c> of every run (<c>none</c> or <c>smiles</c>); null: <see cref="OptimizeConfig"/>'s default.</summary>
     public string? Grammar { get; init; }
+    /// <summary><c>section.key=value</c> settings of every run's configuration (as <c>optimize</c> takes them), applied last.</summary>
+    public IReadOnlyList<string> Overrides { get; init; } = [];
     public required string Out { get; init; }
     public CancellationToken Cancellation { get; init; }
     /// <summary>A run starts (<c>resumed</c>: from its checkpoint), reports a step, or ends; called from the worker threads.</summary>
@@ -61,10 +63,16 @@ public static class PmoBenchmark
     /// mol_opt, the 100 best scores stay the same for 5 steps after the first 1000 calls (a collapsed agent otherwise
     /// spends hours of steps finding one new molecule each), or when its batches stop bringing new molecules (under 1 %
     /// for 10 steps). <paramref name="strategy"/>, <paramref name="geneticOffspring"/>, <paramref name="grammar"/>,
-    /// <paramref name="replayUpdates"/> and <paramref name="skipRepeats"/> replace the defaults (to compare them; REINVENT, the baseline, is <c>reinvent</c> with 0 offspring).
+    /// <paramref name="replayUpdates"/> and <paramref name="skipRepeats"/> replace the defaults (to compare them; REINVENT, the baseline, is <c>reinvent</c> with 0 offspring),
+    /// and <paramref name="overrides"/> (<c>section.key=value</c>) any setting after them.
     /// </summary>
     public static OptimizeConfig RunConfig(string task, int seed, int budget, string prior, string directory, string? strategy = null, int? geneticOffspring = null,
-        string? grammar = null, int? replayUpdates = null, bool? skipRepeats = null)
+        string? grammar = null, int? replayUpdates = null, bool? skipRepeats = null, IReadOnlyList<string>? overrides = null) =>
+        BaseRunConfig(task, seed, budget, prior, directory, strategy, geneticOffspring, grammar, replayUpdates, skipRepeats)
+            .WithOverrides(overrides ?? [], "bench pmo settings");
+
+    private static OptimizeConfig BaseRunConfig(string task, int seed, int budget, string prior, string directory, string? strategy, int? geneticOffspring,
+        string? grammar, int? replayUpdates, bool? skipRepeats)
     {
         var defaults = new OptimizeConfig.LearningSection();
         var sampling = new OptimizeConfig.SamplingSection();
@@ -128,6 +136,7 @@ public static class PmoBenchmark
         string grammar = options.Grammar ?? new OptimizeConfig.SamplingSection().Grammar;
         if (grammar is not ("none" or "smiles")) throw new BioForgeException($"--grammar must be none or smiles (got '{grammar}')");
         if (!Directory.Exists(options.Prior)) throw new BioForgeException($"--prior {options.Prior}: not a directory (a SMILES language model, e.g. models/smiles-llama-small)");
+        if (options.Tasks.Count > 0) ConfigOf(options, options.Tasks[0], 0, "(checked)"); // a bad override fails here, before any directory is made
         Directory.CreateDirectory(options.Out);
         string resultsPath = Path.Combine(options.Out, ResultsFile);
         var results = ReadResults(resultsPath);
@@ -156,6 +165,13 @@ public static class PmoBenchmark
             string sampledUnder = stored?["sampling"]?["grammar"]?.GetValue<string>() ?? "none";
             if (sampledUnder != grammar)
                 throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} sampled with grammar {sampledUnder}, not {grammar}; use another --out for other settings");
+            var wanted = JsonNode.Parse(ConfigOf(options, r.Task, r.Seed, RunDirectoryOf(options.Out, r.Task, r.Seed)).ToJsonText());
+            foreach (string setting in OverriddenKeys(options.Overrides))
+            {
+                string was = Setting(stored, setting) ?? "(not set)", now = Setting(wanted, setting) ?? "(not set)";
+                if (was != now)
+                    throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} ran with {setting} = {was}, not {now}; use another --out for other settings");
+            }
         }
         var pending = options.Tasks.SelectMany(t => Enumerable.Range(0, options.Seeds).Select(s => (Task: t, Seed: s)))
             .Where(run => !results.Any(r => r.Task == run.Task && r.Seed == run.Seed)).ToList();
@@ -200,17 +216,39 @@ public static class PmoBenchmark
         if (errors.Count > 0) throw errors[0] is BioForgeException ? errors[0] : new AggregateException(errors);
 
         var selected = results.Where(r => options.Tasks.Contains(r.Task) && r.Seed < options.Seeds).OrderBy(r => Array.IndexOf([.. PmoOracle.Tasks], r.Task)).ThenBy(r => r.Seed).ToList();
-        string settings = $"learning.strategy = {strategy}" + (offspring > 0 ? $", genetic_offspring = {offspring}" : "") + (replayUpdates > 0 ? $", replay_updates = {replayUpdates}" : "") + (skipRepeats ? ", skip_repeats = true" : "") + (grammar != "none" ? $", sampling.grammar = {grammar}" : "");
+        string settings = $"learning.strategy = {strategy}" + (offspring > 0 ? $", genetic_offspring = {offspring}" : "") + (replayUpdates > 0 ? $", replay_updates = {replayUpdates}" : "") + (skipRepeats ? ", skip_repeats = true" : "") + (grammar != "none" ? $", sampling.grammar = {grammar}" : "")
+            + string.Concat(options.Overrides.Select(o => $", {o}"));
         AtomicFile.WriteText(Path.Combine(options.Out, SummaryFile), Summary(selected, options.Budget, settings));
         AtomicFile.WriteText(Path.Combine(options.Out, CurvesFile), Curves(options.Out, selected));
         return selected;
+    }
+
+    private static OptimizeConfig ConfigOf(PmoBenchmarkOptions options, string task, int seed, string directory) =>
+        RunConfig(task, seed, options.Budget, options.Prior, directory, options.Strategy, options.GeneticOffspring, options.Grammar, options.ReplayUpdates,
+            options.SkipRepeats, options.Overrides);
+
+    private static IEnumerable<string> OverriddenKeys(IEnumerable<string> overrides) =>
+        overrides.Select(o => o.Split('=', 2)[0].Trim()).Distinct(StringComparer.Ordinal);
+
+    /// <summary>A setting of a run configuration's JSON by its dotted name (<c>stages[0].patience</c> too), as compact JSON; null when absent.</summary>
+    private static string? Setting(JsonNode? config, string dotted)
+    {
+        var node = config;
+        foreach (string key in dotted.Split('.'))
+        {
+            int bracket = key.IndexOf('[');
+            node = bracket > 0 && key.EndsWith(']') && int.TryParse(key[(bracket + 1)..^1], CultureInfo.InvariantCulture, out int index)
+                ? node?[key[..bracket]] is JsonArray list && index < list.Count ? list[index] : null
+                : node is JsonObject section ? section[key] : null;
+        }
+        return node?.ToJsonString();
     }
 
     /// <summary>One run, resumed from its checkpoint when it has one; null when it was interrupted.</summary>
     private static PmoRunResult? RunOne(PmoBenchmarkOptions options, string task, int seed, CancellationToken cancellation)
     {
         string directory = RunDirectoryOf(options.Out, task, seed);
-        var config = RunConfig(task, seed, options.Budget, options.Prior, directory, options.Strategy, options.GeneticOffspring, options.Grammar, options.ReplayUpdates, options.SkipRepeats);
+        var config = ConfigOf(options, task, seed, directory);
         bool resume = Training.RunDirectory.Existing(directory).LatestCheckpoint("optimizer_state.json") is not null;
         // A run killed before its first checkpoint left nothing worth keeping.
         if (!resume && Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
