@@ -3,12 +3,42 @@
 methods: AUC top-10 per task (mean over the seeds each folder has), and sums over the tasks every folder finished.
 
     python3 bench/pmo-table/compare.py bench/pmo-table/reinvent bench/pmo-table/ahc bench/pmo-table/ahc-ga32
+
+With --paired BASE OTHER: the runs both folders finished, paired by task and seed (the seed fixes the prior's first
+samples, so pairs differ by the setting alone plus its chaotic consequences): OTHER − BASE per pair, per task, and
+the mean over the pairs with its standard error.
+
+    python3 bench/pmo-table/compare.py --paired bench/pmo-table/ahc-ga32 bench/pmo-table/ahc-ga32-prior2
 """
 import csv
 import os
 import re
 import sys
-from statistics import mean
+from statistics import mean, stdev
+
+
+def runs(folder):
+    with open(os.path.join(folder, "pmo.csv")) as f:
+        return {(row["task"], int(row["seed"])): float(row["auc_top10"]) for row in csv.DictReader(f)}
+
+
+def paired(base, other):
+    a, b = runs(base), runs(other)
+    pairs = sorted(set(a) & set(b))
+    if not pairs:
+        sys.exit(f"no run (task, seed) finished in both {base} and {other}")
+    differences = [b[k] - a[k] for k in pairs]
+    print(f"| task | seed | {os.path.basename(os.path.normpath(base))} | {os.path.basename(os.path.normpath(other))} | difference |")
+    print("|---|---|---|---|---|")
+    for (task, seed), d in zip(pairs, differences):
+        print(f"| {task} | {seed} | {a[(task, seed)]:.3f} | {b[(task, seed)]:.3f} | {d:+.3f} |")
+    n = len(differences)
+    sd = stdev(differences) if n > 1 else 0.0
+    print(f"\n{n} pairs: mean difference {mean(differences):+.4f} a run (standard error {sd / n ** 0.5:.4f}), "
+          f"summed {sum(differences):+.3f}; higher in {sum(d > 0 for d in differences)}, lower in {sum(d < 0 for d in differences)}")
+    for task in sorted({t for t, _ in pairs}):
+        mine = [d for (t, _), d in zip(pairs, differences) if t == task]
+        print(f"  {task}: {mean(mine):+.3f} over {len(mine)} seed(s)")
 
 
 def results(folder):
@@ -55,4 +85,9 @@ def main(folders):
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    main(sys.argv[1:])
+    if sys.argv[1] == "--paired":
+        if len(sys.argv) != 4:
+            sys.exit("--paired takes two folders: BASE OTHER\n" + __doc__)
+        paired(sys.argv[2], sys.argv[3])
+    else:
+        main(sys.argv[1:])
