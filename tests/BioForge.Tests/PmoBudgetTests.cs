@@ -270,6 +270,10 @@ public sealed class PmoBudgetTests
         Assert.Contains("unknown key 'learning.mutation'", error.ToString());
         Assert.Equal(2, Cli.Cli.Run([.. args, "learning.mutation_rate=2"], output, error));
         Assert.Contains("learning.mutation_rate must be in [0, 1] (got 2)", error.ToString());
+        Assert.Equal(2, Cli.Cli.Run([.. args, "stages[0].components[0].task=median1"], output, error));
+        Assert.Contains("stages[0].components[0].task: bench pmo sets it for every run (--tasks)", error.ToString());
+        Assert.Equal(2, Cli.Cli.Run([.. args, "budget.oracle_calls=50"], output, error));
+        Assert.Contains("budget.oracle_calls: bench pmo sets it for every run (--budget)", error.ToString());
         Assert.False(Directory.Exists(dir)); // refused before anything was written
     }
 }

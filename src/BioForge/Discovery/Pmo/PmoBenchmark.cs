@@ -136,6 +136,9 @@ public static class PmoBenchmark
         string grammar = options.Grammar ?? new OptimizeConfig.SamplingSection().Grammar;
         if (grammar is not ("none" or "smiles")) throw new BioForgeException($"--grammar must be none or smiles (got '{grammar}')");
         if (!Directory.Exists(options.Prior)) throw new BioForgeException($"--prior {options.Prior}: not a directory (a SMILES language model, e.g. models/smiles-llama-small)");
+        foreach (string key in OverriddenKeys(options.Overrides))
+            if (OwnedSetting(key) is { } owner)
+                throw new BioForgeException($"{key}: bench pmo sets it for every run ({owner}); not a setting to override");
         if (options.Tasks.Count > 0) ConfigOf(options, options.Tasks[0], 0, "(checked)"); // a bad override fails here, before any directory is made
         Directory.CreateDirectory(options.Out);
         string resultsPath = Path.Combine(options.Out, ResultsFile);
@@ -226,6 +229,15 @@ public static class PmoBenchmark
     private static OptimizeConfig ConfigOf(PmoBenchmarkOptions options, string task, int seed, string directory) =>
         RunConfig(task, seed, options.Budget, options.Prior, directory, options.Strategy, options.GeneticOffspring, options.Grammar, options.ReplayUpdates,
             options.SkipRepeats, options.Overrides);
+
+    /// <summary>What sets a setting that belongs to the benchmark's protocol (the option to use instead); null for the others.</summary>
+    private static string? OwnedSetting(string key) =>
+        key == "seed" ? "--seeds"
+        : key.StartsWith("prior.", StringComparison.Ordinal) ? "--prior"
+        : key.StartsWith("budget.", StringComparison.Ordinal) ? "--budget"
+        : key.StartsWith("output.", StringComparison.Ordinal) ? "--out"
+        : key.StartsWith("stages[0].components", StringComparison.Ordinal) || key == "stages[0].name" || key == "stages" ? "--tasks"
+        : null;
 
     private static IEnumerable<string> OverriddenKeys(IEnumerable<string> overrides) =>
         overrides.Select(o => o.Split('=', 2)[0].Trim()).Distinct(StringComparer.Ordinal);
