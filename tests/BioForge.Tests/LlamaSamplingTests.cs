@@ -52,6 +52,33 @@ public sealed class LlamaSamplingTests
     }
 
     [Fact]
+    public void PromptsOfAnyLengthsStartTheirSequencesInOneBatchAndCountInTheLikelihood()
+    {
+        using var model = Load();
+        var options = new SamplingOptions { Temperature = 1.2, TopK = 5, MaxNewTokens = 10 };
+        long[]?[] prompts = [null, [5, 9], [12, 7, 30, 41, 8], [], [3]];
+        using var generator = new Generator(11);
+        var samples = Sampling.Sample(model, prompts.Length, options, generator, prompts);
+        using var _ = no_grad();
+        for (int i = 0; i < samples.Count; i++)
+        {
+            var s = samples[i];
+            long[] prompt = prompts[i] ?? [];
+            Assert.Equal(prompt, s.Tokens.Take(prompt.Length));
+            Assert.True(s.Finished || s.Tokens.Length == options.MaxNewTokens);
+            using var scope = NewDisposeScope();
+            long[] sequence = [model.Config.BosTokenId, .. s.Tokens];
+            var ids = tensor(sequence, [1, sequence.Length]);
+            var logProbs = model.Forward(ids, ones_like(ids)).Logits[0].log_softmax(-1);
+            double expected = 0;
+            for (int t = 1; t < sequence.Length; t++) expected += logProbs[t - 1, sequence[t]].item<float>();
+            if (s.Finished) expected += logProbs[sequence.Length - 1, model.Config.EosTokenId].item<float>();
+            Assert.Equal(expected, s.LogLikelihood, 1e-4);
+        }
+        Assert.Throws<ArgumentException>(() => Sampling.Sample(model, 2, options, generator, prompts));
+    }
+
+    [Fact]
     public void DrawsAreMadeOnTheHostSoASeedGivesTheSameTokensOnEveryDevice()
     {
         // CUDA's multinomial refuses a CPU generator, and TorchSharp makes one whatever device it is asked for: the

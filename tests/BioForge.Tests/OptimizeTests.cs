@@ -131,6 +131,8 @@ public sealed class OptimizeTests
     [InlineData("")]
     // Extra updates on the memory alone draw from it with their own seeded generator; repeats are known from the filter's restored memory.
     [InlineData("replay_updates = 2\nreplay_update_size = 8\nskip_repeats = true")]
+    // Children the agent writes (continuing cut spellings of the best molecules) come from their own seeded draws.
+    [InlineData("genetic_offspring = 0\ncompletion_offspring = 8")]
     public void ARunStoppedAndResumedEndsWhereAnUninterruptedOneDoes(string learning)
     {
         _ = TestData.Cpu;
@@ -154,7 +156,8 @@ public sealed class OptimizeTests
         Assert.Contains("rank,smiles,score,step,stage,scaffold,qed,mw", File.ReadAllText(Path.Combine(resumed, "ranked.csv")));
         // Every row says whether the agent sampled it or the genetic step bred it (none bred with genetic_offspring = 0).
         var sources = File.ReadAllLines(Path.Combine(resumed, "scores_2_small_rings.csv")).Skip(1).Select(l => l[(l.LastIndexOf(',') + 1)..]).ToHashSet();
-        Assert.Equal(learning.Contains("genetic_offspring = 0", StringComparison.Ordinal) ? ["sampled"] : ["sampled", "bred"], sources.Order().Reverse());
+        bool breeds = !learning.Contains("genetic_offspring = 0", StringComparison.Ordinal) || learning.Contains("completion_offspring", StringComparison.Ordinal);
+        Assert.Equal(breeds ? ["sampled", "bred"] : ["sampled"], sources.Order().Reverse());
     }
 
     [Fact]

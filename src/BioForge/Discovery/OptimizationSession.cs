@@ -58,6 +58,8 @@ public sealed record OptimizationStep(int StageIndex, string StageName, IReadOnl
 /// With <c>genetic_offspring</c> &gt; 0 each step also breeds that many children of the best molecules so far by graph
 /// crossover and mutation (<see cref="GraphGeneticOperators"/>; the genetic exploration of Genetic GFN, Kim et al. 2024):
 /// they are scored like samples and the agent learns from them in the same update, off-policy like replayed molecules.
+/// With <c>completion_offspring</c> &gt; 0 the agent also writes children itself: the continuation of a cut random
+/// spelling of one of the best molecules.
 /// Stages run one after another, each with its own scoring function and termination. Files are the business of
 /// <see cref="MoleculeOptimizer"/>; a server drives a session directly from the models it holds.
 /// </summary>
@@ -230,7 +232,7 @@ public sealed class OptimizationSession : IDisposable
         var learned = filter!.Apply(scored, out var buckets);
         int sampled = scored.Count;
         double scoreSeconds = Lap();
-        if (genetics is not null && budget is not { Exhausted: true })
+        if ((genetics is not null || config.Learning.CompletionOffspring > 0) && budget is not { Exhausted: true })
         {
             var (childBatch, childScored, childCalls) = Breed(step, stage, scored, learned);
             var childLearned = filter.Apply(childScored, out var childBuckets);
@@ -312,7 +314,7 @@ public sealed class OptimizationSession : IDisposable
         var children = new List<(string Smiles, SampledSequence Tokens)>();
         try
         {
-            for (int attempt = 0; attempt < 4 * wanted && children.Count < wanted; attempt++)
+            for (int attempt = 0; genetics is not null && attempt < 4 * wanted && children.Count < wanted; attempt++)
             {
                 var first = ParentMolecule(parents, pool[GraphGeneticOperators.Pick(random, weights)].Canonical);
                 var second = ParentMolecule(parents, pool[GraphGeneticOperators.Pick(random, weights)].Canonical);
@@ -326,10 +328,45 @@ public sealed class OptimizationSession : IDisposable
         {
             foreach (var m in parents.Values) m?.Dispose();
         }
+        if (config.Learning.CompletionOffspring > 0) children.AddRange(Completions(step, pool, weights, children));
         var smiles = children.Select(c => c.Smiles).ToList();
         if (budget is null) return ([.. children.Select(c => c.Tokens)], scoring!.Score(smiles), []);
         var (childScored, calls) = budget.Score(smiles, step, stage, scoring!);
         return ([.. children.Take(childScored.Count).Select(c => c.Tokens)], childScored, calls);
+    }
+
+    /// <summary>
+    /// <c>completion_offspring</c> children written by the agent itself: each parent, drawn from the same pool and
+    /// weights as the genetic children, is spelled as a random SMILES, cut after at least half of its tokens, and the
+    /// agent continues it (one batch, the prefixes as prompts). A change the language model finds plausible, near a
+    /// good molecule; kept when valid and new to the run, with the tokens as written.
+    /// </summary>
+    private List<(string Smiles, SampledSequence Tokens)> Completions(int step, IReadOnlyList<(string Canonical, double Score)> pool, double[] weights,
+        IReadOnlyList<(string Smiles, SampledSequence Tokens)> bred)
+    {
+        int wanted = config.Learning.CompletionOffspring;
+        var random = new Random((int)(StatelessRandom.Hash(config.Seed, step, 0xC0) & int.MaxValue));
+        var prompts = new List<long[]?>(wanted);
+        for (int draw = 0; draw < 2 * wanted && prompts.Count < wanted; draw++)
+        {
+            string parent = pool[GraphGeneticOperators.Pick(random, weights)].Canonical;
+            if (Spelled(parent, vocabulary, config.Sampling.MaxLength) is not { Tokens.Length: >= 2 } spelled) continue;
+            int keep = random.Next((spelled.Tokens.Length + 1) / 2, spelled.Tokens.Length);
+            prompts.Add(spelled.Tokens[..keep]);
+        }
+        if (prompts.Count == 0) return [];
+        using var generator = Sampling.CreateGenerator(StatelessRandom.Hash(config.Seed, step, 0xC2));
+        var written = Sampling.Sample(Agent.Model, prompts.Count, sampling, generator, prompts);
+        var children = new List<(string Smiles, SampledSequence Tokens)>();
+        foreach (var sequence in written.Where(s => s.Finished))
+        {
+            if (!Molecule.TryFromSmiles(vocabulary.DecodeRaw(sequence.Tokens), out var molecule, out _)) continue;
+            string canonical;
+            using (molecule) canonical = molecule!.ToSmiles();
+            if (filter!.Seen(canonical) || bred.Any(c => c.Smiles == canonical) || children.Any(c => c.Smiles == canonical)) continue;
+            children.Add((canonical, sequence));
+        }
+        return children;
     }
 
     /// <summary>A parent's molecule, or null when RDKit cannot read its own canonical SMILES back (it happens: RDKit

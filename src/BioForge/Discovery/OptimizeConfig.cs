@@ -89,6 +89,11 @@ public sealed record OptimizeConfig
         public int GeneticOffspring { get; init; } = 32;
         /// <summary>Genetic exploration: the chance that a crossover child is also mutated (Graph GA's 0.067 in PMO).</summary>
         public double MutationRate { get; init; } = 0.067;
+        /// <summary>
+        /// Children written by the agent each step: a random spelling of one of the best molecules, cut after at least
+        /// half of its tokens, continued by the agent; scored and learned from as the genetic children are. 0: off.
+        /// </summary>
+        public int CompletionOffspring { get; init; }
     }
 
     public sealed record DiversityFilterSection
@@ -174,6 +179,7 @@ public sealed record OptimizeConfig
         require(Learning.Strategy is "reinvent" or "augmented_memory" or "ahc", $"learning.strategy must be reinvent, augmented_memory or ahc (got '{Learning.Strategy}')");
         require(Learning.TopFraction is > 0 and <= 1, $"learning.top_fraction must be in (0, 1] (got {Learning.TopFraction})");
         require(Learning.GeneticOffspring is >= 0 and <= 1024, $"learning.genetic_offspring must be in [0, 1024] (got {Learning.GeneticOffspring})");
+        require(Learning.CompletionOffspring is >= 0 and <= 1024, $"learning.completion_offspring must be in [0, 1024] (got {Learning.CompletionOffspring})");
         require(Learning.MutationRate is >= 0 and <= 1, $"learning.mutation_rate must be in [0, 1] (got {Learning.MutationRate})");
         require(Learning.ReplayUpdates is >= 0 and <= 16, $"learning.replay_updates must be in [0, 16] (got {Learning.ReplayUpdates})");
         require(Learning.ReplayUpdateSize >= 1, $"learning.replay_update_size must be at least 1 (got {Learning.ReplayUpdateSize})");

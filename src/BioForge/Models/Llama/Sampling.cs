@@ -82,11 +82,16 @@ public static class Sampling
     /// leave the batch. The model runs on its device; each step's token is drawn on the host from
     /// <paramref name="generator"/> (see <see cref="CreateGenerator"/>), so a seed reproduces whatever the device.
     /// </summary>
-    public static IReadOnlyList<SampledSequence> Sample(LlamaForCausalLM model, int count, SamplingOptions options, Generator generator)
+    /// <param name="prompts">Per sequence, tokens it must start with (without the begin token; null or empty: none).
+    /// They are fed one per step in the same batch, as if drawn, so prompts of any lengths share one decode; a
+    /// sequence's log-likelihood then includes its prompt's, and the generator is drawn from as without prompts.</param>
+    public static IReadOnlyList<SampledSequence> Sample(LlamaForCausalLM model, int count, SamplingOptions options, Generator generator,
+        IReadOnlyList<long[]?>? prompts = null)
     {
         if (count < 1) throw new BioForgeException($"number of samples must be positive (got {count})");
         if (options.Temperature <= 0) throw new BioForgeException($"temperature must be positive (got {options.Temperature})");
         if (options.TopP is <= 0 or > 1) throw new BioForgeException($"top-p must be in (0, 1] (got {options.TopP})");
+        if (prompts is not null && prompts.Count != count) throw new ArgumentException($"{prompts.Count} prompts for {count} sequences", nameof(prompts));
         var config = model.Config;
         var device = model.parameters().First().device;
         var tokens = Enumerable.Range(0, count).Select(_ => new List<long>()).ToArray();
@@ -113,8 +118,9 @@ public static class Sampling
                 var probabilities = Filter(tempered, options).softmax(-1).cpu();
                 var drawn = multinomial(probabilities, 1, false, generator);
                 var chosen = drawn.to(device);
-                var chosenLogProbs = logProbs.gather(1, chosen).squeeze(1).cpu().data<float>().ToArray();
                 var chosenTokens = drawn.squeeze(1).data<long>().ToArray();
+                if (prompts is not null && ForcePrompts(prompts, alive, step, chosenTokens)) chosen = tensor(chosenTokens).unsqueeze(1).to(device);
+                var chosenLogProbs = logProbs.gather(1, chosen).squeeze(1).cpu().data<float>().ToArray();
 
                 var stillAlive = new List<int>();
                 var keep = new List<long>();
@@ -146,6 +152,19 @@ public static class Sampling
             next.Dispose();
         }
         return Enumerable.Range(0, count).Select(i => new SampledSequence([.. tokens[i]], finished[i], logLikelihood[i])).ToList();
+    }
+
+    /// <summary>Replaces the drawn token of each row still inside its prompt with the prompt's; true when any was.</summary>
+    private static bool ForcePrompts(IReadOnlyList<long[]?> prompts, List<int> alive, int step, long[] chosenTokens)
+    {
+        bool forced = false;
+        for (int r = 0; r < alive.Count; r++)
+        {
+            if (prompts[alive[r]] is not { } prompt || step >= prompt.Length) continue;
+            chosenTokens[r] = prompt[step];
+            forced = true;
+        }
+        return forced;
     }
 
     /// <summary>
