@@ -36,19 +36,25 @@ public sealed class LlamaSamplingTests
         Assert.Equal(samples.Select(s => string.Join(',', s.Tokens)), Draw(7).Select(s => string.Join(',', s.Tokens)));
         Assert.Contains(samples, s => s.Tokens.Length > 0);
 
-        using var _ = no_grad();
         foreach (var s in samples)
         {
-            using var scope = NewDisposeScope();
-            long[] sequence = [model.Config.BosTokenId, .. s.Tokens];
-            var ids = tensor(sequence, [1, sequence.Length]);
-            var logProbs = model.Forward(ids, ones_like(ids)).Logits[0].log_softmax(-1);
-            double expected = 0;
-            for (int i = 1; i < sequence.Length; i++) expected += logProbs[i - 1, sequence[i]].item<float>();
-            if (s.Finished) expected += logProbs[sequence.Length - 1, model.Config.EosTokenId].item<float>();
-            Assert.Equal(expected, s.LogLikelihood, 1e-4);
+            Assert.Equal(TeacherForced(model, s), s.LogLikelihood, 1e-4);
             Assert.True(s.Finished || s.Tokens.Length == options.MaxNewTokens);
         }
+    }
+
+    /// <summary>The sequence's log-likelihood from one full forward pass: each token after the begin token, and the end token when it finished.</summary>
+    private static double TeacherForced(LlamaForCausalLM model, SampledSequence s)
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        long[] sequence = [model.Config.BosTokenId, .. s.Tokens];
+        var ids = tensor(sequence, [1, sequence.Length]);
+        var logProbs = model.Forward(ids, ones_like(ids)).Logits[0].log_softmax(-1);
+        double expected = 0;
+        for (int i = 1; i < sequence.Length; i++) expected += logProbs[i - 1, sequence[i]].item<float>();
+        if (s.Finished) expected += logProbs[sequence.Length - 1, model.Config.EosTokenId].item<float>();
+        return expected;
     }
 
     [Fact]
@@ -59,21 +65,13 @@ public sealed class LlamaSamplingTests
         long[]?[] prompts = [null, [5, 9], [12, 7, 30, 41, 8], [], [3]];
         using var generator = new Generator(11);
         var samples = Sampling.Sample(model, prompts.Length, options, generator, prompts);
-        using var _ = no_grad();
         for (int i = 0; i < samples.Count; i++)
         {
             var s = samples[i];
             long[] prompt = prompts[i] ?? [];
             Assert.Equal(prompt, s.Tokens.Take(prompt.Length));
             Assert.True(s.Finished || s.Tokens.Length == options.MaxNewTokens);
-            using var scope = NewDisposeScope();
-            long[] sequence = [model.Config.BosTokenId, .. s.Tokens];
-            var ids = tensor(sequence, [1, sequence.Length]);
-            var logProbs = model.Forward(ids, ones_like(ids)).Logits[0].log_softmax(-1);
-            double expected = 0;
-            for (int t = 1; t < sequence.Length; t++) expected += logProbs[t - 1, sequence[t]].item<float>();
-            if (s.Finished) expected += logProbs[sequence.Length - 1, model.Config.EosTokenId].item<float>();
-            Assert.Equal(expected, s.LogLikelihood, 1e-4);
+            Assert.Equal(TeacherForced(model, s), s.LogLikelihood, 1e-4);
         }
         Assert.Throws<ArgumentException>(() => Sampling.Sample(model, 2, options, generator, prompts));
     }
