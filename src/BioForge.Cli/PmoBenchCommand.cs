@@ -28,7 +28,7 @@ internal static class PmoBenchCommand
             new Discovery.OptimizeConfig.LearningSection().ReplayUpdates);
         var skipRepeats = new Option<bool>("--skip-repeats")
         {
-            Description = "leave molecules scored in an earlier step out of each update (learning.skip_repeats)",
+            Description = "leave molecules scored in an earlier step out of each update (learning.skip_repeats; --skip-repeats false learns from them too)",
             DefaultValueFactory = _ => new Discovery.OptimizeConfig.LearningSection().SkipRepeats,
         };
         var grammar = new Option<string>("--grammar")
@@ -58,7 +58,7 @@ internal static class PmoBenchCommand
             bool skipped = result.GetValue(skipRepeats);
             string sampledUnder = result.GetValue(grammar)!;
             string[] settings = result.GetValue(overrides) ?? [];
-            output.WriteLine($"bench pmo: {selected.Count} task(s) × {n} seed(s), budget {b}, strategy {learning}{(bred > 0 ? $" + {bred} genetic offspring per step" : "")}{(replayed > 0 ? $" + {replayed} replay updates per step" : "")}{(skipped ? ", repeats skipped" : "")}{(sampledUnder != "none" ? $", grammar {sampledUnder}" : "")}{string.Concat(settings.Select(s => $", {s}"))}, {p} run(s) side by side on {perRun} thread(s) each -> {dir}");
+            output.WriteLine($"bench pmo: {selected.Count} task(s) × {n} seed(s), budget {b}, strategy {learning}{(bred > 0 ? $" + {bred} genetic offspring per step" : "")}{(replayed > 0 ? $" + {replayed} replay updates per step" : "")}{(skipped ? ", repeats skipped" : ", repeats learned from")}{(sampledUnder != "none" ? $", grammar {sampledUnder}" : "")}{string.Concat(settings.Select(s => $", {s}"))}, {p} run(s) side by side on {perRun} thread(s) each -> {dir}");
             return Cli.Stoppable(error, "stopping the running runs after their current step (each writes a checkpoint); run the same command again to continue", cancellation =>
             {
                 var options = new PmoBenchmarkOptions

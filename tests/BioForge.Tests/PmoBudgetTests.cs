@@ -211,7 +211,7 @@ public sealed class PmoBudgetTests
         Assert.Contains("| qed | ", summary);
         Assert.Contains("0.941", summary); // the published REINVENT number beside it
         Assert.Contains("Genetic GFN", summary);
-        Assert.Contains($"BioForge (learning.strategy = {new OptimizeConfig.LearningSection().Strategy}", summary);
+        Assert.Contains($"BioForge (learning.strategy = {new OptimizeConfig.LearningSection().Strategy}, learning.genetic_offspring = 32, learning.replay_updates = 0, learning.skip_repeats = true, sampling.grammar = none)", summary);
         Assert.StartsWith("<svg", File.ReadAllText(Path.Combine(dir, PmoBenchmark.CurvesFile)));
 
         // Again over the same directory: the finished run is kept, not repeated.
@@ -237,13 +237,34 @@ public sealed class PmoBudgetTests
 
         // Other learning settings over the same table are refused, not mixed into it.
         Assert.Equal(2, Cli.Cli.Run([.. args, "--offspring", "3"], output, error));
-        Assert.Contains("genetic offspring per step, not 3; use another --out", error.ToString());
+        Assert.Contains("ran with learning.genetic_offspring = 32, not 3; use another --out", error.ToString());
         Assert.Equal(2, Cli.Cli.Run([.. args, "--replay-updates", "2"], output, error));
-        Assert.Contains("with 0 replay updates per step, not 2; use another --out", error.ToString());
-        Assert.Equal(2, Cli.Cli.Run([.. args, "--skip-repeats"], output, error));
-        Assert.Contains("with skip_repeats = false, not true; use another --out", error.ToString());
+        Assert.Contains("ran with learning.replay_updates = 0, not 2; use another --out", error.ToString());
+        Assert.Equal(2, Cli.Cli.Run([.. args, "--skip-repeats", "false"], output, error));
+        Assert.Contains("ran with learning.skip_repeats = true, not false; use another --out", error.ToString());
         Assert.Equal(2, Cli.Cli.Run([.. args, "--grammar", "smiles"], output, error));
-        Assert.Contains("sampled with grammar none, not smiles; use another --out", error.ToString());
+        Assert.Contains("ran with sampling.grammar = none, not smiles; use another --out", error.ToString());
+        string[] otherBudget = [.. args.Select(a => a == "200" ? "300" : a)];
+        Assert.Equal(2, Cli.Cli.Run(otherBudget, output, error));
+        Assert.Contains("ran with budget.oracle_calls = 200, not 300; use another --out", error.ToString());
+        // A run written before a setting existed ran as that setting's off value (before strategies: REINVENT).
+        string config = Path.Combine(run, Training.RunDirectory.ConfigFile);
+        string stored = File.ReadAllText(config);
+        var old = System.Text.Json.Nodes.JsonNode.Parse(stored)!;
+        old["learning"]!.AsObject().Remove("strategy");
+        File.WriteAllText(config, old.ToJsonString());
+        Assert.Equal(2, Cli.Cli.Run(args, output, error));
+        Assert.Contains("ran with learning.strategy = reinvent, not ahc; use another --out", error.ToString());
+        // Any other setting missing counts as its value now; one that differs (a default changed since) is refused.
+        old = System.Text.Json.Nodes.JsonNode.Parse(stored)!;
+        old["learning"]!.AsObject().Remove("completion_offspring");
+        File.WriteAllText(config, old.ToJsonString());
+        Assert.Equal(0, Cli.Cli.Run(args, output, error));
+        old["stages"]![0]!["patience"] = 7;
+        File.WriteAllText(config, old.ToJsonString());
+        Assert.Equal(2, Cli.Cli.Run(args, output, error));
+        Assert.Contains("ran with stages[0].patience = 7, not 5; use another --out", error.ToString());
+        File.WriteAllText(config, stored);
         Assert.Equal(2, Cli.Cli.Run([.. args, "--grammar", "deepsmiles"], output, error));
         Assert.Contains("--grammar must be none or smiles (got 'deepsmiles')", error.ToString());
         Assert.Equal(2, Cli.Cli.Run([.. args, "learning.mutation_rate=0.5"], output, error));

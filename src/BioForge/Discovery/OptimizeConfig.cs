@@ -77,9 +77,10 @@ public sealed record OptimizeConfig
         /// <summary>
         /// Leave molecules scored in an earlier step (and a batch's second copy of one) out of the step's update: the
         /// agent is not pulled further towards what it already samples, and an update learns from new molecules only
-        /// (the replayed memory still holds the best). Their scores still count; the budget never counted them.
+        /// (the replayed memory still holds the best). Their scores still count; the budget never counted them. On by
+        /// default: with the shipped prior it scored higher on PMO, paired by task and seed (docs/benchmarks.md).
         /// </summary>
-        public bool SkipRepeats { get; init; } = false;
+        public bool SkipRepeats { get; init; } = true;
         public int ReplayUpdateSize { get; init; } = 64;
         /// <summary>
         /// Genetic exploration: children bred each step from the best molecules so far by graph crossover and mutation

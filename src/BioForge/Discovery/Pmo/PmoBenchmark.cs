@@ -57,13 +57,13 @@ public static class PmoBenchmark
 
     /// <summary>
     /// One benchmark run: sampling, learning and the diversity filter are <see cref="OptimizeConfig"/>'s defaults —
-    /// the best settings found, one place for both (today Augmented Hill-Climb with 32 genetic offspring per step on
-    /// the settings PMO ran REINVENT with: mol_opt's batch 64, σ 500, lr 5e-4, 24 replayed from a memory of 100, no
+    /// the best settings found, one place for both (today Augmented Hill-Climb with 32 genetic offspring per step and
+    /// repeats left out of the updates, on the settings PMO ran REINVENT with: mol_opt's batch 64, σ 500, lr 5e-4, 24 replayed from a memory of 100, no
     /// scaffold filter). The budget ends the run; it ends early and keeps its last top-10 up to the budget when, as in
     /// mol_opt, the 100 best scores stay the same for 5 steps after the first 1000 calls (a collapsed agent otherwise
     /// spends hours of steps finding one new molecule each), or when its batches stop bringing new molecules (under 1 %
     /// for 10 steps). <paramref name="strategy"/>, <paramref name="geneticOffspring"/>, <paramref name="grammar"/>,
-    /// <paramref name="replayUpdates"/> and <paramref name="skipRepeats"/> replace the defaults (to compare them; REINVENT, the baseline, is <c>reinvent</c> with 0 offspring),
+    /// <paramref name="replayUpdates"/> and <paramref name="skipRepeats"/> replace the defaults (to compare them; REINVENT, the baseline, is <c>reinvent</c> with 0 offspring and repeats learned from),
     /// and <paramref name="overrides"/> (<c>section.key=value</c>) any setting after them.
     /// </summary>
     public static OptimizeConfig RunConfig(string task, int seed, int budget, string prior, string directory, string? strategy = null, int? geneticOffspring = null,
@@ -126,20 +126,18 @@ public static class PmoBenchmark
     {
         if (options.Seeds < 1 || options.Budget < 1 || options.Parallel < 1 || options.Threads < 0)
             throw new BioForgeException("--seeds, --budget and --parallel must be positive");
-        string strategy = options.Strategy ?? new OptimizeConfig.LearningSection().Strategy;
-        if (strategy is not ("reinvent" or "augmented_memory" or "ahc")) throw new BioForgeException($"--strategy must be reinvent, augmented_memory or ahc (got '{strategy}')");
-        int offspring = options.GeneticOffspring ?? new OptimizeConfig.LearningSection().GeneticOffspring;
-        if (offspring is < 0 or > 1024) throw new BioForgeException($"--offspring must be in [0, 1024] (got {offspring})");
-        int replayUpdates = options.ReplayUpdates ?? new OptimizeConfig.LearningSection().ReplayUpdates;
-        if (replayUpdates is < 0 or > 16) throw new BioForgeException($"--replay-updates must be in [0, 16] (got {replayUpdates})");
-        bool skipRepeats = options.SkipRepeats ?? new OptimizeConfig.LearningSection().SkipRepeats;
-        string grammar = options.Grammar ?? new OptimizeConfig.SamplingSection().Grammar;
-        if (grammar is not ("none" or "smiles")) throw new BioForgeException($"--grammar must be none or smiles (got '{grammar}')");
+        if (options.Tasks.Count == 0) throw new BioForgeException("--tasks: no task given");
+        if (options.Strategy is { } strategy && strategy is not ("reinvent" or "augmented_memory" or "ahc"))
+            throw new BioForgeException($"--strategy must be reinvent, augmented_memory or ahc (got '{strategy}')");
+        if (options.GeneticOffspring is < 0 or > 1024) throw new BioForgeException($"--offspring must be in [0, 1024] (got {options.GeneticOffspring})");
+        if (options.ReplayUpdates is < 0 or > 16) throw new BioForgeException($"--replay-updates must be in [0, 16] (got {options.ReplayUpdates})");
+        if (options.Grammar is { } grammar && grammar is not ("none" or "smiles")) throw new BioForgeException($"--grammar must be none or smiles (got '{grammar}')");
         if (!Directory.Exists(options.Prior)) throw new BioForgeException($"--prior {options.Prior}: not a directory (a SMILES language model, e.g. models/smiles-llama-small)");
         foreach (string key in OverriddenKeys(options.Overrides))
             if (OwnedSetting(key) is { } owner)
                 throw new BioForgeException($"{key}: bench pmo sets it for every run ({owner}); not a setting to override");
-        if (options.Tasks.Count > 0) ConfigOf(options, options.Tasks[0], 0, "(checked)"); // a bad override fails here, before any directory is made
+        // A bad override fails here, before any directory is made; the first run's settings name the table's in summary.md (the budget heads it).
+        var settingsOfRuns = JsonNode.Parse(ConfigOf(options, options.Tasks[0], 0, "(checked)").ToJsonText());
         Directory.CreateDirectory(options.Out);
         string resultsPath = Path.Combine(options.Out, ResultsFile);
         var results = ReadResults(resultsPath);
@@ -149,29 +147,11 @@ public static class PmoBenchmark
             string config = Path.Combine(RunDirectoryOf(options.Out, r.Task, r.Seed), Training.RunDirectory.ConfigFile);
             if (!File.Exists(config)) throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} is listed but its run directory is gone ({config})");
             var stored = JsonNode.Parse(File.ReadAllText(config));
-            int budget = stored?["budget"]?["oracle_calls"]?.GetValue<int>() ?? 0;
-            if (budget != options.Budget)
-                throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} ran with a budget of {budget}, not {options.Budget}; use another --out for another budget");
-            // Runs from before strategies existed learned as REINVENT.
-            string ran = stored?["learning"]?["strategy"]?.GetValue<string>() ?? "reinvent";
-            if (ran != strategy)
-                throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} ran with strategy {ran}, not {strategy}; use another --out for another strategy");
-            int bred = stored?["learning"]?["genetic_offspring"]?.GetValue<int>() ?? 0;
-            if (bred != offspring)
-                throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} ran with {bred} genetic offspring per step, not {offspring}; use another --out for other settings");
-            int replayed = stored?["learning"]?["replay_updates"]?.GetValue<int>() ?? 0;
-            if (replayed != replayUpdates)
-                throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} ran with {replayed} replay updates per step, not {replayUpdates}; use another --out for other settings");
-            bool skipped = stored?["learning"]?["skip_repeats"]?.GetValue<bool>() ?? false;
-            if (skipped != skipRepeats)
-                throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} ran with skip_repeats = {(skipped ? "true" : "false")}, not {(skipRepeats ? "true" : "false")}; use another --out for other settings");
-            string sampledUnder = stored?["sampling"]?["grammar"]?.GetValue<string>() ?? "none";
-            if (sampledUnder != grammar)
-                throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} sampled with grammar {sampledUnder}, not {grammar}; use another --out for other settings");
             var wanted = JsonNode.Parse(ConfigOf(options, r.Task, r.Seed, RunDirectoryOf(options.Out, r.Task, r.Seed)).ToJsonText());
-            foreach (string setting in OverriddenKeys(options.Overrides))
+            // Every setting, so a default changed since (bench pmo's own, or OptimizeConfig's) is not mixed into a table either.
+            foreach (var (setting, now) in Leaves(wanted, "").Where(l => !l.Key.StartsWith("output.", StringComparison.Ordinal)))
             {
-                string was = Setting(stored, setting) ?? "(not set)", now = Setting(wanted, setting) ?? "(not set)";
+                string was = Setting(stored, setting) ?? TableSettings.FirstOrDefault(t => t.Key == setting).Absent ?? now;
                 if (was != now)
                     throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} ran with {setting} = {was}, not {now}; use another --out for other settings");
             }
@@ -219,8 +199,7 @@ public static class PmoBenchmark
         if (errors.Count > 0) throw errors[0] is BioForgeException ? errors[0] : new AggregateException(errors);
 
         var selected = results.Where(r => options.Tasks.Contains(r.Task) && r.Seed < options.Seeds).OrderBy(r => Array.IndexOf([.. PmoOracle.Tasks], r.Task)).ThenBy(r => r.Seed).ToList();
-        string settings = $"learning.strategy = {strategy}" + (offspring > 0 ? $", genetic_offspring = {offspring}" : "") + (replayUpdates > 0 ? $", replay_updates = {replayUpdates}" : "") + (skipRepeats ? ", skip_repeats = true" : "") + (grammar != "none" ? $", sampling.grammar = {grammar}" : "")
-            + string.Concat(options.Overrides.Select(o => $", {o}"));
+        string settings = string.Join(", ", TableSettings.Where(t => t.Key != "budget.oracle_calls").Select(t => $"{t.Key} = {Setting(settingsOfRuns, t.Key)}").Concat(options.Overrides));
         AtomicFile.WriteText(Path.Combine(options.Out, SummaryFile), Summary(selected, options.Budget, settings));
         AtomicFile.WriteText(Path.Combine(options.Out, CurvesFile), Curves(options.Out, selected));
         return selected;
@@ -239,10 +218,32 @@ public static class PmoBenchmark
         : key.StartsWith("stages[0].components", StringComparison.Ordinal) || key == "stages[0].name" || key == "stages" ? "--tasks"
         : null;
 
+    /// <summary>
+    /// The settings of the benchmark's own options, named in <c>summary.md</c>, each with what a run written before the
+    /// setting existed had (REINVENT's strategy, the option off); any other setting missing from an earlier run's
+    /// configuration counts as its value now.
+    /// </summary>
+    private static readonly (string Key, string? Absent)[] TableSettings =
+    [
+        ("budget.oracle_calls", "(not set)"), ("learning.strategy", "reinvent"), ("learning.genetic_offspring", "0"),
+        ("learning.replay_updates", "0"), ("learning.skip_repeats", "false"), ("sampling.grammar", "none"),
+    ];
+
+    /// <summary>Every value of a configuration's JSON with its dotted name (<c>stages[0].patience</c>), as <see cref="Setting"/> writes it.</summary>
+    private static IEnumerable<(string Key, string Value)> Leaves(JsonNode? node, string name) => node switch
+    {
+        JsonObject section => section.SelectMany(p => Leaves(p.Value, name.Length == 0 ? p.Key : $"{name}.{p.Key}")),
+        JsonArray list => list.SelectMany((item, i) => Leaves(item, $"{name}[{i}]")),
+        _ => [(name, Text(node))],
+    };
+
+    private static string Text(JsonNode? node) => node is JsonValue value && value.TryGetValue(out string? text) ? text : node?.ToJsonString() ?? "null";
+
     private static IEnumerable<string> OverriddenKeys(IEnumerable<string> overrides) =>
         overrides.Select(o => o.Split('=', 2)[0].Trim()).Distinct(StringComparer.Ordinal);
 
-    /// <summary>A setting of a run configuration's JSON by its dotted name (<c>stages[0].patience</c> too), as compact JSON; null when absent.</summary>
+    /// <summary>A setting of a run configuration's JSON by its dotted name (<c>stages[0].patience</c> too): a string as
+    /// it is, anything else as compact JSON; null when absent.</summary>
     private static string? Setting(JsonNode? config, string dotted)
     {
         var node = config;
@@ -253,7 +254,7 @@ public static class PmoBenchmark
                 ? node?[key[..bracket]] is JsonArray list && index < list.Count ? list[index] : null
                 : node is JsonObject section ? section[key] : null;
         }
-        return node?.ToJsonString();
+        return node is null ? null : Text(node);
     }
 
     /// <summary>One run, resumed from its checkpoint when it has one; null when it was interrupted.</summary>
