@@ -47,6 +47,38 @@ public sealed class FlatAdamWTests
     }
 
     [Fact]
+    public void AResetOptimizerStepsAsAFreshOneFromTheWeightsSetSince()
+    {
+        using var used = Model();
+        using var fresh = Model();
+        used.Model.eval();
+        fresh.Model.eval();
+        using var optimizer = new FlatAdamW(used.Model.parameters(), new AdamWOptions { WeightDecay = 0 });
+        for (int step = 0; step < 3; step++)
+            using (NewDisposeScope())
+            {
+                optimizer.ZeroGrad();
+                Loss(used, step).backward();
+                optimizer.Update(1e-3);
+            }
+        // Back to the starting weights, as an optimization restarting from its prior sets them.
+        using (no_grad())
+            foreach (var (weight, start) in used.Model.parameters().Zip(fresh.Model.parameters())) weight.copy_(start);
+        optimizer.Reset();
+        Assert.Equal(0, optimizer.Step);
+        using var reference = new FlatAdamW(fresh.Model.parameters(), new AdamWOptions { WeightDecay = 0 });
+        foreach (var (model, adam) in new[] { (used, optimizer), (fresh, reference) })
+            using (NewDisposeScope())
+            {
+                adam.ZeroGrad();
+                Loss(model, 7).backward();
+                adam.Update(1e-3);
+            }
+        foreach (var (a, b) in used.Model.parameters().Zip(fresh.Model.parameters()))
+            Assert.True(a.allclose(b, rtol: 0, atol: 1e-7), "a reset optimizer's first step differs from a fresh one's");
+    }
+
+    [Fact]
     public void DecaysMatricesButNotVectors()
     {
         using var model = Model();

@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
 using BioForge.Discovery;
 
 namespace BioForge.Tests;
@@ -296,6 +298,50 @@ public sealed class OptimizeTests
         Assert.Equal(1100, MoleculeOptimizer.ReadCalls(dir).Count);
         Assert.All(steps, s => Assert.True(s.Loss < 1e-4, $"step {s.Step}: loss {s.Loss}"));
         Assert.True(steps[^2].ValidFraction > 0.6, $"valid {steps[^2].ValidFraction:P0} at step {steps[^2].Step}");
+    }
+
+    [Fact]
+    public void AStalledSearchStartsAgainFromThePriorAndSpendsTheBudget()
+    {
+        // Every molecule scores 1, so the 100 best stop changing at once: with on_stall = "restart" each search stalls
+        // after its own first 1000 calls and starts again, instead of ending the run there (mol_opt's early stop).
+        _ = TestData.Cpu;
+        string dir = TestData.TempDirectory();
+        string toml = $$"""
+            seed = 3
+            [prior]
+            model = "{{Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small")}}"
+            [sampling]
+            batch_size = 48
+            [budget]
+            oracle_calls = 2300
+            [output]
+            dir = "{{dir}}"
+            [[stages]]
+            patience = 1
+            on_stall = "restart"
+            aggregate = "arithmetic"
+            [[stages.components]]
+            type = "substructure"
+            smarts = ["[#6]"]
+            """;
+        string path = Path.Combine(TestData.TempDirectory(), "run.toml");
+        File.WriteAllText(path, toml);
+        var info = new List<string>();
+        var result = MoleculeOptimizer.Run(OptimizeConfig.Load(path), new OptimizeOptions { Threads = 2, OnInfo = info.Add });
+        Assert.Equal(["stage1: the oracle budget is spent (2300 calls)"], result.StageEndings);
+        Assert.Equal(2300, MoleculeOptimizer.ReadCalls(dir).Count);
+        var restarts = info.Where(line => line.Contains("starts again from the prior", StringComparison.Ordinal)).ToList();
+        Assert.NotEmpty(restarts);
+        int first = int.Parse(restarts[0].Split(" at ")[^1].Split(' ')[0], CultureInfo.InvariantCulture);
+        Assert.InRange(first, 1001, 1300); // after the first search's own 1000 calls, not at once
+        var metrics = File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
+        Assert.Equal(restarts.Count, (int)metrics[^1]["restarts"]!);
+
+        string invalid = toml.Replace("on_stall = \"restart\"", "on_stall = \"rewind\"");
+        File.WriteAllText(path, invalid);
+        var e = Assert.Throws<BioForgeException>(() => OptimizeConfig.Load(path));
+        Assert.Contains("on_stall must be stop or restart (got 'rewind')", e.Message);
     }
 
     [Fact]

@@ -126,9 +126,11 @@ public static class MoleculeOptimizer
                     ["seconds_agent"] = Math.Round(report.Timings?.Agent ?? 0, 3),
                     ["seconds_augment"] = Math.Round(report.Timings?.Augment ?? 0, 3),
                     ["seconds_breed"] = Math.Round(report.Timings?.Breed ?? 0, 3),
+                    ["restarts"] = session.State.Restarts,
                 });
                 options.OnStep?.Invoke(report);
                 if (result.StageEnding is { } ending) options.OnInfo?.Invoke(ending);
+                if (result.Restart is { } restart) options.OnInfo?.Invoke(restart);
                 if (report.Step % config.Output.CheckpointEvery == 0 || result.StageEnding is not null) SaveCheckpoint(run, session, Elapsed());
             }
         }

@@ -24,6 +24,9 @@ public sealed record OptimizationState
     public int Scored { get; init; }
     /// <summary>Seconds spent in earlier sessions of this run (resumes add to it).</summary>
     public double ElapsedSeconds { get; init; }
+    /// <summary>Searches restarted from the prior (<c>on_stall = "restart"</c>), and the oracle calls made when the current one began.</summary>
+    public int Restarts { get; init; }
+    public int SearchStartCall { get; init; }
 }
 
 /// <summary>
@@ -40,9 +43,10 @@ public sealed record ReplayedMolecule(string Canonical, long[] Tokens, bool Fini
 
 /// <summary>One step's outcome: what was sampled and scored, what was learned from, and whether its stage ended.</summary>
 /// <remarks><paramref name="Calls"/> are the oracle calls the step made when the run has a budget (empty otherwise).
-/// The first <paramref name="Sampled"/> of <paramref name="Scored"/> are the agent's samples, the rest bred children.</remarks>
+/// The first <paramref name="Sampled"/> of <paramref name="Scored"/> are the agent's samples, the rest bred children.
+/// <paramref name="Restart"/> says why the search started again from the prior after this step (null when it did not).</remarks>
 public sealed record OptimizationStep(int StageIndex, string StageName, IReadOnlyList<string> Labels, IReadOnlyList<ScoredMolecule> Scored,
-    int Sampled, double[] Learned, OptimizeStepReport Report, string? StageEnding, IReadOnlyList<OracleCall> Calls);
+    int Sampled, double[] Learned, OptimizeStepReport Report, string? StageEnding, IReadOnlyList<OracleCall> Calls, string? Restart = null);
 
 /// <summary>
 /// Goal-directed generation by reinforcement learning, as REINVENT (Olivecrona et al. 2017; Blaschke et al. 2020),
@@ -141,18 +145,22 @@ public sealed class OptimizationSession : IDisposable
         int collapse = newFraction < stage.MinUnique ? State.CollapseCount + 1 : 0;
         // mol_opt counts only after its first 1000 calls. A top 100 of zeros has not converged: nothing is found yet
         // (valsartan_smarts scores 0 until a molecule has its substructure), so the search goes on.
-        int stall = budget is { Used: > 1000, FoundAny: true } && !budget.TopChanged(calls.Count) ? State.StallCount + 1 : 0;
+        int since = State.SearchStartCall;
+        int stall = budget is { FoundAny: true } && budget.Used - since > 1000 && !budget.TopChanged(calls.Count, since: since) ? State.StallCount + 1 : 0;
         var agentSamples = scored.Take(sampled).ToList(); // the agent's own batch, without bred children
         double mean = agentSamples.Average(m => m.Score);
         if (stageIndex == config.Stages.Count - 1)
             foreach (var m in scored.Where(m => m.Valid))
                 Remember(new RankedMolecule(0, m.Canonical!, m.Score, step, stageName, m.Scaffold ?? "", m.Raw, m.Transformed));
 
-        string? ending = null;
+        string? ending = null, restart = null;
         bool endsRun = false;
+        bool stalled = stage.Patience > 0 && stall >= stage.Patience;
         if (collapse >= stage.CollapsePatience)
             ending = $"{stageName}: mode collapse at step {stageStep} (under {stage.MinUnique:P0} distinct valid molecules for {collapse} steps)";
-        else if (stage.Patience > 0 && stall >= stage.Patience)
+        else if (stalled && stage.OnStall == "restart" && budget is { Exhausted: false })
+            restart = $"{stageName}: the search's 100 best scores did not change for {stall} steps; it starts again from the prior at {budget.Used} calls";
+        else if (stalled)
             ending = $"{stageName}: the 100 best scores did not change for {stall} steps after {budget!.Used} calls (early stop, as mol_opt)";
         else if (stageStep >= stage.MinSteps && mean >= stage.MaxScore) ending = $"{stageName}: mean score {mean:F3} reached max_score {stage.MaxScore} at step {stageStep}";
         else if (stageStep >= stage.MaxSteps)
@@ -179,9 +187,24 @@ public sealed class OptimizationSession : IDisposable
             StageEndings = next ? [.. State.StageEndings, ending!] : State.StageEndings,
             Scored = State.Scored + scored.Count,
         };
+        if (restart is not null) Restart();
         var report = new OptimizeStepReport(stageIndex + 1, stageName, step, stageStep, stage.MaxSteps, mean, agentSamples.Count(m => m.Valid) / (double)agentSamples.Count,
             newFraction, filter!.Scaffolds, loss, scored.Max(m => m.Score), elapsed, budget?.Used ?? 0, timings);
-        return new OptimizationStep(stageIndex, stageName, Labels(stageIndex), scored, sampled, learned, report, ending, calls);
+        return new OptimizationStep(stageIndex, stageName, Labels(stageIndex), scored, sampled, learned, report, ending, calls, restart);
+    }
+
+    /// <summary>
+    /// <c>on_stall = "restart"</c>: the agent becomes the prior again (weights and optimizer moments) and forgets its
+    /// replay memory, so neither the update nor the genetic parents pull it back to the series it stalled in; the
+    /// budget, its cache of scored molecules and the ranking stay.
+    /// </summary>
+    private void Restart()
+    {
+        using (no_grad())
+            foreach (var ((_, weight), (_, prior)) in Agent.Model.named_parameters().Zip(this.prior.Model.named_parameters()))
+                weight.copy_(prior);
+        Optimizer.Reset();
+        State = State with { Memory = [], StallCount = 0, CollapseCount = 0, Restarts = State.Restarts + 1, SearchStartCall = budget!.Used };
     }
 
     /// <summary>The stage's scoring function and diversity filter (restored from the state when resuming mid-stage).</summary>

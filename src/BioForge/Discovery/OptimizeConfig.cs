@@ -145,6 +145,14 @@ public sealed record OptimizeConfig
         /// leave the 100 best scores unchanged end the stage. 0: off.
         /// </summary>
         public int Patience { get; init; }
+        /// <summary>
+        /// What running out of <see cref="Patience"/> does: <c>stop</c> ends the stage (mol_opt's early stop);
+        /// <c>restart</c> starts the search again from the prior — the agent's weights and optimizer moments reset, the
+        /// replay memory emptied — keeping the budget, the calls made and the ranked molecules, so the rest of the
+        /// budget looks elsewhere (a stalled search stays in its series: docs/benchmarks.md). Patience then counts the
+        /// new search's own 100 best.
+        /// </summary>
+        public string OnStall { get; init; } = "stop";
         /// <summary>Reaching max_steps ends the whole run, not just this stage (REINVENT 4's rule: only max_score moves on).</summary>
         public bool MaxStepsEndsRun { get; init; }
         /// <summary><c>arithmetic</c> or <c>geometric</c> weighted mean of the components.</summary>
@@ -201,6 +209,7 @@ public sealed record OptimizeConfig
             require(stage.MaxScore is > 0 and <= 1, $"{where}.max_score must be in (0, 1] (got {stage.MaxScore})");
             require(stage.MinUnique is >= 0 and < 1 && stage.CollapsePatience >= 1, $"{where}: min_unique must be in [0, 1) and collapse_patience >= 1");
             require(stage.Patience >= 0, $"{where}.patience must be 0 (off) or positive (got {stage.Patience})");
+            require(stage.OnStall is "stop" or "restart", $"{where}.on_stall must be stop or restart (got '{stage.OnStall}')");
             require(stage.Aggregate is "arithmetic" or "geometric", $"{where}.aggregate must be arithmetic or geometric (got '{stage.Aggregate}')");
             require(stage.Components.Count > 0, $"{where}: no components");
             require(stage.Components.Any(c => !c.IsPenalty), $"{where}: only penalties; add a component that rewards something");

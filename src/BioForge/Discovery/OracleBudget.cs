@@ -28,8 +28,9 @@ public sealed class OracleBudget(int limit)
     /// <summary>Whether some call so far scored above zero.</summary>
     public bool FoundAny => calls.Exists(c => c.Score > 0);
 
-    /// <summary>Whether the last <paramref name="newCalls"/> calls changed the <paramref name="top"/> best scores (mol_opt's early-stop test).</summary>
-    public bool TopChanged(int newCalls, int top = 100) => TopChanged(calls, newCalls, top);
+    /// <summary>Whether the last <paramref name="newCalls"/> calls changed the <paramref name="top"/> best scores of the
+    /// calls from <paramref name="since"/> on (mol_opt's early-stop test; a restarted search counts its own).</summary>
+    public bool TopChanged(int newCalls, int top = 100, int since = 0) => TopChanged(since == 0 ? calls : calls[since..], newCalls, top);
 
     /// <summary>
     /// Whether the last <paramref name="newCalls"/> of <paramref name="calls"/> changed the list of the <paramref name="top"/>

@@ -258,6 +258,23 @@ public sealed class FlatAdamW : IDisposable
         }
     }
 
+    /// <summary>
+    /// A fresh optimizer over the parameters as they are now (set from outside, e.g. an optimization restarting from
+    /// its prior): moments and step count zeroed, master weights taken from the parameters.
+    /// </summary>
+    public void Reset()
+    {
+        using var _ = no_grad();
+        foreach (var g in groups)
+        {
+            g.ExpAvg.zero_();
+            g.ExpAvgSq.zero_();
+            if (HasMasterWeights)
+                using (var owned = g.Values.narrow(0, g.Start, g.ShardLength)) g.Master.copy_(owned);
+        }
+        Step = 0;
+    }
+
     /// <summary>Bytes of optimizer state this rank holds: moments and master weights (what ZeRO-1 shards).</summary>
     public long StateBytes => groups.Sum(g => (g.ExpAvg.numel() * 2 + (HasMasterWeights ? g.Master.numel() : 0)) * 4);
 
