@@ -58,7 +58,6 @@ internal static class PmoBenchCommand
             bool skipped = result.GetValue(skipRepeats);
             string sampledUnder = result.GetValue(grammar)!;
             string[] settings = result.GetValue(overrides) ?? [];
-            output.WriteLine($"bench pmo: {selected.Count} task(s) × {n} seed(s), budget {b}, strategy {learning}{(bred > 0 ? $" + {bred} genetic offspring per step" : "")}{(replayed > 0 ? $" + {replayed} replay updates per step" : "")}{(skipped ? ", repeats skipped" : ", repeats learned from")}{(sampledUnder != "none" ? $", grammar {sampledUnder}" : "")}{string.Concat(settings.Select(s => $", {s}"))}, {p} run(s) side by side on {perRun} thread(s) each -> {dir}");
             return Cli.Stoppable(error, "stopping the running runs after their current step (each writes a checkpoint); run the same command again to continue", cancellation =>
             {
                 var options = new PmoBenchmarkOptions
@@ -79,6 +78,7 @@ internal static class PmoBenchCommand
                     Out = dir,
                     Cancellation = cancellation,
                 };
+                output.WriteLine($"bench pmo: {selected.Count} task(s) × {n} seed(s), budget {b}, {PmoBenchmark.Settings(options)}, {p} run(s) side by side on {perRun} thread(s) each -> {dir}");
                 var gate = new object();
                 void Say(string line)
                 {

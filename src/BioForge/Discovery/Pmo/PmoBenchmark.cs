@@ -126,7 +126,6 @@ public static class PmoBenchmark
     {
         if (options.Seeds < 1 || options.Budget < 1 || options.Parallel < 1 || options.Threads < 0)
             throw new BioForgeException("--seeds, --budget and --parallel must be positive");
-        if (options.Tasks.Count == 0) throw new BioForgeException("--tasks: no task given");
         if (options.Strategy is { } strategy && strategy is not ("reinvent" or "augmented_memory" or "ahc"))
             throw new BioForgeException($"--strategy must be reinvent, augmented_memory or ahc (got '{strategy}')");
         if (options.GeneticOffspring is < 0 or > 1024) throw new BioForgeException($"--offspring must be in [0, 1024] (got {options.GeneticOffspring})");
@@ -136,8 +135,8 @@ public static class PmoBenchmark
         foreach (string key in OverriddenKeys(options.Overrides))
             if (OwnedSetting(key) is { } owner)
                 throw new BioForgeException($"{key}: bench pmo sets it for every run ({owner}); not a setting to override");
-        // A bad override fails here, before any directory is made; the first run's settings name the table's in summary.md (the budget heads it).
-        var settingsOfRuns = JsonNode.Parse(ConfigOf(options, options.Tasks[0], 0, "(checked)").ToJsonText());
+        // A bad override fails here, before any directory is made.
+        string settings = Settings(options);
         Directory.CreateDirectory(options.Out);
         string resultsPath = Path.Combine(options.Out, ResultsFile);
         var results = ReadResults(resultsPath);
@@ -199,10 +198,20 @@ public static class PmoBenchmark
         if (errors.Count > 0) throw errors[0] is BioForgeException ? errors[0] : new AggregateException(errors);
 
         var selected = results.Where(r => options.Tasks.Contains(r.Task) && r.Seed < options.Seeds).OrderBy(r => Array.IndexOf([.. PmoOracle.Tasks], r.Task)).ThenBy(r => r.Seed).ToList();
-        string settings = string.Join(", ", TableSettings.Where(t => t.Key != "budget.oracle_calls").Select(t => $"{t.Key} = {Setting(settingsOfRuns, t.Key)}").Concat(options.Overrides));
         AtomicFile.WriteText(Path.Combine(options.Out, SummaryFile), Summary(selected, options.Budget, settings));
         AtomicFile.WriteText(Path.Combine(options.Out, CurvesFile), Curves(options.Out, selected));
         return selected;
+    }
+
+    /// <summary>
+    /// The settings of every run, as <c>summary.md</c> names them: those of the benchmark's own options (the budget
+    /// apart), then the overrides. Builds a run's configuration, so a bad override fails here.
+    /// </summary>
+    public static string Settings(PmoBenchmarkOptions options)
+    {
+        if (options.Tasks.Count == 0) throw new BioForgeException("--tasks: no task given");
+        var config = JsonNode.Parse(ConfigOf(options, options.Tasks[0], 0, "(checked)").ToJsonText());
+        return string.Join(", ", TableSettings.Where(t => t.Key != "budget.oracle_calls").Select(t => $"{t.Key} = {Setting(config, t.Key)}").Concat(options.Overrides));
     }
 
     private static OptimizeConfig ConfigOf(PmoBenchmarkOptions options, string task, int seed, string directory) =>
