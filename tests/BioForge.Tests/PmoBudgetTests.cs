@@ -211,7 +211,7 @@ public sealed class PmoBudgetTests
         Assert.Contains("| qed | ", summary);
         Assert.Contains("0.941", summary); // the published REINVENT number beside it
         Assert.Contains("Genetic GFN", summary);
-        Assert.Contains($"BioForge (learning.strategy = {new OptimizeConfig.LearningSection().Strategy}, learning.genetic_offspring = 32, learning.replay_updates = 0, learning.skip_repeats = true, sampling.grammar = none)", summary);
+        Assert.Contains($"BioForge (learning.strategy = {new OptimizeConfig.LearningSection().Strategy}, learning.genetic_offspring = 32, learning.replay_updates = 0, learning.skip_repeats = true, sampling.grammar = none, stages[0].on_stall = stop)", summary);
         Assert.StartsWith("<svg", File.ReadAllText(Path.Combine(dir, PmoBenchmark.CurvesFile)));
 
         // Again over the same directory: the finished run is kept, not repeated.
@@ -255,6 +255,11 @@ public sealed class PmoBudgetTests
         File.WriteAllText(config, old.ToJsonString());
         Assert.Equal(2, Cli.Cli.Run(args, output, error));
         Assert.Contains("ran with learning.strategy = reinvent, not ahc; use another --out", error.ToString());
+        old = System.Text.Json.Nodes.JsonNode.Parse(stored)!;
+        old["stages"]![0]!.AsObject().Remove("on_stall");
+        File.WriteAllText(config, old.ToJsonString());
+        Assert.Equal(2, Cli.Cli.Run([.. args, "stages[0].on_stall=restart"], output, error));
+        Assert.Contains("ran with stages[0].on_stall = stop, not restart; use another --out", error.ToString());
         // Any other setting missing counts as its value now; one that differs (a default changed since) is refused.
         old = System.Text.Json.Nodes.JsonNode.Parse(stored)!;
         old["learning"]!.AsObject().Remove("completion_offspring");

@@ -228,14 +228,14 @@ public static class PmoBenchmark
         : null;
 
     /// <summary>
-    /// The settings of the benchmark's own options, named in <c>summary.md</c>, each with what a run written before the
-    /// setting existed had (REINVENT's strategy, the option off); any other setting missing from an earlier run's
+    /// The settings of the benchmark's own options and the stall rule, named in <c>summary.md</c>, each with what a run
+    /// written before the setting existed had (REINVENT's strategy, the option off); any other setting missing from an earlier run's
     /// configuration counts as its value now.
     /// </summary>
     private static readonly (string Key, string? Absent)[] TableSettings =
     [
         ("budget.oracle_calls", "(not set)"), ("learning.strategy", "reinvent"), ("learning.genetic_offspring", "0"),
-        ("learning.replay_updates", "0"), ("learning.skip_repeats", "false"), ("sampling.grammar", "none"),
+        ("learning.replay_updates", "0"), ("learning.skip_repeats", "false"), ("sampling.grammar", "none"), ("stages[0].on_stall", "stop"),
     ];
 
     /// <summary>Every value of a configuration's JSON with its dotted name (<c>stages[0].patience</c>), as <see cref="Setting"/> writes it.</summary>
