@@ -303,7 +303,7 @@ public sealed class OptimizeTests
     [Fact]
     public void AStalledSearchStartsAgainFromThePriorAndSpendsTheBudget()
     {
-        // Every molecule scores 1, so the 100 best stop changing at once: with on_stall = "restart" each search stalls
+        // Every molecule scores 0.5, so the 100 best stop changing at once: with on_stall = "restart" each search stalls
         // after its own first 1000 calls and starts again, instead of ending the run there (mol_opt's early stop).
         _ = TestData.Cpu;
         string dir = TestData.TempDirectory();
@@ -324,6 +324,9 @@ public sealed class OptimizeTests
             [[stages.components]]
             type = "substructure"
             smarts = ["[#6]"]
+            [[stages.components]]
+            type = "substructure"
+            smarts = ["[U]"]
             """;
         string path = Path.Combine(TestData.TempDirectory(), "run.toml");
         File.WriteAllText(path, toml);
@@ -337,6 +340,13 @@ public sealed class OptimizeTests
         Assert.InRange(first, 1001, 1300); // after the first search's own 1000 calls, not at once
         var metrics = File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
         Assert.Equal(restarts.Count, (int)metrics[^1]["restarts"]!);
+
+        // Without the second component every molecule scores 1: a top 10 at the ceiling cannot rise, so the run stops.
+        string solvedDir = TestData.TempDirectory();
+        File.WriteAllText(path, toml.Replace(dir, solvedDir).Replace("smarts = [\"[U]\"]", "smarts = [\"[#6]\"]"));
+        var solved = MoleculeOptimizer.Run(OptimizeConfig.Load(path), new OptimizeOptions { Threads = 2 });
+        Assert.Contains("(early stop, as mol_opt)", Assert.Single(solved.StageEndings));
+        Assert.InRange(MoleculeOptimizer.ReadCalls(solvedDir).Count, 1001, 1300);
 
         string invalid = toml.Replace("on_stall = \"restart\"", "on_stall = \"rewind\"");
         File.WriteAllText(path, invalid);

@@ -286,6 +286,8 @@ public sealed class PmoBudgetTests
         Assert.Equal(3, config.Stages[0].Patience);
         Assert.Equal(new OptimizeConfig.LearningSection().GeneticOffspring, config.Learning.GeneticOffspring); // the rest as without overrides
         Assert.Equal("qed", config.Stages[0].Components[0].Task);
+        string settings = PmoBenchmark.Settings(new PmoBenchmarkOptions { Tasks = ["qed"], Out = "out", Overrides = ["stages[0].on_stall=restart", "learning.sigma=60"] });
+        Assert.EndsWith("stages[0].on_stall = restart, learning.sigma=60", settings); // a setting named anyway is not named twice
 
         string dir = Path.Combine(TestData.TempDirectory(), "bench");
         var output = new StringWriter();

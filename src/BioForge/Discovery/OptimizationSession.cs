@@ -158,7 +158,8 @@ public sealed class OptimizationSession : IDisposable
         bool stalled = stage.Patience > 0 && stall >= stage.Patience;
         if (collapse >= stage.CollapsePatience)
             ending = $"{stageName}: mode collapse at step {stageStep} (under {stage.MinUnique:P0} distinct valid molecules for {collapse} steps)";
-        else if (stalled && stage.OnStall == "restart" && budget is { Exhausted: false })
+        // A top 10 of perfect scores cannot rise, so another search there would spend calls for nothing.
+        else if (stalled && stage.OnStall == "restart" && budget is { Exhausted: false } && !budget.AtCeiling())
             restart = $"{stageName}: the search's 100 best scores did not change for {stall} steps; it starts again from the prior at {budget.Used} calls";
         else if (stalled)
             ending = $"{stageName}: the 100 best scores did not change for {stall} steps after {budget!.Used} calls (early stop, as mol_opt)";

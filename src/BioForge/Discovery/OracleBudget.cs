@@ -27,6 +27,8 @@ public sealed class OracleBudget(int limit)
     public IReadOnlyList<OracleCall> Calls => calls;
     /// <summary>Whether some call so far scored above zero.</summary>
     public bool FoundAny => calls.Exists(c => c.Score > 0);
+    /// <summary>Whether <paramref name="top"/> calls scored 1, the most a total score can be: the top list cannot rise.</summary>
+    public bool AtCeiling(int top = 10) => calls.Count(c => c.Score >= 1) >= top;
 
     /// <summary>Whether the last <paramref name="newCalls"/> calls changed the <paramref name="top"/> best scores of the
     /// calls from <paramref name="since"/> on (mol_opt's early-stop test; a restarted search counts its own).</summary>

@@ -211,7 +211,9 @@ public static class PmoBenchmark
     {
         if (options.Tasks.Count == 0) throw new BioForgeException("--tasks: no task given");
         var config = JsonNode.Parse(ConfigOf(options, options.Tasks[0], 0, "(checked)").ToJsonText());
-        return string.Join(", ", TableSettings.Where(t => t.Key != "budget.oracle_calls").Select(t => $"{t.Key} = {Setting(config, t.Key)}").Concat(options.Overrides));
+        // An override of a setting named anyway shows in its value; naming it again would say it twice.
+        var others = options.Overrides.Where(o => !TableSettings.Any(t => t.Key == o.Split('=')[0].Trim()));
+        return string.Join(", ", TableSettings.Where(t => t.Key != "budget.oracle_calls").Select(t => $"{t.Key} = {Setting(config, t.Key)}").Concat(others));
     }
 
     private static OptimizeConfig ConfigOf(PmoBenchmarkOptions options, string task, int seed, string directory) =>
