@@ -234,25 +234,14 @@ public sealed class OptimizeTests
     public void LearningRaisesTheTopTenWellAboveThePriorsOnTheSameBudget()
     {
         _ = TestData.Cpu;
-        string model = Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small");
         double TopTen(params string[] overrides)
         {
             string dir = TestData.TempDirectory();
-            string toml = $$"""
-                seed = 1
-                [prior]
-                model = "{{model}}"
-                [budget]
-                oracle_calls = 300
-                [output]
-                dir = "{{dir}}"
-                [[stages]]
+            string path = BudgetedRunFile(dir, seed: 1, calls: 300, """
                 [[stages.components]]
                 type = "logp"
                 transform = { kind = "sigmoid", low = 4.0, high = 9.0, k = 0.5 }
-                """;
-            string path = Path.Combine(TestData.TempDirectory(), "run.toml");
-            File.WriteAllText(path, toml);
+                """);
             var config = OptimizeConfig.Load(path, overrides);
             MoleculeOptimizer.Run(config, new OptimizeOptions { Threads = 2 });
             var calls = MoleculeOptimizer.ReadCalls(dir);
@@ -275,23 +264,13 @@ public sealed class OptimizeTests
         // steps; and a top 100 of zeros counted as converged.
         _ = TestData.Cpu;
         string dir = TestData.TempDirectory();
-        string toml = $$"""
-            seed = 2
-            [prior]
-            model = "{{Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small")}}"
-            [budget]
-            oracle_calls = 1100
-            [output]
-            dir = "{{dir}}"
-            [[stages]]
+        string path = BudgetedRunFile(dir, seed: 2, calls: 1100, """
             patience = 1
             aggregate = "arithmetic" # as bench pmo (a geometric mean floors each component at 1e-12)
             [[stages.components]]
             type = "substructure"
             smarts = ["[U]"]
-            """;
-        string path = Path.Combine(TestData.TempDirectory(), "run.toml");
-        File.WriteAllText(path, toml);
+            """);
         var steps = new List<OptimizeStepReport>();
         var result = MoleculeOptimizer.Run(OptimizeConfig.Load(path), new OptimizeOptions { Threads = 2, OnStep = steps.Add });
         Assert.Equal(["stage1: the oracle budget is spent (1100 calls)"], result.StageEndings);
@@ -307,17 +286,7 @@ public sealed class OptimizeTests
         // after its own first 1000 calls and starts again, instead of ending the run there (mol_opt's early stop).
         _ = TestData.Cpu;
         string dir = TestData.TempDirectory();
-        string toml = $$"""
-            seed = 3
-            [prior]
-            model = "{{Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small")}}"
-            [sampling]
-            batch_size = 48
-            [budget]
-            oracle_calls = 2300
-            [output]
-            dir = "{{dir}}"
-            [[stages]]
+        string path = BudgetedRunFile(dir, seed: 3, calls: 2300, """
             patience = 1
             on_stall = "restart"
             aggregate = "arithmetic"
@@ -327,9 +296,8 @@ public sealed class OptimizeTests
             [[stages.components]]
             type = "substructure"
             smarts = ["[U]"]
-            """;
-        string path = Path.Combine(TestData.TempDirectory(), "run.toml");
-        File.WriteAllText(path, toml);
+            """, batchSize: 48);
+        string toml = File.ReadAllText(path);
         var info = new List<string>();
         var result = MoleculeOptimizer.Run(OptimizeConfig.Load(path), new OptimizeOptions { Threads = 2, OnInfo = info.Add });
         Assert.Equal(["stage1: the oracle budget is spent (2300 calls)"], result.StageEndings);
@@ -352,6 +320,28 @@ public sealed class OptimizeTests
         File.WriteAllText(path, invalid);
         var e = Assert.Throws<BioForgeException>(() => OptimizeConfig.Load(path));
         Assert.Contains("on_stall must be stop or restart (got 'rewind')", e.Message);
+    }
+
+    /// <summary>Writes a run file over the shipped prior with an oracle budget and one stage (<paramref name="stage"/>:
+    /// its settings and components), and returns its path.</summary>
+    private static string BudgetedRunFile(string dir, int seed, int calls, string stage, int? batchSize = null)
+    {
+        string sampling = batchSize is { } b ? $"[sampling]\nbatch_size = {b}" : "";
+        string toml = $$"""
+            seed = {{seed}}
+            [prior]
+            model = "{{Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small")}}"
+            {{sampling}}
+            [budget]
+            oracle_calls = {{calls}}
+            [output]
+            dir = "{{dir}}"
+            [[stages]]
+            {{stage}}
+            """;
+        string path = Path.Combine(TestData.TempDirectory(), "run.toml");
+        File.WriteAllText(path, toml);
+        return path;
     }
 
     [Fact]
