@@ -160,6 +160,14 @@ public sealed class OptimizeTests
         var sources = File.ReadAllLines(Path.Combine(resumed, "scores_2_small_rings.csv")).Skip(1).Select(l => l[(l.LastIndexOf(',') + 1)..]).ToHashSet();
         bool breeds = !learning.Contains("genetic_offspring = 0", StringComparison.Ordinal) || learning.Contains("completion_offspring", StringComparison.Ordinal);
         Assert.Equal(breeds ? ["sampled", "bred"] : ["sampled"], sources.Order().Reverse());
+
+        // A run stored before skip_repeats existed learned from repeats: resumed under today's default it is refused.
+        string stored = Path.Combine(resumed, Training.RunDirectory.ConfigFile);
+        var old = JsonNode.Parse(File.ReadAllText(stored))!;
+        old["learning"]!.AsObject().Remove("skip_repeats");
+        File.WriteAllText(stored, old.ToJsonString());
+        var e = Assert.Throws<BioForgeException>(() => MoleculeOptimizer.Run(Config(Run(resumed, 3, learning: learning)), options with { Resume = true }));
+        Assert.Contains("learning.skip_repeats: false → true", e.Message);
     }
 
     [Fact]

@@ -59,7 +59,7 @@ public static class MoleculeOptimizer
         {
             checkpoint = run.LatestCheckpoint(StateFile) ?? throw new BioForgeException($"--resume: {run.CheckpointsDirectory} holds no complete checkpoint");
             run.RefuseChanges(JsonNode.Parse(config.ToJsonText())!.AsObject(), DefiningSettings,
-                JsonNode.Parse(new OptimizeConfig { Stages = [new()] }.ToJsonText())!.AsObject(), MayChange);
+                JsonNode.Parse(OptimizeConfig.EarlierRunsDefaultsJson())!.AsObject(), MayChange);
             resumed = RunDirectory.ReadJson<OptimizationState>(Path.Combine(checkpoint, StateFile), YamlConfig.Serializer, "optimization checkpoint");
             if (resumed.Stage > config.Stages.Count)
                 throw new BioForgeException($"{checkpoint}: the run was at stage {resumed.Stage + 1}, the configuration has {config.Stages.Count}");

@@ -167,6 +167,14 @@ public sealed record OptimizeConfig
 
     public string ToJsonText() => YamlConfig.ToJsonText(this);
 
+    /// <summary>
+    /// What a stored run configuration that lacks a setting ran with: the default the setting was added with, which is
+    /// today's except where a later default changed the behaviour (REINVENT's strategy, no genetic children, learning
+    /// from repeats). Resume and <c>bench pmo</c> read stored runs against it.
+    /// </summary>
+    public static string EarlierRunsDefaultsJson() =>
+        new OptimizeConfig { Stages = [new()], Learning = new() { Strategy = "reinvent", GeneticOffspring = 0, SkipRepeats = false } }.ToJsonText();
+
     /// <summary>This configuration with <c>section.key=value</c> overrides applied and checked as a run file's are (errors name <paramref name="where"/>).</summary>
     public OptimizeConfig WithOverrides(IReadOnlyCollection<string> overrides, string where)
     {

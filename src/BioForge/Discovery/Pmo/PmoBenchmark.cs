@@ -141,6 +141,7 @@ public static class PmoBenchmark
         string resultsPath = Path.Combine(options.Out, ResultsFile);
         var results = ReadResults(resultsPath);
         var previous = results.Where(r => options.Tasks.Contains(r.Task) && r.Seed < options.Seeds).ToList();
+        var earlier = JsonNode.Parse(OptimizeConfig.EarlierRunsDefaultsJson());
         foreach (var r in previous)
         {
             string config = Path.Combine(RunDirectoryOf(options.Out, r.Task, r.Seed), Training.RunDirectory.ConfigFile);
@@ -150,7 +151,7 @@ public static class PmoBenchmark
             // Every setting, so a default changed since (bench pmo's own, or OptimizeConfig's) is not mixed into a table either.
             foreach (var (setting, now) in Leaves(wanted, "").Where(l => !l.Key.StartsWith("output.", StringComparison.Ordinal)))
             {
-                string was = Setting(stored, setting) ?? TableSettings.FirstOrDefault(t => t.Key == setting).Absent ?? now;
+                string was = Setting(stored, setting) ?? Setting(earlier, setting) ?? now;
                 if (was != now)
                     throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} ran with {setting} = {was}, not {now}; use another --out for other settings");
             }
@@ -212,8 +213,8 @@ public static class PmoBenchmark
         if (options.Tasks.Count == 0) throw new BioForgeException("--tasks: no task given");
         var config = JsonNode.Parse(ConfigOf(options, options.Tasks[0], 0, "(checked)").ToJsonText());
         // An override of a setting named anyway shows in its value; naming it again would say it twice.
-        var others = options.Overrides.Where(o => !TableSettings.Any(t => t.Key == o.Split('=')[0].Trim()));
-        return string.Join(", ", TableSettings.Where(t => t.Key != "budget.oracle_calls").Select(t => $"{t.Key} = {Setting(config, t.Key)}").Concat(others));
+        var others = options.Overrides.Where(o => !TableSettings.Contains(o.Split('=')[0].Trim()));
+        return string.Join(", ", TableSettings.Select(key => $"{key} = {Setting(config, key)}").Concat(others));
     }
 
     private static OptimizeConfig ConfigOf(PmoBenchmarkOptions options, string task, int seed, string directory) =>
@@ -229,15 +230,10 @@ public static class PmoBenchmark
         : key.StartsWith("stages[0].components", StringComparison.Ordinal) || key == "stages[0].name" || key == "stages" ? "--tasks"
         : null;
 
-    /// <summary>
-    /// The settings of the benchmark's own options and the stall rule, named in <c>summary.md</c>, each with what a run
-    /// written before the setting existed had (REINVENT's strategy, the option off); any other setting missing from an earlier run's
-    /// configuration counts as its value now.
-    /// </summary>
-    private static readonly (string Key, string? Absent)[] TableSettings =
+    /// <summary>The settings of the benchmark's own options (the budget apart) and the stall rule, named in <c>summary.md</c>.</summary>
+    private static readonly string[] TableSettings =
     [
-        ("budget.oracle_calls", "(not set)"), ("learning.strategy", "reinvent"), ("learning.genetic_offspring", "0"),
-        ("learning.replay_updates", "0"), ("learning.skip_repeats", "false"), ("sampling.grammar", "none"), ("stages[0].on_stall", "stop"),
+        "learning.strategy", "learning.genetic_offspring", "learning.replay_updates", "learning.skip_repeats", "sampling.grammar", "stages[0].on_stall",
     ];
 
     /// <summary>Every value of a configuration's JSON with its dotted name (<c>stages[0].patience</c>), as <see cref="Setting"/> writes it.</summary>
