@@ -21,11 +21,16 @@ modes="${MODES:-continuous static single}"
 port=18090
 "$bioforge" env >/dev/null # builds the CLI once, outside the timed runs
 
+# curl where the machine has it (the GPU machine's image may not), else Python's standard library.
+ready() {
+  local url="http://127.0.0.1:$port/v1/health/ready"
+  if command -v curl >/dev/null; then curl -sf "$url" >/dev/null; else python3 -c "import urllib.request as u; u.urlopen('$url', timeout=1)" 2>/dev/null; fi
+}
 serve() { # serve MODE: starts a server in that decoding mode, waits until it is ready
   "$bioforge" serve --models "$model_dir" --device "$device" --dtype "$dtype" --port "$port" --decode-batching "$1" \
     --max-running "${MAX_RUNNING:-64}" --request-timeout-s 600 >"/tmp/bioforge-completions-$1.log" 2>&1 &
   server=$!
-  for _ in $(seq 150); do curl -sf "http://127.0.0.1:$port/v1/health/ready" >/dev/null && return 0; sleep 0.2; done
+  for _ in $(seq 300); do ready && return 0; sleep 0.2; done
   echo "error: the server did not start (see /tmp/bioforge-completions-$1.log)" >&2; exit 1
 }
 stop() { kill "$server"; wait "$server" 2>/dev/null || true; }
