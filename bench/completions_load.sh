@@ -6,7 +6,8 @@
 # Usage, from the repository root:  bench/completions_load.sh [rates] [requests-per-rate] [seconds-per-rate]
 #   e.g. bench/completions_load.sh "1 2 4" 60 30
 # MODEL=models/smiles-llama-small (default) or any decoder checkpoint directory; MAX_RUNNING=64 (slots per model);
-# MAX_TOKENS=0 (until the end token); MODES="continuous static single".
+# MAX_TOKENS=0 (until the end token); MODES="continuous static single"; PORT=18090; WARMUP_S=0: seconds of load at the
+# last rate sent to each new server before its measured runs and not reported (a CUDA process runs slowly at first).
 # On another machine: BIOFORGE=path/to/published/BioForge.Cli DEVICE=cuda bench/completions_load.sh (bench/gpu.sh does).
 set -euo pipefail
 bioforge="${BIOFORGE:-./bioforge}"
@@ -18,7 +19,7 @@ seconds="${3:-30}"
 model_dir="${MODEL:-models/smiles-llama-small}"
 model="$(basename "$model_dir")"
 modes="${MODES:-continuous static single}"
-port=18090
+port="${PORT:-18090}"
 "$bioforge" env >/dev/null # builds the CLI once, outside the timed runs
 
 # curl where the machine has it (the GPU machine's image may not), else Python's standard library.
@@ -39,6 +40,10 @@ trap 'kill "${server:-}" 2>/dev/null || true' EXIT
 echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git rev-parse --short HEAD 2>/dev/null || echo unknown) $(hostname) model=$model device=$device rates=[$rates] requests=$requests"
 for mode in $modes; do
   serve "$mode"
+  if [ "${WARMUP_S:-0}" != 0 ]; then
+    "$bioforge" bench completions --url "http://127.0.0.1:$port" --model "$model" --rate "${rates##* }" --requests "$requests" \
+      --seconds "$WARMUP_S" --max-tokens "${MAX_TOKENS:-0}" --label warm-up >/dev/null
+  fi
   for rate in $rates; do
     "$bioforge" bench completions --url "http://127.0.0.1:$port" --model "$model" --rate "$rate" --requests "$requests" \
       --seconds "$seconds" --max-tokens "${MAX_TOKENS:-0}" --label "$mode, $rate req/s"

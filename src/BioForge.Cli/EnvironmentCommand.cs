@@ -18,6 +18,8 @@ internal static class EnvironmentCommand
             output.WriteLine($"mapped:     {string.Join(" ", TorchRuntime.MappedLibraries("libtorch_cpu.so"))}");
             output.WriteLine($"threads:    {compute.Threads} (cores: {Environment.ProcessorCount}; OpenMP waits: {TorchRuntime.OpenMpWaits ?? "spin (libgomp's default)"})");
             output.WriteLine($"cuda:       {(TorchRuntime.CudaAvailable ? $"{torch.cuda.device_count()} device(s)" : "not available")}");
+            string? cuDnnLast = TorchRuntime.NativeEnvironment(TorchRuntime.CuDnnAttentionVariable);
+            output.WriteLine($"attention:  {TorchRuntime.CuDnnAttentionVariable}={cuDnnLast ?? "unset"} (1: cuDNN's kernel after flash and memory-efficient; PyTorch's own order otherwise)");
             output.WriteLine($"default:    --device {compute.Device.type.ToString().ToLowerInvariant()} --dtype {compute.DType}");
             return 0;
         }));

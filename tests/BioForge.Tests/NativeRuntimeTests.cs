@@ -83,6 +83,17 @@ public sealed class NativeRuntimeTests
     }
 
     [Fact]
+    public void CuDnnAttentionComesAfterTheFusedKernelsUnlessTheEnvironmentSaysOtherwise()
+    {
+        // cuDNN plans each attention shape once: decoding on the H200 ran 9x slower until every shape had been seen.
+        var (code, output, error) = Exec("dotnet", [CliDll, "env"], new() { [TorchRuntime.CuDnnAttentionVariable] = "" });
+        Assert.True(code == 0, error);
+        Assert.Contains($"attention:  {TorchRuntime.CuDnnAttentionVariable}=1 ", output);
+        var restored = Exec("dotnet", [CliDll, "env"], new() { [TorchRuntime.CuDnnAttentionVariable] = "0" });
+        Assert.Contains($"attention:  {TorchRuntime.CuDnnAttentionVariable}=0 ", restored.Out);
+    }
+
+    [Fact]
     public void MissingLibTorchFolderIsOneClearError()
     {
         var env = new Dictionary<string, string> { [TorchRuntime.LibTorchEnvironmentVariable] = "/no/such/torch/lib" };

@@ -26,6 +26,9 @@ public static partial class TorchRuntime
     /// <summary>The OpenMP wait policy BioForge sets when the environment names none.</summary>
     public const string OpenMpWaitPolicy = "PASSIVE";
 
+    /// <summary>The variable that moves cuDNN's attention behind the flash and memory-efficient kernels in PyTorch's order.</summary>
+    public const string CuDnnAttentionVariable = "TORCH_CUDNN_SDPA_DEPRIORITIZED";
+
     /// <summary>Where LibTorch was loaded from, after <see cref="EnsureLoaded"/>.</summary>
     public static string? LibTorchDirectory { get; private set; }
 
@@ -38,6 +41,7 @@ public static partial class TorchRuntime
         {
             if (initialized) return;
             PassiveOpenMpWaits();
+            DeprioritizeCuDnnAttention();
             string? custom = Environment.GetEnvironmentVariable(LibTorchEnvironmentVariable);
             bool hasCuda = false;
             if (!string.IsNullOrWhiteSpace(custom))
@@ -151,17 +155,36 @@ public static partial class TorchRuntime
     /// processes also use, the spinning threads take the CPU the working ones need, and every parallel region waits
     /// for its slowest thread: measured on 2 busy cores, <c>generate</c> took 85 s (median of 3) with 2 spinning
     /// threads, 18 s with 1, 13 s with 2 sleeping ones (docs/benchmarks.md, "Threads"). So waits sleep (<c>OMP_WAIT_POLICY=PASSIVE</c>)
-    /// unless the environment says otherwise. libgomp reads the variable when it is loaded, from the C environment,
-    /// which <see cref="Environment.SetEnvironmentVariable(string, string)"/> does not change on Linux: hence setenv.
+    /// unless the environment says otherwise. libgomp reads the variable when it is loaded.
     /// </summary>
-    private static void PassiveOpenMpWaits()
+    private static void PassiveOpenMpWaits() => SetUnlessNamed("OMP_WAIT_POLICY", OpenMpWaitPolicy);
+
+    /// <summary>
+    /// PyTorch's CUDA LibTorch (2.11 with cuDNN 9.15 or newer, on Hopper and Blackwell) tries cuDNN's attention first.
+    /// cuDNN builds and caches an execution plan per attention shape, and decoding changes shape at every step (rows
+    /// and cached length): on the H200 a fresh process decoded at 41 ms per step until every shape had been seen once,
+    /// then at 4.6 ms (docs/benchmarks.md, "GPU"), and a server meets more shapes than the plan cache keeps. So
+    /// cuDNN attention comes after the flash and memory-efficient kernels unless the environment says otherwise
+    /// (<c>TORCH_CUDNN_SDPA_DEPRIORITIZED=0</c> restores PyTorch's order). PyTorch reads the variable once, from the C
+    /// environment, at the first attention call on a GPU.
+    /// </summary>
+    private static void DeprioritizeCuDnnAttention() => SetUnlessNamed(CuDnnAttentionVariable, "1");
+
+    /// <summary>The C environment's value of <paramref name="name"/> (what native libraries read; null when unset or off Linux).</summary>
+    public static string? NativeEnvironment(string name) => OperatingSystem.IsLinux() ? Marshal.PtrToStringUTF8(GetEnvironment(name)) : null;
+
+    /// <summary>
+    /// Sets a variable in the C environment unless the user named it: native libraries read that environment, which
+    /// <see cref="Environment.SetEnvironmentVariable(string, string)"/> does not change on Linux.
+    /// </summary>
+    private static void SetUnlessNamed(string name, string value)
     {
-        if (!OperatingSystem.IsLinux() || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OMP_WAIT_POLICY"))) return;
-        _ = SetEnvironment("OMP_WAIT_POLICY", OpenMpWaitPolicy, 1);
+        if (!OperatingSystem.IsLinux() || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable(name))) return;
+        _ = SetEnvironment(name, value, 1);
     }
 
     /// <summary>The OMP_WAIT_POLICY of the C environment, which LibTorch's OpenMP read when it loaded (null: libgomp's spinning default).</summary>
-    public static string? OpenMpWaits => OperatingSystem.IsLinux() ? Marshal.PtrToStringUTF8(GetEnvironment("OMP_WAIT_POLICY")) : null;
+    public static string? OpenMpWaits => NativeEnvironment("OMP_WAIT_POLICY");
 
     /// <summary>
     /// Gives memory the C allocator holds free back to the system (glibc's <c>malloc_trim</c>; a no-op elsewhere).
