@@ -84,7 +84,7 @@ if command -v nvidia-smi >/dev/null 2>&1; then
 fi
 
 # --- 2. proofs
-step env 30 "$BIOFORGE" env && cat "$work/env.out" >>"$OUT/env.txt"
+step env 30 "$BIOFORGE" env && cat "$work/env.out" >>"$OUT/env.txt" 2>/dev/null
 mapped="$(grep '^mapped:' "$work/env.out" 2>/dev/null | sed 's/^mapped: *//')"
 if [ ! -f "$work/env.out" ]; then
   : # env left out by STEPS
