@@ -137,17 +137,19 @@ step dist-check 60 "$BIOFORGE" dist check --device "$device"
 # --- 3. benchmarks, most valuable first: the open issue's (16: continuous batching >= 3x static's tokens/s, in process
 # here and through the HTTP service below), then the earlier issues' goals never measured on a GPU (650M embedding
 # >= 750 seq/s, 650M training >= 75k tokens/s), then the rest.
-if [ "$dry" = 1 ]; then sequences=16; slots=8; else sequences=512; slots=128; fi
+if [ "$dry" = 1 ]; then slots=4; else slots=128; fi
 # The first pass of a fresh CUDA process decoded ~9x slower than the second (2026-12-04: 2 % GPU utilisation, GPU memory
 # growing ~2 MB/s): PyTorch 2.11 tries cuDNN's attention first on Hopper, and cuDNN plans every new shape. BioForge now
-# puts cuDNN last (TorchRuntime); the -cudnn runs restore PyTorch's order to measure both. Modes alternate over the
-# repeats; the last repeat is the steady state.
-decode() { # decode NAME SECONDS MODEL SEQUENCES [VAR=VALUE]
-  step "$1" "$2" env ${5:-} "$BIOFORGE" bench decode --model "$3" --sequences "$4" --slots "$slots" --device "$device"
+# puts cuDNN last (TorchRuntime); the -cudnn run restores PyTorch's order (the same 512 sequences as that day's run).
+# Modes alternate over the repeats. A queue of 4 x the slots leaves continuous batching a long tail of few rows; the
+# -sustained run (16 x the slots) is nearer a saturated server, where slots are refilled as soon as they free.
+decode() { # decode NAME SECONDS MODEL SEQUENCES REPEATS [VAR=VALUE]
+  step "$1" "$2" env ${6:-} "$BIOFORGE" bench decode --model "$3" --sequences "$4" --repeats "$5" --slots "$slots" --device "$device"
 }
-decode bench-decode-smiles 60 models/smiles-llama-small "$sequences"
-decode bench-decode-smiles-cudnn 60 models/smiles-llama-small "$sequences" TORCH_CUDNN_SDPA_DEPRIORITIZED=0
-decode bench-decode-protein 90 models/protein-llama-small "$((sequences / 2))"
+decode bench-decode-smiles 60 models/smiles-llama-small "$((slots * 4))" 2
+decode bench-decode-smiles-cudnn 60 models/smiles-llama-small "$((slots * 4))" 2 TORCH_CUDNN_SDPA_DEPRIORITIZED=0
+decode bench-decode-smiles-sustained 60 models/smiles-llama-small "$((slots * 16))" 1
+decode bench-decode-protein 90 models/protein-llama-small "$((slots * 4))" 2
 if [ "$dry" = 1 ]; then size=8M; esm=configs/esm2-8m.yaml; tokens=4096; length=128; batch=8; steps=2; matmul=1024; else size=650M; esm=configs/esm2-650m.yaml; tokens=65536; length=512; batch=64; steps=10; matmul=8192; fi
 step bench-embed 90 "$BIOFORGE" bench embed --size "$size" --length "$length" --batch "$batch" --steps "$steps" --warmup 3 --device "$device" --dtype bf16
 step prepare-proteins 60 "$BIOFORGE" data prepare --in data/proteins/cath_s40.fasta.gz data/proteins/uniprot20k.fasta.gz --tokenizer esm --out "$work/proteins"
