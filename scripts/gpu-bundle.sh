@@ -3,12 +3,8 @@
 # CPU LibTorch (the machine's PyTorch brings its CUDA LibTorch), compressed into .device/bioforge.tar.xz (git-ignored;
 # name `.device` in the device tool's `carry`; about 38 MB). On the machine, bench/gpu-device.sh runs the symbol check,
 # the proofs and the benchmarks in one call of at most 600 s (`bench/gpu-device.sh` with timeout_s 600).
-# The tool moves at most 64 MiB in all (the bundle is ~39 MiB, the tracked files ~52 MiB): before the call, move the
-# files the GPU script does not read out of the working tree (models/dti-davis, models/esm2-small, data/zinc250k,
-# data/moses, data/deeploc, data/kiba, data/davis, data/moleculenet, bench/pmo-table,
-# src/BioForge/Chem/Data/fpscores.tsv.gz, tests/BioForge.Tests/data/{chem,pmo,reinvent4}: 61 MiB were left on
-# 2026-12-04; it reads configs/, data/proteins/, models/{smiles,protein}-llama-small and
-# tests/BioForge.Tests/data/{hf,train}), and move them back after it.
+# The tool moves at most 64 MiB in all (the bundle is ~39 MiB, the tracked files ~52 MiB): `scripts/gpu-tree.sh aside`
+# moves what the GPU script does not read out of the working tree (22 MiB are left), `scripts/gpu-tree.sh back` after it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
