@@ -143,12 +143,17 @@ if [ "$dry" = 1 ]; then slots=4; else slots=128; fi
 # puts cuDNN last (TorchRuntime); the -cudnn run restores PyTorch's order (the same 512 sequences as that day's run).
 # Modes alternate over the repeats. A queue of 4 x the slots leaves continuous batching a long tail of few rows; the
 # -sustained run (16 x the slots) is nearer a saturated server, where slots are refilled as soon as they free.
-decode() { # decode NAME SECONDS MODEL SEQUENCES REPEATS [VAR=VALUE]
-  step "$1" "$2" env ${6:-} "$BIOFORGE" bench decode --model "$3" --sequences "$4" --repeats "$5" --slots "$slots" --device "$device"
+# The rows' grammar verdicts and draws run on the intra-op threads (DecodeScheduler.Decide); --threads 1 keeps them on
+# the stepping thread, the way they ran on 2026-12-04: the -1thread run measures what the threads save (host_us_per_row).
+decode() { # decode NAME SECONDS MODEL SEQUENCES REPEATS [VAR=VALUE] [OPTION...]
+  local name="$1" limit="$2" model="$3" count="$4" repeats="$5" variable="${6:-}"
+  shift $(($# < 6 ? $# : 6))
+  step "$name" "$limit" env $variable "$BIOFORGE" bench decode --model "$model" --sequences "$count" --repeats "$repeats" --slots "$slots" --device "$device" "$@"
 }
 decode bench-decode-smiles 60 models/smiles-llama-small "$((slots * 4))" 2
 decode bench-decode-smiles-cudnn 60 models/smiles-llama-small "$((slots * 4))" 2 TORCH_CUDNN_SDPA_DEPRIORITIZED=0
 decode bench-decode-smiles-sustained 60 models/smiles-llama-small "$((slots * 16))" 1
+decode bench-decode-smiles-sustained-1thread 60 models/smiles-llama-small "$((slots * 16))" 1 "" --threads 1
 decode bench-decode-protein 90 models/protein-llama-small "$((slots * 4))" 2
 if [ "$dry" = 1 ]; then size=8M; esm=configs/esm2-8m.yaml; tokens=4096; length=128; batch=8; steps=2; matmul=1024; else size=650M; esm=configs/esm2-650m.yaml; tokens=65536; length=512; batch=64; steps=10; matmul=8192; fi
 step bench-embed 90 "$BIOFORGE" bench embed --size "$size" --length "$length" --batch "$batch" --steps "$steps" --warmup 3 --device "$device" --dtype bf16
