@@ -165,8 +165,8 @@ step bench-train 150 "$BIOFORGE" bench train --config "$esm" --steps "$steps" --
 if [ "$dry" = 1 ]; then smiles_rates="2"; protein_rates="1"; load_s=4; else smiles_rates="${SMILES_RATES:-16 128}"; protein_rates="${PROTEIN_RATES:-4 24}"; load_s=8; fi
 # Each server gets a warm-up load first (not reported), and its own port: a server cut at the step's limit drains its
 # requests before it lets go of its port.
-completions() { # completions NAME SECONDS PORT MODEL RATES
-  PORT="$3" MODEL="$4" MODES="continuous static" MAX_RUNNING="$slots" DEVICE="$device" WARMUP_S="$load_s" \
+completions() { # completions NAME SECONDS PORT MODEL RATES [MODES]
+  PORT="$3" MODEL="$4" MODES="${6:-continuous static}" MAX_RUNNING="$slots" DEVICE="$device" WARMUP_S="$load_s" \
     step "$1" "$2" bench/completions_load.sh "$5" 2048 "$load_s"
   pkill -KILL -f "BioForge.Cli serve" 2>/dev/null
   cat /tmp/bioforge-completions-*.log >>"$log" 2>/dev/null
@@ -174,6 +174,9 @@ completions() { # completions NAME SECONDS PORT MODEL RATES
 }
 completions load-smiles 110 18091 models/smiles-llama-small "$smiles_rates"
 completions load-protein 140 18092 models/protein-llama-small "$protein_rates"
+# Batch size 1, the third mode of issue 16's table, at a rate it can serve (a request of n samples takes n decodes).
+completions load-smiles-single 45 18093 models/smiles-llama-small 1 single
+completions load-protein-single 45 18094 models/protein-llama-small 0.25 single
 step bench-matmul 30 "$BIOFORGE" bench matmul --size "$matmul" --repeats 20 --device "$device" --dtype bf16
 step bench-train-checkpointed 120 "$BIOFORGE" bench train --config "$esm" --steps "$steps" --warmup 3 "data.dir=$work/proteins" "train.device=$device" \
   "data.max_length=$length" "data.tokens_per_batch=$tokens" train.accumulation=1 train.activation_checkpointing=true
