@@ -143,10 +143,11 @@ public sealed class OptimizationSession : IDisposable
         int step = State.Step + 1, stageStep = State.StageStep + 1;
         var (scored, sampled, learned, loss, newFraction, calls, timings) = Learn(step, stageIndex);
         int collapse = newFraction < stage.MinUnique ? State.CollapseCount + 1 : 0;
-        // mol_opt counts only after its first 1000 calls. A top 100 of zeros has not converged: nothing is found yet
-        // (valsartan_smarts scores 0 until a molecule has its substructure), so the search goes on.
+        // mol_opt counts only after its first 1000 calls. A top 100 that still holds zeros has not converged: the search
+        // has barely begun (valsartan_smarts scores 0 until a molecule has its substructure, and a first find may score
+        // 1e-7: stopping five steps later cut a run at 3,607 calls), so the search goes on.
         int since = State.SearchStartCall;
-        int stall = budget is { FoundAny: true } && budget.Used - since > 1000 && !budget.TopChanged(calls.Count, since: since) ? State.StallCount + 1 : 0;
+        int stall = budget is not null && budget.Found(100) && budget.Used - since > 1000 && !budget.TopChanged(calls.Count, since: since) ? State.StallCount + 1 : 0;
         var agentSamples = scored.Take(sampled).ToList(); // the agent's own batch, without bred children
         double mean = agentSamples.Average(m => m.Score);
         if (stageIndex == config.Stages.Count - 1)

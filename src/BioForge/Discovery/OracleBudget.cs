@@ -25,8 +25,8 @@ public sealed class OracleBudget(int limit)
     public int Used => calls.Count;
     public bool Exhausted => calls.Count >= Limit;
     public IReadOnlyList<OracleCall> Calls => calls;
-    /// <summary>Whether some call so far scored above zero.</summary>
-    public bool FoundAny => calls.Exists(c => c.Score > 0);
+    /// <summary>Whether at least <paramref name="count"/> calls so far scored above zero.</summary>
+    public bool Found(int count) => calls.Count(c => c.Score > 0) >= count;
     /// <summary>Whether <paramref name="top"/> calls scored 1, the most a total score can be: the top list cannot rise.</summary>
     public bool AtCeiling(int top = 10) => calls.Count(c => c.Score >= 1) >= top;
 
