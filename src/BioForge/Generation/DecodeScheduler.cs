@@ -243,7 +243,7 @@ public sealed class DecodeScheduler : IDisposable
     /// draws are the same in any order; with many rows they run on LibTorch's intra-op thread count, idle between
     /// forward passes. On the H200 each added row cost a step ~38 µs (3.5 ms at 33 rows, 4.6 ms at 62), and the SMILES
     /// grammar's verdict and draw take ~18 µs per row on one of cpu2's cores (bench decode's host_us_per_row): at a
-    /// hundred rows, more than the forward pass. A failed row fails the step as it would have in order.
+    /// hundred rows, more than the forward pass. A failed row fails the step (its exception, before any row advances).
     /// </summary>
     private TokenDraw[] Decide(List<Sequence> rows, float[] host, int vocabulary)
     {
