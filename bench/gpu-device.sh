@@ -129,9 +129,9 @@ EOF
 step prepare-smiles 60 "$BIOFORGE" data prepare --in tests/BioForge.Tests/data/train/zinc2k.smi --tokenizer smiles --out "$work/smiles"
 step train-steps 90 "$BIOFORGE" train --config configs/smiles-llama-small.yaml "data.dir=$work/smiles" "train.output_dir=$work/run" \
   train.steps=6 train.log_every=1 "train.device=$device" train.precision=bf16-mixed validation.every=0 checkpoint.every=3
-# Sampling on the device: the protein decoder (SMILES generation reports validity through RDKit, which the GPU
-# machine's image lacks; bench decode below samples SMILES on the device without it).
+# Sampling on the device, both decoders (the GPU machine's image has no RDKit: SMILES come out unchecked).
 step generate 60 "$BIOFORGE" generate --model models/protein-llama-small --n 64 --out "$work/generated.fasta" --device "$device" --seed 3
+step generate-smiles 60 "$BIOFORGE" generate --model models/smiles-llama-small --n 64 --out "$work/generated.smi" --device "$device" --seed 3
 step dist-check 60 "$BIOFORGE" dist check --device "$device"
 
 # --- 3. benchmarks, most valuable first: the open issue's (16: continuous batching >= 3x static's tokens/s, in process

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using BioForge.Chem;
 using BioForge.Generation;
 using BioForge.IO;
 using BioForge.Models;
@@ -63,7 +64,10 @@ internal static class GenerateCommand
                 if (protein.MaxNewTokens < 1) throw new BioForgeException($"--max-length must be positive (got {protein.MaxNewTokens})");
                 return ProteinSamples.Run(output, checkpoint, result.GetValue(count), protein, result.GetValue(seed), result.GetValue(batch), result.GetValue(prompt)!, result.GetValue(outPath)!);
             }
-            var generator = new SmilesGenerator(checkpoint);
+            bool onlyValid = result.GetValue(validOnly);
+            // Without --valid-only RDKit only reports validity: a machine without it (a bare GPU node) still samples.
+            string? noRdkit = onlyValid ? null : Molecule.Unavailable();
+            var generator = new SmilesGenerator(checkpoint, checkMolecules: noRdkit is null);
             var sampling = new SamplingOptions
             {
                 Temperature = result.GetValue(temperature),
@@ -75,7 +79,6 @@ internal static class GenerateCommand
             if (sampling.TopK < 0) throw new BioForgeException($"--top-k must be >= 0 (got {sampling.TopK})");
             if (sampling.MaxNewTokens < 1) throw new BioForgeException($"--max-length must be positive (got {sampling.MaxNewTokens})");
             int n = result.GetValue(count);
-            bool onlyValid = result.GetValue(validOnly);
             var clock = Stopwatch.StartNew();
             var molecules = ProgressDisplay.Run("molecules", n, progress =>
                 generator.Generate(n, sampling, result.GetValue(seed), result.GetValue(batch), onlyValid, progress, prompt: result.GetValue(prompt)!));
@@ -85,7 +88,8 @@ internal static class GenerateCommand
             int valid = molecules.Count(m => m.Valid);
             int unique = molecules.Where(m => m.Valid).Select(m => m.Canonical).Distinct().Count();
             output.WriteLine($"{molecules.Count} molecules -> {target} in {seconds:F1} s ({molecules.Count / Math.Max(seconds, 1e-9):F0} molecules/s); "
-                + $"valid {100.0 * valid / molecules.Count:F1}%, unique among valid {100.0 * unique / Math.Max(1, valid):F1}%");
+                + (noRdkit is null ? $"valid {100.0 * valid / molecules.Count:F1}%, unique among valid {100.0 * unique / Math.Max(1, valid):F1}%"
+                    : $"validity not checked: {noRdkit}"));
             return 0;
         }));
         return command;

@@ -123,6 +123,21 @@ public sealed class DecodeSchedulerTests
         Assert.True(alone.Select(m => m.Smiles).Distinct().Count() > 12, "different indices draw different molecules");
     }
 
+    /// <summary>A generator that does not check molecules (no RDKit on the machine) samples the same SMILES.</summary>
+    [Fact]
+    public void SamplesDoNotDependOnCheckingThem()
+    {
+        using var checkpoint = Smiles();
+        var options = new SamplingOptions { Temperature = 1.0, MaxNewTokens = 60 };
+        var checkedOnes = new SmilesGenerator(checkpoint).Generate(12, options, seed: 9, batchSize: 6, validOnly: false);
+        var sampler = new SmilesGenerator(checkpoint, checkMolecules: false);
+        var plain = sampler.Generate(12, options, seed: 9, batchSize: 6, validOnly: false);
+        Assert.Equal(checkedOnes.Select(m => m.Smiles), plain.Select(m => m.Smiles));
+        Assert.Contains(checkedOnes, m => m.Valid);
+        Assert.All(plain, m => Assert.Null(m.Canonical));
+        Assert.Throws<ArgumentException>(() => sampler.Generate(2, options, seed: 9, batchSize: 2, validOnly: true));
+    }
+
     [Fact]
     public void LikelihoodsAreTheTeacherForcedOnes()
     {

@@ -10,6 +10,20 @@ public sealed class Molecule : IDisposable
     /// <summary>The RDKit version behind the shim; loading it here reports a missing shim before any work starts.</summary>
     public static string RDKitVersion => RDKitNative.Version();
 
+    /// <summary>Why RDKit cannot be used here (the shim missing or not loadable), or null when it can.</summary>
+    public static string? Unavailable()
+    {
+        try
+        {
+            _ = RDKitNative.Version();
+            return null;
+        }
+        catch (BioForgeException e)
+        {
+            return e.Message;
+        }
+    }
+
     /// <summary>
     /// Longest SMILES accepted. RDKit 2022.09's parser and stereo perception grow much faster than linearly with
     /// chain length (a 2,000-atom chain takes over 10 s to parse), so longer inputs are refused up front.

@@ -4,7 +4,10 @@ using BioForge.Tokenizers;
 
 namespace BioForge.Generation;
 
-/// <summary>A sampled molecule: its SMILES as sampled, the canonical SMILES when RDKit parses it, its log-likelihood.</summary>
+/// <summary>
+/// A sampled molecule: its SMILES as sampled, the canonical SMILES when RDKit parses it (null when invalid or when the
+/// generator does not check molecules), its log-likelihood.
+/// </summary>
 public sealed record GeneratedMolecule(string Smiles, string? Canonical, bool Finished, double LogLikelihood)
 {
     public bool Valid => Canonical is not null;
@@ -19,9 +22,16 @@ public sealed class SmilesGenerator
     private readonly LlamaCheckpoint model;
     private readonly SmilesVocabulary vocabulary;
 
-    public SmilesGenerator(LlamaCheckpoint model)
+    private readonly bool checkMolecules;
+
+    /// <param name="checkMolecules">
+    /// Parse each sample with RDKit for its validity and canonical form. Off, nothing needs RDKit (a GPU node without
+    /// it can still sample) and every <see cref="GeneratedMolecule.Canonical"/> is null.
+    /// </param>
+    public SmilesGenerator(LlamaCheckpoint model, bool checkMolecules = true)
     {
         this.model = model;
+        this.checkMolecules = checkMolecules;
         vocabulary = model.Vocabulary ?? throw new BioForgeException($"the model has no {SmilesVocabulary.FileName}: it is not a SMILES language model");
         Grammar = new SmilesGrammar(vocabulary);
     }
@@ -41,6 +51,7 @@ public sealed class SmilesGenerator
         IProgress<int>? progress = null, int maxAttemptsFactor = 100, string prompt = "")
     {
         if (count < 1) throw new BioForgeException($"--n must be positive (got {count})");
+        if (validOnly && !checkMolecules) throw new ArgumentException("valid-only sampling needs a generator that checks molecules", nameof(validOnly));
         if (batchSize < 1) throw new BioForgeException($"--batch must be positive (got {batchSize})");
         if (options.Temperature <= 0) throw new BioForgeException($"temperature must be positive (got {options.Temperature})");
         if (options.TopP is <= 0 or > 1) throw new BioForgeException($"top-p must be in (0, 1] (got {options.TopP})");
@@ -90,7 +101,7 @@ public sealed class SmilesGenerator
     {
         string smiles = prompt + vocabulary.DecodeRaw(sample.Tokens);
         string? canonical = null;
-        if (smiles.Length > 0 && Molecule.TryFromSmiles(smiles, out var molecule, out _))
+        if (checkMolecules && smiles.Length > 0 && Molecule.TryFromSmiles(smiles, out var molecule, out _))
             using (molecule) canonical = molecule!.ToSmiles();
         return new GeneratedMolecule(smiles, canonical, sample.Finished, sample.LogLikelihood);
     }
