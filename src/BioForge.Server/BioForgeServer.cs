@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using BioForge.Chem;
 using BioForge.Runtime;
 using BioForge.Server.Routes;
 using Microsoft.AspNetCore.Builder;
@@ -123,6 +124,7 @@ public sealed class BioForgeServer : IAsyncDisposable
                 log?.Invoke($"model {m.Name}: /v1/completions, {c.Mode.ToString().ToLowerInvariant()} batching, {c.Slots} sequences of {c.Length} tokens ({c.CacheBytes / 1e6:F0} MB of keys and values)");
         }
         foreach (var (name, dir, m) in models.AffinityModels) log?.Invoke($"model {name}: affinity ({m.Manifest.Measure}, {dir})");
+        if (Molecule.Unavailable() is { } noRdkit) log?.Invoke($"no RDKit: requests that read molecules answer 501 ({noRdkit})");
         var state = new ServerState(options, compute, models, device, longWork, metrics, new ScreenJobs(options.MaxJobs), log);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
@@ -181,16 +183,8 @@ public sealed class BioForgeServer : IAsyncDisposable
         }
         catch (Exception e) when (!context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested)
         {
-            var error = e switch
-            {
-                ApiError api => api,
-                BadHttpRequestException bad when bad.StatusCode == StatusCodes.Status413PayloadTooLarge =>
-                    new ApiError(StatusCodes.Status413PayloadTooLarge, $"the request body is larger than {state.Options.MaxRequestBytes:N0} bytes (max_request_bytes)"),
-                BadHttpRequestException bad => new ApiError(bad.StatusCode, bad.Message),
-                BioForgeException bio => ApiError.Invalid(bio.Message),
-                _ => new ApiError(StatusCodes.Status500InternalServerError, $"internal error: {e.GetType().Name}: {e.Message}"),
-            };
-            if (error.Status >= 500 && error.Status != StatusCodes.Status503ServiceUnavailable && error.Status != StatusCodes.Status504GatewayTimeout)
+            var error = Answer(e, state.Options);
+            if (error.Status >= 500 && error.Status is not (StatusCodes.Status501NotImplemented or StatusCodes.Status503ServiceUnavailable or StatusCodes.Status504GatewayTimeout))
                 state.Log?.Invoke($"{context.Request.Method} {context.Request.Path}: {error.Status} {e}");
             await error.WriteAsync(context);
         }
@@ -204,6 +198,23 @@ public sealed class BioForgeServer : IAsyncDisposable
             state.Metrics.Request(route, context.Response.StatusCode, clock.Elapsed.TotalSeconds);
         }
     }
+
+    /// <summary>
+    /// The answer to a request that failed with <paramref name="e"/>: a user-worded problem is the request's (422) unless
+    /// the machine lacks a library the request needs (501, e.g. SMILES on a server built without RDKit); anything
+    /// else is a fault of ours (500, logged with its stack).
+    /// </summary>
+    internal static ApiError Answer(Exception e, ServerOptions options) => e switch
+    {
+        ApiError api => api,
+        BadHttpRequestException bad when bad.StatusCode == StatusCodes.Status413PayloadTooLarge =>
+            new ApiError(StatusCodes.Status413PayloadTooLarge, $"the request body is larger than {options.MaxRequestBytes:N0} bytes (max_request_bytes)"),
+        BadHttpRequestException bad => new ApiError(bad.StatusCode, bad.Message),
+        BioForgeException { MissingDependency: true } missing =>
+            new ApiError(StatusCodes.Status501NotImplemented, $"this server cannot answer this request: {missing.Message}"),
+        BioForgeException bio => ApiError.Invalid(bio.Message),
+        _ => new ApiError(StatusCodes.Status500InternalServerError, $"internal error: {e.GetType().Name}: {e.Message}"),
+    };
 
     /// <summary>A message for the answers ASP.NET gives without a body (no such route, wrong method, wrong content type).</summary>
     private static ApiError Unexplained(HttpContext context) => context.Response.StatusCode switch

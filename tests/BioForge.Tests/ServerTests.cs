@@ -91,6 +91,18 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
     }
 
     [Fact]
+    public void AMissingLibraryIsTheServersLackNotTheRequestsFault()
+    {
+        var options = new ServerOptions();
+        var missing = BioForgeServer.Answer(new BioForgeException("the RDKit shim x.so is missing") { MissingDependency = true }, options);
+        Assert.Equal(501, missing.Status);
+        Assert.Equal("server_error", missing.Type);
+        Assert.Contains("the RDKit shim x.so is missing", missing.Message, StringComparison.Ordinal);
+        Assert.Equal(422, BioForgeServer.Answer(new BioForgeException("invalid SMILES 'C1'"), options).Status);
+        Assert.Equal(500, BioForgeServer.Answer(new InvalidOperationException("bug"), options).Status);
+    }
+
+    [Fact]
     public async Task ProteinEmbeddingsEqualTheEmbedCommandsMeanPooling()
     {
         string[] sequences = [Ubiquitin, "MKTAYIAKQRQISFVKSHFSRQ", "MKV"];

@@ -55,7 +55,7 @@ internal static class HealthRoutes
         Service = "bioforge",
         Version = typeof(HealthRoutes).Assembly.GetName().Version?.ToString(),
         Libtorch = TorchRuntime.LibTorchDirectory,
-        Rdkit = Molecule.RDKitVersion,
+        Rdkit = Molecule.Unavailable() is { } why ? $"unavailable: {why}" : Molecule.RDKitVersion,
         Device = state.Device.Name,
         Threads = state.Compute.Threads,
         Dtype = state.Compute.DType.ToString(),

@@ -25,14 +25,14 @@ internal static partial class RDKitNative
     {
         if (name != Library) return IntPtr.Zero;
         string path = Path.Combine(AppContext.BaseDirectory, "libbioforge_rdkit.so");
-        if (!File.Exists(path)) throw new BioForgeException($"the RDKit shim {path} is missing; {InstallHint}");
+        if (!File.Exists(path)) throw new BioForgeException($"the RDKit shim {path} is missing; {InstallHint}") { MissingDependency = true };
         try
         {
             return NativeLibrary.Load(path);
         }
         catch (DllNotFoundException e)
         {
-            throw new BioForgeException($"cannot load the RDKit shim {path} ({e.Message.Split('\n')[0]}); {InstallHint}", e);
+            throw new BioForgeException($"cannot load the RDKit shim {path} ({e.Message.Split('\n')[0]}); {InstallHint}", e) { MissingDependency = true };
         }
     }
 
