@@ -171,6 +171,28 @@ public sealed class OptimizeTests
     }
 
     [Fact]
+    public void TheMemoryKeepsEachMoleculesPriorLikelihood()
+    {
+        // The prior reads only the molecules the agent learns from and those the memory keeps (a memory of 8 here, so
+        // most of each batch's molecules are turned away): every kept one must carry its own likelihood, as computed anew.
+        _ = TestData.Cpu;
+        string dir = TestData.TempDirectory();
+        int seen = 0;
+        using var cancel = new CancellationTokenSource();
+        var run = MoleculeOptimizer.Run(Config(Run(dir, 6)), new OptimizeOptions { Threads = 2, Cancellation = cancel.Token, OnStep = _ => { if (++seen == 5) cancel.Cancel(); } });
+        Assert.True(run.Interrupted);
+        string state = Directory.GetFiles(Path.Combine(dir, "checkpoints"), "optimizer_state.json", SearchOption.AllDirectories).Single();
+        var memory = JsonNode.Parse(File.ReadAllText(state))!["memory"]!.AsArray();
+        Assert.Equal(8, memory.Count);
+        var sequences = memory.Select(m => new Models.Llama.SampledSequence([.. m!["tokens"]!.AsArray().Select(t => t!.GetValue<long>())], m["finished"]!.GetValue<bool>(), 0)).ToList();
+        using var prior = Models.Llama.LlamaCheckpoint.Load(Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small"), TestData.Cpu.Device, TestData.Cpu.DType);
+        float[] expected;
+        using (TorchSharp.torch.no_grad()) expected = Models.Llama.Sampling.LogLikelihood(prior.Model, sequences).data<float>().ToArray();
+        for (int i = 0; i < memory.Count; i++)
+            Assert.Equal(expected[i], memory[i]!["prior_log_likelihood"]!.GetValue<double>(), 1e-3);
+    }
+
+    [Fact]
     public void ARandomSpellingIsTheSameMoleculeInThePriorsTokens()
     {
         _ = TestData.Cpu;

@@ -276,17 +276,28 @@ public sealed class OptimizationSession : IDisposable
         var replay = memory.Count == 0 ? [] : memory.OrderBy(_ => random.Next()).Take(config.Learning.ReplaySamples).ToList();
 
         using var scope = NewDisposeScope();
-        Tensor priorLogLikelihood;
-        using (no_grad()) priorLogLikelihood = Sampling.LogLikelihood(prior.Model, batch, grammar);
-        double priorSeconds = Lap();
-        // Augmented Hill-Climb learns from the best part of the batch only (the prior's likelihoods of all of it still
-        // feed the memory); REINVENT and Augmented Memory from all of it.
+        // Augmented Hill-Climb learns from the best part of the batch only; REINVENT and Augmented Memory from all of it.
         int[]? climbers = config.Learning.Strategy == "ahc" ? HillClimbers(learned, config.Learning.TopFraction, repeats)
             : repeats is null ? null : [.. Enumerable.Range(0, batch.Count).Where(i => !repeats[i])];
+        var entrants = MemoryEntrants(scored, learned);
+        // The prior's likelihood is needed where the agent learns now and where the memory keeps a molecule (it learns
+        // from it later); Augmented Memory's extra rounds spell the whole batch again. Augmented Hill-Climb learns from a
+        // quarter of the batch, so the prior reads about a third of it instead of all.
+        int[] needed = config.Learning.Strategy == "augmented_memory" ? [.. Enumerable.Range(0, batch.Count)]
+            : [.. (climbers ?? Enumerable.Range(0, batch.Count)).Union(entrants).Order()];
+        var priorValues = new float[batch.Count];
+        Array.Fill(priorValues, float.NaN);
+        if (needed.Length > 0)
+            using (no_grad())
+            {
+                var computed = Sampling.LogLikelihood(prior.Model, [.. needed.Select(i => batch[i])], grammar).cpu().data<float>().ToArray();
+                for (int k = 0; k < needed.Length; k++) priorValues[needed[k]] = computed[k];
+            }
+        double priorSeconds = Lap();
         var learnedBatch = climbers is null ? batch : [.. climbers.Select(i => batch[i])];
         var sequences = learnedBatch.Concat(replay.Select(r => new SampledSequence(r.Tokens, r.Finished, 0))).ToList();
-        var batchPrior = climbers is null ? priorLogLikelihood : priorLogLikelihood.index_select(0, tensor(climbers.Select(i => (long)i).ToArray()).to(Agent.Device));
-        var priorAll = cat([batchPrior, tensor(replay.Select(r => (float)r.PriorLogLikelihood).ToArray()).to(Agent.Device)], 0);
+        var batchPrior = (climbers ?? Enumerable.Range(0, batch.Count)).Select(i => priorValues[i]);
+        var priorAll = tensor(batchPrior.Concat(replay.Select(r => (float)r.PriorLogLikelihood)).ToArray()).to(Agent.Device);
         var batchScores = climbers is null ? learned : [.. climbers.Select(i => learned[i])];
         var scoresAll = tensor(batchScores.Select(s => (float)s).Concat(replay.Select(r => (float)r.Score)).ToArray()).to(Agent.Device);
         float lossValue = 0;
@@ -298,12 +309,8 @@ public sealed class OptimizationSession : IDisposable
         }
         double agentSeconds = Lap();
 
-        var priorValues = priorLogLikelihood.cpu().data<float>().ToArray();
-        for (int i = 0; i < batch.Count; i++)
-        {
-            if (learned[i] <= 0 || scored[i].Canonical is not { } canonical || memory.Any(r => r.Canonical == canonical)) continue;
-            memory.Add(new ReplayedMolecule(canonical, batch[i].Tokens, batch[i].Finished, learned[i], priorValues[i], buckets[i]));
-        }
+        foreach (int i in entrants)
+            memory.Add(new ReplayedMolecule(scored[i].Canonical!, batch[i].Tokens, batch[i].Finished, learned[i], priorValues[i], buckets[i]));
         if (memory.Count > config.Learning.ReplaySize)
         {
             var kept = memory.OrderByDescending(r => r.Score).Take(config.Learning.ReplaySize).ToList();
@@ -504,6 +511,22 @@ public sealed class OptimizationSession : IDisposable
         var candidates = Enumerable.Range(0, learned.Count).Where(i => excluded is null || !excluded[i]).ToList();
         int keep = Math.Max(1, (int)Math.Ceiling(fraction * candidates.Count));
         return [.. candidates.OrderByDescending(i => learned[i]).ThenBy(i => i).Take(keep)];
+    }
+
+    /// <summary>
+    /// The batch's molecules the replay memory will keep, in batch order: scored above zero, new to it (a batch's second
+    /// copy is not), and among its <c>replay_size</c> best once added (on a tie the memory's own and then earlier ones first).
+    /// </summary>
+    private List<int> MemoryEntrants(IReadOnlyList<ScoredMolecule> scored, double[] learned)
+    {
+        var memory = State.Memory;
+        var inMemory = new HashSet<string>(memory.Select(r => r.Canonical), StringComparer.Ordinal);
+        var candidates = Enumerable.Range(0, scored.Count)
+            .Where(i => learned[i] > 0 && scored[i].Canonical is { } canonical && inMemory.Add(canonical)).ToList();
+        if (memory.Count + candidates.Count <= config.Learning.ReplaySize) return candidates;
+        var kept = memory.Select(r => (r.Score, Index: -1)).Concat(candidates.Select(i => (Score: learned[i], Index: i)))
+            .OrderByDescending(e => e.Score).Take(config.Learning.ReplaySize).Where(e => e.Index >= 0).Select(e => e.Index);
+        return [.. kept.Order()];
     }
 
     /// <summary>Which of a batch's molecules the run scored in an earlier step, or earlier in this batch (asked before the
