@@ -211,7 +211,7 @@ public sealed class PmoBudgetTests
         Assert.Contains("| qed | ", summary);
         Assert.Contains("0.941", summary); // the published REINVENT number beside it
         Assert.Contains("Genetic GFN", summary);
-        Assert.Contains($"BioForge (learning.strategy = {new OptimizeConfig.LearningSection().Strategy}, learning.genetic_offspring = 32, learning.replay_updates = 0, learning.skip_repeats = true, sampling.grammar = none, stages[0].on_stall = stop)", summary);
+        Assert.Contains($"BioForge (learning.strategy = {new OptimizeConfig.LearningSection().Strategy}, learning.genetic_offspring = 32, learning.replay_updates = 0, learning.skip_repeats = true, learning.sigma = 1000, sampling.grammar = none, stages[0].on_stall = stop)", summary);
         Assert.StartsWith("<svg", File.ReadAllText(Path.Combine(dir, PmoBenchmark.CurvesFile)));
 
         // Again over the same directory: the finished run is kept, not repeated.
@@ -286,8 +286,9 @@ public sealed class PmoBudgetTests
         Assert.Equal(3, config.Stages[0].Patience);
         Assert.Equal(new OptimizeConfig.LearningSection().GeneticOffspring, config.Learning.GeneticOffspring); // the rest as without overrides
         Assert.Equal("qed", config.Stages[0].Components[0].Task);
-        string settings = PmoBenchmark.Settings(new PmoBenchmarkOptions { Tasks = ["qed"], Out = "out", Overrides = ["stages[0].on_stall=restart", "learning.sigma=60"] });
-        Assert.EndsWith("stages[0].on_stall = restart, learning.sigma=60", settings); // a setting named anyway is not named twice
+        string settings = PmoBenchmark.Settings(new PmoBenchmarkOptions { Tasks = ["qed"], Out = "out", Overrides = ["stages[0].on_stall=restart", "learning.lr=0.001"] });
+        Assert.EndsWith("stages[0].on_stall = restart, learning.lr=0.001", settings); // a setting named anyway is not named twice
+        Assert.Contains($"learning.sigma = {new OptimizeConfig.LearningSection().Sigma}", settings, StringComparison.Ordinal);
 
         string dir = Path.Combine(TestData.TempDirectory(), "bench");
         var output = new StringWriter();

@@ -63,8 +63,12 @@ public sealed record OptimizeConfig
         /// </summary>
         public bool RandomizeSmiles { get; init; } = true;
         public double Lr { get; init; } = 5e-4;
-        /// <summary>σ in the augmented likelihood log p_prior + σ · score.</summary>
-        public double Sigma { get; init; } = 500;
+        /// <summary>
+        /// σ in the augmented likelihood log p_prior + σ · score: how far a score may pull the agent from the prior.
+        /// 1000 since 2026-12-04 (REINVENT's PMO setting was 500): the full PMO table scored higher with it, most on the
+        /// tasks whose scores climb slowly (docs/benchmarks.md).
+        /// </summary>
+        public double Sigma { get; init; } = 1000;
         /// <summary>Best molecules kept for experience replay, and how many of them join each step's loss.</summary>
         public int ReplaySize { get; init; } = 100;
         public int ReplaySamples { get; init; } = 24;

@@ -58,12 +58,12 @@ public static class PmoBenchmark
     /// <summary>
     /// One benchmark run: sampling, learning and the diversity filter are <see cref="OptimizeConfig"/>'s defaults —
     /// the best settings found, one place for both (today Augmented Hill-Climb with 32 genetic offspring per step and
-    /// repeats left out of the updates, on the settings PMO ran REINVENT with: mol_opt's batch 64, σ 500, lr 5e-4, 24 replayed from a memory of 100, no
-    /// scaffold filter). The budget ends the run; it ends early and keeps its last top-10 up to the budget when, as in
+    /// repeats left out of the updates, σ 1000, otherwise on the settings PMO ran REINVENT with: mol_opt's batch 64, lr 5e-4, 24 replayed from a
+    /// memory of 100, no scaffold filter). The budget ends the run; it ends early and keeps its last top-10 up to the budget when, as in
     /// mol_opt, the 100 best scores stay the same for 5 steps after the first 1000 calls (a collapsed agent otherwise
     /// spends hours of steps finding one new molecule each), or when its batches stop bringing new molecules (under 1 %
     /// for 10 steps). <paramref name="strategy"/>, <paramref name="geneticOffspring"/>, <paramref name="grammar"/>,
-    /// <paramref name="replayUpdates"/> and <paramref name="skipRepeats"/> replace the defaults (to compare them; REINVENT, the baseline, is <c>reinvent</c> with 0 offspring and repeats learned from),
+    /// <paramref name="replayUpdates"/> and <paramref name="skipRepeats"/> replace the defaults (to compare them; REINVENT, the baseline, is <c>reinvent</c> with 0 offspring, repeats learned from and σ 500),
     /// and <paramref name="overrides"/> (<c>section.key=value</c>) any setting after them.
     /// </summary>
     public static OptimizeConfig RunConfig(string task, int seed, int budget, string prior, string directory, string? strategy = null, int? geneticOffspring = null,
@@ -233,7 +233,7 @@ public static class PmoBenchmark
     /// <summary>The settings of the benchmark's own options (the budget apart) and the stall rule, named in <c>summary.md</c>.</summary>
     private static readonly string[] TableSettings =
     [
-        "learning.strategy", "learning.genetic_offspring", "learning.replay_updates", "learning.skip_repeats", "sampling.grammar", "stages[0].on_stall",
+        "learning.strategy", "learning.genetic_offspring", "learning.replay_updates", "learning.skip_repeats", "learning.sigma", "sampling.grammar", "stages[0].on_stall",
     ];
 
     /// <summary>Every value of a configuration's JSON with its dotted name (<c>stages[0].patience</c>), as <see cref="Setting"/> writes it.</summary>
