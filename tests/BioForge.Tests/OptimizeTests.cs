@@ -337,6 +337,33 @@ public sealed class OptimizeTests
     }
 
     [Fact]
+    public void ALoneFaintFindIsBredFromAtOnce()
+    {
+        // valsartan_smarts seed 2 found its substructure once (1e-7) and the genetic step, waiting for two parents,
+        // bred nothing for the rest of the run. Here iodine scores 1e-6: the step of the first find must breed from it.
+        _ = TestData.Cpu;
+        string dir = TestData.TempDirectory();
+        string path = BudgetedRunFile(dir, seed: 4, calls: 600, """
+            aggregate = "arithmetic"
+            [[stages.components]]
+            type = "substructure"
+            smarts = ["[I]"]
+            weight = 1e-6
+            [[stages.components]]
+            type = "substructure"
+            smarts = ["[U]"]
+            """);
+        MoleculeOptimizer.Run(OptimizeConfig.Load(path), new OptimizeOptions { Threads = 2 });
+        var rows = File.ReadAllLines(Path.Combine(dir, "scores_1_stage1.csv")).Skip(1).Select(l => l.Split(','))
+            .Select(f => (Step: int.Parse(f[0], CultureInfo.InvariantCulture), Score: double.Parse(f[4], CultureInfo.InvariantCulture), Bred: f[^1] == "bred")).ToList();
+        int firstFind = rows.First(r => r.Score > 0).Step;
+        var step = rows.Where(r => r.Step == firstFind).ToList();
+        Assert.Equal(1, step.Count(r => !r.Bred && r.Score > 0)); // the premise: one find, nothing in memory
+        Assert.DoesNotContain(rows, r => r.Step < firstFind && r.Bred);
+        Assert.Contains(step, r => r.Bred && r.Score > 0);
+    }
+
+    [Fact]
     public void AStalledSearchStartsAgainFromThePriorAndSpendsTheBudget()
     {
         // Every molecule scores 0.5, so the 100 best stop changing at once: with on_stall = "restart" each search stalls

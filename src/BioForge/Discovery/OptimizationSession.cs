@@ -331,6 +331,8 @@ public sealed class OptimizationSession : IDisposable
     /// The genetic exploration: up to <c>genetic_offspring</c> children of parents drawn from the replay memory and this
     /// batch's scoring molecules, rank-based (weight 1 / (0.01·N + rank), as Genetic GFN), each new to the run and
     /// writable by the prior's vocabulary within the sampling length; then scored, with a budget as counted calls.
+    /// Parents are drawn with replacement, so a lone find is crossed with itself: where scores are sparse (a required
+    /// substructure) the first find is all there is to build on, and waiting for a second left it unexplored.
     /// </summary>
     private (List<SampledSequence> Batch, IReadOnlyList<ScoredMolecule> Scored, IReadOnlyList<OracleCall> Calls) Breed(int step, int stage,
         IReadOnlyList<ScoredMolecule> scored, double[] learned)
@@ -338,7 +340,7 @@ public sealed class OptimizationSession : IDisposable
         var pool = State.Memory.Select(r => (r.Canonical, r.Score))
             .Concat(scored.Select((m, i) => (Canonical: m.Canonical ?? "", Score: learned[i])).Where(p => p.Canonical.Length > 0 && p.Score > 0))
             .DistinctBy(p => p.Canonical).OrderByDescending(p => p.Score).ThenBy(p => p.Canonical, StringComparer.Ordinal).ToList();
-        if (pool.Count < 2) return ([], [], []);
+        if (pool.Count == 0) return ([], [], []);
         double[] weights = [.. pool.Select((_, rank) => 1.0 / (0.01 * pool.Count + rank))];
         var random = new Random((int)(StatelessRandom.Hash(config.Seed, step, 0x6E7) & int.MaxValue));
         int wanted = config.Learning.GeneticOffspring;
