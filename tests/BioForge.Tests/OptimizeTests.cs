@@ -363,6 +363,40 @@ public sealed class OptimizeTests
         Assert.Contains(step, r => r.Bred && r.Score > 0);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void InceptionMoleculesAreScoredFirstAndBredFrom(bool inception)
+    {
+        // A known molecule given as inception starts the replay memory: it is the run's first oracle call, and the first
+        // step's genetic exploration breeds from it, so those children resemble it far more than the agent's samples do.
+        _ = TestData.Cpu;
+        string dir = TestData.TempDirectory();
+        const string known = "CC(=O)Nc1ccc(OCC(=O)N2CCN(c3ccccc3)CC2)cc1";
+        string path = BudgetedRunFile(dir, seed: 5, calls: 120, $$"""
+            [[stages.components]]
+            type = "similarity"
+            smiles = ["{{known}}"]
+            """, batchSize: 16, learning: inception ? $"inception = [\"{known}\"]" : "");
+        MoleculeOptimizer.Run(OptimizeConfig.Load(path), new OptimizeOptions { Threads = 2 });
+        var first = MoleculeOptimizer.ReadCalls(dir)[0];
+        Assert.Equal(inception, first.Smiles == known && first.Score == 1);
+        var step1 = File.ReadAllLines(Path.Combine(dir, "scores_1_stage1.csv")).Skip(1).Select(l => l.Split(','))
+            .Where(f => f[0] == "1").Select(f => (Score: double.Parse(f[4], CultureInfo.InvariantCulture), Bred: f[^1] == "bred")).ToList();
+        double bred = step1.Where(r => r.Bred).Average(r => r.Score), sampled = step1.Where(r => !r.Bred).Average(r => r.Score);
+        Assert.Equal(inception, bred > sampled + 0.15);
+    }
+
+    [Fact]
+    public void AnInceptionMoleculeThatIsNotOneIsNamed()
+    {
+        _ = TestData.Cpu;
+        string dir = TestData.TempDirectory();
+        string path = BudgetedRunFile(dir, seed: 1, calls: 100, "[[stages.components]]\ntype = \"qed\"", learning: "inception = [\"CCO\", \"C1CC\"]");
+        var e = Assert.Throws<BioForgeException>(() => MoleculeOptimizer.Run(OptimizeConfig.Load(path), new OptimizeOptions { Threads = 2 }));
+        Assert.Contains("learning.inception[1]: 'C1CC' is not a valid SMILES", e.Message);
+    }
+
     [Fact]
     public void AStalledSearchStartsAgainFromThePriorAndSpendsTheBudget()
     {

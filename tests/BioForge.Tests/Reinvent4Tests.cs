@@ -101,6 +101,19 @@ public sealed class Reinvent4Tests
     }
 
     [Fact]
+    public void InceptionsSmilesFileStartsTheReplayMemory()
+    {
+        string file = Path.Combine(TestData.TempDirectory(), "inception.smi");
+        File.WriteAllText(file, "CC(=O)Oc1ccccc1C(=O)O aspirin\n\nc1ccccc1O,phenol\n");
+        var run = Load(Minimal() + $"\n[inception]\nsmiles_file = \"{file}\"\nmemory_size = 20\nsample_size = 4\n");
+        Assert.Equal(["CC(=O)Oc1ccccc1C(=O)O", "c1ccccc1O"], run.Learning.Inception);
+        Assert.Equal((20, 4), (run.Learning.ReplaySize, run.Learning.ReplaySamples));
+
+        var e = Assert.Throws<BioForgeException>(() => Load(Minimal() + "\n[inception]\nsmiles_file = \"no/such.smi\"\n"));
+        Assert.Contains("inception.smiles_file: 'no/such.smi' does not exist", e.Message);
+    }
+
+    [Fact]
     public void AnAgentOtherThanThePriorIsRefused()
     {
         string toml = Minimal().Replace("agent_file = \"models/smiles-llama-small\"", "agent_file = \"runs/x/agent\"", StringComparison.Ordinal);

@@ -309,6 +309,8 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
             Assert.InRange(m["similarity"]!.GetValue<double>(), 0, 1);
         }
         Assert.Equal(molecules.Count, molecules.Select(m => m!["sample"]!.GetValue<string>()).Distinct().Count());
+        // The seed molecule starts the search (inception): two steps breed enough of its analogues to fill the answer.
+        Assert.Equal(5, molecules.Count(m => m!["similarity"]!.GetValue<double>() >= 0.3));
     }
 
     [Fact]

@@ -118,8 +118,12 @@ internal static class GenerateRoutes
             Seed = r.Seed,
             Prior = new OptimizeConfig.PriorSection { Model = prior.Directory },
             Sampling = new OptimizeConfig.SamplingSection { BatchSize = r.Particles, MaxLength = 100 },
-            // The default optimizer (Augmented Hill-Climb with genetic exploration), its children half the batch as in bench pmo.
-            Learning = new OptimizeConfig.LearningSection { Lr = 5e-4, Sigma = 120, ReplaySize = 50, ReplaySamples = 5, GeneticOffspring = Math.Max(1, r.Particles / 2) },
+            // The default optimizer (Augmented Hill-Climb with genetic exploration), its children half the batch as in bench
+            // pmo; the seed molecule starts the replay memory (inception), so the first step already breeds its analogues.
+            Learning = new OptimizeConfig.LearningSection
+            {
+                Lr = 5e-4, Sigma = 120, ReplaySize = 50, ReplaySamples = 5, GeneticOffspring = Math.Max(1, r.Particles / 2), Inception = [canonical],
+            },
             DiversityFilter = new OptimizeConfig.DiversityFilterSection { Kind = "none" },
             Output = new OptimizeConfig.OutputSection { CheckpointEvery = int.MaxValue, Ranked = 10_000 },
             Stages =

@@ -81,6 +81,7 @@ public sealed class OptimizationSession : IDisposable
     private int scoringStage = -1;
     private readonly OracleBudget? budget;
     private readonly GraphGeneticOperators? genetics;
+    private readonly List<(string Canonical, SampledSequence Tokens)> inception = [];
 
     /// <summary>The agent (owned by the session) and its optimizer, for checkpoints.</summary>
     public LlamaCheckpoint Agent { get; }
@@ -108,6 +109,18 @@ public sealed class OptimizationSession : IDisposable
         State = resumed ?? new OptimizationState();
         if (config.Budget.OracleCalls > 0) budget = new OracleBudget(config.Budget.OracleCalls);
         if (config.Learning.GeneticOffspring > 0) genetics = new GraphGeneticOperators();
+        for (int i = 0; i < config.Learning.Inception.Count; i++)
+        {
+            string smiles = config.Learning.Inception[i];
+            if (!Molecule.TryFromSmiles(smiles, out var molecule, out string? error))
+                throw new BioForgeException($"learning.inception[{i}]: '{smiles}' is not a valid SMILES: {error}");
+            string canonical;
+            using (molecule) canonical = molecule!.ToSmiles();
+            if (inception.Any(m => m.Canonical == canonical)) continue;
+            var tokens = Spelled(canonical, vocabulary, config.Sampling.MaxLength)
+                ?? throw new BioForgeException($"learning.inception[{i}]: '{smiles}' cannot be written in the prior's tokens within sampling.max_length ({config.Sampling.MaxLength})");
+            inception.Add((canonical, tokens));
+        }
     }
 
     /// <summary>A resumed run's oracle calls up to its checkpoint (from the run's files): the count goes on from them.</summary>
@@ -234,6 +247,7 @@ public sealed class OptimizationSession : IDisposable
             clock.Restart();
             return seconds;
         }
+        var inceptionCalls = State.StageStep == 0 && inception.Count > 0 ? Inception(step, stage) : [];
         Agent.Model.eval(); // no dropout in sampling or in the likelihood the loss differentiates
         using var generator = Sampling.CreateGenerator(StatelessRandom.Hash(config.Seed, step, 0x5A3B1E));
         var batch = Sampling.Sample(Agent.Model, config.Sampling.BatchSize, sampling, generator);
@@ -311,12 +325,7 @@ public sealed class OptimizationSession : IDisposable
 
         foreach (int i in entrants)
             memory.Add(new ReplayedMolecule(scored[i].Canonical!, batch[i].Tokens, batch[i].Finished, learned[i], priorValues[i], buckets[i]));
-        if (memory.Count > config.Learning.ReplaySize)
-        {
-            var kept = memory.OrderByDescending(r => r.Score).Take(config.Learning.ReplaySize).ToList();
-            memory.Clear();
-            memory.AddRange(kept);
-        }
+        KeepBest(memory);
         for (int round = 1; round <= config.Learning.ReplayUpdates && memory.Count > 0; round++) ReplayUpdate(step, round, memory);
         if (config.Learning.Strategy == "augmented_memory")
         {
@@ -324,7 +333,40 @@ public sealed class OptimizationSession : IDisposable
             for (int round = 1; round <= config.Learning.AugmentationRounds; round++)
                 AugmentedUpdate(step, round, batch, scored, learned, priorValues, memory);
         }
-        return (scored, sampled, learned, lossValue, newFraction, calls, new StepTimings(sampleSeconds, scoreSeconds, priorSeconds, agentSeconds, Lap(), breedSeconds));
+        return (scored, sampled, learned, lossValue, newFraction, [.. inceptionCalls, .. calls], new StepTimings(sampleSeconds, scoreSeconds, priorSeconds, agentSeconds, Lap(), breedSeconds));
+    }
+
+    /// <summary>
+    /// <c>inception</c> at the start of a stage: the known molecules, scored by the stage's function (oracle calls under
+    /// a budget), enter the replay memory with their prior likelihoods, so this step's update replays them and its
+    /// genetic exploration breeds from them. They are inputs, not finds: not ranked, not in the step's scores.
+    /// </summary>
+    private IReadOnlyList<OracleCall> Inception(int step, int stage)
+    {
+        var smiles = inception.Select(m => m.Canonical).ToList();
+        IReadOnlyList<ScoredMolecule> scored;
+        IReadOnlyList<OracleCall> calls = [];
+        if (budget is null) scored = scoring!.Score(smiles);
+        else (scored, calls) = budget.Score(smiles, step, stage, scoring!);
+        if (scored.Count == 0) return calls;
+        float[] priorValues;
+        using (no_grad())
+        using (NewDisposeScope())
+            priorValues = Sampling.LogLikelihood(prior.Model, [.. inception.Take(scored.Count).Select(m => m.Tokens)], grammar).cpu().data<float>().ToArray();
+        var memory = State.Memory;
+        for (int i = 0; i < scored.Count; i++)
+            if (!memory.Any(r => r.Canonical == inception[i].Canonical))
+                memory.Add(new ReplayedMolecule(inception[i].Canonical, inception[i].Tokens.Tokens, true, scored[i].Score, priorValues[i]));
+        KeepBest(memory);
+        return calls;
+    }
+
+    private void KeepBest(List<ReplayedMolecule> memory)
+    {
+        if (memory.Count <= config.Learning.ReplaySize) return;
+        var kept = memory.OrderByDescending(r => r.Score).Take(config.Learning.ReplaySize).ToList();
+        memory.Clear();
+        memory.AddRange(kept);
     }
 
     /// <summary>

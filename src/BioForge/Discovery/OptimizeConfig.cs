@@ -99,6 +99,12 @@ public sealed record OptimizeConfig
         /// half of its tokens, continued by the agent; scored and learned from as the genetic children are. 0: off.
         /// </summary>
         public int CompletionOffspring { get; init; }
+        /// <summary>
+        /// Known molecules (SMILES) to start from, REINVENT's inception: at the start of every stage they are scored by
+        /// its scoring function (oracle calls, counted under a budget) and enter the replay memory, so the update replays
+        /// them and the genetic exploration breeds from them at once.
+        /// </summary>
+        public List<string> Inception { get; init; } = [];
     }
 
     public sealed record DiversityFilterSection
@@ -204,6 +210,8 @@ public sealed record OptimizeConfig
         require(Learning.MutationRate is >= 0 and <= 1, $"learning.mutation_rate must be in [0, 1] (got {Learning.MutationRate})");
         require(Learning.ReplayUpdates is >= 0 and <= 16, $"learning.replay_updates must be in [0, 16] (got {Learning.ReplayUpdates})");
         require(Learning.ReplayUpdateSize >= 1, $"learning.replay_update_size must be at least 1 (got {Learning.ReplayUpdateSize})");
+        require(Learning.Inception.Count <= 10_000, $"learning.inception holds at most 10,000 SMILES (got {Learning.Inception.Count})");
+        require(Learning.Inception.Count == 0 || Learning.ReplaySize > 0, "learning.inception needs a replay memory (replay_size > 0): the molecules start there");
         require(Learning.AugmentationRounds is >= 0 and <= 16, $"learning.augmentation_rounds must be in [0, 16] (got {Learning.AugmentationRounds})");
         require(DiversityFilter.Kind is "identical_murcko_scaffold" or "generic_murcko_scaffold" or "similar_scaffold" or "none",
             $"diversity_filter.kind must be identical_murcko_scaffold, generic_murcko_scaffold, similar_scaffold or none (got '{DiversityFilter.Kind}')");

@@ -199,8 +199,13 @@ public static class Reinvent4Format
                         learning["replay_samples"] = Integer(value, where);
                         break;
                     case "smiles_file":
-                        if (!string.IsNullOrEmpty(String(value, where)))
-                            throw Error(where, "seeding the replay memory from a file is not supported; it fills with the run's best molecules");
+                        string file = String(value, where);
+                        if (file.Length == 0) break;
+                        if (!File.Exists(file)) throw Error(where, $"'{file}' does not exist");
+                        // REINVENT reads the first column: a SMILES per line, anything after a space, tab or comma ignored.
+                        var smiles = File.ReadLines(file).Select(l => l.Split([' ', '\t', ','], 2)[0].Trim()).Where(l => l.Length > 0).ToList();
+                        if (smiles.Count == 0) throw Error(where, $"'{file}' holds no SMILES");
+                        learning["inception"] = new JsonArray([.. smiles.Select(m => JsonValue.Create(m))]);
                         break;
                     case "deduplicate":
                         if (!Boolean(value, where)) throw Error(where, "false is not supported; BioForge's replay memory holds each molecule once");
