@@ -122,7 +122,12 @@ internal static class GenerateRoutes
             // pmo; the seed molecule starts the replay memory (inception), so the first step already breeds its analogues.
             Learning = new OptimizeConfig.LearningSection
             {
-                Lr = 5e-4, Sigma = 120, ReplaySize = 50, ReplaySamples = 5, GeneticOffspring = Math.Max(1, r.Particles / 2), Inception = [canonical],
+                Lr = 5e-4,
+                Sigma = 120,
+                ReplaySize = 50,
+                ReplaySamples = 5,
+                GeneticOffspring = Math.Max(1, r.Particles / 2),
+                Inception = [canonical],
             },
             DiversityFilter = new OptimizeConfig.DiversityFilterSection { Kind = "none" },
             Output = new OptimizeConfig.OutputSection { CheckpointEvery = int.MaxValue, Ranked = 10_000 },
