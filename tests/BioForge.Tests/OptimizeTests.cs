@@ -317,17 +317,8 @@ public sealed class OptimizeTests
         // 1e-6 (too little to learn from), few of the prior's molecules have it, and patience is 1.
         _ = TestData.Cpu;
         string dir = TestData.TempDirectory();
-        string path = BudgetedRunFile(dir, seed: 4, calls: 1200, """
-            patience = 1
-            aggregate = "arithmetic"
-            [[stages.components]]
-            type = "substructure"
-            smarts = ["[I]"]
-            weight = 1e-6
-            [[stages.components]]
-            type = "substructure"
-            smarts = ["[U]"]
-            """, learning: "genetic_offspring = 0 # children of a find would carry it: finds would multiply");
+        string path = BudgetedRunFile(dir, seed: 4, calls: 1200, "patience = 1\n" + FaintIodine,
+            learning: "genetic_offspring = 0 # children of a find would carry it: finds would multiply");
         var result = MoleculeOptimizer.Run(OptimizeConfig.Load(path), new OptimizeOptions { Threads = 2 });
         var calls = MoleculeOptimizer.ReadCalls(dir);
         int found = calls.Count(c => c.Score > 0);
@@ -343,19 +334,9 @@ public sealed class OptimizeTests
         // bred nothing for the rest of the run. Here iodine scores 1e-6: the step of the first find must breed from it.
         _ = TestData.Cpu;
         string dir = TestData.TempDirectory();
-        string path = BudgetedRunFile(dir, seed: 4, calls: 600, """
-            aggregate = "arithmetic"
-            [[stages.components]]
-            type = "substructure"
-            smarts = ["[I]"]
-            weight = 1e-6
-            [[stages.components]]
-            type = "substructure"
-            smarts = ["[U]"]
-            """);
+        string path = BudgetedRunFile(dir, seed: 4, calls: 600, FaintIodine);
         MoleculeOptimizer.Run(OptimizeConfig.Load(path), new OptimizeOptions { Threads = 2 });
-        var rows = File.ReadAllLines(Path.Combine(dir, "scores_1_stage1.csv")).Skip(1).Select(l => l.Split(','))
-            .Select(f => (Step: int.Parse(f[0], CultureInfo.InvariantCulture), Score: double.Parse(f[4], CultureInfo.InvariantCulture), Bred: f[^1] == "bred")).ToList();
+        var rows = ScoreRows(dir);
         int firstFind = rows.First(r => r.Score > 0).Step;
         var step = rows.Where(r => r.Step == firstFind).ToList();
         Assert.Equal(1, step.Count(r => !r.Bred && r.Score > 0)); // the premise: one find, nothing in memory
@@ -381,8 +362,7 @@ public sealed class OptimizeTests
         MoleculeOptimizer.Run(OptimizeConfig.Load(path), new OptimizeOptions { Threads = 2 });
         var first = MoleculeOptimizer.ReadCalls(dir)[0];
         Assert.Equal(inception, first.Smiles == known && first.Score == 1);
-        var step1 = File.ReadAllLines(Path.Combine(dir, "scores_1_stage1.csv")).Skip(1).Select(l => l.Split(','))
-            .Where(f => f[0] == "1").Select(f => (Score: double.Parse(f[4], CultureInfo.InvariantCulture), Bred: f[^1] == "bred")).ToList();
+        var step1 = ScoreRows(dir).Where(r => r.Step == 1).ToList();
         double bred = step1.Where(r => r.Bred).Average(r => r.Score), sampled = step1.Where(r => !r.Bred).Average(r => r.Score);
         Assert.Equal(inception, bred > sampled + 0.15);
     }
@@ -439,6 +419,23 @@ public sealed class OptimizeTests
         var e = Assert.Throws<BioForgeException>(() => OptimizeConfig.Load(path));
         Assert.Contains("on_stall must be stop or restart (got 'rewind')", e.Message);
     }
+
+    // Iodine scores 1e-6, too little to learn from, and few of the prior's molecules have it; nothing else scores.
+    private const string FaintIodine = """
+        aggregate = "arithmetic"
+        [[stages.components]]
+        type = "substructure"
+        smarts = ["[I]"]
+        weight = 1e-6
+        [[stages.components]]
+        type = "substructure"
+        smarts = ["[U]"]
+        """;
+
+    /// <summary>The rows of a one-stage run's scores file: step, score, and whether the genetic step bred the molecule.</summary>
+    private static List<(int Step, double Score, bool Bred)> ScoreRows(string dir) =>
+        [.. File.ReadAllLines(Path.Combine(dir, "scores_1_stage1.csv")).Skip(1).Select(l => l.Split(','))
+            .Select(f => (int.Parse(f[0], CultureInfo.InvariantCulture), double.Parse(f[4], CultureInfo.InvariantCulture), f[^1] == "bred"))];
 
     /// <summary>Writes a run file over the shipped prior with an oracle budget and one stage (<paramref name="stage"/>:
     /// its settings and components), and returns its path.</summary>
