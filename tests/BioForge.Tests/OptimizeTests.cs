@@ -375,6 +375,10 @@ public sealed class OptimizeTests
         string path = BudgetedRunFile(dir, seed: 1, calls: 100, "[[stages.components]]\ntype = \"qed\"", learning: "inception = [\"CCO\", \"C1CC\"]");
         var e = Assert.Throws<BioForgeException>(() => MoleculeOptimizer.Run(OptimizeConfig.Load(path), new OptimizeOptions { Threads = 2 }));
         Assert.Contains("learning.inception[1]: 'C1CC' is not a valid SMILES", e.Message);
+
+        path = BudgetedRunFile(dir, seed: 1, calls: 2, "[[stages.components]]\ntype = \"qed\"", learning: "inception = [\"CCO\", \"CCN\"]");
+        e = Assert.Throws<BioForgeException>(() => OptimizeConfig.Load(path));
+        Assert.Contains("learning.inception: 2 molecules would spend the whole budget (2 oracle calls)", e.Message);
     }
 
     [Fact]
