@@ -120,6 +120,7 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
                 int index = choice!["index"]!.GetValue<int>();
                 Assert.False(finish.GetValueOrDefault(index) is not null, $"text for sample {index} after its finish reason");
                 (texts.TryGetValue(index, out var sb) ? sb : texts[index] = new StringBuilder()).Append(choice["text"]!.GetValue<string>());
+                Assert.True(choice.AsObject().ContainsKey("finish_reason"), "a chunk's choice without finish_reason (OpenAI writes null until the end)");
                 finish[index] = choice["finish_reason"]?.GetValue<string>();
             }
         }

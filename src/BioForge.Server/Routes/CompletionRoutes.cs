@@ -2,6 +2,7 @@ using System.ComponentModel.DataAnnotations;
 using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using System.Threading.Channels;
 using BioForge.Chem;
 using BioForge.Generation;
@@ -84,8 +85,15 @@ internal static class CompletionRoutes
     public sealed record Logprobs(IReadOnlyList<string> Tokens, IReadOnlyList<double> TokenLogprobs, IReadOnlyList<Dictionary<string, double>?>? TopLogprobs,
         IReadOnlyList<int> TextOffset);
 
-    /// <summary>One sample; <c>log_likelihood</c> (BioForge extra) is the sum of log p at temperature 1 over every drawn token, end token included.</summary>
-    public sealed record Choice(string Text, int Index, Logprobs? Logprobs, string? FinishReason, double? LogLikelihood = null);
+    /// <summary>
+    /// One sample; <c>log_likelihood</c> (BioForge extra) is the sum of log p at temperature 1 over every drawn token, end
+    /// token included. <c>logprobs</c> and <c>finish_reason</c> are written even when null, as OpenAI writes them: strict
+    /// clients read a chunk's missing <c>finish_reason</c> as a malformed chunk rather than "not finished yet".
+    /// </summary>
+    public sealed record Choice(string Text, int Index,
+        [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] Logprobs? Logprobs,
+        [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? FinishReason,
+        double? LogLikelihood = null);
 
     public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens);
 
