@@ -161,4 +161,76 @@ public sealed class PmoOracleTests
         for (int i = 0; i < smiles.Length; i++) Assert.Equal(oracle.Score(smiles[i]), scored[i].Score, 12);
         Assert.True(scored[0].Score > 0);
     }
+
+    /// <summary>
+    /// The building blocks are components of a run file of their own: five PMO objectives written from them (the
+    /// similarities on ECFP6/FCFP4/atom-pair counts and Gobbi pharmacophores, the gaussians, the clipped line, Bertz
+    /// CT, an element count, a formula, SMARTS; geometric and arithmetic means) score every fixture molecule as the
+    /// built-in oracles do.
+    /// </summary>
+    [Fact]
+    public void PmoObjectivesWrittenFromComponentsScoreAsTheOracles()
+    {
+        const string osimertinib = "COc1cc(N(C)CCN(C)C)c(NC(=O)C=C)cc1Nc2nccc(n2)c3cn(C)c4ccccc34";
+        const string ranolazine = "COc1ccccc1OCC(O)CN2CCN(CC(=O)Nc3c(C)cccc3C)CC2";
+        const string decoHop = "CCCOc1cc2ncnc(Nc3ccc4ncsc4c3)c2cc1S(=O)(=O)C(C)(C)C";
+        const string sitagliptin = "NC(CC(=O)N1CCn2c(nnc2C(F)(F)F)C1)Cc1cc(F)c(F)cc1F";
+        double logP, tpsa, bertz;
+        using (var m = Molecule.FromSmiles(sitagliptin)) (logP, tpsa, bertz) = (m.Descriptors().LogP, m.Descriptors().Tpsa, GraphDescriptors.BertzCT(m));
+        static string R(double x) => x.ToString("R", CultureInfo.InvariantCulture);
+        string Stage(string name, string aggregate, params string[] components) =>
+            $"[[stages]]\nname = \"{name}\"\naggregate = \"{aggregate}\"\n" + string.Concat(components.Select(c => $"[[stages.components]]\n{c}\n"));
+        string toml = $"[prior]\nmodel = \"models/unused\"\n[output]\ndir = \"{TestData.TempDirectory()}\"\n"
+            + Stage("osimertinib_mpo", "geometric",
+                $"type = \"similarity\"\nsmiles = [\"{osimertinib}\"]\nfingerprint = \"counts\"\nfeatures = true\ntransform = {{ kind = \"clipped\", low = 0.0, high = 0.8 }}",
+                $"type = \"similarity\"\nsmiles = [\"{osimertinib}\"]\nfingerprint = \"counts\"\nradius = 3\ntransform = {{ kind = \"min_gaussian\", mu = 0.85, sigma = 0.1 }}",
+                "type = \"tpsa\"\ntransform = { kind = \"max_gaussian\", mu = 100.0, sigma = 10.0 }",
+                "type = \"logp\"\ntransform = { kind = \"min_gaussian\", mu = 1.0, sigma = 1.0 }")
+            + Stage("ranolazine_mpo", "geometric",
+                $"type = \"similarity\"\nsmiles = [\"{ranolazine}\"]\nfingerprint = \"atom_pairs\"\ntransform = {{ kind = \"clipped\", low = 0.0, high = 0.7 }}",
+                "type = \"logp\"\ntransform = { kind = \"max_gaussian\", mu = 7.0, sigma = 1.0 }",
+                "type = \"tpsa\"\ntransform = { kind = \"max_gaussian\", mu = 95.0, sigma = 20.0 }",
+                "type = \"element_count\"\nelement = \"F\"\ntransform = { kind = \"gaussian\", mu = 1.0, sigma = 1.0 }")
+            // A SMARTS that must not match, as a term of the mean (not a penalty): the clipped line from (1, 0) to (0, 1).
+            + Stage("deco_hop", "arithmetic",
+                $"type = \"similarity\"\nsmiles = [\"{decoHop}\"]\nfingerprint = \"pharmacophore\"\ntransform = {{ kind = \"clipped\", low = 0.0, high = 0.85 }}",
+                "type = \"substructure\"\nsmarts = [\"CS([#6])(=O)=O\"]\ntransform = { kind = \"clipped\", low = 1.0, high = 0.0 }",
+                "type = \"substructure\"\nsmarts = [\"[#7]-c1ccc2ncsc2c1\"]\ntransform = { kind = \"clipped\", low = 1.0, high = 0.0 }",
+                "type = \"substructure\"\nsmarts = [\"[#7]-c1n[c;h1]nc2[c;h1]c(-[#8])[c;h0][c;h1]c12\"]")
+            + Stage("isomers_c9h10n2o2pf2cl", "geometric", "type = \"isomer\"\nformula = \"C9H10N2O2PF2Cl\"")
+            + Stage("valsartan_smarts", "geometric",
+                "type = \"substructure\"\nsmarts = [\"CN(C=O)Cc1ccc(c2ccccc2)cc1\"]",
+                $"type = \"logp\"\ntransform = {{ kind = \"gaussian\", mu = {R(logP)}, sigma = 0.2 }}",
+                $"type = \"tpsa\"\ntransform = {{ kind = \"gaussian\", mu = {R(tpsa)}, sigma = 5.0 }}",
+                $"type = \"bertz\"\ntransform = {{ kind = \"gaussian\", mu = {R(bertz)}, sigma = 30.0 }}");
+        var config = Load(toml);
+        // Valsartan itself: no fixture molecule holds the valsartan SMARTS.
+        string[] smiles = [.. File.ReadAllLines(TestData.Path("pmo", "oracle_reference.tsv")).Skip(1).Select(l => l.Split('\t')[0]),
+            "CCCCC(=O)N(Cc1ccc(-c2ccccc2-c2nn[nH]n2)cc1)C(C(C)C)C(=O)O"];
+        foreach (var stage in config.Stages)
+        {
+            using var scoring = new ScoringFunction(stage.Components, stage.Aggregate, TestData.Cpu.Device);
+            using var oracle = new PmoOracle(stage.Name);
+            var scored = scoring.Score(smiles);
+            double worst = smiles.Select((smi, i) => Math.Abs(scored[i].Score - oracle.Score(smi))).Max();
+            Assert.True(worst <= 1e-12, $"{stage.Name} from components: off the oracle by {worst:G3}");
+            Assert.Contains(scored, m => m.Score > 0);
+        }
+    }
+
+    [Theory]
+    [InlineData("type = \"isomer\"\nformula = \"C7H8Xx2\"", "unknown element 'Xx'")]
+    [InlineData("type = \"isomer\"\nformula = \"c1ccccc1\"", "not a molecular formula")]
+    [InlineData("type = \"isomer\"", "needs formula")]
+    [InlineData("type = \"element_count\"\nelement = \"Q\"", "needs element = an element symbol")]
+    [InlineData("type = \"logp\"\ntransform = { kind = \"gaussian\", mu = 2.0 }", "gaussian needs sigma")]
+    [InlineData("type = \"logp\"\ntransform = { kind = \"max_gaussian\", sigma = 1.0 }", "max_gaussian needs mu")]
+    [InlineData("type = \"logp\"\ntransform = { kind = \"sigmoid\", low = 1.0, high = 3.0, mu = 2.0 }", "mu: only for the gaussians")]
+    [InlineData("type = \"logp\"\ntransform = { kind = \"clipped\", low = 2.0, high = 2.0 }", "clipped needs low ≠ high")]
+    [InlineData("type = \"similarity\"\nsmiles = [\"CCO\"]\nfingerprint = \"atom_pairs\"\nfeatures = true", "features (FCFP) needs")]
+    public void BuildingBlockComponentsRefuseWhatTheyCannotUse(string component, string message)
+    {
+        var e = Assert.Throws<BioForgeException>(() => Load(RunFile(component)));
+        Assert.Contains(message, e.Message);
+    }
 }

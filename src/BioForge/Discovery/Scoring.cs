@@ -9,7 +9,10 @@ namespace BioForge.Discovery;
 /// Maps a component's raw value (a property, a similarity, a predicted affinity) onto [0, 1], desirability style:
 /// <c>sigmoid</c> rises from <c>low</c> to <c>high</c>, <c>reverse_sigmoid</c> falls, <c>double_sigmoid</c> is high
 /// inside the window [low, high], <c>step</c> is 1 inside the window and 0 outside, <c>identity</c> clamps.
-/// The sigmoids are REINVENT 4's, so its run files keep their meaning (<see cref="Reinvent4Format"/>).
+/// The sigmoids are REINVENT 4's, so its run files keep their meaning (<see cref="Reinvent4Format"/>). GuacaMol's
+/// modifiers, so the PMO objectives can be written from their parts: <c>gaussian</c> (<c>mu</c>, <c>sigma</c>),
+/// <c>min_gaussian</c> (1 up to mu), <c>max_gaussian</c> (1 from mu on) and <c>clipped</c> (the line through
+/// (low, 0) and (high, 1), clipped; high below low makes it fall).
 /// </summary>
 public sealed record TransformSettings
 {
@@ -20,6 +23,9 @@ public sealed record TransformSettings
     public double K { get; init; } = 0.5;
     /// <summary>double_sigmoid only: the steepness of the falling edge at <c>high</c> when it differs from <see cref="K"/> (REINVENT 4's coef_se / coef_div).</summary>
     public double? KHigh { get; init; }
+    /// <summary>The gaussians' centre and width.</summary>
+    public double? Mu { get; init; }
+    public double? Sigma { get; init; }
 
     public double Apply(double x) => Kind switch
     {
@@ -32,14 +38,24 @@ public sealed record TransformSettings
             ? 1 / (1 + Math.Pow(10, K * (Low - x)))
             : 1 / (1 + Math.Pow(10, (KHigh ?? K) * (x - High))),
         "step" => x >= Low && x <= High ? 1 : 0,
+        "gaussian" => ScoreModifiers.Gaussian(x, Mu!.Value, Sigma!.Value),
+        "min_gaussian" => ScoreModifiers.MinGaussian(x, Mu!.Value, Sigma!.Value),
+        "max_gaussian" => ScoreModifiers.MaxGaussian(x, Mu!.Value, Sigma!.Value),
+        "clipped" => ScoreModifiers.Clipped(x, upper: High, lower: Low),
         _ => Math.Clamp(x, 0, 1),
     };
 
+    private bool IsGaussian => Kind is "gaussian" or "min_gaussian" or "max_gaussian";
+
     public void Validate(string where, Action<bool, string> require)
     {
-        require(Kind is "identity" or "sigmoid" or "reverse_sigmoid" or "double_sigmoid" or "step",
-            $"{where}.transform.kind must be identity, sigmoid, reverse_sigmoid, double_sigmoid or step (got '{Kind}')");
-        require(Kind == "identity" || High > Low, $"{where}.transform: high ({High}) must exceed low ({Low})");
+        require(Kind is "identity" or "sigmoid" or "reverse_sigmoid" or "double_sigmoid" or "step" or "gaussian" or "min_gaussian" or "max_gaussian" or "clipped",
+            $"{where}.transform.kind must be identity, sigmoid, reverse_sigmoid, double_sigmoid, step, gaussian, min_gaussian, max_gaussian or clipped (got '{Kind}')");
+        require(Kind is "identity" or "clipped" || IsGaussian || High > Low, $"{where}.transform: high ({High}) must exceed low ({Low})");
+        require(Kind != "clipped" || High != Low, $"{where}.transform: clipped needs low ≠ high (the value at score 0 and at score 1; got {Low} for both)");
+        require(IsGaussian == (Mu is not null), $"{where}.transform.mu: {(IsGaussian ? $"{Kind} needs mu (its centre)" : $"only for the gaussians, not {Kind}")}");
+        require(IsGaussian == (Sigma is not null), $"{where}.transform.sigma: {(IsGaussian ? $"{Kind} needs sigma (its width)" : $"only for the gaussians, not {Kind}")}");
+        require(Sigma is null || Sigma > 0, $"{where}.transform.sigma must be positive (got {Sigma})");
         require(K > 0, $"{where}.transform.k must be positive (got {K})");
         require(KHigh is null || (Kind == "double_sigmoid" && KHigh > 0), $"{where}.transform.k_high: only for double_sigmoid, and positive (got {KHigh})");
     }
@@ -50,7 +66,9 @@ public sealed record ComponentSettings
 {
     /// <summary>
     /// qed, sa (synthetic accessibility, 1 easy … 10 hard), logp, plogp (penalized logP: logP − SA score − rings
-    /// beyond six atoms, as in the JT-VAE and MolMIM benchmarks), mw, tpsa, hbd, hba, rotatable_bonds, similarity
+    /// beyond six atoms, as in the JT-VAE and MolMIM benchmarks), mw, tpsa, hbd, hba, rotatable_bonds, rings,
+    /// aromatic_rings, bertz (Bertz CT), element_count (atoms of <see cref="Element"/>, hydrogens counted), isomer
+    /// (GuacaMol's closeness to <see cref="Formula"/>, in [0, 1]), similarity
     /// (max Tanimoto to <see cref="Smiles"/>), substructure (1 when any of <see cref="Smarts"/> matches), affinity
     /// (predicted by <see cref="Model"/> for <see cref="Target"/>), pmo (the PMO/GuacaMol objective named by
     /// <see cref="Task"/>, already in [0, 1]), external_process (a user's program, <see cref="ExternalScorer"/>); penalties that multiply the total: forbidden_substructure
@@ -67,6 +85,8 @@ public sealed record ComponentSettings
     /// <c>similarity</c>'s fingerprint: <c>bits</c> (Morgan folded to 2,048 bits), <c>unfolded</c> (the set of Morgan
     /// environments) or <c>counts</c> (Morgan environment counts), of <see cref="Radius"/>; <see cref="Features"/>
     /// uses feature invariants (FCFP) and needs unfolded or counts. REINVENT 4's TanimotoSimilarity is unfolded/counts.
+    /// GuacaMol's other two: <c>atom_pairs</c> (atom-pair counts, pairs up to 10 bonds apart) and <c>pharmacophore</c>
+    /// (the Gobbi 2D pharmacophore bits).
     /// </summary>
     public string Fingerprint { get; init; } = "bits";
     public int Radius { get; init; } = 2;
@@ -85,6 +105,10 @@ public sealed record ComponentSettings
     public string? Args { get; init; }
     public string? Property { get; init; }
     public double TimeoutS { get; init; } = 600;
+    /// <summary><c>element_count</c>'s element symbol (<c>F</c>, <c>Cl</c>, <c>H</c>…).</summary>
+    public string? Element { get; init; }
+    /// <summary><c>isomer</c>'s molecular formula (<c>C7H8N2O2</c>).</summary>
+    public string? Formula { get; init; }
 
     public string Label => Name ?? Type;
 
@@ -92,15 +116,32 @@ public sealed record ComponentSettings
 
     public void Validate(string where, Action<bool, string> require)
     {
-        require(Type is "qed" or "sa" or "logp" or "plogp" or "mw" or "tpsa" or "hbd" or "hba" or "rotatable_bonds" or "similarity" or "substructure"
+        require(Type is "qed" or "sa" or "logp" or "plogp" or "mw" or "tpsa" or "hbd" or "hba" or "rotatable_bonds" or "rings" or "aromatic_rings"
+            or "bertz" or "element_count" or "isomer" or "similarity" or "substructure"
             or "affinity" or "pmo" or "external_process" or "forbidden_substructure" or "matching_substructure" or "filters",
-            $"{where}.type must be one of qed, sa, logp, plogp, mw, tpsa, hbd, hba, rotatable_bonds, similarity, substructure, affinity, pmo, external_process, forbidden_substructure, matching_substructure, filters (got '{Type}')");
+            $"{where}.type must be one of qed, sa, logp, plogp, mw, tpsa, hbd, hba, rotatable_bonds, rings, aromatic_rings, bertz, element_count, isomer, similarity, substructure, affinity, pmo, external_process, forbidden_substructure, matching_substructure, filters (got '{Type}')");
         require(Weight > 0, $"{where}.weight must be positive (got {Weight})");
         require(Type != "similarity" || Smiles.Length > 0, $"{where}: a similarity component needs smiles = [reference molecules]");
         require(Type is not ("substructure" or "forbidden_substructure" or "matching_substructure") || Smarts.Length > 0, $"{where}: a {Type} component needs smarts = [patterns]");
-        require(Fingerprint is "bits" or "unfolded" or "counts", $"{where}.fingerprint must be bits, unfolded or counts (got '{Fingerprint}')");
+        require(Fingerprint is "bits" or "unfolded" or "counts" or "atom_pairs" or "pharmacophore",
+            $"{where}.fingerprint must be bits, unfolded, counts, atom_pairs or pharmacophore (got '{Fingerprint}')");
         require(Radius is >= 0 and <= 6, $"{where}.radius must be 0 to 6 (got {Radius})");
-        require(!Features || Fingerprint != "bits", $"{where}: features (FCFP) needs fingerprint = \"unfolded\" or \"counts\"");
+        require(!Features || Fingerprint is "unfolded" or "counts", $"{where}: features (FCFP) needs fingerprint = \"unfolded\" or \"counts\"");
+        require(Type != "element_count" || (Element is not null && IsomerScore.IsElement(Element)),
+            $"{where}: an element_count component needs element = an element symbol such as \"F\" or \"Cl\" (got '{Element}')");
+        if (Type == "isomer")
+        {
+            string? error = null;
+            try
+            {
+                _ = new IsomerScore(Formula ?? throw new BioForgeException("an isomer component needs formula = a molecular formula such as \"C7H8N2O2\""));
+            }
+            catch (BioForgeException e)
+            {
+                error = e.Message;
+            }
+            require(error is null, $"{where}: {error}");
+        }
         require(Type != "affinity" || (Model is not null && Target is not null), $"{where}: an affinity component needs model (a `bioforge dti train` model) and target (a sequence or FASTA file)");
         require(Type != "pmo" || (Task is not null && PmoOracle.Tasks.Contains(Task)),
             $"{where}: a pmo component needs task = one of {string.Join(", ", PmoOracle.Tasks)} (got '{Task}')");
@@ -151,6 +192,9 @@ public sealed class ScoringFunction : IDisposable
     private readonly Dictionary<int, StructuralFilters> filters = [];
     private readonly Dictionary<int, List<ulong[]>> references = [];
     private readonly Dictionary<int, List<Dictionary<uint, uint>>> countReferences = [];
+    private readonly Dictionary<int, List<IReadOnlySet<int>>> pharmacophoreReferences = [];
+    private readonly Dictionary<int, IsomerScore> isomers = [];
+    private GobbiPharmacophore? pharmacophore;
     private readonly Dictionary<int, (AffinityModel Model, float[] Target)> affinity = [];
     private readonly Dictionary<int, PmoOracle> oracles = [];
     private readonly Dictionary<int, ExternalScorer> externals = [];
@@ -186,12 +230,17 @@ public sealed class ScoringFunction : IDisposable
                             using (m)
                             {
                                 if (c.Fingerprint == "bits") (references.TryGetValue(i, out var list) ? list : references[i] = []).Add(Fingerprints.Morgan(m!, c.Radius));
+                                else if (c.Fingerprint == "pharmacophore")
+                                    (pharmacophoreReferences.TryGetValue(i, out var list) ? list : pharmacophoreReferences[i] = []).Add(Pharmacophore.Fingerprint(m!));
                                 else (countReferences.TryGetValue(i, out var list) ? list : countReferences[i] = []).Add(Counts(c, m!));
                             }
                         }
                         break;
                     case "pmo":
                         oracles[i] = new PmoOracle(c.Task ?? "");
+                        break;
+                    case "isomer":
+                        isomers[i] = new IsomerScore(c.Formula ?? "");
                         break;
                     case "external_process":
                         externals[i] = new ExternalScorer(c);
@@ -278,7 +327,8 @@ public sealed class ScoringFunction : IDisposable
             double w = components[c].Weight;
             weights += w;
             sum += w * transformed[c];
-            logSum += w * Math.Log(Math.Max(transformed[c], 1e-12));
+            // A term at 0 makes the mean 0 (log 0 = −∞), as REINVENT's and GuacaMol's geometric means do.
+            logSum += w * Math.Log(transformed[c]);
         }
         if (weights == 0) return penalty;
         return penalty * (geometric ? Math.Exp(logSum / weights) : sum / weights);
@@ -320,6 +370,11 @@ public sealed class ScoringFunction : IDisposable
         "hbd" => m.Descriptors().HBondDonors,
         "hba" => m.Descriptors().HBondAcceptors,
         "rotatable_bonds" => m.Descriptors().RotatableBonds,
+        "rings" => m.Descriptors().Rings,
+        "aromatic_rings" => m.Descriptors().AromaticRings,
+        "bertz" => GraphDescriptors.BertzCT(m),
+        "element_count" => IsomerScore.ElementCount(m, component.Element!),
+        "isomer" => isomers[c].Score(m),
         "similarity" => Similarity(c, component, m),
         "substructure" => patterns[c].Any(m.HasMatch) ? 1 : 0,
         "forbidden_substructure" => patterns[c].Any(m.HasMatch) ? 0 : 1,
@@ -337,18 +392,31 @@ public sealed class ScoringFunction : IDisposable
             var fingerprint = Fingerprints.Morgan(m, component.Radius);
             return references[c].Max(r => Fingerprints.Tanimoto(fingerprint, r));
         }
+        if (component.Fingerprint == "pharmacophore")
+        {
+            var bits = Pharmacophore.Fingerprint(m);
+            return pharmacophoreReferences[c].Max(r => Fingerprints.Tanimoto(bits, r));
+        }
         var counts = Counts(component, m);
-        if (component.Fingerprint == "counts") return countReferences[c].Max(r => Fingerprints.Tanimoto(counts, r));
+        if (component.Fingerprint is "counts" or "atom_pairs") return countReferences[c].Max(r => Fingerprints.Tanimoto(counts, r));
         var keys = counts.Keys.ToHashSet();
         return countReferences[c].Max(r => Fingerprints.Tanimoto<uint>(keys, r.Keys.ToHashSet()));
     }
 
     private static Dictionary<uint, uint> Counts(ComponentSettings component, Molecule m) =>
-        component.Features ? Fingerprints.FeatureMorganCounts(m, component.Radius) : Fingerprints.MorganCounts(m, component.Radius);
+        component.Fingerprint == "atom_pairs" ? Fingerprints.AtomPairCounts(m, maxLength: GuacaMolAtomPairLength)
+        : component.Features ? Fingerprints.FeatureMorganCounts(m, component.Radius) : Fingerprints.MorganCounts(m, component.Radius);
+
+    // GuacaMol's atom pairs (GetAtomPairFingerprint(maxLength=10)), which PMO's similarity tasks use.
+    private const int GuacaMolAtomPairLength = 10;
+
+    // Made at the first pharmacophore similarity only: it compiles eight SMARTS families and its bin tables.
+    private GobbiPharmacophore Pharmacophore => pharmacophore ??= new GobbiPharmacophore();
 
     public void Dispose()
     {
         qed.Dispose();
+        pharmacophore?.Dispose();
         foreach (var list in patterns.Values) foreach (var p in list) p.Dispose();
         foreach (var f in filters.Values) f.Dispose();
         foreach (var o in oracles.Values) o.Dispose();

@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using BioForge.Chem;
 using static BioForge.Discovery.Pmo.ScoreModifiers;
 
@@ -184,36 +183,10 @@ public sealed class PmoOracle : IDisposable
         return c => c.Molecule.HasMatch(query) != inverse ? 1 : 0;
     }
 
-    /// <summary>
-    /// GuacaMol's IsomerScoringFunction: the geometric mean of Gaussian(count; n, 1) per element of the formula
-    /// (hydrogens counted explicitly) and Gaussian(all atoms with hydrogens; N, 2).
-    /// </summary>
     private static Func<Candidate, double> Isomer(string formula)
     {
-        var elements = Regex.Matches(formula, "([A-Z][a-z]*)([0-9]*)")
-            .Select(m => (Number: AtomicNumber(m.Groups[1].Value, formula), Count: m.Groups[2].Value.Length > 0 ? int.Parse(m.Groups[2].Value) : 1))
-            .ToArray();
-        int total = elements.Sum(e => e.Count);
-        return c =>
-        {
-            var parts = new double[elements.Length + 1];
-            for (int i = 0; i < elements.Length; i++) parts[i] = Gaussian(c.ElementCount(elements[i].Number), elements[i].Count, 1);
-            parts[^1] = Gaussian(c.AtomsWithHydrogens, total, 2);
-            return GeometricMean(parts);
-        };
-    }
-
-    private static readonly string[] Elements =
-    [
-        "H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "Ar", "K", "Ca",
-        "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As", "Se", "Br", "Kr", "Rb", "Sr", "Y",
-        "Zr", "Nb", "Mo", "Tc", "Ru", "Rh", "Pd", "Ag", "Cd", "In", "Sn", "Sb", "Te", "I", "Xe",
-    ];
-
-    private static int AtomicNumber(string symbol, string formula)
-    {
-        int index = Array.IndexOf(Elements, symbol);
-        return index >= 0 ? index + 1 : throw new BioForgeException($"formula {formula}: unknown element '{symbol}'");
+        var score = new IsomerScore(formula);
+        return c => score.Score(c.ElementCount, c.AtomsWithHydrogens);
     }
 
     private static Func<Candidate, double> Clip(Func<Candidate, double> term, double upper) => c => Clipped(term(c), upper);
