@@ -20,6 +20,8 @@ public sealed class PmoBudgetTests
           count) echo "{\"version\": 1, \"payload\": {\"predictions\": [1]}}" ;;
           missing) echo "{\"version\": 1, \"payload\": {\"other\": [$(join "${values[@]}")]}}" ;;
           json) echo "Traceback: not what you asked for" ;;
+          python) echo "{\"version\": 1, \"payload\": {\"predictions\": [NaN, null, -Infinity, 2.5], \"note\": \"NaN, \\\"Infinity\\\"\"}}" ;;
+          word) echo "{\"version\": 1, \"payload\": {\"predictions\": [\"NaN\", 1]}}" ;;
           exit) echo "boom: the model file is missing" >&2; exit 3 ;;
           sleep) sleep 60 & echo $! > "$log.child"; echo "thinking hard" >&2; wait ;;
         esac
@@ -55,7 +57,25 @@ public sealed class PmoBudgetTests
         Assert.Equal(["CCO", "C1CC(", "c1ccccc1"], File.ReadAllLines(log)); // one call, invalid molecules included
     }
 
+    /// <summary>
+    /// null and Python's NaN mean "no score for this molecule" (it scores 0, the reason kept), as in REINVENT 4; Python's
+    /// Infinity is a number; the same words inside strings stay strings.
+    /// </summary>
+    [Fact]
+    public void AProgramMayLeaveAMoleculeUnscoredWithNullOrNaN()
+    {
+        _ = TestData.Cpu;
+        var (component, _) = External("python");
+        using var scoring = new ScoringFunction([component], "arithmetic", TestData.Cpu.Device);
+        var scored = scoring.Score(["CCO", "CCN", "CCC", "CCCl"]);
+        Assert.All(scored.Take(2), m => Assert.Equal((0.0, "docking: the program gave no score (null or NaN)"), (m.Score, m.Error)));
+        Assert.Equal(double.NegativeInfinity, scored[2].Raw[0]);
+        Assert.Equal((0.0, null), (scored[2].Score, scored[2].Error)); // identity clamps
+        Assert.Equal((1.0, null), (scored[3].Score, scored[3].Error));
+    }
+
     [Theory]
+    [InlineData("word", "payload.predictions[0] is \"NaN\", not a number")]
     [InlineData("count", "payload.predictions has 1 values for 2 SMILES")]
     [InlineData("missing", "the payload has no property 'predictions' (it has: other)")]
     [InlineData("json", "the output is not JSON")]

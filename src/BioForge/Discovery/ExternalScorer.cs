@@ -10,9 +10,12 @@ namespace BioForge.Discovery;
 /// A user's scoring program behind an <c>external_process</c> component, spoken to with REINVENT 4's ExternalProcess
 /// protocol: one process per scoring batch, the SMILES on standard input one per line (invalid ones too: the program
 /// decides what they are worth), and on standard output <c>{"version": 1, "payload": {"&lt;property&gt;": [one
-/// number per input, in order]}}</c>. Anything else — a missing property, a wrong count, output that is not JSON, a
-/// non-zero exit, a time-out — ends the run with one message naming the component and quoting the program's stderr,
-/// because a silent zero would quietly steer the optimization somewhere else.
+/// number per input, in order]}}</c>. A value may be <c>null</c> or <c>NaN</c> (Python's <c>json.dumps</c> writes
+/// <c>NaN</c>, <c>Infinity</c>, <c>-Infinity</c>, which strict JSON lacks): the program could not score that molecule,
+/// and it scores 0 with the reason kept, as in REINVENT 4. Anything else — a missing property, a wrong count, output
+/// that is not JSON, a string where a number belongs, a non-zero exit, a time-out — ends the run with one message
+/// naming the component and quoting the program's stderr, because a silent zero would quietly steer the optimization
+/// somewhere else.
 /// </summary>
 public sealed class ExternalScorer
 {
@@ -32,7 +35,7 @@ public sealed class ExternalScorer
         where = $"component '{component.Label}' ({executable})";
     }
 
-    /// <summary>One value per SMILES, in order, from one run of the program.</summary>
+    /// <summary>One value per SMILES, in order, from one run of the program; NaN where it gave null or NaN.</summary>
     public double[] Score(IReadOnlyList<string> smiles)
     {
         if (smiles.Count == 0) return [];
@@ -94,7 +97,7 @@ public sealed class ExternalScorer
         JsonElement payload;
         try
         {
-            using var document = JsonDocument.Parse(output);
+            using var document = JsonDocument.Parse(WithPythonConstantsQuoted(output));
             var root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object) throw Failure($"the output is not a JSON object: {Excerpt(output)}", errors);
             if (root.TryGetProperty("version", out var version) && !(version.ValueKind == JsonValueKind.Number && version.GetDouble() == 1))
@@ -116,11 +119,58 @@ public sealed class ExternalScorer
         int i = 0;
         foreach (var value in values.EnumerateArray())
         {
-            if (value.ValueKind != JsonValueKind.Number)
-                throw Failure($"payload.{property}[{i}] is {value.GetRawText()}, not a number", errors);
-            result[i++] = value.GetDouble();
+            result[i] = value.ValueKind switch
+            {
+                JsonValueKind.Number => value.GetDouble(),
+                JsonValueKind.Null => double.NaN,
+                JsonValueKind.String when value.GetString() is { } text && PythonConstants.TryGetValue(text, out double constant) => constant,
+                _ => throw Failure($"payload.{property}[{i}] is {value.GetRawText()}, not a number (or null for no score)", errors),
+            };
+            i++;
         }
         return result;
+    }
+
+    // Sentinel strings the output's bare constants become; a string the program wrote itself keeps its quotes, so it
+    // cannot be mistaken for one (the sentinels hold a character JSON text outside strings never has).
+    private static readonly Dictionary<string, double> PythonConstants = new(StringComparer.Ordinal)
+    {
+        ["\u0001NaN"] = double.NaN,
+        ["\u0001Infinity"] = double.PositiveInfinity,
+        ["\u0001-Infinity"] = double.NegativeInfinity,
+    };
+
+    /// <summary>The output with Python's bare <c>NaN</c>, <c>Infinity</c> and <c>-Infinity</c> (outside strings) quoted as sentinels.</summary>
+    private static string WithPythonConstantsQuoted(string output)
+    {
+        if (!output.Contains("NaN", StringComparison.Ordinal) && !output.Contains("Infinity", StringComparison.Ordinal)) return output;
+        var text = new StringBuilder(output.Length + 16);
+        bool inString = false;
+        for (int i = 0; i < output.Length; i++)
+        {
+            char c = output[i];
+            if (inString)
+            {
+                text.Append(c);
+                if (c == '\\' && i + 1 < output.Length) text.Append(output[++i]);
+                else if (c == '"') inString = false;
+                continue;
+            }
+            string? constant = c == '"' ? null
+                : string.CompareOrdinal(output, i, "NaN", 0, 3) == 0 ? "NaN"
+                : string.CompareOrdinal(output, i, "Infinity", 0, 8) == 0 ? "Infinity"
+                : string.CompareOrdinal(output, i, "-Infinity", 0, 9) == 0 ? "-Infinity"
+                : null;
+            if (constant is not null)
+            {
+                text.Append("\"\\u0001").Append(constant).Append('"');
+                i += constant.Length - 1;
+                continue;
+            }
+            if (c == '"') inString = true;
+            text.Append(c);
+        }
+        return text.ToString();
     }
 
     private BioForgeException Failure(string what, string errors)

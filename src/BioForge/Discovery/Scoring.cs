@@ -279,6 +279,8 @@ public sealed class ScoringFunction : IDisposable
                     // The program sees every SMILES, invalid ones too, as in REINVENT 4; an invalid molecule still scores 0 here.
                     var all = external.Score(smiles);
                     raw[c] = [.. valid.Select(i => all[i])];
+                    for (int v = 0; v < valid.Length; v++)
+                        if (double.IsNaN(raw[c][v])) errors[v] ??= $"{components[c].Label}: the program gave no score (null or NaN)";
                 }
                 else raw[c] = Raw(c, [.. valid.Select(i => molecules[i]!)], errors);
             }
