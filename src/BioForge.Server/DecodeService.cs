@@ -59,6 +59,9 @@ public sealed class DecodeService : IDisposable
     /// <summary>Queues the sequences (all or none) and makes sure steps run; 503 when the queue cannot take them.</summary>
     public void Submit(IReadOnlyList<SequenceJob> jobs)
     {
+        // More sequences than the queue holds would get 503 forever, however long the client waited: say so instead.
+        if (jobs.Count > scheduler.QueueCapacity)
+            throw ApiError.Invalid($"n = {jobs.Count} is more samples than model {Name} queues at once ({scheduler.QueueCapacity}, --queue-capacity); ask for fewer", "n");
         if (!scheduler.TrySubmit(jobs))
         {
             metrics.Rejected($"{Name}:decode");

@@ -7,6 +7,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using BioForge.Generation;
 using BioForge.Models.Llama;
+using BioForge.Server;
 using OpenAI;
 using OpenAI.Embeddings;
 
@@ -244,5 +245,53 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         }
         Assert.Equal(inputs.Sum(s => s.Length + 2), answer.Usage.InputTokenCount);
         Assert.Equal("esm2-small", answer.Model);
+    }
+}
+
+/// <summary>A server whose decode queue is small: a full queue sheds with 503, a request larger than the queue is refused.</summary>
+public sealed class CompletionQueueTests
+{
+    [Fact]
+    public async Task AFullQueueShedsWith503AndARequestLargerThanTheQueueIsRefused()
+    {
+        _ = TestData.Cpu;
+        var options = ServerFixture.Options(Path.Combine(Repository.Root, "models", "smiles-llama-small")) with
+        {
+            Batching = new BatchingOptions { QueueCapacity = 4 },
+            Decoding = new DecodeOptions { MaxRunning = 1 },
+        };
+        await using var server = await BioForgeServer.StartAsync(options);
+        using var client = new HttpClient { BaseAddress = new Uri(server.Address), Timeout = TimeSpan.FromMinutes(2) };
+
+        using var tooMany = await client.SendAsync(Request(n: 5, stream: false));
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, tooMany.StatusCode);
+        Assert.Contains("n = 5 is more samples than model smiles-llama-small queues at once (4", await tooMany.Content.ReadAsStringAsync());
+
+        // One slot, four long sequences: while the first runs, three wait, so two more cannot queue.
+        using (var first = await client.SendAsync(Request(n: 4, stream: true), HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+            using var shed = await client.SendAsync(Request(n: 2, stream: false));
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, shed.StatusCode);
+            Assert.NotNull(shed.Headers.RetryAfter);
+            var error = JsonNode.Parse(await shed.Content.ReadAsStringAsync())!["error"]!;
+            Assert.Equal("overloaded_error", error["type"]!.GetValue<string>());
+            Assert.Contains("too many sequences wait for a key/value slot", error["message"]!.GetValue<string>());
+        } // the streamed client leaves: its sequences free the queue
+
+        HttpStatusCode status = 0;
+        for (int i = 0; i < 100 && status != HttpStatusCode.OK; i++)
+        {
+            using var again = await client.SendAsync(Request(n: 2, stream: false, maxTokens: 3));
+            status = again.StatusCode;
+            if (status != HttpStatusCode.OK) await Task.Delay(100);
+        }
+        Assert.Equal(HttpStatusCode.OK, status);
+
+        static HttpRequestMessage Request(int n, bool stream, int maxTokens = 120) => new(HttpMethod.Post, "/v1/completions")
+        {
+            Content = new StringContent(JsonSerializer.Serialize(new { model = "smiles-llama-small", n, stream, max_tokens = maxTokens, temperature = 3.0, grammar = "none", seed = 1 }),
+                Encoding.UTF8, "application/json"),
+        };
     }
 }

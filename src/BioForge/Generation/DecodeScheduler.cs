@@ -128,6 +128,9 @@ public sealed class DecodeScheduler : IDisposable
     /// <summary>True when there is anything to step: sequences running or waiting.</summary>
     public bool Busy => Running > 0 || Waiting > 0;
 
+    /// <summary>Sequences that may wait for a slot at once.</summary>
+    public int QueueCapacity => queueCapacity;
+
     /// <summary>Queues <paramref name="jobs"/> (all or none); false when the queue cannot take them all.</summary>
     public bool TrySubmit(IReadOnlyList<SequenceJob> jobs)
     {
