@@ -26,7 +26,7 @@ internal static class ServeCommand
         var maxSmiles = Options.Int("--max-smiles-length", "characters of one SMILES in any request (longer ones get 422)", defaults.MaxSmilesLength);
         var decodeBatching = new Option<string>("--decode-batching") { Description = "how /v1/completions batches sequences: continuous, static (request-level) or single", DefaultValueFactory = _ => "continuous" };
         var maxRunning = Options.Int("--max-running", "sequences decoded at once per model (key/value slots)", defaults.Decoding.MaxRunning);
-        var cacheMb = Options.Int("--kv-cache-mb", "key/value memory per decoder model in MiB, which may lower --max-running (0: a tenth of the memory)", 0);
+        var cacheMb = Options.Int("--kv-cache-mb", "key/value memory per decoder model in MiB, which may lower --max-running (0: a tenth of the device's: a CUDA card's free memory, the process's on the CPU)", 0);
         var compute = new ComputeOptionSet();
         var command = new Command("serve", "HTTP inference service: embeddings, completions, protein and molecule routes, MolMIM /generate, screening jobs, a web page")
         {

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using BioForge.Generation;
 using BioForge.Models.Llama;
+using BioForge.Runtime;
 
 namespace BioForge.Server;
 
@@ -32,7 +33,9 @@ public sealed class DecodeService : IDisposable
         this.piece = piece;
         int length = model.MaxPositions;
         long perSlot = SlotCache.BytesPerSlot(model, length);
-        long budget = options.CacheBytes > 0 ? options.CacheBytes : GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 10;
+        // A tenth of the device's memory (a CUDA card's free memory, or what the process may use on the CPU) unless set.
+        long budget = options.CacheBytes > 0 ? options.CacheBytes
+            : (DeviceMemory.AvailableBytes(model.Device) ?? throw new BioForgeException($"model {name}: cannot read the free memory of {ComputeOptions.DeviceLabel(model.Device)} (nvidia-smi); set --kv-cache-mb")) / 10;
         int slots = (int)Math.Min(options.MaxRunning, budget / perSlot);
         if (slots < 1) throw new BioForgeException($"model {name}: one key/value slot takes {perSlot:N0} bytes, more than the cache budget of {budget:N0} (--kv-cache-mb)");
         scheduler = new DecodeScheduler(model, slots, length, options.Mode, queueCapacity);

@@ -90,6 +90,6 @@ public sealed record DecodeOptions
     /// <summary>Sequences decoded at once per model, at most; fewer when their key/value slots would not fit <see cref="CacheBytes"/>.</summary>
     public int MaxRunning { get; init; } = 64;
 
-    /// <summary>Key/value memory per model; 0: a tenth of the memory the process may use.</summary>
+    /// <summary>Key/value memory per model; 0: a tenth of the device's (a CUDA card's free memory; on the CPU what the process may use).</summary>
     public long CacheBytes { get; init; }
 }

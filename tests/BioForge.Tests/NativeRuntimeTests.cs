@@ -213,4 +213,18 @@ public sealed class NativeRuntimeTests
         Assert.Contains("apt-get install cmake g++ librdkit-dev", error);
         Assert.Single(error.Trim().Split('\n'));
     }
+
+    /// <summary>A decoder's key/value budget on a CUDA card is read from <c>nvidia-smi</c> for the card CUDA calls cuda:N.</summary>
+    [Fact]
+    public void TheCardOfACudaOrdinalFollowsCudaVisibleDevices()
+    {
+        Assert.Equal("1", DeviceMemory.CardId(null, 1));
+        Assert.Equal("3", DeviceMemory.CardId("2, 3", 1));
+        Assert.Equal("GPU-8d1c", DeviceMemory.CardId("GPU-8d1c", 0));
+        Assert.Contains("cuda:2 is not among CUDA_VISIBLE_DEVICES=0,1", Assert.Throws<BioForgeException>(() => DeviceMemory.CardId("0,1", 2)).Message);
+        Assert.Equal(143156, DeviceMemory.FreeMiB("143156\n"));
+        Assert.Null(DeviceMemory.FreeMiB("[N/A]"));
+        Assert.Null(DeviceMemory.FreeMiB("1\n2\n"));
+        Assert.True(DeviceMemory.AvailableBytes(TorchSharp.torch.CPU) > 0);
+    }
 }
