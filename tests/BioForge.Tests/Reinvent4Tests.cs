@@ -53,6 +53,16 @@ public sealed class Reinvent4Tests
         return OptimizeConfig.Load(path);
     }
 
+    [Theory]
+    [InlineData("NumRings", "rings")]
+    [InlineData("NumAromaticRings", "aromatic_rings")]
+    [InlineData("NumRotBond", "rotatable_bonds")]
+    public void Reinvent4sRdkitDescriptorsAreBioForgesComponents(string reinvent, string bioforge)
+    {
+        var run = Load(Minimal(component: $"[stage.scoring.component.{reinvent}]\n[[stage.scoring.component.{reinvent}.endpoint]]\n"));
+        Assert.Equal(bioforge, Assert.Single(run.Stages[0].Components).Type);
+    }
+
     [Fact]
     public void LeftOutSectionsTakeReinvent4sDefaults()
     {

@@ -25,9 +25,11 @@ public static class Reinvent4Format
         ["hbonddonors"] = "hbd",
         ["hbondacceptors"] = "hba",
         ["numrotbond"] = "rotatable_bonds",
+        ["numrings"] = "rings",
+        ["numaromaticrings"] = "aromatic_rings",
     };
 
-    private const string Supported = "Qed, SAScore, SlogP, MolecularWeight, TPSA, HBondDonors, HBondAcceptors, NumRotBond, "
+    private const string Supported = "Qed, SAScore, SlogP, MolecularWeight, TPSA, HBondDonors, HBondAcceptors, NumRotBond, NumRings, NumAromaticRings, "
         + "TanimotoSimilarity (TanimotoDistance), CustomAlerts, MatchingSubstructure, ExternalProcess";
 
     public static bool IsReinvent4(JsonObject root) => root.ContainsKey("run_type");
