@@ -218,6 +218,15 @@ public sealed class PmoOracleTests
         }
     }
 
+    [Fact]
+    public void AnExternalProgramHasTenMinutesPerBatchUnlessTheRunFileSaysOtherwise()
+    {
+        const string program = "type = \"external_process\"\nexecutable = \"score.sh\"\nproperty = \"predictions\"";
+        Assert.Equal(600, Assert.Single(Load(RunFile(program)).Stages[0].Components).TimeoutS);
+        Assert.Equal(30, Assert.Single(Load(RunFile(program + "\ntimeout_s = 30")).Stages[0].Components).TimeoutS);
+        Assert.Contains("timeout_s must be positive", Assert.Throws<BioForgeException>(() => Load(RunFile(program + "\ntimeout_s = 0"))).Message);
+    }
+
     [Theory]
     [InlineData("type = \"isomer\"\nformula = \"C7H8Xx2\"", "unknown element 'Xx'")]
     [InlineData("type = \"isomer\"\nformula = \"c1ccccc1\"", "not a molecular formula")]
