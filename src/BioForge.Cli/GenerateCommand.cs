@@ -21,6 +21,13 @@ internal static class GenerateCommand
         var temperature = new Option<double>("--temperature") { Description = "softmax temperature (< 1: safer, > 1: more diverse)", DefaultValueFactory = _ => 1.0 };
         var topK = Options.Int("--top-k", "sample among the k most probable tokens (0 = all)", 0);
         var topP = new Option<double>("--top-p") { Description = "nucleus sampling mass (1 = off)", DefaultValueFactory = _ => 1.0 };
+        var repetition = new Option<double>("--repetition-penalty")
+        {
+            Description = "CTRL/Hugging Face repetition penalty on tokens already in the sequence (1 = off; ProtGPT2 samples with 1.2)",
+            DefaultValueFactory = _ => 1.0,
+        };
+        var presence = new Option<double>("--presence-penalty") { Description = "OpenAI's presence penalty, −2 to 2 (0 = off)", DefaultValueFactory = _ => 0.0 };
+        var frequency = new Option<double>("--frequency-penalty") { Description = "OpenAI's frequency penalty, −2 to 2 (0 = off)", DefaultValueFactory = _ => 0.0 };
         var seed = new Option<ulong>("--seed") { Description = "random seed", DefaultValueFactory = _ => 0 };
         var batch = Options.Int("--batch", "molecules sampled together", 256);
         var maxLength = Options.Int("--max-length", "maximum tokens per sample (default 128; a protein model's whole context)", 128);
@@ -33,51 +40,50 @@ internal static class GenerateCommand
         };
         grammar.AcceptOnlyFromAmong("smiles", "none");
         var compute = new ComputeOptionSet();
-        var command = new Command("generate", "Sample molecules from a SMILES language model, or proteins from a protein language model") { model, count, outPath, temperature, topK, topP, seed, batch, maxLength, prompt, validOnly, grammar };
+        var command = new Command("generate", "Sample molecules from a SMILES language model, or proteins from a protein language model") { model, count, outPath, temperature, topK, topP, repetition, presence, frequency, seed, batch, maxLength, prompt, validOnly, grammar };
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
         {
             var options = compute.Resolve(result);
+            // What every model family samples with; each sets its grammar and length.
+            var common = new SamplingOptions
+            {
+                Temperature = result.GetValue(temperature),
+                TopK = result.GetValue(topK),
+                TopP = result.GetValue(topP),
+                MaxNewTokens = result.GetValue(maxLength),
+                RepetitionPenalty = result.GetValue(repetition),
+                PresencePenalty = result.GetValue(presence),
+                FrequencyPenalty = result.GetValue(frequency),
+            };
+            if (common.TopK < 0) throw new BioForgeException($"--top-k must be >= 0 (got {common.TopK})");
+            if (common.MaxNewTokens < 1) throw new BioForgeException($"--max-length must be positive (got {common.MaxNewTokens})");
+            if (!(common.RepetitionPenalty > 0)) throw new BioForgeException($"--repetition-penalty must be positive (got {common.RepetitionPenalty})");
+            if (common.PresencePenalty is < -2 or > 2) throw new BioForgeException($"--presence-penalty must be −2 to 2 (got {common.PresencePenalty})");
+            if (common.FrequencyPenalty is < -2 or > 2) throw new BioForgeException($"--frequency-penalty must be −2 to 2 (got {common.FrequencyPenalty})");
             if (ModelRegistry.Of(result.GetValue(model)!) is Gpt2Family)
             {
                 TextSamples.RefuseSmilesOptions(result, validOnly, grammar);
-                var text = new SamplingOptions { Temperature = result.GetValue(temperature), TopK = result.GetValue(topK), TopP = result.GetValue(topP), MaxNewTokens = result.GetValue(maxLength) };
-                if (text.TopK < 0) throw new BioForgeException($"--top-k must be >= 0 (got {text.TopK})");
-                if (text.MaxNewTokens < 1) throw new BioForgeException($"--max-length must be positive (got {text.MaxNewTokens})");
-                return TextSamples.Run(output, result.GetValue(model)!, options, result.GetValue(count), text, result.GetValue(seed), result.GetValue(batch), result.GetValue(prompt)!, result.GetValue(outPath)!);
+                return TextSamples.Run(output, result.GetValue(model)!, options, result.GetValue(count), common, result.GetValue(seed), result.GetValue(batch), result.GetValue(prompt)!, result.GetValue(outPath)!);
             }
             using var checkpoint = LlamaCheckpoint.Load(result.GetValue(model)!, options.Device, options.DType);
             if (checkpoint.IsProtein)
             {
                 TextSamples.RefuseSmilesOptions(result, validOnly, grammar, "a protein model's amino-acid vocabulary");
-                var protein = new SamplingOptions
+                var protein = common with
                 {
                     // Residue letters and <eos> only unless --grammar none asks for the raw distribution.
                     Grammar = result.GetValue(grammar) == "none" ? null : new ProteinGrammar(checkpoint.Residues!),
-                    Temperature = result.GetValue(temperature),
-                    TopK = result.GetValue(topK),
-                    TopP = result.GetValue(topP),
                     // A protein is longer than a molecule: unless asked otherwise, sample up to the model's whole context.
                     MaxNewTokens = result.GetResult(maxLength) is { Implicit: false } ? result.GetValue(maxLength) : checkpoint.Config.MaxPositionEmbeddings,
                 };
-                if (protein.TopK < 0) throw new BioForgeException($"--top-k must be >= 0 (got {protein.TopK})");
-                if (protein.MaxNewTokens < 1) throw new BioForgeException($"--max-length must be positive (got {protein.MaxNewTokens})");
                 return ProteinSamples.Run(output, checkpoint, result.GetValue(count), protein, result.GetValue(seed), result.GetValue(batch), result.GetValue(prompt)!, result.GetValue(outPath)!);
             }
             bool onlyValid = result.GetValue(validOnly);
             // Without --valid-only RDKit only reports validity: a machine without it (a bare GPU node) still samples.
             string? noRdkit = onlyValid ? null : Molecule.Unavailable();
             var generator = new SmilesGenerator(checkpoint, checkMolecules: noRdkit is null);
-            var sampling = new SamplingOptions
-            {
-                Temperature = result.GetValue(temperature),
-                TopK = result.GetValue(topK),
-                TopP = result.GetValue(topP),
-                MaxNewTokens = result.GetValue(maxLength),
-                Grammar = result.GetValue(grammar) == "smiles" ? generator.Grammar : null,
-            };
-            if (sampling.TopK < 0) throw new BioForgeException($"--top-k must be >= 0 (got {sampling.TopK})");
-            if (sampling.MaxNewTokens < 1) throw new BioForgeException($"--max-length must be positive (got {sampling.MaxNewTokens})");
+            var sampling = common with { Grammar = result.GetValue(grammar) == "smiles" ? generator.Grammar : null };
             int n = result.GetValue(count);
             var clock = Stopwatch.StartNew();
             var molecules = ProgressDisplay.Run("molecules", n, progress =>

@@ -52,6 +52,7 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         var streamTask = Stream(new { model = Model, n = 4, seed = 3, temperature = 1.4, top_p = 0.9, stream = true, max_tokens = 50 });
         var promptTask = Post(new { model = Model, n = 3, seed = 21, prompt = "c1ccccc1", max_tokens = 100 });
         var validTask = Post(new { model = Model, n = 3, seed = 8, valid_only = true });
+        var penaltyTask = Post(new { model = Model, n = 4, seed = 5, max_tokens = 80, repetition_penalty = 1.5, presence_penalty = 0.5, frequency_penalty = 0.3 });
         var (status, text) = await plainTask;
         Assert.Equal(HttpStatusCode.OK, status);
         var plain = JsonNode.Parse(text)!;
@@ -84,6 +85,11 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         var expectedValid = Generate(3, new SamplingOptions(), 8, validOnly: true);
         Assert.Equal(expectedValid.Select(m => m.Canonical!), Texts(valid));
         Assert.True(valid["samples"]!.GetValue<int>() >= 3);
+
+        var penalties = new SamplingOptions { MaxNewTokens = 80, RepetitionPenalty = 1.5, PresencePenalty = 0.5, FrequencyPenalty = 0.3 };
+        var penalised = Texts(JsonNode.Parse((await penaltyTask).Text)!);
+        Assert.Equal(Generate(4, penalties, 5).Select(m => m.Smiles), penalised);
+        Assert.NotEqual(Generate(4, new SamplingOptions { MaxNewTokens = 80 }, 5).Select(m => m.Smiles), penalised);
     }
 
     private sealed record Streamed(string[] Texts, string?[] Finish, int Events, bool Done);
@@ -161,6 +167,8 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         await Refused(new { model = Model, temperature = -1 }, HttpStatusCode.UnprocessableEntity, "temperature", "temperature");
         await Refused(new { model = Model, top_p = 0 }, HttpStatusCode.UnprocessableEntity, "top_p", "top_p");
         await Refused(new { model = Model, logprobs = 9 }, HttpStatusCode.UnprocessableEntity, "logprobs", "logprobs must be 0–5");
+        await Refused(new { model = Model, presence_penalty = 2.5 }, HttpStatusCode.UnprocessableEntity, "presence_penalty", "presence_penalty must be −2 to 2");
+        await Refused(new { model = Model, repetition_penalty = 0.0 }, HttpStatusCode.UnprocessableEntity, "repetition_penalty", "repetition_penalty must be positive");
         await Refused(new { model = Model, stop = new[] { "a", "b", "c", "d", "e" } }, HttpStatusCode.UnprocessableEntity, "stop", "at most 4");
         await Refused(new { model = Model, stop = 5 }, HttpStatusCode.BadRequest, "stop", "stop must be a string");
         await Refused(new { model = Model, prompt = "C[Xe]" }, HttpStatusCode.UnprocessableEntity, "prompt", "outside the model's vocabulary");

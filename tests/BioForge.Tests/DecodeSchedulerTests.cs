@@ -185,6 +185,34 @@ public sealed class DecodeSchedulerTests
         Assert.Equal([0, 1], top.Select(t => t.Token));
     }
 
+    /// <summary>
+    /// The repetition penalty (Hugging Face's: divide a positive logit, multiply a negative one) covers the prompt and the
+    /// sample; presence and frequency (OpenAI's: subtracted) only what was generated. They change the draw, not the
+    /// log-probability reported.
+    /// </summary>
+    [Fact]
+    public void PenaltiesLowerTheLogitsOfTokensAlreadyThere()
+    {
+        var history = new TokenHistory([9, 1]); // begin token 9 (not counted), then a prompt token 1
+        history.Add(2);
+        history.Add(2);
+        float[] logits = [2f, -1f, 0.5f, 3f];
+        var options = new SamplingOptions { RepetitionPenalty = 2, PresencePenalty = 0.5, FrequencyPenalty = 0.25 };
+        Assert.Equal([2f, -2f, 0.5f / 2 - (0.5f + 0.25f * 2), 3f], history.Penalise(logits, options));
+        Assert.Equal([2f, -1f, 0.5f, 3f], logits);
+
+        float[] close = [1.0f, 1.1f];
+        var repeat = new TokenHistory([9, 1]);
+        var plain = SequenceSampler.Draw(close, new SamplingOptions { Temperature = 0 }, 1, 0, 0, history: repeat);
+        var penalised = SequenceSampler.Draw(close, new SamplingOptions { Temperature = 0, RepetitionPenalty = 1.2 }, 1, 0, 0, history: repeat);
+        Assert.Equal((1, 0), (plain.Token, penalised.Token)); // 1.1 / 1.2 < 1.0
+        Assert.Equal(Math.Log(Math.Exp(1.0) / (Math.Exp(1.0) + Math.Exp(1.1))), penalised.LogProb, 5); // the model's own probability
+
+        var counts = new int[2];
+        for (int i = 0; i < 20_000; i++) counts[SequenceSampler.Draw(close, new SamplingOptions { PresencePenalty = 2 }, 1, i, 0, history: repeat).Token]++;
+        Assert.Equal(Math.Exp(1.1) / (Math.Exp(1.0) + Math.Exp(1.1)), counts[1] / 20_000.0, 0.015); // token 1 is only in the prompt: no presence penalty
+    }
+
     [Fact]
     public void CancelledSequencesFreeTheirSlotsAndTheQueueIsBounded()
     {

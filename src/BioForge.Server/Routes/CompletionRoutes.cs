@@ -46,6 +46,15 @@ internal static class CompletionRoutes
         /// <summary>BioForge extra (vLLM's name): sample among the k most probable tokens; 0 or −1: all.</summary>
         public int TopK { get; set; }
 
+        /// <summary>OpenAI's: lowers the logit of a token already generated, once (−2 to 2; 0: off).</summary>
+        public double PresencePenalty { get; set; }
+
+        /// <summary>OpenAI's: lowers the logit of a token by this much per time it was generated (−2 to 2; 0: off).</summary>
+        public double FrequencyPenalty { get; set; }
+
+        /// <summary>BioForge extra (vLLM's and TGI's name): CTRL's penalty on tokens already in the prompt or sample (1: off; ProtGPT2 uses 1.2).</summary>
+        public double RepetitionPenalty { get; set; } = 1.0;
+
         /// <summary>Reproducible samples; absent: a random seed, returned in the answer.</summary>
         [Example("7")]
         public ulong? Seed { get; set; }
@@ -152,6 +161,9 @@ internal static class CompletionRoutes
         if (r.Temperature is < 0 or > 100 || double.IsNaN(r.Temperature)) throw ApiError.Invalid($"temperature must be 0–100 (got {r.Temperature})", "temperature");
         if (r.TopP is <= 0 or > 1 || double.IsNaN(r.TopP)) throw ApiError.Invalid($"top_p must be in (0, 1] (got {r.TopP})", "top_p");
         if (r.TopK < -1) throw ApiError.Invalid($"top_k must be −1, 0 (all) or positive (got {r.TopK})", "top_k");
+        if (r.PresencePenalty is < -2 or > 2 || double.IsNaN(r.PresencePenalty)) throw ApiError.Invalid($"presence_penalty must be −2 to 2 (got {r.PresencePenalty})", "presence_penalty");
+        if (r.FrequencyPenalty is < -2 or > 2 || double.IsNaN(r.FrequencyPenalty)) throw ApiError.Invalid($"frequency_penalty must be −2 to 2 (got {r.FrequencyPenalty})", "frequency_penalty");
+        if (!(r.RepetitionPenalty > 0) || double.IsInfinity(r.RepetitionPenalty)) throw ApiError.Invalid($"repetition_penalty must be positive (got {r.RepetitionPenalty})", "repetition_penalty");
         if (r.Logprobs is < 0 or > MaxLogprobs) throw ApiError.Invalid($"logprobs must be 0–{MaxLogprobs} (got {r.Logprobs})", "logprobs");
         if (r.Echo) throw ApiError.Invalid("echo is not supported: the answer holds the continuation only", "echo");
         var stops = Stops(r.Stop);
@@ -180,7 +192,17 @@ internal static class CompletionRoutes
                 throw ApiError.Invalid($"{e.Message}; send \"grammar\": \"none\" to continue it anyway", "prompt");
             }
         }
-        var options = new SamplingOptions { Temperature = r.Temperature, TopP = r.TopP, TopK = Math.Max(0, r.TopK), MaxNewTokens = r.MaxTokens ?? room, Grammar = grammar };
+        var options = new SamplingOptions
+        {
+            Temperature = r.Temperature,
+            TopP = r.TopP,
+            TopK = Math.Max(0, r.TopK),
+            MaxNewTokens = r.MaxTokens ?? room,
+            Grammar = grammar,
+            PresencePenalty = r.PresencePenalty,
+            FrequencyPenalty = r.FrequencyPenalty,
+            RepetitionPenalty = r.RepetitionPenalty,
+        };
         ulong seed = r.Seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) >> 1;
         return new Plan(model, decoder, prompt, ids, options, seed, r.N, stops, r.Logprobs, r.ValidOnly, r.StreamOptions?.IncludeUsage == true);
     }

@@ -139,6 +139,7 @@ public sealed class DecodeScheduler : IDisposable
             if (job.Prompt.Length < 1 || job.Prompt.Length >= Length)
                 throw new BioForgeException($"a prompt takes 1–{Length - 1} tokens here (got {job.Prompt.Length})");
             if (job.Options.Temperature < 0) throw new BioForgeException($"temperature must not be negative (got {job.Options.Temperature})");
+            if (!(job.Options.RepetitionPenalty > 0)) throw new BioForgeException($"repetition penalty must be positive (got {job.Options.RepetitionPenalty})");
             if (job.Options.Grammar is { } grammar)
             {
                 if (grammar.VocabularySize != model.VocabularySize)
@@ -263,7 +264,7 @@ public sealed class DecodeScheduler : IDisposable
                     r.Constraint ??= new TokenConstraint(vocabulary, model.EosTokenId);
                     r.Constraint.Fill(grammar);
                 }
-                draws[b] = SequenceSampler.Draw(logits, r.Job.Options, r.Job.Seed, r.Job.Index, r.Generated, r.Job.TopLogprobs, r.Constraint);
+                draws[b] = SequenceSampler.Draw(logits, r.Job.Options, r.Job.Seed, r.Job.Index, r.Generated, r.Job.TopLogprobs, r.Constraint, r.History);
             }
             catch (Exception e)
             {
@@ -284,6 +285,7 @@ public sealed class DecodeScheduler : IDisposable
     {
         var job = r.Job;
         r.Grammar?.Advance(draw.Token);
+        r.History?.Add(draw.Token);
         r.LogLikelihood += draw.LogProb;
         r.Generated++;
         if (draw.Token == model.EosTokenId)
@@ -342,6 +344,8 @@ public sealed class DecodeScheduler : IDisposable
         /// <summary>Where the sequence stands in its grammar (<see cref="SamplingOptions.Grammar"/>), prompt included.</summary>
         public ITokenGrammarState? Grammar { get; } = grammar;
         public TokenConstraint? Constraint { get; set; }
+        /// <summary>The tokens so far, kept only when the job's options penalise repeats.</summary>
+        public TokenHistory? History { get; } = job.Options.Penalises ? new TokenHistory(job.Prompt) : null;
         /// <summary>Positions of the slot holding keys and values.</summary>
         public int Filled { get; set; }
         /// <summary>The last drawn token, to be fed at the next step; −1 until the prompt is prefilled.</summary>

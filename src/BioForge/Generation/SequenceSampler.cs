@@ -25,6 +25,43 @@ public sealed class TokenConstraint(int vocabulary, int end)
 }
 
 /// <summary>
+/// A sequence's tokens so far, for the repetition penalties (<see cref="SamplingOptions.Penalises"/>): which tokens it
+/// holds (its prompt after the begin token, and what it generated) and how often it generated each.
+/// </summary>
+public sealed class TokenHistory
+{
+    private readonly HashSet<int> present = [];
+    private readonly Dictionary<int, int> generated = [];
+
+    /// <param name="prompt">The prompt, begin token first (the begin token is not counted).</param>
+    public TokenHistory(ReadOnlySpan<int> prompt)
+    {
+        for (int i = 1; i < prompt.Length; i++) present.Add(prompt[i]);
+    }
+
+    public void Add(int token)
+    {
+        present.Add(token);
+        generated[token] = generated.GetValueOrDefault(token) + 1;
+    }
+
+    /// <summary>The logits with the penalties applied: repetition (Hugging Face's order: before temperature), then presence and frequency.</summary>
+    public float[] Penalise(ReadOnlySpan<float> logits, SamplingOptions options)
+    {
+        var penalised = logits.ToArray();
+        if (options.RepetitionPenalty != 1)
+        {
+            float factor = (float)options.RepetitionPenalty;
+            foreach (int t in present)
+                if (t < penalised.Length) penalised[t] = penalised[t] < 0 ? penalised[t] * factor : penalised[t] / factor;
+        }
+        foreach (var (t, count) in generated)
+            if (t < penalised.Length) penalised[t] -= (float)(options.PresencePenalty + options.FrequencyPenalty * count);
+        return penalised;
+    }
+}
+
+/// <summary>
 /// Draws each sequence's tokens from randomness of its own: the uniform number of sequence <c>index</c> at step
 /// <c>step</c> is <see cref="StatelessRandom"/>(seed, index, step), turned into a token by the inverse of the cumulative
 /// distribution over the filtered probabilities (temperature, top-k, top-p) in vocabulary order. A sequence's tokens
@@ -37,13 +74,17 @@ public static class SequenceSampler
 {
     /// <summary>The draw of step <paramref name="step"/> of sequence <paramref name="index"/>; temperature 0 takes the most probable token.</summary>
     /// <param name="constraint">When given, only the tokens it allows may be drawn, and log-probabilities are those of the constrained distribution.</param>
+    /// <param name="history">The sequence's tokens so far, when <paramref name="options"/> penalise repeats. The penalties change
+    /// what is drawn, like temperature, not the log-probabilities reported (the model's, at temperature 1).</param>
     public static TokenDraw Draw(ReadOnlySpan<float> logits, SamplingOptions options, ulong seed, long index, long step, int topLogprobs = 0,
-        TokenConstraint? constraint = null)
+        TokenConstraint? constraint = null, TokenHistory? history = null)
     {
         var logProbs = LogProbabilities(logits, 1, constraint);
+        float[]? penalised = options.Penalises && history is not null ? history.Penalise(logits, options) : null;
         int token = options.Temperature == 0
-            ? Greedy(logProbs)
-            : Sample(options.Temperature == 1 ? logProbs : LogProbabilities(logits, options.Temperature, constraint), options, StatelessRandom.Unit(seed, index, step));
+            ? Greedy(penalised is null ? logProbs : LogProbabilities(penalised, 1, constraint))
+            : Sample(options.Temperature == 1 && penalised is null ? logProbs : LogProbabilities(penalised ?? logits, options.Temperature, constraint),
+                options, StatelessRandom.Unit(seed, index, step));
         if (token < 0) throw new BioForgeException($"sequence {index}, step {step}: the constraint allows no token");
         (int, double)[]? top = null;
         if (topLogprobs > 0)

@@ -14,6 +14,17 @@ public sealed record SamplingOptions
     public int MaxNewTokens { get; init; } = 128;
     /// <summary>Constrained decoding: only tokens the grammar allows may come next (null = any token).</summary>
     public ITokenGrammar? Grammar { get; init; }
+    /// <summary>
+    /// CTRL's repetition penalty as Hugging Face applies it (1 = off): the logit of every token already in the sequence
+    /// (prompt or generated) is divided by it when positive and multiplied by it when negative. ProtGPT2 samples with 1.2.
+    /// </summary>
+    public double RepetitionPenalty { get; init; } = 1.0;
+    /// <summary>OpenAI's penalties (0 = off): subtracted from the logit of a token once if it was generated already (presence), and per time it was (frequency).</summary>
+    public double PresencePenalty { get; init; }
+    public double FrequencyPenalty { get; init; }
+
+    /// <summary>Whether a draw depends on the sequence's earlier tokens (<see cref="RepetitionPenalty"/>, presence, frequency).</summary>
+    public bool Penalises => RepetitionPenalty != 1 || PresencePenalty != 0 || FrequencyPenalty != 0;
 }
 
 /// <summary>
