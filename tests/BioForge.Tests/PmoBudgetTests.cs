@@ -74,6 +74,29 @@ public sealed class PmoBudgetTests
         Assert.Equal((1.0, null), (scored[3].Score, scored[3].Error));
     }
 
+    /// <summary>
+    /// A molecule the program left unscored was still asked about (mol_opt counts every valid molecule it sends to the
+    /// oracle): under a budget it is a call scoring 0, and its repeats are answered from the cache, not asked again.
+    /// </summary>
+    [Fact]
+    public void AnUnscoredMoleculeCostsOneCallAndIsNotAskedAgain()
+    {
+        _ = TestData.Cpu;
+        var (component, log) = External("python");
+        using var scoring = new ScoringFunction([component], "arithmetic", TestData.Cpu.Device);
+        var budget = new OracleBudget(10);
+        var (first, calls) = budget.Score(["CCO", "CCN", "CCC", "CCCl"], step: 1, stage: 0, scoring);
+        Assert.Equal([("CCO", 0.0), ("CCN", 0.0), ("CCC", 0.0), ("CCCl", 1.0)], calls.Select(c => (c.Smiles, c.Score)));
+        Assert.Equal([false, false, true, true], first.Select(m => m.Valid));
+
+        // The program answers four values whatever it is sent: a second run of it would fail the count check.
+        var (again, none) = budget.Score(["OCC", "CCN"], step: 2, stage: 0, scoring);
+        Assert.Empty(none);
+        Assert.Equal(4, budget.Used);
+        Assert.All(again, m => Assert.Equal((false, 0.0, "docking: the program gave no score (null or NaN)"), (m.Valid, m.Score, m.Error)));
+        Assert.Equal(4, File.ReadAllLines(log).Length);
+    }
+
     [Theory]
     [InlineData("word", "payload.predictions[0] is \"NaN\", not a number")]
     [InlineData("count", "payload.predictions has 1 values for 2 SMILES")]

@@ -7,8 +7,9 @@ public sealed record OracleCall(int Call, int Step, string Smiles, double Score)
 
 /// <summary>
 /// An oracle budget counted as the PMO benchmark (<c>mol_opt</c>) counts it: a call is one unique molecule (canonical
-/// SMILES) scored by the scoring function; a repeat is answered from a cache and not counted, and an invalid SMILES
-/// scores 0 and is not counted. A batch that would cross the limit is cut after the molecule that makes the last call,
+/// SMILES) RDKit reads, sent to the scoring function; a repeat is answered from a cache and not counted, and an
+/// invalid SMILES scores 0 and is not counted. A molecule a component could not score (an external program's null or
+/// NaN, a component's RDKit error) was still asked about, so it counts, scores 0, and its repeats are not asked again. A batch that would cross the limit is cut after the molecule that makes the last call,
 /// so a run makes exactly <see cref="Limit"/> calls. In memory only; the run directory's <c>oracle_calls.csv</c> is
 /// the shell's business (<see cref="MoleculeOptimizer"/>), and <see cref="Restore"/> rebuilds the budget from it.
 /// </summary>
@@ -19,7 +20,7 @@ public sealed class OracleBudget(int limit)
     private readonly List<OracleCall> calls = [];
     private int cacheStage = -1;
 
-    private sealed record CachedScore(double Score, double[] Raw, double[] Transformed);
+    private sealed record CachedScore(double Score, double[] Raw, double[] Transformed, string? Error = null);
 
     public int Limit { get; } = limit;
     public int Used => calls.Count;
@@ -114,11 +115,10 @@ public sealed class OracleBudget(int limit)
             for (int k = 0; k < fresh.Count; k++)
             {
                 var m = scored[k];
-                if (!m.Valid) continue;
                 var call = new OracleCall(calls.Count + 1, step, canonical[fresh[k]]!, m.Score);
                 calls.Add(call);
                 newCalls.Add(call);
-                cache[call.Smiles] = new CachedScore(m.Score, m.Raw, m.Transformed);
+                cache[call.Smiles] = new CachedScore(m.Score, m.Raw, m.Transformed, m.Error);
             }
 
             var freshAt = fresh.Select((i, k) => (i, k)).ToDictionary(p => p.i, p => scored[p.k]);
@@ -127,10 +127,14 @@ public sealed class OracleBudget(int limit)
             {
                 if (freshAt.TryGetValue(i, out var m)) result[i] = m;
                 else if (canonical[i] is { } c && cache.TryGetValue(c, out var known))
-                    result[i] = new ScoredMolecule(smiles[i], c, molecules[i]!.MurckoScaffold(), known.Score, known.Raw, known.Transformed)
-                    {
-                        GenericScaffold = molecules[i]!.MurckoScaffold(generic: true),
-                    };
+                {
+                    result[i] = known.Error is { } error
+                        ? new ScoredMolecule(smiles[i], null, null, 0, known.Raw, known.Transformed) { Error = error }
+                        : new ScoredMolecule(smiles[i], c, molecules[i]!.MurckoScaffold(), known.Score, known.Raw, known.Transformed)
+                        {
+                            GenericScaffold = molecules[i]!.MurckoScaffold(generic: true),
+                        };
+                }
                 else result[i] = new ScoredMolecule(smiles[i], null, null, 0, Nan(components), Nan(components));
             }
             return (result, newCalls);
