@@ -165,6 +165,23 @@ public sealed class FineTuneTests
         AssertReloadedRunPredictsTheSame(run);
     }
 
+    /// <summary>A Llama decoder over amino acids reads proteins, not SMILES, when it predicts (its family alone says SMILES).</summary>
+    [Fact]
+    public void AFineTunedProteinDecoderPredictsProteins()
+    {
+        string directory = TestData.TempDirectory(), run = Path.Combine(directory, "run");
+        string data = Path.Combine(directory, "lengths.csv");
+        File.WriteAllLines(data, ["sequence,label", .. FastaReader.Read(TestData.Path("train", "cath200.fasta")).Take(60)
+            .Select(r => r.Sequence.ToUpperInvariant())
+            .Select(s => FormattableString.Invariant($"{s},{s.Count(c => c is 'K' or 'R') / (double)s.Length}"))]);
+        Run(directory, Yaml(data, TinyProteinModel.Directory, run, epochs: 1), "data.sequence_column=sequence");
+        using var model = FineTunedModel.Load(run, TestData.Cpu);
+        var predictions = model.Predict(["MKTAYIAKQRQISFVKSHFSRQ"]);
+        Assert.Null(predictions[0].Error);
+        Assert.True(double.IsFinite(double.Parse(predictions[0].Text, CultureInfo.InvariantCulture)));
+        AssertReloadedRunPredictsTheSame(run);
+    }
+
     [Theory]
     [InlineData("smiles,label\nCCO,\n", "labelled.csv:2: empty label")]
     [InlineData("smiles,label\nCCO,1.5\nCCN,high\n", "labelled.csv:3: label 'high' is not a number")]

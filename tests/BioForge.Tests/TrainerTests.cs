@@ -157,6 +157,26 @@ public sealed class TrainerTests
         Assert.True(elapsed.Zip(elapsed.Skip(1)).All(p => p.Second >= p.First), $"elapsed_seconds went back: {string.Join(", ", elapsed)}");
     }
 
+    /// <summary>Resuming from an earlier checkpoint abandons the later ones: <c>--resume</c> must not pick them up again,
+    /// and retention must not keep them over the checkpoints the resumed run writes.</summary>
+    [Fact]
+    public void ResumingFromAnEarlierCheckpointRemovesTheLaterOnes()
+    {
+        string output = TestData.TempDirectory();
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6)), new TrainerOptions());
+        var store = RunDirectory.Existing(output);
+        Assert.Equal([3L, 6], store.Checkpoints(TrainerState.FileName).Select(c => c.Step));
+
+        var info = new List<string>();
+        var resumed = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6)),
+            new TrainerOptions { ResumeFrom = store.Checkpoints(TrainerState.FileName)[0].Path, StopAt = 4, OnInfo = info.Add });
+        Assert.Equal([3L, 4], store.Checkpoints(TrainerState.FileName).Select(c => c.Step));
+        Assert.True(Directory.Exists(resumed.Checkpoint), $"{resumed.Checkpoint} was retired");
+        Assert.Contains(info, line => line.Contains("removed the later checkpoints of the abandoned continuation (steps 6)", StringComparison.Ordinal));
+        var again = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6)), new TrainerOptions { Resume = true });
+        Assert.Equal(4, again.StartStep);
+    }
+
     [Fact]
     public void ResumingMidRunGivesBitIdenticalWeightsForTheMaskedObjectiveWithDropoutAndAccumulation()
     {

@@ -43,11 +43,11 @@ internal sealed class AffinityFeaturizer : IDisposable
         try
         {
             protein = proteinModel is null ? null : SequenceEncoder.Load(proteinModel, device);
-            if (protein is not null && protein.Family.Alphabet != SequenceAlphabet.Protein)
-                throw new BioForgeException($"features.protein_model {proteinModel}: expected a protein language model, found a {protein.Family.Title}");
+            if (protein is not null && protein.Alphabet != SequenceAlphabet.Protein)
+                throw new BioForgeException($"features.protein_model {proteinModel}: expected a protein language model, found a {protein.Family.Title} over {protein.Alphabet.ToString().ToLowerInvariant()}");
             molecule = moleculeModel is null ? null : SequenceEncoder.Load(moleculeModel, device);
-            if (molecule is not null && molecule.Family.Alphabet != SequenceAlphabet.Smiles)
-                throw new BioForgeException($"features.molecule_model {moleculeModel}: expected a SMILES language model, found a {molecule.Family.Title}");
+            if (molecule is not null && molecule.Alphabet != SequenceAlphabet.Smiles)
+                throw new BioForgeException($"features.molecule_model {moleculeModel}: expected a SMILES language model, found a {molecule.Family.Title} over {molecule.Alphabet.ToString().ToLowerInvariant()}");
         }
         catch
         {

@@ -60,7 +60,7 @@ public sealed class FineTunedModel : IDisposable
         {
             try
             {
-                if (model.Encoder.Family.Alphabet == SequenceAlphabet.Smiles)
+                if (model.Encoder.Alphabet == SequenceAlphabet.Smiles)
                 {
                     if (!Molecule.TryFromSmiles(sequences[i], out var molecule, out string? invalid)) throw new BioForgeException($"invalid SMILES: {invalid}");
                     molecule!.Dispose();

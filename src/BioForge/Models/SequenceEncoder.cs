@@ -29,6 +29,10 @@ public abstract class SequenceEncoder : IDisposable
     /// <summary>The family of the checkpoint (its <c>model_type</c>).</summary>
     public abstract ModelFamily Family { get; }
 
+    /// <summary>What the inputs are written in: the family's alphabet, unless the checkpoint says otherwise (a Llama
+    /// decoder over amino acids).</summary>
+    public virtual SequenceAlphabet Alphabet => Family.Alphabet;
+
     public abstract int HiddenSize { get; }
 
     public abstract long PadId { get; }

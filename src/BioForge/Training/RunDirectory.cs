@@ -205,6 +205,18 @@ public sealed class RunDirectory
         return final;
     }
 
+    /// <summary>
+    /// Retires the checkpoints after <paramref name="step"/>: a run resumed from an earlier checkpoint abandons them (as its
+    /// metrics log drops their lines), so a later <c>--resume</c> cannot pick them up and retention cannot keep them
+    /// over the new ones. Returns their steps.
+    /// </summary>
+    public IReadOnlyList<long> AbandonCheckpointsAfter(long step, string stateFile)
+    {
+        var later = Checkpoints(stateFile).Where(c => c.Step > step).ToList();
+        foreach (var (_, path) in later) Retire(path);
+        return [.. later.Select(c => c.Step)];
+    }
+
     /// <summary>Writes a final artefact directory (<c>model/</c>, <c>agent/</c>) of the run, swapping out an older one.</summary>
     public string Publish(string name, Action<string> write)
     {

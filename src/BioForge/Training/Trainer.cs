@@ -211,6 +211,8 @@ public static class Trainer
         if (state.TrainDocuments is { } documents && (documents != train.Count || state.TrainTokens != train.TotalTokens))
             throw new BioForgeException($"{resumeFrom}: trained on {documents:N0} documents / {state.TrainTokens:N0} tokens, but data.dir {config.Data.Dir} "
                 + $"holds {train.Count:N0} / {train.TotalTokens:N0}; a resumed run must read the same corpus");
+        if (lead && run.AbandonCheckpointsAfter(state.Step, TrainerState.FileName) is { Count: > 0 } abandoned)
+            options.OnInfo?.Invoke($"resuming from step {state.Step}: removed the later checkpoints of the abandoned continuation (steps {string.Join(", ", abandoned)})");
         return (run, resumeFrom, state);
     }
 

@@ -22,6 +22,7 @@ internal sealed class LlamaFeatureExtractor : SequenceEncoder
 
     public override nn.Module Network => checkpoint.Model;
     public override ModelFamily Family => LlamaFamily.Instance;
+    public override SequenceAlphabet Alphabet => checkpoint.IsProtein ? SequenceAlphabet.Protein : SequenceAlphabet.Smiles;
     public override int HiddenSize => checkpoint.Config.HiddenSize;
     public override long PadId => checkpoint.Config.PadTokenId;
     public override string[] DefaultLoraTargets => ["q_proj", "v_proj"];
