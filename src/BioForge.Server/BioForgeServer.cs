@@ -47,6 +47,12 @@ public sealed class ServerState(ServerOptions options, ComputeOptions compute, M
     /// <summary>Cancels the work of every request in flight (their answer is 503): the shutdown grace has passed.</summary>
     internal void StopRequests() => stopping.Cancel();
 
+    /// <summary>Fires when the shutdown grace has passed: work that answers on its own (a stream) stops with a 503 event.</summary>
+    public CancellationToken Stopping => stopping.Token;
+
+    /// <summary>The 503 of a request the server stopped at shutdown.</summary>
+    public static ApiError ShuttingDown() => ApiError.Overloaded("the server is shutting down and stopped this request; retry (another replica answers)");
+
     /// <summary>
     /// Awaits work queued for a request with the request's own deadline: 504 when the timeout passes first, 503 when
     /// the server stops it at shutdown, nothing when the client went away (the work, if not started yet, is dropped).
@@ -62,7 +68,7 @@ public sealed class ServerState(ServerOptions options, ComputeOptions compute, M
         }
         catch (OperationCanceledException) when (stopping.IsCancellationRequested && !context.RequestAborted.IsCancellationRequested)
         {
-            throw ApiError.Overloaded("the server is shutting down and stopped this request; retry (another replica answers)");
+            throw ShuttingDown();
         }
         catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested)
         {
@@ -168,9 +174,13 @@ public sealed class BioForgeServer : IAsyncDisposable
     /// Around every request: the API key, errors as one JSON message with the right status, and the metrics
     /// (route pattern, status, latency).
     /// </summary>
+    /// <summary>nginx's status for a request its client closed (no answer was read).</summary>
+    private const int ClientClosedRequest = 499;
+
     private static async Task Guard(HttpContext context, RequestDelegate next, ServerState state)
     {
         var clock = Stopwatch.StartNew();
+        bool clientLeft = false;
         try
         {
             if (state.Options.AllowedHosts is { Count: > 0 } hosts && !hosts.Contains(context.Request.Host.Host, StringComparer.OrdinalIgnoreCase))
@@ -190,12 +200,14 @@ public sealed class BioForgeServer : IAsyncDisposable
         }
         catch (Exception) when (context.RequestAborted.IsCancellationRequested)
         {
-            context.Response.StatusCode = 499; // client closed the request; nobody reads the answer
+            // The client closed the request; nobody reads the answer. A started response (a stream) keeps its status line.
+            clientLeft = true;
+            if (!context.Response.HasStarted) context.Response.StatusCode = ClientClosedRequest;
         }
         finally
         {
             string route = (context.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText is { } raw ? (raw.Length > 1 ? raw.TrimEnd('/') : raw) : "unmatched";
-            state.Metrics.Request(route, context.Response.StatusCode, clock.Elapsed.TotalSeconds);
+            state.Metrics.Request(route, clientLeft ? ClientClosedRequest : context.Response.StatusCode, clock.Elapsed.TotalSeconds);
         }
     }
 

@@ -65,7 +65,7 @@ public sealed class LanguageModel : IDisposable
     public string Truncate(string text, string mode)
     {
         int max = MaxTokens - 2;
-        if (Kind != ModelKind.Protein || mode == "NONE" || text.Length <= max) return text;
+        if (Kind is not (ModelKind.Protein or ModelKind.ProteinDecoder) || mode == "NONE" || text.Length <= max) return text;
         return mode == "END" ? text[..max] : text[^max..];
     }
 
@@ -173,6 +173,16 @@ public sealed class ModelCatalog : IDisposable
         if (!languageModels.TryGetValue(name, out var model) || (kind is not null && model.Kind != kind))
             throw ApiError.NotFound($"{param} '{name}' is not served here{(kind is null ? "" : $" as a {kind.ToString()!.ToLowerInvariant()} model")}; served: {Names(kind)}", param);
         return model;
+    }
+
+    /// <summary>The decoder model <c>/v1/completions</c> names, or without a name the only one served (encoders beside it do not count).</summary>
+    public LanguageModel Decoder(string? name, string param)
+    {
+        if (!string.IsNullOrEmpty(name)) return Language(name, param);
+        var decoders = languageModels.Values.Where(m => m.Completions is not null).ToList();
+        if (decoders.Count == 1) return decoders[0];
+        throw ApiError.BadRequest(decoders.Count == 0 ? "no decoder model is served here (start the server with --models DIR of a decoder, e.g. models/smiles-llama-small)"
+            : $"{param} is required: one of {string.Join(", ", decoders.Select(m => m.Name))}", param);
     }
 
     public (string Name, AffinityModel Model) Affinity(string? name, string param)

@@ -149,6 +149,20 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         Assert.Equal(full.Select(Cut), streamed.Texts);
     }
 
+    /// <summary>Without <c>model</c> the only decoder served answers (an encoder beside it is no candidate); a temperature
+    /// near 0 samples the best tokens instead of overflowing.</summary>
+    [Fact]
+    public async Task TheOnlyDecoderIsTheDefaultAndATinyTemperatureIsGreedy()
+    {
+        var (status, text) = await Post(new { n = 2, seed = 7, max_tokens = 40, temperature = 1e-300 });
+        Assert.Equal(HttpStatusCode.OK, status);
+        var body = JsonNode.Parse(text)!;
+        Assert.Equal(Model, body["model"]!.GetValue<string>());
+        var texts = Texts(body);
+        Assert.Equal(Generate(2, new SamplingOptions { Temperature = 1e-300, MaxNewTokens = 40 }, 7).Select(m => m.Smiles), texts);
+        Assert.Equal(texts[0], texts[1]); // one token has all the mass at every step: both samples are the greedy one
+    }
+
     [Fact]
     public async Task BadRequestsAreRefusedNamingTheField()
     {
@@ -207,6 +221,11 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         while (Running() > 0 && clock.Elapsed < TimeSpan.FromSeconds(20)) await Task.Delay(50);
         Assert.Equal(0, Running());
         Assert.Equal(HttpStatusCode.OK, (await Post(new { model = Model, n = 1, max_tokens = 3 })).Status);
+        // Counted as nginx counts a request its client closed (the stream had started with 200).
+        while (!Closed() && clock.Elapsed < TimeSpan.FromSeconds(20)) await Task.Delay(50);
+        Assert.True(Closed(), "no status=\"499\" sample for /v1/completions");
+
+        bool Closed() => client.GetStringAsync("/v1/metrics").Result.Contains("bioforge_requests_total{route=\"/v1/completions\",status=\"499\"}", StringComparison.Ordinal);
 
         int Running()
         {

@@ -240,6 +240,89 @@ public sealed class DecodeSchedulerTests
             $"{second.Reason} after {second.Tokens.Count} tokens");
     }
 
+    /// <summary>
+    /// A sequence whose own work fails (here its token callback) ends alone when its job takes failures; the others draw
+    /// what they draw without it. A job that does not take them fails the step, as <c>generate</c> wants.
+    /// </summary>
+    [Fact]
+    public void AFailingSequenceEndsAloneWhenItsJobTakesFailures()
+    {
+        using var model = Tiny();
+        var options = new SamplingOptions { MaxNewTokens = 12 };
+        var alone = new Collected();
+        using (var solo = new DecodeScheduler(new LlamaDecoder(model), slots: 4, length: 64, BatchingMode.Continuous, queueCapacity: 8))
+        {
+            Assert.True(solo.TrySubmit([Job(alone, [1], options, 5, 0)]));
+            RunToEnd(solo);
+        }
+
+        Exception? failure = null;
+        FinishReason? failedReason = null;
+        int drawn = 0;
+        SequenceJob Failing(Action<Exception>? onFailed) => new()
+        {
+            Prompt = [1],
+            Options = options,
+            Seed = 5,
+            Index = 1,
+            OnToken = _ => ++drawn < 2 ? true : throw new InvalidOperationException("the client's buffer is gone"),
+            OnFinished = (reason, _) => failedReason = reason,
+            OnFailed = onFailed,
+        };
+        var neighbour = new Collected();
+        using var scheduler = new DecodeScheduler(new LlamaDecoder(model), slots: 4, length: 64, BatchingMode.Continuous, queueCapacity: 8);
+        Assert.True(scheduler.TrySubmit([Job(neighbour, [1], options, 5, 0), Failing(e => failure = e)]));
+        RunToEnd(scheduler);
+        Assert.Equal((FinishReason.Cancelled, "the client's buffer is gone"), (failedReason, failure?.Message));
+        Assert.Equal(alone.Tokens, neighbour.Tokens);
+        Assert.Equal(alone.Reason, neighbour.Reason);
+
+        drawn = 0;
+        Assert.True(scheduler.TrySubmit([Failing(null)]));
+        Assert.Equal("the client's buffer is gone", Assert.Throws<InvalidOperationException>(() => RunToEnd(scheduler)).Message);
+    }
+
+    /// <summary>Waiting sequences whose client left free their queue places at the next step, while every slot stays busy.</summary>
+    [Fact]
+    public void CancelledWaitingSequencesGiveTheirQueuePlacesBack()
+    {
+        using var model = Tiny();
+        var options = new SamplingOptions { MaxNewTokens = 1000 };
+        using var scheduler = new DecodeScheduler(new LlamaDecoder(model), slots: 1, length: 64, BatchingMode.Continuous, queueCapacity: 2);
+        var running = new Collected();
+        Assert.True(scheduler.TrySubmit([Job(running, [1], options, 1, 0)]));
+        scheduler.Step();
+        bool gone = false;
+        var left = new[] { new Collected(), new Collected() };
+        Assert.True(scheduler.TrySubmit([Job(left[0], [1], options, 1, 1, () => gone), Job(left[1], [1], options, 1, 2, () => gone)]));
+        Assert.False(scheduler.TrySubmit([Job(new Collected(), [1], options, 1, 3)]));
+        gone = true;
+        scheduler.Step();
+        Assert.Equal(1, scheduler.Running);
+        Assert.All(left, l => Assert.Equal(FinishReason.Cancelled, l.Reason));
+        Assert.True(scheduler.TrySubmit([Job(new Collected(), [1], options, 1, 3), Job(new Collected(), [1], options, 1, 4)]));
+    }
+
+    /// <summary>A temperature near 0 or a repetition penalty near 0 stays a distribution (no ∞ − ∞): the draw is the best allowed token.</summary>
+    [Fact]
+    public void ExtremeSettingsStillDrawAnAllowedToken()
+    {
+        float[] logits = [5f, 9f, 2f, 7f];
+        var constraint = new TokenConstraint(4, end: 0);
+        bool[] allowed = [true, false, true, true];
+        allowed.CopyTo(constraint.Allowed, 0);
+        for (int i = 0; i < 50; i++)
+        {
+            var draw = SequenceSampler.Draw(logits, new SamplingOptions { Temperature = 1e-310 }, 1, i, 0, constraint: constraint);
+            Assert.Equal(3, draw.Token);
+            Assert.True(double.IsFinite(draw.LogProb));
+        }
+        var history = new TokenHistory([9, 2]);
+        var penalised = SequenceSampler.Draw(logits, new SamplingOptions { RepetitionPenalty = 1e-46 }, 1, 0, 0, history: history);
+        Assert.Equal(2, penalised.Token); // 2 / 1e-46 dwarfs the rest
+        Assert.True(double.IsFinite(penalised.LogProb));
+    }
+
     [Fact]
     public void StaticBatchingAdmitsOnlyBetweenBatches()
     {

@@ -106,6 +106,22 @@ public sealed class ProteinCompletionRouteTests(ProteinServerFixture fixture) : 
         Assert.Contains("special tokens are not allowed", text, StringComparison.Ordinal);
     }
 
+    /// <summary>NIM's truncation applies to a protein decoder's embeddings as to an encoder's: END keeps the start, NONE refuses.</summary>
+    [Fact]
+    public async Task AnOverlongProteinIsTruncatedForEmbeddingsWhenAsked()
+    {
+        string tooLong = string.Concat(Enumerable.Repeat("MKTAYIAKQR", 600));
+        async Task<HttpStatusCode> Embed(string truncate)
+        {
+            using var content = new StringContent(JsonSerializer.Serialize(new { model = Model, input = tooLong, truncate }), Encoding.UTF8, "application/json");
+            using var response = await client.PostAsync("/v1/embeddings", content);
+            return response.StatusCode;
+        }
+        Assert.Equal(HttpStatusCode.OK, await Embed("END"));
+        Assert.Equal(HttpStatusCode.OK, await Embed("START"));
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, await Embed("NONE"));
+    }
+
     [Fact]
     public async Task TheModelListSaysItCompletesProteins()
     {

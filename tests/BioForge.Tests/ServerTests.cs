@@ -480,6 +480,33 @@ public sealed class ServerShutdownTests
         Assert.NotNull(response.Headers.RetryAfter);
         await stop;
     }
+
+    /// <summary>A stream still running when the grace has passed ends with a 503 error event, not a reset connection.</summary>
+    [Fact]
+    public async Task AStreamStillRunningAtShutdownEndsWithAnErrorEvent()
+    {
+        _ = TestData.Cpu;
+        var options = ServerFixture.Options(Path.Combine(Repository.Root, "models", "smiles-llama-small")) with { ShutdownGrace = TimeSpan.FromSeconds(1) };
+        var server = await BioForgeServer.StartAsync(options);
+        using var client = new HttpClient { BaseAddress = new Uri(server.Address), Timeout = TimeSpan.FromMinutes(3) };
+        // 128 samples of up to 255 tokens from the raw, hot distribution (ends are rare): far past the grace on a CPU.
+        string body = JsonSerializer.Serialize(new { n = 128, max_tokens = 255, temperature = 5, grammar = "none", stream = true, seed = 1 });
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+        using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        Assert.StartsWith("data: ", await reader.ReadLineAsync()); // tokens are flowing
+        var stop = server.DisposeAsync().AsTask();
+        string? last = null;
+        while (await reader.ReadLineAsync() is { } line) // a reset connection would throw here
+            if (line.Length > 0) last = line;
+        Assert.NotNull(last);
+        Assert.NotEqual("data: [DONE]", last);
+        var error = JsonNode.Parse(last!["data: ".Length..])!["error"]!;
+        Assert.Equal(503, error["code"]!.GetValue<int>());
+        Assert.Contains("shutting down", error["message"]!.GetValue<string>());
+        await stop;
+    }
 }
 
 /// <summary>Alone: the burst measures the server's own service rate, which other tests' CPU use would distort.</summary>

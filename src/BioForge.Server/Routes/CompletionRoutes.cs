@@ -133,7 +133,7 @@ internal static class CompletionRoutes
 
     private static Plan Validate(CompletionRequest r, ServerState state)
     {
-        var model = state.Models.Language(r.Model, "model");
+        var model = state.Models.Decoder(r.Model, "model");
         var decoder = model.Completions ?? throw ApiError.Invalid($"model {model.Name} does not generate; /v1/completions serves decoder models", "model");
         string prompt = r.Prompt.ValueKind switch
         {
@@ -239,6 +239,8 @@ internal static class CompletionRoutes
         public string? FinishReason { get; private set; }
         public double LogLikelihood { get; private set; }
         public bool Cancelled { get; private set; }
+        /// <summary>Why this sample's own decoding failed (it then ended alone, as cancelled).</summary>
+        public string? Failure { get; set; }
         /// <summary>Characters of <see cref="Text"/> already sent (streaming).</summary>
         public int Sent { get; set; }
         /// <summary>Tokens whose log-probabilities were already sent (streaming).</summary>
@@ -294,6 +296,10 @@ internal static class CompletionRoutes
         Index = index,
         TopLogprobs = plan.Logprobs ?? 0,
         Cancelled = () => cancellation.IsCancellationRequested,
+        OnFailed = e =>
+        {
+            lock (sample) sample.Failure = $"{e.GetType().Name}: {e.Message}";
+        },
         // The scheduler's thread writes a sample while a stream's writer reads it: both under the sample's lock.
         OnToken = draw =>
         {
@@ -343,6 +349,8 @@ internal static class CompletionRoutes
     private static void Check(List<Sample> samples, Plan plan, CancellationToken token)
     {
         token.ThrowIfCancellationRequested();
+        if (samples.FirstOrDefault(s => s.Failure is not null) is { } failed)
+            throw new ApiError(StatusCodes.Status500InternalServerError, $"model {plan.Model.Name}: decoding sample {failed.Index} failed ({failed.Failure})");
         if (samples.Any(s => s.Cancelled))
             throw new ApiError(StatusCodes.Status500InternalServerError, $"model {plan.Model.Name}: a decoding step failed; retry");
     }
@@ -393,7 +401,7 @@ internal static class CompletionRoutes
     /// </summary>
     private static async Task StreamAsync(HttpContext context, ServerState state, Plan plan, Stopwatch clock)
     {
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, state.Stopping);
         deadline.CancelAfter(state.Options.RequestTimeout);
         var token = deadline.Token;
         var updates = Channel.CreateUnbounded<Sample>(new UnboundedChannelOptions { SingleReader = true });
@@ -444,6 +452,7 @@ internal static class CompletionRoutes
         catch (Exception e) when (!context.RequestAborted.IsCancellationRequested)
         {
             var error = e is ApiError api ? api
+                : e is OperationCanceledException && state.Stopping.IsCancellationRequested ? ServerState.ShuttingDown()
                 : e is OperationCanceledException ? new ApiError(StatusCodes.Status504GatewayTimeout, $"the stream did not end within {state.Options.RequestTimeout.TotalSeconds:0.###} s")
                 : new ApiError(StatusCodes.Status500InternalServerError, $"internal error: {e.GetType().Name}: {e.Message}");
             await Event(response, new ErrorResponse(new ErrorDetail(error.Message, error.Type, error.Param, error.Status)), CancellationToken.None);

@@ -44,6 +44,13 @@ public sealed class SequenceJob
     /// <summary>Polled before every step: true frees the sequence's slot (client gone, deadline passed).</summary>
     public Func<bool>? Cancelled { get; init; }
 
+    /// <summary>
+    /// When set, a failure of this sequence's own work (its draw, its grammar) ends it alone: this is called with the
+    /// exception, then <see cref="OnFinished"/> with <see cref="FinishReason.Cancelled"/>, and the other sequences go on
+    /// (a server's requests are not one another's business). Unset, the failure fails the step (<c>generate</c>).
+    /// </summary>
+    public Action<Exception>? OnFailed { get; init; }
+
     /// <summary>A job that keeps its drawn tokens and hands the whole sample over at its end (<c>generate</c>, not a stream).</summary>
     public static SequenceJob Collecting(int[] prompt, SamplingOptions options, ulong seed, long index, Action<IReadOnlyList<int>, FinishReason, double> finished)
     {
@@ -161,6 +168,7 @@ public sealed class DecodeScheduler : IDisposable
         using var _ = no_grad();
         for (int i = running.Count - 1; i >= 0; i--)
             if (running[i].Job.Cancelled?.Invoke() == true) Retire(i, FinishReason.Cancelled);
+        DropCancelledWaiting();
         var decoding = running.Where(r => r.Pending >= 0).ToList();
         var admitted = Admit();
         int tokens = 0;
@@ -185,6 +193,22 @@ public sealed class DecodeScheduler : IDisposable
     }
 
     private double hostSeconds;
+
+    /// <summary>Waiting sequences whose client left give their queue places back now, not when a slot frees (with
+    /// every slot on a long decode, they would turn new requests away as a full queue).</summary>
+    private void DropCancelledWaiting()
+    {
+        var gone = new List<SequenceJob>();
+        lock (gate)
+        {
+            var live = new List<SequenceJob>(waiting.Count);
+            foreach (var job in waiting) (job.Cancelled?.Invoke() == true ? gone : live).Add(job);
+            if (gone.Count == 0) return;
+            waiting.Clear();
+            foreach (var job in live) waiting.Enqueue(job);
+        }
+        foreach (var job in gone) job.OnFinished(FinishReason.Cancelled, 0);
+    }
 
     private List<Sequence> Admit()
     {
@@ -236,8 +260,23 @@ public sealed class DecodeScheduler : IDisposable
         int vocabulary = (int)logits.shape[1];
         // Every row's cache has grown before any ends: an ending sequence moves the last one into its slot, new keys included.
         for (int b = 0; b < rows.Count; b++) rows[b].Filled = starts[b] + count;
-        var draws = Decide(rows, host, vocabulary);
-        for (int b = 0; b < rows.Count; b++) Advance(rows[b], draws[b]);
+        var (draws, failures) = Decide(rows, host, vocabulary);
+        for (int b = 0; b < rows.Count; b++)
+        {
+            if (failures[b] is { } failure)
+            {
+                Fail(rows[b], failure);
+                continue;
+            }
+            try
+            {
+                Advance(rows[b], draws[b]);
+            }
+            catch (Exception e) when (rows[b].Job.OnFailed is not null && running.Contains(rows[b]))
+            {
+                Fail(rows[b], e);
+            }
+        }
         hostSeconds += Stopwatch.GetElapsedTime(received).TotalSeconds;
         return rows.Count;
     }
@@ -247,9 +286,10 @@ public sealed class DecodeScheduler : IDisposable
     /// draws are the same in any order; with many rows they run on LibTorch's intra-op thread count, idle between
     /// forward passes. On the H200 each added row cost a step ~38 µs (3.5 ms at 33 rows, 4.6 ms at 62), and the SMILES
     /// grammar's verdict and draw take ~18 µs per row on one of cpu2's cores (bench decode's host_us_per_row): at a
-    /// hundred rows, more than the forward pass. A failed row fails the step (its exception, before any row advances).
+    /// hundred rows, more than the forward pass. A failed row whose job has no <see cref="SequenceJob.OnFailed"/> fails the
+    /// step (its exception, before any row advances); the others' failures are returned, to end those rows alone.
     /// </summary>
-    private TokenDraw[] Decide(List<Sequence> rows, float[] host, int vocabulary)
+    private (TokenDraw[] Draws, Exception?[] Failures) Decide(List<Sequence> rows, float[] host, int vocabulary)
     {
         var draws = new TokenDraw[rows.Count];
         var failures = new Exception?[rows.Count];
@@ -274,8 +314,15 @@ public sealed class DecodeScheduler : IDisposable
         int threads = get_num_threads();
         if (threads > 1 && rows.Count >= ParallelRows) Parallel.For(0, rows.Count, new ParallelOptions { MaxDegreeOfParallelism = threads }, Row);
         else for (int b = 0; b < rows.Count; b++) Row(b);
-        if (Array.Find(failures, e => e is not null) is { } failure) ExceptionDispatchInfo.Throw(failure);
-        return draws;
+        for (int b = 0; b < rows.Count; b++)
+            if (failures[b] is { } failure && rows[b].Job.OnFailed is null) ExceptionDispatchInfo.Throw(failure);
+        return (draws, failures);
+    }
+
+    private void Fail(Sequence r, Exception failure)
+    {
+        r.Job.OnFailed!(failure);
+        Retire(running.IndexOf(r), FinishReason.Cancelled);
     }
 
     /// <summary>Rows below which the per-row work stays on the stepping thread (a task hand-off costs more than a few rows).</summary>

@@ -51,9 +51,11 @@ public sealed class TokenHistory
         var penalised = logits.ToArray();
         if (options.RepetitionPenalty != 1)
         {
-            float factor = (float)options.RepetitionPenalty;
+            double factor = options.RepetitionPenalty;
+            // In double, then held to float's range: a penalty near 0 makes a repeat all but certain, not infinite.
             foreach (int t in present)
-                if (t < penalised.Length) penalised[t] = penalised[t] < 0 ? penalised[t] * factor : penalised[t] / factor;
+                if (t < penalised.Length)
+                    penalised[t] = (float)Math.Clamp(penalised[t] < 0 ? penalised[t] * factor : penalised[t] / factor, float.MinValue, float.MaxValue);
         }
         foreach (var (t, count) in generated)
             if (t < penalised.Length) penalised[t] -= (float)(options.PresencePenalty + options.FrequencyPenalty * count);
@@ -107,15 +109,18 @@ public static class SequenceSampler
         var values = new double[vocabulary];
         double max = double.NegativeInfinity;
         for (int t = 0; t < vocabulary; t++)
+            if (allowed is null || allowed[t] || (t == end && moveEnd)) max = Math.Max(max, logits[t]);
+        if (double.IsNegativeInfinity(max))
         {
-            bool keep = allowed is null || allowed[t] || (t == end && moveEnd);
-            values[t] = keep ? logits[t] / temperature : double.NegativeInfinity;
-            max = Math.Max(max, values[t]);
+            Array.Fill(values, double.NegativeInfinity);
+            return values;
         }
-        if (double.IsNegativeInfinity(max)) return values;
+        // Shifted before scaling: a tiny temperature sends the others to −∞, never the best to +∞ (∞ − ∞ would be NaN).
+        for (int t = 0; t < vocabulary; t++)
+            values[t] = allowed is null || allowed[t] || (t == end && moveEnd) ? (logits[t] - max) / temperature : double.NegativeInfinity;
         double sum = 0;
-        foreach (double v in values) sum += Math.Exp(v - max);
-        double normalizer = max + Math.Log(sum);
+        foreach (double v in values) sum += Math.Exp(v);
+        double normalizer = Math.Log(sum);
         for (int t = 0; t < vocabulary; t++) values[t] -= normalizer;
         if (moveEnd)
         {
