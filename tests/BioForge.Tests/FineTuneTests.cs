@@ -54,11 +54,14 @@ public sealed class FineTuneTests
         {extra}
         """;
 
-    private static FineTuneManifest Run(string directory, string yaml, params string[] overrides)
+    private static FineTuneManifest Run(string directory, string yaml, params string[] overrides) =>
+        FineTuner.Run(FineTuneConfig.Load(WriteYaml(directory, yaml), overrides), new FineTuneOptions());
+
+    private static string WriteYaml(string directory, string yaml)
     {
         string path = Path.Combine(directory, $"ft-{Guid.NewGuid():N}.yaml");
         File.WriteAllText(path, yaml);
-        return FineTuner.Run(FineTuneConfig.Load(path, overrides), new FineTuneOptions());
+        return path;
     }
 
     /// <summary>Re-predicts the test split with the saved run and compares with what training wrote.</summary>
@@ -125,18 +128,38 @@ public sealed class FineTuneTests
 
         string merged = Path.Combine(directory, "merged");
         FineTunedModel.MergeEncoder(run, merged, TestData.Cpu);
+        Assert.Equal([merged, run], Directory.GetDirectories(directory).Order()); // written under a hidden name, renamed: nothing else left
         using var baseWeights = SafetensorsFile.Open(Path.Combine(SmilesModel, "model.safetensors"));
         using var mergedWeights = SafetensorsFile.Open(Path.Combine(merged, "model.safetensors"));
         Assert.True(File.Exists(Path.Combine(merged, "vocab.json")));
         // Compared as float32 values: the shipped base stores float16, the merged model float32.
-        float[] Values(SafetensorsFile file, string name)
-        {
-            using var tensor = file.ToTensor(name);
-            using var single = tensor.to(TorchSharp.torch.ScalarType.Float32);
-            return single.data<float>().ToArray();
-        }
         Assert.NotEqual(Values(baseWeights, "model.layers.0.self_attn.q_proj.weight"), Values(mergedWeights, "model.layers.0.self_attn.q_proj.weight"));
         Assert.Equal(Values(baseWeights, "model.layers.0.self_attn.k_proj.weight"), Values(mergedWeights, "model.layers.0.self_attn.k_proj.weight"));
+    }
+
+    private static float[] Values(SafetensorsFile file, string name)
+    {
+        using var tensor = file.ToTensor(name);
+        using var single = tensor.to(TorchSharp.torch.ScalarType.Float32);
+        return single.data<float>().ToArray();
+    }
+
+    /// <summary>Heads no gradient reaches (ESM-2's language-model head and contact regression) come out as they went in,
+    /// however strong the weight decay; the layers beneath them are trained.</summary>
+    [Fact]
+    public void FullFineTuningLeavesTheOutputHeadsAsTheyWere()
+    {
+        string directory = TestData.TempDirectory(), run = Path.Combine(directory, "run");
+        string data = Path.Combine(directory, "charge.csv");
+        File.WriteAllLines(data, ["sequence,label", .. FastaReader.Read(TestData.Path("train", "cath200.fasta")).Take(40)
+            .Select(r => r.Sequence.ToUpperInvariant())
+            .Select(s => FormattableString.Invariant($"{s},{s.Count(c => c is 'K' or 'R') / (double)s.Length}"))]);
+        Run(directory, Yaml(data, ProteinModel, run, mode: "full", epochs: 2), "optimizer.weight_decay=0.5", "data.batch_size=8");
+        using var before = SafetensorsFile.Open(Path.Combine(ProteinModel, "model.safetensors"));
+        using var after = SafetensorsFile.Open(Path.Combine(run, FineTuner.EncoderDirectory, "model.safetensors"));
+        foreach (string head in new[] { "lm_head.dense.weight", "lm_head.bias", "esm.contact_head.regression.weight" })
+            Assert.Equal(Values(before, head), Values(after, head));
+        Assert.NotEqual(Values(before, "esm.encoder.layer.0.attention.self.query.weight"), Values(after, "esm.encoder.layer.0.attention.self.query.weight"));
     }
 
     [Fact]
@@ -227,6 +250,16 @@ public sealed class FineTuneTests
         {
             var e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, SmilesModel, run), overrides));
             Assert.Contains(expected, e.Message);
+        }
+        // A GPT-2 checkpoint is read, never written or adapted: only frozen, said before the first epoch.
+        foreach (string mode in new[] { "full", "lora" })
+        {
+            var epochs = 0;
+            var e = Assert.Throws<BioForgeException>(() => FineTuner.Run(FineTuneConfig.Load(WriteYaml(directory, Yaml(data, TestData.Path("hf", "gpt2_tiny"), run)), [$"encoder.mode={mode}"]),
+                new FineTuneOptions { OnEpoch = _ => epochs++ }));
+            Assert.Contains($"encoder.mode {mode}: ", e.Message);
+            Assert.Contains("use encoder.mode frozen", e.Message);
+            Assert.Equal(0, epochs);
         }
         Directory.CreateDirectory(run);
         File.WriteAllText(Path.Combine(run, "keep.txt"), "x");

@@ -36,6 +36,31 @@ public sealed class LlamaParityTests
         Assert.Equal(reference, model.GreedyDecode([1, 5, 9], maxNewTokens: 12));
     }
 
+    /// <summary>
+    /// A config Hugging Face reads but BioForge's Llama would compute differently is refused, also in the older
+    /// <c>rope_scaling {"type": …}</c> spelling; a value of the wrong JSON type is one message naming the file and key.
+    /// </summary>
+    [Theory]
+    [InlineData("\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", "rope_type 'linear' is not supported")]
+    [InlineData("\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}", "rope_type 'llama3' is not supported")]
+    [InlineData("\"rms_norm_eps\": \"1e-5\"", "'rms_norm_eps' must be a number (got \"1e-5\")")]
+    [InlineData("\"tie_word_embeddings\": \"yes\"", "'tie_word_embeddings' must be true or false")]
+    public void ConfigsItWouldReadWronglyAreRefused(string entry, string expected)
+    {
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(Fixture, "config.json")))!.AsObject();
+        var extra = System.Text.Json.Nodes.JsonNode.Parse("{" + entry + "}")!.AsObject();
+        foreach (var (key, value) in extra.ToList())
+        {
+            extra.Remove(key);
+            json[key] = value;
+        }
+        string path = Path.Combine(TestData.TempDirectory(), "config.json");
+        File.WriteAllText(path, json.ToJsonString());
+        var e = Assert.Throws<BioForgeException>(() => LlamaConfig.FromJson(path));
+        Assert.Equal($"{path}: ", e.Message[..(path.Length + 2)]);
+        Assert.Contains(expected, e.Message);
+    }
+
     private static void AssertClose(Tensor expected, Tensor actual, string what)
     {
         Assert.Equal(expected.shape, actual.shape);

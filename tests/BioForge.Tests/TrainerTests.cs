@@ -186,6 +186,13 @@ public sealed class TrainerTests
         Trainer.Run(TinyRuns.Config(TinyRuns.EsmYaml(TinyRuns.Proteins, resumed, 6)), new TrainerOptions { Resume = true });
         TinyRuns.AssertSameWeights(straight, resumed);
 
+        // The contact regression is no part of masked language modelling: weight decay leaves it where it was.
+        var earlier = RunDirectory.Existing(resumed).Checkpoints(TrainerState.FileName).First(c => c.Step < 6);
+        var checkpointed = TinyRuns.Weights(earlier.Path);
+        var final = TinyRuns.Weights(Path.Combine(resumed, Trainer.ModelDirectory));
+        Assert.Equal(checkpointed["esm.contact_head.regression.weight"], final["esm.contact_head.regression.weight"]);
+        Assert.NotEqual(checkpointed["lm_head.dense.weight"], final["lm_head.dense.weight"]);
+
         // The result is an ordinary Hugging Face ESM-2 directory.
         using var loaded = EsmCheckpoint.Load(Path.Combine(straight, Trainer.ModelDirectory), TestData.Cpu.Device, TestData.Cpu.DType);
         Assert.Equal(0.1, loaded.Config.HiddenDropoutProb);

@@ -1,6 +1,7 @@
 using BioForge.Chem;
 using BioForge.Models;
 using BioForge.Runtime;
+using BioForge.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -106,11 +107,7 @@ public sealed class FineTunedModel : IDisposable
         if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any())
             throw new BioForgeException($"--out {output} already exists and is not empty");
         using var encoder = LoadEncoder(runDirectory, manifest, compute.Device);
-        string temp = $"{output.TrimEnd('/')}.{Environment.ProcessId}.tmp";
-        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-        encoder.Save(temp);
-        if (Directory.Exists(output)) Directory.Delete(output);
-        Directory.Move(temp, output);
+        RunDirectory.Commit(output, encoder.Save); // whole or not at all: a hidden sibling, renamed into place
     }
 
     private static SequenceEncoder LoadEncoder(string runDirectory, FineTuneManifest manifest, Device device)

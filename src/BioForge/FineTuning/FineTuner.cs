@@ -46,6 +46,8 @@ public static class FineTuner
         var labels = LabelSpace.Fit(config.TaskType, split.Train);
         using var model = CreateModel(config, labels, compute.Device);
         var encoder = model.Encoder;
+        if (config.Mode != EncoderMode.Frozen && encoder.FrozenOnly is { } frozenOnly)
+            throw new BioForgeException($"encoder.mode {config.Mode.ToString().ToLowerInvariant()}: {config.Model.Init}: {frozenOnly}; use encoder.mode frozen");
         if (config.TaskType != FineTuneTask.ResidueClassification && config.PoolingMode == Pooling.Cls && encoder.Causal)
             throw new BioForgeException($"task.pooling cls: {config.Model.Init} is a causal decoder whose first token sees nothing after it; use mean or last");
 
@@ -59,14 +61,14 @@ public static class FineTuner
         LoraAdapters? lora = null;
         try
         {
-            foreach (var p in encoder.Network.parameters()) p.requires_grad = config.Mode == EncoderMode.Full;
+            foreach (var (name, p) in encoder.Network.named_parameters()) p.requires_grad = config.Mode == EncoderMode.Full && !SequenceEncoder.IsOutputHead(name);
             if (config.Mode == EncoderMode.Lora)
             {
                 var targets = config.Encoder.Lora.TargetModules.Length > 0 ? config.Encoder.Lora.TargetModules : encoder.DefaultLoraTargets;
                 lora = LoraAdapters.Attach(encoder.Network, new LoraOptions(config.Encoder.Lora.Rank, config.Encoder.Lora.Alpha, config.Encoder.Lora.Dropout, targets), config.Seed);
                 Info(lora.Describe());
             }
-            var trainable = model.Head.parameters().Concat(lora?.Parameters() ?? []).Concat(config.Mode == EncoderMode.Full ? encoder.Network.parameters() : []).ToList();
+            var trainable = model.Head.parameters().Concat(lora?.Parameters() ?? []).Concat(encoder.Network.parameters().Where(p => p.requires_grad)).ToList();
             long trainableCount = trainable.Sum(p => p.numel());
             Info($"{config.Mode.ToString().ToLowerInvariant()} {encoder.Family.ModelType} encoder, {trainableCount:N0} trainable parameters");
 

@@ -63,9 +63,19 @@ public static class AtomicFile
         public void Dispose()
         {
             if (committed) return;
-            Stream.Dispose();
-            File.Delete(temp);
-            RemoveCreated();
+            try
+            {
+                Stream.Dispose(); // flushes its buffer: on a full disk that throws again
+            }
+            catch (IOException)
+            {
+                // The write already failed and its exception is on its way; this file is abandoned either way.
+            }
+            finally
+            {
+                File.Delete(temp);
+                RemoveCreated();
+            }
         }
 
         private void RemoveCreated()

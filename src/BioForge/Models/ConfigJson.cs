@@ -17,8 +17,25 @@ internal static class ConfigJson
         {
             throw new BioForgeException($"{path}: not valid JSON ({e.Message})");
         }
-        string? type = json["model_type"]?.GetValue<string>();
+        string? type = Text(json, "model_type", path);
         if (type is not null && type != modelType) throw new BioForgeException($"{path}: model_type is '{type}', not '{modelType}'");
         return json;
+    }
+
+    /// <summary>A string, or null when absent; another JSON type is one message naming the key.</summary>
+    public static string? Text(JsonObject json, string key, string path)
+    {
+        var node = json[key];
+        if (node is null || node.GetValueKind() == JsonValueKind.Null) return null;
+        return node is JsonValue value && value.TryGetValue(out string? text) ? text : throw new BioForgeException($"{path}: '{key}' must be a string (got {node.ToJsonString()})");
+    }
+
+    /// <summary>A boolean or number, or null when absent; another JSON type is one message naming the key.</summary>
+    public static T? Value<T>(JsonObject json, string key, string path) where T : struct
+    {
+        var node = json[key];
+        if (node is null || node.GetValueKind() == JsonValueKind.Null) return null;
+        if (node is JsonValue value && value.TryGetValue(out T result)) return result;
+        throw new BioForgeException($"{path}: '{key}' must be {(typeof(T) == typeof(bool) ? "true or false" : "a number")} (got {node.ToJsonString()})");
     }
 }

@@ -40,6 +40,17 @@ public abstract class SequenceEncoder : IDisposable
     /// <summary>A causal decoder: its first token sees nothing after it, so <c>cls</c> pooling makes no sense.</summary>
     public bool Causal => Family.Objective == TrainingObjective.CausalLanguageModel;
 
+    /// <summary>
+    /// Whether a parameter belongs to an output head the hidden states do not depend on (the language-model head, ESM-2's
+    /// contact regression): a fully fine-tuned encoder leaves them as they were, since AdamW's weight decay would
+    /// otherwise shrink weights no gradient reaches (PyTorch's AdamW skips a parameter without a gradient).
+    /// </summary>
+    public static bool IsOutputHead(string parameterName) =>
+        parameterName.StartsWith("lm_head.", StringComparison.Ordinal) || parameterName.Contains("contact_head.", StringComparison.Ordinal);
+
+    /// <summary>Why this encoder can only be used frozen (its weights cannot be written back or adapted), or null.</summary>
+    public virtual string? FrozenOnly => null;
+
     /// <summary>The attention query and value projections (LoRA's defaults, as in the LoRA paper).</summary>
     public abstract string[] DefaultLoraTargets { get; }
 

@@ -80,9 +80,20 @@ internal static class MicroBatches
 }
 
 /// <summary>ESM-2 with masked language modelling.</summary>
-internal sealed class MaskedLanguageModelTask(EsmCheckpoint checkpoint) : ILanguageModelTask
+internal sealed class MaskedLanguageModelTask : ILanguageModelTask
 {
-    private readonly MaskedLanguageModeling objective = MaskedLanguageModeling.ForProteins(checkpoint.Tokenizer);
+    private readonly EsmCheckpoint checkpoint;
+    private readonly MaskedLanguageModeling objective;
+
+    public MaskedLanguageModelTask(EsmCheckpoint checkpoint)
+    {
+        this.checkpoint = checkpoint;
+        objective = MaskedLanguageModeling.ForProteins(checkpoint.Tokenizer);
+        // The contact regression is fitted apart from masked language modelling (no gradient reaches it): left out of
+        // the optimizer, weight decay does not shrink a fitted head while pre-training continues from a hub checkpoint.
+        foreach (var (name, p) in checkpoint.Model.named_parameters())
+            if (name.Contains("contact_head.", StringComparison.Ordinal)) p.requires_grad = false;
+    }
 
     public nn.Module Network => checkpoint.Model;
     public int PadId => checkpoint.Tokenizer.PadId;

@@ -58,11 +58,11 @@ public sealed record EsmConfig
     public static EsmConfig FromJson(JsonObject json, string where)
     {
         string path = where;
-        string position = Text(json, "position_embedding_type", path) ?? "absolute";
+        string position = ConfigJson.Text(json, "position_embedding_type", path) ?? "absolute";
         if (position != "rotary")
             throw new BioForgeException($"{path}: position_embedding_type '{position}' is not supported (ESM-2 checkpoints use 'rotary')");
-        if (Value<bool>(json, "is_folding_model", path) == true) throw new BioForgeException($"{path}: ESMFold checkpoints are not supported");
-        string act = Text(json, "hidden_act", path) ?? "gelu";
+        if (ConfigJson.Value<bool>(json, "is_folding_model", path) == true) throw new BioForgeException($"{path}: ESMFold checkpoints are not supported");
+        string act = ConfigJson.Text(json, "hidden_act", path) ?? "gelu";
         if (act != "gelu") throw new BioForgeException($"{path}: hidden_act '{act}' is not supported (ESM-2 uses exact 'gelu')");
 
         var defaults = new EsmConfig();
@@ -73,11 +73,11 @@ public sealed record EsmConfig
             NumHiddenLayers = Int(json, "num_hidden_layers", path) ?? defaults.NumHiddenLayers,
             NumAttentionHeads = Int(json, "num_attention_heads", path) ?? defaults.NumAttentionHeads,
             IntermediateSize = Int(json, "intermediate_size", path) ?? defaults.IntermediateSize,
-            LayerNormEps = Value<double>(json, "layer_norm_eps", path) ?? defaults.LayerNormEps,
+            LayerNormEps = ConfigJson.Value<double>(json, "layer_norm_eps", path) ?? defaults.LayerNormEps,
             MaxPositionEmbeddings = Int(json, "max_position_embeddings", path) ?? defaults.MaxPositionEmbeddings,
-            TokenDropout = Value<bool>(json, "token_dropout", path) ?? false,
-            EmbLayerNormBefore = Value<bool>(json, "emb_layer_norm_before", path) ?? false,
-            RopeTheta = Value<double>(json, "rope_theta", path) ?? defaults.RopeTheta,
+            TokenDropout = ConfigJson.Value<bool>(json, "token_dropout", path) ?? false,
+            EmbLayerNormBefore = ConfigJson.Value<bool>(json, "emb_layer_norm_before", path) ?? false,
+            RopeTheta = ConfigJson.Value<double>(json, "rope_theta", path) ?? defaults.RopeTheta,
             PadTokenId = Int(json, "pad_token_id", path) ?? defaults.PadTokenId,
             MaskTokenId = Int(json, "mask_token_id", path) ?? defaults.MaskTokenId,
             EosTokenId = Int(json, "eos_token_id", path) ?? defaults.EosTokenId,
@@ -95,22 +95,6 @@ public sealed record EsmConfig
         if (node.GetValueKind() != JsonValueKind.Number || !node.AsValue().TryGetValue(out int value))
             throw new BioForgeException($"{path}: '{key}' must be an integer");
         return value;
-    }
-
-    private static string? Text(JsonObject json, string key, string path)
-    {
-        var node = json[key];
-        if (node is null || node.GetValueKind() == JsonValueKind.Null) return null;
-        return node is JsonValue value && value.TryGetValue(out string? text) ? text : throw new BioForgeException($"{path}: '{key}' must be a string (got {node.ToJsonString()})");
-    }
-
-    /// <summary>A boolean or number, or null when absent; another JSON type is one message naming the key.</summary>
-    private static T? Value<T>(JsonObject json, string key, string path) where T : struct
-    {
-        var node = json[key];
-        if (node is null || node.GetValueKind() == JsonValueKind.Null) return null;
-        if (node is JsonValue value && value.TryGetValue(out T result)) return result;
-        throw new BioForgeException($"{path}: '{key}' must be {(typeof(T) == typeof(bool) ? "true or false" : "a number")} (got {node.ToJsonString()})");
     }
 
     private static double Probability(JsonObject json, string key, string path)

@@ -34,15 +34,19 @@ public sealed record LlamaConfig
     /// <param name="path">Names the source in error messages.</param>
     public static LlamaConfig FromJson(JsonObject json, string path)
     {
-        if (json["attention_dropout"] is JsonValue dropout && dropout.TryGetValue(out double p) && p != 0)
+        if (ConfigJson.Value<double>(json, "attention_dropout", path) is { } p && p != 0)
             throw new BioForgeException($"{path}: attention_dropout {p} is not supported (BioForge's Llama has no dropout)");
-        string act = json["hidden_act"]?.GetValue<string>() ?? "silu";
+        string act = ConfigJson.Text(json, "hidden_act", path) ?? "silu";
         if (act != "silu") throw new BioForgeException($"{path}: hidden_act '{act}' is not supported (Llama uses 'silu')");
-        if (json["attention_bias"]?.GetValue<bool>() == true || json["mlp_bias"]?.GetValue<bool>() == true)
+        if (ConfigJson.Value<bool>(json, "attention_bias", path) == true || ConfigJson.Value<bool>(json, "mlp_bias", path) == true)
             throw new BioForgeException($"{path}: biased Llama projections are not supported");
         var rope = json["rope_parameters"] as JsonObject ?? json["rope_scaling"] as JsonObject;
-        string ropeType = rope?["rope_type"]?.GetValue<string>() ?? "default";
-        if (ropeType != "default") throw new BioForgeException($"{path}: rope_type '{ropeType}' is not supported (only 'default')");
+        // Either object may carry the scaling (rope_scaling is the older name; "type" the key before transformers 4.43).
+        foreach (var scaling in new[] { json["rope_parameters"], json["rope_scaling"] }.OfType<JsonObject>())
+        {
+            string ropeType = ConfigJson.Text(scaling, "rope_type", path) ?? ConfigJson.Text(scaling, "type", path) ?? "default";
+            if (ropeType != "default") throw new BioForgeException($"{path}: rope_type '{ropeType}' is not supported (only 'default')");
+        }
 
         int hidden = Int(json, "hidden_size") ?? 4096, heads = Int(json, "num_attention_heads") ?? 32;
         if (heads <= 0) throw new BioForgeException($"{path}: num_attention_heads must be positive");
@@ -55,10 +59,10 @@ public sealed record LlamaConfig
             NumAttentionHeads = heads,
             NumKeyValueHeads = Int(json, "num_key_value_heads") ?? heads,
             HeadDim = Int(json, "head_dim") ?? hidden / heads,
-            RmsNormEps = json["rms_norm_eps"]?.GetValue<double>() ?? 1e-6,
-            RopeTheta = rope?["rope_theta"]?.GetValue<double>() ?? json["rope_theta"]?.GetValue<double>() ?? 10000.0,
+            RmsNormEps = ConfigJson.Value<double>(json, "rms_norm_eps", path) ?? 1e-6,
+            RopeTheta = (rope is null ? null : ConfigJson.Value<double>(rope, "rope_theta", path)) ?? ConfigJson.Value<double>(json, "rope_theta", path) ?? 10000.0,
             MaxPositionEmbeddings = Int(json, "max_position_embeddings") ?? 2048,
-            TieWordEmbeddings = json["tie_word_embeddings"]?.GetValue<bool>() ?? false,
+            TieWordEmbeddings = ConfigJson.Value<bool>(json, "tie_word_embeddings", path) ?? false,
             BosTokenId = Int(json, "bos_token_id") ?? 1,
             EosTokenId = Int(json, "eos_token_id") ?? 2,
             PadTokenId = Int(json, "pad_token_id") ?? 0,
