@@ -60,6 +60,8 @@ internal static class ScreenRoutes
             for (int i = 0; i < smiles.Length; i++) Smiles.CheckLength(smiles[i], $"smiles[{i}]", state);
             if (request.Ids is { } ids && ids.Length != smiles.Length) throw ApiError.Invalid($"ids has {ids.Length} names for {smiles.Length} SMILES", "ids");
             if (request.Top is < 1 or > 10_000) throw ApiError.Invalid($"top must be 1–10000 (got {request.Top})", "top");
+            // Said now (501), not as a job that fails later: screening reads every molecule with RDKit.
+            if (Molecule.Unavailable() is { } noRdkit) throw new BioForgeException(noRdkit) { MissingDependency = true };
             var job = state.Jobs.Add(name, smiles.Length, request.Top);
             var library = smiles.Select((s, i) => new MoleculeRecord(request.Ids?[i] ?? $"#{i + 1}", s ?? "", false, i + 1, new Dictionary<string, string>()));
             var token = job.Cancel.Token;
@@ -83,7 +85,7 @@ internal static class ScreenRoutes
             return Results.Json(View(job), Json.Options, statusCode: StatusCodes.Status202Accepted);
         })
         .WithSummary("Submit a screening job: a library of SMILES against one target").Accepts<ScreenRequest>("application/json")
-        .Produces<JobView>(202).ProducesErrors(400, 404, 422, 503);
+        .Produces<JobView>(202).ProducesErrors(400, 404, 422, 501, 503);
 
         screen.MapGet("/{id}", (string id) => Results.Json(View(state.Jobs.Get(id)), Json.Options))
             .WithSummary("A screening job's status and progress").Produces<JobView>().ProducesErrors(404).Parameter("id", ExampleId, required: true);
