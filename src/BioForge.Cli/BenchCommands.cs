@@ -189,6 +189,7 @@ internal static class BenchCommands
         var command = new Command("similarity", "Top-10 Tanimoto search throughput (comparisons/s) over Morgan fingerprints") { input, copies, queries, bits, threads };
         command.SetAction(result => Cli.Guard(error, () =>
         {
+            Chem.Fingerprints.CheckMorgan(2, result.GetValue(bits), "--radius", "--bits");
             var records = Chem.MoleculeSource.Read(result.GetValue(input)!).ToList();
             int n = Math.Max(1, result.GetValue(copies)), q = Math.Max(1, result.GetValue(queries));
             int workers = result.GetValue(threads) > 0 ? result.GetValue(threads) : Environment.ProcessorCount;

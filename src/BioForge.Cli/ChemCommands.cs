@@ -80,6 +80,7 @@ internal static class ChemCommands
         var command = new Command("similar", "Top-k Tanimoto neighbours (Morgan fingerprints) of a query in a library") { index, query, top, radius, bits, column, threads };
         command.SetAction(result => Cli.Guard(error, () =>
         {
+            Fingerprints.CheckMorgan(result.GetValue(radius), result.GetValue(bits), "--radius", "--bits");
             using var molecule = Molecule.FromSmiles(result.GetValue(query)!);
             var clock = Stopwatch.StartNew();
             var library = FingerprintIndex.Build(MoleculeSource.Read(result.GetValue(index)!, result.GetValue(column)),

@@ -85,7 +85,7 @@ internal static class ProteinGenEvalCommand
     private sealed record SetReport(int Sequences, LengthSummary Length, double LowComplexity, double Repetitive, double? EsmPll);
 
     private sealed record Report(SetReport Generated, SetReport Natural, double? ShuffledEsmPll, double AminoAcidJs, double DipeptideJs,
-        double NaturalHalvesAminoAcidJs, double NaturalHalvesDipeptideJs, double ShuffledDipeptideJs, double LengthKs,
+        double? NaturalHalvesAminoAcidJs, double? NaturalHalvesDipeptideJs, double ShuffledDipeptideJs, double LengthKs,
         double? Perplexity, double? NatsPerToken, long? PerplexityTokens, int EsmSequences, int EsmPositions);
 
     private static Report Evaluate(List<string> gen, List<string> natural, ParseResult result, Option<string?> model, Option<string> esm,
@@ -120,11 +120,11 @@ internal static class ProteinGenEvalCommand
             Describe(gen, genPll), Describe(natural, natPll), shufPll,
             GenerationQuality.JensenShannon(GenerationQuality.AminoAcidComposition(gen), GenerationQuality.AminoAcidComposition(natural)),
             GenerationQuality.JensenShannon(GenerationQuality.DipeptideComposition(gen), GenerationQuality.DipeptideComposition(natural)),
-            halfB.Count == 0 ? double.NaN : GenerationQuality.JensenShannon(GenerationQuality.AminoAcidComposition(halfA), GenerationQuality.AminoAcidComposition(halfB)),
-            halfB.Count == 0 ? double.NaN : GenerationQuality.JensenShannon(GenerationQuality.DipeptideComposition(halfA), GenerationQuality.DipeptideComposition(halfB)),
+            halfB.Count == 0 ? null : GenerationQuality.JensenShannon(GenerationQuality.AminoAcidComposition(halfA), GenerationQuality.AminoAcidComposition(halfB)),
+            halfB.Count == 0 ? null : GenerationQuality.JensenShannon(GenerationQuality.DipeptideComposition(halfA), GenerationQuality.DipeptideComposition(halfB)),
             GenerationQuality.JensenShannon(GenerationQuality.DipeptideComposition(shuffled), GenerationQuality.DipeptideComposition(natural)),
             GenerationQuality.LengthKolmogorovSmirnov(gen, natural),
-            perplexity, nats, tokens, Math.Min(pllN, Math.Min(gen.Count, natural.Count)), pllPositions);
+            perplexity, nats, tokens, pllN, pllPositions);
     }
 
     private static SetReport Describe(List<string> set, double? pll) =>
@@ -140,7 +140,7 @@ internal static class ProteinGenEvalCommand
         yield return $"| length, residues | {L(r.Generated.Length)} | {L(r.Natural.Length)} |";
         yield return $"| low complexity (a 12-residue window ≤ 2.2 bits) | {F(r.Generated.LowComplexity, "F3")} | {F(r.Natural.LowComplexity, "F3")} |";
         yield return $"| repetitive (exact period-1–6 stretch ≥ 12) | {F(r.Generated.Repetitive, "F3")} | {F(r.Natural.Repetitive, "F3")} |";
-        yield return $"| ESM-2 pseudo-log-likelihood per residue (first {r.EsmSequences}; shuffled natural: {F(r.ShuffledEsmPll, "F3")}) | {F(r.Generated.EsmPll, "F3")} | {F(r.Natural.EsmPll, "F3")} |";
+        yield return $"| ESM-2 pseudo-log-likelihood per residue (the first {r.EsmSequences} or fewer of each set; shuffled natural: {F(r.ShuffledEsmPll, "F3")}) | {F(r.Generated.EsmPll, "F3")} | {F(r.Natural.EsmPll, "F3")} |";
         yield return $"amino-acid composition JS divergence (bits), generated vs natural: {F(r.AminoAcidJs)}; natural half vs half: {F(r.NaturalHalvesAminoAcidJs)}";
         yield return $"dipeptide composition JS divergence (bits), generated vs natural: {F(r.DipeptideJs)}; natural half vs half: {F(r.NaturalHalvesDipeptideJs)}; shuffled natural vs natural: {F(r.ShuffledDipeptideJs)}";
         yield return $"length distribution, Kolmogorov–Smirnov D generated vs natural: {F(r.LengthKs, "F3")}";

@@ -45,7 +45,7 @@ internal static class ServeCommand
                 {
                     MaxBatchTokens = Positive(result.GetValue(batchTokens), "--max-batch-tokens"),
                     MaxBatchItems = Positive(result.GetValue(batchItems), "--max-batch-items"),
-                    MaxDelay = TimeSpan.FromMilliseconds(NonNegative(result.GetValue(delay), "--max-delay-ms")),
+                    MaxDelay = Duration(TimeSpan.FromMilliseconds(1), result.GetValue(delay), "--max-delay-ms", allowZero: true),
                     QueueCapacity = Positive(result.GetValue(queue), "--queue-capacity"),
                 },
                 Decoding = new DecodeOptions
@@ -60,9 +60,9 @@ internal static class ServeCommand
                     MaxRunning = Positive(result.GetValue(maxRunning), "--max-running"),
                     CacheBytes = (long)NonNegative(result.GetValue(cacheMb), "--kv-cache-mb") << 20,
                 },
-                RequestTimeout = TimeSpan.FromSeconds(result.GetValue(timeout) > 0 ? result.GetValue(timeout) : throw new BioForgeException($"--request-timeout-s must be positive (got {result.GetValue(timeout)})")),
-                DrainDelay = TimeSpan.FromSeconds(NonNegative(result.GetValue(drain), "--drain-s")),
-                ShutdownGrace = TimeSpan.FromSeconds(NonNegative(result.GetValue(grace), "--shutdown-grace-s")),
+                RequestTimeout = Duration(TimeSpan.FromSeconds(1), result.GetValue(timeout), "--request-timeout-s", allowZero: false),
+                DrainDelay = Duration(TimeSpan.FromSeconds(1), result.GetValue(drain), "--drain-s", allowZero: true),
+                ShutdownGrace = Duration(TimeSpan.FromSeconds(1), result.GetValue(grace), "--shutdown-grace-s", allowZero: true),
                 AllowedHosts = AllowedHosts(result.GetValue(allowedHosts), result.GetValue(host)!, defaults.AllowedHosts),
                 MaxRequestBytes = result.GetValue(maxBytes) > 0 ? result.GetValue(maxBytes) : throw new BioForgeException("--max-request-bytes must be positive"),
                 MaxSmilesLength = Positive(result.GetValue(maxSmiles), "--max-smiles-length"),
@@ -125,4 +125,14 @@ internal static class ServeCommand
     private static int Positive(int value, string name) => value > 0 ? value : throw new BioForgeException($"{name} must be positive (got {value})");
 
     private static double NonNegative(double value, string name) => value >= 0 ? value : throw new BioForgeException($"{name} must be 0 or more (got {value})");
+
+    /// <summary>The longest wait .NET's timers take (about 49.7 days); a longer one would fail at run time, not here.</summary>
+    private static readonly TimeSpan LongestWait = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+
+    private static TimeSpan Duration(TimeSpan unit, double count, string name, bool allowZero)
+    {
+        if (!(count > 0 || (allowZero && count == 0)) || count * unit.TotalMilliseconds > LongestWait.TotalMilliseconds)
+            throw new BioForgeException($"{name} must be {(allowZero ? "0 or more" : "positive")} and at most {LongestWait.TotalMilliseconds / unit.TotalMilliseconds:0} (about 49 days; got {count})");
+        return TimeSpan.FromMilliseconds(count * unit.TotalMilliseconds);
+    }
 }

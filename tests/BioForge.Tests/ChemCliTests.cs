@@ -106,6 +106,9 @@ public sealed class ChemCliTests
         Assert.Contains("(U+1F600) at position 2", similar.Err);
         var hits = Run("chem", "similar", "--index", input, "--query", "CCO");
         Assert.Contains("1 unparsable skipped", hits.Err);
+        var badBits = Run("chem", "similar", "--index", input, "--query", "CCO", "--bits", "100");
+        Assert.Equal((2, "error: --bits 100: must be a positive multiple of 64"), (badBits.Code, badBits.Err.Trim()));
+        Assert.Contains("--radius -1: must be non-negative", Run("chem", "similar", "--index", input, "--query", "CCO", "--radius", "-1").Err);
         string json = Path.Combine(TestData.TempDirectory(), "m.json");
         Assert.Equal(0, Run("chem", "metrics", "--gen", input, "--out", json).Code);
         Assert.Contains("\"valid\": 0.5", File.ReadAllText(json));

@@ -37,6 +37,15 @@ public sealed class CliTests
         }
     }
 
+    /// <summary>A wait longer than .NET's timers take would fail on every request or at shutdown: refused at start, named.</summary>
+    [Theory]
+    [InlineData("--request-timeout-s", "1e7", "--request-timeout-s must be positive and at most 4294967")]
+    [InlineData("--request-timeout-s", "0", "--request-timeout-s must be positive")]
+    [InlineData("--max-delay-ms", "5e9", "--max-delay-ms must be 0 or more and at most 4294967294")]
+    [InlineData("--shutdown-grace-s", "-1", "--shutdown-grace-s must be 0 or more")]
+    public void ServeRefusesWaitsItCannotKeep(string option, string value, string expected) =>
+        AssertFails(Run("serve", option, value, "--port", "0"), expected);
+
     [Theory]
     [InlineData("0")]
     [InlineData("1.5")]

@@ -279,6 +279,18 @@ public sealed class MpiTests
         Assert.True(worst < 1e-4, $"largest difference {worst}");
     }
 
+    /// <summary>One sequence on two ranks: rank 0's share is empty, and its empty CSV part still merges.</summary>
+    [Fact]
+    public void AnEmptyRankShareMergesIntoTheCsv()
+    {
+        string directory = TestData.TempDirectory(), fasta = Path.Combine(directory, "one.fasta"), merged = Path.Combine(directory, "merged.csv");
+        File.WriteAllText(fasta, ">only\nMKTAYIAKQRQISFVKSHFSRQ\n");
+        string model = Path.Combine(AppContext.BaseDirectory, "models", "esm2-small");
+        var (code, _, stderr) = MpiRun(2, null, "embed", "--model", model, "--in", fasta, "--out", merged, "--pool", "mean", "--device", "cpu", "--threads", "1");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(["only"], EmbeddingReaders.Read(merged, Pooling.Mean).Select(e => e.Record.Id));
+    }
+
     [Fact]
     public void ChemPropsUnderMpirunMergesToTheSingleProcessTable()
     {

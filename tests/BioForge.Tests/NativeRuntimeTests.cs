@@ -227,4 +227,17 @@ public sealed class NativeRuntimeTests
         Assert.Null(DeviceMemory.FreeMiB("1\n2\n"));
         Assert.True(DeviceMemory.AvailableBytes(TorchSharp.torch.CPU) > 0);
     }
+
+    /// <summary>A query program that answers, fails, is missing or hangs: the hanging one is killed at the timeout.</summary>
+    [Fact]
+    public void AFreeMemoryQueryThatHangsIsKilledAtItsTimeout()
+    {
+        var timeout = TimeSpan.FromSeconds(1);
+        Assert.Equal(143156L << 20, DeviceMemory.QueryFreeBytes("sh", ["-c", "echo 143156"], timeout));
+        Assert.Null(DeviceMemory.QueryFreeBytes("sh", ["-c", "echo 5; exit 1"], timeout));
+        Assert.Null(DeviceMemory.QueryFreeBytes("no-such-program-here", [], timeout));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        Assert.Null(DeviceMemory.QueryFreeBytes("sh", ["-c", "sleep 60; echo 1"], timeout));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"returned after {clock.Elapsed}"); // not the 60 s the program wanted
+    }
 }

@@ -162,6 +162,12 @@ public sealed class ProteinLlamaTests
         Assert.Contains("perplexity of the natural sequences under the model:", full.Out, StringComparison.Ordinal);
         Assert.Contains("(6 tokens)", full.Out.Replace("over ", "(", StringComparison.Ordinal), StringComparison.Ordinal); // 2 × (A, C, <eos>)
 
+        // One natural sequence has no halves to compare: null in the report, a dash in the table.
+        var single = Run("protein", "gen-eval", "--generated", generated, "--reference", natural, "--esm", "none", "--max-sequences", "1", "--out", report);
+        Assert.True(single.Code == 0, single.Err);
+        Assert.Contains("natural half vs half: —", single.Out, StringComparison.Ordinal);
+        Assert.Null(System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(report))!["natural_halves_amino_acid_js"]);
+
         AssertFails(Run("protein", "gen-eval", "--generated", Write("empty.fasta", ""), "--reference", natural, "--esm", "none"), "empty.fasta");
         AssertFails(Run("protein", "gen-eval", "--generated", generated, "--reference", natural, "--esm", "none", "--model", TestData.EsmTiny), "--model");
         AssertFails(Run("protein", "gen-eval", "--generated", generated, "--reference", TestData.TempDirectory(), "--esm", "none"), "not a protein corpus");

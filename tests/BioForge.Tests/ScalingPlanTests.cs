@@ -129,6 +129,13 @@ public sealed class ScalingPlanTests
     {
         var e = Assert.Throws<BioForgeException>(() => ScalingPlan.Estimate(Esm650M, new ClusterSpec(), new WorkloadSpec(), new DeviceSpeed(null, null)));
         Assert.Contains("--step-seconds", e.Message);
+        // A zero or negative speed given beside a good one is named, not planned as an infinite or negative step.
+        e = Assert.Throws<BioForgeException>(() => ScalingPlan.Estimate(Esm650M, new ClusterSpec(), new WorkloadSpec(), new DeviceSpeed(0, 150)));
+        Assert.Contains("--step-seconds must be a positive number (got 0)", e.Message);
+        e = Assert.Throws<BioForgeException>(() => ScalingPlan.Estimate(Esm650M, new ClusterSpec(), new WorkloadSpec(), new DeviceSpeed(null, -1)));
+        Assert.Contains("--device-tflops must be a positive number", e.Message);
+        e = Assert.Throws<BioForgeException>(() => ScalingPlan.Estimate(Esm650M, new ClusterSpec(), new WorkloadSpec { ZeroStage = 2 }, new DeviceSpeed(null, 150)));
+        Assert.Contains("--zero-stage must be 0 or 1 (got 2)", e.Message);
     }
 
     [Fact]

@@ -36,6 +36,7 @@ public sealed class FingerprintIndex
 
     public static FingerprintIndex Build(IEnumerable<MoleculeRecord> records, int radius = 2, int bits = 2048, int threads = 0, IProgress<int>? progress = null)
     {
+        Fingerprints.CheckMorgan(radius, bits);
         var all = records.ToList();
         var fingerprints = new ulong[all.Count][];
         var errors = new string?[all.Count];

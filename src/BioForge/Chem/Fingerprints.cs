@@ -8,12 +8,19 @@ public static class Fingerprints
     /// <summary>Folded Morgan bits as <paramref name="bits"/>/64 words (bit i is bit i%64 of word i/64).</summary>
     public static unsafe ulong[] Morgan(Molecule molecule, int radius = 2, int bits = 2048, bool chirality = false)
     {
-        if (bits <= 0 || bits % 64 != 0) throw new BioForgeException($"fingerprint size {bits}: must be a positive multiple of 64");
-        if (radius < 0) throw new BioForgeException($"fingerprint radius {radius}: must be non-negative");
+        CheckMorgan(radius, bits);
         var words = new ulong[bits / 64];
         fixed (ulong* p = words)
             RDKitNative.Check(RDKitNative.bf_mol_morgan_bits(molecule.Handle, radius, bits, chirality ? 1 : 0, p), "Morgan fingerprint");
         return words;
+    }
+
+    /// <summary>Refuses a fingerprint shape <see cref="Morgan"/> cannot make; call it before fingerprinting in parallel,
+    /// so the message comes once and plain, not once per molecule inside an <see cref="AggregateException"/>.</summary>
+    public static void CheckMorgan(int radius, int bits, string radiusName = "fingerprint radius", string bitsName = "fingerprint size")
+    {
+        if (bits <= 0 || bits % 64 != 0) throw new BioForgeException($"{bitsName} {bits}: must be a positive multiple of 64");
+        if (radius < 0) throw new BioForgeException($"{radiusName} {radius}: must be non-negative");
     }
 
     /// <summary>Unfolded Morgan count fingerprint: environment id → count.</summary>

@@ -177,8 +177,11 @@ public static class ScalingPlan
         Require(work.Accumulation >= 1, "accumulation must be at least 1");
         Require(work.GradientReductionBytes is 2 or 4, $"gradients are reduced in 2 (bf16) or 4 (float32) bytes (got {work.GradientReductionBytes})");
         Require(work.Precision is "fp32" or "bf16-mixed", $"precision must be fp32 or bf16-mixed (got '{work.Precision}')");
-        Require((speed.MicroBatchSeconds is > 0) ^ (speed.Tflops is > 0),
+        Require(speed.MicroBatchSeconds is null or > 0 && double.IsFinite(speed.MicroBatchSeconds ?? 1), $"--step-seconds must be a positive number (got {speed.MicroBatchSeconds})");
+        Require(speed.Tflops is null or > 0 && double.IsFinite(speed.Tflops ?? 1), $"--device-tflops must be a positive number (got {speed.Tflops})");
+        Require(speed.MicroBatchSeconds is null ^ speed.Tflops is null,
             "give one device's measured speed: --step-seconds (one micro-batch, e.g. from `bioforge bench train`) or --device-tflops");
+        Require(work.ZeroStage is 0 or 1, $"--zero-stage must be 0 or 1 (got {work.ZeroStage})");
         int t = cluster.TensorParallel;
         Distributed.TensorParallelism.RequireDivisible(model.Heads, t, "num_attention_heads");
         Distributed.TensorParallelism.RequireDivisible(model.KeyValueHeads, t, "num_key_value_heads");

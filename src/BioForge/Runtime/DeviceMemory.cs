@@ -16,22 +16,41 @@ public static class DeviceMemory
     {
         if (device.type != DeviceType.CUDA) return GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         string card = CardId(Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES"), Math.Max(0, device.index));
+        return QueryFreeBytes("nvidia-smi", ["--query-gpu=memory.free", "--format=csv,noheader,nounits", $"--id={card}"], TimeSpan.FromSeconds(10));
+    }
+
+    /// <summary>
+    /// Runs <paramref name="program"/> and reads its answer in MiB; null when it is missing, fails, says something else
+    /// or does not answer within <paramref name="timeout"/> (a wedged driver can hang <c>nvidia-smi</c>: it is then
+    /// killed, and the caller falls back to asking for <c>--kv-cache-mb</c>).
+    /// </summary>
+    internal static long? QueryFreeBytes(string program, IEnumerable<string> arguments, TimeSpan timeout)
+    {
+        var start = new ProcessStartInfo(program, arguments)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        Process process;
         try
         {
-            var start = new ProcessStartInfo("nvidia-smi", ["--query-gpu=memory.free", "--format=csv,noheader,nounits", $"--id={card}"])
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            using var process = Process.Start(start)!;
-            string output = process.StandardOutput.ReadToEnd();
-            if (!process.WaitForExit(10_000) || process.ExitCode != 0) return null;
-            return FreeMiB(output) is { } mib ? mib << 20 : null;
+            process = Process.Start(start)!;
         }
         catch (System.ComponentModel.Win32Exception)
         {
             return null; // not installed
+        }
+        using (process)
+        {
+            var output = process.StandardOutput.ReadToEndAsync();
+            _ = process.StandardError.ReadToEndAsync(); // drained, so a chatty program cannot block on a full pipe
+            if (!process.WaitForExit(timeout))
+            {
+                process.Kill(entireProcessTree: true);
+                return null;
+            }
+            return process.ExitCode == 0 && FreeMiB(output.GetAwaiter().GetResult()) is { } mib ? mib << 20 : null;
         }
     }
 
