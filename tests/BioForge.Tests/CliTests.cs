@@ -37,6 +37,18 @@ public sealed class CliTests
         }
     }
 
+    /// <summary>The quickstart replaces an earlier quickstart's directory, never one holding other work.</summary>
+    [Fact]
+    public void QuickstartNeverDeletesADirectoryItDidNotWrite()
+    {
+        string output = TestData.TempDirectory();
+        File.WriteAllText(Path.Combine(output, "keep.txt"), "a week of work");
+        var (stdout, stderr) = (new StringWriter(), new StringWriter());
+        int code = Cli.Cli.Run(["quickstart", "--out", output], stdout, stderr);
+        AssertFails((code, stdout.ToString(), stderr.ToString()), "holds files that are not an earlier quickstart's");
+        Assert.True(File.Exists(Path.Combine(output, "keep.txt")));
+    }
+
     /// <summary>A wait longer than .NET's timers take would fail on every request or at shutdown: refused at start, named.</summary>
     [Theory]
     [InlineData("--request-timeout-s", "1e7", "--request-timeout-s must be positive and at most 4294967")]

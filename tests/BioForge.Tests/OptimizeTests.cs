@@ -67,6 +67,31 @@ public sealed class OptimizeTests
         Assert.Equal([0.9, 0.8, 0.0, 0.3], first);
         var second = filter.Apply([M("c1ccccc1C", "c1ccccc1", 0.9), M("C1CCCCC1C", "C1CCCCC1", 0.6)]);
         Assert.Equal([0.0, 0.6], second); // seen before; a new scaffold still pays
+        var third = filter.Apply([M("C1CCCCC1C", "C1CCCCC1", 0.6), M("C1CCCCC1C", "C1CCCCC1", 0.6)]);
+        Assert.Equal([0.0, 0.0], third); // every copy of an earlier step's molecule is a repeat
+    }
+
+    /// <summary>
+    /// Only a scaffold whose bucket was made (a molecule scoring the minimum) represents others, and a restored filter
+    /// has the same representatives in the same order: the straight and the resumed run bucket the next batch alike.
+    /// </summary>
+    [Fact]
+    public void ARestoredSimilarScaffoldFilterBucketsAsTheOriginal()
+    {
+        _ = TestData.Cpu;
+        var settings = new OptimizeConfig.DiversityFilterSection { Kind = "similar_scaffold", Similarity = 0.3, BucketSize = 5, MinimumScore = 0.5 };
+        ScoredMolecule M(string scaffold, double score) => new(scaffold + "C", scaffold + "C", scaffold, score, [], []);
+        const string Amide = "O=C(Nc1nccs1)c1ccccc1", Fused = "O=C(Nc1nccs1)c1ccc2ccccc2c1", Other = "C1CCNCC1";
+        var original = new DiversityFilter(settings);
+        original.Apply([M(Amide, 0.1), M(Other, 0.9), M(Fused, 0.9)], out var keys);
+        Assert.Equal([Amide, Other, Fused], keys.Select(k => k!)); // the low-scoring amide made no bucket, so its analogue opened its own
+        var restored = new DiversityFilter(settings);
+        restored.Restore(original.State());
+        var next = new[] { M("O=C(Nc1nccs1)c1ccc(F)cc1", 0.9), M(Amide, 0.9) };
+        original.Apply(next, out var straightKeys);
+        restored.Apply(next, out var resumedKeys);
+        Assert.Equal(straightKeys.Select(k => k!), resumedKeys.Select(k => k!));
+        Assert.Equal(Fused, straightKeys[0]);
     }
 
     [Fact]
@@ -150,11 +175,17 @@ public sealed class OptimizeTests
         using var cancel = new CancellationTokenSource();
         var first = MoleculeOptimizer.Run(Config(Run(resumed, 3, learning: learning)), options with { Cancellation = cancel.Token, OnStep = _ => { if (++seen == 4) cancel.Cancel(); } });
         Assert.True(first.Interrupted);
+        // Rows past the checkpoint (a lost future, the last one torn by a kill) neither rank nor stop the resume.
+        File.AppendAllText(Path.Combine(resumed, "scores_2_small_rings.csv"), "99,CCO,CCO,1,0.999,0.999,,1,1,1,1,sampled\n57,\"CC(");
         var second = MoleculeOptimizer.Run(Config(Run(resumed, 3, learning: learning)), options with { Resume = true });
         Assert.False(second.Interrupted);
         Assert.Equal(File.ReadAllText(Path.Combine(straight, "ranked.csv")), File.ReadAllText(Path.Combine(resumed, "ranked.csv")));
         Assert.Equal(File.ReadAllText(Path.Combine(straight, "scores_2_small_rings.csv")), File.ReadAllText(Path.Combine(resumed, "scores_2_small_rings.csv")));
         Assert.True(File.Exists(Path.Combine(resumed, "agent", "model.safetensors")));
+        // The update after the resume is the straight run's too: Adam's moments and its own update count came back.
+        var straightAgent = TinyRuns.Weights(Path.Combine(straight, "agent"));
+        var resumedAgent = TinyRuns.Weights(Path.Combine(resumed, "agent"));
+        Assert.All(straightAgent, kv => Assert.True(kv.Value.AsSpan().SequenceEqual(resumedAgent[kv.Key]), $"agent {kv.Key} differs after the resume"));
         Assert.Contains("rank,smiles,score,step,stage,scaffold,qed,mw", File.ReadAllText(Path.Combine(resumed, "ranked.csv")));
         // Every row says whether the agent sampled it or the genetic step bred it (none bred with genetic_offspring = 0).
         var sources = File.ReadAllLines(Path.Combine(resumed, "scores_2_small_rings.csv")).Skip(1).Select(l => l[(l.LastIndexOf(',') + 1)..]).ToHashSet();

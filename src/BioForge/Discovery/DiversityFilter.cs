@@ -32,7 +32,8 @@ public sealed class DiversityFilter(OptimizeConfig.DiversityFilterSection settin
             var m = batch[i];
             if (!m.Valid)
                 continue;
-            bool repeated = seen.Contains(m.Canonical!) && !thisBatch.Contains(m.Canonical!);
+            // Seen in an earlier step: every copy of it in this batch is a repeat, not only the first.
+            bool repeated = seen.Contains(m.Canonical!);
             thisBatch.Add(m.Canonical!);
             if (settings.Kind == "none")
             {
@@ -40,15 +41,18 @@ public sealed class DiversityFilter(OptimizeConfig.DiversityFilterSection settin
                 continue;
             }
             if (repeated) continue;
+            ulong[]? newRepresentative = null;
             string scaffold = settings.Kind switch
             {
                 "generic_murcko_scaffold" => m.GenericScaffold ?? "",
-                "similar_scaffold" => Bucket(m.Scaffold ?? ""),
+                "similar_scaffold" => Bucket(m.Scaffold ?? "", out newRepresentative),
                 _ => m.Scaffold ?? "",
             };
             bucketKeys[i] = scaffold;
             if (m.Score >= settings.MinimumScore)
             {
+                // As in REINVENT's memory, a scaffold represents a bucket once a molecule scoring the minimum fills it.
+                if (newRepresentative is not null && !buckets.ContainsKey(scaffold)) representatives.Add((scaffold, newRepresentative));
                 int count = buckets.GetValueOrDefault(scaffold) + 1;
                 buckets[scaffold] = count;
                 if (count > settings.BucketSize) continue;
@@ -59,14 +63,16 @@ public sealed class DiversityFilter(OptimizeConfig.DiversityFilterSection settin
         return result;
     }
 
-    /// <summary>The representative scaffold of the first bucket similar enough to <paramref name="scaffold"/>, or itself (a new bucket).</summary>
-    private string Bucket(string scaffold)
+    /// <summary>The representative scaffold of the first bucket similar enough to <paramref name="scaffold"/>, or itself,
+    /// with its fingerprint in <paramref name="fingerprint"/> to represent a bucket if one is made for it.</summary>
+    private string Bucket(string scaffold, out ulong[]? fingerprint)
     {
+        fingerprint = null;
         if (scaffold.Length == 0 || buckets.ContainsKey(scaffold)) return scaffold;
-        var fingerprint = Fingerprint(scaffold);
+        var mine = Fingerprint(scaffold);
         foreach (var (representative, other) in representatives)
-            if (Fingerprints.Tanimoto(fingerprint, other) >= settings.Similarity) return representative;
-        representatives.Add((scaffold, fingerprint));
+            if (Fingerprints.Tanimoto(mine, other) >= settings.Similarity) return representative;
+        fingerprint = mine;
         return scaffold;
     }
 
@@ -89,6 +95,7 @@ public sealed class DiversityFilter(OptimizeConfig.DiversityFilterSection settin
         buckets.Clear();
         foreach (var b in state.Buckets) buckets[b.Scaffold] = b.Count;
         representatives.Clear();
+        // The buckets were saved in the order they were made, which is the representatives' order.
         if (settings.Kind == "similar_scaffold")
             representatives.AddRange(state.Buckets.Where(b => b.Scaffold.Length > 0).Select(b => (b.Scaffold, Fingerprint(b.Scaffold))));
         seen.Clear();

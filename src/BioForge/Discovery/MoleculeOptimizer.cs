@@ -81,7 +81,7 @@ public static class MoleculeOptimizer
         string ScoresPath(int stage) => Path.Combine(run.Path, $"scores_{stage + 1}_{Safe(OptimizationSession.StageName(config, stage))}.csv");
         // The final stage's best molecules so far come back from its CSV.
         if (resumed is not null && resumed.Stage >= config.Stages.Count - 1)
-            Reload(ScoresPath(config.Stages.Count - 1), finalLabels, OptimizationSession.StageName(config, config.Stages.Count - 1), session.Remember);
+            Reload(ScoresPath(config.Stages.Count - 1), finalLabels, OptimizationSession.StageName(config, config.Stages.Count - 1), session.State.Step, session.Remember);
 
         bool interrupted = false;
         StreamWriter? scores = null;
@@ -250,16 +250,21 @@ public static class MoleculeOptimizer
     }
 
     /// <summary>On resume, the final stage's best molecules so far come back from its CSV.</summary>
-    private static void Reload(string path, IReadOnlyList<string> labels, string stage, Action<RankedMolecule> remember)
+    /// <summary>The stage's molecules up to the checkpoint's step: rows after it belong to a lost future (they are
+    /// truncated when the CSV is reopened), and a row torn by a kill is one of them.</summary>
+    private static void Reload(string path, IReadOnlyList<string> labels, string stage, long upToStep, Action<RankedMolecule> remember)
     {
         if (!File.Exists(path)) return;
-        foreach (var (_, fields) in Csv.ReadRows(path, out _))
+        foreach (string line in File.ReadLines(path).Skip(1))
         {
-            if (fields[3] != "1") continue;
+            // The step first, read before the rest: a torn row may hold an unclosed quote.
+            if (!long.TryParse(line.AsSpan(0, Math.Max(0, line.IndexOf(','))), CultureInfo.InvariantCulture, out long step) || step > upToStep) continue;
+            var fields = Csv.Split(line);
+            if (fields.Count < 7 + 2 * labels.Count || fields[3] != "1") continue;
             double score = double.Parse(fields[4], CultureInfo.InvariantCulture);
             // Empty parts: a repeat answered from a budget's cache rebuilt on an earlier resume (its score is exact).
             var values = fields.Skip(7).Take(2 * labels.Count).Select(v => v.Length == 0 ? double.NaN : double.Parse(v, CultureInfo.InvariantCulture)).ToArray();
-            remember(new RankedMolecule(0, fields[2], score, int.Parse(fields[0], CultureInfo.InvariantCulture), stage, fields[6],
+            remember(new RankedMolecule(0, fields[2], score, (int)step, stage, fields[6],
                 [.. Enumerable.Range(0, labels.Count).Select(c => values[2 * c + 1])], [.. Enumerable.Range(0, labels.Count).Select(c => values[2 * c])]));
         }
     }

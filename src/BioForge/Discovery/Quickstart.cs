@@ -46,18 +46,14 @@ public static class Quickstart
         var (targetName, sequence) = ResolveTarget(options);
         info($"target {targetName}: {sequence.Length} residues");
         string output = Path.GetFullPath(options.Output);
-        string temp = output + $".{Environment.ProcessId}.tmp";
-        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-        Directory.CreateDirectory(temp);
-        try
-        {
-            return Run(options, info, onStep, cancellation, compute, targetName, sequence, output, temp, clock);
-        }
-        catch
-        {
-            Directory.Delete(temp, recursive: true); // nothing half-written is left behind
-            throw;
-        }
+        // An earlier quickstart's directory is replaced; anything else is the user's and is never deleted.
+        if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any()
+            && !(File.Exists(Path.Combine(output, "report.html")) && File.Exists(Path.Combine(output, "candidates.csv"))))
+            throw new BioForgeException($"--out {options.Output} holds files that are not an earlier quickstart's (no report.html and candidates.csv); remove it or choose another directory");
+        QuickstartResult? result = null;
+        // Written under a hidden name and swapped in whole: nothing half-written is left behind.
+        Training.RunDirectory.Commit(output, temp => result = Run(options, info, onStep, cancellation, compute, targetName, sequence, output, temp, clock));
+        return result!;
     }
 
     private static QuickstartResult Run(QuickstartOptions options, Action<string> info, Action<OptimizeStepReport>? onStep, CancellationToken cancellation,
@@ -131,8 +127,6 @@ public static class Quickstart
             },
         });
 
-        if (Directory.Exists(output)) Directory.Delete(output, recursive: true);
-        Directory.Move(temp, output);
         return new QuickstartResult(targetName, sequence.Length, picked, priorTop, agentTop, diversity, optimized.Scored, screened.Scored, candidates,
             Path.Combine(output, "report.html"), Path.Combine(output, "candidates.csv"), clock.Elapsed);
     }

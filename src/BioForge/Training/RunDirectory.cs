@@ -309,12 +309,18 @@ public sealed class RunDirectory
             new Dictionary<string, string> { ["step"] = optimizerStep.ToString(CultureInfo.InvariantCulture) });
     }
 
-    public static void LoadOptimizer(string checkpoint, FlatAdamW optimizer, long step)
+    /// <summary>
+    /// Restores the optimizer from <paramref name="checkpoint"/>, with the update count it was saved with (its bias
+    /// correction's t, which differs from the run's step when a step makes several updates or skips one, or after a
+    /// reset); <paramref name="runStep"/> only for checkpoints written before the count was stored.
+    /// </summary>
+    public static void LoadOptimizer(string checkpoint, FlatAdamW optimizer, long runStep)
     {
         string path = System.IO.Path.Combine(checkpoint, OptimizerFile);
         if (!File.Exists(path)) throw new BioForgeException($"{checkpoint}: no {OptimizerFile}");
         using var file = SafetensorsFile.Open(path);
         using var scope = NewDisposeScope();
+        long step = file.Metadata.TryGetValue("step", out string? saved) ? long.Parse(saved, CultureInfo.InvariantCulture) : runStep;
         optimizer.LoadState(file.Entries.ToDictionary(e => e.Name, e => file.ToTensor(e.Name)), step, path);
     }
 }
