@@ -412,6 +412,21 @@ public sealed class OptimizeTests
         Assert.Contains("learning.inception: 2 molecules would spend the whole budget (2 oracle calls)", e.Message);
     }
 
+    /// <summary>A later stage's inception molecules (paid again: a new stage has a new scoring function) may spend what
+    /// the budget has left: the run ends there, with no sample left to learn from, instead of failing.</summary>
+    [Fact]
+    public void InceptionThatSpendsTheRestOfTheBudgetEndsTheRun()
+    {
+        _ = TestData.Cpu;
+        string dir = TestData.TempDirectory();
+        string[] known = ["CCO", "CCN", "CCC", "CCCl", "CCBr", "c1ccccc1", "CC(=O)O", "CCOC", "CCCN", "CCCO"];
+        string path = BudgetedRunFile(dir, seed: 2, calls: 30, "min_steps = 1\nmax_steps = 1\n[[stages.components]]\ntype = \"qed\"\n[[stages]]\n[[stages.components]]\ntype = \"qed\"",
+            batchSize: 16, learning: $"genetic_offspring = 0\ninception = [{string.Join(", ", known.Select(k => $"\"{k}\""))}]");
+        var result = MoleculeOptimizer.Run(OptimizeConfig.Load(path), new OptimizeOptions { Threads = 2 });
+        Assert.EndsWith("the oracle budget is spent (30 calls)", result.StageEndings[^1]);
+        Assert.Equal(30, MoleculeOptimizer.ReadCalls(dir).Count);
+    }
+
     [Fact]
     public void AStalledSearchStartsAgainFromThePriorAndSpendsTheBudget()
     {

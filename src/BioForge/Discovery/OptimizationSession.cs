@@ -162,7 +162,8 @@ public sealed class OptimizationSession : IDisposable
         int since = State.SearchStartCall;
         int stall = budget is not null && budget.Found(100) && budget.Used - since > 1000 && !budget.TopChanged(calls.Count, since: since) ? State.StallCount + 1 : 0;
         var agentSamples = scored.Take(sampled).ToList(); // the agent's own batch, without bred children
-        double mean = agentSamples.Average(m => m.Score);
+        // Empty only when a stage's inception molecules spent the rest of the budget: the run ends at this step.
+        double mean = agentSamples.Count == 0 ? 0 : agentSamples.Average(m => m.Score);
         if (stageIndex == config.Stages.Count - 1)
             foreach (var m in scored.Where(m => m.Valid))
                 Remember(new RankedMolecule(0, m.Canonical!, m.Score, step, stageName, m.Scaffold ?? "", m.Raw, m.Transformed));
@@ -203,8 +204,9 @@ public sealed class OptimizationSession : IDisposable
             Scored = State.Scored + scored.Count,
         };
         if (restart is not null) Restart();
-        var report = new OptimizeStepReport(stageIndex + 1, stageName, step, stageStep, stage.MaxSteps, mean, agentSamples.Count(m => m.Valid) / (double)agentSamples.Count,
-            newFraction, filter!.Scaffolds, loss, scored.Max(m => m.Score), elapsed, budget?.Used ?? 0, timings);
+        var report = new OptimizeStepReport(stageIndex + 1, stageName, step, stageStep, stage.MaxSteps, mean,
+            agentSamples.Count == 0 ? 0 : agentSamples.Count(m => m.Valid) / (double)agentSamples.Count,
+            newFraction, filter!.Scaffolds, loss, scored.Count == 0 ? 0 : scored.Max(m => m.Score), elapsed, budget?.Used ?? 0, timings);
         return new OptimizationStep(stageIndex, stageName, Labels(stageIndex), scored, sampled, learned, report, ending, calls, restart);
     }
 
@@ -266,7 +268,7 @@ public sealed class OptimizationSession : IDisposable
             (scored, calls) = budget.Score(smiles, step, stage, scoring!);
             if (scored.Count < batch.Count) batch = [.. batch.Take(scored.Count)]; // the last batch, cut where the budget ran out
         }
-        double newFraction = scored.Where(m => m.Valid && !filter!.Seen(m.Canonical!)).Select(m => m.Canonical).Distinct().Count() / (double)scored.Count;
+        double newFraction = scored.Count == 0 ? 0 : scored.Where(m => m.Valid && !filter!.Seen(m.Canonical!)).Select(m => m.Canonical).Distinct().Count() / (double)scored.Count;
         bool[]? repeats = config.Learning.SkipRepeats ? Repeats(scored, filter!) : null;
         var learned = filter!.Apply(scored, out var buckets);
         int sampled = scored.Count;

@@ -87,7 +87,9 @@ public static class Quickstart
         // 3. Screen the shipped library and profile the optimized molecules the same way.
         using var affinity = AffinityModel.Load(options.AffinityModel, compute.Device);
         info($"screening {options.Library}");
-        var screened = VirtualScreen.Run(affinity, sequence, MoleculeSource.Read(options.Library), new ScreenOptions { Top = options.Candidates });
+        // Every library molecule goes on to the combined score below, not only the best by affinity alone: a clean,
+        // drug-like molecule just under an affinity cut would otherwise never be compared.
+        var screened = VirtualScreen.Run(affinity, sequence, MoleculeSource.Read(options.Library), new ScreenOptions { Top = int.MaxValue });
         var designed = VirtualScreen.Run(affinity, sequence,
             agentPick.Select((m, i) => new MoleculeRecord($"optimized #{i + 1}", m.Smiles, false, i + 1, new Dictionary<string, string>())),
             new ScreenOptions { Top = options.Candidates });
