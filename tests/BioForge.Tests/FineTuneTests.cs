@@ -137,6 +137,16 @@ public sealed class FineTuneTests
         Assert.Equal(Values(baseWeights, "model.layers.0.self_attn.k_proj.weight"), Values(mergedWeights, "model.layers.0.self_attn.k_proj.weight"));
     }
 
+    /// <summary>The first <paramref name="rows"/> CATH sequences labelled with their fraction of basic residues (K, R).</summary>
+    private static string Charge(string directory, int rows)
+    {
+        string path = Path.Combine(directory, "charge.csv");
+        File.WriteAllLines(path, ["sequence,label", .. FastaReader.Read(TestData.Path("train", "cath200.fasta")).Take(rows)
+            .Select(r => r.Sequence.ToUpperInvariant())
+            .Select(s => FormattableString.Invariant($"{s},{s.Count(c => c is 'K' or 'R') / (double)s.Length}"))]);
+        return path;
+    }
+
     private static float[] Values(SafetensorsFile file, string name)
     {
         using var tensor = file.ToTensor(name);
@@ -150,10 +160,7 @@ public sealed class FineTuneTests
     public void FullFineTuningLeavesTheOutputHeadsAsTheyWere()
     {
         string directory = TestData.TempDirectory(), run = Path.Combine(directory, "run");
-        string data = Path.Combine(directory, "charge.csv");
-        File.WriteAllLines(data, ["sequence,label", .. FastaReader.Read(TestData.Path("train", "cath200.fasta")).Take(40)
-            .Select(r => r.Sequence.ToUpperInvariant())
-            .Select(s => FormattableString.Invariant($"{s},{s.Count(c => c is 'K' or 'R') / (double)s.Length}"))]);
+        string data = Charge(directory, 40);
         Run(directory, Yaml(data, ProteinModel, run, mode: "full", epochs: 2), "optimizer.weight_decay=0.5", "data.batch_size=8");
         using var before = SafetensorsFile.Open(Path.Combine(ProteinModel, "model.safetensors"));
         using var after = SafetensorsFile.Open(Path.Combine(run, FineTuner.EncoderDirectory, "model.safetensors"));
@@ -193,10 +200,7 @@ public sealed class FineTuneTests
     public void AFineTunedProteinDecoderPredictsProteins()
     {
         string directory = TestData.TempDirectory(), run = Path.Combine(directory, "run");
-        string data = Path.Combine(directory, "lengths.csv");
-        File.WriteAllLines(data, ["sequence,label", .. FastaReader.Read(TestData.Path("train", "cath200.fasta")).Take(60)
-            .Select(r => r.Sequence.ToUpperInvariant())
-            .Select(s => FormattableString.Invariant($"{s},{s.Count(c => c is 'K' or 'R') / (double)s.Length}"))]);
+        string data = Charge(directory, 60);
         Run(directory, Yaml(data, TinyProteinModel.Directory, run, epochs: 1), "data.sequence_column=sequence");
         using var model = FineTunedModel.Load(run, TestData.Cpu);
         var predictions = model.Predict(["MKTAYIAKQRQISFVKSHFSRQ"]);

@@ -459,14 +459,21 @@ public sealed class ServerDisconnectTests
 
 public sealed class ServerShutdownTests
 {
+    /// <summary>The SMILES model served with a 1 s shutdown grace, and a client of it; the test disposes the server.</summary>
+    private static async Task<(BioForgeServer Server, HttpClient Client)> StartWithShortGrace()
+    {
+        _ = TestData.Cpu;
+        var options = ServerFixture.Options(Path.Combine(Repository.Root, "models", "smiles-llama-small")) with { ShutdownGrace = TimeSpan.FromSeconds(1) };
+        var server = await BioForgeServer.StartAsync(options);
+        return (server, new HttpClient { BaseAddress = new Uri(server.Address), Timeout = TimeSpan.FromMinutes(3) });
+    }
+
     [Fact]
     public async Task ARequestStillRunningAtShutdownGetsACompleteAnswerNotADroppedConnection()
     {
-        _ = TestData.Cpu;
         // Kestrel's 10 s stop grace cut a long /generate at 13 s: the client saw its connection reset.
-        var options = ServerFixture.Options(Path.Combine(Repository.Root, "models", "smiles-llama-small")) with { ShutdownGrace = TimeSpan.FromSeconds(1) };
-        var server = await BioForgeServer.StartAsync(options);
-        using var client = new HttpClient { BaseAddress = new Uri(server.Address), Timeout = TimeSpan.FromMinutes(3) };
+        var (server, client) = await StartWithShortGrace();
+        using var _ = client;
         using var content = new StringContent("""{"smi":"CC(=O)Oc1ccccc1C(=O)O","particles":64,"iterations":100}""", Encoding.UTF8, "application/json");
         var request = client.PostAsync("/generate", content); // minutes of optimization, far past the grace
         for (int i = 0; i < 200 && !(await client.GetStringAsync("/v1/metrics")).Contains("bioforge_queue_depth{queue=\"jobs\"} 0", StringComparison.Ordinal); i++)
@@ -485,10 +492,8 @@ public sealed class ServerShutdownTests
     [Fact]
     public async Task AStreamStillRunningAtShutdownEndsWithAnErrorEvent()
     {
-        _ = TestData.Cpu;
-        var options = ServerFixture.Options(Path.Combine(Repository.Root, "models", "smiles-llama-small")) with { ShutdownGrace = TimeSpan.FromSeconds(1) };
-        var server = await BioForgeServer.StartAsync(options);
-        using var client = new HttpClient { BaseAddress = new Uri(server.Address), Timeout = TimeSpan.FromMinutes(3) };
+        var (server, client) = await StartWithShortGrace();
+        using var _ = client;
         // 128 samples of up to 255 tokens from the raw, hot distribution (ends are rare): far past the grace on a CPU.
         string body = JsonSerializer.Serialize(new { n = 128, max_tokens = 255, temperature = 5, grammar = "none", stream = true, seed = 1 });
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
