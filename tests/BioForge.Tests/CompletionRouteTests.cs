@@ -221,11 +221,6 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         while (Running() > 0 && clock.Elapsed < TimeSpan.FromSeconds(20)) await Task.Delay(50);
         Assert.Equal(0, Running());
         Assert.Equal(HttpStatusCode.OK, (await Post(new { model = Model, n = 1, max_tokens = 3 })).Status);
-        // Counted as nginx counts a request its client closed (the stream had started with 200).
-        while (!Closed() && clock.Elapsed < TimeSpan.FromSeconds(20)) await Task.Delay(50);
-        Assert.True(Closed(), "no status=\"499\" sample for /v1/completions");
-
-        bool Closed() => client.GetStringAsync("/v1/metrics").Result.Contains("bioforge_requests_total{route=\"/v1/completions\",status=\"499\"}", StringComparison.Ordinal);
 
         int Running()
         {
