@@ -97,6 +97,37 @@ public sealed class PmoBudgetTests
         Assert.Equal(4, File.ReadAllLines(log).Length);
     }
 
+    /// <summary>
+    /// A resumed run rebuilds its budget from oracle_calls.csv: a molecule the program left unscored comes back as one
+    /// (invalid, with its reason), not as a valid molecule scoring 0, and is still not asked again.
+    /// </summary>
+    [Fact]
+    public void AnUnscoredMoleculeStaysUnscoredAfterAResume()
+    {
+        _ = TestData.Cpu;
+        var (component, log) = External("python");
+        using var scoring = new ScoringFunction([component], "arithmetic", TestData.Cpu.Device);
+        var (_, calls) = new OracleBudget(10).Score(["CCO", "CCN", "CCC", "CCCl"], step: 1, stage: 0, scoring);
+
+        string dir = TestData.TempDirectory();
+        File.WriteAllText(Path.Combine(dir, MoleculeOptimizer.OracleCallsFile),
+            "call,step,smiles,score,error\n" + string.Concat(calls.Select(c => $"{c.Call},{c.Step},{c.Smiles},{c.Score.ToString(CultureInfo.InvariantCulture)},\"{c.Error}\"\n")));
+        var read = MoleculeOptimizer.ReadCalls(dir);
+        Assert.Equal(calls, read);
+
+        var resumed = new OracleBudget(10);
+        resumed.Restore(read, stage: 0, stageFirstStep: 1, components: 1);
+        var (again, none) = resumed.Score(["CCN", "CCCl"], step: 2, stage: 0, scoring);
+        Assert.Empty(none);
+        Assert.Equal((false, 0.0, "docking: the program gave no score (null or NaN)"), (again[0].Valid, again[0].Score, again[0].Error));
+        Assert.Equal((true, 1.0), (again[1].Valid, again[1].Score));
+        Assert.Equal(4, File.ReadAllLines(log).Length);
+
+        // A file from before the error column still reads.
+        File.WriteAllText(Path.Combine(dir, MoleculeOptimizer.OracleCallsFile), "call,step,smiles,score\n1,1,CCO,0.25\n");
+        Assert.Equal([new OracleCall(1, 1, "CCO", 0.25)], MoleculeOptimizer.ReadCalls(dir));
+    }
+
     [Theory]
     [InlineData("word", "payload.predictions[0] is \"NaN\", not a number")]
     [InlineData("count", "payload.predictions has 1 values for 2 SMILES")]

@@ -38,9 +38,10 @@ public static class MoleculeOptimizer
 {
     private const string StateFile = "optimizer_state.json";
     private const string AgentDirectory = "agent";
-    /// <summary>With a budget: one row per counted oracle call, in order (<c>call,step,smiles,score</c>).</summary>
+    /// <summary>With a budget: one row per counted oracle call, in order (<c>call,step,smiles,score,error</c>).</summary>
     public const string OracleCallsFile = "oracle_calls.csv";
-    private const string OracleCallsHeader = "call,step,smiles,score";
+    // error last: files from before it (four columns) still read.
+    private const string OracleCallsHeader = "call,step,smiles,score,error";
 
     /// <summary>What a resumed run must share with the run it continues; stage limits may change.</summary>
     private static readonly string[] DefiningSettings = ["seed", "prior", "sampling", "learning", "diversity_filter", "budget", "stages"];
@@ -194,12 +195,7 @@ public static class MoleculeOptimizer
         string[] lines = File.ReadAllText(path).Split('\n');
         foreach (string line in lines.Skip(1).SkipLast(1))
         {
-            var fields = Csv.Split(line);
-            if (fields.Count != 4
-                || !int.TryParse(fields[0], CultureInfo.InvariantCulture, out int call)
-                || !int.TryParse(fields[1], CultureInfo.InvariantCulture, out int step)
-                || !double.TryParse(fields[3], CultureInfo.InvariantCulture, out double score)) continue;
-            if (step <= keepUpToStep) kept.Add(new OracleCall(call, step, fields[2], score));
+            if (ParseCall(Csv.Split(line)) is { } call && call.Step <= keepUpToStep) kept.Add(call);
         }
         session.RestoreCalls(kept);
         var text = new StringBuilder(OracleCallsHeader).Append('\n');
@@ -218,7 +214,17 @@ public static class MoleculeOptimizer
 
     private static void AppendCall(StringBuilder text, OracleCall call) =>
         text.Append(call.Call.ToString(CultureInfo.InvariantCulture)).Append(',').Append(call.Step.ToString(CultureInfo.InvariantCulture)).Append(',')
-            .Append(Csv.Quote(call.Smiles)).Append(',').Append(call.Score.ToString("R", CultureInfo.InvariantCulture)).Append('\n');
+            .Append(Csv.Quote(call.Smiles)).Append(',').Append(call.Score.ToString("R", CultureInfo.InvariantCulture)).Append(',')
+            .Append(Csv.Quote(call.Error ?? "")).Append('\n');
+
+    /// <summary>One row of oracle_calls.csv, or null for a row that is not one (a torn last row).</summary>
+    private static OracleCall? ParseCall(List<string> fields) =>
+        fields.Count is 4 or 5
+        && int.TryParse(fields[0], CultureInfo.InvariantCulture, out int call)
+        && int.TryParse(fields[1], CultureInfo.InvariantCulture, out int step)
+        && double.TryParse(fields[3], CultureInfo.InvariantCulture, out double score)
+            ? new OracleCall(call, step, fields[2], score, fields.Count == 5 && fields[4].Length > 0 ? fields[4] : null)
+            : null;
 
     /// <summary>Reads a run's oracle_calls.csv (for <c>bench pmo</c> and tools).</summary>
     public static IReadOnlyList<OracleCall> ReadCalls(string runDirectory)
@@ -227,10 +233,7 @@ public static class MoleculeOptimizer
         if (!File.Exists(path)) throw new BioForgeException($"{path}: not found (the run has no budget, or has not started)");
         var calls = new List<OracleCall>();
         foreach (var (_, fields) in Csv.ReadRows(path, out _))
-        {
-            if (fields.Count != 4 || !double.TryParse(fields[3], CultureInfo.InvariantCulture, out double score)) continue;
-            calls.Add(new OracleCall(int.Parse(fields[0], CultureInfo.InvariantCulture), int.Parse(fields[1], CultureInfo.InvariantCulture), fields[2], score));
-        }
+            if (ParseCall(fields) is { } call) calls.Add(call);
         return calls;
     }
 

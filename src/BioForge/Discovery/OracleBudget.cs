@@ -2,8 +2,11 @@ using BioForge.Chem;
 
 namespace BioForge.Discovery;
 
-/// <summary>One counted oracle call: its number (1-based), the step that made it, the canonical SMILES and its score.</summary>
-public sealed record OracleCall(int Call, int Step, string Smiles, double Score);
+/// <summary>
+/// One counted oracle call: its number (1-based), the step that made it, the canonical SMILES and its score, and why the
+/// scoring function could not score the molecule when it could not (the score is then 0).
+/// </summary>
+public sealed record OracleCall(int Call, int Step, string Smiles, double Score, string? Error = null);
 
 /// <summary>
 /// An oracle budget counted as the PMO benchmark (<c>mol_opt</c>) counts it: a call is one unique molecule (canonical
@@ -51,7 +54,8 @@ public sealed class OracleBudget(int limit)
     /// <summary>
     /// Continues a resumed run: <paramref name="previous"/> are its counted calls in order; those made from
     /// <paramref name="stageFirstStep"/> on were scored by <paramref name="stage"/>'s function and answer its repeats
-    /// again. The components' parts of those answers are not in the file: they come back as NaN, the score itself exact.
+    /// again. The components' parts of those answers are not in the file: they come back as NaN, the score and the reason a
+    /// molecule went unscored exact.
     /// </summary>
     public void Restore(IReadOnlyList<OracleCall> previous, int stage, int stageFirstStep, int components)
     {
@@ -64,7 +68,7 @@ public sealed class OracleBudget(int limit)
             if (call.Call != i + 1) throw new BioForgeException($"oracle calls: call {call.Call} found where call {i + 1} was expected (the file is out of order)");
             calls.Add(call);
             if (call.Step >= stageFirstStep)
-                cache.TryAdd(call.Smiles, new CachedScore(call.Score, Nan(components), Nan(components)));
+                cache.TryAdd(call.Smiles, new CachedScore(call.Score, Nan(components), Nan(components), call.Error));
         }
         if (calls.Count > Limit) throw new BioForgeException($"oracle calls: {calls.Count} recorded, more than the budget of {Limit}");
     }
@@ -115,7 +119,7 @@ public sealed class OracleBudget(int limit)
             for (int k = 0; k < fresh.Count; k++)
             {
                 var m = scored[k];
-                var call = new OracleCall(calls.Count + 1, step, canonical[fresh[k]]!, m.Score);
+                var call = new OracleCall(calls.Count + 1, step, canonical[fresh[k]]!, m.Score, m.Error);
                 calls.Add(call);
                 newCalls.Add(call);
                 cache[call.Smiles] = new CachedScore(m.Score, m.Raw, m.Transformed, m.Error);
