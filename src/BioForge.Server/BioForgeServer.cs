@@ -170,12 +170,13 @@ public sealed class BioForgeServer : IAsyncDisposable
         WebPage.Map(app);
     }
 
+    /// <summary>nginx's status for a request its client closed (no answer was read).</summary>
+    private const int ClientClosedRequest = 499;
+
     /// <summary>
     /// Around every request: the API key, errors as one JSON message with the right status, and the metrics
     /// (route pattern, status, latency).
     /// </summary>
-    /// <summary>nginx's status for a request its client closed (no answer was read).</summary>
-    private const int ClientClosedRequest = 499;
 
     private static async Task Guard(HttpContext context, RequestDelegate next, ServerState state)
     {

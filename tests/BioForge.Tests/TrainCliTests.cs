@@ -101,10 +101,6 @@ public sealed class TrainCliTests
     }
 
     /// <summary>
-    /// Starts a real training process that writes a checkpoint every step, SIGKILLs it while a checkpoint is being
-    /// written, and checks that every complete checkpoint still loads and the run resumes from the latest one.
-    /// </summary>
-    /// <summary>
     /// SIGTERM — what kill, a batch scheduler's time limit and docker stop send — stops training as cleanly as Ctrl+C:
     /// the step finishes, a checkpoint is written, the exit code is 130, and the run resumes from that step.
     /// </summary>
@@ -144,6 +140,10 @@ public sealed class TrainCliTests
         Assert.Equal(step + 1, resumed.Step);
     }
 
+    /// <summary>
+    /// Starts a real training process that writes a checkpoint every step, SIGKILLs it while a checkpoint is being
+    /// written, and checks that every complete checkpoint still loads and the run resumes from the latest one.
+    /// </summary>
     [Fact]
     public void ARunKilledWhileWritingACheckpointKeepsThePreviousOneAndResumes()
     {

@@ -252,9 +252,10 @@ public static class MoleculeOptimizer
         writer.Write(text.ToString());
     }
 
-    /// <summary>On resume, the final stage's best molecules so far come back from its CSV.</summary>
-    /// <summary>The stage's molecules up to the checkpoint's step: rows after it belong to a lost future (they are
-    /// truncated when the CSV is reopened), and a row torn by a kill is one of them.</summary>
+    /// <summary>
+    /// On resume, the final stage's best molecules so far come back from its CSV: its rows up to the checkpoint's step
+    /// (rows after it belong to a lost future and are truncated when the CSV is reopened; a row torn by a kill is one).
+    /// </summary>
     private static void Reload(string path, IReadOnlyList<string> labels, string stage, long upToStep, Action<RankedMolecule> remember)
     {
         if (!File.Exists(path)) return;

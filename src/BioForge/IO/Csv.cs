@@ -32,12 +32,13 @@ public static class Csv
         return fields;
     }
 
+    /// <summary>Longest row read (checked while reading, see <see cref="LineReader"/>): room for a 1M-residue sequence and its labels.</summary>
+    public const int MaxLineLength = 16_000_000;
+
     /// <summary>
     /// Rows of a delimited text file with a header (tab-separated when the name says .tsv or the header holds a tab,
     /// otherwise commas; gzip recognised by its magic bytes). Blank lines are skipped; line numbers are 1-based.
     /// </summary>
-    /// <summary>Longest row read (checked while reading, see <see cref="LineReader"/>): room for a 1M-residue sequence and its labels.</summary>
-    public const int MaxLineLength = 16_000_000;
 
     public static IEnumerable<(int Line, List<string> Fields)> ReadRows(string path, out List<string> header)
     {
