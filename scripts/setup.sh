@@ -5,15 +5,18 @@
 # Runs apt-get as root, or through sudo; otherwise prints the command to run.
 set -euo pipefail
 packages=(cmake g++ make librdkit-dev rdkit-data libboost-dev libcairo2-dev openmpi-bin libopenmpi-dev chromium nginx)
-# Node.js: Debian's, unless one (e.g. NodeSource's, which bundles npm) is already there.
+# Node.js: Debian's (18 on Debian 12: the pinned npm packages must accept it), unless one (e.g. NodeSource's, which
+# bundles npm) is already there.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# npm ci records what it installed in node_modules/.package-lock.json: installed again when the pins changed since.
 browser_packages() {
-  { [ -d "$root/tests/browser/node_modules/playwright-core" ] && [ -d "$root/tests/browser/node_modules/@huggingface/tokenizers" ] && [ -d "$root/tests/browser/node_modules/openai" ]; } \
+  local installed="$root/tests/browser/node_modules/.package-lock.json"
+  { [ -f "$installed" ] && [ ! "$root/tests/browser/package-lock.json" -nt "$installed" ]; } \
     || (cd "$root/tests/browser" && npm ci --no-audit --no-fund --silent)
 }
 if [ ${#missing[@]} -eq 0 ]; then browser_packages; exit 0; fi

@@ -1,4 +1,3 @@
-using System.ComponentModel.DataAnnotations;
 using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
@@ -24,7 +23,8 @@ internal static class CompletionRoutes
 {
     public sealed class CompletionRequest
     {
-        [Required, ServedModelExample(ModelKind.Molecule)]
+        /// <summary>The decoder to sample from; may be left out when the server has only one.</summary>
+        [ServedModelExample(ModelKind.Molecule)]
         public string? Model { get; set; }
 
         /// <summary>The start every sample continues: a string (or an array holding one string); empty for de novo samples.</summary>
