@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using BioForge.IO;
+using BioForge.Models.Llama;
 
 namespace BioForge.Tests;
 
@@ -112,6 +113,10 @@ public sealed class CliTests
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(""), "--out", output), "no FASTA records", output);
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMK\n>b\nMKZ9\n"), "--out", output), "in.fasta:4: record 'b': invalid residue '9' at column 4", output);
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">long\n" + new string('A', 1100) + "\n"), "--out", output), "record 'long' (line 1) has 1100 residues", output);
+        // A decoder's rotary positions run on past the trained ones without failing: refused like ESM-2's.
+        int positions = LlamaConfig.FromJson(Path.Combine(TinyProteinModel.Directory, "config.json")).MaxPositionEmbeddings;
+        AssertFails(Run("embed", "--model", TinyProteinModel.Directory, "--in", Fasta(">long\n" + new string('A', positions - 1) + "\n"), "--out", output),
+            $"record 'long' (line 1) has {positions + 1} tokens with its start and end tokens; this model takes at most {positions}", output);
         AssertFails(Run("embed", "--model", "/no/such/dir", "--in", Fasta(">a\nMK\n"), "--out", output), "model directory /no/such/dir does not exist", output);
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMK\n"), "--out", Path.Combine(dir, "e.txt")), "unknown output format");
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMK\n"), "--out", Path.Combine(dir, "e.npy"), "--pool", "none"), "different length per record");

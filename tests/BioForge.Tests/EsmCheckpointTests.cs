@@ -58,6 +58,12 @@ public sealed class EsmCheckpointTests
         File.WriteAllText(Path.Combine(dir, "config.json"), File.ReadAllText(Path.Combine(TestData.EsmTiny, "config.json")).Replace("\"hidden_size\": 64", "\"hidden_size\": 128"));
         File.WriteAllBytes(Path.Combine(dir, "model.safetensors"), weights);
         Assert.Contains("has shape", Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(dir, cpu.Device, cpu.DType)).Message);
+
+        // Read as Hugging Face would compute it, or refused: an untied decoder would be replaced by the embeddings.
+        File.WriteAllText(Path.Combine(dir, "config.json"), File.ReadAllText(Path.Combine(TestData.EsmTiny, "config.json")).Replace("\"tie_word_embeddings\": true", "\"tie_word_embeddings\": false"));
+        Assert.Contains("tie_word_embeddings false", Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(dir, cpu.Device, cpu.DType)).Message);
+        File.WriteAllText(Path.Combine(dir, "config.json"), File.ReadAllText(Path.Combine(TestData.EsmTiny, "config.json")).Replace("\"pad_token_id\": 1", "\"pad_token_id\": 40"));
+        Assert.Contains("pad_token_id 40 is outside the vocabulary of 33", Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(dir, cpu.Device, cpu.DType)).Message);
     }
 
     [Fact]

@@ -33,6 +33,21 @@ public sealed class FastaReaderTests
         Assert.Equal(new FastaRecord("second", "", "GSHM", 5), records[1]);
     }
 
+    /// <summary>
+    /// A '*' is a terminal stop codon only at the end of the record: one ending an inner line (a stop where the line
+    /// wraps) is as invalid as one inside a line, not silently dropped with the two halves joined.
+    /// </summary>
+    [Fact]
+    public void AStopCodonIsDroppedOnlyAtTheEndOfItsRecord()
+    {
+        var records = FastaReader.Read(Write(">a\nMKTAY\nIAK*\n\n>b\nGS*\n")).ToList();
+        Assert.Equal(["MKTAYIAK", "GS"], records.Select(r => r.Sequence));
+        var error = Assert.Throws<BioForgeException>(() => FastaReader.Read(Write(">x\nMKTAY*\nIAKQR\n")).ToList());
+        Assert.EndsWith(":2: record 'x': invalid residue '*' at column 6", error.Message);
+        // Read without an alphabet, the '*' stays where it was.
+        Assert.Equal("MKTAY*IAKQR", Assert.Single(FastaReader.Read(Write(">x\nMKTAY*\nIAKQR\n"), alphabet: null)).Sequence);
+    }
+
     [Fact]
     public void AFileWhoseLastLineHasNoLineBreakIsReadToTheEnd()
     {

@@ -61,6 +61,8 @@ public sealed class SafetensorsTests
     [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8, "after the last tensor")]
     [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, "non-negative")]
     [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,0]}}", 4, "begin <= end")]
+    [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[\"0\",\"4\"]}}", 4, "two non-negative integers")]
+    [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[null,4]}}", 4, "two non-negative integers")]
     [InlineData("{\"a\": 5}", 0, "not an object")]
     [InlineData("[1,2]", 0, "not a JSON object")]
     [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[9223372036854775807,4],\"data_offsets\":[0,4]}}", 4, "too large")]
@@ -112,6 +114,23 @@ public sealed class SafetensorsTests
         using var checkpoint = SafetensorsCheckpoint.Open(dir);
         Assert.Equal(5, checkpoint.Names.Count);
         foreach (var (name, expected) in tensors) Assert.True(expected.eq(checkpoint.Load(name)).all().item<bool>());
+    }
+
+    /// <summary>Both layouts in one directory (a save cut short): the single file is read, as Hugging Face reads it.</summary>
+    [Fact]
+    public void TheSingleFileIsReadBeforeAnIndex()
+    {
+        _ = TestData.Cpu;
+        string dir = TestData.TempDirectory();
+        using (var scope = NewDisposeScope())
+        {
+            SafetensorsWriter.Write(Path.Combine(dir, "model-00001-of-00001.safetensors"), [new("x", zeros(2))]);
+            SafetensorsWriter.Write(Path.Combine(dir, SafetensorsCheckpoint.SingleFileName), [new("x", ones(2))]);
+        }
+        File.WriteAllText(Path.Combine(dir, SafetensorsCheckpoint.IndexFileName), "{\"weight_map\":{\"x\":\"model-00001-of-00001.safetensors\"}}");
+        using var checkpoint = SafetensorsCheckpoint.Open(dir);
+        using var x = checkpoint.Load("x");
+        Assert.Equal([1f, 1f], x.data<float>().ToArray());
     }
 
     [Fact]

@@ -46,6 +46,8 @@ public sealed class SmilesVocabularyTests
         Assert.Contains("must start with <pad>", Assert.Throws<BioForgeException>(() => SmilesVocabulary.Load(path)).Message);
         File.WriteAllText(path, "{");
         Assert.Contains("not a JSON list", Assert.Throws<BioForgeException>(() => SmilesVocabulary.Load(path)).Message);
+        File.WriteAllText(path, "[\"<pad>\", null]");
+        Assert.Equal($"{path}: token 1 is null, not a string", Assert.Throws<BioForgeException>(() => SmilesVocabulary.Load(path)).Message);
     }
 
     /// <summary>Hugging Face's own tokenizers.js, reading the files BioForge writes, gives the ids BioForge gives.</summary>

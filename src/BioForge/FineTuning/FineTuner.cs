@@ -51,12 +51,14 @@ public static class FineTuner
         if (config.TaskType != FineTuneTask.ResidueClassification && config.PoolingMode == Pooling.Cls && encoder.Causal)
             throw new BioForgeException($"task.pooling cls: {config.Model.Init} is a causal decoder whose first token sees nothing after it; use mean or last");
 
-        var train = Encode(split.Train, encoder, labels, config.Data.MaxLength);
-        var valid = Encode(split.Valid, encoder, labels, config.Data.MaxLength);
-        var test = Encode(split.Test, encoder, labels, config.Data.MaxLength);
+        // Inputs are cut to what the model has positions for, whatever data.max_length allows.
+        int maxLength = Math.Min(config.Data.MaxLength, encoder.MaxTokens);
+        var train = Encode(split.Train, encoder, labels, maxLength);
+        var valid = Encode(split.Valid, encoder, labels, maxLength);
+        var test = Encode(split.Test, encoder, labels, maxLength);
         var all = train.Concat(valid).Concat(test).ToList();
         Info($"{train.Count:N0} train / {valid.Count:N0} validation / {test.Count:N0} test ({config.Data.Split} split); "
-            + $"{all.Count(e => e.Encoded.Truncated)} cut to {config.Data.MaxLength} tokens; {all.Count(e => e.Encoded.Unknown > 0)} with tokens unknown to the model");
+            + $"{all.Count(e => e.Encoded.Truncated)} cut to {maxLength} tokens; {all.Count(e => e.Encoded.Unknown > 0)} with tokens unknown to the model");
 
         LoraAdapters? lora = null;
         try
@@ -77,7 +79,7 @@ public static class FineTuner
             RunDirectory.WriteWhole(config.Train.OutputDir, "train.output_dir", run =>
             {
                 var (manifest, testOutputs) = Train(config, model, trainable, cache, train, valid, test, labels, run, options);
-                result = manifest with { TrainableParameters = trainableCount };
+                result = manifest with { TrainableParameters = trainableCount, MaxLength = maxLength };
                 WriteRun(config, model, lora, result, test, testOutputs, run);
             });
             return result;

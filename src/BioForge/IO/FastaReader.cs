@@ -37,7 +37,15 @@ public static class FastaReader
         string? id = null, description = null;
         int headerLine = 0, lineNumber = 0, records = 0;
         var sequence = new StringBuilder();
+        (int Line, int Column)? stopAt = null;
         string? line;
+
+        void Append(char c, int atLine, int column)
+        {
+            if (alphabet is not null && (c >= 128 || !allowed[c]))
+                throw new BioForgeException($"{path}:{atLine}: record '{id}': invalid residue '{Printable(c)}' at column {column}");
+            sequence.Append(c);
+        }
         // Neither one line nor one record grows past the limit before it is refused.
         while ((line = reader.ReadLine(MaxSequenceLength, id is null ? null : n => $"{path}:{n}: record '{id}' is longer than {MaxSequenceLength:N0} residues")) != null)
         {
@@ -50,6 +58,7 @@ public static class FastaReader
                     records++;
                 }
                 (id, description) = ParseHeader(path, line, lineNumber);
+                stopAt = null;
                 headerLine = lineNumber;
                 sequence.Clear();
                 continue;
@@ -57,13 +66,16 @@ public static class FastaReader
             string text = line.Trim();
             if (text.Length == 0 || text.StartsWith(';')) continue;
             if (id is null) throw new BioForgeException($"{path}:{lineNumber}: sequence text before the first '>' header (is this a FASTA file?)");
+            // A '*' ending a line is the record's terminal stop codon (not a residue) only if no sequence follows it.
+            if (stopAt is { } stop)
+            {
+                Append('*', stop.Line, stop.Column);
+                stopAt = null;
+            }
             for (int i = 0; i < text.Length; i++)
             {
-                char c = text[i];
-                if (c == '*' && i == text.Length - 1) break; // a terminal stop codon is not a residue
-                if (alphabet is not null && (c >= 128 || !allowed[c]))
-                    throw new BioForgeException($"{path}:{lineNumber}: record '{id}': invalid residue '{Printable(c)}' at column {i + 1}");
-                sequence.Append(c);
+                if (text[i] == '*' && i == text.Length - 1) stopAt = (lineNumber, i + 1);
+                else Append(text[i], lineNumber, i + 1);
             }
             if (sequence.Length > MaxSequenceLength)
                 throw new BioForgeException($"{path}:{lineNumber}: record '{id}' is longer than {MaxSequenceLength:N0} residues");

@@ -33,10 +33,11 @@ public sealed class PyTorchStateDict : IDisposable
         var result = new PyTorchStateDict(directory);
         try
         {
-            string index = Path.Combine(directory, IndexFileName);
-            if (File.Exists(index))
+            // The single file first, as Hugging Face's from_pretrained looks.
+            string index = Path.Combine(directory, IndexFileName), single = Path.Combine(directory, SingleFileName);
+            if (File.Exists(single) || !File.Exists(index)) result.Add(single);
+            else
                 foreach (string file in ShardFiles(index)) result.Add(Path.Combine(directory, file));
-            else result.Add(Path.Combine(directory, SingleFileName));
             return result;
         }
         catch
@@ -52,8 +53,7 @@ public sealed class PyTorchStateDict : IDisposable
         {
             var map = (JsonNode.Parse(File.ReadAllText(index)) as JsonObject)?["weight_map"] as JsonObject
                 ?? throw new BioForgeException($"{index}: no weight_map object");
-            return map.Select(kv => kv.Value?.GetValue<string>() ?? throw new BioForgeException($"{index}: weight_map '{kv.Key}' names no file"))
-                .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+            return map.Select(kv => SafetensorsCheckpoint.ShardName(index, kv.Key, kv.Value)).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
         {

@@ -28,8 +28,9 @@ public sealed class SafetensorsCheckpoint : IDisposable
         {
             string index = Path.Combine(directory, IndexFileName);
             string single = Path.Combine(directory, SingleFileName);
-            if (File.Exists(index)) checkpoint.OpenShards(index);
-            else if (File.Exists(single)) checkpoint.Add(SafetensorsFile.Open(single), expected: null);
+            // The single file first, as Hugging Face's from_pretrained looks.
+            if (File.Exists(single)) checkpoint.Add(SafetensorsFile.Open(single), expected: null);
+            else if (File.Exists(index)) checkpoint.OpenShards(index);
             else throw new BioForgeException($"{directory}: no {SingleFileName} or {IndexFileName} (only safetensors checkpoints are read)");
             return checkpoint;
         }
@@ -55,14 +56,21 @@ public sealed class SafetensorsCheckpoint : IDisposable
         var byShard = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
         foreach (var (name, value) in map)
         {
-            string? shard = value?.GetValueKind() == JsonValueKind.String ? value.GetValue<string>() : null;
-            if (string.IsNullOrEmpty(shard) || shard.Contains('/') || shard.Contains('\\') || shard.StartsWith('.'))
-                throw new BioForgeException($"{indexPath}: tensor '{name}' maps to an invalid shard file name '{shard}'");
+            string shard = ShardName(indexPath, name, value);
             if (!byShard.TryGetValue(shard, out var names)) byShard[shard] = names = new HashSet<string>(StringComparer.Ordinal);
             names.Add(name);
         }
         foreach (var (shard, names) in byShard.OrderBy(kv => kv.Key, StringComparer.Ordinal))
             Add(SafetensorsFile.Open(Path.Combine(Directory, shard)), names);
+    }
+
+    /// <summary>The file an index's <c>weight_map</c> names for a tensor: a plain name in the checkpoint's directory.</summary>
+    internal static string ShardName(string indexPath, string tensor, JsonNode? value)
+    {
+        string? shard = value?.GetValueKind() == JsonValueKind.String ? value.GetValue<string>() : null;
+        if (string.IsNullOrEmpty(shard) || shard.Contains('/') || shard.Contains('\\') || shard.StartsWith('.'))
+            throw new BioForgeException($"{indexPath}: tensor '{tensor}' maps to an invalid shard file name '{shard}'");
+        return shard;
     }
 
     private void Add(SafetensorsFile file, HashSet<string>? expected)
@@ -123,9 +131,11 @@ public sealed class SafetensorsCheckpoint : IDisposable
             SafetensorsWriter.Write(Path.Combine(directory, name), shards[i], meta);
             foreach (var kv in shards[i]) weightMap[kv.Key] = name;
         }
+        // An older single file goes before the index comes: it is read first, and a crash between the two must not
+        // leave stale weights that load.
+        File.Delete(Path.Combine(directory, SingleFileName));
         var json = new JsonObject { ["metadata"] = new JsonObject { ["total_size"] = total }, ["weight_map"] = JsonSerializer.SerializeToNode(weightMap) };
         AtomicFile.WriteText(index, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        File.Delete(Path.Combine(directory, SingleFileName));
     }
 
     public void Dispose()

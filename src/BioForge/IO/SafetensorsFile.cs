@@ -136,8 +136,9 @@ public sealed unsafe class SafetensorsFile : IDisposable
         }
         if (!e.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
             throw Bad(path, $"tensor '{name}': data_offsets must be [begin, end]");
-        if (!off[0].TryGetInt64(out long begin) || !off[1].TryGetInt64(out long end) || begin < 0 || end < begin)
-            throw Bad(path, $"tensor '{name}': data_offsets must be non-negative with begin <= end");
+        if (off[0].ValueKind != JsonValueKind.Number || off[1].ValueKind != JsonValueKind.Number
+            || !off[0].TryGetInt64(out long begin) || !off[1].TryGetInt64(out long end) || begin < 0 || end < begin)
+            throw Bad(path, $"tensor '{name}': data_offsets must be two non-negative integers with begin <= end");
         if (end > dataLength)
             throw Bad(path, $"tensor '{name}': data_offsets [{begin}, {end}] run past the {dataLength}-byte data section (truncated?)");
         long expected = elements > long.MaxValue / dtype.ByteSize() ? long.MaxValue : elements * dtype.ByteSize();

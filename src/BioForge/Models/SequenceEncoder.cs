@@ -37,6 +37,9 @@ public abstract class SequenceEncoder : IDisposable
 
     public abstract long PadId { get; }
 
+    /// <summary>The most tokens one input may have, its framing tokens included: the model's positions.</summary>
+    public abstract int MaxTokens { get; }
+
     /// <summary>A causal decoder: its first token sees nothing after it, so <c>cls</c> pooling makes no sense.</summary>
     public bool Causal => Family.Objective == TrainingObjective.CausalLanguageModel;
 

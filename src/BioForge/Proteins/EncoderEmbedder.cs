@@ -26,6 +26,9 @@ public sealed class EncoderEmbedder(SequenceEncoder encoder, int batchTokens, in
             {
                 throw new BioForgeException($"record '{record.Id}' (line {record.Line}): {e.Message}");
             }
+            // Rotary positions never fail: past the trained ones they only mean nothing.
+            if (ids.Length > encoder.MaxTokens)
+                throw new BioForgeException($"record '{record.Id}' (line {record.Line}) has {ids.Length} tokens with its start and end tokens; this model takes at most {encoder.MaxTokens}");
             window.Add((record, ids));
             tokens += ids.Length;
             if (tokens < windowTokens) continue;

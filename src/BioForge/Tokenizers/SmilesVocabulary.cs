@@ -56,6 +56,7 @@ public sealed class SmilesVocabulary
         {
             throw new BioForgeException($"{path}: not a JSON list of tokens ({e.Message})");
         }
+        if (list is not null && Array.IndexOf(list, null) is int at and >= 0) throw new BioForgeException($"{path}: token {at} is null, not a string");
         try
         {
             return new SmilesVocabulary(list ?? []);

@@ -62,6 +62,9 @@ public sealed record EsmConfig
         if (position != "rotary")
             throw new BioForgeException($"{path}: position_embedding_type '{position}' is not supported (ESM-2 checkpoints use 'rotary')");
         if (ConfigJson.Value<bool>(json, "is_folding_model", path) == true) throw new BioForgeException($"{path}: ESMFold checkpoints are not supported");
+        // The masked-LM decoder is the word embedding (every ESM-2 checkpoint); an untied one would be silently replaced.
+        if (ConfigJson.Value<bool>(json, "tie_word_embeddings", path) == false)
+            throw new BioForgeException($"{path}: tie_word_embeddings false (a masked-LM decoder apart from the word embeddings) is not supported");
         string act = ConfigJson.Text(json, "hidden_act", path) ?? "gelu";
         if (act != "gelu") throw new BioForgeException($"{path}: hidden_act '{act}' is not supported (ESM-2 uses exact 'gelu')");
 
@@ -113,6 +116,8 @@ public sealed record EsmConfig
         if (HiddenSize % NumAttentionHeads != 0 || HeadDim % 2 != 0)
             throw new BioForgeException($"{where}: hidden_size {HiddenSize} must split into {NumAttentionHeads} heads of even size");
         if (MaxPositionEmbeddings < 3) throw new BioForgeException($"{where}: max_position_embeddings must be at least 3");
+        foreach (var (key, id) in new[] { ("pad_token_id", PadTokenId), ("mask_token_id", MaskTokenId), ("eos_token_id", EosTokenId) })
+            if (id < 0 || id >= VocabSize) throw new BioForgeException($"{where}: {key} {id} is outside the vocabulary of {VocabSize}");
         ModelShape.CheckSize(where, "num_hidden_layers", NumHiddenLayers, ModelShape.MaxLayers);
         ModelShape.CheckSize(where, "hidden_size", HiddenSize, ModelShape.MaxHidden);
         ModelShape.CheckSize(where, "intermediate_size", IntermediateSize, ModelShape.MaxIntermediate);

@@ -9,6 +9,7 @@ internal sealed class EsmFeatureExtractor(EsmCheckpoint checkpoint) : SequenceEn
     public override ModelFamily Family => EsmFamily.Instance;
     public override int HiddenSize => checkpoint.Config.HiddenSize;
     public override long PadId => checkpoint.Tokenizer.PadId;
+    public override int MaxTokens => checkpoint.Config.MaxPositionEmbeddings;
     public override string[] DefaultLoraTargets => ["query", "value"];
 
     public override EncodedSequence Encode(string sequence) => new([.. checkpoint.Tokenizer.Encode(sequence).Select(i => (long)i)], 0);

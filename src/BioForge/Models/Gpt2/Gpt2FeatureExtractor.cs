@@ -24,6 +24,7 @@ internal sealed class Gpt2FeatureExtractor : SequenceEncoder
     public override ModelFamily Family => Gpt2Family.Instance;
     public override int HiddenSize => checkpoint.Config.HiddenSize;
     public override long PadId => checkpoint.Config.EosTokenId;
+    public override int MaxTokens => checkpoint.Config.MaxPositions;
     public override string[] DefaultLoraTargets => ["c_attn"];
     public override string? FrozenOnly => "a GPT-2 checkpoint is read as it is: BioForge does not write GPT-2 weights, and its Conv1D projections take no LoRA adapters";
 

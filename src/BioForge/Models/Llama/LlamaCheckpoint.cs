@@ -60,6 +60,12 @@ public sealed class LlamaCheckpoint : IDisposable
             model.Dispose();
             throw new BioForgeException($"{directory}: a protein decoder starts with <cls> ({residues.ClsId}) and ends with <eos> ({residues.EosId}); config.json says bos_token_id {model.Config.BosTokenId}, eos_token_id {model.Config.EosTokenId}");
         }
+        // SMILES sampling and scoring frame molecules with the vocabulary's own <bos>/<eos>, so the config must agree.
+        if (vocabulary is not null && (model.Config.BosTokenId != SmilesVocabulary.BosId || model.Config.EosTokenId != SmilesVocabulary.EosId))
+        {
+            model.Dispose();
+            throw new BioForgeException($"{directory}: a SMILES model starts with <bos> ({SmilesVocabulary.BosId}) and ends with <eos> ({SmilesVocabulary.EosId}); config.json says bos_token_id {model.Config.BosTokenId}, eos_token_id {model.Config.EosTokenId}");
+        }
         return new LlamaCheckpoint(model, vocabulary, residues, device, layout);
     }
 

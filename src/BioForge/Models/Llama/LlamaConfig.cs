@@ -67,11 +67,15 @@ public sealed record LlamaConfig
             EosTokenId = Int(json, "eos_token_id") ?? 2,
             PadTokenId = Int(json, "pad_token_id") ?? 0,
         };
+        if (config.VocabSize <= 0 || config.HiddenSize <= 0 || config.IntermediateSize <= 0 || config.NumHiddenLayers <= 0 || config.NumAttentionHeads <= 0
+            || config.NumKeyValueHeads <= 0 || config.HeadDim <= 0 || config.MaxPositionEmbeddings <= 0)
+            throw new BioForgeException($"{path}: sizes must be positive");
         if (config.NumAttentionHeads % config.NumKeyValueHeads != 0)
             throw new BioForgeException($"{path}: {config.NumAttentionHeads} attention heads cannot share {config.NumKeyValueHeads} key/value heads evenly");
         if (config.HeadDim % 2 != 0) throw new BioForgeException($"{path}: head_dim {config.HeadDim} must be even for rotary embeddings");
-        if (config.VocabSize <= 0 || config.HiddenSize <= 0 || config.IntermediateSize <= 0 || config.NumHiddenLayers <= 0 || config.NumAttentionHeads <= 0 || config.NumKeyValueHeads <= 0)
-            throw new BioForgeException($"{path}: sizes must be positive");
+        // Sampling starts from bos and pads with pad; both, and eos, are rows of the embedding.
+        foreach (var (key, id) in new[] { ("bos_token_id", config.BosTokenId), ("eos_token_id", config.EosTokenId), ("pad_token_id", config.PadTokenId) })
+            if (id < 0 || id >= config.VocabSize) throw new BioForgeException($"{path}: {key} {id} is outside the vocabulary of {config.VocabSize}");
         ModelShape.CheckSize(path, "num_hidden_layers", config.NumHiddenLayers, ModelShape.MaxLayers);
         ModelShape.CheckSize(path, "hidden_size", config.HiddenSize, ModelShape.MaxHidden);
         ModelShape.CheckSize(path, "intermediate_size", config.IntermediateSize, ModelShape.MaxIntermediate);

@@ -25,6 +25,7 @@ internal sealed class LlamaFeatureExtractor : SequenceEncoder
     public override SequenceAlphabet Alphabet => checkpoint.IsProtein ? SequenceAlphabet.Protein : SequenceAlphabet.Smiles;
     public override int HiddenSize => checkpoint.Config.HiddenSize;
     public override long PadId => checkpoint.Config.PadTokenId;
+    public override int MaxTokens => checkpoint.Config.MaxPositionEmbeddings;
     public override string[] DefaultLoraTargets => ["q_proj", "v_proj"];
 
     public override EncodedSequence Encode(string sequence)
