@@ -34,6 +34,35 @@ public sealed class FastaReaderTests
     }
 
     /// <summary>
+    /// Gzip files are checked as gzip checks them: one cut short (a download that stopped) or damaged is an error
+    /// naming the file, never a shorter corpus; several members one after another (bgzip, <c>cat a.gz b.gz</c>) read
+    /// as one file.
+    /// </summary>
+    [Fact]
+    public void TruncatedOrDamagedGzipIsAnErrorAndMembersFollowOneAnother()
+    {
+        var random = new Random(3);
+        string text = string.Concat(Enumerable.Range(0, 40).Select(i => $">r{i}\n{new string([.. Enumerable.Range(0, 300).Select(_ => "ACDEFGHIKLMNPQRSTVWY"[random.Next(20)])])}\n"));
+        byte[] whole = File.ReadAllBytes(Write(text, gzip: true));
+
+        string path = Path.Combine(TestData.TempDirectory(), "cut.fasta.gz");
+        File.WriteAllBytes(path, whole[..(whole.Length / 2)]);
+        Assert.Equal($"{path}: the gzip data ends early (the file is truncated; download or copy it again)",
+            Assert.Throws<BioForgeException>(() => FastaReader.Read(path).ToList()).Message);
+        File.WriteAllBytes(path, whole[..^4]); // all of the data, the length in the trailer missing
+        Assert.Throws<BioForgeException>(() => FastaReader.Read(path).ToList());
+
+        byte[] damaged = [.. whole];
+        damaged[whole.Length / 2] ^= 0xff;
+        File.WriteAllBytes(path, damaged);
+        Assert.StartsWith($"{path}: corrupt gzip data in member 1 (", Assert.Throws<BioForgeException>(() => FastaReader.Read(path).ToList()).Message);
+
+        int middle = text.IndexOf(">r20", StringComparison.Ordinal);
+        File.WriteAllBytes(path, [.. File.ReadAllBytes(Write(text[..middle], gzip: true)), .. File.ReadAllBytes(Write(text[middle..], gzip: true))]);
+        Assert.Equal(FastaReader.Read(Write(text)).Select(r => r.Sequence), FastaReader.Read(path).Select(r => r.Sequence));
+    }
+
+    /// <summary>
     /// A '*' is a terminal stop codon only at the end of the record: one ending an inner line (a stop where the line
     /// wraps) is as invalid as one inside a line, not silently dropped with the two halves joined.
     /// </summary>

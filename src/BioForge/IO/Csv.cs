@@ -1,4 +1,3 @@
-using System.IO.Compression;
 using System.Text;
 
 namespace BioForge.IO;
@@ -72,14 +71,17 @@ public static class Csv
         }
     }
 
-    /// <summary>A text reader over a plain or gzip-compressed file (recognised by its magic bytes, not its name).</summary>
+    /// <summary>
+    /// A text reader over a plain or gzip-compressed file (recognised by its magic bytes, not its name); a truncated or
+    /// damaged gzip file is an error naming it (<see cref="CheckedGzipStream"/>).
+    /// </summary>
     public static StreamReader OpenText(string path)
     {
         var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         Span<byte> magic = stackalloc byte[2];
         int n = stream.Read(magic);
         stream.Position = 0;
-        Stream source = n == 2 && magic[0] == 0x1f && magic[1] == 0x8b ? new GZipStream(stream, CompressionMode.Decompress) : stream;
+        Stream source = n == 2 && magic[0] == 0x1f && magic[1] == 0x8b ? new CheckedGzipStream(stream, path) : stream;
         return new StreamReader(source, Encoding.UTF8, detectEncodingFromByteOrderMarks: true, bufferSize: 1 << 16);
     }
 }
