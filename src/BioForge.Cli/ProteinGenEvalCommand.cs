@@ -84,8 +84,8 @@ internal static class ProteinGenEvalCommand
 
     private sealed record SetReport(int Sequences, LengthSummary Length, double LowComplexity, double Repetitive, double? EsmPll);
 
-    private sealed record Report(SetReport Generated, SetReport Natural, double? ShuffledEsmPll, double AminoAcidJs, double DipeptideJs,
-        double? NaturalHalvesAminoAcidJs, double? NaturalHalvesDipeptideJs, double ShuffledDipeptideJs, double LengthKs,
+    private sealed record Report(SetReport Generated, SetReport Natural, double? ShuffledEsmPll, double? AminoAcidJs, double? DipeptideJs,
+        double? NaturalHalvesAminoAcidJs, double? NaturalHalvesDipeptideJs, double? ShuffledDipeptideJs, double LengthKs,
         double? Perplexity, double? NatsPerToken, long? PerplexityTokens, int EsmSequences, int EsmPositions);
 
     private static Report Evaluate(List<string> gen, List<string> natural, ParseResult result, Option<string?> model, Option<string> esm,
@@ -118,11 +118,11 @@ internal static class ProteinGenEvalCommand
         var halfB = natural.Where((_, i) => i % 2 == 1).ToList();
         return new Report(
             Describe(gen, genPll), Describe(natural, natPll), shufPll,
-            GenerationQuality.JensenShannon(GenerationQuality.AminoAcidComposition(gen), GenerationQuality.AminoAcidComposition(natural)),
-            GenerationQuality.JensenShannon(GenerationQuality.DipeptideComposition(gen), GenerationQuality.DipeptideComposition(natural)),
-            halfB.Count == 0 ? null : GenerationQuality.JensenShannon(GenerationQuality.AminoAcidComposition(halfA), GenerationQuality.AminoAcidComposition(halfB)),
-            halfB.Count == 0 ? null : GenerationQuality.JensenShannon(GenerationQuality.DipeptideComposition(halfA), GenerationQuality.DipeptideComposition(halfB)),
-            GenerationQuality.JensenShannon(GenerationQuality.DipeptideComposition(shuffled), GenerationQuality.DipeptideComposition(natural)),
+            GenerationQuality.Divergence(GenerationQuality.AminoAcidComposition(gen), GenerationQuality.AminoAcidComposition(natural)),
+            GenerationQuality.Divergence(GenerationQuality.DipeptideComposition(gen), GenerationQuality.DipeptideComposition(natural)),
+            halfB.Count == 0 ? null : GenerationQuality.Divergence(GenerationQuality.AminoAcidComposition(halfA), GenerationQuality.AminoAcidComposition(halfB)),
+            halfB.Count == 0 ? null : GenerationQuality.Divergence(GenerationQuality.DipeptideComposition(halfA), GenerationQuality.DipeptideComposition(halfB)),
+            GenerationQuality.Divergence(GenerationQuality.DipeptideComposition(shuffled), GenerationQuality.DipeptideComposition(natural)),
             GenerationQuality.LengthKolmogorovSmirnov(gen, natural),
             perplexity, nats, tokens, pllN, pllPositions);
     }

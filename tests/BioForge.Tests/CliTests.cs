@@ -274,6 +274,8 @@ public sealed class CliTests
 
         string untouched = Path.Combine(dir, "bad.csv");
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--mutations", "A2G", "--out", untouched), "the wild type has K at position 2, not A", untouched);
+        // The letters of "<unk>" would pass as residues N, K at positions 5 and 6 and be scored at the tokens after it.
+        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MK<unk>TLV", "--mutations", "N5A", "--out", untouched), "the wild type must be residue letters only", untouched);
         File.WriteAllText(table, "mutant,DMS_score\nK2R,0.5\nT3A,abc\n");
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), "dms.csv:3: DMS_score 'abc' is not a number", untouched);
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--out", untouched), "exactly one of --mutations or --in");

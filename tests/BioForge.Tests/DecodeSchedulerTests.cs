@@ -41,7 +41,9 @@ public sealed class DecodeSchedulerTests
         for (int guard = 0; scheduler.Busy; guard++)
         {
             Assert.True(guard < 10_000, "the scheduler did not finish");
-            scheduler.Step();
+            var step = scheduler.Step();
+            // Each row of a pass draws one token: rows are counted once, a one-token prompt joining the decoding pass too.
+            Assert.Equal(step.Tokens, step.Prefilled + step.Decoded);
         }
     }
 
@@ -58,7 +60,8 @@ public sealed class DecodeSchedulerTests
         for (int i = 0; i < prompts.Length; i++)
         {
             Assert.True(scheduler.TrySubmit([Job(results[i], prompts[i], greedy, 0, i)]));
-            scheduler.Step();
+            var step = scheduler.Step();
+            Assert.Equal(step.Tokens, step.Prefilled + step.Decoded);
         }
         RunToEnd(scheduler);
         for (int i = 0; i < prompts.Length; i++)
@@ -165,6 +168,10 @@ public sealed class DecodeSchedulerTests
         for (int i = 0; i < draws; i++) counts[SequenceSampler.Draw(logits, new SamplingOptions { TopP = 0.7 }, 1, i, 0).Token]++;
         Assert.Equal(0, counts[2] + counts[3]);
         Assert.Equal(0.625, (double)counts[0] / draws, 0.015);
+        // Four equal tokens and p = 0.5: the smallest set reaching p is two of them (the mass before the third is 0.5).
+        Array.Clear(counts);
+        for (int i = 0; i < 2_000; i++) counts[SequenceSampler.Draw([0f, 0f, 0f, 0f], new SamplingOptions { TopP = 0.5 }, 1, i, 0).Token]++;
+        Assert.Equal(0, counts[2] + counts[3]);
         Array.Clear(counts);
         for (int i = 0; i < draws; i++) counts[SequenceSampler.Draw(logits, new SamplingOptions { TopK = 1 }, 1, i, 0).Token]++;
         Assert.Equal(draws, counts[0]);

@@ -104,21 +104,24 @@ public sealed class ProteinLlamaTests
     public void CompositionAndDivergenceMatchHandComputedValues()
     {
         // Amino acids: {A: 3, C: 1} vs {A: 1, C: 1}: p = (3/4, 1/4), q = (1/2, 1/2), m = (5/8, 3/8).
-        var p = GenerationQuality.AminoAcidComposition(["AAC", "A"]);
-        var q = GenerationQuality.AminoAcidComposition(["AC"]);
+        var p = GenerationQuality.AminoAcidComposition(["AAC", "A"])!;
+        var q = GenerationQuality.AminoAcidComposition(["AC"])!;
         Assert.Equal(0.75, p[GenerationQuality.Canonical.IndexOf('A')], 12);
         double expected = 0.5 * (0.75 * Math.Log2(0.75 / 0.625) + 0.25 * Math.Log2(0.25 / 0.375))
             + 0.5 * (0.5 * Math.Log2(0.5 / 0.625) + 0.5 * Math.Log2(0.5 / 0.375));
         Assert.Equal(expected, GenerationQuality.JensenShannon(p, q), 12);
         Assert.Equal(0.0487949406954, expected, 12);
         // Disjoint distributions are 1 bit apart; X is not counted.
-        Assert.Equal(1.0, GenerationQuality.JensenShannon(GenerationQuality.AminoAcidComposition(["AAXA"]), GenerationQuality.AminoAcidComposition(["CC"])), 12);
+        Assert.Equal(1.0, GenerationQuality.JensenShannon(GenerationQuality.AminoAcidComposition(["AAXA"])!, GenerationQuality.AminoAcidComposition(["CC"])!), 12);
         // Dipeptides, overlapping within sequences only: "AAC" gives AA, AC; "CA" gives CA.
-        var d = GenerationQuality.DipeptideComposition(["AAC", "CA"]);
+        var d = GenerationQuality.DipeptideComposition(["AAC", "CA"])!;
         Assert.Equal(1.0 / 3, d[0], 12); // AA
         Assert.Equal(1.0 / 3, d[1], 12); // AC
         Assert.Equal(1.0 / 3, d[20], 12); // CA
         Assert.Equal(1.0, d.Sum(), 12);
+        // Nothing to count (single residues have no neighbours): undefined, not an error.
+        Assert.Null(GenerationQuality.DipeptideComposition(["M", "K"]));
+        Assert.Null(GenerationQuality.Divergence(GenerationQuality.DipeptideComposition(["M", "K"]), d));
 
         var lengths = GenerationQuality.Lengths(["A", "AAA", "AAAAAAAAAA", "AAAAAA"]);
         Assert.Equal(5.0, lengths.Mean, 12);

@@ -72,8 +72,9 @@ public sealed class SequenceJob
 }
 
 /// <summary>
-/// What one step did: sequences prefilled and decoded, tokens drawn, sequences running after it, and the seconds spent
-/// on the host after the logits arrived (grammar, draws, callbacks: the part of a step that no device speeds up).
+/// What one step did: sequences prefilled (prompts longer than one token, in passes of their own), rows of the decoding
+/// pass (one-token prompts admitted this step among them), tokens drawn, sequences running after it, and the seconds
+/// spent on the host after the logits arrived (grammar, draws, callbacks: the part of a step that no device speeds up).
 /// </summary>
 public readonly record struct StepReport(int Prefilled, int Decoded, int Tokens, int Running, int Waiting, double HostSeconds);
 
@@ -189,7 +190,7 @@ public sealed class DecodeScheduler : IDisposable
             tokens += Forward(decoding, 1, prefill: false);
         }
         Volatile.Write(ref runningCount, running.Count);
-        return new StepReport(admitted.Count, decoding.Count, tokens, running.Count, Waiting, hostSeconds);
+        return new StepReport(admitted.Count(r => r.Job.Prompt.Length > 1), decoding.Count, tokens, running.Count, Waiting, hostSeconds);
     }
 
     private double hostSeconds;

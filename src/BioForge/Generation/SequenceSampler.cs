@@ -168,12 +168,13 @@ public static class SequenceSampler
             if (keep[i]) total += weight[i] = Math.Exp(scaled[i] - best);
         if (options.TopP < 1)
         {
-            // Nucleus: a token stays when the mass of the tokens before it (more probable, or equal and earlier) is at most p.
+            // Nucleus: a token stays when the mass of the tokens before it (more probable, or equal and earlier) is below p,
+            // so the set is the smallest whose mass reaches p (Hugging Face's rule, ties included).
             var order = Enumerable.Range(0, vocabulary).Where(i => keep[i]).OrderByDescending(i => scaled[i]).ThenBy(i => i).ToArray();
             double before = 0, nucleus = 0;
             foreach (int i in order)
             {
-                if (before / total > options.TopP) keep[i] = false;
+                if (before / total >= options.TopP) keep[i] = false;
                 else nucleus += weight[i];
                 before += weight[i];
             }

@@ -28,8 +28,11 @@ public static class GenerationQuality
 
     private static int Index(char c) => Canonical.IndexOf(char.ToUpperInvariant(c));
 
-    /// <summary>Frequencies of the 20 canonical amino acids over all residues of all sequences (in <see cref="Canonical"/> order).</summary>
-    public static double[] AminoAcidComposition(IEnumerable<string> sequences)
+    /// <summary>
+    /// Frequencies of the 20 canonical amino acids over all residues of all sequences (in <see cref="Canonical"/> order),
+    /// or null when there are none.
+    /// </summary>
+    public static double[]? AminoAcidComposition(IEnumerable<string> sequences)
     {
         var counts = new double[Canonical.Length];
         foreach (var s in sequences)
@@ -38,8 +41,11 @@ public static class GenerationQuality
         return Normalized(counts);
     }
 
-    /// <summary>Frequencies of the 400 ordered pairs of adjacent canonical residues (overlapping, within each sequence).</summary>
-    public static double[] DipeptideComposition(IEnumerable<string> sequences)
+    /// <summary>
+    /// Frequencies of the 400 ordered pairs of adjacent canonical residues (overlapping, within each sequence), or null
+    /// when there are none (every sequence a single residue, say).
+    /// </summary>
+    public static double[]? DipeptideComposition(IEnumerable<string> sequences)
     {
         var counts = new double[Canonical.Length * Canonical.Length];
         foreach (var s in sequences)
@@ -48,12 +54,14 @@ public static class GenerationQuality
         return Normalized(counts);
     }
 
-    private static double[] Normalized(double[] counts)
+    private static double[]? Normalized(double[] counts)
     {
         double total = counts.Sum();
-        if (total == 0) throw new BioForgeException("no canonical residues to count");
-        return [.. counts.Select(c => c / total)];
+        return total == 0 ? null : [.. counts.Select(c => c / total)];
     }
+
+    /// <summary><see cref="JensenShannon"/> of two compositions, undefined (null) when either has nothing in it.</summary>
+    public static double? Divergence(double[]? p, double[]? q) => p is null || q is null ? null : JensenShannon(p, q);
 
     /// <summary>Jensen–Shannon divergence in bits (0 = identical, 1 = disjoint), with 0 · log 0 = 0.</summary>
     public static double JensenShannon(IReadOnlyList<double> p, IReadOnlyList<double> q)

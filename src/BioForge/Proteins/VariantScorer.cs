@@ -23,7 +23,7 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
     /// <summary><see cref="Score"/> as passes a server can interleave with other requests.</summary>
     public StepwiseWork<double[]> ScoreStepwise(string wildType, IReadOnlyList<Variant> variants)
     {
-        var tokens = SingleSequence.Encode(model, wildType);
+        var tokens = EncodeWildType(wildType);
         foreach (var v in variants)
             foreach (var s in v.Substitutions)
                 if (!IsResidueToken(s.Mutant))
@@ -51,7 +51,7 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
     /// <summary><see cref="Profile"/> as passes a server can interleave with other requests.</summary>
     public StepwiseWork<IReadOnlyList<SiteProfile>> ProfileStepwise(string wildType, int topK)
     {
-        var tokens = SingleSequence.Encode(model, wildType);
+        var tokens = EncodeWildType(wildType);
         var sites = Enumerable.Range(1, tokens.Length - 2).ToArray();
         var logProbs = new Dictionary<int, float[]>();
         var vocabulary = model.Tokenizer.Vocabulary;
@@ -62,6 +62,17 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
             var best = residues.OrderByDescending(i => lp[i]).Take(topK).Select((id, rank) => new MaskCandidate(rank + 1, vocabulary[id], Math.Exp(lp[id])));
             return new SiteProfile(site, vocabulary[tokens[site]], Math.Exp(lp[tokens[site]]), [.. best]);
         })]);
+    }
+
+    /// <summary>
+    /// The wild type's tokens, one per residue letter: positions are letters of the text, so a special token written in
+    /// it (<c>&lt;unk&gt;</c>, <c>&lt;mask&gt;</c>: several letters, one token) would shift every site after it.
+    /// </summary>
+    private int[] EncodeWildType(string wildType)
+    {
+        if (wildType.Contains('<'))
+            throw new BioForgeException("the wild type must be residue letters only (special tokens such as <mask> or <unk> are not allowed)");
+        return SingleSequence.Encode(model, wildType);
     }
 
     private bool IsResidueToken(char letter) =>

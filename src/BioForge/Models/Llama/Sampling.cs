@@ -250,7 +250,7 @@ public static class Sampling
             var probs = sorted.softmax(-1);
             var before = probs.cumsum(1) - probs; // probability mass of the better tokens
             using var topP = options.TopP.ToScalar();
-            var dropSorted = before.gt(topP);
+            var dropSorted = before.ge(topP); // the smallest set whose mass reaches p
             var drop = zeros_like(dropSorted).scatter(1, order, dropSorted);
             logits = logits.MaskedFill(drop, double.NegativeInfinity);
         }
