@@ -116,6 +116,19 @@ public sealed class SafetensorsTests
         foreach (var (name, expected) in tensors) Assert.True(expected.eq(checkpoint.Load(name)).all().item<bool>());
     }
 
+    /// <summary>Part of a tensor by byte range (rows of a matrix too large for one span), never past its end.</summary>
+    [Fact]
+    public void PartsOfATensorReadByByteRange()
+    {
+        _ = TestData.Cpu;
+        string path = Path.Combine(TestData.TempDirectory(), "m.safetensors");
+        using (var scope = NewDisposeScope())
+            SafetensorsWriter.Write(path, [new("m", arange(6, ScalarType.Float32).view(3, 2))]);
+        using var file = SafetensorsFile.Open(path);
+        Assert.Equal([2f, 3f], System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(file.GetBytes("m", 8, 8)).ToArray());
+        Assert.Contains("outside tensor 'm' (24 bytes)", Assert.Throws<BioForgeException>(() => file.GetBytes("m", 20, 8).ToArray()).Message);
+    }
+
     /// <summary>Both layouts in one directory (a save cut short): the single file is read, as Hugging Face reads it.</summary>
     [Fact]
     public void TheSingleFileIsReadBeforeAnIndex()

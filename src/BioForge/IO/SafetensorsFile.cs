@@ -177,6 +177,18 @@ public sealed unsafe class SafetensorsFile : IDisposable
         return new ReadOnlySpan<byte>(basePointer + dataStart + e.Begin, (int)e.ByteLength);
     }
 
+    /// <summary>
+    /// <paramref name="length"/> raw bytes of a tensor from byte <paramref name="offset"/> of it: a part of a tensor of
+    /// any size (a pooled embedding matrix of millions of rows is read row by row).
+    /// </summary>
+    public ReadOnlySpan<byte> GetBytes(string name, long offset, int length)
+    {
+        var e = this[name];
+        if (offset < 0 || length < 0 || offset > e.ByteLength - length)
+            throw new BioForgeException($"{Path}: bytes {offset}..{offset + length} are outside tensor '{name}' ({e.ByteLength} bytes)");
+        return new ReadOnlySpan<byte>(basePointer + dataStart + e.Begin + offset, length);
+    }
+
     /// <summary>Copies a tensor into a new CPU torch tensor of its stored type.</summary>
     public torch.Tensor ToTensor(string name)
     {

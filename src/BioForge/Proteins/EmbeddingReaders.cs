@@ -92,9 +92,10 @@ public static class EmbeddingReaders
         var ids = JsonSerializer.Deserialize<string[]>(file.Metadata.GetValueOrDefault("ids", "[]")) ?? [];
         var matrix = file["embeddings"];
         int columns = (int)matrix.Shape[1];
+        // Row by row: one rank's share of a large job can pass 2 GiB, more than one span holds.
         for (int r = 0; r < ids.Length; r++)
         {
-            var row = MemoryMarshal.Cast<byte, float>(file.GetBytes("embeddings")).Slice(r * columns, columns).ToArray();
+            var row = MemoryMarshal.Cast<byte, float>(file.GetBytes("embeddings", (long)r * columns * sizeof(float), columns * sizeof(float))).ToArray();
             yield return new Embedding(new FastaRecord(ids[r], "", "", 0), row, 1, columns);
         }
     }
