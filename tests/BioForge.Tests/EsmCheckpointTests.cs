@@ -1,4 +1,5 @@
 using BioForge.Models.Esm;
+using static TorchSharp.torch;
 
 namespace BioForge.Tests;
 
@@ -20,6 +21,43 @@ public sealed class EsmCheckpointTests
         var b = reloaded.Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         Assert.Equal(a.Keys.Order(), b.Keys.Order());
         foreach (var (name, p) in a) Assert.True(p.eq(b[name]).all().item<bool>(), name);
+    }
+
+    /// <summary>
+    /// A bare <c>EsmModel</c> checkpoint (no <c>esm.</c> prefix, no masked-LM head: how encoders are saved after
+    /// fine-tuning elsewhere) loads for embeddings, equal to the whole model's; token predictions are refused by name;
+    /// saved again, it has no head, and loads again.
+    /// </summary>
+    [Fact]
+    public void ABareEncoderWithoutItsHeadLoadsForEmbeddings()
+    {
+        var cpu = TestData.Cpu;
+        string bare = TestData.TempDirectory();
+        File.Copy(Path.Combine(TestData.EsmTiny, "config.json"), Path.Combine(bare, "config.json"));
+        using (var scope = NewDisposeScope())
+        using (var weights = BioForge.IO.SafetensorsCheckpoint.Open(TestData.EsmTiny))
+            BioForge.IO.SafetensorsWriter.Write(Path.Combine(bare, "model.safetensors"),
+                [.. weights.Names.Where(n => !n.StartsWith("lm_head.", StringComparison.Ordinal)).Select(n => new KeyValuePair<string, Tensor>(n.Replace("esm.", ""), weights.Load(n)))]);
+
+        using var whole = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
+        using var encoder = EsmCheckpoint.Load(bare, cpu.Device, cpu.DType);
+        Assert.False(encoder.Model.HasLanguageModelHead);
+        using var ids = tensor(new long[] { 0, 20, 15, 11, 2 }).unsqueeze(0);
+        using var mask = ones_like(ids);
+        using (var scope = NewDisposeScope())
+        {
+            var expected = whole.Model.Forward(ids, mask, new EsmForwardOptions()).LastHiddenState;
+            var actual = encoder.Model.Forward(ids, mask, new EsmForwardOptions()).LastHiddenState;
+            Assert.True(expected.allclose(actual), "the encoder's hidden states differ from the whole model's");
+        }
+        Assert.Contains("no masked-LM head", Assert.Throws<BioForgeException>(() => encoder.Model.Forward(ids, mask, new EsmForwardOptions { Logits = true })).Message);
+
+        string saved = TestData.TempDirectory();
+        encoder.Save(saved);
+        using (var file = BioForge.IO.SafetensorsFile.Open(Path.Combine(saved, "model.safetensors")))
+            Assert.DoesNotContain(file.Entries, e => e.Name.StartsWith("lm_head.", StringComparison.Ordinal));
+        using var again = EsmCheckpoint.Load(saved, cpu.Device, cpu.DType);
+        Assert.False(again.Model.HasLanguageModelHead);
     }
 
     [Fact]

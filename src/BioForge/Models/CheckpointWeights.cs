@@ -14,21 +14,24 @@ internal static class CheckpointWeights
     /// <param name="ignorable">Checkpoint tensors that may be left unused (recomputed or tied buffers).</param>
     /// <param name="architecture">Model family for messages, e.g. "ESM-2".</param>
     /// <param name="part">Tensor parallelism: the part of a stored (unsharded) tensor this process's parameter holds.</param>
-    public static void LoadInto(nn.Module module, SafetensorsCheckpoint weights, Func<string, IEnumerable<string>> candidates,
-        Func<string, bool> ignorable, string architecture, Func<string, Tensor, Tensor>? part = null) =>
-        LoadInto(module, weights.Directory, weights.Names, weights.Contains, weights.Load, candidates, ignorable, architecture, part);
+    /// <param name="optional">Parameters the checkpoint may lack (they keep their initial values).</param>
+    /// <returns>The optional parameters the checkpoint lacked.</returns>
+    public static IReadOnlyList<string> LoadInto(nn.Module module, SafetensorsCheckpoint weights, Func<string, IEnumerable<string>> candidates,
+        Func<string, bool> ignorable, string architecture, Func<string, Tensor, Tensor>? part = null, Func<string, bool>? optional = null) =>
+        LoadInto(module, weights.Directory, weights.Names, weights.Contains, weights.Load, candidates, ignorable, architecture, part, optional);
 
     /// <summary>The same from tensors already in memory (a PyTorch <c>state_dict</c> file), which stay the caller's.</summary>
     public static void LoadInto(nn.Module module, string source, IReadOnlyDictionary<string, Tensor> weights, Func<string, IEnumerable<string>> candidates,
         Func<string, bool> ignorable, string architecture) =>
-        LoadInto(module, source, [.. weights.Keys], weights.ContainsKey, name => weights[name].alias(), candidates, ignorable, architecture, null);
+        LoadInto(module, source, [.. weights.Keys], weights.ContainsKey, name => weights[name].alias(), candidates, ignorable, architecture, null, null);
 
     /// <param name="load">A stored tensor, which the caller disposes.</param>
-    private static void LoadInto(nn.Module module, string source, IReadOnlyCollection<string> names, Func<string, bool> contains, Func<string, Tensor> load,
-        Func<string, IEnumerable<string>> candidates, Func<string, bool> ignorable, string architecture, Func<string, Tensor, Tensor>? part)
+    private static IReadOnlyList<string> LoadInto(nn.Module module, string source, IReadOnlyCollection<string> names, Func<string, bool> contains, Func<string, Tensor> load,
+        Func<string, IEnumerable<string>> candidates, Func<string, bool> ignorable, string architecture, Func<string, Tensor, Tensor>? part, Func<string, bool>? optional)
     {
         var used = new HashSet<string>(StringComparer.Ordinal);
         var missing = new List<string>();
+        var lacked = new List<string>();
         using (no_grad())
         {
             foreach (var (name, parameter) in module.named_parameters())
@@ -36,7 +39,7 @@ internal static class CheckpointWeights
                 string? stored = candidates(name).FirstOrDefault(contains);
                 if (stored is null)
                 {
-                    missing.Add(name);
+                    (optional?.Invoke(name) == true ? lacked : missing).Add(name);
                     continue;
                 }
                 using var whole = load(stored);
@@ -52,6 +55,7 @@ internal static class CheckpointWeights
         var unexpected = names.Where(n => !used.Contains(n) && !ignorable(n)).OrderBy(n => n, StringComparer.Ordinal).ToList();
         if (unexpected.Count > 0)
             throw new BioForgeException($"{source}: {unexpected.Count} tensor(s) do not belong to an {architecture} model, e.g. '{unexpected[0]}'");
+        return lacked;
     }
 
     /// <summary>

@@ -82,8 +82,13 @@ public sealed class EsmCheckpoint : IDisposable
     {
         // Checkpoints saved from a bare EsmModel have no "esm." prefix; older ones call LayerNorm parameters gamma/beta.
         bool bare = !weights.Names.Any(n => n.StartsWith("esm.", StringComparison.Ordinal));
-        CheckpointWeights.LoadInto(model, weights, name => Candidates(name, bare), IsIgnorable, "ESM-2", sharding.Shard);
+        // Nor a masked-LM head: such an encoder loads for embeddings and contacts, the head all missing or all there.
+        bool headless = !weights.Names.Any(IsLanguageModelHead);
+        CheckpointWeights.LoadInto(model, weights, name => Candidates(name, bare), IsIgnorable, "ESM-2", sharding.Shard, headless ? IsLanguageModelHead : null);
+        model.HasLanguageModelHead = !headless;
     }
+
+    private static bool IsLanguageModelHead(string name) => name.StartsWith("lm_head.", StringComparison.Ordinal);
 
     private static IEnumerable<string> Candidates(string name, bool bare)
     {
@@ -113,8 +118,12 @@ public sealed class EsmCheckpoint : IDisposable
         AtomicFile.WriteText(Path.Combine(directory, "vocab.txt"), string.Join("\n", Tokenizer.Vocabulary) + "\n");
     }
 
-    /// <summary>Every parameter unsharded, by checkpoint name (with tensor parallelism a collective over the group).</summary>
-    public List<KeyValuePair<string, Tensor>> UnshardedWeights() => CheckpointWeights.Unsharded(Model, Sharding);
+    /// <summary>
+    /// Every parameter unsharded, by checkpoint name (with tensor parallelism a collective over the group); a model
+    /// loaded without a masked-LM head is written without one, as it came.
+    /// </summary>
+    public List<KeyValuePair<string, Tensor>> UnshardedWeights() =>
+        [.. CheckpointWeights.Unsharded(Model, Sharding).Where(w => Model.HasLanguageModelHead || !IsLanguageModelHead(w.Key))];
 
     public void Dispose() => Model.Dispose();
 }

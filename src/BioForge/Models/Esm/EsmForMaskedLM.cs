@@ -63,6 +63,12 @@ public sealed class EsmForMaskedLM : nn.Module
     private readonly EsmModel esm;
     private readonly EsmLMHead lm_head;
 
+    /// <summary>
+    /// False for a checkpoint saved without the masked-LM head (a bare <c>EsmModel</c>, as fine-tuning libraries save
+    /// an encoder): it gives hidden states and contacts, and asking it for token logits is refused.
+    /// </summary>
+    public bool HasLanguageModelHead { get; internal set; } = true;
+
     /// <param name="layout">Tensor parallelism: how attention and MLP projections are split (none by default).</param>
     public EsmForMaskedLM(EsmConfig config, ParallelLayout? layout = null) : base(nameof(EsmForMaskedLM))
     {
@@ -80,6 +86,8 @@ public sealed class EsmForMaskedLM : nn.Module
     {
         if (options.Attentions && options.Kernel != AttentionKernel.Explicit)
             throw new ArgumentException("attention probabilities need the explicit attention kernel", nameof(options));
+        if (options.Logits && !HasLanguageModelHead)
+            throw new BioForgeException("this ESM-2 checkpoint has no masked-LM head (no lm_head.* tensors: saved from a bare EsmModel); it gives embeddings and contacts, not token predictions");
         var (hidden, all, attentions) = esm.Forward(inputIds, attentionMask, options);
         return new EsmOutput
         {
