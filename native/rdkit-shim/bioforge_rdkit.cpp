@@ -164,12 +164,23 @@ char *copy_string(const std::string &s) {
   return out;
 }
 
-int finish_parse(RDKit::RWMol *parsed, bf_mol **out, const char *what) {
+// A sanitized molecule is sanitized once more, as MOSES (get_mol) and GuacaMol (smiles_to_rdkit_mol) check validity:
+// RDKit reads a few SMILES (a charged aromatic nitrogen in a ring it cannot keep aromatic) that it cannot sanitize
+// again, and whose canonical SMILES it cannot read back; those are invalid here too.
+int finish_parse(RDKit::RWMol *parsed, bf_mol **out, const char *what, bool sanitized) {
   if (!parsed) {
     std::string reason = log_messages();
     return fail(BF_EPARSE, reason.empty() ? std::string("invalid ") + what : reason);
   }
-  *out = new bf_mol{std::unique_ptr<RDKit::ROMol>(parsed)};
+  std::unique_ptr<RDKit::RWMol> mol(parsed);
+  if (sanitized) {
+    try {
+      RDKit::MolOps::sanitizeMol(*mol);
+    } catch (const RDKit::MolSanitizeException &e) {
+      return fail(BF_ESANITIZE, std::string("RDKit reads it but cannot sanitize it again: ") + e.what());
+    }
+  }
+  *out = new bf_mol{std::unique_ptr<RDKit::ROMol>(mol.release())};
   return BF_OK;
 }
 
@@ -227,7 +238,7 @@ int bf_mol_from_smiles(const char *smiles, int sanitize, bf_mol **out) {
     *out = nullptr;
     RDKit::SmilesParserParams params;
     params.sanitize = sanitize != 0;
-    return finish_parse(RDKit::SmilesToMol(smiles, params), out, "SMILES");
+    return finish_parse(RDKit::SmilesToMol(smiles, params), out, "SMILES", params.sanitize);
   });
 }
 
@@ -235,7 +246,7 @@ int bf_mol_from_molblock(const char *molblock, int sanitize, bf_mol **out) {
   return guarded([&] {
     if (int rc = check(molblock, out)) return rc;
     *out = nullptr;
-    return finish_parse(RDKit::MolBlockToMol(molblock, sanitize != 0, true), out, "MOL block");
+    return finish_parse(RDKit::MolBlockToMol(molblock, sanitize != 0, true), out, "MOL block", sanitize != 0);
   });
 }
 

@@ -18,6 +18,19 @@ public sealed class ChemTests
         Assert.Contains("invalid SMARTS", Assert.Throws<BioForgeException>(() => new SmartsQuery("[C")).Message);
     }
 
+    /// <summary>
+    /// RDKit reads this SMILES but cannot sanitize it a second time, nor read back its own canonical SMILES; MOSES and
+    /// GuacaMol sanitize twice and call it invalid, and so does BioForge (validity, PMO oracles, screening).
+    /// </summary>
+    [Fact]
+    public void AMoleculeRDKitCannotSanitizeTwiceIsInvalid()
+    {
+        Assert.False(Molecule.TryFromSmiles("CC[n-]1CCCCN1C(=O)c1ccc(CSC)cc1", out _, out string? reason));
+        Assert.StartsWith("RDKit reads it but cannot sanitize it again: Explicit valence", reason);
+        using var moses = new MosesMetrics();
+        Assert.Equal(0.75, moses.Compute(["CCO", "CC[n-]1CCCCN1C(=O)c1ccc(CSC)cc1", "c1ccccc1O", "CCN"]).Validity);
+    }
+
     [Fact]
     public void SmilesOutsidePrintableAsciiAreInvalidNamingTheCharacterAndPosition()
     {

@@ -12,6 +12,7 @@ public sealed class PmoBudgetTests
     private const string Script = """
         #!/usr/bin/env bash
         mode="$1"; log="$2"
+        if [ "$mode" = deaf ]; then exec sleep 60; fi # never reads its input
         values=(); n=0
         while IFS= read -r line; do values+=("${#line}"); n=$((n + 1)); printf '%s\n' "$line" >> "$log"; done
         join() { local IFS=,; echo "$*"; }
@@ -157,6 +158,18 @@ public sealed class PmoBudgetTests
         // SIGKILL was sent before the exception; the orphan is gone once init reaps it.
         for (int i = 0; i < 100 && Alive(child); i++) Thread.Sleep(50);
         Assert.False(Alive(child), $"the program's child {child} survived the time-out");
+    }
+
+    /// <summary>A program that never reads its input times out too when the input is more than a pipe holds (64 KiB).</summary>
+    [Fact]
+    public void AProgramThatDoesNotReadItsInputTimesOut()
+    {
+        _ = TestData.Cpu;
+        var (component, _) = External("deaf", timeout: 1);
+        using var scoring = new ScoringFunction([component], "arithmetic", TestData.Cpu.Device);
+        string[] batch = [.. Enumerable.Range(0, 5000).Select(i => "CC(C)Cc1ccc(cc1)C(C)C(=O)O" + new string('C', i % 7))];
+        var e = Assert.Throws<BioForgeException>(() => scoring.Score(batch));
+        Assert.Contains("no answer within timeout_s = 1 s", e.Message);
     }
 
     private static bool Alive(int pid)

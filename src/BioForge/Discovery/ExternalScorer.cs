@@ -62,17 +62,21 @@ public sealed class ExternalScorer
         // Both pipes are drained while the input is written, so a program that answers as it reads never blocks on a full pipe.
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        try
+        var input = new StringBuilder();
+        foreach (string s in smiles) input.Append(s.ReplaceLineEndings(" ")).Append('\n');
+        // Written on the side: a program that never reads would block a write larger than the pipe past the timeout.
+        var written = Task.Run(() =>
         {
-            var input = new StringBuilder();
-            foreach (string s in smiles) input.Append(s.ReplaceLineEndings(" ")).Append('\n');
-            process.StandardInput.Write(input.ToString());
-            process.StandardInput.Close();
-        }
-        catch (IOException)
-        {
-            // The program stopped reading (it exited early); its exit status and stderr say why, below.
-        }
+            try
+            {
+                process.StandardInput.Write(input.ToString());
+                process.StandardInput.Close();
+            }
+            catch (IOException)
+            {
+                // The program stopped reading (it exited early or was killed); its exit status and stderr say why, below.
+            }
+        });
         if (!process.WaitForExit(timeout))
         {
             try
@@ -84,9 +88,11 @@ public sealed class ExternalScorer
                 // exited between the time-out and the kill
             }
             process.WaitForExit();
+            written.Wait();
             throw Failure($"no answer within timeout_s = {timeout.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s; the program and its children were killed", Drain(stderr));
         }
         process.WaitForExit(); // let the pipes reach their end
+        written.Wait();
         string output = Drain(stdout), errors = Drain(stderr);
         if (process.ExitCode != 0) throw Failure($"the program exited with status {process.ExitCode}", errors);
         return Parse(output, smiles.Count, errors);

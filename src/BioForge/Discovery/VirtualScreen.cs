@@ -77,11 +77,17 @@ public static class VirtualScreen
             progress?.Report(chunk.Length);
         }
         var known = model.KnownBinders(targetSequence);
-        var hits = Profile([.. best.UnorderedItems.Select(x => x.Element).OrderByDescending(x => x.Affinity)], known);
-        return new ScreenSummary(read, scored, invalid, errors, hits, sample, known.Count, clock.Elapsed);
+        var (hits, unprofiled) = Profile([.. best.UnorderedItems.Select(x => x.Element).OrderByDescending(x => x.Affinity)], known);
+        errors.AddRange(unprofiled.Take(Math.Max(0, 5 - errors.Count)));
+        return new ScreenSummary(read, scored, invalid + unprofiled.Count, errors, hits, sample, known.Count, clock.Elapsed);
     }
 
-    private static List<ScreenHit> Profile(IReadOnlyList<(MoleculeRecord Record, double Affinity)> ranked, IReadOnlyList<(string Name, string Smiles, double Affinity)> known)
+    /// <summary>
+    /// The hits' properties, alerts and nearest known binder; a molecule one of them fails on (an RDKit error) leaves the
+    /// list with its reason, counted with the invalid ones, rather than ending the screen after every prediction.
+    /// </summary>
+    private static (List<ScreenHit> Hits, List<string> Failures) Profile(IReadOnlyList<(MoleculeRecord Record, double Affinity)> ranked,
+        IReadOnlyList<(string Name, string Smiles, double Affinity)> known)
     {
         using var qed = new Qed();
         var sa = new SaScore();
@@ -91,21 +97,30 @@ public static class VirtualScreen
             using var m = Molecule.FromSmiles(b.Smiles);
             return (b.Name, Smiles: m.ToSmiles(), Fingerprint: Fingerprints.Morgan(m));
         }).ToList();
-        var hits = new ScreenHit[ranked.Count];
+        var hits = new ScreenHit?[ranked.Count];
+        var failures = new string?[ranked.Count];
         Parallel.For(0, ranked.Count, i =>
         {
             var (record, affinity) = ranked[i];
             record.TryParse(out var parsed, out _);
             using var m = parsed!;
-            var d = m.Descriptors();
-            var fingerprint = Fingerprints.Morgan(m);
-            var nearest = binders.Count == 0 ? default : binders.MaxBy(b => Fingerprints.Tanimoto(fingerprint, b.Fingerprint));
-            string id = record.Properties.TryGetValue(MoleculeSource.NameProperty, out string? name) ? name
-                : record.Label == record.Text ? $"line {record.Line}" : record.Label;
-            hits[i] = new ScreenHit(i + 1, id, m.ToSmiles(), record.Line, affinity, qed.Score(m), sa.Score(m), d.LogP, d.MolWt, d.Tpsa, d.HBondDonors, d.HBondAcceptors,
-                string.Join("; ", alerts.Matches(m)), binders.Count == 0 ? null : nearest.Smiles, binders.Count == 0 ? null : nearest.Name,
-                binders.Count == 0 ? null : Fingerprints.Tanimoto(fingerprint, nearest.Fingerprint));
+            try
+            {
+                var d = m.Descriptors();
+                var fingerprint = Fingerprints.Morgan(m);
+                var nearest = binders.Count == 0 ? default : binders.MaxBy(b => Fingerprints.Tanimoto(fingerprint, b.Fingerprint));
+                string id = record.Properties.TryGetValue(MoleculeSource.NameProperty, out string? name) ? name
+                    : record.Label == record.Text ? $"line {record.Line}" : record.Label;
+                hits[i] = new ScreenHit(i + 1, id, m.ToSmiles(), record.Line, affinity, qed.Score(m), sa.Score(m), d.LogP, d.MolWt, d.Tpsa, d.HBondDonors, d.HBondAcceptors,
+                    string.Join("; ", alerts.Matches(m)), binders.Count == 0 ? null : nearest.Smiles, binders.Count == 0 ? null : nearest.Name,
+                    binders.Count == 0 ? null : Fingerprints.Tanimoto(fingerprint, nearest.Fingerprint));
+            }
+            catch (BioForgeException e)
+            {
+                failures[i] = $"line {record.Line}: {e.Message}";
+            }
         });
-        return [.. hits];
+        var kept = hits.OfType<ScreenHit>().Select((h, k) => h with { Rank = k + 1 }).ToList();
+        return (kept, [.. failures.OfType<string>()]);
     }
 }
