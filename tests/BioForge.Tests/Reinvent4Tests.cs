@@ -79,6 +79,15 @@ public sealed class Reinvent4Tests
         Assert.Equal("identity", Assert.Single(stage.Components).Transform.Kind);
     }
 
+    /// <summary>REINVENT 4's step window is closed: low = high picks one value ("exactly two aromatic rings").</summary>
+    [Fact]
+    public void AStepWindowMayBeOneValue()
+    {
+        var run = Load(Minimal(component: "[stage.scoring.component.NumAromaticRings]\n[[stage.scoring.component.NumAromaticRings.endpoint]]\ntransform.type = \"step\"\ntransform.low = 2.0\ntransform.high = 2.0\n"));
+        var transform = Assert.Single(Assert.Single(run.Stages).Components).Transform;
+        Assert.Equal([0.0, 1.0, 0.0], new[] { 1.0, 2.0, 3.0 }.Select(transform.Apply));
+    }
+
     [Theory]
     [InlineData("", "", "[stage.scoring.component.GroupCount]\n[[stage.scoring.component.GroupCount.endpoint]]\nparams.smarts = \"c\"\n", "",
         "stage[0].scoring.component[0].GroupCount.endpoint[0]: scoring component 'GroupCount' is not supported")]

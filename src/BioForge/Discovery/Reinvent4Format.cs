@@ -459,8 +459,8 @@ public static class Reinvent4Format
                 if (!known.Contains(key)) throw Error($"{at}.{key}", $"not a parameter of {type} (its parameters: {string.Join(", ", known.Skip(1))})");
             result["low"] = Get("low");
             result["high"] = Get("high");
-            if (Get("high") <= Get("low"))
-                throw Error(at, "high must exceed low (REINVENT 4 turns an empty window into a hard step, which BioForge does not; use step)");
+            if (Get("high") < Get("low") || (Get("high") == Get("low") && kind != "step"))
+                throw Error(at, kind == "step" ? "high must be at least low" : "high must exceed low (REINVENT 4 turns an empty window into a hard step, which BioForge does not; use step)");
             switch (kind)
             {
                 case "sigmoid" or "reversesigmoid":

@@ -51,7 +51,9 @@ public sealed record TransformSettings
     {
         require(Kind is "identity" or "sigmoid" or "reverse_sigmoid" or "double_sigmoid" or "step" or "gaussian" or "min_gaussian" or "max_gaussian" or "clipped",
             $"{where}.transform.kind must be identity, sigmoid, reverse_sigmoid, double_sigmoid, step, gaussian, min_gaussian, max_gaussian or clipped (got '{Kind}')");
-        require(Kind is "identity" or "clipped" || IsGaussian || High > Low, $"{where}.transform: high ({High}) must exceed low ({Low})");
+        // A step's window is closed, so low = high is one value (REINVENT 4 allows it too: "exactly 2 rings").
+        require(Kind is "identity" or "clipped" || IsGaussian || High > Low || (Kind == "step" && High == Low),
+            $"{where}.transform: high ({High}) must {(Kind == "step" ? "be at least" : "exceed")} low ({Low})");
         require(Kind != "clipped" || High != Low, $"{where}.transform: clipped needs low ≠ high (the value at score 0 and at score 1; got {Low} for both)");
         require(IsGaussian == (Mu is not null), $"{where}.transform.mu: {(IsGaussian ? $"{Kind} needs mu (its centre)" : $"only for the gaussians, not {Kind}")}");
         require(IsGaussian == (Sigma is not null), $"{where}.transform.sigma: {(IsGaussian ? $"{Kind} needs sigma (its width)" : $"only for the gaussians, not {Kind}")}");
@@ -329,7 +331,8 @@ public sealed class ScoringFunction : IDisposable
             double w = components[c].Weight;
             weights += w;
             sum += w * transformed[c];
-            // A term at 0 makes the mean 0 (log 0 = −∞), as REINVENT's and GuacaMol's geometric means do.
+            // A term at 0 makes the mean 0 (log 0 = −∞), as GuacaMol's geometric mean does, so a PMO objective written as a
+            // run file scores as GuacaMol scores it. REINVENT 4 floors each term at 1e-8 instead (docs/discovery.md).
             logSum += w * Math.Log(transformed[c]);
         }
         if (weights == 0) return penalty;
