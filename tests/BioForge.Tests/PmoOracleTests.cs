@@ -99,6 +99,21 @@ public sealed class PmoOracleTests
         Assert.Equal(expected, pharmacophore.Fingerprint(m).Count);
     }
 
+    /// <summary>
+    /// RDKit's TanimotoSimilarity: 1 for two empty bit vectors (two molecules without any pharmacophore pair, or a
+    /// zero-atom record), 0 for two empty count vectors.
+    /// </summary>
+    [Fact]
+    public void EmptyFingerprintsCompareAsRDKitComparesThem()
+    {
+        using var pharmacophore = new GobbiPharmacophore();
+        using var ethane = Molecule.FromSmiles("CC");
+        using var butane = Molecule.FromSmiles("CCCC");
+        Assert.Equal(1.0, Fingerprints.Tanimoto(pharmacophore.Fingerprint(ethane), pharmacophore.Fingerprint(butane)));
+        Assert.Equal(1.0, Fingerprints.Tanimoto(new ulong[32], new ulong[32]));
+        Assert.Equal(0.0, Fingerprints.Tanimoto(new Dictionary<uint, uint>(), new Dictionary<uint, uint>()));
+    }
+
     [Fact]
     public void GobbiPharmacophoreBitsAreRDKitsBits()
     {

@@ -24,7 +24,7 @@ public static class DiverseSelection
             if (!Molecule.TryFromSmiles(rankedSmiles[i], out var parsed, out _)) continue;
             ulong[] fingerprint;
             using (parsed!) fingerprint = Fingerprints.Morgan(parsed!, MosesMetrics.Radius, MosesMetrics.Bits);
-            if (fingerprints.Any(f => Fingerprints.Tanimoto(f, fingerprint, bothEmpty: 1) > maxSimilarity)) continue;
+            if (fingerprints.Any(f => Fingerprints.Tanimoto(f, fingerprint) > maxSimilarity)) continue;
             picked.Add(i);
             fingerprints.Add(fingerprint);
         }

@@ -100,7 +100,7 @@ public sealed class FingerprintIndex
         int both = 0;
         for (int j = 0; j < fp.Length; j++) both += BitOperations.PopCount(fp[j] & query[j]);
         int either = fpBits + queryBits - both;
-        return either == 0 ? 0 : (double)both / either;
+        return either == 0 ? 1 : (double)both / either; // two empty fingerprints, as RDKit has it
     }
 
     // One query reads every stored fingerprint once: on the 2-core machines this loop runs at memory bandwidth.

@@ -90,13 +90,13 @@ public static class Fingerprints
         return Math.Abs(denominator) < 1e-6 ? 0 : both / denominator;
     }
 
-    /// <summary>|a ∩ b| / |a ∪ b| of two sets of set bits (0 when both are empty), as RDKit's on sparse bit vectors.</summary>
+    /// <summary>|a ∩ b| / |a ∪ b| of two sets of set bits (1 when both are empty), as RDKit's on sparse bit vectors.</summary>
     public static double Tanimoto<T>(IReadOnlySet<T> a, IReadOnlySet<T> b)
     {
         if (a.Count > b.Count) (a, b) = (b, a);
         int both = a.Count(b.Contains);
         int either = a.Count + b.Count - both;
-        return either == 0 ? 0 : (double)both / either;
+        return either == 0 ? 1 : (double)both / either;
     }
 
     public static int PopCount(ReadOnlySpan<ulong> words)
@@ -106,8 +106,8 @@ public static class Fingerprints
         return n;
     }
 
-    /// <summary>|a ∧ b| / |a ∨ b|; <paramref name="bothEmpty"/> when both are empty (0 in RDKit, 1 in MOSES).</summary>
-    public static double Tanimoto(ReadOnlySpan<ulong> a, ReadOnlySpan<ulong> b, double bothEmpty = 0)
+    /// <summary>|a ∧ b| / |a ∨ b|, 1 when both are empty (as RDKit's TanimotoSimilarity on bit vectors, and MOSES).</summary>
+    public static double Tanimoto(ReadOnlySpan<ulong> a, ReadOnlySpan<ulong> b)
     {
         if (a.Length != b.Length) throw new ArgumentException("fingerprints differ in length");
         int both = 0, either = 0;
@@ -116,6 +116,6 @@ public static class Fingerprints
             both += BitOperations.PopCount(a[i] & b[i]);
             either += BitOperations.PopCount(a[i] | b[i]);
         }
-        return either == 0 ? bothEmpty : (double)both / either;
+        return either == 0 ? 1 : (double)both / either;
     }
 }

@@ -146,7 +146,7 @@ public sealed class MosesMetrics : IDisposable
         return best.Average();
     }
 
-    private static double Tanimoto(ulong[] a, ulong[] b) => Fingerprints.Tanimoto(a, b, bothEmpty: 1);
+    private static double Tanimoto(ulong[] a, ulong[] b) => Fingerprints.Tanimoto(a, b);
 
     private static Dictionary<string, int> Count(IEnumerable<string> items)
     {
