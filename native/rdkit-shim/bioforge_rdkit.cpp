@@ -267,9 +267,10 @@ int bf_mol_to_random_smiles(const bf_mol *mol, int isomeric, uint32_t seed, char
     params.doIsomericSmiles = isomeric != 0;
     params.doRandom = true;
     params.canonical = false;
-    // RDKit draws from one process-wide generator: seed and use it under a lock so results are reproducible.
+    // RDKit draws from one process-wide generator: seed and use it under a lock so results are reproducible. It reseeds
+    // only for a positive seed, so every seed maps into 1 .. 2^31 - 1 (seed 0 would draw on from wherever it was).
     std::lock_guard<std::mutex> lock(random_smiles_mutex);
-    RDKit::getRandomGenerator(static_cast<int>(seed & 0x7fffffff));
+    RDKit::getRandomGenerator(static_cast<int>(seed % 0x7fffffffu) + 1);
     *out = copy_string(RDKit::MolToSmiles(*mol->mol, params));
     return BF_OK;
   });

@@ -19,6 +19,18 @@ public sealed class ChemTests
     }
 
     /// <summary>
+    /// A MOL block declaring more atoms than RDKit handles quickly is refused before it is parsed, as a long SMILES is
+    /// (V2000's three-digit count stops at 999; larger molecules are written as V3000).
+    /// </summary>
+    [Fact]
+    public void OversizedMolBlocksAreRefusedFromTheirCountsLine()
+    {
+        string v3000 = "big\n  BioForge\n\n  0  0  0     0  0            999 V3000\nM  V30 BEGIN CTAB\nM  V30 COUNTS 5000 4999 0 0 0\nM  END\n";
+        Assert.False(Molecule.TryFromMolBlock(v3000, out _, out string? error));
+        Assert.Equal("MOL block of 5000 atoms is larger than the 1000 accepted", error);
+    }
+
+    /// <summary>
     /// RDKit reads this SMILES but cannot sanitize it a second time, nor read back its own canonical SMILES; MOSES and
     /// GuacaMol sanitize twice and call it invalid, and so does BioForge (validity, PMO oracles, screening).
     /// </summary>
@@ -99,6 +111,11 @@ public sealed class ChemTests
         using var m = Molecule.FromSmiles("CC(=O)Oc1ccccc1C(=O)O");
         var variants = Enumerable.Range(0, 20).Select(i => m.ToRandomSmiles((uint)i)).ToList();
         Assert.Equal(variants[3], m.ToRandomSmiles(3));
+        // Seed 0 too (RDKit reseeds only for a positive seed; 0 drew on from wherever the generator was), and the
+        // seeds 2^31 apart differ.
+        Assert.Equal(variants[0], m.ToRandomSmiles(0));
+        Assert.Equal(Enumerable.Range(0, 8).Select(i => m.ToRandomSmiles((uint)i)), Enumerable.Range(0, 8).Select(i => m.ToRandomSmiles((uint)i)));
+        Assert.NotEqual(Enumerable.Range(0, 8).Select(i => m.ToRandomSmiles((uint)i)), Enumerable.Range(0, 8).Select(i => m.ToRandomSmiles((uint)i + 0x80000000u)));
         Assert.True(variants.Distinct().Count() > 5);
         foreach (var s in variants)
         {

@@ -1,3 +1,5 @@
+using System.Globalization;
+
 namespace BioForge.Chem;
 
 /// <summary>An RDKit molecule. Immutable from C#; dispose it (or let the finalizer) to free the native memory.</summary>
@@ -29,6 +31,12 @@ public sealed class Molecule : IDisposable
     /// chain length (a 2,000-atom chain takes over 10 s to parse), so longer inputs are refused up front.
     /// </summary>
     public const int MaxSmilesLength = 1000;
+
+    /// <summary>
+    /// Most atoms a MOL block may declare, for the same reason (a 1,500-atom chain took 10 s in <c>chem props</c>); only a
+    /// V3000 block can say more, V2000's count having three digits.
+    /// </summary>
+    public const int MaxMolBlockAtoms = 1000;
 
     /// <summary>Parses and sanitizes a SMILES; throws <see cref="BioForgeException"/> with RDKit's reason when invalid.</summary>
     public static Molecule FromSmiles(string smiles) =>
@@ -65,8 +73,27 @@ public sealed class Molecule : IDisposable
             error = "MOL block contains a NUL character";
             return false;
         }
+        if (DeclaredAtoms(molBlock) is int atoms and > MaxMolBlockAtoms)
+        {
+            error = $"MOL block of {atoms} atoms is larger than the {MaxMolBlockAtoms} accepted";
+            return false;
+        }
         int status = RDKitNative.bf_mol_from_molblock(molBlock, 1, out var handle);
         return Finish(status, handle, out molecule, out error);
+    }
+
+    /// <summary>The atom count a MOL block's counts line declares (V2000: its first three columns; V3000: <c>M  V30 COUNTS</c>).</summary>
+    private static int? DeclaredAtoms(string molBlock)
+    {
+        int v3000 = molBlock.IndexOf("M  V30 COUNTS", StringComparison.Ordinal);
+        if (v3000 >= 0)
+        {
+            var fields = molBlock.AsSpan(v3000 + "M  V30 COUNTS".Length).TrimStart();
+            int end = fields.IndexOfAny(' ', '\n');
+            return int.TryParse(end < 0 ? fields : fields[..end], NumberStyles.None, CultureInfo.InvariantCulture, out int n) ? n : null;
+        }
+        var lines = molBlock.Split('\n', 5);
+        return lines.Length >= 4 && lines[3].Length >= 3 && int.TryParse(lines[3].AsSpan(0, 3).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int count) ? count : null;
     }
 
     private static bool Finish(int status, MoleculeHandle handle, out Molecule? molecule, out string? error)
