@@ -262,9 +262,9 @@ public sealed class ScoringFunction : IDisposable
     }
 
     /// <summary>
-    /// Scores a batch of SMILES. Molecules RDKit cannot read score 0, with NaN parts; so does a molecule RDKit reads but
-    /// a component cannot score (RDKit's sanitization is not idempotent: e.g. QED's RemoveHs refuses some parsed
-    /// molecules), with the reason in <see cref="ScoredMolecule.Error"/>, so one such sample never fails the batch.
+    /// Scores a batch of SMILES. Molecules RDKit cannot read (or cannot sanitize twice, <see cref="Molecule.TryFromSmiles"/>)
+    /// score 0, with NaN parts; so does a molecule RDKit reads but a component cannot score (an external program's null,
+    /// an RDKit error), with the reason in <see cref="ScoredMolecule.Error"/>, so one such sample never fails the batch.
     /// </summary>
     public IReadOnlyList<ScoredMolecule> Score(IReadOnlyList<string> smiles)
     {
