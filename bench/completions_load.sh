@@ -7,7 +7,8 @@
 #   e.g. bench/completions_load.sh "1 2 4" 60 30
 # MODEL=models/smiles-llama-small (default) or any decoder checkpoint directory; MAX_RUNNING=64 (slots per model);
 # MAX_TOKENS=0 (until the end token); MODES="continuous static single"; PORT=18090; WARMUP_S=0: seconds of load at the
-# last rate sent to each new server before its measured runs and not reported (a CUDA process runs slowly at first).
+# first (lowest) rate sent to each new server before its measured runs and not reported (a CUDA process runs slowly at
+# first); KV_CACHE_MB: the servers' key/value cache (default: a tenth of the device's free memory).
 # On another machine: BIOFORGE=path/to/published/BioForge.Cli DEVICE=cuda bench/completions_load.sh (bench/gpu.sh does).
 set -euo pipefail
 bioforge="${BIOFORGE:-./bioforge}"
@@ -20,18 +21,22 @@ model_dir="${MODEL:-models/smiles-llama-small}"
 model="$(basename "$model_dir")"
 modes="${MODES:-continuous static single}"
 port="${PORT:-18090}"
-"$bioforge" env >/dev/null # builds the CLI once, outside the timed runs
+[ -n "${BIOFORGE:-}" ] || "$bioforge" env >/dev/null # builds the CLI once, outside the timed runs
 
 # curl where the machine has it (the GPU machine's image may not), else Python's standard library.
 ready() {
   local url="http://127.0.0.1:$port/v1/health/ready"
   if command -v curl >/dev/null; then curl -sf "$url" >/dev/null; else python3 -c "import urllib.request as u; u.urlopen('$url', timeout=1)" 2>/dev/null; fi
 }
-serve() { # serve MODE: starts a server in that decoding mode, waits until it is ready
+serve() { # serve MODE: starts a server in that decoding mode, waits until it is ready (or has died)
   "$bioforge" serve --models "$model_dir" --device "$device" --dtype "$dtype" --port "$port" --decode-batching "$1" \
-    --max-running "${MAX_RUNNING:-64}" --request-timeout-s 600 >"/tmp/bioforge-completions-$1.log" 2>&1 &
+    --max-running "${MAX_RUNNING:-64}" --request-timeout-s 600 ${KV_CACHE_MB:+--kv-cache-mb "$KV_CACHE_MB"} >"/tmp/bioforge-completions-$1.log" 2>&1 &
   server=$!
-  for _ in $(seq 300); do ready && return 0; sleep 0.2; done
+  for _ in $(seq 300); do
+    ready && return 0
+    kill -0 "$server" 2>/dev/null || { echo "error: the $1 server exited at start:" >&2; tail -5 "/tmp/bioforge-completions-$1.log" >&2; exit 1; }
+    sleep 0.2
+  done
   echo "error: the server did not start (see /tmp/bioforge-completions-$1.log)" >&2; exit 1
 }
 stop() { kill "$server"; wait "$server" 2>/dev/null || true; }
@@ -41,7 +46,7 @@ echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git rev-parse --short HEAD 2>/dev/null 
 for mode in $modes; do
   serve "$mode"
   if [ "${WARMUP_S:-0}" != 0 ]; then
-    "$bioforge" bench completions --url "http://127.0.0.1:$port" --model "$model" --rate "${rates##* }" --requests "$requests" \
+    "$bioforge" bench completions --url "http://127.0.0.1:$port" --model "$model" --rate "${rates%% *}" --requests "$requests" \
       --seconds "$WARMUP_S" --max-tokens "${MAX_TOKENS:-0}" --label warm-up >/dev/null
   fi
   for rate in $rates; do

@@ -25,6 +25,8 @@ travelling() { # tracked files set aside are listed by git but gone: stat skips 
 case "${1:-}" in
 aside)
   [ -e "$aside" ] && { echo "error: $aside exists: run '$0 back' first" >&2; exit 1; }
+  # The publish embeds files moved aside here (the SA-score fragments): bundle first.
+  [ -f .device/bioforge.tar.xz ] || { echo "error: no .device/bioforge.tar.xz: run scripts/gpu-bundle.sh before '$0 aside'" >&2; exit 1; }
   for p in "${paths[@]}"; do
     [ -e "$p" ] || continue
     mkdir -p "$aside/$(dirname "$p")"
