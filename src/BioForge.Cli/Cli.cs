@@ -37,7 +37,8 @@ public static class Cli
         root.Subcommands.Add(QuickstartCommand.Create(output, error));
         root.Subcommands.Add(ServeCommand.Create(output, error));
         root.Subcommands.Add(EnvironmentCommand.Create(output, error));
-        foreach (var option in OutputOptions(root)) option.Validators.Add(CheckWritable);
+        foreach (var option in OutputOptions(root)) option.Validators.Add(result => CheckWritable(result, option));
+        AddDistinctPathCheck(root);
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
@@ -56,18 +57,65 @@ public static class Cli
         return names.Count > 0 && names[0] == root.Name ? names : [root.Name, .. names];
     }
 
+    /// <summary>The options a command writes to: <c>--out</c>, and the second outputs <c>--png</c> and <c>--report</c>.</summary>
+    private static readonly string[] OutputNames = ["--out", "--png", "--report"];
+
+    /// <summary>The options a command reads files from (an output must not be one of them).</summary>
+    private static readonly string[] InputNames = ["--in", "--library", "--gen", "--generated", "--natural", "--index", "--inputs", "--seq-file", "--train", "--ref", "--clusters", "--config", "--target"];
+
     private static IEnumerable<Option<string>> OutputOptions(Command command) =>
-        command.Options.OfType<Option<string>>().Where(o => o.Name == "--out").Concat(command.Subcommands.SelectMany(OutputOptions));
+        command.Options.OfType<Option<string>>().Where(o => OutputNames.Contains(o.Name)).Concat(command.Subcommands.SelectMany(OutputOptions));
 
     /// <summary>
-    /// Refuses an <c>--out</c> nobody can write before any work starts, naming the option; the writer's own failure
-    /// would come after the computation and name its hidden temporary file.
+    /// An output folder (a run, a prepared corpus, a checkpoint) rather than a file: its description says so, and its
+    /// writer checks what an existing folder holds.
     /// </summary>
-    private static void CheckWritable(System.CommandLine.Parsing.OptionResult result)
+    private static bool IsFolderOutput(Option option) => option.Description?.Contains("directory", StringComparison.Ordinal) == true;
+
+    /// <summary>
+    /// Refuses an output nobody can write before any work starts, naming the option: the writer's own failure would come
+    /// after the computation (and name its hidden temporary file). A file output may not be an existing folder.
+    /// </summary>
+    private static void CheckWritable(System.CommandLine.Parsing.OptionResult result, Option option)
     {
         if (result.GetValueOrDefault<string>() is not { Length: > 0 } path) return;
-        if (IO.AtomicFile.WhyNotWritable(path) is { } reason) result.AddError($"--out {path}: {reason}");
+        if (!IsFolderOutput(option) && Directory.Exists(path)) result.AddError($"{option.Name} {path}: is a folder; name a file");
+        else if (IO.AtomicFile.WhyNotWritable(path) is { } reason) result.AddError($"{option.Name} {path}: {reason}");
     }
+
+    /// <summary>
+    /// Every command refuses an output that is one of its inputs or another of its outputs (the input would be overwritten
+    /// after it was read, or one output by the other), before any work.
+    /// </summary>
+    private static void AddDistinctPathCheck(Command command)
+    {
+        var outputs = command.Options.Where(o => OutputNames.Contains(o.Name)).ToList();
+        var inputs = command.Options.Where(o => InputNames.Contains(o.Name)).ToList();
+        if (outputs.Count > 0)
+            command.Validators.Add(result =>
+            {
+                var seen = new List<(string Option, string Path)>();
+                foreach (var option in inputs.Concat(outputs))
+                    foreach (string path in Paths(result.GetResult(option)))
+                    {
+                        string full = Path.GetFullPath(path);
+                        if (outputs.Contains(option) && seen.FirstOrDefault(s => s.Path == full) is { Option: { } other })
+                        {
+                            result.AddError($"{option.Name} {path} is also {other}: write {option.Name} elsewhere");
+                            return;
+                        }
+                        seen.Add((option.Name, full));
+                    }
+            });
+        foreach (var sub in command.Subcommands) AddDistinctPathCheck(sub);
+    }
+
+    private static IEnumerable<string> Paths(System.CommandLine.Parsing.OptionResult? result) => result?.Implicit != false ? [] : result.Option switch
+    {
+        Option<string[]> => result.GetValueOrDefault<string[]>() ?? [],
+        Option<string> => result.GetValueOrDefault<string>() is { Length: > 0 } path ? [path] : [],
+        _ => [],
+    };
 
     /// <summary>
     /// Runs a command body: any exception becomes one "error: …" line and exit code 2 (a <see cref="BioForgeException"/>

@@ -38,6 +38,26 @@ public sealed class CliTests
         }
     }
 
+    /// <summary>
+    /// Before any work, an output that is one of the command's inputs (read, then overwritten) or its other output, a
+    /// file output naming a folder, and a second output that cannot be written are refused by option name.
+    /// </summary>
+    [Fact]
+    public void OutputsAreNeitherInputsNorFoldersNorEachOther()
+    {
+        string dir = TestData.TempDirectory();
+        string fasta = Fasta(">a\nMKTAYIAKQR\n");
+        string before = File.ReadAllText(fasta);
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", fasta, "--out", fasta), $"--out {fasta} is also --in");
+        Assert.Equal(before, File.ReadAllText(fasta));
+        string map = Path.Combine(dir, "c.csv");
+        AssertFails(Run("contacts", "--model", TestData.EsmTiny, "--seq", "MKTAYIAKQR", "--out", map, "--png", map), $"--png {map} is also --out", map);
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", fasta, "--out", dir), $"--out {dir}: is a folder; name a file");
+        string file = Path.Combine(dir, "f");
+        File.WriteAllText(file, "");
+        AssertFails(Run("contacts", "--model", TestData.EsmTiny, "--seq", "MKTAYIAKQR", "--out", map, "--png", Path.Combine(file, "p.png")), $"--png {Path.Combine(file, "p.png")}: {file} is a file, not a folder", map);
+    }
+
     /// <summary>The quickstart replaces an earlier quickstart's directory, never one holding other work.</summary>
     [Fact]
     public void QuickstartNeverDeletesADirectoryItDidNotWrite()
