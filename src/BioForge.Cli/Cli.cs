@@ -39,6 +39,7 @@ public static class Cli
         root.Subcommands.Add(EnvironmentCommand.Create(output, error));
         foreach (var option in OutputOptions(root)) option.Validators.Add(result => CheckWritable(result, option));
         AddDistinctPathCheck(root);
+        AddFiniteNumberCheck(root);
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
@@ -108,6 +109,25 @@ public static class Cli
                     }
             });
         foreach (var sub in command.Subcommands) AddDistinctPathCheck(sub);
+    }
+
+    /// <summary>
+    /// Every number option refuses NaN and ±Infinity (which .NET parses): each range check of the form "x &lt; 0" lets NaN
+    /// through, and a NaN temperature decoded junk.
+    /// </summary>
+    private static void AddFiniteNumberCheck(Command command)
+    {
+        foreach (var option in command.Options)
+        {
+            if (option is Option<double> or Option<double?>)
+                option.Validators.Add(result =>
+                {
+                    if (result.Implicit) return;
+                    double? value = option is Option<double> ? result.GetValueOrDefault<double>() : result.GetValueOrDefault<double?>();
+                    if (value is { } x && !double.IsFinite(x)) result.AddError($"{option.Name} {x.ToString(System.Globalization.CultureInfo.InvariantCulture)}: must be a finite number");
+                });
+        }
+        foreach (var sub in command.Subcommands) AddFiniteNumberCheck(sub);
     }
 
     private static IEnumerable<string> Paths(System.CommandLine.Parsing.OptionResult? result) => result?.Implicit != false ? [] : result.Option switch

@@ -56,6 +56,9 @@ internal static class GenerateCommand
                 PresencePenalty = result.GetValue(presence),
                 FrequencyPenalty = result.GetValue(frequency),
             };
+            // The service's bounds: past 100 every allowed token is about as likely as any other.
+            if (common.Temperature is <= 0 or > 100) throw new BioForgeException($"--temperature must be above 0 and at most 100 (got {common.Temperature})");
+            if (common.TopP is <= 0 or > 1) throw new BioForgeException($"--top-p must be in (0, 1] (got {common.TopP})");
             if (common.TopK < 0) throw new BioForgeException($"--top-k must be >= 0 (got {common.TopK})");
             if (common.MaxNewTokens < 1) throw new BioForgeException($"--max-length must be positive (got {common.MaxNewTokens})");
             if (!(common.RepetitionPenalty > 0)) throw new BioForgeException($"--repetition-penalty must be positive (got {common.RepetitionPenalty})");

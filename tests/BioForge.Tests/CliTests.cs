@@ -58,6 +58,27 @@ public sealed class CliTests
         AssertFails(Run("contacts", "--model", TestData.EsmTiny, "--seq", "MKTAYIAKQR", "--out", map, "--png", Path.Combine(file, "p.png")), $"--png {Path.Combine(file, "p.png")}: {file} is a file, not a folder", map);
     }
 
+    /// <summary>
+    /// Number options refuse NaN and ±Infinity by name (a NaN temperature decoded junk; a NaN validation fraction passed
+    /// the range check and failed after the corpus was written), and generate's temperature keeps the service's bounds.
+    /// </summary>
+    [Fact]
+    public void NumberOptionsMustBeFinite()
+    {
+        string dir = TestData.TempDirectory();
+        string smiles = Path.Combine(dir, "in.smi");
+        File.WriteAllText(smiles, "CCO\nc1ccccc1\n");
+        string model = Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small");
+        string generated = Path.Combine(dir, "g.smi");
+        AssertFails(Run("generate", "--model", model, "--n", "2", "--temperature", "NaN", "--out", generated), "--temperature NaN: must be a finite number", generated);
+        AssertFails(Run("generate", "--model", model, "--n", "2", "--temperature", "1e308", "--out", generated), "--temperature must be above 0 and at most 100", generated);
+        AssertFails(Run("generate", "--model", model, "--n", "2", "--top-p", "NaN", "--out", generated), "--top-p NaN: must be a finite number", generated);
+        string prepared = Path.Combine(dir, "prepared");
+        var result = Cli.Cli.Run(["data", "prepare", "--in", smiles, "--tokenizer", "smiles", "--out", prepared, "--validation-fraction", "NaN"], new StringWriter(), new StringWriter());
+        Assert.Equal(2, result);
+        Assert.False(Directory.Exists(prepared), "data prepare left its output folder behind");
+    }
+
     /// <summary>The quickstart replaces an earlier quickstart's directory, never one holding other work.</summary>
     [Fact]
     public void QuickstartNeverDeletesADirectoryItDidNotWrite()

@@ -146,6 +146,16 @@ public sealed class OptimizeTests
         return OptimizeConfig.Load(path);
     }
 
+    /// <summary>TOML's nan and inf are no setting's value: refused with the key (NaN passed every range check).</summary>
+    [Theory]
+    [InlineData("weight = nan", "stages[1].components[1].weight = NaN is not a finite number")]
+    [InlineData("weight = inf", "stages[1].components[1].weight = Infinity is not a finite number")]
+    public void NonFiniteNumbersInARunFileAreRefusedByKey(string entry, string expected)
+    {
+        var e = Assert.Throws<BioForgeException>(() => Config(Run(TestData.TempDirectory(), 2, entry)));
+        Assert.EndsWith(expected, e.Message);
+    }
+
     [Theory]
     [InlineData("strategy = \"reinvent\"\ngenetic_offspring = 0")]
     // Augmented Memory's extra rounds, random spellings and purged memory must come back from the checkpoint too.

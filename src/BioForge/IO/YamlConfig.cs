@@ -94,7 +94,7 @@ public static class YamlConfig
     {
         try
         {
-            return (JsonObject)FromToml(TomlSerializer.Deserialize<TomlTable>(File.ReadAllText(path))!, path)!;
+            return (JsonObject)FromToml(TomlSerializer.Deserialize<TomlTable>(File.ReadAllText(path))!, path, "")!;
         }
         catch (TomlException e)
         {
@@ -102,16 +102,18 @@ public static class YamlConfig
         }
     }
 
-    private static JsonNode? FromToml(object? value, string path) => value switch
+    /// <param name="key">Where the value sits (<c>stages[0].weight</c>), for messages.</param>
+    private static JsonNode? FromToml(object? value, string path, string key) => value switch
     {
         null => null,
-        TomlTable table => new JsonObject(table.Select(kv => KeyValuePair.Create(kv.Key, FromToml(kv.Value, path)))),
-        TomlTableArray tables => new JsonArray([.. tables.Select(t => FromToml(t, path))]),
-        TomlArray array => new JsonArray([.. array.Select(v => FromToml(v, path))]),
+        TomlTable table => new JsonObject(table.Select(kv => KeyValuePair.Create(kv.Key, FromToml(kv.Value, path, key.Length == 0 ? kv.Key : $"{key}.{kv.Key}")))),
+        TomlTableArray tables => new JsonArray([.. tables.Select((t, i) => FromToml(t, path, $"{key}[{i}]"))]),
+        TomlArray array => new JsonArray([.. array.Select((v, i) => FromToml(v, path, $"{key}[{i}]"))]),
         string text => JsonValue.Create(text),
         bool flag => JsonValue.Create(flag),
         long integer => JsonValue.Create(integer),
-        double real => JsonValue.Create(real),
+        // TOML has nan and inf; no setting means them (a range check would let NaN through, every comparison false).
+        double real => double.IsFinite(real) ? JsonValue.Create(real) : throw new BioForgeException($"{path}: {key} = {real.ToString(CultureInfo.InvariantCulture)} is not a finite number"),
         _ => JsonValue.Create(Convert.ToString(value, CultureInfo.InvariantCulture)),
     };
 
