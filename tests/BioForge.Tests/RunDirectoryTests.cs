@@ -70,6 +70,17 @@ public sealed class RunDirectoryTests
         Assert.Equal(["{\"step\":1,\"loss\":2}", "{\"step\":2,\"loss\":1.5}", "{\"step\":3,\"loss\":0.9}"], File.ReadAllLines(Path.Combine(path, RunDirectory.MetricsFile)));
     }
 
+    /// <summary>An undefined metric (NaN: a CI over one affinity value) is null in the log; writing it failed the run after training.</summary>
+    [Fact]
+    public void MetricsThatAreNotFiniteAreWrittenAsNull()
+    {
+        string path = TestData.TempDirectory();
+        var run = RunDirectory.Open(path, "output.dir", isNew: true);
+        using (var metrics = run.OpenMetrics(resumedStep: -1))
+            metrics.Write(new JsonObject { ["epoch"] = 1, ["validation_ci"] = double.NaN, ["loss"] = double.PositiveInfinity, ["mse"] = 0.5 });
+        Assert.Equal(["{\"epoch\":1,\"validation_ci\":null,\"loss\":null,\"mse\":0.5}"], File.ReadAllLines(Path.Combine(path, RunDirectory.MetricsFile)));
+    }
+
     [Fact]
     public void AResumeThatChangesADefiningSettingListsEveryDifference()
     {

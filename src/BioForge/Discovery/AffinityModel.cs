@@ -79,8 +79,9 @@ public sealed record AffinityManifest
     public double LabelMean { get; init; }
     public double LabelScale { get; init; } = 1;
     public int[] BestEpochs { get; init; } = [];
-    public Dictionary<string, double> ValidationMetrics { get; init; } = [];
-    public Dictionary<string, double> TestMetrics { get; init; } = [];
+    /// <summary>Metrics on the held-out training fold and the test fold; an undefined one (CI with one affinity value) is null.</summary>
+    public Dictionary<string, double?> ValidationMetrics { get; init; } = [];
+    public Dictionary<string, double?> TestMetrics { get; init; } = [];
     public string CreatedUtc { get; init; } = "";
 }
 

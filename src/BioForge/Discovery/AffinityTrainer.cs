@@ -273,7 +273,8 @@ public static class AffinityTrainer
         return [.. result];
     }
 
-    private static Dictionary<string, double> Round(Dictionary<string, double> metrics) => metrics.ToDictionary(kv => kv.Key, kv => Math.Round(kv.Value, 4));
+    private static Dictionary<string, double?> Round(Dictionary<string, double> metrics) =>
+        metrics.ToDictionary(kv => kv.Key, kv => double.IsFinite(kv.Value) ? Math.Round(kv.Value, 4) : (double?)null);
 
     /// <summary>
     /// The benchmark's strong binders (pKd ≥ 7, i.e. Kd ≤ 100 nM, for Davis; KIBA score ≥ 12.1, the usual activity

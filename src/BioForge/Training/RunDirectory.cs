@@ -340,7 +340,13 @@ public sealed class MetricsLog : IDisposable
         writer = new StreamWriter(path, append: true) { AutoFlush = true };
     }
 
-    public void Write(JsonObject line) => writer.WriteLine(line.ToJsonString());
+    /// <summary>Appends a line; a value that is not a finite number (an undefined metric, a diverged loss) is written as null, JSON having no NaN.</summary>
+    public void Write(JsonObject line)
+    {
+        foreach (var (key, value) in line.ToList())
+            if (value is JsonValue number && number.TryGetValue(out double x) && !double.IsFinite(x)) line[key] = null;
+        writer.WriteLine(line.ToJsonString());
+    }
 
     private static long? StepOf(string line)
     {
