@@ -74,6 +74,25 @@ public sealed class AffinityTests
         Assert.Contains("no such directory", Assert.Throws<BioForgeException>(() => AffinityDataset.Load(Path.Combine(directory, "missing"))).Message);
     }
 
+    /// <summary>Fold files name the fold and entry that is not an index (they failed with a bare .NET message).</summary>
+    [Theory]
+    [InlineData("[0.5]", "[[1],[2]]", "test_fold_setting1.txt: the test fold, entry 1: 0.5 is not an integer index")]
+    [InlineData("[[0]]", "[[1],[2]]", "test_fold_setting1.txt: the test fold, entry 1: [0] is not an integer index")]
+    [InlineData("[]", "[[1],[2]]", "test_fold_setting1.txt: the test fold is empty")]
+    [InlineData("[0]", "[null,[1],[2]]", "train_fold_setting1.txt: training fold 0 is not a list of indices")]
+    [InlineData("[0]", "[[1],[\"x\"]]", "train_fold_setting1.txt: training fold 1, entry 1: \"x\" is not an integer index")]
+    [InlineData("[0]", "{}", "train_fold_setting1.txt: expected a JSON list of training folds")]
+    public void FoldFilesNameTheEntryThatIsNotAnIndex(string testFold, string trainFolds, string expected)
+    {
+        string directory = TestData.TempDirectory();
+        foreach (string file in new[] { "ligands_can.txt", "proteins.txt", "drug-target_interaction_affinities_Kd__Davis_et_al.2011v1.txt.gz" })
+            File.Copy(Path.Combine(Davis, file), Path.Combine(directory, file));
+        Directory.CreateDirectory(Path.Combine(directory, "folds"));
+        File.WriteAllText(Path.Combine(directory, "folds", "test_fold_setting1.txt"), testFold);
+        File.WriteAllText(Path.Combine(directory, "folds", "train_fold_setting1.txt"), trainFolds);
+        Assert.Contains(expected, Assert.Throws<BioForgeException>(() => AffinityDataset.Load(directory)).Message);
+    }
+
     [Fact]
     public void OversizedBenchmarkFilesAreRefusedAtTheLimitWhileReading()
     {

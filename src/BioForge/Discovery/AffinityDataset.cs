@@ -52,8 +52,11 @@ public sealed class AffinityDataset
         var pairs = ReadMatrix(matrix, drugs.Count, targets.Count, kd: davis is not null);
         string testPath = Find(directory, Path.Combine("folds", "test_fold_setting1.txt"));
         string trainPath = Find(directory, Path.Combine("folds", "train_fold_setting1.txt"));
-        var test = CheckIndices(ReadJson(testPath).AsArray().Select(i => i!.GetValue<int>()).ToArray(), pairs.Count, testPath);
-        var train = ReadJson(trainPath).AsArray().Select(fold => CheckIndices(fold!.AsArray().Select(i => i!.GetValue<int>()).ToArray(), pairs.Count, trainPath)).ToArray();
+        var test = Indices(ReadJson(testPath), pairs.Count, testPath, "the test fold");
+        if (test.Length == 0) throw new BioForgeException($"{testPath}: the test fold is empty");
+        var train = ReadJson(trainPath) is JsonArray folds
+            ? folds.Select((fold, k) => Indices(fold, pairs.Count, trainPath, $"training fold {k}")).ToArray()
+            : throw new BioForgeException($"{trainPath}: expected a JSON list of training folds, each a list of indices");
         if (train.Length < 2) throw new BioForgeException($"{trainPath}: expected several training folds (one is used for validation), found {train.Length}");
         return new AffinityDataset
         {
@@ -138,10 +141,18 @@ public sealed class AffinityDataset
         return pairs;
     }
 
-    private static int[] CheckIndices(int[] indices, int count, string path)
+    /// <summary>A fold: a JSON list of indices into the measured pairs, each checked, named by <paramref name="what"/> in messages.</summary>
+    private static int[] Indices(JsonNode? fold, int count, string path, string what)
     {
-        foreach (int i in indices)
-            if (i < 0 || i >= count) throw new BioForgeException($"{path}: index {i} is outside the {count} measured pairs");
+        if (fold is not JsonArray list) throw new BioForgeException($"{path}: {what} is not a list of indices");
+        var indices = new int[list.Count];
+        for (int k = 0; k < list.Count; k++)
+        {
+            if (list[k] is not JsonValue value || value.GetValueKind() != System.Text.Json.JsonValueKind.Number || !value.TryGetValue(out int i))
+                throw new BioForgeException($"{path}: {what}, entry {k + 1}: {list[k]?.ToJsonString() ?? "null"} is not an integer index");
+            if (i < 0 || i >= count) throw new BioForgeException($"{path}: {what}: index {i} is outside the {count} measured pairs");
+            indices[k] = i;
+        }
         return indices;
     }
 }
