@@ -191,11 +191,14 @@ internal static class BenchCommands
         {
             Chem.Fingerprints.CheckMorgan(2, result.GetValue(bits), "--radius", "--bits");
             var records = Chem.MoleculeSource.Read(result.GetValue(input)!).ToList();
-            int n = Math.Max(1, result.GetValue(copies)), q = Math.Max(1, result.GetValue(queries));
+            int n = result.GetValue(copies), q = result.GetValue(queries);
+            if (n is < 1 or > 10_000) throw new BioForgeException($"--copies {n}: must be 1 to 10,000");
+            if (q < 1) throw new BioForgeException($"--queries {q}: must be positive");
             int workers = result.GetValue(threads) > 0 ? result.GetValue(threads) : Environment.ProcessorCount;
             var clock = Stopwatch.StartNew();
             var index = Chem.FingerprintIndex.Build(Enumerable.Range(0, n).SelectMany(_ => records), 2, result.GetValue(bits), workers);
             double build = clock.Elapsed.TotalSeconds;
+            if (index.Count == 0) throw new BioForgeException($"{result.GetValue(input)}: none of its {records.Count} molecules could be read");
             var probes = Enumerable.Range(0, Math.Min(q, index.Count)).Select(i => index[i].ToArray()).ToList();
             index.Search(probes[0], 10, workers); // warm-up
             clock.Restart();

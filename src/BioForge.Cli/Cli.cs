@@ -40,6 +40,7 @@ public static class Cli
         foreach (var option in OutputOptions(root)) option.Validators.Add(result => CheckWritable(result, option));
         AddDistinctPathCheck(root);
         AddFiniteNumberCheck(root);
+        AddUrlCheck(root);
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
@@ -128,6 +129,19 @@ public static class Cli
                 });
         }
         foreach (var sub in command.Subcommands) AddFiniteNumberCheck(sub);
+    }
+
+    /// <summary>A <c>--url</c> is an absolute http or https address (a bare host failed inside HttpClient, unnamed).</summary>
+    private static void AddUrlCheck(Command command)
+    {
+        foreach (var option in command.Options.OfType<Option<string>>().Where(o => o.Name == "--url"))
+            option.Validators.Add(result =>
+            {
+                string? url = result.GetValueOrDefault<string>();
+                if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
+                    result.AddError($"--url {url}: expected an http:// or https:// address, e.g. http://127.0.0.1:8000");
+            });
+        foreach (var sub in command.Subcommands) AddUrlCheck(sub);
     }
 
     private static IEnumerable<string> Paths(System.CommandLine.Parsing.OptionResult? result) => result?.Implicit != false ? [] : result.Option switch

@@ -35,7 +35,8 @@ internal static class CompletionsBenchCommand
         {
             double r = result.GetValue(rate);
             int count = result.GetValue(requests), top = result.GetValue(maxN), limit = result.GetValue(maxTokens);
-            if (r <= 0 || count < 1 || top < 1 || limit < 0) throw new BioForgeException("--rate, --requests and --max-n must be positive, --max-tokens 0 or more");
+            if (r <= 0 || count < 1 || top < 1 || limit < 0 || result.GetValue(seconds) <= 0)
+                throw new BioForgeException("--rate, --requests, --max-n and --seconds must be positive, --max-tokens 0 or more");
             ulong mix = result.GetValue(seed);
             using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 4096 }) { BaseAddress = new Uri(result.GetValue(url)!), Timeout = TimeSpan.FromMinutes(5) };
             string name = result.GetValue(model)!;

@@ -35,6 +35,8 @@ internal static class ServeBenchCommand
             var texts = ReadInputs(result.GetValue(inputs)!);
             int n = result.GetValue(requests), c = result.GetValue(concurrency), w = result.GetValue(warmup);
             if (n < 1 || c < 1 || w < 0) throw new BioForgeException("--requests and --concurrency must be positive, --warmup non-negative");
+            if (result.GetValue(rate) < 0 || result.GetValue(seconds) <= 0 || result.GetValue(sample) < 0)
+                throw new BioForgeException("--rate and --sample-memory-s must be 0 or more, --seconds positive");
             using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 4096 }) { BaseAddress = new Uri(result.GetValue(url)!), Timeout = TimeSpan.FromMinutes(2) };
             string name = result.GetValue(model)!;
             var bodies = texts.Select(t => JsonSerializer.Serialize(new { model = name, input = t })).ToArray();

@@ -107,8 +107,10 @@ public sealed class ChemCliTests
         var hits = Run("chem", "similar", "--index", input, "--query", "CCO");
         Assert.Contains("1 unparsable skipped", hits.Err);
         var badBits = Run("chem", "similar", "--index", input, "--query", "CCO", "--bits", "100");
-        Assert.Equal((2, "error: --bits 100: must be a positive multiple of 64"), (badBits.Code, badBits.Err.Trim()));
-        Assert.Contains("--radius -1: must be non-negative", Run("chem", "similar", "--index", input, "--query", "CCO", "--radius", "-1").Err);
+        Assert.Equal((2, "error: --bits 100: must be a multiple of 64 from 64 to 65536"), (badBits.Code, badBits.Err.Trim()));
+        // A size no fingerprint uses took 1.6 GB for a two-molecule index.
+        Assert.Contains("--bits 2147483584: must be a multiple of 64 from 64 to 65536", Run("chem", "similar", "--index", input, "--query", "CCO", "--bits", "2147483584").Err);
+        Assert.Contains("--radius -1: must be 0 to 10", Run("chem", "similar", "--index", input, "--query", "CCO", "--radius", "-1").Err);
         string json = Path.Combine(TestData.TempDirectory(), "m.json");
         Assert.Equal(0, Run("chem", "metrics", "--gen", input, "--out", json).Code);
         Assert.Contains("\"valid\": 0.5", File.ReadAllText(json));

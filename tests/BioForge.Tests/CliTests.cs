@@ -79,6 +79,25 @@ public sealed class CliTests
         Assert.False(Directory.Exists(prepared), "data prepare left its output folder behind");
     }
 
+    /// <summary>The benchmarks' inputs are checked by name: addresses, a library without one readable molecule, sizes.</summary>
+    [Fact]
+    public void BenchmarkInputsAreCheckedByName()
+    {
+        AssertFails(Plain("bench", "completions", "--url", "notaurl", "--rate", "1", "--requests", "1"), "--url notaurl: expected an http:// or https:// address");
+        AssertFails(Plain("bench", "serve", "--url", "ftp://x", "--inputs", Fasta(">a\nMK\n"), "--requests", "1"), "--url ftp://x: expected an http:// or https:// address");
+        string unreadable = Path.Combine(TestData.TempDirectory(), "bad.smi");
+        File.WriteAllText(unreadable, "XYZ\nQQ\n");
+        AssertFails(Plain("bench", "similarity", "--in", unreadable, "--threads", "1"), $"{unreadable}: none of its 2 molecules could be read");
+        AssertFails(Plain("bench", "similarity", "--in", unreadable, "--copies", "2000000000"), "--copies 2000000000: must be 1 to 10,000");
+
+        static (int Code, string Out, string Err) Plain(params string[] args) // commands without --device
+        {
+            var output = new StringWriter();
+            var error = new StringWriter();
+            return (Cli.Cli.Run(args, output, error), output.ToString(), error.ToString());
+        }
+    }
+
     /// <summary>The quickstart replaces an earlier quickstart's directory, never one holding other work.</summary>
     [Fact]
     public void QuickstartNeverDeletesADirectoryItDidNotWrite()

@@ -15,12 +15,15 @@ public static class Fingerprints
         return words;
     }
 
+    /// <summary>Beyond any fingerprint in use (RDKit's defaults are 2048 bits, radius 2): memory grows with the bits of every molecule indexed.</summary>
+    public const int MaxMorganBits = 65536, MaxMorganRadius = 10;
+
     /// <summary>Refuses a fingerprint shape <see cref="Morgan"/> cannot make; call it before fingerprinting in parallel,
     /// so the message comes once and plain, not once per molecule inside an <see cref="AggregateException"/>.</summary>
     public static void CheckMorgan(int radius, int bits, string radiusName = "fingerprint radius", string bitsName = "fingerprint size")
     {
-        if (bits <= 0 || bits % 64 != 0) throw new BioForgeException($"{bitsName} {bits}: must be a positive multiple of 64");
-        if (radius < 0) throw new BioForgeException($"{radiusName} {radius}: must be non-negative");
+        if (bits <= 0 || bits % 64 != 0 || bits > MaxMorganBits) throw new BioForgeException($"{bitsName} {bits}: must be a multiple of 64 from 64 to {MaxMorganBits}");
+        if (radius is < 0 or > MaxMorganRadius) throw new BioForgeException($"{radiusName} {radius}: must be 0 to {MaxMorganRadius}");
     }
 
     /// <summary>Unfolded Morgan count fingerprint: environment id → count.</summary>
