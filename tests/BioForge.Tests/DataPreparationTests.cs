@@ -51,5 +51,9 @@ public sealed class DataPreparationTests
         var e = Assert.Throws<BioForgeException>(() => DataPreparation.Prepare(fasta, CorpusKind.Protein, dir, 0.1, seed: 0));
         Assert.Contains("bad.fasta:4: record 'b': invalid residue '<'", e.Message);
         Assert.Empty(Directory.GetFiles(dir));
+        // A folder the preparation made itself goes with the failure; one that was there stays (empty, as above).
+        string made = Path.Combine(TestData.TempDirectory(), "corpus");
+        Assert.Throws<BioForgeException>(() => DataPreparation.Prepare(fasta, CorpusKind.Protein, made, 0.1, seed: 0));
+        Assert.False(Directory.Exists(made), "the corpus folder was left behind");
     }
 }

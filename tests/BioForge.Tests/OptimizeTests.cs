@@ -146,6 +146,16 @@ public sealed class OptimizeTests
         return OptimizeConfig.Load(path);
     }
 
+    /// <summary>A run that fails before its first step (here: a prior that is no model) leaves no output folder where there was none.</summary>
+    [Fact]
+    public void ARunThatFailsAtItsStartLeavesNoFolder()
+    {
+        string output = Path.Combine(TestData.TempDirectory(), "run");
+        string toml = Run(output, 2).Replace(Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small"), TestData.TempDirectory());
+        Assert.Throws<BioForgeException>(() => MoleculeOptimizer.Run(Config(toml), new OptimizeOptions { Threads = 2 }));
+        Assert.False(Directory.Exists(output), "the run folder was left behind");
+    }
+
     /// <summary>TOML's nan and inf are no setting's value: refused with the key (NaN passed every range check).</summary>
     [Theory]
     [InlineData("weight = nan", "stages[1].components[1].weight = NaN is not a finite number")]

@@ -83,6 +83,15 @@ public sealed class TrainCliTests
             Assert.Single(result.Err.TrimEnd().Split('\n'));
         }
         Assert.False(File.Exists(Path.Combine(output, "g.smi")));
+
+        // A run refused at its start leaves no folder where there was none, and --resume does not make one.
+        string fresh = Path.Combine(TestData.TempDirectory(), "fresh");
+        var refused = Run("train", "--config", config, $"train.output_dir={fresh}", "data.tokens_per_batch=1");
+        Assert.Equal(2, refused.Code);
+        Assert.False(Directory.Exists(fresh), $"{refused.Err}: the run folder was left behind");
+        var resumed = Run("train", "--config", config, $"train.output_dir={fresh}", "--resume");
+        Assert.Contains($"train.output_dir {fresh} does not exist; there is no run to continue", resumed.Err);
+        Assert.False(Directory.Exists(fresh));
     }
 
     [Fact]

@@ -54,6 +54,19 @@ public static class MoleculeOptimizer
     {
         var compute = ComputeOptions.Resolve(options.Device, "fp32", options.Threads);
         var run = RunDirectory.Open(config.Output.Dir, "output.dir", isNew: !options.Resume);
+        try
+        {
+            return Run(config, options, compute, run);
+        }
+        catch
+        {
+            run.RemoveIfUnused(StateFile);
+            throw;
+        }
+    }
+
+    private static OptimizeResult Run(OptimizeConfig config, OptimizeOptions options, ComputeOptions compute, RunDirectory run)
+    {
         OptimizationState? resumed = null;
         string? checkpoint = null;
         if (options.Resume)

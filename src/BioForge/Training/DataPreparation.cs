@@ -35,10 +35,26 @@ public static class DataPreparation
     {
         if (clusterFile is not null && kind != CorpusKind.Protein) throw new BioForgeException("--clusters applies to protein (FASTA) corpora");
         var clusters = clusterFile is null ? null : Clusters.Read(clusterFile);
-        var trainClusters = new List<int>();
         if (inputs.Count == 0) throw new BioForgeException("no input corpus given");
-        if (validationFraction is < 0 or >= 1) throw new BioForgeException($"--validation-fraction {validationFraction}: must be in [0, 1)");
+        if (!(validationFraction is >= 0 and < 1)) throw new BioForgeException($"--validation-fraction {validationFraction}: must be in [0, 1)");
+        // A folder this call made goes again if the preparation fails (a bad record found halfway, say).
+        bool created = !Directory.Exists(directory);
         Directory.CreateDirectory(directory);
+        try
+        {
+            return PrepareInto(inputs, kind, directory, validationFraction, seed, smilesColumn, progress, clusters);
+        }
+        catch when (created)
+        {
+            Directory.Delete(directory, recursive: true);
+            throw;
+        }
+    }
+
+    private static PreparedCorpus PrepareInto(IReadOnlyList<string> inputs, CorpusKind kind, string directory, double validationFraction, ulong seed,
+        string? smilesColumn, IProgress<int>? progress, Clusters? clusters)
+    {
+        var trainClusters = new List<int>();
         IEnumerable<(int[] Tokens, int Cluster)> documents;
         int vocabularySize;
         Action saveVocabulary; // written last, so a failed preparation leaves no partial corpus behind

@@ -47,7 +47,8 @@ public sealed class RunDirectory
     {
         if (isNew) RequireNew(path, setting, "pass --resume to continue that run, or choose another directory");
         else if (string.IsNullOrWhiteSpace(path)) throw new BioForgeException($"{setting} is required");
-        var run = new RunDirectory(path);
+        else if (!Directory.Exists(path)) throw new BioForgeException($"--resume: {setting} {path} does not exist; there is no run to continue");
+        var run = new RunDirectory(path) { Created = !Directory.Exists(path) };
         if (!owner) return run;
         try
         {
@@ -59,6 +60,21 @@ public sealed class RunDirectory
         }
         run.RemoveDebris();
         return run;
+    }
+
+    /// <summary>Whether <see cref="Open"/> made the directory (a new run where nothing was).</summary>
+    public bool Created { get; private init; }
+
+    /// <summary>
+    /// After a failure: a directory this run made and left with nothing to resume or read (no checkpoint, no logged step)
+    /// is removed, so a run refused at its first step leaves no folder behind.
+    /// </summary>
+    public void RemoveIfUnused(string stateFile)
+    {
+        if (!Created || !Directory.Exists(Path) || Checkpoints(stateFile).Count > 0) return;
+        var metrics = new FileInfo(System.IO.Path.Combine(Path, MetricsFile));
+        if (metrics.Exists && metrics.Length > 0) return;
+        Directory.Delete(Path, recursive: true);
     }
 
     /// <summary>Opens an existing run directory without the empty/resume check (for readers such as tests and tools).</summary>

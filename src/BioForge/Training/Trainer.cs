@@ -69,122 +69,130 @@ public static class Trainer
         bool lead = world.Rank == 0;
         using var train = OpenSplit(config.Data.Dir, "train");
         var (run, resumeFrom, state) = OpenRun(config, options, train, lead);
-        if (world.Size > 1) world.Barrier(); // every rank has checked the run directory before rank 0 writes into it
-        // Tensor-parallel ranks share micro-batches and split every layer; data-parallel ranks split the micro-batches.
-        using var grid = new ParallelGrid(world, config.Train.TensorParallel, compute.Device);
-        bool leadReplica = grid.Data.Rank == 0;
-        if (state is not null) config = MatchGlobalBatch(config, state, grid.Data.Size, options.OnInfo);
-
-        var layout = new ParallelLayout(grid.Tensor, config.Train.VocabParallel);
-        using var validStore = File.Exists(TokenStore.IdxPath(Path.Combine(config.Data.Dir, "valid"))) ? OpenSplit(config.Data.Dir, "valid") : null;
-        var valid = validStore is { Count: > 0 } ? validStore : null; // prepared with --validation-fraction 0: nothing to validate on
-        using var task = CreateTask(config, resumeFrom, compute, layout);
-        if (train.VocabularySize > task.VocabularySize)
-            throw new BioForgeException($"{config.Data.Dir}: the corpus uses {train.VocabularySize} token ids but the model has {task.VocabularySize}");
-        var clusterMembers = config.Data.ClusterSampling ? Clusters.ReadMembers(Path.Combine(config.Data.Dir, "train"), train.Count) : null;
-        var stream = new TrainingStream(train, config.Data.MaxLength, config.Data.TokensPerBatch, config.Data.Packing,
-            randomCrop: task.RandomCrop, config.Seed, clusterMembers);
-        // Every data-parallel replica starts from replica 0's weights.
-        bool zero = config.Train.ZeroStage == 1 && grid.Data.Size > 1;
-        using var optimizer = new FlatAdamW(task.Network.named_parameters(), config.AdamW, zero ? grid.Data : null, task.Sharding);
-        optimizer.Broadcast(grid.Data);
-        if (resumeFrom is not null) RunDirectory.LoadOptimizer(resumeFrom, optimizer, state!.Step);
-        options.OnInfo?.Invoke(FormattableString.Invariant($"optimizer state {optimizer.StateBytes} bytes per rank ({grid.Data.Size} data-parallel × {grid.Tensor.Size} tensor-parallel rank(s){(zero ? ", ZeRO-1" : "")}{(layout.SplitsVocabulary ? ", vocabulary split" : "")})"));
-
-        if (lead) run.WriteConfig(config.ToJsonText());
-        using var metrics = lead ? run.OpenMetrics(state?.Step ?? 0) : null;
-
-        long step = state?.Step ?? 0, startStep = step, tokensSeen = state?.TokensSeen ?? 0;
-        var position = state?.Position ?? new StreamPosition(0, 0);
-        long stopAt = Math.Min(options.StopAt ?? config.Train.Steps, config.Train.Steps);
-        ValidationReport? lastValidation = null;
-        string? lastCheckpoint = resumeFrom;
-        var clock = Stopwatch.StartNew();
-        double earlierSeconds = state?.ElapsedSeconds ?? 0; // the run's time before this session: metrics count the whole run
-        long windowTokens = 0;
-        double windowSeconds = 0; // training compute only: validation and checkpoint time is not throughput
-
-        bool cancelled = false;
-        while (step < stopAt && !cancelled)
+        try
         {
-            var stepClock = Stopwatch.StartNew();
-            (double stepLoss, long stepTokens, double gradNorm, double lr, position) = TrainStep(task, stream, position, optimizer, config, compute.Device, step, grid.Data);
-            // The optimizer's kernels are still queued on a GPU: without the wait they would be timed in the next step.
-            if (compute.Device.type == DeviceType.CUDA) torch.cuda.synchronize(compute.Device);
-            step++;
-            windowSeconds += stepClock.Elapsed.TotalSeconds;
-            tokensSeen += stepTokens;
-            windowTokens += stepTokens;
+            if (world.Size > 1) world.Barrier(); // every rank has checked the run directory before rank 0 writes into it
+            // Tensor-parallel ranks share micro-batches and split every layer; data-parallel ranks split the micro-batches.
+            using var grid = new ParallelGrid(world, config.Train.TensorParallel, compute.Device);
+            bool leadReplica = grid.Data.Rank == 0;
+            if (state is not null) config = MatchGlobalBatch(config, state, grid.Data.Size, options.OnInfo);
 
-            if (!double.IsFinite(stepLoss))
-                throw new BioForgeException($"step {step}: the loss is {stepLoss}; lower optimizer.lr or enable optimizer.grad_clip");
-            // Ranks stop together: a Ctrl+C seen by any rank stops all of them after this step.
-            cancelled = Agree(grid.World, options.Cancellation.IsCancellationRequested);
-            if (lead && (step % config.Train.LogEvery == 0 || step == stopAt))
+            var layout = new ParallelLayout(grid.Tensor, config.Train.VocabParallel);
+            using var validStore = File.Exists(TokenStore.IdxPath(Path.Combine(config.Data.Dir, "valid"))) ? OpenSplit(config.Data.Dir, "valid") : null;
+            var valid = validStore is { Count: > 0 } ? validStore : null; // prepared with --validation-fraction 0: nothing to validate on
+            using var task = CreateTask(config, resumeFrom, compute, layout);
+            if (train.VocabularySize > task.VocabularySize)
+                throw new BioForgeException($"{config.Data.Dir}: the corpus uses {train.VocabularySize} token ids but the model has {task.VocabularySize}");
+            var clusterMembers = config.Data.ClusterSampling ? Clusters.ReadMembers(Path.Combine(config.Data.Dir, "train"), train.Count) : null;
+            var stream = new TrainingStream(train, config.Data.MaxLength, config.Data.TokensPerBatch, config.Data.Packing,
+                randomCrop: task.RandomCrop, config.Seed, clusterMembers);
+            // Every data-parallel replica starts from replica 0's weights.
+            bool zero = config.Train.ZeroStage == 1 && grid.Data.Size > 1;
+            using var optimizer = new FlatAdamW(task.Network.named_parameters(), config.AdamW, zero ? grid.Data : null, task.Sharding);
+            optimizer.Broadcast(grid.Data);
+            if (resumeFrom is not null) RunDirectory.LoadOptimizer(resumeFrom, optimizer, state!.Step);
+            options.OnInfo?.Invoke(FormattableString.Invariant($"optimizer state {optimizer.StateBytes} bytes per rank ({grid.Data.Size} data-parallel × {grid.Tensor.Size} tensor-parallel rank(s){(zero ? ", ZeRO-1" : "")}{(layout.SplitsVocabulary ? ", vocabulary split" : "")})"));
+
+            if (lead) run.WriteConfig(config.ToJsonText());
+            using var metrics = lead ? run.OpenMetrics(state?.Step ?? 0) : null;
+
+            long step = state?.Step ?? 0, startStep = step, tokensSeen = state?.TokensSeen ?? 0;
+            var position = state?.Position ?? new StreamPosition(0, 0);
+            long stopAt = Math.Min(options.StopAt ?? config.Train.Steps, config.Train.Steps);
+            ValidationReport? lastValidation = null;
+            string? lastCheckpoint = resumeFrom;
+            var clock = Stopwatch.StartNew();
+            double earlierSeconds = state?.ElapsedSeconds ?? 0; // the run's time before this session: metrics count the whole run
+            long windowTokens = 0;
+            double windowSeconds = 0; // training compute only: validation and checkpoint time is not throughput
+
+            bool cancelled = false;
+            while (step < stopAt && !cancelled)
             {
-                var report = new StepReport(step, config.Train.Steps, stepLoss, lr, gradNorm, windowTokens / windowSeconds, clock.Elapsed, windowTokens, startStep);
-                metrics?.Write(new JsonObject
+                var stepClock = Stopwatch.StartNew();
+                (double stepLoss, long stepTokens, double gradNorm, double lr, position) = TrainStep(task, stream, position, optimizer, config, compute.Device, step, grid.Data);
+                // The optimizer's kernels are still queued on a GPU: without the wait they would be timed in the next step.
+                if (compute.Device.type == DeviceType.CUDA) torch.cuda.synchronize(compute.Device);
+                step++;
+                windowSeconds += stepClock.Elapsed.TotalSeconds;
+                tokensSeen += stepTokens;
+                windowTokens += stepTokens;
+
+                if (!double.IsFinite(stepLoss))
+                    throw new BioForgeException($"step {step}: the loss is {stepLoss}; lower optimizer.lr or enable optimizer.grad_clip");
+                // Ranks stop together: a Ctrl+C seen by any rank stops all of them after this step.
+                cancelled = Agree(grid.World, options.Cancellation.IsCancellationRequested);
+                if (lead && (step % config.Train.LogEvery == 0 || step == stopAt))
                 {
-                    ["step"] = step,
-                    ["loss"] = Round(stepLoss),
-                    ["lr"] = lr,
-                    ["grad_norm"] = Round(gradNorm),
-                    ["tokens_per_second"] = Math.Round(report.TokensPerSecond, 1),
-                    ["tokens"] = tokensSeen,
-                    ["epoch"] = position.Epoch,
-                    ["elapsed_seconds"] = Math.Round(earlierSeconds + clock.Elapsed.TotalSeconds, 3),
-                });
-                options.OnStep?.Invoke(report);
-                windowTokens = 0;
-                windowSeconds = 0;
+                    var report = new StepReport(step, config.Train.Steps, stepLoss, lr, gradNorm, windowTokens / windowSeconds, clock.Elapsed, windowTokens, startStep);
+                    metrics?.Write(new JsonObject
+                    {
+                        ["step"] = step,
+                        ["loss"] = Round(stepLoss),
+                        ["lr"] = lr,
+                        ["grad_norm"] = Round(gradNorm),
+                        ["tokens_per_second"] = Math.Round(report.TokensPerSecond, 1),
+                        ["tokens"] = tokensSeen,
+                        ["epoch"] = position.Epoch,
+                        ["elapsed_seconds"] = Math.Round(earlierSeconds + clock.Elapsed.TotalSeconds, 3),
+                    });
+                    options.OnStep?.Invoke(report);
+                    windowTokens = 0;
+                    windowSeconds = 0;
+                }
+
+                bool last = step == config.Train.Steps;
+                if (leadReplica && valid is not null && ((config.Validation.Every > 0 && step % config.Validation.Every == 0) || last))
+                {
+                    lastValidation = Validate(task, valid, config, compute.Device, step);
+                    metrics?.Write(new JsonObject
+                    {
+                        ["step"] = step,
+                        ["validation_loss"] = Round(lastValidation.Loss),
+                        ["validation_perplexity"] = Round(lastValidation.Perplexity),
+                        ["validation_tokens"] = lastValidation.Tokens,
+                    });
+                    if (lead) options.OnValidation?.Invoke(lastValidation);
+                }
+
+                bool stopping = step == stopAt || cancelled;
+                if ((config.Checkpoint.Every > 0 && step % config.Checkpoint.Every == 0) || stopping)
+                {
+                    var current = new TrainerState
+                    {
+                        Step = step,
+                        Epoch = position.Epoch,
+                        BatchInEpoch = position.Batch,
+                        TokensSeen = tokensSeen,
+                        Seed = config.Seed,
+                        Precision = config.Train.Precision,
+                        LastValidationLoss = lastValidation?.Loss,
+                        MicroBatchesPerStep = grid.Data.Size * config.Train.Accumulation,
+                        TrainDocuments = train.Count,
+                        TrainTokens = train.TotalTokens,
+                        ElapsedSeconds = earlierSeconds + clock.Elapsed.TotalSeconds,
+                    };
+                    lastCheckpoint = SaveCheckpoint(run, config, task, optimizer, current, lead, leadReplica) ?? lastCheckpoint;
+                    if (lead) options.OnCheckpoint?.Invoke(lastCheckpoint!);
+                }
             }
 
-            bool last = step == config.Train.Steps;
-            if (leadReplica && valid is not null && ((config.Validation.Every > 0 && step % config.Validation.Every == 0) || last))
+            bool finished = step == config.Train.Steps;
+            if (finished && leadReplica)
             {
-                lastValidation = Validate(task, valid, config, compute.Device, step);
-                metrics?.Write(new JsonObject
-                {
-                    ["step"] = step,
-                    ["validation_loss"] = Round(lastValidation.Loss),
-                    ["validation_perplexity"] = Round(lastValidation.Perplexity),
-                    ["validation_tokens"] = lastValidation.Tokens,
-                });
-                if (lead) options.OnValidation?.Invoke(lastValidation);
+                using var scope = NewDisposeScope();
+                var weights = task.UnshardedWeights();
+                var storage = config.Checkpoint.ModelDtype == "float16" ? ScalarType.Float16 : ScalarType.Float32;
+                if (lead) run.Publish(ModelDirectory, directory => task.Save(directory, weights, storage));
             }
-
-            bool stopping = step == stopAt || cancelled;
-            if ((config.Checkpoint.Every > 0 && step % config.Checkpoint.Every == 0) || stopping)
-            {
-                var current = new TrainerState
-                {
-                    Step = step,
-                    Epoch = position.Epoch,
-                    BatchInEpoch = position.Batch,
-                    TokensSeen = tokensSeen,
-                    Seed = config.Seed,
-                    Precision = config.Train.Precision,
-                    LastValidationLoss = lastValidation?.Loss,
-                    MicroBatchesPerStep = grid.Data.Size * config.Train.Accumulation,
-                    TrainDocuments = train.Count,
-                    TrainTokens = train.TotalTokens,
-                    ElapsedSeconds = earlierSeconds + clock.Elapsed.TotalSeconds,
-                };
-                lastCheckpoint = SaveCheckpoint(run, config, task, optimizer, current, lead, leadReplica) ?? lastCheckpoint;
-                if (lead) options.OnCheckpoint?.Invoke(lastCheckpoint!);
-            }
+            grid.World.Barrier(); // the model and last checkpoint exist when any rank returns
+            return new TrainingResult(step, startStep, Path.Combine(run.Path, ModelDirectory), lastCheckpoint, lastValidation, Interrupted: !finished);
         }
-
-        bool finished = step == config.Train.Steps;
-        if (finished && leadReplica)
+        catch
         {
-            using var scope = NewDisposeScope();
-            var weights = task.UnshardedWeights();
-            var storage = config.Checkpoint.ModelDtype == "float16" ? ScalarType.Float16 : ScalarType.Float32;
-            if (lead) run.Publish(ModelDirectory, directory => task.Save(directory, weights, storage));
+            if (lead) run.RemoveIfUnused(TrainerState.FileName); // refused before its first step: no folder left behind
+            throw;
         }
-        grid.World.Barrier(); // the model and last checkpoint exist when any rank returns
-        return new TrainingResult(step, startStep, Path.Combine(run.Path, ModelDirectory), lastCheckpoint, lastValidation, Interrupted: !finished);
     }
 
     /// <summary>
