@@ -82,6 +82,7 @@ public static class Cli
     {
         if (result.GetValueOrDefault<string>() is not { Length: > 0 } path) return;
         if (!IsFolderOutput(option) && Directory.Exists(path)) result.AddError($"{option.Name} {path}: is a folder; name a file");
+        else if (IsFolderOutput(option) && File.Exists(path)) result.AddError($"{option.Name} {path}: is a file; name a folder");
         else if (IO.AtomicFile.WhyNotWritable(path) is { } reason) result.AddError($"{option.Name} {path}: {reason}");
     }
 

@@ -56,6 +56,9 @@ public sealed class CliTests
         string file = Path.Combine(dir, "f");
         File.WriteAllText(file, "");
         AssertFails(Run("contacts", "--model", TestData.EsmTiny, "--seq", "MKTAYIAKQR", "--out", map, "--png", Path.Combine(file, "p.png")), $"--png {Path.Combine(file, "p.png")}: {file} is a file, not a folder", map);
+        var error = new StringWriter();
+        Assert.Equal(2, Cli.Cli.Run(["quickstart", "--out", file, "--steps", "1"], new StringWriter(), error)); // it takes no --device
+        Assert.StartsWith($"error: --out {file}: is a file; name a folder", error.ToString());
     }
 
     /// <summary>

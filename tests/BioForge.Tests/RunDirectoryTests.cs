@@ -70,6 +70,14 @@ public sealed class RunDirectoryTests
         Assert.Equal(["{\"step\":1,\"loss\":2}", "{\"step\":2,\"loss\":1.5}", "{\"step\":3,\"loss\":0.9}"], File.ReadAllLines(Path.Combine(path, RunDirectory.MetricsFile)));
     }
 
+    /// <summary>A run written whole at its end (fine-tuning, affinity training) finds an unwritable output before its work.</summary>
+    [Fact]
+    public void AnUnwritableOutputFolderIsRefusedBeforeTheWork()
+    {
+        var e = Assert.Throws<BioForgeException>(() => RunDirectory.RequireNew("/proc/bioforge-test/run", "train.output_dir"));
+        Assert.StartsWith("train.output_dir /proc/bioforge-test/run: cannot write in /proc", e.Message);
+    }
+
     /// <summary>An undefined metric (NaN: a CI over one affinity value) is null in the log; writing it failed the run after training.</summary>
     [Fact]
     public void MetricsThatAreNotFiniteAreWrittenAsNull()
