@@ -19,6 +19,26 @@ public sealed class ChemTests
     }
 
     /// <summary>
+    /// A molecule table's broken row is an error naming its line, not a row read as something else (<c>CC"O,eth</c> read
+    /// as the invalid SMILES <c>CCO,eth</c>, its name lost); quoted fields with commas and doubled quotes still read.
+    /// </summary>
+    [Theory]
+    [InlineData("CC\"O,eth", "t.csv:2: a quote inside an unquoted field at column 3")]
+    [InlineData("\"c1ccccc1,benz", "t.csv:2: a quoted field is not closed on its line")]
+    [InlineData("\"CCO\"x,eth", "t.csv:2: text after a closing quote at column 6")]
+    [InlineData("CCO,eth,extra", "t.csv:2: 3 fields, the header has 2")]
+    [InlineData("CCO", "t.csv:2: 1 fields, the header has 2")]
+    public void BrokenTableRowsAreErrorsNamingTheLine(string row, string expected)
+    {
+        string path = Path.Combine(TestData.TempDirectory(), "t.csv");
+        File.WriteAllText(path, $"smiles,name\n{row}\n");
+        Assert.EndsWith(expected, Assert.Throws<BioForgeException>(() => MoleculeSource.Read(path).ToList()).Message);
+        File.WriteAllText(path, "smiles,name\n\"CC(=O)O\", \"acetic acid, \"\"vinegar\"\"\"\n");
+        var record = Assert.Single(MoleculeSource.Read(path));
+        Assert.Equal(("CC(=O)O", "acetic acid, \"vinegar\""), (record.Text, record.Properties[MoleculeSource.NameProperty]));
+    }
+
+    /// <summary>
     /// A MOL block declaring more atoms than RDKit handles quickly is refused before it is parsed, as a long SMILES is
     /// (V2000's three-digit count stops at 999; larger molecules are written as V3000).
     /// </summary>

@@ -104,8 +104,9 @@ public static class MoleculeSource
         {
             int number = reader.LineNumber;
             if (line.Trim().Length == 0) continue;
+            if (Csv.QuotingProblem(line, separator) is { } problem) throw new BioForgeException($"{path}:{number}: {problem}");
             var fields = Csv.Split(line, separator);
-            if (fields.Count <= index) throw new BioForgeException($"{path}:{number}: {fields.Count} fields, the SMILES column is number {index + 1}");
+            if (fields.Count != columns.Count) throw new BioForgeException($"{path}:{number}: {fields.Count} fields, the header has {columns.Count}");
             string smiles = fields[index].Trim();
             string name = nameIndex >= 0 && nameIndex < fields.Count ? fields[nameIndex].Trim() : "";
             yield return new MoleculeRecord(smiles, smiles, false, number, name.Length == 0 ? NoProperties : new Dictionary<string, string> { [NameProperty] = name });

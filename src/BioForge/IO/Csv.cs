@@ -8,6 +8,34 @@ public static class Csv
     public static string Quote(string field) =>
         field.IndexOfAny([',', '"', '\n', '\r']) < 0 ? field : "\"" + field.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
 
+    /// <summary>
+    /// What is wrong with a line's quoting, or null: a quote opens a field (after blanks at most) and closes it before a
+    /// separator or the end (blanks allowed), doubled inside it. <see cref="Split"/> reads anything; this names what
+    /// it would have guessed at (<c>CC"O,eth</c> would read as one field <c>CCO,eth</c>).
+    /// </summary>
+    public static string? QuotingProblem(string line, char separator = ',')
+    {
+        bool quoted = false, started = false, closed = false;
+        for (int i = 0; i < line.Length; i++)
+        {
+            char c = line[i];
+            if (quoted)
+            {
+                if (c != '"') continue;
+                if (i + 1 < line.Length && line[i + 1] == '"') i++;
+                else (quoted, closed) = (false, true);
+                continue;
+            }
+            if (c == separator) (started, closed) = (false, false);
+            else if (char.IsWhiteSpace(c)) continue;
+            else if (closed) return $"text after a closing quote at column {i + 1}";
+            else if (c == '"' && started) return $"a quote inside an unquoted field at column {i + 1}";
+            else if (c == '"') quoted = true;
+            else started = true;
+        }
+        return quoted ? "a quoted field is not closed on its line" : null;
+    }
+
     /// <summary>Splits one line into fields (a quoted field may contain commas and doubled quotes, not line breaks).</summary>
     public static List<string> Split(string line, char separator = ',')
     {
