@@ -111,6 +111,15 @@ public sealed class CliTests
         int code = Cli.Cli.Run(["quickstart", "--out", output], stdout, stderr);
         AssertFails((code, stdout.ToString(), stderr.ToString()), "holds files that are not an earlier quickstart's");
         Assert.True(File.Exists(Path.Combine(output, "keep.txt")));
+
+        // A library without one readable molecule is refused before the optimization (it used to report "0 screened").
+        string library = Path.Combine(TestData.TempDirectory(), "bad.smi");
+        File.WriteAllText(library, "XYZ\nQQ\n");
+        string fresh = Path.Combine(TestData.TempDirectory(), "quickstart");
+        (stdout, stderr) = (new StringWriter(), new StringWriter());
+        code = Cli.Cli.Run(["quickstart", "--out", fresh, "--library", library], stdout, stderr);
+        AssertFails((code, stdout.ToString(), stderr.ToString()), $"--library {library}: none of its 2 molecules could be read");
+        Assert.False(Directory.Exists(fresh));
     }
 
     /// <summary>A wait longer than .NET's timers take would fail on every request or at shutdown: refused at start, named.</summary>

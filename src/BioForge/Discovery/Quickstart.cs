@@ -50,10 +50,25 @@ public static class Quickstart
         if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any()
             && !(File.Exists(Path.Combine(output, "report.html")) && File.Exists(Path.Combine(output, "candidates.csv"))))
             throw new BioForgeException($"--out {options.Output} holds files that are not an earlier quickstart's (no report.html and candidates.csv); remove it or choose another directory");
+        RequireReadableMolecule(options.Library);
         QuickstartResult? result = null;
         // Written under a hidden name and swapped in whole: nothing half-written is left behind.
         Training.RunDirectory.Commit(output, temp => result = Run(options, info, onStep, cancellation, compute, targetName, sequence, output, temp, clock));
         return result!;
+    }
+
+    /// <summary>A library to screen must hold a molecule RDKit reads: found out now, not after the optimization's minutes.</summary>
+    private static void RequireReadableMolecule(string library)
+    {
+        int read = 0;
+        foreach (var record in MoleculeSource.Read(library))
+        {
+            read++;
+            if (!record.TryParse(out var molecule, out _)) continue;
+            molecule!.Dispose();
+            return;
+        }
+        throw new BioForgeException($"--library {library}: none of its {read} molecules could be read");
     }
 
     private static QuickstartResult Run(QuickstartOptions options, Action<string> info, Action<OptimizeStepReport>? onStep, CancellationToken cancellation,
