@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using System.Text;
 using BioForge.Distributed;
 using BioForge.IO;
 using BioForge.Models;
@@ -216,9 +217,27 @@ internal static class ProteinCommands
         if ((seq is null) == (seqFile is null)) throw new BioForgeException("give exactly one of --seq or --seq-file");
         if (seq is not null) return seq.Trim();
         if (!File.Exists(seqFile)) throw new BioForgeException($"--seq-file {seqFile}: file not found");
-        var lines = File.ReadLines(seqFile!).Select(l => l.Trim()).Where(l => l.Length > 0).ToList();
-        if (lines.Count == 0) throw new BioForgeException($"--seq-file {seqFile}: empty file");
-        return lines[0].StartsWith('>') ? FastaReader.Read(seqFile!).First().Sequence : string.Concat(lines);
+        // Plain text (letters on one or more lines) or FASTA with the one record; read with the readers' limits and checks.
+        var text = new StringBuilder();
+        using (var reader = LineReader.Open(seqFile!, FastaReader.MaxSequenceLength))
+        {
+            for (string? line = reader.ReadLine(); line is not null; line = reader.ReadLine())
+            {
+                string trimmed = line.Trim();
+                if (text.Length == 0 && trimmed.StartsWith('>'))
+                {
+                    var records = FastaReader.Read(seqFile!).Take(2).ToList();
+                    if (records.Count > 1) throw new BioForgeException($"--seq-file {seqFile}: holds more than one FASTA record; give the wild type alone");
+                    return records[0].Sequence;
+                }
+                for (int i = 0; i < trimmed.Length; i++)
+                    if (!char.IsAsciiLetter(trimmed[i]))
+                        throw new BioForgeException($"--seq-file {seqFile}:{reader.LineNumber}: '{trimmed[i]}' at column {i + 1} is not a residue letter");
+                text.Append(trimmed);
+            }
+        }
+        if (text.Length == 0) throw new BioForgeException($"--seq-file {seqFile}: empty file");
+        return text.ToString();
     }
 
     private static void WriteScores(string path, VariantTable variants, double[] scores)

@@ -349,7 +349,17 @@ public sealed class CliTests
         // The letters of "<unk>" would pass as residues N, K at positions 5 and 6 and be scored at the tokens after it.
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MK<unk>TLV", "--mutations", "N5A", "--out", untouched), "the wild type must be residue letters only", untouched);
         File.WriteAllText(table, "mutant,DMS_score\nK2R,0.5\nT3A,abc\n");
-        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), "dms.csv:3: DMS_score 'abc' is not a number", untouched);
+        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), "dms.csv:3: DMS_score 'abc' is not a finite number", untouched);
+        File.WriteAllText(table, "mutant,DMS_score\nK2R,0.5\nT3A,NaN\n");
+        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), "dms.csv:3: DMS_score 'NaN' is not a finite number", untouched);
+        // --seq-file: the file and line named; one FASTA record only (the first of several was taken silently).
+        string wildType = Path.Combine(dir, "wt.txt");
+        File.WriteAllText(wildType, "MKTAY\nIAΩK\n");
+        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq-file", wildType, "--mutations", "K2R", "--out", untouched), $"--seq-file {wildType}:2: 'Ω' at column 3 is not a residue letter", untouched);
+        File.WriteAllText(wildType, ">a\nMKTAYIAK\n>b\nMKV\n");
+        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq-file", wildType, "--mutations", "K2R", "--out", untouched), "holds more than one FASTA record", untouched);
+        File.WriteAllText(wildType, "MKTAY\nIAK\n");
+        Assert.Equal(0, Run("score-variants", "--model", TestData.EsmTiny, "--seq-file", wildType, "--mutations", "K2R", "--out", output).Code);
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--out", untouched), "exactly one of --mutations or --in");
     }
 

@@ -85,8 +85,9 @@ public sealed record VariantTable(IReadOnlyList<Variant> Variants, IReadOnlyList
             }
             if (measured is not null)
             {
-                if (!double.TryParse(fields[measuredIndex], NumberStyles.Float, CultureInfo.InvariantCulture, out double value))
-                    throw new BioForgeException($"{path}:{lineNumber}: {header[measuredIndex]} '{fields[measuredIndex]}' is not a number");
+                // NaN and Infinity parse, and would enter Spearman's ρ as the lowest and highest ranks.
+                if (!double.TryParse(fields[measuredIndex], NumberStyles.Float, CultureInfo.InvariantCulture, out double value) || !double.IsFinite(value))
+                    throw new BioForgeException($"{path}:{lineNumber}: {header[measuredIndex]} '{fields[measuredIndex]}' is not a finite number");
                 measured.Add(value);
             }
         }
