@@ -115,7 +115,7 @@ public static class Cli
 
     /// <summary>
     /// Every number option refuses NaN and ±Infinity (which .NET parses): each range check of the form "x &lt; 0" lets NaN
-    /// through, and a NaN temperature decoded junk.
+    /// through, and a NaN temperature decoded junk. Thread counts are not negative.
     /// </summary>
     private static void AddFiniteNumberCheck(Command command)
     {
@@ -124,9 +124,14 @@ public static class Cli
             if (option is Option<double> or Option<double?>)
                 option.Validators.Add(result =>
                 {
-                    if (result.Implicit) return;
-                    double? value = option is Option<double> ? result.GetValueOrDefault<double>() : result.GetValueOrDefault<double?>();
+                    if (result.Implicit || !TryValue(result, out double? value)) return;
                     if (value is { } x && !double.IsFinite(x)) result.AddError($"{option.Name} {x.ToString(System.Globalization.CultureInfo.InvariantCulture)}: must be a finite number");
+                });
+            // 0 means "the default" everywhere; a negative count was quietly read as 0.
+            if (option is Option<int> threads && threads.Name == "--threads")
+                threads.Validators.Add(result =>
+                {
+                    if (TryValue(result, out int count) && count < 0) result.AddError($"--threads {count}: must be 0 (the default) or more");
                 });
         }
         foreach (var sub in command.Subcommands) AddFiniteNumberCheck(sub);
@@ -143,6 +148,21 @@ public static class Cli
                     result.AddError($"--url {url}: expected an http:// or https:// address, e.g. http://127.0.0.1:8000");
             });
         foreach (var sub in command.Subcommands) AddUrlCheck(sub);
+    }
+
+    /// <summary>The option's value, or false when it does not parse (the parser reports that itself; validators still run).</summary>
+    private static bool TryValue<T>(System.CommandLine.Parsing.OptionResult result, out T? value)
+    {
+        try
+        {
+            value = result.GetValueOrDefault<T>();
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            value = default;
+            return false;
+        }
     }
 
     private static IEnumerable<string> Paths(System.CommandLine.Parsing.OptionResult? result) => result?.Implicit != false ? [] : result.Option switch

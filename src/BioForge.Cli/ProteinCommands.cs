@@ -177,7 +177,7 @@ internal static class ProteinCommands
     {
         var model = ModelOption();
         var seq = new Option<string?>("--seq") { Description = "wild-type protein sequence" };
-        var seqFile = new Option<string?>("--seq-file") { Description = "file holding the wild type (plain text or FASTA, first record)" };
+        var seqFile = new Option<string?>("--seq-file") { Description = "file holding the wild type (plain text, or FASTA with that one record)" };
         var mutations = new Option<string?>("--mutations") { Description = "variants separated by commas, sites of a multi-mutant by colons: \"A23G,K45R:L50P\"" };
         var input = new Option<string?>("--in") { Description = "CSV/TSV (optionally .gz) with a mutant column; a DMS_score column adds Spearman's rho" };
         var column = new Option<string?>("--mutation-column") { Description = "name of the mutation column (default: mutant, variant or mutation)" };

@@ -76,6 +76,9 @@ public sealed class CliTests
         AssertFails(Run("generate", "--model", model, "--n", "2", "--temperature", "NaN", "--out", generated), "--temperature NaN: must be a finite number", generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--temperature", "1e308", "--out", generated), "--temperature must be above 0 and at most 100", generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--top-p", "NaN", "--out", generated), "--top-p NaN: must be a finite number", generated);
+        var negative = new StringWriter();
+        Assert.Equal(2, Cli.Cli.Run(["embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMK\n"), "--out", Path.Combine(dir, "e.csv"), "--threads", "-1"], new StringWriter(), negative));
+        Assert.StartsWith("error: --threads -1: must be 0 (the default) or more", negative.ToString());
         string prepared = Path.Combine(dir, "prepared");
         var result = Cli.Cli.Run(["data", "prepare", "--in", smiles, "--tokenizer", "smiles", "--out", prepared, "--validation-fraction", "NaN"], new StringWriter(), new StringWriter());
         Assert.Equal(2, result);
