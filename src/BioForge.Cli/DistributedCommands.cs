@@ -274,7 +274,7 @@ internal static class DistributedCommands
             Communicator world = nccl ?? ProcessGroup.World;
             int n = result.GetValue(repeats), w = result.GetValue(warmup);
             if (n < 1 || w < 0) throw new BioForgeException("--repeats must be positive and --warmup non-negative");
-            foreach (long bytes in result.GetValue(sizes)!.Split(',').Select(ParseBytes))
+            foreach (long bytes in result.GetValue(sizes)!.Split(',').Select(ParseBytes).ToList()) // every size checked before the first runs
             {
                 using var buffer = ones([Math.Max(1, bytes / 4)], ScalarType.Float32, gpu ?? CPU);
                 double seconds = 0;

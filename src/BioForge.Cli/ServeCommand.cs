@@ -97,9 +97,10 @@ internal static class ServeCommand
             {
                 server = BioForgeServer.StartAsync(options, output.WriteLine, stop.Token).GetAwaiter().GetResult();
             }
-            catch (IOException e)
+            catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
             {
-                throw new BioForgeException($"cannot listen on {options.Host}:{options.Port}: {e.Message}");
+                // An address in use comes as IOException, an address this machine does not have as SocketException.
+                throw new BioForgeException($"--host {options.Host} --port {options.Port}: cannot listen there ({e.Message})");
             }
             output.WriteLine($"serving on {server.Address} (web page: {server.Address}/, OpenAPI: {server.Address}/v1/openapi.json){(options.ApiKey is null ? "" : "; API key required")}");
             output.Flush();

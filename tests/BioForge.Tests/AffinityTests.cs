@@ -202,6 +202,9 @@ public sealed class AffinityTests
         (code, _, error) = CliRun("screen", "--target", "MKV*LLA", "--library", empty, "--out", hits, "--model", SmallModel.Value, "--device", "cpu");
         Assert.Equal(2, code);
         Assert.Contains("'*' at position 4 is not an amino acid", error);
+        (code, _, error) = CliRun("screen", "--target", "targets/abl1.fasta", "--library", empty, "--out", hits, "--model", SmallModel.Value, "--device", "cpu");
+        Assert.Equal(2, code);
+        Assert.Contains("target: file targets/abl1.fasta not found", error);
     }
 
     [Fact]

@@ -134,6 +134,11 @@ public sealed class CliTests
     public void ServeRefusesWaitsItCannotKeep(string option, string value, string expected) =>
         AssertFails(Run("serve", option, value, "--port", "0"), expected);
 
+    /// <summary>An address this machine does not have (TEST-NET-3) is named with the options that gave it.</summary>
+    [Fact]
+    public void ServeNamesAnAddressItCannotListenOn() =>
+        AssertFails(Run("serve", "--models", TestData.EsmTiny, "--host", "203.0.113.1", "--port", "0", "--allowed-hosts", "x"), "--host 203.0.113.1 --port 0: cannot listen there");
+
     [Theory]
     [InlineData("0")]
     [InlineData("1.5")]

@@ -136,6 +136,9 @@ public sealed class ScalingPlanTests
         Assert.Contains("--device-tflops must be a positive number", e.Message);
         e = Assert.Throws<BioForgeException>(() => ScalingPlan.Estimate(Esm650M, new ClusterSpec(), new WorkloadSpec { ZeroStage = 2 }, new DeviceSpeed(null, 150)));
         Assert.Contains("--zero-stage must be 0 or 1 (got 2)", e.Message);
+        // Sizes whose product overflowed 64 bits printed tokens_per_step as long.MaxValue next to a tiny tokens/s.
+        e = Assert.Throws<BioForgeException>(() => Plan(new ClusterSpec { Gpus = 1024, DataParallel = 1024 }, new WorkloadSpec { TokensPerMicroBatch = 2_000_000_000, SequenceLength = 1024, Accumulation = 2_000_000_000 }));
+        Assert.Contains("tokens a step, more than the 1,000,000,000,000 planned for", e.Message);
     }
 
     [Fact]

@@ -436,6 +436,9 @@ public static class TargetSequence
 
     public static string Read(string target)
     {
+        // Text with a path separator or a FASTA extension was meant as a file: say it is missing, not that '/' is no residue.
+        if (!File.Exists(target) && (target.Contains('/') || Path.GetExtension(target).ToLowerInvariant() is ".fasta" or ".fa" or ".faa" or ".gz"))
+            throw new BioForgeException($"target: file {target} not found (give a protein sequence or a FASTA file)");
         if (!File.Exists(target)) return Parse(target, " (give a protein sequence or a FASTA file)");
         var first = FastaReader.Read(target).FirstOrDefault() ?? throw new BioForgeException($"{target}: no FASTA record");
         return Parse(first.Sequence);

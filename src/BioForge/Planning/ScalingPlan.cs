@@ -158,6 +158,8 @@ public static class ScalingPlan
         return new MemoryEstimate(weights / 1e9, gradients / 1e9, optimizer / 1e9, (layers + logits) / 1e9);
     }
 
+    private const double MaxTokensPerStep = 1e12;
+
     private static void Validate(ModelShape model, ClusterSpec cluster, WorkloadSpec work, DeviceSpeed speed)
     {
         void Require(bool ok, string message)
@@ -175,6 +177,9 @@ public static class ScalingPlan
         Require(work.SequenceLength >= 1 && work.TokensPerMicroBatch >= work.SequenceLength,
             $"a micro-batch of {work.TokensPerMicroBatch} tokens holds no sequence of {work.SequenceLength}");
         Require(work.Accumulation >= 1, "accumulation must be at least 1");
+        // Far past any run (Llama 3: 16M tokens a step), short of the 64-bit products the plan forms from them.
+        Require((double)work.TokensPerMicroBatch * work.Accumulation * cluster.DataParallel <= MaxTokensPerStep,
+            $"--micro-tokens × --accumulation × data-parallel replicas = {(double)work.TokensPerMicroBatch * work.Accumulation * cluster.DataParallel:G3} tokens a step, more than the {MaxTokensPerStep:N0} planned for");
         Require(work.GradientReductionBytes is 2 or 4, $"gradients are reduced in 2 (bf16) or 4 (float32) bytes (got {work.GradientReductionBytes})");
         Require(work.Precision is "fp32" or "bf16-mixed", $"precision must be fp32 or bf16-mixed (got '{work.Precision}')");
         Require(speed.MicroBatchSeconds is null or > 0 && double.IsFinite(speed.MicroBatchSeconds ?? 1), $"--step-seconds must be a positive number (got {speed.MicroBatchSeconds})");

@@ -97,8 +97,9 @@ public sealed class RunDirectory
         if (Directory.Exists(path) && Directory.EnumerateFileSystemEntries(path).Any())
             throw new BioForgeException($"{setting} {path} is not empty; {advice}");
         if (File.Exists(path)) throw new BioForgeException($"{setting} {path} is a file, not a directory");
-        // Checked now: the run writes its folder whole at the end, after the work.
-        if (AtomicFile.WhyNotWritable(System.IO.Path.GetFullPath(path).TrimEnd('/') + "/") is { } reason) throw new BioForgeException($"{setting} {path}: {reason}");
+        // Checked now: the run writes its folder whole at the end, after the work. Probed in the nearest folder above a
+        // missing one, never inside an existing run folder: other ranks of the run test that for emptiness meanwhile.
+        if (AtomicFile.WhyNotWritable(System.IO.Path.GetFullPath(path).TrimEnd('/')) is { } reason) throw new BioForgeException($"{setting} {path}: {reason}");
     }
 
     // ---- configuration snapshot ------------------------------------------------------------------------------------
