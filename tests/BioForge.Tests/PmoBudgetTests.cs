@@ -160,6 +160,17 @@ public sealed class PmoBudgetTests
         Assert.False(Alive(child), $"the program's child {child} survived the time-out");
     }
 
+    /// <summary>A program that does not exist is named when the scoring function is built, not at its first batch.</summary>
+    [Theory]
+    [InlineData("/nonexistent/bin/score", "component 'docking' (/nonexistent/bin/score): no such program")]
+    [InlineData("bioforge-no-such-scorer", "component 'docking' (bioforge-no-such-scorer): no such program on PATH")]
+    public void AMissingProgramIsRefusedWhenTheScoringIsBuilt(string executable, string expected)
+    {
+        _ = TestData.Cpu;
+        var component = new ComponentSettings { Type = "external_process", Name = "docking", Executable = executable, Property = "predictions" };
+        Assert.Equal(expected, Assert.Throws<BioForgeException>(() => new ScoringFunction([component], "arithmetic", TestData.Cpu.Device)).Message);
+    }
+
     /// <summary>A program that never reads its input times out too when the input is more than a pipe holds (64 KiB).</summary>
     [Fact]
     public void AProgramThatDoesNotReadItsInputTimesOut()

@@ -33,6 +33,18 @@ public sealed class ExternalScorer
         property = component.Property ?? "";
         timeout = TimeSpan.FromSeconds(component.TimeoutS);
         where = $"component '{component.Label}' ({executable})";
+        // Found now, not when the first batch is scored after the prior is loaded and sampled.
+        if (Locate(executable) is null)
+            throw new BioForgeException($"{where}: no such program{(executable.Contains('/') ? "" : " on PATH")}");
+    }
+
+    /// <summary>The file the program name runs: a path as given, a bare name looked up on PATH (as Process.Start does).</summary>
+    private static string? Locate(string name)
+    {
+        if (name.Length == 0) return null;
+        if (name.Contains('/')) return File.Exists(name) ? name : null;
+        return (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Select(directory => Path.Combine(directory, name)).FirstOrDefault(File.Exists);
     }
 
     /// <summary>One value per SMILES, in order, from one run of the program; NaN where it gave null or NaN.</summary>
