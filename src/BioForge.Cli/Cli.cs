@@ -38,9 +38,7 @@ public static class Cli
         root.Subcommands.Add(ServeCommand.Create(output, error));
         root.Subcommands.Add(EnvironmentCommand.Create(output, error));
         foreach (var option in OutputOptions(root)) option.Validators.Add(result => CheckWritable(result, option));
-        AddDistinctPathCheck(root);
-        AddFiniteNumberCheck(root);
-        AddUrlCheck(root);
+        AddChecks(root);
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
@@ -86,9 +84,18 @@ public static class Cli
         else if (IO.AtomicFile.WhyNotWritable(path) is { } reason) result.AddError($"{option.Name} {path}: {reason}");
     }
 
+    /// <summary>The checks every command gets, before any work: distinct paths, finite numbers, thread counts, addresses.</summary>
+    private static void AddChecks(Command command)
+    {
+        AddDistinctPathCheck(command);
+        AddNumberChecks(command);
+        AddUrlCheck(command);
+        foreach (var sub in command.Subcommands) AddChecks(sub);
+    }
+
     /// <summary>
-    /// Every command refuses an output that is one of its inputs or another of its outputs (the input would be overwritten
-    /// after it was read, or one output by the other), before any work.
+    /// A command refuses an output that is one of its inputs or another of its outputs (the input would be overwritten
+    /// after it was read, or one output by the other).
     /// </summary>
     private static void AddDistinctPathCheck(Command command)
     {
@@ -110,14 +117,13 @@ public static class Cli
                         seen.Add((option.Name, full));
                     }
             });
-        foreach (var sub in command.Subcommands) AddDistinctPathCheck(sub);
     }
 
     /// <summary>
-    /// Every number option refuses NaN and ±Infinity (which .NET parses): each range check of the form "x &lt; 0" lets NaN
+    /// Number options refuse NaN and ±Infinity (which .NET parses): each range check of the form "x &lt; 0" lets NaN
     /// through, and a NaN temperature decoded junk. Thread counts are not negative.
     /// </summary>
-    private static void AddFiniteNumberCheck(Command command)
+    private static void AddNumberChecks(Command command)
     {
         foreach (var option in command.Options)
         {
@@ -134,7 +140,6 @@ public static class Cli
                     if (TryValue(result, out int count) && count < 0) result.AddError($"--threads {count}: must be 0 (the default) or more");
                 });
         }
-        foreach (var sub in command.Subcommands) AddFiniteNumberCheck(sub);
     }
 
     /// <summary>A <c>--url</c> is an absolute http or https address (a bare host failed inside HttpClient, unnamed).</summary>
@@ -147,7 +152,6 @@ public static class Cli
                 if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
                     result.AddError($"--url {url}: expected an http:// or https:// address, e.g. http://127.0.0.1:8000");
             });
-        foreach (var sub in command.Subcommands) AddUrlCheck(sub);
     }
 
     /// <summary>The option's value, or false when it does not parse (the parser reports that itself; validators still run).</summary>
