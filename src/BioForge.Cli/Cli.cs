@@ -211,7 +211,12 @@ public static class Cli
     internal static string Unexpected(Exception e)
     {
         string first = e.Message.Split('\n', 2)[0].Trim();
-        return $"error: {(first.Length > 300 ? first[..300] + "..." : first)} ({e.GetType().Name}; BIOFORGE_DEBUG=1 prints the stack trace)";
+        first = first.Length > 300 ? first[..300] + "..." : first;
+        // LibTorch's allocators (CPU: "DefaultCPUAllocator: can't allocate memory" or "not enough memory", CUDA: "CUDA
+        // out of memory") say what failed, not what to change: the sizes of a batch are what a user sets.
+        if (first.Contains("DefaultCPUAllocator", StringComparison.Ordinal) || first.Contains("out of memory", StringComparison.OrdinalIgnoreCase))
+            return $"error: the device ran out of memory; a smaller batch needs less (--batch, --slots, data.tokens_per_batch, --max-running) (LibTorch: {first})";
+        return $"error: {first} ({e.GetType().Name}; BIOFORGE_DEBUG=1 prints the stack trace)";
     }
 
     /// <summary>

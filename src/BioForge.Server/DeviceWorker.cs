@@ -36,6 +36,7 @@ public sealed class DeviceWorker : IDisposable
         this.capacity = capacity;
         MaxWait = maxWait ?? Timeout.InfiniteTimeSpan;
         metrics.QueueDepth(name, () => Volatile.Read(ref waiting));
+        metrics.QueueBusy(name, () => Volatile.Read(ref runningEnd) == 0 ? 0 : 1);
         thread = new Thread(Loop) { IsBackground = true, Name = $"bioforge {name}" };
         thread.Start();
     }

@@ -228,20 +228,37 @@ public sealed class ModelCatalog : IDisposable
                 break;
             case LlamaFamily:
                 var llama = LlamaCheckpoint.Load(directory, compute.Device, compute.DType);
-                var encoder = SequenceEncoder.ForLlama(llama, directory);
-                DecodeService? completions = null;
-                if (llama.Vocabulary is { } vocabulary)
+                SequenceEncoder encoder;
+                try
                 {
-                    var generator = new SmilesGenerator(llama);
-                    completions = new DecodeService(name, new LlamaDecoder(llama.Model), decoding, batching.QueueCapacity, device, metrics,
-                        generator.EncodePrompt, token => vocabulary.DecodeRaw([token]), generator.Grammar);
+                    encoder = SequenceEncoder.ForLlama(llama, directory); // owns the checkpoint from here on
                 }
-                else if (llama.IsProtein)
+                catch
                 {
-                    // Answers are residue letters: the protein grammar (the default) draws nothing else but <eos>, which writes nothing.
-                    var generator = new ProteinGenerator(llama);
-                    completions = new DecodeService(name, new LlamaDecoder(llama.Model), decoding, batching.QueueCapacity, device, metrics,
-                        llama.EncodeProteinPrompt, token => llama.DecodeProtein([token]), generator.Grammar);
+                    llama.Dispose();
+                    throw;
+                }
+                DecodeService? completions = null;
+                try
+                {
+                    if (llama.Vocabulary is { } vocabulary)
+                    {
+                        var generator = new SmilesGenerator(llama);
+                        completions = new DecodeService(name, new LlamaDecoder(llama.Model), decoding, batching.QueueCapacity, device, metrics,
+                            generator.EncodePrompt, token => vocabulary.DecodeRaw([token]), generator.Grammar);
+                    }
+                    else if (llama.IsProtein)
+                    {
+                        // Answers are residue letters: the protein grammar (the default) draws nothing else but <eos>, which writes nothing.
+                        var generator = new ProteinGenerator(llama);
+                        completions = new DecodeService(name, new LlamaDecoder(llama.Model), decoding, batching.QueueCapacity, device, metrics,
+                            llama.EncodeProteinPrompt, token => llama.DecodeProtein([token]), generator.Grammar);
+                    }
+                }
+                catch
+                {
+                    encoder.Dispose(); // a key/value cache that could not be allocated: the weights go too
+                    throw;
                 }
                 languageModels[name] = new LanguageModel(name, directory, llama.IsProtein ? ModelKind.ProteinDecoder : ModelKind.Molecule, encoder,
                     llama.Config.MaxPositionEmbeddings, null, llama, compute.Device, batching, device, metrics, completions);

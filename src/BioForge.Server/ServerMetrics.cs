@@ -21,6 +21,7 @@ public sealed class ServerMetrics
     private readonly ConcurrentDictionary<string, Counter> dropped = new();
     private readonly ConcurrentDictionary<string, Counter> rejected = new();
     private readonly ConcurrentDictionary<string, Func<int>> queueDepth = new();
+    private readonly ConcurrentDictionary<string, Func<int>> queueBusy = new();
     private readonly ConcurrentDictionary<string, Histogram> firstToken = new();
     private readonly ConcurrentDictionary<(string Name, string Model), (string Help, Func<int> Value)> gauges = new();
 
@@ -45,6 +46,9 @@ public sealed class ServerMetrics
 
     public void QueueDepth(string queue, Func<int> depth) => queueDepth[queue] = depth;
 
+    /// <summary>1 while the queue's worker runs a piece of work, 0 when idle (averaged over time: its utilisation).</summary>
+    public void QueueBusy(string queue, Func<int> busy) => queueBusy[queue] = busy;
+
     /// <summary>Time from a completion request to its first generated token.</summary>
     public void FirstToken(string model, double seconds) => firstToken.GetOrAdd(model, _ => new Histogram(LatencyBuckets)).Observe(seconds);
 
@@ -67,6 +71,8 @@ public sealed class ServerMetrics
         foreach (var (model, c) in tokens.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_tokens_total", $"model=\"{Escape(model)}\"", c.Value);
         Family(text, "bioforge_queue_depth", "gauge", "requests waiting, by queue");
         foreach (var (queue, depth) in queueDepth.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_queue_depth", $"queue=\"{Escape(queue)}\"", depth());
+        Family(text, "bioforge_queue_busy", "gauge", "1 while the queue's worker runs a piece of work (avg_over_time: utilisation), by queue");
+        foreach (var (queue, busy) in queueBusy.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_queue_busy", $"queue=\"{Escape(queue)}\"", busy());
         Family(text, "bioforge_requests_dropped_total", "counter", "requests cancelled before they were computed, by model");
         foreach (var (model, c) in dropped.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_requests_dropped_total", $"model=\"{Escape(model)}\"", c.Value);
         Family(text, "bioforge_requests_rejected_total", "counter", "requests refused with 503 because a queue was full, by queue");

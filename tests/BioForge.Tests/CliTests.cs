@@ -61,6 +61,18 @@ public sealed class CliTests
         Assert.StartsWith($"error: --out {file}: is a file; name a folder", error.ToString());
     }
 
+    /// <summary>A batch larger than memory ends with one line that says what ran out and what to lower, not the
+    /// allocator's words alone.</summary>
+    [Fact]
+    public void RunningOutOfMemoryNamesTheBatchSizes()
+    {
+        var error = new StringWriter();
+        Assert.Equal(2, Cli.Cli.Run(["bench", "embed", "--size", "8M", "--batch", "2000000000", "--length", "512", "--steps", "1", "--warmup", "0", "--device", "cpu"], new StringWriter(), error));
+        Assert.StartsWith("error: the device ran out of memory; a smaller batch needs less (--batch", error.ToString());
+        Assert.Contains("LibTorch: ", error.ToString());
+        Assert.Single(error.ToString().Trim().Split('\n'));
+    }
+
     /// <summary>
     /// Number options refuse NaN and ±Infinity by name (a NaN temperature decoded junk; a NaN validation fraction passed
     /// the range check and failed after the corpus was written), and generate's temperature keeps the service's bounds.

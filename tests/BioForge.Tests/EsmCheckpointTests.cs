@@ -104,6 +104,16 @@ public sealed class EsmCheckpointTests
         Assert.Contains("pad_token_id 40 is outside the vocabulary of 33", Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(dir, cpu.Device, cpu.DType)).Message);
     }
 
+    /// <summary>A key a config.json leaves out takes transformers' default, so the network computes as Hugging Face's.</summary>
+    [Fact]
+    public void AnOmittedLayerNormEpsilonIsHuggingFacesDefault()
+    {
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(TestData.EsmTiny, "config.json")))!.AsObject();
+        Assert.Equal(1e-5, EsmConfig.FromJson(json, "config.json").LayerNormEps);
+        json.Remove("layer_norm_eps");
+        Assert.Equal(1e-12, EsmConfig.FromJson(json, "config.json").LayerNormEps);
+    }
+
     [Fact]
     public void RandomModelsOfTheFamilyHaveTheDocumentedSizes()
     {

@@ -428,6 +428,16 @@ public sealed class OptimizeTests
         path = BudgetedRunFile(dir, seed: 1, calls: 2, "[[stages.components]]\ntype = \"qed\"", learning: "inception = [\"CCO\", \"CCN\"]");
         e = Assert.Throws<BioForgeException>(() => OptimizeConfig.Load(path));
         Assert.Contains("learning.inception: 2 molecules would spend the whole budget (2 oracle calls)", e.Message);
+
+        // A session refused at construction (the server's /generate with a bad seed molecule) frees the agent it owns:
+        // a copy of the model, once per bad request.
+        path = BudgetedRunFile(dir, seed: 1, calls: 100, "[[stages.components]]\ntype = \"qed\"", learning: "inception = [\"C1CC\"]");
+        using var prior = Models.Llama.LlamaCheckpoint.Load(Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small"), TestData.Cpu.Device, TestData.Cpu.DType);
+        var agent = prior.Copy(TorchSharp.torch.ScalarType.Float32);
+        var weight = agent.Model.parameters().First();
+        Assert.Throws<BioForgeException>(() => new OptimizationSession(OptimizeConfig.Load(path), prior, agent));
+        Assert.True(weight.IsInvalid, "the refused session's agent still holds its weights");
+        Assert.False(prior.Model.parameters().First().IsInvalid);
     }
 
     /// <summary>A later stage's inception molecules (paid again: a new stage has a new scoring function) may spend what

@@ -29,6 +29,19 @@ public sealed class ServerFixture : IAsyncLifetime
         DrainDelay = TimeSpan.Zero,
     };
 
+    /// <summary>Polls <c>/v1/metrics</c> (up to a minute) until it contains <paramref name="line"/>; returns that text.</summary>
+    public static async Task<string> WaitForMetric(HttpClient client, string line)
+    {
+        string metrics = "";
+        for (int i = 0; i < 600 && !metrics.Contains(line, StringComparison.Ordinal); i++)
+        {
+            if (i > 0) await Task.Delay(100);
+            metrics = await client.GetStringAsync("/v1/metrics");
+        }
+        Assert.True(metrics.Contains(line, StringComparison.Ordinal), $"/v1/metrics never showed {line}");
+        return metrics;
+    }
+
     public async Task InitializeAsync()
     {
         _ = TestData.Cpu;
@@ -323,11 +336,12 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Equal(301, job!["total"]!.GetValue<int>());
         string id = job["id"]!.GetValue<string>();
         JsonNode view;
+        var waited = System.Diagnostics.Stopwatch.StartNew();
         do
         {
             await Task.Delay(100);
             view = (await Get($"/v1/screen/{id}")).Body!;
-        } while (view["status"]!.GetValue<string>() is "queued" or "running");
+        } while (view["status"]!.GetValue<string>() is "queued" or "running" && waited.Elapsed < TimeSpan.FromMinutes(5));
         Assert.Equal("succeeded", view["status"]!.GetValue<string>());
         Assert.Equal(301, view["processed"]!.GetValue<long>());
         var results = (await Get($"/v1/screen/{id}/results")).Body!;
@@ -426,9 +440,7 @@ public sealed class ServerLimitsTests
         var response = await client.PostAsync("/v1/embeddings", content);
         Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
         Assert.Contains("not answered within 0.2 s", await response.Content.ReadAsStringAsync());
-        await Task.Delay(2500);
-        string metrics = await client.GetStringAsync("/v1/metrics");
-        Assert.Contains("bioforge_requests_dropped_total{model=\"smiles-llama-small\"} 1", metrics);
+        string metrics = await ServerFixture.WaitForMetric(client, "bioforge_requests_dropped_total{model=\"smiles-llama-small\"} 1");
         Assert.DoesNotContain("bioforge_batch_size_count{model=\"smiles-llama-small\"}", metrics);
     }
 }
@@ -450,9 +462,7 @@ public sealed class ServerDisconnectTests
             await Task.Delay(20);
         gone.Cancel();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => request);
-        await Task.Delay(2500);
-        string metrics = await client.GetStringAsync("/v1/metrics");
-        Assert.Contains("bioforge_requests_dropped_total{model=\"smiles-llama-small\"} 1", metrics);
+        string metrics = await ServerFixture.WaitForMetric(client, "bioforge_requests_dropped_total{model=\"smiles-llama-small\"} 1");
         Assert.DoesNotContain("bioforge_batch_size_count{model=\"smiles-llama-small\"}", metrics);
     }
 }
@@ -476,9 +486,7 @@ public sealed class ServerShutdownTests
         using var _ = client;
         using var content = new StringContent("""{"smi":"CC(=O)Oc1ccccc1C(=O)O","particles":64,"iterations":100}""", Encoding.UTF8, "application/json");
         var request = client.PostAsync("/generate", content); // minutes of optimization, far past the grace
-        for (int i = 0; i < 200 && !(await client.GetStringAsync("/v1/metrics")).Contains("bioforge_queue_depth{queue=\"jobs\"} 0", StringComparison.Ordinal); i++)
-            await Task.Delay(20);
-        await Task.Delay(500); // running on the jobs worker
+        await ServerFixture.WaitForMetric(client, "bioforge_queue_busy{queue=\"jobs\"} 1"); // running on the jobs worker
         var stop = server.DisposeAsync().AsTask();
         using var response = await request; // a connection reset would throw here
         string body = await response.Content.ReadAsStringAsync();
@@ -660,16 +668,18 @@ public sealed class DynamicBatcherTests
         var metrics = new ServerMetrics();
         using var device = new DeviceWorker("test", 100, metrics);
         using var gate = new SemaphoreSlim(0);
+        using var entered = new SemaphoreSlim(0);
         var batches = new List<int[]>();
         var options = new BatchingOptions { MaxBatchItems = 4, MaxBatchTokens = 100, MaxDelay = TimeSpan.FromMilliseconds(1), QueueCapacity = 100 };
         using var batcher = new DynamicBatcher<int, int>("m", options, x => x, inputs =>
         {
+            entered.Release();
             gate.Wait();
             lock (batches) batches.Add([.. inputs]);
             return [.. inputs.Select(x => x * 10)];
         }, device, metrics);
         var first = batcher.SubmitAsync(1, CancellationToken.None);
-        await Task.Delay(200); // the first batch (just [1]) is running, held at the gate
+        Assert.True(await entered.WaitAsync(TimeSpan.FromMinutes(1))); // the first batch (just [1]) is running, held at the gate
         var rest = Enumerable.Range(2, 9).Select(x => batcher.SubmitAsync(x, CancellationToken.None)).ToList();
         var big = batcher.SubmitAsync(95, CancellationToken.None);
         gate.Release(100);
@@ -689,16 +699,18 @@ public sealed class DynamicBatcherTests
         var metrics = new ServerMetrics();
         using var device = new DeviceWorker("test", 100, metrics);
         using var gate = new SemaphoreSlim(0);
+        using var entered = new SemaphoreSlim(0);
         var computed = new List<int>();
         var options = new BatchingOptions { MaxBatchItems = 8, MaxDelay = TimeSpan.FromMilliseconds(1), QueueCapacity = 3 };
         using var batcher = new DynamicBatcher<int, int>("m", options, _ => 1, inputs =>
         {
+            entered.Release();
             gate.Wait();
             lock (computed) computed.AddRange(inputs);
             return inputs;
         }, device, metrics);
         var running = batcher.SubmitAsync(0, CancellationToken.None);
-        await Task.Delay(200);
+        Assert.True(await entered.WaitAsync(TimeSpan.FromMinutes(1))); // [0] runs, held at the gate
         using var abandon = new CancellationTokenSource();
         var waiting = new[] { batcher.SubmitAsync(1, CancellationToken.None), batcher.SubmitAsync(2, abandon.Token), batcher.SubmitAsync(3, CancellationToken.None) };
         var refused = Assert.Throws<ApiError>(() => { _ = batcher.SubmitAsync(4, CancellationToken.None); }); // refused at once, not later

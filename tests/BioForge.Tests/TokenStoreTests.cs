@@ -39,7 +39,13 @@ public sealed class TokenStoreTests
             writer.Add([1, 2, 3]);
             writer.Complete();
         }
-        File.WriteAllBytes(TokenStore.BinPath(prefix), File.ReadAllBytes(TokenStore.BinPath(prefix))[..4]);
+        // A damaged .bin of the right size: the token past the vocabulary is named when its document is read.
+        byte[] bin = File.ReadAllBytes(TokenStore.BinPath(prefix));
+        bin[2] = 12;
+        File.WriteAllBytes(TokenStore.BinPath(prefix), bin);
+        using (var damaged = new TokenStore.Reader(prefix))
+            Assert.Contains("document 0 holds token id 12, outside the vocabulary of 10", Assert.Throws<BioForgeException>(() => damaged.Document(0)).Message);
+        File.WriteAllBytes(TokenStore.BinPath(prefix), bin[..4]);
         Assert.Contains("index describes 3", Assert.Throws<BioForgeException>(() => new TokenStore.Reader(prefix)).Message);
         File.WriteAllText(TokenStore.IdxPath(prefix), "garbage");
         Assert.Contains("not a BioForge token index", Assert.Throws<BioForgeException>(() => new TokenStore.Reader(prefix)).Message);

@@ -196,6 +196,7 @@ public sealed class TrainerTests
         // The result is an ordinary Hugging Face ESM-2 directory.
         using var loaded = EsmCheckpoint.Load(Path.Combine(straight, Trainer.ModelDirectory), TestData.Cpu.Device, TestData.Cpu.DType);
         Assert.Equal(0.1, loaded.Config.HiddenDropoutProb);
+        Assert.Equal(1e-5, loaded.Config.LayerNormEps); // the run file leaves it out: ESM-2's value, written to config.json
     }
 
     [Fact]

@@ -111,10 +111,13 @@ public sealed class AffinityModel : IDisposable
         this.network = network;
         this.featurizer = featurizer;
         this.device = device;
-        drugMean = tensor(manifest.DrugMean).to(device);
-        drugScale = tensor(manifest.DrugScale).to(device);
-        targetMean = tensor(manifest.TargetMean).to(device);
-        targetScale = tensor(manifest.TargetScale).to(device);
+        using (NewDisposeScope()) // the host copies go; the model owns the device ones
+        {
+            drugMean = tensor(manifest.DrugMean).to(device).DetachFromDisposeScope();
+            drugScale = tensor(manifest.DrugScale).to(device).DetachFromDisposeScope();
+            targetMean = tensor(manifest.TargetMean).to(device).DetachFromDisposeScope();
+            targetScale = tensor(manifest.TargetScale).to(device).DetachFromDisposeScope();
+        }
         network.eval();
     }
 
@@ -196,7 +199,8 @@ public sealed class AffinityModel : IDisposable
         int width = rows[0].Length;
         var flat = new float[rows.Length * width];
         for (int i = 0; i < rows.Length; i++) rows[i].CopyTo(flat, i * width);
-        return (tensor(flat, [rows.Length, width]).to(device) - mean) / scale;
+        using var scope = NewDisposeScope(); // the host copy and the centred intermediate are as large as the result
+        return ((tensor(flat, [rows.Length, width]).to(device) - mean) / scale).MoveToOuterDisposeScope();
     }
 
     public void Dispose()

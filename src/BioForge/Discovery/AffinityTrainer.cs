@@ -132,18 +132,26 @@ public static class AffinityTrainer
         var members = new List<AffinityNetwork>();
         var bestEpochs = new List<int>();
         var history = new List<JsonObject>();
-        for (int k = 0; k < config.Model.Ensemble; k++)
+        try
         {
-            TorchRuntime.Seed((long)(config.Seed >> 1) + k);
-            var member = new AffinityNetwork(featurizer.DrugWidth, featurizer.TargetWidth, config.Model.Hidden, config.Model.Dropout);
-            member.to(compute.Device);
-            var (best, bestEpoch, memberHistory) = Fit(member, drugs, targets, train, valid, manifest, config, k, compute.Device, clock, onEpoch);
-            using (no_grad())
-                foreach (var ((_, p), saved) in member.named_parameters().Zip(best)) p.copy_(saved);
-            foreach (var t in best) t.Dispose();
-            members.Add(member);
-            bestEpochs.Add(bestEpoch);
-            history.AddRange(memberHistory);
+            for (int k = 0; k < config.Model.Ensemble; k++)
+            {
+                TorchRuntime.Seed((long)(config.Seed >> 1) + k);
+                var member = new AffinityNetwork(featurizer.DrugWidth, featurizer.TargetWidth, config.Model.Hidden, config.Model.Dropout);
+                members.Add(member);
+                member.to(compute.Device);
+                var (best, bestEpoch, memberHistory) = Fit(member, drugs, targets, train, valid, manifest, config, k, compute.Device, clock, onEpoch);
+                using (no_grad())
+                    foreach (var ((_, p), saved) in member.named_parameters().Zip(best)) p.copy_(saved);
+                foreach (var t in best) t.Dispose();
+                bestEpochs.Add(bestEpoch);
+                history.AddRange(memberHistory);
+            }
+        }
+        catch
+        {
+            foreach (var m in members) m.Dispose(); // an interrupted or failed run: the members trained so far go
+            throw;
         }
         using var network = new AffinityEnsemble(members);
 
@@ -185,9 +193,8 @@ public static class AffinityTrainer
 
     private static Tensor Standardized(float[][] rows, float[] mean, float[] scale, Device device)
     {
-        using var m = tensor(mean).to(device);
-        using var s = tensor(scale).to(device);
-        return AffinityModel.Standardize(rows, m, s, device);
+        using var scope = NewDisposeScope();
+        return AffinityModel.Standardize(rows, tensor(mean).to(device), tensor(scale).to(device), device).MoveToOuterDisposeScope();
     }
 
     private static (float[] Mean, float[] Scale) Moments(IReadOnlyList<float[]> rows)
@@ -213,7 +220,8 @@ public static class AffinityTrainer
         int batches = (train.Length + config.Train.BatchSize - 1) / config.Train.BatchSize;
         var schedule = new LearningRateSchedule(config.Train.Lr, batches, (long)batches * config.Train.Epochs, LearningRateDecay.Cosine, 0.02);
         var validTruth = valid.Select(p => p.Affinity).ToArray();
-        List<Tensor> best = [.. parameters.Select(p => p.detach().clone())];
+        List<Tensor> best;
+        using (no_grad()) best = [.. parameters.Select(p => p.clone())];
         double bestMse = double.PositiveInfinity;
         int bestEpoch = 0, step = 0;
         var history = new List<JsonObject>();
@@ -242,7 +250,8 @@ public static class AffinityTrainer
             {
                 bestMse = mse;
                 bestEpoch = epoch;
-                foreach (var (saved, p) in best.Zip(parameters)) saved.copy_(p.detach());
+                using (no_grad())
+                    foreach (var (saved, p) in best.Zip(parameters)) saved.copy_(p);
             }
             history.Add(new JsonObject { ["member"] = member, ["epoch"] = epoch, ["train_mse"] = Math.Round(trainMse, 5), ["validation_mse"] = Math.Round(mse, 5), ["validation_ci"] = Math.Round(ci, 5) });
             onEpoch?.Invoke(new DtiEpochReport(member, epoch, config.Train.Epochs, trainMse, mse, ci, improved, clock.Elapsed));

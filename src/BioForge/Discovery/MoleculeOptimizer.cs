@@ -164,6 +164,7 @@ public static class MoleculeOptimizer
     private static void SaveCheckpoint(RunDirectory run, OptimizationSession session, TimeSpan elapsed)
     {
         var state = session.State with { ElapsedSeconds = elapsed.TotalSeconds };
+        using var scope = NewDisposeScope(); // the optimizer's moments are gathered into copies
         run.SaveCheckpoint(state.Step, keep: 1, StateFile, directory =>
         {
             session.Agent.Save(Path.Combine(directory, AgentDirectory));

@@ -92,7 +92,7 @@ public sealed class OptimizationSession : IDisposable
     public OracleBudget? Budget => budget;
 
     /// <param name="prior">Not owned; its parameters are frozen.</param>
-    /// <param name="agent">Owned: a copy of the prior, or the agent of a checkpoint.</param>
+    /// <param name="agent">Owned: a copy of the prior, or the agent of a checkpoint; disposed also when the constructor throws.</param>
     /// <param name="resumed">The state of a checkpoint, with <paramref name="agent"/> and the optimizer moments loaded by the caller.</param>
     public OptimizationSession(OptimizeConfig config, LlamaCheckpoint prior, LlamaCheckpoint agent, OptimizationState? resumed = null)
     {
@@ -100,27 +100,36 @@ public sealed class OptimizationSession : IDisposable
         this.prior = prior;
         Agent = agent;
         device = agent.Device;
-        vocabulary = prior.Vocabulary ?? throw new BioForgeException($"prior.model {config.Prior.Model}: no {SmilesVocabulary.FileName}; the prior must be a SMILES language model");
-        prior.Model.eval();
-        foreach (var p in prior.Model.parameters()) p.requires_grad = false;
-        Optimizer = new FlatAdamW(agent.Model.named_parameters(), new AdamWOptions { Beta1 = 0.9, Beta2 = 0.999, WeightDecay = 0 });
+        try
+        {
+            vocabulary = prior.Vocabulary ?? throw new BioForgeException($"prior.model {config.Prior.Model}: no {SmilesVocabulary.FileName}; the prior must be a SMILES language model");
+            for (int i = 0; i < config.Learning.Inception.Count; i++)
+            {
+                string smiles = config.Learning.Inception[i];
+                if (!Molecule.TryFromSmiles(smiles, out var molecule, out string? error))
+                    throw new BioForgeException($"learning.inception[{i}]: '{smiles}' is not a valid SMILES: {error}");
+                string canonical;
+                using (molecule) canonical = molecule!.ToSmiles();
+                if (inception.Any(m => m.Canonical == canonical)) continue;
+                var tokens = Spelled(canonical, vocabulary, config.Sampling.MaxLength)
+                    ?? throw new BioForgeException($"learning.inception[{i}]: '{smiles}' cannot be written in the prior's tokens within sampling.max_length ({config.Sampling.MaxLength})");
+                inception.Add((canonical, tokens));
+            }
+            prior.Model.eval();
+            foreach (var p in prior.Model.parameters()) p.requires_grad = false;
+            // Last: its moments are four copies of the agent's parameters (a refused seed molecule must not leave them).
+            Optimizer = new FlatAdamW(agent.Model.named_parameters(), new AdamWOptions { Beta1 = 0.9, Beta2 = 0.999, WeightDecay = 0 });
+        }
+        catch
+        {
+            agent.Dispose();
+            throw;
+        }
         grammar = config.Sampling.Grammar == "smiles" ? new SmilesGrammar(vocabulary) : null;
         sampling = new SamplingOptions { Temperature = config.Sampling.Temperature, MaxNewTokens = config.Sampling.MaxLength, Grammar = grammar };
         State = resumed ?? new OptimizationState();
         if (config.Budget.OracleCalls > 0) budget = new OracleBudget(config.Budget.OracleCalls);
         if (config.Learning.GeneticOffspring > 0) genetics = new GraphGeneticOperators();
-        for (int i = 0; i < config.Learning.Inception.Count; i++)
-        {
-            string smiles = config.Learning.Inception[i];
-            if (!Molecule.TryFromSmiles(smiles, out var molecule, out string? error))
-                throw new BioForgeException($"learning.inception[{i}]: '{smiles}' is not a valid SMILES: {error}");
-            string canonical;
-            using (molecule) canonical = molecule!.ToSmiles();
-            if (inception.Any(m => m.Canonical == canonical)) continue;
-            var tokens = Spelled(canonical, vocabulary, config.Sampling.MaxLength)
-                ?? throw new BioForgeException($"learning.inception[{i}]: '{smiles}' cannot be written in the prior's tokens within sampling.max_length ({config.Sampling.MaxLength})");
-            inception.Add((canonical, tokens));
-        }
     }
 
     /// <summary>A resumed run's oracle calls up to its checkpoint (from the run's files): the count goes on from them.</summary>
@@ -291,7 +300,6 @@ public sealed class OptimizationSession : IDisposable
         var random = new Random((int)(StatelessRandom.Hash(config.Seed, step, 0xE4) & int.MaxValue));
         var replay = memory.Count == 0 ? [] : memory.OrderBy(_ => random.Next()).Take(config.Learning.ReplaySamples).ToList();
 
-        using var scope = NewDisposeScope();
         // Augmented Hill-Climb learns from the best part of the batch only; REINVENT and Augmented Memory from all of it.
         int[]? climbers = config.Learning.Strategy == "ahc" ? HillClimbers(learned, config.Learning.TopFraction, repeats)
             : repeats is null ? null : [.. Enumerable.Range(0, batch.Count).Where(i => !repeats[i])];
@@ -303,27 +311,33 @@ public sealed class OptimizationSession : IDisposable
             : [.. (climbers ?? Enumerable.Range(0, batch.Count)).Union(entrants).Order()];
         var priorValues = new float[batch.Count];
         Array.Fill(priorValues, float.NaN);
-        if (needed.Length > 0)
-            using (no_grad())
-            {
-                var computed = Sampling.LogLikelihood(prior.Model, [.. needed.Select(i => batch[i])], grammar).cpu().data<float>().ToArray();
-                for (int k = 0; k < needed.Length; k++) priorValues[needed[k]] = computed[k];
-            }
-        double priorSeconds = Lap();
-        var learnedBatch = climbers is null ? batch : [.. climbers.Select(i => batch[i])];
-        var sequences = learnedBatch.Concat(replay.Select(r => new SampledSequence(r.Tokens, r.Finished, 0))).ToList();
-        var batchPrior = (climbers ?? Enumerable.Range(0, batch.Count)).Select(i => priorValues[i]);
-        var priorAll = tensor(batchPrior.Concat(replay.Select(r => (float)r.PriorLogLikelihood)).ToArray()).to(Agent.Device);
-        var batchScores = climbers is null ? learned : [.. climbers.Select(i => learned[i])];
-        var scoresAll = tensor(batchScores.Select(s => (float)s).Concat(replay.Select(r => (float)r.Score)).ToArray()).to(Agent.Device);
         float lossValue = 0;
-        if (sequences.Count > 0) // none when every sample repeats and nothing is replayed yet
+        double priorSeconds, agentSeconds;
+        // Its own scope: the passes' logits (batch × length × vocabulary) are freed before the replay and augmentation
+        // rounds run passes of their own.
+        using (NewDisposeScope())
         {
-            var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences, grammar);
-            var augmented = priorAll.Plus(scoresAll.Mul(config.Learning.Sigma));
-            lossValue = Descend((augmented - agentLogLikelihood).Squared().mean());
+            if (needed.Length > 0)
+                using (no_grad())
+                {
+                    var computed = Sampling.LogLikelihood(prior.Model, [.. needed.Select(i => batch[i])], grammar).cpu().data<float>().ToArray();
+                    for (int k = 0; k < needed.Length; k++) priorValues[needed[k]] = computed[k];
+                }
+            priorSeconds = Lap();
+            var learnedBatch = climbers is null ? batch : [.. climbers.Select(i => batch[i])];
+            var sequences = learnedBatch.Concat(replay.Select(r => new SampledSequence(r.Tokens, r.Finished, 0))).ToList();
+            var batchPrior = (climbers ?? Enumerable.Range(0, batch.Count)).Select(i => priorValues[i]);
+            var priorAll = tensor(batchPrior.Concat(replay.Select(r => (float)r.PriorLogLikelihood)).ToArray()).to(Agent.Device);
+            var batchScores = climbers is null ? learned : [.. climbers.Select(i => learned[i])];
+            var scoresAll = tensor(batchScores.Select(s => (float)s).Concat(replay.Select(r => (float)r.Score)).ToArray()).to(Agent.Device);
+            if (sequences.Count > 0) // none when every sample repeats and nothing is replayed yet
+            {
+                var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences, grammar);
+                var augmented = priorAll.Plus(scoresAll.Mul(config.Learning.Sigma));
+                lossValue = Descend((augmented - agentLogLikelihood).Squared().mean());
+            }
+            agentSeconds = Lap();
         }
-        double agentSeconds = Lap();
 
         foreach (int i in entrants)
             memory.Add(new ReplayedMolecule(scored[i].Canonical!, batch[i].Tokens, batch[i].Finished, learned[i], priorValues[i], buckets[i]));

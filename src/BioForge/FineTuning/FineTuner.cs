@@ -297,7 +297,7 @@ public static class FineTuner
     private static List<Tensor> Snapshot(List<Parameter> parameters)
     {
         using var _ = no_grad();
-        return [.. parameters.Select(p => p.detach().clone())];
+        return [.. parameters.Select(p => p.clone())]; // under no_grad a clone records no graph; detach() would leave a handle per parameter
     }
 
     private static void Restore(List<Parameter> parameters, List<Tensor> values)

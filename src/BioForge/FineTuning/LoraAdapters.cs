@@ -52,9 +52,9 @@ public sealed class LoraAdapters : IDisposable
         {
             var weight = linear.weight!;
             long inFeatures = weight.shape[1], outFeatures = weight.shape[0];
-            using var draw = rand([options.Rank, inFeatures], ScalarType.Float32, generator: generator);
-            using var a = draw.Mul(2.0).Add(-1.0).Mul(1.0 / Math.Sqrt(inFeatures));
-            lora.Add(name, linear, a.to(weight.dtype, weight.device), zeros([outFeatures, options.Rank], weight.dtype, weight.device));
+            using var scope = NewDisposeScope(); // the draw's intermediates
+            var a = rand([options.Rank, inFeatures], ScalarType.Float32, generator: generator).Mul(2.0).Add(-1.0).Mul(1.0 / Math.Sqrt(inFeatures));
+            lora.Add(name, linear, a.to(weight.dtype, weight.device).DetachFromDisposeScope(), zeros([outFeatures, options.Rank], weight.dtype, weight.device).DetachFromDisposeScope());
         }
         return lora;
     }

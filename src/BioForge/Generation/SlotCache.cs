@@ -69,11 +69,19 @@ public sealed class SlotCache : IKeyValueStore, IDisposable
         device = model.Device;
         keys = new Tensor[model.Layers];
         values = new Tensor[model.Layers];
-        for (int i = 0; i < model.Layers; i++)
+        try
         {
-            // Zeros, not empty memory: masked positions are multiplied by zero weights, and NaN · 0 would be NaN.
-            keys[i] = zeros([(long)slots * length, heads, headDim], model.DType, model.Device);
-            values[i] = zeros([(long)slots * length, heads, headDim], model.DType, model.Device);
+            for (int i = 0; i < model.Layers; i++)
+            {
+                // Zeros, not empty memory: masked positions are multiplied by zero weights, and NaN · 0 would be NaN.
+                keys[i] = zeros([(long)slots * length, heads, headDim], model.DType, model.Device);
+                values[i] = zeros([(long)slots * length, heads, headDim], model.DType, model.Device);
+            }
+        }
+        catch
+        {
+            Dispose(); // out of memory part-way: the layers already allocated go back
+            throw;
         }
     }
 
@@ -130,8 +138,8 @@ public sealed class SlotCache : IKeyValueStore, IDisposable
 
     public void Dispose()
     {
-        foreach (var t in keys) t.Dispose();
-        foreach (var t in values) t.Dispose();
+        foreach (var t in keys) t?.Dispose();
+        foreach (var t in values) t?.Dispose();
     }
 }
 

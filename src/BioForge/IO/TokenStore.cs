@@ -78,6 +78,7 @@ public static class TokenStore
         private readonly MemoryMappedFile? map;
         private readonly MemoryMappedViewAccessor? view;
         private readonly byte* data;
+        private readonly string binPath;
 
         public int BytesPerToken { get; }
         public int VocabularySize { get; }
@@ -86,7 +87,8 @@ public static class TokenStore
 
         public Reader(string prefix)
         {
-            string idx = IdxPath(prefix), binPath = BinPath(prefix);
+            string idx = IdxPath(prefix);
+            binPath = BinPath(prefix);
             if (!File.Exists(idx) || !File.Exists(binPath)) throw new BioForgeException($"{prefix}: token store not found (expected {idx} and {binPath})");
             byte[] header = File.ReadAllBytes(idx);
             if (header.Length < HeaderBytes || !header.AsSpan(0, 8).SequenceEqual(Magic))
@@ -96,7 +98,7 @@ public static class TokenStore
             BytesPerToken = BitConverter.ToInt32(header, 12);
             VocabularySize = BitConverter.ToInt32(header, 16);
             long count = BitConverter.ToInt64(header, 20);
-            if (BytesPerToken is not (2 or 4) || count < 0 || count > (header.Length - HeaderBytes) / 12 || header.Length != HeaderBytes + count * 12)
+            if (BytesPerToken is not (2 or 4) || VocabularySize <= 0 || count < 0 || count > (header.Length - HeaderBytes) / 12 || header.Length != HeaderBytes + count * 12)
                 throw new BioForgeException($"{idx}: corrupt token index header");
             starts = new long[count];
             lengths = new int[count];
@@ -124,13 +126,18 @@ public static class TokenStore
 
         public int Length(int document) => lengths[document];
 
-        /// <summary>Copies one document's token ids.</summary>
+        /// <summary>Copies one document's token ids, checked against the vocabulary: a damaged file would otherwise
+        /// reach the embedding as an index LibTorch refuses in its own words, or as a wrong token.</summary>
         public int[] Document(int document)
         {
             var result = new int[lengths[document]];
             byte* start = data + starts[document] * BytesPerToken;
             for (int i = 0; i < result.Length; i++)
+            {
                 result[i] = BytesPerToken == 2 ? ((ushort*)start)[i] : ((int*)start)[i];
+                if ((uint)result[i] >= (uint)VocabularySize)
+                    throw new BioForgeException($"{binPath}: document {document} holds token id {result[i]}, outside the vocabulary of {VocabularySize} (a damaged file?)");
+            }
             return result;
         }
 

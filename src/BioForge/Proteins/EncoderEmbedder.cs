@@ -48,6 +48,7 @@ public sealed class EncoderEmbedder(SequenceEncoder encoder, int batchTokens, in
         encoder.Network.eval();
         foreach (var batch in TokenBatches.ByLength(tokens, batchTokens, (int)encoder.PadId, device))
         {
+            using (batch) // also when the forward pass throws
             using (var scope = NewDisposeScope())
             using (no_grad())
             {
@@ -61,8 +62,6 @@ public sealed class EncoderEmbedder(SequenceEncoder encoder, int batchTokens, in
                 }
             }
             progress?.Report(batch.Indices.Length);
-            batch.InputIds.Dispose();
-            batch.AttentionMask.Dispose();
         }
         foreach (var e in results) yield return e!;
     }

@@ -72,6 +72,7 @@ public sealed class EsmEmbedder(EsmCheckpoint model, EmbedOptions options)
         var tokens = window.Select(w => w.Tokens).ToList();
         foreach (var batch in TokenBatches.ByLength(tokens, options.BatchTokens, model.Tokenizer.PadId, model.Device))
         {
+            using (batch) // also when the forward pass throws
             using (var scope = NewDisposeScope())
             using (no_grad())
             {
@@ -95,8 +96,6 @@ public sealed class EsmEmbedder(EsmCheckpoint model, EmbedOptions options)
                 }
             }
             progress?.Report(batch.Indices.Length);
-            batch.InputIds.Dispose();
-            batch.AttentionMask.Dispose();
         }
         foreach (var e in results) yield return e!;
     }

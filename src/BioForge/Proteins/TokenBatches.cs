@@ -3,8 +3,15 @@ using static TorchSharp.torch;
 
 namespace BioForge.Proteins;
 
-/// <summary>A padded batch: which inputs it holds, their token ids [B, T] and attention mask [B, T].</summary>
-public sealed record TokenBatch(int[] Indices, Tensor InputIds, Tensor AttentionMask);
+/// <summary>A padded batch: which inputs it holds, their token ids [B, T] and attention mask [B, T] (owned).</summary>
+public sealed record TokenBatch(int[] Indices, Tensor InputIds, Tensor AttentionMask) : IDisposable
+{
+    public void Dispose()
+    {
+        InputIds.Dispose();
+        AttentionMask.Dispose();
+    }
+}
 
 public static class TokenBatches
 {

@@ -92,21 +92,16 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
         }).ToList();
         foreach (var batch in TokenBatches.ByLength(masked, batchTokens, model.Tokenizer.PadId, model.Device))
         {
-            try
+            using (batch)
+            using (NewDisposeScope())
+            using (no_grad())
             {
-                using var scope = NewDisposeScope();
-                using var _ = no_grad();
                 var logits = model.Model.Forward(batch.InputIds, batch.AttentionMask, new EsmForwardOptions { Logits = true }).Logits!;
                 for (int r = 0; r < batch.Indices.Length; r++)
                 {
                     int site = sites[batch.Indices[r]];
                     result[site] = logits[r, site].to(ScalarType.Float32).log_softmax(-1).cpu().data<float>().ToArray();
                 }
-            }
-            finally
-            {
-                batch.InputIds.Dispose();
-                batch.AttentionMask.Dispose();
             }
             yield return batch.Indices.Length;
         }

@@ -73,7 +73,7 @@ public static partial class TorchRuntime
     /// </summary>
     public static void Seed(long seed)
     {
-        torch.manual_seed(seed);
+        torch.manual_seed(seed).Dispose(); // a new handle on the default generator, not the generator itself
         if (CudaAvailable) torch.cuda.manual_seed_all(seed);
     }
 

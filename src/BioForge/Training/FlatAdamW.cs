@@ -139,9 +139,13 @@ public sealed class FlatAdamW : IDisposable
             }
         }
         var masterGradients = HasMasterWeights ? zeros(padded, ScalarType.Float32, first.device) : gradients;
-        var master = HasMasterWeights || shards is not null
-            ? (HasMasterWeights ? values.narrow(0, start, shardLength).to(ScalarType.Float32) : values.narrow(0, start, shardLength))
-            : values;
+        Tensor master;
+        if (HasMasterWeights)
+        {
+            using var slice = values.narrow(0, start, shardLength);
+            master = slice.to(ScalarType.Float32);
+        }
+        else master = shards is not null ? values.narrow(0, start, shardLength) : values;
         return new Group
         {
             Members = placed,

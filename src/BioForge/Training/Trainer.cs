@@ -332,6 +332,7 @@ public static class Trainer
                 : EsmCheckpoint.Random(NewConfig(config, json =>
                 {
                     json["position_embedding_type"] ??= "rotary"; // Hugging Face's default is "absolute"; ESM-2 is rotary
+                    json["layer_norm_eps"] ??= new EsmConfig().LayerNormEps; // ESM-2's 1e-5, not Hugging Face's 1e-12
                     return EsmConfig.FromJson(json, "model.config");
                 }, EsmTokenizer.Esm2.Vocabulary.Count),
                     compute.Device, compute.DType, (long)config.Seed, layout);

@@ -24,6 +24,9 @@ public sealed record EsmConfig
     /// <summary>Dropout on attention probabilities (training only).</summary>
     public double AttentionProbsDropoutProb { get; init; }
 
+    /// <summary><c>layer_norm_eps</c> where a <c>config.json</c> leaves it out, as <c>transformers.EsmConfig</c> has it.</summary>
+    public const double HuggingFaceLayerNormEps = 1e-12;
+
     public int HeadDim => HiddenSize / NumAttentionHeads;
 
     /// <summary>Longest residue sequence the model accepts: position budget minus <c>&lt;cls&gt;</c> and <c>&lt;eos&gt;</c>.</summary>
@@ -76,7 +79,9 @@ public sealed record EsmConfig
             NumHiddenLayers = Int(json, "num_hidden_layers", path) ?? defaults.NumHiddenLayers,
             NumAttentionHeads = Int(json, "num_attention_heads", path) ?? defaults.NumAttentionHeads,
             IntermediateSize = Int(json, "intermediate_size", path) ?? defaults.IntermediateSize,
-            LayerNormEps = ConfigJson.Value<double>(json, "layer_norm_eps", path) ?? defaults.LayerNormEps,
+            // Hugging Face's EsmConfig default, so a config.json without the key computes as transformers does; the
+            // record's 1e-5 is ESM-2's own value (every hub config states it), which training configs get (Trainer).
+            LayerNormEps = ConfigJson.Value<double>(json, "layer_norm_eps", path) ?? HuggingFaceLayerNormEps,
             MaxPositionEmbeddings = Int(json, "max_position_embeddings", path) ?? defaults.MaxPositionEmbeddings,
             TokenDropout = ConfigJson.Value<bool>(json, "token_dropout", path) ?? false,
             EmbLayerNormBefore = ConfigJson.Value<bool>(json, "emb_layer_norm_before", path) ?? false,

@@ -341,12 +341,13 @@ public sealed class KeyValueCache(int layers) : IKeyValueStore, IDisposable
         for (int i = 0; i < keys.Length; i++)
         {
             if (keys[i] is null) continue;
-            var k = keys[i]!.index_select(0, rows).DetachFromDisposeScope();
-            var v = values[i]!.index_select(0, rows).DetachFromDisposeScope();
+            // Both selected before either leaves the caller's scope: if the second fails, the scope frees the first.
+            var k = keys[i]!.index_select(0, rows);
+            var v = values[i]!.index_select(0, rows);
             keys[i]!.Dispose();
             values[i]!.Dispose();
-            keys[i] = k;
-            values[i] = v;
+            keys[i] = k.DetachFromDisposeScope();
+            values[i] = v.DetachFromDisposeScope();
         }
     }
 
