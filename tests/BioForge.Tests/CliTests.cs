@@ -137,6 +137,34 @@ public sealed class CliTests
         Assert.False(Directory.Exists(fresh));
     }
 
+    /// <summary>The README's workflow end to end on a small library and one learning step: candidates and report
+    /// written; run again over the same folder, the earlier quickstart is replaced, leaving nothing beside it.</summary>
+    [Fact]
+    public async Task QuickstartWritesItsReportAndReplacesAnEarlierOne()
+    {
+        string parent = TestData.TempDirectory(), output = Path.Combine(parent, "quickstart"), library = Path.Combine(parent, "library.smi");
+        File.WriteAllLines(library, ["CC(=O)Oc1ccccc1C(=O)O aspirin", "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1 imatinib",
+            "CN1CCN(CC1)c1ccc(cc1)C(=O)Nc1ccccc1", "O=C(O)CCc1ccccc1", "c1ccc2[nH]ccc2c1"]);
+        for (int run = 1; run <= 2; run++)
+        {
+            // Its own process in the repository, as a user runs it: the embedded defaults are paths relative to it.
+            var start = new System.Diagnostics.ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "BioForge.Cli"))
+            { WorkingDirectory = Repository.Root, RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (string arg in new[] { "quickstart", "--out", output, "--library", library, "--steps", "1", "--threads", "2" }) start.ArgumentList.Add(arg);
+            using var process = System.Diagnostics.Process.Start(start)!;
+            var stdout = process.StandardOutput.ReadToEndAsync();
+            string stderr = await process.StandardError.ReadToEndAsync();
+            await process.WaitForExitAsync();
+            Assert.True(process.ExitCode == 0, $"run {run}: {stderr}{await stdout}");
+            var candidates = File.ReadAllLines(Path.Combine(output, "candidates.csv"));
+            Assert.StartsWith("rank,source,smiles,score,", candidates[0]);
+            var sources = candidates.Skip(1).Select(line => line.Split(',')[1]).ToHashSet();
+            Assert.Equal(["library", "optimized"], sources.Order()); // the screened library and the designed molecules, ranked together
+            Assert.Contains("Drug candidates for ABL1", File.ReadAllText(Path.Combine(output, "report.html")));
+            Assert.Equal([output], Directory.GetDirectories(parent)); // replaced in place: no half-written sibling left
+        }
+    }
+
     /// <summary>A wait longer than .NET's timers take would fail on every request or at shutdown: refused at start, named.</summary>
     [Theory]
     [InlineData("--request-timeout-s", "1e7", "--request-timeout-s must be positive and at most 4294967")]
@@ -229,6 +257,13 @@ public sealed class CliTests
         Assert.Equal(7, rows.Length);
         Assert.StartsWith("4\t1\t", rows[1]);
         Assert.StartsWith("9\t3\t", rows[6]);
+        foreach (var position in rows.Skip(1).Select(r => r.Split('\t')).GroupBy(f => f[0]))
+        {
+            var probabilities = position.Select(f => double.Parse(f[3], System.Globalization.CultureInfo.InvariantCulture)).ToList();
+            Assert.Equal(probabilities.OrderDescending(), probabilities); // ranked: most probable first
+            Assert.All(probabilities, p => Assert.InRange(p, 0, 1));
+            Assert.Equal(["1", "2", "3"], position.Select(f => f[1]));
+        }
         AssertFails(Run("fill-mask", "--model", TestData.EsmTiny, "--seq", "MKTIAK"), "no <mask> token");
         // Positions count residues (a <mask> is one), and the message advises no flag fill-mask lacks.
         var bad = Run("fill-mask", "--model", TestData.EsmTiny, "--seq", "MK<mask>1");
@@ -357,8 +392,18 @@ public sealed class CliTests
         var result = Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", output);
         Assert.Equal(0, result.Code);
         Assert.Contains("scored 4 variants at 3 sites", result.Out);
-        Assert.Contains("Spearman rho vs DMS_score:", result.Out);
         Assert.Equal("mutant,esm_score,DMS_score", File.ReadLines(output).First());
+        // The printed ρ is the rank correlation of the two columns written, computed here from their ranks (no ties).
+        var rows = File.ReadLines(output).Skip(1).Select(l => l.Split(',')).ToList();
+        Assert.Equal(["K2R", "A4G", "K2R:A4G", "Y5F"], rows.Select(r => r[0]));
+        double[] Ranks(int column)
+        {
+            var values = rows.Select(r => double.Parse(r[column], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            return [.. values.Select(v => (double)values.Count(w => w < v))];
+        }
+        var (a, b) = (Ranks(1), Ranks(2));
+        double rho = 1 - 6 * a.Zip(b).Sum(p => (p.First - p.Second) * (p.First - p.Second)) / (4 * (16 - 1));
+        Assert.Contains($"Spearman rho vs DMS_score: {rho.ToString("F4", System.Globalization.CultureInfo.InvariantCulture)} (n = 4)", result.Out);
 
         var inline = Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--mutations", "K2R,A4G:Y5F", "--out", output);
         Assert.Equal(0, inline.Code);

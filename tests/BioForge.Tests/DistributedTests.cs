@@ -366,6 +366,7 @@ public sealed class MpiTests
         {
             var x = MemoryMarshal.Cast<byte, float>(bytes);
             var y = MemoryMarshal.Cast<byte, float>(b[name]);
+            Assert.True(x.Length == y.Length, $"{name}: {x.Length} values against {y.Length}");
             double worst = 0;
             for (int i = 0; i < x.Length; i++) worst = Math.Max(worst, Math.Abs(x[i] - y[i]));
             Assert.True(worst <= tolerance, $"{name}: largest difference {worst}");

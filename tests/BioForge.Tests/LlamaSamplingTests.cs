@@ -19,6 +19,7 @@ public sealed class LlamaSamplingTests
         var first = model.Forward(ids.narrow(1, 0, 4), ones(1, 4, ScalarType.Int64), cache: cache).Logits;
         var rest = Enumerable.Range(4, 3).Select(i => model.Forward(ids.narrow(1, i, 1), ones(1, i + 1, ScalarType.Int64), cache: cache).Logits).ToList();
         var stepwise = cat([first, .. rest], dim: 1);
+        Assert.Equal(full.shape, stepwise.shape);
         Assert.True((full - stepwise).abs().max().item<float>() <= 1e-5);
     }
 

@@ -46,9 +46,11 @@ public sealed class LoraAdapterTests
     public void MergedWeightsReproduceTheHookedEsm()
     {
         using var checkpoint = EsmCheckpoint.Load(TestData.EsmTiny, TestData.Cpu.Device, ScalarType.Float32);
+        using var original = EsmHidden(checkpoint.Model);
         using var lora = LoraAdapters.Attach(checkpoint.Model, new LoraOptions(2, 4, 0, ["query", "value", "output.dense"]), seed: 2);
         Randomize(lora);
         using var adapted = EsmHidden(checkpoint.Model);
+        Assert.False(adapted.allclose(original, rtol: 0, atol: 1e-3)); // the adapters do something
         lora.Merge();
         using var merged = EsmHidden(checkpoint.Model);
         AssertClose(adapted, merged);
@@ -88,6 +90,7 @@ public sealed class LoraAdapterTests
 
     private static void AssertClose(Tensor expected, Tensor actual)
     {
+        Assert.Equal(expected.shape, actual.shape); // no broadcasting between different shapes
         double difference = (expected - actual).abs().max().item<float>();
         Assert.True(difference < 1e-5, $"max difference {difference}");
     }

@@ -46,7 +46,7 @@ public sealed class NativeRuntimeTests
     public void LibTorchFolderFromEnvironmentIsLoaded()
     {
         // The CPU LibTorch package's own folder stands in for a PyTorch install's torch/lib.
-        string folder = Path.Combine(AppContext.BaseDirectory, "libtorch-from-env");
+        string folder = Path.Combine(TestData.TempDirectory(), "libtorch-from-env");
         Directory.CreateDirectory(folder);
         foreach (string lib in Directory.GetFiles(AppContext.BaseDirectory, "lib*.so*"))
         {
@@ -174,13 +174,16 @@ public sealed class NativeRuntimeTests
             .Select(f => Path.GetRelativePath(Repository.Root, f));
         Assert.Empty(direct);
         _ = TestData.Cpu;
+        // On a machine with a GPU, its generator is the one checked (the CPU's otherwise).
+        var device = TorchRuntime.CudaAvailable ? TorchSharp.torch.CUDA : TorchSharp.torch.CPU;
         float Draw(long seed)
         {
             TorchRuntime.Seed(seed);
-            using var x = TorchSharp.torch.rand(1);
+            using var x = TorchSharp.torch.rand(1, device: device);
             return x.item<float>();
         }
         Assert.Equal(Draw(41), Draw(41));
+        Assert.NotEqual(Draw(41), Draw(42));
     }
 
     [Fact]

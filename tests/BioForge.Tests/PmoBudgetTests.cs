@@ -309,7 +309,7 @@ public sealed class PmoBudgetTests
         Assert.Contains("| qed | ", summary);
         Assert.Contains("0.941", summary); // the published REINVENT number beside it
         Assert.Contains("Genetic GFN", summary);
-        Assert.Contains($"BioForge (learning.strategy = {new OptimizeConfig.LearningSection().Strategy}, learning.genetic_offspring = 32, learning.replay_updates = 0, learning.skip_repeats = true, learning.sigma = 1000, sampling.grammar = none, stages[0].on_stall = stop)", summary);
+        Assert.Contains($"BioForge (learning.strategy = ahc, learning.genetic_offspring = 32, learning.replay_updates = 0, learning.skip_repeats = true, learning.sigma = 1000, sampling.grammar = none, stages[0].on_stall = stop)", summary);
         Assert.StartsWith("<svg", File.ReadAllText(Path.Combine(dir, PmoBenchmark.CurvesFile)));
 
         // Again over the same directory: the finished run is kept, not repeated.

@@ -106,20 +106,33 @@ public sealed class ProteinCompletionRouteTests(ProteinServerFixture fixture) : 
         Assert.Contains("special tokens are not allowed", text, StringComparison.Ordinal);
     }
 
-    /// <summary>NIM's truncation applies to a protein decoder's embeddings as to an encoder's: END keeps the start, NONE refuses.</summary>
+    /// <summary>NIM's truncation applies to a protein decoder's embeddings as to an encoder's: END keeps the start (the
+    /// embedding of the first residues that fit), START keeps the end, NONE refuses.</summary>
     [Fact]
     public async Task AnOverlongProteinIsTruncatedForEmbeddingsWhenAsked()
     {
-        string tooLong = string.Concat(Enumerable.Repeat("MKTAYIAKQR", 600));
-        async Task<HttpStatusCode> Embed(string truncate)
+        string tooLong = string.Concat(Enumerable.Repeat("MKTAYIAKQRVLSEGHW", 400));
+        async Task<(HttpStatusCode Status, JsonNode? Body)> Embed(string input, string truncate)
         {
-            using var content = new StringContent(JsonSerializer.Serialize(new { model = Model, input = tooLong, truncate }), Encoding.UTF8, "application/json");
+            using var content = new StringContent(JsonSerializer.Serialize(new { model = Model, input, truncate }), Encoding.UTF8, "application/json");
             using var response = await client.PostAsync("/v1/embeddings", content);
-            return response.StatusCode;
+            string text = await response.Content.ReadAsStringAsync();
+            return (response.StatusCode, response.IsSuccessStatusCode ? JsonNode.Parse(text) : null);
         }
-        Assert.Equal(HttpStatusCode.OK, await Embed("END"));
-        Assert.Equal(HttpStatusCode.OK, await Embed("START"));
-        Assert.Equal(HttpStatusCode.UnprocessableEntity, await Embed("NONE"));
+        static float[] Vector(JsonNode body) => [.. body["data"]![0]!["embedding"]!.AsArray().Select(v => v!.GetValue<float>())];
+        static int Tokens(JsonNode body) => body["usage"]!["prompt_tokens"]!.GetValue<int>();
+
+        int framing = Tokens((await Embed("MKV", "NONE")).Body!) - 3;
+        var end = await Embed(tooLong, "END");
+        Assert.Equal(HttpStatusCode.OK, end.Status);
+        int kept = Tokens(end.Body!) - framing;
+        Assert.InRange(kept, 1, tooLong.Length - 1);
+        var start = await Embed(tooLong, "START");
+        Assert.Equal(HttpStatusCode.OK, start.Status);
+        Assert.Equal(Vector((await Embed(tooLong[..kept], "NONE")).Body!), Vector(end.Body!));
+        Assert.Equal(Vector((await Embed(tooLong[^kept..], "NONE")).Body!), Vector(start.Body!));
+        Assert.NotEqual(Vector(end.Body!), Vector(start.Body!));
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, (await Embed(tooLong, "NONE")).Status);
     }
 
     [Fact]

@@ -87,7 +87,9 @@ public sealed class RunConfigTests
             var config = RunConfig.Load(file);
             Assert.True(config.Train.Steps > 0, file);
         }
-        foreach (string file in Directory.GetFiles(directory, "*.toml"))
+        var runFiles = Directory.GetFiles(directory, "*.toml");
+        Assert.NotEmpty(runFiles);
+        foreach (string file in runFiles)
             Assert.NotEmpty(BioForge.Discovery.OptimizeConfig.Load(file).Stages);
     }
 }

@@ -18,24 +18,30 @@ public sealed class ScaleOutTests
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    private static Process Replica(int port, StringBuilder log)
+    /// <summary>A replica on a port the system chooses (no window between choosing a port and binding it), and that port.</summary>
+    private static (Process Process, int Port) Replica(string name, StringBuilder log)
     {
         var info = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "BioForge.Cli.dll"), "serve", "--models",
-            Path.Combine(Repository.Root, "models", "smiles-llama-small"), "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--threads", "1", "--device", "cpu"])
+            Path.Combine(Repository.Root, "models", "smiles-llama-small"), "--port", "0", "--threads", "1", "--device", "cpu"])
         { RedirectStandardOutput = true, RedirectStandardError = true };
         var process = Process.Start(info)!;
-        var ready = new TaskCompletionSource();
+        var ready = new TaskCompletionSource<int>();
         process.OutputDataReceived += (_, e) =>
         {
             if (e.Data is null) return;
-            lock (log) log.AppendLine($"[{port}] {e.Data}");
-            if (e.Data.StartsWith("serving on", StringComparison.Ordinal)) ready.TrySetResult();
+            lock (log) log.AppendLine($"[{name}] {e.Data}");
+            if (e.Data.StartsWith("serving on ", StringComparison.Ordinal)) ready.TrySetResult(new Uri(e.Data.Split(' ')[2]).Port);
         };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine($"[{port}!] {e.Data}"); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine($"[{name}!] {e.Data}"); };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        if (!ready.Task.Wait(TimeSpan.FromMinutes(2))) throw new InvalidOperationException($"replica on port {port} did not start:\n{log}");
-        return process;
+        if (!ready.Task.Wait(TimeSpan.FromMinutes(2)))
+        {
+            process.Kill(entireProcessTree: true);
+            process.Dispose();
+            throw new InvalidOperationException($"replica {name} did not start:\n{log}");
+        }
+        return (process, ready.Task.Result);
     }
 
     /// <summary>Two replicas of the SMILES model behind nginx with deploy/nginx/bioforge.conf as shipped (ports rewritten).</summary>
@@ -52,9 +58,52 @@ public sealed class ScaleOutTests
         public Cluster()
         {
             if (!File.Exists("/usr/sbin/nginx")) throw new InvalidOperationException("nginx is not installed (scripts/setup.sh installs it)");
-            FirstPort = FreePort();
-            SecondPort = FreePort();
-            int front = FreePort();
+            var log = new StringBuilder();
+            var started = new List<Process>();
+            try
+            {
+                (First, FirstPort) = Replica("first", log);
+                started.Add(First);
+                (Second, SecondPort) = Replica("second", log);
+                started.Add(Second);
+                nginx = StartNginx(out int front);
+                Client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{front}"), Timeout = TimeSpan.FromMinutes(1) };
+            }
+            catch
+            {
+                Stop(started); // Dispose never runs for a constructor that throws: a started replica would outlive the test run
+                throw;
+            }
+            bool ready = false;
+            for (int i = 0; i < 300 && !ready; i++)
+            {
+                ready = Ok(Client, "/v1/health/ready").GetAwaiter().GetResult();
+                if (!ready) Thread.Sleep(100);
+            }
+            if (!ready)
+            {
+                Dispose();
+                throw new InvalidOperationException($"nginx in front of the replicas never answered ready:\n{log}\n{ErrorLog}");
+            }
+        }
+
+        /// <summary>nginx on a free port: a port another process takes between the probe and nginx's bind makes nginx exit,
+        /// and the next port is tried.</summary>
+        private Process StartNginx(out int front)
+        {
+            for (int attempt = 1; ; attempt++)
+            {
+                front = FreePort();
+                WriteConfiguration(front);
+                var process = Process.Start(new ProcessStartInfo("/usr/sbin/nginx", ["-p", Directory, "-c", Path.Combine(Directory, "nginx.conf"), "-e", Path.Combine(Directory, "error.log"), "-g", "daemon off;"])
+                { RedirectStandardOutput = true, RedirectStandardError = true })!;
+                if (!process.WaitForExit(500) || attempt == 3) return process;
+                process.Dispose();
+            }
+        }
+
+        private void WriteConfiguration(int front)
+        {
             string site = File.ReadAllText(Path.Combine(Repository.Root, "deploy", "nginx", "bioforge.conf"))
                 .Replace("127.0.0.1:8001", $"127.0.0.1:{FirstPort}", StringComparison.Ordinal).Replace("127.0.0.1:8002", $"127.0.0.1:{SecondPort}", StringComparison.Ordinal)
                 .Replace("listen 8000;", $"listen 127.0.0.1:{front};", StringComparison.Ordinal);
@@ -71,29 +120,13 @@ public sealed class ScaleOutTests
                     include {{Directory}}/bioforge.conf;
                 }
                 """);
-            var log = new StringBuilder();
-            var started = new List<Process>();
-            try
-            {
-                started.Add(First = Replica(FirstPort, log));
-                started.Add(Second = Replica(SecondPort, log));
-                nginx = Process.Start(new ProcessStartInfo("/usr/sbin/nginx", ["-p", Directory, "-c", Path.Combine(Directory, "nginx.conf"), "-e", Path.Combine(Directory, "error.log"), "-g", "daemon off;"])
-                { RedirectStandardOutput = true, RedirectStandardError = true })!;
-            }
-            catch
-            {
-                Stop(started); // Dispose never runs for a constructor that throws: a started replica would outlive the test run
-                throw;
-            }
-            Client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{front}"), Timeout = TimeSpan.FromMinutes(1) };
-            for (int i = 0; i < 50 && !Ok(Client, "/v1/health/ready").GetAwaiter().GetResult(); i++) Thread.Sleep(100);
         }
 
         public string ErrorLog => File.ReadAllText(Path.Combine(Directory, "error.log"));
 
         public void Dispose()
         {
-            Client.Dispose();
+            Client?.Dispose();
             Stop([nginx, First, Second]);
         }
 
@@ -133,7 +166,8 @@ public sealed class ScaleOutTests
         var load = Enumerable.Range(0, 8).Select(Client).ToArray();
         while (Volatile.Read(ref sent) < 150) await Task.Delay(5);
         using var direct = new HttpClient();
-        Assert.Contains("bioforge_requests_total{route=\"/v1/embeddings\",status=\"200\"}", await direct.GetStringAsync($"http://127.0.0.1:{cluster.FirstPort}/v1/metrics")); // both replicas serve
+        foreach (int port in new[] { cluster.FirstPort, cluster.SecondPort }) // both replicas serve
+            Assert.Contains("bioforge_requests_total{route=\"/v1/embeddings\",status=\"200\"}", await direct.GetStringAsync($"http://127.0.0.1:{port}/v1/metrics"));
         cluster.First.Kill(entireProcessTree: true); // mid-run, requests in flight on it
         await Task.WhenAll(load);
         Assert.True(failures.Count == 0, $"{failures.Count} of {sent} requests failed: {string.Join("; ", failures.Take(3))}\n{cluster.ErrorLog}");
