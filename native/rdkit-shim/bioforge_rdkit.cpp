@@ -276,14 +276,6 @@ int bf_mol_to_random_smiles(const bf_mol *mol, int isomeric, uint32_t seed, char
   });
 }
 
-int bf_mol_to_molblock(const bf_mol *mol, char **out) {
-  return guarded([&] {
-    if (int rc = check(mol, out)) return rc;
-    *out = copy_string(RDKit::MolToMolBlock(*mol->mol));
-    return BF_OK;
-  });
-}
-
 int bf_mol_remove_hs(const bf_mol *mol, bf_mol **out) {
   return guarded([&] {
     if (int rc = check(mol, out)) return rc;

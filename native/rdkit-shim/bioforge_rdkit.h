@@ -43,7 +43,6 @@ BF_API void bf_mol_free(bf_mol *mol);
 BF_API int bf_mol_to_smiles(const bf_mol *mol, int isomeric, char **out);
 /* A random valid SMILES of the molecule (random root atom and branch order), reproducible for a given seed. */
 BF_API int bf_mol_to_random_smiles(const bf_mol *mol, int isomeric, uint32_t seed, char **out);
-BF_API int bf_mol_to_molblock(const bf_mol *mol, char **out);
 BF_API int bf_mol_remove_hs(const bf_mol *mol, bf_mol **out);
 BF_API int bf_mol_add_hs(const bf_mol *mol, bf_mol **out);
 /* Per atom: atomic number and formal charge (up to capacity atoms); *n receives the number of atoms. */

@@ -66,11 +66,7 @@ public static class Cli
     private static IEnumerable<Option<string>> OutputOptions(Command command) =>
         command.Options.OfType<Option<string>>().Where(o => OutputNames.Contains(o.Name)).Concat(command.Subcommands.SelectMany(OutputOptions));
 
-    /// <summary>
-    /// An output folder (a run, a prepared corpus, a checkpoint) rather than a file: its description says so, and its
-    /// writer checks what an existing folder holds.
-    /// </summary>
-    private static bool IsFolderOutput(Option option) => option.Description?.Contains("directory", StringComparison.Ordinal) == true;
+    private static bool IsFolderOutput(Option option) => option is FolderOutputOption;
 
     /// <summary>
     /// Refuses an output nobody can write before any work starts, naming the option: the writer's own failure would come

@@ -35,9 +35,17 @@ internal sealed class ComputeOptionSet
         ComputeOptions.Resolve(result.GetValue(Device)!, result.GetValue(DType)!, result.GetValue(Threads));
 }
 
+/// <summary>
+/// An output naming a folder (a prepared corpus, a run, a checkpoint) rather than a file: the CLI's checks refuse an
+/// existing file there, and the command's writer checks what an existing folder holds.
+/// </summary>
+internal sealed class FolderOutputOption(string name) : Option<string>(name);
+
 internal static class Options
 {
     public static Option<string> Required(string name, string description) => new(name) { Description = description, Required = true };
+
+    public static Option<string> RequiredFolder(string name, string description) => new FolderOutputOption(name) { Description = description, Required = true };
 
     public static Option<int> Int(string name, string description, int defaultValue) =>
         new(name) { Description = description, DefaultValueFactory = _ => defaultValue };

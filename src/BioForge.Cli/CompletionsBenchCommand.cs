@@ -3,7 +3,7 @@ using System.Diagnostics;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
-using BioForge.Training;
+using BioForge.Runtime;
 
 namespace BioForge.Cli;
 

@@ -11,7 +11,7 @@ internal static class DataCommands
         var input = new Option<string[]>("--in") { Description = "corpus: FASTA (.fasta/.fa[.gz]) for esm, SMILES (.smi/.csv[.gz]) for smiles; repeat to join files", Required = true, AllowMultipleArgumentsPerToken = true };
         var tokenizer = new Option<string>("--tokenizer") { Description = "esm or smiles", Required = true };
         tokenizer.AcceptOnlyFromAmong("esm", "smiles");
-        var outDir = Options.Required("--out", "output directory (train.bin/.idx, valid.bin/.idx, vocabulary, summary.json)");
+        var outDir = Options.RequiredFolder("--out", "output directory (train.bin/.idx, valid.bin/.idx, vocabulary, summary.json)");
         var fraction = new Option<double>("--validation-fraction") { Description = "share of documents held out for validation", DefaultValueFactory = _ => 0.01 };
         var seed = new Option<ulong>("--seed") { Description = "seed of the train/validation assignment", DefaultValueFactory = _ => 0 };
         var column = new Option<string?>("--smiles-column") { Description = "SMILES column of a CSV" };

@@ -83,7 +83,7 @@ internal static class FineTuneCommands
     private static Command Merge(TextWriter output, TextWriter error)
     {
         var run = Options.Required("--run", "a finished `bioforge finetune` run trained with encoder.mode lora (or full)");
-        var outPath = Options.Required("--out", "directory for the merged Hugging Face checkpoint");
+        var outPath = Options.RequiredFolder("--out", "directory for the merged Hugging Face checkpoint");
         var command = new Command("merge", "Fold a run's LoRA adapters into its base model and write a plain checkpoint") { run, outPath };
         command.SetAction(result => Cli.Guard(error, () =>
         {

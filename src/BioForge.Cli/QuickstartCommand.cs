@@ -10,7 +10,7 @@ internal static class QuickstartCommand
     {
         var defaults = new QuickstartOptions();
         var target = new Option<string>("--target") { Description = "a Davis kinase (ABL1, EGFR, BRAF, …), a protein sequence or a FASTA file", DefaultValueFactory = _ => defaults.Target };
-        var outDir = new Option<string>("--out") { Description = "output directory (report.html, candidates.csv, optimize/)", DefaultValueFactory = _ => defaults.Output };
+        var outDir = new FolderOutputOption("--out") { Description = "output directory (report.html, candidates.csv, optimize/)", DefaultValueFactory = _ => defaults.Output };
         var steps = Options.Int("--steps", "reinforcement-learning steps", defaults.Steps);
         var library = new Option<string>("--library") { Description = "molecules to screen", DefaultValueFactory = _ => defaults.Library };
         var threads = Options.Int("--threads", "CPU threads (0: all cores)", 0);

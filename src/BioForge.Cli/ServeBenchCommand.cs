@@ -40,11 +40,11 @@ internal static class ServeBenchCommand
             using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 4096 }) { BaseAddress = new Uri(result.GetValue(url)!), Timeout = TimeSpan.FromMinutes(2) };
             string name = result.GetValue(model)!;
             var bodies = texts.Select(t => JsonSerializer.Serialize(new { model = name, input = t })).ToArray();
-            Run(client, bodies, 0, w, c, 0, TimeSpan.FromMinutes(5), null);
+            Run(client, bodies, 0, w, c, 0, TimeSpan.FromMinutes(5));
             var memory = new List<(double Seconds, double Bytes)>();
             var clock = Stopwatch.StartNew();
             using var sampler = result.GetValue(sample) > 0 ? new Timer(_ => Sample(client, clock, memory), null, TimeSpan.Zero, TimeSpan.FromSeconds(result.GetValue(sample))) : null;
-            var outcomes = Run(client, bodies, w, n, c, result.GetValue(rate), TimeSpan.FromSeconds(result.GetValue(seconds)), clock);
+            var outcomes = Run(client, bodies, w, n, c, result.GetValue(rate), TimeSpan.FromSeconds(result.GetValue(seconds)));
             double elapsed = clock.Elapsed.TotalSeconds;
             sampler?.Dispose();
             Sample(client, clock, memory);
@@ -75,7 +75,7 @@ internal static class ServeBenchCommand
         return command;
     }
 
-    private static List<Outcome> Run(HttpClient client, string[] bodies, int offset, int count, int concurrency, double rate, TimeSpan limit, Stopwatch? clock)
+    private static List<Outcome> Run(HttpClient client, string[] bodies, int offset, int count, int concurrency, double rate, TimeSpan limit)
     {
         var outcomes = new List<Outcome>(count);
         var deadline = Stopwatch.StartNew();

@@ -49,10 +49,9 @@ internal static class ApiDocument
             });
             o.AddOperationTransformer((operation, context, _) =>
             {
-                string path = "/" + (context.Description.RelativePath ?? "").Split('?')[0];
                 operation.Responses ??= [];
                 Error(operation, 400, "Malformed request, or a Host header this server does not answer to (--allowed-hosts)", context.Document);
-                if (options.ApiKey is not null && !BioForgeServer.OpenWithoutKey(path))
+                if (options.ApiKey is not null && !context.Description.ActionDescriptor.EndpointMetadata.OfType<Routes.OpenWithoutKey>().Any())
                 {
                     Error(operation, 401, "Missing or wrong API key", context.Document);
                     operation.Security =

@@ -8,7 +8,7 @@ namespace BioForge.Server;
 /// A request the service answers with a 4xx/5xx and one message, in OpenAI's error shape
 /// (<c>{"error": {"message", "type", "param", "code"}}</c>): <see cref="Param"/> names the field that is wrong.
 /// </summary>
-public sealed class ApiError(int status, string message, string? param = null) : Exception(message)
+internal sealed class ApiError(int status, string message, string? param = null) : Exception(message)
 {
     public int Status { get; } = status;
     public string? Param { get; } = param;
@@ -49,9 +49,9 @@ public sealed class ApiError(int status, string message, string? param = null) :
 }
 
 /// <summary>Every error answer's body.</summary>
-public sealed record ErrorResponse(ErrorDetail Error);
+internal sealed record ErrorResponse(ErrorDetail Error);
 
-public sealed record ErrorDetail(string Message, string Type, string? Param, int Code);
+internal sealed record ErrorDetail(string Message, string Type, string? Param, int Code);
 
 internal static class EndpointErrors
 {
@@ -64,9 +64,15 @@ internal static class EndpointErrors
 }
 
 /// <summary>The service's JSON conventions: snake_case names, unknown request fields refused.</summary>
-public static class Json
+internal static class Json
 {
-    public static JsonSerializerOptions Options { get; } = Configure(new JsonSerializerOptions(JsonSerializerDefaults.Web));
+    public static JsonSerializerOptions Options { get; } = Frozen(Configure(new JsonSerializerOptions(JsonSerializerDefaults.Web)));
+
+    private static JsonSerializerOptions Frozen(JsonSerializerOptions options)
+    {
+        options.MakeReadOnly(populateMissingResolver: true);
+        return options;
+    }
 
     /// <summary>
     /// The conventions, applied to <see cref="Options"/> and to ASP.NET's own options, from which the OpenAPI document

@@ -14,7 +14,7 @@ using Microsoft.Extensions.Logging;
 namespace BioForge.Server;
 
 /// <summary>What every route handler gets: the models, the workers they run on, the metrics, the settings.</summary>
-public sealed class ServerState(ServerOptions options, ComputeOptions compute, ModelCatalog models, DeviceWorker device, DeviceWorker longWork,
+internal sealed class ServerState(ServerOptions options, ComputeOptions compute, ModelCatalog models, DeviceWorker device, DeviceWorker longWork,
     ServerMetrics metrics, ScreenJobs jobs, Action<string>? log = null)
 {
     /// <summary>The operator's log (standard error of <c>bioforge serve</c>): internal errors go here with their stack.</summary>
@@ -102,8 +102,6 @@ public sealed class BioForgeServer : IAsyncDisposable
 
     /// <summary>The address Kestrel bound, e.g. <c>http://127.0.0.1:8000</c>.</summary>
     public string Address => app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-
-    public ServerState State => state;
 
     /// <summary>Loads the models and starts listening; failures (a bad model directory, a port in use) throw before anything is served.</summary>
     public static async Task<BioForgeServer> StartAsync(ServerOptions options, Action<string>? log = null, CancellationToken cancellation = default)
@@ -241,17 +239,13 @@ public sealed class BioForgeServer : IAsyncDisposable
     private static bool Authorized(HttpContext context, string? key)
     {
         if (key is null) return true;
-        if (OpenWithoutKey(context.Request.Path.Value ?? "")) return true;
+        if (Routes.OpenWithoutKey.On(context.GetEndpoint())) return true;
         string? given = context.Request.Headers.Authorization.ToString() is { Length: > 7 } auth && auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
             ? auth[7..].Trim()
             : context.Request.Headers["X-API-Key"].ToString();
         return given is { Length: > 0 } && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
             System.Text.Encoding.UTF8.GetBytes(given), System.Text.Encoding.UTF8.GetBytes(key));
     }
-
-    /// <summary>Paths served without the API key: the probes carry no secrets; the page itself sends the key on its calls.</summary>
-    internal static bool OpenWithoutKey(string path) =>
-        path.StartsWith("/v1/health/", StringComparison.Ordinal) || path == "/" || path.StartsWith("/app/", StringComparison.Ordinal);
 
     /// <summary>Blocks until <paramref name="cancellation"/> fires, then drains: ready goes false, in-flight requests finish.</summary>
     public async Task RunUntilAsync(CancellationToken cancellation)

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using BioForge.Generation;
 using BioForge.Models.Llama;
 using BioForge.Runtime;
+using BioForge.Tokenizers;
 
 namespace BioForge.Server;
 
@@ -10,7 +11,7 @@ namespace BioForge.Server;
 /// after another is queued on the device thread, each a piece of work like an embedding batch, so other models' work
 /// interleaves between decoding steps. Steps stop when nothing is left and start again with the next submission.
 /// </summary>
-public sealed class DecodeService : IDisposable
+internal sealed class DecodeService : IDisposable
 {
     private readonly DecodeScheduler scheduler;
     private readonly DeviceWorker device;
@@ -101,7 +102,7 @@ public sealed class DecodeService : IDisposable
         }
     }
 
-    private StepReport Step()
+    private DecodeStepReport Step()
     {
         var clock = Stopwatch.StartNew();
         var report = scheduler.Step();

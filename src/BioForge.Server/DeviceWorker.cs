@@ -6,7 +6,7 @@ using BioForge.Runtime;
 namespace BioForge.Server;
 
 /// <summary>What a piece of work is, for predicting how long it takes: its kind and its size in that kind's units (tokens, residues², SMILES characters).</summary>
-public readonly record struct WorkSize(string Kind, double Units);
+internal readonly record struct WorkSize(string Kind, double Units);
 
 /// <summary>
 /// One thread that runs all model work for one device, one piece at a time: batches from every model's batcher and
@@ -16,7 +16,7 @@ public readonly record struct WorkSize(string Kind, double Units);
 /// runs, so a request that would wait past <see cref="MaxWait"/> is refused with 503 at once (as Triton's queue
 /// policy does with a timeout) instead of waiting into a 504.
 /// </summary>
-public sealed class DeviceWorker : IDisposable
+internal sealed class DeviceWorker : IDisposable
 {
     /// <summary>Weight of the newest measurement in a kind's moving average: a few pieces follow a change of load.</summary>
     private const double Smoothing = 0.3;

@@ -12,7 +12,7 @@ namespace BioForge.Server;
 /// the tokens waiting here (this one's included) at the model's measured seconds per token (the batching delay is
 /// left out: under load batches close on their size, not on the delay).
 /// </summary>
-public sealed class DynamicBatcher<TIn, TOut> : IDisposable
+internal sealed class DynamicBatcher<TIn, TOut> : IDisposable
 {
     private sealed record Pending(TIn Input, int Cost, CancellationToken Cancellation, TaskCompletionSource<TOut> Result);
 

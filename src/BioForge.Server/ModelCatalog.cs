@@ -16,10 +16,10 @@ namespace BioForge.Server;
 /// tokenizer (ProtGPT2, SMILES GPT-2s); <c>ProteinDecoder</c>: a Llama-style protein language model (embeddings and
 /// completions, sequences without special tokens).
 /// </remarks>
-public enum ModelKind { Protein, Molecule, Affinity, Text, ProteinDecoder }
+internal enum ModelKind { Protein, Molecule, Affinity, Text, ProteinDecoder }
 
 /// <summary>A language model served for embeddings (and, for ESM-2, the protein routes), with its own batcher.</summary>
-public sealed class LanguageModel : IDisposable
+internal sealed class LanguageModel : IDisposable
 {
     private readonly SequenceEncoder encoder;
     private readonly Device tensors;
@@ -135,7 +135,7 @@ public sealed class LanguageModel : IDisposable
 /// directory is an ESM-2 checkpoint, a SMILES Llama checkpoint, a GPT-2 checkpoint with its tokenizer, or a
 /// <c>bioforge dti train</c> affinity model.
 /// </summary>
-public sealed class ModelCatalog : IDisposable
+internal sealed class ModelCatalog : IDisposable
 {
     private readonly Dictionary<string, LanguageModel> languageModels = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (string Directory, AffinityModel Model)> affinityModels = new(StringComparer.Ordinal);

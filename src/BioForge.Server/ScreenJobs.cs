@@ -2,13 +2,13 @@ using BioForge.Discovery;
 
 namespace BioForge.Server;
 
-public enum JobStatus { Queued, Running, Succeeded, Failed, Cancelled }
+internal enum JobStatus { Queued, Running, Succeeded, Failed, Cancelled }
 
 /// <summary>
 /// One screening job: its progress while it runs, its hits once it is done. Its state moves Queued → Running → one
 /// end (or Queued → Cancelled) under a lock, once: the worker thread, a DELETE and the task's continuation may race.
 /// </summary>
-public sealed class ScreenJob
+internal sealed class ScreenJob
 {
     private readonly Lock gate = new();
     private long processed;
@@ -65,7 +65,7 @@ public sealed class ScreenJob
 /// one, and is refused (503) when all are queued or running. Jobs live in the replica that took them; behind a proxy
 /// the client polls the same replica (the job id's answer says which, in <c>Location</c>).
 /// </summary>
-public sealed class ScreenJobs(int capacity) : IDisposable
+internal sealed class ScreenJobs(int capacity) : IDisposable
 {
     private readonly Dictionary<string, ScreenJob> jobs = new(StringComparer.Ordinal);
     private readonly Lock gate = new();

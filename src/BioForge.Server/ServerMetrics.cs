@@ -8,7 +8,7 @@ namespace BioForge.Server;
 /// The service's counters, gauges and histograms, written in Prometheus' text exposition format (version 0.0.4) at
 /// <c>/v1/metrics</c>. One instance per server: no process-wide registry.
 /// </summary>
-public sealed class ServerMetrics
+internal sealed class ServerMetrics
 {
     private static readonly double[] LatencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
     private static readonly double[] BatchSizeBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];

@@ -71,14 +71,12 @@ public sealed record ServerOptions
 public sealed record BatchingOptions
 {
     public int MaxBatchTokens { get; init; } = 16_384;
+    /// <summary>1 turns batching off (every request computed alone): the baseline of the load benchmark.</summary>
     public int MaxBatchItems { get; init; } = 128;
     public TimeSpan MaxDelay { get; init; } = TimeSpan.FromMilliseconds(5);
 
     /// <summary>Requests waiting per model; beyond it new ones get 503 with Retry-After instead of growing memory.</summary>
     public int QueueCapacity { get; init; } = 1024;
-
-    /// <summary>1 turns batching off (every request computed alone): the baseline of the load benchmark.</summary>
-    public bool Enabled => MaxBatchItems > 1;
 }
 
 /// <summary>How <c>/v1/completions</c> batches a decoder's sequences (see <see cref="BioForge.Generation.DecodeScheduler"/>).</summary>

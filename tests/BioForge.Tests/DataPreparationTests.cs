@@ -1,4 +1,5 @@
 using BioForge.IO;
+using BioForge.Runtime;
 using BioForge.Tokenizers;
 using BioForge.Training;
 

@@ -379,7 +379,7 @@ public sealed class PmoBudgetTests
     [Fact]
     public void BenchPmoTakesAnySettingAsOptimizeDoesAndChecksIt()
     {
-        var config = PmoBenchmark.RunConfig("qed", 1, 300, "prior", "out", overrides: ["learning.mutation_rate=0.01", "stages[0].patience=3"]);
+        var config = PmoBenchmark.RunFile("qed", 1, 300, "prior", "out", overrides: ["learning.mutation_rate=0.01", "stages[0].patience=3"]);
         Assert.Equal(0.01, config.Learning.MutationRate);
         Assert.Equal(3, config.Stages[0].Patience);
         Assert.Equal(new OptimizeConfig.LearningSection().GeneticOffspring, config.Learning.GeneticOffspring); // the rest as without overrides

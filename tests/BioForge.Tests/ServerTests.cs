@@ -92,8 +92,14 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
     {
         Assert.Equal("live", (await Get("/v1/health/live")).Body!["message"]!.GetValue<string>());
         Assert.Equal("ready", (await Get("/v1/health/ready")).Body!["message"]!.GetValue<string>());
-        var models = (await Get("/v1/models")).Body!["data"]!.AsArray().Select(m => (m!["id"]!.GetValue<string>(), m["kind"]!.GetValue<string>())).ToList();
+        var cards = (await Get("/v1/models")).Body!["data"]!.AsArray();
+        var models = cards.Select(m => (m!["id"]!.GetValue<string>(), m["kind"]!.GetValue<string>())).ToList();
         Assert.Equal([("esm2-small", "protein"), ("smiles-llama-small", "molecule"), ("dti-davis", "affinity")], models);
+        // Each model's routes, from what each route declares it serves, in the order the routes are mapped.
+        var routes = cards.ToDictionary(m => m!["id"]!.GetValue<string>(), m => m!["routes"]!.AsArray().Select(r => r!.GetValue<string>()).ToArray());
+        Assert.Equal(["/v1/embeddings", "/v1/protein/fill-mask", "/v1/protein/contacts", "/v1/protein/score-variants"], routes["esm2-small"]);
+        Assert.Equal(["/v1/embeddings", "/generate", "/v1/completions"], routes["smiles-llama-small"]);
+        Assert.Equal(["/v1/screen"], routes["dti-davis"]);
         var metadata = (await Get("/v1/metadata")).Body!;
         Assert.Equal(3, metadata["model_info"]!.AsArray().Count);
         Assert.Equal(5, metadata["batching"]!["max_delay_ms"]!.GetValue<double>());
@@ -411,8 +417,9 @@ public sealed class ServerLimitsTests
         _ = TestData.Cpu;
         await using var server = await BioForgeServer.StartAsync(ServerFixture.Options(Model("smiles-llama-small")) with { ApiKey = "s3cret" });
         using var client = new HttpClient { BaseAddress = new Uri(server.Address) };
-        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v1/health/ready")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/")).StatusCode);
+        foreach (string open in new[] { "/v1/health/ready", "/v1/health/live", "/", "/app/app.js" })
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(open)).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync("/v1/metrics")).StatusCode);
         var refused = await client.GetAsync("/v1/models");
         Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
         Assert.Contains("API key", await refused.Content.ReadAsStringAsync());

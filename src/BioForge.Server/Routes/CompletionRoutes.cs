@@ -6,6 +6,7 @@ using System.Threading.Channels;
 using BioForge.Chem;
 using BioForge.Generation;
 using BioForge.Models.Llama;
+using BioForge.Tokenizers;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -125,7 +126,8 @@ internal static class CompletionRoutes
         })
         .WithTags("generation").WithSummary("Samples from a decoder model (OpenAI completions; stream: server-sent events)")
         .Accepts<CompletionRequest>("application/json").Produces<CompletionResponse>().Produces<CompletionResponse>(200, "text/event-stream")
-        .ProducesErrors(400, 404, 422, 500, 503, 504);
+        .ProducesErrors(400, 404, 422, 500, 503, 504)
+        .Serves(model => model.Completions is not null);
     }
 
     private sealed record Plan(LanguageModel Model, DecodeService Decoder, string Prompt, int[] PromptIds, SamplingOptions Options, ulong Seed, int N,

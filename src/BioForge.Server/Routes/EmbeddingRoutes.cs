@@ -80,7 +80,8 @@ internal static class EmbeddingRoutes
             return Results.Json(new EmbeddingResponse("list", data, model.Name, new Usage(tokens, tokens)), Json.Options);
         })
         .WithTags("embeddings").WithSummary("Embeddings of protein sequences or SMILES (OpenAI/NIM shape)")
-        .Accepts<EmbeddingRequest>("application/json").Produces<EmbeddingResponse>().ProducesErrors(400, 404, 422, 503, 504);
+        .Accepts<EmbeddingRequest>("application/json").Produces<EmbeddingResponse>().ProducesErrors(400, 404, 422, 503, 504)
+        .Serves(_ => true);
     }
 
     /// <summary>The <c>input</c> field: a string or a non-empty array of at most <paramref name="max"/> strings.</summary>

@@ -4,7 +4,7 @@ using BioForge.Chem;
 using BioForge.Discovery;
 using BioForge.Generation;
 using BioForge.Models.Llama;
-using BioForge.Training;
+using BioForge.Runtime;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -81,7 +81,8 @@ internal static class GenerateRoutes
             return Results.Json(new GenerateResponse(encoded, request.PropertyName, request.Algorithm == "none" ? 0 : request.Iterations, request.Particles * Math.Max(1, request.Iterations)), Json.Options);
         })
         .WithTags("molecule").WithSummary("MolMIM-compatible guided generation around a seed molecule")
-        .Accepts<GenerateRequest>("application/json").Produces<GenerateResponse>().ProducesErrors(400, 404, 422, 503, 504);
+        .Accepts<GenerateRequest>("application/json").Produces<GenerateResponse>().ProducesErrors(400, 404, 422, 503, 504)
+        .Serves(model => model.Kind == ModelKind.Molecule);
     }
 
     /// <summary>The optimizer's run for a valid request, and the seed's canonical SMILES; 4xx naming the field otherwise.</summary>

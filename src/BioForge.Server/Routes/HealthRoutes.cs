@@ -19,34 +19,30 @@ internal static class HealthRoutes
     {
         var v1 = app.MapGroup("/v1").WithTags("service");
         v1.MapGet("/health/live", () => Results.Json(new HealthResponse("health-response", "live"), Json.Options))
-            .WithSummary("Liveness: the process answers").Produces<HealthResponse>();
+            .WithSummary("Liveness: the process answers").Produces<HealthResponse>().AllowWithoutKey();
         v1.MapGet("/health/ready", () => state.Ready
                 ? Results.Json(new HealthResponse("health-response", "ready"), Json.Options)
                 : Results.Json(new HealthResponse("health-response", "not ready"), Json.Options, statusCode: StatusCodes.Status503ServiceUnavailable))
-            .WithSummary("Readiness: models loaded and not shutting down (503 otherwise)").Produces<HealthResponse>().Produces<HealthResponse>(503);
+            .WithSummary("Readiness: models loaded and not shutting down (503 otherwise)").Produces<HealthResponse>().Produces<HealthResponse>(503).AllowWithoutKey();
         v1.MapGet("/metrics", () => Results.Text(state.Metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"))
             .WithSummary("Prometheus metrics: requests, latency, batch sizes, queue depth, tokens");
-        v1.MapGet("/models", () => Results.Json(new ModelList("list", Cards(state)), Json.Options))
+        v1.MapGet("/models", (EndpointDataSource endpoints) => Results.Json(new ModelList("list", Cards(state, endpoints)), Json.Options))
             .WithSummary("The served models (OpenAI shape)").Produces<ModelList>();
         v1.MapGet("/metadata", () => Results.Json(Metadata(state), Json.Options))
             .WithSummary("Versions, device, batching settings and models");
     }
 
-    private static List<ModelCard> Cards(ServerState state)
+    /// <summary>Each model with the routes that say they serve it (<see cref="ServesModels"/>), in the order they are mapped.</summary>
+    private static List<ModelCard> Cards(ServerState state, EndpointDataSource endpoints)
     {
         long created = state.Started.ToUnixTimeSeconds();
+        var routes = endpoints.Endpoints.OfType<RouteEndpoint>()
+            .Select(e => (Path: "/" + e.RoutePattern.RawText!.Trim('/'), Serves: e.Metadata.GetMetadata<ServesModels>()))
+            .Where(r => r.Serves is not null).ToList();
         var cards = state.Models.LanguageModels.Select(m => new ModelCard(m.Name, "model", created, "bioforge", m.Kind.ToString().ToLowerInvariant(),
-            m.Kind switch
-            {
-                ModelKind.Protein => ["/v1/embeddings", "/v1/protein/fill-mask", "/v1/protein/contacts", "/v1/protein/score-variants"],
-                ModelKind.Molecule => ["/v1/embeddings", "/generate"],
-                ModelKind.ProteinDecoder => ["/v1/embeddings"],
-                _ => ["/v1/embeddings"],
-            },
-            m.HiddenSize)).ToList();
-        foreach (var card in cards.Where(c => state.Models.Language(c.Id, "model").Completions is not null).ToList())
-            cards[cards.IndexOf(card)] = card with { Routes = [.. card.Routes, "/v1/completions"] };
-        cards.AddRange(state.Models.AffinityModels.Select(a => new ModelCard(a.Name, "model", created, "bioforge", "affinity", ["/v1/screen"], null)));
+            [.. routes.Where(r => r.Serves!.Serves(m)).Select(r => r.Path).Distinct()], m.HiddenSize)).ToList();
+        string[] affinity = [.. routes.Where(r => r.Serves!.ServesAffinityModels).Select(r => r.Path).Distinct()];
+        cards.AddRange(state.Models.AffinityModels.Select(a => new ModelCard(a.Name, "model", created, "bioforge", "affinity", affinity, null)));
         return cards;
     }
 

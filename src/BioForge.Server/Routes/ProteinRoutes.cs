@@ -82,7 +82,7 @@ internal static class ProteinRoutes
 
     public static void Map(IEndpointRouteBuilder app, ServerState state)
     {
-        var protein = app.MapGroup("/v1/protein").WithTags("protein");
+        var protein = app.MapGroup("/v1/protein").WithTags("protein").Serves(model => model.Kind == ModelKind.Protein);
 
         protein.MapPost("/fill-mask", async (HttpContext context) =>
         {

@@ -85,7 +85,7 @@ internal static class ScreenRoutes
             return Results.Json(View(job), Json.Options, statusCode: StatusCodes.Status202Accepted);
         })
         .WithSummary("Submit a screening job: a library of SMILES against one target").Accepts<ScreenRequest>("application/json")
-        .Produces<JobView>(202).ProducesErrors(400, 404, 422, 501, 503);
+        .Produces<JobView>(202).ProducesErrors(400, 404, 422, 501, 503).ServesAffinityModels();
 
         screen.MapGet("/{id}", (string id) => Results.Json(View(state.Jobs.Get(id)), Json.Options))
             .WithSummary("A screening job's status and progress").Produces<JobView>().ProducesErrors(404).Parameter("id", ExampleId, required: true);

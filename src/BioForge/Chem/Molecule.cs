@@ -155,12 +155,6 @@ public sealed class Molecule : IDisposable
         return RDKitNative.TakeString(text);
     }
 
-    public string ToMolBlock()
-    {
-        RDKitNative.Check(RDKitNative.bf_mol_to_molblock(Handle, out IntPtr text), "MOL block output");
-        return RDKitNative.TakeString(text);
-    }
-
     public Molecule WithoutHydrogens()
     {
         RDKitNative.Check(RDKitNative.bf_mol_remove_hs(Handle, out var result), "removing hydrogens");

@@ -10,7 +10,7 @@ namespace BioForge.Discovery;
 /// <remarks>
 /// The defaults of <c>[sampling]</c>, <c>[learning]</c> and <c>[diversity_filter]</c> are the best settings
 /// <c>bench pmo</c> has found (today Augmented Hill-Climb with 32 genetic offspring per step, on REINVENT's PMO
-/// sampling and learning rate; docs/benchmarks.md); <see cref="Pmo.PmoBenchmark.RunConfig"/> reads them from here, so a
+/// sampling and learning rate; docs/benchmarks.md); <see cref="Pmo.PmoBenchmark.RunFile"/> reads them from here, so a
 /// run file that leaves those sections out runs as the benchmark does.
 /// </remarks>
 public sealed record OptimizeConfig

@@ -5,7 +5,6 @@ using BioForge.Chem;
 using BioForge.IO;
 using BioForge.Models.Llama;
 using BioForge.Runtime;
-using BioForge.Training;
 using static TorchSharp.torch;
 
 namespace BioForge.Discovery;

@@ -1,7 +1,8 @@
 namespace BioForge.Distributed;
 
 /// <summary>
-/// The process's place in a distributed job: the one piece of static state BioForge keeps. Under <c>mpirun</c> or
+/// The process's place in a distributed job, static because a process has one (as it has one loaded LibTorch,
+/// <see cref="Runtime.TorchRuntime"/>; the two are BioForge's only process-wide state). Under <c>mpirun</c> or
 /// <c>srun</c> the world is MPI_COMM_WORLD; otherwise a world of one, so every command runs unchanged without a launcher.
 /// </summary>
 public static class ProcessGroup

@@ -1,6 +1,6 @@
 using BioForge.Chem;
 using BioForge.IO;
-using BioForge.Training;
+using BioForge.Runtime;
 
 namespace BioForge.FineTuning;
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 using BioForge.Models.Llama;
 using BioForge.Runtime;
+using BioForge.Tokenizers;
 using static TorchSharp.torch;
 
 namespace BioForge.Generation;
@@ -76,7 +77,7 @@ public sealed class SequenceJob
 /// pass (one-token prompts admitted this step among them), tokens drawn, sequences running after it, and the seconds
 /// spent on the host after the logits arrived (grammar, draws, callbacks: the part of a step that no device speeds up).
 /// </summary>
-public readonly record struct StepReport(int Prefilled, int Decoded, int Tokens, int Running, int Waiting, double HostSeconds);
+public readonly record struct DecodeStepReport(int Prefilled, int Decoded, int Tokens, int Running, int Waiting, double HostSeconds);
 
 /// <summary>
 /// Continuous batching of one decoder on one device (Orca, OSDI 2022; vLLM, SOSP 2023): one running batch whose
@@ -164,7 +165,7 @@ public sealed class DecodeScheduler : IDisposable
     }
 
     /// <summary>One iteration: cancellations, admissions with their prefill, then one decoding step of the running batch.</summary>
-    public StepReport Step()
+    public DecodeStepReport Step()
     {
         using var _ = no_grad();
         for (int i = running.Count - 1; i >= 0; i--)
@@ -190,7 +191,7 @@ public sealed class DecodeScheduler : IDisposable
             tokens += Forward(decoding, 1, prefill: false);
         }
         Volatile.Write(ref runningCount, running.Count);
-        return new StepReport(admitted.Count(r => r.Job.Prompt.Length > 1), decoding.Count, tokens, running.Count, Waiting, hostSeconds);
+        return new DecodeStepReport(admitted.Count(r => r.Job.Prompt.Length > 1), decoding.Count, tokens, running.Count, Waiting, hostSeconds);
     }
 
     private double hostSeconds;

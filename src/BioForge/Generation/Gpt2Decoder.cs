@@ -1,5 +1,5 @@
+using BioForge.Models;
 using BioForge.Models.Gpt2;
-using BioForge.Models.Llama;
 using static TorchSharp.torch;
 
 namespace BioForge.Generation;

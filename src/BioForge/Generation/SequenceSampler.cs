@@ -1,5 +1,6 @@
 using BioForge.Models.Llama;
-using BioForge.Training;
+using BioForge.Runtime;
+using BioForge.Tokenizers;
 
 namespace BioForge.Generation;
 

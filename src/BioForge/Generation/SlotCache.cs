@@ -1,46 +1,8 @@
-using BioForge.Models.Llama;
+using BioForge.IO;
+using BioForge.Models;
 using static TorchSharp.torch;
 
 namespace BioForge.Generation;
-
-/// <summary>
-/// What the scheduler needs of a decoder network: its shape for the key/value slots, and one forward pass over rows at
-/// positions of their own. A model family that serves generation adds one adapter (see <see cref="LlamaDecoder"/>).
-/// </summary>
-public interface IDecoderModel
-{
-    int Layers { get; }
-    int KeyValueHeads { get; }
-    int HeadDim { get; }
-    /// <summary>Longest sequence the model takes (prompt and generated tokens).</summary>
-    int MaxPositions { get; }
-    int BosTokenId { get; }
-    int EosTokenId { get; }
-    int VocabularySize { get; }
-    Device Device { get; }
-    ScalarType DType { get; }
-
-    /// <summary>Logits [B, T, vocab] (see <see cref="LlamaForCausalLM.Forward(Tensor, Tensor, Tensor, IKeyValueStore)"/>).</summary>
-    Tensor Forward(Tensor inputIds, Tensor positions, Tensor allowed, IKeyValueStore cache);
-}
-
-/// <summary>A <see cref="LlamaForCausalLM"/> as a decoder for the scheduler.</summary>
-public sealed class LlamaDecoder(LlamaForCausalLM model) : IDecoderModel
-{
-    private readonly Tensor anyParameter = model.parameters().First();
-
-    public int Layers => model.Config.NumHiddenLayers;
-    public int KeyValueHeads => model.Config.NumKeyValueHeads;
-    public int HeadDim => model.Config.HeadDim;
-    public int MaxPositions => model.Config.MaxPositionEmbeddings;
-    public int BosTokenId => model.Config.BosTokenId;
-    public int EosTokenId => model.Config.EosTokenId;
-    public int VocabularySize => model.Config.VocabSize;
-    public Device Device => anyParameter.device;
-    public ScalarType DType => anyParameter.dtype;
-
-    public Tensor Forward(Tensor inputIds, Tensor positions, Tensor allowed, IKeyValueStore cache) => model.Forward(inputIds, positions, allowed, cache);
-}
 
 /// <summary>
 /// Keys and values in fixed slots, allocated once: per layer [slots × length, kv heads, head dim], a sequence owning
@@ -92,7 +54,7 @@ public sealed class SlotCache : IKeyValueStore, IDisposable
 
     /// <summary>Bytes one slot takes for <paramref name="model"/> at <paramref name="length"/> positions.</summary>
     public static long BytesPerSlot(IDecoderModel model, int length) =>
-        2L * model.Layers * length * model.KeyValueHeads * model.HeadDim * model.DType.ElementSize();
+        2L * model.Layers * length * model.KeyValueHeads * model.HeadDim * SafetensorsDTypes.FromTorch(model.DType).ByteSize();
 
     /// <summary>The next forward pass: batch row b is slot <paramref name="slots"/>[b], its <paramref name="count"/> tokens go to
     /// positions <paramref name="starts"/>[b] onwards, and attention reads positions 0 … <paramref name="attend"/> − 1. The
@@ -141,15 +103,4 @@ public sealed class SlotCache : IKeyValueStore, IDisposable
         foreach (var t in keys) t?.Dispose();
         foreach (var t in values) t?.Dispose();
     }
-}
-
-internal static class ScalarTypeSize
-{
-    public static int ElementSize(this ScalarType type) => type switch
-    {
-        ScalarType.Float64 or ScalarType.Int64 => 8,
-        ScalarType.Float32 or ScalarType.Int32 => 4,
-        ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Int16 => 2,
-        _ => 1,
-    };
 }

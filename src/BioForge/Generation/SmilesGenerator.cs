@@ -50,15 +50,9 @@ public sealed class SmilesGenerator
     public IReadOnlyList<GeneratedMolecule> Generate(int count, SamplingOptions options, ulong seed, int batchSize, bool validOnly,
         IProgress<int>? progress = null, int maxAttemptsFactor = 100, string prompt = "")
     {
-        if (count < 1) throw new BioForgeException($"--n must be positive (got {count})");
         if (validOnly && !checkMolecules) throw new ArgumentException("valid-only sampling needs a generator that checks molecules", nameof(validOnly));
-        if (batchSize < 1) throw new BioForgeException($"--batch must be positive (got {batchSize})");
-        if (options.Temperature <= 0) throw new BioForgeException($"temperature must be positive (got {options.Temperature})");
-        if (options.TopP is <= 0 or > 1) throw new BioForgeException($"top-p must be in (0, 1] (got {options.TopP})");
         var promptIds = EncodePrompt(prompt);
-        int length = (int)Math.Min(model.Config.MaxPositionEmbeddings, (long)promptIds.Length + options.MaxNewTokens);
-        if (promptIds.Length >= length) throw new BioForgeException($"the prompt takes {promptIds.Length} tokens; the model takes {model.Config.MaxPositionEmbeddings} in all");
-        using var scheduler = new DecodeScheduler(new LlamaDecoder(model.Model), batchSize, length, BatchingMode.Continuous, batchSize);
+        using var scheduler = TextSampling.Scheduler(new LlamaDecoder(model.Model), promptIds, model.Config.MaxPositionEmbeddings, count, options, batchSize);
         var samples = new List<SampledSequence?>();
         long limit = validOnly ? (long)count * maxAttemptsFactor : count;
         int next = 0, scanned = 0;

@@ -16,13 +16,7 @@ internal static class TextSampling
     public static IReadOnlyList<GeneratedText> Generate(IDecoderModel decoder, int[] promptIds, long maxPositions, int count, SamplingOptions options, ulong seed,
         int batchSize, IProgress<int>? progress, Func<IReadOnlyList<int>, string> text)
     {
-        if (count < 1) throw new BioForgeException($"--n must be positive (got {count})");
-        if (batchSize < 1) throw new BioForgeException($"--batch must be positive (got {batchSize})");
-        if (options.Temperature <= 0) throw new BioForgeException($"temperature must be positive (got {options.Temperature})");
-        if (options.TopP is <= 0 or > 1) throw new BioForgeException($"top-p must be in (0, 1] (got {options.TopP})");
-        int length = (int)Math.Min(maxPositions, (long)promptIds.Length + options.MaxNewTokens);
-        if (promptIds.Length >= length) throw new BioForgeException($"the prompt takes {promptIds.Length} tokens; the model takes {maxPositions} in all");
-        using var scheduler = new DecodeScheduler(decoder, batchSize, length, BatchingMode.Continuous, batchSize);
+        using var scheduler = Scheduler(decoder, promptIds, maxPositions, count, options, batchSize);
         var results = new GeneratedText?[count];
         int next = 0, done = 0;
         while (done < count)
@@ -41,5 +35,18 @@ internal static class TextSampling
             scheduler.Step();
         }
         return results!;
+    }
+
+    /// <summary>The scheduler of one generation call (<paramref name="batchSize"/> slots, each as long as the prompt and
+    /// its new tokens allow), after checking the call's settings.</summary>
+    public static DecodeScheduler Scheduler(IDecoderModel decoder, int[] promptIds, long maxPositions, int count, SamplingOptions options, int batchSize)
+    {
+        if (count < 1) throw new BioForgeException($"--n must be positive (got {count})");
+        if (batchSize < 1) throw new BioForgeException($"--batch must be positive (got {batchSize})");
+        if (options.Temperature <= 0) throw new BioForgeException($"temperature must be positive (got {options.Temperature})");
+        if (options.TopP is <= 0 or > 1) throw new BioForgeException($"top-p must be in (0, 1] (got {options.TopP})");
+        int length = (int)Math.Min(maxPositions, (long)promptIds.Length + options.MaxNewTokens);
+        if (promptIds.Length >= length) throw new BioForgeException($"the prompt takes {promptIds.Length} tokens; the model takes {maxPositions} in all");
+        return new DecodeScheduler(decoder, batchSize, length, BatchingMode.Continuous, batchSize);
     }
 }

@@ -1,4 +1,3 @@
-using System.IO.MemoryMappedFiles;
 using System.Text.Json;
 using TorchSharp;
 
@@ -19,8 +18,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <summary>The reference implementation refuses headers above 100 MB; so do we.</summary>
     public const long MaxHeaderBytes = 100_000_000;
 
-    private readonly MemoryMappedFile? map;
-    private readonly MemoryMappedViewAccessor? view;
+    private readonly MappedFile? mapped;
     private readonly byte* basePointer;
     private readonly long dataStart;
     private readonly Dictionary<string, SafetensorsEntry> entries;
@@ -30,22 +28,16 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <summary>Tensors in the order of their data offsets.</summary>
     public IReadOnlyList<SafetensorsEntry> Entries { get; }
 
-    private SafetensorsFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, long dataStart,
+    private SafetensorsFile(string path, MappedFile? mapped, long dataStart,
         Dictionary<string, SafetensorsEntry> entries, IReadOnlyDictionary<string, string> metadata)
     {
         Path = path;
-        this.map = map;
-        this.view = view;
+        this.mapped = mapped;
         this.dataStart = dataStart;
         this.entries = entries;
         Metadata = metadata;
         Entries = entries.Values.OrderBy(e => e.Begin).ThenBy(e => e.End).ToList();
-        if (view is not null)
-        {
-            byte* p = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-            basePointer = p + view.PointerOffset;
-        }
+        basePointer = mapped is null ? null : mapped.Start;
     }
 
     public static SafetensorsFile Open(string path)
@@ -73,10 +65,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
         var (entries, metadata) = ParseHeader(path, header, dataLength);
 
         if (fileLength == dataStart || dataLength == 0)
-            return new SafetensorsFile(path, null, null, dataStart, entries, metadata);
-        var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        var view = map.CreateViewAccessor(0, fileLength, MemoryMappedFileAccess.Read);
-        return new SafetensorsFile(path, map, view, dataStart, entries, metadata);
+            return new SafetensorsFile(path, null, dataStart, entries, metadata);
+        return new SafetensorsFile(path, new MappedFile(path), dataStart, entries, metadata);
     }
 
     private static (Dictionary<string, SafetensorsEntry>, Dictionary<string, string>) ParseHeader(string path, byte[] header, long dataLength)
@@ -209,13 +199,5 @@ public sealed unsafe class SafetensorsFile : IDisposable
         return t;
     }
 
-    public void Dispose()
-    {
-        if (view is not null)
-        {
-            view.SafeMemoryMappedViewHandle.ReleasePointer();
-            view.Dispose();
-        }
-        map?.Dispose();
-    }
+    public void Dispose() => mapped?.Dispose();
 }

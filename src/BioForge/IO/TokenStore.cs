@@ -1,4 +1,3 @@
-using System.IO.MemoryMappedFiles;
 using System.Text;
 
 namespace BioForge.IO;
@@ -75,8 +74,7 @@ public static class TokenStore
         private const int HeaderBytes = 8 + 4 + 4 + 4 + 8;
         private readonly long[] starts;
         private readonly int[] lengths;
-        private readonly MemoryMappedFile? map;
-        private readonly MemoryMappedViewAccessor? view;
+        private readonly MappedFile? mapped;
         private readonly byte* data;
         private readonly string binPath;
 
@@ -116,11 +114,8 @@ public static class TokenStore
             TotalTokens = expected;
             if (expected > 0)
             {
-                map = MemoryMappedFile.CreateFromFile(binPath, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-                view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-                byte* p = null;
-                view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-                data = p + view.PointerOffset;
+                mapped = new MappedFile(binPath);
+                data = mapped.Start;
             }
         }
 
@@ -141,14 +136,6 @@ public static class TokenStore
             return result;
         }
 
-        public void Dispose()
-        {
-            if (view is not null)
-            {
-                view.SafeMemoryMappedViewHandle.ReleasePointer();
-                view.Dispose();
-            }
-            map?.Dispose();
-        }
+        public void Dispose() => mapped?.Dispose();
     }
 }

@@ -16,10 +16,17 @@ namespace BioForge.IO;
 /// </summary>
 public static class YamlConfig
 {
-    public static readonly JsonSerializerOptions Serializer = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+    public static readonly JsonSerializerOptions Serializer = ReadOnly(new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true });
 
     /// <summary>Without what a record computes from its settings (a component's label): those are no keys a file may set.</summary>
-    private static readonly JsonSerializerOptions SettingsOnly = new(Serializer) { IgnoreReadOnlyProperties = true };
+    private static readonly JsonSerializerOptions SettingsOnly = ReadOnly(new(Serializer) { IgnoreReadOnlyProperties = true });
+
+    /// <summary>Shared options frozen, so no caller can change how every run file is read.</summary>
+    private static JsonSerializerOptions ReadOnly(JsonSerializerOptions options)
+    {
+        options.MakeReadOnly(populateMissingResolver: true);
+        return options;
+    }
 
     /// <summary>Reads, overrides, checks keys, deserialises, then runs <paramref name="validate"/> (with <see cref="Requirement"/>).</summary>
     /// <param name="translate">Rewrites the file's tree (as read, before overrides) into <typeparamref name="T"/>'s layout: another program's run-file format.</param>

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using BioForge.Distributed;
 using BioForge.IO;
 using BioForge.Runtime;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace BioForge.Models;
@@ -10,6 +11,24 @@ namespace BioForge.Models;
 /// <summary>Copies checkpoint tensors into a module's parameters by name, refusing anything that does not fit.</summary>
 internal static class CheckpointWeights
 {
+    /// <summary>Fills a new network from its checkpoint (<paramref name="load"/>) and places it on the device in eval
+    /// mode; the network is disposed when any of it fails (a missing tensor, a shape, memory).</summary>
+    public static T Place<T>(T network, Action<T> load, Device device, ScalarType dtype) where T : nn.Module
+    {
+        try
+        {
+            load(network);
+            network.to(device, dtype);
+            network.eval();
+            return network;
+        }
+        catch
+        {
+            network.Dispose();
+            throw;
+        }
+    }
+
     /// <param name="candidates">Checkpoint names to try for a parameter name, in order.</param>
     /// <param name="ignorable">Checkpoint tensors that may be left unused (recomputed or tied buffers).</param>
     /// <param name="architecture">Model family for messages, e.g. "ESM-2".</param>
@@ -82,7 +101,7 @@ internal static class CheckpointWeights
             .ToList();
         SafetensorsCheckpoint.Save(directory, tensors, maxShardBytes);
         config["dtype"] = storage == ScalarType.Float16 ? "float16" : "float32"; // Hugging Face reads it as the weights' type
-        AtomicFile.WriteText(Path.Combine(directory, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        AtomicFile.WriteText(Path.Combine(directory, ModelRegistry.ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
     }
 
     /// <summary>

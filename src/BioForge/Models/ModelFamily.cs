@@ -3,21 +3,6 @@ using static TorchSharp.torch;
 
 namespace BioForge.Models;
 
-/// <summary>What a family's models can be asked for (the routes and commands that accept them).</summary>
-[Flags]
-public enum ModelAbilities
-{
-    None = 0,
-    /// <summary>Pooled or per-token hidden states (<c>embed</c>, <c>/v1/embeddings</c>, fine-tuning, affinity features).</summary>
-    Embed = 1,
-    /// <summary>Masked-token probabilities (<c>fill-mask</c>) and masked-marginal variant scores (<c>score-variants</c>).</summary>
-    FillMask = 2,
-    /// <summary>Residue–residue contact maps from attention (<c>contacts</c>).</summary>
-    Contacts = 4,
-    /// <summary>Left-to-right sampling (<c>generate</c>, the optimizer's prior and agent, <c>/generate</c>).</summary>
-    Generate = 8,
-}
-
 /// <summary>The pre-training objective a family learns with.</summary>
 public enum TrainingObjective
 {
@@ -40,7 +25,7 @@ public enum SequenceAlphabet
 
 /// <summary>
 /// One model architecture as a checkpoint's <c>config.json</c> names it (<c>model_type</c>), like the entries of
-/// Hugging Face's <c>AutoModel</c> mapping: what it is, what it can do, how it trains and splits, and how to open it.
+/// Hugging Face's <c>AutoModel</c> mapping: what it is, how it trains and splits, and how to open it.
 /// Each family lives in its own folder under <c>Models/</c> with its config, network, checkpoint and encoder;
 /// <see cref="ModelRegistry"/> lists them.
 /// </summary>
@@ -54,8 +39,6 @@ public abstract class ModelFamily
 
     public abstract SequenceAlphabet Alphabet { get; }
 
-    public abstract ModelAbilities Abilities { get; }
-
     public abstract TrainingObjective Objective { get; }
 
     /// <summary>Tensor parallelism may also split the token embedding and output projection by vocabulary rows.</summary>
@@ -66,8 +49,6 @@ public abstract class ModelFamily
 
     /// <summary>BioForge's trainer can pre-train or continue training it (<c>model.type</c> in a run file).</summary>
     public virtual bool Trainable => true;
-
-    public bool Can(ModelAbilities abilities) => (Abilities & abilities) == abilities;
 
     /// <summary>Sizes that decide parameters, FLOPs and tensor-parallel splits, from a config.json object (no network built).</summary>
     public abstract ModelShape Shape(JsonObject config, string path);

@@ -27,12 +27,21 @@ public static class ModelRegistry
             ? $"{where}: no model_type (expected one of {Known})"
             : $"{where}: model_type '{modelType}' is not a family BioForge knows ({Known})");
 
-    /// <summary>The family of a checkpoint directory, from its config.json.</summary>
-    public static ModelFamily Of(string directory)
+    /// <summary>The config.json of a checkpoint directory, refused by name when the folder or the file is missing.</summary>
+    /// <param name="architecture">What the directory should hold, for the message (<c>ESM-2</c>); null for any family.</param>
+    public static string ConfigPath(string directory, string? architecture = null)
     {
         if (!Directory.Exists(directory)) throw new BioForgeException($"model directory {directory} does not exist");
         string path = Path.Combine(directory, ConfigFile);
-        if (!File.Exists(path)) throw new BioForgeException($"{directory}: no {ConfigFile} (expected a Hugging Face checkpoint directory)");
+        if (!File.Exists(path))
+            throw new BioForgeException($"{directory}: no {ConfigFile} (expected a Hugging Face {(architecture is null ? "" : architecture + " ")}checkpoint directory)");
+        return path;
+    }
+
+    /// <summary>The family of a checkpoint directory, from its config.json.</summary>
+    public static ModelFamily Of(string directory)
+    {
+        string path = ConfigPath(directory);
         var type = ReadConfig(path)["model_type"];
         if (type is not null && (type is not JsonValue value || !value.TryGetValue(out string? name)))
             throw new BioForgeException($"{path}: model_type must be a string (got {type.ToJsonString()})");

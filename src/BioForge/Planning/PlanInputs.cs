@@ -21,7 +21,7 @@ public static class PlanInputs
                 ? (ModelShape.Of(sized), new WorkloadSpec())
                 : throw new BioForgeException($"--model {what}: ESM-2 sizes are {string.Join(", ", EsmConfig.Esm2Sizes.Keys.Select(k => "esm2-" + k))}");
         }
-        if (Directory.Exists(what)) return (FromConfigJson(Path.Combine(what, "config.json")), new WorkloadSpec());
+        if (Directory.Exists(what)) return (FromConfigJson(Path.Combine(what, ModelRegistry.ConfigFile)), new WorkloadSpec());
         if (!File.Exists(what)) throw new BioForgeException($"--model {what}: no such file or directory (a run YAML, a config.json, a model directory or esm2-SIZE)");
         if (what.EndsWith(".json", StringComparison.OrdinalIgnoreCase)) return (FromConfigJson(what), new WorkloadSpec());
         return FromRunConfig(what);
@@ -48,7 +48,7 @@ public static class PlanInputs
             VocabularySplit = run.Train.VocabParallel,
             BucketMb = run.Train.BucketMb,
         };
-        if (run.Model.Init is not null) return (FromConfigJson(Path.Combine(run.Model.Init, "config.json")), workload);
+        if (run.Model.Init is not null) return (FromConfigJson(Path.Combine(run.Model.Init, ModelRegistry.ConfigFile)), workload);
         var json = run.Model.Config?.DeepClone().AsObject() ?? [];
         if (run.Family is EsmFamily)
         {

@@ -33,22 +33,24 @@ public sealed class EsmEmbedder(EsmCheckpoint model, EmbedOptions options)
         int layer = options.Layer < 0 ? layers + 1 + options.Layer : options.Layer;
         if (layer < 0 || layer > layers)
             throw new BioForgeException($"--layer {options.Layer}: this model has representations 0..{layers} (or -1..-{layers + 1} from the end)");
-
-        var window = new List<(FastaRecord Record, int[] Tokens)>();
-        long windowTokens = 0;
-        foreach (var record in records)
+        var forward = new EsmForwardOptions { HiddenStates = layer != layers, Kernel = options.Kernel };
+        return WindowedEmbedding.Run(records, Tokenize, options.WindowTokens, options.BatchTokens, model.Tokenizer.PadId, model.Device, batch =>
         {
-            var tokens = Tokenize(record);
-            window.Add((record, tokens));
-            windowTokens += tokens.Length;
-            if (windowTokens >= options.WindowTokens)
-            {
-                foreach (var e in EmbedWindow(window, layer, progress)) yield return e;
-                window.Clear();
-                windowTokens = 0;
-            }
-        }
-        foreach (var e in EmbedWindow(window, layer, progress)) yield return e;
+            var output = model.Model.Forward(batch.InputIds, batch.AttentionMask, forward);
+            return forward.HiddenStates ? output.HiddenStates![layer] : output.LastHiddenState;
+        }, Pool, progress);
+    }
+
+    /// <summary>A record's row [&lt;cls&gt;, residues…, &lt;eos&gt;, padding…] pooled as asked.</summary>
+    private (Tensor Values, int Rows) Pool(Tensor row, int tokens)
+    {
+        int residues = tokens - 2;
+        return options.Pooling switch
+        {
+            Pooling.Mean => (row.narrow(0, 1, residues).mean([0L]), 1),
+            Pooling.Cls => (row[0], 1),
+            _ => (row.narrow(0, 1, residues), residues),
+        };
     }
 
     private int[] Tokenize(FastaRecord record)
@@ -63,40 +65,5 @@ public sealed class EsmEmbedder(EsmCheckpoint model, EmbedOptions options)
         {
             throw new BioForgeException($"record '{record.Id}' (line {record.Line}): {e.Message}");
         }
-    }
-
-    private IEnumerable<Embedding> EmbedWindow(List<(FastaRecord Record, int[] Tokens)> window, int layer, IProgress<int>? progress)
-    {
-        if (window.Count == 0) yield break;
-        var results = new Embedding?[window.Count];
-        var tokens = window.Select(w => w.Tokens).ToList();
-        foreach (var batch in TokenBatches.ByLength(tokens, options.BatchTokens, model.Tokenizer.PadId, model.Device))
-        {
-            using (batch) // also when the forward pass throws
-            using (var scope = NewDisposeScope())
-            using (no_grad())
-            {
-                var forward = new EsmForwardOptions { HiddenStates = layer != model.Config.NumHiddenLayers, Kernel = options.Kernel };
-                var output = model.Model.Forward(batch.InputIds, batch.AttentionMask, forward);
-                var hidden = (forward.HiddenStates ? output.HiddenStates![layer] : output.LastHiddenState).to(ScalarType.Float32).cpu();
-                for (int r = 0; r < batch.Indices.Length; r++)
-                {
-                    int index = batch.Indices[r];
-                    int residues = tokens[index].Length - 2;
-                    var row = hidden[r];
-                    var selected = options.Pooling switch
-                    {
-                        Pooling.Mean => row.narrow(0, 1, residues).mean([0L]),
-                        Pooling.Cls => row[0],
-                        _ => row.narrow(0, 1, residues),
-                    };
-                    var values = selected.contiguous().data<float>().ToArray();
-                    results[index] = new Embedding(window[index].Record, values,
-                        options.Pooling == Pooling.None ? residues : 1, (int)hidden.shape[2]);
-                }
-            }
-            progress?.Report(batch.Indices.Length);
-        }
-        foreach (var e in results) yield return e!;
     }
 }

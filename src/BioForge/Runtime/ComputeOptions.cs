@@ -20,8 +20,6 @@ public sealed record ComputeOptions(torch.Device Device, torch.ScalarType DType,
         return new ComputeOptions(dev, type, n);
     }
 
-    public static ComputeOptions CpuFloat32() => Resolve("cpu", "fp32", 0);
-
     /// <summary>
     /// "cpu" or "cuda:N" with the index the device resolves to: a bare <c>cuda</c> (index −1 in TorchSharp) is the
     /// current device, which BioForge never changes from 0 in a single-device process.

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using BioForge.Chem;
 using BioForge.IO;
+using BioForge.Runtime;
 using BioForge.Tokenizers;
 
 namespace BioForge.Training;

@@ -2,6 +2,7 @@ using BioForge.Chem;
 using BioForge.Distributed;
 using BioForge.Models.Esm;
 using BioForge.Models.Llama;
+using BioForge.Runtime;
 using BioForge.Tokenizers;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;

@@ -1,3 +1,4 @@
+using BioForge.Runtime;
 namespace BioForge.Training;
 
 /// <summary>Inputs and labels of one sequence; label −100 means "not scored", as in PyTorch's cross-entropy.</summary>

@@ -1,4 +1,5 @@
 using BioForge.IO;
+using BioForge.Runtime;
 
 namespace BioForge.Training;
 

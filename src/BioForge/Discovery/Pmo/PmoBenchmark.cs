@@ -66,12 +66,12 @@ public static class PmoBenchmark
     /// <paramref name="replayUpdates"/> and <paramref name="skipRepeats"/> replace the defaults (to compare them; REINVENT, the baseline, is <c>reinvent</c> with 0 offspring, repeats learned from and σ 500),
     /// and <paramref name="overrides"/> (<c>section.key=value</c>) any setting after them.
     /// </summary>
-    public static OptimizeConfig RunConfig(string task, int seed, int budget, string prior, string directory, string? strategy = null, int? geneticOffspring = null,
+    public static OptimizeConfig RunFile(string task, int seed, int budget, string prior, string directory, string? strategy = null, int? geneticOffspring = null,
         string? grammar = null, int? replayUpdates = null, bool? skipRepeats = null, IReadOnlyList<string>? overrides = null) =>
-        BaseRunConfig(task, seed, budget, prior, directory, strategy, geneticOffspring, grammar, replayUpdates, skipRepeats)
+        BaseRunFile(task, seed, budget, prior, directory, strategy, geneticOffspring, grammar, replayUpdates, skipRepeats)
             .WithOverrides(overrides ?? [], "bench pmo settings");
 
-    private static OptimizeConfig BaseRunConfig(string task, int seed, int budget, string prior, string directory, string? strategy, int? geneticOffspring,
+    private static OptimizeConfig BaseRunFile(string task, int seed, int budget, string prior, string directory, string? strategy, int? geneticOffspring,
         string? grammar, int? replayUpdates, bool? skipRepeats)
     {
         var defaults = new OptimizeConfig.LearningSection();
@@ -218,7 +218,7 @@ public static class PmoBenchmark
     }
 
     private static OptimizeConfig ConfigOf(PmoBenchmarkOptions options, string task, int seed, string directory) =>
-        RunConfig(task, seed, options.Budget, options.Prior, directory, options.Strategy, options.GeneticOffspring, options.Grammar, options.ReplayUpdates,
+        RunFile(task, seed, options.Budget, options.Prior, directory, options.Strategy, options.GeneticOffspring, options.Grammar, options.ReplayUpdates,
             options.SkipRepeats, options.Overrides);
 
     /// <summary>What sets a setting that belongs to the benchmark's protocol (the option to use instead); null for the others.</summary>
@@ -404,7 +404,7 @@ public static class PmoPublished
 
     public static readonly IReadOnlyList<string> Methods = ["REINVENT", "Graph GA", "Mol GA", "Genetic GFN"];
 
-    public static readonly IReadOnlyDictionary<string, double[]> Auc = new Dictionary<string, double[]>(StringComparer.Ordinal)
+    public static readonly IReadOnlyDictionary<string, IReadOnlyList<double>> Auc = new Dictionary<string, IReadOnlyList<double>>(StringComparer.Ordinal)
     {
         ["albuterol_similarity"] = [0.882, 0.838, 0.896, 0.949],
         ["amlodipine_mpo"] = [0.635, 0.661, 0.688, 0.761],

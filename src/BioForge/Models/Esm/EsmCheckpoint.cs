@@ -34,9 +34,7 @@ public sealed class EsmCheckpoint : IDisposable
     /// <param name="layout">Tensor parallelism: each rank takes its shard of the unsharded checkpoint tensors.</param>
     public static EsmCheckpoint Load(string directory, Device device, ScalarType dtype, ParallelLayout? layout = null)
     {
-        if (!Directory.Exists(directory)) throw new BioForgeException($"model directory {directory} does not exist");
-        string configPath = Path.Combine(directory, "config.json");
-        if (!File.Exists(configPath)) throw new BioForgeException($"{directory}: no config.json (expected a Hugging Face ESM-2 checkpoint directory)");
+        string configPath = ModelRegistry.ConfigPath(directory, "ESM-2");
         var config = EsmConfig.FromJson(configPath);
         ModelShape.Of(config).EnsureFitsInMemory(configPath);
         string vocabPath = Path.Combine(directory, "vocab.txt");
@@ -44,21 +42,12 @@ public sealed class EsmCheckpoint : IDisposable
         if (tokenizer.Vocabulary.Count != config.VocabSize)
             throw new BioForgeException($"{directory}: vocab.txt has {tokenizer.Vocabulary.Count} tokens but config.json says vocab_size {config.VocabSize}");
 
-        var model = new EsmForMaskedLM(config, layout);
-        try
+        var model = CheckpointWeights.Place(new EsmForMaskedLM(config, layout), network =>
         {
-            var sharding = ShardedParameters.Of(model, layout);
-            using (var weights = SafetensorsCheckpoint.Open(directory))
-                LoadWeights(model, weights, sharding);
-            model.to(device, dtype);
-            model.eval();
-            return new EsmCheckpoint(model, tokenizer, device, dtype, layout);
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
+            using var weights = SafetensorsCheckpoint.Open(directory);
+            LoadWeights(network, weights, ShardedParameters.Of(network, layout));
+        }, device, dtype);
+        return new EsmCheckpoint(model, tokenizer, device, dtype, layout);
     }
 
     /// <summary>

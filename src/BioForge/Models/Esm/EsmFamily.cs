@@ -15,7 +15,6 @@ public sealed class EsmFamily : ModelFamily
     public override string ModelType => "esm";
     public override string Title => "ESM-2 protein language model (masked LM)";
     public override SequenceAlphabet Alphabet => SequenceAlphabet.Protein;
-    public override ModelAbilities Abilities => ModelAbilities.Embed | ModelAbilities.FillMask | ModelAbilities.Contacts;
     public override TrainingObjective Objective => TrainingObjective.MaskedLanguageModel;
 
     // ESM-2's 33-token vocabulary does not split evenly and is tiny.

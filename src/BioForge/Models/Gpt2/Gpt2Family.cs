@@ -18,7 +18,6 @@ public sealed class Gpt2Family : ModelFamily
     public override string ModelType => "gpt2";
     public override string Title => "GPT-2 language model (causal LM with its own byte-level BPE tokenizer)";
     public override SequenceAlphabet Alphabet => SequenceAlphabet.Text;
-    public override ModelAbilities Abilities => ModelAbilities.Embed | ModelAbilities.Generate;
     public override TrainingObjective Objective => TrainingObjective.CausalLanguageModel;
     public override bool SplitsVocabulary => false;
     public override bool Trainable => false;

@@ -1,7 +1,5 @@
 using BioForge.IO;
-using BioForge.Models.Llama;
 using BioForge.Runtime;
-using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -50,8 +48,8 @@ public sealed class Gpt2LMHeadModel : nn.Module
     }
 
     /// <summary>
-    /// A forward pass over rows that each stand at their own positions (continuous batching), as
-    /// <see cref="LlamaForCausalLM.Forward(Tensor, Tensor, Tensor, IKeyValueStore)"/>: row b's tokens sit at
+    /// A forward pass over rows that each stand at their own positions (continuous batching), as the Llama decoder's:
+    /// row b's tokens sit at
     /// <paramref name="positions"/>[b] and attend where <paramref name="allowed"/> [B, 1, T, K] is true; <paramref name="cache"/>
     /// stores the new keys and values and returns every attended one.
     /// </summary>
@@ -100,11 +98,8 @@ public sealed class Gpt2LMHeadModel : nn.Module
     /// </summary>
     public static Gpt2LMHeadModel Load(string directory, Device device, ScalarType dtype)
     {
-        if (!Directory.Exists(directory)) throw new BioForgeException($"model directory {directory} does not exist");
-        string configPath = Path.Combine(directory, ModelRegistry.ConfigFile);
-        if (!File.Exists(configPath)) throw new BioForgeException($"{directory}: no config.json (expected a Hugging Face GPT-2 checkpoint directory)");
-        var network = new Gpt2LMHeadModel(Gpt2Config.FromJson(configPath));
-        try
+        var configPath = ModelRegistry.ConfigPath(directory, "GPT-2");
+        return CheckpointWeights.Place(new Gpt2LMHeadModel(Gpt2Config.FromJson(configPath)), network =>
         {
             bool safetensors = File.Exists(Path.Combine(directory, SafetensorsCheckpoint.SingleFileName)) || File.Exists(Path.Combine(directory, SafetensorsCheckpoint.IndexFileName));
             if (!safetensors && !PyTorchStateDict.Exists(directory))
@@ -119,15 +114,7 @@ public sealed class Gpt2LMHeadModel : nn.Module
                 using var weights = PyTorchStateDict.Open(directory);
                 CheckpointWeights.LoadInto(network, directory, weights.Tensors, CheckpointNames, network.Ignorable, "GPT-2");
             }
-            network.to(device, dtype);
-            network.eval();
-            return network;
-        }
-        catch
-        {
-            network.Dispose();
-            throw;
-        }
+        }, device, dtype);
     }
 
     private Tensor Project(Tensor hidden) => lm_head is null ? F.linear(hidden, transformer.TokenTable) : lm_head.call(hidden);

@@ -15,7 +15,6 @@ public sealed class LlamaFamily : ModelFamily
     public override string ModelType => "llama";
     public override string Title => "Llama-style chemical language model (causal LM over SMILES)";
     public override SequenceAlphabet Alphabet => SequenceAlphabet.Smiles;
-    public override ModelAbilities Abilities => ModelAbilities.Embed | ModelAbilities.Generate;
     public override TrainingObjective Objective => TrainingObjective.CausalLanguageModel;
     public override bool SplitsVocabulary => true;
     public override IReadOnlySet<string> ConfigKeys => LlamaConfig.Keys;

@@ -1,7 +1,6 @@
 using BioForge.Distributed;
 using BioForge.IO;
 using BioForge.Runtime;
-using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -108,27 +107,16 @@ public sealed class LlamaForCausalLM : nn.Module
     /// </summary>
     public static LlamaForCausalLM Load(string directory, Device device, ScalarType dtype, ParallelLayout? layout = null)
     {
-        if (!Directory.Exists(directory)) throw new BioForgeException($"model directory {directory} does not exist");
-        string configPath = Path.Combine(directory, "config.json");
-        if (!File.Exists(configPath)) throw new BioForgeException($"{directory}: no config.json (expected a Hugging Face Llama checkpoint directory)");
+        string configPath = ModelRegistry.ConfigPath(directory, "Llama");
         var config = LlamaConfig.FromJson(configPath);
         ModelShape.Of(config).EnsureFitsInMemory(configPath);
-        var network = new LlamaForCausalLM(config, layout);
-        try
+        return CheckpointWeights.Place(new LlamaForCausalLM(config, layout), network =>
         {
-            using (var weights = SafetensorsCheckpoint.Open(directory))
-                CheckpointWeights.LoadInto(network, weights, name => [name],
-                    name => name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal) || (network.Config.TieWordEmbeddings && name == "lm_head.weight"),
-                    "Llama", ShardedParameters.Of(network, layout).Shard);
-            network.to(device, dtype);
-            network.eval();
-            return network;
-        }
-        catch
-        {
-            network.Dispose();
-            throw;
-        }
+            using var weights = SafetensorsCheckpoint.Open(directory);
+            CheckpointWeights.LoadInto(network, weights, name => [name],
+                name => name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal) || (network.Config.TieWordEmbeddings && name == "lm_head.weight"),
+                "Llama", ShardedParameters.Of(network, layout).Shard);
+        }, device, dtype);
     }
 }
 
@@ -302,58 +290,4 @@ internal sealed class LlamaMLP : nn.Module<Tensor, Tensor>
     }
 
     public override Tensor forward(Tensor x) => down_proj.call(F.silu(gate_proj.call(x)) * up_proj.call(x));
-}
-
-/// <summary>Where attention layers keep keys and values between decoding steps.</summary>
-public interface IKeyValueStore
-{
-    /// <summary>Stores this step's keys and values of <paramref name="layer"/> ([B, kv heads, T, head dim]) and returns every
-    /// key and value the step attends to ([B, kv heads, K, head dim]).</summary>
-    (Tensor Keys, Tensor Values) Append(int layer, Tensor keys, Tensor values);
-}
-
-/// <summary>
-/// Keys and values of every layer for the positions decoded so far ([B, kv heads, positions, head dim] each), all rows
-/// at the same length. The cache owns its tensors; dispose it when decoding ends.
-/// </summary>
-public sealed class KeyValueCache(int layers) : IKeyValueStore, IDisposable
-{
-    private readonly Tensor?[] keys = new Tensor?[layers];
-    private readonly Tensor?[] values = new Tensor?[layers];
-
-    /// <summary>Number of cached positions (those of layer 0, which is appended first).</summary>
-    public long Length => keys[0]?.shape[2] ?? 0;
-
-    public (Tensor Keys, Tensor Values) Append(int layer, Tensor k, Tensor v)
-    {
-        var newKeys = keys[layer] is null ? k.detach().clone() : cat([keys[layer]!, k.detach()], dim: 2);
-        var newValues = values[layer] is null ? v.detach().clone() : cat([values[layer]!, v.detach()], dim: 2);
-        keys[layer]?.Dispose();
-        values[layer]?.Dispose();
-        keys[layer] = newKeys.DetachFromDisposeScope();
-        values[layer] = newValues.DetachFromDisposeScope();
-        return (keys[layer]!, values[layer]!);
-    }
-
-    /// <summary>Keeps only the given batch rows (sequences still being decoded).</summary>
-    public void Select(Tensor rows)
-    {
-        for (int i = 0; i < keys.Length; i++)
-        {
-            if (keys[i] is null) continue;
-            // Both selected before either leaves the caller's scope: if the second fails, the scope frees the first.
-            var k = keys[i]!.index_select(0, rows);
-            var v = values[i]!.index_select(0, rows);
-            keys[i]!.Dispose();
-            values[i]!.Dispose();
-            keys[i] = k.DetachFromDisposeScope();
-            values[i] = v.DetachFromDisposeScope();
-        }
-    }
-
-    public void Dispose()
-    {
-        foreach (var t in keys) t?.Dispose();
-        foreach (var t in values) t?.Dispose();
-    }
 }

@@ -1,0 +1,46 @@
+namespace BioForge.Tokenizers;
+
+/// <summary>
+/// Which tokens may come next in a sequence, for constrained decoding. Sampling and the likelihoods a policy learns
+/// from both renormalise the model's distribution over the allowed tokens, so the policy learns the distribution it
+/// samples from.
+/// </summary>
+public interface ITokenGrammar
+{
+    /// <summary>What users select it by (<c>smiles</c>).</summary>
+    string Name { get; }
+    int VocabularySize { get; }
+    /// <summary>The state of a new sequence, before its first generated token.</summary>
+    ITokenGrammarState Start();
+}
+
+public interface ITokenGrammarState
+{
+    /// <summary>
+    /// Sets <c>allowed[token]</c> for every token of the vocabulary, and <c>completing[token]</c> for the allowed tokens
+    /// that bring the sequence closer to an end (closing what is open). While the end token is not allowed, its
+    /// probability goes to the completing tokens in equal shares (to the allowed tokens in proportion when none is
+    /// completing): a model that wants to stop is led to close what it left open rather than to go on.
+    /// </summary>
+    void Next(Span<bool> allowed, Span<bool> completing);
+    void Advance(long token);
+}
+
+public static class TokenGrammarExtensions
+{
+    /// <summary>The state after <paramref name="tokens"/> (a prompt without its begin token); a token the grammar does not allow is refused with its position.</summary>
+    public static ITokenGrammarState StartAfter(this ITokenGrammar grammar, ReadOnlySpan<int> tokens)
+    {
+        var state = grammar.Start();
+        var allowed = new bool[grammar.VocabularySize];
+        var completing = new bool[grammar.VocabularySize];
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            state.Next(allowed, completing);
+            if (tokens[i] < 0 || tokens[i] >= allowed.Length || !allowed[tokens[i]])
+                throw new BioForgeException($"the prompt's token {i + 1} is not allowed there by the {grammar.Name} grammar");
+            state.Advance(tokens[i]);
+        }
+        return state;
+    }
+}
