@@ -17,7 +17,7 @@ namespace BioForge.Discovery;
 /// naming the component and quoting the program's stderr, because a silent zero would quietly steer the optimization
 /// somewhere else.
 /// </summary>
-public sealed class ExternalScorer
+internal sealed class ExternalScorer
 {
     private const int StderrTail = 2000;
     private readonly string executable;

@@ -12,7 +12,7 @@ namespace BioForge.Discovery;
 /// file asks), max_steps ending the whole run, the diversity filter purged between stages unless
 /// <c>purge_memories = false</c>.
 /// </summary>
-public static class Reinvent4Format
+internal static class Reinvent4Format
 {
     /// <summary>Scoring components BioForge computes as REINVENT 4 does (names compared as REINVENT compares them).</summary>
     private static readonly Dictionary<string, string> Properties = new(StringComparer.Ordinal)

@@ -11,7 +11,7 @@ namespace BioForge.Distributed;
 /// group forward and passes gradients through backward. A column-parallel layer enters through f, a row-parallel layer
 /// leaves through g, so the pair (e.g. an MLP) costs one all-reduce forward and one backward.
 /// </summary>
-public static class TensorParallelRegion
+internal static class TensorParallelRegion
 {
     public static Tensor Copy(Tensor input, Communicator group) =>
         group.Size == 1 || !is_grad_enabled() || !input.requires_grad ? input : CopyFunction.apply(input, group);

@@ -5,7 +5,7 @@ namespace BioForge.IO;
 /// <summary>The element types of the safetensors format that BioForge reads and writes.</summary>
 public enum SafetensorsDType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL }
 
-public static class SafetensorsDTypes
+internal static class SafetensorsDTypes
 {
     public static int ByteSize(this SafetensorsDType dtype) => dtype switch
     {

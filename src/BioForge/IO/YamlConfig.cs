@@ -14,7 +14,7 @@ namespace BioForge.IO;
 /// are BioForge's own records, lists of them included), <c>section.key=value</c> overrides applied on top, YAML errors reported
 /// as file:line:column.
 /// </summary>
-public static class YamlConfig
+internal static class YamlConfig
 {
     public static readonly JsonSerializerOptions Serializer = ReadOnly(new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true });
 

@@ -4,7 +4,7 @@ using System.Text;
 namespace BioForge.Imaging;
 
 /// <summary>Encodes 8-bit RGB images as PNG (one IDAT chunk, no filtering), which every viewer opens.</summary>
-public static class Png
+internal static class Png
 {
     private static readonly uint[] CrcTable = BuildCrcTable();
 

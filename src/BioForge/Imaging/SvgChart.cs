@@ -8,7 +8,7 @@ namespace BioForge.Imaging;
 /// Small inline SVG charts for self-contained reports (no scripts, no fonts to fetch): histograms, scatter plots and
 /// line plots with labelled axes and round-number ticks.
 /// </summary>
-public static class SvgChart
+internal static class SvgChart
 {
     private const int Width = 420, Height = 280, Left = 52, Right = 14, Top = 28, Bottom = 44;
 

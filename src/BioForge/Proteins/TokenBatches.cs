@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace BioForge.Proteins;
 
 /// <summary>A padded batch: which inputs it holds, their token ids [B, T] and attention mask [B, T] (owned).</summary>
-public sealed record TokenBatch(int[] Indices, Tensor InputIds, Tensor AttentionMask) : IDisposable
+internal sealed record TokenBatch(int[] Indices, Tensor InputIds, Tensor AttentionMask) : IDisposable
 {
     public void Dispose()
     {
@@ -13,7 +13,7 @@ public sealed record TokenBatch(int[] Indices, Tensor InputIds, Tensor Attention
     }
 }
 
-public static class TokenBatches
+internal static class TokenBatches
 {
     /// <summary>
     /// Groups token sequences by length so that each batch's padded size (count × longest) stays within

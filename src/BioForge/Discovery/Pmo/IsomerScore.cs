@@ -9,7 +9,7 @@ namespace BioForge.Discovery.Pmo;
 /// mean of Gaussian(count; n, 1) per element of the formula (hydrogens counted explicitly, as after RDKit's AddHs) and
 /// Gaussian(all atoms with hydrogens; N, 2). 1 for an exact isomer.
 /// </summary>
-public sealed partial class IsomerScore
+internal sealed partial class IsomerScore
 {
     private static readonly string[] Elements =
     [

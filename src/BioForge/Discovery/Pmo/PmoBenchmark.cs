@@ -397,7 +397,7 @@ public static class PmoBenchmark
 /// <summary>
 /// Published AUC top-10 on the 20 offline PMO tasks (5 seeds each), the yardstick <c>summary.md</c> sets BioForge beside.
 /// </summary>
-public static class PmoPublished
+internal static class PmoPublished
 {
     public const string Source = "REINVENT and Graph GA from the PMO paper (Gao et al. 2022, NeurIPS Datasets and Benchmarks); "
         + "Mol GA and Genetic GFN as collected in GenMol's comparison (Lee et al. 2025); copied from shared/REFERENCE.md §7.";
