@@ -37,7 +37,7 @@ public sealed class ProteinGrammar : ITokenGrammar
 
         public void Advance(long token)
         {
-            if (token == grammar.eos) return; // the sequence ends here
+            if (token == grammar.eos) return;
             if (token < 0 || token >= grammar.residue.Length || !grammar.residue[token])
                 throw new BioForgeException($"token {token} is not a residue letter");
             any = true;
