@@ -154,6 +154,36 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Equal(Vector(tail), Vector(start));
     }
 
+    /// <summary>The load generators behind the documented serving numbers, run for a few requests against this server:
+    /// every request answered, and their JSON lines consistent (a first token comes before the whole answer).</summary>
+    [Fact]
+    public async Task TheLoadBenchmarksReportEveryRequestTheySent()
+    {
+        JsonNode Bench(params string[] args)
+        {
+            var (output, error) = (new StringWriter(), new StringWriter());
+            int code = Cli.Cli.Run(["bench", .. args, "--url", fixture.Server.Address], output, error);
+            Assert.True(code == 0, error.ToString());
+            return JsonNode.Parse(output.ToString().Trim().Split('\n')[^1])!;
+        }
+        var completions = await Task.Run(() => Bench("completions", "--model", "smiles-llama-small", "--rate", "20", "--requests", "4", "--max-n", "3", "--max-tokens", "12", "--seconds", "60"));
+        Assert.Equal(4, completions["sent"]!.GetValue<int>());
+        Assert.Equal(4, completions["ok"]!.GetValue<int>());
+        Assert.Equal(0, completions["other"]!.GetValue<int>());
+        Assert.InRange(completions["samples_requested"]!.GetValue<int>(), 4, 12);
+        Assert.True(completions["tokens_per_second"]!.GetValue<double>() > 0);
+        Assert.True(completions["ttft_p50_ms"]!.GetValue<double>() <= completions["p50_ms"]!.GetValue<double>());
+        Assert.True(completions["ttft_p99_ms"]!.GetValue<double>() <= completions["p99_ms"]!.GetValue<double>());
+
+        string inputs = Path.Combine(TestData.TempDirectory(), "inputs.smi");
+        await File.WriteAllLinesAsync(inputs, ["CCO", "c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O"]);
+        var serve = await Task.Run(() => Bench("serve", "--model", "smiles-llama-small", "--inputs", inputs, "--requests", "6", "--warmup", "2", "--concurrency", "2", "--seconds", "60"));
+        Assert.Equal(6, serve["sent"]!.GetValue<int>());
+        Assert.Equal(6, serve["ok"]!.GetValue<int>());
+        Assert.True(serve["p50_ms"]!.GetValue<double>() <= serve["p99_ms"]!.GetValue<double>());
+        Assert.True(serve["p99_ms"]!.GetValue<double>() <= serve["max_ms"]!.GetValue<double>());
+    }
+
     [Fact]
     public async Task Base64EmbeddingsAreTheFloatEmbeddingsAsLittleEndianBytes()
     {
