@@ -539,6 +539,35 @@ public sealed class OptimizeTests
         return path;
     }
 
+    /// <summary><c>bioforge optimize</c> as users run it: a run file with an override of its output folder, then
+    /// <c>--resume</c> of the finished run, which says so and repeats nothing.</summary>
+    [Fact]
+    public void TheOptimizeCommandRunsAFileAndResumesAFinishedRunWithoutRepeatingIt()
+    {
+        _ = TestData.Cpu;
+        string written = TestData.TempDirectory(), overridden = Path.Combine(TestData.TempDirectory(), "run");
+        string path = BudgetedRunFile(written, seed: 1, calls: 48, "[[stages.components]]\ntype = \"qed\"", batchSize: 16);
+        (int Code, string Out, string Err) Optimize(params string[] extra)
+        {
+            var (output, error) = (new StringWriter(), new StringWriter());
+            int code = Cli.Cli.Run(["optimize", "--config", path, "--device", "cpu", "--threads", "2", $"output.dir={overridden}", .. extra], output, error);
+            return (code, output.ToString(), error.ToString());
+        }
+        var first = Optimize();
+        Assert.True(first.Code == 0, first.Err);
+        Assert.Contains("top ", first.Out);
+        Assert.Contains($"-> {overridden} (ranked.csv", first.Out);
+        Assert.Empty(Directory.GetFileSystemEntries(written)); // the override, not the file's folder
+        var calls = File.ReadAllLines(Path.Combine(overridden, "oracle_calls.csv"));
+        Assert.Equal(49, calls.Length); // header and the budget
+
+        var again = Optimize("--resume");
+        Assert.True(again.Code == 0, again.Err);
+        Assert.Contains("nothing to resume", again.Out);
+        Assert.DoesNotContain("step ", again.Out.Replace("at step", "", StringComparison.Ordinal));
+        Assert.Equal(calls, File.ReadAllLines(Path.Combine(overridden, "oracle_calls.csv")));
+    }
+
     [Fact]
     public void HillClimbingLearnsFromTheBestQuarterOfTheBatch()
     {
