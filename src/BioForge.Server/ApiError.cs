@@ -25,6 +25,13 @@ internal sealed class ApiError(int status, string message, string? param = null)
 
     public static ApiError Overloaded(string message) => new(StatusCodes.Status503ServiceUnavailable, message) { RetryAfterSeconds = 1 };
 
+    /// <summary>
+    /// What a client is told of a fault of ours: that it happened and where the operator finds it, not the exception
+    /// (its message can carry the server's file paths and internals). The log line with the same reference has it.
+    /// </summary>
+    public static ApiError Internal(string reference) =>
+        new(StatusCodes.Status500InternalServerError, $"internal error; the server's log has the details under {reference}");
+
     /// <summary>503 whose Retry-After is the predicted time until the queue has room (whole seconds, at least 1).</summary>
     public static ApiError Overloaded(string message, TimeSpan retryAfter) =>
         new(StatusCodes.Status503ServiceUnavailable, message) { RetryAfterSeconds = (int)Math.Clamp(Math.Ceiling(retryAfter.TotalSeconds), 1, 3600) };
@@ -98,12 +105,13 @@ internal static class Json
     /// </summary>
     public static async Task<T> ReadAsync<T>(HttpRequest request) where T : new()
     {
+        // Required, not assumed, also for an empty body: a POST without it is a CORS "simple" request, which any web
+        // page can send to a server on the visitor's machine (an empty one started a full-length sample).
+        if (request.ContentType is not { } type || !type.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
+            throw new ApiError(StatusCodes.Status415UnsupportedMediaType, $"Content-Type must be application/json (got '{request.ContentType ?? "none"}')");
         using var buffer = new MemoryStream();
         await request.Body.CopyToAsync(buffer, request.HttpContext.RequestAborted);
         if (buffer.Length == 0) return new T();
-        // Required, not assumed: a body without it would be a CORS "simple" request, which any web page can send.
-        if (request.ContentType is not { } type || !type.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
-            throw new ApiError(StatusCodes.Status415UnsupportedMediaType, $"Content-Type must be application/json (got '{request.ContentType ?? "none"}')");
         try
         {
             return JsonSerializer.Deserialize<T>(buffer.ToArray(), Options) ?? throw ApiError.BadRequest("the request body is JSON null; expected an object");

@@ -194,7 +194,10 @@ public sealed class BioForgeServer : IAsyncDisposable
         {
             var error = Answer(e, state.Options);
             if (error.Status >= 500 && error.Status is not (StatusCodes.Status501NotImplemented or StatusCodes.Status503ServiceUnavailable or StatusCodes.Status504GatewayTimeout))
-                state.Log?.Invoke($"{context.Request.Method} {context.Request.Path}: {error.Status} {e}");
+            {
+                state.Log?.Invoke($"{context.Request.Method} {context.Request.Path} [{context.TraceIdentifier}]: {error.Status} {error.Message}\n{e}");
+                error = ApiError.Internal(context.TraceIdentifier);
+            }
             await error.WriteAsync(context);
         }
         catch (Exception) when (context.RequestAborted.IsCancellationRequested)

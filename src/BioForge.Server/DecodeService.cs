@@ -85,15 +85,17 @@ internal sealed class DecodeService : IDisposable
             }
             catch (ApiError e) when (e.Status == 503)
             {
-                // The device queue is full of other work (the step waits its turn), or the worker is stopping (disposed follows).
-                await Task.Delay(2);
-                continue;
+                // The worker is stopping (an admitted step is never refused for a full queue): what is left ends now
+                // instead of this loop retrying until the service is disposed.
+                scheduler.CancelRunning(waitingToo: true);
+                Volatile.Write(ref stepping, 0);
+                return;
             }
             catch (Exception)
             {
-                // A failed step leaves the batch in an unknown state: every sequence ends as cancelled, and requests whose
-                // client is still there answer 500. CancelAll touches no tensor, so it may run here, off the device thread.
-                scheduler.CancelAll();
+                // A failed step leaves its batch in an unknown state: its sequences end as cancelled, and requests whose
+                // client is still there answer 500. It touches no tensor, so it may run here, off the device thread.
+                scheduler.CancelRunning();
             }
             if (scheduler.Busy) continue;
             Volatile.Write(ref stepping, 0);

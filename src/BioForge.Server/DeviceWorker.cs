@@ -87,7 +87,10 @@ internal sealed class DeviceWorker : IDisposable
     {
         var estimate = Estimate(size);
         if (!admitted) Admit(Backlog, estimate, $"the {Name} queue");
-        if (Interlocked.Increment(ref waiting) > capacity)
+        // Admitted work (a batch its batcher admitted, a decoding step of admitted sequences) is never refused for a
+        // full queue: one such piece per batcher or decoder waits at a time, and refusing it left admitted requests
+        // without steps until they timed out while new requests took the freed places.
+        if (Interlocked.Increment(ref waiting) > capacity && !admitted)
         {
             Interlocked.Decrement(ref waiting);
             throw ApiError.Overloaded($"the {Name} queue is full ({capacity} waiting); retry later");

@@ -51,6 +51,18 @@ internal sealed class ScreenJob
         }
     }
 
+    /// <summary>
+    /// A DELETE: asks a running job to stop (it ends Cancelled when the worker sees it) and ends a queued one at once,
+    /// under the lock, so a job the worker starts meanwhile is not marked cancelled while it runs. The token source
+    /// is not disposed while the job is listed (an evicted job's source stays valid for a DELETE already holding it).
+    /// </summary>
+    internal void RequestCancel()
+    {
+        Cancel.Cancel();
+        lock (gate)
+            if (state.Status == JobStatus.Queued) state = (JobStatus.Cancelled, null, null, DateTimeOffset.UtcNow);
+    }
+
     /// <summary>Ends the job unless it has ended already (the first end wins).</summary>
     internal void Finish(JobStatus status, ScreenSummary? result = null, string? error = null)
     {
@@ -78,8 +90,9 @@ internal sealed class ScreenJobs(int capacity) : IDisposable
             {
                 var oldest = jobs.Values.Where(j => j.Done).OrderBy(j => j.Snapshot().Finished).FirstOrDefault()
                     ?? throw ApiError.Overloaded($"{capacity} screening jobs are queued or running (max_jobs); retry later");
+                // Not disposed: a DELETE that fetched the job before it was evicted may still cancel its token source
+                // (ended, the job has no work left; the source holds no timer, so the collector takes it).
                 jobs.Remove(oldest.Id);
-                oldest.Cancel.Dispose();
             }
             var job = new ScreenJob(Guid.NewGuid().ToString("N"), model, total, top);
             jobs[job.Id] = job;
@@ -91,7 +104,7 @@ internal sealed class ScreenJobs(int capacity) : IDisposable
     public void Remove(ScreenJob job)
     {
         lock (gate)
-            if (jobs.Remove(job.Id)) job.Cancel.Dispose();
+            jobs.Remove(job.Id);
     }
 
     public ScreenJob Get(string id)

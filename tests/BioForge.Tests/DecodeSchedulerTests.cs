@@ -310,6 +310,33 @@ public sealed class DecodeSchedulerTests
         Assert.True(scheduler.TrySubmit([Job(new Collected(), [1], options, 1, 3), Job(new Collected(), [1], options, 1, 4)]));
     }
 
+    /// <summary>After a failed step only the running sequences end (their batch is in an unknown state); a sequence
+    /// that was waiting, in no batch, runs to its end in the next steps. A stopping service ends the waiting ones too.</summary>
+    [Fact]
+    public void AFailedStepCancelsTheRunningSequencesOnly()
+    {
+        using var model = Tiny();
+        var options = new SamplingOptions { MaxNewTokens = 8 };
+        using var scheduler = new DecodeScheduler(new LlamaDecoder(model), slots: 1, length: 64, BatchingMode.Continuous, queueCapacity: 4);
+        var (running, waiting, stopped) = (new Collected(), new Collected(), new Collected());
+        Assert.True(scheduler.TrySubmit([Job(running, [1], options, 1, 0)]));
+        scheduler.Step();
+        Assert.True(scheduler.TrySubmit([Job(waiting, [1], options, 1, 1)]));
+        scheduler.CancelRunning();
+        Assert.Equal(FinishReason.Cancelled, running.Reason);
+        Assert.Null(waiting.Reason);
+        RunToEnd(scheduler);
+        Assert.NotEqual(FinishReason.Cancelled, waiting.Reason);
+        Assert.NotEmpty(waiting.Tokens);
+
+        Assert.True(scheduler.TrySubmit([Job(new Collected(), [1], options, 1, 2)]));
+        scheduler.Step();
+        Assert.True(scheduler.TrySubmit([Job(stopped, [1], options, 1, 3)]));
+        scheduler.CancelRunning(waitingToo: true);
+        Assert.Equal(FinishReason.Cancelled, stopped.Reason);
+        Assert.False(scheduler.Busy);
+    }
+
     /// <summary>A temperature near 0 or a repetition penalty near 0 stays a distribution (no ∞ − ∞): the draw is the best allowed token.</summary>
     [Fact]
     public void ExtremeSettingsStillDrawAnAllowedToken()

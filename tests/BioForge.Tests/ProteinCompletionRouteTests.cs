@@ -104,6 +104,13 @@ public sealed class ProteinCompletionRouteTests(ProteinServerFixture fixture) : 
         (status, text) = await Post(new { model = Model, prompt = "M<eos>" });
         Assert.Equal(HttpStatusCode.UnprocessableEntity, status);
         Assert.Contains("special tokens are not allowed", text, StringComparison.Ordinal);
+        // Refused by its length before the tokenizer reads it; nor is a long prompt echoed whole in a message.
+        (status, text) = await Post(new { model = Model, prompt = new string('M', 140_000) }); // past 64 characters for each of the model's 2,048 positions
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, status);
+        Assert.Contains("prompt is 140,000 characters", text, StringComparison.Ordinal);
+        (status, text) = await Post(new { model = Model, prompt = new string('M', 300) + "<eos>" });
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, status);
+        Assert.True(text.Length < 400, text);
     }
 
     /// <summary>NIM's truncation applies to a protein decoder's embeddings as to an encoder's: END keeps the start (the

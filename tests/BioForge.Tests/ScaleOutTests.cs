@@ -106,7 +106,7 @@ public sealed class ScaleOutTests
         {
             string site = File.ReadAllText(Path.Combine(Repository.Root, "deploy", "nginx", "bioforge.conf"))
                 .Replace("127.0.0.1:8001", $"127.0.0.1:{FirstPort}", StringComparison.Ordinal).Replace("127.0.0.1:8002", $"127.0.0.1:{SecondPort}", StringComparison.Ordinal)
-                .Replace("listen 8000;", $"listen 127.0.0.1:{front};", StringComparison.Ordinal);
+                .Replace("listen 127.0.0.1:8000;", $"listen 127.0.0.1:{front};", StringComparison.Ordinal);
             File.WriteAllText(Path.Combine(Directory, "bioforge.conf"), site);
             File.WriteAllText(Path.Combine(Directory, "nginx.conf"), $$"""
                 worker_processes 1;

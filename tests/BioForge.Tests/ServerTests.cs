@@ -239,6 +239,8 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         using (var untyped = new ByteArrayContent(Encoding.UTF8.GetBytes("""{"smi":"CCO"}""")))
         using (var response = await client.PostAsync("/generate", untyped)) // what a cross-site page can send without a preflight
             Assert.Equal(HttpStatusCode.UnsupportedMediaType, response.StatusCode);
+        using (var response = await client.PostAsync("/v1/completions", null)) // empty and untyped: it started a whole de novo sample
+            Assert.Equal(HttpStatusCode.UnsupportedMediaType, response.StatusCode);
         using (var rebound = new HttpRequestMessage(HttpMethod.Get, "/v1/models") { Headers = { Host = "attacker.example" } })
         using (var response = await client.SendAsync(rebound))
         {
@@ -449,6 +451,13 @@ public sealed class ServerLimitsTests
         using var client = new HttpClient { BaseAddress = new Uri(server.Address) };
         foreach (string open in new[] { "/v1/health/ready", "/v1/health/live", "/", "/app/app.js" })
             Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(open)).StatusCode);
+        // The page holds the key: no framing by other sites, no type sniffing, its own scripts only.
+        using (var page = await client.GetAsync("/"))
+        {
+            Assert.Equal("nosniff", page.Headers.GetValues("X-Content-Type-Options").Single());
+            Assert.Contains("frame-ancestors 'none'", page.Headers.GetValues("Content-Security-Policy").Single());
+            Assert.Contains("default-src 'self'", page.Headers.GetValues("Content-Security-Policy").Single());
+        }
         Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync("/v1/metrics")).StatusCode);
         var refused = await client.GetAsync("/v1/models");
         Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);

@@ -111,7 +111,7 @@ internal static class CompletionRoutes
     public sealed record CompletionResponse(string Id, string Object, long Created, string Model, IReadOnlyList<Choice> Choices, Usage? Usage,
         ulong? Seed = null, int? Samples = null);
 
-    private const int MaxChoices = 128, MaxStops = 4, MaxStopLength = 64, MaxLogprobs = 5, ValidOnlyAttemptsFactor = 100;
+    private const int MaxCharactersPerToken = 64, MaxChoices = 128, MaxStops = 4, MaxStopLength = 64, MaxLogprobs = 5, ValidOnlyAttemptsFactor = 100;
 
     public static void Map(IEndpointRouteBuilder app, ServerState state)
     {
@@ -146,6 +146,10 @@ internal static class CompletionRoutes
             _ => throw ApiError.BadRequest($"prompt must be a string (got {r.Prompt.ValueKind.ToString().ToLowerInvariant()})", "prompt"),
         };
         if (model.Kind == ModelKind.Molecule) Smiles.CheckLength(prompt, "prompt", state);
+        // Before tokenizing, which holds the model's tokenizer: no token spans more characters than this, so a longer
+        // prompt cannot fit whatever its tokens.
+        if ((long)prompt.Length > (long)decoder.Length * MaxCharactersPerToken)
+            throw ApiError.Invalid($"prompt is {prompt.Length:N0} characters; model {model.Name} takes {decoder.Length} tokens in all", "prompt");
         int[] ids;
         try
         {
@@ -456,8 +460,18 @@ internal static class CompletionRoutes
             var error = e is ApiError api ? api
                 : e is OperationCanceledException && state.Stopping.IsCancellationRequested ? ServerState.ShuttingDown()
                 : e is OperationCanceledException ? new ApiError(StatusCodes.Status504GatewayTimeout, $"the stream did not end within {state.Options.RequestTimeout.TotalSeconds:0.###} s")
-                : new ApiError(StatusCodes.Status500InternalServerError, $"internal error: {e.GetType().Name}: {e.Message}");
+                : null;
+            if (error is null || error.Status == StatusCodes.Status500InternalServerError)
+            {
+                state.Log?.Invoke($"{context.Request.Method} {context.Request.Path} [{context.TraceIdentifier}]: stream failed: {e}");
+                error = ApiError.Internal(context.TraceIdentifier);
+            }
             await Event(response, new ErrorResponse(new ErrorDetail(error.Message, error.Type, error.Param, error.Status)), CancellationToken.None);
+        }
+        finally
+        {
+            // Whatever ended the stream, its sequences stop decoding for nobody and give their key/value slots back.
+            deadline.Cancel();
         }
         await response.Body.FlushAsync(CancellationToken.None);
     }

@@ -107,8 +107,7 @@ internal static class ScreenRoutes
         {
             var job = state.Jobs.Get(id);
             if (job.Done) return Results.Json(View(job), Json.Options);
-            job.Cancel.Cancel();
-            if (job.Snapshot().Status == JobStatus.Queued) job.Finish(JobStatus.Cancelled); // never started: nothing to wait for
+            job.RequestCancel();
             return Results.Json(View(job), Json.Options, statusCode: StatusCodes.Status202Accepted);
         })
         .WithSummary("Stop a queued or running job (202; 200 when it had already ended)").Produces<JobView>(202).Produces<JobView>(200).ProducesErrors(404).Parameter("id", ExampleId, required: true);

@@ -26,6 +26,20 @@ internal static class WebPage
             _ => null,
         };
         var stream = type is null ? null : Assembly.GetManifestResourceStream($"wwwroot/{name}");
-        return stream is null ? throw ApiError.NotFound($"no page file '{name}'") : Results.Stream(stream, type);
+        return stream is null ? throw ApiError.NotFound($"no page file '{name}'") : new Hardened(Results.Stream(stream, type));
+    }
+
+    /// <summary>The page's files with headers that keep them what they are: no type sniffing, no framing by other sites
+    /// (the page holds the API key), scripts and styles from this server only (depictions arrive as blob images).</summary>
+    private sealed class Hardened(IResult inner) : IResult
+    {
+        public Task ExecuteAsync(HttpContext context)
+        {
+            var headers = context.Response.Headers;
+            headers.XContentTypeOptions = "nosniff";
+            headers.XFrameOptions = "DENY";
+            headers.ContentSecurityPolicy = "default-src 'self'; img-src 'self' blob: data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+            return inner.ExecuteAsync(context);
+        }
     }
 }

@@ -115,8 +115,10 @@ public sealed class OptimizationSession : IDisposable
                     ?? throw new BioForgeException($"learning.inception[{i}]: '{smiles}' cannot be written in the prior's tokens within sampling.max_length ({config.Sampling.MaxLength})");
                 inception.Add((canonical, tokens));
             }
-            prior.Model.eval();
-            foreach (var p in prior.Model.parameters()) p.requires_grad = false;
+            // The server's prior is the served model, which the device thread runs meanwhile: it is changed only if it
+            // must be (loaded models are in eval mode), and its likelihoods are computed under no_grad, so its
+            // parameters need no freezing.
+            if (prior.Model.training) prior.Model.eval();
             // Last: its moments are four copies of the agent's parameters (a refused seed molecule must not leave them).
             Optimizer = new FlatAdamW(agent.Model.named_parameters(), new AdamWOptions { Beta1 = 0.9, Beta2 = 0.999, WeightDecay = 0 });
         }

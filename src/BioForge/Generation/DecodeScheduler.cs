@@ -216,13 +216,14 @@ public sealed class DecodeScheduler : IDisposable
     {
         var admitted = new List<Sequence>();
         if (mode != BatchingMode.Continuous && running.Count > 0) return admitted; // the batch runs to its end first
+        var gone = new List<SequenceJob>();
         lock (gate)
         {
             while (running.Count < Slots && waiting.TryDequeue(out var job))
             {
                 if (job.Cancelled?.Invoke() == true)
                 {
-                    job.OnFinished(FinishReason.Cancelled, 0);
+                    gone.Add(job);
                     continue;
                 }
                 var r = new Sequence(job, running.Count, job.Options.Grammar?.StartAfter(job.Prompt.AsSpan(1)));
@@ -230,6 +231,8 @@ public sealed class DecodeScheduler : IDisposable
                 admitted.Add(r);
             }
         }
+        // Told outside the lock, which request threads and the metrics take: a callback never holds them up.
+        foreach (var job in gone) job.OnFinished(FinishReason.Cancelled, 0);
         return admitted;
     }
 
@@ -370,10 +373,16 @@ public sealed class DecodeScheduler : IDisposable
         r.Job.OnFinished(reason, r.LogLikelihood);
     }
 
-    /// <summary>Ends every waiting and running sequence as cancelled (after a failed step). Not while a step runs.</summary>
-    public void CancelAll()
+    /// <summary>
+    /// Ends every running sequence as cancelled (after a failed step, whose batch is in an unknown state); sequences
+    /// still waiting were in no batch and run in the next step. With <paramref name="waitingToo"/> (the service is
+    /// stopping), the waiting ones end too. Not while a step runs.
+    /// </summary>
+    public void CancelRunning(bool waitingToo = false)
     {
         while (running.Count > 0) Retire(running.Count - 1, FinishReason.Cancelled);
+        Volatile.Write(ref runningCount, 0);
+        if (!waitingToo) return;
         List<SequenceJob> rest;
         lock (gate)
         {
@@ -381,7 +390,6 @@ public sealed class DecodeScheduler : IDisposable
             waiting.Clear();
         }
         foreach (var job in rest) job.OnFinished(FinishReason.Cancelled, 0);
-        Volatile.Write(ref runningCount, 0);
     }
 
     public void Dispose() => cache.Dispose();

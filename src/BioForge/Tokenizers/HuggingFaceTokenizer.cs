@@ -109,7 +109,10 @@ public sealed class HuggingFaceTokenizer : IDisposable
         return ids;
     }
 
-    public void Dispose() => tokenizer.Dispose();
+    public void Dispose()
+    {
+        lock (gate) tokenizer.Dispose(); // not while a request thread encodes with it
+    }
 
     private static (int Count, List<string> Special) ReadVocabulary(string path, string source)
     {

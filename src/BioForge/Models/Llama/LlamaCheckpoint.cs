@@ -79,7 +79,8 @@ public sealed class LlamaCheckpoint : IDisposable
     public int[] EncodeProteinPrompt(string prompt)
     {
         var residues = Residues ?? throw new BioForgeException("the model has no amino-acid vocabulary: it is not a protein language model");
-        if (prompt.Contains('<')) throw new BioForgeException($"protein prompt '{prompt}': special tokens are not allowed, only residue letters");
+        if (prompt.Contains('<'))
+            throw new BioForgeException($"protein prompt '{(prompt.Length > 80 ? prompt[..80] + "…" : prompt)}': special tokens are not allowed, only residue letters");
         return residues.Encode(prompt)[..^1];
     }
 
