@@ -86,13 +86,14 @@ internal sealed class DeviceWorker : IDisposable
     public Task<T> RunAsync<T>(Func<T> work, CancellationToken cancellation, WorkSize size, bool admitted = false)
     {
         var estimate = Estimate(size);
-        if (!admitted) Admit(Backlog, estimate, $"the {Name} queue");
+        long ticks = Reserve(estimate, admitted ? null : size);
         // Admitted work (a batch its batcher admitted, a decoding step of admitted sequences) is never refused for a
         // full queue: one such piece per batcher or decoder waits at a time, and refusing it left admitted requests
         // without steps until they timed out while new requests took the freed places.
         if (Interlocked.Increment(ref waiting) > capacity && !admitted)
         {
             Interlocked.Decrement(ref waiting);
+            Interlocked.Add(ref queuedTicks, -ticks);
             throw ApiError.Overloaded($"the {Name} queue is full ({capacity} waiting); retry later");
         }
         return Enqueue(() =>
@@ -101,7 +102,29 @@ internal sealed class DeviceWorker : IDisposable
             var result = work();
             Measured(size, Stopwatch.GetElapsedTime(start));
             return result;
-        }, cancellation, estimate);
+        }, cancellation, ticks);
+    }
+
+    /// <summary>
+    /// Counts a piece's predicted time into the queue's before deciding on it, so requests arriving together each see
+    /// the others (checked first and counted after, a burst was admitted whole and then timed out); with
+    /// <paramref name="check"/>, refuses it (503) when the work ahead is predicted too long, taking the count back.
+    /// </summary>
+    private long Reserve(TimeSpan estimate, WorkSize? check)
+    {
+        long ticks = (long)(estimate.TotalSeconds * Stopwatch.Frequency);
+        Interlocked.Add(ref queuedTicks, ticks);
+        if (check is null) return ticks;
+        try
+        {
+            Admit(Backlog - estimate, estimate, $"the {Name} queue");
+            return ticks;
+        }
+        catch
+        {
+            Interlocked.Add(ref queuedTicks, -ticks);
+            throw;
+        }
     }
 
     /// <summary>Device time of one slice of <see cref="RunSlicedAsync"/>: other requests wait at most about this long for it.</summary>
@@ -117,14 +140,22 @@ internal sealed class DeviceWorker : IDisposable
     public async Task<T> RunSlicedAsync<T>(StepwiseWork<T> work, CancellationToken cancellation, WorkSize size)
     {
         var estimate = Estimate(size);
-        Admit(Backlog, estimate, $"the {Name} queue");
-        if (Volatile.Read(ref waiting) >= capacity) throw ApiError.Overloaded($"the {Name} queue is full ({capacity} waiting); retry later");
-        var spent = TimeSpan.Zero;
-        while (true)
+        long ticks = Reserve(estimate, size);
+        if (Interlocked.Increment(ref waiting) > capacity)
         {
-            Interlocked.Increment(ref waiting);
-            // The queue's prediction holds what is left of the whole, since the slices keep coming back until it is done.
-            var left = estimate > spent ? estimate - spent : TimeSpan.Zero;
+            Interlocked.Decrement(ref waiting);
+            Interlocked.Add(ref queuedTicks, -ticks);
+            throw ApiError.Overloaded($"the {Name} queue is full ({capacity} waiting); retry later");
+        }
+        var spent = TimeSpan.Zero;
+        for (bool first = true; ; first = false)
+        {
+            if (!first)
+            {
+                Interlocked.Increment(ref waiting);
+                // The queue's prediction holds what is left of the whole, since the slices keep coming back until it is done.
+                ticks = Reserve(estimate > spent ? estimate - spent : TimeSpan.Zero, null);
+            }
             bool done = await Enqueue(() =>
             {
                 long start = Stopwatch.GetTimestamp();
@@ -132,16 +163,14 @@ internal sealed class DeviceWorker : IDisposable
                 spent += Stopwatch.GetElapsedTime(start);
                 if (finished) Measured(size, spent);
                 return finished;
-            }, cancellation, left);
+            }, cancellation, ticks);
             if (done) return work.Result;
         }
     }
 
-    /// <summary>Queues a piece already counted in <c>waiting</c>, predicted to take <paramref name="estimate"/>.</summary>
-    private Task<T> Enqueue<T>(Func<T> work, CancellationToken cancellation, TimeSpan estimate)
+    /// <summary>Queues a piece already counted in <c>waiting</c>, whose predicted <paramref name="ticks"/> are already in the queue's.</summary>
+    private Task<T> Enqueue<T>(Func<T> work, CancellationToken cancellation, long ticks)
     {
-        long ticks = (long)(estimate.TotalSeconds * Stopwatch.Frequency);
-        Interlocked.Add(ref queuedTicks, ticks);
         var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
         bool queued = queue.Writer.TryWrite(() =>
         {
