@@ -513,6 +513,36 @@ public sealed class ServerDisconnectTests
     }
 }
 
+public sealed class ScreenJobTimeoutTests
+{
+    /// <summary>A running screening job has the job timeout: past it the job fails, saying how far it got, and the jobs
+    /// worker is free again (it ran without a deadline before).</summary>
+    [Fact]
+    public async Task AJobRunningPastTheJobTimeoutFailsAndSaysHowFarItGot()
+    {
+        _ = TestData.Cpu;
+        var options = ServerFixture.Options(Path.Combine(Repository.Root, "models", "smiles-llama-small"), Path.Combine(Repository.Root, "models", "dti-davis"))
+            with { JobTimeout = TimeSpan.FromSeconds(1), MaxRequestBytes = 4 << 20 };
+        await using var server = await BioForgeServer.StartAsync(options);
+        using var client = new HttpClient { BaseAddress = new Uri(server.Address), Timeout = TimeSpan.FromMinutes(2) };
+        string target = TargetSequence.Read(Path.Combine(Repository.Root, "data", "targets", "abl1.fasta"));
+        string[] library = [.. MoleculeSource.Read(Path.Combine(Repository.Root, "data", "zinc250k", "test.smi.gz")).Take(5000).Select(r => r.Text)];
+        using var content = new StringContent(JsonSerializer.Serialize(new { target, smiles = library }), Encoding.UTF8, "application/json");
+        var job = JsonNode.Parse(await (await client.PostAsync("/v1/screen", content)).Content.ReadAsStringAsync())!;
+        string id = job["id"]!.GetValue<string>();
+        JsonNode view;
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        do
+        {
+            await Task.Delay(100);
+            view = JsonNode.Parse(await client.GetStringAsync($"/v1/screen/{id}"))!;
+        } while (view["status"]!.GetValue<string>() is "queued" or "running" && waited.Elapsed < TimeSpan.FromMinutes(2));
+        Assert.Equal("failed", view["status"]!.GetValue<string>());
+        Assert.Contains("ran past the 1 s job timeout after", view["error"]!.GetValue<string>());
+        Assert.True(view["processed"]!.GetValue<long>() < 5000);
+    }
+}
+
 public sealed class ServerShutdownTests
 {
     /// <summary>The SMILES model served with a 1 s shutdown grace, and a client of it; the test disposes the server.</summary>

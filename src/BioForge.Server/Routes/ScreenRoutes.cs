@@ -68,8 +68,10 @@ internal static class ScreenRoutes
             Task<bool> run;
             try
             {
-                // A job has no deadline to shed against: it is bounded by the number of jobs kept.
-                run = state.LongWork.RunAsync(() => Execute(job, model, target, library, token), token, new WorkSize("screen", smiles.Length), admitted: true);
+                // Admitted without a predicted wait (a job is not waited for; jobs are bounded by the number kept); once
+                // running, it has the job timeout, so one job cannot hold the jobs worker indefinitely.
+                run = state.LongWork.RunAsync(() => Execute(job, model, target, library, state.Options.JobTimeout, token), token,
+                    new WorkSize("screen", smiles.Length), admitted: true);
             }
             catch (ApiError)
             {
@@ -113,11 +115,21 @@ internal static class ScreenRoutes
         .WithSummary("Stop a queued or running job (202; 200 when it had already ended)").Produces<JobView>(202).Produces<JobView>(200).ProducesErrors(404).Parameter("id", ExampleId, required: true);
     }
 
-    private static bool Execute(ScreenJob job, AffinityModel model, string target, IEnumerable<MoleculeRecord> library, CancellationToken cancellation)
+    private static bool Execute(ScreenJob job, AffinityModel model, string target, IEnumerable<MoleculeRecord> library, TimeSpan timeout, CancellationToken cancellation)
     {
         if (!job.TryStart()) throw new OperationCanceledException(cancellation);
-        var summary = VirtualScreen.Run(model, target, Cancellable(library, cancellation), new ScreenOptions { Top = job.Top, BatchSize = 256 },
-            new Progress(job));
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        deadline.CancelAfter(timeout);
+        ScreenSummary summary;
+        try
+        {
+            summary = VirtualScreen.Run(model, target, Cancellable(library, deadline.Token), new ScreenOptions { Top = job.Top, BatchSize = 256 },
+                new Progress(job));
+        }
+        catch (OperationCanceledException) when (!cancellation.IsCancellationRequested)
+        {
+            throw new BioForgeException($"the job ran past the {timeout.TotalSeconds:0.###} s job timeout after {job.Processed:N0} of {job.Total:N0} molecules; screen a smaller library per job");
+        }
         if (summary.Scored == 0) throw new BioForgeException($"no molecule of the library could be read ({summary.Invalid} invalid; first: {summary.FirstErrors.FirstOrDefault()})");
         job.Finish(JobStatus.Succeeded, summary);
         return true;
