@@ -15,7 +15,7 @@ namespace BioForge.Server;
 
 /// <summary>What every route handler gets: the models, the workers they run on, the metrics, the settings.</summary>
 internal sealed class ServerState(ServerOptions options, ComputeOptions compute, ModelCatalog models, DeviceWorker device, DeviceWorker longWork,
-    ServerMetrics metrics, ScreenJobs jobs, Action<string>? log = null)
+    DeviceWorker chemistry, ServerMetrics metrics, ScreenJobs jobs, Action<string>? log = null)
 {
     /// <summary>The operator's log (standard error of <c>bioforge serve</c>): internal errors go here with their stack.</summary>
     public Action<string>? Log { get; } = log;
@@ -29,6 +29,12 @@ internal sealed class ServerState(ServerOptions options, ComputeOptions compute,
 
     /// <summary>Minutes-long work (/generate, screening jobs) on its own thread, so short requests are not stuck behind it.</summary>
     public DeviceWorker LongWork { get; } = longWork;
+
+    /// <summary>
+    /// RDKit work of requests (properties, depictions) on a thread of its own: queued and bounded like model work, under
+    /// the request's deadline, but not on the device's thread, where it held up embedding batches and decoding steps.
+    /// </summary>
+    public DeviceWorker Chemistry { get; } = chemistry;
 
     public ServerMetrics Metrics { get; } = metrics;
     public ScreenJobs Jobs { get; } = jobs;
@@ -110,6 +116,7 @@ public sealed class BioForgeServer : IAsyncDisposable
         var metrics = new ServerMetrics();
         var device = new DeviceWorker(ComputeOptions.DeviceLabel(compute.Device), options.Batching.QueueCapacity, metrics, options.RequestTimeout);
         var longWork = new DeviceWorker("jobs", options.MaxJobs, metrics, options.JobTimeout);
+        var chemistry = new DeviceWorker("chemistry", options.Batching.QueueCapacity, metrics, options.RequestTimeout);
         ModelCatalog models;
         try
         {
@@ -119,6 +126,7 @@ public sealed class BioForgeServer : IAsyncDisposable
         {
             device.Dispose();
             longWork.Dispose();
+            chemistry.Dispose();
             throw;
         }
         foreach (var m in models.LanguageModels)
@@ -129,7 +137,7 @@ public sealed class BioForgeServer : IAsyncDisposable
         }
         foreach (var (name, dir, m) in models.AffinityModels) log?.Invoke($"model {name}: affinity ({m.Manifest.Measure}, {dir})");
         if (Molecule.Unavailable() is { } noRdkit) log?.Invoke($"no RDKit: requests that read molecules answer 501 ({noRdkit})");
-        var state = new ServerState(options, compute, models, device, longWork, metrics, new ScreenJobs(options.MaxJobs), log);
+        var state = new ServerState(options, compute, models, device, longWork, chemistry, metrics, new ScreenJobs(options.MaxJobs), log);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.ClearProviders();
@@ -150,6 +158,7 @@ public sealed class BioForgeServer : IAsyncDisposable
             models.Dispose();
             device.Dispose();
             longWork.Dispose();
+            chemistry.Dispose();
             throw;
         }
         state.Ready = true;
@@ -281,6 +290,7 @@ public sealed class BioForgeServer : IAsyncDisposable
         }
         await app.DisposeAsync();
         state.Jobs.Dispose();
+        state.Chemistry.Stop(WorkerStopTimeout); // holds no model weights
         bool stopped = state.LongWork.Stop(WorkerStopTimeout) & state.Device.Stop(WorkerStopTimeout);
         if (stopped) state.Models.Dispose();
         else log?.Invoke($"a device worker is still running after {WorkerStopTimeout.TotalSeconds:F0} s; its model weights are left to the process exit");

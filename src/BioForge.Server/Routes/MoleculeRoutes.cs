@@ -31,9 +31,9 @@ internal static class MoleculeRoutes
             if (request.Smiles is not { Length: > 0 } smiles) throw ApiError.BadRequest("smiles is required: an array of SMILES", "smiles");
             if (smiles.Length > state.Options.MaxInputs) throw ApiError.Invalid($"smiles has {smiles.Length} items; at most {state.Options.MaxInputs} per request (max_inputs)", "smiles");
             for (int i = 0; i < smiles.Length; i++) Smiles.CheckLength(smiles[i], $"smiles[{i}]", state);
-            // RDKit work queues on the device worker like model work: bounded (503), under the request's deadline (504),
-            // dropped when the client leaves, and checked between small chunks once it runs.
-            var rows = await state.WithDeadline(context, token => state.Device.RunAsync(() =>
+            // RDKit work queues on the chemistry worker: bounded (503), under the request's deadline (504), dropped when
+            // the client leaves, and checked between small chunks once it runs.
+            var rows = await state.WithDeadline(context, token => state.Chemistry.RunAsync(() =>
             {
                 using var table = new PropertyTable();
                 var records = smiles.Select((s, i) => new MoleculeRecord(s ?? "", s ?? "", false, i + 1, new Dictionary<string, string>()));
@@ -46,17 +46,21 @@ internal static class MoleculeRoutes
         })
         .WithSummary("Descriptors, QED, SA score and PAINS alerts (RDKit)").Accepts<PropsRequest>("application/json").Produces<PropsResponse>().ProducesErrors(400, 422, 503, 504);
 
-        molecule.MapGet("/depict", (string? smiles, int? width, int? height) =>
+        molecule.MapGet("/depict", async (HttpContext context, string? smiles, int? width, int? height) =>
         {
             if (string.IsNullOrWhiteSpace(smiles)) throw ApiError.BadRequest("smiles is required (query string)", "smiles");
             int w = width ?? 300, h = height ?? 220;
             if (w is < 50 or > 2000) throw ApiError.Invalid($"width must be 50–2000 (got {w})", "width");
             if (h is < 50 or > 2000) throw ApiError.Invalid($"height must be 50–2000 (got {h})", "height");
             Smiles.CheckLength(smiles, "smiles", state);
-            if (!Molecule.TryFromSmiles(smiles, out var parsed, out string? error)) throw ApiError.Invalid($"smiles: '{smiles}' is not a valid SMILES: {error}", "smiles");
-            using (parsed) return Results.Text(parsed!.ToSvg(w, h), "image/svg+xml");
+            string svg = await state.WithDeadline(context, token => state.Chemistry.RunAsync(() =>
+            {
+                if (!Molecule.TryFromSmiles(smiles, out var parsed, out string? error)) throw ApiError.Invalid($"smiles: '{smiles}' is not a valid SMILES: {error}", "smiles");
+                using (parsed) return parsed!.ToSvg(w, h);
+            }, token, new WorkSize("depict", smiles.Length)));
+            return Results.Text(svg, "image/svg+xml");
         })
-        .WithSummary("2D depiction as SVG").Produces<string>(200, "image/svg+xml").ProducesErrors(400, 422)
+        .WithSummary("2D depiction as SVG").Produces<string>(200, "image/svg+xml").ProducesErrors(400, 422, 503, 504)
         .Parameter("smiles", "c1ccccc1O", required: true).Parameter("width", 300, required: false).Parameter("height", 220, required: false);
     }
 }
