@@ -290,8 +290,12 @@ public sealed class BioForgeServer : IAsyncDisposable
         }
         await app.DisposeAsync();
         state.Jobs.Dispose();
-        state.Chemistry.Stop(WorkerStopTimeout); // holds no model weights
-        bool stopped = state.LongWork.Stop(WorkerStopTimeout) & state.Device.Stop(WorkerStopTimeout);
+        // Joining the worker threads blocks for up to their timeout: off the caller's (thread-pool) thread.
+        bool stopped = await Task.Run(() =>
+        {
+            state.Chemistry.Stop(WorkerStopTimeout); // holds no model weights
+            return state.LongWork.Stop(WorkerStopTimeout) & state.Device.Stop(WorkerStopTimeout);
+        });
         if (stopped) state.Models.Dispose();
         else log?.Invoke($"a device worker is still running after {WorkerStopTimeout.TotalSeconds:F0} s; its model weights are left to the process exit");
     }
