@@ -522,7 +522,8 @@ public sealed class ScreenJobTimeoutTests
     {
         _ = TestData.Cpu;
         var options = ServerFixture.Options(Path.Combine(Repository.Root, "models", "smiles-llama-small"), Path.Combine(Repository.Root, "models", "dti-davis"))
-            with { JobTimeout = TimeSpan.FromSeconds(1), MaxRequestBytes = 4 << 20 };
+            with
+        { JobTimeout = TimeSpan.FromSeconds(1), MaxRequestBytes = 4 << 20 };
         await using var server = await BioForgeServer.StartAsync(options);
         using var client = new HttpClient { BaseAddress = new Uri(server.Address), Timeout = TimeSpan.FromMinutes(2) };
         string target = TargetSequence.Read(Path.Combine(Repository.Root, "data", "targets", "abl1.fasta"));
