@@ -38,7 +38,7 @@ internal static class DecodeBenchCommand
             ITokenGrammar? grammar = checkpoint.IsProtein ? new ProteinGrammar(checkpoint.Residues!)
                 : checkpoint.Vocabulary is { } vocabulary ? new SmilesGrammar(vocabulary) : null;
             var sampling = new SamplingOptions { MaxNewTokens = checkpoint.Config.MaxPositionEmbeddings, Grammar = grammar };
-            var decoder = new LlamaDecoder(checkpoint.Model);
+            var decoder = DecoderNetwork.Of(checkpoint.Model);
             for (int round = 0; round < rounds; round++)
                 foreach (var mode in chosen)
                     output.WriteLine(JsonSerializer.Serialize(Run(decoder, mode, count, width, sampling, options, Path.GetFileName(Path.TrimEndingDirectorySeparator(result.GetValue(model)!)))));
@@ -47,7 +47,7 @@ internal static class DecodeBenchCommand
         return command;
     }
 
-    private static object Run(LlamaDecoder decoder, BatchingMode mode, int count, int slots, SamplingOptions sampling, Runtime.ComputeOptions options, string model)
+    private static object Run(DecoderNetwork decoder, BatchingMode mode, int count, int slots, SamplingOptions sampling, Runtime.ComputeOptions options, string model)
     {
         using var scheduler = new DecodeScheduler(decoder, slots, decoder.MaxPositions, mode, queueCapacity: count);
         long tokens = 0;

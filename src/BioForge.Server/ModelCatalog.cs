@@ -244,14 +244,14 @@ internal sealed class ModelCatalog : IDisposable
                     if (llama.Vocabulary is { } vocabulary)
                     {
                         var generator = new SmilesGenerator(llama);
-                        completions = new DecodeService(name, new LlamaDecoder(llama.Model), decoding, batching.QueueCapacity, device, metrics,
+                        completions = new DecodeService(name, DecoderNetwork.Of(llama.Model), decoding, batching.QueueCapacity, device, metrics,
                             generator.EncodePrompt, token => vocabulary.DecodeRaw([token]), generator.Grammar);
                     }
                     else if (llama.IsProtein)
                     {
                         // Answers are residue letters: the protein grammar (the default) draws nothing else but <eos>, which writes nothing.
                         var generator = new ProteinGenerator(llama);
-                        completions = new DecodeService(name, new LlamaDecoder(llama.Model), decoding, batching.QueueCapacity, device, metrics,
+                        completions = new DecodeService(name, DecoderNetwork.Of(llama.Model), decoding, batching.QueueCapacity, device, metrics,
                             llama.EncodeProteinPrompt, token => llama.DecodeProtein([token]), generator.Grammar);
                     }
                 }
@@ -269,7 +269,7 @@ internal sealed class ModelCatalog : IDisposable
                 DecodeService sampling;
                 try
                 {
-                    sampling = new DecodeService(name, new Gpt2Decoder(gpt2.Model), decoding, batching.QueueCapacity, device, metrics,
+                    sampling = new DecodeService(name, DecoderNetwork.Of(gpt2.Model), decoding, batching.QueueCapacity, device, metrics,
                         gpt2.EncodePrompt, token => gpt2.Decode([token]));
                 }
                 catch

@@ -54,7 +54,7 @@ public sealed class DecodeSchedulerTests
         using var model = Tiny();
         int[][] prompts = [[1], [1, 5, 9, 12], [1, 30], [1, 7, 7, 7, 7, 7, 3]];
         var greedy = new SamplingOptions { Temperature = 0, MaxNewTokens = 9 };
-        using var scheduler = new DecodeScheduler(new LlamaDecoder(model), slots: 3, length: 32, BatchingMode.Continuous, queueCapacity: 8);
+        using var scheduler = new DecodeScheduler(DecoderNetwork.Of(model), slots: 3, length: 32, BatchingMode.Continuous, queueCapacity: 8);
         var results = prompts.Select(_ => new Collected()).ToArray();
         // Submitted one step apart, so joins happen while others decode.
         for (int i = 0; i < prompts.Length; i++)
@@ -92,7 +92,7 @@ public sealed class DecodeSchedulerTests
         Assert.True(alone.Select(m => m.Smiles).Distinct().Count() > 8, "different indices draw different molecules");
 
         // The same sequences through the scheduler directly, interleaved with another request's (other seed and settings).
-        using var scheduler = new DecodeScheduler(new LlamaDecoder(checkpoint.Model), slots: 5, length: 100, BatchingMode.Continuous, queueCapacity: 64);
+        using var scheduler = new DecodeScheduler(DecoderNetwork.Of(checkpoint.Model), slots: 5, length: 100, BatchingMode.Continuous, queueCapacity: 64);
         var mine = Enumerable.Range(0, 16).Select(_ => new Collected()).ToArray();
         var other = Enumerable.Range(0, 6).Select(_ => new Collected()).ToArray();
         int[] bos = [checkpoint.Config.BosTokenId];
@@ -225,7 +225,7 @@ public sealed class DecodeSchedulerTests
     {
         using var model = Tiny();
         var options = new SamplingOptions { MaxNewTokens = 1000 };
-        using var scheduler = new DecodeScheduler(new LlamaDecoder(model), slots: 2, length: 64, BatchingMode.Continuous, queueCapacity: 2);
+        using var scheduler = new DecodeScheduler(DecoderNetwork.Of(model), slots: 2, length: 64, BatchingMode.Continuous, queueCapacity: 2);
         bool gone = false;
         var first = new Collected();
         var second = new Collected();
@@ -257,7 +257,7 @@ public sealed class DecodeSchedulerTests
         using var model = Tiny();
         var options = new SamplingOptions { MaxNewTokens = 12 };
         var alone = new Collected();
-        using (var solo = new DecodeScheduler(new LlamaDecoder(model), slots: 4, length: 64, BatchingMode.Continuous, queueCapacity: 8))
+        using (var solo = new DecodeScheduler(DecoderNetwork.Of(model), slots: 4, length: 64, BatchingMode.Continuous, queueCapacity: 8))
         {
             Assert.True(solo.TrySubmit([Job(alone, [1], options, 5, 0)]));
             RunToEnd(solo);
@@ -277,7 +277,7 @@ public sealed class DecodeSchedulerTests
             OnFailed = onFailed,
         };
         var neighbour = new Collected();
-        using var scheduler = new DecodeScheduler(new LlamaDecoder(model), slots: 4, length: 64, BatchingMode.Continuous, queueCapacity: 8);
+        using var scheduler = new DecodeScheduler(DecoderNetwork.Of(model), slots: 4, length: 64, BatchingMode.Continuous, queueCapacity: 8);
         Assert.True(scheduler.TrySubmit([Job(neighbour, [1], options, 5, 0), Failing(e => failure = e)]));
         RunToEnd(scheduler);
         Assert.Equal((FinishReason.Cancelled, "the client's buffer is gone"), (failedReason, failure?.Message));
@@ -295,7 +295,7 @@ public sealed class DecodeSchedulerTests
     {
         using var model = Tiny();
         var options = new SamplingOptions { MaxNewTokens = 1000 };
-        using var scheduler = new DecodeScheduler(new LlamaDecoder(model), slots: 1, length: 64, BatchingMode.Continuous, queueCapacity: 2);
+        using var scheduler = new DecodeScheduler(DecoderNetwork.Of(model), slots: 1, length: 64, BatchingMode.Continuous, queueCapacity: 2);
         var running = new Collected();
         Assert.True(scheduler.TrySubmit([Job(running, [1], options, 1, 0)]));
         scheduler.Step();
@@ -317,7 +317,7 @@ public sealed class DecodeSchedulerTests
     {
         using var model = Tiny();
         var options = new SamplingOptions { MaxNewTokens = 8 };
-        using var scheduler = new DecodeScheduler(new LlamaDecoder(model), slots: 1, length: 64, BatchingMode.Continuous, queueCapacity: 4);
+        using var scheduler = new DecodeScheduler(DecoderNetwork.Of(model), slots: 1, length: 64, BatchingMode.Continuous, queueCapacity: 4);
         var (running, waiting, stopped) = (new Collected(), new Collected(), new Collected());
         Assert.True(scheduler.TrySubmit([Job(running, [1], options, 1, 0)]));
         scheduler.Step();
@@ -361,7 +361,7 @@ public sealed class DecodeSchedulerTests
     public void StaticBatchingAdmitsOnlyBetweenBatches()
     {
         using var model = Tiny();
-        using var scheduler = new DecodeScheduler(new LlamaDecoder(model), slots: 4, length: 64, BatchingMode.Static, queueCapacity: 8);
+        using var scheduler = new DecodeScheduler(DecoderNetwork.Of(model), slots: 4, length: 64, BatchingMode.Static, queueCapacity: 8);
         var shortOne = new Collected();
         var longOne = new Collected();
         var late = new Collected();

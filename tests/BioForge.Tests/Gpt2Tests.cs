@@ -59,7 +59,7 @@ public sealed class Gpt2Tests
         using var model = Tiny();
         int[][] prompts = [[0, 5, 9], [0], [0, 11, 29, 3, 3, 30], [0, 36]];
         var greedy = new SamplingOptions { Temperature = 0, MaxNewTokens = 12 };
-        using var scheduler = new DecodeScheduler(new Gpt2Decoder(model), slots: 3, length: 40, BatchingMode.Continuous, queueCapacity: 8);
+        using var scheduler = new DecodeScheduler(DecoderNetwork.Of(model), slots: 3, length: 40, BatchingMode.Continuous, queueCapacity: 8);
         var tokens = prompts.Select(_ => new List<int>()).ToArray();
         var reasons = new FinishReason?[prompts.Length];
         for (int i = 0; i < prompts.Length; i++)

@@ -5,7 +5,7 @@ namespace BioForge.Generation;
 
 /// <summary>
 /// What the scheduler needs of a decoder network: its shape for the key/value slots, and one forward pass over rows at
-/// positions of their own. A model family that serves generation adds one adapter (see <see cref="LlamaDecoder"/>).
+/// positions of their own. A model family that serves generation adds one way to build it (<see cref="DecoderNetwork"/>).
 /// </summary>
 public interface IDecoderModel
 {

@@ -32,7 +32,7 @@ public sealed class ProteinGenerator
     {
         if (options.Grammar is { } grammar && grammar is not ProteinGrammar) throw new BioForgeException($"the {grammar.Name} grammar does not apply to a protein model");
         string start = prompt.ToUpperInvariant();
-        return TextSampling.Generate(new LlamaDecoder(model.Model), model.EncodeProteinPrompt(prompt), model.Config.MaxPositionEmbeddings, count, options, seed, batchSize,
+        return TextSampling.Generate(DecoderNetwork.Of(model.Model), model.EncodeProteinPrompt(prompt), model.Config.MaxPositionEmbeddings, count, options, seed, batchSize,
             progress, tokens => start + model.DecodeProtein(tokens));
     }
 }

@@ -52,7 +52,7 @@ public sealed class SmilesGenerator
     {
         if (validOnly && !checkMolecules) throw new ArgumentException("valid-only sampling needs a generator that checks molecules", nameof(validOnly));
         var promptIds = EncodePrompt(prompt);
-        using var scheduler = TextSampling.Scheduler(new LlamaDecoder(model.Model), promptIds, model.Config.MaxPositionEmbeddings, count, options, batchSize);
+        using var scheduler = TextSampling.Scheduler(DecoderNetwork.Of(model.Model), promptIds, model.Config.MaxPositionEmbeddings, count, options, batchSize);
         var samples = new List<SampledSequence?>();
         long limit = validOnly ? (long)count * maxAttemptsFactor : count;
         int next = 0, scanned = 0;

@@ -18,6 +18,6 @@ public sealed class TextGenerator(Gpt2Checkpoint model)
     /// and equals what <c>/v1/completions</c> answers for the same seed.
     /// </summary>
     public IReadOnlyList<GeneratedText> Generate(int count, SamplingOptions options, ulong seed, int batchSize, IProgress<int>? progress = null, string prompt = "") =>
-        TextSampling.Generate(new Gpt2Decoder(model.Model), model.EncodePrompt(prompt), model.Config.MaxPositions, count, options, seed, batchSize, progress,
+        TextSampling.Generate(DecoderNetwork.Of(model.Model), model.EncodePrompt(prompt), model.Config.MaxPositions, count, options, seed, batchSize, progress,
             tokens => prompt + model.Decode(tokens));
 }
