@@ -91,7 +91,7 @@ public sealed class OptimizationSession : IDisposable
     /// <summary>The oracle budget (<c>[budget] oracle_calls</c>), or null when the run has none.</summary>
     public OracleBudget? Budget => budget;
 
-    /// <param name="prior">Not owned; its parameters are frozen.</param>
+    /// <param name="prior">Not owned and not changed: only read, under no_grad (the server passes the model it serves).</param>
     /// <param name="agent">Owned: a copy of the prior, or the agent of a checkpoint; disposed also when the constructor throws.</param>
     /// <param name="resumed">The state of a checkpoint, with <paramref name="agent"/> and the optimizer moments loaded by the caller.</param>
     public OptimizationSession(OptimizeConfig config, LlamaCheckpoint prior, LlamaCheckpoint agent, OptimizationState? resumed = null)
