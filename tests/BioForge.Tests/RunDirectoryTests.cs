@@ -17,6 +17,24 @@ public sealed class RunDirectoryTests
         });
 
     [Fact]
+    public void RunsOpenedSideBySideInOneFolderAreAllFoundWritable()
+    {
+        // bench pmo --parallel opens its runs under one runs/ folder from several threads, and each open first checks
+        // that the folder is writable with a probe file opened exclusively; the probes of two threads were once named
+        // alike, so one thread's check failed on the other's probe ("being used by another process") and stopped the
+        // benchmark. Thousands of checks from 8 threads made that happen every time.
+        string parent = TestData.TempDirectory();
+        var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
+        Parallel.For(0, 8, new ParallelOptions { MaxDegreeOfParallelism = 8 }, worker =>
+        {
+            for (int i = 0; i < 5000; i++)
+                if (BioForge.IO.AtomicFile.WhyNotWritable(Path.Combine(parent, "runs", $"task-seed{worker}")) is { } reason) failures.Add(reason);
+        });
+        Assert.Empty(failures);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(parent)); // the check creates nothing
+    }
+
+    [Fact]
     public void KilledWritesAndPruningsLeaveNoPartialCheckpointAndAreCleanedOnOpen()
     {
         string path = TestData.TempDirectory();

@@ -105,7 +105,9 @@ public static class AtomicFile
             directory = Path.GetDirectoryName(directory);
         }
         if (directory is null) return null;
-        string probe = Path.Combine(directory, $".bioforge-write-probe.{Environment.ProcessId}.tmp");
+        // Unique per call, not per process: threads of one process probe one folder at once (bench pmo --parallel opens
+        // its runs side by side), and a probe file is opened exclusively.
+        string probe = Path.Combine(directory, $".bioforge-write-probe.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
         try
         {
             using (File.Create(probe, 1, FileOptions.DeleteOnClose)) { }
