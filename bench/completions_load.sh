@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Load benchmark of /v1/completions (docs/benchmarks.md, "Generation service"): open-loop request rates, each request
-# asking for n = 1–16 samples, against three servers in the same run — continuous (iteration-level) batching,
-# request-level static batching, and batch size 1 — reporting generated tokens/s, requests/s, time to first token and
+# asking for n = 1–16 samples, against servers in the same run — continuous (iteration-level) batching,
+# request-level static batching (ended rows leave the computation), padded static batching (ended rows computed to the
+# batch's end, as Hugging Face's generate) and batch size 1 — reporting generated tokens/s, requests/s, time to first token and
 # p50/p99 latency as JSON lines. Bounded in count and time.
 # Usage, from the repository root:  bench/completions_load.sh [rates] [requests-per-rate] [seconds-per-rate]
 #   e.g. bench/completions_load.sh "1 2 4" 60 30
 # MODEL=models/smiles-llama-small (default) or any decoder checkpoint directory; MAX_RUNNING=64 (slots per model);
-# MAX_TOKENS=0 (until the end token); MODES="continuous static single"; PORT=18090; WARMUP_S=0: seconds of load at the
+# MAX_TOKENS=0 (until the end token); MODES="continuous static padded single"; PORT=18090; WARMUP_S=0: seconds of load at the
 # first (lowest) rate sent to each new server before its measured runs and not reported (a CUDA process runs slowly at
 # first); KV_CACHE_MB: the servers' key/value cache (default: a tenth of the device's free memory).
 # On another machine: BIOFORGE=path/to/published/BioForge.Cli DEVICE=cuda bench/completions_load.sh (bench/gpu.sh does).
@@ -19,7 +20,7 @@ requests="${2:-60}"
 seconds="${3:-30}"
 model_dir="${MODEL:-models/smiles-llama-small}"
 model="$(basename "$model_dir")"
-modes="${MODES:-continuous static single}"
+modes="${MODES:-continuous static padded single}"
 port="${PORT:-18090}"
 [ -n "${BIOFORGE:-}" ] || "$bioforge" env >/dev/null # builds the CLI once, outside the timed runs
 

@@ -19,7 +19,7 @@ internal static class DecodeBenchCommand
         var model = Options.Required("--model", "a SMILES or protein decoder directory (Llama layout)");
         var sequences = Options.Int("--sequences", "sequences to decode in each run", 256);
         var slots = Options.Int("--slots", "key/value slots (sequences decoded at once)", 64);
-        var modes = new Option<string>("--modes") { Description = "batching modes, comma-separated: continuous, static, single", DefaultValueFactory = _ => "continuous,static" };
+        var modes = new Option<string>("--modes") { Description = "batching modes, comma-separated: continuous, static, padded, single", DefaultValueFactory = _ => "continuous,static" };
         var repeats = Options.Int("--repeats", "runs of every mode, alternated", 2);
         var compute = new ComputeOptionSet();
         var command = new Command("decode", "Decode-scheduler throughput (tokens/s, ms per row) of each batching mode, in process") { model, sequences, slots, modes, repeats };
@@ -30,7 +30,7 @@ internal static class DecodeBenchCommand
             int count = result.GetValue(sequences), width = result.GetValue(slots), rounds = result.GetValue(repeats);
             if (count < 1 || width < 1 || rounds < 1) throw new BioForgeException("--sequences, --slots and --repeats must be positive");
             var chosen = result.GetValue(modes)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
-                .Select(m => Enum.TryParse<BatchingMode>(m, ignoreCase: true, out var mode) ? mode : throw new BioForgeException($"--modes: unknown batching mode '{m}' (continuous, static, single)"))
+                .Select(m => Enum.TryParse<BatchingMode>(m, ignoreCase: true, out var mode) ? mode : throw new BioForgeException($"--modes: unknown batching mode '{m}' (continuous, static, padded, single)"))
                 .ToList();
             if (chosen.Count == 0) throw new BioForgeException("--modes names no batching mode");
             using var checkpoint = LlamaCheckpoint.Load(result.GetValue(model)!, options.Device, options.DType);
@@ -65,7 +65,7 @@ internal static class DecodeBenchCommand
             OnFinished = (_, _) => { },
         }).ToList();
         if (!scheduler.TrySubmit(jobs)) throw new InvalidOperationException("the queue holds every sequence");
-        long steps = 0, rows = 0;
+        long steps = 0, rows = 0, padding = 0;
         double host = 0;
         var clock = Stopwatch.StartNew(); // every step ends by reading its logits on the host: the clock sees the device's work
         while (scheduler.Busy)
@@ -73,6 +73,7 @@ internal static class DecodeBenchCommand
             var step = scheduler.Step();
             steps++;
             rows += step.Prefilled + step.Decoded;
+            padding += step.Padding;
             host += step.HostSeconds;
         }
         double seconds = clock.Elapsed.TotalSeconds;
@@ -88,6 +89,8 @@ internal static class DecodeBenchCommand
             slots = scheduler.Slots,
             steps,
             rows_per_step = Math.Round((double)rows / steps, 1),
+            // Rows of ended sequences computed to their batch's end (padded batching); counted in rows_per_step.
+            padding_rows_per_step = Math.Round((double)padding / steps, 1),
             tokens,
             seconds = Math.Round(seconds, 2),
             tokens_per_second = Math.Round(tokens / seconds, 1),

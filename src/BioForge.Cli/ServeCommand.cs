@@ -24,7 +24,7 @@ internal static class ServeCommand
         var drain = new Option<double>("--drain-s") { Description = "on shutdown, seconds readiness answers 503 before requests stop being taken", DefaultValueFactory = _ => defaults.DrainDelay.TotalSeconds };
         var grace = new Option<double>("--shutdown-grace-s") { Description = "on shutdown, seconds requests in flight may go on before they are stopped and answered 503", DefaultValueFactory = _ => defaults.ShutdownGrace.TotalSeconds };
         var maxSmiles = Options.Int("--max-smiles-length", "characters of one SMILES in any request (longer ones get 422)", defaults.MaxSmilesLength);
-        var decodeBatching = new Option<string>("--decode-batching") { Description = "how /v1/completions batches sequences: continuous, static (request-level) or single", DefaultValueFactory = _ => "continuous" };
+        var decodeBatching = new Option<string>("--decode-batching") { Description = "how /v1/completions batches sequences: continuous, static (request-level), padded (request-level, ended rows computed to the batch's end) or single", DefaultValueFactory = _ => "continuous" };
         var maxRunning = Options.Int("--max-running", "sequences decoded at once per model (key/value slots)", defaults.Decoding.MaxRunning);
         var cacheMb = Options.Int("--kv-cache-mb", "key/value memory per decoder model in MiB, which may lower --max-running (0: a tenth of the device's: a CUDA card's free memory, the process's on the CPU)", 0);
         var compute = new ComputeOptionSet();
@@ -54,8 +54,9 @@ internal static class ServeCommand
                     {
                         "continuous" => BioForge.Generation.BatchingMode.Continuous,
                         "static" => BioForge.Generation.BatchingMode.Static,
+                        "padded" => BioForge.Generation.BatchingMode.Padded,
                         "single" => BioForge.Generation.BatchingMode.Single,
-                        var other => throw new BioForgeException($"--decode-batching must be continuous, static or single (got '{other}')"),
+                        var other => throw new BioForgeException($"--decode-batching must be continuous, static, padded or single (got '{other}')"),
                     },
                     MaxRunning = Positive(result.GetValue(maxRunning), "--max-running"),
                     CacheBytes = (long)NonNegative(result.GetValue(cacheMb), "--kv-cache-mb") << 20,

@@ -433,13 +433,18 @@ public sealed class CliTests
     public void DecodeBenchReportsEveryModeAndRefusesAnUnknownOne()
     {
         string model = Path.Combine(Repository.Root, "models", "smiles-llama-small");
-        var (code, output, err) = Run("bench", "decode", "--model", model, "--sequences", "6", "--slots", "3", "--modes", "continuous,static,single", "--repeats", "1");
+        var (code, output, err) = Run("bench", "decode", "--model", model, "--sequences", "6", "--slots", "3", "--modes", "continuous,static,padded,single", "--repeats", "1");
         Assert.True(code == 0, err);
         var runs = output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonNode.Parse(l)!).ToList();
-        Assert.Equal(["continuous", "static", "single"], runs.Select(r => r["mode"]!.GetValue<string>()));
+        Assert.Equal(["continuous", "static", "padded", "single"], runs.Select(r => r["mode"]!.GetValue<string>()));
         Assert.All(runs, r => Assert.True(r["tokens"]!.GetValue<long>() > 6 && r["tokens_per_second"]!.GetValue<double>() > 0));
-        Assert.Equal(1.0, runs[2]["rows_per_step"]!.GetValue<double>());
+        Assert.Single(runs.Select(r => r["tokens"]!.GetValue<long>()).Distinct()); // the same sequences in every mode
+        Assert.Equal(1.0, runs[3]["rows_per_step"]!.GetValue<double>());
         Assert.True(runs[0]["rows_per_step"]!.GetValue<double>() > 1.0, "continuous batching decodes several rows per step");
+        // Padded batches take the steps static ones take, computing the ended rows too.
+        Assert.Equal(runs[1]["steps"]!.GetValue<long>(), runs[2]["steps"]!.GetValue<long>());
+        Assert.True(runs[2]["padding_rows_per_step"]!.GetValue<double>() > 0 && runs[1]["padding_rows_per_step"]!.GetValue<double>() == 0);
+        Assert.True(runs[2]["rows_per_step"]!.GetValue<double>() > runs[1]["rows_per_step"]!.GetValue<double>());
         AssertFails(Run("bench", "decode", "--model", model, "--modes", "continuous,paged"), "--modes: unknown batching mode 'paged'");
     }
 

@@ -317,3 +317,39 @@ public sealed class CompletionQueueTests
         };
     }
 }
+
+/// <summary>The load benchmark's server modes answer alike: batching changes when a sequence is computed, never what it draws.</summary>
+public sealed class CompletionBatchingModeTests
+{
+    [Fact]
+    public async Task EveryBatchingModeAnswersTheSameSamples()
+    {
+        _ = TestData.Cpu;
+        var answers = new List<string>();
+        foreach (var mode in Enum.GetValues<BatchingMode>())
+        {
+            var options = ServerFixture.Options(Path.Combine(Repository.Root, "models", "smiles-llama-small")) with
+            {
+                Decoding = new DecodeOptions { Mode = mode, MaxRunning = 3 },
+            };
+            await using var server = await BioForgeServer.StartAsync(options);
+            using var client = new HttpClient { BaseAddress = new Uri(server.Address), Timeout = TimeSpan.FromMinutes(2) };
+            // Two requests at once, more sequences than slots: batches form across requests and sequences wait.
+            var requests = new[] { (N: 4, Seed: 7), (N: 3, Seed: 8) }.Select(async r =>
+            {
+                using var response = await client.PostAsync("/v1/completions", new StringContent(
+                    JsonSerializer.Serialize(new { model = "smiles-llama-small", n = r.N, seed = r.Seed, max_tokens = 40, temperature = 1.0 }),
+                    Encoding.UTF8, "application/json"));
+                string body = await response.Content.ReadAsStringAsync();
+                Assert.True(response.IsSuccessStatusCode, $"{mode}: {body}");
+                var choices = JsonNode.Parse(body)!["choices"]!.AsArray();
+                Assert.Equal(r.N, choices.Count);
+                return string.Join(" | ", choices.Select(c => $"{c!["text"]} {c["finish_reason"]} {c["log_likelihood"]!.GetValue<double>():F3}"));
+            });
+            answers.Add(string.Join(" || ", await Task.WhenAll(requests)));
+        }
+        Assert.Equal(4, answers.Count);
+        Assert.All(answers, a => Assert.Equal(answers[0], a));
+    }
+}
+

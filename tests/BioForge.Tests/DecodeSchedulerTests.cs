@@ -42,8 +42,9 @@ public sealed class DecodeSchedulerTests
         {
             Assert.True(guard < 10_000, "the scheduler did not finish");
             var step = scheduler.Step();
-            // Each row of a pass draws one token: rows are counted once, a one-token prompt joining the decoding pass too.
-            Assert.Equal(step.Tokens, step.Prefilled + step.Decoded);
+            // Each row of a pass but padding draws one token: rows are counted once, a one-token prompt joining the decoding pass too.
+            Assert.Equal(step.Tokens, step.Prefilled + step.Decoded - step.Padding);
+            Assert.True(step.Padding == 0 || scheduler.Mode == BatchingMode.Padded, $"{step.Padding} padding rows in {scheduler.Mode} batching");
         }
     }
 
@@ -375,5 +376,57 @@ public sealed class DecodeSchedulerTests
         }
         RunToEnd(scheduler);
         Assert.NotNull(late.Reason);
+    }
+
+    /// <summary>
+    /// Padded batching (Hugging Face's generate): a sequence that ends is answered at once and then computed as padding
+    /// until the batch's last one ends; nobody joins before that, and every sequence draws what it draws in a static batch.
+    /// </summary>
+    [Fact]
+    public void PaddedBatchingKeepsEndedRowsAsPaddingAndDrawsWhatStaticDraws()
+    {
+        using var model = Tiny();
+        SamplingOptions Limit(int tokens) => new() { Temperature = 1.0, MaxNewTokens = tokens };
+        (Collected Short, Collected Long, Collected Late) Run(BatchingMode mode, Action<DecodeScheduler, DecodeStepReport, Collected, Collected, Collected>? check)
+        {
+            using var scheduler = new DecodeScheduler(DecoderNetwork.Of(model), slots: 2, length: 64, mode, queueCapacity: 8);
+            var (shortOne, longOne, late) = (new Collected(), new Collected(), new Collected());
+            Assert.True(scheduler.TrySubmit([Job(shortOne, [1], Limit(2), 3, 0), Job(longOne, [1, 5, 9], Limit(40), 3, 1)]));
+            Assert.True(scheduler.TrySubmit([Job(late, [1], Limit(3), 3, 2)]));
+            for (int guard = 0; scheduler.Busy; guard++)
+            {
+                Assert.True(guard < 1000, "the scheduler did not finish");
+                var step = scheduler.Step();
+                Assert.Equal(step.Tokens, step.Prefilled + step.Decoded - step.Padding);
+                check?.Invoke(scheduler, step, shortOne, longOne, late);
+            }
+            return (shortOne, longOne, late);
+        }
+
+        int paddedSteps = 0;
+        bool shortEnded = false;
+        var padded = Run(BatchingMode.Padded, (scheduler, step, shortOne, longOne, late) =>
+        {
+            if (longOne.Reason is null)
+            {
+                Assert.Empty(late.Tokens); // the batch runs to its end first
+                Assert.Equal(2, scheduler.Running); // the ended sequence keeps its row
+                if (shortEnded)
+                {
+                    Assert.Equal((2, 1), (step.Decoded, step.Padding));
+                    paddedSteps++;
+                }
+            }
+            shortEnded = shortOne.Reason is not null;
+        });
+        var unpadded = Run(BatchingMode.Static, null);
+        Assert.NotNull(padded.Short.Reason); // answered when it ended, not at the batch's end: checked through the steps above
+        Assert.True(paddedSteps > 10, $"the ended sequence was padding for {paddedSteps} steps");
+        foreach (var (a, b) in new[] { (padded.Short, unpadded.Short), (padded.Long, unpadded.Long), (padded.Late, unpadded.Late) })
+        {
+            Assert.Equal(b.Tokens, a.Tokens);
+            Assert.Equal(b.Reason, a.Reason);
+            Assert.Equal(b.LogLikelihood, a.LogLikelihood, 4);
+        }
     }
 }

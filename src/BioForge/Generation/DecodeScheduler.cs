@@ -12,8 +12,16 @@ public enum BatchingMode
 {
     /// <summary>Iteration-level (Orca, vLLM): a waiting sequence joins at the next step whenever a slot is free.</summary>
     Continuous,
-    /// <summary>Request-level: a batch is formed from what waits, run until its last sequence ends, then the next.</summary>
+    /// <summary>Request-level: a batch is formed from what waits, run until its last sequence ends, then the next. A
+    /// sequence that ends leaves the computation at once; its slot stays empty until the batch ends.</summary>
     Static,
+    /// <summary>
+    /// Request-level as Hugging Face's <c>generate</c> runs a batch, the baseline of the continuous-batching papers: a
+    /// sequence that ends is answered at once but keeps its row, fed padding, until the batch's last sequence ends. On a
+    /// device whose step costs the same for any number of rows (a GPU) it is <see cref="Static"/>; on a CPU, where a
+    /// step's cost grows with its rows, the padding rows cost what the live ones do.
+    /// </summary>
+    Padded,
     /// <summary>One sequence at a time (the baseline).</summary>
     Single,
 }
@@ -74,10 +82,11 @@ public sealed class SequenceJob
 
 /// <summary>
 /// What one step did: sequences prefilled (prompts longer than one token, in passes of their own), rows of the decoding
-/// pass (one-token prompts admitted this step among them), tokens drawn, sequences running after it, and the seconds
+/// pass (one-token prompts admitted this step among them), of those the padding rows of ended sequences
+/// (<see cref="BatchingMode.Padded"/>), tokens drawn, sequences running after it (padding included), and the seconds
 /// spent on the host after the logits arrived (grammar, draws, callbacks: the part of a step that no device speeds up).
 /// </summary>
-public readonly record struct DecodeStepReport(int Prefilled, int Decoded, int Tokens, int Running, int Waiting, double HostSeconds);
+public readonly record struct DecodeStepReport(int Prefilled, int Decoded, int Padding, int Tokens, int Running, int Waiting, double HostSeconds);
 
 /// <summary>
 /// Continuous batching of one decoder on one device (Orca, OSDI 2022; vLLM, SOSP 2023): one running batch whose
@@ -169,9 +178,11 @@ public sealed class DecodeScheduler : IDisposable
     {
         using var _ = no_grad();
         for (int i = running.Count - 1; i >= 0; i--)
-            if (running[i].Job.Cancelled?.Invoke() == true) Retire(i, FinishReason.Cancelled);
+            if (!running[i].Finished && running[i].Job.Cancelled?.Invoke() == true) Retire(i, FinishReason.Cancelled);
         DropCancelledWaiting();
-        var decoding = running.Where(r => r.Pending >= 0).ToList();
+        // Padding rows (Padded mode) are fed while their slots have room; a live row whose slot is full has ended.
+        var decoding = running.Where(r => r.Pending >= 0 && r.Filled < cache.Length).ToList();
+        int padding = decoding.Count(r => r.Finished);
         var admitted = Admit();
         int tokens = 0;
         hostSeconds = 0;
@@ -190,8 +201,9 @@ public sealed class DecodeScheduler : IDisposable
             decoding.Sort((a, b) => a.Slot.CompareTo(b.Slot)); // a prefill's ending sequences may have moved others
             tokens += Forward(decoding, 1, prefill: false);
         }
+        if (running.Count > 0 && running.TrueForAll(r => r.Finished)) running.Clear(); // a padded batch's last sequence ended
         Volatile.Write(ref runningCount, running.Count);
-        return new DecodeStepReport(admitted.Count(r => r.Job.Prompt.Length > 1), decoding.Count, tokens, running.Count, Waiting, hostSeconds);
+        return new DecodeStepReport(admitted.Count(r => r.Job.Prompt.Length > 1), decoding.Count, padding, tokens, running.Count, Waiting, hostSeconds);
     }
 
     private double hostSeconds;
@@ -258,6 +270,7 @@ public sealed class DecodeScheduler : IDisposable
         // Token (b, t) sees the cached positions up to its own: the causal mask and the ends of shorter rows at once.
         var allowed = ScalarArithmetic.Range(0, attend, device).view(1, 1, 1, attend).le(positionTensor.view(rows.Count, 1, count, 1));
         cache.Bind(rows.Select(r => r.Slot).ToArray(), starts, count, attend);
+        int live = rows.Count(r => !r.Finished);
         var logits = model.Forward(tensor(ids, [rows.Count, count]).to(device), positionTensor, allowed, cache)
             .select(1, count - 1).to(ScalarType.Float32).cpu().contiguous();
         var host = logits.data<float>().ToArray();
@@ -268,6 +281,7 @@ public sealed class DecodeScheduler : IDisposable
         var (draws, failures) = Decide(rows, host, vocabulary);
         for (int b = 0; b < rows.Count; b++)
         {
+            if (rows[b].Finished) continue; // padding: its logits are computed, as in a padded batch, and not drawn from
             if (failures[b] is { } failure)
             {
                 Fail(rows[b], failure);
@@ -283,7 +297,7 @@ public sealed class DecodeScheduler : IDisposable
             }
         }
         hostSeconds += Stopwatch.GetElapsedTime(received).TotalSeconds;
-        return rows.Count;
+        return live;
     }
 
     /// <summary>
@@ -303,6 +317,7 @@ public sealed class DecodeScheduler : IDisposable
             try
             {
                 var r = rows[b];
+                if (r.Finished) return;
                 var logits = host.AsSpan(b * vocabulary, vocabulary);
                 if (r.Grammar is { } grammar)
                 {
@@ -340,22 +355,22 @@ public sealed class DecodeScheduler : IDisposable
         r.History?.Add(draw.Token);
         r.LogLikelihood += draw.LogProb;
         r.Generated++;
-        if (draw.Token == model.EosTokenId)
+        if (draw.Token == model.EosTokenId || !job.OnToken(draw)) End(r, FinishReason.Stop);
+        else if (r.Generated >= job.Options.MaxNewTokens || r.Filled >= cache.Length) End(r, FinishReason.Length);
+        else r.Pending = draw.Token;
+    }
+
+    /// <summary>A sequence's own end: it leaves the batch, or in <see cref="BatchingMode.Padded"/> is answered and stays as padding.</summary>
+    private void End(Sequence r, FinishReason reason)
+    {
+        if (mode != BatchingMode.Padded)
         {
-            Retire(running.IndexOf(r), FinishReason.Stop);
+            Retire(running.IndexOf(r), reason);
             return;
         }
-        if (!job.OnToken(draw))
-        {
-            Retire(running.IndexOf(r), FinishReason.Stop);
-            return;
-        }
-        if (r.Generated >= job.Options.MaxNewTokens || r.Filled >= cache.Length)
-        {
-            Retire(running.IndexOf(r), FinishReason.Length);
-            return;
-        }
-        r.Pending = draw.Token;
+        r.Finished = true;
+        r.Pending = model.EosTokenId;
+        r.Job.OnFinished(reason, r.LogLikelihood);
     }
 
     private void Retire(int index, FinishReason reason)
@@ -370,7 +385,7 @@ public sealed class DecodeScheduler : IDisposable
             running[index] = moved;
         }
         running.RemoveAt(last);
-        r.Job.OnFinished(reason, r.LogLikelihood);
+        if (!r.Finished) r.Job.OnFinished(reason, r.LogLikelihood);
     }
 
     /// <summary>
@@ -409,5 +424,7 @@ public sealed class DecodeScheduler : IDisposable
         public long Pending { get; set; } = -1;
         public int Generated { get; set; }
         public double LogLikelihood { get; set; }
+        /// <summary>Answered, and kept in the batch as padding (<see cref="BatchingMode.Padded"/>).</summary>
+        public bool Finished { get; set; }
     }
 }
