@@ -75,7 +75,7 @@ public sealed unsafe class NcclCommunicator : Communicator
             return;
         }
         using var buffer = Contiguous(tensor);
-        IntPtr data = Address(buffer);
+        IntPtr data = TensorMemory.Address(buffer);
         Run(() => nccl.AllReduce(data, data, (nuint)buffer.numel(), DataType(buffer), Op(op), comm, IntPtr.Zero), "all-reduce", buffer);
         if (!ReferenceEquals(buffer, tensor)) CopyBack(buffer, tensor);
     }
@@ -89,7 +89,7 @@ public sealed unsafe class NcclCommunicator : Communicator
         }
         if (root < 0 || root >= Size) throw new BioForgeException($"broadcast root {root} is outside a group of {Size}");
         using var buffer = Contiguous(tensor);
-        IntPtr data = Address(buffer);
+        IntPtr data = TensorMemory.Address(buffer);
         Run(() => nccl.Broadcast(data, data, (nuint)buffer.numel(), DataType(buffer), root, comm, IntPtr.Zero), "broadcast", buffer);
         if (!ReferenceEquals(buffer, tensor)) CopyBack(buffer, tensor);
     }
@@ -100,7 +100,7 @@ public sealed unsafe class NcclCommunicator : Communicator
         using var buffer = Contiguous(tensor);
         long[] shape = [Size * (tensor.dim() == 0 ? 1 : tensor.shape[0]), .. tensor.shape.Skip(1)];
         var gathered = empty(shape, tensor.dtype, tensor.device);
-        IntPtr source = Address(buffer), target = Address(gathered);
+        IntPtr source = TensorMemory.Address(buffer), target = TensorMemory.Address(gathered);
         Run(() => nccl.AllGather(source, target, (nuint)buffer.numel(), DataType(buffer), comm, IntPtr.Zero), "all-gather", gathered);
         return gathered;
     }
@@ -112,7 +112,7 @@ public sealed unsafe class NcclCommunicator : Communicator
         using var buffer = Contiguous(tensor);
         long[] shape = [tensor.shape[0] / Size, .. tensor.shape.Skip(1)];
         var result = empty(shape, tensor.dtype, tensor.device);
-        IntPtr source = Address(buffer), target = Address(result);
+        IntPtr source = TensorMemory.Address(buffer), target = TensorMemory.Address(result);
         Run(() => nccl.ReduceScatter(source, target, (nuint)result.numel(), DataType(buffer), Op(op), comm, IntPtr.Zero), "reduce-scatter", result);
         return result;
     }
@@ -166,12 +166,6 @@ public sealed unsafe class NcclCommunicator : Communicator
         ReduceOp.Average => NcclLibrary.Average,
         _ => NcclLibrary.Sum,
     };
-
-    [DllImport("LibTorchSharp")]
-    private static extern IntPtr THSTensor_data(IntPtr handle);
-
-    /// <summary>The device address of a contiguous tensor's first element (storage offset included).</summary>
-    private static IntPtr Address(Tensor tensor) => THSTensor_data(tensor.Handle);
 
     /// <summary>
     /// Queues one collective, then waits for it — a one-element copy to the host on the same stream returns only when

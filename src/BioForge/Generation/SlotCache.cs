@@ -1,5 +1,6 @@
 using BioForge.IO;
 using BioForge.Models;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace BioForge.Generation;
@@ -7,10 +8,11 @@ namespace BioForge.Generation;
 /// <summary>
 /// Keys and values in fixed slots, allocated once: per layer [slots × length, kv heads, head dim], a sequence owning
 /// one slot of <c>length</c> positions from admission to its end. Before each forward pass <see cref="Bind"/> says which
-/// slots the batch rows are and where their new tokens go; attention then reads each row's slot up to the longest
-/// position in the batch (shorter rows are masked by the caller). When the rows are slots 0 … B − 1 in order (the
-/// scheduler keeps its running sequences there, <see cref="Move"/>), attention reads the cache in place; otherwise the
-/// rows' slots are gathered into a copy, at every layer of the pass.
+/// slots the batch rows are and where their new tokens go. A decoding step (one token per row) in float32 on the CPU
+/// attends with a kernel that reads each row's own positions (<see cref="Attention.Ragged"/>); otherwise LibTorch's
+/// kernel reads each row's slot up to the longest position in the batch (shorter rows masked by the caller), in place
+/// when the rows are slots 0 … B − 1 in order (the scheduler keeps its running sequences there, <see cref="Move"/>), or
+/// from a copy of the rows' slots, at every layer of the pass.
 /// </summary>
 public sealed class SlotCache : IKeyValueStore, IDisposable
 {
@@ -20,6 +22,8 @@ public sealed class SlotCache : IKeyValueStore, IDisposable
     private readonly Device device;
     private Tensor? rows, writeIndex;
     private long attended, leadingRows;
+    private int[] rowSlots = [], rowLengths = [];
+    private bool ragged;
 
     public SlotCache(IDecoderModel model, int slots, int length)
     {
@@ -70,6 +74,9 @@ public sealed class SlotCache : IKeyValueStore, IDisposable
         rows = leading ? null : tensor(slots.Select(s => (long)s).ToArray()).to(device);
         writeIndex = tensor(index).to(device);
         attended = attend;
+        rowSlots = [.. slots];
+        rowLengths = [.. starts.Select(start => start + count)];
+        ragged = count == 1 && device.type == DeviceType.CPU && keys[0].dtype == ScalarType.Float32 && !is_grad_enabled();
     }
 
     /// <summary>Copies the first <paramref name="positions"/> keys and values of slot <paramref name="from"/> into slot
@@ -85,15 +92,20 @@ public sealed class SlotCache : IKeyValueStore, IDisposable
         }
     }
 
-    public (Tensor Keys, Tensor Values) Append(int layer, Tensor k, Tensor v)
+    public Tensor Attend(int layer, Tensor queries, Tensor k, Tensor v, Tensor allowed)
     {
         if (writeIndex is null) throw new InvalidOperationException("SlotCache.Bind must precede the forward pass");
-        return (Store(keys[layer], k), Store(values[layer], v));
+        Store(keys[layer], k);
+        Store(values[layer], v);
+        if (ragged) return Attention.Ragged(queries, keys[layer], values[layer], rowSlots, rowLengths, Length);
+        return Attention.Masked(queries, Attended(keys[layer]), Attended(values[layer]), allowed);
     }
 
-    private Tensor Store(Tensor cache, Tensor x)
+    private void Store(Tensor cache, Tensor x) => cache.index_copy_(0, writeIndex!, x.transpose(1, 2).reshape(-1, heads, headDim));
+
+    /// <summary>The rows' slots up to the longest position: [B, kv heads, attended, head dim].</summary>
+    private Tensor Attended(Tensor cache)
     {
-        cache.index_copy_(0, writeIndex!, x.transpose(1, 2).reshape(-1, heads, headDim));
         var attendedSlots = cache.view(Slots, Length, heads, headDim).narrow(1, 0, attended);
         return (rows is null ? attendedSlots.narrow(0, 0, leadingRows) : attendedSlots.index_select(0, rows)).transpose(1, 2);
     }

@@ -2,12 +2,16 @@ using static TorchSharp.torch;
 
 namespace BioForge.Models;
 
-/// <summary>Where attention layers keep keys and values between decoding steps.</summary>
+/// <summary>Where attention layers keep keys and values between decoding steps, and how a step attends over them.</summary>
 public interface IKeyValueStore
 {
-    /// <summary>Stores this step's keys and values of <paramref name="layer"/> ([B, kv heads, T, head dim]) and returns every
-    /// key and value the step attends to ([B, kv heads, K, head dim]).</summary>
-    (Tensor Keys, Tensor Values) Append(int layer, Tensor keys, Tensor values);
+    /// <summary>
+    /// Stores this step's keys and values of <paramref name="layer"/> ([B, kv heads, T, head dim]) and returns the
+    /// attention of <paramref name="queries"/> ([B, heads, T, head dim]) over every key the step sees: [B, heads, T, head
+    /// dim]. <paramref name="allowed"/> ([B, 1, T, K], K the keys stored so far) says which; a store that knows each
+    /// row's length may read only those positions.
+    /// </summary>
+    Tensor Attend(int layer, Tensor queries, Tensor keys, Tensor values, Tensor allowed);
 }
 
 /// <summary>
@@ -22,7 +26,13 @@ public sealed class KeyValueCache(int layers) : IKeyValueStore, IDisposable
     /// <summary>Number of cached positions (those of layer 0, which is appended first).</summary>
     public long Length => keys[0]?.shape[2] ?? 0;
 
-    public (Tensor Keys, Tensor Values) Append(int layer, Tensor k, Tensor v)
+    public Tensor Attend(int layer, Tensor queries, Tensor keys, Tensor values, Tensor allowed)
+    {
+        var (k, v) = Append(layer, keys, values);
+        return Attention.Masked(queries, k, v, allowed);
+    }
+
+    private (Tensor Keys, Tensor Values) Append(int layer, Tensor k, Tensor v)
     {
         var newKeys = keys[layer] is null ? k.detach().clone() : cat([keys[layer]!, k.detach()], dim: 2);
         var newValues = values[layer] is null ? v.detach().clone() : cat([values[layer]!, v.detach()], dim: 2);

@@ -214,9 +214,8 @@ internal sealed class Gpt2Attention : nn.Module
         long b = x.shape[0], t = x.shape[1];
         var qkv = c_attn.call(x).view(b, t, 3, heads, headDim).permute(2, 0, 3, 1, 4);
         Tensor q = qkv[0], k = qkv[1], v = qkv[2];
-        if (cache is not null) (k, v) = cache.Append(layer, k, v);
-        // The kernel's default scale is GPT-2's 1/√head_dim (scale_attn_weights).
-        var context = F.scaled_dot_product_attention(q, k, v, allowed).transpose(1, 2).reshape(b, t, hidden);
+        // The kernels' scale is GPT-2's 1/√head_dim (scale_attn_weights).
+        var context = (cache is null ? Attention.Masked(q, k, v, allowed) : cache.Attend(layer, q, k, v, allowed)).transpose(1, 2).reshape(b, t, hidden);
         return c_proj.call(context);
     }
 }

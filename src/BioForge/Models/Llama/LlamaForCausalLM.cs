@@ -258,19 +258,8 @@ internal sealed class LlamaAttention : nn.Module
         var q = RotaryEmbedding.Apply(Split(q_proj.call(x), heads), cos, sin);
         var k = RotaryEmbedding.Apply(Split(k_proj.call(x), kvHeads), cos, sin);
         var v = Split(v_proj.call(x), kvHeads);
-        if (cache is not null) (k, v) = cache.Append(layer, k, v);
-        int groups = heads / kvHeads;
-        if (groups > 1)
-        {
-            // The query heads of one key/value head become extra query rows of that head, so keys and values are read
-            // where they lie (a decode step's cache view) instead of being repeated: the queries and the mask are the
-            // small tensors. Query head h uses key/value head h / groups, as repeat_interleave would pair them.
-            q = q.reshape(b, kvHeads, groups * t, headDim);
-            allowed = allowed.unsqueeze(2).expand(allowed.shape[0], allowed.shape[1], groups, t, allowed.shape[3])
-                .reshape(allowed.shape[0], allowed.shape[1], groups * t, allowed.shape[3]);
-        }
-        var context = F.scaled_dot_product_attention(q, k, v, allowed).reshape(b, heads, t, headDim).transpose(1, 2).reshape(b, t, heads * headDim);
-        return o_proj.call(context);
+        var context = cache is null ? Attention.Masked(q, k, v, allowed) : cache.Attend(layer, q, k, v, allowed);
+        return o_proj.call(context.transpose(1, 2).reshape(b, t, heads * headDim));
     }
 }
 
