@@ -82,6 +82,10 @@ internal static class Attention
         int items = rows * kvHeads, threads = get_num_threads();
         if (threads > 1 && items >= ParallelItems) Parallel.For(0, items, new ParallelOptions { MaxDegreeOfParallelism = threads }, Item);
         else for (int i = 0; i < items; i++) Item(i);
+        // The addresses above are not references: keep the tensors they point into alive until the kernel is done.
+        GC.KeepAlive(q);
+        GC.KeepAlive(k);
+        GC.KeepAlive(v);
         return output;
     }
 
