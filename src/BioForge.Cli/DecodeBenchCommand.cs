@@ -43,7 +43,7 @@ internal static class DecodeBenchCommand
             var sampling = new SamplingOptions { MaxNewTokens = checkpoint.Config.MaxPositionEmbeddings, Grammar = grammar };
             var decoder = DecoderNetwork.Of(checkpoint.Model);
             string name = Path.GetFileName(Path.TrimEndingDirectorySeparator(result.GetValue(model)!));
-            foreach (var mode in chosen) Run(decoder, mode, Math.Min(count, width), width, sampling, options, name);
+            foreach (var mode in chosen) Run(decoder, mode, Math.Min(count, mode == BatchingMode.Single ? 2 : width), width, sampling, options, name);
             for (int round = 0; round < rounds; round++)
                 foreach (var mode in chosen)
                     output.WriteLine(JsonSerializer.Serialize(Run(decoder, mode, count, width, sampling, options, name)));

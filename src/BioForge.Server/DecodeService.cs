@@ -108,6 +108,7 @@ internal sealed class DecodeService : IDisposable
     {
         var clock = Stopwatch.StartNew();
         var report = scheduler.Step();
+        // A batch's size is the rows computed, a padded batch's padding rows included.
         if (report.Tokens > 0) metrics.Batch($"{Name}:decode", report.Prefilled + report.Decoded, report.Tokens, clock.Elapsed.TotalSeconds);
         return report;
     }

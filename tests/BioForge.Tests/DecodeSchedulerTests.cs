@@ -48,11 +48,17 @@ public sealed class DecodeSchedulerTests
         }
     }
 
-    /// <summary>Rows of different prompt lengths at different positions share steps: each equals the model's own greedy decoding.</summary>
-    [Fact]
-    public void SlotCachedDecodingAtMixedPositionsEqualsGreedyDecoding()
+    /// <summary>
+    /// Rows of different prompt lengths at different positions share steps: each equals the model's own greedy decoding.
+    /// In float32 the decoding steps attend with the ragged CPU kernel; in float64 with LibTorch's masked attention (the
+    /// path a GPU takes).
+    /// </summary>
+    [Theory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.Float64)]
+    public void SlotCachedDecodingAtMixedPositionsEqualsGreedyDecoding(ScalarType dtype)
     {
-        using var model = Tiny();
+        using var model = LlamaForCausalLM.Load(TestData.Path("hf", "llama_tiny"), TestData.Cpu.Device, dtype);
         int[][] prompts = [[1], [1, 5, 9, 12], [1, 30], [1, 7, 7, 7, 7, 7, 3]];
         var greedy = new SamplingOptions { Temperature = 0, MaxNewTokens = 9 };
         using var scheduler = new DecodeScheduler(DecoderNetwork.Of(model), slots: 3, length: 32, BatchingMode.Continuous, queueCapacity: 8);
@@ -427,6 +433,73 @@ public sealed class DecodeSchedulerTests
             Assert.Equal(b.Tokens, a.Tokens);
             Assert.Equal(b.Reason, a.Reason);
             Assert.Equal(b.LogLikelihood, a.LogLikelihood, 4);
+        }
+    }
+
+    /// <summary>
+    /// Padded batches at their edges: a padding row whose slot fills stops being computed, a live row cancelled beside
+    /// padding rows ends the batch when it was the last (no step of padding alone), and stopping the scheduler tells
+    /// an ended sequence nothing twice.
+    /// </summary>
+    [Fact]
+    public void PaddedBatchesEndCleanlyAtTheirEdges()
+    {
+        using var model = Tiny();
+        var finishes = new List<(string Name, FinishReason Reason)>();
+        var drawn = new Dictionary<string, int>();
+        SequenceJob Counted(string name, int[] prompt, int maxTokens, Func<bool>? cancelled = null) => new()
+        {
+            Prompt = prompt,
+            Options = new SamplingOptions { Temperature = 0, MaxNewTokens = maxTokens },
+            Seed = 4,
+            Index = 0,
+            Cancelled = cancelled,
+            OnToken = _ =>
+            {
+                drawn[name] = drawn.GetValueOrDefault(name) + 1;
+                return true;
+            },
+            OnFinished = (reason, _) => finishes.Add((name, reason)),
+        };
+        string[] Names() => [.. finishes.Select(f => f.Name)];
+
+        // Slots of 8 positions. The first sequence's 6-token prompt is prefilled and it ends at its one token: as padding
+        // it fills positions 6 and 7, then its slot is full and only the second (de novo, up to its slot's end) is computed.
+        using (var scheduler = new DecodeScheduler(DecoderNetwork.Of(model), slots: 2, length: 8, BatchingMode.Padded, queueCapacity: 4))
+        {
+            Assert.True(scheduler.TrySubmit([Counted("prompted", [1, 5, 9, 12, 14, 3], 1), Counted("de novo", [1], 100)]));
+            var steps = new List<DecodeStepReport>();
+            while (scheduler.Busy) steps.Add(scheduler.Step());
+            Assert.Equal(["prompted", "de novo"], Names());
+            Assert.True(drawn.GetValueOrDefault("de novo") >= 4, $"the de novo sequence ended after {drawn.GetValueOrDefault("de novo")} tokens");
+            Assert.Equal(2, steps.Count(step => step.Padding == 1));
+            Assert.All(steps.Skip(3), step => Assert.Equal((1, 0), (step.Decoded, step.Padding)));
+        }
+
+        // The last live row is cancelled while a padding row remains: the batch ends at that step, and the waiting
+        // sequence is admitted in it.
+        finishes.Clear();
+        bool gone = false;
+        using (var scheduler = new DecodeScheduler(DecoderNetwork.Of(model), slots: 2, length: 64, BatchingMode.Padded, queueCapacity: 4))
+        {
+            Assert.True(scheduler.TrySubmit([Counted("short", [1], 1), Counted("long", [1], 60, () => gone)]));
+            scheduler.Step();
+            Assert.Equal(1, scheduler.Step().Padding); // the short sequence ended at its one token: padding from now on
+            Assert.True(scheduler.TrySubmit([Counted("next", [1], 1)]));
+            gone = true;
+            var step = scheduler.Step();
+            Assert.Equal(("long", FinishReason.Cancelled), finishes[1]);
+            Assert.Equal((0, 1), (step.Padding, step.Decoded)); // the newcomer alone, no pass of padding
+            Assert.Equal(["short", "long", "next"], Names());
+
+            // Stopping with a padded batch running: the ended sequence is not told again.
+            finishes.Clear();
+            Assert.True(scheduler.TrySubmit([Counted("a", [1], 1), Counted("b", [1], 60)]));
+            scheduler.Step();
+            Assert.Equal(2, scheduler.Running);
+            scheduler.CancelRunning(waitingToo: true);
+            Assert.Equal(["a", "b"], Names());
+            Assert.Equal(FinishReason.Cancelled, finishes[1].Reason);
         }
     }
 }

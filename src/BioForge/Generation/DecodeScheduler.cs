@@ -179,6 +179,7 @@ public sealed class DecodeScheduler : IDisposable
         using var _ = no_grad();
         for (int i = running.Count - 1; i >= 0; i--)
             if (!running[i].Finished && running[i].Job.Cancelled?.Invoke() == true) Retire(i, FinishReason.Cancelled);
+        EndPaddedBatch(); // its last live sequence may have been cancelled: no step of padding alone
         DropCancelledWaiting();
         // Padding rows (Padded mode) are fed while their slots have room; a live row whose slot is full has ended.
         var decoding = running.Where(r => r.Pending >= 0 && r.Filled < cache.Length).ToList();
@@ -201,12 +202,18 @@ public sealed class DecodeScheduler : IDisposable
             decoding.Sort((a, b) => a.Slot.CompareTo(b.Slot)); // a prefill's ending sequences may have moved others
             tokens += Forward(decoding, 1, prefill: false);
         }
-        if (running.Count > 0 && running.TrueForAll(r => r.Finished)) running.Clear(); // a padded batch's last sequence ended
+        EndPaddedBatch();
         Volatile.Write(ref runningCount, running.Count);
         return new DecodeStepReport(admitted.Count(r => r.Job.Prompt.Length > 1), decoding.Count, padding, tokens, running.Count, Waiting, hostSeconds);
     }
 
     private double hostSeconds;
+
+    /// <summary>A padded batch whose sequences have all ended frees its slots (<see cref="BatchingMode.Padded"/>).</summary>
+    private void EndPaddedBatch()
+    {
+        if (running.Count > 0 && running.TrueForAll(r => r.Finished)) running.Clear();
+    }
 
     /// <summary>Waiting sequences whose client left give their queue places back now, not when a slot frees (with
     /// every slot on a long decode, they would turn new requests away as a full queue).</summary>
@@ -291,7 +298,8 @@ public sealed class DecodeScheduler : IDisposable
             {
                 Advance(rows[b], draws[b]);
             }
-            catch (Exception e) when (rows[b].Job.OnFailed is not null && running.Contains(rows[b]))
+            // A callback failing as the sequence ends fails the step in every mode (an ended padded row is still in the batch).
+            catch (Exception e) when (rows[b].Job.OnFailed is not null && running.Contains(rows[b]) && !rows[b].Finished)
             {
                 Fail(rows[b], e);
             }

@@ -47,8 +47,17 @@ internal static class Attention
     {
         int rows = (int)queries.shape[0], heads = (int)queries.shape[1], headDim = (int)queries.shape[3], kvHeads = (int)keys.shape[1];
         int groups = heads / kvHeads;
+        // The kernel reads raw memory: a shape or index out of place would read past the cache, not throw.
+        long slotCount = keys.shape[0] / slotLength;
         if (queries.shape[2] != 1 || slots.Count != rows || lengths.Count != rows)
             throw new ArgumentException($"ragged attention takes one query per row and a slot and length for each of {rows} rows");
+        if (new[] { queries, keys, values }.Any(t => t.dtype != ScalarType.Float32 || t.device_type != TorchSharp.DeviceType.CPU))
+            throw new ArgumentException("ragged attention computes float32 tensors on the CPU");
+        if (groups * kvHeads != heads || keys.shape[2] != headDim || !keys.shape.SequenceEqual(values.shape) || slotCount * slotLength != keys.shape[0])
+            throw new ArgumentException($"keys and values [{string.Join(", ", keys.shape)}] do not fit {heads} query heads of {headDim} in slots of {slotLength}");
+        for (int b = 0; b < rows; b++)
+            if (slots[b] < 0 || slots[b] >= slotCount || lengths[b] < 1 || lengths[b] > slotLength)
+                throw new ArgumentException($"row {b}: slot {slots[b]} of {slotCount}, length {lengths[b]} of {slotLength}");
         var q = queries.contiguous();
         var output = empty_like(q);
         var k = keys.contiguous();
