@@ -19,10 +19,10 @@ public sealed class ScaleOutTests
     }
 
     /// <summary>A replica on a port the system chooses (no window between choosing a port and binding it), and that port.</summary>
-    private static (Process Process, int Port) Replica(string name, StringBuilder log)
+    private static (Process Process, int Port) Replica(string name, StringBuilder log, string[] options)
     {
         var info = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "BioForge.Cli.dll"), "serve", "--models",
-            Path.Combine(Repository.Root, "models", "smiles-llama-small"), "--port", "0", "--threads", "1", "--device", "cpu"])
+            Path.Combine(Repository.Root, "models", "smiles-llama-small"), "--port", "0", "--threads", "1", "--device", "cpu", .. options])
         { RedirectStandardOutput = true, RedirectStandardError = true };
         var process = Process.Start(info)!;
         var ready = new TaskCompletionSource<int>();
@@ -55,16 +55,17 @@ public sealed class ScaleOutTests
         public HttpClient Client { get; }
         private readonly Process nginx;
 
-        public Cluster()
+        /// <param name="options">More options for both replicas' <c>serve</c>.</param>
+        public Cluster(params string[] options)
         {
             if (!File.Exists("/usr/sbin/nginx")) throw new InvalidOperationException("nginx is not installed (scripts/setup.sh installs it)");
             var log = new StringBuilder();
             var started = new List<Process>();
             try
             {
-                (First, FirstPort) = Replica("first", log);
+                (First, FirstPort) = Replica("first", log, options);
                 started.Add(First);
-                (Second, SecondPort) = Replica("second", log);
+                (Second, SecondPort) = Replica("second", log, options);
                 started.Add(Second);
                 nginx = StartNginx(out int front);
                 Client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{front}"), Timeout = TimeSpan.FromMinutes(1) };
@@ -186,7 +187,9 @@ public sealed class ScaleOutTests
     [Fact]
     public async Task AStreamWhoseReplicaDiesEndsInAnErrorNotATruncatedAnswer()
     {
-        using var cluster = new Cluster();
+        // One sequence at a time, so the stream outlasts the kill however fast decoding is (with 64 at once it took about
+        // two seconds on two cores, and on a loaded CI machine it once ended before the kill landed).
+        using var cluster = new Cluster("--max-running", "1");
         // Long enough to outlast the kill: 128 samples of up to 250 tokens each, hot enough to rarely end early.
         const string longStream = """{"model":"smiles-llama-small","prompt":"","n":128,"max_tokens":250,"temperature":3,"grammar":"none","seed":1,"stream":true}""";
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = new StringContent(longStream, Encoding.UTF8, "application/json") };
