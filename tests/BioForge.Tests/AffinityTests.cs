@@ -1,3 +1,4 @@
+using BioForge.Chem;
 using BioForge.Discovery;
 using BioForge.Statistics;
 
@@ -187,6 +188,32 @@ public sealed class AffinityTests
         Assert.Contains("imatinib", ids); // the name after the SMILES, not "line 3"
         Assert.All(ids, id => Assert.True(id is "imatinib" or "phenol" || id.StartsWith("line ", StringComparison.Ordinal), id));
         Assert.Contains("Virtual screening", File.ReadAllText(report));
+    }
+
+    /// <summary>A screen cancelled once its library is read stops in the profiling of its hits, not after it.</summary>
+    [Fact]
+    public void ACancelledScreenStopsWhileProfilingItsHits()
+    {
+        using var model = AffinityModel.Load(SmallModel.Value, TestData.Cpu.Device);
+        string[] smiles = ["CC(=O)Nc1ccc(O)cc1", "c1ccccc1O", "CCN(CC)CC", "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1"];
+        var library = smiles.Select((s, i) => new MoleculeRecord($"#{i + 1}", s, false, i + 1, new Dictionary<string, string>())).ToList();
+        using var cancellation = new CancellationTokenSource();
+        var read = new Counted(library.Count, cancellation);
+        Assert.Throws<OperationCanceledException>(() => VirtualScreen.Run(model, Abl1Kinase, library, new ScreenOptions { Top = 4 }, read, cancellation.Token));
+        Assert.Equal(library.Count, read.Total); // every molecule was scored before the cancellation
+        Assert.Equal(4, VirtualScreen.Run(model, Abl1Kinase, library, new ScreenOptions { Top = 4 }).Hits.Count);
+    }
+
+    /// <summary>Cancels once the whole library has been reported scored.</summary>
+    private sealed class Counted(int size, CancellationTokenSource cancellation) : IProgress<int>
+    {
+        public int Total { get; private set; }
+
+        public void Report(int value)
+        {
+            Total += value;
+            if (Total >= size) cancellation.Cancel();
+        }
     }
 
     [Fact]

@@ -124,7 +124,7 @@ internal static class ScreenRoutes
         try
         {
             summary = VirtualScreen.Run(model, target, Cancellable(library, deadline.Token), new ScreenOptions { Top = job.Top, BatchSize = 256 },
-                new Progress(job));
+                new Progress(job), deadline.Token);
         }
         catch (OperationCanceledException) when (!cancellation.IsCancellationRequested)
         {

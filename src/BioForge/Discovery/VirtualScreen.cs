@@ -29,7 +29,9 @@ public static class VirtualScreen
 {
     private const int SampleSize = 20_000;
 
-    public static ScreenSummary Run(AffinityModel model, string targetSequence, IEnumerable<MoleculeRecord> library, ScreenOptions options, IProgress<int>? progress = null)
+    /// <param name="cancellation">Stops the profiling of the hits too (the library's enumeration stops the screening).</param>
+    public static ScreenSummary Run(AffinityModel model, string targetSequence, IEnumerable<MoleculeRecord> library, ScreenOptions options, IProgress<int>? progress = null,
+        CancellationToken cancellation = default)
     {
         if (options.Top < 1) throw new BioForgeException($"--top must be at least 1 (got {options.Top})");
         var clock = Stopwatch.StartNew();
@@ -77,7 +79,7 @@ public static class VirtualScreen
             progress?.Report(chunk.Length);
         }
         var known = model.KnownBinders(targetSequence);
-        var (hits, unprofiled) = Profile([.. best.UnorderedItems.Select(x => x.Element).OrderByDescending(x => x.Affinity)], known);
+        var (hits, unprofiled) = Profile([.. best.UnorderedItems.Select(x => x.Element).OrderByDescending(x => x.Affinity)], known, cancellation);
         errors.AddRange(unprofiled.Take(Math.Max(0, 5 - errors.Count)));
         return new ScreenSummary(read, scored, invalid + unprofiled.Count, errors, hits, sample, known.Count, clock.Elapsed);
     }
@@ -87,8 +89,9 @@ public static class VirtualScreen
     /// list with its reason, counted with the invalid ones, rather than ending the screen after every prediction.
     /// </summary>
     private static (List<ScreenHit> Hits, List<string> Failures) Profile(IReadOnlyList<(MoleculeRecord Record, double Affinity)> ranked,
-        IReadOnlyList<(string Name, string Smiles, double Affinity)> known)
+        IReadOnlyList<(string Name, string Smiles, double Affinity)> known, CancellationToken cancellation)
     {
+        cancellation.ThrowIfCancellationRequested();
         using var qed = new Qed();
         var sa = new SaScore();
         using var alerts = new StructuralFilters(FilterCatalogs.Pains | FilterCatalogs.Brenk);
@@ -99,7 +102,8 @@ public static class VirtualScreen
         }).ToList();
         var hits = new ScreenHit?[ranked.Count];
         var failures = new string?[ranked.Count];
-        Parallel.For(0, ranked.Count, i =>
+        // Thousands of hits (quickstart profiles all it screens) take seconds: a cancelled job stops here too.
+        Parallel.For(0, ranked.Count, new ParallelOptions { CancellationToken = cancellation }, i =>
         {
             var (record, affinity) = ranked[i];
             record.TryParse(out var parsed, out _);
