@@ -32,8 +32,10 @@ internal static class DecodeBenchCommand
             var options = compute.Resolve(result);
             int count = result.GetValue(sequences), width = result.GetValue(slots), rounds = result.GetValue(repeats);
             if (count < 1 || width < 1 || rounds < 1) throw new BioForgeException("--sequences, --slots and --repeats must be positive");
+            // By name only: Enum.TryParse also takes numbers, any number, and "7" ran as an unnamed mode.
+            var known = Enum.GetValues<BatchingMode>().ToDictionary(mode => mode.ToString(), StringComparer.OrdinalIgnoreCase);
             var chosen = result.GetValue(modes)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
-                .Select(m => Enum.TryParse<BatchingMode>(m, ignoreCase: true, out var mode) ? mode : throw new BioForgeException($"--modes: unknown batching mode '{m}' (continuous, static, padded, single)"))
+                .Select(m => known.TryGetValue(m, out var mode) ? mode : throw new BioForgeException($"--modes: unknown batching mode '{m}' (continuous, static, padded, single)"))
                 .ToList();
             if (chosen.Count == 0) throw new BioForgeException("--modes names no batching mode");
             using var checkpoint = LlamaCheckpoint.Load(result.GetValue(model)!, options.Device, options.DType);

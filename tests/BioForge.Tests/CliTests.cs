@@ -446,6 +446,7 @@ public sealed class CliTests
         Assert.True(runs[2]["padding_rows_per_step"]!.GetValue<double>() > 0 && runs[1]["padding_rows_per_step"]!.GetValue<double>() == 0);
         Assert.True(runs[2]["rows_per_step"]!.GetValue<double>() > runs[1]["rows_per_step"]!.GetValue<double>());
         AssertFails(Run("bench", "decode", "--model", model, "--modes", "continuous,paged"), "--modes: unknown batching mode 'paged'");
+        AssertFails(Run("bench", "decode", "--model", model, "--modes", "7"), "--modes: unknown batching mode '7'");
     }
 
     [Fact]
