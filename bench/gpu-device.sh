@@ -127,6 +127,7 @@ completions load-protein-single 45 18094 models/protein-llama-small 0.25 single
 
 # --- 3. the rest, most valuable first
 # The decoder in process (bench decode): a queue of 4 x the slots leaves continuous batching a long tail of few rows;
+# padded batches (every row computed to its batch's end, as Hugging Face's generate) are the papers' baseline;
 # the -sustained run (16 x the slots) is nearer a saturated server. The rows' grammar verdicts and draws run on the
 # intra-op threads (DecodeScheduler.Decide); the -1thread run keeps them on the stepping thread, as on 2026-12-04.
 decode() { # decode NAME SECONDS MODEL SEQUENCES REPEATS [VAR=VALUE] [OPTION...]
@@ -134,8 +135,8 @@ decode() { # decode NAME SECONDS MODEL SEQUENCES REPEATS [VAR=VALUE] [OPTION...]
   shift $(($# < 6 ? $# : 6))
   step "$name" "$limit" env $variable "$BIOFORGE" bench decode --model "$model" --sequences "$count" --repeats "$repeats" --slots "$slots" --device "$device" "$@"
 }
-decode bench-decode-smiles 60 models/smiles-llama-small "$((slots * 4))" 2
-decode bench-decode-protein 90 models/protein-llama-small "$((slots * 4))" 2
+decode bench-decode-smiles 75 models/smiles-llama-small "$((slots * 4))" 2 "" --modes continuous,static,padded
+decode bench-decode-protein 110 models/protein-llama-small "$((slots * 4))" 2 "" --modes continuous,static,padded
 decode bench-decode-smiles-sustained 60 models/smiles-llama-small "$((slots * 16))" 1
 
 # The cheap proofs of 2026-12-04, again for this build: CUDA embeddings equal CPU ones on the Hugging Face fixture.
