@@ -102,17 +102,25 @@ public static class Cli
             {
                 var seen = new List<(string Option, string Path)>();
                 foreach (var option in inputs.Concat(outputs))
-                    foreach (string path in Paths(result.GetResult(option)))
-                    {
-                        string full = Path.GetFullPath(path);
-                        if (outputs.Contains(option) && seen.FirstOrDefault(s => s.Path == full) is { Option: { } other })
+                    foreach (string given in Paths(result.GetResult(option)))
+                        foreach (var (path, what) in outputs.Contains(option) ? WrittenBeside(option.Name, given) : [(given, option.Name)])
                         {
-                            result.AddError($"{option.Name} {path} is also {other}: write {option.Name} elsewhere");
-                            return;
+                            string full = Path.GetFullPath(path);
+                            if (outputs.Contains(option) && seen.FirstOrDefault(s => s.Path == full) is { Option: { } other })
+                            {
+                                result.AddError($"{what} {path} is also {other}: write {option.Name} elsewhere");
+                                return;
+                            }
+                            seen.Add((what, full));
                         }
-                        seen.Add((option.Name, full));
-                    }
             });
+    }
+
+    /// <summary>An output and the files written beside it: an .npy of embeddings has its record ids in a text file.</summary>
+    private static IEnumerable<(string Path, string What)> WrittenBeside(string option, string path)
+    {
+        yield return (path, option);
+        if (Proteins.EmbeddingWriters.Companion(path) is { } ids) yield return (ids, $"{option} {path}'s ids file");
     }
 
     /// <summary>

@@ -27,6 +27,10 @@ public static class EmbeddingWriters
             _ => throw new BioForgeException($"--out {path}: unknown output format '{ext}' (use .csv, .npy or .safetensors)"),
         };
     }
+
+    /// <summary>The file written beside an output at <paramref name="path"/>, if its format has one: an .npy's record ids.</summary>
+    public static string? Companion(string path) =>
+        path.EndsWith(".npy", StringComparison.OrdinalIgnoreCase) ? NpyEmbeddingWriter.IdsPath(path) : null;
 }
 
 /// <summary>id, dim_0 … dim_{D-1}; with --pool none one row per residue: id, position (1-based), residue, dims.</summary>
