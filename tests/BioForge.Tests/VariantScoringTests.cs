@@ -22,6 +22,8 @@ public sealed class VariantScoringTests
     [InlineData("K99R", "outside the 22-residue wild type")]
     [InlineData("K2", "expected wild-type letter")]
     [InlineData("K2R:K2A", "changes position 2 twice")]
+    [InlineData("K2Z", "the mutant Z is not one of the 20 amino acids")]
+    [InlineData("K2R:A4X", "mutation 'A4X' in 'K2R:A4X': the mutant X is not one of the 20 amino acids")]
     public void RejectsBadMutations(string text, string expected) =>
         Assert.Contains(expected, Assert.Throws<BioForgeException>(() => Variant.Parse(text, WildType)).Message);
 

@@ -9,6 +9,8 @@ public sealed record Substitution(char WildType, int Position, char Mutant);
 /// <summary>A variant as written by the user (e.g. "A23G:K45R") and its substitutions.</summary>
 public sealed record Variant(string Name, IReadOnlyList<Substitution> Substitutions)
 {
+    private const string CanonicalAminoAcids = "ACDEFGHIKLMNPQRSTVWY";
+
     /// <summary>
     /// Parses "A23G" or a multi-mutant "A23G:K45R" (also "A23G,K45R" inside one table cell) and checks every
     /// wild-type letter against <paramref name="wildType"/>. <paramref name="indexBase"/> 0 reads 0-based positions.
@@ -25,6 +27,9 @@ public sealed record Variant(string Name, IReadOnlyList<Substitution> Substituti
                 throw new BioForgeException($"mutation '{part}' in '{name}': expected wild-type letter, position, mutant letter (e.g. A23G)");
             int position = raw - indexBase + 1;
             char wt = char.ToUpperInvariant(part[0]), mut = char.ToUpperInvariant(part[^1]);
+            // X, B, Z, U and O are in ESM's alphabet, so a masked-marginal score exists for them, but not a residue to make.
+            if (!CanonicalAminoAcids.Contains(mut))
+                throw new BioForgeException($"mutation '{part}' in '{name}': the mutant {mut} is not one of the 20 amino acids ({CanonicalAminoAcids})");
             if (position < 1 || position > wildType.Length)
                 throw new BioForgeException($"mutation '{part}' in '{name}': position {raw} is outside the {wildType.Length}-residue wild type");
             char actual = char.ToUpperInvariant(wildType[position - 1]);
