@@ -57,4 +57,20 @@ public sealed class DataPreparationTests
         Assert.Throws<BioForgeException>(() => DataPreparation.Prepare(fasta, CorpusKind.Protein, made, 0.1, seed: 0));
         Assert.False(Directory.Exists(made), "the corpus folder was left behind");
     }
+
+    /// <summary>A corpus is not prepared over another: the runs trained on it would read other documents and splits.</summary>
+    [Fact]
+    public void APreparedCorpusIsNotOverwritten()
+    {
+        string fasta = Path.Combine(TestData.TempDirectory(), "p.fasta");
+        File.WriteAllText(fasta, ">a\nMKT\n>b\nMKV\n");
+        string dir = TestData.TempDirectory();
+        DataPreparation.Prepare(fasta, CorpusKind.Protein, dir, 0, seed: 0);
+        var before = Directory.GetFiles(dir).ToDictionary(f => f, File.ReadAllBytes);
+        File.WriteAllText(fasta, ">c\nMKW\n");
+        var e = Assert.Throws<BioForgeException>(() => DataPreparation.Prepare(fasta, CorpusKind.Protein, dir, 0, seed: 0));
+        Assert.Equal($"--out {dir} is not empty; remove it or choose another directory", e.Message);
+        Assert.Equal(before.Keys.Order(), Directory.GetFiles(dir).Order());
+        foreach (var (file, bytes) in before) Assert.Equal(bytes, File.ReadAllBytes(file));
+    }
 }

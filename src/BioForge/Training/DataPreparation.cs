@@ -38,6 +38,8 @@ public static class DataPreparation
         var clusters = clusterFile is null ? null : Clusters.Read(clusterFile);
         if (inputs.Count == 0) throw new BioForgeException("no input corpus given");
         if (!(validationFraction is >= 0 and < 1)) throw new BioForgeException($"--validation-fraction {validationFraction}: must be in [0, 1)");
+        // A corpus prepared over another would change under the runs trained on it (their splits included).
+        RunDirectory.RequireNew(directory, "--out");
         // A folder this call made goes again if the preparation fails (a bad record found halfway, say).
         bool created = !Directory.Exists(directory);
         Directory.CreateDirectory(directory);
