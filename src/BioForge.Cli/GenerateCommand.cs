@@ -18,7 +18,7 @@ internal static class GenerateCommand
         var model = Options.Required("--model", "SMILES language model directory (config.json, model.safetensors, vocab.json), a protein one (vocab.txt), or a GPT-2 checkpoint with its tokenizer");
         var count = new Option<int>("--n") { Description = "number of molecules", Required = true };
         var outPath = Options.Required("--out", "output .smi: one SMILES per line; FASTA (records gen-1, gen-2, …) for a protein model");
-        var temperature = new Option<double>("--temperature") { Description = "softmax temperature (< 1: safer, > 1: more diverse)", DefaultValueFactory = _ => 1.0 };
+        var temperature = new Option<double>("--temperature") { Description = "softmax temperature (< 1: safer, > 1: more diverse; 0: the most probable token)", DefaultValueFactory = _ => 1.0 };
         var topK = Options.Int("--top-k", "sample among the k most probable tokens (0 = all)", 0);
         var topP = new Option<double>("--top-p") { Description = "nucleus sampling mass (1 = off)", DefaultValueFactory = _ => 1.0 };
         var repetition = new Option<double>("--repetition-penalty")
@@ -57,7 +57,7 @@ internal static class GenerateCommand
                 FrequencyPenalty = result.GetValue(frequency),
             };
             // The service's bounds: past 100 every allowed token is about as likely as any other.
-            if (common.Temperature is <= 0 or > 100) throw new BioForgeException($"--temperature must be above 0 and at most 100 (got {common.Temperature})");
+            if (common.Temperature is < 0 or > 100) throw new BioForgeException($"--temperature must be 0 to 100 (got {common.Temperature})");
             if (common.TopP is <= 0 or > 1) throw new BioForgeException($"--top-p must be in (0, 1] (got {common.TopP})");
             if (common.TopK < 0) throw new BioForgeException($"--top-k must be >= 0 (got {common.TopK})");
             if (common.MaxNewTokens < 1) throw new BioForgeException($"--max-length must be positive (got {common.MaxNewTokens})");
@@ -78,7 +78,7 @@ internal static class GenerateCommand
                     // Residue letters and <eos> only unless --grammar none asks for the raw distribution.
                     Grammar = result.GetValue(grammar) == "none" ? null : new ProteinGrammar(checkpoint.Residues!),
                     // A protein is longer than a molecule: unless asked otherwise, sample up to the model's whole context.
-                    MaxNewTokens = result.GetResult(maxLength) is { Implicit: false } ? result.GetValue(maxLength) : checkpoint.Config.MaxPositionEmbeddings,
+                    MaxNewTokens = result.GetResult(maxLength) is { Implicit: false } ? result.GetValue(maxLength) : checkpoint.Config.MaxPositionEmbeddings - 1,
                 };
                 return ProteinSamples.Run(output, checkpoint, result.GetValue(count), protein, result.GetValue(seed), result.GetValue(batch), result.GetValue(prompt)!, result.GetValue(outPath)!);
             }
@@ -97,7 +97,8 @@ internal static class GenerateCommand
             int valid = molecules.Count(m => m.Valid);
             int unique = molecules.Where(m => m.Valid).Select(m => m.Canonical).Distinct().Count();
             output.WriteLine($"{molecules.Count} molecules -> {target} in {seconds:F1} s ({molecules.Count / Math.Max(seconds, 1e-9):F0} molecules/s); "
-                + (noRdkit is null ? $"valid {100.0 * valid / molecules.Count:F1}%, unique among valid {100.0 * unique / Math.Max(1, valid):F1}%"
+                + (onlyValid ? $"{molecules[^1].Index + 1} samples for {molecules.Count} valid, unique {100.0 * unique / valid:F1}%"
+                    : noRdkit is null ? $"valid {100.0 * valid / molecules.Count:F1}%" + (valid > 0 ? $", unique among valid {100.0 * unique / valid:F1}%" : "")
                     : $"validity not checked: {noRdkit}"));
             return 0;
         }));

@@ -40,7 +40,8 @@ public sealed class CliTests
 
     /// <summary>
     /// Before any work, an output that is one of the command's inputs (read, then overwritten) or its other output, a
-    /// file output naming a folder, and a second output that cannot be written are refused by option name.
+    /// file output naming a folder, a file written beside an output, and a second output that cannot be written are
+    /// refused by option name.
     /// </summary>
     [Fact]
     public void OutputsAreNeitherInputsNorFoldersNorEachOther()
@@ -50,6 +51,12 @@ public sealed class CliTests
         string before = File.ReadAllText(fasta);
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", fasta, "--out", fasta), $"--out {fasta} is also --in");
         Assert.Equal(before, File.ReadAllText(fasta));
+        // An .npy's record ids go to a file beside it (emb.npy -> emb.ids.txt): that file is checked like an output.
+        string ids = Path.Combine(dir, "emb.ids.txt");
+        File.WriteAllText(ids, before);
+        string npy = Path.Combine(dir, "emb.npy");
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", ids, "--out", npy), $"--out {npy}'s ids file {ids} is also --in", npy);
+        Assert.Equal(before, File.ReadAllText(ids));
         string map = Path.Combine(dir, "c.csv");
         AssertFails(Run("contacts", "--model", TestData.EsmTiny, "--seq", "MKTAYIAKQR", "--out", map, "--png", map), $"--png {map} is also --out", map);
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", fasta, "--out", dir), $"--out {dir}: is a folder; name a file");
@@ -86,7 +93,10 @@ public sealed class CliTests
         string model = Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small");
         string generated = Path.Combine(dir, "g.smi");
         AssertFails(Run("generate", "--model", model, "--n", "2", "--temperature", "NaN", "--out", generated), "--temperature NaN: must be a finite number", generated);
-        AssertFails(Run("generate", "--model", model, "--n", "2", "--temperature", "1e308", "--out", generated), "--temperature must be above 0 and at most 100", generated);
+        AssertFails(Run("generate", "--model", model, "--n", "2", "--temperature", "1e308", "--out", generated), "--temperature must be 0 to 100", generated);
+        AssertFails(Run("generate", "--model", model, "--n", "2", "--temperature", "-0.5", "--out", generated), "--temperature must be 0 to 100", generated);
+        AssertFails(Run("generate", "--model", model, "--n", "2", "--max-length", "100000", "--out", generated),
+            "--max-length 100000: the model takes 256 positions, so at most 255 tokens after its begin token", generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--top-p", "NaN", "--out", generated), "--top-p NaN: must be a finite number", generated);
         var negative = new StringWriter();
         Assert.Equal(2, Cli.Cli.Run(["embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMK\n"), "--out", Path.Combine(dir, "e.csv"), "--threads", "-1"], new StringWriter(), negative));

@@ -53,6 +53,7 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         var promptTask = Post(new { model = Model, n = 3, seed = 21, prompt = "c1ccccc1", max_tokens = 100 });
         var validTask = Post(new { model = Model, n = 3, seed = 8, valid_only = true });
         var penaltyTask = Post(new { model = Model, n = 4, seed = 5, max_tokens = 80, repetition_penalty = 1.5, presence_penalty = 0.5, frequency_penalty = 0.3 });
+        var greedyTask = Post(new { model = Model, n = 2, seed = 4, temperature = 0, max_tokens = 40 });
         var (status, text) = await plainTask;
         Assert.Equal(HttpStatusCode.OK, status);
         var plain = JsonNode.Parse(text)!;
@@ -84,12 +85,17 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         var valid = JsonNode.Parse((await validTask).Text)!;
         var expectedValid = Generate(3, new SamplingOptions(), 8, validOnly: true);
         Assert.Equal(expectedValid.Select(m => m.Canonical!), Texts(valid));
-        Assert.True(valid["samples"]!.GetValue<int>() >= 3);
+        Assert.Equal(expectedValid[^1].Index + 1, valid["samples"]!.GetValue<int>());
 
         var penalties = new SamplingOptions { MaxNewTokens = 80, RepetitionPenalty = 1.5, PresencePenalty = 0.5, FrequencyPenalty = 0.3 };
         var penalised = Texts(JsonNode.Parse((await penaltyTask).Text)!);
         Assert.Equal(Generate(4, penalties, 5).Select(m => m.Smiles), penalised);
         Assert.NotEqual(Generate(4, new SamplingOptions { MaxNewTokens = 80 }, 5).Select(m => m.Smiles), penalised);
+
+        // Temperature 0 takes the most probable token, in the route and in generate alike: every sample the same.
+        var greedy = Texts(JsonNode.Parse((await greedyTask).Text)!);
+        Assert.Equal(Generate(2, new SamplingOptions { Temperature = 0, MaxNewTokens = 40 }, 4).Select(m => m.Smiles), greedy);
+        Assert.Single(greedy.Distinct());
     }
 
     private sealed record Streamed(string[] Texts, string?[] Finish, int Events, bool Done);

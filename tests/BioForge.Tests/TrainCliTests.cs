@@ -74,7 +74,7 @@ public sealed class TrainCliTests
             (["generate", "--model", "/nonexistent", "--n", "3", "--out", Path.Combine(output, "g.smi")], "does not exist"),
             (["generate", "--model", TestData.EsmTiny, "--n", "3", "--out", Path.Combine(output, "g.smi")], "model_type"),
             (["generate", "--model", DefaultSmilesModel, "--n", "0", "--out", Path.Combine(output, "g.smi"), "--device", "cpu"], "--n must be positive"),
-            (["generate", "--model", DefaultSmilesModel, "--n", "3", "--temperature", "0", "--out", Path.Combine(output, "g.smi"), "--device", "cpu"], "temperature"),
+            (["generate", "--model", DefaultSmilesModel, "--n", "3", "--temperature", "-1", "--out", Path.Combine(output, "g.smi"), "--device", "cpu"], "--temperature must be 0 to 100"),
         })
         {
             var result = Run(args);

@@ -11,6 +11,10 @@ namespace BioForge.Generation;
 public sealed record GeneratedMolecule(string Smiles, string? Canonical, bool Finished, double LogLikelihood)
 {
     public bool Valid => Canonical is not null;
+
+    /// <summary>The sample's index i (sequence (seed, i) of the sampler): with valid-only sampling the last one's index + 1
+    /// is the number of samples it took.</summary>
+    public int Index { get; init; }
 }
 
 /// <summary>
@@ -44,8 +48,8 @@ public sealed class SmilesGenerator
     /// batching: a finished sequence's slot goes to the next). Molecule i is sequence (seed, i) of
     /// <see cref="SequenceSampler"/>, so the result depends on the seed and options only, not on the batch size, and
     /// equals what the server's <c>/v1/completions</c> answers for the same seed. With <paramref name="validOnly"/>, the
-    /// first <paramref name="count"/> valid molecules in sequence order (at most <paramref name="maxAttemptsFactor"/> ×
-    /// count samples). <paramref name="prompt"/> is a SMILES start every molecule continues.
+    /// first <paramref name="count"/> valid molecules that ended (not cut at the length limit) in sequence order (at
+    /// most <paramref name="maxAttemptsFactor"/> × count samples). <paramref name="prompt"/> is a SMILES start every molecule continues.
     /// </summary>
     public IReadOnlyList<GeneratedMolecule> Generate(int count, SamplingOptions options, ulong seed, int batchSize, bool validOnly,
         IProgress<int>? progress = null, int maxAttemptsFactor = 100, string prompt = "")
@@ -59,8 +63,10 @@ public sealed class SmilesGenerator
         var result = new List<GeneratedMolecule>(count);
         while (result.Count < count)
         {
-            // Keep the slots full; sequences are taken in index order, so the answer does not depend on timing.
-            while (next < limit && next - scanned < 2 * batchSize && scheduler.Waiting < batchSize)
+            // Keep the slots full; sequences are taken in index order, so the answer does not depend on timing. Not many
+            // more than are still wanted, though: ten valid molecules need not cost a batch of 256.
+            int ahead = Math.Min(2 * batchSize, 2 * (count - result.Count) + 16);
+            while (next < limit && next - scanned < ahead && scheduler.Waiting < batchSize)
             {
                 int index = next++;
                 samples.Add(null);
@@ -73,9 +79,10 @@ public sealed class SmilesGenerator
             scheduler.Step();
             for (; scanned < samples.Count && samples[scanned] is { } sample && result.Count < count; scanned++)
             {
-                var molecule = Describe(prompt, sample);
+                var molecule = Describe(prompt, sample) with { Index = scanned };
                 samples[scanned] = null;
-                if (validOnly && !molecule.Valid) continue;
+                // A sample cut at the length limit is not the molecule the model was writing, even when RDKit reads it.
+                if (validOnly && !(molecule.Valid && molecule.Finished)) continue;
                 result.Add(molecule);
                 progress?.Report(1);
             }
