@@ -1,5 +1,6 @@
 using System.CommandLine;
 using BioForge.Discovery.Pmo;
+using BioForge.IO;
 using Spectre.Console;
 
 namespace BioForge.Cli;
@@ -13,7 +14,7 @@ internal static class PmoBenchCommand
         var seeds = Options.Int("--seeds", "seeds per task (0, 1, …)", 3);
         var budget = Options.Int("--budget", "oracle calls per run (unique valid molecules)", 10_000);
         var parallel = Options.Int("--parallel", "runs side by side", 2);
-        var prior = new Option<string>("--prior") { Description = "the SMILES prior", DefaultValueFactory = _ => "models/smiles-llama-small" };
+        var prior = new Option<string>("--prior") { Description = "the SMILES prior", DefaultValueFactory = _ => Shipped.Path("models/smiles-llama-small") };
         var outDir = Options.RequiredFolder("--out", "output directory: runs/, pmo.csv, summary.md, curves.svg (run again to continue)");
         var device = new Option<string>("--device") { Description = "cpu, cuda, cuda:N or auto", DefaultValueFactory = _ => "cpu" };
         var threads = Options.Int("--threads", "CPU threads per run (default: the cores divided among the parallel runs)", 0);

@@ -25,7 +25,7 @@ internal static class ProteinGenEvalCommand
         var generated = Options.Required("--generated", "generated sequences (FASTA, e.g. from `bioforge generate`)");
         var reference = Options.Required("--reference", "natural sequences held out from training: FASTA, or a directory of `data prepare --tokenizer esm` (its validation split)");
         var model = new Option<string?>("--model") { Description = "protein language model whose perplexity on the reference to report (optional)" };
-        var esm = new Option<string>("--esm") { Description = "ESM-2 checkpoint for pseudo-log-likelihoods; none to skip", DefaultValueFactory = _ => "models/esm2-small" };
+        var esm = new Option<string>("--esm") { Description = "ESM-2 checkpoint for pseudo-log-likelihoods; none to skip", DefaultValueFactory = _ => Shipped.Path("models/esm2-small") };
         var maxSequences = Options.Int("--max-sequences", "use the first N sequences of each set (0 = all)", 0);
         var pllSequences = Options.Int("--pll-sequences", "sequences of each set scored by ESM-2 (the first ones)", 100);
         var pllPositions = Options.Int("--pll-positions", "masked positions per sequence for the pseudo-log-likelihood (a seeded sample when longer)", 32);

@@ -10,8 +10,6 @@ namespace BioForge.Cli;
 /// <summary><c>bioforge screen</c>: rank a molecule library by predicted affinity to one target.</summary>
 internal static class ScreenCommand
 {
-    public const string DefaultModel = "models/dti-davis";
-
     public static Command Create(TextWriter output, TextWriter error)
     {
         var target = Options.Required("--target", "the target: a protein sequence, or a FASTA file (its first record)");
@@ -19,7 +17,7 @@ internal static class ScreenCommand
         var top = Options.Int("--top", "hits to keep", 100);
         var outPath = Options.Required("--out", "hits CSV");
         var report = new Option<string?>("--report") { Description = "also write a self-contained HTML report" };
-        var model = new Option<string>("--model") { Description = "affinity model directory", DefaultValueFactory = _ => DefaultModel };
+        var model = new Option<string>("--model") { Description = "affinity model directory", DefaultValueFactory = _ => Shipped.Path("models/dti-davis") };
         var column = new Option<string?>("--smiles-column") { Description = "CSV/TSV column holding the SMILES (default: smiles)" };
         var batch = Options.Int("--batch", "molecules read and scored together", 512);
         var compute = new ComputeOptionSet();

@@ -1,10 +1,12 @@
+using BioForge.IO;
+
 namespace BioForge.Server;
 
 /// <summary>How <c>bioforge serve</c> listens, which models it serves, and how it batches and sheds load.</summary>
 public sealed record ServerOptions
 {
     /// <summary>Model directories: ESM-2 and SMILES Llama checkpoints, and <c>bioforge dti train</c> affinity models.</summary>
-    public IReadOnlyList<string> Models { get; init; } = ["models/esm2-small", "models/smiles-llama-small", "models/dti-davis"];
+    public IReadOnlyList<string> Models { get; init; } = [Shipped.Path("models/esm2-small"), Shipped.Path("models/smiles-llama-small"), Shipped.Path("models/dti-davis")];
 
     /// <summary>Loopback unless told otherwise: the service has no TLS of its own.</summary>
     public string Host { get; init; } = "127.0.0.1";

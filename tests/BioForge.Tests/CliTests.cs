@@ -157,9 +157,10 @@ public sealed class CliTests
             "CN1CCN(CC1)c1ccc(cc1)C(=O)Nc1ccccc1", "O=C(O)CCc1ccccc1", "c1ccc2[nH]ccc2c1"]);
         for (int run = 1; run <= 2; run++)
         {
-            // Its own process in the repository, as a user runs it: the embedded defaults are paths relative to it.
+            // Its own process, started in a folder of the user's, not the repository: the embedded defaults (models/…,
+            // data/…) are found from the application's folder.
             var start = new System.Diagnostics.ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "BioForge.Cli"))
-            { WorkingDirectory = Repository.Root, RedirectStandardOutput = true, RedirectStandardError = true };
+            { WorkingDirectory = parent, RedirectStandardOutput = true, RedirectStandardError = true };
             foreach (string arg in new[] { "quickstart", "--out", output, "--library", library, "--steps", "1", "--threads", "2" }) start.ArgumentList.Add(arg);
             using var process = System.Diagnostics.Process.Start(start)!;
             var stdout = process.StandardOutput.ReadToEndAsync();
@@ -173,6 +174,16 @@ public sealed class CliTests
             Assert.Contains("Drug candidates for ABL1", File.ReadAllText(Path.Combine(output, "report.html")));
             Assert.Equal([output], Directory.GetDirectories(parent)); // replaced in place: no half-written sibling left
         }
+    }
+
+    /// <summary>A shipped default is the working directory's when it is there, else found above the application's folder
+    /// (the affinity model is in the repository, not among the tests' copies); anything else stays as written.</summary>
+    [Fact]
+    public void ShippedDefaultsAreFoundFromTheApplicationsFolder()
+    {
+        string model = BioForge.IO.Shipped.Path("models/dti-davis");
+        Assert.True(Path.IsPathRooted(model) && File.Exists(Path.Combine(model, "affinity_model.json")), model);
+        Assert.Equal("models/no-such-model", BioForge.IO.Shipped.Path("models/no-such-model"));
     }
 
     /// <summary>A wait longer than .NET's timers take would fail on every request or at shutdown: refused at start, named.</summary>

@@ -123,6 +123,7 @@ public sealed class AffinityModel : IDisposable
 
     public static AffinityModel Load(string directory, Device device)
     {
+        if (!Directory.Exists(directory)) throw new BioForgeException($"{directory}: no such directory (an affinity model written by `bioforge dti train`, e.g. models/dti-davis)");
         string manifestPath = Path.Combine(directory, ManifestFile);
         if (!File.Exists(manifestPath)) throw new BioForgeException($"{directory}: no {ManifestFile} (expected a model written by `bioforge dti train`)");
         AffinityManifest manifest;

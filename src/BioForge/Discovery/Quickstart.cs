@@ -14,10 +14,10 @@ public sealed record QuickstartOptions
     /// <summary>A Davis target name (ABL1, EGFR, …), a protein sequence, or a FASTA file.</summary>
     public string Target { get; init; } = "ABL1";
     public string Output { get; init; } = "quickstart";
-    public string AffinityModel { get; init; } = "models/dti-davis";
-    public string Prior { get; init; } = "models/smiles-llama-small";
-    public string Library { get; init; } = "data/zinc250k/test.smi.gz";
-    public string Davis { get; init; } = "data/davis";
+    public string AffinityModel { get; init; } = Shipped.Path("models/dti-davis");
+    public string Prior { get; init; } = Shipped.Path("models/smiles-llama-small");
+    public string Library { get; init; } = Shipped.Path("data/zinc250k/test.smi.gz");
+    public string Davis { get; init; } = Shipped.Path("data/davis");
     public int Steps { get; init; } = 60;
     public int BatchSize { get; init; } = 64;
     public int Candidates { get; init; } = 100;

@@ -49,6 +49,7 @@ public sealed record FineTuneManifest
 
     public static FineTuneManifest Load(string runDirectory)
     {
+        if (!Directory.Exists(runDirectory)) throw new BioForgeException($"{runDirectory}: no such directory (a `bioforge finetune` run)");
         string path = Path.Combine(runDirectory, FileName);
         if (!File.Exists(path)) throw new BioForgeException($"{runDirectory}: no {FileName} (not a `bioforge finetune` run directory)");
         try

@@ -114,7 +114,7 @@ public sealed class FineTunedModel : IDisposable
     {
         if (manifest.EncoderMode == "full") return SequenceEncoder.Load(Path.Combine(runDirectory, FineTuner.EncoderDirectory), device);
         if (!Directory.Exists(manifest.BaseModel))
-            throw new BioForgeException($"{runDirectory}: base model {manifest.BaseModel} (named in {FineTuneManifest.FileName}, relative to where the run was started) not found");
+            throw new BioForgeException($"{runDirectory}: base model {manifest.BaseModel} (named in {FineTuneManifest.FileName}; runs before 2026-12-05 name it relative to where they were started) not found");
         var encoder = SequenceEncoder.Load(manifest.BaseModel, device);
         if (manifest.EncoderMode != "lora") return encoder;
         try

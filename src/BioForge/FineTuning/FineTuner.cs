@@ -187,7 +187,8 @@ public static class FineTuner
         {
             Task = config.Task.Type,
             ModelType = model.Encoder.Family.ModelType,
-            BaseModel = config.Model.Init,
+            // In full: a run is used from other folders (finetune predict, the server) than the one it was started in.
+            BaseModel = Path.GetFullPath(config.Model.Init),
             EncoderMode = config.Encoder.Mode,
             Pooling = config.Task.Pooling,
             HeadHidden = config.Task.HeadHidden,

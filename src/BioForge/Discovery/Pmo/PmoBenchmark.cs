@@ -18,7 +18,7 @@ public sealed record PmoBenchmarkOptions
     public int Parallel { get; init; } = 1;
     public int Threads { get; init; } = 1;
     public string Device { get; init; } = "cpu";
-    public string Prior { get; init; } = "models/smiles-llama-small";
+    public string Prior { get; init; } = Shipped.Path("models/smiles-llama-small");
     /// <summary><c>learning.strategy</c> of every run (<c>reinvent</c>, <c>augmented_memory</c> or <c>ahc</c>); null: <see cref="OptimizeConfig"/>'s default.</summary>
     public string? Strategy { get; init; }
     /// <summary><c>learning.genetic_offspring</c> of every run; null: <see cref="OptimizeConfig"/>'s default.</summary>
