@@ -56,6 +56,8 @@ internal static class QuickstartCommand
                 foreach (var (hit, score, source) in run.Candidates.Take(5))
                     output.WriteLine($"  {hit.Rank}. {hit.Smiles}  score {score:F2}  pKd {hit.Affinity:F2}  QED {hit.Qed:F2}  SA {hit.Sa:F1}  ({source})");
                 output.WriteLine($"Mean score of the {run.Picked}: {run.AgentTopMean:F3} (the prior alone: {run.PriorTopMean:F3}), internal diversity {run.AgentDiversity:F3}");
+                if (run.LibraryBest.Count > 0)
+                    output.WriteLine($"Best of the library: {run.LibraryBest[0].Hit.Smiles}  score {run.LibraryBest[0].Score:F2}  (rank {run.LibraryBest[0].Hit.Rank} of all)");
                 output.WriteLine($"-> {run.Report}");
                 output.WriteLine($"-> {run.CandidatesCsv}");
                 return 0;

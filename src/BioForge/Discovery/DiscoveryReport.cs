@@ -21,6 +21,9 @@ public static class DiscoveryReport
         public string? TargetName { get; init; }
         public string Measure { get; init; } = "pKd";
         public IReadOnlyList<ScreenHit> Hits { get; init; } = [];
+        /// <summary>The screened library's best by the candidates' ranking (their ranks among all), shown apart: molecules
+        /// that already exist, which the designed ones usually outrank.</summary>
+        public IReadOnlyList<ScreenHit> LibraryHits { get; init; } = [];
         /// <summary>Predicted affinities of (a sample of) everything scored, for the distribution.</summary>
         public IReadOnlyList<double> AffinitySample { get; init; } = [];
         /// <summary>Optimization: (step, mean score) per step.</summary>
@@ -40,18 +43,12 @@ public static class DiscoveryReport
         html.Append($"<header><h1>{E(c.Title)}</h1><p class=\"meta\">BioForge · {DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture)} UTC · target {E(c.TargetName ?? "")} "
             + $"({c.Target.Length} residues: <code>{E(c.Target.Length > 60 ? c.Target[..60] + "…" : c.Target)}</code>)</p></header>\n");
 
-        html.Append($"<section id=\"candidates\"><h2>Top candidates</h2><div class=\"cards\">");
-        foreach (var hit in c.Hits.Take(c.Cards))
-        {
-            html.Append("<figure class=\"card\">").Append(Depiction(hit.Smiles));
-            html.Append($"<figcaption><b>#{hit.Rank}</b> <span class=\"score\">{E(c.Measure)} {hit.Affinity:F2}</span><br>QED {hit.Qed:F2} · SA {hit.Sa:F1} · logP {hit.LogP:F1} · MW {hit.MolWt:F0}");
-            if (hit.NearestSimilarity is { } s) html.Append($"<br>nearest known binder {s:F2}");
-            if (hit.Alerts.Length > 0) html.Append($"<br><span class=\"alert\" title=\"{E(hit.Alerts)}\">⚠ {E(hit.Alerts.Split("; ").Length.ToString(CultureInfo.InvariantCulture))} structural alert(s)</span>");
-            html.Append($"<br><code class=\"smiles\">{E(hit.Smiles)}</code></figcaption></figure>");
-        }
-        html.Append("</div>\n");
+        html.Append($"<section id=\"candidates\"><h2>Top candidates</h2>").Append(Cards(c.Hits.Take(c.Cards), c.Measure));
         html.Append(Table(c));
         html.Append("</section>\n");
+        if (c.LibraryHits.Count > 0)
+            html.Append("<section id=\"library\"><h2>Best of the screened library</h2><p>Molecules that already exist, ranked with the candidates above "
+                + "by the same score (# is the rank among all).</p>").Append(Cards(c.LibraryHits, c.Measure)).Append("</section>\n");
 
         html.Append("<section id=\"distributions\"><h2>Distributions</h2><div class=\"charts\">");
         html.Append(SvgChart.Histogram(c.AffinitySample, $"Predicted {c.Measure}, all scored molecules", c.Measure));
@@ -74,6 +71,20 @@ public static class DiscoveryReport
         foreach (var (key, value) in c.Parameters) html.Append($"<tr><th>{E(key)}</th><td>{E(value)}</td></tr>");
         html.Append("</table></section>\n<footer>Predicted affinities come from a model trained on a public benchmark; they rank molecules for follow-up and are not measurements.</footer></body></html>\n");
         return html.ToString();
+    }
+
+    private static string Cards(IEnumerable<ScreenHit> hits, string measure)
+    {
+        var cards = new StringBuilder("<div class=\"cards\">");
+        foreach (var hit in hits)
+        {
+            cards.Append("<figure class=\"card\">").Append(Depiction(hit.Smiles));
+            cards.Append($"<figcaption><b>#{hit.Rank}</b> <span class=\"score\">{E(measure)} {hit.Affinity:F2}</span><br>QED {hit.Qed:F2} · SA {hit.Sa:F1} · logP {hit.LogP:F1} · MW {hit.MolWt:F0}");
+            if (hit.NearestSimilarity is { } s) cards.Append($"<br>nearest known binder {s:F2}");
+            if (hit.Alerts.Length > 0) cards.Append($"<br><span class=\"alert\" title=\"{E(hit.Alerts)}\">⚠ {E(hit.Alerts.Split("; ").Length.ToString(CultureInfo.InvariantCulture))} structural alert(s)</span>");
+            cards.Append($"<br><code class=\"smiles\">{E(hit.Smiles)}</code></figcaption></figure>");
+        }
+        return cards.Append("</div>\n").ToString();
     }
 
     private static string Table(Content c)

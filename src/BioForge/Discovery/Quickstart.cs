@@ -28,7 +28,8 @@ public sealed record QuickstartOptions
 }
 
 public sealed record QuickstartResult(string TargetName, int TargetLength, string Picked, double PriorTopMean, double AgentTopMean, double AgentDiversity, int Optimized, long Screened,
-    IReadOnlyList<(ScreenHit Hit, double Score, string Source)> Candidates, string Report, string CandidatesCsv, TimeSpan Elapsed);
+    IReadOnlyList<(ScreenHit Hit, double Score, string Source)> Candidates, IReadOnlyList<(ScreenHit Hit, double Score)> LibraryBest, string Report, string CandidatesCsv,
+    TimeSpan Elapsed);
 
 /// <summary>
 /// BioForge's main job on its embedded defaults: for one target, steer the SMILES model towards molecules with high
@@ -38,6 +39,9 @@ public sealed record QuickstartResult(string TargetName, int TargetLength, strin
 /// </summary>
 public static class Quickstart
 {
+    /// <summary>How many of the library's best the report shows apart from the candidates.</summary>
+    private const int LibraryCards = 8;
+
     public static QuickstartResult Run(QuickstartOptions options, Action<string> info, Action<OptimizeStepReport>? onStep = null, CancellationToken cancellation = default)
     {
         var clock = Stopwatch.StartNew();
@@ -96,7 +100,6 @@ public static class Quickstart
         if (agentPick.Count > 0)
             using (var moses = new MosesMetrics()) diversity = moses.Compute([.. agentPick.Select(m => m.Smiles)]).IntDiv1;
         string picked = $"best {agentPick.Count} with no two above Tanimoto {options.MaxSimilarity:F2}";
-        info($"{picked}, mean score: optimized {agentTop:F3}, prior {priorTop:F3}; internal diversity {diversity:F3}");
 
         // 3. Screen the shipped library and profile the optimized molecules the same way.
         using var affinity = AffinityModel.Load(options.AffinityModel, compute.Device);
@@ -111,10 +114,12 @@ public static class Quickstart
         // 4. One ranking for both sources: the optimization's own scoring function.
         var pool = designed.Hits.Select(h => (Hit: h, Source: "optimized")).Concat(screened.Hits.Select(h => (Hit: h, Source: "library"))).ToList();
         var scores = scoring.Score([.. pool.Select(p => p.Hit.Smiles)]);
-        var candidates = pool.Select((p, i) => (p.Hit, scores[i].Score, p.Source))
+        var ranked = pool.Select((p, i) => (p.Hit, scores[i].Score, p.Source))
             .GroupBy(c => c.Hit.Smiles).Select(g => g.First())
-            .OrderByDescending(c => c.Score).Take(options.Candidates)
+            .OrderByDescending(c => c.Score)
             .Select((c, i) => (Hit: c.Hit with { Rank = i + 1 }, c.Score, c.Source)).ToList();
+        var candidates = ranked.Take(options.Candidates).ToList();
+        var libraryBest = ranked.Where(c => c.Source == "library").Take(LibraryCards).Select(c => (c.Hit, c.Score)).ToList();
 
         WriteCandidates(Path.Combine(temp, "candidates.csv"), candidates, affinity.Manifest.Measure);
         var curve = File.ReadLines(Path.Combine(temp, "optimize", "metrics.jsonl"))
@@ -127,6 +132,7 @@ public static class Quickstart
             TargetName = targetName,
             Measure = affinity.Manifest.Measure,
             Hits = [.. candidates.Select(c => c.Hit)],
+            LibraryHits = [.. libraryBest.Select(c => c.Hit)],
             AffinitySample = screened.AffinitySample,
             Curve = curve,
             Parameters = new Dictionary<string, string>
@@ -143,7 +149,7 @@ public static class Quickstart
             },
         });
 
-        return new QuickstartResult(targetName, sequence.Length, picked, priorTop, agentTop, diversity, optimized.Scored, screened.Scored, candidates,
+        return new QuickstartResult(targetName, sequence.Length, picked, priorTop, agentTop, diversity, optimized.Scored, screened.Scored, candidates, libraryBest,
             Path.Combine(output, "report.html"), Path.Combine(output, "candidates.csv"), clock.Elapsed);
     }
 
