@@ -27,7 +27,7 @@ internal static class ChemCommands
     private static Command Props(TextWriter output, TextWriter error)
     {
         var input = Options.Required("--in", "molecules: .smi, .csv/.tsv (SMILES column) or .sdf, optionally .gz");
-        var outPath = Options.Required("--out", "output CSV");
+        var outPath = Options.Required("--out", "output CSV").Writes("CSV", ".csv");
         var column = new Option<string?>("--smiles-column") { Description = "SMILES column of a CSV/TSV (default: the column named smiles)" };
         var threads = ThreadsOption();
         var command = new Command("props", "Validity, canonical SMILES, descriptors, QED, SA score and PAINS alerts, one row per input") { input, outPath, column, threads };
@@ -136,7 +136,7 @@ internal static class ChemCommands
         var gen = Options.Required("--gen", "generated molecules (.smi, .csv or .sdf)");
         var train = new Option<string?>("--train") { Description = "training set, for novelty" };
         var reference = new Option<string?>("--ref") { Description = "reference set (e.g. MOSES test), for SNN, Frag and Scaf" };
-        var outPath = Options.Required("--out", "metrics JSON");
+        var outPath = Options.Required("--out", "metrics JSON").Writes("JSON", ".json");
         var threads = ThreadsOption();
         var command = new Command("metrics", "MOSES metrics: validity, unique@1k/10k, novelty, IntDiv1/2, filters, SNN, Frag, Scaf") { gen, train, reference, outPath, threads };
         command.SetAction(result => Cli.Guard(error, () =>

@@ -49,4 +49,20 @@ internal static class Options
 
     public static Option<int> Int(string name, string description, int defaultValue) =>
         new(name) { Description = description, DefaultValueFactory = _ => defaultValue };
+
+    /// <summary>
+    /// A file output of one format: a name with another extension (props.json for a CSV) is refused before any work
+    /// rather than written in the wrong format under it.
+    /// </summary>
+    public static TOption Writes<TOption>(this TOption option, string format, params string[] extensions) where TOption : Option
+    {
+        option.Validators.Add(result =>
+        {
+            if (result.Tokens.Count == 0) return;
+            string path = result.Tokens[^1].Value;
+            if (!extensions.Any(e => path.EndsWith(e, StringComparison.OrdinalIgnoreCase)))
+                result.AddError($"{option.Name} {path}: writes {format}; name a {string.Join(" or ", extensions)} file");
+        });
+        return option;
+    }
 }

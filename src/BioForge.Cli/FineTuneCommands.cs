@@ -43,7 +43,7 @@ internal static class FineTuneCommands
     {
         var run = Options.Required("--run", "a finished `bioforge finetune` output directory");
         var input = Options.Required("--in", "inputs: CSV/TSV with the run's sequence column, FASTA, or one sequence/SMILES per line");
-        var outPath = Options.Required("--out", "predictions CSV");
+        var outPath = Options.Required("--out", "predictions CSV").Writes("CSV", ".csv");
         var batch = Options.Int("--batch", "sequences per forward pass", 32);
         var compute = new ComputeOptionSet();
         var command = new Command("predict", "Predict with a fine-tuned run") { run, input, outPath, batch };

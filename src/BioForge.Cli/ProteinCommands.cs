@@ -141,8 +141,8 @@ internal static class ProteinCommands
     {
         var model = ModelOption();
         var seq = Options.Required("--seq", "protein sequence");
-        var outPath = Options.Required("--out", "contact probability matrix (.csv)");
-        var png = new Option<string?>("--png") { Description = "also draw the map as a PNG heat map" };
+        var outPath = Options.Required("--out", "contact probability matrix (.csv)").Writes("CSV", ".csv");
+        var png = new Option<string?>("--png") { Description = "also draw the map as a PNG heat map" }.Writes("PNG", ".png");
         var compute = new ComputeOptionSet();
         var command = new Command("contacts", "Predict residue-residue contacts from attention maps") { model, seq, outPath, png };
         compute.AddTo(command);
@@ -182,7 +182,7 @@ internal static class ProteinCommands
         var input = new Option<string?>("--in") { Description = "CSV/TSV (optionally .gz) with a mutant column; a DMS_score column adds Spearman's rho" };
         var column = new Option<string?>("--mutation-column") { Description = "name of the mutation column (default: mutant, variant or mutation)" };
         var indexBase = Options.Int("--index-base", "numbering of positions in the mutations: 1 (ProteinGym) or 0", 1);
-        var outPath = Options.Required("--out", "scores CSV");
+        var outPath = Options.Required("--out", "scores CSV").Writes("CSV", ".csv");
         var batchTokens = BatchTokensOption();
         var compute = new ComputeOptionSet();
         var command = new Command("score-variants", "Zero-shot variant effect scores (masked marginal)") { model, seq, seqFile, mutations, input, column, indexBase, outPath, batchTokens };

@@ -31,7 +31,7 @@ internal static class ProteinGenEvalCommand
         var pllPositions = Options.Int("--pll-positions", "masked positions per sequence for the pseudo-log-likelihood (a seeded sample when longer)", 32);
         var pllMaxLength = Options.Int("--pll-max-length", "residues of each sequence ESM-2 reads (its start)", 256);
         var seed = new Option<ulong>("--seed") { Description = "seed of the shuffles and position samples", DefaultValueFactory = _ => 0 };
-        var outPath = new Option<string?>("--out") { Description = "also write the report as JSON" };
+        var outPath = new Option<string?>("--out") { Description = "also write the report as JSON" }.Writes("JSON", ".json");
         var compute = new ComputeOptionSet();
         var command = new Command("gen-eval", "Compare generated proteins with natural ones: perplexity, composition divergence, lengths, low complexity, ESM-2 pseudo-log-likelihood")
         {

@@ -15,8 +15,8 @@ internal static class ScreenCommand
         var target = Options.Required("--target", "the target: a protein sequence, or a FASTA file (its first record)");
         var library = Options.Required("--library", "molecules: .smi, .csv/.tsv (a smiles column) or .sdf, optionally .gz");
         var top = Options.Int("--top", "hits to keep", 100);
-        var outPath = Options.Required("--out", "hits CSV");
-        var report = new Option<string?>("--report") { Description = "also write a self-contained HTML report" };
+        var outPath = Options.Required("--out", "hits CSV").Writes("CSV", ".csv");
+        var report = new Option<string?>("--report") { Description = "also write a self-contained HTML report" }.Writes("HTML", ".html", ".htm");
         var model = new Option<string>("--model") { Description = "affinity model directory", DefaultValueFactory = _ => Shipped.Path("models/dti-davis") };
         var column = new Option<string?>("--smiles-column") { Description = "CSV/TSV column holding the SMILES (default: smiles)" };
         var batch = Options.Int("--batch", "molecules read and scored together", 512);

@@ -60,6 +60,14 @@ public sealed class CliTests
         string map = Path.Combine(dir, "c.csv");
         AssertFails(Run("contacts", "--model", TestData.EsmTiny, "--seq", "MKTAYIAKQR", "--out", map, "--png", map), $"--png {map} is also --out", map);
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", fasta, "--out", dir), $"--out {dir}: is a folder; name a file");
+        // A file of one format under another's name is refused, not written as CSV or HTML whatever its extension.
+        string json = Path.Combine(dir, "props.json"), smiles = Path.Combine(dir, "m.smi");
+        File.WriteAllText(smiles, "CCO\n");
+        var chemError = new StringWriter();
+        int code = Cli.Cli.Run(["chem", "props", "--in", smiles, "--out", json], new StringWriter(), chemError); // no --device: RDKit alone
+        AssertFails((code, "", chemError.ToString()), $"--out {json}: writes CSV; name a .csv file", json);
+        AssertFails(Run("screen", "--target", "MKTAYIAKQR", "--library", smiles, "--out", Path.Combine(dir, "hits.csv"), "--report", Path.Combine(dir, "r.pdf")),
+            $"--report {Path.Combine(dir, "r.pdf")}: writes HTML; name a .html or .htm file", Path.Combine(dir, "hits.csv"));
         string file = Path.Combine(dir, "f");
         File.WriteAllText(file, "");
         AssertFails(Run("contacts", "--model", TestData.EsmTiny, "--seq", "MKTAYIAKQR", "--out", map, "--png", Path.Combine(file, "p.png")), $"--png {Path.Combine(file, "p.png")}: {file} is a file, not a folder", map);
@@ -171,7 +179,10 @@ public sealed class CliTests
             Assert.StartsWith("rank,source,smiles,score,", candidates[0]);
             var sources = candidates.Skip(1).Select(line => line.Split(',')[1]).ToHashSet();
             Assert.Equal(["library", "optimized"], sources.Order()); // the screened library and the designed molecules, ranked together
-            Assert.Contains("Drug candidates for ABL1", File.ReadAllText(Path.Combine(output, "report.html")));
+            string report = File.ReadAllText(Path.Combine(output, "report.html"));
+            Assert.Contains("Drug candidates for ABL1", report);
+            Assert.Contains("Best of the screened library", report); // shown apart too: designed molecules usually outrank it
+            Assert.Contains("Best of the library: ", await stdout);
             Assert.Equal([output], Directory.GetDirectories(parent)); // replaced in place: no half-written sibling left
         }
     }
