@@ -362,6 +362,12 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Equal(molecules.Count, molecules.Select(m => m!["sample"]!.GetValue<string>()).Distinct().Count());
         // The seed molecule starts the search (inception): two steps breed enough of its analogues to fill the answer.
         Assert.Equal(5, molecules.Count(m => m!["similarity"]!.GetValue<double>() >= 0.3));
+        Assert.Equal((2, 32), (body["iterations"]!.GetValue<int>(), body["sampled"]!.GetValue<int>()));
+
+        // Sampling without learning runs as many batches: the answer says so (it said 0 iterations).
+        (status, body) = await Post("/generate", """{"smi":"CCO","num_molecules":2,"algorithm":"none","iterations":1,"particles":8}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal((1, 8), (body!["iterations"]!.GetValue<int>(), body["sampled"]!.GetValue<int>()));
     }
 
     [Fact]

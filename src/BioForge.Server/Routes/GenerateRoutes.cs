@@ -78,7 +78,7 @@ internal static class GenerateRoutes
             var molecules = await state.WithDeadline(context, token => state.LongWork.RunAsync(() => Run(config, seed, request, prior, token), token,
                 new WorkSize("generate", (double)request.Particles * request.Iterations)), state.Options.JobTimeout);
             string encoded = JsonSerializer.Serialize(molecules, Json.Options);
-            return Results.Json(new GenerateResponse(encoded, request.PropertyName, request.Algorithm == "none" ? 0 : request.Iterations, request.Particles * Math.Max(1, request.Iterations)), Json.Options);
+            return Results.Json(new GenerateResponse(encoded, request.PropertyName, request.Iterations, request.Particles * request.Iterations), Json.Options);
         })
         .WithTags("molecule").WithSummary("MolMIM-compatible guided generation around a seed molecule")
         .Accepts<GenerateRequest>("application/json").Produces<GenerateResponse>().ProducesErrors(400, 404, 422, 503, 504)
