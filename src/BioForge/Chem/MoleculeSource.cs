@@ -9,6 +9,9 @@ namespace BioForge.Chem;
 /// </summary>
 public sealed record MoleculeRecord(string Label, string Text, bool IsMolBlock, int Line, IReadOnlyDictionary<string, string> Properties)
 {
+    /// <summary>Where the record is, as messages name it: its line in a file; a JSON array's element in a request.</summary>
+    public string Where { get; init; } = $"line {Line}";
+
     public bool TryParse(out Molecule? molecule, out string? error) =>
         IsMolBlock ? Molecule.TryFromMolBlock(Text, out molecule, out error) : Molecule.TryFromSmiles(Text, out molecule, out error);
 }

@@ -58,7 +58,7 @@ public static class VirtualScreen
                     if (parsed[i] is null)
                     {
                         invalid++;
-                        if (errors.Count < 5) errors.Add($"line {chunk[i].Line}: {messages[i]}");
+                        if (errors.Count < 5) errors.Add($"{chunk[i].Where}: {messages[i]}");
                     }
                 var affinities = model.Predict([.. valid.Select(i => parsed[i]!)], target);
                 for (int k = 0; k < valid.Length; k++)
@@ -114,14 +114,14 @@ public static class VirtualScreen
                 var fingerprint = Fingerprints.Morgan(m);
                 var nearest = binders.Count == 0 ? default : binders.MaxBy(b => Fingerprints.Tanimoto(fingerprint, b.Fingerprint));
                 string id = record.Properties.TryGetValue(MoleculeSource.NameProperty, out string? name) ? name
-                    : record.Label == record.Text ? $"line {record.Line}" : record.Label;
+                    : record.Label == record.Text ? record.Where : record.Label;
                 hits[i] = new ScreenHit(i + 1, id, m.ToSmiles(), record.Line, affinity, qed.Score(m), sa.Score(m), d.LogP, d.MolWt, d.Tpsa, d.HBondDonors, d.HBondAcceptors,
                     string.Join("; ", alerts.Matches(m)), binders.Count == 0 ? null : nearest.Smiles, binders.Count == 0 ? null : nearest.Name,
                     binders.Count == 0 ? null : Fingerprints.Tanimoto(fingerprint, nearest.Fingerprint));
             }
             catch (BioForgeException e)
             {
-                failures[i] = $"line {record.Line}: {e.Message}";
+                failures[i] = $"{record.Where}: {e.Message}";
             }
         });
         var kept = hits.OfType<ScreenHit>().Select((h, k) => h with { Rank = k + 1 }).ToList();
