@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Help;
 using System.Runtime.InteropServices;
+using System.Text.RegularExpressions;
 
 namespace BioForge.Cli;
 
@@ -44,11 +45,44 @@ public static class Cli
         {
             // One line and a hint, exit 2 like every other input error: the full help buried the message.
             string path = string.Join(' ', parsed.CommandResult.Command.Name == root.Name ? [root.Name] : Ancestry(parsed.CommandResult.Command, root));
-            error.WriteLine($"error: {parsed.Errors[0].Message.TrimEnd()} (see '{path} --help')");
+            error.WriteLine($"error: {Plain(parsed.Errors[0])} (see '{path} --help')");
             return 2;
         }
         return parsed.Invoke(new InvocationConfiguration { Output = output, Error = error });
     }
+
+    /// <summary>
+    /// The parser's message in the CLI's words, on one line: the option and value first, what was expected in words
+    /// rather than a .NET type name, a choice's names on one line.
+    /// </summary>
+    private static string Plain(System.CommandLine.Parsing.ParseError error)
+    {
+        string message = error.Message.Trim();
+        var typed = Regex.Match(message, @"^Cannot parse argument '(.*)' for option '(.*)' as expected type '(.*)'\.$", RegexOptions.Singleline);
+        if (typed.Success) return $"{typed.Groups[2].Value} {typed.Groups[1].Value}: expected {Expected(typed.Groups[3].Value)}";
+        var choice = Regex.Match(message, @"^Argument '(.*)' not recognized\. Must be one of:(.*)$", RegexOptions.Singleline);
+        if (choice.Success)
+        {
+            string option = error.SymbolResult switch
+            {
+                System.CommandLine.Parsing.OptionResult o => o.Option.Name + " ",
+                System.CommandLine.Parsing.ArgumentResult { Parent: System.CommandLine.Parsing.OptionResult o } => o.Option.Name + " ",
+                _ => "",
+            };
+            var names = Regex.Matches(choice.Groups[2].Value, "'([^']*)'").Select(m => m.Groups[1].Value);
+            return $"{option}{choice.Groups[1].Value}: must be one of {string.Join(", ", names)}";
+        }
+        return message.ReplaceLineEndings(" ");
+    }
+
+    private static string Expected(string type) => type switch
+    {
+        "System.Int32" or "System.Int64" or "System.Nullable`1[System.Int32]" or "System.Nullable`1[System.Int64]" => "a whole number",
+        "System.UInt64" or "System.UInt32" => "a whole number, 0 or more",
+        "System.Double" or "System.Single" or "System.Nullable`1[System.Double]" => "a number",
+        "System.Boolean" => "true or false",
+        _ => $"a value of type {type}",
+    };
 
     private static IEnumerable<string> Ancestry(Command command, Command root)
     {

@@ -109,6 +109,11 @@ public sealed class CliTests
         var negative = new StringWriter();
         Assert.Equal(2, Cli.Cli.Run(["embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMK\n"), "--out", Path.Combine(dir, "e.csv"), "--threads", "-1"], new StringWriter(), negative));
         Assert.StartsWith("error: --threads -1: must be 0 (the default) or more", negative.ToString());
+        // The parser's own refusals in the CLI's words, on one line: no .NET type names, a choice's names together.
+        AssertFails(Run("generate", "--model", model, "--n", "two", "--out", generated), "error: --n two: expected a whole number (see 'bioforge generate --help')", generated);
+        AssertFails(Run("generate", "--model", model, "--n", "2", "--temperature", "hot", "--out", generated), "--temperature hot: expected a number", generated);
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMK\n"), "--out", Path.Combine(dir, "e.csv"), "--pool", "max"),
+            "error: --pool max: must be one of mean, cls, none (see 'bioforge embed --help')");
         string prepared = Path.Combine(dir, "prepared");
         var result = Cli.Cli.Run(["data", "prepare", "--in", smiles, "--tokenizer", "smiles", "--out", prepared, "--validation-fraction", "NaN"], new StringWriter(), new StringWriter());
         Assert.Equal(2, result);
