@@ -629,7 +629,8 @@ public sealed class OptimizeTests
         e = Assert.Throws<BioForgeException>(() => Config(Run(output, 2).Replace("type = \"qed\"\n[[stages]]", "type = \"kinase\"\n[[stages]]", StringComparison.Ordinal)));
         Assert.Contains("stages[0].components[0].type must be one of", e.Message);
         e = Assert.Throws<BioForgeException>(() => Config("seed = = 3\n"));
-        Assert.Matches(@"run\.toml:1:\d+:", e.Message);
+        Assert.Matches(@"run\.toml:1:\d+: [^(]", e.Message); // the place once, not again as Tomlyn's "(1,8) : error :"
+        Assert.Single(e.Message.Split('\n'));
         e = Assert.Throws<BioForgeException>(() => Config(Run(output, 2, "[[stages.components]]\ntype = \"affinity\"\n")));
         Assert.Contains("an affinity component needs model", e.Message);
     }

@@ -30,9 +30,10 @@ public sealed class RunConfigTests
     }
 
     [Theory]
-    [InlineData("train.stepz=5", "unknown key 'train.stepz'")]
-    [InlineData("optimiser.lr=1", "unknown key 'optimiser'")]
-    [InlineData("train.steps=many", "train.steps")]
+    [InlineData("train.stepz=5", "override 'train.stepz=5': unknown key 'train.stepz'")]
+    [InlineData("optimiser.lr=1", "override 'optimiser.lr=1': unknown key 'optimiser'")]
+    [InlineData("train.steps=many", "override 'train.steps=many': train.steps = \"many\": the wrong type or out of range (expected a whole number)")]
+    [InlineData("optimizer.lr=nan", "override 'optimizer.lr=nan': optimizer.lr = \"nan\": the wrong type or out of range (expected a finite number)")]
     [InlineData("train.steps=0", "train.steps must be positive")]
     [InlineData("train.precision=fp8", "train.precision")]
     [InlineData("schedule.decay=exponential", "schedule.decay")]
@@ -54,6 +55,9 @@ public sealed class RunConfigTests
         Assert.Matches(@"run\.yaml:\d+:\d+:", error.Message);
         Assert.Matches(@"run\.yaml:\d+:1: Duplicate key data", Assert.Throws<BioForgeException>(() => Load(Minimal + "\ndata:\n  dir: y\n")).Message);
         Assert.Contains("not found", Assert.Throws<BioForgeException>(() => RunConfig.Load("/nonexistent/run.yaml")).Message);
+        // A mistake in the file is the file's, with the value shown.
+        Assert.EndsWith("run.yaml: train.steps = \"ten\": the wrong type or out of range (expected a whole number)",
+            Assert.Throws<BioForgeException>(() => Load(Minimal.Replace("steps: 100", "steps: ten"))).Message);
     }
 
     [Fact]

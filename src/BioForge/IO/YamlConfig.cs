@@ -48,16 +48,7 @@ internal static class YamlConfig
         if (!File.Exists(path)) throw new BioForgeException($"{path}: configuration file not found");
         var root = path.EndsWith(".toml", StringComparison.OrdinalIgnoreCase) ? ReadToml(path) : ReadYaml(path);
         if (translate is not null) root = translate(root, path);
-        foreach (string assignment in overrides ?? []) Override(root, assignment);
-        CheckKeys(root, typeof(T), "", path);
-        try
-        {
-            return root.Deserialize<T>(Serializer)!;
-        }
-        catch (JsonException e)
-        {
-            throw new BioForgeException($"{path}: {e.Path?.TrimStart('$', '.') ?? "?"}: value has the wrong type or is out of range");
-        }
+        return Apply<T>(root, overrides ?? [], path);
     }
 
     public static string ToJsonText<T>(T value) => JsonSerializer.Serialize(value, Serializer);
@@ -68,17 +59,77 @@ internal static class YamlConfig
     /// </summary>
     public static T WithOverrides<T>(T value, IEnumerable<string> overrides, string where) where T : class
     {
-        var root = JsonSerializer.SerializeToNode(value, SettingsOnly)!.AsObject();
-        foreach (string assignment in overrides) Override(root, assignment);
+        return Apply<T>(JsonSerializer.SerializeToNode(value, SettingsOnly)!.AsObject(), overrides, where);
+    }
+
+    /// <summary>
+    /// Checks the keys of <paramref name="root"/> (as read from <paramref name="where"/>), applies each override and checks
+    /// the keys again, then reads the typed record. A mistake is blamed on the override that made it, else on the file,
+    /// and a value of the wrong type is shown with what the setting takes.
+    /// </summary>
+    private static T Apply<T>(JsonObject root, IEnumerable<string> overrides, string where) where T : class
+    {
         CheckKeys(root, typeof(T), "", where);
+        var setBy = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (string assignment in overrides)
+        {
+            string blame = $"override '{assignment}'";
+            Override(root, assignment);
+            CheckKeys(root, typeof(T), "", blame);
+            setBy[assignment[..assignment.IndexOf('=')]] = blame;
+        }
         try
         {
             return root.Deserialize<T>(Serializer)!;
         }
         catch (JsonException e)
         {
-            throw new BioForgeException($"{where}: {e.Path?.TrimStart('$', '.') ?? "?"}: value has the wrong type or is out of range");
+            string key = e.Path?.TrimStart('$', '.') ?? "?";
+            string value = Find(root, key)?.ToJsonString() ?? "null";
+            string expected = SettingType(typeof(T), key) is { } type ? $" (expected {Expected(type)})" : "";
+            throw new BioForgeException($"{setBy.GetValueOrDefault(key, where)}: {key} = {value}: the wrong type or out of range{expected}");
         }
+    }
+
+    /// <summary>The node at a dotted path such as <c>stages[0].weight</c>, or null.</summary>
+    private static JsonNode? Find(JsonNode root, string key)
+    {
+        JsonNode? node = root;
+        foreach (string part in key.Split('.'))
+        {
+            int bracket = part.IndexOf('[');
+            node = node?[bracket < 0 ? part : part[..bracket]];
+            if (bracket >= 0 && int.TryParse(part[(bracket + 1)..^1], NumberStyles.None, CultureInfo.InvariantCulture, out int index))
+                node = node is JsonArray list && index < list.Count ? list[index] : null;
+        }
+        return node;
+    }
+
+    /// <summary>The .NET type of the setting at a dotted path of <paramref name="type"/>, or null.</summary>
+    private static Type? SettingType(Type type, string key)
+    {
+        Type? current = type;
+        foreach (string part in key.Split('.'))
+        {
+            int bracket = part.IndexOf('[');
+            string name = bracket < 0 ? part : part[..bracket];
+            var property = current?.GetProperties(BindingFlags.Public | BindingFlags.Instance)
+                .FirstOrDefault(p => JsonNamingPolicy.SnakeCaseLower.ConvertName(p.Name) == name);
+            current = property is null ? null : bracket >= 0 ? ElementType(property.PropertyType) : property.PropertyType;
+        }
+        return current;
+    }
+
+    private static string Expected(Type type)
+    {
+        type = Nullable.GetUnderlyingType(type) ?? type;
+        if (type == typeof(int) || type == typeof(long)) return "a whole number";
+        if (type == typeof(ulong) || type == typeof(uint)) return "a whole number, 0 or more";
+        if (type == typeof(double) || type == typeof(float)) return "a finite number";
+        if (type == typeof(bool)) return "true or false";
+        if (type == typeof(string)) return "text";
+        if (ElementType(type) is { } element) return $"a list of {(IsSection(element) ? "sections" : Expected(element) + "s")}";
+        return IsSection(type) ? "a section (a mapping)" : type.Name;
     }
 
     private static JsonObject ReadYaml(string path)
@@ -105,7 +156,9 @@ internal static class YamlConfig
         }
         catch (TomlException e)
         {
-            throw new BioForgeException($"{path}:{e.Line}:{e.Column}: {e.Message}");
+            // Tomlyn's message repeats the place ("(2,1) : error : …") and may list several errors: the first, once.
+            string message = System.Text.RegularExpressions.Regex.Replace(e.Message.Trim().Split('\n')[0], @"^\(\d+,\d+\)\s*:\s*error\s*:\s*", "");
+            throw new BioForgeException($"{path}:{e.Line}:{e.Column}: {message}");
         }
     }
 
