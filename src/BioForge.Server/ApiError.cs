@@ -99,6 +99,16 @@ internal static class Json
         return options;
     }
 
+    private static string JsonType(string type) => type.Replace("System.Nullable`1[", "").TrimEnd(']') switch
+    {
+        "System.Double" or "System.Single" => "a number",
+        "System.Int32" or "System.Int64" or "System.UInt64" or "System.UInt32" => "a whole number",
+        "System.Boolean" => "true or false",
+        "System.String" => "a string",
+        var t when t.EndsWith("[]", StringComparison.Ordinal) => "an array",
+        _ => "an object",
+    };
+
     /// <summary>
     /// The request body as <typeparamref name="T"/>: malformed JSON and wrong types answer 400 naming the JSON path
     /// (<c>$.num_molecules</c>), unknown fields 400 naming the field; an empty body is an empty object.
@@ -120,7 +130,11 @@ internal static class Json
         {
             string where = e.Path is { Length: > 0 } path ? path : "$";
             string reason = e.Message.Contains("could not be mapped", StringComparison.Ordinal) ? "unknown field" : e.Message.Split(" Path:", 2)[0];
-            throw ApiError.BadRequest($"malformed request body at {where}: {reason}", where.TrimStart('$', '.'));
+            // In JSON's words, not .NET's: "The JSON value could not be converted to System.Double" is a number expected.
+            if (System.Text.RegularExpressions.Regex.Match(reason, @"could not be converted to (\S+?)\.?$") is { Success: true } converted)
+                reason = $"expected {JsonType(converted.Groups[1].Value)}";
+            string field = where.TrimStart('$', '.');
+            throw ApiError.BadRequest($"malformed request body at {where}: {reason}", field.Length > 0 ? field : null);
         }
     }
 }

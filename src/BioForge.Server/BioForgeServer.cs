@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.RegularExpressions;
 using BioForge.Chem;
 using BioForge.Runtime;
 using BioForge.Server.Routes;
@@ -144,6 +145,8 @@ public sealed class BioForgeServer : IAsyncDisposable
         builder.WebHost.UseUrls($"http://{(options.Host.Contains(':') ? $"[{options.Host}]" : options.Host)}:{options.Port}");
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = options.MaxRequestBytes);
         ApiDocument.Add(builder.Services, options, models);
+        // A query value that does not bind (width=abc) throws, so Answer can name it; otherwise the answer is a bare 400.
+        builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         var app = builder.Build();
         app.Use(async (context, next) => await Guard(context, next, state));
         MapRoutes(app, state);
@@ -231,7 +234,10 @@ public sealed class BioForgeServer : IAsyncDisposable
     {
         ApiError api => api,
         BadHttpRequestException bad when bad.StatusCode == StatusCodes.Status413PayloadTooLarge =>
-            new ApiError(StatusCodes.Status413PayloadTooLarge, $"the request body is larger than {options.MaxRequestBytes:N0} bytes (max_request_bytes)"),
+            new ApiError(StatusCodes.Status413PayloadTooLarge, $"the request body is larger than {options.MaxRequestBytes:N0} bytes (the server's --max-request-bytes)"),
+        BadHttpRequestException bad when Regex.Match(bad.Message, "^Failed to bind parameter \"(?<type>[^ \"]+) (?<name>[^ \"]+)\" from \"(?<value>.*)\"\\.?$") is { Success: true } query =>
+            ApiError.BadRequest($"{query.Groups["name"].Value}: '{query.Groups["value"].Value}' is not {(query.Groups["type"].Value is "int" or "long" or "Nullable<int>" or "Nullable<long>" or "int?" ? "a whole number" : "a valid value")}",
+                query.Groups["name"].Value),
         BadHttpRequestException bad => new ApiError(bad.StatusCode, bad.Message),
         BioForgeException { MissingDependency: true } missing =>
             new ApiError(StatusCodes.Status501NotImplemented, $"this server cannot answer this request: {missing.Message}"),

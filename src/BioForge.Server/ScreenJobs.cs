@@ -89,7 +89,7 @@ internal sealed class ScreenJobs(int capacity) : IDisposable
             if (jobs.Count >= capacity)
             {
                 var oldest = jobs.Values.Where(j => j.Done).OrderBy(j => j.Snapshot().Finished).FirstOrDefault()
-                    ?? throw ApiError.Overloaded($"{capacity} screening jobs are queued or running (max_jobs); retry later");
+                    ?? throw ApiError.Overloaded($"{capacity} screening jobs are queued or running, as many as this server keeps; retry later");
                 // Not disposed: a DELETE that fetched the job before it was evicted may still cancel its token source
                 // (ended, the job has no work left; the source holds no timer, so the collector takes it).
                 jobs.Remove(oldest.Id);

@@ -227,6 +227,9 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
     public async Task BadRequestsGetTheRightStatusAndNameTheField()
     {
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":["""), null, "malformed request body");
+        var notJson = await Post("/v1/embeddings", "not json");
+        AssertError(HttpStatusCode.BadRequest, notJson, null, "malformed request body at $");
+        Assert.Null(notJson.Body!["error"]!["param"]); // no field to name: none, rather than ""
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":"MKV","inptu":1}"""), "inptu", "unknown field");
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":[1,2]}"""), "input[0]", "must be a string");
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small"}"""), "input", "required");
@@ -267,7 +270,8 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         AssertError(HttpStatusCode.UnprocessableEntity, await Get("/v1/molecule/depict?smiles=C1CC"), "smiles", "not a valid SMILES");
         // Numbers are JSON numbers: a string, even one .NET could read as a number, is refused with the field.
         AssertError(HttpStatusCode.BadRequest, await Post("/generate", """{"smi":"CCO","min_similarity":"NaN"}"""), "min_similarity", "malformed request body");
-        AssertError(HttpStatusCode.BadRequest, await Post("/generate", """{"smi":"CCO","min_similarity":"0.5"}"""), "min_similarity", "malformed request body");
+        AssertError(HttpStatusCode.BadRequest, await Post("/generate", """{"smi":"CCO","min_similarity":"0.5"}"""), "min_similarity", "malformed request body at $.min_similarity: expected a number");
+        AssertError(HttpStatusCode.BadRequest, await Get("/v1/molecule/depict?smiles=CCO&width=abc"), "width", "width: 'abc' is not a whole number");
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/protein/fill-mask", """{"sequence":"MKV<mask>","top_k":"3"}"""), "top_k", "malformed request body");
         // Special tokens are the model's business, not part of a protein sequence.
         foreach (string token in new[] { "<cls>", "<pad>", "<eos>" })

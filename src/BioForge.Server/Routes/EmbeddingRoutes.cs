@@ -99,7 +99,7 @@ internal static class EmbeddingRoutes
                     list.Add(item.GetString()!);
                 }
                 if (list.Count == 0) throw ApiError.Invalid($"{param} is an empty array", param);
-                if (list.Count > max) throw ApiError.Invalid($"{param} has {list.Count} items; at most {max} per request (max_inputs)", param);
+                if (list.Count > max) throw ApiError.Invalid($"{param} has {list.Count} items; at most {max} per request", param);
                 return list;
             case JsonValueKind.Undefined:
                 throw ApiError.BadRequest($"{param} is required: a string or an array of strings", param);

@@ -29,7 +29,7 @@ internal static class MoleculeRoutes
         {
             var request = await Json.ReadAsync<PropsRequest>(context.Request);
             if (request.Smiles is not { Length: > 0 } smiles) throw ApiError.BadRequest("smiles is required: an array of SMILES", "smiles");
-            if (smiles.Length > state.Options.MaxInputs) throw ApiError.Invalid($"smiles has {smiles.Length} items; at most {state.Options.MaxInputs} per request (max_inputs)", "smiles");
+            if (smiles.Length > state.Options.MaxInputs) throw ApiError.Invalid($"smiles has {smiles.Length} items; at most {state.Options.MaxInputs} per request", "smiles");
             for (int i = 0; i < smiles.Length; i++) Smiles.CheckLength(smiles[i], $"smiles[{i}]", state);
             // RDKit work queues on the chemistry worker: bounded (503), under the request's deadline (504), dropped when
             // the client leaves, and checked between small chunks once it runs.

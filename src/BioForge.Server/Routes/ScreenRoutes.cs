@@ -56,7 +56,7 @@ internal static class ScreenRoutes
             string target = Target(request.Target);
             if (request.Smiles is not { Length: > 0 } smiles) throw ApiError.BadRequest("smiles is required: the library as an array of SMILES", "smiles");
             if (smiles.Length > state.Options.MaxScreenMolecules)
-                throw ApiError.Invalid($"smiles has {smiles.Length:N0} molecules; at most {state.Options.MaxScreenMolecules:N0} per job (max_screen_molecules)", "smiles");
+                throw ApiError.Invalid($"smiles has {smiles.Length:N0} molecules; at most {state.Options.MaxScreenMolecules:N0} per job", "smiles");
             for (int i = 0; i < smiles.Length; i++) Smiles.CheckLength(smiles[i], $"smiles[{i}]", state);
             if (request.Ids is { } ids && ids.Length != smiles.Length) throw ApiError.Invalid($"ids has {ids.Length} names for {smiles.Length} SMILES", "ids");
             if (request.Top is < 1 or > 10_000) throw ApiError.Invalid($"top must be 1–10000 (got {request.Top})", "top");
