@@ -45,23 +45,33 @@ internal static class DtiCommands
             var dataset = AffinityDataset.Load(result.GetValue(data)!);
             var test = dataset.TestFold.Select(i => dataset.Pairs[i]).ToArray();
             var predicted = new double[test.Length];
-            var molecules = dataset.Drugs.Select(d => Molecule.TryFromSmiles(d.Text, out var m, out _) ? m : null).ToArray();
+            // Each drug's features once (the molecule model's embedding is most of the time), then every target's pairs.
+            int[] drugsTested = [.. test.Select(p => p.Drug).Distinct().Order()];
+            var molecules = drugsTested.Select(d => Molecule.TryFromSmiles(dataset.Drugs[d].Text, out var m, out _) ? m : null).ToArray();
+            float[][] features;
             try
             {
-                foreach (var group in Enumerable.Range(0, test.Length).GroupBy(i => test[i].Target))
-                {
-                    var indices = group.ToArray();
-                    if (indices.FirstOrDefault(i => molecules[test[i].Drug] is null) is var bad && molecules[test[bad].Drug] is null)
-                        throw new BioForgeException($"{dataset.Name}: RDKit cannot read the SMILES of drug {dataset.Drugs[test[bad].Drug].Id}");
-                    var target = affinity.TargetFeatures(dataset.Targets[group.Key].Text);
-                    var values = affinity.Predict([.. indices.Select(i => molecules[test[i].Drug]!)], target);
-                    for (int k = 0; k < indices.Length; k++) predicted[indices[k]] = values[k];
-                }
+                if (Array.IndexOf(molecules, null) is >= 0 and var bad)
+                    throw new BioForgeException($"{dataset.Name}: RDKit cannot read the SMILES of drug {dataset.Drugs[drugsTested[bad]].Id}");
+                features = affinity.DrugFeatures(molecules!);
             }
             finally
             {
                 foreach (var m in molecules) m?.Dispose();
             }
+            var row = drugsTested.Select((d, i) => (d, i)).ToDictionary(x => x.d, x => x.i);
+            var groups = Enumerable.Range(0, test.Length).GroupBy(i => test[i].Target).ToList();
+            ProgressDisplay.Run("targets", groups.Count, progress =>
+            {
+                foreach (var group in groups)
+                {
+                    var indices = group.ToArray();
+                    var values = affinity.Predict([.. indices.Select(i => features[row[test[i].Drug]])], affinity.TargetFeatures(dataset.Targets[group.Key].Text));
+                    for (int k = 0; k < indices.Length; k++) predicted[indices[k]] = values[k];
+                    progress.Report(1);
+                }
+                return 0;
+            });
             var metrics = AffinityMetrics.All([.. test.Select(p => p.Affinity)], predicted);
             output.WriteLine($"{dataset.Name} test fold ({test.Length:N0} pairs, {dataset.Measure}): {Format(metrics)}");
             return 0;

@@ -182,14 +182,20 @@ public sealed class AffinityModel : IDisposable
     public float[] TargetFeatures(string sequence) => featurizer.Targets([sequence])[0];
 
     /// <summary>Predicted affinity of each molecule for the target whose features are <paramref name="target"/>.</summary>
-    public double[] Predict(IReadOnlyList<Molecule> molecules, float[] target)
+    public double[] Predict(IReadOnlyList<Molecule> molecules, float[] target) => molecules.Count == 0 ? [] : Predict(DrugFeatures(molecules), target);
+
+    /// <summary>Molecules' feature rows, for <see cref="Predict(float[][], float[])"/> against several targets (computing them
+    /// takes longer than the prediction: the molecule model's embeddings, fingerprints, descriptors).</summary>
+    public float[][] DrugFeatures(IReadOnlyList<Molecule> molecules) => featurizer.Drugs(molecules);
+
+    /// <summary>Predicted affinity of each molecule, given as its <see cref="DrugFeatures"/> row, for one target.</summary>
+    public double[] Predict(float[][] drugs, float[] target)
     {
-        if (molecules.Count == 0) return [];
-        var drugs = featurizer.Drugs(molecules);
+        if (drugs.Length == 0) return [];
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var d = Standardize(drugs, drugMean, drugScale, device);
-        var t = Standardize([target], targetMean, targetScale, device).expand(molecules.Count, -1);
+        var t = Standardize([target], targetMean, targetScale, device).expand(drugs.Length, -1);
         var output = network.forward(d, t).to(ScalarType.Float64).cpu();
         return [.. output.data<double>().ToArray().Select(v => v * Manifest.LabelScale + Manifest.LabelMean)];
     }
