@@ -113,6 +113,9 @@ internal static class ChemCommands
             string target = result.GetValue(outPath)!;
             var atoms = HighlightAtoms(molecule, result.GetValue(highlight));
             int w = result.GetValue(width), h = result.GetValue(height);
+            // The service's range: RDKit's own limits (16–10,000) allow pictures no one can read or open.
+            if (w is < 50 or > 2000) throw new BioForgeException($"--width must be 50–2000 pixels (got {w})");
+            if (h is < 50 or > 2000) throw new BioForgeException($"--height must be 50–2000 pixels (got {h})");
             switch (Path.GetExtension(target).ToLowerInvariant())
             {
                 case ".svg":

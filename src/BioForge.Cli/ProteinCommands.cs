@@ -94,7 +94,7 @@ internal static class ProteinCommands
             }
             if (!RankShares.Merge(world, target, parts => EmbeddingReaders.Concatenate(parts, target, pooling, metadata))) return 0;
             double seconds = clock.Elapsed.TotalSeconds;
-            output.WriteLine($"embedded {total} sequences ({(world.Size > 1 ? $"{world.Size} ranks, one file each as {RankShares.PartPath(target, 0)} …, merged" : $"{residues} residues")}, {pooling.ToString().ToLowerInvariant()} pooling, {modelInfo.Dims} dims) -> {target} in {seconds:F1} s ({total / seconds:F1} seq/s) on {modelInfo.Device}");
+            output.WriteLine($"embedded {total} sequences ({(world.Size > 1 ? $"{world.Size} ranks, one file each as {RankShares.PartPath(target, 0)} …, merged" : $"{residues} residues")}, {(pooling == Pooling.None ? "per residue" : pooling.ToString().ToLowerInvariant() + " pooling")}, {modelInfo.Dims} dims) -> {target} in {seconds:F1} s ({total / seconds:F1} seq/s) on {modelInfo.Device}");
             return 0;
         }));
         return command;
@@ -204,7 +204,7 @@ internal static class ProteinCommands
             int sites = variants.Variants.SelectMany(v => v.Substitutions.Select(s => s.Position)).Distinct().Count();
             var scores = ProgressDisplay.Run("scoring sites", sites, progress => scorer.Score(wildType, variants.Variants, progress));
             WriteScores(result.GetValue(outPath)!, variants, scores);
-            output.WriteLine($"scored {variants.Variants.Count} variants at {sites} sites -> {result.GetValue(outPath)}");
+            output.WriteLine($"scored {Plural(variants.Variants.Count, "variant")} at {Plural(sites, "site")} -> {result.GetValue(outPath)}");
             if (variants.Measured is { } measured)
                 output.WriteLine($"Spearman rho vs {variants.MeasuredColumn}: {Correlation.Spearman(scores, measured).ToString("F4", CultureInfo.InvariantCulture)} (n = {scores.Length})");
             return 0;
@@ -251,4 +251,6 @@ internal static class ProteinCommands
         }
         AtomicFile.WriteText(path, text.ToString());
     }
+
+    private static string Plural(int count, string noun) => $"{count} {noun}{(count == 1 ? "" : "s")}";
 }

@@ -10,10 +10,10 @@ internal static class ServeCommand
     public static Command Create(TextWriter output, TextWriter error)
     {
         var defaults = new ServerOptions();
-        var models = new Option<string[]>("--models") { Description = "model directories: ESM-2 or SMILES checkpoints, affinity models", AllowMultipleArgumentsPerToken = true };
+        var models = new Option<string[]>("--models") { Description = "model directories: ESM-2, SMILES or protein Llama and GPT-2 checkpoints, affinity models (default: models/esm2-small, models/smiles-llama-small, models/dti-davis)", AllowMultipleArgumentsPerToken = true };
         var host = new Option<string>("--host") { Description = "address to bind (loopback by default; 0.0.0.0 for all interfaces)", DefaultValueFactory = _ => defaults.Host };
         var port = Options.Int("--port", "TCP port", defaults.Port);
-        var apiKey = new Option<string?>("--api-key") { Description = "require 'Authorization: Bearer KEY' (default: BIOFORGE_API_KEY, else no key)" };
+        var apiKey = new Option<string?>("--api-key") { Description = "require 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (default: BIOFORGE_API_KEY, else no key)" };
         var batchTokens = Options.Int("--max-batch-tokens", "token budget of one batch", defaults.Batching.MaxBatchTokens);
         var batchItems = Options.Int("--max-batch-items", "requests in one batch (1 turns dynamic batching off)", defaults.Batching.MaxBatchItems);
         var delay = new Option<double>("--max-delay-ms") { Description = "how long a batch waits for company after its first request", DefaultValueFactory = _ => defaults.Batching.MaxDelay.TotalMilliseconds };

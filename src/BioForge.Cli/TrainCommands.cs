@@ -15,7 +15,7 @@ internal static class TrainCommands
         var resumeFrom = new Option<string?>("--resume-from") { Description = "continue from this checkpoint directory" };
         var stopAt = new Option<long?>("--stop-at") { Description = "stop after this step with a checkpoint (the schedule still spans train.steps)" };
         var tensorParallel = new Option<int?>("--tp") { Description = "tensor-parallel size under mpirun/srun: ranks that split every layer (same as train.tensor_parallel=N)" };
-        var command = new Command("train", "Pre-train an ESM-2 (masked LM) or Llama-style SMILES (causal LM) model") { config, overrides, resume, resumeFrom, stopAt, tensorParallel };
+        var command = new Command("train", "Pre-train an ESM-2 (masked LM) or a Llama-style SMILES or protein (causal LM) model") { config, overrides, resume, resumeFrom, stopAt, tensorParallel };
         command.SetAction(result => Cli.Guard(error, () =>
         {
             var settings = (result.GetValue(overrides) ?? []).ToList();

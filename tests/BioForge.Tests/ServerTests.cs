@@ -103,6 +103,10 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         var metadata = (await Get("/v1/metadata")).Body!;
         Assert.Equal(3, metadata["model_info"]!.AsArray().Count);
         Assert.Equal(5, metadata["batching"]!["max_delay_ms"]!.GetValue<double>());
+        // The version `bioforge --version` prints (with the commit when built from a checkout), not the assembly's 1.0.0.0.
+        var informational = (System.Reflection.AssemblyInformationalVersionAttribute)Attribute.GetCustomAttribute(
+            typeof(BioForge.Server.BioForgeServer).Assembly, typeof(System.Reflection.AssemblyInformationalVersionAttribute))!;
+        Assert.Equal(informational.InformationalVersion, metadata["version"]!.GetValue<string>());
         var paths = (await Get("/v1/openapi.json")).Body!["paths"]!.AsObject().Select(p => p.Key).ToHashSet();
         foreach (string route in new[] { "/v1/embeddings", "/v1/models", "/v1/health/live", "/v1/health/ready", "/v1/metrics", "/v1/metadata", "/generate",
             "/v1/protein/fill-mask", "/v1/protein/contacts", "/v1/protein/score-variants", "/v1/molecule/props", "/v1/molecule/depict", "/v1/screen", "/v1/screen/{id}", "/v1/screen/{id}/results" })

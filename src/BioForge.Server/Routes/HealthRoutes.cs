@@ -49,7 +49,9 @@ internal static class HealthRoutes
     private static object Metadata(ServerState state) => new
     {
         Service = "bioforge",
-        Version = typeof(HealthRoutes).Assembly.GetName().Version?.ToString(),
+        // As `bioforge --version` prints it: the release and the commit it was built from.
+        Version = typeof(HealthRoutes).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion,
         Libtorch = TorchRuntime.LibTorchDirectory,
         Rdkit = Molecule.Unavailable() is { } why ? $"unavailable: {why}" : Molecule.RDKitVersion,
         Device = state.Device.Name,
