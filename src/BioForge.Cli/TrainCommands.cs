@@ -33,7 +33,7 @@ internal static class TrainCommands
                     OnInfo = ProcessGroup.World.Rank == 0 ? output.WriteLine : null,
                     OnStep = report =>
                     {
-                        string line = $"step {report.Step}/{report.TotalSteps}  loss {report.Loss:F4}  lr {report.LearningRate:E2}  "
+                        string line = $"step {report.Step}/{report.TotalSteps}  loss {report.Loss:F4}  lr {report.LearningRate.ToString("0.00e+00", System.Globalization.CultureInfo.InvariantCulture)}  "
                             + $"grad {report.GradNorm:F2}  {report.TokensPerSecond:N0} tok/s  ETA {Format(report.Remaining)}";
                         output.WriteLine(line);
                         if (live) error.Write($"\r{line}\u001b[K");

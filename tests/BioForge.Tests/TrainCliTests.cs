@@ -34,6 +34,7 @@ public sealed class TrainCliTests
         var first = Run("train", "--config", config, "--stop-at", "3");
         Assert.Equal(0, first.Code);
         Assert.Contains("stopped at step 3", first.Out);
+        Assert.Matches(@"step 2/6  loss \d+\.\d{4}  lr \d\.\d\de[-+]\d\d  ", first.Out); // as docs/training.md shows it (not 1.00E-003)
         var second = Run("train", "--config", config, "--resume");
         Assert.Equal(0, second.Code);
         Assert.Contains("trained 3 steps", second.Out);

@@ -92,7 +92,7 @@ public sealed class EsmTokenizer
             else if (unknownAsUnk)
                 tokens.Add(UnkId);
             else
-                throw new BioForgeException($"invalid residue '{c}' at position {tokens.Count} (not in the ESM alphabet)");
+                throw new BioForgeException($"invalid residue '{c}' at position {tokens.Count} (not in the model's alphabet)");
         }
         tokens.Add(EosId);
         return [.. tokens];
