@@ -153,6 +153,10 @@ internal static class ChemCommands
             string json = System.Text.Json.JsonSerializer.Serialize(report, new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
             AtomicFile.WriteText(result.GetValue(outPath)!, json + "\n");
             output.WriteLine(json);
+            // MOSES defines unique@k on the first k molecules: with fewer there is no value, said rather than left as a bare null.
+            string valid = $"--gen has {Math.Round(report.Validity * report.Generated):N0} valid of {report.Generated:N0}";
+            if (report.Unique1k is null) error.WriteLine($"note: unique@1000 and unique@10000 are null: they need at least 1,000 and 10,000 valid molecules ({valid})");
+            else if (report.Unique10k is null) error.WriteLine($"note: unique@10000 is null: it needs at least 10,000 valid molecules ({valid})");
             return 0;
         }));
         return command;

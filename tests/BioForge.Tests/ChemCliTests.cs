@@ -87,6 +87,8 @@ public sealed class ChemCliTests
         Assert.Equal(2.0 / 3, json.RootElement.GetProperty("valid").GetDouble(), 12);
         Assert.Equal(0, json.RootElement.GetProperty("Novelty").GetDouble());
         Assert.Equal(System.Text.Json.JsonValueKind.Null, json.RootElement.GetProperty("SNN").ValueKind);
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, json.RootElement.GetProperty("unique@1000").ValueKind);
+        Assert.Contains("note: unique@1000 and unique@10000 are null: they need at least 1,000 and 10,000 valid molecules (--gen has 2 valid of 3)", result.Err);
         Assert.Equal(2, Run("chem", "metrics", "--gen", Write("empty.smi", ""), "--out", output).Code);
     }
 
