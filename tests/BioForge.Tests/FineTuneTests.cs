@@ -231,6 +231,11 @@ public sealed class FineTuneTests
         File.WriteAllText(data, "sequence,label\nMKT,HPP\nMK1L,HPPH\n");
         var e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, ProteinModel, Path.Combine(directory, "run"), task: "residue_classification"), "data.valid_fraction=0", "data.test_fraction=0"));
         Assert.Contains("p.csv:3: invalid residue '1' at position 3", e.Message);
+        Assert.DoesNotContain("SMILES", e.Message); // MK1L is no molecule: no hint
+        // Molecules for a protein model: CCO reads as residues, so the first ring digit fails; the message says why.
+        File.WriteAllText(data, "sequence,label\nCCO,1.5\nc1ccccc1O,2.0\n");
+        e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, ProteinModel, Path.Combine(directory, "run")), "data.valid_fraction=0", "data.test_fraction=0"));
+        Assert.Contains("p.csv:3: invalid residue '1' at position 2 (not in the model's alphabet) (the column holds SMILES, and model.init is a protein model", e.Message);
         File.WriteAllText(data, "sequence,label\nMKT,HPP\nMKL,HP\n");
         e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, ProteinModel, Path.Combine(directory, "run"), task: "residue_classification"), "data.valid_fraction=0", "data.test_fraction=0"));
         Assert.Contains("p.csv:3: 2 residue labels for 3 residues", e.Message);

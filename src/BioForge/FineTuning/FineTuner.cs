@@ -233,10 +233,29 @@ public static class FineTuner
             }
             catch (BioForgeException e)
             {
-                throw new BioForgeException($"{row.Where}: {e.Message}");
+                throw new BioForgeException($"{row.Where}: {e.Message}{Mismatch(encoder.Alphabet, row.Sequence)}");
             }
             return labels.ToExample(row, encoded, maxLength);
         })];
+
+    /// <summary>A hint when the rows are the other kind of sequence than the model reads: SMILES such as CCO are residue
+    /// letters too, so a protein model can read many molecules before one fails.</summary>
+    private static string Mismatch(SequenceAlphabet alphabet, string sequence)
+    {
+        bool residues = sequence.Length > 0 && sequence.All(c => "ACDEFGHIKLMNPQRSTVWYXBZUO".Contains(char.ToUpperInvariant(c)));
+        if (alphabet == SequenceAlphabet.Protein && !residues && IsSmiles(sequence))
+            return " (the column holds SMILES, and model.init is a protein model: fine-tune a SMILES model on molecules)";
+        if (alphabet == SequenceAlphabet.Smiles && residues && sequence.Length >= 20)
+            return " (the column holds protein sequences, and model.init is a SMILES model: fine-tune a protein model on proteins)";
+        return "";
+    }
+
+    private static bool IsSmiles(string text)
+    {
+        if (Chem.Molecule.Unavailable() is not null || !Chem.Molecule.TryFromSmiles(text, out var molecule, out _)) return false;
+        molecule!.Dispose();
+        return true;
+    }
 
     private static void SetTraining(TaskModel model, EncoderMode mode)
     {
