@@ -109,7 +109,12 @@ internal static class DistributedCommands
             world.AllReduce(failed);
             if (failures.Count > 0) error.WriteLine($"rank {r}: wrong results: {string.Join("; ", failures)}");
             if (failed.item<long>() > 0) return 1;
-            if (r == 0) output.WriteLine($"collectives ok: {n} rank(s), backend {backends}, launcher {ProcessGroup.Launch.Launcher}");
+            if (r == 0)
+            {
+                output.WriteLine($"collectives ok: {n} rank(s), backend {backends}, launcher {ProcessGroup.Launch.Launcher}");
+                if (result.GetValue(model) is { } compared)
+                    output.WriteLine($"tensor-parallel model ok: {compared} split over {n} rank(s), logits and gradients equal to the whole model's");
+            }
             return 0;
         }));
         return command;

@@ -81,6 +81,7 @@ public sealed class MpiTests
         var (code, output, error) = MpiRun(ranks, null, "dist", "check", "--model", Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small"));
         Assert.True(code == 0, error);
         Assert.Contains($"collectives ok: {ranks} rank(s), backend mpi, launcher mpirun", output);
+        Assert.Contains($"tensor-parallel model ok: {Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small")} split over {ranks} rank(s)", output);
     }
 
     [Theory]
