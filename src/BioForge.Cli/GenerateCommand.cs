@@ -64,12 +64,21 @@ internal static class GenerateCommand
             if (!(common.RepetitionPenalty > 0)) throw new BioForgeException($"--repetition-penalty must be positive (got {common.RepetitionPenalty})");
             if (common.PresencePenalty is < -2 or > 2) throw new BioForgeException($"--presence-penalty must be −2 to 2 (got {common.PresencePenalty})");
             if (common.FrequencyPenalty is < -2 or > 2) throw new BioForgeException($"--frequency-penalty must be −2 to 2 (got {common.FrequencyPenalty})");
+            // A length the model could never reach (its begin token takes a position) is refused when asked for; the default
+            // is cut to the model, as sampling does.
+            void CheckLength(long positions)
+            {
+                if (result.GetResult(maxLength) is { Implicit: false } && common.MaxNewTokens > positions - 1)
+                    throw new BioForgeException($"--max-length {common.MaxNewTokens}: the model takes {positions} positions, so at most {positions - 1} tokens after its begin token");
+            }
             if (ModelRegistry.Of(result.GetValue(model)!) is Gpt2Family)
             {
                 TextSamples.RefuseSmilesOptions(result, validOnly, grammar);
-                return TextSamples.Run(output, result.GetValue(model)!, options, result.GetValue(count), common, result.GetValue(seed), result.GetValue(batch), result.GetValue(prompt)!, result.GetValue(outPath)!);
+                return TextSamples.Run(output, result.GetValue(model)!, options, result.GetValue(count), common, result.GetValue(seed), result.GetValue(batch), result.GetValue(prompt)!,
+                    result.GetValue(outPath)!, CheckLength);
             }
             using var checkpoint = LlamaCheckpoint.Load(result.GetValue(model)!, options.Device, options.DType);
+            CheckLength(checkpoint.Config.MaxPositionEmbeddings);
             if (checkpoint.IsProtein)
             {
                 TextSamples.RefuseSmilesOptions(result, validOnly, grammar, "a protein model's amino-acid vocabulary");

@@ -105,6 +105,9 @@ public sealed class CliTests
         AssertFails(Run("generate", "--model", model, "--n", "2", "--temperature", "-0.5", "--out", generated), "--temperature must be 0 to 100", generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--max-length", "100000", "--out", generated),
             "--max-length 100000: the model takes 256 positions, so at most 255 tokens after its begin token", generated);
+        // Valid-only keeps molecules that ended: when the length limit cut them, the message says so, not "not trained well enough".
+        AssertFails(Run("generate", "--model", model, "--n", "2", "--valid-only", "--max-length", "1", "--out", generated),
+            "only 0 of 2 requested molecules were valid after 200 samples; 200 were cut at the length limit (1 tokens): raise --max-length", generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--top-p", "NaN", "--out", generated), "--top-p NaN: must be a finite number", generated);
         var negative = new StringWriter();
         Assert.Equal(2, Cli.Cli.Run(["embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMK\n"), "--out", Path.Combine(dir, "e.csv"), "--threads", "-1"], new StringWriter(), negative));

@@ -276,6 +276,7 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         AssertError(HttpStatusCode.BadRequest, await Post("/generate", """{"smi":"CCO","min_similarity":"NaN"}"""), "min_similarity", "malformed request body");
         AssertError(HttpStatusCode.BadRequest, await Post("/generate", """{"smi":"CCO","min_similarity":"0.5"}"""), "min_similarity", "malformed request body at $.min_similarity: expected a number");
         AssertError(HttpStatusCode.BadRequest, await Get("/v1/molecule/depict?smiles=CCO&width=abc"), "width", "width: 'abc' is not a whole number");
+        AssertError(HttpStatusCode.BadRequest, await Post("/v1/molecule/props", """{"smiles":"CCO"}"""), "smiles", "malformed request body at $.smiles: expected an array");
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/protein/fill-mask", """{"sequence":"MKV<mask>","top_k":"3"}"""), "top_k", "malformed request body");
         // Special tokens are the model's business, not part of a protein sequence.
         foreach (string token in new[] { "<cls>", "<pad>", "<eos>" })

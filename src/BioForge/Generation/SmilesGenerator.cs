@@ -59,7 +59,7 @@ public sealed class SmilesGenerator
         using var scheduler = TextSampling.Scheduler(DecoderNetwork.Of(model.Model), promptIds, model.Config.MaxPositionEmbeddings, count, options, batchSize);
         var samples = new List<SampledSequence?>();
         long limit = validOnly ? (long)count * maxAttemptsFactor : count;
-        int next = 0, scanned = 0;
+        int next = 0, scanned = 0, cut = 0;
         var result = new List<GeneratedMolecule>(count);
         while (result.Count < count)
         {
@@ -75,13 +75,15 @@ public sealed class SmilesGenerator
                 if (!scheduler.TrySubmit([job])) throw new InvalidOperationException("the generator's own queue refused a sequence");
             }
             if (!scheduler.Busy)
-                throw new BioForgeException($"only {result.Count} of {count} requested molecules were valid after {next} samples; the model is not trained well enough for --valid-only");
+                throw new BioForgeException($"only {result.Count} of {count} requested molecules were valid after {next} samples"
+                    + (2 * cut > next ? $"; {cut} were cut at the length limit ({options.MaxNewTokens} tokens): raise --max-length" : "; the model is not trained well enough for --valid-only"));
             scheduler.Step();
             for (; scanned < samples.Count && samples[scanned] is { } sample && result.Count < count; scanned++)
             {
                 var molecule = Describe(prompt, sample) with { Index = scanned };
                 samples[scanned] = null;
                 // A sample cut at the length limit is not the molecule the model was writing, even when RDKit reads it.
+                if (!molecule.Finished) cut++;
                 if (validOnly && !(molecule.Valid && molecule.Finished)) continue;
                 result.Add(molecule);
                 progress?.Report(1);

@@ -45,9 +45,6 @@ internal static class TextSampling
         if (batchSize < 1) throw new BioForgeException($"--batch must be positive (got {batchSize})");
         if (options.Temperature < 0) throw new BioForgeException($"temperature must not be negative (got {options.Temperature}; 0 takes the most probable token)");
         if (options.TopP is <= 0 or > 1) throw new BioForgeException($"top-p must be in (0, 1] (got {options.TopP})");
-        // A longer setting could never be reached (the begin token takes a position): refused, not silently shortened.
-        if (options.MaxNewTokens > maxPositions - 1)
-            throw new BioForgeException($"--max-length {options.MaxNewTokens}: the model takes {maxPositions} positions, so at most {maxPositions - 1} tokens after its begin token");
         int length = (int)Math.Min(maxPositions, (long)promptIds.Length + options.MaxNewTokens);
         if (promptIds.Length >= length) throw new BioForgeException($"the prompt takes {promptIds.Length} tokens; the model takes {maxPositions} in all");
         return new DecodeScheduler(decoder, batchSize, length, BatchingMode.Continuous, batchSize);

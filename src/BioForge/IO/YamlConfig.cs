@@ -85,7 +85,7 @@ internal static class YamlConfig
         catch (JsonException e)
         {
             string key = e.Path?.TrimStart('$', '.') ?? "?";
-            string value = Find(root, key)?.ToJsonString() ?? "null";
+            string value = Find(root, key)?.ToJsonString(new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) ?? "null";
             string expected = SettingType(typeof(T), key) is { } type ? $" (expected {Expected(type)})" : "";
             throw new BioForgeException($"{setBy.GetValueOrDefault(key, where)}: {key} = {value}: the wrong type or out of range{expected}");
         }

@@ -152,7 +152,7 @@ public static class PmoBenchmark
             foreach (var (setting, now) in Leaves(wanted, "").Where(l => !l.Key.StartsWith("output.", StringComparison.Ordinal)))
             {
                 string was = Setting(stored, setting) ?? Setting(earlier, setting) ?? now;
-                if (was != now)
+                if (Comparable(setting, was) != Comparable(setting, now))
                     throw new BioForgeException($"{resultsPath}: {r.Task} seed {r.Seed} ran with {setting} = {was}, not {now}; use another --out for other settings");
             }
         }
@@ -243,6 +243,11 @@ public static class PmoBenchmark
         JsonArray list => list.SelectMany((item, i) => Leaves(item, $"{name}[{i}]")),
         _ => [(name, Text(node))],
     };
+
+    /// <summary>A setting as compared between runs: the prior is a folder, named relative to where a run was started or
+    /// in full (the shipped default from outside the checkout), so the folder it names is compared.</summary>
+    private static string Comparable(string setting, string value) =>
+        setting == "prior.model" ? Path.GetFullPath(Shipped.Path(value)).TrimEnd('/') : value;
 
     private static string Text(JsonNode? node) => node is JsonValue value && value.TryGetValue(out string? text) ? text : node?.ToJsonString() ?? "null";
 
