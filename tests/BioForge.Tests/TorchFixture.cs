@@ -8,8 +8,8 @@ internal static class TestData
 
     public static string EsmTiny => Path("hf", "esm_tiny");
 
-    /// <summary>A fresh empty directory under the system temp folder, removed with the rest of this run's when the test
-    /// process exits (checkpoints and models made by tests filled 66 GB of a development machine over a few weeks).</summary>
+    /// <summary>A fresh empty directory under the system temp folder, in a folder of this test process's that the next
+    /// run removes once this process is gone (checkpoints and models made by tests filled 66 GB of a development machine).</summary>
     public static string TempDirectory()
     {
         string dir = System.IO.Path.Combine(RunFolder.Value, Guid.NewGuid().ToString("N"));
@@ -21,14 +21,31 @@ internal static class TestData
     {
         string root = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "bioforge-tests");
         Directory.CreateDirectory(root);
-        // What a killed run left behind (its exit handler never ran), once it is a day old: no live run is that old.
-        foreach (var stale in new DirectoryInfo(root).EnumerateDirectories().Where(d => d.LastWriteTimeUtc < DateTime.UtcNow.AddDays(-1)))
-            TryDelete(stale.FullName);
+        // Earlier runs' folders whose process is gone (the test host is ended by its runner, so it cannot clean up
+        // after itself), and older folders of no run, once a day old.
+        foreach (var earlier in new DirectoryInfo(root).EnumerateDirectories())
+            if (Owner(earlier.Name) is { } pid ? !Alive(pid) : earlier.LastWriteTimeUtc < DateTime.UtcNow.AddDays(-1))
+                TryDelete(earlier.FullName);
         string folder = System.IO.Path.Combine(root, $"run-{Environment.ProcessId}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(folder);
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => TryDelete(folder);
         return folder;
     });
+
+    private static int? Owner(string name) =>
+        name.Split('-') is ["run", var pid, _] && int.TryParse(pid, out int id) ? id : null;
+
+    private static bool Alive(int pid)
+    {
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false; // no such process
+        }
+    }
 
     private static void TryDelete(string folder)
     {
