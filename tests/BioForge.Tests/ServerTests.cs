@@ -565,10 +565,10 @@ public sealed class ScreenJobTimeoutTests
 public sealed class ServerShutdownTests
 {
     /// <summary>The SMILES model served with a 1 s shutdown grace, and a client of it; the test disposes the server.</summary>
-    private static async Task<(BioForgeServer Server, HttpClient Client)> StartWithShortGrace()
+    private static async Task<(BioForgeServer Server, HttpClient Client)> StartWithShortGrace(double graceSeconds = 1)
     {
         _ = TestData.Cpu;
-        var options = ServerFixture.Options(Path.Combine(Repository.Root, "models", "smiles-llama-small")) with { ShutdownGrace = TimeSpan.FromSeconds(1) };
+        var options = ServerFixture.Options(Path.Combine(Repository.Root, "models", "smiles-llama-small")) with { ShutdownGrace = TimeSpan.FromSeconds(graceSeconds) };
         var server = await BioForgeServer.StartAsync(options);
         return (server, new HttpClient { BaseAddress = new Uri(server.Address), Timeout = TimeSpan.FromMinutes(3) });
     }
@@ -595,9 +595,10 @@ public sealed class ServerShutdownTests
     [Fact]
     public async Task AStreamStillRunningAtShutdownEndsWithAnErrorEvent()
     {
-        var (server, client) = await StartWithShortGrace();
+        // No grace: a stream of the hot raw distribution (128 samples of up to 255 tokens) took about a second on a CI
+        // machine, so with a 1 s grace it could end with [DONE] before it was stopped.
+        var (server, client) = await StartWithShortGrace(graceSeconds: 0);
         using var _ = client;
-        // 128 samples of up to 255 tokens from the raw, hot distribution (ends are rare): far past the grace on a CPU.
         string body = JsonSerializer.Serialize(new { n = 128, max_tokens = 255, temperature = 5, grammar = "none", stream = true, seed = 1 });
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
         using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
