@@ -96,6 +96,17 @@ internal static class GenerateCommand
             string? noRdkit = onlyValid ? null : Molecule.Unavailable();
             var generator = new SmilesGenerator(checkpoint, checkMolecules: noRdkit is null);
             var sampling = common with { Grammar = result.GetValue(grammar) == "smiles" ? generator.Grammar : null };
+            if (sampling.Grammar is { } smiles)
+            {
+                try
+                {
+                    smiles.StartAfter(generator.EncodePrompt(result.GetValue(prompt)!).AsSpan(1));
+                }
+                catch (BioForgeException e)
+                {
+                    throw new BioForgeException($"--prompt: {e.Message}; --grammar none continues it anyway");
+                }
+            }
             int n = result.GetValue(count);
             var clock = Stopwatch.StartNew();
             var molecules = ProgressDisplay.Run("molecules", n, progress =>

@@ -11,15 +11,18 @@ public sealed class ProteinGrammar : ITokenGrammar
 {
     private readonly bool[] residue;
     private readonly int eos;
+    private readonly IReadOnlyList<string> tokens;
 
     public ProteinGrammar(EsmTokenizer tokenizer)
     {
+        tokens = tokenizer.Vocabulary;
         residue = [.. tokenizer.Vocabulary.Select(t => t.Length == 1 && char.IsAsciiLetterUpper(t[0]))];
         eos = tokenizer.EosId;
     }
 
     public string Name => "protein";
     public int VocabularySize => residue.Length;
+    public string TokenText(int token) => tokens[token];
 
     public ITokenGrammarState Start() => new State(this);
 

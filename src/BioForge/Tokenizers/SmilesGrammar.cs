@@ -27,9 +27,11 @@ public sealed class SmilesGrammar : ITokenGrammar
     private readonly int[] neighbourLimits;
     private readonly AromaticSystems.AtomFacts[] atomFacts;
     private readonly AromaticSystems.BondSymbol[] bondSymbols;
+    private readonly IReadOnlyList<string> tokens;
 
     public SmilesGrammar(SmilesVocabulary vocabulary)
     {
+        tokens = vocabulary.Tokens;
         kinds = new Kind[vocabulary.Count];
         values = new int[vocabulary.Count];
         neighbourLimits = new int[vocabulary.Count];
@@ -47,6 +49,7 @@ public sealed class SmilesGrammar : ITokenGrammar
 
     public string Name => "smiles";
     public int VocabularySize => kinds.Length;
+    public string TokenText(int token) => tokens[token];
 
     public ITokenGrammarState Start() => new State(this);
 

@@ -10,6 +10,8 @@ public interface ITokenGrammar
     /// <summary>What users select it by (<c>smiles</c>).</summary>
     string Name { get; }
     int VocabularySize { get; }
+    /// <summary>How a token is written, for messages.</summary>
+    string TokenText(int token);
     /// <summary>The state of a new sequence, before its first generated token.</summary>
     ITokenGrammarState Start();
 }
@@ -28,7 +30,7 @@ public interface ITokenGrammarState
 
 public static class TokenGrammarExtensions
 {
-    /// <summary>The state after <paramref name="tokens"/> (a prompt without its begin token); a token the grammar does not allow is refused with its position.</summary>
+    /// <summary>The state after <paramref name="tokens"/> (a prompt without its begin token); a token the grammar does not allow is refused with its position and text.</summary>
     public static ITokenGrammarState StartAfter(this ITokenGrammar grammar, ReadOnlySpan<int> tokens)
     {
         var state = grammar.Start();
@@ -38,7 +40,10 @@ public static class TokenGrammarExtensions
         {
             state.Next(allowed, completing);
             if (tokens[i] < 0 || tokens[i] >= allowed.Length || !allowed[tokens[i]])
-                throw new BioForgeException($"the prompt's token {i + 1} is not allowed there by the {grammar.Name} grammar");
+            {
+                string text = tokens[i] >= 0 && tokens[i] < allowed.Length ? $" ('{grammar.TokenText(tokens[i])}')" : "";
+                throw new BioForgeException($"the prompt's token {i + 1}{text} is not allowed there by the {grammar.Name} grammar");
+            }
             state.Advance(tokens[i]);
         }
         return state;
