@@ -48,6 +48,11 @@ internal static class TrainCommands
                     report.WriteLine($"stopped at step {trained.Step}; continue with --resume");
                     return cancellation.IsCancellationRequested ? 130 : 0;
                 }
+                if (trained.Step == trained.StartStep)
+                {
+                    report.WriteLine($"nothing to train: the run had already reached train.steps = {trained.Step}; its model, written again -> {trained.ModelDirectory} (raise train.steps to train on)");
+                    return 0;
+                }
                 report.WriteLine($"trained {trained.Step - trained.StartStep} steps -> {trained.ModelDirectory}"
                     + (trained.Validation is { } v ? $" (validation loss {v.Loss:F4}, perplexity {v.Perplexity:F3})" : ""));
                 return 0;

@@ -179,6 +179,53 @@ public sealed class RunResumeTests
         Assert.Equal(6, longer.Step);
     }
 
+    /// <summary>The network is compared as resolved: a key the first run gave as its default value may be left out.</summary>
+    [Fact]
+    public void AResumeMayLeaveOutANetworkKeyThatHoldsItsDefaultAndSaysWhatChanged()
+    {
+        string output = TestData.TempDirectory();
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6), "model.config.rope_theta=10000"), new TrainerOptions { StopAt = 3 });
+        var info = new List<string>();
+        var resumed = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6), "optimizer.lr=0.002"), new TrainerOptions { Resume = true, OnInfo = info.Add });
+        Assert.Equal(6, resumed.Step);
+        Assert.Contains(info, line => line.StartsWith("resuming from step 3 (", StringComparison.Ordinal));
+        Assert.Contains(info, line => line.StartsWith("settings changed since that run: ", StringComparison.Ordinal) && line.Contains("optimizer.lr: 0.003 → 0.002", StringComparison.Ordinal));
+        var other = Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 8), "model.config.rope_theta=500"),
+            new TrainerOptions { Resume = true }));
+        Assert.Contains("model.config.rope_theta: 10000 → 500", other.Message);
+    }
+
+    /// <summary>
+    /// <c>--resume-from</c> a checkpoint of another run branches into a new directory (the same weights as the run it
+    /// branches from, which is left as it was); it never replaces the checkpoints of a run already in train.output_dir.
+    /// </summary>
+    [Fact]
+    public void ResumingFromAnotherRunsCheckpointBranchesAndLeavesBothRunsAsTheyWere()
+    {
+        string source = TestData.TempDirectory(), branch = Path.Combine(TestData.TempDirectory(), "branch"), victim = TestData.TempDirectory();
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, source, 6)), new TrainerOptions());
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, victim, 6)), new TrainerOptions { StopAt = 5 });
+        string early = RunDirectory.Existing(source).Checkpoints(TrainerState.FileName)[0].Path;
+
+        var crossed = Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, victim, 6)), new TrainerOptions { ResumeFrom = early }));
+        Assert.Contains($"is not a checkpoint of train.output_dir {victim}, which holds a run of its own", crossed.Message);
+        Assert.Equal([3L, 5], RunDirectory.Existing(victim).Checkpoints(TrainerState.FileName).Select(c => c.Step));
+        var both = Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, victim, 6)),
+            new TrainerOptions { Resume = true, ResumeFrom = RunDirectory.Existing(victim).Checkpoints(TrainerState.FileName)[0].Path }));
+        Assert.Contains("not both", both.Message);
+
+        var info = new List<string>();
+        var branched = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, branch, 6)), new TrainerOptions { ResumeFrom = early, OnInfo = info.Add });
+        Assert.Equal(3, branched.StartStep);
+        Assert.Contains(info, line => line.StartsWith($"branching from step 3 ({early}) into a new run in {branch}", StringComparison.Ordinal));
+        TinyRuns.AssertSameWeights(source, branch);
+        Assert.Equal([3L, 6], RunDirectory.Existing(source).Checkpoints(TrainerState.FileName).Select(c => c.Step));
+        // The branch's metrics hold the history it shares with its source, then its own steps.
+        var steps = File.ReadAllLines(Path.Combine(branch, RunDirectory.MetricsFile))
+            .Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!).Where(n => n["loss"] is not null).Select(n => n["step"]!.GetValue<long>());
+        Assert.Equal([2L, 4, 6], steps);
+    }
+
     [Fact]
     public void AResumeWithAnotherAccumulationKeepsTheGlobalBatchAndSaysSo()
     {

@@ -39,6 +39,9 @@ public sealed class TrainCliTests
         Assert.Equal(0, second.Code);
         Assert.Contains("trained 3 steps", second.Out);
         Assert.Contains("validation loss", second.Out);
+        var third = Run("train", "--config", config, "--resume");
+        Assert.Equal(0, third.Code);
+        Assert.Contains("nothing to train: the run had already reached train.steps = 6", third.Out);
 
         string generated = Path.Combine(TestData.TempDirectory(), "gen.smi");
         var sampled = Run("generate", "--model", Path.Combine(output, Trainer.ModelDirectory), "--n", "20", "--out", generated, "--batch", "8",

@@ -141,6 +141,21 @@ public sealed class RunDirectory
                 + string.Join("; ", differences) + " (start a new run in another directory to change them)");
     }
 
+    /// <summary>
+    /// The settings of <paramref name="current"/> that differ from the stored configuration (<c>optimizer.lr: 0.001 →
+    /// 0.0005</c>), leaving out <paramref name="ignored"/> paths and their subtrees: what a resumed run changed.
+    /// </summary>
+    public IReadOnlyList<string> Changes(JsonObject current, params string[] ignored)
+    {
+        var stored = ReadConfig();
+        if (stored is null) return [];
+        var differences = new List<string>();
+        foreach (string key in stored.Select(kv => kv.Key).Union(current.Select(kv => kv.Key)).Order(StringComparer.Ordinal))
+            Compare(key, stored[key], current[key], null, differences);
+        differences.RemoveAll(d => ignored.Any(path => d.StartsWith(path + ":", StringComparison.Ordinal) || d.StartsWith(path + ".", StringComparison.Ordinal)));
+        return differences;
+    }
+
     private static JsonNode? Find(JsonObject root, string path)
     {
         JsonNode? node = root;

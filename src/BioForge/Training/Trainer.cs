@@ -55,9 +55,9 @@ public static class Trainer
 {
     public const string ModelDirectory = "model";
 
-    /// <summary>Settings a resumed run must share with the run it continues (the global batch is checked apart, from the checkpoint).</summary>
+    /// <summary>Settings a resumed run must share with the run it continues (the global batch and the network are checked apart, from the checkpoint).</summary>
     private static readonly string[] DefiningSettings =
-        ["seed", "model.type", "model.config", "data.tokens_per_batch", "data.max_length", "data.packing", "data.randomize_smiles", "data.cluster_sampling"];
+        ["seed", "model.type", "data.tokens_per_batch", "data.max_length", "data.packing", "data.randomize_smiles", "data.cluster_sampling"];
 
     public static TrainingResult Run(RunConfig config, TrainerOptions options)
     {
@@ -68,7 +68,7 @@ public static class Trainer
         // validates and gathers whole tensors for it.
         bool lead = world.Rank == 0;
         using var train = OpenSplit(config.Data.Dir, "train");
-        var (run, resumeFrom, state) = OpenRun(config, options, train, lead);
+        var (run, resumeFrom, state, branchMetrics) = OpenRun(config, options, train, lead);
         try
         {
             if (world.Size > 1) world.Barrier(); // every rank has checked the run directory before rank 0 writes into it
@@ -94,6 +94,7 @@ public static class Trainer
             options.OnInfo?.Invoke(FormattableString.Invariant($"optimizer state {optimizer.StateBytes} bytes per rank ({grid.Data.Size} data-parallel × {grid.Tensor.Size} tensor-parallel rank(s){(zero ? ", ZeRO-1" : "")}{(layout.SplitsVocabulary ? ", vocabulary split" : "")})"));
 
             if (lead) run.WriteConfig(config.ToJsonText());
+            if (lead && branchMetrics is not null) AtomicFile.WriteText(Path.Combine(run.Path, RunDirectory.MetricsFile), File.ReadAllText(branchMetrics)); // the history up to the branch point
             using var metrics = lead ? run.OpenMetrics(state?.Step ?? 0) : null;
 
             long step = state?.Step ?? 0, startStep = step, tokensSeen = state?.TokensSeen ?? 0;
@@ -197,31 +198,96 @@ public static class Trainer
 
     /// <summary>
     /// The run directory and, when resuming, the checkpoint and its state — after checking that the resumed run is the
-    /// same run: the settings that define it, the precision and the corpus.
+    /// same run: the settings that define it, the network, the precision and the corpus. A checkpoint of another run
+    /// (<c>--resume-from</c> outside <c>train.output_dir</c>) branches: a new run directory continues it, and the
+    /// other run is left as it is. <c>Metrics</c> is the metrics log the new run's history starts from (a branch's
+    /// source run's), or null.
     /// </summary>
-    private static (RunDirectory Run, string? ResumeFrom, TrainerState? State) OpenRun(RunConfig config, TrainerOptions options, TokenStore.Reader train, bool lead)
+    private static (RunDirectory Run, string? ResumeFrom, TrainerState? State, string? Metrics) OpenRun(RunConfig config, TrainerOptions options, TokenStore.Reader train, bool lead)
     {
-        bool resuming = options.Resume || options.ResumeFrom is not null;
-        var run = RunDirectory.Open(config.Train.OutputDir, "train.output_dir", isNew: !resuming, owner: lead);
+        if (options.Resume && options.ResumeFrom is not null)
+            throw new BioForgeException("give --resume (the latest checkpoint of train.output_dir) or --resume-from CHECKPOINT, not both");
         string? resumeFrom = options.ResumeFrom;
         if (resumeFrom is not null && !Directory.Exists(resumeFrom)) throw new BioForgeException($"--resume-from {resumeFrom}: no such checkpoint directory");
+        string? source = resumeFrom is null ? null : SourceRun(resumeFrom);
+        bool branch = resumeFrom is not null && !IsInside(resumeFrom, Path.Combine(config.Train.OutputDir, RunDirectory.CheckpointsFolder));
+        if (branch && Directory.Exists(config.Train.OutputDir) && Directory.EnumerateFileSystemEntries(config.Train.OutputDir).Any())
+            throw new BioForgeException($"--resume-from {resumeFrom} is not a checkpoint of train.output_dir {config.Train.OutputDir}, which holds a run of its own "
+                + "(resuming would replace its checkpoints); give a new train.output_dir to branch a run from that checkpoint, or --resume to continue the run there");
+        var run = RunDirectory.Open(config.Train.OutputDir, "train.output_dir", isNew: (resumeFrom is null && !options.Resume) || branch, owner: lead);
         if (options.Resume)
             resumeFrom = run.LatestCheckpoint(TrainerState.FileName)
                 ?? throw new BioForgeException($"--resume: {run.CheckpointsDirectory} holds no complete checkpoint");
-        if (resumeFrom is null) return (run, null, null);
+        if (resumeFrom is null) return (run, null, null, null);
 
         var state = TrainerState.Read(resumeFrom);
         if (state.Precision != config.Train.Precision)
             throw new BioForgeException($"{resumeFrom}: written with precision {state.Precision}, the configuration says {config.Train.Precision}");
-        run.RefuseChanges(JsonNode.Parse(config.ToJsonText())!.AsObject(), DefiningSettings);
+        if (state.Step > config.Train.Steps)
+            throw new BioForgeException($"{resumeFrom}: the checkpoint is at step {state.Step}, past train.steps {config.Train.Steps}");
+        var current = JsonNode.Parse(config.ToJsonText())!.AsObject();
+        // The run's own settings; a branch's are those of the run it branches from (when the checkpoint is inside one).
+        var history = branch ? source is null ? null : RunDirectory.Existing(source) : run;
+        history?.RefuseChanges(current, DefiningSettings);
+        RefuseOtherNetwork(config, resumeFrom);
         if (state.Seed != config.Seed)
             throw new BioForgeException($"{resumeFrom}: written by a run with seed {state.Seed}, the configuration says {config.Seed} (the seed orders the data)");
         if (state.TrainDocuments is { } documents && (documents != train.Count || state.TrainTokens != train.TotalTokens))
             throw new BioForgeException($"{resumeFrom}: trained on {documents:N0} documents / {state.TrainTokens:N0} tokens, but data.dir {config.Data.Dir} "
                 + $"holds {train.Count:N0} / {train.TotalTokens:N0}; a resumed run must read the same corpus");
-        if (lead && run.AbandonCheckpointsAfter(state.Step, TrainerState.FileName) is { Count: > 0 } abandoned)
+        if (!lead) return (run, resumeFrom, state, null);
+        options.OnInfo?.Invoke(branch
+            ? $"branching from step {state.Step} ({resumeFrom}) into a new run in {config.Train.OutputDir}"
+            : $"resuming from step {state.Step} ({resumeFrom})");
+        // learning_rate is derived from optimizer and schedule settings, which are listed themselves.
+        if (history?.Changes(current, "train.output_dir", "model.config", "learning_rate") is { Count: > 0 } changes)
+            options.OnInfo?.Invoke($"settings changed since that run: {string.Join("; ", changes)}");
+        if (!branch && run.AbandonCheckpointsAfter(state.Step, TrainerState.FileName) is { Count: > 0 } abandoned)
             options.OnInfo?.Invoke($"resuming from step {state.Step}: removed the later checkpoints of the abandoned continuation (steps {string.Join(", ", abandoned)})");
-        return (run, resumeFrom, state);
+        string? metrics = branch && source is not null ? Path.Combine(source, RunDirectory.MetricsFile) : null;
+        return (run, resumeFrom, state, metrics is not null && File.Exists(metrics) ? metrics : null);
+    }
+
+    /// <summary>The run directory a checkpoint lies in (<c>RUN/checkpoints/step-N</c>), or null for a checkpoint kept elsewhere.</summary>
+    private static string? SourceRun(string checkpoint)
+    {
+        var folder = Directory.GetParent(Path.GetFullPath(checkpoint).TrimEnd(Path.DirectorySeparatorChar));
+        return folder is { Name: RunDirectory.CheckpointsFolder, Parent: { } runFolder } && File.Exists(Path.Combine(runFolder.FullName, RunDirectory.ConfigFile))
+            ? runFolder.FullName : null;
+    }
+
+    private static bool IsInside(string path, string folder) =>
+        Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar).StartsWith(Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar, StringComparison.Ordinal);
+
+    /// <summary>
+    /// A resumed run takes its network from the checkpoint: a <c>model.config</c> that describes another one is refused.
+    /// Both are compared as resolved, so a key left out whose default is the checkpoint's value is no change.
+    /// </summary>
+    private static void RefuseOtherNetwork(RunConfig config, string checkpoint)
+    {
+        if (config.Model.Config is null) return;
+        string file = Path.Combine(checkpoint, "config.json");
+        JsonObject saved, wanted;
+        if (config.Family is EsmFamily)
+        {
+            var esm = EsmConfig.FromJson(file);
+            (saved, wanted) = (esm.ToJson(), NewConfig(config, NewEsmConfig, esm.VocabSize).ToJson());
+        }
+        else
+        {
+            var llama = LlamaConfig.FromJson(file);
+            (saved, wanted) = (llama.ToJson(), (NewConfig(config, json => LlamaConfig.FromJson(json, "model.config"), llama.VocabSize) with
+            {
+                BosTokenId = llama.BosTokenId,
+                EosTokenId = llama.EosTokenId,
+                PadTokenId = llama.PadTokenId,
+            }).ToJson());
+        }
+        var differences = saved.Where(kv => kv.Key is not ("dtype" or "vocab_size") && !JsonNode.DeepEquals(kv.Value, wanted[kv.Key]))
+            .Select(kv => $"model.config.{kv.Key}: {kv.Value?.ToJsonString()} → {wanted[kv.Key]?.ToJsonString()}").ToList();
+        if (differences.Count > 0)
+            throw new BioForgeException($"{checkpoint}: model.config describes another network than the checkpoint's, which a resumed run cannot change: "
+                + string.Join("; ", differences) + " (start a new run in another directory to change them)");
     }
 
     /// <summary>
@@ -329,12 +395,7 @@ public static class Trainer
                 throw new BioForgeException($"data.dir {config.Data.Dir}: no vocab.txt; an ESM model needs a corpus prepared with --tokenizer esm");
             var checkpoint = source is not null
                 ? EsmCheckpoint.Load(source, compute.Device, compute.DType, layout)
-                : EsmCheckpoint.Random(NewConfig(config, json =>
-                {
-                    json["position_embedding_type"] ??= "rotary"; // Hugging Face's default is "absolute"; ESM-2 is rotary
-                    json["layer_norm_eps"] ??= new EsmConfig().LayerNormEps; // ESM-2's 1e-5, not Hugging Face's 1e-12
-                    return EsmConfig.FromJson(json, "model.config");
-                }, EsmTokenizer.Esm2.Vocabulary.Count),
+                : EsmCheckpoint.Random(NewConfig(config, NewEsmConfig, EsmTokenizer.Esm2.Vocabulary.Count),
                     compute.Device, compute.DType, (long)config.Seed, layout);
             try
             {
@@ -382,6 +443,13 @@ public static class Trainer
         }
         llama.Model.ActivationCheckpointing = config.Train.ActivationCheckpointing;
         return new CausalLanguageModelTask(llama, config.Data.RandomizeSmiles, config.Data.MaxLength);
+    }
+
+    private static EsmConfig NewEsmConfig(JsonObject json)
+    {
+        json["position_embedding_type"] ??= "rotary"; // Hugging Face's default is "absolute"; ESM-2 is rotary
+        json["layer_norm_eps"] ??= new EsmConfig().LayerNormEps; // ESM-2's 1e-5, not Hugging Face's 1e-12
+        return EsmConfig.FromJson(json, "model.config");
     }
 
     /// <summary>A network config from <c>model.config</c>, with the vocabulary size the data implies.</summary>
