@@ -340,6 +340,48 @@ public sealed class MpiTests
         Assert.Equal(resumedFrom + 2, resumed.Step);
     }
 
+    /// <summary>
+    /// SIGTERM to mpirun (a scheduler's time limit, Ctrl+C) stops every rank after the same step with a checkpoint, and
+    /// the job ends like one process does: no MPI_Abort, and no terminal escape in the redirected output.
+    /// </summary>
+    [Fact]
+    public void SigtermToMpirunStopsEveryRankWithACheckpointAndNoAbort()
+    {
+        string output = TestData.TempDirectory();
+        string config = Path.Combine(TestData.TempDirectory(), "long.yaml");
+        File.WriteAllText(config, TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 100_000).Replace("every: 3\n", "every: 1000\n"));
+        var start = new ProcessStartInfo("mpirun") { RedirectStandardOutput = true, RedirectStandardError = true };
+        // Open MPI waits odls_base_sigkill_timeout, sends SIGTERM on, and kills the ranks one timeout later (1 s by
+        // default: too short for a step and a checkpoint on a busy machine); the job ends after two timeouts.
+        foreach (string a in (Environment.UserName == "root" ? new[] { "--allow-run-as-root" } : []).Concat(["--oversubscribe", "--mca", "odls_base_sigkill_timeout", "5",
+            "-np", "2", Path.Combine(AppContext.BaseDirectory, "BioForge.Cli"), "train", "--config", config, "train.threads=1"]))
+            start.ArgumentList.Add(a);
+        using var job = Process.Start(start)!;
+        var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var stepped = new ManualResetEventSlim();
+        job.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lines.Enqueue(e.Data);
+            if (e.Data.StartsWith("step 4/", StringComparison.Ordinal)) stepped.Set();
+        };
+        job.ErrorDataReceived += (_, e) => { if (e.Data is not null) lines.Enqueue(e.Data); };
+        job.BeginOutputReadLine();
+        job.BeginErrorReadLine();
+        Assert.True(stepped.Wait(TimeSpan.FromMinutes(2)), "training did not log step 4 in time:\n" + string.Join("\n", lines));
+        using (var kill = Process.Start("kill", ["-TERM", job.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) kill.WaitForExit();
+        Assert.True(job.WaitForExit(TimeSpan.FromMinutes(2)), "mpirun did not stop after SIGTERM"); // a hang guard, not a speed check
+        job.WaitForExit(); // drains the redirected streams
+        string log = string.Join("\n", lines);
+        Assert.NotEqual(0, job.ExitCode);
+        Assert.DoesNotContain("MPI_ABORT", log, StringComparison.Ordinal);
+        Assert.DoesNotContain("\u001b", log, StringComparison.Ordinal);
+        var stopped = System.Text.RegularExpressions.Regex.Match(log, @"stopped at step (\d+); continue with --resume");
+        Assert.True(stopped.Success, log);
+        long step = long.Parse(stopped.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Equal(step, RunDirectory.Existing(output).Checkpoints(TrainerState.FileName)[^1].Step);
+    }
+
     /// <summary>The process id of an mpirun child with the given OMPI_COMM_WORLD_RANK.</summary>
     private static int RankProcess(int rank)
     {
