@@ -45,10 +45,42 @@ public static class Cli
         {
             // One line and a hint, exit 2 like every other input error: the full help buried the message.
             string path = string.Join(' ', parsed.CommandResult.Command.Name == root.Name ? [root.Name] : Ancestry(parsed.CommandResult.Command, root));
-            error.WriteLine($"error: {Plain(parsed.Errors[0])} (see '{path} --help')");
+            string message = UnknownCommand(parsed) ?? Plain(parsed.Errors[0]);
+            error.WriteLine($"error: {message} (see '{path} --help')");
             return 2;
         }
         return parsed.Invoke(new InvocationConfiguration { Output = output, Error = error });
+    }
+
+    /// <summary>
+    /// A word where a command has only subcommands (<c>bioforge embedd</c>): the parser said "Required command was not
+    /// provided"; this names the word, the nearest command and the commands there are.
+    /// </summary>
+    private static string? UnknownCommand(ParseResult parsed)
+    {
+        var command = parsed.CommandResult.Command;
+        if (command.Subcommands.Count == 0 || parsed.UnmatchedTokens.FirstOrDefault() is not { } word || word.StartsWith('-')) return null;
+        var names = command.Subcommands.Where(c => !c.Hidden).Select(c => c.Name).ToList();
+        string? nearest = names.Select(n => (Name: n, Distance: word.Length >= 3 && n.StartsWith(word, StringComparison.Ordinal) ? 0 : EditDistance(word, n)))
+            .Where(c => c.Distance <= (word.Length >= 4 ? 2 : 1)).OrderBy(c => c.Distance).Select(c => c.Name).FirstOrDefault();
+        return $"unknown command '{word}'{(nearest is null ? "" : $"; did you mean '{nearest}'?")} (commands: {string.Join(", ", names)})";
+    }
+
+    private static int EditDistance(string a, string b)
+    {
+        var row = Enumerable.Range(0, b.Length + 1).ToArray();
+        for (int i = 1; i <= a.Length; i++)
+        {
+            int diagonal = row[0];
+            row[0] = i;
+            for (int j = 1; j <= b.Length; j++)
+            {
+                int above = row[j];
+                row[j] = Math.Min(Math.Min(row[j] + 1, row[j - 1] + 1), diagonal + (a[i - 1] == b[j - 1] ? 0 : 1));
+                diagonal = above;
+            }
+        }
+        return row[b.Length];
     }
 
     /// <summary>

@@ -116,6 +116,9 @@ public sealed class CliTests
         Assert.StartsWith("error: --threads -1: must be 0 (the default) or more", negative.ToString());
         // The parser's own refusals in the CLI's words, on one line: no .NET type names, a choice's names together.
         AssertFails(Run("generate", "--model", model, "--n", "two", "--out", generated), "error: --n two: expected a whole number (see 'bioforge generate --help')", generated);
+        // A mistyped command is named, with the nearest one (the parser said "Required command was not provided").
+        AssertFails(Run("generat", "--model", model, "--n", "2", "--out", generated), "error: unknown command 'generat'; did you mean 'generate'? (commands: embed, ", generated);
+        AssertFails(Run("data", "prep", smiles), "error: unknown command 'prep'; did you mean 'prepare'? (commands: prepare) (see 'bioforge data --help')");
         AssertFails(Run("generate", "--model", model, "--n", "2", "--temperature", "hot", "--out", generated), "--temperature hot: expected a number", generated);
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMK\n"), "--out", Path.Combine(dir, "e.csv"), "--pool", "max"),
             "error: --pool max: must be one of mean, cls, none (see 'bioforge embed --help')");

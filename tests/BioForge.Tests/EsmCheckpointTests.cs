@@ -102,6 +102,11 @@ public sealed class EsmCheckpointTests
         Assert.Contains("tie_word_embeddings false", Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(dir, cpu.Device, cpu.DType)).Message);
         File.WriteAllText(Path.Combine(dir, "config.json"), File.ReadAllText(Path.Combine(TestData.EsmTiny, "config.json")).Replace("\"pad_token_id\": 1", "\"pad_token_id\": 40"));
         Assert.Contains("pad_token_id 40 is outside the vocabulary of 33", Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(dir, cpu.Device, cpu.DType)).Message);
+        // A size left out is named, not taken from ESM-2 8M (the defaults of a training configuration).
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(TestData.EsmTiny, "config.json")))!.AsObject();
+        config.Remove("num_attention_heads");
+        File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString());
+        Assert.Contains("config.json: no 'num_attention_heads'", Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(dir, cpu.Device, cpu.DType)).Message);
     }
 
     /// <summary>A key a config.json leaves out takes transformers' default, so the network computes as Hugging Face's.</summary>

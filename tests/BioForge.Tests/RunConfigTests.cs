@@ -42,6 +42,8 @@ public sealed class RunConfigTests
     [InlineData("checkpoint.keep=0", "checkpoint.keep")]
     [InlineData("train=5", "'train' must be a section")]
     [InlineData("nonsense", "expected section.key=value")]
+    [InlineData("--output-dir", "--output-dir: not an option of this command; run-file settings are given as section.key=value (train.output_dir=…)")]
+    [InlineData("--bogus", "--bogus: not an option of this command; run-file settings are given as section.key=value")]
     public void RefusesBadSettingsNamingTheKey(string assignment, string expected)
     {
         var error = Assert.Throws<BioForgeException>(() => Load(Minimal, assignment));

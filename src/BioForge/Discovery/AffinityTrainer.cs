@@ -88,7 +88,7 @@ public static class AffinityTrainer
     public static DtiResult Train(DtiConfig config, Action<string>? info = null, Action<DtiEpochReport>? onEpoch = null)
     {
         RunDirectory.RequireNew(config.Train.OutputDir, "train.output_dir");
-        var compute = ComputeOptions.Resolve(config.Train.Device, "fp32", config.Train.Threads);
+        var compute = ComputeOptions.Resolve(config.Train.Device, "fp32", config.Train.Threads, "train.device");
         var data = AffinityDataset.Load(config.Data.Dir);
         if (config.Data.ValidationFold >= data.TrainFolds.Length)
             throw new BioForgeException($"data.validation_fold {config.Data.ValidationFold}: {config.Data.Dir} has {data.TrainFolds.Length} training folds (0..{data.TrainFolds.Length - 1})");

@@ -39,7 +39,7 @@ public static class FineTuner
     public static FineTuneManifest Run(FineTuneConfig config, FineTuneOptions options)
     {
         RunDirectory.RequireNew(config.Train.OutputDir, "train.output_dir");
-        var compute = ComputeOptions.Resolve(config.Train.Device, "fp32", config.Train.Threads);
+        var compute = ComputeOptions.Resolve(config.Train.Device, "fp32", config.Train.Threads, "train.device");
         void Info(string message) => options.OnInfo?.Invoke(message);
 
         var split = ReadSplit(config);

@@ -177,10 +177,21 @@ internal static class YamlConfig
         _ => JsonValue.Create(Convert.ToString(value, CultureInfo.InvariantCulture)),
     };
 
+    private static IEnumerable<string> Paths(JsonObject node, string prefix) =>
+        node.SelectMany(kv => kv.Value is JsonObject child ? Paths(child, $"{prefix}{kv.Key}.") : [prefix + kv.Key]);
+
     /// <summary>Applies <c>section.key=value</c>; the value is read as YAML (a scalar, or a flow list such as <c>[a, b]</c>).</summary>
     private static void Override(JsonObject root, string assignment)
     {
         int equals = assignment.IndexOf('=');
+        if (assignment.StartsWith('-'))
+        {
+            // "--threads 1" where the run file holds the setting: name the setting it most likely means.
+            string name = assignment.TrimStart('-').Split('=')[0].Replace('-', '_');
+            string? path = Paths(root, "").FirstOrDefault(p => p == name || p.EndsWith("." + name, StringComparison.Ordinal));
+            throw new BioForgeException($"{assignment}: not an option of this command; run-file settings are given as section.key=value"
+                + (path is null ? "" : $" ({path}=…)"));
+        }
         if (equals <= 0) throw new BioForgeException($"override '{assignment}': expected section.key=value");
         var keys = assignment[..equals].Split('.');
         if (keys.Any(k => k.Length == 0)) throw new BioForgeException($"override '{assignment}': empty key");

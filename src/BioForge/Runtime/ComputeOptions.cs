@@ -8,12 +8,13 @@ public sealed record ComputeOptions(torch.Device Device, torch.ScalarType DType,
     /// <summary>
     /// Resolves <c>--device</c> (cpu | cuda | cuda:N | auto), <c>--dtype</c> (fp32 | bf16 | fp16 | auto) and
     /// <c>--threads</c> (0 = <c>BIOFORGE_THREADS</c>, then <c>OMP_NUM_THREADS</c>, then the number of cores).
-    /// Loads LibTorch and applies the thread count.
+    /// Loads LibTorch and applies the thread count. <paramref name="deviceSetting"/> names where the device was given
+    /// (<c>train.device</c> in a run file), for messages.
     /// </summary>
-    public static ComputeOptions Resolve(string device, string dtype, int threads)
+    public static ComputeOptions Resolve(string device, string dtype, int threads, string deviceSetting = "--device")
     {
         TorchRuntime.EnsureLoaded();
-        var dev = ParseDevice(device);
+        var dev = ParseDevice(device, deviceSetting);
         var type = ParseDType(dtype, dev);
         int n = threads > 0 ? threads : ThreadsFromEnvironment();
         torch.set_num_threads(n);
@@ -27,24 +28,25 @@ public sealed record ComputeOptions(torch.Device Device, torch.ScalarType DType,
     public static string DeviceLabel(torch.Device device) =>
         device.type == DeviceType.CUDA ? $"cuda:{Math.Max(0, device.index)}" : device.type.ToString().ToLowerInvariant();
 
-    private static torch.Device ParseDevice(string text)
+    private static torch.Device ParseDevice(string text, string setting)
     {
+        string Given(string value) => setting.StartsWith("--", StringComparison.Ordinal) ? $"{setting} {value}" : $"{setting}={value}";
         string s = text.Trim().ToLowerInvariant();
         if (s == "auto") return TorchRuntime.CudaAvailable ? torch.CUDA : torch.CPU;
         if (s == "cpu") return torch.CPU;
         if (s == "cuda" || s.StartsWith("cuda:", StringComparison.Ordinal))
         {
             if (!TorchRuntime.CudaAvailable)
-                throw new BioForgeException($"--device {text}: no CUDA device is available to the loaded LibTorch ({TorchRuntime.LibTorchDirectory}); set {TorchRuntime.LibTorchEnvironmentVariable} to a CUDA LibTorch folder, or use --device cpu");
+                throw new BioForgeException($"{Given(text)}: no CUDA device is available to the loaded LibTorch ({TorchRuntime.LibTorchDirectory}); set {TorchRuntime.LibTorchEnvironmentVariable} to a CUDA LibTorch folder, or use {Given("cpu")}");
             if (s == "cuda") return torch.CUDA;
             if (!int.TryParse(s.AsSpan(5), out int index) || index < 0)
-                throw new BioForgeException($"--device {text}: expected cuda:N with N a device index");
+                throw new BioForgeException($"{Given(text)}: expected cuda:N with N a device index");
             int count = (int)torch.cuda.device_count();
             if (index >= count)
-                throw new BioForgeException($"--device {text}: only {count} CUDA device(s) are visible");
+                throw new BioForgeException($"{Given(text)}: only {count} CUDA device(s) are visible");
             return new torch.Device(DeviceType.CUDA, index);
         }
-        throw new BioForgeException($"--device {text}: expected cpu, cuda, cuda:N or auto");
+        throw new BioForgeException($"{Given(text)}: expected cpu, cuda, cuda:N or auto");
     }
 
     private static torch.ScalarType ParseDType(string text, torch.Device device) => text.Trim().ToLowerInvariant() switch

@@ -134,7 +134,7 @@ public sealed record RunConfig
         var family = ModelRegistry.Find(Model.Type);
         require(family is not null, $"model.type must be one of {ModelRegistry.Known} (got '{Model.Type}')");
         require(family is null or { Trainable: true }, $"model.type {Model.Type}: {family?.Title} checkpoints are loaded for inference; BioForge does not train them");
-        require(Model.Init is null || Model.Config is null, "give model.init (a checkpoint) or model.config (a new network), not both");
+        require(Model.Init is null || Model.Config is null, "give model.init (a checkpoint) or model.config (a new network), not both (to start a run file that has model.config from a checkpoint, add model.config=null)");
         require(!Data.Packing || family is null or { Objective: TrainingObjective.CausalLanguageModel }, $"data.packing applies to the causal objective only, not to {family?.Title}");
         require(!Data.RandomizeSmiles || family is null or { Alphabet: SequenceAlphabet.Smiles }, $"data.randomize_smiles applies to SMILES models only, not to {family?.Title}");
         require(!(Data.RandomizeSmiles && Data.Packing), "data.randomize_smiles rewrites whole molecules and cannot be combined with data.packing");

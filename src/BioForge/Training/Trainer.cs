@@ -61,7 +61,7 @@ public static class Trainer
 
     public static TrainingResult Run(RunConfig config, TrainerOptions options)
     {
-        var compute = ComputeOptions.Resolve(config.Train.Device, config.Train.Precision == "bf16-mixed" ? "bf16" : "fp32", config.Train.Threads);
+        var compute = ComputeOptions.Resolve(config.Train.Device, config.Train.Precision == "bf16-mixed" ? "bf16" : "fp32", config.Train.Threads, "train.device");
         compute = compute with { Device = ParallelGrid.LocalDevice(compute.Device, ProcessGroup.Launch) };
         var world = options.Group ?? ProcessGroup.World;
         // Only world rank 0 writes files and reports; the tensor-parallel group around it (data-parallel rank 0)

@@ -55,7 +55,18 @@ public sealed record EsmConfig
         "hidden_dropout_prob", "attention_probs_dropout_prob", "tie_word_embeddings", "is_folding_model", "dtype",
     };
 
-    public static EsmConfig FromJson(string path) => FromJson(ConfigJson.Read(path, "esm"), path);
+    /// <summary>
+    /// A checkpoint's <c>config.json</c>. Its sizes must be stated (Hugging Face writes them all): the defaults a
+    /// training configuration may lean on are ESM-2 8M's, not transformers' EsmConfig's, so a missing one is named
+    /// rather than assumed.
+    /// </summary>
+    public static EsmConfig FromJson(string path)
+    {
+        var json = ConfigJson.Read(path, "esm");
+        foreach (string key in new[] { "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size" })
+            if (json[key] is null) throw new BioForgeException($"{path}: no '{key}' (a Hugging Face ESM config.json states it)");
+        return FromJson(json, path);
+    }
 
     /// <param name="where">Names the source in error messages.</param>
     public static EsmConfig FromJson(JsonObject json, string where)
