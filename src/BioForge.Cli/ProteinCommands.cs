@@ -167,7 +167,7 @@ internal static class ProteinCommands
             var top = Enumerable.Range(0, n).SelectMany(i => Enumerable.Range(i + 6, Math.Max(0, n - i - 6)).Select(j => (i, j)))
                 .OrderByDescending(p => contacts[p.i, p.j]).Take(5).ToList();
             if (top.Count > 0)
-                output.WriteLine("top long-range pairs (|i-j| >= 6): " + string.Join(", ", top.Select(p => $"{p.i + 1}-{p.j + 1} ({contacts[p.i, p.j].ToString("F3", CultureInfo.InvariantCulture)})")));
+                output.WriteLine("most probable pairs at least 6 apart (|i-j| >= 6): " + string.Join(", ", top.Select(p => $"{p.i + 1}-{p.j + 1} ({contacts[p.i, p.j].ToString("F3", CultureInfo.InvariantCulture)})")));
             return 0;
         }));
         return command;

@@ -26,9 +26,10 @@ internal static class TextSamples
         var samples = ProgressDisplay.Run("samples", n, progress => generator.Generate(n, sampling, seed, batch, progress, prompt));
         double seconds = clock.Elapsed.TotalSeconds;
         bool fasta = target.EndsWith(".fasta", StringComparison.OrdinalIgnoreCase) || target.EndsWith(".fa", StringComparison.OrdinalIgnoreCase);
-        AtomicFile.WriteText(target, string.Concat(samples.Select((s, i) => fasta
-            ? $">sample_{i + 1} finished={(s.Finished ? "yes" : "no")} log_likelihood={s.LogLikelihood:F3}\n{string.Concat(s.Text.Where(c => !char.IsWhiteSpace(c)))}\n"
-            : s.Text.ReplaceLineEndings(" ") + "\n")));
+        // FASTA records as the protein decoders write them; a byte-level model's newlines and spaces are no residues.
+        AtomicFile.WriteText(target, fasta
+            ? ProteinSamples.Fasta([.. samples.Select(s => s with { Text = string.Concat(s.Text.Where(c => !char.IsWhiteSpace(c))) })])
+            : string.Concat(samples.Select(s => s.Text.ReplaceLineEndings(" ") + "\n")));
         int finished = samples.Count(s => s.Finished);
         output.WriteLine($"{samples.Count} samples -> {target} in {seconds:F1} s ({samples.Count / Math.Max(seconds, 1e-9):F1} samples/s); "
             + $"{100.0 * finished / samples.Count:F1}% ended with the end token, the rest at --max-length");

@@ -201,6 +201,7 @@ public sealed class Gpt2Tests
         Assert.True(code == 0, err);
         var records = FastaReader.Read(Path.Combine(dir, "gen.fasta"), alphabet: null).ToList();
         Assert.Equal(expected.Select(s => string.Concat(s.Text.Where(c => !char.IsWhiteSpace(c)))), records.Select(r => r.Sequence));
+        Assert.Equal(["gen-1", "gen-2", "gen-3"], records.Select(r => r.Id)); // named as the protein decoders name theirs
         Assert.Equal(0, Run("generate", "--model", Fixture, "--n", "3", "--seed", "2", "--prompt", "MK", "--max-length", "15", "--top-p", "0.9",
             "--out", Path.Combine(dir, "gen.txt")).Code);
         Assert.Equal(expected.Select(s => s.Text.ReplaceLineEndings(" ")), File.ReadAllLines(Path.Combine(dir, "gen.txt")));

@@ -75,6 +75,8 @@ public sealed class TrainCliTests
             (["train", "--config", config, "data.dir=/nonexistent"], "/nonexistent"),
             (["train", "--config", config, "--resume"], "no complete checkpoint"),
             (["train", "--config", config, "--resume-from", "/nonexistent"], "no such checkpoint"),
+            (["train", "--config", config, "data.max_length=512", "model.config.max_position_embeddings=256"],
+                "data.max_length 512 is longer than the network's max_position_embeddings 256"),
             (["generate", "--model", "/nonexistent", "--n", "3", "--out", Path.Combine(output, "g.smi")], "does not exist"),
             (["generate", "--model", TestData.EsmTiny, "--n", "3", "--out", Path.Combine(output, "g.smi")], "model_type"),
             (["generate", "--model", DefaultSmilesModel, "--n", "0", "--out", Path.Combine(output, "g.smi"), "--device", "cpu"], "--n must be positive"),

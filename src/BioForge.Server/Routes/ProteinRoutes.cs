@@ -47,7 +47,7 @@ internal static class ProteinRoutes
         [Required, Example("\"MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ\"")]
         public string? Sequence { get; set; }
 
-        /// <summary>How many of the most probable long-range contacts (|i − j| ≥ 6) to list besides the full map.</summary>
+        /// <summary>How many of the most probable contacts at least 6 apart (|i − j| ≥ 6: short, medium and long range) to list besides the full map.</summary>
         [Example("5")]
         public int Top { get; set; } = 20;
     }

@@ -34,6 +34,9 @@ internal interface ILanguageModelTask : IDisposable
 
     int VocabularySize { get; }
 
+    /// <summary>The longest sequence the network is configured for (<c>max_position_embeddings</c>).</summary>
+    int MaxPositions { get; }
+
     /// <summary>Long documents are cropped at a random start (masked LM, as ESM-2 trains) rather than at their beginning.</summary>
     bool RandomCrop { get; }
 
@@ -108,6 +111,7 @@ internal sealed class MaskedLanguageModelTask : ILanguageModelTask
     }
 
     public int VocabularySize => checkpoint.Config.VocabSize;
+    public int MaxPositions => checkpoint.Config.MaxPositionEmbeddings;
     public bool RandomCrop => true;
     public ShardedParameters Sharding => checkpoint.Sharding;
     public List<KeyValuePair<string, Tensor>> UnshardedWeights() => checkpoint.UnshardedWeights();
@@ -152,6 +156,7 @@ internal sealed class CausalLanguageModelTask(LlamaCheckpoint checkpoint, bool r
     }
 
     public int VocabularySize => checkpoint.Config.VocabSize;
+    public int MaxPositions => checkpoint.Config.MaxPositionEmbeddings;
     public bool RandomCrop => false;
     public ShardedParameters Sharding => checkpoint.Sharding;
     public List<KeyValuePair<string, Tensor>> UnshardedWeights() => checkpoint.UnshardedWeights();

@@ -83,6 +83,10 @@ public static class Trainer
             using var task = CreateTask(config, resumeFrom, compute, layout);
             if (train.VocabularySize > task.VocabularySize)
                 throw new BioForgeException($"{config.Data.Dir}: the corpus uses {train.VocabularySize} token ids but the model has {task.VocabularySize}");
+            // Rotary positions would train past it, but the saved config.json would then refuse the lengths trained on.
+            if (config.Data.MaxLength > task.MaxPositions)
+                throw new BioForgeException($"data.max_length {config.Data.MaxLength} is longer than the network's max_position_embeddings {task.MaxPositions}; "
+                    + "lower data.max_length or raise model.config.max_position_embeddings");
             var clusterMembers = config.Data.ClusterSampling ? Clusters.ReadMembers(Path.Combine(config.Data.Dir, "train"), train.Count) : null;
             var stream = new TrainingStream(train, config.Data.MaxLength, config.Data.TokensPerBatch, config.Data.Packing,
                 randomCrop: task.RandomCrop, config.Seed, clusterMembers);
