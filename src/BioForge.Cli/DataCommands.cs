@@ -16,14 +16,16 @@ internal static class DataCommands
         var seed = new Option<ulong>("--seed") { Description = "seed of the train/validation assignment", DefaultValueFactory = _ => 0 };
         var column = new Option<string?>("--smiles-column") { Description = "SMILES column of a CSV" };
         var clusters = new Option<string?>("--clusters") { Description = "protein clusters, TSV representative<TAB>member (MMseqs2 createtsv): whole clusters per split, cluster sampling in training" };
-        var prepare = new Command("prepare", "Tokenize a corpus into memory-mapped token stores with a deterministic validation split") { input, tokenizer, outDir, fraction, seed, column, clusters };
+        var vocabulary = new Option<string?>("--vocab") { Description = "smiles: keep this vocabulary (a SMILES model's folder or its vocab.json) so that model can go on training on the corpus (model.init); molecules with other tokens are left out and counted" };
+        var prepare = new Command("prepare", "Tokenize a corpus into memory-mapped token stores with a deterministic validation split") { input, tokenizer, outDir, fraction, seed, column, clusters, vocabulary };
         prepare.SetAction(result => Cli.Guard(error, () =>
         {
             var kind = result.GetValue(tokenizer) == "esm" ? CorpusKind.Protein : CorpusKind.Smiles;
             var corpus = ProgressDisplay.Run("documents", null, progress => DataPreparation.Prepare(result.GetValue(input)!, kind,
-                result.GetValue(outDir)!, result.GetValue(fraction), result.GetValue(seed), result.GetValue(column), progress, result.GetValue(clusters)));
+                result.GetValue(outDir)!, result.GetValue(fraction), result.GetValue(seed), result.GetValue(column), progress, result.GetValue(clusters), result.GetValue(vocabulary)));
             output.WriteLine($"train: {corpus.Train.Documents} documents, {corpus.Train.Tokens} tokens (mean {corpus.Train.MeanLength:F1}, max {corpus.Train.MaxLength})");
             output.WriteLine($"valid: {corpus.Validation.Documents} documents, {corpus.Validation.Tokens} tokens (mean {corpus.Validation.MeanLength:F1}, max {corpus.Validation.MaxLength})");
+            if (corpus.Skipped > 0) output.WriteLine($"left out: {corpus.Skipped} molecules with a token outside the vocabulary of --vocab");
             output.WriteLine($"vocabulary: {corpus.VocabularySize} tokens -> {corpus.Directory}");
             return 0;
         }));

@@ -1,6 +1,7 @@
 using BioForge.IO;
 using BioForge.Models.Esm;
 using BioForge.Models.Llama;
+using BioForge.Tokenizers;
 using BioForge.Training;
 
 namespace BioForge.Tests;
@@ -215,6 +216,37 @@ public sealed class TrainerTests
         Assert.Equal(12, state.Step);
         using var model = LlamaCheckpoint.Load(Path.Combine(output, Trainer.ModelDirectory), TestData.Cpu.Device, TestData.Cpu.DType);
         Assert.NotNull(model.Vocabulary);
+    }
+
+    /// <summary>
+    /// A corpus prepared with a model's vocabulary lets that model go on training on it (transfer learning, as REINVENT
+    /// fine-tunes its prior on a focused set); a molecule the vocabulary cannot write is left out and counted.
+    /// </summary>
+    [Fact]
+    public void AModelGoesOnTrainingOnACorpusPreparedWithItsVocabulary()
+    {
+        string model = Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small");
+        string smi = Path.Combine(TestData.TempDirectory(), "focused.smi");
+        File.WriteAllLines(smi, [.. File.ReadLines(TestData.Path("train", "zinc2k.smi")).Take(200), "C[Se]C", "[Xe]"]);
+        string corpus = Path.Combine(TestData.TempDirectory(), "corpus");
+        var prepared = DataPreparation.Prepare([smi], CorpusKind.Smiles, corpus, validationFraction: 0.1, seed: 0, vocabulary: model);
+        Assert.Equal(2, prepared.Skipped);
+        Assert.Equal(200, prepared.Train.Documents + prepared.Validation.Documents);
+        Assert.Equal(File.ReadAllText(Path.Combine(model, SmilesVocabulary.FileName)), File.ReadAllText(Path.Combine(corpus, SmilesVocabulary.FileName)));
+
+        string output = TestData.TempDirectory();
+        var trained = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(corpus, output, 2), "model.config=null", $"model.init={model}"), new TrainerOptions());
+        Assert.Equal(2, trained.Step);
+        using var continued = LlamaCheckpoint.Load(Path.Combine(output, Trainer.ModelDirectory), TestData.Cpu.Device, TestData.Cpu.DType);
+        Assert.Equal(SmilesVocabulary.Load(Path.Combine(model, SmilesVocabulary.FileName)).Tokens, continued.Vocabulary!.Tokens);
+
+        // Built from the corpus instead, the vocabulary differs and the model says how to prepare it.
+        string own = Path.Combine(TestData.TempDirectory(), "own");
+        DataPreparation.Prepare([smi], CorpusKind.Smiles, own, validationFraction: 0.1, seed: 0);
+        var refused = Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(own, TestData.TempDirectory(), 2), "model.config=null", $"model.init={model}"), new TrainerOptions()));
+        Assert.Contains($"prepare the corpus with --vocab {model}", refused.Message);
+        var none = Assert.Throws<BioForgeException>(() => DataPreparation.Prepare([smi], CorpusKind.Protein, Path.Combine(TestData.TempDirectory(), "p"), 0.1, 0, vocabulary: model));
+        Assert.Contains("--vocab applies to SMILES corpora", none.Message);
     }
 
     [Fact]

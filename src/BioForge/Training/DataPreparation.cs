@@ -14,7 +14,8 @@ public sealed record SplitSummary(long Documents, long Tokens, int MaxLength)
     public double MeanLength => Documents == 0 ? 0 : (double)Tokens / Documents;
 }
 
-public sealed record PreparedCorpus(string Directory, CorpusKind Kind, int VocabularySize, SplitSummary Train, SplitSummary Validation);
+/// <param name="Skipped">Molecules left out because a token of theirs is not in a given vocabulary (<c>--vocab</c>).</param>
+public sealed record PreparedCorpus(string Directory, CorpusKind Kind, int VocabularySize, SplitSummary Train, SplitSummary Validation, long Skipped = 0);
 
 /// <summary>
 /// Tokenizes a FASTA (ESM alphabet) or SMILES file once into train/validation token stores in one directory. Which
@@ -29,12 +30,17 @@ public static class DataPreparation
     /// <summary>
     /// Several input files form one corpus, read in the order given. With <paramref name="clusterFile"/> (proteins),
     /// whole clusters go to train or validation (no near-duplicate leaks into validation) and each training
-    /// document's cluster is written to <c>train.clusters</c> for cluster sampling.
+    /// document's cluster is written to <c>train.clusters</c> for cluster sampling. With <paramref name="vocabulary"/>
+    /// (SMILES: a model's or corpus's <c>vocab.json</c>, or its folder) the corpus keeps that vocabulary, so a model
+    /// trained on it can continue on this corpus (<c>model.init</c>); molecules with a token outside it are left out
+    /// and counted.
     /// </summary>
     public static PreparedCorpus Prepare(IReadOnlyList<string> inputs, CorpusKind kind, string directory, double validationFraction, ulong seed,
-        string? smilesColumn = null, IProgress<int>? progress = null, string? clusterFile = null)
+        string? smilesColumn = null, IProgress<int>? progress = null, string? clusterFile = null, string? vocabulary = null)
     {
         if (clusterFile is not null && kind != CorpusKind.Protein) throw new BioForgeException("--clusters applies to protein (FASTA) corpora");
+        if (vocabulary is not null && kind != CorpusKind.Smiles) throw new BioForgeException("--vocab applies to SMILES corpora (proteins always use the ESM-2 alphabet)");
+        var given = vocabulary is null ? null : LoadVocabulary(vocabulary);
         var clusters = clusterFile is null ? null : Clusters.Read(clusterFile);
         if (inputs.Count == 0) throw new BioForgeException("no input corpus given");
         if (!(validationFraction is >= 0 and < 1)) throw new BioForgeException($"--validation-fraction {validationFraction}: must be in [0, 1)");
@@ -45,7 +51,7 @@ public static class DataPreparation
         Directory.CreateDirectory(directory);
         try
         {
-            return PrepareInto(inputs, kind, directory, validationFraction, seed, smilesColumn, progress, clusters);
+            return PrepareInto(inputs, kind, directory, validationFraction, seed, smilesColumn, progress, clusters, given);
         }
         catch when (created)
         {
@@ -55,8 +61,10 @@ public static class DataPreparation
     }
 
     private static PreparedCorpus PrepareInto(IReadOnlyList<string> inputs, CorpusKind kind, string directory, double validationFraction, ulong seed,
-        string? smilesColumn, IProgress<int>? progress, Clusters? clusters)
+        string? smilesColumn, IProgress<int>? progress, Clusters? clusters, SmilesVocabulary? given)
     {
+        long skipped = 0;
+        string? firstUnknown = null;
         var trainClusters = new List<int>();
         IEnumerable<(int[] Tokens, int Cluster)> documents;
         int vocabularySize;
@@ -71,8 +79,17 @@ public static class DataPreparation
         }
         else
         {
-            var vocabulary = SmilesVocabulary.Build(inputs.SelectMany(input => MoleculeSource.Read(input, smilesColumn).Select(r => Checked(r, input))));
-            documents = inputs.SelectMany(input => MoleculeSource.Read(input, smilesColumn).Select(r => (vocabulary.Encode(r.Text), -1)));
+            var vocabulary = given ?? SmilesVocabulary.Build(inputs.SelectMany(input => MoleculeSource.Read(input, smilesColumn).Select(r => Checked(r, input))));
+            documents = inputs.SelectMany(input => MoleculeSource.Read(input, smilesColumn).Select(r => (Text: given is null ? r.Text : Checked(r, input), Where: $"{input}:{r.Line}")))
+                .Select(m => (Tokens: vocabulary.Encode(m.Text), m.Text, m.Where))
+                .Where(m =>
+                {
+                    if (Array.IndexOf(m.Tokens, SmilesVocabulary.UnkId) < 0) return true;
+                    skipped++;
+                    firstUnknown ??= $"{m.Where}: '{SmilesTokenizer.Split(m.Text).First(t => vocabulary.Encode(t).Contains(SmilesVocabulary.UnkId))}'";
+                    return false;
+                })
+                .Select(m => (m.Tokens, -1));
             vocabularySize = vocabulary.Count;
             saveVocabulary = () => vocabulary.Save(Path.Combine(directory, SmilesVocabulary.FileName));
         }
@@ -97,9 +114,11 @@ public static class DataPreparation
             trainWriter.Complete();
             validationWriter.Complete();
         }
+        if (train.Summary().Documents + validation.Summary().Documents == 0 && skipped > 0)
+            throw new BioForgeException($"--vocab: none of the {skipped:N0} molecules can be written with that vocabulary (the first unknown token: {firstUnknown})");
         if (clusters is not null) Clusters.WriteAssignments(Path.Combine(directory, "train"), trainClusters);
         saveVocabulary();
-        var corpus = new PreparedCorpus(directory, kind, vocabularySize, train.Summary(), validation.Summary());
+        var corpus = new PreparedCorpus(directory, kind, vocabularySize, train.Summary(), validation.Summary(), skipped);
         AtomicFile.WriteText(Path.Combine(directory, "summary.json"), JsonSerializer.Serialize(new
         {
             inputs = inputs.Select(Path.GetFullPath).ToArray(),
@@ -107,10 +126,20 @@ public static class DataPreparation
             vocabulary_size = vocabularySize,
             validation_fraction = validationFraction,
             seed,
+            vocabulary = given is null ? "built from the corpus" : "given (--vocab)",
+            skipped_outside_vocabulary = skipped,
             train = corpus.Train,
             validation = corpus.Validation,
         }, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }) + "\n");
         return corpus;
+    }
+
+    private static SmilesVocabulary LoadVocabulary(string path)
+    {
+        string file = Directory.Exists(path) ? Path.Combine(path, SmilesVocabulary.FileName) : path;
+        if (!File.Exists(file))
+            throw new BioForgeException($"--vocab {path}: {(Directory.Exists(path) ? $"no {SmilesVocabulary.FileName} there" : "no such file or directory")} (a SMILES model's or corpus's folder, or its {SmilesVocabulary.FileName})");
+        return SmilesVocabulary.Load(file);
     }
 
     private static int[] Encode(Func<int[]> encode, string path, int line)

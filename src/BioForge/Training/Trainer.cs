@@ -438,7 +438,7 @@ public static class Trainer
         if (vocabulary is not null && llama.Vocabulary is not null && !llama.Vocabulary.Tokens.SequenceEqual(vocabulary.Tokens))
         {
             llama.Dispose();
-            throw new BioForgeException($"{source}: its vocab.json differs from the corpus vocabulary in {config.Data.Dir}");
+            throw new BioForgeException($"{source}: its vocab.json differs from the corpus vocabulary in {config.Data.Dir}; prepare the corpus with --vocab {source} to train this model on it");
         }
         if (llama.IsProtein != protein || (residues is not null && !llama.Residues!.Vocabulary.SequenceEqual(residues.Vocabulary)))
         {
