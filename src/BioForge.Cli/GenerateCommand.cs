@@ -91,6 +91,9 @@ internal static class GenerateCommand
                 };
                 return ProteinSamples.Run(output, checkpoint, result.GetValue(count), protein, result.GetValue(seed), result.GetValue(batch), result.GetValue(prompt)!, result.GetValue(outPath)!);
             }
+            if (checkpoint.Vocabulary is null)
+                throw new BioForgeException($"--model {result.GetValue(model)}: no {SmilesVocabulary.FileName}, {LlamaCheckpoint.ResidueFileName} or SMILES {SmilesVocabulary.HuggingFaceTokenizerFile}: "
+                    + "not a SMILES or protein language model BioForge can tokenize for (a GPT-2 checkpoint brings its own byte-level tokenizer)");
             bool onlyValid = result.GetValue(validOnly);
             // Without --valid-only RDKit only reports validity: a machine without it (a bare GPU node) still samples.
             string? noRdkit = onlyValid ? null : Molecule.Unavailable();

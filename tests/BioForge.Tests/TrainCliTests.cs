@@ -51,6 +51,29 @@ public sealed class TrainCliTests
         Assert.Contains("20 molecules", sampled.Out);
     }
 
+    /// <summary>A SMILES Llama saved with only the tokenizer.json BioForge writes (no vocab.json) samples as the original.</summary>
+    [Fact]
+    public void ASmilesModelWithOnlyItsHuggingFaceTokenizerSamplesAsTheOriginal()
+    {
+        string copy = TestData.TempDirectory();
+        foreach (string file in Directory.GetFiles(DefaultSmilesModel).Where(f => Path.GetFileName(f) != "vocab.json"))
+            File.Copy(file, Path.Combine(copy, Path.GetFileName(file)));
+        string dir = TestData.TempDirectory();
+        string[] Generate(string model, string name)
+        {
+            var result = Run("generate", "--model", model, "--n", "8", "--seed", "5", "--out", Path.Combine(dir, name), "--device", "cpu");
+            Assert.True(result.Code == 0, result.Err);
+            return File.ReadAllLines(Path.Combine(dir, name));
+        }
+        Assert.Equal(Generate(DefaultSmilesModel, "original.smi"), Generate(copy, "copy.smi"));
+
+        // Another tokenizer (GPT-2's byte-level BPE) is no SMILES vocabulary: named, not guessed.
+        File.Copy(Path.Combine(TestData.Path("hf", "gpt2_tiny"), "tokenizer.json"), Path.Combine(copy, "tokenizer.json"), overwrite: true);
+        var refused = Run("generate", "--model", copy, "--n", "2", "--out", Path.Combine(dir, "x.smi"), "--device", "cpu");
+        Assert.Equal(2, refused.Code);
+        Assert.Contains($"--model {copy}: no vocab.json, vocab.txt or SMILES tokenizer.json", refused.Err);
+    }
+
     [Fact]
     public void BenchTrainReportsThroughputAndLeavesNothingBehind()
     {

@@ -72,6 +72,42 @@ public sealed class SmilesVocabulary
     public const string HuggingFaceTokenizerFile = "tokenizer.json";
 
     /// <summary>
+    /// The vocabulary of a Hugging Face <c>tokenizer.json</c> of the kind <see cref="SaveHuggingFace"/> writes (the
+    /// SMILES regex split, a word-level vocabulary starting with the four special tokens), or null for any other
+    /// tokenizer: a byte-level BPE's ids would not mean what this vocabulary's mean.
+    /// </summary>
+    public static SmilesVocabulary? FromHuggingFace(string path)
+    {
+        JsonNode? root;
+        try
+        {
+            root = JsonNode.Parse(File.ReadAllText(path));
+        }
+        catch (JsonException e)
+        {
+            throw new BioForgeException($"{path}: not valid JSON ({e.Message})");
+        }
+        if (root?["model"] is not JsonObject { } model || (string?)model["type"] != "WordLevel" || model["vocab"] is not JsonObject vocab
+            || root["pre_tokenizer"]?["pattern"]?["Regex"]?.GetValueKind() != JsonValueKind.String || (string?)root["pre_tokenizer"]!["pattern"]!["Regex"] != SmilesTokenizer.Pattern)
+            return null;
+        var byId = new string[vocab.Count];
+        foreach (var (token, id) in vocab)
+        {
+            if (id?.GetValueKind() != JsonValueKind.Number || !id.AsValue().TryGetValue(out int index) || index < 0 || index >= byId.Length || byId[index] is not null)
+                throw new BioForgeException($"{path}: the ids of model.vocab are not 0..{byId.Length - 1}, each once");
+            byId[index] = token;
+        }
+        try
+        {
+            return new SmilesVocabulary(byId);
+        }
+        catch (BioForgeException e)
+        {
+            throw new BioForgeException($"{path}: {e.Message}");
+        }
+    }
+
+    /// <summary>
     /// Writes the vocabulary as a Hugging Face fast tokenizer (<c>tokenizer.json</c>, <c>tokenizer_config.json</c>,
     /// <c>special_tokens_map.json</c>), so <c>AutoTokenizer.from_pretrained</c> and tokenizers.js give the ids
     /// <see cref="Encode"/> gives: the SMILES regex as an isolating split, a word-level vocabulary with &lt;unk&gt;, and

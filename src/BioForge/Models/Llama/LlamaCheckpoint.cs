@@ -37,8 +37,8 @@ public sealed class LlamaCheckpoint : IDisposable
     }
 
     /// <summary>
-    /// Loads <c>config.json</c>, safetensors weights and, when present, <c>vocab.json</c> (SMILES) or <c>vocab.txt</c>
-    /// (amino acids); with a tensor-parallel <paramref name="layout"/>, this rank's shards.
+    /// Loads <c>config.json</c>, safetensors weights and, when present, <c>vocab.json</c> (SMILES; else a SMILES
+    /// <c>tokenizer.json</c>) or <c>vocab.txt</c> (amino acids); with a tensor-parallel <paramref name="layout"/>, this rank's shards.
     /// </summary>
     public static LlamaCheckpoint Load(string directory, Device device, ScalarType dtype, ParallelLayout? layout = null)
     {
@@ -48,6 +48,9 @@ public sealed class LlamaCheckpoint : IDisposable
             throw new BioForgeException($"{directory}: holds both {SmilesVocabulary.FileName} (SMILES) and {ResidueFileName} (amino acids); keep the one the model was trained with");
         var vocabulary = File.Exists(vocabPath) ? SmilesVocabulary.Load(vocabPath) : null;
         var residues = File.Exists(residuePath) ? EsmTokenizer.FromVocabFile(residuePath) : null;
+        // A SMILES model saved without BioForge's vocab.json still carries it in the tokenizer.json BioForge writes.
+        string tokenizerPath = Path.Combine(directory, SmilesVocabulary.HuggingFaceTokenizerFile);
+        if (vocabulary is null && residues is null && File.Exists(tokenizerPath)) vocabulary = SmilesVocabulary.FromHuggingFace(tokenizerPath);
         var model = LlamaForCausalLM.Load(directory, device, dtype, layout);
         int? count = vocabulary?.Count ?? residues?.Vocabulary.Count;
         if (count is not null && count != model.Config.VocabSize)
