@@ -352,29 +352,16 @@ public sealed class MpiTests
         string output = TestData.TempDirectory();
         string config = Path.Combine(TestData.TempDirectory(), "long.yaml");
         File.WriteAllText(config, TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 100_000).Replace("every: 3\n", "every: 1000\n"));
-        var start = new ProcessStartInfo("mpirun") { RedirectStandardOutput = true, RedirectStandardError = true };
+        var start = new ProcessStartInfo("mpirun");
         foreach (string a in (Environment.UserName == "root" ? new[] { "--allow-run-as-root" } : []).Concat(["--oversubscribe",
             "-np", "2", Path.Combine(AppContext.BaseDirectory, "BioForge.Cli"), "train", "--config", config, "train.threads=1"]))
             start.ArgumentList.Add(a);
-        using var job = Process.Start(start)!;
-        var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        var stepped = new ManualResetEventSlim();
-        job.OutputDataReceived += (_, e) =>
-        {
-            if (e.Data is null) return;
-            lines.Enqueue(e.Data);
-            if (e.Data.StartsWith("step 4/", StringComparison.Ordinal)) stepped.Set();
-        };
-        job.ErrorDataReceived += (_, e) => { if (e.Data is not null) lines.Enqueue(e.Data); };
-        job.BeginOutputReadLine();
-        job.BeginErrorReadLine();
-        Assert.True(stepped.Wait(TimeSpan.FromMinutes(2)), "training did not log step 4 in time:\n" + string.Join("\n", lines));
-        foreach (int rank in new[] { 0, 1 })
-            using (var kill = Process.Start("kill", ["-TERM", RankProcess(rank).ToString(System.Globalization.CultureInfo.InvariantCulture)])) kill.WaitForExit();
+        using var job = LoggedProcess.Start(start, "step 4/");
+        job.WaitForLine(TimeSpan.FromMinutes(2));
+        foreach (int rank in new[] { 0, 1 }) job.Terminate(RankProcess(rank));
         Assert.True(job.WaitForExit(TimeSpan.FromMinutes(2)), "mpirun did not stop after SIGTERM"); // a hang guard, not a speed check
-        job.WaitForExit(); // drains the redirected streams
-        string log = string.Join("\n", lines);
-        Assert.NotEqual(0, job.ExitCode);
+        string log = job.Log;
+        Assert.NotEqual(0, job.Process.ExitCode);
         Assert.DoesNotContain("MPI_ABORT", log, StringComparison.Ordinal);
         Assert.DoesNotContain("\u001b", log, StringComparison.Ordinal);
         var stopped = System.Text.RegularExpressions.Regex.Match(log, @"stopped at step (\d+); continue with --resume");

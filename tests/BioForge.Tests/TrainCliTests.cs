@@ -147,26 +147,14 @@ public sealed class TrainCliTests
     {
         string output = TestData.TempDirectory();
         string config = ConfigFile(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 100_000).Replace("every: 3\n", "every: 1000\n"));
-        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "BioForge.Cli")) { RedirectStandardOutput = true, RedirectStandardError = true };
+        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "BioForge.Cli"));
         foreach (string arg in new[] { "train", "--config", config }) start.ArgumentList.Add(arg);
-        using var process = Process.Start(start)!;
-        var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        var stepped = new ManualResetEventSlim();
-        process.OutputDataReceived += (_, e) =>
-        {
-            if (e.Data is null) return;
-            lines.Enqueue(e.Data);
-            if (e.Data.StartsWith("step 4/", StringComparison.Ordinal)) stepped.Set();
-        };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lines.Enqueue(e.Data); };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        Assert.True(stepped.Wait(TimeSpan.FromMinutes(2)), "training did not log step 4 in time:\n" + string.Join("\n", lines));
-        using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) kill.WaitForExit();
-        Assert.True(process.WaitForExit(TimeSpan.FromMinutes(1)), "training did not stop after SIGTERM");
-        process.WaitForExit(); // the redirected streams are drained
-        string log = string.Join("\n", lines);
-        Assert.Equal(130, process.ExitCode);
+        using var training = LoggedProcess.Start(start, "step 4/");
+        training.WaitForLine(TimeSpan.FromMinutes(2));
+        training.Terminate();
+        Assert.True(training.WaitForExit(TimeSpan.FromMinutes(1)), "training did not stop after SIGTERM");
+        string log = training.Log;
+        Assert.Equal(130, training.Process.ExitCode);
         Assert.Contains("stopping after this step (a checkpoint will be written); SIGTERM again to abort", log);
         var stopped = System.Text.RegularExpressions.Regex.Match(log, @"stopped at step (\d+); continue with --resume");
         Assert.True(stopped.Success, log);
