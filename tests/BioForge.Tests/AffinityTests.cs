@@ -251,4 +251,20 @@ public sealed class AffinityTests
         int code = Cli.Cli.Run(args, output, error);
         return (code, output.ToString(), error.ToString());
     }
+
+    /// <summary>
+    /// Davis gives ABL1's mutant constructs the wild type's sequence; a binder of ABL1(T315I) only (drug 156422: pKd 6.1
+    /// on ABL1, 7.2 on T315I) is not a known binder of ABL1.
+    /// </summary>
+    [Fact]
+    public void KnownBindersOfAKinaseAreTheWildTypesNotItsMutants()
+    {
+        string model = Path.Combine(Repository.Root, "models", "dti-davis");
+        string abl1 = BioForge.IO.FastaReader.Read(Path.Combine(Repository.Root, "data", "targets", "abl1.fasta")).Single().Sequence;
+        var binders = AffinityModel.KnownBinders(model, abl1);
+        var wildType = File.ReadLines(Path.Combine(model, AffinityModel.KnownBindersFile)).Skip(1).Select(l => l.Split(','))
+            .Where(f => f[1] is "ABL1" or "ABL1p").Select(f => f[2]).Distinct().Order().ToList();
+        Assert.Equal(wildType, binders.Select(b => b.Name).Order().ToList());
+        Assert.DoesNotContain(binders, b => b.Name == "156422");
+    }
 }

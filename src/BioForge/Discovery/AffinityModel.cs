@@ -167,16 +167,28 @@ public sealed class AffinityModel : IDisposable
     public static string SequenceKey(string sequence) =>
         Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.ASCII.GetBytes(sequence.Trim().ToUpperInvariant())));
 
-    /// <summary>Strong binders of this target in the training benchmark (empty for a target it has not seen).</summary>
-    public IReadOnlyList<(string Name, string Smiles, double Affinity)> KnownBinders(string sequence)
+    /// <summary>
+    /// Strong binders of this target in the training benchmark (empty for a target it has not seen). Davis gives a
+    /// kinase's mutant constructs (<c>ABL1(T315I)</c>, <c>EGFR(L858R)</c>) the wild type's sequence: where the wild
+    /// type is there too, the mutants' binders (some bind only the mutant) are left out.
+    /// </summary>
+    public IReadOnlyList<(string Name, string Smiles, double Affinity)> KnownBinders(string sequence) => KnownBinders(directory, sequence);
+
+    /// <summary><see cref="KnownBinders(string)"/> of the model in <paramref name="modelDirectory"/>, without loading it.</summary>
+    public static IReadOnlyList<(string Name, string Smiles, double Affinity)> KnownBinders(string modelDirectory, string sequence)
     {
-        string path = Path.Combine(directory, KnownBindersFile);
+        string path = Path.Combine(modelDirectory, KnownBindersFile);
         if (!File.Exists(path)) return [];
         string key = SequenceKey(sequence);
-        return [.. Csv.ReadRows(path, out _).Where(r => r.Fields[0] == key)
+        var rows = Csv.ReadRows(path, out _).Where(r => r.Fields[0] == key).ToList();
+        var wildType = rows.Where(r => !MutantConstruct.IsMatch(r.Fields[1])).ToList();
+        return [.. (wildType.Count > 0 ? wildType : rows)
             .Select(r => (r.Fields[2], r.Fields[3], double.Parse(r.Fields[4], System.Globalization.CultureInfo.InvariantCulture)))
             .DistinctBy(b => b.Item2)];
     }
+
+    /// <summary>A Davis target name with a mutation: a substitution (<c>T315I</c>, also inside <c>KinDom2S808G</c>), a deletion or an ITD.</summary>
+    private static readonly System.Text.RegularExpressions.Regex MutantConstruct = new(@"\([^)]*([A-Z]\d+[A-Z]|\d+del|ITD)[^)]*\)");
 
     /// <summary>A target's feature row, computed once and reused for every molecule screened against it.</summary>
     public float[] TargetFeatures(string sequence) => featurizer.Targets([sequence])[0];
