@@ -101,9 +101,10 @@ internal static class GenerateCommand
             var sampling = common with { Grammar = result.GetValue(grammar) == "smiles" ? generator.Grammar : null };
             if (sampling.Grammar is { } smiles)
             {
+                int[] promptIds = generator.EncodePrompt(result.GetValue(prompt)!); // a token outside the vocabulary: no grammar helps
                 try
                 {
-                    smiles.StartAfter(generator.EncodePrompt(result.GetValue(prompt)!).AsSpan(1));
+                    smiles.StartAfter(promptIds.AsSpan(1));
                 }
                 catch (BioForgeException e)
                 {

@@ -326,7 +326,7 @@ public sealed class MpiTests
         var clock = Stopwatch.StartNew();
         while (store.LatestCheckpoint(TrainerState.FileName) is null && clock.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(100);
         Assert.NotNull(store.LatestCheckpoint(TrainerState.FileName));
-        int victim = RankProcess(1);
+        int victim = RankProcess(job.Id, 1);
         Process.GetProcessById(victim).Kill();
         Assert.True(job.WaitForExit(TimeSpan.FromMinutes(3)), "mpirun kept running after a rank was killed"); // a hang guard, not a speed check
         Assert.NotEqual(0, job.ExitCode);
@@ -358,7 +358,7 @@ public sealed class MpiTests
             start.ArgumentList.Add(a);
         using var job = LoggedProcess.Start(start, "step 4/");
         job.WaitForLine(TimeSpan.FromMinutes(2));
-        foreach (int rank in new[] { 0, 1 }) job.Terminate(RankProcess(rank));
+        foreach (int rank in new[] { 0, 1 }) job.Terminate(RankProcess(job.Process.Id, rank));
         Assert.True(job.WaitForExit(TimeSpan.FromMinutes(2)), "mpirun did not stop after SIGTERM"); // a hang guard, not a speed check
         string log = job.Log;
         Assert.NotEqual(0, job.Process.ExitCode);
@@ -370,9 +370,27 @@ public sealed class MpiTests
         Assert.Equal(step, RunDirectory.Existing(output).Checkpoints(TrainerState.FileName)[^1].Step);
     }
 
-    /// <summary>The process id of an mpirun child with the given OMPI_COMM_WORLD_RANK.</summary>
-    private static int RankProcess(int rank)
+    /// <summary>The process id of the rank (OMPI_COMM_WORLD_RANK) that <paramref name="mpirun"/> started, not another job's.</summary>
+    private static int RankProcess(int mpirun, int rank)
     {
+        static int? Parent(int pid)
+        {
+            try
+            {
+                string stat = File.ReadAllText($"/proc/{pid}/stat"); // "pid (name) state ppid …"; the name may hold spaces
+                return int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+            }
+            catch (IOException)
+            {
+                return null;
+            }
+        }
+        bool Below(int pid)
+        {
+            for (int? p = Parent(pid), depth = 0; p is > 1 && depth < 8; p = Parent(p.Value), depth++)
+                if (p == mpirun) return true;
+            return false;
+        }
         foreach (var directory in Directory.GetDirectories("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(directory), out int pid) || pid == Environment.ProcessId) continue;
@@ -380,7 +398,7 @@ public sealed class MpiTests
             {
                 var environment = File.ReadAllText(Path.Combine(directory, "environ")).Split('\0');
                 string command = File.ReadAllText(Path.Combine(directory, "cmdline"));
-                if (command.Contains("BioForge.Cli", StringComparison.Ordinal) && environment.Contains($"OMPI_COMM_WORLD_RANK={rank}")) return pid;
+                if (command.Contains("BioForge.Cli", StringComparison.Ordinal) && environment.Contains($"OMPI_COMM_WORLD_RANK={rank}") && Below(pid)) return pid;
             }
             catch (IOException) { }
             catch (UnauthorizedAccessException) { }

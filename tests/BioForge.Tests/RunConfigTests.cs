@@ -44,6 +44,8 @@ public sealed class RunConfigTests
     [InlineData("nonsense", "expected section.key=value")]
     [InlineData("--output-dir", "--output-dir: not an option of this command; run-file settings are given as section.key=value (train.output_dir=…)")]
     [InlineData("--bogus", "--bogus: not an option of this command; run-file settings are given as section.key=value")]
+    [InlineData("--threads", "(train.threads=…)")] // a setting the file leaves out is found too
+    [InlineData("--every", "(validation.every=… or checkpoint.every=…)")]
     public void RefusesBadSettingsNamingTheKey(string assignment, string expected)
     {
         var error = Assert.Throws<BioForgeException>(() => Load(Minimal, assignment));

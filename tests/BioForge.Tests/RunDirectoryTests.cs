@@ -220,6 +220,16 @@ public sealed class RunResumeTests
         Assert.Contains(info, line => line.StartsWith($"branching from step 3 ({early}) into a new run in {branch}", StringComparison.Ordinal));
         TinyRuns.AssertSameWeights(source, branch);
         Assert.Equal([3L, 6], RunDirectory.Existing(source).Checkpoints(TrainerState.FileName).Select(c => c.Step));
+        // A branch refused, or failing before its first checkpoint, leaves no folder (the copied history is not its own).
+        string refusedBranch = Path.Combine(TestData.TempDirectory(), "refused");
+        Assert.Contains("seed", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, refusedBranch, 6), "seed=4"),
+            new TrainerOptions { ResumeFrom = early })).Message);
+        Assert.False(Directory.Exists(refusedBranch), "a refused branch left its folder");
+        string diverged = Path.Combine(TestData.TempDirectory(), "diverged");
+        Assert.Contains("the loss is", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, diverged, 6), "optimizer.lr=1e6", "optimizer.grad_clip=0",
+            "train.log_every=100", "validation.every=0"),
+            new TrainerOptions { ResumeFrom = early })).Message);
+        Assert.False(Directory.Exists(diverged), "a branch that failed before logging a step of its own left its folder, which a retry would refuse");
         // The branch's metrics hold the history it shares with its source, then its own steps.
         var steps = File.ReadAllLines(Path.Combine(branch, RunDirectory.MetricsFile))
             .Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!).Where(n => n["loss"] is not null).Select(n => n["step"]!.GetValue<long>());

@@ -227,7 +227,7 @@ public sealed class TrainerTests
     {
         string model = Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small");
         string smi = Path.Combine(TestData.TempDirectory(), "focused.smi");
-        File.WriteAllLines(smi, [.. File.ReadLines(TestData.Path("train", "zinc2k.smi")).Take(200), "C[Se]C", "[Xe]"]);
+        File.WriteAllLines(smi, ["[Xe]", .. File.ReadLines(TestData.Path("train", "zinc2k.smi")).Take(200), "C[Se]C"]);
         string corpus = Path.Combine(TestData.TempDirectory(), "corpus");
         var prepared = DataPreparation.Prepare([smi], CorpusKind.Smiles, corpus, validationFraction: 0.1, seed: 0, vocabulary: model);
         Assert.Equal(2, prepared.Skipped);
@@ -243,6 +243,15 @@ public sealed class TrainerTests
         // Built from the corpus instead, the vocabulary differs and the model says how to prepare it.
         string own = Path.Combine(TestData.TempDirectory(), "own");
         DataPreparation.Prepare([smi], CorpusKind.Smiles, own, validationFraction: 0.1, seed: 0);
+        // A molecule left out does not move the others between the splits.
+        static List<string?> Molecules(string directory, string split)
+        {
+            var vocabulary = SmilesVocabulary.Load(Path.Combine(directory, SmilesVocabulary.FileName));
+            using var reader = new TokenStore.Reader(Path.Combine(directory, split));
+            return [.. Enumerable.Range(0, reader.Count).Select(i => vocabulary.Decode(reader.Document(i).Select(t => (long)t)))];
+        }
+        foreach (string split in new[] { "train", "valid" })
+            Assert.Equal(Molecules(own, split).Where(m => m is not ("[Xe]" or "C[Se]C")), Molecules(corpus, split));
         var refused = Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(own, TestData.TempDirectory(), 2), "model.config=null", $"model.init={model}"), new TrainerOptions()));
         Assert.Contains($"prepare the corpus with --vocab {model}", refused.Message);
         var none = Assert.Throws<BioForgeException>(() => DataPreparation.Prepare([smi], CorpusKind.Protein, Path.Combine(TestData.TempDirectory(), "p"), 0.1, 0, vocabulary: model));

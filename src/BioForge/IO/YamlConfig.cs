@@ -74,7 +74,7 @@ internal static class YamlConfig
         foreach (string assignment in overrides)
         {
             string blame = $"override '{assignment}'";
-            Override(root, assignment);
+            Override(root, assignment, typeof(T));
             CheckKeys(root, typeof(T), "", blame);
             setBy[assignment[..assignment.IndexOf('=')]] = blame;
         }
@@ -177,20 +177,25 @@ internal static class YamlConfig
         _ => JsonValue.Create(Convert.ToString(value, CultureInfo.InvariantCulture)),
     };
 
-    private static IEnumerable<string> Paths(JsonObject node, string prefix) =>
-        node.SelectMany(kv => kv.Value is JsonObject child ? Paths(child, $"{prefix}{kv.Key}.") : [prefix + kv.Key]);
+    /// <summary>Every setting of <paramref name="type"/> as a dotted path (sections recursed, lists of sections not).</summary>
+    private static IEnumerable<string> SettingPaths(Type type, string prefix) =>
+        type.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite).SelectMany(p =>
+        {
+            string key = prefix + JsonNamingPolicy.SnakeCaseLower.ConvertName(p.Name);
+            return IsSection(p.PropertyType) ? SettingPaths(p.PropertyType, key + ".") : [key];
+        });
 
     /// <summary>Applies <c>section.key=value</c>; the value is read as YAML (a scalar, or a flow list such as <c>[a, b]</c>).</summary>
-    private static void Override(JsonObject root, string assignment)
+    private static void Override(JsonObject root, string assignment, Type type)
     {
         int equals = assignment.IndexOf('=');
         if (assignment.StartsWith('-'))
         {
-            // "--threads 1" where the run file holds the setting: name the setting it most likely means.
+            // "--threads 1" where a run-file setting was meant: name the settings of that name.
             string name = assignment.TrimStart('-').Split('=')[0].Replace('-', '_');
-            string? path = Paths(root, "").FirstOrDefault(p => p == name || p.EndsWith("." + name, StringComparison.Ordinal));
+            var paths = SettingPaths(type, "").Where(p => p == name || p.EndsWith("." + name, StringComparison.Ordinal)).Select(p => p + "=…").ToList();
             throw new BioForgeException($"{assignment}: not an option of this command; run-file settings are given as section.key=value"
-                + (path is null ? "" : $" ({path}=…)"));
+                + (paths.Count == 0 ? "" : $" ({string.Join(" or ", paths)})"));
         }
         if (equals <= 0) throw new BioForgeException($"override '{assignment}': expected section.key=value");
         var keys = assignment[..equals].Split('.');

@@ -87,8 +87,9 @@ public sealed class SmilesVocabulary
         {
             throw new BioForgeException($"{path}: not valid JSON ({e.Message})");
         }
-        if (root?["model"] is not JsonObject { } model || (string?)model["type"] != "WordLevel" || model["vocab"] is not JsonObject vocab
-            || root["pre_tokenizer"]?["pattern"]?["Regex"]?.GetValueKind() != JsonValueKind.String || (string?)root["pre_tokenizer"]!["pattern"]!["Regex"] != SmilesTokenizer.Pattern)
+        static string? Text(JsonNode? node) => node?.GetValueKind() == JsonValueKind.String ? node.GetValue<string>() : null;
+        if (root?["model"] is not JsonObject { } model || Text(model["type"]) != "WordLevel" || model["vocab"] is not JsonObject vocab
+            || Text(root["pre_tokenizer"]?["pattern"]?["Regex"]) != SmilesTokenizer.Pattern)
             return null;
         var byId = new string[vocab.Count];
         foreach (var (token, id) in vocab)

@@ -66,14 +66,14 @@ public static class DataPreparation
         long skipped = 0;
         string? firstUnknown = null;
         var trainClusters = new List<int>();
-        IEnumerable<(int[] Tokens, int Cluster)> documents;
+        IEnumerable<(int[]? Tokens, int Cluster)> documents; // null: a document left out (its index still counts)
         int vocabularySize;
         Action saveVocabulary; // written last, so a failed preparation leaves no partial corpus behind
         if (kind == CorpusKind.Protein)
         {
             var tokenizer = EsmTokenizer.Esm2;
             documents = inputs.SelectMany(input => FastaReader.Read(input)
-                .Select(r => (Encode(() => tokenizer.Encode(r.Sequence), input, r.Line), clusters?.Assign(r.Id) ?? -1)));
+                .Select(r => ((int[]?)Encode(() => tokenizer.Encode(r.Sequence), input, r.Line), clusters?.Assign(r.Id) ?? -1)));
             vocabularySize = tokenizer.Vocabulary.Count;
             saveVocabulary = () => AtomicFile.WriteText(Path.Combine(directory, "vocab.txt"), string.Join("\n", tokenizer.Vocabulary) + "\n");
         }
@@ -82,14 +82,14 @@ public static class DataPreparation
             var vocabulary = given ?? SmilesVocabulary.Build(inputs.SelectMany(input => MoleculeSource.Read(input, smilesColumn).Select(r => Checked(r, input))));
             documents = inputs.SelectMany(input => MoleculeSource.Read(input, smilesColumn).Select(r => (Text: given is null ? r.Text : Checked(r, input), Where: $"{input}:{r.Line}")))
                 .Select(m => (Tokens: vocabulary.Encode(m.Text), m.Text, m.Where))
-                .Where(m =>
+                .Select(m =>
                 {
-                    if (Array.IndexOf(m.Tokens, SmilesVocabulary.UnkId) < 0) return true;
+                    if (given is null || Array.IndexOf(m.Tokens, SmilesVocabulary.UnkId) < 0) return (m.Tokens, -1);
+                    // Left out, but still counted as a document: the split of the others is that of the file without --vocab.
                     skipped++;
                     firstUnknown ??= $"{m.Where}: '{SmilesTokenizer.Split(m.Text).First(t => vocabulary.Encode(t).Contains(SmilesVocabulary.UnkId))}'";
-                    return false;
-                })
-                .Select(m => (m.Tokens, -1));
+                    return ((int[]?)null, -1);
+                });
             vocabularySize = vocabulary.Count;
             saveVocabulary = () => vocabulary.Save(Path.Combine(directory, SmilesVocabulary.FileName));
         }
@@ -105,11 +105,12 @@ public static class DataPreparation
                 // With clusters the draw is keyed by the cluster (offset to stay apart from document keys).
                 long key = cluster >= 0 ? (1L << 40) + cluster : index;
                 index++;
+                progress?.Report(1);
+                if (document is null) continue;
                 bool toValidation = StatelessRandom.Unit(seed, key) < validationFraction;
                 (toValidation ? validationWriter : trainWriter).Add(document);
                 (toValidation ? validation : train).Add(document.Length);
                 if (!toValidation) trainClusters.Add(cluster);
-                progress?.Report(1);
             }
             trainWriter.Complete();
             validationWriter.Complete();
@@ -136,10 +137,12 @@ public static class DataPreparation
 
     private static SmilesVocabulary LoadVocabulary(string path)
     {
-        string file = Directory.Exists(path) ? Path.Combine(path, SmilesVocabulary.FileName) : path;
-        if (!File.Exists(file))
-            throw new BioForgeException($"--vocab {path}: {(Directory.Exists(path) ? $"no {SmilesVocabulary.FileName} there" : "no such file or directory")} (a SMILES model's or corpus's folder, or its {SmilesVocabulary.FileName})");
-        return SmilesVocabulary.Load(file);
+        if (!Directory.Exists(path))
+            return File.Exists(path) ? SmilesVocabulary.Load(path) : throw new BioForgeException($"--vocab {path}: no such file or directory");
+        string file = Path.Combine(path, SmilesVocabulary.FileName), tokenizer = Path.Combine(path, SmilesVocabulary.HuggingFaceTokenizerFile);
+        if (File.Exists(file)) return SmilesVocabulary.Load(file);
+        return (File.Exists(tokenizer) ? SmilesVocabulary.FromHuggingFace(tokenizer) : null)
+            ?? throw new BioForgeException($"--vocab {path}: no {SmilesVocabulary.FileName} or SMILES {SmilesVocabulary.HuggingFaceTokenizerFile} there (a SMILES model's or corpus's folder, or its {SmilesVocabulary.FileName})");
     }
 
     private static int[] Encode(Func<int[]> encode, string path, int line)

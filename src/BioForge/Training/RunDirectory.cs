@@ -69,11 +69,12 @@ public sealed class RunDirectory
     /// After a failure: a directory this run made and left with nothing to resume or read (no checkpoint, no logged step)
     /// is removed, so a run refused at its first step leaves no folder behind.
     /// </summary>
-    public void RemoveIfUnused(string stateFile)
+    /// <remarks>A branch's directory starts with its source's history (<paramref name="historyUpTo"/>): only lines past it count as its own.</remarks>
+    public void RemoveIfUnused(string stateFile, long historyUpTo = -1)
     {
         if (!Created || !Directory.Exists(Path) || Checkpoints(stateFile).Count > 0) return;
-        var metrics = new FileInfo(System.IO.Path.Combine(Path, MetricsFile));
-        if (metrics.Exists && metrics.Length > 0) return;
+        string metrics = System.IO.Path.Combine(Path, MetricsFile);
+        if (File.Exists(metrics) && File.ReadLines(metrics).Any(line => MetricsLog.StepOf(line) is not { } step || step > historyUpTo)) return;
         Directory.Delete(Path, recursive: true);
     }
 
@@ -382,7 +383,7 @@ public sealed class MetricsLog : IDisposable
         writer.WriteLine(line.ToJsonString());
     }
 
-    private static long? StepOf(string line)
+    internal static long? StepOf(string line)
     {
         try
         {

@@ -83,10 +83,14 @@ public static class Trainer
             using var task = CreateTask(config, resumeFrom, compute, layout);
             if (train.VocabularySize > task.VocabularySize)
                 throw new BioForgeException($"{config.Data.Dir}: the corpus uses {train.VocabularySize} token ids but the model has {task.VocabularySize}");
-            // Rotary positions would train past it, but the saved config.json would then refuse the lengths trained on.
+            // Rotary positions would train past it, but the saved config.json would then refuse the lengths trained on. A
+            // run started so before this check goes on (data.max_length defines it), with a warning.
             if (config.Data.MaxLength > task.MaxPositions)
-                throw new BioForgeException($"data.max_length {config.Data.MaxLength} is longer than the network's max_position_embeddings {task.MaxPositions}; "
-                    + "lower data.max_length or raise model.config.max_position_embeddings");
+            {
+                string tooLong = $"data.max_length {config.Data.MaxLength} is longer than the network's max_position_embeddings {task.MaxPositions}";
+                if (state is not null) options.OnInfo?.Invoke($"warning: {tooLong}; the model will refuse sequences that long");
+                else throw new BioForgeException($"{tooLong}; lower data.max_length{(config.Model.Init is null ? " or raise model.config.max_position_embeddings" : "")}");
+            }
             var clusterMembers = config.Data.ClusterSampling ? Clusters.ReadMembers(Path.Combine(config.Data.Dir, "train"), train.Count) : null;
             var stream = new TrainingStream(train, config.Data.MaxLength, config.Data.TokensPerBatch, config.Data.Packing,
                 randomCrop: task.RandomCrop, config.Seed, clusterMembers);
@@ -195,7 +199,7 @@ public static class Trainer
         }
         catch
         {
-            if (lead) run.RemoveIfUnused(TrainerState.FileName); // refused before its first step: no folder left behind
+            if (lead) run.RemoveIfUnused(TrainerState.FileName, branchMetrics is null ? -1 : state!.Step); // refused before its first step: no folder left behind
             throw;
         }
     }
@@ -219,6 +223,20 @@ public static class Trainer
             throw new BioForgeException($"--resume-from {resumeFrom} is not a checkpoint of train.output_dir {config.Train.OutputDir}, which holds a run of its own "
                 + "(resuming would replace its checkpoints); give a new train.output_dir to branch a run from that checkpoint, or --resume to continue the run there");
         var run = RunDirectory.Open(config.Train.OutputDir, "train.output_dir", isNew: (resumeFrom is null && !options.Resume) || branch, owner: lead);
+        try
+        {
+            return Resumed(config, options, train, lead, run, resumeFrom, source, branch);
+        }
+        catch
+        {
+            if (lead) run.RemoveIfUnused(TrainerState.FileName); // a refused branch leaves no folder behind
+            throw;
+        }
+    }
+
+    private static (RunDirectory Run, string? ResumeFrom, TrainerState? State, string? Metrics) Resumed(RunConfig config, TrainerOptions options,
+        TokenStore.Reader train, bool lead, RunDirectory run, string? resumeFrom, string? source, bool branch)
+    {
         if (options.Resume)
             resumeFrom = run.LatestCheckpoint(TrainerState.FileName)
                 ?? throw new BioForgeException($"--resume: {run.CheckpointsDirectory} holds no complete checkpoint");
@@ -242,9 +260,11 @@ public static class Trainer
         if (!lead) return (run, resumeFrom, state, null);
         options.OnInfo?.Invoke(branch
             ? $"branching from step {state.Step} ({resumeFrom}) into a new run in {config.Train.OutputDir}"
+                + (source is null ? "; the checkpoint is in no run directory, so only its precision, seed and corpus could be checked" : "")
             : $"resuming from step {state.Step} ({resumeFrom})");
-        // learning_rate is derived from optimizer and schedule settings, which are listed themselves.
-        if (history?.Changes(current, "train.output_dir", "model.config", "learning_rate") is { Count: > 0 } changes)
+        // learning_rate and adam_w are derived from the optimizer and schedule settings, which are listed themselves;
+        // family describes the model type's code, not a setting.
+        if (history?.Changes(current, "train.output_dir", "model.config", "learning_rate", "adam_w", "family") is { Count: > 0 } changes)
             options.OnInfo?.Invoke($"settings changed since that run: {string.Join("; ", changes)}");
         if (!branch && run.AbandonCheckpointsAfter(state.Step, TrainerState.FileName) is { Count: > 0 } abandoned)
             options.OnInfo?.Invoke($"resuming from step {state.Step}: removed the later checkpoints of the abandoned continuation (steps {string.Join(", ", abandoned)})");
