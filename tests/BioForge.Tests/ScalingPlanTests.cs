@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using BioForge.Distributed;
 using BioForge.Models;
 using BioForge.Models.Esm;
@@ -156,5 +157,14 @@ public sealed class ScalingPlanTests
         code = Cli.Cli.Run(["plan", "--model", "esm2-1T", "--gpus", "2"], output, error = new StringWriter());
         Assert.Equal(2, code);
         Assert.Contains("ESM-2 sizes are", error.ToString());
+
+        // A checkpoint's config.json without a size is named, not planned with ESM-2 8M's.
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(TestData.EsmTiny, "config.json")))!.AsObject();
+        config.Remove("hidden_size");
+        string path = Path.Combine(TestData.TempDirectory(), "config.json");
+        File.WriteAllText(path, config.ToJsonString());
+        code = Cli.Cli.Run(["plan", "--model", path, "--gpus", "2", "--device-tflops", "100"], output, error = new StringWriter());
+        Assert.Equal(2, code);
+        Assert.Contains("config.json: no 'hidden_size'", error.ToString());
     }
 }

@@ -60,9 +60,11 @@ public sealed record EsmConfig
     /// training configuration may lean on are ESM-2 8M's, not transformers' EsmConfig's, so a missing one is named
     /// rather than assumed.
     /// </summary>
-    public static EsmConfig FromJson(string path)
+    public static EsmConfig FromJson(string path) => FromCheckpointJson(ConfigJson.Read(path, "esm"), path);
+
+    /// <summary>A checkpoint's <c>config.json</c> already read (<see cref="FromJson(string)"/>).</summary>
+    public static EsmConfig FromCheckpointJson(JsonObject json, string path)
     {
-        var json = ConfigJson.Read(path, "esm");
         foreach (string key in new[] { "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size" })
             if (json[key] is null) throw new BioForgeException($"{path}: no '{key}' (a Hugging Face ESM config.json states it)");
         return FromJson(json, path);

@@ -21,7 +21,7 @@ public sealed class EsmFamily : ModelFamily
     public override bool SplitsVocabulary => false;
     public override IReadOnlySet<string> ConfigKeys => EsmConfig.Keys;
 
-    public override ModelShape Shape(JsonObject config, string path) => ModelShape.Of(EsmConfig.FromJson(config, path));
+    public override ModelShape Shape(JsonObject config, string path) => ModelShape.Of(EsmConfig.FromCheckpointJson(config, path));
 
     public override SequenceEncoder OpenEncoder(string directory, Device device, ScalarType dtype) => new EsmFeatureExtractor(EsmCheckpoint.Load(directory, device, dtype));
 }
