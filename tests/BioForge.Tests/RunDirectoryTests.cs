@@ -220,6 +220,12 @@ public sealed class RunResumeTests
         Assert.Contains(info, line => line.StartsWith($"branching from step 3 ({early}) into a new run in {branch}", StringComparison.Ordinal));
         TinyRuns.AssertSameWeights(source, branch);
         Assert.Equal([3L, 6], RunDirectory.Existing(source).Checkpoints(TrainerState.FileName).Select(c => c.Step));
+        // The run's own checkpoint named through a symbolic link to its folder is a resume, not a branch.
+        string link = Path.Combine(TestData.TempDirectory(), "linked");
+        Directory.CreateSymbolicLink(link, victim);
+        var throughLink = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, victim, 6)),
+            new TrainerOptions { ResumeFrom = Path.Combine(link, "checkpoints", "step-000000005") });
+        Assert.Equal(5, throughLink.StartStep);
         // A branch refused, or failing before its first checkpoint, leaves no folder (the copied history is not its own).
         string refusedBranch = Path.Combine(TestData.TempDirectory(), "refused");
         Assert.Contains("seed", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, refusedBranch, 6), "seed=4"),

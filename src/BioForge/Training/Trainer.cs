@@ -280,8 +280,23 @@ public static class Trainer
             ? runFolder.FullName : null;
     }
 
+    /// <summary>Whether <paramref name="path"/> lies in <paramref name="folder"/>, through symbolic links too (a run folder linked to scratch space).</summary>
     private static bool IsInside(string path, string folder) =>
-        Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar).StartsWith(Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar, StringComparison.Ordinal);
+        RealPath(path).StartsWith(RealPath(folder) + Path.DirectorySeparatorChar, StringComparison.Ordinal);
+
+    /// <summary>The absolute path with every symbolic link among its existing folders resolved.</summary>
+    private static string RealPath(string path)
+    {
+        string full = Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar);
+        string root = Path.GetPathRoot(full)!, current = root;
+        foreach (string part in full[root.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries))
+        {
+            current = Path.Combine(current, part);
+            var folder = new DirectoryInfo(current);
+            if (folder.Exists && folder.LinkTarget is not null) current = folder.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? current;
+        }
+        return current.TrimEnd(Path.DirectorySeparatorChar);
+    }
 
     /// <summary>
     /// A resumed run takes its network from the checkpoint: a <c>model.config</c> that describes another one is refused.
