@@ -109,6 +109,8 @@ public sealed class CliTests
         AssertFails(Run("generate", "--model", model, "--n", "2", "--valid-only", "--max-length", "1", "--out", generated),
             "only 0 of 2 requested molecules were valid after 200 samples; 200 were cut at the length limit (1 tokens): raise --max-length", generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--top-p", "NaN", "--out", generated), "--top-p NaN: must be a finite number", generated);
+        AssertFails(Run("generate", "--model", model, "--n", "1", "--prompt", "c1cc1", "--valid-only", "--out", generated),
+            "the prompt 'c1cc1' may start no valid molecule", generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--prompt", "C)", "--out", generated),
             "--prompt: the prompt's token 2 (')') is not allowed there by the smiles grammar; --grammar none continues it anyway", generated);
         var negative = new StringWriter();

@@ -192,6 +192,7 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         await Refused(new { model = Model, stop = new[] { "a", "b", "c", "d", "e" } }, HttpStatusCode.UnprocessableEntity, "stop", "at most 4");
         await Refused(new { model = Model, stop = 5 }, HttpStatusCode.BadRequest, "stop", "stop must be a string");
         await Refused(new { model = Model, prompt = "C[Xe]" }, HttpStatusCode.UnprocessableEntity, "prompt", "outside the model's vocabulary");
+        await Refused(new { model = Model, prompt = "c1cc1", valid_only = true, n = 1, max_tokens = 40 }, HttpStatusCode.UnprocessableEntity, "prompt", "'c1cc1' may start none");
         await Refused(new { model = Model, prompt = "C)" }, HttpStatusCode.UnprocessableEntity, "prompt", "the prompt's token 2 (')') is not allowed there by the smiles grammar");
         await Refused(new { model = Model, prompt = new[] { "C", "O" } }, HttpStatusCode.UnprocessableEntity, "prompt", "one prompt per request");
         await Refused(new { model = Model, valid_only = true, stream = true }, HttpStatusCode.UnprocessableEntity, "valid_only", "cannot be streamed");

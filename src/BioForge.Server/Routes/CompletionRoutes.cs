@@ -373,7 +373,9 @@ internal static class CompletionRoutes
         while (kept.Count < plan.N)
         {
             if (all.Count >= limit)
-                throw ApiError.Invalid($"only {kept.Count} of {plan.N} samples were valid molecules after {all.Count} samples; the model is not trained well enough for valid_only", "valid_only");
+                throw kept.Count == 0 && plan.Prompt.Length > 0
+                    ? ApiError.Invalid($"none of {all.Count} samples continuing the prompt was a valid molecule: '{plan.Prompt}' may start none (a ring it closes cannot be aromatic, say)", "prompt")
+                    : ApiError.Invalid($"only {kept.Count} of {plan.N} samples were valid molecules after {all.Count} samples; the model is not trained well enough for valid_only", "valid_only");
             int wave = (int)Math.Min(plan.N - kept.Count, limit - all.Count);
             var samples = Enumerable.Range(all.Count, wave).Select(i => new Sample(plan, i)).ToList();
             all.AddRange(samples);
