@@ -113,6 +113,9 @@ public sealed class BioForgeServer : IAsyncDisposable
     /// <summary>Loads the models and starts listening; failures (a bad model directory, a port in use) throw before anything is served.</summary>
     public static async Task<BioForgeServer> StartAsync(ServerOptions options, Action<string>? log = null, CancellationToken cancellation = default)
     {
+        // Kestrel binds a host name other than localhost on every interface: a mistyped name would open the service to the network.
+        if (options.Host != "localhost" && !System.Net.IPAddress.TryParse(options.Host.Trim('[', ']'), out _))
+            throw new BioForgeException($"--host {options.Host}: not an IP address; give an address of this machine to bind (127.0.0.1, or 0.0.0.0 for every interface)");
         var compute = ComputeOptions.Resolve(options.Device, options.DType, options.Threads);
         var metrics = new ServerMetrics();
         var device = new DeviceWorker(ComputeOptions.DeviceLabel(compute.Device), options.Batching.QueueCapacity, metrics, options.RequestTimeout);

@@ -25,6 +25,7 @@ internal sealed class DeviceWorker : IDisposable
     private readonly Thread thread;
     private readonly int capacity;
     private readonly ConcurrentDictionary<string, double> secondsPerUnit = new();
+    private readonly ServerMetrics metrics;
     private int waiting;
     private long queuedTicks; // predicted Stopwatch ticks of the pieces waiting
     private long runningEnd; // Stopwatch timestamp at which the running piece should end; 0 when idle
@@ -34,6 +35,7 @@ internal sealed class DeviceWorker : IDisposable
     {
         Name = name;
         this.capacity = capacity;
+        this.metrics = metrics;
         MaxWait = maxWait ?? Timeout.InfiniteTimeSpan;
         metrics.QueueDepth(name, () => Volatile.Read(ref waiting));
         metrics.QueueBusy(name, () => Volatile.Read(ref runningEnd) == 0 ? 0 : 1);
@@ -94,6 +96,7 @@ internal sealed class DeviceWorker : IDisposable
         {
             Interlocked.Decrement(ref waiting);
             Interlocked.Add(ref queuedTicks, -ticks);
+            metrics.Rejected(Name);
             throw ApiError.Overloaded($"the {Name} queue is full ({capacity} waiting); retry later");
         }
         return Enqueue(() =>
@@ -123,6 +126,7 @@ internal sealed class DeviceWorker : IDisposable
         catch
         {
             Interlocked.Add(ref queuedTicks, -ticks);
+            metrics.Rejected(Name);
             throw;
         }
     }
@@ -145,6 +149,7 @@ internal sealed class DeviceWorker : IDisposable
         {
             Interlocked.Decrement(ref waiting);
             Interlocked.Add(ref queuedTicks, -ticks);
+            metrics.Rejected(Name);
             throw ApiError.Overloaded($"the {Name} queue is full ({capacity} waiting); retry later");
         }
         var spent = TimeSpan.Zero;

@@ -44,35 +44,47 @@ internal sealed class DynamicBatcher<TIn, TOut> : IDisposable
         loop = Task.Run(Loop);
     }
 
-    public Task<TOut> SubmitAsync(TIn input, CancellationToken cancellation)
+    public Task<TOut> SubmitAsync(TIn input, CancellationToken cancellation) => Enqueue([input], cancellation)[0].Result.Task;
+
+    /// <summary>
+    /// The inputs of one request, admitted together: the work ahead of them is what waits before the first, so a request
+    /// of many inputs on an idle server is not refused for its own (they run in the batches that form).
+    /// </summary>
+    public Task<TOut[]> SubmitAllAsync(IReadOnlyList<TIn> inputs, CancellationToken cancellation) =>
+        Task.WhenAll(Enqueue(inputs, cancellation).Select(p => p.Result.Task));
+
+    /// <summary>Admits and queues the inputs, or refuses them all at once (503, thrown here rather than in the task).</summary>
+    private List<Pending> Enqueue(IReadOnlyList<TIn> inputs, CancellationToken cancellation)
     {
-        if (Interlocked.Increment(ref waiting) > options.QueueCapacity)
+        if (Interlocked.Add(ref waiting, inputs.Count) > options.QueueCapacity)
         {
-            Interlocked.Decrement(ref waiting);
+            Interlocked.Add(ref waiting, -inputs.Count);
             metrics.Rejected(model);
-            throw ApiError.Overloaded($"model {model}: {options.QueueCapacity} requests are already waiting; retry later");
+            throw ApiError.Overloaded($"model {model}: {options.QueueCapacity} inputs are already waiting or this request's would pass that; retry later");
         }
-        var pending = new Pending(input, Math.Max(1, cost(input)), cancellation, new TaskCompletionSource<TOut>(TaskCreationOptions.RunContinuationsAsynchronously));
-        long tokens = Interlocked.Add(ref waitingTokens, pending.Cost);
+        var pending = inputs.Select(input => new Pending(input, Math.Max(1, cost(input)), cancellation, new TaskCompletionSource<TOut>(TaskCreationOptions.RunContinuationsAsynchronously))).ToList();
+        long own = pending.Sum(p => p.Cost);
+        long tokens = Interlocked.Add(ref waitingTokens, own);
         try
         {
-            device.Admit(device.Backlog + device.Estimate(new WorkSize(model, tokens - pending.Cost)), device.Estimate(new WorkSize(model, pending.Cost)), $"model {model}");
+            device.Admit(device.Backlog + device.Estimate(new WorkSize(model, tokens - own)), device.Estimate(new WorkSize(model, own)), $"model {model}");
         }
         catch (ApiError)
         {
-            Interlocked.Decrement(ref waiting);
-            Interlocked.Add(ref waitingTokens, -pending.Cost);
+            Interlocked.Add(ref waiting, -inputs.Count);
+            Interlocked.Add(ref waitingTokens, -own);
             metrics.Rejected(model);
             throw;
         }
-        if (!queue.Writer.TryWrite(pending))
+        for (int i = 0; i < pending.Count; i++)
         {
-            // The batcher is shutting down: a request that cannot be queued is answered now, never left waiting.
-            Interlocked.Decrement(ref waiting);
-            Interlocked.Add(ref waitingTokens, -pending.Cost);
+            if (queue.Writer.TryWrite(pending[i])) continue;
+            // The batcher is shutting down: what cannot be queued is answered now, never left waiting.
+            Interlocked.Add(ref waiting, -(pending.Count - i));
+            Interlocked.Add(ref waitingTokens, -pending.Skip(i).Sum(p => p.Cost));
             throw ApiError.Overloaded($"model {model}: the server is shutting down");
         }
-        return pending.Result.Task;
+        return pending;
     }
 
     private async Task Loop()

@@ -75,7 +75,7 @@ internal sealed class ServerMetrics
         foreach (var (queue, busy) in queueBusy.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_queue_busy", $"queue=\"{Escape(queue)}\"", busy());
         Family(text, "bioforge_requests_dropped_total", "counter", "requests cancelled before they were computed, by model");
         foreach (var (model, c) in dropped.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_requests_dropped_total", $"model=\"{Escape(model)}\"", c.Value);
-        Family(text, "bioforge_requests_rejected_total", "counter", "requests refused with 503 because a queue was full, by queue");
+        Family(text, "bioforge_requests_rejected_total", "counter", "requests refused with 503 because a queue was full or its predicted wait too long, by queue");
         foreach (var (queue, c) in rejected.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_requests_rejected_total", $"queue=\"{Escape(queue)}\"", c.Value);
         Family(text, "bioforge_time_to_first_token_seconds", "histogram", "time from a completion request to its first token, by model");
         foreach (var (model, h) in firstToken.OrderBy(kv => kv.Key, StringComparer.Ordinal)) h.Render(text, "bioforge_time_to_first_token_seconds", $"model=\"{Escape(model)}\"");

@@ -221,10 +221,14 @@ public sealed class CliTests
     public void ServeRefusesWaitsItCannotKeep(string option, string value, string expected) =>
         AssertFails(Run("serve", option, value, "--port", "0"), expected);
 
-    /// <summary>An address this machine does not have (TEST-NET-3) is named with the options that gave it.</summary>
+    /// <summary>An address this machine does not have (TEST-NET-3), or a name, is named with the options that gave it.</summary>
     [Fact]
-    public void ServeNamesAnAddressItCannotListenOn() =>
+    public void ServeNamesAnAddressItCannotListenOn()
+    {
         AssertFails(Run("serve", "--models", TestData.EsmTiny, "--host", "203.0.113.1", "--port", "0", "--allowed-hosts", "x"), "--host 203.0.113.1 --port 0: cannot listen there");
+        // A name Kestrel cannot bind (a typo of localhost) was bound on every interface, open to the network.
+        AssertFails(Run("serve", "--models", TestData.EsmTiny, "--host", "localhos", "--port", "0"), "--host localhos: not an IP address");
+    }
 
     [Theory]
     [InlineData("0")]

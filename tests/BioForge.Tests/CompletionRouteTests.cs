@@ -207,6 +207,9 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         Assert.Equal(HttpStatusCode.OK, (await Post(new { model = Model, n = 2, max_tokens = 5 })).Status);
         string openApi = await client.GetStringAsync("/v1/openapi.json");
         Assert.Contains("\"/v1/completions\"", openApi, StringComparison.Ordinal);
+        // Both answers are declared: the JSON one and the event stream (a second Produces replaced the first).
+        var content = JsonNode.Parse(openApi)!["paths"]!["/v1/completions"]!["post"]!["responses"]!["200"]!["content"]!.AsObject();
+        Assert.True(content.ContainsKey("application/json") && content.ContainsKey("text/event-stream"), content.ToJsonString());
         string metrics = await client.GetStringAsync("/v1/metrics");
         Assert.Contains($"bioforge_time_to_first_token_seconds_count{{model=\"{Model}\"}}", metrics, StringComparison.Ordinal);
         Assert.Contains($"bioforge_decode_running_sequences{{model=\"{Model}\"}}", metrics, StringComparison.Ordinal);

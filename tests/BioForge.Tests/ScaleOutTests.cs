@@ -146,6 +146,14 @@ public sealed class ScaleOutTests
     {
         using var cluster = new Cluster();
         var client = cluster.Client;
+        // A body over the replicas' limit is refused by nginx in the service's error shape; sent on, a replica's early 413
+        // broke nginx's write (502) and took both healthy replicas out of the pool for fail_timeout.
+        using (var big = new StringContent($$"""{"input":"{{new string('C', 5 << 20)}}"}""", Encoding.UTF8, "application/json"))
+        {
+            using var tooLarge = await client.PostAsync("/v1/embeddings", big);
+            Assert.Equal(HttpStatusCode.RequestEntityTooLarge, tooLarge.StatusCode);
+            Assert.Equal("request_too_large", System.Text.Json.Nodes.JsonNode.Parse(await tooLarge.Content.ReadAsStringAsync())!["error"]!["type"]!.GetValue<string>());
+        }
         string[] smiles = ["CCO", "c1ccccc1", "CC(=O)Oc1ccccc1C(=O)O", "CN1CCN(CC1)c1ccccc1"];
         int sent = 0, answered = 0;
         var failures = new List<string>();

@@ -711,6 +711,50 @@ public sealed class DynamicBatcherTests
         Assert.Equal(after, ran);
     }
 
+    /// <summary>
+    /// The inputs of one request are admitted together: on an idle server whose first batch was slow (an inflated
+    /// estimate), a request of several inputs ran; admitted one by one, its own first inputs counted as work ahead of the
+    /// later ones, and it was refused with "work is ahead" at an empty queue, retry after retry.
+    /// </summary>
+    [Fact]
+    public async Task TheInputsOfOneRequestAreNotWorkAheadOfEachOther()
+    {
+        var metrics = new ServerMetrics();
+        using var device = new DeviceWorker("test", 100, metrics, maxWait: TimeSpan.FromSeconds(2));
+        var options = new BatchingOptions { MaxBatchItems = 8, MaxDelay = TimeSpan.FromMilliseconds(1), QueueCapacity = 100 };
+        bool first = true;
+        using var batcher = new DynamicBatcher<int, int>("m", options, _ => 1, inputs =>
+        {
+            if (first) Thread.Sleep(500); // a cold first batch: 0.5 s for one token
+            first = false;
+            return inputs;
+        }, device, metrics);
+        Assert.Equal(1, await batcher.SubmitAsync(1, CancellationToken.None));
+        int[] answers = await batcher.SubmitAllAsync([1, 2, 3, 4], CancellationToken.None);
+        Assert.Equal(new[] { 1, 2, 3, 4 }, answers);
+    }
+
+    /// <summary>A device worker's refusals (the protein and molecule routes' queues) are counted like the batchers'.</summary>
+    [Fact]
+    public async Task AFullWorkerQueueCountsItsRefusals()
+    {
+        var metrics = new ServerMetrics();
+        using var device = new DeviceWorker("cpu", 1, metrics);
+        using var release = new ManualResetEventSlim();
+        using var started = new ManualResetEventSlim();
+        var running = device.RunAsync(() =>
+        {
+            started.Set();
+            return release.Wait(TimeSpan.FromMinutes(1));
+        }, CancellationToken.None, new WorkSize("slow", 1));
+        Assert.True(started.Wait(TimeSpan.FromMinutes(1)));
+        var waiting = device.RunAsync(() => true, CancellationToken.None, new WorkSize("slow", 1));
+        Assert.Equal(503, Assert.Throws<ApiError>(() => { _ = device.RunAsync(() => true, CancellationToken.None, new WorkSize("slow", 1)); }).Status);
+        release.Set();
+        await Task.WhenAll(running, waiting);
+        Assert.Contains("bioforge_requests_rejected_total{queue=\"cpu\"} 1", metrics.Render(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task ARequestAfterShutdownIsAnsweredAt503InsteadOfWaitingForever()
     {

@@ -125,7 +125,7 @@ internal static class CompletionRoutes
             return Results.Empty; // the answer is written above (a stream cannot be an IResult made in advance)
         })
         .WithTags("generation").WithSummary("Samples from a decoder model (OpenAI completions; stream: server-sent events)")
-        .Accepts<CompletionRequest>("application/json").Produces<CompletionResponse>().Produces<CompletionResponse>(200, "text/event-stream")
+        .Accepts<CompletionRequest>("application/json").Produces<CompletionResponse>(200, "application/json", "text/event-stream")
         .ProducesErrors(400, 404, 422, 500, 503, 504)
         .Serves(model => model.Completions is not null);
     }

@@ -74,7 +74,7 @@ internal static class EmbeddingRoutes
                 if (model.Kind == ModelKind.Molecule) Smiles.CheckLength(text, param, state);
                 return model.Encode(text, param);
             }).ToList();
-            var vectors = await state.WithDeadline(context, token => Task.WhenAll(encoded.Select(e => model.Embeddings.SubmitAsync(e, token))));
+            var vectors = await state.WithDeadline(context, token => model.Embeddings.SubmitAllAsync(encoded, token));
             var data = vectors.Select((v, i) => new EmbeddingItem("embedding", i, base64 ? Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(v.AsSpan())) : v)).ToList();
             int tokens = encoded.Sum(e => e.Ids.Length);
             return Results.Json(new EmbeddingResponse("list", data, model.Name, new Usage(tokens, tokens)), Json.Options);
