@@ -51,6 +51,7 @@ internal sealed class ApiError(int status, string message, string? param = null)
     {
         context.Response.StatusCode = Status;
         if (RetryAfterSeconds is { } seconds) context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (Status == StatusCodes.Status401Unauthorized) context.Response.Headers.WWWAuthenticate = "Bearer";
         return context.Response.WriteAsJsonAsync(new ErrorResponse(new ErrorDetail(Message, Type, Param, Status)), Json.Options);
     }
 }
@@ -58,7 +59,10 @@ internal sealed class ApiError(int status, string message, string? param = null)
 /// <summary>Every error answer's body.</summary>
 internal sealed record ErrorResponse(ErrorDetail Error);
 
-internal sealed record ErrorDetail(string Message, string Type, string? Param, int Code);
+/// <param name="Param">Written as null when no field is to blame, as OpenAI's errors have it.</param>
+/// <param name="Code">The HTTP status, as a number.</param>
+internal sealed record ErrorDetail(string Message, string Type,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.Never)] string? Param, int Code);
 
 internal static class EndpointErrors
 {

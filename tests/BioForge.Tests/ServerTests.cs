@@ -234,6 +234,7 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         var notJson = await Post("/v1/embeddings", "not json");
         AssertError(HttpStatusCode.BadRequest, notJson, null, "malformed request body at $");
         Assert.Null(notJson.Body!["error"]!["param"]); // no field to name: none, rather than ""
+        Assert.True(notJson.Body!["error"]!.AsObject().ContainsKey("param"), "param is written as null, as OpenAI's errors have it");
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":"MKV","inptu":1}"""), "inptu", "unknown field");
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":[1,2]}"""), "input[0]", "must be a string");
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small"}"""), "input", "required");
@@ -479,6 +480,7 @@ public sealed class ServerLimitsTests
         Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync("/v1/metrics")).StatusCode);
         var refused = await client.GetAsync("/v1/models");
         Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+        Assert.Equal("Bearer", refused.Headers.WwwAuthenticate.Single().Scheme);
         Assert.Contains("API key", await refused.Content.ReadAsStringAsync());
         using var wrong = new HttpRequestMessage(HttpMethod.Get, "/v1/models") { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", "guess") } };
         Assert.Equal(HttpStatusCode.Unauthorized, (await client.SendAsync(wrong)).StatusCode);

@@ -399,7 +399,8 @@ internal static class CompletionRoutes
         return (choices, all);
     }
 
-    private sealed record StreamChunk(string Id, string Object, long Created, string Model, IReadOnlyList<Choice> Choices, Usage? Usage = null);
+    /// <summary>An event of a stream; each carries the request's <c>seed</c>, so a stream with a drawn seed can be repeated.</summary>
+    private sealed record StreamChunk(string Id, string Object, long Created, string Model, IReadOnlyList<Choice> Choices, ulong Seed, Usage? Usage = null);
 
     /// <summary>
     /// Server-sent events: a chunk per sample whenever it has new text (one token, or several held back by a possible stop
@@ -445,14 +446,14 @@ internal static class CompletionRoutes
                     lock (sample) chunk = Release(sample, finished);
                     if (chunk is not null) pieces.Add(chunk);
                 }
-                foreach (var piece in pieces) await Event(response, new StreamChunk(id, "text_completion", created, plan.Model.Name, [piece]), context.RequestAborted);
+                foreach (var piece in pieces) await Event(response, new StreamChunk(id, "text_completion", created, plan.Model.Name, [piece], plan.Seed), context.RequestAborted);
                 await response.Body.FlushAsync(context.RequestAborted);
             }
             Check(samples, plan, token);
             if (plan.IncludeUsage)
             {
                 int generated = samples.Sum(s => s.Generated);
-                await Event(response, new StreamChunk(id, "text_completion", created, plan.Model.Name, [], new Usage(plan.PromptIds.Length, generated, plan.PromptIds.Length + generated)),
+                await Event(response, new StreamChunk(id, "text_completion", created, plan.Model.Name, [], plan.Seed, new Usage(plan.PromptIds.Length, generated, plan.PromptIds.Length + generated)),
                     context.RequestAborted);
             }
             await response.WriteAsync("data: [DONE]\n\n", context.RequestAborted);
