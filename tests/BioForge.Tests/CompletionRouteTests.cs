@@ -211,6 +211,8 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         // Both answers are declared: the JSON one and the event stream (a second Produces replaced the first).
         var content = JsonNode.Parse(openApi)!["paths"]!["/v1/completions"]!["post"]!["responses"]!["200"]!["content"]!.AsObject();
         Assert.True(content.ContainsKey("application/json") && content.ContainsKey("text/event-stream"), content.ToJsonString());
+        // valid_only reads molecules with RDKit: a server without it answers 501, declared as such.
+        Assert.NotNull(JsonNode.Parse(openApi)!["paths"]!["/v1/completions"]!["post"]!["responses"]!["501"]);
         string metrics = await client.GetStringAsync("/v1/metrics");
         Assert.Contains($"bioforge_time_to_first_token_seconds_count{{model=\"{Model}\"}}", metrics, StringComparison.Ordinal);
         Assert.Contains($"bioforge_decode_running_sequences{{model=\"{Model}\"}}", metrics, StringComparison.Ordinal);

@@ -126,7 +126,7 @@ internal static class CompletionRoutes
         })
         .WithTags("generation").WithSummary("Samples from a decoder model (OpenAI completions; stream: server-sent events)")
         .Accepts<CompletionRequest>("application/json").Produces<CompletionResponse>(200, "application/json", "text/event-stream")
-        .ProducesErrors(400, 404, 422, 500, 503, 504)
+        .ProducesErrors(400, 404, 422, 500, 501, 503, 504)
         .Serves(model => model.Completions is not null);
     }
 

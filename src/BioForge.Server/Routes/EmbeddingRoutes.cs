@@ -80,7 +80,7 @@ internal static class EmbeddingRoutes
             return Results.Json(new EmbeddingResponse("list", data, model.Name, new Usage(tokens, tokens)), Json.Options);
         })
         .WithTags("embeddings").WithSummary("Embeddings of protein sequences or SMILES (OpenAI/NIM shape)")
-        .Accepts<EmbeddingRequest>("application/json").Produces<EmbeddingResponse>().ProducesErrors(400, 404, 422, 503, 504)
+        .Accepts<EmbeddingRequest>("application/json").Produces<EmbeddingResponse>().ProducesErrors(400, 404, 422, 501, 503, 504)
         .Serves(_ => true);
     }
 

@@ -81,7 +81,7 @@ internal static class GenerateRoutes
             return Results.Json(new GenerateResponse(encoded, request.PropertyName, request.Iterations, request.Particles * request.Iterations), Json.Options);
         })
         .WithTags("molecule").WithSummary("MolMIM-compatible guided generation around a seed molecule")
-        .Accepts<GenerateRequest>("application/json").Produces<GenerateResponse>().ProducesErrors(400, 404, 422, 503, 504)
+        .Accepts<GenerateRequest>("application/json").Produces<GenerateResponse>().ProducesErrors(400, 404, 422, 501, 503, 504)
         .Serves(model => model.Kind == ModelKind.Molecule);
     }
 

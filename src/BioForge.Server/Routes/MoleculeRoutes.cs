@@ -44,7 +44,7 @@ internal static class MoleculeRoutes
             }, token, new WorkSize("props", smiles.Sum(s => s?.Length ?? 0))));
             return Results.Json(new PropsResponse(rows), Json.Options);
         })
-        .WithSummary("Descriptors, QED, SA score and PAINS alerts (RDKit)").Accepts<PropsRequest>("application/json").Produces<PropsResponse>().ProducesErrors(400, 422, 503, 504);
+        .WithSummary("Descriptors, QED, SA score and PAINS alerts (RDKit)").Accepts<PropsRequest>("application/json").Produces<PropsResponse>().ProducesErrors(400, 422, 501, 503, 504);
 
         molecule.MapGet("/depict", async (HttpContext context, string? smiles, int? width, int? height) =>
         {
@@ -60,7 +60,7 @@ internal static class MoleculeRoutes
             }, token, new WorkSize("depict", smiles.Length)));
             return Results.Text(svg, "image/svg+xml");
         })
-        .WithSummary("2D depiction as SVG").Produces<string>(200, "image/svg+xml").ProducesErrors(400, 422, 503, 504)
+        .WithSummary("2D depiction as SVG").Produces<string>(200, "image/svg+xml").ProducesErrors(400, 422, 501, 503, 504)
         .Parameter("smiles", "c1ccccc1O", required: true).Parameter("width", 300, required: false).Parameter("height", 220, required: false);
     }
 }
