@@ -72,6 +72,16 @@ public sealed class SmilesVocabulary
     public const string HuggingFaceTokenizerFile = "tokenizer.json";
 
     /// <summary>
+    /// A model folder's SMILES vocabulary: its <c>vocab.json</c>, else the SMILES <c>tokenizer.json</c> BioForge writes
+    /// (<see cref="FromHuggingFace"/>); null when it has neither.
+    /// </summary>
+    public static SmilesVocabulary? InModel(string directory)
+    {
+        string file = Path.Combine(directory, FileName), tokenizer = Path.Combine(directory, HuggingFaceTokenizerFile);
+        return File.Exists(file) ? Load(file) : File.Exists(tokenizer) ? FromHuggingFace(tokenizer) : null;
+    }
+
+    /// <summary>
     /// The vocabulary of a Hugging Face <c>tokenizer.json</c> of the kind <see cref="SaveHuggingFace"/> writes (the
     /// SMILES regex split, a word-level vocabulary starting with the four special tokens), or null for any other
     /// tokenizer: a byte-level BPE's ids would not mean what this vocabulary's mean.

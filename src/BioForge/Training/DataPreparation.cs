@@ -80,16 +80,15 @@ public static class DataPreparation
         else
         {
             var vocabulary = given ?? SmilesVocabulary.Build(inputs.SelectMany(input => MoleculeSource.Read(input, smilesColumn).Select(r => Checked(r, input))));
-            documents = inputs.SelectMany(input => MoleculeSource.Read(input, smilesColumn).Select(r => (Text: given is null ? r.Text : Checked(r, input), Where: $"{input}:{r.Line}")))
-                .Select(m => (Tokens: vocabulary.Encode(m.Text), m.Text, m.Where))
-                .Select(m =>
-                {
-                    if (given is null || Array.IndexOf(m.Tokens, SmilesVocabulary.UnkId) < 0) return (m.Tokens, -1);
-                    // Left out, but still counted as a document: the split of the others is that of the file without --vocab.
-                    skipped++;
-                    firstUnknown ??= $"{m.Where}: '{SmilesTokenizer.Split(m.Text).First(t => vocabulary.Encode(t).Contains(SmilesVocabulary.UnkId))}'";
-                    return ((int[]?)null, -1);
-                });
+            documents = inputs.SelectMany(input => MoleculeSource.Read(input, smilesColumn).Select(r =>
+            {
+                int[] tokens = vocabulary.Encode(given is null ? r.Text : Checked(r, input));
+                if (given is null || Array.IndexOf(tokens, SmilesVocabulary.UnkId) < 0) return ((int[]?)tokens, -1);
+                // Left out, but still counted as a document: the split of the others is that of the file without --vocab.
+                skipped++;
+                firstUnknown ??= $"{input}:{r.Line}: '{SmilesTokenizer.Split(r.Text).First(t => vocabulary.Encode(t).Contains(SmilesVocabulary.UnkId))}'";
+                return (null, -1);
+            }));
             vocabularySize = vocabulary.Count;
             saveVocabulary = () => vocabulary.Save(Path.Combine(directory, SmilesVocabulary.FileName));
         }
@@ -139,9 +138,7 @@ public static class DataPreparation
     {
         if (!Directory.Exists(path))
             return File.Exists(path) ? SmilesVocabulary.Load(path) : throw new BioForgeException($"--vocab {path}: no such file or directory");
-        string file = Path.Combine(path, SmilesVocabulary.FileName), tokenizer = Path.Combine(path, SmilesVocabulary.HuggingFaceTokenizerFile);
-        if (File.Exists(file)) return SmilesVocabulary.Load(file);
-        return (File.Exists(tokenizer) ? SmilesVocabulary.FromHuggingFace(tokenizer) : null)
+        return SmilesVocabulary.InModel(path)
             ?? throw new BioForgeException($"--vocab {path}: no {SmilesVocabulary.FileName} or SMILES {SmilesVocabulary.HuggingFaceTokenizerFile} there (a SMILES model's or corpus's folder, or its {SmilesVocabulary.FileName})");
     }
 

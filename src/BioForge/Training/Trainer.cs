@@ -267,7 +267,7 @@ public static class Trainer
         if (history?.Changes(current, "train.output_dir", "model.config", "learning_rate", "adam_w", "family") is { Count: > 0 } changes)
             options.OnInfo?.Invoke($"settings changed since that run: {string.Join("; ", changes)}");
         if (!branch && run.AbandonCheckpointsAfter(state.Step, TrainerState.FileName) is { Count: > 0 } abandoned)
-            options.OnInfo?.Invoke($"resuming from step {state.Step}: removed the later checkpoints of the abandoned continuation (steps {string.Join(", ", abandoned)})");
+            options.OnInfo?.Invoke($"removed the later checkpoints of the abandoned continuation (steps {string.Join(", ", abandoned)})");
         string? metrics = branch && source is not null ? Path.Combine(source, RunDirectory.MetricsFile) : null;
         return (run, resumeFrom, state, metrics is not null && File.Exists(metrics) ? metrics : null);
     }

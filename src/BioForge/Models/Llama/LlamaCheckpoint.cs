@@ -46,11 +46,9 @@ public sealed class LlamaCheckpoint : IDisposable
         string residuePath = Path.Combine(directory, ResidueFileName);
         if (File.Exists(vocabPath) && File.Exists(residuePath))
             throw new BioForgeException($"{directory}: holds both {SmilesVocabulary.FileName} (SMILES) and {ResidueFileName} (amino acids); keep the one the model was trained with");
-        var vocabulary = File.Exists(vocabPath) ? SmilesVocabulary.Load(vocabPath) : null;
         var residues = File.Exists(residuePath) ? EsmTokenizer.FromVocabFile(residuePath) : null;
         // A SMILES model saved without BioForge's vocab.json still carries it in the tokenizer.json BioForge writes.
-        string tokenizerPath = Path.Combine(directory, SmilesVocabulary.HuggingFaceTokenizerFile);
-        if (vocabulary is null && residues is null && File.Exists(tokenizerPath)) vocabulary = SmilesVocabulary.FromHuggingFace(tokenizerPath);
+        var vocabulary = residues is null ? SmilesVocabulary.InModel(directory) : null;
         var model = LlamaForCausalLM.Load(directory, device, dtype, layout);
         int? count = vocabulary?.Count ?? residues?.Vocabulary.Count;
         if (count is not null && count != model.Config.VocabSize)
