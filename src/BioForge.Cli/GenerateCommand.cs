@@ -16,7 +16,7 @@ internal static class GenerateCommand
     public static Command Create(TextWriter output, TextWriter error)
     {
         var model = Options.Required("--model", "SMILES language model directory (config.json, model.safetensors, vocab.json), a protein one (vocab.txt), or a GPT-2 checkpoint with its tokenizer");
-        var count = new Option<int>("--n") { Description = "number of molecules", Required = true };
+        var count = new Option<int>("--n") { Description = "number of molecules (sequences from a protein model)", Required = true };
         var outPath = Options.Required("--out", "output .smi: one SMILES per line; FASTA (records gen-1, gen-2, …) for a protein model");
         var temperature = new Option<double>("--temperature") { Description = "softmax temperature (< 1: safer, > 1: more diverse; 0: the most probable token)", DefaultValueFactory = _ => 1.0 };
         var topK = Options.Int("--top-k", "sample among the k most probable tokens (0 = all)", 0);
@@ -29,16 +29,16 @@ internal static class GenerateCommand
         var presence = new Option<double>("--presence-penalty") { Description = "OpenAI's presence penalty, −2 to 2 (0 = off)", DefaultValueFactory = _ => 0.0 };
         var frequency = new Option<double>("--frequency-penalty") { Description = "OpenAI's frequency penalty, −2 to 2 (0 = off)", DefaultValueFactory = _ => 0.0 };
         var seed = new Option<ulong>("--seed") { Description = "random seed", DefaultValueFactory = _ => 0 };
-        var batch = Options.Int("--batch", "molecules sampled together", 256);
-        var maxLength = Options.Int("--max-length", "maximum tokens per sample (default 128; a protein model's whole context)", 128);
-        var prompt = new Option<string>("--prompt") { Description = "a SMILES start every molecule continues (default: none)", DefaultValueFactory = _ => "" };
+        var batch = Options.Int("--batch", "samples drawn together", 256);
+        var maxLength = new Option<int?>("--max-length") { Description = $"maximum tokens per sample (default: {SmilesMaxTokens} for a SMILES or GPT-2 model, a protein model's whole context)" };
+        var prompt = new Option<string>("--prompt") { Description = "a start every sample continues: a SMILES start, or residues such as M for a protein model (default: none)", DefaultValueFactory = _ => "" };
         var validOnly = new Option<bool>("--valid-only") { Description = "keep only RDKit-valid molecules, written canonical, until --n are found" };
         var grammar = new Option<string>("--grammar")
         {
-            Description = "smiles: decode under SMILES syntax (branches and rings always closed, valences kept, aromatic rings kekulizable; likelihoods renormalised over allowed tokens); none: the model's raw distribution. A protein model always samples residue letters and <eos> unless none",
-            DefaultValueFactory = _ => "smiles",
+            Description = "smiles (a SMILES model's default): decode under SMILES syntax (branches and rings always closed, valences kept, aromatic rings kekulizable; likelihoods renormalised over allowed tokens); "
+                + "protein (a protein model's default): residue letters and <eos> only; none: the model's raw distribution",
         };
-        grammar.AcceptOnlyFromAmong("smiles", "none");
+        grammar.AcceptOnlyFromAmong("smiles", "protein", "none");
         var compute = new ComputeOptionSet();
         var command = new Command("generate", "Sample molecules from a SMILES language model, or proteins from a protein language model") { model, count, outPath, temperature, topK, topP, repetition, presence, frequency, seed, batch, maxLength, prompt, validOnly, grammar };
         compute.AddTo(command);
@@ -51,7 +51,7 @@ internal static class GenerateCommand
                 Temperature = result.GetValue(temperature),
                 TopK = result.GetValue(topK),
                 TopP = result.GetValue(topP),
-                MaxNewTokens = result.GetValue(maxLength),
+                MaxNewTokens = result.GetValue(maxLength) ?? SmilesMaxTokens,
                 RepetitionPenalty = result.GetValue(repetition),
                 PresencePenalty = result.GetValue(presence),
                 FrequencyPenalty = result.GetValue(frequency),
@@ -68,7 +68,7 @@ internal static class GenerateCommand
             // is cut to the model, as sampling does.
             void CheckLength(long positions)
             {
-                if (result.GetResult(maxLength) is { Implicit: false } && common.MaxNewTokens > positions - 1)
+                if (result.GetValue(maxLength) is not null && common.MaxNewTokens > positions - 1)
                     throw new BioForgeException($"--max-length {common.MaxNewTokens}: the model takes {positions} positions, so at most {positions - 1} tokens after its begin token");
             }
             if (ModelRegistry.Of(result.GetValue(model)!) is Gpt2Family)
@@ -81,13 +81,13 @@ internal static class GenerateCommand
             CheckLength(checkpoint.Config.MaxPositionEmbeddings);
             if (checkpoint.IsProtein)
             {
-                TextSamples.RefuseSmilesOptions(result, validOnly, grammar, "a protein model's amino-acid vocabulary");
+                TextSamples.RefuseSmilesOptions(result, validOnly, grammar, "a protein model's amino-acid vocabulary", protein: true);
                 var protein = common with
                 {
                     // Residue letters and <eos> only unless --grammar none asks for the raw distribution.
                     Grammar = result.GetValue(grammar) == "none" ? null : new ProteinGrammar(checkpoint.Residues!),
                     // A protein is longer than a molecule: unless asked otherwise, sample up to the model's whole context.
-                    MaxNewTokens = result.GetResult(maxLength) is { Implicit: false } ? result.GetValue(maxLength) : checkpoint.Config.MaxPositionEmbeddings - 1,
+                    MaxNewTokens = result.GetValue(maxLength) ?? checkpoint.Config.MaxPositionEmbeddings - 1,
                 };
                 return ProteinSamples.Run(output, checkpoint, result.GetValue(count), protein, result.GetValue(seed), result.GetValue(batch), result.GetValue(prompt)!, result.GetValue(outPath)!);
             }
@@ -98,7 +98,8 @@ internal static class GenerateCommand
             // Without --valid-only RDKit only reports validity: a machine without it (a bare GPU node) still samples.
             string? noRdkit = onlyValid ? null : Molecule.Unavailable();
             var generator = new SmilesGenerator(checkpoint, checkMolecules: noRdkit is null);
-            var sampling = common with { Grammar = result.GetValue(grammar) == "smiles" ? generator.Grammar : null };
+            if (result.GetValue(grammar) == "protein") throw new BioForgeException($"--grammar protein applies to protein models, not to the SMILES model {result.GetValue(model)}");
+            var sampling = common with { Grammar = result.GetValue(grammar) is null or "smiles" ? generator.Grammar : null };
             if (sampling.Grammar is { } smiles)
             {
                 int[] promptIds = generator.EncodePrompt(result.GetValue(prompt)!); // a token outside the vocabulary: no grammar helps
@@ -128,4 +129,6 @@ internal static class GenerateCommand
         }));
         return command;
     }
+
+    private const int SmilesMaxTokens = 128;
 }

@@ -55,7 +55,15 @@ internal static class ProteinCommands
             var family = ModelRegistry.Of(result.GetValue(model)!);
             // Other families read the text with their own tokenizer, which refuses what it cannot hold.
             var alphabet = result.GetValue(unknown) || family is not EsmFamily ? null : FastaReader.ProteinAlphabet;
-            long total = FastaReader.Read(inPath, alphabet).LongCount(); // validates the whole file before any compute
+            long total;
+            try
+            {
+                total = FastaReader.Read(inPath, alphabet).LongCount(); // validates the whole file before any compute
+            }
+            catch (BioForgeException e) when (alphabet is not null && e.Message.Contains("invalid residue", StringComparison.Ordinal))
+            {
+                throw new BioForgeException($"{e.Message} (--unknown-as-unk reads letters outside ESM-2's alphabet as <unk>)");
+            }
             if (family is not EsmFamily && (pooling != Pooling.Mean || result.GetValue(layer) != -1))
                 throw new BioForgeException($"--pool {result.GetValue(pool)} --layer {result.GetValue(layer)}: a {family.ModelType} model embeds with --pool mean over its final layer only");
             if (family is not EsmFamily && result.GetValue(unknown))

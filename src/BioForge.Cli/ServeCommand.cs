@@ -27,10 +27,11 @@ internal static class ServeCommand
         var decodeBatching = new Option<string>("--decode-batching") { Description = "how /v1/completions batches sequences: continuous, static (request-level), padded (request-level, ended rows computed to the batch's end) or single", DefaultValueFactory = _ => "continuous" };
         var maxRunning = Options.Int("--max-running", "sequences decoded at once per model (key/value slots)", defaults.Decoding.MaxRunning);
         var cacheMb = Options.Int("--kv-cache-mb", "key/value memory per decoder model in MiB, which may lower --max-running (0: a tenth of the device's: a CUDA card's free memory, the process's on the CPU)", 0);
+        var accessLog = new Option<bool>("--access-log") { Description = "write a line per answered request to standard output (time, client, method, path, status, milliseconds, request id)" };
         var compute = new ComputeOptionSet();
         var command = new Command("serve", "HTTP inference service: embeddings, completions, protein and molecule routes, MolMIM /generate, screening jobs, a web page")
         {
-            models, host, port, apiKey, batchTokens, batchItems, delay, queue, timeout, maxBytes, allowedHosts, drain, grace, maxSmiles, decodeBatching, maxRunning, cacheMb,
+            models, host, port, apiKey, batchTokens, batchItems, delay, queue, timeout, maxBytes, allowedHosts, drain, grace, maxSmiles, decodeBatching, maxRunning, cacheMb, accessLog,
         };
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
@@ -70,6 +71,7 @@ internal static class ServeCommand
                 Device = result.GetValue(compute.Device)!,
                 DType = result.GetValue(compute.DType)!,
                 Threads = result.GetValue(compute.Threads),
+                AccessLog = result.GetValue(accessLog),
             };
             if (options.Port is < 0 or > 65535) throw new BioForgeException($"--port must be 0–65535 (got {options.Port})");
             return Run(options, output, error);

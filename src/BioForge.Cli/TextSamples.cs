@@ -37,10 +37,12 @@ internal static class TextSamples
     }
 
     /// <summary>Options that apply to SMILES models only, refused by name when given for another model (<paramref name="what"/>).</summary>
-    public static void RefuseSmilesOptions(ParseResult result, Option<bool> validOnly, Option<string> grammar, string what = "a GPT-2 model's byte-level tokens")
+    public static void RefuseSmilesOptions(ParseResult result, Option<bool> validOnly, Option<string> grammar, string what = "a GPT-2 model's byte-level tokens", bool protein = false)
     {
         if (result.GetValue(validOnly)) throw new BioForgeException($"--valid-only applies to SMILES models with a SMILES vocabulary, not to {what}");
-        if (result.GetResult(grammar) is { Implicit: false } && result.GetValue(grammar) == "smiles")
+        if (result.GetValue(grammar) == "smiles")
             throw new BioForgeException($"--grammar smiles applies to SMILES models with a SMILES vocabulary, not to {what}");
+        if (result.GetValue(grammar) == "protein" && !protein)
+            throw new BioForgeException($"--grammar protein applies to protein models, not to {what}");
     }
 }

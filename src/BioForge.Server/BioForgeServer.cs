@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text.RegularExpressions;
 using BioForge.Chem;
 using BioForge.Runtime;
@@ -18,7 +19,7 @@ namespace BioForge.Server;
 internal sealed class ServerState(ServerOptions options, ComputeOptions compute, ModelCatalog models, DeviceWorker device, DeviceWorker longWork,
     DeviceWorker chemistry, ServerMetrics metrics, ScreenJobs jobs, Action<string>? log = null)
 {
-    /// <summary>The operator's log (standard error of <c>bioforge serve</c>): internal errors go here with their stack.</summary>
+    /// <summary>The operator's log (standard output of <c>bioforge serve</c>): internal errors go here with their stack, and the access log.</summary>
     public Action<string>? Log { get; } = log;
 
     public ServerOptions Options { get; } = options;
@@ -224,9 +225,19 @@ public sealed class BioForgeServer : IAsyncDisposable
         finally
         {
             string route = (context.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText is { } raw ? (raw.Length > 1 ? raw.TrimEnd('/') : raw) : "unmatched";
-            state.Metrics.Request(route, clientLeft ? ClientClosedRequest : context.Response.StatusCode, clock.Elapsed.TotalSeconds);
+            int status = clientLeft ? ClientClosedRequest : context.Response.StatusCode;
+            state.Metrics.Request(route, status, clock.Elapsed.TotalSeconds);
+            if (state.Options.AccessLog) state.Log?.Invoke(AccessLine(context, status, clock.Elapsed));
         }
     }
+
+    /// <summary>
+    /// <c>2026-12-05T21:40:12.345Z 127.0.0.1 POST /v1/completions 200 812.4ms 0HNA1B2C3D4E5:00000001</c>: when the answer
+    /// ended (a stream: its last event), the client (the proxy's address behind one), the request, its status
+    /// (499: the client left), its time, and the id a 500 answer names.
+    /// </summary>
+    internal static string AccessLine(HttpContext context, int status, TimeSpan elapsed) => string.Create(CultureInfo.InvariantCulture,
+        $"{DateTimeOffset.UtcNow:yyyy-MM-ddTHH:mm:ss.fffZ} {context.Connection.RemoteIpAddress?.ToString() ?? "-"} {context.Request.Method} {context.Request.Path}{context.Request.QueryString} {status} {elapsed.TotalMilliseconds:F1}ms {context.TraceIdentifier}");
 
     /// <summary>
     /// The answer to a request that failed with <paramref name="e"/>: a user-worded problem is the request's (422) unless

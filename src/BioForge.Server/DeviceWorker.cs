@@ -138,7 +138,7 @@ internal sealed class DeviceWorker : IDisposable
     /// Long work (<c>each_position</c>, large <c>score-variants</c>) in slices of about <see cref="SliceTime"/>: after
     /// each slice the work goes to the back of the queue, so requests that arrived meanwhile run in between instead of
     /// waiting for all of it (round robin between long requests, too). Admitted (503) and measured as one piece of
-    /// <paramref name="size"/>; once admitted its slices are not refused for a full queue, so an answer is never lost
+    /// <paramref name="size"/> (a kind not measured yet from its first slice, when the work knows its progress); once admitted its slices are not refused for a full queue, so an answer is never lost
     /// half-way. Cancellation (the deadline, the client leaving) is checked between passes.
     /// </summary>
     public async Task<T> RunSlicedAsync<T>(StepwiseWork<T> work, CancellationToken cancellation, WorkSize size)
@@ -167,6 +167,13 @@ internal sealed class DeviceWorker : IDisposable
                 bool finished = work.Run(SliceTime, cancellation);
                 spent += Stopwatch.GetElapsedTime(start);
                 if (finished) Measured(size, spent);
+                else if (!secondsPerUnit.ContainsKey(size.Kind) && work.Progress is > 0 and double share)
+                {
+                    // A kind's first request would be measured only when it ends: requests arriving meanwhile were
+                    // admitted unmeasured and timed out instead of being shed. Its first slice tells the rate already.
+                    Measured(size with { Units = size.Units * share }, spent);
+                    estimate = Estimate(size);
+                }
                 return finished;
             }, cancellation, ticks);
             if (done) return work.Result;

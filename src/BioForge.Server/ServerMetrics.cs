@@ -97,7 +97,13 @@ internal sealed class ServerMetrics
     private static void Sample(StringBuilder text, string name, string labels, double value) =>
         text.Append(name).Append(labels.Length > 0 ? $"{{{labels}}}" : "").Append(' ').Append(Format(value)).Append('\n');
 
-    private static string Format(double value) => double.IsPositiveInfinity(value) ? "+Inf" : value.ToString("G17", CultureInfo.InvariantCulture);
+    /// <summary>The shortest text that reads back as the same double: bucket bounds read as written (<c>le="0.0025"</c>), as Prometheus's own clients write them.</summary>
+    private static string Format(double value) => value switch
+    {
+        double.PositiveInfinity => "+Inf",
+        double.NegativeInfinity => "-Inf",
+        _ => value.ToString("R", CultureInfo.InvariantCulture),
+    };
 
     private static string Escape(string label) => label.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal).Replace("\n", "\\n", StringComparison.Ordinal);
 

@@ -29,6 +29,12 @@ public sealed record ServerOptions
     /// </summary>
     public TimeSpan ShutdownGrace { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// One line per answered request on the operator's log (time, client, method, path, status, milliseconds, request
+    /// id); off by default, since per-route counts and latencies are in <c>/v1/metrics</c> either way.
+    /// </summary>
+    public bool AccessLog { get; init; }
+
     /// <summary>When set, every route but the health probes needs <c>Authorization: Bearer KEY</c> (or <c>X-API-Key: KEY</c>).</summary>
     public string? ApiKey { get; init; }
 

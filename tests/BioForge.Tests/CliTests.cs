@@ -283,11 +283,12 @@ public sealed class CliTests
         string output = Path.Combine(dir, "e.csv");
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(""), "--out", output), "no FASTA records", output);
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMK\n>b\nMKZ9\n"), "--out", output), "in.fasta:4: record 'b': invalid residue '9' at column 4", output);
-        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">long\n" + new string('A', 1100) + "\n"), "--out", output), "record 'long' (line 1) has 1100 residues", output);
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMKJAY\n"), "--out", output), "in.fasta:2: record 'a': invalid residue 'J' at column 3 (--unknown-as-unk reads letters outside ESM-2's alphabet as <unk>)", output);
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">long\n" + new string('A', 1100) + "\n"), "--out", output), "in.fasta:1: record 'long' has 1100 residues", output);
         // A decoder's rotary positions run on past the trained ones without failing: refused like ESM-2's.
         int positions = LlamaConfig.FromJson(Path.Combine(TinyProteinModel.Directory, "config.json")).MaxPositionEmbeddings;
         AssertFails(Run("embed", "--model", TinyProteinModel.Directory, "--in", Fasta(">long\n" + new string('A', positions - 1) + "\n"), "--out", output),
-            $"record 'long' (line 1) has {positions + 1} tokens with its start and end tokens; this model takes at most {positions}", output);
+            $"in.fasta:1: record 'long' has {positions + 1} tokens with its start and end tokens; this model takes at most {positions}", output);
         AssertFails(Run("embed", "--model", "/no/such/dir", "--in", Fasta(">a\nMK\n"), "--out", output), "model directory /no/such/dir does not exist", output);
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMK\n"), "--out", Path.Combine(dir, "e.txt")), "unknown output format");
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMK\n"), "--out", Path.Combine(dir, "e.npy"), "--pool", "none"), "different length per record");
@@ -431,6 +432,9 @@ public sealed class CliTests
         Assert.StartsWith("residue,M1,K2,T3", lines[0]);
         Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], File.ReadAllBytes(png)[..4]);
         AssertFails(Run("contacts", "--model", TestData.EsmTiny, "--seq", "MK1", "--out", csv), "invalid residue '1' at position 3");
+        // A translated sequence's stop is left out; a masked position keeps its place in the labels.
+        Assert.Equal(0, Run("contacts", "--model", TestData.EsmTiny, "--seq", "MKT<mask>AY*", "--out", csv).Code);
+        Assert.Equal("residue,M1,K2,T3,<mask>4,A5,Y6", File.ReadLines(csv).First());
     }
 
     [Fact]

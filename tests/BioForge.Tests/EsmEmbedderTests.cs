@@ -70,7 +70,7 @@ public sealed class EsmEmbedderTests
         using var model = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
         var longRecord = new FastaRecord("long", "", new string('A', 1025), 9);
         var e = Assert.Throws<BioForgeException>(() => new EsmEmbedder(model, new EmbedOptions()).Embed([longRecord]).ToList());
-        Assert.Contains("record 'long' (line 9) has 1025 residues; this model takes at most 1024", e.Message);
+        Assert.Contains("line 9: record 'long' has 1025 residues; this model takes at most 1024", e.Message);
     }
 
     private static void AssertClose(float[] expected, float[] actual, double tolerance = 1e-5)

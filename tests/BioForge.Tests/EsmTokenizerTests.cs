@@ -32,6 +32,13 @@ public sealed class EsmTokenizerTests
         Assert.Equal([0, 20, 3, 32, 2], EsmTokenizer.Esm2.Encode("M<unk><mask>"));
     }
 
+    [Fact]
+    public void AStopCodonEndingTheSequenceIsLeftOutAsFastaFilesAreRead()
+    {
+        Assert.Equal(EsmTokenizer.Esm2.Encode("MKT"), EsmTokenizer.Esm2.Encode("MKT*"));
+        Assert.Contains("invalid residue '*' at position 2", Assert.Throws<BioForgeException>(() => EsmTokenizer.Esm2.Encode("M*KT")).Message);
+    }
+
     [Theory]
     [InlineData("MK<cls>T")]
     [InlineData("MK<eos>T")]

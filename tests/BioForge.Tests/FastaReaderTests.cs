@@ -27,10 +27,11 @@ public sealed class FastaReaderTests
     public void ReadsMultiLineRecords(bool gzip, string newline)
     {
         string text = string.Join(newline, ">sp|P1| first protein", "MKTAY", "iakqr", "", ">second", "GSHM*", "");
-        var records = FastaReader.Read(Write(text, gzip)).ToList();
+        string path = Write(text, gzip);
+        var records = FastaReader.Read(path).ToList();
         Assert.Equal(2, records.Count);
-        Assert.Equal(new FastaRecord("sp|P1|", "first protein", "MKTAYiakqr", 1), records[0]);
-        Assert.Equal(new FastaRecord("second", "", "GSHM", 5), records[1]);
+        Assert.Equal(new FastaRecord("sp|P1|", "first protein", "MKTAYiakqr", 1) { Where = $"{path}:1" }, records[0]);
+        Assert.Equal(new FastaRecord("second", "", "GSHM", 5) { Where = $"{path}:5" }, records[1]);
     }
 
     /// <summary>

@@ -219,6 +219,7 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.True(batches < 48, $"48 concurrent requests ran in {batches} batches: none was batched with another");
         Assert.Contains("bioforge_requests_total{route=\"/v1/embeddings\",status=\"200\"}", after);
         Assert.Contains("bioforge_request_duration_seconds_bucket{route=\"/v1/embeddings\",le=\"+Inf\"}", after);
+        Assert.Contains("bioforge_request_duration_seconds_bucket{route=\"/v1/embeddings\",le=\"0.0025\"}", after); // bounds as written, not 0.0025000000000000001
         Assert.Contains("bioforge_queue_depth{queue=\"smiles-llama-small\"}", after);
     }
 
@@ -491,6 +492,31 @@ public sealed class ServerLimitsTests
     }
 
     [Fact]
+    public async Task TheAccessLogHasALinePerAnsweredRequestOnlyWhenAskedFor()
+    {
+        _ = TestData.Cpu;
+        foreach (bool wanted in new[] { true, false })
+        {
+            var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
+            await using (var server = await BioForgeServer.StartAsync(ServerFixture.Options(Model("smiles-llama-small")) with { AccessLog = wanted }, lines.Enqueue))
+            {
+                using var client = new HttpClient { BaseAddress = new Uri(server.Address) };
+                Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v1/health/live")).StatusCode);
+                Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/v1/nothing?x=1")).StatusCode);
+            }
+            var access = lines.Where(l => l.Contains(" GET /v1/", StringComparison.Ordinal)).ToList();
+            if (!wanted)
+            {
+                Assert.Empty(access);
+                continue;
+            }
+            Assert.Equal(2, access.Count);
+            Assert.Matches(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z 127\.0\.0\.1 GET /v1/health/live 200 \d+\.\dms \S+$", access[0]);
+            Assert.Matches(@" GET /v1/nothing\?x=1 404 \d+\.\dms ", access[1]);
+        }
+    }
+
+    [Fact]
     public async Task ARequestNotAnsweredInTimeGets504AndIsNotComputed()
     {
         _ = TestData.Cpu;
@@ -711,6 +737,39 @@ public sealed class DynamicBatcherTests
         int after = ran;
         await device.RunAsync(() => 0, CancellationToken.None, new WorkSize("short", 1));
         Assert.Equal(after, ran);
+    }
+
+    /// <summary>
+    /// A kind of long work is measured from its first slice: measured only at its end, a burst of each_position requests
+    /// on a fresh server was admitted unmeasured (estimate zero) while the first ran, and timed out instead of being shed.
+    /// </summary>
+    [Fact]
+    public async Task LongWorkOfANewKindIsMeasuredFromItsFirstSlice()
+    {
+        using var device = new DeviceWorker("test", 100, new ServerMetrics());
+        const int passes = 40;
+        int done = 0;
+        using var started = new ManualResetEventSlim();
+        IEnumerable<int> Passes()
+        {
+            for (int i = 0; i < passes; i++)
+            {
+                started.Set();
+                Thread.Sleep(25); // about 10 passes per slice, 1 s or more in all
+                done++;
+                yield return 1;
+            }
+        }
+        var kind = new WorkSize("profile", 1);
+        Assert.Equal(TimeSpan.Zero, device.Estimate(kind));
+        using var work = new BioForge.Runtime.StepwiseWork<int>(Passes(), () => done, passes);
+        var sliced = device.RunSlicedAsync(work, CancellationToken.None, kind);
+        Assert.True(started.Wait(TimeSpan.FromMinutes(1)));
+        // Runs between slices, after the first.
+        var (doneThen, estimateThen) = await device.RunAsync(() => (Volatile.Read(ref done), device.Estimate(kind)), CancellationToken.None, new WorkSize("short", 1));
+        Assert.True(doneThen < passes, "the short piece ran after the whole work");
+        Assert.True(estimateThen >= TimeSpan.FromSeconds(0.9), $"after {doneThen} of {passes} passes of 25 ms or more the kind is estimated at {estimateThen.TotalSeconds:F3} s");
+        Assert.Equal(passes, await sliced);
     }
 
     /// <summary>

@@ -3,7 +3,11 @@ using System.Text;
 namespace BioForge.IO;
 
 /// <summary>One FASTA record; <see cref="Line"/> is the 1-based line of its header.</summary>
-public sealed record FastaRecord(string Id, string Description, string Sequence, int Line);
+public sealed record FastaRecord(string Id, string Description, string Sequence, int Line)
+{
+    /// <summary>Where the record is, as messages name it: <c>file:line</c> when read from a file.</summary>
+    public string Where { get; init; } = $"line {Line}";
+}
 
 /// <summary>
 /// Streams FASTA records (plain or gzip, LF or CRLF, sequences over many lines) holding one record at a time.
@@ -100,7 +104,7 @@ public static class FastaReader
     private static FastaRecord Finish(string path, string id, string description, StringBuilder sequence, int line)
     {
         if (sequence.Length == 0) throw new BioForgeException($"{path}:{line}: record '{id}' has an empty sequence");
-        return new FastaRecord(id, description, sequence.ToString(), line);
+        return new FastaRecord(id, description, sequence.ToString(), line) { Where = $"{path}:{line}" };
     }
 
     private static string Printable(char c) => char.IsControl(c) ? $"\\u{(int)c:X4}" : c.ToString();

@@ -27,8 +27,8 @@ public static class ContactPredictor
     public static void WriteCsv(string path, string sequence, float[,] contacts)
     {
         int n = contacts.GetLength(0);
-        string residues = new(sequence.Trim().ToUpperInvariant().Where(char.IsLetter).ToArray());
-        string Label(int i) => (i < residues.Length && residues.Length == n ? residues[i].ToString() : "") + (i + 1);
+        var residues = ResidueLabels(sequence.Trim());
+        string Label(int i) => (residues.Count == n ? residues[i] : "") + (i + 1);
         var text = new StringBuilder();
         text.Append("residue");
         for (int j = 0; j < n; j++) text.Append(',').Append(Label(j));
@@ -40,5 +40,25 @@ public static class ContactPredictor
             text.Append('\n');
         }
         AtomicFile.WriteText(path, text.ToString());
+    }
+
+    /// <summary>What stands at each position as the tokenizer reads it: a residue letter, or a special token such as <c>&lt;mask&gt;</c> whole.</summary>
+    private static List<string> ResidueLabels(string sequence)
+    {
+        var labels = new List<string>();
+        for (int i = 0; i < sequence.Length; i++)
+        {
+            int close = sequence[i] == '<' ? sequence.IndexOf('>', i) : -1;
+            if (close > i)
+            {
+                labels.Add(sequence[i..(close + 1)]);
+                i = close;
+            }
+            else if (!(sequence[i] == '*' && i == sequence.Length - 1))
+            {
+                labels.Add(char.ToUpperInvariant(sequence[i]).ToString());
+            }
+        }
+        return labels;
     }
 }

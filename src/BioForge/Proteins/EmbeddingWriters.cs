@@ -161,7 +161,7 @@ internal sealed class SafetensorsEmbeddingWriter : IEmbeddingWriter
     public void Write(Embedding e)
     {
         if (pooling == Pooling.None && !ids.Add(e.Record.Id))
-            throw new BioForgeException($"record id '{e.Record.Id}' (line {e.Record.Line}) appears twice; per-record safetensors output needs unique ids");
+            throw new BioForgeException($"{e.Record.Where}: record id '{e.Record.Id}' appears twice; per-record safetensors output needs unique ids");
         entries.Add((e.Record.Id, e.Rows, e.Columns));
         scratch.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(e.Values.AsSpan()));
     }

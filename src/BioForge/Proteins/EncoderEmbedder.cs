@@ -26,11 +26,11 @@ public sealed class EncoderEmbedder(SequenceEncoder encoder, int batchTokens, in
         }
         catch (BioForgeException e)
         {
-            throw new BioForgeException($"record '{record.Id}' (line {record.Line}): {e.Message}");
+            throw new BioForgeException($"{record.Where}: record '{record.Id}': {e.Message}");
         }
         // Rotary positions never fail: past the trained ones they only mean nothing.
         if (ids.Length > encoder.MaxTokens)
-            throw new BioForgeException($"record '{record.Id}' (line {record.Line}) has {ids.Length} tokens with its start and end tokens; this model takes at most {encoder.MaxTokens}");
+            throw new BioForgeException($"{record.Where}: record '{record.Id}' has {ids.Length} tokens with its start and end tokens; this model takes at most {encoder.MaxTokens}");
         return ids;
     }
 }

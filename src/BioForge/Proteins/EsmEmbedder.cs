@@ -56,14 +56,14 @@ public sealed class EsmEmbedder(EsmCheckpoint model, EmbedOptions options)
     private int[] Tokenize(FastaRecord record)
     {
         if (record.Sequence.Length > model.Config.MaxResidues)
-            throw new BioForgeException($"record '{record.Id}' (line {record.Line}) has {record.Sequence.Length} residues; this model takes at most {model.Config.MaxResidues} (max_position_embeddings {model.Config.MaxPositionEmbeddings} minus <cls> and <eos>)");
+            throw new BioForgeException($"{record.Where}: record '{record.Id}' has {record.Sequence.Length} residues; this model takes at most {model.Config.MaxResidues} (max_position_embeddings {model.Config.MaxPositionEmbeddings} minus <cls> and <eos>)");
         try
         {
             return model.Tokenizer.Encode(record.Sequence, options.UnknownAsUnk);
         }
         catch (BioForgeException e)
         {
-            throw new BioForgeException($"record '{record.Id}' (line {record.Line}): {e.Message}");
+            throw new BioForgeException($"{record.Where}: record '{record.Id}': {e.Message}");
         }
     }
 }

@@ -35,7 +35,7 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
         {
             var lp = logProbs[s.Position];
             return (double)lp[model.Tokenizer.IdOf(s.Mutant.ToString())] - lp[model.Tokenizer.IdOf(s.WildType.ToString())];
-        }))]);
+        }))], sites.Length);
     }
 
     /// <summary>
@@ -61,7 +61,7 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
             var lp = logProbs[site];
             var best = residues.OrderByDescending(i => lp[i]).Take(topK).Select((id, rank) => new MaskCandidate(rank + 1, vocabulary[id], Math.Exp(lp[id])));
             return new SiteProfile(site, vocabulary[tokens[site]], Math.Exp(lp[tokens[site]]), [.. best]);
-        })]);
+        })], sites.Length);
     }
 
     /// <summary>

@@ -12,13 +12,20 @@ public sealed class StepwiseWork<T> : IDisposable
 {
     private readonly IEnumerator<int> passes;
     private readonly Func<T> finish;
+    private readonly int items;
+    private int finished;
     private bool done;
 
-    public StepwiseWork(IEnumerable<int> passes, Func<T> finish)
+    /// <param name="items">How many items the passes finish in all (their yields add up to it); 0 when not known.</param>
+    public StepwiseWork(IEnumerable<int> passes, Func<T> finish, int items = 0)
     {
         this.passes = passes.GetEnumerator();
         this.finish = finish;
+        this.items = items;
     }
+
+    /// <summary>The share of the items finished so far (1 once done); null when the total is not known.</summary>
+    public double? Progress => done ? 1 : items > 0 ? Math.Min(1, (double)finished / items) : null;
 
     /// <summary>The answer once <see cref="Run"/> has returned true.</summary>
     public T Result { get; private set; } = default!;
@@ -45,6 +52,7 @@ public sealed class StepwiseWork<T> : IDisposable
                 done = true;
                 return true;
             }
+            finished += passes.Current;
             progress?.Report(passes.Current);
         }
         while (Stopwatch.GetElapsedTime(start) < budget);

@@ -63,12 +63,14 @@ public sealed class EsmTokenizer
     /// Token ids of <c>&lt;cls&gt; sequence &lt;eos&gt;</c>. Letters may be lower case; <c>&lt;mask&gt;</c> and
     /// <c>&lt;unk&gt;</c> may appear, other special tokens may not. An unknown letter is an error naming its position
     /// unless <paramref name="unknownAsUnk"/> maps it to <c>&lt;unk&gt;</c>. Positions count residues, a special token
-    /// such as <c>&lt;mask&gt;</c> being one (the numbering of fill-mask's output), not characters.
+    /// such as <c>&lt;mask&gt;</c> being one (the numbering of fill-mask's output), not characters. A <c>*</c> ending the
+    /// sequence is the stop codon translated sequences end with, not a residue: left out, as FASTA files are read.
     /// </summary>
     public int[] Encode(string sequence, bool unknownAsUnk = false)
     {
-        var tokens = new List<int>(sequence.Length + 2) { ClsId };
-        for (int i = 0; i < sequence.Length; i++)
+        int end = sequence.EndsWith('*') ? sequence.Length - 1 : sequence.Length;
+        var tokens = new List<int>(end + 2) { ClsId };
+        for (int i = 0; i < end; i++)
         {
             char c = sequence[i];
             if (c == '<')

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using BioForge.Chem;
 using BioForge.Distributed;
 using BioForge.Models.Esm;
@@ -164,4 +165,93 @@ internal sealed class CausalLanguageModelTask(LlamaCheckpoint checkpoint, bool r
         checkpoint.Save(directory, weights, storage: storage);
 
     public void Dispose() => checkpoint.Dispose();
+}
+
+/// <summary>The network a run trains, with its objective: new from <c>model.config</c>, or loaded from a checkpoint or <c>model.init</c>.</summary>
+internal static class LanguageModelTasks
+{
+    public static ILanguageModelTask Create(RunConfig config, string? resumeFrom, ComputeOptions compute, ParallelLayout layout)
+    {
+        string? source = resumeFrom ?? config.Model.Init;
+        if (config.Family is EsmFamily)
+        {
+            if (!File.Exists(Path.Combine(config.Data.Dir, "vocab.txt")))
+                throw new BioForgeException($"data.dir {config.Data.Dir}: no vocab.txt; an ESM model needs a corpus prepared with --tokenizer esm");
+            var checkpoint = source is not null
+                ? EsmCheckpoint.Load(source, compute.Device, compute.DType, layout)
+                : EsmCheckpoint.Random(NewConfig(config, NewEsmConfig, EsmTokenizer.Esm2.Vocabulary.Count),
+                    compute.Device, compute.DType, (long)config.Seed, layout);
+            try
+            {
+                checkpoint.Model.ActivationCheckpointing = config.Train.ActivationCheckpointing;
+            }
+            catch (BioForgeException e)
+            {
+                checkpoint.Dispose();
+                throw new BioForgeException($"train.activation_checkpointing: {e.Message}");
+            }
+            // Each rank holds a share of the attention heads, yet every rank draws from the same seeded generator: its
+            // heads would get the masks of the other ranks' heads. Hidden dropout acts on activations every rank holds
+            // whole, so identical masks are right there (and a tensor-parallel run equals one process).
+            if (layout.Size > 1 && checkpoint.Config.AttentionProbsDropoutProb > 0)
+            {
+                checkpoint.Dispose();
+                throw new BioForgeException($"attention_probs_dropout_prob {checkpoint.Config.AttentionProbsDropoutProb} with train.tensor_parallel {layout.Size}: "
+                    + "attention dropout on head shards is not supported; set model.config.attention_probs_dropout_prob=0 (hidden dropout may stay)");
+            }
+            return new MaskedLanguageModelTask(checkpoint);
+        }
+        // A corpus prepared with --tokenizer esm (vocab.txt) makes a protein decoder: <cls> residues <eos>, as ESM-2 frames them.
+        bool protein = File.Exists(Path.Combine(config.Data.Dir, LlamaCheckpoint.ResidueFileName))
+            && !File.Exists(Path.Combine(config.Data.Dir, SmilesVocabulary.FileName));
+        if (protein && config.Data.RandomizeSmiles) throw new BioForgeException($"data.randomize_smiles: {config.Data.Dir} is a protein corpus");
+        var vocabulary = protein ? null : SmilesVocabulary.Load(Path.Combine(config.Data.Dir, SmilesVocabulary.FileName));
+        var residues = protein ? EsmTokenizer.FromVocabFile(Path.Combine(config.Data.Dir, LlamaCheckpoint.ResidueFileName)) : null;
+        var llama = source is not null
+            ? LlamaCheckpoint.Load(source, compute.Device, compute.DType, layout)
+            : LlamaCheckpoint.Random(NewConfig(config, json => LlamaConfig.FromJson(json, "model.config"), vocabulary?.Count ?? residues!.Vocabulary.Count) with
+            {
+                BosTokenId = residues?.ClsId ?? SmilesVocabulary.BosId,
+                EosTokenId = residues?.EosId ?? SmilesVocabulary.EosId,
+                PadTokenId = residues?.PadId ?? SmilesVocabulary.PadId,
+            }, vocabulary, compute.Device, compute.DType, (long)config.Seed, layout, residues);
+        if (vocabulary is not null && llama.Vocabulary is not null && !llama.Vocabulary.Tokens.SequenceEqual(vocabulary.Tokens))
+        {
+            llama.Dispose();
+            throw new BioForgeException($"{source}: its vocab.json differs from the corpus vocabulary in {config.Data.Dir}; prepare the corpus with --vocab {source} to train this model on it");
+        }
+        if (llama.IsProtein != protein || (residues is not null && !llama.Residues!.Vocabulary.SequenceEqual(residues.Vocabulary)))
+        {
+            llama.Dispose();
+            throw new BioForgeException($"{source}: its vocabulary is not that of the {(protein ? "protein" : "SMILES")} corpus in {config.Data.Dir}");
+        }
+        llama.Model.ActivationCheckpointing = config.Train.ActivationCheckpointing;
+        return new CausalLanguageModelTask(llama, config.Data.RandomizeSmiles, config.Data.MaxLength);
+    }
+
+    public static EsmConfig NewEsmConfig(JsonObject json)
+    {
+        json["position_embedding_type"] ??= "rotary"; // Hugging Face's default is "absolute"; ESM-2 is rotary
+        json["layer_norm_eps"] ??= new EsmConfig().LayerNormEps; // ESM-2's 1e-5, not Hugging Face's 1e-12
+        return EsmConfig.FromJson(json, "model.config");
+    }
+
+    /// <summary>A network config from <c>model.config</c>, with the vocabulary size the data implies.</summary>
+    public static T NewConfig<T>(RunConfig config, Func<JsonObject, T> read, int vocabularySize)
+    {
+        var json = config.Model.Config?.DeepClone().AsObject() ?? [];
+        foreach (var (key, _) in json)
+            if (!config.Family.ConfigKeys.Contains(key)) throw new BioForgeException($"model.config: unknown key '{key}' for a {config.Model.Type} network");
+        if (json["vocab_size"] is JsonValue given && given.GetValue<long>() != vocabularySize)
+            throw new BioForgeException($"model.config.vocab_size is {given} but the corpus vocabulary has {vocabularySize} tokens (leave it out)");
+        json["vocab_size"] = vocabularySize;
+        try
+        {
+            return read(json);
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException)
+        {
+            throw new BioForgeException($"model.config: a value has the wrong type ({e.Message})");
+        }
+    }
 }

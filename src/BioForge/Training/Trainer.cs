@@ -2,10 +2,7 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using BioForge.Distributed;
 using BioForge.IO;
-using BioForge.Models.Esm;
-using BioForge.Models.Llama;
 using BioForge.Runtime;
-using BioForge.Tokenizers;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -55,10 +52,6 @@ public static class Trainer
 {
     public const string ModelDirectory = "model";
 
-    /// <summary>Settings a resumed run must share with the run it continues (the global batch and the network are checked apart, from the checkpoint).</summary>
-    private static readonly string[] DefiningSettings =
-        ["seed", "model.type", "data.tokens_per_batch", "data.max_length", "data.packing", "data.randomize_smiles", "data.cluster_sampling"];
-
     public static TrainingResult Run(RunConfig config, TrainerOptions options)
     {
         var compute = ComputeOptions.Resolve(config.Train.Device, config.Train.Precision == "bf16-mixed" ? "bf16" : "fp32", config.Train.Threads, "train.device");
@@ -68,19 +61,19 @@ public static class Trainer
         // validates and gathers whole tensors for it.
         bool lead = world.Rank == 0;
         using var train = OpenSplit(config.Data.Dir, "train");
-        var (run, resumeFrom, state, branchMetrics) = OpenRun(config, options, train, lead);
+        var (run, resumeFrom, state, branchMetrics) = RunResume.Open(config, options, train, lead);
         try
         {
             if (world.Size > 1) world.Barrier(); // every rank has checked the run directory before rank 0 writes into it
             // Tensor-parallel ranks share micro-batches and split every layer; data-parallel ranks split the micro-batches.
             using var grid = new ParallelGrid(world, config.Train.TensorParallel, compute.Device);
             bool leadReplica = grid.Data.Rank == 0;
-            if (state is not null) config = MatchGlobalBatch(config, state, grid.Data.Size, options.OnInfo);
+            if (state is not null) config = RunResume.MatchGlobalBatch(config, state, grid.Data.Size, options.OnInfo);
 
             var layout = new ParallelLayout(grid.Tensor, config.Train.VocabParallel);
             using var validStore = File.Exists(TokenStore.IdxPath(Path.Combine(config.Data.Dir, "valid"))) ? OpenSplit(config.Data.Dir, "valid") : null;
             var valid = validStore is { Count: > 0 } ? validStore : null; // prepared with --validation-fraction 0: nothing to validate on
-            using var task = CreateTask(config, resumeFrom, compute, layout);
+            using var task = LanguageModelTasks.Create(config, resumeFrom, compute, layout);
             if (train.VocabularySize > task.VocabularySize)
                 throw new BioForgeException($"{config.Data.Dir}: the corpus uses {train.VocabularySize} token ids but the model has {task.VocabularySize}");
             // Rotary positions would train past it, but the saved config.json would then refuse the lengths trained on. A
@@ -204,146 +197,6 @@ public static class Trainer
         }
     }
 
-    /// <summary>
-    /// The run directory and, when resuming, the checkpoint and its state — after checking that the resumed run is the
-    /// same run: the settings that define it, the network, the precision and the corpus. A checkpoint of another run
-    /// (<c>--resume-from</c> outside <c>train.output_dir</c>) branches: a new run directory continues it, and the
-    /// other run is left as it is. <c>Metrics</c> is the metrics log the new run's history starts from (a branch's
-    /// source run's), or null.
-    /// </summary>
-    private static (RunDirectory Run, string? ResumeFrom, TrainerState? State, string? Metrics) OpenRun(RunConfig config, TrainerOptions options, TokenStore.Reader train, bool lead)
-    {
-        if (options.Resume && options.ResumeFrom is not null)
-            throw new BioForgeException("give --resume (the latest checkpoint of train.output_dir) or --resume-from CHECKPOINT, not both");
-        string? resumeFrom = options.ResumeFrom;
-        if (resumeFrom is not null && !Directory.Exists(resumeFrom)) throw new BioForgeException($"--resume-from {resumeFrom}: no such checkpoint directory");
-        string? source = resumeFrom is null ? null : SourceRun(resumeFrom);
-        bool branch = resumeFrom is not null && !IsInside(resumeFrom, Path.Combine(config.Train.OutputDir, RunDirectory.CheckpointsFolder));
-        if (branch && Directory.Exists(config.Train.OutputDir) && Directory.EnumerateFileSystemEntries(config.Train.OutputDir).Any())
-            throw new BioForgeException($"--resume-from {resumeFrom} is not a checkpoint of train.output_dir {config.Train.OutputDir}, which holds a run of its own "
-                + "(resuming would replace its checkpoints); give a new train.output_dir to branch a run from that checkpoint, or --resume to continue the run there");
-        var run = RunDirectory.Open(config.Train.OutputDir, "train.output_dir", isNew: (resumeFrom is null && !options.Resume) || branch, owner: lead);
-        try
-        {
-            return Resumed(config, options, train, lead, run, resumeFrom, source, branch);
-        }
-        catch
-        {
-            if (lead) run.RemoveIfUnused(TrainerState.FileName); // a refused branch leaves no folder behind
-            throw;
-        }
-    }
-
-    private static (RunDirectory Run, string? ResumeFrom, TrainerState? State, string? Metrics) Resumed(RunConfig config, TrainerOptions options,
-        TokenStore.Reader train, bool lead, RunDirectory run, string? resumeFrom, string? source, bool branch)
-    {
-        if (options.Resume)
-            resumeFrom = run.LatestCheckpoint(TrainerState.FileName)
-                ?? throw new BioForgeException($"--resume: {run.CheckpointsDirectory} holds no complete checkpoint");
-        if (resumeFrom is null) return (run, null, null, null);
-
-        var state = TrainerState.Read(resumeFrom);
-        if (state.Precision != config.Train.Precision)
-            throw new BioForgeException($"{resumeFrom}: written with precision {state.Precision}, the configuration says {config.Train.Precision}");
-        if (state.Step > config.Train.Steps)
-            throw new BioForgeException($"{resumeFrom}: the checkpoint is at step {state.Step}, past train.steps {config.Train.Steps}");
-        var current = JsonNode.Parse(config.ToJsonText())!.AsObject();
-        // The run's own settings; a branch's are those of the run it branches from (when the checkpoint is inside one).
-        var history = branch ? source is null ? null : RunDirectory.Existing(source) : run;
-        history?.RefuseChanges(current, DefiningSettings);
-        RefuseOtherNetwork(config, resumeFrom);
-        if (state.Seed != config.Seed)
-            throw new BioForgeException($"{resumeFrom}: written by a run with seed {state.Seed}, the configuration says {config.Seed} (the seed orders the data)");
-        if (state.TrainDocuments is { } documents && (documents != train.Count || state.TrainTokens != train.TotalTokens))
-            throw new BioForgeException($"{resumeFrom}: trained on {documents:N0} documents / {state.TrainTokens:N0} tokens, but data.dir {config.Data.Dir} "
-                + $"holds {train.Count:N0} / {train.TotalTokens:N0}; a resumed run must read the same corpus");
-        if (!lead) return (run, resumeFrom, state, null);
-        options.OnInfo?.Invoke(branch
-            ? $"branching from step {state.Step} ({resumeFrom}) into a new run in {config.Train.OutputDir}"
-                + (source is null ? "; the checkpoint is in no run directory, so only its precision, seed and corpus could be checked" : "")
-            : $"resuming from step {state.Step} ({resumeFrom})");
-        // learning_rate and adam_w are derived from the optimizer and schedule settings, which are listed themselves;
-        // family describes the model type's code, not a setting.
-        if (history?.Changes(current, "train.output_dir", "model.config", "learning_rate", "adam_w", "family") is { Count: > 0 } changes)
-            options.OnInfo?.Invoke($"settings changed since that run: {string.Join("; ", changes)}");
-        if (!branch && run.AbandonCheckpointsAfter(state.Step, TrainerState.FileName) is { Count: > 0 } abandoned)
-            options.OnInfo?.Invoke($"removed the later checkpoints of the abandoned continuation (steps {string.Join(", ", abandoned)})");
-        string? metrics = branch && source is not null ? Path.Combine(source, RunDirectory.MetricsFile) : null;
-        return (run, resumeFrom, state, metrics is not null && File.Exists(metrics) ? metrics : null);
-    }
-
-    /// <summary>The run directory a checkpoint lies in (<c>RUN/checkpoints/step-N</c>), or null for a checkpoint kept elsewhere.</summary>
-    private static string? SourceRun(string checkpoint)
-    {
-        var folder = Directory.GetParent(Path.GetFullPath(checkpoint).TrimEnd(Path.DirectorySeparatorChar));
-        return folder is { Name: RunDirectory.CheckpointsFolder, Parent: { } runFolder } && File.Exists(Path.Combine(runFolder.FullName, RunDirectory.ConfigFile))
-            ? runFolder.FullName : null;
-    }
-
-    /// <summary>Whether <paramref name="path"/> lies in <paramref name="folder"/>, through symbolic links too (a run folder linked to scratch space).</summary>
-    private static bool IsInside(string path, string folder) =>
-        RealPath(path).StartsWith(RealPath(folder) + Path.DirectorySeparatorChar, StringComparison.Ordinal);
-
-    /// <summary>The absolute path with every symbolic link among its existing folders resolved.</summary>
-    private static string RealPath(string path)
-    {
-        string full = Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar);
-        string root = Path.GetPathRoot(full)!, current = root;
-        foreach (string part in full[root.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries))
-        {
-            current = Path.Combine(current, part);
-            var folder = new DirectoryInfo(current);
-            if (folder.Exists && folder.LinkTarget is not null) current = folder.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? current;
-        }
-        return current.TrimEnd(Path.DirectorySeparatorChar);
-    }
-
-    /// <summary>
-    /// A resumed run takes its network from the checkpoint: a <c>model.config</c> that describes another one is refused.
-    /// Both are compared as resolved, so a key left out whose default is the checkpoint's value is no change.
-    /// </summary>
-    private static void RefuseOtherNetwork(RunConfig config, string checkpoint)
-    {
-        if (config.Model.Config is null) return;
-        string file = Path.Combine(checkpoint, "config.json");
-        JsonObject saved, wanted;
-        if (config.Family is EsmFamily)
-        {
-            var esm = EsmConfig.FromJson(file);
-            (saved, wanted) = (esm.ToJson(), NewConfig(config, NewEsmConfig, esm.VocabSize).ToJson());
-        }
-        else
-        {
-            var llama = LlamaConfig.FromJson(file);
-            (saved, wanted) = (llama.ToJson(), (NewConfig(config, json => LlamaConfig.FromJson(json, "model.config"), llama.VocabSize) with
-            {
-                BosTokenId = llama.BosTokenId,
-                EosTokenId = llama.EosTokenId,
-                PadTokenId = llama.PadTokenId,
-            }).ToJson());
-        }
-        var differences = saved.Where(kv => kv.Key is not ("dtype" or "vocab_size") && !JsonNode.DeepEquals(kv.Value, wanted[kv.Key]))
-            .Select(kv => $"model.config.{kv.Key}: {kv.Value?.ToJsonString()} → {wanted[kv.Key]?.ToJsonString()}").ToList();
-        if (differences.Count > 0)
-            throw new BioForgeException($"{checkpoint}: model.config describes another network than the checkpoint's, which a resumed run cannot change: "
-                + string.Join("; ", differences) + " (start a new run in another directory to change them)");
-    }
-
-    /// <summary>
-    /// Keeps the global batch of the run being resumed: with another number of data-parallel ranks, accumulation is
-    /// changed so that ranks × accumulation is what the checkpoint stepped with, or the resume is refused.
-    /// </summary>
-    private static RunConfig MatchGlobalBatch(RunConfig config, TrainerState state, int ranks, Action<string>? info)
-    {
-        if (state.MicroBatchesPerStep is not { } microBatches || microBatches == ranks * config.Train.Accumulation) return config;
-        if (microBatches % ranks != 0)
-            throw new BioForgeException($"the run stepped with {microBatches} micro-batches per step (data-parallel ranks × train.accumulation); "
-                + $"{ranks} data-parallel ranks cannot keep that global batch — resume on a number of ranks that divides {microBatches}");
-        int accumulation = microBatches / ranks;
-        info?.Invoke($"train.accumulation {config.Train.Accumulation} → {accumulation}: {ranks} data-parallel rank(s) keep the run's global batch of {microBatches} micro-batches per step");
-        return config with { Train = config.Train with { Accumulation = accumulation } };
-    }
-
     /// <summary>Every rank takes part (ZeRO-1 and tensor parallelism gather here); rank 0 writes. Returns the path on rank 0.</summary>
     private static string? SaveCheckpoint(RunDirectory run, RunConfig config, ILanguageModelTask task, FlatAdamW optimizer, TrainerState state,
         bool lead, bool leadReplica)
@@ -423,91 +276,6 @@ public static class Trainer
         if (!File.Exists(TokenStore.IdxPath(prefix)))
             throw new BioForgeException($"data.dir {directory}: no {split}.idx (prepare the corpus with `bioforge data prepare`)");
         return new TokenStore.Reader(prefix);
-    }
-
-    private static ILanguageModelTask CreateTask(RunConfig config, string? resumeFrom, ComputeOptions compute, ParallelLayout layout)
-    {
-        string? source = resumeFrom ?? config.Model.Init;
-        if (config.Family is EsmFamily)
-        {
-            if (!File.Exists(Path.Combine(config.Data.Dir, "vocab.txt")))
-                throw new BioForgeException($"data.dir {config.Data.Dir}: no vocab.txt; an ESM model needs a corpus prepared with --tokenizer esm");
-            var checkpoint = source is not null
-                ? EsmCheckpoint.Load(source, compute.Device, compute.DType, layout)
-                : EsmCheckpoint.Random(NewConfig(config, NewEsmConfig, EsmTokenizer.Esm2.Vocabulary.Count),
-                    compute.Device, compute.DType, (long)config.Seed, layout);
-            try
-            {
-                checkpoint.Model.ActivationCheckpointing = config.Train.ActivationCheckpointing;
-            }
-            catch (BioForgeException e)
-            {
-                checkpoint.Dispose();
-                throw new BioForgeException($"train.activation_checkpointing: {e.Message}");
-            }
-            // Each rank holds a share of the attention heads, yet every rank draws from the same seeded generator: its
-            // heads would get the masks of the other ranks' heads. Hidden dropout acts on activations every rank holds
-            // whole, so identical masks are right there (and a tensor-parallel run equals one process).
-            if (layout.Size > 1 && checkpoint.Config.AttentionProbsDropoutProb > 0)
-            {
-                checkpoint.Dispose();
-                throw new BioForgeException($"attention_probs_dropout_prob {checkpoint.Config.AttentionProbsDropoutProb} with train.tensor_parallel {layout.Size}: "
-                    + "attention dropout on head shards is not supported; set model.config.attention_probs_dropout_prob=0 (hidden dropout may stay)");
-            }
-            return new MaskedLanguageModelTask(checkpoint);
-        }
-        // A corpus prepared with --tokenizer esm (vocab.txt) makes a protein decoder: <cls> residues <eos>, as ESM-2 frames them.
-        bool protein = File.Exists(Path.Combine(config.Data.Dir, LlamaCheckpoint.ResidueFileName))
-            && !File.Exists(Path.Combine(config.Data.Dir, SmilesVocabulary.FileName));
-        if (protein && config.Data.RandomizeSmiles) throw new BioForgeException($"data.randomize_smiles: {config.Data.Dir} is a protein corpus");
-        var vocabulary = protein ? null : SmilesVocabulary.Load(Path.Combine(config.Data.Dir, SmilesVocabulary.FileName));
-        var residues = protein ? EsmTokenizer.FromVocabFile(Path.Combine(config.Data.Dir, LlamaCheckpoint.ResidueFileName)) : null;
-        var llama = source is not null
-            ? LlamaCheckpoint.Load(source, compute.Device, compute.DType, layout)
-            : LlamaCheckpoint.Random(NewConfig(config, json => LlamaConfig.FromJson(json, "model.config"), vocabulary?.Count ?? residues!.Vocabulary.Count) with
-            {
-                BosTokenId = residues?.ClsId ?? SmilesVocabulary.BosId,
-                EosTokenId = residues?.EosId ?? SmilesVocabulary.EosId,
-                PadTokenId = residues?.PadId ?? SmilesVocabulary.PadId,
-            }, vocabulary, compute.Device, compute.DType, (long)config.Seed, layout, residues);
-        if (vocabulary is not null && llama.Vocabulary is not null && !llama.Vocabulary.Tokens.SequenceEqual(vocabulary.Tokens))
-        {
-            llama.Dispose();
-            throw new BioForgeException($"{source}: its vocab.json differs from the corpus vocabulary in {config.Data.Dir}; prepare the corpus with --vocab {source} to train this model on it");
-        }
-        if (llama.IsProtein != protein || (residues is not null && !llama.Residues!.Vocabulary.SequenceEqual(residues.Vocabulary)))
-        {
-            llama.Dispose();
-            throw new BioForgeException($"{source}: its vocabulary is not that of the {(protein ? "protein" : "SMILES")} corpus in {config.Data.Dir}");
-        }
-        llama.Model.ActivationCheckpointing = config.Train.ActivationCheckpointing;
-        return new CausalLanguageModelTask(llama, config.Data.RandomizeSmiles, config.Data.MaxLength);
-    }
-
-    private static EsmConfig NewEsmConfig(JsonObject json)
-    {
-        json["position_embedding_type"] ??= "rotary"; // Hugging Face's default is "absolute"; ESM-2 is rotary
-        json["layer_norm_eps"] ??= new EsmConfig().LayerNormEps; // ESM-2's 1e-5, not Hugging Face's 1e-12
-        return EsmConfig.FromJson(json, "model.config");
-    }
-
-    /// <summary>A network config from <c>model.config</c>, with the vocabulary size the data implies.</summary>
-    private static T NewConfig<T>(RunConfig config, Func<JsonObject, T> read, int vocabularySize)
-    {
-        var json = config.Model.Config?.DeepClone().AsObject() ?? [];
-        foreach (var (key, _) in json)
-            if (!config.Family.ConfigKeys.Contains(key)) throw new BioForgeException($"model.config: unknown key '{key}' for a {config.Model.Type} network");
-        if (json["vocab_size"] is JsonValue given && given.GetValue<long>() != vocabularySize)
-            throw new BioForgeException($"model.config.vocab_size is {given} but the corpus vocabulary has {vocabularySize} tokens (leave it out)");
-        json["vocab_size"] = vocabularySize;
-        try
-        {
-            return read(json);
-        }
-        catch (Exception e) when (e is InvalidOperationException or FormatException)
-        {
-            throw new BioForgeException($"model.config: a value has the wrong type ({e.Message})");
-        }
     }
 
     private static ValidationReport Validate(ILanguageModelTask task, TokenStore.Reader valid, RunConfig config, Device device, long step)
