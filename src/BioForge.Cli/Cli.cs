@@ -61,26 +61,8 @@ public static class Cli
         var command = parsed.CommandResult.Command;
         if (command.Subcommands.Count == 0 || parsed.UnmatchedTokens.FirstOrDefault() is not { } word || word.StartsWith('-')) return null;
         var names = command.Subcommands.Where(c => !c.Hidden).Select(c => c.Name).ToList();
-        string? nearest = names.Select(n => (Name: n, Distance: word.Length >= 3 && n.StartsWith(word, StringComparison.Ordinal) ? 0 : EditDistance(word, n)))
-            .Where(c => c.Distance <= (word.Length >= 4 ? 2 : 1)).OrderBy(c => c.Distance).Select(c => c.Name).FirstOrDefault();
+        string? nearest = Spelling.Nearest(word, names);
         return $"unknown command '{word}'{(nearest is null ? "" : $"; did you mean '{nearest}'?")} (commands: {string.Join(", ", names)})";
-    }
-
-    private static int EditDistance(string a, string b)
-    {
-        var row = Enumerable.Range(0, b.Length + 1).ToArray();
-        for (int i = 1; i <= a.Length; i++)
-        {
-            int diagonal = row[0];
-            row[0] = i;
-            for (int j = 1; j <= b.Length; j++)
-            {
-                int above = row[j];
-                row[j] = Math.Min(Math.Min(row[j] + 1, row[j - 1] + 1), diagonal + (a[i - 1] == b[j - 1] ? 0 : 1));
-                diagonal = above;
-            }
-        }
-        return row[b.Length];
     }
 
     /// <summary>

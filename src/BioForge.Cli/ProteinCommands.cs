@@ -203,7 +203,8 @@ internal static class ProteinCommands
             string? list = result.GetValue(mutations), table = result.GetValue(input);
             if ((list is null) == (table is null)) throw new BioForgeException("give exactly one of --mutations or --in");
             var variants = list is not null
-                ? new VariantTable(list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(v => Variant.Parse(v, wildType, numbering)).ToList(), null, null)
+                ? new VariantTable(list.Split(',', StringSplitOptions.TrimEntries).Select(v => v.Length > 0 ? Variant.Parse(v, wildType, numbering)
+                    : throw new BioForgeException($"--mutations \"{list}\": an empty variant (two commas in a row, or one at an end)")).ToList(), null, null)
                 : VariantTable.Read(table!, wildType, result.GetValue(column), numbering);
             if (variants.Variants.Count == 0) throw new BioForgeException("--mutations lists no variants");
 

@@ -30,7 +30,8 @@ internal static class ScreenCommand
         command.SetAction(result => Cli.Guard(error, () =>
         {
             var options = Runtime.ComputeOptions.Resolve(result.GetValue(compute.Device)!, "fp32", result.GetValue(compute.Threads));
-            string sequence = TargetSequence.Read(result.GetValue(target)!);
+            var protein = ProteinTarget.Resolve(result.GetValue(target)!);
+            string sequence = protein.Sequence;
             string libraryPath = result.GetValue(library)!;
             if (result.GetValue(batch) < 1) throw new BioForgeException($"--batch must be at least 1 (got {result.GetValue(batch)})");
             using var affinity = AffinityModel.Load(result.GetValue(model)!, options.Device);
@@ -42,7 +43,9 @@ internal static class ScreenCommand
             WriteHits(result.GetValue(outPath)!, summary.Hits, affinity.Manifest.Measure);
             output.WriteLine($"{summary.Read:N0} molecules read, {summary.Scored:N0} scored, {summary.Invalid:N0} skipped (unreadable) in {summary.Elapsed.TotalSeconds:F1} s ({summary.MoleculesPerSecond:N0} molecules/s)");
             foreach (string e in summary.FirstErrors) output.WriteLine($"  skipped {e}");
-            output.WriteLine($"known binders of this target in {affinity.Manifest.Dataset}: {summary.KnownBinders}");
+            output.WriteLine($"target {protein.Name}: {sequence.Length} residues; known binders of it in {affinity.Manifest.Dataset}: {summary.KnownBinders}");
+            var domain = ApplicabilityDomain.Notes(affinity, sequence, summary.Hits);
+            foreach (string note in domain) output.WriteLine(note);
             foreach (var hit in summary.Hits.Take(5))
                 output.WriteLine($"  {hit.Rank}. {hit.Smiles}  {affinity.Manifest.Measure} {hit.Affinity:F2}  QED {hit.Qed:F2}  SA {hit.Sa:F1}{(hit.NearestSimilarity is { } s ? $"  nearest binder {s:F2}" : "")}");
             output.WriteLine($"-> {result.GetValue(outPath)}");
@@ -52,8 +55,10 @@ internal static class ScreenCommand
                 {
                     Title = "Virtual screening",
                     Target = sequence,
+                    TargetName = protein.Name,
                     Measure = affinity.Manifest.Measure,
                     Hits = summary.Hits,
+                    Domain = domain,
                     AffinitySample = summary.AffinitySample,
                     Parameters = new Dictionary<string, string>
                     {
@@ -87,14 +92,14 @@ internal static class ScreenCommand
     internal static void WriteHits(string path, IReadOnlyList<ScreenHit> hits, string measure)
     {
         string F(double v, string format = "F3") => v.ToString(format, CultureInfo.InvariantCulture);
-        var text = new StringBuilder($"rank,id,smiles,predicted_{measure.Replace(' ', '_').ToLowerInvariant()},qed,sa,logp,mw,tpsa,hbd,hba,alerts,nearest_known_binder,nearest_binder_name,nearest_binder_similarity\n");
+        var text = new StringBuilder($"rank,id,smiles,predicted_{measure.Replace(' ', '_').ToLowerInvariant()},qed,sa,logp,mw,tpsa,hbd,hba,alerts,nearest_known_binder,nearest_binder_name,nearest_binder_similarity,nearest_training_ligand_similarity\n");
         foreach (var h in hits)
             text.Append(h.Rank.ToString(CultureInfo.InvariantCulture)).Append(',').Append(Csv.Quote(h.Id)).Append(',').Append(Csv.Quote(h.Smiles)).Append(',')
                 .Append(F(h.Affinity)).Append(',').Append(F(h.Qed)).Append(',').Append(F(h.Sa, "F2")).Append(',').Append(F(h.LogP, "F2")).Append(',')
                 .Append(F(h.MolWt, "F1")).Append(',').Append(F(h.Tpsa, "F1")).Append(',').Append(h.Donors.ToString(CultureInfo.InvariantCulture)).Append(',')
                 .Append(h.Acceptors.ToString(CultureInfo.InvariantCulture)).Append(',').Append(Csv.Quote(h.Alerts)).Append(',')
                 .Append(Csv.Quote(h.NearestBinder ?? "")).Append(',').Append(Csv.Quote(h.NearestBinderName ?? "")).Append(',')
-                .Append(h.NearestSimilarity is { } s ? F(s) : "").Append('\n');
+                .Append(h.NearestSimilarity is { } s ? F(s) : "").Append(',').Append(h.TrainingSimilarity is { } t ? F(t) : "").Append('\n');
         AtomicFile.WriteText(path, text.ToString());
     }
 }

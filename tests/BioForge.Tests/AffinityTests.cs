@@ -1,5 +1,7 @@
+using System.Globalization;
 using BioForge.Chem;
 using BioForge.Discovery;
+using BioForge.IO;
 using BioForge.Statistics;
 
 namespace BioForge.Tests;
@@ -190,6 +192,57 @@ public sealed class AffinityTests
         Assert.Contains("Virtual screening", File.ReadAllText(report));
     }
 
+    /// <summary>
+    /// A salt is screened as its parent and a molecule given three times (a salt, another spelling) is one hit under its
+    /// three ids: they took three of the top places. Each hit says how like the model's training ligands it is, and the
+    /// run where the target stands among the training targets.
+    /// </summary>
+    [Fact]
+    public void SaltsAreScreenedAsTheirParentAndCopiesAreOneHit()
+    {
+        string library = Path.Combine(TestData.TempDirectory(), "library.smi");
+        File.WriteAllLines(library, ["CC(=O)Nc1ccc(O)cc1", "CC(=O)Nc1ccc(O)cc1.Cl paracetamol_hcl", "OC1=CC=C(NC(C)=O)C=C1 paracetamol_kekule",
+            "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1.CS(=O)(=O)O imatinib_mesylate", "c1ccccc1O phenol"]);
+        string hits = Path.Combine(TestData.TempDirectory(), "hits.csv");
+        var (code, text, error) = CliRun("screen", "--target", Abl1Kinase, "--library", library, "--top", "10", "--out", hits, "--model", SmallModel.Value, "--device", "cpu", "--threads", "2");
+        Assert.True(code == 0, error);
+        var rows = Csv.ReadRows(hits, out var header).Select(r => header.Zip(r.Fields).ToDictionary(p => p.First, p => p.Second)).ToList();
+        Assert.Equal(3, rows.Count);
+        var paracetamol = rows.Single(r => r["smiles"] == "CC(=O)Nc1ccc(O)cc1");
+        Assert.Equal("line 1; paracetamol_hcl; paracetamol_kekule", paracetamol["id"]);
+        var imatinib = rows.Single(r => r["id"] == "imatinib_mesylate");
+        Assert.Equal("Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1", imatinib["smiles"]);
+        Assert.Equal(493.6, double.Parse(imatinib["mw"], CultureInfo.InvariantCulture), 0.1); // the mesylate's 589.7 before
+        Assert.Equal(1.0, double.Parse(imatinib["nearest_training_ligand_similarity"], CultureInfo.InvariantCulture)); // imatinib is a Davis ligand
+        Assert.All(rows, r => Assert.InRange(double.Parse(r["nearest_training_ligand_similarity"], CultureInfo.InvariantCulture), 0, 1));
+        Assert.Contains("the target is ABL1, one of the 379 the affinity model trained on", text);
+        Assert.Contains("test fold, whose targets (100%) and ligands (100%) also appear in training", text);
+    }
+
+    /// <summary>A protein unlike every training target (ubiquitin against Davis's kinases) is called outside the model's domain.</summary>
+    [Fact]
+    public void ATargetUnlikeEveryTrainingTargetIsOutsideTheDomain()
+    {
+        var domain = ApplicabilityDomain.Load(SmallModel.Value)!;
+        var ubiquitin = domain.NearestTarget("MQIFVKTLTGKTITLEVEPSDTIENVKAKIQDKEGIPPDQQRLIFAGKQLEDGRTLSDYNIQKESTLHLVLRLRGG")!;
+        Assert.False(ubiquitin.Related);
+        Assert.StartsWith("warning: the target is outside the affinity model's domain", ubiquitin.Describe());
+        var kinase = domain.NearestTarget(Abl1Kinase)!;
+        Assert.True(kinase.Seen, $"{kinase}");
+        Assert.Equal("ABL1", kinase.Name);
+    }
+
+    /// <summary>The shipped model records what it trained on: the targets and ligands of data/davis's training folds.</summary>
+    [Fact]
+    public void TheShippedAffinityModelRecordsItsTrainingSet()
+    {
+        var davis = AffinityDataset.Load(Davis);
+        var trained = davis.TrainFolds.SelectMany(f => f).Select(i => davis.Pairs[i]).ToList();
+        string folder = Path.Combine(Repository.Root, "models", "dti-davis", AffinityModel.TrainingSetFolder);
+        Assert.Equal(trained.Select(p => p.Target).Distinct().Order().Select(t => davis.Targets[t]), AffinityDataset.ReadTargets(folder));
+        Assert.Equal(trained.Select(p => p.Drug).Distinct().Order().Select(d => davis.Drugs[d]), AffinityDataset.ReadDrugs(folder));
+    }
+
     /// <summary>A screen cancelled once its library is read stops in the profiling of its hits, not after it.</summary>
     [Fact]
     public void ACancelledScreenStopsWhileProfilingItsHits()
@@ -226,9 +279,12 @@ public sealed class AffinityTests
         Assert.Equal(2, code);
         Assert.Contains("holds no molecules", error);
         Assert.False(File.Exists(hits));
-        (code, _, error) = CliRun("screen", "--target", "MKV*LLA", "--library", empty, "--out", hits, "--model", SmallModel.Value, "--device", "cpu");
+        (code, _, error) = CliRun("screen", "--target", Abl1Kinase[..3] + "*" + Abl1Kinase[3..40], "--library", empty, "--out", hits, "--model", SmallModel.Value, "--device", "cpu");
         Assert.Equal(2, code);
         Assert.Contains("'*' at position 4 is not an amino acid", error);
+        (code, _, error) = CliRun("screen", "--target", "EGFRX", "--library", empty, "--out", hits, "--model", SmallModel.Value, "--device", "cpu");
+        Assert.Equal(2, code);
+        Assert.Contains("did you mean EGFR?", error);
         (code, _, error) = CliRun("screen", "--target", "targets/abl1.fasta", "--library", empty, "--out", hits, "--model", SmallModel.Value, "--device", "cpu");
         Assert.Equal(2, code);
         Assert.Contains("target: file targets/abl1.fasta not found", error);

@@ -191,12 +191,14 @@ public sealed class CliTests
             await process.WaitForExitAsync();
             Assert.True(process.ExitCode == 0, $"run {run}: {stderr}{await stdout}");
             var candidates = File.ReadAllLines(Path.Combine(output, "candidates.csv"));
-            Assert.StartsWith("rank,source,smiles,score,", candidates[0]);
+            Assert.StartsWith("rank,source,id,smiles,score,", candidates[0]);
+            Assert.EndsWith(",nearest_training_ligand_similarity", candidates[0]);
             var sources = candidates.Skip(1).Select(line => line.Split(',')[1]).ToHashSet();
             Assert.Equal(["library", "optimized"], sources.Order()); // the screened library and the designed molecules, ranked together
             string report = File.ReadAllText(Path.Combine(output, "report.html"));
             Assert.Contains("Drug candidates for ABL1", report);
             Assert.Contains("Best of the screened library", report); // shown apart too: designed molecules usually outrank it
+            Assert.Contains("the target is ABL1, one of the 379 the affinity model trained on", report);
             Assert.Contains("Best of the library: ", await stdout);
             Assert.Equal([output], Directory.GetDirectories(parent)); // replaced in place: no half-written sibling left
         }

@@ -90,6 +90,18 @@ public sealed class FastaReaderTests
     }
 
     [Fact]
+    public void ASmilesFilesHeaderLineIsSkippedAndAColumnIsNamedInAnyCase()
+    {
+        string smi = Path.Combine(TestData.TempDirectory(), "h.smi");
+        File.WriteAllText(smi, "SMILES Name\nCCO ethanol\n");
+        var record = Assert.Single(BioForge.Chem.MoleculeSource.Read(smi));
+        Assert.Equal(("CCO", 2), (record.Text, record.Line));
+        string csv = Path.Combine(TestData.TempDirectory(), "t.csv");
+        File.WriteAllText(csv, "id,structure\nx,CCN\n");
+        Assert.Equal("CCN", Assert.Single(BioForge.Chem.MoleculeSource.Read(csv, "Structure")).Text);
+    }
+
+    [Fact]
     public void StreamsWithoutReadingAhead()
     {
         // The second record is broken; the first must still come out before the error.

@@ -638,8 +638,35 @@ public sealed class OptimizeTests
     [Fact]
     public void AnInvalidTargetSequenceIsRefusedWithThePosition()
     {
-        var e = Assert.Throws<BioForgeException>(() => TargetSequence.Read("MKTAYIAKQR1QISFVKSHFSRQ"));
+        var e = Assert.Throws<BioForgeException>(() => ProteinTarget.Resolve("MKTAYIAKQR1QISFVKSHFSRQLEERLGLIEVQAPILEQ"));
         Assert.Contains("'1' at position 11 is not an amino acid", e.Message);
-        Assert.Contains("empty", Assert.Throws<BioForgeException>(() => TargetSequence.Read("  ")).Message);
+        Assert.Contains("empty", Assert.Throws<BioForgeException>(() => ProteinTarget.Resolve("  ")).Message);
+    }
+
+    /// <summary>
+    /// "EGFR" was read as a four-residue protein by screen and optimize (quickstart knew the name): a name of the Davis
+    /// set is its sequence everywhere, and text too short for a protein is refused with the nearest name.
+    /// </summary>
+    [Fact]
+    public void ATargetIsANameAFastaFileOrAProteinSequence()
+    {
+        var egfr = ProteinTarget.Resolve("egfr");
+        Assert.Equal("EGFR", egfr.Name);
+        Assert.True(egfr.Sequence.Length > 1000);
+        Assert.Equal(egfr, ProteinTarget.Resolve("EGFR", files: false));
+        var e = Assert.Throws<BioForgeException>(() => ProteinTarget.Resolve("EGFRX"));
+        Assert.Contains("target 'EGFRX': not a target name of the Davis set (did you mean EGFR?)", e.Message);
+        Assert.Contains("5 characters; a target has at least 30 residues", e.Message);
+        Assert.Contains("not a target name", Assert.Throws<BioForgeException>(() => ProteinTarget.Resolve("MKV")).Message);
+
+        string dir = TestData.TempDirectory();
+        string one = Path.Combine(dir, "btk.fasta"), two = Path.Combine(dir, "two.fasta");
+        var btk = ProteinTarget.Resolve("BTK");
+        File.WriteAllText(one, $">sp|Q06187|BTK_HUMAN Tyrosine-protein kinase BTK\n{btk.Sequence}*\n");
+        Assert.Equal(btk with { Name = "sp|Q06187|BTK_HUMAN" }, ProteinTarget.Resolve(one)); // named by its id; the stop left out
+        File.WriteAllText(two, $">a\n{btk.Sequence}\n>b\n{btk.Sequence}\n");
+        Assert.Contains("holds more than one FASTA record", Assert.Throws<BioForgeException>(() => ProteinTarget.Resolve(two)).Message);
+        Assert.Equal(btk.Sequence, ProteinTarget.Resolve(btk.Sequence.ToLowerInvariant() + "*").Sequence);
+        Assert.Contains("not found", Assert.Throws<BioForgeException>(() => ProteinTarget.Resolve(Path.Combine(dir, "none.fasta"))).Message);
     }
 }

@@ -130,6 +130,12 @@ public sealed class Reinvent4Tests
 
         var e = Assert.Throws<BioForgeException>(() => Load(Minimal() + "\n[inception]\nsmiles_file = \"no/such.smi\"\n"));
         Assert.Contains("inception.smiles_file: 'no/such.smi' does not exist", e.Message);
+
+        // A table's header is skipped; a line RDKit cannot read is named with its file and line.
+        string table = Path.Combine(TestData.TempDirectory(), "actives.csv");
+        File.WriteAllText(table, "SMILES,name\nCCO,ethanol\nC1CC(,broken\n");
+        e = Assert.Throws<BioForgeException>(() => Load(Minimal() + $"\n[inception]\nsmiles_file = \"{table}\"\n"));
+        Assert.Contains($"{table}:3: 'C1CC(' is not a valid SMILES", e.Message);
     }
 
     [Fact]

@@ -384,7 +384,7 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
     [Fact]
     public async Task AScreeningJobReportsProgressAndFindsWhatTheScreenCommandFinds()
     {
-        string target = TargetSequence.Read(Path.Combine(Repository.Root, "data", "targets", "abl1.fasta"));
+        string target = ProteinTarget.Resolve(Path.Combine(Repository.Root, "data", "targets", "abl1.fasta")).Sequence;
         string[] library = [.. MoleculeSource.Read(Path.Combine(Repository.Root, "data", "zinc250k", "test.smi.gz")).Take(300).Select(r => r.Text), "C1CC"];
         var (status, job) = await Post("/v1/screen", JsonSerializer.Serialize(new { target, smiles = library, top = 5 }));
         Assert.Equal(HttpStatusCode.Accepted, status);
@@ -416,7 +416,7 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
     [Fact]
     public async Task AJobCanBeStoppedWhileQueuedOrRunning()
     {
-        string target = TargetSequence.Read(Path.Combine(Repository.Root, "data", "targets", "abl1.fasta"));
+        string target = ProteinTarget.Resolve(Path.Combine(Repository.Root, "data", "targets", "abl1.fasta")).Sequence;
         string[] library = [.. MoleculeSource.Read(Path.Combine(Repository.Root, "data", "zinc250k", "valid.smi.gz")).Take(3000).Select(r => r.Text)];
         string body = JsonSerializer.Serialize(new { target, smiles = library, top = 5 });
         string running = (await Post("/v1/screen", body)).Body!["id"]!.GetValue<string>();
@@ -572,7 +572,7 @@ public sealed class ScreenJobTimeoutTests
         { JobTimeout = TimeSpan.FromSeconds(1), MaxRequestBytes = 4 << 20 };
         await using var server = await BioForgeServer.StartAsync(options);
         using var client = new HttpClient { BaseAddress = new Uri(server.Address), Timeout = TimeSpan.FromMinutes(2) };
-        string target = TargetSequence.Read(Path.Combine(Repository.Root, "data", "targets", "abl1.fasta"));
+        string target = ProteinTarget.Resolve(Path.Combine(Repository.Root, "data", "targets", "abl1.fasta")).Sequence;
         string[] library = [.. MoleculeSource.Read(Path.Combine(Repository.Root, "data", "zinc250k", "test.smi.gz")).Take(5000).Select(r => r.Text)];
         using var content = new StringContent(JsonSerializer.Serialize(new { target, smiles = library }), Encoding.UTF8, "application/json");
         var job = JsonNode.Parse(await (await client.PostAsync("/v1/screen", content)).Content.ReadAsStringAsync())!;

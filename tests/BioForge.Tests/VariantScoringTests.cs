@@ -19,13 +19,16 @@ public sealed class VariantScoringTests
 
     [Theory]
     [InlineData("A2G", "has K at position 2, not A")]
-    [InlineData("K99R", "outside the 22-residue wild type")]
+    [InlineData("K99R", "outside the 23-residue wild type")]
     [InlineData("K2", "expected wild-type letter")]
     [InlineData("K2R:K2A", "changes position 2 twice")]
     [InlineData("K2Z", "the mutant Z is not one of the 20 amino acids")]
     [InlineData("K2R:A4X", "mutation 'A4X' in 'K2R:A4X': the mutant X is not one of the 20 amino acids")]
+    [InlineData("K2A:", "an empty substitution")]
+    [InlineData("K2*", "a stop (nonsense) variant cannot be scored")]
+    [InlineData("X23A", "the wild type's X at position 23 is not one of the 20 amino acids")]
     public void RejectsBadMutations(string text, string expected) =>
-        Assert.Contains(expected, Assert.Throws<BioForgeException>(() => Variant.Parse(text, WildType)).Message);
+        Assert.Contains(expected, Assert.Throws<BioForgeException>(() => Variant.Parse(text, WildType + "X")).Message);
 
     [Fact]
     public void ScoreIsTheMaskedMarginalLogRatio()

@@ -157,7 +157,7 @@ internal static class ScreenRoutes
         if (string.IsNullOrWhiteSpace(text)) throw ApiError.BadRequest("target is required: the target protein's sequence", "target");
         try
         {
-            return TargetSequence.Parse(text);
+            return ProteinTarget.Resolve(text, files: false).Sequence;
         }
         catch (BioForgeException e)
         {

@@ -155,6 +155,23 @@ public sealed class Molecule : IDisposable
         return RDKitNative.TakeString(text);
     }
 
+    /// <summary>
+    /// The parent of a salt or mixture (<c>CC(=O)Oc1ccccc1C(=O)O.[Na+]</c>): of the pieces of the canonical SMILES, the
+    /// largest organic one (carbon-bearing first, then most heavy atoms, then highest weight, then the first), as
+    /// standardizers keep it; null when the molecule is one piece.
+    /// </summary>
+    public Molecule? LargestFragment()
+    {
+        string smiles = ToSmiles();
+        if (!smiles.Contains('.')) return null;
+        var pieces = smiles.Split('.').Select(FromSmiles).ToList();
+        var parent = pieces.Select(p => (Piece: p, Atoms: p.Atoms()))
+            .OrderByDescending(p => p.Atoms.Any(a => a.AtomicNumber == 6)).ThenByDescending(p => p.Atoms.Count).ThenByDescending(p => p.Piece.Descriptors().MolWt)
+            .First().Piece;
+        foreach (var piece in pieces) if (piece != parent) piece.Dispose();
+        return parent;
+    }
+
     public Molecule WithoutHydrogens()
     {
         RDKitNative.Check(RDKitNative.bf_mol_remove_hs(Handle, out var result), "removing hydrogens");

@@ -64,17 +64,21 @@ public static class MoleculeSource
 
     private static LineReader Open(string path) => LineReader.Open(path, MaxLineLength);
 
-    /// <summary>One SMILES per line, optionally followed by whitespace and a name; blank lines are skipped.</summary>
+    /// <summary>One SMILES per line, optionally followed by whitespace and a name; blank lines and a header line (<c>smiles name</c>) are skipped.</summary>
     private static IEnumerable<MoleculeRecord> ReadSmiles(string path)
     {
         using var reader = Open(path);
         string? line;
+        bool first = true;
         while ((line = reader.ReadLine()) != null)
         {
             string text = line.Trim();
             if (text.Length == 0) continue;
             int space = text.IndexOfAny([' ', '\t']);
             string smiles = space < 0 ? text : text[..space];
+            bool header = first && smiles.Equals("smiles", StringComparison.OrdinalIgnoreCase);
+            first = false;
+            if (header) continue;
             string name = space < 0 ? "" : text[(space + 1)..].Trim();
             yield return new MoleculeRecord(smiles, smiles, false, reader.LineNumber, name.Length == 0 ? NoProperties : new Dictionary<string, string> { [NameProperty] = name });
         }
@@ -88,9 +92,7 @@ public static class MoleculeSource
         if (string.IsNullOrWhiteSpace(header)) throw new BioForgeException($"{path}:1: empty header row");
         char separator = path.Contains(".tsv", StringComparison.OrdinalIgnoreCase) || header.Contains('\t') ? '\t' : ',';
         var columns = Csv.Split(header, separator);
-        int index = smilesColumn is not null
-            ? columns.IndexOf(smilesColumn)
-            : columns.FindIndex(c => c.Trim().Equals("smiles", StringComparison.OrdinalIgnoreCase));
+        int index = columns.FindIndex(c => c.Trim().Equals(smilesColumn ?? "smiles", StringComparison.OrdinalIgnoreCase));
         if (index < 0 && smilesColumn is null)
             index = columns.FindIndex(c => c.Contains("smiles", StringComparison.OrdinalIgnoreCase));
         if (index < 0 && smilesColumn is null && columns.Count == 1)

@@ -41,6 +41,38 @@ public sealed class AffinityDataset
     public required int[] TestFold { get; init; }
     public required int[][] TrainFolds { get; init; }
 
+    /// <summary>The targets alone (<c>proteins.txt</c>, optionally .gz), in column order: names and sequences without the affinity matrix.</summary>
+    public static IReadOnlyList<NamedEntry> ReadTargets(string directory) => ReadEntries(Find(directory, "proteins.txt"));
+
+    /// <summary>The drugs alone (<c>ligands_can.txt</c>, optionally .gz), in row order.</summary>
+    public static IReadOnlyList<NamedEntry> ReadDrugs(string directory) => ReadEntries(Find(directory, "ligands_can.txt"));
+
+    /// <summary>
+    /// The targets and drugs of <paramref name="pairs"/>, in the benchmark's order, written in its layout (gzipped
+    /// <c>proteins.txt</c> and <c>ligands_can.txt</c>) to <paramref name="directory"/>: what a model trained on those
+    /// pairs has seen, for telling later inputs like them from inputs unlike anything it saw.
+    /// </summary>
+    public void WriteEntries(string directory, IEnumerable<AffinityPair> pairs)
+    {
+        var seen = pairs.ToList();
+        Directory.CreateDirectory(directory);
+        Write(Path.Combine(directory, "proteins.txt.gz"), Targets, seen.Select(p => p.Target));
+        Write(Path.Combine(directory, "ligands_can.txt.gz"), Drugs, seen.Select(p => p.Drug));
+
+        static void Write(string path, IReadOnlyList<NamedEntry> entries, IEnumerable<int> used)
+        {
+            var keep = used.ToHashSet();
+            var json = new JsonObject();
+            for (int i = 0; i < entries.Count; i++)
+                if (keep.Contains(i)) json[entries[i].Id] = entries[i].Text;
+            AtomicFile.Write(path, stream =>
+            {
+                using var gzip = new System.IO.Compression.GZipStream(stream, System.IO.Compression.CompressionLevel.SmallestSize, leaveOpen: true);
+                gzip.Write(System.Text.Encoding.UTF8.GetBytes(json.ToJsonString()));
+            });
+        }
+    }
+
     public static AffinityDataset Load(string directory)
     {
         if (!Directory.Exists(directory)) throw new BioForgeException($"affinity data {directory}: no such directory (expected DeepDTA's layout, e.g. data/davis)");

@@ -94,6 +94,10 @@ public sealed class AffinityModel : IDisposable
     public const string ManifestFile = "affinity_model.json";
     public const string WeightsFile = "model.safetensors";
     public const string KnownBindersFile = "known_binders.csv";
+    public const string TestPredictionsFile = "test_predictions.csv";
+
+    /// <summary>The targets and drugs of the pairs the model trained on, in its benchmark's layout (see <see cref="ApplicabilityDomain"/>).</summary>
+    public const string TrainingSetFolder = "training";
 
     private readonly string directory;
 
@@ -189,6 +193,11 @@ public sealed class AffinityModel : IDisposable
 
     /// <summary>A Davis target name with a mutation: a substitution (<c>T315I</c>, also inside <c>KinDom2S808G</c>), a deletion or an ITD.</summary>
     private static readonly System.Text.RegularExpressions.Regex MutantConstruct = new(@"\([^)]*([A-Z]\d+[A-Z]|\d+del|ITD)[^)]*\)");
+
+    /// <summary>What the model trained on, to check inputs against (read once); null for a model directory that does not record it.</summary>
+    public ApplicabilityDomain? Domain() => (domain ??= new Lazy<ApplicabilityDomain?>(() => ApplicabilityDomain.Load(directory))).Value;
+
+    private Lazy<ApplicabilityDomain?>? domain;
 
     /// <summary>A target's feature row, computed once and reused for every molecule screened against it.</summary>
     public float[] TargetFeatures(string sequence) => featurizer.Targets([sequence])[0];

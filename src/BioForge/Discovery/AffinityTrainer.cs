@@ -167,7 +167,7 @@ public static class AffinityTrainer
             CreatedUtc = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
         };
         string output = config.Train.OutputDir;
-        WriteRun(output, config, manifest, network, data, test, testPredictions, history);
+        WriteRun(output, config, manifest, network, data, train.Concat(valid), test, testPredictions, history);
         return new DtiResult(output, [.. bestEpochs], validMetrics, testMetrics, test.Length);
     }
 
@@ -300,9 +300,12 @@ public static class AffinityTrainer
         AtomicFile.WriteText(path, text.ToString());
     }
 
-    /// <summary>The run directory is the model directory: weights, manifest and known binders beside the run's record, written whole.</summary>
+    /// <summary>
+    /// The run directory is the model directory: weights, manifest, known binders and the targets and drugs it trained
+    /// on (<see cref="AffinityModel.TrainingSetFolder"/>) beside the run's record, written whole.
+    /// </summary>
     private static void WriteRun(string output, DtiConfig config, AffinityManifest manifest, AffinityEnsemble network, AffinityDataset data,
-        AffinityPair[] test, double[] predictions, List<JsonObject> history)
+        IEnumerable<AffinityPair> trained, AffinityPair[] test, double[] predictions, List<JsonObject> history)
     {
         string full = Path.GetFullPath(output);
         // Language-model paths are stored relative to where the model will live, so the run directory can move with them.
@@ -327,8 +330,9 @@ public static class AffinityTrainer
                     .Append(Csv.Quote(data.Drugs[test[i].Drug].Text)).Append(',')
                     .Append(test[i].Affinity.ToString("G6", CultureInfo.InvariantCulture)).Append(',')
                     .Append(predictions[i].ToString("G6", CultureInfo.InvariantCulture)).Append('\n');
-            AtomicFile.WriteText(Path.Combine(directory, "test_predictions.csv"), csv.ToString());
+            AtomicFile.WriteText(Path.Combine(directory, AffinityModel.TestPredictionsFile), csv.ToString());
             WriteKnownBinders(Path.Combine(directory, AffinityModel.KnownBindersFile), data);
+            data.WriteEntries(Path.Combine(directory, AffinityModel.TrainingSetFolder), trained);
         });
     }
 }

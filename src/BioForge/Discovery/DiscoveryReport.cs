@@ -29,6 +29,8 @@ public static class DiscoveryReport
         /// <summary>Optimization: (step, mean score) per step.</summary>
         public IReadOnlyList<(double Step, double MeanScore)> Curve { get; init; } = [];
         public IReadOnlyDictionary<string, string> Parameters { get; init; } = new Dictionary<string, string>();
+        /// <summary>Whether the target and the molecules are like what the affinity model trained on (<see cref="ApplicabilityDomain"/>), a sentence each; "warning:" ones stand out.</summary>
+        public IReadOnlyList<string> Domain { get; init; } = [];
         /// <summary>How many candidates get a depiction card.</summary>
         public int Cards { get; init; } = 24;
     }
@@ -42,6 +44,13 @@ public static class DiscoveryReport
         html.Append($"<title>{E(c.Title)}</title><style>{Style}</style></head><body>\n");
         html.Append($"<header><h1>{E(c.Title)}</h1><p class=\"meta\">BioForge · {DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture)} UTC · target {E(c.TargetName ?? "")} "
             + $"({c.Target.Length} residues: <code>{E(c.Target.Length > 60 ? c.Target[..60] + "…" : c.Target)}</code>)</p></header>\n");
+        if (c.Domain.Count > 0)
+        {
+            html.Append("<section id=\"domain\"><h2>Applicability domain</h2><ul>");
+            foreach (string note in c.Domain)
+                html.Append(note.StartsWith("warning: ", StringComparison.Ordinal) ? $"<li class=\"alert\"><b>Warning:</b> {E(note["warning: ".Length..])}</li>" : $"<li>{E(note)}</li>");
+            html.Append("</ul></section>\n");
+        }
 
         html.Append($"<section id=\"candidates\"><h2>Top candidates</h2>").Append(Cards(c.Hits.Take(c.Cards), c.Measure));
         html.Append(Table(c));
@@ -79,8 +88,9 @@ public static class DiscoveryReport
         foreach (var hit in hits)
         {
             cards.Append("<figure class=\"card\">").Append(Depiction(hit.Smiles));
-            cards.Append($"<figcaption><b>#{hit.Rank}</b> <span class=\"score\">{E(measure)} {hit.Affinity:F2}</span><br>QED {hit.Qed:F2} · SA {hit.Sa:F1} · logP {hit.LogP:F1} · MW {hit.MolWt:F0}");
-            if (hit.NearestSimilarity is { } s) cards.Append($"<br>nearest known binder {s:F2}");
+            cards.Append($"<figcaption><b>#{hit.Rank}</b> {E(hit.Id)} <span class=\"score\">{E(measure)} {hit.Affinity:F2}</span><br>QED {hit.Qed:F2} · SA {hit.Sa:F1} · logP {hit.LogP:F1} · MW {hit.MolWt:F0}");
+            if (hit.NearestSimilarity is { } s) cards.Append($"<br>nearest known binder {s:F2}{(hit.NearestBinderName is { } name ? $" ({E(name)})" : "")}");
+            if (hit.TrainingSimilarity is { } t) cards.Append($"<br>nearest training ligand {t:F2}");
             if (hit.Alerts.Length > 0) cards.Append($"<br><span class=\"alert\" title=\"{E(hit.Alerts)}\">⚠ {E(hit.Alerts.Split("; ").Length.ToString(CultureInfo.InvariantCulture))} structural alert(s)</span>");
             cards.Append($"<br><code class=\"smiles\">{E(hit.Smiles)}</code></figcaption></figure>");
         }
@@ -89,10 +99,10 @@ public static class DiscoveryReport
 
     private static string Table(Content c)
     {
-        var table = new StringBuilder($"<table class=\"hits\"><thead><tr><th>rank</th><th>SMILES</th><th>{E(c.Measure)}</th><th>QED</th><th>SA</th><th>logP</th><th>MW</th><th>TPSA</th><th>alerts</th><th>nearest binder</th></tr></thead><tbody>");
+        var table = new StringBuilder($"<table class=\"hits\"><thead><tr><th>rank</th><th>id</th><th>SMILES</th><th>{E(c.Measure)}</th><th>QED</th><th>SA</th><th>logP</th><th>MW</th><th>TPSA</th><th>alerts</th><th>nearest binder</th><th>nearest training ligand</th></tr></thead><tbody>");
         foreach (var h in c.Hits)
-            table.Append($"<tr><td>{h.Rank}</td><td><code>{E(h.Smiles)}</code></td><td>{h.Affinity:F2}</td><td>{h.Qed:F2}</td><td>{h.Sa:F1}</td><td>{h.LogP:F1}</td><td>{h.MolWt:F0}</td><td>{h.Tpsa:F0}</td>"
-                + $"<td>{E(h.Alerts)}</td><td>{(h.NearestSimilarity is { } s ? $"{s:F2} {E(h.NearestBinderName ?? "")}" : "")}</td></tr>");
+            table.Append($"<tr><td>{h.Rank}</td><td>{E(h.Id)}</td><td><code>{E(h.Smiles)}</code></td><td>{h.Affinity:F2}</td><td>{h.Qed:F2}</td><td>{h.Sa:F1}</td><td>{h.LogP:F1}</td><td>{h.MolWt:F0}</td><td>{h.Tpsa:F0}</td>"
+                + $"<td>{E(h.Alerts)}</td><td>{(h.NearestSimilarity is { } s ? $"{s:F2} {E(h.NearestBinderName ?? "")}" : "")}</td><td>{(h.TrainingSimilarity is { } t ? $"{t:F2}" : "")}</td></tr>");
         return table.Append("</tbody></table>").ToString();
     }
 

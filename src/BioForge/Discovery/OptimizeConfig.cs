@@ -227,7 +227,8 @@ public sealed record OptimizeConfig
         {
             var stage = Stages[s];
             string where = $"stages[{s}]";
-            require(stage.MaxSteps >= 1 && stage.MinSteps >= 0 && stage.MinSteps <= stage.MaxSteps, $"{where}: need 0 <= min_steps <= max_steps and max_steps >= 1");
+            require(stage.MaxSteps >= 1 && stage.MinSteps >= 0 && stage.MinSteps <= stage.MaxSteps,
+                $"{where}: need 0 <= min_steps <= max_steps and max_steps >= 1 (min_steps {stage.MinSteps}, max_steps {stage.MaxSteps}; min_steps defaults to {new StageSection().MinSteps})");
             require(stage.MaxScore is > 0 and <= 1, $"{where}.max_score must be in (0, 1] (got {stage.MaxScore})");
             require(stage.MinUnique is >= 0 and < 1 && stage.CollapsePatience >= 1, $"{where}: min_unique must be in [0, 1) and collapse_patience >= 1");
             require(stage.Patience >= 0, $"{where}.patience must be 0 (off) or positive (got {stage.Patience})");

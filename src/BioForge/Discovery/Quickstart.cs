@@ -120,6 +120,8 @@ public static class Quickstart
             .Select((c, i) => (Hit: c.Hit with { Rank = i + 1 }, c.Score, c.Source)).ToList();
         var candidates = ranked.Take(options.Candidates).ToList();
         var libraryBest = ranked.Where(c => c.Source == "library").Take(LibraryCards).Select(c => (c.Hit, c.Score)).ToList();
+        var domain = ApplicabilityDomain.Notes(affinity, sequence, [.. candidates.Select(c => c.Hit)]);
+        foreach (string note in domain) info(note);
 
         WriteCandidates(Path.Combine(temp, "candidates.csv"), candidates, affinity.Manifest.Measure);
         var curve = File.ReadLines(Path.Combine(temp, "optimize", "metrics.jsonl"))
@@ -133,13 +135,14 @@ public static class Quickstart
             Measure = affinity.Manifest.Measure,
             Hits = [.. candidates.Select(c => c.Hit)],
             LibraryHits = [.. libraryBest.Select(c => c.Hit)],
+            Domain = domain,
             AffinitySample = screened.AffinitySample,
             Curve = curve,
             Parameters = new Dictionary<string, string>
             {
                 ["target"] = $"{targetName} ({sequence.Length} residues)",
                 ["prior (SMILES model)"] = options.Prior,
-                ["affinity model"] = $"{options.AffinityModel} (test fold: {string.Join(", ", affinity.Manifest.TestMetrics.Select(kv => $"{kv.Key} {kv.Value:F3}"))})",
+                ["affinity model"] = $"{options.AffinityModel} (test fold: {string.Join(", ", affinity.Manifest.TestMetrics.Select(kv => $"{kv.Key} {kv.Value:F3}"))}; see the applicability domain above)",
                 ["optimization"] = $"{optimized.Steps} steps × {options.BatchSize} molecules" + (bred > 0 ? $" and up to {bred} bred children" : "")
                     + $" ({optimized.Scored} scored; learning: {config.Learning.Strategy}" + (bred > 0 ? " with genetic exploration" : "") + "); score = geometric mean of sigmoid(pKd; 6–9), QED, reverse-sigmoid(SA; 2–5) × PAINS/Brenk filter",
                 ["mean score, " + picked] = $"optimized {agentTop:F3} vs prior {priorTop:F3} (as many molecules sampled); internal diversity {diversity:F3}",
@@ -156,11 +159,8 @@ public static class Quickstart
     /// <summary>A Davis target by name, or a sequence or FASTA file.</summary>
     private static (string Name, string Sequence) ResolveTarget(QuickstartOptions options)
     {
-        if (File.Exists(options.Target) || options.Target.Length > 30) return ("target", TargetSequence.Read(options.Target));
-        var davis = AffinityDataset.Load(options.Davis);
-        var entry = davis.Targets.FirstOrDefault(t => t.Id.Equals(options.Target, StringComparison.OrdinalIgnoreCase))
-            ?? throw new BioForgeException($"--target {options.Target}: not a Davis kinase (e.g. ABL1, EGFR, BRAF), a protein sequence or a FASTA file");
-        return (entry.Id, entry.Text);
+        var target = ProteinTarget.Resolve(options.Target, options.Davis);
+        return (target.Name, target.Sequence);
     }
 
     private static OptimizeConfig OptimizeRun(QuickstartOptions options, string targetFasta, string directory) => new()
@@ -210,12 +210,13 @@ public static class Quickstart
     private static void WriteCandidates(string path, IReadOnlyList<(ScreenHit Hit, double Score, string Source)> candidates, string measure)
     {
         string F(double v, string format = "F3") => v.ToString(format, CultureInfo.InvariantCulture);
-        var text = new StringBuilder($"rank,source,smiles,score,predicted_{measure.Replace(' ', '_').ToLowerInvariant()},qed,sa,logp,mw,tpsa,alerts,nearest_known_binder,nearest_binder_similarity\n");
+        var text = new StringBuilder($"rank,source,id,smiles,score,predicted_{measure.Replace(' ', '_').ToLowerInvariant()},qed,sa,logp,mw,tpsa,alerts,nearest_known_binder,nearest_binder_similarity,nearest_training_ligand_similarity\n");
         foreach (var (h, score, source) in candidates)
-            text.Append(h.Rank.ToString(CultureInfo.InvariantCulture)).Append(',').Append(source).Append(',').Append(Csv.Quote(h.Smiles)).Append(',').Append(F(score)).Append(',')
+            text.Append(h.Rank.ToString(CultureInfo.InvariantCulture)).Append(',').Append(source).Append(',').Append(Csv.Quote(h.Id)).Append(',').Append(Csv.Quote(h.Smiles)).Append(',').Append(F(score)).Append(',')
                 .Append(F(h.Affinity)).Append(',').Append(F(h.Qed)).Append(',').Append(F(h.Sa, "F2")).Append(',').Append(F(h.LogP, "F2")).Append(',')
                 .Append(F(h.MolWt, "F1")).Append(',').Append(F(h.Tpsa, "F1")).Append(',').Append(Csv.Quote(h.Alerts)).Append(',')
-                .Append(Csv.Quote(h.NearestBinder ?? "")).Append(',').Append(h.NearestSimilarity is { } s ? F(s) : "").Append('\n');
+                .Append(Csv.Quote(h.NearestBinder ?? "")).Append(',').Append(h.NearestSimilarity is { } s ? F(s) : "").Append(',')
+                .Append(h.TrainingSimilarity is { } t ? F(t) : "").Append('\n');
         AtomicFile.WriteText(path, text.ToString());
     }
 }

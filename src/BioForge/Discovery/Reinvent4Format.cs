@@ -204,8 +204,20 @@ internal static class Reinvent4Format
                         string file = String(value, where);
                         if (file.Length == 0) break;
                         if (!File.Exists(file)) throw Error(where, $"'{file}' does not exist");
-                        // REINVENT reads the first column: a SMILES per line, anything after a space, tab or comma ignored.
-                        var smiles = File.ReadLines(file).Select(l => l.Split([' ', '\t', ','], 2)[0].Trim()).Where(l => l.Length > 0).ToList();
+                        // REINVENT reads the first column: a SMILES per line, anything after a space, tab or comma ignored. A
+                        // table's header (a first field naming SMILES) is skipped; a line RDKit cannot read is named.
+                        var smiles = new List<string>();
+                        int number = 0;
+                        foreach (string line in File.ReadLines(file))
+                        {
+                            number++;
+                            string first = line.Split([' ', '\t', ','], 2)[0].Trim();
+                            if (first.Length == 0 || (number == 1 && first.Contains("smiles", StringComparison.OrdinalIgnoreCase))) continue;
+                            if (!Chem.Molecule.TryFromSmiles(first, out var molecule, out string? invalid))
+                                throw Error(where, $"{file}:{number}: '{first}' is not a valid SMILES: {invalid}");
+                            molecule!.Dispose();
+                            smiles.Add(first);
+                        }
                         if (smiles.Count == 0) throw Error(where, $"'{file}' holds no SMILES");
                         learning["inception"] = new JsonArray([.. smiles.Select(m => JsonValue.Create(m))]);
                         break;

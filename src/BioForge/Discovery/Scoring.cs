@@ -1,6 +1,5 @@
 using BioForge.Chem;
 using BioForge.Discovery.Pmo;
-using BioForge.IO;
 using TorchSharp;
 
 namespace BioForge.Discovery;
@@ -249,7 +248,7 @@ public sealed class ScoringFunction : IDisposable
                         break;
                     case "affinity":
                         var model = AffinityModel.Load(c.Model!, device);
-                        affinity[i] = (model, model.TargetFeatures(TargetSequence.Read(c.Target!)));
+                        affinity[i] = (model, model.TargetFeatures(ProteinTarget.Resolve(c.Target!).Sequence));
                         break;
                 }
             }
@@ -426,32 +425,5 @@ public sealed class ScoringFunction : IDisposable
         foreach (var f in filters.Values) f.Dispose();
         foreach (var o in oracles.Values) o.Dispose();
         foreach (var (model, _) in affinity.Values) model.Dispose();
-    }
-}
-
-/// <summary>A target given as a protein sequence or as a FASTA file (its first record).</summary>
-public static class TargetSequence
-{
-    private const string Residues = "ACDEFGHIKLMNPQRSTVWYXBZUO";
-
-    public static string Read(string target)
-    {
-        // Text with a path separator or a FASTA extension was meant as a file: say it is missing, not that '/' is no residue.
-        if (!File.Exists(target) && (target.Contains('/') || Path.GetExtension(target).ToLowerInvariant() is ".fasta" or ".fa" or ".faa" or ".gz"))
-            throw new BioForgeException($"target: file {target} not found (give a protein sequence or a FASTA file)");
-        if (!File.Exists(target)) return Parse(target, " (give a protein sequence or a FASTA file)");
-        var first = FastaReader.Read(target).FirstOrDefault() ?? throw new BioForgeException($"{target}: no FASTA record");
-        return Parse(first.Sequence);
-    }
-
-    /// <summary>A sequence given as text (never a file name), in upper case; the first character that is not a residue is named.</summary>
-    public static string Parse(string text, string hint = "")
-    {
-        string sequence = text.Trim().ToUpperInvariant();
-        if (sequence.Length == 0) throw new BioForgeException("target: the sequence is empty");
-        for (int i = 0; i < sequence.Length; i++)
-            if (!Residues.Contains(sequence[i]))
-                throw new BioForgeException($"target: '{sequence[i]}' at position {i + 1} is not an amino acid{hint}");
-        return sequence;
     }
 }

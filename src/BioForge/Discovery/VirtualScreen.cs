@@ -10,9 +10,12 @@ public sealed record ScreenOptions
     public int BatchSize { get; init; } = 512;
 }
 
-/// <summary>One hit: predicted affinity, drug-likeness and properties, structural alerts, and the nearest known binder.</summary>
+/// <summary>
+/// One hit: predicted affinity, drug-likeness and properties, structural alerts, the nearest known binder of the
+/// target, and how like the model's training ligands it is (<see cref="ApplicabilityDomain"/>; null when the model does not record them).
+/// </summary>
 public sealed record ScreenHit(int Rank, string Id, string Smiles, int Line, double Affinity, double Qed, double Sa, double LogP, double MolWt, double Tpsa,
-    int Donors, int Acceptors, string Alerts, string? NearestBinder, string? NearestBinderName, double? NearestSimilarity);
+    int Donors, int Acceptors, string Alerts, string? NearestBinder, string? NearestBinderName, double? NearestSimilarity, double? TrainingSimilarity = null);
 
 public sealed record ScreenSummary(long Read, long Scored, long Invalid, IReadOnlyList<string> FirstErrors, IReadOnlyList<ScreenHit> Hits,
     IReadOnlyList<double> AffinitySample, int KnownBinders, TimeSpan Elapsed)
@@ -23,7 +26,9 @@ public sealed record ScreenSummary(long Read, long Scored, long Invalid, IReadOn
 /// <summary>
 /// Scores a molecule library against one target: streams the library in batches (constant memory), parses each batch
 /// on all cores, predicts affinity with the model, keeps the best <c>top</c> in a heap; the hits alone get the full
-/// property profile, alerts and nearest known binder. Lines RDKit cannot read are skipped and counted.
+/// property profile, alerts and nearest known binder. Lines RDKit cannot read are skipped and counted. A salt or
+/// mixture is scored and reported as its parent (<see cref="Molecule.LargestFragment"/>), and a molecule given several
+/// times (the same canonical SMILES, under other ids or spellings) is one hit with its ids joined by "; ".
 /// </summary>
 public static class VirtualScreen
 {
@@ -36,7 +41,8 @@ public static class VirtualScreen
         if (options.Top < 1) throw new BioForgeException($"--top must be at least 1 (got {options.Top})");
         var clock = Stopwatch.StartNew();
         var target = model.TargetFeatures(targetSequence);
-        var best = new PriorityQueue<(MoleculeRecord Record, double Affinity), double>();
+        var best = new PriorityQueue<Candidate, double>();
+        var held = new Dictionary<string, Candidate>(StringComparer.Ordinal); // the heap's molecules by canonical SMILES
         var errors = new List<string>();
         var sample = new List<double>();
         var random = new Random(17);
@@ -48,7 +54,7 @@ public static class VirtualScreen
             var messages = new string?[chunk.Length];
             Parallel.For(0, chunk.Length, i =>
             {
-                if (chunk[i].TryParse(out var m, out string? error)) parsed[i] = m;
+                if (TryParseParent(chunk[i], out var m, out string? error)) parsed[i] = m;
                 else messages[i] = error;
             });
             try
@@ -68,8 +74,19 @@ public static class VirtualScreen
                     if (sample.Count < SampleSize) sample.Add(affinities[k]);
                     else if (random.NextInt64(scored) is var slot && slot < SampleSize) sample[(int)slot] = affinities[k];
                     var record = chunk[valid[k]];
-                    if (best.Count < options.Top) best.Enqueue((record, affinities[k]), affinities[k]);
-                    else if (affinities[k] > best.Peek().Affinity) best.EnqueueDequeue((record, affinities[k]), affinities[k]);
+                    if (best.Count == options.Top && affinities[k] <= best.Peek().Affinity) continue;
+                    // Only molecules that make the heap are written out; a copy of one there joins it, and a copy of one
+                    // that left it scores the same and cannot come back.
+                    string canonical = parsed[valid[k]]!.ToSmiles();
+                    if (held.TryGetValue(canonical, out var same))
+                    {
+                        same.Ids.Add(IdOf(record));
+                        continue;
+                    }
+                    var candidate = new Candidate(record, affinities[k], canonical, [IdOf(record)]);
+                    held[canonical] = candidate;
+                    if (best.Count < options.Top) best.Enqueue(candidate, affinities[k]);
+                    else held.Remove(best.EnqueueDequeue(candidate, affinities[k]).Canonical);
                 }
             }
             finally
@@ -79,7 +96,7 @@ public static class VirtualScreen
             progress?.Report(chunk.Length);
         }
         var known = model.KnownBinders(targetSequence);
-        var (hits, unprofiled) = Profile([.. best.UnorderedItems.Select(x => x.Element).OrderByDescending(x => x.Affinity)], known, cancellation);
+        var (hits, unprofiled) = Profile([.. best.UnorderedItems.Select(x => x.Element).OrderByDescending(x => x.Affinity).ThenBy(x => x.Record.Line)], known, model.Domain(), cancellation);
         errors.AddRange(unprofiled.Take(Math.Max(0, 5 - errors.Count)));
         return new ScreenSummary(read, scored, invalid + unprofiled.Count, errors, hits, sample, known.Count, clock.Elapsed);
     }
@@ -88,8 +105,26 @@ public static class VirtualScreen
     /// The hits' properties, alerts and nearest known binder; a molecule one of them fails on (an RDKit error) leaves the
     /// list with its reason, counted with the invalid ones, rather than ending the screen after every prediction.
     /// </summary>
-    private static (List<ScreenHit> Hits, List<string> Failures) Profile(IReadOnlyList<(MoleculeRecord Record, double Affinity)> ranked,
-        IReadOnlyList<(string Name, string Smiles, double Affinity)> known, CancellationToken cancellation)
+    private sealed record Candidate(MoleculeRecord Record, double Affinity, string Canonical, List<string> Ids);
+
+    /// <summary>The record's molecule, or the parent of a salt or mixture.</summary>
+    private static bool TryParseParent(MoleculeRecord record, out Molecule? molecule, out string? error)
+    {
+        if (!record.TryParse(out molecule, out error)) return false;
+        if ((record.IsMolBlock || record.Text.Contains('.')) && molecule!.LargestFragment() is { } parent)
+        {
+            molecule.Dispose();
+            molecule = parent;
+        }
+        return true;
+    }
+
+    /// <summary>What a hit is called: the name given in the file, else where it is (its line).</summary>
+    private static string IdOf(MoleculeRecord record) =>
+        record.Properties.TryGetValue(MoleculeSource.NameProperty, out string? name) ? name : record.Label == record.Text ? record.Where : record.Label;
+
+    private static (List<ScreenHit> Hits, List<string> Failures) Profile(IReadOnlyList<Candidate> ranked,
+        IReadOnlyList<(string Name, string Smiles, double Affinity)> known, ApplicabilityDomain? domain, CancellationToken cancellation)
     {
         cancellation.ThrowIfCancellationRequested();
         using var qed = new Qed();
@@ -105,19 +140,17 @@ public static class VirtualScreen
         // Thousands of hits (quickstart profiles all it screens) take seconds: a cancelled job stops here too.
         Parallel.For(0, ranked.Count, new ParallelOptions { CancellationToken = cancellation }, i =>
         {
-            var (record, affinity) = ranked[i];
-            record.TryParse(out var parsed, out _);
+            var (record, affinity, _, ids) = ranked[i];
+            TryParseParent(record, out var parsed, out _);
             using var m = parsed!;
             try
             {
                 var d = m.Descriptors();
                 var fingerprint = Fingerprints.Morgan(m);
                 var nearest = binders.Count == 0 ? default : binders.MaxBy(b => Fingerprints.Tanimoto(fingerprint, b.Fingerprint));
-                string id = record.Properties.TryGetValue(MoleculeSource.NameProperty, out string? name) ? name
-                    : record.Label == record.Text ? record.Where : record.Label;
-                hits[i] = new ScreenHit(i + 1, id, m.ToSmiles(), record.Line, affinity, qed.Score(m), sa.Score(m), d.LogP, d.MolWt, d.Tpsa, d.HBondDonors, d.HBondAcceptors,
+                hits[i] = new ScreenHit(i + 1, string.Join("; ", ids), m.ToSmiles(), record.Line, affinity, qed.Score(m), sa.Score(m), d.LogP, d.MolWt, d.Tpsa, d.HBondDonors, d.HBondAcceptors,
                     string.Join("; ", alerts.Matches(m)), binders.Count == 0 ? null : nearest.Smiles, binders.Count == 0 ? null : nearest.Name,
-                    binders.Count == 0 ? null : Fingerprints.Tanimoto(fingerprint, nearest.Fingerprint));
+                    binders.Count == 0 ? null : Fingerprints.Tanimoto(fingerprint, nearest.Fingerprint), domain?.NearestLigandSimilarity(fingerprint));
             }
             catch (BioForgeException e)
             {

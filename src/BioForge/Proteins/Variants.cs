@@ -20,8 +20,11 @@ public sealed record Variant(string Name, IReadOnlyList<Substitution> Substituti
         string name = text.Trim();
         if (name.Length == 0) throw new BioForgeException("empty mutation");
         var subs = new List<Substitution>();
-        foreach (string part in name.Split([':', ','], StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        foreach (string part in name.Split([':', ','], StringSplitOptions.TrimEntries))
         {
+            if (part.Length == 0) throw new BioForgeException($"mutation '{name}': an empty substitution (a stray ':' or ',')");
+            if (part[^1] == '*')
+                throw new BioForgeException($"mutation '{part}' in '{name}': a stop (nonsense) variant cannot be scored: the masked marginal compares two amino acids at a site");
             if (part.Length < 3 || !char.IsLetter(part[0]) || !char.IsLetter(part[^1])
                 || !int.TryParse(part.AsSpan(1, part.Length - 2), NumberStyles.None, CultureInfo.InvariantCulture, out int raw))
                 throw new BioForgeException($"mutation '{part}' in '{name}': expected wild-type letter, position, mutant letter (e.g. A23G)");
@@ -35,6 +38,8 @@ public sealed record Variant(string Name, IReadOnlyList<Substitution> Substituti
             char actual = char.ToUpperInvariant(wildType[position - 1]);
             if (actual != wt)
                 throw new BioForgeException($"mutation '{part}' in '{name}': the wild type has {actual} at position {raw}, not {wt}");
+            if (!CanonicalAminoAcids.Contains(wt))
+                throw new BioForgeException($"mutation '{part}' in '{name}': the wild type's {wt} at position {raw} is not one of the 20 amino acids, so there is no residue to compare the mutant with");
             if (subs.Any(s => s.Position == position))
                 throw new BioForgeException($"mutation '{name}' changes position {raw} twice");
             subs.Add(new Substitution(wt, position, mut));

@@ -1,0 +1,144 @@
+using System.Globalization;
+using BioForge.Chem;
+using BioForge.Proteins;
+
+namespace BioForge.Discovery;
+
+/// <summary>The training target most like a given one: how identical its best local alignment is, over how much of the given sequence.</summary>
+public sealed record TargetNeighbour(string Name, double Identity, double Coverage, int Targets)
+{
+    /// <summary>The model trained on this protein (or a construct of it: a point mutant stays above 95 %).</summary>
+    public bool Seen => Identity >= SeenIdentity && Coverage >= 0.9;
+
+    /// <summary>Below this, even a close relative among the training targets is not there: the predictions are guesses.</summary>
+    public bool Related => Seen || (Identity >= RelatedIdentity && Coverage >= 0.5);
+
+    public const double SeenIdentity = 0.95;
+
+    /// <summary>Proteins above about 40 % identity share their fold and, among kinases, much of their binding site.</summary>
+    public const double RelatedIdentity = 0.4;
+
+    /// <summary>One sentence for the console and the report; outside the domain it starts with "warning:".</summary>
+    public string Describe() => Seen
+        ? string.Create(CultureInfo.InvariantCulture, $"the target is {Name}, one of the {Targets} the affinity model trained on ({Identity * 100:F0}% identical over {Coverage * 100:F0}% of it)")
+        : Related
+            ? string.Create(CultureInfo.InvariantCulture, $"the target is not one of the {Targets} the affinity model trained on; the nearest, {Name}, is {Identity * 100:F0}% identical over {Coverage * 100:F0}% of it: predictions extrapolate from related targets")
+            : string.Create(CultureInfo.InvariantCulture, $"warning: the target is outside the affinity model's domain: none of its {Targets} training targets is more than {RelatedIdentity * 100:F0}% identical to it "
+                + $"(nearest {Name}: {Identity * 100:F0}% over {Coverage * 100:F0}% of it), so its predicted affinities are not evidence of binding");
+}
+
+/// <summary>
+/// What an affinity model was trained on (<see cref="AffinityModel.TrainingSetFolder"/>: the targets and ligands of its
+/// training and validation pairs), to tell inputs like them from inputs unlike anything it saw: a target by sequence
+/// identity to the nearest training target (local alignment, BLOSUM62), a molecule by Tanimoto similarity (Morgan
+/// radius 2, 2,048 bits) to the nearest training ligand. A random-split test fold says nothing about the rest.
+/// </summary>
+public sealed class ApplicabilityDomain
+{
+    /// <summary>ECFP4 Tanimoto under which a molecule is commonly taken to be unlike another (a bioactivity-similarity rule of thumb).</summary>
+    public const double SimilarLigand = 0.4;
+
+    /// <summary>Longer sequences are not aligned (the alignment's trace takes a byte per residue pair).</summary>
+    public const int MaxAlignedLength = 10_000;
+
+    private readonly List<(string Name, string Sequence)> targets;
+    private readonly List<ulong[]> ligands;
+
+    private ApplicabilityDomain(List<(string Name, string Sequence)> targets, List<ulong[]> ligands, (double Targets, double Ligands)? testSeen)
+    {
+        this.targets = targets;
+        this.ligands = ligands;
+        TestSeen = testSeen;
+    }
+
+    public int LigandCount => ligands.Count;
+
+    /// <summary>Of the test fold's targets and ligands (<c>test_predictions.csv</c>), the shares also in training; null without that file.</summary>
+    public (double Targets, double Ligands)? TestSeen { get; }
+
+    /// <summary>The domain of the model in <paramref name="modelDirectory"/>; null when it does not record its training set (written before it did).</summary>
+    public static ApplicabilityDomain? Load(string modelDirectory)
+    {
+        string folder = Path.Combine(modelDirectory, AffinityModel.TrainingSetFolder);
+        if (!Directory.Exists(folder)) return null;
+        var trainedTargets = AffinityDataset.ReadTargets(folder);
+        var trainedDrugs = AffinityDataset.ReadDrugs(folder);
+        // Constructs of one protein share a sequence (Davis's ABL1, ABL1p, ABL1(T315I)…): the shortest name is the wild type's.
+        var targets = trainedTargets.GroupBy(t => t.Text.ToUpperInvariant())
+            .Select(g => (Name: g.OrderBy(t => t.Id.Length).First().Id, Sequence: g.Key)).ToList();
+        var ligands = new List<ulong[]>();
+        foreach (var drug in trainedDrugs)
+        {
+            if (!Molecule.TryFromSmiles(drug.Text, out var molecule, out _)) continue;
+            using (molecule) ligands.Add(Fingerprints.Morgan(molecule!));
+        }
+        (double, double)? testSeen = null;
+        string test = Path.Combine(modelDirectory, AffinityModel.TestPredictionsFile);
+        if (File.Exists(test))
+        {
+            var rows = IO.Csv.ReadRows(test, out _).Select(r => (Drug: r.Fields[0], Target: r.Fields[1])).ToList();
+            var targetIds = trainedTargets.Select(t => t.Id).ToHashSet();
+            var drugIds = trainedDrugs.Select(d => d.Id).ToHashSet();
+            var testTargets = rows.Select(r => r.Target).Distinct().ToList();
+            var testDrugs = rows.Select(r => r.Drug).Distinct().ToList();
+            if (testTargets.Count > 0)
+                testSeen = ((double)testTargets.Count(targetIds.Contains) / testTargets.Count, (double)testDrugs.Count(drugIds.Contains) / testDrugs.Count);
+        }
+        return new ApplicabilityDomain(targets, ligands, testSeen);
+    }
+
+    /// <summary>The training target with the best local alignment to <paramref name="sequence"/>, or null for a sequence too long to align.</summary>
+    public TargetNeighbour? NearestTarget(string sequence)
+    {
+        sequence = sequence.ToUpperInvariant();
+        if (sequence.Length > MaxAlignedLength) return null;
+        if (targets.FindIndex(t => t.Sequence == sequence) is >= 0 and var same) return new TargetNeighbour(targets[same].Name, 1, 1, targets.Count);
+        var scores = new int[targets.Count];
+        Parallel.For(0, targets.Count, i => scores[i] = targets[i].Sequence.Length > MaxAlignedLength ? 0 : LocalAlignment.Score(sequence, targets[i].Sequence));
+        int best = Array.IndexOf(scores, scores.Max());
+        var alignment = LocalAlignment.Align(sequence, targets[best].Sequence);
+        return new TargetNeighbour(targets[best].Name, alignment.Identity, alignment.Coverage, targets.Count);
+    }
+
+    /// <summary>Tanimoto similarity of a molecule's Morgan fingerprint (radius 2, 2,048 bits) to the nearest training ligand.</summary>
+    public double NearestLigandSimilarity(ReadOnlySpan<ulong> fingerprint)
+    {
+        double best = 0;
+        foreach (var ligand in ligands) best = Math.Max(best, Fingerprints.Tanimoto(fingerprint, ligand));
+        return best;
+    }
+
+    /// <summary>
+    /// What a report says of the model's domain for a target and its hits: the target's nearest training target, how
+    /// like the training ligands the hits are, and what the model's test metrics measured.
+    /// </summary>
+    public static IReadOnlyList<string> Notes(AffinityModel model, string sequence, IReadOnlyList<ScreenHit> hits)
+    {
+        var notes = new List<string>();
+        if (model.Domain() is not { } domain)
+            notes.Add($"the affinity model does not record what it trained on (no {AffinityModel.TrainingSetFolder}/ folder: written before BioForge kept it), so the target and molecules could not be checked against it");
+        else
+        {
+            notes.Add(domain.NearestTarget(sequence)?.Describe() ?? $"the target is longer than {MaxAlignedLength:N0} residues and was not compared with the training targets");
+            var similarities = hits.Where(h => h.TrainingSimilarity is not null).Select(h => h.TrainingSimilarity!.Value).ToList();
+            if (similarities.Count > 0) notes.Add(domain.DescribeLigands(similarities));
+        }
+        if (model.Domain()?.TestSeen is { } seen && model.Manifest.TestMetrics.Count > 0)
+            notes.Add($"the model's test metrics ({string.Join(", ", model.Manifest.TestMetrics.Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value:F3}")))}) "
+                + string.Create(CultureInfo.InvariantCulture, $"are of {model.Manifest.Dataset}'s test fold, whose targets ({seen.Targets * 100:F0}%) and ligands ({seen.Ligands * 100:F0}%) also appear in training")
+                + (seen is { Targets: 1, Ligands: 1 } ? ": they measure it inside its domain, not on a new target or chemotype" : ""));
+        return notes;
+    }
+
+    /// <summary>One sentence on how like the training ligands a set of molecules is; "warning:" when most are unlike them.</summary>
+    public string DescribeLigands(IReadOnlyList<double> similarities)
+    {
+        if (similarities.Count == 0) return "";
+        var sorted = similarities.Order().ToList();
+        double median = sorted[sorted.Count / 2];
+        int unlike = sorted.Count(s => s < SimilarLigand);
+        string text = string.Create(CultureInfo.InvariantCulture,
+            $"{unlike} of {sorted.Count} molecules are below Tanimoto {SimilarLigand:F1} to every one of the {ligands.Count} ligands the affinity model trained on (median nearest {median:F2})");
+        return 2 * unlike > sorted.Count ? $"warning: {text}: for them it extrapolates, and their predicted affinities rank them less reliably than its test metrics suggest" : text;
+    }
+}

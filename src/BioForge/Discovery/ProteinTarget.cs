@@ -1,0 +1,70 @@
+using BioForge.IO;
+
+namespace BioForge.Discovery;
+
+/// <summary>A drug target: what to call it, and its protein sequence (upper case, residue letters only).</summary>
+public sealed record ProteinTarget(string Name, string Sequence)
+{
+    /// <summary>
+    /// Fewer residues than this is a peptide, not a target protein, and in practice a name that was not found:
+    /// read as a sequence, "EGFRX" was scored as a five-residue protein.
+    /// </summary>
+    public const int MinLength = 30;
+
+    /// <summary>The shipped Davis set, whose target names (ABL1, EGFR, BRAF, …) stand for their sequences.</summary>
+    public static string DefaultNames => Shipped.Path("data/davis");
+
+    private const string Residues = "ACDEFGHIKLMNPQRSTVWYXBZUO";
+
+    /// <summary>
+    /// A target as people give one: a FASTA file holding one record (named by its id), a target name of the Davis set
+    /// in <paramref name="names"/> (any case), or a protein sequence of at least <see cref="MinLength"/> residues; a
+    /// final <c>*</c> (a stop) is left out. With <paramref name="files"/> false (a request to the server) the text is
+    /// never taken for a file name.
+    /// </summary>
+    public static ProteinTarget Resolve(string target, string? names = null, bool files = true)
+    {
+        string text = target.Trim();
+        if (text.Length == 0) throw new BioForgeException("target: empty (give a target name such as ABL1, a protein sequence or a FASTA file)");
+        if (files && File.Exists(text)) return FromFasta(text);
+        if (files && (text.Contains('/') || Path.GetExtension(text).ToLowerInvariant() is ".fasta" or ".fa" or ".faa" or ".gz"))
+            throw new BioForgeException($"target: file {text} not found (give a target name such as ABL1, a protein sequence or a FASTA file)");
+        var known = Known(names ?? DefaultNames);
+        if (known.FirstOrDefault(t => t.Id.Equals(text, StringComparison.OrdinalIgnoreCase)) is { } entry)
+            return new ProteinTarget(entry.Id, entry.Text.ToUpperInvariant());
+        string sequence = text.EndsWith('*') ? text[..^1] : text;
+        if (sequence.Length < MinLength)
+        {
+            string suggestion = known.Count == 0 ? "" : Spelling.Nearest(text, known.Select(t => t.Id), ignoreCase: true, maxDistance: 1) is { } close ? $" (did you mean {close}?)" : " (e.g. ABL1, EGFR, BRAF)";
+            throw new BioForgeException($"target '{text}': not a target name of the Davis set{suggestion} and too short for a protein sequence "
+                + $"({sequence.Length} characters; a target has at least {MinLength} residues)");
+        }
+        string residues = Parse(sequence, "");
+        return new ProteinTarget($"{residues[..10]}…", residues); // named by its start, as nothing else names it
+    }
+
+    private static ProteinTarget FromFasta(string path)
+    {
+        var records = FastaReader.Read(path).Take(2).ToList();
+        if (records.Count > 1) throw new BioForgeException($"target {path}: holds more than one FASTA record; give a file with the target alone");
+        var record = records[0];
+        string sequence = Parse(record.Sequence, $" ({record.Where})");
+        if (sequence.Length < MinLength)
+            throw new BioForgeException($"target {record.Where}: record '{record.Id}' has {sequence.Length} residues; a target protein has at least {MinLength}");
+        return new ProteinTarget(record.Id, sequence);
+    }
+
+    /// <summary>The upper-case sequence; the first character that is not a residue letter is named with its position.</summary>
+    private static string Parse(string text, string where)
+    {
+        string sequence = text.ToUpperInvariant();
+        for (int i = 0; i < sequence.Length; i++)
+            if (!Residues.Contains(sequence[i]))
+                throw new BioForgeException($"target{where}: '{sequence[i]}' at position {i + 1} is not an amino acid (give a target name such as ABL1, a protein sequence or a FASTA file)");
+        return sequence;
+    }
+
+    /// <summary>The named targets, or none where the set is not there (a model used away from the repository).</summary>
+    private static IReadOnlyList<NamedEntry> Known(string directory) =>
+        Directory.Exists(directory) ? AffinityDataset.ReadTargets(directory) : [];
+}

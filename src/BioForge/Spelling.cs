@@ -1,0 +1,34 @@
+namespace BioForge;
+
+/// <summary>"Did you mean …?" for a word that names nothing: the nearest name by edit distance, if near enough to be a typo.</summary>
+public static class Spelling
+{
+    /// <summary>
+    /// The name <paramref name="word"/> most likely misspells: one it begins (three letters or more), else one within an
+    /// edit distance of 2 (1 for words under four letters, or <paramref name="maxDistance"/>); null when none is that near.
+    /// </summary>
+    public static string? Nearest(string word, IEnumerable<string> names, bool ignoreCase = false, int? maxDistance = null)
+    {
+        var comparison = ignoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
+        string Fold(string s) => ignoreCase ? s.ToUpperInvariant() : s;
+        return names.Select(n => (Name: n, Distance: word.Length >= 3 && n.StartsWith(word, comparison) ? 0 : EditDistance(Fold(word), Fold(n))))
+            .Where(c => c.Distance <= (maxDistance ?? (word.Length >= 4 ? 2 : 1))).OrderBy(c => c.Distance).Select(c => c.Name).FirstOrDefault();
+    }
+
+    private static int EditDistance(string a, string b)
+    {
+        var row = Enumerable.Range(0, b.Length + 1).ToArray();
+        for (int i = 1; i <= a.Length; i++)
+        {
+            int diagonal = row[0];
+            row[0] = i;
+            for (int j = 1; j <= b.Length; j++)
+            {
+                int above = row[j];
+                row[j] = Math.Min(Math.Min(row[j] + 1, row[j - 1] + 1), diagonal + (a[i - 1] == b[j - 1] ? 0 : 1));
+                diagonal = above;
+            }
+        }
+        return row[b.Length];
+    }
+}
