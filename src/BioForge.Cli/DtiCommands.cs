@@ -43,7 +43,7 @@ internal static class DtiCommands
             var options = Runtime.ComputeOptions.Resolve(result.GetValue(compute.Device)!, "fp32", result.GetValue(compute.Threads));
             using var affinity = AffinityModel.Load(result.GetValue(model)!, options.Device);
             var dataset = AffinityDataset.Load(result.GetValue(data)!);
-            var test = dataset.TestFold.Select(i => dataset.Pairs[i]).ToArray();
+            var test = dataset.Folds(affinity.Manifest.Split, affinity.Manifest.SplitSeed).Test.Select(i => dataset.Pairs[i]).ToArray();
             var predicted = new double[test.Length];
             // Each drug's features once (the molecule model's embedding is most of the time), then every target's pairs.
             int[] drugsTested = [.. test.Select(p => p.Drug).Distinct().Order()];

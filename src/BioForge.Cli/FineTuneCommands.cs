@@ -74,6 +74,8 @@ internal static class FineTuneCommands
             AtomicFile.WriteText(result.GetValue(outPath)!, text.ToString());
             int invalid = predictions.Count(p => !p.Valid);
             if (invalid > 0) error.WriteLine($"warning: {invalid} of {sequences.Count} inputs invalid; their rows have an empty prediction and the reason in the error column");
+            if (predictions.Count(p => p.Truncated) is > 0 and int cut)
+                error.WriteLine($"warning: {cut} of {sequences.Count} inputs were longer than the run's max_length ({model.Manifest.MaxLength} tokens) and were cut to it, as in training: their predictions are of their start");
             output.WriteLine($"{sequences.Count - invalid} predictions -> {result.GetValue(outPath)}");
             return 0;
         }));

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using BioForge.Distributed;
+using BioForge.Imaging;
 using BioForge.IO;
 using BioForge.Models;
 using BioForge.Models.Esm;
@@ -189,11 +190,14 @@ internal static class ProteinCommands
         var mutations = new Option<string?>("--mutations") { Description = "variants separated by commas, sites of a multi-mutant by colons: \"A23G,K45R:L50P\"" };
         var input = new Option<string?>("--in") { Description = "CSV/TSV (optionally .gz) with a mutant column; a DMS_score column adds Spearman's rho" };
         var column = new Option<string?>("--mutation-column") { Description = "name of the mutation column (default: mutant, variant or mutation)" };
+        var scoreColumn = new Option<string?>("--score-column") { Description = "the measured column of --in, for Spearman's rho (default: DMS_score or score)" };
+        var scan = new Option<bool>("--scan") { Description = "a deep mutational scan: every single substitution to the 20 amino acids at every position (19 × length variants)" };
         var indexBase = Options.Int("--index-base", "numbering of positions in the mutations: 1 (ProteinGym) or 0", 1);
         var outPath = Options.Required("--out", "scores CSV").Writes("CSV", ".csv");
+        var map = new Option<string?>("--map") { Description = "also draw the single substitutions' scores as a heat map (position × amino acid), e.g. with --scan" }.Writes("SVG", ".svg");
         var batchTokens = BatchTokensOption();
         var compute = new ComputeOptionSet();
-        var command = new Command("score-variants", "Zero-shot variant effect scores (masked marginal)") { model, seq, seqFile, mutations, input, column, indexBase, outPath, batchTokens };
+        var command = new Command("score-variants", "Zero-shot variant effect scores (masked marginal)") { model, seq, seqFile, mutations, input, scan, column, scoreColumn, indexBase, outPath, map, batchTokens };
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
         {
@@ -201,12 +205,15 @@ internal static class ProteinCommands
             int numbering = result.GetValue(indexBase);
             if (numbering is not (0 or 1)) throw new BioForgeException($"--index-base {numbering}: expected 0 or 1");
             string? list = result.GetValue(mutations), table = result.GetValue(input);
-            if ((list is null) == (table is null)) throw new BioForgeException("give exactly one of --mutations or --in");
+            if ((list is null ? 0 : 1) + (table is null ? 0 : 1) + (result.GetValue(scan) ? 1 : 0) != 1) throw new BioForgeException("give exactly one of --mutations, --in or --scan");
             var variants = list is not null
                 ? new VariantTable(list.Split(',', StringSplitOptions.TrimEntries).Select(v => v.Length > 0 ? Variant.Parse(v, wildType, numbering)
                     : throw new BioForgeException($"--mutations \"{list}\": an empty variant (two commas in a row, or one at an end)")).ToList(), null, null)
-                : VariantTable.Read(table!, wildType, result.GetValue(column), numbering);
+                : table is not null ? VariantTable.Read(table!, wildType, result.GetValue(column), numbering, result.GetValue(scoreColumn))
+                : new VariantTable(Variant.Scan(wildType), null, null);
             if (variants.Variants.Count == 0) throw new BioForgeException("--mutations lists no variants");
+            if (result.GetValue(map) is { } drawn && variants.Variants.All(v => v.Substitutions.Count > 1))
+                throw new BioForgeException($"--map {drawn}: no single substitutions to draw (the map shows one per cell)");
 
             using var esm = LoadModel(result, model, compute);
             var scorer = new VariantScorer(esm, result.GetValue(batchTokens));
@@ -214,8 +221,23 @@ internal static class ProteinCommands
             var scores = ProgressDisplay.Run("scoring sites", sites, progress => scorer.Score(wildType, variants.Variants, progress));
             WriteScores(result.GetValue(outPath)!, variants, scores);
             output.WriteLine($"scored {Plural(variants.Variants.Count, "variant")} at {Plural(sites, "site")} -> {result.GetValue(outPath)}");
+            if (result.GetValue(map) is { } picture)
+            {
+                var singles = variants.Variants.Select((v, i) => (v, i)).Where(x => x.v.Substitutions.Count == 1)
+                    .DistinctBy(x => (x.v.Substitutions[0].Position, x.v.Substitutions[0].Mutant))
+                    .ToDictionary(x => (x.v.Substitutions[0].Position, x.v.Substitutions[0].Mutant), x => scores[x.i]);
+                AtomicFile.WriteText(picture, MutationMap.Svg(wildType, singles, $"Variant effects, {Path.GetFileName(result.GetValue(model))} (masked marginal)"));
+                output.WriteLine($"-> {picture}");
+            }
             if (variants.Measured is { } measured)
-                output.WriteLine($"Spearman rho vs {variants.MeasuredColumn}: {Correlation.Spearman(scores, measured).ToString("F4", CultureInfo.InvariantCulture)} (n = {scores.Length})");
+            {
+                var pairs = measured.Select((m, i) => (Measured: m, Score: scores[i])).Where(p => p.Measured is not null).ToList();
+                int missing = measured.Count - pairs.Count;
+                output.WriteLine(pairs.Count < 2
+                    ? $"Spearman rho vs {variants.MeasuredColumn}: not computed ({pairs.Count} measured variant(s))"
+                    : $"Spearman rho vs {variants.MeasuredColumn}: {Correlation.Spearman([.. pairs.Select(p => p.Score)], [.. pairs.Select(p => p.Measured!.Value)]).ToString("F4", CultureInfo.InvariantCulture)} "
+                        + $"(n = {pairs.Count}{(missing > 0 ? $"; {missing} without a {variants.MeasuredColumn}" : "")})");
+            }
             return 0;
         }));
         return command;
@@ -224,10 +246,11 @@ internal static class ProteinCommands
     private static string WildType(string? seq, string? seqFile)
     {
         if ((seq is null) == (seqFile is null)) throw new BioForgeException("give exactly one of --seq or --seq-file");
-        if (seq is not null) return seq.Trim();
+        if (seq is not null) return seq.Trim().TrimEnd('*'); // a translated sequence's stop, as FASTA files are read
         if (!File.Exists(seqFile)) throw new BioForgeException($"--seq-file {seqFile}: file not found");
         // Plain text (letters on one or more lines) or FASTA with the one record; read with the readers' limits and checks.
         var text = new StringBuilder();
+        int? stop = null; // the line of a final '*'
         using (var reader = LineReader.Open(seqFile!, FastaReader.MaxSequenceLength))
         {
             for (string? line = reader.ReadLine(); line is not null; line = reader.ReadLine())
@@ -239,10 +262,12 @@ internal static class ProteinCommands
                     if (records.Count > 1) throw new BioForgeException($"--seq-file {seqFile}: holds more than one FASTA record; give the wild type alone");
                     return records[0].Sequence;
                 }
+                if (stop is { } at && trimmed.Length > 0) throw new BioForgeException($"--seq-file {seqFile}:{at}: '*' (a stop) before the end of the sequence");
                 for (int i = 0; i < trimmed.Length; i++)
-                    if (!char.IsAsciiLetter(trimmed[i]))
+                    if (trimmed[i] == '*' && i == trimmed.Length - 1) stop = reader.LineNumber;
+                    else if (!char.IsAsciiLetter(trimmed[i]))
                         throw new BioForgeException($"--seq-file {seqFile}:{reader.LineNumber}: '{trimmed[i]}' at column {i + 1} is not a residue letter");
-                text.Append(trimmed);
+                text.Append(trimmed.TrimEnd('*'));
             }
         }
         if (text.Length == 0) throw new BioForgeException($"--seq-file {seqFile}: empty file");
@@ -255,7 +280,7 @@ internal static class ProteinCommands
         for (int i = 0; i < scores.Length; i++)
         {
             text.Append(Csv.Quote(variants.Variants[i].Name)).Append(',').Append(scores[i].ToString("G9", CultureInfo.InvariantCulture));
-            if (variants.Measured is { } m) text.Append(',').Append(m[i].ToString("R", CultureInfo.InvariantCulture));
+            if (variants.Measured is { } m) text.Append(',').Append(m[i] is { } value ? value.ToString("R", CultureInfo.InvariantCulture) : "");
             text.Append('\n');
         }
         AtomicFile.WriteText(path, text.ToString());

@@ -232,6 +232,36 @@ public sealed class AffinityTests
         Assert.Equal("ABL1", kinase.Name);
     }
 
+    /// <summary>
+    /// A cold-target split holds out whole targets — grouped by sequence, so no mutant construct shares its wild type's
+    /// answers across the split — and its model records that its test targets were never seen (dti eval scores the same pairs).
+    /// </summary>
+    [Fact]
+    public void AColdTargetSplitTestsOnTargetsNeverSeenInTraining()
+    {
+        var davis = AffinityDataset.Load(Davis);
+        var (test, train) = davis.Folds("cold_target", seed: 3);
+        Assert.Equal(davis.Pairs.Count, test.Length + train.Sum(f => f.Length));
+        Assert.Equal(Enumerable.Range(0, davis.Pairs.Count), test.Concat(train.SelectMany(f => f)).Order());
+        string Sequence(int pair) => davis.Targets[davis.Pairs[pair].Target].Text;
+        var trained = train.SelectMany(f => f).Select(Sequence).ToHashSet();
+        Assert.DoesNotContain(test.Select(Sequence), trained.Contains);
+        Assert.InRange(test.Length, davis.Pairs.Count / 9, davis.Pairs.Count / 4); // about a sixth
+        Assert.Equal(test, davis.Folds("cold_target", seed: 3).Test);
+        Assert.NotEqual(test, davis.Folds("cold_target", seed: 4).Test);
+        Assert.Contains("data.split must be", Assert.Throws<BioForgeException>(() => davis.Folds("cold", 0)).Message);
+
+        string output = TestData.TempDirectory();
+        string config = Path.Combine(TestData.TempDirectory(), "dti.yaml");
+        File.WriteAllText(config, $"seed: 3\ndata:\n  dir: {Davis}\n  split: cold_target\nfeatures:\n  morgan_bits: 256\nmodel:\n  hidden: 32\ntrain:\n  epochs: 1\n  threads: 2\n  device: cpu\n  output_dir: {output}\n");
+        var model = AffinityTrainer.Train(DtiConfig.Load(config));
+        Assert.Equal(test.Length, model.TestPairs);
+        Assert.Equal((0.0, 1.0), ApplicabilityDomain.Load(model.ModelDirectory)!.TestSeen);
+        var (code, text, error) = CliRun("dti", "eval", "--model", model.ModelDirectory, "--data", Davis, "--device", "cpu", "--threads", "2");
+        Assert.True(code == 0, error);
+        Assert.Contains($"{test.Length:N0}", text);
+    }
+
     /// <summary>The shipped model records what it trained on: the targets and ligands of data/davis's training folds.</summary>
     [Fact]
     public void TheShippedAffinityModelRecordsItsTrainingSet()

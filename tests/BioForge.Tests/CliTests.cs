@@ -440,6 +440,27 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void ADeepMutationalScanScoresEverySubstitutionAndDrawsItsMap()
+    {
+        string dir = TestData.TempDirectory();
+        string output = Path.Combine(dir, "scan.csv"), map = Path.Combine(dir, "scan.svg");
+        var result = Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK*", "--scan", "--out", output, "--map", map);
+        Assert.True(result.Code == 0, result.Err);
+        Assert.Contains("scored 152 variants at 8 sites", result.Out); // 19 substitutions × 8 residues; the stop is no residue
+        var scores = File.ReadLines(output).Skip(1).Select(l => l.Split(',')).ToDictionary(r => r[0], r => double.Parse(r[1], System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(152, scores.Count);
+        Assert.Equal(scores["K2R"], double.Parse(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--mutations", "K2R", "--out", Path.Combine(dir, "one.csv")).Code == 0
+            ? File.ReadLines(Path.Combine(dir, "one.csv")).Last().Split(',')[1] : "NaN", System.Globalization.CultureInfo.InvariantCulture), 1e-6);
+        string svg = File.ReadAllText(map);
+        Assert.StartsWith("<svg", svg);
+        Assert.Contains($"<title>K2R: {scores["K2R"].ToString("F3", System.Globalization.CultureInfo.InvariantCulture)}</title>", svg);
+        Assert.Equal(8, System.Text.RegularExpressions.Regex.Count(svg, @"<title>[A-Z]\d+ \(wild type\)</title>"));
+        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--scan", "--mutations", "K2R", "--out", output), "give exactly one of --mutations, --in or --scan");
+        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--mutations", "K2R:A4G", "--out", Path.Combine(dir, "x.csv"), "--map", Path.Combine(dir, "x.svg")),
+            "no single substitutions to draw", Path.Combine(dir, "x.csv"));
+    }
+
+    [Fact]
     public void ScoreVariantsReportsSpearmanWhenMeasuredScoresExist()
     {
         string dir = TestData.TempDirectory();
@@ -472,8 +493,14 @@ public sealed class CliTests
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MK<unk>TLV", "--mutations", "N5A", "--out", untouched), "the wild type must be residue letters only", untouched);
         File.WriteAllText(table, "mutant,DMS_score\nK2R,0.5\nT3A,abc\n");
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), "dms.csv:3: DMS_score 'abc' is not a finite number", untouched);
-        File.WriteAllText(table, "mutant,DMS_score\nK2R,0.5\nT3A,NaN\n");
-        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), "dms.csv:3: DMS_score 'NaN' is not a finite number", untouched);
+        File.WriteAllText(table, "mutant,DMS_score\nK2R,0.5\nT3A,Infinity\n");
+        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), "dms.csv:3: DMS_score 'Infinity' is not a finite number", untouched);
+        // A variant not measured (empty, NA, NaN) is scored and left out of ρ; another column is named with --score-column.
+        File.WriteAllText(table, "mutant,fitness\nK2R,0.5\nT3A,NaN\nA4G,\nY5F,-1\nI6V,0.2\n");
+        var partly = Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--score-column", "fitness", "--out", output);
+        Assert.True(partly.Code == 0, partly.Err);
+        Assert.Contains("(n = 3; 2 without a fitness)", partly.Out);
+        Assert.Equal(["K2R,0.5", "T3A,", "A4G,", "Y5F,-1", "I6V,0.2"], File.ReadLines(output).Skip(1).Select(l => l.Split(',')).Select(r => $"{r[0]},{r[2]}"));
         // --seq-file: the file and line named; one FASTA record only (the first of several was taken silently).
         string wildType = Path.Combine(dir, "wt.txt");
         File.WriteAllText(wildType, "MKTAY\nIAΩK\n");
@@ -482,7 +509,7 @@ public sealed class CliTests
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq-file", wildType, "--mutations", "K2R", "--out", untouched), "holds more than one FASTA record", untouched);
         File.WriteAllText(wildType, "MKTAY\nIAK\n");
         Assert.Equal(0, Run("score-variants", "--model", TestData.EsmTiny, "--seq-file", wildType, "--mutations", "K2R", "--out", output).Code);
-        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--out", untouched), "exactly one of --mutations or --in");
+        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--out", untouched), "exactly one of --mutations, --in or --scan");
     }
 
     /// <summary><c>bench decode</c> decodes the same queue in every mode named, one JSON line per run.</summary>

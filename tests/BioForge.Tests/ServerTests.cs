@@ -270,8 +270,9 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"C1CC"}"""), "smi", "not a valid SMILES");
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"CCO","property_name":"logS"}"""), "property_name", "QED or plogP");
         AssertError(HttpStatusCode.BadRequest, await Post("/generate", """{"smi":"CCO","iterations":"many"}"""), "iterations", "malformed request body");
-        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/screen", """{"target":"MKV1","smiles":["CCO"]}"""), "target", "'1' at position 4");
-        AssertError(HttpStatusCode.BadRequest, await Post("/v1/screen", """{"target":"MKV"}"""), "smiles", "smiles is required");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/screen", """{"target":"MKV1AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","smiles":["CCO"]}"""), "target", "'1' at position 4");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/screen", """{"target":"EGFRX","smiles":["CCO"]}"""), "target", "did you mean EGFR?");
+        AssertError(HttpStatusCode.BadRequest, await Post("/v1/screen", """{"target":"ABL1"}"""), "smiles", "smiles is required");
         AssertError(HttpStatusCode.NotFound, await Get("/v1/screen/nope"), "id", "no screening job 'nope'");
         AssertError(HttpStatusCode.UnprocessableEntity, await Get("/v1/molecule/depict?smiles=C1CC"), "smiles", "not a valid SMILES");
         // Numbers are JSON numbers: a string, even one .NET could read as a number, is refused with the field.

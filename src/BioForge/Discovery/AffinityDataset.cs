@@ -41,6 +41,34 @@ public sealed class AffinityDataset
     public required int[] TestFold { get; init; }
     public required int[][] TrainFolds { get; init; }
 
+    /// <summary>The benchmark's own folds (DeepDTA's setting 1: random pairs, so every target and drug is in training too).</summary>
+    public const string RandomSplit = "setting1";
+
+    /// <summary>
+    /// The test fold and training folds of a split: <see cref="RandomSplit"/>, or <c>cold_target</c> / <c>cold_drug</c>,
+    /// which hold out whole targets (drugs) so the test measures the model on ones it never saw. Targets are grouped by
+    /// sequence, since Davis gives a kinase's mutant constructs the wild type's: a construct in training would leak its
+    /// twin's answers. The groups are shuffled with <paramref name="seed"/> and dealt into as many folds as setting 1
+    /// has (one test fold and its training folds).
+    /// </summary>
+    public (int[] Test, int[][] Train) Folds(string split, ulong seed)
+    {
+        if (split == RandomSplit) return (TestFold, TrainFolds);
+        Func<AffinityPair, string> group = split switch
+        {
+            "cold_target" => p => Targets[p.Target].Text.ToUpperInvariant(),
+            "cold_drug" => p => Drugs[p.Drug].Text,
+            _ => throw new BioForgeException($"data.split must be {RandomSplit}, cold_target or cold_drug (got '{split}')"),
+        };
+        int folds = TrainFolds.Length + 1;
+        var keys = Pairs.Select(group).Distinct().Order(StringComparer.Ordinal).ToArray();
+        new Random(unchecked((int)seed ^ 0x5eed)).Shuffle(keys);
+        var fold = keys.Select((key, i) => (key, i % folds)).ToDictionary(k => k.key, k => k.Item2);
+        var dealt = Enumerable.Range(0, folds).Select(_ => new List<int>()).ToArray();
+        for (int i = 0; i < Pairs.Count; i++) dealt[fold[group(Pairs[i])]].Add(i);
+        return ([.. dealt[0]], [.. dealt.Skip(1).Select(f => f.ToArray())]);
+    }
+
     /// <summary>The targets alone (<c>proteins.txt</c>, optionally .gz), in column order: names and sequences without the affinity matrix.</summary>
     public static IReadOnlyList<NamedEntry> ReadTargets(string directory) => ReadEntries(Find(directory, "proteins.txt"));
 

@@ -65,6 +65,9 @@ public sealed record AffinityManifest
     /// <summary>The training data's name (davis, kiba) and what its numbers are (pKd, KIBA score).</summary>
     public string Dataset { get; init; } = "";
     public string Measure { get; init; } = "";
+    /// <summary>How its test fold was held out (<see cref="AffinityDataset.Folds"/>) and the seed that dealt it, so <c>dti eval</c> scores the same pairs.</summary>
+    public string Split { get; init; } = AffinityDataset.RandomSplit;
+    public ulong SplitSeed { get; init; }
     /// <summary>Feature settings; the language-model paths are relative to the model directory.</summary>
     public AffinityFeatureSettings Features { get; init; } = new();
     public int Hidden { get; init; }

@@ -29,6 +29,8 @@ public sealed record DtiConfig
         public string Dir { get; init; } = "";
         /// <summary>Which of the training folds is held out for validation (early stopping); the others are trained on.</summary>
         public int ValidationFold { get; init; }
+        /// <summary>setting1 (the benchmark's random folds), cold_target or cold_drug (see <see cref="AffinityDataset.Folds"/>).</summary>
+        public string Split { get; init; } = AffinityDataset.RandomSplit;
     }
 
     public sealed record ModelSection
@@ -62,6 +64,7 @@ public sealed record DtiConfig
     {
         require(Data.Dir.Length > 0, "data.dir is required (a DeepDTA-layout directory such as data/davis)");
         require(Data.ValidationFold >= 0, $"data.validation_fold must be >= 0 (got {Data.ValidationFold})");
+        require(Data.Split is AffinityDataset.RandomSplit or "cold_target" or "cold_drug", $"data.split must be {AffinityDataset.RandomSplit}, cold_target or cold_drug (got '{Data.Split}')");
         require(Features.MorganRadius is >= 0 and <= 6, $"features.morgan_radius must be in 0..6 (got {Features.MorganRadius})");
         require(Features.MorganBits is >= 64 and <= 65536, $"features.morgan_bits must be in 64..65536 (got {Features.MorganBits})");
         require(Model.Hidden >= 4, $"model.hidden must be at least 4 (got {Model.Hidden})");
@@ -92,7 +95,8 @@ public static class AffinityTrainer
         var data = AffinityDataset.Load(config.Data.Dir);
         if (config.Data.ValidationFold >= data.TrainFolds.Length)
             throw new BioForgeException($"data.validation_fold {config.Data.ValidationFold}: {config.Data.Dir} has {data.TrainFolds.Length} training folds (0..{data.TrainFolds.Length - 1})");
-        info?.Invoke($"{data.Name}: {data.Drugs.Count} drugs × {data.Targets.Count} targets, {data.Pairs.Count:N0} measured pairs ({data.Measure}); test fold {data.TestFold.Length:N0}");
+        var (testFold, trainFolds) = data.Folds(config.Data.Split, config.Seed);
+        info?.Invoke($"{data.Name}: {data.Drugs.Count} drugs × {data.Targets.Count} targets, {data.Pairs.Count:N0} measured pairs ({data.Measure}); test fold {testFold.Length:N0} ({config.Data.Split})");
 
         var clock = Stopwatch.StartNew();
         using var featurizer = new AffinityFeaturizer(config.Features, config.Features.ProteinModel, config.Features.MoleculeModel, compute.Device);
@@ -100,11 +104,11 @@ public static class AffinityTrainer
         var targetRows = featurizer.Targets([.. data.Targets.Select(t => t.Text)]);
         info?.Invoke($"features: {featurizer.DrugWidth} per molecule, {featurizer.TargetWidth} per target ({clock.Elapsed.TotalSeconds:F1} s)");
 
-        var validIndices = data.TrainFolds[config.Data.ValidationFold];
-        var trainIndices = data.TrainFolds.Where((_, k) => k != config.Data.ValidationFold).SelectMany(f => f).ToArray();
+        var validIndices = trainFolds[config.Data.ValidationFold];
+        var trainIndices = trainFolds.Where((_, k) => k != config.Data.ValidationFold).SelectMany(f => f).ToArray();
         var train = trainIndices.Select(i => data.Pairs[i]).ToArray();
         var valid = validIndices.Select(i => data.Pairs[i]).ToArray();
-        var test = data.TestFold.Select(i => data.Pairs[i]).ToArray();
+        var test = testFold.Select(i => data.Pairs[i]).ToArray();
 
         // Standardisation from the training pairs' drugs and targets only.
         var (drugMean, drugScale) = Moments(train.Select(p => p.Drug).Distinct().Select(i => drugRows[i]).ToList());
@@ -115,6 +119,8 @@ public static class AffinityTrainer
         {
             Dataset = data.Name,
             Measure = data.Measure,
+            Split = config.Data.Split,
+            SplitSeed = config.Seed,
             Hidden = config.Model.Hidden,
             Members = config.Model.Ensemble,
             DrugWidth = featurizer.DrugWidth,

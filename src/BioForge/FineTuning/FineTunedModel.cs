@@ -12,6 +12,9 @@ namespace BioForge.FineTuning;
 public sealed record Prediction(string Text, IReadOnlyList<double[]> Outputs, string? Error = null)
 {
     public bool Valid => Error is null;
+
+    /// <summary>The input was longer than the run's max_length and was cut to it (as in training): the prediction is of its start.</summary>
+    public bool Truncated { get; init; }
 }
 
 /// <summary>
@@ -87,7 +90,7 @@ public sealed class FineTunedModel : IDisposable
                 int units = Manifest.TaskType == FineTuneTask.ResidueClassification ? e.Residues : 1;
                 var mine = outputs.GetRange(next, units);
                 next += units;
-                predictions[index] = new Prediction(FineTuner.Describe(labels, mine), mine);
+                predictions[index] = new Prediction(FineTuner.Describe(labels, mine), mine) { Truncated = e.Truncated };
             }
             done += batch.Length;
             progress?.Invoke(done);

@@ -47,20 +47,37 @@ public sealed record Variant(string Name, IReadOnlyList<Substitution> Substituti
         if (subs.Count == 0) throw new BioForgeException($"mutation '{name}' has no substitutions");
         return new Variant(name, subs);
     }
+
+    /// <summary>
+    /// A deep mutational scan: every single substitution to another of the 20 amino acids, position by position
+    /// (positions whose wild type is not one of them, such as X, are left out).
+    /// </summary>
+    public static List<Variant> Scan(string wildType)
+    {
+        var variants = new List<Variant>();
+        for (int position = 1; position <= wildType.Length; position++)
+        {
+            char wt = char.ToUpperInvariant(wildType[position - 1]);
+            if (!CanonicalAminoAcids.Contains(wt)) continue;
+            foreach (char mutant in CanonicalAminoAcids)
+                if (mutant != wt) variants.Add(new Variant($"{wt}{position}{mutant}", [new Substitution(wt, position, mutant)]));
+        }
+        return variants;
+    }
 }
 
-/// <summary>Variants from a table, with the measured fitness when the table has it.</summary>
-public sealed record VariantTable(IReadOnlyList<Variant> Variants, IReadOnlyList<double>? Measured, string? MeasuredColumn)
+/// <summary>Variants from a table, with the measured fitness when the table has it (null for a variant it left empty).</summary>
+public sealed record VariantTable(IReadOnlyList<Variant> Variants, IReadOnlyList<double?>? Measured, string? MeasuredColumn)
 {
     private static readonly string[] MutationColumns = ["mutant", "variant", "mutation", "mutations"];
     private static readonly string[] MeasuredColumns = ["DMS_score", "score"];
 
     /// <summary>
     /// Reads a CSV or TSV (optionally .gz) with a header. The mutation column is <paramref name="mutationColumn"/> or
-    /// the first of mutant / variant / mutation(s); a DMS_score (or score) column, when present, is read as the
-    /// measured value.
+    /// the first of mutant / variant / mutation(s); a DMS_score (or score) column, or <paramref name="scoreColumn"/>,
+    /// is read as the measured value: an empty cell, NA or NaN (a variant not measured) is missing, other text an error.
     /// </summary>
-    public static VariantTable Read(string path, string wildType, string? mutationColumn, int indexBase)
+    public static VariantTable Read(string path, string wildType, string? mutationColumn, int indexBase, string? scoreColumn = null)
     {
         if (!File.Exists(path)) throw new BioForgeException($"{path}: file not found");
         using var reader = LineReader.Open(path, Csv.MaxLineLength);
@@ -73,10 +90,13 @@ public sealed record VariantTable(IReadOnlyList<Variant> Variants, IReadOnlyList
             : header.FindIndex(h => MutationColumns.Contains(h, StringComparer.OrdinalIgnoreCase));
         if (mutationIndex < 0)
             throw new BioForgeException($"{path}: no {(mutationColumn is null ? "mutant/variant" : $"'{mutationColumn}'")} column in the header ({string.Join(", ", header)})");
-        int measuredIndex = MeasuredColumns.Select(c => header.IndexOf(c)).FirstOrDefault(i => i >= 0 && i != mutationIndex, -1);
+        int measuredIndex = scoreColumn is not null
+            ? header.IndexOf(scoreColumn) is >= 0 and var given ? given
+                : throw new BioForgeException($"{path}: no '{scoreColumn}' column in the header ({string.Join(", ", header)})")
+            : MeasuredColumns.Select(c => header.IndexOf(c)).FirstOrDefault(i => i >= 0 && i != mutationIndex, -1);
 
         var variants = new List<Variant>();
-        var measured = measuredIndex >= 0 ? new List<double>() : null;
+        var measured = measuredIndex >= 0 ? new List<double?>() : null;
         string? line;
         while ((line = reader.ReadLine()) != null)
         {
@@ -95,9 +115,15 @@ public sealed record VariantTable(IReadOnlyList<Variant> Variants, IReadOnlyList
             }
             if (measured is not null)
             {
-                // NaN and Infinity parse, and would enter Spearman's ρ as the lowest and highest ranks.
-                if (!double.TryParse(fields[measuredIndex], NumberStyles.Float, CultureInfo.InvariantCulture, out double value) || !double.IsFinite(value))
-                    throw new BioForgeException($"{path}:{lineNumber}: {header[measuredIndex]} '{fields[measuredIndex]}' is not a finite number");
+                string cell = fields[measuredIndex].Trim();
+                if (cell.Length == 0 || cell.Equals("NA", StringComparison.OrdinalIgnoreCase) || cell.Equals("NaN", StringComparison.OrdinalIgnoreCase))
+                {
+                    measured.Add(null); // not measured: scored, left out of ρ
+                    continue;
+                }
+                // Infinity parses, and would enter Spearman's ρ as the highest rank.
+                if (!double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) || !double.IsFinite(value))
+                    throw new BioForgeException($"{path}:{lineNumber}: {header[measuredIndex]} '{fields[measuredIndex]}' is not a finite number (leave a cell empty for a variant not measured)");
                 measured.Add(value);
             }
         }
