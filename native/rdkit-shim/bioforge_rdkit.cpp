@@ -21,6 +21,7 @@
 #include <GraphMol/MolDraw2D/MolDraw2DSVG.h>
 #include <GraphMol/MolDraw2D/MolDraw2DUtils.h>
 #include <GraphMol/MolOps.h>
+#include <GraphMol/MolStandardize/Charge.h>
 #include <GraphMol/SmilesParse/SmilesParse.h>
 #include <GraphMol/SmilesParse/SmilesWrite.h>
 #include <GraphMol/Substruct/SubstructMatch.h>
@@ -280,6 +281,15 @@ int bf_mol_remove_hs(const bf_mol *mol, bf_mol **out) {
   return guarded([&] {
     if (int rc = check(mol, out)) return rc;
     *out = new bf_mol{std::unique_ptr<RDKit::ROMol>(RDKit::MolOps::removeHs(*mol->mol))};
+    return BF_OK;
+  });
+}
+
+int bf_mol_uncharge(const bf_mol *mol, bf_mol **out) {
+  return guarded([&] {
+    if (int rc = check(mol, out)) return rc;
+    RDKit::MolStandardize::Uncharger uncharger;
+    *out = new bf_mol{std::unique_ptr<RDKit::ROMol>(uncharger.uncharge(*mol->mol))};
     return BF_OK;
   });
 }

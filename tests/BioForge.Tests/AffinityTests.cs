@@ -193,7 +193,7 @@ public sealed class AffinityTests
     }
 
     /// <summary>
-    /// A salt is screened as its parent and a molecule given three times (a salt, another spelling) is one hit under its
+    /// A salt is screened as its parent, neutralized, and a molecule given three times (a salt, another spelling) is one hit under its
     /// three ids: they took three of the top places. Each hit says how like the model's training ligands it is, and the
     /// run where the target stands among the training targets.
     /// </summary>
@@ -202,12 +202,16 @@ public sealed class AffinityTests
     {
         string library = Path.Combine(TestData.TempDirectory(), "library.smi");
         File.WriteAllLines(library, ["CC(=O)Nc1ccc(O)cc1", "CC(=O)Nc1ccc(O)cc1.Cl paracetamol_hcl", "OC1=CC=C(NC(C)=O)C=C1 paracetamol_kekule",
-            "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1.CS(=O)(=O)O imatinib_mesylate", "c1ccccc1O phenol"]);
+            "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1.CS(=O)(=O)O imatinib_mesylate", "c1ccccc1O phenol",
+            "CC(C)[NH2+]CC(O)c1ccc(O)c(O)c1 protonated", "C[N+](C)(C)CCO choline"]);
         string hits = Path.Combine(TestData.TempDirectory(), "hits.csv");
         var (code, text, error) = CliRun("screen", "--target", Abl1Kinase, "--library", library, "--top", "10", "--out", hits, "--model", SmallModel.Value, "--device", "cpu", "--threads", "2");
         Assert.True(code == 0, error);
         var rows = Csv.ReadRows(hits, out var header).Select(r => header.Zip(r.Fields).ToDictionary(p => p.First, p => p.Second)).ToList();
-        Assert.Equal(3, rows.Count);
+        Assert.Equal(5, rows.Count);
+        // Neutralized as RDKit's Uncharger does (checked in Python): a protonation state goes, a quaternary nitrogen stays.
+        Assert.Equal("CC(C)NCC(O)c1ccc(O)c(O)c1", rows.Single(r => r["id"] == "protonated")["smiles"]);
+        Assert.Equal("C[N+](C)(C)CCO", rows.Single(r => r["id"] == "choline")["smiles"]);
         var paracetamol = rows.Single(r => r["smiles"] == "CC(=O)Nc1ccc(O)cc1");
         Assert.Equal("line 1; paracetamol_hcl; paracetamol_kekule", paracetamol["id"]);
         var imatinib = rows.Single(r => r["id"] == "imatinib_mesylate");

@@ -276,6 +276,7 @@ public sealed class CliTests
         using var perResidue = SafetensorsFile.Open(Path.Combine(dir, "r.safetensors"));
         Assert.Equal([10L, 64L], perResidue["x"].Shape);
         Assert.Equal([2L, 64L], perResidue["z"].Shape);
+        Assert.Equal(["x", "y", "z"], JsonSerializer.Deserialize<string[]>(perResidue.Metadata["ids"])!); // the input's order, which tensor names lose
     }
 
     [Fact]

@@ -172,6 +172,16 @@ public sealed class Molecule : IDisposable
         return parent;
     }
 
+    /// <summary>
+    /// The neutral form where charges are protonation states (<c>C[NH3+]</c> → <c>CN</c>, <c>CC(=O)[O-]</c> →
+    /// <c>CC(=O)O</c>), as RDKit's Uncharger makes it; quaternary nitrogens and balanced zwitterions keep their charges.
+    /// </summary>
+    public Molecule Neutralized()
+    {
+        RDKitNative.Check(RDKitNative.bf_mol_uncharge(Handle, out var result), "neutralizing charges");
+        return new Molecule(result);
+    }
+
     public Molecule WithoutHydrogens()
     {
         RDKitNative.Check(RDKitNative.bf_mol_remove_hs(Handle, out var result), "removing hydrogens");

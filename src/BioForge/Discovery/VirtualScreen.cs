@@ -27,8 +27,10 @@ public sealed record ScreenSummary(long Read, long Scored, long Invalid, IReadOn
 /// Scores a molecule library against one target: streams the library in batches (constant memory), parses each batch
 /// on all cores, predicts affinity with the model, keeps the best <c>top</c> in a heap; the hits alone get the full
 /// property profile, alerts and nearest known binder. Lines RDKit cannot read are skipped and counted. A salt or
-/// mixture is scored and reported as its parent (<see cref="Molecule.LargestFragment"/>), and a molecule given several
-/// times (the same canonical SMILES, under other ids or spellings) is one hit with its ids joined by "; ".
+/// mixture is scored and reported as its parent (<see cref="Molecule.LargestFragment"/>), neutralized where its charges
+/// are protonation states (<see cref="Molecule.Neutralized"/>: ZINC's and the ZINC-trained generator's <c>[NH+]</c>
+/// forms), and a molecule given several times (the same canonical SMILES after that, under other ids or spellings) is
+/// one hit with its ids joined by "; ".
 /// </summary>
 public static class VirtualScreen
 {
@@ -54,7 +56,7 @@ public static class VirtualScreen
             var messages = new string?[chunk.Length];
             Parallel.For(0, chunk.Length, i =>
             {
-                if (TryParseParent(chunk[i], out var m, out string? error)) parsed[i] = m;
+                if (TryParseStandardized(chunk[i], out var m, out string? error)) parsed[i] = m;
                 else messages[i] = error;
             });
             try
@@ -107,14 +109,20 @@ public static class VirtualScreen
     /// </summary>
     private sealed record Candidate(MoleculeRecord Record, double Affinity, string Canonical, List<string> Ids);
 
-    /// <summary>The record's molecule, or the parent of a salt or mixture.</summary>
-    private static bool TryParseParent(MoleculeRecord record, out Molecule? molecule, out string? error)
+    /// <summary>The record's molecule as a chemist reads it: the parent of a salt or mixture, neutralized where its charges are protonation states.</summary>
+    private static bool TryParseStandardized(MoleculeRecord record, out Molecule? molecule, out string? error)
     {
         if (!record.TryParse(out molecule, out error)) return false;
         if ((record.IsMolBlock || record.Text.Contains('.')) && molecule!.LargestFragment() is { } parent)
         {
             molecule.Dispose();
             molecule = parent;
+        }
+        if (molecule!.Atoms().Any(a => a.FormalCharge != 0))
+        {
+            var neutral = molecule.Neutralized();
+            molecule.Dispose();
+            molecule = neutral;
         }
         return true;
     }
@@ -141,7 +149,7 @@ public static class VirtualScreen
         Parallel.For(0, ranked.Count, new ParallelOptions { CancellationToken = cancellation }, i =>
         {
             var (record, affinity, _, ids) = ranked[i];
-            TryParseParent(record, out var parsed, out _);
+            TryParseStandardized(record, out var parsed, out _);
             using var m = parsed!;
             try
             {

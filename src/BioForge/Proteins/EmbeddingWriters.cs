@@ -134,7 +134,8 @@ internal sealed class NpyEmbeddingWriter(string path) : IEmbeddingWriter
 
 /// <summary>
 /// Pooled: one F32 tensor "embeddings" [records, hidden] with the record ids in the metadata ("ids", a JSON list).
-/// Per-residue: one F32 tensor per record id, [residues, hidden].
+/// Per-residue: one F32 tensor per record id, [residues, hidden], and the ids in input order in the metadata too
+/// (safetensors libraries list tensors sorted by name).
 /// </summary>
 internal sealed class SafetensorsEmbeddingWriter : IEmbeddingWriter
 {
@@ -169,6 +170,7 @@ internal sealed class SafetensorsEmbeddingWriter : IEmbeddingWriter
     public void Complete()
     {
         var header = new Dictionary<string, object>(StringComparer.Ordinal);
+        metadata["ids"] = JsonSerializer.Serialize(entries.Select(e => e.Id));
         if (pooling == Pooling.None)
         {
             long offset = 0;
@@ -181,7 +183,6 @@ internal sealed class SafetensorsEmbeddingWriter : IEmbeddingWriter
         }
         else
         {
-            metadata["ids"] = JsonSerializer.Serialize(entries.Select(e => e.Id));
             int columns = entries.Count > 0 ? entries[0].Columns : 0;
             header["embeddings"] = new { dtype = "F32", shape = new long[] { entries.Count, columns }, data_offsets = new[] { 0, scratch.Length } };
         }
