@@ -266,6 +266,22 @@ public sealed class AffinityTests
         Assert.Contains($"{test.Length:N0}", text);
     }
 
+    /// <summary>
+    /// For a target it did not train on, the shipped model's notes give what the same recipe measured on unseen targets
+    /// (its generalization.json, from cold-split runs); for one it trained on they do not.
+    /// </summary>
+    [Fact]
+    public void TheShippedModelSaysHowItDidOnTargetsItNeverSaw()
+    {
+        using var model = AffinityModel.Load(Path.Combine(Repository.Root, "models", "dti-davis"), TestData.Cpu.Device);
+        const string kras = "MTEYKLVVVGAGGVGKSALTIQLIQNHFVDEYDPTIEDSYRKQVVIDGETCLLDILDTAGQEEYSAMRDQYMRTGEGFLCVFAINNTKSFEDIHHYREQIKRVKDSDDVPMVLVGNKCDLPSRTVDTKQAQDLARSYGIPFIETSAKTRQGVDDAFYTLVREIRKHKEKMSKDGKKKKKKSKTKCVIM";
+        var notes = ApplicabilityDomain.Notes(model, kras, []);
+        Assert.StartsWith("warning: the target is outside the affinity model's domain", notes[0]);
+        Assert.Contains(notes, n => n.StartsWith("trained the same way with whole targets held out, the model scored on targets it never saw: mse ", StringComparison.Ordinal));
+        var abl1 = ApplicabilityDomain.Notes(model, ProteinTarget.Resolve("ABL1").Sequence, []);
+        Assert.DoesNotContain(abl1, n => n.Contains("whole targets held out", StringComparison.Ordinal));
+    }
+
     /// <summary>The shipped model records what it trained on: the targets and ligands of data/davis's training folds.</summary>
     [Fact]
     public void TheShippedAffinityModelRecordsItsTrainingSet()

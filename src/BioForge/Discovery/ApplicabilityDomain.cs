@@ -44,12 +44,23 @@ public sealed class ApplicabilityDomain
     private readonly List<(string Name, string Sequence)> targets;
     private readonly List<ulong[]> ligands;
 
-    private ApplicabilityDomain(List<(string Name, string Sequence)> targets, List<ulong[]> ligands, (double Targets, double Ligands)? testSeen)
+    private ApplicabilityDomain(List<(string Name, string Sequence)> targets, List<ulong[]> ligands, (double Targets, double Ligands)? testSeen,
+        Dictionary<string, string> generalization)
     {
         this.targets = targets;
         this.ligands = ligands;
         TestSeen = testSeen;
+        this.generalization = generalization;
     }
+
+    /// <summary>
+    /// What the same recipe measured on a cold split, by split name (<c>cold_target</c>, <c>cold_drug</c>): a sentence
+    /// each from <see cref="GeneralizationFile"/>, which records runs of <c>dti train</c> with that <c>data.split</c>.
+    /// </summary>
+    private readonly Dictionary<string, string> generalization;
+
+    /// <summary>In a model directory: the test metrics of the same configuration trained on cold splits, and how they were measured.</summary>
+    public const string GeneralizationFile = "generalization.json";
 
     public int LigandCount => ligands.Count;
 
@@ -84,7 +95,34 @@ public sealed class ApplicabilityDomain
             if (testTargets.Count > 0)
                 testSeen = ((double)testTargets.Count(targetIds.Contains) / testTargets.Count, (double)testDrugs.Count(drugIds.Contains) / testDrugs.Count);
         }
-        return new ApplicabilityDomain(targets, ligands, testSeen);
+        return new ApplicabilityDomain(targets, ligands, testSeen, ReadGeneralization(Path.Combine(modelDirectory, GeneralizationFile)));
+    }
+
+    /// <summary>
+    /// <c>{"cold_target": {"test_metrics": {"mse": …, "ci": …}, "baseline": "…", "measured": "…"}, …}</c> as one sentence per
+    /// split; none when the file is absent.
+    /// </summary>
+    private static Dictionary<string, string> ReadGeneralization(string path)
+    {
+        var sentences = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (!File.Exists(path)) return sentences;
+        System.Text.Json.Nodes.JsonObject root;
+        try
+        {
+            root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))?.AsObject() ?? throw new BioForgeException($"{path}: empty");
+            foreach (var (split, entry) in root)
+            {
+                var metrics = entry?["test_metrics"]?.AsObject() ?? throw new BioForgeException($"{path}: {split} has no test_metrics");
+                string numbers = string.Join(", ", metrics.Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value!.GetValue<double>():F3}")));
+                string baseline = entry["baseline"]?.GetValue<string>() is { } b ? $"; {b}" : "";
+                sentences[split] = $"{numbers}{baseline} ({entry["measured"]?.GetValue<string>() ?? path})";
+            }
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or FormatException)
+        {
+            throw new BioForgeException($"{path}: not a generalization record ({e.Message})");
+        }
+        return sentences;
     }
 
     /// <summary>The training target with the best local alignment to <paramref name="sequence"/>, or null for a sequence too long to align.</summary>
@@ -119,9 +157,14 @@ public sealed class ApplicabilityDomain
             notes.Add($"the affinity model does not record what it trained on (no {AffinityModel.TrainingSetFolder}/ folder: written before BioForge kept it), so the target and molecules could not be checked against it");
         else
         {
-            notes.Add(domain.NearestTarget(sequence)?.Describe() ?? $"the target is longer than {MaxAlignedLength:N0} residues and was not compared with the training targets");
+            var neighbour = domain.NearestTarget(sequence);
+            notes.Add(neighbour?.Describe() ?? $"the target is longer than {MaxAlignedLength:N0} residues and was not compared with the training targets");
+            if (neighbour is not { Seen: true } && domain.generalization.TryGetValue("cold_target", out string? coldTarget))
+                notes.Add($"trained the same way with whole targets held out, the model scored on targets it never saw: {coldTarget}");
             var similarities = hits.Where(h => h.TrainingSimilarity is not null).Select(h => h.TrainingSimilarity!.Value).ToList();
             if (similarities.Count > 0) notes.Add(domain.DescribeLigands(similarities));
+            if (similarities.Count(s => s < SimilarLigand) * 2 > similarities.Count && domain.generalization.TryGetValue("cold_drug", out string? coldDrug))
+                notes.Add($"trained the same way with whole drugs held out, the model scored on drugs it never saw: {coldDrug}");
         }
         if (model.Domain()?.TestSeen is { } seen && model.Manifest.TestMetrics.Count > 0)
             notes.Add($"the model's test metrics ({string.Join(", ", model.Manifest.TestMetrics.Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value:F3}")))}) "
