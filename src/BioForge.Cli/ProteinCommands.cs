@@ -149,15 +149,16 @@ internal static class ProteinCommands
     private static Command Contacts(TextWriter output, TextWriter error)
     {
         var model = ModelOption();
-        var seq = Options.Required("--seq", "protein sequence");
+        var seq = new Option<string?>("--seq") { Description = "protein sequence" };
+        var seqFile = new Option<string?>("--seq-file") { Description = "file holding the sequence (plain text, or FASTA with that one record)" };
         var outPath = Options.Required("--out", "contact probability matrix (.csv)").Writes("CSV", ".csv");
         var png = new Option<string?>("--png") { Description = "also draw the map as a PNG heat map" }.Writes("PNG", ".png");
         var compute = new ComputeOptionSet();
-        var command = new Command("contacts", "Predict residue-residue contacts from attention maps") { model, seq, outPath, png };
+        var command = new Command("contacts", "Predict residue-residue contacts from attention maps") { model, seq, seqFile, outPath, png };
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
         {
-            string sequence = result.GetValue(seq)!, target = result.GetValue(outPath)!;
+            string sequence = OneSequence(result.GetValue(seq), result.GetValue(seqFile)), target = result.GetValue(outPath)!;
             if (!target.EndsWith(".csv", StringComparison.OrdinalIgnoreCase)) throw new BioForgeException($"--out {target}: the contact map is written as .csv");
             using var esm = LoadModel(result, model, compute);
             var contacts = ContactPredictor.Predict(esm, sequence);
@@ -201,7 +202,7 @@ internal static class ProteinCommands
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
         {
-            string wildType = WildType(result.GetValue(seq), result.GetValue(seqFile));
+            string wildType = OneSequence(result.GetValue(seq), result.GetValue(seqFile));
             int numbering = result.GetValue(indexBase);
             if (numbering is not (0 or 1)) throw new BioForgeException($"--index-base {numbering}: expected 0 or 1");
             string? list = result.GetValue(mutations), table = result.GetValue(input);
@@ -243,7 +244,8 @@ internal static class ProteinCommands
         return command;
     }
 
-    private static string WildType(string? seq, string? seqFile)
+    /// <summary>The one sequence of <c>--seq</c> or <c>--seq-file</c> (plain text or a one-record FASTA), a final stop left out.</summary>
+    private static string OneSequence(string? seq, string? seqFile)
     {
         if ((seq is null) == (seqFile is null)) throw new BioForgeException("give exactly one of --seq or --seq-file");
         if (seq is not null) return seq.Trim().TrimEnd('*'); // a translated sequence's stop, as FASTA files are read
@@ -259,7 +261,7 @@ internal static class ProteinCommands
                 if (text.Length == 0 && trimmed.StartsWith('>'))
                 {
                     var records = FastaReader.Read(seqFile!).Take(2).ToList();
-                    if (records.Count > 1) throw new BioForgeException($"--seq-file {seqFile}: holds more than one FASTA record; give the wild type alone");
+                    if (records.Count > 1) throw new BioForgeException($"--seq-file {seqFile}: holds more than one FASTA record; give the sequence alone");
                     return records[0].Sequence;
                 }
                 if (stop is { } at && trimmed.Length > 0) throw new BioForgeException($"--seq-file {seqFile}:{at}: '*' (a stop) before the end of the sequence");

@@ -438,6 +438,10 @@ public sealed class CliTests
         // A translated sequence's stop is left out; a masked position keeps its place in the labels.
         Assert.Equal(0, Run("contacts", "--model", TestData.EsmTiny, "--seq", "MKT<mask>AY*", "--out", csv).Code);
         Assert.Equal("residue,M1,K2,T3,<mask>4,A5,Y6", File.ReadLines(csv).First());
+        string fasta = Path.Combine(dir, "one.fasta");
+        File.WriteAllText(fasta, ">p1 a protein\nMKTAY\nIAK*\n");
+        Assert.Equal(0, Run("contacts", "--model", TestData.EsmTiny, "--seq-file", fasta, "--out", csv).Code);
+        Assert.Equal(9, File.ReadAllLines(csv).Length); // 8 residues and the header
     }
 
     [Fact]

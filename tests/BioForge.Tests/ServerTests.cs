@@ -410,6 +410,7 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Equal(expected.Hits[0].Affinity, hits[0]!["affinity"]!.GetValue<double>(), 4);
         Assert.NotNull(hits[0]!["nearest_known_binder"]); // ABL1 is a Davis target
         Assert.Equal(expected.Hits[0].NearestBinderName, hits[0]!["nearest_binder_name"]!.GetValue<string>());
+        Assert.Equal(expected.Hits[0].TrainingSimilarity!.Value, hits[0]!["nearest_training_ligand_similarity"]!.GetValue<double>(), 6);
         // The unreadable SMILES is named by its place in the request, not a line of a file the client never sent.
         Assert.StartsWith("smiles[300]: ", results["first_errors"]![0]!.GetValue<string>());
     }

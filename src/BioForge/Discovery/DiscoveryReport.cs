@@ -89,7 +89,7 @@ public static class DiscoveryReport
         {
             cards.Append("<figure class=\"card\">").Append(Depiction(hit.Smiles));
             cards.Append($"<figcaption><b>#{hit.Rank}</b> {E(hit.Id)} <span class=\"score\">{E(measure)} {hit.Affinity:F2}</span><br>QED {hit.Qed:F2} · SA {hit.Sa:F1} · logP {hit.LogP:F1} · MW {hit.MolWt:F0}");
-            if (hit.NearestSimilarity is { } s) cards.Append($"<br>nearest known binder {s:F2}{(hit.NearestBinderName is { } name ? $" ({E(name)})" : "")}");
+            if (hit.NearestSimilarity is { } s) cards.Append($"<br>nearest known binder {s:F2}{(hit.NearestBinderName is { } name ? $" ({E(BinderName(name))})" : "")}");
             if (hit.TrainingSimilarity is { } t) cards.Append($"<br>nearest training ligand {t:F2}");
             if (hit.Alerts.Length > 0) cards.Append($"<br><span class=\"alert\" title=\"{E(hit.Alerts)}\">⚠ {E(hit.Alerts.Split("; ").Length.ToString(CultureInfo.InvariantCulture))} structural alert(s)</span>");
             cards.Append($"<br><code class=\"smiles\">{E(hit.Smiles)}</code></figcaption></figure>");
@@ -102,9 +102,12 @@ public static class DiscoveryReport
         var table = new StringBuilder($"<table class=\"hits\"><thead><tr><th>rank</th><th>id</th><th>SMILES</th><th>{E(c.Measure)}</th><th>QED</th><th>SA</th><th>logP</th><th>MW</th><th>TPSA</th><th>alerts</th><th>nearest binder</th><th>nearest training ligand</th></tr></thead><tbody>");
         foreach (var h in c.Hits)
             table.Append($"<tr><td>{h.Rank}</td><td>{E(h.Id)}</td><td><code>{E(h.Smiles)}</code></td><td>{h.Affinity:F2}</td><td>{h.Qed:F2}</td><td>{h.Sa:F1}</td><td>{h.LogP:F1}</td><td>{h.MolWt:F0}</td><td>{h.Tpsa:F0}</td>"
-                + $"<td>{E(h.Alerts)}</td><td>{(h.NearestSimilarity is { } s ? $"{s:F2} {E(h.NearestBinderName ?? "")}" : "")}</td><td>{(h.TrainingSimilarity is { } t ? $"{t:F2}" : "")}</td></tr>");
+                + $"<td>{E(h.Alerts)}</td><td>{(h.NearestSimilarity is { } s ? $"{s:F2} {E(BinderName(h.NearestBinderName ?? ""))}" : "")}</td><td>{(h.TrainingSimilarity is { } t ? $"{t:F2}" : "")}</td></tr>");
         return table.Append("</tbody></table>").ToString();
     }
+
+    /// <summary>Davis names its drugs by PubChem compound id: a bare number reads as one only when it says so.</summary>
+    private static string BinderName(string name) => name.Length > 0 && name.All(char.IsAsciiDigit) ? $"PubChem CID {name}" : name;
 
     private static string Depiction(string smiles)
     {
