@@ -288,7 +288,8 @@ int bf_mol_remove_hs(const bf_mol *mol, bf_mol **out) {
 int bf_mol_uncharge(const bf_mol *mol, bf_mol **out) {
   return guarded([&] {
     if (int rc = check(mol, out)) return rc;
-    RDKit::MolStandardize::Uncharger uncharger;
+    // Its constructor compiles its SMARTS patterns: once per thread, not once per charged molecule of a library.
+    static thread_local RDKit::MolStandardize::Uncharger uncharger;
     *out = new bf_mol{std::unique_ptr<RDKit::ROMol>(uncharger.uncharge(*mol->mol))};
     return BF_OK;
   });

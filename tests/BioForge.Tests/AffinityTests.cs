@@ -221,6 +221,11 @@ public sealed class AffinityTests
         Assert.All(rows, r => Assert.InRange(double.Parse(r["nearest_training_ligand_similarity"], CultureInfo.InvariantCulture), 0, 1));
         Assert.Contains("the target is ABL1, one of the 379 the affinity model trained on", text);
         Assert.Contains("test fold, whose targets (100%) and ligands (100%) also appear in training", text);
+
+        // A copy of the heap's lowest hit (here its only one) joins it too: a full heap skipped copies that did not beat it.
+        using var model = AffinityModel.Load(SmallModel.Value, TestData.Cpu.Device);
+        var twice = new[] { "CCO", "OCC" }.Select((s, i) => new MoleculeRecord(s, s, false, i + 1, new Dictionary<string, string> { [MoleculeSource.NameProperty] = $"copy{i + 1}" })).ToList();
+        Assert.Equal("copy1; copy2", Assert.Single(VirtualScreen.Run(model, Abl1Kinase, twice, new ScreenOptions { Top = 1 }).Hits).Id);
     }
 
     /// <summary>A protein unlike every training target (ubiquitin against Davis's kinases) is called outside the model's domain.</summary>

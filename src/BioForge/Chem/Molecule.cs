@@ -164,12 +164,20 @@ public sealed class Molecule : IDisposable
     {
         string smiles = ToSmiles();
         if (!smiles.Contains('.')) return null;
-        var pieces = smiles.Split('.').Select(FromSmiles).ToList();
-        var parent = pieces.Select(p => (Piece: p, Atoms: p.Atoms()))
-            .OrderByDescending(p => p.Atoms.Any(a => a.AtomicNumber == 6)).ThenByDescending(p => p.Atoms.Count).ThenByDescending(p => p.Piece.Descriptors().MolWt)
-            .First().Piece;
-        foreach (var piece in pieces) if (piece != parent) piece.Dispose();
-        return parent;
+        var pieces = new List<Molecule>();
+        Molecule? parent = null;
+        try
+        {
+            foreach (string piece in smiles.Split('.')) pieces.Add(FromSmiles(piece));
+            parent = pieces.Select(p => (Piece: p, Atoms: p.Atoms()))
+                .OrderByDescending(p => p.Atoms.Any(a => a.AtomicNumber == 6)).ThenByDescending(p => p.Atoms.Count).ThenByDescending(p => p.Piece.Descriptors().MolWt)
+                .First().Piece;
+            return parent;
+        }
+        finally
+        {
+            foreach (var piece in pieces) if (piece != parent) piece.Dispose();
+        }
     }
 
     /// <summary>

@@ -114,6 +114,7 @@ public sealed class AffinityModel : IDisposable
     private AffinityModel(string directory, AffinityManifest manifest, AffinityEnsemble network, AffinityFeaturizer featurizer, Device device)
     {
         this.directory = directory;
+        domain = new Lazy<ApplicabilityDomain?>(() => ApplicabilityDomain.Load(directory)); // thread-safe: screening jobs share the model
         Manifest = manifest;
         this.network = network;
         this.featurizer = featurizer;
@@ -198,9 +199,9 @@ public sealed class AffinityModel : IDisposable
     private static readonly System.Text.RegularExpressions.Regex MutantConstruct = new(@"\([^)]*([A-Z]\d+[A-Z]|\d+del|ITD)[^)]*\)");
 
     /// <summary>What the model trained on, to check inputs against (read once); null for a model directory that does not record it.</summary>
-    public ApplicabilityDomain? Domain() => (domain ??= new Lazy<ApplicabilityDomain?>(() => ApplicabilityDomain.Load(directory))).Value;
+    public ApplicabilityDomain? Domain() => domain.Value;
 
-    private Lazy<ApplicabilityDomain?>? domain;
+    private readonly Lazy<ApplicabilityDomain?> domain;
 
     /// <summary>A target's feature row, computed once and reused for every molecule screened against it.</summary>
     public float[] TargetFeatures(string sequence) => featurizer.Targets([sequence])[0];

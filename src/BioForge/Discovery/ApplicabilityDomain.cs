@@ -23,8 +23,8 @@ public sealed record TargetNeighbour(string Name, double Identity, double Covera
         ? string.Create(CultureInfo.InvariantCulture, $"the target is {Name}, one of the {Targets} the affinity model trained on ({Identity * 100:F0}% identical over {Coverage * 100:F0}% of it)")
         : Related
             ? string.Create(CultureInfo.InvariantCulture, $"the target is not one of the {Targets} the affinity model trained on; the nearest, {Name}, is {Identity * 100:F0}% identical over {Coverage * 100:F0}% of it: predictions extrapolate from related targets")
-            : string.Create(CultureInfo.InvariantCulture, $"warning: the target is outside the affinity model's domain: none of its {Targets} training targets is more than {RelatedIdentity * 100:F0}% identical to it "
-                + $"(nearest {Name}: {Identity * 100:F0}% over {Coverage * 100:F0}% of it), so its predicted affinities are not evidence of binding");
+            : string.Create(CultureInfo.InvariantCulture, $"warning: the target is outside the affinity model's domain: none of its {Targets} training targets aligns to it at {RelatedIdentity * 100:F0}% identity or more over half of it or more "
+                + $"(best alignment {Name}: {Identity * 100:F0}% identical over {Coverage * 100:F0}% of it), so its predicted affinities are not evidence of binding");
 }
 
 /// <summary>
@@ -129,7 +129,7 @@ public sealed class ApplicabilityDomain
     public TargetNeighbour? NearestTarget(string sequence)
     {
         sequence = sequence.ToUpperInvariant();
-        if (sequence.Length > MaxAlignedLength) return null;
+        if (sequence.Length > MaxAlignedLength || targets.Count == 0) return null;
         if (targets.FindIndex(t => t.Sequence == sequence) is >= 0 and var same) return new TargetNeighbour(targets[same].Name, 1, 1, targets.Count);
         var scores = new int[targets.Count];
         Parallel.For(0, targets.Count, i => scores[i] = targets[i].Sequence.Length > MaxAlignedLength ? 0 : LocalAlignment.Score(sequence, targets[i].Sequence));
@@ -158,7 +158,7 @@ public sealed class ApplicabilityDomain
         else
         {
             var neighbour = domain.NearestTarget(sequence);
-            notes.Add(neighbour?.Describe() ?? $"the target is longer than {MaxAlignedLength:N0} residues and was not compared with the training targets");
+            notes.Add(neighbour?.Describe() ?? string.Create(CultureInfo.InvariantCulture, $"the target is longer than {MaxAlignedLength:N0} residues (or the model records no targets) and was not compared with the training targets"));
             if (neighbour is not { Seen: true } && domain.generalization.TryGetValue("cold_target", out string? coldTarget))
                 notes.Add($"trained the same way with whole targets held out, the model scored on targets it never saw: {coldTarget}");
             var similarities = hits.Where(h => h.TrainingSimilarity is not null).Select(h => h.TrainingSimilarity!.Value).ToList();

@@ -25,7 +25,8 @@ public sealed record ProteinTarget(string Name, string Sequence)
     public static ProteinTarget Resolve(string target, string? names = null, bool files = true)
     {
         string text = target.Trim();
-        if (text.Length == 0) throw new BioForgeException("target: empty (give a target name such as ABL1, a protein sequence or a FASTA file)");
+        string hint = files ? "give a target name such as ABL1, a protein sequence or a FASTA file" : "give a target name such as ABL1 or a protein sequence";
+        if (text.Length == 0) throw new BioForgeException($"target: empty ({hint})");
         if (files && File.Exists(text)) return FromFasta(text);
         if (files && (text.Contains('/') || Path.GetExtension(text).ToLowerInvariant() is ".fasta" or ".fa" or ".faa" or ".gz"))
             throw new BioForgeException($"target: file {text} not found (give a target name such as ABL1, a protein sequence or a FASTA file)");
@@ -39,7 +40,7 @@ public sealed record ProteinTarget(string Name, string Sequence)
             throw new BioForgeException($"target '{text}': not a target name of the Davis set{suggestion} and too short for a protein sequence "
                 + $"({sequence.Length} characters; a target has at least {MinLength} residues)");
         }
-        string residues = Parse(sequence, "");
+        string residues = Parse(sequence, "", hint);
         return new ProteinTarget($"{residues[..10]}…", residues); // named by its start, as nothing else names it
     }
 
@@ -48,19 +49,19 @@ public sealed record ProteinTarget(string Name, string Sequence)
         var records = FastaReader.Read(path).Take(2).ToList();
         if (records.Count > 1) throw new BioForgeException($"target {path}: holds more than one FASTA record; give a file with the target alone");
         var record = records[0];
-        string sequence = Parse(record.Sequence, $" ({record.Where})");
+        string sequence = Parse(record.Sequence, $" ({record.Where})", "give a target name such as ABL1, a protein sequence or a FASTA file");
         if (sequence.Length < MinLength)
             throw new BioForgeException($"target {record.Where}: record '{record.Id}' has {sequence.Length} residues; a target protein has at least {MinLength}");
         return new ProteinTarget(record.Id, sequence);
     }
 
     /// <summary>The upper-case sequence; the first character that is not a residue letter is named with its position.</summary>
-    private static string Parse(string text, string where)
+    private static string Parse(string text, string where, string hint)
     {
         string sequence = text.ToUpperInvariant();
         for (int i = 0; i < sequence.Length; i++)
             if (!Residues.Contains(sequence[i]))
-                throw new BioForgeException($"target{where}: '{sequence[i]}' at position {i + 1} is not an amino acid (give a target name such as ABL1, a protein sequence or a FASTA file)");
+                throw new BioForgeException($"target{where}: '{sequence[i]}' at position {i + 1} is not an amino acid ({hint})");
         return sequence;
     }
 

@@ -42,6 +42,7 @@ public static class VirtualScreen
     {
         if (options.Top < 1) throw new BioForgeException($"--top must be at least 1 (got {options.Top})");
         var clock = Stopwatch.StartNew();
+        var domain = model.Domain(); // read before the predictions: a model whose record is broken says so now, not at the end
         var target = model.TargetFeatures(targetSequence);
         var best = new PriorityQueue<Candidate, double>();
         var held = new Dictionary<string, Candidate>(StringComparer.Ordinal); // the heap's molecules by canonical SMILES
@@ -76,15 +77,16 @@ public static class VirtualScreen
                     if (sample.Count < SampleSize) sample.Add(affinities[k]);
                     else if (random.NextInt64(scored) is var slot && slot < SampleSize) sample[(int)slot] = affinities[k];
                     var record = chunk[valid[k]];
-                    if (best.Count == options.Top && affinities[k] <= best.Peek().Affinity) continue;
-                    // Only molecules that make the heap are written out; a copy of one there joins it, and a copy of one
-                    // that left it scores the same and cannot come back.
+                    // Only molecules that could be in the heap are written out: a copy of one there joins it (a copy
+                    // scores the same, to rounding in another batch), and a copy of one that left it cannot come back.
+                    if (best.Count == options.Top && affinities[k] < best.Peek().Affinity - CopyTolerance) continue;
                     string canonical = parsed[valid[k]]!.ToSmiles();
                     if (held.TryGetValue(canonical, out var same))
                     {
                         same.Ids.Add(IdOf(record));
                         continue;
                     }
+                    if (best.Count == options.Top && affinities[k] <= best.Peek().Affinity) continue;
                     var candidate = new Candidate(record, affinities[k], canonical, [IdOf(record)]);
                     held[canonical] = candidate;
                     if (best.Count < options.Top) best.Enqueue(candidate, affinities[k]);
@@ -98,7 +100,7 @@ public static class VirtualScreen
             progress?.Report(chunk.Length);
         }
         var known = model.KnownBinders(targetSequence);
-        var (hits, unprofiled) = Profile([.. best.UnorderedItems.Select(x => x.Element).OrderByDescending(x => x.Affinity).ThenBy(x => x.Record.Line)], known, model.Domain(), cancellation);
+        var (hits, unprofiled) = Profile([.. best.UnorderedItems.Select(x => x.Element).OrderByDescending(x => x.Affinity).ThenBy(x => x.Record.Line)], known, domain, cancellation);
         errors.AddRange(unprofiled.Take(Math.Max(0, 5 - errors.Count)));
         return new ScreenSummary(read, scored, invalid + unprofiled.Count, errors, hits, sample, known.Count, clock.Elapsed);
     }
@@ -109,22 +111,38 @@ public static class VirtualScreen
     /// </summary>
     private sealed record Candidate(MoleculeRecord Record, double Affinity, string Canonical, List<string> Ids);
 
+    /// <summary>How far apart two predictions of one molecule can be: the same features in batches of other shapes sum in another order.</summary>
+    private const double CopyTolerance = 1e-4;
+
     /// <summary>The record's molecule as a chemist reads it: the parent of a salt or mixture, neutralized where its charges are protonation states.</summary>
     private static bool TryParseStandardized(MoleculeRecord record, out Molecule? molecule, out string? error)
     {
         if (!record.TryParse(out molecule, out error)) return false;
-        if ((record.IsMolBlock || record.Text.Contains('.')) && molecule!.LargestFragment() is { } parent)
+        var current = molecule!;
+        try
         {
-            molecule.Dispose();
-            molecule = parent;
+            if ((record.IsMolBlock || record.Text.Contains('.')) && current.LargestFragment() is { } parent)
+            {
+                current.Dispose();
+                current = parent;
+            }
+            if (current.Atoms().Any(a => a.FormalCharge != 0))
+            {
+                var neutral = current.Neutralized();
+                current.Dispose();
+                current = neutral;
+            }
+            molecule = current;
+            return true;
         }
-        if (molecule!.Atoms().Any(a => a.FormalCharge != 0))
+        catch (BioForgeException e)
         {
-            var neutral = molecule.Neutralized();
-            molecule.Dispose();
-            molecule = neutral;
+            // Counted with the unreadable lines, as a molecule RDKit cannot read is: one such line does not end the screen.
+            current.Dispose();
+            molecule = null;
+            error = $"cannot standardize it (salt parent, neutral form): {e.Message}";
+            return false;
         }
-        return true;
     }
 
     /// <summary>What a hit is called: the name given in the file, else where it is (its line).</summary>

@@ -91,7 +91,8 @@ public sealed record VariantTable(IReadOnlyList<Variant> Variants, IReadOnlyList
         if (mutationIndex < 0)
             throw new BioForgeException($"{path}: no {(mutationColumn is null ? "mutant/variant" : $"'{mutationColumn}'")} column in the header ({string.Join(", ", header)})");
         int measuredIndex = scoreColumn is not null
-            ? header.IndexOf(scoreColumn) is >= 0 and var given ? given
+            ? header.IndexOf(scoreColumn) is >= 0 and var given ? given != mutationIndex ? given
+                    : throw new BioForgeException($"{path}: --score-column {scoreColumn} is the mutation column")
                 : throw new BioForgeException($"{path}: no '{scoreColumn}' column in the header ({string.Join(", ", header)})")
             : MeasuredColumns.Select(c => header.IndexOf(c)).FirstOrDefault(i => i >= 0 && i != mutationIndex, -1);
 
