@@ -642,6 +642,21 @@ int bf_filter_matches(const bf_filter *filter, const bf_mol *mol, char **out) {
   });
 }
 
+int bf_filter_entries(const bf_filter *filter, char **out) {
+  return guarded([&] {
+    if (int rc = check(filter) | check(out)) return rc;
+    std::string lines;
+    for (const auto &[name, catalog] : filter->catalogs) {
+      for (unsigned int i = 0; i < catalog->getNumEntries(); ++i) {
+        if (!lines.empty()) lines += '\n';
+        lines += name + ":" + catalog->getEntryWithIdx(i)->getDescription();
+      }
+    }
+    *out = copy_string(lines);
+    return BF_OK;
+  });
+}
+
 int bf_reaction_from_smarts(const char *smarts, bf_reaction **out) {
   return guarded([&] {
     if (int rc = check(smarts, out)) return rc;

@@ -111,6 +111,8 @@ BF_API int bf_filter_new(int catalogs, bf_filter **out);
 BF_API void bf_filter_free(bf_filter *filter);
 /* Descriptions of every matching rule, one per line as "CATALOG:description" (empty string when none match). */
 BF_API int bf_filter_matches(const bf_filter *filter, const bf_mol *mol, char **out);
+/* Every rule of the filter's catalogues, one "CATALOG:description" per line, as bf_filter_matches names them. */
+BF_API int bf_filter_entries(const bf_filter *filter, char **out);
 
 /* Graph edits for genetic operators (mutation and crossover by reaction SMARTS, as in Jensen's graph-based GA). */
 /* A reaction from reaction SMARTS (as RDKit's AllChem.ReactionFromSmarts), ready to run. */

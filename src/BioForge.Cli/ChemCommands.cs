@@ -17,6 +17,7 @@ internal static class ChemCommands
         chem.Subcommands.Add(Similar(output, error));
         chem.Subcommands.Add(Depict(output, error));
         chem.Subcommands.Add(Metrics(output, error));
+        chem.Subcommands.Add(Alerts(output, error));
         return chem;
     }
 
@@ -129,6 +130,35 @@ internal static class ChemCommands
                     throw new BioForgeException($"--out {target}: use .svg or .png");
             }
             output.WriteLine($"{molecule.ToSmiles()} -> {target}");
+            return 0;
+        }));
+        return command;
+    }
+
+    private static Command Alerts(TextWriter output, TextWriter error)
+    {
+        var catalog = new Option<string>("--catalog") { Description = "pains, brenk, nih or all", DefaultValueFactory = _ => "all" };
+        var smiles = new Option<string?>("--smiles") { Description = "list only the rules this molecule matches" };
+        var command = new Command("alerts", "The structural alert rules (RDKit's PAINS, Brenk and NIH catalogues) by the names --allow-alert and filters' allow take") { catalog, smiles };
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            var catalogs = result.GetValue(catalog)!.ToLowerInvariant() switch
+            {
+                "pains" => FilterCatalogs.Pains,
+                "brenk" => FilterCatalogs.Brenk,
+                "nih" => FilterCatalogs.Nih,
+                "all" => FilterCatalogs.Pains | FilterCatalogs.Brenk | FilterCatalogs.Nih,
+                var other => throw new BioForgeException($"--catalog must be pains, brenk, nih or all (got '{other}')"),
+            };
+            using var filters = new StructuralFilters(catalogs);
+            if (result.GetValue(smiles) is not { } text)
+            {
+                foreach (string rule in filters.Rules()) output.WriteLine(rule);
+                return 0;
+            }
+            if (!Molecule.TryFromSmiles(text, out var molecule, out string? why)) throw new BioForgeException($"--smiles '{text}': {why}");
+            using (molecule)
+                foreach (string rule in filters.Matches(molecule!)) output.WriteLine(rule);
             return 0;
         }));
         return command;

@@ -23,10 +23,15 @@ internal static class QuickstartCommand
         {
             target, outDir, steps, library, threads, maxSimilarity,
         };
+        var chemist = new ChemistOptionSet();
+        chemist.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
         {
             if (result.GetValue(steps) < 1) throw new BioForgeException($"--steps must be at least 1 (got {result.GetValue(steps)})");
             if (result.GetValue(maxSimilarity) is not (> 0 and <= 1)) throw new BioForgeException($"--max-similarity must be in (0, 1] (got {result.GetValue(maxSimilarity)})");
+            var limits = chemist.LimitsOf(result);
+            var allowed = chemist.AllowedOf(result);
+            var actives = chemist.ActivesOf(result);
             return Cli.Stoppable(error, "stopping (nothing is written)", cancellation =>
             {
                 QuickstartResult run;
@@ -40,6 +45,9 @@ internal static class QuickstartCommand
                         Library = result.GetValue(library)!,
                         Threads = result.GetValue(threads),
                         MaxSimilarity = result.GetValue(maxSimilarity),
+                        Limits = limits,
+                        AllowedAlerts = allowed,
+                        Actives = actives,
                     }, output.WriteLine, r =>
                     {
                         if (r.Step % 10 == 0 || r.Step == r.StageSteps)

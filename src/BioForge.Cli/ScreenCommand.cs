@@ -12,7 +12,7 @@ internal static class ScreenCommand
 {
     public static Command Create(TextWriter output, TextWriter error)
     {
-        var target = Options.Required("--target", "the target: a protein sequence, or a FASTA file (its first record)");
+        var target = Options.Required("--target", "the target: a Davis kinase (ABL1, EGFR, …), a protein sequence, or a FASTA file of one record");
         var library = Options.Required("--library", "molecules: .smi, .csv/.tsv (a smiles column) or .sdf, optionally .gz");
         var top = Options.Int("--top", "hits to keep", 100);
         var outPath = Options.Required("--out", "hits CSV").Writes("CSV", ".csv");
@@ -21,10 +21,12 @@ internal static class ScreenCommand
         var column = new Option<string?>("--smiles-column") { Description = "CSV/TSV column holding the SMILES (default: smiles)" };
         var batch = Options.Int("--batch", "molecules read and scored together", 512);
         var compute = new ComputeOptionSet();
+        var chemist = new ChemistOptionSet();
         var command = new Command("screen", "Virtual screening: predicted affinity, drug-likeness, alerts and nearest known binder for a library")
         {
             target, library, top, outPath, report, model, column, batch,
         };
+        chemist.AddTo(command);
         command.Options.Add(compute.Device);
         command.Options.Add(compute.Threads);
         command.SetAction(result => Cli.Guard(error, () =>
@@ -34,16 +36,28 @@ internal static class ScreenCommand
             string sequence = protein.Sequence;
             string libraryPath = result.GetValue(library)!;
             if (result.GetValue(batch) < 1) throw new BioForgeException($"--batch must be at least 1 (got {result.GetValue(batch)})");
+            var screenOptions = new ScreenOptions
+            {
+                Top = result.GetValue(top),
+                BatchSize = result.GetValue(batch),
+                Limits = chemist.LimitsOf(result),
+                AllowedAlerts = chemist.AllowedOf(result),
+                Actives = chemist.ActivesOf(result),
+            };
             using var affinity = AffinityModel.Load(result.GetValue(model)!, options.Device);
             var records = MoleculeSource.Read(libraryPath, result.GetValue(column));
             var summary = ProgressDisplay.Run("screening", CountRecords(libraryPath), progress =>
-                VirtualScreen.Run(affinity, sequence, records, new ScreenOptions { Top = result.GetValue(top), BatchSize = result.GetValue(batch) }, progress));
+                VirtualScreen.Run(affinity, sequence, records, screenOptions, progress));
             if (summary.Read == 0) throw new BioForgeException($"{libraryPath}: the library holds no molecules");
+            if (summary.Scored == 0 && summary.OutsideLimits > 0)
+                throw new BioForgeException($"{libraryPath}: all {summary.OutsideLimits:N0} molecules it could read are outside the limits ({string.Join(", ", screenOptions.Limits.Select(l => l.Text))})");
             if (summary.Scored == 0) throw new BioForgeException($"{libraryPath}: none of its {summary.Read} molecules could be read ({string.Join("; ", summary.FirstErrors)})");
             WriteHits(result.GetValue(outPath)!, summary.Hits, affinity.Manifest.Measure);
-            output.WriteLine($"{summary.Read:N0} molecules read, {summary.Scored:N0} scored, {summary.Invalid:N0} skipped (unreadable) in {summary.Elapsed.TotalSeconds:F1} s ({summary.MoleculesPerSecond:N0} molecules/s)");
+            output.WriteLine($"{summary.Read:N0} molecules read, {summary.Scored:N0} scored, {summary.Invalid:N0} skipped (unreadable)"
+                + (screenOptions.Limits.Count > 0 ? $", {summary.OutsideLimits:N0} outside the limits" : "") + $" in {summary.Elapsed.TotalSeconds:F1} s ({summary.MoleculesPerSecond:N0} molecules/s)");
             foreach (string e in summary.FirstErrors) output.WriteLine($"  skipped {e}");
-            output.WriteLine($"target {protein.Name}: {sequence.Length} residues; known binders of it in {affinity.Manifest.Dataset}: {summary.KnownBinders}");
+            output.WriteLine($"target {protein.Name}: {sequence.Length} residues; known binders of it in {affinity.Manifest.Dataset}: {summary.KnownBinders - summary.Actives}"
+                + (summary.Actives > 0 ? $", and {summary.Actives} from --actives" : ""));
             var domain = ApplicabilityDomain.Notes(affinity, sequence, summary.Hits);
             foreach (string note in domain) output.WriteLine(note);
             foreach (var hit in summary.Hits.Take(5))
@@ -65,6 +79,10 @@ internal static class ScreenCommand
                         ["library"] = libraryPath,
                         ["molecules scored"] = summary.Scored.ToString("N0", CultureInfo.InvariantCulture),
                         ["skipped (unreadable)"] = summary.Invalid.ToString("N0", CultureInfo.InvariantCulture),
+                        ["limits"] = screenOptions.Limits.Count == 0 ? "none"
+                            : $"{string.Join(", ", screenOptions.Limits.Select(l => l.Text))}: {summary.OutsideLimits.ToString("N0", CultureInfo.InvariantCulture)} molecules outside, not scored",
+                        ["alerts not counted"] = screenOptions.AllowedAlerts.Count == 0 ? "none" : string.Join(", ", screenOptions.AllowedAlerts),
+                        ["known binders"] = $"{summary.KnownBinders - summary.Actives} in {affinity.Manifest.Dataset}" + (summary.Actives > 0 ? $", {summary.Actives} from {result.GetValue(chemist.Actives)}" : ""),
                         ["affinity model"] = result.GetValue(model)!,
                         ["model test metrics"] = string.Join(", ", affinity.Manifest.TestMetrics.Select(kv => $"{kv.Key} {kv.Value:F3}")),
                     },

@@ -228,6 +228,38 @@ public sealed class AffinityTests
         Assert.Equal("copy1; copy2", Assert.Single(VirtualScreen.Run(model, Abl1Kinase, twice, new ScreenOptions { Top = 1 }).Hits).Id);
     }
 
+    /// <summary>
+    /// A chemist's constraints: molecules outside a limit are not scored (and counted), an allowed alert is no alert, and
+    /// their own actives are the nearest known binders where they are nearest, under their names.
+    /// </summary>
+    [Fact]
+    public void LimitsAllowedAlertsAndActivesShapeAScreen()
+    {
+        string library = Path.Combine(TestData.TempDirectory(), "library.smi"), actives = Path.Combine(TestData.TempDirectory(), "actives.smi");
+        File.WriteAllLines(library, ["CC(=O)Nc1ccc(O)cc1 paracetamol", "CCCCCCCCCCCCCCCCCCCC(=O)O arachidic", "C=CC(=O)N1CCC(CC1)n1nc(-c2ccc(Oc3ccccc3)cc2)c2c(N)ncnc12 ibrutinib",
+            "C=CC(=O)Nc1ccccc1 acrylanilide"]);
+        File.WriteAllLines(actives, ["C=CC(=O)N1CCC(CC1)n1nc(-c2ccc(Oc3ccccc3)cc2)c2c(N)ncnc12 known_ibrutinib", "CC(=O)Nc1ccc(O)cc1.Cl known_paracetamol"]);
+        string hits = Path.Combine(TestData.TempDirectory(), "hits.csv");
+        var (code, text, error) = CliRun("screen", "--target", Abl1Kinase, "--library", library, "--out", hits, "--model", SmallModel.Value, "--device", "cpu", "--threads", "2",
+            "--limit", "ro5", "--allow-alert", "Michael_acceptor_1", "--actives", actives);
+        Assert.True(code == 0, error);
+        Assert.Contains("4 molecules read, 3 scored, 0 skipped (unreadable), 1 outside the limits", text);
+        Assert.Contains("and 2 from --actives", text);
+        var rows = Csv.ReadRows(hits, out var header).Select(r => header.Zip(r.Fields).ToDictionary(p => p.First, p => p.Second)).ToDictionary(r => r["id"]);
+        Assert.Equal(["acrylanilide", "ibrutinib", "paracetamol"], rows.Keys.Order());
+        Assert.Equal("", rows["ibrutinib"]["alerts"]); // Brenk's Michael_acceptor_1, allowed
+        Assert.Equal(("known_ibrutinib", "1.000"), (rows["ibrutinib"]["nearest_binder_name"], rows["ibrutinib"]["nearest_binder_similarity"]));
+        Assert.Equal(("known_paracetamol", "1.000"), (rows["paracetamol"]["nearest_binder_name"], rows["paracetamol"]["nearest_binder_similarity"])); // the salt's parent
+
+        (code, _, error) = CliRun("screen", "--target", Abl1Kinase, "--library", library, "--out", hits, "--model", SmallModel.Value, "--device", "cpu", "--limit", "mw<=100");
+        Assert.Equal(2, code);
+        Assert.Contains("all 4 molecules it could read are outside the limits (mw<=100)", error);
+        File.AppendAllLines(actives, ["C1CC( broken"]);
+        (code, _, error) = CliRun("screen", "--target", Abl1Kinase, "--library", library, "--out", hits, "--model", SmallModel.Value, "--device", "cpu", "--actives", actives);
+        Assert.Equal(2, code);
+        Assert.Contains("--actives line 3", error);
+    }
+
     /// <summary>A protein unlike every training target (ubiquitin against Davis's kinases) is called outside the model's domain.</summary>
     [Fact]
     public void ATargetUnlikeEveryTrainingTargetIsOutsideTheDomain()

@@ -17,6 +17,21 @@ public sealed class ChemCliTests
         return path;
     }
 
+    /// <summary>The rules by the names --allow-alert takes (RDKit's catalogues in Python: 105 Brenk rules; acrylanilide matches these three).</summary>
+    [Fact]
+    public void AlertsListsTheRulesAndThoseAMoleculeMatches()
+    {
+        var (code, text, error) = Run("chem", "alerts", "--catalog", "brenk");
+        Assert.True(code == 0, error);
+        var rules = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(105, rules.Length);
+        Assert.Contains("BRENK:Michael_acceptor_1", rules);
+        (code, text, error) = Run("chem", "alerts", "--smiles", "C=CC(=O)Nc1ccccc1");
+        Assert.True(code == 0, error);
+        Assert.Equal(["BRENK:Michael_acceptor_1", "NIH:acrylate", "NIH:halo_acrylate"], text.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal(2, Run("chem", "alerts", "--catalog", "zinc").Code);
+    }
+
     [Fact]
     public void PropsKeepsOneRowPerInputInOrderWithReasons()
     {

@@ -178,6 +178,8 @@ public sealed class CliTests
         string parent = TestData.TempDirectory(), output = Path.Combine(parent, "quickstart"), library = Path.Combine(parent, "library.smi");
         File.WriteAllLines(library, ["CC(=O)Oc1ccccc1C(=O)O aspirin", "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1 imatinib",
             "CN1CCN(CC1)c1ccc(cc1)C(=O)Nc1ccccc1", "O=C(O)CCc1ccccc1", "c1ccc2[nH]ccc2c1"]);
+        string actives = Path.Combine(parent, "actives.smi");
+        File.WriteAllLines(actives, ["c1ccc2[nH]ccc2c1 my_indole"]);
         for (int run = 1; run <= 2; run++)
         {
             // Its own process, started in a folder of the user's, not the repository: the embedded defaults (models/…,
@@ -185,6 +187,9 @@ public sealed class CliTests
             var start = new System.Diagnostics.ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "BioForge.Cli"))
             { WorkingDirectory = parent, RedirectStandardOutput = true, RedirectStandardError = true };
             foreach (string arg in new[] { "quickstart", "--out", output, "--library", library, "--steps", "1", "--threads", "2" }) start.ArgumentList.Add(arg);
+            // The second run brings a chemist's constraints: a weight limit, a covalent warhead allowed, their own actives.
+            if (run == 2)
+                foreach (string arg in new[] { "--limit", "mw<=400", "--allow-alert", "Michael_acceptor_1", "--actives", actives }) start.ArgumentList.Add(arg);
             using var process = System.Diagnostics.Process.Start(start)!;
             var stdout = process.StandardOutput.ReadToEndAsync();
             string stderr = await process.StandardError.ReadToEndAsync();
@@ -201,6 +206,18 @@ public sealed class CliTests
             Assert.Contains("the target is ABL1, one of the 379 the affinity model trained on", report);
             Assert.Contains("Best of the library: ", await stdout);
             Assert.Equal([output], Directory.GetDirectories(parent)); // replaced in place: no half-written sibling left
+            if (run == 2)
+            {
+                var rows = Csv.ReadRows(Path.Combine(output, "candidates.csv"), out var header).Select(r => header.Zip(r.Fields).ToDictionary(p => p.First, p => p.Second)).ToList();
+                Assert.All(rows, r => Assert.True(double.Parse(r["mw"], System.Globalization.CultureInfo.InvariantCulture) <= 400, r["smiles"]));
+                Assert.DoesNotContain(rows, r => r["id"] == "imatinib"); // 493.6
+                Assert.Equal("1.000", rows.Single(r => r["id"] == "line 5")["nearest_binder_similarity"]); // the user's indole
+                Assert.Contains("&#215; limits (mw&lt;=400: 0 outside)", report);
+                Assert.Contains("not counting Michael_acceptor_1", report);
+                var components = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "optimize_config.json")))!["stages"]![0]!["components"]!.AsArray();
+                Assert.Equal(["Michael_acceptor_1"], components.Single(c => c!["type"]!.GetValue<string>() == "filters")!["allow"]!.AsArray().Select(a => a!.GetValue<string>()));
+                Assert.True(components.Single(c => c!["type"]!.GetValue<string>() == "mw")!["penalty"]!.GetValue<bool>());
+            }
         }
     }
 

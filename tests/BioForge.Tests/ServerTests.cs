@@ -273,6 +273,10 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/screen", """{"target":"MKV1AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","smiles":["CCO"]}"""), "target", "'1' at position 4");
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/screen", """{"target":"EGFRX","smiles":["CCO"]}"""), "target", "did you mean EGFR?");
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/screen", """{"target":"ABL1"}"""), "smiles", "smiles is required");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/screen", """{"target":"ABL1","smiles":["CCO"],"limits":["mw<=500","mw<500"]}"""), "limits",
+            "limits[1] 'mw<500': not a limit such as mw<=500");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/screen", """{"target":"ABL1","smiles":["CCO"],"allow_alerts":["Michael_acceptor"]}"""), "allow_alerts",
+            "did you mean Michael_acceptor_1?");
         AssertError(HttpStatusCode.NotFound, await Get("/v1/screen/nope"), "id", "no screening job 'nope'");
         AssertError(HttpStatusCode.UnprocessableEntity, await Get("/v1/molecule/depict?smiles=C1CC"), "smiles", "not a valid SMILES");
         // Numbers are JSON numbers: a string, even one .NET could read as a number, is refused with the field.
@@ -413,6 +417,23 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Equal(expected.Hits[0].TrainingSimilarity!.Value, hits[0]!["nearest_training_ligand_similarity"]!.GetValue<double>(), 6);
         // The unreadable SMILES is named by its place in the request, not a line of a file the client never sent.
         Assert.StartsWith("smiles[300]: ", results["first_errors"]![0]!.GetValue<string>());
+
+        // Limits and allowed alerts as the screen command takes them: the molecules outside are counted, not scored.
+        (status, job) = await Post("/v1/screen", JsonSerializer.Serialize(new { target, smiles = library, top = 5, limits = new[] { "mw<=300", "qed>=0.6" }, allow_alerts = new[] { "Michael_acceptor_1" } }));
+        Assert.Equal(HttpStatusCode.Accepted, status);
+        id = job!["id"]!.GetValue<string>();
+        do
+        {
+            await Task.Delay(100);
+            view = (await Get($"/v1/screen/{id}")).Body!;
+        } while (view["status"]!.GetValue<string>() is "queued" or "running" && waited.Elapsed < TimeSpan.FromMinutes(5));
+        results = (await Get($"/v1/screen/{id}/results")).Body!;
+        var limited = VirtualScreen.Run(model, target, library.Select((s, i) => new MoleculeRecord($"#{i + 1}", s, false, i + 1, new Dictionary<string, string>())),
+            new ScreenOptions { Top = 5, Limits = PropertyLimit.ParseAll(["mw<=300", "qed>=0.6"]) });
+        Assert.True(limited.OutsideLimits > 0);
+        Assert.Equal(limited.OutsideLimits, results["outside_limits"]!.GetValue<long>());
+        Assert.Equal(300 - limited.OutsideLimits, results["scored"]!.GetValue<long>());
+        Assert.Equal(limited.Hits.Select(h => h.Id), results["hits"]!.AsArray().Select(h => h!["id"]!.GetValue<string>()));
     }
 
     [Fact]

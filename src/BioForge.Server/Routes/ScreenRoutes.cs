@@ -32,6 +32,14 @@ internal static class ScreenRoutes
 
         [Example("10")]
         public int Top { get; set; } = 100;
+
+        /// <summary>Property limits a molecule must meet to be scored (mw, logp, tpsa, hbd, hba, rotatable_bonds, rings, aromatic_rings, qed, sa; or ro5, veber).</summary>
+        [Example("[\"mw<=500\", \"logp<=5\"]")]
+        public string[]? Limits { get; set; }
+
+        /// <summary>PAINS/Brenk rules not reported as alerts (Michael_acceptor_1 for covalent acrylamides).</summary>
+        [Example("[\"Michael_acceptor_1\"]")]
+        public string[]? AllowAlerts { get; set; }
     }
 
     public sealed record JobView(string Id, string Status, string Model, int Total, long Processed, double Progress, string Submitted, string? Finished,
@@ -40,7 +48,7 @@ internal static class ScreenRoutes
     public sealed record Hit(int Rank, string Id, string Smiles, double Affinity, double Qed, double Sa, double Logp, double Molwt, double Tpsa, int Hbd, int Hba,
         string Alerts, string? NearestKnownBinder, string? NearestBinderName, double? NearestBinderSimilarity, double? NearestTrainingLigandSimilarity);
 
-    public sealed record ResultsView(string Id, string Measure, long Scored, long Invalid, IReadOnlyList<string> FirstErrors, IReadOnlyList<Hit> Hits);
+    public sealed record ResultsView(string Id, string Measure, long Scored, long Invalid, long OutsideLimits, IReadOnlyList<string> FirstErrors, IReadOnlyList<Hit> Hits);
 
     /// <summary>The shape of a job id, for the document (the ids themselves are random).</summary>
     private const string ExampleId = "0123456789abcdef0123456789abcdef";
@@ -62,6 +70,7 @@ internal static class ScreenRoutes
             if (request.Top is < 1 or > 10_000) throw ApiError.Invalid($"top must be 1–10000 (got {request.Top})", "top");
             // Said now (501), not as a job that fails later: screening reads every molecule with RDKit.
             if (Molecule.Unavailable() is { } noRdkit) throw new BioForgeException(noRdkit) { MissingDependency = true };
+            var options = new ScreenOptions { Top = request.Top, BatchSize = 256, Limits = Limits(request.Limits), AllowedAlerts = AllowedAlerts(request.AllowAlerts) };
             var job = state.Jobs.Add(name, smiles.Length, request.Top);
             var library = smiles.Select((s, i) => new MoleculeRecord(request.Ids?[i] ?? $"#{i + 1}", s ?? "", false, i + 1, new Dictionary<string, string>())
             { Where = request.Ids?[i] is { } id ? $"smiles[{i}] ({id})" : $"smiles[{i}]" });
@@ -71,7 +80,7 @@ internal static class ScreenRoutes
             {
                 // Admitted without a predicted wait (a job is not waited for; jobs are bounded by the number kept); once
                 // running, it has the job timeout, so one job cannot hold the jobs worker indefinitely.
-                run = state.LongWork.RunAsync(() => Execute(job, model, target, library, state.Options.JobTimeout, token), token,
+                run = state.LongWork.RunAsync(() => Execute(job, model, target, library, options, state.Options.JobTimeout, token), token,
                     new WorkSize("screen", smiles.Length), admitted: true);
             }
             catch (ApiError)
@@ -101,7 +110,7 @@ internal static class ScreenRoutes
                 throw new ApiError(StatusCodes.Status409Conflict, $"job {id} is {status.ToString().ToLowerInvariant()}; results exist once it has succeeded{(error is null ? "" : $" ({error})")}", "id");
             var r = result!;
             string measure = state.Models.Affinity(job.Model, "model").Model.Manifest.Measure;
-            return Results.Json(new ResultsView(job.Id, measure, r.Scored, r.Invalid, r.FirstErrors,
+            return Results.Json(new ResultsView(job.Id, measure, r.Scored, r.Invalid, r.OutsideLimits, r.FirstErrors,
                 [.. r.Hits.Select(h => new Hit(h.Rank, h.Id, h.Smiles, h.Affinity, h.Qed, h.Sa, h.LogP, h.MolWt, h.Tpsa, h.Donors, h.Acceptors, h.Alerts, h.NearestBinder, h.NearestBinderName, h.NearestSimilarity, h.TrainingSimilarity))]), Json.Options);
         })
         .WithSummary("A finished job's hits, best first").Produces<ResultsView>().ProducesErrors(404, 409).Parameter("id", ExampleId, required: true);
@@ -116,7 +125,8 @@ internal static class ScreenRoutes
         .WithSummary("Stop a queued or running job (202; 200 when it had already ended)").Produces<JobView>(202).Produces<JobView>(200).ProducesErrors(404).Parameter("id", ExampleId, required: true);
     }
 
-    private static bool Execute(ScreenJob job, AffinityModel model, string target, IEnumerable<MoleculeRecord> library, TimeSpan timeout, CancellationToken cancellation)
+    private static bool Execute(ScreenJob job, AffinityModel model, string target, IEnumerable<MoleculeRecord> library, ScreenOptions options, TimeSpan timeout,
+        CancellationToken cancellation)
     {
         if (!job.TryStart()) throw new OperationCanceledException(cancellation);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
@@ -124,13 +134,14 @@ internal static class ScreenRoutes
         ScreenSummary summary;
         try
         {
-            summary = VirtualScreen.Run(model, target, Cancellable(library, deadline.Token), new ScreenOptions { Top = job.Top, BatchSize = 256 },
+            summary = VirtualScreen.Run(model, target, Cancellable(library, deadline.Token), options,
                 new Progress(job), deadline.Token);
         }
         catch (OperationCanceledException) when (!cancellation.IsCancellationRequested)
         {
             throw new BioForgeException($"the job ran past the {timeout.TotalSeconds:0.###} s job timeout after {job.Processed:N0} of {job.Total:N0} molecules; screen a smaller library per job");
         }
+        if (summary.Scored == 0 && summary.OutsideLimits > 0) throw new BioForgeException($"all {summary.OutsideLimits:N0} molecules read are outside the limits");
         if (summary.Scored == 0) throw new BioForgeException($"no molecule of the library could be read ({summary.Invalid} invalid; first: {summary.FirstErrors.FirstOrDefault()})");
         job.Finish(JobStatus.Succeeded, summary);
         return true;
@@ -163,6 +174,38 @@ internal static class ScreenRoutes
         {
             throw ApiError.Invalid(e.Message, "target");
         }
+    }
+
+    private static IReadOnlyList<PropertyLimit> Limits(string[]? texts)
+    {
+        var limits = new List<PropertyLimit>();
+        for (int i = 0; texts is not null && i < texts.Length; i++)
+        {
+            try
+            {
+                limits.AddRange(PropertyLimit.ParseAll([texts[i] ?? ""], $"limits[{i}]"));
+            }
+            catch (BioForgeException e)
+            {
+                throw ApiError.Invalid(e.Message, "limits");
+            }
+        }
+        return limits;
+    }
+
+    /// <summary>Rule names checked now (422), not when the job runs.</summary>
+    private static string[] AllowedAlerts(string[]? names)
+    {
+        if (names is not { Length: > 0 }) return [];
+        try
+        {
+            using var _ = new StructuralFilters(FilterCatalogs.Pains | FilterCatalogs.Brenk, [.. names.Select(n => n ?? "")]);
+        }
+        catch (BioForgeException e)
+        {
+            throw ApiError.Invalid(e.Message, "allow_alerts");
+        }
+        return names;
     }
 
     private static JobView View(ScreenJob job)

@@ -99,6 +99,7 @@ internal static partial class RDKitNative
     [LibraryImport(Library)] public static partial int bf_filter_new(int catalogs, out FilterHandle filter);
     [LibraryImport(Library)] public static partial void bf_filter_free(IntPtr filter);
     [LibraryImport(Library)] public static partial int bf_filter_matches(FilterHandle filter, MoleculeHandle mol, out IntPtr text);
+    [LibraryImport(Library)] public static partial int bf_filter_entries(FilterHandle filter, out IntPtr text);
 
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)] public static partial int bf_reaction_from_smarts(string smarts, out ReactionHandle reaction);
     [LibraryImport(Library)] public static partial void bf_reaction_free(IntPtr reaction);

@@ -53,6 +53,7 @@ public static class MoleculeOptimizer
     public static OptimizeResult Run(OptimizeConfig config, OptimizeOptions options)
     {
         var compute = ComputeOptions.Resolve(options.Device, "fp32", options.Threads);
+        CheckScoring(config, compute.Device);
         var run = RunDirectory.Open(config.Output.Dir, "output.dir", isNew: !options.Resume);
         try
         {
@@ -62,6 +63,25 @@ public static class MoleculeOptimizer
         {
             run.RemoveIfUnused(StateFile);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Builds every stage's scoring function once before anything is written: a later stage's missing model, program or
+    /// unknown alert rule fails the run now, not after the earlier stages' minutes.
+    /// </summary>
+    private static void CheckScoring(OptimizeConfig config, TorchSharp.torch.Device device)
+    {
+        for (int stage = 0; stage < config.Stages.Count; stage++)
+        {
+            try
+            {
+                using var _ = new ScoringFunction(config.Stages[stage].Components, config.Stages[stage].Aggregate, device);
+            }
+            catch (BioForgeException e)
+            {
+                throw new BioForgeException($"stages[{stage + 1}] '{OptimizationSession.StageName(config, stage)}': {e.Message}", e);
+            }
         }
     }
 

@@ -25,6 +25,12 @@ public sealed record QuickstartOptions
     public double MaxSimilarity { get; init; } = 0.5;
     public int Threads { get; init; }
     public ulong Seed { get; init; }
+    /// <summary>Property limits: a designed molecule outside one scores 0, a library molecule is not screened.</summary>
+    public IReadOnlyList<PropertyLimit> Limits { get; init; } = [];
+    /// <summary>PAINS/Brenk rules that neither zero a score nor show as alerts (a covalent design's warhead).</summary>
+    public IReadOnlyCollection<string> AllowedAlerts { get; init; } = [];
+    /// <summary>The user's known binders of the target: each candidate's nearest known binder is among them.</summary>
+    public IReadOnlyList<KnownActive> Actives { get; init; } = [];
 }
 
 public sealed record QuickstartResult(string TargetName, int TargetLength, string Picked, double PriorTopMean, double AgentTopMean, double AgentDiversity, int Optimized, long Screened,
@@ -106,10 +112,11 @@ public static class Quickstart
         info($"screening {options.Library}");
         // Every library molecule goes on to the combined score below, not only the best by affinity alone: a clean,
         // drug-like molecule just under an affinity cut would otherwise never be compared.
-        var screened = VirtualScreen.Run(affinity, sequence, MoleculeSource.Read(options.Library), new ScreenOptions { Top = int.MaxValue });
+        var screenOptions = new ScreenOptions { Top = int.MaxValue, Limits = options.Limits, AllowedAlerts = options.AllowedAlerts, Actives = options.Actives };
+        var screened = VirtualScreen.Run(affinity, sequence, MoleculeSource.Read(options.Library), screenOptions);
         var designed = VirtualScreen.Run(affinity, sequence,
             agentPick.Select((m, i) => new MoleculeRecord($"optimized #{i + 1}", m.Smiles, false, i + 1, new Dictionary<string, string>())),
-            new ScreenOptions { Top = options.Candidates });
+            screenOptions with { Top = options.Candidates });
 
         // 4. One ranking for both sources: the optimization's own scoring function.
         var pool = designed.Hits.Select(h => (Hit: h, Source: "optimized")).Concat(screened.Hits.Select(h => (Hit: h, Source: "library"))).ToList();
@@ -144,9 +151,13 @@ public static class Quickstart
                 ["prior (SMILES model)"] = options.Prior,
                 ["affinity model"] = $"{options.AffinityModel} (test fold: {string.Join(", ", affinity.Manifest.TestMetrics.Select(kv => $"{kv.Key} {kv.Value:F3}"))}; see the applicability domain above)",
                 ["optimization"] = $"{optimized.Steps} steps × {options.BatchSize} molecules" + (bred > 0 ? $" and up to {bred} bred children" : "")
-                    + $" ({optimized.Scored} scored; learning: {config.Learning.Strategy}" + (bred > 0 ? " with genetic exploration" : "") + "); score = geometric mean of sigmoid(pKd; 6–9), QED, reverse-sigmoid(SA; 2–5) × PAINS/Brenk filter",
+                    + $" ({optimized.Scored} scored; learning: {config.Learning.Strategy}" + (bred > 0 ? " with genetic exploration" : "") + "); score = geometric mean of sigmoid(pKd; 6–9), QED, reverse-sigmoid(SA; 2–5) × PAINS/Brenk filter"
+                    + (options.AllowedAlerts.Count > 0 ? $" (not counting {string.Join(", ", options.AllowedAlerts)})" : "")
+                    + (options.Limits.Count > 0 ? $" × limits ({string.Join(", ", options.Limits.Select(l => l.Text))}: 0 outside)" : ""),
                 ["mean score, " + picked] = $"optimized {agentTop:F3} vs prior {priorTop:F3} (as many molecules sampled); internal diversity {diversity:F3}",
-                ["library screened"] = $"{options.Library}: {screened.Scored:N0} molecules, {screened.Invalid:N0} unreadable, {screened.MoleculesPerSecond:N0} molecules/s",
+                ["library screened"] = $"{options.Library}: {screened.Scored:N0} molecules, {screened.Invalid:N0} unreadable"
+                    + (options.Limits.Count > 0 ? $", {screened.OutsideLimits:N0} outside the limits" : "") + $", {screened.MoleculesPerSecond:N0} molecules/s",
+                ["known binders"] = $"{screened.KnownBinders - screened.Actives} in {affinity.Manifest.Dataset}" + (options.Actives.Count > 0 ? $", {options.Actives.Count} of yours" : ""),
                 ["candidates"] = $"top {options.Candidates} of the optimized ({picked}) and library molecules by the same score",
                 ["seed"] = options.Seed.ToString(CultureInfo.InvariantCulture),
             },
@@ -187,7 +198,8 @@ public static class Quickstart
                         Transform = new TransformSettings { Kind = "sigmoid", Low = 6, High = 9, K = 0.5 } },
                     new ComponentSettings { Type = "qed", Weight = 1 },
                     new ComponentSettings { Type = "sa", Weight = 1, Transform = new TransformSettings { Kind = "reverse_sigmoid", Low = 2, High = 5, K = 0.5 } },
-                    new ComponentSettings { Type = "filters", Catalogs = ["pains", "brenk"] },
+                    new ComponentSettings { Type = "filters", Catalogs = ["pains", "brenk"], Allow = [.. options.AllowedAlerts] },
+                    .. options.Limits.Select(l => l.AsPenalty()),
                 ],
             },
         ],

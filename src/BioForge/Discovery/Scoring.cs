@@ -94,6 +94,13 @@ public sealed record ComponentSettings
     public bool Features { get; init; }
     /// <summary>Filter catalogues for <c>filters</c>: any of pains, brenk, nih.</summary>
     public string[] Catalogs { get; init; } = ["pains", "brenk"];
+    /// <summary><c>filters</c>' rules that do not count (<c>Michael_acceptor_1</c> for a covalent design; <see cref="StructuralFilters"/>).</summary>
+    public string[] Allow { get; init; } = [];
+    /// <summary>
+    /// The transformed value multiplies the total instead of joining the mean: with a <c>step</c> transform, a hard
+    /// limit (<c>mw</c> ≤ 500 scores 0 above it without moving the mean of the molecules within it).
+    /// </summary>
+    public bool Penalty { get; init; }
     /// <summary>An affinity model directory (<c>bioforge dti train</c>).</summary>
     public string? Model { get; init; }
     /// <summary>The target: a protein sequence, or a FASTA file whose first record is used.</summary>
@@ -113,7 +120,10 @@ public sealed record ComponentSettings
 
     public string Label => Name ?? Type;
 
-    public bool IsPenalty => Type is "forbidden_substructure" or "matching_substructure" or "filters";
+    public bool IsPenalty => Penalty || IsStructuralPenalty;
+
+    /// <summary>A 0/0.5/1 verdict on structure, used as it is (no transform).</summary>
+    public bool IsStructuralPenalty => Type is "forbidden_substructure" or "matching_substructure" or "filters";
 
     public void Validate(string where, Action<bool, string> require)
     {
@@ -163,6 +173,10 @@ public sealed record ComponentSettings
             require(error is null, $"{where}.{error}");
         }
         require(Catalogs.All(c => c is "pains" or "brenk" or "nih"), $"{where}.catalogs: each must be pains, brenk or nih");
+        require(Allow.Length == 0 || Type == "filters", $"{where}.allow: only for a filters component (the alert rules that do not count)");
+        require(!Penalty || !IsStructuralPenalty, $"{where}.penalty: a {Type} component is a penalty already");
+        require(!Penalty || IsStructuralPenalty || Transform.Kind != "identity" || Type is "qed" or "similarity" or "substructure" or "isomer" or "pmo",
+            $"{where}.penalty: a {Type} value is not a score in [0, 1]; give it a transform (a step window such as {{ kind = \"step\", low = 0, high = 500 }}, a sigmoid)");
         Transform.Validate(where, require);
     }
 }
@@ -222,7 +236,7 @@ public sealed class ScoringFunction : IDisposable
                             "pains" => FilterCatalogs.Pains,
                             "brenk" => FilterCatalogs.Brenk,
                             _ => FilterCatalogs.Nih,
-                        }));
+                        }), c.Allow);
                         break;
                     case "similarity":
                         foreach (string s in c.Smiles)
@@ -300,7 +314,7 @@ public sealed class ScoringFunction : IDisposable
                 for (int c = 0; c < components.Count; c++)
                 {
                     rawValues[c] = raw[c][v];
-                    transformed[c] = components[c].IsPenalty ? rawValues[c] : components[c].Transform.Apply(rawValues[c]);
+                    transformed[c] = components[c].IsStructuralPenalty ? rawValues[c] : components[c].Transform.Apply(rawValues[c]);
                 }
                 result[i] = new ScoredMolecule(smiles[i], molecules[i]!.ToSmiles(), molecules[i]!.MurckoScaffold(), Aggregate(transformed), rawValues, transformed)
                 {
@@ -365,17 +379,8 @@ public sealed class ScoringFunction : IDisposable
 
     private double Property(int c, ComponentSettings component, Molecule m) => component.Type switch
     {
-        "qed" => qed.Score(m),
-        "sa" => sa.Score(m),
-        "logp" => m.Descriptors().LogP,
         "plogp" => m.Descriptors().LogP - sa.Score(m) - Math.Max(0, m.RingSizes().DefaultIfEmpty(0).Max() - 6),
-        "mw" => m.Descriptors().MolWt,
-        "tpsa" => m.Descriptors().Tpsa,
-        "hbd" => m.Descriptors().HBondDonors,
-        "hba" => m.Descriptors().HBondAcceptors,
-        "rotatable_bonds" => m.Descriptors().RotatableBonds,
-        "rings" => m.Descriptors().Rings,
-        "aromatic_rings" => m.Descriptors().AromaticRings,
+        _ when PropertyLimit.Properties.Contains(component.Type) => PropertyLimit.Measure(component.Type, m, qed, sa),
         "bertz" => GraphDescriptors.BertzCT(m),
         "element_count" => IsomerScore.ElementCount(m, component.Element!),
         "isomer" => isomers[c].Score(m),

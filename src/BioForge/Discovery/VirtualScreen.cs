@@ -8,7 +8,16 @@ public sealed record ScreenOptions
     public int Top { get; init; } = 100;
     /// <summary>Molecules parsed and scored together (memory stays bounded by this, whatever the library's size).</summary>
     public int BatchSize { get; init; } = 512;
+    /// <summary>Property limits a molecule must meet to be scored at all (counted in <see cref="ScreenSummary.OutsideLimits"/>).</summary>
+    public IReadOnlyList<PropertyLimit> Limits { get; init; } = [];
+    /// <summary>Alert rules not reported (<see cref="StructuralFilters"/>).</summary>
+    public IReadOnlyCollection<string> AllowedAlerts { get; init; } = [];
+    /// <summary>The user's known binders of the target (<see cref="VirtualScreen.ReadActives"/>): each hit's nearest is among them and the model's.</summary>
+    public IReadOnlyList<KnownActive> Actives { get; init; } = [];
 }
+
+/// <summary>A binder of the target the user knows: its name (or where it was read) and its standardized canonical SMILES.</summary>
+public sealed record KnownActive(string Name, string Smiles);
 
 /// <summary>
 /// One hit: predicted affinity, drug-likeness and properties, structural alerts, the nearest known binder of the
@@ -20,6 +29,12 @@ public sealed record ScreenHit(int Rank, string Id, string Smiles, int Line, dou
 public sealed record ScreenSummary(long Read, long Scored, long Invalid, IReadOnlyList<string> FirstErrors, IReadOnlyList<ScreenHit> Hits,
     IReadOnlyList<double> AffinitySample, int KnownBinders, TimeSpan Elapsed)
 {
+    /// <summary>Molecules left out before scoring because they broke a property limit.</summary>
+    public long OutsideLimits { get; init; }
+
+    /// <summary>The user's actives among <see cref="KnownBinders"/>.</summary>
+    public int Actives { get; init; }
+
     public double MoleculesPerSecond => Scored / Math.Max(1e-9, Elapsed.TotalSeconds);
 }
 
@@ -49,22 +64,39 @@ public static class VirtualScreen
         var errors = new List<string>();
         var sample = new List<double>();
         var random = new Random(17);
-        long read = 0, scored = 0, invalid = 0;
+        using var limits = options.Limits.Count > 0 ? new PropertyLimits(options.Limits) : null;
+        using var alerts = new StructuralFilters(FilterCatalogs.Pains | FilterCatalogs.Brenk, options.AllowedAlerts); // an unknown rule is refused now, not after the screen
+        long read = 0, scored = 0, invalid = 0, outside = 0;
         foreach (var chunk in library.Chunk(options.BatchSize))
         {
             read += chunk.Length;
             var parsed = new Molecule?[chunk.Length];
             var messages = new string?[chunk.Length];
+            var broken = new bool[chunk.Length];
             Parallel.For(0, chunk.Length, i =>
             {
-                if (TryParseStandardized(chunk[i], out var m, out string? error)) parsed[i] = m;
-                else messages[i] = error;
+                if (!TryParseStandardized(chunk[i], out var m, out string? error))
+                {
+                    messages[i] = error;
+                    return;
+                }
+                try
+                {
+                    broken[i] = limits?.FirstBroken(m!) is not null;
+                }
+                catch (BioForgeException e)
+                {
+                    messages[i] = $"cannot compute its properties: {e.Message}";
+                }
+                if (broken[i] || messages[i] is not null) m!.Dispose();
+                else parsed[i] = m;
             });
             try
             {
                 var valid = Enumerable.Range(0, chunk.Length).Where(i => parsed[i] is not null).ToArray();
+                outside += broken.Count(b => b);
                 for (int i = 0; i < chunk.Length; i++)
-                    if (parsed[i] is null)
+                    if (parsed[i] is null && !broken[i])
                     {
                         invalid++;
                         if (errors.Count < 5) errors.Add($"{chunk[i].Where}: {messages[i]}");
@@ -99,10 +131,31 @@ public static class VirtualScreen
             }
             progress?.Report(chunk.Length);
         }
-        var known = model.KnownBinders(targetSequence);
-        var (hits, unprofiled) = Profile([.. best.UnorderedItems.Select(x => x.Element).OrderByDescending(x => x.Affinity).ThenBy(x => x.Record.Line)], known, domain, cancellation);
+        var known = model.KnownBinders(targetSequence).Select(b => new KnownActive(b.Name, b.Smiles)).Concat(options.Actives).ToList();
+        var (hits, unprofiled) = Profile([.. best.UnorderedItems.Select(x => x.Element).OrderByDescending(x => x.Affinity).ThenBy(x => x.Record.Line)], known,
+            alerts, domain, cancellation);
         errors.AddRange(unprofiled.Take(Math.Max(0, 5 - errors.Count)));
-        return new ScreenSummary(read, scored, invalid + unprofiled.Count, errors, hits, sample, known.Count, clock.Elapsed);
+        return new ScreenSummary(read, scored, invalid + unprofiled.Count, errors, hits, sample, known.Count, clock.Elapsed)
+        {
+            OutsideLimits = outside,
+            Actives = options.Actives.Count,
+        };
+    }
+
+    /// <summary>
+    /// The user's known binders from a molecule file (any format the library may have), standardized as the library is.
+    /// Every one must read: a few precious molecules, so a bad line is an error with its place, not a skipped count.
+    /// </summary>
+    public static IReadOnlyList<KnownActive> ReadActives(string path, string? smilesColumn = null)
+    {
+        var actives = new List<KnownActive>();
+        foreach (var record in MoleculeSource.Read(path, smilesColumn))
+        {
+            if (!TryParseStandardized(record, out var m, out string? error)) throw new BioForgeException($"--actives {record.Where}: {error}");
+            using (m) actives.Add(new KnownActive(IdOf(record), m!.ToSmiles()));
+        }
+        if (actives.Count == 0) throw new BioForgeException($"--actives {path}: the file holds no molecules");
+        return [.. actives.DistinctBy(a => a.Smiles)];
     }
 
     /// <summary>
@@ -150,12 +203,11 @@ public static class VirtualScreen
         record.Properties.TryGetValue(MoleculeSource.NameProperty, out string? name) ? name : record.Label == record.Text ? record.Where : record.Label;
 
     private static (List<ScreenHit> Hits, List<string> Failures) Profile(IReadOnlyList<Candidate> ranked,
-        IReadOnlyList<(string Name, string Smiles, double Affinity)> known, ApplicabilityDomain? domain, CancellationToken cancellation)
+        IReadOnlyList<KnownActive> known, StructuralFilters alerts, ApplicabilityDomain? domain, CancellationToken cancellation)
     {
         cancellation.ThrowIfCancellationRequested();
         using var qed = new Qed();
         var sa = new SaScore();
-        using var alerts = new StructuralFilters(FilterCatalogs.Pains | FilterCatalogs.Brenk);
         var binders = known.Select(b =>
         {
             using var m = Molecule.FromSmiles(b.Smiles);
