@@ -15,8 +15,9 @@ internal static class ProteinGenEvalCommand
 {
     public static Command Group(TextWriter output, TextWriter error)
     {
-        var group = new Command("protein", "Protein generation tools");
+        var group = new Command("protein", "Protein tools: generated sequences against natural ones, pseudo-log-likelihoods");
         group.Subcommands.Add(Create(output, error));
+        group.Subcommands.Add(ProteinPllCommand.Create(output, error));
         return group;
     }
 

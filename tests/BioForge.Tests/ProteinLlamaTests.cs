@@ -184,7 +184,8 @@ public sealed class ProteinLlamaTests
     {
         using var esm = Models.Esm.EsmCheckpoint.Load(TestData.EsmTiny, TestData.Cpu.Device, TestData.Cpu.DType);
         const string sequence = "MKTAYIA";
-        var (mean, per) = GenerationQuality.PseudoLogLikelihood(esm, [sequence], positions: 100, maxResidues: 100, seed: 0, batchTokens: 20);
+        var (mean, per, scored) = GenerationQuality.PseudoLogLikelihood(esm, [sequence], positions: 100, maxResidues: 100, seed: 0, batchTokens: 20);
+        Assert.Equal([sequence.Length], scored);
         var tokens = esm.Tokenizer.Encode(sequence);
         double total = 0;
         using var _ = TorchSharp.torch.no_grad();
@@ -199,5 +200,23 @@ public sealed class ProteinLlamaTests
         }
         Assert.Equal(total / sequence.Length, mean, 4);
         Assert.Equal(mean, per[0], 12);
+
+        // `protein pll` writes the same per sequence, with the sum and the pseudo-perplexity; a sample of positions is an estimate of it.
+        string fasta = Write("pll.fasta", $">a\n{sequence}\n>b\nMKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ\n");
+        string scores = Path.Combine(TestData.TempDirectory(), "pll.csv");
+        var run = Run("protein", "pll", "--model", TestData.EsmTiny, "--in", fasta, "--out", scores);
+        Assert.True(run.Code == 0, run.Err);
+        var rows = BioForge.IO.Csv.ReadRows(scores, out var header).Select(r => header.Zip(r.Fields).ToDictionary(p => p.First, p => p.Second)).ToList();
+        Assert.Equal(["id", "length", "positions", "pll", "pll_sum", "pseudo_perplexity"], header);
+        double Value(int row, string column) => double.Parse(rows[row][column], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Equal(("a", "7", "7"), (rows[0]["id"], rows[0]["length"], rows[0]["positions"]));
+        Assert.Equal(total / sequence.Length, Value(0, "pll"), 3);
+        Assert.Equal(total, Value(0, "pll_sum"), 3);
+        Assert.Equal(Math.Exp(-total / sequence.Length), Value(0, "pseudo_perplexity"), 3);
+        run = Run("protein", "pll", "--model", TestData.EsmTiny, "--in", fasta, "--out", scores, "--positions", "5");
+        Assert.True(run.Code == 0, run.Err);
+        Assert.Equal(["5", "5"], BioForge.IO.Csv.ReadRows(scores, out var sampledHeader).Select(r => r.Fields[2]));
+        AssertFails(Run("protein", "pll", "--model", TestData.EsmTiny, "--in", Write("long.fasta", ">long\n" + new string('A', 1025) + "\n"), "--out", scores),
+            "long.fasta:1: record 'long' has 1025 residues; the model reads at most 1024");
     }
 }

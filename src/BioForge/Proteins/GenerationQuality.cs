@@ -206,15 +206,16 @@ public static class GenerationQuality
     /// residue masked in turn, log p(true residue | rest) under the masked-LM head, averaged over the residue's sequence,
     /// then over sequences. Sequences are cropped to their first <paramref name="maxResidues"/> residues (and the model's
     /// limit); at most <paramref name="positions"/> positions per sequence are scored, a seeded random choice when there
-    /// are more (the mean is then an unbiased estimate). Returns the mean and the per-sequence values.
+    /// are more (the mean is then an unbiased estimate). Returns the mean, the per-sequence values and how many positions each scored.
     /// </summary>
-    public static (double Mean, double[] PerSequence) PseudoLogLikelihood(EsmCheckpoint model, IReadOnlyList<string> sequences, int positions, int maxResidues,
+    public static (double Mean, double[] PerSequence, int[] Positions) PseudoLogLikelihood(EsmCheckpoint model, IReadOnlyList<string> sequences, int positions, int maxResidues,
         ulong seed, int batchTokens = 16384, IProgress<int>? progress = null)
     {
         if (positions < 1) throw new BioForgeException($"--pll-positions must be positive (got {positions})");
         int limit = Math.Min(maxResidues, model.Config.MaxResidues);
         var tokenizer = model.Tokenizer;
         var result = new double[sequences.Count];
+        var scored = new int[sequences.Count];
         using var _ = no_grad();
         model.Model.eval();
         for (int n = 0; n < sequences.Count; n++)
@@ -244,8 +245,9 @@ public static class GenerationQuality
                 total += logProbs.gather(1, truth.unsqueeze(1)).sum().item<float>();
             }
             result[n] = total / sites.Length;
+            scored[n] = sites.Length;
             progress?.Report(1);
         }
-        return (result.Average(), result);
+        return (result.Average(), result, scored);
     }
 }
