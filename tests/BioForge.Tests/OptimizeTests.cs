@@ -187,12 +187,21 @@ public sealed class OptimizeTests
         Assert.Equal(5, whole.Steps);
         Assert.Equal(["warm-up: reached max_steps (2)", "small rings: reached max_steps (3)"], whole.StageEndings);
         Assert.Equal(["qed", "mw"], whole.ComponentLabels);
+        // Beside ranked.csv, the report: the best drawn with their components, the run's curves, the scoring function as configured.
+        string report = File.ReadAllText(Path.Combine(straight, OptimizationReport.FileName));
+        Assert.Contains(System.Net.WebUtility.HtmlEncode(whole.Ranked[0].Canonical), report);
+        Assert.Contains($"score {whole.Ranked[0].Score:F3}", report);
+        Assert.Contains("<h3>Stage 2: small rings (arithmetic mean, 1–3 steps)</h3>", report);
+        Assert.Contains("double_sigmoid (150–350, k 0.05)", report);
+        Assert.Contains("Mean score of each sampled batch", report);
+        Assert.DoesNotContain("stopped before its end", report);
 
         // Stop after step 4 (a cancelled run checkpoints), then continue.
         int seen = 0;
         using var cancel = new CancellationTokenSource();
         var first = MoleculeOptimizer.Run(Config(Run(resumed, 3, learning: learning)), options with { Cancellation = cancel.Token, OnStep = _ => { if (++seen == 4) cancel.Cancel(); } });
         Assert.True(first.Interrupted);
+        Assert.Contains("stopped before its end", File.ReadAllText(Path.Combine(resumed, OptimizationReport.FileName)));
         // Rows past the checkpoint (a lost future, the last one torn by a kill) neither rank nor stop the resume.
         File.AppendAllText(Path.Combine(resumed, "scores_2_small_rings.csv"), "99,CCO,CCO,1,0.999,0.999,,1,1,1,1,sampled\n57,\"CC(");
         var second = MoleculeOptimizer.Run(Config(Run(resumed, 3, learning: learning)), options with { Resume = true });

@@ -1,7 +1,5 @@
 using System.Globalization;
-using System.Net;
 using System.Text;
-using BioForge.Chem;
 using BioForge.Imaging;
 using BioForge.IO;
 
@@ -41,7 +39,7 @@ public static class DiscoveryReport
     {
         var html = new StringBuilder();
         html.Append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
-        html.Append($"<title>{E(c.Title)}</title><style>{Style}</style></head><body>\n");
+        html.Append($"<title>{E(c.Title)}</title><style>{ReportHtml.Style}</style></head><body>\n");
         html.Append($"<header><h1>{E(c.Title)}</h1><p class=\"meta\">BioForge · {DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture)} UTC · target {E(c.TargetName ?? "")} "
             + $"({c.Target.Length} residues: <code>{E(c.Target.Length > 60 ? c.Target[..60] + "…" : c.Target)}</code>)</p></header>\n");
         if (c.Domain.Count > 0)
@@ -87,7 +85,7 @@ public static class DiscoveryReport
         var cards = new StringBuilder("<div class=\"cards\">");
         foreach (var hit in hits)
         {
-            cards.Append("<figure class=\"card\">").Append(Depiction(hit.Smiles));
+            cards.Append("<figure class=\"card\">").Append(ReportHtml.Depiction(hit.Smiles));
             cards.Append($"<figcaption><b>#{hit.Rank}</b> {E(hit.Id)} <span class=\"score\">{E(measure)} {hit.Affinity:F2}</span><br>QED {hit.Qed:F2} · SA {hit.Sa:F1} · logP {hit.LogP:F1} · MW {hit.MolWt:F0}");
             if (hit.NearestSimilarity is { } s) cards.Append($"<br>nearest known binder {s:F2}{(hit.NearestBinderName is { } name ? $" ({E(BinderName(name))})" : "")}");
             if (hit.TrainingSimilarity is { } t) cards.Append($"<br>nearest training ligand {t:F2}");
@@ -109,32 +107,5 @@ public static class DiscoveryReport
     /// <summary>Davis names its drugs by PubChem compound id: a bare number reads as one only when it says so.</summary>
     private static string BinderName(string name) => name.Length > 0 && name.All(char.IsAsciiDigit) ? $"PubChem CID {name}" : name;
 
-    private static string Depiction(string smiles)
-    {
-        if (!Molecule.TryFromSmiles(smiles, out var molecule, out _)) return "";
-        using (molecule)
-        {
-            string svg = molecule!.ToSvg(260, 200);
-            int start = svg.IndexOf("<svg", StringComparison.Ordinal);
-            return start < 0 ? "" : svg[start..]; // drop the XML declaration: the SVG sits inside the HTML
-        }
-    }
-
-    private static string E(string text) => WebUtility.HtmlEncode(text);
-
-    private const string Style = """
-        body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:0 16px 40px;color:#222}
-        header h1{margin-bottom:4px}.meta{color:#666;margin-top:0}
-        h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
-        .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(270px,1fr));gap:12px}
-        .card{border:1px solid #ddd;border-radius:8px;margin:0;padding:6px;background:#fff}
-        .card svg{width:100%;height:auto}
-        figcaption{font-size:13px;line-height:1.4}.score{color:#1a6;font-weight:bold}
-        .smiles{font-size:11px;word-break:break-all;color:#555}.alert{color:#b60}
-        .charts{display:flex;flex-wrap:wrap;gap:16px}
-        table{border-collapse:collapse;font-size:13px;margin-top:16px}
-        th,td{border-bottom:1px solid #eee;padding:3px 8px;text-align:left;vertical-align:top}
-        table.hits code{font-size:11px;word-break:break-all}
-        footer{margin-top:32px;color:#777;font-size:12px}
-        """;
+    private static string E(string text) => ReportHtml.Encode(text);
 }

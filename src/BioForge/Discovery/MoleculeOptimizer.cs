@@ -177,7 +177,9 @@ public static class MoleculeOptimizer
         var ranked = session.Ranked(config.Output.Ranked);
         WriteRanked(Path.Combine(run.Path, "ranked.csv"), ranked, finalLabels);
         if (!interrupted) run.Publish(AgentDirectory, directory => session.Agent.Save(directory));
-        return new OptimizeResult(run.Path, session.State.Step, finalLabels, ranked, session.State.StageEndings, interrupted, session.State.Scored);
+        var outcome = new OptimizeResult(run.Path, session.State.Step, finalLabels, ranked, session.State.StageEndings, interrupted, session.State.Scored);
+        OptimizationReport.Write(Path.Combine(run.Path, OptimizationReport.FileName), config, outcome, OptimizationReport.ReadSteps(Path.Combine(run.Path, RunDirectory.MetricsFile)));
+        return outcome;
     }
 
     /// <summary>Agent weights, optimizer moments and the run state (written last), committed as one checkpoint; the previous one stays until then.</summary>
