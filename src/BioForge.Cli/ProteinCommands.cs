@@ -46,8 +46,10 @@ internal static class ProteinCommands
         var layer = Options.Int("--layer", "representation to take: 0 = embeddings, N = after layer N, -1 = final", -1);
         var batchTokens = BatchTokensOption();
         var unknown = new Option<bool>("--unknown-as-unk") { Description = "map letters outside the alphabet to <unk> instead of failing" };
+        var truncate = new Option<string>("--truncate") { Description = "a sequence longer than the model reads (1,022 residues for ESM-2): refused (none), or its first (end) or last (start) residues embedded", DefaultValueFactory = _ => "none" };
+        truncate.AcceptOnlyFromAmong("none", "end", "start");
         var compute = new ComputeOptionSet();
-        var command = new Command("embed", "Embed sequences with a language model (ESM-2, or a GPT-2 / Llama decoder)") { model, input, outPath, pool, layer, batchTokens, unknown };
+        var command = new Command("embed", "Embed sequences with a language model (ESM-2, or a GPT-2 / Llama decoder)") { model, input, outPath, pool, layer, batchTokens, unknown, truncate };
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
         {
@@ -67,6 +69,9 @@ internal static class ProteinCommands
             }
             if (family is not EsmFamily && (pooling != Pooling.Mean || result.GetValue(layer) != -1))
                 throw new BioForgeException($"--pool {result.GetValue(pool)} --layer {result.GetValue(layer)}: a {family.ModelType} model embeds with --pool mean over its final layer only");
+            var truncation = Enum.Parse<Truncation>(result.GetValue(truncate)!, ignoreCase: true);
+            if (family is not EsmFamily && truncation != Truncation.None)
+                throw new BioForgeException($"--truncate is for ESM-2 models: a {family.ModelType} model's length is in its own tokens, not residues");
             if (family is not EsmFamily && result.GetValue(unknown))
                 throw new BioForgeException($"--unknown-as-unk is for ESM-2 models: a {family.ModelType} model reads each sequence with its own tokenizer, which refuses what it cannot hold");
             var (modelInfo, embed) = OpenEmbedder(result, model, compute, family, new EmbedOptions
@@ -75,6 +80,7 @@ internal static class ProteinCommands
                 Layer = result.GetValue(layer),
                 BatchTokens = result.GetValue(batchTokens),
                 UnknownAsUnk = result.GetValue(unknown),
+                Truncate = truncation,
             });
             using var loaded = modelInfo.Model;
             var metadata = new Dictionary<string, string>
@@ -82,6 +88,7 @@ internal static class ProteinCommands
                 ["model"] = Path.GetFullPath(result.GetValue(model)!),
                 ["pooling"] = pooling.ToString().ToLowerInvariant(),
                 ["layer"] = result.GetValue(layer).ToString(CultureInfo.InvariantCulture),
+                ["truncate"] = truncation.ToString().ToLowerInvariant(),
             };
             var world = ProcessGroup.World;
             var (first, count) = RankShares.Of(total, world);

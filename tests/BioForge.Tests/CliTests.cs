@@ -296,6 +296,28 @@ public sealed class CliTests
         Assert.Equal(["x", "y", "z"], JsonSerializer.Deserialize<string[]>(perResidue.Metadata["ids"])!); // the input's order, which tensor names lose
     }
 
+    /// <summary>A sequence past the model's length (1,024 residues for the tiny ESM-2) is refused, or with --truncate its first (end) or last (start) 1,024 are embedded: exactly those residues' embedding.</summary>
+    [Fact]
+    public void EmbedTruncatesALongSequenceWhenAsked()
+    {
+        string dir = TestData.TempDirectory();
+        string body = string.Concat(Enumerable.Range(0, 1100).Select(i => "ACDEFGHIKLMNPQRSTVWY"[(i * 7 + i / 13) % 20]));
+        string max = body[..1024], last = body[^1024..];
+        var embedded = new Dictionary<string, float[]>();
+        foreach (var (name, fasta, mode) in new[] { ("end", $">long\n{body}\n", "end"), ("start", $">long\n{body}\n", "start"), ("first", $">long\n{max}\n", "none"), ("last", $">long\n{last}\n", "none") })
+        {
+            string output = Path.Combine(dir, name + ".npy");
+            var run = Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(fasta), "--out", output, "--truncate", mode);
+            Assert.True(run.Code == 0, run.Err);
+            byte[] npy = File.ReadAllBytes(output);
+            embedded[name] = [.. Enumerable.Range(0, 64).Select(k => BitConverter.ToSingle(npy, 128 + 4 * k))];
+        }
+        Assert.Equal(embedded["first"], embedded["end"]);
+        Assert.Equal(embedded["last"], embedded["start"]);
+        Assert.NotEqual(embedded["end"], embedded["start"]);
+        AssertFails(Run("embed", "--model", TinyProteinModel.Directory, "--in", Fasta(">a\nMK\n"), "--out", Path.Combine(dir, "d.csv"), "--truncate", "end"), "--truncate is for ESM-2 models");
+    }
+
     [Fact]
     public void EmbedRejectsBadInputWithOneLine()
     {
@@ -304,7 +326,7 @@ public sealed class CliTests
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(""), "--out", output), "no FASTA records", output);
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMK\n>b\nMKZ9\n"), "--out", output), "in.fasta:4: record 'b': invalid residue '9' at column 4", output);
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMKJAY\n"), "--out", output), "in.fasta:2: record 'a': invalid residue 'J' at column 3 (--unknown-as-unk reads letters outside ESM-2's alphabet as <unk>)", output);
-        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">long\n" + new string('A', 1100) + "\n"), "--out", output), "in.fasta:1: record 'long' has 1100 residues", output);
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">long\n" + new string('A', 1100) + "\n"), "--out", output), "in.fasta:1: record 'long' has 1100 residues; this model takes at most 1024", output);
         // A decoder's rotary positions run on past the trained ones without failing: refused like ESM-2's.
         int positions = LlamaConfig.FromJson(Path.Combine(TinyProteinModel.Directory, "config.json")).MaxPositionEmbeddings;
         AssertFails(Run("embed", "--model", TinyProteinModel.Directory, "--in", Fasta(">long\n" + new string('A', positions - 1) + "\n"), "--out", output),

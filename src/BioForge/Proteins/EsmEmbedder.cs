@@ -6,6 +6,9 @@ namespace BioForge.Proteins;
 
 public enum Pooling { Mean, Cls, None }
 
+/// <summary>What to do with a sequence longer than the model reads: refuse it, or cut its end or its start (as NIM's and OpenAI's <c>truncate</c>).</summary>
+public enum Truncation { None, End, Start }
+
 /// <summary>One record's embedding: [hidden] when pooled, [residues, hidden] with <see cref="Pooling.None"/>; float32 on the CPU.</summary>
 public sealed record Embedding(FastaRecord Record, float[] Values, int Rows, int Columns);
 
@@ -18,6 +21,8 @@ public sealed record EmbedOptions
     /// <summary>How many tokens of input are read ahead and sorted by length before batching.</summary>
     public int WindowTokens { get; init; } = 1 << 16;
     public bool UnknownAsUnk { get; init; }
+    /// <summary>A sequence past the model's length is refused (None) or cut to its first (End) or last (Start) residues it can read.</summary>
+    public Truncation Truncate { get; init; }
     public AttentionKernel Kernel { get; init; } = AttentionKernel.Fused;
 }
 
@@ -55,11 +60,18 @@ public sealed class EsmEmbedder(EsmCheckpoint model, EmbedOptions options)
 
     private int[] Tokenize(FastaRecord record)
     {
-        if (record.Sequence.Length > model.Config.MaxResidues)
-            throw new BioForgeException($"{record.Where}: record '{record.Id}' has {record.Sequence.Length} residues; this model takes at most {model.Config.MaxResidues} (max_position_embeddings {model.Config.MaxPositionEmbeddings} minus <cls> and <eos>)");
+        int max = model.Config.MaxResidues;
+        string sequence = record.Sequence;
+        if (sequence.Length > max)
+            sequence = options.Truncate switch
+            {
+                Truncation.End => sequence[..max],
+                Truncation.Start => sequence[^max..],
+                _ => throw new BioForgeException($"{record.Where}: record '{record.Id}' has {sequence.Length} residues; this model takes at most {max} (max_position_embeddings {model.Config.MaxPositionEmbeddings} minus <cls> and <eos>); embed its first or last {max} by truncating it"),
+            };
         try
         {
-            return model.Tokenizer.Encode(record.Sequence, options.UnknownAsUnk);
+            return model.Tokenizer.Encode(sequence, options.UnknownAsUnk);
         }
         catch (BioForgeException e)
         {
