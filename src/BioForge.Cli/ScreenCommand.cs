@@ -19,12 +19,16 @@ internal static class ScreenCommand
         var report = new Option<string?>("--report") { Description = "also write a self-contained HTML report" }.Writes("HTML", ".html", ".htm");
         var model = new Option<string>("--model") { Description = "affinity model directory", DefaultValueFactory = _ => Shipped.Path("models/dti-davis") };
         var column = new Option<string?>("--smiles-column") { Description = "CSV/TSV column holding the SMILES (default: smiles)" };
+        var idColumn = new Option<string?>("--id-column")
+        {
+            Description = "CSV/TSV column or SDF data item naming each molecule (default: a name, id, title, zinc_id, compound_id or molecule_chembl_id column; an SDF record's title line)",
+        };
         var batch = Options.Int("--batch", "molecules read and scored together", 512);
         var compute = new ComputeOptionSet();
         var chemist = new ChemistOptionSet();
         var command = new Command("screen", "Virtual screening: predicted affinity, drug-likeness, alerts and nearest known binder for a library")
         {
-            target, library, top, outPath, report, model, column, batch,
+            target, library, top, outPath, report, model, column, idColumn, batch,
         };
         chemist.AddTo(command);
         command.Options.Add(compute.Device);
@@ -45,7 +49,7 @@ internal static class ScreenCommand
                 Actives = chemist.ActivesOf(result),
             };
             using var affinity = AffinityModel.Load(result.GetValue(model)!, options.Device);
-            var records = MoleculeSource.Read(libraryPath, result.GetValue(column));
+            var records = MoleculeSource.Read(libraryPath, result.GetValue(column), result.GetValue(idColumn));
             var summary = ProgressDisplay.Run("screening", CountRecords(libraryPath), progress =>
                 VirtualScreen.Run(affinity, sequence, records, screenOptions, progress));
             if (summary.Read == 0) throw new BioForgeException($"{libraryPath}: the library holds no molecules");

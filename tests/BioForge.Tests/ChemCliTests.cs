@@ -1,3 +1,5 @@
+using BioForge.Chem;
+
 namespace BioForge.Tests;
 
 public sealed class ChemCliTests
@@ -30,6 +32,25 @@ public sealed class ChemCliTests
         Assert.True(code == 0, error);
         Assert.Equal(["BRENK:Michael_acceptor_1", "NIH:acrylate", "NIH:halo_acrylate"], text.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.Equal(2, Run("chem", "alerts", "--catalog", "zinc").Code);
+    }
+
+    /// <summary>Molecules are named by the column or SDF data item asked for; an SDF record without a title takes a usual name item.</summary>
+    [Fact]
+    public void MoleculesAreNamedByTheIdColumnOrDataItem()
+    {
+        const string ethanol = "\n     RDKit          2D\n\n  3  2  0  0  0  0  0  0  0  0999 V2000\n    0.0000    0.0000    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0\n"
+            + "    1.2990    0.7500    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0\n    2.5981   -0.0000    0.0000 O   0  0  0  0  0  0  0  0  0  0  0  0\n  1  2  1  0\n  2  3  1  0\nM  END\n";
+        string sdf = Write("lib.sdf", ethanol + ">  <Catalog_ID>\nCAT-1\n\n>  <zinc_id>\nZINC42\n\n$$$$\n" + "named\n" + ethanol[1..] + ">  <Catalog_ID>\nCAT-2\n\n$$$$\n");
+        string Name(MoleculeRecord r) => r.Properties.GetValueOrDefault(MoleculeSource.NameProperty, r.Label);
+        Assert.Equal(["ZINC42", "named"], MoleculeSource.Read(sdf).Select(Name)); // no title: the zinc_id item; else the title
+        Assert.Equal(["CAT-1", "CAT-2"], MoleculeSource.Read(sdf, idColumn: "catalog_id").Select(Name));
+        var e = Assert.Throws<BioForgeException>(() => MoleculeSource.Read(sdf, idColumn: "zinc_id").ToList());
+        Assert.EndsWith("lib.sdf:18: the record has no 'zinc_id' data item", e.Message);
+
+        string csv = Write("lib.csv", "smiles,name,vendor_code\nCCO,ethanol,V-7\n");
+        Assert.Equal(["V-7"], MoleculeSource.Read(csv, idColumn: "Vendor_Code").Select(Name));
+        Assert.Contains("no 'catalog' column in the header (smiles, name, vendor_code)", Assert.Throws<BioForgeException>(() => MoleculeSource.Read(csv, idColumn: "catalog").ToList()).Message);
+        Assert.Contains("a SMILES file has no columns", Assert.Throws<BioForgeException>(() => MoleculeSource.Read(Write("lib.smi", "CCO x\n"), idColumn: "id").ToList()).Message);
     }
 
     [Fact]

@@ -36,16 +36,20 @@ public static class MoleculeSource
     /// The molecules of a file, streamed. A file with none (empty, or only blank lines), binary data, or a line longer
     /// than <see cref="MaxLineLength"/> is an error naming the file and line.
     /// </summary>
-    public static IEnumerable<MoleculeRecord> Read(string path, string? smilesColumn = null)
+    /// <param name="idColumn">The table column or SDF data item naming each molecule (default: a column named name, id,
+    /// title, zinc_id, compound_id or molecule_chembl_id; an SDF record's title line, else such a data item).</param>
+    public static IEnumerable<MoleculeRecord> Read(string path, string? smilesColumn = null, string? idColumn = null)
     {
         if (!File.Exists(path)) throw new BioForgeException($"{path}: file not found");
         string name = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path;
         string ext = Path.GetExtension(name).ToLowerInvariant();
         var records = ext switch
         {
+            ".smi" or ".smiles" or ".txt" when idColumn is not null =>
+                throw new BioForgeException($"{path}: a SMILES file has no columns; its names are the text after each SMILES (an id column is for CSV/TSV and SDF files)"),
             ".smi" or ".smiles" or ".txt" => ReadSmiles(path),
-            ".csv" or ".tsv" => ReadTable(path, smilesColumn),
-            ".sdf" or ".sd" or ".mol" => ReadSdf(path),
+            ".csv" or ".tsv" => ReadTable(path, smilesColumn, idColumn),
+            ".sdf" or ".sd" or ".mol" => ReadSdf(path, idColumn),
             _ => throw new BioForgeException($"{path}: unknown molecule file type '{ext}' (use .smi, .csv, .tsv or .sdf, optionally .gz)"),
         };
         return NotEmpty(path, records);
@@ -84,7 +88,16 @@ public static class MoleculeSource
         }
     }
 
-    private static IEnumerable<MoleculeRecord> ReadTable(string path, string? smilesColumn)
+    /// <summary>An SDF record's name: the data item asked for, else its title line, else a data item with a usual name column's name.</summary>
+    private static string? Name(Dictionary<string, string> properties, string? title, string? idColumn)
+    {
+        string? Item(Func<string, bool> match) => properties.FirstOrDefault(p => match(p.Key) && p.Value.Trim().Length > 0).Value?.Trim();
+        if (idColumn is not null) return Item(k => k.Equals(idColumn, StringComparison.OrdinalIgnoreCase));
+        if (!string.IsNullOrWhiteSpace(title)) return null; // the record's label already
+        return Item(k => NameColumns.Contains(k, StringComparer.OrdinalIgnoreCase));
+    }
+
+    private static IEnumerable<MoleculeRecord> ReadTable(string path, string? smilesColumn, string? idColumn)
     {
         using var reader = Open(path);
         string? header = reader.ReadLine();
@@ -103,7 +116,11 @@ public static class MoleculeSource
         }
         if (index < 0)
             throw new BioForgeException($"{path}: no {(smilesColumn is null ? "SMILES" : $"'{smilesColumn}'")} column in the header ({string.Join(", ", columns)}); name it with --smiles-column");
-        int nameIndex = columns.FindIndex(c => NameColumns.Contains(c.Trim(), StringComparer.OrdinalIgnoreCase));
+        int nameIndex = idColumn is null
+            ? columns.FindIndex(c => NameColumns.Contains(c.Trim(), StringComparer.OrdinalIgnoreCase))
+            : columns.FindIndex(c => c.Trim().Equals(idColumn, StringComparison.OrdinalIgnoreCase));
+        if (nameIndex < 0 && idColumn is not null)
+            throw new BioForgeException($"{path}: no '{idColumn}' column in the header ({string.Join(", ", columns)})");
         string? line;
         while ((line = reader.ReadLine()) != null)
         {
@@ -123,7 +140,7 @@ public static class MoleculeSource
     /// blank line. Text after <c>M  END</c> that is neither a data item nor <c>$$$$</c> is a molecule whose separator
     /// is missing: an error naming its line (RDKit's SDMolSupplier fails there too), never a record silently dropped.
     /// </summary>
-    private static IEnumerable<MoleculeRecord> ReadSdf(string path)
+    private static IEnumerable<MoleculeRecord> ReadSdf(string path, string? idColumn)
     {
         using var reader = Open(path);
         var block = new StringBuilder();
@@ -137,6 +154,8 @@ public static class MoleculeSource
             if (line == "$$$$")
             {
                 record++;
+                if (Name(properties, title, idColumn) is { } id) properties[NameProperty] = id;
+                else if (idColumn is not null) throw new BioForgeException($"{path}:{start}: the record has no '{idColumn}' data item");
                 yield return new MoleculeRecord(string.IsNullOrWhiteSpace(title) ? $"record {record}" : title!.Trim(), block.ToString(), true, start, properties);
                 block.Clear();
                 properties = new Dictionary<string, string>();
