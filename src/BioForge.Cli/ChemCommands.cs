@@ -137,7 +137,7 @@ internal static class ChemCommands
 
     private static Command Alerts(TextWriter output, TextWriter error)
     {
-        var catalog = new Option<string>("--catalog") { Description = "pains, brenk, nih or all", DefaultValueFactory = _ => "all" };
+        var catalog = new Option<string>("--catalog") { Description = "pains, brenk, screening (both: the rules screen, quickstart and --allow-alert know), nih or all", DefaultValueFactory = _ => "screening" };
         var smiles = new Option<string?>("--smiles") { Description = "list only the rules this molecule matches" };
         var command = new Command("alerts", "The structural alert rules (RDKit's PAINS, Brenk and NIH catalogues) by the names --allow-alert and filters' allow take") { catalog, smiles };
         command.SetAction(result => Cli.Guard(error, () =>
@@ -147,8 +147,9 @@ internal static class ChemCommands
                 "pains" => FilterCatalogs.Pains,
                 "brenk" => FilterCatalogs.Brenk,
                 "nih" => FilterCatalogs.Nih,
+                "screening" => FilterCatalogs.Pains | FilterCatalogs.Brenk,
                 "all" => FilterCatalogs.Pains | FilterCatalogs.Brenk | FilterCatalogs.Nih,
-                var other => throw new BioForgeException($"--catalog must be pains, brenk, nih or all (got '{other}')"),
+                var other => throw new BioForgeException($"--catalog must be pains, brenk, screening, nih or all (got '{other}')"),
             };
             using var filters = new StructuralFilters(catalogs);
             if (result.GetValue(smiles) is not { } text)

@@ -137,17 +137,22 @@ internal static class ProteinCommands
         var model = ModelOption();
         var seq = Options.Required("--seq", "protein sequence with one or more <mask> tokens, e.g. MKT<mask>IAK");
         var topK = Options.Int("--top-k", "candidates to show per masked position", 5);
+        var outPath = new Option<string?>("--out") { Description = "also write the predictions as CSV (position, rank, token, probability)" }.Writes("CSV", ".csv");
         var compute = new ComputeOptionSet();
-        var command = new Command("fill-mask", "Predict the residues at <mask> positions") { model, seq, topK };
+        var command = new Command("fill-mask", "Predict the residues at <mask> positions") { model, seq, topK, outPath };
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
         {
             using var esm = LoadModel(result, model, compute);
             var predictions = MaskFiller.Predict(esm, result.GetValue(seq)!, result.GetValue(topK));
+            var rows = predictions.SelectMany(p => p.Candidates.Select(c => (p.Position, c.Rank, c.Token, Probability: c.Probability.ToString("F4", CultureInfo.InvariantCulture)))).ToList();
             output.WriteLine("position\trank\ttoken\tprobability");
-            foreach (var p in predictions)
-                foreach (var c in p.Candidates)
-                    output.WriteLine($"{p.Position}\t{c.Rank}\t{c.Token}\t{c.Probability.ToString("F4", CultureInfo.InvariantCulture)}");
+            foreach (var r in rows) output.WriteLine($"{r.Position}\t{r.Rank}\t{r.Token}\t{r.Probability}");
+            if (result.GetValue(outPath) is { } path)
+            {
+                AtomicFile.WriteText(path, "position,rank,token,probability\n" + string.Concat(rows.Select(r => $"{r.Position},{r.Rank},{Csv.Quote(r.Token)},{r.Probability}\n")));
+                output.WriteLine($"-> {path}");
+            }
             return 0;
         }));
         return command;

@@ -17,12 +17,12 @@ internal static class ProteinPllCommand
     {
         var model = Options.Required("--model", "Hugging Face ESM-2 checkpoint directory (config.json + safetensors)");
         var input = Options.Required("--in", "FASTA file (.fasta, .fa, optionally .gz)");
-        var outPath = Options.Required("--out", "scores CSV: id, length, positions, pll (mean log-probability per scored residue), pll_sum, pseudo_perplexity").Writes("CSV", ".csv");
+        var outPath = Options.Required("--out", "scores CSV: id, length, positions (scored), pll (mean log-probability per scored residue), pll_sum (over every canonical residue; estimated with --positions), pseudo_perplexity").Writes("CSV", ".csv");
         var positions = Options.Int("--positions", "residues scored per sequence: 0 = all (exact); N = a seeded sample of N (an estimate, N forward passes instead of L)", 0);
         var seed = new Option<ulong>("--seed") { Description = "seed of the sampled positions (with --positions N)", DefaultValueFactory = _ => 0 };
         var batchTokens = Options.Int("--batch-tokens", "token budget per batch (masked copies × length)", 16384);
         var compute = new ComputeOptionSet();
-        var command = new Command("pll", "ESM-2 pseudo-log-likelihood of each sequence (every residue masked in turn) and its pseudo-perplexity")
+        var command = new Command("pll", "ESM-2 pseudo-log-likelihood of each sequence (every canonical residue masked in turn; X, B, Z, U, O and gaps are context) and its pseudo-perplexity")
         {
             model, input, outPath, positions, seed, batchTokens,
         };
@@ -42,13 +42,15 @@ internal static class ProteinPllCommand
             if (records.FirstOrDefault(r => r.Sequence.Length == 0) is { } empty)
                 throw new BioForgeException($"--in {inPath}:{empty.Line}: record '{empty.Id}' is empty");
             int perSequence = result.GetValue(positions) == 0 ? int.MaxValue : result.GetValue(positions);
-            var (_, pll, scored) = ProgressDisplay.Run("pseudo-log-likelihood", records.Count, progress =>
-                GenerationQuality.PseudoLogLikelihood(esm, [.. records.Select(r => r.Sequence)], perSequence, limit, result.GetValue(seed), result.GetValue(batchTokens), progress));
+            var scores = ProgressDisplay.Run("pseudo-log-likelihood", records.Count, progress =>
+                GenerationQuality.PseudoLogLikelihood(esm, [.. records.Select(r => r.Sequence)], perSequence, limit, result.GetValue(seed), result.GetValue(batchTokens), progress,
+                    canonicalOnly: true));
+            var (pll, scored, scorable) = (scores.PerResidue, scores.Scored, scores.Scorable);
             string F(double v) => v.ToString("F4", CultureInfo.InvariantCulture);
             var text = new StringBuilder("id,length,positions,pll,pll_sum,pseudo_perplexity\n");
             for (int i = 0; i < records.Count; i++)
                 text.Append(Csv.Quote(records[i].Id)).Append(',').Append(records[i].Sequence.Length.ToString(CultureInfo.InvariantCulture)).Append(',')
-                    .Append(scored[i].ToString(CultureInfo.InvariantCulture)).Append(',').Append(F(pll[i])).Append(',').Append(F(pll[i] * scored[i])).Append(',')
+                    .Append(scored[i].ToString(CultureInfo.InvariantCulture)).Append(',').Append(F(pll[i])).Append(',').Append(F(pll[i] * scorable[i])).Append(',')
                     .Append(F(Math.Exp(-pll[i]))).Append('\n');
             AtomicFile.WriteText(result.GetValue(outPath)!, text.ToString());
             int best = Array.IndexOf(pll, pll.Max());

@@ -315,6 +315,13 @@ public sealed class CliTests
         Assert.Equal(embedded["first"], embedded["end"]);
         Assert.Equal(embedded["last"], embedded["start"]);
         Assert.NotEqual(embedded["end"], embedded["start"]);
+        // Per residue, each row names its residue's position in the whole sequence: the cut start's rows begin at 77.
+        string perResidue = Path.Combine(dir, "r.csv");
+        Assert.Equal(0, Run("embed", "--model", TestData.EsmTiny, "--in", Fasta($">long\n{body}\n"), "--out", perResidue, "--pool", "none", "--truncate", "start").Code);
+        var rows = File.ReadAllLines(perResidue);
+        Assert.Equal(1 + 1024, rows.Length);
+        Assert.StartsWith($"long,77,{body[76]},", rows[1]);
+        Assert.StartsWith($"long,1100,{body[1099]},", rows[^1]);
         AssertFails(Run("embed", "--model", TinyProteinModel.Directory, "--in", Fasta(">a\nMK\n"), "--out", Path.Combine(dir, "d.csv"), "--truncate", "end"), "--truncate is for ESM-2 models");
     }
 
@@ -358,6 +365,10 @@ public sealed class CliTests
             Assert.All(probabilities, p => Assert.InRange(p, 0, 1));
             Assert.Equal(["1", "2", "3"], position.Select(f => f[1]));
         }
+        // --out writes the same rows as CSV.
+        string csv = Path.Combine(TestData.TempDirectory(), "fill.csv");
+        Assert.Equal(0, Run("fill-mask", "--model", TestData.EsmTiny, "--seq", "MKT<mask>IAKQ<mask>", "--top-k", "3", "--out", csv).Code);
+        Assert.Equal(rows.Select(r => r.Replace('\t', ',')), File.ReadAllLines(csv));
         AssertFails(Run("fill-mask", "--model", TestData.EsmTiny, "--seq", "MKTIAK"), "no <mask> token");
         // Positions count residues (a <mask> is one), and the message advises no flag fill-mask lacks.
         var bad = Run("fill-mask", "--model", TestData.EsmTiny, "--seq", "MK<mask>1");

@@ -17,6 +17,8 @@ public sealed class PropertyLimitTests
         Assert.Equal(new PropertyLimit("mw", double.MinValue, 500, "mw<=500"), PropertyLimit.Parse("MW <= 500"));
         Assert.Equal(new PropertyLimit("logp", 1, double.MaxValue, "logp>=1"), PropertyLimit.Parse("logp>=1"));
         Assert.Equal(new PropertyLimit("logp", -0.5, 4, "-0.5<=logp<=4"), PropertyLimit.Parse("-0.5<=logp<=4"));
+        Assert.Equal(new PropertyLimit("mw", double.MinValue, 1000, "mw<=1e3"), PropertyLimit.Parse("mw<=1e3"));
+        Assert.Equal(new PropertyLimit("qed", 0.5, double.MaxValue, "qed>=.5"), PropertyLimit.Parse("qed>=.5"));
         Assert.Equal(["mw<=500", "logp<=5", "hbd<=5", "hba<=10", "qed>=0.5"], PropertyLimit.ParseAll(["ro5", "qed>=0.5"]).Select(l => l.Text));
         var window = PropertyLimit.Parse("2<=logp<=4");
         Assert.Equal([true, true, false, false], [window.Holds(2), window.Holds(4), window.Holds(1.99), window.Holds(4.01)]);
@@ -29,6 +31,9 @@ public sealed class PropertyLimitTests
     [InlineData("2<=logp>=4", "a range reads low<=name<=high")]
     [InlineData("lipinski", "not a limit such as mw<=500")]
     [InlineData("mw<=abc", "not a limit such as mw<=500")]
+    [InlineData("mw<=1.2.3", "not a limit such as mw<=500")]
+    [InlineData("mw<=.", "not a limit such as mw<=500")]
+    [InlineData("mw≤500", "write ≤ as <= and ≥ as >=")]
     public void ABadLimitIsRefusedWithWhatIsWrong(string text, string expected)
     {
         var e = Assert.Throws<BioForgeException>(() => PropertyLimit.ParseAll([text]));
@@ -128,7 +133,7 @@ public sealed class PropertyLimitTests
 
         var typo = OptimizeTests.Config(OptimizeTests.Run(output, 2, "[[stages.components]]\ntype = \"filters\"\nallow = [\"michael\"]"));
         var e = Assert.Throws<BioForgeException>(() => MoleculeOptimizer.Run(typo, new OptimizeOptions { Threads = 2 }));
-        Assert.StartsWith("stages[2] 'small rings': alert 'michael' is not a rule of the PAINS_A, PAINS_B, PAINS_C, BRENK filters", e.Message);
+        Assert.StartsWith("stages[1] 'small rings': alert 'michael' is not a rule of the PAINS_A, PAINS_B, PAINS_C, BRENK filters", e.Message);
         Assert.False(Directory.Exists(output), "the run folder was left behind");
     }
 }

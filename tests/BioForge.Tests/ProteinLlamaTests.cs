@@ -184,8 +184,9 @@ public sealed class ProteinLlamaTests
     {
         using var esm = Models.Esm.EsmCheckpoint.Load(TestData.EsmTiny, TestData.Cpu.Device, TestData.Cpu.DType);
         const string sequence = "MKTAYIA";
-        var (mean, per, scored) = GenerationQuality.PseudoLogLikelihood(esm, [sequence], positions: 100, maxResidues: 100, seed: 0, batchTokens: 20);
-        Assert.Equal([sequence.Length], scored);
+        var computed = GenerationQuality.PseudoLogLikelihood(esm, [sequence], positions: 100, maxResidues: 100, seed: 0, batchTokens: 20);
+        var (mean, per) = (computed.Mean, computed.PerResidue);
+        Assert.Equal([sequence.Length], computed.Scored);
         var tokens = esm.Tokenizer.Encode(sequence);
         double total = 0;
         using var _ = TorchSharp.torch.no_grad();
@@ -202,7 +203,7 @@ public sealed class ProteinLlamaTests
         Assert.Equal(mean, per[0], 12);
 
         // `protein pll` writes the same per sequence, with the sum and the pseudo-perplexity; a sample of positions is an estimate of it.
-        string fasta = Write("pll.fasta", $">a\n{sequence}\n>b\nMKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ\n");
+        string fasta = Write("pll.fasta", $">a\n{sequence}\n>b\nMKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ\n>gapped\nMK-TAYXIA\n");
         string scores = Path.Combine(TestData.TempDirectory(), "pll.csv");
         var run = Run("protein", "pll", "--model", TestData.EsmTiny, "--in", fasta, "--out", scores);
         Assert.True(run.Code == 0, run.Err);
@@ -213,9 +214,13 @@ public sealed class ProteinLlamaTests
         Assert.Equal(total / sequence.Length, Value(0, "pll"), 3);
         Assert.Equal(total, Value(0, "pll_sum"), 3);
         Assert.Equal(Math.Exp(-total / sequence.Length), Value(0, "pseudo_perplexity"), 3);
+        Assert.Equal(("9", "7"), (rows[2]["length"], rows[2]["positions"])); // the gap and the X are context, not scored
         run = Run("protein", "pll", "--model", TestData.EsmTiny, "--in", fasta, "--out", scores, "--positions", "5");
         Assert.True(run.Code == 0, run.Err);
-        Assert.Equal(["5", "5"], BioForge.IO.Csv.ReadRows(scores, out var sampledHeader).Select(r => r.Fields[2]));
+        var sampled = BioForge.IO.Csv.ReadRows(scores, out var sampledHeader).ToList();
+        Assert.Equal(["5", "5", "5"], sampled.Select(r => r.Fields[2]));
+        // The sum is estimated over every canonical residue: the sampled mean × 33 for b.
+        Assert.Equal(double.Parse(sampled[1].Fields[3], System.Globalization.CultureInfo.InvariantCulture) * 33, double.Parse(sampled[1].Fields[4], System.Globalization.CultureInfo.InvariantCulture), 2);
         AssertFails(Run("protein", "pll", "--model", TestData.EsmTiny, "--in", Write("long.fasta", ">long\n" + new string('A', 1025) + "\n"), "--out", scores),
             "long.fasta:1: record 'long' has 1025 residues; the model reads at most 1024");
     }

@@ -80,7 +80,7 @@ public static class MoleculeOptimizer
             }
             catch (BioForgeException e)
             {
-                throw new BioForgeException($"stages[{stage + 1}] '{OptimizationSession.StageName(config, stage)}': {e.Message}", e);
+                throw new BioForgeException($"stages[{stage}] '{OptimizationSession.StageName(config, stage)}': {e.Message}", e);
             }
         }
     }

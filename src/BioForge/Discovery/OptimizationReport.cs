@@ -40,9 +40,12 @@ public static class OptimizationReport
             {
                 continue;
             }
-            if (node?["step"] is null) continue;
-            points.Add(new StepPoint(node["step"]!.GetValue<int>(), node["mean_score"]!.GetValue<double>(), node["valid"]!.GetValue<double>(),
-                node["unique"]!.GetValue<double>(), node["scaffolds"]!.GetValue<int>()));
+            // Runs written by earlier versions lack some keys: a missing value is NaN (0 scaffolds), never the end of the report.
+            double Number(string key) => node?[key] is JsonValue v && v.TryGetValue<double>(out double d) ? d : double.NaN;
+            double step = Number("step");
+            if (double.IsNaN(step)) continue;
+            double scaffolds = Number("scaffolds");
+            points.Add(new StepPoint((int)step, Number("mean_score"), Number("valid"), Number("unique"), double.IsNaN(scaffolds) ? 0 : (int)scaffolds));
         }
         return points;
     }
@@ -62,24 +65,28 @@ public static class OptimizationReport
         html.Append($"<section id=\"best\"><h2>Best molecules</h2><p>Ranked by the final stage's score ({E(final.Aggregate)} mean of the components below"
             + (final.Components.Any(c => c.IsPenalty) ? ", times the penalties" : "") + "); each component as its raw value and, in brackets, its score in [0, 1].</p>");
         if (ranked.Count == 0) html.Append("<p>No valid molecule was scored.</p>");
-        html.Append("<div class=\"cards\">");
-        foreach (var m in ranked.Take(CardCount))
+        else
         {
-            html.Append("<figure class=\"card\">").Append(ReportHtml.Depiction(m.Canonical));
-            html.Append($"<figcaption><b>#{m.Rank}</b> <span class=\"score\">score {m.Score:F3}</span> · step {m.Step}");
-            for (int c = 0; c < labels.Count && c < m.Raw.Length; c++) html.Append($"<br>{E(labels[c])} {Value(m.Raw[c])} ({m.Transformed[c]:F2})");
-            html.Append($"<br><code class=\"smiles\">{E(m.Canonical)}</code></figcaption></figure>");
+            html.Append("<div class=\"cards\">");
+            foreach (var m in ranked.Take(CardCount))
+            {
+                html.Append("<figure class=\"card\">").Append(ReportHtml.Depiction(m.Canonical));
+                html.Append($"<figcaption><b>#{m.Rank}</b> <span class=\"score\">score {m.Score:F3}</span> · step {m.Step}");
+                for (int c = 0; c < labels.Count && c < m.Raw.Length; c++) html.Append($"<br>{E(labels[c])} {Value(m.Raw[c])} ({m.Transformed[c]:F2})");
+                html.Append($"<br><code class=\"smiles\">{E(m.Canonical)}</code></figcaption></figure>");
+            }
+            html.Append("</div>\n<table class=\"hits\"><thead><tr><th>rank</th><th>SMILES</th><th>score</th><th>step</th><th>stage</th>");
+            foreach (string label in labels) html.Append($"<th>{E(label)}</th>");
+            html.Append("</tr></thead><tbody>");
+            foreach (var m in ranked.Take(TableRows))
+            {
+                html.Append($"<tr><td>{m.Rank}</td><td><code>{E(m.Canonical)}</code></td><td>{m.Score:F3}</td><td>{m.Step}</td><td>{E(m.Stage)}</td>");
+                for (int c = 0; c < labels.Count; c++) html.Append($"<td>{(c < m.Raw.Length ? Value(m.Raw[c]) : "")}</td>");
+                html.Append("</tr>");
+            }
+            html.Append("</tbody></table>");
         }
-        html.Append("</div>\n<table class=\"hits\"><thead><tr><th>rank</th><th>SMILES</th><th>score</th><th>step</th><th>stage</th>");
-        foreach (string label in labels) html.Append($"<th>{E(label)}</th>");
-        html.Append("</tr></thead><tbody>");
-        foreach (var m in ranked.Take(TableRows))
-        {
-            html.Append($"<tr><td>{m.Rank}</td><td><code>{E(m.Canonical)}</code></td><td>{m.Score:F3}</td><td>{m.Step}</td><td>{E(m.Stage)}</td>");
-            for (int c = 0; c < labels.Count; c++) html.Append($"<td>{(c < m.Raw.Length ? Value(m.Raw[c]) : "")}</td>");
-            html.Append("</tr>");
-        }
-        html.Append("</tbody></table></section>\n");
+        html.Append("</section>\n");
 
         if (steps.Count > 0)
         {

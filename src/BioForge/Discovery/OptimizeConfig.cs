@@ -183,7 +183,7 @@ public sealed record OptimizeConfig
     /// from repeats). Resume and <c>bench pmo</c> read stored runs against it.
     /// </summary>
     public static string EarlierRunsDefaultsJson() =>
-        new OptimizeConfig { Stages = [new()], Learning = new() { Strategy = "reinvent", GeneticOffspring = 0, SkipRepeats = false } }.ToJsonText();
+        new OptimizeConfig { Stages = [new() { Components = [new()] }], Learning = new() { Strategy = "reinvent", GeneticOffspring = 0, SkipRepeats = false } }.ToJsonText();
 
     /// <summary>This configuration with <c>section.key=value</c> overrides applied and checked as a run file's are (errors name <paramref name="where"/>).</summary>
     public OptimizeConfig WithOverrides(IReadOnlyCollection<string> overrides, string where)

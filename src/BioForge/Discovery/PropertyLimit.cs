@@ -31,9 +31,10 @@ public sealed partial record PropertyLimit(string Property, double Low, double H
         var match = Pattern().Match(compact);
         if (!match.Success)
         {
-            string strict = compact.Contains("<=", StringComparison.Ordinal) || compact.Contains(">=", StringComparison.Ordinal) || !(compact.Contains('<') || compact.Contains('>'))
-                ? "" : "; only <= and >= (a limit includes its bound)";
-            throw new BioForgeException($"{where} '{text}': not a limit such as mw<=500, logp>=1 or 2<=logp<=4{strict}; or a preset ({string.Join(", ", Presets.Keys)})");
+            string hint = compact.Contains('≤') || compact.Contains('≥') ? "; write ≤ as <= and ≥ as >="
+                : compact.Contains("<=", StringComparison.Ordinal) || compact.Contains(">=", StringComparison.Ordinal) || !(compact.Contains('<') || compact.Contains('>')) ? ""
+                : "; only <= and >= (a limit includes its bound)";
+            throw new BioForgeException($"{where} '{text}': not a limit such as mw<=500, logp>=1 or 2<=logp<=4{hint}; or a preset ({string.Join(", ", Presets.Keys)})");
         }
         string property = match.Groups["name"].Value.ToLowerInvariant();
         if (!Properties.Contains(property))
@@ -50,7 +51,8 @@ public sealed partial record PropertyLimit(string Property, double Low, double H
             else if (match.Groups["low"].Success) throw new BioForgeException($"{where} '{text}': a range reads low<=name<=high");
             else low = Number("bound");
         }
-        if (low > high) throw new BioForgeException($"{where} '{text}': the lower bound {low} is above the upper {high}; no molecule can meet it");
+        if (low > high)
+            throw new BioForgeException(string.Create(CultureInfo.InvariantCulture, $"{where} '{text}': the lower bound {low} is above the upper {high}; no molecule can meet it"));
         return new PropertyLimit(property, low, high, compact.ToLowerInvariant());
     }
 
@@ -85,7 +87,7 @@ public sealed partial record PropertyLimit(string Property, double Low, double H
     private static partial Regex Whitespace();
 
     // name<=x, name>=x or low<=name<=high; numbers as C# reads them invariantly (1e3, -0.5).
-    [GeneratedRegex(@"^(?:(?<low>[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)<=)?(?<name>[A-Za-z_]+)(?<op><=|>=)(?<bound>[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)$")]
+    [GeneratedRegex(@"^(?:(?<low>[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)<=)?(?<name>[A-Za-z_]+)(?<op><=|>=)(?<bound>[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)$")]
     private static partial Regex Pattern();
 }
 

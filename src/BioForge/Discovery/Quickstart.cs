@@ -117,6 +117,8 @@ public static class Quickstart
         var designed = VirtualScreen.Run(affinity, sequence,
             agentPick.Select((m, i) => new MoleculeRecord($"optimized #{i + 1}", m.Smiles, false, i + 1, new Dictionary<string, string>())),
             screenOptions with { Top = options.Candidates });
+        // The pick walks down the ranking to its end when too few molecules scored above 0: some may break a limit.
+        if (designed.OutsideLimits > 0) info($"{designed.OutsideLimits} of the {agentPick.Count} designed molecules picked are outside the limits: left out of the candidates");
 
         // 4. One ranking for both sources: the optimization's own scoring function.
         var pool = designed.Hits.Select(h => (Hit: h, Source: "optimized")).Concat(screened.Hits.Select(h => (Hit: h, Source: "library"))).ToList();

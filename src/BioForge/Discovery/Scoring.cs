@@ -123,6 +123,7 @@ public sealed record ComponentSettings
     public bool IsPenalty => Penalty || IsStructuralPenalty;
 
     /// <summary>A 0/0.5/1 verdict on structure, used as it is (no transform).</summary>
+    [System.Text.Json.Serialization.JsonIgnore] // derived, and not in the run files stored before it existed (a resume compares them)
     public bool IsStructuralPenalty => Type is "forbidden_substructure" or "matching_substructure" or "filters";
 
     public void Validate(string where, Action<bool, string> require)

@@ -135,7 +135,8 @@ public static class VirtualScreen
         var (hits, unprofiled) = Profile([.. best.UnorderedItems.Select(x => x.Element).OrderByDescending(x => x.Affinity).ThenBy(x => x.Record.Line)], known,
             alerts, domain, cancellation);
         errors.AddRange(unprofiled.Take(Math.Max(0, 5 - errors.Count)));
-        return new ScreenSummary(read, scored, invalid + unprofiled.Count, errors, hits, sample, known.Count, clock.Elapsed)
+        // A hit whose profile failed was predicted but is reported as unreadable: counted once, so read = scored + invalid + outside.
+        return new ScreenSummary(read, scored - unprofiled.Count, invalid + unprofiled.Count, errors, hits, sample, known.Count, clock.Elapsed)
         {
             OutsideLimits = outside,
             Actives = options.Actives.Count,

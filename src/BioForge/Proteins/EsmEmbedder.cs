@@ -10,7 +10,11 @@ public enum Pooling { Mean, Cls, None }
 public enum Truncation { None, End, Start }
 
 /// <summary>One record's embedding: [hidden] when pooled, [residues, hidden] with <see cref="Pooling.None"/>; float32 on the CPU.</summary>
-public sealed record Embedding(FastaRecord Record, float[] Values, int Rows, int Columns);
+public sealed record Embedding(FastaRecord Record, float[] Values, int Rows, int Columns)
+{
+    /// <summary>Residues of the record before the first row (a sequence cut at its start: <see cref="Truncation.Start"/>).</summary>
+    public int Offset { get; init; }
+}
 
 public sealed record EmbedOptions
 {
@@ -39,11 +43,12 @@ public sealed class EsmEmbedder(EsmCheckpoint model, EmbedOptions options)
         if (layer < 0 || layer > layers)
             throw new BioForgeException($"--layer {options.Layer}: this model has representations 0..{layers} (or -1..-{layers + 1} from the end)");
         var forward = new EsmForwardOptions { HiddenStates = layer != layers, Kernel = options.Kernel };
+        int max = model.Config.MaxResidues;
         return WindowedEmbedding.Run(records, Tokenize, options.WindowTokens, options.BatchTokens, model.Tokenizer.PadId, model.Device, batch =>
         {
             var output = model.Model.Forward(batch.InputIds, batch.AttentionMask, forward);
             return forward.HiddenStates ? output.HiddenStates![layer] : output.LastHiddenState;
-        }, Pool, progress);
+        }, Pool, progress).Select(e => options.Truncate == Truncation.Start && e.Record.Sequence.Length > max ? e with { Offset = e.Record.Sequence.Length - max } : e);
     }
 
     /// <summary>A record's row [&lt;cls&gt;, residues…, &lt;eos&gt;, padding…] pooled as asked.</summary>

@@ -206,16 +206,18 @@ public static class GenerationQuality
     /// residue masked in turn, log p(true residue | rest) under the masked-LM head, averaged over the residue's sequence,
     /// then over sequences. Sequences are cropped to their first <paramref name="maxResidues"/> residues (and the model's
     /// limit); at most <paramref name="positions"/> positions per sequence are scored, a seeded random choice when there
-    /// are more (the mean is then an unbiased estimate). Returns the mean, the per-sequence values and how many positions each scored.
+    /// are more (the mean is then an unbiased estimate). <paramref name="canonicalOnly"/> scores the 20 canonical amino
+    /// acids alone (an X, a selenocysteine or an alignment gap is context, not a residue to predict).
     /// </summary>
-    public static (double Mean, double[] PerSequence, int[] Positions) PseudoLogLikelihood(EsmCheckpoint model, IReadOnlyList<string> sequences, int positions, int maxResidues,
-        ulong seed, int batchTokens = 16384, IProgress<int>? progress = null)
+    public static PseudoLikelihoods PseudoLogLikelihood(EsmCheckpoint model, IReadOnlyList<string> sequences, int positions, int maxResidues,
+        ulong seed, int batchTokens = 16384, IProgress<int>? progress = null, bool canonicalOnly = false)
     {
         if (positions < 1) throw new BioForgeException($"--pll-positions must be positive (got {positions})");
         int limit = Math.Min(maxResidues, model.Config.MaxResidues);
         var tokenizer = model.Tokenizer;
         var result = new double[sequences.Count];
         var scored = new int[sequences.Count];
+        var scorable = new int[sequences.Count];
         using var _ = no_grad();
         model.Model.eval();
         for (int n = 0; n < sequences.Count; n++)
@@ -223,8 +225,9 @@ public static class GenerationQuality
             string s = sequences[n].Length > limit ? sequences[n][..limit] : sequences[n];
             var tokens = tokenizer.Encode(s, unknownAsUnk: true);
             // Residue positions 1..L in token coordinates; <unk> is not scored (it has no true residue).
-            var sites = Enumerable.Range(1, s.Length).Where(i => tokens[i] != tokenizer.UnkId).ToArray();
+            var sites = Enumerable.Range(1, s.Length).Where(i => tokens[i] != tokenizer.UnkId && (!canonicalOnly || Canonical.Contains(s[i - 1]))).ToArray();
             if (sites.Length == 0) throw new BioForgeException($"sequence {n + 1} has no residue ESM-2 can score");
+            scorable[n] = sites.Length;
             if (sites.Length > positions)
                 sites = [.. sites.OrderBy(i => StatelessRandom.Hash(seed, n, i)).Take(positions).Order()];
             double total = 0;
@@ -248,6 +251,15 @@ public static class GenerationQuality
             scored[n] = sites.Length;
             progress?.Report(1);
         }
-        return (result.Average(), result, scored);
+        return new PseudoLikelihoods(result, scored, scorable);
     }
+}
+
+/// <summary>
+/// Per sequence: the mean log-probability of its scored residues, how many were scored, and how many could have been
+/// (the sum over all of them is estimated as mean × scorable when a sample was scored).
+/// </summary>
+public sealed record PseudoLikelihoods(double[] PerResidue, int[] Scored, int[] Scorable)
+{
+    public double Mean => PerResidue.Average();
 }
