@@ -33,6 +33,7 @@ public static class Cli
         root.Subcommands.Add(DistributedCommands.Create(output, error));
         root.Subcommands.Add(PlanCommand.Create(output, error));
         root.Subcommands.Add(DtiCommands.Create(output, error));
+        root.Subcommands.Add(QsarCommands.Create(output, error));
         root.Subcommands.Add(OptimizeCommand.Create(output, error));
         root.Subcommands.Add(ScreenCommand.Create(output, error));
         root.Subcommands.Add(QuickstartCommand.Create(output, error));

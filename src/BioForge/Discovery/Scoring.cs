@@ -71,7 +71,8 @@ public sealed record ComponentSettings
     /// aromatic_rings, bertz (Bertz CT), element_count (atoms of <see cref="Element"/>, hydrogens counted), isomer
     /// (GuacaMol's closeness to <see cref="Formula"/>, in [0, 1]), similarity
     /// (max Tanimoto to <see cref="Smiles"/>), substructure (1 when any of <see cref="Smarts"/> matches), affinity
-    /// (predicted by <see cref="Model"/> for <see cref="Target"/>), pmo (the PMO/GuacaMol objective named by
+    /// (predicted by <see cref="Model"/> for <see cref="Target"/>), qsar (the activity a <c>bioforge qsar train</c> model in
+    /// <see cref="Model"/> predicts, <see cref="QsarModel"/>), pmo (the PMO/GuacaMol objective named by
     /// <see cref="Task"/>, already in [0, 1]), external_process (a user's program, <see cref="ExternalScorer"/>); penalties that multiply the total: forbidden_substructure
     /// (0 when any of <see cref="Smarts"/> matches), matching_substructure (0.5 unless one of <see cref="Smarts"/>
     /// matches: REINVENT 4's MatchingSubstructure), filters (0 when a PAINS/Brenk alert matches).
@@ -101,7 +102,7 @@ public sealed record ComponentSettings
     /// limit (<c>mw</c> ≤ 500 scores 0 above it without moving the mean of the molecules within it).
     /// </summary>
     public bool Penalty { get; init; }
-    /// <summary>An affinity model directory (<c>bioforge dti train</c>).</summary>
+    /// <summary>An affinity model directory (<c>bioforge dti train</c>), or a QSAR model directory (<c>bioforge qsar train</c>).</summary>
     public string? Model { get; init; }
     /// <summary>The target: a protein sequence, or a FASTA file whose first record is used.</summary>
     public string? Target { get; init; }
@@ -130,8 +131,8 @@ public sealed record ComponentSettings
     {
         require(Type is "qed" or "sa" or "logp" or "plogp" or "mw" or "tpsa" or "hbd" or "hba" or "rotatable_bonds" or "rings" or "aromatic_rings"
             or "bertz" or "element_count" or "isomer" or "similarity" or "substructure"
-            or "affinity" or "pmo" or "external_process" or "forbidden_substructure" or "matching_substructure" or "filters",
-            $"{where}.type must be one of qed, sa, logp, plogp, mw, tpsa, hbd, hba, rotatable_bonds, rings, aromatic_rings, bertz, element_count, isomer, similarity, substructure, affinity, pmo, external_process, forbidden_substructure, matching_substructure, filters (got '{Type}')");
+            or "affinity" or "qsar" or "pmo" or "external_process" or "forbidden_substructure" or "matching_substructure" or "filters",
+            $"{where}.type must be one of qed, sa, logp, plogp, mw, tpsa, hbd, hba, rotatable_bonds, rings, aromatic_rings, bertz, element_count, isomer, similarity, substructure, affinity, qsar, pmo, external_process, forbidden_substructure, matching_substructure, filters (got '{Type}')");
         require(Weight > 0, $"{where}.weight must be positive (got {Weight})");
         require(Type != "similarity" || Smiles.Length > 0, $"{where}: a similarity component needs smiles = [reference molecules]");
         require(Type is not ("substructure" or "forbidden_substructure" or "matching_substructure") || Smarts.Length > 0, $"{where}: a {Type} component needs smarts = [patterns]");
@@ -155,6 +156,7 @@ public sealed record ComponentSettings
             require(error is null, $"{where}: {error}");
         }
         require(Type != "affinity" || (Model is not null && Target is not null), $"{where}: an affinity component needs model (a `bioforge dti train` model) and target (a sequence or FASTA file)");
+        require(Type != "qsar" || Model is not null, $"{where}: a qsar component needs model (a `bioforge qsar train` model directory)");
         require(Type != "pmo" || (Task is not null && PmoOracle.Tasks.Contains(Task)),
             $"{where}: a pmo component needs task = one of {string.Join(", ", PmoOracle.Tasks)} (got '{Task}')");
         if (Type == "external_process")
@@ -214,6 +216,7 @@ public sealed class ScoringFunction : IDisposable
     private readonly Dictionary<int, (AffinityModel Model, float[] Target)> affinity = [];
     private readonly Dictionary<int, PmoOracle> oracles = [];
     private readonly Dictionary<int, ExternalScorer> externals = [];
+    private readonly Dictionary<int, QsarModel> qsar = [];
 
     public IReadOnlyList<ComponentSettings> Components => components;
 
@@ -260,6 +263,9 @@ public sealed class ScoringFunction : IDisposable
                         break;
                     case "external_process":
                         externals[i] = new ExternalScorer(c);
+                        break;
+                    case "qsar":
+                        qsar[i] = QsarModel.Load(c.Model!);
                         break;
                     case "affinity":
                         var model = AffinityModel.Load(c.Model!, device);
@@ -391,6 +397,7 @@ public sealed class ScoringFunction : IDisposable
         "matching_substructure" => patterns[c].Any(m.HasMatch) ? 1 : 0.5,
         "filters" => filters[c].Matches(m).Count == 0 ? 1 : 0,
         "pmo" => oracles[c].Score(m),
+        "qsar" => qsar[c].Predict(m),
         _ => throw new System.Diagnostics.UnreachableException($"unknown component type '{component.Type}'"),
     };
 

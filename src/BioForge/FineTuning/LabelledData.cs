@@ -16,12 +16,14 @@ public sealed record DataSplit(IReadOnlyList<LabelledRow> Train, IReadOnlyList<L
 public static class LabelledData
 {
     /// <summary>The sequence and label columns of a CSV/TSV with a header (values trimmed; an empty one is an error naming its line).</summary>
-    public static List<LabelledRow> Read(string path, string sequenceColumn, string labelColumn)
+    /// <param name="settings">How errors name the two column settings (a fine-tuning config's keys by default).</param>
+    public static List<LabelledRow> Read(string path, string sequenceColumn, string labelColumn, (string Sequence, string Label)? settings = null)
     {
         var rows = Csv.ReadRows(path, out var header);
         int sequenceIndex = header.FindIndex(c => c.Trim() == sequenceColumn), labelIndex = header.FindIndex(c => c.Trim() == labelColumn);
-        foreach (var (index, name, key) in new[] { (sequenceIndex, sequenceColumn, "sequence_column"), (labelIndex, labelColumn, "label_column") })
-            if (index < 0) throw new BioForgeException($"{path}: no column '{name}' (data.{key}); the header has: {string.Join(", ", header.Select(h => h.Trim()))}");
+        var (sequenceSetting, labelSetting) = settings ?? ("data.sequence_column", "data.label_column");
+        foreach (var (index, name, key) in new[] { (sequenceIndex, sequenceColumn, sequenceSetting), (labelIndex, labelColumn, labelSetting) })
+            if (index < 0) throw new BioForgeException($"{path}: no column '{name}' ({key}); the header has: {string.Join(", ", header.Select(h => h.Trim()))}");
         var result = new List<LabelledRow>();
         foreach (var (line, fields) in rows)
         {

@@ -1,0 +1,91 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using BioForge.Chem;
+using BioForge.Discovery;
+using BioForge.FineTuning;
+using BioForge.IO;
+
+namespace BioForge.Cli;
+
+/// <summary><c>bioforge qsar train|predict</c>: an activity model from a chemist's own measurements, and its predictions.</summary>
+internal static class QsarCommands
+{
+    public static Command Create(TextWriter output, TextWriter error)
+    {
+        var qsar = new Command("qsar", "Ligand-based activity models from your own measurements (ridge regression on Morgan fingerprints): train, predict; a scoring component for optimize");
+        qsar.Subcommands.Add(Train(output, error));
+        qsar.Subcommands.Add(Predict(output, error));
+        return qsar;
+    }
+
+    private static Command Train(TextWriter output, TextWriter error)
+    {
+        var input = Options.Required("--in", "measurements: CSV/TSV with a SMILES column and an activity column (pIC50, pKi, log solubility…; higher is whatever the number says)");
+        var smiles = new Option<string>("--smiles-column") { Description = "the SMILES column", DefaultValueFactory = _ => "smiles" };
+        var activity = Options.Required("--activity-column", "the measured column (numbers; convert IC50 in nM to pIC50 = 9 − log10(IC50) first)");
+        var outDir = Options.RequiredFolder("--out", "model directory to write (qsar_model.json)");
+        var split = new Option<string>("--split") { Description = "how the test molecules are held out: scaffold (their scaffolds unseen in fitting) or random", DefaultValueFactory = _ => "scaffold" };
+        split.AcceptOnlyFromAmong("scaffold", "random");
+        var testFraction = new Option<double>("--test-fraction") { Description = "share of the molecules held out to measure the model", DefaultValueFactory = _ => 0.2 };
+        var seed = new Option<ulong>("--seed") { Description = "seed of the random split and the cross-validation folds", DefaultValueFactory = _ => 0 };
+        var command = new Command("train", "Fit an activity model on measured molecules; its test metrics (held out by scaffold) are printed and stored") { input, smiles, activity, outDir, split, testFraction, seed };
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            string path = result.GetValue(input)!, target = result.GetValue(outDir)!;
+            Training.RunDirectory.RequireNew(target, "--out");
+            var rows = LabelledData.Read(path, result.GetValue(smiles)!, result.GetValue(activity)!, ("--smiles-column", "--activity-column"));
+            var model = QsarModel.Train(rows, result.GetValue(activity)!, new QsarModel.TrainOptions
+            {
+                Split = result.GetValue(split)!,
+                TestFraction = result.GetValue(testFraction),
+                Seed = result.GetValue(seed),
+            });
+            model.Save(target);
+            var m = model.Manifest;
+            string F(double v) => v.ToString("F3", CultureInfo.InvariantCulture);
+            output.WriteLine($"{m.Molecules} molecules; ridge penalty {m.Lambda.ToString("G3", CultureInfo.InvariantCulture)} (5-fold cross-validation)");
+            output.WriteLine($"test ({m.TestMolecules} molecules held out by {m.Split}): RMSE {F(m.TestMetrics["rmse"])}, R² {F(m.TestMetrics["r2"])}, Spearman {F(m.TestMetrics["spearman"])}; "
+                + $"predicting the mean: RMSE {F(m.BaselineRmse)}");
+            output.WriteLine($"-> {target} (fitted on all {m.Molecules} molecules; use it as a scoring component: type = \"qsar\", model = \"{target}\")");
+            return 0;
+        }));
+        return command;
+    }
+
+    private static Command Predict(TextWriter output, TextWriter error)
+    {
+        var model = Options.Required("--model", "a `bioforge qsar train` model directory");
+        var input = Options.Required("--in", "molecules: .smi, .csv/.tsv or .sdf, optionally .gz");
+        var outPath = Options.Required("--out", "predictions CSV (id, smiles, predicted activity)").Writes("CSV", ".csv");
+        var column = new Option<string?>("--smiles-column") { Description = "CSV/TSV column holding the SMILES (default: smiles)" };
+        var command = new Command("predict", "Predict activities with a QSAR model; unreadable molecules are rows with an empty prediction and the reason") { model, input, outPath, column };
+        command.SetAction(result => Cli.Guard(error, () =>
+        {
+            var qsar = QsarModel.Load(result.GetValue(model)!);
+            string activity = qsar.Manifest.Activity;
+            var text = new StringBuilder($"id,smiles,{Csv.Quote("predicted_" + activity)},error\n");
+            int predicted = 0, failed = 0;
+            foreach (var record in MoleculeSource.Read(result.GetValue(input)!, result.GetValue(column)))
+            {
+                string id = record.Properties.GetValueOrDefault(MoleculeSource.NameProperty, record.Where);
+                if (!record.TryParse(out var molecule, out string? why))
+                {
+                    failed++;
+                    text.Append(Csv.Quote(id)).Append(',').Append(Csv.Quote(record.Label)).Append(",,").Append(Csv.Quote(why ?? "unreadable")).Append('\n');
+                    continue;
+                }
+                using (molecule)
+                {
+                    predicted++;
+                    text.Append(Csv.Quote(id)).Append(',').Append(Csv.Quote(molecule!.ToSmiles())).Append(',')
+                        .Append(qsar.Predict(molecule).ToString("F4", CultureInfo.InvariantCulture)).Append(",\n");
+                }
+            }
+            AtomicFile.WriteText(result.GetValue(outPath)!, text.ToString());
+            output.WriteLine($"{predicted} predicted, {failed} unreadable -> {result.GetValue(outPath)}");
+            return 0;
+        }));
+        return command;
+    }
+}
