@@ -25,6 +25,11 @@ internal static class QuickstartCommand
         };
         var chemist = new ChemistOptionSet();
         chemist.AddTo(command);
+        var require = new Option<string[]>("--require")
+        {
+            Description = "a SMARTS every candidate must match, repeatable (any one): e.g. 'C=CC(=O)N' for an acrylamide warhead; the optimization halves the score of a molecule without it",
+        };
+        command.Options.Add(require);
         command.SetAction(result => Cli.Guard(error, () =>
         {
             if (result.GetValue(steps) < 1) throw new BioForgeException($"--steps must be at least 1 (got {result.GetValue(steps)})");
@@ -48,6 +53,7 @@ internal static class QuickstartCommand
                         Limits = limits,
                         AllowedAlerts = allowed,
                         Actives = actives,
+                        Required = result.GetValue(require) ?? [],
                     }, output.WriteLine, r =>
                     {
                         if (r.Step % 10 == 0 || r.Step == r.StageSteps)

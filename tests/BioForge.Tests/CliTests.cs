@@ -189,7 +189,7 @@ public sealed class CliTests
             foreach (string arg in new[] { "quickstart", "--out", output, "--library", library, "--steps", "1", "--threads", "2" }) start.ArgumentList.Add(arg);
             // The second run brings a chemist's constraints: a weight limit, a covalent warhead allowed, their own actives.
             if (run == 2)
-                foreach (string arg in new[] { "--limit", "mw<=400", "--allow-alert", "Michael_acceptor_1", "--actives", actives }) start.ArgumentList.Add(arg);
+                foreach (string arg in new[] { "--limit", "mw<=400", "--allow-alert", "Michael_acceptor_1", "--actives", actives, "--require", "c1ccccc1" }) start.ArgumentList.Add(arg);
             using var process = System.Diagnostics.Process.Start(start)!;
             var stdout = process.StandardOutput.ReadToEndAsync();
             string stderr = await process.StandardError.ReadToEndAsync();
@@ -211,6 +211,13 @@ public sealed class CliTests
                 var rows = Csv.ReadRows(Path.Combine(output, "candidates.csv"), out var header).Select(r => header.Zip(r.Fields).ToDictionary(p => p.First, p => p.Second)).ToList();
                 Assert.All(rows, r => Assert.True(double.Parse(r["mw"], System.Globalization.CultureInfo.InvariantCulture) <= 400, r["smiles"]));
                 Assert.DoesNotContain(rows, r => r["id"] == "imatinib"); // 493.6
+                using (var benzene = new BioForge.Chem.SmartsQuery("c1ccccc1"))
+                    Assert.All(rows, r =>
+                    {
+                        using var molecule = BioForge.Chem.Molecule.FromSmiles(r["smiles"]);
+                        Assert.True(molecule.HasMatch(benzene), r["smiles"]);
+                    });
+                Assert.Contains("× 0.5 without c1ccccc1 (candidates must have it)", System.Net.WebUtility.HtmlDecode(report));
                 Assert.Equal("1.000", rows.Single(r => r["id"] == "line 5")["nearest_binder_similarity"]); // the user's indole
                 Assert.Contains("&#215; limits (mw&lt;=400: 0 outside)", report);
                 Assert.Contains("not counting Michael_acceptor_1", report);

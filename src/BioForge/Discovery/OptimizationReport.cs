@@ -153,6 +153,7 @@ public static class OptimizationReport
         "substructure" or "forbidden_substructure" or "matching_substructure" => string.Join(", ", c.Smarts),
         "filters" => string.Join(", ", c.Catalogs) + (c.Allow.Length > 0 ? $" (not counting {string.Join(", ", c.Allow)})" : ""),
         "affinity" => $"{c.Model}, target {(c.Target is { Length: > 40 } t ? t[..40] + "…" : c.Target)}",
+        "qsar" => c.Model ?? "",
         "pmo" => c.Task ?? "",
         "external_process" => $"{c.Executable} {c.Args}".Trim(),
         "element_count" => c.Element ?? "",

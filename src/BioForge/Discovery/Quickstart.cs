@@ -31,6 +31,12 @@ public sealed record QuickstartOptions
     public IReadOnlyCollection<string> AllowedAlerts { get; init; } = [];
     /// <summary>The user's known binders of the target: each candidate's nearest known binder is among them.</summary>
     public IReadOnlyList<KnownActive> Actives { get; init; } = [];
+    /// <summary>
+    /// SMARTS of which every candidate must match one (a covalent warhead, a hinge binder): the optimization halves the
+    /// score of a molecule without (REINVENT 4's MatchingSubstructure, so the agent learns towards it from any start),
+    /// and the candidates are the molecules that have it.
+    /// </summary>
+    public IReadOnlyList<string> Required { get; init; } = [];
 }
 
 public sealed record QuickstartResult(string TargetName, int TargetLength, string Picked, double PriorTopMean, double AgentTopMean, double AgentDiversity, int Optimized, long Screened,
@@ -60,6 +66,15 @@ public static class Quickstart
             && !(File.Exists(Path.Combine(output, "report.html")) && File.Exists(Path.Combine(output, "candidates.csv"))))
             throw new BioForgeException($"--out {options.Output} holds files that are not an earlier quickstart's (no report.html and candidates.csv); remove it or choose another directory");
         RequireReadableMolecule(options.Library);
+        foreach (string smarts in options.Required)
+            try
+            {
+                using var _ = new SmartsQuery(smarts);
+            }
+            catch (BioForgeException e)
+            {
+                throw new BioForgeException($"--require: {e.Message}");
+            }
         QuickstartResult? result = null;
         // Written under a hidden name and swapped in whole: nothing half-written is left behind.
         Training.RunDirectory.Commit(output, temp => result = Run(options, info, onStep, cancellation, compute, targetName, sequence, output, temp, clock));
@@ -126,7 +141,10 @@ public static class Quickstart
         var ranked = pool.Select((p, i) => (p.Hit, scores[i].Score, p.Source))
             .GroupBy(c => c.Hit.Smiles).Select(g => g.First())
             .OrderByDescending(c => c.Score)
+            .Where(c => HasRequired(c.Hit.Smiles, options.Required))
             .Select((c, i) => (Hit: c.Hit with { Rank = i + 1 }, c.Score, c.Source)).ToList();
+        if (options.Required.Count > 0)
+            info($"{ranked.Count} of the designed and library molecules have {string.Join(" or ", options.Required)}" + (ranked.Count == 0 ? ": no candidates" : ""));
         var candidates = ranked.Take(options.Candidates).ToList();
         var libraryBest = ranked.Where(c => c.Source == "library").Take(LibraryCards).Select(c => (c.Hit, c.Score)).ToList();
         var domain = ApplicabilityDomain.Notes(affinity, sequence, [.. candidates.Select(c => c.Hit)]);
@@ -155,7 +173,8 @@ public static class Quickstart
                 ["optimization"] = $"{optimized.Steps} steps × {options.BatchSize} molecules" + (bred > 0 ? $" and up to {bred} bred children" : "")
                     + $" ({optimized.Scored} scored; learning: {config.Learning.Strategy}" + (bred > 0 ? " with genetic exploration" : "") + "); score = geometric mean of sigmoid(pKd; 6–9), QED, reverse-sigmoid(SA; 2–5) × PAINS/Brenk filter"
                     + (options.AllowedAlerts.Count > 0 ? $" (not counting {string.Join(", ", options.AllowedAlerts)})" : "")
-                    + (options.Limits.Count > 0 ? $" × limits ({string.Join(", ", options.Limits.Select(l => l.Text))}: 0 outside)" : ""),
+                    + (options.Limits.Count > 0 ? $" × limits ({string.Join(", ", options.Limits.Select(l => l.Text))}: 0 outside)" : "")
+                    + (options.Required.Count > 0 ? $" × 0.5 without {string.Join(" or ", options.Required)} (candidates must have it)" : ""),
                 ["mean score, " + picked] = $"optimized {agentTop:F3} vs prior {priorTop:F3} (as many molecules sampled); internal diversity {diversity:F3}",
                 ["library screened"] = $"{options.Library}: {screened.Scored:N0} molecules, {screened.Invalid:N0} unreadable"
                     + (options.Limits.Count > 0 ? $", {screened.OutsideLimits:N0} outside the limits" : "") + $", {screened.MoleculesPerSecond:N0} molecules/s",
@@ -202,10 +221,25 @@ public static class Quickstart
                     new ComponentSettings { Type = "sa", Weight = 1, Transform = new TransformSettings { Kind = "reverse_sigmoid", Low = 2, High = 5, K = 0.5 } },
                     new ComponentSettings { Type = "filters", Catalogs = ["pains", "brenk"], Allow = [.. options.AllowedAlerts] },
                     .. options.Limits.Select(l => l.AsPenalty()),
+                    .. options.Required.Count == 0 ? [] : new[]
+                    {
+                        new ComponentSettings { Type = "matching_substructure", Name = "required substructure", Smarts = [.. options.Required] },
+                    },
                 ],
             },
         ],
     };
+
+    private static bool HasRequired(string smiles, IReadOnlyList<string> required)
+    {
+        if (required.Count == 0) return true;
+        using var molecule = Molecule.FromSmiles(smiles);
+        return required.Any(smarts =>
+        {
+            using var query = new SmartsQuery(smarts);
+            return molecule.HasMatch(query);
+        });
+    }
 
     private static List<(string Smiles, double Score)> DiversePick(List<(string Smiles, double Score)> ranked, QuickstartOptions options) =>
         [.. DiverseSelection.Pick([.. ranked.Select(m => m.Smiles)], options.Candidates, options.MaxSimilarity).Select(i => ranked[i])];
