@@ -218,6 +218,10 @@ public sealed class CliTests
                         Assert.True(molecule.HasMatch(benzene), r["smiles"]);
                     });
                 Assert.Contains("× 0.5 without c1ccccc1 (candidates must have it)", System.Net.WebUtility.HtmlDecode(report));
+                Assert.Contains("starting the optimization from 1 of the 1 actives", await stdout); // REINVENT's inception
+                Assert.Contains("1 of yours (1 of them the optimization's starting points)", System.Net.WebUtility.HtmlDecode(report));
+                var learning = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "optimize_config.json")))!["learning"]!;
+                Assert.Equal(["c1ccc2[nH]ccc2c1"], learning["inception"]!.AsArray().Select(a => a!.GetValue<string>()));
                 Assert.Equal("1.000", rows.Single(r => r["id"] == "line 5")["nearest_binder_similarity"]); // the user's indole
                 Assert.Contains("&#215; limits (mw&lt;=400: 0 outside)", report);
                 Assert.Contains("not counting Michael_acceptor_1", report);

@@ -29,7 +29,11 @@ public sealed record QuickstartOptions
     public IReadOnlyList<PropertyLimit> Limits { get; init; } = [];
     /// <summary>PAINS/Brenk rules that neither zero a score nor show as alerts (a covalent design's warhead).</summary>
     public IReadOnlyCollection<string> AllowedAlerts { get; init; } = [];
-    /// <summary>The user's known binders of the target: each candidate's nearest known binder is among them.</summary>
+    /// <summary>
+    /// The user's known binders of the target: the optimization starts from them (REINVENT's inception: scored first,
+    /// they enter the replay memory and the genetic step breeds from them), and each candidate's nearest known binder is
+    /// among them.
+    /// </summary>
     public IReadOnlyList<KnownActive> Actives { get; init; } = [];
     /// <summary>
     /// SMARTS of which every candidate must match one (a covalent warhead, a hinge binder): the optimization halves the
@@ -100,7 +104,8 @@ public static class Quickstart
     {
         string fasta = Path.Combine(temp, "target.fasta");
         File.WriteAllText(fasta, $">{targetName}\n{sequence}\n");
-        var config = OptimizeRun(options, fasta, Path.Combine(temp, "optimize"));
+        var seeds = Seeds(options, info);
+        var config = OptimizeRun(options, fasta, Path.Combine(temp, "optimize"), seeds);
         File.WriteAllText(Path.Combine(temp, "optimize_config.json"), config.ToJsonText() + "\n");
 
         // 1. Generate and optimize.
@@ -178,7 +183,8 @@ public static class Quickstart
                 ["mean score, " + picked] = $"optimized {agentTop:F3} vs prior {priorTop:F3} (as many molecules sampled); internal diversity {diversity:F3}",
                 ["library screened"] = $"{options.Library}: {screened.Scored:N0} molecules, {screened.Invalid:N0} unreadable"
                     + (options.Limits.Count > 0 ? $", {screened.OutsideLimits:N0} outside the limits" : "") + $", {screened.MoleculesPerSecond:N0} molecules/s",
-                ["known binders"] = $"{screened.KnownBinders - screened.Actives} in {affinity.Manifest.Dataset}" + (options.Actives.Count > 0 ? $", {options.Actives.Count} of yours" : ""),
+                ["known binders"] = $"{screened.KnownBinders - screened.Actives} in {affinity.Manifest.Dataset}"
+                    + (options.Actives.Count > 0 ? $", {options.Actives.Count} of yours ({config.Learning.Inception.Count} of them the optimization's starting points)" : ""),
                 ["candidates"] = $"top {options.Candidates} of the optimized ({picked}) and library molecules by the same score",
                 ["seed"] = options.Seed.ToString(CultureInfo.InvariantCulture),
             },
@@ -195,14 +201,28 @@ public static class Quickstart
         return (target.Name, target.Sequence);
     }
 
-    private static OptimizeConfig OptimizeRun(QuickstartOptions options, string targetFasta, string directory) => new()
+    /// <summary>The actives the SMILES model can write (within the sampled length, no token outside its vocabulary): the others stay references only.</summary>
+    private static List<string> Seeds(QuickstartOptions options, Action<string> info)
+    {
+        if (options.Actives.Count == 0) return [];
+        var vocabulary = Tokenizers.SmilesVocabulary.InModel(options.Prior);
+        var seeds = options.Actives.Select(a => a.Smiles).Where(s => vocabulary is not null && vocabulary.Encode(s) is var ids
+            && ids.Length - 2 <= MaxLength && !ids.Contains(Tokenizers.SmilesVocabulary.UnkId)).ToList();
+        info($"starting the optimization from {seeds.Count} of the {options.Actives.Count} actives"
+            + (seeds.Count < options.Actives.Count ? " (the others need tokens the SMILES model cannot write or more than its length: references only)" : ""));
+        return seeds;
+    }
+
+    private const int MaxLength = 100;
+
+    private static OptimizeConfig OptimizeRun(QuickstartOptions options, string targetFasta, string directory, List<string> seeds) => new()
     {
         Seed = options.Seed,
         Prior = new OptimizeConfig.PriorSection { Model = options.Prior },
-        Sampling = new OptimizeConfig.SamplingSection { BatchSize = options.BatchSize, MaxLength = 100 },
+        Sampling = new OptimizeConfig.SamplingSection { BatchSize = options.BatchSize, MaxLength = MaxLength },
         // Learning from repeats too, at σ 500: this 60-step run with its scaffold filter picked 0.847 with skip_repeats
         // and 0.859 with σ 1000 (the PMO defaults, tuned for 10,000 calls) against 0.901 (docs/benchmarks.md, Discovery quickstart).
-        Learning = new OptimizeConfig.LearningSection { SkipRepeats = false, Sigma = 500 },
+        Learning = new OptimizeConfig.LearningSection { SkipRepeats = false, Sigma = 500, Inception = seeds },
         DiversityFilter = new OptimizeConfig.DiversityFilterSection { Kind = "similar_scaffold", Similarity = 0.5, BucketSize = 3, MinimumScore = 0.4 },
         Output = new OptimizeConfig.OutputSection { Dir = directory, CheckpointEvery = 1000, Ranked = 1000 },
         Stages =
@@ -249,7 +269,7 @@ public static class Quickstart
     {
         using var prior = LlamaCheckpoint.Load(options.Prior, CPU, ScalarType.Float32);
         var generator = new Generation.SmilesGenerator(prior);
-        var molecules = generator.Generate(count, new SamplingOptions { MaxNewTokens = 100 }, StatelessRandom.Hash(options.Seed, 7, 7), options.BatchSize, validOnly: false);
+        var molecules = generator.Generate(count, new SamplingOptions { MaxNewTokens = MaxLength }, StatelessRandom.Hash(options.Seed, 7, 7), options.BatchSize, validOnly: false);
         var distinct = molecules.Where(m => m.Valid).Select(m => m.Canonical!).Distinct().ToList();
         var scores = scoring.Score(distinct);
         return [.. distinct.Select((smiles, i) => (smiles, scores[i].Score)).OrderByDescending(m => m.Item2)];
