@@ -68,19 +68,31 @@ internal static class QsarCommands
             int predicted = 0, failed = 0;
             foreach (var record in MoleculeSource.Read(result.GetValue(input)!, result.GetValue(column)))
             {
-                string id = record.Properties.GetValueOrDefault(MoleculeSource.NameProperty, record.Where);
-                if (!record.TryParse(out var molecule, out string? why))
+                string id = record.Id;
+                string? why = null;
+                double value = double.NaN;
+                string smiles = record.IsMolBlock ? "" : record.Text;
+                if (record.TryParse(out var molecule, out why))
+                    using (molecule)
+                    {
+                        smiles = molecule!.ToSmiles();
+                        try
+                        {
+                            value = qsar.Predict(molecule);
+                        }
+                        catch (BioForgeException e)
+                        {
+                            why = $"cannot standardize it (salt parent, neutral form): {e.Message}";
+                        }
+                    }
+                if (double.IsNaN(value))
                 {
                     failed++;
-                    text.Append(Csv.Quote(id)).Append(',').Append(Csv.Quote(record.Label)).Append(",,").Append(Csv.Quote(why ?? "unreadable")).Append('\n');
+                    text.Append(Csv.Quote(id)).Append(',').Append(Csv.Quote(smiles)).Append(",,").Append(Csv.Quote(why ?? "unreadable")).Append('\n');
                     continue;
                 }
-                using (molecule)
-                {
-                    predicted++;
-                    text.Append(Csv.Quote(id)).Append(',').Append(Csv.Quote(molecule!.ToSmiles())).Append(',')
-                        .Append(qsar.Predict(molecule).ToString("F4", CultureInfo.InvariantCulture)).Append(",\n");
-                }
+                predicted++;
+                text.Append(Csv.Quote(id)).Append(',').Append(Csv.Quote(smiles)).Append(',').Append(value.ToString("F4", CultureInfo.InvariantCulture)).Append(",\n");
             }
             AtomicFile.WriteText(result.GetValue(outPath)!, text.ToString());
             output.WriteLine($"{predicted} predicted, {failed} unreadable -> {result.GetValue(outPath)}");

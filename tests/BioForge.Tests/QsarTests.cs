@@ -32,6 +32,17 @@ public sealed class QsarTests
         string directory = Path.Combine(TestData.TempDirectory(), "qsar");
         model.Save(directory);
         var loaded = QsarModel.Load(directory);
+
+        // predict names each molecule as the file does (an SDF title too) and writes an unreadable one as a row with its reason.
+        string library = Path.Combine(TestData.TempDirectory(), "lib.smi"), predictions = Path.Combine(TestData.TempDirectory(), "p.csv");
+        File.WriteAllLines(library, ["CCO ethanol", "C1CC(", "CCN"]);
+        var error = new StringWriter();
+        Assert.True(Cli.Cli.Run(["qsar", "predict", "--model", directory, "--in", library, "--out", predictions], new StringWriter(), error) == 0, error.ToString());
+        var lines = File.ReadAllLines(predictions);
+        Assert.Equal("id,smiles,predicted_logp,error", lines[0]);
+        Assert.StartsWith("ethanol,CCO,", lines[1]);
+        Assert.StartsWith("line 2,C1CC(,,", lines[2]);
+        Assert.StartsWith("line 3,CCN,", lines[3]);
         using var ethanol = Molecule.FromSmiles("CCO");
         using var salt = Molecule.FromSmiles("CC[NH3+].[Cl-]");
         using var amine = Molecule.FromSmiles("CCN");
@@ -63,6 +74,13 @@ public sealed class QsarTests
         e = Assert.Throws<BioForgeException>(() => QsarModel.Train(LabelledData.Read(Write("few.csv", ["smiles,pic50", .. rows[..5]]), "smiles", "pic50"), "pic50", new()));
         Assert.Contains("5 molecules: a QSAR model needs at least 20", e.Message);
         Assert.Contains("not a QSAR model (no qsar_model.json", Assert.Throws<BioForgeException>(() => QsarModel.Load(dir)).Message);
+        // Acyclic molecules share one (empty) scaffold: a scaffold split would hold out all of them.
+        e = Assert.Throws<BioForgeException>(() => QsarModel.Train(LabelledData.Read(Write("series.csv", ["smiles,pic50", .. rows]), "smiles", "pic50"), "pic50", new()));
+        Assert.Contains("the scaffold split holds out 25 of 25 molecules (asked: 20", e.Message);
+        Assert.Contains("use --split random", e.Message);
+        e = Assert.Throws<BioForgeException>(() => QsarModel.Train(LabelledData.Read(Write("flat.csv", ["smiles,pic50", .. rows.Select(r => r.Split(',')[0] + ",4")]), "smiles", "pic50"),
+            "pic50", new() { Split = "random" }));
+        Assert.Contains("do not measure a ranking", e.Message);
         var error = new StringWriter();
         Assert.Equal(2, Cli.Cli.Run(["qsar", "train", "--in", Write("ok.csv", ["smiles,pic50", .. rows]), "--activity-column", "pIC50", "--out", Path.Combine(dir, "m")], new StringWriter(), error));
         Assert.Contains("no column 'pIC50' (--activity-column); the header has: smiles, pic50", error.ToString());

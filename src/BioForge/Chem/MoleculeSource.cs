@@ -12,6 +12,9 @@ public sealed record MoleculeRecord(string Label, string Text, bool IsMolBlock, 
     /// <summary>Where the record is, as messages name it: its line in a file; a JSON array's element in a request.</summary>
     public string Where { get; init; } = $"line {Line}";
 
+    /// <summary>What the molecule is called: the name given in the file, else its SDF title, else where it is (its line).</summary>
+    public string Id => Properties.TryGetValue(MoleculeSource.NameProperty, out string? name) ? name : Label == Text ? Where : Label;
+
     public bool TryParse(out Molecule? molecule, out string? error) =>
         IsMolBlock ? Molecule.TryFromMolBlock(Text, out molecule, out error) : Molecule.TryFromSmiles(Text, out molecule, out error);
 }

@@ -69,16 +69,21 @@ public sealed class QsarModel
         var split = options.Split == "scaffold" ? LabelledData.Scaffold(rows, 0, options.TestFraction) : LabelledData.Random(rows, 0, options.TestFraction, options.Seed);
         var index = rows.Select((r, i) => (r, i)).ToDictionary(p => p.r, p => p.i); // rows differ by their line
         int[] fit = [.. split.Train.Select(r => index[r])], test = [.. split.Test.Select(r => index[r])];
-        if (test.Length == 0) throw new BioForgeException($"--test-fraction {options.TestFraction}: no molecule held out of {rows.Count}");
+        // A scaffold split of one dominant series (a chemist's own, or acyclic molecules' empty scaffold) holds out far more
+        // than asked, or leaves nothing to fit: refused rather than measured on the wrong part.
+        if (fit.Length < 10 || test.Length > 2 * options.TestFraction * rows.Count + 1)
+            throw new BioForgeException($"the {options.Split} split holds out {test.Length} of {rows.Count} molecules (asked: {options.TestFraction:P0}): one scaffold dominates the set; use --split random");
+        if (test.Length < 2 || test.Select(i => y[i]).Distinct().Count() < 2)
+            throw new BioForgeException($"the {test.Length} held-out molecules do not measure a ranking (fewer than 2, or all the same value); use more molecules or a larger --test-fraction");
 
         double lambda = ChooseLambda(x, y, fit, options.Seed);
         var (weights, bias) = Fit(x, y, fit, lambda);
         double[] truth = [.. test.Select(i => y[i])], predicted = [.. test.Select(i => Predict(x[i], weights, bias))];
-        double mean = fit.Average(i => y[i]);
+        double mean = fit.Average(i => y[i]), truthMean = truth.Average();
         var metrics = new Dictionary<string, double>
         {
             ["rmse"] = Rmse(truth, predicted),
-            ["r2"] = 1 - truth.Zip(predicted).Sum(p => (p.First - p.Second) * (p.First - p.Second)) / truth.Sum(t => (t - truth.Average()) * (t - truth.Average())),
+            ["r2"] = 1 - truth.Zip(predicted).Sum(p => (p.First - p.Second) * (p.First - p.Second)) / truth.Sum(t => (t - truthMean) * (t - truthMean)),
             ["spearman"] = Correlation.Spearman(truth, predicted),
             ["pearson"] = Correlation.Pearson(truth, predicted),
         };
@@ -118,8 +123,8 @@ public sealed class QsarModel
         {
             throw new BioForgeException($"{path}: {e.Message}");
         }
-        if (manifest is null || manifest.Weights.Length != manifest.Bits || manifest.Bits <= 0)
-            throw new BioForgeException($"{path}: {manifest?.Weights.Length ?? 0} weights for {manifest?.Bits ?? 0} fingerprint bits");
+        if (manifest?.Weights is null || manifest.Weights.Length != manifest.Bits || manifest.Bits <= 0 || manifest.Radius is < 0 or > 6)
+            throw new BioForgeException($"{path}: {manifest?.Weights?.Length ?? 0} weights for {manifest?.Bits ?? 0} fingerprint bits of radius {manifest?.Radius}: not a model `bioforge qsar train` wrote");
         return new QsarModel(manifest);
     }
 

@@ -117,7 +117,9 @@ public static class Quickstart
 
         // 2. The best of each series (no two above the similarity threshold), from the agent's molecules and from as
         // many of the prior's alone, picked the same way: the bar the optimization must clear.
-        var agentPick = DiversePick(optimized.Ranked.Select(m => (m.Canonical, m.Score)).ToList(), options);
+        using var required = new RequiredSubstructures(options.Required);
+        // Molecules without a required substructure score half and cannot be candidates: left out before the pick, not after.
+        var agentPick = DiversePick(optimized.Ranked.Where(m => required.Match(m.Canonical)).Select(m => (m.Canonical, m.Score)).ToList(), options);
         info($"sampling {optimized.Scored} molecules from the prior for comparison");
         var priorPick = DiversePick(PriorScores(options, scoring, optimized.Scored), options);
         double agentTop = agentPick.Select(m => m.Score).DefaultIfEmpty(0).Average();
@@ -146,7 +148,7 @@ public static class Quickstart
         var ranked = pool.Select((p, i) => (p.Hit, scores[i].Score, p.Source))
             .GroupBy(c => c.Hit.Smiles).Select(g => g.First())
             .OrderByDescending(c => c.Score)
-            .Where(c => HasRequired(c.Hit.Smiles, options.Required))
+            .Where(c => required.Match(c.Hit.Smiles))
             .Select((c, i) => (Hit: c.Hit with { Rank = i + 1 }, c.Score, c.Source)).ToList();
         if (options.Required.Count > 0)
             info($"{ranked.Count} of the designed and library molecules have {string.Join(" or ", options.Required)}" + (ranked.Count == 0 ? ": no candidates" : ""));
@@ -250,15 +252,22 @@ public static class Quickstart
         ],
     };
 
-    private static bool HasRequired(string smiles, IReadOnlyList<string> required)
+    /// <summary>The --require patterns, compiled once: a molecule matches when it has any of them (always, with none).</summary>
+    private sealed class RequiredSubstructures(IReadOnlyList<string> smarts) : IDisposable
     {
-        if (required.Count == 0) return true;
-        using var molecule = Molecule.FromSmiles(smiles);
-        return required.Any(smarts =>
+        private readonly List<SmartsQuery> queries = [.. smarts.Select(s => new SmartsQuery(s))];
+
+        public bool Match(string smiles)
         {
-            using var query = new SmartsQuery(smarts);
-            return molecule.HasMatch(query);
-        });
+            if (queries.Count == 0) return true;
+            using var molecule = Molecule.FromSmiles(smiles);
+            return queries.Any(molecule.HasMatch);
+        }
+
+        public void Dispose()
+        {
+            foreach (var query in queries) query.Dispose();
+        }
     }
 
     private static List<(string Smiles, double Score)> DiversePick(List<(string Smiles, double Score)> ranked, QuickstartOptions options) =>

@@ -115,11 +115,11 @@ public static class VirtualScreen
                     string canonical = parsed[valid[k]]!.ToSmiles();
                     if (held.TryGetValue(canonical, out var same))
                     {
-                        same.Ids.Add(IdOf(record));
+                        same.Ids.Add(record.Id);
                         continue;
                     }
                     if (best.Count == options.Top && affinities[k] <= best.Peek().Affinity) continue;
-                    var candidate = new Candidate(record, affinities[k], canonical, [IdOf(record)]);
+                    var candidate = new Candidate(record, affinities[k], canonical, [record.Id]);
                     held[canonical] = candidate;
                     if (best.Count < options.Top) best.Enqueue(candidate, affinities[k]);
                     else held.Remove(best.EnqueueDequeue(candidate, affinities[k]).Canonical);
@@ -153,7 +153,7 @@ public static class VirtualScreen
         foreach (var record in MoleculeSource.Read(path, smilesColumn))
         {
             if (!TryParseStandardized(record, out var m, out string? error)) throw new BioForgeException($"--actives {record.Where}: {error}");
-            using (m) actives.Add(new KnownActive(IdOf(record), m!.ToSmiles()));
+            using (m) actives.Add(new KnownActive(record.Id, m!.ToSmiles()));
         }
         if (actives.Count == 0) throw new BioForgeException($"--actives {path}: the file holds no molecules");
         return [.. actives.DistinctBy(a => a.Smiles)];
@@ -199,9 +199,6 @@ public static class VirtualScreen
         }
     }
 
-    /// <summary>What a hit is called: the name given in the file, else where it is (its line).</summary>
-    private static string IdOf(MoleculeRecord record) =>
-        record.Properties.TryGetValue(MoleculeSource.NameProperty, out string? name) ? name : record.Label == record.Text ? record.Where : record.Label;
 
     private static (List<ScreenHit> Hits, List<string> Failures) Profile(IReadOnlyList<Candidate> ranked,
         IReadOnlyList<KnownActive> known, StructuralFilters alerts, ApplicabilityDomain? domain, CancellationToken cancellation)
