@@ -121,7 +121,7 @@ public static class Quickstart
         // Molecules without a required substructure score half and cannot be candidates: left out before the pick, not after.
         var agentPick = DiversePick(optimized.Ranked.Where(m => required.Match(m.Canonical)).Select(m => (m.Canonical, m.Score)).ToList(), options);
         info($"sampling {optimized.Scored} molecules from the prior for comparison");
-        var priorPick = DiversePick(PriorScores(options, scoring, optimized.Scored), options);
+        var priorPick = DiversePick([.. PriorScores(options, scoring, optimized.Scored).Where(m => required.Match(m.Smiles))], options);
         double agentTop = agentPick.Select(m => m.Score).DefaultIfEmpty(0).Average();
         double priorTop = priorPick.Select(m => m.Score).DefaultIfEmpty(0).Average();
         double diversity = 0;
