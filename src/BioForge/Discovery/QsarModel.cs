@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using BioForge.Chem;
 using BioForge.FineTuning;
+using BioForge.Runtime;
 using BioForge.Statistics;
 using static TorchSharp.torch;
 
@@ -167,7 +168,7 @@ public sealed class QsarModel
 
     private static double ChooseLambda(Dictionary<int, double>[] x, double[] y, int[] fit, ulong seed)
     {
-        var fold = fit.Select(i => (int)(Runtime.StatelessRandom.Hash(seed, i, 0x51a2) % Folds)).ToArray();
+        var fold = fit.Select(i => (int)(StatelessRandom.Hash(seed, i, 0x51a2) % Folds)).ToArray();
         double best = Lambdas[0], bestError = double.MaxValue;
         foreach (double lambda in Lambdas)
         {
@@ -197,8 +198,8 @@ public sealed class QsarModel
         var featureMean = features.mean([0L]);
         double labelMean = labels.mean().item<double>();
         var centred = features - featureMean;
-        var gram = centred.T.matmul(centred) + lambda * eye(d, dtype: ScalarType.Float64);
-        var weights = linalg.solve(gram, centred.T.matmul(labels - labelMean));
+        var gram = centred.T.matmul(centred).Plus(eye(d, dtype: ScalarType.Float64).Mul(lambda));
+        var weights = linalg.solve(gram, centred.T.matmul(labels.Add(-labelMean)));
         double bias = labelMean - featureMean.dot(weights).item<double>();
         return (weights.data<double>().ToArray(), bias);
     }
