@@ -46,8 +46,12 @@ internal static class ProteinCommands
         var layer = Options.Int("--layer", "representation to take: 0 = embeddings, N = after layer N, -1 = final", -1);
         var batchTokens = BatchTokensOption();
         var unknown = new Option<bool>("--unknown-as-unk") { Description = "map letters outside the alphabet to <unk> instead of failing" };
-        var truncate = new Option<string>("--truncate") { Description = "a sequence longer than the model reads (1,022 residues for ESM-2): refused (none), or its first (end) or last (start) residues embedded", DefaultValueFactory = _ => "none" };
-        truncate.AcceptOnlyFromAmong("none", "end", "start");
+        var truncate = new Option<string>("--truncate")
+        {
+            Description = "a sequence longer than the model reads (1,022 residues for ESM-2): refused (none), its first (end) or last (start) residues embedded, or read whole in windows overlapping by half, each residue the mean of the windows that read it (window)",
+            DefaultValueFactory = _ => "none",
+        };
+        truncate.AcceptOnlyFromAmong("none", "end", "start", "window");
         var compute = new ComputeOptionSet();
         var command = new Command("embed", "Embed sequences with a language model (ESM-2, or a GPT-2 / Llama decoder)") { model, input, outPath, pool, layer, batchTokens, unknown, truncate };
         compute.AddTo(command);

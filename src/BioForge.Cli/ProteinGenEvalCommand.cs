@@ -30,7 +30,7 @@ internal static class ProteinGenEvalCommand
         var maxSequences = Options.Int("--max-sequences", "use the first N sequences of each set (0 = all)", 0);
         var pllSequences = Options.Int("--pll-sequences", "sequences of each set scored by ESM-2 (the first ones)", 100);
         var pllPositions = Options.Int("--pll-positions", "masked positions per sequence for the pseudo-log-likelihood (a seeded sample when longer)", 32);
-        var pllMaxLength = Options.Int("--pll-max-length", "residues of each sequence ESM-2 reads (its start)", 256);
+        var pllMaxLength = Options.Int("--pll-max-length", "residues of each sequence scored (its start; past the model's length each residue is read in the window centred on it)", 256);
         var seed = new Option<ulong>("--seed") { Description = "seed of the shuffles and position samples", DefaultValueFactory = _ => 0 };
         var outPath = new Option<string?>("--out") { Description = "also write the report as JSON" }.Writes("JSON", ".json");
         var compute = new ComputeOptionSet();

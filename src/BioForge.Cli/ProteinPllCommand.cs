@@ -22,7 +22,7 @@ internal static class ProteinPllCommand
         var seed = new Option<ulong>("--seed") { Description = "seed of the sampled positions (with --positions N)", DefaultValueFactory = _ => 0 };
         var batchTokens = Options.Int("--batch-tokens", "token budget per batch (masked copies × length)", 16384);
         var compute = new ComputeOptionSet();
-        var command = new Command("pll", "ESM-2 pseudo-log-likelihood of each sequence (every canonical residue masked in turn; X, B, Z, U, O and gaps are context) and its pseudo-perplexity")
+        var command = new Command("pll", "ESM-2 pseudo-log-likelihood of each sequence (every canonical residue masked in turn; X, B, Z, U, O and gaps are context; a residue of a sequence longer than the model reads is read in the window centred on it) and its pseudo-perplexity")
         {
             model, input, outPath, positions, seed, batchTokens,
         };
@@ -36,14 +36,11 @@ internal static class ProteinPllCommand
             if (records.Count == 0) throw new BioForgeException($"--in {inPath}: no sequences");
             var options = compute.Resolve(result);
             using var esm = EsmCheckpoint.Load(result.GetValue(model)!, options.Device, options.DType);
-            int limit = esm.Config.MaxResidues;
-            if (records.FirstOrDefault(r => r.Sequence.Length > limit) is { } tooLong)
-                throw new BioForgeException($"--in {inPath}:{tooLong.Line}: record '{tooLong.Id}' has {tooLong.Sequence.Length} residues; the model reads at most {limit}");
             if (records.FirstOrDefault(r => r.Sequence.Length == 0) is { } empty)
                 throw new BioForgeException($"--in {inPath}:{empty.Line}: record '{empty.Id}' is empty");
             int perSequence = result.GetValue(positions) == 0 ? int.MaxValue : result.GetValue(positions);
             var scores = ProgressDisplay.Run("pseudo-log-likelihood", records.Count, progress =>
-                GenerationQuality.PseudoLogLikelihood(esm, [.. records.Select(r => r.Sequence)], perSequence, limit, result.GetValue(seed), result.GetValue(batchTokens), progress,
+                GenerationQuality.PseudoLogLikelihood(esm, [.. records.Select(r => r.Sequence)], perSequence, int.MaxValue, result.GetValue(seed), result.GetValue(batchTokens), progress,
                     canonicalOnly: true));
             var (pll, scored, scorable) = (scores.PerResidue, scores.Scored, scores.Scorable);
             string F(double v) => v.ToString("F4", CultureInfo.InvariantCulture);

@@ -307,7 +307,7 @@ public sealed class CliTests
         Assert.Equal(["x", "y", "z"], JsonSerializer.Deserialize<string[]>(perResidue.Metadata["ids"])!); // the input's order, which tensor names lose
     }
 
-    /// <summary>A sequence past the model's length (1,024 residues for the tiny ESM-2) is refused, or with --truncate its first (end) or last (start) 1,024 are embedded: exactly those residues' embedding.</summary>
+    /// <summary>A sequence past the model's length (1,024 residues for the tiny ESM-2) is refused, or with --truncate its first (end) or last (start) 1,024 are embedded: exactly those residues' embedding; or all of it in windows.</summary>
     [Fact]
     public void EmbedTruncatesALongSequenceWhenAsked()
     {
@@ -333,6 +333,13 @@ public sealed class CliTests
         Assert.Equal(1 + 1024, rows.Length);
         Assert.StartsWith($"long,77,{body[76]},", rows[1]);
         Assert.StartsWith($"long,1100,{body[1099]},", rows[^1]);
+        // In windows the whole sequence is read: a row per residue (EsmEmbedderTests checks the values).
+        Assert.Equal(0, Run("embed", "--model", TestData.EsmTiny, "--in", Fasta($">long\n{body}\n"), "--out", perResidue, "--pool", "none", "--truncate", "window").Code);
+        rows = File.ReadAllLines(perResidue);
+        Assert.Equal(1 + 1100, rows.Length);
+        Assert.StartsWith($"long,1,{body[0]},", rows[1]);
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta($">long\n{body}\n"), "--out", Path.Combine(dir, "c.csv"), "--pool", "cls", "--truncate", "window"),
+            "a <cls> vector per window", Path.Combine(dir, "c.csv"));
         AssertFails(Run("embed", "--model", TinyProteinModel.Directory, "--in", Fasta(">a\nMK\n"), "--out", Path.Combine(dir, "d.csv"), "--truncate", "end"), "--truncate is for ESM-2 models");
     }
 

@@ -73,6 +73,37 @@ public sealed class EsmEmbedderTests
         Assert.Contains("line 9: record 'long' has 1025 residues; this model takes at most 1024", e.Message);
     }
 
+    /// <summary>
+    /// 1,100 residues with the tiny model's 1,024: windows [0, 1,024) and [76, 1,100). A residue read by one window has
+    /// that window's vector, one read by both their mean; mean pooling averages those; a short record is embedded as without windows.
+    /// </summary>
+    [Fact]
+    public void WindowsCoverALongSequenceAndAverageWhereTheyOverlap()
+    {
+        var cpu = TestData.Cpu;
+        using var model = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
+        string body = string.Concat(Enumerable.Range(0, 1100).Select(i => "ACDEFGHIKLMNPQRSTVWY"[(i * 7 + i / 13) % 20]));
+        FastaRecord[] records = [new("long", "", body, 1), Records[0], new("first", "", body[..1024], 3), new("last", "", body[76..], 5)];
+        var options = new EmbedOptions { Pooling = Pooling.None, BatchTokens = 2100, WindowTokens = 1500 };
+        var windowed = new EsmEmbedder(model, options with { Truncate = Truncation.Window }).Embed(records).ToList();
+        var whole = new EsmEmbedder(model, options).Embed(records.Skip(1)).ToList();
+        Assert.Equal(["long", "a", "first", "last"], windowed.Select(e => e.Record.Id));
+        Assert.Equal(1100, windowed[0].Rows);
+        float[] Row(Embedding e, int r) => e.Values[(r * 64)..((r + 1) * 64)];
+        AssertClose(Row(whole[1], 0), Row(windowed[0], 0));
+        AssertClose(Row(whole[1], 75), Row(windowed[0], 75));
+        AssertClose(Row(whole[2], 1023), Row(windowed[0], 1099));
+        AssertClose([.. Row(whole[1], 500).Zip(Row(whole[2], 424), (x, y) => (x + y) / 2)], Row(windowed[0], 500));
+        AssertClose(whole[0].Values, windowed[1].Values);
+
+        var mean = new EsmEmbedder(model, options with { Truncate = Truncation.Window, Pooling = Pooling.Mean }).Embed(records.Take(2)).ToList();
+        Assert.Equal(1, mean[0].Rows);
+        AssertClose([.. Enumerable.Range(0, 64).Select(d => (float)Enumerable.Range(0, 1100).Average(r => windowed[0].Values[r * 64 + d]))], mean[0].Values);
+        AssertClose(Embed(model, new EmbedOptions())[0].Values, mean[1].Values);
+        Assert.Contains("a <cls> vector per window", Assert.Throws<BioForgeException>(() =>
+            new EsmEmbedder(model, new EmbedOptions { Truncate = Truncation.Window, Pooling = Pooling.Cls }).Embed(records).ToList()).Message);
+    }
+
     private static void AssertClose(float[] expected, float[] actual, double tolerance = 1e-5)
     {
         Assert.Equal(expected.Length, actual.Length);

@@ -221,7 +221,43 @@ public sealed class ProteinLlamaTests
         Assert.Equal(["5", "5", "5"], sampled.Select(r => r.Fields[2]));
         // The sum is estimated over every canonical residue: the sampled mean × 33 for b.
         Assert.Equal(double.Parse(sampled[1].Fields[3], System.Globalization.CultureInfo.InvariantCulture) * 33, double.Parse(sampled[1].Fields[4], System.Globalization.CultureInfo.InvariantCulture), 2);
-        AssertFails(Run("protein", "pll", "--model", TestData.EsmTiny, "--in", Write("long.fasta", ">long\n" + new string('A', 1025) + "\n"), "--out", scores),
-            "long.fasta:1: record 'long' has 1025 residues; the model reads at most 1024");
+    }
+
+    /// <summary>
+    /// A residue of a sequence longer than the model reads is scored in the 1,024 residues centred on it (moved inwards at
+    /// the ends): a sample of sites, each masked by hand in its window, gives the same mean log-probability.
+    /// </summary>
+    [Fact]
+    public void PseudoLogLikelihoodOfALongSequenceReadsEachSiteInItsWindow()
+    {
+        using var esm = Models.Esm.EsmCheckpoint.Load(TestData.EsmTiny, TestData.Cpu.Device, TestData.Cpu.DType);
+        string body = string.Concat(Enumerable.Range(0, 1100).Select(i => "ACDEFGHIKLMNPQRSTVWY"[(i * 7 + i / 13) % 20]));
+        // The documented sample: the sites ordered by their seeded hash, the first 6 (every residue here is canonical);
+        // a seed whose sample has a site away from both ends, in a window of its own.
+        int[] Sample(ulong seed) => [.. Enumerable.Range(1, body.Length).OrderBy(i => Runtime.StatelessRandom.Hash(seed, 0, i)).Take(6)];
+        ulong seed = Enumerable.Range(0, 1000).Select(s => (ulong)s).First(s => Sample(s).Any(i => i > 514 && i < 588));
+        var sites = Sample(seed);
+        var computed = GenerationQuality.PseudoLogLikelihood(esm, [body], positions: 6, maxResidues: int.MaxValue, seed: seed);
+        Assert.Equal([6], computed.Scored);
+        double total = 0;
+        using var noGrad = TorchSharp.torch.no_grad();
+        foreach (int site in sites)
+        {
+            int start = Math.Clamp(site - 1 - 512, 0, body.Length - 1024);
+            var tokens = esm.Tokenizer.Encode(body.Substring(start, 1024));
+            int at = site - start;
+            var masked = tokens.Select((t, j) => (long)(j == at ? esm.Tokenizer.MaskId : t)).ToArray();
+            using var ids = TorchSharp.torch.tensor(masked, [1, masked.Length]);
+            using var ones = TorchSharp.torch.ones_like(ids);
+            using var logits = esm.Model.Forward(ids, ones, new Models.Esm.EsmForwardOptions { Logits = true }).Logits!;
+            using var logProbs = TorchSharp.torch.nn.functional.log_softmax(logits[0, at], 0);
+            total += logProbs[tokens[at]].item<float>();
+        }
+        Assert.Equal(total / 6, computed.Mean, 4);
+
+        string scores = Path.Combine(TestData.TempDirectory(), "pll.csv");
+        var run = Run("protein", "pll", "--model", TestData.EsmTiny, "--in", Write("long.fasta", $">long\n{body}\n"), "--out", scores, "--positions", "3");
+        Assert.True(run.Code == 0, run.Err);
+        Assert.Equal(["long", "1100", "3"], BioForge.IO.Csv.ReadRows(scores, out _).Single().Fields.Take(3));
     }
 }

@@ -339,6 +339,14 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Equal("A4G:Y5F", variants[1]!["mutation"]!.GetValue<string>());
         Assert.Equal(scores[0], variants[0]!["score"]!.GetValue<double>(), 5);
         Assert.Equal(scores[1], variants[1]!["score"]!.GetValue<double>(), 5);
+
+        // A wild type longer than the model reads: each site in the window centred on it, as the command; other routes refuse it.
+        string longWildType = string.Concat(Enumerable.Repeat(Ubiquitin, 15))[..1100];
+        string mutation = $"{longWildType[599]}600A";
+        var scored = await Post("/v1/protein/score-variants", JsonSerializer.Serialize(new { sequence = longWildType, mutations = new[] { mutation } }));
+        Assert.Equal(HttpStatusCode.OK, scored.Status);
+        Assert.Equal(new VariantScorer(esm, 8192).Score(longWildType, [Variant.Parse(mutation, longWildType)])[0], scored.Body!["scores"]![0]!["score"]!.GetValue<double>(), 5);
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/protein/contacts", JsonSerializer.Serialize(new { sequence = longWildType })), "sequence", "takes at most 1024");
     }
 
     [Fact]

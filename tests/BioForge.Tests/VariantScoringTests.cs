@@ -80,4 +80,46 @@ public sealed class VariantScoringTests
         Assert.Equal(29.0 / 38.0, Correlation.Spearman([1, 2, 2, 3, 5], [2, 1, 4, 4, 9]), 12);
         Assert.Equal(-1, Correlation.Spearman([1, 2, 3], [30, 20, 10]), 12);
     }
+    /// <summary>
+    /// A wild type of 1,100 residues with the tiny model's 1,024: each site is scored in the 1,024 residues centred on it,
+    /// moved inwards at the ends — exactly the score of the same mutation in that window given as the wild type.
+    /// </summary>
+    [Fact]
+    public void ASiteOfALongProteinIsScoredInTheWindowCentredOnIt()
+    {
+        var cpu = TestData.Cpu;
+        using var model = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
+        string body = string.Concat(Enumerable.Range(0, 1100).Select(i => "ACDEFGHIKLMNPQRSTVWY"[(i * 7 + i / 13) % 20]));
+        var scorer = new VariantScorer(model, batchTokens: 4096);
+        string Mutation(string wildType, int position) => $"{wildType[position - 1]}{position}{(wildType[position - 1] == 'A' ? 'G' : 'A')}";
+        // 1-based sites and their windows' first residues (0-based): clamp(site − 1 − 512, 0, 76).
+        var sites = new[] { (Site: 11, Start: 0), (Site: 550, Start: 37), (Site: 1000, Start: 76) };
+        var scores = scorer.Score(body, [.. sites.Select(s => Variant.Parse(Mutation(body, s.Site), body))]);
+        for (int i = 0; i < sites.Length; i++)
+        {
+            string window = body.Substring(sites[i].Start, 1024);
+            int at = sites[i].Site - sites[i].Start;
+            Assert.Equal(scorer.Score(window, [Variant.Parse(Mutation(window, at), window)])[0], scores[i], 4);
+        }
+    }
+
+    [Fact]
+    public void WindowsAreCentredAndTileWithHalfOverlap()
+    {
+        Assert.Equal(0, ResidueWindows.Centred(1100, 10, 1024));
+        Assert.Equal(37, ResidueWindows.Centred(1100, 549, 1024));
+        Assert.Equal(76, ResidueWindows.Centred(1100, 1099, 1024));
+        Assert.Equal(0, ResidueWindows.Centred(500, 400, 1024));
+        Assert.Equal([0], ResidueWindows.Tiling(500, 1024));
+        Assert.Equal([0], ResidueWindows.Tiling(1024, 1024));
+        Assert.Equal([0, 76], ResidueWindows.Tiling(1100, 1024));
+        Assert.Equal([0, 5, 10, 12], ResidueWindows.Tiling(22, 10));
+        // A short sequence keeps its frame; a long one gets the site's window framed by the sequence's own end tokens.
+        var (tokens, at) = ResidueWindows.MaskedSite([0, 1, 7, 3, 2], 2, 1024, 9);
+        Assert.Equal([0, 1, 9, 3, 2], tokens);
+        Assert.Equal(2, at);
+        (tokens, at) = ResidueWindows.MaskedSite([0, 10, 11, 12, 13, 14, 15, 2], 5, 4, 9);
+        Assert.Equal([0, 12, 13, 9, 15, 2], tokens);
+        Assert.Equal(3, at);
+    }
 }

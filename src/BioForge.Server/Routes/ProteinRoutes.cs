@@ -129,7 +129,7 @@ internal static class ProteinRoutes
         {
             var request = await Json.ReadAsync<VariantRequest>(context.Request);
             var (model, esm) = Model(state, request.Model);
-            string sequence = Sequence(request.Sequence, esm);
+            string sequence = Sequence(request.Sequence, esm, windowed: true);
             if (request.Mutations is not { Length: > 0 } mutations) throw ApiError.BadRequest("mutations is required: e.g. [\"A23G\", \"K45R:L50P\"]", "mutations");
             if (mutations.Length > MaxMutations) throw ApiError.Invalid($"mutations has {mutations.Length} items; at most {MaxMutations} per request", "mutations");
             if (request.IndexBase is not (0 or 1)) throw ApiError.Invalid($"index_base must be 0 or 1 (got {request.IndexBase})", "index_base");
@@ -146,7 +146,7 @@ internal static class ProteinRoutes
                 }
             }).ToList();
             var scores = await state.WithDeadline(context, token => state.Device.RunSlicedAsync(new VariantScorer(esm, 8192).ScoreStepwise(sequence, variants), token,
-                new WorkSize("score-variants", (double)sequence.Length * variants.SelectMany(v => v.Substitutions.Select(s => s.Position)).Distinct().Count())));
+                new WorkSize("score-variants", (double)Math.Min(sequence.Length, esm.Config.MaxResidues) * variants.SelectMany(v => v.Substitutions.Select(s => s.Position)).Distinct().Count())));
             return Results.Json(new VariantResponse(model.Name, [.. variants.Select((v, i) => new VariantScore(v.Name, scores[i]))]), Json.Options);
         })
         .WithSummary("Zero-shot masked-marginal variant scores").Accepts<VariantRequest>("application/json").Produces<VariantResponse>().ProducesErrors(400, 404, 422, 503, 504);
@@ -158,8 +158,11 @@ internal static class ProteinRoutes
         return (model, model.Esm!);
     }
 
-    /// <summary>The sequence in upper case, or 422 naming the first character that is not a residue.</summary>
-    private static string Sequence(string? text, EsmCheckpoint esm)
+    /// <summary>
+    /// The sequence in upper case, or 422 naming the first character that is not a residue; longer than the model reads
+    /// only where it is <paramref name="windowed"/> (each site read in the window centred on it).
+    /// </summary>
+    private static string Sequence(string? text, EsmCheckpoint esm, bool windowed = false)
     {
         if (string.IsNullOrWhiteSpace(text)) throw ApiError.BadRequest("sequence is required", "sequence");
         string sequence = text.Trim();
@@ -167,7 +170,7 @@ internal static class ProteinRoutes
         for (int i = 0; i < plain.Length; i++)
             if (!char.IsAsciiLetter(plain[i]))
                 throw ApiError.Invalid($"sequence: '{plain[i]}' at position {i + 1} is not an amino-acid letter", "sequence");
-        if (plain.Length > esm.Config.MaxResidues) throw ApiError.Invalid($"sequence has {plain.Length} residues; this model takes at most {esm.Config.MaxResidues}", "sequence");
+        if (plain.Length > esm.Config.MaxResidues && !windowed) throw ApiError.Invalid($"sequence has {plain.Length} residues; this model takes at most {esm.Config.MaxResidues}", "sequence");
         return sequence.Replace("<mask>", "\u0001", StringComparison.Ordinal).ToUpperInvariant().Replace("\u0001", "<mask>", StringComparison.Ordinal);
     }
 

@@ -204,8 +204,9 @@ public static class GenerationQuality
     /// <summary>
     /// ESM-2 pseudo-log-likelihood per residue (Salazar et al. 2020; as used to rank protein designs): each scored
     /// residue masked in turn, log p(true residue | rest) under the masked-LM head, averaged over the residue's sequence,
-    /// then over sequences. Sequences are cropped to their first <paramref name="maxResidues"/> residues (and the model's
-    /// limit); at most <paramref name="positions"/> positions per sequence are scored, a seeded random choice when there
+    /// then over sequences. Sequences are cropped to their first <paramref name="maxResidues"/> residues; a residue of a
+    /// longer sequence than the model reads is scored in the window centred on it (<see cref="ResidueWindows"/>); at most
+    /// <paramref name="positions"/> positions per sequence are scored, a seeded random choice when there
     /// are more (the mean is then an unbiased estimate). <paramref name="canonicalOnly"/> scores the 20 canonical amino
     /// acids alone (an X, a selenocysteine or an alignment gap is context, not a residue to predict).
     /// </summary>
@@ -213,7 +214,7 @@ public static class GenerationQuality
         ulong seed, int batchTokens = 16384, IProgress<int>? progress = null, bool canonicalOnly = false)
     {
         if (positions < 1) throw new BioForgeException($"--pll-positions must be positive (got {positions})");
-        int limit = Math.Min(maxResidues, model.Config.MaxResidues);
+        int limit = maxResidues, width = model.Config.MaxResidues;
         var tokenizer = model.Tokenizer;
         var result = new double[sequences.Count];
         var scored = new int[sequences.Count];
@@ -231,18 +232,18 @@ public static class GenerationQuality
             if (sites.Length > positions)
                 sites = [.. sites.OrderBy(i => StatelessRandom.Hash(seed, n, i)).Take(positions).Order()];
             double total = 0;
-            int perBatch = Math.Max(1, batchTokens / tokens.Length);
+            int length = Math.Min(tokens.Length, width + 2); // every masked copy has this many tokens
+            int perBatch = Math.Max(1, batchTokens / length);
             for (int first = 0; first < sites.Length; first += perBatch)
             {
                 var chunk = sites.Skip(first).Take(perBatch).ToArray();
+                var copies = chunk.Select(site => ResidueWindows.MaskedSite(tokens, site, width, tokenizer.MaskId)).ToArray();
                 using var scope = NewDisposeScope();
-                var ids = new long[chunk.Length * tokens.Length];
-                for (int b = 0; b < chunk.Length; b++)
-                    for (int t = 0; t < tokens.Length; t++) ids[b * tokens.Length + t] = t == chunk[b] ? tokenizer.MaskId : tokens[t];
-                var input = tensor(ids, [chunk.Length, tokens.Length]).to(model.Device);
+                var ids = copies.SelectMany(c => c.Tokens.Select(t => (long)t)).ToArray();
+                var input = tensor(ids, [chunk.Length, length]).to(model.Device);
                 var logits = model.Model.Forward(input, ones_like(input), new EsmForwardOptions { Logits = true }).Logits!;
                 var rows = ScalarArithmetic.Range(0, chunk.Length, model.Device);
-                var at = tensor(chunk.Select(i => (long)i).ToArray()).to(model.Device);
+                var at = tensor(copies.Select(c => (long)c.At).ToArray()).to(model.Device);
                 var truth = tensor(chunk.Select(i => (long)tokens[i]).ToArray()).to(model.Device);
                 var logProbs = F.log_softmax(logits.index(rows, at).to(ScalarType.Float32), -1);
                 total += logProbs.gather(1, truth.unsqueeze(1)).sum().item<float>();

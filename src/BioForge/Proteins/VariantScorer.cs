@@ -10,6 +10,8 @@ public sealed record SiteProfile(int Position, string WildType, double WildTypeP
 /// <summary>
 /// Zero-shot variant effects by the masked marginal of Meier et al. (2021): for each mutated site, mask it in the
 /// wild type and compare log-probabilities, score = Σ_sites log p(mutant) − log p(wild type). Higher = more tolerated.
+/// A wild type longer than the model reads has each site read in the window of the model's length centred on it
+/// (<see cref="ResidueWindows"/>, as ESM-1v and ProteinGym score long proteins).
 /// </summary>
 public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
 {
@@ -72,25 +74,21 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
     {
         if (wildType.Contains('<'))
             throw new BioForgeException("the wild type must be residue letters only (special tokens such as <mask> or <unk> are not allowed)");
-        return SingleSequence.Encode(model, wildType);
+        return SingleSequence.Encode(model, wildType, windowed: true);
     }
 
     private bool IsResidueToken(char letter) =>
         model.Tokenizer.Vocabulary.Contains(letter.ToString()) && char.IsLetter(letter);
 
     /// <summary>
-    /// log p(· | sequence with that site masked) into <paramref name="result"/>, one masked copy of the sequence per
-    /// site, one forward pass per yield (the sites it finished).
+    /// log p(· | sequence with that site masked) into <paramref name="result"/>, one masked copy of the sequence (or of
+    /// the site's window) per site, one forward pass per yield (the sites it finished).
     /// </summary>
     private IEnumerable<int> SiteLogProbabilities(int[] tokens, int[] sites, Dictionary<int, float[]> result)
     {
-        var masked = sites.Select(site =>
-        {
-            var copy = (int[])tokens.Clone();
-            copy[site] = model.Tokenizer.MaskId; // token index = residue position, because <cls> sits at 0
-            return copy;
-        }).ToList();
-        foreach (var batch in TokenBatches.ByLength(masked, batchTokens, model.Tokenizer.PadId, model.Device))
+        // Token index = residue position, because <cls> sits at 0.
+        var masked = sites.Select(site => ResidueWindows.MaskedSite(tokens, site, model.Config.MaxResidues, model.Tokenizer.MaskId)).ToList();
+        foreach (var batch in TokenBatches.ByLength([.. masked.Select(m => m.Tokens)], batchTokens, model.Tokenizer.PadId, model.Device))
         {
             using (batch)
             using (NewDisposeScope())
@@ -99,8 +97,8 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
                 var logits = model.Model.Forward(batch.InputIds, batch.AttentionMask, new EsmForwardOptions { Logits = true }).Logits!;
                 for (int r = 0; r < batch.Indices.Length; r++)
                 {
-                    int site = sites[batch.Indices[r]];
-                    result[site] = logits[r, site].to(ScalarType.Float32).log_softmax(-1).cpu().data<float>().ToArray();
+                    int index = batch.Indices[r];
+                    result[sites[index]] = logits[r, masked[index].At].to(ScalarType.Float32).log_softmax(-1).cpu().data<float>().ToArray();
                 }
             }
             yield return batch.Indices.Length;
