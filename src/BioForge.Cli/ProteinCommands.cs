@@ -106,7 +106,7 @@ internal static class ProteinCommands
                     foreach (var e in embed(FastaReader.Read(inPath, alphabet).Skip((int)first).Take((int)count), progress))
                     {
                         writer.Write(e);
-                        residues += e.Record.Sequence.Length;
+                        residues += e.Residues;
                     }
                     return 0;
                 });
@@ -114,7 +114,7 @@ internal static class ProteinCommands
             }
             if (!RankShares.Merge(world, target, parts => EmbeddingReaders.Concatenate(parts, target, pooling, metadata))) return 0;
             double seconds = clock.Elapsed.TotalSeconds;
-            output.WriteLine($"embedded {total} sequences ({(world.Size > 1 ? $"{world.Size} ranks, one file each as {RankShares.PartPath(target, 0)} …, merged" : $"{residues} residues")}, {(pooling == Pooling.None ? "per residue" : pooling.ToString().ToLowerInvariant() + " pooling")}, {modelInfo.Dims} dims) -> {target} in {seconds:F1} s ({total / seconds:F1} seq/s) on {modelInfo.Device}");
+            output.WriteLine($"embedded {total} sequences ({(world.Size > 1 ? $"{world.Size} ranks, one file each as {RankShares.PartPath(target, 0)} …, merged" : $"{residues} residues read")}, {(pooling == Pooling.None ? "per residue" : pooling.ToString().ToLowerInvariant() + " pooling")}, {modelInfo.Dims} dims) -> {target} in {seconds:F1} s ({total / seconds:F1} seq/s) on {modelInfo.Device}");
             return 0;
         }));
         return command;

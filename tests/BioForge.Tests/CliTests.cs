@@ -320,6 +320,7 @@ public sealed class CliTests
             string output = Path.Combine(dir, name + ".npy");
             var run = Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(fasta), "--out", output, "--truncate", mode);
             Assert.True(run.Code == 0, run.Err);
+            Assert.Contains("(1024 residues read,", run.Out); // the cut ones too
             byte[] npy = File.ReadAllBytes(output);
             embedded[name] = [.. Enumerable.Range(0, 64).Select(k => BitConverter.ToSingle(npy, 128 + 4 * k))];
         }

@@ -18,6 +18,9 @@ public sealed record Embedding(FastaRecord Record, float[] Values, int Rows, int
 {
     /// <summary>Residues of the record before the first row (a sequence cut at its start: <see cref="Truncation.Start"/>).</summary>
     public int Offset { get; init; }
+
+    /// <summary>Residues of the record the model read (fewer than its length where it was cut).</summary>
+    public int Residues { get; init; } = Record.Sequence.Length;
 }
 
 public sealed record EmbedOptions
@@ -57,8 +60,8 @@ public sealed class EsmEmbedder(EsmCheckpoint model, EmbedOptions options)
                 return forward.HiddenStates ? output.HiddenStates![layer] : output.LastHiddenState;
             }, (row, tokens) => Pool(row, tokens, pooling), reporter);
         if (options.Truncate == Truncation.Window) return Stitch(records, pieces => Run(pieces, Pooling.None, null), progress);
-        return Run(records, options.Pooling, progress)
-            .Select(e => options.Truncate == Truncation.Start && e.Record.Sequence.Length > max ? e with { Offset = e.Record.Sequence.Length - max } : e);
+        return Run(records, options.Pooling, progress).Select(e => e.Record.Sequence.Length <= max ? e
+            : e with { Offset = options.Truncate == Truncation.Start ? e.Record.Sequence.Length - max : 0, Residues = max });
     }
 
     /// <summary>A record's row [&lt;cls&gt;, residues…, &lt;eos&gt;, padding…] pooled as asked.</summary>
