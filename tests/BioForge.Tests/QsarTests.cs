@@ -85,4 +85,67 @@ public sealed class QsarTests
         Assert.Equal(2, Cli.Cli.Run(["qsar", "train", "--in", Write("ok.csv", ["smiles,pic50", .. rows]), "--activity-column", "pIC50", "--out", Path.Combine(dir, "m")], new StringWriter(), error));
         Assert.Contains("no column 'pIC50' (--activity-column); the header has: smiles, pic50", error.ToString());
     }
+    /// <summary>The ridge path's weights for any penalty are the closed-form solve's, (XᵀX + λI)⁻¹ Xᵀy on centred data, with more rows than columns and fewer.</summary>
+    [Theory]
+    [InlineData(30, 10)]
+    [InlineData(8, 20)]
+    public void TheRidgePathSolvesEachPenaltyExactly(int rows, int columns)
+    {
+        _ = TestData.Cpu;
+        var x = Enumerable.Range(0, rows * columns).Select(i => Runtime.StatelessRandom.Unit(7, i) * 2 - 1).ToArray();
+        var y = Enumerable.Range(0, rows).Select(r => Enumerable.Range(0, columns).Sum(c => x[r * columns + c] * (c % 3 - 1)) + Runtime.StatelessRandom.Unit(8, r)).ToArray();
+        var path = new Statistics.RidgePath(x, columns, y);
+        foreach (double lambda in new[] { 0.01, 1, 100 })
+        {
+            var (weights, bias) = path.Solve(lambda);
+            // The normal equations by Gaussian elimination, on features and labels centred by hand.
+            var mean = Enumerable.Range(0, columns).Select(c => Enumerable.Range(0, rows).Average(r => x[r * columns + c])).ToArray();
+            double labelMean = y.Average();
+            var a = new double[columns, columns + 1];
+            for (int i = 0; i < columns; i++)
+            {
+                for (int j = 0; j < columns; j++)
+                    a[i, j] = Enumerable.Range(0, rows).Sum(r => (x[r * columns + i] - mean[i]) * (x[r * columns + j] - mean[j])) + (i == j ? lambda : 0);
+                a[i, columns] = Enumerable.Range(0, rows).Sum(r => (x[r * columns + i] - mean[i]) * (y[r] - labelMean));
+            }
+            for (int p = 0; p < columns; p++)
+                for (int i = 0; i < columns; i++)
+                {
+                    if (i == p) continue;
+                    double factor = a[i, p] / a[p, p];
+                    for (int j = p; j <= columns; j++) a[i, j] -= factor * a[p, j];
+                }
+            for (int c = 0; c < columns; c++) Assert.Equal(a[c, columns] / a[c, c], weights[c], 8);
+            Assert.Equal(labelMean - Enumerable.Range(0, columns).Sum(c => mean[c] * weights[c]), bias, 8);
+        }
+    }
+
+    /// <summary>Under a scaffold split the penalty is chosen on folds that keep a series together; acyclic molecules are spread one by one.</summary>
+    [Fact]
+    public void CrossValidationFoldsKeepASeriesTogether()
+    {
+        string[] smiles = [.. Enumerable.Range(0, 12).Select(i => $"c1ccccc1{new string('C', i + 1)}"), .. Enumerable.Range(0, 6).Select(i => $"C1CCNCC1{new string('C', i + 1)}"),
+            .. Enumerable.Range(0, 10).Select(i => $"{new string('C', i + 1)}O")];
+        var rows = smiles.Select((s, i) => new LabelledRow("t.csv", i + 2, s, "0")).ToList();
+        var folds = QsarModel.ScaffoldFolds(rows, [.. Enumerable.Range(0, rows.Count)]);
+        Assert.Single(folds[..12].Distinct());
+        Assert.Single(folds[12..18].Distinct());
+        Assert.NotEqual(folds[0], folds[12]);
+        Assert.Equal(3, folds[18..].Distinct().Count()); // 10 acyclic molecules, one by one to the emptiest folds: the three the series left
+        Assert.Equal([12, 6, 4, 3, 3], [.. folds.GroupBy(f => f).Select(g => g.Count()).OrderDescending()]);
+    }
+
+    /// <summary>Labels the fingerprints cannot predict: cross-validation takes the largest penalty, and `qsar train` says what that means.</summary>
+    [Fact]
+    public void NoiseIsFittedWithTheLargestPenaltyAndAWarning()
+    {
+        _ = TestData.Cpu;
+        var smiles = MoleculeSource.Read(Path.Combine(Repository.Root, "data", "zinc250k", "test.smi.gz")).Take(120).Select(r => r.Text).ToList();
+        string dir = TestData.TempDirectory(), csv = Path.Combine(dir, "noise.csv");
+        File.WriteAllLines(csv, ["smiles,noise", .. smiles.Select((s, i) => $"{s},{Runtime.StatelessRandom.Unit(11, i).ToString("R", CultureInfo.InvariantCulture)}")]);
+        var (output, error) = (new StringWriter(), new StringWriter());
+        Assert.True(Cli.Cli.Run(["qsar", "train", "--in", csv, "--activity-column", "noise", "--out", Path.Combine(dir, "m")], output, error) == 0, error.ToString());
+        Assert.Contains("ridge penalty 1E+04 (5-fold cross-validation, folds by scaffold)", output.ToString());
+        Assert.Contains("warning: cross-validation chose the largest penalty tried (1E+04): the fingerprints barely predict noise beyond its mean here", error.ToString());
+    }
 }

@@ -4,7 +4,6 @@ using BioForge.Chem;
 using BioForge.FineTuning;
 using BioForge.Runtime;
 using BioForge.Statistics;
-using static TorchSharp.torch;
 
 namespace BioForge.Discovery;
 
@@ -32,8 +31,8 @@ public sealed record QsarManifest
 /// <summary>
 /// A ligand-based activity model a chemist fits on their own measurements (pIC50, pKi, solubility…): ridge regression
 /// on Morgan count fingerprints (radius 2, folded to 2,048, log(1 + count)), the penalty chosen by 5-fold
-/// cross-validation. It is the usual first QSAR baseline, and it is a scoring component (<c>type = "qsar"</c>), so
-/// generation can be steered by a target's own data where no affinity model knows the target. Molecules are read as
+/// cross-validation (folds by scaffold under a scaffold split). It is the usual first QSAR baseline, and it is a
+/// scoring component (<c>type = "qsar"</c>), so generation can be steered by a target's own data where no affinity model knows the target. Molecules are read as
 /// screening reads them (a salt as its parent, protonation states neutralized). Honest about its reach: the test
 /// metrics come from molecules held out by scaffold (by default), and are recorded with the model.
 /// </summary>
@@ -41,7 +40,8 @@ public sealed class QsarModel
 {
     public const string FileName = "qsar_model.json";
 
-    private static readonly double[] Lambdas = [0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000];
+    /// <summary>The ridge penalties cross-validation chooses from: 0.01 to 10,000 in quarter decades.</summary>
+    public static IReadOnlyList<double> Penalties { get; } = [.. Enumerable.Range(0, 25).Select(k => Math.Pow(10, -2 + k / 4.0))];
     private const int Folds = 5;
     private const int Radius = 2, Bits = 2048;
 
@@ -77,8 +77,9 @@ public sealed class QsarModel
         if (test.Length < 2 || test.Select(i => y[i]).Distinct().Count() < 2)
             throw new BioForgeException($"the {test.Length} held-out molecules do not measure a ranking (fewer than 2, or all the same value); use more molecules or a larger --test-fraction");
 
-        double lambda = ChooseLambda(x, y, fit, options.Seed);
-        var (weights, bias) = Fit(x, y, fit, lambda);
+        var folds = options.Split == "scaffold" ? ScaffoldFolds(rows, fit) : RandomFolds(fit, options.Seed);
+        double lambda = ChooseLambda(x, y, fit, folds);
+        var (weights, bias) = Fit(x, y, fit).Solve(lambda);
         double[] truth = [.. test.Select(i => y[i])], predicted = [.. test.Select(i => Predict(x[i], weights, bias))];
         double mean = fit.Average(i => y[i]), truthMean = truth.Average();
         var metrics = new Dictionary<string, double>
@@ -89,7 +90,7 @@ public sealed class QsarModel
             ["pearson"] = Correlation.Pearson(truth, predicted),
         };
         // The saved model learns from every measurement; the metrics above are those of the same recipe on the held-out part.
-        var (allWeights, allBias) = Fit(x, y, [.. Enumerable.Range(0, rows.Count)], lambda);
+        var (allWeights, allBias) = Fit(x, y, [.. Enumerable.Range(0, rows.Count)]).Solve(lambda);
         return new QsarModel(new QsarManifest
         {
             Activity = activity,
@@ -166,42 +167,62 @@ public sealed class QsarModel
         return folded;
     }
 
-    private static double ChooseLambda(Dictionary<int, double>[] x, double[] y, int[] fit, ulong seed)
+    /// <summary>
+    /// Folds for choosing the penalty that hold out the way the test part was held out: under a scaffold split a
+    /// scaffold's molecules share a fold (the largest series first, each to the emptiest fold), so the penalty is chosen
+    /// for new series, not for neighbours of the training molecules. Acyclic molecules (an empty scaffold) form no series
+    /// and are spread one by one.
+    /// </summary>
+    internal static int[] ScaffoldFolds(IReadOnlyList<LabelledRow> rows, int[] fit)
     {
-        var fold = fit.Select(i => (int)(StatelessRandom.Hash(seed, i, 0x51a2) % Folds)).ToArray();
-        double best = Lambdas[0], bestError = double.MaxValue;
-        foreach (double lambda in Lambdas)
+        var groups = new Dictionary<string, List<int>>(StringComparer.Ordinal);
+        for (int k = 0; k < fit.Length; k++)
         {
-            double squared = 0;
-            for (int f = 0; f < Folds; f++)
-            {
-                int[] train = [.. fit.Where((_, k) => fold[k] != f)], held = [.. fit.Where((_, k) => fold[k] == f)];
-                if (held.Length == 0 || train.Length == 0) continue;
-                var (w, b) = Fit(x, y, train, lambda);
-                squared += held.Sum(i => Math.Pow(Predict(x[i], w, b) - y[i], 2));
-            }
-            if (squared < bestError) (best, bestError) = (lambda, squared);
+            using var molecule = Molecule.FromSmiles(rows[fit[k]].Sequence); // every row was read by Features already
+            string scaffold = molecule.MurckoScaffold();
+            string key = scaffold.Length == 0 ? $"#acyclic {k}" : scaffold;
+            if (!groups.TryGetValue(key, out var members)) groups[key] = members = [];
+            members.Add(k);
         }
-        return best;
+        var fold = new int[fit.Length];
+        var sizes = new int[Folds];
+        foreach (var members in groups.Values.OrderByDescending(g => g.Count).ThenBy(g => g[0]))
+        {
+            int emptiest = Array.IndexOf(sizes, sizes.Min());
+            foreach (int k in members) fold[k] = emptiest;
+            sizes[emptiest] += members.Count;
+        }
+        return fold;
     }
 
-    /// <summary>Ridge regression on centred features and labels: w = (XᵀX + λI)⁻¹ Xᵀy, the intercept unpenalized.</summary>
-    private static (double[] Weights, double Bias) Fit(Dictionary<int, double>[] x, double[] y, int[] rows, double lambda)
+    private static int[] RandomFolds(int[] fit, ulong seed) => [.. fit.Select(i => (int)(StatelessRandom.Hash(seed, i, 0x51a2) % Folds))];
+
+    /// <summary>The penalty of <see cref="Penalties"/> with the least cross-validated squared error over <paramref name="folds"/>.</summary>
+    private static double ChooseLambda(Dictionary<int, double>[] x, double[] y, int[] fit, int[] folds)
     {
-        using var scope = NewDisposeScope();
+        var squared = new double[Penalties.Count];
+        for (int f = 0; f < Folds; f++)
+        {
+            int[] train = [.. fit.Where((_, k) => folds[k] != f)], held = [.. fit.Where((_, k) => folds[k] == f)];
+            if (held.Length == 0 || train.Length == 0) continue;
+            var path = Fit(x, y, train);
+            for (int p = 0; p < Penalties.Count; p++)
+            {
+                var (w, b) = path.Solve(Penalties[p]);
+                squared[p] += held.Sum(i => Math.Pow(Predict(x[i], w, b) - y[i], 2));
+            }
+        }
+        return Penalties[Array.IndexOf(squared, squared.Min())];
+    }
+
+    /// <summary>The ridge path of the fingerprints of <paramref name="rows"/> (dense rows × 2,048).</summary>
+    private static RidgePath Fit(Dictionary<int, double>[] x, double[] y, int[] rows)
+    {
         const int d = Bits;
-        var dense = new double[rows.Length * d];
+        var dense = new double[(long)rows.Length * d];
         for (int r = 0; r < rows.Length; r++)
-            foreach (var (bit, value) in x[rows[r]]) dense[r * d + bit] = value;
-        var features = tensor(dense, [rows.Length, d], ScalarType.Float64);
-        var labels = tensor(rows.Select(i => y[i]).ToArray(), ScalarType.Float64);
-        var featureMean = features.mean([0L]);
-        double labelMean = labels.mean().item<double>();
-        var centred = features - featureMean;
-        var gram = centred.T.matmul(centred).Plus(eye(d, dtype: ScalarType.Float64).Mul(lambda));
-        var weights = linalg.solve(gram, centred.T.matmul(labels.Add(-labelMean)));
-        double bias = labelMean - featureMean.dot(weights).item<double>();
-        return (weights.data<double>().ToArray(), bias);
+            foreach (var (bit, value) in x[rows[r]]) dense[(long)r * d + bit] = value;
+        return new RidgePath(dense, d, [.. rows.Select(i => y[i])]);
     }
 
     private static double Predict(Dictionary<int, double> features, double[] weights, double bias)
