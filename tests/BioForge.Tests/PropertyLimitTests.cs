@@ -19,6 +19,9 @@ public sealed class PropertyLimitTests
         Assert.Equal(new PropertyLimit("logp", -0.5, 4, "-0.5<=logp<=4"), PropertyLimit.Parse("-0.5<=logp<=4"));
         Assert.Equal(new PropertyLimit("mw", double.MinValue, 1000, "mw<=1e3"), PropertyLimit.Parse("mw<=1e3"));
         Assert.Equal(new PropertyLimit("qed", 0.5, double.MaxValue, "qed>=.5"), PropertyLimit.Parse("qed>=.5"));
+        // The columns chem props writes name two of them differently; a limit reads them as the same property.
+        Assert.Equal(new PropertyLimit("mw", double.MinValue, 500, "mw<=500"), PropertyLimit.Parse("molwt<=500"));
+        Assert.Equal(new PropertyLimit("rotatable_bonds", double.MinValue, 10, "rotatable_bonds<=10"), PropertyLimit.Parse("rotb<=10"));
         Assert.Equal(["mw<=500", "logp<=5", "hbd<=5", "hba<=10", "qed>=0.5"], PropertyLimit.ParseAll(["ro5", "qed>=0.5"]).Select(l => l.Text));
         var window = PropertyLimit.Parse("2<=logp<=4");
         Assert.Equal([true, true, false, false], [window.Holds(2), window.Holds(4), window.Holds(1.99), window.Holds(4.01)]);

@@ -14,6 +14,9 @@ public sealed partial record PropertyLimit(string Property, double Low, double H
     /// <summary>The properties a limit can bound: the scoring components that are one number of the molecule.</summary>
     public static readonly IReadOnlyList<string> Properties = ["mw", "logp", "tpsa", "hbd", "hba", "rotatable_bonds", "rings", "aromatic_rings", "qed", "sa"];
 
+    /// <summary>The names <c>chem props</c> and the service's hits give two of them (their columns), read as the same property.</summary>
+    private static readonly IReadOnlyDictionary<string, string> Aliases = new Dictionary<string, string> { ["molwt"] = "mw", ["rotb"] = "rotatable_bonds" };
+
     /// <summary>Shorthands for common sets: Lipinski's rule of five (all four, not "at most one broken") and Veber's rules.</summary>
     public static readonly IReadOnlyDictionary<string, string[]> Presets = new Dictionary<string, string[]>(StringComparer.OrdinalIgnoreCase)
     {
@@ -37,6 +40,7 @@ public sealed partial record PropertyLimit(string Property, double Low, double H
             throw new BioForgeException($"{where} '{text}': not a limit such as mw<=500, logp>=1 or 2<=logp<=4{hint}; or a preset ({string.Join(", ", Presets.Keys)})");
         }
         string property = match.Groups["name"].Value.ToLowerInvariant();
+        property = Aliases.GetValueOrDefault(property, property);
         if (!Properties.Contains(property))
         {
             string? nearest = Spelling.Nearest(property, Properties);
@@ -53,7 +57,7 @@ public sealed partial record PropertyLimit(string Property, double Low, double H
         }
         if (low > high)
             throw new BioForgeException(string.Create(CultureInfo.InvariantCulture, $"{where} '{text}': the lower bound {low} is above the upper {high}; no molecule can meet it"));
-        return new PropertyLimit(property, low, high, compact.ToLowerInvariant());
+        return new PropertyLimit(property, low, high, compact.ToLowerInvariant().Replace(match.Groups["name"].Value.ToLowerInvariant(), property, StringComparison.Ordinal));
     }
 
     public bool Holds(double value) => value >= Low && value <= High;
