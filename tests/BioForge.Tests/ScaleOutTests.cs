@@ -54,10 +54,16 @@ public sealed class ScaleOutTests
         public string Directory { get; } = TestData.TempDirectory();
         public HttpClient Client { get; }
         private readonly Process nginx;
+        private readonly Func<string, string> site;
 
         /// <param name="options">More options for both replicas' <c>serve</c>.</param>
-        public Cluster(params string[] options)
+        public Cluster(params string[] options) : this(null, options) { }
+
+        /// <param name="site">A change to the shipped configuration a test needs (after the ports are rewritten).</param>
+        /// <param name="options">More options for both replicas' <c>serve</c>.</param>
+        public Cluster(Func<string, string>? site, params string[] options)
         {
+            this.site = site ?? (text => text);
             if (!File.Exists("/usr/sbin/nginx")) throw new InvalidOperationException("nginx is not installed (scripts/setup.sh installs it)");
             var log = new StringBuilder();
             var started = new List<Process>();
@@ -105,10 +111,10 @@ public sealed class ScaleOutTests
 
         private void WriteConfiguration(int front)
         {
-            string site = File.ReadAllText(Path.Combine(Repository.Root, "deploy", "nginx", "bioforge.conf"))
+            string shipped = File.ReadAllText(Path.Combine(Repository.Root, "deploy", "nginx", "bioforge.conf"))
                 .Replace("127.0.0.1:8001", $"127.0.0.1:{FirstPort}", StringComparison.Ordinal).Replace("127.0.0.1:8002", $"127.0.0.1:{SecondPort}", StringComparison.Ordinal)
                 .Replace("listen 127.0.0.1:8000;", $"listen 127.0.0.1:{front};", StringComparison.Ordinal);
-            File.WriteAllText(Path.Combine(Directory, "bioforge.conf"), site);
+            File.WriteAllText(Path.Combine(Directory, "bioforge.conf"), site(shipped));
             File.WriteAllText(Path.Combine(Directory, "nginx.conf"), $$"""
                 worker_processes 1;
                 pid {{Directory}}/nginx.pid;
@@ -141,10 +147,22 @@ public sealed class ScaleOutTests
         }
     }
 
+    /// <summary>The shipped configuration with one change, which must apply.</summary>
+    private static Func<string, string> Changing(params (string From, string To)[] changes) => text =>
+    {
+        foreach (var (from, to) in changes)
+        {
+            Assert.Contains(from, text);
+            text = text.Replace(from, to, StringComparison.Ordinal);
+        }
+        return text;
+    };
+
     [Fact]
     public async Task KillingOneReplicaBehindNginxLosesNoRequest()
     {
-        using var cluster = new Cluster();
+        // Failover, not the per-client limits, is measured here: 8 clients on one address may pass 100 requests a second.
+        using var cluster = new Cluster(Changing(("rate=100r/s", "rate=100000r/s")));
         var client = cluster.Client;
         // A body over the replicas' limit is refused by nginx in the service's error shape; sent on, a replica's early 413
         // broke nginx's write (502) and took both healthy replicas out of the pool for fail_timeout.
@@ -229,6 +247,63 @@ public sealed class ScaleOutTests
         using var again = await cluster.Client.PostAsync("/v1/completions", new StringContent(shortStream, Encoding.UTF8, "application/json"));
         Assert.Equal(HttpStatusCode.OK, again.StatusCode);
         Assert.EndsWith("data: [DONE]", (await again.Content.ReadAsStringAsync()).TrimEnd());
+    }
+
+    /// <summary>
+    /// Per client address, nginx answers 429 in the service's error shape with Retry-After past the request rate and past
+    /// the requests in flight (limits lowered here so that a test reaches them without timing), while another address is
+    /// served and the health probes are not counted.
+    /// </summary>
+    [Fact]
+    public async Task AClientPastItsLimitsGets429WhileOthersAreServed()
+    {
+        using var cluster = new Cluster(Changing(("rate=100r/s", "rate=1r/m"), ("burst=200", "burst=2"), ("limit_conn bioforge_in_flight 64;", "limit_conn bioforge_in_flight 1;")),
+            "--max-running", "1");
+        HttpClient From(string address) => new(new SocketsHttpHandler
+        {
+            ConnectCallback = async (context, token) =>
+            {
+                var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                socket.Bind(new IPEndPoint(IPAddress.Parse(address), 0)); // another loopback address: another client to nginx
+                await socket.ConnectAsync(context.DnsEndPoint, token);
+                return new NetworkStream(socket, ownsSocket: true);
+            },
+        })
+        { BaseAddress = cluster.Client.BaseAddress };
+        static StringContent Embedding() => new("""{"input":"CCO"}""", Encoding.UTF8, "application/json");
+        static async Task AssertLimited(HttpResponseMessage response)
+        {
+            Assert.Equal((HttpStatusCode)429, response.StatusCode);
+            Assert.Equal("1", response.Headers.GetValues("Retry-After").Single());
+            var error = System.Text.Json.Nodes.JsonNode.Parse(await response.Content.ReadAsStringAsync())!["error"]!;
+            Assert.Equal(("rate_limit_exceeded", 429), (error["type"]!.GetValue<string>(), error["code"]!.GetValue<int>()));
+        }
+
+        // One request and a burst of two; the fourth within the minute is refused. Health probes do not count.
+        using var first = From("127.0.0.2");
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.True(await Ok(first, "/v1/health/ready"));
+            using var answer = await first.PostAsync("/v1/embeddings", Embedding());
+            Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+        }
+        using (var refused = await first.PostAsync("/v1/embeddings", Embedding())) await AssertLimited(refused);
+        Assert.True(await Ok(first, "/v1/health/ready"));
+
+        // Another client is served meanwhile; while its stream is open, its second request is one too many in flight.
+        using var second = From("127.0.0.3");
+        const string stream = """{"model":"smiles-llama-small","n":64,"max_tokens":200,"temperature":3,"grammar":"none","seed":1,"stream":true}""";
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = new StringContent(stream, Encoding.UTF8, "application/json") };
+        using var open = await second.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, open.StatusCode);
+        using (var reader = new StreamReader(await open.Content.ReadAsStreamAsync()))
+        {
+            string? line;
+            while ((line = await reader.ReadLineAsync()) is not null && !line.StartsWith("data: {", StringComparison.Ordinal)) { }
+            Assert.NotNull(line); // the stream is in flight
+            using var concurrent = await second.PostAsync("/v1/embeddings", Embedding());
+            await AssertLimited(concurrent);
+        }
     }
 
     private static async Task<bool> Ok(HttpClient client, string path)
