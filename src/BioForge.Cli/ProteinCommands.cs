@@ -48,7 +48,7 @@ internal static class ProteinCommands
         var unknown = new Option<bool>("--unknown-as-unk") { Description = "map letters outside the alphabet to <unk> instead of failing" };
         var truncate = new Option<string>("--truncate")
         {
-            Description = "a sequence longer than the model reads (1,022 residues for ESM-2): refused (none), its first (end) or last (start) residues embedded, or read whole in windows overlapping by half, each residue the mean of the windows that read it (window)",
+            Description = "a sequence longer than the model reads (1,024 residues for the ESM-2 checkpoints): refused (none), its first (end) or last (start) residues embedded, or read whole in overlapping windows of 1,024 tokens, each residue the weighted mean of the windows that read it (window; ProteinGym's way)",
             DefaultValueFactory = _ => "none",
         };
         truncate.AcceptOnlyFromAmong("none", "end", "start", "window");

@@ -74,8 +74,10 @@ public sealed class EsmEmbedderTests
     }
 
     /// <summary>
-    /// 1,100 residues with the tiny model's 1,024: windows [0, 1,024) and [76, 1,100). A residue read by one window has
-    /// that window's vector, one read by both their mean; mean pooling averages those; a short record is embedded as without windows.
+    /// 1,100 residues (1,102 tokens framed) with the tiny model's 1,026 positions: windows of 1,024 tokens from token 0 and
+    /// token 78 of [&lt;cls&gt;, residues…, &lt;eos&gt;]. A residue read by one window has that window's vector, one read by both
+    /// their mean weighted by <see cref="ResidueWindows.Weight"/>; mean pooling averages those; a record the model reads
+    /// whole is embedded as without windows. Checked against the windows' forward passes by hand.
     /// </summary>
     [Fact]
     public void WindowsCoverALongSequenceAndAverageWhereTheyOverlap()
@@ -83,20 +85,30 @@ public sealed class EsmEmbedderTests
         var cpu = TestData.Cpu;
         using var model = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
         string body = string.Concat(Enumerable.Range(0, 1100).Select(i => "ACDEFGHIKLMNPQRSTVWY"[(i * 7 + i / 13) % 20]));
-        FastaRecord[] records = [new("long", "", body, 1), Records[0], new("first", "", body[..1024], 3), new("last", "", body[76..], 5)];
-        var options = new EmbedOptions { Pooling = Pooling.None, BatchTokens = 2100, WindowTokens = 1500 };
-        var windowed = new EsmEmbedder(model, options with { Truncate = Truncation.Window }).Embed(records).ToList();
-        var whole = new EsmEmbedder(model, options).Embed(records.Skip(1)).ToList();
-        Assert.Equal(["long", "a", "first", "last"], windowed.Select(e => e.Record.Id));
+        FastaRecord[] records = [new("long", "", body, 1), Records[0]];
+        var options = new EmbedOptions { Pooling = Pooling.None, BatchTokens = 2100, WindowTokens = 1500, Truncate = Truncation.Window };
+        var windowed = new EsmEmbedder(model, options).Embed(records).ToList();
+        Assert.Equal(["long", "a"], windowed.Select(e => e.Record.Id));
         Assert.Equal(1100, windowed[0].Rows);
-        float[] Row(Embedding e, int r) => e.Values[(r * 64)..((r + 1) * 64)];
-        AssertClose(Row(whole[1], 0), Row(windowed[0], 0));
-        AssertClose(Row(whole[1], 75), Row(windowed[0], 75));
-        AssertClose(Row(whole[2], 1023), Row(windowed[0], 1099));
-        AssertClose([.. Row(whole[1], 500).Zip(Row(whole[2], 424), (x, y) => (x + y) / 2)], Row(windowed[0], 500));
-        AssertClose(whole[0].Values, windowed[1].Values);
 
-        var mean = new EsmEmbedder(model, options with { Truncate = Truncation.Window, Pooling = Pooling.Mean }).Embed(records.Take(2)).ToList();
+        float[][] Hidden(int start)
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            var ids = tensor(model.Tokenizer.Encode(body).Select(t => (long)t).ToArray()[start..(start + 1024)], [1, 1024]);
+            var states = model.Model.Forward(ids, ones_like(ids), new EsmForwardOptions()).LastHiddenState[0].contiguous().data<float>().ToArray();
+            return [.. Enumerable.Range(0, 1024).Select(p => states[(p * 64)..((p + 1) * 64)])];
+        }
+        var (first, second) = (Hidden(0), Hidden(78));
+        float[] Row(Embedding e, int r) => e.Values[(r * 64)..((r + 1) * 64)];
+        AssertClose(first[1], Row(windowed[0], 0));         // residue 1: token 1 of the first window only
+        AssertClose(first[77], Row(windowed[0], 76));       // the last residue before the second window starts
+        AssertClose(second[1022], Row(windowed[0], 1099));  // the last residue: the second window's token 1,022 (its <eos> at 1,023)
+        double a = ResidueWindows.Weight(501, 1024), b = ResidueWindows.Weight(423, 1024);
+        AssertClose([.. first[501].Zip(second[423], (x, y) => (float)((a * x + b * y) / (a + b)))], Row(windowed[0], 500));
+        AssertClose(Embed(model, new EmbedOptions { Pooling = Pooling.None })[0].Values, windowed[1].Values);
+
+        var mean = new EsmEmbedder(model, options with { Pooling = Pooling.Mean }).Embed(records).ToList();
         Assert.Equal(1, mean[0].Rows);
         AssertClose([.. Enumerable.Range(0, 64).Select(d => (float)Enumerable.Range(0, 1100).Average(r => windowed[0].Values[r * 64 + d]))], mean[0].Values);
         AssertClose(Embed(model, new EmbedOptions())[0].Values, mean[1].Values);

@@ -224,7 +224,7 @@ public sealed class ProteinLlamaTests
     }
 
     /// <summary>
-    /// A residue of a sequence longer than the model reads is scored in the 1,024 residues centred on it (moved inwards at
+    /// A residue of a sequence longer than the model reads is scored in the 1,024 tokens centred on it (moved inwards at
     /// the ends): a sample of sites, each masked by hand in its window, gives the same mean log-probability.
     /// </summary>
     [Fact]
@@ -235,16 +235,17 @@ public sealed class ProteinLlamaTests
         // The documented sample: the sites ordered by their seeded hash, the first 6 (every residue here is canonical);
         // a seed whose sample has a site away from both ends, in a window of its own.
         int[] Sample(ulong seed) => [.. Enumerable.Range(1, body.Length).OrderBy(i => Runtime.StatelessRandom.Hash(seed, 0, i)).Take(6)];
-        ulong seed = Enumerable.Range(0, 1000).Select(s => (ulong)s).First(s => Sample(s).Any(i => i > 514 && i < 588));
+        ulong seed = Enumerable.Range(0, 1000).Select(s => (ulong)s).First(s => Sample(s).Any(i => i > 512 && i < 590));
         var sites = Sample(seed);
         var computed = GenerationQuality.PseudoLogLikelihood(esm, [body], positions: 6, maxResidues: int.MaxValue, seed: seed);
         Assert.Equal([6], computed.Scored);
         double total = 0;
         using var noGrad = TorchSharp.torch.no_grad();
+        var framed = esm.Tokenizer.Encode(body);
         foreach (int site in sites)
         {
-            int start = Math.Clamp(site - 1 - 512, 0, body.Length - 1024);
-            var tokens = esm.Tokenizer.Encode(body.Substring(start, 1024));
+            int start = Math.Clamp(site - 512, 0, framed.Length - 1024); // 1,024 tokens of [<cls>, residues…, <eos>] around the site
+            var tokens = framed[start..(start + 1024)];
             int at = site - start;
             var masked = tokens.Select((t, j) => (long)(j == at ? esm.Tokenizer.MaskId : t)).ToArray();
             using var ids = TorchSharp.torch.tensor(masked, [1, masked.Length]);

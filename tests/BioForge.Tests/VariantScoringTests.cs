@@ -81,8 +81,9 @@ public sealed class VariantScoringTests
         Assert.Equal(-1, Correlation.Spearman([1, 2, 3], [30, 20, 10]), 12);
     }
     /// <summary>
-    /// A wild type of 1,100 residues with the tiny model's 1,024: each site is scored in the 1,024 residues centred on it,
-    /// moved inwards at the ends — exactly the score of the same mutation in that window given as the wild type.
+    /// A wild type of 1,100 residues (1,102 tokens framed) with the tiny model's 1,026 positions: each site is read in the
+    /// 1,024 tokens of the framed sequence centred on it, moved inwards at the ends (ProteinGym's "optimal" window) — a
+    /// window inside the protein has no &lt;cls&gt; or &lt;eos&gt;. Checked against masking and cutting by hand.
     /// </summary>
     [Fact]
     public void ASiteOfALongProteinIsScoredInTheWindowCentredOnIt()
@@ -91,35 +92,49 @@ public sealed class VariantScoringTests
         using var model = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
         string body = string.Concat(Enumerable.Range(0, 1100).Select(i => "ACDEFGHIKLMNPQRSTVWY"[(i * 7 + i / 13) % 20]));
         var scorer = new VariantScorer(model, batchTokens: 4096);
-        string Mutation(string wildType, int position) => $"{wildType[position - 1]}{position}{(wildType[position - 1] == 'A' ? 'G' : 'A')}";
-        // 1-based sites and their windows' first residues (0-based): clamp(site − 1 − 512, 0, 76).
-        var sites = new[] { (Site: 11, Start: 0), (Site: 550, Start: 37), (Site: 1000, Start: 76) };
-        var scores = scorer.Score(body, [.. sites.Select(s => Variant.Parse(Mutation(body, s.Site), body))]);
+        char Mutant(int position) => body[position - 1] == 'A' ? 'G' : 'A';
+        // 1-based sites (= token indices) and their windows' first tokens: clamp(site − 512, 0, 1102 − 1024).
+        var sites = new[] { (Site: 11, Start: 0), (Site: 550, Start: 38), (Site: 1000, Start: 78) };
+        var scores = scorer.Score(body, [.. sites.Select(s => Variant.Parse($"{body[s.Site - 1]}{s.Site}{Mutant(s.Site)}", body))]);
+        var framed = model.Tokenizer.Encode(body);
+        using var noGrad = no_grad();
         for (int i = 0; i < sites.Length; i++)
         {
-            string window = body.Substring(sites[i].Start, 1024);
-            int at = sites[i].Site - sites[i].Start;
-            Assert.Equal(scorer.Score(window, [Variant.Parse(Mutation(window, at), window)])[0], scores[i], 4);
+            var (site, start) = sites[i];
+            var window = framed.Select(t => (long)t).ToArray()[start..(start + 1024)];
+            window[site - start] = model.Tokenizer.MaskId;
+            using var scope = NewDisposeScope();
+            var ids = tensor(window, [1, 1024]);
+            var logp = model.Model.Forward(ids, ones_like(ids), new EsmForwardOptions { Logits = true }).Logits![0, site - start].log_softmax(-1);
+            double manual = logp[model.Tokenizer.IdOf(Mutant(site).ToString())].item<float>() - logp[model.Tokenizer.IdOf(body[site - 1].ToString())].item<float>();
+            Assert.Equal(manual, scores[i], 4);
         }
     }
 
     [Fact]
-    public void WindowsAreCentredAndTileWithHalfOverlap()
+    public void WindowsAreCentredTiledEvenlyAndWeightedDownAtTheirEdges()
     {
-        Assert.Equal(0, ResidueWindows.Centred(1100, 10, 1024));
-        Assert.Equal(37, ResidueWindows.Centred(1100, 549, 1024));
-        Assert.Equal(76, ResidueWindows.Centred(1100, 1099, 1024));
+        Assert.Equal(1024, ResidueWindows.Width(1026));
+        Assert.Equal(514, ResidueWindows.Width(514));
+        Assert.Equal(0, ResidueWindows.Centred(1102, 11, 1024));
+        Assert.Equal(38, ResidueWindows.Centred(1102, 550, 1024));
+        Assert.Equal(78, ResidueWindows.Centred(1102, 1000, 1024));
         Assert.Equal(0, ResidueWindows.Centred(500, 400, 1024));
-        Assert.Equal([0], ResidueWindows.Tiling(500, 1024));
         Assert.Equal([0], ResidueWindows.Tiling(1024, 1024));
-        Assert.Equal([0, 76], ResidueWindows.Tiling(1100, 1024));
-        Assert.Equal([0, 5, 10, 12], ResidueWindows.Tiling(22, 10));
-        // A short sequence keeps its frame; a long one gets the site's window framed by the sequence's own end tokens.
-        var (tokens, at) = ResidueWindows.MaskedSite([0, 1, 7, 3, 2], 2, 1024, 9);
+        Assert.Equal([0, 78], ResidueWindows.Tiling(1102, 1024));
+        Assert.Equal([0, 256, 513], ResidueWindows.Tiling(1537, 1024)); // evenly, not 0, 512, 513
+        Assert.Equal([0, 4, 8, 12], ResidueWindows.Tiling(22, 10));
+        Assert.Equal(1, ResidueWindows.Weight(512, 1024));
+        Assert.Equal(1, ResidueWindows.Weight(256, 1024));
+        Assert.Equal(0.5, ResidueWindows.Weight(128, 1024), 12);
+        Assert.Equal(ResidueWindows.Weight(10, 1024), ResidueWindows.Weight(1013, 1024), 12);
+        Assert.True(ResidueWindows.Weight(0, 1024) is > 0 and < 0.001);
+        // A sequence the model reads whole keeps its frame; a longer one is cut around the site, its own tokens only.
+        var (tokens, at) = ResidueWindows.MaskedSite([0, 1, 7, 3, 2], 2, 1026, 9);
         Assert.Equal([0, 1, 9, 3, 2], tokens);
         Assert.Equal(2, at);
         (tokens, at) = ResidueWindows.MaskedSite([0, 10, 11, 12, 13, 14, 15, 2], 5, 4, 9);
-        Assert.Equal([0, 12, 13, 9, 15, 2], tokens);
-        Assert.Equal(3, at);
+        Assert.Equal([12, 13, 9, 15], tokens);
+        Assert.Equal(2, at);
     }
 }

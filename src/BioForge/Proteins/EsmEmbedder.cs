@@ -8,8 +8,8 @@ public enum Pooling { Mean, Cls, None }
 
 /// <summary>
 /// What to do with a sequence longer than the model reads: refuse it, cut its end or its start (as NIM's and OpenAI's
-/// <c>truncate</c>), or read it whole in overlapping windows (<see cref="ResidueWindows"/>), each residue's vector the mean
-/// of the windows that read it.
+/// <c>truncate</c>), or read it whole in overlapping windows (<see cref="ResidueWindows"/>), each residue's vector the
+/// weighted mean of the windows that read it.
 /// </summary>
 public enum Truncation { None, End, Start, Window }
 
@@ -52,16 +52,16 @@ public sealed class EsmEmbedder(EsmCheckpoint model, EmbedOptions options)
         if (options.Truncate == Truncation.Window && options.Pooling == Pooling.Cls)
             throw new BioForgeException("--pool cls with --truncate window: a sequence read in windows has a <cls> vector per window; pool with mean or none");
         var forward = new EsmForwardOptions { HiddenStates = layer != layers, Kernel = options.Kernel };
+        Tensor Hidden(TokenBatch batch)
+        {
+            var output = model.Model.Forward(batch.InputIds, batch.AttentionMask, forward);
+            return forward.HiddenStates ? output.HiddenStates![layer] : output.LastHiddenState;
+        }
+        if (options.Truncate == Truncation.Window) return Stitch(records, Hidden, progress);
         int max = model.Config.MaxResidues;
-        IEnumerable<Embedding> Run(IEnumerable<FastaRecord> input, Pooling pooling, IProgress<int>? reporter) =>
-            WindowedEmbedding.Run(input, Tokenize, options.WindowTokens, options.BatchTokens, model.Tokenizer.PadId, model.Device, batch =>
-            {
-                var output = model.Model.Forward(batch.InputIds, batch.AttentionMask, forward);
-                return forward.HiddenStates ? output.HiddenStates![layer] : output.LastHiddenState;
-            }, (row, tokens) => Pool(row, tokens, pooling), reporter);
-        if (options.Truncate == Truncation.Window) return Stitch(records, pieces => Run(pieces, Pooling.None, null), progress);
-        return Run(records, options.Pooling, progress).Select(e => e.Record.Sequence.Length <= max ? e
-            : e with { Offset = options.Truncate == Truncation.Start ? e.Record.Sequence.Length - max : 0, Residues = max });
+        return WindowedEmbedding.Run(records, Tokenize, options.WindowTokens, options.BatchTokens, model.Tokenizer.PadId, model.Device, Hidden,
+            (row, tokens) => Pool(row, tokens, options.Pooling), progress).Select(e => e.Record.Sequence.Length <= max ? e
+                : e with { Offset = options.Truncate == Truncation.Start ? e.Record.Sequence.Length - max : 0, Residues = max });
     }
 
     /// <summary>A record's row [&lt;cls&gt;, residues…, &lt;eos&gt;, padding…] pooled as asked.</summary>
@@ -76,72 +76,93 @@ public sealed class EsmEmbedder(EsmCheckpoint model, EmbedOptions options)
         };
     }
 
+    /// <summary>A record read whole (<see cref="Start"/> &lt; 0), or one window of it from token <see cref="Start"/> of [&lt;cls&gt;, residues…, &lt;eos&gt;].</summary>
+    private sealed record Piece(FastaRecord Record, int[] Tokens, int Start, int Windows);
+
     /// <summary>
-    /// Each record cut into overlapping windows, the windows embedded per residue by <paramref name="perResidue"/> (in
-    /// order), and put back together: a residue's vector is the mean over the windows that read it, then pooled as asked.
+    /// Records the model reads whole are embedded as without windows; a longer one is cut into windows
+    /// (<see cref="ResidueWindows"/>), each window's positions embedded, and put back together: a residue's vector is the
+    /// weighted mean over the windows that read it (weights falling towards each window's edges), then pooled as asked.
     /// </summary>
-    private IEnumerable<Embedding> Stitch(IEnumerable<FastaRecord> records, Func<IEnumerable<FastaRecord>, IEnumerable<Embedding>> perResidue, IProgress<int>? progress)
+    private IEnumerable<Embedding> Stitch(IEnumerable<FastaRecord> records, Func<TokenBatch, Tensor> hidden, IProgress<int>? progress)
     {
-        int width = model.Config.MaxResidues;
-        var cut = new Queue<(FastaRecord Record, int[] Starts)>(); // filled as the embedder reads ahead, emptied in the same order
-        IEnumerable<FastaRecord> Windows()
+        int maxTokens = model.Config.MaxPositionEmbeddings, width = ResidueWindows.Width(maxTokens);
+        IEnumerable<Piece> Pieces()
         {
             foreach (var record in records)
             {
-                var starts = ResidueWindows.Tiling(record.Sequence.Length, width).ToArray();
-                cut.Enqueue((record, starts));
-                foreach (int start in starts)
-                    yield return record with { Sequence = record.Sequence.Substring(start, Math.Min(width, record.Sequence.Length - start)) };
+                var tokens = Encode(record);
+                if (tokens.Length <= maxTokens)
+                {
+                    yield return new Piece(record, tokens, -1, 1);
+                    continue;
+                }
+                var starts = ResidueWindows.Tiling(tokens.Length, width);
+                foreach (int start in starts) yield return new Piece(record, tokens[start..(start + width)], start, starts.Length);
             }
         }
-        using var windows = perResidue(Windows()).GetEnumerator();
-        while (windows.MoveNext())
+        using var pieces = WindowedEmbedding.Run(Pieces(), piece => piece.Tokens, options.WindowTokens, options.BatchTokens, model.Tokenizer.PadId, model.Device, hidden,
+            (piece, row, tokens) => piece.Start < 0 ? Pool(row, tokens, options.Pooling) : (row.narrow(0, 0, tokens), tokens), null).GetEnumerator();
+        while (pieces.MoveNext())
         {
-            var (record, starts) = cut.Dequeue();
-            int length = record.Sequence.Length, columns = windows.Current.Columns;
-            var sum = new double[(long)length * columns];
-            var reads = new int[length];
-            for (int w = 0; w < starts.Length; w++)
+            var (first, values, rows, columns) = pieces.Current;
+            if (first.Start < 0)
             {
-                if (w > 0 && !windows.MoveNext()) throw new InvalidOperationException($"record '{record.Id}': window {w + 1} of {starts.Length} was not embedded");
-                var window = windows.Current;
-                for (int r = 0; r < window.Rows; r++)
+                progress?.Report(1);
+                yield return new Embedding(first.Record, values, rows, columns);
+                continue;
+            }
+            int length = first.Record.Sequence.Length;
+            var sum = new double[(long)length * columns];
+            var weights = new double[length];
+            for (int w = 0; w < first.Windows; w++)
+            {
+                if (w > 0 && !pieces.MoveNext()) throw new InvalidOperationException($"record '{first.Record.Id}': window {w + 1} of {first.Windows} was not embedded");
+                var (piece, window, _, _) = pieces.Current;
+                for (int p = 0; p < width; p++)
                 {
-                    int residue = starts[w] + r;
-                    reads[residue]++;
-                    for (int c = 0; c < columns; c++) sum[(long)residue * columns + c] += window.Values[(long)r * columns + c];
+                    int residue = piece.Start + p - 1; // token 0 is <cls>
+                    if (residue < 0 || residue >= length) continue;
+                    double weight = ResidueWindows.Weight(p, width);
+                    weights[residue] += weight;
+                    for (int c = 0; c < columns; c++) sum[(long)residue * columns + c] += weight * window[(long)p * columns + c];
                 }
             }
-            var values = new float[options.Pooling == Pooling.Mean ? columns : (long)length * columns];
-            var pooled = new double[columns];
+            var pooled = new float[options.Pooling == Pooling.Mean ? columns : (long)length * columns];
+            var mean = new double[columns];
             for (int residue = 0; residue < length; residue++)
                 for (int c = 0; c < columns; c++)
                 {
-                    double mean = sum[(long)residue * columns + c] / reads[residue];
-                    if (options.Pooling == Pooling.Mean) pooled[c] += mean;
-                    else values[(long)residue * columns + c] = (float)mean;
+                    double value = sum[(long)residue * columns + c] / weights[residue];
+                    if (options.Pooling == Pooling.Mean) mean[c] += value;
+                    else pooled[(long)residue * columns + c] = (float)value;
                 }
             if (options.Pooling == Pooling.Mean)
-                for (int c = 0; c < columns; c++) values[c] = (float)(pooled[c] / length);
+                for (int c = 0; c < columns; c++) pooled[c] = (float)(mean[c] / length);
             progress?.Report(1);
-            yield return new Embedding(record, values, options.Pooling == Pooling.Mean ? 1 : length, columns);
+            yield return new Embedding(first.Record, pooled, options.Pooling == Pooling.Mean ? 1 : length, columns);
         }
     }
 
     private int[] Tokenize(FastaRecord record)
     {
         int max = model.Config.MaxResidues;
-        string sequence = record.Sequence;
-        if (sequence.Length > max)
-            sequence = options.Truncate switch
+        if (record.Sequence.Length > max)
+            record = options.Truncate switch
             {
-                Truncation.End => sequence[..max],
-                Truncation.Start => sequence[^max..],
-                _ => throw new BioForgeException($"{record.Where}: record '{record.Id}' has {sequence.Length} residues; this model takes at most {max} (max_position_embeddings {model.Config.MaxPositionEmbeddings} minus <cls> and <eos>); read it in windows (--truncate window) or embed its first or last {max} (--truncate end or start)"),
+                Truncation.End => record with { Sequence = record.Sequence[..max] },
+                Truncation.Start => record with { Sequence = record.Sequence[^max..] },
+                _ => throw new BioForgeException($"{record.Where}: record '{record.Id}' has {record.Sequence.Length} residues; this model takes at most {max} (max_position_embeddings {model.Config.MaxPositionEmbeddings} minus <cls> and <eos>); read it in windows (--truncate window) or embed its first or last {max} (--truncate end or start)"),
             };
+        return Encode(record);
+    }
+
+    /// <summary>The record's tokens [&lt;cls&gt;, residues…, &lt;eos&gt;], whatever its length.</summary>
+    private int[] Encode(FastaRecord record)
+    {
         try
         {
-            return model.Tokenizer.Encode(sequence, options.UnknownAsUnk);
+            return model.Tokenizer.Encode(record.Sequence, options.UnknownAsUnk);
         }
         catch (BioForgeException e)
         {

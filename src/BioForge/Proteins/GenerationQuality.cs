@@ -214,7 +214,7 @@ public static class GenerationQuality
         ulong seed, int batchTokens = 16384, IProgress<int>? progress = null, bool canonicalOnly = false)
     {
         if (positions < 1) throw new BioForgeException($"--pll-positions must be positive (got {positions})");
-        int limit = maxResidues, width = model.Config.MaxResidues;
+        int limit = maxResidues, maxTokens = model.Config.MaxPositionEmbeddings;
         var tokenizer = model.Tokenizer;
         var result = new double[sequences.Count];
         var scored = new int[sequences.Count];
@@ -232,12 +232,12 @@ public static class GenerationQuality
             if (sites.Length > positions)
                 sites = [.. sites.OrderBy(i => StatelessRandom.Hash(seed, n, i)).Take(positions).Order()];
             double total = 0;
-            int length = Math.Min(tokens.Length, width + 2); // every masked copy has this many tokens
+            int length = tokens.Length <= maxTokens ? tokens.Length : ResidueWindows.Width(maxTokens); // every masked copy's
             int perBatch = Math.Max(1, batchTokens / length);
             for (int first = 0; first < sites.Length; first += perBatch)
             {
                 var chunk = sites.Skip(first).Take(perBatch).ToArray();
-                var copies = chunk.Select(site => ResidueWindows.MaskedSite(tokens, site, width, tokenizer.MaskId)).ToArray();
+                var copies = chunk.Select(site => ResidueWindows.MaskedSite(tokens, site, maxTokens, tokenizer.MaskId)).ToArray();
                 using var scope = NewDisposeScope();
                 var ids = copies.SelectMany(c => c.Tokens.Select(t => (long)t)).ToArray();
                 var input = tensor(ids, [chunk.Length, length]).to(model.Device);

@@ -1,46 +1,54 @@
 namespace BioForge.Proteins;
 
 /// <summary>
-/// How a protein longer than ESM-2 reads at once (1,022 residues) is read: a site is scored in the window of that many
-/// residues centred on it (ESM-1v's and ProteinGym's rule, moved inwards at the sequence's ends), and a whole sequence
-/// is embedded in windows overlapping by half. Each window is framed by &lt;cls&gt; and &lt;eos&gt; like a sequence of its own.
+/// How a protein longer than ESM-2 reads at once is read, as ProteinGym reads one: windows of the 1,024 tokens ESM-2 was
+/// trained on (its crops, &lt;cls&gt; and &lt;eos&gt; included) cut from the whole framed sequence
+/// [&lt;cls&gt;, residues…, &lt;eos&gt;], so a window inside the protein has no start or end token. A masked site is read in
+/// the window centred on it (ProteinGym's "optimal" window, moved inwards at the ends); a whole sequence is embedded in
+/// windows at most half a window apart, each position weighted down towards its window's edges (ProteinGym's
+/// "overlapping" weights) before the windows are averaged.
 /// </summary>
 internal static class ResidueWindows
 {
-    /// <summary>0-based first residue of the <paramref name="width"/>-residue window centred on residue <paramref name="site"/> (0-based).</summary>
-    public static int Centred(int length, int site, int width) => Math.Clamp(site - width / 2, 0, Math.Max(0, length - width));
+    public const int TrainedTokens = 1024;
 
-    /// <summary>First residues (0-based) of windows covering the sequence: one every half width, the last ending where the sequence ends.</summary>
-    public static IEnumerable<int> Tiling(int length, int width)
+    /// <summary>The window's length in tokens for a model of <paramref name="maxTokens"/> positions.</summary>
+    public static int Width(int maxTokens) => Math.Min(maxTokens, TrainedTokens);
+
+    /// <summary>First token of the <paramref name="width"/>-token window around token <paramref name="at"/> of a <paramref name="tokens"/>-token sequence.</summary>
+    public static int Centred(int tokens, int at, int width) => tokens <= width ? 0 : Math.Clamp(at - width / 2, 0, tokens - width);
+
+    /// <summary>First tokens of the windows covering a <paramref name="tokens"/>-token sequence: evenly spaced, at most half a width apart.</summary>
+    public static int[] Tiling(int tokens, int width)
     {
-        int stride = Math.Max(1, width / 2);
-        for (int start = 0; ; start += stride)
-        {
-            if (start + width >= length)
-            {
-                yield return Math.Max(0, length - width);
-                yield break;
-            }
-            yield return start;
-        }
+        if (tokens <= width) return [0];
+        int windows = (int)Math.Ceiling((tokens - width) / (double)Math.Max(1, width / 2)) + 1;
+        return [.. Enumerable.Range(0, windows).Select(k => (int)Math.Round((double)k * (tokens - width) / (windows - 1)))];
     }
 
     /// <summary>
-    /// The tokens a masked site is read in, and the masked token's index there: the whole sequence when it fits,
-    /// otherwise the <paramref name="width"/> residues centred on the site between the sequence's own start and end tokens.
+    /// The weight of a window's position in the average: 1 in the middle, falling as a sigmoid over the quarter window at
+    /// each edge, where the model sees context on one side only (for 1,024 tokens ProteinGym's 1 / (1 + e^−(d − 128)/16)
+    /// at d tokens from the edge, d &lt; 256).
+    /// </summary>
+    public static double Weight(int position, int width)
+    {
+        double edge = Math.Min(position, width - 1 - position), ramp = width / 4.0;
+        return edge >= ramp ? 1 : 1 / (1 + Math.Exp(-(edge - ramp / 2) / (ramp / 16)));
+    }
+
+    /// <summary>
+    /// The tokens a masked site is read in, and the masked token's index there: the whole sequence when the model reads
+    /// it at once (<paramref name="maxTokens"/>), otherwise the window centred on the site.
     /// </summary>
     /// <param name="tokens">The whole sequence: [&lt;cls&gt;, one token per residue…, &lt;eos&gt;].</param>
-    /// <param name="site">The site's token index (1 … residues).</param>
-    public static (int[] Tokens, int At) MaskedSite(int[] tokens, int site, int width, int maskId)
+    /// <param name="at">The site's token index (1 … residues).</param>
+    public static (int[] Tokens, int At) MaskedSite(int[] tokens, int at, int maxTokens, int maskId)
     {
-        int residues = tokens.Length - 2;
-        int start = residues <= width ? 0 : Centred(residues, site - 1, width);
-        int kept = Math.Min(residues, width);
-        var window = new int[kept + 2];
-        window[0] = tokens[0];
-        window[^1] = tokens[^1];
-        Array.Copy(tokens, 1 + start, window, 1, kept);
-        window[site - start] = maskId;
-        return (window, site - start);
+        int width = tokens.Length <= maxTokens ? tokens.Length : Width(maxTokens);
+        int start = Centred(tokens.Length, at, width);
+        var window = tokens[start..(start + width)];
+        window[at - start] = maskId;
+        return (window, at - start);
     }
 }

@@ -10,8 +10,8 @@ public sealed record SiteProfile(int Position, string WildType, double WildTypeP
 /// <summary>
 /// Zero-shot variant effects by the masked marginal of Meier et al. (2021): for each mutated site, mask it in the
 /// wild type and compare log-probabilities, score = Σ_sites log p(mutant) − log p(wild type). Higher = more tolerated.
-/// A wild type longer than the model reads has each site read in the window of the model's length centred on it
-/// (<see cref="ResidueWindows"/>, as ESM-1v and ProteinGym score long proteins).
+/// A wild type longer than the model reads has each site read in the 1,024-token window centred on it
+/// (<see cref="ResidueWindows"/>, ProteinGym's "optimal" window).
 /// </summary>
 public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
 {
@@ -87,7 +87,7 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
     private IEnumerable<int> SiteLogProbabilities(int[] tokens, int[] sites, Dictionary<int, float[]> result)
     {
         // Token index = residue position, because <cls> sits at 0.
-        var masked = sites.Select(site => ResidueWindows.MaskedSite(tokens, site, model.Config.MaxResidues, model.Tokenizer.MaskId)).ToList();
+        var masked = sites.Select(site => ResidueWindows.MaskedSite(tokens, site, model.Config.MaxPositionEmbeddings, model.Tokenizer.MaskId)).ToList();
         foreach (var batch in TokenBatches.ByLength([.. masked.Select(m => m.Tokens)], batchTokens, model.Tokenizer.PadId, model.Device))
         {
             using (batch)
