@@ -44,11 +44,13 @@ internal static class QsarCommands
             model.Save(target);
             var m = model.Manifest;
             string F(double v) => v.ToString("F3", CultureInfo.InvariantCulture);
-            output.WriteLine($"{m.Molecules} molecules; ridge penalty {m.Lambda.ToString("G3", CultureInfo.InvariantCulture)} (5-fold cross-validation{(m.Split == "scaffold" ? ", folds by scaffold" : "")})");
-            if (m.Lambda == QsarModel.Penalties[^1])
-                error.WriteLine($"warning: cross-validation chose the largest penalty tried ({m.Lambda.ToString("G3", CultureInfo.InvariantCulture)}): the fingerprints barely predict {m.Activity} beyond its mean here; read the test metrics before using the model");
+            output.WriteLine($"{m.Molecules} molecules; ridge penalty {m.Lambda.ToString("G3", CultureInfo.InvariantCulture)} by cross-validation ({m.CrossValidation}; R² {F(m.CrossValidatedR2)} there)");
+            if (m.CrossValidatedR2 < 0.1)
+                error.WriteLine($"warning: in cross-validation the fingerprints barely predict {m.Activity} beyond its mean (R² {F(m.CrossValidatedR2)}); read the test metrics before using the model");
             else if (m.Lambda == QsarModel.Penalties[0])
-                error.WriteLine($"warning: cross-validation chose the smallest penalty tried ({m.Lambda.ToString("G3", CultureInfo.InvariantCulture)}): the model may fit noise; read the test metrics before using the model");
+                error.WriteLine($"warning: cross-validation chose the smallest penalty tried ({m.Lambda.ToString("G3", CultureInfo.InvariantCulture)}): the fit is barely regularized");
+            else if (m.Lambda == QsarModel.Penalties[^1])
+                error.WriteLine($"warning: cross-validation chose the largest penalty tried ({m.Lambda.ToString("G3", CultureInfo.InvariantCulture)}): the fit is shrunk as far as the grid goes");
             output.WriteLine($"test ({m.TestMolecules} molecules held out by {m.Split}): RMSE {F(m.TestMetrics["rmse"])}, R² {F(m.TestMetrics["r2"])}, Spearman {F(m.TestMetrics["spearman"])}; "
                 + $"predicting the mean: RMSE {F(m.BaselineRmse)}");
             output.WriteLine($"-> {target} (fitted on all {m.Molecules} molecules; use it as a scoring component: type = \"qsar\", model = \"{target}\")");

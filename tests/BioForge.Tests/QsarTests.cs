@@ -145,7 +145,24 @@ public sealed class QsarTests
         File.WriteAllLines(csv, ["smiles,noise", .. smiles.Select((s, i) => $"{s},{Runtime.StatelessRandom.Unit(11, i).ToString("R", CultureInfo.InvariantCulture)}")]);
         var (output, error) = (new StringWriter(), new StringWriter());
         Assert.True(Cli.Cli.Run(["qsar", "train", "--in", csv, "--activity-column", "noise", "--out", Path.Combine(dir, "m")], output, error) == 0, error.ToString());
-        Assert.Contains("ridge penalty 1E+04 (5-fold cross-validation, folds by scaffold)", output.ToString());
-        Assert.Contains("warning: cross-validation chose the largest penalty tried (1E+04): the fingerprints barely predict noise beyond its mean here", error.ToString());
+        Assert.Contains("ridge penalty 1E+04 by cross-validation (5 folds by scaffold; R² ", output.ToString());
+        Assert.Contains("warning: in cross-validation the fingerprints barely predict noise beyond its mean (R² ", error.ToString());
+    }
+
+    /// <summary>
+    /// Two series, the smaller held out as the test part: the fitting part is one series, no fold can hold a series out,
+    /// and the folds are random (said so) — not five empty folds that leave the smallest penalty chosen by default.
+    /// </summary>
+    [Fact]
+    public void OneSeriesToFitIsCrossValidatedOnRandomFolds()
+    {
+        _ = TestData.Cpu;
+        string[] smiles = [.. Enumerable.Range(0, 24).Select(i => $"c1ccccc1{new string('C', i % 8 + 1)}{(i >= 8 ? "O" : "")}{(i >= 16 ? "N" : "")}"),
+            .. Enumerable.Range(0, 6).Select(i => $"c1ccncc1{new string('C', i + 1)}")];
+        var rows = smiles.Select((s, i) => new LabelledRow("t.csv", i + 2, s, (s.Length * 0.3 + (i % 3)).ToString(CultureInfo.InvariantCulture))).ToList();
+        var m = QsarModel.Train(rows, "act", new QsarModel.TrainOptions()).Manifest;
+        Assert.Equal(6, m.TestMolecules); // the pyridines held out
+        Assert.Equal("5 random folds (the fitting part is one scaffold series)", m.CrossValidation);
+        Assert.NotEqual(QsarModel.Penalties[0], m.Lambda);
     }
 }

@@ -17,6 +17,9 @@ public sealed record QsarManifest
     public int Bits { get; init; } = 2048;
     /// <summary>The ridge penalty chosen by cross-validation on the fitting part.</summary>
     public double Lambda { get; init; }
+    /// <summary>How the penalty was cross-validated ("5 folds by scaffold"), and the R² of that penalty's held-out predictions there (against each fold's training mean).</summary>
+    public string CrossValidation { get; init; } = "";
+    public double CrossValidatedR2 { get; init; }
     /// <summary>How the test molecules were held out (scaffold or random), and their share.</summary>
     public string Split { get; init; } = "scaffold";
     public double TestFraction { get; init; }
@@ -78,7 +81,14 @@ public sealed class QsarModel
             throw new BioForgeException($"the {test.Length} held-out molecules do not measure a ranking (fewer than 2, or all the same value); use more molecules or a larger --test-fraction");
 
         var folds = options.Split == "scaffold" ? ScaffoldFolds(rows, fit) : RandomFolds(fit, options.Seed);
-        double lambda = ChooseLambda(x, y, fit, folds);
+        string crossValidation = $"{folds.Distinct().Count()} folds{(options.Split == "scaffold" ? " by scaffold" : "")}";
+        if (folds.Distinct().Count() < 2)
+        {
+            // One series fits the model: no fold can hold a series out, so the folds are random.
+            folds = RandomFolds(fit, options.Seed);
+            crossValidation = $"{folds.Distinct().Count()} random folds (the fitting part is one scaffold series)";
+        }
+        var (lambda, crossValidatedR2) = ChooseLambda(x, y, fit, folds);
         var (weights, bias) = Fit(x, y, fit).Solve(lambda);
         double[] truth = [.. test.Select(i => y[i])], predicted = [.. test.Select(i => Predict(x[i], weights, bias))];
         double mean = fit.Average(i => y[i]), truthMean = truth.Average();
@@ -99,6 +109,8 @@ public sealed class QsarModel
             Radius = Radius,
             Bits = Bits,
             Lambda = lambda,
+            CrossValidation = crossValidation,
+            CrossValidatedR2 = Math.Round(crossValidatedR2, 4),
             Split = options.Split,
             TestFraction = options.TestFraction,
             TestMolecules = test.Length,
@@ -168,10 +180,10 @@ public sealed class QsarModel
     }
 
     /// <summary>
-    /// Folds for choosing the penalty that hold out the way the test part was held out: under a scaffold split a
-    /// scaffold's molecules share a fold (the largest series first, each to the emptiest fold), so the penalty is chosen
-    /// for new series, not for neighbours of the training molecules. Acyclic molecules (an empty scaffold) form no series
-    /// and are spread one by one.
+    /// Folds for choosing the penalty under a scaffold split: a scaffold's molecules share a fold (the largest series
+    /// first, each to the emptiest fold), so the penalty is chosen for new series, not for neighbours of the training
+    /// molecules. Acyclic molecules (an empty scaffold) form no series and are spread one by one — unlike the test split,
+    /// which holds them as one group (the largest, so usually fitted). Fewer series than folds give fewer folds.
     /// </summary>
     internal static int[] ScaffoldFolds(IReadOnlyList<LabelledRow> rows, int[] fit)
     {
@@ -197,22 +209,32 @@ public sealed class QsarModel
 
     private static int[] RandomFolds(int[] fit, ulong seed) => [.. fit.Select(i => (int)(StatelessRandom.Hash(seed, i, 0x51a2) % Folds))];
 
-    /// <summary>The penalty of <see cref="Penalties"/> with the least cross-validated squared error over <paramref name="folds"/>.</summary>
-    private static double ChooseLambda(Dictionary<int, double>[] x, double[] y, int[] fit, int[] folds)
+    /// <summary>
+    /// The penalty of <see cref="Penalties"/> with the least cross-validated squared error over <paramref name="folds"/>,
+    /// and its cross-validated R² (against predicting each fold's training mean).
+    /// </summary>
+    private static (double Lambda, double R2) ChooseLambda(Dictionary<int, double>[] x, double[] y, int[] fit, int[] folds)
     {
         var squared = new double[Penalties.Count];
-        for (int f = 0; f < Folds; f++)
+        double meanSquared = 0;
+        int scored = 0;
+        foreach (int f in folds.Distinct())
         {
             int[] train = [.. fit.Where((_, k) => folds[k] != f)], held = [.. fit.Where((_, k) => folds[k] == f)];
             if (held.Length == 0 || train.Length == 0) continue;
+            scored++;
             var path = Fit(x, y, train);
+            double trainMean = train.Average(i => y[i]);
+            meanSquared += held.Sum(i => Math.Pow(y[i] - trainMean, 2));
             for (int p = 0; p < Penalties.Count; p++)
             {
                 var (w, b) = path.Solve(Penalties[p]);
                 squared[p] += held.Sum(i => Math.Pow(Predict(x[i], w, b) - y[i], 2));
             }
         }
-        return Penalties[Array.IndexOf(squared, squared.Min())];
+        if (scored < 2) throw new InvalidOperationException($"{scored} cross-validation folds had molecules to fit and to hold out");
+        int best = Array.IndexOf(squared, squared.Min());
+        return (Penalties[best], meanSquared > 0 ? 1 - squared[best] / meanSquared : 0);
     }
 
     /// <summary>The ridge path of the fingerprints of <paramref name="rows"/> (dense rows × 2,048).</summary>
