@@ -43,7 +43,11 @@ internal static class ProteinCommands
         var outPath = Options.Required("--out", "output file: .csv, .npy or .safetensors");
         var pool = new Option<string>("--pool") { Description = "mean over residues, the <cls> vector, or none (one vector per residue)", DefaultValueFactory = _ => "mean" };
         pool.AcceptOnlyFromAmong("mean", "cls", "none");
-        var layer = Options.Int("--layer", "representation to take: 0 = embeddings, N = after layer N, -1 = final", -1);
+        var layer = new Option<int[]>("--layer")
+        {
+            Description = "representation to take: 0 = embeddings, N = after layer N, -1 = final; repeat it for several from one pass (one file each: emb.npy -> emb.layer3.npy, emb.layer6.npy)",
+            DefaultValueFactory = _ => [-1],
+        };
         var batchTokens = BatchTokensOption();
         var unknown = new Option<bool>("--unknown-as-unk") { Description = "map letters outside the alphabet to <unk> instead of failing" };
         var truncate = new Option<string>("--truncate")
@@ -71,8 +75,9 @@ internal static class ProteinCommands
             {
                 throw new BioForgeException($"{e.Message} (--unknown-as-unk reads letters outside ESM-2's alphabet as <unk>)");
             }
-            if (family is not EsmFamily && (pooling != Pooling.Mean || result.GetValue(layer) != -1))
-                throw new BioForgeException($"--pool {result.GetValue(pool)} --layer {result.GetValue(layer)}: a {family.ModelType} model embeds with --pool mean over its final layer only");
+            int[] asked = result.GetValue(layer)!;
+            if (family is not EsmFamily && (pooling != Pooling.Mean || asked is not [-1]))
+                throw new BioForgeException($"--pool {result.GetValue(pool)} --layer {string.Join(" --layer ", asked)}: a {family.ModelType} model embeds with --pool mean over its final layer only");
             var truncation = Enum.Parse<Truncation>(result.GetValue(truncate)!, ignoreCase: true);
             if (family is not EsmFamily && truncation != Truncation.None)
                 throw new BioForgeException($"--truncate is for ESM-2 models: a {family.ModelType} model's length is in its own tokens, not residues");
@@ -81,59 +86,77 @@ internal static class ProteinCommands
             var (modelInfo, embed) = OpenEmbedder(result, model, compute, family, new EmbedOptions
             {
                 Pooling = pooling,
-                Layer = result.GetValue(layer),
+                Layers = asked,
                 BatchTokens = result.GetValue(batchTokens),
                 UnknownAsUnk = result.GetValue(unknown),
                 Truncate = truncation,
             });
             using var loaded = modelInfo.Model;
-            var metadata = new Dictionary<string, string>
+            // Several representations come side by side in each vector, one file each.
+            int[] chosen = family is EsmFamily ? EsmEmbedder.ResolveLayers(modelInfo.Layers, asked) : [modelInfo.Layers];
+            string[] targets = chosen.Length == 1 ? [target]
+                : [.. chosen.Select(l => Path.Combine(Path.GetDirectoryName(target) ?? "", $"{Path.GetFileNameWithoutExtension(target)}.layer{l}{Path.GetExtension(target)}"))];
+            var metadata = chosen.Select(l => new Dictionary<string, string>
             {
                 ["model"] = Path.GetFullPath(result.GetValue(model)!),
                 ["pooling"] = pooling.ToString().ToLowerInvariant(),
-                ["layer"] = result.GetValue(layer).ToString(CultureInfo.InvariantCulture),
+                ["layer"] = (chosen.Length == 1 ? asked[0] : l).ToString(CultureInfo.InvariantCulture),
                 ["truncate"] = truncation.ToString().ToLowerInvariant(),
-            };
+            }).ToArray();
             var world = ProcessGroup.World;
             var (first, count) = RankShares.Of(total, world);
-            string part = RankShares.PartPath(target, world);
             var clock = Stopwatch.StartNew();
             long residues = 0;
-            using (var writer = EmbeddingWriters.Create(part, pooling, metadata))
+            var writers = targets.Select((t, k) => EmbeddingWriters.Create(RankShares.PartPath(t, world), pooling, metadata[k])).ToArray();
+            try
             {
                 ProgressDisplay.Run("embedding", count, progress =>
                 {
                     foreach (var e in embed(FastaReader.Read(inPath, alphabet).Skip((int)first).Take((int)count), progress))
                     {
-                        writer.Write(e);
+                        for (int k = 0; k < writers.Length; k++) writers[k].Write(writers.Length == 1 ? e : Representation(e, k, writers.Length));
                         residues += e.Residues;
                     }
                     return 0;
                 });
-                writer.Complete();
+                foreach (var writer in writers) writer.Complete();
             }
-            if (!RankShares.Merge(world, target, parts => EmbeddingReaders.Concatenate(parts, target, pooling, metadata))) return 0;
+            finally
+            {
+                foreach (var writer in writers) writer.Dispose();
+            }
+            for (int k = 0; k < targets.Length; k++)
+                if (!RankShares.Merge(world, targets[k], parts => EmbeddingReaders.Concatenate(parts, targets[k], pooling, metadata[k]))) return 0;
             double seconds = clock.Elapsed.TotalSeconds;
-            output.WriteLine($"embedded {total} sequences ({(world.Size > 1 ? $"{world.Size} ranks, one file each as {RankShares.PartPath(target, 0)} …, merged" : $"{residues} residues read")}, {(pooling == Pooling.None ? "per residue" : pooling.ToString().ToLowerInvariant() + " pooling")}, {modelInfo.Dims} dims) -> {target} in {seconds:F1} s ({total / seconds:F1} seq/s) on {modelInfo.Device}");
+            output.WriteLine($"embedded {total} sequences ({(world.Size > 1 ? $"{world.Size} ranks, one file each as {RankShares.PartPath(targets[0], 0)} …, merged" : $"{residues} residues read")}, {(pooling == Pooling.None ? "per residue" : pooling.ToString().ToLowerInvariant() + " pooling")}, {modelInfo.Dims} dims) -> {string.Join(", ", targets)} in {seconds:F1} s ({total / seconds:F1} seq/s) on {modelInfo.Device}");
             return 0;
         }));
         return command;
     }
 
+    /// <summary>Representation <paramref name="k"/> of <paramref name="count"/> side by side in each of the embedding's rows.</summary>
+    private static Embedding Representation(Embedding e, int k, int count)
+    {
+        int width = e.Columns / count;
+        var values = new float[(long)e.Rows * width];
+        for (int r = 0; r < e.Rows; r++) Array.Copy(e.Values, (long)r * e.Columns + (long)k * width, values, (long)r * width, width);
+        return e with { Values = values, Columns = width };
+    }
+
     /// <summary>ESM-2 through <see cref="EsmEmbedder"/> (every pooling and layer); other families through their encoder (mean of the final layer).</summary>
-    private static ((IDisposable Model, int Dims, string Device), Func<IEnumerable<FastaRecord>, IProgress<int>, IEnumerable<Embedding>>) OpenEmbedder(
+    private static ((IDisposable Model, int Dims, int Layers, string Device), Func<IEnumerable<FastaRecord>, IProgress<int>, IEnumerable<Embedding>>) OpenEmbedder(
         ParseResult result, Option<string> model, ComputeOptionSet compute, ModelFamily family, EmbedOptions options)
     {
         if (family is EsmFamily)
         {
             var esm = LoadModel(result, model, compute);
             var embedder = new EsmEmbedder(esm, options);
-            return ((esm, esm.Config.HiddenSize, esm.Device.type.ToString().ToLowerInvariant()), (records, progress) => embedder.Embed(records, progress));
+            return ((esm, esm.Config.HiddenSize, esm.Config.NumHiddenLayers, esm.Device.type.ToString().ToLowerInvariant()), (records, progress) => embedder.Embed(records, progress));
         }
         var resolved = compute.Resolve(result);
         var encoder = SequenceEncoder.Load(result.GetValue(model)!, resolved.Device, resolved.DType);
         var generic = new EncoderEmbedder(encoder, options.BatchTokens);
-        return ((encoder, encoder.HiddenSize, resolved.Device.type.ToString().ToLowerInvariant()), (records, progress) => generic.Embed(records, progress));
+        return ((encoder, encoder.HiddenSize, -1, resolved.Device.type.ToString().ToLowerInvariant()), (records, progress) => generic.Embed(records, progress));
     }
 
     private static Command FillMask(TextWriter output, TextWriter error)

@@ -307,6 +307,26 @@ public sealed class CliTests
         Assert.Equal(["x", "y", "z"], JsonSerializer.Deserialize<string[]>(perResidue.Metadata["ids"])!); // the input's order, which tensor names lose
     }
 
+    /// <summary>Several --layer from one pass: one file per representation, each what a run for that layer alone writes.</summary>
+    [Fact]
+    public void EmbedWritesAFilePerLayerFromOnePass()
+    {
+        string dir = TestData.TempDirectory(), input = Fasta(">x\nMKTAYIAKQR\n>y\nGSHMLEDPV\n");
+        var run = Run("embed", "--model", TestData.EsmTiny, "--in", input, "--out", Path.Combine(dir, "e.npy"), "--layer", "0", "--layer", "-1");
+        Assert.True(run.Code == 0, run.Err);
+        Assert.Contains($"-> {Path.Combine(dir, "e.layer0.npy")}, {Path.Combine(dir, "e.layer2.npy")} in", run.Out);
+        foreach (var (layer, name) in new[] { ("0", "e.layer0"), ("-1", "e.layer2") })
+        {
+            string alone = Path.Combine(dir, $"alone{layer}.npy");
+            Assert.Equal(0, Run("embed", "--model", TestData.EsmTiny, "--in", input, "--out", alone, "--layer", layer).Code);
+            Assert.Equal(File.ReadAllBytes(alone), File.ReadAllBytes(Path.Combine(dir, name + ".npy")));
+            Assert.Equal(["x", "y"], File.ReadAllLines(Path.Combine(dir, name + ".ids.txt")));
+        }
+        Assert.False(File.Exists(Path.Combine(dir, "e.npy")));
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", input, "--out", Path.Combine(dir, "d.npy"), "--layer", "2", "--layer", "-1"),
+            "--layer 2 --layer -1: a representation is named twice (2, 2 counted from 0)", Path.Combine(dir, "d.layer2.npy"));
+    }
+
     /// <summary>A sequence past the model's length (1,024 residues for the tiny ESM-2) is refused, or with --truncate its first (end) or last (start) 1,024 are embedded: exactly those residues' embedding; or all of it in windows.</summary>
     [Fact]
     public void EmbedTruncatesALongSequenceWhenAsked()

@@ -50,7 +50,7 @@ public sealed class EsmEmbedderTests
         using var model = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
         var none = Embed(model, new EmbedOptions { Pooling = Pooling.None });
         var mean = Embed(model, new EmbedOptions { Pooling = Pooling.Mean });
-        var layer0 = Embed(model, new EmbedOptions { Pooling = Pooling.Cls, Layer = 0 });
+        var layer0 = Embed(model, new EmbedOptions { Pooling = Pooling.Cls, Layers = [0] });
         Assert.Equal(Records[2].Sequence.Length, none[2].Rows);
         var manualMean = Enumerable.Range(0, 64).Select(d => Enumerable.Range(0, none[2].Rows).Average(r => none[2].Values[r * 64 + d])).Select(v => (float)v).ToArray();
         AssertClose(manualMean, mean[2].Values);
@@ -60,7 +60,7 @@ public sealed class EsmEmbedderTests
         var embedding = model.Model.named_parameters().First(p => p.name == "esm.embeddings.word_embeddings.weight").parameter;
         var expected = (embedding[0] * 0.88).data<float>().ToArray();
         AssertClose(expected, layer0[0].Values);
-        Assert.Throws<BioForgeException>(() => Embed(model, new EmbedOptions { Layer = 3 }));
+        Assert.Throws<BioForgeException>(() => Embed(model, new EmbedOptions { Layers = [3] }));
     }
 
     [Fact]

@@ -26,8 +26,11 @@ public sealed record Embedding(FastaRecord Record, float[] Values, int Rows, int
 public sealed record EmbedOptions
 {
     public Pooling Pooling { get; init; } = Pooling.Mean;
-    /// <summary>Representation to take: 0 = embedding output, N = after layer N; negative counts from the end (-1 = final, after the last LayerNorm).</summary>
-    public int Layer { get; init; } = -1;
+    /// <summary>
+    /// Representations to take: 0 = embedding output, N = after layer N; negative counts from the end (-1 = final, after
+    /// the last LayerNorm). Several are side by side in each vector, hidden_size columns each, in this order.
+    /// </summary>
+    public IReadOnlyList<int> Layers { get; init; } = [-1];
     public int BatchTokens { get; init; } = 4096;
     /// <summary>How many tokens of input are read ahead and sorted by length before batching.</summary>
     public int WindowTokens { get; init; } = 1 << 16;
@@ -45,23 +48,40 @@ public sealed class EsmEmbedder(EsmCheckpoint model, EmbedOptions options)
 {
     public IEnumerable<Embedding> Embed(IEnumerable<FastaRecord> records, IProgress<int>? progress = null)
     {
-        int layers = model.Config.NumHiddenLayers;
-        int layer = options.Layer < 0 ? layers + 1 + options.Layer : options.Layer;
-        if (layer < 0 || layer > layers)
-            throw new BioForgeException($"--layer {options.Layer}: this model has representations 0..{layers} (or -1..-{layers + 1} from the end)");
+        var chosen = ResolveLayers(model.Config.NumHiddenLayers, options.Layers);
         if (options.Truncate == Truncation.Window && options.Pooling == Pooling.Cls)
             throw new BioForgeException("--pool cls with --truncate window: a sequence read in windows has a <cls> vector per window; pool with mean or none");
-        var forward = new EsmForwardOptions { HiddenStates = layer != layers, Kernel = options.Kernel };
+        int last = model.Config.NumHiddenLayers;
+        var forward = new EsmForwardOptions { HiddenStates = chosen.Any(l => l != last), Kernel = options.Kernel };
         Tensor Hidden(TokenBatch batch)
         {
             var output = model.Model.Forward(batch.InputIds, batch.AttentionMask, forward);
-            return forward.HiddenStates ? output.HiddenStates![layer] : output.LastHiddenState;
+            var states = chosen.Select(l => l == last ? output.LastHiddenState : output.HiddenStates![l]).ToArray();
+            return states.Length == 1 ? states[0] : cat(states, -1);
         }
         if (options.Truncate == Truncation.Window) return Stitch(records, Hidden, progress);
         int max = model.Config.MaxResidues;
         return WindowedEmbedding.Run(records, Tokenize, options.WindowTokens, options.BatchTokens, model.Tokenizer.PadId, model.Device, Hidden,
             (row, tokens) => Pool(row, tokens, options.Pooling), progress).Select(e => e.Record.Sequence.Length <= max ? e
                 : e with { Offset = options.Truncate == Truncation.Start ? e.Record.Sequence.Length - max : 0, Residues = max });
+    }
+
+    /// <summary>
+    /// The representations asked for as indices 0 … <paramref name="layers"/> (negative ones counted from the end);
+    /// refuses one the model does not have and the same one twice.
+    /// </summary>
+    public static int[] ResolveLayers(int layers, IReadOnlyList<int> asked)
+    {
+        if (asked.Count == 0) throw new BioForgeException("--layer: name at least one representation");
+        var resolved = asked.Select(l =>
+        {
+            int index = l < 0 ? layers + 1 + l : l;
+            return index >= 0 && index <= layers ? index
+                : throw new BioForgeException($"--layer {l}: this model has representations 0..{layers} (or -1..-{layers + 1} from the end)");
+        }).ToArray();
+        if (resolved.Distinct().Count() < resolved.Length)
+            throw new BioForgeException($"--layer {string.Join(" --layer ", asked)}: a representation is named twice ({string.Join(", ", resolved)} counted from 0)");
+        return resolved;
     }
 
     /// <summary>A record's row [&lt;cls&gt;, residues…, &lt;eos&gt;, padding…] pooled as asked.</summary>
