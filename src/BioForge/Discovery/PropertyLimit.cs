@@ -71,21 +71,28 @@ public sealed partial record PropertyLimit(string Property, double Low, double H
         Transform = new TransformSettings { Kind = "step", Low = Low, High = High },
     };
 
-    /// <summary>The value of one of <see cref="Properties"/> (or another plain descriptor the scoring function names the same way).</summary>
-    internal static double Measure(string property, Molecule m, Qed qed, SaScore sa) => property switch
+    /// <summary>
+    /// The value of one of <see cref="Properties"/> (or another plain descriptor the scoring function names the same way);
+    /// <paramref name="descriptors"/> gives the molecule's RDKit descriptors when a caller measures several (computed once).
+    /// </summary>
+    internal static double Measure(string property, Molecule m, Qed qed, SaScore sa, Func<MolecularDescriptors>? descriptors = null)
     {
-        "qed" => qed.Score(m),
-        "sa" => sa.Score(m),
-        "logp" => m.Descriptors().LogP,
-        "mw" => m.Descriptors().MolWt,
-        "tpsa" => m.Descriptors().Tpsa,
-        "hbd" => m.Descriptors().HBondDonors,
-        "hba" => m.Descriptors().HBondAcceptors,
-        "rotatable_bonds" => m.Descriptors().RotatableBonds,
-        "rings" => m.Descriptors().Rings,
-        "aromatic_rings" => m.Descriptors().AromaticRings,
-        _ => throw new ArgumentException($"'{property}' is not a limit property", nameof(property)),
-    };
+        MolecularDescriptors D() => descriptors is null ? m.Descriptors() : descriptors();
+        return property switch
+        {
+            "qed" => qed.Score(m),
+            "sa" => sa.Score(m),
+            "logp" => D().LogP,
+            "mw" => D().MolWt,
+            "tpsa" => D().Tpsa,
+            "hbd" => D().HBondDonors,
+            "hba" => D().HBondAcceptors,
+            "rotatable_bonds" => D().RotatableBonds,
+            "rings" => D().Rings,
+            "aromatic_rings" => D().AromaticRings,
+            _ => throw new ArgumentException($"'{property}' is not a limit property", nameof(property)),
+        };
+    }
 
     [GeneratedRegex(@"\s+")]
     private static partial Regex Whitespace();
@@ -106,7 +113,12 @@ public sealed class PropertyLimits : IDisposable
     public PropertyLimits(IReadOnlyList<PropertyLimit> limits) => Limits = limits;
 
     /// <summary>The first limit the molecule is outside, or null when it meets them all.</summary>
-    public PropertyLimit? FirstBroken(Molecule m) => Limits.FirstOrDefault(l => !l.Holds(PropertyLimit.Measure(l.Property, m, qed, sa)));
+    public PropertyLimit? FirstBroken(Molecule m)
+    {
+        MolecularDescriptors? computed = null; // one RDKit call for all of ro5's four limits
+        MolecularDescriptors Descriptors() => computed ??= m.Descriptors();
+        return Limits.FirstOrDefault(l => !l.Holds(PropertyLimit.Measure(l.Property, m, qed, sa, Descriptors)));
+    }
 
     public void Dispose() => qed.Dispose();
 }
