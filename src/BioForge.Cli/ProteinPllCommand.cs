@@ -39,9 +39,11 @@ internal static class ProteinPllCommand
             if (records.FirstOrDefault(r => r.Sequence.Length == 0) is { } empty)
                 throw new BioForgeException($"--in {inPath}:{empty.Line}: record '{empty.Id}' is empty");
             int perSequence = result.GetValue(positions) == 0 ? int.MaxValue : result.GetValue(positions);
-            var scores = ProgressDisplay.Run("pseudo-log-likelihood", records.Count, progress =>
-                GenerationQuality.PseudoLogLikelihood(esm, [.. records.Select(r => r.Sequence)], perSequence, int.MaxValue, result.GetValue(seed), result.GetValue(batchTokens), progress,
-                    canonicalOnly: true));
+            // Progress by residue: a long protein is one forward pass per residue.
+            long sites = records.Sum(r => (long)Math.Min(perSequence, r.Sequence.Count(c => GenerationQuality.Canonical.Contains(c))));
+            var scores = ProgressDisplay.Run("pseudo-log-likelihood (residues)", sites, progress =>
+                GenerationQuality.PseudoLogLikelihood(esm, [.. records.Select(r => r.Sequence)], perSequence, int.MaxValue, result.GetValue(seed), result.GetValue(batchTokens),
+                    canonicalOnly: true, siteProgress: progress));
             var (pll, scored, scorable) = (scores.PerResidue, scores.Scored, scores.Scorable);
             string F(double v) => v.ToString("F4", CultureInfo.InvariantCulture);
             var text = new StringBuilder("id,length,positions,pll,pll_sum,pseudo_perplexity\n");

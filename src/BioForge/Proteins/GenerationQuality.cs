@@ -210,8 +210,9 @@ public static class GenerationQuality
     /// are more (the mean is then an unbiased estimate). <paramref name="canonicalOnly"/> scores the 20 canonical amino
     /// acids alone (an X, a selenocysteine or an alignment gap is context, not a residue to predict).
     /// </summary>
+    /// <param name="progress">Sequences finished; <paramref name="siteProgress"/>: residues scored, batch by batch (a long protein is thousands of passes).</param>
     public static PseudoLikelihoods PseudoLogLikelihood(EsmCheckpoint model, IReadOnlyList<string> sequences, int positions, int maxResidues,
-        ulong seed, int batchTokens = 16384, IProgress<int>? progress = null, bool canonicalOnly = false)
+        ulong seed, int batchTokens = 16384, IProgress<int>? progress = null, bool canonicalOnly = false, IProgress<int>? siteProgress = null)
     {
         if (positions < 1) throw new BioForgeException($"--pll-positions must be positive (got {positions})");
         int limit = maxResidues, maxTokens = model.Config.MaxPositionEmbeddings;
@@ -247,6 +248,7 @@ public static class GenerationQuality
                 var truth = tensor(chunk.Select(i => (long)tokens[i]).ToArray()).to(model.Device);
                 var logProbs = F.log_softmax(logits.index(rows, at).to(ScalarType.Float32), -1);
                 total += logProbs.gather(1, truth.unsqueeze(1)).sum().item<float>();
+                siteProgress?.Report(chunk.Length);
             }
             result[n] = total / sites.Length;
             scored[n] = sites.Length;
