@@ -1,3 +1,4 @@
+using BioForge.Runtime;
 using static TorchSharp.torch;
 
 namespace BioForge.Statistics;
@@ -27,12 +28,12 @@ internal sealed class RidgePath
         var mean = x.mean([0L]);
         labelMean = y.mean().item<double>();
         var centred = x - mean;
-        var target = y - labelMean;
+        var target = y.Add(-labelMean);
         Tensor values, vectors, along;
         if (rows < columns)
         {
             var (u, singular, vh) = linalg.svd(centred, fullMatrices: false);
-            (values, vectors, along) = (singular.square(), vh.T, singular * u.T.matmul(target));
+            (values, vectors, along) = (singular.Squared(), vh.T, singular * u.T.matmul(target));
         }
         else
         {
