@@ -100,21 +100,23 @@ internal static class ProteinCommands
             {
                 ["model"] = Path.GetFullPath(result.GetValue(model)!),
                 ["pooling"] = pooling.ToString().ToLowerInvariant(),
-                ["layer"] = (chosen.Length == 1 ? asked[0] : l).ToString(CultureInfo.InvariantCulture),
+                ["layer"] = l.ToString(CultureInfo.InvariantCulture), // counted from 0, however it was asked
                 ["truncate"] = truncation.ToString().ToLowerInvariant(),
             }).ToArray();
             var world = ProcessGroup.World;
             var (first, count) = RankShares.Of(total, world);
             var clock = Stopwatch.StartNew();
             long residues = 0;
-            var writers = targets.Select((t, k) => EmbeddingWriters.Create(RankShares.PartPath(t, world), pooling, metadata[k])).ToArray();
+            // Each file is written whole or not at all; disposed last first, so a folder the first one made is gone on failure.
+            var writers = new List<IEmbeddingWriter>();
             try
             {
+                foreach (var (t, k) in targets.Select((t, k) => (t, k))) writers.Add(EmbeddingWriters.Create(RankShares.PartPath(t, world), pooling, metadata[k]));
                 ProgressDisplay.Run("embedding", count, progress =>
                 {
                     foreach (var e in embed(FastaReader.Read(inPath, alphabet).Skip((int)first).Take((int)count), progress))
                     {
-                        for (int k = 0; k < writers.Length; k++) writers[k].Write(writers.Length == 1 ? e : Representation(e, k, writers.Length));
+                        for (int k = 0; k < writers.Count; k++) writers[k].Write(writers.Count == 1 ? e : Representation(e, k, writers.Count));
                         residues += e.Residues;
                     }
                     return 0;
@@ -123,10 +125,13 @@ internal static class ProteinCommands
             }
             finally
             {
-                foreach (var writer in writers) writer.Dispose();
+                for (int k = writers.Count - 1; k >= 0; k--) writers[k].Dispose();
             }
+            // Every rank passes every file's barrier; rank 0 merges.
+            bool merged = false;
             for (int k = 0; k < targets.Length; k++)
-                if (!RankShares.Merge(world, targets[k], parts => EmbeddingReaders.Concatenate(parts, targets[k], pooling, metadata[k]))) return 0;
+                merged = RankShares.Merge(world, targets[k], parts => EmbeddingReaders.Concatenate(parts, targets[k], pooling, metadata[k]));
+            if (!merged) return 0;
             double seconds = clock.Elapsed.TotalSeconds;
             output.WriteLine($"embedded {total} sequences ({(world.Size > 1 ? $"{world.Size} ranks, one file each as {RankShares.PartPath(targets[0], 0)} …, merged" : $"{residues} residues read")}, {(pooling == Pooling.None ? "per residue" : pooling.ToString().ToLowerInvariant() + " pooling")}, {modelInfo.Dims} dims) -> {string.Join(", ", targets)} in {seconds:F1} s ({total / seconds:F1} seq/s) on {modelInfo.Device}");
             return 0;

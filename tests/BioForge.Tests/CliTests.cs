@@ -325,6 +325,11 @@ public sealed class CliTests
         Assert.False(File.Exists(Path.Combine(dir, "e.npy")));
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", input, "--out", Path.Combine(dir, "d.npy"), "--layer", "2", "--layer", "-1"),
             "--layer 2 --layer -1: a representation is named twice (2, 2 counted from 0)", Path.Combine(dir, "d.layer2.npy"));
+        // A run that fails midway leaves neither file nor the folder it made for them.
+        string fresh = Path.Combine(dir, "fresh");
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta($">a\nMK\n>long\n{new string('A', 1100)}\n"), "--out", Path.Combine(fresh, "e.npy"), "--layer", "0", "--layer", "-1"),
+            "record 'long' has 1100 residues");
+        Assert.False(Directory.Exists(fresh), "the output folder was left behind");
     }
 
     /// <summary>A sequence past the model's length (1,024 residues for the tiny ESM-2) is refused, or with --truncate its first (end) or last (start) 1,024 are embedded: exactly those residues' embedding; or all of it in windows.</summary>

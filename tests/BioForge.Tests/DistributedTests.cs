@@ -292,6 +292,19 @@ public sealed class MpiTests
         Assert.Equal(["only"], EmbeddingReaders.Read(merged, Pooling.Mean).Select(e => e.Record.Id));
     }
 
+    /// <summary>Several layers under mpirun: every rank passes every file's barrier (rank 1 once left after the first, and rank 0 waited for ever).</summary>
+    [Fact]
+    public void SeveralLayersUnderMpirunMergeEveryFile()
+    {
+        string directory = TestData.TempDirectory(), fasta = Path.Combine(directory, "three.fasta"), merged = Path.Combine(directory, "e.csv");
+        File.WriteAllText(fasta, ">a\nMKTAYIAKQR\n>b\nGSHMLEDPV\n>c\nMALWMRLLPL\n");
+        string model = Path.Combine(AppContext.BaseDirectory, "models", "esm2-small");
+        var (code, _, stderr) = MpiRun(2, null, "embed", "--model", model, "--in", fasta, "--out", merged, "--layer", "1", "--layer", "-1", "--device", "cpu", "--threads", "1");
+        Assert.True(code == 0, stderr);
+        foreach (string name in new[] { "e.layer1.csv", "e.layer4.csv" })
+            Assert.Equal(["a", "b", "c"], EmbeddingReaders.Read(Path.Combine(directory, name), Pooling.Mean).Select(e => e.Record.Id));
+    }
+
     [Fact]
     public void ChemPropsUnderMpirunMergesToTheSingleProcessTable()
     {

@@ -162,7 +162,12 @@ public sealed class QsarTests
         var rows = smiles.Select((s, i) => new LabelledRow("t.csv", i + 2, s, (s.Length * 0.3 + (i % 3)).ToString(CultureInfo.InvariantCulture))).ToList();
         var m = QsarModel.Train(rows, "act", new QsarModel.TrainOptions()).Manifest;
         Assert.Equal(6, m.TestMolecules); // the pyridines held out
-        Assert.Equal("5 random folds (the fitting part is one scaffold series)", m.CrossValidation);
+        Assert.Equal("5 random folds (one scaffold series is most of the fitting part)", m.CrossValidation);
         Assert.NotEqual(QsarModel.Penalties[0], m.Lambda);
+        // Two acyclic molecules beside the one series make three groups, still not folds to hold a series out with.
+        var withAcyclic = rows.Concat([new LabelledRow("t.csv", 40, "CCCCO", "1.5"), new LabelledRow("t.csv", 41, "CCCCCN", "2.5")]).ToList();
+        m = QsarModel.Train(withAcyclic, "act", new QsarModel.TrainOptions { TestFraction = 0.15 }).Manifest;
+        Assert.Equal(6, m.TestMolecules);
+        Assert.Equal("5 random folds (one scaffold series is most of the fitting part)", m.CrossValidation);
     }
 }

@@ -82,11 +82,11 @@ public sealed class QsarModel
 
         var folds = options.Split == "scaffold" ? ScaffoldFolds(rows, fit) : RandomFolds(fit, options.Seed);
         string crossValidation = $"{folds.Distinct().Count()} folds{(options.Split == "scaffold" ? " by scaffold" : "")}";
-        if (folds.Distinct().Count() < 2)
+        if (folds.GroupBy(f => f).Max(g => g.Count()) * 2 > fit.Length)
         {
-            // One series fits the model: no fold can hold a series out, so the folds are random.
+            // One series is most of the fitting part: holding it out would predict it from a few others, so the folds are random.
             folds = RandomFolds(fit, options.Seed);
-            crossValidation = $"{folds.Distinct().Count()} random folds (the fitting part is one scaffold series)";
+            crossValidation = $"{folds.Distinct().Count()} random folds (one scaffold series is most of the fitting part)";
         }
         var (lambda, crossValidatedR2) = ChooseLambda(x, y, fit, folds);
         var (weights, bias) = Fit(x, y, fit).Solve(lambda);
@@ -183,7 +183,8 @@ public sealed class QsarModel
     /// Folds for choosing the penalty under a scaffold split: a scaffold's molecules share a fold (the largest series
     /// first, each to the emptiest fold), so the penalty is chosen for new series, not for neighbours of the training
     /// molecules. Acyclic molecules (an empty scaffold) form no series and are spread one by one — unlike the test split,
-    /// which holds them as one group (the largest, so usually fitted). Fewer series than folds give fewer folds.
+    /// which holds them as one group (the largest, so usually fitted). Fewer series than folds give fewer folds; a series
+    /// that is most of the fitting part makes the caller fall back to random folds.
     /// </summary>
     internal static int[] ScaffoldFolds(IReadOnlyList<LabelledRow> rows, int[] fit)
     {

@@ -5,8 +5,9 @@ namespace BioForge.Proteins;
 /// trained on (its crops, &lt;cls&gt; and &lt;eos&gt; included) cut from the whole framed sequence
 /// [&lt;cls&gt;, residues…, &lt;eos&gt;], so a window inside the protein has no start or end token. A masked site is read in
 /// the window centred on it (ProteinGym's "optimal" window, moved inwards at the ends); a whole sequence is embedded in
-/// windows at most half a window apart, each position weighted down towards its window's edges (ProteinGym's
-/// "overlapping" weights) before the windows are averaged.
+/// windows evenly spaced at most half a window apart (ProteinGym steps from both ends), each position weighted down
+/// towards its window's edges (after ProteinGym's "overlapping" weights, which it applies to logits) before the windows
+/// are averaged. A model with more positions still reads 1,024 tokens a window.
 /// </summary>
 internal static class ResidueWindows
 {

@@ -8,7 +8,8 @@ namespace BioForge.Statistics;
 /// w(λ) = V diag(1 / (e + λ)) Vᵀ Xᵀ(y − ȳ) and the unpenalized intercept b = ȳ − x̄ · w. Cross-validating a grid of
 /// penalties costs one decomposition per fold instead of one solve per fold and penalty. With fewer rows than columns
 /// the decomposition is the thin SVD X = U S Vᵀ (e = s², Vᵀ Xᵀ y = S Uᵀ y: cheap for a few hundred molecules); with more,
-/// the d × d eigendecomposition of XᵀX, so memory beyond the features does not grow with the rows.
+/// the d × d eigendecomposition of XᵀX, so the decomposition's memory does not grow with the rows (the features are held
+/// twice, as given and centred).
 /// </summary>
 internal sealed class RidgePath
 {
