@@ -9,7 +9,7 @@ internal static class QuickstartCommand
     public static Command Create(TextWriter output, TextWriter error)
     {
         var defaults = new QuickstartOptions();
-        var target = new Option<string>("--target") { Description = "a Davis kinase (ABL1, EGFR, BRAF, …), a protein sequence or a FASTA file", DefaultValueFactory = _ => defaults.Target };
+        var target = new Option<string>("--target") { Description = "a Davis kinase (ABL1, EGFR, BRAF, …), a UniProt accession of the KIBA kinases (P00533, Q06187, …), a protein sequence or a FASTA file", DefaultValueFactory = _ => defaults.Target };
         var outDir = new FolderOutputOption("--out") { Description = "output directory (report.html, candidates.csv, optimize/)", DefaultValueFactory = _ => defaults.Output };
         var steps = Options.Int("--steps", "reinforcement-learning steps", defaults.Steps);
         var library = new Option<string>("--library") { Description = "molecules to screen", DefaultValueFactory = _ => defaults.Library };

@@ -12,7 +12,7 @@ internal static class ScreenCommand
 {
     public static Command Create(TextWriter output, TextWriter error)
     {
-        var target = Options.Required("--target", "the target: a Davis kinase (ABL1, EGFR, …), a protein sequence, or a FASTA file of one record");
+        var target = Options.Required("--target", "the target: a Davis kinase (ABL1, EGFR, …), a UniProt accession of the KIBA kinases (P00533, Q06187, …), a protein sequence, or a FASTA file of one record");
         var library = Options.Required("--library", "molecules: .smi, .csv/.tsv (a smiles column) or .sdf, optionally .gz");
         var top = Options.Int("--top", "hits to keep", 100);
         var outPath = Options.Required("--out", "hits CSV").Writes("CSV", ".csv");

@@ -675,6 +675,12 @@ public sealed class OptimizeTests
         Assert.Contains("target 'EGFRX': not a target name of the Davis set (did you mean EGFR?)", e.Message);
         Assert.Contains("5 characters; a target has at least 30 residues", e.Message);
         Assert.Contains("not a target name", Assert.Throws<BioForgeException>(() => ProteinTarget.Resolve("MKV")).Message);
+        // A UniProt accession of the KIBA set: named by it, with the Davis name of the same sequence (not a mutant's) where there is one.
+        Assert.Equal(new ProteinTarget("P00533 (EGFR)", egfr.Sequence), ProteinTarget.Resolve("p00533"));
+        var btkKiba = ProteinTarget.Resolve("Q06187", files: false);
+        Assert.Equal("Q06187", btkKiba.Name);
+        Assert.StartsWith("MAAVILESIFLKRSQQKKKTSPLNFKKRLFLLTVHKLSYYEYDFERGRRGSKKGSIDVEK", btkKiba.Sequence); // BTK, 659 residues
+        Assert.Equal(659, btkKiba.Sequence.Length);
 
         string dir = TestData.TempDirectory();
         string one = Path.Combine(dir, "btk.fasta"), two = Path.Combine(dir, "two.fasta");

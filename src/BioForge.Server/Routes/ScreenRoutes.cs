@@ -165,7 +165,7 @@ internal static class ScreenRoutes
     /// <summary>The target's sequence; the request's text is never taken for a file name on the server.</summary>
     private static string Target(string? text)
     {
-        if (string.IsNullOrWhiteSpace(text)) throw ApiError.BadRequest("target is required: a target name such as ABL1, or the target protein's sequence", "target");
+        if (string.IsNullOrWhiteSpace(text)) throw ApiError.BadRequest("target is required: a target name such as ABL1, a UniProt accession such as Q06187, or the target protein's sequence", "target");
         try
         {
             return ProteinTarget.Resolve(text, files: false).Sequence;

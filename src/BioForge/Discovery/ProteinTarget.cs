@@ -14,18 +14,22 @@ public sealed record ProteinTarget(string Name, string Sequence)
     /// <summary>The shipped Davis set, whose target names (ABL1, EGFR, BRAF, …) stand for their sequences.</summary>
     public static string DefaultNames => Shipped.Path("data/davis");
 
+    /// <summary>The shipped KIBA set, whose 229 kinases are named by their UniProt accessions (P00533, Q06187, …).</summary>
+    public static string Accessions => Shipped.Path("data/kiba");
+
     private const string Residues = "ACDEFGHIKLMNPQRSTVWYXBZUO";
 
     /// <summary>
     /// A target as people give one: a FASTA file holding one record (named by its id), a target name of the Davis set
-    /// in <paramref name="names"/> (any case), or a protein sequence of at least <see cref="MinLength"/> residues; a
-    /// final <c>*</c> (a stop) is left out. With <paramref name="files"/> false (a request to the server) the text is
-    /// never taken for a file name.
+    /// in <paramref name="names"/> (any case), a UniProt accession of the shipped KIBA set (named by it, with the Davis
+    /// name of the same sequence where there is one: "Q06187 (BTK)"), or a protein sequence of at least
+    /// <see cref="MinLength"/> residues; a final <c>*</c> (a stop) is left out. With <paramref name="files"/> false (a
+    /// request to the server) the text is never taken for a file name.
     /// </summary>
     public static ProteinTarget Resolve(string target, string? names = null, bool files = true)
     {
         string text = target.Trim();
-        string hint = files ? "give a target name such as ABL1, a protein sequence or a FASTA file" : "give a target name such as ABL1 or a protein sequence";
+        string hint = files ? "give a target name such as ABL1, a UniProt accession such as P00519, a protein sequence or a FASTA file" : "give a target name such as ABL1, a UniProt accession such as P00519 or a protein sequence";
         if (text.Length == 0) throw new BioForgeException($"target: empty ({hint})");
         if (files && File.Exists(text)) return FromFasta(text);
         if (files && (text.Contains('/') || Path.GetExtension(text).ToLowerInvariant() is ".fasta" or ".fa" or ".faa" or ".gz"))
@@ -33,11 +37,18 @@ public sealed record ProteinTarget(string Name, string Sequence)
         var known = Known(names ?? DefaultNames);
         if (known.FirstOrDefault(t => t.Id.Equals(text, StringComparison.OrdinalIgnoreCase)) is { } entry)
             return new ProteinTarget(entry.Id, entry.Text.ToUpperInvariant());
+        if (Known(Accessions).FirstOrDefault(t => t.Id.Equals(text, StringComparison.OrdinalIgnoreCase)) is { } accession)
+        {
+            string protein = accession.Text.ToUpperInvariant();
+            // Davis writes a mutant's name beside the wild type's sequence: the plain name first.
+            return known.Where(t => t.Text.Equals(protein, StringComparison.OrdinalIgnoreCase)).OrderBy(t => t.Id.Contains('(')).FirstOrDefault() is { } same
+                ? new ProteinTarget($"{accession.Id} ({same.Id})", protein) : new ProteinTarget(accession.Id, protein);
+        }
         string sequence = text.EndsWith('*') ? text[..^1] : text;
         if (sequence.Length < MinLength)
         {
             string suggestion = known.Count == 0 ? "" : Spelling.Nearest(text, known.Select(t => t.Id), ignoreCase: true, maxDistance: 1) is { } close ? $" (did you mean {close}?)" : " (e.g. ABL1, EGFR, BRAF)";
-            throw new BioForgeException($"target '{text}': not a target name of the Davis set{suggestion} and too short for a protein sequence "
+            throw new BioForgeException($"target '{text}': not a target name of the Davis set{suggestion} nor a UniProt accession of the KIBA set, and too short for a protein sequence "
                 + $"({sequence.Length} characters; a target has at least {MinLength} residues)");
         }
         string residues = Parse(sequence, "", hint);

@@ -11,7 +11,7 @@ namespace BioForge.Discovery;
 
 public sealed record QuickstartOptions
 {
-    /// <summary>A Davis target name (ABL1, EGFR, …), a protein sequence, or a FASTA file.</summary>
+    /// <summary>A Davis target name (ABL1, EGFR, …), a UniProt accession of the KIBA set, a protein sequence, or a FASTA file.</summary>
     public string Target { get; init; } = "ABL1";
     public string Output { get; init; } = "quickstart";
     public string AffinityModel { get; init; } = Shipped.Path("models/dti-davis");
