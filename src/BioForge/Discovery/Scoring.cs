@@ -294,6 +294,7 @@ public sealed class ScoringFunction : IDisposable
             var valid = Enumerable.Range(0, molecules.Length).Where(i => molecules[i] is not null).ToArray();
             var raw = new double[components.Count][];
             var errors = new string?[valid.Length];
+            var descriptors = new MolecularDescriptors?[valid.Length]; // one RDKit call per molecule for every descriptor component
             for (int c = 0; c < components.Count; c++)
             {
                 if (externals.TryGetValue(c, out var external))
@@ -304,7 +305,7 @@ public sealed class ScoringFunction : IDisposable
                     for (int v = 0; v < valid.Length; v++)
                         if (double.IsNaN(raw[c][v])) errors[v] ??= $"{components[c].Label}: the program gave no score (null or NaN)";
                 }
-                else raw[c] = Raw(c, [.. valid.Select(i => molecules[i]!)], errors);
+                else raw[c] = Raw(c, [.. valid.Select(i => molecules[i]!)], errors, descriptors);
             }
             var result = new ScoredMolecule[smiles.Count];
             for (int i = 0; i < smiles.Count; i++) result[i] = new ScoredMolecule(smiles[i], null, null, 0, Nan(), Nan());
@@ -360,7 +361,8 @@ public sealed class ScoringFunction : IDisposable
     }
 
     /// <summary>Component <paramref name="c"/> of each molecule; a molecule the component fails on gets NaN and its error (the first kept).</summary>
-    private double[] Raw(int c, Molecule[] molecules, string?[] errors)
+    /// <param name="descriptors">Each molecule's RDKit descriptors once computed, shared by the components (one thread per molecule).</param>
+    private double[] Raw(int c, Molecule[] molecules, string?[] errors, MolecularDescriptors?[] descriptors)
     {
         var component = components[c];
         if (component.Type == "affinity")
@@ -373,7 +375,7 @@ public sealed class ScoringFunction : IDisposable
         {
             try
             {
-                values[i] = Property(c, component, molecules[i]);
+                values[i] = Property(c, component, molecules[i], () => descriptors[i] ??= molecules[i].Descriptors());
             }
             catch (BioForgeException e)
             {
@@ -384,10 +386,10 @@ public sealed class ScoringFunction : IDisposable
         return values;
     }
 
-    private double Property(int c, ComponentSettings component, Molecule m) => component.Type switch
+    private double Property(int c, ComponentSettings component, Molecule m, Func<MolecularDescriptors> descriptors) => component.Type switch
     {
-        "plogp" => m.Descriptors().LogP - sa.Score(m) - Math.Max(0, m.RingSizes().DefaultIfEmpty(0).Max() - 6),
-        _ when PropertyLimit.Properties.Contains(component.Type) => PropertyLimit.Measure(component.Type, m, qed, sa),
+        "plogp" => descriptors().LogP - sa.Score(m) - Math.Max(0, m.RingSizes().DefaultIfEmpty(0).Max() - 6),
+        _ when PropertyLimit.Properties.Contains(component.Type) => PropertyLimit.Measure(component.Type, m, qed, sa, descriptors),
         "bertz" => GraphDescriptors.BertzCT(m),
         "element_count" => IsomerScore.ElementCount(m, component.Element!),
         "isomer" => isomers[c].Score(m),
