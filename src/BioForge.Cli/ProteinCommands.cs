@@ -198,7 +198,7 @@ internal static class ProteinCommands
         var outPath = Options.Required("--out", "contact probability matrix (.csv)").Writes("CSV", ".csv");
         var png = new Option<string?>("--png") { Description = "also draw the map as a PNG heat map" }.Writes("PNG", ".png");
         var compute = new ComputeOptionSet();
-        var command = new Command("contacts", "Predict residue-residue contacts from attention maps") { model, seq, seqFile, outPath, png };
+        var command = new Command("contacts", "Predict residue-residue contacts from attention maps (a sequence longer than the model reads: in overlapping windows, pairs no window holds left empty)") { model, seq, seqFile, outPath, png };
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
         {
@@ -218,7 +218,14 @@ internal static class ProteinCommands
                 BioForge.Imaging.Heatmap.WritePng(picture, contacts);
                 output.WriteLine($"heat map -> {picture}");
             }
+            if (n > esm.Config.MaxResidues)
+            {
+                int unknown = Enumerable.Range(0, n).Sum(i => Enumerable.Range(i + 1, n - i - 1).Count(j => float.IsNaN(contacts[i, j])));
+                output.WriteLine($"read in overlapping windows of {ContactPredictor.WindowResidues(esm)} residues" +
+                    (unknown > 0 ? $"; {unknown} pairs no window holds (residues too far apart) are left empty in the CSV and grey in the picture" : ""));
+            }
             var top = Enumerable.Range(0, n).SelectMany(i => Enumerable.Range(i + 6, Math.Max(0, n - i - 6)).Select(j => (i, j)))
+                .Where(p => !float.IsNaN(contacts[p.i, p.j]))
                 .OrderByDescending(p => contacts[p.i, p.j]).Take(5).ToList();
             if (top.Count > 0)
                 output.WriteLine("most probable pairs at least 6 apart (|i-j| >= 6): " + string.Join(", ", top.Select(p => $"{p.i + 1}-{p.j + 1} ({contacts[p.i, p.j].ToString("F3", CultureInfo.InvariantCulture)})")));

@@ -346,6 +346,10 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         var scored = await Post("/v1/protein/score-variants", JsonSerializer.Serialize(new { sequence = longWildType, mutations = new[] { mutation } }));
         Assert.Equal(HttpStatusCode.OK, scored.Status);
         Assert.Equal(new VariantScorer(esm, 8192).Score(longWildType, [Variant.Parse(mutation, longWildType)])[0], scored.Body!["scores"]![0]!["score"]!.GetValue<double>(), 5);
+        var longFill = (await Post("/v1/protein/fill-mask", JsonSerializer.Serialize(new { sequence = longWildType, positions = new[] { 600 }, top_k = 2 }))).Body!["predictions"]![0]!;
+        var longExpected = MaskFiller.Predict(esm, longWildType[..599] + "<mask>" + longWildType[600..], 2)[0];
+        Assert.Equal(600, longFill["position"]!.GetValue<int>());
+        Assert.Equal(longExpected.Candidates[0].Probability, longFill["candidates"]![0]!["probability"]!.GetValue<double>(), 5);
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/protein/contacts", JsonSerializer.Serialize(new { sequence = longWildType })), "sequence", "takes at most 1024");
     }
 

@@ -88,13 +88,13 @@ internal static class ProteinRoutes
         {
             var request = await Json.ReadAsync<FillMaskRequest>(context.Request);
             var (model, esm) = Model(state, request.Model);
-            string sequence = Sequence(request.Sequence, esm);
+            string sequence = Sequence(request.Sequence, esm, windowed: true);
             if (request.TopK is < 1 or > 33) throw ApiError.Invalid($"top_k must be 1–33 (got {request.TopK})", "top_k");
             if (request.EachPosition)
             {
                 if (sequence.Contains('<') || request.Positions is { Length: > 0 }) throw ApiError.Invalid("each_position takes a plain sequence (no <mask>, no positions)", "each_position");
                 var profile = await state.WithDeadline(context, token => state.Device.RunSlicedAsync(new VariantScorer(esm, 16_384).ProfileStepwise(sequence, request.TopK), token,
-                    new WorkSize("fill-mask each_position", (double)sequence.Length * sequence.Length)));
+                    new WorkSize("fill-mask each_position", (double)sequence.Length * Math.Min(sequence.Length, esm.Config.MaxResidues))));
                 return Results.Json(new FillMaskResponse(model.Name, sequence, [.. profile.Select(p => new MaskedPosition(p.Position,
                     [.. p.Candidates.Select(c => new Candidate(c.Token, c.Probability))], p.WildType, p.WildTypeProbability))]), Json.Options);
             }
@@ -102,7 +102,7 @@ internal static class ProteinRoutes
                 sequence = MaskPositions(sequence, positions);
             if (!sequence.Contains("<mask>", StringComparison.Ordinal))
                 throw ApiError.Invalid("sequence has no <mask> token to fill (give positions to mask, or each_position: true)", "sequence");
-            var predictions = await state.WithDeadline(context, token => state.Device.RunAsync(() => MaskFiller.Predict(esm, sequence, request.TopK), token, new WorkSize("fill-mask", sequence.Length)));
+            var predictions = await state.WithDeadline(context, token => state.Device.RunAsync(() => MaskFiller.Predict(esm, sequence, request.TopK), token, new WorkSize("fill-mask", FillMaskTokens(sequence, esm))));
             return Results.Json(new FillMaskResponse(model.Name, sequence,
                 [.. predictions.Select(p => new MaskedPosition(p.Position, [.. p.Candidates.Select(c => new Candidate(c.Token, c.Probability))]))]), Json.Options);
         })
@@ -172,6 +172,13 @@ internal static class ProteinRoutes
                 throw ApiError.Invalid($"sequence: '{plain[i]}' at position {i + 1} is not an amino-acid letter", "sequence");
         if (plain.Length > esm.Config.MaxResidues && !windowed) throw ApiError.Invalid($"sequence has {plain.Length} residues; this model takes at most {esm.Config.MaxResidues}", "sequence");
         return sequence.Replace("<mask>", "\u0001", StringComparison.Ordinal).ToUpperInvariant().Replace("\u0001", "<mask>", StringComparison.Ordinal);
+    }
+
+    /// <summary>Tokens a fill-mask reads: the sequence once, or at most a window per mask when it is longer than the model reads.</summary>
+    private static double FillMaskTokens(string sequence, EsmCheckpoint esm)
+    {
+        int masks = sequence.Split("<mask>").Length - 1, residues = sequence.Length - 5 * masks;
+        return residues <= esm.Config.MaxResidues ? residues : (double)esm.Config.MaxResidues * masks;
     }
 
     private static string MaskPositions(string sequence, int[] positions)

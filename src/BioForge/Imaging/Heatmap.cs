@@ -83,9 +83,13 @@ public static class Heatmap
                 if (length / (m * scale) <= 10) return m * scale;
     }
 
+    /// <summary>A value not known (NaN: a contact pair no window read) in light grey, apart from every colour of the scale.</summary>
+    private static readonly (byte R, byte G, byte B) Unknown = (217, 217, 217);
+
     internal static (byte R, byte G, byte B) Colour(double value)
     {
-        double v = double.IsNaN(value) ? 0 : Math.Clamp(value, 0, 1) * (Viridis.Length - 1);
+        if (double.IsNaN(value)) return Unknown;
+        double v = Math.Clamp(value, 0, 1) * (Viridis.Length - 1);
         int i = Math.Min((int)v, Viridis.Length - 2);
         double f = v - i;
         var (a, b) = (Viridis[i], Viridis[i + 1]);

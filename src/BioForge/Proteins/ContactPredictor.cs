@@ -8,10 +8,51 @@ namespace BioForge.Proteins;
 
 public static class ContactPredictor
 {
-    /// <summary>Contact probabilities [residues, residues] for one sequence.</summary>
+    /// <summary>The longest sequence read in windows: its map already holds 67 million pairs (a quarter of a GB as floats, more as CSV).</summary>
+    public const int MaxWindowedResidues = 8192;
+
+    /// <summary>
+    /// Contact probabilities [residues, residues] for one sequence. A sequence longer than the model reads is read in
+    /// overlapping windows of as many residues as it reads, each framed by &lt;cls&gt; and &lt;eos&gt; as the contact head
+    /// was fitted, evenly spaced at most half a window apart (<see cref="ResidueWindows.Tiling"/>); a pair's probability
+    /// is the mean over the windows holding both residues, weighted towards each window's middle
+    /// (<see cref="ResidueWindows.Weight"/>), and NaN for a pair no window holds (residues too far apart).
+    /// </summary>
     public static float[,] Predict(EsmCheckpoint model, string sequence)
     {
-        var tokens = SingleSequence.Encode(model, sequence);
+        var tokens = SingleSequence.Encode(model, sequence, windowed: true);
+        int residues = tokens.Length - 2, width = WindowResidues(model);
+        if (residues <= model.Config.MaxResidues) return Map(model, tokens);
+        if (residues > MaxWindowedResidues)
+            throw new BioForgeException($"the sequence has {residues} residues; a contact map is predicted for at most {MaxWindowedResidues} (its {residues}² pairs would not fit a file one reads)");
+
+        var sum = new float[residues, residues];
+        var weights = new float[residues, residues];
+        var edge = Enumerable.Range(0, width).Select(i => (float)ResidueWindows.Weight(i, width)).ToArray();
+        foreach (int start in ResidueWindows.Tiling(residues, width))
+        {
+            int[] window = [tokens[0], .. tokens[(1 + start)..(1 + start + width)], tokens[^1]];
+            var map = Map(model, window);
+            for (int i = 0; i < width; i++)
+                for (int j = 0; j < width; j++)
+                {
+                    float w = edge[i] * edge[j];
+                    sum[start + i, start + j] += w * map[i, j];
+                    weights[start + i, start + j] += w;
+                }
+        }
+        for (int i = 0; i < residues; i++)
+            for (int j = 0; j < residues; j++)
+                sum[i, j] = weights[i, j] > 0 ? sum[i, j] / weights[i, j] : float.NaN;
+        return sum;
+    }
+
+    /// <summary>Residues of a window when a sequence is longer than <paramref name="model"/> reads at once.</summary>
+    public static int WindowResidues(EsmCheckpoint model) => ResidueWindows.Width(model.Config.MaxPositionEmbeddings) - 2;
+
+    /// <summary>The contact head's map of one pass over [&lt;cls&gt;, residues…, &lt;eos&gt;].</summary>
+    private static float[,] Map(EsmCheckpoint model, int[] tokens)
+    {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var ids = tensor(tokens.Select(t => (long)t).ToArray(), [1, tokens.Length]).to(model.Device);
@@ -23,7 +64,7 @@ public static class ContactPredictor
         return matrix;
     }
 
-    /// <summary>A square CSV: header and first column label residues as "M1", "K2", …</summary>
+    /// <summary>A square CSV: header and first column label residues as "M1", "K2", …; a pair not predicted (NaN) is left empty.</summary>
     public static void WriteCsv(string path, string sequence, float[,] contacts)
     {
         int n = contacts.GetLength(0);
@@ -36,7 +77,11 @@ public static class ContactPredictor
         for (int i = 0; i < n; i++)
         {
             text.Append(Label(i));
-            for (int j = 0; j < n; j++) text.Append(',').Append(contacts[i, j].ToString("G6", CultureInfo.InvariantCulture));
+            for (int j = 0; j < n; j++)
+            {
+                text.Append(',');
+                if (!float.IsNaN(contacts[i, j])) text.Append(contacts[i, j].ToString("G6", CultureInfo.InvariantCulture));
+            }
             text.Append('\n');
         }
         AtomicFile.WriteText(path, text.ToString());

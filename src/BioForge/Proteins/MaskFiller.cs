@@ -10,33 +10,49 @@ public sealed record MaskPrediction(int Position, IReadOnlyList<MaskCandidate> C
 
 public static class MaskFiller
 {
+    /// <summary>Tokens a forward pass holds: four 1,024-token windows of a long sequence.</summary>
+    private const int BatchTokens = 4096;
+
     /// <summary>
     /// For each <c>&lt;mask&gt;</c> in the sequence, the most probable residues under the masked-LM head. Probabilities
     /// come from the softmax over the whole vocabulary; only residue letters are offered as candidates (not special
-    /// tokens, gaps or insertions).
+    /// tokens, gaps or insertions). A sequence longer than the model reads has each mask read in the window centred on
+    /// it (<see cref="ResidueWindows"/>, as variant scoring reads a site), the other masks in that window left masked.
     /// </summary>
     public static IReadOnlyList<MaskPrediction> Predict(EsmCheckpoint model, string sequence, int topK)
     {
         if (topK < 1) throw new BioForgeException($"--top-k must be at least 1 (got {topK})");
-        var tokens = SingleSequence.Encode(model, sequence);
-        var maskPositions = Enumerable.Range(0, tokens.Length).Where(i => tokens[i] == model.Tokenizer.MaskId).ToList();
-        if (maskPositions.Count == 0) throw new BioForgeException("--seq has no <mask> token to fill");
+        var tokens = SingleSequence.Encode(model, sequence, windowed: true);
+        var sites = Enumerable.Range(0, tokens.Length).Where(i => tokens[i] == model.Tokenizer.MaskId).ToArray();
+        if (sites.Length == 0) throw new BioForgeException("--seq has no <mask> token to fill");
 
-        using var scope = NewDisposeScope();
-        using var _ = no_grad();
-        var ids = tensor(tokens.Select(t => (long)t).ToArray(), [1, tokens.Length]).to(model.Device);
-        var output = model.Model.Forward(ids, ones_like(ids), new EsmForwardOptions { Logits = true });
-        var probs = output.Logits![0].to(ScalarType.Float32).softmax(-1).cpu();
+        int width = ResidueWindows.ReadWidth(tokens.Length, model.Config.MaxPositionEmbeddings);
+        var siteStarts = sites.Select(site => ResidueWindows.Centred(tokens.Length, site, width)).ToArray();
+        var starts = siteStarts.Distinct().ToArray();
         var vocabulary = model.Tokenizer.Vocabulary;
         var residues = Enumerable.Range(0, vocabulary.Count).Where(i => vocabulary[i].Length == 1 && char.IsLetter(vocabulary[i][0])).ToArray();
-
-        var results = new List<MaskPrediction>();
-        foreach (int position in maskPositions)
+        var probabilities = new float[sites.Length][];
+        foreach (var batch in TokenBatches.ByLength([.. starts.Select(s => tokens[s..(s + width)])], BatchTokens, model.Tokenizer.PadId, model.Device))
         {
-            var p = probs[position].data<float>().ToArray();
-            var best = residues.OrderByDescending(i => p[i]).Take(topK);
-            results.Add(new MaskPrediction(position, best.Select((id, rank) => new MaskCandidate(rank + 1, model.Tokenizer.Decode(id), p[id])).ToList()));
+            using (batch)
+            using (NewDisposeScope())
+            using (no_grad())
+            {
+                var logits = model.Model.Forward(batch.InputIds, batch.AttentionMask, new EsmForwardOptions { Logits = true }).Logits!;
+                for (int r = 0; r < batch.Indices.Length; r++)
+                {
+                    int start = starts[batch.Indices[r]];
+                    for (int k = 0; k < sites.Length; k++)
+                        if (siteStarts[k] == start)
+                            probabilities[k] = logits[r, sites[k] - start].to(ScalarType.Float32).softmax(-1).cpu().data<float>().ToArray();
+                }
+            }
         }
-        return results;
+        return [.. sites.Select((site, k) =>
+        {
+            var p = probabilities[k];
+            var best = residues.OrderByDescending(i => p[i]).Take(topK);
+            return new MaskPrediction(site, [.. best.Select((id, rank) => new MaskCandidate(rank + 1, model.Tokenizer.Decode(id), p[id]))]);
+        })];
     }
 }

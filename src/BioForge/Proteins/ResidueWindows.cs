@@ -16,6 +16,9 @@ internal static class ResidueWindows
     /// <summary>The window's length in tokens for a model of <paramref name="maxTokens"/> positions.</summary>
     public static int Width(int maxTokens) => Math.Min(maxTokens, TrainedTokens);
 
+    /// <summary>The tokens one pass reads of a <paramref name="tokens"/>-token sequence: all of them when the model's <paramref name="maxTokens"/> positions hold it, else a window.</summary>
+    public static int ReadWidth(int tokens, int maxTokens) => tokens <= maxTokens ? tokens : Width(maxTokens);
+
     /// <summary>First token of the <paramref name="width"/>-token window around token <paramref name="at"/> of a <paramref name="tokens"/>-token sequence.</summary>
     public static int Centred(int tokens, int at, int width) => tokens <= width ? 0 : Math.Clamp(at - width / 2, 0, tokens - width);
 
@@ -46,7 +49,7 @@ internal static class ResidueWindows
     /// <param name="at">The site's token index (1 … residues).</param>
     public static (int[] Tokens, int At) MaskedSite(int[] tokens, int at, int maxTokens, int maskId)
     {
-        int width = tokens.Length <= maxTokens ? tokens.Length : Width(maxTokens);
+        int width = ReadWidth(tokens.Length, maxTokens);
         int start = Centred(tokens.Length, at, width);
         var window = tokens[start..(start + width)];
         window[at - start] = maskId;

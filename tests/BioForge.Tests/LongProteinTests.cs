@@ -1,0 +1,93 @@
+using BioForge.Models.Esm;
+using BioForge.Proteins;
+using static TorchSharp.torch;
+
+namespace BioForge.Tests;
+
+/// <summary>
+/// fill-mask and contacts on a sequence longer than the model reads: 1,100 residues (1,102 tokens framed) with the tiny
+/// ESM-2's 1,026 positions. Checked against the windows' forward passes by hand.
+/// </summary>
+public sealed class LongProteinTests
+{
+    private static readonly string Body = string.Concat(Enumerable.Range(0, 1100).Select(i => "ACDEFGHIKLMNPQRSTVWY"[(i * 7 + i / 13) % 20]));
+
+    /// <summary>
+    /// Each mask is read in the 1,024 tokens centred on it (clamped: residues 11 and 20 in tokens 0…1023, residue 1,000 in
+    /// 78…1101), the other masks of that window left masked.
+    /// </summary>
+    [Fact]
+    public void EachMaskOfALongSequenceIsFilledInTheWindowCentredOnIt()
+    {
+        var cpu = TestData.Cpu;
+        using var model = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
+        int[] sites = [11, 20, 1000];
+        string masked = string.Concat(Body.Select((c, i) => sites.Contains(i + 1) ? "<mask>" : c.ToString()));
+        var predictions = MaskFiller.Predict(model, masked, 3);
+        Assert.Equal(sites, predictions.Select(p => p.Position));
+
+        var framed = model.Tokenizer.Encode(masked).Select(t => (long)t).ToArray();
+        using var noGrad = no_grad();
+        foreach (var (site, start) in new[] { (11, 0), (20, 0), (1000, 78) })
+        {
+            using var scope = NewDisposeScope();
+            var ids = tensor(framed[start..(start + 1024)], [1, 1024]);
+            var probabilities = model.Model.Forward(ids, ones_like(ids), new EsmForwardOptions { Logits = true }).Logits![0, site - start].softmax(-1);
+            foreach (var candidate in predictions.Single(p => p.Position == site).Candidates)
+                Assert.Equal(probabilities[model.Tokenizer.IdOf(candidate.Token)].item<float>(), candidate.Probability, 5);
+        }
+    }
+
+    /// <summary>
+    /// Windows of 1,022 residues, each framed by &lt;cls&gt; and &lt;eos&gt;, at residues 0 and 78: a pair one window holds
+    /// has that window's probability, a pair both hold their weighted mean, a pair neither holds NaN.
+    /// </summary>
+    [Fact]
+    public void ALongSequencesContactMapAveragesItsWindowsAndLeavesUnreadPairsUnknown()
+    {
+        var cpu = TestData.Cpu;
+        using var model = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
+        var map = ContactPredictor.Predict(model, Body);
+        Assert.Equal(1100, map.GetLength(0));
+        Assert.Equal(1022, ContactPredictor.WindowResidues(model));
+
+        var residues = model.Tokenizer.Encode(Body)[1..^1];
+        float[,] Window(int start)
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            long[] tokens = [0, .. residues[start..(start + 1022)].Select(t => (long)t), 2];
+            var ids = tensor(tokens, [1, 1024]);
+            var contacts = model.Model.PredictContacts(ids, ones_like(ids))[0];
+            var values = new float[1022, 1022];
+            Buffer.BlockCopy(contacts.contiguous().data<float>().ToArray(), 0, values, 0, 1022 * 1022 * sizeof(float));
+            return values;
+        }
+        var first = Window(0);
+        var second = Window(78);
+        Assert.Equal(first[5, 40], map[5, 40], 5);           // only the first window holds residue 5
+        Assert.Equal(second[1000, 1021], map[1078, 1099], 5); // only the second holds residue 1,099
+        float a = (float)(ResidueWindows.Weight(500, 1022) * ResidueWindows.Weight(600, 1022));
+        float b = (float)(ResidueWindows.Weight(422, 1022) * ResidueWindows.Weight(522, 1022));
+        Assert.Equal((a * first[500, 600] + b * second[422, 522]) / (a + b), map[500, 600], 5);
+        Assert.True(float.IsNaN(map[0, 1099]) && float.IsNaN(map[1099, 0]));
+        Assert.False(float.IsNaN(map[77, 1021]) || float.IsNaN(map[78, 1099]));
+    }
+
+    [Fact]
+    public void TheContactsCommandReadsALongSequenceAndLeavesUnreadPairsEmpty()
+    {
+        string dir = TestData.TempDirectory();
+        string csv = Path.Combine(dir, "map.csv"), png = Path.Combine(dir, "map.png");
+        var result = CliTests.Run("contacts", "--model", TestData.EsmTiny, "--seq", Body, "--out", csv, "--png", png);
+        Assert.True(result.Code == 0, result.Err);
+        // Residues 1…78 and 1,023…1,100 share no window: 78 × 78 pairs.
+        Assert.Contains("read in overlapping windows of 1022 residues; 6084 pairs no window holds", result.Out);
+        var first = File.ReadLines(csv).Skip(1).First().Split(',');
+        Assert.Equal(1101, first.Length);
+        Assert.Equal("A1", first[0]);
+        Assert.NotEmpty(first[1022]);
+        Assert.Empty(first[1023]);
+        Assert.True(File.Exists(png));
+    }
+}
