@@ -90,14 +90,7 @@ public static class Cli
         return message.ReplaceLineEndings(" ");
     }
 
-    private static string Expected(string type) => type switch
-    {
-        "System.Int32" or "System.Int64" or "System.Nullable`1[System.Int32]" or "System.Nullable`1[System.Int64]" => "a whole number",
-        "System.UInt64" or "System.UInt32" => "a whole number, 0 or more",
-        "System.Double" or "System.Single" or "System.Nullable`1[System.Double]" => "a number",
-        "System.Boolean" => "true or false",
-        _ => $"a value of type {type}",
-    };
+    private static string Expected(string type) => Spelling.ValueInWords(type) ?? $"a value of type {type}";
 
     private static IEnumerable<string> Ancestry(Command command, Command root)
     {

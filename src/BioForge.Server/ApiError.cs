@@ -104,16 +104,7 @@ internal static class Json
     }
 
     private static string JsonType(string type) =>
-        type.EndsWith("[]", StringComparison.Ordinal) ? "an array"
-        : System.Text.RegularExpressions.Regex.Replace(type, @"^System\.Nullable`1\[(.*)\]$", "$1") switch
-        {
-            "System.Double" or "System.Single" => "a number",
-            "System.Int32" or "System.Int64" => "a whole number",
-            "System.UInt64" or "System.UInt32" => "a whole number, 0 or more",
-            "System.Boolean" => "true or false",
-            "System.String" => "a string",
-            _ => "an object",
-        };
+        type.EndsWith("[]", StringComparison.Ordinal) ? "an array" : type == "System.String" ? "a string" : Spelling.ValueInWords(type) ?? "an object";
 
     /// <summary>
     /// The request body as <typeparamref name="T"/>: malformed JSON and wrong types answer 400 naming the JSON path

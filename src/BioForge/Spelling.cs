@@ -15,6 +15,20 @@ public static class Spelling
             .Where(c => c.Distance <= (maxDistance ?? (word.Length >= 4 ? 2 : 1))).OrderBy(c => c.Distance).Select(c => c.Name).FirstOrDefault();
     }
 
+    /// <summary>
+    /// A number or true/false type in words for an error message ("a whole number"), null for any other type.
+    /// <paramref name="typeName"/> is a CLR full name, nullable or not, as exception messages write it.
+    /// </summary>
+    public static string? ValueInWords(string typeName) =>
+        System.Text.RegularExpressions.Regex.Replace(typeName, @"^System\.Nullable`1\[(.*)\]$", "$1") switch
+        {
+            "System.Int32" or "System.Int64" => "a whole number",
+            "System.UInt64" or "System.UInt32" => "a whole number, 0 or more",
+            "System.Double" or "System.Single" => "a number",
+            "System.Boolean" => "true or false",
+            _ => null,
+        };
+
     private static int EditDistance(string a, string b)
     {
         var row = Enumerable.Range(0, b.Length + 1).ToArray();

@@ -123,11 +123,10 @@ internal static class YamlConfig
     private static string Expected(Type type)
     {
         type = Nullable.GetUnderlyingType(type) ?? type;
-        if (type == typeof(int) || type == typeof(long)) return "a whole number";
-        if (type == typeof(ulong) || type == typeof(uint)) return "a whole number, 0 or more";
+        // YAML writes .inf and .nan, which no setting takes.
         if (type == typeof(double) || type == typeof(float)) return "a finite number";
-        if (type == typeof(bool)) return "true or false";
         if (type == typeof(string)) return "text";
+        if (Spelling.ValueInWords(type.FullName!) is { } words) return words;
         if (ElementType(type) is { } element) return $"a list of {(IsSection(element) ? "sections" : Expected(element) + "s")}";
         return IsSection(type) ? "a section (a mapping)" : type.Name;
     }
