@@ -305,6 +305,9 @@ public sealed class CliTests
         Assert.Equal([10L, 64L], perResidue["x"].Shape);
         Assert.Equal([2L, 64L], perResidue["z"].Shape);
         Assert.Equal(["x", "y", "z"], JsonSerializer.Deserialize<string[]>(perResidue.Metadata["ids"])!); // the input's order, which tensor names lose
+        // A record named as the header's metadata entry would have overwritten its own tensor's entry.
+        string clash = Path.Combine(dir, "clash.safetensors");
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">__metadata__ x\nMKT\n"), "--out", clash, "--pool", "none"), "record id '__metadata__' is the name safetensors keeps", clash);
     }
 
     /// <summary>Several --layer from one pass: one file per representation, each what a run for that layer alone writes.</summary>

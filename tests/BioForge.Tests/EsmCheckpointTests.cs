@@ -109,6 +109,48 @@ public sealed class EsmCheckpointTests
         Assert.Contains("config.json: no 'num_attention_heads'", Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(dir, cpu.Device, cpu.DType)).Message);
     }
 
+    /// <summary>
+    /// A snapshot of the Hugging Face cache is symbolic links into its blobs (the safetensors length must be the blob's,
+    /// not the link's); transformers strips spaces around vocab.txt lines; a weight stored as integers is refused, not cast.
+    /// </summary>
+    [Fact]
+    public void AHuggingFaceCacheSnapshotLoadsAndIntegerWeightsAreRefused()
+    {
+        var cpu = TestData.Cpu;
+        string cache = TestData.TempDirectory(), blobs = Path.Combine(cache, "blobs"), snapshot = Path.Combine(cache, "snapshots", "abc");
+        Directory.CreateDirectory(blobs);
+        Directory.CreateDirectory(snapshot);
+        foreach (var file in Directory.GetFiles(TestData.EsmTiny))
+        {
+            string blob = Path.Combine(blobs, Path.GetFileName(file) + ".blob");
+            File.Copy(file, blob);
+            File.CreateSymbolicLink(Path.Combine(snapshot, Path.GetFileName(file)), Path.Combine("..", "..", "blobs", Path.GetFileName(blob)));
+        }
+        string vocab = Path.Combine(snapshot, "vocab.txt");
+        File.Delete(vocab);
+        File.WriteAllLines(vocab, File.ReadAllLines(Path.Combine(TestData.EsmTiny, "vocab.txt")).Select(l => l + " "));
+        using (var linked = EsmCheckpoint.Load(snapshot, cpu.Device, cpu.DType))
+        using (var direct = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType))
+        {
+            Assert.Equal(direct.Tokenizer.Vocabulary, linked.Tokenizer.Vocabulary);
+            Assert.True(direct.Model.state_dict().Zip(linked.Model.state_dict()).All(p => p.First.Value.allclose(p.Second.Value, 0, 0)));
+        }
+
+        // The same bytes relabelled I32: copy_ would have made integers of them.
+        string dir = TestData.TempDirectory();
+        foreach (var file in Directory.GetFiles(TestData.EsmTiny)) File.Copy(file, Path.Combine(dir, Path.GetFileName(file)));
+        byte[] weights = File.ReadAllBytes(Path.Combine(dir, "model.safetensors"));
+        int headerLength = (int)BitConverter.ToInt64(weights, 0);
+        var header = System.Text.Json.Nodes.JsonNode.Parse(weights.AsSpan(8, headerLength))!.AsObject();
+        header["esm.embeddings.word_embeddings.weight"]!["dtype"] = "I32";
+        byte[] relabelled = System.Text.Encoding.UTF8.GetBytes(header.ToJsonString().PadRight(headerLength));
+        Assert.Equal(headerLength, relabelled.Length);
+        relabelled.CopyTo(weights, 8);
+        File.WriteAllBytes(Path.Combine(dir, "model.safetensors"), weights);
+        Assert.Contains("tensor 'esm.embeddings.word_embeddings.weight' holds Int32 values where the ESM-2 model has Float32 weights",
+            Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(dir, cpu.Device, cpu.DType)).Message);
+    }
+
     /// <summary>A key a config.json leaves out takes transformers' default, so the network computes as Hugging Face's.</summary>
     [Fact]
     public void AnOmittedLayerNormEpsilonIsHuggingFacesDefault()

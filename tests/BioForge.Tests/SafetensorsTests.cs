@@ -76,6 +76,17 @@ public sealed class SafetensorsTests
     }
 
     [Fact]
+    public void RejectsAHeaderThatIsNotUtf8()
+    {
+        string path = WriteRaw("{\"form\":{}}", []);
+        var bytes = File.ReadAllBytes(path);
+        bytes[10] = 0xff; // inside the name "form"
+        File.WriteAllBytes(path, bytes);
+        var e = Assert.Throws<BioForgeException>(() => SafetensorsFile.Open(path));
+        Assert.Contains($"{path}: invalid safetensors file: header is not valid UTF-8", e.Message);
+    }
+
+    [Fact]
     public void RejectsHeaderLengthsOutsideTheFile()
     {
         Assert.Contains("outside 1..", Assert.Throws<BioForgeException>(() => SafetensorsFile.Open(WriteRaw("{}", [], declaredLength: long.MaxValue))).Message);

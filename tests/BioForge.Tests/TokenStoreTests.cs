@@ -23,6 +23,22 @@ public sealed class TokenStoreTests
         for (int i = 0; i < documents.Length; i++) Assert.Equal(documents[i], reader.Document(i));
     }
 
+    /// <summary>A corpus copied as symbolic links (a shared data folder, a cache) is read through them: FileInfo.Length gives a link's own size.</summary>
+    [Fact]
+    public void AStoreReachedThroughSymbolicLinksIsRead()
+    {
+        string dir = TestData.TempDirectory(), prefix = Path.Combine(dir, "train"), linked = Path.Combine(dir, "linked");
+        using (var writer = new TokenStore.Writer(prefix, 33))
+        {
+            writer.Add([0, 5, 7, 2]);
+            writer.Complete();
+        }
+        File.CreateSymbolicLink(linked + ".bin", "train.bin");
+        File.CreateSymbolicLink(linked + ".idx", "train.idx");
+        using var reader = new TokenStore.Reader(linked);
+        Assert.Equal([0, 5, 7, 2], reader.Document(0));
+    }
+
     [Fact]
     public void UnfinishedWritesLeaveNothingAndBadFilesAreRefused()
     {

@@ -43,7 +43,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
     public static SafetensorsFile Open(string path)
     {
         if (!File.Exists(path)) throw new BioForgeException($"{path}: safetensors file not found");
-        long fileLength = new FileInfo(path).Length;
+        long fileLength = FileLength.Of(path);
         if (fileLength < 8) throw Bad(path, $"file is {fileLength} bytes, shorter than the 8-byte header length");
 
         byte[] header;
@@ -71,6 +71,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
 
     private static (Dictionary<string, SafetensorsEntry>, Dictionary<string, string>) ParseHeader(string path, byte[] header, long dataLength)
     {
+        // JsonDocument parses ill-formed UTF-8 and throws only when a name is read, outside the catch below.
+        if (!System.Text.Unicode.Utf8.IsValid(header)) throw Bad(path, "header is not valid UTF-8");
         JsonDocument doc;
         try
         {

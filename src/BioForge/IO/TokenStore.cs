@@ -102,14 +102,14 @@ public static class TokenStore
             lengths = new int[count];
             Buffer.BlockCopy(header, HeaderBytes, starts, 0, (int)count * 8);
             Buffer.BlockCopy(header, HeaderBytes + (int)count * 8, lengths, 0, (int)count * 4);
-            long binTokens = new FileInfo(binPath).Length / BytesPerToken;
+            long binBytes = FileLength.Of(binPath), binTokens = binBytes / BytesPerToken;
             long expected = 0;
             for (int i = 0; i < count; i++)
             {
                 if (starts[i] != expected || lengths[i] < 0) throw new BioForgeException($"{idx}: document {i} is not contiguous with the one before it");
                 expected += lengths[i];
             }
-            if (expected != binTokens || new FileInfo(binPath).Length % BytesPerToken != 0)
+            if (expected != binTokens || binBytes % BytesPerToken != 0)
                 throw new BioForgeException($"{binPath}: holds {binTokens} tokens but the index describes {expected}");
             TotalTokens = expected;
             if (expected > 0)

@@ -65,6 +65,9 @@ internal static class CheckpointWeights
                 using var tensor = part is null ? whole.alias() : part(name, whole);
                 if (!tensor.shape.SequenceEqual(parameter.shape))
                     throw new BioForgeException($"{source}: tensor '{stored}' has shape [{string.Join(", ", tensor.shape)}] but config.json implies [{string.Join(", ", parameter.shape)}]");
+                // copy_ would turn stored integers into weights without a word.
+                if (parameter.is_floating_point() && !tensor.is_floating_point())
+                    throw new BioForgeException($"{source}: tensor '{stored}' holds {tensor.dtype} values where the {architecture} model has {parameter.dtype} weights");
                 parameter.copy_(tensor);
                 used.Add(stored);
             }

@@ -32,7 +32,7 @@ public static class EmbeddingReaders
     private static IEnumerable<Embedding> ReadCsv(string path, Pooling pooling)
     {
         // A rank given no sequences writes an empty file: it knows no width to write a header with.
-        if (new FileInfo(path).Length == 0) yield break;
+        if (FileLength.Of(path) == 0) yield break;
         var rows = Csv.ReadRows(path, out var header);
         int skip = pooling == Pooling.None ? 3 : 1, columns = header.Count - skip;
         string? id = null;

@@ -161,6 +161,8 @@ internal sealed class SafetensorsEmbeddingWriter : IEmbeddingWriter
 
     public void Write(Embedding e)
     {
+        if (pooling == Pooling.None && e.Record.Id == "__metadata__")
+            throw new BioForgeException($"{e.Record.Where}: record id '__metadata__' is the name safetensors keeps for the file's metadata; rename the record (or write .npy or .csv)");
         if (pooling == Pooling.None && !ids.Add(e.Record.Id))
             throw new BioForgeException($"{e.Record.Where}: record id '{e.Record.Id}' appears twice; per-record safetensors output needs unique ids");
         entries.Add((e.Record.Id, e.Rows, e.Columns));

@@ -38,10 +38,10 @@ public sealed class EsmTokenizer
 
     public static EsmTokenizer Esm2 { get; } = new(Esm2Vocabulary);
 
-    /// <summary>Reads <c>vocab.txt</c> (one token per line, line number = id).</summary>
+    /// <summary>Reads <c>vocab.txt</c> (one token per line, line number = id; spaces around a token ignored, as transformers' <c>load_vocab_file</c> strips them).</summary>
     public static EsmTokenizer FromVocabFile(string path)
     {
-        var lines = File.ReadAllLines(path).Select(l => l.TrimEnd('\r')).ToList();
+        var lines = File.ReadAllLines(path).Select(l => l.Trim()).ToList();
         while (lines.Count > 0 && lines[^1].Length == 0) lines.RemoveAt(lines.Count - 1);
         if (lines.Count == 0) throw new BioForgeException($"{path}: empty vocabulary");
         try
