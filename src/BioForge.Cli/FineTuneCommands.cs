@@ -22,14 +22,23 @@ internal static class FineTuneCommands
             var run = FineTuneConfig.Load(result.GetValue(config)!, result.GetValue(overrides));
             return Cli.Stoppable(error, "stopping after this epoch (the best epoch so far is kept and written)", cancellation =>
             {
-                var manifest = FineTuner.Run(run, new FineTuneOptions
+                FineTuneManifest manifest;
+                try
                 {
-                    Cancellation = cancellation,
-                    OnInfo = output.WriteLine,
-                    OnEpoch = e => output.WriteLine($"epoch {e.Epoch}/{e.Epochs}  train loss {e.TrainLoss:F4}"
-                        + (e.ValidLoss is { } v ? $"  valid loss {v:F4}  {Format(e.ValidMetrics)}" : "")
-                        + $"  {e.Elapsed.TotalSeconds:F0} s{(e.Best ? "  *" : "")}"),
-                });
+                    manifest = FineTuner.Run(run, new FineTuneOptions
+                    {
+                        Cancellation = cancellation,
+                        OnInfo = output.WriteLine,
+                        OnEpoch = e => output.WriteLine($"epoch {e.Epoch}/{e.Epochs}  train loss {e.TrainLoss:F4}"
+                            + (e.ValidLoss is { } v ? $"  valid loss {v:F4}  {Format(e.ValidMetrics)}" : "")
+                            + $"  {e.Elapsed.TotalSeconds:F0} s{(e.Best ? "  *" : "")}"),
+                    });
+                }
+                catch (OperationCanceledException)
+                {
+                    error.WriteLine($"finetune stopped before its first epoch ended; nothing was written to {run.Train.OutputDir}");
+                    return 130;
+                }
                 output.WriteLine($"best epoch {manifest.BestEpoch} of {manifest.EpochsRun}; test ({manifest.Examples["test"]}): {Format(manifest.Test)}");
                 if (manifest.TestBaseline.Count > 0) output.WriteLine($"baseline (training mean / class frequencies): {Format(manifest.TestBaseline)}");
                 output.WriteLine($"-> {run.Train.OutputDir}");

@@ -56,6 +56,13 @@ public sealed class DataPreparationTests
         string made = Path.Combine(TestData.TempDirectory(), "corpus");
         Assert.Throws<BioForgeException>(() => DataPreparation.Prepare(fasta, CorpusKind.Protein, made, 0.1, seed: 0));
         Assert.False(Directory.Exists(made), "the corpus folder was left behind");
+        // Refused after the token stores are complete (no molecule fits --vocab): a folder that was there is left empty.
+        string smi = Path.Combine(TestData.TempDirectory(), "odd.smi");
+        File.WriteAllText(smi, "[U]\n[Xe]\n");
+        string empty = TestData.TempDirectory();
+        Assert.Contains("none of the 2 molecules", Assert.Throws<BioForgeException>(() => DataPreparation.Prepare([smi], CorpusKind.Smiles, empty, 0.1, seed: 0,
+            vocabulary: Path.Combine(Repository.Root, "models", "smiles-llama-small"))).Message);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(empty));
     }
 
     /// <summary>A corpus is not prepared over another: the runs trained on it would read other documents and splits.</summary>

@@ -270,6 +270,13 @@ public sealed class FineTuneTests
             Assert.Contains("use encoder.mode frozen", e.Message);
             Assert.Equal(0, epochs);
         }
+        // Stopped (Ctrl+C) before the first epoch ended: no trained model, so nothing is written.
+        using (var stopped = new CancellationTokenSource())
+        {
+            stopped.Cancel();
+            Assert.Throws<OperationCanceledException>(() => FineTuner.Run(FineTuneConfig.Load(WriteYaml(directory, Yaml(data, SmilesModel, run))), new FineTuneOptions { Cancellation = stopped.Token }));
+            Assert.False(Directory.Exists(run), "a run stopped before its first epoch was written");
+        }
         Directory.CreateDirectory(run);
         File.WriteAllText(Path.Combine(run, "keep.txt"), "x");
         var exists = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, SmilesModel, run)));

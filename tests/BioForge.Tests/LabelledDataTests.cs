@@ -36,5 +36,9 @@ public sealed class LabelledDataTests
         Assert.Empty(parts[0].Intersect(parts[2]));
         Assert.Empty(parts[1].Intersect(parts[2]));
         Assert.Contains("c1ccccc1", parts[0]); // the largest group trains
+        // Protein sequences are no molecules: each would be a group of one, and the split the file's order.
+        var proteins = Rows("MKTAYIAKQR", "GSHMLEDPVA", "MKLVVLGAGG", "CCO");
+        Assert.Contains("RDKit reads no molecule in 3 of the 4 rows (the first: 'MKTAYIAKQR'); use data.split random",
+            Assert.Throws<BioForgeException>(() => LabelledData.Scaffold(proteins, 0.25, 0.25)).Message);
     }
 }

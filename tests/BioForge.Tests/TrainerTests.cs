@@ -158,6 +158,19 @@ public sealed class TrainerTests
         Assert.True(elapsed.Zip(elapsed.Skip(1)).All(p => p.Second >= p.First), $"elapsed_seconds went back: {string.Join(", ", elapsed)}");
     }
 
+    /// <summary>A run that fails before anything worth keeping, in a folder it found empty, leaves it empty: a retry is not refused as "not empty".</summary>
+    [Fact]
+    public void ARunRefusedInAFolderItFoundEmptyLeavesItEmpty()
+    {
+        string output = TestData.TempDirectory();
+        Assert.Contains("the loss is", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6),
+            "optimizer.lr=1e6", "optimizer.grad_clip=0", "train.log_every=100", "validation.every=0"), new TrainerOptions())).Message);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(output));
+        Assert.Contains("--stop-at 0: must be a step of the run", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6)),
+            new TrainerOptions { StopAt = 0 })).Message);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(output));
+    }
+
     /// <summary>Resuming from an earlier checkpoint abandons the later ones: <c>--resume</c> must not pick them up again,
     /// and retention must not keep them over the checkpoints the resumed run writes.</summary>
     [Fact]
@@ -168,9 +181,17 @@ public sealed class TrainerTests
         var store = RunDirectory.Existing(output);
         Assert.Equal([3L, 6], store.Checkpoints(TrainerState.FileName).Select(c => c.Step));
 
+        // A resume refused after the checks of RunResume (here the tensor-parallel layout) or one that would train nothing keeps them.
+        string early = store.Checkpoints(TrainerState.FileName)[0].Path;
+        Assert.Contains("tensor parallel", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6), "train.tensor_parallel=2"),
+            new TrainerOptions { ResumeFrom = early })).Message, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("--stop-at 3: the checkpoint is at step 3 already", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6)),
+            new TrainerOptions { ResumeFrom = early, StopAt = 3 })).Message);
+        Assert.Equal([3L, 6], store.Checkpoints(TrainerState.FileName).Select(c => c.Step));
+
         var info = new List<string>();
         var resumed = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6)),
-            new TrainerOptions { ResumeFrom = store.Checkpoints(TrainerState.FileName)[0].Path, StopAt = 4, OnInfo = info.Add });
+            new TrainerOptions { ResumeFrom = early, StopAt = 4, OnInfo = info.Add });
         Assert.Equal([3L, 4], store.Checkpoints(TrainerState.FileName).Select(c => c.Step));
         Assert.True(Directory.Exists(resumed.Checkpoint), $"{resumed.Checkpoint} was retired");
         Assert.Contains(info, line => line.Contains("removed the later checkpoints of the abandoned continuation (steps 6)", StringComparison.Ordinal));
@@ -339,6 +360,9 @@ public sealed class TrainerTests
             if (!first.Inputs.SequenceEqual(later.Inputs)) changed++;
         }
         Assert.True(changed > 30, $"only {changed} of 50 molecules were written differently in the next epoch");
+        // A document cut to data.max_length (no <eos>) is a fragment: rewritten, it would be taught to end there.
+        var cut = new TokenSequence(8, vocabulary.Encode("CCOc1ccccc1C(=O)NCC")[..^1]);
+        Assert.Equal(cut.Tokens[..^1], task.Example(cut, 1, 0, augment: true).Inputs);
         Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, TestData.TempDirectory(), 2), "data.randomize_smiles=true"), new TrainerOptions());
     }
 

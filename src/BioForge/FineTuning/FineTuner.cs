@@ -171,7 +171,9 @@ public static class FineTuner
                 options.OnEpoch?.Invoke(new EpochReport(epoch, config.Train.Epochs, trainLoss, validLoss, validMetrics, improved, clock.Elapsed));
                 if (config.Train.Patience > 0 && epoch - bestEpoch >= config.Train.Patience) break;
             }
-            if (best is not null) Restore(trainable, best);
+            // Stopped before one epoch ended: there is no trained model to write, so nothing is written.
+            if (best is null) throw new OperationCanceledException("stopped before the first epoch ended", options.Cancellation);
+            Restore(trainable, best);
         }
         finally
         {

@@ -52,19 +52,25 @@ public static class LabelledData
     /// <summary>
     /// Scaffold split (MoleculeNet/DeepChem): molecules grouped by Bemis–Murcko scaffold, groups taken largest first
     /// (equal sizes: the group whose first row comes later first, as DeepChem sorts) into train until it is full, then
-    /// validation, then test, so test scaffolds never appear in training. Unparsable SMILES form a group each.
+    /// validation, then test, so test scaffolds never appear in training. Unparsable SMILES form a group each; rows most
+    /// of which are not SMILES (protein sequences) are refused, since their "split" would be the file's order.
     /// </summary>
     public static DataSplit Scaffold(IReadOnlyList<LabelledRow> rows, double validFraction, double testFraction)
     {
         var groups = new Dictionary<string, List<int>>(StringComparer.Ordinal);
+        var unread = new List<int>();
         for (int i = 0; i < rows.Count; i++)
         {
             string key = $"#invalid {i}";
             if (Molecule.TryFromSmiles(rows[i].Sequence, out var molecule, out _))
                 using (molecule) key = molecule!.MurckoScaffold();
+            else unread.Add(i);
             if (!groups.TryGetValue(key, out var members)) groups[key] = members = [];
             members.Add(i);
         }
+        if (unread.Count * 2 > rows.Count)
+            throw new BioForgeException($"data.split scaffold groups molecules by their Bemis–Murcko scaffold, but RDKit reads no molecule in {unread.Count} of the {rows.Count} rows "
+                + $"(the first: '{Shorten(rows[unread[0]].Sequence)}'); use data.split random for sequences that are not SMILES");
         double trainCut = (1 - validFraction - testFraction) * rows.Count, validCut = (1 - testFraction) * rows.Count;
         List<LabelledRow> train = [], valid = [], test = [];
         foreach (var members in groups.Values.OrderByDescending(g => g.Count).ThenByDescending(g => g[0]))
@@ -75,4 +81,6 @@ public static class LabelledData
         }
         return new DataSplit(train, valid, test);
     }
+
+    private static string Shorten(string text) => text.Length <= 40 ? text : text[..40] + "…";
 }

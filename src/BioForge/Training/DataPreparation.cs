@@ -46,16 +46,17 @@ public static class DataPreparation
         if (!(validationFraction is >= 0 and < 1)) throw new BioForgeException($"--validation-fraction {validationFraction}: must be in [0, 1)");
         // A corpus prepared over another would change under the runs trained on it (their splits included).
         RunDirectory.RequireNew(directory, "--out");
-        // A folder this call made goes again if the preparation fails (a bad record found halfway, say).
+        // What this call writes goes again if the preparation fails (a bad record found halfway, say): the folder when it
+        // made it, else its contents (it was empty).
         bool created = !Directory.Exists(directory);
         Directory.CreateDirectory(directory);
         try
         {
             return PrepareInto(inputs, kind, directory, validationFraction, seed, smilesColumn, progress, clusters, given);
         }
-        catch when (created)
+        catch
         {
-            Directory.Delete(directory, recursive: true);
+            RunDirectory.Undo(directory, created);
             throw;
         }
     }

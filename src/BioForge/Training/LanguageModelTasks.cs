@@ -125,7 +125,8 @@ internal sealed class MaskedLanguageModelTask : ILanguageModelTask
 /// <summary>
 /// A Llama-style decoder with causal language modelling. With <paramref name="randomizeSmiles"/>, each training
 /// molecule is rewritten as a random valid SMILES of itself (Bjerrum 2017) every epoch; molecules RDKit cannot parse,
-/// or whose random form would exceed <paramref name="maxLength"/> tokens, stay as they are.
+/// whose random form would exceed <paramref name="maxLength"/> tokens, or cut to it (no &lt;bos&gt; … &lt;eos&gt; frame:
+/// the rest is a fragment, which must not be taught to end), stay as they are.
 /// </summary>
 internal sealed class CausalLanguageModelTask(LlamaCheckpoint checkpoint, bool randomizeSmiles = false, int maxLength = int.MaxValue) : ILanguageModelTask
 {
@@ -138,6 +139,7 @@ internal sealed class CausalLanguageModelTask(LlamaCheckpoint checkpoint, bool r
     private int[] Randomized(TokenSequence sequence, ulong seed, int epoch)
     {
         var vocabulary = checkpoint.Vocabulary ?? throw new BioForgeException("SMILES randomization needs a model with a SMILES vocabulary");
+        if (sequence.Tokens is not [var first, .., var last] || first != checkpoint.Config.BosTokenId || last != checkpoint.Config.EosTokenId) return sequence.Tokens;
         string? smiles = vocabulary.Decode(sequence.Tokens.Select(t => (long)t));
         if (smiles is null || !Molecule.TryFromSmiles(smiles, out var molecule, out _)) return sequence.Tokens;
         using (molecule)

@@ -48,7 +48,7 @@ public sealed class RunDirectory
         if (isNew) RequireNew(path, setting, "pass --resume to continue that run, or choose another directory");
         else if (string.IsNullOrWhiteSpace(path)) throw new BioForgeException($"{setting} is required");
         else if (!Directory.Exists(path)) throw new BioForgeException($"--resume: {setting} {path} does not exist; there is no run to continue");
-        var run = new RunDirectory(path) { Created = !Directory.Exists(path) };
+        var run = new RunDirectory(path) { Created = !Directory.Exists(path), StartedEmpty = isNew };
         if (!owner) return run;
         try
         {
@@ -63,19 +63,37 @@ public sealed class RunDirectory
     }
 
     /// <summary>Whether <see cref="Open"/> made the directory (a new run where nothing was).</summary>
-    public bool Created { get; private init; }
+    private bool Created { get; init; }
+
+    /// <summary>Whether the directory was absent or empty when <see cref="Open"/> took it for a new run: all it holds is the run's.</summary>
+    private bool StartedEmpty { get; init; }
 
     /// <summary>
-    /// After a failure: a directory this run made and left with nothing to resume or read (no checkpoint, no logged step)
-    /// is removed, so a run refused at its first step leaves no folder behind.
+    /// After a failure: a new run's directory left with nothing to resume or read (no checkpoint, no logged step) is
+    /// removed — emptied when it was there before — so a run refused at its first step leaves nothing that blocks the next.
     /// </summary>
     /// <remarks>A branch's directory starts with its source's history (<paramref name="historyUpTo"/>): only lines past it count as its own.</remarks>
     public void RemoveIfUnused(string stateFile, long historyUpTo = -1)
     {
-        if (!Created || !Directory.Exists(Path) || Checkpoints(stateFile).Count > 0) return;
+        if (!StartedEmpty || !Directory.Exists(Path) || Checkpoints(stateFile).Count > 0) return;
         string metrics = System.IO.Path.Combine(Path, MetricsFile);
         if (File.Exists(metrics) && File.ReadLines(metrics).Any(line => MetricsLog.StepOf(line) is not { } step || step > historyUpTo)) return;
-        Directory.Delete(Path, recursive: true);
+        Undo(Path, Created);
+    }
+
+    /// <summary>Removes what was written into a folder found absent or empty: the folder when it was <paramref name="created"/>, else all it holds.</summary>
+    internal static void Undo(string path, bool created)
+    {
+        if (created)
+        {
+            Directory.Delete(path, recursive: true);
+            return;
+        }
+        foreach (var entry in new DirectoryInfo(path).EnumerateFileSystemInfos())
+        {
+            if (entry is DirectoryInfo folder && folder.LinkTarget is null) folder.Delete(recursive: true);
+            else entry.Delete();
+        }
     }
 
     /// <summary>Opens an existing run directory without the empty/resume check (for readers such as tests and tools).</summary>

@@ -9,7 +9,8 @@ namespace BioForge.Training;
 /// Where a training run starts: its directory and, when it resumes, the checkpoint and that checkpoint's state.
 /// <paramref name="BranchMetrics"/> is the metrics log a branch's history starts from (its source run's), or null.
 /// </summary>
-internal sealed record RunStart(RunDirectory Run, string? Checkpoint, TrainerState? State, string? BranchMetrics);
+/// <paramref name="Branch"/>: the checkpoint is another run's, continued in a new directory.
+internal sealed record RunStart(RunDirectory Run, string? Checkpoint, TrainerState? State, string? BranchMetrics, bool Branch);
 
 /// <summary>
 /// The checks that make a resumed run the same run as the one it continues (or a clean branch of another), kept apart
@@ -31,6 +32,7 @@ internal static class RunResume
     {
         if (options.Resume && options.ResumeFrom is not null)
             throw new BioForgeException("give --resume (the latest checkpoint of train.output_dir) or --resume-from CHECKPOINT, not both");
+        if (options.StopAt is < 1) throw new BioForgeException($"--stop-at {options.StopAt}: must be a step of the run, 1 or more");
         string? resumeFrom = options.ResumeFrom;
         if (resumeFrom is not null && !Directory.Exists(resumeFrom)) throw new BioForgeException($"--resume-from {resumeFrom}: no such checkpoint directory");
         string? source = resumeFrom is null ? null : SourceRun(resumeFrom);
@@ -56,13 +58,15 @@ internal static class RunResume
         if (options.Resume)
             resumeFrom = run.LatestCheckpoint(TrainerState.FileName)
                 ?? throw new BioForgeException($"--resume: {run.CheckpointsDirectory} holds no complete checkpoint");
-        if (resumeFrom is null) return new RunStart(run, null, null, null);
+        if (resumeFrom is null) return new RunStart(run, null, null, null, false);
 
         var state = TrainerState.Read(resumeFrom);
         if (state.Precision != config.Train.Precision)
             throw new BioForgeException($"{resumeFrom}: written with precision {state.Precision}, the configuration says {config.Train.Precision}");
         if (state.Step > config.Train.Steps)
             throw new BioForgeException($"{resumeFrom}: the checkpoint is at step {state.Step}, past train.steps {config.Train.Steps}");
+        if (options.StopAt is { } stopAt && stopAt <= state.Step)
+            throw new BioForgeException($"--stop-at {stopAt}: the checkpoint is at step {state.Step} already (stop at a later step)");
         var current = JsonNode.Parse(config.ToJsonText())!.AsObject();
         // The run's own settings; a branch's are those of the run it branches from (when the checkpoint is inside one).
         var history = branch ? source is null ? null : RunDirectory.Existing(source) : run;
@@ -73,7 +77,7 @@ internal static class RunResume
         if (state.TrainDocuments is { } documents && (documents != train.Count || state.TrainTokens != train.TotalTokens))
             throw new BioForgeException($"{resumeFrom}: trained on {documents:N0} documents / {state.TrainTokens:N0} tokens, but data.dir {config.Data.Dir} "
                 + $"holds {train.Count:N0} / {train.TotalTokens:N0}; a resumed run must read the same corpus");
-        if (!lead) return new RunStart(run, resumeFrom, state, null);
+        if (!lead) return new RunStart(run, resumeFrom, state, null, branch);
         options.OnInfo?.Invoke(branch
             ? $"branching from step {state.Step} ({resumeFrom}) into a new run in {config.Train.OutputDir}"
                 + (source is null ? "; the checkpoint is in no run directory, so only its precision, seed and corpus could be checked" : "")
@@ -82,10 +86,20 @@ internal static class RunResume
         // family describes the model type's code, not a setting.
         if (history?.Changes(current, "train.output_dir", "model.config", "learning_rate", "adam_w", "family") is { Count: > 0 } changes)
             options.OnInfo?.Invoke($"settings changed since that run: {string.Join("; ", changes)}");
-        if (!branch && run.AbandonCheckpointsAfter(state.Step, TrainerState.FileName) is { Count: > 0 } abandoned)
-            options.OnInfo?.Invoke($"removed the later checkpoints of the abandoned continuation (steps {string.Join(", ", abandoned)})");
         string? metrics = branch && source is not null ? Path.Combine(source, RunDirectory.MetricsFile) : null;
-        return new RunStart(run, resumeFrom, state, metrics is not null && File.Exists(metrics) ? metrics : null);
+        return new RunStart(run, resumeFrom, state, metrics is not null && File.Exists(metrics) ? metrics : null, branch);
+    }
+
+    /// <summary>
+    /// A run resumed from an earlier checkpoint of its own abandons the continuation after it: its later checkpoints are
+    /// removed — called once the resumed run is set up, so a resume refused on the way (a layout the world cannot hold,
+    /// an optimizer state that does not fit) leaves them where they were.
+    /// </summary>
+    public static void AbandonLaterCheckpoints(RunStart start, TrainerOptions options)
+    {
+        if (start.Branch || start.State is not { } state) return;
+        if (start.Run.AbandonCheckpointsAfter(state.Step, TrainerState.FileName) is { Count: > 0 } abandoned)
+            options.OnInfo?.Invoke($"removed the later checkpoints of the abandoned continuation (steps {string.Join(", ", abandoned)})");
     }
 
     /// <summary>The run directory a checkpoint lies in (<c>RUN/checkpoints/step-N</c>), or null for a checkpoint kept elsewhere.</summary>

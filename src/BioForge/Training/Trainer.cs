@@ -61,7 +61,8 @@ public static class Trainer
         // validates and gathers whole tensors for it.
         bool lead = world.Rank == 0;
         using var train = OpenSplit(config.Data.Dir, "train");
-        var (run, resumeFrom, state, branchMetrics) = RunResume.Open(config, options, train, lead);
+        var start = RunResume.Open(config, options, train, lead);
+        var (run, resumeFrom, state, branchMetrics, _) = start;
         try
         {
             if (world.Size > 1) world.Barrier(); // every rank has checked the run directory before rank 0 writes into it
@@ -94,6 +95,7 @@ public static class Trainer
             if (resumeFrom is not null) RunDirectory.LoadOptimizer(resumeFrom, optimizer, state!.Step);
             options.OnInfo?.Invoke(FormattableString.Invariant($"optimizer state {optimizer.StateBytes} bytes per rank ({grid.Data.Size} data-parallel × {grid.Tensor.Size} tensor-parallel rank(s){(zero ? ", ZeRO-1" : "")}{(layout.SplitsVocabulary ? ", vocabulary split" : "")})"));
 
+            if (lead) RunResume.AbandonLaterCheckpoints(start, options);
             if (lead) run.WriteConfig(config.ToJsonText());
             if (lead && branchMetrics is not null) AtomicFile.WriteText(Path.Combine(run.Path, RunDirectory.MetricsFile), File.ReadAllText(branchMetrics)); // the history up to the branch point
             using var metrics = lead ? run.OpenMetrics(state?.Step ?? 0) : null;
@@ -122,6 +124,9 @@ public static class Trainer
 
                 if (!double.IsFinite(stepLoss))
                     throw new BioForgeException($"step {step}: the loss is {stepLoss}; lower optimizer.lr or enable optimizer.grad_clip");
+                // A finite loss whose gradients overflowed has already updated the weights: stop before they are checkpointed.
+                if (config.Optimizer.GradClip > 0 && !double.IsFinite(gradNorm))
+                    throw new BioForgeException($"step {step}: the gradient norm is {gradNorm}; lower optimizer.lr (the checkpoints written so far are intact)");
                 // Ranks stop together: a Ctrl+C seen by any rank stops all of them after this step.
                 cancelled = Agree(grid.World, options.Cancellation.IsCancellationRequested);
                 if (lead && (step % config.Train.LogEvery == 0 || step == stopAt))
