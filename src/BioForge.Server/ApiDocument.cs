@@ -84,6 +84,10 @@ internal static class ApiDocument
                     {
                         if (p.AttributeProvider?.GetCustomAttributes(typeof(RequiredAttribute), false) is { Length: > 0 })
                             (schema.Required ??= new HashSet<string>()).Add(p.Name);
+                        // Answers leave a null out (Json.Options, WhenWritingNull), whatever a record's constructor requires.
+                        else if (p.IsGetNullable && p.AttributeProvider?.GetCustomAttributes(typeof(System.Text.Json.Serialization.JsonIgnoreAttribute), false)
+                            is not [System.Text.Json.Serialization.JsonIgnoreAttribute { Condition: System.Text.Json.Serialization.JsonIgnoreCondition.Never }, ..])
+                            schema.Required?.Remove(p.Name);
                         // A JsonElement field (embeddings' input) is "any JSON" to the generator; the handler takes a string or strings.
                         if (p.PropertyType == typeof(System.Text.Json.JsonElement) && schema.Properties?.TryGetValue(p.Name, out var any) == true)
                             schema.Properties[p.Name] = new OpenApiSchema

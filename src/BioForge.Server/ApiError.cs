@@ -119,9 +119,17 @@ internal static class Json
         using var buffer = new MemoryStream();
         await request.Body.CopyToAsync(buffer, request.HttpContext.RequestAborted);
         if (buffer.Length == 0) return new T();
+        byte[] body = buffer.ToArray();
+        if (!System.Text.Unicode.Utf8.IsValid(body)) throw ApiError.BadRequest("the request body is not valid UTF-8");
         try
         {
-            return JsonSerializer.Deserialize<T>(buffer.ToArray(), Options) ?? throw ApiError.BadRequest("the request body is JSON null; expected an object");
+            var value = JsonSerializer.Deserialize<T>(body, Options) ?? throw ApiError.BadRequest("the request body is JSON null; expected an object");
+            // A field kept as JsonElement (input, prompt, stop) is decoded only when the handler reads it: a lone UTF-16
+            // surrogate escape (\ud800) would fail there, as a 500.
+            using var document = JsonDocument.Parse(body);
+            if (Undecodable(document.RootElement, "$") is { } where)
+                throw ApiError.BadRequest($"malformed request body at {where}: a string with a lone UTF-16 surrogate (\\uD800–\\uDFFF unpaired)", where.TrimStart('$', '.'));
+            return value;
         }
         catch (JsonException e)
         {
@@ -132,6 +140,44 @@ internal static class Json
                 reason = $"expected {JsonType(converted.Groups[1].Value)}";
             string field = where.TrimStart('$', '.');
             throw ApiError.BadRequest($"malformed request body at {where}: {reason}", field.Length > 0 ? field : null);
+        }
+    }
+
+    /// <summary>The JSON path of the first name or string that is not decodable text, or null.</summary>
+    private static string? Undecodable(JsonElement element, string path)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.String:
+                return Decodes(() => element.GetString()) ? null : path;
+            case JsonValueKind.Object:
+                foreach (var property in element.EnumerateObject())
+                {
+                    string name = "";
+                    if (!Decodes(() => name = property.Name)) return path;
+                    if (Undecodable(property.Value, $"{path}.{name}") is { } inner) return inner;
+                }
+                return null;
+            case JsonValueKind.Array:
+                int index = 0;
+                foreach (var item in element.EnumerateArray())
+                    if (Undecodable(item, $"{path}[{index++}]") is { } inner) return inner;
+                return null;
+            default:
+                return null;
+        }
+
+        static bool Decodes(Action read)
+        {
+            try
+            {
+                read();
+                return true;
+            }
+            catch (InvalidOperationException)
+            {
+                return false;
+            }
         }
     }
 }

@@ -224,12 +224,21 @@ public sealed class BioForgeServer : IAsyncDisposable
         }
         finally
         {
-            string route = (context.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText is { } raw ? (raw.Length > 1 ? raw.TrimEnd('/') : raw) : "unmatched";
+            string route = (context.GetEndpoint() as RouteEndpoint ?? RefusedByContentType(context))?.RoutePattern.RawText is { } raw ? (raw.Length > 1 ? raw.TrimEnd('/') : raw) : "unmatched";
             int status = clientLeft ? ClientClosedRequest : context.Response.StatusCode;
             state.Metrics.Request(route, status, clock.Elapsed.TotalSeconds);
             if (state.Options.AccessLog) state.Log?.Invoke(AccessLine(context, status, clock.Elapsed));
         }
     }
+
+    /// <summary>
+    /// The route a request with another Content-Type was meant for: routing answers it (415) with an endpoint of its own,
+    /// not the route's, and such requests would otherwise be counted as matching no route.
+    /// </summary>
+    private static RouteEndpoint? RefusedByContentType(HttpContext context) =>
+        context.Response.StatusCode != StatusCodes.Status415UnsupportedMediaType ? null
+        : context.RequestServices.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>()
+            .FirstOrDefault(e => string.Equals(e.RoutePattern.RawText?.TrimEnd('/'), context.Request.Path.Value?.TrimEnd('/'), StringComparison.OrdinalIgnoreCase));
 
     /// <summary>
     /// <c>2026-12-05T21:40:12.345Z 127.0.0.1 POST /v1/completions 200 812.4ms 0HNA1B2C3D4E5:00000001</c>: when the answer

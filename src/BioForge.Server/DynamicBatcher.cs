@@ -56,6 +56,9 @@ internal sealed class DynamicBatcher<TIn, TOut> : IDisposable
     /// <summary>Admits and queues the inputs, or refuses them all at once (503, thrown here rather than in the task).</summary>
     private List<Pending> Enqueue(IReadOnlyList<TIn> inputs, CancellationToken cancellation)
     {
+        // More than the queue holds would be refused as "busy, retry" on an idle server too, for ever.
+        if (inputs.Count > options.QueueCapacity)
+            throw ApiError.Invalid($"{inputs.Count} inputs in one request are more than model {model} queues at once ({options.QueueCapacity}, --queue-capacity); send fewer per request", "input");
         if (Interlocked.Add(ref waiting, inputs.Count) > options.QueueCapacity)
         {
             Interlocked.Add(ref waiting, -inputs.Count);

@@ -154,6 +154,23 @@ public sealed class OpenApiTests : IAsyncLifetime
         Assert.True(operations >= 16, $"{operations} operations documented");
     }
 
+    /// <summary>
+    /// Answer schemas say what answers hold: a field the server leaves out when null is not required (an invalid SMILES's
+    /// row has no descriptors), one always written is; the two usages (embeddings, completions) are two schemas.
+    /// </summary>
+    [Fact]
+    public void AnswerSchemasRequireOnlyWhatAnswersAlwaysHold()
+    {
+        var schemas = document["components"]!["schemas"]!.AsObject();
+        HashSet<string> Required(string name) => schemas[name]?["required"]?.AsArray().Select(r => r!.GetValue<string>()).ToHashSet() ?? [];
+        Assert.Contains("valid", Required("PropsRow"));
+        Assert.DoesNotContain("canonical", Required("PropsRow"));
+        Assert.DoesNotContain("error", Required("PropsRow"));
+        Assert.Contains("finish_reason", Required("Choice")); // written as null while a stream runs
+        Assert.Contains("completion_tokens", schemas["CompletionUsage"]!["properties"]!.AsObject().Select(p => p.Key));
+        Assert.DoesNotContain("completion_tokens", schemas["Usage"]!["properties"]!.AsObject().Select(p => p.Key));
+    }
+
     private static string Camel(string snake)
     {
         var parts = snake.Split('_');

@@ -221,6 +221,9 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Contains("bioforge_request_duration_seconds_bucket{route=\"/v1/embeddings\",le=\"+Inf\"}", after);
         Assert.Contains("bioforge_request_duration_seconds_bucket{route=\"/v1/embeddings\",le=\"0.0025\"}", after); // bounds as written, not 0.0025000000000000001
         Assert.Contains("bioforge_queue_depth{queue=\"smiles-llama-small\"}", after);
+        // Routing answers another Content-Type itself (415): counted under the route it was sent to.
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, (await Post("/v1/embeddings", "{}", "text/plain")).Status);
+        Assert.Contains("bioforge_requests_total{route=\"/v1/embeddings\",status=\"415\"}", (await Get("/v1/metrics")).Body!.GetValue<string>());
     }
 
     private static float[] Vector(JsonNode body) => [.. body["data"]![0]!["embedding"]!.AsArray().Select(v => v!.GetValue<float>())];
@@ -239,6 +242,19 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":"MKV","inptu":1}"""), "inptu", "unknown field");
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":[1,2]}"""), "input[0]", "must be a string");
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small"}"""), "input", "required");
+        // Text that is no text: ill-formed UTF-8, and a lone surrogate escape in a field read only by the handler (was a 500).
+        using (var bytes = new ByteArrayContent([.. Encoding.UTF8.GetBytes("""{"model":"esm2-small","input":"MK"""), 0xC3, .. Encoding.UTF8.GetBytes("\"}")]))
+        {
+            bytes.Headers.ContentType = MediaTypeHeaderValue.Parse("application/json");
+            using var response = await client.PostAsync("/v1/embeddings", bytes);
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Contains("not valid UTF-8", await response.Content.ReadAsStringAsync());
+        }
+        AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":["MK","M\ud800"]}"""), "input[1]", "lone UTF-16 surrogate");
+        AssertError(HttpStatusCode.BadRequest, await Post("/v1/completions", """{"model":"smiles-llama-small","stop":["\ud800"]}"""), "stop[0]", "lone UTF-16 surrogate");
+        // A letter outside the model's alphabet is refused before the request waits for the device, naming the field.
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/protein/contacts", """{"sequence":"MKTJAYI"}"""), "sequence", "'J' at position 4 is not an amino-acid letter");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/protein/score-variants", """{"sequence":"MK<mask>AYIAKQR","mutations":["K2R"]}"""), "sequence", "special tokens such as <mask> are not allowed");
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", """{"model":"esm2-small","input":["MKV","MK1V"]}"""), "input[1]", "invalid residue '1' at position 3");
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", """{"model":"smiles-llama-small","input":"C1CC"}"""), "input", "not a valid SMILES");
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", """{"model":"esm2-small","input":"MKV","encoding_format":"int8"}"""), "encoding_format", "float or base64");
@@ -934,5 +950,9 @@ public sealed class DynamicBatcherTests
         Assert.Equal([0, 1, 3], computed);
         Assert.Contains("bioforge_requests_rejected_total{queue=\"m\"} 1", metrics.Render());
         Assert.Contains("bioforge_requests_dropped_total{model=\"m\"} 1", metrics.Render());
+        // More inputs in one request than the queue holds could never be admitted: 422, not "retry later" for ever.
+        var tooMany = await Assert.ThrowsAsync<ApiError>(() => batcher.SubmitAllAsync([5, 6, 7, 8], CancellationToken.None));
+        Assert.Equal(422, tooMany.Status);
+        Assert.Equal("input", tooMany.Param);
     }
 }

@@ -105,10 +105,11 @@ internal static class CompletionRoutes
         [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? FinishReason,
         double? LogLikelihood = null);
 
-    public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens);
+    /// <summary>Named apart from the embeddings' usage: the document's schemas are keyed by type name.</summary>
+    public sealed record CompletionUsage(int PromptTokens, int CompletionTokens, int TotalTokens);
 
     /// <summary><c>seed</c>: the seed used (given or drawn); <c>samples</c>: with <c>valid_only</c>, how many samples it took.</summary>
-    public sealed record CompletionResponse(string Id, string Object, long Created, string Model, IReadOnlyList<Choice> Choices, Usage? Usage,
+    public sealed record CompletionResponse(string Id, string Object, long Created, string Model, IReadOnlyList<Choice> Choices, CompletionUsage? Usage,
         ulong? Seed = null, int? Samples = null);
 
     private const int MaxCharactersPerToken = 64, MaxChoices = 128, MaxStops = 4, MaxStopLength = 64, MaxLogprobs = 5, ValidOnlyAttemptsFactor = 100;
@@ -328,7 +329,7 @@ internal static class CompletionRoutes
         var (choices, samples) = await state.WithDeadline(context, token => plan.ValidOnly ? ValidOnly(plan, token) : Plain(state, plan, clock, token));
         int generated = samples.Sum(s => s.Generated);
         var response = new CompletionResponse(NewId(), "text_completion", DateTimeOffset.UtcNow.ToUnixTimeSeconds(), plan.Model.Name, choices,
-            new Usage(plan.PromptIds.Length, generated, plan.PromptIds.Length + generated), plan.Seed, plan.ValidOnly ? samples.Count : null);
+            new CompletionUsage(plan.PromptIds.Length, generated, plan.PromptIds.Length + generated), plan.Seed, plan.ValidOnly ? samples.Count : null);
         await Results.Json(response, Json.Options).ExecuteAsync(context);
     }
 
@@ -400,7 +401,7 @@ internal static class CompletionRoutes
     }
 
     /// <summary>An event of a stream; each carries the request's <c>seed</c>, so a stream with a drawn seed can be repeated.</summary>
-    private sealed record StreamChunk(string Id, string Object, long Created, string Model, IReadOnlyList<Choice> Choices, ulong Seed, Usage? Usage = null);
+    private sealed record StreamChunk(string Id, string Object, long Created, string Model, IReadOnlyList<Choice> Choices, ulong Seed, CompletionUsage? Usage = null);
 
     /// <summary>
     /// Server-sent events: a chunk per sample whenever it has new text (one token, or several held back by a possible stop
@@ -453,7 +454,7 @@ internal static class CompletionRoutes
             if (plan.IncludeUsage)
             {
                 int generated = samples.Sum(s => s.Generated);
-                await Event(response, new StreamChunk(id, "text_completion", created, plan.Model.Name, [], plan.Seed, new Usage(plan.PromptIds.Length, generated, plan.PromptIds.Length + generated)),
+                await Event(response, new StreamChunk(id, "text_completion", created, plan.Model.Name, [], plan.Seed, new CompletionUsage(plan.PromptIds.Length, generated, plan.PromptIds.Length + generated)),
                     context.RequestAborted);
             }
             await response.WriteAsync("data: [DONE]\n\n", context.RequestAborted);
@@ -483,6 +484,9 @@ internal static class CompletionRoutes
     private static Choice? Release(Sample sample, bool[] finished)
     {
         if (finished[sample.Index]) return null;
+        // Stopped without an end (its decoding failed, or the request's did): no finish_reason a client would take for a
+        // whole sample; the stream's error event says what happened.
+        if (sample.Cancelled || sample.Failure is not null) return null;
         string text = sample.Text;
         int end = Math.Min(sample.Releasable, text.Length);
         int tokens = sample.SentTokens;

@@ -88,7 +88,7 @@ internal static class ProteinRoutes
         {
             var request = await Json.ReadAsync<FillMaskRequest>(context.Request);
             var (model, esm) = Model(state, request.Model);
-            string sequence = Sequence(request.Sequence, esm, windowed: true);
+            string sequence = Sequence(request.Sequence, esm, windowed: true, masks: true);
             if (request.TopK is < 1 or > 33) throw ApiError.Invalid($"top_k must be 1–33 (got {request.TopK})", "top_k");
             if (request.EachPosition)
             {
@@ -113,7 +113,6 @@ internal static class ProteinRoutes
             var request = await Json.ReadAsync<SequenceRequest>(context.Request);
             var (model, esm) = Model(state, request.Model);
             string sequence = Sequence(request.Sequence, esm);
-            if (sequence.Contains('<')) throw ApiError.Invalid("sequence: special tokens are not allowed here", "sequence");
             if (request.Top is < 0 or > 10_000) throw ApiError.Invalid($"top must be 0–10000 (got {request.Top})", "top");
             var (map, trained) = await state.WithDeadline(context, token => state.Device.RunAsync(() => (ContactPredictor.Predict(esm, sequence), esm.Model.ContactHeadTrained), token,
                 new WorkSize("contacts", sequence.Length)));
@@ -159,17 +158,19 @@ internal static class ProteinRoutes
     }
 
     /// <summary>
-    /// The sequence in upper case, or 422 naming the first character that is not a residue; longer than the model reads
-    /// only where it is <paramref name="windowed"/> (each site read in the window centred on it).
+    /// The sequence in upper case, or 422 naming the first character that is not a residue of the model's alphabet (before
+    /// the request waits for the device); <c>&lt;mask&gt;</c> only where it <paramref name="masks"/>; longer than the model
+    /// reads only where it is <paramref name="windowed"/> (each site read in the window centred on it).
     /// </summary>
-    private static string Sequence(string? text, EsmCheckpoint esm, bool windowed = false)
+    private static string Sequence(string? text, EsmCheckpoint esm, bool windowed = false, bool masks = false)
     {
         if (string.IsNullOrWhiteSpace(text)) throw ApiError.BadRequest("sequence is required", "sequence");
         string sequence = text.Trim();
+        if (!masks && sequence.Contains('<')) throw ApiError.Invalid("sequence: special tokens such as <mask> are not allowed here", "sequence");
         string plain = sequence.Replace("<mask>", "X", StringComparison.Ordinal);
         for (int i = 0; i < plain.Length; i++)
-            if (!char.IsAsciiLetter(plain[i]))
-                throw ApiError.Invalid($"sequence: '{plain[i]}' at position {i + 1} is not an amino-acid letter", "sequence");
+            if (!char.IsAsciiLetter(plain[i]) || !esm.Tokenizer.Vocabulary.Contains(char.ToUpperInvariant(plain[i]).ToString()))
+                throw ApiError.Invalid($"sequence: '{plain[i]}' at position {i + 1} is not an amino-acid letter of the model's alphabet", "sequence");
         if (plain.Length > esm.Config.MaxResidues && !windowed) throw ApiError.Invalid($"sequence has {plain.Length} residues; this model takes at most {esm.Config.MaxResidues}", "sequence");
         return sequence.Replace("<mask>", "\u0001", StringComparison.Ordinal).ToUpperInvariant().Replace("\u0001", "<mask>", StringComparison.Ordinal);
     }
