@@ -188,6 +188,12 @@ public sealed class BioForgeServer : IAsyncDisposable
     private const int ClientClosedRequest = 499;
 
     /// <summary>
+    /// Where a stream that ended in an error event leaves that error's status: its status line said 200 before the
+    /// first event, but metrics and the access log count how it ended.
+    /// </summary>
+    internal const string StreamStatus = "bioforge.stream-status";
+
+    /// <summary>
     /// Around every request: the API key, errors as one JSON message with the right status, and the metrics
     /// (route pattern, status, latency).
     /// </summary>
@@ -225,7 +231,7 @@ public sealed class BioForgeServer : IAsyncDisposable
         finally
         {
             string route = (context.GetEndpoint() as RouteEndpoint ?? RefusedByContentType(context))?.RoutePattern.RawText is { } raw ? (raw.Length > 1 ? raw.TrimEnd('/') : raw) : "unmatched";
-            int status = clientLeft ? ClientClosedRequest : context.Response.StatusCode;
+            int status = clientLeft ? ClientClosedRequest : context.Items[StreamStatus] is int ended ? ended : context.Response.StatusCode;
             state.Metrics.Request(route, status, clock.Elapsed.TotalSeconds);
             if (state.Options.AccessLog) state.Log?.Invoke(AccessLine(context, status, clock.Elapsed));
         }

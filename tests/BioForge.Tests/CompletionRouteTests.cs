@@ -152,6 +152,14 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         Assert.Equal(HttpStatusCode.OK, status);
         string Cut(string s) => new[] { s.IndexOf('(', StringComparison.Ordinal), s.IndexOf("[NH", StringComparison.Ordinal) }.Where(i => i >= 0).DefaultIfEmpty(s.Length).Min() is int at ? s[..at] : s;
         Assert.Equal(full.Select(Cut), Texts(JsonNode.Parse(text)!));
+        // The log-probabilities are of the tokens the text holds: none of a cut stop string, also one of two tokens ("c", "1").
+        Assert.Contains(full, s => s.Contains("c1", StringComparison.Ordinal));
+        foreach (var stops in new[] { new[] { "(", "[NH" }, ["c1"] })
+        {
+            var (_, answer) = await Post(new { model = Model, n = 4, seed = 5, max_tokens = 80, stop = stops, logprobs = 0 });
+            foreach (var choice in JsonNode.Parse(answer)!["choices"]!.AsArray())
+                Assert.Equal(choice!["text"]!.GetValue<string>(), string.Concat(choice["logprobs"]!["tokens"]!.AsArray().Select(t => t!.GetValue<string>())));
+        }
         var streamed = await Stream(new { model = Model, n = 4, seed = 5, max_tokens = 80, stop = new[] { "(", "[NH" }, stream = true });
         Assert.Equal(full.Select(Cut), streamed.Texts);
     }

@@ -269,6 +269,14 @@ internal static class CompletionRoutes
                 if (at >= 0)
                 {
                     text.Length = at;
+                    // Tokens wholly inside the cut stop string leave the log-probabilities too (the text no longer holds them).
+                    while (Offsets.Count > 0 && Offsets[^1] >= at)
+                    {
+                        Tokens.RemoveAt(Tokens.Count - 1);
+                        TokenLogprobs.RemoveAt(TokenLogprobs.Count - 1);
+                        Top.RemoveAt(Top.Count - 1);
+                        Offsets.RemoveAt(Offsets.Count - 1);
+                    }
                     stopString = true;
                     return false;
                 }
@@ -470,6 +478,7 @@ internal static class CompletionRoutes
                 state.Log?.Invoke($"{context.Request.Method} {context.Request.Path} [{context.TraceIdentifier}]: stream failed: {e}");
                 error = ApiError.Internal(context.TraceIdentifier);
             }
+            context.Items[BioForgeServer.StreamStatus] = error.Status;
             await Event(response, new ErrorResponse(new ErrorDetail(error.Message, error.Type, error.Param, error.Status)), CancellationToken.None);
         }
         finally

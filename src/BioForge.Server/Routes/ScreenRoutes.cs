@@ -91,7 +91,16 @@ internal static class ScreenRoutes
             _ = run.ContinueWith(t =>
             {
                 if (t.IsCanceled || t.Exception?.InnerException is OperationCanceledException) job.Finish(JobStatus.Cancelled);
-                else if (t.Exception is { } e) job.Finish(JobStatus.Failed, error: e.InnerException?.Message ?? e.Message);
+                else if ((t.Exception?.InnerException ?? t.Exception) is Exception e)
+                {
+                    // As a 500 answers: a fault of ours is logged, and its message (which can carry the server's paths) is not shown.
+                    if (e is BioForgeException or ApiError) job.Finish(JobStatus.Failed, error: e.Message);
+                    else
+                    {
+                        state.Log?.Invoke($"screen job {job.Id} failed: {e}");
+                        job.Finish(JobStatus.Failed, error: $"internal error; the server's log has the details under job {job.Id}");
+                    }
+                }
             }, TaskScheduler.Default);
             context.Response.Headers.Location = $"/v1/screen/{job.Id}";
             return Results.Json(View(job), Json.Options, statusCode: StatusCodes.Status202Accepted);
