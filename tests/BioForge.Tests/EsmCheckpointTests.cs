@@ -58,6 +58,20 @@ public sealed class EsmCheckpointTests
             Assert.DoesNotContain(file.Entries, e => e.Name.StartsWith("lm_head.", StringComparison.Ordinal));
         using var again = EsmCheckpoint.Load(saved, cpu.Device, cpu.DType);
         Assert.False(again.Model.HasLanguageModelHead);
+
+        // A fine-tuned classifier (EsmForSequenceClassification: the encoder and a task head, no masked-LM head) is read
+        // for its encoder, the task head left aside, as transformers' AutoModel reads it.
+        string classifier = TestData.TempDirectory();
+        File.Copy(Path.Combine(TestData.EsmTiny, "config.json"), Path.Combine(classifier, "config.json"));
+        using (var scope = NewDisposeScope())
+        using (var weights = BioForge.IO.SafetensorsCheckpoint.Open(TestData.EsmTiny))
+            BioForge.IO.SafetensorsWriter.Write(Path.Combine(classifier, "model.safetensors"),
+                [.. weights.Names.Where(n => !n.StartsWith("lm_head.", StringComparison.Ordinal)).Select(n => new KeyValuePair<string, Tensor>(n, weights.Load(n))),
+                    new("classifier.dense.weight", randn(64, 64)), new("classifier.dense.bias", zeros(64)), new("classifier.out_proj.weight", randn(2, 64)), new("classifier.out_proj.bias", zeros(2))]);
+        using var fineTuned = EsmCheckpoint.Load(classifier, cpu.Device, cpu.DType);
+        Assert.False(fineTuned.Model.HasLanguageModelHead);
+        using (var scope = NewDisposeScope())
+            Assert.True(whole.Model.Forward(ids, mask, new EsmForwardOptions()).LastHiddenState.allclose(fineTuned.Model.Forward(ids, mask, new EsmForwardOptions()).LastHiddenState));
     }
 
     [Fact]

@@ -87,12 +87,17 @@ public sealed class EsmCheckpoint : IDisposable
         if (stored.EndsWith("LayerNorm.bias", StringComparison.Ordinal)) yield return stored[..^"bias".Length] + "beta";
     }
 
-    /// <summary>Tensors recomputed or tied rather than stored: rotary frequencies, position ids, the tied decoder, the unused pooler.</summary>
+    /// <summary>
+    /// Tensors recomputed or tied rather than stored (rotary frequencies, position ids, the tied decoder), the unused
+    /// pooler, and the task head of a fine-tuned EsmForSequenceClassification / EsmForTokenClassification
+    /// (<c>classifier.*</c>), whose encoder is read as transformers' AutoModel reads it.
+    /// </summary>
     private static bool IsIgnorable(string name) =>
         name.EndsWith("rotary_embeddings.inv_freq", StringComparison.Ordinal)
         || name.EndsWith("position_ids", StringComparison.Ordinal)
         || name == "lm_head.decoder.weight"
-        || name.Contains("pooler.", StringComparison.Ordinal);
+        || name.Contains("pooler.", StringComparison.Ordinal)
+        || name.StartsWith("classifier.", StringComparison.Ordinal);
 
     /// <summary>
     /// Saves in the layout <c>save_pretrained</c> writes (config.json, vocab.txt, model.safetensors or shards),
