@@ -206,6 +206,12 @@ public sealed class CliTests
             Assert.Contains("the target is ABL1, one of the 379 the affinity model trained on", report);
             Assert.Contains("Best of the library: ", await stdout);
             Assert.Equal([output], Directory.GetDirectories(parent)); // replaced in place: no half-written sibling left
+            // The stored settings name the folder as it now is, not the hidden one the run worked in: they run and resume again.
+            foreach (string stored in new[] { "optimize_config.json", Path.Combine("optimize", "run_config.json"), Path.Combine("optimize", "report.html") })
+                Assert.DoesNotContain(".tmp", File.ReadAllText(Path.Combine(output, stored)));
+            Assert.Equal(Path.Combine(output, "target.fasta"), JsonNode.Parse(File.ReadAllText(Path.Combine(output, "optimize_config.json")))!["stages"]![0]!["components"]!.AsArray()
+                .Select(c => c!["target"]?.GetValue<string>()).First(t => t is not null));
+            Assert.Single(BioForge.Discovery.OptimizeConfig.Load(Path.Combine(output, "optimize", "run_config.json")).Stages); // derived values are not stored to be refused
             if (run == 2)
             {
                 var rows = Csv.ReadRows(Path.Combine(output, "candidates.csv"), out var header).Select(r => header.Zip(r.Fields).ToDictionary(p => p.First, p => p.Second)).ToList();

@@ -101,7 +101,7 @@ public sealed class OptimizeTests
         // A benzo-fused analogue shares the bucket; an unrelated ring system opens a new one.
         var scores = filter.Apply([M("O=C(Nc1nccs1)c1ccccc1", "O=C(Nc1nccs1)c1ccccc1"), M("O=C(Nc1nccs1)c1ccc2ccccc2c1", "O=C(Nc1nccs1)c1ccc2ccccc2c1"), M("C1CCNCC1", "C1CCNCC1")]);
         Assert.Equal([0.9, 0.0, 0.9], scores);
-        Assert.Equal(2, filter.Scaffolds);
+        Assert.Equal(2, filter.Buckets);
     }
 
     internal static string Run(string output, int steps, string extra = "", string learning = "") => $"""
@@ -501,6 +501,8 @@ public sealed class OptimizeTests
         Assert.InRange(first, 1001, 1300); // after the first search's own 1000 calls, not at once
         var metrics = File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
         Assert.Equal(restarts.Count, (int)metrics[^1]["restarts"]!);
+        // The distinct Murcko scaffolds of each step's molecules (no diversity filter here: its buckets would be none).
+        Assert.All(metrics.Where(m => m["scaffolds"] is not null), m => Assert.InRange((int)m["scaffolds"]!, 2, 48 + 32)); // the batch and its bred children
 
         // Without the second component every molecule scores 1: a top 10 at the ceiling cannot rise, so the run stops.
         string solvedDir = TestData.TempDirectory();

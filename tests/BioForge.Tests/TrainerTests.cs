@@ -158,6 +158,20 @@ public sealed class TrainerTests
         Assert.True(elapsed.Zip(elapsed.Skip(1)).All(p => p.Second >= p.First), $"elapsed_seconds went back: {string.Join(", ", elapsed)}");
     }
 
+    /// <summary>A resumed run's checkpoints carry the last validation loss until it validates again, not null.</summary>
+    [Fact]
+    public void AResumedRunKeepsItsLastValidationLossInItsCheckpoints()
+    {
+        string output = TestData.TempDirectory();
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 8)), new TrainerOptions { StopAt = 5 }); // validated at step 4
+        var before = TrainerState.Read(RunDirectory.Existing(output).Checkpoints(TrainerState.FileName)[^1].Path);
+        Assert.NotNull(before.LastValidationLoss);
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 8)), new TrainerOptions { Resume = true, StopAt = 6 });
+        var after = TrainerState.Read(RunDirectory.Existing(output).Checkpoints(TrainerState.FileName)[^1].Path);
+        Assert.Equal(6, after.Step);
+        Assert.Equal(before.LastValidationLoss, after.LastValidationLoss);
+    }
+
     /// <summary>A run that fails before anything worth keeping, in a folder it found empty, leaves it empty: a retry is not refused as "not empty".</summary>
     [Fact]
     public void ARunRefusedInAFolderItFoundEmptyLeavesItEmpty()

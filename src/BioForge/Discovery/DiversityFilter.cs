@@ -16,7 +16,7 @@ public sealed class DiversityFilter(OptimizeConfig.DiversityFilterSection settin
     // similar_scaffold: each bucket's first scaffold and its fingerprint.
     private readonly List<(string Scaffold, ulong[] Fingerprint)> representatives = [];
 
-    public int Scaffolds => buckets.Count;
+    public int Buckets => buckets.Count;
 
     /// <summary>The score the agent learns from for each molecule of one batch (in order); updates the buckets.</summary>
     public double[] Apply(IReadOnlyList<ScoredMolecule> batch) => Apply(batch, out _);

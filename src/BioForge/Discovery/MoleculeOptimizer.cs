@@ -10,6 +10,7 @@ using static TorchSharp.torch;
 
 namespace BioForge.Discovery;
 
+/// <summary>One step: <see cref="Scaffolds"/> counts the distinct Murcko scaffolds of the step's scored molecules (acyclic ones share the empty scaffold).</summary>
 public sealed record OptimizeStepReport(int Stage, string StageName, int Step, int StageStep, int StageSteps, double MeanScore, double ValidFraction,
     double NewFraction, int Scaffolds, double Loss, double BestScore, TimeSpan Elapsed, int OracleCalls = 0, StepTimings? Timings = null);
 
@@ -48,7 +49,9 @@ public static class MoleculeOptimizer
 
     private static bool MayChange(string path) =>
         path.StartsWith("stages[", StringComparison.Ordinal)
-        && path[(path.IndexOf(']', StringComparison.Ordinal) + 1)..] is ".max_steps" or ".min_steps" or ".max_score" or ".min_unique" or ".collapse_patience" or ".patience";
+        && (path[(path.IndexOf(']', StringComparison.Ordinal) + 1)..] is ".max_steps" or ".min_steps" or ".max_score" or ".min_unique" or ".collapse_patience" or ".patience"
+            // derived values that run files stored before 2026-12-06 hold
+            || path.EndsWith(".label", StringComparison.Ordinal) || path.EndsWith(".is_penalty", StringComparison.Ordinal));
 
     public static OptimizeResult Run(OptimizeConfig config, OptimizeOptions options)
     {

@@ -95,7 +95,7 @@ public static class OptimizationReport
             html.Append(SvgChart.Line(x, [.. steps.Select(p => p.MeanScore)], "Mean score of each sampled batch", "step", "mean score"));
             html.Append(SvgChart.Lines([("valid", x, [.. steps.Select(p => p.Valid)]), ("new to the run", x, [.. steps.Select(p => p.Unique)])],
                 "Valid and new molecules per batch", "step", "fraction"));
-            html.Append(SvgChart.Line(x, [.. steps.Select(p => (double)p.Scaffolds)], "Distinct scaffolds seen", "step", "scaffolds"));
+            html.Append(SvgChart.Line(x, [.. steps.Select(p => (double)p.Scaffolds)], "Distinct Murcko scaffolds per step", "step", "scaffolds"));
             if (ranked.Count > 1) html.Append(SvgChart.Histogram([.. ranked.Select(m => m.Score)], $"Scores of the {ranked.Count} best", "score", 20));
             html.Append("</div>");
             if (result.StageEndings.Count > 0)

@@ -217,7 +217,7 @@ public sealed class OptimizationSession : IDisposable
         if (restart is not null) Restart();
         var report = new OptimizeStepReport(stageIndex + 1, stageName, step, stageStep, stage.MaxSteps, mean,
             agentSamples.Count == 0 ? 0 : agentSamples.Count(m => m.Valid) / (double)agentSamples.Count,
-            newFraction, filter!.Scaffolds, loss, scored.Count == 0 ? 0 : scored.Max(m => m.Score), elapsed, budget?.Used ?? 0, timings);
+            newFraction, scored.Where(m => m.Scaffold is not null).Select(m => m.Scaffold).Distinct().Count(), loss, scored.Count == 0 ? 0 : scored.Max(m => m.Score), elapsed, budget?.Used ?? 0, timings);
         return new OptimizationStep(stageIndex, stageName, Labels(stageIndex), scored, sampled, learned, report, ending, calls, restart);
     }
 

@@ -99,6 +99,23 @@ public static class Quickstart
         throw new BioForgeException($"--library {library}: none of its {read} molecules could be read");
     }
 
+    /// <summary>
+    /// The optimization's stored settings and report as they read once the folder is in place: the run worked under the
+    /// hidden name <paramref name="temp"/>, and its configuration, given back to <c>optimize --config</c> (to resume or
+    /// run again), must name <paramref name="output"/>.
+    /// </summary>
+    private static void Relocate(string temp, string output)
+    {
+        foreach (string file in new[] { "optimize_config.json", Path.Combine("optimize", Training.RunDirectory.ConfigFile), Path.Combine("optimize", "report.html") })
+        {
+            string path = Path.Combine(temp, file);
+            if (!File.Exists(path)) continue;
+            Func<string, string> encode = file.EndsWith(".html", StringComparison.Ordinal) ? ReportHtml.Encode
+                : text => System.Text.Json.JsonEncodedText.Encode(text).ToString();
+            File.WriteAllText(path, File.ReadAllText(path).Replace(encode(temp), encode(output), StringComparison.Ordinal));
+        }
+    }
+
     private static QuickstartResult Run(QuickstartOptions options, Action<string> info, Action<OptimizeStepReport>? onStep, CancellationToken cancellation,
         ComputeOptions compute, string targetName, string sequence, string output, string temp, Stopwatch clock)
     {
@@ -192,6 +209,7 @@ public static class Quickstart
             },
         });
 
+        Relocate(temp, output);
         return new QuickstartResult(targetName, sequence.Length, picked, priorTop, agentTop, diversity, optimized.Scored, screened.Scored, candidates, libraryBest,
             Path.Combine(output, "report.html"), Path.Combine(output, "candidates.csv"), clock.Elapsed);
     }

@@ -161,6 +161,9 @@ internal static class Reinvent4Format
             {
                 ["strategy"] = "reinvent",
                 ["genetic_offspring"] = 0,
+                ["completion_offspring"] = 0,
+                ["replay_updates"] = 0,
+                ["skip_repeats"] = false, // REINVENT updates on the whole batch, repeats included
                 ["lr"] = 1e-4,
                 ["sigma"] = 128.0,
                 ["replay_size"] = 0,

@@ -119,8 +119,10 @@ public sealed record ComponentSettings
     /// <summary><c>isomer</c>'s molecular formula (<c>C7H8N2O2</c>).</summary>
     public string? Formula { get; init; }
 
+    [System.Text.Json.Serialization.JsonIgnore] // derived: a stored run file given back to --config would be refused for it
     public string Label => Name ?? Type;
 
+    [System.Text.Json.Serialization.JsonIgnore]
     public bool IsPenalty => Penalty || IsStructuralPenalty;
 
     /// <summary>A 0/0.5/1 verdict on structure, used as it is (no transform).</summary>

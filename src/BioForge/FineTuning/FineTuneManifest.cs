@@ -33,6 +33,7 @@ public sealed record FineTuneManifest
     /// <summary>The test metrics of a model that always predicts the training mean / class frequencies.</summary>
     public Dictionary<string, double?> TestBaseline { get; init; } = [];
 
+    [System.Text.Json.Serialization.JsonIgnore] // read from "task"; written, it would repeat it as a number
     public FineTuneTask TaskType => Task switch
     {
         "classification" => FineTuneTask.Classification,
@@ -40,6 +41,7 @@ public sealed record FineTuneManifest
         _ => FineTuneTask.Regression,
     };
 
+    [System.Text.Json.Serialization.JsonIgnore] // the fields above, together
     public LabelSpace Labels => new(TaskType, Classes, TargetMean, TargetStd);
 
     public static Dictionary<string, double?> Finite(IReadOnlyDictionary<string, double> metrics) =>

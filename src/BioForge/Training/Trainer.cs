@@ -173,7 +173,7 @@ public static class Trainer
                         TokensSeen = tokensSeen,
                         Seed = config.Seed,
                         Precision = config.Train.Precision,
-                        LastValidationLoss = lastValidation?.Loss,
+                        LastValidationLoss = lastValidation?.Loss ?? state?.LastValidationLoss, // a resumed run's, until it validates
                         MicroBatchesPerStep = grid.Data.Size * config.Train.Accumulation,
                         TrainDocuments = train.Count,
                         TrainTokens = train.TotalTokens,
