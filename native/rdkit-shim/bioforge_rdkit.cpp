@@ -30,6 +30,7 @@
 #include <RDGeneral/versions.h>
 #include <RDGeneral/utils.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -714,6 +715,9 @@ int bf_mol_fragment_on_bonds(const bf_mol *mol, const int *atom_pairs, int pairs
       const int atoms = static_cast<int>(copy->getNumAtoms());
       const RDKit::Bond *bond = a >= 0 && b >= 0 && a < atoms && b < atoms ? copy->getBondBetweenAtoms(a, b) : nullptr;
       if (!bond) return fail(BF_EARG, "atoms " + std::to_string(a) + " and " + std::to_string(b) + " are not bonded");
+      // fragmentOnBonds removes the bonds one by one: a bond named twice would be read after it was freed.
+      if (std::find(bonds.begin(), bonds.end(), bond->getIdx()) != bonds.end())
+        return fail(BF_EARG, "the bond between atoms " + std::to_string(a) + " and " + std::to_string(b) + " is named twice");
       bonds.push_back(bond->getIdx());
     }
     std::vector<std::pair<unsigned int, unsigned int>> labels(bonds.size(), {1, 1});

@@ -6,8 +6,9 @@
  * - bf_last_error() returns a thread-local string owned by the shim, valid until the next call on the same thread.
  * - Strings returned through `char **out` are allocated by the shim; the caller frees them with bf_string_free.
  * - Handles (bf_mol, bf_query, bf_filter, bf_reaction) are freed with their *_free function; freeing NULL is allowed.
- * - All functions may be called from several threads at once on different handles; a handle may be read by several
- *   threads at once (no function below modifies its input handle).
+ * - All functions may be called from several threads at once on different handles. A molecule handle is not for
+ *   several threads at once: RDKit caches what it computes on the molecule (SMILES output order, Crippen and TPSA
+ *   values, ring information), so even reading functions write to it. BioForge gives each thread its own.
  */
 #ifndef BIOFORGE_RDKIT_H
 #define BIOFORGE_RDKIT_H

@@ -175,8 +175,9 @@ internal static class ChemCommands
         var command = new Command("metrics", "MOSES metrics: validity, unique@1k/10k, novelty, IntDiv1/2, filters, SNN, Frag, Scaf") { gen, train, reference, outPath, threads };
         command.SetAction(result => Cli.Guard(error, () =>
         {
-            static List<string> Load(string path) => MoleculeSource.Read(path).Select(r => r.Text).ToList();
-            var generated = Load(result.GetValue(gen)!);
+            // As SMILES, each SDF record too; a generated set a sample a line, an empty line an empty (invalid) sample.
+            static List<string> Load(string path, bool samples = false) => [.. MoleculeSource.Read(path, emptySamples: samples).Select(AsSmiles)];
+            var generated = Load(result.GetValue(gen)!, samples: true);
             var trainSet = result.GetValue(train) is { } t ? Load(t) : null;
             var referenceSet = result.GetValue(reference) is { } r ? Load(r) : null;
             using var metrics = new MosesMetrics();
@@ -191,6 +192,14 @@ internal static class ChemCommands
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>A record's SMILES as written, or an SDF record's molecule as canonical SMILES ("" when RDKit cannot read it: invalid).</summary>
+    private static string AsSmiles(MoleculeRecord record)
+    {
+        if (!record.IsMolBlock) return record.Text;
+        if (!record.TryParse(out var molecule, out _)) return "";
+        using (molecule) return molecule!.ToSmiles();
     }
 
     private static List<int> HighlightAtoms(Molecule molecule, string? spec)

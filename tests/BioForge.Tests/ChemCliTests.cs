@@ -38,11 +38,13 @@ public sealed class ChemCliTests
     }
 
     /// <summary>Molecules are named by the column or SDF data item asked for; an SDF record without a title takes a usual name item.</summary>
+    private const string Ethanol = "\n     RDKit          2D\n\n  3  2  0  0  0  0  0  0  0  0999 V2000\n    0.0000    0.0000    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0\n"
+        + "    1.2990    0.7500    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0\n    2.5981   -0.0000    0.0000 O   0  0  0  0  0  0  0  0  0  0  0  0\n  1  2  1  0\n  2  3  1  0\nM  END\n";
+
     [Fact]
     public void MoleculesAreNamedByTheIdColumnOrDataItem()
     {
-        const string ethanol = "\n     RDKit          2D\n\n  3  2  0  0  0  0  0  0  0  0999 V2000\n    0.0000    0.0000    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0\n"
-            + "    1.2990    0.7500    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0\n    2.5981   -0.0000    0.0000 O   0  0  0  0  0  0  0  0  0  0  0  0\n  1  2  1  0\n  2  3  1  0\nM  END\n";
+        const string ethanol = Ethanol;
         string sdf = Write("lib.sdf", ethanol + ">  <Catalog_ID>\nCAT-1\n\n>  <zinc_id>\nZINC42\n\n$$$$\n" + "named\n" + ethanol[1..] + ">  <Catalog_ID>\nCAT-2\n\n$$$$\n");
         string Name(MoleculeRecord r) => r.Properties.GetValueOrDefault(MoleculeSource.NameProperty, r.Label);
         Assert.Equal(["ZINC42", "named"], MoleculeSource.Read(sdf).Select(Name)); // no title: the zinc_id item; else the title
@@ -104,6 +106,10 @@ public sealed class ChemCliTests
         Assert.Equal("rank\tsimilarity\tline\tmolecule", lines[0]);
         Assert.Equal("1\t1.0000\t6\tCC(=O)Oc1ccccc1C(=O)O", lines[1]); // line 6 of the file, although line 2 was unparsable
         Assert.Equal(3, lines.Length);
+        // --top past the library asks for all of it (the heaps were sized by it: 2^31 slots were an internal error).
+        var all = Run("chem", "similar", "--index", library, "--query", "CCO", "--top", "2147483647");
+        Assert.True(all.Code == 0, all.Err);
+        Assert.Equal(6, all.Out.Trim().Split('\n').Length); // the header and the 5 readable molecules
 
         string svg = Path.Combine(TestData.TempDirectory(), "m.svg");
         Assert.Equal(0, Run("chem", "depict", "--smiles", "c1ccccc1O", "--out", svg, "--highlight", "6").Code);
@@ -129,6 +135,22 @@ public sealed class ChemCliTests
         Assert.Equal(System.Text.Json.JsonValueKind.Null, json.RootElement.GetProperty("unique@1000").ValueKind);
         Assert.Contains("note: unique@1000 and unique@10000 are null: they need at least 1,000 and 10,000 valid molecules (--gen has 2 valid of 3)", result.Err);
         Assert.Equal(2, Run("chem", "metrics", "--gen", Write("empty.smi", ""), "--out", output).Code);
+
+        // A generated set is read a sample a line, as MOSES reads one: an empty sample (a blank line `generate` wrote) is invalid, not skipped.
+        Assert.Equal(0, Run("chem", "metrics", "--gen", Write("blank.smi", "CCO\n\nc1ccccc1\n"), "--out", output).Code);
+        using (var blank = System.Text.Json.JsonDocument.Parse(File.ReadAllText(output)))
+        {
+            Assert.Equal(3, blank.RootElement.GetProperty("generated").GetInt32());
+            Assert.Equal(2.0 / 3, blank.RootElement.GetProperty("valid").GetDouble(), 12);
+        }
+        // An SDF's molecules are molecules (their MOL blocks were read as SMILES, all invalid).
+        string sdf = Write("gen.sdf", Ethanol + "$$$$\n" + Ethanol + "$$$$\n");
+        Assert.Equal(0, Run("chem", "metrics", "--gen", sdf, "--train", gen, "--out", output).Code);
+        using (var fromSdf = System.Text.Json.JsonDocument.Parse(File.ReadAllText(output)))
+        {
+            Assert.Equal(1, fromSdf.RootElement.GetProperty("valid").GetDouble());
+            Assert.Equal(0, fromSdf.RootElement.GetProperty("Novelty").GetDouble()); // ethanol is in the training set
+        }
     }
 
     [Fact]

@@ -42,12 +42,22 @@ public sealed class ChemTests
     /// A MOL block declaring more atoms than RDKit handles quickly is refused before it is parsed, as a long SMILES is
     /// (V2000's three-digit count stops at 999; larger molecules are written as V3000).
     /// </summary>
+    /// <summary>RDKit reads what follows a space as a name: "O garbage" would be the pattern O.</summary>
+    [Fact]
+    public void ASmartsWithASpaceIsRefused()
+    {
+        Assert.Contains("invalid SMARTS 'O garbage': space at position 2: a SMARTS holds no whitespace", Assert.Throws<BioForgeException>(() => new SmartsQuery("O garbage")).Message);
+        Assert.Contains("space at position 6: a reaction SMARTS holds no whitespace", Assert.Throws<BioForgeException>(() => new Reaction("[C:1] >>[C:1]O")).Message);
+    }
+
     [Fact]
     public void OversizedMolBlocksAreRefusedFromTheirCountsLine()
     {
         string v3000 = "big\n  BioForge\n\n  0  0  0     0  0            999 V3000\nM  V30 BEGIN CTAB\nM  V30 COUNTS 5000 4999 0 0 0\nM  END\n";
         Assert.False(Molecule.TryFromMolBlock(v3000, out _, out string? error));
         Assert.Equal("MOL block of 5000 atoms is larger than the 1000 accepted", error);
+        Assert.False(Molecule.TryFromMolBlock(v3000.Replace("COUNTS 5000", "COUNTS 99999999999"), out _, out error));
+        Assert.Equal($"MOL block of {int.MaxValue} atoms is larger than the 1000 accepted", error);
     }
 
     /// <summary>

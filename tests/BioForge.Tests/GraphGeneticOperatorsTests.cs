@@ -45,6 +45,8 @@ public sealed class GraphGeneticOperatorsTests
         using var ester = Molecule.FromSmiles("CCOC(=O)c1ccccc1"); // atoms: C0 C1 O2 C3 (=O4) c5 …
         Assert.Equal(["[1*]OCC", "[1*]C(=O)c1ccccc1"], ester.FragmentOnBonds([(2, 3)]));
         Assert.Contains("atoms 0 and 5 are not bonded", Assert.Throws<BioForgeException>(() => ester.FragmentOnBonds([(0, 5)])).Message);
+        // RDKit would read the second copy of a bond after freeing it.
+        Assert.Contains("the bond between atoms 3 and 2 is named twice", Assert.Throws<BioForgeException>(() => ester.FragmentOnBonds([(2, 3), (3, 2)])).Message);
     }
 
     [Fact]

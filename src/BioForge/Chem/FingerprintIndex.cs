@@ -82,6 +82,7 @@ public sealed class FingerprintIndex
     {
         if (query.Length != WordsPerFingerprint) throw new ArgumentException("query fingerprint has the wrong length");
         if (k < 1) throw new BioForgeException($"--top {k}: must be at least 1");
+        k = Math.Min(k, Math.Max(1, Count)); // the heaps are sized by k: --top 2147483647 asks for everything, not 2^31 slots
         int parts = Math.Max(1, threads > 0 ? threads : Environment.ProcessorCount);
         var q = query.ToArray();
         int qBits = Fingerprints.PopCount(q);

@@ -90,7 +90,10 @@ public sealed class Molecule : IDisposable
         {
             var fields = molBlock.AsSpan(v3000 + "M  V30 COUNTS".Length).TrimStart();
             int end = fields.IndexOfAny(' ', '\n');
-            return int.TryParse(end < 0 ? fields : fields[..end], NumberStyles.None, CultureInfo.InvariantCulture, out int n) ? n : null;
+            var digits = end < 0 ? fields : fields[..end];
+            // A count past int's range is no reason to let RDKit try it (it would allocate for that many atoms).
+            return int.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out int n) ? n
+                : digits.Length > 0 && digits.IndexOfAnyExceptInRange('0', '9') < 0 ? int.MaxValue : null;
         }
         var lines = molBlock.Split('\n', 5);
         return lines.Length >= 4 && lines[3].Length >= 3 && int.TryParse(lines[3].AsSpan(0, 3).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int count) ? count : null;
@@ -133,10 +136,10 @@ public sealed class Molecule : IDisposable
     /// molecule's name, so "C C" was methane; readers split a name column off before the SMILES gets here.
     /// Tabs and line breaks are already refused as non-printable.
     /// </summary>
-    private static string? Whitespace(string smiles)
+    internal static string? Whitespace(string smiles, string notation = "SMILES")
     {
         int space = smiles.IndexOf(' ', StringComparison.Ordinal);
-        return space < 0 ? null : $"space at position {space + 1}: a SMILES holds no whitespace (RDKit would read what follows as a name)";
+        return space < 0 ? null : $"space at position {space + 1}: a {notation} holds no whitespace (RDKit would read what follows as a name)";
     }
 
     private static string Shorten(string text) => text.Length <= 80 ? text : text[..77] + "...";
@@ -379,7 +382,7 @@ public sealed class SmartsQuery : IDisposable
     public SmartsQuery(string smarts)
     {
         if (string.IsNullOrWhiteSpace(smarts)) throw new BioForgeException($"invalid SMARTS '{smarts}'");
-        if (Molecule.NonPrintableAscii(smarts) is { } reason) throw new BioForgeException($"invalid SMARTS '{smarts}': {reason}");
+        if ((Molecule.NonPrintableAscii(smarts) ?? Molecule.Whitespace(smarts, "SMARTS")) is { } reason) throw new BioForgeException($"invalid SMARTS '{smarts}': {reason}");
         int status = RDKitNative.bf_query_from_smarts(smarts, out var handle);
         if (status != RDKitNative.Ok)
         {

@@ -9,7 +9,8 @@ public sealed class Reaction : IDisposable
 
     public Reaction(string smarts)
     {
-        if (string.IsNullOrWhiteSpace(smarts) || Molecule.NonPrintableAscii(smarts) is not null) throw new BioForgeException($"invalid reaction SMARTS '{smarts}'");
+        if (string.IsNullOrWhiteSpace(smarts)) throw new BioForgeException($"invalid reaction SMARTS '{smarts}'");
+        if ((Molecule.NonPrintableAscii(smarts) ?? Molecule.Whitespace(smarts, "reaction SMARTS")) is { } reason) throw new BioForgeException($"invalid reaction SMARTS '{smarts}': {reason}");
         int status = RDKitNative.bf_reaction_from_smarts(smarts, out handle);
         if (status != RDKitNative.Ok)
         {

@@ -60,12 +60,12 @@ public sealed class SmilesGenerator
         var samples = new List<SampledSequence?>();
         long limit = validOnly ? (long)count * maxAttemptsFactor : count;
         int next = 0, scanned = 0, cut = 0;
-        var result = new List<GeneratedMolecule>(count);
+        var result = new List<GeneratedMolecule>(Math.Min(count, 1 << 16)); // grown as they come: --n may be far more than memory holds
         while (result.Count < count)
         {
             // Keep the slots full; sequences are taken in index order, so the answer does not depend on timing. Not many
             // more than are still wanted, though: ten valid molecules need not cost a batch of 256.
-            int ahead = Math.Min(2 * batchSize, 2 * (count - result.Count) + 16);
+            int ahead = (int)Math.Min(2L * batchSize, 2L * (count - result.Count) + 16); // in long: 2 × a count past 2^30 overflowed
             while (next < limit && next - scanned < ahead && scheduler.Waiting < batchSize)
             {
                 int index = next++;
