@@ -73,7 +73,7 @@ internal sealed class ServerMetrics
         foreach (var (queue, depth) in queueDepth.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_queue_depth", $"queue=\"{Escape(queue)}\"", depth());
         Family(text, "bioforge_queue_busy", "gauge", "1 while the queue's worker runs a piece of work (avg_over_time: utilisation), by queue");
         foreach (var (queue, busy) in queueBusy.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_queue_busy", $"queue=\"{Escape(queue)}\"", busy());
-        Family(text, "bioforge_requests_dropped_total", "counter", "requests cancelled before they were computed, by model");
+        Family(text, "bioforge_requests_dropped_total", "counter", "inputs of requests cancelled before they were computed (an embeddings request of 100 inputs counts 100), by model");
         foreach (var (model, c) in dropped.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_requests_dropped_total", $"model=\"{Escape(model)}\"", c.Value);
         Family(text, "bioforge_requests_rejected_total", "counter", "requests refused with 503 because a queue was full or its predicted wait too long, by queue");
         foreach (var (queue, c) in rejected.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_requests_rejected_total", $"queue=\"{Escape(queue)}\"", c.Value);

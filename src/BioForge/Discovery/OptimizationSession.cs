@@ -349,7 +349,7 @@ public sealed class OptimizationSession : IDisposable
         {
             Purge(memory, filter!);
             for (int round = 1; round <= config.Learning.AugmentationRounds; round++)
-                AugmentedUpdate(step, round, batch, scored, learned, priorValues, memory);
+                AugmentedUpdate(step, round, batch, climbers, scored, learned, priorValues, memory);
         }
         return (scored, sampled, learned, lossValue, newFraction, [.. inceptionCalls, .. calls], new StepTimings(sampleSeconds, scoreSeconds, priorSeconds, agentSeconds, Lap(), breedSeconds));
     }
@@ -505,12 +505,13 @@ public sealed class OptimizationSession : IDisposable
     }
 
     /// <summary>
-    /// One Augmented Memory update: the batch and the whole memory, each valid molecule spelled as a random SMILES of
+    /// One Augmented Memory update: the batch (those of its molecules the step learned from: with <c>skip_repeats</c>,
+    /// <paramref name="learnedFrom"/>, not the repeats) and the whole memory, each valid molecule spelled as a random SMILES of
     /// itself (seeded by step, round and position, so a resumed run repeats it), with its prior likelihood for that
     /// spelling and its score as learned. An invalid sample keeps its tokens, and a molecule whose random spelling the
     /// vocabulary cannot write or is longer than the sampling limit keeps the spelling it was sampled as.
     /// </summary>
-    private void AugmentedUpdate(int step, int round, IReadOnlyList<SampledSequence> batch, IReadOnlyList<ScoredMolecule> scored, double[] learned,
+    private void AugmentedUpdate(int step, int round, IReadOnlyList<SampledSequence> batch, int[]? learnedFrom, IReadOnlyList<ScoredMolecule> scored, double[] learned,
         float[] batchPrior, IReadOnlyList<ReplayedMolecule> memory)
     {
         var sequences = new List<SampledSequence>(batch.Count + memory.Count);
@@ -523,7 +524,7 @@ public sealed class OptimizationSession : IDisposable
             scores.Add((float)score);
             priors.Add(rewritten is null ? prior : null);
         }
-        for (int i = 0; i < batch.Count; i++) Add(batch[i], scored[i].Canonical, learned[i], batchPrior[i], i);
+        foreach (int i in learnedFrom ?? Enumerable.Range(0, batch.Count)) Add(batch[i], scored[i].Canonical, learned[i], batchPrior[i], i);
         for (int j = 0; j < memory.Count; j++)
         {
             var r = memory[j];

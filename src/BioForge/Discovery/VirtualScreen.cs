@@ -59,7 +59,8 @@ public static class VirtualScreen
         var clock = Stopwatch.StartNew();
         var domain = model.Domain(); // read before the predictions: a model whose record is broken says so now, not at the end
         var target = model.TargetFeatures(targetSequence);
-        var best = new PriorityQueue<Candidate, double>();
+        // Worst on top: the lowest affinity, and of equal ones the latest line, so ties keep the library's order.
+        var best = new PriorityQueue<Candidate, (double Affinity, int Line)>();
         var held = new Dictionary<string, Candidate>(StringComparer.Ordinal); // the heap's molecules by canonical SMILES
         var errors = new List<string>();
         var sample = new List<double>();
@@ -121,8 +122,8 @@ public static class VirtualScreen
                     if (best.Count == options.Top && affinities[k] <= best.Peek().Affinity) continue;
                     var candidate = new Candidate(record, affinities[k], canonical, [record.Id]);
                     held[canonical] = candidate;
-                    if (best.Count < options.Top) best.Enqueue(candidate, affinities[k]);
-                    else held.Remove(best.EnqueueDequeue(candidate, affinities[k]).Canonical);
+                    if (best.Count < options.Top) best.Enqueue(candidate, (affinities[k], -record.Line));
+                    else held.Remove(best.EnqueueDequeue(candidate, (affinities[k], -record.Line)).Canonical);
                 }
             }
             finally
