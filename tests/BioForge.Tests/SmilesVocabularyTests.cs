@@ -48,6 +48,9 @@ public sealed class SmilesVocabularyTests
         Assert.Contains("not a JSON list", Assert.Throws<BioForgeException>(() => SmilesVocabulary.Load(path)).Message);
         File.WriteAllText(path, "[\"<pad>\", null]");
         Assert.Equal($"{path}: token 1 is null, not a string", Assert.Throws<BioForgeException>(() => SmilesVocabulary.Load(path)).Message);
+        // A model folder whose vocab.json is a byte-level BPE's map (GPT-2 style) has no SMILES vocabulary: not an error.
+        File.WriteAllText(path, "\n {\"<|endoftext|>\": 0, \"C\": 1}");
+        Assert.Null(SmilesVocabulary.InModel(Path.GetDirectoryName(path)!));
     }
 
     /// <summary>Hugging Face's own tokenizers.js, reading the files BioForge writes, gives the ids BioForge gives.</summary>

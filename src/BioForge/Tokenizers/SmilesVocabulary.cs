@@ -73,12 +73,22 @@ public sealed class SmilesVocabulary
 
     /// <summary>
     /// A model folder's SMILES vocabulary: its <c>vocab.json</c>, else the SMILES <c>tokenizer.json</c> BioForge writes
-    /// (<see cref="FromHuggingFace"/>); null when it has neither.
+    /// (<see cref="FromHuggingFace"/>); null when it has neither, or when its <c>vocab.json</c> is a byte-level BPE's
+    /// (a JSON object of token → id, as GPT-2-style tokenizers write, not this vocabulary's list).
     /// </summary>
     public static SmilesVocabulary? InModel(string directory)
     {
         string file = Path.Combine(directory, FileName), tokenizer = Path.Combine(directory, HuggingFaceTokenizerFile);
-        return File.Exists(file) ? Load(file) : File.Exists(tokenizer) ? FromHuggingFace(tokenizer) : null;
+        if (File.Exists(file) && !IsTokenMap(file)) return Load(file);
+        return File.Exists(tokenizer) ? FromHuggingFace(tokenizer) : null;
+    }
+
+    private static bool IsTokenMap(string path)
+    {
+        using var reader = new StreamReader(path);
+        int c;
+        while ((c = reader.Read()) >= 0 && char.IsWhiteSpace((char)c)) { }
+        return c == '{';
     }
 
     /// <summary>
