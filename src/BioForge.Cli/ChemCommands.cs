@@ -175,9 +175,9 @@ internal static class ChemCommands
         var command = new Command("metrics", "MOSES metrics: validity, unique@1k/10k, novelty, IntDiv1/2, filters, SNN, Frag, Scaf") { gen, train, reference, outPath, threads };
         command.SetAction(result => Cli.Guard(error, () =>
         {
-            // As SMILES, each SDF record too; a generated set a sample a line, an empty line an empty (invalid) sample.
-            static List<string> Load(string path, bool samples = false) => [.. MoleculeSource.Read(path, emptySamples: samples).Select(AsSmiles)];
-            var generated = Load(result.GetValue(gen)!, samples: true);
+            // As SMILES, each SDF record too.
+            static List<string> Load(string path) => [.. MoleculeSource.Read(path).Select(AsSmiles)];
+            var generated = Load(result.GetValue(gen)!);
             var trainSet = result.GetValue(train) is { } t ? Load(t) : null;
             var referenceSet = result.GetValue(reference) is { } r ? Load(r) : null;
             using var metrics = new MosesMetrics();

@@ -13,6 +13,9 @@ namespace BioForge.Cli;
 /// <summary><c>bioforge generate</c>: de novo SMILES from a chemical language model, or proteins (FASTA) from a protein one.</summary>
 internal static class GenerateCommand
 {
+    /// <summary>How a sample of no tokens before its end is written: the token it was (no SMILES reads it).</summary>
+    private const string EmptySample = "<eos>";
+
     public static Command Create(TextWriter output, TextWriter error)
     {
         var model = Options.Required("--model", "SMILES language model directory (config.json, model.safetensors, vocab.json), a protein one (vocab.txt), or a GPT-2 checkpoint with its tokenizer");
@@ -118,7 +121,9 @@ internal static class GenerateCommand
                 generator.Generate(n, sampling, result.GetValue(seed), result.GetValue(batch), onlyValid, progress, prompt: result.GetValue(prompt)!));
             double seconds = clock.Elapsed.TotalSeconds;
             string target = result.GetValue(outPath)!;
-            AtomicFile.WriteText(target, string.Concat(molecules.Select(m => (onlyValid ? m.Canonical : m.Smiles) + "\n")));
+            // A sample that is only the end token is written as that token, not as a blank line readers skip: a line per
+            // sample, as MOSES counts them (an empty sample is an invalid one).
+            AtomicFile.WriteText(target, string.Concat(molecules.Select(m => (onlyValid ? m.Canonical : m.Smiles.Length == 0 ? EmptySample : m.Smiles) + "\n")));
             int valid = molecules.Count(m => m.Valid);
             int unique = molecules.Where(m => m.Valid).Select(m => m.Canonical).Distinct().Count();
             output.WriteLine($"{molecules.Count} molecules -> {target} in {seconds:F1} s ({molecules.Count / Math.Max(seconds, 1e-9):F0} molecules/s); "

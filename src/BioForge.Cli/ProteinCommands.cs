@@ -64,14 +64,17 @@ internal static class ProteinCommands
             string inPath = result.GetValue(input)!, target = result.GetValue(outPath)!;
             var pooling = Enum.Parse<Pooling>(result.GetValue(pool)!, ignoreCase: true);
             var family = ModelRegistry.Of(result.GetValue(model)!);
-            // Other families read the text with their own tokenizer, which refuses what it cannot hold.
-            var alphabet = result.GetValue(unknown) || family is not EsmFamily ? null : FastaReader.ProteinAlphabet;
+            // Other families read the text with their own tokenizer, which refuses what it cannot hold. ESM-2 with
+            // --unknown-as-unk takes any letter (an unknown one as <unk>), never '<': a file holds residues, not the
+            // special tokens a command-line sequence may spell (<mask> would be read as one token, labelled as six).
+            bool anyLetter = result.GetValue(unknown);
+            var alphabet = family is not EsmFamily ? null : anyLetter ? "ABCDEFGHIJKLMNOPQRSTUVWXYZ.-" : FastaReader.ProteinAlphabet;
             long total;
             try
             {
                 total = FastaReader.Read(inPath, alphabet).LongCount(); // validates the whole file before any compute
             }
-            catch (BioForgeException e) when (alphabet is not null && e.Message.Contains("invalid residue", StringComparison.Ordinal))
+            catch (BioForgeException e) when (alphabet is not null && !anyLetter && e.Message.Contains("invalid residue", StringComparison.Ordinal))
             {
                 throw new BioForgeException($"{e.Message} (--unknown-as-unk reads letters outside ESM-2's alphabet as <unk>)");
             }

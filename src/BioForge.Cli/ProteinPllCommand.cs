@@ -40,7 +40,9 @@ internal static class ProteinPllCommand
                 throw new BioForgeException($"--in {inPath}:{empty.Line}: record '{empty.Id}' is empty");
             int perSequence = result.GetValue(positions) == 0 ? int.MaxValue : result.GetValue(positions);
             // Progress by residue: a long protein is one forward pass per residue.
-            long sites = records.Sum(r => (long)Math.Min(perSequence, r.Sequence.Count(c => GenerationQuality.Canonical.Contains(c))));
+            if (records.FirstOrDefault(r => !r.Sequence.Any(GenerationQuality.IsCanonical)) is { } unscorable)
+                throw new BioForgeException($"--in {inPath}:{unscorable.Line}: record '{unscorable.Id}' has no residue ESM-2 can score (only X, B, Z, U, O or gaps)");
+            long sites = records.Sum(r => (long)Math.Min(perSequence, r.Sequence.Count(GenerationQuality.IsCanonical)));
             var scores = ProgressDisplay.Run("pseudo-log-likelihood (residues)", sites, progress =>
                 GenerationQuality.PseudoLogLikelihood(esm, [.. records.Select(r => r.Sequence)], perSequence, int.MaxValue, result.GetValue(seed), result.GetValue(batchTokens),
                     canonicalOnly: true, siteProgress: progress));

@@ -126,8 +126,7 @@ internal static class Json
             var value = JsonSerializer.Deserialize<T>(body, Options) ?? throw ApiError.BadRequest("the request body is JSON null; expected an object");
             // A field kept as JsonElement (input, prompt, stop) is decoded only when the handler reads it: a lone UTF-16
             // surrogate escape (\ud800) would fail there, as a 500.
-            using var document = JsonDocument.Parse(body);
-            if (Undecodable(document.RootElement, "$") is { } where)
+            if (HasSurrogateEscape(body) && Undecodable(body) is { } where)
                 throw ApiError.BadRequest($"malformed request body at {where}: a string with a lone UTF-16 surrogate (\\uD800–\\uDFFF unpaired)", where.TrimStart('$', '.'));
             return value;
         }
@@ -141,6 +140,28 @@ internal static class Json
             string field = where.TrimStart('$', '.');
             throw ApiError.BadRequest($"malformed request body at {where}: {reason}", field.Length > 0 ? field : null);
         }
+    }
+
+    /// <summary>
+    /// Whether the body escapes a UTF-16 surrogate (<c>\uD800</c>–<c>\uDFFF</c>): the only way a JSON text can hold one
+    /// unpaired, as valid UTF-8 encodes none. Most bodies do not, and are not parsed a second time.
+    /// </summary>
+    private static bool HasSurrogateEscape(byte[] body)
+    {
+        for (int i = body.AsSpan().IndexOf("\\u"u8); i >= 0 && i + 3 < body.Length; )
+        {
+            if (body[i + 2] is (byte)'d' or (byte)'D' && body[i + 3] is >= (byte)'8' and <= (byte)'9' or >= (byte)'a' and <= (byte)'f' or >= (byte)'A' and <= (byte)'F')
+                return true;
+            int next = body.AsSpan(i + 2).IndexOf("\\u"u8);
+            i = next < 0 ? -1 : i + 2 + next;
+        }
+        return false;
+    }
+
+    private static string? Undecodable(byte[] body)
+    {
+        using var document = JsonDocument.Parse(body);
+        return Undecodable(document.RootElement, "$");
     }
 
     /// <summary>The JSON path of the first name or string that is not decodable text, or null.</summary>

@@ -37,10 +37,11 @@ public sealed class ChemCliTests
         Assert.Equal(2, Run("chem", "alerts", "--catalog", "zinc").Code);
     }
 
-    /// <summary>Molecules are named by the column or SDF data item asked for; an SDF record without a title takes a usual name item.</summary>
+    /// <summary>Ethanol as an SDF record with an empty title line.</summary>
     private const string Ethanol = "\n     RDKit          2D\n\n  3  2  0  0  0  0  0  0  0  0999 V2000\n    0.0000    0.0000    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0\n"
         + "    1.2990    0.7500    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0\n    2.5981   -0.0000    0.0000 O   0  0  0  0  0  0  0  0  0  0  0  0\n  1  2  1  0\n  2  3  1  0\nM  END\n";
 
+    /// <summary>Molecules are named by the column or SDF data item asked for; an SDF record without a title takes a usual name item.</summary>
     [Fact]
     public void MoleculesAreNamedByTheIdColumnOrDataItem()
     {
@@ -136,8 +137,8 @@ public sealed class ChemCliTests
         Assert.Contains("note: unique@1000 and unique@10000 are null: they need at least 1,000 and 10,000 valid molecules (--gen has 2 valid of 3)", result.Err);
         Assert.Equal(2, Run("chem", "metrics", "--gen", Write("empty.smi", ""), "--out", output).Code);
 
-        // A generated set is read a sample a line, as MOSES reads one: an empty sample (a blank line `generate` wrote) is invalid, not skipped.
-        Assert.Equal(0, Run("chem", "metrics", "--gen", Write("blank.smi", "CCO\n\nc1ccccc1\n"), "--out", output).Code);
+        // An empty sample, as `generate` writes one (its end token), is an invalid sample, counted.
+        Assert.Equal(0, Run("chem", "metrics", "--gen", Write("blank.smi", "CCO\n<eos>\nc1ccccc1\n"), "--out", output).Code);
         using (var blank = System.Text.Json.JsonDocument.Parse(File.ReadAllText(output)))
         {
             Assert.Equal(3, blank.RootElement.GetProperty("generated").GetInt32());

@@ -38,18 +38,20 @@ public sealed class ChemTests
         Assert.Equal(("CC(=O)O", "acetic acid, \"vinegar\""), (record.Text, record.Properties[MoleculeSource.NameProperty]));
     }
 
-    /// <summary>
-    /// A MOL block declaring more atoms than RDKit handles quickly is refused before it is parsed, as a long SMILES is
-    /// (V2000's three-digit count stops at 999; larger molecules are written as V3000).
-    /// </summary>
-    /// <summary>RDKit reads what follows a space as a name: "O garbage" would be the pattern O.</summary>
+    /// <summary>RDKit reads what follows a space as a name: "O garbage" would be the pattern O. Spaces around a pattern are dropped.</summary>
     [Fact]
     public void ASmartsWithASpaceIsRefused()
     {
         Assert.Contains("invalid SMARTS 'O garbage': space at position 2: a SMARTS holds no whitespace", Assert.Throws<BioForgeException>(() => new SmartsQuery("O garbage")).Message);
         Assert.Contains("space at position 6: a reaction SMARTS holds no whitespace", Assert.Throws<BioForgeException>(() => new Reaction("[C:1] >>[C:1]O")).Message);
+        using var padded = new SmartsQuery(" cO ");
+        Assert.Equal("cO", padded.Smarts);
     }
 
+    /// <summary>
+    /// A MOL block declaring more atoms than RDKit handles quickly is refused before it is parsed, as a long SMILES is
+    /// (V2000's three-digit count stops at 999; larger molecules are written as V3000).
+    /// </summary>
     [Fact]
     public void OversizedMolBlocksAreRefusedFromTheirCountsLine()
     {

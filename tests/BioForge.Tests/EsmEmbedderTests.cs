@@ -33,6 +33,28 @@ public sealed class EsmEmbedderTests
         }
     }
 
+    /// <summary>
+    /// Per-rank per-residue CSVs merged as mpirun merges them: a record cut at its start keeps its positions, and two
+    /// records of one id in a row stay two (they were joined into one of twice the rows, numbered from 1).
+    /// </summary>
+    [Fact]
+    public void MergedPerResidueCsvsKeepPositionsAndRecords()
+    {
+        string directory = TestData.TempDirectory(), part = Path.Combine(directory, "e.rank0.csv"), merged = Path.Combine(directory, "e.csv");
+        using (var writer = EmbeddingWriters.Create(part, Pooling.None, new Dictionary<string, string>()))
+        {
+            writer.Write(new Embedding(new FastaRecord("cut", "", "MKTAYIAK", 1), [1, 2, 3, 4, 5, 6], 3, 2) { Offset = 5, Residues = 3 });
+            writer.Write(new Embedding(new FastaRecord("x", "", "MK", 3), [7, 8, 9, 10], 2, 2));
+            writer.Write(new Embedding(new FastaRecord("x", "", "GS", 5), [11, 12, 13, 14], 2, 2));
+            writer.Complete();
+        }
+        EmbeddingReaders.Concatenate([part], merged, Pooling.None, new Dictionary<string, string>());
+        Assert.Equal(File.ReadAllText(part), File.ReadAllText(merged));
+        Assert.Equal(["id,position,residue,dim_0,dim_1", "cut,6,I,1,2", "cut,7,A,3,4", "cut,8,K,5,6", "x,1,M,7,8", "x,2,K,9,10", "x,1,G,11,12", "x,2,S,13,14"],
+            File.ReadAllLines(merged));
+        Assert.Equal([("cut", 3), ("x", 2), ("x", 2)], EmbeddingReaders.Read(merged, Pooling.None).Select(e => (e.Record.Id, e.Rows)));
+    }
+
     [Fact]
     public void FusedAttentionEqualsExplicitAttention()
     {

@@ -277,6 +277,9 @@ public sealed class FineTuneTests
             Assert.Throws<OperationCanceledException>(() => FineTuner.Run(FineTuneConfig.Load(WriteYaml(directory, Yaml(data, SmilesModel, run))), new FineTuneOptions { Cancellation = stopped.Token }));
             Assert.False(Directory.Exists(run), "a run stopped before its first epoch was written");
         }
+        // Diverged in its first epoch: an error saying so (not "stopped", as Ctrl+C is), and nothing written.
+        Assert.Contains("epoch 1: the", Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, SmilesModel, run, epochs: 2), "optimizer.lr=1e30")).Message);
+        Assert.False(Directory.Exists(run), "a diverged run was written");
         Directory.CreateDirectory(run);
         File.WriteAllText(Path.Combine(run, "keep.txt"), "x");
         var exists = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, SmilesModel, run)));

@@ -137,6 +137,7 @@ public sealed class ProteinLlamaTests
         Assert.Equal(Math.Log2(12), GenerationQuality.MinimumWindowEntropy("ACDEFGHIKLMN"), 12);
         Assert.True(GenerationQuality.IsLowComplexity("MKTQQQQQQQQQQQQAV"));
         Assert.False(GenerationQuality.IsLowComplexity("MKTAYIAKQRQISFVKSHFSRQ"));
+        Assert.False(GenerationQuality.IsLowComplexity("ACDE")); // shorter than SEG's window: not assessed (2 bits, yet all different)
         Assert.Equal(12, GenerationQuality.LongestPeriodicStretch("MGSGSGSGSGSGSK")); // GSGSGSGSGSGS, period 2
         Assert.True(GenerationQuality.IsRepetitive("MGSGSGSGSGSGSK"));
         Assert.Equal(2, GenerationQuality.LongestPeriodicStretch("MKKAV")); // KK
@@ -221,6 +222,14 @@ public sealed class ProteinLlamaTests
         Assert.Equal(["5", "5", "5"], sampled.Select(r => r.Fields[2]));
         // The sum is estimated over every canonical residue: the sampled mean × 33 for b.
         Assert.Equal(double.Parse(sampled[1].Fields[3], System.Globalization.CultureInfo.InvariantCulture) * 33, double.Parse(sampled[1].Fields[4], System.Globalization.CultureInfo.InvariantCulture), 2);
+        // Lower case is the same protein (the tokenizer reads both): every residue scored, the same scores.
+        run = Run("protein", "pll", "--model", TestData.EsmTiny, "--in", Write("lower.fasta", $">a\n{sequence.ToLowerInvariant()}\n"), "--out", scores);
+        Assert.True(run.Code == 0, run.Err);
+        var lower = BioForge.IO.Csv.ReadRows(scores, out var _).Single().Fields;
+        Assert.Equal(("7", rows[0]["pll"]), (lower[2], lower[3]));
+        var none = Run("protein", "pll", "--model", TestData.EsmTiny, "--in", Write("none.fasta", ">a\nMK\n>xs\nXXB\n"), "--out", scores);
+        Assert.Equal(2, none.Code);
+        Assert.Contains("none.fasta:3: record 'xs' has no residue ESM-2 can score", none.Err);
     }
 
     /// <summary>

@@ -180,9 +180,11 @@ public sealed class TrainerTests
         Assert.Contains("the loss is", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6),
             "optimizer.lr=1e6", "optimizer.grad_clip=0", "train.log_every=100", "validation.every=0"), new TrainerOptions())).Message);
         Assert.Empty(Directory.EnumerateFileSystemEntries(output));
-        Assert.Contains("--stop-at 0: must be a step of the run", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6)),
+        // A stop before the first step is refused before the run directory is made (it used to write one that said "resume").
+        string fresh = Path.Combine(output, "fresh");
+        Assert.Contains("--stop-at 0: must be a step of the run", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, fresh, 6)),
             new TrainerOptions { StopAt = 0 })).Message);
-        Assert.Empty(Directory.EnumerateFileSystemEntries(output));
+        Assert.False(Directory.Exists(fresh));
     }
 
     /// <summary>Resuming from an earlier checkpoint abandons the later ones: <c>--resume</c> must not pick them up again,

@@ -269,14 +269,16 @@ internal static class CompletionRoutes
                 if (at >= 0)
                 {
                     text.Length = at;
-                    // Tokens wholly inside the cut stop string leave the log-probabilities too (the text no longer holds them).
-                    while (Offsets.Count > 0 && Offsets[^1] >= at)
+                    // The log-probabilities follow the text: tokens wholly inside the cut stop string leave, one running into
+                    // it keeps the part before it. A streamed token stays (only text no stop string can start is sent).
+                    while (Tokens.Count > SentTokens && Offsets[^1] >= at)
                     {
                         Tokens.RemoveAt(Tokens.Count - 1);
                         TokenLogprobs.RemoveAt(TokenLogprobs.Count - 1);
                         Top.RemoveAt(Top.Count - 1);
                         Offsets.RemoveAt(Offsets.Count - 1);
                     }
+                    if (Tokens.Count > SentTokens && Offsets[^1] + Tokens[^1].Length > at) Tokens[^1] = Tokens[^1][..(at - Offsets[^1])];
                     stopString = true;
                     return false;
                 }

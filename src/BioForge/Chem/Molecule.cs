@@ -379,9 +379,11 @@ public sealed class SmartsQuery : IDisposable
 
     public string Smarts { get; }
 
+    /// <param name="smarts">A pattern; spaces around it are dropped (a config's stray one), one inside refused.</param>
     public SmartsQuery(string smarts)
     {
         if (string.IsNullOrWhiteSpace(smarts)) throw new BioForgeException($"invalid SMARTS '{smarts}'");
+        smarts = smarts.Trim();
         if ((Molecule.NonPrintableAscii(smarts) ?? Molecule.Whitespace(smarts, "SMARTS")) is { } reason) throw new BioForgeException($"invalid SMARTS '{smarts}': {reason}");
         int status = RDKitNative.bf_query_from_smarts(smarts, out var handle);
         if (status != RDKitNative.Ok)

@@ -41,8 +41,7 @@ public static class MoleculeSource
     /// </summary>
     /// <param name="idColumn">The table column or SDF data item naming each molecule (default: a column named name, id,
     /// title, zinc_id, compound_id or molecule_chembl_id; an SDF record's title line, else such a data item).</param>
-    /// <param name="emptySamples">A blank line of a SMILES file is a record with empty text (a generated set, read a sample a line as MOSES reads one), not skipped.</param>
-    public static IEnumerable<MoleculeRecord> Read(string path, string? smilesColumn = null, string? idColumn = null, bool emptySamples = false)
+    public static IEnumerable<MoleculeRecord> Read(string path, string? smilesColumn = null, string? idColumn = null)
     {
         if (!File.Exists(path)) throw new BioForgeException($"{path}: file not found");
         string name = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path;
@@ -51,7 +50,7 @@ public static class MoleculeSource
         {
             ".smi" or ".smiles" or ".txt" when idColumn is not null =>
                 throw new BioForgeException($"{path}: a SMILES file has no columns; its names are the text after each SMILES (an id column is for CSV/TSV and SDF files)"),
-            ".smi" or ".smiles" or ".txt" => ReadSmiles(path, emptySamples),
+            ".smi" or ".smiles" or ".txt" => ReadSmiles(path),
             ".csv" or ".tsv" => ReadTable(path, smilesColumn, idColumn),
             ".sdf" or ".sd" or ".mol" => ReadSdf(path, idColumn),
             _ => throw new BioForgeException($"{path}: unknown molecule file type '{ext}' (use .smi, .csv, .tsv or .sdf, optionally .gz)"),
@@ -72,8 +71,8 @@ public static class MoleculeSource
 
     private static LineReader Open(string path) => LineReader.Open(path, MaxLineLength);
 
-    /// <summary>One SMILES per line, optionally followed by whitespace and a name; blank lines (unless <paramref name="emptySamples"/>) and a header line (<c>smiles name</c>) are skipped.</summary>
-    private static IEnumerable<MoleculeRecord> ReadSmiles(string path, bool emptySamples)
+    /// <summary>One SMILES per line, optionally followed by whitespace and a name; blank lines and a header line (<c>smiles name</c>) are skipped.</summary>
+    private static IEnumerable<MoleculeRecord> ReadSmiles(string path)
     {
         using var reader = Open(path);
         string? line;
@@ -81,11 +80,7 @@ public static class MoleculeSource
         while ((line = reader.ReadLine()) != null)
         {
             string text = line.Trim();
-            if (text.Length == 0)
-            {
-                if (emptySamples) yield return new MoleculeRecord("", "", false, reader.LineNumber, NoProperties);
-                continue;
-            }
+            if (text.Length == 0) continue;
             int space = text.IndexOfAny([' ', '\t']);
             string smiles = space < 0 ? text : text[..space];
             bool header = first && smiles.Equals("smiles", StringComparison.OrdinalIgnoreCase);
@@ -119,7 +114,7 @@ public static class MoleculeSource
         if (index < 0 && smilesColumn is null && columns.Count == 1)
         {
             // A one-column file without a SMILES header (MOSES's test.csv): every line, the first included, is a SMILES.
-            foreach (var record in ReadSmiles(path, emptySamples: false)) yield return record;
+            foreach (var record in ReadSmiles(path)) yield return record;
             yield break;
         }
         if (index < 0)

@@ -10,6 +10,7 @@ public sealed class Reaction : IDisposable
     public Reaction(string smarts)
     {
         if (string.IsNullOrWhiteSpace(smarts)) throw new BioForgeException($"invalid reaction SMARTS '{smarts}'");
+        smarts = smarts.Trim(); // a stray space around it; one inside is refused below
         if ((Molecule.NonPrintableAscii(smarts) ?? Molecule.Whitespace(smarts, "reaction SMARTS")) is { } reason) throw new BioForgeException($"invalid reaction SMARTS '{smarts}': {reason}");
         int status = RDKitNative.bf_reaction_from_smarts(smarts, out handle);
         if (status != RDKitNative.Ok)

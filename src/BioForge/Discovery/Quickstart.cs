@@ -64,7 +64,7 @@ public static class Quickstart
         var compute = ComputeOptions.Resolve("cpu", "fp32", options.Threads);
         var (targetName, sequence) = ResolveTarget(options);
         info($"target {targetName}: {sequence.Length} residues");
-        string output = Path.GetFullPath(options.Output);
+        string output = Path.TrimEndingDirectorySeparator(Path.GetFullPath(options.Output));
         // An earlier quickstart's directory is replaced; anything else is the user's and is never deleted.
         if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any()
             && !(File.Exists(Path.Combine(output, "report.html")) && File.Exists(Path.Combine(output, "candidates.csv"))))

@@ -118,6 +118,7 @@ public static class FineTuner
         List<Tensor>? best = null;
         double bestLoss = double.PositiveInfinity;
         int bestEpoch = 0, epoch = 0, step = 0;
+        string? diverged = null; // why a loss stopped being finite
         Dictionary<string, double> bestValid = [];
         try
         {
@@ -144,6 +145,11 @@ public static class FineTuner
                     units += outputs.shape[0];
                 }
                 double trainLoss = lossSum / Math.Max(1, units);
+                if (!double.IsFinite(trainLoss))
+                {
+                    diverged = $"epoch {epoch}: the training loss is {trainLoss}; lower optimizer.lr or enable optimizer.grad_clip";
+                    break;
+                }
 
                 var line = new JsonObject { ["epoch"] = epoch, ["step"] = step, ["train_loss"] = Math.Round(trainLoss, 6), ["lr"] = schedule.At(step) };
                 bool improved = false;
@@ -153,6 +159,11 @@ public static class FineTuner
                 {
                     var evaluation = Evaluate(model, valid, cache, labels, config.Data.BatchSize);
                     validLoss = evaluation.Loss;
+                    if (!double.IsFinite(evaluation.Loss))
+                    {
+                        diverged = $"epoch {epoch}: the validation loss is {evaluation.Loss}; lower optimizer.lr or enable optimizer.grad_clip";
+                        break;
+                    }
                     validMetrics = Metrics(labels, valid, evaluation.Outputs);
                     line["valid_loss"] = Math.Round(evaluation.Loss, 6);
                     foreach (var (name, value) in validMetrics) line[$"valid_{name}"] = double.IsFinite(value) ? Math.Round(value, 6) : null;
@@ -171,8 +182,11 @@ public static class FineTuner
                 options.OnEpoch?.Invoke(new EpochReport(epoch, config.Train.Epochs, trainLoss, validLoss, validMetrics, improved, clock.Elapsed));
                 if (config.Train.Patience > 0 && epoch - bestEpoch >= config.Train.Patience) break;
             }
-            // Stopped before one epoch ended: there is no trained model to write, so nothing is written.
-            if (best is null) throw new OperationCanceledException("stopped before the first epoch ended", options.Cancellation);
+            // Stopped or diverged before one epoch was kept: there is no trained model to write, so nothing is written.
+            if (best is null) throw diverged is not null ? new BioForgeException(diverged)
+                : new OperationCanceledException("stopped before the first epoch ended", options.Cancellation);
+            // Diverged later: the best epoch so far is the model, as when stopped.
+            if (diverged is not null) options.OnInfo?.Invoke($"warning: {diverged}; the best epoch so far ({bestEpoch}) is kept");
             Restore(trainable, best);
         }
         finally

@@ -28,7 +28,11 @@ public static class EmbeddingReaders
         writer.Complete();
     }
 
-    /// <summary>Pooled: one row per record. Per residue: consecutive rows with the same id form one record.</summary>
+    /// <summary>
+    /// Pooled: one row per record. Per residue: consecutive rows of one id at consecutive positions form one record (two
+    /// records of the same id one after the other start again at their first position), its first position kept as the
+    /// record's offset (a sequence cut at its start begins past 1).
+    /// </summary>
     private static IEnumerable<Embedding> ReadCsv(string path, Pooling pooling)
     {
         // A rank given no sequences writes an empty file: it knows no width to write a header with.
@@ -36,9 +40,16 @@ public static class EmbeddingReaders
         var rows = Csv.ReadRows(path, out var header);
         int skip = pooling == Pooling.None ? 3 : 1, columns = header.Count - skip;
         string? id = null;
+        int first = 0, last = 0;
         var values = new List<float>();
         var residues = new System.Text.StringBuilder();
-        Embedding Record() => new(new FastaRecord(id!, "", residues.ToString(), 0), [.. values], Math.Max(1, residues.Length), columns);
+        // The writers read a row's residue at Offset + row of the record's sequence: the residues before the first row,
+        // which the file does not hold, are stood in for (never written).
+        Embedding Record() => new(new FastaRecord(id!, "", new string('X', first - 1) + residues, 0), [.. values], Math.Max(1, residues.Length), columns)
+        {
+            Offset = first - 1,
+            Residues = residues.Length,
+        };
         foreach (var (_, fields) in rows)
         {
             var numbers = fields.Skip(skip).Select(v => float.Parse(v, CultureInfo.InvariantCulture));
@@ -47,13 +58,17 @@ public static class EmbeddingReaders
                 yield return new Embedding(new FastaRecord(fields[0], "", "", 0), [.. numbers], 1, columns);
                 continue;
             }
-            if (id is not null && fields[0] != id)
+            int position = int.Parse(fields[1], CultureInfo.InvariantCulture);
+            if (id is not null && (fields[0] != id || position != last + 1))
             {
                 yield return Record();
                 values.Clear();
                 residues.Clear();
+                id = null;
             }
+            if (id is null) first = position;
             id = fields[0];
+            last = position;
             residues.Append(fields[2]);
             values.AddRange(numbers);
         }

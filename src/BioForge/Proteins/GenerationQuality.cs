@@ -28,6 +28,9 @@ public static class GenerationQuality
 
     private static int Index(char c) => Canonical.IndexOf(char.ToUpperInvariant(c));
 
+    /// <summary>Whether <paramref name="c"/> is one of the 20 canonical amino acids, in either case (the tokenizer reads both).</summary>
+    public static bool IsCanonical(char c) => Index(c) >= 0;
+
     /// <summary>
     /// Frequencies of the 20 canonical amino acids over all residues of all sequences (in <see cref="Canonical"/> order),
     /// or null when there are none.
@@ -133,7 +136,11 @@ public static class GenerationQuality
         return min;
     }
 
-    public static bool IsLowComplexity(string sequence) => MinimumWindowEntropy(sequence) <= LowComplexityBits;
+    /// <summary>
+    /// SEG's trigger in some full window; a sequence shorter than one window is not assessed (false): its entropy is at
+    /// most log2 of its length, 2 bits for four residues all different, under the threshold however varied it is.
+    /// </summary>
+    public static bool IsLowComplexity(string sequence) => sequence.Length >= ComplexityWindow && MinimumWindowEntropy(sequence) <= LowComplexityBits;
 
     /// <summary>
     /// Length of the longest exact periodic stretch with a period of 1–<see cref="MaxRepeatPeriod"/> residues
@@ -227,7 +234,7 @@ public static class GenerationQuality
             string s = sequences[n].Length > limit ? sequences[n][..limit] : sequences[n];
             var tokens = tokenizer.Encode(s, unknownAsUnk: true);
             // Residue positions 1..L in token coordinates; <unk> is not scored (it has no true residue).
-            var sites = Enumerable.Range(1, s.Length).Where(i => tokens[i] != tokenizer.UnkId && (!canonicalOnly || Canonical.Contains(s[i - 1]))).ToArray();
+            var sites = Enumerable.Range(1, s.Length).Where(i => tokens[i] != tokenizer.UnkId && (!canonicalOnly || IsCanonical(s[i - 1]))).ToArray();
             if (sites.Length == 0) throw new BioForgeException($"sequence {n + 1} has no residue ESM-2 can score");
             scorable[n] = sites.Length;
             if (sites.Length > positions)

@@ -27,8 +27,9 @@ public static class MaskFiller
         if (sites.Length == 0) throw new BioForgeException("--seq has no <mask> token to fill");
 
         int width = ResidueWindows.ReadWidth(tokens.Length, model.Config.MaxPositionEmbeddings);
-        var siteStarts = sites.Select(site => ResidueWindows.Centred(tokens.Length, site, width)).ToArray();
-        var starts = siteStarts.Distinct().ToArray();
+        // The masks each window is read for (one window, the sequence, when the model reads it whole).
+        var byWindow = Enumerable.Range(0, sites.Length).GroupBy(k => ResidueWindows.Centred(tokens.Length, sites[k], width)).ToArray();
+        var starts = byWindow.Select(g => g.Key).ToArray();
         var vocabulary = model.Tokenizer.Vocabulary;
         var residues = Enumerable.Range(0, vocabulary.Count).Where(i => vocabulary[i].Length == 1 && char.IsLetter(vocabulary[i][0])).ToArray();
         var probabilities = new float[sites.Length][];
@@ -42,9 +43,8 @@ public static class MaskFiller
                 for (int r = 0; r < batch.Indices.Length; r++)
                 {
                     int start = starts[batch.Indices[r]];
-                    for (int k = 0; k < sites.Length; k++)
-                        if (siteStarts[k] == start)
-                            probabilities[k] = logits[r, sites[k] - start].to(ScalarType.Float32).softmax(-1).cpu().data<float>().ToArray();
+                    foreach (int k in byWindow[batch.Indices[r]])
+                        probabilities[k] = logits[r, sites[k] - start].to(ScalarType.Float32).softmax(-1).cpu().data<float>().ToArray();
                 }
             }
         }

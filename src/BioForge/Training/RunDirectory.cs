@@ -81,18 +81,28 @@ public sealed class RunDirectory
         Undo(Path, Created);
     }
 
-    /// <summary>Removes what was written into a folder found absent or empty: the folder when it was <paramref name="created"/>, else all it holds.</summary>
+    /// <summary>
+    /// Removes what was written into a folder found absent or empty: the folder when it was <paramref name="created"/>,
+    /// else all it holds. Called after a failure, so it does what it can: a cleanup that fails does not hide the failure.
+    /// </summary>
     internal static void Undo(string path, bool created)
     {
-        if (created)
+        try
         {
-            Directory.Delete(path, recursive: true);
-            return;
+            if (!Directory.Exists(path)) return;
+            if (created)
+            {
+                Directory.Delete(path, recursive: true);
+                return;
+            }
+            foreach (var entry in new DirectoryInfo(path).EnumerateFileSystemInfos())
+            {
+                if (entry is DirectoryInfo folder && folder.LinkTarget is null) folder.Delete(recursive: true);
+                else entry.Delete();
+            }
         }
-        foreach (var entry in new DirectoryInfo(path).EnumerateFileSystemInfos())
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            if (entry is DirectoryInfo folder && folder.LinkTarget is null) folder.Delete(recursive: true);
-            else entry.Delete();
         }
     }
 
