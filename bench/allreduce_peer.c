@@ -26,7 +26,7 @@ int main(int argc, char **argv) {
         MPI_Allreduce(&mean, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
         double algbw = count * 4.0 / slowest / 1e9;
         if (rank == 0)
-            printf("{\"benchmark\":\"allreduce\",\"backend\":\"openmpi-c\",\"ranks\":%d,\"bytes\":%ld,\"microseconds\":%.1f,\"algbw_gbps\":%.3f,\"busbw_gbps\":%.3f}\n",
+            printf("{\"benchmark\":\"allreduce\",\"backend\":\"openmpi-c\",\"ranks\":%d,\"bytes\":%ld,\"microseconds\":%.1f,\"algbw_GBps\":%.3f,\"busbw_GBps\":%.3f}\n",
                    size, count * 4, slowest * 1e6, algbw, algbw * 2 * (size - 1) / size);
         free(buffer);
     }

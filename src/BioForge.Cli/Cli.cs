@@ -99,11 +99,12 @@ public static class Cli
         return names.Count > 0 && names[0] == root.Name ? names : [root.Name, .. names];
     }
 
-    /// <summary>The options a command writes to: <c>--out</c>, and the second outputs <c>--png</c> and <c>--report</c>.</summary>
-    private static readonly string[] OutputNames = ["--out", "--png", "--report"];
+    /// <summary>The options a command writes to: <c>--out</c>, and the second outputs <c>--png</c>, <c>--report</c> and <c>--map</c>.</summary>
+    private static readonly string[] OutputNames = ["--out", "--png", "--report", "--map"];
 
     /// <summary>The options a command reads files from (an output must not be one of them).</summary>
-    private static readonly string[] InputNames = ["--in", "--library", "--gen", "--generated", "--natural", "--index", "--inputs", "--seq-file", "--train", "--ref", "--clusters", "--config", "--target"];
+    private static readonly string[] InputNames = ["--in", "--library", "--gen", "--generated", "--natural", "--reference", "--index", "--inputs", "--seq-file", "--train", "--ref",
+        "--clusters", "--config", "--target", "--actives", "--vocab", "--prior"];
 
     private static IEnumerable<Option<string>> OutputOptions(Command command) =>
         command.Options.OfType<Option<string>>().Where(o => OutputNames.Contains(o.Name)).Concat(command.Subcommands.SelectMany(OutputOptions));
@@ -117,7 +118,7 @@ public static class Cli
     private static void CheckWritable(System.CommandLine.Parsing.OptionResult result, Option option)
     {
         if (result.GetValueOrDefault<string>() is not { Length: > 0 } path) return;
-        if (!IsFolderOutput(option) && Directory.Exists(path)) result.AddError($"{option.Name} {path}: is a folder; name a file");
+        if (!IsFolderOutput(option) && (Directory.Exists(path) || Path.EndsInDirectorySeparator(path))) result.AddError($"{option.Name} {path}: is a folder; name a file");
         else if (IsFolderOutput(option) && File.Exists(path)) result.AddError($"{option.Name} {path}: is a file; name a folder");
         else if (IO.AtomicFile.WhyNotWritable(path) is { } reason) result.AddError($"{option.Name} {path}: {reason}");
     }

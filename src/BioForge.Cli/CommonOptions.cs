@@ -31,8 +31,12 @@ internal sealed class ComputeOptionSet
         command.Options.Add(Threads);
     }
 
-    public ComputeOptions Resolve(ParseResult result) =>
-        ComputeOptions.Resolve(result.GetValue(Device)!, result.GetValue(DType)!, result.GetValue(Threads));
+    /// <summary>The settings given; under mpirun/srun "cuda" is the GPU of the process's local rank, not GPU 0 for every rank.</summary>
+    public ComputeOptions Resolve(ParseResult result)
+    {
+        var options = ComputeOptions.Resolve(result.GetValue(Device)!, result.GetValue(DType)!, result.GetValue(Threads));
+        return options with { Device = Distributed.ParallelGrid.LocalDevice(options.Device, Distributed.ProcessGroup.Launch) };
+    }
 }
 
 /// <summary>

@@ -83,6 +83,12 @@ internal static class CompletionsBenchCommand
                 ["p99_ms"] = Percentile(latency, 0.99),
             };
             output.WriteLine(JsonSerializer.Serialize(report));
+            // Not one answered: a measurement of nothing (no server there, every request refused), which a script must not record.
+            if (ok.Length == 0)
+            {
+                error.WriteLine($"error: none of the {outcomes.Length} requests was answered 200 (the report above says what they got)");
+                return 1;
+            }
             return 0;
         }));
         return command;

@@ -31,9 +31,12 @@ internal static class DistributedCommands
         var command = new Command("check", "Run every collective on known values and compare the results on every rank") { stallRank, stallSeconds, freeze, model, device };
         command.SetAction(result => Cli.Guard(error, () =>
         {
+            if (result.GetValue(stallSeconds) < 0) throw new BioForgeException($"--stall-seconds must be 0 or more (got {result.GetValue(stallSeconds)})");
             TorchRuntime.EnsureLoaded();
             var world = ProcessGroup.World;
             int r = world.Rank, n = world.Size;
+            if (result.GetValue(stallRank) is int stalled and >= 0 && stalled >= n)
+                throw new BioForgeException($"--stall-rank {stalled}: the world has ranks 0–{n - 1}");
             if (result.GetValue(stallRank) == r)
             {
                 error.WriteLine($"rank {r}: {(result.GetValue(freeze) ? "freezing" : $"stalling for {result.GetValue(stallSeconds)} s")}");
@@ -302,8 +305,9 @@ internal static class DistributedCommands
                         ranks = world.Size,
                         bytes = buffer.numel() * 4,
                         microseconds = Math.Round(time * 1e6, 1),
-                        algbw_gbps = Math.Round(algorithmic, 3),
-                        busbw_gbps = Math.Round(algorithmic * 2 * (world.Size - 1) / world.Size, 3),
+                        // gigabytes per second, as nccl-tests reports (plan's --node-gbps takes gigabits: × 8)
+                        algbw_GBps = Math.Round(algorithmic, 3),
+                        busbw_GBps = Math.Round(algorithmic * 2 * (world.Size - 1) / world.Size, 3),
                     }));
             }
             return 0;

@@ -16,7 +16,7 @@ internal static class PlanCommand
         var dp = new Option<int?>("--dp") { Description = "data-parallel replicas (default: GPUs ÷ TP)" };
         var tp = Options.Int("--tp", "tensor-parallel size", 1);
         var link = Double("--link-gbps", "bandwidth between nodes per GPU, Gb/s (HDR InfiniBand: 200)", 200);
-        var node = Double("--node-gbps", "all-reduce bus bandwidth within a node per GPU, Gb/s (measure it: nccl-tests, `bioforge dist bench`)", 2400);
+        var node = Double("--node-gbps", "all-reduce bus bandwidth within a node per GPU, Gb/s (measure it: nccl-tests or `bioforge dist bench`, whose busbw is in GB/s: × 8)", 2400);
         var alpha = Double("--alpha-us", "latency of one ring step, µs", 10);
         var perNode = Options.Int("--gpus-per-node", "GPUs per node", 8);
         var overlap = Double("--overlap", "fraction of the gradient reduction hidden behind the backward pass (BioForge today: 0)", 0);

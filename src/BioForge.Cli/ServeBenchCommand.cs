@@ -70,6 +70,12 @@ internal static class ServeBenchCommand
                 ["resident_mb"] = memory.Select(m => Math.Round(m.Bytes / 1e6, 1)).ToArray(),
             };
             output.WriteLine(JsonSerializer.Serialize(report));
+            // Not one answered: a measurement of nothing (no server there, every request refused), which a script must not record.
+            if (ok.Length == 0)
+            {
+                error.WriteLine($"error: none of the {outcomes.Count} requests was answered 200 (the report above says what they got)");
+                return 1;
+            }
             return 0;
         }));
         return command;

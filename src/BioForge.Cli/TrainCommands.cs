@@ -23,7 +23,9 @@ internal static class TrainCommands
             var run = RunConfig.Load(result.GetValue(config)!, settings);
             return Cli.Stoppable(error, "stopping after this step (a checkpoint will be written)", cancellation =>
             {
-                bool live = !Console.IsErrorRedirected;
+                // The step lines go to standard output; a live copy on the terminal helps only when they go to a file
+                // (on a terminal both, the live line unended, would share rows with the next step's line).
+                bool live = !Console.IsErrorRedirected && Console.IsOutputRedirected;
                 var trained = Trainer.Run(run, new TrainerOptions
                 {
                     Resume = result.GetValue(resume),

@@ -148,7 +148,7 @@ internal static class Json
     /// </summary>
     private static bool HasSurrogateEscape(byte[] body)
     {
-        for (int i = body.AsSpan().IndexOf("\\u"u8); i >= 0 && i + 3 < body.Length; )
+        for (int i = body.AsSpan().IndexOf("\\u"u8); i >= 0 && i + 3 < body.Length;)
         {
             if (body[i + 2] is (byte)'d' or (byte)'D' && body[i + 3] is >= (byte)'8' and <= (byte)'9' or >= (byte)'a' and <= (byte)'f' or >= (byte)'A' and <= (byte)'F')
                 return true;

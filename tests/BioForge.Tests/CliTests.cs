@@ -60,6 +60,8 @@ public sealed class CliTests
         string map = Path.Combine(dir, "c.csv");
         AssertFails(Run("contacts", "--model", TestData.EsmTiny, "--seq", "MKTAYIAKQR", "--out", map, "--png", map), $"--png {map} is also --out", map);
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", fasta, "--out", dir), $"--out {dir}: is a folder; name a file");
+        string notYet = Path.Combine(dir, "new") + "/"; // a folder's name, even before it exists: refused before the work, not after
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", fasta, "--out", notYet), $"--out {notYet}: is a folder; name a file");
         // A file of one format under another's name is refused, not written as CSV or HTML whatever its extension.
         string json = Path.Combine(dir, "props.json"), smiles = Path.Combine(dir, "m.smi");
         File.WriteAllText(smiles, "CCO\n");
@@ -68,6 +70,14 @@ public sealed class CliTests
         AssertFails((code, "", chemError.ToString()), $"--out {json}: writes CSV; name a .csv file", json);
         AssertFails(Run("screen", "--target", "MKTAYIAKQR", "--library", smiles, "--out", Path.Combine(dir, "hits.csv"), "--report", Path.Combine(dir, "r.pdf")),
             $"--report {Path.Combine(dir, "r.pdf")}: writes HTML; name a .html or .htm file", Path.Combine(dir, "hits.csv"));
+        // The user's actives are an input too (the hits table overwrote them), and a variant map an output checked before the scoring.
+        string actives = Path.Combine(dir, "actives.smi");
+        File.WriteAllText(actives, "CCO\n");
+        AssertFails(Run("screen", "--target", "MKTAYIAKQR", "--library", smiles, "--actives", actives, "--out", actives), $"--out {actives} is also --actives");
+        Assert.Equal("CCO\n", File.ReadAllText(actives));
+        string scores = Path.Combine(dir, "s.csv"), folder = Path.Combine(dir, "map.svg");
+        Directory.CreateDirectory(folder);
+        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAKQR", "--mutations", "Y5G", "--out", scores, "--map", folder), $"--map {folder}: is a folder; name a file", scores);
         string file = Path.Combine(dir, "f");
         File.WriteAllText(file, "");
         AssertFails(Run("contacts", "--model", TestData.EsmTiny, "--seq", "MKTAYIAKQR", "--out", map, "--png", Path.Combine(file, "p.png")), $"--png {Path.Combine(file, "p.png")}: {file} is a file, not a folder", map);
@@ -136,6 +146,11 @@ public sealed class CliTests
     {
         AssertFails(Plain("bench", "completions", "--url", "notaurl", "--rate", "1", "--requests", "1"), "--url notaurl: expected an http:// or https:// address");
         AssertFails(Plain("bench", "serve", "--url", "ftp://x", "--inputs", Fasta(">a\nMK\n"), "--requests", "1"), "--url ftp://x: expected an http:// or https:// address");
+        // Nobody listening: a report of no answers, and a failing exit a script cannot take for a measurement.
+        var nobody = Plain("bench", "serve", "--url", "http://127.0.0.1:9", "--inputs", Fasta(">a\nMK\n"), "--requests", "2");
+        Assert.Equal(1, nobody.Code);
+        Assert.Contains("\"ok\":0", nobody.Out);
+        Assert.Contains("error: none of the 2 requests was answered 200", nobody.Err);
         string unreadable = Path.Combine(TestData.TempDirectory(), "bad.smi");
         File.WriteAllText(unreadable, "XYZ\nQQ\n");
         AssertFails(Plain("bench", "similarity", "--in", unreadable, "--threads", "1"), $"{unreadable}: none of its 2 molecules could be read");
@@ -168,6 +183,21 @@ public sealed class CliTests
         code = Cli.Cli.Run(["quickstart", "--out", fresh, "--library", library], stdout, stderr);
         AssertFails((code, stdout.ToString(), stderr.ToString()), $"--library {library}: none of its 2 molecules could be read");
         Assert.False(Directory.Exists(fresh));
+    }
+
+    /// <summary>
+    /// A stop asked for after the optimization (while the prior is sampled for comparison, then the library screened)
+    /// ends the quickstart there with nothing written, as its notice says; it used to run on and write everything.
+    /// </summary>
+    [Fact]
+    public void AQuickstartStoppedAfterItsOptimizationWritesNothing()
+    {
+        string output = Path.Combine(TestData.TempDirectory(), "quickstart");
+        using var stop = new CancellationTokenSource();
+        Assert.ThrowsAny<OperationCanceledException>(() => BioForge.Discovery.Quickstart.Run(new BioForge.Discovery.QuickstartOptions { Output = output, Steps = 1, Threads = 2 },
+            message => { if (message.StartsWith("sampling", StringComparison.Ordinal)) stop.Cancel(); }, cancellation: stop.Token));
+        Assert.False(Directory.Exists(output), "a stopped quickstart wrote its folder");
+        Assert.Empty(Directory.GetFileSystemEntries(Path.GetDirectoryName(output)!));
     }
 
     /// <summary>The README's workflow end to end on a small library and one learning step: candidates and report

@@ -14,8 +14,11 @@ public sealed class LaunchTests
     {
         var mpirun = new Dictionary<string, string> { ["OMPI_COMM_WORLD_RANK"] = "3", ["OMPI_COMM_WORLD_SIZE"] = "4", ["OMPI_COMM_WORLD_LOCAL_RANK"] = "1" };
         Assert.Equal(new Launch(3, 4, 1, "mpirun"), Launch.FromEnvironment(mpirun.GetValueOrDefault));
-        var slurm = new Dictionary<string, string> { ["SLURM_PROCID"] = "0", ["SLURM_NTASKS"] = "8", ["SLURM_LOCALID"] = "0" };
+        var slurm = new Dictionary<string, string> { ["SLURM_PROCID"] = "0", ["SLURM_NTASKS"] = "8", ["SLURM_STEP_NUM_TASKS"] = "8", ["SLURM_LOCALID"] = "0" };
         Assert.Equal(new Launch(0, 8, 0, "srun"), Launch.FromEnvironment(slurm.GetValueOrDefault));
+        // The batch script of an 8-task allocation (sbatch) runs once, outside any job step: a world of one.
+        var batch = new Dictionary<string, string> { ["SLURM_PROCID"] = "0", ["SLURM_NTASKS"] = "8", ["SLURM_LOCALID"] = "0" };
+        Assert.Equal(new Launch(0, 1, 0, "none"), Launch.FromEnvironment(batch.GetValueOrDefault));
         Assert.Equal(new Launch(0, 1, 0, "none"), Launch.FromEnvironment(_ => null));
         var broken = new Dictionary<string, string> { ["OMPI_COMM_WORLD_RANK"] = "4", ["OMPI_COMM_WORLD_SIZE"] = "4" };
         Assert.Contains("outside OMPI_COMM_WORLD_SIZE=4", Assert.Throws<BioForgeException>(() => Launch.FromEnvironment(broken.GetValueOrDefault)).Message);

@@ -16,6 +16,33 @@ public sealed class RunDirectoryTests
             File.WriteAllText(Path.Combine(directory, State), "{}");
         });
 
+    /// <summary>
+    /// A file's write killed by a signal leaves its hidden temporary file (named by its process): the next write of that
+    /// file removes it once that process is gone, and leaves a live process's alone.
+    /// </summary>
+    [Fact]
+    public void AnAbandonedTemporaryFileGoesWithTheNextWriteOfItsFile()
+    {
+        string directory = TestData.TempDirectory(), target = Path.Combine(directory, "emb.csv");
+        using var ended = System.Diagnostics.Process.Start("true")!;
+        ended.WaitForExit();
+        using var alive = System.Diagnostics.Process.Start("sleep", "60")!;
+        try
+        {
+            string abandoned = Path.Combine(directory, $".emb.csv.{ended.Id}.tmp"), writing = Path.Combine(directory, $".emb.csv.{alive.Id}.tmp");
+            File.WriteAllText(abandoned, "half");
+            File.WriteAllText(writing, "half");
+            BioForge.IO.AtomicFile.WriteText(target, "whole");
+            Assert.Equal("whole", File.ReadAllText(target));
+            Assert.False(File.Exists(abandoned), "the killed write's temporary file stayed");
+            Assert.True(File.Exists(writing), "a running process's temporary file was removed");
+        }
+        finally
+        {
+            alive.Kill();
+        }
+    }
+
     [Fact]
     public void RunsOpenedSideBySideInOneFolderAreAllFoundWritable()
     {

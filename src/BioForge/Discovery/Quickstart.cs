@@ -137,8 +137,10 @@ public static class Quickstart
         using var required = new RequiredSubstructures(options.Required);
         // Molecules without a required substructure score half and cannot be candidates: left out before the pick, not after.
         var agentPick = DiversePick(optimized.Ranked.Where(m => required.Match(m.Canonical)).Select(m => (m.Canonical, m.Score)).ToList(), options);
+        // A stop asked for after the optimization ends the minutes of comparison and screening too: nothing is written.
+        cancellation.ThrowIfCancellationRequested();
         info($"sampling {optimized.Scored} molecules from the prior for comparison");
-        var priorPick = DiversePick([.. PriorScores(options, scoring, optimized.Scored).Where(m => required.Match(m.Smiles))], options);
+        var priorPick = DiversePick([.. PriorScores(options, scoring, optimized.Scored, cancellation).Where(m => required.Match(m.Smiles))], options);
         double agentTop = agentPick.Select(m => m.Score).DefaultIfEmpty(0).Average();
         double priorTop = priorPick.Select(m => m.Score).DefaultIfEmpty(0).Average();
         double diversity = 0;
@@ -148,14 +150,17 @@ public static class Quickstart
 
         // 3. Screen the shipped library and profile the optimized molecules the same way.
         using var affinity = AffinityModel.Load(options.AffinityModel, compute.Device);
+        cancellation.ThrowIfCancellationRequested();
         info($"screening {options.Library}");
         // Every library molecule goes on to the combined score below, not only the best by affinity alone: a clean,
         // drug-like molecule just under an affinity cut would otherwise never be compared.
         var screenOptions = new ScreenOptions { Top = int.MaxValue, Limits = options.Limits, AllowedAlerts = options.AllowedAlerts, Actives = options.Actives };
-        var screened = VirtualScreen.Run(affinity, sequence, MoleculeSource.Read(options.Library), screenOptions);
+        var screened = VirtualScreen.Run(affinity, sequence, MoleculeSource.Read(options.Library).TakeWhile(_ => !cancellation.IsCancellationRequested), screenOptions,
+            cancellation: cancellation);
         var designed = VirtualScreen.Run(affinity, sequence,
             agentPick.Select((m, i) => new MoleculeRecord($"optimized #{i + 1}", m.Smiles, false, i + 1, new Dictionary<string, string>())),
-            screenOptions with { Top = options.Candidates });
+            screenOptions with { Top = options.Candidates }, cancellation: cancellation);
+        cancellation.ThrowIfCancellationRequested();
         // The pick walks down the ranking to its end when too few molecules scored above 0: some may break a limit.
         if (designed.OutsideLimits > 0) info($"{designed.OutsideLimits} of the {agentPick.Count} designed molecules picked are outside the limits: left out of the candidates");
 
@@ -292,11 +297,12 @@ public static class Quickstart
         [.. DiverseSelection.Pick([.. ranked.Select(m => m.Smiles)], options.Candidates, options.MaxSimilarity).Select(i => ranked[i])];
 
     /// <summary>The prior's distinct valid molecules with their scores, best first.</summary>
-    private static List<(string Smiles, double Score)> PriorScores(QuickstartOptions options, ScoringFunction scoring, int count)
+    private static List<(string Smiles, double Score)> PriorScores(QuickstartOptions options, ScoringFunction scoring, int count, CancellationToken cancellation)
     {
         using var prior = LlamaCheckpoint.Load(options.Prior, CPU, ScalarType.Float32);
         var generator = new Generation.SmilesGenerator(prior);
-        var molecules = generator.Generate(count, new SamplingOptions { MaxNewTokens = MaxLength }, StatelessRandom.Hash(options.Seed, 7, 7), options.BatchSize, validOnly: false);
+        var molecules = generator.Generate(count, new SamplingOptions { MaxNewTokens = MaxLength }, StatelessRandom.Hash(options.Seed, 7, 7), options.BatchSize, validOnly: false,
+            cancellation: cancellation);
         var distinct = molecules.Where(m => m.Valid).Select(m => m.Canonical!).Distinct().ToList();
         var scores = scoring.Score(distinct);
         return [.. distinct.Select((smiles, i) => (smiles, scores[i].Score)).OrderByDescending(m => m.Item2)];

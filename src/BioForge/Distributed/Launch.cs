@@ -2,8 +2,9 @@ namespace BioForge.Distributed;
 
 /// <summary>
 /// Where this process stands in a job, as the launcher says: Open MPI's <c>mpirun</c> (OMPI_COMM_WORLD_*), SLURM's
-/// <c>srun</c> (SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID) or a PMI launcher (PMI_RANK / PMI_SIZE). Without any of
-/// them the process is a world of one.
+/// <c>srun</c> (SLURM_PROCID / SLURM_STEP_NUM_TASKS / SLURM_LOCALID) or a PMI launcher (PMI_RANK / PMI_SIZE). Without any
+/// of them the process is a world of one. A Slurm batch script itself (sbatch) has SLURM_PROCID and SLURM_NTASKS of the
+/// allocation but runs once: only a job step's variables, which srun sets, say the process is one of several.
 /// </summary>
 public sealed record Launch(int Rank, int Size, int LocalRank, string Launcher)
 {
@@ -16,7 +17,7 @@ public sealed record Launch(int Rank, int Size, int LocalRank, string Launcher)
         (string Name, string Rank, string Size, string Local)[] launchers =
         [
             ("mpirun", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"),
-            ("srun", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"),
+            ("srun", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID"),
             ("pmi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"),
         ];
         foreach (var (name, rankKey, sizeKey, localKey) in launchers)

@@ -52,7 +52,7 @@ public sealed class SmilesGenerator
     /// most <paramref name="maxAttemptsFactor"/> × count samples). <paramref name="prompt"/> is a SMILES start every molecule continues.
     /// </summary>
     public IReadOnlyList<GeneratedMolecule> Generate(int count, SamplingOptions options, ulong seed, int batchSize, bool validOnly,
-        IProgress<int>? progress = null, int maxAttemptsFactor = 100, string prompt = "")
+        IProgress<int>? progress = null, int maxAttemptsFactor = 100, string prompt = "", CancellationToken cancellation = default)
     {
         if (validOnly && !checkMolecules) throw new ArgumentException("valid-only sampling needs a generator that checks molecules", nameof(validOnly));
         var promptIds = EncodePrompt(prompt);
@@ -63,6 +63,7 @@ public sealed class SmilesGenerator
         var result = new List<GeneratedMolecule>(Math.Min(count, 1 << 16)); // grown as they come: --n may be far more than memory holds
         while (result.Count < count)
         {
+            cancellation.ThrowIfCancellationRequested();
             // Keep the slots full; sequences are taken in index order, so the answer does not depend on timing. Not many
             // more than are still wanted, though: ten valid molecules need not cost a batch of 256.
             int ahead = (int)Math.Min(2L * batchSize, 2L * (count - result.Count) + 16); // in long: 2 × a count past 2^30 overflowed

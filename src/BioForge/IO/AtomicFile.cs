@@ -41,6 +41,7 @@ public static class AtomicFile
                 throw new BioForgeException($"{path}: cannot create output directory {directory} ({Reason(e, directory)})");
             }
             temp = Path.Combine(directory, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+            RemoveAbandoned(directory, Path.GetFileName(full));
             try
             {
                 Stream = new FileStream(temp, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16);
@@ -75,6 +76,40 @@ public static class AtomicFile
             {
                 File.Delete(temp);
                 RemoveCreated();
+            }
+        }
+
+        /// <summary>
+        /// The temporary files of earlier writes of this file whose process is gone (killed mid-write: a signal leaves no
+        /// chance to delete them, and the next write is the first to know they are debris). Another live process's are
+        /// its own.
+        /// </summary>
+        private static void RemoveAbandoned(string directory, string name)
+        {
+            try
+            {
+                foreach (string file in Directory.EnumerateFiles(directory, $".{name}.*.tmp"))
+                {
+                    string middle = Path.GetFileName(file)[(name.Length + 2)..^".tmp".Length];
+                    if (int.TryParse(middle, out int pid) && pid != Environment.ProcessId && !Running(pid)) File.Delete(file);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Debris it cannot list or remove stays; the write itself goes on.
+            }
+        }
+
+        private static bool Running(int pid)
+        {
+            try
+            {
+                using var process = System.Diagnostics.Process.GetProcessById(pid);
+                return !process.HasExited;
+            }
+            catch (ArgumentException)
+            {
+                return false;
             }
         }
 
