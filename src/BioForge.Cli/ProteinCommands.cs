@@ -86,6 +86,9 @@ internal static class ProteinCommands
                 throw new BioForgeException($"--truncate is for ESM-2 models: a {family.ModelType} model's length is in its own tokens, not residues");
             if (family is not EsmFamily && result.GetValue(unknown))
                 throw new BioForgeException($"--unknown-as-unk is for ESM-2 models: a {family.ModelType} model reads each sequence with its own tokenizer, which refuses what it cannot hold");
+            // A record too long to read whole is found now, not after hours of the records before it.
+            if (family is EsmFamily && truncation == Truncation.None)
+                EsmEmbedder.RefuseTooLong(FastaReader.Read(inPath, alphabet), EsmConfig.FromJson(Path.Combine(result.GetValue(model)!, "config.json")));
             var (modelInfo, embed) = OpenEmbedder(result, model, compute, family, new EmbedOptions
             {
                 Pooling = pooling,

@@ -116,6 +116,10 @@ public sealed class EsmCheckpointTests
         Assert.Contains("tie_word_embeddings false", Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(dir, cpu.Device, cpu.DType)).Message);
         File.WriteAllText(Path.Combine(dir, "config.json"), File.ReadAllText(Path.Combine(TestData.EsmTiny, "config.json")).Replace("\"pad_token_id\": 1", "\"pad_token_id\": 40"));
         Assert.Contains("pad_token_id 40 is outside the vocabulary of 33", Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(dir, cpu.Device, cpu.DType)).Message);
+        var rotary = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(TestData.EsmTiny, "config.json")))!.AsObject();
+        rotary["rope_theta"] = 500;
+        File.WriteAllText(Path.Combine(dir, "config.json"), rotary.ToJsonString());
+        Assert.Contains("rope_theta 500: ESM-2's rotary embeddings use 10000", Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(dir, cpu.Device, cpu.DType)).Message);
         // A size left out is named, not taken from ESM-2 8M (the defaults of a training configuration).
         var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(TestData.EsmTiny, "config.json")))!.AsObject();
         config.Remove("num_attention_heads");

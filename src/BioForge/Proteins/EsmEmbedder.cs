@@ -172,10 +172,20 @@ public sealed class EsmEmbedder(EsmCheckpoint model, EmbedOptions options)
             {
                 Truncation.End => record with { Sequence = record.Sequence[..max] },
                 Truncation.Start => record with { Sequence = record.Sequence[^max..] },
-                _ => throw new BioForgeException($"{record.Where}: record '{record.Id}' has {record.Sequence.Length} residues; this model takes at most {max} (max_position_embeddings {model.Config.MaxPositionEmbeddings} minus <cls> and <eos>); read it in windows (--truncate window) or embed its first or last {max} (--truncate end or start)"),
+                _ => throw TooLong(record, model.Config),
             };
         return Encode(record);
     }
+
+    /// <summary>The first record of <paramref name="records"/> longer than a model of <paramref name="config"/> reads, refused by name (before any work, where the file can be read twice).</summary>
+    public static void RefuseTooLong(IEnumerable<FastaRecord> records, EsmConfig config)
+    {
+        if (records.FirstOrDefault(r => r.Sequence.Length > config.MaxResidues) is { } record) throw TooLong(record, config);
+    }
+
+    private static BioForgeException TooLong(FastaRecord record, EsmConfig config) =>
+        new($"{record.Where}: record '{record.Id}' has {record.Sequence.Length} residues; this model takes at most {config.MaxResidues} (max_position_embeddings {config.MaxPositionEmbeddings} minus <cls> and <eos>); "
+            + $"read it in windows (--truncate window) or embed its first or last {config.MaxResidues} (--truncate end or start)");
 
     /// <summary>The record's tokens [&lt;cls&gt;, residues…, &lt;eos&gt;], whatever its length.</summary>
     private int[] Encode(FastaRecord record)

@@ -134,6 +134,10 @@ public sealed record EsmConfig
         if (HiddenSize % NumAttentionHeads != 0 || HeadDim % 2 != 0)
             throw new BioForgeException($"{where}: hidden_size {HiddenSize} must split into {NumAttentionHeads} heads of even size");
         if (MaxPositionEmbeddings < 3) throw new BioForgeException($"{where}: max_position_embeddings must be at least 3");
+        // transformers' ESM rotates with base 10000 whatever its config says: a network of another would load there and
+        // compute something else.
+        if (RopeTheta != 10000.0)
+            throw new BioForgeException($"{where}: rope_theta {RopeTheta.ToString(System.Globalization.CultureInfo.InvariantCulture)}: ESM-2's rotary embeddings use 10000 (Hugging Face's EsmRotaryEmbedding reads no other)");
         foreach (var (key, id) in new[] { ("pad_token_id", PadTokenId), ("mask_token_id", MaskTokenId), ("eos_token_id", EosTokenId) })
             if (id < 0 || id >= VocabSize) throw new BioForgeException($"{where}: {key} {id} is outside the vocabulary of {VocabSize}");
         ModelShape.CheckSize(where, "num_hidden_layers", NumHiddenLayers, ModelShape.MaxLayers);
