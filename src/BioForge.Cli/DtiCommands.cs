@@ -43,6 +43,9 @@ internal static class DtiCommands
             var options = Runtime.ComputeOptions.Resolve(result.GetValue(compute.Device)!, "fp32", result.GetValue(compute.Threads));
             using var affinity = AffinityModel.Load(result.GetValue(model)!, options.Device);
             var dataset = AffinityDataset.Load(result.GetValue(data)!);
+            // A pKd model scored on KIBA scores (or the other way) would print an error and a concordance of nothing.
+            if (affinity.Manifest.Measure.Length > 0 && affinity.Manifest.Measure != dataset.Measure)
+                throw new BioForgeException($"--data {result.GetValue(data)}: holds {dataset.Measure} values; the model predicts {affinity.Manifest.Measure} (trained on {affinity.Manifest.Dataset})");
             var test = dataset.Folds(affinity.Manifest.Split, affinity.Manifest.SplitSeed).Test.Select(i => dataset.Pairs[i]).ToArray();
             var predicted = new double[test.Length];
             // Each drug's features once (the molecule model's embedding is most of the time), then every target's pairs.

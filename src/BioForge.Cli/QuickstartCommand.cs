@@ -66,7 +66,7 @@ internal static class QuickstartCommand
                     return 130;
                 }
                 output.WriteLine();
-                output.WriteLine($"Candidates for {run.TargetName} ({run.Optimized:N0} molecules designed, {run.Screened:N0} screened, {run.Elapsed.TotalMinutes:F1} min):");
+                output.WriteLine($"Candidates for {run.TargetName} ({run.Optimized:N0} molecules sampled or bred in the optimization, {run.Screened:N0} screened, {run.Elapsed.TotalMinutes:F1} min):");
                 foreach (var (hit, score, source) in run.Candidates.Take(5))
                     output.WriteLine($"  {hit.Rank}. {hit.Smiles}  score {score:F2}  pKd {hit.Affinity:F2}  QED {hit.Qed:F2}  SA {hit.Sa:F1}  ({source})");
                 output.WriteLine($"Mean score of the {run.Picked}: {run.AgentTopMean:F3} (the prior alone: {run.PriorTopMean:F3}), internal diversity {run.AgentDiversity:F3}");

@@ -301,6 +301,10 @@ public sealed class AffinityTests
         var (code, text, error) = CliRun("dti", "eval", "--model", model.ModelDirectory, "--data", Davis, "--device", "cpu", "--threads", "2");
         Assert.True(code == 0, error);
         Assert.Contains($"{test.Length:N0}", text);
+        // Scored against KIBA's scores, a pKd model would print numbers of nothing: refused, naming both.
+        (code, _, error) = CliRun("dti", "eval", "--model", model.ModelDirectory, "--data", Path.Combine(Repository.Root, "data", "kiba"), "--device", "cpu", "--threads", "2");
+        Assert.Equal(2, code);
+        Assert.Contains("holds KIBA score values; the model predicts pKd", error);
     }
 
     /// <summary>
