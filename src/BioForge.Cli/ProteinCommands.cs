@@ -30,6 +30,8 @@ internal static class ProteinCommands
         yield return ScoreVariants(output, error);
     }
 
+    private static readonly string AnyButSpecialTokens = string.Concat(Enumerable.Range('!', '~' - '!' + 1).Select(c => (char)c).Where(c => c is not ('<' or '>')));
+
     private static EsmCheckpoint LoadModel(ParseResult result, Option<string> model, ComputeOptionSet compute)
     {
         var options = compute.Resolve(result);
@@ -65,10 +67,11 @@ internal static class ProteinCommands
             var pooling = Enum.Parse<Pooling>(result.GetValue(pool)!, ignoreCase: true);
             var family = ModelRegistry.Of(result.GetValue(model)!);
             // Other families read the text with their own tokenizer, which refuses what it cannot hold. ESM-2 with
-            // --unknown-as-unk takes any letter (an unknown one as <unk>), never '<': a file holds residues, not the
-            // special tokens a command-line sequence may spell (<mask> would be read as one token, labelled as six).
+            // --unknown-as-unk takes any printable character (an unknown one as <unk>: an internal stop '*', a digit)
+            // but '<' and '>': a file holds residues, not the special tokens a command-line sequence may spell (<mask>
+            // would be read as one token and labelled as six).
             bool anyLetter = result.GetValue(unknown);
-            var alphabet = family is not EsmFamily ? null : anyLetter ? "ABCDEFGHIJKLMNOPQRSTUVWXYZ.-" : FastaReader.ProteinAlphabet;
+            var alphabet = family is not EsmFamily ? null : anyLetter ? AnyButSpecialTokens : FastaReader.ProteinAlphabet;
             long total;
             try
             {

@@ -154,7 +154,8 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         Assert.Equal(full.Select(Cut), Texts(JsonNode.Parse(text)!));
         // The log-probabilities are of the tokens the text holds: none of a cut stop string, also one of two tokens ("c", "1").
         Assert.Contains(full, s => s.Contains("c1", StringComparison.Ordinal));
-        foreach (var stops in new[] { new[] { "(", "[NH" }, ["c1"] })
+        Assert.Contains(full, s => s.Contains("[C@H]", StringComparison.Ordinal)); // "@H" stops inside the token "[C@H]": its "[C" is text, with its log-probability
+        foreach (var stops in new[] { new[] { "(", "[NH" }, ["c1"], ["@H"] })
         {
             var (_, answer) = await Post(new { model = Model, n = 4, seed = 5, max_tokens = 80, stop = stops, logprobs = 0 });
             foreach (var choice in JsonNode.Parse(answer)!["choices"]!.AsArray())

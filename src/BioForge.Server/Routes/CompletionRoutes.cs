@@ -279,15 +279,22 @@ internal static class CompletionRoutes
                         Offsets.RemoveAt(Offsets.Count - 1);
                     }
                     if (Tokens.Count > SentTokens && Offsets[^1] + Tokens[^1].Length > at) Tokens[^1] = Tokens[^1][..(at - Offsets[^1])];
+                    // This token's own text before the stop string stays in the text: its log-probability with it.
+                    if (at > before) AddToken(piece[..(at - before)], draw, decoder, before);
                     stopString = true;
                     return false;
                 }
             }
+            AddToken(piece, draw, decoder, before);
+            return true;
+        }
+
+        private void AddToken(string piece, TokenDraw draw, DecodeService decoder, int offset)
+        {
             Tokens.Add(piece);
             TokenLogprobs.Add(draw.LogProb);
             Top.Add(draw.Top?.GroupBy(t => decoder.Piece(t.Token)).ToDictionary(g => g.Key, g => g.First().LogProb));
-            Offsets.Add(before);
-            return true;
+            Offsets.Add(offset);
         }
 
         public void Finish(FinishReason reason, double logLikelihood)

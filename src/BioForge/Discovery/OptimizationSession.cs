@@ -531,6 +531,7 @@ public sealed class OptimizationSession : IDisposable
             Add(new SampledSequence(r.Tokens, r.Finished, 0), r.Canonical, r.Score, (float)r.PriorLogLikelihood, batch.Count + j);
         }
 
+        if (sequences.Count == 0) return; // every sample a repeat and the memory empty (or just purged): nothing to learn from
         using var scope = NewDisposeScope();
         var fresh = Enumerable.Range(0, sequences.Count).Where(i => priors[i] is null).ToList();
         if (fresh.Count > 0)

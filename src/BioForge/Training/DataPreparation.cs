@@ -140,7 +140,7 @@ public static class DataPreparation
         if (!Directory.Exists(path))
             return File.Exists(path) ? SmilesVocabulary.Load(path) : throw new BioForgeException($"--vocab {path}: no such file or directory");
         return SmilesVocabulary.InModel(path)
-            ?? throw new BioForgeException($"--vocab {path}: no {SmilesVocabulary.FileName} or SMILES {SmilesVocabulary.HuggingFaceTokenizerFile} there (a SMILES model's or corpus's folder, or its {SmilesVocabulary.FileName})");
+            ?? throw new BioForgeException($"--vocab {path}: no SMILES {SmilesVocabulary.FileName} or {SmilesVocabulary.HuggingFaceTokenizerFile} there (a SMILES model's or corpus's folder, or its {SmilesVocabulary.FileName}; a byte-level BPE's vocabulary is not one)");
     }
 
     private static int[] Encode(Func<int[]> encode, string path, int line)
