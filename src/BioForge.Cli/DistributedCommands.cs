@@ -72,6 +72,9 @@ internal static class DistributedCommands
             var big = full([3_000_001], r + 1.0, ScalarType.Float32);
             world.AllReduce(big, ReduceOp.Average);
             Expect("all-reduce average (3M floats)", big, full([3_000_001], ranksSum / n, ScalarType.Float64));
+            var integers = full([3], r + 1L, ScalarType.Int64);
+            world.AllReduce(integers, ReduceOp.Average);
+            Expect("all-reduce average (int64, truncated)", integers, full([3], (double)((n + 1) / 2), ScalarType.Float64));
             var max = tensor(new[] { (float)r, -r });
             world.AllReduce(max, ReduceOp.Max);
             Expect("all-reduce max", max, tensor(new[] { n - 1.0, 0.0 }));

@@ -125,11 +125,14 @@ internal static class GenerateCommand
             // sample, as MOSES counts them (an empty sample is an invalid one).
             AtomicFile.WriteText(target, string.Concat(molecules.Select(m => (onlyValid ? m.Canonical : m.Smiles.Length == 0 ? EmptySample : m.Smiles) + "\n")));
             int valid = molecules.Count(m => m.Valid);
+            int cut = molecules.Count(m => !m.Finished);
             int unique = molecules.Where(m => m.Valid).Select(m => m.Canonical).Distinct().Count();
             output.WriteLine($"{molecules.Count} molecules -> {target} in {seconds:F1} s ({molecules.Count / Math.Max(seconds, 1e-9):F0} molecules/s); "
                 + (onlyValid ? $"{molecules[^1].Index + 1} samples for {molecules.Count} valid, unique {100.0 * unique / valid:F1}%"
                     : noRdkit is null ? $"valid {100.0 * valid / molecules.Count:F1}%" + (valid > 0 ? $", unique among valid {100.0 * unique / valid:F1}%" : "")
-                    : $"validity not checked: {noRdkit}"));
+                    : $"validity not checked: {noRdkit}")
+                // A sample cut at the length limit may still parse (a prefix of a molecule is often one): counted, but named.
+                + (cut > 0 ? $"; {cut} cut at --max-length {sampling.MaxNewTokens} (unfinished)" : ""));
             return 0;
         }));
         return command;

@@ -118,6 +118,11 @@ public sealed class CliTests
         // Valid-only keeps molecules that ended: when the length limit cut them, the message says so, not "not trained well enough".
         AssertFails(Run("generate", "--model", model, "--n", "2", "--valid-only", "--max-length", "1", "--out", generated),
             "only 0 of 2 requested molecules were valid after 200 samples; 200 were cut at the length limit (1 tokens): raise --max-length", generated);
+        // Without --valid-only, samples the limit cut are written and counted, and the summary names how many.
+        var cut = Run("generate", "--model", model, "--n", "3", "--max-length", "1", "--out", generated);
+        Assert.Equal(0, cut.Code);
+        Assert.Contains("; 3 cut at --max-length 1 (unfinished)", cut.Out);
+        File.Delete(generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--top-p", "NaN", "--out", generated), "--top-p NaN: must be a finite number", generated);
         AssertFails(Run("generate", "--model", model, "--n", "1", "--prompt", "c1cc1", "--valid-only", "--out", generated),
             "the prompt 'c1cc1' may start no valid molecule", generated);

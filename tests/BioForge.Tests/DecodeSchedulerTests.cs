@@ -161,6 +161,17 @@ public sealed class DecodeSchedulerTests
         Assert.Equal(expected.Select(e => (double)e), molecules.Select(m => m.LogLikelihood), (a, b) => Math.Abs(a - b) < 1e-3);
     }
 
+    [Theory]
+    [InlineData(float.NaN)]
+    [InlineData(float.PositiveInfinity)]
+    public void NonFiniteLogitsAreRefusedNotSampled(float bad)
+    {
+        // NaN propagated through the softmax used to leave every weight NaN and the draw fell through to the last token.
+        var error = Assert.Throws<BioForgeException>(() => SequenceSampler.Draw([0f, bad, 0f, 0f], new SamplingOptions(), 1, 3, 7));
+        Assert.Contains("sequence 3, step 7", error.Message);
+        Assert.Equal(2, SequenceSampler.Draw([0f, float.NegativeInfinity, 5f, 0f], new SamplingOptions { Temperature = 0 }, 1, 0, 0).Token);
+    }
+
     [Fact]
     public void DrawsFollowTheFilteredDistribution()
     {

@@ -61,6 +61,13 @@ public sealed class FastaReaderTests
         int middle = text.IndexOf(">r20", StringComparison.Ordinal);
         File.WriteAllBytes(path, [.. File.ReadAllBytes(Write(text[..middle], gzip: true)), .. File.ReadAllBytes(Write(text[middle..], gzip: true))]);
         Assert.Equal(FastaReader.Read(Write(text)).Select(r => r.Sequence), FastaReader.Read(path).Select(r => r.Sequence));
+
+        // Zero padding after the last member (tape blocks) reads as gunzip reads it; other bytes there are damage.
+        File.WriteAllBytes(path, [.. whole, .. new byte[100_000]]);
+        Assert.Equal(40, FastaReader.Read(path).Count());
+        File.WriteAllBytes(path, [.. whole, .. new byte[70_000], 7]);
+        Assert.Equal($"{path}: data after gzip member 1 is neither another member nor zero padding",
+            Assert.Throws<BioForgeException>(() => FastaReader.Read(path).ToList()).Message);
     }
 
     /// <summary>

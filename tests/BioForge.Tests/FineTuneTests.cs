@@ -225,6 +225,16 @@ public sealed class FineTuneTests
     }
 
     [Fact]
+    public void OneClassNumberWrittenTwoWaysIsRefused()
+    {
+        string directory = TestData.TempDirectory(), data = Path.Combine(directory, "c.csv");
+        File.WriteAllText(data, "smiles,label\nCCO,1\nCCN,0\nCCC,1.0\nCCCl,0\n");
+        var e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, SmilesModel, Path.Combine(directory, "run"), task: "classification"), "data.valid_fraction=0", "data.test_fraction=0"));
+        Assert.Contains("the class labels '1' and '1.0' are one number written differently", e.Message);
+        Assert.False(Directory.Exists(Path.Combine(directory, "run")));
+    }
+
+    [Fact]
     public void InvalidResiduesAndMismatchedResidueLabelsAreRefused()
     {
         string directory = TestData.TempDirectory(), data = Path.Combine(directory, "p.csv");

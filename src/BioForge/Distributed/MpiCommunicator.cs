@@ -64,13 +64,25 @@ public sealed unsafe class MpiCommunicator : Communicator
     /// <summary>MPI_Abort on MPI_COMM_WORLD: every rank of the job ends with <paramref name="exitCode"/>.</summary>
     internal void AbortWorld(int exitCode) => mpi.Abort(mpi.CommWorld, exitCode == 0 ? 1 : exitCode);
 
+    /// <summary>The sum into the average: integers divided as integers, truncated as NCCL's average divides them (true division cannot be stored in place).</summary>
+    private void DivideBySize(Tensor sum)
+    {
+        if (sum.is_floating_point())
+        {
+            sum.DivInPlace(Size);
+            return;
+        }
+        using var size = ((long)Size).ToScalar();
+        sum.div_(size, RoundingMode.trunc);
+    }
+
     public override void AllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum)
     {
         using var scope = NewDisposeScope();
         var (buffer, type) = Staged(tensor);
         IntPtr reduce = Op(op);
         ForEachPiece(buffer, (pointer, count) => mpi.Allreduce(MpiLibrary.InPlace, pointer, count, type, reduce, comm), "all-reduce");
-        if (op == ReduceOp.Average) buffer.DivInPlace(Size);
+        if (op == ReduceOp.Average) DivideBySize(buffer);
         if (!ReferenceEquals(buffer, tensor)) CopyBack(buffer, tensor);
     }
 
@@ -106,7 +118,7 @@ public sealed unsafe class MpiCommunicator : Communicator
         var result = empty([part], buffer.dtype);
         IntPtr source = Address(buffer), target = Address(result), reduce = Op(op);
         Watched(() => mpi.ReduceScatterBlock(source, target, (int)part, type, reduce, comm), "reduce-scatter");
-        if (op == ReduceOp.Average) result.DivInPlace(Size);
+        if (op == ReduceOp.Average) DivideBySize(result);
         long[] shape = [tensor.shape[0] / Size, .. tensor.shape.Skip(1)];
         return result.reshape(shape).to(tensor.dtype, tensor.device).MoveToOuterDisposeScope();
     }

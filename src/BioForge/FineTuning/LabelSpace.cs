@@ -27,6 +27,9 @@ public sealed record LabelSpace(FineTuneTask Task, IReadOnlyList<string> Classes
         }
         var labels = train.SelectMany(r => task == FineTuneTask.Classification ? [r.Label] : ResidueLabels(r.Label)).Distinct().ToList();
         bool numeric = labels.All(l => double.TryParse(l, NumberStyles.Float, CultureInfo.InvariantCulture, out _));
+        if (numeric && labels.GroupBy(l => double.Parse(l, CultureInfo.InvariantCulture)).FirstOrDefault(g => g.Count() > 1) is { } spellings)
+            throw new BioForgeException($"{train[0].Source}: the class labels {string.Join(" and ", spellings.Select(l => $"'{l}'"))} are one number written "
+                + "differently, which would make them two classes; write each class one way");
         var ordered = numeric
             ? labels.OrderBy(l => double.Parse(l, CultureInfo.InvariantCulture)).ToList()
             : labels.OrderBy(l => l, StringComparer.Ordinal).ToList();

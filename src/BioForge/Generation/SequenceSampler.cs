@@ -82,6 +82,9 @@ public static class SequenceSampler
     public static TokenDraw Draw(ReadOnlySpan<float> logits, SamplingOptions options, ulong seed, long index, long step, int topLogprobs = 0,
         TokenConstraint? constraint = null, TokenHistory? history = null)
     {
+        foreach (float logit in logits)
+            if (float.IsNaN(logit) || float.IsPositiveInfinity(logit))
+                throw new BioForgeException($"sequence {index}, step {step}: the model's logits hold {logit} (corrupt weights or an overflow in reduced precision); nothing can be drawn from them");
         var logProbs = LogProbabilities(logits, 1, constraint);
         float[]? penalised = options.Penalises && history is not null ? history.Penalise(logits, options) : null;
         int token = options.Temperature == 0

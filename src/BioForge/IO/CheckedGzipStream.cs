@@ -90,6 +90,13 @@ internal sealed unsafe class CheckedGzipStream : Stream
                     z->NextIn = input;
                     z->AvailIn = (uint)read;
                 }
+                if (!inMember && members > 0 && *z->NextIn == 0)
+                {
+                    // Zeros after the last member are tape or block padding, which gunzip ignores; anything else is damage.
+                    if (!OnlyZerosRemain()) throw new BioForgeException($"{path}: data after gzip member {members} is neither another member nor zero padding");
+                    ended = true;
+                    break;
+                }
                 inMember = true;
                 int result = Inflate(z, 0);
                 if (result == ZStreamEnd)
@@ -106,6 +113,19 @@ internal sealed unsafe class CheckedGzipStream : Stream
                 }
             }
             return buffer.Length - (int)z->AvailOut;
+        }
+    }
+
+    private bool OnlyZerosRemain()
+    {
+        while (true)
+        {
+            if (new ReadOnlySpan<byte>(z->NextIn, (int)z->AvailIn).ContainsAnyExcept((byte)0)) return false;
+            z->AvailIn = 0;
+            int read = source.Read(new Span<byte>(input, InputSize));
+            if (read == 0) return true;
+            z->NextIn = input;
+            z->AvailIn = (uint)read;
         }
     }
 

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text;
 using BioForge.IO;
 using BioForge.Models.Esm;
 using static TorchSharp.torch;
@@ -70,21 +69,24 @@ public static class ContactPredictor
         int n = contacts.GetLength(0);
         var residues = ResidueLabels(sequence.Trim());
         string Label(int i) => (residues.Count == n ? residues[i] : "") + (i + 1);
-        var text = new StringBuilder();
-        text.Append("residue");
-        for (int j = 0; j < n; j++) text.Append(',').Append(Label(j));
-        text.Append('\n');
-        for (int i = 0; i < n; i++)
+        // Streamed: a windowed map of thousands of residues is gigabytes as one string.
+        AtomicFile.Write(path, stream =>
         {
-            text.Append(Label(i));
-            for (int j = 0; j < n; j++)
+            using var text = new StreamWriter(stream, leaveOpen: true);
+            text.Write("residue");
+            for (int j = 0; j < n; j++) text.Write($",{Label(j)}");
+            text.Write('\n');
+            for (int i = 0; i < n; i++)
             {
-                text.Append(',');
-                if (!float.IsNaN(contacts[i, j])) text.Append(contacts[i, j].ToString("G6", CultureInfo.InvariantCulture));
+                text.Write(Label(i));
+                for (int j = 0; j < n; j++)
+                {
+                    text.Write(',');
+                    if (!float.IsNaN(contacts[i, j])) text.Write(contacts[i, j].ToString("G6", CultureInfo.InvariantCulture));
+                }
+                text.Write('\n');
             }
-            text.Append('\n');
-        }
-        AtomicFile.WriteText(path, text.ToString());
+        });
     }
 
     /// <summary>What stands at each position as the tokenizer reads it: a residue letter, or a special token such as <c>&lt;mask&gt;</c> whole.</summary>
