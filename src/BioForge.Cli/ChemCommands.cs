@@ -189,6 +189,10 @@ internal static class ChemCommands
             string valid = $"--gen has {Math.Round(report.Validity * report.Generated):N0} valid of {report.Generated:N0}";
             if (report.Unique1k is null) error.WriteLine($"note: unique@1000 and unique@10000 are null: they need at least 1,000 and 10,000 valid molecules ({valid})");
             else if (report.Unique10k is null) error.WriteLine($"note: unique@10000 is null: it needs at least 10,000 valid molecules ({valid})");
+            if (report.IntDiv1 is null) error.WriteLine($"note: IntDiv, IntDiv2 and Filters are null: there is no valid molecule to measure ({valid})");
+            foreach (var (name, value, what) in new[] { ("Frag", report.Frag, "BRICS fragment"), ("Scaf", report.Scaf, "scaffold with two or more rings") })
+                if (referenceSet is not null && report.IntDiv1 is not null && value is null)
+                    error.WriteLine($"note: {name} is null (MOSES: NaN): --gen or --ref has no {what} to compare");
             return 0;
         }));
         return command;

@@ -40,7 +40,7 @@ internal static class OptimizeCommand
                 if (top.Count > 0)
                 {
                     using var moses = new MosesMetrics();
-                    double diversity = moses.Compute([.. top.Select(m => m.Canonical)]).IntDiv1;
+                    double diversity = moses.Compute([.. top.Select(m => m.Canonical)]).IntDiv1 ?? double.NaN;
                     output.WriteLine($"top {top.Count}: mean score {top.Average(m => m.Score):F3}, internal diversity {diversity:F3}; best {top[0].Canonical} ({top[0].Score:F3})");
                 }
                 output.WriteLine($"-> {optimized.Directory} (ranked.csv, scores_*.csv, metrics.jsonl, agent/)");

@@ -288,7 +288,7 @@ internal static class ProteinCommands
                 var singles = variants.Variants.Select((v, i) => (v, i)).Where(x => x.v.Substitutions.Count == 1)
                     .DistinctBy(x => (x.v.Substitutions[0].Position, x.v.Substitutions[0].Mutant))
                     .ToDictionary(x => (x.v.Substitutions[0].Position, x.v.Substitutions[0].Mutant), x => scores[x.i]);
-                AtomicFile.WriteText(picture, MutationMap.Svg(wildType, singles, $"Variant effects, {Path.GetFileName(result.GetValue(model))} (masked marginal)"));
+                AtomicFile.WriteText(picture, MutationMap.Svg(wildType, singles, $"Variant effects, {Path.GetFileName(result.GetValue(model))} (masked marginal)", numbering));
                 output.WriteLine($"-> {picture}");
             }
             if (variants.Measured is { } measured)

@@ -604,6 +604,12 @@ public sealed class CliTests
         Assert.StartsWith("<svg", svg);
         Assert.Contains($"<title>K2R: {scores["K2R"].ToString("F3", System.Globalization.CultureInfo.InvariantCulture)}</title>", svg);
         Assert.Equal(8, System.Text.RegularExpressions.Regex.Count(svg, @"<title>[A-Z]\d+ \(wild type\)</title>"));
+        // Variants named 0-based are labelled 0-based in the map too, as in the CSV.
+        Assert.Equal(0, Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--mutations", "K1R", "--index-base", "0", "--out", Path.Combine(dir, "zero.csv"), "--map", map).Code);
+        svg = File.ReadAllText(map);
+        Assert.Contains("<title>K1R: ", svg);
+        Assert.Contains("<title>M0 (wild type)</title>", svg);
+        Assert.Contains("position (0-based)", svg);
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--scan", "--mutations", "K2R", "--out", output), "give exactly one of --mutations, --in or --scan");
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--mutations", "K2R:A4G", "--out", Path.Combine(dir, "x.csv"), "--map", Path.Combine(dir, "x.svg")),
             "no single substitutions to draw", Path.Combine(dir, "x.csv"));

@@ -124,6 +124,10 @@ public sealed class FastaReaderTests
         string path = Write(">ok\nMKT\n>bad one\nMKT\nAA1A\n");
         var e = Assert.Throws<BioForgeException>(() => FastaReader.Read(path).ToList());
         Assert.Equal($"{path}:5: record 'bad': invalid residue '1' at column 3", e.Message);
+        // Columns of an indented line are counted as written, not in the trimmed text.
+        path = Write(">a\n    MK1A\n");
+        e = Assert.Throws<BioForgeException>(() => FastaReader.Read(path).ToList());
+        Assert.Equal($"{path}:2: record 'a': invalid residue '1' at column 7", e.Message);
     }
 
     [Fact]

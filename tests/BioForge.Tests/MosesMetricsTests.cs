@@ -15,15 +15,15 @@ public sealed class MosesMetricsTests
         Assert.Equal(5.0 / 6, report.Validity, 12);
         Assert.Null(report.Unique1k); // fewer than 1,000 valid molecules
         Assert.Equal(3.0 / 4, report.Novelty!.Value, 12); // {CCO, c1ccccc1, aspirin, NMe4+} minus the training CCO
-        Assert.Equal(4.0 / 5, report.Filters, 12); // the quaternary ammonium is charged
+        Assert.Equal(4.0 / 5, report.Filters!.Value, 12); // the quaternary ammonium is charged
 
         // IntDiv over the five valid molecules, from pairwise Tanimoto of 1,024-bit Morgan fingerprints.
         var valid = generated.Where(s => s != "C1CC").Select(Molecule.FromSmiles).ToList();
         var fps = valid.Select(m => Fingerprints.Morgan(m, 2, 1024)).ToList();
         double mean = fps.SelectMany(a => fps.Select(b => Fingerprints.Tanimoto(a, b))).Average();
-        Assert.Equal(1 - mean, report.IntDiv1, 12);
+        Assert.Equal(1 - mean, report.IntDiv1!.Value, 12);
         double p2 = fps.Select(a => Math.Sqrt(fps.Select(b => Math.Pow(Fingerprints.Tanimoto(a, b), 2)).Average())).Average();
-        Assert.Equal(1 - p2, report.IntDiv2, 12);
+        Assert.Equal(1 - p2, report.IntDiv2!.Value, 12);
 
         // SNN: ethanol twice finds itself (1.0); the others find their best reference neighbour.
         using var naphthalene = Molecule.FromSmiles("c1ccc2ccccc2c1");
@@ -32,7 +32,13 @@ public sealed class MosesMetricsTests
         double snn = fps.Select(a => refs.Max(r => Fingerprints.Tanimoto(a, r))).Average();
         Assert.Equal(snn, report.Snn!.Value, 12);
         Assert.InRange(report.Frag!.Value, 0.0, 1.0);
-        Assert.Equal(0, report.Scaf!.Value); // benzene-only scaffolds have fewer than two rings and are not counted
+        Assert.Null(report.Scaf); // benzene-only scaffolds have fewer than two rings and are not counted: MOSES's NaN, not 0
+        Assert.Equal(1.0, metrics.Compute(["c1ccc2ccccc2c1", "CCO"], reference: ["c1ccc2ccccc2c1"]).Scaf!.Value, 12);
+        // Nothing valid: no diversity or filter pass rate (0 read as "all identical").
+        var invalid = metrics.Compute(["C1CC", "xyz"]);
+        Assert.Equal(0, invalid.Validity);
+        Assert.Null(invalid.IntDiv1);
+        Assert.Null(invalid.Filters);
         foreach (var m in valid) m.Dispose();
     }
 

@@ -11,10 +11,12 @@ public sealed record MosesReport
     [JsonPropertyName("unique@1000")] public double? Unique1k { get; init; }
     [JsonPropertyName("unique@10000")] public double? Unique10k { get; init; }
     [JsonPropertyName("Novelty")] public double? Novelty { get; init; }
-    [JsonPropertyName("IntDiv")] public double IntDiv1 { get; init; }
-    [JsonPropertyName("IntDiv2")] public double IntDiv2 { get; init; }
-    [JsonPropertyName("Filters")] public double Filters { get; init; }
+    /// <summary>Null (MOSES: NaN) without a valid molecule; 0 would read as "all the same".</summary>
+    [JsonPropertyName("IntDiv")] public double? IntDiv1 { get; init; }
+    [JsonPropertyName("IntDiv2")] public double? IntDiv2 { get; init; }
+    [JsonPropertyName("Filters")] public double? Filters { get; init; }
     [JsonPropertyName("SNN")] public double? Snn { get; init; }
+    /// <summary>Cosine similarities of BRICS fragment and scaffold counts; null (MOSES: NaN) when either set has none.</summary>
     [JsonPropertyName("Frag")] public double? Frag { get; init; }
     [JsonPropertyName("Scaf")] public double? Scaf { get; init; }
 }
@@ -155,7 +157,7 @@ public sealed class MosesMetrics : IDisposable
         return counts;
     }
 
-    private static double Cosine(Dictionary<string, int> a, Dictionary<string, int> b)
+    private static double? Cosine(Dictionary<string, int> a, Dictionary<string, int> b)
     {
         double dot = 0, na = 0, nb = 0;
         foreach (var (key, x) in a)
@@ -164,7 +166,7 @@ public sealed class MosesMetrics : IDisposable
             if (b.TryGetValue(key, out int y)) dot += (double)x * y;
         }
         foreach (var y in b.Values) nb += (double)y * y;
-        return na == 0 || nb == 0 ? 0 : dot / Math.Sqrt(na * nb);
+        return na == 0 || nb == 0 ? null : dot / Math.Sqrt(na * nb);
     }
 
     public void Dispose()

@@ -145,7 +145,7 @@ public static class Quickstart
         double priorTop = priorPick.Select(m => m.Score).DefaultIfEmpty(0).Average();
         double diversity = 0;
         if (agentPick.Count > 0)
-            using (var moses = new MosesMetrics()) diversity = moses.Compute([.. agentPick.Select(m => m.Smiles)]).IntDiv1;
+            using (var moses = new MosesMetrics()) diversity = moses.Compute([.. agentPick.Select(m => m.Smiles)]).IntDiv1 ?? 0;
         string picked = $"best {agentPick.Count} with no two above Tanimoto {options.MaxSimilarity:F2}";
 
         // 3. Screen the shipped library and profile the optimized molecules the same way.

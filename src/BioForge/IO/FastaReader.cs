@@ -76,10 +76,11 @@ public static class FastaReader
                 Append('*', stop.Line, stop.Column);
                 stopAt = null;
             }
+            int indent = line.Length - line.TrimStart().Length; // columns count in the line as written
             for (int i = 0; i < text.Length; i++)
             {
-                if (text[i] == '*' && i == text.Length - 1) stopAt = (lineNumber, i + 1);
-                else Append(text[i], lineNumber, i + 1);
+                if (text[i] == '*' && i == text.Length - 1) stopAt = (lineNumber, indent + i + 1);
+                else Append(text[i], lineNumber, indent + i + 1);
             }
             if (sequence.Length > MaxSequenceLength)
                 throw new BioForgeException($"{path}:{lineNumber}: record '{id}' is longer than {MaxSequenceLength:N0} residues");

@@ -16,7 +16,8 @@ public static class MutationMap
     private const int Cell = 10, Left = 30, Top = 44, Right = 110, Bottom = 36;
 
     /// <param name="scores">Score of each single substitution, by 1-based position and mutant letter; missing cells stay grey.</param>
-    public static string Svg(string wildType, IReadOnlyDictionary<(int Position, char Mutant), double> scores, string title)
+    /// <param name="indexBase">The number the first residue carries in labels and tooltips (0 when the variants were named 0-based).</param>
+    public static string Svg(string wildType, IReadOnlyDictionary<(int Position, char Mutant), double> scores, string title, int indexBase = 1)
     {
         int columns = wildType.Length;
         double low = Math.Min(-1e-9, scores.Values.Where(double.IsFinite).DefaultIfEmpty(0).Min());
@@ -32,22 +33,23 @@ public static class MutationMap
         {
             double x = Left + (position - 1) * Cell;
             char wild = char.ToUpperInvariant(wildType[position - 1]);
+            int label = position - 1 + indexBase;
             if (columns <= 200 || position % step == 0)
                 svg.Append(Invariant($"<text x=\"{x + Cell / 2.0}\" y=\"{Top - 4}\" text-anchor=\"middle\" font-size=\"8\">{wild}</text>"));
-            if (position % step == 0)
-                svg.Append(Invariant($"<text x=\"{x + Cell / 2.0}\" y=\"{Top + AminoAcids.Length * Cell + 14}\" text-anchor=\"middle\">{position}</text>"));
+            if (label % step == 0 && label > 0)
+                svg.Append(Invariant($"<text x=\"{x + Cell / 2.0}\" y=\"{Top + AminoAcids.Length * Cell + 14}\" text-anchor=\"middle\">{label}</text>"));
             for (int row = 0; row < AminoAcids.Length; row++)
             {
                 char mutant = AminoAcids[row];
                 double y = Top + row * Cell;
                 if (mutant == wild)
                 {
-                    svg.Append(Invariant($"<rect x=\"{x + 0.5}\" y=\"{y + 0.5}\" width=\"{Cell - 1}\" height=\"{Cell - 1}\" fill=\"white\" stroke=\"black\" stroke-width=\"1\"><title>{wild}{position} (wild type)</title></rect>"));
+                    svg.Append(Invariant($"<rect x=\"{x + 0.5}\" y=\"{y + 0.5}\" width=\"{Cell - 1}\" height=\"{Cell - 1}\" fill=\"white\" stroke=\"black\" stroke-width=\"1\"><title>{wild}{label} (wild type)</title></rect>"));
                     continue;
                 }
                 bool known = scores.TryGetValue((position, mutant), out double score) && double.IsFinite(score);
                 string fill = known ? Colour(score, low, high) : "#d9d9d9";
-                string tip = known ? Invariant($"{wild}{position}{mutant}: {score:F3}") : $"{wild}{position}{mutant}: not scored";
+                string tip = known ? Invariant($"{wild}{label}{mutant}: {score:F3}") : $"{wild}{label}{mutant}: not scored";
                 svg.Append(Invariant($"<rect x=\"{x}\" y=\"{y}\" width=\"{Cell}\" height=\"{Cell}\" fill=\"{fill}\"><title>{tip}</title></rect>"));
             }
         }
@@ -61,7 +63,7 @@ public static class MutationMap
         svg.Append(Invariant($"<rect x=\"{barLeft}\" y=\"{Top}\" width=\"14\" height=\"{barHeight}\" fill=\"none\" stroke=\"black\"/>"));
         foreach (var (value, y) in new[] { (high, Top), (0.0, Top + barHeight / 2), (low, Top + barHeight) })
             svg.Append(Invariant($"<text x=\"{barLeft + 18}\" y=\"{y + 3}\">{value:0.##}</text>"));
-        svg.Append(Invariant($"<text x=\"{Left}\" y=\"{height - 6}\">position · cell: score of the substitution (masked marginal, log p(mutant) − log p(wild type)); outlined: the wild type</text>"));
+        svg.Append(Invariant($"<text x=\"{Left}\" y=\"{height - 6}\">{(indexBase == 0 ? "position (0-based)" : "position")} · cell: score of the substitution (masked marginal, log p(mutant) − log p(wild type)); outlined: the wild type</text>"));
         return svg.Append("</svg>\n").ToString();
     }
 
