@@ -426,6 +426,10 @@ public sealed class CliTests
         var special = Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMK<mask>TA\n"), "--out", Path.Combine(dir, "s.csv"), "--pool", "none", "--unknown-as-unk");
         AssertFails(special, "in.fasta:2: record 'a': invalid residue '<' at column 3", Path.Combine(dir, "s.csv"));
         Assert.DoesNotContain("(--unknown-as-unk reads", special.Err);
+        // Two stops at the end: the reader leaves out the last, the other is a character like any (one row, not dropped again).
+        var stops = Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMKTA**\n"), "--out", Path.Combine(dir, "stops.csv"), "--pool", "none", "--unknown-as-unk");
+        Assert.True(stops.Code == 0, stops.Err);
+        Assert.Equal(6, File.ReadAllLines(Path.Combine(dir, "stops.csv")).Length); // the header, M K T A and the '*' read as <unk>
         File.Delete(output);
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">long\n" + new string('A', 1100) + "\n"), "--out", output), "in.fasta:1: record 'long' has 1100 residues; this model takes at most 1024", output);
         // A decoder's rotary positions run on past the trained ones without failing: refused like ESM-2's.

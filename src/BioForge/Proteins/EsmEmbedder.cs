@@ -192,7 +192,7 @@ public sealed class EsmEmbedder(EsmCheckpoint model, EmbedOptions options)
     {
         try
         {
-            return model.Tokenizer.Encode(record.Sequence, options.UnknownAsUnk);
+            return model.Tokenizer.Encode(record.Sequence, options.UnknownAsUnk, stopCodon: false);
         }
         catch (BioForgeException e)
         {

@@ -66,9 +66,11 @@ public sealed class EsmTokenizer
     /// such as <c>&lt;mask&gt;</c> being one (the numbering of fill-mask's output), not characters. A <c>*</c> ending the
     /// sequence is the stop codon translated sequences end with, not a residue: left out, as FASTA files are read.
     /// </summary>
-    public int[] Encode(string sequence, bool unknownAsUnk = false)
+    /// <param name="stopCodon">False for a sequence whose stop was already left out (a FASTA record): a '*' still ending
+    /// it was one of two and is read like any other character.</param>
+    public int[] Encode(string sequence, bool unknownAsUnk = false, bool stopCodon = true)
     {
-        int end = sequence.EndsWith('*') ? sequence.Length - 1 : sequence.Length;
+        int end = stopCodon && sequence.EndsWith('*') ? sequence.Length - 1 : sequence.Length;
         var tokens = new List<int>(end + 2) { ClsId };
         for (int i = 0; i < end; i++)
         {
