@@ -344,7 +344,8 @@ int bf_mol_descriptors(const bf_mol *mol, double *out, int count) {
     const RDKit::ROMol &m = *mol->mol;
     namespace D = RDKit::Descriptors;
     double logp = 0, mr = 0;
-    D::calcCrippenDescriptors(m, logp, mr);
+    // Forced: RDKit caches these on the molecule, and a copy (the Uncharger's result) inherits another molecule's values.
+    D::calcCrippenDescriptors(m, logp, mr, true, true);
 
     RDKit::RWMol stereo(m);
     RDKit::MolOps::assignStereochemistry(stereo, true, true, true);
@@ -362,7 +363,7 @@ int bf_mol_descriptors(const bf_mol *mol, double *out, int count) {
     out[2] = m.getNumHeavyAtoms();
     out[3] = logp;
     out[4] = mr;
-    out[5] = D::calcTPSA(m);
+    out[5] = D::calcTPSA(m, true);
     out[6] = D::calcNumHBD(m);
     out[7] = D::calcNumHBA(m);
     out[8] = D::calcNumRotatableBonds(m);

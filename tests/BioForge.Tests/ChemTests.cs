@@ -5,6 +5,26 @@ namespace BioForge.Tests;
 
 public sealed class ChemTests
 {
+    /// <summary>
+    /// A salt's parent, neutralized, has its own logP and TPSA: RDKit caches both on a molecule, the Uncharger's copy kept
+    /// the charged piece's (read while the pieces were ranked), and screening filtered and predicted on acetate's values.
+    /// </summary>
+    [Fact]
+    public void ANeutralizedParentHasItsOwnDescriptorsNotTheChargedOnes()
+    {
+        foreach (var (salt, parentSmiles) in new[] { ("CC(=O)[O-].[Na+]", "CC(=O)O"), ("C[NH3+].[Cl-]", "CN") })
+        {
+            using var mixture = Molecule.FromSmiles(salt);
+            using var piece = mixture.LargestFragment()!;
+            _ = piece.Descriptors(); // as screening's filters read it before neutralizing
+            using var neutral = piece.Neutralized();
+            using var parent = Molecule.FromSmiles(parentSmiles);
+            Assert.Equal(parent.ToSmiles(), neutral.ToSmiles());
+            Assert.Equal(parent.Descriptors().LogP, neutral.Descriptors().LogP, 9);
+            Assert.Equal(parent.Descriptors().Tpsa, neutral.Descriptors().Tpsa, 9);
+        }
+    }
+
     [Fact]
     public void InvalidSmilesComeWithRDKitsReason()
     {
