@@ -264,6 +264,7 @@ public sealed class FineTuneTests
             (["data.valid_fraction=0.6", "data.test_fraction=0.5"], "sum below 1"),
             (["encoder.mode=lora", "encoder.lora.target_modules=[query]"], "'query' matches no linear layer"),
             (["task.type=classification"], "does not occur in the training split"),
+            (["train.threads=-1"], "train.threads must be 0 (all cores) or positive (got -1)"),
         };
         foreach (var (overrides, expected) in cases)
         {

@@ -212,7 +212,7 @@ public sealed record OptimizeConfig
         require(Learning.ReplayUpdateSize >= 1, $"learning.replay_update_size must be at least 1 (got {Learning.ReplayUpdateSize})");
         require(Learning.Inception.Count <= 10_000, $"learning.inception holds at most 10,000 SMILES (got {Learning.Inception.Count})");
         require(Learning.Inception.Count == 0 || Learning.ReplaySize > 0, "learning.inception needs a replay memory (replay_size > 0): the molecules start there");
-        require(Budget.OracleCalls == 0 || Learning.Inception.Count < Budget.OracleCalls,
+        require(Budget.OracleCalls <= 0 || Learning.Inception.Count < Budget.OracleCalls,
             $"learning.inception: {Learning.Inception.Count} molecules would spend the whole budget ({Budget.OracleCalls} oracle calls) before the first sample");
         require(Learning.AugmentationRounds is >= 0 and <= 16, $"learning.augmentation_rounds must be in [0, 16] (got {Learning.AugmentationRounds})");
         require(DiversityFilter.Kind is "identical_murcko_scaffold" or "generic_murcko_scaffold" or "similar_scaffold" or "none",

@@ -200,7 +200,7 @@ public static class Quickstart
                 ["prior (SMILES model)"] = options.Prior,
                 ["affinity model"] = $"{options.AffinityModel} (test fold: {string.Join(", ", affinity.Manifest.TestMetrics.Select(kv => $"{kv.Key} {kv.Value:F3}"))}; see the applicability domain above)",
                 ["optimization"] = $"{optimized.Steps} steps × {options.BatchSize} molecules" + (bred > 0 ? $" and up to {bred} bred children" : "")
-                    + $" ({optimized.Scored} scored; learning: {config.Learning.Strategy}" + (bred > 0 ? " with genetic exploration" : "") + "); score = geometric mean of sigmoid(pKd; 6–9), QED, reverse-sigmoid(SA; 2–5) × PAINS/Brenk filter"
+                    + $" ({optimized.Scored} scored; learning: {config.Learning.Strategy}" + (bred > 0 ? " with genetic exploration" : "") + $"); score = geometric mean of sigmoid(pKd; 6–9), QED, reverse-sigmoid(SA; 2–5), weighted {Weights(config)}, × PAINS/Brenk filter"
                     + (options.AllowedAlerts.Count > 0 ? $" (not counting {string.Join(", ", options.AllowedAlerts)})" : "")
                     + (options.Limits.Count > 0 ? $" × limits ({string.Join(", ", options.Limits.Select(l => l.Text))}: 0 outside)" : "")
                     + (options.Required.Count > 0 ? $" × 0.5 without {string.Join(" or ", options.Required)} (candidates must have it)" : ""),
@@ -274,6 +274,10 @@ public static class Quickstart
             },
         ],
     };
+
+    /// <summary>The weights of the scoring terms as the report names them ("2 : 1 : 1"), read from the run's configuration.</summary>
+    private static string Weights(OptimizeConfig config) =>
+        string.Join(" : ", config.Stages[0].Components.Where(c => !c.IsPenalty).Select(c => c.Weight.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture)));
 
     /// <summary>The --require patterns, compiled once: a molecule matches when it has any of them (always, with none).</summary>
     private sealed class RequiredSubstructures(IReadOnlyList<string> smarts) : IDisposable

@@ -31,8 +31,8 @@ public sealed record TransformSettings
         // REINVENT's sigmoid: the midpoint of [low, high] maps to 0.5; k·10/(high − low) sets how fast it turns.
         "sigmoid" => 1 / (1 + Math.Pow(10, K * ((High + Low) / 2 - x) * 10 / (High - Low))),
         "reverse_sigmoid" => 1 / (1 + Math.Pow(10, K * (x - (High + Low) / 2) * 10 / (High - Low))),
-        // REINVENT 4's double sigmoid is two halves joined at the window's centre (not a product): the rising edge at
-        // low left of it, the falling edge at high right of it, so low and high each map to exactly 0.5.
+        // REINVENT 4's double sigmoid (its stable form, which replaced REINVENT 3's A/B − C) is two halves joined at the
+        // window's centre: the rising edge at low left of it, the falling edge at high right of it, so low and high each map to exactly 0.5.
         "double_sigmoid" => x < (Low + High) / 2
             ? 1 / (1 + Math.Pow(10, K * (Low - x)))
             : 1 / (1 + Math.Pow(10, (KHigh ?? K) * (x - High))),

@@ -128,6 +128,7 @@ public sealed record FineTuneConfig
         require(Data.ValidFraction is >= 0 and < 1 && Data.TestFraction is >= 0 and < 1 && Data.ValidFraction + Data.TestFraction < 1,
             $"data.valid_fraction and data.test_fraction must be in [0, 1) and sum below 1 (got {Data.ValidFraction} and {Data.TestFraction})");
         require(Data.MaxLength >= 3, $"data.max_length must be at least 3 (got {Data.MaxLength})");
+        require(Train.Threads >= 0, $"train.threads must be 0 (all cores) or positive (got {Train.Threads})");
         require(Data.BatchSize >= 1, $"data.batch_size must be at least 1 (got {Data.BatchSize})");
         require(Model.Init.Length > 0, "model.init is required (a pre-trained ESM-2 or Llama-style checkpoint directory)");
         require(Task.Type is "regression" or "classification" or "residue_classification",

@@ -139,6 +139,7 @@ public sealed record RunConfig
         require(!Data.RandomizeSmiles || family is null or { Alphabet: SequenceAlphabet.Smiles }, $"data.randomize_smiles applies to SMILES models only, not to {family?.Title}");
         require(!(Data.RandomizeSmiles && Data.Packing), "data.randomize_smiles rewrites whole molecules and cannot be combined with data.packing");
         require(Train.Steps > 0, $"train.steps must be positive (got {Train.Steps})");
+        require(Train.Threads >= 0, $"train.threads must be 0 (all cores) or positive (got {Train.Threads})");
         require(Train.Accumulation >= 1, $"train.accumulation must be at least 1 (got {Train.Accumulation})");
         require(Train.BucketMb > 0, $"train.bucket_mb must be positive (got {Train.BucketMb})");
         require(Train.ZeroStage is 0 or 1, $"train.zero_stage must be 0 or 1 (got {Train.ZeroStage})");
