@@ -166,5 +166,14 @@ public sealed class ScalingPlanTests
         code = Cli.Cli.Run(["plan", "--model", path, "--gpus", "2", "--device-tflops", "100"], output, error = new StringWriter());
         Assert.Equal(2, code);
         Assert.Contains("config.json: no 'hidden_size'", error.ToString());
+
+        // A protein decoder's run file takes its vocabulary from the prepared corpus's vocab.txt (only vocab.json was looked for).
+        string corpus = TestData.TempDirectory();
+        File.WriteAllText(Path.Combine(corpus, "vocab.txt"), string.Join("\n", BioForge.Tokenizers.EsmTokenizer.Esm2.Vocabulary) + "\n");
+        string run = Path.Combine(corpus, "protein.yaml");
+        File.WriteAllText(run, File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "configs", "protein-llama-small.yaml")).Replace("dir: work/uniprot20k", $"dir: {corpus}", StringComparison.Ordinal));
+        code = Cli.Cli.Run(["plan", "--model", run, "--gpus", "1", "--device-tflops", "10", "--json"], output = new StringWriter(), error = new StringWriter());
+        Assert.True(code == 0, error.ToString());
+        Assert.InRange(JsonDocument.Parse(output.ToString()).RootElement.GetProperty("parameters").GetInt64(), 1_000_000, 3_000_000);
     }
 }

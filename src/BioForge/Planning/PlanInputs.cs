@@ -58,11 +58,13 @@ public static class PlanInputs
         }
         if (json["vocab_size"] is null)
         {
-            // A new decoder takes its vocabulary from the prepared corpus.
-            string vocabulary = Path.Combine(run.Data.Dir, SmilesVocabulary.FileName);
-            if (!File.Exists(vocabulary))
-                throw new BioForgeException($"{path}: the decoder's vocabulary size comes from {vocabulary}, which does not exist (prepare the corpus, or set model.config.vocab_size)");
-            json["vocab_size"] = SmilesVocabulary.Load(vocabulary).Count;
+            // A new decoder takes its vocabulary from the prepared corpus: SMILES tokens, or residues (as the trainer decides).
+            string vocabulary = Path.Combine(run.Data.Dir, SmilesVocabulary.FileName), residues = Path.Combine(run.Data.Dir, LlamaCheckpoint.ResidueFileName);
+            if (File.Exists(vocabulary)) json["vocab_size"] = SmilesVocabulary.Load(vocabulary).Count;
+            else if (File.Exists(residues)) json["vocab_size"] = EsmTokenizer.FromVocabFile(residues).Vocabulary.Count;
+            else
+                throw new BioForgeException($"{path}: the decoder's vocabulary size comes from the prepared corpus ({vocabulary} for SMILES, {residues} for proteins), "
+                    + "which does not exist (prepare the corpus, or set model.config.vocab_size)");
         }
         return (ModelShape.Of(LlamaConfig.FromJson(json, path)), workload);
     }
