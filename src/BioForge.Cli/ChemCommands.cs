@@ -87,6 +87,8 @@ internal static class ChemCommands
             var library = FingerprintIndex.Build(MoleculeSource.Read(result.GetValue(index)!, result.GetValue(column)),
                 result.GetValue(radius), result.GetValue(bits), Threads(result.GetValue(threads)));
             double buildSeconds = clock.Elapsed.TotalSeconds;
+            if (library.Count == 0)
+                throw new BioForgeException($"--index {result.GetValue(index)}: no molecule RDKit can read ({library.Rejected.Count} unparsable), so nothing to search");
             clock.Restart();
             var hits = library.Search(library.Fingerprint(molecule), result.GetValue(top), Threads(result.GetValue(threads)));
             double searchSeconds = clock.Elapsed.TotalSeconds;

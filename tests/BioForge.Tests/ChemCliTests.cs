@@ -57,6 +57,9 @@ public sealed class ChemCliTests
         Assert.Equal(["V-7"], MoleculeSource.Read(csv, idColumn: "Vendor_Code").Select(Name));
         Assert.Contains("no 'catalog' column in the header (smiles, name, vendor_code)", Assert.Throws<BioForgeException>(() => MoleculeSource.Read(csv, idColumn: "catalog").ToList()).Message);
         Assert.Contains("a SMILES file has no columns", Assert.Throws<BioForgeException>(() => MoleculeSource.Read(Write("lib.smi", "CCO x\n"), idColumn: "id").ToList()).Message);
+        // So is a SMILES column, which was ignored in silence.
+        Assert.Contains("a SMILES column (mol) is for CSV/TSV tables; this file holds one SMILES per line",
+            Assert.Throws<BioForgeException>(() => MoleculeSource.Read(Write("lib.smi", "CCO x\n"), smilesColumn: "mol").ToList()).Message);
     }
 
     [Fact]
@@ -111,6 +114,9 @@ public sealed class ChemCliTests
         var all = Run("chem", "similar", "--index", library, "--query", "CCO", "--top", "2147483647");
         Assert.True(all.Code == 0, all.Err);
         Assert.Equal(6, all.Out.Trim().Split('\n').Length); // the header and the 5 readable molecules
+        var nothing = Run("chem", "similar", "--index", Write("bad.smi", "C1CC\nxyz\n"), "--query", "CCO");
+        Assert.Equal(2, nothing.Code);
+        Assert.Contains("no molecule RDKit can read (2 unparsable), so nothing to search", nothing.Err);
 
         string svg = Path.Combine(TestData.TempDirectory(), "m.svg");
         Assert.Equal(0, Run("chem", "depict", "--smiles", "c1ccccc1O", "--out", svg, "--highlight", "6").Code);

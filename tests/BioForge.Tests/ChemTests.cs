@@ -188,6 +188,10 @@ public sealed class ChemTests
         using (alanine) Assert.Equal("C[C@H](N)C(=O)O", alanine!.ToSmiles());
         Assert.False(records[3].TryParse(out _, out string? error));
         Assert.Contains("valence", error);
+        // A separator with trailing blanks (some exporters pad lines) ends its record, as RDKit reads it.
+        string padded = Path.Combine(TestData.TempDirectory(), "padded.sdf");
+        File.WriteAllText(padded, File.ReadAllText(TestData.Path("chem", "small.sdf")).Replace("$$$$\n", "$$$$  \n", StringComparison.Ordinal));
+        Assert.Equal(records.Select(r => r.Label), MoleculeSource.Read(padded).Select(r => r.Label));
     }
 
     [Fact]

@@ -653,6 +653,11 @@ public sealed class CliTests
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MK<unk>TLV", "--mutations", "N5A", "--out", untouched), "the wild type must be residue letters only", untouched);
         File.WriteAllText(table, "mutant,DMS_score\nK2R,0.5\nT3A,abc\n");
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), "dms.csv:3: DMS_score 'abc' is not a finite number", untouched);
+        // The measured column is found without case, as the mutation column is.
+        File.WriteAllText(table, "Mutant,dms_score\nK2R,0.5\nT3A,-0.5\n");
+        var lowerCase = Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", output);
+        Assert.True(lowerCase.Code == 0, lowerCase.Err);
+        Assert.Contains("Spearman rho vs dms_score: ", lowerCase.Out);
         File.WriteAllText(table, "mutant,DMS_score\nK2R,0.5\nT3A,Infinity\n");
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), "dms.csv:3: DMS_score 'Infinity' is not a finite number", untouched);
         // A variant not measured (empty, NA, NaN) is scored and left out of ρ; another column is named with --score-column.

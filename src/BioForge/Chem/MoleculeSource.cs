@@ -50,6 +50,8 @@ public static class MoleculeSource
         {
             ".smi" or ".smiles" or ".txt" when idColumn is not null =>
                 throw new BioForgeException($"{path}: a SMILES file has no columns; its names are the text after each SMILES (an id column is for CSV/TSV and SDF files)"),
+            ".smi" or ".smiles" or ".txt" or ".sdf" or ".sd" or ".mol" when smilesColumn is not null =>
+                throw new BioForgeException($"{path}: a SMILES column ({smilesColumn}) is for CSV/TSV tables; this file holds {(ext is ".smi" or ".smiles" or ".txt" ? "one SMILES per line" : "MOL blocks")}"),
             ".smi" or ".smiles" or ".txt" => ReadSmiles(path),
             ".csv" or ".tsv" => ReadTable(path, smilesColumn, idColumn),
             ".sdf" or ".sd" or ".mol" => ReadSdf(path, idColumn),
@@ -154,7 +156,7 @@ public static class MoleculeSource
         while ((line = reader.ReadLine()) != null)
         {
             int number = reader.LineNumber;
-            if (line == "$$$$")
+            if (line.TrimEnd() == "$$$$") // trailing blanks as RDKit reads them
             {
                 record++;
                 if (Name(properties, title, idColumn) is { } id) properties[NameProperty] = id;

@@ -58,7 +58,7 @@ public static class DiscoveryReport
                 + "by the same score (# is the rank among all).</p>").Append(Cards(c.LibraryHits, c.Measure)).Append("</section>\n");
 
         html.Append("<section id=\"distributions\"><h2>Distributions</h2><div class=\"charts\">");
-        html.Append(SvgChart.Histogram(c.AffinitySample, $"Predicted {c.Measure}, all scored molecules", c.Measure));
+        html.Append(SvgChart.Histogram(c.AffinitySample, $"Predicted {c.Measure}, " + (c.AffinitySample.Count >= VirtualScreen.SampleSize ? $"a random {VirtualScreen.SampleSize:N0} of the scored molecules" : "all scored molecules"), c.Measure));
         html.Append(SvgChart.Histogram([.. c.Hits.Select(h => h.Qed)], "QED of the candidates", "QED", 12));
         html.Append(SvgChart.Histogram([.. c.Hits.Select(h => h.Sa)], "SA score of the candidates", "SA score (1 easy … 10 hard)", 12));
         html.Append("</div></section>\n");

@@ -49,7 +49,7 @@ public sealed record ScreenSummary(long Read, long Scored, long Invalid, IReadOn
 /// </summary>
 public static class VirtualScreen
 {
-    private const int SampleSize = 20_000;
+    internal const int SampleSize = 20_000;
 
     /// <param name="cancellation">Stops the profiling of the hits too (the library's enumeration stops the screening).</param>
     public static ScreenSummary Run(AffinityModel model, string targetSequence, IEnumerable<MoleculeRecord> library, ScreenOptions options, IProgress<int>? progress = null,

@@ -94,7 +94,8 @@ public sealed record VariantTable(IReadOnlyList<Variant> Variants, IReadOnlyList
             ? header.IndexOf(scoreColumn) is >= 0 and var given ? given != mutationIndex ? given
                     : throw new BioForgeException($"{path}: --score-column {scoreColumn} is the mutation column")
                 : throw new BioForgeException($"{path}: no '{scoreColumn}' column in the header ({string.Join(", ", header)})")
-            : MeasuredColumns.Select(c => header.IndexOf(c)).FirstOrDefault(i => i >= 0 && i != mutationIndex, -1);
+            // Found without case, as the mutation column is (dms_score, Score).
+            : MeasuredColumns.Select(c => header.FindIndex(h => string.Equals(h, c, StringComparison.OrdinalIgnoreCase))).FirstOrDefault(i => i >= 0 && i != mutationIndex, -1);
 
         var variants = new List<Variant>();
         var measured = measuredIndex >= 0 ? new List<double?>() : null;
