@@ -67,6 +67,8 @@ public sealed class OptimizeTests
         Assert.Equal([0.0, 0.6], second); // seen before; a new scaffold still pays
         var third = filter.Apply([M("C1CCCCC1C", "C1CCCCC1", 0.6), M("C1CCCCC1C", "C1CCCCC1", 0.6)]);
         Assert.Equal([0.0, 0.0], third); // every copy of an earlier step's molecule is a repeat
+        var fourth = filter.Apply([M("CCCCC", "", 0.7), M("CCCCC", "", 0.7), M("CCCCCC", "", 0.7)]);
+        Assert.Equal([0.7, 0.0, 0.7], fourth); // sampled twice at once: paid once, and the copy fills no bucket place
     }
 
     /// <summary>

@@ -7,7 +7,8 @@ namespace BioForge.Discovery;
 /// the identical scaffold; the generic one (every atom carbon, every bond single); or, with <c>similar_scaffold</c>,
 /// the first bucket whose scaffold is at least <c>similarity</c> similar (Tanimoto, Morgan radius 2), so a family of
 /// close analogues shares one bucket. Once a bucket holds <c>bucket_size</c> molecules, further molecules in it score
-/// 0, and so does a molecule already seen in an earlier step: the agent is paid for new chemotypes, not for repeats.
+/// 0, and so does a molecule already seen (in an earlier step, or earlier in the same batch): the agent is paid for new
+/// chemotypes, not for repeats.
 /// </summary>
 public sealed class DiversityFilter(OptimizeConfig.DiversityFilterSection settings)
 {
@@ -32,9 +33,9 @@ public sealed class DiversityFilter(OptimizeConfig.DiversityFilterSection settin
             var m = batch[i];
             if (!m.Valid)
                 continue;
-            // Seen in an earlier step: every copy of it in this batch is a repeat, not only the first.
-            bool repeated = seen.Contains(m.Canonical!);
-            thisBatch.Add(m.Canonical!);
+            // Seen in an earlier step (every copy of it in this batch), or earlier in this batch: a repeat. REINVENT 4's
+            // memory fills as it goes through a batch too, so a molecule sampled twice at once is paid once, not twice.
+            bool repeated = seen.Contains(m.Canonical!) | !thisBatch.Add(m.Canonical!);
             if (settings.Kind == "none")
             {
                 result[i] = m.Score;
