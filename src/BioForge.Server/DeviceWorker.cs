@@ -29,6 +29,7 @@ internal sealed class DeviceWorker : IDisposable
     private int waiting;
     private long queuedTicks; // predicted Stopwatch ticks of the pieces waiting
     private long runningEnd; // Stopwatch timestamp at which the running piece should end; 0 when idle
+    private long slicedTicks; // predicted ticks of sliced work beyond each job's queued or running slice
 
     /// <param name="maxWait">The longest predicted wait a request is admitted with (the request timeout); infinite by default.</param>
     public DeviceWorker(string name, int capacity, ServerMetrics metrics, TimeSpan? maxWait = null)
@@ -113,14 +114,16 @@ internal sealed class DeviceWorker : IDisposable
     /// the others (checked first and counted after, a burst was admitted whole and then timed out); with
     /// <paramref name="check"/>, refuses it (503) when the work ahead is predicted too long, taking the count back.
     /// </summary>
-    private long Reserve(TimeSpan estimate, WorkSize? check)
+    /// <param name="own">The request's whole predicted time, when <paramref name="estimate"/> is only its first slice.</param>
+    /// <param name="sharing">Work of other sliced requests that runs between this one's slices (round robin).</param>
+    private long Reserve(TimeSpan estimate, WorkSize? check, TimeSpan? own = null, TimeSpan sharing = default)
     {
-        long ticks = (long)(estimate.TotalSeconds * Stopwatch.Frequency);
+        long ticks = Ticks(estimate);
         Interlocked.Add(ref queuedTicks, ticks);
         if (check is null) return ticks;
         try
         {
-            Admit(Backlog - estimate, estimate, $"the {Name} queue");
+            Admit(Backlog - estimate + sharing, own ?? estimate, $"the {Name} queue");
             return ticks;
         }
         catch
@@ -144,7 +147,10 @@ internal sealed class DeviceWorker : IDisposable
     public async Task<T> RunSlicedAsync<T>(StepwiseWork<T> work, CancellationToken cancellation, WorkSize size)
     {
         var estimate = Estimate(size);
-        long ticks = Reserve(estimate, size);
+        // The queue's prediction holds one slice of this work, what a request arriving later waits for it (the slices go
+        // round); the rest is counted apart, as the share of the device other long work gets while it runs.
+        var others = Stopwatch.GetElapsedTime(0, Volatile.Read(ref slicedTicks));
+        long ticks = Reserve(Slice(estimate), size, own: estimate, sharing: others < estimate ? others : estimate);
         if (Interlocked.Increment(ref waiting) > capacity)
         {
             Interlocked.Decrement(ref waiting);
@@ -152,33 +158,49 @@ internal sealed class DeviceWorker : IDisposable
             metrics.Rejected(Name);
             throw ApiError.Overloaded($"the {Name} queue is full ({capacity} waiting); retry later");
         }
-        var spent = TimeSpan.Zero;
-        for (bool first = true; ; first = false)
+        long rest = Math.Max(0, Ticks(estimate) - ticks);
+        Interlocked.Add(ref slicedTicks, rest);
+        try
         {
-            if (!first)
+            var spent = TimeSpan.Zero;
+            for (bool first = true; ; first = false)
             {
-                Interlocked.Increment(ref waiting);
-                // The queue's prediction holds what is left of the whole, since the slices keep coming back until it is done.
-                ticks = Reserve(estimate > spent ? estimate - spent : TimeSpan.Zero, null);
-            }
-            bool done = await Enqueue(() =>
-            {
-                long start = Stopwatch.GetTimestamp();
-                bool finished = work.Run(SliceTime, cancellation);
-                spent += Stopwatch.GetElapsedTime(start);
-                if (finished) Measured(size, spent);
-                else if (!secondsPerUnit.ContainsKey(size.Kind) && work.Progress is > 0 and double share)
+                if (!first)
                 {
-                    // A kind's first request would be measured only when it ends: requests arriving meanwhile were
-                    // admitted unmeasured and timed out instead of being shed. Its first slice tells the rate already.
-                    Measured(size with { Units = size.Units * share }, spent);
-                    estimate = Estimate(size);
+                    Interlocked.Increment(ref waiting);
+                    var left = estimate > spent ? estimate - spent : TimeSpan.Zero;
+                    ticks = Reserve(Slice(left), null);
+                    long now = Math.Max(0, Ticks(left) - ticks);
+                    Interlocked.Add(ref slicedTicks, now - rest);
+                    rest = now;
                 }
-                return finished;
-            }, cancellation, ticks);
-            if (done) return work.Result;
+                bool done = await Enqueue(() =>
+                {
+                    long start = Stopwatch.GetTimestamp();
+                    bool finished = work.Run(SliceTime, cancellation);
+                    spent += Stopwatch.GetElapsedTime(start);
+                    if (finished) Measured(size, spent);
+                    else if (!secondsPerUnit.ContainsKey(size.Kind) && work.Progress is > 0 and double share)
+                    {
+                        // A kind's first request would be measured only when it ends: requests arriving meanwhile were
+                        // admitted unmeasured and timed out instead of being shed. Its first slice tells the rate already.
+                        Measured(size with { Units = size.Units * share }, spent);
+                        estimate = Estimate(size);
+                    }
+                    return finished;
+                }, cancellation, ticks);
+                if (done) return work.Result;
+            }
+        }
+        finally
+        {
+            Interlocked.Add(ref slicedTicks, -rest);
         }
     }
+
+    private static long Ticks(TimeSpan time) => (long)(time.TotalSeconds * Stopwatch.Frequency);
+
+    private static TimeSpan Slice(TimeSpan left) => left < SliceTime ? left : SliceTime;
 
     /// <summary>Queues a piece already counted in <c>waiting</c>, whose predicted <paramref name="ticks"/> are already in the queue's.</summary>
     private Task<T> Enqueue<T>(Func<T> work, CancellationToken cancellation, long ticks)

@@ -67,7 +67,12 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
             Assert.Equal(expected[i].Finished ? "stop" : "length", choices[i]!["finish_reason"]!.GetValue<string>());
             Assert.Equal(expected[i].LogLikelihood, choices[i]!["log_likelihood"]!.GetValue<double>(), 1e-4); // float32 rounding differs with the batch it ran in
             var tokenLogprobs = choices[i]!["logprobs"]!["token_logprobs"]!.AsArray().Select(v => v!.GetValue<double>()).ToList();
-            Assert.Equal(string.Concat(choices[i]!["logprobs"]!["tokens"]!.AsArray().Select(t => t!.GetValue<string>())), expected[i].Smiles);
+            var tokens = choices[i]!["logprobs"]!["tokens"]!.AsArray().Select(t => t!.GetValue<string>()).ToList();
+            Assert.Equal(string.Concat(tokens), expected[i].Smiles);
+            // logprobs 0: each position's top_logprobs is the sampled token alone (OpenAI: up to logprobs + 1, the sampled one always).
+            var tops = choices[i]!["logprobs"]!["top_logprobs"]!.AsArray();
+            for (int j = 0; j < tokens.Count; j++)
+                Assert.Equal(tokenLogprobs[j], Assert.Single(tops[j]!.AsObject(), p => p.Key == tokens[j]).Value!.GetValue<double>());
             // The end token's log-probability is in the likelihood, not among the text's tokens (0 when the grammar allows nothing else).
             Assert.True(expected[i].Finished ? tokenLogprobs.Sum() >= expected[i].LogLikelihood - 1e-4 : Math.Abs(tokenLogprobs.Sum() - expected[i].LogLikelihood) < 1e-4,
                 $"sample {i} ({(expected[i].Finished ? "finished" : "cut")}): token log-probabilities sum to {tokenLogprobs.Sum()}, likelihood {expected[i].LogLikelihood}");
@@ -75,6 +80,23 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         int generated = choices.Sum(c => c!["logprobs"]!["tokens"]!.AsArray().Count + (c["finish_reason"]!.GetValue<string>() == "stop" ? 1 : 0));
         Assert.Equal(generated, plain["usage"]!["completion_tokens"]!.GetValue<int>());
         Assert.Equal(1, plain["usage"]!["prompt_tokens"]!.GetValue<int>());
+
+        // Hot sampling with one alternative: the sampled token is there even where it was not the most probable.
+        var (hotStatus, hotText) = await Post(new { model = Model, n = 4, seed = 9, temperature = 1.8, max_tokens = 30, logprobs = 1 });
+        Assert.Equal(HttpStatusCode.OK, hotStatus);
+        int notBest = 0;
+        foreach (var choice in JsonNode.Parse(hotText)!["choices"]!.AsArray())
+        {
+            var hotTokens = choice!["logprobs"]!["tokens"]!.AsArray().Select(t => t!.GetValue<string>()).ToList();
+            var hotTops = choice["logprobs"]!["top_logprobs"]!.AsArray().Select(t => t!.AsObject()).ToList();
+            for (int j = 0; j < hotTokens.Count; j++)
+            {
+                Assert.InRange(hotTops[j].Count, 1, 2);
+                Assert.True(hotTops[j].ContainsKey(hotTokens[j]), $"position {j}: sampled '{hotTokens[j]}' not among {hotTops[j].ToJsonString()}");
+                if (hotTops[j].Count == 2) notBest++;
+            }
+        }
+        Assert.True(notBest > 0, "no sampled token outside the top 1: the test shows nothing");
 
         var streamed = await streamTask;
         Assert.Equal(Generate(4, new SamplingOptions { Temperature = 1.4, TopP = 0.9, MaxNewTokens = 50 }, 3).Select(m => m.Smiles), streamed.Texts);
@@ -177,6 +199,25 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         var texts = Texts(body);
         Assert.Equal(Generate(2, new SamplingOptions { Temperature = 1e-300, MaxNewTokens = 40 }, 7).Select(m => m.Smiles), texts);
         Assert.Equal(texts[0], texts[1]); // one token has all the mass at every step: both samples are the greedy one
+
+        // OpenAI's optional fields may be sent as null (clients do): each means its default.
+        var (nullStatus, nullText) = await Post(new
+        {
+            n = (int?)null,
+            seed = 7,
+            max_tokens = 30,
+            temperature = (double?)null,
+            top_p = (double?)null,
+            top_k = (int?)null,
+            presence_penalty = (double?)null,
+            frequency_penalty = (double?)null,
+            repetition_penalty = (double?)null,
+            stream = (bool?)null,
+            echo = (bool?)null,
+            valid_only = (bool?)null
+        });
+        Assert.True(nullStatus == HttpStatusCode.OK, nullText);
+        Assert.Equal(Generate(1, new SamplingOptions { MaxNewTokens = 30 }, 7).Select(m => m.Smiles), Texts(JsonNode.Parse(nullText)!));
     }
 
     [Fact]

@@ -367,6 +367,10 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Equal(600, longFill["position"]!.GetValue<int>());
         Assert.Equal(longExpected.Candidates[0].Probability, longFill["candidates"]![0]!["probability"]!.GetValue<double>(), 5);
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/protein/contacts", JsonSerializer.Serialize(new { sequence = longWildType })), "sequence", "takes at most 1024");
+        // Windowed routes are bounded too (one each_position request of 4 MB held gigabytes of masked copies).
+        string huge = new('A', ContactPredictor.MaxWindowedResidues + 1);
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/protein/fill-mask", JsonSerializer.Serialize(new { sequence = huge, each_position = true })), "sequence",
+            $"the service reads at most {ContactPredictor.MaxWindowedResidues:N0}");
     }
 
     [Fact]
@@ -794,6 +798,38 @@ public sealed class DynamicBatcherTests
         int after = ran;
         await device.RunAsync(() => 0, CancellationToken.None, new WorkSize("short", 1));
         Assert.Equal(after, ran);
+    }
+
+    /// <summary>
+    /// A short request arriving while long work runs in slices waits about one slice for it (the slices go round), so it
+    /// is admitted: counting the long work's whole remaining time as ahead of it refused every short request for as long
+    /// as one each_position request ran.
+    /// </summary>
+    [Fact]
+    public async Task ShortWorkIsAdmittedWhileLongWorkRunsInSlices()
+    {
+        using var device = new DeviceWorker("test", 100, new ServerMetrics(), maxWait: TimeSpan.FromSeconds(2));
+        static IEnumerable<int> Passes(int count, ManualResetEventSlim? started = null)
+        {
+            for (int i = 0; i < count; i++)
+            {
+                started?.Set();
+                Thread.Sleep(25);
+                yield return 1;
+            }
+        }
+        var kind = new WorkSize("long", 1);
+        using (var warm = new BioForge.Runtime.StepwiseWork<int>(Passes(4), () => 0, 4))
+            await device.RunSlicedAsync(warm, CancellationToken.None, kind);
+        Assert.InRange(device.Estimate(kind).TotalSeconds, 0.05, 0.5);
+        using var started = new ManualResetEventSlim();
+        using var stop = new CancellationTokenSource();
+        using var work = new BioForge.Runtime.StepwiseWork<int>(Passes(int.MaxValue, started), () => 0, 240);
+        var running = device.RunSlicedAsync(work, stop.Token, kind with { Units = 60 }); // about 6 s predicted: 3 times the admitted wait
+        Assert.True(started.Wait(TimeSpan.FromMinutes(1)));
+        Assert.Equal(1, await device.RunAsync(() => 1, CancellationToken.None, new WorkSize("short", 1)));
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => running);
     }
 
     /// <summary>

@@ -33,34 +33,34 @@ internal static class CompletionRoutes
         public JsonElement Prompt { get; set; }
 
         [Example("2")]
-        public int N { get; set; } = 1;
+        public int? N { get; set; }
 
         /// <summary>Generated tokens per sample, at most; default: until the end token or the model's length.</summary>
         [Example("40")]
         public int? MaxTokens { get; set; }
 
         /// <summary>0 takes the most probable token at each step.</summary>
-        public double Temperature { get; set; } = 1.0;
+        public double? Temperature { get; set; }
 
-        public double TopP { get; set; } = 1.0;
+        public double? TopP { get; set; }
 
         /// <summary>BioForge extra (vLLM's name): sample among the k most probable tokens; 0 or −1: all.</summary>
-        public int TopK { get; set; }
+        public int? TopK { get; set; }
 
         /// <summary>OpenAI's: lowers the logit of a token already generated, once (−2 to 2; 0: off).</summary>
-        public double PresencePenalty { get; set; }
+        public double? PresencePenalty { get; set; }
 
         /// <summary>OpenAI's: lowers the logit of a token by this much per time it was generated (−2 to 2; 0: off).</summary>
-        public double FrequencyPenalty { get; set; }
+        public double? FrequencyPenalty { get; set; }
 
         /// <summary>BioForge extra (vLLM's and TGI's name): CTRL's penalty on tokens already in the prompt or sample (1: off; ProtGPT2 uses 1.2).</summary>
-        public double RepetitionPenalty { get; set; } = 1.0;
+        public double? RepetitionPenalty { get; set; }
 
         /// <summary>Reproducible samples; absent: a random seed, returned in the answer.</summary>
         [Example("7")]
         public ulong? Seed { get; set; }
 
-        public bool Stream { get; set; }
+        public bool? Stream { get; set; }
 
         public StreamOptionsBody? StreamOptions { get; set; }
 
@@ -71,7 +71,7 @@ internal static class CompletionRoutes
         public JsonElement Stop { get; set; }
 
         /// <summary>BioForge extra for SMILES models: only RDKit-valid molecules, as canonical SMILES of the whole molecule.</summary>
-        public bool ValidOnly { get; set; }
+        public bool? ValidOnly { get; set; }
 
         /// <summary>
         /// BioForge extra: <c>smiles</c> (the default for SMILES models) samples under SMILES syntax and valence, with the
@@ -84,7 +84,7 @@ internal static class CompletionRoutes
         public string? User { get; set; }
 
         /// <summary>Accepted when false (OpenAI's default).</summary>
-        public bool Echo { get; set; }
+        public bool? Echo { get; set; }
     }
 
     public sealed class StreamOptionsBody
@@ -92,7 +92,7 @@ internal static class CompletionRoutes
         public bool IncludeUsage { get; set; }
     }
 
-    public sealed record Logprobs(IReadOnlyList<string> Tokens, IReadOnlyList<double> TokenLogprobs, IReadOnlyList<Dictionary<string, double>?>? TopLogprobs,
+    public sealed record Logprobs(IReadOnlyList<string> Tokens, IReadOnlyList<double> TokenLogprobs, IReadOnlyList<Dictionary<string, double>> TopLogprobs,
         IReadOnlyList<int> TextOffset);
 
     /// <summary>
@@ -121,7 +121,7 @@ internal static class CompletionRoutes
             var clock = Stopwatch.StartNew();
             var request = await Json.ReadAsync<CompletionRequest>(context.Request);
             var plan = Validate(request, state);
-            if (request.Stream) await StreamAsync(context, state, plan, clock);
+            if (request.Stream == true) await StreamAsync(context, state, plan, clock);
             else await AnswerAsync(context, state, plan, clock);
             return Results.Empty; // the answer is written above (a stream cannot be an IResult made in advance)
         })
@@ -161,24 +161,28 @@ internal static class CompletionRoutes
             throw ApiError.Invalid(e.Message, "prompt");
         }
         if (ids.Length >= decoder.Length) throw ApiError.Invalid($"prompt takes {ids.Length} tokens; model {model.Name} takes {decoder.Length} in all", "prompt");
-        if (r.N is < 1 or > MaxChoices) throw ApiError.Invalid($"n must be 1–{MaxChoices} (got {r.N})", "n");
+        // OpenAI's fields may be null, meaning their defaults.
+        int n = r.N ?? 1, topK = r.TopK ?? 0;
+        double temperature = r.Temperature ?? 1, topP = r.TopP ?? 1, presence = r.PresencePenalty ?? 0, frequency = r.FrequencyPenalty ?? 0, repetition = r.RepetitionPenalty ?? 1;
+        bool stream = r.Stream == true, validOnly = r.ValidOnly == true;
+        if (n is < 1 or > MaxChoices) throw ApiError.Invalid($"n must be 1–{MaxChoices} (got {n})", "n");
         int room = decoder.Length - ids.Length;
         if (r.MaxTokens is { } max && (max < 1 || max > room))
             throw ApiError.Invalid($"max_tokens must be 1–{room} for this prompt (model {model.Name} takes {decoder.Length} tokens in all; got {max})", "max_tokens");
-        if (r.Temperature is < 0 or > 100 || double.IsNaN(r.Temperature)) throw ApiError.Invalid($"temperature must be 0–100 (got {r.Temperature})", "temperature");
-        if (r.TopP is <= 0 or > 1 || double.IsNaN(r.TopP)) throw ApiError.Invalid($"top_p must be in (0, 1] (got {r.TopP})", "top_p");
-        if (r.TopK < -1) throw ApiError.Invalid($"top_k must be −1, 0 (all) or positive (got {r.TopK})", "top_k");
-        if (r.PresencePenalty is < -2 or > 2 || double.IsNaN(r.PresencePenalty)) throw ApiError.Invalid($"presence_penalty must be −2 to 2 (got {r.PresencePenalty})", "presence_penalty");
-        if (r.FrequencyPenalty is < -2 or > 2 || double.IsNaN(r.FrequencyPenalty)) throw ApiError.Invalid($"frequency_penalty must be −2 to 2 (got {r.FrequencyPenalty})", "frequency_penalty");
-        if (!(r.RepetitionPenalty > 0) || double.IsInfinity(r.RepetitionPenalty)) throw ApiError.Invalid($"repetition_penalty must be positive (got {r.RepetitionPenalty})", "repetition_penalty");
+        if (temperature is < 0 or > 100 || double.IsNaN(temperature)) throw ApiError.Invalid($"temperature must be 0–100 (got {temperature})", "temperature");
+        if (topP is <= 0 or > 1 || double.IsNaN(topP)) throw ApiError.Invalid($"top_p must be in (0, 1] (got {topP})", "top_p");
+        if (topK < -1) throw ApiError.Invalid($"top_k must be −1, 0 (all) or positive (got {topK})", "top_k");
+        if (presence is < -2 or > 2 || double.IsNaN(presence)) throw ApiError.Invalid($"presence_penalty must be −2 to 2 (got {presence})", "presence_penalty");
+        if (frequency is < -2 or > 2 || double.IsNaN(frequency)) throw ApiError.Invalid($"frequency_penalty must be −2 to 2 (got {frequency})", "frequency_penalty");
+        if (!(repetition > 0) || double.IsInfinity(repetition)) throw ApiError.Invalid($"repetition_penalty must be positive (got {repetition})", "repetition_penalty");
         if (r.Logprobs is < 0 or > MaxLogprobs) throw ApiError.Invalid($"logprobs must be 0–{MaxLogprobs} (got {r.Logprobs})", "logprobs");
-        if (r.Echo) throw ApiError.Invalid("echo is not supported: the answer holds the continuation only", "echo");
+        if (r.Echo == true) throw ApiError.Invalid("echo is not supported: the answer holds the continuation only", "echo");
         var stops = Stops(r.Stop);
-        if (r.ValidOnly)
+        if (validOnly)
         {
             if (model.Kind != ModelKind.Molecule)
                 throw ApiError.Invalid($"valid_only applies to SMILES models; model {model.Name} is a {(model.Kind == ModelKind.ProteinDecoder ? "protein" : "text")} model", "valid_only");
-            if (r.Stream) throw ApiError.Invalid("valid_only cannot be streamed: whether a sample is kept is known only at its end", "valid_only");
+            if (stream) throw ApiError.Invalid("valid_only cannot be streamed: whether a sample is kept is known only at its end", "valid_only");
             if (stops.Length > 0) throw ApiError.Invalid("valid_only cannot be combined with stop: a cut sample is not the molecule sampled", "stop");
         }
         var grammar = r.Grammar switch
@@ -201,17 +205,17 @@ internal static class CompletionRoutes
         }
         var options = new SamplingOptions
         {
-            Temperature = r.Temperature,
-            TopP = r.TopP,
-            TopK = Math.Max(0, r.TopK),
+            Temperature = temperature,
+            TopP = topP,
+            TopK = Math.Max(0, topK),
             MaxNewTokens = r.MaxTokens ?? room,
             Grammar = grammar,
-            PresencePenalty = r.PresencePenalty,
-            FrequencyPenalty = r.FrequencyPenalty,
-            RepetitionPenalty = r.RepetitionPenalty,
+            PresencePenalty = presence,
+            FrequencyPenalty = frequency,
+            RepetitionPenalty = repetition,
         };
         ulong seed = r.Seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) >> 1;
-        return new Plan(model, decoder, prompt, ids, options, seed, r.N, stops, r.Logprobs, r.ValidOnly, r.StreamOptions?.IncludeUsage == true);
+        return new Plan(model, decoder, prompt, ids, options, seed, n, stops, r.Logprobs, validOnly, r.StreamOptions?.IncludeUsage == true);
     }
 
     private static string[] Stops(JsonElement stop)
@@ -239,7 +243,7 @@ internal static class CompletionRoutes
         public int Index { get; } = index;
         public List<string> Tokens { get; } = [];
         public List<double> TokenLogprobs { get; } = [];
-        public List<Dictionary<string, double>?> Top { get; } = [];
+        public List<Dictionary<string, double>> Top { get; } = [];
         public List<int> Offsets { get; } = [];
         /// <summary>Tokens drawn, the end token included (usage's completion_tokens).</summary>
         public int Generated { get; private set; }
@@ -293,7 +297,10 @@ internal static class CompletionRoutes
         {
             Tokens.Add(piece);
             TokenLogprobs.Add(draw.LogProb);
-            Top.Add(draw.Top?.GroupBy(t => decoder.Piece(t.Token)).ToDictionary(g => g.Key, g => g.First().LogProb));
+            // OpenAI's rule: the sampled token is always among them, so there are up to logprobs + 1 (logprobs 0: it alone).
+            var top = draw.Top?.GroupBy(t => decoder.Piece(t.Token)).ToDictionary(g => g.Key, g => g.First().LogProb) ?? [];
+            top.TryAdd(decoder.Piece(draw.Token), draw.LogProb);
+            Top.Add(top);
             Offsets.Add(offset);
         }
 
@@ -309,7 +316,7 @@ internal static class CompletionRoutes
         public int Releasable => FinishReason is not null ? text.Length : Math.Max(Sent, text.Length - holdBack);
 
         public Logprobs? LogprobsFrom(int firstToken, int lastToken) => plan.Logprobs is null ? null
-            : new Logprobs(Tokens[firstToken..lastToken], TokenLogprobs[firstToken..lastToken], plan.Logprobs > 0 ? Top[firstToken..lastToken] : null, Offsets[firstToken..lastToken]);
+            : new Logprobs(Tokens[firstToken..lastToken], TokenLogprobs[firstToken..lastToken], Top[firstToken..lastToken], Offsets[firstToken..lastToken]);
     }
 
     private static SequenceJob Job(Plan plan, Sample sample, long index, Action<Sample> onToken, Action<Sample> onFinished, CancellationToken cancellation) => new()

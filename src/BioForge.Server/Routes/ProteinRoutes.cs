@@ -172,6 +172,10 @@ internal static class ProteinRoutes
             if (!char.IsAsciiLetter(plain[i]) || !esm.Tokenizer.Vocabulary.Contains(char.ToUpperInvariant(plain[i]).ToString()))
                 throw ApiError.Invalid($"sequence: '{plain[i]}' at position {i + 1} is not an amino-acid letter of the model's alphabet", "sequence");
         if (plain.Length > esm.Config.MaxResidues && !windowed) throw ApiError.Invalid($"sequence has {plain.Length} residues; this model takes at most {esm.Config.MaxResidues}", "sequence");
+        // Read in windows, a longer sequence is more passes, not a longer one: bounded as the contacts command bounds it
+        // (each_position on 8,192 residues is 8,192 windowed passes; the CLI reads longer ones).
+        if (plain.Length > ContactPredictor.MaxWindowedResidues)
+            throw ApiError.Invalid($"sequence has {plain.Length:N0} residues; the service reads at most {ContactPredictor.MaxWindowedResidues:N0} (in windows of {esm.Config.MaxResidues})", "sequence");
         return sequence.Replace("<mask>", "\u0001", StringComparison.Ordinal).ToUpperInvariant().Replace("\u0001", "<mask>", StringComparison.Ordinal);
     }
 

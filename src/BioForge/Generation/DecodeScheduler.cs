@@ -364,7 +364,7 @@ public sealed class DecodeScheduler : IDisposable
         r.LogLikelihood += draw.LogProb;
         r.Generated++;
         if (draw.Token == model.EosTokenId || !job.OnToken(draw)) End(r, FinishReason.Stop);
-        else if (r.Generated >= job.Options.MaxNewTokens || r.Filled >= cache.Length) End(r, FinishReason.Length);
+        else if (r.Generated >= job.Options.MaxNewTokens || r.Filled + 1 >= cache.Length) End(r, FinishReason.Length);
         else r.Pending = draw.Token;
     }
 

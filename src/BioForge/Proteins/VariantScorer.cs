@@ -86,22 +86,25 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
     /// </summary>
     private IEnumerable<int> SiteLogProbabilities(int[] tokens, int[] sites, Dictionary<int, float[]> result)
     {
-        // Token index = residue position, because <cls> sits at 0.
-        var masked = sites.Select(site => ResidueWindows.MaskedSite(tokens, site, model.Config.MaxPositionEmbeddings, model.Tokenizer.MaskId)).ToList();
-        foreach (var batch in TokenBatches.ByLength([.. masked.Select(m => m.Tokens)], batchTokens, model.Tokenizer.PadId, model.Device))
+        if (batchTokens <= 0) throw new BioForgeException($"--batch-tokens must be positive (got {batchTokens})");
+        // Every masked copy is as long as the others (the sequence, or a window of the model's width), so batches hold a
+        // fixed number of sites, made a batch at a time: a long protein's copies are never all in memory at once.
+        int width = ResidueWindows.ReadWidth(tokens.Length, model.Config.MaxPositionEmbeddings);
+        int perBatch = Math.Max(1, batchTokens / width);
+        for (int first = 0; first < sites.Length; first += perBatch)
         {
-            using (batch)
+            // Token index = residue position, because <cls> sits at 0.
+            var masked = sites[first..Math.Min(sites.Length, first + perBatch)]
+                .Select(site => ResidueWindows.MaskedSite(tokens, site, model.Config.MaxPositionEmbeddings, model.Tokenizer.MaskId)).ToList();
+            using (var batch = TokenBatches.Pad([.. Enumerable.Range(0, masked.Count)], [.. masked.Select(m => m.Tokens)], model.Tokenizer.PadId, model.Device))
             using (NewDisposeScope())
             using (no_grad())
             {
                 var logits = model.Model.Forward(batch.InputIds, batch.AttentionMask, new EsmForwardOptions { Logits = true }).Logits!;
-                for (int r = 0; r < batch.Indices.Length; r++)
-                {
-                    int index = batch.Indices[r];
-                    result[sites[index]] = logits[r, masked[index].At].to(ScalarType.Float32).log_softmax(-1).cpu().data<float>().ToArray();
-                }
+                for (int r = 0; r < masked.Count; r++)
+                    result[sites[first + r]] = logits[r, masked[r].At].to(ScalarType.Float32).log_softmax(-1).cpu().data<float>().ToArray();
             }
-            yield return batch.Indices.Length;
+            yield return masked.Count;
         }
     }
 }
