@@ -66,7 +66,15 @@ internal sealed class LanguageModel : IDisposable
     {
         int max = MaxTokens - 2;
         if (Kind is not (ModelKind.Protein or ModelKind.ProteinDecoder) || mode == "NONE" || text.Length <= max) return text;
-        return mode == "END" ? text[..max] : text[^max..];
+        // Counted in residues as the tokenizer reads them: a special token written in the text (<mask>) is one, and whole.
+        var starts = new List<int>();
+        for (int i = 0; i < text.Length; i++)
+        {
+            starts.Add(i);
+            if (text[i] == '<' && text.IndexOf('>', i + 1) is var close and > 0) i = close;
+        }
+        if (starts.Count <= max) return text;
+        return mode == "END" ? text[..starts[max]] : text[starts[^max]..];
     }
 
     /// <summary>Tokens of one input, or 422 naming the input and the reason (an invalid residue, a SMILES RDKit cannot read).</summary>

@@ -156,6 +156,21 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         var tail = (await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "esm2-small", input = tooLong[^1024..] }))).Body!;
         Assert.Equal(Vector(head), Vector(end.Body));
         Assert.Equal(Vector(tail), Vector(start));
+        // Residues are counted as tokens: 1,015 of them, five written <mask>, fit (as characters they were cut: START lost
+        // fourteen residues, END cut a <mask> in two and was refused).
+        string masked = "M" + new string('A', 1009) + string.Concat(Enumerable.Repeat("<mask>", 5));
+        var whole = await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "esm2-small", input = masked, truncate = "NONE" }));
+        foreach (string mode in new[] { "START", "END" })
+        {
+            var cut = await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "esm2-small", input = masked, truncate = mode }));
+            Assert.Equal(HttpStatusCode.OK, cut.Status);
+            Assert.Equal(1015 + 2, cut.Body!["usage"]!["prompt_tokens"]!.GetValue<int>());
+            Assert.Equal(Vector(whole.Body!), Vector(cut.Body));
+        }
+        // Past the limit, a cut keeps whole tokens: END keeps the first 1,024 of 1,025, four whole <mask>s among them.
+        var longer = await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "esm2-small", input = new string('A', 1020) + string.Concat(Enumerable.Repeat("<mask>", 5)), truncate = "END" }));
+        Assert.Equal(HttpStatusCode.OK, longer.Status);
+        Assert.Equal(1024 + 2, longer.Body!["usage"]!["prompt_tokens"]!.GetValue<int>());
     }
 
     /// <summary>The load generators behind the documented serving numbers, run for a few requests against this server:
@@ -284,6 +299,8 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/protein/contacts", """{"sequence":"MK V"}"""), "sequence", "' ' at position 3");
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/protein/score-variants", """{"sequence":"MKTAYIAKQR","mutations":["K2R","Q9"]}"""), "mutations[1]", "expected wild-type letter");
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"C1CC"}"""), "smi", "not a valid SMILES");
+        // Valid but not in the prior's tokens (an atom it never saw): named as the seed's fault, not the optimizer's setting.
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"C[Te]C","particles":2,"iterations":1}"""), "smi", "cannot be written in the model's SMILES tokens");
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"CCO","property_name":"logS"}"""), "property_name", "QED or plogP");
         AssertError(HttpStatusCode.BadRequest, await Post("/generate", """{"smi":"CCO","iterations":"many"}"""), "iterations", "malformed request body");
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/screen", """{"target":"MKV1AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","smiles":["CCO"]}"""), "target", "'1' at position 4");

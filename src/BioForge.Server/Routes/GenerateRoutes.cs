@@ -5,6 +5,7 @@ using BioForge.Discovery;
 using BioForge.Generation;
 using BioForge.Models.Llama;
 using BioForge.Runtime;
+using BioForge.Tokenizers;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -85,6 +86,9 @@ internal static class GenerateRoutes
         .Serves(model => model.Kind == ModelKind.Molecule);
     }
 
+    /// <summary>Tokens of the molecules the optimizer samples and breeds, the seed's among them.</summary>
+    private const int SeedMaxTokens = 100;
+
     /// <summary>The optimizer's run for a valid request, and the seed's canonical SMILES; 4xx naming the field otherwise.</summary>
     private static (OptimizeConfig Config, string Seed, LlamaCheckpoint Prior) Validate(GenerateRequest r, ServerState state)
     {
@@ -102,6 +106,10 @@ internal static class GenerateRoutes
         if (r.ScaledRadius <= 0) throw ApiError.Invalid($"scaled_radius must be positive (got {r.ScaledRadius})", "scaled_radius");
         var prior = r.Model is null ? state.Models.Prior ?? throw ApiError.Invalid("no SMILES model is served (start the server with --models DIR of a SMILES Llama checkpoint)", "model")
             : state.Models.Language(r.Model, "model", ModelKind.Molecule);
+        // The seed starts the optimizer's memory in the prior's tokens: one it cannot spell is the request's fault, named so.
+        if (prior.Llama?.Vocabulary is { } vocabulary && vocabulary.Encode(canonical) is var ids && (ids.Contains(SmilesVocabulary.UnkId) || ids.Length - 2 > SeedMaxTokens))
+            throw ApiError.Invalid($"smi: '{canonical}' cannot be written in the model's SMILES tokens within {SeedMaxTokens} tokens"
+                + (ids.Contains(SmilesVocabulary.UnkId) ? " (it holds a token the model never saw)" : ""), "smi");
 
         var property = r.PropertyName == "QED"
             ? new ComponentSettings { Type = "qed", Name = "QED", Transform = r.Minimize ? new TransformSettings { Kind = "reverse_sigmoid", Low = 0, High = 1 } : new TransformSettings() }
@@ -118,7 +126,7 @@ internal static class GenerateRoutes
         {
             Seed = r.Seed,
             Prior = new OptimizeConfig.PriorSection { Model = prior.Directory },
-            Sampling = new OptimizeConfig.SamplingSection { BatchSize = r.Particles, MaxLength = 100 },
+            Sampling = new OptimizeConfig.SamplingSection { BatchSize = r.Particles, MaxLength = SeedMaxTokens },
             // The default optimizer (Augmented Hill-Climb with genetic exploration), its children half the batch as in bench
             // pmo; the seed molecule starts the replay memory (inception), so the first step already breeds its analogues.
             Learning = new OptimizeConfig.LearningSection
