@@ -74,6 +74,8 @@ public sealed class ProteinLlamaTests
         Assert.Equal(samples.Select(s => s.Text), generator.Generate(6, options, seed: 11, batchSize: 1, prompt: "M").Select(s => s.Text));
         Assert.Throws<BioForgeException>(() => generator.Generate(1, options, 0, 1, prompt: "M<cls>"));
         Assert.Throws<BioForgeException>(() => generator.Generate(1, options, 0, 1, prompt: "M9"));
+        // A stop ends the protein: nothing to continue (it was dropped and the protein continued past it).
+        Assert.Contains("ends with a stop", Assert.Throws<BioForgeException>(() => generator.Generate(1, options, 0, 1, prompt: "MK*")).Message);
     }
 
     [Fact]

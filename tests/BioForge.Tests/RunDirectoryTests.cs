@@ -103,6 +103,21 @@ public sealed class RunDirectoryTests
         Assert.Throws<IOException>(() => run.Publish("model", d => throw new IOException("disk full")));
         Assert.Equal("1", File.ReadAllText(Path.Combine(path, "model", "a")));
         Assert.Empty(Directory.EnumerateFileSystemEntries(path, ".*"));
+
+        // Killed between moving the old version aside and the new one in: opening the run puts the old one back (it was
+        // deleted as debris with the unfinished new one, losing the run's only resumable state); with its successor in
+        // place, the old one is debris.
+        Directory.Move(Path.Combine(path, "model"), Path.Combine(path, ".replaced-model.4242"));
+        Directory.CreateDirectory(Path.Combine(path, ".model.4242.tmp"));
+        Directory.Move(Path.Combine(run.CheckpointsDirectory, "step-000000005"), Path.Combine(run.CheckpointsDirectory, ".replaced-step-000000005.4242"));
+        var reopened = RunDirectory.Open(path, "output.dir", isNew: false);
+        Assert.Equal("1", File.ReadAllText(Path.Combine(path, "model", "a")));
+        Assert.Equal("second", File.ReadAllText(Path.Combine(reopened.CheckpointsDirectory, "step-000000005", "weights.bin")));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(path, ".*"));
+        Directory.CreateDirectory(Path.Combine(path, ".replaced-model.4243"));
+        RunDirectory.Open(path, "output.dir", isNew: false);
+        Assert.Equal("1", File.ReadAllText(Path.Combine(path, "model", "a")));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(path, ".*"));
     }
 
     [Fact]

@@ -20,7 +20,7 @@ namespace BioForge.Training;
 /// <item>final artefacts (<c>model/</c>, <c>agent/</c>) swapped in by <see cref="Publish"/>.</item>
 /// </list>
 /// Leftovers of interrupted writes and deletions (hidden <c>.tmp</c> and <c>.trash</c> entries) are removed when the
-/// directory is opened.
+/// directory is opened, and an artefact replaced by a write that was killed before the new one took its place is restored.
 /// </summary>
 public sealed class RunDirectory
 {
@@ -31,6 +31,8 @@ public sealed class RunDirectory
     private const string StepPrefix = "step-";
     private const string TempSuffix = ".tmp";
     private const string TrashPrefix = ".trash-";
+    /// <summary>The older version of a directory <see cref="Commit"/> replaces, until the new one is in its place.</summary>
+    private const string ReplacedPrefix = ".replaced-";
 
     /// <summary>The run directory's path as given.</summary>
     public string Path { get; }
@@ -308,7 +310,7 @@ public sealed class RunDirectory
             string? old = null;
             if (Directory.Exists(final))
             {
-                old = System.IO.Path.Combine(parent, $"{TrashPrefix}{name}.{Environment.ProcessId}");
+                old = System.IO.Path.Combine(parent, $"{ReplacedPrefix}{name}.{Environment.ProcessId}");
                 if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
                 Directory.Move(final, old);
             }
@@ -332,14 +334,25 @@ public sealed class RunDirectory
         Directory.Delete(trash, recursive: true);
     }
 
-    /// <summary>Removes hidden temporary and trash entries left by a killed process in the run and checkpoint folders.</summary>
+    /// <summary>
+    /// Removes hidden temporary and trash entries left by a killed process in the run and checkpoint folders. A replaced
+    /// version whose successor never took its place (killed between the two renames of <see cref="Commit"/>) is put back:
+    /// it is the last complete one.
+    /// </summary>
     private void RemoveDebris()
     {
         foreach (string folder in new[] { Path, CheckpointsDirectory }.Where(Directory.Exists))
             foreach (string entry in Directory.EnumerateFileSystemEntries(folder, ".*"))
             {
                 string name = System.IO.Path.GetFileName(entry);
-                if (!name.EndsWith(TempSuffix, StringComparison.Ordinal) && !name.StartsWith(TrashPrefix, StringComparison.Ordinal)) continue;
+                if (name.StartsWith(ReplacedPrefix, StringComparison.Ordinal) && name.LastIndexOf('.') is var pid and > 0
+                    && System.IO.Path.Combine(folder, name[ReplacedPrefix.Length..pid]) is var original && !System.IO.Path.Exists(original) && Directory.Exists(entry))
+                {
+                    Directory.Move(entry, original);
+                    continue;
+                }
+                if (!name.EndsWith(TempSuffix, StringComparison.Ordinal) && !name.StartsWith(TrashPrefix, StringComparison.Ordinal)
+                    && !name.StartsWith(ReplacedPrefix, StringComparison.Ordinal)) continue;
                 if (Directory.Exists(entry)) Directory.Delete(entry, recursive: true);
                 else File.Delete(entry);
             }

@@ -80,9 +80,12 @@ public sealed class LlamaCheckpoint : IDisposable
     public int[] EncodeProteinPrompt(string prompt)
     {
         var residues = Residues ?? throw new BioForgeException("the model has no amino-acid vocabulary: it is not a protein language model");
+        string shown = prompt.Length > 80 ? prompt[..80] + "…" : prompt;
         if (prompt.Contains('<'))
-            throw new BioForgeException($"protein prompt '{(prompt.Length > 80 ? prompt[..80] + "…" : prompt)}': special tokens are not allowed, only residue letters");
-        return residues.Encode(prompt)[..^1];
+            throw new BioForgeException($"protein prompt '{shown}': special tokens are not allowed, only residue letters");
+        // A stop ends a protein: there is nothing to continue (it was dropped, and the protein continued past it).
+        if (prompt.EndsWith('*')) throw new BioForgeException($"protein prompt '{shown}': ends with a stop ('*'); a prompt is the start of a protein to continue");
+        return residues.Encode(prompt, stopCodon: false)[..^1];
     }
 
     /// <summary>
