@@ -95,6 +95,8 @@ internal static class Json
         // Names are exact, as the document writes them: "topK" or "Top_K" is an unknown field, not top_k.
         options.PropertyNameCaseInsensitive = false;
         options.UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow;
+        // A field given twice is ambiguous ({"input":"MK","input":"QQ"} embedded the last one): refused like an unknown one.
+        options.AllowDuplicateProperties = false;
         options.DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull;
         // Numbers are JSON numbers: "0.5" or "NaN" as strings are refused (a string "NaN" once reached the optimizer as NaN).
         options.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict;
@@ -133,7 +135,8 @@ internal static class Json
         catch (JsonException e)
         {
             string where = e.Path is { Length: > 0 } path ? path : "$";
-            string reason = e.Message.Contains("could not be mapped", StringComparison.Ordinal) ? "unknown field" : e.Message.Split(" Path:", 2)[0];
+            string reason = e.Message.Contains("could not be mapped", StringComparison.Ordinal) ? "unknown field"
+                : e.Message.Contains("Duplicate", StringComparison.OrdinalIgnoreCase) ? "a field given twice" : e.Message.Split(" Path:", 2)[0];
             // In JSON's words, not .NET's: "The JSON value could not be converted to System.Double" is a number expected.
             if (System.Text.RegularExpressions.Regex.Match(reason, @"could not be converted to (\S+?)\.?$") is { Success: true } converted)
                 reason = $"expected {JsonType(converted.Groups[1].Value)}";

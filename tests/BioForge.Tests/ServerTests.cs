@@ -255,6 +255,9 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Null(notJson.Body!["error"]!["param"]); // no field to name: none, rather than ""
         Assert.True(notJson.Body!["error"]!.AsObject().ContainsKey("param"), "param is written as null, as OpenAI's errors have it");
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":"MKV","inptu":1}"""), "inptu", "unknown field");
+        var twice = await Post("/v1/embeddings", """{"model":"esm2-small","input":"MK","input":"QQ"}""");
+        Assert.True(twice.Status == HttpStatusCode.BadRequest, twice.Body?.ToJsonString());
+        Assert.Contains("a field given twice", twice.Body!["error"]!["message"]!.GetValue<string>());
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":[1,2]}"""), "input[0]", "must be a string");
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small"}"""), "input", "required");
         // Text that is no text: ill-formed UTF-8, and a lone surrogate escape in a field read only by the handler (was a 500).
