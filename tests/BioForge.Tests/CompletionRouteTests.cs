@@ -247,6 +247,7 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         await Refused(new { model = Model, prompt = "C)" }, HttpStatusCode.UnprocessableEntity, "prompt", "the prompt's token 2 (')') is not allowed there by the smiles grammar");
         await Refused(new { model = Model, prompt = new[] { "C", "O" } }, HttpStatusCode.UnprocessableEntity, "prompt", "one prompt per request");
         await Refused(new { model = Model, valid_only = true, stream = true }, HttpStatusCode.UnprocessableEntity, "valid_only", "cannot be streamed");
+        await Refused(new { model = Model, valid_only = true, n = 1, max_tokens = 1 }, HttpStatusCode.UnprocessableEntity, "max_tokens", "100 were cut at max_tokens (1): raise max_tokens");
         await Refused(new { model = Model, echo = true }, HttpStatusCode.UnprocessableEntity, "echo", "echo");
         await Refused(new { model = Model, best_of = 2 }, HttpStatusCode.BadRequest, "best_of", "unknown field");
         await Refused(new { model = Model, n = "2" }, HttpStatusCode.BadRequest, "n", "malformed");

@@ -398,9 +398,15 @@ internal static class CompletionRoutes
         while (kept.Count < plan.N)
         {
             if (all.Count >= limit)
+            {
+                // Samples cut at max_tokens are not molecules: when most were cut (and no prompt is to blame), the limit is.
+                int cut = all.Count(s => s.FinishReason == "length");
                 throw kept.Count == 0 && plan.Prompt.Length > 0
                     ? ApiError.Invalid($"none of {all.Count} samples continuing the prompt was a valid molecule: '{plan.Prompt}' may start none (a ring it closes cannot be aromatic, say)", "prompt")
+                    : 2 * cut > all.Count
+                    ? ApiError.Invalid($"only {kept.Count} of {plan.N} samples were valid molecules after {all.Count} samples; {cut} were cut at max_tokens ({plan.Options.MaxNewTokens}): raise max_tokens", "max_tokens")
                     : ApiError.Invalid($"only {kept.Count} of {plan.N} samples were valid molecules after {all.Count} samples; the model is not trained well enough for valid_only", "valid_only");
+            }
             int wave = (int)Math.Min(plan.N - kept.Count, limit - all.Count);
             var samples = Enumerable.Range(all.Count, wave).Select(i => new Sample(plan, i)).ToList();
             all.AddRange(samples);

@@ -77,8 +77,8 @@ public sealed class SmilesGenerator
             }
             if (!scheduler.Busy)
                 throw new BioForgeException($"only {result.Count} of {count} requested molecules were valid after {next} samples"
-                    + (2 * cut > next ? $"; {cut} were cut at the length limit ({options.MaxNewTokens} tokens): raise --max-length"
-                        : result.Count == 0 && prompt.Length > 0 ? $"; the prompt '{prompt}' may start no valid molecule (a ring it closes cannot be aromatic, say)"
+                    + (result.Count == 0 && prompt.Length > 0 ? $"; the prompt '{prompt}' may start no valid molecule (a ring it closes cannot be aromatic, say)"
+                        : 2 * cut > next ? $"; {cut} were cut at the length limit ({options.MaxNewTokens} tokens): raise --max-length"
                         : "; the model is not trained well enough for --valid-only"));
             scheduler.Step();
             for (; scanned < samples.Count && samples[scanned] is { } sample && result.Count < count; scanned++)
