@@ -219,6 +219,8 @@ internal sealed class ModelCatalog : IDisposable
     {
         string name = Path.GetFileName(directory.TrimEnd(Path.DirectorySeparatorChar));
         if (languageModels.ContainsKey(name) || affinityModels.ContainsKey(name)) throw new BioForgeException($"--models: two models are named '{name}' (the directory name is the model name)");
+        if (metrics.HasQueue(name))
+            throw new BioForgeException($"--models: {directory}: a model named '{name}' would share its metrics with the service's own '{name}' queue; rename the directory");
         if (!System.IO.Directory.Exists(directory)) throw new BioForgeException($"--models: {directory} does not exist");
         if (File.Exists(Path.Combine(directory, AffinityModel.ManifestFile)))
         {

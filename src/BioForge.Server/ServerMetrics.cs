@@ -46,6 +46,9 @@ internal sealed class ServerMetrics
 
     public void QueueDepth(string queue, Func<int> depth) => queueDepth[queue] = depth;
 
+    /// <summary>Whether a queue of this name reports already (a model named after a worker would overwrite its gauges).</summary>
+    public bool HasQueue(string queue) => queueDepth.ContainsKey(queue);
+
     /// <summary>1 while the queue's worker runs a piece of work, 0 when idle (averaged over time: its utilisation).</summary>
     public void QueueBusy(string queue, Func<int> busy) => queueBusy[queue] = busy;
 

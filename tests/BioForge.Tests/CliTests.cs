@@ -300,6 +300,10 @@ public sealed class CliTests
         AssertFails(Run("serve", "--models", TestData.EsmTiny, "--host", "203.0.113.1", "--port", "0", "--allowed-hosts", "x"), "--host 203.0.113.1 --port 0: cannot listen there");
         // A name Kestrel cannot bind (a typo of localhost) was bound on every interface, open to the network.
         AssertFails(Run("serve", "--models", TestData.EsmTiny, "--host", "localhos", "--port", "0"), "--host localhos: not an IP address");
+        // A model named after one of the service's own queues would overwrite its metrics.
+        string cpu = Path.Combine(TestData.TempDirectory(), "cpu");
+        Directory.CreateSymbolicLink(cpu, TestData.EsmTiny);
+        AssertFails(Run("serve", "--models", cpu, "--port", "0"), "a model named 'cpu' would share its metrics with the service's own 'cpu' queue");
     }
 
     [Theory]
