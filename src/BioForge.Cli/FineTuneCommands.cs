@@ -64,7 +64,9 @@ internal static class FineTuneCommands
             var options = Runtime.ComputeOptions.Resolve(result.GetValue(compute.Device)!, "fp32", result.GetValue(compute.Threads));
             using var model = FineTunedModel.Load(result.GetValue(run)!, options);
             var (ids, sequences) = ReadInputs(result.GetValue(input)!, model.Manifest.SequenceColumn);
-            var predictions = ProgressDisplay.Run("sequences", sequences.Count, progress => model.Predict(sequences, result.GetValue(batch), progress.Report));
+            // A FASTA record comes without its stop: a '*' still ending it is not one to leave out again.
+            bool fasta = IsFasta(result.GetValue(input)!);
+            var predictions = ProgressDisplay.Run("sequences", sequences.Count, progress => model.Predict(sequences, result.GetValue(batch), progress.Report, stopCodons: !fasta));
             var text = new StringBuilder();
             var header = new List<string> { "id", "sequence", "prediction" };
             bool probabilities = model.Manifest.TaskType == FineTuneTask.Classification;
@@ -105,6 +107,9 @@ internal static class FineTuneCommands
         return command;
     }
 
+    private static bool IsFasta(string path) =>
+        Path.GetExtension(path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path).ToLowerInvariant() is ".fasta" or ".fa" or ".faa";
+
     /// <summary>Identifiers and sequences from a CSV/TSV (by column name), a FASTA file, or one sequence per line.</summary>
     private static (List<string> Ids, List<string> Sequences) ReadInputs(string path, string column)
     {
@@ -124,7 +129,7 @@ internal static class FineTuneCommands
                 sequences.Add(fields[index].Trim());
             }
         }
-        else if (extension is ".fasta" or ".fa" or ".faa")
+        else if (IsFasta(path))
         {
             foreach (var record in FastaReader.Read(path, alphabet: null))
             {

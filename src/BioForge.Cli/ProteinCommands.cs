@@ -271,7 +271,7 @@ internal static class ProteinCommands
                 ? new VariantTable(list.Split(',', StringSplitOptions.TrimEntries).Select(v => v.Length > 0 ? Variant.Parse(v, wildType, numbering)
                     : throw new BioForgeException($"--mutations \"{list}\": an empty variant (two commas in a row, or one at an end)")).ToList(), null, null)
                 : table is not null ? VariantTable.Read(table!, wildType, result.GetValue(column), numbering, result.GetValue(scoreColumn))
-                : new VariantTable(Variant.Scan(wildType), null, null);
+                : new VariantTable(Variant.Scan(wildType, numbering), null, null);
             if (variants.Variants.Count == 0)
                 throw new BioForgeException(result.GetValue(scan) ? "--scan: the sequence has no position holding one of the 20 amino acids" : "--mutations lists no variants");
             if (result.GetValue(map) is { } drawn && variants.Variants.All(v => v.Substitutions.Count > 1))

@@ -66,15 +66,17 @@ internal sealed class LanguageModel : IDisposable
     {
         int max = MaxTokens - 2;
         if (Kind is not (ModelKind.Protein or ModelKind.ProteinDecoder) || mode == "NONE" || text.Length <= max) return text;
-        // Counted in residues as the tokenizer reads them: a special token written in the text (<mask>) is one, and whole.
+        // Counted in residues as the tokenizer reads them: a special token written in the text (<mask>) is one, and whole;
+        // a final stop ('*') is none (the tokenizer leaves it out).
+        string residues = text.EndsWith('*') ? text[..^1] : text;
         var starts = new List<int>();
-        for (int i = 0; i < text.Length; i++)
+        for (int i = 0; i < residues.Length; i++)
         {
             starts.Add(i);
-            if (text[i] == '<' && text.IndexOf('>', i + 1) is var close and > 0) i = close;
+            if (residues[i] == '<' && residues.IndexOf('>', i + 1) is var close and > 0) i = close;
         }
         if (starts.Count <= max) return text;
-        return mode == "END" ? text[..starts[max]] : text[starts[^max]..];
+        return mode == "END" ? residues[..starts[max]] : residues[starts[^max]..];
     }
 
     /// <summary>Tokens of one input, or 422 naming the input and the reason (an invalid residue, a SMILES RDKit cannot read).</summary>

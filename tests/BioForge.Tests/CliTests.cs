@@ -435,6 +435,8 @@ public sealed class CliTests
         var stops = Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMKTA**\n"), "--out", Path.Combine(dir, "stops.csv"), "--pool", "none", "--unknown-as-unk");
         Assert.True(stops.Code == 0, stops.Err);
         Assert.Equal(6, File.ReadAllLines(Path.Combine(dir, "stops.csv")).Length); // the header, M K T A and the '*' read as <unk>
+        // A decoder reads the same record's remaining '*' as a character too, which its alphabet lacks (it was dropped in silence).
+        AssertFails(Run("embed", "--model", TinyProteinModel.Directory, "--in", Fasta(">a\nMKTA**\n"), "--out", Path.Combine(dir, "d.csv")), "record 'a': invalid residue '*'", Path.Combine(dir, "d.csv"));
         File.Delete(output);
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Fasta(">long\n" + new string('A', 1100) + "\n"), "--out", output), "in.fasta:1: record 'long' has 1100 residues; this model takes at most 1024", output);
         // A decoder's rotary positions run on past the trained ones without failing: refused like ESM-2's.
@@ -619,6 +621,12 @@ public sealed class CliTests
         Assert.Contains("<title>K1R: ", svg);
         Assert.Contains("<title>M0 (wild type)</title>", svg);
         Assert.Contains("position (0-based)", svg);
+        // A scan names its variants in that numbering too, so its CSV and map agree.
+        Assert.Equal(0, Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--scan", "--index-base", "0", "--out", Path.Combine(dir, "zero-scan.csv"), "--map", map).Code);
+        string zeroScan = File.ReadAllText(Path.Combine(dir, "zero-scan.csv"));
+        Assert.Contains("\nM0A,", zeroScan);
+        Assert.DoesNotContain("\nK2R,", zeroScan);
+        Assert.Contains("<title>K1R: ", File.ReadAllText(map));
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--scan", "--mutations", "K2R", "--out", output), "give exactly one of --mutations, --in or --scan");
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--mutations", "K2R:A4G", "--out", Path.Combine(dir, "x.csv"), "--map", Path.Combine(dir, "x.svg")),
             "no single substitutions to draw", Path.Combine(dir, "x.csv"));

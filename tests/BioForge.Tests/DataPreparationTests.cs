@@ -41,6 +41,15 @@ public sealed class DataPreparationTests
         DataPreparation.Prepare(smi, CorpusKind.Smiles, dir, 0, seed: 0);
         var vocabulary = SmilesVocabulary.Load(Path.Combine(dir, SmilesVocabulary.FileName));
         Assert.Equal(molecules, ReadAll(Path.Combine(dir, "train")).Select(d => vocabulary.Decode(d.Select(t => (long)t))));
+
+        // A named SMILES column is the tables' among the inputs; a .smi beside them is read by lines as before.
+        string csv = Path.Combine(TestData.TempDirectory(), "m.csv");
+        File.WriteAllText(csv, "id,mol\na,CCN\n");
+        string mixed = TestData.TempDirectory();
+        DataPreparation.Prepare([csv, smi], CorpusKind.Smiles, mixed, 0, seed: 0, smilesColumn: "mol");
+        var mixedVocabulary = SmilesVocabulary.Load(Path.Combine(mixed, SmilesVocabulary.FileName));
+        Assert.Equal(["CCN", .. molecules], ReadAll(Path.Combine(mixed, "train")).Select(d => mixedVocabulary.Decode(d.Select(t => (long)t))));
+        Assert.Contains("no input is a CSV/TSV table", Assert.Throws<BioForgeException>(() => DataPreparation.Prepare([smi], CorpusKind.Smiles, TestData.TempDirectory(), 0, seed: 0, smilesColumn: "mol")).Message);
     }
 
     [Fact]

@@ -214,6 +214,7 @@ public sealed class FineTuneTests
     [InlineData("smiles,label\nCCO,1.5\nCCN,high\n", "labelled.csv:3: label 'high' is not a number")]
     [InlineData("molecule,label\nCCO,1\n", "no column 'smiles' (data.sequence_column); the header has: molecule, label")]
     [InlineData("smiles,label\n", "labelled.csv: no data rows")]
+    [InlineData("smiles,label\nCCO,1.5\nCC\"O,2.5\n", "labelled.csv:3: a quote inside an unquoted field at column 3")]
     public void BadLabelledDataIsNamedWithFileAndLine(string csv, string expected)
     {
         string directory = TestData.TempDirectory();

@@ -167,6 +167,11 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
             Assert.Equal(1015 + 2, cut.Body!["usage"]!["prompt_tokens"]!.GetValue<int>());
             Assert.Equal(Vector(whole.Body!), Vector(cut.Body));
         }
+        // A final stop is no residue: 1,024 residues and a '*' fit.
+        string stopped = new string('A', 1024) + "*";
+        var withStop = await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "esm2-small", input = stopped, truncate = "START" }));
+        Assert.Equal(HttpStatusCode.OK, withStop.Status);
+        Assert.Equal(Vector((await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "esm2-small", input = stopped[..^1] }))).Body!), Vector(withStop.Body!));
         // Past the limit, a cut keeps whole tokens: END keeps the first 1,024 of 1,025, four whole <mask>s among them.
         var longer = await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "esm2-small", input = new string('A', 1020) + string.Concat(Enumerable.Repeat("<mask>", 5)), truncate = "END" }));
         Assert.Equal(HttpStatusCode.OK, longer.Status);
@@ -304,6 +309,7 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"C1CC"}"""), "smi", "not a valid SMILES");
         // Valid but not in the prior's tokens (an atom it never saw): named as the seed's fault, not the optimizer's setting.
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"C[Te]C","particles":2,"iterations":1}"""), "smi", "cannot be written in the model's SMILES tokens");
+        Assert.Equal(HttpStatusCode.OK, (await Post("/generate", """{"smi":"C[Te]C","particles":2,"iterations":1,"algorithm":"none","num_molecules":2}""")).Status);
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"CCO","property_name":"logS"}"""), "property_name", "QED or plogP");
         AssertError(HttpStatusCode.BadRequest, await Post("/generate", """{"smi":"CCO","iterations":"many"}"""), "iterations", "malformed request body");
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/screen", """{"target":"MKV1AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","smiles":["CCO"]}"""), "target", "'1' at position 4");

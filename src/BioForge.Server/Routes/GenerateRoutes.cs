@@ -106,8 +106,9 @@ internal static class GenerateRoutes
         if (r.ScaledRadius <= 0) throw ApiError.Invalid($"scaled_radius must be positive (got {r.ScaledRadius})", "scaled_radius");
         var prior = r.Model is null ? state.Models.Prior ?? throw ApiError.Invalid("no SMILES model is served (start the server with --models DIR of a SMILES Llama checkpoint)", "model")
             : state.Models.Language(r.Model, "model", ModelKind.Molecule);
-        // The seed starts the optimizer's memory in the prior's tokens: one it cannot spell is the request's fault, named so.
-        if (prior.Llama?.Vocabulary is { } vocabulary && vocabulary.Encode(canonical) is var ids && (ids.Contains(SmilesVocabulary.UnkId) || ids.Length - 2 > SeedMaxTokens))
+        // The seed starts the optimizer's memory in the prior's tokens: one it cannot spell is the request's fault, named so
+        // (sampling without the optimizer only compares molecules with it).
+        if (r.Algorithm == "CMA-ES" && prior.Llama?.Vocabulary is { } vocabulary && vocabulary.Encode(canonical) is var ids && (ids.Contains(SmilesVocabulary.UnkId) || ids.Length - 2 > SeedMaxTokens))
             throw ApiError.Invalid($"smi: '{canonical}' cannot be written in the model's SMILES tokens within {SeedMaxTokens} tokens"
                 + (ids.Contains(SmilesVocabulary.UnkId) ? " (it holds a token the model never saw)" : ""), "smi");
 

@@ -35,6 +35,10 @@ public static class MoleculeSource
 
     private static readonly string[] NameColumns = ["name", "id", "title", "zinc_id", "compound_id", "molecule_chembl_id"];
 
+    /// <summary>Whether the file is a CSV/TSV table (by its name, a .gz aside), whose SMILES column can be named.</summary>
+    public static bool IsTable(string path) =>
+        Path.GetExtension(path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path).ToLowerInvariant() is ".csv" or ".tsv";
+
     /// <summary>
     /// The molecules of a file, streamed. A file with none (empty, or only blank lines), binary data, or a line longer
     /// than <see cref="MaxLineLength"/> is an error naming the file and line.

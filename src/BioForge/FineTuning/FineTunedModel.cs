@@ -54,7 +54,8 @@ public sealed class FineTunedModel : IDisposable
     }
 
     /// <summary>Predictions for <paramref name="sequences"/>, in order; an invalid one is an error naming its index.</summary>
-    public List<Prediction> Predict(IReadOnlyList<string> sequences, int batchSize = 32, Action<int>? progress = null)
+    /// <param name="stopCodons">Whether a '*' ending a protein is its stop (false for FASTA records, read without theirs).</param>
+    public List<Prediction> Predict(IReadOnlyList<string> sequences, int batchSize = 32, Action<int>? progress = null, bool stopCodons = true)
     {
         // As Chemprop: an input that cannot be predicted (invalid SMILES, letters the tokenizer does not know) keeps
         // its place with the reason, and the others are predicted; one bad row does not cost the whole file.
@@ -69,7 +70,7 @@ public sealed class FineTunedModel : IDisposable
                     if (!Molecule.TryFromSmiles(sequences[i], out var molecule, out string? invalid)) throw new BioForgeException($"invalid SMILES: {invalid}");
                     molecule!.Dispose();
                 }
-                encoded.Add((i, model.Encoder.Encode(sequences[i]).Cut(Manifest.MaxLength)));
+                encoded.Add((i, model.Encoder.Encode(sequences[i], stopCodons).Cut(Manifest.MaxLength)));
             }
             catch (BioForgeException e)
             {

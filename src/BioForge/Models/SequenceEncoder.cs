@@ -58,7 +58,9 @@ public abstract class SequenceEncoder : IDisposable
     public abstract string[] DefaultLoraTargets { get; }
 
     /// <summary>Tokens of one input; invalid input throws with the reason.</summary>
-    public abstract EncodedSequence Encode(string sequence);
+    /// <param name="stopCodon">Whether a '*' ending a protein is its stop, left out (false for a FASTA record, whose stop
+    /// the reader left out already: a '*' still ending it was one of two).</param>
+    public abstract EncodedSequence Encode(string sequence, bool stopCodon = true);
 
     /// <summary>[B, T, hidden] final hidden states.</summary>
     public abstract Tensor Hidden(Tensor ids, Tensor mask);

@@ -22,7 +22,7 @@ public sealed class EncoderEmbedder(SequenceEncoder encoder, int batchTokens, in
         int[] ids;
         try
         {
-            ids = [.. encoder.Encode(record.Sequence).Ids.Select(i => (int)i)];
+            ids = [.. encoder.Encode(record.Sequence, stopCodon: false).Ids.Select(i => (int)i)];
         }
         catch (BioForgeException e)
         {

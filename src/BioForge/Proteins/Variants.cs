@@ -52,7 +52,8 @@ public sealed record Variant(string Name, IReadOnlyList<Substitution> Substituti
     /// A deep mutational scan: every single substitution to another of the 20 amino acids, position by position
     /// (positions whose wild type is not one of them, such as X, are left out).
     /// </summary>
-    public static List<Variant> Scan(string wildType)
+    /// <param name="indexBase">The number the first residue carries in the names (0 names the first residue's variants M0A …).</param>
+    public static List<Variant> Scan(string wildType, int indexBase = 1)
     {
         var variants = new List<Variant>();
         for (int position = 1; position <= wildType.Length; position++)
@@ -60,7 +61,7 @@ public sealed record Variant(string Name, IReadOnlyList<Substitution> Substituti
             char wt = char.ToUpperInvariant(wildType[position - 1]);
             if (!CanonicalAminoAcids.Contains(wt)) continue;
             foreach (char mutant in CanonicalAminoAcids)
-                if (mutant != wt) variants.Add(new Variant($"{wt}{position}{mutant}", [new Substitution(wt, position, mutant)]));
+                if (mutant != wt) variants.Add(new Variant($"{wt}{position - 1 + indexBase}{mutant}", [new Substitution(wt, position, mutant)]));
         }
         return variants;
     }

@@ -80,8 +80,12 @@ public static class DataPreparation
         }
         else
         {
-            var vocabulary = given ?? SmilesVocabulary.Build(inputs.SelectMany(input => MoleculeSource.Read(input, smilesColumn).Select(r => Checked(r, input))));
-            documents = inputs.SelectMany(input => MoleculeSource.Read(input, smilesColumn).Select(r =>
+            // A named column is that of the tables among the inputs (.smi files beside them have none); with no table, a mistake.
+            if (smilesColumn is not null && !inputs.Any(MoleculeSource.IsTable))
+                throw new BioForgeException($"--smiles-column {smilesColumn}: no input is a CSV/TSV table ({string.Join(", ", inputs)})");
+            IEnumerable<MoleculeRecord> Molecules(string input) => MoleculeSource.Read(input, MoleculeSource.IsTable(input) ? smilesColumn : null);
+            var vocabulary = given ?? SmilesVocabulary.Build(inputs.SelectMany(input => Molecules(input).Select(r => Checked(r, input))));
+            documents = inputs.SelectMany(input => Molecules(input).Select(r =>
             {
                 int[] tokens = vocabulary.Encode(given is null ? r.Text : Checked(r, input));
                 if (given is null || Array.IndexOf(tokens, SmilesVocabulary.UnkId) < 0) return ((int[]?)tokens, -1);

@@ -28,7 +28,9 @@ internal static class RunResume
     /// (<c>--resume-from</c> outside <c>train.output_dir</c>) branches: a new run directory continues it, and the
     /// other run is left as it is.
     /// </summary>
-    public static RunStart Open(RunConfig config, TrainerOptions options, TokenStore.Reader train, bool lead)
+    /// <param name="opened">Called on every rank once the lead has opened the directory (a barrier across the ranks): the
+    /// lead's cleaning can restore a checkpoint, so no rank lists them before it is done.</param>
+    public static RunStart Open(RunConfig config, TrainerOptions options, TokenStore.Reader train, bool lead, Action? opened = null)
     {
         if (options.Resume && options.ResumeFrom is not null)
             throw new BioForgeException("give --resume (the latest checkpoint of train.output_dir) or --resume-from CHECKPOINT, not both");
@@ -41,6 +43,7 @@ internal static class RunResume
             throw new BioForgeException($"--resume-from {resumeFrom} is not a checkpoint of train.output_dir {config.Train.OutputDir}, which holds a run of its own "
                 + "(resuming would replace its checkpoints); give a new train.output_dir to branch a run from that checkpoint, or --resume to continue the run there");
         var run = RunDirectory.Open(config.Train.OutputDir, "train.output_dir", isNew: (resumeFrom is null && !options.Resume) || branch, owner: lead);
+        opened?.Invoke();
         try
         {
             return Resumed(config, options, train, lead, run, resumeFrom, source, branch);

@@ -61,7 +61,7 @@ public static class Trainer
         // validates and gathers whole tensors for it.
         bool lead = world.Rank == 0;
         using var train = OpenSplit(config.Data.Dir, "train");
-        var start = RunResume.Open(config, options, train, lead);
+        var start = RunResume.Open(config, options, train, lead, world.Size > 1 ? () => world.Barrier() : null);
         var (run, resumeFrom, state, branchMetrics, _) = start;
         try
         {

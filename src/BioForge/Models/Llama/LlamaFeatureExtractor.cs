@@ -28,11 +28,11 @@ internal sealed class LlamaFeatureExtractor : SequenceEncoder
     public override int MaxTokens => checkpoint.Config.MaxPositionEmbeddings;
     public override string[] DefaultLoraTargets => ["q_proj", "v_proj"];
 
-    public override EncodedSequence Encode(string sequence)
+    public override EncodedSequence Encode(string sequence, bool stopCodon = true)
     {
         if (checkpoint.Residues is { } residues)
         {
-            var ids = residues.Encode(sequence);
+            var ids = residues.Encode(sequence, stopCodon: stopCodon);
             return new EncodedSequence([.. ids.Select(t => (long)t)], ids.Count(t => t == residues.UnkId));
         }
         if (sequence.Any(char.IsWhiteSpace)) throw new BioForgeException($"SMILES '{sequence}' contains white space");
