@@ -263,6 +263,17 @@ public sealed class DecodeSchedulerTests
         // 64 positions: one for the begin token, so at most 63 drawn tokens; fewer only by an end token.
         Assert.True(second.Reason == FinishReason.Length ? second.Tokens.Count == 63 : second.Reason == FinishReason.Stop && second.Tokens.Count < 63,
             $"{second.Reason} after {second.Tokens.Count} tokens");
+
+        // A prompt one short of the context leaves room for one token: the sequence ends there (one more was drawn, its
+        // 65th token past the model's 64 positions, and generate disagreed with the server's max_tokens).
+        using var full = new DecodeScheduler(DecoderNetwork.Of(model), slots: 8, length: 64, BatchingMode.Continuous, queueCapacity: 8);
+        var lastRoom = Enumerable.Range(0, 8).Select(_ => new Collected()).ToList();
+        int[] longPrompt = [1, .. Enumerable.Repeat(5, 62)];
+        Assert.True(full.TrySubmit([.. lastRoom.Select((c, i) => Job(c, longPrompt, options, 3, i))]));
+        RunToEnd(full);
+        Assert.All(lastRoom, c => Assert.True(c.Reason == FinishReason.Length ? c.Tokens.Count == 1 : c.Reason == FinishReason.Stop && c.Tokens.Count == 0,
+            $"{c.Reason} after {c.Tokens.Count} tokens"));
+        Assert.Contains(lastRoom, c => c.Reason == FinishReason.Length);
     }
 
     /// <summary>
