@@ -654,6 +654,8 @@ public sealed class OptimizeTests
         Assert.Single(e.Message.Split('\n'));
         e = Assert.Throws<BioForgeException>(() => Config(Run(output, 2, "[[stages.components]]\ntype = \"affinity\"\n")));
         Assert.Contains("an affinity component needs model", e.Message);
+        e = Assert.Throws<BioForgeException>(() => MoleculeOptimizer.Run(Config(Run(TestData.TempDirectory(), 2).Replace("max_length = 64", "max_length = 1000", StringComparison.Ordinal)), new OptimizeOptions { Threads = 2 }));
+        Assert.Contains("sampling.max_length 1000: the prior takes 256 positions, so at most 255 tokens", e.Message);
         // A negative budget is named as one (the inception check, which compares against it, spoke first).
         e = Assert.Throws<BioForgeException>(() => Config(Run(output, 2, "[budget]\noracle_calls = -5\n")));
         Assert.Contains("budget.oracle_calls must be 0 (no budget) or positive (got -5)", e.Message);

@@ -103,6 +103,10 @@ public sealed class OptimizationSession : IDisposable
         try
         {
             vocabulary = prior.Vocabulary ?? throw new BioForgeException($"prior.model {config.Prior.Model}: no {SmilesVocabulary.FileName}; the prior must be a SMILES language model");
+            // A molecule is its begin token and up to max_length more, each at a position the prior was trained for.
+            if (config.Sampling.MaxLength > prior.Config.MaxPositionEmbeddings - 1)
+                throw new BioForgeException($"sampling.max_length {config.Sampling.MaxLength}: the prior takes {prior.Config.MaxPositionEmbeddings} positions, "
+                    + $"so at most {prior.Config.MaxPositionEmbeddings - 1} tokens after its begin token");
             for (int i = 0; i < config.Learning.Inception.Count; i++)
             {
                 string smiles = config.Learning.Inception[i];
