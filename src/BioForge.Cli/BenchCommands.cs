@@ -113,8 +113,9 @@ internal static class BenchCommands
                 });
                 var model = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(scratch, Training.Trainer.ModelDirectory, "config.json")))!;
                 long parameters;
-                using (var weights = IO.SafetensorsFile.Open(Path.Combine(scratch, Training.Trainer.ModelDirectory, "model.safetensors")))
-                    parameters = weights.Entries.Sum(e => e.Shape.Aggregate(1L, (a, b) => a * b));
+                // Sharded above 5 GB (ESM-2 3B and 15B in float32), as save_pretrained writes them: read through the index.
+                using (var weights = IO.SafetensorsCheckpoint.Open(Path.Combine(scratch, Training.Trainer.ModelDirectory)))
+                    parameters = weights.Names.Sum(name => weights.Entry(name).Shape.Aggregate(1L, (a, b) => a * b));
                 var corpus = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(run.Data.Dir, "summary.json")))!;
                 double meanLength = run.Data.Packing ? run.Data.MaxLength : Math.Min(run.Data.MaxLength, corpus["train"]!["mean_length"]!.GetValue<double>());
                 double flopsPerToken = 6.0 * parameters + 12.0 * model["num_hidden_layers"]!.GetValue<int>() * model["hidden_size"]!.GetValue<int>() * meanLength;

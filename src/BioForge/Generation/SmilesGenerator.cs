@@ -56,9 +56,10 @@ public sealed class SmilesGenerator
     {
         if (validOnly && !checkMolecules) throw new ArgumentException("valid-only sampling needs a generator that checks molecules", nameof(validOnly));
         var promptIds = EncodePrompt(prompt);
-        using var scheduler = TextSampling.Scheduler(DecoderNetwork.Of(model.Model), promptIds, model.Config.MaxPositionEmbeddings, count, options, batchSize);
-        var samples = new List<SampledSequence?>();
+        if (count < 1) throw new BioForgeException($"--n must be positive (got {count})");
         long limit = validOnly ? (long)count * maxAttemptsFactor : count;
+        using var scheduler = TextSampling.Scheduler(DecoderNetwork.Of(model.Model), promptIds, model.Config.MaxPositionEmbeddings, (int)Math.Min(limit, int.MaxValue), options, batchSize);
+        var samples = new List<SampledSequence?>();
         int next = 0, scanned = 0, cut = 0;
         var result = new List<GeneratedMolecule>(Math.Min(count, 1 << 16)); // grown as they come: --n may be far more than memory holds
         while (result.Count < count)
@@ -67,7 +68,7 @@ public sealed class SmilesGenerator
             // Keep the slots full; sequences are taken in index order, so the answer does not depend on timing. Not many
             // more than are still wanted, though: ten valid molecules need not cost a batch of 256.
             int ahead = (int)Math.Min(2L * batchSize, 2L * (count - result.Count) + 16); // in long: 2 × a count past 2^30 overflowed
-            while (next < limit && next - scanned < ahead && scheduler.Waiting < batchSize)
+            while (next < limit && next - scanned < ahead && scheduler.Waiting < scheduler.QueueCapacity)
             {
                 int index = next++;
                 samples.Add(null);

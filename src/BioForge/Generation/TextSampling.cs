@@ -21,7 +21,7 @@ internal static class TextSampling
         int next = 0, done = 0;
         while (done < count)
         {
-            while (next < count && scheduler.Waiting < batchSize)
+            while (next < count && scheduler.Waiting < scheduler.QueueCapacity)
             {
                 int index = next++;
                 var job = SequenceJob.Collecting(promptIds, options, seed, index, (tokens, reason, logLikelihood) =>
@@ -47,6 +47,8 @@ internal static class TextSampling
         if (options.TopP is <= 0 or > 1) throw new BioForgeException($"top-p must be in (0, 1] (got {options.TopP})");
         int length = (int)Math.Min(maxPositions, (long)promptIds.Length + options.MaxNewTokens);
         if (promptIds.Length >= length) throw new BioForgeException($"the prompt takes {promptIds.Length} tokens; the model takes {maxPositions} in all");
-        return new DecodeScheduler(decoder, batchSize, length, BatchingMode.Continuous, batchSize);
+        // No more slots than sequences: each holds a key/value cache of the whole length on the device.
+        int slots = Math.Min(batchSize, count);
+        return new DecodeScheduler(decoder, slots, length, BatchingMode.Continuous, slots);
     }
 }
