@@ -214,7 +214,8 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
             repetition_penalty = (double?)null,
             stream = (bool?)null,
             echo = (bool?)null,
-            valid_only = (bool?)null
+            valid_only = (bool?)null,
+            stream_options = new { include_usage = (bool?)null },
         });
         Assert.True(nullStatus == HttpStatusCode.OK, nullText);
         Assert.Equal(Generate(1, new SamplingOptions { MaxNewTokens = 30 }, 7).Select(m => m.Smiles), Texts(JsonNode.Parse(nullText)!));

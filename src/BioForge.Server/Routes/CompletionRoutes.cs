@@ -89,7 +89,7 @@ internal static class CompletionRoutes
 
     public sealed class StreamOptionsBody
     {
-        public bool IncludeUsage { get; set; }
+        public bool? IncludeUsage { get; set; }
     }
 
     public sealed record Logprobs(IReadOnlyList<string> Tokens, IReadOnlyList<double> TokenLogprobs, IReadOnlyList<Dictionary<string, double>> TopLogprobs,

@@ -314,7 +314,15 @@ public sealed class RunDirectory
                 if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
                 Directory.Move(final, old);
             }
-            Directory.Move(temp, final);
+            try
+            {
+                Directory.Move(temp, final);
+            }
+            catch when (old is not null && !Directory.Exists(final))
+            {
+                Directory.Move(old, final); // the new one could not take its place: the old one takes it back
+                throw;
+            }
             if (old is not null) Directory.Delete(old, recursive: true);
         }
         catch
