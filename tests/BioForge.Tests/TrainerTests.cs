@@ -341,6 +341,16 @@ public sealed class TrainerTests
         Assert.Contains("precision", Assert.Throws<BioForgeException>(resume).Message);
         Trainer.Run(TinyRuns.Config(yaml(resumed), "train.precision=bf16-mixed"), new TrainerOptions { Resume = true });
         TinyRuns.AssertSameWeights(straight, resumed);
+
+        // The published model is what was learnt, the float32 masters, not their bf16 rounding the forward pass reads.
+        const string name = "model.layers.0.mlp.up_proj.weight";
+        using var published = SafetensorsFile.Open(Path.Combine(straight, Trainer.ModelDirectory, "model.safetensors"));
+        using var last = SafetensorsFile.Open(Path.Combine(straight, "checkpoints", "step-000000006", RunDirectory.OptimizerFile));
+        using var weight = published.ToTensor(name);
+        using var master = last.ToTensor($"{name}.master");
+        Assert.True(weight.eq(master).all().item<bool>(), "the published weight is not the master weight");
+        using var rounded = weight.to(TorchSharp.torch.ScalarType.BFloat16).to(TorchSharp.torch.ScalarType.Float32);
+        Assert.False(weight.eq(rounded).all().item<bool>(), "the published weight holds only bf16 values");
     }
 
     [Fact]

@@ -292,17 +292,28 @@ public sealed class FlatAdamW : IDisposable
         var state = new List<KeyValuePair<string, Tensor>>();
         foreach (var g in groups)
             foreach (var (suffix, owned) in Moments(g))
-            {
-                using var gathered = shards?.AllGather(owned);
-                var whole = gathered ?? owned;
-                foreach (var m in g.Members)
-                {
-                    using var part = whole.narrow(0, m.Offset, m.Count).view(m.Shape);
-                    var tensor = tensorSharding is not null && tensorSharding.IsSharded(m.Name) ? tensorSharding.Unshard(m.Name, part) : part.clone();
-                    state.Add(new($"{m.Name}.{suffix}", tensor));
-                }
-            }
+                state.AddRange(Whole(g, owned).Select(t => new KeyValuePair<string, Tensor>($"{t.Key}.{suffix}", t.Value)));
         return state;
+    }
+
+    /// <summary>
+    /// Mixed precision: the float32 master weights by parameter name, whole (what the run has learnt; the parameters are
+    /// their bf16 rounding). Empty in float32 training. A collective like <see cref="State"/>: every rank calls it.
+    /// </summary>
+    public IReadOnlyList<KeyValuePair<string, Tensor>> MasterWeights() => HasMasterWeights ? [.. groups.SelectMany(g => Whole(g, g.Master))] : [];
+
+    /// <summary>Each member's part of a group's flat float32 buffer <paramref name="owned"/> (this rank's slice with ZeRO-1), gathered and unsharded.</summary>
+    private List<KeyValuePair<string, Tensor>> Whole(Group g, Tensor owned)
+    {
+        var parts = new List<KeyValuePair<string, Tensor>>();
+        using var gathered = shards?.AllGather(owned);
+        var whole = gathered ?? owned;
+        foreach (var m in g.Members)
+        {
+            using var part = whole.narrow(0, m.Offset, m.Count).view(m.Shape);
+            parts.Add(new(m.Name, tensorSharding is not null && tensorSharding.IsSharded(m.Name) ? tensorSharding.Unshard(m.Name, part) : part.clone()));
+        }
+        return parts;
     }
 
     private IEnumerable<(string Suffix, Tensor Owned)> Moments(Group g) =>

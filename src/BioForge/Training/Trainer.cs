@@ -185,10 +185,12 @@ public static class Trainer
             }
 
             bool finished = step == config.Train.Steps;
+            using var masters = NewDisposeScope();
+            var masterWeights = finished ? optimizer.MasterWeights() : []; // every rank: ZeRO-1 and tensor parallelism gather
             if (finished && leadReplica)
             {
                 using var scope = NewDisposeScope();
-                var weights = task.UnshardedWeights();
+                var weights = Learnt(task, masterWeights);
                 var storage = config.Checkpoint.ModelDtype == "float16" ? ScalarType.Float16 : ScalarType.Float32;
                 if (lead) run.Publish(ModelDirectory, directory => task.Save(directory, weights, storage));
             }
@@ -202,13 +204,26 @@ public static class Trainer
         }
     }
 
+    /// <summary>
+    /// The network's weights as the run has learnt them: in mixed precision the float32 master weights, not the bf16
+    /// parameters the forward pass reads (a published model was their rounding, 8 bits of mantissa, stored as float32).
+    /// </summary>
+    private static List<KeyValuePair<string, Tensor>> Learnt(ILanguageModelTask task, IReadOnlyList<KeyValuePair<string, Tensor>> masterWeights)
+    {
+        var weights = task.UnshardedWeights();
+        if (masterWeights.Count == 0) return weights;
+        var masters = masterWeights.ToDictionary(w => w.Key, w => w.Value, StringComparer.Ordinal);
+        return [.. weights.Select(w => masters.TryGetValue(w.Key, out var master) ? new KeyValuePair<string, Tensor>(w.Key, master) : w)];
+    }
+
     /// <summary>Every rank takes part (ZeRO-1 and tensor parallelism gather here); rank 0 writes. Returns the path on rank 0.</summary>
     private static string? SaveCheckpoint(RunDirectory run, RunConfig config, ILanguageModelTask task, FlatAdamW optimizer, TrainerState state,
         bool lead, bool leadReplica)
     {
         using var scope = NewDisposeScope();
         var optimizerState = optimizer.State();
-        var weights = leadReplica ? task.UnshardedWeights() : null;
+        var weights = leadReplica ? Learnt(task, optimizer.HasMasterWeights ? [.. optimizerState.Where(s => s.Key.EndsWith(".master", StringComparison.Ordinal))
+            .Select(s => new KeyValuePair<string, Tensor>(s.Key[..^".master".Length], s.Value))] : []) : null;
         if (!lead) return null;
         return run.SaveCheckpoint(state.Step, config.Checkpoint.Keep, TrainerState.FileName, directory =>
         {
