@@ -223,6 +223,8 @@ internal sealed class ModelCatalog : IDisposable
         if (languageModels.ContainsKey(name) || affinityModels.ContainsKey(name)) throw new BioForgeException($"--models: two models are named '{name}' (the directory name is the model name)");
         if (metrics.HasQueue(name))
             throw new BioForgeException($"--models: {directory}: a model named '{name}' would share its metrics with the service's own '{name}' queue; rename the directory");
+        // A decoder's steps report as the queue NAME:decode: a ':' in a name could meet another model's.
+        if (name.Contains(':')) throw new BioForgeException($"--models: {directory}: a model name (the directory's) may not contain ':'");
         if (!System.IO.Directory.Exists(directory)) throw new BioForgeException($"--models: {directory} does not exist");
         if (File.Exists(Path.Combine(directory, AffinityModel.ManifestFile)))
         {

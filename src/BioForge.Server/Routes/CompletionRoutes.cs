@@ -399,13 +399,18 @@ internal static class CompletionRoutes
         {
             if (all.Count >= limit)
             {
-                // Samples cut at max_tokens are not molecules: when most were cut (and no prompt is to blame), the limit is.
+                // Samples cut at max_tokens are not molecules: when most were cut, the limit is to blame (or the prompt,
+                // which can keep a sample from ever ending); at the model's whole length, only the prompt or the model.
                 int cut = all.Count(s => s.FinishReason == "length");
+                bool mostCut = 2 * cut > all.Count, wholeLength = plan.Options.MaxNewTokens >= plan.Decoder.Length - plan.PromptIds.Length;
+                string cutAt = wholeLength ? $"the model's length ({plan.Decoder.Length} tokens)" : $"max_tokens ({plan.Options.MaxNewTokens})";
                 throw kept.Count == 0 && plan.Prompt.Length > 0
-                    ? ApiError.Invalid($"none of {all.Count} samples continuing the prompt was a valid molecule: '{plan.Prompt}' may start none (a ring it closes cannot be aromatic, say)", "prompt")
-                    : 2 * cut > all.Count
-                    ? ApiError.Invalid($"only {kept.Count} of {plan.N} samples were valid molecules after {all.Count} samples; {cut} were cut at max_tokens ({plan.Options.MaxNewTokens}): raise max_tokens", "max_tokens")
-                    : ApiError.Invalid($"only {kept.Count} of {plan.N} samples were valid molecules after {all.Count} samples; the model is not trained well enough for valid_only", "valid_only");
+                    ? ApiError.Invalid($"none of {all.Count} samples continuing the prompt was a valid molecule: '{plan.Prompt}' may start none (a ring it closes cannot be aromatic, say)"
+                        + (mostCut && !wholeLength ? $"; {cut} were cut at {cutAt}, so a larger max_tokens may help" : ""), "prompt")
+                    : mostCut && !wholeLength
+                    ? ApiError.Invalid($"only {kept.Count} of {plan.N} samples were valid molecules after {all.Count} samples; {cut} were cut at {cutAt}: raise max_tokens", "max_tokens")
+                    : ApiError.Invalid($"only {kept.Count} of {plan.N} samples were valid molecules after {all.Count} samples"
+                        + (mostCut ? $" ({cut} cut at {cutAt})" : "") + "; the model is not trained well enough for valid_only", "valid_only");
             }
             int wave = (int)Math.Min(plan.N - kept.Count, limit - all.Count);
             var samples = Enumerable.Range(all.Count, wave).Select(i => new Sample(plan, i)).ToList();

@@ -108,8 +108,9 @@ internal static class GenerateRoutes
             : state.Models.Language(r.Model, "model", ModelKind.Molecule);
         // The seed starts the optimizer's memory in the prior's tokens: one it cannot spell is the request's fault, named so
         // (sampling without the optimizer only compares molecules with it).
-        if (r.Algorithm == "CMA-ES" && prior.Llama?.Vocabulary is { } vocabulary && vocabulary.Encode(canonical) is var ids && (ids.Contains(SmilesVocabulary.UnkId) || ids.Length - 2 > SeedMaxTokens))
-            throw ApiError.Invalid($"smi: '{canonical}' cannot be written in the model's SMILES tokens within {SeedMaxTokens} tokens"
+        int maxTokens = Math.Min(SeedMaxTokens, prior.Llama!.Config.MaxPositionEmbeddings - 1);
+        if (r.Algorithm == "CMA-ES" && prior.Llama.Vocabulary is { } vocabulary && vocabulary.Encode(canonical) is var ids && (ids.Contains(SmilesVocabulary.UnkId) || ids.Length - 2 > maxTokens))
+            throw ApiError.Invalid($"smi: '{canonical}' cannot be written in the model's SMILES tokens within {maxTokens} tokens"
                 + (ids.Contains(SmilesVocabulary.UnkId) ? " (it holds a token the model never saw)" : ""), "smi");
 
         var property = r.PropertyName == "QED"
@@ -127,7 +128,7 @@ internal static class GenerateRoutes
         {
             Seed = r.Seed,
             Prior = new OptimizeConfig.PriorSection { Model = prior.Directory },
-            Sampling = new OptimizeConfig.SamplingSection { BatchSize = r.Particles, MaxLength = SeedMaxTokens },
+            Sampling = new OptimizeConfig.SamplingSection { BatchSize = r.Particles, MaxLength = maxTokens },
             // The default optimizer (Augmented Hill-Climb with genetic exploration), its children half the batch as in bench
             // pmo; the seed molecule starts the replay memory (inception), so the first step already breeds its analogues.
             Learning = new OptimizeConfig.LearningSection

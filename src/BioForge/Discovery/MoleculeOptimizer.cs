@@ -271,7 +271,7 @@ public static class MoleculeOptimizer
         string path = Path.Combine(runDirectory, OracleCallsFile);
         if (!File.Exists(path)) throw new BioForgeException($"{path}: not found (the run has no budget, or has not started)");
         var calls = new List<OracleCall>();
-        foreach (var (_, fields) in Csv.ReadRows(path, out _))
+        foreach (var (_, fields) in Csv.ReadRows(path, out _, checkQuoting: false)) // a row torn by a kill is dropped, not an error
             if (ParseCall(fields) is { } call) calls.Add(call);
         return calls;
     }

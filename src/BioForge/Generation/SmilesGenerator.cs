@@ -58,7 +58,9 @@ public sealed class SmilesGenerator
         var promptIds = EncodePrompt(prompt);
         if (count < 1) throw new BioForgeException($"--n must be positive (got {count})");
         long limit = validOnly ? (long)count * maxAttemptsFactor : count;
-        using var scheduler = TextSampling.Scheduler(DecoderNetwork.Of(model.Model), promptIds, model.Config.MaxPositionEmbeddings, (int)Math.Min(limit, int.MaxValue), options, batchSize);
+        // Slots for the sequences in flight at most: all of them, or for valid-only what the look-ahead below lets out.
+        using var scheduler = TextSampling.Scheduler(DecoderNetwork.Of(model.Model), promptIds, model.Config.MaxPositionEmbeddings,
+            (int)Math.Min(Math.Min(limit, 2L * count + 16), int.MaxValue), options, batchSize);
         var samples = new List<SampledSequence?>();
         int next = 0, scanned = 0, cut = 0;
         var result = new List<GeneratedMolecule>(Math.Min(count, 1 << 16)); // grown as they come: --n may be far more than memory holds
@@ -79,6 +81,7 @@ public sealed class SmilesGenerator
             if (!scheduler.Busy)
                 throw new BioForgeException($"only {result.Count} of {count} requested molecules were valid after {next} samples"
                     + (result.Count == 0 && prompt.Length > 0 ? $"; the prompt '{prompt}' may start no valid molecule (a ring it closes cannot be aromatic, say)"
+                            + (2 * cut > next ? $", or {cut} cut at the length limit ({options.MaxNewTokens} tokens) ask for a larger --max-length" : "")
                         : 2 * cut > next ? $"; {cut} were cut at the length limit ({options.MaxNewTokens} tokens): raise --max-length"
                         : "; the model is not trained well enough for --valid-only"));
             scheduler.Step();

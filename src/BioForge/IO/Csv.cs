@@ -65,9 +65,10 @@ public static class Csv
     /// <summary>
     /// Rows of a delimited text file with a header (tab-separated when the name says .tsv or the header holds a tab,
     /// otherwise commas; gzip recognised by its magic bytes). Blank lines are skipped; line numbers are 1-based; a line
-    /// whose quoting is broken (<see cref="QuotingProblem"/>) is an error naming it.
+    /// whose quoting is broken (<see cref="QuotingProblem"/>) is an error naming it, unless <paramref name="checkQuoting"/> is
+    /// false (a file of our own whose last row a kill may have torn, read by a parser that drops such rows).
     /// </summary>
-    public static IEnumerable<(int Line, List<string> Fields)> ReadRows(string path, out List<string> header)
+    public static IEnumerable<(int Line, List<string> Fields)> ReadRows(string path, out List<string> header, bool checkQuoting = true)
     {
         if (!File.Exists(path)) throw new BioForgeException($"{path}: file not found");
         var reader = LineReader.Open(path, MaxLineLength);
@@ -76,9 +77,9 @@ public static class Csv
             string? first = reader.ReadLine();
             if (string.IsNullOrWhiteSpace(first)) throw new BioForgeException($"{path}: empty file (expected a header row)");
             char separator = path.Contains(".tsv", StringComparison.OrdinalIgnoreCase) || first.Contains('\t') ? '\t' : ',';
-            if (QuotingProblem(first, separator) is { } problem) throw new BioForgeException($"{path}:1: {problem}");
+            if (checkQuoting && QuotingProblem(first, separator) is { } problem) throw new BioForgeException($"{path}:1: {problem}");
             header = Split(first, separator);
-            return Rows(path, reader, separator);
+            return Rows(path, reader, separator, checkQuoting);
         }
         catch
         {
@@ -87,7 +88,7 @@ public static class Csv
         }
     }
 
-    private static IEnumerable<(int Line, List<string> Fields)> Rows(string path, LineReader reader, char separator)
+    private static IEnumerable<(int Line, List<string> Fields)> Rows(string path, LineReader reader, char separator, bool checkQuoting)
     {
         using (reader)
         {
@@ -96,7 +97,7 @@ public static class Csv
             {
                 if (line.Trim().Length == 0) continue;
                 // Named, not guessed at: Split reads a stray quote as opening a field that swallows the separators after it.
-                if (QuotingProblem(line, separator) is { } problem) throw new BioForgeException($"{path}:{reader.LineNumber}: {problem}");
+                if (checkQuoting && QuotingProblem(line, separator) is { } problem) throw new BioForgeException($"{path}:{reader.LineNumber}: {problem}");
                 yield return (reader.LineNumber, Split(line, separator));
             }
         }
