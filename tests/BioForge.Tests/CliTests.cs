@@ -239,7 +239,7 @@ public sealed class CliTests
             Assert.Contains("Drug candidates for ABL1", report);
             Assert.Contains("Best of the screened library", report); // shown apart too: designed molecules usually outrank it
             Assert.Contains("the target is ABL1, one of the 379 the affinity model trained on", report);
-            Assert.Contains("reverse-sigmoid(SA; 2–5), weighted 2 : 1 : 1, × PAINS/Brenk filter", report); // pKd counts twice, as scored
+            Assert.Contains("reverse-sigmoid(SA; 2–5), weighted 2 : 1 : 1, &#215; PAINS/Brenk filter", report); // pKd counts twice, as scored (× is HTML-encoded)
             Assert.Contains("Best of the library: ", await stdout);
             Assert.Equal([output], Directory.GetDirectories(parent)); // replaced in place: no half-written sibling left
             // The stored settings name the folder as it now is, not the hidden one the run worked in: they run and resume again.
