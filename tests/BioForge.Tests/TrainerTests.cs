@@ -353,6 +353,33 @@ public sealed class TrainerTests
         Assert.False(weight.eq(rounded).all().item<bool>(), "the published weight holds only bf16 values");
     }
 
+    /// <summary>
+    /// Mixed precision from a float32 <c>model.init</c> learns from its float32 weights, not from their bf16 rounding:
+    /// at a learning rate too small to move a float32 weight, the masters, checkpointed and published, are the initial
+    /// weights bit for bit.
+    /// </summary>
+    [Fact]
+    public void MixedPrecisionStartsItsMasterWeightsFromTheFloat32Init()
+    {
+        string initRun = TestData.TempDirectory(), mixed = TestData.TempDirectory();
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, initRun, 2)), new TrainerOptions());
+        string init = Path.Combine(initRun, Trainer.ModelDirectory);
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, mixed, 3), "model.config=null", $"model.init={init}",
+            "train.precision=bf16-mixed", "optimizer.lr=1e-30", "optimizer.weight_decay=0"), new TrainerOptions());
+
+        const string name = "model.layers.0.mlp.up_proj.weight";
+        using var initial = SafetensorsFile.Open(Path.Combine(init, "model.safetensors"));
+        using var published = SafetensorsFile.Open(Path.Combine(mixed, Trainer.ModelDirectory, "model.safetensors"));
+        using var checkpoint = SafetensorsFile.Open(Path.Combine(mixed, "checkpoints", "step-000000003", RunDirectory.OptimizerFile));
+        using var expected = initial.ToTensor(name);
+        using var weight = published.ToTensor(name);
+        using var master = checkpoint.ToTensor($"{name}.master");
+        using var rounded = expected.to(TorchSharp.torch.ScalarType.BFloat16).to(TorchSharp.torch.ScalarType.Float32);
+        Assert.False(expected.eq(rounded).all().item<bool>(), "the initial weight holds only bf16 values: the test cannot tell");
+        Assert.True(master.eq(expected).all().item<bool>(), "the master weight is not the float32 initial weight");
+        Assert.True(weight.eq(expected).all().item<bool>(), "the published weight is not the float32 initial weight");
+    }
+
     [Fact]
     public void ARunDirectoryWithCheckpointsIsNotOverwrittenWithoutResume()
     {

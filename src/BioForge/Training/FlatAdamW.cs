@@ -93,7 +93,12 @@ public sealed class FlatAdamW : IDisposable
     /// <param name="parameters">Trainable parameters by name; the names key the checkpointed state.</param>
     /// <param name="shardAcross">ZeRO-1: shard the optimizer state across this data-parallel group (null: keep it whole).</param>
     /// <param name="tensorSharding">Tensor parallelism: which parameters are shards of split matrices.</param>
-    public FlatAdamW(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamWOptions options, Communicator? shardAcross = null, ShardedParameters? tensorSharding = null)
+    /// <param name="masters">
+    /// Mixed precision: the float32 weights the low-precision parameters were rounded from, by name (a run starting
+    /// from a float32 <c>model.init</c> learns from those, not from their rounding); null: the parameters' own values.
+    /// </param>
+    public FlatAdamW(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamWOptions options, Communicator? shardAcross = null, ShardedParameters? tensorSharding = null,
+        IReadOnlyDictionary<string, Tensor>? masters = null)
     {
         this.options = options;
         shards = shardAcross is { Size: > 1 } ? shardAcross : null;
@@ -102,16 +107,17 @@ public sealed class FlatAdamW : IDisposable
         if (all.Count == 0) throw new BioForgeException("no trainable parameters");
         if (all.Select(p => p.Parameter.dtype).Distinct().Count() > 1) throw new ArgumentException("all trainable parameters must share one dtype", nameof(parameters));
         HasMasterWeights = all[0].Parameter.dtype != ScalarType.Float32;
+        if (masters is not null && !HasMasterWeights) throw new ArgumentException("float32 parameters are their own master weights", nameof(masters));
         foreach (bool decay in new[] { true, false })
             foreach (bool split in new[] { false, true })
             {
                 var members = all.Where(p => (p.Parameter.dim() >= 2) == decay && (this.tensorSharding?.IsSharded(p.Name) ?? false) == split).ToList();
-                if (members.Count > 0) groups.Add(Flatten(members, decay, split));
+                if (members.Count > 0) groups.Add(Flatten(members, decay, split, masters));
             }
     }
 
     /// <summary>Moves each parameter's storage into one buffer and points its gradient into another.</summary>
-    private Group Flatten(List<(string Name, Parameter Parameter)> members, bool decay, bool split)
+    private Group Flatten(List<(string Name, Parameter Parameter)> members, bool decay, bool split, IReadOnlyDictionary<string, Tensor>? masters)
     {
         int count = shards?.Size ?? 1;
         long length = members.Sum(p => p.Parameter.numel());
@@ -119,6 +125,7 @@ public sealed class FlatAdamW : IDisposable
         var first = members[0].Parameter;
         var values = zeros(padded, first.dtype, first.device);
         var gradients = zeros(padded, first.dtype, first.device);
+        using var wholeMaster = masters is not null ? zeros(padded, ScalarType.Float32, first.device) : null;
         var placed = new List<Member>();
         using (no_grad())
         {
@@ -133,6 +140,12 @@ public sealed class FlatAdamW : IDisposable
                 long n = p.numel();
                 placed.Add(new Member(name, offset, p.shape));
                 values.narrow(0, offset, n).copy_(p.detach().reshape(-1));
+                if (wholeMaster is not null)
+                {
+                    var source = masters!.TryGetValue(name, out var m) ? m : throw new ArgumentException($"no master weight for {name}", nameof(masters));
+                    if (!source.shape.SequenceEqual(p.shape)) throw new ArgumentException($"the master weight of {name} has another shape", nameof(masters));
+                    wholeMaster.narrow(0, offset, n).copy_(source.reshape(-1));
+                }
                 p.set_(values.narrow(0, offset, n).view(p.shape));
                 p.grad = gradients.narrow(0, offset, n).view(p.shape);
                 offset += n;
@@ -142,8 +155,8 @@ public sealed class FlatAdamW : IDisposable
         Tensor master;
         if (HasMasterWeights)
         {
-            using var slice = values.narrow(0, start, shardLength);
-            master = slice.to(ScalarType.Float32);
+            using var slice = (wholeMaster ?? values).narrow(0, start, shardLength);
+            master = slice.to(ScalarType.Float32, copy: true);
         }
         else master = shards is not null ? values.narrow(0, start, shardLength) : values;
         return new Group
@@ -209,16 +222,26 @@ public sealed class FlatAdamW : IDisposable
                     group.AllReduce(bucket);
     }
 
-    /// <summary>Makes every rank's parameters (and master weights) equal to those of <paramref name="root"/>.</summary>
+    /// <summary>
+    /// Makes every rank's parameters and master weights equal to those of <paramref name="root"/>. In mixed precision
+    /// the float32 masters travel (the parameters are their rounding); sharded, the whole is gathered first.
+    /// </summary>
     public void Broadcast(Communicator group, int root = 0)
     {
         if (group.Size == 1) return;
         using var _ = no_grad();
         foreach (var g in groups)
         {
-            group.Broadcast(g.Values, root);
-            if (HasMasterWeights)
-                using (var owned = g.Values.narrow(0, g.Start, g.ShardLength)) g.Master.copy_(owned);
+            if (!HasMasterWeights)
+            {
+                group.Broadcast(g.Values, root);
+                continue;
+            }
+            using var whole = shards is not null ? shards.AllGather(g.Master) : g.Master.alias();
+            group.Broadcast(whole, root);
+            g.Values.copy_(whole);
+            using var owned = whole.narrow(0, g.Start, g.ShardLength);
+            g.Master.copy_(owned);
         }
     }
 

@@ -74,7 +74,9 @@ public static class Trainer
             var layout = new ParallelLayout(grid.Tensor, config.Train.VocabParallel);
             using var validStore = File.Exists(TokenStore.IdxPath(Path.Combine(config.Data.Dir, "valid"))) ? OpenSplit(config.Data.Dir, "valid") : null;
             var valid = validStore is { Count: > 0 } ? validStore : null; // prepared with --validation-fraction 0: nothing to validate on
-            using var task = LanguageModelTasks.Create(config, resumeFrom, compute, layout);
+            // Made in float32 in mixed precision too: NewOptimizer keeps those values as the master weights.
+            using var task = LanguageModelTasks.Create(config, resumeFrom, compute with { DType = ScalarType.Float32 }, layout);
+
             if (train.VocabularySize > task.VocabularySize)
                 throw new BioForgeException($"{config.Data.Dir}: the corpus uses {train.VocabularySize} token ids but the model has {task.VocabularySize}");
             // Rotary positions would train past it, but the saved config.json would then refuse the lengths trained on. A
@@ -90,7 +92,7 @@ public static class Trainer
                 randomCrop: task.RandomCrop, config.Seed, clusterMembers);
             // Every data-parallel replica starts from replica 0's weights.
             bool zero = config.Train.ZeroStage == 1 && grid.Data.Size > 1;
-            using var optimizer = new FlatAdamW(task.Network.named_parameters(), config.AdamW, zero ? grid.Data : null, task.Sharding);
+            using var optimizer = NewOptimizer(task, config.AdamW, zero ? grid.Data : null, compute.DType);
             optimizer.Broadcast(grid.Data);
             if (resumeFrom is not null) RunDirectory.LoadOptimizer(resumeFrom, optimizer, state!.Step);
             options.OnInfo?.Invoke(FormattableString.Invariant($"optimizer state {optimizer.StateBytes} bytes per rank ({grid.Data.Size} data-parallel × {grid.Tensor.Size} tensor-parallel rank(s){(zero ? ", ZeRO-1" : "")}{(layout.SplitsVocabulary ? ", vocabulary split" : "")})"));
@@ -201,6 +203,26 @@ public static class Trainer
         {
             if (lead) run.RemoveIfUnused(TrainerState.FileName, branchMetrics is null ? -1 : state!.Step); // refused before its first step: no folder left behind
             throw;
+        }
+    }
+
+    /// <summary>
+    /// AdamW over the network, made in float32. In mixed precision the network is then rounded to
+    /// <paramref name="dtype"/> and its float32 values become the master weights: a run from a float32 <c>model.init</c>
+    /// learns from those, not from their bf16 rounding (a resumed run's masters are then read from its checkpoint).
+    /// </summary>
+    private static FlatAdamW NewOptimizer(ILanguageModelTask task, AdamWOptions options, Communicator? zeroShards, ScalarType dtype)
+    {
+        if (dtype == ScalarType.Float32) return new FlatAdamW(task.Network.named_parameters(), options, zeroShards, task.Sharding);
+        var masters = task.Network.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
+        try
+        {
+            task.Network.to(dtype);
+            return new FlatAdamW(task.Network.named_parameters(), options, zeroShards, task.Sharding, masters);
+        }
+        finally
+        {
+            foreach (var master in masters.Values) master.Dispose();
         }
     }
 

@@ -13,18 +13,16 @@ public sealed class EsmCheckpoint : IDisposable
     public EsmTokenizer Tokenizer { get; }
     public EsmConfig Config => Model.Config;
     public Device Device { get; }
-    public ScalarType DType { get; }
 
     /// <summary>Which parameters are tensor-parallel shards (none without a layout).</summary>
     public ShardedParameters Sharding { get; }
 
-    private EsmCheckpoint(EsmForMaskedLM model, EsmTokenizer tokenizer, Device device, ScalarType dtype, ParallelLayout? layout)
+    private EsmCheckpoint(EsmForMaskedLM model, EsmTokenizer tokenizer, Device device, ParallelLayout? layout)
     {
         Model = model;
         Sharding = ShardedParameters.Of(model, layout);
         Tokenizer = tokenizer;
         Device = device;
-        DType = dtype;
     }
 
     /// <summary>
@@ -47,7 +45,7 @@ public sealed class EsmCheckpoint : IDisposable
             using var weights = SafetensorsCheckpoint.Open(directory);
             LoadWeights(network, weights, ShardedParameters.Of(network, layout));
         }, device, dtype);
-        return new EsmCheckpoint(model, tokenizer, device, dtype, layout);
+        return new EsmCheckpoint(model, tokenizer, device, layout);
     }
 
     /// <summary>
@@ -60,7 +58,7 @@ public sealed class EsmCheckpoint : IDisposable
         CheckpointWeights.InitializeRandomly(model, IsNormWeight, (ulong)seed, ShardedParameters.Of(model, layout));
         model.to(device, dtype);
         model.eval();
-        return new EsmCheckpoint(model, EsmTokenizer.Esm2, device, dtype, layout);
+        return new EsmCheckpoint(model, EsmTokenizer.Esm2, device, layout);
     }
 
     private static bool IsNormWeight(string name) =>
