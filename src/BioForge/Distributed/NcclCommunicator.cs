@@ -53,7 +53,15 @@ public sealed unsafe class NcclCommunicator : Communicator
         }
         CudaRuntime.SetDevice(device.index < 0 ? 0 : device.index);
         IntPtr comm;
-        nccl.Check(nccl.CommInitRank(&comm, host.Size, id, host.Rank), $"ncclCommInitRank (rank {host.Rank} of {host.Size} on {device})");
+        int result = nccl.CommInitRank(&comm, host.Size, id, host.Rank);
+        // ncclInvalidUsage here is most often two ranks on one GPU (more ranks on a host than its devices: the local
+        // rank wraps around them), which NCCL reports only in its debug log.
+        const int invalidUsage = 5;
+        int visible = (int)cuda.device_count();
+        string hint = result == invalidUsage && ProcessGroup.Launch.LocalRank >= visible
+            ? $"; this is local rank {ProcessGroup.Launch.LocalRank} on a host with {visible} visible CUDA device(s), and NCCL needs a GPU of its own for each rank: start at most {visible} rank(s) per host"
+            : "";
+        nccl.Check(result, $"ncclCommInitRank (rank {host.Rank} of {host.Size} on {device}{hint})");
         return new NcclCommunicator(nccl, host, device, comm, ownsHost);
     }
 
