@@ -3,7 +3,6 @@ using System.Diagnostics;
 using BioForge.Generation;
 using BioForge.IO;
 using BioForge.Models.Gpt2;
-using BioForge.Models.Llama;
 using BioForge.Runtime;
 
 namespace BioForge.Cli;

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using BioForge.Generation;
-using BioForge.Models.Llama;
 using BioForge.Runtime;
 using BioForge.Tokenizers;
 

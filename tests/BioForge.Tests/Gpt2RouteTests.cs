@@ -4,7 +4,6 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using BioForge.Generation;
 using BioForge.Models.Gpt2;
-using BioForge.Models.Llama;
 using BioForge.Server;
 
 namespace BioForge.Tests;

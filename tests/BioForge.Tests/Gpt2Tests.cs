@@ -3,7 +3,6 @@ using BioForge.Generation;
 using BioForge.IO;
 using BioForge.Models;
 using BioForge.Models.Gpt2;
-using BioForge.Models.Llama;
 using BioForge.Tokenizers;
 using static TorchSharp.torch;
 

@@ -1,3 +1,4 @@
+using BioForge.Generation;
 using BioForge.Models;
 using BioForge.Models.Llama;
 using static TorchSharp.torch;

@@ -252,10 +252,10 @@ public sealed class OptimizeTests
         string state = Directory.GetFiles(Path.Combine(dir, "checkpoints"), "optimizer_state.json", SearchOption.AllDirectories).Single();
         var memory = JsonNode.Parse(File.ReadAllText(state))!["memory"]!.AsArray();
         Assert.Equal(8, memory.Count);
-        var sequences = memory.Select(m => new Models.Llama.SampledSequence([.. m!["tokens"]!.AsArray().Select(t => t!.GetValue<long>())], m["finished"]!.GetValue<bool>(), 0)).ToList();
+        var sequences = memory.Select(m => new Generation.SampledSequence([.. m!["tokens"]!.AsArray().Select(t => t!.GetValue<long>())], m["finished"]!.GetValue<bool>(), 0)).ToList();
         using var prior = Models.Llama.LlamaCheckpoint.Load(Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small"), TestData.Cpu.Device, TestData.Cpu.DType);
         float[] expected;
-        using (TorchSharp.torch.no_grad()) expected = Models.Llama.Sampling.LogLikelihood(prior.Model, sequences).data<float>().ToArray();
+        using (TorchSharp.torch.no_grad()) expected = Generation.Sampling.LogLikelihood(prior.Model, sequences).data<float>().ToArray();
         for (int i = 0; i < memory.Count; i++)
             Assert.Equal(expected[i], memory[i]!["prior_log_likelihood"]!.GetValue<double>(), 1e-3);
     }

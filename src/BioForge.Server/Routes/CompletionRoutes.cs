@@ -5,7 +5,6 @@ using System.Text.Json.Serialization;
 using System.Threading.Channels;
 using BioForge.Chem;
 using BioForge.Generation;
-using BioForge.Models.Llama;
 using BioForge.Tokenizers;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using BioForge.Chem;
+using BioForge.Generation;
 using BioForge.Models.Llama;
 using BioForge.Runtime;
 using BioForge.Tokenizers;

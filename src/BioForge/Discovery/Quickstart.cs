@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using BioForge.Chem;
+using BioForge.Generation;
 using BioForge.IO;
 using BioForge.Models.Llama;
 using BioForge.Runtime;

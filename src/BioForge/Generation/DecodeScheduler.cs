@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Runtime.ExceptionServices;
-using BioForge.Models.Llama;
 using BioForge.Runtime;
 using BioForge.Tokenizers;
 using static TorchSharp.torch;

@@ -1,4 +1,3 @@
-using BioForge.Models.Llama;
 using BioForge.Runtime;
 using BioForge.Tokenizers;
 

@@ -1,5 +1,4 @@
 using BioForge.Models.Gpt2;
-using BioForge.Models.Llama;
 
 namespace BioForge.Generation;
 

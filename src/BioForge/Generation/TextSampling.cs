@@ -1,4 +1,3 @@
-using BioForge.Models.Llama;
 
 namespace BioForge.Generation;
 

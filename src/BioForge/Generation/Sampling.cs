@@ -1,9 +1,11 @@
+using BioForge.Models;
+using BioForge.Models.Llama;
 using BioForge.Runtime;
 using BioForge.Tokenizers;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace BioForge.Models.Llama;
+namespace BioForge.Generation;
 
 public sealed record SamplingOptions
 {
@@ -35,6 +37,11 @@ public sealed record SamplingOptions
 /// </summary>
 public sealed record SampledSequence(long[] Tokens, bool Finished, double LogLikelihood);
 
+/// <summary>
+/// Batch sampling from a Llama decoder with one generator for the batch, keeping what policy-gradient training needs
+/// (the optimizer's agent samples and is trained through <see cref="LogLikelihood"/>). Serving and <c>generate</c>
+/// sample through <see cref="DecodeScheduler"/> instead: per-sequence randomness, penalties and continuous batching.
+/// </summary>
 public static class Sampling
 {
     /// <summary>
@@ -56,7 +63,10 @@ public static class Sampling
         IReadOnlyList<long[]?>? prompts = null)
     {
         if (count < 1) throw new BioForgeException($"number of samples must be positive (got {count})");
+        // Policy-gradient training (REINVENT) needs a random draw at a positive temperature; greedy decoding and the
+        // penalties are DecodeScheduler's (generate, the completions service).
         if (options.Temperature <= 0) throw new BioForgeException($"temperature must be positive (got {options.Temperature})");
+        if (options.Penalises) throw new ArgumentException("repetition, presence and frequency penalties are applied by DecodeScheduler, not here", nameof(options));
         if (options.TopP is <= 0 or > 1) throw new BioForgeException($"top-p must be in (0, 1] (got {options.TopP})");
         if (prompts is not null && prompts.Count != count) throw new ArgumentException($"{prompts.Count} prompts for {count} sequences", nameof(prompts));
         var config = model.Config;
