@@ -106,6 +106,9 @@ public static class Cli
     private static readonly string[] InputNames = ["--in", "--library", "--gen", "--generated", "--natural", "--reference", "--index", "--inputs", "--seq-file", "--train", "--ref",
         "--clusters", "--config", "--target", "--actives", "--vocab", "--prior"];
 
+    /// <summary>The options naming a folder a command reads (a model, a run, a data set): no output may replace a file in it.</summary>
+    private static readonly string[] FolderInputNames = ["--model", "--models", "--run", "--data", "--esm", "--prior", "--vocab"];
+
     private static IEnumerable<Option<string>> OutputOptions(Command command) =>
         command.Options.OfType<Option<string>>().Where(o => OutputNames.Contains(o.Name)).Concat(command.Subcommands.SelectMany(OutputOptions));
 
@@ -140,9 +143,27 @@ public static class Cli
     {
         var outputs = command.Options.Where(o => OutputNames.Contains(o.Name)).ToList();
         var inputs = command.Options.Where(o => InputNames.Contains(o.Name)).ToList();
+        var folders = command.Options.Where(o => FolderInputNames.Contains(o.Name)).ToList();
         if (outputs.Count > 0)
             command.Validators.Add(result =>
             {
+                // A file of a model or run folder the command reads (its weights, vocabulary, predictions) or the folder itself.
+                var read = folders.SelectMany(o => Paths(result.GetResult(o)).Where(Directory.Exists).Select(p => (o.Name, Folder: Path.GetFullPath(p))));
+                foreach (var (inputOption, folder) in read)
+                    foreach (var option in outputs)
+                        foreach (string given in Paths(result.GetResult(option)))
+                            foreach (var (path, what) in WrittenBeside(option.Name, given))
+                            {
+                                string full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
+                                bool inside = full.StartsWith(Path.TrimEndingDirectorySeparator(folder) + Path.DirectorySeparatorChar, StringComparison.Ordinal);
+                                if (full == Path.TrimEndingDirectorySeparator(folder) || (inside && Path.Exists(full)))
+                                {
+                                    result.AddError(inside
+                                        ? $"{what} {path} is a file of the {inputOption} folder the command reads: write {option.Name} elsewhere"
+                                        : $"{what} {path} is the {inputOption} folder the command reads: write {option.Name} elsewhere");
+                                    return;
+                                }
+                            }
                 var seen = new List<(string Option, string Path)>();
                 foreach (var option in inputs.Concat(outputs))
                     foreach (string given in Paths(result.GetResult(option)))

@@ -13,6 +13,8 @@ namespace BioForge.Cli;
 /// <summary><c>bioforge generate</c>: de novo SMILES from a chemical language model, or proteins (FASTA) from a protein one.</summary>
 internal static class GenerateCommand
 {
+    private static readonly string[] FastaExtensions = [".fasta", ".fa", ".faa"];
+
     /// <summary>How a sample of no tokens before its end is written: the token it was (no SMILES reads it).</summary>
     private const string EmptySample = "<eos>";
 
@@ -82,6 +84,10 @@ internal static class GenerateCommand
             }
             using var checkpoint = LlamaCheckpoint.Load(result.GetValue(model)!, options.Device, options.DType);
             CheckLength(checkpoint.Config.MaxPositionEmbeddings);
+            // The file's name must not say the other format (a .fasta of SMILES lines, a .smi of FASTA records).
+            string written = result.GetValue(outPath)!;
+            if (checkpoint.IsProtein ? written.EndsWith(".smi", StringComparison.OrdinalIgnoreCase) : FastaExtensions.Any(e => written.EndsWith(e, StringComparison.OrdinalIgnoreCase)))
+                throw new BioForgeException($"--out {written}: a {(checkpoint.IsProtein ? "protein model writes FASTA (name a .fasta file)" : "SMILES model writes one SMILES a line (name a .smi file)")}");
             if (checkpoint.IsProtein)
             {
                 TextSamples.RefuseSmilesOptions(result, validOnly, grammar, "a protein model's amino-acid vocabulary", protein: true);

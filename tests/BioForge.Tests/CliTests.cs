@@ -84,6 +84,19 @@ public sealed class CliTests
         var error = new StringWriter();
         Assert.Equal(2, Cli.Cli.Run(["quickstart", "--out", file, "--steps", "1"], new StringWriter(), error)); // it takes no --device
         Assert.StartsWith($"error: --out {file}: is a file; name a folder", error.ToString());
+
+        // A file of the model folder a command reads (its weights, its vocabulary) is an input too; a new file beside them is not.
+        string model = Path.Combine(dir, "model");
+        Directory.CreateDirectory(model);
+        foreach (string name in Directory.GetFiles(TestData.EsmTiny)) File.Copy(name, Path.Combine(model, Path.GetFileName(name)));
+        string weights = Path.Combine(model, "model.safetensors");
+        long size = new FileInfo(weights).Length;
+        AssertFails(Run("embed", "--model", model, "--in", fasta, "--out", weights), $"--out {weights} is a file of the --model folder the command reads");
+        Assert.Equal(size, new FileInfo(weights).Length);
+        AssertFails(Run("contacts", "--model", model, "--seq", "MKTAYIAKQR", "--out", map, "--png", model), $"--png {model} is the --model folder the command reads", map);
+        Assert.Equal(0, Run("embed", "--model", model, "--in", fasta, "--out", Path.Combine(model, "emb.npy")).Code);
+        string smilesModel = Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small");
+        AssertFails(Run("generate", "--model", smilesModel, "--n", "2", "--out", Path.Combine(dir, "gen.fasta")), "a SMILES model writes one SMILES a line (name a .smi file)");
     }
 
     /// <summary>A batch larger than memory ends with one line that says what ran out and what to lower, not the

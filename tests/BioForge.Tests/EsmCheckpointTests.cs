@@ -24,6 +24,32 @@ public sealed class EsmCheckpointTests
     }
 
     /// <summary>
+    /// A damaged checkpoint is refused on loading, named, instead of computing NaN for every output: a NaN weight, and
+    /// a layer-norm epsilon that is not positive.
+    /// </summary>
+    [Fact]
+    public void NonFiniteWeightsAndANonPositiveLayerNormEpsilonAreRefused()
+    {
+        var cpu = TestData.Cpu;
+        string damaged = TestData.TempDirectory();
+        File.Copy(Path.Combine(TestData.EsmTiny, "config.json"), Path.Combine(damaged, "config.json"));
+        const string broken = "esm.encoder.emb_layer_norm_after.weight";
+        using (var scope = NewDisposeScope())
+        using (var weights = BioForge.IO.SafetensorsCheckpoint.Open(TestData.EsmTiny))
+            BioForge.IO.SafetensorsWriter.Write(Path.Combine(damaged, "model.safetensors"),
+                [.. weights.Names.Select(n => new KeyValuePair<string, Tensor>(n, n == broken ? weights.Load(n).fill_(double.NaN) : weights.Load(n)))]);
+        var nan = Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(damaged, cpu.Device, cpu.DType));
+        Assert.Contains($"tensor '{broken}' holds NaN or infinite values", nan.Message);
+
+        string epsilon = TestData.TempDirectory();
+        foreach (string name in Directory.GetFiles(TestData.EsmTiny)) File.Copy(name, Path.Combine(epsilon, Path.GetFileName(name)));
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(epsilon, "config.json")))!.AsObject();
+        config["layer_norm_eps"] = -1;
+        File.WriteAllText(Path.Combine(epsilon, "config.json"), config.ToJsonString());
+        Assert.Contains("layer_norm_eps must be a positive number (got -1)", Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(epsilon, cpu.Device, cpu.DType)).Message);
+    }
+
+    /// <summary>
     /// A bare <c>EsmModel</c> checkpoint (no <c>esm.</c> prefix, no masked-LM head: how encoders are saved after
     /// fine-tuning elsewhere) loads for embeddings, equal to the whole model's; token predictions are refused by name;
     /// saved again, it has no head, and loads again.

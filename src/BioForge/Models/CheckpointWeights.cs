@@ -68,6 +68,10 @@ internal static class CheckpointWeights
                 // copy_ would turn stored integers into weights without a word.
                 if (parameter.is_floating_point() && !tensor.is_floating_point())
                     throw new BioForgeException($"{source}: tensor '{stored}' holds {tensor.dtype} values where the {architecture} model has {parameter.dtype} weights");
+                // A NaN or infinite weight (a damaged or diverged checkpoint) turns every output it touches into NaN,
+                // written out as numbers; refused here, once, with the tensor's name.
+                if (tensor.is_floating_point() && !AllFinite(tensor))
+                    throw new BioForgeException($"{source}: tensor '{stored}' holds NaN or infinite values (a damaged or diverged checkpoint)");
                 parameter.copy_(tensor);
                 used.Add(stored);
             }
@@ -78,6 +82,13 @@ internal static class CheckpointWeights
         if (unexpected.Count > 0)
             throw new BioForgeException($"{source}: {unexpected.Count} tensor(s) do not belong to an {architecture} model, e.g. '{unexpected[0]}'");
         return lacked;
+    }
+
+    private static bool AllFinite(Tensor tensor)
+    {
+        using var finite = tensor.isfinite();
+        using var all = finite.all();
+        return all.item<bool>();
     }
 
     /// <summary>

@@ -134,6 +134,9 @@ public sealed record EsmConfig
         if (HiddenSize % NumAttentionHeads != 0 || HeadDim % 2 != 0)
             throw new BioForgeException($"{where}: hidden_size {HiddenSize} must split into {NumAttentionHeads} heads of even size");
         if (MaxPositionEmbeddings < 3) throw new BioForgeException($"{where}: max_position_embeddings must be at least 3");
+        // A zero or negative epsilon makes every layer norm of a constant row NaN, and every output with it.
+        if (!(LayerNormEps > 0) || !double.IsFinite(LayerNormEps))
+            throw new BioForgeException($"{where}: layer_norm_eps must be a positive number (got {LayerNormEps.ToString(System.Globalization.CultureInfo.InvariantCulture)})");
         // transformers' ESM rotates with base 10000 whatever its config says: a network of another would load there and
         // compute something else.
         if (RopeTheta != 10000.0)

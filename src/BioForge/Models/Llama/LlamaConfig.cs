@@ -73,6 +73,10 @@ public sealed record LlamaConfig
         if (config.NumAttentionHeads % config.NumKeyValueHeads != 0)
             throw new BioForgeException($"{path}: {config.NumAttentionHeads} attention heads cannot share {config.NumKeyValueHeads} key/value heads evenly");
         if (config.HeadDim % 2 != 0) throw new BioForgeException($"{path}: head_dim {config.HeadDim} must be even for rotary embeddings");
+        if (!(config.RmsNormEps > 0) || !double.IsFinite(config.RmsNormEps))
+            throw new BioForgeException($"{path}: rms_norm_eps must be a positive number (got {config.RmsNormEps.ToString(System.Globalization.CultureInfo.InvariantCulture)})");
+        if (!(config.RopeTheta > 1) || !double.IsFinite(config.RopeTheta))
+            throw new BioForgeException($"{path}: rope_theta must be a number above 1 (got {config.RopeTheta.ToString(System.Globalization.CultureInfo.InvariantCulture)})");
         // Sampling starts from bos and pads with pad; both, and eos, are rows of the embedding.
         foreach (var (key, id) in new[] { ("bos_token_id", config.BosTokenId), ("eos_token_id", config.EosTokenId), ("pad_token_id", config.PadTokenId) })
             if (id < 0 || id >= config.VocabSize) throw new BioForgeException($"{path}: {key} {id} is outside the vocabulary of {config.VocabSize}");
