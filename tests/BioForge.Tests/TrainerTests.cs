@@ -380,6 +380,24 @@ public sealed class TrainerTests
         Assert.True(weight.eq(expected).all().item<bool>(), "the published weight is not the float32 initial weight");
     }
 
+    /// <summary>A checkpoint's state with values no run writes (an edited step trained on with negative learning rates)
+    /// is refused on resume, named, as is a step its folder does not say.</summary>
+    [Fact]
+    public void ADamagedTrainerStateIsRefusedOnResume()
+    {
+        string output = TestData.TempDirectory();
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 4)), new TrainerOptions { StopAt = 3 });
+        string path = Path.Combine(output, "checkpoints", "step-000000003", TrainerState.FileName);
+        string original = File.ReadAllText(path);
+        var resume = () => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 4)), new TrainerOptions { Resume = true });
+        File.WriteAllText(path, original.Replace("\"step\": 3", "\"step\": -5", StringComparison.Ordinal));
+        Assert.Contains("step -5 is not a value a run writes", Assert.Throws<BioForgeException>(resume).Message);
+        File.WriteAllText(path, original.Replace("\"step\": 3", "\"step\": 2", StringComparison.Ordinal));
+        Assert.Contains("says step 2, but its folder is step-000000003", Assert.Throws<BioForgeException>(resume).Message);
+        File.WriteAllText(path, original);
+        Assert.Equal(4, resume().Step);
+    }
+
     [Fact]
     public void ARunDirectoryWithCheckpointsIsNotOverwrittenWithoutResume()
     {
