@@ -652,6 +652,11 @@ public sealed class OptimizeTests
         e = Assert.Throws<BioForgeException>(() => Config("seed = = 3\n"));
         Assert.Matches(@"run\.toml:1:\d+: [^(]", e.Message); // the place once, not again as Tomlyn's "(1,8) : error :"
         Assert.Single(e.Message.Split('\n'));
+        // TOML forbids a key or a table given twice (the last one was read in silence).
+        e = Assert.Throws<BioForgeException>(() => Config("seed = 0\nseed = 1\n" + Run(output, 2)));
+        Assert.Matches(@"run\.toml:2:\d+: .*seed", e.Message);
+        e = Assert.Throws<BioForgeException>(() => Config(Run(output, 2).Replace("[sampling]", "[sampling]\nbatch_size = 8\n[sampling]", StringComparison.Ordinal)));
+        Assert.Contains("sampling", e.Message);
         e = Assert.Throws<BioForgeException>(() => Config(Run(output, 2, "[[stages.components]]\ntype = \"affinity\"\n")));
         Assert.Contains("an affinity component needs model", e.Message);
         e = Assert.Throws<BioForgeException>(() => MoleculeOptimizer.Run(Config(Run(TestData.TempDirectory(), 2).Replace("max_length = 64", "max_length = 1000", StringComparison.Ordinal)), new OptimizeOptions { Threads = 2 }));

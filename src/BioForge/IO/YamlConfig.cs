@@ -151,12 +151,16 @@ internal static class YamlConfig
     {
         try
         {
-            return (JsonObject)FromToml(TomlSerializer.Deserialize<TomlTable>(File.ReadAllText(path))!, path, "")!;
+            string text = File.ReadAllText(path);
+            // The syntax validator refuses a key or table defined twice, as TOML does; the model reader takes the last.
+            Tomlyn.Parsing.SyntaxParser.ParseStrict(text, path);
+            return (JsonObject)FromToml(TomlSerializer.Deserialize<TomlTable>(text)!, path, "")!;
         }
         catch (TomlException e)
         {
             // Tomlyn's message repeats the place ("(2,1) : error : …") and may list several errors: the first, once.
-            string message = System.Text.RegularExpressions.Regex.Replace(e.Message.Trim().Split('\n')[0], @"^\(\d+,\d+\)\s*:\s*error\s*:\s*", "");
+            // The syntax validator names the source too, and shows a table's line break as '␤'.
+            string message = System.Text.RegularExpressions.Regex.Replace(e.Message.Trim().Split('\n')[0], @"^.*?\(\d+,\d+\)\s*:\s*error\s*:\s*", "").Replace("␤", " ", StringComparison.Ordinal);
             throw new BioForgeException($"{path}:{e.Line}:{e.Column}: {message}");
         }
     }
