@@ -105,6 +105,11 @@ internal static class ProteinCommands
             int[] chosen = family is EsmFamily ? EsmEmbedder.ResolveLayers(modelInfo.Layers, asked) : [modelInfo.Layers];
             string[] targets = chosen.Length == 1 ? [target]
                 : [.. chosen.Select(l => Path.Combine(Path.GetDirectoryName(target) ?? "", $"{Path.GetFileNameWithoutExtension(target)}.layer{l}{Path.GetExtension(target)}"))];
+            // The per-layer names were not there to check with the options: none may be the input or a file of the model.
+            string modelFolder = Path.GetFullPath(result.GetValue(model)!) + Path.DirectorySeparatorChar;
+            foreach (string written in targets.Where(_ => chosen.Length > 1).SelectMany(t => new[] { t, EmbeddingWriters.Companion(t) }).OfType<string>())
+                if (Path.GetFullPath(written) == Path.GetFullPath(inPath) || (Path.GetFullPath(written).StartsWith(modelFolder, StringComparison.Ordinal) && File.Exists(written)))
+                    throw new BioForgeException($"--out {target} with {chosen.Length} layers writes {written}, which the command reads: write --out elsewhere");
             var metadata = chosen.Select(l => new Dictionary<string, string>
             {
                 ["model"] = Path.GetFullPath(result.GetValue(model)!),

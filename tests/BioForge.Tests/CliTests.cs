@@ -95,6 +95,12 @@ public sealed class CliTests
         Assert.Equal(size, new FileInfo(weights).Length);
         AssertFails(Run("contacts", "--model", model, "--seq", "MKTAYIAKQR", "--out", map, "--png", model), $"--png {model} is the --model folder the command reads", map);
         Assert.Equal(0, Run("embed", "--model", model, "--in", fasta, "--out", Path.Combine(model, "emb.npy")).Code);
+        // Several layers are written as NAME.layerL.npy: a name that is the input is refused too.
+        string layerInput = Path.Combine(dir, "emb.layer1.npy");
+        File.Copy(fasta, layerInput);
+        AssertFails(Run("embed", "--model", model, "--in", layerInput, "--out", Path.Combine(dir, "emb.npy"), "--layer", "1", "--layer", "-1"),
+            $"writes {layerInput}, which the command reads");
+        Assert.Equal(before, File.ReadAllText(layerInput));
         string smilesModel = Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small");
         AssertFails(Run("generate", "--model", smilesModel, "--n", "2", "--out", Path.Combine(dir, "gen.fasta")), "a SMILES model writes one SMILES a line (name a .smi file)");
     }
