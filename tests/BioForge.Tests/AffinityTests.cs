@@ -413,5 +413,16 @@ public sealed class AffinityTests
             .Where(f => f[1] is "ABL1" or "ABL1p").Select(f => f[2]).Distinct().Order().ToList();
         Assert.Equal(wildType, binders.Select(b => b.Name).Order().ToList());
         Assert.DoesNotContain(binders, b => b.Name == "156422");
+
+        // A damaged file is named with its line; one of other columns is refused, not read as "no binders".
+        string copy = TestData.TempDirectory();
+        string path = Path.Combine(copy, AffinityModel.KnownBindersFile);
+        var lines = File.ReadAllLines(Path.Combine(model, AffinityModel.KnownBindersFile));
+        int abl1Line = Array.FindIndex(lines, l => l.Split(',')[1] == "ABL1");
+        lines[abl1Line] = string.Join(',', lines[abl1Line].Split(',')[..^1]) + ",abc";
+        File.WriteAllLines(path, lines);
+        Assert.Contains($"{path}:{abl1Line + 1}: affinity 'abc' is not a number", Assert.Throws<BioForgeException>(() => AffinityModel.KnownBinders(copy, abl1)).Message);
+        File.WriteAllText(path, "smiles,name\nCCO,x\n");
+        Assert.Contains("expected the columns target_sha256,target,drug,smiles,affinity", Assert.Throws<BioForgeException>(() => AffinityModel.KnownBinders(copy, abl1)).Message);
     }
 }

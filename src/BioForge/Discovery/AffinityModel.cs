@@ -97,6 +97,7 @@ public sealed class AffinityModel : IDisposable
     public const string ManifestFile = "affinity_model.json";
     public const string WeightsFile = "model.safetensors";
     public const string KnownBindersFile = "known_binders.csv";
+    internal static readonly string[] KnownBindersHeader = ["target_sha256", "target", "drug", "smiles", "affinity"];
     public const string TestPredictionsFile = "test_predictions.csv";
 
     /// <summary>The targets and drugs of the pairs the model trained on, in its benchmark's layout (see <see cref="ApplicabilityDomain"/>).</summary>
@@ -188,11 +189,20 @@ public sealed class AffinityModel : IDisposable
         string path = Path.Combine(modelDirectory, KnownBindersFile);
         if (!File.Exists(path)) return [];
         string key = SequenceKey(sequence);
-        var rows = Csv.ReadRows(path, out _).Where(r => r.Fields[0] == key).ToList();
-        var wildType = rows.Where(r => !MutantConstruct.IsMatch(r.Fields[1])).ToList();
-        return [.. (wildType.Count > 0 ? wildType : rows)
-            .Select(r => (r.Fields[2], r.Fields[3], double.Parse(r.Fields[4], System.Globalization.CultureInfo.InvariantCulture)))
-            .DistinctBy(b => b.Item2)];
+        var all = Csv.ReadRows(path, out var header);
+        // The file a model was written with: a different one (replaced, hand-edited) would give no binders or wrong ones in silence.
+        if (!header.SequenceEqual(KnownBindersHeader)) throw new BioForgeException($"{path}: expected the columns {string.Join(",", KnownBindersHeader)}; got {string.Join(",", header)}");
+        var rows = new List<(string Target, string Name, string Smiles, double Affinity)>();
+        foreach (var (line, fields) in all)
+        {
+            if (fields.Count != KnownBindersHeader.Length) throw new BioForgeException($"{path}:{line}: {fields.Count} fields, expected {KnownBindersHeader.Length}");
+            if (fields[0] != key) continue;
+            if (!double.TryParse(fields[4], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double affinity) || !double.IsFinite(affinity))
+                throw new BioForgeException($"{path}:{line}: affinity '{fields[4]}' is not a number");
+            rows.Add((fields[1], fields[2], fields[3], affinity));
+        }
+        var wildType = rows.Where(r => !MutantConstruct.IsMatch(r.Target)).ToList();
+        return [.. (wildType.Count > 0 ? wildType : rows).Select(r => (r.Name, r.Smiles, r.Affinity)).DistinctBy(b => b.Smiles)];
     }
 
     /// <summary>A Davis target name with a mutation: a substitution (<c>T315I</c>, also inside <c>KinDom2S808G</c>), a deletion or an ITD.</summary>

@@ -298,7 +298,7 @@ public static class AffinityTrainer
     private static void WriteKnownBinders(string path, AffinityDataset data)
     {
         double threshold = data.Measure == "pKd" ? 7.0 : 12.1;
-        var text = new StringBuilder("target_sha256,target,drug,smiles,affinity\n");
+        var text = new StringBuilder(string.Join(',', AffinityModel.KnownBindersHeader) + "\n");
         foreach (var pair in data.Pairs.Where(p => p.Affinity >= threshold))
             text.Append(AffinityModel.SequenceKey(data.Targets[pair.Target].Text)).Append(',').Append(Csv.Quote(data.Targets[pair.Target].Id)).Append(',')
                 .Append(Csv.Quote(data.Drugs[pair.Drug].Id)).Append(',').Append(Csv.Quote(data.Drugs[pair.Drug].Text)).Append(',')
