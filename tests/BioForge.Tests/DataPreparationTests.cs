@@ -65,6 +65,10 @@ public sealed class DataPreparationTests
         string made = Path.Combine(TestData.TempDirectory(), "corpus");
         Assert.Throws<BioForgeException>(() => DataPreparation.Prepare(fasta, CorpusKind.Protein, made, 0.1, seed: 0));
         Assert.False(Directory.Exists(made), "the corpus folder was left behind");
+        // The parents it made on the way go too; the one that was there stays.
+        string parent = TestData.TempDirectory(), nested = Path.Combine(parent, "x", "y", "corpus");
+        Assert.Throws<BioForgeException>(() => DataPreparation.Prepare(fasta, CorpusKind.Protein, nested, 0.1, seed: 0));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(parent));
         // Refused after the token stores are complete (no molecule fits --vocab): a folder that was there is left empty.
         string smi = Path.Combine(TestData.TempDirectory(), "odd.smi");
         File.WriteAllText(smi, "[U]\n[Xe]\n");

@@ -180,6 +180,10 @@ public sealed class TrainerTests
         Assert.Contains("the loss is", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6),
             "optimizer.lr=1e6", "optimizer.grad_clip=0", "train.log_every=100", "validation.every=0"), new TrainerOptions())).Message);
         Assert.Empty(Directory.EnumerateFileSystemEntries(output));
+        // Parents made for the run directory go with it.
+        Assert.Contains("the loss is", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, Path.Combine(output, "a", "b"), 6),
+            "optimizer.lr=1e6", "optimizer.grad_clip=0", "train.log_every=100", "validation.every=0"), new TrainerOptions())).Message);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(output));
         // A stop before the first step is refused before the run directory is made (it used to write one that said "resume").
         string fresh = Path.Combine(output, "fresh");
         Assert.Contains("--stop-at 0: must be a step of the run", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, fresh, 6)),

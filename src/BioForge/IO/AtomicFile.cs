@@ -154,7 +154,8 @@ public static class AtomicFile
         }
     }
 
-    private static string? FirstMissing(string directory)
+    /// <summary>The topmost folder of <paramref name="directory"/>'s path that does not exist yet (null: it exists).</summary>
+    internal static string? FirstMissing(string directory)
     {
         string? missing = null;
         for (string? d = directory; d is not null && !Directory.Exists(d); d = Path.GetDirectoryName(d)) missing = d;

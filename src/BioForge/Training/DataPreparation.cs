@@ -47,8 +47,8 @@ public static class DataPreparation
         // A corpus prepared over another would change under the runs trained on it (their splits included).
         RunDirectory.RequireNew(directory, "--out");
         // What this call writes goes again if the preparation fails (a bad record found halfway, say): the folder when it
-        // made it, else its contents (it was empty).
-        bool created = !Directory.Exists(directory);
+        // made it (with any parents it made), else its contents (it was empty).
+        string? created = AtomicFile.FirstMissing(Path.GetFullPath(directory));
         Directory.CreateDirectory(directory);
         try
         {

@@ -50,7 +50,7 @@ public sealed class RunDirectory
         if (isNew) RequireNew(path, setting, "pass --resume to continue that run, or choose another directory");
         else if (string.IsNullOrWhiteSpace(path)) throw new BioForgeException($"{setting} is required");
         else if (!Directory.Exists(path)) throw new BioForgeException($"--resume: {setting} {path} does not exist; there is no run to continue");
-        var run = new RunDirectory(path) { Created = !Directory.Exists(path), StartedEmpty = isNew };
+        var run = new RunDirectory(path) { Created = AtomicFile.FirstMissing(System.IO.Path.GetFullPath(path)), StartedEmpty = isNew };
         if (!owner) return run;
         try
         {
@@ -64,8 +64,8 @@ public sealed class RunDirectory
         return run;
     }
 
-    /// <summary>Whether <see cref="Open"/> made the directory (a new run where nothing was).</summary>
-    private bool Created { get; init; }
+    /// <summary>The topmost folder <see cref="Open"/> made for the directory (itself, or a parent it made too); null when it was there.</summary>
+    private string? Created { get; init; }
 
     /// <summary>Whether the directory was absent or empty when <see cref="Open"/> took it for a new run: all it holds is the run's.</summary>
     private bool StartedEmpty { get; init; }
@@ -84,17 +84,18 @@ public sealed class RunDirectory
     }
 
     /// <summary>
-    /// Removes what was written into a folder found absent or empty: the folder when it was <paramref name="created"/>,
-    /// else all it holds. Called after a failure, so it does what it can: a cleanup that fails does not hide the failure.
+    /// Removes what was written into a folder found absent or empty: the folders made for it (<paramref name="created"/>,
+    /// the topmost of them: parents made on the way go too), else all it holds. Called after a failure, so it does what
+    /// it can: a cleanup that fails does not hide the failure.
     /// </summary>
-    internal static void Undo(string path, bool created)
+    internal static void Undo(string path, string? created)
     {
         try
         {
             if (!Directory.Exists(path)) return;
-            if (created)
+            if (created is not null)
             {
-                Directory.Delete(path, recursive: true);
+                Directory.Delete(created, recursive: true);
                 return;
             }
             foreach (var entry in new DirectoryInfo(path).EnumerateFileSystemInfos())
