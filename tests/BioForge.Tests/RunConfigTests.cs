@@ -198,6 +198,15 @@ public sealed class ClusterSamplingTests
         string corpus = Path.Combine(directory, "corpus");
         var prepared = DataPreparation.Prepare([fasta], CorpusKind.Protein, corpus, validationFraction: 0.3, seed: 2, clusterFile: tsv);
         Assert.Equal(ids.Length, prepared.Train.Documents + prepared.Validation.Documents);
+        Assert.Equal(5, prepared.Clustered);
+        // A cluster file of other ids, or of more columns than MMseqs2 writes, is refused (it sampled as if there were none).
+        string other = Path.Combine(directory, "other.tsv");
+        File.WriteAllText(other, "x1\tx1\nx1\tx2\n");
+        Assert.Contains("none of the 46 sequences is listed", Assert.Throws<BioForgeException>(() =>
+            DataPreparation.Prepare([fasta], CorpusKind.Protein, Path.Combine(directory, "c2"), 0.3, 2, clusterFile: other)).Message);
+        File.WriteAllText(other, "a1\ta1\t0.9\n");
+        Assert.Contains($"{other}:1: expected 'representative<TAB>member' (MMseqs2 createtsv), got 3 field(s)", Assert.Throws<BioForgeException>(() =>
+            DataPreparation.Prepare([fasta], CorpusKind.Protein, Path.Combine(directory, "c3"), 0.3, 2, clusterFile: other)).Message);
 
         using var store = new TokenStore.Reader(Path.Combine(corpus, "train"));
         var members = Clusters.ReadMembers(Path.Combine(corpus, "train"), store.Count);

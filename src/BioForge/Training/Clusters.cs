@@ -30,20 +30,30 @@ public sealed class Clusters
             line++;
             if (text.Length == 0 || text[0] == '#') continue;
             var fields = text.Split('\t');
-            if (fields.Length < 2 || fields[0].Length == 0 || fields[1].Length == 0)
-                throw new BioForgeException($"{path}:{line}: expected 'representative<TAB>member'");
+            if (fields.Length != 2 || fields[0].Length == 0 || fields[1].Length == 0)
+                throw new BioForgeException($"{path}:{line}: expected 'representative<TAB>member' (MMseqs2 createtsv), got {fields.Length} field(s)");
             int cluster = clusters.ClusterOf(fields[0], representative: true);
             if (clusters.clusterOfMember.TryGetValue(fields[1], out int existing) && existing != cluster)
                 throw new BioForgeException($"{path}:{line}: '{fields[1]}' is already a member of another cluster");
             clusters.clusterOfMember[fields[1]] = cluster;
         }
         if (clusters.Count == 0) throw new BioForgeException($"{path}: no clusters");
+        clusters.listedClusters = clusters.Count;
         return clusters;
     }
 
+    private int listedClusters;
+
+    /// <summary>How many of the sequences assigned so far the file lists (the others are clusters of their own).</summary>
+    public long Listed { get; private set; }
+
     /// <summary>The cluster of a sequence id; an id the file does not list starts a cluster of its own.</summary>
-    public int Assign(string id) =>
-        clusterOfMember.TryGetValue(id, out int cluster) ? cluster : ClusterOf(id, representative: false);
+    public int Assign(string id)
+    {
+        int cluster = clusterOfMember.TryGetValue(id, out int member) ? member : ClusterOf(id, representative: false);
+        if (cluster < listedClusters) Listed++;
+        return cluster;
+    }
 
     private int ClusterOf(string id, bool representative)
     {

@@ -15,7 +15,8 @@ public sealed record SplitSummary(long Documents, long Tokens, int MaxLength)
 }
 
 /// <param name="Skipped">Molecules left out because a token of theirs is not in a given vocabulary (<c>--vocab</c>).</param>
-public sealed record PreparedCorpus(string Directory, CorpusKind Kind, int VocabularySize, SplitSummary Train, SplitSummary Validation, long Skipped = 0);
+/// <param name="Clustered">With a cluster file: how many sequences it lists (the others are clusters of their own).</param>
+public sealed record PreparedCorpus(string Directory, CorpusKind Kind, int VocabularySize, SplitSummary Train, SplitSummary Validation, long Skipped = 0, long? Clustered = null);
 
 /// <summary>
 /// Tokenizes a FASTA (ESM alphabet) or SMILES file once into train/validation token stores in one directory. Which
@@ -121,9 +122,12 @@ public static class DataPreparation
         }
         if (train.Summary().Documents + validation.Summary().Documents == 0 && skipped > 0)
             throw new BioForgeException($"--vocab: none of the {skipped:N0} molecules can be written with that vocabulary (the first unknown token: {firstUnknown})");
+        // A cluster file of other ids (another corpus, or ids not the first word of the headers) would sample as if there were none.
+        if (clusters is { Listed: 0 })
+            throw new BioForgeException($"--clusters: none of the {train.Summary().Documents + validation.Summary().Documents:N0} sequences is listed in it (its ids are the first word of each FASTA header)");
         if (clusters is not null) Clusters.WriteAssignments(Path.Combine(directory, "train"), trainClusters);
         saveVocabulary();
-        var corpus = new PreparedCorpus(directory, kind, vocabularySize, train.Summary(), validation.Summary(), skipped);
+        var corpus = new PreparedCorpus(directory, kind, vocabularySize, train.Summary(), validation.Summary(), skipped, clusters?.Listed);
         AtomicFile.WriteText(Path.Combine(directory, "summary.json"), JsonSerializer.Serialize(new
         {
             inputs = inputs.Select(Path.GetFullPath).ToArray(),
