@@ -215,6 +215,7 @@ public sealed class FineTuneTests
     [InlineData("molecule,label\nCCO,1\n", "no column 'smiles' (data.sequence_column); the header has: molecule, label")]
     [InlineData("smiles,label\n", "labelled.csv: no data rows")]
     [InlineData("smiles,label\nCCO,1.5\nCC\"O,2.5\n", "labelled.csv:3: a quote inside an unquoted field at column 3")]
+    [InlineData("smiles,label\nCCO,1.5\nC1CC,2.5\n", "labelled.csv:3: invalid SMILES")] // as predict refuses it
     public void BadLabelledDataIsNamedWithFileAndLine(string csv, string expected)
     {
         string directory = TestData.TempDirectory();
@@ -222,6 +223,16 @@ public sealed class FineTuneTests
         File.WriteAllText(data, csv);
         var e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, SmilesModel, Path.Combine(directory, "run")), "data.valid_fraction=0", "data.test_fraction=0"));
         Assert.Contains(expected, e.Message);
+        Assert.False(Directory.Exists(Path.Combine(directory, "run")));
+    }
+
+    [Fact]
+    public void ATestFileThatIsTheTrainingFileIsRefused()
+    {
+        string directory = TestData.TempDirectory();
+        string data = Esol(directory, 40);
+        var e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, SmilesModel, Path.Combine(directory, "run")), $"data.test={data}"));
+        Assert.Contains($"data.test {data} is data.train", e.Message);
         Assert.False(Directory.Exists(Path.Combine(directory, "run")));
     }
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
+using BioForge.Chem;
 using BioForge.IO;
 using BioForge.Models;
 using BioForge.Runtime;
@@ -227,6 +228,12 @@ public static class FineTuner
     private static DataSplit ReadSplit(FineTuneConfig config)
     {
         var d = config.Data;
+        // A test or validation file that is the training file measures the model on what it learnt.
+        foreach (var (key, path) in new[] { ("data.valid", d.Valid), ("data.test", d.Test) })
+            if (path is not null && Path.GetFullPath(path) == Path.GetFullPath(d.Train))
+                throw new BioForgeException($"{key} {path} is data.train: its rows would be training rows; give another file or leave it out to split data.train");
+        if (d.Valid is not null && d.Test is not null && Path.GetFullPath(d.Valid) == Path.GetFullPath(d.Test))
+            throw new BioForgeException($"data.test {d.Test} is data.valid: the model would be chosen on its test rows; give another file or leave one out");
         var rows = LabelledData.Read(d.Train, d.SequenceColumn, d.LabelColumn);
         List<LabelledRow>? valid = d.Valid is null ? null : LabelledData.Read(d.Valid, d.SequenceColumn, d.LabelColumn);
         List<LabelledRow>? test = d.Test is null ? null : LabelledData.Read(d.Test, d.SequenceColumn, d.LabelColumn);
@@ -245,6 +252,12 @@ public static class FineTuner
             EncodedSequence encoded;
             try
             {
+                // What predict refuses, training refuses too: the SMILES tokenizer reads text RDKit reads as no molecule.
+                if (encoder.Alphabet == SequenceAlphabet.Smiles)
+                {
+                    if (!Molecule.TryFromSmiles(row.Sequence, out var molecule, out string? invalid)) throw new BioForgeException($"invalid SMILES: {invalid}");
+                    molecule!.Dispose();
+                }
                 encoded = encoder.Encode(row.Sequence);
             }
             catch (BioForgeException e)
