@@ -59,6 +59,7 @@ public sealed class RunConfigTests
         var error = Assert.Throws<BioForgeException>(() => Load("data:\n  dir: x\n  bad: [unclosed\n"));
         Assert.Matches(@"run\.yaml:\d+:\d+:", error.Message);
         Assert.Matches(@"run\.yaml:\d+:1: Duplicate key data", Assert.Throws<BioForgeException>(() => Load(Minimal + "\ndata:\n  dir: y\n")).Message);
+        Assert.Matches(@"run\.yaml:\d+: a second YAML document", Assert.Throws<BioForgeException>(() => Load(Minimal + "\n---\nseed: 7\n")).Message);
         Assert.Contains("not found", Assert.Throws<BioForgeException>(() => RunConfig.Load("/nonexistent/run.yaml")).Message);
         // A mistake in the file is the file's, with the value shown.
         Assert.EndsWith("run.yaml: train.steps = \"ten\": the wrong type or out of range (expected a whole number)",

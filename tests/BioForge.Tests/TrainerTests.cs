@@ -305,10 +305,12 @@ public sealed class TrainerTests
         string corpus = Path.Combine(TestData.TempDirectory(), "corpus");
         DataPreparation.Prepare(TestData.Path("train", "zinc2k.smi"), CorpusKind.Smiles, corpus, validationFraction: 0, seed: 0);
         var reports = new List<ValidationReport>();
-        var result = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(corpus, TestData.TempDirectory(), 4)), new TrainerOptions { OnValidation = reports.Add });
+        var info = new List<string>();
+        var result = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(corpus, TestData.TempDirectory(), 4)), new TrainerOptions { OnValidation = reports.Add, OnInfo = info.Add });
         Assert.Equal(4, result.Step);
         Assert.Null(result.Validation);
         Assert.Empty(reports);
+        Assert.Contains(info, m => m.StartsWith($"no validation: {corpus} has no validation documents", StringComparison.Ordinal)); // said, not skipped in silence
     }
 
     /// <summary>Packing fills the positions padding would leave empty (the whole token budget of every step is real

@@ -137,6 +137,9 @@ internal static class YamlConfig
         {
             var stream = new YamlStream();
             using (var reader = new StreamReader(path)) stream.Load(reader);
+            // A second document (after ---) would be ignored, whatever it sets.
+            if (stream.Documents.Count > 1)
+                throw new BioForgeException($"{path}:{stream.Documents[1].RootNode.Start.Line}: a second YAML document (after ---); a run file is one document");
             return stream.Documents.Count == 0 ? [] : ToJson(stream.Documents[0].RootNode, path) as JsonObject
                 ?? throw new BioForgeException($"{path}: the top level must be a mapping of sections");
         }

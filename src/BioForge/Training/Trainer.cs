@@ -74,6 +74,8 @@ public static class Trainer
             var layout = new ParallelLayout(grid.Tensor, config.Train.VocabParallel);
             using var validStore = File.Exists(TokenStore.IdxPath(Path.Combine(config.Data.Dir, "valid"))) ? OpenSplit(config.Data.Dir, "valid") : null;
             var valid = validStore is { Count: > 0 } ? validStore : null; // prepared with --validation-fraction 0: nothing to validate on
+            if (valid is null && config.Validation.Every > 0)
+                options.OnInfo?.Invoke($"no validation: {config.Data.Dir} has no validation documents (prepared with --validation-fraction 0); validation.every is not used");
             // Made in float32 in mixed precision too: NewOptimizer keeps those values as the master weights.
             using var task = LanguageModelTasks.Create(config, resumeFrom, compute with { DType = ScalarType.Float32 }, layout);
 
