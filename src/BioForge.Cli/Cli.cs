@@ -191,6 +191,8 @@ public static class Cli
     /// Number options refuse NaN and ±Infinity (which .NET parses): each range check of the form "x &lt; 0" lets NaN
     /// through, and a NaN temperature decoded junk. Thread counts are not negative.
     /// </summary>
+    private static int MaxThreads => Math.Max(256, 4 * Environment.ProcessorCount);
+
     private static void AddNumberChecks(Command command)
     {
         foreach (var option in command.Options)
@@ -205,7 +207,10 @@ public static class Cli
             if (option is Option<int> threads && threads.Name == "--threads")
                 threads.Validators.Add(result =>
                 {
-                    if (TryValue(result, out int count) && count < 0) result.AddError($"--threads {count}: must be 0 (the default) or more");
+                    if (!TryValue(result, out int count)) return;
+                    if (count < 0) result.AddError($"--threads {count}: must be 0 (the default) or more");
+                    // Per-thread buffers are sized by it: a huge count ran out of memory with no option named.
+                    else if (count > MaxThreads) result.AddError($"--threads {count}: at most {MaxThreads} (this machine has {Environment.ProcessorCount} cores)");
                 });
         }
     }

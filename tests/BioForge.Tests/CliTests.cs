@@ -150,6 +150,9 @@ public sealed class CliTests
         var negative = new StringWriter();
         Assert.Equal(2, Cli.Cli.Run(["embed", "--model", TestData.EsmTiny, "--in", Fasta(">a\nMK\n"), "--out", Path.Combine(dir, "e.csv"), "--threads", "-1"], new StringWriter(), negative));
         Assert.StartsWith("error: --threads -1: must be 0 (the default) or more", negative.ToString());
+        var huge = new StringWriter();
+        Assert.Equal(2, Cli.Cli.Run(["chem", "similar", "--index", Fasta(">a\nMK\n"), "--query", "CCO", "--threads", "2147483647"], new StringWriter(), huge));
+        Assert.StartsWith("error: --threads 2147483647: at most", huge.ToString());
         // The parser's own refusals in the CLI's words, on one line: no .NET type names, a choice's names together.
         AssertFails(Run("generate", "--model", model, "--n", "two", "--out", generated), "error: --n two: expected a whole number (see 'bioforge generate --help')", generated);
         // A mistyped command is named, with the nearest one (the parser said "Required command was not provided").

@@ -59,6 +59,10 @@ public sealed class RunConfigTests
         var error = Assert.Throws<BioForgeException>(() => Load("data:\n  dir: x\n  bad: [unclosed\n"));
         Assert.Matches(@"run\.yaml:\d+:\d+:", error.Message);
         Assert.Matches(@"run\.yaml:\d+:1: Duplicate key data", Assert.Throws<BioForgeException>(() => Load(Minimal + "\ndata:\n  dir: y\n")).Message);
+        // Aliases of aliases expand to 10⁹ values in a few lines: refused at a bound, not read until memory runs out.
+        const string laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+            + "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n";
+        Assert.Contains("more than 100,000 values once its aliases are expanded", Assert.Throws<BioForgeException>(() => Load(laughs)).Message);
         Assert.Matches(@"run\.yaml:\d+: a second YAML document", Assert.Throws<BioForgeException>(() => Load(Minimal + "\n---\nseed: 7\n")).Message);
         Assert.Contains("not found", Assert.Throws<BioForgeException>(() => RunConfig.Load("/nonexistent/run.yaml")).Message);
         // A mistake in the file is the file's, with the value shown.

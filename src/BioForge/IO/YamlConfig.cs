@@ -272,23 +272,27 @@ internal static class YamlConfig
     private static Type? ElementType(Type type) =>
         type.IsArray ? type.GetElementType() : type.IsGenericType && type.GetGenericTypeDefinition() == typeof(List<>) ? type.GetGenericArguments()[0] : null;
 
-    private static JsonNode? ToJson(YamlNode node, string path) => node switch
-    {
-        YamlMappingNode mapping => ToObject(mapping, path),
-        YamlSequenceNode sequence => new JsonArray(sequence.Children.Select(c => ToJson(c, path)).ToArray()),
-        YamlScalarNode scalar => Scalar(scalar),
-        _ => throw new BioForgeException($"{path}:{node.Start.Line}: unsupported YAML node"),
-    };
+    /// <summary>More values than any run file holds: aliases of aliases ("billion laughs") expand past it in a few lines.</summary>
+    private const int MaxValues = 100_000;
 
-    private static JsonObject ToObject(YamlMappingNode mapping, string path)
+    private static JsonNode? ToJson(YamlNode node, string path)
     {
-        var result = new JsonObject();
-        foreach (var (key, value) in mapping.Children)
+        int values = 0;
+        return Convert(node);
+
+        JsonNode? Convert(YamlNode node)
         {
-            string name = (key as YamlScalarNode)?.Value ?? throw new BioForgeException($"{path}:{key.Start.Line}: keys must be plain names");
-            result[name] = ToJson(value, path);
+            if (++values > MaxValues)
+                throw new BioForgeException($"{path}:{node.Start.Line}: more than {MaxValues:N0} values once its aliases are expanded; a run file is far smaller");
+            return node switch
+            {
+                YamlMappingNode mapping => new JsonObject(mapping.Children.Select(kv => KeyValuePair.Create(
+                    (kv.Key as YamlScalarNode)?.Value ?? throw new BioForgeException($"{path}:{kv.Key.Start.Line}: keys must be plain names"), Convert(kv.Value)))),
+                YamlSequenceNode sequence => new JsonArray([.. sequence.Children.Select(Convert)]),
+                YamlScalarNode scalar => Scalar(scalar),
+                _ => throw new BioForgeException($"{path}:{node.Start.Line}: unsupported YAML node"),
+            };
         }
-        return result;
     }
 
     /// <summary>YAML 1.2 core schema for plain scalars (null, booleans, numbers); quoted scalars stay strings.</summary>
