@@ -106,6 +106,9 @@ public static class Cli
     private static readonly string[] InputNames = ["--in", "--library", "--gen", "--generated", "--natural", "--reference", "--index", "--inputs", "--seq-file", "--train", "--ref",
         "--clusters", "--config", "--target", "--actives", "--vocab", "--prior"];
 
+    /// <summary>The input options that name a file, never a folder (the others also take a model or corpus folder).</summary>
+    private static readonly string[] FileOnlyInputNames = [.. InputNames.Except(["--vocab", "--prior", "--reference", "--target"])];
+
     /// <summary>The options naming a folder a command reads (a model, a run, a data set): no output may replace a file in it.</summary>
     private static readonly string[] FolderInputNames = ["--model", "--models", "--run", "--data", "--esm", "--prior", "--vocab"];
 
@@ -130,6 +133,7 @@ public static class Cli
     private static void AddChecks(Command command)
     {
         AddDistinctPathCheck(command);
+        AddFileInputCheck(command);
         AddNumberChecks(command);
         AddUrlCheck(command);
         foreach (var sub in command.Subcommands) AddChecks(sub);
@@ -179,6 +183,22 @@ public static class Cli
                         }
             });
     }
+
+    /// <summary>A folder given for a file input is named as one (each reader said "file not found" of a folder that exists), and an empty path too.</summary>
+    private static void AddFileInputCheck(Command command)
+    {
+        foreach (var option in command.Options.Where(o => FileOnlyInputNames.Contains(o.Name)))
+            option.Validators.Add(result =>
+            {
+                foreach (string path in Paths(result).Concat(result.Implicit ? [] : RawValues(result).Where(v => v.Length == 0)))
+                {
+                    if (path.Length == 0) result.AddError($"{option.Name}: an empty path; name a file");
+                    else if (Directory.Exists(path)) result.AddError($"{option.Name} {path}: is a folder; name a file");
+                }
+            });
+    }
+
+    private static IEnumerable<string> RawValues(System.CommandLine.Parsing.OptionResult result) => result.Tokens.Select(t => t.Value);
 
     /// <summary>An output and the files written beside it: an .npy of embeddings has its record ids in a text file.</summary>
     private static IEnumerable<(string Path, string What)> WrittenBeside(string option, string path)

@@ -85,6 +85,10 @@ public sealed class CliTests
         Assert.Equal(2, Cli.Cli.Run(["quickstart", "--out", file, "--steps", "1"], new StringWriter(), error)); // it takes no --device
         Assert.StartsWith($"error: --out {file}: is a file; name a folder", error.ToString());
 
+        // A folder or an empty path given for a file input is named as such (not "file not found").
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", dir, "--out", Path.Combine(dir, "e.npy")), $"--in {dir}: is a folder; name a file");
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", "", "--out", Path.Combine(dir, "e.npy")), "--in: an empty path; name a file");
+
         // A file of the model folder a command reads (its weights, its vocabulary) is an input too; a new file beside them is not.
         string model = Path.Combine(dir, "model");
         Directory.CreateDirectory(model);
