@@ -50,6 +50,12 @@ public sealed class DataPreparationTests
         var mixedVocabulary = SmilesVocabulary.Load(Path.Combine(mixed, SmilesVocabulary.FileName));
         Assert.Equal(["CCN", .. molecules], ReadAll(Path.Combine(mixed, "train")).Select(d => mixedVocabulary.Decode(d.Select(t => (long)t))));
         Assert.Contains("no input is a CSV/TSV table", Assert.Throws<BioForgeException>(() => DataPreparation.Prepare([smi], CorpusKind.Smiles, TestData.TempDirectory(), 0, seed: 0, smilesColumn: "mol")).Message);
+        // Said, not ignored or doubled: a SMILES column for a FASTA corpus, one file given twice, a SMILES column named twice.
+        Assert.Contains("--smiles-column mol applies to SMILES corpora", Assert.Throws<BioForgeException>(() => DataPreparation.Prepare([smi], CorpusKind.Protein, TestData.TempDirectory(), 0, seed: 0, smilesColumn: "mol")).Message);
+        Assert.Contains($"--in {smi} is given twice", Assert.Throws<BioForgeException>(() => DataPreparation.Prepare([smi, smi], CorpusKind.Smiles, TestData.TempDirectory(), 0, seed: 0)).Message);
+        string twice = Path.Combine(TestData.TempDirectory(), "twice.csv");
+        File.WriteAllText(twice, "smiles,smiles\nCCO,CCN\n");
+        Assert.Contains("names the SMILES column 'smiles' twice", Assert.Throws<BioForgeException>(() => DataPreparation.Prepare([twice], CorpusKind.Smiles, TestData.TempDirectory(), 0, seed: 0)).Message);
     }
 
     [Fact]

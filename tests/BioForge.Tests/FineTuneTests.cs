@@ -216,6 +216,7 @@ public sealed class FineTuneTests
     [InlineData("smiles,label\n", "labelled.csv: no data rows")]
     [InlineData("smiles,label\nCCO,1.5\nCC\"O,2.5\n", "labelled.csv:3: a quote inside an unquoted field at column 3")]
     [InlineData("smiles,label\nCCO,1.5\nC1CC,2.5\n", "labelled.csv:3: invalid SMILES")] // as predict refuses it
+    [InlineData("smiles,label,smiles\nCCO,1.5,CCN\n", "the header names column 'smiles' (data.sequence_column) twice")]
     public void BadLabelledDataIsNamedWithFileAndLine(string csv, string expected)
     {
         string directory = TestData.TempDirectory();

@@ -374,6 +374,8 @@ public sealed class PmoBudgetTests
         Assert.Contains("ran with learning.mutation_rate = 0.067, not 0.5; use another --out", error.ToString());
         Assert.Equal(2, Cli.Cli.Run(["bench", "pmo", "--tasks", "qed,kinase", "--out", dir], output, error));
         Assert.Contains("--tasks: unknown task 'kinase'", error.ToString());
+        Assert.Contains("an empty entry", Assert.Throws<BioForgeException>(() => PmoBenchmark.ParseTasks("qed,,drd2")).Message);
+        Assert.Contains("'qed' is given twice", Assert.Throws<BioForgeException>(() => PmoBenchmark.ParseTasks("qed, drd2, qed")).Message);
     }
 
     [Fact]

@@ -125,6 +125,8 @@ public static class MoleculeSource
         }
         if (index < 0)
             throw new BioForgeException($"{path}: no {(smilesColumn is null ? "SMILES" : $"'{smilesColumn}'")} column in the header ({string.Join(", ", columns)}); name it with --smiles-column");
+        if (columns.Count(c => c.Trim().Equals(columns[index].Trim(), StringComparison.OrdinalIgnoreCase)) > 1)
+            throw new BioForgeException($"{path}: the header names the SMILES column '{columns[index].Trim()}' twice; which one is meant?");
         int nameIndex = idColumn is null
             ? columns.FindIndex(c => NameColumns.Contains(c.Trim(), StringComparer.OrdinalIgnoreCase))
             : columns.FindIndex(c => c.Trim().Equals(idColumn, StringComparison.OrdinalIgnoreCase));

@@ -23,7 +23,10 @@ public static class LabelledData
         int sequenceIndex = header.FindIndex(c => c.Trim() == sequenceColumn), labelIndex = header.FindIndex(c => c.Trim() == labelColumn);
         var (sequenceSetting, labelSetting) = settings ?? ("data.sequence_column", "data.label_column");
         foreach (var (index, name, key) in new[] { (sequenceIndex, sequenceColumn, sequenceSetting), (labelIndex, labelColumn, labelSetting) })
+        {
             if (index < 0) throw new BioForgeException($"{path}: no column '{name}' ({key}); the header has: {string.Join(", ", header.Select(h => h.Trim()))}");
+            if (header.Count(c => c.Trim() == name) > 1) throw new BioForgeException($"{path}: the header names column '{name}' ({key}) twice; which one is meant?");
+        }
         var result = new List<LabelledRow>();
         foreach (var (line, fields) in rows)
         {

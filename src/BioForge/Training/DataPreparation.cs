@@ -44,6 +44,9 @@ public static class DataPreparation
         var given = vocabulary is null ? null : LoadVocabulary(vocabulary);
         var clusters = clusterFile is null ? null : Clusters.Read(clusterFile);
         if (inputs.Count == 0) throw new BioForgeException("no input corpus given");
+        // The same file twice doubles its documents (and the second copies land in either split).
+        if (inputs.GroupBy(Path.GetFullPath).FirstOrDefault(g => g.Count() > 1) is { } twice) throw new BioForgeException($"--in {twice.First()} is given twice");
+        if (smilesColumn is not null && kind != CorpusKind.Smiles) throw new BioForgeException($"--smiles-column {smilesColumn} applies to SMILES corpora, not to FASTA");
         if (!(validationFraction is >= 0 and < 1)) throw new BioForgeException($"--validation-fraction {validationFraction}: must be in [0, 1)");
         // A corpus prepared over another would change under the runs trained on it (their splits included).
         RunDirectory.RequireNew(directory, "--out");

@@ -113,8 +113,9 @@ public static class PmoBenchmark
     public static IReadOnlyList<string> ParseTasks(string text)
     {
         if (text.Trim() == "all") return PmoOracle.Tasks;
-        var tasks = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Distinct().ToList();
-        if (tasks.Count == 0) throw new BioForgeException("--tasks: give all or a comma-separated list of tasks");
+        var tasks = text.Split(',', StringSplitOptions.TrimEntries).ToList();
+        if (tasks.Any(t => t.Length == 0)) throw new BioForgeException($"--tasks '{text}': an empty entry; give all or a comma-separated list of tasks");
+        if (tasks.GroupBy(t => t).FirstOrDefault(g => g.Count() > 1) is { } twice) throw new BioForgeException($"--tasks: '{twice.Key}' is given twice");
         foreach (string t in tasks)
             if (!PmoOracle.Tasks.Contains(t)) throw new BioForgeException($"--tasks: unknown task '{t}' (tasks: {string.Join(", ", PmoOracle.Tasks)})");
         return tasks;
