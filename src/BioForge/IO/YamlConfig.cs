@@ -76,7 +76,10 @@ internal static class YamlConfig
             string blame = $"override '{assignment}'";
             Override(root, assignment, typeof(T));
             CheckKeys(root, typeof(T), "", blame);
-            setBy[assignment[..assignment.IndexOf('=')]] = blame;
+            string key = assignment[..assignment.IndexOf('=')];
+            // The first would be dropped in silence (a script adding a setting the command line already has).
+            if (setBy.TryGetValue(key, out string? earlier)) throw new BioForgeException($"{blame}: {key} is set twice (also {earlier})");
+            setBy[key] = blame;
         }
         try
         {
