@@ -107,7 +107,7 @@ internal static class ServeCommand
             }
             output.WriteLine($"serving on {server.Address} (web page: {server.Address}/, OpenAPI: {server.Address}/v1/openapi.json){(options.ApiKey is null ? "" : "; API key required")}");
             output.Flush();
-            server.RunUntilAsync(stop.Token).GetAwaiter().GetResult();
+            stop.Token.WaitHandle.WaitOne(); // until Ctrl+C or SIGTERM; DisposeAsync drains
             error.WriteLine("stopping: finishing requests in flight");
             server.DisposeAsync().AsTask().GetAwaiter().GetResult();
             return 0;

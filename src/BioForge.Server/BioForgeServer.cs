@@ -294,18 +294,6 @@ public sealed class BioForgeServer : IAsyncDisposable
             System.Text.Encoding.UTF8.GetBytes(given), System.Text.Encoding.UTF8.GetBytes(key));
     }
 
-    /// <summary>Blocks until <paramref name="cancellation"/> fires, then drains: ready goes false, in-flight requests finish.</summary>
-    public async Task RunUntilAsync(CancellationToken cancellation)
-    {
-        try
-        {
-            await Task.Delay(Timeout.Infinite, cancellation);
-        }
-        catch (OperationCanceledException)
-        {
-        }
-    }
-
     /// <summary>
     /// Drains and stops: readiness answers 503 for <see cref="ServerOptions.DrainDelay"/> (so a proxy stops sending), the
     /// requests in flight get <see cref="ServerOptions.ShutdownGrace"/> to finish and are then stopped with a 503 answer,

@@ -99,7 +99,8 @@ public sealed class ProteinLlamaTests
 
         AssertFails(Run("generate", "--model", TinyProteinModel.Directory, "--n", "2", "--out", output, "--grammar", "smiles"), "--grammar smiles applies to SMILES models");
         Assert.Equal(0, Run("generate", "--model", TinyProteinModel.Directory, "--n", "2", "--out", output, "--grammar", "protein", "--max-length", "8").Code);
-        AssertFails(Run("generate", "--model", Path.Combine(Repository.Root, "models", "smiles-llama-small"), "--n", "2", "--out", output, "--grammar", "protein"), "--grammar protein applies to protein models");
+        AssertFails(Run("generate", "--model", Path.Combine(Repository.Root, "models", "smiles-llama-small"), "--n", "2", "--out", Path.ChangeExtension(output, ".smi"), "--grammar", "protein"),
+            "--grammar protein applies to protein models");
         AssertFails(Run("generate", "--model", TinyProteinModel.Directory, "--n", "2", "--out", output, "--valid-only"), "--valid-only applies to SMILES models");
         AssertFails(Run("generate", "--model", TinyProteinModel.Directory, "--n", "2", "--out", output, "--prompt", "MK1"), "invalid residue '1'");
     }

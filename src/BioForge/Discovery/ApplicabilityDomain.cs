@@ -62,8 +62,6 @@ public sealed class ApplicabilityDomain
     /// <summary>In a model directory: the test metrics of the same configuration trained on cold splits, and how they were measured.</summary>
     public const string GeneralizationFile = "generalization.json";
 
-    public int LigandCount => ligands.Count;
-
     /// <summary>Of the test fold's targets and ligands (<c>test_predictions.csv</c>), the shares also in training; null without that file.</summary>
     public (double Targets, double Ligands)? TestSeen { get; }
 

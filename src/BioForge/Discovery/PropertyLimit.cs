@@ -18,7 +18,7 @@ public sealed partial record PropertyLimit(string Property, double Low, double H
     private static readonly IReadOnlyDictionary<string, string> Aliases = new Dictionary<string, string> { ["molwt"] = "mw", ["rotb"] = "rotatable_bonds" };
 
     /// <summary>Shorthands for common sets: Lipinski's rule of five (all four, not "at most one broken") and Veber's rules.</summary>
-    public static readonly IReadOnlyDictionary<string, string[]> Presets = new Dictionary<string, string[]>(StringComparer.OrdinalIgnoreCase)
+    public static readonly IReadOnlyDictionary<string, IReadOnlyList<string>> Presets = new Dictionary<string, IReadOnlyList<string>>(StringComparer.OrdinalIgnoreCase)
     {
         ["ro5"] = ["mw<=500", "logp<=5", "hbd<=5", "hba<=10"],
         ["veber"] = ["rotatable_bonds<=10", "tpsa<=140"],

@@ -277,8 +277,16 @@ public sealed class DecodeScheduler : IDisposable
         var allowed = ScalarArithmetic.Range(0, attend, device).view(1, 1, 1, attend).le(positionTensor.view(rows.Count, 1, count, 1));
         cache.Bind(rows.Select(r => r.Slot).ToArray(), starts, count, attend);
         int live = rows.Count(r => !r.Finished);
-        var logits = model.Forward(tensor(ids, [rows.Count, count]).to(device), positionTensor, allowed, cache)
-            .select(1, count - 1).to(ScalarType.Float32).cpu().contiguous();
+        Tensor logits;
+        try
+        {
+            logits = model.Forward(tensor(ids, [rows.Count, count]).to(device), positionTensor, allowed, cache)
+                .select(1, count - 1).to(ScalarType.Float32).cpu().contiguous();
+        }
+        finally
+        {
+            cache.Unbind(); // its index tensors belong to this step's dispose scope
+        }
         var host = logits.data<float>().ToArray();
         long received = Stopwatch.GetTimestamp();
         int vocabulary = (int)logits.shape[1];

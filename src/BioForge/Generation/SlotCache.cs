@@ -79,6 +79,13 @@ public sealed class SlotCache : IKeyValueStore, IDisposable
         ragged = count == 1 && device.type == DeviceType.CPU && keys[0].dtype == ScalarType.Float32 && !is_grad_enabled();
     }
 
+    /// <summary>Ends the pass <see cref="Bind"/> began: its index tensors die with the caller's scope, so none is kept.</summary>
+    public void Unbind()
+    {
+        writeIndex = null;
+        rows = null;
+    }
+
     /// <summary>Copies the first <paramref name="positions"/> keys and values of slot <paramref name="from"/> into slot
     /// <paramref name="to"/> (a sequence changing slots).</summary>
     public void Move(int from, int to, int positions)

@@ -20,7 +20,8 @@ public sealed record EncodedSequence(long[] Ids, int Unknown, bool Truncated = f
 
 /// <summary>
 /// A pre-trained language model used as a feature extractor: tokenization, hidden states, and the layers LoRA adapts.
-/// ESM-2 (bidirectional encoder over amino acids) and the Llama-style SMILES decoder both fit behind it.
+/// ESM-2 (bidirectional encoder over amino acids) and the decoders (Llama-style SMILES and protein models, GPT-2
+/// checkpoints) fit behind it.
 /// </summary>
 public abstract class SequenceEncoder : IDisposable
 {
