@@ -146,10 +146,7 @@ public static class AffinityTrainer
                 var member = new AffinityNetwork(featurizer.DrugWidth, featurizer.TargetWidth, config.Model.Hidden, config.Model.Dropout);
                 members.Add(member);
                 member.to(compute.Device);
-                var (best, bestEpoch, memberHistory) = Fit(member, drugs, targets, train, valid, manifest, config, k, compute.Device, clock, onEpoch);
-                using (no_grad())
-                    foreach (var ((_, p), saved) in member.named_parameters().Zip(best)) p.copy_(saved);
-                foreach (var t in best) t.Dispose();
+                var (bestEpoch, memberHistory) = Fit(member, drugs, targets, train, valid, manifest, config, k, compute.Device, clock, onEpoch);
                 bestEpochs.Add(bestEpoch);
                 history.AddRange(memberHistory);
             }
@@ -218,7 +215,8 @@ public static class AffinityTrainer
         return (mean, scale);
     }
 
-    private static (List<Tensor> Best, int BestEpoch, List<JsonObject> History) Fit(AffinityNetwork network, Tensor drugs, Tensor targets,
+    /// <summary>Trains one member, which ends with the weights of its best epoch on the validation fold.</summary>
+    private static (int BestEpoch, List<JsonObject> History) Fit(AffinityNetwork network, Tensor drugs, Tensor targets,
         AffinityPair[] train, AffinityPair[] valid, AffinityManifest manifest, DtiConfig config, int member, Device device, Stopwatch clock, Action<DtiEpochReport>? onEpoch)
     {
         var parameters = network.parameters().ToList();
@@ -226,8 +224,8 @@ public static class AffinityTrainer
         int batches = (train.Length + config.Train.BatchSize - 1) / config.Train.BatchSize;
         var schedule = new LearningRateSchedule(config.Train.Lr, batches, (long)batches * config.Train.Epochs, LearningRateDecay.Cosine, 0.02);
         var validTruth = valid.Select(p => p.Affinity).ToArray();
-        List<Tensor> best;
-        using (no_grad()) best = [.. parameters.Select(p => p.clone())];
+        using var best = new BestWeights(parameters);
+        best.Keep(); // no epoch improving on infinity (NaN throughout) leaves the initial weights
         double bestMse = double.PositiveInfinity;
         int bestEpoch = 0, step = 0;
         var history = new List<JsonObject>();
@@ -256,14 +254,14 @@ public static class AffinityTrainer
             {
                 bestMse = mse;
                 bestEpoch = epoch;
-                using (no_grad())
-                    foreach (var (saved, p) in best.Zip(parameters)) saved.copy_(p);
+                best.Keep();
             }
             history.Add(new JsonObject { ["member"] = member, ["epoch"] = epoch, ["train_mse"] = Math.Round(trainMse, 5), ["validation_mse"] = Math.Round(mse, 5), ["validation_ci"] = Math.Round(ci, 5) });
             onEpoch?.Invoke(new DtiEpochReport(member, epoch, config.Train.Epochs, trainMse, mse, ci, improved, clock.Elapsed));
             if (config.Train.Patience > 0 && epoch - bestEpoch >= config.Train.Patience) break;
         }
-        return (best, bestEpoch, history);
+        best.Restore();
+        return (bestEpoch, history);
     }
 
     private static (Tensor Drugs, Tensor Targets, Tensor Labels) Batch(Tensor drugs, Tensor targets, AffinityPair[] pairs, AffinityManifest manifest, Device device)

@@ -116,84 +116,76 @@ public static class FineTuner
         var schedule = config.Schedule((long)batchesPerEpoch * config.Train.Epochs);
         using var metrics = run.OpenMetrics(0);
         var clock = Stopwatch.StartNew();
-        List<Tensor>? best = null;
+        using var best = new BestWeights(trainable);
         double bestLoss = double.PositiveInfinity;
         int bestEpoch = 0, epoch = 0, step = 0;
         string? diverged = null; // why a loss stopped being finite
         Dictionary<string, double> bestValid = [];
-        try
+        while (epoch < config.Train.Epochs && !options.Cancellation.IsCancellationRequested)
         {
-            while (epoch < config.Train.Epochs && !options.Cancellation.IsCancellationRequested)
+            epoch++;
+            SetTraining(model, config.Mode);
+            var order = Enumerable.Range(0, train.Count).OrderBy(i => StatelessRandom.Hash(config.Seed, epoch, i)).ToList();
+            double lossSum = 0;
+            long units = 0;
+            foreach (var chunk in order.Chunk(config.Data.BatchSize))
             {
-                epoch++;
-                SetTraining(model, config.Mode);
-                var order = Enumerable.Range(0, train.Count).OrderBy(i => StatelessRandom.Hash(config.Seed, epoch, i)).ToList();
-                double lossSum = 0;
-                long units = 0;
-                foreach (var chunk in order.Chunk(config.Data.BatchSize))
+                step++;
+                TorchRuntime.Seed((long)(StatelessRandom.Hash(config.Seed, step, 0xD80) >> 1)); // dropout
+                using var scope = NewDisposeScope();
+                var batch = chunk.Select(i => train[i]).ToList();
+                var outputs = model.Outputs(cache?.Gather(batch) ?? model.Features([.. batch.Select(e => e.Encoded)]));
+                var loss = model.Loss(outputs, batch);
+                loss.backward();
+                if (config.Optimizer.GradClip > 0) optimizer.ClipGradNorm(config.Optimizer.GradClip);
+                optimizer.Update(schedule.At(step));
+                optimizer.ZeroGrad();
+                lossSum += loss.item<float>() * outputs.shape[0];
+                units += outputs.shape[0];
+            }
+            double trainLoss = lossSum / Math.Max(1, units);
+            if (!double.IsFinite(trainLoss))
+            {
+                diverged = $"epoch {epoch}: the training loss is {trainLoss}; lower optimizer.lr or enable optimizer.grad_clip";
+                break;
+            }
+
+            var line = new JsonObject { ["epoch"] = epoch, ["step"] = step, ["train_loss"] = Math.Round(trainLoss, 6), ["lr"] = schedule.At(step) };
+            bool improved = false;
+            double? validLoss = null;
+            var validMetrics = new Dictionary<string, double>();
+            if (valid.Count > 0)
+            {
+                var evaluation = Evaluate(model, valid, cache, labels, config.Data.BatchSize);
+                validLoss = evaluation.Loss;
+                if (!double.IsFinite(evaluation.Loss))
                 {
-                    step++;
-                    TorchRuntime.Seed((long)(StatelessRandom.Hash(config.Seed, step, 0xD80) >> 1)); // dropout
-                    using var scope = NewDisposeScope();
-                    var batch = chunk.Select(i => train[i]).ToList();
-                    var outputs = model.Outputs(cache?.Gather(batch) ?? model.Features([.. batch.Select(e => e.Encoded)]));
-                    var loss = model.Loss(outputs, batch);
-                    loss.backward();
-                    if (config.Optimizer.GradClip > 0) optimizer.ClipGradNorm(config.Optimizer.GradClip);
-                    optimizer.Update(schedule.At(step));
-                    optimizer.ZeroGrad();
-                    lossSum += loss.item<float>() * outputs.shape[0];
-                    units += outputs.shape[0];
-                }
-                double trainLoss = lossSum / Math.Max(1, units);
-                if (!double.IsFinite(trainLoss))
-                {
-                    diverged = $"epoch {epoch}: the training loss is {trainLoss}; lower optimizer.lr or enable optimizer.grad_clip";
+                    diverged = $"epoch {epoch}: the validation loss is {evaluation.Loss}; lower optimizer.lr or enable optimizer.grad_clip";
                     break;
                 }
-
-                var line = new JsonObject { ["epoch"] = epoch, ["step"] = step, ["train_loss"] = Math.Round(trainLoss, 6), ["lr"] = schedule.At(step) };
-                bool improved = false;
-                double? validLoss = null;
-                var validMetrics = new Dictionary<string, double>();
-                if (valid.Count > 0)
-                {
-                    var evaluation = Evaluate(model, valid, cache, labels, config.Data.BatchSize);
-                    validLoss = evaluation.Loss;
-                    if (!double.IsFinite(evaluation.Loss))
-                    {
-                        diverged = $"epoch {epoch}: the validation loss is {evaluation.Loss}; lower optimizer.lr or enable optimizer.grad_clip";
-                        break;
-                    }
-                    validMetrics = Metrics(labels, valid, evaluation.Outputs);
-                    line["valid_loss"] = Math.Round(evaluation.Loss, 6);
-                    foreach (var (name, value) in validMetrics) line[$"valid_{name}"] = double.IsFinite(value) ? Math.Round(value, 6) : null;
-                    improved = evaluation.Loss < bestLoss;
-                }
-                else improved = true; // nothing to select on: the last epoch is the model
-                if (improved)
-                {
-                    bestLoss = validLoss ?? trainLoss;
-                    bestEpoch = epoch;
-                    bestValid = validMetrics;
-                    DisposeAll(best);
-                    best = Snapshot(trainable);
-                }
-                metrics.Write(line);
-                options.OnEpoch?.Invoke(new EpochReport(epoch, config.Train.Epochs, trainLoss, validLoss, validMetrics, improved, clock.Elapsed));
-                if (config.Train.Patience > 0 && epoch - bestEpoch >= config.Train.Patience) break;
+                validMetrics = Metrics(labels, valid, evaluation.Outputs);
+                line["valid_loss"] = Math.Round(evaluation.Loss, 6);
+                foreach (var (name, value) in validMetrics) line[$"valid_{name}"] = double.IsFinite(value) ? Math.Round(value, 6) : null;
+                improved = evaluation.Loss < bestLoss;
             }
-            // Stopped or diverged before one epoch was kept: there is no trained model to write, so nothing is written.
-            if (best is null) throw diverged is not null ? new BioForgeException(diverged)
-                : new OperationCanceledException("stopped before the first epoch ended", options.Cancellation);
-            // Diverged later: the best epoch so far is the model, as when stopped.
-            if (diverged is not null) options.OnInfo?.Invoke($"warning: {diverged}; the best epoch so far ({bestEpoch}) is kept");
-            Restore(trainable, best);
+            else improved = true; // nothing to select on: the last epoch is the model
+            if (improved)
+            {
+                bestLoss = validLoss ?? trainLoss;
+                bestEpoch = epoch;
+                bestValid = validMetrics;
+                best.Keep();
+            }
+            metrics.Write(line);
+            options.OnEpoch?.Invoke(new EpochReport(epoch, config.Train.Epochs, trainLoss, validLoss, validMetrics, improved, clock.Elapsed));
+            if (config.Train.Patience > 0 && epoch - bestEpoch >= config.Train.Patience) break;
         }
-        finally
-        {
-            DisposeAll(best);
-        }
+        // Stopped or diverged before one epoch was kept: there is no trained model to write, so nothing is written.
+        if (!best.Kept) throw diverged is not null ? new BioForgeException(diverged)
+            : new OperationCanceledException("stopped before the first epoch ended", options.Cancellation);
+        // Diverged later: the best epoch so far is the model, as when stopped.
+        if (diverged is not null) options.OnInfo?.Invoke($"warning: {diverged}; the best epoch so far ({bestEpoch}) is kept");
+        best.Restore();
 
         var testOutputs = test.Count > 0 ? Evaluate(model, test, cache, labels, config.Data.BatchSize).Outputs : [];
         var testMetrics = test.Count > 0 ? Metrics(labels, test, testOutputs) : [];
@@ -341,23 +333,6 @@ public static class FineTuner
         foreach (var c in train.SelectMany(e => e.Classes)) counts[c]++;
         var frequencies = counts.Select(c => c / counts.Sum()).ToArray();
         return [.. Enumerable.Repeat(frequencies, test.Sum(e => e.Classes.Length))];
-    }
-
-    private static List<Tensor> Snapshot(List<Parameter> parameters)
-    {
-        using var _ = no_grad();
-        return [.. parameters.Select(p => p.clone())]; // under no_grad a clone records no graph; detach() would leave a handle per parameter
-    }
-
-    private static void Restore(List<Parameter> parameters, List<Tensor> values)
-    {
-        using var _ = no_grad();
-        for (int i = 0; i < parameters.Count; i++) parameters[i].copy_(values[i]);
-    }
-
-    private static void DisposeAll(List<Tensor>? tensors)
-    {
-        foreach (var t in tensors ?? []) t.Dispose();
     }
 
     private static void WriteRun(FineTuneConfig config, TaskModel model, LoraAdapters? lora, FineTuneManifest manifest, List<Example> test, List<double[]> testOutputs, RunDirectory run)
