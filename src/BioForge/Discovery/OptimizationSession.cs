@@ -334,15 +334,10 @@ public sealed class OptimizationSession : IDisposable
             var learnedBatch = climbers is null ? batch : [.. climbers.Select(i => batch[i])];
             var sequences = learnedBatch.Concat(replay.Select(r => new SampledSequence(r.Tokens, r.Finished, 0))).ToList();
             var batchPrior = (climbers ?? Enumerable.Range(0, batch.Count)).Select(i => priorValues[i]);
-            var priorAll = tensor(batchPrior.Concat(replay.Select(r => (float)r.PriorLogLikelihood)).ToArray()).to(Agent.Device);
             var batchScores = climbers is null ? learned : [.. climbers.Select(i => learned[i])];
-            var scoresAll = tensor(batchScores.Select(s => (float)s).Concat(replay.Select(r => (float)r.Score)).ToArray()).to(Agent.Device);
             if (sequences.Count > 0) // none when every sample repeats and nothing is replayed yet
-            {
-                var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences, grammar);
-                var augmented = priorAll.Plus(scoresAll.Mul(config.Learning.Sigma));
-                lossValue = Descend((augmented - agentLogLikelihood).Squared().mean());
-            }
+                lossValue = AugmentedStep(sequences, [.. batchPrior.Concat(replay.Select(r => (float)r.PriorLogLikelihood))],
+                    [.. batchScores.Select(s => (float)s).Concat(replay.Select(r => (float)r.Score))]);
             agentSeconds = Lap();
         }
 
@@ -484,10 +479,8 @@ public sealed class OptimizationSession : IDisposable
         var random = new Random((int)(StatelessRandom.Hash(config.Seed, step, round, 0x7E) & int.MaxValue));
         var drawn = RankWeightedDraw(ranked.Count, config.Learning.ReplayUpdateSize, random).Select(i => ranked[i]).ToList();
         using var scope = NewDisposeScope();
-        var priorAll = tensor(drawn.Select(r => (float)r.PriorLogLikelihood).ToArray()).to(Agent.Device);
-        var scoresAll = tensor(drawn.Select(r => (float)r.Score).ToArray()).to(Agent.Device);
-        var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, [.. drawn.Select(r => new SampledSequence(r.Tokens, r.Finished, 0))], grammar);
-        Descend((priorAll.Plus(scoresAll.Mul(config.Learning.Sigma)) - agentLogLikelihood).Squared().mean());
+        AugmentedStep([.. drawn.Select(r => new SampledSequence(r.Tokens, r.Finished, 0))], [.. drawn.Select(r => (float)r.PriorLogLikelihood)],
+            [.. drawn.Select(r => (float)r.Score)]);
     }
 
     /// <summary>
@@ -545,10 +538,19 @@ public sealed class OptimizationSession : IDisposable
             using (no_grad()) recomputed = Sampling.LogLikelihood(prior.Model, [.. fresh.Select(i => sequences[i])], grammar).cpu().data<float>().ToArray();
             for (int k = 0; k < fresh.Count; k++) priors[fresh[k]] = recomputed[k];
         }
-        var priorAll = tensor(priors.Select(p => p!.Value).ToArray()).to(Agent.Device);
-        var scoresAll = tensor(scores.ToArray()).to(Agent.Device);
+        AugmentedStep(sequences, [.. priors.Select(p => p!.Value)], [.. scores]);
+    }
+
+    /// <summary>
+    /// REINVENT's update: the agent's log-likelihood of each sequence is pulled towards the augmented likelihood, its
+    /// prior's plus σ × its score, by one step down the mean squared gap (<see cref="Descend"/>). Returns the loss.
+    /// </summary>
+    private float AugmentedStep(IReadOnlyList<SampledSequence> sequences, float[] priorLogLikelihoods, float[] scores)
+    {
+        using var scope = NewDisposeScope();
+        var augmented = tensor(priorLogLikelihoods).to(Agent.Device).Plus(tensor(scores).to(Agent.Device).Mul(config.Learning.Sigma));
         var agentLogLikelihood = Sampling.LogLikelihood(Agent.Model, sequences, grammar);
-        Descend((priorAll.Plus(scoresAll.Mul(config.Learning.Sigma)) - agentLogLikelihood).Squared().mean());
+        return Descend((augmented - agentLogLikelihood).Squared().mean());
     }
 
     /// <summary>
