@@ -6,7 +6,7 @@ namespace BioForge.Chem;
 /// fingerprint of MOSES' internal diversity). An optimizer's top N by score alone is mostly close analogues of a few
 /// hits; a chemist wants the best of each series instead.
 /// </summary>
-public static class DiverseSelection
+internal static class DiverseSelection
 {
     /// <summary>
     /// Indices into <paramref name="rankedSmiles"/> (best first) of at most <paramref name="count"/> molecules, no two

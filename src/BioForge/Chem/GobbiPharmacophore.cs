@@ -7,7 +7,7 @@ namespace BioForge.Chem;
 /// binned distances exactly as RDKit's <c>SigFactory.GetBitIdx</c> numbers it (so bit sets compare with RDKit's).
 /// Thread-safe: the compiled feature queries are only read.
 /// </summary>
-public sealed class GobbiPharmacophore : IDisposable
+internal sealed class GobbiPharmacophore : IDisposable
 {
     // Gobbi_Pharm2D.py's feature definitions, by family in RDKit's (sorted) family order: AG, AR, BG, HA, HD, LH, RR, X.
     private static readonly string[] FamilySmarts =

@@ -3,7 +3,7 @@ using System.Globalization;
 namespace BioForge.Chem;
 
 /// <summary>Topological descriptors that RDKit computes only in its Python layer (<c>rdkit.Chem.GraphDescriptors</c>).</summary>
-public static class GraphDescriptors
+internal static class GraphDescriptors
 {
     /// <summary>
     /// Bertz's complexity index CT (J. Am. Chem. Soc. 103, 3599, 1981) as RDKit's <c>BertzCT(mol)</c> (version 2.0.0):

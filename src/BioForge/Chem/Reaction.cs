@@ -1,7 +1,7 @@
 namespace BioForge.Chem;
 
 /// <summary>A reaction written as reaction SMARTS (RDKit's <c>ReactionFromSmarts</c>): a graph edit applied wherever its templates match.</summary>
-public sealed class Reaction : IDisposable
+internal sealed class Reaction : IDisposable
 {
     private readonly ReactionHandle handle;
 

@@ -9,7 +9,7 @@ namespace BioForge.Chem;
 /// BSD-3-Clause), minus size, stereo, spiro, bridgehead and macrocycle penalties, plus a fingerprint-density
 /// correction, scaled to 1 (easy) … 10 (hard).
 /// </summary>
-public sealed class SaScore
+internal sealed class SaScore
 {
     private const double MissingFragmentScore = -4;
     private readonly Dictionary<uint, double> fragmentScores;

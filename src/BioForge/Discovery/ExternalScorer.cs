@@ -208,7 +208,7 @@ internal sealed class ExternalScorer
 }
 
 /// <summary>Splits an argument string the way a POSIX shell (and Python's <c>shlex.split</c>, which REINVENT 4 uses) does.</summary>
-public static class ShellWords
+internal static class ShellWords
 {
     /// <summary>
     /// Whitespace separates words; single quotes keep everything literally; double quotes keep everything but a

@@ -11,7 +11,7 @@ namespace BioForge.Discovery;
 /// and score, how the run went (mean score, validity and scaffolds per step), and the scoring function as configured —
 /// one self-contained page, as <see cref="DiscoveryReport"/>.
 /// </summary>
-public static class OptimizationReport
+internal static class OptimizationReport
 {
     public const string FileName = "report.html";
 

@@ -13,7 +13,7 @@ namespace BioForge.Distributed;
 /// collective still unfinished after <see cref="Communicator.Timeout"/> prints one line naming the rank that holds
 /// it up (<see cref="LivenessProbe"/>) and aborts the whole job with MPI_Abort, so no rank hangs.
 /// </summary>
-public sealed unsafe class MpiCommunicator : Communicator
+internal sealed unsafe class MpiCommunicator : Communicator
 {
     // MPI counts are C ints; larger tensors go in pieces.
     private const long MaxCount = 1L << 30;

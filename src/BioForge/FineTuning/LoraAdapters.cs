@@ -21,7 +21,7 @@ public sealed record LoraOptions(int Rank, double Alpha, double Dropout, IReadOn
 /// (<c>adapter_config.json</c> + <c>adapter_model.safetensors</c>, keys <c>base_model.model.NAME.lora_A.weight</c>), and
 /// mergeable into W for inference at the base model's speed.
 /// </summary>
-public sealed class LoraAdapters : IDisposable
+internal sealed class LoraAdapters : IDisposable
 {
     public const string ConfigFile = "adapter_config.json";
     public const string WeightsFile = "adapter_model.safetensors";

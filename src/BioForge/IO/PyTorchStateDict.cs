@@ -11,7 +11,7 @@ namespace BioForge.IO;
 /// <c>pytorch_model.bin.index.json</c>), for checkpoints published before safetensors. Read with TorchSharp.PyBridge,
 /// whose unpickler rebuilds tensors only and runs no Python code. Every tensor is in memory at once: dispose the result.
 /// </summary>
-public sealed class PyTorchStateDict : IDisposable
+internal sealed class PyTorchStateDict : IDisposable
 {
     public const string SingleFileName = "pytorch_model.bin";
     public const string IndexFileName = "pytorch_model.bin.index.json";

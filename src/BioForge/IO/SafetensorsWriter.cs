@@ -7,7 +7,7 @@ namespace BioForge.IO;
 /// Writes safetensors files. Tensors are written in the order given; the file appears under its final name only
 /// when complete (temp file + rename).
 /// </summary>
-public static class SafetensorsWriter
+internal static class SafetensorsWriter
 {
     public static void Write(string path, IReadOnlyList<KeyValuePair<string, torch.Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {

@@ -10,7 +10,7 @@ public sealed record LocalAlignmentResult(int Score, double Identity, double Cov
 /// (a gap of k residues: 11 + k). A score-only pass in linear memory ranks many sequences; the alignment itself (for
 /// identity and coverage) is traced back for the ones that matter.
 /// </summary>
-public static class LocalAlignment
+internal static class LocalAlignment
 {
     private const int GapOpen = 12; // existence 11 + the first residue's extension
     private const int GapExtend = 1;

@@ -9,7 +9,7 @@ namespace BioForge.Runtime;
 /// custom autograd function whose backward calls the engine again (re-entrantly, as PyTorch's original checkpoint did).
 /// The segment must be deterministic: no dropout, since its draws would differ on recomputation.
 /// </summary>
-public static class ActivationCheckpoint
+internal static class ActivationCheckpoint
 {
     /// <summary>Runs <paramref name="segment"/> on <paramref name="input"/> under checkpointing when gradients are being recorded.</summary>
     public static Tensor Run(Func<Tensor, Tensor> segment, Tensor input)

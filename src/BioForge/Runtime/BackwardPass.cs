@@ -13,7 +13,7 @@ namespace BioForge.Runtime;
 /// <see cref="Backward"/> instead of <c>loss.backward()</c>, and dispose the pass: every tensor the bodies created
 /// is freed by then, and the first exception one of them raised is rethrown here, on the caller's thread.
 /// </summary>
-public sealed class BackwardPass : IDisposable
+internal sealed class BackwardPass : IDisposable
 {
     private const string ContextKey = "bioforge.backward-pass";
 

@@ -1,7 +1,7 @@
 namespace BioForge.Statistics;
 
 /// <summary>How well predictions match labels: the numbers fine-tuning reports per split.</summary>
-public static class TaskMetrics
+internal static class TaskMetrics
 {
     /// <summary>RMSE, MAE, R² (1 − SSE/SST, can be negative), Pearson r and Spearman ρ.</summary>
     public static Dictionary<string, double> Regression(IReadOnlyList<double> truth, IReadOnlyList<double> predicted)

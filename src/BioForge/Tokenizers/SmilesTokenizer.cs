@@ -6,7 +6,7 @@ namespace BioForge.Tokenizers;
 /// SMILES tokens by the regular expression of Schwaller et al. (Molecular Transformer): bracket atoms, two-letter
 /// halogens, ring-closure numbers (%nn), bonds and branches are single tokens.
 /// </summary>
-public static partial class SmilesTokenizer
+internal static partial class SmilesTokenizer
 {
     /// <summary>The token pattern (also written into a model's Hugging Face <c>tokenizer.json</c>).</summary>
     // Verbatim string: several public copies double the backslash and silently drop "\" (down bond) tokens.

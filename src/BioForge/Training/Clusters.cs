@@ -9,7 +9,7 @@ namespace BioForge.Training;
 /// Read from a two-column TSV as MMseqs2's <c>createtsv</c> writes it (representative, member; ids are the first word
 /// of the FASTA header); sequences the file does not list form clusters of their own.
 /// </summary>
-public sealed class Clusters
+internal sealed class Clusters
 {
     public const string FileSuffix = ".clusters";
     private static readonly byte[] Magic = "BFCLUST1"u8.ToArray();

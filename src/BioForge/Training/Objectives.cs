@@ -40,7 +40,7 @@ public sealed class MaskedLanguageModeling(int maskId, IReadOnlyList<int> replac
 }
 
 /// <summary>Causal language modelling: predict token t+1 from tokens up to t.</summary>
-public static class CausalLanguageModeling
+internal static class CausalLanguageModeling
 {
     public static TrainingExample Apply(int[] tokens) =>
         tokens.Length < 2

@@ -6,7 +6,7 @@ namespace BioForge.Training;
 /// within windows of shuffled documents (little padding), then a seeded shuffle of the batches. Batch k of epoch e is
 /// a pure function of (seed, e, k) and the document lengths, so training resumes mid-epoch exactly.
 /// </summary>
-public static class TokenBudgetBatches
+internal static class TokenBudgetBatches
 {
     public static IReadOnlyList<int[]> ForEpoch(IReadOnlyList<int> lengths, int maxTokens, ulong seed, int epoch, int window = 4096)
     {

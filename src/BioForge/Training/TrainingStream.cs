@@ -20,7 +20,7 @@ public sealed record StreamPosition(int Epoch, int Batch);
 /// tokens (inputs and shifted labels), so no position is padding.</item>
 /// </list>
 /// </summary>
-public sealed class TrainingStream
+internal sealed class TrainingStream
 {
     private readonly TokenStore.Reader store;
     private readonly int maxLength;

@@ -1,7 +1,7 @@
 namespace BioForge.Discovery.Pmo;
 
 /// <summary>GuacaMol's score modifiers (<c>guacamol/score_modifier.py</c>) and the means that combine objectives.</summary>
-public static class ScoreModifiers
+internal static class ScoreModifiers
 {
     /// <summary>exp(−½((x − μ)/σ)²).</summary>
     public static double Gaussian(double x, double mu, double sigma) => Math.Exp(-0.5 * Math.Pow((x - mu) / sigma, 2));

@@ -9,7 +9,7 @@ namespace BioForge.Discovery.Pmo;
 /// (A plain mean of the points, as the benchmark is often described, differs from the published numbers by the
 /// trapezoid's half segment.)
 /// </summary>
-public static class TopAuc
+internal static class TopAuc
 {
     public const int Every = 100;
 
