@@ -141,9 +141,7 @@ public sealed record FineTuneConfig
         require(Encoder.Lora.Alpha > 0, $"encoder.lora.alpha must be positive (got {Encoder.Lora.Alpha})");
         require(Encoder.Lora.Dropout is >= 0 and < 1, $"encoder.lora.dropout must be in [0, 1) (got {Encoder.Lora.Dropout})");
         require(Optimizer.Lr > 0, $"optimizer.lr must be positive (got {Optimizer.Lr})");
-        require(Optimizer.Beta1 is >= 0 and < 1 && Optimizer.Beta2 is >= 0 and < 1, "optimizer.beta1 and beta2 must be in [0, 1)");
-        require(Optimizer.Eps > 0, $"optimizer.eps must be positive (got {Optimizer.Eps})");
-        require(Optimizer.WeightDecay >= 0 && Optimizer.GradClip >= 0, "optimizer.weight_decay and grad_clip must be >= 0");
+        AdamW.Validate(Optimizer.GradClip, require);
         require(Optimizer.WarmupFraction is >= 0 and < 1, $"optimizer.warmup_fraction must be in [0, 1) (got {Optimizer.WarmupFraction})");
         require(Optimizer.Decay is "constant" or "linear" or "cosine", $"optimizer.decay must be constant, linear or cosine (got '{Optimizer.Decay}')");
         require(Train.Epochs >= 1, $"train.epochs must be at least 1 (got {Train.Epochs})");

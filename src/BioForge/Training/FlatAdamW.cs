@@ -11,6 +11,14 @@ public sealed record AdamWOptions
     public double Beta2 { get; init; } = 0.98;
     public double Epsilon { get; init; } = 1e-8;
     public double WeightDecay { get; init; } = 0.01;
+
+    /// <summary>The checks every run file makes of its <c>optimizer</c> section, under the names the files use.</summary>
+    public void Validate(double gradClip, Action<bool, string> require)
+    {
+        require(Beta1 is >= 0 and < 1 && Beta2 is >= 0 and < 1, "optimizer.beta1 and beta2 must be in [0, 1)");
+        require(Epsilon > 0, $"optimizer.eps must be positive (got {Epsilon})");
+        require(WeightDecay >= 0 && gradClip >= 0, "optimizer.weight_decay and grad_clip must be >= 0");
+    }
 }
 
 /// <summary>

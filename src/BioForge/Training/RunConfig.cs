@@ -150,9 +150,7 @@ public sealed record RunConfig
         require(Train.OutputDir.Length > 0, "train.output_dir is required");
         require(Train.LogEvery >= 1, $"train.log_every must be at least 1 (got {Train.LogEvery})");
         require(Schedule.Decay is "constant" or "linear" or "cosine", $"schedule.decay must be constant, linear or cosine (got '{Schedule.Decay}')");
-        require(Optimizer.Beta1 is >= 0 and < 1 && Optimizer.Beta2 is >= 0 and < 1, "optimizer.beta1 and beta2 must be in [0, 1)");
-        require(Optimizer.Eps > 0, $"optimizer.eps must be positive (got {Optimizer.Eps})");
-        require(Optimizer.WeightDecay >= 0 && Optimizer.GradClip >= 0, "optimizer.weight_decay and grad_clip must be >= 0");
+        AdamW.Validate(Optimizer.GradClip, require);
         require(Validation.Every >= 0 && Validation.MaxBatches >= 0, "validation.every and max_batches must be >= 0");
         require(Checkpoint.Every >= 0, $"checkpoint.every must be >= 0 (got {Checkpoint.Every})");
         require(Checkpoint.Keep >= 1, $"checkpoint.keep must be at least 1 (got {Checkpoint.Keep})");
