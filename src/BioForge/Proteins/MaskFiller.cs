@@ -1,9 +1,15 @@
 using BioForge.Models.Esm;
+using BioForge.Tokenizers;
 using static TorchSharp.torch;
 
 namespace BioForge.Proteins;
 
-public sealed record MaskCandidate(int Rank, string Token, double Probability);
+public sealed record MaskCandidate(int Rank, string Token, double Probability)
+{
+    /// <summary>The <paramref name="topK"/> most probable residues of a site, ranked from 1.</summary>
+    public static IReadOnlyList<MaskCandidate> Top(EsmTokenizer tokenizer, Func<int, double> probability, int topK) =>
+        [.. tokenizer.ResidueIds.OrderByDescending(probability).Take(topK).Select((id, rank) => new MaskCandidate(rank + 1, tokenizer.Vocabulary[id], probability(id)))];
+}
 
 /// <summary>Predictions for one <c>&lt;mask&gt;</c>; <see cref="Position"/> is 1-based in the residue sequence.</summary>
 public sealed record MaskPrediction(int Position, IReadOnlyList<MaskCandidate> Candidates);
@@ -30,8 +36,6 @@ public static class MaskFiller
         // The masks each window is read for (one window, the sequence, when the model reads it whole).
         var byWindow = Enumerable.Range(0, sites.Length).GroupBy(k => ResidueWindows.Centred(tokens.Length, sites[k], width)).ToArray();
         var starts = byWindow.Select(g => g.Key).ToArray();
-        var vocabulary = model.Tokenizer.Vocabulary;
-        var residues = Enumerable.Range(0, vocabulary.Count).Where(i => vocabulary[i].Length == 1 && char.IsLetter(vocabulary[i][0])).ToArray();
         var probabilities = new float[sites.Length][];
         foreach (var batch in TokenBatches.ByLength([.. starts.Select(s => tokens[s..(s + width)])], BatchTokens, model.Tokenizer.PadId, model.Device))
         {
@@ -48,11 +52,6 @@ public static class MaskFiller
                 }
             }
         }
-        return [.. sites.Select((site, k) =>
-        {
-            var p = probabilities[k];
-            var best = residues.OrderByDescending(i => p[i]).Take(topK);
-            return new MaskPrediction(site, [.. best.Select((id, rank) => new MaskCandidate(rank + 1, model.Tokenizer.Decode(id), p[id]))]);
-        })];
+        return [.. sites.Select((site, k) => new MaskPrediction(site, MaskCandidate.Top(model.Tokenizer, id => probabilities[k][id], topK)))];
     }
 }

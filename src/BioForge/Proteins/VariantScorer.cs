@@ -57,12 +57,10 @@ public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)
         var sites = Enumerable.Range(1, tokens.Length - 2).ToArray();
         var logProbs = new Dictionary<int, float[]>();
         var vocabulary = model.Tokenizer.Vocabulary;
-        var residues = Enumerable.Range(0, vocabulary.Count).Where(i => vocabulary[i].Length == 1 && char.IsLetter(vocabulary[i][0])).ToArray();
         return new StepwiseWork<IReadOnlyList<SiteProfile>>(SiteLogProbabilities(tokens, sites, logProbs), () => [.. sites.Select(site =>
         {
             var lp = logProbs[site];
-            var best = residues.OrderByDescending(i => lp[i]).Take(topK).Select((id, rank) => new MaskCandidate(rank + 1, vocabulary[id], Math.Exp(lp[id])));
-            return new SiteProfile(site, vocabulary[tokens[site]], Math.Exp(lp[tokens[site]]), [.. best]);
+            return new SiteProfile(site, vocabulary[tokens[site]], Math.Exp(lp[tokens[site]]), MaskCandidate.Top(model.Tokenizer, id => Math.Exp(lp[id]), topK));
         })], sites.Length);
     }
 

@@ -34,7 +34,11 @@ public sealed class EsmTokenizer
         EosId = Require("<eos>");
         UnkId = Require("<unk>");
         MaskId = Require("<mask>");
+        ResidueIds = [.. Enumerable.Range(0, vocabulary.Count).Where(i => vocabulary[i].Length == 1 && char.IsLetter(vocabulary[i][0]))];
     }
+
+    /// <summary>The ids of the residue letters (the 25 of ESM-2: the 20 amino acids, X, B, U, Z, O), what a masked site is predicted among.</summary>
+    public IReadOnlyList<int> ResidueIds { get; }
 
     public static EsmTokenizer Esm2 { get; } = new(Esm2Vocabulary);
 
