@@ -197,7 +197,6 @@ public sealed class BioForgeServer : IAsyncDisposable
     /// Around every request: the API key, errors as one JSON message with the right status, and the metrics
     /// (route pattern, status, latency).
     /// </summary>
-
     private static async Task Guard(HttpContext context, RequestDelegate next, ServerState state)
     {
         var clock = Stopwatch.StartNew();

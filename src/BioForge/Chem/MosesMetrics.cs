@@ -132,7 +132,7 @@ public sealed class MosesMetrics : IDisposable
             double sum = 0;
             foreach (var other in b)
             {
-                double t = Tanimoto(a[i].Fingerprint, other.Fingerprint);
+                double t = Fingerprints.Tanimoto(a[i].Fingerprint, other.Fingerprint);
                 sum += power == 1 ? t : Math.Pow(t, power);
             }
             double mean = sum / b.Count;
@@ -144,11 +144,9 @@ public sealed class MosesMetrics : IDisposable
     private static double NearestNeighbourSimilarity(List<Parsed> generated, List<Parsed> reference, ParallelOptions options)
     {
         var best = new double[generated.Count];
-        Parallel.For(0, generated.Count, options, i => best[i] = reference.Max(r => Tanimoto(generated[i].Fingerprint, r.Fingerprint)));
+        Parallel.For(0, generated.Count, options, i => best[i] = reference.Max(r => Fingerprints.Tanimoto(generated[i].Fingerprint, r.Fingerprint)));
         return best.Average();
     }
-
-    private static double Tanimoto(ulong[] a, ulong[] b) => Fingerprints.Tanimoto(a, b);
 
     private static Dictionary<string, int> Count(IEnumerable<string> items)
     {

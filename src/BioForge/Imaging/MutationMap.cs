@@ -1,5 +1,5 @@
-using System.Globalization;
 using System.Text;
+using static System.FormattableString;
 
 namespace BioForge.Imaging;
 
@@ -77,5 +77,4 @@ public static class MutationMap
 
     private static string Escape(string text) => System.Net.WebUtility.HtmlEncode(text);
 
-    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 }

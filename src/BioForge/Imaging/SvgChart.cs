@@ -1,6 +1,6 @@
-using System.Globalization;
 using System.Net;
 using System.Text;
+using static System.FormattableString;
 
 namespace BioForge.Imaging;
 
@@ -116,5 +116,4 @@ internal static class SvgChart
 
     private static string Escape(string text) => WebUtility.HtmlEncode(text);
 
-    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 }

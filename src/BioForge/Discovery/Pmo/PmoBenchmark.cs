@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using BioForge.Imaging;
 using BioForge.IO;
+using static System.FormattableString;
 
 namespace BioForge.Discovery.Pmo;
 
@@ -397,7 +398,6 @@ public static class PmoBenchmark
         return SvgChart.Lines(series, "PMO: running top-10 mean", "oracle calls", "top-10 mean score");
     }
 
-    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 }
 
 /// <summary>
