@@ -80,6 +80,10 @@ public sealed class ChemTests
         Assert.Equal("MOL block of 5000 atoms is larger than the 1000 accepted", error);
         Assert.False(Molecule.TryFromMolBlock(v3000.Replace("COUNTS 5000", "COUNTS 99999999999"), out _, out error));
         Assert.Equal($"MOL block of {int.MaxValue} atoms is larger than the 1000 accepted", error);
+        // A block of no atoms is no molecule (RDKit reads it as an empty one).
+        const string empty = "empty\n  BioForge\n\n  0  0  0  0  0  0  0  0  0  0999 V2000\nM  END\n";
+        Assert.False(Molecule.TryFromMolBlock(empty, out _, out error));
+        Assert.Equal("MOL block has no atoms", error);
     }
 
     /// <summary>

@@ -78,6 +78,12 @@ public sealed class Molecule : IDisposable
             error = $"MOL block of {atoms} atoms is larger than the {MaxMolBlockAtoms} accepted";
             return false;
         }
+        // RDKit reads an empty block as a molecule of nothing, which every property and prediction would then describe.
+        if (DeclaredAtoms(molBlock) == 0)
+        {
+            error = "MOL block has no atoms";
+            return false;
+        }
         int status = RDKitNative.bf_mol_from_molblock(molBlock, 1, out var handle);
         return Finish(status, handle, out molecule, out error);
     }
