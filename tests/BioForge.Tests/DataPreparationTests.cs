@@ -75,6 +75,13 @@ public sealed class DataPreparationTests
         string parent = TestData.TempDirectory(), nested = Path.Combine(parent, "x", "y", "corpus");
         Assert.Throws<BioForgeException>(() => DataPreparation.Prepare(fasta, CorpusKind.Protein, nested, 0.1, seed: 0));
         Assert.Empty(Directory.EnumerateFileSystemEntries(parent));
+        // A parent another run has written into since (parallel runs under one new folder) stays, with that run's files.
+        string made2 = Path.Combine(parent, "a"), run = Path.Combine(made2, "b", "run"), other = Path.Combine(made2, "other");
+        Directory.CreateDirectory(run);
+        Directory.CreateDirectory(other);
+        RunDirectory.Undo(run, created: made2);
+        Assert.False(Directory.Exists(Path.Combine(made2, "b")));
+        Assert.True(Directory.Exists(other), "another run's folder went with the failed one");
         // Refused after the token stores are complete (no molecule fits --vocab): a folder that was there is left empty.
         string smi = Path.Combine(TestData.TempDirectory(), "odd.smi");
         File.WriteAllText(smi, "[U]\n[Xe]\n");

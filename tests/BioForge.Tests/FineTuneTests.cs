@@ -215,7 +215,6 @@ public sealed class FineTuneTests
     [InlineData("molecule,label\nCCO,1\n", "no column 'smiles' (data.sequence_column); the header has: molecule, label")]
     [InlineData("smiles,label\n", "labelled.csv: no data rows")]
     [InlineData("smiles,label\nCCO,1.5\nCC\"O,2.5\n", "labelled.csv:3: a quote inside an unquoted field at column 3")]
-    [InlineData("smiles,label\nCCO,1.5\nC1CC,2.5\n", "labelled.csv:3: invalid SMILES")] // as predict refuses it
     [InlineData("smiles,label,smiles\nCCO,1.5,CCN\n", "the header names column 'smiles' (data.sequence_column) twice")]
     public void BadLabelledDataIsNamedWithFileAndLine(string csv, string expected)
     {
@@ -225,6 +224,18 @@ public sealed class FineTuneTests
         var e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, SmilesModel, Path.Combine(directory, "run")), "data.valid_fraction=0", "data.test_fraction=0"));
         Assert.Contains(expected, e.Message);
         Assert.False(Directory.Exists(Path.Combine(directory, "run")));
+    }
+
+    /// <summary>Rows RDKit reads as no molecule stay in the data (the model reads text) and are counted, not passed over in silence.</summary>
+    [Fact]
+    public void RowsRDKitCannotReadAreCounted()
+    {
+        string directory = TestData.TempDirectory();
+        string data = Esol(directory, 40);
+        File.AppendAllText(data, "C1CC,2.5\nC(C,1.0\n");
+        var info = new List<string>();
+        FineTuner.Run(FineTuneConfig.Load(WriteYaml(directory, Yaml(data, SmilesModel, Path.Combine(directory, "run"))), ["train.epochs=1"]), new FineTuneOptions { OnInfo = info.Add });
+        Assert.Contains(info, m => m.Contains("; 2 RDKit reads as no molecule (first ", StringComparison.Ordinal) && m.EndsWith("kept as text", StringComparison.Ordinal));
     }
 
     [Fact]

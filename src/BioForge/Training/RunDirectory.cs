@@ -84,9 +84,10 @@ public sealed class RunDirectory
     }
 
     /// <summary>
-    /// Removes what was written into a folder found absent or empty: the folders made for it (<paramref name="created"/>,
-    /// the topmost of them: parents made on the way go too), else all it holds. Called after a failure, so it does what
-    /// it can: a cleanup that fails does not hide the failure.
+    /// Removes what was written into a folder found absent or empty: the folder when it was made for it, and the parents
+    /// made on the way up to <paramref name="created"/> (the topmost) while they are empty — another run may have started
+    /// in one of them since — else all it holds. Called after a failure, so it does what it can: a cleanup that fails does
+    /// not hide the failure.
     /// </summary>
     internal static void Undo(string path, string? created)
     {
@@ -95,7 +96,12 @@ public sealed class RunDirectory
             if (!Directory.Exists(path)) return;
             if (created is not null)
             {
-                Directory.Delete(created, recursive: true);
+                string folder = System.IO.Path.TrimEndingDirectorySeparator(System.IO.Path.GetFullPath(path));
+                Directory.Delete(folder, recursive: true);
+                for (string? parent = System.IO.Path.GetDirectoryName(folder);
+                     parent is not null && parent.Length >= created.Length && !Directory.EnumerateFileSystemEntries(parent).Any();
+                     parent = System.IO.Path.GetDirectoryName(parent))
+                    Directory.Delete(parent);
                 return;
             }
             foreach (var entry in new DirectoryInfo(path).EnumerateFileSystemInfos())

@@ -216,7 +216,9 @@ public static class Trainer
     private static FlatAdamW NewOptimizer(ILanguageModelTask task, AdamWOptions options, Communicator? zeroShards, ScalarType dtype)
     {
         if (dtype == ScalarType.Float32) return new FlatAdamW(task.Network.named_parameters(), options, zeroShards, task.Sharding);
-        var masters = task.Network.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
+        Dictionary<string, Tensor> masters;
+        // Under no_grad a clone records no graph; a detach() would leave an alias of each float32 parameter for the GC.
+        using (no_grad()) masters = task.Network.named_parameters().ToDictionary(p => p.name, p => p.parameter.clone());
         try
         {
             task.Network.to(dtype);
