@@ -64,6 +64,7 @@ public sealed class RunConfigTests
             + "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n";
         Assert.Contains("more than 100,000 values once its aliases are expanded", Assert.Throws<BioForgeException>(() => Load(laughs)).Message);
         Assert.Contains("override 'seed=2': seed is set twice (also override 'seed=1')", Assert.Throws<BioForgeException>(() => Load(Minimal, "seed=1", "seed=2")).Message);
+        Assert.Matches(@"run\.yaml:3:1: .*tab", Assert.Throws<BioForgeException>(() => Load("seed: 1\ndata:\n\tdir: x\n")).Message); // the tab's line, not the mapping's
         Assert.Matches(@"run\.yaml:\d+: a second YAML document", Assert.Throws<BioForgeException>(() => Load(Minimal + "\n---\nseed: 7\n")).Message);
         Assert.Contains("not found", Assert.Throws<BioForgeException>(() => RunConfig.Load("/nonexistent/run.yaml")).Message);
         // A mistake in the file is the file's, with the value shown.

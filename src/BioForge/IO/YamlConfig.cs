@@ -148,8 +148,26 @@ internal static class YamlConfig
         }
         catch (YamlException e)
         {
-            throw new BioForgeException($"{path}:{e.Start.Line}:{e.Start.Column}: {e.InnerException?.Message ?? e.Message}");
+            string message = e.InnerException?.Message ?? e.Message;
+            var (line, column) = ((int)e.Start.Line, (int)e.Start.Column);
+            // YamlDotNet places a tab in the indentation at the start of the mapping it was scanning: point at the tab.
+            if (message.Contains("tab", StringComparison.OrdinalIgnoreCase) && FirstIndentingTab(path) is { } tab) (line, column) = tab;
+            throw new BioForgeException($"{path}:{line}:{column}: {message}");
         }
+    }
+
+    /// <summary>Line and column (1-based) of the first tab in a line's leading white space.</summary>
+    private static (int Line, int Column)? FirstIndentingTab(string path)
+    {
+        int number = 0;
+        foreach (string text in File.ReadLines(path))
+        {
+            number++;
+            int indent = text.Length - text.TrimStart(' ', '\t').Length;
+            int tab = text.IndexOf('\t', 0, indent);
+            if (tab >= 0) return (number, tab + 1);
+        }
+        return null;
     }
 
     /// <summary>TOML (REINVENT's run-file format): tables are sections, arrays of tables lists of them.</summary>
