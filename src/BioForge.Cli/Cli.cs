@@ -315,15 +315,22 @@ public static class Cli
     /// <summary>
     /// Runs a long command whose first Ctrl+C or SIGTERM (kill, a batch scheduler's time limit, docker stop) asks it to
     /// stop cleanly: the token is cancelled and <paramref name="notice"/> printed. The same signal again ends the
-    /// process at once.
+    /// process at once, with the shell's code for that signal (130, 143).
     /// </summary>
     internal static int Stoppable(TextWriter error, string notice, Func<CancellationToken, int> body)
     {
         using var cancel = new CancellationTokenSource();
         void Stop(PosixSignalContext context)
         {
-            if (cancel.IsCancellationRequested) return; // the second one: the default action, the process ends
             context.Cancel = true;
+            int code = context.Signal == PosixSignal.SIGINT ? 130 : 143;
+            if (cancel.IsCancellationRequested)
+            {
+                error.WriteLine("aborted");
+                error.Flush();
+                // Not Environment.Exit: its exit handlers (ASP.NET's host among them) wait for the very work being aborted.
+                ExitNow(code);
+            }
             cancel.Cancel();
             error.WriteLine($"{notice}; {(context.Signal == PosixSignal.SIGINT ? "Ctrl+C" : "SIGTERM")} again to abort");
         }
@@ -331,4 +338,7 @@ public static class Cli
         using var onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
         return body(cancel.Token);
     }
+
+    [DllImport("libc", EntryPoint = "_exit")]
+    private static extern void ExitNow(int status);
 }

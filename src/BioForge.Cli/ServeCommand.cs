@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 using BioForge.Server;
 
 namespace BioForge.Cli;
@@ -79,26 +78,13 @@ internal static class ServeCommand
         return command;
     }
 
-    private static int Run(ServerOptions options, TextWriter output, TextWriter error)
-    {
-        using var stop = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            e.Cancel = true;
-            stop.Cancel();
-        };
-        Console.CancelKeyPress += onCancel;
-        using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
-        {
-            context.Cancel = true;
-            stop.Cancel();
-        });
-        try
+    private static int Run(ServerOptions options, TextWriter output, TextWriter error) =>
+        Cli.Stoppable(error, "stopping: finishing requests in flight", stop =>
         {
             BioForgeServer server;
             try
             {
-                server = BioForgeServer.StartAsync(options, output.WriteLine, stop.Token).GetAwaiter().GetResult();
+                server = BioForgeServer.StartAsync(options, output.WriteLine, stop).GetAwaiter().GetResult();
             }
             catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
             {
@@ -107,16 +93,10 @@ internal static class ServeCommand
             }
             output.WriteLine($"serving on {server.Address} (web page: {server.Address}/, OpenAPI: {server.Address}/v1/openapi.json){(options.ApiKey is null ? "" : "; API key required")}");
             output.Flush();
-            stop.Token.WaitHandle.WaitOne(); // until Ctrl+C or SIGTERM; DisposeAsync drains
-            error.WriteLine("stopping: finishing requests in flight");
+            stop.WaitHandle.WaitOne(); // until Ctrl+C or SIGTERM; DisposeAsync drains
             server.DisposeAsync().AsTask().GetAwaiter().GetResult();
             return 0;
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
-        }
-    }
+        });
 
     /// <summary>The Host names to answer: as given (<c>*</c>: any); by default the loopback names on loopback, any elsewhere.</summary>
     private static IReadOnlyList<string> AllowedHosts(string[]? given, string host, IReadOnlyList<string> loopback)

@@ -7,7 +7,6 @@ namespace BioForge.Tests;
 internal sealed class LoggedProcess : IDisposable
 {
     private readonly ConcurrentQueue<string> lines = new();
-    private readonly ManualResetEventSlim seen = new();
     private readonly string awaited;
 
     public Process Process { get; }
@@ -31,12 +30,22 @@ internal sealed class LoggedProcess : IDisposable
     {
         if (line is null) return;
         lines.Enqueue(line);
-        if (line.StartsWith(awaited, StringComparison.Ordinal)) seen.Set();
     }
 
-    /// <summary>Fails the test with the log so far when the awaited line has not come in time (a hang guard, not a speed check).</summary>
-    public void WaitForLine(TimeSpan timeout) =>
-        Assert.True(seen.Wait(timeout), $"no line starting '{awaited}' in time:\n{Log}");
+    /// <summary>
+    /// Fails the test with the log so far when no line starting with <paramref name="prefix"/> (by default the one
+    /// given to <see cref="Start"/>) has come in time (a hang guard, not a speed check).
+    /// </summary>
+    public void WaitForLine(TimeSpan timeout, string? prefix = null)
+    {
+        prefix ??= awaited;
+        var clock = Stopwatch.StartNew();
+        while (!lines.Any(line => line.StartsWith(prefix, StringComparison.Ordinal)))
+        {
+            Assert.True(clock.Elapsed < timeout, $"no line starting '{prefix}' in time:\n{Log}");
+            Thread.Sleep(50);
+        }
+    }
 
     /// <summary>Sends SIGTERM to <paramref name="pid"/> (this process by default).</summary>
     public void Terminate(int? pid = null)
@@ -59,6 +68,5 @@ internal sealed class LoggedProcess : IDisposable
     {
         if (!Process.HasExited) Process.Kill(entireProcessTree: true);
         Process.Dispose();
-        seen.Dispose();
     }
 }

@@ -725,6 +725,53 @@ public sealed class ServerShutdownTests
         Assert.Contains("shutting down", error["message"]!.GetValue<string>());
         await stop;
     }
+
+    /// <summary>
+    /// <c>bioforge serve</c> under SIGTERM as an orchestrator or a user at a terminal sends it: the first starts the
+    /// drain, a second ends the process at once (143), not after the drain (serve ignored it; exiting through .NET's
+    /// exit handlers waited for the drain too).
+    /// </summary>
+    [Fact]
+    public void ASecondSigtermEndsServeWithoutWaitingForTheDrain()
+    {
+        using var serve = Serve(drainSeconds: 600);
+        serve.Terminate();
+        serve.WaitForLine(TimeSpan.FromMinutes(1), "stopping: finishing requests in flight; SIGTERM again to abort");
+        Assert.False(serve.Process.HasExited, serve.Log); // draining for 600 s
+        serve.Terminate();
+        Assert.True(serve.WaitForExit(TimeSpan.FromMinutes(1)), $"serve went on after a second SIGTERM:\n{serve.Log}");
+        Assert.Equal(143, serve.Process.ExitCode);
+        Assert.Contains("aborted", serve.Log);
+    }
+
+    /// <summary>One SIGTERM and no drain: serve stops and exits 0.</summary>
+    [Fact]
+    public void OneSigtermStopsServeCleanly()
+    {
+        using var serve = Serve(drainSeconds: 0);
+        serve.Terminate();
+        Assert.True(serve.WaitForExit(TimeSpan.FromMinutes(1)), $"serve went on after SIGTERM:\n{serve.Log}");
+        Assert.True(serve.Process.ExitCode == 0, serve.Log);
+        Assert.DoesNotContain("aborted", serve.Log);
+    }
+
+    /// <summary>A <c>bioforge serve</c> process of the tiny ESM-2 model, once it serves.</summary>
+    private static LoggedProcess Serve(int drainSeconds)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "BioForge.Cli.dll"), "serve",
+            "--models", TestData.EsmTiny, "--port", "0", "--drain-s", drainSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture), "--device", "cpu", "--threads", "1"]);
+        var serve = LoggedProcess.Start(start, "serving on ");
+        try
+        {
+            serve.WaitForLine(TimeSpan.FromMinutes(2));
+            return serve;
+        }
+        catch
+        {
+            serve.Dispose();
+            throw;
+        }
+    }
 }
 
 /// <summary>Alone: the burst measures the server's own service rate, which other tests' CPU use would distort.</summary>
