@@ -304,7 +304,7 @@ public static class Cli
     internal static string Unexpected(Exception e)
     {
         string first = e.Message.Split('\n', 2)[0].Trim();
-        first = first.Length > 300 ? first[..300] + "..." : first;
+        first = Spelling.Excerpt(first, 300);
         // LibTorch's allocators (CPU: "DefaultCPUAllocator: can't allocate memory" or "not enough memory", CUDA: "CUDA
         // out of memory") say what failed, not what to change: the sizes of a batch are what a user sets.
         if (first.Contains("DefaultCPUAllocator", StringComparison.Ordinal) || first.Contains("out of memory", StringComparison.OrdinalIgnoreCase))

@@ -85,7 +85,7 @@ internal sealed class LanguageModel : IDisposable
         if (string.IsNullOrWhiteSpace(text)) throw ApiError.Invalid($"{param} is empty", param);
         if (Kind == ModelKind.Molecule)
         {
-            if (!Molecule.TryFromSmiles(text, out var molecule, out string? error)) throw ApiError.Invalid($"{param}: '{Shorten(text)}' is not a valid SMILES: {error}", param);
+            if (!Molecule.TryFromSmiles(text, out var molecule, out string? error)) throw ApiError.Invalid($"{param}: '{Spelling.Excerpt(text)}' is not a valid SMILES: {error}", param);
             molecule!.Dispose();
         }
         EncodedSequence encoded;
@@ -97,7 +97,7 @@ internal sealed class LanguageModel : IDisposable
         {
             throw ApiError.Invalid($"{param}: {e.Message.Replace("; use --unknown-as-unk to map it to <unk>", "", StringComparison.Ordinal)}", param);
         }
-        if (encoded.Unknown > 0) throw ApiError.Invalid($"{param}: {encoded.Unknown} token(s) of '{Shorten(text)}' are outside model {Name}'s vocabulary", param);
+        if (encoded.Unknown > 0) throw ApiError.Invalid($"{param}: {encoded.Unknown} token(s) of '{Spelling.Excerpt(text)}' are outside model {Name}'s vocabulary", param);
         if (encoded.Ids.Length > MaxTokens)
             throw ApiError.Invalid($"{param} has {encoded.Residues} {(Kind == ModelKind.Protein ? "residues" : "tokens")}; model {Name} takes at most {MaxTokens - 2}", param);
         return encoded;
@@ -129,8 +129,6 @@ internal sealed class LanguageModel : IDisposable
 
     /// <summary>Padded tokens of one forward pass within a batch.</summary>
     private const int ForwardTokens = 8192;
-
-    private static string Shorten(string text) => text.Length <= 40 ? text : text[..37] + "...";
 
     public void Dispose()
     {

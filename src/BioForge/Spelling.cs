@@ -1,6 +1,6 @@
 namespace BioForge;
 
-/// <summary>"Did you mean …?" for a word that names nothing: the nearest name by edit distance, if near enough to be a typo.</summary>
+/// <summary>Words for error messages: "did you mean …?" for a name that names nothing, a type in words, a long text quoted short.</summary>
 public static class Spelling
 {
     /// <summary>
@@ -28,6 +28,12 @@ public static class Spelling
             "System.Boolean" => "true or false",
             _ => null,
         };
+
+    /// <summary>
+    /// <paramref name="text"/> as an error message quotes it: whole up to <paramref name="maxLength"/> characters, else
+    /// its start and "…" (a line of a damaged file or a pasted SMILES can be megabytes).
+    /// </summary>
+    public static string Excerpt(string text, int maxLength = 40) => text.Length <= maxLength ? text : text[..(maxLength - 1)] + "…";
 
     private static int EditDistance(string a, string b)
     {

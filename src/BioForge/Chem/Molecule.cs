@@ -40,7 +40,7 @@ public sealed class Molecule : IDisposable
 
     /// <summary>Parses and sanitizes a SMILES; throws <see cref="BioForgeException"/> with RDKit's reason when invalid.</summary>
     public static Molecule FromSmiles(string smiles) =>
-        TryFromSmiles(smiles, out var molecule, out string? error) ? molecule! : throw new BioForgeException($"invalid SMILES '{Shorten(smiles)}': {error}");
+        TryFromSmiles(smiles, out var molecule, out string? error) ? molecule! : throw new BioForgeException($"invalid SMILES '{Spelling.Excerpt(smiles, 80)}': {error}");
 
     public static bool TryFromSmiles(string smiles, out Molecule? molecule, out string? error)
     {
@@ -147,8 +147,6 @@ public sealed class Molecule : IDisposable
         int space = smiles.IndexOf(' ', StringComparison.Ordinal);
         return space < 0 ? null : $"space at position {space + 1}: a {notation} holds no whitespace (RDKit would read what follows as a name)";
     }
-
-    private static string Shorten(string text) => text.Length <= 80 ? text : text[..77] + "...";
 
     /// <summary>RDKit's canonical SMILES (with stereochemistry and isotopes unless <paramref name="isomeric"/> is false).</summary>
     public string ToSmiles(bool isomeric = true)

@@ -202,7 +202,7 @@ public static class MoleculeSource
             }
             else
             {
-                throw new BioForgeException($"{path}:{number}: '{Shorten(line)}' after the M  END of the record at line {start}, outside a data item: is the '$$$$' that ends that record missing?");
+                throw new BioForgeException($"{path}:{number}: '{Spelling.Excerpt(line.Trim())}' after the M  END of the record at line {start}, outside a data item: is the '$$$$' that ends that record missing?");
             }
         }
         if (block.ToString().Trim().Length > 0)
@@ -212,5 +212,4 @@ public static class MoleculeSource
     /// <summary>Longest MOL block or data item of one SDF record (about 100,000 atoms).</summary>
     private const int MaxRecordLength = 10_000_000;
 
-    private static string Shorten(string text) => text.Length <= 40 ? text.Trim() : text[..37].Trim() + "...";
 }

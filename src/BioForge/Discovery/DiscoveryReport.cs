@@ -41,7 +41,7 @@ public static class DiscoveryReport
         html.Append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
         html.Append($"<title>{E(c.Title)}</title><style>{ReportHtml.Style}</style></head><body>\n");
         html.Append($"<header><h1>{E(c.Title)}</h1><p class=\"meta\">BioForge · {DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture)} UTC · target {E(c.TargetName ?? "")} "
-            + $"({c.Target.Length} residues: <code>{E(c.Target.Length > 60 ? c.Target[..60] + "…" : c.Target)}</code>)</p></header>\n");
+            + $"({c.Target.Length} residues: <code>{E(Spelling.Excerpt(c.Target, 60))}</code>)</p></header>\n");
         if (c.Domain.Count > 0)
         {
             html.Append("<section id=\"domain\"><h2>Applicability domain</h2><ul>");

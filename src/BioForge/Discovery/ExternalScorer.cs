@@ -201,7 +201,7 @@ internal sealed class ExternalScorer
     private static string Excerpt(string text)
     {
         string trimmed = text.Trim();
-        return trimmed.Length == 0 ? "(empty)" : trimmed.Length > 200 ? trimmed[..200] + "…" : trimmed;
+        return trimmed.Length == 0 ? "(empty)" : Spelling.Excerpt(trimmed, 200);
     }
 
     private static string Drain(Task<string> reader) => reader.Wait(TimeSpan.FromSeconds(5)) ? reader.Result : "";

@@ -152,7 +152,7 @@ internal static class OptimizationReport
         "similarity" => $"{c.Fingerprint}, radius {c.Radius}: {string.Join(", ", c.Smiles)}",
         "substructure" or "forbidden_substructure" or "matching_substructure" => string.Join(", ", c.Smarts),
         "filters" => string.Join(", ", c.Catalogs) + (c.Allow.Length > 0 ? $" (not counting {string.Join(", ", c.Allow)})" : ""),
-        "affinity" => $"{c.Model}, target {(c.Target is { Length: > 40 } t ? t[..40] + "…" : c.Target)}",
+        "affinity" => $"{c.Model}, target {(c.Target is null ? null : Spelling.Excerpt(c.Target))}",
         "qsar" => c.Model ?? "",
         "pmo" => c.Task ?? "",
         "external_process" => $"{c.Executable} {c.Args}".Trim(),

@@ -73,7 +73,7 @@ public static class LabelledData
         }
         if (unread.Count * 2 > rows.Count)
             throw new BioForgeException($"data.split scaffold groups molecules by their Bemis–Murcko scaffold, but RDKit reads no molecule in {unread.Count} of the {rows.Count} rows "
-                + $"(the first: '{Shorten(rows[unread[0]].Sequence)}'); use data.split random for sequences that are not SMILES");
+                + $"(the first: '{Spelling.Excerpt(rows[unread[0]].Sequence)}'); use data.split random for sequences that are not SMILES");
         double trainCut = (1 - validFraction - testFraction) * rows.Count, validCut = (1 - testFraction) * rows.Count;
         List<LabelledRow> train = [], valid = [], test = [];
         foreach (var members in groups.Values.OrderByDescending(g => g.Count).ThenByDescending(g => g[0]))
@@ -85,5 +85,4 @@ public static class LabelledData
         return new DataSplit(train, valid, test);
     }
 
-    private static string Shorten(string text) => text.Length <= 40 ? text : text[..40] + "…";
 }

@@ -48,7 +48,7 @@ public sealed class Gpt2Checkpoint : IDisposable
     }
 
     /// <summary>Begin token, then the tokens of <paramref name="text"/> (a generation prompt; empty for none).</summary>
-    public int[] EncodePrompt(string text) => [Config.BosTokenId, .. (text.Length == 0 ? [] : Tokenizer.EncodeExactly(text, $"prompt '{(text.Length > 80 ? text[..80] + "…" : text)}'"))];
+    public int[] EncodePrompt(string text) => [Config.BosTokenId, .. (text.Length == 0 ? [] : Tokenizer.EncodeExactly(text, $"prompt '{Spelling.Excerpt(text, 80)}'"))];
 
     /// <summary>The text of generated tokens.</summary>
     public string Decode(IReadOnlyList<int> ids) => Tokenizer.Decode(ids);

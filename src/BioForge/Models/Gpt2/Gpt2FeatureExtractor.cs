@@ -30,7 +30,7 @@ internal sealed class Gpt2FeatureExtractor : SequenceEncoder
 
     public override EncodedSequence Encode(string sequence, bool stopCodon = true) // byte-level text: a '*' is text
     {
-        var ids = checkpoint.Tokenizer.EncodeExactly(sequence, $"'{(sequence.Length <= 40 ? sequence : sequence[..37] + "...")}'");
+        var ids = checkpoint.Tokenizer.EncodeExactly(sequence, $"'{Spelling.Excerpt(sequence)}'");
         if (ids.Length + 2 > checkpoint.Config.MaxPositions)
             throw new BioForgeException($"the text has {ids.Length} tokens; the model takes at most {checkpoint.Config.MaxPositions - 2} (n_positions {checkpoint.Config.MaxPositions} minus the begin and end tokens)");
         return new EncodedSequence([checkpoint.Config.BosTokenId, .. ids.Select(i => (long)i), checkpoint.Config.EosTokenId], 0);

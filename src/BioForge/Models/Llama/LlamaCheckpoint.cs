@@ -80,7 +80,7 @@ public sealed class LlamaCheckpoint : IDisposable
     public int[] EncodeProteinPrompt(string prompt)
     {
         var residues = Residues ?? throw new BioForgeException("the model has no amino-acid vocabulary: it is not a protein language model");
-        string shown = prompt.Length > 80 ? prompt[..80] + "…" : prompt;
+        string shown = Spelling.Excerpt(prompt, 80);
         if (prompt.Contains('<'))
             throw new BioForgeException($"protein prompt '{shown}': special tokens are not allowed, only residue letters");
         // A stop ends a protein: there is nothing to continue (it was dropped, and the protein continued past it).
