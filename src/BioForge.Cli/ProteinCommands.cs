@@ -1,11 +1,9 @@
 using System.CommandLine;
-using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using BioForge.Distributed;
 using BioForge.Imaging;
 using BioForge.IO;
-using BioForge.Models;
 using BioForge.Models.Esm;
 using BioForge.Proteins;
 using BioForge.Statistics;
@@ -29,8 +27,6 @@ internal static class ProteinCommands
         yield return Contacts(output, error);
         yield return ScoreVariants(output, error);
     }
-
-    private static readonly string AnyButSpecialTokens = string.Concat(Enumerable.Range('!', '~' - '!' + 1).Select(c => (char)c).Where(c => c is not ('<' or '>')));
 
     private static EsmCheckpoint LoadModel(ParseResult result, Option<string> model, ComputeOptionSet compute)
     {
@@ -63,119 +59,31 @@ internal static class ProteinCommands
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
         {
-            string inPath = result.GetValue(input)!, target = result.GetValue(outPath)!;
-            var pooling = Enum.Parse<Pooling>(result.GetValue(pool)!, ignoreCase: true);
-            var family = ModelRegistry.Of(result.GetValue(model)!);
-            // Other families read the text with their own tokenizer, which refuses what it cannot hold. ESM-2 with
-            // --unknown-as-unk takes any printable character (an unknown one as <unk>: an internal stop '*', a digit)
-            // but '<' and '>': a file holds residues, not the special tokens a command-line sequence may spell (<mask>
-            // would be read as one token and labelled as six).
-            bool anyLetter = result.GetValue(unknown);
-            var alphabet = family is not EsmFamily ? null : anyLetter ? AnyButSpecialTokens : FastaReader.ProteinAlphabet;
-            long total;
-            try
+            var request = new FastaEmbeddingRequest
             {
-                total = FastaReader.Read(inPath, alphabet).LongCount(); // validates the whole file before any compute
-            }
-            catch (BioForgeException e) when (alphabet is not null && !anyLetter && e.Message.Contains("invalid residue", StringComparison.Ordinal))
-            {
-                throw new BioForgeException($"{e.Message} (--unknown-as-unk reads letters outside ESM-2's alphabet as <unk>)");
-            }
-            int[] asked = result.GetValue(layer)!;
-            if (family is not EsmFamily && (pooling != Pooling.Mean || asked is not [-1]))
-                throw new BioForgeException($"--pool {result.GetValue(pool)} --layer {string.Join(" --layer ", asked)}: a {family.ModelType} model embeds with --pool mean over its final layer only");
-            var truncation = Enum.Parse<Truncation>(result.GetValue(truncate)!, ignoreCase: true);
-            if (family is not EsmFamily && truncation != Truncation.None)
-                throw new BioForgeException($"--truncate is for ESM-2 models: a {family.ModelType} model's length is in its own tokens, not residues");
-            if (family is not EsmFamily && result.GetValue(unknown))
-                throw new BioForgeException($"--unknown-as-unk is for ESM-2 models: a {family.ModelType} model reads each sequence with its own tokenizer, which refuses what it cannot hold");
-            // A record too long to read whole is found now, not after hours of the records before it.
-            if (family is EsmFamily && truncation == Truncation.None)
-                EsmEmbedder.RefuseTooLong(FastaReader.Read(inPath, alphabet), EsmConfig.FromJson(Path.Combine(result.GetValue(model)!, "config.json")));
-            var (modelInfo, embed) = OpenEmbedder(result, model, compute, family, new EmbedOptions
-            {
-                Pooling = pooling,
-                Layers = asked,
-                BatchTokens = result.GetValue(batchTokens),
-                UnknownAsUnk = result.GetValue(unknown),
-                Truncate = truncation,
-            });
-            using var loaded = modelInfo.Model;
-            // Several representations come side by side in each vector, one file each.
-            int[] chosen = family is EsmFamily ? EsmEmbedder.ResolveLayers(modelInfo.Layers, asked) : [modelInfo.Layers];
-            string[] targets = chosen.Length == 1 ? [target]
-                : [.. chosen.Select(l => Path.Combine(Path.GetDirectoryName(target) ?? "", $"{Path.GetFileNameWithoutExtension(target)}.layer{l}{Path.GetExtension(target)}"))];
-            // The per-layer names were not there to check with the options: none may be the input or a file of the model.
-            string modelFolder = Path.GetFullPath(result.GetValue(model)!) + Path.DirectorySeparatorChar;
-            foreach (string written in targets.Where(_ => chosen.Length > 1).SelectMany(t => new[] { t, EmbeddingWriters.Companion(t) }).OfType<string>())
-                if (Path.GetFullPath(written) == Path.GetFullPath(inPath) || (Path.GetFullPath(written).StartsWith(modelFolder, StringComparison.Ordinal) && File.Exists(written)))
-                    throw new BioForgeException($"--out {target} with {chosen.Length} layers writes {written}, which the command reads: write --out elsewhere");
-            var metadata = chosen.Select(l => new Dictionary<string, string>
-            {
-                ["model"] = Path.GetFullPath(result.GetValue(model)!),
-                ["pooling"] = pooling.ToString().ToLowerInvariant(),
-                ["layer"] = l.ToString(CultureInfo.InvariantCulture), // counted from 0, however it was asked
-                ["truncate"] = truncation.ToString().ToLowerInvariant(),
-            }).ToArray();
-            var world = ProcessGroup.World;
-            var (first, count) = RankShares.Of(total, world);
-            var clock = Stopwatch.StartNew();
-            long residues = 0;
-            // Each file is written whole or not at all; disposed last first, so a folder the first one made is gone on failure.
-            var writers = new List<IEmbeddingWriter>();
-            try
-            {
-                foreach (var (t, k) in targets.Select((t, k) => (t, k))) writers.Add(EmbeddingWriters.Create(RankShares.PartPath(t, world), pooling, metadata[k]));
-                ProgressDisplay.Run("embedding", count, progress =>
+                Model = result.GetValue(model)!,
+                Input = result.GetValue(input)!,
+                Output = result.GetValue(outPath)!,
+                Options = new EmbedOptions
                 {
-                    foreach (var e in embed(FastaReader.Read(inPath, alphabet).Skip((int)first).Take((int)count), progress))
-                    {
-                        for (int k = 0; k < writers.Count; k++) writers[k].Write(writers.Count == 1 ? e : Representation(e, k, writers.Count));
-                        residues += e.Residues;
-                    }
-                    return 0;
-                });
-                foreach (var writer in writers) writer.Complete();
-            }
-            finally
-            {
-                for (int k = writers.Count - 1; k >= 0; k--) writers[k].Dispose();
-            }
-            // Every rank passes every file's barrier; rank 0 merges.
-            bool merged = false;
-            for (int k = 0; k < targets.Length; k++)
-                merged = RankShares.Merge(world, targets[k], parts => EmbeddingReaders.Concatenate(parts, targets[k], pooling, metadata[k]));
-            if (!merged) return 0;
-            double seconds = clock.Elapsed.TotalSeconds;
-            output.WriteLine($"embedded {total} sequences ({(world.Size > 1 ? $"{world.Size} ranks, one file each as {RankShares.PartPath(targets[0], 0)} …, merged" : $"{residues} residues read")}, {(pooling == Pooling.None ? "per residue" : pooling.ToString().ToLowerInvariant() + " pooling")}, {modelInfo.Dims} dims) -> {string.Join(", ", targets)} in {seconds:F1} s ({total / seconds:F1} seq/s) on {modelInfo.Device}");
+                    Pooling = Enum.Parse<Pooling>(result.GetValue(pool)!, ignoreCase: true),
+                    Layers = result.GetValue(layer)!,
+                    BatchTokens = result.GetValue(batchTokens),
+                    UnknownAsUnk = result.GetValue(unknown),
+                    Truncate = Enum.Parse<Truncation>(result.GetValue(truncate)!, ignoreCase: true),
+                },
+            };
+            var world = ProcessGroup.World;
+            using var job = FastaEmbedding.Open(request, compute.Resolve(result), world);
+            var done = ProgressDisplay.Run("embedding", job.Share, progress => job.Run(progress));
+            if (!done.Merged) return 0;
+            double seconds = done.Elapsed.TotalSeconds;
+            var pooling = request.Options.Pooling;
+            output.WriteLine($"embedded {job.Total} sequences ({(world.Size > 1 ? $"{world.Size} ranks, one file each as {RankShares.PartPath(job.Targets[0], 0)} …, merged" : $"{done.Residues} residues read")}, "
+                + $"{(pooling == Pooling.None ? "per residue" : pooling.ToString().ToLowerInvariant() + " pooling")}, {job.Dims} dims) -> {string.Join(", ", job.Targets)} in {seconds:F1} s ({job.Total / seconds:F1} seq/s) on {job.Device}");
             return 0;
         }));
         return command;
-    }
-
-    /// <summary>Representation <paramref name="k"/> of <paramref name="count"/> side by side in each of the embedding's rows.</summary>
-    private static Embedding Representation(Embedding e, int k, int count)
-    {
-        int width = e.Columns / count;
-        var values = new float[(long)e.Rows * width];
-        for (int r = 0; r < e.Rows; r++) Array.Copy(e.Values, (long)r * e.Columns + (long)k * width, values, (long)r * width, width);
-        return e with { Values = values, Columns = width };
-    }
-
-    /// <summary>ESM-2 through <see cref="EsmEmbedder"/> (every pooling and layer); other families through their encoder (mean of the final layer).</summary>
-    private static ((IDisposable Model, int Dims, int Layers, string Device), Func<IEnumerable<FastaRecord>, IProgress<int>, IEnumerable<Embedding>>) OpenEmbedder(
-        ParseResult result, Option<string> model, ComputeOptionSet compute, ModelFamily family, EmbedOptions options)
-    {
-        if (family is EsmFamily)
-        {
-            var esm = LoadModel(result, model, compute);
-            var embedder = new EsmEmbedder(esm, options);
-            return ((esm, esm.Config.HiddenSize, esm.Config.NumHiddenLayers, esm.Device.type.ToString().ToLowerInvariant()), (records, progress) => embedder.Embed(records, progress));
-        }
-        var resolved = compute.Resolve(result);
-        var encoder = SequenceEncoder.Load(result.GetValue(model)!, resolved.Device, resolved.DType);
-        var generic = new EncoderEmbedder(encoder, options.BatchTokens);
-        return ((encoder, encoder.HiddenSize, -1, resolved.Device.type.ToString().ToLowerInvariant()), (records, progress) => generic.Embed(records, progress));
     }
 
     private static Command FillMask(TextWriter output, TextWriter error)

@@ -1,14 +1,13 @@
-using BioForge.Distributed;
 using BioForge.IO;
 
-namespace BioForge.Cli;
+namespace BioForge.Distributed;
 
 /// <summary>
 /// Batch jobs under <c>mpirun</c>/<c>srun</c>: each rank takes a contiguous share of the inputs and writes its own file
 /// next to the requested one (<c>out.csv</c> → <c>out.rank3.csv</c>); rank 0 then merges the shares, in input order,
 /// into the requested file. Without a launcher the single process writes the requested file directly.
 /// </summary>
-internal static class RankShares
+public static class RankShares
 {
     public static (long First, long Count) Of(long total, Communicator world)
     {
