@@ -103,29 +103,12 @@ internal sealed class LanguageModel : IDisposable
         return encoded;
     }
 
-    /// <summary>Mean final hidden state over each input's residues (no start, end or padding), like <c>bioforge embed --pool mean</c>.</summary>
-    private float[][] Embed(IReadOnlyList<EncodedSequence> batch)
-    {
-        encoder.Network.eval();
-        using var _ = no_grad();
-        var result = new float[batch.Count][];
-        // Requests arrive in any order of length: sorted and cut into forward passes of similar length, a batch pays
-        // for little padding, and attention memory stays bounded by ForwardTokens.
-        var order = Enumerable.Range(0, batch.Count).OrderBy(i => batch[i].Ids.Length).ToArray();
-        for (int start = 0; start < order.Length;)
-        {
-            int end = start + 1;
-            while (end < order.Length && (end - start + 1) * batch[order[end]].Ids.Length <= ForwardTokens) end++;
-            using var scope = NewDisposeScope();
-            var part = order[start..end];
-            var pooled = encoder.MeanOverResidues([.. part.Select(i => batch[i])], tensors).to(ScalarType.Float32).cpu().contiguous();
-            var values = pooled.data<float>().ToArray();
-            int width = (int)pooled.shape[1];
-            for (int k = 0; k < part.Length; k++) result[part[k]] = values.AsSpan(k * width, width).ToArray();
-            start = end;
-        }
-        return result;
-    }
+    /// <summary>
+    /// Mean final hidden state over each input's residues (no start, end or padding), like <c>bioforge embed --pool
+    /// mean</c>. Requests arrive in any order of length: sorted and cut into forward passes of similar length, a batch
+    /// pays for little padding, and attention memory stays bounded by <see cref="ForwardTokens"/>.
+    /// </summary>
+    private float[][] Embed(IReadOnlyList<EncodedSequence> batch) => encoder.MeanEmbeddings(batch, tensors, maxTokens: ForwardTokens);
 
     /// <summary>Padded tokens of one forward pass within a batch.</summary>
     private const int ForwardTokens = 8192;

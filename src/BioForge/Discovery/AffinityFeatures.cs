@@ -137,22 +137,7 @@ internal sealed class AffinityFeaturizer : IDisposable
     }
 
     /// <summary>Mean final hidden states of each sequence, in batches of similar length.</summary>
-    private float[][] Embed(SequenceEncoder encoder, IReadOnlyList<EncodedSequence> sequences)
-    {
-        var result = new float[sequences.Count][];
-        var order = Enumerable.Range(0, sequences.Count).OrderBy(i => sequences[i].Ids.Length).ToArray();
-        encoder.Network.eval();
-        using var _ = no_grad();
-        foreach (var chunk in order.Chunk(Batch))
-        {
-            using var scope = NewDisposeScope();
-            var pooled = encoder.MeanOverResidues([.. chunk.Select(i => sequences[i])], device).to(ScalarType.Float32).cpu();
-            var values = pooled.data<float>().ToArray();
-            int width = (int)pooled.shape[1];
-            for (int k = 0; k < chunk.Length; k++) result[chunk[k]] = values.AsSpan(k * width, width).ToArray();
-        }
-        return result;
-    }
+    private float[][] Embed(SequenceEncoder encoder, IReadOnlyList<EncodedSequence> sequences) => encoder.MeanEmbeddings(sequences, device, maxBatch: Batch);
 
     public void Dispose()
     {

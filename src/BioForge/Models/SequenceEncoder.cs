@@ -105,6 +105,32 @@ public abstract class SequenceEncoder : IDisposable
         return MeanOver(Hidden(ids, mask), residues);
     }
 
+    /// <summary>
+    /// <see cref="MeanOverResidues"/> of every sequence, as float32 rows in input order. Sorted by length and cut into
+    /// forward passes of at most <paramref name="maxBatch"/> sequences and <paramref name="maxTokens"/> padded tokens,
+    /// a batch pays for little padding and its attention memory stays bounded.
+    /// </summary>
+    public float[][] MeanEmbeddings(IReadOnlyList<EncodedSequence> sequences, Device device, int maxBatch = int.MaxValue, long maxTokens = long.MaxValue)
+    {
+        Network.eval();
+        using var _ = no_grad();
+        var result = new float[sequences.Count][];
+        var order = Enumerable.Range(0, sequences.Count).OrderBy(i => sequences[i].Ids.Length).ToArray();
+        for (int start = 0; start < order.Length;)
+        {
+            int end = start + 1;
+            while (end < order.Length && end - start < maxBatch && (long)(end - start + 1) * sequences[order[end]].Ids.Length <= maxTokens) end++;
+            using var scope = NewDisposeScope();
+            var part = order[start..end];
+            var pooled = MeanOverResidues([.. part.Select(i => sequences[i])], device).to(ScalarType.Float32).cpu().contiguous();
+            var values = pooled.data<float>().ToArray();
+            int width = (int)pooled.shape[1];
+            for (int k = 0; k < part.Length; k++) result[part[k]] = values.AsSpan(k * width, width).ToArray();
+            start = end;
+        }
+        return result;
+    }
+
     public static Tensor MeanOver(Tensor hidden, Tensor residueMask)
     {
         var weights = residueMask.unsqueeze(-1).to(hidden.dtype);
