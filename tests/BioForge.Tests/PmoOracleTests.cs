@@ -1,7 +1,7 @@
 using System.Globalization;
 using BioForge.Chem;
+using BioForge.Chem.Oracles;
 using BioForge.Discovery;
-using BioForge.Discovery.Pmo;
 
 namespace BioForge.Tests;
 

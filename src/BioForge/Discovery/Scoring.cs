@@ -1,5 +1,5 @@
 using BioForge.Chem;
-using BioForge.Discovery.Pmo;
+using BioForge.Chem.Oracles;
 using TorchSharp;
 
 namespace BioForge.Discovery;

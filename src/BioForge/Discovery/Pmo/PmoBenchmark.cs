@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
+using BioForge.Chem.Oracles;
 using BioForge.Imaging;
 using BioForge.IO;
 using static System.FormattableString;

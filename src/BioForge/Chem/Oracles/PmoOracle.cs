@@ -1,7 +1,6 @@
-using BioForge.Chem;
-using static BioForge.Discovery.Pmo.ScoreModifiers;
+using static BioForge.Chem.Oracles.ScoreModifiers;
 
-namespace BioForge.Discovery.Pmo;
+namespace BioForge.Chem.Oracles;
 
 /// <summary>
 /// One of the 20 PMO tasks that need no downloaded model (Gao et al. 2022), scored as GuacaMol's objectives score them

@@ -1,8 +1,7 @@
 using System.Text.RegularExpressions;
-using BioForge.Chem;
-using static BioForge.Discovery.Pmo.ScoreModifiers;
+using static BioForge.Chem.Oracles.ScoreModifiers;
 
-namespace BioForge.Discovery.Pmo;
+namespace BioForge.Chem.Oracles;
 
 /// <summary>
 /// GuacaMol's IsomerScoringFunction: how close a molecule's element counts are to a molecular formula — the geometric

@@ -1,4 +1,4 @@
-namespace BioForge.Discovery.Pmo;
+namespace BioForge.Chem.Oracles;
 
 /// <summary>GuacaMol's score modifiers (<c>guacamol/score_modifier.py</c>) and the means that combine objectives.</summary>
 internal static class ScoreModifiers
