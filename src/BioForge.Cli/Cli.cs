@@ -275,6 +275,9 @@ public static class Cli
     /// </summary>
     internal static int Guard(TextWriter error, Func<int> body)
     {
+        using var signals = new Signals(error);
+        var outer = CurrentSignals.Value;
+        CurrentSignals.Value = signals;
         try
         {
             return body();
@@ -294,6 +297,10 @@ public static class Cli
             error.WriteLine(Unexpected(e));
             if (Environment.GetEnvironmentVariable("BIOFORGE_DEBUG") is { Length: > 0 }) error.WriteLine(e);
             return 2;
+        }
+        finally
+        {
+            CurrentSignals.Value = outer;
         }
     }
 
@@ -315,28 +322,90 @@ public static class Cli
     /// <summary>
     /// Runs a long command whose first Ctrl+C or SIGTERM (kill, a batch scheduler's time limit, docker stop) asks it to
     /// stop cleanly: the token is cancelled and <paramref name="notice"/> printed. The same signal again ends the
-    /// process at once, with the shell's code for that signal (130, 143).
+    /// process at once, as the first does for any other command. Runs inside <see cref="Guard"/>.
     /// </summary>
     internal static int Stoppable(TextWriter error, string notice, Func<CancellationToken, int> body)
     {
-        using var cancel = new CancellationTokenSource();
-        void Stop(PosixSignalContext context)
+        var signals = CurrentSignals.Value ?? throw new InvalidOperationException("Cli.Stoppable runs inside Cli.Guard");
+        try
+        {
+            return body(signals.BeginStoppable(notice));
+        }
+        finally
+        {
+            signals.EndStoppable();
+        }
+    }
+
+    /// <summary>The signal handling of the command running in this flow (commands run side by side in the tests' process).</summary>
+    private static readonly AsyncLocal<Signals?> CurrentSignals = new();
+
+    /// <summary>
+    /// Ctrl+C and SIGTERM while a command runs. A stoppable stretch takes the first as a request to stop; otherwise the
+    /// process ends at once with the shell's code for the signal (130, 143), after removing the temporary files of its
+    /// unfinished writes: the default action would end it as abruptly and leave them behind.
+    /// </summary>
+    private sealed class Signals : IDisposable
+    {
+        private readonly TextWriter error;
+        private readonly PosixSignalRegistration interrupt;
+        private readonly PosixSignalRegistration terminate;
+        private readonly Lock gate = new();
+        private CancellationTokenSource? stop;
+        private string? notice;
+
+        public Signals(TextWriter error)
+        {
+            this.error = error;
+            interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Handle);
+            terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Handle);
+        }
+
+        public CancellationToken BeginStoppable(string notice)
+        {
+            lock (gate)
+            {
+                this.notice = notice;
+                stop = new CancellationTokenSource();
+                return stop.Token;
+            }
+        }
+
+        public void EndStoppable()
+        {
+            lock (gate)
+            {
+                stop?.Dispose();
+                stop = null;
+            }
+        }
+
+        private void Handle(PosixSignalContext context)
         {
             context.Cancel = true;
-            int code = context.Signal == PosixSignal.SIGINT ? 130 : 143;
-            if (cancel.IsCancellationRequested)
+            string name = context.Signal == PosixSignal.SIGINT ? "Ctrl+C" : "SIGTERM";
+            lock (gate)
             {
-                error.WriteLine("aborted");
-                error.Flush();
-                // Not Environment.Exit: its exit handlers (ASP.NET's host among them) wait for the very work being aborted.
-                ExitNow(code);
+                if (stop is { IsCancellationRequested: false })
+                {
+                    stop.Cancel();
+                    error.WriteLine($"{notice}; {name} again to abort");
+                    return;
+                }
+                if (stop is not null) error.WriteLine("aborted");
             }
-            cancel.Cancel();
-            error.WriteLine($"{notice}; {(context.Signal == PosixSignal.SIGINT ? "Ctrl+C" : "SIGTERM")} again to abort");
+            error.Flush();
+            IO.AtomicFile.AbandonUnfinished();
+            // Not Environment.Exit: its exit handlers (ASP.NET's host among them) wait for the very work being aborted.
+            ExitNow(context.Signal == PosixSignal.SIGINT ? 130 : 143);
         }
-        using var onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
-        using var onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
-        return body(cancel.Token);
+
+        public void Dispose()
+        {
+            interrupt.Dispose();
+            terminate.Dispose();
+            stop?.Dispose();
+        }
     }
 
     [DllImport("libc", EntryPoint = "_exit")]

@@ -16,6 +16,12 @@ public static class AtomicFile
     /// <summary>Opens a temporary file next to <paramref name="path"/>; <see cref="Pending.Commit"/> renames it into place.</summary>
     public static Pending Begin(string path) => new(path);
 
+    /// <summary>
+    /// Removes the temporary files of every write of this process not yet finished, and the folders they made: for a
+    /// handler of Ctrl+C or SIGTERM that ends the process next, which leaves no chance to dispose them.
+    /// </summary>
+    public static void AbandonUnfinished() => Pending.AbandonAll();
+
     public sealed class Pending : IDisposable
     {
         private readonly string full;
@@ -51,6 +57,35 @@ public static class AtomicFile
                 RemoveCreated();
                 throw new BioForgeException($"{path}: cannot write here ({Reason(e, temp)})");
             }
+            Unfinished.TryAdd(this, 0);
+        }
+
+        /// <summary>
+        /// The writes of this process not yet committed or disposed: process-wide because what ends them early is (a
+        /// signal ends the whole process, with no unwinding to run their <see cref="Dispose"/>).
+        /// </summary>
+        private static readonly System.Collections.Concurrent.ConcurrentDictionary<Pending, byte> Unfinished = new();
+
+        /// <summary>
+        /// Removes every unfinished write's temporary file and the folders it made, for a signal handler about to end the
+        /// process: what they were writing is abandoned (their streams stay open until the process ends).
+        /// </summary>
+        internal static void AbandonAll()
+        {
+            var unfinished = Unfinished.Keys.ToList();
+            // Every file first: a folder is removed only when empty, and the write that made it may share it with others.
+            foreach (var step in new Action<Pending>[] { p => File.Delete(p.temp), p => p.RemoveCreated() })
+                foreach (var pending in unfinished)
+                {
+                    try
+                    {
+                        step(pending);
+                    }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                    {
+                        // Left as debris for the next write of that name, as a killed process leaves it.
+                    }
+                }
         }
 
         public void Commit()
@@ -59,6 +94,7 @@ public static class AtomicFile
             Stream.Dispose();
             File.Move(temp, full, overwrite: true);
             committed = true;
+            Unfinished.TryRemove(this, out _);
         }
 
         public void Dispose()
@@ -76,11 +112,12 @@ public static class AtomicFile
             {
                 File.Delete(temp);
                 RemoveCreated();
+                Unfinished.TryRemove(this, out _);
             }
         }
 
         /// <summary>
-        /// The temporary files of earlier writes of this file whose process is gone (killed mid-write: a signal leaves no
+        /// The temporary files of earlier writes of this file whose process is gone (killed mid-write: SIGKILL leaves no
         /// chance to delete them, and the next write is the first to know they are debris). Another live process's are
         /// its own.
         /// </summary>

@@ -142,7 +142,6 @@ internal sealed class SafetensorsEmbeddingWriter : IEmbeddingWriter
     private readonly string path;
     private readonly Pooling pooling;
     private readonly Dictionary<string, string> metadata;
-    private readonly string scratchPath;
     private readonly FileStream scratch;
     private readonly List<(string Id, long Rows, int Columns)> entries = [];
     private readonly HashSet<string> ids = new(StringComparer.Ordinal);
@@ -155,8 +154,10 @@ internal sealed class SafetensorsEmbeddingWriter : IEmbeddingWriter
         string full = Path.GetFullPath(path);
         string dir = Path.GetDirectoryName(full)!;
         Directory.CreateDirectory(dir);
-        scratchPath = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.data.tmp");
-        scratch = new FileStream(scratchPath, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16, FileOptions.DeleteOnClose);
+        string scratchPath = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.data.tmp");
+        scratch = new FileStream(scratchPath, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16);
+        // Unlinked at once: the open handle keeps the data, and no end of the process (a signal) can leave it behind.
+        File.Delete(scratchPath);
     }
 
     public void Write(Embedding e)
