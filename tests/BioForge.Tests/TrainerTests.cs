@@ -339,7 +339,7 @@ public sealed class TrainerTests
         string yaml(string output) => TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6);
         Trainer.Run(TinyRuns.Config(yaml(straight), "train.precision=bf16-mixed"), new TrainerOptions());
         Trainer.Run(TinyRuns.Config(yaml(resumed), "train.precision=bf16-mixed"), new TrainerOptions { StopAt = 3 });
-        using (var optimizerState = SafetensorsFile.Open(Path.Combine(resumed, "checkpoints", "step-000000003", RunDirectory.OptimizerFile)))
+        using (var optimizerState = SafetensorsFile.Open(Path.Combine(resumed, "checkpoints", "step-000000003", CheckpointFiles.OptimizerFile)))
         {
             Assert.Contains(optimizerState.Entries, e => e.Name == "model.layers.0.mlp.up_proj.weight.master" && e.DType == SafetensorsDType.F32);
         }
@@ -351,7 +351,7 @@ public sealed class TrainerTests
         // The published model is what was learnt, the float32 masters, not their bf16 rounding the forward pass reads.
         const string name = "model.layers.0.mlp.up_proj.weight";
         using var published = SafetensorsFile.Open(Path.Combine(straight, Trainer.ModelDirectory, "model.safetensors"));
-        using var last = SafetensorsFile.Open(Path.Combine(straight, "checkpoints", "step-000000006", RunDirectory.OptimizerFile));
+        using var last = SafetensorsFile.Open(Path.Combine(straight, "checkpoints", "step-000000006", CheckpointFiles.OptimizerFile));
         using var weight = published.ToTensor(name);
         using var master = last.ToTensor($"{name}.master");
         Assert.True(weight.eq(master).all().item<bool>(), "the published weight is not the master weight");
@@ -376,7 +376,7 @@ public sealed class TrainerTests
         const string name = "model.layers.0.mlp.up_proj.weight";
         using var initial = SafetensorsFile.Open(Path.Combine(init, "model.safetensors"));
         using var published = SafetensorsFile.Open(Path.Combine(mixed, Trainer.ModelDirectory, "model.safetensors"));
-        using var checkpoint = SafetensorsFile.Open(Path.Combine(mixed, "checkpoints", "step-000000003", RunDirectory.OptimizerFile));
+        using var checkpoint = SafetensorsFile.Open(Path.Combine(mixed, "checkpoints", "step-000000003", CheckpointFiles.OptimizerFile));
         using var expected = initial.ToTensor(name);
         using var weight = published.ToTensor(name);
         using var master = checkpoint.ToTensor($"{name}.master");

@@ -97,7 +97,7 @@ public static class MoleculeOptimizer
             checkpoint = run.LatestCheckpoint(StateFile) ?? throw new BioForgeException($"--resume: {run.CheckpointsDirectory} holds no complete checkpoint");
             run.RefuseChanges(JsonNode.Parse(config.ToJsonText())!.AsObject(), DefiningSettings,
                 JsonNode.Parse(OptimizeConfig.EarlierRunsDefaultsJson())!.AsObject(), MayChange);
-            resumed = RunDirectory.ReadJson<OptimizationState>(Path.Combine(checkpoint, StateFile), YamlConfig.Serializer, "optimization checkpoint");
+            resumed = CheckpointFiles.ReadJson<OptimizationState>(Path.Combine(checkpoint, StateFile), YamlConfig.Serializer, "optimization checkpoint");
             if (resumed.Stage > config.Stages.Count)
                 throw new BioForgeException($"{checkpoint}: the run was at stage {resumed.Stage + 1}, the configuration has {config.Stages.Count}");
         }
@@ -105,7 +105,7 @@ public static class MoleculeOptimizer
         using var prior = LlamaCheckpoint.Load(config.Prior.Model, compute.Device, ScalarType.Float32);
         var agent = checkpoint is null ? prior.Copy(ScalarType.Float32) : LlamaCheckpoint.Load(Path.Combine(checkpoint, AgentDirectory), compute.Device, ScalarType.Float32);
         using var session = new OptimizationSession(config, prior, agent, resumed);
-        if (checkpoint is not null) RunDirectory.LoadOptimizer(checkpoint, session.Optimizer, session.State.Step);
+        if (checkpoint is not null) CheckpointFiles.LoadOptimizer(checkpoint, session.Optimizer, session.State.Step);
         if (session.Finished)
             options.OnInfo?.Invoke($"{run.Path} is finished at step {session.State.Step} ({string.Join("; ", session.State.StageEndings)}); nothing to resume");
 
@@ -193,8 +193,8 @@ public static class MoleculeOptimizer
         run.SaveCheckpoint(state.Step, keep: 1, StateFile, directory =>
         {
             session.Agent.Save(Path.Combine(directory, AgentDirectory));
-            RunDirectory.SaveOptimizer(directory, session.Optimizer.State(), session.Optimizer.Step);
-            RunDirectory.WriteJson(Path.Combine(directory, StateFile), state, YamlConfig.Serializer);
+            CheckpointFiles.SaveOptimizer(directory, session.Optimizer.State(), session.Optimizer.Step);
+            CheckpointFiles.WriteJson(Path.Combine(directory, StateFile), state, YamlConfig.Serializer);
         });
     }
 

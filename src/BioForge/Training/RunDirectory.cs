@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using BioForge.IO;
-using static TorchSharp.torch;
 
 namespace BioForge.Training;
 
@@ -27,7 +26,6 @@ public sealed class RunDirectory
     public const string ConfigFile = "run_config.json";
     public const string MetricsFile = "metrics.jsonl";
     public const string CheckpointsFolder = "checkpoints";
-    public const string OptimizerFile = "optimizer.safetensors";
     private const string StepPrefix = "step-";
     private const string TempSuffix = ".tmp";
     private const string TrashPrefix = ".trash-";
@@ -172,7 +170,7 @@ public sealed class RunDirectory
         var stored = ReadConfig();
         if (stored is null) return;
         var differences = new List<string>();
-        foreach (string path in paths) Compare(path, Find(stored, path), Find(current, path), defaults, differences);
+        foreach (string path in paths) ConfigDifferences.Compare(path, ConfigDifferences.Find(stored, path), ConfigDifferences.Find(current, path), defaults, differences);
         if (mayChange is not null) differences.RemoveAll(d => mayChange(d[..d.IndexOf(": ", StringComparison.Ordinal)]));
         if (differences.Count > 0)
             throw new BioForgeException($"{System.IO.Path.Combine(Path, ConfigFile)}: the run was started with other settings, which a resumed run cannot change: "
@@ -189,49 +187,10 @@ public sealed class RunDirectory
         if (stored is null) return [];
         var differences = new List<string>();
         foreach (string key in stored.Select(kv => kv.Key).Union(current.Select(kv => kv.Key)).Order(StringComparer.Ordinal))
-            Compare(key, stored[key], current[key], null, differences);
+            ConfigDifferences.Compare(key, stored[key], current[key], null, differences);
         differences.RemoveAll(d => ignored.Any(path => d.StartsWith(path + ":", StringComparison.Ordinal) || d.StartsWith(path + ".", StringComparison.Ordinal)));
         return differences;
     }
-
-    private static JsonNode? Find(JsonObject root, string path)
-    {
-        JsonNode? node = root;
-        foreach (string key in path.Split('.')) node = node is JsonObject o ? o[key] : null;
-        return node;
-    }
-
-    private static void Compare(string path, JsonNode? before, JsonNode? after, JsonObject? defaults, List<string> differences)
-    {
-        if (before is JsonObject a && after is JsonObject b)
-        {
-            foreach (string key in a.Select(kv => kv.Key).Union(b.Select(kv => kv.Key)).Order(StringComparer.Ordinal))
-                Compare($"{path}.{key}", a[key] ?? (a.ContainsKey(key) || defaults is null ? null : DefaultOf(defaults, $"{path}.{key}")), b[key], defaults, differences);
-            return;
-        }
-        if (before is JsonArray x && after is JsonArray y && x.Count == y.Count)
-        {
-            for (int i = 0; i < x.Count; i++) Compare($"{path}[{i}]", x[i], y[i], defaults, differences);
-            return;
-        }
-        if (!JsonNode.DeepEquals(before, after))
-            differences.Add($"{path}: {Show(before)} → {Show(after)}");
-    }
-
-    /// <summary>The default at a dotted path; an element of a list (<c>stages[1].x</c>) takes its list's first default element.</summary>
-    private static JsonNode? DefaultOf(JsonObject defaults, string path)
-    {
-        JsonNode? node = defaults;
-        foreach (string part in path.Split('.'))
-        {
-            int bracket = part.IndexOf('[', StringComparison.Ordinal);
-            node = node is JsonObject o ? o[bracket < 0 ? part : part[..bracket]] : null;
-            if (bracket >= 0) node = node is JsonArray { Count: > 0 } list ? list[0] : null;
-        }
-        return node;
-    }
-
-    private static string Show(JsonNode? node) => node is null ? "(not set)" : node.ToJsonString();
 
     // ---- metrics ---------------------------------------------------------------------------------------------------
 
@@ -372,84 +331,4 @@ public sealed class RunDirectory
                 else File.Delete(entry);
             }
     }
-
-    // ---- state and optimizer files inside a checkpoint -------------------------------------------------------------
-
-    public static void WriteJson<T>(string path, T value, JsonSerializerOptions options) =>
-        AtomicFile.WriteText(path, JsonSerializer.Serialize(value, options) + "\n");
-
-    public static T ReadJson<T>(string path, JsonSerializerOptions options, string what)
-    {
-        if (!File.Exists(path)) throw new BioForgeException($"{System.IO.Path.GetDirectoryName(path)}: not a {what} (no {System.IO.Path.GetFileName(path)})");
-        try
-        {
-            return JsonSerializer.Deserialize<T>(File.ReadAllText(path), options) ?? throw new BioForgeException($"{path}: empty");
-        }
-        catch (JsonException e)
-        {
-            throw new BioForgeException($"{path}: not a valid {what} ({e.Message})");
-        }
-    }
-
-    /// <summary>Writes the optimizer's moments (and master weights) as <c>optimizer.safetensors</c> in <paramref name="checkpoint"/>.</summary>
-    public static void SaveOptimizer(string checkpoint, IReadOnlyList<KeyValuePair<string, Tensor>> state, long optimizerStep)
-    {
-        using var scope = NewDisposeScope();
-        SafetensorsWriter.Write(System.IO.Path.Combine(checkpoint, OptimizerFile),
-            [.. state.Select(kv => new KeyValuePair<string, Tensor>(kv.Key, kv.Value.detach().cpu()))],
-            new Dictionary<string, string> { ["step"] = optimizerStep.ToString(CultureInfo.InvariantCulture) });
-    }
-
-    /// <summary>
-    /// Restores the optimizer from <paramref name="checkpoint"/>, with the update count it was saved with (its bias
-    /// correction's t, which differs from the run's step when a step makes several updates or skips one, or after a
-    /// reset); <paramref name="runStep"/> only for checkpoints written before the count was stored.
-    /// </summary>
-    public static void LoadOptimizer(string checkpoint, FlatAdamW optimizer, long runStep)
-    {
-        string path = System.IO.Path.Combine(checkpoint, OptimizerFile);
-        if (!File.Exists(path)) throw new BioForgeException($"{checkpoint}: no {OptimizerFile}");
-        using var file = SafetensorsFile.Open(path);
-        using var scope = NewDisposeScope();
-        long step = file.Metadata.TryGetValue("step", out string? saved) ? long.Parse(saved, CultureInfo.InvariantCulture) : runStep;
-        optimizer.LoadState(file.Entries.ToDictionary(e => e.Name, e => file.ToTensor(e.Name)), step, path);
-    }
-}
-
-/// <summary>A run's <c>metrics.jsonl</c>, open for appending one JSON object per line.</summary>
-public sealed class MetricsLog : IDisposable
-{
-    private readonly StreamWriter writer;
-
-    internal MetricsLog(string path, long resumedStep)
-    {
-        if (File.Exists(path))
-        {
-            var kept = File.ReadLines(path).Where(line => StepOf(line) is { } step && step <= resumedStep).ToList();
-            AtomicFile.WriteText(path, kept.Count == 0 ? "" : string.Join("\n", kept) + "\n");
-        }
-        writer = new StreamWriter(path, append: true) { AutoFlush = true };
-    }
-
-    /// <summary>Appends a line; a value that is not a finite number (an undefined metric, a diverged loss) is written as null, JSON having no NaN.</summary>
-    public void Write(JsonObject line)
-    {
-        foreach (var (key, value) in line.ToList())
-            if (value is JsonValue number && number.TryGetValue(out double x) && !double.IsFinite(x)) line[key] = null;
-        writer.WriteLine(line.ToJsonString());
-    }
-
-    internal static long? StepOf(string line)
-    {
-        try
-        {
-            return JsonNode.Parse(line)?["step"]?.GetValue<long>();
-        }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
-        {
-            return null; // cut short by a kill, or not ours
-        }
-    }
-
-    public void Dispose() => writer.Dispose();
 }

@@ -96,7 +96,7 @@ public static class Trainer
             bool zero = config.Train.ZeroStage == 1 && grid.Data.Size > 1;
             using var optimizer = NewOptimizer(task, config.AdamW, zero ? grid.Data : null, compute.DType);
             optimizer.Broadcast(grid.Data);
-            if (resumeFrom is not null) RunDirectory.LoadOptimizer(resumeFrom, optimizer, state!.Step);
+            if (resumeFrom is not null) CheckpointFiles.LoadOptimizer(resumeFrom, optimizer, state!.Step);
             options.OnInfo?.Invoke(FormattableString.Invariant($"optimizer state {optimizer.StateBytes} bytes per rank ({grid.Data.Size} data-parallel × {grid.Tensor.Size} tensor-parallel rank(s){(zero ? ", ZeRO-1" : "")}{(layout.SplitsVocabulary ? ", vocabulary split" : "")})"));
 
             if (lead) RunResume.AbandonLaterCheckpoints(start, options);
@@ -254,7 +254,7 @@ public static class Trainer
         return run.SaveCheckpoint(state.Step, config.Checkpoint.Keep, TrainerState.FileName, directory =>
         {
             task.Save(directory, weights!);
-            RunDirectory.SaveOptimizer(directory, optimizerState, optimizer.Step);
+            CheckpointFiles.SaveOptimizer(directory, optimizerState, optimizer.Step);
             state.Write(directory);
         });
     }

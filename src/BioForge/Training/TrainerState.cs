@@ -33,7 +33,7 @@ public sealed record TrainerState
     public static TrainerState Read(string checkpoint)
     {
         string path = Path.Combine(checkpoint, FileName);
-        var state = RunDirectory.ReadJson<TrainerState>(path, Json, "training checkpoint");
+        var state = CheckpointFiles.ReadJson<TrainerState>(path, Json, "training checkpoint");
         string? wrong = state switch
         {
             { Step: < 1 } => $"step {state.Step}",
@@ -53,5 +53,5 @@ public sealed record TrainerState
         return state;
     }
 
-    public void Write(string checkpoint) => RunDirectory.WriteJson(Path.Combine(checkpoint, FileName), this, Json);
+    public void Write(string checkpoint) => CheckpointFiles.WriteJson(Path.Combine(checkpoint, FileName), this, Json);
 }
