@@ -246,7 +246,9 @@ public sealed class ChemCliTests
         File.WriteAllBytes(binary, [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d]);
         var bin = Run("chem", "props", "--in", binary, "--out", output);
         Assert.Equal(2, bin.Code);
-        Assert.Contains("picture.smi:3: binary data (a NUL byte)", bin.Err); // the PNG signature's line breaks end lines 1 and 2
+        Assert.Contains("picture.smi:1:1: not UTF-8 text (a byte UTF-8 does not allow: a binary file", bin.Err); // the PNG signature's 0x89
+        File.WriteAllBytes(binary, [(byte)'C', (byte)'C', 0x0a, (byte)'O', 0, 0x0a]);
+        Assert.Contains("picture.smi:2: binary data (a NUL byte)", Run("chem", "props", "--in", binary, "--out", output).Err);
         Assert.Equal(2, Run("chem", "metrics", "--gen", binary, "--out", Path.Combine(dir, "m.json")).Code);
 
         // /proc refuses new files even to root; the message used to name the hidden temporary file instead.

@@ -74,6 +74,21 @@ public sealed class FastaReaderTests
     /// A '*' is a terminal stop codon only at the end of the record: one ending an inner line (a stop where the line
     /// wraps) is as invalid as one inside a line, not silently dropped with the two halves joined.
     /// </summary>
+    /// <summary>
+    /// A Latin-1 byte (a spreadsheet export's 'é') is an error at its line and column, not a name silently holding
+    /// U+FFFD; a U+FFFD the UTF-8 text itself holds is read as written.
+    /// </summary>
+    [Fact]
+    public void BytesThatAreNotUtf8AreAnErrorAtTheirLineAndColumn()
+    {
+        string path = Write("");
+        File.WriteAllBytes(path, [.. Encoding.UTF8.GetBytes(">first\nMKT\n>prot"), 0xE9, .. Encoding.UTF8.GetBytes("ine\nMKV\n")]);
+        var e = Assert.Throws<BioForgeException>(() => FastaReader.Read(path).ToList());
+        Assert.Equal($"{path}:3:6: not UTF-8 text (a byte UTF-8 does not allow: a binary file, or a spreadsheet's Latin-1 export? iconv -f latin1 -t utf-8 converts one)", e.Message);
+        File.WriteAllText(path, ">prot\uFFFDine\nMKV\n");
+        Assert.Equal("prot\uFFFDine", Assert.Single(FastaReader.Read(path)).Id);
+    }
+
     [Fact]
     public void AStopCodonIsDroppedOnlyAtTheEndOfItsRecord()
     {

@@ -114,6 +114,14 @@ public static class Csv
         int n = stream.Read(magic);
         stream.Position = 0;
         Stream source = n == 2 && magic[0] == 0x1f && magic[1] == 0x8b ? new CheckedGzipStream(stream, path) : stream;
-        return new StreamReader(source, Encoding.UTF8, detectEncodingFromByteOrderMarks: true, bufferSize: 1 << 16);
+        return new StreamReader(source, MarkedUtf8, detectEncodingFromByteOrderMarks: true, bufferSize: 1 << 16);
     }
+
+    /// <summary>
+    /// A byte UTF-8 does not allow (a Latin-1 'é' from a spreadsheet export) decodes as this noncharacter, which no
+    /// text holds, instead of U+FFFD, which a text may: <see cref="LineReader"/> refuses it at its line and column.
+    /// </summary>
+    internal const char InvalidByte = '\uFDD0';
+
+    private static readonly Encoding MarkedUtf8 = Encoding.GetEncoding("utf-8", EncoderFallback.ExceptionFallback, new DecoderReplacementFallback(InvalidByte.ToString()));
 }

@@ -6,7 +6,7 @@ namespace BioForge.IO;
 /// Reads text lines (LF or CRLF) like <see cref="StreamReader.ReadLine"/>, but refuses a line longer than a limit
 /// as soon as it passes it: a file without line breaks, or a small gzip that expands to gigabytes, then fails at the
 /// limit with bounded memory instead of growing one string until the process runs out of memory. A NUL character
-/// (binary data) is refused too.
+/// (binary data) and bytes that are not UTF-8 (read through <see cref="Csv.OpenText"/>) are refused too.
 /// </summary>
 public sealed class LineReader : IDisposable
 {
@@ -80,7 +80,10 @@ public sealed class LineReader : IDisposable
         LineNumber++;
         if (line.Length > 0 && line[^1] == '\r') line.Length--;
         if (line.Length > maxLength) throw TooLong(LineNumber, maxLength, tooLong);
-        return line.ToString();
+        string text = line.ToString();
+        if (text.IndexOf(Csv.InvalidByte) is int column and >= 0)
+            throw new BioForgeException($"{Path}:{LineNumber}:{column + 1}: not UTF-8 text (a byte UTF-8 does not allow: a binary file, or a spreadsheet's Latin-1 export? iconv -f latin1 -t utf-8 converts one)");
+        return text;
     }
 
     private BioForgeException TooLong(int number, int limit, Func<int, string>? message) =>
