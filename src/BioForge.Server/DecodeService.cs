@@ -22,7 +22,7 @@ internal sealed class DecodeService : IDisposable
     /// <param name="encode">A prompt's token ids, begin token first; <see cref="BioForgeException"/> for text the vocabulary cannot hold.</param>
     /// <param name="piece">The text of one generated token.</param>
     /// <param name="grammar">The default constraint on samples (<see cref="SamplingOptions.Grammar"/>).</param>
-    public DecodeService(string name, IDecoderModel model, DecodeOptions options, int queueCapacity, DeviceWorker device, ServerMetrics metrics,
+    public DecodeService(string name, DecoderNetwork model, DecodeOptions options, int queueCapacity, DeviceWorker device, ServerMetrics metrics,
         Func<string, int[]> encode, Func<int, string> piece, ITokenGrammar? grammar = null)
     {
         Grammar = grammar;

@@ -99,7 +99,7 @@ public readonly record struct DecodeStepReport(int Prefilled, int Decoded, int P
 /// </summary>
 public sealed class DecodeScheduler : IDisposable
 {
-    private readonly IDecoderModel model;
+    private readonly DecoderNetwork model;
     private readonly SlotCache cache;
     private readonly BatchingMode mode;
     private readonly int queueCapacity;
@@ -111,7 +111,7 @@ public sealed class DecodeScheduler : IDisposable
     /// <param name="slots">Sequences decoded at once (key/value slots); 1 in <see cref="BatchingMode.Single"/>.</param>
     /// <param name="length">Positions per slot (prompt and generated tokens), at most the model's.</param>
     /// <param name="queueCapacity">Sequences that may wait for a slot.</param>
-    public DecodeScheduler(IDecoderModel model, int slots, int length, BatchingMode mode, int queueCapacity)
+    public DecodeScheduler(DecoderNetwork model, int slots, int length, BatchingMode mode, int queueCapacity)
     {
         if (length < 2 || length > model.MaxPositions) throw new BioForgeException($"sequence length must be 2–{model.MaxPositions} (got {length})");
         if (queueCapacity < 1) throw new BioForgeException($"queue capacity must be positive (got {queueCapacity})");

@@ -6,10 +6,10 @@ using static TorchSharp.torch;
 namespace BioForge.Generation;
 
 /// <summary>
-/// A family's network as a decoder for the scheduler: the shape its key/value slots take, and its forward pass over
-/// rows at positions of their own. A family that serves generation adds one <c>Of</c> here.
+/// What the scheduler needs of a family's decoder network: the shape its key/value slots take, and one forward pass
+/// over rows at positions of their own. A family that serves generation adds one <c>Of</c> here.
 /// </summary>
-public sealed class DecoderNetwork : IDecoderModel
+public sealed class DecoderNetwork
 {
     private readonly Tensor anyParameter;
     private readonly Func<Tensor, Tensor, Tensor, IKeyValueStore, Tensor> forward;
@@ -38,6 +38,7 @@ public sealed class DecoderNetwork : IDecoderModel
     public int Layers { get; }
     public int KeyValueHeads { get; }
     public int HeadDim { get; }
+    /// <summary>Longest sequence the model takes (prompt and generated tokens).</summary>
     public int MaxPositions { get; }
     public int BosTokenId { get; }
     public int EosTokenId { get; }
@@ -45,5 +46,6 @@ public sealed class DecoderNetwork : IDecoderModel
     public Device Device => anyParameter.device;
     public ScalarType DType => anyParameter.dtype;
 
+    /// <summary>Logits [B, T, vocab] (see <see cref="LlamaForCausalLM.Forward(Tensor, Tensor, Tensor, IKeyValueStore)"/>).</summary>
     public Tensor Forward(Tensor inputIds, Tensor positions, Tensor allowed, IKeyValueStore cache) => forward(inputIds, positions, allowed, cache);
 }

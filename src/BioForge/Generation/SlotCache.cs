@@ -25,7 +25,7 @@ public sealed class SlotCache : IKeyValueStore, IDisposable
     private int[] rowSlots = [], rowLengths = [];
     private bool ragged;
 
-    public SlotCache(IDecoderModel model, int slots, int length)
+    public SlotCache(DecoderNetwork model, int slots, int length)
     {
         if (slots < 1) throw new BioForgeException($"the key/value cache needs at least one slot (got {slots})");
         Slots = slots;
@@ -57,7 +57,7 @@ public sealed class SlotCache : IKeyValueStore, IDisposable
     public int Length { get; }
 
     /// <summary>Bytes one slot takes for <paramref name="model"/> at <paramref name="length"/> positions.</summary>
-    public static long BytesPerSlot(IDecoderModel model, int length) =>
+    public static long BytesPerSlot(DecoderNetwork model, int length) =>
         2L * model.Layers * length * model.KeyValueHeads * model.HeadDim * SafetensorsDTypes.FromTorch(model.DType).ByteSize();
 
     /// <summary>The next forward pass: batch row b is slot <paramref name="slots"/>[b], its <paramref name="count"/> tokens go to

@@ -12,7 +12,7 @@ internal static class TextSampling
     /// <see cref="SequenceSampler"/>, so the result depends on the seed and options only; <paramref name="text"/> turns
     /// a sample's tokens (after the prompt) into the text returned.
     /// </summary>
-    public static IReadOnlyList<GeneratedText> Generate(IDecoderModel decoder, int[] promptIds, long maxPositions, int count, SamplingOptions options, ulong seed,
+    public static IReadOnlyList<GeneratedText> Generate(DecoderNetwork decoder, int[] promptIds, long maxPositions, int count, SamplingOptions options, ulong seed,
         int batchSize, IProgress<int>? progress, Func<IReadOnlyList<int>, string> text)
     {
         using var scheduler = Scheduler(decoder, promptIds, maxPositions, count, options, batchSize);
@@ -38,7 +38,7 @@ internal static class TextSampling
 
     /// <summary>The scheduler of one generation call (<paramref name="batchSize"/> slots, each as long as the prompt and
     /// its new tokens allow), after checking the call's settings.</summary>
-    public static DecodeScheduler Scheduler(IDecoderModel decoder, int[] promptIds, long maxPositions, int count, SamplingOptions options, int batchSize)
+    public static DecodeScheduler Scheduler(DecoderNetwork decoder, int[] promptIds, long maxPositions, int count, SamplingOptions options, int batchSize)
     {
         if (count < 1) throw new BioForgeException($"--n must be positive (got {count})");
         if (batchSize < 1) throw new BioForgeException($"--batch must be positive (got {batchSize})");
