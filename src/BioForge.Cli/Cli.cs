@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.CommandLine.Help;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
+using BioForge.IO;
 
 namespace BioForge.Cli;
 
@@ -275,9 +276,10 @@ public static class Cli
     /// </summary>
     internal static int Guard(TextWriter error, Func<int> body)
     {
-        using var signals = new Signals(error);
+        // A command run inside another's keeps the outer one's handling: new handlers would abort where it stops.
         var outer = CurrentSignals.Value;
-        CurrentSignals.Value = signals;
+        using var signals = outer is null ? new Signals(error) : null;
+        CurrentSignals.Value = outer ?? signals;
         try
         {
             return body();
@@ -321,8 +323,8 @@ public static class Cli
 
     /// <summary>
     /// Runs a long command whose first Ctrl+C or SIGTERM (kill, a batch scheduler's time limit, docker stop) asks it to
-    /// stop cleanly: the token is cancelled and <paramref name="notice"/> printed. The same signal again ends the
-    /// process at once, as the first does for any other command. Runs inside <see cref="Guard"/>.
+    /// stop cleanly: the token is cancelled and <paramref name="notice"/> printed. A second signal ends the process at
+    /// once, as the first does for any other command. Runs inside <see cref="Guard"/>.
     /// </summary>
     internal static int Stoppable(TextWriter error, string notice, Func<CancellationToken, int> body)
     {
@@ -342,8 +344,8 @@ public static class Cli
 
     /// <summary>
     /// Ctrl+C and SIGTERM while a command runs. A stoppable stretch takes the first as a request to stop; otherwise the
-    /// process ends at once with the shell's code for the signal (130, 143), after removing the temporary files of its
-    /// unfinished writes: the default action would end it as abruptly and leave them behind.
+    /// temporary files and folders of the process's unfinished writes are removed and the process ends by the signal,
+    /// as with no handler (a shell script stops at a Ctrl+C only when its command died of it), but without them.
     /// </summary>
     private sealed class Signals : IDisposable
     {
@@ -383,21 +385,29 @@ public static class Cli
         private void Handle(PosixSignalContext context)
         {
             context.Cancel = true;
-            string name = context.Signal == PosixSignal.SIGINT ? "Ctrl+C" : "SIGTERM";
+            bool stopping, aborting;
+            // Only deciding under the lock: a write to a standard error nobody reads (a paused terminal, a full pipe)
+            // blocks, and the next signal must still get through.
             lock (gate)
             {
-                if (stop is { IsCancellationRequested: false })
-                {
-                    stop.Cancel();
-                    error.WriteLine($"{notice}; {name} again to abort");
-                    return;
-                }
-                if (stop is not null) error.WriteLine("aborted");
+                stopping = stop is { IsCancellationRequested: false };
+                aborting = stop is not null && !stopping;
+                if (stopping) stop!.Cancel();
             }
-            error.Flush();
-            IO.AtomicFile.AbandonUnfinished();
+            string name = context.Signal == PosixSignal.SIGINT ? "Ctrl+C" : "SIGTERM";
+            if (stopping)
+            {
+                error.WriteLine($"{notice}; {name} again to abort");
+                return;
+            }
+            UnfinishedWrites.Abandon();
+            if (aborting) Task.Run(() => error.WriteLine("aborted")).Wait(TimeSpan.FromMilliseconds(200));
             // Not Environment.Exit: its exit handlers (ASP.NET's host among them) wait for the very work being aborted.
-            ExitNow(context.Signal == PosixSignal.SIGINT ? 130 : 143);
+            int number = context.Signal == PosixSignal.SIGINT ? 2 : 15;
+            SetDisposition(number, DefaultAction);
+            Kill(Environment.ProcessId, number);
+            Thread.Sleep(TimeSpan.FromSeconds(1));
+            ExitNow(128 + number); // the signal did not end it
         }
 
         public void Dispose()
@@ -407,6 +417,14 @@ public static class Cli
             stop?.Dispose();
         }
     }
+
+    private static readonly IntPtr DefaultAction = IntPtr.Zero; // SIG_DFL
+
+    [DllImport("libc", EntryPoint = "signal")]
+    private static extern IntPtr SetDisposition(int signal, IntPtr handler);
+
+    [DllImport("libc", EntryPoint = "kill")]
+    private static extern int Kill(int pid, int signal);
 
     [DllImport("libc", EntryPoint = "_exit")]
     private static extern void ExitNow(int status);

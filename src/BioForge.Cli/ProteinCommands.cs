@@ -73,13 +73,12 @@ internal static class ProteinCommands
                     Truncate = Enum.Parse<Truncation>(result.GetValue(truncate)!, ignoreCase: true),
                 },
             };
-            var world = ProcessGroup.World;
-            using var job = FastaEmbedding.Open(request, compute.Resolve(result), world);
+            using var job = FastaEmbedding.Open(request, () => compute.Resolve(result));
             var done = ProgressDisplay.Run("embedding", job.Share, progress => job.Run(progress));
             if (!done.Merged) return 0;
             double seconds = done.Elapsed.TotalSeconds;
             var pooling = request.Options.Pooling;
-            output.WriteLine($"embedded {job.Total} sequences ({(world.Size > 1 ? $"{world.Size} ranks, one file each as {RankShares.PartPath(job.Targets[0], 0)} …, merged" : $"{done.Residues} residues read")}, "
+            output.WriteLine($"embedded {job.Total} sequences ({(job.Ranks > 1 ? $"{job.Ranks} ranks, one file each as {RankShares.PartPath(job.Targets[0], 0)} …, merged" : $"{done.Residues} residues read")}, "
                 + $"{(pooling == Pooling.None ? "per residue" : pooling.ToString().ToLowerInvariant() + " pooling")}, {job.Dims} dims) -> {string.Join(", ", job.Targets)} in {seconds:F1} s ({job.Total / seconds:F1} seq/s) on {job.Device}");
             return 0;
         }));

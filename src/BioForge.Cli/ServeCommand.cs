@@ -86,6 +86,10 @@ internal static class ServeCommand
             {
                 server = BioForgeServer.StartAsync(options, output.WriteLine, stop).GetAwaiter().GetResult();
             }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return 0; // stopped while loading its models: nothing was served
+            }
             catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
             {
                 // An address in use comes as IOException, an address this machine does not have as SocketException.

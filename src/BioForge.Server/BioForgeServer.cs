@@ -11,6 +11,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace BioForge.Server;
@@ -146,6 +147,10 @@ public sealed class BioForgeServer : IAsyncDisposable
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.ClearProviders();
+        // Whoever starts the server owns the process's signals (serve: the first drains, a second aborts); ASP.NET's
+        // console lifetime would take SIGINT and SIGTERM as well, and a runtime whose handler chain stops at the first
+        // handler that cancels would never pass them on.
+        builder.Services.AddSingleton<IHostLifetime, CallerOwnedLifetime>();
         builder.WebHost.UseUrls($"http://{(options.Host.Contains(':') ? $"[{options.Host}]" : options.Host)}:{options.Port}");
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = options.MaxRequestBytes);
         ApiDocument.Add(builder.Services, options, models);
@@ -326,4 +331,12 @@ public sealed class BioForgeServer : IAsyncDisposable
 
     /// <summary>What a stopped request gets, after the grace, to write its 503 before Kestrel closes connections.</summary>
     private static readonly TimeSpan AnswerTime = TimeSpan.FromSeconds(5);
+}
+
+/// <summary>A host lifetime that neither waits for nor listens to anything: whoever starts the server stops it.</summary>
+internal sealed class CallerOwnedLifetime : IHostLifetime
+{
+    public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

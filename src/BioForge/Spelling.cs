@@ -33,7 +33,12 @@ public static class Spelling
     /// <paramref name="text"/> as an error message quotes it: whole up to <paramref name="maxLength"/> characters, else
     /// its start and "…" (a line of a damaged file or a pasted SMILES can be megabytes).
     /// </summary>
-    public static string Excerpt(string text, int maxLength = 40) => text.Length <= maxLength ? text : text[..(maxLength - 1)] + "…";
+    public static string Excerpt(string text, int maxLength = 40)
+    {
+        if (text.Length <= maxLength) return text;
+        int cut = char.IsHighSurrogate(text[maxLength - 2]) ? maxLength - 2 : maxLength - 1; // not half a character
+        return text[..cut] + "…";
+    }
 
     private static int EditDistance(string a, string b)
     {

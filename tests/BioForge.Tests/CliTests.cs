@@ -752,12 +752,14 @@ public sealed class CliTests
 public sealed class CliSignalTests
 {
     /// <summary>
-    /// SIGTERM to a command that has no clean stop (embed) ends it at once, 143, and leaves nothing of its output: no
-    /// half-written temporary file (the default action left a hidden one, as large as the output so far) and no folder
-    /// it made.
+    /// SIGTERM to a command that has no clean stop (embed) ends it at once, by the signal (143), and leaves nothing of
+    /// its output: no half-written temporary file (the default action left a hidden one, as large as the output so
+    /// far) and no folder it made.
     /// </summary>
-    [Fact]
-    public void SigtermDuringEmbedLeavesNoTemporaryFile()
+    [Theory]
+    [InlineData("e.npy")]
+    [InlineData("e.safetensors")]
+    public void SigtermDuringEmbedLeavesNoTemporaryFile(string name)
     {
         string directory = TestData.TempDirectory();
         string fasta = Path.Combine(directory, "many.fasta");
@@ -765,11 +767,11 @@ public sealed class CliSignalTests
         File.WriteAllLines(fasta, Enumerable.Range(0, 200_000).SelectMany(i => new[] { $">p{i}", new string([.. Enumerable.Range(0, 60).Select(_ => "ACDEFGHIKLMNPQRSTVWY"[random.Next(20)])]) }));
         string outFolder = Path.Combine(directory, "new", "folder");
         var start = new System.Diagnostics.ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "BioForge.Cli.dll"), "embed",
-            "--model", TestData.EsmTiny, "--in", fasta, "--out", Path.Combine(outFolder, "e.npy"), "--batch-tokens", "256", "--device", "cpu", "--threads", "1"]);
+            "--model", TestData.EsmTiny, "--in", fasta, "--out", Path.Combine(outFolder, name), "--batch-tokens", "256", "--device", "cpu", "--threads", "1"]);
         using var embed = LoggedProcess.Start(start, "never printed");
         var clock = System.Diagnostics.Stopwatch.StartNew();
         // The embeddings are being written once the temporary file is there.
-        while (!(Directory.Exists(outFolder) && Directory.EnumerateFiles(outFolder, ".e.npy.*.tmp").Any()))
+        while (!(Directory.Exists(outFolder) && Directory.EnumerateFiles(outFolder, $".{name}.*.tmp").Any()))
         {
             Assert.True(clock.Elapsed < TimeSpan.FromMinutes(2) && !embed.Process.HasExited, $"embed wrote no temporary file:\n{embed.Log}");
             Thread.Sleep(20);

@@ -16,12 +16,6 @@ public static class AtomicFile
     /// <summary>Opens a temporary file next to <paramref name="path"/>; <see cref="Pending.Commit"/> renames it into place.</summary>
     public static Pending Begin(string path) => new(path);
 
-    /// <summary>
-    /// Removes the temporary files of every write of this process not yet finished, and the folders they made: for a
-    /// handler of Ctrl+C or SIGTERM that ends the process next, which leaves no chance to dispose them.
-    /// </summary>
-    public static void AbandonUnfinished() => Pending.AbandonAll();
-
     public sealed class Pending : IDisposable
     {
         private readonly string full;
@@ -48,6 +42,8 @@ public static class AtomicFile
             }
             temp = Path.Combine(directory, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
             RemoveAbandoned(directory, Path.GetFileName(full));
+            // Registered before the file exists: a signal from here on finds it to remove.
+            UnfinishedWrites.Add(this, temp, created);
             try
             {
                 Stream = new FileStream(temp, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16);
@@ -55,37 +51,9 @@ public static class AtomicFile
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 RemoveCreated();
+                UnfinishedWrites.Remove(this);
                 throw new BioForgeException($"{path}: cannot write here ({Reason(e, temp)})");
             }
-            Unfinished.TryAdd(this, 0);
-        }
-
-        /// <summary>
-        /// The writes of this process not yet committed or disposed: process-wide because what ends them early is (a
-        /// signal ends the whole process, with no unwinding to run their <see cref="Dispose"/>).
-        /// </summary>
-        private static readonly System.Collections.Concurrent.ConcurrentDictionary<Pending, byte> Unfinished = new();
-
-        /// <summary>
-        /// Removes every unfinished write's temporary file and the folders it made, for a signal handler about to end the
-        /// process: what they were writing is abandoned (their streams stay open until the process ends).
-        /// </summary>
-        internal static void AbandonAll()
-        {
-            var unfinished = Unfinished.Keys.ToList();
-            // Every file first: a folder is removed only when empty, and the write that made it may share it with others.
-            foreach (var step in new Action<Pending>[] { p => File.Delete(p.temp), p => p.RemoveCreated() })
-                foreach (var pending in unfinished)
-                {
-                    try
-                    {
-                        step(pending);
-                    }
-                    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                    {
-                        // Left as debris for the next write of that name, as a killed process leaves it.
-                    }
-                }
         }
 
         public void Commit()
@@ -94,7 +62,7 @@ public static class AtomicFile
             Stream.Dispose();
             File.Move(temp, full, overwrite: true);
             committed = true;
-            Unfinished.TryRemove(this, out _);
+            UnfinishedWrites.Remove(this);
         }
 
         public void Dispose()
@@ -112,7 +80,7 @@ public static class AtomicFile
             {
                 File.Delete(temp);
                 RemoveCreated();
-                Unfinished.TryRemove(this, out _);
+                UnfinishedWrites.Remove(this);
             }
         }
 
@@ -150,15 +118,10 @@ public static class AtomicFile
             }
         }
 
+        /// <summary>The folders this write made, innermost first and only while empty: a failed run leaves no empty output folders behind.</summary>
         private void RemoveCreated()
         {
-            if (created is null) return;
-            // Innermost first, and only while empty: a failed run leaves no empty output directories behind.
-            for (string? d = Path.GetDirectoryName(full); d is not null && d.Length >= created.Length; d = Path.GetDirectoryName(d))
-            {
-                if (!Directory.Exists(d) || Directory.EnumerateFileSystemEntries(d).Any()) return;
-                Directory.Delete(d);
-            }
+            if (created is not null) UnfinishedWrites.RemoveEmptyFolders(Path.GetDirectoryName(full)!, created);
         }
     }
 

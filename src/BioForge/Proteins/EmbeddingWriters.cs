@@ -76,14 +76,28 @@ internal sealed class CsvEmbeddingWriter(string path, Pooling pooling) : IEmbedd
 /// A float32 matrix [records, hidden] in NumPy's .npy format (version 1.0, C order), and the record ids one per line
 /// in row order beside it (<c>emb.npy</c> → <c>emb.ids.txt</c>), since .npy holds numbers only.
 /// </summary>
-internal sealed class NpyEmbeddingWriter(string path) : IEmbeddingWriter
+internal sealed class NpyEmbeddingWriter : IEmbeddingWriter
 {
     private const int HeaderBytes = 128; // room for any realistic shape; rewritten with the final row count
-    private readonly AtomicFile.Pending file = AtomicFile.Begin(path);
-    private readonly AtomicFile.Pending idsFile = AtomicFile.Begin(IdsPath(path));
+    private readonly AtomicFile.Pending file;
+    private readonly AtomicFile.Pending idsFile;
     private StreamWriter? ids;
     private long rows;
     private int columns = -1;
+
+    public NpyEmbeddingWriter(string path)
+    {
+        file = AtomicFile.Begin(path);
+        try
+        {
+            idsFile = AtomicFile.Begin(IdsPath(path));
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
 
     /// <summary>The ids file of an .npy file: same folder and stem, <c>.ids.txt</c>.</summary>
     public static string IdsPath(string npyPath) => Path.ChangeExtension(npyPath, ".ids.txt");
@@ -139,25 +153,32 @@ internal sealed class NpyEmbeddingWriter(string path) : IEmbeddingWriter
 /// </summary>
 internal sealed class SafetensorsEmbeddingWriter : IEmbeddingWriter
 {
-    private readonly string path;
     private readonly Pooling pooling;
     private readonly Dictionary<string, string> metadata;
+    private readonly AtomicFile.Pending file;
     private readonly FileStream scratch;
     private readonly List<(string Id, long Rows, int Columns)> entries = [];
     private readonly HashSet<string> ids = new(StringComparer.Ordinal);
 
     public SafetensorsEmbeddingWriter(string path, Pooling pooling, IReadOnlyDictionary<string, string> metadata)
     {
-        this.path = path;
         this.pooling = pooling;
         this.metadata = new Dictionary<string, string>(metadata);
-        string full = Path.GetFullPath(path);
-        string dir = Path.GetDirectoryName(full)!;
-        Directory.CreateDirectory(dir);
-        string scratchPath = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.data.tmp");
-        scratch = new FileStream(scratchPath, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16);
-        // Unlinked at once: the open handle keeps the data, and no end of the process (a signal) can leave it behind.
-        File.Delete(scratchPath);
+        // The header comes first and is known last: the tensors gather in a scratch file beside the output (its
+        // space, not /tmp's), unlinked at once so that no end of the process leaves it behind.
+        file = AtomicFile.Begin(path);
+        try
+        {
+            string full = Path.GetFullPath(path);
+            string scratchPath = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.data.tmp");
+            scratch = new FileStream(scratchPath, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16);
+            File.Delete(scratchPath);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
     }
 
     public void Write(Embedding e)
@@ -190,13 +211,15 @@ internal sealed class SafetensorsEmbeddingWriter : IEmbeddingWriter
             header["embeddings"] = new { dtype = "F32", shape = new long[] { entries.Count, columns }, data_offsets = new[] { 0, scratch.Length } };
         }
         header["__metadata__"] = metadata;
-        AtomicFile.Write(path, stream =>
-        {
-            SafetensorsWriter.WriteHeader(stream, header);
-            scratch.Position = 0;
-            scratch.CopyTo(stream);
-        });
+        SafetensorsWriter.WriteHeader(file.Stream, header);
+        scratch.Position = 0;
+        scratch.CopyTo(file.Stream);
+        file.Commit();
     }
 
-    public void Dispose() => scratch.Dispose();
+    public void Dispose()
+    {
+        scratch.Dispose();
+        file.Dispose();
+    }
 }

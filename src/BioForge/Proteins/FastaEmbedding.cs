@@ -65,6 +65,9 @@ public sealed class FastaEmbedding : IDisposable
     /// <summary>"cpu", "cuda", as the model computes.</summary>
     public string Device { get; }
 
+    /// <summary>Processes sharing the records (1 without a launcher).</summary>
+    public int Ranks => world.Size;
+
     private FastaEmbedding(FastaEmbeddingRequest request, string? alphabet, long total, IDisposable model, int dims, int layers, string device,
         Func<IEnumerable<FastaRecord>, IProgress<int>?, IEnumerable<Embedding>> embed, Communicator world)
     {
@@ -92,10 +95,11 @@ public sealed class FastaEmbedding : IDisposable
     }
 
     /// <summary>
-    /// Checks the options against the model's family and every record of the file, then loads the model on
-    /// <paramref name="compute"/>.
+    /// Checks the options against the model's family and every record of the file, then loads the model where
+    /// <paramref name="compute"/> says (resolved only then: a device error does not hide an input error) and takes
+    /// this rank's share of the records.
     /// </summary>
-    public static FastaEmbedding Open(FastaEmbeddingRequest request, ComputeOptions compute, Communicator world)
+    public static FastaEmbedding Open(FastaEmbeddingRequest request, Func<ComputeOptions> compute)
     {
         var options = request.Options;
         var family = ModelRegistry.Of(request.Model);
@@ -121,36 +125,36 @@ public sealed class FastaEmbedding : IDisposable
             throw new BioForgeException($"{e.Message} (--unknown-as-unk reads letters outside ESM-2's alphabet as <unk>)");
         }
         if (esmConfig is not null && options.Truncate == Truncation.None) EsmEmbedder.RefuseTooLong(FastaReader.Read(request.Input, alphabet), esmConfig);
-        string device = compute.Device.type.ToString().ToLowerInvariant();
-        FastaEmbedding job;
-        if (esmConfig is not null)
-        {
-            var esm = EsmCheckpoint.Load(request.Model, compute.Device, compute.DType);
-            try
-            {
-                var embedder = new EsmEmbedder(esm, options);
-                job = new FastaEmbedding(request, alphabet, total, esm, esm.Config.HiddenSize, esm.Config.NumHiddenLayers, device, embedder.Embed, world);
-            }
-            catch
-            {
-                esm.Dispose();
-                throw;
-            }
-        }
-        else
-        {
-            var encoder = SequenceEncoder.Load(request.Model, compute.Device, compute.DType);
-            var embedder = new EncoderEmbedder(encoder, options.BatchTokens);
-            job = new FastaEmbedding(request, alphabet, total, encoder, encoder.HiddenSize, -1, device, embedder.Embed, world);
-        }
+        var resolved = compute();
+        string device = resolved.Device.type.ToString().ToLowerInvariant();
+        SequenceEncoder? encoder = null;
+        EsmCheckpoint? esm = null;
+        FastaEmbedding? job = null;
         try
         {
+            if (esmConfig is not null)
+            {
+                esm = EsmCheckpoint.Load(request.Model, resolved.Device, resolved.DType);
+                var embedder = new EsmEmbedder(esm, options);
+                job = new FastaEmbedding(request, alphabet, total, esm, esm.Config.HiddenSize, esm.Config.NumHiddenLayers, device, embedder.Embed, ProcessGroup.World);
+            }
+            else
+            {
+                encoder = SequenceEncoder.Load(request.Model, resolved.Device, resolved.DType);
+                var embedder = new EncoderEmbedder(encoder, options.BatchTokens);
+                job = new FastaEmbedding(request, alphabet, total, encoder, encoder.HiddenSize, -1, device, embedder.Embed, ProcessGroup.World);
+            }
             job.RefuseOutputsOverInputs();
             return job;
         }
         catch
         {
-            job.Dispose();
+            if (job is not null) job.Dispose();
+            else
+            {
+                esm?.Dispose();
+                encoder?.Dispose();
+            }
             throw;
         }
     }

@@ -269,6 +269,8 @@ public sealed class RunDirectory
         Directory.CreateDirectory(parent);
         string temp = System.IO.Path.Combine(parent, $".{name}.{Environment.ProcessId}{TempSuffix}");
         if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+        var unfinished = new object();
+        UnfinishedWrites.Add(unfinished, temp, created: null);
         Directory.CreateDirectory(temp);
         try
         {
@@ -295,6 +297,10 @@ public sealed class RunDirectory
         {
             if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
             throw;
+        }
+        finally
+        {
+            UnfinishedWrites.Remove(unfinished);
         }
     }
 
