@@ -400,13 +400,17 @@ public static class Cli
                 error.WriteLine($"{notice}; {name} again to abort");
                 return;
             }
-            UnfinishedWrites.Abandon();
             if (aborting) Task.Run(() => error.WriteLine("aborted")).Wait(TimeSpan.FromMilliseconds(200));
+            // From here the command's writes neither begin nor finish; the process ends at once after.
+            UnfinishedWrites.Abandon();
             // Not Environment.Exit: its exit handlers (ASP.NET's host among them) wait for the very work being aborted.
             int number = context.Signal == PosixSignal.SIGINT ? 2 : 15;
-            SetDisposition(number, DefaultAction);
-            Kill(Environment.ProcessId, number);
-            Thread.Sleep(TimeSpan.FromSeconds(1));
+            if (Environment.ProcessId != 1) // the kernel spares process 1 (a container without an init) its own signals
+            {
+                SetDisposition(number, DefaultAction);
+                Kill(Environment.ProcessId, number);
+                Thread.Sleep(TimeSpan.FromMilliseconds(200));
+            }
             ExitNow(128 + number); // the signal did not end it
         }
 

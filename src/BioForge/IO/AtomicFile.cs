@@ -32,18 +32,20 @@ public static class AtomicFile
             full = Path.GetFullPath(path);
             string directory = Path.GetDirectoryName(full) ?? ".";
             created = FirstMissing(directory);
+            temp = Path.Combine(directory, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+            // Registered before anything exists: a signal from here on finds it to remove, and once the process
+            // abandons its writes, none begins (not even by making again a folder the abandoning removed).
+            UnfinishedWrites.Add(this, temp, created);
             try
             {
                 Directory.CreateDirectory(directory);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
+                UnfinishedWrites.Remove(this);
                 throw new BioForgeException($"{path}: cannot create output directory {directory} ({Reason(e, directory)})");
             }
-            temp = Path.Combine(directory, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
             RemoveAbandoned(directory, Path.GetFileName(full));
-            // Registered before the file exists: a signal from here on finds it to remove.
-            UnfinishedWrites.Add(this, temp, created);
             try
             {
                 Stream = new FileStream(temp, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16);
@@ -60,9 +62,8 @@ public static class AtomicFile
         {
             Stream.Flush(flushToDisk: true);
             Stream.Dispose();
-            File.Move(temp, full, overwrite: true);
+            UnfinishedWrites.Finish(this, () => File.Move(temp, full, overwrite: true));
             committed = true;
-            UnfinishedWrites.Remove(this);
         }
 
         public void Dispose()

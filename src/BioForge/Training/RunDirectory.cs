@@ -280,17 +280,21 @@ public sealed class RunDirectory
             {
                 old = System.IO.Path.Combine(parent, $"{ReplacedPrefix}{name}.{Environment.ProcessId}");
                 if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
-                Directory.Move(final, old);
             }
-            try
+            // Both renames or neither against a signal abandoning the process's writes (it deletes temp).
+            UnfinishedWrites.Finish(unfinished, () =>
             {
-                Directory.Move(temp, final);
-            }
-            catch when (old is not null && !Directory.Exists(final))
-            {
-                Directory.Move(old, final); // the new one could not take its place: the old one takes it back
-                throw;
-            }
+                if (old is not null) Directory.Move(final, old);
+                try
+                {
+                    Directory.Move(temp, final);
+                }
+                catch when (old is not null && !Directory.Exists(final))
+                {
+                    Directory.Move(old, final); // the new one could not take its place: the old one takes it back
+                    throw;
+                }
+            });
             if (old is not null) Directory.Delete(old, recursive: true);
         }
         catch
