@@ -282,7 +282,12 @@ public static class Cli
         CurrentSignals.Value = outer ?? signals;
         try
         {
-            return body();
+            int code = body();
+            // Stopped cleanly by a signal, a process ends by that signal, as the shell convention asks of a program
+            // that handles one: a script stops at the Ctrl+C instead of going on with its next command. Ranks under a
+            // launcher exit 130 instead: dying by a signal would make it abort the job.
+            if (code == 130 && signals?.StoppedBy is { } signal && !Distributed.ProcessGroup.Launch.Distributed) signals.EndBy(signal);
+            return code;
         }
         catch (BioForgeException e)
         {
@@ -356,6 +361,9 @@ public static class Cli
         private CancellationTokenSource? stop;
         private string? notice;
 
+        /// <summary>The signal number (2, 15) that asked a stoppable stretch to stop, if one did.</summary>
+        public int? StoppedBy { get; private set; }
+
         public Signals(TextWriter error)
         {
             this.error = error;
@@ -388,11 +396,16 @@ public static class Cli
             bool stopping, aborting;
             // Only deciding under the lock: a write to a standard error nobody reads (a paused terminal, a full pipe)
             // blocks, and the next signal must still get through.
+            int number = context.Signal == PosixSignal.SIGINT ? 2 : 15;
             lock (gate)
             {
                 stopping = stop is { IsCancellationRequested: false };
                 aborting = stop is not null && !stopping;
-                if (stopping) stop!.Cancel();
+                if (stopping)
+                {
+                    StoppedBy = number;
+                    stop!.Cancel();
+                }
             }
             string name = context.Signal == PosixSignal.SIGINT ? "Ctrl+C" : "SIGTERM";
             if (stopping)
@@ -404,21 +417,35 @@ public static class Cli
             // From here the command's writes neither begin nor finish; the process ends at once after.
             UnfinishedWrites.Abandon();
             // Not Environment.Exit: its exit handlers (ASP.NET's host among them) wait for the very work being aborted.
-            int number = context.Signal == PosixSignal.SIGINT ? 2 : 15;
-            if (Environment.ProcessId != 1) // the kernel spares process 1 (a container without an init) its own signals
-            {
-                SetDisposition(number, DefaultAction);
-                Kill(Environment.ProcessId, number);
-                Thread.Sleep(TimeSpan.FromMilliseconds(200));
-            }
+            DieBy(number);
             ExitNow(128 + number); // the signal did not end it
+        }
+
+        /// <summary>Ends the process by signal <paramref name="number"/> after a clean stop; returns if it could not.</summary>
+        public void EndBy(int number)
+        {
+            error.Flush();
+            Dispose(); // the runtime's handlers stand between the signal and its default action until then
+            DieBy(number);
+        }
+
+        private static void DieBy(int number)
+        {
+            if (Environment.ProcessId == 1) return; // the kernel spares process 1 (a container without an init) its own signals
+            SetDisposition(number, DefaultAction);
+            Kill(Environment.ProcessId, number);
+            Thread.Sleep(TimeSpan.FromMilliseconds(200));
         }
 
         public void Dispose()
         {
             interrupt.Dispose();
             terminate.Dispose();
-            stop?.Dispose();
+            lock (gate)
+            {
+                stop?.Dispose();
+                stop = null;
+            }
         }
     }
 
