@@ -69,6 +69,11 @@ fi
 if [ -n "$smoke_failure" ]; then
   echo "== README main command failed: $smoke_failure"
 fi
+if [ "$status" -ne 0 ] && [ "$(count failed)" -eq 0 ] && grep -q "Test Run Aborted" "$root/artifacts/test.log"; then
+  # A crashed test host fails no test: the run counts as one failure, and the summary says what happened.
+  echo "== the test run was aborted: $(grep -m1 "Reason:" "$root/artifacts/test.log" || echo "no reason given")"
+  failed=$((failed + 1))
+fi
 if [ "$status" -eq 0 ] && [ "$failed" -ne 0 ] && [ -z "$smoke_failure" ]; then
   echo "== the test run exited 0 but its results count failures: $counters"
 fi
