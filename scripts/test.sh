@@ -25,7 +25,8 @@ results="$root/artifacts/test-results"
 rm -rf "$results"
 mkdir -p "$results"
 set +e
-dotnet test tests/BioForge.Tests/BioForge.Tests.csproj -c Release --no-build --logger "console;verbosity=normal" \
+# --blame: if the test host crashes, the tests it was running are named (no dump is written).
+dotnet test tests/BioForge.Tests/BioForge.Tests.csproj -c Release --no-build --blame --logger "console;verbosity=normal" \
   --logger "trx;LogFileName=tests.trx" --results-directory "$results" 2>&1 | tee "$root/artifacts/test.log" | grep -E "^\s+(Passed|Failed|Skipped) |Error Message|Assert|error"
 status=${PIPESTATUS[0]} # read before any other command: an "|| true" here would hand back its own status
 set -e
@@ -72,6 +73,7 @@ fi
 if [ "$status" -ne 0 ] && [ "$(count failed)" -eq 0 ] && grep -q "Test Run Aborted" "$root/artifacts/test.log"; then
   # A crashed test host fails no test: the run counts as one failure, and the summary says what happened.
   echo "== the test run was aborted: $(grep -m1 "Reason:" "$root/artifacts/test.log" || echo "no reason given")"
+  grep -A12 "were running\|was running" "$root/artifacts/test.log" | head -n 20 || true
   failed=$((failed + 1))
 fi
 if [ "$status" -eq 0 ] && [ "$failed" -ne 0 ] && [ -z "$smoke_failure" ]; then
