@@ -39,12 +39,8 @@ internal sealed class LoggedProcess : IDisposable
     public void WaitForLine(TimeSpan timeout, string? prefix = null)
     {
         prefix ??= awaited;
-        var clock = Stopwatch.StartNew();
-        while (!lines.Any(line => line.StartsWith(prefix, StringComparison.Ordinal)))
-        {
-            Assert.True(clock.Elapsed < timeout, $"no line starting '{prefix}' in time:\n{Log}");
-            Thread.Sleep(50);
-        }
+        bool seen = SpinWait.SpinUntil(() => lines.Any(line => line.StartsWith(prefix, StringComparison.Ordinal)), timeout);
+        Assert.True(seen, $"no line starting '{prefix}' (the process hangs or failed):\n{Log}");
     }
 
     /// <summary>Sends SIGTERM to <paramref name="pid"/> (this process by default).</summary>
