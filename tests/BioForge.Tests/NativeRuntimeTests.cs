@@ -165,28 +165,6 @@ public sealed class NativeRuntimeTests
     }
 
     [Fact]
-    public void EverySeedAlsoSeedsTheGpu()
-    {
-        // torch.manual_seed seeds only the CPU generator in TorchSharp 0.107; TorchRuntime.Seed seeds every device.
-        var direct = Directory.EnumerateFiles(Path.Combine(Repository.Root, "src"), "*.cs", SearchOption.AllDirectories)
-            .Where(f => !f.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}", StringComparison.Ordinal))
-            .Where(f => Path.GetFileName(f) != "TorchRuntime.cs" && File.ReadAllText(f).Contains("manual_seed(", StringComparison.Ordinal))
-            .Select(f => Path.GetRelativePath(Repository.Root, f));
-        Assert.Empty(direct);
-        _ = TestData.Cpu;
-        // On a machine with a GPU, its generator is the one checked (the CPU's otherwise).
-        var device = TorchRuntime.CudaAvailable ? TorchSharp.torch.CUDA : TorchSharp.torch.CPU;
-        float Draw(long seed)
-        {
-            TorchRuntime.Seed(seed);
-            using var x = TorchSharp.torch.rand(1, device: device);
-            return x.item<float>();
-        }
-        Assert.Equal(Draw(41), Draw(41));
-        Assert.NotEqual(Draw(41), Draw(42));
-    }
-
-    [Fact]
     public void TheCudaRuntimePyTorchMappedComesBeforeAToolkitsLink()
     {
         const string pytorchs = "/opt/torch/lib/python3.12/site-packages/nvidia/cu13/lib/libcudart.so.13";
@@ -241,5 +219,35 @@ public sealed class NativeRuntimeTests
         Assert.Null(DeviceMemory.QueryFreeBytes("no-such-program-here", [], timeout));
         // Left to finish, the program would answer 1 MiB: null means it was stopped at the timeout.
         Assert.Null(DeviceMemory.QueryFreeBytes("sh", ["-c", "sleep 60; echo 1"], timeout));
+    }
+}
+
+/// <summary>
+/// Seeding and drawing from LibTorch's default generator, which every test in this process shares: run apart from the
+/// tests that initialise weights or sample at the same time (one of those drew between the seed and the draw once).
+/// </summary>
+[Collection(nameof(TrainerTests))]
+public sealed class SeedTests
+{
+    [Fact]
+    public void EverySeedAlsoSeedsTheGpu()
+    {
+        // torch.manual_seed seeds only the CPU generator in TorchSharp 0.107; TorchRuntime.Seed seeds every device.
+        var direct = Directory.EnumerateFiles(Path.Combine(Repository.Root, "src"), "*.cs", SearchOption.AllDirectories)
+            .Where(f => !f.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}", StringComparison.Ordinal))
+            .Where(f => Path.GetFileName(f) != "TorchRuntime.cs" && File.ReadAllText(f).Contains("manual_seed(", StringComparison.Ordinal))
+            .Select(f => Path.GetRelativePath(Repository.Root, f));
+        Assert.Empty(direct);
+        _ = TestData.Cpu;
+        // On a machine with a GPU, its generator is the one checked (the CPU's otherwise).
+        var device = TorchRuntime.CudaAvailable ? TorchSharp.torch.CUDA : TorchSharp.torch.CPU;
+        float Draw(long seed)
+        {
+            TorchRuntime.Seed(seed);
+            using var x = TorchSharp.torch.rand(1, device: device);
+            return x.item<float>();
+        }
+        Assert.Equal(Draw(41), Draw(41));
+        Assert.NotEqual(Draw(41), Draw(42));
     }
 }
