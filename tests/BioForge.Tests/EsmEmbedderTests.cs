@@ -34,6 +34,21 @@ public sealed class EsmEmbedderTests
     }
 
     /// <summary>
+    /// `embed`'s mean pooling and the one the server's /v1/embeddings and the affinity features use (batched by
+    /// <see cref="Models.SequenceEncoder.MeanEmbeddings"/>) are written apart: they must give one vector per sequence.
+    /// </summary>
+    [Fact]
+    public void EmbedAndTheServersMeanPoolingGiveTheSameVectors()
+    {
+        var cpu = TestData.Cpu;
+        var model = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
+        var embedded = Embed(model, new EmbedOptions());
+        using var encoder = Models.SequenceEncoder.ForEsm(model);
+        var served = encoder.MeanEmbeddings([.. Records.Select(r => encoder.Encode(r.Sequence, stopCodon: false))], cpu.Device, maxBatch: 2);
+        for (int i = 0; i < Records.Length; i++) AssertClose(embedded[i].Values, served[i]);
+    }
+
+    /// <summary>
     /// Per-rank per-residue CSVs merged as mpirun merges them: a record cut at its start keeps its positions, and two
     /// records of one id in a row stay two (they were joined into one of twice the rows, numbered from 1).
     /// </summary>
