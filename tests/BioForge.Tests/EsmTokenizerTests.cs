@@ -58,4 +58,35 @@ public sealed class EsmTokenizerTests
         Assert.Equal([0, 20, 15, 3, 11, 2], EsmTokenizer.Esm2.Encode("MKJT", unknownAsUnk: true));
         Assert.Contains("unknown special token '<foo>'", Assert.Throws<BioForgeException>(() => EsmTokenizer.Esm2.Encode("M<foo>")).Message);
     }
+
+    /// <summary>
+    /// Hugging Face's tokenizers (its Rust library, and tokenizers.js) read the files a protein decoder is saved with
+    /// into the ids BioForge gives: residues of either case, gaps, &lt;mask&gt;, &lt;unk&gt;, and unknown letters.
+    /// </summary>
+    [Fact]
+    public void TheHuggingFaceTokenizerFilesOfAProteinDecoderEncodeAsBioForgeDoes()
+    {
+        string directory = TestData.TempDirectory();
+        EsmTokenizer.Esm2.SaveHuggingFace(directory, maxLength: 512);
+        string[] inputs = ["MKTAYIAKQRQISFVKSHFSRQ", "mktayiak", "MK<mask>TA<mask>", "AXBZUO.-G", "MKJT", "M<unk>K", "LAGVSERTIDPKQNFYMHWC"];
+        using (var rust = HuggingFaceTokenizer.Load(directory))
+            foreach (string input in inputs)
+                Assert.Equal(EsmTokenizer.Esm2.Encode(input, unknownAsUnk: true), rust.Encode(input));
+        var lines = NodeScript.Lines("tokenize.mjs", [directory, .. inputs]);
+        Assert.Equal(inputs.Length, lines.Count);
+        for (int i = 0; i < inputs.Length; i++)
+            Assert.Equal(EsmTokenizer.Esm2.Encode(inputs[i], unknownAsUnk: true).Select(id => (long)id),
+                System.Text.Json.Nodes.JsonNode.Parse(lines[i])!["ids"]!.AsArray().Select(id => id!.GetValue<long>()));
+        Assert.Contains(EsmTokenizer.Esm2.UnkId, EsmTokenizer.Esm2.Encode("MKJT", unknownAsUnk: true)); // the unknown token is exercised
+    }
+
+    [Fact]
+    public void TheShippedProteinDecoderCarriesItsHuggingFaceTokenizer()
+    {
+        string model = Path.Combine(Repository.Root, "models", "protein-llama-small");
+        string directory = TestData.TempDirectory();
+        EsmTokenizer.FromVocabFile(Path.Combine(model, "vocab.txt")).SaveHuggingFace(directory, maxLength: 512);
+        foreach (string file in new[] { "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json" })
+            Assert.Equal(File.ReadAllText(Path.Combine(directory, file)), File.ReadAllText(Path.Combine(model, file)));
+    }
 }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json.Nodes;
 using BioForge.Tokenizers;
 
@@ -61,7 +60,7 @@ public sealed class SmilesVocabularyTests
         string directory = TestData.TempDirectory();
         vocabulary.SaveHuggingFace(directory, maxLength: 256);
         string[] inputs = ["CC(=O)Oc1ccccc1C(=O)O", "F/C=C\\F", "C[C@@H](N)C(=O)[O-]", "C1CC%12CC1%12", "ClCCBr", "[Xe]C", "c1ccc2c(c1)[nH]c1ccccc12"];
-        var lines = Node(Path.Combine(Repository.Root, "tests", "browser", "tokenize.mjs"), [directory, .. inputs]);
+        var lines = NodeScript.Lines("tokenize.mjs", [directory, .. inputs]);
         Assert.Equal(inputs.Length, lines.Count);
         for (int i = 0; i < inputs.Length; i++)
         {
@@ -80,16 +79,5 @@ public sealed class SmilesVocabularyTests
         SmilesVocabulary.Load(Path.Combine(model, SmilesVocabulary.FileName)).SaveHuggingFace(directory, maxLength: 256);
         foreach (string file in new[] { SmilesVocabulary.HuggingFaceTokenizerFile, "tokenizer_config.json", "special_tokens_map.json" })
             Assert.Equal(File.ReadAllText(Path.Combine(directory, file)), File.ReadAllText(Path.Combine(model, file)));
-    }
-
-    private static List<string> Node(string script, string[] arguments)
-    {
-        var info = new ProcessStartInfo("node", [script, .. arguments]) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var node = Process.Start(info)!;
-        var output = node.StandardOutput.ReadToEndAsync();
-        string error = node.StandardError.ReadToEnd();
-        Assert.True(node.WaitForExit(TimeSpan.FromMinutes(1)), "node did not finish within a minute");
-        Assert.True(node.ExitCode == 0, $"{Path.GetFileName(script)}: {error}");
-        return [.. output.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries)];
     }
 }

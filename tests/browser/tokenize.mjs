@@ -1,6 +1,6 @@
-// Encodes SMILES with Hugging Face's tokenizers.js from a model directory's tokenizer.json and tokenizer_config.json,
+// Encodes text (SMILES, protein sequences) with Hugging Face's tokenizers.js from a model directory's tokenizer.json and tokenizer_config.json,
 // and prints one JSON line per input: {"ids": [...], "decoded": "..."}.
-// Usage: node tokenize.mjs MODEL_DIR SMILES...
+// Usage: node tokenize.mjs MODEL_DIR TEXT...
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";

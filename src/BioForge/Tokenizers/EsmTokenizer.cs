@@ -1,3 +1,5 @@
+using System.Text.Json.Nodes;
+
 namespace BioForge.Tokenizers;
 
 /// <summary>
@@ -56,6 +58,24 @@ public sealed class EsmTokenizer
         {
             throw new BioForgeException($"{path}: {e.Message}");
         }
+    }
+
+    /// <summary>
+    /// Writes the alphabet as a Hugging Face fast tokenizer (see <see cref="WordLevelTokenizerFiles"/>) for a protein
+    /// decoder, whose <c>llama</c> model type gives transformers no tokenizer of its own: one token per character, lower
+    /// case read as upper, <c>&lt;mask&gt;</c> and <c>&lt;unk&gt;</c> as written, any other character
+    /// <c>&lt;unk&gt;</c> — the ids <see cref="Encode"/> gives with <c>unknownAsUnk</c> (which also drops a final stop).
+    /// </summary>
+    public void SaveHuggingFace(string directory, int maxLength)
+    {
+        var toUpper = new JsonArray([.. Enumerable.Range('a', 26).Select(c => (JsonNode)new JsonObject
+        {
+            ["type"] = "Replace",
+            ["pattern"] = new JsonObject { ["String"] = ((char)c).ToString() },
+            ["content"] = char.ToUpperInvariant((char)c).ToString(),
+        })]);
+        WordLevelTokenizerFiles.Write(directory, Vocabulary, new SpecialTokens(Vocabulary[ClsId], Vocabulary[EosId], Vocabulary[UnkId], Vocabulary[PadId], Vocabulary[MaskId]),
+            ".", new JsonObject { ["type"] = "Sequence", ["normalizers"] = toUpper }, maxLength);
     }
 
     private int Require(string token) =>

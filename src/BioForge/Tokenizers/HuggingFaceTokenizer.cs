@@ -75,7 +75,7 @@ public sealed class HuggingFaceTokenizer : IDisposable
         }
     }
 
-    /// <summary>Token ids of <paramref name="text"/>, as the checkpoint's tokenizer gives them (no special tokens added).</summary>
+    /// <summary>Token ids of <paramref name="text"/>, as the checkpoint's tokenizer gives them (with the special tokens its post-processor adds: GPT-2's adds none).</summary>
     public int[] Encode(string text)
     {
         uint[] ids;

@@ -69,7 +69,7 @@ public sealed class SmilesVocabulary
 
     public void Save(string path) => AtomicFile.WriteText(path, JsonSerializer.Serialize(tokens) + "\n");
 
-    public const string HuggingFaceTokenizerFile = "tokenizer.json";
+    public const string HuggingFaceTokenizerFile = WordLevelTokenizerFiles.TokenizerFile;
 
     /// <summary>
     /// A model folder's SMILES vocabulary: its <c>vocab.json</c>, else the SMILES <c>tokenizer.json</c> BioForge writes
@@ -134,68 +134,9 @@ public sealed class SmilesVocabulary
     /// <see cref="Encode"/> gives: the SMILES regex as an isolating split, a word-level vocabulary with &lt;unk&gt;, and
     /// &lt;bos&gt; … &lt;eos&gt; added around every sequence.
     /// </summary>
-    public void SaveHuggingFace(string directory, int maxLength)
-    {
-        static JsonObject Special(string token) => new() { ["id"] = token, ["type_id"] = 0 };
-        var vocab = new JsonObject();
-        for (int i = 0; i < tokens.Length; i++) vocab[tokens[i]] = i;
-        var tokenizer = new JsonObject
-        {
-            ["version"] = "1.0",
-            ["truncation"] = null,
-            ["padding"] = null,
-            ["added_tokens"] = new JsonArray([.. Specials.Select((t, i) => (JsonNode)new JsonObject
-            {
-                ["id"] = i,
-                ["content"] = t,
-                ["single_word"] = false,
-                ["lstrip"] = false,
-                ["rstrip"] = false,
-                ["normalized"] = false,
-                ["special"] = true,
-            })]),
-            ["normalizer"] = null,
-            ["pre_tokenizer"] = new JsonObject
-            {
-                ["type"] = "Split",
-                ["pattern"] = new JsonObject { ["Regex"] = SmilesTokenizer.Pattern },
-                ["behavior"] = "Isolated",
-                ["invert"] = false,
-            },
-            ["post_processor"] = new JsonObject
-            {
-                ["type"] = "TemplateProcessing",
-                ["single"] = new JsonArray(new JsonObject { ["SpecialToken"] = Special(Specials[BosId]) }, new JsonObject { ["Sequence"] = Special("A") },
-                    new JsonObject { ["SpecialToken"] = Special(Specials[EosId]) }),
-                ["pair"] = new JsonArray(new JsonObject { ["SpecialToken"] = Special(Specials[BosId]) }, new JsonObject { ["Sequence"] = Special("A") },
-                    new JsonObject { ["SpecialToken"] = Special(Specials[EosId]) }, new JsonObject { ["Sequence"] = Special("B") },
-                    new JsonObject { ["SpecialToken"] = Special(Specials[EosId]) }),
-                ["special_tokens"] = new JsonObject
-                {
-                    [Specials[BosId]] = new JsonObject { ["id"] = Specials[BosId], ["ids"] = new JsonArray(BosId), ["tokens"] = new JsonArray(Specials[BosId]) },
-                    [Specials[EosId]] = new JsonObject { ["id"] = Specials[EosId], ["ids"] = new JsonArray(EosId), ["tokens"] = new JsonArray(Specials[EosId]) },
-                },
-            },
-            ["decoder"] = new JsonObject { ["type"] = "Fuse" },
-            ["model"] = new JsonObject { ["type"] = "WordLevel", ["vocab"] = vocab, ["unk_token"] = Specials[UnkId] },
-        };
-        var specialTokens = new JsonObject
-        {
-            ["bos_token"] = Specials[BosId],
-            ["eos_token"] = Specials[EosId],
-            ["unk_token"] = Specials[UnkId],
-            ["pad_token"] = Specials[PadId],
-        };
-        var config = specialTokens.DeepClone().AsObject();
-        config["tokenizer_class"] = "PreTrainedTokenizerFast";
-        config["model_max_length"] = maxLength;
-        config["padding_side"] = "right";
-        config["clean_up_tokenization_spaces"] = false;
-        var indented = new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-        AtomicFile.WriteText(Path.Combine(directory, HuggingFaceTokenizerFile), tokenizer.ToJsonString(indented) + "\n");
-        AtomicFile.WriteText(Path.Combine(directory, "tokenizer_config.json"), config.ToJsonString(indented) + "\n");
-        AtomicFile.WriteText(Path.Combine(directory, "special_tokens_map.json"), specialTokens.ToJsonString(indented) + "\n");
-    }
+    public void SaveHuggingFace(string directory, int maxLength) =>
+        WordLevelTokenizerFiles.Write(directory, tokens, new SpecialTokens(Specials[BosId], Specials[EosId], Specials[UnkId], Specials[PadId]),
+            SmilesTokenizer.Pattern, normalizer: null, maxLength);
 
     /// <summary><c>&lt;bos&gt; tokens &lt;eos&gt;</c>; tokens outside the vocabulary become &lt;unk&gt;.</summary>
     public int[] Encode(string smiles)

@@ -137,10 +137,10 @@ public sealed class LlamaCheckpoint : IDisposable
     }
 
     /// <summary>
-    /// Saves in the layout <c>save_pretrained</c> writes, plus the vocabulary (<c>vocab.json</c> and the Hugging Face
-    /// tokenizer files for SMILES, <c>vocab.txt</c> for amino acids); weights float32 unless <paramref name="storage"/>
-    /// is float16. A tensor-parallel model is written whole: every rank of its group calls <see cref="UnshardedWeights"/>
-    /// and one passes them here.
+    /// Saves in the layout <c>save_pretrained</c> writes, plus the vocabulary (<c>vocab.json</c> for SMILES,
+    /// <c>vocab.txt</c> for amino acids) and the Hugging Face tokenizer files that read text into the same ids; weights
+    /// float32 unless <paramref name="storage"/> is float16. A tensor-parallel model is written whole: every rank of its
+    /// group calls <see cref="UnshardedWeights"/> and one passes them here.
     /// </summary>
     public void Save(string directory, IReadOnlyList<KeyValuePair<string, Tensor>>? weights = null, ScalarType storage = ScalarType.Float32)
     {
@@ -148,7 +148,9 @@ public sealed class LlamaCheckpoint : IDisposable
         CheckpointWeights.Save(weights ?? UnshardedWeights(), Config.ToJson(), directory, storage: storage);
         Vocabulary?.Save(Path.Combine(directory, SmilesVocabulary.FileName));
         Vocabulary?.SaveHuggingFace(directory, Config.MaxPositionEmbeddings);
-        if (Residues is not null) AtomicFile.WriteText(Path.Combine(directory, ResidueFileName), string.Join("\n", Residues.Vocabulary) + "\n");
+        if (Residues is null) return;
+        AtomicFile.WriteText(Path.Combine(directory, ResidueFileName), string.Join("\n", Residues.Vocabulary) + "\n");
+        Residues.SaveHuggingFace(directory, Config.MaxPositionEmbeddings);
     }
 
     /// <summary>Every parameter unsharded, by checkpoint name (with tensor parallelism a collective over the group).</summary>
