@@ -331,7 +331,10 @@ public static class Cli
     /// stop cleanly: the token is cancelled and <paramref name="notice"/> printed. A second signal ends the process at
     /// once, as the first does for any other command. Runs inside <see cref="Guard"/>.
     /// </summary>
-    internal static int Stoppable(TextWriter error, string notice, Func<CancellationToken, int> body)
+    internal static int Stoppable(TextWriter error, string notice, Func<CancellationToken, int> body) => Stoppable(error, () => notice, body);
+
+    /// <summary>As above, with the notice of the moment the signal comes (what stopping means changes as the command goes).</summary>
+    internal static int Stoppable(TextWriter error, Func<string> notice, Func<CancellationToken, int> body)
     {
         var signals = CurrentSignals.Value ?? throw new InvalidOperationException("Cli.Stoppable runs inside Cli.Guard");
         try
@@ -359,7 +362,7 @@ public static class Cli
         private readonly PosixSignalRegistration terminate;
         private readonly Lock gate = new();
         private CancellationTokenSource? stop;
-        private string? notice;
+        private Func<string>? notice;
 
         /// <summary>The signal number (2, 15) that asked a stoppable stretch to stop, if one did.</summary>
         public int? StoppedBy { get; private set; }
@@ -371,7 +374,7 @@ public static class Cli
             terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Handle);
         }
 
-        public CancellationToken BeginStoppable(string notice)
+        public CancellationToken BeginStoppable(Func<string> notice)
         {
             lock (gate)
             {
@@ -410,7 +413,7 @@ public static class Cli
             string name = context.Signal == PosixSignal.SIGINT ? "Ctrl+C" : "SIGTERM";
             if (stopping)
             {
-                error.WriteLine($"{notice}; {name} again to abort");
+                error.WriteLine($"{notice!()}; {name} again to abort");
                 return;
             }
             if (aborting) Task.Run(() => error.WriteLine("aborted")).Wait(TimeSpan.FromMilliseconds(200));

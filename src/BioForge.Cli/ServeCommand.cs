@@ -78,8 +78,10 @@ internal static class ServeCommand
         return command;
     }
 
-    private static int Run(ServerOptions options, TextWriter output, TextWriter error) =>
-        Cli.Stoppable(error, "stopping: finishing requests in flight", stop =>
+    private static int Run(ServerOptions options, TextWriter output, TextWriter error)
+    {
+        bool serving = false;
+        return Cli.Stoppable(error, () => Volatile.Read(ref serving) ? "stopping: finishing requests in flight" : "stopping once the models have loaded (loading cannot be interrupted)", stop =>
         {
             BioForgeServer server;
             try
@@ -95,12 +97,14 @@ internal static class ServeCommand
                 // An address in use comes as IOException, an address this machine does not have as SocketException.
                 throw new BioForgeException($"--host {options.Host} --port {options.Port}: cannot listen there ({e.Message})");
             }
+            Volatile.Write(ref serving, true);
             output.WriteLine($"serving on {server.Address} (web page: {server.Address}/, OpenAPI: {server.Address}/v1/openapi.json){(options.ApiKey is null ? "" : "; API key required")}");
             output.Flush();
             stop.WaitHandle.WaitOne(); // until Ctrl+C or SIGTERM; DisposeAsync drains
             server.DisposeAsync().AsTask().GetAwaiter().GetResult();
             return 0;
         });
+    }
 
     /// <summary>The Host names to answer: as given (<c>*</c>: any); by default the loopback names on loopback, any elsewhere.</summary>
     private static IReadOnlyList<string> AllowedHosts(string[]? given, string host, IReadOnlyList<string> loopback)

@@ -137,7 +137,7 @@ public sealed class BioForgeServer : IAsyncDisposable
         }
         foreach (var m in models.LanguageModels)
         {
-            log?.Invoke($"model {m.Name}: {m.Kind.ToString().ToLowerInvariant()} language model ({m.Directory}, hidden {m.HiddenSize})");
+            log?.Invoke($"model {m.Name}: {Described(m.Kind)} language model ({m.Directory}, hidden {m.HiddenSize})");
             if (m.Completions is { } c)
                 log?.Invoke($"model {m.Name}: /v1/completions, {c.Mode.ToString().ToLowerInvariant()} batching, {c.Slots} sequences of {c.Length} tokens ({c.CacheBytes / 1e6:F0} MB of keys and values)");
         }
@@ -257,6 +257,15 @@ public sealed class BioForgeServer : IAsyncDisposable
     /// </summary>
     internal static string AccessLine(HttpContext context, int status, TimeSpan elapsed) => string.Create(CultureInfo.InvariantCulture,
         $"{DateTimeOffset.UtcNow:yyyy-MM-ddTHH:mm:ss.fffZ} {context.Connection.RemoteIpAddress?.ToString() ?? "-"} {context.Request.Method} {context.Request.Path}{context.Request.QueryString} {status} {elapsed.TotalMilliseconds:F1}ms {context.TraceIdentifier}");
+
+    private static string Described(ModelKind kind) => kind switch
+    {
+        ModelKind.Protein => "protein masked",
+        ModelKind.ProteinDecoder => "protein causal",
+        ModelKind.Molecule => "SMILES causal",
+        ModelKind.Text => "text (GPT-2) causal",
+        _ => kind.ToString().ToLowerInvariant(),
+    };
 
     /// <summary>
     /// The answer to a request that failed with <paramref name="e"/>: a user-worded problem is the request's (422) unless

@@ -90,6 +90,9 @@ public sealed class RunDirectoryTests
     {
         string path = TestData.TempDirectory();
         var run = RunDirectory.Open(path, "output.dir", isNew: true);
+        // A first checkpoint that fails takes the folder made for it along (an empty checkpoints/ stayed).
+        Assert.Throws<IOException>(() => run.SaveCheckpoint(1, 1, State, d => throw new IOException("disk full")));
+        Assert.False(Directory.Exists(run.CheckpointsDirectory));
         Save(run, 5, keep: 1);
         string again = run.SaveCheckpoint(5, 1, State, directory =>
         {

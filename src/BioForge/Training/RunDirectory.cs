@@ -224,7 +224,6 @@ public sealed class RunDirectory
     /// </summary>
     public string SaveCheckpoint(long step, int keep, string stateFile, Action<string> write)
     {
-        Directory.CreateDirectory(CheckpointsDirectory);
         string final = System.IO.Path.Combine(CheckpointsDirectory, $"{StepPrefix}{step:D9}");
         Commit(final, temp =>
         {
@@ -266,14 +265,17 @@ public sealed class RunDirectory
         final = System.IO.Path.GetFullPath(final).TrimEnd(System.IO.Path.DirectorySeparatorChar);
         string parent = System.IO.Path.GetDirectoryName(final)!;
         string name = System.IO.Path.GetFileName(final);
-        Directory.CreateDirectory(parent);
         string temp = System.IO.Path.Combine(parent, $".{name}.{Environment.ProcessId}{TempSuffix}");
-        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
         var unfinished = new object();
-        UnfinishedWrites.Add(unfinished, temp, created: null);
-        Directory.CreateDirectory(temp);
+        // Registered before anything exists, with the folders made for it: an abort removes them again (a run stopped
+        // during its first checkpoint left an empty checkpoints/).
+        string? created = AtomicFile.FirstMissing(parent);
+        UnfinishedWrites.Add(unfinished, temp, created);
         try
         {
+            Directory.CreateDirectory(parent);
+            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+            Directory.CreateDirectory(temp);
             write(temp);
             string? old = null;
             if (Directory.Exists(final))
@@ -300,6 +302,7 @@ public sealed class RunDirectory
         catch
         {
             if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+            if (created is not null) UnfinishedWrites.RemoveEmptyFolders(parent, created);
             throw;
         }
         finally
