@@ -3,8 +3,12 @@ using BioForge.Runtime;
 
 namespace BioForge.Cli;
 
-/// <summary>Options shared by every compute command: where to run and with how many threads.</summary>
-internal sealed class ComputeOptionSet
+/// <summary>
+/// Options shared by every compute command: where to run and with how many threads. A scoring command (its output a
+/// difference of log-probabilities: variant effects, pseudo-log-likelihoods, fill-mask's probabilities) computes in
+/// float32 on <c>--dtype auto</c> everywhere: bf16 keeps about 3 significant digits, as large as the differences it ranks.
+/// </summary>
+internal sealed class ComputeOptionSet(bool scoring = false)
 {
     public Option<string> Device { get; } = new("--device")
     {
@@ -14,7 +18,7 @@ internal sealed class ComputeOptionSet
 
     public Option<string> DType { get; } = new("--dtype")
     {
-        Description = "fp32, bf16, fp16 or auto (bf16 on CUDA, fp32 on CPU)",
+        Description = scoring ? "fp32, bf16, fp16 or auto (fp32: scores rank small differences that bf16 rounds away)" : "fp32, bf16, fp16 or auto (bf16 on CUDA, fp32 on CPU)",
         DefaultValueFactory = _ => "auto",
     };
 
@@ -34,7 +38,9 @@ internal sealed class ComputeOptionSet
     /// <summary>The settings given; under mpirun/srun "cuda" is the GPU of the process's local rank, not GPU 0 for every rank.</summary>
     public ComputeOptions Resolve(ParseResult result)
     {
-        var options = ComputeOptions.Resolve(result.GetValue(Device)!, result.GetValue(DType)!, result.GetValue(Threads));
+        string dtype = result.GetValue(DType)!;
+        if (scoring && dtype.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase)) dtype = "fp32";
+        var options = ComputeOptions.Resolve(result.GetValue(Device)!, dtype, result.GetValue(Threads));
         return options with { Device = Distributed.ParallelGrid.LocalDevice(options.Device, Distributed.ProcessGroup.Launch) };
     }
 }

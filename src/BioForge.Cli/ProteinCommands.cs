@@ -91,7 +91,7 @@ internal static class ProteinCommands
         var seq = Options.Required("--seq", "protein sequence with one or more <mask> tokens, e.g. MKT<mask>IAK");
         var topK = Options.Int("--top-k", "candidates to show per masked position", 5);
         var outPath = new Option<string?>("--out") { Description = "also write the predictions as CSV (position, rank, token, probability)" }.Writes("CSV", ".csv");
-        var compute = new ComputeOptionSet();
+        var compute = new ComputeOptionSet(scoring: true);
         var command = new Command("fill-mask", "Predict the residues at <mask> positions") { model, seq, topK, outPath };
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
@@ -169,7 +169,7 @@ internal static class ProteinCommands
         var outPath = Options.Required("--out", "scores CSV").Writes("CSV", ".csv");
         var map = new Option<string?>("--map") { Description = "also draw the single substitutions' scores as a heat map (position × amino acid), e.g. with --scan" }.Writes("SVG", ".svg");
         var batchTokens = BatchTokensOption();
-        var compute = new ComputeOptionSet();
+        var compute = new ComputeOptionSet(scoring: true);
         var command = new Command("score-variants", "Zero-shot variant effect scores (masked marginal)") { model, seq, seqFile, mutations, input, scan, column, scoreColumn, indexBase, outPath, map, batchTokens };
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>

@@ -33,7 +33,7 @@ internal static class ProteinGenEvalCommand
         var pllMaxLength = Options.Int("--pll-max-length", "residues of each sequence scored (its start; past the model's length each residue is read in the window centred on it)", 256);
         var seed = new Option<ulong>("--seed") { Description = "seed of the shuffles and position samples", DefaultValueFactory = _ => 0 };
         var outPath = new Option<string?>("--out") { Description = "also write the report as JSON" }.Writes("JSON", ".json");
-        var compute = new ComputeOptionSet();
+        var compute = new ComputeOptionSet(scoring: true);
         var command = new Command("gen-eval", "Compare generated proteins with natural ones: perplexity, composition divergence, lengths, low complexity, ESM-2 pseudo-log-likelihood")
         {
             generated, reference, model, esm, maxSequences, pllSequences, pllPositions, pllMaxLength, seed, outPath,

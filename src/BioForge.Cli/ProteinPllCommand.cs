@@ -21,7 +21,7 @@ internal static class ProteinPllCommand
         var positions = Options.Int("--positions", "residues scored per sequence: 0 = all (exact); N = a seeded sample of N (an estimate, N forward passes instead of L)", 0);
         var seed = new Option<ulong>("--seed") { Description = "seed of the sampled positions (with --positions N)", DefaultValueFactory = _ => 0 };
         var batchTokens = Options.Int("--batch-tokens", "token budget per batch (masked copies × length)", 16384);
-        var compute = new ComputeOptionSet();
+        var compute = new ComputeOptionSet(scoring: true);
         var command = new Command("pll", "ESM-2 pseudo-log-likelihood of each sequence (every canonical residue masked in turn; X, B, Z, U, O and gaps are context; a residue of a sequence longer than the model reads is read in the 1,024-token window centred on it) and its pseudo-perplexity")
         {
             model, input, outPath, positions, seed, batchTokens,
