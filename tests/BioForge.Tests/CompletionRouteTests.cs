@@ -250,7 +250,17 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         await Refused(new { model = Model, valid_only = true, stream = true }, HttpStatusCode.UnprocessableEntity, "valid_only", "cannot be streamed");
         await Refused(new { model = Model, valid_only = true, n = 1, max_tokens = 1 }, HttpStatusCode.UnprocessableEntity, "max_tokens", "100 were cut at max_tokens (1): raise max_tokens");
         await Refused(new { model = Model, echo = true }, HttpStatusCode.UnprocessableEntity, "echo", "echo");
-        await Refused(new { model = Model, best_of = 2 }, HttpStatusCode.BadRequest, "best_of", "unknown field");
+        await Refused(new { model = Model, best_of = 2 }, HttpStatusCode.UnprocessableEntity, "best_of", "best_of must be 1");
+        await Refused(new { model = Model, logit_bias = new Dictionary<string, int> { ["5"] = 10 } }, HttpStatusCode.UnprocessableEntity, "logit_bias", "not supported");
+        await Refused(new { model = Model, suffix = "O" }, HttpStatusCode.UnprocessableEntity, "suffix", "not supported");
+        await Refused(new { model = Model, prompt = new[] { 1, 2, 3 } }, HttpStatusCode.UnprocessableEntity, "prompt", "token ids are not taken here");
+        await Refused(new { model = Model, prompt = Array.Empty<string>() }, HttpStatusCode.UnprocessableEntity, "prompt", "an array must hold one string");
+        await Refused(new { model = Model, frequency_penalty = 0, typo_field = 1 }, HttpStatusCode.BadRequest, "typo_field", "unknown field");
+        // What OpenAI's defaults mean is taken as sent (LangChain's OpenAI sends logit_bias {} and best_of 1 on every call).
+        var (status, text) = await Post(new { model = Model, max_tokens = 4, logit_bias = new Dictionary<string, int>(), best_of = 1, suffix = (string?)null });
+        Assert.True(status == HttpStatusCode.OK, text);
+        // A drawn seed survives JavaScript's numbers (below 2^53), so a browser or openai-node client can send it back.
+        Assert.InRange(JsonNode.Parse(text)!["seed"]!.GetValue<ulong>(), 0UL, 1UL << 53);
         await Refused(new { model = Model, n = "2" }, HttpStatusCode.BadRequest, "n", "malformed");
     }
 

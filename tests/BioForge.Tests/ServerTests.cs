@@ -100,6 +100,17 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Equal(["/v1/embeddings", "/v1/protein/fill-mask", "/v1/protein/contacts", "/v1/protein/score-variants"], routes["esm2-small"]);
         Assert.Equal(["/v1/embeddings", "/generate", "/v1/completions"], routes["smiles-llama-small"]);
         Assert.Equal(["/v1/screen"], routes["dti-davis"]);
+        // One model's card, as the OpenAI clients' models.retrieve asks for it.
+        var one = await Get("/v1/models/esm2-small");
+        Assert.Equal(cards[0]!.ToJsonString(), one.Body!.ToJsonString());
+        AssertError(HttpStatusCode.NotFound, await Get("/v1/models/nope"), "model", "model 'nope' is not served here");
+        // Uptime monitors and load balancers probe with HEAD: the GET routes' status and headers, no body.
+        foreach (string probe in new[] { "/v1/health/live", "/v1/health/ready", "/v1/models", "/v1/metrics" })
+        {
+            using var head = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, probe));
+            Assert.Equal(HttpStatusCode.OK, head.StatusCode);
+            Assert.Empty(await head.Content.ReadAsByteArrayAsync());
+        }
         var metadata = (await Get("/v1/metadata")).Body!;
         Assert.Equal(3, metadata["model_info"]!.AsArray().Count);
         Assert.Equal(5, metadata["batching"]!["max_delay_ms"]!.GetValue<double>());
@@ -263,7 +274,9 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         var twice = await Post("/v1/embeddings", """{"model":"esm2-small","input":"MK","input":"QQ"}""");
         Assert.True(twice.Status == HttpStatusCode.BadRequest, twice.Body?.ToJsonString());
         Assert.Contains("a field given twice", twice.Body!["error"]!["message"]!.GetValue<string>());
-        AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":[1,2]}"""), "input[0]", "must be a string");
+        AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":[1,2]}"""), "input[0]", "is token ids: this server reads text only");
+        AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":[[1,2]]}"""), "input[0]", "check_embedding_ctx_length=False");
+        AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":["MK",true]}"""), "input[1]", "must be a string");
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small"}"""), "input", "required");
         // Text that is no text: ill-formed UTF-8, and a lone surrogate escape in a field read only by the handler (was a 500).
         using (var bytes = new ByteArrayContent([.. Encoding.UTF8.GetBytes("""{"model":"esm2-small","input":"MK"""), 0xC3, .. Encoding.UTF8.GetBytes("\"}")]))

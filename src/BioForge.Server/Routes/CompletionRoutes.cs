@@ -84,6 +84,15 @@ internal static class CompletionRoutes
 
         /// <summary>Accepted when false (OpenAI's default).</summary>
         public bool? Echo { get; set; }
+
+        /// <summary>Accepted when 1 (OpenAI's default; LangChain sends it): one candidate per sample.</summary>
+        public int? BestOf { get; set; }
+
+        /// <summary>Accepted when empty (LangChain sends <c>{}</c>): token ids differ between models, so no bias is taken.</summary>
+        public Dictionary<string, double>? LogitBias { get; set; }
+
+        /// <summary>Accepted when empty: samples are continued, not filled in before a suffix.</summary>
+        public string? Suffix { get; set; }
     }
 
     public sealed class StreamOptionsBody
@@ -125,7 +134,7 @@ internal static class CompletionRoutes
             return Results.Empty; // the answer is written above (a stream cannot be an IResult made in advance)
         })
         .WithTags("generation").WithSummary("Samples from a decoder model (OpenAI completions; stream: server-sent events)")
-        .Accepts<CompletionRequest>("application/json").Produces<CompletionResponse>(200, "application/json", "text/event-stream")
+        .Accepts<CompletionRequest>(isOptional: true, "application/json").Produces<CompletionResponse>(200, "application/json", "text/event-stream")
         .ProducesErrors(400, 404, 422, 500, 501, 503, 504)
         .Serves(model => model.Completions is not null);
     }
@@ -142,7 +151,11 @@ internal static class CompletionRoutes
             JsonValueKind.Undefined or JsonValueKind.Null => "",
             JsonValueKind.String => r.Prompt.GetString()!,
             JsonValueKind.Array when r.Prompt.GetArrayLength() == 1 && r.Prompt[0].ValueKind == JsonValueKind.String => r.Prompt[0].GetString()!,
-            JsonValueKind.Array => throw ApiError.Invalid("prompt: one prompt per request here (a string, or an array of one string)", "prompt"),
+            JsonValueKind.Array when r.Prompt.EnumerateArray().Any(p => p.ValueKind is JsonValueKind.Number or JsonValueKind.Array) =>
+                throw ApiError.Invalid("prompt: token ids are not taken here, only text (a SMILES or protein start, or empty)", "prompt"),
+            JsonValueKind.Array when r.Prompt.GetArrayLength() > 1 =>
+                throw ApiError.Invalid($"prompt: one prompt per request here ({r.Prompt.GetArrayLength()} given); n asks for several samples of one", "prompt"),
+            JsonValueKind.Array => throw ApiError.Invalid("prompt: an array must hold one string", "prompt"),
             _ => throw ApiError.BadRequest($"prompt must be a string (got {r.Prompt.ValueKind.ToString().ToLowerInvariant()})", "prompt"),
         };
         if (model.Kind == ModelKind.Molecule) Smiles.CheckLength(prompt, "prompt", state);
@@ -176,6 +189,9 @@ internal static class CompletionRoutes
         if (!(repetition > 0) || double.IsInfinity(repetition)) throw ApiError.Invalid($"repetition_penalty must be positive (got {repetition})", "repetition_penalty");
         if (r.Logprobs is < 0 or > MaxLogprobs) throw ApiError.Invalid($"logprobs must be 0–{MaxLogprobs} (got {r.Logprobs})", "logprobs");
         if (r.Echo == true) throw ApiError.Invalid("echo is not supported: the answer holds the continuation only", "echo");
+        if (r.BestOf is { } bestOf && bestOf != 1) throw ApiError.Invalid($"best_of must be 1 here (got {bestOf}): ask for n samples and rank them by log_likelihood", "best_of");
+        if (r.LogitBias is { Count: > 0 }) throw ApiError.Invalid("logit_bias is not supported (only {} or null)", "logit_bias");
+        if (!string.IsNullOrEmpty(r.Suffix)) throw ApiError.Invalid("suffix is not supported: samples continue the prompt", "suffix");
         var stops = Stops(r.Stop);
         if (validOnly)
         {
@@ -213,7 +229,8 @@ internal static class CompletionRoutes
             FrequencyPenalty = frequency,
             RepetitionPenalty = repetition,
         };
-        ulong seed = r.Seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) >> 1;
+        // Below 2⁵³: the answer's seed must survive JavaScript's numbers (JSON.parse rounds larger ones) to be sent back.
+        ulong seed = r.Seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) >> 11;
         return new Plan(model, decoder, prompt, ids, options, seed, n, stops, r.Logprobs, validOnly, r.StreamOptions?.IncludeUsage == true);
     }
 

@@ -95,11 +95,13 @@ internal static class EmbeddingRoutes
                 var list = new List<string>();
                 foreach (var item in input.EnumerateArray())
                 {
+                    if (item.ValueKind is JsonValueKind.Array or JsonValueKind.Number)
+                        throw ApiError.BadRequest($"{param}[{list.Count}] is token ids: this server reads text only, each model's token ids being its own (LangChain's OpenAIEmbeddings sends ids unless check_embedding_ctx_length=False)", $"{param}[{list.Count}]");
                     if (item.ValueKind != JsonValueKind.String) throw ApiError.BadRequest($"{param}[{list.Count}] must be a string (got {item.ValueKind.ToString().ToLowerInvariant()})", $"{param}[{list.Count}]");
                     list.Add(item.GetString()!);
                 }
                 if (list.Count == 0) throw ApiError.Invalid($"{param} is an empty array", param);
-                if (list.Count > max) throw ApiError.Invalid($"{param} has {list.Count} items; at most {max} per request", param);
+                if (list.Count > max) throw ApiError.Invalid($"{param} has {list.Count} items; at most {max} per request (a client's batch or chunk size, e.g. LangChain's chunk_size)", param);
                 return list;
             case JsonValueKind.Undefined:
                 throw ApiError.BadRequest($"{param} is required: a string or an array of strings", param);

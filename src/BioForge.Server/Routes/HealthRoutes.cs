@@ -18,17 +18,23 @@ internal static class HealthRoutes
     public static void Map(IEndpointRouteBuilder app, ServerState state)
     {
         var v1 = app.MapGroup("/v1").WithTags("service");
-        v1.MapGet("/health/live", () => Results.Json(new HealthResponse("health-response", "live"), Json.Options))
+        // HEAD as well as GET: uptime monitors and load balancers probe with HEAD (Kestrel sends the headers only).
+        string[] probe = [HttpMethods.Get, HttpMethods.Head];
+        v1.MapMethods("/health/live", probe, () => Results.Json(new HealthResponse("health-response", "live"), Json.Options))
             .WithSummary("Liveness: the process answers").Produces<HealthResponse>().AllowWithoutKey();
-        v1.MapGet("/health/ready", () => state.Ready
+        v1.MapMethods("/health/ready", probe, () => state.Ready
                 ? Results.Json(new HealthResponse("health-response", "ready"), Json.Options)
                 : Results.Json(new HealthResponse("health-response", "not ready"), Json.Options, statusCode: StatusCodes.Status503ServiceUnavailable))
             .WithSummary("Readiness: models loaded and not shutting down (503 otherwise)").Produces<HealthResponse>().Produces<HealthResponse>(503).AllowWithoutKey();
-        v1.MapGet("/metrics", () => Results.Text(state.Metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"))
+        v1.MapMethods("/metrics", probe, () => Results.Text(state.Metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"))
             .WithSummary("Prometheus metrics: requests, latency, batch sizes, queue depth, tokens");
-        v1.MapGet("/models", (EndpointDataSource endpoints) => Results.Json(new ModelList("list", Cards(state, endpoints)), Json.Options))
+        v1.MapMethods("/models", probe, (EndpointDataSource endpoints) => Results.Json(new ModelList("list", Cards(state, endpoints)), Json.Options))
             .WithSummary("The served models (OpenAI shape)").Produces<ModelList>();
-        v1.MapGet("/metadata", () => Results.Json(Metadata(state), Json.Options))
+        v1.MapMethods("/models/{id}", probe, (string id, EndpointDataSource endpoints) =>
+                Cards(state, endpoints).FirstOrDefault(c => c.Id == id) is { } card ? Results.Json(card, Json.Options)
+                    : throw ApiError.NotFound($"model '{id}' is not served here; see /v1/models", "model"))
+            .WithSummary("One served model (OpenAI shape)").Produces<ModelCard>().ProducesErrors(404);
+        v1.MapMethods("/metadata", probe, () => Results.Json(Metadata(state), Json.Options))
             .WithSummary("Versions, device, batching settings and models");
     }
 

@@ -120,7 +120,11 @@ public sealed class EsmTokenizer
             else if (unknownAsUnk)
                 tokens.Add(UnkId);
             else
-                throw new BioForgeException($"invalid residue '{c}' at position {tokens.Count} (not in the model's alphabet)");
+            {
+                // A character outside the BMP is two chars: quote both (one alone would print as U+FFFD).
+                string shown = char.IsHighSurrogate(c) && i + 1 < end && char.IsLowSurrogate(sequence[i + 1]) ? sequence.Substring(i, 2) : c.ToString();
+                throw new BioForgeException($"invalid residue '{shown}' at position {tokens.Count} (not in the model's alphabet)");
+            }
         }
         tokens.Add(EosId);
         return [.. tokens];
