@@ -82,7 +82,7 @@ internal static class ChemCommands
         command.SetAction(result => Cli.Guard(error, () =>
         {
             Fingerprints.CheckMorgan(result.GetValue(radius), result.GetValue(bits), "--radius", "--bits");
-            using var molecule = Molecule.FromSmiles(result.GetValue(query)!);
+            using var molecule = Read(result.GetValue(query)!, "--query");
             var clock = Stopwatch.StartNew();
             var library = FingerprintIndex.Build(MoleculeSource.Read(result.GetValue(index)!, result.GetValue(column)),
                 result.GetValue(radius), result.GetValue(bits), Threads(result.GetValue(threads)));
@@ -112,7 +112,7 @@ internal static class ChemCommands
         var command = new Command("depict", "Draw a molecule as SVG or PNG") { smiles, outPath, width, height, highlight };
         command.SetAction(result => Cli.Guard(error, () =>
         {
-            using var molecule = Molecule.FromSmiles(result.GetValue(smiles)!);
+            using var molecule = Read(result.GetValue(smiles)!, "--smiles");
             string target = result.GetValue(outPath)!;
             var atoms = HighlightAtoms(molecule, result.GetValue(highlight));
             int w = result.GetValue(width), h = result.GetValue(height);
@@ -159,9 +159,8 @@ internal static class ChemCommands
                 foreach (string rule in filters.Rules()) output.WriteLine(rule);
                 return 0;
             }
-            if (!Molecule.TryFromSmiles(text, out var molecule, out string? why)) throw new BioForgeException($"--smiles '{text}': {why}");
-            using (molecule)
-                foreach (string rule in filters.Matches(molecule!)) output.WriteLine(rule);
+            using (var molecule = Read(text, "--smiles"))
+                foreach (string rule in filters.Matches(molecule)) output.WriteLine(rule);
             return 0;
         }));
         return command;
@@ -183,7 +182,7 @@ internal static class ChemCommands
             var trainSet = result.GetValue(train) is { } t ? Load(t) : null;
             var referenceSet = result.GetValue(reference) is { } r ? Load(r) : null;
             using var metrics = new MosesMetrics();
-            var report = metrics.Compute(generated, trainSet, referenceSet, Threads(result.GetValue(threads)));
+            var report = metrics.Compute(generated, trainSet, referenceSet, Threads(result.GetValue(threads)), $"--train {result.GetValue(train)}", $"--ref {result.GetValue(reference)}");
             string json = System.Text.Json.JsonSerializer.Serialize(report, new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
             AtomicFile.WriteText(result.GetValue(outPath)!, json + "\n");
             output.WriteLine(json);
@@ -237,4 +236,8 @@ internal static class ChemCommands
             return matched;
         }
     }
+
+    /// <summary>The molecule of a SMILES given on the command line; one RDKit cannot read is an error naming the option.</summary>
+    private static Molecule Read(string smiles, string option) =>
+        Molecule.TryFromSmiles(smiles, out var molecule, out string? why) ? molecule! : throw new BioForgeException($"{option} '{Spelling.Excerpt(smiles, 80)}': {why}");
 }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using BioForge.Chem;
 using BioForge.Discovery;
 
 namespace BioForge.Cli;
@@ -30,7 +31,21 @@ internal sealed class ChemistOptionSet
 
     public IReadOnlyList<PropertyLimit> LimitsOf(ParseResult result) => PropertyLimit.ParseAll(result.GetValue(Limits) ?? []);
 
-    public string[] AllowedOf(ParseResult result) => result.GetValue(AllowAlerts) ?? [];
+    /// <summary>The alert rules allowed; a name that is no rule is refused here, where the option can be named.</summary>
+    public string[] AllowedOf(ParseResult result)
+    {
+        string[] names = result.GetValue(AllowAlerts) ?? [];
+        if (names.Length == 0) return names;
+        try
+        {
+            using var _ = new StructuralFilters(FilterCatalogs.Pains | FilterCatalogs.Brenk, names);
+        }
+        catch (BioForgeException e) when (!e.MissingDependency)
+        {
+            throw new BioForgeException($"--allow-alert: {e.Message}");
+        }
+        return names;
+    }
 
     public IReadOnlyList<KnownActive> ActivesOf(ParseResult result) =>
         result.GetValue(Actives) is { } path ? VirtualScreen.ReadActives(path) : [];

@@ -55,7 +55,7 @@ internal static class DtiCommands
             try
             {
                 if (Array.IndexOf(molecules, null) is >= 0 and var bad)
-                    throw new BioForgeException($"{dataset.Name}: RDKit cannot read the SMILES of drug {dataset.Drugs[drugsTested[bad]].Id}");
+                    throw new BioForgeException($"{dataset.DrugsFile}: drug '{dataset.Drugs[drugsTested[bad]].Id}': RDKit cannot read its SMILES");
                 features = affinity.DrugFeatures(molecules!);
             }
             finally

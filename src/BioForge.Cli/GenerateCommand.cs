@@ -98,6 +98,7 @@ internal static class GenerateCommand
                     // A protein is longer than a molecule: unless asked otherwise, sample up to the model's whole context.
                     MaxNewTokens = result.GetValue(maxLength) ?? checkpoint.Config.MaxPositionEmbeddings - 1,
                 };
+                OfPrompt(() => checkpoint.EncodeProteinPrompt(result.GetValue(prompt)!));
                 return ProteinSamples.Run(output, checkpoint, result.GetValue(count), protein, result.GetValue(seed), result.GetValue(batch), result.GetValue(prompt)!, result.GetValue(outPath)!);
             }
             if (checkpoint.Vocabulary is null)
@@ -109,9 +110,9 @@ internal static class GenerateCommand
             var generator = new SmilesGenerator(checkpoint, checkMolecules: noRdkit is null);
             if (result.GetValue(grammar) == "protein") throw new BioForgeException($"--grammar protein applies to protein models, not to the SMILES model {result.GetValue(model)}");
             var sampling = common with { Grammar = result.GetValue(grammar) is null or "smiles" ? generator.Grammar : null };
+            int[] promptIds = OfPrompt(() => generator.EncodePrompt(result.GetValue(prompt)!)); // a token outside the vocabulary: no grammar helps
             if (sampling.Grammar is { } smiles)
             {
-                int[] promptIds = generator.EncodePrompt(result.GetValue(prompt)!); // a token outside the vocabulary: no grammar helps
                 try
                 {
                     smiles.StartAfter(promptIds.AsSpan(1));
@@ -145,4 +146,17 @@ internal static class GenerateCommand
     }
 
     private const int SmilesMaxTokens = 128;
+
+    /// <summary>The prompt's token ids; a prompt the model cannot read is an error naming the option.</summary>
+    private static int[] OfPrompt(Func<int[]> encode)
+    {
+        try
+        {
+            return encode();
+        }
+        catch (BioForgeException e)
+        {
+            throw new BioForgeException($"--prompt: {e.Message}");
+        }
+    }
 }

@@ -97,7 +97,15 @@ internal static class ProteinCommands
         command.SetAction(result => Cli.Guard(error, () =>
         {
             using var esm = LoadModel(result, model, compute);
-            var predictions = MaskFiller.Predict(esm, result.GetValue(seq)!, result.GetValue(topK));
+            IReadOnlyList<MaskPrediction> predictions;
+            try
+            {
+                predictions = MaskFiller.Predict(esm, result.GetValue(seq)!, result.GetValue(topK));
+            }
+            catch (BioForgeException e) when (!e.Message.StartsWith("--", StringComparison.Ordinal))
+            {
+                throw new BioForgeException($"--seq: {e.Message}");
+            }
             var rows = predictions.SelectMany(p => p.Candidates.Select(c => (p.Position, c.Rank, c.Token, Probability: c.Probability.ToString("F4", CultureInfo.InvariantCulture)))).ToList();
             output.WriteLine("position\trank\ttoken\tprobability");
             foreach (var r in rows) output.WriteLine($"{r.Position}\t{r.Rank}\t{r.Token}\t{r.Probability}");
@@ -189,6 +197,8 @@ internal static class ProteinCommands
             if (result.GetValue(map) is { } drawn && variants.Variants.All(v => v.Substitutions.Count > 1))
                 throw new BioForgeException($"--map {drawn}: no single substitutions to draw (the map shows one per cell)");
 
+            if (result.GetValue(scan) && Variant.ScanSkips(wildType, numbering) is { Count: > 0 } skipped)
+                error.WriteLine($"note: --scan leaves out {Plural(skipped.Count, "site")} whose residue is not one of the 20 amino acids: {string.Join(", ", skipped.Take(10))}{(skipped.Count > 10 ? ", …" : "")}");
             using var esm = LoadModel(result, model, compute);
             var scorer = new VariantScorer(esm, result.GetValue(batchTokens));
             int sites = variants.Variants.SelectMany(v => v.Substitutions.Select(s => s.Position)).Distinct().Count();

@@ -45,6 +45,8 @@ internal static class ProteinGenEvalCommand
             if (max < 0) throw new BioForgeException($"--max-sequences must be >= 0 (got {max})");
             if (pllN < 0) throw new BioForgeException($"--pll-sequences must be >= 0 (got {pllN})");
             if (result.GetValue(pllMaxLength) < 1) throw new BioForgeException($"--pll-max-length must be positive (got {result.GetValue(pllMaxLength)})");
+            if (Path.GetFullPath(result.GetValue(generated)!) == Path.GetFullPath(result.GetValue(reference)!).TrimEnd(Path.DirectorySeparatorChar))
+                throw new BioForgeException($"--reference {result.GetValue(reference)} is also --generated: the comparison would measure nothing");
             var gen = Take(ReadFasta(result.GetValue(generated)!, "--generated"), max);
             var natural = Take(ReadReference(result.GetValue(reference)!), max);
             var report = Evaluate(gen, natural, result, model, esm, pllN, result.GetValue(pllPositions), result.GetValue(pllMaxLength), result.GetValue(seed), compute);

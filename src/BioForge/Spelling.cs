@@ -22,8 +22,10 @@ public static class Spelling
     public static string? ValueInWords(string typeName) =>
         System.Text.RegularExpressions.Regex.Replace(typeName, @"^System\.Nullable`1\[(.*)\]$", "$1") switch
         {
-            "System.Int32" or "System.Int64" => "a whole number",
-            "System.UInt64" or "System.UInt32" => "a whole number, 0 or more",
+            "System.Int32" => "a whole number up to 2,147,483,647",
+            "System.Int64" => "a whole number",
+            "System.UInt32" => "a whole number from 0 to 4,294,967,295",
+            "System.UInt64" => "a whole number, 0 or more",
             "System.Double" or "System.Single" => "a number",
             "System.Boolean" => "true or false",
             _ => null,

@@ -75,6 +75,12 @@ public sealed class AffinityTests
         var e = Assert.Throws<BioForgeException>(() => AffinityDataset.Load(directory));
         Assert.Contains("drug-target_interaction_affinities_Kd__Davis_et_al.2011v1.txt:1: 3 values, expected one per target (442)", e.Message);
         Assert.Contains("no such directory", Assert.Throws<BioForgeException>(() => AffinityDataset.Load(Path.Combine(directory, "missing"))).Message);
+        // A target that is no protein is named with its file (the model's tokenizer named a position only).
+        var targets = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(Davis, "proteins.txt")))!.AsObject();
+        string first = targets.First().Key;
+        targets[first] = targets[first]!.GetValue<string>()[..50] + "9" + targets[first]!.GetValue<string>()[51..];
+        File.WriteAllText(Path.Combine(directory, "proteins.txt"), targets.ToJsonString());
+        Assert.EndsWith($"proteins.txt: target '{first}': '9' at position 51 is not an amino acid", Assert.Throws<BioForgeException>(() => AffinityDataset.Load(directory)).Message);
     }
 
     /// <summary>Fold files name the fold and entry that is not an index (they failed with a bare .NET message).</summary>

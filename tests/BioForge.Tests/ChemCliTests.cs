@@ -123,7 +123,7 @@ public sealed class ChemCliTests
         Assert.Contains("<svg", File.ReadAllText(svg));
         var bad = Run("chem", "depict", "--smiles", "C1CC", "--out", svg);
         Assert.Equal(2, bad.Code);
-        Assert.Equal("error: invalid SMILES 'C1CC': SMILES Parse Error: unclosed ring for input: 'C1CC'", bad.Err.Trim());
+        Assert.Equal("error: --smiles 'C1CC': SMILES Parse Error: unclosed ring for input: 'C1CC'", bad.Err.Trim());
         var tiny = Run("chem", "depict", "--smiles", "CCO", "--out", Path.Combine(TestData.TempDirectory(), "t.svg"), "--width", "0");
         Assert.Equal((2, "error: --width must be 50–2000 pixels (got 0)"), (tiny.Code, tiny.Err.Trim()));
     }

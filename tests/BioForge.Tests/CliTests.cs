@@ -38,6 +38,34 @@ public sealed class CliTests
         }
     }
 
+    /// <summary>Inputs an audit found named vaguely or taken silently: each refused by its option or file, or said.</summary>
+    [Fact]
+    public void BadInputsAreNamedByTheirOptionOrFile()
+    {
+        string dir = TestData.TempDirectory();
+        string smilesModel = Path.Combine(Repository.Root, "models", "smiles-llama-small"), proteinModel = Path.Combine(Repository.Root, "models", "protein-llama-small");
+        string molecules = Path.Combine(dir, "a.smi");
+        AssertFails(Run("generate", "--model", smilesModel, "--n", "2", "--prompt", "CC O", "--out", molecules), "error: --prompt: SMILES 'CC O'", molecules);
+        AssertFails(Run("generate", "--model", proteinModel, "--n", "2", "--prompt", "MK1", "--out", Path.Combine(dir, "a.fasta")),
+            "error: --prompt: protein prompt 'MK1': invalid residue '1' at position 3", Path.Combine(dir, "a.fasta"));
+        AssertFails(Run("fill-mask", "--model", TestData.EsmTiny, "--seq", "MK1<mask>"), "error: --seq: invalid residue '1' at position 3");
+        string proteins = Fasta(">a\nMKTAYIAKQR\n");
+        AssertFails(Run("protein", "gen-eval", "--generated", proteins, "--reference", proteins, "--esm", "none"), $"--reference {proteins} is also --generated");
+
+        string table = Path.Combine(dir, "m.csv");
+        File.WriteAllText(table, "mutant,variant,DMS_score\nK2R,K2R,1\n");
+        string scores = Path.Combine(dir, "s.csv");
+        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", scores), "the header names 'mutant' (column 1) and 'variant' (column 2)", scores);
+        var scanned = Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKXAYIAK", "--scan", "--out", scores);
+        Assert.True(scanned.Code == 0, scanned.Err);
+        Assert.Contains("note: --scan leaves out 1 site whose residue is not one of the 20 amino acids: X3", scanned.Err);
+
+        File.WriteAllText(molecules, "CCO\n");
+        string hits = Path.Combine(dir, "hits.csv");
+        AssertFails(Run("screen", "--target", "ABL1", "--library", molecules, "--out", hits, "--allow-alert", "NotARule"), "error: --allow-alert: alert 'NotARule' is not a rule", hits);
+        AssertFails(Run("screen", "--target", dir, "--library", molecules, "--out", hits), $"target: {dir} is a folder", hits);
+    }
+
     /// <summary>
     /// Before any work, an output that is one of the command's inputs (read, then overwritten) or its other output, a
     /// file output naming a folder, a file written beside an output, and a second output that cannot be written are
@@ -158,7 +186,7 @@ public sealed class CliTests
         Assert.Equal(2, Cli.Cli.Run(["chem", "similar", "--index", Fasta(">a\nMK\n"), "--query", "CCO", "--threads", "2147483647"], new StringWriter(), huge));
         Assert.StartsWith("error: --threads 2147483647: at most", huge.ToString());
         // The parser's own refusals in the CLI's words, on one line: no .NET type names, a choice's names together.
-        AssertFails(Run("generate", "--model", model, "--n", "two", "--out", generated), "error: --n two: expected a whole number (see 'bioforge generate --help')", generated);
+        AssertFails(Run("generate", "--model", model, "--n", "two", "--out", generated), "error: --n two: expected a whole number up to 2,147,483,647 (see 'bioforge generate --help')", generated);
         // A mistyped command is named, with the nearest one (the parser said "Required command was not provided").
         AssertFails(Run("generat", "--model", model, "--n", "2", "--out", generated), "error: unknown command 'generat'; did you mean 'generate'? (commands: embed, ", generated);
         AssertFails(Run("data", "prep", smiles), "error: unknown command 'prep'; did you mean 'prepare'? (commands: prepare) (see 'bioforge data --help')");

@@ -89,6 +89,10 @@ public sealed class DataPreparationTests
         Assert.Contains("none of the 2 molecules", Assert.Throws<BioForgeException>(() => DataPreparation.Prepare([smi], CorpusKind.Smiles, empty, 0.1, seed: 0,
             vocabulary: Path.Combine(Repository.Root, "models", "smiles-llama-small"))).Message);
         Assert.Empty(Directory.EnumerateFileSystemEntries(empty));
+        // An empty SMILES cell would train as a molecule of no atoms.
+        string table = Path.Combine(TestData.TempDirectory(), "cells.csv");
+        File.WriteAllText(table, "id,smiles\na,CCO\nb,\nc,c1ccccc1\n");
+        Assert.EndsWith("cells.csv:3: empty SMILES", Assert.Throws<BioForgeException>(() => DataPreparation.Prepare([table], CorpusKind.Smiles, TestData.TempDirectory(), 0.1, seed: 0)).Message);
     }
 
     /// <summary>A corpus is not prepared over another: the runs trained on it would read other documents and splits.</summary>

@@ -46,8 +46,8 @@ public sealed class LlamaParityTests
     [InlineData("\"rms_norm_eps\": \"1e-5\"", "'rms_norm_eps' must be a number (got \"1e-5\")")]
     [InlineData("\"tie_word_embeddings\": \"yes\"", "'tie_word_embeddings' must be true or false")]
     // Checked before anything divides by them or sizes a tensor with them.
-    [InlineData("\"num_key_value_heads\": 0", "sizes must be positive")]
-    [InlineData("\"head_dim\": 0", "sizes must be positive")]
+    [InlineData("\"num_key_value_heads\": 0", "num_key_value_heads must be positive (got 0)")]
+    [InlineData("\"head_dim\": 0", "head_dim must be positive (got 0)")]
     [InlineData("\"bos_token_id\": 100000", "bos_token_id 100000 is outside the vocabulary of")]
     [InlineData("\"pad_token_id\": -1", "pad_token_id -1 is outside the vocabulary of")]
     public void ConfigsItWouldReadWronglyAreRefused(string entry, string expected)

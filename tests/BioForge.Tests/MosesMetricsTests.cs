@@ -34,6 +34,10 @@ public sealed class MosesMetricsTests
         Assert.InRange(report.Frag!.Value, 0.0, 1.0);
         Assert.Null(report.Scaf); // benzene-only scaffolds have fewer than two rings and are not counted: MOSES's NaN, not 0
         Assert.Equal(1.0, metrics.Compute(["c1ccc2ccccc2c1", "CCO"], reference: ["c1ccc2ccccc2c1"]).Scaf!.Value, 12);
+        // A training set of nothing valid would make every sample novel; a reference set of nothing has no neighbours.
+        Assert.Equal("--train t.smi has no valid molecule: novelty against it would be 1 for any sample",
+            Assert.Throws<BioForgeException>(() => metrics.Compute(["CCO"], train: ["C1CC"], trainName: "--train t.smi")).Message);
+        Assert.Equal("the reference set has no valid molecule", Assert.Throws<BioForgeException>(() => metrics.Compute(["CCO"], reference: ["xyz"])).Message);
         // Nothing valid: no diversity or filter pass rate (0 read as "all identical").
         var invalid = metrics.Compute(["C1CC", "xyz"]);
         Assert.Equal(0, invalid.Validity);

@@ -69,6 +69,9 @@ public sealed class QsarTests
         var rows = Enumerable.Range(0, 25).Select(i => $"{new string('C', i + 1)}O,{i}").ToArray();
         var e = Assert.Throws<BioForgeException>(() => QsarModel.Train(LabelledData.Read(Write("nan.csv", ["smiles,pic50", .. rows, "CCN,>10"]), "smiles", "pic50"), "pic50", new()));
         Assert.EndsWith("nan.csv:27: '>10' is not a number", e.Message);
+        // Finite but past what the fit can sum (its statistics overflowed into an error from the JSON writer).
+        e = Assert.Throws<BioForgeException>(() => QsarModel.Train(LabelledData.Read(Write("huge.csv", ["smiles,pic50", .. rows, "CCN,1e160"]), "smiles", "pic50"), "pic50", new()));
+        Assert.Contains("huge.csv:27: pic50 1e160 is out of range", e.Message);
         e = Assert.Throws<BioForgeException>(() => QsarModel.Train(LabelledData.Read(Write("bad.csv", ["smiles,pic50", .. rows, "C1CC(,5"]), "smiles", "pic50"), "pic50", new()));
         Assert.Contains("bad.csv:27: 'C1CC(' is not a valid SMILES", e.Message);
         e = Assert.Throws<BioForgeException>(() => QsarModel.Train(LabelledData.Read(Write("few.csv", ["smiles,pic50", .. rows[..5]]), "smiles", "pic50"), "pic50", new()));

@@ -46,7 +46,10 @@ public sealed class MosesMetrics : IDisposable
 
     private sealed record Parsed(string Canonical, ulong[] Fingerprint, IReadOnlyList<string> Fragments, string? Scaffold, bool PassesFilters);
 
-    public MosesReport Compute(IReadOnlyList<string> generated, IReadOnlyList<string>? train = null, IReadOnlyList<string>? reference = null, int threads = 0)
+    /// <param name="trainName">What to call the training set in an error (the CLI: its option and file).</param>
+    /// <param name="referenceName">What to call the reference set in an error.</param>
+    public MosesReport Compute(IReadOnlyList<string> generated, IReadOnlyList<string>? train = null, IReadOnlyList<string>? reference = null, int threads = 0,
+        string trainName = "the training set", string referenceName = "the reference set")
     {
         if (generated.Count == 0) throw new BioForgeException("no generated molecules to evaluate");
         var options = new ParallelOptions { MaxDegreeOfParallelism = threads > 0 ? threads : Environment.ProcessorCount };
@@ -68,13 +71,15 @@ public sealed class MosesMetrics : IDisposable
         if (train is not null)
         {
             var trainSet = Parse(train, options, withFilters: false).Where(p => p is not null).Select(p => p!.Canonical).ToHashSet();
+            // Against no molecule every sample would count as novel: a novelty of 1 that measures nothing.
+            if (trainSet.Count == 0) throw new BioForgeException($"{trainName} has no valid molecule: novelty against it would be 1 for any sample");
             var unique = valid.Select(p => p.Canonical).ToHashSet();
             report = report with { Novelty = (double)unique.Count(s => !trainSet.Contains(s)) / unique.Count };
         }
         if (reference is not null)
         {
             var refs = Parse(reference, options, withFilters: false).Where(p => p is not null).Select(p => p!).ToList();
-            if (refs.Count == 0) throw new BioForgeException("the reference set has no valid molecule");
+            if (refs.Count == 0) throw new BioForgeException($"{referenceName} has no valid molecule");
             report = report with
             {
                 Snn = NearestNeighbourSimilarity(valid, refs, options),

@@ -35,6 +35,8 @@ public sealed class AffinityDataset
     /// <summary>What the affinity numbers are: <c>pKd</c> or <c>KIBA score</c>.</summary>
     public required string Measure { get; init; }
     public required IReadOnlyList<NamedEntry> Drugs { get; init; }
+    /// <summary>The file the drugs were read from, for messages about one of them.</summary>
+    public string DrugsFile { get; init; } = "ligands_can.txt";
     public required IReadOnlyList<NamedEntry> Targets { get; init; }
     /// <summary>The measured cells, in row-major order: what the fold indices index.</summary>
     public required IReadOnlyList<AffinityPair> Pairs { get; init; }
@@ -104,8 +106,13 @@ public sealed class AffinityDataset
     public static AffinityDataset Load(string directory)
     {
         if (!Directory.Exists(directory)) throw new BioForgeException($"affinity data {directory}: no such directory (expected DeepDTA's layout, e.g. data/davis)");
-        var drugs = ReadEntries(Find(directory, "ligands_can.txt"));
-        var targets = ReadEntries(Find(directory, "proteins.txt"));
+        string drugsPath = Find(directory, "ligands_can.txt"), targetsPath = Find(directory, "proteins.txt");
+        var drugs = ReadEntries(drugsPath);
+        var targets = ReadEntries(targetsPath);
+        // Here, where the file and the target can be named: the model's tokenizer would name a position only.
+        foreach (var target in targets)
+            if (target.Text.ToUpperInvariant().AsSpan().IndexOfAnyExcept(ProteinTarget.Residues) is >= 0 and var bad)
+                throw new BioForgeException($"{targetsPath}: target '{target.Id}': '{target.Text[bad]}' at position {bad + 1} is not an amino acid");
         string? davis = TryFind(directory, DavisMatrix);
         string matrix = davis ?? TryFind(directory, KibaMatrix)
             ?? throw new BioForgeException($"{directory}: no affinity matrix ({DavisMatrix} or {KibaMatrix}, optionally .gz)");
@@ -123,6 +130,7 @@ public sealed class AffinityDataset
             Name = Path.GetFileName(Path.TrimEndingDirectorySeparator(directory)),
             Measure = davis is not null ? "pKd" : "KIBA score",
             Drugs = drugs,
+            DrugsFile = drugsPath,
             Targets = targets,
             Pairs = pairs,
             TestFold = test,

@@ -183,7 +183,7 @@ public static class AffinityTrainer
             foreach (var drug in data.Drugs)
             {
                 if (!Molecule.TryFromSmiles(drug.Text, out var molecule, out string? error))
-                    throw new BioForgeException($"{data.Name}: drug {drug.Id}: RDKit cannot read its SMILES '{drug.Text}': {error}");
+                    throw new BioForgeException($"{data.DrugsFile}: drug '{drug.Id}': RDKit cannot read its SMILES '{drug.Text}': {error}");
                 molecules.Add(molecule!);
             }
             return featurizer.Drugs(molecules);

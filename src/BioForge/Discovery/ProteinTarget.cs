@@ -17,7 +17,7 @@ public sealed record ProteinTarget(string Name, string Sequence)
     /// <summary>The shipped KIBA set, whose 229 kinases are named by their UniProt accessions (P00533, Q06187, …).</summary>
     public static string Accessions => Shipped.Path("data/kiba");
 
-    private const string Residues = "ACDEFGHIKLMNPQRSTVWYXBZUO";
+    internal const string Residues = "ACDEFGHIKLMNPQRSTVWYXBZUO";
 
     /// <summary>
     /// A target as people give one: a FASTA file holding one record (named by its id), a target name of the Davis set
@@ -32,6 +32,7 @@ public sealed record ProteinTarget(string Name, string Sequence)
         string hint = files ? "give a target name such as ABL1, a UniProt accession such as P00519, a protein sequence or a FASTA file" : "give a target name such as ABL1, a UniProt accession such as P00519 or a protein sequence";
         if (text.Length == 0) throw new BioForgeException($"target: empty ({hint})");
         if (files && File.Exists(text)) return FromFasta(text);
+        if (files && Directory.Exists(text)) throw new BioForgeException($"target: {text} is a folder; name a FASTA file in it, a target name or a protein sequence");
         if (files && (text.Contains('/') || Path.GetExtension(text).ToLowerInvariant() is ".fasta" or ".fa" or ".faa" or ".gz"))
             throw new BioForgeException($"target: file {text} not found (give a target name such as ABL1, a protein sequence or a FASTA file)");
         var known = Known(names ?? DefaultNames);

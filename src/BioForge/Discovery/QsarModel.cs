@@ -61,6 +61,8 @@ public sealed class QsarModel
         public ulong Seed { get; init; }
     }
 
+    private const double MaxActivity = 1e15;
+
     /// <summary>Fits on <paramref name="rows"/> (SMILES and a numeric label); every row must read, named by its line otherwise.</summary>
     public static QsarModel Train(IReadOnlyList<LabelledRow> rows, string activity, TrainOptions options)
     {
@@ -68,7 +70,9 @@ public sealed class QsarModel
         if (options.TestFraction is <= 0 or >= 0.5) throw new BioForgeException($"--test-fraction must be in (0, 0.5) (got {options.TestFraction})");
         if (rows.Count < 20) throw new BioForgeException($"{rows.Count} molecules: a QSAR model needs at least 20 measured molecules");
         var y = rows.Select(r => double.TryParse(r.Label, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && double.IsFinite(v)
-            ? v : throw new BioForgeException($"{r.Where}: '{r.Label}' is not a number")).ToArray();
+            ? Math.Abs(v) <= MaxActivity ? v
+                : throw new BioForgeException($"{r.Where}: {activity} {r.Label} is out of range (at most ±{MaxActivity:0e0}: larger numbers overflow the fit's sums of squares or are a unit mistake; activities are usually in log units, pIC50 = 9 − log10 IC50 in nM)")
+            : throw new BioForgeException($"{r.Where}: '{r.Label}' is not a number")).ToArray();
         var x = rows.Select(r => Features(r)).ToArray();
         var split = options.Split == "scaffold" ? LabelledData.Scaffold(rows, 0, options.TestFraction) : LabelledData.Random(rows, 0, options.TestFraction, options.Seed);
         var index = rows.Select((r, i) => (r, i)).ToDictionary(p => p.r, p => p.i); // rows differ by their line

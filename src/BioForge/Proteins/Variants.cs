@@ -65,6 +65,10 @@ public sealed record Variant(string Name, IReadOnlyList<Substitution> Substituti
         }
         return variants;
     }
+
+    /// <summary>The sites <see cref="Scan"/> leaves out, as <c>X3</c> (wild type and number).</summary>
+    public static List<string> ScanSkips(string wildType, int indexBase = 1) =>
+        [.. wildType.Select((c, i) => (Residue: char.ToUpperInvariant(c), Number: i + indexBase)).Where(s => !CanonicalAminoAcids.Contains(s.Residue)).Select(s => $"{s.Residue}{s.Number}")];
 }
 
 /// <summary>Variants from a table, with the measured fitness when the table has it (null for a variant it left empty).</summary>
@@ -86,9 +90,12 @@ public sealed record VariantTable(IReadOnlyList<Variant> Variants, IReadOnlyList
         if (string.IsNullOrWhiteSpace(headerLine)) throw new BioForgeException($"{path}: empty file (expected a header row)");
         char separator = headerLine.Contains('\t') ? '\t' : ',';
         var header = Csv.Split(headerLine.TrimEnd('\r'), separator);
-        int mutationIndex = mutationColumn is not null
-            ? header.IndexOf(mutationColumn)
-            : header.FindIndex(h => MutationColumns.Contains(h, StringComparer.OrdinalIgnoreCase));
+        var mutationColumns = Enumerable.Range(0, header.Count)
+            .Where(i => mutationColumn is not null ? header[i] == mutationColumn : MutationColumns.Contains(header[i], StringComparer.OrdinalIgnoreCase)).ToList();
+        // Two candidates would have the first read without a word, the other ignored.
+        if (mutationColumns.Count > 1)
+            throw new BioForgeException($"{path}: the header names {string.Join(" and ", mutationColumns.Select(i => $"'{header[i]}' (column {i + 1})"))}; which one holds the mutations? (--mutation-column NAME{(mutationColumn is null ? "" : "; rename one of the two")})");
+        int mutationIndex = mutationColumns.Count == 1 ? mutationColumns[0] : -1;
         if (mutationIndex < 0)
             throw new BioForgeException($"{path}: no {(mutationColumn is null ? "mutant/variant" : $"'{mutationColumn}'")} column in the header ({string.Join(", ", header)})");
         int measuredIndex = scoreColumn is not null

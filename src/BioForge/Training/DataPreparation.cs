@@ -169,6 +169,8 @@ public static class DataPreparation
     private static string Checked(MoleculeRecord record, string path)
     {
         if (record.IsMolBlock) throw new BioForgeException($"{path}: SMILES corpora must be .smi or .csv, not SDF");
+        // It would train as a molecule of no atoms: <bos><eos>.
+        if (string.IsNullOrWhiteSpace(record.Text)) throw new BioForgeException($"{path}:{record.Line}: empty SMILES");
         try
         {
             SmilesTokenizer.Split(record.Text);

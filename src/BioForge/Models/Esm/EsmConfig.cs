@@ -129,8 +129,8 @@ public sealed record EsmConfig
 
     public void Validate(string where)
     {
-        if (VocabSize <= 0 || HiddenSize <= 0 || NumHiddenLayers <= 0 || NumAttentionHeads <= 0 || IntermediateSize <= 0)
-            throw new BioForgeException($"{where}: sizes must be positive");
+        ConfigSizes.RequirePositive(where, ("vocab_size", VocabSize), ("hidden_size", HiddenSize), ("num_hidden_layers", NumHiddenLayers),
+            ("num_attention_heads", NumAttentionHeads), ("intermediate_size", IntermediateSize));
         if (HiddenSize % NumAttentionHeads != 0 || HeadDim % 2 != 0)
             throw new BioForgeException($"{where}: hidden_size {HiddenSize} must split into {NumAttentionHeads} heads of even size");
         if (MaxPositionEmbeddings < 3) throw new BioForgeException($"{where}: max_position_embeddings must be at least 3");

@@ -85,7 +85,14 @@ public sealed class LlamaCheckpoint : IDisposable
             throw new BioForgeException($"protein prompt '{shown}': special tokens are not allowed, only residue letters");
         // A stop ends a protein: there is nothing to continue (it was dropped, and the protein continued past it).
         if (prompt.EndsWith('*')) throw new BioForgeException($"protein prompt '{shown}': ends with a stop ('*'); a prompt is the start of a protein to continue");
-        return residues.Encode(prompt, stopCodon: false)[..^1];
+        try
+        {
+            return residues.Encode(prompt, stopCodon: false)[..^1];
+        }
+        catch (BioForgeException e)
+        {
+            throw new BioForgeException($"protein prompt '{shown}': {e.Message}");
+        }
     }
 
     /// <summary>

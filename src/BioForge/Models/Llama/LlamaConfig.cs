@@ -49,7 +49,7 @@ public sealed record LlamaConfig
         }
 
         int hidden = Int(json, "hidden_size") ?? 4096, heads = Int(json, "num_attention_heads") ?? 32;
-        if (heads <= 0) throw new BioForgeException($"{path}: num_attention_heads must be positive");
+        ConfigSizes.RequirePositive(path, ("num_attention_heads", heads));
         var config = new LlamaConfig
         {
             VocabSize = Int(json, "vocab_size") ?? 32000,
@@ -67,9 +67,9 @@ public sealed record LlamaConfig
             EosTokenId = Int(json, "eos_token_id") ?? 2,
             PadTokenId = Int(json, "pad_token_id") ?? 0,
         };
-        if (config.VocabSize <= 0 || config.HiddenSize <= 0 || config.IntermediateSize <= 0 || config.NumHiddenLayers <= 0 || config.NumAttentionHeads <= 0
-            || config.NumKeyValueHeads <= 0 || config.HeadDim <= 0 || config.MaxPositionEmbeddings <= 0)
-            throw new BioForgeException($"{path}: sizes must be positive");
+        ConfigSizes.RequirePositive(path, ("vocab_size", config.VocabSize), ("hidden_size", config.HiddenSize), ("intermediate_size", config.IntermediateSize),
+            ("num_hidden_layers", config.NumHiddenLayers), ("num_attention_heads", config.NumAttentionHeads), ("num_key_value_heads", config.NumKeyValueHeads),
+            ("head_dim", config.HeadDim), ("max_position_embeddings", config.MaxPositionEmbeddings));
         if (config.NumAttentionHeads % config.NumKeyValueHeads != 0)
             throw new BioForgeException($"{path}: {config.NumAttentionHeads} attention heads cannot share {config.NumKeyValueHeads} key/value heads evenly");
         if (config.HeadDim % 2 != 0) throw new BioForgeException($"{path}: head_dim {config.HeadDim} must be even for rotary embeddings");
