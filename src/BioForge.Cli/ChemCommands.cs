@@ -160,7 +160,11 @@ internal static class ChemCommands
                 return 0;
             }
             using (var molecule = Read(text, "--smiles"))
-                foreach (string rule in filters.Matches(molecule)) output.WriteLine(rule);
+            {
+                var matches = filters.Matches(molecule);
+                foreach (string rule in matches) output.WriteLine(rule);
+                if (matches.Count == 0) error.WriteLine($"note: no rule of --catalog {result.GetValue(catalog)} matches {Spelling.Excerpt(text, 80)}");
+            }
             return 0;
         }));
         return command;

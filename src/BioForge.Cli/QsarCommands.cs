@@ -72,6 +72,7 @@ internal static class QsarCommands
             string activity = qsar.Manifest.Activity;
             var text = new StringBuilder($"id,smiles,{Csv.Quote("predicted_" + activity)},error\n");
             int predicted = 0, failed = 0;
+            string? firstFailure = null;
             foreach (var record in MoleculeSource.Read(result.GetValue(input)!, result.GetValue(column)))
             {
                 string id = record.Id;
@@ -94,12 +95,16 @@ internal static class QsarCommands
                 if (double.IsNaN(value))
                 {
                     failed++;
+                    firstFailure ??= $"{record.Where}: {why ?? "unreadable"}";
                     text.Append(Csv.Quote(id)).Append(',').Append(Csv.Quote(smiles)).Append(",,").Append(Csv.Quote(why ?? "unreadable")).Append('\n');
                     continue;
                 }
                 predicted++;
                 text.Append(Csv.Quote(id)).Append(',').Append(Csv.Quote(smiles)).Append(',').Append(value.ToString("F4", CultureInfo.InvariantCulture)).Append(",\n");
             }
+            // A table of reasons only is no prediction: refused as screen and chem similar refuse such an input.
+            if (predicted == 0)
+                throw new BioForgeException($"--in {result.GetValue(input)}: none of its {failed:N0} molecule(s) could be read (the first, {firstFailure})");
             AtomicFile.WriteText(result.GetValue(outPath)!, text.ToString());
             output.WriteLine($"{predicted} predicted, {failed} unreadable -> {result.GetValue(outPath)}");
             return 0;

@@ -43,6 +43,13 @@ public sealed class QsarTests
         Assert.StartsWith("ethanol,CCO,", lines[1]);
         Assert.StartsWith("line 2,C1CC(,,", lines[2]);
         Assert.StartsWith("line 3,CCN,", lines[3]);
+        // Nothing readable: refused, not a table of reasons only.
+        File.WriteAllLines(library, ["C1CC(", "xyz"]);
+        string none = Path.Combine(TestData.TempDirectory(), "none.csv");
+        error = new StringWriter();
+        Assert.Equal(2, Cli.Cli.Run(["qsar", "predict", "--model", directory, "--in", library, "--out", none], new StringWriter(), error));
+        Assert.Contains("none of its 2 molecule(s) could be read (the first, line 1:", error.ToString());
+        Assert.False(File.Exists(none));
         using var ethanol = Molecule.FromSmiles("CCO");
         using var salt = Molecule.FromSmiles("CC[NH3+].[Cl-]");
         using var amine = Molecule.FromSmiles("CCN");
@@ -85,8 +92,12 @@ public sealed class QsarTests
             "pic50", new() { Split = "random" }));
         Assert.Contains("do not measure a ranking", e.Message);
         var error = new StringWriter();
-        Assert.Equal(2, Cli.Cli.Run(["qsar", "train", "--in", Write("ok.csv", ["smiles,pic50", .. rows]), "--activity-column", "pIC50", "--out", Path.Combine(dir, "m")], new StringWriter(), error));
-        Assert.Contains("no column 'pIC50' (--activity-column); the header has: smiles, pic50", error.ToString());
+        Assert.Equal(2, Cli.Cli.Run(["qsar", "train", "--in", Write("ok.csv", ["smiles,pic50", .. rows]), "--activity-column", "pKi", "--out", Path.Combine(dir, "m")], new StringWriter(), error));
+        Assert.Contains("no column 'pKi' (--activity-column); the header has: smiles, pic50", error.ToString());
+        // Another case of one header is that column (SMILES, pIC50); two spellings of it are a question.
+        Assert.Equal(25, LabelledData.Read(Write("cased.csv", ["SMILES,pIC50", .. rows]), "smiles", "pic50").Count);
+        Assert.Contains("names column 'smiles' (data.sequence_column) in 2 spellings",
+            Assert.Throws<BioForgeException>(() => LabelledData.Read(Write("twice.csv", ["SMILES,Smiles,pic50", .. rows.Select(r => r.Split(',')[0] + "," + r)]), "smiles", "pic50")).Message);
     }
     /// <summary>The ridge path's weights for any penalty are the closed-form solve's, (XᵀX + λI)⁻¹ Xᵀy on centred data, with more rows than columns and fewer.</summary>
     [Theory]

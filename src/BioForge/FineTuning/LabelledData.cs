@@ -15,18 +15,23 @@ public sealed record DataSplit(IReadOnlyList<LabelledRow> Train, IReadOnlyList<L
 
 public static class LabelledData
 {
+    /// <summary>The column named <paramref name="name"/>: as written, else the one header that differs only in case (SMILES, pIC50).</summary>
+    private static int Column(string path, List<string> header, string name, string setting)
+    {
+        var exact = Enumerable.Range(0, header.Count).Where(i => header[i].Trim() == name).ToList();
+        var found = exact.Count > 0 ? exact : [.. Enumerable.Range(0, header.Count).Where(i => header[i].Trim().Equals(name, StringComparison.OrdinalIgnoreCase))];
+        if (found.Count == 0) throw new BioForgeException($"{path}: no column '{name}' ({setting}); the header has: {string.Join(", ", header.Select(h => h.Trim()))}");
+        if (found.Count > 1) throw new BioForgeException($"{path}: the header names column '{name}' ({setting}) {(exact.Count > 1 ? "twice" : $"in {found.Count} spellings")}; which one is meant?");
+        return found[0];
+    }
+
     /// <summary>The sequence and label columns of a CSV/TSV with a header (values trimmed; an empty one is an error naming its line).</summary>
     /// <param name="settings">How errors name the two column settings (a fine-tuning config's keys by default).</param>
     public static List<LabelledRow> Read(string path, string sequenceColumn, string labelColumn, (string Sequence, string Label)? settings = null)
     {
         var rows = Csv.ReadRows(path, out var header);
-        int sequenceIndex = header.FindIndex(c => c.Trim() == sequenceColumn), labelIndex = header.FindIndex(c => c.Trim() == labelColumn);
         var (sequenceSetting, labelSetting) = settings ?? ("data.sequence_column", "data.label_column");
-        foreach (var (index, name, key) in new[] { (sequenceIndex, sequenceColumn, sequenceSetting), (labelIndex, labelColumn, labelSetting) })
-        {
-            if (index < 0) throw new BioForgeException($"{path}: no column '{name}' ({key}); the header has: {string.Join(", ", header.Select(h => h.Trim()))}");
-            if (header.Count(c => c.Trim() == name) > 1) throw new BioForgeException($"{path}: the header names column '{name}' ({key}) twice; which one is meant?");
-        }
+        int sequenceIndex = Column(path, header, sequenceColumn, sequenceSetting), labelIndex = Column(path, header, labelColumn, labelSetting);
         var result = new List<LabelledRow>();
         foreach (var (line, fields) in rows)
         {
