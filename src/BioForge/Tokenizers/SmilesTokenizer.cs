@@ -23,12 +23,12 @@ internal static partial class SmilesTokenizer
         foreach (Match match in TokenPattern().Matches(smiles))
         {
             if (match.Index != position)
-                throw new BioForgeException($"SMILES '{smiles}': no token covers '{smiles[position..match.Index]}' at position {position + 1}");
+                throw new BioForgeException($"SMILES '{Spelling.Excerpt(smiles, 80)}': no token covers '{Spelling.Excerpt(smiles[position..match.Index])}' at position {position + 1}");
             tokens.Add(match.Value);
             position = match.Index + match.Length;
         }
         if (position != smiles.Length)
-            throw new BioForgeException($"SMILES '{smiles}': no token covers '{smiles[position..]}' at position {position + 1}");
+            throw new BioForgeException($"SMILES '{Spelling.Excerpt(smiles, 80)}': no token covers '{Spelling.Excerpt(smiles[position..])}' at position {position + 1}");
         return tokens;
     }
 }
