@@ -236,11 +236,20 @@ internal static class ProteinCommands
         // Plain text (letters on one or more lines) or FASTA with the one record; read with the readers' limits and checks.
         var text = new StringBuilder();
         int? stop = null; // the line of a final '*'
+        int? gap = null; // the first blank line after the sequence began
         using (var reader = LineReader.Open(seqFile!, FastaReader.MaxSequenceLength))
         {
             for (string? line = reader.ReadLine(); line is not null; line = reader.ReadLine())
             {
                 string trimmed = line.Trim();
+                if (trimmed.Length == 0)
+                {
+                    if (text.Length > 0) gap ??= reader.LineNumber;
+                    continue;
+                }
+                // Lines of one sequence are wrapped without blank lines; text after one is a second sequence.
+                if (gap is { } blank)
+                    throw new BioForgeException($"--seq-file {seqFile}:{reader.LineNumber}: more sequence after the blank line {blank}: the file holds two sequences? give one (or join its lines)");
                 if (text.Length == 0 && trimmed.StartsWith('>'))
                 {
                     var records = FastaReader.Read(seqFile!).Take(2).ToList();

@@ -738,7 +738,9 @@ public sealed class CliTests
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq-file", wildType, "--mutations", "K2R", "--out", untouched), $"--seq-file {wildType}:2: 'Ω' at column 3 is not a residue letter", untouched);
         File.WriteAllText(wildType, ">a\nMKTAYIAK\n>b\nMKV\n");
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq-file", wildType, "--mutations", "K2R", "--out", untouched), "holds more than one FASTA record", untouched);
-        File.WriteAllText(wildType, "MKTAY\nIAK\n");
+        File.WriteAllText(wildType, "MKTAY\n\nIAK\n");
+        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq-file", wildType, "--mutations", "K2R", "--out", untouched), $"--seq-file {wildType}:3: more sequence after the blank line 2", untouched);
+        File.WriteAllText(wildType, "\nMKTAY\nIAK\n\n");
         Assert.Equal(0, Run("score-variants", "--model", TestData.EsmTiny, "--seq-file", wildType, "--mutations", "K2R", "--out", output).Code);
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--out", untouched), "exactly one of --mutations, --in or --scan");
     }
