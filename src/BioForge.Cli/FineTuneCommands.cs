@@ -120,8 +120,7 @@ internal static class FineTuneCommands
         if (extension is ".csv" or ".tsv")
         {
             var rows = Csv.ReadRows(path, out var header);
-            int index = header.FindIndex(h => h.Trim() == column);
-            if (index < 0) throw new BioForgeException($"{path}: no column '{column}' (the run's sequence column); the header has: {string.Join(", ", header)}");
+            int index = LabelledData.Column(path, header, column, "the run's sequence column"); // as training found it
             foreach (var (line, fields) in rows)
             {
                 if (fields.Count <= index) throw new BioForgeException($"{path}:{line}: {fields.Count} fields, the header has {header.Count}");

@@ -24,7 +24,8 @@ internal sealed class ServedModelExampleAttribute(ModelKind kind) : Attribute
 /// The OpenAPI document (<c>/v1/openapi.json</c>) kept true to the server: request schemas use the names and number
 /// rules the handlers deserialize with (<see cref="Json.Options"/>), refuse unknown fields as the server does, mark
 /// required fields and carry examples; every operation lists the answers the middleware adds (400 for a Host not
-/// served, 401 without the API key, 413/415 for bodies); the API key is declared as a security scheme.
+/// served, 401 without the API key, 413/415 for bodies, 500 for a fault of ours); the API key is declared as a security
+/// scheme.
 /// </summary>
 internal static class ApiDocument
 {
@@ -60,6 +61,8 @@ internal static class ApiDocument
                         new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(HeaderKey, context.Document)] = [] },
                     ];
                 }
+                // Any route can fail in a way of ours; the answer names the id its log line carries.
+                Error(operation, 500, "Internal error: the message names the id of the server log's line", context.Document);
                 if (operation.RequestBody is not null)
                 {
                     Error(operation, 413, $"The body is larger than the server takes (--max-request-bytes, {options.MaxRequestBytes:N0} here)", context.Document);

@@ -58,4 +58,8 @@ public static class Spelling
         }
         return row[b.Length];
     }
+
+    /// <summary>The character at <paramref name="index"/> as a message quotes it: both halves of a pair outside the BMP (one alone prints as U+FFFD).</summary>
+    public static string CharacterAt(string text, int index) =>
+        char.IsHighSurrogate(text[index]) && index + 1 < text.Length && char.IsLowSurrogate(text[index + 1]) ? text.Substring(index, 2) : text[index].ToString();
 }

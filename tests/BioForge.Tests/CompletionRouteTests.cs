@@ -253,7 +253,7 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         await Refused(new { model = Model, best_of = 2 }, HttpStatusCode.UnprocessableEntity, "best_of", "best_of must be 1");
         await Refused(new { model = Model, logit_bias = new Dictionary<string, int> { ["5"] = 10 } }, HttpStatusCode.UnprocessableEntity, "logit_bias", "not supported");
         await Refused(new { model = Model, suffix = "O" }, HttpStatusCode.UnprocessableEntity, "suffix", "not supported");
-        await Refused(new { model = Model, prompt = new[] { 1, 2, 3 } }, HttpStatusCode.UnprocessableEntity, "prompt", "token ids are not taken here");
+        await Refused(new { model = Model, prompt = new[] { 1, 2, 3 } }, HttpStatusCode.BadRequest, "prompt", "token ids are not taken here");
         await Refused(new { model = Model, prompt = Array.Empty<string>() }, HttpStatusCode.UnprocessableEntity, "prompt", "an array must hold one string");
         await Refused(new { model = Model, frequency_penalty = 0, typo_field = 1 }, HttpStatusCode.BadRequest, "typo_field", "unknown field");
         // What OpenAI's defaults mean is taken as sent (LangChain's OpenAI sends logit_bias {} and best_of 1 on every call).

@@ -47,7 +47,7 @@ public sealed class LlamaParityTests
     [InlineData("\"tie_word_embeddings\": \"yes\"", "'tie_word_embeddings' must be true or false")]
     // Checked before anything divides by them or sizes a tensor with them.
     [InlineData("\"num_key_value_heads\": 0", "num_key_value_heads must be positive (got 0)")]
-    [InlineData("\"head_dim\": 0", "head_dim must be positive (got 0)")]
+    [InlineData("\"head_dim\": 0", "head_dim (hidden_size / num_attention_heads when absent) must be positive (got 0)")]
     [InlineData("\"bos_token_id\": 100000", "bos_token_id 100000 is outside the vocabulary of")]
     [InlineData("\"pad_token_id\": -1", "pad_token_id -1 is outside the vocabulary of")]
     public void ConfigsItWouldReadWronglyAreRefused(string entry, string expected)

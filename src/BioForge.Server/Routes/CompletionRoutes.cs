@@ -152,7 +152,7 @@ internal static class CompletionRoutes
             JsonValueKind.String => r.Prompt.GetString()!,
             JsonValueKind.Array when r.Prompt.GetArrayLength() == 1 && r.Prompt[0].ValueKind == JsonValueKind.String => r.Prompt[0].GetString()!,
             JsonValueKind.Array when r.Prompt.EnumerateArray().Any(p => p.ValueKind is JsonValueKind.Number or JsonValueKind.Array) =>
-                throw ApiError.Invalid("prompt: token ids are not taken here, only text (a SMILES or protein start, or empty)", "prompt"),
+                throw ApiError.BadRequest("prompt: token ids are not taken here, only text (a SMILES or protein start, or empty): each model's ids are its own", "prompt"),
             JsonValueKind.Array when r.Prompt.GetArrayLength() > 1 =>
                 throw ApiError.Invalid($"prompt: one prompt per request here ({r.Prompt.GetArrayLength()} given); n asks for several samples of one", "prompt"),
             JsonValueKind.Array => throw ApiError.Invalid("prompt: an array must hold one string", "prompt"),

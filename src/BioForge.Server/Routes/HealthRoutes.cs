@@ -33,7 +33,7 @@ internal static class HealthRoutes
         v1.MapMethods("/models/{id}", probe, (string id, EndpointDataSource endpoints) =>
                 Cards(state, endpoints).FirstOrDefault(c => c.Id == id) is { } card ? Results.Json(card, Json.Options)
                     : throw ApiError.NotFound($"model '{id}' is not served here; see /v1/models", "model"))
-            .WithSummary("One served model (OpenAI shape)").Produces<ModelCard>().ProducesErrors(404);
+            .WithSummary("One served model (OpenAI shape)").Produces<ModelCard>().ProducesErrors(404).Parameter("id", "esm2-small", required: true);
         v1.MapMethods("/metadata", probe, () => Results.Json(Metadata(state), Json.Options))
             .WithSummary("Versions, device, batching settings and models");
     }

@@ -111,8 +111,8 @@ public sealed class AffinityDataset
         var targets = ReadEntries(targetsPath);
         // Here, where the file and the target can be named: the model's tokenizer would name a position only.
         foreach (var target in targets)
-            if (target.Text.ToUpperInvariant().AsSpan().IndexOfAnyExcept(ProteinTarget.Residues) is >= 0 and var bad)
-                throw new BioForgeException($"{targetsPath}: target '{target.Id}': '{target.Text[bad]}' at position {bad + 1} is not an amino acid");
+            if (target.Text.TrimEnd('*').ToUpperInvariant().AsSpan().IndexOfAnyExcept(ProteinTarget.Residues) is >= 0 and var bad)
+                throw new BioForgeException($"{targetsPath}: target '{target.Id}': '{Spelling.CharacterAt(target.Text, bad)}' at position {bad + 1} is not an amino acid");
         string? davis = TryFind(directory, DavisMatrix);
         string matrix = davis ?? TryFind(directory, KibaMatrix)
             ?? throw new BioForgeException($"{directory}: no affinity matrix ({DavisMatrix} or {KibaMatrix}, optionally .gz)");

@@ -16,7 +16,7 @@ public sealed record DataSplit(IReadOnlyList<LabelledRow> Train, IReadOnlyList<L
 public static class LabelledData
 {
     /// <summary>The column named <paramref name="name"/>: as written, else the one header that differs only in case (SMILES, pIC50).</summary>
-    private static int Column(string path, List<string> header, string name, string setting)
+    public static int Column(string path, IReadOnlyList<string> header, string name, string setting)
     {
         var exact = Enumerable.Range(0, header.Count).Where(i => header[i].Trim() == name).ToList();
         var found = exact.Count > 0 ? exact : [.. Enumerable.Range(0, header.Count).Where(i => header[i].Trim().Equals(name, StringComparison.OrdinalIgnoreCase))];

@@ -62,9 +62,12 @@ public sealed class EsmTokenizer
 
     /// <summary>
     /// Writes the alphabet as a Hugging Face fast tokenizer (see <see cref="WordLevelTokenizerFiles"/>) for a protein
-    /// decoder, whose <c>llama</c> model type gives transformers no tokenizer of its own: one token per character, lower
-    /// case read as upper, <c>&lt;mask&gt;</c> and <c>&lt;unk&gt;</c> as written, any other character
-    /// <c>&lt;unk&gt;</c> — the ids <see cref="Encode"/> gives with <c>unknownAsUnk</c> (which also drops a final stop).
+    /// decoder, whose <c>llama</c> model type gives transformers no tokenizer of its own: one token per character, ASCII
+    /// lower case read as upper, <c>&lt;mask&gt;</c> and <c>&lt;unk&gt;</c> as written, any other character
+    /// <c>&lt;unk&gt;</c>. For sequences of residue letters, gaps and those two tokens these are the ids
+    /// <see cref="Encode"/> gives with <c>unknownAsUnk</c>; they part on a final stop (dropped here, <c>&lt;unk&gt;</c>
+    /// there), an unknown <c>&lt;name&gt;</c> (one <c>&lt;unk&gt;</c> here, one per character there) and characters
+    /// outside the BMP.
     /// </summary>
     public void SaveHuggingFace(string directory, int maxLength)
     {
@@ -120,11 +123,7 @@ public sealed class EsmTokenizer
             else if (unknownAsUnk)
                 tokens.Add(UnkId);
             else
-            {
-                // A character outside the BMP is two chars: quote both (one alone would print as U+FFFD).
-                string shown = char.IsHighSurrogate(c) && i + 1 < end && char.IsLowSurrogate(sequence[i + 1]) ? sequence.Substring(i, 2) : c.ToString();
-                throw new BioForgeException($"invalid residue '{shown}' at position {tokens.Count} (not in the model's alphabet)");
-            }
+                throw new BioForgeException($"invalid residue '{Spelling.CharacterAt(sequence, i)}' at position {tokens.Count} (not in the model's alphabet)");
         }
         tokens.Add(EosId);
         return [.. tokens];

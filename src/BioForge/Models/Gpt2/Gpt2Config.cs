@@ -60,8 +60,8 @@ public sealed record Gpt2Config
             BosTokenId = Int("bos_token_id") ?? 50256,
             EosTokenId = Int("eos_token_id") ?? 50256,
         };
-        ConfigSizes.RequirePositive(path, ("vocab_size", config.VocabSize), ("n_embd", config.HiddenSize), ("n_inner", config.InnerSize), ("n_layer", config.NumLayers),
-            ("n_head", config.NumHeads), ("n_positions", config.MaxPositions));
+        ConfigSizes.RequirePositive(path, ("vocab_size", config.VocabSize), ("n_embd", config.HiddenSize), ("n_inner (4 × n_embd when absent)", config.InnerSize), ("n_layer", config.NumLayers),
+            ("n_head", config.NumHeads), ("n_positions (or n_ctx)", config.MaxPositions));
         if (config.HiddenSize % config.NumHeads != 0)
             throw new BioForgeException($"{path}: n_embd {config.HiddenSize} is not divisible by n_head {config.NumHeads}");
         if (config.LayerNormEpsilon <= 0) throw new BioForgeException($"{path}: layer_norm_epsilon must be positive (got {config.LayerNormEpsilon})");

@@ -69,7 +69,7 @@ public sealed record LlamaConfig
         };
         ConfigSizes.RequirePositive(path, ("vocab_size", config.VocabSize), ("hidden_size", config.HiddenSize), ("intermediate_size", config.IntermediateSize),
             ("num_hidden_layers", config.NumHiddenLayers), ("num_attention_heads", config.NumAttentionHeads), ("num_key_value_heads", config.NumKeyValueHeads),
-            ("head_dim", config.HeadDim), ("max_position_embeddings", config.MaxPositionEmbeddings));
+            ("head_dim (hidden_size / num_attention_heads when absent)", config.HeadDim), ("max_position_embeddings", config.MaxPositionEmbeddings));
         if (config.NumAttentionHeads % config.NumKeyValueHeads != 0)
             throw new BioForgeException($"{path}: {config.NumAttentionHeads} attention heads cannot share {config.NumKeyValueHeads} key/value heads evenly");
         if (config.HeadDim % 2 != 0) throw new BioForgeException($"{path}: head_dim {config.HeadDim} must be even for rotary embeddings");
