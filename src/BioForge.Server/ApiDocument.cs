@@ -91,12 +91,14 @@ internal static class ApiDocument
                         else if (p.IsGetNullable && p.AttributeProvider?.GetCustomAttributes(typeof(System.Text.Json.Serialization.JsonIgnoreAttribute), false)
                             is not [System.Text.Json.Serialization.JsonIgnoreAttribute { Condition: System.Text.Json.Serialization.JsonIgnoreCondition.Never }, ..])
                             schema.Required?.Remove(p.Name);
-                        // A JsonElement field (embeddings' input) is "any JSON" to the generator; the handler takes a string or strings.
+                        // A JsonElement field (embeddings' input) is "any JSON" to the generator; the handler takes a string or strings,
+                        // and null for one that is not required (completions' prompt and stop: their defaults).
                         if (p.PropertyType == typeof(System.Text.Json.JsonElement) && schema.Properties?.TryGetValue(p.Name, out var any) == true)
                             schema.Properties[p.Name] = new OpenApiSchema
                             {
                                 Description = any.Description,
-                                OneOf = [new OpenApiSchema { Type = JsonSchemaType.String }, new OpenApiSchema { Type = JsonSchemaType.Array, Items = new OpenApiSchema { Type = JsonSchemaType.String } }],
+                                OneOf = [new OpenApiSchema { Type = JsonSchemaType.String }, new OpenApiSchema { Type = JsonSchemaType.Array, Items = new OpenApiSchema { Type = JsonSchemaType.String } },
+                                    .. schema.Required?.Contains(p.Name) == true ? Array.Empty<IOpenApiSchema>() : [new OpenApiSchema { Type = JsonSchemaType.Null }]],
                                 Examples = p.AttributeProvider?.GetCustomAttributes(typeof(ExampleAttribute), false) is [ExampleAttribute e, ..] ? [e.Value!.DeepClone()] : null,
                             };
                     }

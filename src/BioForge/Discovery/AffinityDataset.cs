@@ -106,8 +106,9 @@ public sealed class AffinityDataset
     public static AffinityDataset Load(string directory)
     {
         if (!Directory.Exists(directory)) throw new BioForgeException($"affinity data {directory}: no such directory (expected DeepDTA's layout, e.g. data/davis)");
-        string drugsPath = Find(directory, "ligands_can.txt"), targetsPath = Find(directory, "proteins.txt");
+        string drugsPath = Find(directory, "ligands_can.txt");
         var drugs = ReadEntries(drugsPath);
+        string targetsPath = Find(directory, "proteins.txt");
         var targets = ReadEntries(targetsPath);
         // Here, where the file and the target can be named: the model's tokenizer would name a position only.
         foreach (var target in targets)
