@@ -119,7 +119,7 @@ internal static class CompletionsBenchCommand
                 }
                 using var chunk = JsonDocument.Parse(line.AsMemory(6));
                 if (double.IsNaN(first) && chunk.RootElement.GetProperty("choices").GetArrayLength() > 0) first = Stopwatch.GetElapsedTime(start).TotalSeconds;
-                if (chunk.RootElement.TryGetProperty("usage", out var usage)) tokens = usage.GetProperty("completion_tokens").GetInt32();
+                if (chunk.RootElement.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object) tokens = usage.GetProperty("completion_tokens").GetInt32();
             }
             // A stream that ended without [DONE] (an error event, a reset) is not a success.
             return new Outcome(done ? 200 : 0, Stopwatch.GetElapsedTime(start).TotalSeconds, first, tokens);

@@ -16,7 +16,7 @@ internal static class ServeCommand
         var batchTokens = Options.Int("--max-batch-tokens", "token budget of one batch", defaults.Batching.MaxBatchTokens);
         var batchItems = Options.Int("--max-batch-items", "requests in one batch (1 turns dynamic batching off)", defaults.Batching.MaxBatchItems);
         var delay = new Option<double>("--max-delay-ms") { Description = "how long a batch waits for company after its first request", DefaultValueFactory = _ => defaults.Batching.MaxDelay.TotalMilliseconds };
-        var queue = Options.Int("--queue-capacity", "requests waiting per model before 503", defaults.Batching.QueueCapacity);
+        var queue = Options.Int("--queue-capacity", "inputs (texts, samples) waiting per model before 503", defaults.Batching.QueueCapacity);
         var timeout = new Option<double>("--request-timeout-s") { Description = "answer 504 after this many seconds", DefaultValueFactory = _ => defaults.RequestTimeout.TotalSeconds };
         var maxBytes = new Option<long>("--max-request-bytes") { Description = "larger request bodies get 413", DefaultValueFactory = _ => defaults.MaxRequestBytes };
         var allowedHosts = new Option<string[]>("--allowed-hosts") { Description = "Host header values to answer (default: the loopback names when bound to loopback, any otherwise; * for any)", AllowMultipleArgumentsPerToken = true };

@@ -52,7 +52,7 @@ public sealed record ServerOptions
     public long MaxRequestBytes { get; init; } = 4 << 20;
 
     /// <summary>Inputs in one embeddings or props request.</summary>
-    public int MaxInputs { get; init; } = 512;
+    public int MaxInputs { get; init; } = 2048;
 
     /// <summary>
     /// Characters of one SMILES anywhere a SMILES enters (props, depictions, /generate seeds, embeddings, screens). RDKit's
@@ -84,7 +84,7 @@ public sealed record BatchingOptions
     public TimeSpan MaxDelay { get; init; } = TimeSpan.FromMilliseconds(5);
 
     /// <summary>Requests waiting per model; beyond it new ones get 503 with Retry-After instead of growing memory.</summary>
-    public int QueueCapacity { get; init; } = 1024;
+    public int QueueCapacity { get; init; } = 4096;
 }
 
 /// <summary>How <c>/v1/completions</c> batches a decoder's sequences (see <see cref="BioForge.Generation.DecodeScheduler"/>).</summary>

@@ -54,6 +54,7 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         var validTask = Post(new { model = Model, n = 3, seed = 8, valid_only = true });
         var penaltyTask = Post(new { model = Model, n = 4, seed = 5, max_tokens = 80, repetition_penalty = 1.5, presence_penalty = 0.5, frequency_penalty = 0.3 });
         var greedyTask = Post(new { model = Model, n = 2, seed = 4, temperature = 0, max_tokens = 40 });
+        var negativeTask = Post(new { model = Model, n = 2, seed = -1, max_tokens = 40 });
         var (status, text) = await plainTask;
         Assert.Equal(HttpStatusCode.OK, status);
         var plain = JsonNode.Parse(text)!;
@@ -118,6 +119,11 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         var greedy = Texts(JsonNode.Parse((await greedyTask).Text)!);
         Assert.Equal(Generate(2, new SamplingOptions { Temperature = 0, MaxNewTokens = 40 }, 4).Select(m => m.Smiles), greedy);
         Assert.Single(greedy.Distinct());
+
+        // Any int64 seed is taken (vLLM's range); a negative one is the same 64 bits as generate's unsigned seed, and is echoed as sent.
+        var negative = JsonNode.Parse((await negativeTask).Text)!;
+        Assert.Equal(-1L, negative["seed"]!.GetValue<long>());
+        Assert.Equal(Generate(2, new SamplingOptions { MaxNewTokens = 40 }, ulong.MaxValue).Select(m => m.Smiles), Texts(negative));
     }
 
     private sealed record Streamed(string[] Texts, string?[] Finish, int Events, bool Done);
@@ -151,6 +157,7 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
             var chunk = JsonNode.Parse(data)!;
             Assert.Equal("text_completion", chunk["object"]!.GetValue<string>());
             Assert.NotNull(chunk["seed"]); // a stream with a drawn seed can be repeated
+            Assert.True(chunk.AsObject().ContainsKey("usage"), "a chunk without usage (OpenAI and vLLM write null until the last)");
             foreach (var choice in chunk["choices"]!.AsArray())
             {
                 int index = choice!["index"]!.GetValue<int>();

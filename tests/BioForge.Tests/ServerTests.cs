@@ -257,6 +257,22 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Contains("bioforge_requests_total{route=\"/v1/embeddings\",status=\"415\"}", (await Get("/v1/metrics")).Body!.GetValue<string>());
     }
 
+    /// <summary>LangChain's OpenAI embeddings send up to 1,000 texts a request (its chunk_size); OpenAI takes up to 2,048.</summary>
+    [Fact]
+    public async Task AClientsChunkOfAThousandTextsIsAnsweredInOrderAndMoreThanOpenAisLimitIsRefused()
+    {
+        string[] smiles = ["CCO", "c1ccccc1", "CCN(CC)CC", "Clc1ccccc1"];
+        var (status, body) = await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "smiles-llama-small", input = Enumerable.Range(0, 1000).Select(i => smiles[i % 4]) }));
+        Assert.True(status == HttpStatusCode.OK, body?.ToJsonString());
+        var data = body!["data"]!.AsArray();
+        Assert.Equal(Enumerable.Range(0, 1000), data.Select(d => d!["index"]!.GetValue<int>()));
+        var first = data[0]!["embedding"]!.AsArray().Select(v => v!.GetValue<float>()).ToArray();
+        var fifth = data[4]!["embedding"]!.AsArray().Select(v => v!.GetValue<float>()).ToArray();
+        for (int k = 0; k < first.Length; k++) Assert.True(Math.Abs(first[k] - fifth[k]) < 1e-4, $"dimension {k}: the same SMILES got two vectors");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "smiles-llama-small", input = Enumerable.Repeat("C", 2049) })),
+            "input", "input has 2049 items; at most 2048 per request");
+    }
+
     private static float[] Vector(JsonNode body) => [.. body["data"]![0]!["embedding"]!.AsArray().Select(v => v!.GetValue<float>())];
 
     private static double Metric(string text, string series) =>

@@ -55,9 +55,12 @@ internal static class CompletionRoutes
         /// <summary>BioForge extra (vLLM's and TGI's name): CTRL's penalty on tokens already in the prompt or sample (1: off; ProtGPT2 uses 1.2).</summary>
         public double? RepetitionPenalty { get; set; }
 
-        /// <summary>Reproducible samples; absent: a random seed, returned in the answer.</summary>
+        /// <summary>
+        /// Reproducible samples; absent: a random seed, returned in the answer. Any 64-bit signed integer (vLLM's range);
+        /// a negative seed s samples as <c>bioforge generate --seed</c> s + 2⁶⁴ (the same 64 bits).
+        /// </summary>
         [Example("7")]
-        public ulong? Seed { get; set; }
+        public long? Seed { get; set; }
 
         public bool? Stream { get; set; }
 
@@ -118,7 +121,7 @@ internal static class CompletionRoutes
 
     /// <summary><c>seed</c>: the seed used (given or drawn); <c>samples</c>: with <c>valid_only</c>, how many samples it took.</summary>
     public sealed record CompletionResponse(string Id, string Object, long Created, string Model, IReadOnlyList<Choice> Choices, CompletionUsage? Usage,
-        ulong? Seed = null, int? Samples = null);
+        long? Seed = null, int? Samples = null);
 
     private const int MaxCharactersPerToken = 64, MaxChoices = 128, MaxStops = 4, MaxStopLength = 64, MaxLogprobs = 5, ValidOnlyAttemptsFactor = 100;
 
@@ -139,7 +142,7 @@ internal static class CompletionRoutes
         .Serves(model => model.Completions is not null);
     }
 
-    private sealed record Plan(LanguageModel Model, DecodeService Decoder, string Prompt, int[] PromptIds, SamplingOptions Options, ulong Seed, int N,
+    private sealed record Plan(LanguageModel Model, DecodeService Decoder, string Prompt, int[] PromptIds, SamplingOptions Options, long Seed, int N,
         string[] Stops, int? Logprobs, bool ValidOnly, bool IncludeUsage);
 
     private static Plan Validate(CompletionRequest r, ServerState state)
@@ -230,7 +233,7 @@ internal static class CompletionRoutes
             RepetitionPenalty = repetition,
         };
         // Below 2⁵³: the answer's seed must survive JavaScript's numbers (JSON.parse rounds larger ones) to be sent back.
-        ulong seed = r.Seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) >> 11;
+        long seed = r.Seed ?? (long)(BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) >> 11);
         return new Plan(model, decoder, prompt, ids, options, seed, n, stops, r.Logprobs, validOnly, r.StreamOptions?.IncludeUsage == true);
     }
 
@@ -339,7 +342,7 @@ internal static class CompletionRoutes
     {
         Prompt = plan.PromptIds,
         Options = plan.Options,
-        Seed = plan.Seed,
+        Seed = unchecked((ulong)plan.Seed),
         Index = index,
         TopLogprobs = plan.Logprobs ?? 0,
         Cancelled = () => cancellation.IsCancellationRequested,
@@ -451,8 +454,13 @@ internal static class CompletionRoutes
         return (choices, all);
     }
 
-    /// <summary>An event of a stream; each carries the request's <c>seed</c>, so a stream with a drawn seed can be repeated.</summary>
-    private sealed record StreamChunk(string Id, string Object, long Created, string Model, IReadOnlyList<Choice> Choices, ulong Seed, CompletionUsage? Usage = null);
+    /// <summary>
+    /// An event of a stream; each carries the request's <c>seed</c>, so a stream with a drawn seed can be repeated.
+    /// <c>usage</c> is null but in the last event of a stream that asked for it, and written as null (OpenAI's and vLLM's
+    /// chunks), so a typed client finds the field in every event.
+    /// </summary>
+    private sealed record StreamChunk(string Id, string Object, long Created, string Model, IReadOnlyList<Choice> Choices, long Seed,
+        [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] CompletionUsage? Usage = null);
 
     /// <summary>
     /// Server-sent events: a chunk per sample whenever it has new text (one token, or several held back by a possible stop
