@@ -80,6 +80,24 @@ public sealed class DecodeSchedulerTests
         }
     }
 
+    /// <summary>A row bound past its slot would read and overwrite another sequence's keys: refused before the pass.</summary>
+    [Fact]
+    public void BindingARowOutsideItsSlotIsRefused()
+    {
+        using var model = LlamaForCausalLM.Load(TestData.Path("hf", "llama_tiny"), TestData.Cpu.Device, ScalarType.Float32);
+        using var cache = new SlotCache(DecoderNetwork.Of(model), slots: 2, length: 8);
+        using (NewDisposeScope())
+        {
+            cache.Bind([0, 1], [3, 7], 1, 8); // the last position of each slot
+            cache.Unbind();
+        }
+        Assert.Throws<InvalidOperationException>(() => cache.Bind([0, 2], [0, 0], 1, 1)); // no slot 2
+        Assert.Throws<InvalidOperationException>(() => cache.Bind([0, 1], [0, 8], 1, 9)); // position 8 of 8
+        Assert.Throws<InvalidOperationException>(() => cache.Bind([0, 1], [0, 5], 1, 4)); // writes past what it attends
+        Assert.Throws<InvalidOperationException>(() => cache.Bind([0, 1], [-1, 0], 1, 1));
+        Assert.Throws<InvalidOperationException>(() => cache.Bind([0, 1], [0], 1, 1));
+    }
+
     /// <summary>
     /// A sequence's tokens are a function of (seed, index) and its options only: alone, in a batch of 7 or of 24, and
     /// beside sequences of other requests with other settings joining and leaving, it draws the same tokens.

@@ -44,4 +44,14 @@ public sealed class LocalAlignmentTests
         Assert.Equal((1.0, 1.0, abl.Length), (self.Identity, self.Coverage, self.Columns));
         Assert.True(LocalAlignment.Score(abl, new string('W', 60)) < 20);
     }
+
+    [Fact]
+    public void LettersOutsideBlosumScoreAsXButCountAsIdenticalOnlyToThemselves()
+    {
+        // Selenocysteine against pyrrolysine: both take X's row (−1), and they are different residues.
+        var mixed = LocalAlignment.Align("MKTAYUAKQRQISF", "MKTAYOAKQRQISF");
+        Assert.Equal((13 / 14.0, 14), (mixed.Identity, mixed.Columns));
+        Assert.Equal(LocalAlignment.Score("MKTAYXAKQRQISF", "MKTAYXAKQRQISF"), mixed.Score);
+        Assert.Equal(1.0, LocalAlignment.Align("MKTAYUAKQRQISF", "mktayuakqrqisf").Identity);
+    }
 }

@@ -65,6 +65,13 @@ public sealed class SlotCache : IKeyValueStore, IDisposable
     /// index tensors are made in the caller's dispose scope.</summary>
     public void Bind(IReadOnlyList<int> slots, IReadOnlyList<int> starts, int count, long attend)
     {
+        // The ragged kernel reads each row's positions through raw offsets: a position past its slot would read (and the
+        // write index would overwrite) another sequence's keys, so the caller's arithmetic is checked here, once a step.
+        if (slots.Count != starts.Count || count < 1 || attend > Length)
+            throw new InvalidOperationException($"SlotCache.Bind: {slots.Count} slots, {starts.Count} starts, {count} tokens, attending {attend} of {Length} positions");
+        for (int b = 0; b < slots.Count; b++)
+            if (slots[b] < 0 || slots[b] >= Slots || starts[b] < 0 || starts[b] + count > attend)
+                throw new InvalidOperationException($"SlotCache.Bind: row {b} is slot {slots[b]} of {Slots}, positions {starts[b]}–{starts[b] + count - 1}, attending {attend}");
         var index = new long[slots.Count * count];
         for (int b = 0; b < slots.Count; b++)
             for (int t = 0; t < count; t++) index[b * count + t] = (long)slots[b] * Length + starts[b] + t;

@@ -1,7 +1,7 @@
 namespace BioForge.Proteins;
 
 /// <summary>How two protein sequences align where they are most alike (Smith–Waterman).</summary>
-/// <param name="Identity">Identical residue pairs over the alignment's columns (gaps included).</param>
+/// <param name="Identity">Identical residue pairs (the same letter, either case) over the alignment's columns (gaps included).</param>
 /// <param name="Coverage">Share of the first sequence inside the alignment.</param>
 public sealed record LocalAlignmentResult(int Score, double Identity, double Coverage, int Columns);
 
@@ -129,7 +129,8 @@ internal static class LocalAlignment
                 if (from == 1)
                 {
                     columns++;
-                    if (a[ci - 1] == b[cj - 1]) identical++;
+                    // Letters, not matrix rows: U and O share X's row but are not the same residue (Biopython counts letters too).
+                    if (char.ToUpperInvariant(first[ci - 1]) == char.ToUpperInvariant(second[cj - 1])) identical++;
                     ci--;
                     cj--;
                 }
