@@ -269,8 +269,9 @@ public sealed class BioForgeServer : IAsyncDisposable
 
     /// <summary>
     /// The answer to a request that failed with <paramref name="e"/>: a user-worded problem is the request's (422) unless
-    /// the machine lacks a library the request needs (501, e.g. SMILES on a server built without RDKit); anything
-    /// else is a fault of ours (500, logged with its stack).
+    /// the machine lacks a library the request needs (501, e.g. SMILES on a server built without RDKit) or it is marked
+    /// as the server's (<see cref="BioForgeException.ServerFault"/>); anything else is a fault of ours (500, logged with
+    /// its stack).
     /// </summary>
     internal static ApiError Answer(Exception e, ServerOptions options) => e switch
     {
@@ -283,7 +284,7 @@ public sealed class BioForgeServer : IAsyncDisposable
         BadHttpRequestException bad => new ApiError(bad.StatusCode, bad.Message),
         BioForgeException { MissingDependency: true } missing =>
             new ApiError(StatusCodes.Status501NotImplemented, $"this server cannot answer this request: {missing.Message}"),
-        BioForgeException bio => ApiError.Invalid(bio.Message),
+        BioForgeException { ServerFault: false } bio => ApiError.Invalid(bio.Message),
         _ => new ApiError(StatusCodes.Status500InternalServerError, $"internal error: {e.GetType().Name}: {e.Message}"),
     };
 

@@ -93,7 +93,7 @@ internal sealed class LanguageModel : IDisposable
         {
             encoded = encoder.Encode(text);
         }
-        catch (BioForgeException e)
+        catch (BioForgeException e) when (!e.ServerFault)
         {
             throw ApiError.Invalid($"{param}: {e.Message.Replace("; use --unknown-as-unk to map it to <unk>", "", StringComparison.Ordinal)}", param);
         }
@@ -209,7 +209,18 @@ internal sealed class ModelCatalog : IDisposable
         if (!System.IO.Directory.Exists(directory)) throw new BioForgeException($"--models: {directory} does not exist");
         if (File.Exists(Path.Combine(directory, AffinityModel.ManifestFile)))
         {
-            affinityModels[name] = (directory, AffinityModel.Load(directory, compute.Device));
+            var affinity = AffinityModel.Load(directory, compute.Device);
+            try
+            {
+                // Read now, not by the first screening job: a damaged domain file stops the start, not every job after it.
+                _ = affinity.Domain();
+            }
+            catch
+            {
+                affinity.Dispose();
+                throw;
+            }
+            affinityModels[name] = (directory, affinity);
             return;
         }
         if (!File.Exists(Path.Combine(directory, ModelRegistry.ConfigFile)))

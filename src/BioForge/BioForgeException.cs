@@ -15,4 +15,11 @@ public sealed class BioForgeException : Exception
     /// answers 501 rather than 422.
     /// </summary>
     public bool MissingDependency { get; init; }
+
+    /// <summary>
+    /// The machine, the model's files or an invariant of ours is at fault, not the input (corrupt weights giving NaN
+    /// logits, an internal RDKit error, memory): the CLI prints the message as for any other, the service answers 500
+    /// and logs it rather than telling the client its request was unprocessable (422).
+    /// </summary>
+    public bool ServerFault { get; init; }
 }

@@ -49,6 +49,18 @@ public sealed class EsmCheckpointTests
         Assert.Contains("layer_norm_eps must be a positive number (got -1)", Assert.Throws<BioForgeException>(() => EsmCheckpoint.Load(epsilon, cpu.Device, cpu.DType)).Message);
     }
 
+    /// <summary>The tiny ESM-2 fixture saved as a bare <c>EsmModel</c> (no <c>esm.</c> prefix, no <c>lm_head.*</c>) in a new folder.</summary>
+    internal static string BareEncoder()
+    {
+        string bare = TestData.TempDirectory();
+        File.Copy(Path.Combine(TestData.EsmTiny, "config.json"), Path.Combine(bare, "config.json"));
+        using var scope = NewDisposeScope();
+        using var weights = BioForge.IO.SafetensorsCheckpoint.Open(TestData.EsmTiny);
+        BioForge.IO.SafetensorsWriter.Write(Path.Combine(bare, "model.safetensors"),
+            [.. weights.Names.Where(n => !n.StartsWith("lm_head.", StringComparison.Ordinal)).Select(n => new KeyValuePair<string, Tensor>(n.Replace("esm.", ""), weights.Load(n)))]);
+        return bare;
+    }
+
     /// <summary>
     /// A bare <c>EsmModel</c> checkpoint (no <c>esm.</c> prefix, no masked-LM head: how encoders are saved after
     /// fine-tuning elsewhere) loads for embeddings, equal to the whole model's; token predictions are refused by name;
@@ -58,13 +70,7 @@ public sealed class EsmCheckpointTests
     public void ABareEncoderWithoutItsHeadLoadsForEmbeddings()
     {
         var cpu = TestData.Cpu;
-        string bare = TestData.TempDirectory();
-        File.Copy(Path.Combine(TestData.EsmTiny, "config.json"), Path.Combine(bare, "config.json"));
-        using (var scope = NewDisposeScope())
-        using (var weights = BioForge.IO.SafetensorsCheckpoint.Open(TestData.EsmTiny))
-            BioForge.IO.SafetensorsWriter.Write(Path.Combine(bare, "model.safetensors"),
-                [.. weights.Names.Where(n => !n.StartsWith("lm_head.", StringComparison.Ordinal)).Select(n => new KeyValuePair<string, Tensor>(n.Replace("esm.", ""), weights.Load(n)))]);
-
+        string bare = BareEncoder();
         using var whole = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
         using var encoder = EsmCheckpoint.Load(bare, cpu.Device, cpu.DType);
         Assert.False(encoder.Model.HasLanguageModelHead);

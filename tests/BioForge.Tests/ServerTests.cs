@@ -134,6 +134,7 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Contains("the RDKit shim x.so is missing", missing.Message, StringComparison.Ordinal);
         Assert.Equal(422, BioForgeServer.Answer(new BioForgeException("invalid SMILES 'C1'"), options).Status);
         Assert.Equal(500, BioForgeServer.Answer(new InvalidOperationException("bug"), options).Status);
+        Assert.Equal(500, BioForgeServer.Answer(new BioForgeException("the model's logits hold NaN") { ServerFault = true }, options).Status);
     }
 
     [Fact]
@@ -572,6 +573,33 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
 public sealed class ServerLimitsTests
 {
     private static string Model(string name) => Path.Combine(Repository.Root, "models", name);
+
+    /// <summary>An ESM-2 encoder saved without its masked-LM head serves embeddings and contacts; the routes that predict residues are not listed for it and say why.</summary>
+    [Fact]
+    public async Task AnEncoderWithoutItsHeadIsServedForWhatItCanDo()
+    {
+        _ = TestData.Cpu;
+        await using var server = await BioForgeServer.StartAsync(ServerFixture.Options(EsmCheckpointTests.BareEncoder()));
+        using var http = new HttpClient { BaseAddress = new Uri(server.Address) };
+        var card = JsonNode.Parse(await http.GetStringAsync("/v1/models"))!["data"]!.AsArray().Single()!;
+        var routes = card["routes"]!.AsArray().Select(r => r!.GetValue<string>()).ToList();
+        Assert.Contains("/v1/embeddings", routes);
+        Assert.Contains("/v1/protein/contacts", routes);
+        Assert.DoesNotContain("/v1/protein/fill-mask", routes);
+        Assert.DoesNotContain("/v1/protein/score-variants", routes);
+        using var contacts = await http.PostAsync("/v1/protein/contacts", JsonContent("""{"sequence":"MKTAYIAKQRQISFVKSHFSRQ"}"""));
+        Assert.Equal(HttpStatusCode.OK, contacts.StatusCode);
+        foreach (var (route, body) in new[] { ("/v1/protein/fill-mask", """{"sequence":"MKT<mask>YIAKQR"}"""), ("/v1/protein/score-variants", """{"sequence":"MKTAYIAKQR","mutations":["K2R"]}""") })
+        {
+            using var refused = await http.PostAsync(route, JsonContent(body));
+            Assert.Equal(HttpStatusCode.UnprocessableEntity, refused.StatusCode);
+            var error = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!;
+            Assert.Equal("model", error["param"]!.GetValue<string>());
+            Assert.Contains("has no masked-LM head", error["message"]!.GetValue<string>(), StringComparison.Ordinal);
+        }
+    }
+
+    private static StringContent JsonContent(string json) => new(json, Encoding.UTF8, "application/json");
 
     [Fact]
     public async Task WithAnApiKeyOnlyHealthProbesAndThePageAreOpen()

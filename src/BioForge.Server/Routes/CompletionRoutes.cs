@@ -171,7 +171,7 @@ internal static class CompletionRoutes
         {
             ids = decoder.Encode(prompt);
         }
-        catch (BioForgeException e)
+        catch (BioForgeException e) when (!e.ServerFault)
         {
             throw ApiError.Invalid(e.Message, "prompt");
         }
@@ -216,7 +216,7 @@ internal static class CompletionRoutes
             {
                 grammar.StartAfter(ids.AsSpan(1));
             }
-            catch (BioForgeException e)
+            catch (BioForgeException e) when (!e.ServerFault)
             {
                 throw ApiError.Invalid($"{e.Message}; send \"grammar\": \"none\" to continue it anyway", "prompt");
             }

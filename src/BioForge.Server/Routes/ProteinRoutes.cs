@@ -87,7 +87,7 @@ internal static class ProteinRoutes
         protein.MapPost("/fill-mask", async (HttpContext context) =>
         {
             var request = await Json.ReadAsync<FillMaskRequest>(context.Request);
-            var (model, esm) = Model(state, request.Model);
+            var (model, esm) = MaskedModel(state, request.Model);
             string sequence = Sequence(request.Sequence, esm, windowed: true, masks: true);
             if (request.TopK is < 1 or > 33) throw ApiError.Invalid($"top_k must be 1–33 (got {request.TopK})", "top_k");
             if (request.EachPosition)
@@ -106,7 +106,8 @@ internal static class ProteinRoutes
             return Results.Json(new FillMaskResponse(model.Name, sequence,
                 [.. predictions.Select(p => new MaskedPosition(p.Position, [.. p.Candidates.Select(c => new Candidate(c.Token, c.Probability))]))]), Json.Options);
         })
-        .WithSummary("Most probable residues at each <mask>").Accepts<FillMaskRequest>("application/json").Produces<FillMaskResponse>().ProducesErrors(400, 404, 422, 503, 504);
+        .WithSummary("Most probable residues at each <mask>").Accepts<FillMaskRequest>("application/json").Produces<FillMaskResponse>().ProducesErrors(400, 404, 422, 503, 504)
+        .Serves(HasMaskedHead);
 
         protein.MapPost("/contacts", async (HttpContext context) =>
         {
@@ -127,7 +128,7 @@ internal static class ProteinRoutes
         protein.MapPost("/score-variants", async (HttpContext context) =>
         {
             var request = await Json.ReadAsync<VariantRequest>(context.Request);
-            var (model, esm) = Model(state, request.Model);
+            var (model, esm) = MaskedModel(state, request.Model);
             string sequence = Sequence(request.Sequence, esm, windowed: true);
             if (request.Mutations is not { Length: > 0 } mutations) throw ApiError.BadRequest("mutations is required: e.g. [\"A23G\", \"K45R:L50P\"]", "mutations");
             if (mutations.Length > MaxMutations) throw ApiError.Invalid($"mutations has {mutations.Length} items; at most {MaxMutations} per request", "mutations");
@@ -139,7 +140,7 @@ internal static class ProteinRoutes
                 {
                     return Variant.Parse(m, sequence, request.IndexBase);
                 }
-                catch (BioForgeException e)
+                catch (BioForgeException e) when (!e.ServerFault)
                 {
                     throw ApiError.Invalid($"mutations[{i}]: {e.Message}", $"mutations[{i}]");
                 }
@@ -148,13 +149,25 @@ internal static class ProteinRoutes
                 new WorkSize("score-variants", (double)Math.Min(sequence.Length, esm.Config.MaxResidues) * variants.SelectMany(v => v.Substitutions.Select(s => s.Position)).Distinct().Count())));
             return Results.Json(new VariantResponse(model.Name, [.. variants.Select((v, i) => new VariantScore(v.Name, scores[i]))]), Json.Options);
         })
-        .WithSummary("Zero-shot masked-marginal variant scores").Accepts<VariantRequest>("application/json").Produces<VariantResponse>().ProducesErrors(400, 404, 422, 503, 504);
+        .WithSummary("Zero-shot masked-marginal variant scores").Accepts<VariantRequest>("application/json").Produces<VariantResponse>().ProducesErrors(400, 404, 422, 503, 504)
+        .Serves(HasMaskedHead);
     }
 
     private static (LanguageModel Model, EsmCheckpoint Esm) Model(ServerState state, string? name)
     {
         var model = state.Models.Language(name, "model", ModelKind.Protein);
         return (model, model.Esm!);
+    }
+
+    private static bool HasMaskedHead(LanguageModel model) => model.Kind == ModelKind.Protein && model.Esm!.Model.HasLanguageModelHead;
+
+    /// <summary>A model that predicts residues: a checkpoint saved from a bare <c>EsmModel</c> has no head to predict with.</summary>
+    private static (LanguageModel Model, EsmCheckpoint Esm) MaskedModel(ServerState state, string? name)
+    {
+        var (model, esm) = Model(state, name);
+        if (!HasMaskedHead(model))
+            throw ApiError.Invalid($"model {model.Name} has no masked-LM head (saved from a bare EsmModel): it serves embeddings and contacts, not residue predictions", "model");
+        return (model, esm);
     }
 
     /// <summary>

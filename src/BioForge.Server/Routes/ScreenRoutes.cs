@@ -94,7 +94,7 @@ internal static class ScreenRoutes
                 else if ((t.Exception?.InnerException ?? t.Exception) is Exception e)
                 {
                     // As a 500 answers: a fault of ours is logged, and its message (which can carry the server's paths) is not shown.
-                    if (e is BioForgeException or ApiError) job.Finish(JobStatus.Failed, error: e.Message);
+                    if (e is BioForgeException { ServerFault: false } or ApiError) job.Finish(JobStatus.Failed, error: e.Message);
                     else
                     {
                         state.Log?.Invoke($"screen job {job.Id} failed: {e}");
@@ -179,7 +179,7 @@ internal static class ScreenRoutes
         {
             return ProteinTarget.Resolve(text, files: false).Sequence;
         }
-        catch (BioForgeException e)
+        catch (BioForgeException e) when (!e.ServerFault)
         {
             throw ApiError.Invalid(e.Message, "target");
         }
@@ -194,7 +194,7 @@ internal static class ScreenRoutes
             {
                 limits.AddRange(PropertyLimit.ParseAll([texts[i] ?? ""], $"limits[{i}]"));
             }
-            catch (BioForgeException e)
+            catch (BioForgeException e) when (!e.ServerFault)
             {
                 throw ApiError.Invalid(e.Message, "limits");
             }
@@ -210,7 +210,7 @@ internal static class ScreenRoutes
         {
             using var _ = new StructuralFilters(FilterCatalogs.Pains | FilterCatalogs.Brenk, [.. names.Select(n => n ?? "")]);
         }
-        catch (BioForgeException e)
+        catch (BioForgeException e) when (!e.ServerFault)
         {
             throw ApiError.Invalid(e.Message, "allow_alerts");
         }

@@ -15,6 +15,8 @@ internal static partial class RDKitNative
     public const int Ok = 0;
     public const int ParseError = 1;
     public const int SanitizeError = 2;
+    public const int ArgumentError = 3;
+    public const int InternalError = 4;
 
     private const string InstallHint =
         "build it with the RDKit development packages installed: apt-get install cmake g++ librdkit-dev rdkit-data libboost-dev libcairo2-dev (scripts/setup.sh does this), then rebuild (./bioforge rebuilds when sources change)";
@@ -43,7 +45,8 @@ internal static partial class RDKitNative
 
     public static void Check(int status, string what)
     {
-        if (status != Ok) throw new BioForgeException($"{what}: {LastError()}");
+        // A molecule RDKit cannot read is the input's fault; a bad argument (ours) or an exception inside RDKit is not.
+        if (status != Ok) throw new BioForgeException($"{what}: {LastError()}") { ServerFault = status is ArgumentError or InternalError };
     }
 
     /// <summary>Takes ownership of a shim-allocated string.</summary>

@@ -29,7 +29,7 @@ public sealed class StructuralFilters : IDisposable
         if (status != RDKitNative.Ok)
         {
             handle.Dispose();
-            throw new BioForgeException($"filter catalog: {RDKitNative.LastError()}");
+            throw new BioForgeException($"filter catalog: {RDKitNative.LastError()}") { ServerFault = true };
         }
         try
         {

@@ -190,15 +190,16 @@ public sealed class AffinityModel : IDisposable
         if (!File.Exists(path)) return [];
         string key = SequenceKey(sequence);
         var all = Csv.ReadRows(path, out var header);
-        // The file a model was written with: a different one (replaced, hand-edited) would give no binders or wrong ones in silence.
-        if (!header.SequenceEqual(KnownBindersHeader)) throw new BioForgeException($"{path}: expected the columns {string.Join(",", KnownBindersHeader)}; got {string.Join(",", header)}");
+        // The file a model was written with: a different one (replaced, hand-edited) would give no binders or wrong ones in
+        // silence. The model's file, not the request, is at fault (ServerFault: a service answers 500 and logs it).
+        if (!header.SequenceEqual(KnownBindersHeader)) throw new BioForgeException($"{path}: expected the columns {string.Join(",", KnownBindersHeader)}; got {string.Join(",", header)}") { ServerFault = true };
         var rows = new List<(string Target, string Name, string Smiles, double Affinity)>();
         foreach (var (line, fields) in all)
         {
-            if (fields.Count != KnownBindersHeader.Length) throw new BioForgeException($"{path}:{line}: {fields.Count} fields, expected {KnownBindersHeader.Length}");
+            if (fields.Count != KnownBindersHeader.Length) throw new BioForgeException($"{path}:{line}: {fields.Count} fields, expected {KnownBindersHeader.Length}") { ServerFault = true };
             if (fields[0] != key) continue;
             if (!double.TryParse(fields[4], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double affinity) || !double.IsFinite(affinity))
-                throw new BioForgeException($"{path}:{line}: affinity '{fields[4]}' is not a number");
+                throw new BioForgeException($"{path}:{line}: affinity '{fields[4]}' is not a number") { ServerFault = true };
             rows.Add((fields[1], fields[2], fields[3], affinity));
         }
         var wildType = rows.Where(r => !MutantConstruct.IsMatch(r.Target)).ToList();

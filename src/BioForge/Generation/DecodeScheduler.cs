@@ -160,7 +160,7 @@ public sealed class DecodeScheduler : IDisposable
             if (job.Options.Grammar is { } grammar)
             {
                 if (grammar.VocabularySize != model.VocabularySize)
-                    throw new BioForgeException($"the grammar covers {grammar.VocabularySize} tokens but the model has {model.VocabularySize}");
+                    throw new BioForgeException($"the grammar covers {grammar.VocabularySize} tokens but the model has {model.VocabularySize}") { ServerFault = true };
                 grammar.StartAfter(job.Prompt.AsSpan(1)); // a prompt the grammar refuses is the submitter's error, not a failed step
             }
         }

@@ -244,7 +244,7 @@ public static class Sampling
         private static void Check(ITokenGrammar grammar, LlamaConfig config)
         {
             if (grammar.VocabularySize != config.VocabSize)
-                throw new BioForgeException($"the grammar covers {grammar.VocabularySize} tokens but the model has {config.VocabSize}");
+                throw new BioForgeException($"the grammar covers {grammar.VocabularySize} tokens but the model has {config.VocabSize}") { ServerFault = true };
         }
 
         /// <summary>Host arrays of <see cref="Masks"/> for a set of positions, filled one position at a time.</summary>

@@ -83,14 +83,14 @@ public static class SequenceSampler
     {
         foreach (float logit in logits)
             if (float.IsNaN(logit) || float.IsPositiveInfinity(logit))
-                throw new BioForgeException($"sequence {index}, step {step}: the model's logits hold {logit} (corrupt weights or an overflow in reduced precision); nothing can be drawn from them");
+                throw new BioForgeException($"sequence {index}, step {step}: the model's logits hold {logit} (corrupt weights or an overflow in reduced precision); nothing can be drawn from them") { ServerFault = true };
         var logProbs = LogProbabilities(logits, 1, constraint);
         float[]? penalised = options.Penalises && history is not null ? history.Penalise(logits, options) : null;
         int token = options.Temperature == 0
             ? Greedy(penalised is null ? logProbs : LogProbabilities(penalised, 1, constraint))
             : Sample(options.Temperature == 1 && penalised is null ? logProbs : LogProbabilities(penalised ?? logits, options.Temperature, constraint),
                 options, StatelessRandom.Unit(seed, index, step));
-        if (token < 0) throw new BioForgeException($"sequence {index}, step {step}: the constraint allows no token");
+        if (token < 0) throw new BioForgeException($"sequence {index}, step {step}: the constraint allows no token") { ServerFault = true };
         (int, double)[]? top = null;
         if (topLogprobs > 0)
         {

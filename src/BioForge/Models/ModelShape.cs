@@ -70,7 +70,8 @@ public sealed record ModelShape(string Architecture, int Layers, int Hidden, int
         long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (bytes > memory)
             throw new BioForgeException($"{where}: {Parameters:N0} parameters need {bytes / 1e9:N1} GB as float32, more than the {memory / 1e9:N1} GB of memory here " +
-                $"({Layers} layers, hidden size {Hidden}, MLP {Intermediate}, vocabulary {Vocabulary})");
+                $"({Layers} layers, hidden size {Hidden}, MLP {Intermediate}, vocabulary {Vocabulary})")
+            { ServerFault = true };
     }
 
     public long Parameters => Layers * (SplitMatrixWeightsPerLayer + SplitBiasesPerLayer + ReplicatedPerLayer) + EmbeddingParameters + HeadParameters;

@@ -103,8 +103,9 @@ public sealed class HuggingFaceTokenizer : IDisposable
         string back = Decode(ids);
         if (back != text)
         {
+            // The model's folder and file, not the whole path: the service passes this message to its clients.
             int at = Enumerable.Range(0, Math.Min(back.Length, text.Length)).FirstOrDefault(i => back[i] != text[i], Math.Min(back.Length, text.Length));
-            throw new BioForgeException($"{what}: the character '{(at < text.Length ? text[at] : back[at])}' at position {at + 1} is outside the tokenizer's vocabulary ({Source})");
+            throw new BioForgeException($"{what}: the character '{(at < text.Length ? text[at] : back[at])}' at position {at + 1} is outside the vocabulary of {Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(Source)))}/{Path.GetFileName(Source)}");
         }
         return ids;
     }
