@@ -80,8 +80,8 @@ internal static class BenchCommands
     }
 
     /// <summary>
-    /// <c>bioforge bench train</c>: training throughput of a run configuration (a short run into a scratch directory),
-    /// with model FLOPs per token ≈ 6 · parameters + 12 · layers · hidden · sequence length (PaLM's estimate).
+    /// <c>bioforge bench train</c>: training throughput of a run configuration (a short run into a scratch directory that
+    /// writes no model or checkpoint), with model FLOPs per token ≈ 6 · parameters + 12 · layers · hidden · sequence length (PaLM's estimate).
     /// </summary>
     private static Command Train(TextWriter output, TextWriter error)
     {
@@ -102,8 +102,9 @@ internal static class BenchCommands
                     "validation.max_batches=1", "checkpoint.every=0"]);
                 long tokens = 0;
                 double seconds = 0;
-                Training.Trainer.Run(run, new Training.TrainerOptions
+                var trained = Training.Trainer.Run(run, new Training.TrainerOptions
                 {
+                    WriteModel = false,
                     OnStep = r =>
                     {
                         if (r.Step <= w) return;
@@ -111,14 +112,10 @@ internal static class BenchCommands
                         seconds += r.Tokens / r.TokensPerSecond;
                     },
                 });
-                var model = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(scratch, Training.Trainer.ModelDirectory, "config.json")))!;
-                long parameters;
-                // Sharded above 5 GB (ESM-2 3B and 15B in float32), as save_pretrained writes them: read through the index.
-                using (var weights = IO.SafetensorsCheckpoint.Open(Path.Combine(scratch, Training.Trainer.ModelDirectory)))
-                    parameters = weights.Names.Sum(name => weights.Entry(name).Shape.Aggregate(1L, (a, b) => a * b));
+                long parameters = trained.Shape.Parameters;
                 var corpus = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(run.Data.Dir, "summary.json")))!;
                 double meanLength = run.Data.Packing ? run.Data.MaxLength : Math.Min(run.Data.MaxLength, corpus["train"]!["mean_length"]!.GetValue<double>());
-                double flopsPerToken = 6.0 * parameters + 12.0 * model["num_hidden_layers"]!.GetValue<int>() * model["hidden_size"]!.GetValue<int>() * meanLength;
+                double flopsPerToken = 6.0 * parameters + 12.0 * trained.Shape.Layers * trained.Shape.Hidden * meanLength;
                 output.WriteLine(JsonSerializer.Serialize(new
                 {
                     benchmark = "train",

@@ -133,6 +133,22 @@ public sealed class TrainerTests
         Assert.Equal(TimeSpan.FromSeconds(90), new StepReport(10, 100, 1.0, 1e-3, 1.0, 1000, TimeSpan.FromSeconds(10), 1000).Remaining);
     }
 
+    /// <summary>A throughput run (<c>bench train</c>) writes neither model nor checkpoint, and still knows its exact size.</summary>
+    [Fact]
+    public void AThroughputRunWritesNoModelOrCheckpointAndKnowsItsSize()
+    {
+        string measured = TestData.TempDirectory(), written = TestData.TempDirectory();
+        var run = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, measured, 2), "checkpoint.every=0"), new TrainerOptions { WriteModel = false });
+        Assert.False(run.Interrupted);
+        Assert.Null(run.Checkpoint);
+        Assert.False(Directory.Exists(run.ModelDirectory));
+        Assert.False(Directory.Exists(Path.Combine(measured, "checkpoints")));
+        var full = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, written, 2), "checkpoint.every=0"), new TrainerOptions());
+        Assert.NotNull(full.Checkpoint);
+        using var weights = SafetensorsCheckpoint.Open(full.ModelDirectory);
+        Assert.Equal(weights.Names.Sum(n => weights.Entry(n).Shape.Aggregate(1L, (x, y) => x * y)), run.Shape.Parameters);
+    }
+
     [Fact]
     public void ResumingMidRunGivesBitIdenticalWeightsForTheCausalObjective()
     {

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using BioForge.Chem;
 using BioForge.Distributed;
+using BioForge.Models;
 using BioForge.Models.Esm;
 using BioForge.Models.Llama;
 using BioForge.Runtime;
@@ -37,6 +38,9 @@ internal interface ILanguageModelTask : IDisposable
 
     /// <summary>The longest sequence the network is configured for (<c>max_position_embeddings</c>).</summary>
     int MaxPositions { get; }
+
+    /// <summary>The whole network's sizes (not one tensor-parallel rank's share).</summary>
+    ModelShape Shape { get; }
 
     /// <summary>Long documents are cropped at a random start (masked LM, as ESM-2 trains) rather than at their beginning.</summary>
     bool RandomCrop { get; }
@@ -113,6 +117,7 @@ internal sealed class MaskedLanguageModelTask : ILanguageModelTask
 
     public int VocabularySize => checkpoint.Config.VocabSize;
     public int MaxPositions => checkpoint.Config.MaxPositionEmbeddings;
+    public ModelShape Shape => ModelShape.Of(checkpoint.Config);
     public bool RandomCrop => true;
     public ShardedParameters Sharding => checkpoint.Sharding;
     public List<KeyValuePair<string, Tensor>> UnshardedWeights() => checkpoint.UnshardedWeights();
@@ -160,6 +165,7 @@ internal sealed class CausalLanguageModelTask(LlamaCheckpoint checkpoint, bool r
 
     public int VocabularySize => checkpoint.Config.VocabSize;
     public int MaxPositions => checkpoint.Config.MaxPositionEmbeddings;
+    public ModelShape Shape => ModelShape.Of(checkpoint.Config);
     public bool RandomCrop => false;
     public ShardedParameters Sharding => checkpoint.Sharding;
     public List<KeyValuePair<string, Tensor>> UnshardedWeights() => checkpoint.UnshardedWeights();

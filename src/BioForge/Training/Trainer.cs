@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using BioForge.Distributed;
 using BioForge.IO;
+using BioForge.Models;
 using BioForge.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -23,7 +24,9 @@ public sealed record ValidationReport(long Step, double Loss, long Tokens)
     public double Perplexity => Math.Exp(Loss);
 }
 
-public sealed record TrainingResult(long Step, long StartStep, string ModelDirectory, string? Checkpoint, ValidationReport? Validation, bool Interrupted);
+/// <param name="ModelDirectory">Where the model is written when training reaches train.steps (unless <see cref="TrainerOptions.WriteModel"/> is false).</param>
+/// <param name="Shape">The trained network's sizes (its parameter count, for throughput in FLOP/s).</param>
+public sealed record TrainingResult(long Step, long StartStep, string ModelDirectory, string? Checkpoint, ValidationReport? Validation, bool Interrupted, ModelShape Shape);
 
 public sealed record TrainerOptions
 {
@@ -38,6 +41,11 @@ public sealed record TrainerOptions
     /// <summary>Cancellation (Ctrl+C) stops after the current step and writes a checkpoint.</summary>
     public CancellationToken Cancellation { get; init; }
     public Action<string>? OnInfo { get; init; }
+    /// <summary>
+    /// False for a throughput measurement: no checkpoint when the run stops and no model at its end (ESM-2 650M's are
+    /// 13 GB, written in the time of many steps); the run directory keeps its config and metrics.
+    /// </summary>
+    public bool WriteModel { get; init; } = true;
     /// <summary>The ranks training together (laid out as data × tensor parallel); by default the process group of the launch (a world of one without a launcher).</summary>
     public Communicator? Group { get; init; }
 }
@@ -166,7 +174,7 @@ public static class Trainer
                     if (lead) options.OnValidation?.Invoke(lastValidation);
                 }
 
-                bool stopping = step == stopAt || cancelled;
+                bool stopping = (step == stopAt || cancelled) && options.WriteModel;
                 if ((config.Checkpoint.Every > 0 && step % config.Checkpoint.Every == 0) || stopping)
                 {
                     var current = new TrainerState
@@ -188,10 +196,10 @@ public static class Trainer
                 }
             }
 
-            bool finished = step == config.Train.Steps;
+            bool finished = step == config.Train.Steps, publish = finished && options.WriteModel;
             using var masters = NewDisposeScope();
-            var masterWeights = finished ? optimizer.MasterWeights() : []; // every rank: ZeRO-1 and tensor parallelism gather
-            if (finished && leadReplica)
+            var masterWeights = publish ? optimizer.MasterWeights() : []; // every rank: ZeRO-1 and tensor parallelism gather
+            if (publish && leadReplica)
             {
                 using var scope = NewDisposeScope();
                 var weights = Learnt(task, masterWeights);
@@ -199,7 +207,7 @@ public static class Trainer
                 if (lead) run.Publish(ModelDirectory, directory => task.Save(directory, weights, storage));
             }
             grid.World.Barrier(); // the model and last checkpoint exist when any rank returns
-            return new TrainingResult(step, startStep, Path.Combine(run.Path, ModelDirectory), lastCheckpoint, lastValidation, Interrupted: !finished);
+            return new TrainingResult(step, startStep, Path.Combine(run.Path, ModelDirectory), lastCheckpoint, lastValidation, Interrupted: !finished, task.Shape);
         }
         catch
         {
