@@ -58,6 +58,25 @@ public sealed class DataPreparationTests
         Assert.Contains("names the SMILES column 'smiles' twice", Assert.Throws<BioForgeException>(() => DataPreparation.Prepare([twice], CorpusKind.Smiles, TestData.TempDirectory(), 0, seed: 0)).Message);
     }
 
+    /// <summary>SMILES RDKit cannot read would teach the model to write them: left out, counted, the first named.</summary>
+    [Fact]
+    public void UnreadableSmilesAreLeftOutAndCounted()
+    {
+        string smi = Path.Combine(TestData.TempDirectory(), "mixed.smi");
+        File.WriteAllLines(smi, ["CCO", "C1CC", "c1cccc1", "CCN"]);
+        string dir = TestData.TempDirectory();
+        var corpus = DataPreparation.Prepare(smi, CorpusKind.Smiles, dir, 0, seed: 0);
+        var vocabulary = SmilesVocabulary.Load(Path.Combine(dir, SmilesVocabulary.FileName));
+        Assert.Equal(["CCO", "CCN"], ReadAll(Path.Combine(dir, "train")).Select(d => vocabulary.Decode(d.Select(t => (long)t))));
+        Assert.Equal(2, corpus.Unreadable);
+        Assert.StartsWith($"{smi}:2: 'C1CC' (", corpus.FirstUnreadable);
+        Assert.Equal(2, System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "summary.json")))!["skipped_unreadable"]!.GetValue<long>());
+        File.WriteAllLines(smi, ["C1CC", "C(C"]);
+        string none = TestData.TempDirectory();
+        Assert.Contains("none of the 2 SMILES can be read by RDKit (the first: ", Assert.Throws<BioForgeException>(() => DataPreparation.Prepare(smi, CorpusKind.Smiles, none, 0, seed: 0)).Message);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(none));
+    }
+
     [Fact]
     public void BadInputStopsWithTheLineAndLeavesNoCorpus()
     {

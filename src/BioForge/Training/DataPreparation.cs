@@ -16,7 +16,10 @@ public sealed record SplitSummary(long Documents, long Tokens, int MaxLength)
 
 /// <param name="Skipped">Molecules left out because a token of theirs is not in a given vocabulary (<c>--vocab</c>).</param>
 /// <param name="Clustered">With a cluster file: how many sequences it lists (the others are clusters of their own).</param>
-public sealed record PreparedCorpus(string Directory, CorpusKind Kind, int VocabularySize, SplitSummary Train, SplitSummary Validation, long Skipped = 0, long? Clustered = null);
+/// <param name="Unreadable">SMILES left out because RDKit cannot read them, with the first (file:line, SMILES, why);
+/// null when not checked (a protein corpus, or no RDKit on this machine).</param>
+public sealed record PreparedCorpus(string Directory, CorpusKind Kind, int VocabularySize, SplitSummary Train, SplitSummary Validation, long Skipped = 0, long? Clustered = null,
+    long? Unreadable = null, string? FirstUnreadable = null);
 
 /// <summary>
 /// Tokenizes a FASTA (ESM alphabet) or SMILES file once into train/validation token stores in one directory. Which
@@ -34,7 +37,8 @@ public static class DataPreparation
     /// document's cluster is written to <c>train.clusters</c> for cluster sampling. With <paramref name="vocabulary"/>
     /// (SMILES: a model's or corpus's <c>vocab.json</c>, or its folder) the corpus keeps that vocabulary, so a model
     /// trained on it can continue on this corpus (<c>model.init</c>); molecules with a token outside it are left out
-    /// and counted.
+    /// and counted. SMILES RDKit cannot read are left out and counted too (a model would learn to write them); a left-out
+    /// document keeps its index, so the others' splits do not move.
     /// </summary>
     public static PreparedCorpus Prepare(IReadOnlyList<string> inputs, CorpusKind kind, string directory, double validationFraction, ulong seed,
         string? smilesColumn = null, IProgress<int>? progress = null, string? clusterFile = null, string? vocabulary = null)
@@ -70,6 +74,9 @@ public static class DataPreparation
     {
         long skipped = 0;
         string? firstUnknown = null;
+        // Without RDKit (a GPU node built without the shim) the corpus is prepared unchecked, and says so.
+        long? unreadable = kind == CorpusKind.Smiles && Molecule.Unavailable() is null ? 0 : null;
+        string? firstUnreadable = null;
         var trainClusters = new List<int>();
         IEnumerable<(int[]? Tokens, int Cluster)> documents; // null: a document left out (its index still counts)
         int vocabularySize;
@@ -91,6 +98,12 @@ public static class DataPreparation
             var vocabulary = given ?? SmilesVocabulary.Build(inputs.SelectMany(input => Molecules(input).Select(r => Checked(r, input))));
             documents = inputs.SelectMany(input => Molecules(input).Select(r =>
             {
+                if (unreadable is not null && !Readable(r.Text, out string? why))
+                {
+                    unreadable++;
+                    firstUnreadable ??= $"{input}:{r.Line}: '{Spelling.Excerpt(r.Text)}' ({why})";
+                    return ((int[]?)null, -1);
+                }
                 int[] tokens = vocabulary.Encode(given is null ? r.Text : Checked(r, input));
                 if (given is null || Array.IndexOf(tokens, SmilesVocabulary.UnkId) < 0) return ((int[]?)tokens, -1);
                 // Left out, but still counted as a document: the split of the others is that of the file without --vocab.
@@ -123,6 +136,8 @@ public static class DataPreparation
             trainWriter.Complete();
             validationWriter.Complete();
         }
+        if (train.Summary().Documents + validation.Summary().Documents == 0 && unreadable > 0 && skipped == 0)
+            throw new BioForgeException($"none of the {unreadable:N0} SMILES can be read by RDKit (the first: {firstUnreadable})");
         if (train.Summary().Documents + validation.Summary().Documents == 0 && skipped > 0)
             throw new BioForgeException($"--vocab: none of the {skipped:N0} molecules can be written with that vocabulary (the first unknown token: {firstUnknown})");
         // A cluster file of other ids (another corpus, or ids not the first word of the headers) would sample as if there were none.
@@ -130,7 +145,7 @@ public static class DataPreparation
             throw new BioForgeException($"--clusters: none of the {train.Summary().Documents + validation.Summary().Documents:N0} sequences is listed in it (its ids are the first word of each FASTA header)");
         if (clusters is not null) Clusters.WriteAssignments(Path.Combine(directory, "train"), trainClusters);
         saveVocabulary();
-        var corpus = new PreparedCorpus(directory, kind, vocabularySize, train.Summary(), validation.Summary(), skipped, clusters?.Listed);
+        var corpus = new PreparedCorpus(directory, kind, vocabularySize, train.Summary(), validation.Summary(), skipped, clusters?.Listed, unreadable, firstUnreadable);
         AtomicFile.WriteText(Path.Combine(directory, "summary.json"), JsonSerializer.Serialize(new
         {
             inputs = inputs.Select(Path.GetFullPath).ToArray(),
@@ -140,6 +155,7 @@ public static class DataPreparation
             seed,
             vocabulary = given is null ? "built from the corpus" : "given (--vocab)",
             skipped_outside_vocabulary = skipped,
+            skipped_unreadable = unreadable, // null: not checked (no RDKit)
             train = corpus.Train,
             validation = corpus.Validation,
         }, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }) + "\n");
@@ -152,6 +168,13 @@ public static class DataPreparation
             return File.Exists(path) ? SmilesVocabulary.Load(path) : throw new BioForgeException($"--vocab {path}: no such file or directory");
         return SmilesVocabulary.InModel(path)
             ?? throw new BioForgeException($"--vocab {path}: no SMILES {SmilesVocabulary.FileName} or {SmilesVocabulary.HuggingFaceTokenizerFile} there (a SMILES model's or corpus's folder, or its {SmilesVocabulary.FileName}; a byte-level BPE's vocabulary is not one)");
+    }
+
+    private static bool Readable(string smiles, out string? why)
+    {
+        bool read = Molecule.TryFromSmiles(smiles, out var molecule, out why);
+        molecule?.Dispose();
+        return read;
     }
 
     private static int[] Encode(Func<int[]> encode, string path, int line)
