@@ -319,6 +319,7 @@ public sealed class CliTests
                 var learning = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "optimize_config.json")))!["learning"]!;
                 Assert.Equal(["c1ccc2[nH]ccc2c1"], learning["inception"]!.AsArray().Select(a => a!.GetValue<string>()));
                 Assert.Equal("1.000", rows.Single(r => r["id"] == "line 5")["nearest_binder_similarity"]); // the user's indole
+                Assert.False(string.IsNullOrEmpty(rows.Single(r => r["id"] == "line 5")["nearest_binder_name"]), "the user's binder is named, as screen names it");
                 Assert.Contains("&#215; limits (mw&lt;=400: 0 outside)", report);
                 Assert.Contains("not counting Michael_acceptor_1", report);
                 var components = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "optimize_config.json")))!["stages"]![0]!["components"]!.AsArray();

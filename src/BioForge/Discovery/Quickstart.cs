@@ -316,12 +316,12 @@ public static class Quickstart
     private static void WriteCandidates(string path, IReadOnlyList<(ScreenHit Hit, double Score, string Source)> candidates, string measure)
     {
         string F(double v, string format = "F3") => v.ToString(format, CultureInfo.InvariantCulture);
-        var text = new StringBuilder($"rank,source,id,smiles,score,predicted_{measure.Replace(' ', '_').ToLowerInvariant()},qed,sa,logp,mw,tpsa,alerts,nearest_known_binder,nearest_binder_similarity,nearest_training_ligand_similarity\n");
+        var text = new StringBuilder($"rank,source,id,smiles,score,predicted_{measure.Replace(' ', '_').ToLowerInvariant()},qed,sa,logp,mw,tpsa,alerts,nearest_known_binder,nearest_binder_name,nearest_binder_similarity,nearest_training_ligand_similarity\n");
         foreach (var (h, score, source) in candidates)
             text.Append(h.Rank.ToString(CultureInfo.InvariantCulture)).Append(',').Append(source).Append(',').Append(Csv.Quote(h.Id)).Append(',').Append(Csv.Quote(h.Smiles)).Append(',').Append(F(score)).Append(',')
                 .Append(F(h.Affinity)).Append(',').Append(F(h.Qed)).Append(',').Append(F(h.Sa, "F2")).Append(',').Append(F(h.LogP, "F2")).Append(',')
                 .Append(F(h.MolWt, "F1")).Append(',').Append(F(h.Tpsa, "F1")).Append(',').Append(Csv.Quote(h.Alerts)).Append(',')
-                .Append(Csv.Quote(h.NearestBinder ?? "")).Append(',').Append(h.NearestSimilarity is { } s ? F(s) : "").Append(',')
+                .Append(Csv.Quote(h.NearestBinder ?? "")).Append(',').Append(Csv.Quote(h.NearestBinderName ?? "")).Append(',').Append(h.NearestSimilarity is { } s ? F(s) : "").Append(',')
                 .Append(h.TrainingSimilarity is { } t ? F(t) : "").Append('\n');
         AtomicFile.WriteText(path, text.ToString());
     }
