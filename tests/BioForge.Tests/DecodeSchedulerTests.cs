@@ -190,6 +190,73 @@ public sealed class DecodeSchedulerTests
         Assert.Equal(2, SequenceSampler.Draw([0f, float.NegativeInfinity, 5f, 0f], new SamplingOptions { Temperature = 0 }, 1, 0, 0).Token);
     }
 
+    /// <summary>
+    /// The filters by partial ranking pick what a full sort picks, token for token: top-k (ties with the k-th stay),
+    /// nucleus (the lower id first among equal values), top alternatives — on vocabularies with ties, −∞ and nuclei
+    /// of one token to nearly all (a GPT-2 vocabulary's 50,257 is ranked in part, not sorted, at every draw).
+    /// </summary>
+    [Fact]
+    public void PartialRankingDrawsWhatAFullSortDraws()
+    {
+        var random = new Random(5);
+        for (int trial = 0; trial < 300; trial++)
+        {
+            int vocabulary = trial % 3 == 0 ? 50_257 : random.Next(2, 400);
+            // Coarse values make ties; a few tokens are never drawn; a peaked row has a nucleus of a handful.
+            double spread = trial % 2 == 0 ? 3 : 30;
+            var scaled = Enumerable.Range(0, vocabulary).Select(_ => random.NextDouble() < 0.05 ? double.NegativeInfinity : Math.Round(random.NextDouble() * spread * 4) / 4).ToArray();
+            if (scaled.All(double.IsNegativeInfinity)) scaled[0] = 0;
+            double max = scaled.Max(), log = Math.Log(scaled.Sum(v => Math.Exp(v - max)));
+            for (int i = 0; i < vocabulary; i++) scaled[i] -= max + log;
+            var options = new SamplingOptions { TopK = trial % 4 == 1 ? random.Next(1, vocabulary + 2) : 0, TopP = trial % 5 == 0 ? 1 : random.NextDouble() * 0.999 + 0.001 };
+            double uniform = random.NextDouble();
+            Assert.Equal(FullSortSample(scaled, options, uniform), SequenceSampler.Sample(scaled, options, uniform));
+            int alternatives = random.Next(1, 6);
+            var (order, ranked) = SequenceSampler.RankedFirst(scaled, null, alternatives);
+            Assert.Equal(Enumerable.Range(0, vocabulary).Where(i => !double.IsNegativeInfinity(scaled[i])).OrderByDescending(i => scaled[i]).ThenBy(i => i).Take(alternatives),
+                order.Take(ranked));
+        }
+    }
+
+    /// <summary>The sampling rule written with full sorts (the reference the partial ranking must equal).</summary>
+    private static int FullSortSample(double[] scaled, SamplingOptions options, double uniform)
+    {
+        int vocabulary = scaled.Length;
+        var keep = scaled.Select(v => !double.IsNegativeInfinity(v)).ToArray();
+        int kept = keep.Count(k => k);
+        if (options.TopK > 0 && options.TopK < kept)
+        {
+            double kth = scaled.Where((_, i) => keep[i]).OrderDescending().ElementAt(options.TopK - 1);
+            for (int i = 0; i < vocabulary; i++) keep[i] &= scaled[i] >= kth;
+        }
+        double best = scaled.Where((_, i) => keep[i]).Max();
+        var weight = new double[vocabulary];
+        double total = 0;
+        for (int i = 0; i < vocabulary; i++)
+            if (keep[i]) total += weight[i] = Math.Exp(scaled[i] - best);
+        if (options.TopP < 1)
+        {
+            double before = 0, nucleus = 0;
+            foreach (int i in Enumerable.Range(0, vocabulary).Where(i => keep[i]).OrderByDescending(i => scaled[i]).ThenBy(i => i).ToArray())
+            {
+                if (before / total >= options.TopP) keep[i] = false;
+                else nucleus += weight[i];
+                before += weight[i];
+            }
+            total = nucleus;
+        }
+        double target = uniform * total, cumulative = 0;
+        int last = -1;
+        for (int i = 0; i < vocabulary; i++)
+        {
+            if (!keep[i]) continue;
+            cumulative += weight[i];
+            last = i;
+            if (cumulative > target) return i;
+        }
+        return last;
+    }
+
     [Fact]
     public void DrawsFollowTheFilteredDistribution()
     {

@@ -94,8 +94,8 @@ public static class SequenceSampler
         (int, double)[]? top = null;
         if (topLogprobs > 0)
         {
-            top = Enumerable.Range(0, logProbs.Length).Where(i => !double.IsNegativeInfinity(logProbs[i]))
-                .OrderByDescending(i => logProbs[i]).ThenBy(i => i).Take(topLogprobs).Select(i => (i, logProbs[i])).ToArray();
+            var (order, count) = RankedFirst(logProbs, null, topLogprobs);
+            top = [.. order.Take(count).Select(i => (i, logProbs[i]))];
         }
         return new TokenDraw(token, logProbs[token], top);
     }
@@ -145,7 +145,7 @@ public static class SequenceSampler
     }
 
     /// <param name="scaled">Log-probabilities at the sampling temperature (−∞: never drawn).</param>
-    private static int Sample(double[] scaled, SamplingOptions options, double uniform)
+    internal static int Sample(double[] scaled, SamplingOptions options, double uniform)
     {
         int vocabulary = scaled.Length;
         var keep = new bool[vocabulary];
@@ -159,7 +159,8 @@ public static class SequenceSampler
         if (options.TopK > 0 && options.TopK < kept)
         {
             // Ties with the k-th value stay in, as Sampling's tensor filter keeps them.
-            double kth = scaled.Where((_, i) => keep[i]).OrderDescending().ElementAt(options.TopK - 1);
+            var (order, _) = RankedFirst(scaled, keep, options.TopK);
+            double kth = scaled[order[options.TopK - 1]];
             for (int i = 0; i < vocabulary; i++) keep[i] &= scaled[i] >= kth;
         }
         double best = double.NegativeInfinity;
@@ -172,14 +173,26 @@ public static class SequenceSampler
         if (options.TopP < 1)
         {
             // Nucleus: a token stays when the mass of the tokens before it (more probable, or equal and earlier) is below p,
-            // so the set is the smallest whose mass reaches p (Hugging Face's rule, ties included).
-            var order = Enumerable.Range(0, vocabulary).Where(i => keep[i]).OrderByDescending(i => scaled[i]).ThenBy(i => i).ToArray();
+            // so the set is the smallest whose mass reaches p (Hugging Face's rule, ties included). The set is a prefix of
+            // that order: only as much of it is ranked as the walk reaches (a GPT-2 vocabulary is 50,257 tokens; the
+            // nucleus is usually a few dozen), in rounds of four times more.
             double before = 0, nucleus = 0;
-            foreach (int i in order)
+            int walked = 0;
+            for (int wanted = 64; ; wanted *= 4)
             {
-                if (before / total >= options.TopP) keep[i] = false;
-                else nucleus += weight[i];
-                before += weight[i];
+                var (order, ranked) = RankedFirst(scaled, keep, wanted);
+                for (; walked < ranked && before / total < options.TopP; walked++)
+                {
+                    nucleus += weight[order[walked]];
+                    before += weight[order[walked]];
+                }
+                if (walked < ranked || ranked == kept || before / total >= options.TopP)
+                {
+                    var inside = new bool[vocabulary];
+                    for (int r = 0; r < walked; r++) inside[order[r]] = true;
+                    keep = inside;
+                    break;
+                }
             }
             total = nucleus;
         }
@@ -193,5 +206,38 @@ public static class SequenceSampler
             if (cumulative > target) return i;
         }
         return last; // rounding left the target at the very top
+    }
+
+    /// <summary>
+    /// The first <paramref name="count"/> tokens (or all, when fewer are eligible) in the order of <paramref name="values"/>
+    /// from the highest, the lower id first among equal values: the eligible ids (<paramref name="eligible"/>, or every
+    /// finite value) are partitioned around that rank (quickselect) and only the front is sorted, so ranking a few of
+    /// 50,257 tokens costs a pass over them, not a sort.
+    /// </summary>
+    internal static (int[] Order, int Ranked) RankedFirst(double[] values, bool[]? eligible, int count)
+    {
+        var ids = new int[values.Length];
+        int n = 0;
+        for (int i = 0; i < values.Length; i++)
+            if (eligible?[i] ?? !double.IsNegativeInfinity(values[i])) ids[n++] = i;
+        int m = Math.Min(count, n);
+        bool Before(int a, int b) => values[a] > values[b] || (values[a] == values[b] && a < b);
+        int low = 0, high = n - 1;
+        while (m < n && low < high)
+        {
+            // Hoare partition of ids[low..high] around its middle element; afterwards the first m are ranked before the rest.
+            int pivot = ids[low + ((high - low) >> 1)], i = low, j = high;
+            while (i <= j)
+            {
+                while (Before(ids[i], pivot)) i++;
+                while (Before(pivot, ids[j])) j--;
+                if (i <= j) (ids[i], ids[j], i, j) = (ids[j], ids[i], i + 1, j - 1);
+            }
+            if (m - 1 <= j) high = j;
+            else if (m - 1 >= i) low = i;
+            else break;
+        }
+        Array.Sort(ids, 0, m, Comparer<int>.Create((a, b) => a == b ? 0 : Before(a, b) ? -1 : 1));
+        return (ids, m);
     }
 }
