@@ -42,7 +42,8 @@ try {
     await tab.click('#protein-run');
     await tab.waitForSelector('#contact-map[data-residues]', { timeout: 60000 });
     await tab.waitForSelector('#residue-probabilities[data-residues]', { timeout: 60000 });
-    return { residues: Number(await tab.getAttribute('#contact-map', 'data-residues')), message: await tab.textContent('#protein-message') };
+    return { residues: Number(await tab.getAttribute('#contact-map', 'data-residues')), message: await tab.textContent('#protein-message'),
+      contacts: await tab.textContent('#contact-top') };
   });
   await step('design', async () => {
     await tab.click('#target-example');

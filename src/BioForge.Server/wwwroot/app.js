@@ -104,7 +104,11 @@ async function analyzeProtein() {
     ]);
     drawContacts(contacts.contacts);
     drawResidues(profile.predictions);
-    $('contact-top').textContent = 'strongest long-range: ' + contacts.top_contacts.map(c => `${c.i}–${c.j} (${c.probability.toFixed(2)})`).join(', ');
+    // An untrained contact head gives about 0.5 everywhere: said in place of "strongest contacts" that would mean nothing.
+    $('contact-top').textContent = contacts.contact_head_trained
+      ? 'strongest long-range: ' + contacts.top_contacts.map(c => `${c.i}–${c.j} (${c.probability.toFixed(2)})`).join(', ')
+      : `not a prediction: ${model}'s contact head was never fitted to structures (about 0.5 everywhere); serve a Hugging Face ESM-2 checkpoint (facebook/esm2_t6_8M_UR50D or larger) for contacts`;
+    $('contact-top').classList.toggle('caution', !contacts.contact_head_trained);
     const mean = profile.predictions.reduce((s, p) => s + p.wild_type_probability, 0) / profile.predictions.length;
     say('protein-message', `${contacts.length} residues; mean wild-type probability ${mean.toFixed(3)}`);
   } catch (e) {
