@@ -26,7 +26,7 @@ internal static class DataCommands
             output.WriteLine($"train: {corpus.Train.Documents} documents, {corpus.Train.Tokens} tokens (mean {corpus.Train.MeanLength:F1}, max {corpus.Train.MaxLength})");
             output.WriteLine($"valid: {corpus.Validation.Documents} documents, {corpus.Validation.Tokens} tokens (mean {corpus.Validation.MeanLength:F1}, max {corpus.Validation.MaxLength})");
             if (corpus.Skipped > 0) output.WriteLine($"left out: {corpus.Skipped} molecules with a token outside the vocabulary of --vocab");
-            if (corpus.Unreadable > 0) output.WriteLine($"left out: {corpus.Unreadable} SMILES RDKit cannot read (the first: {corpus.FirstUnreadable})");
+            if (corpus.Unreadable > 0) output.WriteLine($"left out: {corpus.Unreadable} SMILES that do not read as molecules (the first: {corpus.FirstUnreadable})");
             if (kind == CorpusKind.Smiles && corpus.Unreadable is null) error.WriteLine($"note: the SMILES were not checked with RDKit ({Chem.Molecule.Unavailable()})");
             if (corpus.Clustered is { } listed)
                 output.WriteLine($"clusters: {listed} of {corpus.Train.Documents + corpus.Validation.Documents} sequences listed in --clusters (the others are clusters of their own)");

@@ -213,7 +213,8 @@ internal sealed class ModelCatalog : IDisposable
             try
             {
                 // Read now, not by the first screening job: a damaged domain file stops the start, not every job after it.
-                _ = affinity.Domain();
+                // It reads the training ligands with RDKit: a server without it serves the other routes (screening is 501).
+                if (Molecule.Unavailable() is null) _ = affinity.Domain();
             }
             catch
             {

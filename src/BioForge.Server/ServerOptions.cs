@@ -83,7 +83,11 @@ public sealed record BatchingOptions
     public int MaxBatchItems { get; init; } = 128;
     public TimeSpan MaxDelay { get; init; } = TimeSpan.FromMilliseconds(5);
 
-    /// <summary>Requests waiting per model; beyond it new ones get 503 with Retry-After instead of growing memory.</summary>
+    /// <summary>
+    /// Work waiting per queue — a model's inputs (embedding texts, completion samples), the device's and the chemistry
+    /// worker's requests; beyond it new work gets 503 with Retry-After instead of growing memory. At least
+    /// <see cref="ServerOptions.MaxInputs"/>, or a request of that many inputs could never be admitted.
+    /// </summary>
     public int QueueCapacity { get; init; } = 4096;
 }
 

@@ -73,7 +73,13 @@ public sealed class DataPreparationTests
         Assert.Equal(2, System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "summary.json")))!["skipped_unreadable"]!.GetValue<long>());
         File.WriteAllLines(smi, ["C1CC", "C(C"]);
         string none = TestData.TempDirectory();
-        Assert.Contains("none of the 2 SMILES can be read by RDKit (the first: ", Assert.Throws<BioForgeException>(() => DataPreparation.Prepare(smi, CorpusKind.Smiles, none, 0, seed: 0)).Message);
+        Assert.Contains("no molecule is left to train on: 2 do not read as molecules (the first: ", Assert.Throws<BioForgeException>(() => DataPreparation.Prepare(smi, CorpusKind.Smiles, none, 0, seed: 0)).Message);
+        // Both reasons at once are both named.
+        File.WriteAllLines(smi, ["C1CC", "[U]"]);
+        var both = Assert.Throws<BioForgeException>(() => DataPreparation.Prepare([smi], CorpusKind.Smiles, TestData.TempDirectory(), 0, seed: 0,
+            vocabulary: Path.Combine(Repository.Root, "models", "smiles-llama-small"))).Message;
+        Assert.Contains("1 do not read as molecules", both);
+        Assert.Contains("1 cannot be written with the vocabulary of --vocab (the first unknown token: ", both);
         Assert.Empty(Directory.EnumerateFileSystemEntries(none));
     }
 
@@ -105,7 +111,7 @@ public sealed class DataPreparationTests
         string smi = Path.Combine(TestData.TempDirectory(), "odd.smi");
         File.WriteAllText(smi, "[U]\n[Xe]\n");
         string empty = TestData.TempDirectory();
-        Assert.Contains("none of the 2 molecules", Assert.Throws<BioForgeException>(() => DataPreparation.Prepare([smi], CorpusKind.Smiles, empty, 0.1, seed: 0,
+        Assert.Contains("no molecule is left to train on: 2 cannot be written with the vocabulary of --vocab", Assert.Throws<BioForgeException>(() => DataPreparation.Prepare([smi], CorpusKind.Smiles, empty, 0.1, seed: 0,
             vocabulary: Path.Combine(Repository.Root, "models", "smiles-llama-small"))).Message);
         Assert.Empty(Directory.EnumerateFileSystemEntries(empty));
         // An empty SMILES cell would train as a molecule of no atoms.

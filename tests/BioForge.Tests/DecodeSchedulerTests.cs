@@ -208,7 +208,9 @@ public sealed class DecodeSchedulerTests
             if (scaled.All(double.IsNegativeInfinity)) scaled[0] = 0;
             double max = scaled.Max(), log = Math.Log(scaled.Sum(v => Math.Exp(v - max)));
             for (int i = 0; i < vocabulary; i++) scaled[i] -= max + log;
-            var options = new SamplingOptions { TopK = trial % 4 == 1 ? random.Next(1, vocabulary + 2) : 0, TopP = trial % 5 == 0 ? 1 : random.NextDouble() * 0.999 + 0.001 };
+            // p just below 1 with top-k: the nucleus is every token top-k kept, its mass a few ulps short of p (looped forever once).
+            double topP = (trial % 7) switch { 0 => 1, 1 => Math.BitDecrement(1.0), _ => random.NextDouble() * 0.999 + 0.001 };
+            var options = new SamplingOptions { TopK = trial % 4 == 1 || trial % 7 == 1 ? random.Next(1, vocabulary + 2) : 0, TopP = topP };
             double uniform = random.NextDouble();
             Assert.Equal(FullSortSample(scaled, options, uniform), SequenceSampler.Sample(scaled, options, uniform));
             int alternatives = random.Next(1, 6);

@@ -246,7 +246,8 @@ async function loadModels() {
       const select = $(id);
       select.replaceChildren(...models.data.filter(m => m.kind === kind).map(m => new Option(m.id, m.id)));
     };
-    fill('protein-model', 'protein');
+    // The protein panel fills masks as well as drawing contacts: an encoder saved without its masked-LM head serves neither here.
+    $('protein-model').replaceChildren(...models.data.filter(m => m.routes?.includes('/v1/protein/fill-mask')).map(m => new Option(m.id, m.id)));
     $('sample-model').replaceChildren(...models.data.filter(m => m.routes?.includes('/v1/completions')).map(m => new Option(m.id, m.id)));
     fill('affinity-model', 'affinity');
     $('service-status').textContent = `${models.data.length} models: ${models.data.map(m => m.id).join(', ')}`;

@@ -178,7 +178,7 @@ public static class SequenceSampler
             // nucleus is usually a few dozen), in rounds of four times more.
             double before = 0, nucleus = 0;
             int walked = 0;
-            for (int wanted = 64; ; wanted *= 4)
+            for (int wanted = 64; ; wanted = (int)Math.Min(4L * wanted, int.MaxValue))
             {
                 var (order, ranked) = RankedFirst(scaled, keep, wanted);
                 for (; walked < ranked && before / total < options.TopP; walked++)
@@ -186,7 +186,9 @@ public static class SequenceSampler
                     nucleus += weight[order[walked]];
                     before += weight[order[walked]];
                 }
-                if (walked < ranked || ranked == kept || before / total >= options.TopP)
+                // Done when the walk stopped, or every token still eligible is ranked (fewer than wanted): summed in
+                // another order than total, the mass can end a few ulps short of a p just below 1.
+                if (walked < ranked || ranked < wanted || before / total >= options.TopP)
                 {
                     var inside = new bool[vocabulary];
                     for (int r = 0; r < walked; r++) inside[order[r]] = true;

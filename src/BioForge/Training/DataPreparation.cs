@@ -37,8 +37,10 @@ public static class DataPreparation
     /// document's cluster is written to <c>train.clusters</c> for cluster sampling. With <paramref name="vocabulary"/>
     /// (SMILES: a model's or corpus's <c>vocab.json</c>, or its folder) the corpus keeps that vocabulary, so a model
     /// trained on it can continue on this corpus (<c>model.init</c>); molecules with a token outside it are left out
-    /// and counted. SMILES RDKit cannot read are left out and counted too (a model would learn to write them); a left-out
-    /// document keeps its index, so the others' splits do not move.
+    /// and counted. SMILES that do not read as molecules (RDKit's parse and sanitization, at most
+    /// <see cref="Molecule.MaxSmilesLength"/> characters) are left out and counted too (a model would learn to write
+    /// them); a left-out document keeps its index, so the others' splits do not move, and the vocabulary is still built
+    /// from every molecule (the same vocabulary with or without them).
     /// </summary>
     public static PreparedCorpus Prepare(IReadOnlyList<string> inputs, CorpusKind kind, string directory, double validationFraction, ulong seed,
         string? smilesColumn = null, IProgress<int>? progress = null, string? clusterFile = null, string? vocabulary = null)
@@ -136,10 +138,13 @@ public static class DataPreparation
             trainWriter.Complete();
             validationWriter.Complete();
         }
-        if (train.Summary().Documents + validation.Summary().Documents == 0 && unreadable > 0 && skipped == 0)
-            throw new BioForgeException($"none of the {unreadable:N0} SMILES can be read by RDKit (the first: {firstUnreadable})");
-        if (train.Summary().Documents + validation.Summary().Documents == 0 && skipped > 0)
-            throw new BioForgeException($"--vocab: none of the {skipped:N0} molecules can be written with that vocabulary (the first unknown token: {firstUnknown})");
+        if (train.Summary().Documents + validation.Summary().Documents == 0 && (skipped > 0 || unreadable > 0))
+        {
+            var reasons = new List<string>();
+            if (unreadable > 0) reasons.Add($"{unreadable:N0} do not read as molecules (the first: {firstUnreadable})");
+            if (skipped > 0) reasons.Add($"{skipped:N0} cannot be written with the vocabulary of --vocab (the first unknown token: {firstUnknown})");
+            throw new BioForgeException($"no molecule is left to train on: {string.Join("; ", reasons)}");
+        }
         // A cluster file of other ids (another corpus, or ids not the first word of the headers) would sample as if there were none.
         if (clusters is { Listed: 0 })
             throw new BioForgeException($"--clusters: none of the {train.Summary().Documents + validation.Summary().Documents:N0} sequences is listed in it (its ids are the first word of each FASTA header)");
