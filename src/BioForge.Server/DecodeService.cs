@@ -75,31 +75,41 @@ internal sealed class DecodeService : IDisposable
 
     private async Task Pump()
     {
-        while (!disposed)
+        try
         {
-            try
+            while (!disposed)
             {
-                // Admitted: the requests were admitted by Submit; a step must run for them to end.
-                await device.RunAsync(Step, CancellationToken.None, new WorkSize($"{Name}:decode-step", 1), admitted: true);
-            }
-            catch (ApiError e) when (e.Status == 503)
-            {
-                // The worker is stopping (an admitted step is never refused for a full queue): what is left ends now
-                // instead of this loop retrying until the service is disposed.
-                scheduler.CancelRunning(waitingToo: true);
+                try
+                {
+                    // Admitted: the requests were admitted by Submit; a step must run for them to end.
+                    await device.RunAsync(Step, CancellationToken.None, new WorkSize($"{Name}:decode-step", 1), admitted: true);
+                }
+                catch (ApiError e) when (e.Status == 503)
+                {
+                    // The worker is stopping (an admitted step is never refused for a full queue): what is left ends now
+                    // instead of this loop retrying until the service is disposed.
+                    scheduler.CancelRunning(waitingToo: true);
+                    Volatile.Write(ref stepping, 0);
+                    return;
+                }
+                catch (Exception)
+                {
+                    // A failed step leaves its batch in an unknown state: its sequences end as cancelled, and requests whose
+                    // client is still there answer 500. It touches no tensor, so it may run here, off the device thread.
+                    scheduler.CancelRunning();
+                }
+                if (scheduler.Busy) continue;
                 Volatile.Write(ref stepping, 0);
-                return;
+                // A submission between the check and the reset found steps running and left: take it over.
+                if (!scheduler.Busy || Interlocked.CompareExchange(ref stepping, 1, 0) != 0) return;
             }
-            catch (Exception)
-            {
-                // A failed step leaves its batch in an unknown state: its sequences end as cancelled, and requests whose
-                // client is still there answer 500. It touches no tensor, so it may run here, off the device thread.
-                scheduler.CancelRunning();
-            }
-            if (scheduler.Busy) continue;
+        }
+        catch
+        {
+            // A callback that threw while sequences were cancelled ended the loop: the next Submit starts steps again
+            // rather than queueing behind a pump that is gone.
             Volatile.Write(ref stepping, 0);
-            // A submission between the check and the reset found steps running and left: take it over.
-            if (!scheduler.Busy || Interlocked.CompareExchange(ref stepping, 1, 0) != 0) return;
+            throw;
         }
     }
 

@@ -80,6 +80,40 @@ public sealed class DecodeSchedulerTests
         }
     }
 
+    /// <summary>
+    /// A finish callback that throws keeps no other job from being told it ended: cancelled waiting jobs and, after a
+    /// failed step, running ones are each told; the exception comes after.
+    /// </summary>
+    [Fact]
+    public void AThrowingCallbackDoesNotKeepTheOtherJobsWaiting()
+    {
+        using var model = Tiny();
+        using var scheduler = new DecodeScheduler(DecoderNetwork.Of(model), slots: 2, length: 32, BatchingMode.Continuous, queueCapacity: 8);
+        var options = new SamplingOptions { Temperature = 0, MaxNewTokens = 20 };
+        SequenceJob Throwing(Func<bool>? cancelled) => new()
+        {
+            Prompt = [1],
+            Options = options,
+            Seed = 0,
+            Index = 0,
+            Cancelled = cancelled,
+            OnToken = _ => true,
+            OnFinished = (_, _) => throw new InvalidOperationException("callback"),
+        };
+        var told = new Collected();
+        Assert.True(scheduler.TrySubmit([Throwing(() => true), Job(told, [1], options, 0, 1, () => true)]));
+        Assert.Equal("callback", Assert.Throws<InvalidOperationException>(() => scheduler.Step()).Message);
+        Assert.Equal(FinishReason.Cancelled, told.Reason);
+        Assert.False(scheduler.Busy);
+
+        var running = new Collected();
+        Assert.True(scheduler.TrySubmit([Throwing(null), Job(running, [1], options, 0, 1)]));
+        scheduler.Step(); // both admitted and decoding
+        Assert.Throws<InvalidOperationException>(() => scheduler.CancelRunning());
+        Assert.Equal(FinishReason.Cancelled, running.Reason);
+        Assert.False(scheduler.Busy);
+    }
+
     /// <summary>A row bound past its slot would read and overwrite another sequence's keys: refused before the pass.</summary>
     [Fact]
     public void BindingARowOutsideItsSlotIsRefused()

@@ -493,10 +493,11 @@ internal static class CompletionRoutes
         response.ContentType = "text/event-stream";
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no"; // nginx: pass events through as they come
-        await response.StartAsync(context.RequestAborted);
         var finished = new bool[plan.N];
         try
         {
+            // Inside the try: a start that fails (the client gone already) still cancels the sequences submitted above.
+            await response.StartAsync(context.RequestAborted);
             while (await updates.Reader.WaitToReadAsync(token))
             {
                 var pieces = new List<Choice>();

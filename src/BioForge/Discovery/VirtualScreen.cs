@@ -74,26 +74,27 @@ public static class VirtualScreen
             var parsed = new Molecule?[chunk.Length];
             var messages = new string?[chunk.Length];
             var broken = new bool[chunk.Length];
-            Parallel.For(0, chunk.Length, i =>
-            {
-                if (!TryParseStandardized(chunk[i], out var m, out string? error))
-                {
-                    messages[i] = error;
-                    return;
-                }
-                try
-                {
-                    broken[i] = limits?.FirstBroken(m!) is not null;
-                }
-                catch (BioForgeException e)
-                {
-                    messages[i] = $"cannot compute its properties: {e.Message}";
-                }
-                if (broken[i] || messages[i] is not null) m!.Dispose();
-                else parsed[i] = m;
-            });
             try
             {
+                // Inside the try: an unexpected failure while parsing frees the molecules already parsed (native memory).
+                Parallel.For(0, chunk.Length, i =>
+                {
+                    if (!TryParseStandardized(chunk[i], out var m, out string? error))
+                    {
+                        messages[i] = error;
+                        return;
+                    }
+                    try
+                    {
+                        broken[i] = limits?.FirstBroken(m!) is not null;
+                    }
+                    catch (BioForgeException e)
+                    {
+                        messages[i] = $"cannot compute its properties: {e.Message}";
+                    }
+                    if (broken[i] || messages[i] is not null) m!.Dispose();
+                    else parsed[i] = m;
+                });
                 var valid = Enumerable.Range(0, chunk.Length).Where(i => parsed[i] is not null).ToArray();
                 outside += broken.Count(b => b);
                 for (int i = 0; i < chunk.Length; i++)

@@ -227,7 +227,28 @@ public sealed class DecodeScheduler : IDisposable
             waiting.Clear();
             foreach (var job in live) waiting.Enqueue(job);
         }
-        foreach (var job in gone) job.OnFinished(FinishReason.Cancelled, 0);
+        TellCancelled(gone);
+    }
+
+    /// <summary>
+    /// Tells each job it ended cancelled: a callback that throws keeps none of the others from being told (their
+    /// requests would wait for their deadline); the first exception is thrown once all were told.
+    /// </summary>
+    private static void TellCancelled(IEnumerable<SequenceJob> jobs)
+    {
+        Exception? first = null;
+        foreach (var job in jobs)
+        {
+            try
+            {
+                job.OnFinished(FinishReason.Cancelled, 0);
+            }
+            catch (Exception e)
+            {
+                first ??= e;
+            }
+        }
+        if (first is not null) ExceptionDispatchInfo.Throw(first);
     }
 
     private List<Sequence> Admit()
@@ -250,7 +271,7 @@ public sealed class DecodeScheduler : IDisposable
             }
         }
         // Told outside the lock, which request threads and the metrics take: a callback never holds them up.
-        foreach (var job in gone) job.OnFinished(FinishReason.Cancelled, 0);
+        TellCancelled(gone);
         return admitted;
     }
 
@@ -410,16 +431,22 @@ public sealed class DecodeScheduler : IDisposable
     /// </summary>
     public void CancelRunning(bool waitingToo = false)
     {
-        while (running.Count > 0) Retire(running.Count - 1, FinishReason.Cancelled);
-        Volatile.Write(ref runningCount, 0);
-        if (!waitingToo) return;
-        List<SequenceJob> rest;
-        lock (gate)
+        var ended = new List<SequenceJob>();
+        for (int i = running.Count - 1; i >= 0; i--)
         {
-            rest = [.. waiting];
-            waiting.Clear();
+            if (!running[i].Finished) ended.Add(running[i].Job);
+            running.RemoveAt(i); // the last row each time: no keys move
         }
-        foreach (var job in rest) job.OnFinished(FinishReason.Cancelled, 0);
+        Volatile.Write(ref runningCount, 0);
+        if (waitingToo)
+        {
+            lock (gate)
+            {
+                ended.AddRange(waiting);
+                waiting.Clear();
+            }
+        }
+        TellCancelled(ended);
     }
 
     public void Dispose() => cache.Dispose();

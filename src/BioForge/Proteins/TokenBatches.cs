@@ -50,7 +50,16 @@ internal static class TokenBatches
                 mask[r * width + c] = real ? 1 : 0;
             }
         }
-        return new TokenBatch(indices, OnDevice(ids), OnDevice(mask));
+        var idTensor = OnDevice(ids);
+        try
+        {
+            return new TokenBatch(indices, idTensor, OnDevice(mask));
+        }
+        catch
+        {
+            idTensor.Dispose(); // the mask's copy failed (out of device memory): callers hold no scope that would free it
+            throw;
+        }
 
         Tensor OnDevice(long[] values)
         {

@@ -193,7 +193,15 @@ public static partial class TorchRuntime
     /// </summary>
     public static void ReleaseFreedMemory()
     {
-        if (OperatingSystem.IsLinux()) _ = MallocTrim(0);
+        if (!OperatingSystem.IsLinux()) return;
+        try
+        {
+            _ = MallocTrim(0);
+        }
+        catch (EntryPointNotFoundException)
+        {
+            // A C library without glibc's malloc_trim (musl): nothing to release this way, and no reason to stop a worker.
+        }
     }
 
     [LibraryImport("libc", EntryPoint = "malloc_trim")]
