@@ -1,3 +1,4 @@
+using System.Buffers;
 using BioForge.Runtime;
 using BioForge.Tokenizers;
 
@@ -156,17 +157,35 @@ public static class SequenceSampler
             if (keep[i]) kept++;
         }
         if (kept == 0) return -1;
+        // Pooled: a GPT-2 row is 50,257 tokens, and arrays that size would each be a large-object allocation per draw.
+        var weight = ArrayPool<double>.Shared.Rent(vocabulary);
+        var ranking = options.TopK > 0 || options.TopP < 1 ? ArrayPool<int>.Shared.Rent(vocabulary) : null;
+        try
+        {
+            return Filtered(scaled, keep, kept, weight, ranking, options, uniform);
+        }
+        finally
+        {
+            ArrayPool<double>.Shared.Return(weight);
+            if (ranking is not null) ArrayPool<int>.Shared.Return(ranking);
+        }
+    }
+
+    /// <param name="weight">Scratch of at least the vocabulary's length (read only where written).</param>
+    /// <param name="ranking">Scratch for <see cref="RankedFirst"/> when top-k or top-p filter.</param>
+    private static int Filtered(double[] scaled, bool[] keep, int kept, double[] weight, int[]? ranking, SamplingOptions options, double uniform)
+    {
+        int vocabulary = scaled.Length;
         if (options.TopK > 0 && options.TopK < kept)
         {
             // Ties with the k-th value stay in, as Sampling's tensor filter keeps them.
-            var (order, _) = RankedFirst(scaled, keep, options.TopK);
+            var (order, _) = RankedFirst(scaled, keep, options.TopK, ranking);
             double kth = scaled[order[options.TopK - 1]];
             for (int i = 0; i < vocabulary; i++) keep[i] &= scaled[i] >= kth;
         }
         double best = double.NegativeInfinity;
         for (int i = 0; i < vocabulary; i++)
             if (keep[i]) best = Math.Max(best, scaled[i]);
-        var weight = new double[vocabulary];
         double total = 0;
         for (int i = 0; i < vocabulary; i++)
             if (keep[i]) total += weight[i] = Math.Exp(scaled[i] - best);
@@ -180,7 +199,7 @@ public static class SequenceSampler
             int walked = 0;
             for (int wanted = 64; ; wanted = (int)Math.Min(4L * wanted, int.MaxValue))
             {
-                var (order, ranked) = RankedFirst(scaled, keep, wanted);
+                var (order, ranked) = RankedFirst(scaled, keep, wanted, ranking);
                 for (; walked < ranked && before / total < options.TopP; walked++)
                 {
                     nucleus += weight[order[walked]];
@@ -216,9 +235,10 @@ public static class SequenceSampler
     /// finite value) are partitioned around that rank (quickselect) and only the front is sorted, so ranking a few of
     /// 50,257 tokens costs a pass over them, not a sort.
     /// </summary>
-    internal static (int[] Order, int Ranked) RankedFirst(double[] values, bool[]? eligible, int count)
+    /// <param name="into">Where the order is written (at least as long as <paramref name="values"/>); a new array when null.</param>
+    internal static (int[] Order, int Ranked) RankedFirst(double[] values, bool[]? eligible, int count, int[]? into = null)
     {
-        var ids = new int[values.Length];
+        var ids = into ?? new int[values.Length];
         int n = 0;
         for (int i = 0; i < values.Length; i++)
             if (eligible?[i] ?? !double.IsNegativeInfinity(values[i])) ids[n++] = i;
