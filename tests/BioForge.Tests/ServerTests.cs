@@ -469,9 +469,12 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Equal((2, 32), (body["iterations"]!.GetValue<int>(), body["sampled"]!.GetValue<int>()));
 
         // Sampling without learning runs as many batches: the answer says so (it said 0 iterations).
-        (status, body) = await Post("/generate", """{"smi":"CCO","num_molecules":2,"algorithm":"none","iterations":1,"particles":8}""");
+        (status, body) = await Post("/generate", """{"smi":"CCO","num_molecules":2,"algorithm":"none","iterations":1,"particles":8,"seed":-3}""");
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.Equal((1, 8), (body!["iterations"]!.GetValue<int>(), body["sampled"]!.GetValue<int>()));
+        // A seed is reproducible, a negative one too (int64, as completions take it).
+        var again = await Post("/generate", """{"smi":"CCO","num_molecules":2,"algorithm":"none","iterations":1,"particles":8,"seed":-3}""");
+        Assert.Equal(body["molecules"]!.GetValue<string>(), again.Body!["molecules"]!.GetValue<string>());
     }
 
     [Fact]

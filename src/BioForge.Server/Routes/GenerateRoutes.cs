@@ -60,8 +60,9 @@ internal static class GenerateRoutes
         [ServedModelExample(ModelKind.Molecule)]
         public string? Model { get; set; }
 
+        /// <summary>Any 64-bit signed integer, as <c>/v1/completions</c> takes it (a negative seed is the run's same 64 bits).</summary>
         [Example("1")]
-        public ulong Seed { get; set; }
+        public long Seed { get; set; }
     }
 
     public sealed record GeneratedMolecule(string Sample, double Score, double Similarity);
@@ -126,7 +127,7 @@ internal static class GenerateRoutes
         };
         var config = new OptimizeConfig
         {
-            Seed = r.Seed,
+            Seed = unchecked((ulong)r.Seed),
             Prior = new OptimizeConfig.PriorSection { Model = prior.Directory },
             Sampling = new OptimizeConfig.SamplingSection { BatchSize = r.Particles, MaxLength = maxTokens },
             // The default optimizer (Augmented Hill-Climb with genetic exploration), its children half the batch as in bench
