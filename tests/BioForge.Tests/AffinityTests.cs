@@ -40,6 +40,17 @@ public sealed class AffinityTests
     }
 
     [Fact]
+    public void ANaNOnEitherSideMakesTheRankMetricsNaNAndDoesNotHang()
+    {
+        // Equal-truth groups were found with ==, which a NaN never meets: the concordance index looped forever.
+        Assert.True(double.IsNaN(AffinityMetrics.ConcordanceIndex([double.NaN, 1, 2], [1, 2, 3])));
+        Assert.True(double.IsNaN(AffinityMetrics.ConcordanceIndex([1, 2, 3], [double.NaN, 1, 2])));
+        // Ranked, NaNs sorted first and this came out a perfect 1.
+        Assert.True(double.IsNaN(Correlation.Spearman([1, 2, 3, 4], [double.NaN, double.NaN, 1, 2])));
+        Assert.True(double.IsNaN(AffinityMetrics.All([1, 2, 3], [1, double.NaN, 3])["spearman"]));
+    }
+
+    [Fact]
     public void Rm2AndMseAreComputedAsDeepDtaComputesThem()
     {
         double[] truth = [5.0, 5.0, 6.2, 7.1, 8.3, 5.0, 9.0], predicted = [5.1, 5.3, 6.0, 7.5, 7.9, 5.2, 8.1];

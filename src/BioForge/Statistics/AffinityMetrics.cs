@@ -27,11 +27,12 @@ public static class AffinityMetrics
     /// Concordance index (Gönen &amp; Heller 2005, as DeepDTA defines it): over all pairs whose true values differ, the
     /// fraction the predictions order the same way, tied predictions counting one half. O(n log n): the pairs are
     /// visited in order of truth, and a Fenwick tree over prediction ranks counts, for each value, the earlier (smaller)
-    /// truths predicted lower or equal.
+    /// truths predicted lower or equal. NaN when either side holds a NaN (it has no order to count).
     /// </summary>
     public static double ConcordanceIndex(IReadOnlyList<double> truth, IReadOnlyList<double> predicted)
     {
         Check(truth, predicted);
+        if (Correlation.AnyNaN(truth) || Correlation.AnyNaN(predicted)) return double.NaN;
         int n = truth.Count;
         var distinct = predicted.Distinct().Order().ToArray();
         var rank = new int[n];

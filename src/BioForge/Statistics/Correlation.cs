@@ -18,8 +18,22 @@ public static class Correlation
         return sxx == 0 || syy == 0 ? double.NaN : sxy / Math.Sqrt(sxx * syy);
     }
 
-    /// <summary>Spearman's ρ: Pearson correlation of ranks, ties given their average rank (as scipy.stats.spearmanr).</summary>
-    public static double Spearman(IReadOnlyList<double> x, IReadOnlyList<double> y) => Pearson(Ranks(x), Ranks(y));
+    /// <summary>
+    /// Spearman's ρ: Pearson correlation of ranks, ties given their average rank (as scipy.stats.spearmanr); NaN when
+    /// either side holds a NaN, as scipy propagates it (ranked, a NaN would sort first and count as a real value).
+    /// </summary>
+    public static double Spearman(IReadOnlyList<double> x, IReadOnlyList<double> y)
+    {
+        if (x.Count != y.Count) throw new ArgumentException("x and y differ in length");
+        return AnyNaN(x) || AnyNaN(y) ? double.NaN : Pearson(Ranks(x), Ranks(y));
+    }
+
+    internal static bool AnyNaN(IReadOnlyList<double> values)
+    {
+        for (int i = 0; i < values.Count; i++)
+            if (double.IsNaN(values[i])) return true;
+        return false;
+    }
 
     public static double[] Ranks(IReadOnlyList<double> values)
     {
