@@ -84,6 +84,9 @@ internal static class GenerateCommand
             }
             using var checkpoint = LlamaCheckpoint.Load(result.GetValue(model)!, options.Device, options.DType);
             CheckLength(checkpoint.Config.MaxPositionEmbeddings);
+            if (!checkpoint.IsProtein && checkpoint.Vocabulary is null)
+                throw new BioForgeException($"--model {result.GetValue(model)}: no {SmilesVocabulary.FileName}, {LlamaCheckpoint.ResidueFileName} or BioForge {SmilesVocabulary.HuggingFaceTokenizerFile}: "
+                    + "not a SMILES or protein language model BioForge can tokenize for (a GPT-2 checkpoint brings its own byte-level tokenizer)");
             // The file's name must not say the other format (a .fasta of SMILES lines, a .smi of FASTA records).
             string written = result.GetValue(outPath)!;
             if (checkpoint.IsProtein ? written.EndsWith(".smi", StringComparison.OrdinalIgnoreCase) : FastaExtensions.Any(e => written.EndsWith(e, StringComparison.OrdinalIgnoreCase)))
@@ -101,9 +104,6 @@ internal static class GenerateCommand
                 OfPrompt(() => checkpoint.EncodeProteinPrompt(result.GetValue(prompt)!));
                 return ProteinSamples.Run(output, checkpoint, result.GetValue(count), protein, result.GetValue(seed), result.GetValue(batch), result.GetValue(prompt)!, result.GetValue(outPath)!);
             }
-            if (checkpoint.Vocabulary is null)
-                throw new BioForgeException($"--model {result.GetValue(model)}: no {SmilesVocabulary.FileName}, {LlamaCheckpoint.ResidueFileName} or SMILES {SmilesVocabulary.HuggingFaceTokenizerFile}: "
-                    + "not a SMILES or protein language model BioForge can tokenize for (a GPT-2 checkpoint brings its own byte-level tokenizer)");
             bool onlyValid = result.GetValue(validOnly);
             // Without --valid-only RDKit only reports validity: a machine without it (a bare GPU node) still samples.
             string? noRdkit = onlyValid ? null : Molecule.Unavailable();

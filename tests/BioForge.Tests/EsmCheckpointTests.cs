@@ -88,6 +88,8 @@ public sealed class EsmCheckpointTests
         encoder.Save(saved);
         using (var file = BioForge.IO.SafetensorsFile.Open(Path.Combine(saved, "model.safetensors")))
             Assert.DoesNotContain(file.Entries, e => e.Name.StartsWith("lm_head.", StringComparison.Ordinal));
+        // Declared as what it is: an EsmForMaskedLM would be loaded by a fill-mask pipeline with a random head.
+        Assert.Equal("EsmModel", (string?)System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(saved, "config.json")))!["architectures"]![0]);
         using var again = EsmCheckpoint.Load(saved, cpu.Device, cpu.DType);
         Assert.False(again.Model.HasLanguageModelHead);
 
@@ -106,6 +108,19 @@ public sealed class EsmCheckpointTests
             Assert.True(whole.Model.Forward(ids, mask, new EsmForwardOptions()).LastHiddenState.allclose(fineTuned.Model.Forward(ids, mask, new EsmForwardOptions()).LastHiddenState));
     }
 
+    [Theory]
+    [InlineData(0.0, "0.0")]
+    [InlineData(10000.0, "10000.0")]
+    [InlineData(0.1, "0.1")]
+    [InlineData(1e-5, "1E-05")]
+    [InlineData(-2.0, "-2.0")]
+    public void ConfigFloatsAreWrittenWithTheirPoint(double value, string written)
+    {
+        var node = BioForge.Models.ConfigJson.Float(value);
+        Assert.Equal(written, node.ToJsonString());
+        Assert.Equal(value, node.GetValue<double>());
+    }
+
     [Fact]
     public void SavedLayoutUsesHuggingFaceKeys()
     {
@@ -121,6 +136,11 @@ public sealed class EsmCheckpointTests
         Assert.Contains("lm_head.bias", names);
         Assert.DoesNotContain("lm_head.decoder.weight", names); // tied to the embedding, as save_pretrained writes it
         Assert.Equal("pt", file.Metadata["format"]);
+        // Floats as Python writes them: transformers 5's strict configs refuse an integer 0 for a float field.
+        string config = File.ReadAllText(Path.Combine(dir, "config.json"));
+        Assert.Contains("\"architectures\": [\n    \"EsmForMaskedLM\"", config);
+        Assert.Contains("\"rope_theta\": 10000.0,", config);
+        Assert.Contains("\"layer_norm_eps\": 1E-05,", config);
     }
 
     [Fact]

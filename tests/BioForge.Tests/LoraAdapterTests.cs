@@ -1,4 +1,5 @@
 using BioForge.FineTuning;
+using BioForge.IO;
 using BioForge.Models.Esm;
 using BioForge.Models.Llama;
 using static TorchSharp.torch;
@@ -30,7 +31,16 @@ public sealed class LoraAdapterTests
         Randomize(lora);
         using var adapted = LlamaLogits(model);
         Assert.False(adapted.allclose(original, rtol: 0, atol: 1e-3)); // the adapters do something
-        lora.Save(directory, "llama_tiny");
+        lora.Save(directory, "llama_tiny", LlamaFamily.Instance);
+        // PEFT's AutoPeftModel loads the class auto_mapping names (without it or a task type it refuses the folder); the
+        // adapters' names are that class's modules.
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(directory, "adapter_config.json")))!;
+        Assert.Equal("LlamaForCausalLM", (string?)config["auto_mapping"]!["base_model_class"]);
+        Assert.Equal("transformers.models.llama.modeling_llama", (string?)config["auto_mapping"]!["parent_library"]);
+        Assert.Null(config["task_type"]);
+        Assert.Equal("0.0", config["lora_dropout"]!.ToJsonString());
+        using (var weights = SafetensorsFile.Open(Path.Combine(directory, "adapter_model.safetensors")))
+            Assert.Contains(weights.Entries, e => e.Name == "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
 
         using (var reloaded = LlamaForCausalLM.Load(TestData.Path("hf", "llama_tiny"), TestData.Cpu.Device, ScalarType.Float32))
         using (LoraAdapters.Load(reloaded, directory))

@@ -79,6 +79,27 @@ public sealed class ProteinLlamaTests
     }
 
     [Fact]
+    public void AProteinModelSavedByTransformersWithoutVocabTxtStillReadsAsOne()
+    {
+        // save_pretrained writes back tokenizer.json and its config, not BioForge's vocab.txt: the alphabet is read there.
+        string saved = TestData.TempDirectory();
+        foreach (string file in Directory.GetFiles(TinyProteinModel.Directory).Where(f => Path.GetFileName(f) != LlamaCheckpoint.ResidueFileName))
+            File.Copy(file, Path.Combine(saved, Path.GetFileName(file)));
+        using var original = LlamaCheckpoint.Load(TinyProteinModel.Directory, TestData.Cpu.Device, TestData.Cpu.DType);
+        using var model = LlamaCheckpoint.Load(saved, TestData.Cpu.Device, TestData.Cpu.DType);
+        Assert.True(model.IsProtein);
+        Assert.Null(model.Vocabulary);
+        Assert.Equal(original.Residues!.Vocabulary, model.Residues!.Vocabulary);
+        var options = new SamplingOptions { MaxNewTokens = 20, Grammar = new ProteinGenerator(original).Grammar };
+        Assert.Equal(new ProteinGenerator(original).Generate(3, options, seed: 5, batchSize: 3, prompt: "M").Select(s => s.Text),
+            new ProteinGenerator(model).Generate(3, options with { Grammar = new ProteinGenerator(model).Grammar }, seed: 5, batchSize: 3, prompt: "M").Select(s => s.Text));
+        // Floats as Python writes them (transformers 5's strict configs refuse an integer for a float field).
+        string config = File.ReadAllText(Path.Combine(saved, "config.json"));
+        Assert.Contains("\"rope_theta\": 10000.0,", config);
+        Assert.Contains("\"attention_dropout\": 0.0,", config);
+    }
+
+    [Fact]
     public void GenerateWritesFastaAndRefusesTheSmilesOptions()
     {
         string output = Path.Combine(TestData.TempDirectory(), "gen.fasta");

@@ -71,7 +71,7 @@ public sealed class TrainCliTests
         File.Copy(Path.Combine(TestData.Path("hf", "gpt2_tiny"), "tokenizer.json"), Path.Combine(copy, "tokenizer.json"), overwrite: true);
         var refused = Run("generate", "--model", copy, "--n", "2", "--out", Path.Combine(dir, "x.smi"), "--device", "cpu");
         Assert.Equal(2, refused.Code);
-        Assert.Contains($"--model {copy}: no vocab.json, vocab.txt or SMILES tokenizer.json", refused.Err);
+        Assert.Contains($"--model {copy}: no vocab.json, vocab.txt or BioForge tokenizer.json", refused.Err);
     }
 
     [Fact]

@@ -351,7 +351,7 @@ public static class FineTuner
     {
         string directory = run.Path;
         model.Head.Save(Path.Combine(directory, HeadFile));
-        lora?.Save(Path.Combine(directory, AdapterDirectory), Path.GetFullPath(config.Model.Init)); // as finetune.json: the run is read from anywhere
+        lora?.Save(Path.Combine(directory, AdapterDirectory), Path.GetFullPath(config.Model.Init), model.Encoder.Family); // as finetune.json: the run is read from anywhere
         if (config.Mode == EncoderMode.Full) model.Encoder.Save(Path.Combine(directory, EncoderDirectory));
         run.WriteConfig(config.ToJsonText());
         if (test.Count > 0) AtomicFile.WriteText(Path.Combine(directory, PredictionsFile), PredictionTable(manifest.Labels, test, testOutputs));

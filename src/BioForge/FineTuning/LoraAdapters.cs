@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using BioForge.IO;
+using BioForge.Models;
 using BioForge.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -122,8 +123,13 @@ internal sealed class LoraAdapters : IDisposable
 
     private static bool Matches(string name, string target) => name == target || name.EndsWith("." + target, StringComparison.Ordinal);
 
-    /// <summary>PEFT's adapter directory: the adapter matrices and the configuration that recreates them.</summary>
-    public void Save(string directory, string baseModel)
+    /// <summary>
+    /// PEFT's adapter directory: the adapter matrices and the configuration that recreates them. The adapters' names
+    /// are the <paramref name="family"/>'s whole model's (<c>EsmForMaskedLM</c>, <c>LlamaForCausalLM</c>), which
+    /// <c>auto_mapping</c> names, as PEFT's own save does for a model without a task type: <c>AutoPeftModel</c> then
+    /// loads that class under them (without it, it cannot tell which class to load).
+    /// </summary>
+    public void Save(string directory, string baseModel, ModelFamily family)
     {
         Directory.CreateDirectory(directory);
         using (var scope = NewDisposeScope())
@@ -141,11 +147,13 @@ internal sealed class LoraAdapters : IDisposable
             ["base_model_name_or_path"] = baseModel,
             ["r"] = Options.Rank,
             ["lora_alpha"] = Options.Alpha,
-            ["lora_dropout"] = Options.Dropout,
+            ["lora_dropout"] = ConfigJson.Float(Options.Dropout),
             ["target_modules"] = new JsonArray([.. Options.TargetModules.Select(t => JsonValue.Create(t))]),
             ["bias"] = "none",
             ["fan_in_fan_out"] = false,
             ["inference_mode"] = true,
+            ["task_type"] = null,
+            ["auto_mapping"] = new JsonObject { ["base_model_class"] = family.HuggingFaceClass, ["parent_library"] = family.HuggingFaceModule },
         };
         AtomicFile.WriteText(Path.Combine(directory, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
     }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -20,6 +21,18 @@ internal static class ConfigJson
         string? type = Text(json, "model_type", path);
         if (type is not null && type != modelType) throw new BioForgeException($"{path}: model_type is '{type}', not '{modelType}'");
         return json;
+    }
+
+    /// <summary>
+    /// A float as Python's <c>json</c> writes one (<c>0.0</c>, <c>10000.0</c>, <c>1e-05</c>), where System.Text.Json
+    /// writes a whole number without its point: transformers' configs declare these fields <c>float</c>, and their
+    /// strict validation (transformers 5) refuses the integer <c>0</c> for one.
+    /// </summary>
+    public static JsonNode Float(double value)
+    {
+        if (!double.IsFinite(value)) throw new ArgumentOutOfRangeException(nameof(value), value, "JSON has no such number");
+        string text = value.ToString("R", CultureInfo.InvariantCulture);
+        return JsonNode.Parse(text.Contains('.') || text.Contains('E') ? text : text + ".0")!;
     }
 
     /// <summary>A string, or null when absent; another JSON type is one message naming the key.</summary>

@@ -39,6 +39,14 @@ public abstract class ModelFamily
 
     public abstract SequenceAlphabet Alphabet { get; }
 
+    /// <summary>
+    /// The transformers class whose module names BioForge's network of this family shares (what its saves name in
+    /// <c>architectures</c>), and the module that defines it: what PEFT's <c>auto_mapping</c> names for an adapter.
+    /// </summary>
+    public abstract string HuggingFaceClass { get; }
+
+    public string HuggingFaceModule => $"transformers.models.{ModelType}.modeling_{ModelType}";
+
     public abstract TrainingObjective Objective { get; }
 
     /// <summary>Tensor parallelism may also split the token embedding and output projection by vocabulary rows.</summary>

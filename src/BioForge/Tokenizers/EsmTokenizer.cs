@@ -61,6 +61,26 @@ public sealed class EsmTokenizer
     }
 
     /// <summary>
+    /// The alphabet of a <c>tokenizer.json</c> of the kind <see cref="SaveHuggingFace"/> writes (as transformers'
+    /// <c>save_pretrained</c> writes it back, without <c>vocab.txt</c>); null when the file is absent or holds another tokenizer.
+    /// </summary>
+    public static EsmTokenizer? FromHuggingFace(string path)
+    {
+        if (WordLevelTokenizerFiles.ReadVocabulary(path, HuggingFaceSplit) is not { } byId) return null;
+        try
+        {
+            return new EsmTokenizer(byId);
+        }
+        catch (BioForgeException e)
+        {
+            throw new BioForgeException($"{path}: {e.Message}");
+        }
+    }
+
+    /// <summary>The pre-tokenizer's split of the <c>tokenizer.json</c> this alphabet is written as: one token per character.</summary>
+    private const string HuggingFaceSplit = ".";
+
+    /// <summary>
     /// Writes the alphabet as a Hugging Face fast tokenizer (see <see cref="WordLevelTokenizerFiles"/>) for a protein
     /// decoder, whose <c>llama</c> model type gives transformers no tokenizer of its own: one token per character, ASCII
     /// lower case read as upper, <c>&lt;mask&gt;</c> and <c>&lt;unk&gt;</c> as written, any other character
@@ -78,7 +98,7 @@ public sealed class EsmTokenizer
             ["content"] = char.ToUpperInvariant((char)c).ToString(),
         })]);
         WordLevelTokenizerFiles.Write(directory, Vocabulary, new SpecialTokens(Vocabulary[ClsId], Vocabulary[EosId], Vocabulary[UnkId], Vocabulary[PadId], Vocabulary[MaskId]),
-            ".", new JsonObject { ["type"] = "Sequence", ["normalizers"] = toUpper }, maxLength);
+            HuggingFaceSplit, new JsonObject { ["type"] = "Sequence", ["normalizers"] = toUpper }, maxLength);
     }
 
     private int Require(string token) =>

@@ -1,6 +1,5 @@
 using System.Text;
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using BioForge.IO;
 
 namespace BioForge.Tokenizers;
@@ -98,29 +97,10 @@ public sealed class SmilesVocabulary
     /// </summary>
     public static SmilesVocabulary? FromHuggingFace(string path)
     {
-        JsonNode? root;
+        if (WordLevelTokenizerFiles.ReadVocabulary(path, SmilesTokenizer.Pattern) is not { } byId) return null;
         try
         {
-            root = JsonNode.Parse(File.ReadAllText(path));
-        }
-        catch (JsonException e)
-        {
-            throw new BioForgeException($"{path}: not valid JSON ({e.Message})");
-        }
-        static string? Text(JsonNode? node) => node?.GetValueKind() == JsonValueKind.String ? node.GetValue<string>() : null;
-        if (root?["model"] is not JsonObject { } model || Text(model["type"]) != "WordLevel" || model["vocab"] is not JsonObject vocab
-            || Text(root["pre_tokenizer"]?["pattern"]?["Regex"]) != SmilesTokenizer.Pattern)
-            return null;
-        var byId = new string[vocab.Count];
-        foreach (var (token, id) in vocab)
-        {
-            if (id?.GetValueKind() != JsonValueKind.Number || !id.AsValue().TryGetValue(out int index) || index < 0 || index >= byId.Length || byId[index] is not null)
-                throw new BioForgeException($"{path}: the ids of model.vocab are not 0..{byId.Length - 1}, each once");
-            byId[index] = token;
-        }
-        try
-        {
-            return new SmilesVocabulary(byId);
+            return new SmilesVocabulary([.. byId]);
         }
         catch (BioForgeException e)
         {

@@ -83,4 +83,35 @@ internal static class WordLevelTokenizerFiles
         AtomicFile.WriteText(Path.Combine(directory, "tokenizer_config.json"), config.ToJsonString(indented) + "\n");
         AtomicFile.WriteText(Path.Combine(directory, "special_tokens_map.json"), specialTokens.ToJsonString(indented) + "\n");
     }
+
+    /// <summary>
+    /// The vocabulary, by id, of a <c>tokenizer.json</c> of the kind <see cref="Write"/> makes with
+    /// <paramref name="splitPattern"/> (as transformers' <c>save_pretrained</c> writes it back too); null when the file
+    /// is absent or holds another tokenizer (a byte-level BPE's ids, or another split's, would not mean these).
+    /// </summary>
+    public static IReadOnlyList<string>? ReadVocabulary(string path, string splitPattern)
+    {
+        if (!File.Exists(path)) return null;
+        JsonNode? root;
+        try
+        {
+            root = JsonNode.Parse(File.ReadAllText(path));
+        }
+        catch (JsonException e)
+        {
+            throw new BioForgeException($"{path}: not valid JSON ({e.Message})");
+        }
+        static string? Text(JsonNode? node) => node?.GetValueKind() == JsonValueKind.String ? node.GetValue<string>() : null;
+        if (root?["model"] is not JsonObject { } model || Text(model["type"]) != "WordLevel" || model["vocab"] is not JsonObject vocab
+            || Text(root["pre_tokenizer"]?["pattern"]?["Regex"]) != splitPattern)
+            return null;
+        var byId = new string[vocab.Count];
+        foreach (var (token, id) in vocab)
+        {
+            if (id?.GetValueKind() != JsonValueKind.Number || !id.AsValue().TryGetValue(out int index) || index < 0 || index >= byId.Length || byId[index] is not null)
+                throw new BioForgeException($"{path}: the ids of model.vocab are not 0..{byId.Length - 1}, each once");
+            byId[index] = token;
+        }
+        return byId;
+    }
 }

@@ -106,7 +106,7 @@ public sealed class EsmCheckpoint : IDisposable
         ScalarType storage = ScalarType.Float32)
     {
         using var scope = NewDisposeScope();
-        CheckpointWeights.Save(weights ?? UnshardedWeights(), Config.ToJson(), directory, maxShardBytes, storage);
+        CheckpointWeights.Save(weights ?? UnshardedWeights(), Config.ToJson(Model.HasLanguageModelHead), directory, maxShardBytes, storage);
         AtomicFile.WriteText(Path.Combine(directory, "vocab.txt"), string.Join("\n", Tokenizer.Vocabulary) + "\n");
     }
 

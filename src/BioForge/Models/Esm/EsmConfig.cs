@@ -151,10 +151,13 @@ public sealed record EsmConfig
         ModelShape.CheckSize(where, "num_attention_heads", NumAttentionHeads, HiddenSize);
     }
 
-    /// <summary>The <c>config.json</c> that Hugging Face's <c>EsmForMaskedLM</c> reads.</summary>
-    public JsonObject ToJson() => new()
+    /// <summary>
+    /// The <c>config.json</c> that Hugging Face's <c>EsmForMaskedLM</c> reads; an encoder without the masked-LM head
+    /// says <c>EsmModel</c>, so a fill-mask pipeline does not take a randomly initialised head for a trained one.
+    /// </summary>
+    public JsonObject ToJson(bool languageModelHead = true) => new()
     {
-        ["architectures"] = new JsonArray("EsmForMaskedLM"),
+        ["architectures"] = new JsonArray(languageModelHead ? "EsmForMaskedLM" : "EsmModel"),
         ["model_type"] = "esm",
         ["vocab_size"] = VocabSize,
         ["hidden_size"] = HiddenSize,
@@ -162,17 +165,17 @@ public sealed record EsmConfig
         ["num_attention_heads"] = NumAttentionHeads,
         ["intermediate_size"] = IntermediateSize,
         ["hidden_act"] = "gelu",
-        ["layer_norm_eps"] = LayerNormEps,
+        ["layer_norm_eps"] = ConfigJson.Float(LayerNormEps),
         ["max_position_embeddings"] = MaxPositionEmbeddings,
         ["position_embedding_type"] = "rotary",
-        ["rope_theta"] = RopeTheta,
+        ["rope_theta"] = ConfigJson.Float(RopeTheta),
         ["token_dropout"] = TokenDropout,
         ["emb_layer_norm_before"] = EmbLayerNormBefore,
         ["pad_token_id"] = PadTokenId,
         ["mask_token_id"] = MaskTokenId,
         ["eos_token_id"] = EosTokenId,
-        ["hidden_dropout_prob"] = HiddenDropoutProb,
-        ["attention_probs_dropout_prob"] = AttentionProbsDropoutProb,
+        ["hidden_dropout_prob"] = ConfigJson.Float(HiddenDropoutProb),
+        ["attention_probs_dropout_prob"] = ConfigJson.Float(AttentionProbsDropoutProb),
         ["tie_word_embeddings"] = true,
         ["is_folding_model"] = false,
         ["dtype"] = "float32",

@@ -14,6 +14,7 @@ public sealed class EsmFamily : ModelFamily
 
     public override string ModelType => "esm";
     public override string Title => "ESM-2 protein language model (masked LM)";
+    public override string HuggingFaceClass => "EsmForMaskedLM";
     public override SequenceAlphabet Alphabet => SequenceAlphabet.Protein;
     public override TrainingObjective Objective => TrainingObjective.MaskedLanguageModel;
 

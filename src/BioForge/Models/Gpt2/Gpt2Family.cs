@@ -17,6 +17,7 @@ public sealed class Gpt2Family : ModelFamily
 
     public override string ModelType => "gpt2";
     public override string Title => "GPT-2 language model (causal LM with its own byte-level BPE tokenizer)";
+    public override string HuggingFaceClass => "GPT2LMHeadModel";
     public override SequenceAlphabet Alphabet => SequenceAlphabet.Text;
     public override TrainingObjective Objective => TrainingObjective.CausalLanguageModel;
     public override bool SplitsVocabulary => false;

@@ -37,8 +37,9 @@ public sealed class LlamaCheckpoint : IDisposable
     }
 
     /// <summary>
-    /// Loads <c>config.json</c>, safetensors weights and, when present, <c>vocab.json</c> (SMILES; else a SMILES
-    /// <c>tokenizer.json</c>) or <c>vocab.txt</c> (amino acids); with a tensor-parallel <paramref name="layout"/>, this rank's shards.
+    /// Loads <c>config.json</c>, safetensors weights and, when present, <c>vocab.json</c> (SMILES) or <c>vocab.txt</c>
+    /// (amino acids), else the vocabulary of BioForge's <c>tokenizer.json</c> (either); with a tensor-parallel
+    /// <paramref name="layout"/>, this rank's shards.
     /// </summary>
     public static LlamaCheckpoint Load(string directory, Device device, ScalarType dtype, ParallelLayout? layout = null)
     {
@@ -47,14 +48,16 @@ public sealed class LlamaCheckpoint : IDisposable
         if (File.Exists(vocabPath) && File.Exists(residuePath))
             throw new BioForgeException($"{directory}: holds both {SmilesVocabulary.FileName} (SMILES) and {ResidueFileName} (amino acids); keep the one the model was trained with");
         var residues = File.Exists(residuePath) ? EsmTokenizer.FromVocabFile(residuePath) : null;
-        // A SMILES model saved without BioForge's vocab.json still carries it in the tokenizer.json BioForge writes.
+        // A model saved without BioForge's vocab.json or vocab.txt (transformers' save_pretrained writes neither) still
+        // carries its vocabulary in the tokenizer.json BioForge writes, whose split tells SMILES from residues.
         var vocabulary = residues is null ? SmilesVocabulary.InModel(directory) : null;
+        residues ??= vocabulary is null ? EsmTokenizer.FromHuggingFace(Path.Combine(directory, SmilesVocabulary.HuggingFaceTokenizerFile)) : null;
         var model = LlamaForCausalLM.Load(directory, device, dtype, layout);
         int? count = vocabulary?.Count ?? residues?.Vocabulary.Count;
         if (count is not null && count != model.Config.VocabSize)
         {
             model.Dispose();
-            throw new BioForgeException($"{directory}: {(vocabulary is null ? ResidueFileName : SmilesVocabulary.FileName)} has {count} tokens but config.json says vocab_size {model.Config.VocabSize}");
+            throw new BioForgeException($"{directory}: the {(vocabulary is null ? "amino-acid" : "SMILES")} vocabulary has {count} tokens but config.json says vocab_size {model.Config.VocabSize}");
         }
         if (residues is not null && (model.Config.BosTokenId != residues.ClsId || model.Config.EosTokenId != residues.EosId))
         {

@@ -14,6 +14,7 @@ public sealed class LlamaFamily : ModelFamily
 
     public override string ModelType => "llama";
     public override string Title => "Llama-style chemical language model (causal LM over SMILES)";
+    public override string HuggingFaceClass => "LlamaForCausalLM";
     public override SequenceAlphabet Alphabet => SequenceAlphabet.Smiles;
     public override TrainingObjective Objective => TrainingObjective.CausalLanguageModel;
     public override bool SplitsVocabulary => true;

@@ -15,7 +15,7 @@ internal sealed class LlamaFeatureExtractor : SequenceEncoder
         if (checkpoint.Vocabulary is null && checkpoint.Residues is null)
         {
             checkpoint.Dispose();
-            throw new BioForgeException($"{directory}: no {SmilesVocabulary.FileName} (SMILES) or {LlamaCheckpoint.ResidueFileName} (amino acids); reading sequences with a Llama model needs its vocabulary");
+            throw new BioForgeException($"{directory}: no {SmilesVocabulary.FileName} (SMILES), {LlamaCheckpoint.ResidueFileName} (amino acids) or BioForge's {SmilesVocabulary.HuggingFaceTokenizerFile}; reading sequences with a Llama model needs its vocabulary");
         }
         vocabulary = checkpoint.Vocabulary;
     }
