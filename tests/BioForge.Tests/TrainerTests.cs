@@ -429,6 +429,17 @@ public sealed class TrainerTests
         Assert.Contains("--resume", Assert.Throws<BioForgeException>(again).Message);
         var nothing = () => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, TestData.TempDirectory(), 3)), new TrainerOptions { Resume = true });
         Assert.Contains("no complete checkpoint", Assert.Throws<BioForgeException>(nothing).Message);
+
+        // A run that failed before its first checkpoint keeps its log to read; neither a new run nor --resume can use the
+        // folder, and both say to remove it (they used to send the user from one to the other).
+        string stopped = TestData.TempDirectory();
+        File.Copy(Path.Combine(output, RunDirectory.ConfigFile), Path.Combine(stopped, RunDirectory.ConfigFile));
+        File.WriteAllText(Path.Combine(stopped, RunDirectory.MetricsFile), "{\"step\": 1, \"loss\": 3.2}\n");
+        var fresh = () => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, stopped, 3)), new TrainerOptions());
+        var resumed = () => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, stopped, 3)), new TrainerOptions { Resume = true });
+        Assert.Contains("stopped before its first checkpoint, so there is nothing to resume", Assert.Throws<BioForgeException>(fresh).Message);
+        Assert.Contains($"nothing to resume: remove {stopped}", Assert.Throws<BioForgeException>(resumed).Message);
+        Assert.True(File.Exists(Path.Combine(stopped, RunDirectory.MetricsFile)));
     }
 
     [Fact]

@@ -94,7 +94,7 @@ public static class MoleculeOptimizer
         string? checkpoint = null;
         if (options.Resume)
         {
-            checkpoint = run.LatestCheckpoint(StateFile) ?? throw new BioForgeException($"--resume: {run.CheckpointsDirectory} holds no complete checkpoint");
+            checkpoint = run.LatestCheckpoint(StateFile) ?? throw run.NothingToResume("output.dir");
             run.RefuseChanges(JsonNode.Parse(config.ToJsonText())!.AsObject(), DefiningSettings,
                 JsonNode.Parse(OptimizeConfig.EarlierRunsDefaultsJson())!.AsObject(), MayChange);
             resumed = CheckpointFiles.ReadJson<OptimizationState>(Path.Combine(checkpoint, StateFile), YamlConfig.Serializer, "optimization checkpoint");

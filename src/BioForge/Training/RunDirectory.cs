@@ -45,7 +45,7 @@ public sealed class RunDirectory
     /// </summary>
     public static RunDirectory Open(string path, string setting, bool isNew, bool owner = true)
     {
-        if (isNew) RequireNew(path, setting, "pass --resume to continue that run, or choose another directory");
+        if (isNew) RequireNew(path, setting, NotEmptyAdvice(path));
         else if (string.IsNullOrWhiteSpace(path)) throw new BioForgeException($"{setting} is required");
         else if (!Directory.Exists(path)) throw new BioForgeException($"--resume: {setting} {path} does not exist; there is no run to continue");
         var run = new RunDirectory(path) { Created = AtomicFile.FirstMissing(System.IO.Path.GetFullPath(path)), StartedEmpty = isNew };
@@ -61,6 +61,29 @@ public sealed class RunDirectory
         run.RemoveDebris();
         return run;
     }
+
+    /// <summary>
+    /// What to do with a folder a new run was pointed at that holds files: resume the run there — or, when that run
+    /// stopped before its first checkpoint (its log kept to read), there is nothing to resume, and --resume would only
+    /// say so.
+    /// </summary>
+    private static string NotEmptyAdvice(string path)
+    {
+        var existing = new RunDirectory(path);
+        if (existing.HasAnyCheckpoint) return "pass --resume to continue that run, or choose another directory";
+        return File.Exists(System.IO.Path.Combine(path, ConfigFile))
+            ? $"the run there stopped before its first checkpoint, so there is nothing to resume ({MetricsFile} is kept to read): remove the folder or choose another directory"
+            : "remove it or choose another directory";
+    }
+
+    private bool HasAnyCheckpoint => Directory.Exists(CheckpointsDirectory) && Directory.EnumerateDirectories(CheckpointsDirectory, StepPrefix + "*").Any();
+
+    /// <summary>--resume's refusal for a directory without a complete checkpoint, saying how to start again when a run stopped there before its first.</summary>
+    public BioForgeException NothingToResume(string setting) =>
+        new($"--resume: {CheckpointsDirectory} holds no complete checkpoint"
+            + (File.Exists(System.IO.Path.Combine(Path, ConfigFile)) && !HasAnyCheckpoint
+                ? $"; the run there stopped before its first, so there is nothing to resume: remove {Path} or choose another {setting} to start again"
+                : ""));
 
     /// <summary>The topmost folder <see cref="Open"/> made for the directory (itself, or a parent it made too); null when it was there.</summary>
     private string? Created { get; init; }

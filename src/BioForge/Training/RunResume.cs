@@ -60,7 +60,7 @@ internal static class RunResume
     {
         if (options.Resume)
             resumeFrom = run.LatestCheckpoint(TrainerState.FileName)
-                ?? throw new BioForgeException($"--resume: {run.CheckpointsDirectory} holds no complete checkpoint");
+                ?? throw run.NothingToResume("train.output_dir");
         if (resumeFrom is null) return new RunStart(run, null, null, null, false);
 
         var state = TrainerState.Read(resumeFrom);
