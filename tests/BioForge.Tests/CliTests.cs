@@ -810,4 +810,28 @@ public sealed class CliSignalTests
         Assert.False(Directory.Exists(Path.Combine(directory, "new")), string.Join(", ", Directory.EnumerateFileSystemEntries(directory, "*", SearchOption.AllDirectories)));
         Assert.Equal([fasta], Directory.GetFileSystemEntries(directory));
     }
+
+    /// <summary>
+    /// SIGTERM during <c>data prepare</c> leaves no corpus folder: it is written as a hidden sibling and renamed into
+    /// place whole (the folder and its parents stayed, and a later stop could leave train stores without a vocabulary).
+    /// </summary>
+    [Fact]
+    public void SigtermDuringDataPrepareLeavesNoFolder()
+    {
+        string directory = TestData.TempDirectory();
+        string fasta = Path.Combine(directory, "many.fasta");
+        var random = new Random(2);
+        File.WriteAllLines(fasta, Enumerable.Range(0, 300_000).SelectMany(i => new[] { $">p{i}", new string([.. Enumerable.Range(0, 60).Select(_ => "ACDEFGHIKLMNPQRSTVWY"[random.Next(20)])]) }));
+        string outFolder = Path.Combine(directory, "new", "folder");
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "BioForge.Cli.dll"), "data", "prepare",
+            "--in", fasta, "--tokenizer", "esm", "--out", Path.Combine(outFolder, "corpus")]);
+        using var prepare = LoggedProcess.Start(start, "never printed");
+        bool Writing() => Directory.Exists(outFolder) && Directory.EnumerateDirectories(outFolder, ".corpus.*.tmp").Any();
+        SpinWait.SpinUntil(() => Writing() || prepare.Process.HasExited, TimeSpan.FromMinutes(2));
+        Assert.True(Writing() && !prepare.Process.HasExited, $"data prepare is not writing its corpus:\n{prepare.Log}");
+        prepare.Terminate();
+        Assert.True(prepare.WaitForExit(TimeSpan.FromMinutes(1)), $"data prepare went on after SIGTERM:\n{prepare.Log}");
+        Assert.Equal(143, prepare.Process.ExitCode);
+        Assert.False(Directory.Exists(Path.Combine(directory, "new")), string.Join(", ", Directory.EnumerateFileSystemEntries(directory, "*", SearchOption.AllDirectories)));
+    }
 }

@@ -54,21 +54,11 @@ public static class DataPreparation
         if (inputs.GroupBy(Path.GetFullPath).FirstOrDefault(g => g.Count() > 1) is { } twice) throw new BioForgeException($"--in {twice.First()} is given twice");
         if (smilesColumn is not null && kind != CorpusKind.Smiles) throw new BioForgeException($"--smiles-column {smilesColumn} applies to SMILES corpora, not to FASTA");
         if (!(validationFraction is >= 0 and < 1)) throw new BioForgeException($"--validation-fraction {validationFraction}: must be in [0, 1)");
-        // A corpus prepared over another would change under the runs trained on it (their splits included).
-        RunDirectory.RequireNew(directory, "--out");
-        // What this call writes goes again if the preparation fails (a bad record found halfway, say): the folder when it
-        // made it (with any parents it made), else its contents (it was empty).
-        string? created = AtomicFile.FirstMissing(Path.GetFullPath(directory));
-        Directory.CreateDirectory(directory);
-        try
-        {
-            return PrepareInto(inputs, kind, directory, validationFraction, seed, smilesColumn, progress, clusters, given);
-        }
-        catch
-        {
-            RunDirectory.Undo(directory, created);
-            throw;
-        }
+        // A corpus prepared over another would change under the runs trained on it (their splits included). The corpus is
+        // written into a hidden sibling and renamed into place whole: a bad record found halfway, or Ctrl+C, leaves nothing.
+        PreparedCorpus corpus = null!;
+        RunDirectory.WriteWhole(directory, "--out", written => corpus = PrepareInto(inputs, kind, written.Path, validationFraction, seed, smilesColumn, progress, clusters, given));
+        return corpus with { Directory = directory };
     }
 
     private static PreparedCorpus PrepareInto(IReadOnlyList<string> inputs, CorpusKind kind, string directory, double validationFraction, ulong seed,
