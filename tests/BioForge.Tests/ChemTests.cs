@@ -196,6 +196,13 @@ public sealed class ChemTests
         string padded = Path.Combine(TestData.TempDirectory(), "padded.sdf");
         File.WriteAllText(padded, File.ReadAllText(TestData.Path("chem", "small.sdf")).Replace("$$$$\n", "$$$$  \n", StringComparison.Ordinal));
         Assert.Equal(records.Select(r => r.Label), MoleculeSource.Read(padded).Select(r => r.Label));
+
+        // The last record without its '$$$$' is named from its data items and held to --id-column as the others are.
+        string text = File.ReadAllText(TestData.Path("chem", "small.sdf"));
+        string unterminated = Path.Combine(TestData.TempDirectory(), "unterminated.sdf");
+        File.WriteAllText(unterminated, text[..text.LastIndexOf("$$$$", StringComparison.Ordinal)].Replace("pentavalent\n", "\n", StringComparison.Ordinal) + ">  <id>\nP5\n\n");
+        Assert.Equal("P5", MoleculeSource.Read(unterminated).Last().Properties[MoleculeSource.NameProperty]);
+        Assert.Contains("the record has no 'activity' data item", Assert.Throws<BioForgeException>(() => MoleculeSource.Read(unterminated, idColumn: "activity").ToList()).Message);
     }
 
     [Fact]

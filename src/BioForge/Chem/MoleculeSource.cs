@@ -164,10 +164,7 @@ public static class MoleculeSource
             int number = reader.LineNumber;
             if (line.TrimEnd() == "$$$$") // trailing blanks as RDKit reads them
             {
-                record++;
-                if (Name(properties, title, idColumn) is { } id) properties[NameProperty] = id;
-                else if (idColumn is not null) throw new BioForgeException($"{path}:{start}: the record has no '{idColumn}' data item");
-                yield return new MoleculeRecord(string.IsNullOrWhiteSpace(title) ? $"record {record}" : title!.Trim(), block.ToString(), true, start, properties);
+                yield return Completed(++record);
                 block.Clear();
                 properties = new Dictionary<string, string>();
                 inData = false;
@@ -205,8 +202,15 @@ public static class MoleculeSource
                 throw new BioForgeException($"{path}:{number}: '{Spelling.Excerpt(line.Trim())}' after the M  END of the record at line {start}, outside a data item: is the '$$$$' that ends that record missing?");
             }
         }
-        if (block.ToString().Trim().Length > 0)
-            yield return new MoleculeRecord(string.IsNullOrWhiteSpace(title) ? $"record {record + 1}" : title!.Trim(), block.ToString(), true, start, properties);
+        // The last record may end without its '$$$$' (RDKit reads it so): named and checked as the others.
+        if (block.ToString().Trim().Length > 0) yield return Completed(record + 1);
+
+        MoleculeRecord Completed(int index)
+        {
+            if (Name(properties, title, idColumn) is { } id) properties[NameProperty] = id;
+            else if (idColumn is not null) throw new BioForgeException($"{path}:{start}: the record has no '{idColumn}' data item");
+            return new MoleculeRecord(string.IsNullOrWhiteSpace(title) ? $"record {index}" : title!.Trim(), block.ToString(), true, start, properties);
+        }
     }
 
     /// <summary>Longest MOL block or data item of one SDF record (about 100,000 atoms).</summary>
