@@ -197,6 +197,12 @@ public sealed class ChemTests
         File.WriteAllText(padded, File.ReadAllText(TestData.Path("chem", "small.sdf")).Replace("$$$$\n", "$$$$  \n", StringComparison.Ordinal));
         Assert.Equal(records.Select(r => r.Label), MoleculeSource.Read(padded).Select(r => r.Label));
 
+        // A spreadsheet's semicolon-separated export: columns, not one field a row (whose header matched as the SMILES column).
+        string semicolons = Path.Combine(TestData.TempDirectory(), "semicolons.csv");
+        File.WriteAllText(semicolons, "smiles;name\nCCO;ethanol\nc1ccccc1O;phenol\n");
+        Assert.Equal(["CCO", "c1ccccc1O"], MoleculeSource.Read(semicolons).Select(r => r.Text));
+        Assert.Equal("phenol", MoleculeSource.Read(semicolons).Last().Properties[MoleculeSource.NameProperty]);
+
         // The last record without its '$$$$' is named from its data items and held to --id-column as the others are.
         string text = File.ReadAllText(TestData.Path("chem", "small.sdf"));
         string unterminated = Path.Combine(TestData.TempDirectory(), "unterminated.sdf");

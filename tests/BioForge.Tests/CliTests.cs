@@ -725,6 +725,13 @@ public sealed class CliTests
         var lowerCase = Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", output);
         Assert.True(lowerCase.Code == 0, lowerCase.Err);
         Assert.Contains("Spearman rho vs dms_score: ", lowerCase.Out);
+        File.WriteAllText(table, "mutant,DMS_score,dms_score\nK2R,0.5,1\nT3A,-0.5,2\n");
+        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), "the header has the score column 'DMS_score' twice", untouched);
+        // A spreadsheet's semicolon-separated export reads as the comma-separated file.
+        File.WriteAllText(table, "mutant;DMS_score\nK2R;0.5\nT3A;-0.5\n");
+        var semicolons = Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", output);
+        Assert.True(semicolons.Code == 0, semicolons.Err);
+        Assert.Contains("Spearman rho vs DMS_score: ", semicolons.Out);
         File.WriteAllText(table, "mutant,DMS_score\nK2R,0.5\nT3A,Infinity\n");
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), "dms.csv:3: DMS_score 'Infinity' is not a finite number", untouched);
         // A variant not measured (empty, NA, NaN) is scored and left out of ρ; another column is named with --score-column.

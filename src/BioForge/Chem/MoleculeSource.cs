@@ -112,7 +112,7 @@ public static class MoleculeSource
         string? header = reader.ReadLine();
         if (header is null) yield break;
         if (string.IsNullOrWhiteSpace(header)) throw new BioForgeException($"{path}:1: empty header row");
-        char separator = path.Contains(".tsv", StringComparison.OrdinalIgnoreCase) || header.Contains('\t') ? '\t' : ',';
+        char separator = Csv.Separator(path, header);
         var columns = Csv.Split(header, separator);
         int index = columns.FindIndex(c => c.Trim().Equals(smilesColumn ?? "smiles", StringComparison.OrdinalIgnoreCase));
         if (index < 0 && smilesColumn is null)

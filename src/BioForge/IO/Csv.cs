@@ -63,8 +63,18 @@ public static class Csv
     public const int MaxLineLength = 16_000_000;
 
     /// <summary>
-    /// Rows of a delimited text file with a header (tab-separated when the name says .tsv or the header holds a tab,
-    /// otherwise commas; gzip recognised by its magic bytes). Blank lines are skipped; line numbers are 1-based; a line
+    /// A delimited file's separator, read from its name and header: a tab when the name says .tsv or the header holds
+    /// one; a semicolon when the header holds one and no comma (spreadsheets in locales with a decimal comma export
+    /// "CSV" so: read with commas, each row was one field, and a header naming "smiles;name" even matched as the SMILES
+    /// column); a comma otherwise.
+    /// </summary>
+    public static char Separator(string path, string header) =>
+        path.Contains(".tsv", StringComparison.OrdinalIgnoreCase) || header.Contains('\t') ? '\t'
+        : header.Contains(';') && !header.Contains(',') ? ';'
+        : ',';
+
+    /// <summary>
+    /// Rows of a delimited text file with a header (separated as <see cref="Separator"/> reads it; gzip recognised by its magic bytes). Blank lines are skipped; line numbers are 1-based; a line
     /// whose quoting is broken (<see cref="QuotingProblem"/>) is an error naming it, unless <paramref name="checkQuoting"/> is
     /// false (a file of our own whose last row a kill may have torn, read by a parser that drops such rows).
     /// </summary>
@@ -76,7 +86,7 @@ public static class Csv
         {
             string? first = reader.ReadLine();
             if (string.IsNullOrWhiteSpace(first)) throw new BioForgeException($"{path}: empty file (expected a header row)");
-            char separator = path.Contains(".tsv", StringComparison.OrdinalIgnoreCase) || first.Contains('\t') ? '\t' : ',';
+            char separator = Separator(path, first);
             if (checkQuoting && QuotingProblem(first, separator) is { } problem) throw new BioForgeException($"{path}:1: {problem}");
             header = Split(first, separator);
             return Rows(path, reader, separator, checkQuoting);

@@ -88,7 +88,7 @@ public sealed record VariantTable(IReadOnlyList<Variant> Variants, IReadOnlyList
         using var reader = LineReader.Open(path, Csv.MaxLineLength);
         string? headerLine = reader.ReadLine();
         if (string.IsNullOrWhiteSpace(headerLine)) throw new BioForgeException($"{path}: empty file (expected a header row)");
-        char separator = headerLine.Contains('\t') ? '\t' : ',';
+        char separator = Csv.Separator(path, headerLine);
         var header = Csv.Split(headerLine.TrimEnd('\r'), separator);
         var mutationColumns = Enumerable.Range(0, header.Count)
             .Where(i => mutationColumn is not null ? header[i] == mutationColumn : MutationColumns.Contains(header[i], StringComparer.OrdinalIgnoreCase)).ToList();
@@ -104,6 +104,9 @@ public sealed record VariantTable(IReadOnlyList<Variant> Variants, IReadOnlyList
                 : throw new BioForgeException($"{path}: no '{scoreColumn}' column in the header ({string.Join(", ", header)})")
             // Found without case, as the mutation column is (dms_score, Score).
             : MeasuredColumns.Select(c => header.FindIndex(h => string.Equals(h, c, StringComparison.OrdinalIgnoreCase))).FirstOrDefault(i => i >= 0 && i != mutationIndex, -1);
+        // Two such columns would have the first read without a word (as two mutation columns would).
+        if (measuredIndex >= 0 && header.Count(h => string.Equals(h, header[measuredIndex], scoreColumn is null ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal)) > 1)
+            throw new BioForgeException($"{path}: the header has the score column '{header[measuredIndex]}' twice; which one is meant? (name it with --score-column after renaming the other)");
 
         var variants = new List<Variant>();
         var measured = measuredIndex >= 0 ? new List<double?>() : null;
