@@ -1,8 +1,10 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text;
+using BioForge.Chem;
 using BioForge.FineTuning;
 using BioForge.IO;
+using BioForge.Models;
 
 namespace BioForge.Cli;
 
@@ -51,7 +53,7 @@ internal static class FineTuneCommands
     private static Command Predict(TextWriter output, TextWriter error)
     {
         var run = Options.Required("--run", "a finished `bioforge finetune` output directory");
-        var input = Options.Required("--in", "inputs: CSV/TSV with the run's sequence column, FASTA, or one sequence/SMILES per line");
+        var input = Options.Required("--in", "inputs: CSV/TSV with the run's sequence column, FASTA, SDF (molecules), or one sequence/SMILES per line");
         var outPath = Options.Required("--out", "predictions CSV").Writes("CSV", ".csv");
         var batch = Options.Int("--batch", "sequences per forward pass", 32);
         var compute = new ComputeOptionSet();
@@ -63,10 +65,15 @@ internal static class FineTuneCommands
             if (result.GetValue(batch) < 1) throw new BioForgeException($"--batch must be at least 1 (got {result.GetValue(batch)})");
             var options = Runtime.ComputeOptions.Resolve(result.GetValue(compute.Device)!, "fp32", result.GetValue(compute.Threads));
             using var model = FineTunedModel.Load(result.GetValue(run)!, options);
-            var (ids, sequences) = ReadInputs(result.GetValue(input)!, model.Manifest.SequenceColumn);
+            var (ids, sequences, unread) = ReadInputs(result.GetValue(input)!, model.Manifest.SequenceColumn, model.Alphabet);
             // A FASTA record comes without its stop: a '*' still ending it is not one to leave out again.
             bool fasta = IsFasta(result.GetValue(input)!);
-            var predictions = ProgressDisplay.Run("sequences", sequences.Count, progress => model.Predict(sequences, result.GetValue(batch), progress.Report, stopCodons: !fasta));
+            var readable = Enumerable.Range(0, sequences.Count).Where(i => unread[i] is null).ToList();
+            var predicted = ProgressDisplay.Run("sequences", readable.Count, progress => model.Predict([.. readable.Select(i => sequences[i])], result.GetValue(batch), progress.Report, stopCodons: !fasta));
+            var predictions = new Prediction[sequences.Count];
+            for (int k = 0; k < readable.Count; k++) predictions[readable[k]] = predicted[k];
+            for (int i = 0; i < sequences.Count; i++)
+                if (unread[i] is { } why) predictions[i] = new Prediction("", [], why);
             var text = new StringBuilder();
             var header = new List<string> { "id", "sequence", "prediction" };
             bool probabilities = model.Manifest.TaskType == FineTuneTask.Classification;
@@ -111,12 +118,34 @@ internal static class FineTuneCommands
         Path.GetExtension(path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path).ToLowerInvariant() is ".fasta" or ".fa" or ".faa";
 
     /// <summary>Identifiers and sequences from a CSV/TSV (by column name), a FASTA file, or one sequence per line.</summary>
-    private static (List<string> Ids, List<string> Sequences) ReadInputs(string path, string column)
+    /// <summary>The inputs, their ids, and for each the reason it could not be read (an SDF record RDKit refuses), else null.</summary>
+    private static (List<string> Ids, List<string> Sequences, List<string?> Unread) ReadInputs(string path, string column, SequenceAlphabet alphabet)
     {
         if (!File.Exists(path)) throw new BioForgeException($"--in {path}: file not found");
         string name = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path;
         string extension = Path.GetExtension(name).ToLowerInvariant();
         List<string> ids = [], sequences = [];
+        List<string?> unread = [];
+        if (MoleculeSource.IsSdf(path))
+        {
+            // MOL blocks, read as qsar predict and chem props read them; each line was taken for a SMILES.
+            if (alphabet != SequenceAlphabet.Smiles) throw new BioForgeException($"--in {path}: an SDF holds molecules; this run's model reads protein sequences");
+            foreach (var record in MoleculeSource.Read(path))
+            {
+                ids.Add(record.Properties.TryGetValue(MoleculeSource.NameProperty, out string? id) ? id : record.Label);
+                if (record.TryParse(out var molecule, out string? error))
+                {
+                    using (molecule) sequences.Add(molecule!.ToSmiles());
+                    unread.Add(null);
+                }
+                else
+                {
+                    sequences.Add("");
+                    unread.Add($"invalid molecule: {error}");
+                }
+            }
+            return (ids, sequences, unread);
+        }
         if (extension is ".csv" or ".tsv")
         {
             var rows = Csv.ReadRows(path, out var header);
@@ -150,7 +179,7 @@ internal static class FineTuneCommands
             }
         }
         if (sequences.Count == 0) throw new BioForgeException($"--in {path}: no sequences");
-        return (ids, sequences);
+        return (ids, sequences, [.. sequences.Select(_ => (string?)null)]);
     }
 
     private static string Format(IReadOnlyDictionary<string, double> metrics) =>

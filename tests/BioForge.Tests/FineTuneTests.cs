@@ -361,6 +361,18 @@ public sealed class FineTuneTests
         Assert.Contains("unclosed ring", lines[3]);
         Assert.True(double.TryParse(lines[4].Split(',')[2], CultureInfo.InvariantCulture, out _));
 
+        // An SDF is read as molecules (each of its lines was taken for a SMILES): a record RDKit refuses keeps its row.
+        (code, _, error) = Cli("finetune", "predict", "--run", run, "--in", TestData.Path("chem", "small.sdf"), "--out", predictions);
+        Assert.True(code == 0, error);
+        Assert.Contains("1 of 4 inputs invalid", error);
+        lines = File.ReadAllLines(predictions);
+        Assert.Equal(5, lines.Length);
+        Assert.StartsWith("aspirin,CC(=O)Oc1ccccc1C(=O)O,", lines[1]);
+        Assert.StartsWith("pentavalent,,,\"invalid molecule: ", lines[4]);
+        File.WriteAllLines(smi, ["CC(=O)Oc1ccccc1C(=O)O aspirin"]);
+        Assert.Equal(0, Cli("finetune", "predict", "--run", run, "--in", smi, "--out", Path.Combine(directory, "one.csv")).Code);
+        Assert.Equal(File.ReadAllLines(Path.Combine(directory, "one.csv"))[1], lines[1]);
+
         (code, _, error) = Cli("finetune", "--config", config, "train.epoch=3");
         Assert.Equal(2, code);
         Assert.Contains("unknown key 'train.epoch'", error);

@@ -39,6 +39,10 @@ public static class MoleculeSource
     public static bool IsTable(string path) =>
         Path.GetExtension(path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path).ToLowerInvariant() is ".csv" or ".tsv";
 
+    /// <summary>Whether the file holds MOL blocks (.sdf, .sd, .mol; a .gz aside).</summary>
+    public static bool IsSdf(string path) =>
+        Path.GetExtension(path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path).ToLowerInvariant() is ".sdf" or ".sd" or ".mol";
+
     /// <summary>
     /// The molecules of a file, streamed. A file with none (empty, or only blank lines), binary data, or a line longer
     /// than <see cref="MaxLineLength"/> is an error naming the file and line.

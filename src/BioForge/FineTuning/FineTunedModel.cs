@@ -27,6 +27,9 @@ public sealed class FineTunedModel : IDisposable
 
     public FineTuneManifest Manifest { get; }
 
+    /// <summary>What the inputs are: proteins or SMILES.</summary>
+    public SequenceAlphabet Alphabet => model.Encoder.Alphabet;
+
     private FineTunedModel(TaskModel model, FineTuneManifest manifest)
     {
         this.model = model;
