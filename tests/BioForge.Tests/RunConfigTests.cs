@@ -27,6 +27,12 @@ public sealed class RunConfigTests
         Assert.True(config.Data.Packing);
         Assert.Equal(16384, config.Data.TokensPerBatch);
         Assert.Equal(0.98, config.Optimizer.Beta2);
+
+        // Values as a run file reads them: quotes are YAML's, not the path's, and blanks around a plain value go.
+        Assert.Equal("/tmp/a b", Load(Minimal, "train.output_dir=\"/tmp/a b\"").Train.OutputDir);
+        Assert.Equal("it's", Load(Minimal, "train.output_dir='it''s'").Train.OutputDir);
+        Assert.Equal("out", Load(Minimal, "train.output_dir= out ").Train.OutputDir);
+        Assert.Contains("train.output_dir=\"/tmp/x\"y", Assert.Throws<BioForgeException>(() => Load(Minimal, "train.output_dir=\"/tmp/x\"y")).Message);
     }
 
     [Theory]

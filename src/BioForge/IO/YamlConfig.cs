@@ -212,7 +212,7 @@ internal static class YamlConfig
             return IsSection(p.PropertyType) ? SettingPaths(p.PropertyType, key + ".") : [key];
         });
 
-    /// <summary>Applies <c>section.key=value</c>; the value is read as YAML (a scalar, or a flow list such as <c>[a, b]</c>).</summary>
+    /// <summary>Applies <c>section.key=value</c>; the value is read as YAML (a plain or quoted scalar, or a flow list such as <c>[a, b]</c>).</summary>
     private static void Override(JsonObject root, string assignment, Type type)
     {
         int equals = assignment.IndexOf('=');
@@ -242,11 +242,13 @@ internal static class YamlConfig
             if (node[key] is null) node[key] = new JsonObject();
             node = node[key] as JsonObject ?? throw new BioForgeException($"override '{assignment}': '{key}' is not a section");
         }
-        string value = assignment[(equals + 1)..];
-        node[keys[^1]] = value.TrimStart().StartsWith('[') ? FlowList(value, assignment) : Scalar(new YamlScalarNode(value));
+        // As a run file reads a value: a plain one without the blanks around it ("out " named a folder ending in a space),
+        // a quoted one without its quotes (key="/tmp/x" named a folder '"').
+        string value = assignment[(equals + 1)..].Trim();
+        node[keys[^1]] = value.StartsWith('[') || value.StartsWith('"') || value.StartsWith('\'') ? ParsedValue(value, assignment) : Scalar(new YamlScalarNode(value));
     }
 
-    private static JsonNode? FlowList(string value, string assignment)
+    private static JsonNode? ParsedValue(string value, string assignment)
     {
         try
         {
