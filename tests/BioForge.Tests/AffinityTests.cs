@@ -92,6 +92,10 @@ public sealed class AffinityTests
         targets[first] = targets[first]!.GetValue<string>()[..50] + "9" + targets[first]!.GetValue<string>()[51..];
         File.WriteAllText(Path.Combine(directory, "proteins.txt"), targets.ToJsonString());
         Assert.EndsWith($"proteins.txt: target '{first}': '9' at position 51 is not an amino acid", Assert.Throws<BioForgeException>(() => AffinityDataset.Load(directory)).Message);
+        // An id given twice (a .NET message without the file before).
+        string drugs = File.ReadAllText(Path.Combine(Davis, "ligands_can.txt"));
+        File.WriteAllText(Path.Combine(directory, "ligands_can.txt"), drugs[..drugs.LastIndexOf('}')] + ", \"11314340\": \"CCO\"}");
+        Assert.EndsWith("ligands_can.txt: the id '11314340' is given twice", Assert.Throws<BioForgeException>(() => AffinityDataset.Load(directory)).Message);
     }
 
     /// <summary>Fold files name the fold and entry that is not an index (they failed with a bare .NET message).</summary>
@@ -102,6 +106,10 @@ public sealed class AffinityTests
     [InlineData("[0]", "[null,[1],[2]]", "train_fold_setting1.txt: training fold 0 is not a list of indices")]
     [InlineData("[0]", "[[1],[\"x\"]]", "train_fold_setting1.txt: training fold 1, entry 1: \"x\" is not an integer index")]
     [InlineData("[0]", "{}", "train_fold_setting1.txt: expected a JSON list of training folds")]
+    // Folds that share a pair would test on what the model trained on (metrics that leak, printed without a word).
+    [InlineData("[0, 5]", "[[1],[5]]", "test_fold_setting1.txt: the test fold holds too: folds must not share pairs")]
+    [InlineData("[0, 0]", "[[1],[2]]", "test_fold_setting1.txt: the test fold holds pair 0, which it holds already")]
+    [InlineData("[0]", "[[1, 2],[2]]", "training fold 1 holds pair 2, which")]
     public void FoldFilesNameTheEntryThatIsNotAnIndex(string testFold, string trainFolds, string expected)
     {
         string directory = TestData.TempDirectory();

@@ -126,6 +126,18 @@ public sealed class AffinityDataset
             ? folds.Select((fold, k) => Indices(fold, pairs.Count, trainPath, $"training fold {k}")).ToArray()
             : throw new BioForgeException($"{trainPath}: expected a JSON list of training folds, each a list of indices");
         if (train.Length < 2) throw new BioForgeException($"{trainPath}: expected several training folds (one is used for validation), found {train.Length}");
+        // A pair in two folds (or twice in one) would be tested or validated on what the model trained on: metrics that
+        // leak, printed without a word.
+        var owner = new int[pairs.Count];
+        Array.Fill(owner, -1);
+        string FoldName(int f) => f == 0 ? $"{testPath}: the test fold" : $"{trainPath}: training fold {f - 1}";
+        for (int f = 0; f <= train.Length; f++)
+            foreach (int i in f == 0 ? test : train[f - 1])
+            {
+                if (owner[i] >= 0)
+                    throw new BioForgeException($"{FoldName(f)} holds pair {i}, which {(owner[i] == f ? "it holds already" : $"{FoldName(owner[i])} holds too")}: folds must not share pairs");
+                owner[i] = f;
+            }
         return new AffinityDataset
         {
             Name = Path.GetFileName(Path.TrimEndingDirectorySeparator(directory)),
@@ -174,6 +186,16 @@ public sealed class AffinityDataset
     {
         if (ReadJson(path) is not JsonObject entries) throw new BioForgeException($"{path}: expected a JSON object of id → string");
         var list = new List<NamedEntry>();
+        try
+        {
+            _ = entries.Count; // the object's keys are read here: an id given twice throws
+        }
+        catch (ArgumentException)
+        {
+            using var document = JsonDocument.Parse(entries.ToJsonString()); // still the text as read: names twice included
+            string twice = document.RootElement.EnumerateObject().GroupBy(p => p.Name).First(g => g.Count() > 1).Key;
+            throw new BioForgeException($"{path}: the id '{twice}' is given twice");
+        }
         foreach (var (id, value) in entries)
         {
             string text = value?.GetValueKind() == JsonValueKind.String ? value.GetValue<string>().Trim() : throw new BioForgeException($"{path}: entry '{id}' is not a string");
