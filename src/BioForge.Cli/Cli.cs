@@ -322,7 +322,7 @@ public static class Cli
         // LibTorch's allocators (CPU: "DefaultCPUAllocator: can't allocate memory" or "not enough memory", CUDA: "CUDA
         // out of memory") say what failed, not what to change: the sizes of a batch are what a user sets.
         if (first.Contains("DefaultCPUAllocator", StringComparison.Ordinal) || first.Contains("out of memory", StringComparison.OrdinalIgnoreCase))
-            return $"error: the device ran out of memory; a smaller batch needs less (--batch, --slots, data.tokens_per_batch, --max-running) (LibTorch: {first})";
+            return $"error: the device ran out of memory; a smaller batch needs less (this command's --batch, --slots or --max-running; a run file's data.tokens_per_batch, data.batch_size or sampling.batch_size) (LibTorch: {first})";
         return $"error: {first} ({e.GetType().Name}; BIOFORGE_DEBUG=1 prints the stack trace)";
     }
 

@@ -144,7 +144,7 @@ public sealed class CliTests
     {
         var error = new StringWriter();
         Assert.Equal(2, Cli.Cli.Run(["bench", "embed", "--size", "8M", "--batch", "2000000000", "--length", "512", "--steps", "1", "--warmup", "0", "--device", "cpu"], new StringWriter(), error));
-        Assert.StartsWith("error: the device ran out of memory; a smaller batch needs less (--batch", error.ToString());
+        Assert.StartsWith("error: the device ran out of memory; a smaller batch needs less (this command's --batch", error.ToString());
         Assert.Contains("LibTorch: ", error.ToString());
         Assert.Single(error.ToString().Trim().Split('\n'));
     }

@@ -132,9 +132,14 @@ public sealed class ScalingPlanTests
         Assert.Contains("--step-seconds", e.Message);
         // A zero or negative speed given beside a good one is named, not planned as an infinite or negative step.
         e = Assert.Throws<BioForgeException>(() => ScalingPlan.Estimate(Esm650M, new ClusterSpec(), new WorkloadSpec(), new DeviceSpeed(0, 150)));
-        Assert.Contains("--step-seconds must be a positive number (got 0)", e.Message);
+        Assert.Contains("--step-seconds must be from 1e-6 to 1e6 seconds (got 0)", e.Message);
         e = Assert.Throws<BioForgeException>(() => ScalingPlan.Estimate(Esm650M, new ClusterSpec(), new WorkloadSpec(), new DeviceSpeed(null, -1)));
-        Assert.Contains("--device-tflops must be a positive number", e.Message);
+        Assert.Contains("--device-tflops must be above 0 and at most 100,000", e.Message);
+        // Speeds past any device planned an infinite throughput (the JSON writer then failed with .NET's message).
+        e = Assert.Throws<BioForgeException>(() => ScalingPlan.Estimate(Esm650M, new ClusterSpec(), new WorkloadSpec(), new DeviceSpeed(null, 1e300)));
+        Assert.Contains("--device-tflops must be above 0 and at most 100,000 (got 1E+300)", e.Message);
+        e = Assert.Throws<BioForgeException>(() => ScalingPlan.Estimate(Esm650M, new ClusterSpec(), new WorkloadSpec(), new DeviceSpeed(1e-320, null)));
+        Assert.Contains("--step-seconds must be from 1e-6 to 1e6 seconds", e.Message);
         e = Assert.Throws<BioForgeException>(() => ScalingPlan.Estimate(Esm650M, new ClusterSpec(), new WorkloadSpec { ZeroStage = 2 }, new DeviceSpeed(null, 150)));
         Assert.Contains("--zero-stage must be 0 or 1 (got 2)", e.Message);
         // Sizes whose product overflowed 64 bits printed tokens_per_step as long.MaxValue next to a tiny tokens/s.

@@ -182,8 +182,9 @@ public static class ScalingPlan
             $"--micro-tokens × --accumulation × data-parallel replicas = {(double)work.TokensPerMicroBatch * work.Accumulation * cluster.DataParallel:G3} tokens a step, more than the {MaxTokensPerStep:N0} planned for");
         Require(work.GradientReductionBytes is 2 or 4, $"gradients are reduced in 2 (bf16) or 4 (float32) bytes (got {work.GradientReductionBytes})");
         Require(work.Precision is "fp32" or "bf16-mixed", $"precision must be fp32 or bf16-mixed (got '{work.Precision}')");
-        Require(speed.MicroBatchSeconds is null or > 0 && double.IsFinite(speed.MicroBatchSeconds ?? 1), $"--step-seconds must be a positive number (got {speed.MicroBatchSeconds})");
-        Require(speed.Tflops is null or > 0 && double.IsFinite(speed.Tflops ?? 1), $"--device-tflops must be a positive number (got {speed.Tflops})");
+        // Bounded far past any device (a B200 sustains about 2,000 bf16 TFLOP/s), short of speeds whose plan divides to infinity.
+        Require(speed.MicroBatchSeconds is null or (>= 1e-6 and <= 1e6), $"--step-seconds must be from 1e-6 to 1e6 seconds (got {speed.MicroBatchSeconds})");
+        Require(speed.Tflops is null or (> 0 and <= 1e5), $"--device-tflops must be above 0 and at most 100,000 (got {speed.Tflops})");
         Require(speed.MicroBatchSeconds is null ^ speed.Tflops is null,
             "give one device's measured speed: --step-seconds (one micro-batch, e.g. from `bioforge bench train`) or --device-tflops");
         Require(work.ZeroStage is 0 or 1, $"--zero-stage must be 0 or 1 (got {work.ZeroStage})");
