@@ -40,7 +40,7 @@ public sealed class RunConfigTests
     [InlineData("optimiser.lr=1", "override 'optimiser.lr=1': unknown key 'optimiser'")]
     [InlineData("train.steps=many", "override 'train.steps=many': train.steps = \"many\": the wrong type or out of range (expected a whole number)")]
     [InlineData("optimizer.lr=nan", "override 'optimizer.lr=nan': optimizer.lr = \"nan\": the wrong type or out of range (expected a finite number)")]
-    [InlineData("train.steps=0", "train.steps must be positive")]
+    [InlineData("train.steps=0", "override 'train.steps=0': train.steps must be positive")]
     [InlineData("train.threads=-3", "train.threads must be 0 (all cores) or positive (got -3)")]
     [InlineData("train.precision=fp8", "train.precision")]
     [InlineData("schedule.decay=exponential", "schedule.decay")]

@@ -32,8 +32,15 @@ internal static class YamlConfig
     /// <param name="translate">Rewrites the file's tree (as read, before overrides) into <typeparamref name="T"/>'s layout: another program's run-file format.</param>
     public static T Load<T>(string path, IEnumerable<string>? overrides, Action<T, Action<bool, string>> validate, Func<JsonObject, string, JsonObject>? translate = null) where T : class
     {
-        var config = Load<T>(path, overrides, translate);
-        validate(config, Requirement(path));
+        var assignments = overrides?.ToList() ?? [];
+        var config = Load<T>(path, assignments, translate);
+        // A check that names a setting an override gave blames the override (train.steps=0 was blamed on the file).
+        validate(config, (ok, message) =>
+        {
+            if (ok) return;
+            string? given = assignments.LastOrDefault(a => a.IndexOf('=') is > 0 and var equals && message.StartsWith(a[..equals] + " ", StringComparison.Ordinal));
+            throw new BioForgeException($"{(given is null ? path : $"override '{given}'")}: {message}");
+        });
         return config;
     }
 
