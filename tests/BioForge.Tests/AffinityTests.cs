@@ -282,7 +282,7 @@ public sealed class AffinityTests
         File.AppendAllLines(actives, ["C1CC( broken"]);
         (code, _, error) = CliRun("screen", "--target", Abl1Kinase, "--library", library, "--out", hits, "--model", SmallModel.Value, "--device", "cpu", "--actives", actives);
         Assert.Equal(2, code);
-        Assert.Contains("--actives line 3", error);
+        Assert.Contains("actives.smi: line 3", error);
     }
 
     /// <summary>A protein unlike every training target (ubiquitin against Davis's kinases) is called outside the model's domain.</summary>

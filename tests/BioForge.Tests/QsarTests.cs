@@ -82,11 +82,11 @@ public sealed class QsarTests
         e = Assert.Throws<BioForgeException>(() => QsarModel.Train(LabelledData.Read(Write("bad.csv", ["smiles,pic50", .. rows, "C1CC(,5"]), "smiles", "pic50"), "pic50", new()));
         Assert.Contains("bad.csv:27: 'C1CC(' is not a valid SMILES", e.Message);
         e = Assert.Throws<BioForgeException>(() => QsarModel.Train(LabelledData.Read(Write("few.csv", ["smiles,pic50", .. rows[..5]]), "smiles", "pic50"), "pic50", new()));
-        Assert.Contains("5 molecules: a QSAR model needs at least 20", e.Message);
+        Assert.Contains("few.csv: 5 molecules: a QSAR model needs at least 20", e.Message);
         Assert.Contains("not a QSAR model (no qsar_model.json", Assert.Throws<BioForgeException>(() => QsarModel.Load(dir)).Message);
         // Acyclic molecules share one (empty) scaffold: a scaffold split would hold out all of them.
         e = Assert.Throws<BioForgeException>(() => QsarModel.Train(LabelledData.Read(Write("series.csv", ["smiles,pic50", .. rows]), "smiles", "pic50"), "pic50", new()));
-        Assert.Contains("the scaffold split holds out 25 of 25 molecules (asked: 20", e.Message);
+        Assert.Contains("series.csv: the scaffold split holds out 25 of 25 molecules (asked: 20", e.Message);
         Assert.Contains("use --split random", e.Message);
         e = Assert.Throws<BioForgeException>(() => QsarModel.Train(LabelledData.Read(Write("flat.csv", ["smiles,pic50", .. rows.Select(r => r.Split(',')[0] + ",4")]), "smiles", "pic50"),
             "pic50", new() { Split = "random" }));

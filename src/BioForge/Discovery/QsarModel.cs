@@ -68,7 +68,8 @@ public sealed class QsarModel
     {
         if (options.Split is not ("scaffold" or "random")) throw new BioForgeException($"--split must be scaffold or random (got '{options.Split}')");
         if (options.TestFraction is <= 0 or >= 0.5) throw new BioForgeException($"--test-fraction must be in (0, 0.5) (got {options.TestFraction})");
-        if (rows.Count < 20) throw new BioForgeException($"{rows.Count} molecules: a QSAR model needs at least 20 measured molecules");
+        if (rows.Count < 20)
+            throw new BioForgeException($"{(rows.Count > 0 ? rows[0].Source + ": " : "")}{rows.Count} molecules: a QSAR model needs at least 20 measured molecules");
         var y = rows.Select(r => double.TryParse(r.Label, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && double.IsFinite(v)
             ? Math.Abs(v) <= MaxActivity ? v
                 : throw new BioForgeException($"{r.Where}: {activity} {r.Label} is out of range (at most ±{MaxActivity:0e0}: larger numbers overflow the fit's sums of squares or are a unit mistake; activities are usually in log units, pIC50 = 9 − log10 IC50 in nM)")
@@ -80,9 +81,9 @@ public sealed class QsarModel
         // A scaffold split of one dominant series (a chemist's own, or acyclic molecules' empty scaffold) holds out far more
         // than asked, or leaves nothing to fit: refused rather than measured on the wrong part.
         if (fit.Length < 10 || test.Length > 2 * options.TestFraction * rows.Count + 1)
-            throw new BioForgeException($"the {options.Split} split holds out {test.Length} of {rows.Count} molecules (asked: {options.TestFraction:P0}): one scaffold dominates the set; use --split random");
+            throw new BioForgeException($"{rows[0].Source}: the {options.Split} split holds out {test.Length} of {rows.Count} molecules (asked: {options.TestFraction:P0}): one scaffold dominates the set; use --split random");
         if (test.Length < 2 || test.Select(i => y[i]).Distinct().Count() < 2)
-            throw new BioForgeException($"the {test.Length} held-out molecules do not measure a ranking (fewer than 2, or all the same value); use more molecules or a larger --test-fraction");
+            throw new BioForgeException($"{rows[0].Source}: the {test.Length} held-out molecules do not measure a ranking (fewer than 2, or all the same value); use more molecules or a larger --test-fraction");
 
         var folds = options.Split == "scaffold" ? ScaffoldFolds(rows, fit) : RandomFolds(fit, options.Seed);
         string crossValidation = $"{folds.Distinct().Count()} folds{(options.Split == "scaffold" ? " by scaffold" : "")}";

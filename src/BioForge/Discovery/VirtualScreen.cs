@@ -154,7 +154,7 @@ public static class VirtualScreen
         var actives = new List<KnownActive>();
         foreach (var record in MoleculeSource.Read(path, smilesColumn))
         {
-            if (!TryParseStandardized(record, out var m, out string? error)) throw new BioForgeException($"--actives {record.Where}: {error}");
+            if (!TryParseStandardized(record, out var m, out string? error)) throw new BioForgeException($"--actives {path}: {record.Where}: {error}");
             using (m) actives.Add(new KnownActive(record.Id, m!.ToSmiles()));
         }
         if (actives.Count == 0) throw new BioForgeException($"--actives {path}: the file holds no molecules");
