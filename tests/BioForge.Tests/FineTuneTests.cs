@@ -256,6 +256,9 @@ public sealed class FineTuneTests
         var e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, SmilesModel, Path.Combine(directory, "run"), task: "classification"), "data.valid_fraction=0", "data.test_fraction=0"));
         Assert.Contains("the class labels '1' and '1.0' are one number written differently", e.Message);
         Assert.False(Directory.Exists(Path.Combine(directory, "run")));
+        File.WriteAllText(data, "smiles,label\nCCO,yes\nCCN,no\nCCC,Yes\nCCCl,no\n");
+        e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, SmilesModel, Path.Combine(directory, "run"), task: "classification"), "data.valid_fraction=0", "data.test_fraction=0"));
+        Assert.Contains("the class labels 'yes' and 'Yes' differ only in case or blanks", e.Message);
     }
 
     [Fact]

@@ -30,6 +30,10 @@ public sealed record LabelSpace(FineTuneTask Task, IReadOnlyList<string> Classes
         if (numeric && labels.GroupBy(l => double.Parse(l, CultureInfo.InvariantCulture)).FirstOrDefault(g => g.Count() > 1) is { } spellings)
             throw new BioForgeException($"{train[0].Source}: the class labels {string.Join(" and ", spellings.Select(l => $"'{l}'"))} are one number written "
                 + "differently, which would make them two classes; write each class one way");
+        // "Yes" and "yes" in a spreadsheet are one answer typed twice, as 1 and 1.0 are one number.
+        if (task == FineTuneTask.Classification && labels.GroupBy(l => l.Trim(), StringComparer.OrdinalIgnoreCase).FirstOrDefault(g => g.Count() > 1) is { } cased)
+            throw new BioForgeException($"{train[0].Source}: the class labels {string.Join(" and ", cased.Select(l => $"'{l}'"))} differ only in case or blanks, "
+                + "which would make them two classes; write each class one way");
         var ordered = numeric
             ? labels.OrderBy(l => double.Parse(l, CultureInfo.InvariantCulture)).ToList()
             : labels.OrderBy(l => l, StringComparer.Ordinal).ToList();
