@@ -103,7 +103,7 @@ internal static class ProteinGenEvalCommand
             if (ModelRegistry.Of(directory) is not LlamaFamily)
                 throw new BioForgeException($"--model {directory}: a {ModelRegistry.Of(directory).Title}, not a Llama-style protein language model");
             using var decoder = LlamaCheckpoint.Load(directory, options.Device, options.DType);
-            if (!decoder.IsProtein) throw new BioForgeException($"--model {directory}: not a protein language model (no {LlamaCheckpoint.ResidueFileName})");
+            if (!decoder.IsProtein) throw new BioForgeException($"--model {directory}: not a protein language model (no amino-acid vocabulary: {LlamaCheckpoint.ResidueFileName}, or BioForge's tokenizer.json)");
             var (n, t) = GenerationQuality.CausalNegativeLogLikelihood(decoder, natural);
             (nats, tokens, perplexity) = (n, t, Math.Exp(n));
         }

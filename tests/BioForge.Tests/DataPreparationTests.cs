@@ -29,6 +29,14 @@ public sealed class DataPreparationTests
         var expectedValid = sequences.Where((_, i) => StatelessRandom.Unit(3, i) < 0.2).Select(s => EsmTokenizer.Esm2.Encode(s)).ToList();
         Assert.Equal(expectedValid, ReadAll(Path.Combine(a, "valid")));
         Assert.True(File.Exists(Path.Combine(a, "vocab.txt")) && File.Exists(Path.Combine(a, "summary.json")));
+
+        // An empty folder that is there is written into, not replaced: a link to scratch space stays the link, and the
+        // corpus lands where it points.
+        string scratch = TestData.TempDirectory(), link = Path.Combine(TestData.TempDirectory(), "corpus");
+        Directory.CreateSymbolicLink(link, scratch);
+        DataPreparation.Prepare(fasta, CorpusKind.Protein, link, 0.2, seed: 3);
+        Assert.NotNull(new DirectoryInfo(link).LinkTarget);
+        Assert.Equal(ReadAll(Path.Combine(a, "valid")), ReadAll(Path.Combine(scratch, "valid")));
     }
 
     [Fact]

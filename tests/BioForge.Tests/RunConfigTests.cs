@@ -41,6 +41,8 @@ public sealed class RunConfigTests
     [InlineData("train.steps=many", "override 'train.steps=many': train.steps = \"many\": the wrong type or out of range (expected a whole number)")]
     [InlineData("optimizer.lr=nan", "override 'optimizer.lr=nan': optimizer.lr = \"nan\": the wrong type or out of range (expected a finite number)")]
     [InlineData("train.steps=0", "override 'train.steps=0': train.steps must be positive")]
+    [InlineData("train.output_dir=", "override 'train.output_dir=': train.output_dir is required")] // was a NullReferenceException
+    [InlineData("data.dir= ", "override 'data.dir= ': data.dir is required")]
     [InlineData("train.threads=-3", "train.threads must be 0 (all cores) or positive (got -3)")]
     [InlineData("train.precision=fp8", "train.precision")]
     [InlineData("schedule.decay=exponential", "schedule.decay")]

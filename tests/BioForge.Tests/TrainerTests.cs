@@ -440,6 +440,11 @@ public sealed class TrainerTests
         Assert.Contains("stopped before its first checkpoint, so there is nothing to resume", Assert.Throws<BioForgeException>(fresh).Message);
         Assert.Contains($"nothing to resume: remove {stopped}", Assert.Throws<BioForgeException>(resumed).Message);
         Assert.True(File.Exists(Path.Combine(stopped, RunDirectory.MetricsFile)));
+        // Results beside them (a finished fine-tuning run keeps a run_config.json and no checkpoint): not called a stopped run.
+        File.WriteAllText(Path.Combine(stopped, "finetune.json"), "{}");
+        var finished = Assert.Throws<BioForgeException>(fresh).Message;
+        Assert.Contains("is not empty; remove it or choose another directory", finished);
+        Assert.DoesNotContain("stopped before", finished);
     }
 
     [Fact]

@@ -62,7 +62,7 @@ public sealed record DtiConfig
 
     private void Validate(Action<bool, string> require)
     {
-        require(Data.Dir.Length > 0, "data.dir is required (a DeepDTA-layout directory such as data/davis)");
+        require(!string.IsNullOrWhiteSpace(Data.Dir), "data.dir is required (a DeepDTA-layout directory such as data/davis)");
         require(Data.ValidationFold >= 0, $"data.validation_fold must be >= 0 (got {Data.ValidationFold})");
         require(Data.Split is AffinityDataset.RandomSplit or "cold_target" or "cold_drug", $"data.split must be {AffinityDataset.RandomSplit}, cold_target or cold_drug (got '{Data.Split}')");
         require(Features.MorganRadius is >= 0 and <= 6, $"features.morgan_radius must be in 0..6 (got {Features.MorganRadius})");
@@ -73,7 +73,7 @@ public sealed record DtiConfig
         require(Train.Epochs >= 1 && Train.BatchSize >= 1, "train.epochs and train.batch_size must be at least 1");
         require(Train.Lr > 0 && Train.WeightDecay >= 0, "train.lr must be positive and train.weight_decay >= 0");
         require(Train.Patience >= 0, $"train.patience must be >= 0 (got {Train.Patience})");
-        require(Train.OutputDir.Length > 0, "train.output_dir is required");
+        require(!string.IsNullOrWhiteSpace(Train.OutputDir), "train.output_dir is required");
     }
 }
 

@@ -196,7 +196,7 @@ public sealed record OptimizeConfig
 
     private void Validate(Action<bool, string> require)
     {
-        require(Prior.Model.Length > 0, "prior.model is required (a SMILES language model directory, e.g. models/smiles-llama-small)");
+        require(!string.IsNullOrWhiteSpace(Prior.Model), "prior.model is required (a SMILES language model directory, e.g. models/smiles-llama-small)");
         require(Sampling.BatchSize >= 2, $"sampling.batch_size must be at least 2 (got {Sampling.BatchSize})");
         require(Sampling.Temperature > 0, $"sampling.temperature must be positive (got {Sampling.Temperature})");
         require(Sampling.MaxLength >= 8, $"sampling.max_length must be at least 8 (got {Sampling.MaxLength})");
@@ -219,7 +219,7 @@ public sealed record OptimizeConfig
             $"diversity_filter.kind must be identical_murcko_scaffold, generic_murcko_scaffold, similar_scaffold or none (got '{DiversityFilter.Kind}')");
         require(DiversityFilter.Similarity is > 0 and <= 1, $"diversity_filter.similarity must be in (0, 1] (got {DiversityFilter.Similarity})");
         require(DiversityFilter.BucketSize >= 1, $"diversity_filter.bucket_size must be at least 1 (got {DiversityFilter.BucketSize})");
-        require(Output.Dir.Length > 0, "output.dir is required");
+        require(!string.IsNullOrWhiteSpace(Output.Dir), "output.dir is required");
         require(Output.CheckpointEvery >= 1 && Output.Ranked >= 1, "output.checkpoint_every and output.ranked must be at least 1");
         require(Budget.OracleCalls >= 0, $"budget.oracle_calls must be 0 (no budget) or positive (got {Budget.OracleCalls})");
         require(Stages.Count > 0, "at least one [[stages]] with its [[stages.components]] is required");

@@ -136,8 +136,8 @@ public sealed record ComponentSettings
             or "affinity" or "qsar" or "pmo" or "external_process" or "forbidden_substructure" or "matching_substructure" or "filters",
             $"{where}.type must be one of qed, sa, logp, plogp, mw, tpsa, hbd, hba, rotatable_bonds, rings, aromatic_rings, bertz, element_count, isomer, similarity, substructure, affinity, qsar, pmo, external_process, forbidden_substructure, matching_substructure, filters (got '{Type}')");
         require(Weight > 0, $"{where}.weight must be positive (got {Weight})");
-        require(Type != "similarity" || Smiles.Length > 0, $"{where}: a similarity component needs smiles = [reference molecules]");
-        require(Type is not ("substructure" or "forbidden_substructure" or "matching_substructure") || Smarts.Length > 0, $"{where}: a {Type} component needs smarts = [patterns]");
+        require(Type != "similarity" || Smiles is { Length: > 0 }, $"{where}: a similarity component needs smiles = [reference molecules]");
+        require(Type is not ("substructure" or "forbidden_substructure" or "matching_substructure") || Smarts is { Length: > 0 }, $"{where}: a {Type} component needs smarts = [patterns]");
         require(Fingerprint is "bits" or "unfolded" or "counts" or "atom_pairs" or "pharmacophore",
             $"{where}.fingerprint must be bits, unfolded, counts, atom_pairs or pharmacophore (got '{Fingerprint}')");
         require(Radius is >= 0 and <= 6, $"{where}.radius must be 0 to 6 (got {Radius})");

@@ -122,15 +122,15 @@ public sealed record FineTuneConfig
 
     private void Validate(Action<bool, string> require)
     {
-        require(Data.Train.Length > 0, "data.train is required (a CSV file with a header row)");
-        require(Data.SequenceColumn.Length > 0 && Data.LabelColumn.Length > 0, "data.sequence_column and data.label_column must be named");
+        require(!string.IsNullOrWhiteSpace(Data.Train), "data.train is required (a CSV file with a header row)");
+        require(!string.IsNullOrWhiteSpace(Data.SequenceColumn) && !string.IsNullOrWhiteSpace(Data.LabelColumn), "data.sequence_column and data.label_column must be named");
         require(Data.Split is "random" or "scaffold", $"data.split must be random or scaffold (got '{Data.Split}')");
         require(Data.ValidFraction is >= 0 and < 1 && Data.TestFraction is >= 0 and < 1 && Data.ValidFraction + Data.TestFraction < 1,
             $"data.valid_fraction and data.test_fraction must be in [0, 1) and sum below 1 (got {Data.ValidFraction} and {Data.TestFraction})");
         require(Data.MaxLength >= 3, $"data.max_length must be at least 3 (got {Data.MaxLength})");
         require(Train.Threads >= 0, $"train.threads must be 0 (all cores) or positive (got {Train.Threads})");
         require(Data.BatchSize >= 1, $"data.batch_size must be at least 1 (got {Data.BatchSize})");
-        require(Model.Init.Length > 0, "model.init is required (a pre-trained ESM-2 or Llama-style checkpoint directory)");
+        require(!string.IsNullOrWhiteSpace(Model.Init), "model.init is required (a pre-trained ESM-2 or Llama-style checkpoint directory)");
         require(Task.Type is "regression" or "classification" or "residue_classification",
             $"task.type must be regression, classification or residue_classification (got '{Task.Type}')");
         require(Task.Pooling is "mean" or "cls" or "last", $"task.pooling must be mean, cls or last (got '{Task.Pooling}')");
@@ -146,6 +146,6 @@ public sealed record FineTuneConfig
         require(Optimizer.Decay is "constant" or "linear" or "cosine", $"optimizer.decay must be constant, linear or cosine (got '{Optimizer.Decay}')");
         require(Train.Epochs >= 1, $"train.epochs must be at least 1 (got {Train.Epochs})");
         require(Train.Patience >= 0, $"train.patience must be >= 0 (got {Train.Patience})");
-        require(Train.OutputDir.Length > 0, "train.output_dir is required");
+        require(!string.IsNullOrWhiteSpace(Train.OutputDir), "train.output_dir is required");
     }
 }

@@ -14,7 +14,7 @@ public sealed class ProteinGenerator
 
     public ProteinGenerator(LlamaCheckpoint model)
     {
-        if (!model.IsProtein) throw new BioForgeException($"the model has no {LlamaCheckpoint.ResidueFileName}: it is not a protein language model");
+        if (!model.IsProtein) throw new BioForgeException($"the model has no amino-acid vocabulary ({LlamaCheckpoint.ResidueFileName}, or BioForge's tokenizer.json): it is not a protein language model");
         this.model = model;
         Grammar = new ProteinGrammar(model.Residues!);
     }

@@ -54,11 +54,27 @@ public static class DataPreparation
         if (inputs.GroupBy(Path.GetFullPath).FirstOrDefault(g => g.Count() > 1) is { } twice) throw new BioForgeException($"--in {twice.First()} is given twice");
         if (smilesColumn is not null && kind != CorpusKind.Smiles) throw new BioForgeException($"--smiles-column {smilesColumn} applies to SMILES corpora, not to FASTA");
         if (!(validationFraction is >= 0 and < 1)) throw new BioForgeException($"--validation-fraction {validationFraction}: must be in [0, 1)");
-        // A corpus prepared over another would change under the runs trained on it (their splits included). The corpus is
-        // written into a hidden sibling and renamed into place whole: a bad record found halfway, or Ctrl+C, leaves nothing.
-        PreparedCorpus corpus = null!;
-        RunDirectory.WriteWhole(directory, "--out", written => corpus = PrepareInto(inputs, kind, written.Path, validationFraction, seed, smilesColumn, progress, clusters, given));
-        return corpus with { Directory = directory };
+        // A corpus prepared over another would change under the runs trained on it (their splits included).
+        RunDirectory.RequireNew(directory, "--out");
+        if (!Directory.Exists(directory))
+        {
+            // Written into a hidden sibling and renamed into place whole: a bad record found halfway, or Ctrl+C, leaves nothing.
+            PreparedCorpus corpus = null!;
+            RunDirectory.WriteWhole(directory, "--out", written => corpus = PrepareInto(inputs, kind, written.Path, validationFraction, seed, smilesColumn, progress, clusters, given));
+            return corpus with { Directory = directory };
+        }
+        // An empty folder that is there (the working directory, a link to scratch space, a mount) is written into, not
+        // replaced (a rename would put a new folder in the link's place, or fail on the mount after all the work); what
+        // this call writes goes again if the preparation fails.
+        try
+        {
+            return PrepareInto(inputs, kind, directory, validationFraction, seed, smilesColumn, progress, clusters, given);
+        }
+        catch
+        {
+            RunDirectory.Undo(directory, created: null);
+            throw;
+        }
     }
 
     private static PreparedCorpus PrepareInto(IReadOnlyList<string> inputs, CorpusKind kind, string directory, double validationFraction, ulong seed,

@@ -129,7 +129,7 @@ public sealed record RunConfig
 
     private void Validate(Action<bool, string> require)
     {
-        require(Data.Dir.Length > 0, "data.dir is required (a directory written by `bioforge data prepare`)");
+        require(!string.IsNullOrWhiteSpace(Data.Dir), "data.dir is required (a directory written by `bioforge data prepare`)");
         require(Data.TokensPerBatch > 0, $"data.tokens_per_batch must be positive (got {Data.TokensPerBatch})");
         var family = ModelRegistry.Find(Model.Type);
         require(family is not null, $"model.type must be one of {ModelRegistry.Known} (got '{Model.Type}')");
@@ -147,7 +147,7 @@ public sealed record RunConfig
         require(!Train.VocabParallel || family is null or { SplitsVocabulary: true }, $"train.vocab_parallel: a {family?.Title} does not split its vocabulary (ESM-2's 33 tokens do not split evenly and are few)");
         require(Checkpoint.ModelDtype is "float32" or "float16", $"checkpoint.model_dtype must be float32 or float16 (got '{Checkpoint.ModelDtype}')");
         require(Train.Precision is "fp32" or "bf16-mixed", $"train.precision must be fp32 or bf16-mixed (got '{Train.Precision}')");
-        require(Train.OutputDir.Length > 0, "train.output_dir is required");
+        require(!string.IsNullOrWhiteSpace(Train.OutputDir), "train.output_dir is required");
         require(Train.LogEvery >= 1, $"train.log_every must be at least 1 (got {Train.LogEvery})");
         require(Schedule.Decay is "constant" or "linear" or "cosine", $"schedule.decay must be constant, linear or cosine (got '{Schedule.Decay}')");
         AdamW.Validate(Optimizer.GradClip, require);

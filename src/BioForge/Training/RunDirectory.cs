@@ -71,19 +71,26 @@ public sealed class RunDirectory
     {
         var existing = new RunDirectory(path);
         if (existing.HasAnyCheckpoint) return "pass --resume to continue that run, or choose another directory";
-        return File.Exists(System.IO.Path.Combine(path, ConfigFile))
+        return existing.StoppedBeforeFirstCheckpoint
             ? $"the run there stopped before its first checkpoint, so there is nothing to resume ({MetricsFile} is kept to read): remove the folder or choose another directory"
             : "remove it or choose another directory";
     }
 
     private bool HasAnyCheckpoint => Directory.Exists(CheckpointsDirectory) && Directory.EnumerateDirectories(CheckpointsDirectory, StepPrefix + "*").Any();
 
+    /// <summary>
+    /// The folder holds what a checkpointed run writes before its first checkpoint and nothing else (a finished
+    /// fine-tuning run also has a run_config.json and no checkpoint, but its results beside them).
+    /// </summary>
+    private bool StoppedBeforeFirstCheckpoint =>
+        File.Exists(System.IO.Path.Combine(Path, ConfigFile)) && File.Exists(System.IO.Path.Combine(Path, MetricsFile)) && !HasAnyCheckpoint
+        && Directory.EnumerateFileSystemEntries(Path).Select(System.IO.Path.GetFileName)
+            .All(name => name is ConfigFile or MetricsFile or CheckpointsFolder || name!.StartsWith('.'));
+
     /// <summary>--resume's refusal for a directory without a complete checkpoint, saying how to start again when a run stopped there before its first.</summary>
     public BioForgeException NothingToResume(string setting) =>
         new($"--resume: {CheckpointsDirectory} holds no complete checkpoint"
-            + (File.Exists(System.IO.Path.Combine(Path, ConfigFile)) && !HasAnyCheckpoint
-                ? $"; the run there stopped before its first, so there is nothing to resume: remove {Path} or choose another {setting} to start again"
-                : ""));
+            + (StoppedBeforeFirstCheckpoint ? $"; the run there stopped before its first, so there is nothing to resume: remove {Path} or choose another {setting} to start again" : ""));
 
     /// <summary>The topmost folder <see cref="Open"/> made for the directory (itself, or a parent it made too); null when it was there.</summary>
     private string? Created { get; init; }
