@@ -732,6 +732,8 @@ public sealed class CliTests
         var semicolons = Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", output);
         Assert.True(semicolons.Code == 0, semicolons.Err);
         Assert.Contains("Spearman rho vs DMS_score: ", semicolons.Out);
+        File.WriteAllText(table, "mutant;DMS_score\nK2R;0,5\nT3A;-0.5\n");
+        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), "DMS_score '0,5' is not a finite number (a decimal comma: write 0.5)", untouched);
         File.WriteAllText(table, "mutant,DMS_score\nK2R,0.5\nT3A,Infinity\n");
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), "dms.csv:3: DMS_score 'Infinity' is not a finite number", untouched);
         // A variant not measured (empty, NA, NaN) is scored and left out of ρ; another column is named with --score-column.

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using BioForge.Chem;
 using BioForge.FineTuning;
+using BioForge.IO;
 using BioForge.Runtime;
 using BioForge.Statistics;
 
@@ -73,7 +74,7 @@ public sealed class QsarModel
         var y = rows.Select(r => double.TryParse(r.Label, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && double.IsFinite(v)
             ? Math.Abs(v) <= MaxActivity ? v
                 : throw new BioForgeException($"{r.Where}: {activity} {r.Label} is out of range (at most ±{MaxActivity:0e0}: larger numbers overflow the fit's sums of squares or are a unit mistake; activities are usually in log units, pIC50 = 9 − log10 IC50 in nM)")
-            : throw new BioForgeException($"{r.Where}: '{r.Label}' is not a number")).ToArray();
+            : throw new BioForgeException($"{r.Where}: '{r.Label}' is not a number{Csv.DecimalCommaNote(r.Label)}")).ToArray();
         var x = rows.Select(r => Features(r)).ToArray();
         var split = options.Split == "scaffold" ? LabelledData.Scaffold(rows, 0, options.TestFraction) : LabelledData.Random(rows, 0, options.TestFraction, options.Seed);
         var index = rows.Select((r, i) => (r, i)).ToDictionary(p => p.r, p => p.i); // rows differ by their line

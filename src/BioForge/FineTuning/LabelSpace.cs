@@ -1,4 +1,5 @@
 using System.Globalization;
+using BioForge.IO;
 using BioForge.Models;
 
 namespace BioForge.FineTuning;
@@ -73,5 +74,5 @@ public sealed record LabelSpace(FineTuneTask Task, IReadOnlyList<string> Classes
 
     private static double Number(LabelledRow row) =>
         double.TryParse(row.Label, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) && double.IsFinite(value)
-            ? value : throw new BioForgeException($"{row.Where}: label '{row.Label}' is not a number (task.type regression)");
+            ? value : throw new BioForgeException($"{row.Where}: label '{row.Label}' is not a number{Csv.DecimalCommaNote(row.Label)} (task.type regression)");
 }

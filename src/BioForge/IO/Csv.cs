@@ -74,6 +74,14 @@ public static class Csv
         : ',';
 
     /// <summary>
+    /// For a number that did not parse: a note when it is written with a decimal comma ("0,5"), as the semicolon-separated
+    /// exports of decimal-comma locales write them; empty otherwise.
+    /// </summary>
+    public static string DecimalCommaNote(string text) =>
+        System.Text.RegularExpressions.Regex.IsMatch(text.Trim(), @"^[-+]?\d*,\d+([eE][-+]?\d+)?$")
+            ? $" (a decimal comma: write {text.Trim().Replace(',', '.')})" : "";
+
+    /// <summary>
     /// Rows of a delimited text file with a header (separated as <see cref="Separator"/> reads it; gzip recognised by its magic bytes). Blank lines are skipped; line numbers are 1-based; a line
     /// whose quoting is broken (<see cref="QuotingProblem"/>) is an error naming it, unless <paramref name="checkQuoting"/> is
     /// false (a file of our own whose last row a kill may have torn, read by a parser that drops such rows).

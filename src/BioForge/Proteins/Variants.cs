@@ -136,7 +136,7 @@ public sealed record VariantTable(IReadOnlyList<Variant> Variants, IReadOnlyList
                 }
                 // Infinity parses, and would enter Spearman's ρ as the highest rank.
                 if (!double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) || !double.IsFinite(value))
-                    throw new BioForgeException($"{path}:{lineNumber}: {header[measuredIndex]} '{fields[measuredIndex]}' is not a finite number (leave a cell empty for a variant not measured)");
+                    throw new BioForgeException($"{path}:{lineNumber}: {header[measuredIndex]} '{fields[measuredIndex]}' is not a finite number{Csv.DecimalCommaNote(fields[measuredIndex])} (leave a cell empty for a variant not measured)");
                 measured.Add(value);
             }
         }
