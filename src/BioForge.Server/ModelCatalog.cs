@@ -97,7 +97,9 @@ internal sealed class LanguageModel : IDisposable
         {
             throw ApiError.Invalid($"{param}: {e.Message.Replace("; use --unknown-as-unk to map it to <unk>", "", StringComparison.Ordinal)}", param);
         }
-        if (encoded.Unknown > 0) throw ApiError.Invalid($"{param}: {encoded.Unknown} token(s) of '{Spelling.Excerpt(text)}' are outside model {Name}'s vocabulary", param);
+        if (encoded.Unknown > 0)
+            throw ApiError.Invalid($"{param}: {encoded.Unknown} token(s) of '{Spelling.Excerpt(text)}' are outside model {Name}'s vocabulary"
+                + (encoded.FirstUnknown is { } first ? $", the first {first}" : ""), param);
         if (encoded.Ids.Length > MaxTokens)
             throw ApiError.Invalid($"{param} has {encoded.Residues} {(Kind == ModelKind.Protein ? "residues" : "tokens")}; model {Name} takes at most {MaxTokens - 2}", param);
         return encoded;

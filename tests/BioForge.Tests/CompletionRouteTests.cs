@@ -250,7 +250,7 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         await Refused(new { model = Model, repetition_penalty = 0.0 }, HttpStatusCode.UnprocessableEntity, "repetition_penalty", "repetition_penalty must be positive");
         await Refused(new { model = Model, stop = new[] { "a", "b", "c", "d", "e" } }, HttpStatusCode.UnprocessableEntity, "stop", "at most 4");
         await Refused(new { model = Model, stop = 5 }, HttpStatusCode.BadRequest, "stop", "stop must be a string");
-        await Refused(new { model = Model, prompt = "C[Xe]" }, HttpStatusCode.UnprocessableEntity, "prompt", "outside the model's vocabulary");
+        await Refused(new { model = Model, prompt = "C[Xe]" }, HttpStatusCode.UnprocessableEntity, "prompt", "outside the model's vocabulary: '[Xe]' at character 2");
         await Refused(new { model = Model, prompt = "c1cc1", valid_only = true, n = 1, max_tokens = 40 }, HttpStatusCode.UnprocessableEntity, "prompt", "'c1cc1' may start none");
         await Refused(new { model = Model, prompt = "C)" }, HttpStatusCode.UnprocessableEntity, "prompt", "the prompt's token 2 (')') is not allowed there by the smiles grammar");
         await Refused(new { model = Model, prompt = new[] { "C", "O" } }, HttpStatusCode.UnprocessableEntity, "prompt", "one prompt per request");

@@ -310,6 +310,9 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/protein/score-variants", """{"sequence":"MK<mask>AYIAKQR","mutations":["K2R"]}"""), "sequence", "special tokens such as <mask> are not allowed");
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", """{"model":"esm2-small","input":["MKV","MK1V"]}"""), "input[1]", "invalid residue '1' at position 3");
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", """{"model":"smiles-llama-small","input":"C1CC"}"""), "input", "not a valid SMILES");
+        // A token the model never saw is named with its place (a salt's '.', the commonest, with what to send instead).
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", """{"model":"smiles-llama-small","input":"CN(C)C(=N)NC(=N)N.Cl"}"""), "input",
+            "the first '.' at character 18 (a salt or mixture: the model writes single molecules; send the parent)");
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", """{"model":"esm2-small","input":"MKV","encoding_format":"int8"}"""), "encoding_format", "float or base64");
         AssertError(HttpStatusCode.NotFound, await Post("/v1/embeddings", """{"model":"esm3","input":"MKV"}"""), "model", "'esm3' is not served");
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"input":"MKV"}"""), "model", "model is required");
@@ -338,7 +341,7 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/protein/score-variants", """{"sequence":"MKTAYIAKQR","mutations":["K2R","Q9"]}"""), "mutations[1]", "expected wild-type letter");
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"C1CC"}"""), "smi", "not a valid SMILES");
         // Valid but not in the prior's tokens (an atom it never saw): named as the seed's fault, not the optimizer's setting.
-        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"C[Te]C","particles":2,"iterations":1}"""), "smi", "cannot be written in the model's SMILES tokens");
+        AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"C[Te]C","particles":2,"iterations":1}"""), "smi", "the model never saw: '[Te]' at character 2");
         Assert.Equal(HttpStatusCode.OK, (await Post("/generate", """{"smi":"C[Te]C","particles":2,"iterations":1,"algorithm":"none","num_molecules":2}""")).Status);
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"CCO","property_name":"logS"}"""), "property_name", "QED or plogP");
         AssertError(HttpStatusCode.BadRequest, await Post("/generate", """{"smi":"CCO","iterations":"many"}"""), "iterations", "malformed request body");

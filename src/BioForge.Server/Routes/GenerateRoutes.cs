@@ -112,7 +112,7 @@ internal static class GenerateRoutes
         int maxTokens = Math.Min(SeedMaxTokens, prior.Llama!.Config.MaxPositionEmbeddings - 1);
         if (r.Algorithm == "CMA-ES" && prior.Llama.Vocabulary is { } vocabulary && vocabulary.Encode(canonical) is var ids && (ids.Contains(SmilesVocabulary.UnkId) || ids.Length - 2 > maxTokens))
             throw ApiError.Invalid($"smi: '{canonical}' cannot be written in the model's SMILES tokens within {maxTokens} tokens"
-                + (ids.Contains(SmilesVocabulary.UnkId) ? " (it holds a token the model never saw)" : ""), "smi");
+                + (ids.Contains(SmilesVocabulary.UnkId) ? $" (it holds a token the model never saw: {vocabulary.FirstUnknown(canonical)})" : ""), "smi");
 
         var property = r.PropertyName == "QED"
             ? new ComponentSettings { Type = "qed", Name = "QED", Transform = r.Minimize ? new TransformSettings { Kind = "reverse_sigmoid", Low = 0, High = 1 } : new TransformSettings() }

@@ -103,7 +103,7 @@ public sealed class SmilesGenerator
     public int[] EncodePrompt(string prompt)
     {
         var ids = vocabulary.Encode(prompt);
-        if (ids.Contains(SmilesVocabulary.UnkId)) throw new BioForgeException($"prompt '{prompt}' holds a token outside the model's vocabulary");
+        if (ids.Contains(SmilesVocabulary.UnkId)) throw new BioForgeException($"prompt '{prompt}' holds a token outside the model's vocabulary: {vocabulary.FirstUnknown(prompt)}");
         return ids[..^1];
     }
 

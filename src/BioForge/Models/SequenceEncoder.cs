@@ -14,6 +14,9 @@ public sealed record EncodedSequence(long[] Ids, int Unknown, bool Truncated = f
 {
     public int Residues => Ids.Length - 2;
 
+    /// <summary>The first token outside the vocabulary and where it starts (<c>'.' at character 19</c>), when the encoder can say.</summary>
+    public string? FirstUnknown { get; init; }
+
     /// <summary>The first <paramref name="maxLength"/> − 1 tokens and the end token.</summary>
     public EncodedSequence Cut(int maxLength) => Ids.Length <= maxLength ? this : this with { Ids = [.. Ids[..(maxLength - 1)], Ids[^1]], Truncated = true };
 }

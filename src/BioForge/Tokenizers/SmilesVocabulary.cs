@@ -118,6 +118,23 @@ public sealed class SmilesVocabulary
         WordLevelTokenizerFiles.Write(directory, tokens, new SpecialTokens(Specials[BosId], Specials[EosId], Specials[UnkId], Specials[PadId]),
             SmilesTokenizer.Pattern, normalizer: null, maxLength);
 
+    /// <summary>
+    /// The first token of <paramref name="smiles"/> outside the vocabulary and the character it starts at (<c>'.' at
+    /// character 19</c>), with what a '.' usually means; null when every token is known.
+    /// </summary>
+    public string? FirstUnknown(string smiles)
+    {
+        int at = 0;
+        foreach (string token in SmilesTokenizer.Split(smiles))
+        {
+            int start = smiles.IndexOf(token, at, StringComparison.Ordinal);
+            if (!ids.ContainsKey(token))
+                return $"'{token}' at character {start + 1}" + (token == "." ? " (a salt or mixture: the model writes single molecules; send the parent)" : "");
+            at = start + token.Length;
+        }
+        return null;
+    }
+
     /// <summary><c>&lt;bos&gt; tokens &lt;eos&gt;</c>; tokens outside the vocabulary become &lt;unk&gt;.</summary>
     public int[] Encode(string smiles)
     {

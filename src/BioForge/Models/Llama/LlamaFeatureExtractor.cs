@@ -37,7 +37,8 @@ internal sealed class LlamaFeatureExtractor : SequenceEncoder
         }
         if (sequence.Any(char.IsWhiteSpace)) throw new BioForgeException($"SMILES '{sequence}' contains white space");
         var tokens = vocabulary!.Encode(sequence);
-        return new EncodedSequence([.. tokens.Select(t => (long)t)], tokens.Count(t => t == SmilesVocabulary.UnkId));
+        int unknown = tokens.Count(t => t == SmilesVocabulary.UnkId);
+        return new EncodedSequence([.. tokens.Select(t => (long)t)], unknown) { FirstUnknown = unknown > 0 ? vocabulary.FirstUnknown(sequence) : null };
     }
 
     public override Tensor Hidden(Tensor ids, Tensor mask) => checkpoint.Model.LastHiddenState(ids, mask);
