@@ -256,6 +256,8 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         await Refused(new { model = Model, prompt = new[] { "C", "O" } }, HttpStatusCode.UnprocessableEntity, "prompt", "one prompt per request");
         await Refused(new { model = Model, valid_only = true, stream = true }, HttpStatusCode.UnprocessableEntity, "valid_only", "cannot be streamed");
         await Refused(new { model = Model, valid_only = true, n = 1, max_tokens = 1 }, HttpStatusCode.UnprocessableEntity, "max_tokens", "100 were cut at max_tokens (1): raise max_tokens");
+        // With a prompt too: samples cut short say nothing of the prompt (benzene was blamed for max_tokens 3).
+        await Refused(new { model = Model, prompt = "c1ccccc1", valid_only = true, n = 4, max_tokens = 3, seed = 1 }, HttpStatusCode.UnprocessableEntity, "max_tokens", "raise max_tokens");
         await Refused(new { model = Model, echo = true }, HttpStatusCode.UnprocessableEntity, "echo", "echo");
         await Refused(new { model = Model, best_of = 2 }, HttpStatusCode.UnprocessableEntity, "best_of", "best_of must be 1");
         await Refused(new { model = Model, logit_bias = new Dictionary<string, int> { ["5"] = 10 } }, HttpStatusCode.UnprocessableEntity, "logit_bias", "not supported");

@@ -423,7 +423,9 @@ internal static class CompletionRoutes
                 int cut = all.Count(s => s.FinishReason == "length");
                 bool mostCut = 2 * cut > all.Count, wholeLength = plan.Options.MaxNewTokens >= plan.Decoder.Length - plan.PromptIds.Length;
                 string cutAt = wholeLength ? $"the model's length ({plan.Decoder.Length} tokens)" : $"max_tokens ({plan.Options.MaxNewTokens})";
-                throw kept.Count == 0 && plan.Prompt.Length > 0
+                // The prompt is blamed only on samples that ended and still were not molecules: samples all cut short say
+                // nothing of it (benzene was blamed when max_tokens 3 cut every sample).
+                throw kept.Count == 0 && plan.Prompt.Length > 0 && cut < all.Count
                     ? ApiError.Invalid($"none of {all.Count} samples continuing the prompt was a valid molecule: '{plan.Prompt}' may start none (a ring it closes cannot be aromatic, say)"
                         + (mostCut && !wholeLength ? $"; {cut} were cut at {cutAt}, so a larger max_tokens may help" : ""), "prompt")
                     : mostCut && !wholeLength
