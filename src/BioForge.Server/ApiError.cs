@@ -118,10 +118,15 @@ internal static class Json
         // page can send to a server on the visitor's machine (an empty one started a full-length sample).
         if (request.ContentType is not { } type || !type.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
             throw new ApiError(StatusCodes.Status415UnsupportedMediaType, $"Content-Type must be application/json (got '{request.ContentType ?? "none"}')");
+        // A compressed body read as text was "not valid UTF-8": name what was sent.
+        if (request.Headers.ContentEncoding is { Count: > 0 } encoding && !string.Equals(encoding.ToString(), "identity", StringComparison.OrdinalIgnoreCase))
+            throw new ApiError(StatusCodes.Status415UnsupportedMediaType, $"Content-Encoding '{encoding}' is not accepted; send the JSON body uncompressed");
         using var buffer = new MemoryStream();
         await request.Body.CopyToAsync(buffer, request.HttpContext.RequestAborted);
-        if (buffer.Length == 0) return new T();
-        byte[] body = buffer.ToArray();
+        // A byte-order mark (files saved by older Windows editors start with one) is not JSON, but no reason to refuse the body.
+        var read = buffer.GetBuffer().AsSpan(0, (int)buffer.Length);
+        byte[] body = (read.StartsWith("\uFEFF"u8) ? read[3..] : read).ToArray();
+        if (body.Length == 0) return new T();
         if (!System.Text.Unicode.Utf8.IsValid(body)) throw ApiError.BadRequest("the request body is not valid UTF-8");
         try
         {

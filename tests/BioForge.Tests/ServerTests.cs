@@ -316,12 +316,28 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", """{"model":"esm2-small","input":"MKV","encoding_format":"int8"}"""), "encoding_format", "float or base64");
         AssertError(HttpStatusCode.NotFound, await Post("/v1/embeddings", """{"model":"esm3","input":"MKV"}"""), "model", "'esm3' is not served");
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"input":"MKV"}"""), "model", "model is required");
+        AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":[["MKV"]]}"""), "input[0]", "is an array of strings");
         AssertError(HttpStatusCode.UnsupportedMediaType, await Post("/v1/embeddings", "input=MKV", "application/x-www-form-urlencoded"), null, "application/json");
         using (var untyped = new ByteArrayContent(Encoding.UTF8.GetBytes("""{"smi":"CCO"}""")))
         using (var response = await client.PostAsync("/generate", untyped)) // what a cross-site page can send without a preflight
             Assert.Equal(HttpStatusCode.UnsupportedMediaType, response.StatusCode);
         using (var response = await client.PostAsync("/v1/completions", null)) // empty and untyped: it started a whole de novo sample
             Assert.Equal(HttpStatusCode.UnsupportedMediaType, response.StatusCode);
+        // A body saved with a byte-order mark is read; a compressed one is named, not called "not valid UTF-8".
+        using (var marked = new ByteArrayContent([0xEF, 0xBB, 0xBF, .. Encoding.UTF8.GetBytes("""{"model":"esm2-small","input":"MKV"}""")]))
+        {
+            marked.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+            using var response = await client.PostAsync("/v1/embeddings", marked);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+        using (var zipped = new ByteArrayContent([0x1F, 0x8B, 0x08, 0x00]))
+        {
+            zipped.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+            zipped.Headers.ContentEncoding.Add("gzip");
+            using var response = await client.PostAsync("/v1/embeddings", zipped);
+            Assert.Equal(HttpStatusCode.UnsupportedMediaType, response.StatusCode);
+            Assert.Contains("Content-Encoding 'gzip' is not accepted", await response.Content.ReadAsStringAsync());
+        }
         using (var rebound = new HttpRequestMessage(HttpMethod.Get, "/v1/models") { Headers = { Host = "attacker.example" } })
         using (var response = await client.SendAsync(rebound))
         {

@@ -95,6 +95,9 @@ internal static class EmbeddingRoutes
                 var list = new List<string>();
                 foreach (var item in input.EnumerateArray())
                 {
+                    // An array of strings (pandas' values.tolist() of one column) is not token ids: named as what it is.
+                    if (item.ValueKind == JsonValueKind.Array && item.EnumerateArray().Any(e => e.ValueKind == JsonValueKind.String))
+                        throw ApiError.BadRequest($"{param}[{list.Count}] is an array of strings; {param} is a string or an array of strings (flatten the list)", $"{param}[{list.Count}]");
                     if (item.ValueKind is JsonValueKind.Array or JsonValueKind.Number)
                         throw ApiError.BadRequest($"{param}[{list.Count}] is token ids: this server reads text only, each model's token ids being its own (LangChain's OpenAIEmbeddings sends ids unless check_embedding_ctx_length=False)", $"{param}[{list.Count}]");
                     if (item.ValueKind != JsonValueKind.String) throw ApiError.BadRequest($"{param}[{list.Count}] must be a string (got {item.ValueKind.ToString().ToLowerInvariant()})", $"{param}[{list.Count}]");
