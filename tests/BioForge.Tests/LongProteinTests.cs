@@ -39,6 +39,26 @@ public sealed class LongProteinTests
     }
 
     /// <summary>
+    /// Masks read in many windows are filled a few windows a pass, so a server runs them in slices it can stop between
+    /// (one request of 8,192 residues and 2,048 masks held the device for minutes): the passes give what one call gives.
+    /// </summary>
+    [Fact]
+    public void MasksInManyWindowsAreFilledInPassesThatGiveTheSameAnswer()
+    {
+        var cpu = TestData.Cpu;
+        using var model = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
+        int[] sites = [5, 530, 540, 550, 560, 570, 1090]; // seven windows, four to a pass
+        string masked = string.Concat(Body.Select((c, i) => sites.Contains(i + 1) ? "<mask>" : c.ToString()));
+        using var work = MaskFiller.PredictStepwise(model, masked, 3);
+        Assert.False(work.Run(TimeSpan.Zero, CancellationToken.None), "all windows were read in one pass");
+        Assert.InRange(work.Progress!.Value, 0.1, 0.9);
+        var stepwise = work.RunToEnd();
+        var whole = MaskFiller.Predict(model, masked, 3);
+        Assert.Equal(sites, stepwise.Select(p => p.Position));
+        Assert.Equal(whole.SelectMany(p => p.Candidates.Select(c => (c.Token, c.Probability))), stepwise.SelectMany(p => p.Candidates.Select(c => (c.Token, c.Probability))));
+    }
+
+    /// <summary>
     /// Windows of 1,022 residues, each framed by &lt;cls&gt; and &lt;eos&gt;, at residues 0 and 78: a pair one window holds
     /// has that window's probability, a pair both hold their weighted mean, a pair neither holds NaN.
     /// </summary>

@@ -102,7 +102,9 @@ internal static class ProteinRoutes
                 sequence = MaskPositions(sequence, positions);
             if (!sequence.Contains("<mask>", StringComparison.Ordinal))
                 throw ApiError.Invalid("sequence has no <mask> token to fill (give positions to mask, or each_position: true)", "sequence");
-            var predictions = await state.WithDeadline(context, token => state.Device.RunAsync(() => MaskFiller.Predict(esm, sequence, request.TopK), token, new WorkSize("fill-mask", FillMaskTokens(sequence, esm))));
+            // In slices, as each_position: a long protein with many masks reads a window per mask.
+            var predictions = await state.WithDeadline(context, token => state.Device.RunSlicedAsync(MaskFiller.PredictStepwise(esm, sequence, request.TopK), token,
+                new WorkSize("fill-mask", FillMaskTokens(sequence, esm))));
             return Results.Json(new FillMaskResponse(model.Name, sequence,
                 [.. predictions.Select(p => new MaskedPosition(p.Position, [.. p.Candidates.Select(c => new Candidate(c.Token, c.Probability))]))]), Json.Options);
         })

@@ -1,4 +1,5 @@
 using BioForge.Models.Esm;
+using BioForge.Runtime;
 using BioForge.Tokenizers;
 using static TorchSharp.torch;
 
@@ -27,6 +28,16 @@ public static class MaskFiller
     /// </summary>
     public static IReadOnlyList<MaskPrediction> Predict(EsmCheckpoint model, string sequence, int topK)
     {
+        using var work = PredictStepwise(model, sequence, topK);
+        return work.RunToEnd();
+    }
+
+    /// <summary>
+    /// <see cref="Predict"/> as passes a server can interleave with other requests, and stop between: a long protein
+    /// with many masks reads a window per mask (8,192 residues with 2,048 masks held the device for minutes in one piece).
+    /// </summary>
+    public static StepwiseWork<IReadOnlyList<MaskPrediction>> PredictStepwise(EsmCheckpoint model, string sequence, int topK)
+    {
         if (topK < 1) throw new BioForgeException($"--top-k must be at least 1 (got {topK})");
         var tokens = SingleSequence.Encode(model, sequence, windowed: true);
         var sites = Enumerable.Range(0, tokens.Length).Where(i => tokens[i] == model.Tokenizer.MaskId).ToArray();
@@ -37,21 +48,27 @@ public static class MaskFiller
         var byWindow = Enumerable.Range(0, sites.Length).GroupBy(k => ResidueWindows.Centred(tokens.Length, sites[k], width)).ToArray();
         var starts = byWindow.Select(g => g.Key).ToArray();
         var probabilities = new float[sites.Length][];
-        foreach (var batch in TokenBatches.ByLength([.. starts.Select(s => tokens[s..(s + width)])], BatchTokens, model.Tokenizer.PadId, model.Device))
+        return new StepwiseWork<IReadOnlyList<MaskPrediction>>(Passes(),
+            () => [.. sites.Select((site, k) => new MaskPrediction(site, MaskCandidate.Top(model.Tokenizer, id => probabilities[k][id], topK)))], starts.Length);
+
+        IEnumerable<int> Passes()
         {
-            using (batch)
-            using (NewDisposeScope())
-            using (no_grad())
+            foreach (var batch in TokenBatches.ByLength([.. starts.Select(s => tokens[s..(s + width)])], BatchTokens, model.Tokenizer.PadId, model.Device))
             {
-                var logits = model.Model.Forward(batch.InputIds, batch.AttentionMask, new EsmForwardOptions { Logits = true }).Logits!;
-                for (int r = 0; r < batch.Indices.Length; r++)
+                using (batch)
+                using (NewDisposeScope())
+                using (no_grad())
                 {
-                    int start = starts[batch.Indices[r]];
-                    foreach (int k in byWindow[batch.Indices[r]])
-                        probabilities[k] = logits[r, sites[k] - start].to(ScalarType.Float32).softmax(-1).cpu().data<float>().ToArray();
+                    var logits = model.Model.Forward(batch.InputIds, batch.AttentionMask, new EsmForwardOptions { Logits = true }).Logits!;
+                    for (int r = 0; r < batch.Indices.Length; r++)
+                    {
+                        int start = starts[batch.Indices[r]];
+                        foreach (int k in byWindow[batch.Indices[r]])
+                            probabilities[k] = logits[r, sites[k] - start].to(ScalarType.Float32).softmax(-1).cpu().data<float>().ToArray();
+                    }
                 }
+                yield return batch.Indices.Length;
             }
         }
-        return [.. sites.Select((site, k) => new MaskPrediction(site, MaskCandidate.Top(model.Tokenizer, id => probabilities[k][id], topK)))];
     }
 }
