@@ -163,6 +163,9 @@ internal sealed class ModelCatalog : IDisposable
             if (candidates.Count == 1) return candidates[0];
             throw ApiError.BadRequest($"{param} is required: one of {Names(kind)}", param);
         }
+        // Served for another route: said so ("is not served here" contradicted /v1/models, which lists it).
+        if (affinityModels.ContainsKey(name))
+            throw ApiError.NotFound($"{param} '{name}' is a drug–target affinity model, served for /v1/screen only; here: {Names(kind)}", param);
         if (!languageModels.TryGetValue(name, out var model) || (kind is not null && model.Kind != kind))
             throw ApiError.NotFound($"{param} '{name}' is not served here{(kind is null ? "" : $" as a {kind.ToString()!.ToLowerInvariant()} model")}; served: {Names(kind)}", param);
         return model;

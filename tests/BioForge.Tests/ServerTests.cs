@@ -315,6 +315,7 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
             "the first '.' at character 18 (a salt or mixture: the model writes single molecules; send the parent)");
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/embeddings", """{"model":"esm2-small","input":"MKV","encoding_format":"int8"}"""), "encoding_format", "float or base64");
         AssertError(HttpStatusCode.NotFound, await Post("/v1/embeddings", """{"model":"esm3","input":"MKV"}"""), "model", "'esm3' is not served");
+        AssertError(HttpStatusCode.NotFound, await Post("/v1/embeddings", """{"model":"dti-davis","input":"MKV"}"""), "model", "'dti-davis' is a drug–target affinity model, served for /v1/screen only");
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"input":"MKV"}"""), "model", "model is required");
         AssertError(HttpStatusCode.BadRequest, await Post("/v1/embeddings", """{"model":"esm2-small","input":[["MKV"]]}"""), "input[0]", "is an array of strings");
         AssertError(HttpStatusCode.UnsupportedMediaType, await Post("/v1/embeddings", "input=MKV", "application/x-www-form-urlencoded"), null, "application/json");
