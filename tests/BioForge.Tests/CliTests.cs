@@ -718,24 +718,28 @@ public sealed class CliTests
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--mutations", "A2G", "--out", untouched), "the wild type has K at position 2, not A", untouched);
         // The letters of "<unk>" would pass as residues N, K at positions 5 and 6 and be scored at the tokens after it.
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MK<unk>TLV", "--mutations", "N5A", "--out", untouched), "the wild type must be residue letters only", untouched);
-        File.WriteAllText(table, "mutant,DMS_score\nK2R,0.5\nT3A,abc\n");
-        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), "dms.csv:3: DMS_score 'abc' is not a finite number", untouched);
+        void Refused(string csv, string expected)
+        {
+            File.WriteAllText(table, csv);
+            AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), expected, untouched);
+        }
+        (int Code, string Out, string Err) Scored(string csv)
+        {
+            File.WriteAllText(table, csv);
+            return Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", output);
+        }
+        Refused("mutant,DMS_score\nK2R,0.5\nT3A,abc\n", "dms.csv:3: DMS_score 'abc' is not a finite number");
         // The measured column is found without case, as the mutation column is.
-        File.WriteAllText(table, "Mutant,dms_score\nK2R,0.5\nT3A,-0.5\n");
-        var lowerCase = Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", output);
+        var lowerCase = Scored("Mutant,dms_score\nK2R,0.5\nT3A,-0.5\n");
         Assert.True(lowerCase.Code == 0, lowerCase.Err);
         Assert.Contains("Spearman rho vs dms_score: ", lowerCase.Out);
-        File.WriteAllText(table, "mutant,DMS_score,dms_score\nK2R,0.5,1\nT3A,-0.5,2\n");
-        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), "the header has the score column 'DMS_score' twice", untouched);
+        Refused("mutant,DMS_score,dms_score\nK2R,0.5,1\nT3A,-0.5,2\n", "the header has the score column 'DMS_score' twice");
         // A spreadsheet's semicolon-separated export reads as the comma-separated file.
-        File.WriteAllText(table, "mutant;DMS_score\nK2R;0.5\nT3A;-0.5\n");
-        var semicolons = Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", output);
+        var semicolons = Scored("mutant;DMS_score\nK2R;0.5\nT3A;-0.5\n");
         Assert.True(semicolons.Code == 0, semicolons.Err);
         Assert.Contains("Spearman rho vs DMS_score: ", semicolons.Out);
-        File.WriteAllText(table, "mutant;DMS_score\nK2R;0,5\nT3A;-0.5\n");
-        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), "DMS_score '0,5' is not a finite number (a decimal comma: write 0.5)", untouched);
-        File.WriteAllText(table, "mutant,DMS_score\nK2R,0.5\nT3A,Infinity\n");
-        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", untouched), "dms.csv:3: DMS_score 'Infinity' is not a finite number", untouched);
+        Refused("mutant;DMS_score\nK2R;0,5\nT3A;-0.5\n", "DMS_score '0,5' is not a finite number (a decimal comma: write 0.5)");
+        Refused("mutant,DMS_score\nK2R,0.5\nT3A,Infinity\n", "dms.csv:3: DMS_score 'Infinity' is not a finite number");
         // A variant not measured (empty, NA, NaN) is scored and left out of ρ; another column is named with --score-column.
         File.WriteAllText(table, "mutant,fitness\nK2R,0.5\nT3A,NaN\nA4G,\nY5F,-1\nI6V,0.2\n");
         var partly = Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--score-column", "fitness", "--out", output);
