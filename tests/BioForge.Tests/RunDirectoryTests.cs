@@ -237,7 +237,7 @@ public sealed class RunResumeTests
         Assert.Contains(info, line => line.StartsWith("settings changed since that run: ", StringComparison.Ordinal) && line.Contains("optimizer.lr: 0.003 → 0.002", StringComparison.Ordinal));
         var other = Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 8), "model.config.rope_theta=500"),
             new TrainerOptions { Resume = true }));
-        Assert.Contains("model.config.rope_theta: 10000 → 500", other.Message);
+        Assert.Contains("model.config.rope_theta: 10000.0 → 500.0", other.Message); // as config.json writes them
     }
 
     /// <summary>

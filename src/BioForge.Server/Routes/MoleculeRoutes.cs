@@ -35,7 +35,7 @@ internal static class MoleculeRoutes
             // the client leaves, and checked between small chunks once it runs.
             var rows = await state.WithDeadline(context, token => state.Chemistry.RunAsync(() =>
             {
-                using var table = new PropertyTable();
+                var table = state.Properties;
                 var records = smiles.Select((s, i) => new MoleculeRecord(s ?? "", s ?? "", false, i + 1, new Dictionary<string, string>()));
                 return table.ComputeAll(records, Math.Max(1, state.Compute.Threads), chunk: 32, token).Select((r, i) => r.Valid
                     ? new PropsRow(i, r.Input, true, r.Canonical, r.Descriptors!.MolWt, r.Descriptors.LogP, r.Descriptors.Tpsa, r.Descriptors.HBondDonors,
