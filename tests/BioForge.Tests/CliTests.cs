@@ -806,20 +806,10 @@ public sealed class CliSignalTests
     public void SigtermDuringEmbedLeavesNoTemporaryFile(string name)
     {
         string directory = TestData.TempDirectory();
-        string fasta = Path.Combine(directory, "many.fasta");
-        var random = new Random(1);
-        File.WriteAllLines(fasta, Enumerable.Range(0, 200_000).SelectMany(i => new[] { $">p{i}", new string([.. Enumerable.Range(0, 60).Select(_ => "ACDEFGHIKLMNPQRSTVWY"[random.Next(20)])]) }));
-        string outFolder = Path.Combine(directory, "new", "folder");
-        var start = new System.Diagnostics.ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "BioForge.Cli.dll"), "embed",
-            "--model", TestData.EsmTiny, "--in", fasta, "--out", Path.Combine(outFolder, name), "--batch-tokens", "256", "--device", "cpu", "--threads", "1"]);
-        using var embed = LoggedProcess.Start(start, "never printed");
+        string fasta = ManyProteins(directory, 200_000, seed: 1), outFolder = Path.Combine(directory, "new", "folder");
         // The embeddings are being written once the temporary file is there (a hang guard, not a speed check).
-        bool Writing() => Directory.Exists(outFolder) && Directory.EnumerateFiles(outFolder, $".{name}.*.tmp").Any();
-        SpinWait.SpinUntil(() => Writing() || embed.Process.HasExited, TimeSpan.FromMinutes(2));
-        Assert.True(Writing() && !embed.Process.HasExited, $"embed is not writing its output:\n{embed.Log}");
-        embed.Terminate();
-        Assert.True(embed.WaitForExit(TimeSpan.FromMinutes(1)), $"embed went on after SIGTERM:\n{embed.Log}");
-        Assert.Equal(143, embed.Process.ExitCode);
+        TerminateWhileWriting(["embed", "--model", TestData.EsmTiny, "--in", fasta, "--out", Path.Combine(outFolder, name), "--batch-tokens", "256", "--device", "cpu", "--threads", "1"],
+            () => Directory.Exists(outFolder) && Directory.EnumerateFiles(outFolder, $".{name}.*.tmp").Any());
         Assert.False(Directory.Exists(Path.Combine(directory, "new")), string.Join(", ", Directory.EnumerateFileSystemEntries(directory, "*", SearchOption.AllDirectories)));
         Assert.Equal([fasta], Directory.GetFileSystemEntries(directory));
     }
@@ -832,19 +822,30 @@ public sealed class CliSignalTests
     public void SigtermDuringDataPrepareLeavesNoFolder()
     {
         string directory = TestData.TempDirectory();
-        string fasta = Path.Combine(directory, "many.fasta");
-        var random = new Random(2);
-        File.WriteAllLines(fasta, Enumerable.Range(0, 300_000).SelectMany(i => new[] { $">p{i}", new string([.. Enumerable.Range(0, 60).Select(_ => "ACDEFGHIKLMNPQRSTVWY"[random.Next(20)])]) }));
-        string outFolder = Path.Combine(directory, "new", "folder");
-        var start = new System.Diagnostics.ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "BioForge.Cli.dll"), "data", "prepare",
-            "--in", fasta, "--tokenizer", "esm", "--out", Path.Combine(outFolder, "corpus")]);
-        using var prepare = LoggedProcess.Start(start, "never printed");
-        bool Writing() => Directory.Exists(outFolder) && Directory.EnumerateDirectories(outFolder, ".corpus.*.tmp").Any();
-        SpinWait.SpinUntil(() => Writing() || prepare.Process.HasExited, TimeSpan.FromMinutes(2));
-        Assert.True(Writing() && !prepare.Process.HasExited, $"data prepare is not writing its corpus:\n{prepare.Log}");
-        prepare.Terminate();
-        Assert.True(prepare.WaitForExit(TimeSpan.FromMinutes(1)), $"data prepare went on after SIGTERM:\n{prepare.Log}");
-        Assert.Equal(143, prepare.Process.ExitCode);
+        string fasta = ManyProteins(directory, 300_000, seed: 2), outFolder = Path.Combine(directory, "new", "folder");
+        TerminateWhileWriting(["data", "prepare", "--in", fasta, "--tokenizer", "esm", "--out", Path.Combine(outFolder, "corpus")],
+            () => Directory.Exists(outFolder) && Directory.EnumerateDirectories(outFolder, ".corpus.*.tmp").Any());
         Assert.False(Directory.Exists(Path.Combine(directory, "new")), string.Join(", ", Directory.EnumerateFileSystemEntries(directory, "*", SearchOption.AllDirectories)));
+    }
+
+    /// <summary>A FASTA file of <paramref name="count"/> random 60-residue proteins: enough work to be stopped in the middle of.</summary>
+    private static string ManyProteins(string directory, int count, int seed)
+    {
+        string fasta = Path.Combine(directory, "many.fasta");
+        var random = new Random(seed);
+        File.WriteAllLines(fasta, Enumerable.Range(0, count).SelectMany(i => new[] { $">p{i}", new string([.. Enumerable.Range(0, 60).Select(_ => "ACDEFGHIKLMNPQRSTVWY"[random.Next(20)])]) }));
+        return fasta;
+    }
+
+    /// <summary>Runs the command, sends SIGTERM once <paramref name="writing"/> holds, and checks it ended by the signal (143).</summary>
+    private static void TerminateWhileWriting(string[] args, Func<bool> writing)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "BioForge.Cli.dll"), .. args]);
+        using var command = LoggedProcess.Start(start, "never printed");
+        SpinWait.SpinUntil(() => writing() || command.Process.HasExited, TimeSpan.FromMinutes(2));
+        Assert.True(writing() && !command.Process.HasExited, $"{args[0]} is not writing its output:\n{command.Log}");
+        command.Terminate();
+        Assert.True(command.WaitForExit(TimeSpan.FromMinutes(1)), $"{args[0]} went on after SIGTERM:\n{command.Log}");
+        Assert.Equal(143, command.Process.ExitCode);
     }
 }
