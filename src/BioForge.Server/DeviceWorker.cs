@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Threading.Channels;
 using BioForge.Runtime;
@@ -12,19 +11,16 @@ internal readonly record struct WorkSize(string Kind, double Units);
 /// One thread that runs all model work for one device, one piece at a time: batches from every model's batcher and
 /// single requests queue here, so models never fight over the device, and LibTorch's thread-local state (no-grad
 /// mode, dispose scopes) stays on one thread. Work whose caller has gone is skipped, never computed.
-/// It also predicts its backlog: each kind of work keeps a moving average of its seconds per unit, measured as it
-/// runs, so a request that would wait past <see cref="MaxWait"/> is refused with 503 at once (as Triton's queue
+/// It also predicts its backlog: each kind of work keeps a fit of its time as a fixed part plus a part per unit, measured
+/// as it runs (<see cref="WorkCostModel"/>), so a request that would wait past <see cref="MaxWait"/> is refused with 503 at once (as Triton's queue
 /// policy does with a timeout) instead of waiting into a 504.
 /// </summary>
 internal sealed class DeviceWorker : IDisposable
 {
-    /// <summary>Weight of the newest measurement in a kind's moving average: a few pieces follow a change of load.</summary>
-    private const double Smoothing = 0.3;
-
     private readonly Channel<Action> queue = Channel.CreateUnbounded<Action>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Thread thread;
     private readonly int capacity;
-    private readonly ConcurrentDictionary<string, double> secondsPerUnit = new();
+    private readonly WorkCostModel costs = new();
     private readonly ServerMetrics metrics;
     private int waiting;
     private long queuedTicks; // predicted Stopwatch ticks of the pieces waiting
@@ -60,8 +56,7 @@ internal sealed class DeviceWorker : IDisposable
     }
 
     /// <summary>Predicted run time of a piece; zero for a kind not measured yet (its first pieces are admitted).</summary>
-    public TimeSpan Estimate(WorkSize size) =>
-        secondsPerUnit.TryGetValue(size.Kind, out double seconds) ? TimeSpan.FromSeconds(seconds * Math.Max(0, size.Units)) : TimeSpan.Zero;
+    public TimeSpan Estimate(WorkSize size) => costs.Predict(size);
 
     /// <summary>
     /// 503 with Retry-After when the work <paramref name="ahead"/> of a request and its <paramref name="own"/> piece
@@ -104,7 +99,7 @@ internal sealed class DeviceWorker : IDisposable
         {
             long start = Stopwatch.GetTimestamp();
             var result = work();
-            Measured(size, Stopwatch.GetElapsedTime(start));
+            costs.Add(size, Stopwatch.GetElapsedTime(start));
             return result;
         }, cancellation, ticks);
     }
@@ -179,12 +174,12 @@ internal sealed class DeviceWorker : IDisposable
                     long start = Stopwatch.GetTimestamp();
                     bool finished = work.Run(SliceTime, cancellation);
                     spent += Stopwatch.GetElapsedTime(start);
-                    if (finished) Measured(size, spent);
-                    else if (!secondsPerUnit.ContainsKey(size.Kind) && work.Progress is > 0 and double share)
+                    if (finished) costs.Add(size, spent);
+                    else if (!costs.Knows(size.Kind) && work.Progress is > 0 and double share)
                     {
                         // A kind's first request would be measured only when it ends: requests arriving meanwhile were
                         // admitted unmeasured and timed out instead of being shed. Its first slice tells the rate already.
-                        Measured(size with { Units = size.Units * share }, spent);
+                        costs.Add(size with { Units = size.Units * share }, spent);
                         estimate = Estimate(size);
                     }
                     return finished;
@@ -236,14 +231,6 @@ internal sealed class DeviceWorker : IDisposable
             throw ApiError.Overloaded($"the {Name} worker is shutting down");
         }
         return done.Task;
-    }
-
-    /// <summary>Folds a finished piece into its kind's seconds per unit (only the worker thread writes).</summary>
-    private void Measured(WorkSize size, TimeSpan elapsed)
-    {
-        if (size.Units <= 0) return;
-        double sample = elapsed.TotalSeconds / size.Units;
-        secondsPerUnit[size.Kind] = secondsPerUnit.TryGetValue(size.Kind, out double mean) ? mean + Smoothing * (sample - mean) : sample;
     }
 
     private void Loop()

@@ -1,0 +1,56 @@
+using BioForge.Server;
+
+namespace BioForge.Tests;
+
+/// <summary>The device worker's prediction of a piece's time, from the pieces it measured.</summary>
+public sealed class WorkCostModelTests
+{
+    private static TimeSpan Seconds(double s) => TimeSpan.FromSeconds(s);
+
+    /// <summary>
+    /// Small pieces cost mostly a fixed part: a rate per unit learnt from them priced a 1,000-residue request at five
+    /// times its time. With pieces of two sizes the fit separates the parts.
+    /// </summary>
+    [Fact]
+    public void ALargePieceIsPricedByTheFixedAndPerUnitParts()
+    {
+        var model = new WorkCostModel();
+        foreach (double units in new[] { 20.0, 200, 20, 20, 200, 20 })
+            model.Add(new WorkSize("fill-mask", units), Seconds(0.1 + 0.001 * units));
+        Assert.Equal(1.1, model.Predict(new WorkSize("fill-mask", 1000)).TotalSeconds, 6);
+        Assert.Equal(0.12, model.Predict(new WorkSize("fill-mask", 20)).TotalSeconds, 6);
+    }
+
+    [Fact]
+    public void PiecesOfOneSizePriceOthersInProportion()
+    {
+        var model = new WorkCostModel();
+        Assert.Equal(TimeSpan.Zero, model.Predict(new WorkSize("contacts", 100)));
+        Assert.False(model.Knows("contacts"));
+        model.Add(new WorkSize("contacts", 100), Seconds(0.5));
+        model.Add(new WorkSize("contacts", 100), Seconds(0.7));
+        Assert.True(model.Knows("contacts"));
+        // The newer piece weighs more: (0.8 · 0.5 + 0.7) / 1.8 s for 100 units.
+        Assert.Equal(2 * (0.8 * 0.5 + 0.7) / 1.8, model.Predict(new WorkSize("contacts", 200)).TotalSeconds, 6);
+        Assert.Equal(TimeSpan.Zero, model.Predict(new WorkSize("contacts", 0)));
+        Assert.Equal(TimeSpan.Zero, model.Predict(new WorkSize("depict", 10)));
+    }
+
+    /// <summary>Noisy times can tilt a fitted line below zero; no prediction is negative or falls with size.</summary>
+    [Fact]
+    public void ANoisyFitNeverPredictsLessForMore()
+    {
+        var falling = new WorkCostModel();
+        falling.Add(new WorkSize("props", 10), Seconds(0.3));
+        falling.Add(new WorkSize("props", 20), Seconds(0.1));
+        double small = falling.Predict(new WorkSize("props", 1)).TotalSeconds, large = falling.Predict(new WorkSize("props", 1000)).TotalSeconds;
+        Assert.True(small > 0 && large >= small, $"{small} s for 1 unit, {large} s for 1,000");
+
+        // Steeper than proportional (the line would cross zero above no units): taken through zero instead.
+        var steep = new WorkCostModel();
+        steep.Add(new WorkSize("screen", 10), Seconds(0.01));
+        steep.Add(new WorkSize("screen", 20), Seconds(1.0));
+        Assert.True(steep.Predict(new WorkSize("screen", 1)).TotalSeconds > 0);
+        Assert.True(steep.Predict(new WorkSize("screen", 40)) > steep.Predict(new WorkSize("screen", 20)));
+    }
+}
