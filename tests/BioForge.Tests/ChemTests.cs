@@ -26,6 +26,20 @@ public sealed class ChemTests
     }
 
     [Fact]
+    public void AStandardizedMoleculeIsTheNeutralParentOrNullWhenAlreadySo()
+    {
+        foreach (var (given, expected) in new[] { ("CC(=O)[O-].[Na+]", "CC(=O)O"), ("C[NH3+]", "CN"), ("CCO.Cl", "CCO"), ("C[N+](C)(C)C.[Cl-]", "C[N+](C)(C)C") })
+        {
+            using var molecule = Molecule.FromSmiles(given);
+            using var standardized = molecule.Standardized();
+            using var parent = Molecule.FromSmiles(expected);
+            Assert.Equal(parent.ToSmiles(), standardized!.ToSmiles());
+        }
+        using var neutral = Molecule.FromSmiles("CC(=O)O");
+        Assert.Null(neutral.Standardized());
+    }
+
+    [Fact]
     public void InvalidSmilesComeWithRDKitsReason()
     {
         Assert.False(Molecule.TryFromSmiles("C1CC", out _, out string? ring));

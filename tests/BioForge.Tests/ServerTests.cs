@@ -360,6 +360,8 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         // Valid but not in the prior's tokens (an atom it never saw): named as the seed's fault, not the optimizer's setting.
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"C[Te]C","particles":2,"iterations":1}"""), "smi", "the model never saw: '[Te]' at character 2");
         Assert.Equal(HttpStatusCode.OK, (await Post("/generate", """{"smi":"C[Te]C","particles":2,"iterations":1,"algorithm":"none","num_molecules":2}""")).Status);
+        // A salt seed starts from its neutral parent (the model has no '.' token: it was refused as unspellable).
+        Assert.Equal(HttpStatusCode.OK, (await Post("/generate", """{"smi":"CC(=O)[O-].[Na+]","particles":2,"iterations":1,"num_molecules":2}""")).Status);
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/generate", """{"smi":"CCO","property_name":"logS"}"""), "property_name", "QED or plogP");
         AssertError(HttpStatusCode.BadRequest, await Post("/generate", """{"smi":"CCO","iterations":"many"}"""), "iterations", "malformed request body");
         AssertError(HttpStatusCode.UnprocessableEntity, await Post("/v1/screen", """{"target":"MKV1AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","smiles":["CCO"]}"""), "target", "'1' at position 4");

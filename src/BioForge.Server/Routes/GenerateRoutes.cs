@@ -19,7 +19,8 @@ namespace BioForge.Server.Routes;
 /// REINVENT-style optimizer instead: <c>particles</c> molecules per step for <c>iterations</c> steps, rewarded by the
 /// property and by Tanimoto similarity to the seed (a sigmoid centred on <c>min_similarity</c>). <c>algorithm: none</c>
 /// samples as many molecules from the prior without learning, a batch of <c>particles</c> at a time. The answer has MolMIM's shape: <c>molecules</c> is a
-/// JSON-encoded string of <c>{sample, score}</c> objects (score = the property), with <c>similarity</c> added.
+/// JSON-encoded string of <c>{sample, score}</c> objects (score = the property), with <c>similarity</c> added. A seed
+/// given as a salt or a charged form starts from its neutral parent, as screening reads molecules.
 /// </summary>
 internal static class GenerateRoutes
 {
@@ -96,8 +97,12 @@ internal static class GenerateRoutes
         if (string.IsNullOrWhiteSpace(r.Smi)) throw ApiError.BadRequest("smi is required: the seed molecule as SMILES", "smi");
         Smiles.CheckLength(r.Smi, "smi", state);
         if (!Molecule.TryFromSmiles(r.Smi, out var seed, out string? error)) throw ApiError.Invalid($"smi: '{r.Smi}' is not a valid SMILES: {error}", "smi");
+        // A salt or a charged form is read as screening reads it (the neutral parent): the model writes parents, and a
+        // counter-ion would only dilute the similarity that keeps the answers near the seed.
         string canonical;
-        using (seed) canonical = seed!.ToSmiles();
+        using (seed)
+        using (var standardized = seed!.Standardized())
+            canonical = (standardized ?? seed).ToSmiles();
         if (r.NumMolecules is < 1 or > MaxMolecules) throw ApiError.Invalid($"num_molecules must be 1–{MaxMolecules} (got {r.NumMolecules})", "num_molecules");
         if (r.Algorithm is not ("CMA-ES" or "none")) throw ApiError.Invalid($"algorithm must be CMA-ES or none (got '{r.Algorithm}')", "algorithm");
         if (r.PropertyName is not ("QED" or "plogP")) throw ApiError.Invalid($"property_name must be QED or plogP (got '{r.PropertyName}')", "property_name");

@@ -188,6 +188,25 @@ public sealed class Molecule : IDisposable
     }
 
     /// <summary>
+    /// The molecule as a chemist reads a library entry: the parent of a salt or mixture (<see cref="LargestFragment"/>),
+    /// neutralized where its charges are protonation states (<see cref="Neutralized"/>); null when it is that already.
+    /// </summary>
+    public Molecule? Standardized()
+    {
+        var parent = LargestFragment();
+        var current = parent ?? this;
+        if (!current.Atoms().Any(a => a.FormalCharge != 0)) return parent;
+        try
+        {
+            return current.Neutralized();
+        }
+        finally
+        {
+            parent?.Dispose();
+        }
+    }
+
+    /// <summary>
     /// The neutral form where charges are protonation states (<c>C[NH3+]</c> → <c>CN</c>, <c>CC(=O)[O-]</c> →
     /// <c>CC(=O)O</c>), as RDKit's Uncharger makes it; quaternary nitrogens and balanced zwitterions keep their charges.
     /// </summary>

@@ -166,11 +166,8 @@ public sealed class QsarModel
     /// <summary><paramref name="read"/> of the molecule's parent, neutralized, as <see cref="VirtualScreen"/> reads a library.</summary>
     private static T Standardized<T>(Molecule molecule, Func<Molecule, T> read)
     {
-        using var parent = molecule.LargestFragment();
-        var current = parent ?? molecule;
-        if (!current.Atoms().Any(a => a.FormalCharge != 0)) return read(current);
-        using var neutral = current.Neutralized();
-        return read(neutral);
+        using var standardized = molecule.Standardized();
+        return read(standardized ?? molecule);
     }
 
     private static Dictionary<int, double> Fold(Molecule m, int radius, int bits)

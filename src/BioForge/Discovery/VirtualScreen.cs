@@ -177,16 +177,10 @@ public static class VirtualScreen
         var current = molecule!;
         try
         {
-            if ((record.IsMolBlock || record.Text.Contains('.')) && current.LargestFragment() is { } parent)
+            if (current.Standardized() is { } standardized)
             {
                 current.Dispose();
-                current = parent;
-            }
-            if (current.Atoms().Any(a => a.FormalCharge != 0))
-            {
-                var neutral = current.Neutralized();
-                current.Dispose();
-                current = neutral;
+                current = standardized;
             }
             molecule = current;
             return true;
