@@ -30,13 +30,13 @@ internal static class MoleculeRoutes
             var request = await Json.ReadAsync<PropsRequest>(context.Request);
             if (request.Smiles is not { Length: > 0 } smiles) throw ApiError.BadRequest("smiles is required: an array of SMILES", "smiles");
             if (smiles.Length > state.Options.MaxInputs) throw ApiError.Invalid($"smiles has {smiles.Length} items; at most {state.Options.MaxInputs} per request", "smiles");
-            for (int i = 0; i < smiles.Length; i++) Smiles.CheckLength(smiles[i], $"smiles[{i}]", state);
+            Smiles.CheckEach(smiles, "smiles", state);
             // RDKit work queues on the chemistry worker: bounded (503), under the request's deadline (504), dropped when
             // the client leaves, and checked between small chunks once it runs.
             var rows = await state.WithDeadline(context, token => state.Chemistry.RunAsync(() =>
             {
                 var table = state.Properties;
-                var records = smiles.Select((s, i) => new MoleculeRecord(s ?? "", s ?? "", false, i + 1, new Dictionary<string, string>()));
+                var records = smiles.Select((s, i) => new MoleculeRecord(s, s, false, i + 1, new Dictionary<string, string>()));
                 return table.ComputeAll(records, Math.Max(1, state.Compute.Threads), chunk: 32, token).Select((r, i) => r.Valid
                     ? new PropsRow(i, r.Input, true, r.Canonical, r.Descriptors!.MolWt, r.Descriptors.LogP, r.Descriptors.Tpsa, r.Descriptors.HBondDonors,
                         r.Descriptors.HBondAcceptors, r.Descriptors.RotatableBonds, r.Qed, r.Sa, r.Pains.Length == 0 ? [] : r.Pains.Split(';'), null)

@@ -65,14 +65,14 @@ internal static class ScreenRoutes
             if (request.Smiles is not { Length: > 0 } smiles) throw ApiError.BadRequest("smiles is required: the library as an array of SMILES", "smiles");
             if (smiles.Length > state.Options.MaxScreenMolecules)
                 throw ApiError.Invalid($"smiles has {smiles.Length:N0} molecules; at most {state.Options.MaxScreenMolecules:N0} per job", "smiles");
-            for (int i = 0; i < smiles.Length; i++) Smiles.CheckLength(smiles[i], $"smiles[{i}]", state);
+            Smiles.CheckEach(smiles, "smiles", state);
             if (request.Ids is { } ids && ids.Length != smiles.Length) throw ApiError.Invalid($"ids has {ids.Length} names for {smiles.Length} SMILES", "ids");
             if (request.Top is < 1 or > 10_000) throw ApiError.Invalid($"top must be 1–10000 (got {request.Top})", "top");
             // Said now (501), not as a job that fails later: screening reads every molecule with RDKit.
             if (Molecule.Unavailable() is { } noRdkit) throw new BioForgeException(noRdkit) { MissingDependency = true };
             var options = new ScreenOptions { Top = request.Top, BatchSize = 256, Limits = Limits(request.Limits), AllowedAlerts = AllowedAlerts(request.AllowAlerts) };
             var job = state.Jobs.Add(name, smiles.Length, request.Top);
-            var library = smiles.Select((s, i) => new MoleculeRecord(request.Ids?[i] ?? $"#{i + 1}", s ?? "", false, i + 1, new Dictionary<string, string>())
+            var library = smiles.Select((s, i) => new MoleculeRecord(request.Ids?[i] ?? $"#{i + 1}", s, false, i + 1, new Dictionary<string, string>())
             { Where = request.Ids?[i] is { } id ? $"smiles[{i}] ({id})" : $"smiles[{i}]" });
             var token = job.Cancel.Token;
             Task<bool> run;
