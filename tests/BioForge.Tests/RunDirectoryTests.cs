@@ -17,8 +17,8 @@ public sealed class RunDirectoryTests
         });
 
     /// <summary>
-    /// A file's write killed by a signal leaves its hidden temporary file (named by its process): the next write of that
-    /// file removes it once that process is gone, and leaves a live process's alone.
+    /// A file's write killed by a signal leaves its hidden temporary file (named by its host and process): the next write
+    /// of that file on that host removes it once that process is gone, and leaves a live process's alone.
     /// </summary>
     [Fact]
     public void AnAbandonedTemporaryFileGoesWithTheNextWriteOfItsFile()
@@ -29,13 +29,16 @@ public sealed class RunDirectoryTests
         using var alive = System.Diagnostics.Process.Start("sleep", "60")!;
         try
         {
-            string abandoned = Path.Combine(directory, $".emb.csv.{ended.Id}.tmp"), writing = Path.Combine(directory, $".emb.csv.{alive.Id}.tmp");
-            File.WriteAllText(abandoned, "half");
-            File.WriteAllText(writing, "half");
+            string host = Environment.MachineName;
+            string abandoned = Path.Combine(directory, $".emb.csv.{host}-{ended.Id}.tmp"), writing = Path.Combine(directory, $".emb.csv.{host}-{alive.Id}.tmp");
+            // The same process id on another node of a cluster sharing the folder: not this machine's to judge.
+            string otherNode = Path.Combine(directory, $".emb.csv.{host}x-{ended.Id}.tmp");
+            foreach (string file in new[] { abandoned, writing, otherNode }) File.WriteAllText(file, "half");
             BioForge.IO.AtomicFile.WriteText(target, "whole");
             Assert.Equal("whole", File.ReadAllText(target));
             Assert.False(File.Exists(abandoned), "the killed write's temporary file stayed");
             Assert.True(File.Exists(writing), "a running process's temporary file was removed");
+            Assert.True(File.Exists(otherNode), "another machine's temporary file was removed");
         }
         finally
         {

@@ -32,7 +32,7 @@ public static class AtomicFile
             full = Path.GetFullPath(path);
             string directory = Path.GetDirectoryName(full) ?? ".";
             created = FirstMissing(directory);
-            temp = Path.Combine(directory, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+            temp = Path.Combine(directory, $".{Path.GetFileName(full)}.{Owner}.tmp");
             // Registered before anything exists: a signal from here on finds it to remove, and once the process
             // abandons its writes, none begins (not even by making again a folder the abandoning removed).
             UnfinishedWrites.Add(this, temp, created);
@@ -96,8 +96,11 @@ public static class AtomicFile
             {
                 foreach (string file in Directory.EnumerateFiles(directory, $".{name}.*.tmp"))
                 {
-                    string middle = Path.GetFileName(file)[(name.Length + 2)..^".tmp".Length];
-                    if (int.TryParse(middle, out int pid) && pid != Environment.ProcessId && !Running(pid)) File.Delete(file);
+                    string owner = Path.GetFileName(file)[(name.Length + 2)..^".tmp".Length];
+                    int dash = owner.LastIndexOf('-');
+                    // Another machine's process (a folder shared between cluster nodes) cannot be looked up from here.
+                    if (dash < 0 || owner[..dash] != Environment.MachineName) continue;
+                    if (int.TryParse(owner[(dash + 1)..], out int pid) && pid != Environment.ProcessId && !Running(pid)) File.Delete(file);
                 }
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -105,6 +108,12 @@ public static class AtomicFile
                 // Debris it cannot list or remove stays; the write itself goes on.
             }
         }
+
+        /// <summary>
+        /// Who writes a temporary file: host and process, as ranks on several nodes of a cluster share output folders and
+        /// their process ids repeat between nodes.
+        /// </summary>
+        private static string Owner => $"{Environment.MachineName}-{Environment.ProcessId}";
 
         private static bool Running(int pid)
         {
