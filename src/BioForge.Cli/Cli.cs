@@ -331,10 +331,10 @@ public static class Cli
     /// stop cleanly: the token is cancelled and <paramref name="notice"/> printed. A second signal ends the process at
     /// once, as the first does for any other command. Runs inside <see cref="Guard"/>.
     /// </summary>
-    internal static int Stoppable(TextWriter error, string notice, Func<CancellationToken, int> body) => Stoppable(error, () => notice, body);
+    internal static int Stoppable(string notice, Func<CancellationToken, int> body) => Stoppable(() => notice, body);
 
     /// <summary>As above, with the notice of the moment the signal comes (what stopping means changes as the command goes).</summary>
-    internal static int Stoppable(TextWriter error, Func<string> notice, Func<CancellationToken, int> body)
+    internal static int Stoppable(Func<string> notice, Func<CancellationToken, int> body)
     {
         var signals = CurrentSignals.Value ?? throw new InvalidOperationException("Cli.Stoppable runs inside Cli.Guard");
         try

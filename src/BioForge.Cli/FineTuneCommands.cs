@@ -22,7 +22,7 @@ internal static class FineTuneCommands
         command.SetAction(result => Cli.Guard(error, () =>
         {
             var run = FineTuneConfig.Load(result.GetValue(config)!, result.GetValue(overrides));
-            return Cli.Stoppable(error, "stopping after this epoch (the best epoch so far is kept and written)", cancellation =>
+            return Cli.Stoppable("stopping after this epoch (the best epoch so far is kept and written)", cancellation =>
             {
                 FineTuneManifest manifest;
                 try

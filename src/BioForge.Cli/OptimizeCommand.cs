@@ -19,7 +19,7 @@ internal static class OptimizeCommand
         command.SetAction(result => Cli.Guard(error, () =>
         {
             var run = OptimizeConfig.Load(result.GetValue(config)!, result.GetValue(overrides), note => output.WriteLine($"note: {note}"));
-            return Cli.Stoppable(error, "stopping after this step (a checkpoint will be written)", cancellation =>
+            return Cli.Stoppable("stopping after this step (a checkpoint will be written)", cancellation =>
             {
                 var optimized = MoleculeOptimizer.Run(run, new OptimizeOptions
                 {

@@ -59,7 +59,7 @@ internal static class PmoBenchCommand
             bool skipped = result.GetValue(skipRepeats);
             string sampledUnder = result.GetValue(grammar)!;
             string[] settings = result.GetValue(overrides) ?? [];
-            return Cli.Stoppable(error, "stopping the running runs after their current step (each writes a checkpoint); run the same command again to continue", cancellation =>
+            return Cli.Stoppable("stopping the running runs after their current step (each writes a checkpoint); run the same command again to continue", cancellation =>
             {
                 var options = new PmoBenchmarkOptions
                 {

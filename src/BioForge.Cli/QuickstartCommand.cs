@@ -37,7 +37,7 @@ internal static class QuickstartCommand
             var limits = chemist.LimitsOf(result);
             var allowed = chemist.AllowedOf(result);
             var actives = chemist.ActivesOf(result);
-            return Cli.Stoppable(error, "stopping (nothing is written)", cancellation =>
+            return Cli.Stoppable("stopping (nothing is written)", cancellation =>
             {
                 QuickstartResult run;
                 try

@@ -81,7 +81,7 @@ internal static class ServeCommand
     private static int Run(ServerOptions options, TextWriter output, TextWriter error)
     {
         bool serving = false;
-        return Cli.Stoppable(error, () => Volatile.Read(ref serving) ? "stopping: finishing requests in flight" : "stopping once the models have loaded (loading cannot be interrupted)", stop =>
+        return Cli.Stoppable(() => Volatile.Read(ref serving) ? "stopping: finishing requests in flight" : "stopping once the models have loaded (loading cannot be interrupted)", stop =>
         {
             BioForgeServer server;
             try

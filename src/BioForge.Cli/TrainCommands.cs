@@ -21,7 +21,7 @@ internal static class TrainCommands
             var settings = (result.GetValue(overrides) ?? []).ToList();
             if (result.GetValue(tensorParallel) is int tp) settings.Add(FormattableString.Invariant($"train.tensor_parallel={tp}"));
             var run = RunConfig.Load(result.GetValue(config)!, settings);
-            return Cli.Stoppable(error, "stopping after this step (a checkpoint will be written)", cancellation =>
+            return Cli.Stoppable("stopping after this step (a checkpoint will be written)", cancellation =>
             {
                 // The step lines go to standard output; a live copy on the terminal helps only when they go to a file
                 // (on a terminal both, the live line unended, would share rows with the next step's line).

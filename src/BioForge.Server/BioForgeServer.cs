@@ -138,7 +138,7 @@ public sealed class BioForgeServer : IAsyncDisposable
         ModelCatalog models;
         try
         {
-            models = new ModelCatalog(options.Models, compute, options.Batching, device, metrics, options.Decoding);
+            models = new ModelCatalog(options.Models, compute, options.Batching, device, metrics, options.Decoding, log);
         }
         catch
         {

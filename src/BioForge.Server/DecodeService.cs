@@ -17,14 +17,16 @@ internal sealed class DecodeService : IDisposable
     private readonly ServerMetrics metrics;
     private readonly Func<string, int[]> encode;
     private readonly Func<int, string> piece;
+    private readonly Action<string>? log;
     private int stepping;
 
     /// <param name="encode">A prompt's token ids, begin token first; <see cref="BioForgeException"/> for text the vocabulary cannot hold.</param>
     /// <param name="piece">The text of one generated token.</param>
     /// <param name="grammar">The default constraint on samples (<see cref="SamplingOptions.Grammar"/>).</param>
     public DecodeService(string name, DecoderNetwork model, DecodeOptions options, int queueCapacity, DeviceWorker device, ServerMetrics metrics,
-        Func<string, int[]> encode, Func<int, string> piece, ITokenGrammar? grammar = null)
+        Func<string, int[]> encode, Func<int, string> piece, ITokenGrammar? grammar = null, Action<string>? log = null)
     {
+        this.log = log;
         Grammar = grammar;
         Name = name;
         this.device = device;
@@ -104,12 +106,13 @@ internal sealed class DecodeService : IDisposable
                 if (!scheduler.Busy || Interlocked.CompareExchange(ref stepping, 1, 0) != 0) return;
             }
         }
-        catch
+        catch (Exception e)
         {
             // A callback that threw while sequences were cancelled ended the loop: the next Submit starts steps again
-            // rather than queueing behind a pump that is gone.
+            // rather than queueing behind a pump that is gone. Nothing awaits this loop, so the operator's log is where
+            // the error can be seen.
             Volatile.Write(ref stepping, 0);
-            throw;
+            log?.Invoke($"model {Name}: decoding stopped on an error; the next request starts it again\n{e}");
         }
     }
 

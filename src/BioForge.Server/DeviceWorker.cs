@@ -69,7 +69,7 @@ internal sealed class DeviceWorker : IDisposable
     public void Admit(TimeSpan ahead, TimeSpan own, string what)
     {
         if (MaxWait == Timeout.InfiniteTimeSpan || ahead <= TimeSpan.Zero || ahead + own <= MaxWait * Headroom) return;
-        throw ApiError.Overloaded($"{what}: about {(ahead + own).TotalSeconds:0.#} s of work is ahead; requests are admitted while that is under half the {MaxWait.TotalSeconds:0.###} s timeout; retry later",
+        throw ApiError.Overloaded($"{what}: about {(ahead + own).TotalSeconds:0.#} s of work is ahead; requests are admitted while that is under {Headroom * 100:0} % of the {MaxWait.TotalSeconds:0.###} s timeout; retry later",
             ahead);
     }
 

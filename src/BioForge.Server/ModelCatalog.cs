@@ -134,11 +134,12 @@ internal sealed class ModelCatalog : IDisposable
     private readonly Dictionary<string, (string Directory, AffinityModel Model)> affinityModels = new(StringComparer.Ordinal);
 
     public ModelCatalog(IReadOnlyList<string> directories, ComputeOptions compute, BatchingOptions batching, DeviceWorker device, ServerMetrics metrics,
-        DecodeOptions? decoding = null)
+        DecodeOptions? decoding = null, Action<string>? log = null)
     {
+        // log: the operator's log, where errors that no request awaits are written.
         try
         {
-            foreach (string directory in directories) Load(Path.GetFullPath(directory), compute, batching, decoding ?? new DecodeOptions(), device, metrics);
+            foreach (string directory in directories) Load(Path.GetFullPath(directory), compute, batching, decoding ?? new DecodeOptions(), device, metrics, log);
         }
         catch
         {
@@ -203,7 +204,8 @@ internal sealed class ModelCatalog : IDisposable
         return names.Count == 0 ? "none" : string.Join(", ", names);
     }
 
-    private void Load(string directory, ComputeOptions compute, BatchingOptions batching, DecodeOptions decoding, DeviceWorker device, ServerMetrics metrics)
+    private void Load(string directory, ComputeOptions compute, BatchingOptions batching, DecodeOptions decoding, DeviceWorker device, ServerMetrics metrics,
+        Action<string>? log)
     {
         string name = Path.GetFileName(directory.TrimEnd(Path.DirectorySeparatorChar));
         if (languageModels.ContainsKey(name) || affinityModels.ContainsKey(name)) throw new BioForgeException($"--models: two models are named '{name}' (the directory name is the model name)");
@@ -257,14 +259,14 @@ internal sealed class ModelCatalog : IDisposable
                     {
                         var generator = new SmilesGenerator(llama);
                         completions = new DecodeService(name, DecoderNetwork.Of(llama.Model), decoding, batching.QueueCapacity, device, metrics,
-                            generator.EncodePrompt, token => vocabulary.DecodeRaw([token]), generator.Grammar);
+                            generator.EncodePrompt, token => vocabulary.DecodeRaw([token]), generator.Grammar, log);
                     }
                     else if (llama.IsProtein)
                     {
                         // Answers are residue letters: the protein grammar (the default) draws nothing else but <eos>, which writes nothing.
                         var generator = new ProteinGenerator(llama);
                         completions = new DecodeService(name, DecoderNetwork.Of(llama.Model), decoding, batching.QueueCapacity, device, metrics,
-                            llama.EncodeProteinPrompt, token => llama.DecodeProtein([token]), generator.Grammar);
+                            llama.EncodeProteinPrompt, token => llama.DecodeProtein([token]), generator.Grammar, log);
                     }
                 }
                 catch
@@ -282,7 +284,7 @@ internal sealed class ModelCatalog : IDisposable
                 try
                 {
                     sampling = new DecodeService(name, DecoderNetwork.Of(gpt2.Model), decoding, batching.QueueCapacity, device, metrics,
-                        gpt2.EncodePrompt, token => gpt2.Decode([token]));
+                        gpt2.EncodePrompt, token => gpt2.Decode([token]), log: log);
                 }
                 catch
                 {

@@ -9,7 +9,7 @@ namespace BioForge.Chem;
 /// than 6, no allene in a ring and no double bond in a 3- or 4-ring. Every choice comes from the caller's
 /// <see cref="Random"/>: one seed, the same children.
 /// </summary>
-public sealed class GraphGeneticOperators : IDisposable
+internal sealed class GraphGeneticOperators : IDisposable
 {
     // GB-GA's size rule: fewer atoms than a draw from N(39.15, 3.50), ZINC's heavy-atom count.
     private const double MeanSize = 39.15, SizeSpread = 3.50;
@@ -71,7 +71,7 @@ public sealed class GraphGeneticOperators : IDisposable
     }
 
     /// <summary>A crossover child (canonical SMILES) that is neither parent, or null after ten tries.</summary>
-    public string? Crossover(Molecule first, Molecule second, Random random)
+    private string? Crossover(Molecule first, Molecule second, Random random)
     {
         var parents = new HashSet<string>([first.ToSmiles(), second.ToSmiles()], StringComparer.Ordinal);
         for (int i = 0; i < Tries; i++)

@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Text.Json.Serialization;
 
 namespace BioForge.Chem;
@@ -29,7 +30,7 @@ public sealed class MosesMetrics : IDisposable
 {
     /// <summary>The fingerprint of MOSES' similarity measures (internal diversity, SNN): Morgan radius 2, 1,024 bits.</summary>
     internal const int Radius = 2, Bits = 1024;
-    private static readonly HashSet<int> AllowedElements = [6, 7, 16, 8, 9, 17, 35, 1]; // C N S O F Cl Br H
+    private static readonly FrozenSet<int> AllowedElements = new[] { 6, 7, 16, 8, 9, 17, 35, 1 }.ToFrozenSet(); // C N S O F Cl Br H
     private readonly SmartsQuery[] medicinalChemistryFilters;
     private readonly StructuralFilters pains = new(FilterCatalogs.Pains);
 

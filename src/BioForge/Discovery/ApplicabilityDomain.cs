@@ -172,7 +172,7 @@ public sealed class ApplicabilityDomain
     }
 
     /// <summary>One sentence on how like the training ligands a set of molecules is; "warning:" when most are unlike them.</summary>
-    public string DescribeLigands(IReadOnlyList<double> similarities)
+    private string DescribeLigands(IReadOnlyList<double> similarities)
     {
         if (similarities.Count == 0) return "";
         var sorted = similarities.Order().ToList();

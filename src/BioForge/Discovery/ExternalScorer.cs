@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.ComponentModel;
 using System.Diagnostics;
 using System.Globalization;
@@ -151,12 +152,12 @@ internal sealed class ExternalScorer
 
     // Sentinel strings the output's bare constants become; a string the program wrote itself keeps its quotes, so it
     // cannot be mistaken for one (the sentinels hold a character JSON text outside strings never has).
-    private static readonly Dictionary<string, double> PythonConstants = new(StringComparer.Ordinal)
+    private static readonly FrozenDictionary<string, double> PythonConstants = new Dictionary<string, double>(StringComparer.Ordinal)
     {
         ["\u0001NaN"] = double.NaN,
         ["\u0001Infinity"] = double.PositiveInfinity,
         ["\u0001-Infinity"] = double.NegativeInfinity,
-    };
+    }.ToFrozenDictionary(StringComparer.Ordinal);
 
     /// <summary>The output with Python's bare <c>NaN</c>, <c>Infinity</c> and <c>-Infinity</c> (outside strings) quoted as sentinels.</summary>
     private static string WithPythonConstantsQuoted(string output)

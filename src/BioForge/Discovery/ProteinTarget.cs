@@ -12,10 +12,10 @@ public sealed record ProteinTarget(string Name, string Sequence)
     public const int MinLength = 30;
 
     /// <summary>The shipped Davis set, whose target names (ABL1, EGFR, BRAF, …) stand for their sequences.</summary>
-    public static string DefaultNames => Shipped.Path("data/davis");
+    private static string DefaultNames => Shipped.Path("data/davis");
 
     /// <summary>The shipped KIBA set, whose 229 kinases are named by their UniProt accessions (P00533, Q06187, …).</summary>
-    public static string Accessions => Shipped.Path("data/kiba");
+    private static string Accessions => Shipped.Path("data/kiba");
 
     internal const string Residues = "ACDEFGHIKLMNPQRSTVWYXBZUO";
 

@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Globalization;
 using System.Text.Json.Nodes;
 
@@ -15,7 +16,7 @@ namespace BioForge.Discovery;
 internal static class Reinvent4Format
 {
     /// <summary>Scoring components BioForge computes as REINVENT 4 does (names compared as REINVENT compares them).</summary>
-    private static readonly Dictionary<string, string> Properties = new(StringComparer.Ordinal)
+    private static readonly FrozenDictionary<string, string> Properties = new Dictionary<string, string>(StringComparer.Ordinal)
     {
         ["qed"] = "qed",
         ["sascore"] = "sa",
@@ -27,7 +28,7 @@ internal static class Reinvent4Format
         ["numrotbond"] = "rotatable_bonds",
         ["numrings"] = "rings",
         ["numaromaticrings"] = "aromatic_rings",
-    };
+    }.ToFrozenDictionary(StringComparer.Ordinal);
 
     private const string Supported = "Qed, SAScore, SlogP, MolecularWeight, TPSA, HBondDonors, HBondAcceptors, NumRotBond, NumRings, NumAromaticRings, "
         + "TanimotoSimilarity (TanimotoDistance), CustomAlerts, MatchingSubstructure, ExternalProcess";

@@ -40,7 +40,7 @@ public abstract class Communicator : IDisposable
     public abstract void Dispose();
 
     /// <summary>BIOFORGE_COLLECTIVE_TIMEOUT seconds, default 300.</summary>
-    public static TimeSpan DefaultTimeout()
+    private static TimeSpan DefaultTimeout()
     {
         string? text = Environment.GetEnvironmentVariable("BIOFORGE_COLLECTIVE_TIMEOUT");
         if (string.IsNullOrWhiteSpace(text)) return TimeSpan.FromSeconds(300);

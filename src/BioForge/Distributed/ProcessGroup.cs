@@ -2,7 +2,8 @@ namespace BioForge.Distributed;
 
 /// <summary>
 /// The process's place in a distributed job, static because a process has one (as it has one loaded LibTorch,
-/// <see cref="Runtime.TorchRuntime"/>; the two are BioForge's only process-wide state). Under <c>mpirun</c> or
+/// <see cref="Runtime.TorchRuntime"/>, and one set of writes a signal must undo, <see cref="IO.UnfinishedWrites"/>; the
+/// three are BioForge's only process-wide state). Under <c>mpirun</c> or
 /// <c>srun</c> the world is MPI_COMM_WORLD; otherwise a world of one, so every command runs unchanged without a launcher.
 /// </summary>
 public static class ProcessGroup

@@ -405,7 +405,8 @@ internal sealed class FeatureCache : IDisposable
             foreach (var e in batch)
             {
                 long n = model.Task == FineTuneTask.ResidueClassification ? e.Encoded.Residues : 1;
-                cache.rows[e] = features.narrow(0, offset, n).clone().MoveToOuterDisposeScope();
+                // The cache owns its rows (freed by its Dispose): no caller's scope may take them.
+                cache.rows[e] = features.narrow(0, offset, n).clone().DetachFromDisposeScope();
                 offset += n;
             }
         }

@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using BioForge.IO;
 
 namespace BioForge.Imaging;
@@ -126,7 +127,7 @@ internal static class BitmapFont
 
     public const int Height = Rows * Scale;
 
-    private static readonly Dictionary<char, string[]> Glyphs = new()
+    private static readonly FrozenDictionary<char, string[]> Glyphs = new Dictionary<char, string[]>()
     {
         ['0'] = [".###.", "#...#", "#..##", "#.#.#", "##..#", "#...#", ".###."],
         ['1'] = ["..#..", ".##..", "..#..", "..#..", "..#..", "..#..", ".###."],
@@ -139,7 +140,7 @@ internal static class BitmapFont
         ['8'] = [".###.", "#...#", "#...#", ".###.", "#...#", "#...#", ".###."],
         ['9'] = [".###.", "#...#", "#...#", ".####", "....#", "...#.", ".##.."],
         ['.'] = [".....", ".....", ".....", ".....", ".....", ".##..", ".##.."],
-    };
+    }.ToFrozenDictionary();
 
     public static int Width(string text) => text.Length == 0 ? 0 : text.Length * (Glyph + Spacing) * Scale - Spacing * Scale;
 

@@ -6,7 +6,7 @@ using BioForge.IO;
 namespace BioForge.Proteins;
 
 /// <summary>Receives embeddings in input order; the output file appears only after <see cref="Complete"/>.</summary>
-public interface IEmbeddingWriter : IDisposable
+internal interface IEmbeddingWriter : IDisposable
 {
     void Write(Embedding embedding);
     void Complete();
@@ -15,7 +15,7 @@ public interface IEmbeddingWriter : IDisposable
 public static class EmbeddingWriters
 {
     /// <summary>Picks the format from the extension: .csv, .npy or .safetensors.</summary>
-    public static IEmbeddingWriter Create(string path, Pooling pooling, IReadOnlyDictionary<string, string> metadata)
+    internal static IEmbeddingWriter Create(string path, Pooling pooling, IReadOnlyDictionary<string, string> metadata)
     {
         string ext = Path.GetExtension(path).ToLowerInvariant();
         return ext switch

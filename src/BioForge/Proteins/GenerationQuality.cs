@@ -194,7 +194,7 @@ public static class GenerationQuality
         model.Model.eval();
         for (int start = 0; start < encoded.Count;)
         {
-            int width = encoded[start].Length, end = start;
+            int end = start;
             // Sorted by length, so the last sequence taken sets the padded width.
             while (end < encoded.Count && (end - start + 1) * encoded[end].Length <= Math.Max(batchTokens, encoded[end].Length)) end++;
             var examples = encoded.Skip(start).Take(Math.Max(1, end - start)).Select(CausalLanguageModeling.Apply).ToList();

@@ -1,3 +1,5 @@
+using System.Collections.Frozen;
+
 namespace BioForge.Tokenizers;
 
 /// <summary>
@@ -134,7 +136,7 @@ internal sealed class AromaticSystems
     }
 
     /// <summary>RDKit's valence lists (default first) for the aromatic elements modelled.</summary>
-    private static readonly Dictionary<int, int[]> Valences = new()
+    private static readonly FrozenDictionary<int, int[]> Valences = new Dictionary<int, int[]>()
     {
         [5] = [3],
         [6] = [4],
@@ -143,7 +145,7 @@ internal sealed class AromaticSystems
         [15] = [3, 5],
         [16] = [2, 4, 6],
         [34] = [2, 4, 6],
-    };
+    }.ToFrozenDictionary();
 
     private const int SearchBudget = 4096;
 

@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 
 namespace BioForge.Tokenizers;
 
@@ -91,7 +92,7 @@ public sealed class SmilesGrammar : ITokenGrammar
     private static int NeighbourLimit(string token) => token == "c" ? 3 : Unlimited;
 
     /// <summary>Largest valence by atomic number (RDKit's valence lists), for the elements SMILES models meet.</summary>
-    private static readonly Dictionary<int, int> MaxValence = new()
+    private static readonly FrozenDictionary<int, int> MaxValence = new Dictionary<int, int>()
     {
         [5] = 3,
         [6] = 4,
@@ -106,9 +107,9 @@ public sealed class SmilesGrammar : ITokenGrammar
         [34] = 6,
         [35] = 1,
         [53] = 5,
-    };
+    }.ToFrozenDictionary();
 
-    private static readonly Dictionary<string, int> AtomicNumbers = new(StringComparer.OrdinalIgnoreCase)
+    private static readonly FrozenDictionary<string, int> AtomicNumbers = new Dictionary<string, int>(StringComparer.OrdinalIgnoreCase)
     {
         ["B"] = 5,
         ["C"] = 6,
@@ -123,7 +124,7 @@ public sealed class SmilesGrammar : ITokenGrammar
         ["Se"] = 34,
         ["Br"] = 35,
         ["I"] = 53,
-    };
+    }.ToFrozenDictionary(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>
     /// Bonds a bracket atom can take: the largest valence of the element isoelectronic with it (a charge of +1 on N

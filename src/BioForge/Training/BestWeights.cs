@@ -17,8 +17,9 @@ internal sealed class BestWeights(IReadOnlyList<Parameter> parameters) : IDispos
     public void Keep()
     {
         using var _ = no_grad();
-        // Under no_grad a clone records no graph (detach() would leave a handle per parameter).
-        if (copy is null) copy = [.. parameters.Select(p => p.clone())];
+        // Under no_grad a clone records no graph (detach() would leave a handle per parameter). The copy is this object's
+        // (freed by Dispose), whatever dispose scope Keep is called in.
+        if (copy is null) copy = [.. parameters.Select(p => p.clone().DetachFromDisposeScope())];
         else foreach (var (saved, p) in copy.Zip(parameters)) saved.copy_(p);
     }
 

@@ -326,7 +326,7 @@ public static class PmoBenchmark
         return last is null ? 0 : JsonNode.Parse(last)?["elapsed_seconds"]?.GetValue<double>() ?? 0;
     }
 
-    public static List<PmoRunResult> ReadResults(string path)
+    private static List<PmoRunResult> ReadResults(string path)
     {
         if (!File.Exists(path)) return [];
         var results = new List<PmoRunResult>();
