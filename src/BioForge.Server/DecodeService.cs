@@ -94,10 +94,12 @@ internal sealed class DecodeService : IDisposable
                     Volatile.Write(ref stepping, 0);
                     return;
                 }
-                catch (Exception)
+                catch (Exception e)
                 {
                     // A failed step leaves its batch in an unknown state: its sequences end as cancelled, and requests whose
                     // client is still there answer 500. It touches no tensor, so it may run here, off the device thread.
+                    // The cause (a device out of memory, say) is the operator's to see: the 500s say only that a step failed.
+                    log?.Invoke($"model {Name}: a decoding step failed; the sequences it ran end with 500\n{e}");
                     scheduler.CancelRunning();
                 }
                 if (scheduler.Busy) continue;
@@ -108,11 +110,11 @@ internal sealed class DecodeService : IDisposable
         }
         catch (Exception e)
         {
-            // A callback that threw while sequences were cancelled ended the loop: the next Submit starts steps again
-            // rather than queueing behind a pump that is gone. Nothing awaits this loop, so the operator's log is where
-            // the error can be seen.
+            // A callback that threw while sequences were cancelled ended the loop. Nothing awaits it, so the operator's log
+            // is where the error can be seen; sequences still waiting get a new loop now rather than at the next request.
             Volatile.Write(ref stepping, 0);
-            log?.Invoke($"model {Name}: decoding stopped on an error; the next request starts it again\n{e}");
+            log?.Invoke($"model {Name}: decoding stopped on an error\n{e}");
+            if (!disposed && scheduler.Busy && Interlocked.CompareExchange(ref stepping, 1, 0) == 0) _ = Pump();
         }
     }
 
@@ -122,6 +124,7 @@ internal sealed class DecodeService : IDisposable
         var report = scheduler.Step();
         // A batch's size is the rows computed, a padded batch's padding rows included.
         if (report.Tokens > 0) metrics.Batch($"{Name}:decode", report.Prefilled + report.Decoded, report.Tokens, clock.Elapsed.TotalSeconds);
+        if (report.Dropped > 0) metrics.Dropped($"{Name}:decode", report.Dropped);
         return report;
     }
 

@@ -39,7 +39,7 @@ internal sealed class ServerMetrics
     }
 
     /// <summary>A request cancelled (client gone, timed out) before its batch ran: never computed.</summary>
-    public void Dropped(string model) => dropped.GetOrAdd(model, _ => new Counter()).Add(1);
+    public void Dropped(string model, int count = 1) => dropped.GetOrAdd(model, _ => new Counter()).Add(count);
 
     /// <summary>A request refused because a queue was full.</summary>
     public void Rejected(string queue) => rejected.GetOrAdd(queue, _ => new Counter()).Add(1);

@@ -1,5 +1,6 @@
 using BioForge.Generation;
 using BioForge.Models.Llama;
+using BioForge.Tokenizers;
 using static TorchSharp.torch;
 
 namespace BioForge.Tests;
@@ -454,10 +455,51 @@ public sealed class DecodeSchedulerTests
         Assert.True(scheduler.TrySubmit([Job(left[0], [1], options, 1, 1, () => gone), Job(left[1], [1], options, 1, 2, () => gone)]));
         Assert.False(scheduler.TrySubmit([Job(new Collected(), [1], options, 1, 3)]));
         gone = true;
-        scheduler.Step();
+        Assert.Equal(2, scheduler.Step().Dropped); // counted as never computed (the server's dropped-requests metric)
         Assert.Equal(1, scheduler.Running);
         Assert.All(left, l => Assert.Equal(FinishReason.Cancelled, l.Reason));
         Assert.True(scheduler.TrySubmit([Job(new Collected(), [1], options, 1, 3), Job(new Collected(), [1], options, 1, 4)]));
+    }
+
+    /// <summary>A grammar that works when a job is submitted and fails when it is admitted (memory, say).</summary>
+    private sealed class FailingOnSecondStart(int vocabulary) : ITokenGrammar, ITokenGrammarState
+    {
+        private int starts;
+        public string Name => "any";
+        public int VocabularySize => vocabulary;
+        public string TokenText(int token) => token.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        public ITokenGrammarState Start() => ++starts == 2 ? throw new InsufficientExecutionStackException("no memory for the grammar") : this;
+        public void Next(Span<bool> allowed, Span<bool> completing) => allowed.Fill(true);
+        public void Advance(long token) { }
+    }
+
+    /// <summary>
+    /// A sequence whose admission fails (taken off the queue, not yet running) is answered: it was in neither place, and its
+    /// request waited for its deadline. A job without a failure callback fails the step instead, as in a forward pass.
+    /// </summary>
+    [Fact]
+    public void ASequenceWhoseAdmissionFailsIsAnswered()
+    {
+        using var model = Tiny();
+        var grammar = new FailingOnSecondStart(model.Config.VocabSize);
+        var options = new SamplingOptions { MaxNewTokens = 4, Grammar = grammar };
+        using var scheduler = new DecodeScheduler(DecoderNetwork.Of(model), slots: 2, length: 64, BatchingMode.Continuous, queueCapacity: 4);
+        Exception? failure = null;
+        FinishReason? reason = null;
+        var job = new SequenceJob
+        {
+            Prompt = [1, 5],
+            Options = options,
+            Seed = 1,
+            Index = 0,
+            OnToken = _ => true,
+            OnFinished = (r, _) => reason = r,
+            OnFailed = e => failure = e,
+        };
+        Assert.True(scheduler.TrySubmit([job])); // the first Start: the prompt is checked
+        scheduler.Step(); // the second: admission fails
+        Assert.Equal((FinishReason.Cancelled, "no memory for the grammar"), (reason, failure?.Message));
+        Assert.Equal(0, scheduler.Running);
     }
 
     /// <summary>After a failed step only the running sequences end (their batch is in an unknown state); a sequence

@@ -83,9 +83,10 @@ public sealed class SequenceJob
 /// What one step did: sequences prefilled (prompts longer than one token, in passes of their own), rows of the decoding
 /// pass (one-token prompts admitted this step among them), of those the padding rows of ended sequences
 /// (<see cref="BatchingMode.Padded"/>), tokens drawn, sequences running after it (padding included), and the seconds
-/// spent on the host after the logits arrived (grammar, draws, callbacks: the part of a step that no device speeds up).
+/// spent on the host after the logits arrived (grammar, draws, callbacks: the part of a step that no device speeds up),
+/// and the waiting sequences dropped uncomputed because their client had gone.
 /// </summary>
-public readonly record struct DecodeStepReport(int Prefilled, int Decoded, int Padding, int Tokens, int Running, int Waiting, double HostSeconds);
+public readonly record struct DecodeStepReport(int Prefilled, int Decoded, int Padding, int Tokens, int Running, int Waiting, double HostSeconds, int Dropped = 0);
 
 /// <summary>
 /// Continuous batching of one decoder on one device (Orca, OSDI 2022; vLLM, SOSP 2023): one running batch whose
@@ -179,6 +180,7 @@ public sealed class DecodeScheduler : IDisposable
         for (int i = running.Count - 1; i >= 0; i--)
             if (!running[i].Finished && running[i].Job.Cancelled?.Invoke() == true) Retire(i, FinishReason.Cancelled);
         EndPaddedBatch(); // its last live sequence may have been cancelled: no step of padding alone
+        dropped = 0;
         DropCancelledWaiting();
         // Padding rows (Padded mode) are fed while their slots have room; a live row whose slot is full has ended.
         var decoding = running.Where(r => r.Pending >= 0 && r.Filled < cache.Length).ToList();
@@ -203,10 +205,11 @@ public sealed class DecodeScheduler : IDisposable
         }
         EndPaddedBatch();
         Volatile.Write(ref runningCount, running.Count);
-        return new DecodeStepReport(admitted.Count(r => r.Job.Prompt.Length > 1), decoding.Count, padding, tokens, running.Count, Waiting, hostSeconds);
+        return new DecodeStepReport(admitted.Count(r => r.Job.Prompt.Length > 1), decoding.Count, padding, tokens, running.Count, Waiting, hostSeconds, dropped);
     }
 
     private double hostSeconds;
+    private int dropped;
 
     /// <summary>A padded batch whose sequences have all ended frees its slots (<see cref="BatchingMode.Padded"/>).</summary>
     private void EndPaddedBatch()
@@ -227,6 +230,7 @@ public sealed class DecodeScheduler : IDisposable
             waiting.Clear();
             foreach (var job in live) waiting.Enqueue(job);
         }
+        dropped += gone.Count;
         TellCancelled(gone);
     }
 
@@ -256,6 +260,7 @@ public sealed class DecodeScheduler : IDisposable
         var admitted = new List<Sequence>();
         if (mode != BatchingMode.Continuous && running.Count > 0) return admitted; // the batch runs to its end first
         var gone = new List<SequenceJob>();
+        var failed = new List<(SequenceJob Job, Exception Error)>();
         lock (gate)
         {
             while (running.Count < Slots && waiting.TryDequeue(out var job))
@@ -265,13 +270,31 @@ public sealed class DecodeScheduler : IDisposable
                     gone.Add(job);
                     continue;
                 }
-                var r = new Sequence(job, running.Count, job.Options.Grammar?.StartAfter(job.Prompt.AsSpan(1)));
+                ITokenGrammarState? grammar;
+                try
+                {
+                    grammar = job.Options.Grammar?.StartAfter(job.Prompt.AsSpan(1));
+                }
+                catch (Exception e)
+                {
+                    // Off the queue and not running: unless it is answered here, its request waits for its deadline.
+                    failed.Add((job, e));
+                    continue;
+                }
+                var r = new Sequence(job, running.Count, grammar);
                 running.Add(r);
                 admitted.Add(r);
             }
         }
+        dropped += gone.Count;
         // Told outside the lock, which request threads and the metrics take: a callback never holds them up.
         TellCancelled(gone);
+        foreach (var (job, error) in failed)
+        {
+            if (job.OnFailed is null) ExceptionDispatchInfo.Throw(error); // a job without a failure callback fails the step, as in Decide
+            job.OnFailed(error);
+            job.OnFinished(FinishReason.Cancelled, 0);
+        }
         return admitted;
     }
 
