@@ -402,6 +402,29 @@ public sealed class TrainerTests
         Assert.True(weight.eq(expected).all().item<bool>(), "the published weight is not the float32 initial weight");
     }
 
+    /// <summary>
+    /// A parameter no gradient reaches (ESM-2's contact head, left out of the optimizer) is written as it was read in
+    /// mixed precision too: with no master weight of its own it was written from the bf16 network, rounded.
+    /// </summary>
+    [Fact]
+    public void MixedPrecisionWritesAFrozenParameterUnrounded()
+    {
+        string initRun = TestData.TempDirectory(), mixed = TestData.TempDirectory();
+        Trainer.Run(TinyRuns.Config(TinyRuns.EsmYaml(TinyRuns.Proteins, initRun, 1)), new TrainerOptions());
+        string init = Path.Combine(initRun, Trainer.ModelDirectory);
+        Trainer.Run(TinyRuns.Config(TinyRuns.EsmYaml(TinyRuns.Proteins, mixed, 2), "model.config=null", $"model.init={init}", "train.precision=bf16-mixed"),
+            new TrainerOptions());
+
+        const string name = "esm.contact_head.regression.weight";
+        using var initial = SafetensorsFile.Open(Path.Combine(init, "model.safetensors"));
+        using var published = SafetensorsFile.Open(Path.Combine(mixed, Trainer.ModelDirectory, "model.safetensors"));
+        using var expected = initial.ToTensor(name);
+        using var weight = published.ToTensor(name);
+        using var rounded = expected.to(TorchSharp.torch.ScalarType.BFloat16).to(TorchSharp.torch.ScalarType.Float32);
+        Assert.False(expected.eq(rounded).all().item<bool>(), "the initial contact head holds only bf16 values: the test cannot tell");
+        Assert.True(weight.eq(expected).all().item<bool>(), "the published contact head is not the float32 one it started from");
+    }
+
     /// <summary>A checkpoint's state with values no run writes (an edited step trained on with negative learning rates)
     /// is refused on resume, named, as is a step its folder does not say.</summary>
     [Fact]

@@ -102,7 +102,8 @@ public static class Trainer
                 randomCrop: task.RandomCrop, config.Seed, clusterMembers);
             // Every data-parallel replica starts from replica 0's weights.
             bool zero = config.Train.ZeroStage == 1 && grid.Data.Size > 1;
-            using var optimizer = NewOptimizer(task, config.AdamW, zero ? grid.Data : null, compute.DType);
+            using var frozen = new FrozenWeights();
+            using var optimizer = NewOptimizer(task, config.AdamW, zero ? grid.Data : null, compute.DType, frozen);
             optimizer.Broadcast(grid.Data);
             if (resumeFrom is not null) CheckpointFiles.LoadOptimizer(resumeFrom, optimizer, state!.Step);
             options.OnInfo?.Invoke(FormattableString.Invariant($"optimizer state {optimizer.StateBytes} bytes per rank ({grid.Data.Size} data-parallel × {grid.Tensor.Size} tensor-parallel rank(s){(zero ? ", ZeRO-1" : "")}{(layout.SplitsVocabulary ? ", vocabulary split" : "")})"));
@@ -191,7 +192,7 @@ public static class Trainer
                         TrainTokens = train.TotalTokens,
                         ElapsedSeconds = earlierSeconds + clock.Elapsed.TotalSeconds,
                     };
-                    lastCheckpoint = SaveCheckpoint(run, config, task, optimizer, current, lead, leadReplica) ?? lastCheckpoint;
+                    lastCheckpoint = SaveCheckpoint(run, config, task, optimizer, frozen, current, lead, leadReplica) ?? lastCheckpoint;
                     if (lead) options.OnCheckpoint?.Invoke(lastCheckpoint!);
                 }
             }
@@ -202,7 +203,7 @@ public static class Trainer
             if (publish && leadReplica)
             {
                 using var scope = NewDisposeScope();
-                var weights = Learnt(task, masterWeights);
+                var weights = Learnt(task, masterWeights, frozen);
                 var storage = config.Checkpoint.ModelDtype == "float16" ? ScalarType.Float16 : ScalarType.Float32;
                 if (lead) run.Publish(ModelDirectory, directory => task.Save(directory, weights, storage));
             }
@@ -221,12 +222,16 @@ public static class Trainer
     /// <paramref name="dtype"/> and its float32 values become the master weights: a run from a float32 <c>model.init</c>
     /// learns from those, not from their bf16 rounding (a resumed run's masters are then read from its checkpoint).
     /// </summary>
-    private static FlatAdamW NewOptimizer(ILanguageModelTask task, AdamWOptions options, Communicator? zeroShards, ScalarType dtype)
+    /// <param name="frozen">Receives, in mixed precision, the float32 values of the parameters no gradient reaches (ESM-2's
+    /// contact head): the optimizer keeps no master of them, and saved from the network they were their bf16 rounding.</param>
+    private static FlatAdamW NewOptimizer(ILanguageModelTask task, AdamWOptions options, Communicator? zeroShards, ScalarType dtype, FrozenWeights frozen)
     {
         if (dtype == ScalarType.Float32) return new FlatAdamW(task.Network.named_parameters(), options, zeroShards, task.Sharding);
         Dictionary<string, Tensor> masters;
         // Under no_grad a clone records no graph; a detach() would leave an alias of each float32 parameter for the GC.
-        using (no_grad()) masters = task.Network.named_parameters().ToDictionary(p => p.name, p => p.parameter.clone());
+        using (no_grad()) masters = task.Network.named_parameters().ToDictionary(p => p.name, p => p.parameter.clone().DetachFromDisposeScope());
+        foreach (var (name, p) in task.Network.named_parameters())
+            if (!p.requires_grad && masters.Remove(name, out var value)) frozen.Weights[name] = value;
         try
         {
             task.Network.to(dtype);
@@ -238,26 +243,40 @@ public static class Trainer
         }
     }
 
+    /// <summary>Float32 values of the parameters training leaves as they are, for writing them unrounded (mixed precision).</summary>
+    private sealed class FrozenWeights : IDisposable
+    {
+        public Dictionary<string, Tensor> Weights { get; } = new(StringComparer.Ordinal);
+
+        public void Dispose()
+        {
+            foreach (var w in Weights.Values) w.Dispose();
+            Weights.Clear();
+        }
+    }
+
     /// <summary>
     /// The network's weights as the run has learnt them: in mixed precision the float32 master weights, not the bf16
     /// parameters the forward pass reads (a published model was their rounding, 8 bits of mantissa, stored as float32).
     /// </summary>
-    private static List<KeyValuePair<string, Tensor>> Learnt(ILanguageModelTask task, IReadOnlyList<KeyValuePair<string, Tensor>> masterWeights)
+    private static List<KeyValuePair<string, Tensor>> Learnt(ILanguageModelTask task, IReadOnlyList<KeyValuePair<string, Tensor>> masterWeights, FrozenWeights frozen)
     {
         var weights = task.UnshardedWeights();
-        if (masterWeights.Count == 0) return weights;
+        if (masterWeights.Count == 0 && frozen.Weights.Count == 0) return weights;
         var masters = masterWeights.ToDictionary(w => w.Key, w => w.Value, StringComparer.Ordinal);
-        return [.. weights.Select(w => masters.TryGetValue(w.Key, out var master) ? new KeyValuePair<string, Tensor>(w.Key, master) : w)];
+        // A frozen parameter is taken whole only (a tensor-parallel rank's would be its shard).
+        return [.. weights.Select(w => masters.TryGetValue(w.Key, out var master)
+            || frozen.Weights.TryGetValue(w.Key, out master) && master.shape.SequenceEqual(w.Value.shape) ? new KeyValuePair<string, Tensor>(w.Key, master) : w)];
     }
 
     /// <summary>Every rank takes part (ZeRO-1 and tensor parallelism gather here); rank 0 writes. Returns the path on rank 0.</summary>
-    private static string? SaveCheckpoint(RunDirectory run, RunConfig config, ILanguageModelTask task, FlatAdamW optimizer, TrainerState state,
+    private static string? SaveCheckpoint(RunDirectory run, RunConfig config, ILanguageModelTask task, FlatAdamW optimizer, FrozenWeights frozen, TrainerState state,
         bool lead, bool leadReplica)
     {
         using var scope = NewDisposeScope();
         var optimizerState = optimizer.State();
         var weights = leadReplica ? Learnt(task, optimizer.HasMasterWeights ? [.. optimizerState.Where(s => s.Key.EndsWith(".master", StringComparison.Ordinal))
-            .Select(s => new KeyValuePair<string, Tensor>(s.Key[..^".master".Length], s.Value))] : []) : null;
+            .Select(s => new KeyValuePair<string, Tensor>(s.Key[..^".master".Length], s.Value))] : [], frozen) : null;
         if (!lead) return null;
         return run.SaveCheckpoint(state.Step, config.Checkpoint.Keep, TrainerState.FileName, directory =>
         {
