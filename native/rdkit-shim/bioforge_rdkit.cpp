@@ -536,7 +536,7 @@ int bf_mol_bonds(const bf_mol *mol, int *begin, int *end, int *type, int *aromat
   });
 }
 
-int bf_mol_murcko_scaffold(const bf_mol *mol, int generic, char **out) {
+int bf_mol_murcko_scaffold(const bf_mol *mol, int generic, int isomeric, char **out) {
   return guarded([&] {
     if (int rc = check(mol, out)) return rc;
     std::unique_ptr<RDKit::ROMol> core(RDKit::MurckoDecompose(*mol->mol));
@@ -563,11 +563,11 @@ int bf_mol_murcko_scaffold(const bf_mol *mol, int generic, char **out) {
       std::unique_ptr<RDKit::ROMol> noHs(
           RDKit::MolOps::removeHs(static_cast<const RDKit::ROMol &>(scaffold), false, false, /*sanitize=*/false));
       RDKit::MolOps::findSSSR(*noHs);
-      *out = copy_string(RDKit::MolToSmiles(*noHs));
+      *out = copy_string(RDKit::MolToSmiles(*noHs, isomeric != 0));
       return BF_OK;
     }
     RDKit::MolOps::findSSSR(scaffold);
-    *out = copy_string(RDKit::MolToSmiles(scaffold));
+    *out = copy_string(RDKit::MolToSmiles(scaffold, isomeric != 0));
     return BF_OK;
   });
 }

@@ -98,7 +98,9 @@ BF_API int bf_mol_substruct_matches(const bf_mol *mol, const bf_query *query, in
  * 12 aromatic, ...) and the aromatic flag; *n receives the number of bonds. */
 BF_API int bf_mol_bonds(const bf_mol *mol, int *begin, int *end, int *type, int *aromatic, int capacity, int *n);
 
-BF_API int bf_mol_murcko_scaffold(const bf_mol *mol, int generic, char **out);
+/* Bemis-Murcko scaffold SMILES; generic: every atom carbon, every bond single; isomeric 0: without stereochemistry
+ * (the grouping key of scaffold splits, as MoleculeNet and chemprop write it). */
+BF_API int bf_mol_murcko_scaffold(const bf_mol *mol, int generic, int isomeric, char **out);
 /* Fragments after cutting BRICS bonds, as one SMILES with fragments separated by '.'. */
 BF_API int bf_mol_brics_fragments(const bf_mol *mol, char **out);
 

@@ -336,10 +336,14 @@ public sealed class Molecule : IDisposable
         return count;
     }
 
-    /// <summary>Bemis–Murcko scaffold SMILES; <paramref name="generic"/> turns every atom into carbon and every bond single.</summary>
-    public string MurckoScaffold(bool generic = false)
+    /// <summary>
+    /// Bemis–Murcko scaffold SMILES; <paramref name="generic"/> turns every atom into carbon and every bond single;
+    /// <paramref name="isomeric"/> false leaves out stereochemistry (scaffold splits group by that, as MoleculeNet does:
+    /// stereoisomers share a scaffold).
+    /// </summary>
+    public string MurckoScaffold(bool generic = false, bool isomeric = true)
     {
-        RDKitNative.Check(RDKitNative.bf_mol_murcko_scaffold(Handle, generic ? 1 : 0, out IntPtr text), "Murcko scaffold");
+        RDKitNative.Check(RDKitNative.bf_mol_murcko_scaffold(Handle, generic ? 1 : 0, isomeric ? 1 : 0, out IntPtr text), "Murcko scaffold");
         return RDKitNative.TakeString(text);
     }
 

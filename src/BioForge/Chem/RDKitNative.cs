@@ -94,7 +94,7 @@ internal static partial class RDKitNative
     [LibraryImport(Library)] public static unsafe partial int bf_mol_substruct_matches(MoleculeHandle mol, QueryHandle query, int* atoms, int capacity, out int n, out int size);
     [LibraryImport(Library)] public static unsafe partial int bf_mol_bonds(MoleculeHandle mol, int* begin, int* end, int* type, int* aromatic, int capacity, out int n);
 
-    [LibraryImport(Library)] public static partial int bf_mol_murcko_scaffold(MoleculeHandle mol, int generic, out IntPtr text);
+    [LibraryImport(Library)] public static partial int bf_mol_murcko_scaffold(MoleculeHandle mol, int generic, int isomeric, out IntPtr text);
     [LibraryImport(Library)] public static partial int bf_mol_brics_fragments(MoleculeHandle mol, out IntPtr text);
     [LibraryImport(Library)] public static unsafe partial int bf_mol_svg(MoleculeHandle mol, int width, int height, int* highlight, int count, out IntPtr text);
     [LibraryImport(Library)] public static unsafe partial int bf_mol_png(MoleculeHandle mol, int width, int height, int* highlight, int count, out IntPtr bytes, out int length);

@@ -86,12 +86,12 @@ public sealed class QsarModel
         if (test.Length < 2 || test.Select(i => y[i]).Distinct().Count() < 2)
             throw new BioForgeException($"{rows[0].Source}: the {test.Length} held-out molecules do not measure a ranking (fewer than 2, or all the same value); use more molecules or a larger --test-fraction");
 
-        var folds = options.Split == "scaffold" ? ScaffoldFolds(rows, fit) : RandomFolds(fit, options.Seed);
+        var folds = options.Split == "scaffold" ? ScaffoldFolds(rows, fit) : RandomFolds(rows, fit, options.Seed);
         string crossValidation = $"{folds.Distinct().Count()} folds{(options.Split == "scaffold" ? " by scaffold" : "")}";
         if (folds.GroupBy(f => f).Max(g => g.Count()) * 2 > fit.Length)
         {
             // One series is most of the fitting part: holding it out would predict it from a few others, so the folds are random.
-            folds = RandomFolds(fit, options.Seed);
+            folds = RandomFolds(rows, fit, options.Seed);
             crossValidation = $"{folds.Distinct().Count()} random folds (one scaffold series is most of the fitting part)";
         }
         var (lambda, crossValidatedR2) = ChooseLambda(x, y, fit, folds);
@@ -185,18 +185,17 @@ public sealed class QsarModel
     /// <summary>
     /// Folds for choosing the penalty under a scaffold split: a scaffold's molecules share a fold (the largest series
     /// first, each to the emptiest fold), so the penalty is chosen for new series, not for neighbours of the training
-    /// molecules. Acyclic molecules (an empty scaffold) form no series and are spread one by one — unlike the test split,
-    /// which holds them as one group (the largest, so usually fitted). Fewer series than folds give fewer folds; a series
-    /// that is most of the fitting part makes the caller fall back to random folds.
+    /// molecules. Acyclic molecules (an empty scaffold) form no series and are spread compound by compound (copies of
+    /// one together) — unlike the test split, which holds them as one group (the largest, so usually fitted). Fewer series
+    /// than folds give fewer folds; a series that is most of the fitting part makes the caller fall back to random folds.
     /// </summary>
     internal static int[] ScaffoldFolds(IReadOnlyList<LabelledRow> rows, int[] fit)
     {
         var groups = new Dictionary<string, List<int>>(StringComparer.Ordinal);
         for (int k = 0; k < fit.Length; k++)
         {
-            using var molecule = Molecule.FromSmiles(rows[fit[k]].Sequence); // every row was read by Features already
-            string scaffold = molecule.MurckoScaffold();
-            string key = scaffold.Length == 0 ? $"#acyclic {k}" : scaffold;
+            var (identity, scaffold) = LabelledData.Keys(rows[fit[k]]); // every row was read by Features already
+            string key = scaffold is { Length: > 0 } ? scaffold : $"#acyclic {identity}";
             if (!groups.TryGetValue(key, out var members)) groups[key] = members = [];
             members.Add(k);
         }
@@ -211,7 +210,17 @@ public sealed class QsarModel
         return fold;
     }
 
-    private static int[] RandomFolds(int[] fit, ulong seed) => [.. fit.Select(i => (int)(StatelessRandom.Hash(seed, i, 0x51a2) % Folds))];
+    /// <summary>Folds drawn per compound (copies of one share a fold: <see cref="LabelledData.Keys"/>), by its first row.</summary>
+    private static int[] RandomFolds(IReadOnlyList<LabelledRow> rows, int[] fit, ulong seed)
+    {
+        var first = new Dictionary<string, int>(StringComparer.Ordinal);
+        return [.. fit.Select(i =>
+        {
+            string identity = LabelledData.Keys(rows[i]).Identity;
+            int representative = first.TryGetValue(identity, out int earlier) ? earlier : first[identity] = i;
+            return (int)(StatelessRandom.Hash(seed, representative, 0x51a2) % Folds);
+        })];
+    }
 
     /// <summary>
     /// The penalty of <see cref="Penalties"/> with the least cross-validated squared error over <paramref name="folds"/>,

@@ -46,22 +46,60 @@ public static class LabelledData
         return result;
     }
 
-    /// <summary>A seeded shuffle cut into test, validation and training parts.</summary>
+    /// <summary>
+    /// What a row is, for keeping copies together: a molecule's parent (salt stripped, neutralized) as canonical SMILES
+    /// without stereochemistry, and that parent's Bemis–Murcko scaffold, also without it ("" when acyclic); a row RDKit
+    /// cannot read (a protein sequence) is its own text, with no scaffold. Replicate measurements, a salt and its parent,
+    /// or two stereoisomers (Morgan features and scaffold keys cannot tell them apart) are then one compound, never
+    /// split between fitting and testing.
+    /// </summary>
+    public static (string Identity, string? Scaffold) Keys(LabelledRow row)
+    {
+        if (!Molecule.TryFromSmiles(row.Sequence, out var molecule, out _)) return (row.Sequence, null);
+        using (molecule)
+        {
+            Molecule? standardized = null;
+            try
+            {
+                standardized = molecule!.Standardized();
+            }
+            catch (BioForgeException)
+            {
+                // A parent RDKit cannot neutralize stays as written: the key only groups copies.
+            }
+            using (standardized)
+            {
+                var parent = standardized ?? molecule!;
+                return (parent.ToSmiles(isomeric: false), parent.MurckoScaffold(isomeric: false));
+            }
+        }
+    }
+
+    /// <summary>
+    /// A seeded shuffle of compounds (<see cref="Keys"/>: copies of one move together) cut into test, validation and
+    /// training parts. Without copies, row i goes where a shuffle of rows puts it.
+    /// </summary>
     public static DataSplit Random(IReadOnlyList<LabelledRow> rows, double validFraction, double testFraction, ulong seed)
     {
-        var order = Enumerable.Range(0, rows.Count).OrderBy(i => StatelessRandom.Hash(seed, i, 0x5717)).ToList();
-        int test = (int)Math.Round(testFraction * rows.Count), valid = (int)Math.Round(validFraction * rows.Count);
-        return new DataSplit(
-            [.. order.Skip(test + valid).Select(i => rows[i])],
-            [.. order.Skip(test).Take(valid).Select(i => rows[i])],
-            [.. order.Take(test).Select(i => rows[i])]);
+        var compounds = Enumerable.Range(0, rows.Count).GroupBy(i => Keys(rows[i]).Identity, StringComparer.Ordinal)
+            .OrderBy(g => StatelessRandom.Hash(seed, g.First(), 0x5717)).ToList();
+        int testCount = (int)Math.Round(testFraction * rows.Count), validCount = (int)Math.Round(validFraction * rows.Count);
+        List<LabelledRow> train = [], valid = [], test = [];
+        foreach (var members in compounds)
+        {
+            var part = test.Count < testCount ? test : valid.Count < validCount ? valid : train;
+            part.AddRange(members.Select(i => rows[i]));
+        }
+        return new DataSplit(train, valid, test);
     }
 
     /// <summary>
     /// Scaffold split (MoleculeNet/DeepChem): molecules grouped by Bemis–Murcko scaffold, groups taken largest first
     /// (equal sizes: the group whose first row comes later first, as DeepChem sorts) into train until it is full, then
-    /// validation, then test, so test scaffolds never appear in training. Unparsable SMILES form a group each; rows most
-    /// of which are not SMILES (protein sequences) are refused, since their "split" would be the file's order.
+    /// validation, then test, so test scaffolds never appear in training. The scaffold is the salt parent's, without
+    /// stereochemistry (<see cref="Keys"/>; as MoleculeNet writes it: stereoisomers share one). Unparsable SMILES form a
+    /// group each; rows most of which are not SMILES (protein sequences) are refused, since their "split" would be the
+    /// file's order.
     /// </summary>
     public static DataSplit Scaffold(IReadOnlyList<LabelledRow> rows, double validFraction, double testFraction)
     {
@@ -69,10 +107,8 @@ public static class LabelledData
         var unread = new List<int>();
         for (int i = 0; i < rows.Count; i++)
         {
-            string key = $"#invalid {i}";
-            if (Molecule.TryFromSmiles(rows[i].Sequence, out var molecule, out _))
-                using (molecule) key = molecule!.MurckoScaffold();
-            else unread.Add(i);
+            string key = Keys(rows[i]).Scaffold ?? $"#invalid {i}";
+            if (key.StartsWith("#invalid ", StringComparison.Ordinal)) unread.Add(i);
             if (!groups.TryGetValue(key, out var members)) groups[key] = members = [];
             members.Add(i);
         }
