@@ -64,7 +64,7 @@ internal static class ServeCommand
                 RequestTimeout = Duration(TimeSpan.FromSeconds(1), result.GetValue(timeout), "--request-timeout-s", allowZero: false),
                 DrainDelay = Duration(TimeSpan.FromSeconds(1), result.GetValue(drain), "--drain-s", allowZero: true),
                 ShutdownGrace = Duration(TimeSpan.FromSeconds(1), result.GetValue(grace), "--shutdown-grace-s", allowZero: true),
-                AllowedHosts = AllowedHosts(result.GetValue(allowedHosts), result.GetValue(host)!, defaults.AllowedHosts),
+                AllowedHosts = ServerOptions.HostsToAnswer(result.GetValue(allowedHosts), result.GetValue(host)!),
                 MaxRequestBytes = result.GetValue(maxBytes) > 0 ? result.GetValue(maxBytes) : throw new BioForgeException("--max-request-bytes must be positive"),
                 MaxSmilesLength = Positive(result.GetValue(maxSmiles), "--max-smiles-length"),
                 Device = result.GetValue(compute.Device)!,
@@ -104,14 +104,6 @@ internal static class ServeCommand
             server.DisposeAsync().AsTask().GetAwaiter().GetResult();
             return 0;
         });
-    }
-
-    /// <summary>The Host names to answer: as given (<c>*</c>: any); by default the loopback names on loopback, any elsewhere.</summary>
-    private static IReadOnlyList<string> AllowedHosts(string[]? given, string host, IReadOnlyList<string> loopback)
-    {
-        if (given is { Length: > 0 }) return given.Contains("*") ? [] : given;
-        bool onLoopback = host is "127.0.0.1" or "localhost" or "::1" or "[::1]";
-        return onLoopback ? loopback : [];
     }
 
     private static int Positive(int value, string name) => value > 0 ? value : throw new BioForgeException($"{name} must be positive (got {value})");

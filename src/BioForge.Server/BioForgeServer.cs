@@ -268,7 +268,16 @@ public sealed class BioForgeServer : IAsyncDisposable
     /// (499: the client left), its time, and the id a 500 answer names.
     /// </summary>
     internal static string AccessLine(HttpContext context, int status, TimeSpan elapsed) => string.Create(CultureInfo.InvariantCulture,
-        $"{DateTimeOffset.UtcNow:yyyy-MM-ddTHH:mm:ss.fffZ} {context.Connection.RemoteIpAddress?.ToString() ?? "-"} {context.Request.Method} {context.Request.Path}{context.Request.QueryString} {status} {elapsed.TotalMilliseconds:F1}ms {context.TraceIdentifier}");
+        $"{DateTimeOffset.UtcNow:yyyy-MM-ddTHH:mm:ss.fffZ} {context.Connection.RemoteIpAddress?.ToString() ?? "-"} {context.Request.Method} {context.Request.Path}{Printable(context.Request.QueryString.Value)} {status} {elapsed.TotalMilliseconds:F1}ms {context.TraceIdentifier}");
+
+    /// <summary>
+    /// Text from a request as one log line can hold it: control characters as <c>%XX</c>. Kestrel passes raw control bytes
+    /// of a query through (the path it escapes itself), and a carriage return or an escape sequence forged a second log
+    /// line or overprinted the real one on a terminal.
+    /// </summary>
+    internal static string Printable(string? text) =>
+        string.IsNullOrEmpty(text) || !text.Any(char.IsControl) ? text ?? ""
+            : string.Concat(text.Select(c => char.IsControl(c) ? $"%{(int)c:X2}" : c.ToString()));
 
     private static string Described(ModelKind kind) => kind switch
     {

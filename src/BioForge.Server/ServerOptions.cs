@@ -18,7 +18,24 @@ public sealed record ServerOptions
     /// Host names the service answers to (the Host header); empty: any. Defaults to the loopback names, so a web page
     /// elsewhere cannot reach a loopback server through DNS rebinding; a proxy in front sends one of them.
     /// </summary>
-    public IReadOnlyList<string> AllowedHosts { get; init; } = ["localhost", "127.0.0.1", "[::1]"];
+    public IReadOnlyList<string> AllowedHosts { get; init; } = LoopbackNames;
+
+    private static readonly IReadOnlyList<string> LoopbackNames = ["localhost", "127.0.0.1", "[::1]"];
+
+    /// <summary>
+    /// The Host names a server bound to <paramref name="host"/> answers: <paramref name="given"/> (<c>*</c>: any); by
+    /// default the loopback names and the address itself on any loopback address (all of 127.0.0.0/8 is reached by a
+    /// page in a local browser through DNS rebinding), any elsewhere.
+    /// </summary>
+    public static IReadOnlyList<string> HostsToAnswer(string[]? given, string host)
+    {
+        if (given is { Length: > 0 }) return given.Contains("*") ? [] : given;
+        string bare = host.Trim('[', ']');
+        bool loopback = host == "localhost" || System.Net.IPAddress.TryParse(bare, out var address) && System.Net.IPAddress.IsLoopback(address);
+        if (!loopback) return [];
+        string named = bare.Contains(':') ? $"[{bare}]" : bare;
+        return LoopbackNames.Contains(named) ? LoopbackNames : [.. LoopbackNames, named];
+    }
 
     /// <summary>How long readiness answers 503 before the server stops taking requests (one probe period or more).</summary>
     public TimeSpan DrainDelay { get; init; } = TimeSpan.FromSeconds(3);

@@ -254,6 +254,18 @@ public sealed class ScaleOutTests
     /// the requests in flight (limits lowered here so that a test reaches them without timing), while another address is
     /// served and the health probes are not counted.
     /// </summary>
+    /// <summary>The status line of a GET sent byte for byte from <paramref name="from"/> (HttpClient would remove dot segments).</summary>
+    private static async Task<string> RawStatusLine(string from, Uri server, string path)
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        socket.Bind(new IPEndPoint(IPAddress.Parse(from), 0));
+        await socket.ConnectAsync(server.Host, server.Port);
+        using var stream = new NetworkStream(socket, ownsSocket: false);
+        await stream.WriteAsync(Encoding.ASCII.GetBytes($"GET {path} HTTP/1.1\r\nHost: {server.Authority}\r\nConnection: close\r\n\r\n"));
+        using var reader = new StreamReader(stream, Encoding.ASCII);
+        return await reader.ReadLineAsync() ?? "";
+    }
+
     [Fact]
     public async Task AClientPastItsLimitsGets429WhileOthersAreServed()
     {
@@ -289,6 +301,9 @@ public sealed class ScaleOutTests
         }
         using (var refused = await first.PostAsync("/v1/embeddings", Embedding())) await AssertLimited(refused);
         Assert.True(await Ok(first, "/v1/health/ready"));
+        // A path nginx resolves to a health probe's to pick its location, but forwards as sent (the replica routes it to
+        // /v1/models/…), is limited like any other: a prefix location for the probes let it pass unlimited.
+        Assert.StartsWith("HTTP/1.1 429", await RawStatusLine("127.0.0.2", cluster.Client.BaseAddress!, "/v1/models/..%2Fhealth%2Flive%2Fx/.."));
 
         // Another client is served meanwhile; while its stream is open, its second request is one too many in flight.
         using var second = From("127.0.0.3");

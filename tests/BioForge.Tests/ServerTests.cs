@@ -685,6 +685,25 @@ public sealed class ServerLimitsTests
             Assert.Matches(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z 127\.0\.0\.1 GET /v1/health/live 200 \d+\.\dms \S+$", access[0]);
             Assert.Matches(@" GET /v1/nothing\?x=1 404 \d+\.\dms ", access[1]);
         }
+        // Kestrel passes raw control bytes of a query through: a carriage return forged a second log line.
+        Assert.Equal("?x=%0D2026 GET%09%1B[K", BioForgeServer.Printable("?x=\r2026 GET\t\u001b[K"));
+        Assert.Equal("?x=1", BioForgeServer.Printable("?x=1"));
+    }
+
+    /// <summary>
+    /// On any loopback address the Host header must name a loopback name or the address (DNS rebinding reaches all of
+    /// 127.0.0.0/8 from a local browser; 127.0.0.2 answered any Host); elsewhere any, unless given.
+    /// </summary>
+    [Fact]
+    public void ALoopbackServerAnswersOnlyLoopbackHostNames()
+    {
+        Assert.Equal(["localhost", "127.0.0.1", "[::1]"], ServerOptions.HostsToAnswer(null, "127.0.0.1"));
+        Assert.Equal(["localhost", "127.0.0.1", "[::1]"], ServerOptions.HostsToAnswer(null, "::1"));
+        Assert.Equal(["localhost", "127.0.0.1", "[::1]", "127.0.0.2"], ServerOptions.HostsToAnswer(null, "127.0.0.2"));
+        Assert.Equal(["localhost", "127.0.0.1", "[::1]"], ServerOptions.HostsToAnswer([], "localhost"));
+        Assert.Empty(ServerOptions.HostsToAnswer(null, "0.0.0.0"));
+        Assert.Empty(ServerOptions.HostsToAnswer(["*"], "127.0.0.1"));
+        Assert.Equal(["bioforge.example"], ServerOptions.HostsToAnswer(["bioforge.example"], "10.0.0.5"));
     }
 
     [Fact]
