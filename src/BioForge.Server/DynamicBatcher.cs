@@ -162,6 +162,12 @@ internal sealed class DynamicBatcher<TIn, TOut> : IDisposable
             {
                 break; // the delay is over
             }
+            catch (OperationCanceledException)
+            {
+                // Stopping: what this batch took off the queue is answered too, as what is left in it is by Dispose.
+                foreach (var p in batch) p.Result.TrySetCanceled();
+                throw;
+            }
         }
         return batch;
     }

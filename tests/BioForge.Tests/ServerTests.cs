@@ -1070,6 +1070,15 @@ public sealed class DynamicBatcherTests
         batcher.Dispose();
         var e = Assert.Throws<ApiError>(() => { _ = batcher.SubmitAsync(4, CancellationToken.None); });
         Assert.Equal(503, e.Status);
+
+        // A batch still gathering company when the batcher stops is answered (run, or cancelled when the stop came first),
+        // not left waiting for ever.
+        var gathering = new DynamicBatcher<int, int>("m", options with { MaxDelay = TimeSpan.FromMinutes(10) }, _ => 1, inputs => inputs, device, metrics);
+        var pending = gathering.SubmitAsync(5, CancellationToken.None);
+        await Task.Delay(200); // taken off the queue into the batch that waits
+        gathering.Dispose();
+        var ended = await Record.ExceptionAsync(() => pending.WaitAsync(TimeSpan.FromMinutes(1)));
+        Assert.True(ended is null or OperationCanceledException, $"the gathered request ended with {ended}");
     }
 
     [Fact]
