@@ -101,8 +101,8 @@ internal static class ServeCommand
             output.WriteLine($"serving on {server.Address} (web page: {server.Address}/, OpenAPI: {server.Address}/v1/openapi.json){(options.ApiKey is null ? "" : "; API key required")}");
             // Off loopback with neither a key nor a Host list, anyone who reaches the port (or a page a local browser
             // opens, by DNS rebinding) uses the service: said once, where the operator looks.
-            if (options.ApiKey is null && options.AllowedHosts.Count == 0)
-                error.WriteLine($"warning: --host {options.Host} answers any client and any Host name without an API key; set --api-key (or BIOFORGE_API_KEY) and --allowed-hosts unless a proxy in front does both");
+            if (options.ApiKey is null && ServerOptions.HostsToAnswer(null, options.Host).Count == 0)
+                error.WriteLine($"warning: --host {options.Host} answers any client without an API key{(options.AllowedHosts.Count == 0 ? ", whatever Host it names" : "")}; set --api-key (or BIOFORGE_API_KEY){(options.AllowedHosts.Count == 0 ? " and --allowed-hosts" : "")} unless a proxy in front does");
             output.Flush();
             stop.WaitHandle.WaitOne(); // until Ctrl+C or SIGTERM; DisposeAsync drains
             server.DisposeAsync().AsTask().GetAwaiter().GetResult();

@@ -14,6 +14,9 @@ internal sealed class WorkCostModel
     /// <summary>Weight an older piece keeps at each new one: about the last five pieces decide.</summary>
     private const double Forgetting = 0.8;
 
+    /// <summary>The spread of sizes (standard deviation over mean) below which the two parts are not told apart.</summary>
+    private const double MinSpread = 0.2;
+
     private readonly ConcurrentDictionary<string, Line> lines = new();
     private readonly Dictionary<string, Sums> sums = new();
 
@@ -53,15 +56,15 @@ internal sealed class WorkCostModel
         {
             double meanX = x / weight, meanY = y / weight;
             double varianceX = xx / weight - meanX * meanX;
-            // Pieces of (nearly) one size cannot separate the two parts: the time is then taken as proportional to the
-            // units, which prices larger pieces high rather than low (a 503 too early, never a 504).
-            if (varianceX > 1e-4 * meanX * meanX)
+            // Pieces of nearly one size cannot separate the two parts (timing noise tilts the line any way, and a flat one
+            // priced a piece ten times larger at a quarter of its time); nor can a line that comes out below zero. The time
+            // is then taken as proportional to the units, which prices larger pieces high rather than low: a 503 too
+            // early, never a 504.
+            if (varianceX >= MinSpread * MinSpread * meanX * meanX)
             {
                 double perUnit = (xy / weight - meanX * meanY) / varianceX;
                 double fixedPart = meanY - perUnit * meanX;
                 if (perUnit >= 0 && fixedPart >= 0) return new Line(fixedPart, perUnit);
-                // Noise can tilt the line below zero: larger pieces never take less time, and no piece takes negative time.
-                if (perUnit < 0) return new Line(meanY, 0);
             }
             return new Line(0, meanY / meanX);
         }

@@ -249,11 +249,6 @@ public sealed class ScaleOutTests
         Assert.EndsWith("data: [DONE]", (await again.Content.ReadAsStringAsync()).TrimEnd());
     }
 
-    /// <summary>
-    /// Per client address, nginx answers 429 in the service's error shape with Retry-After past the request rate and past
-    /// the requests in flight (limits lowered here so that a test reaches them without timing), while another address is
-    /// served and the health probes are not counted.
-    /// </summary>
     /// <summary>The status line of a GET sent byte for byte from <paramref name="from"/> (HttpClient would remove dot segments).</summary>
     private static async Task<string> RawStatusLine(string from, Uri server, string path)
     {
@@ -266,6 +261,11 @@ public sealed class ScaleOutTests
         return await reader.ReadLineAsync() ?? "";
     }
 
+    /// <summary>
+    /// Per client address, nginx answers 429 in the service's error shape with Retry-After past the request rate and past
+    /// the requests in flight (limits lowered here so that a test reaches them without timing), while another address is
+    /// served and the health probes are not counted.
+    /// </summary>
     [Fact]
     public async Task AClientPastItsLimitsGets429WhileOthersAreServed()
     {
@@ -304,6 +304,9 @@ public sealed class ScaleOutTests
         // A path nginx resolves to a health probe's to pick its location, but forwards as sent (the replica routes it to
         // /v1/models/…), is limited like any other: a prefix location for the probes let it pass unlimited.
         Assert.StartsWith("HTTP/1.1 429", await RawStatusLine("127.0.0.2", cluster.Client.BaseAddress!, "/v1/models/..%2Fhealth%2Flive%2Fx/.."));
+        // One that resolves to a probe's path exactly reaches the probe (forwarded as sent, the replica answered it as
+        // /v1/models/{id}, unlimited).
+        Assert.StartsWith("HTTP/1.1 200", await RawStatusLine("127.0.0.2", cluster.Client.BaseAddress!, "/v1/models/..%2Fhealth%2Flive"));
 
         // Another client is served meanwhile; while its stream is open, its second request is one too many in flight.
         using var second = From("127.0.0.3");

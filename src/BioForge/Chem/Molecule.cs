@@ -189,11 +189,13 @@ public sealed class Molecule : IDisposable
 
     /// <summary>
     /// The molecule as a chemist reads a library entry: the parent of a salt or mixture (<see cref="LargestFragment"/>),
-    /// neutralized where its charges are protonation states (<see cref="Neutralized"/>); null when it is that already.
+    /// neutralized where its charges are protonation states (<see cref="Neutralized"/>); null when it is one piece with no
+    /// charged atom. <paramref name="mayBeMixture"/> false skips looking for pieces (a SMILES without '.': writing the
+    /// molecule out to look costs a screen of millions a canonical SMILES each).
     /// </summary>
-    public Molecule? Standardized()
+    public Molecule? Standardized(bool mayBeMixture = true)
     {
-        var parent = LargestFragment();
+        var parent = mayBeMixture ? LargestFragment() : null;
         var current = parent ?? this;
         if (!current.Atoms().Any(a => a.FormalCharge != 0)) return parent;
         try

@@ -177,7 +177,7 @@ public static class VirtualScreen
         var current = molecule!;
         try
         {
-            if (current.Standardized() is { } standardized)
+            if (current.Standardized(mayBeMixture: record.IsMolBlock || record.Text.Contains('.')) is { } standardized)
             {
                 current.Dispose();
                 current = standardized;

@@ -53,9 +53,10 @@ public static class LabelledData
     /// or two stereoisomers (Morgan features and scaffold keys cannot tell them apart) are then one compound, never
     /// split between fitting and testing.
     /// </summary>
-    public static (string Identity, string? Scaffold) Keys(LabelledRow row)
+    /// <param name="readMolecules">False where RDKit is not installed (a random split needs none): every row is its text.</param>
+    public static (string Identity, string? Scaffold) Keys(LabelledRow row, bool readMolecules = true)
     {
-        if (!Molecule.TryFromSmiles(row.Sequence, out var molecule, out _)) return (row.Sequence, null);
+        if (!readMolecules || !Molecule.TryFromSmiles(row.Sequence, out var molecule, out _)) return (row.Sequence, null);
         using (molecule)
         {
             Molecule? standardized = null;
@@ -81,7 +82,8 @@ public static class LabelledData
     /// </summary>
     public static DataSplit Random(IReadOnlyList<LabelledRow> rows, double validFraction, double testFraction, ulong seed)
     {
-        var compounds = Enumerable.Range(0, rows.Count).GroupBy(i => Keys(rows[i]).Identity, StringComparer.Ordinal)
+        bool chemistry = Molecule.Unavailable() is null;
+        var compounds = Enumerable.Range(0, rows.Count).GroupBy(i => Keys(rows[i], chemistry).Identity, StringComparer.Ordinal)
             .OrderBy(g => StatelessRandom.Hash(seed, g.First(), 0x5717)).ToList();
         int testCount = (int)Math.Round(testFraction * rows.Count), validCount = (int)Math.Round(validFraction * rows.Count);
         List<LabelledRow> train = [], valid = [], test = [];
@@ -107,8 +109,9 @@ public static class LabelledData
         var unread = new List<int>();
         for (int i = 0; i < rows.Count; i++)
         {
-            string key = Keys(rows[i]).Scaffold ?? $"#invalid {i}";
-            if (key.StartsWith("#invalid ", StringComparison.Ordinal)) unread.Add(i);
+            var (identity, scaffold) = Keys(rows[i]);
+            if (scaffold is null) unread.Add(i);
+            string key = scaffold ?? $"#invalid {identity}"; // copies of one unreadable text stay together too
             if (!groups.TryGetValue(key, out var members)) groups[key] = members = [];
             members.Add(i);
         }

@@ -287,14 +287,32 @@ public sealed class DecodeScheduler : IDisposable
             }
         }
         dropped += gone.Count;
-        // Told outside the lock, which request threads and the metrics take: a callback never holds them up.
-        TellCancelled(gone);
+        // Told outside the lock, which request threads and the metrics take: a callback never holds them up. Every failed
+        // job is answered whatever another's callback throws (off the queue, one not told is lost); a job without a
+        // failure callback fails the step, as in Decide, once all are told.
+        Exception? first = null;
+        try
+        {
+            TellCancelled(gone);
+        }
+        catch (Exception e)
+        {
+            first = e;
+        }
         foreach (var (job, error) in failed)
         {
-            if (job.OnFailed is null) ExceptionDispatchInfo.Throw(error); // a job without a failure callback fails the step, as in Decide
-            job.OnFailed(error);
-            job.OnFinished(FinishReason.Cancelled, 0);
+            try
+            {
+                if (job.OnFailed is null) first ??= error;
+                else job.OnFailed(error);
+                job.OnFinished(FinishReason.Cancelled, 0);
+            }
+            catch (Exception e)
+            {
+                first ??= e;
+            }
         }
+        if (first is not null) ExceptionDispatchInfo.Throw(first);
         return admitted;
     }
 
