@@ -33,10 +33,12 @@ public sealed class RunDirectoryTests
             string abandoned = Path.Combine(directory, $".emb.csv.{host}-{ended.Id}.tmp"), writing = Path.Combine(directory, $".emb.csv.{host}-{alive.Id}.tmp");
             // The same process id on another node of a cluster sharing the folder: not this machine's to judge.
             string otherNode = Path.Combine(directory, $".emb.csv.{host}x-{ended.Id}.tmp");
-            foreach (string file in new[] { abandoned, writing, otherNode }) File.WriteAllText(file, "half");
+            string older = Path.Combine(directory, $".emb.csv.{ended.Id}.tmp"); // named before hosts were
+            foreach (string file in new[] { abandoned, writing, otherNode, older }) File.WriteAllText(file, "half");
             BioForge.IO.AtomicFile.WriteText(target, "whole");
             Assert.Equal("whole", File.ReadAllText(target));
             Assert.False(File.Exists(abandoned), "the killed write's temporary file stayed");
+            Assert.False(File.Exists(older), "a killed write's temporary file named by process alone stayed");
             Assert.True(File.Exists(writing), "a running process's temporary file was removed");
             Assert.True(File.Exists(otherNode), "another machine's temporary file was removed");
         }

@@ -98,8 +98,9 @@ public static class AtomicFile
                 {
                     string owner = Path.GetFileName(file)[(name.Length + 2)..^".tmp".Length];
                     int dash = owner.LastIndexOf('-');
-                    // Another machine's process (a folder shared between cluster nodes) cannot be looked up from here.
-                    if (dash < 0 || owner[..dash] != Environment.MachineName) continue;
+                    // Another machine's process (a folder shared between cluster nodes) cannot be looked up from here; a
+                    // name with no host is from a version that wrote only the process id, taken as this machine's.
+                    if (dash >= 0 && owner[..dash] != Environment.MachineName) continue;
                     if (int.TryParse(owner[(dash + 1)..], out int pid) && pid != Environment.ProcessId && !Running(pid)) File.Delete(file);
                 }
             }
@@ -113,7 +114,7 @@ public static class AtomicFile
         /// Who writes a temporary file: host and process, as ranks on several nodes of a cluster share output folders and
         /// their process ids repeat between nodes.
         /// </summary>
-        private static string Owner => $"{Environment.MachineName}-{Environment.ProcessId}";
+        internal static string Owner => $"{Environment.MachineName}-{Environment.ProcessId}";
 
         private static bool Running(int pid)
         {

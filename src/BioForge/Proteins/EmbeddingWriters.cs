@@ -170,7 +170,7 @@ internal sealed class SafetensorsEmbeddingWriter : IEmbeddingWriter
         try
         {
             string full = Path.GetFullPath(path);
-            string scratchPath = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.data.tmp");
+            string scratchPath = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{AtomicFile.Pending.Owner}.data.tmp");
             scratch = new FileStream(scratchPath, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16);
             File.Delete(scratchPath);
         }
