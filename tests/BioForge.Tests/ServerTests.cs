@@ -1107,7 +1107,7 @@ public sealed class DynamicBatcherTests
         // Now the running piece is ahead: predicted to end past half the timeout, so refused at once with a Retry-After.
         var refused = Assert.Throws<ApiError>(() => { _ = device.RunAsync(() => 0, CancellationToken.None, size); });
         Assert.Equal(503, refused.Status);
-        Assert.Contains("half the 0.4 s timeout", refused.Message);
+        Assert.Contains("under 50 % of the 0.4 s timeout", refused.Message);
         Assert.Equal(1, refused.RetryAfterSeconds);
         var batch = device.RunAsync(() => 7, CancellationToken.None, size, admitted: true); // a batch its batcher admitted
         gate.Set();
