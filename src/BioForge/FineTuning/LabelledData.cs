@@ -100,8 +100,8 @@ public static class LabelledData
     /// (equal sizes: the group whose first row comes later first, as DeepChem sorts) into train until it is full, then
     /// validation, then test, so test scaffolds never appear in training. The scaffold is the salt parent's, without
     /// stereochemistry (<see cref="Keys"/>; as MoleculeNet writes it: stereoisomers share one). Unparsable SMILES form a
-    /// group each; rows most of which are not SMILES (protein sequences) are refused, since their "split" would be the
-    /// file's order.
+    /// group per text; rows most of which are not SMILES (protein sequences) are refused, since their "split" would be
+    /// the file's order.
     /// </summary>
     public static DataSplit Scaffold(IReadOnlyList<LabelledRow> rows, double validFraction, double testFraction)
     {
