@@ -104,11 +104,13 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         var one = await Get("/v1/models/esm2-small");
         Assert.Equal(cards[0]!.ToJsonString(), one.Body!.ToJsonString());
         AssertError(HttpStatusCode.NotFound, await Get("/v1/models/nope"), "model", "model 'nope' is not served here");
-        // Uptime monitors and load balancers probe with HEAD: the GET routes' status and headers, no body.
-        foreach (string probe in new[] { "/v1/health/live", "/v1/health/ready", "/v1/models", "/v1/metrics" })
+        // Uptime monitors, load balancers and curl -I ask with HEAD: every GET route's status and headers, no body.
+        foreach (var (path, status) in new[] { ("/v1/health/live", HttpStatusCode.OK), ("/v1/health/ready", HttpStatusCode.OK), ("/v1/models", HttpStatusCode.OK),
+            ("/v1/metrics", HttpStatusCode.OK), ("/v1/metadata", HttpStatusCode.OK), ("/", HttpStatusCode.OK), ("/app/app.js", HttpStatusCode.OK),
+            ("/v1/molecule/depict?smiles=CCO", HttpStatusCode.OK), ("/v1/screen/nope", HttpStatusCode.NotFound), ("/v1/screen/nope/results", HttpStatusCode.NotFound) })
         {
-            using var head = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, probe));
-            Assert.Equal(HttpStatusCode.OK, head.StatusCode);
+            using var head = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, path));
+            Assert.True(status == head.StatusCode, $"HEAD {path}: {head.StatusCode}");
             Assert.Empty(await head.Content.ReadAsByteArrayAsync());
         }
         var metadata = (await Get("/v1/metadata")).Body!;

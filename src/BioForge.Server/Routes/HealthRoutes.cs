@@ -18,8 +18,7 @@ internal static class HealthRoutes
     public static void Map(IEndpointRouteBuilder app, ServerState state)
     {
         var v1 = app.MapGroup("/v1").WithTags("service");
-        // HEAD as well as GET: uptime monitors and load balancers probe with HEAD (Kestrel sends the headers only).
-        string[] probe = [HttpMethods.Get, HttpMethods.Head];
+        string[] probe = EndpointMetadataExtensions.Reads;
         v1.MapMethods("/health/live", probe, () => Results.Json(new HealthResponse("health-response", "live"), Json.Options))
             .WithSummary("Liveness: the process answers").Produces<HealthResponse>().AllowWithoutKey();
         v1.MapMethods("/health/ready", probe, () => state.Ready

@@ -46,7 +46,7 @@ internal static class MoleculeRoutes
         })
         .WithSummary("Descriptors, QED, SA score and PAINS alerts (RDKit)").Accepts<PropsRequest>("application/json").Produces<PropsResponse>().ProducesErrors(400, 422, 501, 503, 504);
 
-        molecule.MapGet("/depict", async (HttpContext context, string? smiles, int? width, int? height) =>
+        molecule.MapMethods("/depict", EndpointMetadataExtensions.Reads, async (HttpContext context, string? smiles, int? width, int? height) =>
         {
             if (string.IsNullOrWhiteSpace(smiles)) throw ApiError.BadRequest("smiles is required (query string)", "smiles");
             int w = width ?? 300, h = height ?? 220;

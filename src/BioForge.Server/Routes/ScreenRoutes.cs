@@ -108,10 +108,10 @@ internal static class ScreenRoutes
         .WithSummary("Submit a screening job: a library of SMILES against one target").Accepts<ScreenRequest>("application/json")
         .Produces<JobView>(202).ProducesErrors(400, 404, 422, 501, 503).ServesAffinityModels();
 
-        screen.MapGet("/{id}", (string id) => Results.Json(View(state.Jobs.Get(id)), Json.Options))
+        screen.MapMethods("/{id}", EndpointMetadataExtensions.Reads, (string id) => Results.Json(View(state.Jobs.Get(id)), Json.Options))
             .WithSummary("A screening job's status and progress").Produces<JobView>().ProducesErrors(404).Parameter("id", ExampleId, required: true);
 
-        screen.MapGet("/{id}/results", (string id) =>
+        screen.MapMethods("/{id}/results", EndpointMetadataExtensions.Reads, (string id) =>
         {
             var job = state.Jobs.Get(id);
             var (status, result, error, _) = job.Snapshot();

@@ -12,8 +12,8 @@ internal static class WebPage
 
     public static void Map(IEndpointRouteBuilder app)
     {
-        app.MapGet("/", () => File("index.html")).ExcludeFromDescription().AllowWithoutKey();
-        app.MapGet("/app/{name}", (string name) => File(name)).ExcludeFromDescription().AllowWithoutKey();
+        app.MapMethods("/", EndpointMetadataExtensions.Reads, () => File("index.html")).ExcludeFromDescription().AllowWithoutKey();
+        app.MapMethods("/app/{name}", EndpointMetadataExtensions.Reads, (string name) => File(name)).ExcludeFromDescription().AllowWithoutKey();
     }
 
     private static IResult File(string name)
