@@ -138,6 +138,18 @@ public sealed class LearningRateScheduleTests
         var constant = new LearningRateSchedule(2e-4, 5, 100, LearningRateDecay.Constant);
         Assert.Equal(2e-4, constant.At(99), 12);
     }
+
+    [Fact]
+    public void FineTuningsLastUpdateIsNotWasted()
+    {
+        // Decay to 0 at the last step would make that update a no-op; it ends one step past it, as Hugging Face's does.
+        var config = new BioForge.FineTuning.FineTuneConfig { Optimizer = new() { Lr = 1e-3, WarmupFraction = 0.1, Decay = "linear" } };
+        var schedule = config.Schedule(100);
+        Assert.Equal(1e-4, schedule.At(1), 12);
+        Assert.Equal(1e-3, schedule.At(10), 12);
+        Assert.Equal(1e-3 / 91, schedule.At(100), 12);
+        Assert.True(config.Schedule(1).At(1) > 0);
+    }
 }
 
 public sealed class TrainingStreamTests

@@ -31,7 +31,10 @@ public sealed record FineTuneConfig
         public string? Test { get; init; }
         public string SequenceColumn { get; init; } = "sequence";
         public string LabelColumn { get; init; } = "label";
-        /// <summary><c>random</c>, or <c>scaffold</c> (SMILES: whole Bemis–Murcko scaffold groups per split, largest groups in train).</summary>
+        /// <summary>
+        /// <c>random</c>; <c>scaffold</c> (SMILES: whole Bemis–Murcko scaffold groups per part, largest groups in train);
+        /// or <c>scaffold_balanced</c> (Chemprop's: large groups in train, the rest in seeded random order).
+        /// </summary>
         public string Split { get; init; } = "random";
         public double ValidFraction { get; init; } = 0.1;
         public double TestFraction { get; init; } = 0.1;
@@ -110,7 +113,11 @@ public sealed record FineTuneConfig
 
     public AdamWOptions AdamW => new() { Beta1 = Optimizer.Beta1, Beta2 = Optimizer.Beta2, Epsilon = Optimizer.Eps, WeightDecay = Optimizer.WeightDecay };
 
-    public LearningRateSchedule Schedule(long totalSteps) => new(Optimizer.Lr, (long)Math.Round(Optimizer.WarmupFraction * totalSteps), totalSteps,
+    /// <summary>
+    /// The rate of each of <paramref name="totalSteps"/> updates: warm-up, then decay towards 0 one step past the last, so
+    /// the last update still moves the weights (Hugging Face's schedules give theirs peak / (steps − warm-up) too).
+    /// </summary>
+    public LearningRateSchedule Schedule(long totalSteps) => new(Optimizer.Lr, (long)Math.Round(Optimizer.WarmupFraction * totalSteps), totalSteps + 1,
         Optimizer.Decay switch { "constant" => LearningRateDecay.Constant, "linear" => LearningRateDecay.Linear, _ => LearningRateDecay.Cosine }, 0.0);
 
     public static FineTuneConfig Load(string path, IEnumerable<string>? overrides = null)
@@ -124,7 +131,7 @@ public sealed record FineTuneConfig
     {
         require(!string.IsNullOrWhiteSpace(Data.Train), "data.train is required (a CSV file with a header row)");
         require(!string.IsNullOrWhiteSpace(Data.SequenceColumn) && !string.IsNullOrWhiteSpace(Data.LabelColumn), "data.sequence_column and data.label_column must be named");
-        require(Data.Split is "random" or "scaffold", $"data.split must be random or scaffold (got '{Data.Split}')");
+        require(Data.Split is "random" or "scaffold" or "scaffold_balanced", $"data.split must be random, scaffold or scaffold_balanced (got '{Data.Split}')");
         require(Data.ValidFraction is >= 0 and < 1 && Data.TestFraction is >= 0 and < 1 && Data.ValidFraction + Data.TestFraction < 1,
             $"data.valid_fraction and data.test_fraction must be in [0, 1) and sum below 1 (got {Data.ValidFraction} and {Data.TestFraction})");
         require(Data.MaxLength >= 3, $"data.max_length must be at least 3 (got {Data.MaxLength})");
