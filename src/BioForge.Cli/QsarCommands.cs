@@ -25,8 +25,8 @@ internal static class QsarCommands
         var smiles = new Option<string>("--smiles-column") { Description = "the SMILES column", DefaultValueFactory = _ => "smiles" };
         var activity = Options.Required("--activity-column", "the measured column (numbers; convert IC50 in nM to pIC50 = 9 − log10(IC50) first)");
         var outDir = Options.RequiredFolder("--out", "model directory to write (qsar_model.json)");
-        var split = new Option<string>("--split") { Description = "how the test molecules are held out: scaffold (their scaffolds unseen in fitting) or random", DefaultValueFactory = _ => "scaffold" };
-        split.AcceptOnlyFromAmong("scaffold", "random");
+        var split = new Option<string>("--split") { Description = "how the test molecules are held out: scaffold (their scaffolds unseen in fitting; the smallest series), scaffold_balanced (the same, series drawn by --seed as Chemprop does) or random", DefaultValueFactory = _ => "scaffold" };
+        split.AcceptOnlyFromAmong("scaffold", "scaffold_balanced", "random");
         var testFraction = new Option<double>("--test-fraction") { Description = "share of the molecules held out to measure the model", DefaultValueFactory = _ => 0.2 };
         var seed = new Option<ulong>("--seed") { Description = "seed of the random split and the cross-validation folds", DefaultValueFactory = _ => 0 };
         var command = new Command("train", "Fit an activity model on measured molecules; its test metrics (held out by scaffold) are printed and stored") { input, smiles, activity, outDir, split, testFraction, seed };

@@ -43,6 +43,43 @@ public sealed class LabelledDataTests
     }
 
     /// <summary>
+    /// Largest first, test gets only singleton scaffolds and validation the pairs; balanced (Chemprop's), the big group
+    /// still trains, but test draws pairs too, and the seed moves the split.
+    /// </summary>
+    [Fact]
+    public void BalancedScaffoldSplitDrawsValidationAndTestAlike()
+    {
+        string[] benzenes = ["Cc1ccccc1", "CCc1ccccc1", "CCCc1ccccc1", "CCCCc1ccccc1", "CCCCCc1ccccc1", "Oc1ccccc1", "Nc1ccccc1", "Clc1ccccc1",
+            "Fc1ccccc1", "Brc1ccccc1", "Ic1ccccc1", "OCc1ccccc1", "NCc1ccccc1", "COc1ccccc1", "CNc1ccccc1", "N#Cc1ccccc1", "OC(=O)c1ccccc1",
+            "CC(=O)c1ccccc1", "Sc1ccccc1", "CSc1ccccc1"];
+        string[] pairs = ["Cc1ccncc1", "Oc1ccncc1", "CC1CCCCC1", "OC1CCCCC1", "Cc1ccc2ccccc2c1", "Oc1ccc2ccccc2c1", "CC1CCNCC1", "OC1CCNCC1",
+            "CC1CCOCC1", "OC1CCOCC1"];
+        string[] singletons = ["CC1CC1", "CC1CCC1", "CC1CCCC1", "CC1CCCCCC1", "CC1CCCCCCC1", "CC1CCOC1", "CC1CCNC1", "CC1CCSC1", "Cc1ccoc1", "Cc1ccsc1"];
+        var rows = Rows([.. benzenes, .. pairs, .. singletons]);
+        bool HasPair(IReadOnlyList<LabelledRow> part) => part.Any(r => pairs.Contains(r.Sequence));
+
+        var largestFirst = LabelledData.Scaffold(rows, 0.2, 0.2);
+        Assert.All(largestFirst.Test, r => Assert.Contains(r.Sequence, singletons));
+        Assert.True(HasPair(largestFirst.Valid));
+
+        var tests = new HashSet<string>();
+        bool testDrewAPair = false;
+        for (ulong seed = 0; seed < 10; seed++)
+        {
+            var split = LabelledData.Scaffold(rows, 0.2, 0.2, seed);
+            Assert.Equal(rows.Count, split.Train.Count + split.Valid.Count + split.Test.Count);
+            Assert.All(benzenes, b => Assert.Contains(split.Train, r => r.Sequence == b)); // larger than half a part: trains
+            foreach (var pair in pairs.Chunk(2)) // a scaffold's molecules share their part
+                Assert.Single(new[] { split.Train, split.Valid, split.Test }, part => part.Any(r => pair.Contains(r.Sequence)));
+            Assert.Equal(split.Test.Select(r => r.Line), LabelledData.Scaffold(rows, 0.2, 0.2, seed).Test.Select(r => r.Line));
+            testDrewAPair |= HasPair(split.Test);
+            tests.Add(string.Join(",", split.Test.Select(r => r.Line).Order()));
+        }
+        Assert.True(testDrewAPair, "no seed put a two-molecule scaffold in test");
+        Assert.True(tests.Count > 5, $"10 seeds gave {tests.Count} test parts");
+    }
+
+    /// <summary>
     /// Copies of one compound — a replicate, its salt, a stereoisomer (features that cannot tell them apart) — fall on one
     /// side of a random split: spread over both, the test part measured molecules the model had fitted (ESOL has two such
     /// pairs in a 20 % test part, BBBP 88 groups). Rows without copies go where a shuffle of rows puts them, as before.

@@ -8,7 +8,8 @@ namespace BioForge.Discovery;
 /// the first bucket whose scaffold is at least <c>similarity</c> similar (Tanimoto, Morgan radius 2), so a family of
 /// close analogues shares one bucket. Once a bucket holds <c>bucket_size</c> molecules, further molecules in it score
 /// 0, and so does a molecule already seen (in an earlier step, or earlier in the same batch): the agent is paid for new
-/// chemotypes, not for repeats.
+/// chemotypes, not for repeats. Scaffolds keep their stereochemistry, as REINVENT 4's do (REINVENT 3 wrote them without),
+/// so enantiomeric series fill separate buckets.
 /// </summary>
 public sealed class DiversityFilter(OptimizeConfig.DiversityFilterSection settings)
 {

@@ -67,7 +67,9 @@ public sealed class QsarModel
     /// <summary>Fits on <paramref name="rows"/> (SMILES and a numeric label); every row must read, named by its line otherwise.</summary>
     public static QsarModel Train(IReadOnlyList<LabelledRow> rows, string activity, TrainOptions options)
     {
-        if (options.Split is not ("scaffold" or "random")) throw new BioForgeException($"--split must be scaffold or random (got '{options.Split}')");
+        if (options.Split is not ("scaffold" or "scaffold_balanced" or "random"))
+            throw new BioForgeException($"--split must be scaffold, scaffold_balanced or random (got '{options.Split}')");
+        bool byScaffold = options.Split != "random";
         if (options.TestFraction is <= 0 or >= 0.5) throw new BioForgeException($"--test-fraction must be in (0, 0.5) (got {options.TestFraction})");
         if (rows.Count < 20)
             throw new BioForgeException($"{(rows.Count > 0 ? rows[0].Source + ": " : "")}{rows.Count} molecules: a QSAR model needs at least 20 measured molecules");
@@ -76,7 +78,8 @@ public sealed class QsarModel
                 : throw new BioForgeException($"{r.Where}: {activity} {r.Label} is out of range (at most ±{MaxActivity:0e0}: larger numbers overflow the fit's sums of squares or are a unit mistake; activities are usually in log units, pIC50 = 9 − log10 IC50 in nM)")
             : throw new BioForgeException($"{r.Where}: '{r.Label}' is not a number{Csv.DecimalCommaNote(r.Label)}")).ToArray();
         var x = rows.Select(r => Features(r)).ToArray();
-        var split = options.Split == "scaffold" ? LabelledData.Scaffold(rows, 0, options.TestFraction) : LabelledData.Random(rows, 0, options.TestFraction, options.Seed);
+        var split = byScaffold ? LabelledData.Scaffold(rows, 0, options.TestFraction, options.Split == "scaffold_balanced" ? options.Seed : null)
+            : LabelledData.Random(rows, 0, options.TestFraction, options.Seed);
         var index = rows.Select((r, i) => (r, i)).ToDictionary(p => p.r, p => p.i); // rows differ by their line
         int[] fit = [.. split.Train.Select(r => index[r])], test = [.. split.Test.Select(r => index[r])];
         // A scaffold split of one dominant series (a chemist's own, or acyclic molecules' empty scaffold) holds out far more
@@ -86,8 +89,8 @@ public sealed class QsarModel
         if (test.Length < 2 || test.Select(i => y[i]).Distinct().Count() < 2)
             throw new BioForgeException($"{rows[0].Source}: the {test.Length} held-out molecules do not measure a ranking (fewer than 2, or all the same value); use more molecules or a larger --test-fraction");
 
-        var folds = options.Split == "scaffold" ? ScaffoldFolds(rows, fit) : RandomFolds(rows, fit, options.Seed);
-        string crossValidation = $"{folds.Distinct().Count()} folds{(options.Split == "scaffold" ? " by scaffold" : "")}";
+        var folds = byScaffold ? ScaffoldFolds(rows, fit) : RandomFolds(rows, fit, options.Seed);
+        string crossValidation = $"{folds.Distinct().Count()} folds{(byScaffold ? " by scaffold" : "")}";
         if (folds.GroupBy(f => f).Max(g => g.Count()) * 2 > fit.Length)
         {
             // One series is most of the fitting part: holding it out would predict it from a few others, so the folds are random.

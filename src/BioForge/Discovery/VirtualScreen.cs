@@ -64,7 +64,7 @@ public static class VirtualScreen
         var held = new Dictionary<string, Candidate>(StringComparer.Ordinal); // the heap's molecules by canonical SMILES
         var errors = new List<string>();
         var sample = new List<double>();
-        var random = new Random(17);
+        var random = new Random(17); // the report's sample only: fixed, so one library gives one report
         using var limits = options.Limits.Count > 0 ? new PropertyLimits(options.Limits) : null;
         using var alerts = new StructuralFilters(FilterCatalogs.Pains | FilterCatalogs.Brenk, options.AllowedAlerts); // an unknown rule is refused now, not after the screen
         long read = 0, scored = 0, invalid = 0, outside = 0;

@@ -232,8 +232,8 @@ public static class FineTuner
         List<LabelledRow>? test = d.Test is null ? null : LabelledData.Read(d.Test, d.SequenceColumn, d.LabelColumn);
         if (valid is not null && test is not null) return new DataSplit(rows, valid, test);
         // Split off only what no file provides.
-        var split = d.Split == "scaffold"
-            ? LabelledData.Scaffold(rows, valid is null ? d.ValidFraction : 0, test is null ? d.TestFraction : 0)
+        var split = d.Split is "scaffold" or "scaffold_balanced"
+            ? LabelledData.Scaffold(rows, valid is null ? d.ValidFraction : 0, test is null ? d.TestFraction : 0, d.Split == "scaffold_balanced" ? config.Seed : null)
             : LabelledData.Random(rows, valid is null ? d.ValidFraction : 0, test is null ? d.TestFraction : 0, config.Seed);
         if (split.Train.Count == 0) throw new BioForgeException($"{d.Train}: no rows left for training after the split");
         return new DataSplit(split.Train, valid ?? split.Valid, test ?? split.Test);

@@ -102,8 +102,14 @@ public static class LabelledData
     /// stereochemistry (<see cref="Keys"/>; as MoleculeNet writes it: stereoisomers share one). Unparsable SMILES form a
     /// group per text; rows most of which are not SMILES (protein sequences) are refused, since their "split" would be
     /// the file's order.
+    /// <para>
+    /// Largest first leaves validation the mid-size groups and test the singletons, two parts of different kinds, so the
+    /// epoch chosen on validation says little about test. With a <paramref name="balancedSeed"/> (Chemprop's
+    /// <c>scaffold_balanced</c>), groups larger than half the validation or test part go first, in seeded order, then the
+    /// others, shuffled: validation and test both draw random scaffolds, and each seed gives another split.
+    /// </para>
     /// </summary>
-    public static DataSplit Scaffold(IReadOnlyList<LabelledRow> rows, double validFraction, double testFraction)
+    public static DataSplit Scaffold(IReadOnlyList<LabelledRow> rows, double validFraction, double testFraction, ulong? balancedSeed = null)
     {
         var groups = new Dictionary<string, List<int>>(StringComparer.Ordinal);
         var unread = new List<int>();
@@ -119,8 +125,15 @@ public static class LabelledData
             throw new BioForgeException($"data.split scaffold groups molecules by their Bemis–Murcko scaffold, but RDKit reads no molecule in {unread.Count} of the {rows.Count} rows "
                 + $"(the first: '{Spelling.Excerpt(rows[unread[0]].Sequence)}'); use data.split random for sequences that are not SMILES");
         double trainCut = (1 - validFraction - testFraction) * rows.Count, validCut = (1 - testFraction) * rows.Count;
+        IEnumerable<List<int>> order = groups.Values.OrderByDescending(g => g.Count).ThenByDescending(g => g[0]);
+        if (balancedSeed is { } seed)
+        {
+            // Half the smaller part held out (a part not split off, such as QSAR's validation, does not count).
+            double half = new[] { validFraction, testFraction }.Where(f => f > 0).DefaultIfEmpty(0).Min() * rows.Count / 2;
+            order = groups.Values.OrderBy(g => g.Count > half ? 0 : 1).ThenBy(g => StatelessRandom.Hash(seed, g[0], 0x5CAF));
+        }
         List<LabelledRow> train = [], valid = [], test = [];
-        foreach (var members in groups.Values.OrderByDescending(g => g.Count).ThenByDescending(g => g[0]))
+        foreach (var members in order)
         {
             var part = train.Count + members.Count <= trainCut ? train
                 : train.Count + valid.Count + members.Count <= validCut ? valid : test;
