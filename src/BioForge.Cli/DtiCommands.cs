@@ -46,7 +46,7 @@ internal static class DtiCommands
             // A pKd model scored on KIBA scores (or the other way) would print an error and a concordance of nothing.
             if (affinity.Manifest.Measure.Length > 0 && affinity.Manifest.Measure != dataset.Measure)
                 throw new BioForgeException($"--data {result.GetValue(data)}: holds {dataset.Measure} values; the model predicts {affinity.Manifest.Measure} (trained on {affinity.Manifest.Dataset})");
-            var test = dataset.Folds(affinity.Manifest.Split, affinity.Manifest.SplitSeed).Test.Select(i => dataset.Pairs[i]).ToArray();
+            var test = dataset.Folds(affinity.Manifest.Split, affinity.Manifest.SplitSeed, affinity.Manifest.TargetIdentity).Test.Select(i => dataset.Pairs[i]).ToArray();
             var predicted = new double[test.Length];
             // Each drug's features once (the molecule model's embedding is most of the time), then every target's pairs.
             int[] drugsTested = [.. test.Select(p => p.Drug).Distinct().Order()];

@@ -306,16 +306,28 @@ public sealed class AffinityTests
     public void AColdTargetSplitTestsOnTargetsNeverSeenInTraining()
     {
         var davis = AffinityDataset.Load(Davis);
-        var (test, train) = davis.Folds("cold_target", seed: 3);
+        var (test, train) = davis.Folds("cold_target", seed: 3, targetIdentity: 0.95); // dti train's default
         Assert.Equal(davis.Pairs.Count, test.Length + train.Sum(f => f.Length));
         Assert.Equal(Enumerable.Range(0, davis.Pairs.Count), test.Concat(train.SelectMany(f => f)).Order());
         string Sequence(int pair) => davis.Targets[davis.Pairs[pair].Target].Text;
         var trained = train.SelectMany(f => f).Select(Sequence).ToHashSet();
         Assert.DoesNotContain(test.Select(Sequence), trained.Contains);
         Assert.InRange(test.Length, davis.Pairs.Count / 9, davis.Pairs.Count / 4); // about a sixth
-        Assert.Equal(test, davis.Folds("cold_target", seed: 3).Test);
-        Assert.NotEqual(test, davis.Folds("cold_target", seed: 4).Test);
+        Assert.Equal(test, davis.Folds("cold_target", seed: 3, 0.95).Test);
+        Assert.NotEqual(test, davis.Folds("cold_target", seed: 4, 0.95).Test);
         Assert.Contains("data.split must be", Assert.Throws<BioForgeException>(() => davis.Folds("cold", 0)).Message);
+        // By family: at 0.95 the two CDK11 isoforms (CDC2L1, CDC2L2) share a part; at 0.7 so do SRC's paralogs.
+        // Families of one sequence keep their keys, so the split moves only where families join.
+        string[] Part(double? identity, params string[] names)
+        {
+            var (t, _) = davis.Folds("cold_target", 3, identity);
+            var tested = t.Select(i => davis.Targets[davis.Pairs[i].Target].Id).ToHashSet();
+            return [.. names.Select(n => tested.Contains(n) ? "test" : "train").Distinct()];
+        }
+        Assert.Single(Part(0.95, "CDC2L1", "CDC2L2"));
+        Assert.Single(Part(0.7, "SRC", "YES", "FYN", "FGR"));
+        Assert.Single(Part(0.7, "AKT1", "AKT2", "AKT3"));
+        Assert.Equal(378, davis.TargetFamilies(0.95).Distinct().Count());
 
         string output = TestData.TempDirectory();
         string config = Path.Combine(TestData.TempDirectory(), "dti.yaml");
@@ -449,5 +461,32 @@ public sealed class AffinityTests
         Assert.Contains($"{path}:{abl1Line + 1}: affinity 'abc' is not a number", Assert.Throws<BioForgeException>(() => AffinityModel.KnownBinders(copy, abl1)).Message);
         File.WriteAllText(path, "smiles,name\nCCO,x\n");
         Assert.Contains("expected the columns target_sha256,target,drug,smiles,affinity", Assert.Throws<BioForgeException>(() => AffinityModel.KnownBinders(copy, abl1)).Message);
+    }
+}
+
+public sealed class SequenceFamilyTests
+{
+    /// <summary>
+    /// A protein, a point mutant of it, a fragment of it, a 75 %-identical paralog, an unrelated protein and a chimera
+    /// (half the protein, half unrelated): at 0.95 identity the first three are one family; at 0.7 the paralog joins; the
+    /// unrelated one never does, nor the chimera, identical to the protein over only half of either.
+    /// </summary>
+    [Fact]
+    public void FamiliesLinkSequencesAlikeOverMostOfTheShorterOne()
+    {
+        var random = new Random(5);
+        const string letters = "ACDEFGHIKLMNPQRSTVWY";
+        string Draw(int length) => new([.. Enumerable.Range(0, length).Select(_ => letters[random.Next(letters.Length)])]);
+        string Mutate(string s, double share)
+        {
+            var chars = s.ToCharArray();
+            foreach (int i in Enumerable.Range(0, s.Length).OrderBy(_ => random.Next()).Take((int)(share * s.Length)))
+                chars[i] = letters[(letters.IndexOf(chars[i]) + 1 + random.Next(letters.Length - 1)) % letters.Length];
+            return new string(chars);
+        }
+        string protein = Draw(300);
+        string[] sequences = [protein, Mutate(protein, 0.01), protein[100..250].ToLowerInvariant(), Mutate(protein, 0.25), Draw(300), protein[..150] + Draw(150)];
+        Assert.Equal([0, 0, 0, 1, 2, 3], BioForge.Proteins.SequenceFamilies.Group(sequences, 0.95));
+        Assert.Equal([0, 0, 0, 0, 1, 2], BioForge.Proteins.SequenceFamilies.Group(sequences, 0.7));
     }
 }

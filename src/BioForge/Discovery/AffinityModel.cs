@@ -68,6 +68,8 @@ public sealed record AffinityManifest
     /// <summary>How its test fold was held out (<see cref="AffinityDataset.Folds"/>) and the seed that dealt it, so <c>dti eval</c> scores the same pairs.</summary>
     public string Split { get; init; } = AffinityDataset.RandomSplit;
     public ulong SplitSeed { get; init; }
+    /// <summary>cold_target's family identity; null for other splits and for models trained before it was recorded (identical sequences only).</summary>
+    public double? TargetIdentity { get; init; }
     /// <summary>Feature settings; the language-model paths are relative to the model directory.</summary>
     public AffinityFeatureSettings Features { get; init; } = new();
     public int Hidden { get; init; }
