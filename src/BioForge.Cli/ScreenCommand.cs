@@ -103,8 +103,7 @@ internal static class ScreenCommand
     {
         if (Console.IsErrorRedirected || !File.Exists(path)) return null;
         using var reader = LineReader.Open(path, MoleculeSource.MaxLineLength);
-        bool sdf = path.Contains(".sd", StringComparison.OrdinalIgnoreCase);
-        bool table = path.Contains(".csv", StringComparison.OrdinalIgnoreCase) || path.Contains(".tsv", StringComparison.OrdinalIgnoreCase);
+        bool sdf = MoleculeSource.IsSdf(path), table = MoleculeSource.IsTable(path);
         long count = 0;
         for (string? line = reader.ReadLine(); line is not null; line = reader.ReadLine())
             if (sdf ? line.StartsWith("$$$$", StringComparison.Ordinal) : line.Trim().Length > 0) count++;

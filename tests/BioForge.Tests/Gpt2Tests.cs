@@ -175,6 +175,53 @@ public sealed class Gpt2Tests
         Assert.Contains("does not train them", run.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Faults in a checkpoint's JSON and tokenizer files are one message naming the file and what is wrong: a name given
+    /// twice (was an ArgumentException naming no file), a null bos id (was read as 50256), values of the wrong kind, an
+    /// id past int, and a merge whose tokens vocab.json lacks (was blamed on vocab.json at a column of a scratch file).
+    /// </summary>
+    [Fact]
+    public void BrokenCheckpointFilesAreNamedWithTheirFault()
+    {
+        string Copy(string from)
+        {
+            string dir = TestData.TempDirectory();
+            foreach (string file in Directory.GetFiles(from)) File.Copy(file, Path.Combine(dir, Path.GetFileName(file)));
+            return dir;
+        }
+        string Refusal(string dir) => Assert.Throws<BioForgeException>(() => Gpt2Checkpoint.Load(dir, TestData.Cpu.Device, TestData.Cpu.DType)).Message;
+
+        string twice = Copy(Fixture);
+        string config = File.ReadAllText(Path.Combine(twice, "config.json"));
+        File.WriteAllText(Path.Combine(twice, "config.json"), "{\"n_embd\": 8, " + config.TrimStart()[1..]);
+        Assert.Contains("config.json: not valid JSON", Refusal(twice), StringComparison.Ordinal);
+        Assert.Contains("n_embd", Refusal(twice), StringComparison.Ordinal);
+
+        string nullBos = Copy(Fixture);
+        var json = ModelRegistry.ReadConfig(Path.Combine(nullBos, "config.json"));
+        json["bos_token_id"] = null;
+        File.WriteAllText(Path.Combine(nullBos, "config.json"), json.ToJsonString());
+        Assert.Contains("bos_token_id is null", Refusal(nullBos), StringComparison.Ordinal);
+
+        string added = Copy(Fixture);
+        var tokenizer = JsonNode.Parse(File.ReadAllText(Path.Combine(added, "tokenizer.json")))!.AsObject();
+        tokenizer["added_tokens"] = new JsonArray("<|endoftext|>");
+        File.WriteAllText(Path.Combine(added, "tokenizer.json"), tokenizer.ToJsonString());
+        Assert.Contains("tokenizer.json: added_tokens[", Refusal(added), StringComparison.Ordinal);
+
+        string huge = Copy(BinFixture);
+        var vocab = JsonNode.Parse(File.ReadAllText(Path.Combine(huge, "vocab.json")))!.AsObject();
+        vocab["K"] = int.MaxValue;
+        File.WriteAllText(Path.Combine(huge, "vocab.json"), vocab.ToJsonString());
+        Assert.Contains($"token id {int.MaxValue} is larger than any vocabulary", Refusal(huge), StringComparison.Ordinal);
+
+        string merges = Copy(BinFixture);
+        File.AppendAllText(Path.Combine(merges, "merges.txt"), "Z Z\n");
+        string blamed = Refusal(merges);
+        Assert.Contains("merges.txt:", blamed, StringComparison.Ordinal);
+        Assert.Contains("the merge 'Z Z' uses 'Z', which is not in vocab.json", blamed, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void SamplesDependOnTheSeedAndIndexOnly()
     {

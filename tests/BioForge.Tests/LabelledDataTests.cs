@@ -7,6 +7,20 @@ public sealed class LabelledDataTests
 {
     private static List<LabelledRow> Rows(params string[] smiles) => [.. smiles.Select((s, i) => new LabelledRow("t.csv", i + 2, s, "1"))];
 
+    /// <summary>The separator comes from the file's own name: a folder called x.tsv.d made every CSV in it tab-separated.</summary>
+    [Fact]
+    public void ACsvInAFolderNamedTsvIsReadWithCommas()
+    {
+        string folder = Path.Combine(TestData.TempDirectory(), "old.tsv.d");
+        Directory.CreateDirectory(folder);
+        string csv = Path.Combine(folder, "m.csv");
+        File.WriteAllLines(csv, ["smiles,label", "CCO,1.5", "CCN,2"]);
+        var rows = LabelledData.Read(csv, "smiles", "label");
+        Assert.Equal(["CCO", "CCN"], rows.Select(r => r.Sequence));
+        Assert.Equal(',', BioForge.IO.Csv.Separator(csv, "smiles,label"));
+        Assert.Equal('\t', BioForge.IO.Csv.Separator(Path.Combine(folder, "m.tsv.gz"), "smiles"));
+    }
+
     [Fact]
     public void RandomSplitIsASeededPartition()
     {

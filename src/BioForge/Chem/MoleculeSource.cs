@@ -36,12 +36,10 @@ public static class MoleculeSource
     private static readonly string[] NameColumns = ["name", "id", "title", "zinc_id", "compound_id", "molecule_chembl_id"];
 
     /// <summary>Whether the file is a CSV/TSV table (by its name, a .gz aside), whose SMILES column can be named.</summary>
-    public static bool IsTable(string path) =>
-        Path.GetExtension(path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path).ToLowerInvariant() is ".csv" or ".tsv";
+    public static bool IsTable(string path) => Csv.Extension(path) is ".csv" or ".tsv";
 
     /// <summary>Whether the file holds MOL blocks (.sdf, .sd, .mol; a .gz aside).</summary>
-    public static bool IsSdf(string path) =>
-        Path.GetExtension(path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path).ToLowerInvariant() is ".sdf" or ".sd" or ".mol";
+    public static bool IsSdf(string path) => Csv.Extension(path) is ".sdf" or ".sd" or ".mol";
 
     /// <summary>
     /// The molecules of a file, streamed. A file with none (empty, or only blank lines), binary data, or a line longer
@@ -52,8 +50,7 @@ public static class MoleculeSource
     public static IEnumerable<MoleculeRecord> Read(string path, string? smilesColumn = null, string? idColumn = null)
     {
         if (!File.Exists(path)) throw new BioForgeException($"{path}: file not found");
-        string name = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path;
-        string ext = Path.GetExtension(name).ToLowerInvariant();
+        string ext = Csv.Extension(path);
         var records = ext switch
         {
             ".smi" or ".smiles" or ".txt" when idColumn is not null =>

@@ -1,5 +1,6 @@
 using System.Globalization;
 using BioForge.Chem;
+using BioForge.IO;
 using BioForge.Proteins;
 
 namespace BioForge.Discovery;
@@ -107,7 +108,7 @@ public sealed class ApplicabilityDomain
         System.Text.Json.Nodes.JsonObject root;
         try
         {
-            root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))?.AsObject() ?? throw new BioForgeException($"{path}: empty");
+            root = JsonFile.ReadObject(path);
             foreach (var (split, entry) in root)
             {
                 var metrics = entry?["test_metrics"]?.AsObject() ?? throw new BioForgeException($"{path}: {split} has no test_metrics");

@@ -69,7 +69,7 @@ internal sealed class LoraAdapters : IDisposable
         LoraOptions options;
         try
         {
-            var config = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+            var config = JsonFile.ReadObject(configPath);
             options = new LoraOptions(config["r"]!.GetValue<int>(), config["lora_alpha"]!.GetValue<double>(),
                 config["lora_dropout"]?.GetValue<double>() ?? 0, [.. config["target_modules"]!.AsArray().Select(t => t!.GetValue<string>())]);
         }

@@ -141,6 +141,9 @@ internal sealed unsafe class CheckedGzipStream : Stream
     public override void SetLength(long value) => throw new NotSupportedException();
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
+    /// <summary>zlib's state and the input buffer are native: freed here when a reader was dropped without disposing.</summary>
+    ~CheckedGzipStream() => Dispose(false);
+
     protected override void Dispose(bool disposing)
     {
         if (z is not null)

@@ -69,9 +69,13 @@ public static class Csv
     /// column); a comma otherwise.
     /// </summary>
     public static char Separator(string path, string header) =>
-        path.Contains(".tsv", StringComparison.OrdinalIgnoreCase) || header.Contains('\t') ? '\t'
+        Extension(path) == ".tsv" || header.Contains('\t') ? '\t'
         : header.Contains(';') && !header.Contains(',') ? ';'
         : ',';
+
+    /// <summary>The file's own extension, lower case, a <c>.gz</c> aside (a folder named <c>x.tsv.d</c> says nothing).</summary>
+    public static string Extension(string path) =>
+        Path.GetExtension(path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path).ToLowerInvariant();
 
     /// <summary>
     /// For a number that did not parse: a note when it is written with a decimal comma ("0,5"), as the semicolon-separated
@@ -86,30 +90,28 @@ public static class Csv
     /// whose quoting is broken (<see cref="QuotingProblem"/>) is an error naming it, unless <paramref name="checkQuoting"/> is
     /// false (a file of our own whose last row a kill may have torn, read by a parser that drops such rows).
     /// </summary>
+    /// <remarks>The header is read now and the file closed; the rows open it again when enumerated, so a caller that
+    /// refuses the header holds no open file (nor, for gzip, zlib's native buffers).</remarks>
     public static IEnumerable<(int Line, List<string> Fields)> ReadRows(string path, out List<string> header, bool checkQuoting = true)
     {
         if (!File.Exists(path)) throw new BioForgeException($"{path}: file not found");
-        var reader = LineReader.Open(path, MaxLineLength);
-        try
+        char separator;
+        using (var reader = LineReader.Open(path, MaxLineLength))
         {
             string? first = reader.ReadLine();
             if (string.IsNullOrWhiteSpace(first)) throw new BioForgeException($"{path}: empty file (expected a header row)");
-            char separator = Separator(path, first);
+            separator = Separator(path, first);
             if (checkQuoting && QuotingProblem(first, separator) is { } problem) throw new BioForgeException($"{path}:1: {problem}");
             header = Split(first, separator);
-            return Rows(path, reader, separator, checkQuoting);
         }
-        catch
-        {
-            reader.Dispose();
-            throw;
-        }
+        return Rows(path, separator, checkQuoting);
     }
 
-    private static IEnumerable<(int Line, List<string> Fields)> Rows(string path, LineReader reader, char separator, bool checkQuoting)
+    private static IEnumerable<(int Line, List<string> Fields)> Rows(string path, char separator, bool checkQuoting)
     {
-        using (reader)
+        using (var reader = LineReader.Open(path, MaxLineLength))
         {
+            reader.ReadLine(); // the header, read already
             string? line;
             while ((line = reader.ReadLine()) != null)
             {

@@ -51,7 +51,7 @@ internal sealed class PyTorchStateDict : IDisposable
     {
         try
         {
-            var map = (JsonNode.Parse(File.ReadAllText(index)) as JsonObject)?["weight_map"] as JsonObject
+            var map = (JsonFile.Read(index) as JsonObject)?["weight_map"] as JsonObject
                 ?? throw new BioForgeException($"{index}: no weight_map object");
             return map.Select(kv => SafetensorsCheckpoint.ShardName(index, kv.Key, kv.Value)).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
         }

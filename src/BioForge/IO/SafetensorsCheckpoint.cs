@@ -43,15 +43,7 @@ public sealed class SafetensorsCheckpoint : IDisposable
 
     private void OpenShards(string indexPath)
     {
-        JsonObject? index;
-        try
-        {
-            index = JsonNode.Parse(File.ReadAllText(indexPath)) as JsonObject;
-        }
-        catch (JsonException e)
-        {
-            throw new BioForgeException($"{indexPath}: not valid JSON ({e.Message})");
-        }
+        var index = JsonFile.Read(indexPath) as JsonObject;
         if (index?["weight_map"] is not JsonObject map) throw new BioForgeException($"{indexPath}: no \"weight_map\" object");
         var byShard = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
         foreach (var (name, value) in map)

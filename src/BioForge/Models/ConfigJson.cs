@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using BioForge.IO;
 
 namespace BioForge.Models;
 
@@ -9,15 +10,7 @@ internal static class ConfigJson
 {
     public static JsonObject Read(string path, string modelType)
     {
-        JsonObject json;
-        try
-        {
-            json = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new BioForgeException($"{path}: not a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new BioForgeException($"{path}: not valid JSON ({e.Message})");
-        }
+        var json = JsonFile.ReadObject(path);
         string? type = Text(json, "model_type", path);
         if (type is not null && type != modelType) throw new BioForgeException($"{path}: model_type is '{type}', not '{modelType}'");
         return json;

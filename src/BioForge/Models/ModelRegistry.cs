@@ -1,5 +1,5 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
+using BioForge.IO;
 using BioForge.Models.Esm;
 using BioForge.Models.Gpt2;
 using BioForge.Models.Llama;
@@ -51,13 +51,6 @@ public static class ModelRegistry
     /// <summary>A config.json file as a JSON object, or one message naming the file.</summary>
     public static JsonObject ReadConfig(string path)
     {
-        try
-        {
-            return JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new BioForgeException($"{path}: not a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new BioForgeException($"{path}: not valid JSON ({e.Message})");
-        }
+        return JsonFile.ReadObject(path);
     }
 }

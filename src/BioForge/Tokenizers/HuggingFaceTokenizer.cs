@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using BioForge.IO;
 using Tokenizers.DotNet;
@@ -117,28 +116,23 @@ public sealed class HuggingFaceTokenizer : IDisposable
 
     private static (int Count, List<string> Special) ReadVocabulary(string path, string source)
     {
-        JsonObject json;
-        try
-        {
-            json = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new BioForgeException($"{source}: not a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new BioForgeException($"{source}: not valid JSON ({e.Message})");
-        }
+        var json = JsonFile.ReadObject(path, source);
         var ids = new List<int>();
         var special = new List<string>();
-        if (json["model"]?["vocab"] is JsonObject vocab)
+        if (json["model"] is JsonObject { } model && model["vocab"] is JsonObject vocab)
             foreach (var (token, id) in vocab) ids.Add(Id(id, $"model.vocab '{token}'"));
         if (json["added_tokens"] is JsonArray added)
-            foreach (var token in added)
+            foreach (var node in added)
             {
-                ids.Add(Id(token?["id"], "added_tokens[].id"));
-                if (token?["special"] is JsonValue flag && flag.TryGetValue(out bool isSpecial) && isSpecial
+                var token = node as JsonObject ?? throw new BioForgeException($"{source}: added_tokens[{ids.Count}] must be an object with id and content");
+                ids.Add(Id(token["id"], "added_tokens[].id"));
+                if (token["special"] is JsonValue flag && flag.TryGetValue(out bool isSpecial) && isSpecial
                     && token["content"] is JsonValue content && content.TryGetValue(out string? text) && text.Length > 0)
                     special.Add(text);
             }
         if (ids.Count == 0) throw new BioForgeException($"{source}: no vocabulary (model.vocab)");
+        // Ids index the embedding: the largest cannot be a count past int, which would wrap and pass the size check.
+        if (ids.Max() == int.MaxValue) throw new BioForgeException($"{source}: token id {int.MaxValue} is larger than any vocabulary");
         return (ids.Max() + 1, special);
 
         int Id(JsonNode? node, string what) => node is JsonValue v && v.TryGetValue(out int i) && i >= 0
@@ -148,30 +142,27 @@ public sealed class HuggingFaceTokenizer : IDisposable
     /// <summary>GPT-2's tokenizer as tokenizer.json describes it: byte-level pre-tokenizer and decoder around a BPE model.</summary>
     private static JsonObject ByteLevelBpeJson(string vocabPath, string mergesPath)
     {
-        JsonObject vocab;
-        try
-        {
-            vocab = JsonNode.Parse(File.ReadAllText(vocabPath)) as JsonObject ?? throw new BioForgeException($"{vocabPath}: not a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new BioForgeException($"{vocabPath}: not valid JSON ({e.Message})");
-        }
+        var vocab = JsonFile.ReadObject(vocabPath);
         var merges = new JsonArray();
         using (var reader = LineReader.Open(mergesPath, maxLength: 4096))
             while (reader.ReadLine() is { } text)
             {
                 if (text.StartsWith("#version", StringComparison.Ordinal) || text.Length == 0) continue;
-                if (text.Split(' ').Length != 2)
+                if (text.Split(' ') is not [var left, var right])
                     throw new BioForgeException($"{mergesPath}:{reader.LineNumber}: a merge is two tokens separated by one space (got '{text}')");
+                // The library checks this too, but names a position in the combined file it is given, not this line.
+                foreach (string token in new[] { left, right, left + right })
+                    if (!vocab.ContainsKey(token))
+                        throw new BioForgeException($"{mergesPath}:{reader.LineNumber}: the merge '{text}' uses '{token}', which is not in {Path.GetFileName(vocabPath)}");
                 merges.Add(text);
             }
         JsonObject ByteLevel(bool prefixSpace) => new() { ["type"] = "ByteLevel", ["add_prefix_space"] = prefixSpace, ["trim_offsets"] = true, ["use_regex"] = true };
         var added = new JsonArray();
-        if (vocab["<|endoftext|>"] is JsonValue end)
+        if (vocab["<|endoftext|>"] is { } end)
             added.Add(new JsonObject
             {
-                ["id"] = end.GetValue<int>(),
+                ["id"] = end is JsonValue v && v.TryGetValue(out int id) ? id
+                    : throw new BioForgeException($"{vocabPath}: '<|endoftext|>' must map to an integer id (got {end.ToJsonString()})"),
                 ["content"] = "<|endoftext|>",
                 ["single_word"] = false,
                 ["lstrip"] = false,

@@ -92,18 +92,11 @@ internal static class WordLevelTokenizerFiles
     public static IReadOnlyList<string>? ReadVocabulary(string path, string splitPattern)
     {
         if (!File.Exists(path)) return null;
-        JsonNode? root;
-        try
-        {
-            root = JsonNode.Parse(File.ReadAllText(path));
-        }
-        catch (JsonException e)
-        {
-            throw new BioForgeException($"{path}: not valid JSON ({e.Message})");
-        }
+        var root = JsonFile.Read(path);
         static string? Text(JsonNode? node) => node?.GetValueKind() == JsonValueKind.String ? node.GetValue<string>() : null;
-        if (root?["model"] is not JsonObject { } model || Text(model["type"]) != "WordLevel" || model["vocab"] is not JsonObject vocab
-            || Text(root["pre_tokenizer"]?["pattern"]?["Regex"]) != splitPattern)
+        static JsonNode? Field(JsonNode? node, string key) => node is JsonObject o ? o[key] : null; // another kind of value: not this tokenizer
+        if (Field(root, "model") is not JsonObject { } model || Text(model["type"]) != "WordLevel" || model["vocab"] is not JsonObject vocab
+            || Text(Field(Field(Field(root, "pre_tokenizer"), "pattern"), "Regex")) != splitPattern)
             return null;
         var byId = new string[vocab.Count];
         foreach (var (token, id) in vocab)

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using BioForge.IO;
 
@@ -177,14 +176,7 @@ public sealed class RunDirectory
     {
         string file = System.IO.Path.Combine(Path, ConfigFile);
         if (!File.Exists(file)) return null;
-        try
-        {
-            return JsonNode.Parse(File.ReadAllText(file)) as JsonObject ?? throw new BioForgeException($"{file}: not a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new BioForgeException($"{file}: not valid JSON ({e.Message})");
-        }
+        return JsonFile.ReadObject(file);
     }
 
     /// <summary>

@@ -57,8 +57,8 @@ public sealed record Gpt2Config
             LayerNormEpsilon = json["layer_norm_epsilon"] is JsonValue eps && eps.TryGetValue(out double e) ? e
                 : json["layer_norm_epsilon"] is null ? 1e-5 : throw new BioForgeException($"{path}: 'layer_norm_epsilon' must be a number"),
             TieWordEmbeddings = Bool("tie_word_embeddings") ?? true,
-            BosTokenId = Int("bos_token_id") ?? 50256,
-            EosTokenId = Int("eos_token_id") ?? 50256,
+            BosTokenId = FramingId("bos_token_id"),
+            EosTokenId = FramingId("eos_token_id"),
         };
         ConfigSizes.RequirePositive(path, ("vocab_size", config.VocabSize), ("n_embd", config.HiddenSize), ("n_inner (4 × n_embd when absent)", config.InnerSize), ("n_layer", config.NumLayers),
             ("n_head", config.NumHeads), ("n_positions (or n_ctx)", config.MaxPositions));
@@ -74,6 +74,11 @@ public sealed record Gpt2Config
         ModelShape.CheckSize(path, "n_positions", config.MaxPositions, ModelShape.MaxPositions);
         return config;
 
+        // Absent, GPT-2's <|endoftext|> (transformers' default); null means the model has none, and BioForge frames every
+        // sample with both, so a null is refused rather than read as 50256, a token the file never names.
+        int FramingId(string key) => json.ContainsKey(key) && json[key] is null
+            ? throw new BioForgeException($"{path}: {key} is null; BioForge starts and ends every sample with it, so give its id (GPT-2's <|endoftext|> is 50256)")
+            : Int(key) ?? 50256;
         int? Int(string key) => json[key] switch
         {
             null => null,
