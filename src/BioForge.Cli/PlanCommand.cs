@@ -20,7 +20,7 @@ internal static class PlanCommand
         var alpha = Double("--alpha-us", "latency of one ring step, µs", 10);
         var perNode = Options.Int("--gpus-per-node", "GPUs per node", 8);
         var overlap = Double("--overlap", "fraction of the gradient reduction hidden behind the backward pass (BioForge today: 0)", 0);
-        var memory = Double("--gpu-memory-gb", "memory per GPU, GB", 80);
+        var memory = Double("--gpu-memory-gb", "memory per GPU in GB of 10⁹ bytes, as the estimate is written (an '80 GB' A100 or H100 holds 80 GiB: 85.9)", 85.9);
         var stepSeconds = new Option<double?>("--step-seconds") { Description = "measured: seconds one device takes for one training micro-batch (no communication)" };
         var tflops = new Option<double?>("--device-tflops") { Description = "measured: model TFLOP/s one device sustains in training (instead of --step-seconds)" };
         var sequence = new Option<int?>("--seq-len") { Description = "tokens per sequence (default: the run's data.max_length, else 1024)" };
@@ -108,7 +108,7 @@ internal static class PlanCommand
         output.WriteLine($"  throughput                {F(p.TokensPerSecond, "N0")} tokens/s ({F(p.TokensPerSecondPerGpu(c.Gpus), "N0")} per GPU; one GPU alone {F(p.SingleDeviceTokensPerSecond, "N0")})");
         output.WriteLine($"  scaling efficiency        {F(p.ScalingEfficiency * 100, "F1")} % of linear");
         var m = p.Memory;
-        output.WriteLine($"  memory per GPU            {F(m.TotalGb, "F1")} GB (weights {F(m.WeightsGb, "F1")}, gradients {F(m.GradientsGb, "F1")}, optimizer {F(m.OptimizerGb, "F1")}, activations {F(m.ActivationsGb, "F1")}) of {F(c.GpuMemoryGb, "F0")} GB");
+        output.WriteLine($"  memory per GPU            {F(m.TotalGb, "F1")} GB (weights {F(m.WeightsGb, "F1")}, gradients {F(m.GradientsGb, "F1")}, optimizer {F(m.OptimizerGb, "F1")}, activations {F(m.ActivationsGb, "F1")}) of {F(c.GpuMemoryGb, "F1")} GB");
         foreach (string warning in p.Warnings) output.WriteLine($"warning: {warning}");
         output.WriteLine("assumptions:");
         foreach (string assumption in p.Assumptions) output.WriteLine($"  - {assumption}");

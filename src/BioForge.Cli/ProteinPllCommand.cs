@@ -45,7 +45,7 @@ internal static class ProteinPllCommand
             long sites = records.Sum(r => (long)Math.Min(perSequence, r.Sequence.Count(GenerationQuality.IsCanonical)));
             var scores = ProgressDisplay.Run("pseudo-log-likelihood (residues)", sites, progress =>
                 GenerationQuality.PseudoLogLikelihood(esm, [.. records.Select(r => r.Sequence)], perSequence, int.MaxValue, result.GetValue(seed), result.GetValue(batchTokens),
-                    canonicalOnly: true, siteProgress: progress));
+                    siteProgress: progress));
             var (pll, scored, scorable) = (scores.PerResidue, scores.Scored, scores.Scorable);
             string F(double v) => v.ToString("F4", CultureInfo.InvariantCulture);
             var text = new StringBuilder("id,length,positions,pll,pll_sum,pseudo_perplexity\n");

@@ -69,3 +69,21 @@ public sealed class PngTests
 
     private static int BigEndian(byte[] b, int o) => (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
 }
+
+public sealed class SvgChartTests
+{
+    /// <summary>A missing value breaks a curve into runs; written as "NaN", it stopped the browser drawing the whole line.</summary>
+    [Fact]
+    public void MissingValuesBreakTheLineInsteadOfWritingNaN()
+    {
+        string line = BioForge.Imaging.SvgChart.Line([1, 2, 3, 4], [0.5, double.NaN, 0.9, 1.0], "t", "x", "y");
+        Assert.DoesNotContain("NaN", line, StringComparison.Ordinal);
+        Assert.Equal(2, System.Text.RegularExpressions.Regex.Count(line, "<polyline"));
+        string lines = BioForge.Imaging.SvgChart.Lines([("a", [1.0, 2, 3], [double.NaN, 1, 2])], "t", "x", "y");
+        Assert.DoesNotContain("NaN", lines, StringComparison.Ordinal);
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(lines, "<polyline"));
+        string scatter = BioForge.Imaging.SvgChart.Scatter([1, double.NaN, 3], [1, 2, 3], "t", "x", "y");
+        Assert.DoesNotContain("NaN", scatter, StringComparison.Ordinal);
+        Assert.Equal(2, System.Text.RegularExpressions.Regex.Count(scatter, "<circle"));
+    }
+}

@@ -13,6 +13,9 @@ public sealed class TaskMetricsTests
         Assert.Equal(0.0, TaskMetrics.Auroc([false, true], [0.9, 0.2]), 12);
         Assert.Equal(0.5, TaskMetrics.Auroc([false, true, false, true], [0.3, 0.3, 0.3, 0.3]), 12);
         Assert.True(double.IsNaN(TaskMetrics.Auroc([true, true], [0.1, 0.2])));
+        // A NaN score has no rank: ranked by its place in the input it gave 0.25 one way round and 0.75 the other.
+        Assert.True(double.IsNaN(TaskMetrics.Auroc([false, true, false, true], [double.NaN, double.NaN, double.NaN, double.NaN])));
+        Assert.True(double.IsNaN(TaskMetrics.Auroc([false, true, true], [0.1, double.NaN, 0.9])));
     }
 
     [Fact]

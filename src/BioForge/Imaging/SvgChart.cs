@@ -37,7 +37,8 @@ internal static class SvgChart
         var (y0, y1) = Range(ys);
         var svg = Start(title, xLabel, yLabel, x0, x1, y0, y1);
         for (int i = 0; i < xs.Count; i++)
-            svg.Append(Invariant($"<circle cx=\"{X(xs[i], x0, x1):F1}\" cy=\"{Y(ys[i], y0, y1):F1}\" r=\"3.5\" fill=\"#f58518\" fill-opacity=\"0.75\"><title>{Escape(labels?[i] ?? "")} ({xs[i]:G4}, {ys[i]:G4})</title></circle>"));
+            if (double.IsFinite(xs[i]) && double.IsFinite(ys[i]))
+                svg.Append(Invariant($"<circle cx=\"{X(xs[i], x0, x1):F1}\" cy=\"{Y(ys[i], y0, y1):F1}\" r=\"3.5\" fill=\"#f58518\" fill-opacity=\"0.75\"><title>{Escape(labels?[i] ?? "")} ({xs[i]:G4}, {ys[i]:G4})</title></circle>"));
         return svg.Append("</svg>").ToString();
     }
 
@@ -47,9 +48,28 @@ internal static class SvgChart
         var (x0, x1) = Range(xs);
         var (y0, y1) = Range(ys);
         var svg = Start(title, xLabel, yLabel, x0, x1, Math.Min(0, y0), y1);
-        var points = string.Join(" ", xs.Select((x, i) => Invariant($"{X(x, x0, x1):F1},{Y(ys[i], Math.Min(0, y0), y1):F1}")));
-        svg.Append($"<polyline points=\"{points}\" fill=\"none\" stroke=\"#54a24b\" stroke-width=\"2\"/>");
+        foreach (string points in Runs(xs, ys, x => X(x, x0, x1), y => Y(y, Math.Min(0, y0), y1)))
+            svg.Append($"<polyline points=\"{points}\" fill=\"none\" stroke=\"#54a24b\" stroke-width=\"2\"/>");
         return svg.Append("</svg>").ToString();
+    }
+
+    /// <summary>
+    /// The finite points of a curve as SVG coordinate lists, one per unbroken run: a missing value (NaN, as an older
+    /// run's metrics give for a key it did not log) breaks the line, where a "NaN" coordinate stops a browser drawing it.
+    /// </summary>
+    private static IEnumerable<string> Runs(IReadOnlyList<double> xs, IReadOnlyList<double> ys, Func<double, double> toX, Func<double, double> toY)
+    {
+        var run = new List<string>();
+        for (int i = 0; i <= xs.Count; i++)
+        {
+            if (i < xs.Count && double.IsFinite(xs[i]) && double.IsFinite(ys[i]))
+            {
+                run.Add(Invariant($"{toX(xs[i]):F1},{toY(ys[i]):F1}"));
+                continue;
+            }
+            if (run.Count > 0) yield return string.Join(" ", run);
+            run.Clear();
+        }
     }
 
     /// <summary>Several curves on shared axes, each with its own colour and a legend entry (e.g. one per benchmark task).</summary>
@@ -64,8 +84,8 @@ internal static class SvgChart
         {
             var (label, xs, ys) = series[k];
             string colour = Palette[k % Palette.Length];
-            var points = string.Join(" ", xs.Select((x, i) => Invariant($"{X(x, x0, x1):F1},{Y(ys[i], y0, y1):F1}")));
-            svg.Append(Invariant($"<polyline points=\"{points}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\"><title>{Escape(label)}</title></polyline>"));
+            foreach (string points in Runs(xs, ys, x => X(x, x0, x1), y => Y(y, y0, y1)))
+                svg.Append(Invariant($"<polyline points=\"{points}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\"><title>{Escape(label)}</title></polyline>"));
         }
         // The legend sits to the right of the plot, so the chart grows wider with it.
         var legend = new StringBuilder();

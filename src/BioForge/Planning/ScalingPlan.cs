@@ -16,7 +16,8 @@ public sealed record ClusterSpec
     public double AlphaMicroseconds { get; init; } = 10;
     /// <summary>Fraction of the gradient reduction hidden behind the backward pass (0: BioForge today; Megatron/NeMo overlap).</summary>
     public double Overlap { get; init; }
-    public double GpuMemoryGb { get; init; } = 80;
+    /// <summary>In GB of 10⁹ bytes, as every memory figure here: an "80 GB" A100 or H100 holds 80 GiB, 85.9 GB.</summary>
+    public double GpuMemoryGb { get; init; } = 85.9;
 }
 
 /// <summary>What each step does: sequence length, micro-batch, accumulation, precision and memory savers.</summary>

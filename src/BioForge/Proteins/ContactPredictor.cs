@@ -15,7 +15,8 @@ public static class ContactPredictor
     /// overlapping windows of as many residues as it reads, each framed by &lt;cls&gt; and &lt;eos&gt; as the contact head
     /// was fitted, evenly spaced at most half a window apart (<see cref="ResidueWindows.Tiling"/>); a pair's probability
     /// is the mean over the windows holding both residues, weighted towards each window's middle
-    /// (<see cref="ResidueWindows.Weight"/>), and NaN for a pair no window holds (residues too far apart).
+    /// (<see cref="ResidueWindows.Weight"/>), and NaN for a pair no window holds: windows start at most half a window
+    /// apart, so pairs up to half a window apart always have a value, farther ones only where one window holds both.
     /// </summary>
     public static float[,] Predict(EsmCheckpoint model, string sequence)
     {

@@ -214,12 +214,13 @@ public static class GenerationQuality
     /// then over sequences. Sequences are cropped to their first <paramref name="maxResidues"/> residues; a residue of a
     /// longer sequence than the model reads is scored in the window centred on it (<see cref="ResidueWindows"/>); at most
     /// <paramref name="positions"/> positions per sequence are scored, a seeded random choice when there
-    /// are more (the mean is then an unbiased estimate). <paramref name="canonicalOnly"/> scores the 20 canonical amino
-    /// acids alone (an X, a selenocysteine or an alignment gap is context, not a residue to predict).
+    /// are more (the mean is then an unbiased estimate). Only the 20 canonical amino acids are scored: an X, a
+    /// selenocysteine or an alignment gap is context, not a residue to predict (so generated and natural sets, and
+    /// <c>protein pll</c> and <c>protein gen-eval</c>, score the same kind of site).
     /// </summary>
     /// <param name="progress">Sequences finished; <paramref name="siteProgress"/>: residues scored, batch by batch (a long protein is thousands of passes).</param>
     public static PseudoLikelihoods PseudoLogLikelihood(EsmCheckpoint model, IReadOnlyList<string> sequences, int positions, int maxResidues,
-        ulong seed, int batchTokens = 16384, IProgress<int>? progress = null, bool canonicalOnly = false, IProgress<int>? siteProgress = null)
+        ulong seed, int batchTokens = 16384, IProgress<int>? progress = null, IProgress<int>? siteProgress = null)
     {
         if (positions < 1) throw new BioForgeException($"--pll-positions must be positive (got {positions})");
         int limit = maxResidues, maxTokens = model.Config.MaxPositionEmbeddings;
@@ -234,7 +235,7 @@ public static class GenerationQuality
             string s = sequences[n].Length > limit ? sequences[n][..limit] : sequences[n];
             var tokens = tokenizer.Encode(s, unknownAsUnk: true);
             // Residue positions 1..L in token coordinates; <unk> is not scored (it has no true residue).
-            var sites = Enumerable.Range(1, s.Length).Where(i => tokens[i] != tokenizer.UnkId && (!canonicalOnly || IsCanonical(s[i - 1]))).ToArray();
+            var sites = Enumerable.Range(1, s.Length).Where(i => tokens[i] != tokenizer.UnkId && IsCanonical(s[i - 1])).ToArray();
             if (sites.Length == 0) throw new BioForgeException($"sequence {n + 1} has no residue ESM-2 can score");
             scorable[n] = sites.Length;
             if (sites.Length > positions)

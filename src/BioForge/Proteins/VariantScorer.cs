@@ -10,6 +10,8 @@ public sealed record SiteProfile(int Position, string WildType, double WildTypeP
 /// <summary>
 /// Zero-shot variant effects by the masked marginal of Meier et al. (2021): for each mutated site, mask it in the
 /// wild type and compare log-probabilities, score = Σ_sites log p(mutant) − log p(wild type). Higher = more tolerated.
+/// A multi-mutant's sites are masked one at a time and their terms added, as ESM's <c>predict.py</c> and ProteinGym
+/// score them (the paper's equation masks all of them at once; the two agree for single substitutions).
 /// A wild type longer than the model reads has each site read in the 1,024-token window centred on it
 /// (<see cref="ResidueWindows"/>, ProteinGym's "optimal" window).
 /// </summary>

@@ -54,12 +54,13 @@ internal static class TaskMetrics
 
     /// <summary>
     /// Area under the ROC curve as the Mann–Whitney U statistic over ranks (ties share their average rank): the chance
-    /// that a random positive scores above a random negative. NaN when either class is absent.
+    /// that a random positive scores above a random negative. NaN when either class is absent, or when a score is NaN
+    /// (ranks would place it by its position in the input).
     /// </summary>
     public static double Auroc(IReadOnlyList<bool> positive, IReadOnlyList<double> score)
     {
         long positives = positive.Count(p => p), negatives = positive.Count - positives;
-        if (positives == 0 || negatives == 0) return double.NaN;
+        if (positives == 0 || negatives == 0 || score.Any(double.IsNaN)) return double.NaN;
         var ranks = Correlation.Ranks(score);
         double rankSum = 0;
         for (int i = 0; i < ranks.Length; i++)
