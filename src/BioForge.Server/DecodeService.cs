@@ -125,6 +125,7 @@ internal sealed class DecodeService : IDisposable
         // A batch's size is the rows computed, a padded batch's padding rows included.
         if (report.Tokens > 0) metrics.Batch($"{Name}:decode", report.Prefilled + report.Decoded, report.Tokens, clock.Elapsed.TotalSeconds);
         if (report.Dropped > 0) metrics.Dropped($"{Name}:decode", report.Dropped);
+        if (report.Cancelled > 0) metrics.Cancelled($"{Name}:decode", report.Cancelled);
         return report;
     }
 

@@ -19,6 +19,7 @@ internal sealed class ServerMetrics
     private readonly ConcurrentDictionary<string, Histogram> batchSeconds = new();
     private readonly ConcurrentDictionary<string, Counter> tokens = new();
     private readonly ConcurrentDictionary<string, Counter> dropped = new();
+    private readonly ConcurrentDictionary<string, Counter> cancelled = new();
     private readonly ConcurrentDictionary<string, Counter> rejected = new();
     private readonly ConcurrentDictionary<string, Func<int>> queueDepth = new();
     private readonly ConcurrentDictionary<string, Func<int>> queueBusy = new();
@@ -40,6 +41,9 @@ internal sealed class ServerMetrics
 
     /// <summary>A request cancelled (client gone, timed out) before its batch ran: never computed.</summary>
     public void Dropped(string model, int count = 1) => dropped.GetOrAdd(model, _ => new Counter()).Add(count);
+
+    /// <summary>Sequences stopped while decoding because their client left or timed out (their slots freed at once).</summary>
+    public void Cancelled(string model, int count) => cancelled.GetOrAdd(model, _ => new Counter()).Add(count);
 
     /// <summary>A request refused because a queue was full.</summary>
     public void Rejected(string queue) => rejected.GetOrAdd(queue, _ => new Counter()).Add(1);
@@ -78,6 +82,8 @@ internal sealed class ServerMetrics
         foreach (var (queue, busy) in queueBusy.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_queue_busy", $"queue=\"{Escape(queue)}\"", busy());
         Family(text, "bioforge_requests_dropped_total", "counter", "inputs of requests cancelled before they were computed (an embeddings request of 100 inputs counts 100), by model");
         foreach (var (model, c) in dropped.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_requests_dropped_total", $"model=\"{Escape(model)}\"", c.Value);
+        Family(text, "bioforge_sequences_cancelled_total", "counter", "sequences stopped mid-decode because their client left or timed out, by model");
+        foreach (var (model, c) in cancelled.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_sequences_cancelled_total", $"model=\"{Escape(model)}\"", c.Value);
         Family(text, "bioforge_requests_rejected_total", "counter", "requests refused with 503 because a queue was full or its predicted wait too long, by queue");
         foreach (var (queue, c) in rejected.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Sample(text, "bioforge_requests_rejected_total", $"queue=\"{Escape(queue)}\"", c.Value);
         Family(text, "bioforge_time_to_first_token_seconds", "histogram", "time from a completion request to its first token, by model");

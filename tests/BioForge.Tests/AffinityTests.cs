@@ -7,6 +7,7 @@ using BioForge.Statistics;
 namespace BioForge.Tests;
 
 /// <summary>The affinity benchmark reader, the metrics papers report, and a short training run end to end.</summary>
+[Collection(nameof(TrainerTests))] // seeds LibTorch's global generator: its seeded runs must not interleave with other trainings
 public sealed class AffinityTests
 {
     private static string Davis => Path.Combine(AppContext.BaseDirectory, "data", "davis");
@@ -166,7 +167,7 @@ public sealed class AffinityTests
         var run = DtiConfig.Load(config);
         var trained = AffinityTrainer.Train(run);
         Assert.All(trained.BestEpochs, e => Assert.InRange(e, 1, 3));
-        Assert.True(trained.Test["mse"] < 0.8, $"test MSE {trained.Test["mse"]}: no better than predicting the mean (about 0.75)");
+        Assert.True(trained.Test["mse"] < 0.6, $"test MSE {trained.Test["mse"]} (0.49 when written): not clearly better than predicting the mean (about 0.75)");
         Assert.True(trained.Test["ci"] > 0.7, $"test CI {trained.Test["ci"]}");
 
         // The written model, loaded on its own, scores the test fold as training did.

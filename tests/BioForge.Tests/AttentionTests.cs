@@ -18,10 +18,11 @@ public sealed class AttentionTests
         int slotCount = 7;
         int[] slots = [3, 0, 6, 2, 5];
         int[] lengths = [1, slotLength / 2 - 3, slotLength, 9, slotLength - 7];
-        manual_seed(11);
-        var queries = randn(slots.Length, heads, 1, headDim);
-        var keys = randn((long)slotCount * slotLength, kvHeads, headDim);
-        var values = randn((long)slotCount * slotLength, kvHeads, headDim);
+        // A generator of its own: LibTorch's global one is seeded by training tests running beside this one.
+        using var generator = new Generator(11);
+        var queries = randn([slots.Length, heads, 1, headDim], generator: generator);
+        var keys = randn([(long)slotCount * slotLength, kvHeads, headDim], generator: generator);
+        var values = randn([(long)slotCount * slotLength, kvHeads, headDim], generator: generator);
 
         var ragged = Attention.Ragged(queries, keys, values, slots, lengths, slotLength);
 

@@ -31,7 +31,14 @@ public sealed class MosesMetricsTests
         var refs = new[] { Fingerprints.Morgan(naphthalene, 2, 1024), Fingerprints.Morgan(ethanol, 2, 1024) };
         double snn = fps.Select(a => refs.Max(r => Fingerprints.Tanimoto(a, r))).Average();
         Assert.Equal(snn, report.Snn!.Value, 12);
-        Assert.InRange(report.Frag!.Value, 0.0, 1.0);
+        // Frag: cosine of the BRICS fragment counts (each set's fragments, counted with repeats), as MOSES computes it.
+        static Dictionary<string, int> Counts(IEnumerable<string> fragments) => fragments.GroupBy(f => f).ToDictionary(g => g.Key, g => g.Count());
+        var generatedFragments = Counts(valid.SelectMany(m => m.BricsFragments()));
+        var referenceFragments = Counts(new[] { naphthalene, ethanol }.SelectMany(m => m.BricsFragments()));
+        double dot = generatedFragments.Sum(kv => kv.Value * (double)referenceFragments.GetValueOrDefault(kv.Key));
+        double Norm(Dictionary<string, int> c) => Math.Sqrt(c.Values.Sum(v => (double)v * v));
+        Assert.Equal(dot / (Norm(generatedFragments) * Norm(referenceFragments)), report.Frag!.Value, 12);
+        Assert.True(report.Frag.Value is > 0 and < 1, $"Frag {report.Frag.Value}: ethanol's fragment is shared, the others are not");
         Assert.Null(report.Scaf); // benzene-only scaffolds have fewer than two rings and are not counted: MOSES's NaN, not 0
         Assert.Equal(1.0, metrics.Compute(["c1ccc2ccccc2c1", "CCO"], reference: ["c1ccc2ccccc2c1"]).Scaf!.Value, 12);
         // A training set of nothing valid would make every sample novel; a reference set of nothing has no neighbours.

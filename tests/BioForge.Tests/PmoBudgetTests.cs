@@ -149,10 +149,11 @@ public sealed class PmoBudgetTests
     public void AProgramPastItsTimeoutIsKilledWithItsChildren()
     {
         _ = TestData.Cpu;
-        var (component, log) = External("sleep", timeout: 1);
+        // Long enough for a loaded machine to start bash, feed it and let it fork and write before the kill.
+        var (component, log) = External("sleep", timeout: 4);
         using var scoring = new ScoringFunction([component], "arithmetic", TestData.Cpu.Device);
         var e = Assert.Throws<BioForgeException>(() => scoring.Score(["CCO"]));
-        Assert.Contains("no answer within timeout_s = 1 s", e.Message);
+        Assert.Contains("no answer within timeout_s = 4 s", e.Message);
         Assert.Contains("stderr: thinking hard", e.Message);
         int child = int.Parse(File.ReadAllText(log + ".child").Trim(), CultureInfo.InvariantCulture);
         // SIGKILL was sent before the exception; the orphan is gone once init reaps it.

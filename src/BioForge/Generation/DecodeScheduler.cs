@@ -84,9 +84,10 @@ public sealed class SequenceJob
 /// pass (one-token prompts admitted this step among them), of those the padding rows of ended sequences
 /// (<see cref="BatchingMode.Padded"/>), tokens drawn, sequences running after it (padding included), and the seconds
 /// spent on the host after the logits arrived (grammar, draws, callbacks: the part of a step that no device speeds up),
-/// and the waiting sequences dropped uncomputed because their client had gone.
+/// the waiting sequences dropped uncomputed because their client had gone, and the running ones stopped for it.
 /// </summary>
-public readonly record struct DecodeStepReport(int Prefilled, int Decoded, int Padding, int Tokens, int Running, int Waiting, double HostSeconds, int Dropped = 0);
+public readonly record struct DecodeStepReport(int Prefilled, int Decoded, int Padding, int Tokens, int Running, int Waiting, double HostSeconds, int Dropped = 0,
+    int Cancelled = 0);
 
 /// <summary>
 /// Continuous batching of one decoder on one device (Orca, OSDI 2022; vLLM, SOSP 2023): one running batch whose
@@ -177,8 +178,13 @@ public sealed class DecodeScheduler : IDisposable
     public DecodeStepReport Step()
     {
         using var _ = no_grad();
+        int cancelled = 0;
         for (int i = running.Count - 1; i >= 0; i--)
-            if (!running[i].Finished && running[i].Job.Cancelled?.Invoke() == true) Retire(i, FinishReason.Cancelled);
+            if (!running[i].Finished && running[i].Job.Cancelled?.Invoke() == true)
+            {
+                Retire(i, FinishReason.Cancelled);
+                cancelled++;
+            }
         EndPaddedBatch(); // its last live sequence may have been cancelled: no step of padding alone
         dropped = 0;
         DropCancelledWaiting();
@@ -205,7 +211,7 @@ public sealed class DecodeScheduler : IDisposable
         }
         EndPaddedBatch();
         Volatile.Write(ref runningCount, running.Count);
-        return new DecodeStepReport(admitted.Count(r => r.Job.Prompt.Length > 1), decoding.Count, padding, tokens, running.Count, Waiting, hostSeconds, dropped);
+        return new DecodeStepReport(admitted.Count(r => r.Job.Prompt.Length > 1), decoding.Count, padding, tokens, running.Count, Waiting, hostSeconds, dropped, cancelled);
     }
 
     private double hostSeconds;
