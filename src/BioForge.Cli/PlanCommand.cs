@@ -20,7 +20,7 @@ internal static class PlanCommand
         var alpha = Double("--alpha-us", "latency of one ring step, µs", 10);
         var perNode = Options.Int("--gpus-per-node", "GPUs per node", 8);
         var overlap = Double("--overlap", "fraction of the gradient reduction hidden behind the backward pass (BioForge today: 0)", 0);
-        var memory = Double("--gpu-memory-gb", "memory per GPU in GB of 10⁹ bytes, as the estimate is written (an '80 GB' A100 or H100 holds 80 GiB: 85.9)", 85.9);
+        var memory = Double("--gpu-memory-gb", "memory a process can use per GPU, in GB of 10⁹ bytes as the estimate is written (an '80 GB' H100: 83 of its 85.5 once the CUDA context is up)", 83);
         var stepSeconds = new Option<double?>("--step-seconds") { Description = "measured: seconds one device takes for one training micro-batch (no communication)" };
         var tflops = new Option<double?>("--device-tflops") { Description = "measured: model TFLOP/s one device sustains in training (instead of --step-seconds)" };
         var sequence = new Option<int?>("--seq-len") { Description = "tokens per sequence (default: the run's data.max_length, else 1024)" };

@@ -317,8 +317,8 @@ public sealed class AffinityTests
         Assert.Equal(test, davis.Folds("cold_target", seed: 3, 0.95).Test);
         Assert.NotEqual(test, davis.Folds("cold_target", seed: 4, 0.95).Test);
         Assert.Contains("data.split must be", Assert.Throws<BioForgeException>(() => davis.Folds("cold", 0)).Message);
-        // By family: at 0.95 the two CDK11 isoforms (CDC2L1, CDC2L2) share a part; at 0.7 so do SRC's paralogs.
-        // Families of one sequence keep their keys, so the split moves only where families join.
+        // By family: at 0.95 the two CDK11 isoforms (CDC2L1, CDC2L2) share a part; at 0.7 so do SRC's paralogs. One key
+        // fewer reshuffles the whole deal, so each identity is a split of its own (1 gives the identical-sequence split).
         string[] Part(double? identity, params string[] names)
         {
             var (t, _) = davis.Folds("cold_target", 3, identity);
@@ -329,6 +329,7 @@ public sealed class AffinityTests
         Assert.Single(Part(0.7, "SRC", "YES", "FYN", "FGR"));
         Assert.Single(Part(0.7, "AKT1", "AKT2", "AKT3"));
         Assert.Equal(378, davis.TargetFamilies(0.95).Distinct().Count());
+        Assert.Equal(davis.Folds("cold_target", 3).Test, davis.Folds("cold_target", 3, 1.0).Test);
 
         string output = TestData.TempDirectory();
         string config = Path.Combine(TestData.TempDirectory(), "dti.yaml");

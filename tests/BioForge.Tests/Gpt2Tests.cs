@@ -207,7 +207,7 @@ public sealed class Gpt2Tests
         var tokenizer = JsonNode.Parse(File.ReadAllText(Path.Combine(added, "tokenizer.json")))!.AsObject();
         tokenizer["added_tokens"] = new JsonArray("<|endoftext|>");
         File.WriteAllText(Path.Combine(added, "tokenizer.json"), tokenizer.ToJsonString());
-        Assert.Contains("tokenizer.json: added_tokens[", Refusal(added), StringComparison.Ordinal);
+        Assert.Contains("tokenizer.json: added_tokens[0] must be an object", Refusal(added), StringComparison.Ordinal);
 
         string huge = Copy(BinFixture);
         var vocab = JsonNode.Parse(File.ReadAllText(Path.Combine(huge, "vocab.json")))!.AsObject();

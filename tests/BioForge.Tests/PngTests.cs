@@ -78,7 +78,8 @@ public sealed class SvgChartTests
     {
         string line = BioForge.Imaging.SvgChart.Line([1, 2, 3, 4], [0.5, double.NaN, 0.9, 1.0], "t", "x", "y");
         Assert.DoesNotContain("NaN", line, StringComparison.Ordinal);
-        Assert.Equal(2, System.Text.RegularExpressions.Regex.Count(line, "<polyline"));
+        Assert.Equal(1, System.Text.RegularExpressions.Regex.Count(line, "<polyline"));
+        Assert.Equal(1, System.Text.RegularExpressions.Regex.Count(line, "<circle")); // the lone first point, a dot
         string lines = BioForge.Imaging.SvgChart.Lines([("a", [1.0, 2, 3], [double.NaN, 1, 2])], "t", "x", "y");
         Assert.DoesNotContain("NaN", lines, StringComparison.Ordinal);
         Assert.Single(System.Text.RegularExpressions.Regex.Matches(lines, "<polyline"));

@@ -104,7 +104,8 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         var one = await Get("/v1/models/esm2-small");
         Assert.Equal(cards[0]!.ToJsonString(), one.Body!.ToJsonString());
         AssertError(HttpStatusCode.NotFound, await Get("/v1/models/nope"), "model", "model 'nope' is not served here");
-        // Uptime monitors, load balancers and curl -I ask with HEAD: every GET route's status and headers, no body.
+        // Uptime monitors, load balancers and curl -I ask with HEAD: every GET route's status and headers, no body (all but
+        // the OpenAPI document, which ASP.NET maps for GET alone).
         foreach (var (path, status) in new[] { ("/v1/health/live", HttpStatusCode.OK), ("/v1/health/ready", HttpStatusCode.OK), ("/v1/models", HttpStatusCode.OK),
             ("/v1/metrics", HttpStatusCode.OK), ("/v1/metadata", HttpStatusCode.OK), ("/", HttpStatusCode.OK), ("/app/app.js", HttpStatusCode.OK),
             ("/v1/molecule/depict?smiles=CCO", HttpStatusCode.OK), ("/v1/screen/nope", HttpStatusCode.NotFound), ("/v1/screen/nope/results", HttpStatusCode.NotFound) })

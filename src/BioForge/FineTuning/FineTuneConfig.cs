@@ -115,7 +115,8 @@ public sealed record FineTuneConfig
 
     /// <summary>
     /// The rate of each of <paramref name="totalSteps"/> updates: warm-up, then decay towards 0 one step past the last, so
-    /// the last update still moves the weights (Hugging Face's schedules give theirs peak / (steps − warm-up) too).
+    /// the last update still moves the weights (at peak / (steps + 1 − warm-up); Hugging Face's linear schedule, which
+    /// counts from 0, gives its last update peak / (steps − warm-up)).
     /// </summary>
     public LearningRateSchedule Schedule(long totalSteps) => new(Optimizer.Lr, (long)Math.Round(Optimizer.WarmupFraction * totalSteps), totalSteps + 1,
         Optimizer.Decay switch { "constant" => LearningRateDecay.Constant, "linear" => LearningRateDecay.Linear, _ => LearningRateDecay.Cosine }, 0.0);

@@ -49,9 +49,14 @@ internal static class SvgChart
         var (y0, y1) = Range(ys);
         var svg = Start(title, xLabel, yLabel, x0, x1, Math.Min(0, y0), y1);
         foreach (string points in Runs(xs, ys, x => X(x, x0, x1), y => Y(y, Math.Min(0, y0), y1)))
-            svg.Append($"<polyline points=\"{points}\" fill=\"none\" stroke=\"#54a24b\" stroke-width=\"2\"/>");
+            svg.Append(Polyline(points, "#54a24b", 2, ""));
         return svg.Append("</svg>").ToString();
     }
+
+    /// <summary>A run of points as a line; a run of one point (between two missing values) as a dot, which a polyline would not draw.</summary>
+    private static string Polyline(string points, string colour, double width, string title) => points.Contains(' ')
+        ? Invariant($"<polyline points=\"{points}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"{width}\">{title}</polyline>")
+        : Invariant($"<circle cx=\"{points.Split(',')[0]}\" cy=\"{points.Split(',')[1]}\" r=\"{width * 1.5}\" fill=\"{colour}\">{title}</circle>");
 
     /// <summary>
     /// The finite points of a curve as SVG coordinate lists, one per unbroken run: a missing value (NaN, as an older
@@ -85,7 +90,7 @@ internal static class SvgChart
             var (label, xs, ys) = series[k];
             string colour = Palette[k % Palette.Length];
             foreach (string points in Runs(xs, ys, x => X(x, x0, x1), y => Y(y, y0, y1)))
-                svg.Append(Invariant($"<polyline points=\"{points}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\"><title>{Escape(label)}</title></polyline>"));
+                svg.Append(Polyline(points, colour, 1.5, $"<title>{Escape(label)}</title>"));
         }
         // The legend sits to the right of the plot, so the chart grows wider with it.
         var legend = new StringBuilder();

@@ -16,8 +16,11 @@ public sealed record ClusterSpec
     public double AlphaMicroseconds { get; init; } = 10;
     /// <summary>Fraction of the gradient reduction hidden behind the backward pass (0: BioForge today; Megatron/NeMo overlap).</summary>
     public double Overlap { get; init; }
-    /// <summary>In GB of 10⁹ bytes, as every memory figure here: an "80 GB" A100 or H100 holds 80 GiB, 85.9 GB.</summary>
-    public double GpuMemoryGb { get; init; } = 85.9;
+    /// <summary>
+    /// Memory a process can use per GPU, in GB of 10⁹ bytes as every figure here: an "80 GB" H100 reports 81,559 MiB
+    /// (85.5 GB), of which about 78 GiB (83 GB) is left once the CUDA context is up.
+    /// </summary>
+    public double GpuMemoryGb { get; init; } = 83;
 }
 
 /// <summary>What each step does: sequence length, micro-batch, accumulation, precision and memory savers.</summary>

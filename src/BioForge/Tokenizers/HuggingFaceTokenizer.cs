@@ -122,9 +122,9 @@ public sealed class HuggingFaceTokenizer : IDisposable
         if (json["model"] is JsonObject { } model && model["vocab"] is JsonObject vocab)
             foreach (var (token, id) in vocab) ids.Add(Id(id, $"model.vocab '{token}'"));
         if (json["added_tokens"] is JsonArray added)
-            foreach (var node in added)
+            for (int k = 0; k < added.Count; k++)
             {
-                var token = node as JsonObject ?? throw new BioForgeException($"{source}: added_tokens[{ids.Count}] must be an object with id and content");
+                var token = added[k] as JsonObject ?? throw new BioForgeException($"{source}: added_tokens[{k}] must be an object with id and content");
                 ids.Add(Id(token["id"], "added_tokens[].id"));
                 if (token["special"] is JsonValue flag && flag.TryGetValue(out bool isSpecial) && isSpecial
                     && token["content"] is JsonValue content && content.TryGetValue(out string? text) && text.Length > 0)
