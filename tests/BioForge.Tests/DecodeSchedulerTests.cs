@@ -378,8 +378,9 @@ public sealed class DecodeSchedulerTests
         scheduler.Step();
         Assert.Equal(1, scheduler.Waiting);
         gone = true;
-        scheduler.Step();
+        var report = scheduler.Step();
         Assert.Equal(FinishReason.Cancelled, first.Reason);
+        Assert.Equal((1, 0), (report.Cancelled, report.Dropped)); // a running sequence stopped (the server's cancelled count), none waiting dropped
         Assert.Equal(0, scheduler.Waiting); // the freed slot went to the third sequence at once
         RunToEnd(scheduler);
         // 64 positions: one for the begin token, so at most 63 drawn tokens; fewer only by an end token.
