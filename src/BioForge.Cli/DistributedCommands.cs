@@ -75,6 +75,15 @@ internal static class DistributedCommands
             var integers = full([3], r + 1L, ScalarType.Int64);
             world.AllReduce(integers, ReduceOp.Average);
             Expect("all-reduce average (int64, truncated)", integers, full([3], (double)((n + 1) / 2), ScalarType.Float64));
+            // Exactly, not within a tolerance: a float32 copy would round 2^24 + 1 to 2^24.
+            var counts = full([2], (1L << 24) + 1 + r, ScalarType.Int32);
+            world.AllReduce(counts);
+            long countsSum = n * ((1L << 24) + 1) + n * (n - 1L) / 2;
+            if (counts.min().item<int>() != countsSum || counts.max().item<int>() != countsSum)
+                failures.Add($"all-reduce sum int32 ({counts[0].item<int>()}, expected {countsSum})");
+            var nothing = empty([0], ScalarType.Float32); // a rank with no gradients of a kind still takes part
+            world.AllReduce(nothing);
+            Expect("all-reduce of an empty tensor", world.AllGather(nothing), empty([0], ScalarType.Float64));
             var max = tensor(new[] { (float)r, -r });
             world.AllReduce(max, ReduceOp.Max);
             Expect("all-reduce max", max, tensor(new[] { n - 1.0, 0.0 }));
@@ -261,11 +270,16 @@ internal static class DistributedCommands
         expect($"tensor-parallel {kind} logits", logits, reference);
         var sharded = ShardedParameters.Of(parallel, layout);
         var wholeGradients = whole.named_parameters().Where(p => p.parameter.grad is not null).ToDictionary(p => p.name, p => p.parameter.grad!);
+        int compared = 0;
         foreach (var (name, parameter) in parallel.named_parameters())
         {
             if (!wholeGradients.TryGetValue(name, out var expected)) continue; // unused by this loss (the contact head)
             expect($"tensor-parallel {kind} gradient {name}", parameter.grad!, sharded.Shard(name, expected));
+            compared++;
         }
+        // Names that stopped matching between the two models would otherwise compare nothing and pass.
+        if (compared != wholeGradients.Count)
+            throw new BioForgeException($"tensor-parallel {kind}: {compared} of the whole model's {wholeGradients.Count} gradients have a parameter of the same name in the split model");
         whole.Dispose();
         parallel.Dispose();
     }
@@ -323,7 +337,9 @@ internal static class DistributedCommands
         string t = text.Trim().ToUpperInvariant();
         long unit = t.EndsWith('K') ? 1L << 10 : t.EndsWith('M') ? 1L << 20 : t.EndsWith('G') ? 1L << 30 : 1;
         string digits = unit == 1 ? t : t[..^1];
-        return long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out long value) && value > 0
-            ? value * unit : throw new BioForgeException($"--sizes: '{text}' is not a size in bytes (e.g. 8K, 1M, 64M)");
+        if (!long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out long value) || value <= 0)
+            throw new BioForgeException($"--sizes: '{text}' is not a size in bytes (e.g. 8K, 1M, 64M)");
+        // A float32 tensor of that many bytes: up to 2^62 elements' worth (LibTorch's sizes are int64).
+        return value <= (long.MaxValue / 2) / unit ? value * unit : throw new BioForgeException($"--sizes: '{text}' is larger than any tensor (at most {long.MaxValue / 2 / (1L << 30)}G)");
     }
 }

@@ -229,7 +229,7 @@ public sealed class MpiTests
         var (code, _, error) = MpiRun(ranks, null, "train", "--config", config, "--tp", tp.ToString(System.Globalization.CultureInfo.InvariantCulture), setting, "train.threads=1");
         Assert.NotEqual(0, code);
         Assert.Contains(message, error);
-        Assert.False(Directory.Exists(Path.Combine(output, "checkpoints")), "nothing may be written before the refusal");
+        Assert.Empty(Directory.EnumerateFileSystemEntries(output)); // nothing is written before the refusal
     }
 
     [Fact]
@@ -241,7 +241,23 @@ public sealed class MpiTests
         var (code, _, error) = MpiRun(2, null, "train", "--config", config, "--tp", "2", "train.threads=1");
         Assert.NotEqual(0, code);
         Assert.Contains("attention_probs_dropout_prob 0.1 with train.tensor_parallel 2", error);
-        Assert.False(Directory.Exists(Path.Combine(output, "checkpoints")), "nothing may be written before the refusal");
+        Assert.Empty(Directory.EnumerateFileSystemEntries(output)); // nothing is written before the refusal
+    }
+
+    [Fact]
+    public void RanksWaitForTheFirstReplicasValidationAndWritesPastTheCollectiveTimeout()
+    {
+        // Nine tenths of the corpus held out and every batch of it validated by a 6-layer model: several times the
+        // 4 s timeout on rank 0 alone, while rank 1 waits (it used to wait in a timed barrier, and the job was aborted).
+        string corpus = Path.Combine(TestData.TempDirectory(), "corpus"), output = Path.Combine(TestData.TempDirectory(), "run");
+        DataPreparation.Prepare(TestData.Path("train/zinc2k.smi"), CorpusKind.Smiles, corpus, validationFraction: 0.9, seed: 0);
+        string config = Path.Combine(TestData.TempDirectory(), "long-validation.yaml");
+        File.WriteAllText(config, TinyRuns.LlamaYaml(corpus, output, 2));
+        var (code, _, error) = MpiRun(2, new Dictionary<string, string> { ["BIOFORGE_COLLECTIVE_TIMEOUT"] = "4" }, "train", "--config", config,
+            "model.config.hidden_size=256", "model.config.intermediate_size=512", "model.config.num_hidden_layers=6", "validation.max_batches=0", "train.threads=1");
+        Assert.True(code == 0, error);
+        Assert.Contains("\"validation_tokens\":", File.ReadAllText(Path.Combine(output, "metrics.jsonl")));
+        Assert.True(File.Exists(Path.Combine(output, "model", "model.safetensors")));
     }
 
     [Fact]

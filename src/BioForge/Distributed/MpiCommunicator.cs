@@ -8,7 +8,7 @@ namespace BioForge.Distributed;
 
 /// <summary>
 /// Collectives over Open MPI. Tensors are reduced in their own memory when they are contiguous float32/float64/int64
-/// CPU tensors; anything else (CUDA, bf16, strided) goes through a float32 or int64 CPU copy. The blocking collectives
+/// CPU tensors; anything else (CUDA, bf16, strided) goes through a CPU copy: float32 for floats, int64 for integers. The blocking collectives
 /// are used (Open MPI's tuned algorithms; its non-blocking ones measured 2× slower here), each watched by a timer: a
 /// collective still unfinished after <see cref="Communicator.Timeout"/> prints one line naming the rank that holds
 /// it up (<see cref="LivenessProbe"/>) and aborts the whole job with MPI_Abort, so no rank hangs.
@@ -150,7 +150,8 @@ internal sealed unsafe class MpiCommunicator : Communicator
             _ => IntPtr.Zero,
         };
         if (type != IntPtr.Zero && tensor.device_type == DeviceType.CPU && tensor.is_contiguous()) return (tensor, type);
-        var wide = tensor.dtype is ScalarType.Float64 or ScalarType.Int64 ? tensor.dtype : ScalarType.Float32;
+        // Integers and booleans travel as int64 (float32 would round integers above 2^24), other floats as float32.
+        var wide = tensor.dtype == ScalarType.Float64 ? tensor.dtype : tensor.is_floating_point() ? ScalarType.Float32 : ScalarType.Int64;
         var copy = tensor.detach().to(wide, CPU).contiguous().clone();
         return (copy, wide switch { ScalarType.Float64 => mpi.Double, ScalarType.Int64 => mpi.Int64, _ => mpi.Float });
     }
@@ -186,6 +187,7 @@ internal sealed unsafe class MpiCommunicator : Communicator
     /// </summary>
     private static IntPtr Address(Tensor tensor)
     {
+        if (tensor.numel() == 0) return IntPtr.Zero; // MPI reads no buffer for a count of 0
         using var flat = tensor.view(-1);
         using var first = flat.narrow(0, 0, 1);
         return (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetReference(first.bytes));
@@ -204,10 +206,13 @@ internal sealed unsafe class MpiCommunicator : Communicator
     private void Watched(Func<int> call, string what, TimeSpan? timeout = null)
     {
         var limit = timeout ?? Timeout;
+        var completed = new StrongBox<bool>();
         using var watchdog = new Timer(_ =>
         {
-            // The one place the library writes to the console: the process is about to end and cannot throw.
             string cause = liveness?.Suspects(TimeSpan.FromSeconds(5)) ?? "another rank has died or is stuck";
+            // The others were asked for up to 5 s: a collective that completed meanwhile was only late.
+            if (Volatile.Read(ref completed.Value)) return;
+            // The one place the library writes to the console: the process is about to end and cannot throw.
             Console.Error.WriteLine($"error: rank {Rank} of {Size}: {what} did not complete within {limit.TotalSeconds:F0} s: {cause} (BIOFORGE_COLLECTIVE_TIMEOUT sets the limit)");
             Console.Error.Flush();
             if (canAbortFromWatchdog) mpi.Abort(mpi.CommWorld, 3);
@@ -216,7 +221,9 @@ internal sealed unsafe class MpiCommunicator : Communicator
         liveness?.Enter();
         try
         {
-            mpi.Check(call(), what);
+            int status = call();
+            Volatile.Write(ref completed.Value, true);
+            mpi.Check(status, what);
         }
         finally
         {

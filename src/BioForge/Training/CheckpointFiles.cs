@@ -45,8 +45,7 @@ public static class CheckpointFiles
         string path = Path.Combine(checkpoint, OptimizerFile);
         if (!File.Exists(path)) throw new BioForgeException($"{checkpoint}: no {OptimizerFile}");
         using var file = SafetensorsFile.Open(path);
-        using var scope = NewDisposeScope();
         long step = file.Metadata.TryGetValue("step", out string? saved) ? long.Parse(saved, CultureInfo.InvariantCulture) : runStep;
-        optimizer.LoadState(file.Entries.ToDictionary(e => e.Name, e => file.ToTensor(e.Name)), step, path);
+        optimizer.LoadState(name => file.Contains(name) ? file.ToTensor(name) : null, step, path);
     }
 }

@@ -315,26 +315,34 @@ public sealed class FlatAdamW : IDisposable
 
     /// <summary>
     /// The tensors a checkpoint must hold to resume exactly, per parameter (<c>NAME.exp_avg</c>, <c>NAME.exp_avg_sq</c>,
-    /// and <c>NAME.master</c> in mixed precision) and whole: independent of the data- and tensor-parallel sizes, so a
-    /// checkpoint resumes on any number of ranks. With ZeRO-1 or tensor parallelism every rank must call this: it gathers.
+    /// and <c>NAME.master</c> in mixed precision), whole and on the host: independent of the data- and tensor-parallel
+    /// sizes, so a checkpoint resumes on any number of ranks. With ZeRO-1 or tensor parallelism every rank must call
+    /// this: it gathers, one parameter group at a time.
     /// </summary>
-    public IReadOnlyList<KeyValuePair<string, Tensor>> State()
+    /// <param name="keep">False on a rank that only takes part in the gathers (it writes nothing): each tensor is
+    /// dropped as soon as it is gathered, so that rank's device never holds more than one group's worth — the state
+    /// ZeRO-1 shards is never whole on every GPU at once.</param>
+    public IReadOnlyList<KeyValuePair<string, Tensor>> State(bool keep = true)
     {
         var state = new List<KeyValuePair<string, Tensor>>();
         foreach (var g in groups)
             foreach (var (suffix, owned) in Moments(g))
-                state.AddRange(Whole(g, owned).Select(t => new KeyValuePair<string, Tensor>($"{t.Key}.{suffix}", t.Value)));
+                state.AddRange(Whole(g, owned, keep).Select(t => new KeyValuePair<string, Tensor>($"{t.Key}.{suffix}", t.Value)));
         return state;
     }
 
     /// <summary>
-    /// Mixed precision: the float32 master weights by parameter name, whole (what the run has learnt; the parameters are
-    /// their bf16 rounding). Empty in float32 training. A collective like <see cref="State"/>: every rank calls it.
+    /// Mixed precision: the float32 master weights by parameter name, whole and on the host (what the run has learnt; the
+    /// parameters are their bf16 rounding). Empty in float32 training. A collective like <see cref="State"/>: every rank
+    /// calls it, <paramref name="keep"/> as there.
     /// </summary>
-    public IReadOnlyList<KeyValuePair<string, Tensor>> MasterWeights() => HasMasterWeights ? [.. groups.SelectMany(g => Whole(g, g.Master))] : [];
+    public IReadOnlyList<KeyValuePair<string, Tensor>> MasterWeights(bool keep = true) => HasMasterWeights ? [.. groups.SelectMany(g => Whole(g, g.Master, keep))] : [];
 
-    /// <summary>Each member's part of a group's flat float32 buffer <paramref name="owned"/> (this rank's slice with ZeRO-1), gathered and unsharded.</summary>
-    private List<KeyValuePair<string, Tensor>> Whole(Group g, Tensor owned)
+    /// <summary>
+    /// Each member's part of a group's flat float32 buffer <paramref name="owned"/> (this rank's slice with ZeRO-1),
+    /// gathered, unsharded and copied to the host (none when not <paramref name="keep"/>).
+    /// </summary>
+    private List<KeyValuePair<string, Tensor>> Whole(Group g, Tensor owned, bool keep)
     {
         var parts = new List<KeyValuePair<string, Tensor>>();
         using var gathered = shards?.AllGather(owned);
@@ -342,7 +350,12 @@ public sealed class FlatAdamW : IDisposable
         foreach (var m in g.Members)
         {
             using var part = whole.narrow(0, m.Offset, m.Count).view(m.Shape);
-            parts.Add(new(m.Name, tensorSharding is not null && tensorSharding.IsSharded(m.Name) ? tensorSharding.Unshard(m.Name, part) : part.clone()));
+            // Unsharding gathers across the tensor-parallel group: every rank takes part, kept or not.
+            using var unsharded = tensorSharding is not null && tensorSharding.IsSharded(m.Name) ? tensorSharding.Unshard(m.Name, part) : null;
+            if (!keep) continue;
+            var value = unsharded ?? part;
+            // A copy either way: on the CPU a view would alias the optimizer's live buffer.
+            parts.Add(new(m.Name, value.device_type == TorchSharp.DeviceType.CPU ? value.clone() : value.cpu()));
         }
         return parts;
     }
@@ -350,8 +363,12 @@ public sealed class FlatAdamW : IDisposable
     private IEnumerable<(string Suffix, Tensor Owned)> Moments(Group g) =>
         new[] { ("exp_avg", g.ExpAvg), ("exp_avg_sq", g.ExpAvgSq) }.Concat(HasMasterWeights ? [("master", g.Master)] : []);
 
-    /// <summary>Restores <see cref="State"/> and the step counter; the parameters take the master weights' values.</summary>
-    public void LoadState(IReadOnlyDictionary<string, Tensor> state, long step, string where)
+    /// <summary>
+    /// Restores <see cref="State"/> and the step counter; the parameters take the master weights' values.
+    /// <paramref name="read"/> gives a tensor by name (null when absent), read when needed and disposed here: a rank
+    /// holds one at a time, not the whole state.
+    /// </summary>
+    public void LoadState(Func<string, Tensor?> read, long step, string where)
     {
         using var _ = no_grad();
         foreach (var g in groups)
@@ -362,8 +379,8 @@ public sealed class FlatAdamW : IDisposable
                 foreach (var m in g.Members)
                 {
                     string name = $"{m.Name}.{suffix}";
-                    if (!state.TryGetValue(name, out var source))
-                        throw new BioForgeException($"{where}: optimizer state lacks '{name}' (was it written with another precision or for another model?)");
+                    using var source = read(name)
+                        ?? throw new BioForgeException($"{where}: optimizer state lacks '{name}' (was it written with another precision or for another model?)");
                     var shape = tensorSharding?.WholeShape(m.Name, m.Shape) ?? m.Shape;
                     if (!source.shape.SequenceEqual(shape))
                         throw new BioForgeException($"{where}: optimizer tensor '{name}' has shape [{string.Join(", ", source.shape)}], the model needs [{string.Join(", ", shape)}]");

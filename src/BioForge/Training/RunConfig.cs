@@ -141,7 +141,7 @@ public sealed record RunConfig
         require(Train.Steps > 0, $"train.steps must be positive (got {Train.Steps})");
         require(Train.Threads >= 0, $"train.threads must be 0 (all cores) or positive (got {Train.Threads})");
         require(Train.Accumulation >= 1, $"train.accumulation must be at least 1 (got {Train.Accumulation})");
-        require(Train.BucketMb > 0, $"train.bucket_mb must be positive (got {Train.BucketMb})");
+        require(Train.BucketMb >= 0.001, $"train.bucket_mb must be at least 0.001 (1 kB: a bucket holds whole float32 gradients; got {Train.BucketMb})");
         require(Train.ZeroStage is 0 or 1, $"train.zero_stage must be 0 or 1 (got {Train.ZeroStage})");
         require(Train.TensorParallel >= 1, $"train.tensor_parallel must be at least 1 (got {Train.TensorParallel})");
         require(!Train.VocabParallel || family is null or { SplitsVocabulary: true }, $"train.vocab_parallel: a {family?.Title} does not split its vocabulary (ESM-2's 33 tokens do not split evenly and are few)");

@@ -162,17 +162,21 @@ public static class Trainer
                 }
 
                 bool last = step == config.Train.Steps;
-                if (leadReplica && valid is not null && ((config.Validation.Every > 0 && step % config.Validation.Every == 0) || last))
+                if (valid is not null && ((config.Validation.Every > 0 && step % config.Validation.Every == 0) || last))
                 {
-                    lastValidation = Validate(task, valid, config, compute.Device, step);
-                    metrics?.Write(new JsonObject
+                    if (leadReplica)
                     {
-                        ["step"] = step,
-                        ["validation_loss"] = Round(lastValidation.Loss),
-                        ["validation_perplexity"] = Round(lastValidation.Perplexity),
-                        ["validation_tokens"] = lastValidation.Tokens,
-                    });
-                    if (lead) options.OnValidation?.Invoke(lastValidation);
+                        lastValidation = Validate(task, valid, config, compute.Device, step);
+                        metrics?.Write(new JsonObject
+                        {
+                            ["step"] = step,
+                            ["validation_loss"] = Round(lastValidation.Loss),
+                            ["validation_perplexity"] = Round(lastValidation.Perplexity),
+                            ["validation_tokens"] = lastValidation.Tokens,
+                        });
+                        if (lead) options.OnValidation?.Invoke(lastValidation);
+                    }
+                    AwaitUnevenWork(grid.World);
                 }
 
                 bool stopping = (step == stopAt || cancelled) && options.WriteModel;
@@ -194,12 +198,13 @@ public static class Trainer
                     };
                     lastCheckpoint = SaveCheckpoint(run, config, task, optimizer, frozen, current, lead, leadReplica) ?? lastCheckpoint;
                     if (lead) options.OnCheckpoint?.Invoke(lastCheckpoint!);
+                    AwaitUnevenWork(grid.World);
                 }
             }
 
             bool finished = step == config.Train.Steps, publish = finished && options.WriteModel;
             using var masters = NewDisposeScope();
-            var masterWeights = publish ? optimizer.MasterWeights() : []; // every rank: ZeRO-1 and tensor parallelism gather
+            var masterWeights = publish ? optimizer.MasterWeights(keep: lead) : []; // every rank: ZeRO-1 and tensor parallelism gather
             if (publish && leadReplica)
             {
                 using var scope = NewDisposeScope();
@@ -207,7 +212,7 @@ public static class Trainer
                 var storage = config.Checkpoint.ModelDtype == "float16" ? ScalarType.Float16 : ScalarType.Float32;
                 if (lead) run.Publish(ModelDirectory, directory => task.Save(directory, weights, storage));
             }
-            grid.World.Barrier(); // the model and last checkpoint exist when any rank returns
+            AwaitUnevenWork(grid.World); // the model and last checkpoint exist when any rank returns
             return new TrainingResult(step, startStep, Path.Combine(run.Path, ModelDirectory), lastCheckpoint, lastValidation, Interrupted: !finished, task.Shape);
         }
         catch
@@ -215,6 +220,16 @@ public static class Trainer
             if (lead) run.RemoveIfUnused(TrainerState.FileName, branchMetrics is null ? -1 : state!.Step); // refused before its first step: no folder left behind
             throw;
         }
+    }
+
+    /// <summary>
+    /// Where some ranks work alone (the first replica validates, rank 0 writes a checkpoint or the model), the others
+    /// wait without the collective timeout: a rank still validating a large split or writing 13 GB after 300 s is
+    /// working, not dead, and one that fails ends the job itself (the process group aborts the world).
+    /// </summary>
+    private static void AwaitUnevenWork(Communicator world)
+    {
+        if (world.Size > 1) world.Barrier(Timeout.InfiniteTimeSpan);
     }
 
     /// <summary>
@@ -274,7 +289,7 @@ public static class Trainer
         bool lead, bool leadReplica)
     {
         using var scope = NewDisposeScope();
-        var optimizerState = optimizer.State();
+        var optimizerState = optimizer.State(keep: lead);
         var weights = leadReplica ? Learnt(task, optimizer.HasMasterWeights ? [.. optimizerState.Where(s => s.Key.EndsWith(".master", StringComparison.Ordinal))
             .Select(s => new KeyValuePair<string, Tensor>(s.Key[..^".master".Length], s.Value))] : [], frozen) : null;
         if (!lead) return null;
