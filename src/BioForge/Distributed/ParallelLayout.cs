@@ -22,8 +22,17 @@ public sealed class ParallelLayout(Communicator tensorGroup, bool splitVocabular
     public bool SplitsVocabulary => splitVocabulary && Size > 1;
 
     /// <summary>A projection whose outputs are split across the group (query/key/value, MLP up and gate).</summary>
-    public nn.Module<Tensor, Tensor> Column(int inFeatures, int outFeatures, bool hasBias) =>
-        Size == 1 ? nn.Linear(inFeatures, outFeatures, hasBias) : new ColumnParallelLinear(inFeatures, outFeatures, hasBias, tensorGroup);
+    /// <param name="entered">The caller passes the input through <see cref="EnterColumns"/> once for all the projections
+    /// that read it (query, key and value; gate and up): one all-reduce of its gradient in the backward pass instead of
+    /// one per projection, as Megatron-Core's fused QKV and gate-up layers have.</param>
+    public nn.Module<Tensor, Tensor> Column(int inFeatures, int outFeatures, bool hasBias, bool entered = false) =>
+        Size == 1 ? nn.Linear(inFeatures, outFeatures, hasBias) : new ColumnParallelLinear(inFeatures, outFeatures, hasBias, tensorGroup, copiesInput: !entered);
+
+    /// <summary>
+    /// Megatron's "f" for an input several column-parallel projections read (made with <c>entered: true</c>): the
+    /// identity forward, its gradient summed across the group backward. The identity with a group of one.
+    /// </summary>
+    public Tensor EnterColumns(Tensor input) => Size == 1 ? input : TensorParallelRegion.Copy(input, tensorGroup);
 
     /// <summary>A projection whose inputs are split and whose outputs are summed (attention output, MLP down).</summary>
     public nn.Module<Tensor, Tensor> Row(int inFeatures, int outFeatures, bool hasBias) =>

@@ -73,19 +73,23 @@ internal static class TensorParallelRegion
 public sealed class ColumnParallelLinear : nn.Module<Tensor, Tensor>
 {
     private readonly Communicator group;
+    private readonly bool copiesInput;
     private readonly Parameter weight;
     private readonly Parameter? bias;
 
-    public ColumnParallelLinear(int inFeatures, int outFeatures, bool hasBias, Communicator group) : base(nameof(ColumnParallelLinear))
+    /// <param name="copiesInput">False when the caller has passed the input through Megatron's "f" already
+    /// (<see cref="ParallelLayout.EnterColumns"/>), once for several projections of it.</param>
+    public ColumnParallelLinear(int inFeatures, int outFeatures, bool hasBias, Communicator group, bool copiesInput = true) : base(nameof(ColumnParallelLinear))
     {
         TensorParallelism.RequireDivisible(outFeatures, group.Size, "output features");
         this.group = group;
+        this.copiesInput = copiesInput;
         weight = new Parameter(zeros(outFeatures / group.Size, inFeatures));
         if (hasBias) bias = new Parameter(zeros(outFeatures / group.Size));
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor input) => F.linear(TensorParallelRegion.Copy(input, group), weight, bias);
+    public override Tensor forward(Tensor input) => F.linear(copiesInput ? TensorParallelRegion.Copy(input, group) : input, weight, bias);
 
     /// <summary>Takes this rank's rows of an unsharded weight [out, in] (and bias [out]).</summary>
     public void LoadShard(Tensor fullWeight, Tensor? fullBias)

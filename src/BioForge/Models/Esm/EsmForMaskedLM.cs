@@ -273,6 +273,7 @@ internal sealed class EsmSelfAttention : nn.Module
     private readonly nn.Module<Tensor, Tensor> query;
     private readonly nn.Module<Tensor, Tensor> key;
     private readonly nn.Module<Tensor, Tensor> value;
+    private readonly ParallelLayout layout;
     private readonly int heads;
     private readonly int headDim;
     private readonly double dropout;
@@ -282,9 +283,10 @@ internal sealed class EsmSelfAttention : nn.Module
         dropout = config.AttentionProbsDropoutProb;
         heads = layout.Local(config.NumAttentionHeads, "num_attention_heads");
         headDim = config.HeadDim;
-        query = layout.Column(config.HiddenSize, config.HiddenSize, hasBias: true);
-        key = layout.Column(config.HiddenSize, config.HiddenSize, hasBias: true);
-        value = layout.Column(config.HiddenSize, config.HiddenSize, hasBias: true);
+        this.layout = layout;
+        query = layout.Column(config.HiddenSize, config.HiddenSize, hasBias: true, entered: true);
+        key = layout.Column(config.HiddenSize, config.HiddenSize, hasBias: true, entered: true);
+        value = layout.Column(config.HiddenSize, config.HiddenSize, hasBias: true, entered: true);
         RegisterComponents();
     }
 
@@ -292,6 +294,7 @@ internal sealed class EsmSelfAttention : nn.Module
     {
         long b = x.shape[0], t = x.shape[1];
         Tensor Heads(Tensor y) => y.view(b, t, heads, headDim).transpose(1, 2); // [B, H, T, d]
+        x = layout.EnterColumns(x);
         var k = RotaryEmbedding.Apply(Heads(key.call(x)), cos, sin);
         var v = Heads(value.call(x));
         Tensor context, probs = null!;

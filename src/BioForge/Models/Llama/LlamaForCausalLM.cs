@@ -235,18 +235,20 @@ internal sealed class LlamaAttention : nn.Module
     private readonly nn.Module<Tensor, Tensor> k_proj;
     private readonly nn.Module<Tensor, Tensor> v_proj;
     private readonly nn.Module<Tensor, Tensor> o_proj;
+    private readonly ParallelLayout layout;
     private readonly int heads;
     private readonly int kvHeads;
     private readonly int headDim;
 
     public LlamaAttention(LlamaConfig config, ParallelLayout layout) : base(nameof(LlamaAttention))
     {
+        this.layout = layout;
         heads = layout.Local(config.NumAttentionHeads, "num_attention_heads");
         kvHeads = layout.Local(config.NumKeyValueHeads, "num_key_value_heads");
         headDim = config.HeadDim;
-        q_proj = layout.Column(config.HiddenSize, config.NumAttentionHeads * headDim, hasBias: false);
-        k_proj = layout.Column(config.HiddenSize, config.NumKeyValueHeads * headDim, hasBias: false);
-        v_proj = layout.Column(config.HiddenSize, config.NumKeyValueHeads * headDim, hasBias: false);
+        q_proj = layout.Column(config.HiddenSize, config.NumAttentionHeads * headDim, hasBias: false, entered: true);
+        k_proj = layout.Column(config.HiddenSize, config.NumKeyValueHeads * headDim, hasBias: false, entered: true);
+        v_proj = layout.Column(config.HiddenSize, config.NumKeyValueHeads * headDim, hasBias: false, entered: true);
         o_proj = layout.Row(config.NumAttentionHeads * headDim, config.HiddenSize, hasBias: false);
         RegisterComponents();
     }
@@ -255,6 +257,7 @@ internal sealed class LlamaAttention : nn.Module
     {
         long b = x.shape[0], t = x.shape[1];
         Tensor Split(Tensor y, int n) => y.view(b, t, n, headDim).transpose(1, 2);
+        x = layout.EnterColumns(x);
         var q = RotaryEmbedding.Apply(Split(q_proj.call(x), heads), cos, sin);
         var k = RotaryEmbedding.Apply(Split(k_proj.call(x), kvHeads), cos, sin);
         var v = Split(v_proj.call(x), kvHeads);
@@ -269,14 +272,20 @@ internal sealed class LlamaMLP : nn.Module<Tensor, Tensor>
     private readonly nn.Module<Tensor, Tensor> gate_proj;
     private readonly nn.Module<Tensor, Tensor> up_proj;
     private readonly nn.Module<Tensor, Tensor> down_proj;
+    private readonly ParallelLayout layout;
 
     public LlamaMLP(LlamaConfig config, ParallelLayout layout) : base(nameof(LlamaMLP))
     {
-        gate_proj = layout.Column(config.HiddenSize, config.IntermediateSize, hasBias: false);
-        up_proj = layout.Column(config.HiddenSize, config.IntermediateSize, hasBias: false);
+        this.layout = layout;
+        gate_proj = layout.Column(config.HiddenSize, config.IntermediateSize, hasBias: false, entered: true);
+        up_proj = layout.Column(config.HiddenSize, config.IntermediateSize, hasBias: false, entered: true);
         down_proj = layout.Row(config.IntermediateSize, config.HiddenSize, hasBias: false);
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => down_proj.call(F.silu(gate_proj.call(x)) * up_proj.call(x));
+    public override Tensor forward(Tensor x)
+    {
+        x = layout.EnterColumns(x);
+        return down_proj.call(F.silu(gate_proj.call(x)) * up_proj.call(x));
+    }
 }
