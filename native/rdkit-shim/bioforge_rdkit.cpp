@@ -22,9 +22,11 @@
 #include <GraphMol/MolDraw2D/MolDraw2DUtils.h>
 #include <GraphMol/MolOps.h>
 #include <GraphMol/MolStandardize/Charge.h>
+#include <GraphMol/MolStandardize/Fragment.h>
 #include <GraphMol/SmilesParse/SmilesParse.h>
 #include <GraphMol/SmilesParse/SmilesWrite.h>
 #include <GraphMol/Substruct/SubstructMatch.h>
+#include <RDGeneral/FileParseException.h>
 #include <RDGeneral/Invariant.h>
 #include <RDGeneral/RDLog.h>
 #include <RDGeneral/versions.h>
@@ -248,7 +250,12 @@ int bf_mol_from_molblock(const char *molblock, int sanitize, bf_mol **out) {
   return guarded([&] {
     if (int rc = check(molblock, out)) return rc;
     *out = nullptr;
-    return finish_parse(RDKit::MolBlockToMol(molblock, sanitize != 0, true), out, "MOL block", sanitize != 0);
+    try {
+      return finish_parse(RDKit::MolBlockToMol(molblock, sanitize != 0, true), out, "MOL block", sanitize != 0);
+    } catch (const RDKit::FileParseException &e) {
+      // A malformed block ("EOF hit while reading atoms") is the input's fault, not RDKit's.
+      return fail(BF_EPARSE, e.what());
+    }
   });
 }
 
@@ -300,6 +307,16 @@ int bf_mol_add_hs(const bf_mol *mol, bf_mol **out) {
   return guarded([&] {
     if (int rc = check(mol, out)) return rc;
     *out = new bf_mol{std::unique_ptr<RDKit::ROMol>(RDKit::MolOps::addHs(*mol->mol))};
+    return BF_OK;
+  });
+}
+
+int bf_mol_largest_fragment(const bf_mol *mol, bf_mol **out) {
+  return guarded([&] {
+    if (int rc = check(mol, out)) return rc;
+    // Organic pieces first, then the most atoms counting hydrogens, then the weight, then the SMILES: RDKit's own rule.
+    RDKit::MolStandardize::LargestFragmentChooser chooser(true);
+    *out = new bf_mol{std::unique_ptr<RDKit::ROMol>(chooser.choose(*mol->mol))};
     return BF_OK;
   });
 }
@@ -670,7 +687,12 @@ int bf_reaction_from_smarts(const char *smarts, bf_reaction **out) {
       return fail(BF_EPARSE, e.what());
     }
     if (!reaction) return fail(BF_EPARSE, "invalid reaction SMARTS");
+    // A template RDKit cannot match ("[C:1]>>", a map number used twice) leaves the reaction uninitialised without a
+    // word; running it would then fail as if RDKit had, so it is refused here, as the SMARTS it is.
     reaction->initReactantMatchers();
+    if (!reaction->isInitialized())
+      return fail(BF_EPARSE, log_messages().empty() ? std::string("reaction SMARTS does not validate (RDKit cannot match its templates)")
+                                                    : "reaction SMARTS does not validate: " + log_messages());
     *out = new bf_reaction{std::move(reaction)};
     return BF_OK;
   });

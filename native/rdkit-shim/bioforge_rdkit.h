@@ -47,6 +47,8 @@ BF_API int bf_mol_to_random_smiles(const bf_mol *mol, int isomeric, uint32_t see
 BF_API int bf_mol_remove_hs(const bf_mol *mol, bf_mol **out);
 /* RDKit's MolStandardize Uncharger: neutralizes charges that can be (protonation states), keeps zwitterions balanced. */
 BF_API int bf_mol_uncharge(const bf_mol *mol, bf_mol **out);
+// The parent of a salt or mixture, by RDKit's LargestFragmentChooser (organic fragments preferred).
+BF_API int bf_mol_largest_fragment(const bf_mol *mol, bf_mol **out);
 BF_API int bf_mol_add_hs(const bf_mol *mol, bf_mol **out);
 /* Per atom: atomic number and formal charge (up to capacity atoms); *n receives the number of atoms. */
 BF_API int bf_mol_atoms(const bf_mol *mol, int *atomic_numbers, int *formal_charges, int capacity, int *n);

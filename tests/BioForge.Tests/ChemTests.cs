@@ -25,6 +25,24 @@ public sealed class ChemTests
         }
     }
 
+    /// <summary>
+    /// The parent is RDKit's (<c>rdMolStandardize.LargestFragmentChooser(preferOrganic=True)</c>, values from Debian's
+    /// python3-rdkit 2022.09): atoms counted with their hydrogens, so amphetamine (23) beats its tosylate (19, though
+    /// 11 heavy atoms to 10), and pyridine (11) its oxalate (8).
+    /// </summary>
+    [Theory]
+    [InlineData("CC(N)Cc1ccccc1.Cc1ccc(cc1)S(=O)(=O)O", "CC(N)Cc1ccccc1")]
+    [InlineData("OC(=O)C(=O)O.c1ccncc1", "c1ccncc1")]
+    [InlineData("Cl.CN1CCC[C@H]1c1cccnc1", "CN1CCC[C@H]1c1cccnc1")]
+    [InlineData("[Na+].[Cl-]", "[Cl-]")]
+    [InlineData("CCO.CC(C)O", "CC(C)O")]
+    public void ASaltsParentIsTheFragmentRDKitsStandardizerChooses(string mixture, string parent)
+    {
+        using var molecule = Molecule.FromSmiles(mixture);
+        using var chosen = molecule.LargestFragment();
+        Assert.Equal(parent, chosen!.ToSmiles());
+    }
+
     [Fact]
     public void AStandardizedMoleculeIsTheNeutralParentOrNullWhenAlreadySo()
     {
@@ -82,6 +100,16 @@ public sealed class ChemTests
         Assert.Equal("cO", padded.Smarts);
     }
 
+    /// <summary>A V3000 MOL block of an n-carbon chain with the given counts record(s).</summary>
+    private static string V3000Chain(int n, string counts, string title = "chain")
+    {
+        var block = new System.Text.StringBuilder($"{title}\n  BioForge\n\n  0  0  0     0  0            999 V3000\nM  V30 BEGIN CTAB\n{counts}\nM  V30 BEGIN ATOM\n");
+        for (int i = 1; i <= n; i++) block.Append(System.Globalization.CultureInfo.InvariantCulture, $"M  V30 {i} C 0 0 0 0\n");
+        block.Append("M  V30 END ATOM\nM  V30 BEGIN BOND\n");
+        for (int i = 1; i < n; i++) block.Append(System.Globalization.CultureInfo.InvariantCulture, $"M  V30 {i} 1 {i} {i + 1}\n");
+        return block.Append("M  V30 END BOND\nM  V30 END CTAB\nM  END\n").ToString();
+    }
+
     /// <summary>
     /// A MOL block declaring more atoms than RDKit handles quickly is refused before it is parsed, as a long SMILES is
     /// (V2000's three-digit count stops at 999; larger molecules are written as V3000).
@@ -94,6 +122,15 @@ public sealed class ChemTests
         Assert.Equal("MOL block of 5000 atoms is larger than the 1000 accepted", error);
         Assert.False(Molecule.TryFromMolBlock(v3000.Replace("COUNTS 5000", "COUNTS 99999999999"), out _, out error));
         Assert.Equal($"MOL block of {int.MaxValue} atoms is larger than the 1000 accepted", error);
+        // The atoms are counted too: a COUNTS record continued on the next line (read as a count by RDKit, not by a
+        // look at the line), one in the title, or one that understates no longer lets 1,100 atoms through.
+        Assert.False(Molecule.TryFromMolBlock(V3000Chain(1100, "M  V30 COUNTS -\nM  V30 1100 1099 0 0 0"), out _, out error));
+        Assert.Equal("MOL block of 1100 atoms is larger than the 1000 accepted", error);
+        Assert.False(Molecule.TryFromMolBlock(V3000Chain(1100, "M  V30 COUNTS 5 4 0 0 0", title: "M  V30 COUNTS 5 4 0 0 0"), out _, out error));
+        Assert.Equal("MOL block of 1100 atoms is larger than the 1000 accepted", error);
+        // … while a continued COUNTS record of a small molecule reads as RDKit reads it.
+        Assert.True(Molecule.TryFromMolBlock(V3000Chain(5, "M  V30 COUNTS -\nM  V30 5 4 0 0 0"), out var pentane, out error), error);
+        using (pentane) Assert.Equal("CCCCC", pentane!.ToSmiles());
         // A block of no atoms is no molecule (RDKit reads it as an empty one).
         const string empty = "empty\n  BioForge\n\n  0  0  0  0  0  0  0  0  0  0999 V2000\nM  END\n";
         Assert.False(Molecule.TryFromMolBlock(empty, out _, out error));

@@ -35,6 +35,14 @@ public sealed class GraphGeneticOperatorsTests
         Assert.Empty(overload.Run(propane));
 
         Assert.Contains("invalid reaction SMARTS '[C:1>>C'", Assert.Throws<BioForgeException>(() => new Reaction("[C:1>>C")).Message);
+        // Templates RDKit parses but cannot match (no product; a map number twice) are refused as the SMARTS they are,
+        // not found out when run, as a fault of RDKit's.
+        foreach (string unmatched in new[] { "[C:1]>>", "[C:1][C:1]>>[C:1]" })
+        {
+            var refused = Assert.Throws<BioForgeException>(() => new Reaction(unmatched));
+            Assert.Contains($"invalid reaction SMARTS '{unmatched}': reaction SMARTS does not validate", refused.Message);
+            Assert.False(refused.ServerFault);
+        }
         var e = Assert.Throws<BioForgeException>(() => fluorinate.Run(propane, propane));
         Assert.Contains("takes 1 reactants, not 2", e.Message);
     }

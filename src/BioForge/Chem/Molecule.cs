@@ -88,21 +88,55 @@ public sealed class Molecule : IDisposable
         return Finish(status, handle, out molecule, out error);
     }
 
-    /// <summary>The atom count a MOL block's counts line declares (V2000: its first three columns; V3000: <c>M  V30 COUNTS</c>).</summary>
+    /// <summary>
+    /// How many atoms a MOL block holds, before RDKit reads it. V2000: its counts line (three digits). V3000: the larger
+    /// of the <c>COUNTS</c> record's atom count and the atom records themselves, read as V3000's logical records (a line
+    /// ending in <c>-</c> continues on the next) from the counts line on — so neither a continued COUNTS record, nor one
+    /// in the title, nor one that understates lets a large molecule through.
+    /// </summary>
     private static int? DeclaredAtoms(string molBlock)
     {
-        int v3000 = molBlock.IndexOf("M  V30 COUNTS", StringComparison.Ordinal);
-        if (v3000 >= 0)
+        var lines = molBlock.Split('\n');
+        if (lines.Length < 4) return null;
+        if (!lines[3].Contains("V3000", StringComparison.Ordinal))
+            return lines[3].Length >= 3 && int.TryParse(lines[3].AsSpan(0, 3).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int count) ? count : null;
+        long declared = 0, records = 0;
+        bool inAtoms = false;
+        foreach (string record in V3000Records(lines.Skip(4)))
         {
-            var fields = molBlock.AsSpan(v3000 + "M  V30 COUNTS".Length).TrimStart();
-            int end = fields.IndexOfAny(' ', '\n');
-            var digits = end < 0 ? fields : fields[..end];
-            // A count past int's range is no reason to let RDKit try it (it would allocate for that many atoms).
-            return int.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out int n) ? n
-                : digits.Length > 0 && digits.IndexOfAnyExceptInRange('0', '9') < 0 ? int.MaxValue : null;
+            if (record.StartsWith("BEGIN ATOM", StringComparison.Ordinal)) inAtoms = true;
+            else if (record.StartsWith("END ATOM", StringComparison.Ordinal)) inAtoms = false;
+            else if (inAtoms) records++;
+            else if (record.StartsWith("COUNTS ", StringComparison.Ordinal))
+            {
+                var fields = record.AsSpan("COUNTS ".Length).TrimStart();
+                int space = fields.IndexOf(' ');
+                var digits = space < 0 ? fields : fields[..space];
+                // A count past int's range is no reason to let RDKit try it (it would allocate for that many atoms).
+                if (digits.Length > 0 && digits.IndexOfAnyExceptInRange('0', '9') < 0)
+                    declared = Math.Max(declared, long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out long n) ? n : long.MaxValue);
+            }
         }
-        var lines = molBlock.Split('\n', 5);
-        return lines.Length >= 4 && lines[3].Length >= 3 && int.TryParse(lines[3].AsSpan(0, 3).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int count) ? count : null;
+        return (int)Math.Min(int.MaxValue, Math.Max(declared, records));
+    }
+
+    /// <summary>V3000's logical records (the text after <c>M  V30 </c>), continuation lines joined.</summary>
+    private static IEnumerable<string> V3000Records(IEnumerable<string> lines)
+    {
+        const string prefix = "M  V30 ";
+        var record = new System.Text.StringBuilder();
+        foreach (string raw in lines)
+        {
+            string line = raw.TrimEnd('\r');
+            if (!line.StartsWith(prefix, StringComparison.Ordinal)) continue;
+            string content = line[prefix.Length..];
+            bool continues = content.EndsWith('-');
+            record.Append(continues ? content[..^1] : content);
+            if (continues) continue;
+            yield return record.ToString();
+            record.Clear();
+        }
+        if (record.Length > 0) yield return record.ToString();
     }
 
     private static bool Finish(int status, MoleculeHandle handle, out Molecule? molecule, out string? error)
@@ -163,28 +197,16 @@ public sealed class Molecule : IDisposable
     }
 
     /// <summary>
-    /// The parent of a salt or mixture (<c>CC(=O)Oc1ccccc1C(=O)O.[Na+]</c>): of the pieces of the canonical SMILES, the
-    /// largest organic one (carbon-bearing first, then most heavy atoms, then highest weight, then the first), as
-    /// standardizers keep it; null when the molecule is one piece.
+    /// The parent of a salt or mixture (<c>CC(=O)Oc1ccccc1C(=O)O.[Na+]</c>) as RDKit's standardizer chooses it
+    /// (<c>LargestFragmentChooser(preferOrganic=True)</c>): carbon-bearing pieces first, then the most atoms counting
+    /// hydrogens (amphetamine's 23 over a tosylate's 19, though the tosylate has more heavy atoms), then the weight;
+    /// null when the molecule is one piece.
     /// </summary>
     public Molecule? LargestFragment()
     {
-        string smiles = ToSmiles();
-        if (!smiles.Contains('.')) return null;
-        var pieces = new List<Molecule>();
-        Molecule? parent = null;
-        try
-        {
-            foreach (string piece in smiles.Split('.')) pieces.Add(FromSmiles(piece));
-            parent = pieces.Select(p => (Piece: p, Atoms: p.Atoms()))
-                .OrderByDescending(p => p.Atoms.Any(a => a.AtomicNumber == 6)).ThenByDescending(p => p.Atoms.Count).ThenByDescending(p => p.Piece.Descriptors().MolWt)
-                .First().Piece;
-            return parent;
-        }
-        finally
-        {
-            foreach (var piece in pieces) if (piece != parent) piece.Dispose();
-        }
+        if (!ToSmiles().Contains('.')) return null;
+        RDKitNative.Check(RDKitNative.bf_mol_largest_fragment(Handle, out var parent), "largest fragment");
+        return new Molecule(parent);
     }
 
     /// <summary>

@@ -74,6 +74,7 @@ internal static partial class RDKitNative
     [LibraryImport(Library)] public static partial int bf_mol_to_random_smiles(MoleculeHandle mol, int isomeric, uint seed, out IntPtr text);
     [LibraryImport(Library)] public static partial int bf_mol_remove_hs(MoleculeHandle mol, out MoleculeHandle result);
     [LibraryImport(Library)] public static partial int bf_mol_uncharge(MoleculeHandle mol, out MoleculeHandle result);
+    [LibraryImport(Library)] public static partial int bf_mol_largest_fragment(MoleculeHandle mol, out MoleculeHandle result);
     [LibraryImport(Library)] public static partial int bf_mol_add_hs(MoleculeHandle mol, out MoleculeHandle result);
     [LibraryImport(Library)] public static unsafe partial int bf_mol_atoms(MoleculeHandle mol, int* atomicNumbers, int* charges, int capacity, out int n);
     [LibraryImport(Library)] public static unsafe partial int bf_mol_ring_sizes(MoleculeHandle mol, int* sizes, int capacity, out int n);
