@@ -562,6 +562,9 @@ public sealed class OptimizationSession : IDisposable
     private float Descend(Tensor loss)
     {
         float value = loss.item<float>();
+        // NaN would pass the noise test below and, through Adam, turn every weight NaN for the rest of the run.
+        if (!float.IsFinite(value))
+            throw new BioForgeException($"the agent's loss is {value}: the agent was not updated (lower learning.lr or learning.sigma; the checkpoints written so far are intact)");
         if (value < NoiseLoss) return value;
         loss.backward();
         Optimizer.Update(config.Learning.Lr);

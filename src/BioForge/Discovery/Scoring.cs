@@ -307,7 +307,14 @@ public sealed class ScoringFunction : IDisposable
                     for (int v = 0; v < valid.Length; v++)
                         if (double.IsNaN(raw[c][v])) errors[v] ??= $"{components[c].Label}: the program gave no score (null or NaN)";
                 }
-                else raw[c] = Raw(c, [.. valid.Select(i => molecules[i]!)], errors, descriptors);
+                else
+                {
+                    raw[c] = Raw(c, [.. valid.Select(i => molecules[i]!)], errors, descriptors);
+                    // A model's NaN (an affinity or QSAR prediction gone wrong) scores 0 with its reason, as a failed
+                    // component does; learnt from, it would make the agent's loss NaN.
+                    for (int v = 0; v < valid.Length; v++)
+                        if (double.IsNaN(raw[c][v])) errors[v] ??= $"{components[c].Label}: no value (NaN)";
+                }
             }
             var result = new ScoredMolecule[smiles.Count];
             for (int i = 0; i < smiles.Count; i++) result[i] = new ScoredMolecule(smiles[i], null, null, 0, Nan(), Nan());
