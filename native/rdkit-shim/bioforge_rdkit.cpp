@@ -118,26 +118,42 @@ std::string log_messages() {
   return joined;
 }
 
-int fail(int code, const std::string &message) {
-  last_error = message;
+int fail(int code, const std::string &message) noexcept {
+  try {
+    last_error = message;
+  } catch (...) {
+    // Out of memory while keeping the message: the code still says what kind of failure it was.
+    last_error.clear();
+  }
   return code;
 }
 
+// The handlers' form: the message is built inside the try, so a failure to allocate it cannot escape either.
+int fail(int code, const char *prefix, const char *what) noexcept {
+  try {
+    last_error = std::string(prefix) + what;
+  } catch (...) {
+    last_error.clear();
+  }
+  return code;
+}
+
+// Every exported function runs its body here: no C++ exception may cross the C ABI into .NET (it would end the process).
 template <class Body>
-int guarded(Body &&body) {
-  initialise();
+int guarded(Body &&body) noexcept {
   captured_log.clear();
   last_error.clear();
   try {
+    initialise();
     return body();
   } catch (const RDKit::MolSanitizeException &e) {
-    return fail(BF_ESANITIZE, e.what());
+    return fail(BF_ESANITIZE, "", e.what());
   } catch (const Invar::Invariant &e) {
-    return fail(BF_EINTERNAL, std::string("RDKit invariant violation: ") + e.what());
+    return fail(BF_EINTERNAL, "RDKit invariant violation: ", e.what());
   } catch (const std::exception &e) {
-    return fail(BF_EINTERNAL, e.what());
+    return fail(BF_EINTERNAL, "", e.what());
   } catch (...) {
-    return fail(BF_EINTERNAL, "unknown C++ exception in RDKit");
+    return fail(BF_EINTERNAL, "", "unknown C++ exception in RDKit");
   }
 }
 
