@@ -56,7 +56,6 @@ internal static class ScreenCommand
             if (summary.Scored == 0 && summary.OutsideLimits > 0)
                 throw new BioForgeException($"{libraryPath}: all {summary.OutsideLimits:N0} molecules it could read are outside the limits ({string.Join(", ", screenOptions.Limits.Select(l => l.Text))})");
             if (summary.Scored == 0) throw new BioForgeException($"{libraryPath}: none of its {summary.Read} molecules could be read ({string.Join("; ", summary.FirstErrors)})");
-            WriteHits(result.GetValue(outPath)!, summary.Hits, affinity.Manifest.Measure);
             output.WriteLine($"{summary.Read:N0} molecules read, {summary.Scored:N0} scored, {summary.Invalid:N0} skipped (unreadable)"
                 + (screenOptions.Limits.Count > 0 ? $", {summary.OutsideLimits:N0} outside the limits" : "") + $" in {summary.Elapsed.TotalSeconds:F1} s ({summary.MoleculesPerSecond:N0} molecules/s)");
             foreach (string e in summary.FirstErrors) output.WriteLine($"  skipped {e}");
@@ -66,31 +65,35 @@ internal static class ScreenCommand
             foreach (string note in domain) output.WriteLine(note);
             foreach (var hit in summary.Hits.Take(5))
                 output.WriteLine($"  {hit.Rank}. {hit.Smiles}  {affinity.Manifest.Measure} {hit.Affinity:F2}  QED {hit.Qed:F2}  SA {hit.Sa:F1}{(hit.NearestSimilarity is { } s ? $"  nearest binder {s:F2}" : "")}");
-            output.WriteLine($"-> {result.GetValue(outPath)}");
-            if (result.GetValue(report) is { } reportPath)
+            // The report is rendered before either file is written: a failure there leaves neither.
+            string? reportPath = result.GetValue(report);
+            string? html = reportPath is null ? null : DiscoveryReport.Render(new DiscoveryReport.Content
             {
-                DiscoveryReport.Write(reportPath, new DiscoveryReport.Content
+                Title = "Virtual screening",
+                Target = sequence,
+                TargetName = protein.Name,
+                Measure = affinity.Manifest.Measure,
+                Hits = summary.Hits,
+                Domain = domain,
+                AffinitySample = summary.AffinitySample,
+                Parameters = new Dictionary<string, string>
                 {
-                    Title = "Virtual screening",
-                    Target = sequence,
-                    TargetName = protein.Name,
-                    Measure = affinity.Manifest.Measure,
-                    Hits = summary.Hits,
-                    Domain = domain,
-                    AffinitySample = summary.AffinitySample,
-                    Parameters = new Dictionary<string, string>
-                    {
-                        ["library"] = libraryPath,
-                        ["molecules scored"] = summary.Scored.ToString("N0", CultureInfo.InvariantCulture),
-                        ["skipped (unreadable)"] = summary.Invalid.ToString("N0", CultureInfo.InvariantCulture),
-                        ["limits"] = screenOptions.Limits.Count == 0 ? "none"
+                    ["library"] = libraryPath,
+                    ["molecules scored"] = summary.Scored.ToString("N0", CultureInfo.InvariantCulture),
+                    ["skipped (unreadable)"] = summary.Invalid.ToString("N0", CultureInfo.InvariantCulture),
+                    ["limits"] = screenOptions.Limits.Count == 0 ? "none"
                             : $"{string.Join(", ", screenOptions.Limits.Select(l => l.Text))}: {summary.OutsideLimits.ToString("N0", CultureInfo.InvariantCulture)} molecules outside, not scored",
-                        ["alerts not counted"] = screenOptions.AllowedAlerts.Count == 0 ? "none" : string.Join(", ", screenOptions.AllowedAlerts),
-                        ["known binders"] = $"{summary.KnownBinders - summary.Actives} in {affinity.Manifest.Dataset}" + (summary.Actives > 0 ? $", {summary.Actives} from {result.GetValue(chemist.Actives)}" : ""),
-                        ["affinity model"] = result.GetValue(model)!,
-                        ["model test metrics"] = string.Join(", ", affinity.Manifest.TestMetrics.Select(kv => $"{kv.Key} {kv.Value:F3}")),
-                    },
-                });
+                    ["alerts not counted"] = screenOptions.AllowedAlerts.Count == 0 ? "none" : string.Join(", ", screenOptions.AllowedAlerts),
+                    ["known binders"] = $"{summary.KnownBinders - summary.Actives} in {affinity.Manifest.Dataset}" + (summary.Actives > 0 ? $", {summary.Actives} from {result.GetValue(chemist.Actives)}" : ""),
+                    ["affinity model"] = result.GetValue(model)!,
+                    ["model test metrics"] = string.Join(", ", affinity.Manifest.TestMetrics.Select(kv => $"{kv.Key} {kv.Value:F3}")),
+                },
+            });
+            WriteHits(result.GetValue(outPath)!, summary.Hits, affinity.Manifest.Measure);
+            output.WriteLine($"-> {result.GetValue(outPath)}");
+            if (reportPath is not null)
+            {
+                AtomicFile.WriteText(reportPath, html!);
                 output.WriteLine($"-> {reportPath}");
             }
             return 0;

@@ -362,6 +362,24 @@ public sealed class AffinityTests
         Assert.DoesNotContain(abl1, n => n.Contains("whole targets held out", StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// Davis gives a mutant or phosphorylated construct its protein's sequence: such a name would be answered with the
+    /// plain protein's affinities (imatinib as a strong binder of ABL1(T315I), measured at 10 µM there), so it is refused
+    /// naming the name that stands for the sequence; KIBA's accession of the same sequence takes the plain name.
+    /// </summary>
+    [Theory]
+    [InlineData("ABL1(T315I)", "ABL1(T315I)", "ABL1")]
+    [InlineData("abl1p", "ABL1p", "ABL1")]
+    [InlineData("EGFR(L858R)", "EGFR(L858R)", "EGFR")]
+    [InlineData("JAK1(JH2domain-pseudokinase)", "JAK1(JH2domain-pseudokinase)", "JAK1(JH1domain-catalytic)")]
+    public void ADavisConstructSharingItsProteinsSequenceIsRefusedByName(string given, string davisName, string plain)
+    {
+        var e = Assert.Throws<BioForgeException>(() => ProteinTarget.Resolve(given));
+        Assert.Contains($"gives {davisName} the same sequence as {plain}", e.Message);
+        Assert.Contains($"use --target {plain}", e.Message);
+        Assert.Equal(plain, ProteinTarget.Resolve(plain.ToLowerInvariant()).Name);
+    }
+
     /// <summary>The shipped model records what it trained on: the targets and ligands of data/davis's training folds.</summary>
     [Fact]
     public void TheShippedAffinityModelRecordsItsTrainingSet()

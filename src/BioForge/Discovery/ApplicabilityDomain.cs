@@ -80,7 +80,10 @@ public sealed class ApplicabilityDomain
         foreach (var drug in trainedDrugs)
         {
             if (!Molecule.TryFromSmiles(drug.Text, out var molecule, out _)) continue;
-            using (molecule) ligands.Add(Fingerprints.Morgan(molecule!));
+            // As screening reads molecules (salt parent, neutral form): a Davis drug listed as a salt was 0.84–0.90 to its own parent.
+            using (molecule)
+            using (var parent = molecule!.Standardized(mayBeMixture: drug.Text.Contains('.')))
+                ligands.Add(Fingerprints.Morgan(parent ?? molecule));
         }
         (double, double)? testSeen = null;
         string test = Path.Combine(modelDirectory, AffinityModel.TestPredictionsFile);
@@ -157,7 +160,7 @@ public sealed class ApplicabilityDomain
         else
         {
             var neighbour = domain.NearestTarget(sequence);
-            notes.Add(neighbour?.Describe() ?? string.Create(CultureInfo.InvariantCulture, $"the target is longer than {MaxAlignedLength:N0} residues (or the model records no targets) and was not compared with the training targets"));
+            notes.Add(neighbour?.Describe() ?? string.Create(CultureInfo.InvariantCulture, $"warning: the target is longer than {MaxAlignedLength:N0} residues (or the model records no targets) and was not compared with the training targets: whether the model knows it is not checked"));
             if (neighbour is not { Seen: true } && domain.generalization.TryGetValue("cold_target", out string? coldTarget))
                 notes.Add($"trained the same way with whole targets held out, the model scored on targets it never saw: {coldTarget}");
             var similarities = hits.Where(h => h.TrainingSimilarity is not null).Select(h => h.TrainingSimilarity!.Value).ToList();

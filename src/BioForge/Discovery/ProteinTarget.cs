@@ -37,7 +37,16 @@ public sealed record ProteinTarget(string Name, string Sequence)
             throw new BioForgeException($"target: file {text} not found (give a target name such as ABL1, a protein sequence or a FASTA file)");
         var known = Known(names ?? DefaultNames);
         if (known.FirstOrDefault(t => t.Id.Equals(text, StringComparison.OrdinalIgnoreCase)) is { } entry)
+        {
+            // Davis writes no mutation or phosphorylation into its sequences: ABL1(T315I) is ABL1's sequence, so a model
+            // that reads sequences would answer ABL1's affinities under the mutant's name (imatinib as a strong binder of
+            // T315I, measured at 10 µM there). The plain name of a shared sequence stands for it; the others are refused.
+            var first = known.Where(t => t.Text.Equals(entry.Text, StringComparison.OrdinalIgnoreCase)).OrderBy(t => t.Id.Length).ThenBy(t => t.Id, StringComparer.Ordinal).First();
+            if (first.Id != entry.Id)
+                throw new BioForgeException($"target '{text}': the Davis set gives {entry.Id} the same sequence as {first.Id} (it writes no mutations or phosphorylation into its "
+                    + $"sequences), so an affinity model cannot tell the two apart and would answer {first.Id}'s affinities; use --target {first.Id}, or a FASTA file of the construct's own sequence");
             return new ProteinTarget(entry.Id, entry.Text.ToUpperInvariant());
+        }
         if (Known(Accessions).FirstOrDefault(t => t.Id.Equals(text, StringComparison.OrdinalIgnoreCase)) is { } accession)
         {
             string protein = accession.Text.ToUpperInvariant();

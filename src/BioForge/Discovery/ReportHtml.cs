@@ -27,7 +27,7 @@ internal static class ReportHtml
         .card{border:1px solid #ddd;border-radius:8px;margin:0;padding:6px;background:#fff}
         .card svg{width:100%;height:auto}
         figcaption{font-size:13px;line-height:1.4}.score{color:#1a6;font-weight:bold}
-        .smiles{font-size:11px;word-break:break-all;color:#555}.alert{color:#b60}
+        .smiles{font-size:11px;word-break:break-all;color:#555}.alert{color:#b60}.score.outside{color:#888;font-weight:normal}tr.outside td{color:#888}
         .charts{display:flex;flex-wrap:wrap;gap:16px}
         table{border-collapse:collapse;font-size:13px;margin-top:16px}
         th,td{border-bottom:1px solid #eee;padding:3px 8px;text-align:left;vertical-align:top}

@@ -133,7 +133,10 @@ public static class VirtualScreen
             }
             progress?.Report(chunk.Length);
         }
-        var known = model.KnownBinders(targetSequence).Select(b => new KnownActive(b.Name, b.Smiles)).Concat(options.Actives).ToList();
+        // Davis names its drugs by PubChem compound id; a user's active named by a number is not one.
+        bool cids = model.Manifest.Dataset.Equals("davis", StringComparison.OrdinalIgnoreCase);
+        var known = model.KnownBinders(targetSequence).Select(b => new KnownActive(cids && b.Name.Length > 0 && b.Name.All(char.IsAsciiDigit) ? $"PubChem CID {b.Name}" : b.Name, b.Smiles))
+            .Concat(options.Actives).ToList();
         var (hits, unprofiled) = Profile([.. best.UnorderedItems.Select(x => x.Element).OrderByDescending(x => x.Affinity).ThenBy(x => x.Record.Line)], known,
             alerts, domain, cancellation);
         errors.AddRange(unprofiled.Take(Math.Max(0, 5 - errors.Count)));
@@ -202,10 +205,13 @@ public static class VirtualScreen
         cancellation.ThrowIfCancellationRequested();
         using var qed = new Qed();
         var sa = new SaScore();
+        // Standardized as the hits are: Davis lists dovitinib as its lactate, which its own parent matched at 0.84.
         var binders = known.Select(b =>
         {
             using var m = Molecule.FromSmiles(b.Smiles);
-            return (b.Name, Smiles: m.ToSmiles(), Fingerprint: Fingerprints.Morgan(m));
+            using var parent = m.Standardized(mayBeMixture: b.Smiles.Contains('.'));
+            var standard = parent ?? m;
+            return (b.Name, Smiles: standard.ToSmiles(), Fingerprint: Fingerprints.Morgan(standard));
         }).ToList();
         var hits = new ScreenHit?[ranked.Count];
         var failures = new string?[ranked.Count];
