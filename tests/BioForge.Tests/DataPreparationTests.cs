@@ -26,8 +26,12 @@ public sealed class DataPreparationTests
         Assert.Equal(200, corpus.Train.Documents + corpus.Validation.Documents);
         Assert.InRange(corpus.Validation.Documents, 20, 60);
         Assert.Equal(ReadAll(Path.Combine(a, "valid")), ReadAll(Path.Combine(b, "valid")));
-        var expectedValid = sequences.Where((_, i) => StatelessRandom.Unit(3, i) < 0.2).Select(s => EsmTokenizer.Esm2.Encode(s)).ToList();
+        var expectedValid = sequences.Where(s => StatelessRandom.Unit(3, DataPreparation.ContentKey(s)) < 0.2).Select(s => EsmTokenizer.Esm2.Encode(s)).ToList();
         Assert.Equal(expectedValid, ReadAll(Path.Combine(a, "valid")));
+        // 200 records of 140 distinct sequences: every copy on the side of the others.
+        var valid = ReadAll(Path.Combine(a, "valid")).Select(t => string.Join(',', t)).ToHashSet();
+        Assert.DoesNotContain(ReadAll(Path.Combine(a, "train")), t => valid.Contains(string.Join(',', t)));
+        Assert.True(expectedValid.Count > valid.Count, "the corpus must hold copies in validation for this test to mean anything");
         Assert.True(File.Exists(Path.Combine(a, "vocab.txt")) && File.Exists(Path.Combine(a, "summary.json")));
 
         // An empty folder that is there is written into, not replaced: a link to scratch space stays the link, and the

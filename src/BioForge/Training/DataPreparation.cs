@@ -23,7 +23,8 @@ public sealed record PreparedCorpus(string Directory, CorpusKind Kind, int Vocab
 
 /// <summary>
 /// Tokenizes a FASTA (ESM alphabet) or SMILES file once into train/validation token stores in one directory. Which
-/// split a document goes to is a pure function of (seed, document index), so a preparation is reproducible.
+/// split a document goes to is a pure function of (seed, its text) or (seed, its cluster), so a preparation is
+/// reproducible and copies of a document are never on both sides.
 /// </summary>
 public static class DataPreparation
 {
@@ -86,14 +87,14 @@ public static class DataPreparation
         long? unreadable = kind == CorpusKind.Smiles && Molecule.Unavailable() is null ? 0 : null;
         string? firstUnreadable = null;
         var trainClusters = new List<int>();
-        IEnumerable<(int[]? Tokens, int Cluster)> documents; // null: a document left out (its index still counts)
+        IEnumerable<(int[]? Tokens, int Cluster, string Text)> documents; // null tokens: a document left out
         int vocabularySize;
         Action saveVocabulary; // written last, so a failed preparation leaves no partial corpus behind
         if (kind == CorpusKind.Protein)
         {
             var tokenizer = EsmTokenizer.Esm2;
             documents = inputs.SelectMany(input => FastaReader.Read(input)
-                .Select(r => ((int[]?)Encode(() => tokenizer.Encode(r.Sequence), input, r.Line), clusters?.Assign(r.Id) ?? -1)));
+                .Select(r => ((int[]?)Encode(() => tokenizer.Encode(r.Sequence), input, r.Line), clusters?.Assign(r.Id) ?? -1, r.Sequence)));
             vocabularySize = tokenizer.Vocabulary.Count;
             saveVocabulary = () => AtomicFile.WriteText(Path.Combine(directory, "vocab.txt"), string.Join("\n", tokenizer.Vocabulary) + "\n");
         }
@@ -110,14 +111,14 @@ public static class DataPreparation
                 {
                     unreadable++;
                     firstUnreadable ??= $"{input}:{r.Line}: '{Spelling.Excerpt(r.Text)}' ({why})";
-                    return ((int[]?)null, -1);
+                    return ((int[]?)null, -1, r.Text);
                 }
                 int[] tokens = vocabulary.Encode(given is null ? r.Text : Checked(r, input));
-                if (given is null || Array.IndexOf(tokens, SmilesVocabulary.UnkId) < 0) return ((int[]?)tokens, -1);
+                if (given is null || Array.IndexOf(tokens, SmilesVocabulary.UnkId) < 0) return ((int[]?)tokens, -1, r.Text);
                 // Left out, but still counted as a document: the split of the others is that of the file without --vocab.
                 skipped++;
                 firstUnknown ??= $"{input}:{r.Line}: '{SmilesTokenizer.Split(r.Text).First(t => vocabulary.Encode(t).Contains(SmilesVocabulary.UnkId))}'";
-                return (null, -1);
+                return (null, -1, r.Text);
             }));
             vocabularySize = vocabulary.Count;
             saveVocabulary = () => vocabulary.Save(Path.Combine(directory, SmilesVocabulary.FileName));
@@ -128,14 +129,14 @@ public static class DataPreparation
         using (var trainWriter = new TokenStore.Writer(Path.Combine(directory, "train"), vocabularySize))
         using (var validationWriter = new TokenStore.Writer(Path.Combine(directory, "valid"), vocabularySize))
         {
-            long index = 0;
-            foreach (var (document, cluster) in documents)
+            foreach (var (document, cluster, text) in documents)
             {
-                // With clusters the draw is keyed by the cluster (offset to stay apart from document keys).
-                long key = cluster >= 0 ? (1L << 40) + cluster : index;
-                index++;
                 progress?.Report(1);
                 if (document is null) continue;
+                // Keyed by the cluster, or else by the document's text: copies of a sequence (894 groups in the shipped
+                // protein corpus) fall on one side, where keys by position put 5 % of validation in training too; and the
+                // text, not its token ids, so another vocabulary (--vocab) deals the same split.
+                long key = cluster >= 0 ? (1L << 40) + cluster : ContentKey(text);
                 bool toValidation = StatelessRandom.Unit(seed, key) < validationFraction;
                 (toValidation ? validationWriter : trainWriter).Add(document);
                 (toValidation ? validation : train).Add(document.Length);
@@ -171,6 +172,14 @@ public static class DataPreparation
             validation = corpus.Validation,
         }, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }) + "\n");
         return corpus;
+    }
+
+    /// <summary>A 62-bit key of a document's text (apart from the cluster keys above 2^40 only by chance, which is harmless).</summary>
+    internal static long ContentKey(string text)
+    {
+        ulong h = (ulong)text.Length;
+        foreach (char c in text) h = StatelessRandom.Hash(h, c);
+        return (long)(h >> 2);
     }
 
     private static SmilesVocabulary LoadVocabulary(string path)

@@ -82,6 +82,13 @@ public static class Trainer
             var layout = new ParallelLayout(grid.Tensor, config.Train.VocabParallel);
             using var validStore = File.Exists(TokenStore.IdxPath(Path.Combine(config.Data.Dir, "valid"))) ? OpenSplit(config.Data.Dir, "valid") : null;
             var valid = validStore is { Count: > 0 } ? validStore : null; // prepared with --validation-fraction 0: nothing to validate on
+            // One data prepare writes both with one vocabulary; a valid.* from another corpus failed only at the first validation.
+            if (valid is not null && (valid.VocabularySize != train.VocabularySize || valid.BytesPerToken != train.BytesPerToken))
+                throw new BioForgeException($"{config.Data.Dir}: valid.* holds {valid.VocabularySize} token ids ({valid.BytesPerToken} bytes each) and train.* {train.VocabularySize} "
+                    + $"({train.BytesPerToken} bytes): they were not prepared together; run data prepare again");
+            if (state is null && config.Schedule.WarmupSteps >= config.Train.Steps)
+                options.OnInfo?.Invoke($"warning: schedule.warmup_steps {config.Schedule.WarmupSteps} covers the whole run of {config.Train.Steps} steps: the rate never reaches optimizer.lr "
+                    + $"({config.Optimizer.Lr:G3}; its last step trains at {config.LearningRate.At(config.Train.Steps):G3})");
             if (valid is null && config.Validation.Every > 0)
                 options.OnInfo?.Invoke($"no validation: {config.Data.Dir} has no validation documents (prepared with --validation-fraction 0); validation.every is not used");
             // Made in float32 in mixed precision too: NewOptimizer keeps those values as the master weights.
