@@ -329,6 +329,25 @@ public sealed class TrainerTests
         Assert.Contains(info, m => m.StartsWith($"no validation: {corpus} has no validation documents", StringComparison.Ordinal)); // said, not skipped in silence
     }
 
+    /// <summary>
+    /// A validation split from another corpus (another vocabulary) is refused before training, not at the first
+    /// validation; a warmup as long as the run is said (its rate never reaches optimizer.lr).
+    /// </summary>
+    [Fact]
+    public void AValidationSplitOfAnotherVocabularyIsRefusedAndAWholeRunWarmupIsSaid()
+    {
+        string mixed = Path.Combine(TestData.TempDirectory(), "corpus");
+        DataPreparation.Prepare(TestData.Path("train", "zinc2k.smi"), CorpusKind.Smiles, mixed, validationFraction: 0.05, seed: 0);
+        foreach (string extension in new[] { ".bin", ".idx" })
+            File.Copy(Path.Combine(TinyRuns.Proteins, "valid" + extension), Path.Combine(mixed, "valid" + extension), overwrite: true);
+        var e = Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(mixed, TestData.TempDirectory(), 2)), new TrainerOptions()));
+        Assert.Contains("they were not prepared together", e.Message);
+
+        var info = new List<string>();
+        Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, TestData.TempDirectory(), 2), "schedule.warmup_steps=5", "checkpoint.every=0"), new TrainerOptions { OnInfo = info.Add, WriteModel = false });
+        Assert.Contains(info, m => m.StartsWith("warning: schedule.warmup_steps 5 covers the whole run of 2 steps", StringComparison.Ordinal));
+    }
+
     /// <summary>Packing fills the positions padding would leave empty (the whole token budget of every step is real
     /// tokens), and the model learns from the packed rows.</summary>
     [Fact]
