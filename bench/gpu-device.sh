@@ -19,7 +19,7 @@
 # folder> OUT=<dir> bench/gpu-device.sh (same steps, small sizes, no CUDA).
 set -uo pipefail
 start=$(date +%s)
-budget="${BUDGET_S:-560}" # inside the tool's 600 s, leaving time to copy $OUT back
+budget="${BUDGET_S:-540}" # inside the tool's 600 s, leaving time to copy $OUT back
 deadline=$((start + budget))
 export OUT="${OUT:-gpu-results}"
 mkdir -p "$OUT"
@@ -118,7 +118,7 @@ if [ "$dry" = 1 ]; then slots=4; smiles_rates="2"; protein_rates="1"; load_s=4; 
 completions() { # completions NAME SECONDS PORT MODEL RATES [MODES]
   PORT="$3" MODEL="$4" MODES="${6:-continuous static padded}" MAX_RUNNING="$slots" DEVICE="$device" WARMUP_S="$warm_s" KV_CACHE_MB="${KV_CACHE_MB:-8192}" \
     step "$1" "$2" bench/completions_load.sh "$5" 2048 "$load_s"
-  pkill -KILL -f "BioForge.Cli serve" 2>/dev/null
+  pkill -KILL -f "BioForge.Cli serve .*--port $3( |$)" 2>/dev/null # this step's server only (a dry run shares its machine)
   cat /tmp/bioforge-completions-*.log >>"$log" 2>/dev/null
   rm -f /tmp/bioforge-completions-*.log
 }

@@ -14,6 +14,8 @@ concurrency="${2:-64}"
 port=18080
 "$bioforge" env >/dev/null # builds the CLI once, outside the timed runs
 work="$(mktemp -d)"
+# A failed load or a server that never became ready must not leave the server on its port, nor the inputs behind.
+trap '[ -n "${server:-}" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 # From UniProt: 1,000 sequences of 50–400 residues (typical embedding requests), and 1,000 peptides of 8–30 residues
 # (their first residues; short requests, where a forward pass costs more in fixed overhead than in arithmetic).
 python3 - "$work" <<'PY'

@@ -19,13 +19,29 @@ browser_packages() {
   { [ -f "$installed" ] && [ ! "$root/tests/browser/package-lock.json" -nt "$installed" ]; } \
     || (cd "$root/tests/browser" && npm ci --no-audit --no-fund --silent)
 }
-if [ ${#missing[@]} -eq 0 ]; then browser_packages; exit 0; fi
+# What the build needs of the versions, said before a long build fails on them (Ubuntu 22.04 ships RDKit 2021.09 and
+# Node.js 12).
+check_versions() {
+  local rdkit node
+  rdkit="$(dpkg-query -W -f='${Version}' librdkit-dev 2>/dev/null || true)"
+  if [ -n "$rdkit" ] && ! dpkg --compare-versions "$rdkit" ge 202209; then
+    echo "error: librdkit-dev $rdkit is older than the 2022.09 the RDKit shim needs (Debian 12 ships 2022.09)" >&2
+    exit 2
+  fi
+  node="$(node --version 2>/dev/null || true)"
+  node="${node#v}"
+  if [ -n "$node" ] && [ "${node%%.*}" -lt 18 ]; then
+    echo "error: Node.js $node is older than the 18 the browser tests' packages need (install a newer one, e.g. NodeSource's)" >&2
+    exit 2
+  fi
+}
+if [ ${#missing[@]} -eq 0 ]; then check_versions; browser_packages; exit 0; fi
 
 echo "setup: installing ${missing[*]}" >&2
 if [ "$(id -u)" -eq 0 ]; then
   apt=(apt-get)
 elif command -v sudo >/dev/null 2>&1; then
-  apt=(sudo apt-get)
+  apt=(sudo env DEBIAN_FRONTEND=noninteractive apt-get) # sudo resets the environment: no debconf questions through it either
 else
   echo "error: missing packages ${missing[*]}; run as root: apt-get update && apt-get install -y ${missing[*]}" >&2
   exit 2
@@ -33,4 +49,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${apt[@]}" update -qq
 "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+check_versions
 browser_packages
