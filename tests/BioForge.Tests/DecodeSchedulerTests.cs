@@ -214,6 +214,24 @@ public sealed class DecodeSchedulerTests
         Assert.Equal(expected.Select(e => (double)e), molecules.Select(m => m.LogLikelihood), (a, b) => Math.Abs(a - b) < 1e-3);
     }
 
+    /// <summary>
+    /// Temperature sharpens or flattens the grammar's distribution and never reorders it: top-k 1 is greedy at any
+    /// temperature, as in Hugging Face. Token 0 is the end, not allowed yet, its mass shared by the completing token 1:
+    /// at T 1 token 2 leads (e² against e⁰ + e¹), but tempered before the sharing, at T 20, token 1 led (1 + e^0.05 against e^0.1).
+    /// </summary>
+    [Fact]
+    public void TemperatureNeverReordersTheGrammarsDistribution()
+    {
+        var constraint = new TokenConstraint(4, end: 0);
+        constraint.Allowed[1] = constraint.Allowed[2] = constraint.Allowed[3] = true;
+        constraint.Completing[1] = true;
+        float[] logits = [1f, 0f, 2f, 0.5f];
+        Assert.Equal(2, SequenceSampler.Draw(logits, new SamplingOptions { Temperature = 0 }, 1, 0, 0, constraint: constraint).Token);
+        foreach (double temperature in new[] { 0.01, 1, 20, 100 })
+            for (int i = 0; i < 20; i++)
+                Assert.Equal(2, SequenceSampler.Draw(logits, new SamplingOptions { Temperature = temperature, TopK = 1 }, 1, i, 0, constraint: constraint).Token);
+    }
+
     [Theory]
     [InlineData(float.NaN)]
     [InlineData(float.PositiveInfinity)]

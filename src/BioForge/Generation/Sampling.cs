@@ -90,7 +90,9 @@ public static class Sampling
                 var masks = grammar?.Next(alive, device);
                 Tensor Distribution(Tensor l) => masks is null ? l.log_softmax(-1) : GrammarMask.LogProbabilities(l, masks);
                 var logProbs = Distribution(logits);
-                var tempered = options.Temperature == 1 ? logProbs : Distribution(logits.Div(options.Temperature));
+                // Tempered after the grammar shared the end's mass, as SequenceSampler does (temperature never reorders
+                // the constrained distribution), and shifted by the row's best first so a tiny temperature cannot overflow.
+                var tempered = options.Temperature == 1 ? logProbs : (logProbs - logProbs.max(-1, keepdim: true).values).Div(options.Temperature).log_softmax(-1);
                 // [rows, vocabulary] crosses to the host once per token: small next to the forward pass.
                 var probabilities = Filter(tempered, options).softmax(-1).cpu();
                 var drawn = multinomial(probabilities, 1, false, generator);

@@ -85,11 +85,11 @@ public static class SequenceSampler
         foreach (float logit in logits)
             if (float.IsNaN(logit) || float.IsPositiveInfinity(logit))
                 throw new BioForgeException($"sequence {index}, step {step}: the model's logits hold {logit} (corrupt weights or an overflow in reduced precision); nothing can be drawn from them") { ServerFault = true };
-        var logProbs = LogProbabilities(logits, 1, constraint);
+        var logProbs = LogProbabilities(logits, constraint);
         float[]? penalised = options.Penalises && history is not null ? history.Penalise(logits, options) : null;
         int token = options.Temperature == 0
-            ? Greedy(penalised is null ? logProbs : LogProbabilities(penalised, 1, constraint))
-            : Sample(options.Temperature == 1 && penalised is null ? logProbs : LogProbabilities(penalised ?? logits, options.Temperature, constraint),
+            ? Greedy(penalised is null ? logProbs : LogProbabilities(penalised, constraint))
+            : Sample(Tempered(penalised is null ? logProbs : LogProbabilities(penalised, constraint), options.Temperature),
                 options, StatelessRandom.Unit(seed, index, step));
         if (token < 0) throw new BioForgeException($"sequence {index}, step {step}: the constraint allows no token") { ServerFault = true };
         (int, double)[]? top = null;
@@ -101,8 +101,8 @@ public static class SequenceSampler
         return new TokenDraw(token, logProbs[token], top);
     }
 
-    /// <summary>log p(t) of logits / <paramref name="temperature"/>, −∞ for the tokens the constraint does not allow.</summary>
-    private static double[] LogProbabilities(ReadOnlySpan<float> logits, double temperature, TokenConstraint? constraint)
+    /// <summary>log p(t) of the logits, −∞ for the tokens the constraint does not allow.</summary>
+    private static double[] LogProbabilities(ReadOnlySpan<float> logits, TokenConstraint? constraint)
     {
         int vocabulary = logits.Length;
         var allowed = constraint?.Allowed;
@@ -119,13 +119,9 @@ public static class SequenceSampler
             Array.Fill(values, double.NegativeInfinity);
             return values;
         }
-        // Shifted before scaling: a tiny temperature sends the others to −∞, never the best to +∞ (∞ − ∞ would be NaN).
         for (int t = 0; t < vocabulary; t++)
-            values[t] = allowed is null || allowed[t] || (t == end && moveEnd) ? (logits[t] - max) / temperature : double.NegativeInfinity;
-        double sum = 0;
-        foreach (double v in values) sum += Math.Exp(v);
-        double normalizer = Math.Log(sum);
-        for (int t = 0; t < vocabulary; t++) values[t] -= normalizer;
+            values[t] = allowed is null || allowed[t] || (t == end && moveEnd) ? logits[t] - max : double.NegativeInfinity;
+        Normalize(values);
         if (moveEnd)
         {
             int shares = Enumerable.Range(0, vocabulary).Count(t => allowed![t] && completing![t]);
@@ -135,6 +131,30 @@ public static class SequenceSampler
             values[end] = double.NegativeInfinity;
         }
         return values;
+    }
+
+    /// <summary>
+    /// The distribution p^(1/T), renormalised: tempered after the constraint shared the end's mass, so temperature only
+    /// sharpens or flattens the constrained distribution and never reorders it (top-k 1 stays greedy at any T; tempered
+    /// first, a high T gave the completing tokens the end's large share and ring closures ranked first).
+    /// </summary>
+    private static double[] Tempered(double[] logProbs, double temperature)
+    {
+        if (temperature == 1) return logProbs;
+        double max = logProbs.Max();
+        // Shifted before scaling: a tiny temperature sends the others to −∞, never the best to +∞ (∞ − ∞ would be NaN).
+        var values = logProbs.Select(v => (v - max) / temperature).ToArray();
+        Normalize(values);
+        return values;
+    }
+
+    /// <summary>Subtracts log Σ exp over <paramref name="values"/> (the largest of which is 0, or close).</summary>
+    private static void Normalize(double[] values)
+    {
+        double sum = 0;
+        foreach (double v in values) sum += Math.Exp(v);
+        double normalizer = Math.Log(sum);
+        for (int t = 0; t < values.Length; t++) values[t] -= normalizer;
     }
 
     private static int Greedy(double[] logProbs)
