@@ -339,7 +339,7 @@ internal static class DistributedCommands
         string digits = unit == 1 ? t : t[..^1];
         if (!long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out long value) || value <= 0)
             throw new BioForgeException($"--sizes: '{text}' is not a size in bytes (e.g. 8K, 1M, 64M)");
-        // A float32 tensor of that many bytes: up to 2^62 elements' worth (LibTorch's sizes are int64).
+        // A float32 tensor of that many bytes: up to 2^62 bytes (LibTorch's sizes are int64).
         return value <= (long.MaxValue / 2) / unit ? value * unit : throw new BioForgeException($"--sizes: '{text}' is larger than any tensor (at most {long.MaxValue / 2 / (1L << 30)}G)");
     }
 }

@@ -230,6 +230,10 @@ public sealed class DecodeSchedulerTests
         foreach (double temperature in new[] { 0.01, 1, 20, 100 })
             for (int i = 0; i < 20; i++)
                 Assert.Equal(2, SequenceSampler.Draw(logits, new SamplingOptions { Temperature = temperature, TopK = 1 }, 1, i, 0, constraint: constraint).Token);
+        // A constraint that allows nothing is refused at any temperature (tempered, −∞ − −∞ made NaN, and the last token was drawn).
+        var none = new TokenConstraint(4, end: 0);
+        Assert.Contains("the constraint allows no token",
+            Assert.Throws<BioForgeException>(() => SequenceSampler.Draw(logits, new SamplingOptions { Temperature = 0.7 }, 1, 0, 0, constraint: none)).Message);
     }
 
     [Theory]

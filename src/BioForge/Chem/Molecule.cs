@@ -73,13 +73,14 @@ public sealed class Molecule : IDisposable
             error = "MOL block contains a NUL character";
             return false;
         }
-        if (DeclaredAtoms(molBlock) is int atoms and > MaxMolBlockAtoms)
+        int? atoms = DeclaredAtoms(molBlock);
+        if (atoms > MaxMolBlockAtoms)
         {
             error = $"MOL block of {atoms} atoms is larger than the {MaxMolBlockAtoms} accepted";
             return false;
         }
         // RDKit reads an empty block as a molecule of nothing, which every property and prediction would then describe.
-        if (DeclaredAtoms(molBlock) == 0)
+        if (atoms == 0)
         {
             error = "MOL block has no atoms";
             return false;

@@ -198,7 +198,7 @@ public sealed record OptimizeConfig
     {
         require(!string.IsNullOrWhiteSpace(Prior.Model), "prior.model is required (a SMILES language model directory, e.g. models/smiles-llama-small)");
         require(Sampling.BatchSize >= 2, $"sampling.batch_size must be at least 2 (got {Sampling.BatchSize})");
-        require(Sampling.Temperature > 0, $"sampling.temperature must be positive (got {Sampling.Temperature})");
+        require(Sampling.Temperature is >= 0.01 and <= 100, $"sampling.temperature must be 0.01–100 (got {Sampling.Temperature}; the agent learns from random draws, so not 0)");
         require(Sampling.MaxLength >= 8, $"sampling.max_length must be at least 8 (got {Sampling.MaxLength})");
         require(Sampling.Grammar is "smiles" or "none", $"sampling.grammar must be smiles or none (got '{Sampling.Grammar}')");
         require(Learning.Lr > 0 && Learning.Sigma > 0, "learning.lr and learning.sigma must be positive");

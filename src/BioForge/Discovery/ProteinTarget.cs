@@ -38,13 +38,14 @@ public sealed record ProteinTarget(string Name, string Sequence)
         var known = Known(names ?? DefaultNames);
         if (known.FirstOrDefault(t => t.Id.Equals(text, StringComparison.OrdinalIgnoreCase)) is { } entry)
         {
-            // Davis writes no mutation or phosphorylation into its sequences: ABL1(T315I) is ABL1's sequence, so a model
-            // that reads sequences would answer ABL1's affinities under the mutant's name (imatinib as a strong binder of
-            // T315I, measured at 10 µM there). The plain name of a shared sequence stands for it; the others are refused.
+            // Davis gives several constructs one sequence (ABL1(T315I) and ABL1p are ABL1's; JAK1's JH1 and JH2 domains
+            // share one): a model that reads sequences would answer ABL1's affinities under the mutant's name (imatinib
+            // as a strong binder of T315I, measured at 10 µM there). The shortest name stands for the sequence; the
+            // others are refused.
             var first = known.Where(t => t.Text.Equals(entry.Text, StringComparison.OrdinalIgnoreCase)).OrderBy(t => t.Id.Length).ThenBy(t => t.Id, StringComparer.Ordinal).First();
             if (first.Id != entry.Id)
-                throw new BioForgeException($"target '{text}': the Davis set gives {entry.Id} the same sequence as {first.Id} (it writes no mutations or phosphorylation into its "
-                    + $"sequences), so an affinity model cannot tell the two apart and would answer {first.Id}'s affinities; use --target {first.Id}, or a FASTA file of the construct's own sequence");
+                throw new BioForgeException($"target '{text}': the Davis set gives {entry.Id} the same sequence as {first.Id}, so an affinity model, which reads "
+                    + $"sequences, cannot tell the two apart and would answer {first.Id}'s affinities; use --target {first.Id}, or a FASTA file of {entry.Id}'s own sequence");
             return new ProteinTarget(entry.Id, entry.Text.ToUpperInvariant());
         }
         if (Known(Accessions).FirstOrDefault(t => t.Id.Equals(text, StringComparison.OrdinalIgnoreCase)) is { } accession)

@@ -140,8 +140,9 @@ public static class SequenceSampler
     /// </summary>
     private static double[] Tempered(double[] logProbs, double temperature)
     {
-        if (temperature == 1) return logProbs;
         double max = logProbs.Max();
+        // Nothing allowed (all −∞) stays so, and the draw refuses it; −∞ − −∞ would be NaN.
+        if (temperature == 1 || double.IsNegativeInfinity(max)) return logProbs;
         // Shifted before scaling: a tiny temperature sends the others to −∞, never the best to +∞ (∞ − ∞ would be NaN).
         var values = logProbs.Select(v => (v - max) / temperature).ToArray();
         Normalize(values);

@@ -40,8 +40,8 @@ public static class DataPreparation
     /// trained on it can continue on this corpus (<c>model.init</c>); molecules with a token outside it are left out
     /// and counted. SMILES that do not read as molecules (RDKit's parse and sanitization, at most
     /// <see cref="Molecule.MaxSmilesLength"/> characters) are left out and counted too (a model would learn to write
-    /// them); a left-out document keeps its index, so the others' splits do not move, and the vocabulary is still built
-    /// from every molecule (the same vocabulary with or without them).
+    /// them); the others' splits do not move (a document's split is keyed by its own text), and the vocabulary is still
+    /// built from every molecule (the same vocabulary with or without them).
     /// </summary>
     public static PreparedCorpus Prepare(IReadOnlyList<string> inputs, CorpusKind kind, string directory, double validationFraction, ulong seed,
         string? smilesColumn = null, IProgress<int>? progress = null, string? clusterFile = null, string? vocabulary = null)
@@ -115,7 +115,7 @@ public static class DataPreparation
                 }
                 int[] tokens = vocabulary.Encode(given is null ? r.Text : Checked(r, input));
                 if (given is null || Array.IndexOf(tokens, SmilesVocabulary.UnkId) < 0) return ((int[]?)tokens, -1, r.Text);
-                // Left out, but still counted as a document: the split of the others is that of the file without --vocab.
+                // Left out; the others keep the split they have without --vocab (keyed by their own text).
                 skipped++;
                 firstUnknown ??= $"{input}:{r.Line}: '{SmilesTokenizer.Split(r.Text).First(t => vocabulary.Encode(t).Contains(SmilesVocabulary.UnkId))}'";
                 return (null, -1, r.Text);

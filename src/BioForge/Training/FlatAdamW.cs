@@ -386,7 +386,8 @@ public sealed class FlatAdamW : IDisposable
                         throw new BioForgeException($"{where}: optimizer tensor '{name}' has shape [{string.Join(", ", source.shape)}], the model needs [{string.Join(", ", shape)}]");
                     using var part = tensorSharding?.Shard(m.Name, source) ?? source.alias();
                     using var slot = flat.narrow(0, m.Offset, m.Count);
-                    slot.copy_(part.reshape(-1));
+                    using var flatPart = part.reshape(-1); // a view of source: left to the GC it would keep source's memory
+                    slot.copy_(flatPart);
                 }
                 target.zero_();
                 long end = Math.Min(g.Start + g.ShardLength, g.Length);

@@ -86,9 +86,12 @@ public static class Trainer
             if (valid is not null && (valid.VocabularySize != train.VocabularySize || valid.BytesPerToken != train.BytesPerToken))
                 throw new BioForgeException($"{config.Data.Dir}: valid.* holds {valid.VocabularySize} token ids ({valid.BytesPerToken} bytes each) and train.* {train.VocabularySize} "
                     + $"({train.BytesPerToken} bytes): they were not prepared together; run data prepare again");
-            if (state is null && config.Schedule.WarmupSteps >= config.Train.Steps)
+            if (state is null && config.Schedule.WarmupSteps > config.Train.Steps)
                 options.OnInfo?.Invoke($"warning: schedule.warmup_steps {config.Schedule.WarmupSteps} covers the whole run of {config.Train.Steps} steps: the rate never reaches optimizer.lr "
                     + $"({config.Optimizer.Lr:G3}; its last step trains at {config.LearningRate.At(config.Train.Steps):G3})");
+            // Every rank must see the same split: the others wait for the first replica's validation only when it runs.
+            if (Agree(world, valid is not null) != !Agree(world, valid is null))
+                throw new BioForgeException($"{config.Data.Dir}: some ranks find a validation split there and others do not (is data.dir on a filesystem every node shares?)");
             if (valid is null && config.Validation.Every > 0)
                 options.OnInfo?.Invoke($"no validation: {config.Data.Dir} has no validation documents (prepared with --validation-fraction 0); validation.every is not used");
             // Made in float32 in mixed precision too: NewOptimizer keeps those values as the master weights.
@@ -231,13 +234,17 @@ public static class Trainer
 
     /// <summary>
     /// Where some ranks work alone (the first replica validates, rank 0 writes a checkpoint or the model), the others
-    /// wait without the collective timeout: a rank still validating a large split or writing 13 GB after 300 s is
-    /// working, not dead, and one that fails ends the job itself (the process group aborts the world).
+    /// wait longer than a collective's timeout: a rank still validating a large split or writing 13 GB after 300 s is
+    /// working, not dead (one that fails ends the job itself: the process group aborts the world). Still finite, so a
+    /// rank stuck there ends the job too: <see cref="UnevenWorkLimit"/>, or the collective timeout if that is longer.
     /// </summary>
     private static void AwaitUnevenWork(Communicator world)
     {
-        if (world.Size > 1) world.Barrier(Timeout.InfiniteTimeSpan);
+        if (world.Size > 1) world.Barrier(world.Timeout > UnevenWorkLimit ? world.Timeout : UnevenWorkLimit);
     }
+
+    /// <summary>Six hours: a full validation or a checkpoint of the largest model on a slow shared filesystem, with room.</summary>
+    private static readonly TimeSpan UnevenWorkLimit = TimeSpan.FromHours(6);
 
     /// <summary>
     /// AdamW over the network, made in float32. In mixed precision the network is then rounded to
