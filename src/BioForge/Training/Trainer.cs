@@ -90,7 +90,8 @@ public static class Trainer
                 options.OnInfo?.Invoke($"warning: schedule.warmup_steps {config.Schedule.WarmupSteps} covers the whole run of {config.Train.Steps} steps: the rate never reaches optimizer.lr "
                     + $"({config.Optimizer.Lr:G3}; its last step trains at {config.LearningRate.At(config.Train.Steps):G3})");
             // Every rank must see the same split: the others wait for the first replica's validation only when it runs.
-            if (Agree(world, valid is not null) != !Agree(world, valid is null))
+            bool someValidate = Agree(world, valid is not null), allValidate = !Agree(world, valid is null);
+            if (someValidate != allValidate)
                 throw new BioForgeException($"{config.Data.Dir}: some ranks find a validation split there and others do not (is data.dir on a filesystem every node shares?)");
             if (valid is null && config.Validation.Every > 0)
                 options.OnInfo?.Invoke($"no validation: {config.Data.Dir} has no validation documents (prepared with --validation-fraction 0); validation.every is not used");
