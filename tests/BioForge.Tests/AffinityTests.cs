@@ -438,6 +438,41 @@ public sealed class AffinityTests
         Assert.Contains("target: file targets/abl1.fasta not found", error);
     }
 
+    /// <summary>
+    /// A model whose weights went NaN (a diverged training, a damaged file) scores a molecule 0 with the reason in an
+    /// optimization, where its NaN would make the agent's loss NaN; a screen refuses it rather than rank NaNs.
+    /// </summary>
+    [Fact]
+    public void AModelPredictingNaNScoresZeroWithItsReasonAndIsRefusedByScreening()
+    {
+        string broken = TestData.TempDirectory();
+        foreach (string file in Directory.GetFiles(SmallModel.Value))
+            File.Copy(file, Path.Combine(broken, Path.GetFileName(file)));
+        using (var scope = TorchSharp.torch.NewDisposeScope())
+        {
+            List<KeyValuePair<string, TorchSharp.torch.Tensor>> tensors;
+            using (var checkpoint = SafetensorsCheckpoint.Open(broken))
+                tensors = [.. checkpoint.Names.Order().Select(name => KeyValuePair.Create(name, checkpoint.Load(name).clone()))];
+            foreach (var (_, tensor) in tensors.Where(kv => kv.Value.is_floating_point()))
+                tensor.fill_(double.NaN);
+            SafetensorsCheckpoint.Save(broken, tensors);
+        }
+        using (var scoring = new ScoringFunction([new ComponentSettings { Type = "affinity", Name = "pKd", Model = broken, Target = Abl1Kinase,
+            Transform = new TransformSettings { Kind = "sigmoid", Low = 5, High = 9 } }], "arithmetic", TestData.Cpu.Device))
+        {
+            var scored = scoring.Score(["CCO", "c1ccccc1O"]);
+            Assert.All(scored, s => Assert.Equal(0, s.Score));
+            Assert.All(scored, s => Assert.Equal("pKd: no value (NaN)", s.Error));
+        }
+
+        string library = Path.Combine(TestData.TempDirectory(), "library.smi"), hits = Path.Combine(TestData.TempDirectory(), "hits.csv");
+        File.WriteAllLines(library, ["CCO", "c1ccccc1O"]);
+        var (code, _, error) = CliRun("screen", "--target", Abl1Kinase, "--library", library, "--out", hits, "--model", broken, "--device", "cpu", "--threads", "2");
+        Assert.Equal(2, code);
+        Assert.Contains("NaN", error);
+        Assert.False(File.Exists(hits));
+    }
+
     [Fact]
     public void BadAffinityConfigurationsAreRefusedWithTheKey()
     {

@@ -589,6 +589,20 @@ public sealed class OptimizeTests
         Assert.Equal(calls, File.ReadAllLines(Path.Combine(overridden, "oracle_calls.csv")));
     }
 
+    /// <summary>A loss that overflows (sigma so large that the augmented likelihood's square is infinite in float32)
+    /// stops the run with its cause before Adam turns every weight of the agent NaN.</summary>
+    [Fact]
+    public void ANonFiniteLossStopsTheRunBeforeTheAgentLearnsFromIt()
+    {
+        _ = TestData.Cpu;
+        string output = TestData.TempDirectory();
+        string path = BudgetedRunFile(output, seed: 1, calls: 48, "[[stages.components]]\ntype = \"qed\"", batchSize: 16, learning: "sigma = 1e30");
+        var (stdout, stderr) = (new StringWriter(), new StringWriter());
+        int code = Cli.Cli.Run(["optimize", "--config", path, "--device", "cpu", "--threads", "2"], stdout, stderr);
+        Assert.Equal(2, code);
+        Assert.Contains("the agent's loss is infinite: the agent was not updated", stderr.ToString());
+    }
+
     [Fact]
     public void HillClimbingLearnsFromTheBestQuarterOfTheBatch()
     {

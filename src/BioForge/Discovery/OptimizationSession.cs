@@ -564,7 +564,7 @@ public sealed class OptimizationSession : IDisposable
         float value = loss.item<float>();
         // NaN would pass the noise test below and, through Adam, turn every weight NaN for the rest of the run.
         if (!float.IsFinite(value))
-            throw new BioForgeException($"the agent's loss is {value}: the agent was not updated (lower learning.lr or learning.sigma; the checkpoints written so far are intact)");
+            throw new BioForgeException($"the agent's loss is {(float.IsNaN(value) ? "NaN" : "infinite")}: the agent was not updated (lower learning.lr or learning.sigma; the checkpoints written so far are intact)");
         if (value < NoiseLoss) return value;
         loss.backward();
         Optimizer.Update(config.Learning.Lr);

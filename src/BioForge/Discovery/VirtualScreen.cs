@@ -104,6 +104,9 @@ public static class VirtualScreen
                         if (errors.Count < 5) errors.Add($"{chunk[i].Where}: {messages[i]}");
                     }
                 var affinities = model.Predict([.. valid.Select(i => parsed[i]!)], target);
+                // NaN has no place in a ranking (it would sort below every number, silently); it means broken weights.
+                if (Array.FindIndex(affinities, double.IsNaN) is var nan and >= 0)
+                    throw new BioForgeException($"the model predicted no value (NaN) for {chunk[valid[nan]].Where}: its weights are not finite (retrain it, or check the file)");
                 for (int k = 0; k < valid.Length; k++)
                 {
                     scored++;
