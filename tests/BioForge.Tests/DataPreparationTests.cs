@@ -70,6 +70,26 @@ public sealed class DataPreparationTests
         Assert.Contains("names the SMILES column 'smiles' twice", Assert.Throws<BioForgeException>(() => DataPreparation.Prepare([twice], CorpusKind.Smiles, TestData.TempDirectory(), 0, seed: 0)).Message);
     }
 
+    /// <summary>A molecule written two ways (merged sources, a kekulized copy) is one molecule: both spellings fall on
+    /// one side of the split, and each is kept as written.</summary>
+    [Fact]
+    public void TwoSpellingsOfOneMoleculeFallOnOneSideOfTheSplit()
+    {
+        var molecules = Enumerable.Range(1, 80).Select(n => (Forward: new string('C', n) + "O", Backward: "O" + new string('C', n))).ToList();
+        string smi = Path.Combine(TestData.TempDirectory(), "spellings.smi");
+        File.WriteAllLines(smi, molecules.SelectMany(m => new[] { m.Forward, m.Backward }));
+        string dir = TestData.TempDirectory();
+        DataPreparation.Prepare(smi, CorpusKind.Smiles, dir, 0.3, seed: 5);
+        var vocabulary = SmilesVocabulary.Load(Path.Combine(dir, SmilesVocabulary.FileName));
+        List<string> Side(string name) => [.. ReadAll(Path.Combine(dir, name)).Select(d => vocabulary.Decode(d.Select(t => (long)t))!)];
+        var (train, valid) = (Side("train"), Side("valid"));
+        Assert.Equal(160, train.Count + valid.Count);
+        Assert.All(molecules, m => Assert.Equal(train.Contains(m.Forward), train.Contains(m.Backward)));
+        Assert.InRange(valid.Count, 20, 80);
+        // Keyed by the text as written, some pairs would have been split: the test would pass without the rule otherwise.
+        Assert.Contains(molecules, m => StatelessRandom.Unit(5, DataPreparation.ContentKey(m.Forward)) < 0.3 != StatelessRandom.Unit(5, DataPreparation.ContentKey(m.Backward)) < 0.3);
+    }
+
     /// <summary>SMILES RDKit cannot read would teach the model to write them: left out, counted, the first named.</summary>
     [Fact]
     public void UnreadableSmilesAreLeftOutAndCounted()

@@ -87,7 +87,7 @@ public static class DataPreparation
         long? unreadable = kind == CorpusKind.Smiles && Molecule.Unavailable() is null ? 0 : null;
         string? firstUnreadable = null;
         var trainClusters = new List<int>();
-        IEnumerable<(int[]? Tokens, int Cluster, string Text)> documents; // null tokens: a document left out
+        IEnumerable<(int[]? Tokens, int Cluster, string Key)> documents; // null tokens: a document left out; Key: what the split is keyed by
         int vocabularySize;
         Action saveVocabulary; // written last, so a failed preparation leaves no partial corpus behind
         if (kind == CorpusKind.Protein)
@@ -107,18 +107,21 @@ public static class DataPreparation
             var vocabulary = given ?? SmilesVocabulary.Build(inputs.SelectMany(input => Molecules(input).Select(r => Checked(r, input))));
             documents = inputs.SelectMany(input => Molecules(input).Select(r =>
             {
-                if (unreadable is not null && !Readable(r.Text, out string? why))
+                // Keyed by the molecule, not its spelling: two spellings of one molecule (merged sources, a kekulized
+                // copy) fall on one side. Without RDKit, by the text as written.
+                string key = r.Text;
+                if (unreadable is not null && !Canonical(r.Text, out key, out string? why))
                 {
                     unreadable++;
                     firstUnreadable ??= $"{input}:{r.Line}: '{Spelling.Excerpt(r.Text)}' ({why})";
                     return ((int[]?)null, -1, r.Text);
                 }
                 int[] tokens = vocabulary.Encode(given is null ? r.Text : Checked(r, input));
-                if (given is null || Array.IndexOf(tokens, SmilesVocabulary.UnkId) < 0) return ((int[]?)tokens, -1, r.Text);
-                // Left out; the others keep the split they have without --vocab (keyed by their own text).
+                if (given is null || Array.IndexOf(tokens, SmilesVocabulary.UnkId) < 0) return ((int[]?)tokens, -1, key);
+                // Left out; the others keep the split they have without --vocab (keyed by their own molecule).
                 skipped++;
                 firstUnknown ??= $"{input}:{r.Line}: '{SmilesTokenizer.Split(r.Text).First(t => vocabulary.Encode(t).Contains(SmilesVocabulary.UnkId))}'";
-                return (null, -1, r.Text);
+                return (null, -1, key);
             }));
             vocabularySize = vocabulary.Count;
             saveVocabulary = () => vocabulary.Save(Path.Combine(directory, SmilesVocabulary.FileName));
@@ -129,15 +132,16 @@ public static class DataPreparation
         using (var trainWriter = new TokenStore.Writer(Path.Combine(directory, "train"), vocabularySize))
         using (var validationWriter = new TokenStore.Writer(Path.Combine(directory, "valid"), vocabularySize))
         {
-            foreach (var (document, cluster, text) in documents)
+            foreach (var (document, cluster, key) in documents)
             {
                 progress?.Report(1);
                 if (document is null) continue;
-                // Keyed by the cluster, or else by the document's text: copies of a sequence (894 groups in the shipped
-                // protein corpus) fall on one side, where keys by position put 5 % of validation in training too; and the
-                // text, not its token ids, so another vocabulary (--vocab) deals the same split.
-                long key = cluster >= 0 ? (1L << 40) + cluster : ContentKey(text);
-                bool toValidation = StatelessRandom.Unit(seed, key) < validationFraction;
+                // Keyed by the cluster, or else by the document's text (a molecule's canonical SMILES): copies of a
+                // sequence (894 groups in the shipped protein corpus) fall on one side, where keys by position put 5 % of
+                // validation in training too; and the text, not its token ids, so another vocabulary (--vocab) deals the
+                // same split.
+                long splitKey = cluster >= 0 ? (1L << 40) + cluster : ContentKey(key);
+                bool toValidation = StatelessRandom.Unit(seed, splitKey) < validationFraction;
                 (toValidation ? validationWriter : trainWriter).Add(document);
                 (toValidation ? validation : train).Add(document.Length);
                 if (!toValidation) trainClusters.Add(cluster);
@@ -190,11 +194,13 @@ public static class DataPreparation
             ?? throw new BioForgeException($"--vocab {path}: no SMILES {SmilesVocabulary.FileName} or {SmilesVocabulary.HuggingFaceTokenizerFile} there (a SMILES model's or corpus's folder, or its {SmilesVocabulary.FileName}; a byte-level BPE's vocabulary is not one)");
     }
 
-    private static bool Readable(string smiles, out string? why)
+    /// <summary>Whether RDKit reads the SMILES, and its canonical form (the text itself when it does not).</summary>
+    private static bool Canonical(string smiles, out string canonical, out string? why)
     {
-        bool read = Molecule.TryFromSmiles(smiles, out var molecule, out why);
-        molecule?.Dispose();
-        return read;
+        canonical = smiles;
+        if (!Molecule.TryFromSmiles(smiles, out var molecule, out why)) return false;
+        using (molecule) canonical = molecule!.ToSmiles();
+        return true;
     }
 
     private static int[] Encode(Func<int[]> encode, string path, int line)
