@@ -26,6 +26,7 @@ mkdir -p "$OUT"
 device="${DEVICE:-cuda}"
 dry="${DRY_RUN:-0}"
 work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
 summary="$OUT/summary.txt"
 log="$OUT/log.txt"
 note() { echo "$*" | tee -a "$summary"; }
@@ -87,7 +88,7 @@ if command -v nvidia-smi >/dev/null 2>&1; then
   gpu_mib="$(timeout 15 nvidia-smi --id=0 --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | tr -dc 0-9)"
   nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -l 1 >"$OUT/gpu-memory.csv" 2>/dev/null &
   sampler=$!
-  trap 'kill "$sampler" 2>/dev/null' EXIT
+  trap 'kill "$sampler" 2>/dev/null; rm -rf "$work"' EXIT
 fi
 
 # --- 2. proofs

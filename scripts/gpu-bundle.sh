@@ -9,6 +9,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 out="$(mktemp -d)"
+trap 'rm -rf "$out" .device/bioforge.tar.xz.tmp' EXIT # a failed publish or pack leaves nothing half-written behind
 dotnet publish src/BioForge.Cli/BioForge.Cli.csproj -c Release -r linux-x64 --self-contained -o "$out/bioforge" -nologo -v q
 # The CPU LibTorch, and what only a debugger needs: the device tool moves at most 64 MiB with the working tree.
 rm -f "$out"/bioforge/libtorch* "$out"/bioforge/libc10* "$out"/bioforge/libgomp* \
@@ -16,5 +17,4 @@ rm -f "$out"/bioforge/libtorch* "$out"/bioforge/libc10* "$out"/bioforge/libgomp*
 mkdir -p .device
 XZ_OPT=-9e tar -C "$out" -cJf .device/bioforge.tar.xz.tmp bioforge
 mv .device/bioforge.tar.xz.tmp .device/bioforge.tar.xz
-rm -rf "$out"
 echo "$(du -h .device/bioforge.tar.xz | cut -f1) .device/bioforge.tar.xz"
