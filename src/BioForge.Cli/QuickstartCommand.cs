@@ -30,6 +30,11 @@ internal static class QuickstartCommand
             Description = "a SMARTS every candidate must match, repeatable (any one): e.g. 'C=CC(=O)N' for an acrylamide warhead; the optimization halves the score of a molecule without it",
         };
         command.Options.Add(require);
+        var inDomain = new Option<bool>("--in-domain")
+        {
+            Description = "keep the designs near the affinity model's training ligands (Tanimoto to the nearest scores as one more term): predictions stay where the model was tested",
+        };
+        command.Options.Add(inDomain);
         command.SetAction(result => Cli.Guard(error, () =>
         {
             if (result.GetValue(steps) < 1) throw new BioForgeException($"--steps must be at least 1 (got {result.GetValue(steps)})");
@@ -54,6 +59,7 @@ internal static class QuickstartCommand
                         AllowedAlerts = allowed,
                         Actives = actives,
                         Required = result.GetValue(require) ?? [],
+                        InDomain = result.GetValue(inDomain),
                     }, output.WriteLine, r =>
                     {
                         if (r.Step % 10 == 0 || r.Step == r.StageSteps)

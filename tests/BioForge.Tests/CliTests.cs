@@ -278,7 +278,7 @@ public sealed class CliTests
             foreach (string arg in new[] { "quickstart", "--out", output, "--library", library, "--steps", "1", "--threads", "2" }) start.ArgumentList.Add(arg);
             // The second run brings a chemist's constraints: a weight limit, a covalent warhead allowed, their own actives.
             if (run == 2)
-                foreach (string arg in new[] { "--limit", "mw<=400", "--allow-alert", "Michael_acceptor_1", "--actives", actives, "--require", "c1ccccc1" }) start.ArgumentList.Add(arg);
+                foreach (string arg in new[] { "--limit", "mw<=400", "--allow-alert", "Michael_acceptor_1", "--actives", actives, "--require", "c1ccccc1", "--in-domain" }) start.ArgumentList.Add(arg);
             using var process = System.Diagnostics.Process.Start(start)!;
             var stdout = process.StandardOutput.ReadToEndAsync();
             string stderr = await process.StandardError.ReadToEndAsync();
@@ -293,7 +293,9 @@ public sealed class CliTests
             Assert.Contains("Drug candidates for ABL1", report);
             Assert.Contains("Best of the screened library", report); // shown apart too: designed molecules usually outrank it
             Assert.Contains("the target is ABL1, one of the 379 the affinity model trained on", report);
-            Assert.Contains("reverse-sigmoid(SA; 2–5), weighted 2 : 1 : 1, &#215; PAINS/Brenk filter", report); // pKd counts twice, as scored (× is HTML-encoded)
+            // pKd counts twice, as scored (× is HTML-encoded); --in-domain adds the nearest training ligand's similarity.
+            Assert.Contains(run == 1 ? "reverse-sigmoid(SA; 2–5), weighted 2 : 1 : 1, &#215; PAINS/Brenk filter"
+                : "reverse-sigmoid(SA; 2–5), sigmoid(Tanimoto to the nearest of the model&#39;s 68 training ligands; 0.25–0.55), weighted 2 : 1 : 1 : 1, &#215; PAINS/Brenk filter", report);
             Assert.Contains("Best of the library: ", await stdout);
             Assert.Equal([output], Directory.GetDirectories(parent)); // replaced in place: no half-written sibling left
             // The stored settings name the folder as it now is, not the hidden one the run worked in: they run and resume again.
@@ -325,6 +327,11 @@ public sealed class CliTests
                 var components = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "optimize_config.json")))!["stages"]![0]!["components"]!.AsArray();
                 Assert.Equal(["Michael_acceptor_1"], components.Single(c => c!["type"]!.GetValue<string>() == "filters")!["allow"]!.AsArray().Select(a => a!.GetValue<string>()));
                 Assert.True(components.Single(c => c!["type"]!.GetValue<string>() == "mw")!["penalty"]!.GetValue<bool>());
+                // --in-domain: the training ligands as screening reads them, imatinib's parent among them.
+                var domain = components.Single(c => c!["type"]!.GetValue<string>() == "similarity")!;
+                Assert.Equal("nearest training ligand", domain["name"]!.GetValue<string>());
+                Assert.Contains("Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1", domain["smiles"]!.AsArray().Select(a => a!.GetValue<string>()));
+                Assert.Contains("near the affinity model's 68 training ligands", await stdout);
             }
         }
     }

@@ -45,14 +45,18 @@ public sealed class ApplicabilityDomain
     private readonly List<(string Name, string Sequence)> targets;
     private readonly List<ulong[]> ligands;
 
-    private ApplicabilityDomain(List<(string Name, string Sequence)> targets, List<ulong[]> ligands, (double Targets, double Ligands)? testSeen,
-        Dictionary<string, string> generalization)
+    private ApplicabilityDomain(List<(string Name, string Sequence)> targets, List<ulong[]> ligands, List<string> ligandSmiles,
+        (double Targets, double Ligands)? testSeen, Dictionary<string, string> generalization)
     {
         this.targets = targets;
         this.ligands = ligands;
+        LigandSmiles = ligandSmiles;
         TestSeen = testSeen;
         this.generalization = generalization;
     }
+
+    /// <summary>The training ligands as screening reads molecules (salt parent, neutral), canonical SMILES.</summary>
+    public IReadOnlyList<string> LigandSmiles { get; }
 
     /// <summary>
     /// What the same recipe measured on a cold split, by split name (<c>cold_target</c>, <c>cold_drug</c>): a sentence
@@ -77,13 +81,17 @@ public sealed class ApplicabilityDomain
         var targets = trainedTargets.GroupBy(t => t.Text.ToUpperInvariant())
             .Select(g => (Name: g.OrderBy(t => t.Id.Length).First().Id, Sequence: g.Key)).ToList();
         var ligands = new List<ulong[]>();
+        var ligandSmiles = new List<string>();
         foreach (var drug in trainedDrugs)
         {
             if (!Molecule.TryFromSmiles(drug.Text, out var molecule, out _)) continue;
             // As screening reads molecules (salt parent, neutral form): a Davis drug listed as a salt was 0.84–0.90 to its own parent.
             using (molecule)
             using (var parent = molecule!.Standardized(mayBeMixture: drug.Text.Contains('.')))
+            {
                 ligands.Add(Fingerprints.Morgan(parent ?? molecule));
+                ligandSmiles.Add((parent ?? molecule).ToSmiles());
+            }
         }
         (double, double)? testSeen = null;
         string test = Path.Combine(modelDirectory, AffinityModel.TestPredictionsFile);
@@ -97,7 +105,7 @@ public sealed class ApplicabilityDomain
             if (testTargets.Count > 0)
                 testSeen = ((double)testTargets.Count(targetIds.Contains) / testTargets.Count, (double)testDrugs.Count(drugIds.Contains) / testDrugs.Count);
         }
-        return new ApplicabilityDomain(targets, ligands, testSeen, ReadGeneralization(Path.Combine(modelDirectory, GeneralizationFile)));
+        return new ApplicabilityDomain(targets, ligands, ligandSmiles, testSeen, ReadGeneralization(Path.Combine(modelDirectory, GeneralizationFile)));
     }
 
     /// <summary>

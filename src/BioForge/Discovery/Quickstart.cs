@@ -42,6 +42,12 @@ public sealed record QuickstartOptions
     /// and the candidates are the molecules that have it.
     /// </summary>
     public IReadOnlyList<string> Required { get; init; } = [];
+    /// <summary>
+    /// Keeps the designs where the affinity model's predictions were tested: the Tanimoto similarity to its nearest
+    /// training ligand scores as one more term (a sigmoid centred on <see cref="ApplicabilityDomain.SimilarLigand"/>).
+    /// Without it the optimizer is free to find molecules the model rates highly and knows nothing about.
+    /// </summary>
+    public bool InDomain { get; init; }
 }
 
 public sealed record QuickstartResult(string TargetName, int TargetLength, string Picked, double PriorTopMean, double AgentTopMean, double AgentDiversity, int Optimized, long Screened,
@@ -80,9 +86,12 @@ public static class Quickstart
             {
                 throw new BioForgeException($"--require: {e.Message}");
             }
+        IReadOnlyList<string> domainLigands = !options.InDomain ? []
+            : ApplicabilityDomain.Load(options.AffinityModel)?.LigandSmiles is { Count: > 0 } ligands ? ligands
+            : throw new BioForgeException($"--in-domain: the affinity model {options.AffinityModel} records no training ligands (a model written by an older `bioforge dti train`: train it again)");
         QuickstartResult? result = null;
         // Written under a hidden name and swapped in whole: nothing half-written is left behind.
-        Training.RunDirectory.Commit(output, temp => result = Run(options, info, onStep, cancellation, compute, targetName, sequence, output, temp, clock));
+        Training.RunDirectory.Commit(output, temp => result = Run(options, info, onStep, cancellation, compute, targetName, sequence, domainLigands, output, temp, clock));
         return result!;
     }
 
@@ -118,17 +127,18 @@ public static class Quickstart
     }
 
     private static QuickstartResult Run(QuickstartOptions options, Action<string> info, Action<OptimizeStepReport>? onStep, CancellationToken cancellation,
-        ComputeOptions compute, string targetName, string sequence, string output, string temp, Stopwatch clock)
+        ComputeOptions compute, string targetName, string sequence, IReadOnlyList<string> domainLigands, string output, string temp, Stopwatch clock)
     {
         string fasta = Path.Combine(temp, "target.fasta");
         File.WriteAllText(fasta, $">{targetName}\n{sequence}\n");
         var seeds = Seeds(options, info);
-        var config = OptimizeRun(options, fasta, Path.Combine(temp, "optimize"), seeds);
+        var config = OptimizeRun(options, fasta, Path.Combine(temp, "optimize"), seeds, domainLigands);
         File.WriteAllText(Path.Combine(temp, "optimize_config.json"), config.ToJsonText() + "\n");
 
         // 1. Generate and optimize.
         int bred = config.Learning.GeneticOffspring;
-        info($"optimizing: {options.Steps} steps × {options.BatchSize} molecules" + (bred > 0 ? $" and up to {bred} bred children" : "") + " for predicted affinity, QED and SA score");
+        info($"optimizing: {options.Steps} steps × {options.BatchSize} molecules" + (bred > 0 ? $" and up to {bred} bred children" : "") + " for predicted affinity, QED and SA score"
+            + (domainLigands.Count > 0 ? $", near the affinity model's {domainLigands.Count} training ligands" : ""));
         var optimized = MoleculeOptimizer.Run(config, new OptimizeOptions { Threads = compute.Threads, OnStep = onStep, Cancellation = cancellation });
         if (optimized.Interrupted) throw new OperationCanceledException("quickstart stopped");
         using var scoring = new ScoringFunction(config.Stages[^1].Components, config.Stages[^1].Aggregate, compute.Device);
@@ -201,7 +211,9 @@ public static class Quickstart
                 ["prior (SMILES model)"] = options.Prior,
                 ["affinity model"] = $"{options.AffinityModel} (test fold: {string.Join(", ", affinity.Manifest.TestMetrics.Select(kv => $"{kv.Key} {kv.Value:F3}"))}; see the applicability domain above)",
                 ["optimization"] = $"{optimized.Steps} steps × {options.BatchSize} molecules" + (bred > 0 ? $" and up to {bred} bred children" : "")
-                    + $" ({optimized.Scored} scored; learning: {config.Learning.Strategy}" + (bred > 0 ? " with genetic exploration" : "") + $"); score = geometric mean of sigmoid(pKd; 6–9), QED, reverse-sigmoid(SA; 2–5), weighted {Weights(config)}, × PAINS/Brenk filter"
+                    + $" ({optimized.Scored} scored; learning: {config.Learning.Strategy}" + (bred > 0 ? " with genetic exploration" : "") + $"); score = geometric mean of sigmoid(pKd; 6–9), QED, reverse-sigmoid(SA; 2–5)"
+                    + (domainLigands.Count > 0 ? $", sigmoid(Tanimoto to the nearest of the model's {domainLigands.Count} training ligands; {DomainLow:0.##}–{DomainHigh:0.##})" : "")
+                    + $", weighted {Weights(config)}, × PAINS/Brenk filter"
                     + (options.AllowedAlerts.Count > 0 ? $" (not counting {string.Join(", ", options.AllowedAlerts)})" : "")
                     + (options.Limits.Count > 0 ? $" × limits ({string.Join(", ", options.Limits.Select(l => l.Text))}: 0 outside)" : "")
                     + (options.Required.Count > 0 ? $" × 0.5 without {string.Join(" or ", options.Required)} (candidates must have it)" : ""),
@@ -241,7 +253,10 @@ public static class Quickstart
 
     private const int MaxLength = 100;
 
-    private static OptimizeConfig OptimizeRun(QuickstartOptions options, string targetFasta, string directory, List<string> seeds) => new()
+    /// <summary>The --in-domain term's window, centred on the applicability domain's threshold.</summary>
+    private const double DomainLow = ApplicabilityDomain.SimilarLigand - 0.15, DomainHigh = ApplicabilityDomain.SimilarLigand + 0.15;
+
+    private static OptimizeConfig OptimizeRun(QuickstartOptions options, string targetFasta, string directory, List<string> seeds, IReadOnlyList<string> domainLigands) => new()
     {
         Seed = options.Seed,
         Prior = new OptimizeConfig.PriorSection { Model = options.Prior },
@@ -265,6 +280,11 @@ public static class Quickstart
                         Transform = new TransformSettings { Kind = "sigmoid", Low = 6, High = 9, K = 0.5 } },
                     new ComponentSettings { Type = "qed", Weight = 1 },
                     new ComponentSettings { Type = "sa", Weight = 1, Transform = new TransformSettings { Kind = "reverse_sigmoid", Low = 2, High = 5, K = 0.5 } },
+                    .. domainLigands.Count == 0 ? [] : new[]
+                    {
+                        new ComponentSettings { Type = "similarity", Name = "nearest training ligand", Smiles = [.. domainLigands], Weight = 1,
+                            Transform = new TransformSettings { Kind = "sigmoid", Low = DomainLow, High = DomainHigh, K = 0.5 } },
+                    },
                     new ComponentSettings { Type = "filters", Catalogs = ["pains", "brenk"], Allow = [.. options.AllowedAlerts] },
                     .. options.Limits.Select(l => l.AsPenalty()),
                     .. options.Required.Count == 0 ? [] : new[]
