@@ -173,7 +173,7 @@ internal static class ProteinCommands
         var column = new Option<string?>("--mutation-column") { Description = "name of the mutation column (default: mutant, variant or mutation)" };
         var scoreColumn = new Option<string?>("--score-column") { Description = "the measured column of --in, for Spearman's rho (default: DMS_score or score)" };
         var scan = new Option<bool>("--scan") { Description = "a deep mutational scan: every single substitution to the 20 amino acids at every position (19 × length variants)" };
-        var indexBase = Options.Int("--index-base", "numbering of positions in the mutations: 1 (ProteinGym) or 0", 1);
+        var indexBase = Options.Int("--index-base", "the number the first residue carries in the mutations: 1 (ProteinGym), 0 (METL files), or where a fragment or mature protein starts (ESM's --offset-idx, e.g. 24)", 1);
         var outPath = Options.Required("--out", "scores CSV").Writes("CSV", ".csv");
         var map = new Option<string?>("--map") { Description = "also draw the single substitutions' scores as a heat map (position × amino acid), e.g. with --scan" }.Writes("SVG", ".svg");
         var batchTokens = BatchTokensOption();
@@ -184,7 +184,7 @@ internal static class ProteinCommands
         {
             string wildType = OneSequence(result.GetValue(seq), result.GetValue(seqFile));
             int numbering = result.GetValue(indexBase);
-            if (numbering is not (0 or 1)) throw new BioForgeException($"--index-base {numbering}: expected 0 or 1");
+            if (numbering is not (>= 0 and <= Variant.MaxIndexBase)) throw new BioForgeException($"--index-base {numbering}: expected a residue number from 0 to {Variant.MaxIndexBase:N0}");
             string? list = result.GetValue(mutations), table = result.GetValue(input);
             if ((list is null ? 0 : 1) + (table is null ? 0 : 1) + (result.GetValue(scan) ? 1 : 0) != 1) throw new BioForgeException("give exactly one of --mutations, --in or --scan");
             var variants = list is not null

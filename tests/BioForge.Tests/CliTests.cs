@@ -689,6 +689,11 @@ public sealed class CliTests
         Assert.Contains("\nM0A,", zeroScan);
         Assert.DoesNotContain("\nK2R,", zeroScan);
         Assert.Contains("<title>K1R: ", File.ReadAllText(map));
+        // Any numbering: a fragment whose first residue is the protein's 24th (ESM's --offset-idx).
+        Assert.Equal(0, Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--mutations", "K25R", "--index-base", "24", "--out", Path.Combine(dir, "offset.csv"), "--map", map).Code);
+        Assert.Equal(scores["K2R"], double.Parse(File.ReadLines(Path.Combine(dir, "offset.csv")).Last().Split(',')[1], System.Globalization.CultureInfo.InvariantCulture), 1e-6);
+        Assert.Contains("<title>M24 (wild type)</title>", File.ReadAllText(map));
+        AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--mutations", "K2R", "--index-base", "-1", "--out", Path.Combine(dir, "neg.csv")), "--index-base -1: expected a residue number from 0 to 1,000,000");
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--scan", "--mutations", "K2R", "--out", output), "give exactly one of --mutations, --in or --scan");
         AssertFails(Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--mutations", "K2R:A4G", "--out", Path.Combine(dir, "x.csv"), "--map", Path.Combine(dir, "x.svg")),
             "no single substitutions to draw", Path.Combine(dir, "x.csv"));

@@ -80,4 +80,26 @@ public sealed class EsmParityTests
         double diff = (a - b.to(ScalarType.Float32)).abs().max().item<float>();
         Assert.InRange(diff, 1e-6, 0.1); // bf16 keeps 8 bits of mantissa: close, but not identical
     }
+
+    /// <summary>
+    /// A bfloat16 model's contact map (the CUDA default) is the float32 one to a few 1e-5: the head's APC subtracts
+    /// nearly equal sums, which in bfloat16 differed from float32 by 1.9e-3 here, as much as the whole map varies.
+    /// </summary>
+    [Fact]
+    public void ABfloat16ModelsContactMapIsItsFloat32Map()
+    {
+        var cpu = TestData.Cpu;
+        using var scope = NewDisposeScope();
+        string shipped = Path.Combine(Repository.Root, "models", "esm2-small");
+        using var full = EsmCheckpoint.Load(shipped, cpu.Device, ScalarType.Float32);
+        using var half = EsmCheckpoint.Load(shipped, cpu.Device, ScalarType.BFloat16);
+        var ids = tensor(Tokenizers.EsmTokenizer.Esm2.Encode("MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILEQLKALGSKVLDTFDGSTRVLEHLQKLGLSIEHAT").Select(i => (long)i).ToArray()).unsqueeze(0);
+        using var _ = no_grad();
+        var a = full.Model.PredictContacts(ids, ones_like(ids));
+        var b = half.Model.PredictContacts(ids, ones_like(ids));
+        Assert.Equal(ScalarType.Float32, b.dtype);
+        Assert.True(a.std().item<float>() > 1e-4, "the map must vary for the comparison to mean anything");
+        double diff = (a - b).abs().max().item<float>();
+        Assert.True(diff < 3e-4, $"bf16 contacts differ from fp32 by {diff:E2}");
+    }
 }

@@ -15,6 +15,10 @@ public sealed class VariantScoringTests
         var v = Variant.Parse("K2R:A4G", WildType);
         Assert.Equal([new Substitution('K', 2, 'R'), new Substitution('A', 4, 'G')], v.Substitutions);
         Assert.Equal(v.Substitutions, Variant.Parse("K1R,A3G", WildType, indexBase: 0).Substitutions);
+        // A fragment numbered from its place in the whole protein (ESM's --offset-idx 24: BLAT_ECOLX's mature chain).
+        Assert.Equal(v.Substitutions, Variant.Parse("K25R:A27G", WildType, indexBase: 24).Substitutions);
+        Assert.Contains("position 23 is outside the 22-residue wild type (numbered from 24: 24–45)",
+            Assert.Throws<BioForgeException>(() => Variant.Parse("M23A", WildType, indexBase: 24)).Message);
     }
 
     [Theory]

@@ -70,6 +70,7 @@ internal static class ProteinRoutes
         [Required, Example("[\"K2R\", \"A4G:Y5F\"]")]
         public string?[]? Mutations { get; set; }
 
+        /// <summary>The number the first residue carries in <c>mutations</c>: 1 (ProteinGym), 0, or where a fragment or mature protein starts.</summary>
         [Example("1")]
         public int IndexBase { get; set; } = 1;
     }
@@ -134,7 +135,7 @@ internal static class ProteinRoutes
             string sequence = Sequence(request.Sequence, esm, windowed: true);
             if (request.Mutations is not { Length: > 0 } mutations) throw ApiError.BadRequest("mutations is required: e.g. [\"A23G\", \"K45R:L50P\"]", "mutations");
             if (mutations.Length > MaxMutations) throw ApiError.Invalid($"mutations has {mutations.Length} items; at most {MaxMutations} per request", "mutations");
-            if (request.IndexBase is not (0 or 1)) throw ApiError.Invalid($"index_base must be 0 or 1 (got {request.IndexBase})", "index_base");
+            if (request.IndexBase is not (>= 0 and <= Variant.MaxIndexBase)) throw ApiError.Invalid($"index_base must be a residue number from 0 to {Variant.MaxIndexBase:N0} (got {request.IndexBase})", "index_base");
             var variants = mutations.Select((m, i) =>
             {
                 if (m is null) throw ApiError.BadRequest($"mutations[{i}] is null; expected a mutation such as \"A23G\"", $"mutations[{i}]");

@@ -16,7 +16,7 @@ public static class MutationMap
     private const int Cell = 10, Left = 30, Top = 44, Right = 110, Bottom = 36;
 
     /// <param name="scores">Score of each single substitution, by 1-based position and mutant letter; missing cells stay grey.</param>
-    /// <param name="indexBase">The number the first residue carries in labels and tooltips (0 when the variants were named 0-based).</param>
+    /// <param name="indexBase">The number the first residue carries in labels and tooltips, as in the variants' names.</param>
     public static string Svg(string wildType, IReadOnlyDictionary<(int Position, char Mutant), double> scores, string title, int indexBase = 1)
     {
         int columns = wildType.Length;
@@ -63,7 +63,7 @@ public static class MutationMap
         svg.Append(Invariant($"<rect x=\"{barLeft}\" y=\"{Top}\" width=\"14\" height=\"{barHeight}\" fill=\"none\" stroke=\"black\"/>"));
         foreach (var (value, y) in new[] { (high, Top), (0.0, Top + barHeight / 2), (low, Top + barHeight) })
             svg.Append(Invariant($"<text x=\"{barLeft + 18}\" y=\"{y + 3}\">{value:0.##}</text>"));
-        svg.Append(Invariant($"<text x=\"{Left}\" y=\"{height - 6}\">{(indexBase == 0 ? "position (0-based)" : "position")} · cell: score of the substitution (masked marginal, log p(mutant) − log p(wild type)); outlined: the wild type</text>"));
+        svg.Append(Invariant($"<text x=\"{Left}\" y=\"{height - 6}\">{indexBase switch { 0 => "position (0-based)", 1 => "position", _ => $"position (the first residue is {indexBase})" }} · cell: score of the substitution (masked marginal, log p(mutant) − log p(wild type)); outlined: the wild type</text>"));
         return svg.Append("</svg>\n").ToString();
     }
 

@@ -9,14 +9,20 @@ public sealed record Substitution(char WildType, int Position, char Mutant);
 /// <summary>A variant as written by the user (e.g. "A23G:K45R") and its substitutions.</summary>
 public sealed record Variant(string Name, IReadOnlyList<Substitution> Substitutions)
 {
+    /// <summary>The largest number a first residue may carry (the longest proteins have about 35,000 residues).</summary>
+    public const int MaxIndexBase = 1_000_000;
+
     private const string CanonicalAminoAcids = "ACDEFGHIKLMNPQRSTVWY";
 
     /// <summary>
     /// Parses "A23G" or a multi-mutant "A23G:K45R" (also "A23G,K45R" inside one table cell) and checks every
-    /// wild-type letter against <paramref name="wildType"/>. <paramref name="indexBase"/> 0 reads 0-based positions.
+    /// wild-type letter against <paramref name="wildType"/>. <paramref name="indexBase"/> is the number the first residue
+    /// carries: 0 reads 0-based positions, 24 a protein numbered from its 24th residue (ESM's <c>--offset-idx</c>).
     /// </summary>
     public static Variant Parse(string text, string wildType, int indexBase = 1)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(indexBase);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(indexBase, MaxIndexBase);
         string name = text.Trim();
         if (name.Length == 0) throw new BioForgeException("empty mutation");
         var subs = new List<Substitution>();
@@ -34,7 +40,8 @@ public sealed record Variant(string Name, IReadOnlyList<Substitution> Substituti
             if (!CanonicalAminoAcids.Contains(mut))
                 throw new BioForgeException($"mutation '{part}' in '{name}': the mutant {mut} is not one of the 20 amino acids ({CanonicalAminoAcids})");
             if (position < 1 || position > wildType.Length)
-                throw new BioForgeException($"mutation '{part}' in '{name}': position {raw} is outside the {wildType.Length}-residue wild type");
+                throw new BioForgeException($"mutation '{part}' in '{name}': position {raw} is outside the {wildType.Length}-residue wild type"
+                    + (indexBase == 1 ? "" : $" (numbered from {indexBase}: {indexBase}–{(long)indexBase + wildType.Length - 1})"));
             char actual = char.ToUpperInvariant(wildType[position - 1]);
             if (actual != wt)
                 throw new BioForgeException($"mutation '{part}' in '{name}': the wild type has {actual} at position {raw}, not {wt}");

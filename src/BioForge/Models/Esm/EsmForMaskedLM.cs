@@ -107,7 +107,8 @@ public sealed class EsmForMaskedLM : nn.Module
     /// </summary>
     public bool ContactHeadTrained => esm.contact_head.Trained;
 
-    /// <summary>Contact probabilities [B, T-2, T-2] from all attention maps, as <c>EsmForMaskedLM.predict_contacts</c>.</summary>
+    /// <summary>Contact probabilities [B, T-2, T-2] from all attention maps, as <c>EsmForMaskedLM.predict_contacts</c>; float32
+    /// in any model dtype (the head runs in float32).</summary>
     public Tensor PredictContacts(Tensor inputIds, Tensor attentionMask)
     {
         using var scope = NewDisposeScope();
@@ -388,12 +389,15 @@ internal sealed class EsmContactPredictionHead : nn.Module
         long t = maps.shape[^1];
         maps = maps.narrow(-2, 1, t - 2).narrow(-1, 1, t - 2); // drop the <cls> row/column and the last one (<eos> or padding)
         long b = maps.shape[0], channels = maps.shape[1] * maps.shape[2], n = maps.shape[^1];
-        var x = maps.reshape(b, channels, n, n).to(regression.weight!.dtype);
+        // In float32 whatever the model's dtype: APC subtracts nearly equal sums of thousands of probabilities, which
+        // bfloat16 holds to 3 digits (a bf16 map differed from the float32 one by as much as the map varies).
+        var x = maps.reshape(b, channels, n, n).to(ScalarType.Float32);
         x = x.Plus(x.transpose(-1, -2));
         var a1 = x.sum(-1, keepdim: true);
         var a2 = x.sum(-2, keepdim: true);
         var a12 = x.sum([-1L, -2L], keepdim: true);
         x -= a1 * a2 / a12;
-        return regression.forward(x.permute(0, 2, 3, 1)).squeeze(3).sigmoid();
+        var logits = F.linear(x.permute(0, 2, 3, 1), regression.weight!.to(ScalarType.Float32), regression.bias!.to(ScalarType.Float32));
+        return logits.squeeze(3).sigmoid();
     }
 }
