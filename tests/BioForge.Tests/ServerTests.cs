@@ -92,6 +92,7 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
     {
         Assert.Equal("live", (await Get("/v1/health/live")).Body!["message"]!.GetValue<string>());
         Assert.Equal("ready", (await Get("/v1/health/ready")).Body!["message"]!.GetValue<string>());
+        Assert.Equal("ready", (await Get("/v1/health/ready")).Body!["status"]!.GetValue<string>()); // as the BioNeMo NIMs answer it
         var cards = (await Get("/v1/models")).Body!["data"]!.AsArray();
         var models = cards.Select(m => (m!["id"]!.GetValue<string>(), m["kind"]!.GetValue<string>())).ToList();
         Assert.Equal([("esm2-small", "protein"), ("smiles-llama-small", "molecule"), ("dti-davis", "affinity")], models);
@@ -477,7 +478,7 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
     [Fact]
     public async Task GenerateAnswersInMolMimsShapeWithDistinctValidMolecules()
     {
-        var (status, body) = await Post("/generate", """{"smi":"CC(=O)Oc1ccccc1C(=O)O","num_molecules":5,"iterations":2,"particles":16,"min_similarity":0.3}""");
+        var (status, body) = await Post("/generate", """{"smi":"CC(=O)Oc1ccccc1C(=O)O","num_molecules":5,"iterations":2,"particles":16,"min_similarity":0.3,"seed":0}""");
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.Equal("QED", body!["score_type"]!.GetValue<string>());
         var molecules = JsonNode.Parse(body["molecules"]!.GetValue<string>())!.AsArray(); // MolMIM sends a JSON-encoded string
@@ -506,6 +507,14 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         // A seed is reproducible, a negative one too (int64, as completions take it).
         var again = await Post("/generate", """{"smi":"CCO","num_molecules":2,"algorithm":"none","iterations":1,"particles":8,"seed":-3}""");
         Assert.Equal(body["molecules"]!.GetValue<string>(), again.Body!["molecules"]!.GetValue<string>());
+        Assert.Equal(-3, again.Body["seed"]!.GetValue<long>());
+        // Without a seed each call is another search (MolMIM's are), and the answer names its seed to repeat it.
+        var fresh = await Post("/generate", """{"smi":"CCO","num_molecules":2,"algorithm":"none","iterations":1,"particles":8}""");
+        var other = await Post("/generate", """{"smi":"CCO","num_molecules":2,"algorithm":"none","iterations":1,"particles":8}""");
+        long drawn = fresh.Body!["seed"]!.GetValue<long>();
+        Assert.NotEqual(drawn, other.Body!["seed"]!.GetValue<long>());
+        var repeated = await Post("/generate", $$"""{"smi":"CCO","num_molecules":2,"algorithm":"none","iterations":1,"particles":8,"seed":{{drawn}}}""");
+        Assert.Equal(fresh.Body["molecules"]!.GetValue<string>(), repeated.Body!["molecules"]!.GetValue<string>());
     }
 
     [Fact]

@@ -61,14 +61,15 @@ internal static class GenerateRoutes
         [ServedModelExample(ModelKind.Molecule)]
         public string? Model { get; set; }
 
-        /// <summary>Any 64-bit signed integer, as <c>/v1/completions</c> takes it (a negative seed is the run's same 64 bits).</summary>
+        /// <summary>Any 64-bit signed integer, as <c>/v1/completions</c> takes it (a negative seed is the run's same 64 bits);
+        /// absent, a fresh one (each call another search, as MolMIM's are), sent back in the answer to repeat it.</summary>
         [Example("1")]
-        public long Seed { get; set; }
+        public long? Seed { get; set; }
     }
 
     public sealed record GeneratedMolecule(string Sample, double Score, double Similarity);
 
-    public sealed record GenerateResponse(string Molecules, string ScoreType, int Iterations, int Sampled);
+    public sealed record GenerateResponse(string Molecules, string ScoreType, int Iterations, int Sampled, long Seed);
 
     private const int MaxParticles = 256, MaxIterations = 100, MaxMolecules = 100;
 
@@ -81,7 +82,7 @@ internal static class GenerateRoutes
             var (molecules, scored) = await state.WithDeadline(context, token => state.LongWork.RunAsync(() => Run(config, seed, request, prior, token), token,
                 new WorkSize("generate", (double)request.Particles * request.Iterations)), state.Options.JobTimeout);
             string encoded = JsonSerializer.Serialize(molecules, Json.Options);
-            return Results.Json(new GenerateResponse(encoded, request.PropertyName, request.Iterations, scored), Json.Options);
+            return Results.Json(new GenerateResponse(encoded, request.PropertyName, request.Iterations, scored, unchecked((long)config.Seed)), Json.Options);
         })
         .WithTags("molecule").WithSummary("MolMIM-compatible guided generation around a seed molecule")
         .Accepts<GenerateRequest>("application/json").Produces<GenerateResponse>().ProducesErrors(400, 404, 422, 501, 503, 504)
@@ -132,7 +133,8 @@ internal static class GenerateRoutes
         };
         var config = new OptimizeConfig
         {
-            Seed = unchecked((ulong)r.Seed),
+            // Below 2⁵³ when drawn: the answer's seed must survive JavaScript's numbers to be sent back.
+            Seed = unchecked((ulong)(r.Seed ?? (long)(BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) >> 11))),
             Prior = new OptimizeConfig.PriorSection { Model = prior.Directory },
             Sampling = new OptimizeConfig.SamplingSection { BatchSize = r.Particles, MaxLength = maxTokens },
             // The default optimizer (Augmented Hill-Climb with genetic exploration), its children half the batch as in bench

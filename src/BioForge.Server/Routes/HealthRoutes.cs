@@ -9,7 +9,12 @@ namespace BioForge.Server.Routes;
 /// <summary>NIM's operational routes: liveness, readiness, Prometheus metrics, the model list and metadata.</summary>
 internal static class HealthRoutes
 {
-    public sealed record HealthResponse(string Object, string Message);
+    /// <param name="Status">The state again, as the BioNeMo NIMs' probes answer it (<c>{"status": "ready"}</c>), for
+    /// scripts that poll the body rather than the status code.</param>
+    public sealed record HealthResponse(string Object, string Message, string Status)
+    {
+        public HealthResponse(string state) : this("health-response", state, state) { }
+    }
 
     public sealed record ModelCard(string Id, string Object, long Created, string OwnedBy, string Kind, IReadOnlyList<string> Routes, int? HiddenSize);
 
@@ -19,11 +24,11 @@ internal static class HealthRoutes
     {
         var v1 = app.MapGroup("/v1").WithTags("service");
         string[] probe = EndpointMetadataExtensions.Reads;
-        v1.MapMethods("/health/live", probe, () => Results.Json(new HealthResponse("health-response", "live"), Json.Options))
+        v1.MapMethods("/health/live", probe, () => Results.Json(new HealthResponse("live"), Json.Options))
             .WithSummary("Liveness: the process answers").Produces<HealthResponse>().AllowWithoutKey();
         v1.MapMethods("/health/ready", probe, () => state.Ready
-                ? Results.Json(new HealthResponse("health-response", "ready"), Json.Options)
-                : Results.Json(new HealthResponse("health-response", "not ready"), Json.Options, statusCode: StatusCodes.Status503ServiceUnavailable))
+                ? Results.Json(new HealthResponse("ready"), Json.Options)
+                : Results.Json(new HealthResponse("not ready"), Json.Options, statusCode: StatusCodes.Status503ServiceUnavailable))
             .WithSummary("Readiness: models loaded and not shutting down (503 otherwise)").Produces<HealthResponse>().Produces<HealthResponse>(503).AllowWithoutKey();
         v1.MapMethods("/metrics", probe, () => Results.Text(state.Metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"))
             .WithSummary("Prometheus metrics: requests, latency, batch sizes, queue depth, tokens");
