@@ -39,6 +39,31 @@ public sealed class LongProteinTests
     }
 
     /// <summary>
+    /// A 1,023-residue wild type (1,025 tokens, which the checkpoint's 1,026 positions would hold) has its sites read in the
+    /// 1,024-token window, as ProteinGym scores it: ESM-2 trained on 1,024 tokens. Residue 1,000's window starts at token 1.
+    /// </summary>
+    [Fact]
+    public void AVariantOfAProteinJustPastTheTrainedLengthIsReadInAWindow()
+    {
+        var cpu = TestData.Cpu;
+        // The shipped model: the tiny fixture reads the site alike either way (to 1e-5), which would test nothing.
+        using var model = EsmCheckpoint.Load(Path.Combine(Repository.Root, "models", "esm2-small"), cpu.Device, cpu.DType);
+        Assert.True(model.Config.MaxPositionEmbeddings >= 1025, "the model must hold 1,025 tokens for this test to mean anything");
+        string wildType = Body[..1023];
+        char wt = wildType[999], mutant = wt == 'A' ? 'G' : 'A';
+        double score = new VariantScorer(model, 8192).Score(wildType, [Variant.Parse($"{wt}1000{mutant}", wildType)])[0];
+        var framed = model.Tokenizer.Encode(wildType).Select(t => (long)t).ToArray();
+        Assert.Equal(1025, framed.Length);
+        framed[1000] = model.Tokenizer.MaskId;
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var ids = tensor(framed[1..1025], [1, 1024]);
+        var logProbabilities = model.Model.Forward(ids, ones_like(ids), new EsmForwardOptions { Logits = true }).Logits![0, 999].log_softmax(-1);
+        double expected = logProbabilities[model.Tokenizer.IdOf(mutant.ToString())].item<float>() - logProbabilities[model.Tokenizer.IdOf(wt.ToString())].item<float>();
+        Assert.Equal(expected, score, 4);
+    }
+
+    /// <summary>
     /// Masks read in many windows are filled a few windows a pass, so a server runs them in slices it can stop between
     /// (one request of 8,192 residues and 2,048 masks held the device for minutes): the passes give what one call gives.
     /// </summary>

@@ -16,8 +16,12 @@ internal static class ResidueWindows
     /// <summary>The window's length in tokens for a model of <paramref name="maxTokens"/> positions.</summary>
     public static int Width(int maxTokens) => Math.Min(maxTokens, TrainedTokens);
 
-    /// <summary>The tokens one pass reads of a <paramref name="tokens"/>-token sequence: all of them when the model's <paramref name="maxTokens"/> positions hold it, else a window.</summary>
-    public static int ReadWidth(int tokens, int maxTokens) => tokens <= maxTokens ? tokens : Width(maxTokens);
+    /// <summary>
+    /// The tokens one pass reads around a masked site of a <paramref name="tokens"/>-token sequence: all of them up to the
+    /// window's width, else a window — also for the 1,025–1,026 tokens an ESM-2 checkpoint's 1,026 positions would hold,
+    /// where ProteinGym's scoring switches to windows (above the 1,024 tokens ESM-2 trained on).
+    /// </summary>
+    public static int ReadWidth(int tokens, int maxTokens) => Math.Min(tokens, Width(maxTokens));
 
     /// <summary>First token of the <paramref name="width"/>-token window around token <paramref name="at"/> of a <paramref name="tokens"/>-token sequence.</summary>
     public static int Centred(int tokens, int at, int width) => tokens <= width ? 0 : Math.Clamp(at - width / 2, 0, tokens - width);
@@ -42,8 +46,8 @@ internal static class ResidueWindows
     }
 
     /// <summary>
-    /// The tokens a masked site is read in, and the masked token's index there: the whole sequence when the model reads
-    /// it at once (<paramref name="maxTokens"/>), otherwise the window centred on the site.
+    /// The tokens a masked site is read in, and the masked token's index there: the whole sequence when it is no longer
+    /// than a window (<see cref="ReadWidth"/>), otherwise the window centred on the site.
     /// </summary>
     /// <param name="tokens">The whole sequence: [&lt;cls&gt;, one token per residue…, &lt;eos&gt;].</param>
     /// <param name="at">The site's token index (1 … residues).</param>
