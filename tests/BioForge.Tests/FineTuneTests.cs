@@ -259,6 +259,14 @@ public sealed class FineTuneTests
         File.WriteAllText(data, "smiles,label\nCCO,yes\nCCN,no\nCCC,Yes\nCCCl,no\n");
         e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, SmilesModel, Path.Combine(directory, "run"), task: "classification"), "data.valid_fraction=0", "data.test_fraction=0"));
         Assert.Contains("the class labels 'yes' and 'Yes' differ only in case or blanks", e.Message);
+        // A missing measurement is no class: "NaN" sorted first and made a binary task three classes, silently.
+        foreach (string missing in new[] { "NaN", "nan", "inf", "NA", "n/a" })
+        {
+            File.WriteAllText(data, $"smiles,label\nCCO,1\nCCN,0\nCCC,{missing}\nCCCl,0\n");
+            e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, SmilesModel, Path.Combine(directory, "run"), task: "classification"), "data.valid_fraction=0", "data.test_fraction=0"));
+            Assert.Contains($"c.csv:4: label '{missing}' is a missing value, not a class; remove the row", e.Message);
+        }
+        Assert.False(Directory.Exists(Path.Combine(directory, "run")));
     }
 
     [Fact]

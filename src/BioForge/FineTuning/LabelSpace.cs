@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Globalization;
 using BioForge.IO;
 using BioForge.Models;
@@ -26,6 +27,8 @@ public sealed record LabelSpace(FineTuneTask Task, IReadOnlyList<string> Classes
             double std = Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / Math.Max(1, values.Count - 1));
             return new LabelSpace(task, [], mean, std > 0 ? std : 1);
         }
+        if (task == FineTuneTask.Classification)
+            foreach (var row in train) RequireClassLabel(row);
         var labels = train.SelectMany(r => task == FineTuneTask.Classification ? [r.Label] : ResidueLabels(r.Label)).Distinct().ToList();
         bool numeric = labels.All(l => double.TryParse(l, NumberStyles.Float, CultureInfo.InvariantCulture, out _));
         if (numeric && labels.GroupBy(l => double.Parse(l, CultureInfo.InvariantCulture)).FirstOrDefault(g => g.Count() > 1) is { } spellings)
@@ -51,6 +54,7 @@ public sealed record LabelSpace(FineTuneTask Task, IReadOnlyList<string> Classes
             case FineTuneTask.Regression:
                 return new Example(row, cut, (float)((Number(row) - Mean) / Std), []);
             case FineTuneTask.Classification:
+                RequireClassLabel(row);
                 return new Example(row, cut, 0, [ClassOf(row.Label, row)]);
             default:
                 var labels = ResidueLabels(row.Label);
@@ -61,6 +65,20 @@ public sealed record LabelSpace(FineTuneTask Task, IReadOnlyList<string> Classes
     }
 
     public double Unstandardize(double value) => value * Std + Mean;
+
+    /// <summary>
+    /// A missing measurement in a class column (NaN, inf, NA, N/A: how pandas and spreadsheets write one) would become a
+    /// class of its own, silently turning a binary task into three classes; sklearn and Chemprop read it as missing.
+    /// </summary>
+    private static readonly FrozenSet<string> MissingSpellings = new[] { "NA", "N/A", "NaN", "inf", "+inf", "-inf" }.ToFrozenSet(StringComparer.OrdinalIgnoreCase);
+
+    private static void RequireClassLabel(LabelledRow row)
+    {
+        string label = row.Label.Trim();
+        if ((double.TryParse(label, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) && !double.IsFinite(value))
+            || MissingSpellings.Contains(label))
+            throw new BioForgeException($"{row.Where}: label '{row.Label}' is a missing value, not a class; remove the row");
+    }
 
     private int ClassOf(string label, LabelledRow row)
     {
