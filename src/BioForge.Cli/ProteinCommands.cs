@@ -37,7 +37,7 @@ internal static class ProteinCommands
     private static Command Embed(TextWriter output, TextWriter error)
     {
         var model = EmbedModelOption();
-        var input = Options.Required("--in", "FASTA file (.fasta, .fa, optionally .gz)");
+        var input = Options.Required("--in", "FASTA file (.fasta, .fa, optionally .gz); for a SMILES model, a molecule file (.smi, .csv/.tsv with a smiles column, .sdf)");
         var outPath = Options.Required("--out", "output file: .csv, .npy or .safetensors");
         var pool = new Option<string>("--pool") { Description = "mean over residues, the <cls> vector, or none (one vector per residue)", DefaultValueFactory = _ => "mean" };
         pool.AcceptOnlyFromAmong("mean", "cls", "none");
@@ -78,7 +78,7 @@ internal static class ProteinCommands
             if (!done.Merged) return 0;
             double seconds = done.Elapsed.TotalSeconds;
             var pooling = request.Options.Pooling;
-            output.WriteLine($"embedded {job.Total} sequences ({(job.Ranks > 1 ? $"{job.Ranks} ranks, one file each as {RankShares.PartPath(job.Targets[0], 0)} …, merged" : $"{done.Residues} residues read")}, "
+            output.WriteLine($"embedded {job.Total} sequences ({(job.Ranks > 1 ? $"{job.Ranks} ranks, one file each as {RankShares.PartPath(job.Targets[0], 0)} …, merged" : $"{done.Residues} {(FastaEmbedding.IsMoleculeFile(request.Input) ? "SMILES characters" : "residues")} read")}, "
                 + $"{(pooling == Pooling.None ? "per residue" : pooling.ToString().ToLowerInvariant() + " pooling")}, {job.Dims} dims) -> {string.Join(", ", job.Targets)} in {seconds:F1} s ({job.Total / seconds:F1} seq/s) on {job.Device}");
             return 0;
         }));

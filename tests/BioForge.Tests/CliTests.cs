@@ -139,6 +139,29 @@ public sealed class CliTests
 
     /// <summary>A batch larger than memory ends with one line that says what ran out and what to lower, not the
     /// allocator's words alone.</summary>
+    /// <summary>A SMILES model embeds a molecule file as screening reads one (names from the file, else the SMILES):
+    /// the same vectors as the SMILES written as FASTA records, which was the only way in before.</summary>
+    [Fact]
+    public void ASmilesModelEmbedsAMoleculeFile()
+    {
+        string dir = TestData.TempDirectory(), model = Path.Combine(Repository.Root, "models", "smiles-llama-small");
+        File.WriteAllLines(Path.Combine(dir, "m.smi"), ["CC(=O)Oc1ccccc1C(=O)O aspirin", "CCO"]);
+        File.WriteAllText(Path.Combine(dir, "m.csv"), "name,smiles\naspirin,CC(=O)Oc1ccccc1C(=O)O\nethanol,CCO\n");
+        File.WriteAllText(Path.Combine(dir, "m.fasta"), ">aspirin\nCC(=O)Oc1ccccc1C(=O)O\n>CCO\nCCO\n");
+        foreach (string input in new[] { "m.smi", "m.csv", "m.fasta" })
+        {
+            var run = Run("embed", "--model", model, "--in", Path.Combine(dir, input), "--out", Path.Combine(dir, input + ".out.csv"));
+            Assert.True(run.Code == 0, run.Err);
+        }
+        var fromFasta = File.ReadAllLines(Path.Combine(dir, "m.fasta.out.csv"));
+        Assert.Equal(fromFasta, File.ReadAllLines(Path.Combine(dir, "m.smi.out.csv")));
+        var fromTable = File.ReadAllLines(Path.Combine(dir, "m.csv.out.csv"));
+        Assert.Equal(["aspirin", "ethanol"], fromTable.Skip(1).Select(l => l[..l.IndexOf(',')]));
+        Assert.Equal(fromFasta.Skip(1).Select(l => l[l.IndexOf(',')..]), fromTable.Skip(1).Select(l => l[l.IndexOf(',')..]));
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Path.Combine(dir, "m.smi"), "--out", Path.Combine(dir, "esm.csv")),
+            "a molecule file, and ESM-2 embeds proteins", Path.Combine(dir, "esm.csv"));
+    }
+
     [Fact]
     public void RunningOutOfMemoryNamesTheBatchSizes()
     {

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using BioForge.Chem;
 using BioForge.Distributed;
 using BioForge.IO;
 using BioForge.Models;
@@ -14,7 +15,7 @@ public sealed record FastaEmbeddingRequest
     /// <summary>A checkpoint directory: ESM-2 (every pooling and layer) or a decoder of another family (mean of its final layer).</summary>
     public required string Model { get; init; }
 
-    /// <summary>A FASTA file (.fasta, .fa, optionally .gz).</summary>
+    /// <summary>A FASTA file (.fasta, .fa, optionally .gz); for a model that reads SMILES, a molecule file (.smi, .csv/.tsv, .sdf).</summary>
     public required string Input { get; init; }
 
     /// <summary>.csv, .npy or .safetensors; with several layers, one file each (emb.npy → emb.layer3.npy, emb.layer6.npy).</summary>
@@ -114,17 +115,19 @@ public sealed class FastaEmbedding : IDisposable
                 throw new BioForgeException($"--unknown-as-unk is for ESM-2 models: a {family.ModelType} model reads each sequence with its own tokenizer, which refuses what it cannot hold");
         }
         var esmConfig = family is EsmFamily ? EsmConfig.FromJson(Path.Combine(request.Model, ModelRegistry.ConfigFile)) : null;
+        if (esmConfig is not null && IsMoleculeFile(request.Input))
+            throw new BioForgeException($"--in {request.Input}: a molecule file, and ESM-2 embeds proteins (give it a FASTA file, or embed the molecules with a SMILES model)");
         string? alphabet = esmConfig is null ? null : options.UnknownAsUnk ? AnyButSpecialTokens : FastaReader.ProteinAlphabet;
         long total;
         try
         {
-            total = FastaReader.Read(request.Input, alphabet).LongCount();
+            total = Records(request.Input, alphabet).LongCount();
         }
         catch (BioForgeException e) when (alphabet is not null && !options.UnknownAsUnk && e.Message.Contains("invalid residue", StringComparison.Ordinal))
         {
             throw new BioForgeException($"{e.Message} (--unknown-as-unk reads letters outside ESM-2's alphabet as <unk>)");
         }
-        if (esmConfig is not null && options.Truncate == Truncation.None) EsmEmbedder.RefuseTooLong(FastaReader.Read(request.Input, alphabet), esmConfig);
+        if (esmConfig is not null && options.Truncate == Truncation.None) EsmEmbedder.RefuseTooLong(Records(request.Input, alphabet), esmConfig);
         var resolved = compute();
         string device = resolved.Device.type.ToString().ToLowerInvariant();
         SequenceEncoder? encoder = null;
@@ -159,6 +162,27 @@ public sealed class FastaEmbedding : IDisposable
         }
     }
 
+    /// <summary>Whether <paramref name="path"/> holds molecules (.smi, .csv/.tsv, .sdf; a .gz aside) rather than FASTA records.</summary>
+    public static bool IsMoleculeFile(string path) => MoleculeSource.IsTable(path) || MoleculeSource.IsSdf(path) || Csv.Extension(path) is ".smi" or ".smiles";
+
+    /// <summary>
+    /// The records to embed: a FASTA file's, or a molecule file's as screening reads it — each SMILES as written (a MOL
+    /// block as RDKit's canonical SMILES), named by the file's name column or text after the SMILES, else by the SMILES.
+    /// </summary>
+    private static IEnumerable<FastaRecord> Records(string input, string? alphabet) =>
+        IsMoleculeFile(input) ? MoleculeSource.Read(input).Select(m => AsRecord(input, m)) : FastaReader.Read(input, alphabet);
+
+    private static FastaRecord AsRecord(string input, MoleculeRecord molecule)
+    {
+        string where = $"{input}:{molecule.Line}", smiles = molecule.Text;
+        if (molecule.IsMolBlock)
+        {
+            if (!molecule.TryParse(out var parsed, out string? error)) throw new BioForgeException($"{where}: {error}");
+            using (parsed) smiles = parsed!.ToSmiles();
+        }
+        return new FastaRecord(molecule.Id == molecule.Where ? smiles : molecule.Id, "", smiles, molecule.Line) { Where = where };
+    }
+
     /// <summary>The per-layer names were not there to check with the options: none may be the input or a file of the model.</summary>
     private void RefuseOutputsOverInputs()
     {
@@ -180,7 +204,7 @@ public sealed class FastaEmbedding : IDisposable
         try
         {
             for (int k = 0; k < Targets.Count; k++) writers.Add(EmbeddingWriters.Create(RankShares.PartPath(Targets[k], world), pooling, metadata[k]));
-            foreach (var e in embed(FastaReader.Read(request.Input, alphabet).Skip((int)first).Take((int)Share), progress))
+            foreach (var e in embed(Records(request.Input, alphabet).Skip((int)first).Take((int)Share), progress))
             {
                 for (int k = 0; k < writers.Count; k++) writers[k].Write(writers.Count == 1 ? e : Representation(e, k, writers.Count));
                 residues += e.Residues;
