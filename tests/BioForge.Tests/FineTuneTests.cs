@@ -387,6 +387,11 @@ public sealed class FineTuneTests
         (code, _, error) = Cli("finetune", "--config", config, "train.epoch=3");
         Assert.Equal(2, code);
         Assert.Contains("unknown key 'train.epoch'", error);
+        // Settings before a subcommand parse as training's: refused, not dropped without a word.
+        (code, _, error) = Cli("finetune", "encoder.mode=lora", "predict", "--run", run, "--in", smi, "--out", Path.Combine(directory, "lora.csv"));
+        Assert.Equal(2, code);
+        Assert.Contains("finetune predict takes no settings (encoder.mode=lora): it reads the run's own (finetune.json)", error);
+        Assert.False(File.Exists(Path.Combine(directory, "lora.csv")));
     }
 
     private static (int Code, string Out, string Err) Cli(params string[] args)
