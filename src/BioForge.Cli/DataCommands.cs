@@ -25,6 +25,9 @@ internal static class DataCommands
                 result.GetValue(outDir)!, result.GetValue(fraction), result.GetValue(seed), result.GetValue(column), progress, result.GetValue(clusters), result.GetValue(vocabulary)));
             output.WriteLine($"train: {corpus.Train.Documents} documents, {corpus.Train.Tokens} tokens (mean {corpus.Train.MeanLength:F1}, max {corpus.Train.MaxLength})");
             output.WriteLine($"valid: {corpus.Validation.Documents} documents, {corpus.Validation.Tokens} tokens (mean {corpus.Validation.MeanLength:F1}, max {corpus.Validation.MaxLength})");
+            if (corpus.Validation.Documents == 0 && result.GetValue(fraction) > 0)
+                error.WriteLine($"note: no document fell to validation (--validation-fraction {result.GetValue(fraction).ToString(System.Globalization.CultureInfo.InvariantCulture)} of "
+                    + $"{corpus.Train.Documents} documents); training will run without validation unless the fraction is raised");
             if (corpus.Skipped > 0) output.WriteLine($"left out: {corpus.Skipped} molecules with a token outside the vocabulary of --vocab");
             if (corpus.Unreadable > 0) output.WriteLine($"left out: {corpus.Unreadable} SMILES that do not read as molecules (the first: {corpus.FirstUnreadable})");
             if (kind == CorpusKind.Smiles && corpus.Unreadable is null) error.WriteLine($"note: the SMILES were not checked with RDKit ({Chem.Molecule.Unavailable()})");

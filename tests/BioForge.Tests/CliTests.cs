@@ -220,6 +220,11 @@ public sealed class CliTests
         var result = Cli.Cli.Run(["data", "prepare", "--in", smiles, "--tokenizer", "smiles", "--out", prepared, "--validation-fraction", "NaN"], new StringWriter(), new StringWriter());
         Assert.Equal(2, result);
         Assert.False(Directory.Exists(prepared), "data prepare left its output folder behind");
+        // A few molecules at the default 1 %: none fell to validation, which is said now, not first by train.
+        var (prepareOut, prepareErr) = (new StringWriter(), new StringWriter());
+        Assert.True(Cli.Cli.Run(["data", "prepare", "--in", smiles, "--tokenizer", "smiles", "--out", prepared], prepareOut, prepareErr) == 0, prepareErr.ToString());
+        Assert.Contains("valid: 0 documents", prepareOut.ToString());
+        Assert.Contains("note: no document fell to validation (--validation-fraction 0.01 of ", prepareErr.ToString());
     }
 
     /// <summary>The benchmarks' inputs are checked by name: addresses, a library without one readable molecule, sizes.</summary>

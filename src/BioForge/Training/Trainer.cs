@@ -81,7 +81,7 @@ public static class Trainer
 
             var layout = new ParallelLayout(grid.Tensor, config.Train.VocabParallel);
             using var validStore = File.Exists(TokenStore.IdxPath(Path.Combine(config.Data.Dir, "valid"))) ? OpenSplit(config.Data.Dir, "valid") : null;
-            var valid = validStore is { Count: > 0 } ? validStore : null; // prepared with --validation-fraction 0: nothing to validate on
+            var valid = validStore is { Count: > 0 } ? validStore : null; // none held out: nothing to validate on
             // One data prepare writes both with one vocabulary; a valid.* from another corpus failed only at the first validation.
             if (valid is not null && (valid.VocabularySize != train.VocabularySize || valid.BytesPerToken != train.BytesPerToken))
                 throw new BioForgeException($"{config.Data.Dir}: valid.* holds {valid.VocabularySize} token ids ({valid.BytesPerToken} bytes each) and train.* {train.VocabularySize} "
@@ -94,7 +94,7 @@ public static class Trainer
             if (someValidate != allValidate)
                 throw new BioForgeException($"{config.Data.Dir}: some ranks find a validation split there and others do not (is data.dir on a filesystem every node shares?)");
             if (valid is null && config.Validation.Every > 0)
-                options.OnInfo?.Invoke($"no validation: {config.Data.Dir} has no validation documents (prepared with --validation-fraction 0); validation.every is not used");
+                options.OnInfo?.Invoke($"no validation: {config.Data.Dir} has no validation documents (prepared with --validation-fraction 0, or too few documents for the fraction asked); validation.every is not used");
             // Made in float32 in mixed precision too: NewOptimizer keeps those values as the master weights.
             using var task = LanguageModelTasks.Create(config, resumeFrom, compute with { DType = ScalarType.Float32 }, layout);
 
