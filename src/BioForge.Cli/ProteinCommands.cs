@@ -151,7 +151,7 @@ internal static class ProteinCommands
             {
                 int unknown = Enumerable.Range(0, n).Sum(i => Enumerable.Range(i + 1, n - i - 1).Count(j => float.IsNaN(contacts[i, j])));
                 output.WriteLine($"read in overlapping windows of {ContactPredictor.WindowResidues(esm)} residues" +
-                    (unknown > 0 ? $"; {unknown} pairs no window holds (residues too far apart) are left empty in the CSV and grey in the picture" : ""));
+                    (unknown > 0 ? $"; {unknown} pairs no window holds (residues too far apart) are left empty in the CSV" + (result.GetValue(png) is null ? "" : " and grey in the picture") : ""));
             }
             var top = Enumerable.Range(0, n).SelectMany(i => Enumerable.Range(i + 6, Math.Max(0, n - i - 6)).Select(j => (i, j)))
                 .Where(p => !float.IsNaN(contacts[p.i, p.j]))

@@ -82,10 +82,11 @@ internal static class QsarCommands
                 if (record.TryParse(out var molecule, out why))
                     using (molecule)
                     {
-                        smiles = molecule!.ToSmiles();
+                        // As given, so the rows join back to the user's table; a MOL block as its SMILES.
+                        if (record.IsMolBlock) smiles = molecule!.ToSmiles();
                         try
                         {
-                            value = qsar.Predict(molecule);
+                            value = qsar.Predict(molecule!);
                         }
                         catch (BioForgeException e)
                         {
