@@ -21,9 +21,10 @@ internal static class ChemCommands
         return chem;
     }
 
-    private static Option<int> ThreadsOption() => Options.Int("--threads", "worker threads (default: all cores)", 0);
+    private static Option<int> ThreadsOption() => Options.Int("--threads", "worker threads (default: BIOFORGE_THREADS, OMP_NUM_THREADS, or all cores)", 0);
 
-    private static int Threads(int requested) => requested > 0 ? requested : Environment.ProcessorCount;
+    /// <summary>As the model commands count them: a shared machine's BIOFORGE_THREADS holds for RDKit's work too.</summary>
+    private static int Threads(int requested) => Runtime.ComputeOptions.CpuThreads(requested);
 
     private static Command Props(TextWriter output, TextWriter error)
     {
@@ -78,7 +79,8 @@ internal static class ChemCommands
         var bits = Options.Int("--bits", "fingerprint bits (multiple of 64)", 2048);
         var column = new Option<string?>("--smiles-column") { Description = "SMILES column of a CSV/TSV library" };
         var threads = ThreadsOption();
-        var command = new Command("similar", "Top-k Tanimoto neighbours (Morgan fingerprints) of a query in a library") { index, query, top, radius, bits, column, threads };
+        var outPath = new Option<string?>("--out") { Description = "also write the neighbours as CSV (rank, similarity, line, id, smiles)" }.Writes("CSV", ".csv");
+        var command = new Command("similar", "Top-k Tanimoto neighbours (Morgan fingerprints) of a query in a library") { index, query, top, radius, bits, column, threads, outPath };
         command.SetAction(result => Cli.Guard(error, () =>
         {
             Fingerprints.CheckMorgan(result.GetValue(radius), result.GetValue(bits), "--radius", "--bits");
@@ -92,10 +94,13 @@ internal static class ChemCommands
             clock.Restart();
             var hits = library.Search(library.Fingerprint(molecule), result.GetValue(top), Threads(result.GetValue(threads)));
             double searchSeconds = clock.Elapsed.TotalSeconds;
-            output.WriteLine("rank\tsimilarity\tline\tmolecule");
-            int rank = 0;
-            foreach (var hit in hits)
-                output.WriteLine($"{++rank}\t{hit.Similarity.ToString("F4", CultureInfo.InvariantCulture)}\t{hit.Line}\t{hit.Label}");
+            output.WriteLine("rank\tsimilarity\tline\tid\tsmiles");
+            var rows = hits.Select((hit, i) => (Rank: i + 1, Similarity: hit.Similarity.ToString("F4", CultureInfo.InvariantCulture), hit.Line, hit.Id, hit.Smiles)).ToList();
+            foreach (var row in rows)
+                output.WriteLine($"{row.Rank}\t{row.Similarity}\t{row.Line}\t{row.Id}\t{row.Smiles}");
+            if (result.GetValue(outPath) is { } csv)
+                IO.AtomicFile.WriteText(csv, "rank,similarity,line,id,smiles\n"
+                    + string.Concat(rows.Select(r => $"{r.Rank},{r.Similarity},{r.Line},{IO.Csv.Quote(r.Id)},{IO.Csv.Quote(r.Smiles)}\n")));
             error.WriteLine($"indexed {library.Count} molecules in {buildSeconds:F1} s ({library.Rejected.Count} unparsable skipped); searched in {searchSeconds * 1000:F1} ms");
             return 0;
         }));

@@ -103,13 +103,15 @@ public sealed class ChemCliTests
     [Fact]
     public void SimilarAndDepictWork()
     {
-        string library = Write("lib.smi", "CCO\nC1CC\nCCCO\nc1ccccc1O\nOC(=O)c1ccccc1O\nCC(=O)Oc1ccccc1C(=O)O\n");
-        var result = Run("chem", "similar", "--index", library, "--query", "CC(=O)Oc1ccccc1C(=O)O", "--top", "2");
+        string library = Write("lib.smi", "CCO\nC1CC\nCCCO\nc1ccccc1O\nOC(=O)c1ccccc1O salicylic acid\nCC(=O)Oc1ccccc1C(=O)O aspirin\n");
+        string csv = Path.Combine(TestData.TempDirectory(), "hits.csv");
+        var result = Run("chem", "similar", "--index", library, "--query", "CC(=O)Oc1ccccc1C(=O)O", "--top", "2", "--out", csv);
         Assert.Equal(0, result.Code);
         var lines = result.Out.Trim().Split('\n');
-        Assert.Equal("rank\tsimilarity\tline\tmolecule", lines[0]);
-        Assert.Equal("1\t1.0000\t6\tCC(=O)Oc1ccccc1C(=O)O", lines[1]); // line 6 of the file, although line 2 was unparsable
+        Assert.Equal("rank\tsimilarity\tline\tid\tsmiles", lines[0]);
+        Assert.Equal("1\t1.0000\t6\taspirin\tCC(=O)Oc1ccccc1C(=O)O", lines[1]); // line 6 of the file, although line 2 was unparsable; named as the file names it
         Assert.Equal(3, lines.Length);
+        Assert.Equal(["rank,similarity,line,id,smiles", "1,1.0000,6,aspirin,CC(=O)Oc1ccccc1C(=O)O", "2,0.4483,5,salicylic acid,OC(=O)c1ccccc1O"], File.ReadAllLines(csv)); // 0.4483: RDKit's own Tanimoto of the two
         // --top past the library asks for all of it (the heaps were sized by it: 2^31 slots were an internal error).
         var all = Run("chem", "similar", "--index", library, "--query", "CCO", "--top", "2147483647");
         Assert.True(all.Code == 0, all.Err);

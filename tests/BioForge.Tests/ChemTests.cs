@@ -272,9 +272,10 @@ public sealed class ChemTests
         using var query = Molecule.FromSmiles("CC(=O)Oc1ccccc1C(=O)O");
         var fp = index.Fingerprint(query);
         var hits = index.Search(fp, 3, threads: 2);
-        Assert.Equal("CC(=O)Oc1ccccc1C(=O)O", hits[0].Label);
+        Assert.Equal("CC(=O)Oc1ccccc1C(=O)O", hits[0].Smiles);
         Assert.Equal(1.0, hits[0].Similarity);
-        Assert.Equal("OC(=O)c1ccccc1O", hits[1].Label);
+        Assert.Equal("OC(=O)c1ccccc1O", hits[1].Smiles);
+        Assert.Equal("line 6", hits[1].Id); // no name given: where it is
         for (int i = 0; i < index.Count; i++)
         {
             double expected = Fingerprints.Tanimoto(fp, index[i]);

@@ -2,8 +2,8 @@ using System.Numerics;
 
 namespace BioForge.Chem;
 
-/// <summary>A search hit: position in the index, the input's label and 1-based line, and the Tanimoto similarity.</summary>
-public sealed record Neighbour(int Index, string Label, int Line, double Similarity);
+/// <summary>A search hit: position in the index, the input's name (<see cref="MoleculeRecord.Id"/>), SMILES and 1-based line, and the Tanimoto similarity.</summary>
+public sealed record Neighbour(int Index, string Id, string Smiles, int Line, double Similarity);
 
 /// <summary>
 /// Morgan fingerprints of a library in one contiguous word array, searched by Tanimoto similarity on all cores.
@@ -13,22 +13,24 @@ public sealed class FingerprintIndex
 {
     private readonly ulong[] words;
     private readonly int[] bitCounts;
-    private readonly string[] labels;
+    private readonly string[] ids;
+    private readonly string[] smiles;
     private readonly int[] lines;
 
     public int Radius { get; }
     public int Bits { get; }
     public int WordsPerFingerprint => Bits / 64;
-    public int Count => labels.Length;
+    public int Count => ids.Length;
     /// <summary>Inputs that could not be parsed, with the reason, in input order.</summary>
     public IReadOnlyList<(MoleculeRecord Record, string Error)> Rejected { get; }
 
-    private FingerprintIndex(ulong[] words, int[] bitCounts, string[] labels, int[] lines, int radius, int bits, IReadOnlyList<(MoleculeRecord, string)> rejected)
+    private FingerprintIndex(ulong[] words, int[] bitCounts, string[] ids, string[] smiles, int[] lines, int radius, int bits, IReadOnlyList<(MoleculeRecord, string)> rejected)
     {
         this.lines = lines;
         this.words = words;
         this.bitCounts = bitCounts;
-        this.labels = labels;
+        this.ids = ids;
+        this.smiles = smiles;
         Radius = radius;
         Bits = bits;
         Rejected = rejected;
@@ -40,11 +42,16 @@ public sealed class FingerprintIndex
         var all = records.ToList();
         var fingerprints = new ulong[all.Count][];
         var errors = new string?[all.Count];
+        var written = new string?[all.Count]; // a MOL block's SMILES; a SMILES as given
         var options = new ParallelOptions { MaxDegreeOfParallelism = threads > 0 ? threads : Environment.ProcessorCount };
         Parallel.For(0, all.Count, options, i =>
         {
             if (all[i].TryParse(out var molecule, out string? error))
-                using (molecule) fingerprints[i] = Fingerprints.Morgan(molecule!, radius, bits);
+                using (molecule)
+                {
+                    fingerprints[i] = Fingerprints.Morgan(molecule!, radius, bits);
+                    written[i] = all[i].IsMolBlock ? molecule!.ToSmiles() : all[i].Text;
+                }
             else
                 errors[i] = error ?? "invalid";
             if (i % 1024 == 0) progress?.Report(1024);
@@ -52,7 +59,8 @@ public sealed class FingerprintIndex
         int w = bits / 64, kept = fingerprints.Count(f => f is not null);
         var flat = new ulong[(long)kept * w];
         var counts = new int[kept];
-        var labels = new string[kept];
+        var names = new string[kept];
+        var texts = new string[kept];
         var lines = new int[kept];
         var rejected = new List<(MoleculeRecord, string)>();
         int n = 0;
@@ -66,16 +74,15 @@ public sealed class FingerprintIndex
             fingerprints[i].CopyTo(flat, (long)n * w);
             counts[n] = Fingerprints.PopCount(fingerprints[i]);
             lines[n] = all[i].Line;
-            labels[n++] = all[i].Label;
+            names[n] = all[i].Id;
+            texts[n++] = written[i]!;
         }
-        return new FingerprintIndex(flat, counts, labels, lines, radius, bits, rejected);
+        return new FingerprintIndex(flat, counts, names, texts, lines, radius, bits, rejected);
     }
 
     public ulong[] Fingerprint(Molecule molecule) => Fingerprints.Morgan(molecule, Radius, Bits);
 
     public ReadOnlySpan<ulong> this[int index] => words.AsSpan(index * WordsPerFingerprint, WordsPerFingerprint);
-
-    public string Label(int index) => labels[index];
 
     /// <summary>The <paramref name="k"/> most similar entries, best first (ties by index).</summary>
     public IReadOnlyList<Neighbour> Search(ReadOnlySpan<ulong> query, int k, int threads = 0)
@@ -93,7 +100,7 @@ public sealed class FingerprintIndex
             partial[p] = TopK(q, qBits, (int)start, (int)end, k);
         });
         return partial.SelectMany(x => x).OrderByDescending(x => x.Item1).ThenBy(x => x.Item2).Take(k)
-            .Select(x => new Neighbour(x.Item2, labels[x.Item2], lines[x.Item2], x.Item1)).ToList();
+            .Select(x => new Neighbour(x.Item2, ids[x.Item2], smiles[x.Item2], lines[x.Item2], x.Item1)).ToList();
     }
 
     private static double Tanimoto(ReadOnlySpan<ulong> fp, int fpBits, ulong[] query, int queryBits)

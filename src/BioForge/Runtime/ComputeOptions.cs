@@ -16,7 +16,7 @@ public sealed record ComputeOptions(torch.Device Device, torch.ScalarType DType,
         TorchRuntime.EnsureLoaded();
         var dev = ParseDevice(device, deviceSetting);
         var type = ParseDType(dtype, dev);
-        int n = threads > 0 ? threads : ThreadsFromEnvironment();
+        int n = CpuThreads(threads);
         torch.set_num_threads(n);
         return new ComputeOptions(dev, type, n);
     }
@@ -57,6 +57,9 @@ public sealed record ComputeOptions(torch.Device Device, torch.ScalarType DType,
         "fp16" or "float16" => torch.ScalarType.Float16,
         _ => throw new BioForgeException($"--dtype {text}: expected fp32, bf16, fp16 or auto"),
     };
+
+    /// <summary>The CPU threads <c>--threads</c> asks for: itself when positive, else <c>BIOFORGE_THREADS</c>, then <c>OMP_NUM_THREADS</c>, then the number of cores.</summary>
+    public static int CpuThreads(int requested) => requested > 0 ? requested : ThreadsFromEnvironment();
 
     private static int ThreadsFromEnvironment()
     {
