@@ -200,6 +200,10 @@ internal static class ProteinCommands
             if (result.GetValue(scan) && Variant.ScanSkips(wildType, numbering) is { Count: > 0 } skipped)
                 error.WriteLine($"note: --scan leaves out {Plural(skipped.Count, "site")} whose residue is not one of the 20 amino acids: {string.Join(", ", skipped.Take(10))}{(skipped.Count > 10 ? ", …" : "")}");
             using var esm = LoadModel(result, model, compute);
+            // The shipped model shows the command working; its scores are no evidence (models/README.md measures why).
+            if (IsShippedModel(result.GetValue(model)!, "models/esm2-small"))
+                error.WriteLine("note: models/esm2-small is the small ESM-2 trained on this project's 2-core machine (Spearman 0.06 on the bundled TEM-1 scan, models/README.md): "
+                    + "its scores show the command working, not variant effects; use a published ESM-2 checkpoint (e.g. facebook/esm2_t33_650M_UR50D) for science");
             var scorer = new VariantScorer(esm, result.GetValue(batchTokens));
             int sites = variants.Variants.SelectMany(v => v.Substitutions.Select(s => s.Position)).Distinct().Count();
             var scores = ProgressDisplay.Run("scoring sites", sites, progress => scorer.Score(wildType, variants.Variants, progress));
@@ -225,6 +229,17 @@ internal static class ProteinCommands
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>Whether <paramref name="directory"/> holds the shipped model (or a copy of it): the same configuration and weights' size.</summary>
+    private static bool IsShippedModel(string directory, string shipped)
+    {
+        string installed = Shipped.Path(shipped);
+        string Config(string folder) => Path.Combine(folder, "config.json");
+        string Weights(string folder) => Path.Combine(folder, SafetensorsCheckpoint.SingleFileName);
+        return File.Exists(Config(installed)) && File.Exists(Weights(installed)) && File.Exists(Config(directory)) && File.Exists(Weights(directory))
+            && new FileInfo(Weights(directory)).Length == new FileInfo(Weights(installed)).Length
+            && File.ReadAllText(Config(directory)) == File.ReadAllText(Config(installed));
     }
 
     /// <summary>The one sequence of <c>--seq</c> or <c>--seq-file</c> (plain text or a one-record FASTA), a final stop left out.</summary>

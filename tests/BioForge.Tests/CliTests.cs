@@ -657,6 +657,11 @@ public sealed class CliTests
         Assert.Contains("warning: ", shipped.Err);
         Assert.Contains("contact head is untrained", shipped.Err);
         Assert.Contains("contact_head: untrained", shipped.Out);
+        // Its variant scores show the command working, and say so; another model's do not carry the note.
+        var variants = Run("score-variants", "--model", Path.Combine(Repository.Root, "models", "esm2-small"), "--seq", "MKTAYIAKQRQISFVKSHFSRQ", "--mutations", "K2R", "--out", Path.Combine(dir, "v.csv"));
+        Assert.True(variants.Code == 0, variants.Err);
+        Assert.Contains("note: models/esm2-small is the small ESM-2 trained on this project's 2-core machine (Spearman 0.06", variants.Err);
+        Assert.DoesNotContain("note:", Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--mutations", "K2R", "--out", Path.Combine(dir, "t.csv")).Err);
 
         // Untrained means still at initialisation scale (the random tiny model too); a fitted logistic regression has a
         // clearly negative bias (contacts are rare), as every hub ESM-2 checkpoint does.
