@@ -88,7 +88,7 @@ internal static class RunResume
         // learning_rate and adam_w are derived from the optimizer and schedule settings, which are listed themselves;
         // family describes the model type's code, not a setting.
         if (history?.Changes(current, "train.output_dir", "model.config", "learning_rate", "adam_w", "family") is { Count: > 0 } changes)
-            options.OnInfo?.Invoke($"settings changed since that run: {string.Join("; ", changes)}");
+            options.OnInfo?.Invoke($"settings changed since that run: {string.Join("; ", changes)} (the configuration file is read anew: repeat the first session's key=value overrides to keep its settings)");
         string? metrics = branch && source is not null ? Path.Combine(source, RunDirectory.MetricsFile) : null;
         return new RunStart(run, resumeFrom, state, metrics is not null && File.Exists(metrics) ? metrics : null, branch);
     }
