@@ -63,6 +63,19 @@ public sealed class LongProteinTests
         Assert.Equal(expected, score, 4);
     }
 
+    /// <summary>The pseudo-log-likelihood reads those sites the same way: its masked copies were cut to the window while
+    /// the batch was shaped for the whole 1,025 tokens, and the tensor could not be made.</summary>
+    [Fact]
+    public void APseudoLogLikelihoodOfAProteinJustPastTheTrainedLengthIsScored()
+    {
+        var cpu = TestData.Cpu;
+        using var model = EsmCheckpoint.Load(TestData.EsmTiny, cpu.Device, cpu.DType);
+        Assert.True(model.Config.MaxPositionEmbeddings >= 1025, "the fixture must hold 1,025 tokens for this test to mean anything");
+        var scored = GenerationQuality.PseudoLogLikelihood(model, [Body[..1023]], positions: 3, maxResidues: int.MaxValue, seed: 1);
+        Assert.Equal(3, scored.Scored[0]);
+        Assert.True(double.IsFinite(scored.PerResidue[0]) && scored.PerResidue[0] < 0, $"{scored.PerResidue[0]}");
+    }
+
     /// <summary>
     /// Masks read in many windows are filled a few windows a pass, so a server runs them in slices it can stop between
     /// (one request of 8,192 residues and 2,048 masks held the device for minutes): the passes give what one call gives.

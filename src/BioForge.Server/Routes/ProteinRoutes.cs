@@ -191,15 +191,15 @@ internal static class ProteinRoutes
         // Read in windows, a longer sequence is more passes, not a longer one: bounded as the contacts command bounds it
         // (each_position on 8,192 residues is 8,192 windowed passes; the CLI reads longer ones).
         if (plain.Length > ContactPredictor.MaxWindowedResidues)
-            throw ApiError.Invalid($"sequence has {plain.Length:N0} residues; the service reads at most {ContactPredictor.MaxWindowedResidues:N0} (in windows of {esm.Config.MaxResidues})", "sequence");
+            throw ApiError.Invalid($"sequence has {plain.Length:N0} residues; the service reads at most {ContactPredictor.MaxWindowedResidues:N0} (in windows of {ContactPredictor.WindowResidues(esm)})", "sequence");
         return sequence.Replace("<mask>", "\u0001", StringComparison.Ordinal).ToUpperInvariant().Replace("\u0001", "<mask>", StringComparison.Ordinal);
     }
 
-    /// <summary>Tokens a fill-mask reads: the sequence once, or at most a window per mask when it is longer than the model reads.</summary>
+    /// <summary>Tokens a fill-mask reads: the sequence once, or at most a window per mask when it is longer than a window.</summary>
     private static double FillMaskTokens(string sequence, EsmCheckpoint esm)
     {
-        int masks = sequence.Split("<mask>").Length - 1, residues = sequence.Length - 5 * masks;
-        return residues <= esm.Config.MaxResidues ? residues : (double)esm.Config.MaxResidues * masks;
+        int masks = sequence.Split("<mask>").Length - 1, residues = sequence.Length - 5 * masks, window = ContactPredictor.WindowResidues(esm);
+        return residues <= window ? residues : (double)window * masks;
     }
 
     private static string MaskPositions(string sequence, int[] positions)

@@ -241,7 +241,7 @@ public static class GenerationQuality
             if (sites.Length > positions)
                 sites = [.. sites.OrderBy(i => StatelessRandom.Hash(seed, n, i)).Take(positions).Order()];
             double total = 0;
-            int length = tokens.Length <= maxTokens ? tokens.Length : ResidueWindows.Width(maxTokens); // every masked copy's
+            int length = ResidueWindows.ReadWidth(tokens.Length, maxTokens); // every masked copy's
             int perBatch = Math.Max(1, batchTokens / length);
             for (int first = 0; first < sites.Length; first += perBatch)
             {
