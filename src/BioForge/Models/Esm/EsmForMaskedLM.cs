@@ -389,15 +389,28 @@ internal sealed class EsmContactPredictionHead : nn.Module
         long t = maps.shape[^1];
         maps = maps.narrow(-2, 1, t - 2).narrow(-1, 1, t - 2); // drop the <cls> row/column and the last one (<eos> or padding)
         long b = maps.shape[0], channels = maps.shape[1] * maps.shape[2], n = maps.shape[^1];
+        maps = maps.reshape(b, channels, n, n);
         // In float32 whatever the model's dtype: APC subtracts nearly equal sums of thousands of probabilities, which
-        // bfloat16 holds to 3 digits (a bf16 map differed from the float32 one by as much as the map varies).
-        var x = maps.reshape(b, channels, n, n).to(ScalarType.Float32);
-        x = x.Plus(x.transpose(-1, -2));
-        var a1 = x.sum(-1, keepdim: true);
-        var a2 = x.sum(-2, keepdim: true);
-        var a12 = x.sum([-1L, -2L], keepdim: true);
-        x -= a1 * a2 / a12;
-        var logits = F.linear(x.permute(0, 2, 3, 1), regression.weight!.to(ScalarType.Float32), regression.bias!.to(ScalarType.Float32));
-        return logits.squeeze(3).sigmoid();
+        // bfloat16 holds to 3 digits (a bf16 map differed from the float32 one by as much as the map varies). The
+        // regression is a sum over channels, so they are corrected and weighed a group at a time: float32 copies of
+        // every layer × head map at once would take twice the bfloat16 maps' memory (~18 GB for 3B at 1,022 residues).
+        var weight = regression.weight!.to(ScalarType.Float32).reshape(channels);
+        var logits = regression.bias!.to(ScalarType.Float32).reshape(1, 1, 1).expand(b, n, n).contiguous();
+        for (long first = 0; first < channels; first += ChannelGroup)
+        {
+            using var scope = NewDisposeScope();
+            long count = Math.Min(ChannelGroup, channels - first);
+            var x = maps.narrow(1, first, count).to(ScalarType.Float32);
+            x = x.Plus(x.transpose(-1, -2));
+            var a1 = x.sum(-1, keepdim: true);
+            var a2 = x.sum(-2, keepdim: true);
+            var a12 = x.sum([-1L, -2L], keepdim: true);
+            x -= a1 * a2 / a12;
+            logits.add_(einsum("bcij,c->bij", x, weight.narrow(0, first, count)));
+        }
+        return logits.sigmoid();
     }
+
+    /// <summary>Layer × head maps corrected at once: 64 × 1,022² float32 values are 270 MB a sequence.</summary>
+    private const long ChannelGroup = 64;
 }
