@@ -97,7 +97,7 @@ internal static class ChemCommands
             output.WriteLine("rank\tsimilarity\tline\tid\tsmiles");
             var rows = hits.Select((hit, i) => (Rank: i + 1, Similarity: hit.Similarity.ToString("F4", CultureInfo.InvariantCulture), hit.Line, hit.Id, hit.Smiles)).ToList();
             foreach (var row in rows)
-                output.WriteLine($"{row.Rank}\t{row.Similarity}\t{row.Line}\t{row.Id}\t{row.Smiles}");
+                output.WriteLine($"{row.Rank}\t{row.Similarity}\t{row.Line}\t{row.Id.Replace('\t', ' ')}\t{row.Smiles}");
             if (result.GetValue(outPath) is { } csv)
                 IO.AtomicFile.WriteText(csv, "rank,similarity,line,id,smiles\n"
                     + string.Concat(rows.Select(r => $"{r.Rank},{r.Similarity},{r.Line},{IO.Csv.Quote(r.Id)},{IO.Csv.Quote(r.Smiles)}\n")));

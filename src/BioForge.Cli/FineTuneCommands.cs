@@ -17,7 +17,7 @@ internal static class FineTuneCommands
         var overrides = new Argument<string[]>("overrides") { Description = "section.key=value settings that replace the file's (e.g. encoder.mode=lora)", Arity = ArgumentArity.ZeroOrMore };
         var command = new Command("finetune", "Fine-tune a protein or SMILES language model for regression, classification or per-residue classification")
         {
-            config, overrides, Predict(output, error, overrides), Merge(output, error, overrides),
+            config, overrides, Predict(output, error, config, overrides), Merge(output, error, config, overrides),
         };
         command.SetAction(result => Cli.Guard(error, () =>
         {
@@ -50,7 +50,7 @@ internal static class FineTuneCommands
         return command;
     }
 
-    private static Command Predict(TextWriter output, TextWriter error, Argument<string[]> trainingOverrides)
+    private static Command Predict(TextWriter output, TextWriter error, Option<string> trainingConfig, Argument<string[]> trainingOverrides)
     {
         var run = Options.Required("--run", "a finished `bioforge finetune` output directory");
         var input = Options.Required("--in", "inputs: CSV/TSV with the run's sequence column, FASTA, SDF (molecules), or one sequence/SMILES per line");
@@ -62,7 +62,7 @@ internal static class FineTuneCommands
         command.Options.Add(compute.Threads);
         command.SetAction(result => Cli.Guard(error, () =>
         {
-            RefuseTrainingOverrides(result, trainingOverrides, "predict");
+            RefuseTrainingSettings(result, trainingConfig, trainingOverrides, "predict");
             if (result.GetValue(batch) < 1) throw new BioForgeException($"--batch must be at least 1 (got {result.GetValue(batch)})");
             var options = Runtime.ComputeOptions.Resolve(result.GetValue(compute.Device)!, "fp32", result.GetValue(compute.Threads));
             using var model = FineTunedModel.Load(result.GetValue(run)!, options);
@@ -101,14 +101,14 @@ internal static class FineTuneCommands
         return command;
     }
 
-    private static Command Merge(TextWriter output, TextWriter error, Argument<string[]> trainingOverrides)
+    private static Command Merge(TextWriter output, TextWriter error, Option<string> trainingConfig, Argument<string[]> trainingOverrides)
     {
         var run = Options.Required("--run", "a finished `bioforge finetune` run trained with encoder.mode lora (or full)");
         var outPath = Options.RequiredFolder("--out", "directory for the merged Hugging Face checkpoint");
         var command = new Command("merge", "Fold a run's LoRA adapters into its base model and write a plain checkpoint") { run, outPath };
         command.SetAction(result => Cli.Guard(error, () =>
         {
-            RefuseTrainingOverrides(result, trainingOverrides, "merge");
+            RefuseTrainingSettings(result, trainingConfig, trainingOverrides, "merge");
             FineTunedModel.MergeEncoder(result.GetValue(run)!, result.GetValue(outPath)!, Runtime.ComputeOptions.Resolve("cpu", "fp32", 0));
             output.WriteLine($"merged encoder -> {result.GetValue(outPath)}");
             return 0;
@@ -117,11 +117,13 @@ internal static class FineTuneCommands
     }
 
     /// <summary>
-    /// Settings written before a subcommand parse as the training command's (<c>finetune encoder.mode=lora predict …</c>)
-    /// and would be dropped without a word: a run predicts and merges with the settings it was trained with.
+    /// Settings written before a subcommand parse as the training command's (<c>finetune --config f.yaml encoder.mode=lora
+    /// predict …</c>) and would be dropped without a word: a run predicts and merges with the settings it was trained with.
     /// </summary>
-    private static void RefuseTrainingOverrides(ParseResult result, Argument<string[]> overrides, string subcommand)
+    private static void RefuseTrainingSettings(ParseResult result, Option<string> config, Argument<string[]> overrides, string subcommand)
     {
+        if (result.GetResult(config) is { Implicit: false } && result.GetValue(config) is { } file)
+            throw new BioForgeException($"finetune {subcommand} takes no --config ({file}): it reads the run's own ({FineTuneManifest.FileName}); --config is for training");
         if (result.GetValue(overrides) is { Length: > 0 } given)
             throw new BioForgeException($"finetune {subcommand} takes no settings ({string.Join(" ", given)}): it reads the run's own ({FineTuneManifest.FileName}); settings are for training, `finetune --config FILE KEY=VALUE`");
     }

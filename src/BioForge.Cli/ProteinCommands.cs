@@ -231,15 +231,24 @@ internal static class ProteinCommands
         return command;
     }
 
-    /// <summary>Whether <paramref name="directory"/> holds the shipped model (or a copy of it): the same configuration and weights' size.</summary>
+    /// <summary>
+    /// Whether <paramref name="directory"/> holds the shipped model or a copy of it: the same configuration and the same
+    /// weights, byte for byte (a model trained on from it has the same configuration and file size, not its weights).
+    /// </summary>
     private static bool IsShippedModel(string directory, string shipped)
     {
         string installed = Shipped.Path(shipped);
         string Config(string folder) => Path.Combine(folder, "config.json");
         string Weights(string folder) => Path.Combine(folder, SafetensorsCheckpoint.SingleFileName);
+        static byte[] Hash(string path)
+        {
+            using var stream = File.OpenRead(path);
+            return System.Security.Cryptography.SHA256.HashData(stream);
+        }
         return File.Exists(Config(installed)) && File.Exists(Weights(installed)) && File.Exists(Config(directory)) && File.Exists(Weights(directory))
             && new FileInfo(Weights(directory)).Length == new FileInfo(Weights(installed)).Length
-            && File.ReadAllText(Config(directory)) == File.ReadAllText(Config(installed));
+            && File.ReadAllText(Config(directory)) == File.ReadAllText(Config(installed))
+            && Hash(Weights(directory)).AsSpan().SequenceEqual(Hash(Weights(installed)));
     }
 
     /// <summary>The one sequence of <c>--seq</c> or <c>--seq-file</c> (plain text or a one-record FASTA), a final stop left out.</summary>

@@ -137,9 +137,7 @@ public sealed class CliTests
         AssertFails(Run("generate", "--model", smilesModel, "--n", "2", "--out", Path.Combine(dir, "gen.fasta")), "a SMILES model writes one SMILES a line (name a .smi file)");
     }
 
-    /// <summary>A batch larger than memory ends with one line that says what ran out and what to lower, not the
-    /// allocator's words alone.</summary>
-    /// <summary>A SMILES model embeds a molecule file as screening reads one (names from the file, else the SMILES):
+    /// <summary>A SMILES model embeds a molecule file (names from the file, else the SMILES), each SMILES as written:
     /// the same vectors as the SMILES written as FASTA records, which was the only way in before.</summary>
     [Fact]
     public void ASmilesModelEmbedsAMoleculeFile()
@@ -160,8 +158,12 @@ public sealed class CliTests
         Assert.Equal(fromFasta.Skip(1).Select(l => l[l.IndexOf(',')..]), fromTable.Skip(1).Select(l => l[l.IndexOf(',')..]));
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", Path.Combine(dir, "m.smi"), "--out", Path.Combine(dir, "esm.csv")),
             "a molecule file, and ESM-2 embeds proteins", Path.Combine(dir, "esm.csv"));
+        AssertFails(Run("embed", "--model", Path.Combine(Repository.Root, "models", "protein-llama-small"), "--in", Path.Combine(dir, "m.smi"), "--out", Path.Combine(dir, "p.csv")),
+            "a molecule file, and this protein decoder embeds proteins", Path.Combine(dir, "p.csv"));
     }
 
+    /// <summary>A batch larger than memory ends with one line that says what ran out and what to lower, not the
+    /// allocator's words alone.</summary>
     [Fact]
     public void RunningOutOfMemoryNamesTheBatchSizes()
     {

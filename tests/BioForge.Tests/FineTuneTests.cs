@@ -392,6 +392,9 @@ public sealed class FineTuneTests
         Assert.Equal(2, code);
         Assert.Contains("finetune predict takes no settings (encoder.mode=lora): it reads the run's own (finetune.json)", error);
         Assert.False(File.Exists(Path.Combine(directory, "lora.csv")));
+        (code, _, error) = Cli("finetune", "--config", config, "predict", "--run", run, "--in", smi, "--out", Path.Combine(directory, "lora.csv"));
+        Assert.Equal(2, code);
+        Assert.Contains($"finetune predict takes no --config ({config})", error);
     }
 
     private static (int Code, string Out, string Err) Cli(params string[] args)

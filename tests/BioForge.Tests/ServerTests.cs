@@ -608,6 +608,7 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         // The shipped small model's contact head was never fitted: the page says so instead of listing "strongest" contacts of 0.5.
         Assert.StartsWith("not a prediction: esm2-small's contact head was never fitted", steps["protein"]!["contacts"]!.GetValue<string>());
         Assert.InRange(steps["design"]!["cards"]!.GetValue<int>(), 1, 6);
+        Assert.Matches(@"\(seed \d+\)", steps["design"]!["message"]!.GetValue<string>()); // each search draws its seed; the page names it to repeat one
         Assert.Equal(3, steps["screen"]!["rows"]!.GetValue<int>());
         Assert.Equal(3, steps["sample"]!["samples"]!.AsArray().Count); // streamed from /v1/completions into the panel
         Assert.True(new FileInfo(screenshot).Length > 50_000, "the screenshot is (nearly) empty");

@@ -232,8 +232,7 @@ internal static class CompletionRoutes
             FrequencyPenalty = frequency,
             RepetitionPenalty = repetition,
         };
-        // Below 2⁵³: the answer's seed must survive JavaScript's numbers (JSON.parse rounds larger ones) to be sent back.
-        long seed = r.Seed ?? (long)(BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) >> 11);
+        long seed = r.Seed ?? RequestSeed.Fresh();
         return new Plan(model, decoder, prompt, ids, options, seed, n, stops, r.Logprobs, validOnly, r.StreamOptions?.IncludeUsage == true);
     }
 

@@ -133,8 +133,7 @@ internal static class GenerateRoutes
         };
         var config = new OptimizeConfig
         {
-            // Below 2⁵³ when drawn: the answer's seed must survive JavaScript's numbers to be sent back.
-            Seed = unchecked((ulong)(r.Seed ?? (long)(BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) >> 11))),
+            Seed = unchecked((ulong)(r.Seed ?? RequestSeed.Fresh())),
             Prior = new OptimizeConfig.PriorSection { Model = prior.Directory },
             Sampling = new OptimizeConfig.SamplingSection { BatchSize = r.Particles, MaxLength = maxTokens },
             // The default optimizer (Augmented Hill-Climb with genetic exploration), its children half the batch as in bench

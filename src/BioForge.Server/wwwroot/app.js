@@ -166,7 +166,7 @@ async function design() {
       card.append(smiles, facts);
       gallery.append(card);
     }
-    say('design-message', `${ranked.length} candidates from ${generated.sampled} sampled molecules, ranked by predicted ${results.measure}`);
+    say('design-message', `${ranked.length} candidates from ${generated.sampled} sampled molecules (seed ${generated.seed}), ranked by predicted ${results.measure}`);
   } catch (e) {
     say('design-message', e.message, true);
   }

@@ -106,7 +106,7 @@ public static class VirtualScreen
                 var affinities = model.Predict([.. valid.Select(i => parsed[i]!)], target);
                 // NaN has no place in a ranking (it would sort below every number, silently); it means broken weights.
                 if (Array.FindIndex(affinities, double.IsNaN) is var nan and >= 0)
-                    throw new BioForgeException($"the model predicted no value (NaN) for {chunk[valid[nan]].Where}: its weights are not finite (retrain it, or check the file)");
+                    throw new BioForgeException($"the model predicted no value (NaN) for {chunk[valid[nan]].Where}, which a model with finite weights does not (retrain it, or check its files)");
                 for (int k = 0; k < valid.Length; k++)
                 {
                     scored++;

@@ -70,7 +70,8 @@ public sealed record LabelSpace(FineTuneTask Task, IReadOnlyList<string> Classes
     /// A missing measurement in a class column (NaN, inf, NA, N/A: how pandas and spreadsheets write one) would become a
     /// class of its own, silently turning a binary task into three classes; sklearn and Chemprop read it as missing.
     /// </summary>
-    private static readonly FrozenSet<string> MissingSpellings = new[] { "NA", "N/A", "NaN", "inf", "+inf", "-inf" }.ToFrozenSet(StringComparer.OrdinalIgnoreCase);
+    /// <summary>As pandas and spreadsheets write a missing value; case matters ("Na" may be sodium, a class).</summary>
+    private static readonly FrozenSet<string> MissingSpellings = new[] { "NA", "N/A", "n/a", "NaN", "nan", "NAN", "inf", "+inf", "-inf", "Inf", "-Inf" }.ToFrozenSet(StringComparer.Ordinal);
 
     private static void RequireClassLabel(LabelledRow row)
     {

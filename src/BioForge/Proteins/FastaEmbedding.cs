@@ -5,6 +5,7 @@ using BioForge.Distributed;
 using BioForge.IO;
 using BioForge.Models;
 using BioForge.Models.Esm;
+using BioForge.Models.Llama;
 using BioForge.Runtime;
 
 namespace BioForge.Proteins;
@@ -115,8 +116,9 @@ public sealed class FastaEmbedding : IDisposable
                 throw new BioForgeException($"--unknown-as-unk is for ESM-2 models: a {family.ModelType} model reads each sequence with its own tokenizer, which refuses what it cannot hold");
         }
         var esmConfig = family is EsmFamily ? EsmConfig.FromJson(Path.Combine(request.Model, ModelRegistry.ConfigFile)) : null;
-        if (esmConfig is not null && IsMoleculeFile(request.Input))
-            throw new BioForgeException($"--in {request.Input}: a molecule file, and ESM-2 embeds proteins (give it a FASTA file, or embed the molecules with a SMILES model)");
+        // A protein decoder would read a SMILES's letters as residues; a GPT-2 reads any text (SMILES GPT-2s exist).
+        if (IsMoleculeFile(request.Input) && (esmConfig is not null || (family is LlamaFamily && Tokenizers.SmilesVocabulary.InModel(request.Model) is null)))
+            throw new BioForgeException($"--in {request.Input}: a molecule file, and {(esmConfig is not null ? "ESM-2" : "this protein decoder")} embeds proteins (give it a FASTA file, or embed the molecules with a SMILES model)");
         string? alphabet = esmConfig is null ? null : options.UnknownAsUnk ? AnyButSpecialTokens : FastaReader.ProteinAlphabet;
         long total;
         try
@@ -166,8 +168,9 @@ public sealed class FastaEmbedding : IDisposable
     public static bool IsMoleculeFile(string path) => MoleculeSource.IsTable(path) || MoleculeSource.IsSdf(path) || Csv.Extension(path) is ".smi" or ".smiles";
 
     /// <summary>
-    /// The records to embed: a FASTA file's, or a molecule file's as screening reads it — each SMILES as written (a MOL
-    /// block as RDKit's canonical SMILES), named by the file's name column or text after the SMILES, else by the SMILES.
+    /// The records to embed: a FASTA file's, or a molecule file's — each SMILES as written, unchecked (the model's
+    /// tokenizer refuses what it cannot spell; a MOL block as RDKit's canonical SMILES), named by the file's name column
+    /// or the text after the SMILES, else by the SMILES.
     /// </summary>
     private static IEnumerable<FastaRecord> Records(string input, string? alphabet) =>
         IsMoleculeFile(input) ? MoleculeSource.Read(input).Select(m => AsRecord(input, m)) : FastaReader.Read(input, alphabet);
