@@ -3,7 +3,10 @@ using System.Text.Json.Serialization;
 
 namespace BioForge.Chem;
 
-/// <summary>Set-level metrics of generated molecules, as defined by the MOSES benchmark (Polykovskiy et al. 2020); JSON keys are MOSES's.</summary>
+/// <summary>
+/// Set-level metrics of generated molecules, as defined by the MOSES benchmark (Polykovskiy et al. 2020). JSON keys are
+/// MOSES's names without its "/Test" suffix (SNN, Frag, Scaf are against the one reference set given, not MOSES's two).
+/// </summary>
 public sealed record MosesReport
 {
     [JsonPropertyName("generated")] public int Generated { get; init; }
