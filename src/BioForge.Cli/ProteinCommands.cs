@@ -245,10 +245,17 @@ internal static class ProteinCommands
             using var stream = File.OpenRead(path);
             return System.Security.Cryptography.SHA256.HashData(stream);
         }
-        return File.Exists(Config(installed)) && File.Exists(Weights(installed)) && File.Exists(Config(directory)) && File.Exists(Weights(directory))
-            && new FileInfo(Weights(directory)).Length == new FileInfo(Weights(installed)).Length
-            && File.ReadAllText(Config(directory)) == File.ReadAllText(Config(installed))
-            && Hash(Weights(directory)).AsSpan().SequenceEqual(Hash(Weights(installed)));
+        try
+        {
+            return File.Exists(Config(installed)) && File.Exists(Weights(installed)) && File.Exists(Config(directory)) && File.Exists(Weights(directory))
+                && new FileInfo(Weights(directory)).Length == new FileInfo(Weights(installed)).Length
+                && File.ReadAllText(Config(directory)) == File.ReadAllText(Config(installed))
+                && Hash(Weights(directory)).AsSpan().SequenceEqual(Hash(Weights(installed)));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false; // a note is not worth failing the command over
+        }
     }
 
     /// <summary>The one sequence of <c>--seq</c> or <c>--seq-file</c> (plain text or a one-record FASTA), a final stop left out.</summary>

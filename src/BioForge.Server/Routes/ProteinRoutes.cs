@@ -95,7 +95,7 @@ internal static class ProteinRoutes
             {
                 if (sequence.Contains('<') || request.Positions is { Length: > 0 }) throw ApiError.Invalid("each_position takes a plain sequence (no <mask>, no positions)", "each_position");
                 var profile = await state.WithDeadline(context, token => state.Device.RunSlicedAsync(new VariantScorer(esm, 16_384).ProfileStepwise(sequence, request.TopK), token,
-                    new WorkSize("fill-mask each_position", (double)sequence.Length * Math.Min(sequence.Length, esm.Config.MaxResidues))));
+                    new WorkSize("fill-mask each_position", (double)sequence.Length * Math.Min(sequence.Length, ContactPredictor.WindowResidues(esm)))));
                 return Results.Json(new FillMaskResponse(model.Name, sequence, [.. profile.Select(p => new MaskedPosition(p.Position,
                     [.. p.Candidates.Select(c => new Candidate(c.Token, c.Probability))], p.WildType, p.WildTypeProbability))]), Json.Options);
             }
@@ -149,7 +149,7 @@ internal static class ProteinRoutes
                 }
             }).ToList();
             var scores = await state.WithDeadline(context, token => state.Device.RunSlicedAsync(new VariantScorer(esm, 8192).ScoreStepwise(sequence, variants), token,
-                new WorkSize("score-variants", (double)Math.Min(sequence.Length, esm.Config.MaxResidues) * variants.SelectMany(v => v.Substitutions.Select(s => s.Position)).Distinct().Count())));
+                new WorkSize("score-variants", (double)Math.Min(sequence.Length, ContactPredictor.WindowResidues(esm)) * variants.SelectMany(v => v.Substitutions.Select(s => s.Position)).Distinct().Count())));
             return Results.Json(new VariantResponse(model.Name, [.. variants.Select((v, i) => new VariantScore(v.Name, scores[i]))]), Json.Options);
         })
         .WithSummary("Zero-shot masked-marginal variant scores").Accepts<VariantRequest>("application/json").Produces<VariantResponse>().ProducesErrors(400, 404, 422, 503, 504)

@@ -66,18 +66,18 @@ public sealed record LabelSpace(FineTuneTask Task, IReadOnlyList<string> Classes
 
     public double Unstandardize(double value) => value * Std + Mean;
 
-    /// <summary>
-    /// A missing measurement in a class column (NaN, inf, NA, N/A: how pandas and spreadsheets write one) would become a
-    /// class of its own, silently turning a binary task into three classes; sklearn and Chemprop read it as missing.
-    /// </summary>
-    /// <summary>As pandas and spreadsheets write a missing value; case matters ("Na" may be sodium, a class).</summary>
-    private static readonly FrozenSet<string> MissingSpellings = new[] { "NA", "N/A", "n/a", "NaN", "nan", "NAN", "inf", "+inf", "-inf", "Inf", "-Inf" }.ToFrozenSet(StringComparer.Ordinal);
+    /// <summary>How pandas and spreadsheets write a missing value besides NaN and inf; case matters ("Na" may be sodium, a class).</summary>
+    private static readonly FrozenSet<string> MissingSpellings = new[] { "NA", "N/A", "n/a" }.ToFrozenSet(StringComparer.Ordinal);
 
+    /// <summary>
+    /// A missing measurement in a class column (NaN, inf, NA, N/A) would become a class of its own, silently turning a
+    /// binary task into three classes; sklearn and Chemprop read it as missing.
+    /// </summary>
     private static void RequireClassLabel(LabelledRow row)
     {
         string label = row.Label.Trim();
         if ((double.TryParse(label, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) && !double.IsFinite(value))
-            || MissingSpellings.Contains(label))
+            || label.TrimStart('+', '-').Equals("inf", StringComparison.OrdinalIgnoreCase) || MissingSpellings.Contains(label))
             throw new BioForgeException($"{row.Where}: label '{row.Label}' is a missing value, not a class; remove the row");
     }
 

@@ -212,7 +212,7 @@ public static class GenerationQuality
     /// ESM-2 pseudo-log-likelihood per residue (Salazar et al. 2020; as used to rank protein designs): each scored
     /// residue masked in turn, log p(true residue | rest) under the masked-LM head, averaged over the residue's sequence,
     /// then over sequences. Sequences are cropped to their first <paramref name="maxResidues"/> residues; a residue of a
-    /// longer sequence than the model reads is scored in the window centred on it (<see cref="ResidueWindows"/>); at most
+    /// sequence longer than 1,022 residues is scored in the 1,024-token window centred on it (<see cref="ResidueWindows"/>); at most
     /// <paramref name="positions"/> positions per sequence are scored, a seeded random choice when there
     /// are more (the mean is then an unbiased estimate). Only the 20 canonical amino acids are scored: an X, a
     /// selenocysteine or an alignment gap is context, not a residue to predict (so generated and natural sets, and

@@ -23,8 +23,8 @@ public static class MaskFiller
     /// <summary>
     /// For each <c>&lt;mask&gt;</c> in the sequence, the most probable residues under the masked-LM head. Probabilities
     /// come from the softmax over the whole vocabulary; only residue letters are offered as candidates (not special
-    /// tokens, gaps or insertions). A sequence longer than the model reads has each mask read in the window centred on
-    /// it (<see cref="ResidueWindows"/>, as variant scoring reads a site), the other masks in that window left masked.
+    /// tokens, gaps or insertions). A sequence longer than 1,022 residues has each mask read in the 1,024-token window
+    /// centred on it (<see cref="ResidueWindows"/>, as variant scoring reads a site), the other masks in that window left masked.
     /// </summary>
     public static IReadOnlyList<MaskPrediction> Predict(EsmCheckpoint model, string sequence, int topK)
     {

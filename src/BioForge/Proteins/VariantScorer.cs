@@ -12,7 +12,7 @@ public sealed record SiteProfile(int Position, string WildType, double WildTypeP
 /// wild type and compare log-probabilities, score = Σ_sites log p(mutant) − log p(wild type). Higher = more tolerated.
 /// A multi-mutant's sites are masked one at a time and their terms added, as ESM's <c>predict.py</c> and ProteinGym
 /// score them (the paper's equation masks all of them at once; the two agree for single substitutions).
-/// A wild type longer than the model reads has each site read in the 1,024-token window centred on it
+/// A wild type longer than 1,022 residues has each site read in the 1,024-token window centred on it
 /// (<see cref="ResidueWindows"/>, ProteinGym's "optimal" window).
 /// </summary>
 public sealed class VariantScorer(EsmCheckpoint model, int batchTokens)

@@ -395,7 +395,8 @@ internal sealed class EsmContactPredictionHead : nn.Module
         // regression is a sum over channels, so they are corrected and weighed a group at a time: float32 copies of
         // every layer × head map at once would take twice the bfloat16 maps' memory (~18 GB for 3B at 1,022 residues).
         var weight = regression.weight!.to(ScalarType.Float32).reshape(channels);
-        var logits = regression.bias!.to(ScalarType.Float32).reshape(1, 1, 1).expand(b, n, n).contiguous();
+        // A fresh tensor: the bias expanded to [1, 1, 1] would be the parameter itself, and add_ would write into the model.
+        var logits = zeros(b, n, n, ScalarType.Float32, maps.device);
         for (long first = 0; first < channels; first += ChannelGroup)
         {
             using var scope = NewDisposeScope();
@@ -408,7 +409,7 @@ internal sealed class EsmContactPredictionHead : nn.Module
             x -= a1 * a2 / a12;
             logits.add_(einsum("bcij,c->bij", x, weight.narrow(0, first, count)));
         }
-        return logits.sigmoid();
+        return (logits + regression.bias!.to(ScalarType.Float32)).sigmoid();
     }
 
     /// <summary>Layer × head maps corrected at once: 64 × 1,022² float32 values are 270 MB a sequence.</summary>
