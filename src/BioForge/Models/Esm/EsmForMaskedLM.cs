@@ -407,9 +407,9 @@ internal sealed class EsmContactPredictionHead : nn.Module
             var a2 = x.sum(-2, keepdim: true);
             var a12 = x.sum([-1L, -2L], keepdim: true);
             x -= a1 * a2 / a12;
-            logits.add_(einsum("bcij,c->bij", x, weight.narrow(0, first, count)));
+            logits.PlusInPlace(einsum("bcij,c->bij", x, weight.narrow(0, first, count)));
         }
-        return (logits + regression.bias!.to(ScalarType.Float32)).sigmoid();
+        return logits.Plus(regression.bias!.to(ScalarType.Float32)).sigmoid();
     }
 
     /// <summary>Layer × head maps corrected at once: 64 × 1,022² float32 values are 270 MB a sequence.</summary>
