@@ -66,7 +66,7 @@ internal sealed class DecodeService : IDisposable
     {
         // More sequences than the queue holds would get 503 forever, however long the client waited: say so instead.
         if (jobs.Count > scheduler.QueueCapacity)
-            throw ApiError.Invalid($"n = {jobs.Count} is more samples than model {Name} queues at once ({scheduler.QueueCapacity}, --queue-capacity); ask for fewer", "n");
+            throw ApiError.Invalid($"{jobs.Count} samples (n for each prompt) are more than model {Name} queues at once ({scheduler.QueueCapacity}, --queue-capacity); ask for fewer", "n");
         if (!scheduler.TrySubmit(jobs))
         {
             metrics.Rejected($"{Name}:decode");

@@ -128,6 +128,45 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
 
     private sealed record Streamed(string[] Texts, string?[] Finish, int Events, bool Done);
 
+    /// <summary>
+    /// A batch of prompts (OpenAI's and vLLM's array): choice p·n + i is sample i of prompt p, what a request of that prompt
+    /// alone with the same seed answers — plain, streamed and valid_only — and usage counts each prompt once.
+    /// </summary>
+    [Fact]
+    public async Task ABatchOfPromptsAnswersEachAsARequestOfItsOwn()
+    {
+        string[] prompts = ["", "c1ccccc1", "CC(=O)N"];
+        var (status, text) = await Post(new { model = Model, prompt = prompts, n = 3, seed = 11, max_tokens = 60, logprobs = 0 });
+        Assert.True(status == HttpStatusCode.OK, text);
+        var batch = JsonNode.Parse(text)!;
+        var texts = Texts(batch);
+        Assert.Equal(9, texts.Length);
+        int promptTokens = 0, completionTokens = 0;
+        for (int p = 0; p < prompts.Length; p++)
+        {
+            var (aloneStatus, aloneText) = await Post(new { model = Model, prompt = prompts[p], n = 3, seed = 11, max_tokens = 60, logprobs = 0 });
+            Assert.Equal(HttpStatusCode.OK, aloneStatus);
+            var alone = JsonNode.Parse(aloneText)!;
+            Assert.Equal(Texts(alone), texts[(3 * p)..(3 * p + 3)]);
+            Assert.Equal(Generate(3, new SamplingOptions { MaxNewTokens = 60 }, 11, prompt: prompts[p]).Select(m => m.Smiles), Texts(alone).Select(t => prompts[p] + t));
+            promptTokens += alone["usage"]!["prompt_tokens"]!.GetValue<int>();
+            completionTokens += alone["usage"]!["completion_tokens"]!.GetValue<int>();
+        }
+        Assert.Equal(promptTokens, batch["usage"]!["prompt_tokens"]!.GetValue<int>());
+        Assert.Equal(completionTokens, batch["usage"]!["completion_tokens"]!.GetValue<int>());
+
+        var streamed = await Stream(new { model = Model, prompt = prompts, n = 3, seed = 11, max_tokens = 60, stream = true });
+        Assert.Equal(texts, streamed.Texts);
+
+        var (validStatus, validText) = await Post(new { model = Model, prompt = new[] { "", "c1ccccc1" }, n = 2, seed = 8, valid_only = true });
+        Assert.True(validStatus == HttpStatusCode.OK, validText);
+        var valid = JsonNode.Parse(validText)!;
+        var expectedDeNovo = Generate(2, new SamplingOptions(), 8, validOnly: true);
+        var expectedBenzene = Generate(2, new SamplingOptions(), 8, validOnly: true, prompt: "c1ccccc1");
+        Assert.Equal(expectedDeNovo.Concat(expectedBenzene).Select(m => m.Canonical!), Texts(valid));
+        Assert.Equal(expectedDeNovo[^1].Index + 1 + expectedBenzene[^1].Index + 1, valid["samples"]!.GetValue<int>());
+    }
+
     /// <summary>Reads a streamed answer: every event is JSON in OpenAI's chunk shape until <c>[DONE]</c>.</summary>
     private async Task<Streamed> Stream(object body)
     {
@@ -253,7 +292,14 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         await Refused(new { model = Model, prompt = "C[Xe]" }, HttpStatusCode.UnprocessableEntity, "prompt", "outside the model's vocabulary: '[Xe]' at character 2");
         await Refused(new { model = Model, prompt = "c1cc1", valid_only = true, n = 1, max_tokens = 40 }, HttpStatusCode.UnprocessableEntity, "prompt", "'c1cc1' may start none");
         await Refused(new { model = Model, prompt = "C)" }, HttpStatusCode.UnprocessableEntity, "prompt", "the prompt's token 2 (')') is not allowed there by the smiles grammar");
-        await Refused(new { model = Model, prompt = new[] { "C", "O" } }, HttpStatusCode.UnprocessableEntity, "prompt", "one prompt per request");
+        // In a batch of prompts, the one at fault is named.
+        await Refused(new { model = Model, prompt = new[] { "C", "C[Xe]" } }, HttpStatusCode.UnprocessableEntity, "prompt[1]", "prompt[1]: ");
+        await Refused(new { model = Model, prompt = new[] { "c1ccccc1", "C)" } }, HttpStatusCode.UnprocessableEntity, "prompt[1]", "is not allowed there by the smiles grammar");
+        await Refused(new { model = Model, prompt = new object[] { "C", 5 } }, HttpStatusCode.BadRequest, "prompt", "token ids are not taken here");
+        await Refused(new { model = Model, prompt = new object[] { "C", true } }, HttpStatusCode.BadRequest, "prompt[1]", "prompt[1] must be a string");
+        await Refused(new { model = Model, prompt = new[] { "C", "O", "N" }, n = 50 }, HttpStatusCode.UnprocessableEntity, "n", "n × prompts must be at most 128 (got 50 × 3)");
+        await Refused(new { model = Model, prompt = new[] { "C", "c1cc1" }, valid_only = true, n = 1, max_tokens = 40 }, HttpStatusCode.UnprocessableEntity, "prompt[1]",
+            "none of 100 samples continuing prompt[1] was a valid molecule: 'c1cc1' may start none");
         await Refused(new { model = Model, valid_only = true, stream = true }, HttpStatusCode.UnprocessableEntity, "valid_only", "cannot be streamed");
         await Refused(new { model = Model, valid_only = true, n = 1, max_tokens = 1 }, HttpStatusCode.UnprocessableEntity, "max_tokens", "100 were cut at max_tokens (1): raise max_tokens");
         // With a prompt too: samples cut short say nothing of the prompt (benzene was blamed for max_tokens 3).
@@ -263,7 +309,7 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         await Refused(new { model = Model, logit_bias = new Dictionary<string, int> { ["5"] = 10 } }, HttpStatusCode.UnprocessableEntity, "logit_bias", "not supported");
         await Refused(new { model = Model, suffix = "O" }, HttpStatusCode.UnprocessableEntity, "suffix", "not supported");
         await Refused(new { model = Model, prompt = new[] { 1, 2, 3 } }, HttpStatusCode.BadRequest, "prompt", "token ids are not taken here");
-        await Refused(new { model = Model, prompt = Array.Empty<string>() }, HttpStatusCode.UnprocessableEntity, "prompt", "an array must hold one string");
+        await Refused(new { model = Model, prompt = Array.Empty<string>() }, HttpStatusCode.UnprocessableEntity, "prompt", "the array holds no prompt");
         await Refused(new { model = Model, frequency_penalty = 0, typo_field = 1 }, HttpStatusCode.BadRequest, "typo_field", "unknown field");
         // What OpenAI's defaults mean is taken as sent (LangChain's OpenAI sends logit_bias {} and best_of 1 on every call).
         var (status, text) = await Post(new { model = Model, max_tokens = 4, logit_bias = new Dictionary<string, int>(), best_of = 1, suffix = (string?)null });
@@ -341,6 +387,10 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         Assert.Equal(expected, result["streamed"]!["texts"]!.AsArray().Select(t => t!.GetValue<string>()));
         Assert.Equal(result["plain"]!["usage"]!.ToJsonString(), result["streamed"]!["usage"]!.ToJsonString());
         Assert.True(result["streamed"]!["chunks"]!.GetValue<int>() > expected.Sum(s => s.Length) / 6, "the stream came in pieces");
+        // The batch's first prompt is the plain request's (its first two samples), its second continues benzene.
+        var batch = Texts(result["batch"]!);
+        Assert.Equal(expected[..2], batch[..2]);
+        Assert.Equal(Generate(2, new SamplingOptions { MaxNewTokens = 60 }, 11, prompt: "c1ccccc1").Select(m => m.Smiles), batch[2..].Select(t => "c1ccccc1" + t));
         Assert.Equal(422, result["refused"]!["status"]!.GetValue<int>());
         Assert.Equal("n", result["refused"]!["param"]!.GetValue<string>());
 
@@ -377,7 +427,7 @@ public sealed class CompletionQueueTests
 
         using var tooMany = await client.SendAsync(Request(n: 5, stream: false));
         Assert.Equal(HttpStatusCode.UnprocessableEntity, tooMany.StatusCode);
-        Assert.Contains("n = 5 is more samples than model smiles-llama-small queues at once (4", await tooMany.Content.ReadAsStringAsync());
+        Assert.Contains("5 samples (n for each prompt) are more than model smiles-llama-small queues at once (4", await tooMany.Content.ReadAsStringAsync());
 
         // One slot, four long sequences: while the first runs, three wait, so two more cannot queue.
         using (var first = await client.SendAsync(Request(n: 4, stream: true), HttpCompletionOption.ResponseHeadersRead))

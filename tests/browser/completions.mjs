@@ -1,5 +1,5 @@
 // OpenAI's official Node.js client against BioForge's /v1/completions: one plain and one streamed completions.create
-// with the same seed, and one refused request. Prints one JSON line for the xunit test to check.
+// with the same seed, a batch of two prompts, and one refused request. Prints one JSON line for the xunit test to check.
 // Usage: node completions.mjs BASE_URL MODEL SEED
 import OpenAI from 'openai';
 
@@ -23,6 +23,9 @@ for await (const chunk of stream) {
   if (chunk.usage) usage = chunk.usage;
 }
 
+// A batch of prompts as the client types it (string[]): choice p·n + i is sample i of prompt p.
+const batch = await client.completions.create({ ...settings, prompt: ['', 'c1ccccc1'], n: 2 });
+
 let refused = null;
 try {
   await client.completions.create({ ...settings, n: 0 });
@@ -30,4 +33,4 @@ try {
   refused = { status: e.status, message: e.message, param: e.param ?? e.error?.param ?? null };
 }
 
-console.log(JSON.stringify({ plain, streamed: { texts, finish, usage, chunks }, refused }));
+console.log(JSON.stringify({ plain, streamed: { texts, finish, usage, chunks }, batch, refused }));

@@ -16,8 +16,10 @@ namespace BioForge.Server.Routes;
 /// <c>POST /v1/completions</c> in OpenAI's shape for every served decoder: <c>n</c> samples continuing <c>prompt</c>,
 /// decoded by the model's <see cref="DecodeService"/> (continuous batching). Sample i of a request with seed s is
 /// sequence (s, i) of <see cref="SequenceSampler"/>, so it equals molecule i of <c>bioforge generate --seed s</c> with the
-/// same settings whatever else the server decodes. <c>stream</c> sends OpenAI's chunks as server-sent events, token by
-/// token, ending with <c>data: [DONE]</c>; a client that leaves frees its sequences' slots at the next step.
+/// same settings whatever else the server decodes. A batch of prompts (an array of strings, as OpenAI and vLLM take it)
+/// answers each as a request of its own with the same seed would, choice p·n + i being sample i of prompt p.
+/// <c>stream</c> sends OpenAI's chunks as server-sent events, token by token, ending with <c>data: [DONE]</c>; a client
+/// that leaves frees its sequences' slots at the next step.
 /// </summary>
 internal static class CompletionRoutes
 {
@@ -27,7 +29,10 @@ internal static class CompletionRoutes
         [ServedModelExample(ModelKind.Molecule)]
         public string? Model { get; set; }
 
-        /// <summary>The start every sample continues: a string (or an array holding one string); empty for de novo samples.</summary>
+        /// <summary>
+        /// The start every sample continues: a string, empty for de novo samples; or an array of strings, each answered with
+        /// n samples of its own (choice p·n + i is sample i of prompt p).
+        /// </summary>
         [Example("\"c1ccccc1\"")]
         public JsonElement Prompt { get; set; }
 
@@ -142,48 +147,33 @@ internal static class CompletionRoutes
         .Serves(model => model.Completions is not null);
     }
 
-    private sealed record Plan(LanguageModel Model, DecodeService Decoder, string Prompt, int[] PromptIds, SamplingOptions Options, long Seed, int N,
-        string[] Stops, int? Logprobs, bool ValidOnly, bool IncludeUsage);
+    /// <summary>One prompt of a request: its text, its tokens (the begin token first) and its sampling settings (its room sets the default length).</summary>
+    private sealed record Prompt(string Text, int[] Ids, SamplingOptions Options, string Param);
+
+    private sealed record Plan(LanguageModel Model, DecodeService Decoder, IReadOnlyList<Prompt> Prompts, long Seed, int N,
+        string[] Stops, int? Logprobs, bool ValidOnly, bool IncludeUsage)
+    {
+        /// <summary>Choices in the answer: n for each prompt.</summary>
+        public int Choices => Prompts.Count * N;
+
+        /// <summary>usage.prompt_tokens: each prompt once, however many samples continue it (OpenAI's and vLLM's count).</summary>
+        public int PromptTokens => Prompts.Sum(p => p.Ids.Length);
+
+        public CompletionUsage Usage(int generated) => new(PromptTokens, generated, PromptTokens + generated);
+    }
 
     private static Plan Validate(CompletionRequest r, ServerState state)
     {
         var model = state.Models.Decoder(r.Model, "model");
         var decoder = model.Completions ?? throw ApiError.Invalid($"model {model.Name} does not generate; /v1/completions serves decoder models", "model");
-        string prompt = r.Prompt.ValueKind switch
-        {
-            JsonValueKind.Undefined or JsonValueKind.Null => "",
-            JsonValueKind.String => r.Prompt.GetString()!,
-            JsonValueKind.Array when r.Prompt.GetArrayLength() == 1 && r.Prompt[0].ValueKind == JsonValueKind.String => r.Prompt[0].GetString()!,
-            JsonValueKind.Array when r.Prompt.EnumerateArray().Any(p => p.ValueKind is JsonValueKind.Number or JsonValueKind.Array) =>
-                throw ApiError.BadRequest("prompt: token ids are not taken here, only text (a SMILES or protein start, or empty): each model's ids are its own", "prompt"),
-            JsonValueKind.Array when r.Prompt.GetArrayLength() > 1 =>
-                throw ApiError.Invalid($"prompt: one prompt per request here ({r.Prompt.GetArrayLength()} given); n asks for several samples of one", "prompt"),
-            JsonValueKind.Array => throw ApiError.Invalid("prompt: an array must hold one string", "prompt"),
-            _ => throw ApiError.BadRequest($"prompt must be a string (got {r.Prompt.ValueKind.ToString().ToLowerInvariant()})", "prompt"),
-        };
-        if (model.Kind == ModelKind.Molecule) Smiles.CheckLength(prompt, "prompt", state);
-        // Before tokenizing, which holds the model's tokenizer: no token spans more characters than this, so a longer
-        // prompt cannot fit whatever its tokens.
-        if ((long)prompt.Length > (long)decoder.Length * MaxCharactersPerToken)
-            throw ApiError.Invalid($"prompt is {prompt.Length:N0} characters; model {model.Name} takes {decoder.Length} tokens in all", "prompt");
-        int[] ids;
-        try
-        {
-            ids = decoder.Encode(prompt);
-        }
-        catch (BioForgeException e) when (!e.ServerFault)
-        {
-            throw ApiError.Invalid(e.Message, "prompt");
-        }
-        if (ids.Length >= decoder.Length) throw ApiError.Invalid($"prompt takes {ids.Length} tokens; model {model.Name} takes {decoder.Length} in all", "prompt");
+        var texts = PromptTexts(r.Prompt);
         // OpenAI's fields may be null, meaning their defaults.
         int n = r.N ?? 1, topK = r.TopK ?? 0;
         double temperature = r.Temperature ?? 1, topP = r.TopP ?? 1, presence = r.PresencePenalty ?? 0, frequency = r.FrequencyPenalty ?? 0, repetition = r.RepetitionPenalty ?? 1;
         bool stream = r.Stream == true, validOnly = r.ValidOnly == true;
         if (n is < 1 or > MaxChoices) throw ApiError.Invalid($"n must be 1–{MaxChoices} (got {n})", "n");
-        int room = decoder.Length - ids.Length;
-        if (r.MaxTokens is { } max && (max < 1 || max > room))
-            throw ApiError.Invalid($"max_tokens must be 1–{room} for this prompt (model {model.Name} takes {decoder.Length} tokens in all; got {max})", "max_tokens");
+        if ((long)n * texts.Count > MaxChoices)
+            throw ApiError.Invalid($"n × prompts must be at most {MaxChoices} (got {n} × {texts.Count}); send the prompts in several requests", "n");
         if (temperature is < 0 or > 100 || double.IsNaN(temperature)) throw ApiError.Invalid($"temperature must be 0–100 (got {temperature})", "temperature");
         if (topP is <= 0 or > 1 || double.IsNaN(topP)) throw ApiError.Invalid($"top_p must be in (0, 1] (got {topP})", "top_p");
         if (topK < -1) throw ApiError.Invalid($"top_k must be −1, 0 (all) or positive (got {topK})", "top_k");
@@ -210,7 +200,59 @@ internal static class CompletionRoutes
             var name when decoder.Grammar?.Name == name => decoder.Grammar,
             var name => throw ApiError.Invalid($"grammar must be {(decoder.Grammar is { } g ? $"{g.Name} or " : "")}none for model {model.Name} (got '{name}')", "grammar"),
         };
-        if (grammar is not null)
+        var options = new SamplingOptions
+        {
+            Temperature = temperature,
+            TopP = topP,
+            TopK = Math.Max(0, topK),
+            Grammar = grammar,
+            PresencePenalty = presence,
+            FrequencyPenalty = frequency,
+            RepetitionPenalty = repetition,
+        };
+        var prompts = texts.Select((text, p) => ReadPrompt(text, texts.Count == 1 && r.Prompt.ValueKind != JsonValueKind.Array ? "prompt" : $"prompt[{p}]",
+            model, decoder, options, r.MaxTokens, state)).ToList();
+        long seed = r.Seed ?? RequestSeed.Fresh();
+        return new Plan(model, decoder, prompts, seed, n, stops, r.Logprobs, validOnly, r.StreamOptions?.IncludeUsage == true);
+    }
+
+    /// <summary>The prompts of a request: absent or null is one empty prompt, a string one prompt, an array of strings a batch.</summary>
+    private static IReadOnlyList<string> PromptTexts(JsonElement prompt) => prompt.ValueKind switch
+    {
+        JsonValueKind.Undefined or JsonValueKind.Null => [""],
+        JsonValueKind.String => [prompt.GetString()!],
+        JsonValueKind.Array when prompt.EnumerateArray().Any(p => p.ValueKind is JsonValueKind.Number or JsonValueKind.Array) =>
+            throw ApiError.BadRequest("prompt: token ids are not taken here, only text (a SMILES or protein start, or empty): each model's ids are its own", "prompt"),
+        JsonValueKind.Array when prompt.GetArrayLength() == 0 => throw ApiError.Invalid("prompt: the array holds no prompt (send \"\" for de novo samples)", "prompt"),
+        JsonValueKind.Array when prompt.GetArrayLength() > MaxChoices =>
+            throw ApiError.Invalid($"prompt: {prompt.GetArrayLength()} prompts; at most {MaxChoices} in one request", "prompt"),
+        JsonValueKind.Array => [.. prompt.EnumerateArray().Select((p, i) => p.ValueKind == JsonValueKind.String ? p.GetString()!
+            : throw ApiError.BadRequest($"prompt[{i}] must be a string (got {p.ValueKind.ToString().ToLowerInvariant()})", $"prompt[{i}]"))],
+        _ => throw ApiError.BadRequest($"prompt must be a string or an array of strings (got {prompt.ValueKind.ToString().ToLowerInvariant()})", "prompt"),
+    };
+
+    /// <summary>One prompt checked and tokenized; <paramref name="param"/> names it in errors (<c>prompt</c>, or <c>prompt[p]</c> in a batch).</summary>
+    private static Prompt ReadPrompt(string text, string param, LanguageModel model, DecodeService decoder, SamplingOptions options, int? maxTokens, ServerState state)
+    {
+        if (model.Kind == ModelKind.Molecule) Smiles.CheckLength(text, param, state);
+        // Before tokenizing, which holds the model's tokenizer: no token spans more characters than this, so a longer
+        // prompt cannot fit whatever its tokens.
+        if ((long)text.Length > (long)decoder.Length * MaxCharactersPerToken)
+            throw ApiError.Invalid($"{param} is {text.Length:N0} characters; model {model.Name} takes {decoder.Length} tokens in all", param);
+        int[] ids;
+        try
+        {
+            ids = decoder.Encode(text);
+        }
+        catch (BioForgeException e) when (!e.ServerFault)
+        {
+            throw ApiError.Invalid(param == "prompt" ? e.Message : $"{param}: {e.Message}", param);
+        }
+        if (ids.Length >= decoder.Length) throw ApiError.Invalid($"{param} takes {ids.Length} tokens; model {model.Name} takes {decoder.Length} in all", param);
+        int room = decoder.Length - ids.Length;
+        if (maxTokens is { } max && (max < 1 || max > room))
+            throw ApiError.Invalid($"max_tokens must be 1–{room} for {(param == "prompt" ? "this prompt" : param)} (model {model.Name} takes {decoder.Length} tokens in all; got {max})", "max_tokens");
+        if (options.Grammar is { } grammar)
         {
             try
             {
@@ -218,22 +260,10 @@ internal static class CompletionRoutes
             }
             catch (BioForgeException e) when (!e.ServerFault)
             {
-                throw ApiError.Invalid($"{e.Message}; send \"grammar\": \"none\" to continue it anyway", "prompt");
+                throw ApiError.Invalid($"{(param == "prompt" ? "" : param + ": ")}{e.Message}; send \"grammar\": \"none\" to continue it anyway", param);
             }
         }
-        var options = new SamplingOptions
-        {
-            Temperature = temperature,
-            TopP = topP,
-            TopK = Math.Max(0, topK),
-            MaxNewTokens = r.MaxTokens ?? room,
-            Grammar = grammar,
-            PresencePenalty = presence,
-            FrequencyPenalty = frequency,
-            RepetitionPenalty = repetition,
-        };
-        long seed = r.Seed ?? RequestSeed.Fresh();
-        return new Plan(model, decoder, prompt, ids, options, seed, n, stops, r.Logprobs, validOnly, r.StreamOptions?.IncludeUsage == true);
+        return new Prompt(text, ids, options with { MaxNewTokens = maxTokens ?? room }, param);
     }
 
     private static string[] Stops(JsonElement stop)
@@ -252,13 +282,18 @@ internal static class CompletionRoutes
         return stops;
     }
 
-    /// <summary>One sample as it is generated: text (cut at a stop string), token log-probabilities, the end.</summary>
-    private sealed class Sample(Plan plan, int index)
+    /// <summary>
+    /// One sample as it is generated: text (cut at a stop string), token log-probabilities, the end. <see cref="Index"/> is
+    /// its choice's index; <see cref="Sequence"/> its index among its prompt's samples (the sampler's sequence index).
+    /// </summary>
+    private sealed class Sample(Plan plan, Prompt prompt, int sequence)
     {
         private readonly StringBuilder text = new();
         private readonly int holdBack = plan.Stops.Length == 0 ? 0 : plan.Stops.Max(s => s.Length) - 1;
         private bool stopString;
-        public int Index { get; } = index;
+        public Prompt Prompt { get; } = prompt;
+        public int Sequence { get; } = sequence;
+        public int Index { get; } = plan.Prompts.Count == 1 ? sequence : IndexOf(plan, prompt) * plan.N + sequence;
         public List<string> Tokens { get; } = [];
         public List<double> TokenLogprobs { get; } = [];
         public List<Dictionary<string, double>> Top { get; } = [];
@@ -337,12 +372,22 @@ internal static class CompletionRoutes
             : new Logprobs(Tokens[firstToken..lastToken], TokenLogprobs[firstToken..lastToken], Top[firstToken..lastToken], Offsets[firstToken..lastToken]);
     }
 
-    private static SequenceJob Job(Plan plan, Sample sample, long index, Action<Sample> onToken, Action<Sample> onFinished, CancellationToken cancellation) => new()
+    private static int IndexOf(Plan plan, Prompt prompt)
     {
-        Prompt = plan.PromptIds,
-        Options = plan.Options,
+        for (int p = 0; p < plan.Prompts.Count; p++)
+            if (ReferenceEquals(plan.Prompts[p], prompt)) return p;
+        throw new InvalidOperationException("the prompt is not the plan's");
+    }
+
+    /// <summary>Every prompt's n samples, in choice order.</summary>
+    private static List<Sample> Samples(Plan plan) => [.. plan.Prompts.SelectMany(p => Enumerable.Range(0, plan.N).Select(i => new Sample(plan, p, i)))];
+
+    private static SequenceJob Job(Plan plan, Sample sample, Action<Sample> onToken, Action<Sample> onFinished, CancellationToken cancellation) => new()
+    {
+        Prompt = sample.Prompt.Ids,
+        Options = sample.Prompt.Options,
         Seed = unchecked((ulong)plan.Seed),
-        Index = index,
+        Index = sample.Sequence,
         TopLogprobs = plan.Logprobs ?? 0,
         Cancelled = () => cancellation.IsCancellationRequested,
         OnFailed = e =>
@@ -369,19 +414,18 @@ internal static class CompletionRoutes
     private static async Task AnswerAsync(HttpContext context, ServerState state, Plan plan, Stopwatch clock)
     {
         var (choices, samples) = await state.WithDeadline(context, token => plan.ValidOnly ? ValidOnly(plan, token) : Plain(state, plan, clock, token));
-        int generated = samples.Sum(s => s.Generated);
         var response = new CompletionResponse(NewId(), "text_completion", DateTimeOffset.UtcNow.ToUnixTimeSeconds(), plan.Model.Name, choices,
-            new CompletionUsage(plan.PromptIds.Length, generated, plan.PromptIds.Length + generated), plan.Seed, plan.ValidOnly ? samples.Count : null);
+            plan.Usage(samples.Sum(s => s.Generated)), plan.Seed, plan.ValidOnly ? samples.Count : null);
         await Results.Json(response, Json.Options).ExecuteAsync(context);
     }
 
-    /// <summary>The n samples, answered when the last one ends.</summary>
+    /// <summary>The n samples of every prompt, answered when the last one ends.</summary>
     private static async Task<(List<Choice>, List<Sample>)> Plain(ServerState state, Plan plan, Stopwatch clock, CancellationToken token)
     {
-        var samples = Enumerable.Range(0, plan.N).Select(i => new Sample(plan, i)).ToList();
+        var samples = Samples(plan);
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        int remaining = plan.N, first = 0;
-        var jobs = samples.Select(s => Job(plan, s, s.Index, _ =>
+        int remaining = samples.Count, first = 0;
+        var jobs = samples.Select(s => Job(plan, s, _ =>
         {
             if (Interlocked.Exchange(ref first, 1) == 0) state.Metrics.FirstToken(plan.Model.Name, clock.Elapsed.TotalSeconds);
         }, _ =>
@@ -399,20 +443,31 @@ internal static class CompletionRoutes
     {
         token.ThrowIfCancellationRequested();
         if (samples.FirstOrDefault(s => s.Failure is not null) is { } failed)
-            throw new ApiError(StatusCodes.Status500InternalServerError, $"model {plan.Model.Name}: decoding sample {failed.Index} failed ({failed.Failure})");
+            throw new ApiError(StatusCodes.Status500InternalServerError, $"model {plan.Model.Name}: decoding sample {failed.Sequence}{(plan.Prompts.Count > 1 ? $" of {failed.Prompt.Param}" : "")} failed ({failed.Failure})");
         if (samples.Any(s => s.Cancelled))
             throw new ApiError(StatusCodes.Status500InternalServerError, $"model {plan.Model.Name}: a decoding step failed; retry");
     }
 
     /// <summary>
-    /// <c>valid_only</c>: waves of samples in sequence order until n are RDKit-valid; the answer is the first n valid ones
-    /// by sequence index (what <c>bioforge generate --valid-only</c> writes), as canonical SMILES of prompt + sample.
+    /// <c>valid_only</c>: for each prompt, waves of samples in sequence order until n are RDKit-valid; the answer is each
+    /// prompt's first n valid ones by sequence index (what <c>bioforge generate --valid-only</c> writes), as canonical
+    /// SMILES of prompt + sample.
     /// </summary>
     private static async Task<(List<Choice>, List<Sample>)> ValidOnly(Plan plan, CancellationToken token)
+    {
+        var answers = await Task.WhenAll(plan.Prompts.Select(prompt => ValidOnly(plan, prompt, token)));
+        var choices = answers.SelectMany((answer, p) => answer.Kept.Select((k, i) =>
+            new Choice(k.Canonical, p * plan.N + i, k.Sample.LogprobsFrom(0, k.Sample.Tokens.Count), k.Sample.FinishReason, k.Sample.LogLikelihood))).ToList();
+        return (choices, [.. answers.SelectMany(a => a.All)]);
+    }
+
+    private static async Task<(List<(Sample Sample, string Canonical)> Kept, List<Sample> All)> ValidOnly(Plan plan, Prompt prompt, CancellationToken token)
     {
         var all = new List<Sample>();
         var kept = new List<(Sample Sample, string Canonical)>();
         long limit = (long)plan.N * ValidOnlyAttemptsFactor;
+        // In a batch each message names its prompt; alone, "the prompt".
+        string of = prompt.Param == "prompt" ? "" : $" of {prompt.Param}";
         while (kept.Count < plan.N)
         {
             if (all.Count >= limit)
@@ -420,24 +475,24 @@ internal static class CompletionRoutes
                 // Samples cut at max_tokens are not molecules: when most were cut, the limit is to blame (or the prompt,
                 // which can keep a sample from ever ending); at the model's whole length, only the prompt or the model.
                 int cut = all.Count(s => s.FinishReason == "length");
-                bool mostCut = 2 * cut > all.Count, wholeLength = plan.Options.MaxNewTokens >= plan.Decoder.Length - plan.PromptIds.Length;
-                string cutAt = wholeLength ? $"the model's length ({plan.Decoder.Length} tokens)" : $"max_tokens ({plan.Options.MaxNewTokens})";
+                bool mostCut = 2 * cut > all.Count, wholeLength = prompt.Options.MaxNewTokens >= plan.Decoder.Length - prompt.Ids.Length;
+                string cutAt = wholeLength ? $"the model's length ({plan.Decoder.Length} tokens)" : $"max_tokens ({prompt.Options.MaxNewTokens})";
                 // The prompt is blamed only on samples that ended and still were not molecules: samples all cut short say
                 // nothing of it (benzene was blamed when max_tokens 3 cut every sample).
-                throw kept.Count == 0 && plan.Prompt.Length > 0 && cut < all.Count
-                    ? ApiError.Invalid($"none of {all.Count} samples continuing the prompt was a valid molecule: '{plan.Prompt}' may start none (a ring it closes cannot be aromatic, say)"
-                        + (mostCut && !wholeLength ? $"; {cut} were cut at {cutAt}, so a larger max_tokens may help" : ""), "prompt")
+                throw kept.Count == 0 && prompt.Text.Length > 0 && cut < all.Count
+                    ? ApiError.Invalid($"none of {all.Count} samples continuing {(of == "" ? "the prompt" : prompt.Param)} was a valid molecule: '{prompt.Text}' may start none (a ring it closes cannot be aromatic, say)"
+                        + (mostCut && !wholeLength ? $"; {cut} were cut at {cutAt}, so a larger max_tokens may help" : ""), prompt.Param)
                     : mostCut && !wholeLength
-                    ? ApiError.Invalid($"only {kept.Count} of {plan.N} samples were valid molecules after {all.Count} samples; {cut} were cut at {cutAt}: raise max_tokens", "max_tokens")
-                    : ApiError.Invalid($"only {kept.Count} of {plan.N} samples were valid molecules after {all.Count} samples"
+                    ? ApiError.Invalid($"only {kept.Count} of {plan.N} samples{of} were valid molecules after {all.Count} samples; {cut} were cut at {cutAt}: raise max_tokens", "max_tokens")
+                    : ApiError.Invalid($"only {kept.Count} of {plan.N} samples{of} were valid molecules after {all.Count} samples"
                         + (mostCut ? $" ({cut} cut at {cutAt})" : "") + "; the model is not trained well enough for valid_only", "valid_only");
             }
             int wave = (int)Math.Min(plan.N - kept.Count, limit - all.Count);
-            var samples = Enumerable.Range(all.Count, wave).Select(i => new Sample(plan, i)).ToList();
+            var samples = Enumerable.Range(all.Count, wave).Select(i => new Sample(plan, prompt, i)).ToList();
             all.AddRange(samples);
             var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             int remaining = wave;
-            plan.Decoder.Submit([.. samples.Select(s => Job(plan, s, s.Index, _ => { }, _ =>
+            plan.Decoder.Submit([.. samples.Select(s => Job(plan, s, _ => { }, _ =>
             {
                 if (Interlocked.Decrement(ref remaining) == 0) done.TrySetResult();
             }, token))]);
@@ -446,13 +501,12 @@ internal static class CompletionRoutes
             foreach (var s in samples)
             {
                 if (kept.Count == plan.N) break;
-                string smiles = plan.Prompt + s.Text;
+                string smiles = prompt.Text + s.Text;
                 if (s.FinishReason != "stop" || smiles.Length == 0 || !Molecule.TryFromSmiles(smiles, out var molecule, out _)) continue;
                 using (molecule) kept.Add((s, molecule!.ToSmiles()));
             }
         }
-        var choices = kept.Select((k, i) => new Choice(k.Canonical, i, k.Sample.LogprobsFrom(0, k.Sample.Tokens.Count), k.Sample.FinishReason, k.Sample.LogLikelihood)).ToList();
-        return (choices, all);
+        return (kept, all);
     }
 
     /// <summary>
@@ -475,9 +529,9 @@ internal static class CompletionRoutes
         deadline.CancelAfter(state.Options.RequestTimeout);
         var token = deadline.Token;
         var updates = Channel.CreateUnbounded<Sample>(new UnboundedChannelOptions { SingleReader = true });
-        var samples = Enumerable.Range(0, plan.N).Select(i => new Sample(plan, i)).ToList();
-        int remaining = plan.N, first = 0;
-        var jobs = samples.Select(s => Job(plan, s, s.Index, sample =>
+        var samples = Samples(plan);
+        int remaining = samples.Count, first = 0;
+        var jobs = samples.Select(s => Job(plan, s, sample =>
         {
             if (Interlocked.Exchange(ref first, 1) == 0) state.Metrics.FirstToken(plan.Model.Name, clock.Elapsed.TotalSeconds);
             updates.Writer.TryWrite(sample);
@@ -494,7 +548,7 @@ internal static class CompletionRoutes
         response.ContentType = "text/event-stream";
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no"; // nginx: pass events through as they come
-        var finished = new bool[plan.N];
+        var finished = new bool[samples.Count];
         try
         {
             // Inside the try: a start that fails (the client gone already) still cancels the sequences submitted above.
@@ -514,8 +568,7 @@ internal static class CompletionRoutes
             Check(samples, plan, token);
             if (plan.IncludeUsage)
             {
-                int generated = samples.Sum(s => s.Generated);
-                await Event(response, new StreamChunk(id, "text_completion", created, plan.Model.Name, [], plan.Seed, new CompletionUsage(plan.PromptIds.Length, generated, plan.PromptIds.Length + generated)),
+                await Event(response, new StreamChunk(id, "text_completion", created, plan.Model.Name, [], plan.Seed, plan.Usage(samples.Sum(s => s.Generated))),
                     context.RequestAborted);
             }
             await response.WriteAsync("data: [DONE]\n\n", context.RequestAborted);
