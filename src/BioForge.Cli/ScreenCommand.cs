@@ -62,7 +62,7 @@ internal static class ScreenCommand
             output.WriteLine($"target {protein.Name}: {sequence.Length} residues; known binders of it in {affinity.Manifest.Dataset}: {summary.KnownBinders - summary.Actives}"
                 + (summary.Actives > 0 ? $", and {summary.Actives} from --actives" : ""));
             var domain = ApplicabilityDomain.Notes(affinity, sequence, summary.Hits);
-            foreach (string note in domain) output.WriteLine(note);
+            foreach (string note in domain.Sentences) output.WriteLine(note);
             foreach (var hit in summary.Hits.Take(5))
                 output.WriteLine($"  {hit.Rank}. {hit.Smiles}  {affinity.Manifest.Measure} {hit.Affinity:F2}  QED {hit.Qed:F2}  SA {hit.Sa:F1}{(hit.NearestSimilarity is { } s ? $"  nearest binder {s:F2}" : "")}");
             // The report is rendered before either file is written: a failure there leaves neither.
@@ -74,7 +74,8 @@ internal static class ScreenCommand
                 TargetName = protein.Name,
                 Measure = affinity.Manifest.Measure,
                 Hits = summary.Hits,
-                Domain = domain,
+                Domain = domain.Sentences,
+                TargetOutside = domain.TargetOutside,
                 AffinitySample = summary.AffinitySample,
                 Parameters = new Dictionary<string, string>
                 {
@@ -84,7 +85,7 @@ internal static class ScreenCommand
                     ["limits"] = screenOptions.Limits.Count == 0 ? "none"
                             : $"{string.Join(", ", screenOptions.Limits.Select(l => l.Text))}: {summary.OutsideLimits.ToString("N0", CultureInfo.InvariantCulture)} molecules outside, not scored",
                     ["alerts not counted"] = screenOptions.AllowedAlerts.Count == 0 ? "none" : string.Join(", ", screenOptions.AllowedAlerts),
-                    ["known binders"] = $"{summary.KnownBinders - summary.Actives} in {affinity.Manifest.Dataset}" + (summary.Actives > 0 ? $", {summary.Actives} from {result.GetValue(chemist.Actives)}" : ""),
+                    ["known binders"] = $"{summary.KnownBinders - summary.Actives} in {affinity.Manifest.Dataset} ({AffinityModel.KnownBinderRule(affinity.Manifest.Measure)})" + (summary.Actives > 0 ? $", {summary.Actives} from {result.GetValue(chemist.Actives)}" : ""),
                     ["affinity model"] = result.GetValue(model)!,
                     ["model test metrics"] = string.Join(", ", affinity.Manifest.TestMetrics.Select(kv => $"{kv.Key} {kv.Value:F3}")),
                 },
@@ -116,14 +117,15 @@ internal static class ScreenCommand
     internal static void WriteHits(string path, IReadOnlyList<ScreenHit> hits, string measure)
     {
         string F(double v, string format = "F3") => v.ToString(format, CultureInfo.InvariantCulture);
-        var text = new StringBuilder($"rank,id,smiles,predicted_{measure.Replace(' ', '_').ToLowerInvariant()},qed,sa,logp,mw,tpsa,hbd,hba,alerts,nearest_known_binder,nearest_binder_name,nearest_binder_similarity,nearest_training_ligand_similarity\n");
+        var text = new StringBuilder($"rank,id,smiles,predicted_{measure.Replace(' ', '_').ToLowerInvariant()},qed,sa,logp,mw,tpsa,hbd,hba,alerts,nearest_known_binder,nearest_binder_name,nearest_binder_similarity,nearest_binder_measured_{measure.Replace(' ', '_').ToLowerInvariant()},nearest_training_ligand_similarity\n");
         foreach (var h in hits)
             text.Append(h.Rank.ToString(CultureInfo.InvariantCulture)).Append(',').Append(Csv.Quote(h.Id)).Append(',').Append(Csv.Quote(h.Smiles)).Append(',')
                 .Append(F(h.Affinity)).Append(',').Append(F(h.Qed)).Append(',').Append(F(h.Sa, "F2")).Append(',').Append(F(h.LogP, "F2")).Append(',')
                 .Append(F(h.MolWt, "F1")).Append(',').Append(F(h.Tpsa, "F1")).Append(',').Append(h.Donors.ToString(CultureInfo.InvariantCulture)).Append(',')
                 .Append(h.Acceptors.ToString(CultureInfo.InvariantCulture)).Append(',').Append(Csv.Quote(h.Alerts)).Append(',')
                 .Append(Csv.Quote(h.NearestBinder ?? "")).Append(',').Append(Csv.Quote(h.NearestBinderName ?? "")).Append(',')
-                .Append(h.NearestSimilarity is { } s ? F(s) : "").Append(',').Append(h.TrainingSimilarity is { } t ? F(t) : "").Append('\n');
+                .Append(h.NearestSimilarity is { } s ? F(s) : "").Append(',').Append(h.NearestBinderAffinity is { } a ? F(a) : "").Append(',')
+                .Append(h.TrainingSimilarity is { } t ? F(t) : "").Append('\n');
         AtomicFile.WriteText(path, text.ToString());
     }
 }

@@ -319,6 +319,13 @@ public sealed class CliTests
             Assert.EndsWith(",nearest_training_ligand_similarity", candidates[0]);
             var sources = candidates.Skip(1).Select(line => line.Split(',')[1]).ToHashSet();
             Assert.Equal(["library", "optimized"], sources.Order()); // the screened library and the designed molecules, ranked together
+            if (run == 1)
+            {
+                // Imatinib is its own nearest known binder, with what Davis measured on ABL1 (Kd 1.1 nM), not on ABL1p (7.68).
+                var imatinib = Csv.ReadRows(Path.Combine(output, "candidates.csv"), out var columns).Select(r => columns.Zip(r.Fields).ToDictionary(p => p.First, p => p.Second))
+                    .Single(r => r["id"] == "imatinib");
+                Assert.Equal(("1.000", "8.959"), (imatinib["nearest_binder_similarity"], imatinib["nearest_binder_measured_pkd"]));
+            }
             string report = File.ReadAllText(Path.Combine(output, "report.html"));
             Assert.Contains("Drug candidates for ABL1", report);
             Assert.Contains("Best of the screened library", report); // shown apart too: designed molecules usually outrank it
@@ -352,6 +359,10 @@ public sealed class CliTests
                 Assert.Equal(["c1ccc2[nH]ccc2c1"], learning["inception"]!.AsArray().Select(a => a!.GetValue<string>()));
                 Assert.Equal("1.000", rows.Single(r => r["id"] == "line 5")["nearest_binder_similarity"]); // the user's indole
                 Assert.False(string.IsNullOrEmpty(rows.Single(r => r["id"] == "line 5")["nearest_binder_name"]), "the user's binder is named, as screen names it");
+                Assert.Equal("", rows.Single(r => r["id"] == "line 5")["nearest_binder_measured_pkd"]); // the user's: no measurement
+                // Davis's binders come with what Davis measured (pKd 7 or more); imatinib, its own nearest, with its ABL1 value, not ABL1p's 7.68.
+                Assert.All(rows.Where(r => r["nearest_binder_name"].StartsWith("PubChem CID ", StringComparison.Ordinal)),
+                    r => Assert.True(double.Parse(r["nearest_binder_measured_pkd"], System.Globalization.CultureInfo.InvariantCulture) >= 7, r["smiles"]));
                 Assert.Contains("&#215; limits (mw&lt;=400: 0 outside)", report);
                 Assert.Contains("not counting Michael_acceptor_1", report);
                 var components = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "optimize_config.json")))!["stages"]![0]!["components"]!.AsArray();

@@ -42,4 +42,37 @@ public sealed class DiscoveryReportTests
         Assert.Equal(0, result.GetProperty("network").GetArrayLength());
         Assert.True(new FileInfo(screenshot).Length > 10_000, "the screenshot is (nearly) empty");
     }
+
+    /// <summary>
+    /// What ranked the hits is on the page: a scored run shows each score (and what gave a 0); a target unlike every
+    /// training target greys every hit, near training ligands or not; the affinity histogram says it is the library's.
+    /// </summary>
+    [Fact]
+    public void TheReportShowsTheScoreThatRankedAndGreysEveryHitOfATargetOutsideTheDomain()
+    {
+        var near = Hit(1, "c1ccc2[nH]ccc2c1", 7.9) with { TrainingSimilarity = 0.8 };
+        var alerted = Hit(2, "CC(=O)Nc1ccc(O)cc1", 8.5, "BRENK:phenol") with { TrainingSimilarity = 0.9 };
+        var content = new DiscoveryReport.Content
+        {
+            Target = "MKV",
+            TargetName = "test",
+            Hits = [near with { Score = 0.612 }, alerted with { Rank = 2, Score = 0, ZeroedBy = "0 from a structural alert" }],
+            AffinitySample = [7.9, 8.5],
+        };
+        string scored = DiscoveryReport.Render(content);
+        Assert.Contains("Ranked by the score", scored);
+        Assert.Contains("<br>score 0.612<br>", scored);
+        Assert.Contains("score 0.000 (0 from a structural alert)", scored);
+        Assert.Contains("<th>score</th>", scored);
+        Assert.DoesNotContain("the model's domain", scored); // both are near a training ligand of a known target
+        Assert.Contains("Predicted pKd of the screened library, all its molecules", scored);
+        Assert.Contains("cLogP 2.1", scored);
+
+        string byAffinity = DiscoveryReport.Render(content with { Hits = [near, alerted], TargetOutside = true });
+        Assert.Contains("Ranked by predicted pKd.", byAffinity);
+        Assert.DoesNotContain("<th>score</th>", byAffinity);
+        Assert.Contains("Grey: the target is unlike every protein the affinity model trained on", byAffinity);
+        Assert.Equal(2, byAffinity.Split("(target outside the model's domain)").Length - 1);
+        Assert.Equal(2, byAffinity.Split("<tr class=\"outside\"").Length - 1);
+    }
 }

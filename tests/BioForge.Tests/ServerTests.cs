@@ -545,6 +545,9 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Equal(expected.Hits[0].Affinity, hits[0]!["affinity"]!.GetValue<double>(), 4);
         Assert.NotNull(hits[0]!["nearest_known_binder"]); // ABL1 is a Davis target
         Assert.Equal(expected.Hits[0].NearestBinderName, hits[0]!["nearest_binder_name"]!.GetValue<string>());
+        // Davis measured it on ABL1: a known binder is at pKd 7 or more.
+        Assert.InRange(hits[0]!["nearest_binder_measured"]!.GetValue<double>(), 7, 12);
+        Assert.Equal(expected.Hits[0].NearestBinderAffinity!.Value, hits[0]!["nearest_binder_measured"]!.GetValue<double>(), 6);
         Assert.Equal(expected.Hits[0].TrainingSimilarity!.Value, hits[0]!["nearest_training_ligand_similarity"]!.GetValue<double>(), 6);
         // The unreadable SMILES is named by its place in the request, not a line of a file the client never sent.
         Assert.StartsWith("smiles[300]: ", results["first_errors"]![0]!.GetValue<string>());

@@ -46,7 +46,8 @@ internal static class ScreenRoutes
         string? Error, long? Invalid, double? MoleculesPerSecond, string StatusUrl, string ResultsUrl);
 
     public sealed record Hit(int Rank, string Id, string Smiles, double Affinity, double Qed, double Sa, double Logp, double Molwt, double Tpsa, int Hbd, int Hba,
-        string Alerts, string? NearestKnownBinder, string? NearestBinderName, double? NearestBinderSimilarity, double? NearestTrainingLigandSimilarity);
+        string Alerts, string? NearestKnownBinder, string? NearestBinderName, double? NearestBinderSimilarity, double? NearestTrainingLigandSimilarity,
+        double? NearestBinderMeasured);
 
     public sealed record ResultsView(string Id, string Measure, long Scored, long Invalid, long OutsideLimits, IReadOnlyList<string> FirstErrors, IReadOnlyList<Hit> Hits);
 
@@ -120,7 +121,8 @@ internal static class ScreenRoutes
             var r = result!;
             string measure = state.Models.Affinity(job.Model, "model").Model.Manifest.Measure;
             return Results.Json(new ResultsView(job.Id, measure, r.Scored, r.Invalid, r.OutsideLimits, r.FirstErrors,
-                [.. r.Hits.Select(h => new Hit(h.Rank, h.Id, h.Smiles, h.Affinity, h.Qed, h.Sa, h.LogP, h.MolWt, h.Tpsa, h.Donors, h.Acceptors, h.Alerts, h.NearestBinder, h.NearestBinderName, h.NearestSimilarity, h.TrainingSimilarity))]), Json.Options);
+                [.. r.Hits.Select(h => new Hit(h.Rank, h.Id, h.Smiles, h.Affinity, h.Qed, h.Sa, h.LogP, h.MolWt, h.Tpsa, h.Donors, h.Acceptors, h.Alerts, h.NearestBinder, h.NearestBinderName, h.NearestSimilarity, h.TrainingSimilarity,
+                    h.NearestBinderAffinity))]), Json.Options);
         })
         .WithSummary("A finished job's hits, best first").Produces<ResultsView>().ProducesErrors(404, 409).Parameter("id", ExampleId, required: true);
 

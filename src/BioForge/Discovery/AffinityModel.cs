@@ -205,8 +205,16 @@ public sealed class AffinityModel : IDisposable
             rows.Add((fields[1], fields[2], fields[3], affinity));
         }
         var wildType = rows.Where(r => !MutantConstruct.IsMatch(r.Target)).ToList();
-        return [.. (wildType.Count > 0 ? wildType : rows).Select(r => (r.Name, r.Smiles, r.Affinity)).DistinctBy(b => b.Smiles)];
+        // A drug measured on the plain protein and a phosphorylated form (ABL1, ABL1p) keeps the plain protein's value: its name is the shortest.
+        return [.. (wildType.Count > 0 ? wildType : rows).OrderBy(r => r.Target.Length).Select(r => (r.Name, r.Smiles, r.Affinity)).DistinctBy(b => b.Smiles)];
     }
+
+    /// <summary>The affinity from which a measured pair counts as a known binder: pKd 7 (Kd ≤ 100 nM), or KIBA's usual activity threshold, 12.1.</summary>
+    public static double BinderThreshold(string measure) => measure == "pKd" ? 7.0 : 12.1;
+
+    /// <summary>What a known binder is, for a reader: "measured pKd ≥ 7 on the plain protein (mutants left out)".</summary>
+    public static string KnownBinderRule(string measure) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"measured {measure} ≥ {BinderThreshold(measure):0.##} (mutant constructs left out)");
 
     /// <summary>A Davis target name with a mutation: a substitution (<c>T315I</c>, also inside <c>KinDom2S808G</c>), a deletion or an ITD.</summary>
     private static readonly System.Text.RegularExpressions.Regex MutantConstruct = new(@"\([^)]*([A-Z]\d+[A-Z]|\d+del|ITD)[^)]*\)");

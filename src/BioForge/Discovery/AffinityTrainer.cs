@@ -307,7 +307,7 @@ public static class AffinityTrainer
     /// </summary>
     private static void WriteKnownBinders(string path, AffinityDataset data)
     {
-        double threshold = data.Measure == "pKd" ? 7.0 : 12.1;
+        double threshold = AffinityModel.BinderThreshold(data.Measure);
         var text = new StringBuilder(string.Join(',', AffinityModel.KnownBindersHeader) + "\n");
         foreach (var pair in data.Pairs.Where(p => p.Affinity >= threshold))
             text.Append(AffinityModel.SequenceKey(data.Targets[pair.Target].Text)).Append(',').Append(Csv.Quote(data.Targets[pair.Target].Id)).Append(',')

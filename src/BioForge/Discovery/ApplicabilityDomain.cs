@@ -5,8 +5,12 @@ using BioForge.Proteins;
 
 namespace BioForge.Discovery;
 
-/// <summary>The training target most like a given one: how identical its best local alignment is, over how much of the given sequence.</summary>
-public sealed record TargetNeighbour(string Name, double Identity, double Coverage, int Targets)
+/// <summary>
+/// The training target most like a given one: how identical its best local alignment is, over how much of the given
+/// sequence; <paramref name="Constructs"/>: the training targets with its sequence (Davis gives a kinase's mutants and
+/// phosphorylation states the wild type's sequence).
+/// </summary>
+public sealed record TargetNeighbour(string Name, double Identity, double Coverage, int Targets, IReadOnlyList<string>? Constructs = null)
 {
     /// <summary>The model trained on this protein (or a construct of it: a point mutant stays above 95 %).</summary>
     public bool Seen => Identity >= SeenIdentity && Coverage >= 0.9;
@@ -22,11 +26,28 @@ public sealed record TargetNeighbour(string Name, double Identity, double Covera
     /// <summary>One sentence for the console and the report; outside the domain it starts with "warning:".</summary>
     public string Describe() => Seen
         ? string.Create(CultureInfo.InvariantCulture, $"the target is {Name}, one of the {Targets} the affinity model trained on ({Identity * 100:F0}% identical over {Coverage * 100:F0}% of it)")
+            + (Constructs is { Count: > 1 } constructs ? SharedSequence(constructs) : "")
         : Related
             ? string.Create(CultureInfo.InvariantCulture, $"the target is not one of the {Targets} the affinity model trained on; the nearest, {Name}, is {Identity * 100:F0}% identical over {Coverage * 100:F0}% of it: predictions extrapolate from related targets")
             : string.Create(CultureInfo.InvariantCulture, $"warning: the target is outside the affinity model's domain: none of its {Targets} training targets aligns to it at {RelatedIdentity * 100:F0}% identity or more over half of it or more "
                 + $"(best alignment {Name}: {Identity * 100:F0}% identical over {Coverage * 100:F0}% of it), so its predicted affinities are not evidence of binding");
+
+    /// <summary>
+    /// The model reads the sequence alone, so it learned the affinities of every construct sharing it as one target: for
+    /// ABL1 the wild type, T315I, E255K and the phosphorylated forms (imatinib: 8.96 on ABL1, 5.0 on T315I, 7.25 over
+    /// Davis's 15 ABL1 constructs, which is what the model predicts near).
+    /// </summary>
+    private static string SharedSequence(IReadOnlyList<string> constructs)
+    {
+        const int Named = 4;
+        string names = string.Join(", ", constructs.Take(Named)) + (constructs.Count > Named ? $" and {constructs.Count - Named} more" : "");
+        return $"; its training data give this sequence to {constructs.Count} constructs ({names}: mutants and phosphorylation states among them), "
+            + "and the model, which reads the sequence alone, learned their affinities as one target: its predictions lean towards their mean, not towards the wild type's";
+    }
 }
+
+/// <summary>What a report says of the model's domain: a sentence each (the outside ones start "warning:"), and whether the target is unlike every training target.</summary>
+public sealed record DomainNotes(IReadOnlyList<string> Sentences, bool TargetOutside);
 
 /// <summary>
 /// What an affinity model was trained on (<see cref="AffinityModel.TrainingSetFolder"/>: the targets and ligands of its
@@ -42,10 +63,10 @@ public sealed class ApplicabilityDomain
     /// <summary>Longer sequences are not aligned (the alignment's trace takes a byte per residue pair).</summary>
     public const int MaxAlignedLength = 10_000;
 
-    private readonly List<(string Name, string Sequence)> targets;
+    private readonly List<(string Name, string Sequence, string[] Constructs)> targets;
     private readonly List<ulong[]> ligands;
 
-    private ApplicabilityDomain(List<(string Name, string Sequence)> targets, List<ulong[]> ligands, List<string> ligandSmiles,
+    private ApplicabilityDomain(List<(string Name, string Sequence, string[] Constructs)> targets, List<ulong[]> ligands, List<string> ligandSmiles,
         (double Targets, double Ligands)? testSeen, Dictionary<string, string> generalization)
     {
         this.targets = targets;
@@ -79,7 +100,8 @@ public sealed class ApplicabilityDomain
         var trainedDrugs = AffinityDataset.ReadDrugs(folder);
         // Constructs of one protein share a sequence (Davis's ABL1, ABL1p, ABL1(T315I)…): the shortest name is the wild type's.
         var targets = trainedTargets.GroupBy(t => t.Text.ToUpperInvariant())
-            .Select(g => (Name: g.OrderBy(t => t.Id.Length).First().Id, Sequence: g.Key)).ToList();
+            .Select(g => (Name: g.OrderBy(t => t.Id.Length).First().Id, Sequence: g.Key, Constructs: g.Select(t => t.Id).OrderBy(id => id.Length).ThenBy(id => id, StringComparer.Ordinal).ToArray()))
+            .ToList();
         var ligands = new List<ulong[]>();
         var ligandSmiles = new List<string>();
         foreach (var drug in trainedDrugs)
@@ -140,12 +162,12 @@ public sealed class ApplicabilityDomain
     {
         sequence = sequence.ToUpperInvariant();
         if (sequence.Length > MaxAlignedLength || targets.Count == 0) return null;
-        if (targets.FindIndex(t => t.Sequence == sequence) is >= 0 and var same) return new TargetNeighbour(targets[same].Name, 1, 1, targets.Count);
+        if (targets.FindIndex(t => t.Sequence == sequence) is >= 0 and var same) return new TargetNeighbour(targets[same].Name, 1, 1, targets.Count, targets[same].Constructs);
         var scores = new int[targets.Count];
         Parallel.For(0, targets.Count, i => scores[i] = targets[i].Sequence.Length > MaxAlignedLength ? 0 : LocalAlignment.Score(sequence, targets[i].Sequence));
         int best = Array.IndexOf(scores, scores.Max());
         var alignment = LocalAlignment.Align(sequence, targets[best].Sequence);
-        return new TargetNeighbour(targets[best].Name, alignment.Identity, alignment.Coverage, targets.Count);
+        return new TargetNeighbour(targets[best].Name, alignment.Identity, alignment.Coverage, targets.Count, targets[best].Constructs);
     }
 
     /// <summary>Tanimoto similarity of a molecule's Morgan fingerprint (radius 2, 2,048 bits) to the nearest training ligand.</summary>
@@ -160,19 +182,26 @@ public sealed class ApplicabilityDomain
     /// What a report says of the model's domain for a target and its hits: the target's nearest training target, how
     /// like the training ligands the hits are, and what the model's test metrics measured.
     /// </summary>
-    public static IReadOnlyList<string> Notes(AffinityModel model, string sequence, IReadOnlyList<ScreenHit> hits)
+    public static DomainNotes Notes(AffinityModel model, string sequence, IReadOnlyList<ScreenHit> hits)
     {
         var notes = new List<string>();
+        bool targetOutside = false;
         if (model.Domain() is not { } domain)
             notes.Add($"the affinity model does not record what it trained on (no {AffinityModel.TrainingSetFolder}/ folder: written before BioForge kept it), so the target and molecules could not be checked against it");
         else
         {
             var neighbour = domain.NearestTarget(sequence);
+            targetOutside = neighbour is { Related: false };
             notes.Add(neighbour?.Describe() ?? string.Create(CultureInfo.InvariantCulture, $"warning: the target is longer than {MaxAlignedLength:N0} residues (or the model records no targets) and was not compared with the training targets: whether the model knows it is not checked"));
             if (neighbour is not { Seen: true } && domain.generalization.TryGetValue("cold_target", out string? coldTarget))
-                notes.Add($"trained the same way with whole targets held out, the model scored on targets it never saw: {coldTarget}");
+                notes.Add(targetOutside
+                    // Its held-out targets had relatives in training (Davis's are all kinases): it measured a new member of a known family.
+                    ? $"the model's test on held-out targets ({coldTarget}) held out targets whose relatives stayed in training, so it does not measure a protein unlike all of them, as this one is"
+                    : $"trained the same way with whole targets held out, the model scored on targets it never saw: {coldTarget}");
             var similarities = hits.Where(h => h.TrainingSimilarity is not null).Select(h => h.TrainingSimilarity!.Value).ToList();
             if (similarities.Count > 0) notes.Add(domain.DescribeLigands(similarities));
+            if (domain.LigandSmiles.All(s => !HasStereo(s)) && hits.Any(h => HasStereo(h.Smiles)))
+                notes.Add("the affinity model's training ligands carry no stereochemistry, so it predicts one value for every stereoisomer: the stereocentres drawn are as the molecules were written (or generated), not chosen by the model");
             if (similarities.Count(s => s < SimilarLigand) * 2 > similarities.Count && domain.generalization.TryGetValue("cold_drug", out string? coldDrug))
                 notes.Add($"trained the same way with whole drugs held out, the model scored on drugs it never saw: {coldDrug}");
         }
@@ -180,8 +209,10 @@ public sealed class ApplicabilityDomain
             notes.Add($"the model's test metrics ({string.Join(", ", model.Manifest.TestMetrics.Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value:F3}")))}) "
                 + string.Create(CultureInfo.InvariantCulture, $"are of {model.Manifest.Dataset}'s test fold, whose targets ({seen.Targets * 100:F0}%) and ligands ({seen.Ligands * 100:F0}%) also appear in training")
                 + (seen is { Targets: 1, Ligands: 1 } ? ": they measure it inside its domain, not on a new target or chemotype" : ""));
-        return notes;
+        return new DomainNotes(notes, targetOutside);
     }
+
+    private static bool HasStereo(string smiles) => smiles.AsSpan().IndexOfAny('@', '/', '\\') >= 0;
 
     /// <summary>One sentence on how like the training ligands a set of molecules is; "warning:" when most are unlike them.</summary>
     private string DescribeLigands(IReadOnlyList<double> similarities)

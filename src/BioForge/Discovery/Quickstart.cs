@@ -178,7 +178,7 @@ public static class Quickstart
         // 4. One ranking for both sources: the optimization's own scoring function.
         var pool = designed.Hits.Select(h => (Hit: h, Source: "optimized")).Concat(screened.Hits.Select(h => (Hit: h, Source: "library"))).ToList();
         var scores = scoring.Score([.. pool.Select(p => p.Hit.Smiles)]);
-        var ranked = pool.Select((p, i) => (p.Hit, scores[i].Score, p.Source))
+        var ranked = pool.Select((p, i) => (Hit: p.Hit with { Score = scores[i].Score, ZeroedBy = ZeroedBy(scoring, scores[i]) }, scores[i].Score, p.Source))
             .GroupBy(c => c.Hit.Smiles).Select(g => g.First())
             .OrderByDescending(c => c.Score)
             .Where(c => required.Match(c.Hit.Smiles))
@@ -188,7 +188,7 @@ public static class Quickstart
         var candidates = ranked.Take(options.Candidates).ToList();
         var libraryBest = ranked.Where(c => c.Source == "library").Take(LibraryCards).Select(c => (c.Hit, c.Score)).ToList();
         var domain = ApplicabilityDomain.Notes(affinity, sequence, [.. candidates.Select(c => c.Hit)]);
-        foreach (string note in domain) info(note);
+        foreach (string note in domain.Sentences) info(note);
 
         WriteCandidates(Path.Combine(temp, "candidates.csv"), candidates, affinity.Manifest.Measure);
         var curve = File.ReadLines(Path.Combine(temp, "optimize", "metrics.jsonl"))
@@ -202,7 +202,8 @@ public static class Quickstart
             Measure = affinity.Manifest.Measure,
             Hits = [.. candidates.Select(c => c.Hit)],
             LibraryHits = [.. libraryBest.Select(c => c.Hit)],
-            Domain = domain,
+            Domain = domain.Sentences,
+            TargetOutside = domain.TargetOutside,
             AffinitySample = screened.AffinitySample,
             Curve = curve,
             Parameters = new Dictionary<string, string>
@@ -217,12 +218,14 @@ public static class Quickstart
                     + (options.AllowedAlerts.Count > 0 ? $" (not counting {string.Join(", ", options.AllowedAlerts)})" : "")
                     + (options.Limits.Count > 0 ? $" × limits ({string.Join(", ", options.Limits.Select(l => l.Text))}: 0 outside)" : "")
                     + (options.Required.Count > 0 ? $" × 0.5 without {string.Join(" or ", options.Required)} (candidates must have it)" : ""),
-                ["mean score, " + picked] = $"optimized {agentTop:F3} vs prior {priorTop:F3} (as many molecules sampled); internal diversity {diversity:F3}",
+                ["mean score, " + picked] = $"optimized {agentTop:F3} vs prior {priorTop:F3} (as many molecules sampled; scored as sampled, as the optimizer scores them); internal diversity {diversity:F3}",
                 ["library screened"] = $"{options.Library}: {screened.Scored:N0} molecules, {screened.Invalid:N0} unreadable"
                     + (options.Limits.Count > 0 ? $", {screened.OutsideLimits:N0} outside the limits" : "") + $", {screened.MoleculesPerSecond:N0} molecules/s",
-                ["known binders"] = $"{screened.KnownBinders - screened.Actives} in {affinity.Manifest.Dataset}"
+                ["known binders"] = $"{screened.KnownBinders - screened.Actives} in {affinity.Manifest.Dataset} ({AffinityModel.KnownBinderRule(affinity.Manifest.Measure)})"
                     + (options.Actives.Count > 0 ? $", {options.Actives.Count} of yours ({config.Learning.Inception.Count} of them the optimization's starting points)" : ""),
-                ["candidates"] = $"top {options.Candidates} of the optimized ({picked}) and library molecules by the same score",
+                ["candidates"] = $"top {options.Candidates} of the optimized ({picked}) and library molecules by the same score, each scored as its neutral parent "
+                    + "(salt parent, protonation states neutralized, as the library is read); \"optimized #N\" is the molecule's rank in optimize/report.html, "
+                    + "which scores the SMILES as sampled ([NH+] forms included), so some scores differ between the two",
                 ["seed"] = options.Seed.ToString(CultureInfo.InvariantCulture),
             },
         });
@@ -230,6 +233,16 @@ public static class Quickstart
         Relocate(temp, output);
         return new QuickstartResult(targetName, sequence.Length, picked, priorTop, agentTop, diversity, optimized.Scored, screened.Scored, candidates, libraryBest,
             Path.Combine(output, "report.html"), Path.Combine(output, "candidates.csv"), clock.Elapsed);
+    }
+
+    /// <summary>For a score of 0, the parts that gave 0 (a structural alert, a limit, a missing required group), as the report names them.</summary>
+    private static string? ZeroedBy(ScoringFunction scoring, ScoredMolecule scored)
+    {
+        if (scored.Score > 0) return null;
+        if (scored.Error is { } error) return error;
+        var parts = scoring.Components.Select((c, k) => (c, k)).Where(p => !(scored.Transformed[p.k] > 0))
+            .Select(p => p.c.Type == "filters" ? "a structural alert" : p.c.Name ?? p.c.Type).Distinct().ToList();
+        return parts.Count == 0 ? null : $"0 from {string.Join(", ", parts)}";
     }
 
     /// <summary>A Davis target by name, or a sequence or FASTA file.</summary>
@@ -336,13 +349,13 @@ public static class Quickstart
     private static void WriteCandidates(string path, IReadOnlyList<(ScreenHit Hit, double Score, string Source)> candidates, string measure)
     {
         string F(double v, string format = "F3") => v.ToString(format, CultureInfo.InvariantCulture);
-        var text = new StringBuilder($"rank,source,id,smiles,score,predicted_{measure.Replace(' ', '_').ToLowerInvariant()},qed,sa,logp,mw,tpsa,alerts,nearest_known_binder,nearest_binder_name,nearest_binder_similarity,nearest_training_ligand_similarity\n");
+        var text = new StringBuilder($"rank,source,id,smiles,score,predicted_{measure.Replace(' ', '_').ToLowerInvariant()},qed,sa,logp,mw,tpsa,alerts,nearest_known_binder,nearest_binder_name,nearest_binder_similarity,nearest_binder_measured_{measure.Replace(' ', '_').ToLowerInvariant()},nearest_training_ligand_similarity\n");
         foreach (var (h, score, source) in candidates)
             text.Append(h.Rank.ToString(CultureInfo.InvariantCulture)).Append(',').Append(source).Append(',').Append(Csv.Quote(h.Id)).Append(',').Append(Csv.Quote(h.Smiles)).Append(',').Append(F(score)).Append(',')
                 .Append(F(h.Affinity)).Append(',').Append(F(h.Qed)).Append(',').Append(F(h.Sa, "F2")).Append(',').Append(F(h.LogP, "F2")).Append(',')
                 .Append(F(h.MolWt, "F1")).Append(',').Append(F(h.Tpsa, "F1")).Append(',').Append(Csv.Quote(h.Alerts)).Append(',')
                 .Append(Csv.Quote(h.NearestBinder ?? "")).Append(',').Append(Csv.Quote(h.NearestBinderName ?? "")).Append(',').Append(h.NearestSimilarity is { } s ? F(s) : "").Append(',')
-                .Append(h.TrainingSimilarity is { } t ? F(t) : "").Append('\n');
+                .Append(h.NearestBinderAffinity is { } a ? F(a) : "").Append(',').Append(h.TrainingSimilarity is { } t ? F(t) : "").Append('\n');
         AtomicFile.WriteText(path, text.ToString());
     }
 }

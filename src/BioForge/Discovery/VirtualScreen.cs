@@ -17,14 +17,25 @@ public sealed record ScreenOptions
 }
 
 /// <summary>A binder of the target the user knows: its name (or where it was read) and its standardized canonical SMILES.</summary>
-public sealed record KnownActive(string Name, string Smiles);
+/// <param name="Affinity">Its measured affinity for the target, where the model's dataset gives it (a user's active has none).</param>
+public sealed record KnownActive(string Name, string Smiles, double? Affinity = null);
 
 /// <summary>
 /// One hit: predicted affinity, drug-likeness and properties, structural alerts, the nearest known binder of the
 /// target, and how like the model's training ligands it is (<see cref="ApplicabilityDomain"/>; null when the model does not record them).
 /// </summary>
 public sealed record ScreenHit(int Rank, string Id, string Smiles, int Line, double Affinity, double Qed, double Sa, double LogP, double MolWt, double Tpsa,
-    int Donors, int Acceptors, string Alerts, string? NearestBinder, string? NearestBinderName, double? NearestSimilarity, double? TrainingSimilarity = null);
+    int Donors, int Acceptors, string Alerts, string? NearestBinder, string? NearestBinderName, double? NearestSimilarity, double? TrainingSimilarity = null)
+{
+    /// <summary>The score that ranked the hit where a scoring function did (the quickstart's); null where its affinity ranked it.</summary>
+    public double? Score { get; init; }
+
+    /// <summary>With a score of 0: the parts of the scoring function that gave 0 (a structural alert, a limit), for the reader.</summary>
+    public string? ZeroedBy { get; init; }
+
+    /// <summary>The nearest known binder's measured affinity for the target (null for a user's active).</summary>
+    public double? NearestBinderAffinity { get; init; }
+}
 
 public sealed record ScreenSummary(long Read, long Scored, long Invalid, IReadOnlyList<string> FirstErrors, IReadOnlyList<ScreenHit> Hits,
     IReadOnlyList<double> AffinitySample, int KnownBinders, TimeSpan Elapsed)
@@ -138,7 +149,7 @@ public static class VirtualScreen
         }
         // Davis names its drugs by PubChem compound id; a user's active named by a number is not one.
         bool cids = model.Manifest.Dataset.Equals("davis", StringComparison.OrdinalIgnoreCase);
-        var known = model.KnownBinders(targetSequence).Select(b => new KnownActive(cids && b.Name.Length > 0 && b.Name.All(char.IsAsciiDigit) ? $"PubChem CID {b.Name}" : b.Name, b.Smiles))
+        var known = model.KnownBinders(targetSequence).Select(b => new KnownActive(cids && b.Name.Length > 0 && b.Name.All(char.IsAsciiDigit) ? $"PubChem CID {b.Name}" : b.Name, b.Smiles, b.Affinity))
             .Concat(options.Actives).ToList();
         var (hits, unprofiled) = Profile([.. best.UnorderedItems.Select(x => x.Element).OrderByDescending(x => x.Affinity).ThenBy(x => x.Record.Line)], known,
             alerts, domain, cancellation);
@@ -214,7 +225,7 @@ public static class VirtualScreen
             using var m = Molecule.FromSmiles(b.Smiles);
             using var parent = m.Standardized(mayBeMixture: b.Smiles.Contains('.'));
             var standard = parent ?? m;
-            return (b.Name, Smiles: standard.ToSmiles(), Fingerprint: Fingerprints.Morgan(standard));
+            return (b.Name, Smiles: standard.ToSmiles(), Fingerprint: Fingerprints.Morgan(standard), b.Affinity);
         }).ToList();
         var hits = new ScreenHit?[ranked.Count];
         var failures = new string?[ranked.Count];
@@ -231,7 +242,8 @@ public static class VirtualScreen
                 var nearest = binders.Count == 0 ? default : binders.MaxBy(b => Fingerprints.Tanimoto(fingerprint, b.Fingerprint));
                 hits[i] = new ScreenHit(i + 1, string.Join("; ", ids), m.ToSmiles(), record.Line, affinity, qed.Score(m), sa.Score(m), d.LogP, d.MolWt, d.Tpsa, d.HBondDonors, d.HBondAcceptors,
                     string.Join("; ", alerts.Matches(m)), binders.Count == 0 ? null : nearest.Smiles, binders.Count == 0 ? null : nearest.Name,
-                    binders.Count == 0 ? null : Fingerprints.Tanimoto(fingerprint, nearest.Fingerprint), domain?.NearestLigandSimilarity(fingerprint));
+                    binders.Count == 0 ? null : Fingerprints.Tanimoto(fingerprint, nearest.Fingerprint), domain?.NearestLigandSimilarity(fingerprint))
+                { NearestBinderAffinity = binders.Count == 0 ? null : nearest.Affinity };
             }
             catch (BioForgeException e)
             {
