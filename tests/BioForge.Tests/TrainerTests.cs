@@ -188,16 +188,38 @@ public sealed class TrainerTests
         Assert.Equal(before.LastValidationLoss, after.LastValidationLoss);
     }
 
+    /// <summary>
+    /// With clipping off the gradient norm is still measured and logged (it was null, so an overflowing gradient went
+    /// unseen until the loss broke, after NaN weights could be checkpointed), and the log says it before clipping.
+    /// </summary>
+    [Fact]
+    public void TheGradientNormIsLoggedWithClippingOffToo()
+    {
+        var norms = new Dictionary<string, List<double>>();
+        foreach (string clip in new[] { "0", "0.001" })
+        {
+            string output = TestData.TempDirectory();
+            Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 2), $"optimizer.grad_clip={clip}", "train.log_every=1", "validation.every=0"), new TrainerOptions());
+            norms[clip] = [.. File.ReadAllLines(Path.Combine(output, RunDirectory.MetricsFile)).Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!)
+                .Where(n => n["grad_norm"] is not null).Select(n => n["grad_norm"]!.GetValue<double>())];
+        }
+        Assert.Equal(2, norms["0"].Count);
+        Assert.All(norms["0"], n => Assert.True(n > 0.001 && double.IsFinite(n), $"grad_norm {n}"));
+        // The first step's gradients are the same either way: the norm logged is the one before clipping.
+        Assert.Equal(norms["0"][0], norms["0.001"][0], 6);
+    }
+
     /// <summary>A run that fails before anything worth keeping, in a folder it found empty, leaves it empty: a retry is not refused as "not empty".</summary>
     [Fact]
     public void ARunRefusedInAFolderItFoundEmptyLeavesItEmpty()
     {
         string output = TestData.TempDirectory();
-        Assert.Contains("the loss is", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6),
+        // lr 1e6 without clipping: the second step's loss is still finite, its gradients are not (it stops there, unapplied).
+        Assert.Matches("the (loss|gradient norm) is", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6),
             "optimizer.lr=1e6", "optimizer.grad_clip=0", "train.log_every=100", "validation.every=0"), new TrainerOptions())).Message);
         Assert.Empty(Directory.EnumerateFileSystemEntries(output));
         // Parents made for the run directory go with it.
-        Assert.Contains("the loss is", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, Path.Combine(output, "a", "b"), 6),
+        Assert.Matches("the (loss|gradient norm) is", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, Path.Combine(output, "a", "b"), 6),
             "optimizer.lr=1e6", "optimizer.grad_clip=0", "train.log_every=100", "validation.every=0"), new TrainerOptions())).Message);
         Assert.Empty(Directory.EnumerateFileSystemEntries(output));
         // A stop before the first step is refused before the run directory is made (it used to write one that said "resume").

@@ -254,8 +254,8 @@ public sealed class FlatAdamW : IDisposable
     }
 
     /// <summary>
-    /// Scales all gradients so their global L2 norm is at most <paramref name="maxNorm"/>; returns the norm before
-    /// clipping. The squares of tensor-parallel shards are summed across their group, replicated parameters counted
+    /// Scales all gradients so their global L2 norm is at most <paramref name="maxNorm"/> (infinity: the norm alone);
+    /// returns the norm before clipping. The squares of tensor-parallel shards are summed across their group, replicated parameters counted
     /// once; with ZeRO-1 each rank's slice is summed across the data-parallel group.
     /// </summary>
     public double ClipGradNorm(double maxNorm)

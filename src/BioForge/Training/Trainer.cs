@@ -146,11 +146,6 @@ public static class Trainer
                 tokensSeen += stepTokens;
                 windowTokens += stepTokens;
 
-                if (!double.IsFinite(stepLoss))
-                    throw new BioForgeException($"step {step}: the loss is {stepLoss}; lower optimizer.lr or enable optimizer.grad_clip");
-                // A finite loss whose gradients overflowed has already updated the weights: stop before they are checkpointed.
-                if (config.Optimizer.GradClip > 0 && !double.IsFinite(gradNorm))
-                    throw new BioForgeException($"step {step}: the gradient norm is {gradNorm}; lower optimizer.lr (the checkpoints written so far are intact)");
                 // Ranks stop together: a Ctrl+C seen by any rank stops all of them after this step.
                 cancelled = Agree(grid.World, options.Cancellation.IsCancellationRequested);
                 if (lead && (step % config.Train.LogEvery == 0 || step == stopAt))
@@ -355,11 +350,18 @@ public static class Trainer
         optimizer.ReduceGradients(group, (long)(config.Train.BucketMb * (1 << 20) / 4));
         lossSum = Sum(group, lossSum);
         tokens = (long)Sum(group, tokens);
-        double gradNorm = config.Optimizer.GradClip > 0 ? optimizer.ClipGradNorm(config.Optimizer.GradClip) : double.NaN;
+        double stepLoss = lossSum / Math.Max(1, scored);
+        // Both checked before the update, clipping or not (every rank reduced the same numbers, so all stop together): a
+        // finite loss whose gradients overflowed (bf16) would put NaN into the weights, and the next checkpoint would keep them.
+        if (!double.IsFinite(stepLoss))
+            throw new BioForgeException($"step {step + 1}: the loss is {stepLoss}; lower optimizer.lr or enable optimizer.grad_clip (the step was not applied; the checkpoints written so far are intact)");
+        double gradNorm = optimizer.ClipGradNorm(config.Optimizer.GradClip > 0 ? config.Optimizer.GradClip : double.PositiveInfinity);
+        if (!double.IsFinite(gradNorm))
+            throw new BioForgeException($"step {step + 1}: the gradient norm is {gradNorm}; lower optimizer.lr (the step was not applied; the checkpoints written so far are intact)");
         double lr = config.LearningRate.At(step + 1);
         optimizer.Update(lr);
         optimizer.ZeroGrad();
-        return (lossSum / Math.Max(1, scored), tokens, gradNorm, lr, position);
+        return (stepLoss, tokens, gradNorm, lr, position);
     }
 
     /// <summary>A number summed over the group (float64: exact for counts below 2^53).</summary>
