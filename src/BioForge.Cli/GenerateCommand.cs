@@ -45,7 +45,8 @@ internal static class GenerateCommand
         };
         grammar.AcceptOnlyFromAmong("smiles", "protein", "none");
         var compute = new ComputeOptionSet();
-        var command = new Command("generate", "Sample molecules from a SMILES language model, or proteins from a protein language model") { model, count, outPath, temperature, topK, topP, repetition, presence, frequency, seed, batch, maxLength, prompt, validOnly, grammar };
+        var minLength = Options.Int("--min-length", "tokens each sample generates before its end token may be drawn (0 = any time; proteins: a minimum length in residues)", 0);
+        var command = new Command("generate", "Sample molecules from a SMILES language model, or proteins from a protein language model") { model, count, outPath, temperature, topK, topP, repetition, presence, frequency, seed, batch, maxLength, minLength, prompt, validOnly, grammar };
         compute.AddTo(command);
         command.SetAction(result => Cli.Guard(error, () =>
         {
@@ -57,6 +58,7 @@ internal static class GenerateCommand
                 TopK = result.GetValue(topK),
                 TopP = result.GetValue(topP),
                 MaxNewTokens = result.GetValue(maxLength) ?? SmilesMaxTokens,
+                MinNewTokens = result.GetValue(minLength),
                 RepetitionPenalty = result.GetValue(repetition),
                 PresencePenalty = result.GetValue(presence),
                 FrequencyPenalty = result.GetValue(frequency),
@@ -66,6 +68,8 @@ internal static class GenerateCommand
             if (common.TopP is <= 0 or > 1) throw new BioForgeException($"--top-p must be in (0, 1] (got {common.TopP})");
             if (common.TopK < 0) throw new BioForgeException($"--top-k must be >= 0 (got {common.TopK})");
             if (common.MaxNewTokens < 1) throw new BioForgeException($"--max-length must be positive (got {common.MaxNewTokens})");
+            if (common.MinNewTokens < 0) throw new BioForgeException($"--min-length must be 0 or more (got {common.MinNewTokens})");
+            if (result.GetValue(maxLength) is { } max && common.MinNewTokens > max) throw new BioForgeException($"--min-length {common.MinNewTokens} is more than --max-length {max}");
             if (!(common.RepetitionPenalty > 0)) throw new BioForgeException($"--repetition-penalty must be positive (got {common.RepetitionPenalty})");
             if (common.PresencePenalty is < -2 or > 2) throw new BioForgeException($"--presence-penalty must be −2 to 2 (got {common.PresencePenalty})");
             if (common.FrequencyPenalty is < -2 or > 2) throw new BioForgeException($"--frequency-penalty must be −2 to 2 (got {common.FrequencyPenalty})");

@@ -199,6 +199,8 @@ public sealed class CliTests
         Assert.Equal(0, cut.Code);
         Assert.Contains("; 3 cut at --max-length 1 (unfinished)", cut.Out);
         File.Delete(generated);
+        AssertFails(Run("generate", "--model", model, "--n", "2", "--min-length", "-1", "--out", generated), "--min-length must be 0 or more (got -1)", generated);
+        AssertFails(Run("generate", "--model", model, "--n", "2", "--min-length", "20", "--max-length", "10", "--out", generated), "--min-length 20 is more than --max-length 10", generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--top-p", "NaN", "--out", generated), "--top-p NaN: must be a finite number", generated);
         AssertFails(Run("generate", "--model", model, "--n", "1", "--prompt", "c1cc1", "--valid-only", "--out", generated),
             "the prompt 'c1cc1' may start no valid molecule", generated);

@@ -129,6 +129,36 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
     private sealed record Streamed(string[] Texts, string?[] Finish, int Events, bool Done);
 
     /// <summary>
+    /// <c>min_tokens</c> (vLLM's): the end token is not drawn before it, and each sample equals <c>bioforge generate
+    /// --min-length</c>'s for the seed, log-probabilities the model's (as with the penalties). On the raw distribution no
+    /// sample ends sooner; under the SMILES grammar one can, where its last atom has no valence left (the grammar then
+    /// allows only the end), so there fewer end sooner.
+    /// </summary>
+    [Fact]
+    public async Task MinTokensKeepsEverySampleGoingAsGenerateMinLengthDoes()
+    {
+        static int TokenCount(JsonNode? choice) => choice!["logprobs"]!["tokens"]!.AsArray().Count;
+        async Task<JsonArray> Choices(object body)
+        {
+            var (status, text) = await Post(body);
+            Assert.True(status == HttpStatusCode.OK, text);
+            return JsonNode.Parse(text)!["choices"]!.AsArray();
+        }
+        var free = await Choices(new { model = Model, n = 16, seed = 13, max_tokens = 80, logprobs = 0 });
+        int shortFree = free.Count(c => c!["finish_reason"]!.GetValue<string>() == "stop" && TokenCount(c) < 40);
+        Assert.True(shortFree >= 4, $"{shortFree} of 16 samples end before 40 tokens: the test shows little");
+
+        var held = await Choices(new { model = Model, n = 16, seed = 13, max_tokens = 80, min_tokens = 40, logprobs = 0 });
+        var expected = Generate(16, new SamplingOptions { MaxNewTokens = 80, MinNewTokens = 40 }, 13);
+        Assert.Equal(expected.Select(m => m.Smiles), held.Select(c => c!["text"]!.GetValue<string>()));
+        for (int i = 0; i < 16; i++) Assert.Equal(expected[i].LogLikelihood, held[i]!["log_likelihood"]!.GetValue<double>(), 1e-4);
+        Assert.True(held.Count(c => TokenCount(c) < 40) < shortFree, "min_tokens did not keep samples going");
+
+        var raw = await Choices(new { model = Model, n = 16, seed = 13, max_tokens = 80, min_tokens = 40, logprobs = 0, grammar = "none" });
+        Assert.All(raw, c => Assert.True(TokenCount(c) >= 40, $"{TokenCount(c)} tokens: {c!["text"]}"));
+    }
+
+    /// <summary>
     /// A batch of prompts (OpenAI's and vLLM's array): choice p·n + i is sample i of prompt p, what a request of that prompt
     /// alone with the same seed answers — plain, streamed and valid_only — and usage counts each prompt once.
     /// </summary>
@@ -287,6 +317,8 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         await Refused(new { model = Model, logprobs = 9 }, HttpStatusCode.UnprocessableEntity, "logprobs", "logprobs must be 0–5");
         await Refused(new { model = Model, presence_penalty = 2.5 }, HttpStatusCode.UnprocessableEntity, "presence_penalty", "presence_penalty must be −2 to 2");
         await Refused(new { model = Model, repetition_penalty = 0.0 }, HttpStatusCode.UnprocessableEntity, "repetition_penalty", "repetition_penalty must be positive");
+        await Refused(new { model = Model, min_tokens = -1 }, HttpStatusCode.UnprocessableEntity, "min_tokens", "min_tokens must be 0 or more");
+        await Refused(new { model = Model, min_tokens = 50, max_tokens = 10 }, HttpStatusCode.UnprocessableEntity, "min_tokens", "min_tokens (50) must be at most max_tokens (10)");
         await Refused(new { model = Model, stop = new[] { "a", "b", "c", "d", "e" } }, HttpStatusCode.UnprocessableEntity, "stop", "at most 4");
         await Refused(new { model = Model, stop = 5 }, HttpStatusCode.BadRequest, "stop", "stop must be a string");
         await Refused(new { model = Model, prompt = "C[Xe]" }, HttpStatusCode.UnprocessableEntity, "prompt", "outside the model's vocabulary: '[Xe]' at character 2");

@@ -118,6 +118,13 @@ public sealed class ProteinLlamaTests
             return again;
         }
 
+        // --min-length: no protein ends before it (the tiny model's own ends come sooner: the test shows something).
+        string free = Path.Combine(TestData.TempDirectory(), "free.fasta"), longer = Path.Combine(TestData.TempDirectory(), "longer.fasta");
+        Assert.Equal(0, Run("generate", "--model", TinyProteinModel.Directory, "--n", "6", "--out", free, "--seed", "5", "--max-length", "40").Code);
+        Assert.Contains(FastaReader.Read(free), r => r.Sequence.Length < 20);
+        Assert.Equal(0, Run("generate", "--model", TinyProteinModel.Directory, "--n", "6", "--out", longer, "--seed", "5", "--max-length", "40", "--min-length", "20").Code);
+        Assert.All(FastaReader.Read(longer), r => Assert.True(r.Sequence.Length >= 20, r.Sequence));
+
         AssertFails(Run("generate", "--model", TinyProteinModel.Directory, "--n", "2", "--out", output, "--grammar", "smiles"), "--grammar smiles applies to SMILES models");
         Assert.Equal(0, Run("generate", "--model", TinyProteinModel.Directory, "--n", "2", "--out", output, "--grammar", "protein", "--max-length", "8").Code);
         AssertFails(Run("generate", "--model", Path.Combine(Repository.Root, "models", "smiles-llama-small"), "--n", "2", "--out", Path.ChangeExtension(output, ".smi"), "--grammar", "protein"),

@@ -43,6 +43,12 @@ internal static class CompletionRoutes
         [Example("40")]
         public int? MaxTokens { get; set; }
 
+        /// <summary>
+        /// BioForge extra (vLLM's name): tokens each sample generates before its end token may be drawn (0: any time),
+        /// as <c>bioforge generate --min-length</c>; a protein's minimum length in residues.
+        /// </summary>
+        public int? MinTokens { get; set; }
+
         /// <summary>0 takes the most probable token at each step.</summary>
         public double? Temperature { get; set; }
 
@@ -172,6 +178,8 @@ internal static class CompletionRoutes
         double temperature = r.Temperature ?? 1, topP = r.TopP ?? 1, presence = r.PresencePenalty ?? 0, frequency = r.FrequencyPenalty ?? 0, repetition = r.RepetitionPenalty ?? 1;
         bool stream = r.Stream == true, validOnly = r.ValidOnly == true;
         if (n is < 1 or > MaxChoices) throw ApiError.Invalid($"n must be 1–{MaxChoices} (got {n})", "n");
+        if (r.MinTokens is < 0) throw ApiError.Invalid($"min_tokens must be 0 or more (got {r.MinTokens})", "min_tokens");
+        if (r.MinTokens is { } least && r.MaxTokens is { } most && least > most) throw ApiError.Invalid($"min_tokens ({least}) must be at most max_tokens ({most})", "min_tokens");
         if ((long)n * texts.Count > MaxChoices)
             throw ApiError.Invalid($"n × prompts must be at most {MaxChoices} (got {n} × {texts.Count}); send the prompts in several requests", "n");
         if (temperature is < 0 or > 100 || double.IsNaN(temperature)) throw ApiError.Invalid($"temperature must be 0–100 (got {temperature})", "temperature");
@@ -206,6 +214,7 @@ internal static class CompletionRoutes
             TopP = topP,
             TopK = Math.Max(0, topK),
             Grammar = grammar,
+            MinNewTokens = r.MinTokens ?? 0,
             PresencePenalty = presence,
             FrequencyPenalty = frequency,
             RepetitionPenalty = repetition,

@@ -407,7 +407,7 @@ public sealed class DecodeScheduler : IDisposable
                     r.Constraint ??= new TokenConstraint(vocabulary, model.EosTokenId);
                     r.Constraint.Fill(grammar);
                 }
-                draws[b] = SequenceSampler.Draw(logits, r.Job.Options, r.Job.Seed, r.Job.Index, r.Generated, r.Job.TopLogprobs, r.Constraint, r.History);
+                draws[b] = SequenceSampler.Draw(logits, r.Job.Options, r.Job.Seed, r.Job.Index, r.Generated, r.Job.TopLogprobs, r.Constraint, r.History, model.EosTokenId);
             }
             catch (Exception e)
             {

@@ -15,6 +15,12 @@ public sealed record SamplingOptions
     /// <summary>Keep the smallest set of tokens whose probability reaches p (1 = all).</summary>
     public double TopP { get; init; } = 1.0;
     public int MaxNewTokens { get; init; } = 128;
+    /// <summary>
+    /// Tokens a sequence generates before its end token may be drawn (0 = any time; vLLM's <c>min_tokens</c>, Hugging
+    /// Face's <c>min_new_tokens</c>): the end is left out of the draw, not of the log-probabilities reported, as the
+    /// penalties are. Honoured by <see cref="DecodeScheduler"/> (generate, the server), not by the optimizer's sampler.
+    /// </summary>
+    public int MinNewTokens { get; init; }
     /// <summary>Constrained decoding: only tokens the grammar allows may come next (null = any token).</summary>
     public ITokenGrammar? Grammar { get; init; }
     /// <summary>

@@ -79,18 +79,27 @@ public static class SequenceSampler
     /// <param name="constraint">When given, only the tokens it allows may be drawn, and log-probabilities are those of the constrained distribution.</param>
     /// <param name="history">The sequence's tokens so far, when <paramref name="options"/> penalise repeats. The penalties change
     /// what is drawn, like temperature, not the log-probabilities reported (the model's, at temperature 1).</param>
+    /// <param name="end">The end token, which is not drawn before <see cref="SamplingOptions.MinNewTokens"/> tokens (unless nothing
+    /// else may come: a grammar that allows only the end ends the sequence); −1: none known.</param>
     public static TokenDraw Draw(ReadOnlySpan<float> logits, SamplingOptions options, ulong seed, long index, long step, int topLogprobs = 0,
-        TokenConstraint? constraint = null, TokenHistory? history = null)
+        TokenConstraint? constraint = null, TokenHistory? history = null, int end = -1)
     {
         foreach (float logit in logits)
             if (float.IsNaN(logit) || float.IsPositiveInfinity(logit))
                 throw new BioForgeException($"sequence {index}, step {step}: the model's logits hold {logit} (corrupt weights or an overflow in reduced precision); nothing can be drawn from them") { ServerFault = true };
         var logProbs = LogProbabilities(logits, constraint);
         float[]? penalised = options.Penalises && history is not null ? history.Penalise(logits, options) : null;
+        var drawn = penalised is null ? logProbs : LogProbabilities(penalised, constraint);
+        if (end >= 0 && end < logits.Length && step < options.MinNewTokens && !double.IsNegativeInfinity(drawn[end]))
+        {
+            var held = penalised ?? logits.ToArray();
+            held[end] = float.NegativeInfinity;
+            var withoutEnd = LogProbabilities(held, constraint);
+            if (withoutEnd.Any(v => !double.IsNegativeInfinity(v))) drawn = withoutEnd;
+        }
         int token = options.Temperature == 0
-            ? Greedy(penalised is null ? logProbs : LogProbabilities(penalised, constraint))
-            : Sample(Tempered(penalised is null ? logProbs : LogProbabilities(penalised, constraint), options.Temperature),
-                options, StatelessRandom.Unit(seed, index, step));
+            ? Greedy(drawn)
+            : Sample(Tempered(drawn, options.Temperature), options, StatelessRandom.Unit(seed, index, step));
         if (token < 0) throw new BioForgeException($"sequence {index}, step {step}: the constraint allows no token") { ServerFault = true };
         (int, double)[]? top = null;
         if (topLogprobs > 0)
