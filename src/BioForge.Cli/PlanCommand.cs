@@ -22,7 +22,7 @@ internal static class PlanCommand
         var overlap = Double("--overlap", "fraction of the gradient reduction hidden behind the backward pass (BioForge today: 0)", 0);
         var memory = Double("--gpu-memory-gb", "memory a process can use per GPU, in GB of 10⁹ bytes as the estimate is written (an '80 GB' H100: 83 of its 85.5 once the CUDA context is up)", 83);
         var stepSeconds = new Option<double?>("--step-seconds") { Description = "measured: seconds one device takes for one training micro-batch (no communication)" };
-        var tflops = new Option<double?>("--device-tflops") { Description = "measured: model TFLOP/s one device sustains in training (instead of --step-seconds)" };
+        var tflops = new Option<double?>("--device-tflops") { Description = "measured: model TFLOP/s one device sustains in training without recomputation (instead of --step-seconds), counted as the plan counts FLOPs: 3 × forward, attention included (Megatron's count; a figure from 6 × parameters alone reads low)" };
         var sequence = new Option<int?>("--seq-len") { Description = "tokens per sequence (default: the run's data.max_length, else 1024)" };
         var microTokens = new Option<long?>("--micro-tokens") { Description = "tokens per micro-batch and replica (default: the run's data.tokens_per_batch, else 16384)" };
         var accumulation = new Option<int?>("--accumulation") { Description = "micro-batches per step and replica" };

@@ -31,6 +31,21 @@ public sealed record ModelShape(string Architecture, int Layers, int Hidden, int
     /// <summary>Per layer: the weights of the projections tensor parallelism splits (query, key, value, output, MLP).</summary>
     public long SplitMatrixWeightsPerLayer => Hidden * (2 * QueryWidth + 2 * KeyValueWidth) + (Biased ? 2L : 3L) * Hidden * Intermediate;
 
+    /// <summary>
+    /// Bytes a layer keeps for the backward pass per token at 16 bits, Korthikanti et al. 2022's count without the
+    /// attention scores (BioForge attends through fused scaled-dot-product kernels, which keep a float32 log-sum-exp a
+    /// head instead: <see cref="AttentionStatisticBytesPerToken"/>): 10·h kept whole on every tensor-parallel rank
+    /// (the norms' and blocks' inputs, dropout masks), and split by <paramref name="tensorParallel"/> the queries, keys
+    /// and values, the attention output, and the MLP's intermediates — two of width I (input to and output of the
+    /// activation), four for a gated MLP (gate, up, activated gate, product). ESM-2 and GPT-2 give Korthikanti's
+    /// 10 + 24/t times h.
+    /// </summary>
+    public double ActivationBytesPerToken(int tensorParallel) =>
+        10.0 * Hidden + (2.0 * QueryWidth + 4.0 * KeyValueWidth + 2.0 * QueryWidth + (Biased ? 4.0 : 8.0) * Intermediate) / tensorParallel;
+
+    /// <summary>The fused attention kernels' saved statistic: one float32 log-sum-exp per head and token, heads split by tensor parallelism.</summary>
+    public double AttentionStatisticBytesPerToken(int tensorParallel) => 4.0 * Heads / tensorParallel;
+
     /// <summary>Per layer: biases of column-parallel projections (split with them; ESM-2 only — Llama has none).</summary>
     private long SplitBiasesPerLayer => Biased ? QueryWidth + 2 * KeyValueWidth + Intermediate : 0;
 

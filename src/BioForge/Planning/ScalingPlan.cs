@@ -136,7 +136,9 @@ public static class ScalingPlan
             $"ring collectives: 2(p−1)·α + 2(p−1)/p · M/β with α = {cluster.AlphaMicroseconds} µs; β = {cluster.NodeGbps} Gb/s within a node of {cluster.GpusPerNode} GPUs, {cluster.LinkGbps} Gb/s per GPU between nodes",
             $"gradients reduced once per step, {work.GradientReductionBytes} bytes each ({gradientBytes / 1e9:F2} GB per rank), {cluster.Overlap:P0} of it hidden behind the backward pass (never the last {work.BucketMb} MB bucket)",
             "not modelled: the optimizer step, data loading, stragglers, contention between ranks sharing a machine, kernel efficiency of small split matrices",
-            "memory: weights in the parameter type, a float32 gradient sum (plus bf16 gradients in mixed precision), AdamW moments (+ float32 master weights), activations per Korthikanti et al. 2022 (s·b·h·(10 + 24/t + 5·a·s/(h·t)) bytes per layer at 16 bits, 2·s·b·h with recomputation), float32 logits twice",
+            "memory: weights in the parameter type, a float32 gradient sum (plus bf16 gradients in mixed precision), AdamW moments (+ float32 master weights), activations per Korthikanti et al. 2022 "
+                + "without the attention scores, which fused attention does not keep (s·b·h·(10 + 24/t) bytes per layer at 16 bits for ESM-2, the MLP's share scaled to its width and gating; "
+                + "a float32 log-sum-exp per head and token; 2·s·b·h with recomputation), float32 logits twice",
         };
         return new PlanEstimate(model.Parameters, perGpu, flopsPerToken, work.Accumulation * computeMicro, work.Accumulation * tensorMicro, reduction, exposed,
             step, tokensPerStep, throughput, single, efficiency, memory, assumptions, warnings);
@@ -154,9 +156,10 @@ public static class ScalingPlan
         double weights = perGpu * (mixed ? 2.0 : 4.0);
         double gradients = perGpu * (mixed ? 6.0 : 4.0);
         double optimizer = perGpu * (mixed ? 12.0 : 8.0) / (work.ZeroStage == 1 ? cluster.DataParallel : 1);
-        double s = work.SequenceLength, b = sequences, h = model.Hidden, a = model.Heads, t = cluster.TensorParallel;
-        double scale = activationBytes / 2.0; // the formula counts 16-bit activations
-        double layer = s * b * h * (10 + 24 / t + 5 * a * s / (h * t)) * scale;
+        double s = work.SequenceLength, b = sequences, h = model.Hidden;
+        int t = cluster.TensorParallel;
+        double scale = activationBytes / 2.0; // the count is of 16-bit activations
+        double layer = s * b * (model.ActivationBytesPerToken(t) * scale + model.AttentionStatisticBytesPerToken(t));
         double layers = work.ActivationCheckpointing ? model.Layers * 2 * s * b * h * scale + layer : model.Layers * layer;
         double logits = 2.0 * s * b * model.Vocabulary * 4 / (work.VocabularySplit ? t : 1);
         return new MemoryEstimate(weights / 1e9, gradients / 1e9, optimizer / 1e9, (layers + logits) / 1e9);
@@ -196,6 +199,9 @@ public static class ScalingPlan
         Distributed.TensorParallelism.RequireDivisible(model.Heads, t, "num_attention_heads");
         Distributed.TensorParallelism.RequireDivisible(model.KeyValueHeads, t, "num_key_value_heads");
         Distributed.TensorParallelism.RequireDivisible(model.Intermediate, t, "intermediate_size");
+        // As the trainer rules (train.vocab_parallel): ESM-2 keeps its vocabulary whole, whatever its size.
+        if (work.VocabularySplit && model.Architecture == "esm")
+            throw new BioForgeException("--vocab-parallel: ESM-2 does not split its vocabulary (its 33 tokens are few; the trainer refuses train.vocab_parallel for it)");
         if (work.VocabularySplit) Distributed.TensorParallelism.RequireDivisible(model.Vocabulary, t, "vocab_size");
     }
 }
