@@ -69,7 +69,13 @@ internal static class GenerateCommand
             if (common.TopK < 0) throw new BioForgeException($"--top-k must be >= 0 (got {common.TopK})");
             if (common.MaxNewTokens < 1) throw new BioForgeException($"--max-length must be positive (got {common.MaxNewTokens})");
             if (common.MinNewTokens < 0) throw new BioForgeException($"--min-length must be 0 or more (got {common.MinNewTokens})");
-            if (result.GetValue(maxLength) is { } max && common.MinNewTokens > max) throw new BioForgeException($"--min-length {common.MinNewTokens} is more than --max-length {max}");
+            // Against the length each model family samples to (its default where --max-length is not given).
+            void CheckMinimum(SamplingOptions sampling)
+            {
+                if (sampling.MinNewTokens > sampling.MaxNewTokens)
+                    throw new BioForgeException($"--min-length {sampling.MinNewTokens} is more than the {sampling.MaxNewTokens} tokens a sample may have "
+                        + (result.GetValue(maxLength) is null ? "(--max-length's default for this model: raise it)" : $"(--max-length {sampling.MaxNewTokens})"));
+            }
             if (!(common.RepetitionPenalty > 0)) throw new BioForgeException($"--repetition-penalty must be positive (got {common.RepetitionPenalty})");
             if (common.PresencePenalty is < -2 or > 2) throw new BioForgeException($"--presence-penalty must be −2 to 2 (got {common.PresencePenalty})");
             if (common.FrequencyPenalty is < -2 or > 2) throw new BioForgeException($"--frequency-penalty must be −2 to 2 (got {common.FrequencyPenalty})");
@@ -83,6 +89,7 @@ internal static class GenerateCommand
             if (ModelRegistry.Of(result.GetValue(model)!) is Gpt2Family)
             {
                 TextSamples.RefuseSmilesOptions(result, validOnly, grammar);
+                CheckMinimum(common);
                 return TextSamples.Run(output, result.GetValue(model)!, options, result.GetValue(count), common, result.GetValue(seed), result.GetValue(batch), result.GetValue(prompt)!,
                     result.GetValue(outPath)!, CheckLength);
             }
@@ -105,6 +112,7 @@ internal static class GenerateCommand
                     // A protein is longer than a molecule: unless asked otherwise, sample up to the model's whole context.
                     MaxNewTokens = result.GetValue(maxLength) ?? checkpoint.Config.MaxPositionEmbeddings - 1,
                 };
+                CheckMinimum(protein);
                 OfPrompt(() => checkpoint.EncodeProteinPrompt(result.GetValue(prompt)!));
                 return ProteinSamples.Run(output, checkpoint, result.GetValue(count), protein, result.GetValue(seed), result.GetValue(batch), result.GetValue(prompt)!, result.GetValue(outPath)!);
             }
@@ -114,6 +122,7 @@ internal static class GenerateCommand
             var generator = new SmilesGenerator(checkpoint, checkMolecules: noRdkit is null);
             if (result.GetValue(grammar) == "protein") throw new BioForgeException($"--grammar protein applies to protein models, not to the SMILES model {result.GetValue(model)}");
             var sampling = common with { Grammar = result.GetValue(grammar) is null or "smiles" ? generator.Grammar : null };
+            CheckMinimum(sampling);
             int[] promptIds = OfPrompt(() => generator.EncodePrompt(result.GetValue(prompt)!)); // a token outside the vocabulary: no grammar helps
             if (sampling.Grammar is { } smiles)
             {

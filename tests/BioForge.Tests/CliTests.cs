@@ -200,7 +200,9 @@ public sealed class CliTests
         Assert.Contains("; 3 cut at --max-length 1 (unfinished)", cut.Out);
         File.Delete(generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--min-length", "-1", "--out", generated), "--min-length must be 0 or more (got -1)", generated);
-        AssertFails(Run("generate", "--model", model, "--n", "2", "--min-length", "20", "--max-length", "10", "--out", generated), "--min-length 20 is more than --max-length 10", generated);
+        AssertFails(Run("generate", "--model", model, "--n", "2", "--min-length", "20", "--max-length", "10", "--out", generated), "--min-length 20 is more than the 10 tokens a sample may have (--max-length 10)", generated);
+        AssertFails(Run("generate", "--model", model, "--n", "2", "--min-length", "200", "--out", generated),
+            "--min-length 200 is more than the 128 tokens a sample may have (--max-length's default for this model: raise it)", generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--top-p", "NaN", "--out", generated), "--top-p NaN: must be a finite number", generated);
         AssertFails(Run("generate", "--model", model, "--n", "1", "--prompt", "c1cc1", "--valid-only", "--out", generated),
             "the prompt 'c1cc1' may start no valid molecule", generated);

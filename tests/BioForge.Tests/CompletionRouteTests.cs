@@ -319,6 +319,7 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         await Refused(new { model = Model, repetition_penalty = 0.0 }, HttpStatusCode.UnprocessableEntity, "repetition_penalty", "repetition_penalty must be positive");
         await Refused(new { model = Model, min_tokens = -1 }, HttpStatusCode.UnprocessableEntity, "min_tokens", "min_tokens must be 0 or more");
         await Refused(new { model = Model, min_tokens = 50, max_tokens = 10 }, HttpStatusCode.UnprocessableEntity, "min_tokens", "min_tokens (50) must be at most max_tokens (10)");
+        await Refused(new { model = Model, min_tokens = 400 }, HttpStatusCode.UnprocessableEntity, "min_tokens", "min_tokens must be at most 255 for this prompt");
         await Refused(new { model = Model, stop = new[] { "a", "b", "c", "d", "e" } }, HttpStatusCode.UnprocessableEntity, "stop", "at most 4");
         await Refused(new { model = Model, stop = 5 }, HttpStatusCode.BadRequest, "stop", "stop must be a string");
         await Refused(new { model = Model, prompt = "C[Xe]" }, HttpStatusCode.UnprocessableEntity, "prompt", "outside the model's vocabulary: '[Xe]' at character 2");

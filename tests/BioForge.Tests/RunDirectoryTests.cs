@@ -282,7 +282,8 @@ public sealed class RunResumeTests
             new TrainerOptions { ResumeFrom = early })).Message);
         Assert.False(Directory.Exists(refusedBranch), "a refused branch left its folder");
         string diverged = Path.Combine(TestData.TempDirectory(), "diverged");
-        Assert.Contains("the loss is", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, diverged, 6), "optimizer.lr=1e6", "optimizer.grad_clip=0",
+        // lr 1e6 without clipping: the loss or the gradients stop being finite, whichever comes first (it depends on the thread count).
+        Assert.Matches("the (loss|gradient norm) is", Assert.Throws<BioForgeException>(() => Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, diverged, 6), "optimizer.lr=1e6", "optimizer.grad_clip=0",
             "train.log_every=100", "validation.every=0"),
             new TrainerOptions { ResumeFrom = early })).Message);
         Assert.False(Directory.Exists(diverged), "a branch that failed before logging a step of its own left its folder, which a retry would refuse");

@@ -19,6 +19,8 @@ public sealed class SmilesGrammarTests
         "c1cc[se]c1", "Cc1ccc[n-]1", "O=s1cccc1", "c1ccnc1=O", "c1c[nH]c(=O)[nH]c1=O", "C=c1cccc[nH]1", "[O-][n+]1ccccc1",
         "O=c1ccocc1", "c1cc2ccc3cccc4ccc(c1)c2c34", "b1ccccc1", "c1ccpcc1", "[cH-]1cccc1", "[cH+]1cccccc1", "c1ccc2cccc2cc1",
         "c1ccccc1:c1ccccc1", "c1ccc2[nH]ccc2c1",
+        // A branch on a ring's closing atom where it has room: the nitrogen's lone pair may stand for the ring's double bond.
+        "c1cnc(C)n1(C)", "c1ccccc1(C)", "CCc1nc(CN)on1",
     ];
 
     /// <summary>Walks a SMILES through the grammar: every token must be allowed where it stands, and the end after it.</summary>
@@ -102,6 +104,32 @@ public sealed class SmilesGrammarTests
     [InlineData("c1c2ccccc2cc1", "-")] // nine ring carbons: only an exocyclic double bond (=O) could pair the last one
     public void UnkekulizableContinuationsAreRefused(string prefix, string next)
         => AssertRefused(prefix, next);
+
+    /// <summary>
+    /// A branch commits an atom to one more neighbour: on the oxadiazole's closing nitrogen, whose last valence its ring
+    /// needs, none can follow (min_tokens samples wrote c1noc(C)n1(C), which RDKit cannot kekulize, once the end was held
+    /// back); on the imidazole's, whose lone pair can stand for the double bond, one can. (A vocabulary without ':',
+    /// whose explicit aromatic bond out of the nitrogen the grammar cannot rule out.)
+    /// </summary>
+    [Fact]
+    public void ABranchOnARingAtomWithNoValenceToSpareIsRefused()
+    {
+        var vocabulary = SmilesVocabulary.Build(["c1noc(C)n1", "CCc1nc(CN)on1", "c1cnc(C)n1(C)", "c1ccccc1(O)"]);
+        var grammar = new SmilesGrammar(vocabulary);
+        bool BranchAllowed(string prefix, bool mayEnd = true)
+        {
+            var state = grammar.Start();
+            foreach (int id in vocabulary.Encode(prefix)[1..^1]) state.Advance(id);
+            var allowed = new bool[vocabulary.Count];
+            state.Next(allowed, new bool[vocabulary.Count]);
+            Assert.Equal(mayEnd, allowed[SmilesVocabulary.EosId]);
+            return allowed[vocabulary.Encode("(")[1]];
+        }
+        Assert.False(BranchAllowed("c1noc(C)n1"));
+        Assert.False(BranchAllowed("CCc1noc(CN)n1"));
+        Assert.True(BranchAllowed("c1cnc(C)n1", mayEnd: false)); // its nitrogen needs a hydrogen or a substituent
+        Assert.True(BranchAllowed("c1ccccc1"));
+    }
 
     [Fact]
     public void RandomWalksNeverReachADeadEnd()

@@ -261,6 +261,8 @@ internal static class CompletionRoutes
         int room = decoder.Length - ids.Length;
         if (maxTokens is { } max && (max < 1 || max > room))
             throw ApiError.Invalid($"max_tokens must be 1–{room} for {(param == "prompt" ? "this prompt" : param)} (model {model.Name} takes {decoder.Length} tokens in all; got {max})", "max_tokens");
+        if (options.MinNewTokens > room)
+            throw ApiError.Invalid($"min_tokens must be at most {room} for {(param == "prompt" ? "this prompt" : param)} (model {model.Name} takes {decoder.Length} tokens in all; got {options.MinNewTokens})", "min_tokens");
         if (options.Grammar is { } grammar)
         {
             try
@@ -464,7 +466,22 @@ internal static class CompletionRoutes
     /// </summary>
     private static async Task<(List<Choice>, List<Sample>)> ValidOnly(Plan plan, CancellationToken token)
     {
-        var answers = await Task.WhenAll(plan.Prompts.Select(prompt => ValidOnly(plan, prompt, token)));
+        // A prompt that fails (no valid molecule after its attempts) ends the request: the other prompts stop sampling.
+        using var failed = CancellationTokenSource.CreateLinkedTokenSource(token);
+        async Task<(List<(Sample Sample, string Canonical)> Kept, List<Sample> All)> Run(Prompt prompt)
+        {
+            try
+            {
+                return await ValidOnly(plan, prompt, failed.Token);
+            }
+            catch
+            {
+                failed.Cancel();
+                throw;
+            }
+        }
+        // The prompts stopped for another's failure end cancelled, not faulted: the failure is what WhenAll throws.
+        var answers = await Task.WhenAll(plan.Prompts.Select(Run));
         var choices = answers.SelectMany((answer, p) => answer.Kept.Select((k, i) =>
             new Choice(k.Canonical, p * plan.N + i, k.Sample.LogprobsFrom(0, k.Sample.Tokens.Count), k.Sample.FinishReason, k.Sample.LogLikelihood))).ToList();
         return (choices, [.. answers.SelectMany(a => a.All)]);

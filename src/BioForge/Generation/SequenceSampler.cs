@@ -90,7 +90,9 @@ public static class SequenceSampler
         var logProbs = LogProbabilities(logits, constraint);
         float[]? penalised = options.Penalises && history is not null ? history.Penalise(logits, options) : null;
         var drawn = penalised is null ? logProbs : LogProbabilities(penalised, constraint);
-        if (end >= 0 && end < logits.Length && step < options.MinNewTokens && !double.IsNegativeInfinity(drawn[end]))
+        // Held whether or not the grammar allows the end now: where it does not, its mass would go to the tokens that
+        // close the molecule (a ring bond, a branch's end), pushing it to a close it may not take.
+        if (end >= 0 && end < logits.Length && step < options.MinNewTokens)
         {
             var held = penalised ?? logits.ToArray();
             held[end] = float.NegativeInfinity;

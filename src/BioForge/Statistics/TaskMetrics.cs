@@ -64,7 +64,8 @@ internal static class TaskMetrics
 
     /// <summary>
     /// Average precision, scikit-learn's <c>average_precision_score</c>: Σ (Rₖ − Rₖ₋₁)·Pₖ over the distinct scores from
-    /// the highest down (tied scores are one threshold), no interpolation. NaN when there is no positive or a score is NaN.
+    /// the highest down (tied scores are one threshold), no interpolation. NaN when there is no positive or a score is NaN
+    /// (scikit-learn answers 0 with a warning for no positive, and counts that 0 in a macro mean; here such a class is left out of it).
     /// </summary>
     public static double AveragePrecision(IReadOnlyList<bool> positive, IReadOnlyList<double> score)
     {

@@ -308,6 +308,10 @@ public sealed class SmilesGrammar : ITokenGrammar
                 case Kind.Bond when current >= 0 && aromatics.IsAromatic(current) && grammar.bondSymbols[token] != AromaticSystems.BondSymbol.Aromatic:
                     return KekulizableWithNewAtom(new AromaticSystems.AtomFacts(false, 0, 0, -1), grammar.bondSymbols[token], grammar.values[token], addedHasRoom: true, currentStays: true)
                         && AnyKekulizableAfterBond(token);
+                // A branch commits the atom to one more neighbour: an aromatic atom whose ring needs its last valence for a
+                // double bond has none to give (c1noc(C)n1( had no kekulizable continuation: every sample ended unreadable).
+                case Kind.OpenBranch when current >= 0 && aromatics.IsAromatic(current):
+                    return AnyKekulizableAfterOpenBranch(token);
                 case Kind.CloseBranch when aromatics.IsAromatic(current):
                     return aromatics.CanKekulize(atom => IsOnStackOrRingOpener(atom, -1));
                 case Kind.Dot:
@@ -317,6 +321,21 @@ public sealed class SmilesGrammar : ITokenGrammar
                 default:
                     return true;
             }
+        }
+
+        /// <summary>One token of lookahead past an opened branch on an aromatic atom: some atom, bond or ring label must be able to follow it.</summary>
+        private bool AnyKekulizableAfterOpenBranch(int open)
+        {
+            var saved = last;
+            Advance(open); // an open branch pushes the current atom, and changes nothing else but last
+            Span<bool> allowed = stackalloc bool[grammar.kinds.Length];
+            Span<bool> completing = stackalloc bool[grammar.kinds.Length];
+            Syntax(allowed, completing);
+            bool any = false;
+            for (int id = 0; id < allowed.Length && !any; id++) any = allowed[id] && KekulizableAfter(id);
+            branches.Pop();
+            last = saved;
+            return any;
         }
 
         /// <summary>
