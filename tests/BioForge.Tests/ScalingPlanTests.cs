@@ -114,6 +114,8 @@ public sealed class ScalingPlanTests
         // ZeRO-1 divides the optimizer state by the replicas.
         var zero = Plan(new ClusterSpec { Gpus = 8, DataParallel = 8 }, new WorkloadSpec { TokensPerMicroBatch = 8192, ZeroStage = 1 });
         Assert.Equal(one.Memory.OptimizerGb / 8, zero.Memory.OptimizerGb, 9);
+        // …and adds the float32 slice of the summed gradients its reduce-scatter writes.
+        Assert.Equal(one.Memory.GradientsGb + Esm650M.Parameters * 4.0 / 8 / 1e9, zero.Memory.GradientsGb, 9);
     }
 
     /// <summary>

@@ -136,7 +136,7 @@ public static class ScalingPlan
             $"ring collectives: 2(p−1)·α + 2(p−1)/p · M/β with α = {cluster.AlphaMicroseconds} µs; β = {cluster.NodeGbps} Gb/s within a node of {cluster.GpusPerNode} GPUs, {cluster.LinkGbps} Gb/s per GPU between nodes",
             $"gradients reduced once per step, {work.GradientReductionBytes} bytes each ({gradientBytes / 1e9:F2} GB per rank), {cluster.Overlap:P0} of it hidden behind the backward pass (never the last {work.BucketMb} MB bucket)",
             "not modelled: the optimizer step, data loading, stragglers, contention between ranks sharing a machine, kernel efficiency of small split matrices",
-            "memory: weights in the parameter type, a float32 gradient sum (plus bf16 gradients in mixed precision), AdamW moments (+ float32 master weights), activations per Korthikanti et al. 2022 "
+            "memory: weights in the parameter type, a float32 gradient sum (plus bf16 gradients in mixed precision; with ZeRO-1 the rank's float32 slice of the reduced sum), AdamW moments (+ float32 master weights), activations per Korthikanti et al. 2022 "
                 + "without the attention scores, which fused attention does not keep (s·b·h·(10 + 24/t) bytes per layer at 16 bits for ESM-2, the MLP's share scaled to its width and gating; "
                 + "a float32 log-sum-exp per head and token; 2·s·b·h with recomputation), float32 logits twice",
         };
@@ -154,7 +154,8 @@ public static class ScalingPlan
     {
         bool mixed = work.Precision == "bf16-mixed";
         double weights = perGpu * (mixed ? 2.0 : 4.0);
-        double gradients = perGpu * (mixed ? 6.0 : 4.0);
+        // ZeRO-1 adds the float32 buffer its reduce-scatter writes the rank's slice of the summed gradients into.
+        double gradients = perGpu * (mixed ? 6.0 : 4.0) + (work.ZeroStage == 1 ? perGpu * 4.0 / cluster.DataParallel : 0);
         double optimizer = perGpu * (mixed ? 12.0 : 8.0) / (work.ZeroStage == 1 ? cluster.DataParallel : 1);
         double s = work.SequenceLength, b = sequences, h = model.Hidden;
         int t = cluster.TensorParallel;
