@@ -55,9 +55,13 @@ internal static class ScreenCommand
             if (summary.Read == 0) throw new BioForgeException($"{libraryPath}: the library holds no molecules");
             if (summary.Scored == 0 && summary.OutsideLimits > 0)
                 throw new BioForgeException($"{libraryPath}: all {summary.OutsideLimits:N0} molecules it could read are outside the limits ({string.Join(", ", screenOptions.Limits.Select(l => l.Text))})");
+            if (summary.Scored == 0 && summary.WithoutCarbon > 0)
+                throw new BioForgeException($"{libraryPath}: none of the {summary.WithoutCarbon:N0} molecules it could read has a carbon atom (water, inorganic salts): nothing to screen");
             if (summary.Scored == 0) throw new BioForgeException($"{libraryPath}: none of its {summary.Read} molecules could be read ({string.Join("; ", summary.FirstErrors)})");
             output.WriteLine($"{summary.Read:N0} molecules read, {summary.Scored:N0} scored, {summary.Invalid:N0} skipped (unreadable)"
-                + (screenOptions.Limits.Count > 0 ? $", {summary.OutsideLimits:N0} outside the limits" : "") + $" in {summary.Elapsed.TotalSeconds:F1} s ({summary.MoleculesPerSecond:N0} molecules/s)");
+                + (screenOptions.Limits.Count > 0 ? $", {summary.OutsideLimits:N0} outside the limits" : "")
+                + (summary.WithoutCarbon > 0 ? $", {summary.WithoutCarbon:N0} without carbon (not scored)" : "")
+                + $" in {summary.Elapsed.TotalSeconds:F1} s ({summary.MoleculesPerSecond:N0} molecules/s)");
             foreach (string e in summary.FirstErrors) output.WriteLine($"  skipped {e}");
             output.WriteLine($"target {protein.Name}: {sequence.Length} residues; known binders of it in {affinity.Manifest.Dataset}: {summary.KnownBinders - summary.Actives}"
                 + (summary.Actives > 0 ? $", and {summary.Actives} from --actives" : ""));
@@ -82,6 +86,7 @@ internal static class ScreenCommand
                     ["library"] = libraryPath,
                     ["molecules scored"] = summary.Scored.ToString("N0", CultureInfo.InvariantCulture),
                     ["skipped (unreadable)"] = summary.Invalid.ToString("N0", CultureInfo.InvariantCulture),
+                    ["skipped (no carbon atom: water, inorganic salts)"] = summary.WithoutCarbon.ToString("N0", CultureInfo.InvariantCulture),
                     ["limits"] = screenOptions.Limits.Count == 0 ? "none"
                             : $"{string.Join(", ", screenOptions.Limits.Select(l => l.Text))}: {summary.OutsideLimits.ToString("N0", CultureInfo.InvariantCulture)} molecules outside, not scored",
                     ["alerts not counted"] = screenOptions.AllowedAlerts.Count == 0 ? "none" : string.Join(", ", screenOptions.AllowedAlerts),

@@ -229,10 +229,12 @@ public sealed class AffinityTests
         string library = Path.Combine(TestData.TempDirectory(), "library.smi");
         File.WriteAllLines(library, ["CC(=O)Nc1ccc(O)cc1", "CC(=O)Nc1ccc(O)cc1.Cl paracetamol_hcl", "OC1=CC=C(NC(C)=O)C=C1 paracetamol_kekule",
             "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1.CS(=O)(=O)O imatinib_mesylate", "c1ccccc1O phenol",
-            "CC(C)[NH2+]CC(O)c1ccc(O)c(O)c1 protonated", "C[N+](C)(C)CCO choline"]);
+            "CC(C)[NH2+]CC(O)c1ccc(O)c(O)c1 protonated", "C[N+](C)(C)CCO choline", "O water", "[Na+].[Cl-] brine"]);
         string hits = Path.Combine(TestData.TempDirectory(), "hits.csv");
         var (code, text, error) = CliRun("screen", "--target", Abl1Kinase, "--library", library, "--top", "10", "--out", hits, "--model", SmallModel.Value, "--device", "cpu", "--threads", "2");
         Assert.True(code == 0, error);
+        // Water and a salt with no organic parent are no candidates: counted, not ranked.
+        Assert.Contains("9 molecules read, 7 scored, 0 skipped (unreadable), 2 without carbon (not scored)", text);
         var rows = Csv.ReadRows(hits, out var header).Select(r => header.Zip(r.Fields).ToDictionary(p => p.First, p => p.Second)).ToList();
         Assert.Equal(5, rows.Count);
         // Neutralized as RDKit's Uncharger does (checked in Python): a protonation state goes, a quaternary nitrogen stays.
@@ -443,6 +445,12 @@ public sealed class AffinityTests
         var (code, _, error) = CliRun("screen", "--target", Abl1Kinase, "--library", empty, "--out", hits, "--model", SmallModel.Value, "--device", "cpu");
         Assert.Equal(2, code);
         Assert.Contains("holds no molecules", error);
+        Assert.False(File.Exists(hits));
+        string inorganic = Path.Combine(TestData.TempDirectory(), "inorganic.smi");
+        File.WriteAllLines(inorganic, ["O", "[Na+].[Cl-]", "N"]);
+        (code, _, error) = CliRun("screen", "--target", Abl1Kinase, "--library", inorganic, "--out", hits, "--model", SmallModel.Value, "--device", "cpu");
+        Assert.Equal(2, code);
+        Assert.Contains("none of the 3 molecules it could read has a carbon atom", error);
         Assert.False(File.Exists(hits));
         (code, _, error) = CliRun("screen", "--target", Abl1Kinase[..3] + "*" + Abl1Kinase[3..40], "--library", empty, "--out", hits, "--model", SmallModel.Value, "--device", "cpu");
         Assert.Equal(2, code);

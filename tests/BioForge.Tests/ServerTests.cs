@@ -566,6 +566,7 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
             new ScreenOptions { Top = 5, Limits = PropertyLimit.ParseAll(["mw<=300", "qed>=0.6"]) });
         Assert.True(limited.OutsideLimits > 0);
         Assert.Equal(limited.OutsideLimits, results["outside_limits"]!.GetValue<long>());
+        Assert.Equal(0, results["without_carbon"]!.GetValue<long>());
         Assert.Equal(300 - limited.OutsideLimits, results["scored"]!.GetValue<long>());
         Assert.Equal(limited.Hits.Select(h => h.Id), results["hits"]!.AsArray().Select(h => h!["id"]!.GetValue<string>()));
     }

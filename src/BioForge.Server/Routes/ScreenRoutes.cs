@@ -49,7 +49,8 @@ internal static class ScreenRoutes
         string Alerts, string? NearestKnownBinder, string? NearestBinderName, double? NearestBinderSimilarity, double? NearestTrainingLigandSimilarity,
         double? NearestBinderMeasured);
 
-    public sealed record ResultsView(string Id, string Measure, long Scored, long Invalid, long OutsideLimits, IReadOnlyList<string> FirstErrors, IReadOnlyList<Hit> Hits);
+    /// <param name="WithoutCarbon">Molecules not scored for having no carbon atom (water, inorganic salts).</param>
+    public sealed record ResultsView(string Id, string Measure, long Scored, long Invalid, long OutsideLimits, long WithoutCarbon, IReadOnlyList<string> FirstErrors, IReadOnlyList<Hit> Hits);
 
     /// <summary>The shape of a job id, for the document (the ids themselves are random).</summary>
     private const string ExampleId = "0123456789abcdef0123456789abcdef";
@@ -120,7 +121,7 @@ internal static class ScreenRoutes
                 throw new ApiError(StatusCodes.Status409Conflict, $"job {id} is {status.ToString().ToLowerInvariant()}; results exist once it has succeeded{(error is null ? "" : $" ({error})")}", "id");
             var r = result!;
             string measure = state.Models.Affinity(job.Model, "model").Model.Manifest.Measure;
-            return Results.Json(new ResultsView(job.Id, measure, r.Scored, r.Invalid, r.OutsideLimits, r.FirstErrors,
+            return Results.Json(new ResultsView(job.Id, measure, r.Scored, r.Invalid, r.OutsideLimits, r.WithoutCarbon, r.FirstErrors,
                 [.. r.Hits.Select(h => new Hit(h.Rank, h.Id, h.Smiles, h.Affinity, h.Qed, h.Sa, h.LogP, h.MolWt, h.Tpsa, h.Donors, h.Acceptors, h.Alerts, h.NearestBinder, h.NearestBinderName, h.NearestSimilarity, h.TrainingSimilarity,
                     h.NearestBinderAffinity))]), Json.Options);
         })
@@ -153,6 +154,7 @@ internal static class ScreenRoutes
             throw new BioForgeException($"the job ran past the {timeout.TotalSeconds:0.###} s job timeout after {job.Processed:N0} of {job.Total:N0} molecules; screen a smaller library per job");
         }
         if (summary.Scored == 0 && summary.OutsideLimits > 0) throw new BioForgeException($"all {summary.OutsideLimits:N0} molecules read are outside the limits");
+        if (summary.Scored == 0 && summary.WithoutCarbon > 0) throw new BioForgeException($"none of the {summary.WithoutCarbon:N0} molecules read has a carbon atom (water, inorganic salts): nothing to screen");
         if (summary.Scored == 0) throw new BioForgeException($"no molecule of the library could be read ({summary.Invalid} invalid; first: {summary.FirstErrors.FirstOrDefault()})");
         job.Finish(JobStatus.Succeeded, summary);
         return true;

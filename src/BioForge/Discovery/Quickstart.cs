@@ -174,6 +174,7 @@ public static class Quickstart
         cancellation.ThrowIfCancellationRequested();
         // The pick walks down the ranking to its end when too few molecules scored above 0: some may break a limit.
         if (designed.OutsideLimits > 0) info($"{designed.OutsideLimits} of the {agentPick.Count} designed molecules picked are outside the limits: left out of the candidates");
+        if (designed.WithoutCarbon > 0) info($"{designed.WithoutCarbon} of the {agentPick.Count} designed molecules picked have no carbon atom: left out of the candidates");
 
         // 4. One ranking for both sources: the optimization's own scoring function.
         var pool = designed.Hits.Select(h => (Hit: h, Source: "optimized")).Concat(screened.Hits.Select(h => (Hit: h, Source: "library"))).ToList();
@@ -220,7 +221,8 @@ public static class Quickstart
                     + (options.Required.Count > 0 ? $" × 0.5 without {string.Join(" or ", options.Required)} (candidates must have it)" : ""),
                 ["mean score, " + picked] = $"optimized {agentTop:F3} vs prior {priorTop:F3} (as many molecules sampled; scored as sampled, as the optimizer scores them); internal diversity {diversity:F3}",
                 ["library screened"] = $"{options.Library}: {screened.Scored:N0} molecules, {screened.Invalid:N0} unreadable"
-                    + (options.Limits.Count > 0 ? $", {screened.OutsideLimits:N0} outside the limits" : "") + $", {screened.MoleculesPerSecond:N0} molecules/s",
+                    + (options.Limits.Count > 0 ? $", {screened.OutsideLimits:N0} outside the limits" : "")
+                    + (screened.WithoutCarbon > 0 ? $", {screened.WithoutCarbon:N0} without carbon" : "") + $", {screened.MoleculesPerSecond:N0} molecules/s",
                 ["known binders"] = $"{screened.KnownBinders - screened.Actives} in {affinity.Manifest.Dataset} ({AffinityModel.KnownBinderRule(affinity.Manifest.Measure)})"
                     + (options.Actives.Count > 0 ? $", {options.Actives.Count} of yours ({config.Learning.Inception.Count} of them the optimization's starting points)" : ""),
                 ["candidates"] = $"top {options.Candidates} of the optimized ({picked}) and library molecules by the same score, each scored as its neutral parent "

@@ -43,6 +43,9 @@ public sealed record ScreenSummary(long Read, long Scored, long Invalid, IReadOn
     /// <summary>Molecules left out before scoring because they broke a property limit.</summary>
     public long OutsideLimits { get; init; }
 
+    /// <summary>Molecules left out before scoring because they have no carbon atom: water, an inorganic salt's parent, a metal.</summary>
+    public long WithoutCarbon { get; init; }
+
     /// <summary>The user's actives among <see cref="KnownBinders"/>.</summary>
     public int Actives { get; init; }
 
@@ -55,7 +58,8 @@ public sealed record ScreenSummary(long Read, long Scored, long Invalid, IReadOn
 /// property profile, alerts and nearest known binder. Lines RDKit cannot read are skipped and counted. A salt or
 /// mixture is scored and reported as its parent (<see cref="Molecule.LargestFragment"/>), neutralized where its charges
 /// are protonation states (<see cref="Molecule.Neutralized"/>: ZINC's and the ZINC-trained generator's <c>[NH+]</c>
-/// forms), and a molecule given several times (the same canonical SMILES after that, under other ids or spellings) is
+/// forms); one without a carbon atom (water, the parent of an inorganic salt) is no drug candidate and is counted, not
+/// scored; and a molecule given several times (the same canonical SMILES after that, under other ids or spellings) is
 /// one hit with its ids joined by "; ".
 /// </summary>
 public static class VirtualScreen
@@ -78,13 +82,14 @@ public static class VirtualScreen
         var random = new Random(17); // the report's sample only: fixed, so one library gives one report
         using var limits = options.Limits.Count > 0 ? new PropertyLimits(options.Limits) : null;
         using var alerts = new StructuralFilters(FilterCatalogs.Pains | FilterCatalogs.Brenk, options.AllowedAlerts); // an unknown rule is refused now, not after the screen
-        long read = 0, scored = 0, invalid = 0, outside = 0;
+        long read = 0, scored = 0, invalid = 0, outside = 0, withoutCarbon = 0;
         foreach (var chunk in library.Chunk(options.BatchSize))
         {
             read += chunk.Length;
             var parsed = new Molecule?[chunk.Length];
             var messages = new string?[chunk.Length];
             var broken = new bool[chunk.Length];
+            var inorganic = new bool[chunk.Length];
             try
             {
                 // Inside the try: an unexpected failure while parsing frees the molecules already parsed (native memory).
@@ -95,21 +100,29 @@ public static class VirtualScreen
                         messages[i] = error;
                         return;
                     }
+                    // An affinity model predicts a number for water too; no chemist wants it ranked among the hits.
+                    if (!m!.Atoms().Any(a => a.AtomicNumber == 6))
+                    {
+                        inorganic[i] = true;
+                        m.Dispose();
+                        return;
+                    }
                     try
                     {
-                        broken[i] = limits?.FirstBroken(m!) is not null;
+                        broken[i] = limits?.FirstBroken(m) is not null;
                     }
                     catch (BioForgeException e)
                     {
                         messages[i] = $"cannot compute its properties: {e.Message}";
                     }
-                    if (broken[i] || messages[i] is not null) m!.Dispose();
+                    if (broken[i] || messages[i] is not null) m.Dispose();
                     else parsed[i] = m;
                 });
                 var valid = Enumerable.Range(0, chunk.Length).Where(i => parsed[i] is not null).ToArray();
                 outside += broken.Count(b => b);
+                withoutCarbon += inorganic.Count(b => b);
                 for (int i = 0; i < chunk.Length; i++)
-                    if (parsed[i] is null && !broken[i])
+                    if (parsed[i] is null && !broken[i] && !inorganic[i])
                     {
                         invalid++;
                         if (errors.Count < 5) errors.Add($"{chunk[i].Where}: {messages[i]}");
@@ -154,10 +167,11 @@ public static class VirtualScreen
         var (hits, unprofiled) = Profile([.. best.UnorderedItems.Select(x => x.Element).OrderByDescending(x => x.Affinity).ThenBy(x => x.Record.Line)], known,
             alerts, domain, cancellation);
         errors.AddRange(unprofiled.Take(Math.Max(0, 5 - errors.Count)));
-        // A hit whose profile failed was predicted but is reported as unreadable: counted once, so read = scored + invalid + outside.
+        // A hit whose profile failed was predicted but is reported as unreadable: counted once, so read = scored + invalid + outside + without carbon.
         return new ScreenSummary(read, scored - unprofiled.Count, invalid + unprofiled.Count, errors, hits, sample, known.Count, clock.Elapsed)
         {
             OutsideLimits = outside,
+            WithoutCarbon = withoutCarbon,
             Actives = options.Actives.Count,
         };
     }
