@@ -62,12 +62,13 @@ internal sealed class DecodeService : IDisposable
     public string Piece(int token) => piece(token);
 
     /// <summary>Queues the sequences (all or none) and makes sure steps run; 503 when the queue cannot take them.</summary>
-    public void Submit(IReadOnlyList<SequenceJob> jobs)
+    /// <param name="continuing">The sequences carry on a request admitted earlier: never refused (<see cref="DecodeScheduler.TrySubmit"/>).</param>
+    public void Submit(IReadOnlyList<SequenceJob> jobs, bool continuing = false)
     {
         // More sequences than the queue holds would get 503 forever, however long the client waited: say so instead.
         if (jobs.Count > scheduler.QueueCapacity)
             throw ApiError.Invalid($"{jobs.Count} samples (n for each prompt) are more than model {Name} queues at once ({scheduler.QueueCapacity}, --queue-capacity); ask for fewer", "n");
-        if (!scheduler.TrySubmit(jobs))
+        if (!scheduler.TrySubmit(jobs, continuing))
         {
             metrics.Rejected($"{Name}:decode");
             throw ApiError.Overloaded($"model {Name}: too many sequences wait for a key/value slot; retry later");

@@ -382,6 +382,37 @@ public sealed class DecodeSchedulerTests
         Assert.Equal(Math.Exp(1.1) / (Math.Exp(1.0) + Math.Exp(1.1)), counts[1] / 20_000.0, 0.015); // token 1 is only in the prompt: no presence penalty
     }
 
+    /// <summary>
+    /// A request admitted earlier that needs another wave (valid_only's) is not refused by a queue later requests filled,
+    /// and is not put behind them: its sequences take the next free slot.
+    /// </summary>
+    [Fact]
+    public void WorkContinuingAnAdmittedRequestIsNeverRefusedAndGoesFirst()
+    {
+        using var model = Tiny();
+        var options = new SamplingOptions { MaxNewTokens = 1000 };
+        using var scheduler = new DecodeScheduler(DecoderNetwork.Of(model), slots: 1, length: 64, BatchingMode.Continuous, queueCapacity: 1);
+        bool gone = false;
+        var running = new Collected();
+        var later = new Collected();
+        var refused = new Collected();
+        var continuing = new Collected();
+        Assert.True(scheduler.TrySubmit([Job(running, [1], options, 1, 0, () => gone)]));
+        scheduler.Step();
+        Assert.True(scheduler.TrySubmit([Job(later, [1], options, 1, 1)]));
+        Assert.False(scheduler.TrySubmit([Job(refused, [1], options, 1, 2)]), "one waits already: the queue is full");
+        Assert.True(scheduler.TrySubmit([Job(continuing, [1], options, 1, 3)], continuing: true));
+        Assert.Equal(2, scheduler.Waiting);
+        gone = true;
+        scheduler.Step();
+        Assert.Equal(FinishReason.Cancelled, running.Reason);
+        Assert.NotEmpty(continuing.Tokens); // the freed slot went to the continuing sequence
+        Assert.Empty(later.Tokens);
+        RunToEnd(scheduler);
+        Assert.NotNull(later.Reason);
+        Assert.Empty(refused.Tokens);
+    }
+
     [Fact]
     public void CancelledSequencesFreeTheirSlotsAndTheQueueIsBounded()
     {

@@ -462,17 +462,28 @@ internal static class CompletionRoutes
     /// <summary>
     /// <c>valid_only</c>: for each prompt, waves of samples in sequence order until n are RDKit-valid; the answer is each
     /// prompt's first n valid ones by sequence index (what <c>bioforge generate --valid-only</c> writes), as canonical
-    /// SMILES of prompt + sample.
+    /// SMILES of prompt + sample. Every prompt's first wave is admitted together (503 for all or none); the waves after
+    /// it carry on an admitted request and are never refused, so a busy queue cannot fail a request halfway.
     /// </summary>
     private static async Task<(List<Choice>, List<Sample>)> ValidOnly(Plan plan, CancellationToken token)
     {
         // A prompt that fails (no valid molecule after its attempts) ends the request: the other prompts stop sampling.
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(token);
-        async Task<(List<(Sample Sample, string Canonical)> Kept, List<Sample> All)> Run(Prompt prompt)
+        var draws = plan.Prompts.Select(p => new ValidDraw(plan, p)).ToList();
+        var first = draws.Select(d => d.NextWave(failed.Token)).ToList();
+        plan.Decoder.Submit([.. first.SelectMany(w => w.Jobs)]);
+        async Task Run(ValidDraw draw, Wave wave)
         {
             try
             {
-                return await ValidOnly(plan, prompt, failed.Token);
+                while (true)
+                {
+                    await wave.Done;
+                    Check(wave.Samples, plan, failed.Token);
+                    if (draw.Keep(wave.Samples)) return;
+                    wave = draw.NextWave(failed.Token);
+                    plan.Decoder.Submit(wave.Jobs, continuing: true);
+                }
             }
             catch
             {
@@ -481,58 +492,72 @@ internal static class CompletionRoutes
             }
         }
         // The prompts stopped for another's failure end cancelled, not faulted: the failure is what WhenAll throws.
-        var answers = await Task.WhenAll(plan.Prompts.Select(Run));
-        var choices = answers.SelectMany((answer, p) => answer.Kept.Select((k, i) =>
+        await Task.WhenAll(draws.Select((d, p) => Run(d, first[p])));
+        var choices = draws.SelectMany((draw, p) => draw.Kept.Select((k, i) =>
             new Choice(k.Canonical, p * plan.N + i, k.Sample.LogprobsFrom(0, k.Sample.Tokens.Count), k.Sample.FinishReason, k.Sample.LogLikelihood))).ToList();
-        return (choices, [.. answers.SelectMany(a => a.All)]);
+        return (choices, [.. draws.SelectMany(d => d.All)]);
     }
 
-    private static async Task<(List<(Sample Sample, string Canonical)> Kept, List<Sample> All)> ValidOnly(Plan plan, Prompt prompt, CancellationToken token)
+    /// <summary>A wave of samples, the jobs that draw them, and a task that ends with the last of them.</summary>
+    private sealed record Wave(List<Sample> Samples, SequenceJob[] Jobs, Task Done);
+
+    /// <summary>One prompt's <c>valid_only</c> draw: its samples so far and the valid molecules among them.</summary>
+    private sealed class ValidDraw(Plan plan, Prompt prompt)
     {
-        var all = new List<Sample>();
-        var kept = new List<(Sample Sample, string Canonical)>();
-        long limit = (long)plan.N * ValidOnlyAttemptsFactor;
-        // In a batch each message names its prompt; alone, "the prompt".
-        string of = prompt.Param == "prompt" ? "" : $" of {prompt.Param}";
-        while (kept.Count < plan.N)
+        private readonly long limit = (long)plan.N * ValidOnlyAttemptsFactor;
+
+        public List<Sample> All { get; } = [];
+
+        public List<(Sample Sample, string Canonical)> Kept { get; } = [];
+
+        /// <summary>The next samples in sequence order, as many as valid molecules are still missing; refused past the attempts allowed.</summary>
+        public Wave NextWave(CancellationToken token)
         {
-            if (all.Count >= limit)
-            {
-                // Samples cut at max_tokens are not molecules: when most were cut, the limit is to blame (or the prompt,
-                // which can keep a sample from ever ending); at the model's whole length, only the prompt or the model.
-                int cut = all.Count(s => s.FinishReason == "length");
-                bool mostCut = 2 * cut > all.Count, wholeLength = prompt.Options.MaxNewTokens >= plan.Decoder.Length - prompt.Ids.Length;
-                string cutAt = wholeLength ? $"the model's length ({plan.Decoder.Length} tokens)" : $"max_tokens ({prompt.Options.MaxNewTokens})";
-                // The prompt is blamed only on samples that ended and still were not molecules: samples all cut short say
-                // nothing of it (benzene was blamed when max_tokens 3 cut every sample).
-                throw kept.Count == 0 && prompt.Text.Length > 0 && cut < all.Count
-                    ? ApiError.Invalid($"none of {all.Count} samples continuing {(of == "" ? "the prompt" : prompt.Param)} was a valid molecule: '{prompt.Text}' may start none (a ring it closes cannot be aromatic, say)"
-                        + (mostCut && !wholeLength ? $"; {cut} were cut at {cutAt}, so a larger max_tokens may help" : ""), prompt.Param)
-                    : mostCut && !wholeLength
-                    ? ApiError.Invalid($"only {kept.Count} of {plan.N} samples{of} were valid molecules after {all.Count} samples; {cut} were cut at {cutAt}: raise max_tokens", "max_tokens")
-                    : ApiError.Invalid($"only {kept.Count} of {plan.N} samples{of} were valid molecules after {all.Count} samples"
-                        + (mostCut ? $" ({cut} cut at {cutAt})" : "") + "; the model is not trained well enough for valid_only", "valid_only");
-            }
-            int wave = (int)Math.Min(plan.N - kept.Count, limit - all.Count);
-            var samples = Enumerable.Range(all.Count, wave).Select(i => new Sample(plan, prompt, i)).ToList();
-            all.AddRange(samples);
+            if (All.Count >= limit) throw Exhausted();
+            int size = (int)Math.Min(plan.N - Kept.Count, limit - All.Count);
+            var samples = Enumerable.Range(All.Count, size).Select(i => new Sample(plan, prompt, i)).ToList();
+            All.AddRange(samples);
             var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            int remaining = wave;
-            plan.Decoder.Submit([.. samples.Select(s => Job(plan, s, _ => { }, _ =>
+            int remaining = size;
+            var jobs = samples.Select(s => Job(plan, s, _ => { }, _ =>
             {
                 if (Interlocked.Decrement(ref remaining) == 0) done.TrySetResult();
-            }, token))]);
-            await done.Task;
-            Check(samples, plan, token);
+            }, token)).ToArray();
+            return new Wave(samples, jobs, done.Task);
+        }
+
+        /// <summary>Keeps the wave's valid molecules, in sequence order; true once there are n.</summary>
+        public bool Keep(List<Sample> samples)
+        {
             foreach (var s in samples)
             {
-                if (kept.Count == plan.N) break;
+                if (Kept.Count == plan.N) break;
                 string smiles = prompt.Text + s.Text;
                 if (s.FinishReason != "stop" || smiles.Length == 0 || !Molecule.TryFromSmiles(smiles, out var molecule, out _)) continue;
-                using (molecule) kept.Add((s, molecule!.ToSmiles()));
+                using (molecule) Kept.Add((s, molecule!.ToSmiles()));
             }
+            return Kept.Count == plan.N;
         }
-        return (kept, all);
+
+        private ApiError Exhausted()
+        {
+            // In a batch each message names its prompt; alone, "the prompt".
+            string of = prompt.Param == "prompt" ? "" : $" of {prompt.Param}";
+            // Samples cut at max_tokens are not molecules: when most were cut, the limit is to blame (or the prompt,
+            // which can keep a sample from ever ending); at the model's whole length, only the prompt or the model.
+            int cut = All.Count(s => s.FinishReason == "length");
+            bool mostCut = 2 * cut > All.Count, wholeLength = prompt.Options.MaxNewTokens >= plan.Decoder.Length - prompt.Ids.Length;
+            string cutAt = wholeLength ? $"the model's length ({plan.Decoder.Length} tokens)" : $"max_tokens ({prompt.Options.MaxNewTokens})";
+            // The prompt is blamed only on samples that ended and still were not molecules: samples all cut short say
+            // nothing of it (benzene was blamed when max_tokens 3 cut every sample).
+            return Kept.Count == 0 && prompt.Text.Length > 0 && cut < All.Count
+                ? ApiError.Invalid($"none of {All.Count} samples continuing {(of == "" ? "the prompt" : prompt.Param)} was a valid molecule: '{prompt.Text}' may start none (a ring it closes cannot be aromatic, say)"
+                    + (mostCut && !wholeLength ? $"; {cut} were cut at {cutAt}, so a larger max_tokens may help" : ""), prompt.Param)
+                : mostCut && !wholeLength
+                ? ApiError.Invalid($"only {Kept.Count} of {plan.N} samples{of} were valid molecules after {All.Count} samples; {cut} were cut at {cutAt}: raise max_tokens", "max_tokens")
+                : ApiError.Invalid($"only {Kept.Count} of {plan.N} samples{of} were valid molecules after {All.Count} samples"
+                    + (mostCut ? $" ({cut} cut at {cutAt})" : "") + "; the model is not trained well enough for valid_only", "valid_only");
+        }
     }
 
     /// <summary>

@@ -151,7 +151,12 @@ public sealed class DecodeScheduler : IDisposable
     public int QueueCapacity => queueCapacity;
 
     /// <summary>Queues <paramref name="jobs"/> (all or none); false when the queue cannot take them all.</summary>
-    public bool TrySubmit(IReadOnlyList<SequenceJob> jobs)
+    /// <param name="continuing">
+    /// The jobs carry on work admitted earlier (a request that needs another wave of samples): they are never refused
+    /// and go to the front of the queue, so a request once admitted is not failed halfway by later ones. The queue
+    /// holds at most the capacity plus such waves, each no larger than the admission it continues.
+    /// </param>
+    public bool TrySubmit(IReadOnlyList<SequenceJob> jobs, bool continuing = false)
     {
         foreach (var job in jobs)
         {
@@ -168,6 +173,13 @@ public sealed class DecodeScheduler : IDisposable
         }
         lock (gate)
         {
+            if (continuing)
+            {
+                var later = waiting.ToArray();
+                waiting.Clear();
+                foreach (var job in jobs.Concat(later)) waiting.Enqueue(job);
+                return true;
+            }
             if (waiting.Count + jobs.Count > queueCapacity) return false;
             foreach (var job in jobs) waiting.Enqueue(job);
             return true;
