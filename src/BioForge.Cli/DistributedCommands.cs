@@ -26,9 +26,10 @@ internal static class DistributedCommands
         var stallRank = Options.Int("--stall-rank", "make this rank sleep instead of joining (to see the timeout at work); -1 = none", -1);
         var stallSeconds = Options.Int("--stall-seconds", "how long the stalled rank sleeps", 60);
         var freeze = new Option<bool>("--freeze") { Description = "the stalled rank stops its whole process (SIGSTOP) instead of sleeping: it looks dead" };
+        var inGroup = new Option<bool>("--stall-in-group") { Description = "the others wait in a group split from the world (as a data × tensor-parallel grid's collectives do), not in the world" };
         var model = new Option<string?>("--model") { Description = "also split this ESM-2 or Llama checkpoint across the ranks (tensor parallelism) and compare logits and gradients with the whole model" };
         var device = new Option<string>("--device") { Description = "cpu (MPI), or cuda: also run the collectives on CUDA tensors over NCCL", DefaultValueFactory = _ => "cpu" };
-        var command = new Command("check", "Run every collective on known values and compare the results on every rank") { stallRank, stallSeconds, freeze, model, device };
+        var command = new Command("check", "Run every collective on known values and compare the results on every rank") { stallRank, stallSeconds, freeze, inGroup, model, device };
         command.SetAction(result => Cli.Guard(error, () =>
         {
             if (result.GetValue(stallSeconds) < 0) throw new BioForgeException($"--stall-seconds must be 0 or more (got {result.GetValue(stallSeconds)})");
@@ -37,11 +38,17 @@ internal static class DistributedCommands
             int r = world.Rank, n = world.Size;
             if (result.GetValue(stallRank) is int stalled and >= 0 && stalled >= n)
                 throw new BioForgeException($"--stall-rank {stalled}: the world has ranks 0–{n - 1}");
-            if (result.GetValue(stallRank) == r)
+            // The group's ranks run in reverse, so its ranks are not the world's: messages must name the world's.
+            using (var group = result.GetValue(stallRank) >= 0 && result.GetValue(inGroup) ? world.Split(color: 0, key: n - 1 - r) : null)
             {
-                error.WriteLine($"rank {r}: {(result.GetValue(freeze) ? "freezing" : $"stalling for {result.GetValue(stallSeconds)} s")}");
-                if (result.GetValue(freeze)) Process.Start("kill", ["-STOP", Environment.ProcessId.ToString(CultureInfo.InvariantCulture)])!.WaitForExit();
-                Thread.Sleep(TimeSpan.FromSeconds(result.GetValue(stallSeconds)));
+                if (result.GetValue(stallRank) == r)
+                {
+                    error.WriteLine($"rank {r}: {(result.GetValue(freeze) ? "freezing" : $"stalling for {result.GetValue(stallSeconds)} s")}");
+                    if (result.GetValue(freeze)) Process.Start("kill", ["-STOP", Environment.ProcessId.ToString(CultureInfo.InvariantCulture)])!.WaitForExit();
+                    Thread.Sleep(TimeSpan.FromSeconds(result.GetValue(stallSeconds)));
+                }
+                using var one = ones(1, ScalarType.Float32);
+                group?.AllReduce(one);
             }
             var failures = new List<string>();
             void Expect(string what, Tensor actual, Tensor expected)

@@ -24,6 +24,22 @@ public sealed class LaunchTests
         Assert.Contains("outside OMPI_COMM_WORLD_SIZE=4", Assert.Throws<BioForgeException>(() => Launch.FromEnvironment(broken.GetValueOrDefault)).Message);
     }
 
+    /// <summary>
+    /// "cuda" under a launcher is the local rank's GPU; a numbered GPU stays where a rank sees one (one GPU per task),
+    /// and is refused where it sees several: every rank of a machine would take the same one.
+    /// </summary>
+    [Fact]
+    public void EachRankTakesItsLocalGpuAndASharedNumberedGpuIsRefused()
+    {
+        var second = new Launch(3, 4, 1, "mpirun");
+        Assert.Equal("cuda:1", ParallelGrid.LocalDevice(new Device("cuda"), second, visibleGpus: 2).ToString());
+        Assert.Equal("cuda:0", ParallelGrid.LocalDevice(new Device("cuda:0"), second, visibleGpus: 1).ToString());
+        Assert.Equal("cuda:0", ParallelGrid.LocalDevice(new Device("cuda:0"), new Launch(0, 1, 0, "none"), visibleGpus: 8).ToString());
+        Assert.Equal("cpu", ParallelGrid.LocalDevice(new Device("cpu"), second, visibleGpus: 2).ToString());
+        var error = Assert.Throws<BioForgeException>(() => ParallelGrid.LocalDevice(new Device("cuda:0"), second, visibleGpus: 2));
+        Assert.Contains("device cuda:0 in a distributed run puts every rank of a machine on GPU 0 (rank 3 sees 2): give 'cuda'", error.Message);
+    }
+
     [Fact]
     public void ATensorParallelSplitThatDoesNotDivideIsRefusedWithTheNumbers()
     {
@@ -97,6 +113,19 @@ public sealed class MpiTests
             ["dist", "check", "--stall-rank", "1", "--stall-seconds", "600", .. (freeze ? new[] { "--freeze" } : [])]);
         Assert.NotEqual(0, code);
         Assert.Contains($"rank 0 of 2: all-reduce did not complete within 4 s: {diagnosis}", error);
+    }
+
+    /// <summary>
+    /// A data × tensor-parallel grid's collectives run in groups split from the world: a rank that holds one up is named
+    /// there too, by its world rank (the groups' watchdogs said only "another rank has died or is stuck").
+    /// </summary>
+    [Fact]
+    public void ARankHoldingUpAGroupsCollectiveIsNamedByItsWorldRank()
+    {
+        var (code, _, error) = MpiRun(2, new Dictionary<string, string> { ["BIOFORGE_COLLECTIVE_TIMEOUT"] = "4" },
+            ["dist", "check", "--stall-rank", "1", "--stall-seconds", "600", "--stall-in-group"]);
+        Assert.NotEqual(0, code);
+        Assert.Contains("world rank 0 (rank 1 of 2 in its group): all-reduce did not complete within 4 s: world rank 1 is alive but has not reached this collective (it entered 0 of 1)", error);
     }
 
     [Fact]

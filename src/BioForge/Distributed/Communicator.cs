@@ -39,6 +39,9 @@ public abstract class Communicator : IDisposable
 
     public abstract void Dispose();
 
+    /// <summary>The probe that names a rank holding up a collective of this group, where the backend has one (Open MPI's).</summary>
+    internal virtual LivenessProbe? Liveness => null;
+
     /// <summary>BIOFORGE_COLLECTIVE_TIMEOUT seconds, default 300.</summary>
     private static TimeSpan DefaultTimeout()
     {

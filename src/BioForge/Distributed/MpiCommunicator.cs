@@ -15,7 +15,9 @@ namespace BioForge.Distributed;
 /// </summary>
 internal sealed unsafe class MpiCommunicator : Communicator
 {
-    // MPI counts are C ints; larger tensors go in pieces.
+    // MPI counts are C ints: all-reduce and broadcast send larger tensors in pieces; all-gather and reduce-scatter (whose
+    // pieces would interleave the ranks' parts) refuse more than 2^31 − 1 elements per rank, ZeRO-1 on the CPU past
+    // about 4 billion parameters a group on two ranks.
     private const long MaxCount = 1L << 30;
 
     private readonly MpiLibrary mpi;
@@ -28,7 +30,9 @@ internal sealed unsafe class MpiCommunicator : Communicator
     public override int Size { get; }
     public override string Backend => "mpi";
 
-    private MpiCommunicator(MpiLibrary mpi, IntPtr comm, bool owned, bool canAbortFromWatchdog, bool probeLiveness = false)
+    /// <param name="probeLiveness">Run a <see cref="LivenessProbe"/> on this communicator (MPI_COMM_WORLD and the groups split from it).</param>
+    /// <param name="worldRank">This rank's world rank, for the probe to name ranks by (null: this is the world).</param>
+    private MpiCommunicator(MpiLibrary mpi, IntPtr comm, bool owned, bool canAbortFromWatchdog, bool probeLiveness = false, int? worldRank = null)
     {
         this.mpi = mpi;
         this.canAbortFromWatchdog = canAbortFromWatchdog;
@@ -39,8 +43,19 @@ internal sealed unsafe class MpiCommunicator : Communicator
         mpi.Check(mpi.CommSize(comm, &size), "MPI_Comm_size");
         Rank = rank;
         Size = size;
-        if (probeLiveness && canAbortFromWatchdog) liveness = new LivenessProbe(mpi, comm, rank, size);
+        if (probeLiveness && canAbortFromWatchdog) liveness = new LivenessProbe(mpi, comm, rank, size, WorldRanks(worldRank ?? rank));
     }
+
+    /// <summary>Every member's world rank, in this communicator's rank order (collective: every member constructs it together).</summary>
+    private int[] WorldRanks(int mine)
+    {
+        long own = mine;
+        var all = new long[Size];
+        fixed (long* target = all) mpi.Check(mpi.Allgather((IntPtr)(&own), 1, mpi.Int64, (IntPtr)target, 1, mpi.Int64, comm), "MPI_Allgather");
+        return [.. all.Select(r => (int)r)];
+    }
+
+    internal override LivenessProbe? Liveness => liveness;
 
     /// <summary>Initialises MPI (once per process) and returns MPI_COMM_WORLD.</summary>
     public static MpiCommunicator InitializeWorld()
@@ -129,12 +144,13 @@ internal sealed unsafe class MpiCommunicator : Communicator
     {
         IntPtr child;
         mpi.Check(mpi.CommSplit(comm, color, key, &child), "MPI_Comm_split");
-        return new MpiCommunicator(mpi, child, owned: true, canAbortFromWatchdog) { Timeout = Timeout };
+        return new MpiCommunicator(mpi, child, owned: true, canAbortFromWatchdog, probeLiveness: liveness is not null, liveness?.WorldRank) { Timeout = Timeout };
     }
 
     public override void Dispose()
     {
         if (!owned || comm == IntPtr.Zero) return;
+        liveness?.Dispose();
         fixed (IntPtr* handle = &comm) mpi.CommFree(handle);
         comm = IntPtr.Zero;
     }
@@ -195,7 +211,7 @@ internal sealed unsafe class MpiCommunicator : Communicator
 
     private static void CheckCount(long n, string what)
     {
-        if (n > int.MaxValue) throw new BioForgeException($"{what} of {n} elements per rank exceeds MPI's int count");
+        if (n > int.MaxValue) throw new BioForgeException($"{what} of {n:N0} elements per rank exceeds MPI's int count (2,147,483,647): use more ranks, or CUDA tensors (NCCL)");
     }
 
     /// <summary>
@@ -213,7 +229,7 @@ internal sealed unsafe class MpiCommunicator : Communicator
             // The others were asked for up to 5 s: a collective that completed meanwhile was only late.
             if (Volatile.Read(ref completed.Value)) return;
             // The one place the library writes to the console: the process is about to end and cannot throw.
-            Console.Error.WriteLine($"error: rank {Rank} of {Size}: {what} did not complete within {limit.TotalSeconds:F0} s: {cause} (BIOFORGE_COLLECTIVE_TIMEOUT sets the limit)");
+            Console.Error.WriteLine($"error: {liveness?.Name ?? $"rank {Rank} of {Size}"}: {what} did not complete within {limit.TotalSeconds:F0} s: {cause} (BIOFORGE_COLLECTIVE_TIMEOUT sets the limit)");
             Console.Error.Flush();
             if (canAbortFromWatchdog) mpi.Abort(mpi.CommWorld, 3);
             Environment.Exit(3);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using BioForge.Runtime;
 using TorchSharp;
@@ -182,17 +183,31 @@ public sealed unsafe class NcclCommunicator : Communicator
     private void Run(Func<int> enqueue, string what, Tensor output)
     {
         var limit = Timeout;
+        // The host group's probe (Open MPI's) counts these collectives too, so it can name the rank that holds one up.
+        var probe = host.Liveness;
+        var completed = new StrongBox<bool>();
         using var watchdog = new Timer(_ =>
         {
-            Console.Error.WriteLine($"error: rank {Rank} of {Size}: NCCL {what} did not complete within {limit.TotalSeconds:F0} s: another rank has died or is stuck (BIOFORGE_COLLECTIVE_TIMEOUT sets the limit)");
+            string cause = probe?.Suspects(TimeSpan.FromSeconds(5)) ?? "another rank has died or is stuck";
+            if (Volatile.Read(ref completed.Value)) return;
+            Console.Error.WriteLine($"error: {probe?.Name ?? $"rank {Rank} of {Size}"}: NCCL {what} did not complete within {limit.TotalSeconds:F0} s: {cause} (BIOFORGE_COLLECTIVE_TIMEOUT sets the limit)");
             Console.Error.Flush();
             nccl.CommAbort(comm);
             Environment.Exit(3);
         }, null, limit, System.Threading.Timeout.InfiniteTimeSpan);
-        nccl.Check(enqueue(), what);
-        using var flat = output.view(-1);
-        using var first = flat.narrow(0, 0, Math.Min(1, flat.numel()));
-        using var done = first.cpu();
+        probe?.Enter();
+        try
+        {
+            nccl.Check(enqueue(), what);
+            using var flat = output.view(-1);
+            using var first = flat.narrow(0, 0, Math.Min(1, flat.numel()));
+            using var done = first.cpu();
+            Volatile.Write(ref completed.Value, true);
+        }
+        finally
+        {
+            probe?.Leave();
+        }
     }
 }
 

@@ -52,13 +52,20 @@ public sealed class ParallelGrid : IDisposable
 
     /// <summary>
     /// The GPU a process of a distributed job should use when told just "cuda": one per process, by local rank
-    /// (mpirun/srun start one process per GPU). Any other device is returned as it is.
+    /// (mpirun/srun start one process per GPU). Any other device is returned as it is, but a numbered GPU where a
+    /// rank sees several: one configuration gives every rank the same number, which puts them all on one GPU (NCCL
+    /// then fails to start with a message that does not say why).
     /// </summary>
-    public static Device LocalDevice(Device device, Launch launch)
+    public static Device LocalDevice(Device device, Launch launch) => LocalDevice(device, launch, device.type == DeviceType.CUDA ? (int)cuda.device_count() : 0);
+
+    internal static Device LocalDevice(Device device, Launch launch, int visibleGpus)
     {
-        if (device.type != DeviceType.CUDA || device.index >= 0 || !launch.Distributed) return device;
-        int count = (int)cuda.device_count();
-        return new Device(DeviceType.CUDA, count == 0 ? 0 : launch.LocalRank % count);
+        if (device.type != DeviceType.CUDA || !launch.Distributed) return device;
+        if (device.index >= 0)
+            return visibleGpus <= 1 ? device
+                : throw new BioForgeException($"device cuda:{device.index} in a distributed run puts every rank of a machine on GPU {device.index} (rank {launch.Rank} sees {visibleGpus}): "
+                    + "give 'cuda', and each rank takes the GPU of its local rank, or give each rank one GPU (CUDA_VISIBLE_DEVICES, srun --gpus-per-task 1)");
+        return new Device(DeviceType.CUDA, visibleGpus == 0 ? 0 : launch.LocalRank % visibleGpus);
     }
 
     private Communicator Own(Communicator communicator)
