@@ -89,8 +89,9 @@ class ThreadLocalBuffer : public std::streambuf {
   }
 };
 
-ThreadLocalBuffer capture_buffer;
-std::ostream capture_stream(&capture_buffer);
+// Never destroyed: RDKit's loggers flush their stream when they are destroyed at exit, which may be after this file's
+// statics are (a use after destruction that today's libstdc++ happens to survive).
+std::ostream &capture_stream = *new std::ostream(new ThreadLocalBuffer());
 std::once_flag init_once;
 std::mutex random_smiles_mutex;
 

@@ -35,7 +35,7 @@ typedef struct bf_reaction bf_reaction;
 BF_API const char *bf_version(void);
 BF_API const char *bf_last_error(void);
 BF_API void bf_string_free(char *s);
-/* Number of molecule, query and filter handles alive in the process (for leak tests). */
+/* Number of molecule, query, filter and reaction handles alive in the process (for leak tests). */
 BF_API long bf_live_handles(void);
 
 BF_API int bf_mol_from_smiles(const char *smiles, int sanitize, bf_mol **out);
@@ -52,7 +52,7 @@ BF_API int bf_mol_largest_fragment(const bf_mol *mol, bf_mol **out);
 BF_API int bf_mol_add_hs(const bf_mol *mol, bf_mol **out);
 /* Per atom: atomic number and formal charge (up to capacity atoms); *n receives the number of atoms. */
 BF_API int bf_mol_atoms(const bf_mol *mol, int *atomic_numbers, int *formal_charges, int capacity, int *n);
-/* Size of every ring of the ring perception RDKit stores on the molecule (SSSR); *n receives the number of rings. */
+/* Size of every ring of the ring perception RDKit stores on the molecule (the symmetrized SSSR); *n receives the number of rings. */
 BF_API int bf_mol_ring_sizes(const bf_mol *mol, int *sizes, int capacity, int *n);
 
 /* Descriptors in this order (BF_DESCRIPTOR_COUNT values):

@@ -260,6 +260,17 @@ public sealed class ChemTests
         File.WriteAllText(unterminated, text[..text.LastIndexOf("$$$$", StringComparison.Ordinal)].Replace("pentavalent\n", "\n", StringComparison.Ordinal) + ">  <id>\nP5\n\n");
         Assert.Equal("P5", MoleculeSource.Read(unterminated).Last().Properties[MoleculeSource.NameProperty]);
         Assert.Contains("the record has no 'activity' data item", Assert.Throws<BioForgeException>(() => MoleculeSource.Read(unterminated, idColumn: "activity").ToList()).Message);
+
+        // RDKit counts a record's lines from its title; the message names the file's line, where a reader finds it.
+        string[] lines = text.Split('\n');
+        int title = Array.IndexOf(lines, "caffeine");
+        lines[title + 4] = lines[title + 4][..20]; // the first atom line, cut short
+        string cut = Path.Combine(TestData.TempDirectory(), "cut.sdf");
+        File.WriteAllText(cut, string.Join('\n', lines));
+        var caffeine = MoleculeSource.Read(cut).ElementAt(1);
+        Assert.Equal(title + 1, caffeine.Line);
+        Assert.False(caffeine.TryParse(out _, out string? cutError));
+        Assert.Contains($"on line {title + 5} (line 5 of the record)", cutError);
     }
 
     [Fact]

@@ -55,6 +55,9 @@ public sealed class GraphGeneticOperatorsTests
         Assert.Contains("atoms 0 and 5 are not bonded", Assert.Throws<BioForgeException>(() => ester.FragmentOnBonds([(0, 5)])).Message);
         // RDKit would read the second copy of a bond after freeing it.
         Assert.Contains("the bond between atoms 3 and 2 is named twice", Assert.Throws<BioForgeException>(() => ester.FragmentOnBonds([(2, 3), (3, 2)])).Message);
+        var none = Assert.Throws<BioForgeException>(() => ester.FragmentOnBonds([]));
+        Assert.Contains("no bond to cut", none.Message);
+        Assert.False(none.ServerFault);
     }
 
     [Fact]
@@ -108,6 +111,28 @@ public sealed class GraphGeneticOperatorsTests
             }
         }
         Assert.True(made >= 40, $"only {made} of 60 mutations made a molecule");
+    }
+
+    /// <summary>
+    /// GB-GA's edits as GB-GA writes them: a double bond between atoms with no hydrogen (a ketone's C=O) can be made
+    /// single (a template here asked for a hydrogen on one end, so 4-octanone never became 4-octanol), and an element is
+    /// changed only from one the molecule has.
+    /// </summary>
+    [Fact]
+    public void AKetonesCarbonylCanBeSaturatedAndOnlyElementsPresentAreChanged()
+    {
+        using var operators = new GraphGeneticOperators();
+        using var ketone = Molecule.FromSmiles("CCCCC(=O)CCC");
+        var random = new Random(3);
+        var mutants = Enumerable.Range(0, 400).Select(_ => operators.Mutate(ketone, random)).ToHashSet();
+        Assert.Contains("CCCCC(O)CCC", mutants);
+        for (int i = 0; i < 200; i++)
+        {
+            string edit = GraphGeneticOperators.ChangeAtom(random, ketone)!;
+            Assert.True(edit.StartsWith("[#6:1]>>", StringComparison.Ordinal) || edit.StartsWith("[#8:1]>>", StringComparison.Ordinal), edit);
+        }
+        using var phosphine = Molecule.FromSmiles("P(I)(I)I");
+        Assert.Null(GraphGeneticOperators.ChangeAtom(random, phosphine)); // none of GB-GA's elements to change
     }
 
     private static List<string?> Breed(int seed)

@@ -18,19 +18,19 @@ internal sealed class GraphGeneticOperators : IDisposable
     private readonly Dictionary<string, Reaction> reactions = new(StringComparer.Ordinal);
     private readonly Dictionary<string, SmartsQuery> queries = new(StringComparer.Ordinal);
 
-    /// <summary>One weighted choice of a mutation: the reaction SMARTS it applies, made from the random draws it needs.</summary>
-    private sealed record Edit(double Weight, Func<Random, string> Smarts);
+    /// <summary>One weighted choice of a mutation: the reaction SMARTS it applies to a molecule (null: none applies), made from the random draws it needs.</summary>
+    private sealed record Edit(double Weight, Func<Random, Molecule, string?> Smarts);
 
     // (weight, SMARTS) alternatives inside each kind of edit, and the kinds' weights, as in GB-GA.
     private static readonly (double Weight, Edit[] Alternatives)[] Mutations =
     [
         (0.15, Bonded("[*:1]~[*:2]>>[*:1]X[*:2]", ["C", "N", "O", "S"], "[*;!H0:1]~[*:2]>>[*:1]=X-[*:2]", ["C", "N"], "[*;!R;!H1;!H0:1]~[*:2]>>[*:1]#X-[*:2]", ["C"])), // insert an atom
-        (0.14, Fixed((0.45, "[*:1]!-[*;!H0:2]>>[*:1]-[*:2]"), (0.45, "[*;!H0:1]-[*;!H0:2]>>[*:1]=[*:2]"), (0.05, "[*:1]#[*:2]>>[*:1]=[*:2]"),
+        (0.14, Fixed((0.45, "[*:1]!-[*:2]>>[*:1]-[*:2]"), (0.45, "[*;!H0:1]-[*;!H0:2]>>[*:1]=[*:2]"), (0.05, "[*:1]#[*:2]>>[*:1]=[*:2]"),
             (0.05, "[*;!R;!H1;!H0:1]~[*:2]>>[*:1]#[*:2]"))), // change a bond order
         (0.14, Fixed((1.0, "[*:1]@[*:2]>>([*:1].[*:2])"))), // open a ring
         (0.14, Fixed((0.05, "[*;!r;!H0:1]~[*;!r:2]~[*;!r;!H0:3]>>[*:1]1~[*:2]~[*:3]1"), (0.05, "[*;!r;!H0:1]~[*!r:2]~[*!r:3]~[*;!r;!H0:4]>>[*:1]1~[*:2]~[*:3]~[*:4]1"),
-            (0.45, "[*;!r;!H0:1]~[*!r:2]~[*!r:3]~[*!r:4]~[*;!r;!H0:5]>>[*:1]1~[*:2]~[*:3]~[*:4]~[*:5]1"),
-            (0.45, "[*;!r;!H0:1]~[*!r:2]~[*!r:3]~[*!r:4]~[*!r:5]~[*;!r;!H0:6]>>[*:1]1~[*:2]~[*:3]~[*:4]~[*:5]~[*:6]1"))), // close a ring
+            (0.45, "[*;!r;!H0:1]~[*!r:2]~[*:3]~[*:4]~[*;!r;!H0:5]>>[*:1]1~[*:2]~[*:3]~[*:4]~[*:5]1"),
+            (0.45, "[*;!r;!H0:1]~[*!r:2]~[*:3]~[*:4]~[*!r:5]~[*;!r;!H0:6]>>[*:1]1~[*:2]~[*:3]~[*:4]~[*:5]~[*:6]1"))), // close a ring
         (0.14, Fixed((0.25, "[*:1]~[D1:2]>>[*:1]"), (0.25, "[*:1]~[D2:2]~[*:3]>>[*:1]-[*:3]"), (0.25, "[*:1]~[D3:2](~[*;!H0:3])~[*:4]>>[*:1]-[*:3]-[*:4]"),
             (0.1875, "[*:1]~[D4:2](~[*;!H0:3])(~[*;!H0:4])~[*:5]>>[*:1]-[*:3]-[*:4]-[*:5]"),
             (0.0625, "[*:1]~[D4:2](~[*;!H0;!H1:3])(~[*:4])~[*:5]>>[*:1]-[*:3](-[*:4])-[*:5]"))), // delete an atom
@@ -38,24 +38,31 @@ internal sealed class GraphGeneticOperators : IDisposable
         (0.15, Bonded("[*;!H0:1]>>[*:1]X", ["C", "N", "O", "F", "S", "Cl", "Br"], "[*;!H0;!H1:1]>>[*:1]=X", ["C", "N", "O"], "[*;H3:1]>>[*:1]#X", ["C", "N"])), // append an atom
     ];
 
-    private static readonly string[] Elements = ["#6", "#7", "#8", "#9", "#16", "#17", "#35"];
+    private static readonly int[] Elements = [6, 7, 8, 9, 16, 17, 35];
     private static readonly double[] ElementWeights = [0.15, 0.15, 0.14, 0.14, 0.14, 0.14, 0.14];
 
-    private static Edit[] Fixed(params (double Weight, string Smarts)[] alternatives) => [.. alternatives.Select(a => new Edit(a.Weight, _ => a.Smarts))];
+    private static Edit[] Fixed(params (double Weight, string Smarts)[] alternatives) => [.. alternatives.Select(a => new Edit(a.Weight, (_, _) => a.Smarts))];
 
     /// <summary>Single, double and triple variants (weights 0.60, 0.35, 0.05), each with a random element for X.</summary>
     private static Edit[] Bonded(string single, string[] singleElements, string @double, string[] doubleElements, string triple, string[] tripleElements) =>
     [
-        new(0.60, r => single.Replace("X", singleElements[r.Next(singleElements.Length)], StringComparison.Ordinal)),
-        new(0.35, r => @double.Replace("X", doubleElements[r.Next(doubleElements.Length)], StringComparison.Ordinal)),
-        new(0.05, r => triple.Replace("X", tripleElements[r.Next(tripleElements.Length)], StringComparison.Ordinal)),
+        new(0.60, (r, _) => single.Replace("X", singleElements[r.Next(singleElements.Length)], StringComparison.Ordinal)),
+        new(0.35, (r, _) => @double.Replace("X", doubleElements[r.Next(doubleElements.Length)], StringComparison.Ordinal)),
+        new(0.05, (r, _) => triple.Replace("X", tripleElements[r.Next(tripleElements.Length)], StringComparison.Ordinal)),
     ];
 
-    private static string ChangeAtom(Random random)
+    /// <summary>
+    /// An element the molecule has, into another: GB-GA draws the first until the molecule has it, which is a draw
+    /// among the elements present (a template for an absent one would match nothing and spend one of the ten tries).
+    /// </summary>
+    internal static string? ChangeAtom(Random random, Molecule molecule)
     {
-        string from = Elements[Pick(random, ElementWeights)], to;
+        var present = molecule.Atoms().Select(a => a.AtomicNumber).ToHashSet();
+        var weights = Elements.Select((e, i) => present.Contains(e) ? ElementWeights[i] : 0).ToArray();
+        if (weights.All(w => w == 0)) return null;
+        int from = Elements[Pick(random, weights)], to;
         do to = Elements[Pick(random, ElementWeights)]; while (to == from);
-        return $"[{from}:1]>>[{to}:1]";
+        return $"[#{from}:1]>>[#{to}:1]";
     }
 
     /// <summary>
@@ -89,7 +96,8 @@ internal sealed class GraphGeneticOperators : IDisposable
         {
             var alternatives = Mutations[Pick(random, [.. Mutations.Select(m => m.Weight)])].Alternatives;
             var edit = alternatives[Pick(random, [.. alternatives.Select(a => a.Weight)])];
-            var children = ReactionOf(edit.Smarts(random)).Run(molecule).Where(c => Acceptable(c, random, ringCheck: true)).ToList();
+            if (edit.Smarts(random, molecule) is not { } smarts) continue;
+            var children = ReactionOf(smarts).Run(molecule).Where(c => Acceptable(c, random, ringCheck: true)).ToList();
             if (children.Count > 0) return children[random.Next(children.Count)];
         }
         return null;
@@ -220,7 +228,10 @@ internal sealed class GraphGeneticOperators : IDisposable
             u -= weights[i];
             if (u < 0) return i;
         }
-        return weights.Count - 1;
+        // Rounding left u at or above 0: the last choice that can be drawn at all.
+        for (int i = weights.Count - 1; i > 0; i--)
+            if (weights[i] > 0) return i;
+        return 0;
     }
 
     private Reaction ReactionOf(string smarts)

@@ -385,6 +385,8 @@ public sealed class Molecule : IDisposable
     /// </summary>
     public unsafe IReadOnlyList<string> FragmentOnBonds(IReadOnlyList<(int First, int Second)> atomPairs)
     {
+        // An empty array is pinned as a null pointer, which the shim would report as its own fault.
+        if (atomPairs.Count == 0) throw new BioForgeException("cutting bonds: no bond to cut");
         int[] atoms = [.. atomPairs.SelectMany(p => new[] { p.First, p.Second })];
         IntPtr text;
         fixed (int* p = atoms)

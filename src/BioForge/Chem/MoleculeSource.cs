@@ -7,7 +7,7 @@ namespace BioForge.Chem;
 /// One input molecule as written: <see cref="Text"/> is a SMILES or, from SDF files, a MOL block; <see cref="Label"/>
 /// is what the user sees in reports (the SMILES, or the SDF title); <see cref="Line"/> is 1-based.
 /// </summary>
-public sealed record MoleculeRecord(string Label, string Text, bool IsMolBlock, int Line, IReadOnlyDictionary<string, string> Properties)
+public sealed partial record MoleculeRecord(string Label, string Text, bool IsMolBlock, int Line, IReadOnlyDictionary<string, string> Properties)
 {
     /// <summary>Where the record is, as messages name it: its line in a file; a JSON array's element in a request.</summary>
     public string Where { get; init; } = $"line {Line}";
@@ -15,8 +15,18 @@ public sealed record MoleculeRecord(string Label, string Text, bool IsMolBlock, 
     /// <summary>What the molecule is called: the name given in the file, else its SDF title, else where it is (its line).</summary>
     public string Id => Properties.TryGetValue(MoleculeSource.NameProperty, out string? name) ? name : Label == Text ? Where : Label;
 
-    public bool TryParse(out Molecule? molecule, out string? error) =>
-        IsMolBlock ? Molecule.TryFromMolBlock(Text, out molecule, out error) : Molecule.TryFromSmiles(Text, out molecule, out error);
+    public bool TryParse(out Molecule? molecule, out string? error)
+    {
+        if (!IsMolBlock) return Molecule.TryFromSmiles(Text, out molecule, out error);
+        if (Molecule.TryFromMolBlock(Text, out molecule, out error)) return true;
+        // RDKit counts a MOL block's lines from the record's first; a file's own line is the one a reader can go to.
+        if (error is not null && Where == $"line {Line}")
+            error = RecordLine().Replace(error, m => $"on line {Line + int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) - 1} (line {m.Groups[1].Value} of the record)");
+        return false;
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"\bon line (\d+)")]
+    private static partial System.Text.RegularExpressions.Regex RecordLine();
 }
 
 /// <summary>Streams molecules from .smi, .csv/.tsv or .sdf files (each optionally .gz).</summary>
