@@ -23,6 +23,8 @@ internal sealed unsafe class MpiCommunicator : Communicator
     private readonly MpiLibrary mpi;
     private readonly bool canAbortFromWatchdog;
     private readonly LivenessProbe? liveness;
+    /// <summary>Every live probe of the process (the world's and its groups'), shared by them: all stop before MPI_Finalize, or a responder would call MPI after it.</summary>
+    private readonly List<LivenessProbe> probes;
     private IntPtr comm;
     private readonly bool owned;
 
@@ -30,11 +32,12 @@ internal sealed unsafe class MpiCommunicator : Communicator
     public override int Size { get; }
     public override string Backend => "mpi";
 
-    /// <param name="probeLiveness">Run a <see cref="LivenessProbe"/> on this communicator (MPI_COMM_WORLD and the groups split from it).</param>
+    /// <param name="probes">The process's probes (the world's list, shared by its groups); null: this communicator runs none.</param>
     /// <param name="worldRank">This rank's world rank, for the probe to name ranks by (null: this is the world).</param>
-    private MpiCommunicator(MpiLibrary mpi, IntPtr comm, bool owned, bool canAbortFromWatchdog, bool probeLiveness = false, int? worldRank = null)
+    private MpiCommunicator(MpiLibrary mpi, IntPtr comm, bool owned, bool canAbortFromWatchdog, List<LivenessProbe>? probes, int? worldRank = null)
     {
         this.mpi = mpi;
+        this.probes = probes ?? [];
         this.canAbortFromWatchdog = canAbortFromWatchdog;
         this.comm = comm;
         this.owned = owned;
@@ -43,7 +46,11 @@ internal sealed unsafe class MpiCommunicator : Communicator
         mpi.Check(mpi.CommSize(comm, &size), "MPI_Comm_size");
         Rank = rank;
         Size = size;
-        if (probeLiveness && canAbortFromWatchdog) liveness = new LivenessProbe(mpi, comm, rank, size, WorldRanks(worldRank ?? rank));
+        if (probes is not null && canAbortFromWatchdog)
+        {
+            liveness = new LivenessProbe(mpi, comm, rank, size, WorldRanks(worldRank ?? rank));
+            lock (probes) probes.Add(liveness);
+        }
     }
 
     /// <summary>Every member's world rank, in this communicator's rank order (collective: every member constructs it together).</summary>
@@ -65,13 +72,17 @@ internal sealed unsafe class MpiCommunicator : Communicator
         mpi.Check(mpi.Initialized(&initialized), "MPI_Initialized");
         // MPI_THREAD_MULTIPLE lets the watchdog thread call MPI_Abort while a collective blocks the caller.
         if (initialized == 0) mpi.Check(mpi.InitThread(null, IntPtr.Zero, MpiLibrary.ThreadMultiple, &provided), "MPI_Init_thread");
-        return new MpiCommunicator(mpi, mpi.CommWorld, owned: false, provided == MpiLibrary.ThreadMultiple, probeLiveness: true);
+        return new MpiCommunicator(mpi, mpi.CommWorld, owned: false, provided == MpiLibrary.ThreadMultiple, probes: []);
     }
 
     /// <summary>MPI_Finalize (once): the normal end of a distributed run.</summary>
     internal void FinalizeWorld()
     {
-        liveness?.Dispose();
+        lock (probes)
+        {
+            foreach (var probe in probes) probe.Dispose();
+            probes.Clear();
+        }
         int finalized;
         if (mpi.Finalized(&finalized) == MpiLibrary.Success && finalized == 0) mpi.Finalize();
     }
@@ -144,13 +155,15 @@ internal sealed unsafe class MpiCommunicator : Communicator
     {
         IntPtr child;
         mpi.Check(mpi.CommSplit(comm, color, key, &child), "MPI_Comm_split");
-        return new MpiCommunicator(mpi, child, owned: true, canAbortFromWatchdog, probeLiveness: liveness is not null, liveness?.WorldRank) { Timeout = Timeout };
+        return new MpiCommunicator(mpi, child, owned: true, canAbortFromWatchdog, liveness is null ? null : probes, liveness?.WorldRank) { Timeout = Timeout };
     }
 
     public override void Dispose()
     {
         if (!owned || comm == IntPtr.Zero) return;
-        liveness?.Dispose();
+        if (liveness is not null)
+            lock (probes)
+                if (probes.Remove(liveness)) liveness.Dispose();
         fixed (IntPtr* handle = &comm) mpi.CommFree(handle);
         comm = IntPtr.Zero;
     }
