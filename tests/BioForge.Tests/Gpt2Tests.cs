@@ -123,6 +123,16 @@ public sealed class Gpt2Tests
         Assert.DoesNotContain(Path.GetDirectoryName(Path.GetFullPath(json.Source))!, refused.Message, StringComparison.Ordinal); // the service passes it on
         refused = Assert.Throws<BioForgeException>(() => json.EncodeExactly("MK<|endoftext|>", "prompt"));
         Assert.Contains("special token '<|endoftext|>' at position 3", refused.Message, StringComparison.Ordinal);
+        // Truncation and padding a training pipeline saved in tokenizer.json are not applied: they cut or padded every text.
+        string saved = TestData.TempDirectory();
+        var file = JsonNode.Parse(File.ReadAllText(Path.Combine(Fixture, "tokenizer.json")))!.AsObject();
+        file["truncation"] = JsonNode.Parse("""{"direction": "Right", "max_length": 3, "strategy": "LongestFirst", "stride": 0}""");
+        file["padding"] = JsonNode.Parse("""{"strategy": {"Fixed": 12}, "direction": "Right", "pad_to_multiple_of": null, "pad_id": 0, "pad_type_id": 0, "pad_token": "<|endoftext|>"}""");
+        File.WriteAllText(Path.Combine(saved, "tokenizer.json"), file.ToJsonString());
+        using var padded = HuggingFaceTokenizer.Load(saved);
+        Assert.Equal(json.Encode("MKALLLLEAGS"), padded.Encode("MKALLLLEAGS"));
+        Assert.Equal(json.EncodeExactly("MKALLLLEAGS", "prompt"), padded.EncodeExactly("MKALLLLEAGS", "prompt"));
+        Assert.Equal(Path.Combine(saved, "tokenizer.json"), padded.Source);
     }
 
     [Fact]

@@ -213,6 +213,34 @@ public sealed class TrainingStreamTests
 
 public sealed class ClusterSamplingTests
 {
+    /// <summary>
+    /// Copies of a protein fall on one side of the split: a lower-case copy (the tokenizer reads it as the same
+    /// protein), and copies under other ids that a partial cluster file (read gzipped too) does not list.
+    /// </summary>
+    [Fact]
+    public void CopiesOfAProteinFallOnOneSideWhateverTheirCaseOrIds()
+    {
+        string directory = TestData.TempDirectory();
+        var random = new Random(4);
+        var sequences = Enumerable.Range(0, 120).Select(_ => new string([.. Enumerable.Range(0, 30).Select(_ => "ACDEFGHIKLMNPQRSTVWY"[random.Next(20)])])).ToList();
+        string fasta = Path.Combine(directory, "copies.fasta");
+        File.WriteAllText(fasta, string.Concat(sequences.Select((q, i) => $">u{i}\n{q}\n>l{i}\n{q.ToLowerInvariant()}\n>d{i}\n{q}\n")));
+        string tsv = Path.Combine(directory, "clusters.tsv.gz");
+        using (var gzip = new System.IO.Compression.GZipStream(File.Create(tsv), System.IO.Compression.CompressionLevel.Fastest))
+        using (var writer = new StreamWriter(gzip))
+            writer.Write("u0\tu0\n");
+        foreach (string? clusters in new[] { null, tsv })
+        {
+            string corpus = Path.Combine(directory, clusters is null ? "plain" : "clustered");
+            var prepared = DataPreparation.Prepare([fasta], CorpusKind.Protein, corpus, validationFraction: 0.3, seed: 1, clusterFile: clusters);
+            Assert.True(prepared.Validation.Documents > 0);
+            using var train = new TokenStore.Reader(Path.Combine(corpus, "train"));
+            using var valid = new TokenStore.Reader(Path.Combine(corpus, "valid"));
+            var trained = Enumerable.Range(0, train.Count).Select(d => string.Join(',', train.Document(d))).ToHashSet();
+            Assert.DoesNotContain(Enumerable.Range(0, valid.Count), d => trained.Contains(string.Join(',', valid.Document(d))));
+        }
+    }
+
     [Fact]
     public void EachEpochDrawsOneMemberPerClusterAndSplitsKeepClustersWhole()
     {

@@ -44,16 +44,31 @@ public sealed class HuggingFaceTokenizer : IDisposable
     public static HuggingFaceTokenizer Load(string directory)
     {
         string json = Path.Combine(directory, FileName);
-        if (File.Exists(json)) return Open(json, json);
+        if (File.Exists(json))
+        {
+            // Truncation or padding saved with a training pipeline's tokenizer would cut or pad every text silently
+            // (seven end tokens after a short protein, or a cut blamed on a character): BioForge frames its own inputs.
+            var file = JsonFile.ReadObject(json, json);
+            if (file["truncation"] is null && file["padding"] is null) return Open(json, json);
+            file["truncation"] = null;
+            file["padding"] = null;
+            return OpenScratch(file, json);
+        }
         string vocab = Path.Combine(directory, VocabFileName), merges = Path.Combine(directory, MergesFileName);
         if (!File.Exists(vocab) || !File.Exists(merges))
             throw new BioForgeException($"{directory}: no {FileName} (or {VocabFileName} + {MergesFileName}): the checkpoint's tokenizer is needed to read and write text");
-        // The native library reads tokenizer.json files only: the pair becomes one, written to a scratch file.
+        // The native library reads tokenizer.json files only: the pair becomes one.
+        return OpenScratch(ByteLevelBpeJson(vocab, merges), vocab);
+    }
+
+    /// <summary>A tokenizer from JSON made here, through a scratch file (the native library reads files only).</summary>
+    private static HuggingFaceTokenizer OpenScratch(JsonNode tokenizer, string source)
+    {
         string scratch = Path.Combine(Path.GetTempPath(), $"bioforge-tokenizer-{Guid.NewGuid():N}.json");
         try
         {
-            File.WriteAllText(scratch, ByteLevelBpeJson(vocab, merges).ToJsonString());
-            return Open(scratch, vocab);
+            File.WriteAllText(scratch, tokenizer.ToJsonString());
+            return Open(scratch, source);
         }
         finally
         {

@@ -13,19 +13,22 @@ internal sealed class Clusters
 {
     public const string FileSuffix = ".clusters";
     private static readonly byte[] Magic = "BFCLUST1"u8.ToArray();
+    // Two sequence ids a line: anything longer is not a cluster file.
+    private const int MaxLineLength = 100_000;
 
     private readonly Dictionary<string, int> clusterOfMember = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> clusterOfRepresentative = new(StringComparer.Ordinal);
 
     public int Count => clusterOfRepresentative.Count;
 
-    /// <summary>Reads a representative→member TSV; a member listed under two representatives is an error.</summary>
+    /// <summary>Reads a representative→member TSV (plain or gzip); a member listed under two representatives is an error.</summary>
     public static Clusters Read(string path)
     {
         if (!File.Exists(path)) throw new BioForgeException($"{path}: cluster file not found");
         var clusters = new Clusters();
         int line = 0;
-        foreach (string text in File.ReadLines(path))
+        using var reader = LineReader.Open(path, MaxLineLength);
+        for (string? text = reader.ReadLine(); text is not null; text = reader.ReadLine())
         {
             line++;
             if (text.Length == 0 || text[0] == '#') continue;
@@ -46,6 +49,9 @@ internal sealed class Clusters
 
     /// <summary>How many of the sequences assigned so far the file lists (the others are clusters of their own).</summary>
     public long Listed { get; private set; }
+
+    /// <summary>True for a cluster the file lists (not one an unlisted sequence started).</summary>
+    public bool IsListed(int cluster) => cluster < listedClusters;
 
     /// <summary>The cluster of a sequence id; an id the file does not list starts a cluster of its own.</summary>
     public int Assign(string id)

@@ -14,12 +14,15 @@ public sealed record SplitSummary(long Documents, long Tokens, int MaxLength)
     public double MeanLength => Documents == 0 ? 0 : (double)Tokens / Documents;
 }
 
-/// <param name="Skipped">Molecules left out because a token of theirs is not in a given vocabulary (<c>--vocab</c>).</param>
+/// <param name="Skipped">Molecules left out because a token of theirs is not in a given vocabulary (<c>--vocab</c>), with the first (file:line, token).</param>
 /// <param name="Clustered">With a cluster file: how many sequences it lists (the others are clusters of their own).</param>
 /// <param name="Unreadable">SMILES left out because RDKit cannot read them, with the first (file:line, SMILES, why);
 /// null when not checked (a protein corpus, or no RDKit on this machine).</param>
 public sealed record PreparedCorpus(string Directory, CorpusKind Kind, int VocabularySize, SplitSummary Train, SplitSummary Validation, long Skipped = 0, long? Clustered = null,
-    long? Unreadable = null, string? FirstUnreadable = null);
+    long? Unreadable = null, string? FirstUnreadable = null)
+{
+    public string? FirstUnknown { get; init; }
+}
 
 /// <summary>
 /// Tokenizes a FASTA (ESM alphabet) or SMILES file once into train/validation token stores in one directory. Which
@@ -94,7 +97,8 @@ public static class DataPreparation
         {
             var tokenizer = EsmTokenizer.Esm2;
             documents = inputs.SelectMany(input => FastaReader.Read(input)
-                .Select(r => ((int[]?)Encode(() => tokenizer.Encode(r.Sequence), input, r.Line), clusters?.Assign(r.Id) ?? -1, r.Sequence)));
+                .Select(r => ((int[]?)Encode(() => tokenizer.Encode(r.Sequence), input, r.Line), clusters?.Assign(r.Id) ?? -1,
+                    r.Sequence.ToUpperInvariant()))); // keyed as the tokenizer reads it: a lower-case copy is the same protein
             vocabularySize = tokenizer.Vocabulary.Count;
             saveVocabulary = () => AtomicFile.WriteText(Path.Combine(directory, "vocab.txt"), string.Join("\n", tokenizer.Vocabulary) + "\n");
         }
@@ -140,7 +144,9 @@ public static class DataPreparation
                 // sequence (894 groups in the shipped protein corpus) fall on one side, where keys by position put 5 % of
                 // validation in training too; and the text, not its token ids, so another vocabulary (--vocab) deals the
                 // same split.
-                long splitKey = cluster >= 0 ? (1L << 40) + cluster : ContentKey(key);
+                // A sequence the cluster file does not list is a cluster of its own, so copies of it under other ids
+                // would be dealt apart: it is keyed by its content instead.
+                long splitKey = cluster >= 0 && clusters!.IsListed(cluster) ? (1L << 40) + cluster : ContentKey(key);
                 bool toValidation = StatelessRandom.Unit(seed, splitKey) < validationFraction;
                 (toValidation ? validationWriter : trainWriter).Add(document);
                 (toValidation ? validation : train).Add(document.Length);
@@ -161,7 +167,10 @@ public static class DataPreparation
             throw new BioForgeException($"--clusters: none of the {train.Summary().Documents + validation.Summary().Documents:N0} sequences is listed in it (its ids are the first word of each FASTA header)");
         if (clusters is not null) Clusters.WriteAssignments(Path.Combine(directory, "train"), trainClusters);
         saveVocabulary();
-        var corpus = new PreparedCorpus(directory, kind, vocabularySize, train.Summary(), validation.Summary(), skipped, clusters?.Listed, unreadable, firstUnreadable);
+        var corpus = new PreparedCorpus(directory, kind, vocabularySize, train.Summary(), validation.Summary(), skipped, clusters?.Listed, unreadable, firstUnreadable)
+        {
+            FirstUnknown = firstUnknown,
+        };
         AtomicFile.WriteText(Path.Combine(directory, "summary.json"), JsonSerializer.Serialize(new
         {
             inputs = inputs.Select(Path.GetFullPath).ToArray(),
