@@ -47,6 +47,7 @@ internal static class ScreenCommand
                 Limits = chemist.LimitsOf(result),
                 AllowedAlerts = chemist.AllowedOf(result),
                 Actives = chemist.ActivesOf(result),
+                TargetName = protein.Name,
             };
             using var affinity = AffinityModel.Load(result.GetValue(model)!, options.Device);
             var records = MoleculeSource.Read(libraryPath, result.GetValue(column), result.GetValue(idColumn));

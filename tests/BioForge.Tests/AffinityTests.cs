@@ -75,6 +75,23 @@ public sealed class AffinityTests
         Assert.InRange(davis.Pairs.Max(p => p.Affinity), 10.7, 10.9);
         Assert.Equal(30_056, davis.TestFold.Concat(davis.TrainFolds.SelectMany(f => f)).Distinct().Count());
         Assert.StartsWith("AAK1", davis.Targets[0].Id, StringComparison.Ordinal);
+
+        // A lower-case proteins.txt is read as screening reads a target (the features count upper-case residues only).
+        string lower = TestData.TempDirectory();
+        foreach (string file in Directory.GetFiles(Davis)) File.Copy(file, Path.Combine(lower, Path.GetFileName(file)));
+        Directory.CreateDirectory(Path.Combine(lower, "folds"));
+        foreach (string file in Directory.GetFiles(Path.Combine(Davis, "folds"))) File.Copy(file, Path.Combine(lower, "folds", Path.GetFileName(file)));
+        var proteins = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(Davis, "proteins.txt")))!.AsObject();
+        foreach (var key in proteins.Select(p => p.Key).ToList()) proteins[key] = proteins[key]!.GetValue<string>().ToLowerInvariant();
+        File.WriteAllText(Path.Combine(lower, "proteins.txt"), proteins.ToJsonString());
+        Assert.Equal(davis.Targets, AffinityDataset.Load(lower).Targets);
+
+        // Each ensemble member of each seed has its own random stream; seed 0's are what they were (the shipped model's).
+        var streams = new HashSet<long>();
+        foreach (ulong seed in new ulong[] { 0, 1, 2, 3 })
+            for (int member = 0; member < 3; member++)
+                Assert.True(streams.Add(AffinityTrainer.MemberStream(new DtiConfig { Seed = seed, Model = new DtiConfig.ModelSection { Ensemble = 3 } }, member)));
+        Assert.Equal(2, AffinityTrainer.MemberStream(new DtiConfig { Model = new DtiConfig.ModelSection { Ensemble = 3 } }, 2));
     }
 
     [Fact]
@@ -530,6 +547,17 @@ public sealed class AffinityTests
             .Where(f => f[1] is "ABL1" or "ABL1p").Select(f => f[2]).Distinct().Order().ToList();
         Assert.Equal(wildType, binders.Select(b => b.Name).Order().ToList());
         Assert.DoesNotContain(binders, b => b.Name == "156422");
+
+        // Davis gives JAK1's two domains the whole protein's sequence: named, a domain keeps its own binders; given the
+        // sequence alone, each binder says which domain it was measured on.
+        string jak1 = ProteinTarget.Resolve("JAK1(JH1domain-catalytic)").Sequence;
+        var catalytic = AffinityModel.KnownBinders(model, jak1, "JAK1(JH1domain-catalytic)");
+        Assert.NotEmpty(catalytic);
+        Assert.All(catalytic, b => Assert.Equal("JAK1(JH1domain-catalytic)", b.Construct));
+        Assert.DoesNotContain(catalytic, b => b.Name == "9809715"); // nintedanib: pKd 5.6 on the kinase domain, 8.3 on the pseudokinase
+        var either = AffinityModel.KnownBinders(model, jak1);
+        Assert.Contains(either, b => b.Name == "9809715" && b.Construct == "JAK1(JH2domain-pseudokinase)");
+        Assert.Equal(either, AffinityModel.KnownBinders(model, jak1, "sp|P23458|JAK1_HUMAN")); // a name that is no construct of Davis's
 
         // A damaged file is named with its line; one of other columns is refused, not read as "no binders".
         string copy = TestData.TempDirectory();

@@ -63,7 +63,7 @@ internal static class ScreenRoutes
         {
             var request = await Json.ReadAsync<ScreenRequest>(context.Request);
             var (name, model) = state.Models.Affinity(request.Model, "model");
-            string target = Target(request.Target);
+            var (targetName, target) = Target(request.Target);
             if (request.Smiles is not { Length: > 0 } smiles) throw ApiError.BadRequest("smiles is required: the library as an array of SMILES", "smiles");
             if (smiles.Length > state.Options.MaxScreenMolecules)
                 throw ApiError.Invalid($"smiles has {smiles.Length:N0} molecules; at most {state.Options.MaxScreenMolecules:N0} per job", "smiles");
@@ -72,7 +72,7 @@ internal static class ScreenRoutes
             if (request.Top is < 1 or > 10_000) throw ApiError.Invalid($"top must be 1–10000 (got {request.Top})", "top");
             // Said now (501), not as a job that fails later: screening reads every molecule with RDKit.
             if (Molecule.Unavailable() is { } noRdkit) throw new BioForgeException(noRdkit) { MissingDependency = true };
-            var options = new ScreenOptions { Top = request.Top, BatchSize = 256, Limits = Limits(request.Limits), AllowedAlerts = AllowedAlerts(request.AllowAlerts) };
+            var options = new ScreenOptions { Top = request.Top, BatchSize = 256, Limits = Limits(request.Limits), AllowedAlerts = AllowedAlerts(request.AllowAlerts), TargetName = targetName };
             var job = state.Jobs.Add(name, smiles.Length, request.Top);
             var library = smiles.Select((s, i) => new MoleculeRecord(request.Ids?[i] ?? $"#{i + 1}", s, false, i + 1, new Dictionary<string, string>())
             { Where = request.Ids?[i] is { } id ? $"smiles[{i}] ({id})" : $"smiles[{i}]" });
@@ -175,13 +175,14 @@ internal static class ScreenRoutes
         public void Report(int value) => job.Advance(value);
     }
 
-    /// <summary>The target's sequence; the request's text is never taken for a file name on the server.</summary>
-    private static string Target(string? text)
+    /// <summary>The target's name and sequence; the request's text is never taken for a file name on the server.</summary>
+    private static (string Name, string Sequence) Target(string? text)
     {
         if (string.IsNullOrWhiteSpace(text)) throw ApiError.BadRequest("target is required: a target name such as ABL1, a UniProt accession such as Q06187, or the target protein's sequence", "target");
         try
         {
-            return ProteinTarget.Resolve(text, files: false).Sequence;
+            var resolved = ProteinTarget.Resolve(text, files: false);
+            return (resolved.Name, resolved.Sequence);
         }
         catch (BioForgeException e) when (!e.ServerFault)
         {

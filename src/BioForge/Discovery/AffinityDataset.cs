@@ -140,6 +140,8 @@ public sealed class AffinityDataset
         foreach (var target in targets)
             if (target.Text.TrimEnd('*').ToUpperInvariant().AsSpan().IndexOfAnyExcept(ProteinTarget.Residues) is >= 0 and var bad)
                 throw new BioForgeException($"{targetsPath}: target '{target.Id}': '{Spelling.CharacterAt(target.Text, bad)}' at position {bad + 1} is not an amino acid");
+        // As screening reads a target: the features count upper-case residues only, so a lower-case file trained on none.
+        targets = [.. targets.Select(t => t with { Text = t.Text.TrimEnd('*').ToUpperInvariant() })];
         string? davis = TryFind(directory, DavisMatrix);
         string matrix = davis ?? TryFind(directory, KibaMatrix)
             ?? throw new BioForgeException($"{directory}: no affinity matrix ({DavisMatrix} or {KibaMatrix}, optionally .gz)");

@@ -90,6 +90,9 @@ public sealed record AffinityManifest
     public string CreatedUtc { get; init; } = "";
 }
 
+/// <summary>A strong binder of a target in the model's benchmark: the drug's name there, its SMILES, its measured affinity, and the construct measured.</summary>
+public sealed record KnownBinder(string Name, string Smiles, double Affinity, string Construct);
+
 /// <summary>
 /// A trained drug–target affinity model, ready to predict: features → standardise → network → affinity in the
 /// training data's unit (pKd for Davis). Load once, featurize a target once, then score molecules in batches.
@@ -179,14 +182,18 @@ public sealed class AffinityModel : IDisposable
         Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.ASCII.GetBytes(sequence.Trim().ToUpperInvariant())));
 
     /// <summary>
-    /// Strong binders of this target in the training benchmark (empty for a target it has not seen). Davis gives a
-    /// kinase's mutant constructs (<c>ABL1(T315I)</c>, <c>EGFR(L858R)</c>) the wild type's sequence: where the wild
-    /// type is there too, the mutants' binders (some bind only the mutant) are left out.
+    /// Strong binders of this target in the training benchmark (empty for a target it has not seen), each with the
+    /// construct it was measured on. Davis gives a kinase's mutant constructs (<c>ABL1(T315I)</c>, <c>EGFR(L858R)</c>)
+    /// the wild type's sequence: where the wild type is there too, the mutants' binders (some bind only the mutant) are
+    /// left out. It gives a kinase's single domains (<c>JAK1(JH1domain-catalytic)</c> and <c>JAK1(JH2domain-pseudokinase)</c>)
+    /// the whole protein's sequence too: a target named as one of them keeps that domain's binders (nintedanib binds
+    /// JAK1's pseudokinase domain at pKd 8.3, its kinase domain at 5.6).
     /// </summary>
-    public IReadOnlyList<(string Name, string Smiles, double Affinity)> KnownBinders(string sequence) => KnownBinders(directory, sequence);
+    /// <param name="construct">The target's name as given; a construct of the benchmark's keeps its own measurements (and its phosphorylated form's).</param>
+    public IReadOnlyList<KnownBinder> KnownBinders(string sequence, string? construct = null) => KnownBinders(directory, sequence, construct);
 
-    /// <summary><see cref="KnownBinders(string)"/> of the model in <paramref name="modelDirectory"/>, without loading it.</summary>
-    public static IReadOnlyList<(string Name, string Smiles, double Affinity)> KnownBinders(string modelDirectory, string sequence)
+    /// <summary><see cref="KnownBinders(string, string?)"/> of the model in <paramref name="modelDirectory"/>, without loading it.</summary>
+    public static IReadOnlyList<KnownBinder> KnownBinders(string modelDirectory, string sequence, string? construct = null)
     {
         string path = Path.Combine(modelDirectory, KnownBindersFile);
         if (!File.Exists(path)) return [];
@@ -205,9 +212,14 @@ public sealed class AffinityModel : IDisposable
             rows.Add((fields[1], fields[2], fields[3], affinity));
         }
         var wildType = rows.Where(r => !MutantConstruct.IsMatch(r.Target)).ToList();
+        var pool = wildType.Count > 0 ? wildType : rows;
+        if (construct is not null && pool.Any(r => Unphosphorylated(r.Target) == construct)) pool = [.. pool.Where(r => Unphosphorylated(r.Target) == construct)];
         // A drug measured on the plain protein and a phosphorylated form (ABL1, ABL1p) keeps the plain protein's value: its name is the shortest.
-        return [.. (wildType.Count > 0 ? wildType : rows).OrderBy(r => r.Target.Length).Select(r => (r.Name, r.Smiles, r.Affinity)).DistinctBy(b => b.Smiles)];
+        return [.. pool.OrderBy(r => r.Target.Length).Select(r => new KnownBinder(r.Name, r.Smiles, r.Affinity, r.Target)).DistinctBy(b => b.Smiles)];
     }
+
+    /// <summary>A Davis construct without its phosphorylation mark (<c>ABL1p</c>: <c>ABL1</c>).</summary>
+    internal static string Unphosphorylated(string construct) => construct.EndsWith('p') ? construct[..^1] : construct;
 
     /// <summary>The affinity from which a measured pair counts as a known binder: pKd 7 (Kd ≤ 100 nM), or KIBA's usual activity threshold, 12.1.</summary>
     public static double BinderThreshold(string measure) => measure == "pKd" ? 7.0 : 12.1;

@@ -154,7 +154,7 @@ public static class AffinityTrainer
         {
             for (int k = 0; k < config.Model.Ensemble; k++)
             {
-                TorchRuntime.Seed((long)(config.Seed >> 1) + k);
+                TorchRuntime.Seed(MemberStream(config, k));
                 var member = new AffinityNetwork(featurizer.DrugWidth, featurizer.TargetWidth, config.Model.Hidden, config.Model.Dropout);
                 members.Add(member);
                 member.to(compute.Device);
@@ -241,7 +241,7 @@ public static class AffinityTrainer
         double bestMse = double.PositiveInfinity;
         int bestEpoch = 0, step = 0;
         var history = new List<JsonObject>();
-        var random = new Random((int)(config.Seed % int.MaxValue) + member);
+        var random = new Random((int)(MemberStream(config, member) % int.MaxValue));
         for (int epoch = 1; epoch <= config.Train.Epochs; epoch++)
         {
             network.train();
@@ -351,4 +351,10 @@ public static class AffinityTrainer
             data.WriteEntries(Path.Combine(directory, AffinityModel.TrainingSetFolder), trained);
         });
     }
+
+    /// <summary>
+    /// The random stream of ensemble member <paramref name="member"/> of a run: distinct for every (seed, member), so
+    /// seeds 0 and 1 no longer start from the same weights (the stream was seed / 2 + member), and seed 0's members keep theirs.
+    /// </summary>
+    internal static long MemberStream(DtiConfig config, int member) => unchecked((long)config.Seed * config.Model.Ensemble + member);
 }

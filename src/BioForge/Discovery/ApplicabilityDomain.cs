@@ -41,7 +41,7 @@ public sealed record TargetNeighbour(string Name, double Identity, double Covera
     {
         const int Named = 4;
         string names = string.Join(", ", constructs.Take(Named)) + (constructs.Count > Named ? $" and {constructs.Count - Named} more" : "");
-        return $"; its training data give this sequence to {constructs.Count} constructs ({names}: mutants and phosphorylation states among them), "
+        return $"; its training data give this sequence to {constructs.Count} constructs ({names}: mutants, phosphorylation states or single domains), "
             + "and the model, which reads the sequence alone, learned their affinities as one target: its predictions lean towards their mean, not towards the wild type's";
     }
 }

@@ -165,7 +165,7 @@ public static class Quickstart
         info($"screening {options.Library}");
         // Every library molecule goes on to the combined score below, not only the best by affinity alone: a clean,
         // drug-like molecule just under an affinity cut would otherwise never be compared.
-        var screenOptions = new ScreenOptions { Top = int.MaxValue, Limits = options.Limits, AllowedAlerts = options.AllowedAlerts, Actives = options.Actives };
+        var screenOptions = new ScreenOptions { Top = int.MaxValue, Limits = options.Limits, AllowedAlerts = options.AllowedAlerts, Actives = options.Actives, TargetName = targetName };
         var screened = VirtualScreen.Run(affinity, sequence, MoleculeSource.Read(options.Library).TakeWhile(_ => !cancellation.IsCancellationRequested), screenOptions,
             cancellation: cancellation);
         var designed = VirtualScreen.Run(affinity, sequence,

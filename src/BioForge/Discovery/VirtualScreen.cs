@@ -14,6 +14,9 @@ public sealed record ScreenOptions
     public IReadOnlyCollection<string> AllowedAlerts { get; init; } = [];
     /// <summary>The user's known binders of the target (<see cref="VirtualScreen.ReadActives"/>): each hit's nearest is among them and the model's.</summary>
     public IReadOnlyList<KnownActive> Actives { get; init; } = [];
+
+    /// <summary>The target's name as given (a Davis construct such as <c>JAK1(JH1domain-catalytic)</c> keeps its own known binders).</summary>
+    public string? TargetName { get; init; }
 }
 
 /// <summary>A binder of the target the user knows: its name (or where it was read) and its standardized canonical SMILES.</summary>
@@ -162,7 +165,11 @@ public static class VirtualScreen
         }
         // Davis names its drugs by PubChem compound id; a user's active named by a number is not one.
         bool cids = model.Manifest.Dataset.Equals("davis", StringComparison.OrdinalIgnoreCase);
-        var known = model.KnownBinders(targetSequence).Select(b => new KnownActive(cids && b.Name.Length > 0 && b.Name.All(char.IsAsciiDigit) ? $"PubChem CID {b.Name}" : b.Name, b.Smiles, b.Affinity))
+        var binders = model.KnownBinders(targetSequence, options.TargetName);
+        // Binders of several constructs (a kinase's two domains, given one sequence) say which each was measured on.
+        bool several = binders.Select(b => AffinityModel.Unphosphorylated(b.Construct)).Distinct().Count() > 1;
+        var known = binders.Select(b => new KnownActive((cids && b.Name.Length > 0 && b.Name.All(char.IsAsciiDigit) ? $"PubChem CID {b.Name}" : b.Name)
+                + (several ? $" (on {b.Construct})" : ""), b.Smiles, b.Affinity))
             .Concat(options.Actives).ToList();
         var (hits, unprofiled) = Profile([.. best.UnorderedItems.Select(x => x.Element).OrderByDescending(x => x.Affinity).ThenBy(x => x.Record.Line)], known,
             alerts, domain, cancellation);
