@@ -206,8 +206,18 @@ public sealed class TrainingStreamTests
 
         var crops = Enumerable.Range(0, 20).Select(epoch => masked.Read(epoch, 0)!.Concat(masked.Read(epoch, 1)!).Concat(masked.Read(epoch, 2)!)
             .Single(s => s.Id == 0).Tokens).ToList();
-        Assert.All(crops, c => Assert.Equal(Enumerable.Range(c[0], 10), c));
-        Assert.True(crops.Select(c => c[0]).Distinct().Count() > 5, "random crops should start at varied positions");
+        // A masked-LM crop is a window of residues framed again by the document's first and last tokens (<cls>, <eos>).
+        Assert.All(crops, c =>
+        {
+            Assert.Equal(1, c[0]);
+            Assert.Equal(50, c[^1]);
+            Assert.Equal(Enumerable.Range(c[1], 8), c[1..^1]);
+            Assert.InRange(c[1], 2, 42);
+        });
+        Assert.True(crops.Select(c => c[1]).Distinct().Count() > 5, "random crops should start at varied positions");
+        var validation = TrainingStream.Validation(store, maxLength: 10, tokensPerBatch: 10, seed: 1, framed: true).SelectMany(b => b).Single(s => s.Id == 0);
+        Assert.Equal([1, 2, 3, 4, 5, 6, 7, 8, 9, 50], validation.Tokens);
+        Assert.Equal(Enumerable.Range(1, 10), TrainingStream.Validation(store, 10, 10, 1, framed: false).SelectMany(b => b).Single(s => s.Id == 0).Tokens);
     }
 }
 

@@ -42,7 +42,7 @@ internal interface ILanguageModelTask : IDisposable
     /// <summary>The whole network's sizes (not one tensor-parallel rank's share).</summary>
     ModelShape Shape { get; }
 
-    /// <summary>Long documents are cropped at a random start (masked LM, as ESM-2 trains) rather than at their beginning.</summary>
+    /// <summary>Long documents are cropped at a random start and framed again by their first and last token (masked LM, as ESM-2 trains) rather than cut at their end.</summary>
     bool RandomCrop { get; }
 
     /// <summary>Which parameters are tensor-parallel shards.</summary>

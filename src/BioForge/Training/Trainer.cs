@@ -390,7 +390,7 @@ public static class Trainer
         double sum = 0;
         long scored = 0, tokens = 0;
         int batches = 0;
-        foreach (var sequences in TrainingStream.Validation(valid, config.Data.MaxLength, config.Data.TokensPerBatch, config.Seed))
+        foreach (var sequences in TrainingStream.Validation(valid, config.Data.MaxLength, config.Data.TokensPerBatch, config.Seed, framed: task.RandomCrop))
         {
             if (config.Validation.MaxBatches > 0 && batches++ >= config.Validation.MaxBatches) break;
             using var scope = NewDisposeScope();

@@ -14,8 +14,9 @@ public sealed record StreamPosition(int Epoch, int Batch);
 /// resumes mid-epoch from a <see cref="StreamPosition"/> alone.
 /// <list type="bullet">
 /// <item>Without packing, documents are grouped under a token budget with length bucketing
-/// (<see cref="TokenBudgetBatches"/>); documents longer than the maximum length are cropped — at a random window for the
-/// masked objective (as ESM-2 does), at the start for the causal one (the begin token stays).</item>
+/// (<see cref="TokenBudgetBatches"/>); documents longer than the maximum length are cropped — for the masked objective
+/// a random window of residues framed again by the document's <c>&lt;cls&gt;</c> and <c>&lt;eos&gt;</c> (as BioNeMo's
+/// ESM-2 dataset crops, and as inference always frames a sequence), for the causal one at the start (the begin token stays).</item>
 /// <item>With packing (causal objective), the shuffled documents are concatenated and cut into rows of maximum length + 1
 /// tokens (inputs and shifted labels), so no position is padding.</item>
 /// </list>
@@ -104,8 +105,24 @@ internal sealed class TrainingStream
     {
         int length = store.Length(doc);
         if (length <= maxLength) return store.Document(doc);
-        int start = randomCrop ? (int)(StatelessRandom.Hash(seed, epoch, doc, 7) % (ulong)(length - maxLength + 1)) : 0;
-        return store.Document(doc)[start..(start + maxLength)];
+        if (!randomCrop) return store.Document(doc)[..maxLength];
+        return Framed(store.Document(doc), maxLength, (int)(StatelessRandom.Hash(seed, epoch, doc, CropKey) % (ulong)(length - maxLength + 1)));
+    }
+
+    /// <summary>
+    /// The crop's own key: masking draws with keys 3 · position + 0…2, and the crop drew with 7, masking's draw for
+    /// position 2, so the crop's start and that position's masking were one random number.
+    /// </summary>
+    private const long CropKey = -1;
+
+    /// <summary>The first and last token of <paramref name="document"/> around its residues from <paramref name="start"/>: <paramref name="maxLength"/> tokens.</summary>
+    private static int[] Framed(int[] document, int maxLength, int start)
+    {
+        var window = new int[maxLength];
+        window[0] = document[0];
+        Array.Copy(document, 1 + start, window, 1, maxLength - 2);
+        window[^1] = document[^1];
+        return window;
     }
 
     /// <summary>Tokens [row · L, row · L + L + 1) of the epoch's concatenated documents.</summary>
@@ -128,15 +145,15 @@ internal sealed class TrainingStream
         return result;
     }
 
-    /// <summary>Validation batches: every document once, cropped at the start, in a fixed order.</summary>
-    public static IEnumerable<IReadOnlyList<TokenSequence>> Validation(TokenStore.Reader store, int maxLength, int tokensPerBatch, ulong seed)
+    /// <summary>Validation batches: every document once, cropped at the start (its residues framed again, <paramref name="framed"/>), in a fixed order.</summary>
+    public static IEnumerable<IReadOnlyList<TokenSequence>> Validation(TokenStore.Reader store, int maxLength, int tokensPerBatch, ulong seed, bool framed)
     {
         var lengths = Enumerable.Range(0, store.Count).Select(i => Math.Min(store.Length(i), maxLength)).ToArray();
         foreach (var batch in TokenBudgetBatches.ForEpoch(lengths, tokensPerBatch, seed, epoch: -1))
             yield return batch.Select(doc =>
             {
                 var tokens = store.Document(doc);
-                return new TokenSequence(doc, tokens.Length > maxLength ? tokens[..maxLength] : tokens);
+                return new TokenSequence(doc, tokens.Length <= maxLength ? tokens : framed ? Framed(tokens, maxLength, 0) : tokens[..maxLength]);
             }).ToList();
     }
 }
