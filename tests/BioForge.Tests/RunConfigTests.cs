@@ -249,6 +249,14 @@ public sealed class ClusterSamplingTests
             var trained = Enumerable.Range(0, train.Count).Select(d => string.Join(',', train.Document(d))).ToHashSet();
             Assert.DoesNotContain(Enumerable.Range(0, valid.Count), d => trained.Contains(string.Join(',', valid.Document(d))));
         }
+
+        // An alignment is not a corpus of sequences: ESM-2's alphabet would take its gaps as tokens.
+        string aligned = Path.Combine(directory, "aligned.fasta");
+        File.WriteAllText(aligned, ">a\nMKT-LV\n>b\nMKTALV\n");
+        string refused = Path.Combine(directory, "refused");
+        Assert.Contains($"{aligned}:1: record 'a' holds an alignment gap ('-' at position 4)", Assert.Throws<BioForgeException>(() =>
+            DataPreparation.Prepare([aligned], CorpusKind.Protein, refused, validationFraction: 0.3, seed: 1)).Message);
+        Assert.False(Directory.Exists(refused));
     }
 
     [Fact]

@@ -97,7 +97,7 @@ public static class DataPreparation
         {
             var tokenizer = EsmTokenizer.Esm2;
             documents = inputs.SelectMany(input => FastaReader.Read(input)
-                .Select(r => ((int[]?)Encode(() => tokenizer.Encode(r.Sequence), input, r.Line), clusters?.Assign(r.Id) ?? -1,
+                .Select(r => ((int[]?)Encode(() => tokenizer.Encode(Ungapped(r, input)), input, r.Line), clusters?.Assign(r.Id) ?? -1,
                     r.Sequence.ToUpperInvariant()))); // keyed as the tokenizer reads it: a lower-case copy is the same protein
             vocabularySize = tokenizer.Vocabulary.Count;
             saveVocabulary = () => AtomicFile.WriteText(Path.Combine(directory, "vocab.txt"), string.Join("\n", tokenizer.Vocabulary) + "\n");
@@ -185,6 +185,18 @@ public static class DataPreparation
             validation = corpus.Validation,
         }, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }) + "\n");
         return corpus;
+    }
+
+    /// <summary>
+    /// A record's sequence, refused when it holds an alignment gap: ESM-2's alphabet has '-' and '.', so an aligned FASTA
+    /// (or an a3m, whose insertions are lower case) would train as sequences with gaps in them, without a word.
+    /// </summary>
+    private static string Ungapped(FastaRecord record, string input)
+    {
+        int gap = record.Sequence.AsSpan().IndexOfAny('-', '.');
+        return gap < 0 ? record.Sequence
+            : throw new BioForgeException($"{input}:{record.Line}: record '{record.Id}' holds an alignment gap ('{record.Sequence[gap]}' at position {gap + 1}): "
+                + "prepare sequences, not an alignment (remove the gaps from the sequence lines first)");
     }
 
     /// <summary>A 62-bit key of a document's text (apart from the cluster keys above 2^40 only by chance, which is harmless).</summary>
