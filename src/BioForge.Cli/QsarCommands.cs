@@ -90,7 +90,7 @@ internal static class QsarCommands
                         }
                         catch (BioForgeException e)
                         {
-                            why = $"cannot standardize it (salt parent, neutral form): {e.Message}";
+                            why = e.Message;
                         }
                     }
                 if (double.IsNaN(value))
@@ -107,7 +107,7 @@ internal static class QsarCommands
             if (predicted == 0)
                 throw new BioForgeException($"--in {result.GetValue(input)}: none of its {failed:N0} molecule(s) could be read (the first, {firstFailure})");
             AtomicFile.WriteText(result.GetValue(outPath)!, text.ToString());
-            output.WriteLine($"{predicted} predicted, {failed} unreadable -> {result.GetValue(outPath)}");
+            output.WriteLine($"{predicted} predicted, {failed} not (unreadable, or no carbon atom) -> {result.GetValue(outPath)}");
             return 0;
         }));
         return command;

@@ -40,7 +40,7 @@ public sealed class QsarTests
 
         // predict names each molecule as the file does (an SDF title too) and writes an unreadable one as a row with its reason.
         string library = Path.Combine(TestData.TempDirectory(), "lib.smi"), predictions = Path.Combine(TestData.TempDirectory(), "p.csv");
-        File.WriteAllLines(library, ["CCO ethanol", "C1CC(", "NCC"]);
+        File.WriteAllLines(library, ["CCO ethanol", "C1CC(", "NCC", "O water", "[Na+].[Cl-] brine"]);
         var error = new StringWriter();
         Assert.True(Cli.Cli.Run(["qsar", "predict", "--model", directory, "--in", library, "--out", predictions], new StringWriter(), error) == 0, error.ToString());
         var lines = File.ReadAllLines(predictions);
@@ -48,6 +48,9 @@ public sealed class QsarTests
         Assert.StartsWith("ethanol,CCO,", lines[1]);
         Assert.StartsWith("line 2,C1CC(,,", lines[2]);
         Assert.StartsWith("line 3,NCC,", lines[3]); // as written (not RDKit's CCN), so the rows join back to the user's table
+        // No carbon, no prediction (a ridge model gave water 0.05): a row with the reason, as an unreadable line.
+        Assert.Equal("water,O,,it has no carbon atom (water or an inorganic salt): an activity model scores organic molecules", lines[4]);
+        Assert.StartsWith("brine,[Na+].[Cl-],,it has no carbon atom", lines[5]);
         // Nothing readable: refused, not a table of reasons only.
         File.WriteAllLines(library, ["C1CC(", "xyz"]);
         string none = Path.Combine(TestData.TempDirectory(), "none.csv");

@@ -151,10 +151,15 @@ public sealed class QsarModel
         return new QsarModel(manifest);
     }
 
-    /// <summary>The predicted activity of a molecule, read as the model's training molecules were.</summary>
+    /// <summary>
+    /// The predicted activity of a molecule, read as the model's training molecules were. A molecule without carbon
+    /// (water, an inorganic salt's parent) is refused: a ridge model predicts a number for it, which a screen or an
+    /// optimization would then rank.
+    /// </summary>
     public double Predict(Molecule molecule)
     {
-        var features = Standardized(molecule, m => Fold(m, Manifest.Radius, Manifest.Bits));
+        var features = Standardized(molecule, m => m.HasCarbon() ? Fold(m, Manifest.Radius, Manifest.Bits)
+            : throw new BioForgeException("it has no carbon atom (water or an inorganic salt): an activity model scores organic molecules"));
         double sum = Manifest.Bias;
         foreach (var (bit, value) in features) sum += Manifest.Weights[bit] * value;
         return sum;
@@ -169,8 +174,16 @@ public sealed class QsarModel
     /// <summary><paramref name="read"/> of the molecule's parent, neutralized, as <see cref="VirtualScreen"/> reads a library.</summary>
     private static T Standardized<T>(Molecule molecule, Func<Molecule, T> read)
     {
-        using var standardized = molecule.Standardized();
-        return read(standardized ?? molecule);
+        Molecule? standardized;
+        try
+        {
+            standardized = molecule.Standardized();
+        }
+        catch (BioForgeException e)
+        {
+            throw new BioForgeException($"cannot standardize it (salt parent, neutral form): {e.Message}");
+        }
+        using (standardized) return read(standardized ?? molecule);
     }
 
     private static Dictionary<int, double> Fold(Molecule m, int radius, int bits)

@@ -104,7 +104,7 @@ public static class VirtualScreen
                         return;
                     }
                     // An affinity model predicts a number for water too; no chemist wants it ranked among the hits.
-                    if (!m!.Atoms().Any(a => a.AtomicNumber == 6))
+                    if (!m!.HasCarbon())
                     {
                         inorganic[i] = true;
                         m.Dispose();
