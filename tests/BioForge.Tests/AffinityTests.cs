@@ -305,6 +305,30 @@ public sealed class AffinityTests
         Assert.Contains("actives.smi: line 3", error);
     }
 
+    /// <summary>A cold-drug split holds out whole drugs, a salt with its parent (KIBA lists three such pairs under two SMILES each).</summary>
+    [Fact]
+    public void AColdDrugSplitKeepsASaltWithItsParent()
+    {
+        var davis = AffinityDataset.Load(Davis);
+        var (test, train) = davis.Folds("cold_drug", seed: 0);
+        int[] FoldOf(AffinityDataset data, (int[] Test, int[][] Train) folds)
+        {
+            var fold = new int[data.Drugs.Count];
+            foreach (int i in folds.Test) fold[data.Pairs[i].Drug] = 0;
+            for (int f = 0; f < folds.Train.Length; f++)
+                foreach (int i in folds.Train[f]) fold[data.Pairs[i].Drug] = f + 1;
+            return fold;
+        }
+        var before = FoldOf(davis, (test, train));
+        // Drug 1 written as drug 0's hydrochloride: one drug now, in one fold.
+        var drugs = davis.Drugs.ToList();
+        drugs[1] = drugs[1] with { Text = drugs[0].Text + ".Cl" };
+        var salted = new AffinityDataset { Name = davis.Name, Measure = davis.Measure, Drugs = drugs, Targets = davis.Targets, Pairs = davis.Pairs, TestFold = davis.TestFold, TrainFolds = davis.TrainFolds };
+        var after = FoldOf(salted, salted.Folds("cold_drug", seed: 0));
+        Assert.Equal(after[0], after[1]);
+        Assert.NotEqual(before[0], before[1]); // apart while they were two drugs, at this seed
+    }
+
     /// <summary>A protein unlike every training target (ubiquitin against Davis's kinases) is called outside the model's domain.</summary>
     [Fact]
     public void ATargetUnlikeEveryTrainingTargetIsOutsideTheDomain()

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using BioForge.Chem;
 using BioForge.IO;
 
 namespace BioForge.Discovery;
@@ -66,10 +67,11 @@ public sealed class AffinityDataset
             var first = new Dictionary<int, string>();
             for (int t = 0; t < targetKeys.Length; t++) targetKeys[t] = first.TryAdd(family[t], targetKeys[t]) ? targetKeys[t] : first[family[t]];
         }
+        var drugKeys = split == "cold_drug" ? DrugGroups() : null;
         Func<AffinityPair, string> group = split switch
         {
             "cold_target" => p => targetKeys[p.Target],
-            "cold_drug" => p => Drugs[p.Drug].Text,
+            "cold_drug" => p => drugKeys![p.Drug],
             _ => throw new BioForgeException($"data.split must be {RandomSplit}, cold_target or cold_drug (got '{split}')"),
         };
         int folds = TrainFolds.Length + 1;
@@ -79,6 +81,34 @@ public sealed class AffinityDataset
         var dealt = Enumerable.Range(0, folds).Select(_ => new List<int>()).ToArray();
         for (int i = 0; i < Pairs.Count; i++) dealt[fold[group(Pairs[i])]].Add(i);
         return ([.. dealt[0]], [.. dealt.Skip(1).Select(f => f.ToArray())]);
+    }
+
+    /// <summary>
+    /// Each drug's group for a cold-drug split: drugs with one parent (a salt and its free base: KIBA lists three such
+    /// pairs) are one drug, named by the first one's SMILES, so a group of one keeps the key it had (Davis's 68 drugs
+    /// have 68 parents). Parents as screening reads molecules (salt parent, neutralized); without RDKit, the SMILES as written.
+    /// </summary>
+    private string[] DrugGroups()
+    {
+        var first = new Dictionary<string, string>(StringComparer.Ordinal);
+        return [.. Drugs.Select(d =>
+        {
+            string parent = d.Text;
+            if (Molecule.Unavailable() is null && Molecule.TryFromSmiles(d.Text, out var molecule, out _))
+                using (molecule)
+                {
+                    try
+                    {
+                        using var standardized = molecule!.Standardized();
+                        parent = (standardized ?? molecule).ToSmiles();
+                    }
+                    catch (BioForgeException)
+                    {
+                        // A parent RDKit cannot neutralize stays as written: the key only groups copies.
+                    }
+                }
+            return first.TryAdd(parent, d.Text) ? d.Text : first[parent];
+        })];
     }
 
     /// <summary>
