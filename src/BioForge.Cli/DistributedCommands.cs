@@ -33,6 +33,7 @@ internal static class DistributedCommands
         command.SetAction(result => Cli.Guard(error, () =>
         {
             if (result.GetValue(stallSeconds) < 0) throw new BioForgeException($"--stall-seconds must be 0 or more (got {result.GetValue(stallSeconds)})");
+            if (result.GetValue(inGroup) && result.GetValue(stallRank) < 0) throw new BioForgeException("--stall-in-group needs --stall-rank: the rank that stalls");
             TorchRuntime.EnsureLoaded();
             var world = ProcessGroup.World;
             int r = world.Rank, n = world.Size;

@@ -62,7 +62,7 @@ internal sealed class DecodeService : IDisposable
     public string Piece(int token) => piece(token);
 
     /// <summary>Queues the sequences (all or none) and makes sure steps run; 503 when the queue cannot take them.</summary>
-    /// <param name="continuing">The sequences carry on a request admitted earlier: never refused (<see cref="DecodeScheduler.TrySubmit"/>).</param>
+    /// <param name="continuing">The sequences carry on a request admitted earlier: never refused, ahead of new requests (<see cref="DecodeScheduler.TrySubmit"/>).</param>
     public void Submit(IReadOnlyList<SequenceJob> jobs, bool continuing = false)
     {
         // More sequences than the queue holds would get 503 forever, however long the client waited: say so instead.

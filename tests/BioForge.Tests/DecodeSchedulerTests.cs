@@ -402,14 +402,18 @@ public sealed class DecodeSchedulerTests
         Assert.True(scheduler.TrySubmit([Job(later, [1], options, 1, 1)]));
         Assert.False(scheduler.TrySubmit([Job(refused, [1], options, 1, 2)]), "one waits already: the queue is full");
         Assert.True(scheduler.TrySubmit([Job(continuing, [1], options, 1, 3)], continuing: true));
-        Assert.Equal(2, scheduler.Waiting);
+        var second = new Collected();
+        Assert.True(scheduler.TrySubmit([Job(second, [1], options, 1, 4)], continuing: true));
+        Assert.Equal(3, scheduler.Waiting);
         gone = true;
         scheduler.Step();
         Assert.Equal(FinishReason.Cancelled, running.Reason);
-        Assert.NotEmpty(continuing.Tokens); // the freed slot went to the continuing sequence
+        Assert.NotEmpty(continuing.Tokens); // the freed slot went to the first continuing sequence
+        Assert.Empty(second.Tokens); // continuing waves keep their order among themselves
         Assert.Empty(later.Tokens);
         RunToEnd(scheduler);
         Assert.NotNull(later.Reason);
+        Assert.NotNull(second.Reason);
         Assert.Empty(refused.Tokens);
     }
 

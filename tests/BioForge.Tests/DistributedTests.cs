@@ -25,8 +25,8 @@ public sealed class LaunchTests
     }
 
     /// <summary>
-    /// "cuda" under a launcher is the local rank's GPU; a numbered GPU stays where a rank sees one (one GPU per task),
-    /// and is refused where it sees several: every rank of a machine would take the same one.
+    /// "cuda" under a launcher is the local rank's GPU; a numbered GPU stays where a rank sees one (one GPU per task) or
+    /// runs alone on its machine, and is refused where a machine's second rank sees several: every rank there would take the same one.
     /// </summary>
     [Fact]
     public void EachRankTakesItsLocalGpuAndASharedNumberedGpuIsRefused()
@@ -35,9 +35,10 @@ public sealed class LaunchTests
         Assert.Equal("cuda:1", ParallelGrid.LocalDevice(new Device("cuda"), second, visibleGpus: 2).ToString());
         Assert.Equal("cuda:0", ParallelGrid.LocalDevice(new Device("cuda:0"), second, visibleGpus: 1).ToString());
         Assert.Equal("cuda:0", ParallelGrid.LocalDevice(new Device("cuda:0"), new Launch(0, 1, 0, "none"), visibleGpus: 8).ToString());
+        Assert.Equal("cuda:3", ParallelGrid.LocalDevice(new Device("cuda:3"), new Launch(2, 4, 0, "srun"), visibleGpus: 8).ToString()); // one rank a machine
         Assert.Equal("cpu", ParallelGrid.LocalDevice(new Device("cpu"), second, visibleGpus: 2).ToString());
         var error = Assert.Throws<BioForgeException>(() => ParallelGrid.LocalDevice(new Device("cuda:0"), second, visibleGpus: 2));
-        Assert.Contains("device cuda:0 in a distributed run puts every rank of a machine on GPU 0 (rank 3 sees 2): give 'cuda'", error.Message);
+        Assert.Contains("device cuda:0 in a distributed run puts every rank of a machine on GPU 0 (rank 3 is local rank 1 of its machine and sees 2 GPUs): give 'cuda'", error.Message);
     }
 
     [Fact]

@@ -463,7 +463,7 @@ internal static class CompletionRoutes
     /// <c>valid_only</c>: for each prompt, waves of samples in sequence order until n are RDKit-valid; the answer is each
     /// prompt's first n valid ones by sequence index (what <c>bioforge generate --valid-only</c> writes), as canonical
     /// SMILES of prompt + sample. Every prompt's first wave is admitted together (503 for all or none); the waves after
-    /// it carry on an admitted request and are never refused, so a busy queue cannot fail a request halfway.
+    /// it carry on an admitted request, never refused and ahead of new requests, so a busy queue cannot fail a request halfway.
     /// </summary>
     private static async Task<(List<Choice>, List<Sample>)> ValidOnly(Plan plan, CancellationToken token)
     {

@@ -269,10 +269,10 @@ public sealed class Molecule : IDisposable
         }
     }
 
-    /// <summary>Sizes of the rings in the smallest set of smallest rings.</summary>
     /// <summary>True when the molecule has a carbon atom: what screening and activity models take for organic (water, an inorganic salt, a metal have none).</summary>
     public bool HasCarbon() => Atoms().Any(a => a.AtomicNumber == 6);
 
+    /// <summary>Sizes of the rings in the smallest set of smallest rings.</summary>
     public unsafe IReadOnlyList<int> RingSizes()
     {
         int capacity = 32;

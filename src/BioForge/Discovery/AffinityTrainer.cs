@@ -354,7 +354,8 @@ public static class AffinityTrainer
 
     /// <summary>
     /// The random stream of ensemble member <paramref name="member"/> of a run: distinct for every (seed, member), so
-    /// seeds 0 and 1 no longer start from the same weights (the stream was seed / 2 + member), and seed 0's members keep theirs.
+    /// seeds 0 and 1 no longer start from the same weights (the weights' stream was seed / 2 + member, the batch order's
+    /// seed + member), and seed 0's members keep theirs.
     /// </summary>
     internal static long MemberStream(DtiConfig config, int member) => unchecked((long)config.Seed * config.Model.Ensemble + member);
 }

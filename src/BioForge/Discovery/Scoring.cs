@@ -377,7 +377,15 @@ public sealed class ScoringFunction : IDisposable
         if (component.Type == "affinity")
         {
             var (model, target) = affinity[c];
-            return model.Predict(molecules, target);
+            var predicted = model.Predict(molecules, target);
+            // As screening reads a library: a molecule without carbon is no candidate, whatever number the model gives it.
+            for (int i = 0; i < molecules.Length; i++)
+                if (!molecules[i].HasCarbon())
+                {
+                    predicted[i] = double.NaN;
+                    errors[i] ??= "affinity: it has no carbon atom (water or an inorganic salt)";
+                }
+            return predicted;
         }
         var values = new double[molecules.Length];
         Parallel.For(0, molecules.Length, i =>

@@ -52,9 +52,10 @@ public sealed class ParallelGrid : IDisposable
 
     /// <summary>
     /// The GPU a process of a distributed job should use when told just "cuda": one per process, by local rank
-    /// (mpirun/srun start one process per GPU). Any other device is returned as it is, but a numbered GPU where a
-    /// rank sees several: one configuration gives every rank the same number, which puts them all on one GPU (NCCL
-    /// then fails to start with a message that does not say why).
+    /// (mpirun/srun start one process per GPU). Any other device is returned as it is, but a numbered GPU on a machine
+    /// that runs several ranks and shows each several GPUs: one configuration gives every rank the same number, which
+    /// puts them all on one GPU (NCCL then fails to start with a message that does not say why). A rank after the
+    /// first on its machine says so; one rank a machine keeps its numbered GPU.
     /// </summary>
     public static Device LocalDevice(Device device, Launch launch) => LocalDevice(device, launch, device.type == DeviceType.CUDA ? (int)cuda.device_count() : 0);
 
@@ -62,9 +63,9 @@ public sealed class ParallelGrid : IDisposable
     {
         if (device.type != DeviceType.CUDA || !launch.Distributed) return device;
         if (device.index >= 0)
-            return visibleGpus <= 1 ? device
-                : throw new BioForgeException($"device cuda:{device.index} in a distributed run puts every rank of a machine on GPU {device.index} (rank {launch.Rank} sees {visibleGpus}): "
-                    + "give 'cuda', and each rank takes the GPU of its local rank, or give each rank one GPU (CUDA_VISIBLE_DEVICES, srun --gpus-per-task 1)");
+            return visibleGpus <= 1 || launch.LocalRank == 0 ? device
+                : throw new BioForgeException($"device cuda:{device.index} in a distributed run puts every rank of a machine on GPU {device.index} (rank {launch.Rank} is local rank {launch.LocalRank} "
+                    + $"of its machine and sees {visibleGpus} GPUs): give 'cuda', and each rank takes the GPU of its local rank, or give each rank one GPU (CUDA_VISIBLE_DEVICES, srun --gpus-per-task 1)");
         return new Device(DeviceType.CUDA, visibleGpus == 0 ? 0 : launch.LocalRank % visibleGpus);
     }
 

@@ -106,6 +106,8 @@ public sealed class DecodeScheduler : IDisposable
     private readonly BatchingMode mode;
     private readonly int queueCapacity;
     private readonly Queue<SequenceJob> waiting = new();
+    /// <summary>Waves carrying on requests admitted earlier (<see cref="TrySubmit"/>'s <c>continuing</c>): taken before <see cref="waiting"/>, first come first served among themselves.</summary>
+    private readonly Queue<SequenceJob> resumed = new();
     private readonly Lock gate = new();
     /// <summary>Sequence i holds slot i.</summary>
     private readonly List<Sequence> running = [];
@@ -135,7 +137,7 @@ public sealed class DecodeScheduler : IDisposable
     {
         get
         {
-            lock (gate) return waiting.Count;
+            lock (gate) return waiting.Count + resumed.Count;
         }
     }
 
@@ -153,8 +155,8 @@ public sealed class DecodeScheduler : IDisposable
     /// <summary>Queues <paramref name="jobs"/> (all or none); false when the queue cannot take them all.</summary>
     /// <param name="continuing">
     /// The jobs carry on work admitted earlier (a request that needs another wave of samples): they are never refused
-    /// and go to the front of the queue, so a request once admitted is not failed halfway by later ones. The queue
-    /// holds at most the capacity plus such waves, each no larger than the admission it continues.
+    /// and go ahead of the new requests (behind earlier continuing waves), so a request once admitted is not failed
+    /// halfway by later ones. The queue holds at most the capacity plus such waves, each no larger than the admission it continues.
     /// </param>
     public bool TrySubmit(IReadOnlyList<SequenceJob> jobs, bool continuing = false)
     {
@@ -175,12 +177,10 @@ public sealed class DecodeScheduler : IDisposable
         {
             if (continuing)
             {
-                var later = waiting.ToArray();
-                waiting.Clear();
-                foreach (var job in jobs.Concat(later)) waiting.Enqueue(job);
+                foreach (var job in jobs) resumed.Enqueue(job);
                 return true;
             }
-            if (waiting.Count + jobs.Count > queueCapacity) return false;
+            if (waiting.Count + resumed.Count + jobs.Count > queueCapacity) return false;
             foreach (var job in jobs) waiting.Enqueue(job);
             return true;
         }
@@ -242,12 +242,17 @@ public sealed class DecodeScheduler : IDisposable
         var gone = new List<SequenceJob>();
         lock (gate)
         {
-            var live = new List<SequenceJob>(waiting.Count);
-            foreach (var job in waiting) (job.Cancelled?.Invoke() == true ? gone : live).Add(job);
-            if (gone.Count == 0) return;
-            waiting.Clear();
-            foreach (var job in live) waiting.Enqueue(job);
+            foreach (var queue in new[] { resumed, waiting })
+            {
+                int before = gone.Count;
+                var live = new List<SequenceJob>(queue.Count);
+                foreach (var job in queue) (job.Cancelled?.Invoke() == true ? gone : live).Add(job);
+                if (gone.Count == before) continue;
+                queue.Clear();
+                foreach (var job in live) queue.Enqueue(job);
+            }
         }
+        if (gone.Count == 0) return;
         dropped += gone.Count;
         TellCancelled(gone);
     }
@@ -281,7 +286,7 @@ public sealed class DecodeScheduler : IDisposable
         var failed = new List<(SequenceJob Job, Exception Error)>();
         lock (gate)
         {
-            while (running.Count < Slots && waiting.TryDequeue(out var job))
+            while (running.Count < Slots && (resumed.TryDequeue(out var job) || waiting.TryDequeue(out job)))
             {
                 if (job.Cancelled?.Invoke() == true)
                 {
@@ -501,7 +506,9 @@ public sealed class DecodeScheduler : IDisposable
         {
             lock (gate)
             {
+                ended.AddRange(resumed);
                 ended.AddRange(waiting);
+                resumed.Clear();
                 waiting.Clear();
             }
         }

@@ -53,6 +53,10 @@ internal sealed class Clusters
     /// <summary>True for a cluster the file lists (not one an unlisted sequence started).</summary>
     public bool IsListed(int cluster) => cluster < listedClusters;
 
+    /// <summary>The listed cluster of a sequence id, or null for an id the file does not list (assigns nothing).</summary>
+    public int? ListedClusterOf(string id) =>
+        (clusterOfMember.TryGetValue(id, out int cluster) || clusterOfRepresentative.TryGetValue(id, out cluster)) && cluster < listedClusters ? cluster : null;
+
     /// <summary>The cluster of a sequence id; an id the file does not list starts a cluster of its own.</summary>
     public int Assign(string id)
     {

@@ -131,6 +131,7 @@ public static class DataPreparation
             saveVocabulary = () => vocabulary.Save(Path.Combine(directory, SmilesVocabulary.FileName));
         }
 
+        var listedCopies = clusters is null ? null : ListedCopies(inputs, clusters);
         var train = new Counter();
         var validation = new Counter();
         using (var trainWriter = new TokenStore.Writer(Path.Combine(directory, "train"), vocabularySize))
@@ -145,8 +146,9 @@ public static class DataPreparation
                 // validation in training too; and the text, not its token ids, so another vocabulary (--vocab) deals the
                 // same split.
                 // A sequence the cluster file does not list is a cluster of its own, so copies of it under other ids
-                // would be dealt apart: it is keyed by its content instead.
-                long splitKey = cluster >= 0 && clusters!.IsListed(cluster) ? (1L << 40) + cluster : ContentKey(key);
+                // would be dealt apart: it goes with the cluster of a listed copy, else is keyed by its content.
+                long splitKey = cluster >= 0 && clusters!.IsListed(cluster) ? ClusterKey(cluster)
+                    : listedCopies is not null && listedCopies.TryGetValue(ContentKey(key), out int listed) ? ClusterKey(listed) : ContentKey(key);
                 bool toValidation = StatelessRandom.Unit(seed, splitKey) < validationFraction;
                 (toValidation ? validationWriter : trainWriter).Add(document);
                 (toValidation ? validation : train).Add(document.Length);
@@ -197,6 +199,25 @@ public static class DataPreparation
         return gap < 0 ? record.Sequence
             : throw new BioForgeException($"{input}:{record.Line}: record '{record.Id}' holds an alignment gap ('{record.Sequence[gap]}' at position {gap + 1}): "
                 + "prepare sequences, not an alignment (remove the gaps from the sequence lines first)");
+    }
+
+    private static long ClusterKey(int cluster) => (1L << 40) + cluster;
+
+    /// <summary>
+    /// For the sequences a cluster file does not list, the cluster of a listed sequence with the same text, keyed by
+    /// that text (<see cref="ContentKey"/>): read ahead, as a copy may come before the sequence it copies. Two passes
+    /// over the FASTA files, so only the unlisted sequences' keys are held (few, for a cluster file of the whole corpus).
+    /// </summary>
+    private static Dictionary<long, int> ListedCopies(IReadOnlyList<string> inputs, Clusters clusters)
+    {
+        IEnumerable<FastaRecord> Records() => inputs.SelectMany(input => FastaReader.Read(input));
+        var unlisted = Records().Where(r => clusters.ListedClusterOf(r.Id) is null).Select(r => ContentKey(r.Sequence.ToUpperInvariant())).ToHashSet();
+        var copies = new Dictionary<long, int>();
+        if (unlisted.Count == 0) return copies;
+        foreach (var record in Records())
+            if (clusters.ListedClusterOf(record.Id) is int cluster && ContentKey(record.Sequence.ToUpperInvariant()) is var key && unlisted.Contains(key))
+                copies.TryAdd(key, cluster);
+        return copies;
     }
 
     /// <summary>A 62-bit key of a document's text (apart from the cluster keys above 2^40 only by chance, which is harmless).</summary>
