@@ -54,6 +54,9 @@ internal sealed class DecodeService : IDisposable
     public long CacheBytes { get; }
     public BatchingMode Mode => scheduler.Mode;
 
+    /// <summary>Sequences that may wait for a slot at once (<c>--queue-capacity</c>).</summary>
+    public int QueueCapacity => scheduler.QueueCapacity;
+
     /// <summary>Positions per sequence (prompt and generated tokens).</summary>
     public int Length => scheduler.Length;
 

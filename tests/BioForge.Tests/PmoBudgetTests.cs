@@ -277,7 +277,9 @@ public sealed class PmoBudgetTests
 
         int seen = 0;
         using var cancel = new CancellationTokenSource();
-        var first = MoleculeOptimizer.Run(OptimizeTests.Config(BudgetRun(resumed, learning)), options with { Cancellation = cancel.Token, OnStep = _ => { if (++seen == 3) cancel.Cancel(); } });
+        // Stopped after the second step: the budget lasts three or more (16 samples a step, and with GB-GA's edits the
+        // bred children that sanitize: up to 6 more).
+        var first = MoleculeOptimizer.Run(OptimizeTests.Config(BudgetRun(resumed, learning)), options with { Cancellation = cancel.Token, OnStep = _ => { if (++seen == 2) cancel.Cancel(); } });
         Assert.True(first.Interrupted);
         // Rows a lost future wrote past the checkpoint are dropped on resume (here: a made-up one).
         File.AppendAllText(Path.Combine(resumed, MoleculeOptimizer.OracleCallsFile), "999,99,CCCCCCCCCC,0.5\n");

@@ -424,14 +424,15 @@ internal static class CompletionRoutes
 
     private static async Task AnswerAsync(HttpContext context, ServerState state, Plan plan, Stopwatch clock)
     {
-        var (choices, samples) = await state.WithDeadline(context, token => plan.ValidOnly ? ValidOnly(plan, token) : Plain(state, plan, clock, token));
+        var (choices, samples, taken) = await state.WithDeadline(context, token => plan.ValidOnly ? ValidOnly(plan, token) : Plain(state, plan, clock, token));
         var response = new CompletionResponse(NewId(), "text_completion", DateTimeOffset.UtcNow.ToUnixTimeSeconds(), plan.Model.Name, choices,
-            plan.Usage(samples.Sum(s => s.Generated)), plan.Seed, plan.ValidOnly ? samples.Count : null);
+            plan.Usage(samples.Sum(s => s.Generated)), plan.Seed, taken);
         await Results.Json(response, Json.Options).ExecuteAsync(context);
     }
 
     /// <summary>The n samples of every prompt, answered when the last one ends.</summary>
-    private static async Task<(List<Choice>, List<Sample>)> Plain(ServerState state, Plan plan, Stopwatch clock, CancellationToken token)
+    /// <summary>The choices, every sample computed (usage counts their tokens), and with <c>valid_only</c> how many samples the answer took.</summary>
+    private static async Task<(List<Choice> Choices, List<Sample> Computed, int? Taken)> Plain(ServerState state, Plan plan, Stopwatch clock, CancellationToken token)
     {
         var samples = Samples(plan);
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -446,7 +447,7 @@ internal static class CompletionRoutes
         plan.Decoder.Submit(jobs);
         await done.Task;
         Check(samples, plan, token);
-        return ([.. samples.Select(s => new Choice(s.Text, s.Index, s.LogprobsFrom(0, s.Tokens.Count), s.FinishReason, s.LogLikelihood))], samples);
+        return ([.. samples.Select(s => new Choice(s.Text, s.Index, s.LogprobsFrom(0, s.Tokens.Count), s.FinishReason, s.LogLikelihood))], samples, null);
     }
 
     /// <summary>A failed batch ended the samples though their client is still there: 500, not a partial answer.</summary>
@@ -465,7 +466,7 @@ internal static class CompletionRoutes
     /// SMILES of prompt + sample. Every prompt's first wave is admitted together (503 for all or none); the waves after
     /// it carry on an admitted request, never refused and ahead of new requests, so a busy queue cannot fail a request halfway.
     /// </summary>
-    private static async Task<(List<Choice>, List<Sample>)> ValidOnly(Plan plan, CancellationToken token)
+    private static async Task<(List<Choice> Choices, List<Sample> Computed, int? Taken)> ValidOnly(Plan plan, CancellationToken token)
     {
         // A prompt that fails (no valid molecule after its attempts) ends the request: the other prompts stop sampling.
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(token);
@@ -495,7 +496,7 @@ internal static class CompletionRoutes
         await Task.WhenAll(draws.Select((d, p) => Run(d, first[p])));
         var choices = draws.SelectMany((draw, p) => draw.Kept.Select((k, i) =>
             new Choice(k.Canonical, p * plan.N + i, k.Sample.LogprobsFrom(0, k.Sample.Tokens.Count), k.Sample.FinishReason, k.Sample.LogLikelihood))).ToList();
-        return (choices, [.. draws.SelectMany(d => d.All)]);
+        return (choices, [.. draws.SelectMany(d => d.All)], draws.Sum(d => d.Taken));
     }
 
     /// <summary>A wave of samples, the jobs that draw them, and a task that ends with the last of them.</summary>
@@ -510,11 +511,21 @@ internal static class CompletionRoutes
 
         public List<(Sample Sample, string Canonical)> Kept { get; } = [];
 
-        /// <summary>The next samples in sequence order, as many as valid molecules are still missing; refused past the attempts allowed.</summary>
+        /// <summary>Samples up to the n-th valid one (what <c>bioforge generate --valid-only</c> draws): a wave may compute a few past it.</summary>
+        public int Taken => Kept.Count == plan.N ? Kept[^1].Sample.Sequence + 1 : All.Count;
+
+        /// <summary>
+        /// The next samples in sequence order: as many as valid molecules are still missing, more where the validity so
+        /// far says they will be needed (a prompt that seldom starts a molecule took a hundred waves of one sample), at
+        /// most the request's first admission or 16, and never more than the queue holds. Refused past the attempts allowed.
+        /// </summary>
         public Wave NextWave(CancellationToken token)
         {
             if (All.Count >= limit) throw Exhausted();
-            int size = (int)Math.Min(plan.N - Kept.Count, limit - All.Count);
+            int missing = plan.N - Kept.Count;
+            double wanted = Kept.Count == 0 ? Math.Max(missing, All.Count) : Math.Ceiling(missing * (double)All.Count / Kept.Count);
+            int cap = Math.Min(Math.Max(plan.N * plan.Prompts.Count, 16), plan.Decoder.QueueCapacity);
+            int size = (int)Math.Min(Math.Min(Math.Max(wanted, missing), Math.Max(cap, missing)), limit - All.Count);
             var samples = Enumerable.Range(All.Count, size).Select(i => new Sample(plan, prompt, i)).ToList();
             All.AddRange(samples);
             var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

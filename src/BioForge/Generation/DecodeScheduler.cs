@@ -156,7 +156,7 @@ public sealed class DecodeScheduler : IDisposable
     /// <param name="continuing">
     /// The jobs carry on work admitted earlier (a request that needs another wave of samples): they are never refused
     /// and go ahead of the new requests (behind earlier continuing waves), so a request once admitted is not failed
-    /// halfway by later ones. The queue holds at most the capacity plus such waves, each no larger than the admission it continues.
+    /// halfway by later ones. The queue holds at most the capacity plus such waves, each at most the capacity (the server's are).
     /// </param>
     public bool TrySubmit(IReadOnlyList<SequenceJob> jobs, bool continuing = false)
     {
