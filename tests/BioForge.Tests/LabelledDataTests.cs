@@ -127,5 +127,8 @@ public sealed class LabelledDataTests
         Assert.Equal(["C1CCC2CCCCC2C1"], keys);
         Assert.Equal(("NCC1CCC2CCCCC2C1", "C1CCC2CCCCC2C1"), LabelledData.Keys(new LabelledRow("t.csv", 2, "[NH3+]C[C@H]1CCC2CCCCC2C1.[Cl-]", "1")));
         Assert.Equal(("MKTAYIAKQR", (string?)null), LabelledData.Keys(new LabelledRow("t.csv", 2, "MKTAYIAKQR", "1")));
+        // A protein written in lower case is the one the tokenizer reads (it upper-cases residues): one key, one side of a split.
+        Assert.Equal(("MKTAYIAKQR", (string?)null), LabelledData.Keys(new LabelledRow("t.csv", 2, "mktayiakqr", "1")));
+        Assert.Equal(("MKTAYIAKQR", (string?)null), LabelledData.Keys(new LabelledRow("t.csv", 2, "MKTAYIAKQR", "1"), readMolecules: false));
     }
 }

@@ -49,14 +49,16 @@ public static class LabelledData
     /// <summary>
     /// What a row is, for keeping copies together: a molecule's parent (salt stripped, neutralized) as canonical SMILES
     /// without stereochemistry, and that parent's Bemis–Murcko scaffold, also without it ("" when acyclic); a row RDKit
-    /// cannot read (a protein sequence) is its own text, with no scaffold. Replicate measurements, a salt and its parent,
-    /// or two stereoisomers (Morgan features and scaffold keys cannot tell them apart) are then one compound, never
-    /// split between fitting and testing.
+    /// cannot read (a protein sequence) is its own text, with no scaffold — upper-cased when it is all letters, as the ESM
+    /// tokenizer reads a sequence, so a lower-case copy of a protein is that protein. Replicate measurements, a salt and
+    /// its parent, or two stereoisomers (Morgan features and scaffold keys cannot tell them apart) are then one compound,
+    /// never split between fitting and testing.
     /// </summary>
     /// <param name="readMolecules">False where RDKit is not installed (a random split needs none): every row is its text.</param>
     public static (string Identity, string? Scaffold) Keys(LabelledRow row, bool readMolecules = true)
     {
-        if (!readMolecules || !Molecule.TryFromSmiles(row.Sequence, out var molecule, out _)) return (row.Sequence, null);
+        if (!readMolecules || !Molecule.TryFromSmiles(row.Sequence, out var molecule, out _))
+            return (row.Sequence.All(char.IsAsciiLetter) ? row.Sequence.ToUpperInvariant() : row.Sequence, null);
         using (molecule)
         {
             Molecule? standardized = null;
