@@ -63,12 +63,18 @@ internal static class GenerateCommand
                 PresencePenalty = result.GetValue(presence),
                 FrequencyPenalty = result.GetValue(frequency),
             };
-            // The service's bounds: past 100 every allowed token is about as likely as any other.
-            if (common.Temperature is < 0 or > 100) throw new BioForgeException($"--temperature must be 0 to 100 (got {common.Temperature})");
-            if (common.TopP is <= 0 or > 1) throw new BioForgeException($"--top-p must be in (0, 1] (got {common.TopP})");
-            if (common.TopK < 0) throw new BioForgeException($"--top-k must be >= 0 (got {common.TopK})");
-            if (common.MaxNewTokens < 1) throw new BioForgeException($"--max-length must be positive (got {common.MaxNewTokens})");
-            if (common.MinNewTokens < 0) throw new BioForgeException($"--min-length must be 0 or more (got {common.MinNewTokens})");
+            if (common.FirstProblem() is { } problem)
+                throw new BioForgeException($"{problem.Setting switch
+                {
+                    SamplingSetting.Temperature => "--temperature",
+                    SamplingSetting.TopP => "--top-p",
+                    SamplingSetting.TopK => "--top-k",
+                    SamplingSetting.MaxNewTokens => "--max-length",
+                    SamplingSetting.MinNewTokens => "--min-length",
+                    SamplingSetting.RepetitionPenalty => "--repetition-penalty",
+                    SamplingSetting.PresencePenalty => "--presence-penalty",
+                    _ => "--frequency-penalty",
+                }} {problem.Problem}");
             // Against the length each model family samples to (its default where --max-length is not given).
             void CheckMinimum(SamplingOptions sampling)
             {
@@ -76,9 +82,6 @@ internal static class GenerateCommand
                     throw new BioForgeException($"--min-length {sampling.MinNewTokens} is more than the {sampling.MaxNewTokens} tokens a sample may have "
                         + (result.GetValue(maxLength) is null ? "(--max-length's default for this model: raise it)" : $"(--max-length {sampling.MaxNewTokens})"));
             }
-            if (!(common.RepetitionPenalty > 0)) throw new BioForgeException($"--repetition-penalty must be positive (got {common.RepetitionPenalty})");
-            if (common.PresencePenalty is < -2 or > 2) throw new BioForgeException($"--presence-penalty must be −2 to 2 (got {common.PresencePenalty})");
-            if (common.FrequencyPenalty is < -2 or > 2) throw new BioForgeException($"--frequency-penalty must be −2 to 2 (got {common.FrequencyPenalty})");
             // A length the model could never reach (its begin token takes a position) is refused when asked for; the default
             // is cut to the model, as sampling does.
             void CheckLength(long positions)

@@ -135,6 +135,12 @@ public sealed class BioForgeServer : IAsyncDisposable
         var device = new DeviceWorker(ComputeOptions.DeviceLabel(compute.Device), options.Batching.QueueCapacity, metrics, options.RequestTimeout);
         var longWork = new DeviceWorker("jobs", options.MaxJobs, metrics, options.JobTimeout);
         var chemistry = new DeviceWorker("chemistry", options.Batching.QueueCapacity, metrics, options.RequestTimeout);
+        void DisposeWorkers()
+        {
+            device.Dispose();
+            longWork.Dispose();
+            chemistry.Dispose();
+        }
         ModelCatalog models;
         try
         {
@@ -142,9 +148,7 @@ public sealed class BioForgeServer : IAsyncDisposable
         }
         catch
         {
-            device.Dispose();
-            longWork.Dispose();
-            chemistry.Dispose();
+            DisposeWorkers();
             throw;
         }
         foreach (var m in models.LanguageModels)
@@ -180,9 +184,7 @@ public sealed class BioForgeServer : IAsyncDisposable
         {
             await app.DisposeAsync();
             models.Dispose();
-            device.Dispose();
-            longWork.Dispose();
-            chemistry.Dispose();
+            DisposeWorkers();
             throw;
         }
         state.Ready = true;

@@ -200,6 +200,7 @@ public sealed class CliTests
         Assert.Contains("; 3 cut at --max-length 1 (unfinished)", cut.Out);
         File.Delete(generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--min-length", "-1", "--out", generated), "--min-length must be 0 or more (got -1)", generated);
+        AssertFails(Run("generate", "--model", model, "--n", "2", "--top-k", "-2", "--out", generated), "--top-k must be −1 or 0 (all tokens) or positive (got -2)", generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--min-length", "20", "--max-length", "10", "--out", generated), "--min-length 20 is more than the 10 tokens a sample may have (--max-length 10)", generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--min-length", "200", "--out", generated),
             "--min-length 200 is more than the 128 tokens a sample may have (--max-length's default for this model: raise it)", generated);

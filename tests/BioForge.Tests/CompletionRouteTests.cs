@@ -314,6 +314,7 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         await Refused(new { model = Model, max_tokens = 10_000 }, HttpStatusCode.UnprocessableEntity, "max_tokens", "max_tokens must be 1–255");
         await Refused(new { model = Model, temperature = -1 }, HttpStatusCode.UnprocessableEntity, "temperature", "temperature");
         await Refused(new { model = Model, top_p = 0 }, HttpStatusCode.UnprocessableEntity, "top_p", "top_p");
+        await Refused(new { model = Model, top_k = -2 }, HttpStatusCode.UnprocessableEntity, "top_k", "top_k must be −1 or 0 (all tokens) or positive (got -2)");
         await Refused(new { model = Model, logprobs = 9 }, HttpStatusCode.UnprocessableEntity, "logprobs", "logprobs must be 0–5");
         await Refused(new { model = Model, presence_penalty = 2.5 }, HttpStatusCode.UnprocessableEntity, "presence_penalty", "presence_penalty must be −2 to 2");
         await Refused(new { model = Model, repetition_penalty = 0.0 }, HttpStatusCode.UnprocessableEntity, "repetition_penalty", "repetition_penalty must be positive");

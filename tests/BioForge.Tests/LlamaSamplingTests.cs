@@ -9,6 +9,33 @@ public sealed class LlamaSamplingTests
 {
     private static LlamaForCausalLM Load() => LlamaForCausalLM.Load(TestData.Path("hf", "llama_tiny"), TestData.Cpu.Device, TestData.Cpu.DType);
 
+    /// <summary>
+    /// One rule set for every sampler (the command line, the server, the optimizer's and the text sampler): each bound
+    /// holds, a NaN is out of every range, and top-k −1 means all tokens as 0 does.
+    /// </summary>
+    [Fact]
+    public void SamplingSettingsOutOfRangeAreNamed()
+    {
+        var fine = new SamplingOptions();
+        Assert.Null(fine.FirstProblem());
+        Assert.Null((fine with { TopK = -1, Temperature = 0, MinNewTokens = 0, PresencePenalty = -2, FrequencyPenalty = 2 }).FirstProblem());
+        (SamplingOptions Options, SamplingSetting Setting, string Problem)[] cases =
+        [
+            (fine with { Temperature = double.NaN }, SamplingSetting.Temperature, "must be 0 to 100 (got NaN)"),
+            (fine with { Temperature = 100.5 }, SamplingSetting.Temperature, "must be 0 to 100 (got 100.5)"),
+            (fine with { TopP = 0 }, SamplingSetting.TopP, "must be in (0, 1] (got 0)"),
+            (fine with { TopK = -2 }, SamplingSetting.TopK, "must be −1 or 0 (all tokens) or positive (got -2)"),
+            (fine with { MaxNewTokens = 0 }, SamplingSetting.MaxNewTokens, "must be positive (got 0)"),
+            (fine with { MinNewTokens = -1 }, SamplingSetting.MinNewTokens, "must be 0 or more (got -1)"),
+            (fine with { RepetitionPenalty = double.PositiveInfinity }, SamplingSetting.RepetitionPenalty, "must be positive (got Infinity)"),
+            (fine with { PresencePenalty = double.NaN }, SamplingSetting.PresencePenalty, "must be −2 to 2 (got NaN)"),
+            (fine with { FrequencyPenalty = -2.5 }, SamplingSetting.FrequencyPenalty, "must be −2 to 2 (got -2.5)"),
+        ];
+        foreach (var (options, setting, problem) in cases)
+            Assert.Equal(new SamplingProblem(setting, problem), options.FirstProblem());
+        Assert.Equal("top_p must be in (0, 1] (got 1.5)", Assert.Throws<BioForgeException>(() => (fine with { TopP = 1.5 }).Validate()).Message);
+    }
+
     [Fact]
     public void CachedDecodingGivesTheSameLogitsAsAFullForward()
     {

@@ -178,16 +178,9 @@ internal static class CompletionRoutes
         double temperature = r.Temperature ?? 1, topP = r.TopP ?? 1, presence = r.PresencePenalty ?? 0, frequency = r.FrequencyPenalty ?? 0, repetition = r.RepetitionPenalty ?? 1;
         bool stream = r.Stream == true, validOnly = r.ValidOnly == true;
         if (n is < 1 or > MaxChoices) throw ApiError.Invalid($"n must be 1–{MaxChoices} (got {n})", "n");
-        if (r.MinTokens is < 0) throw ApiError.Invalid($"min_tokens must be 0 or more (got {r.MinTokens})", "min_tokens");
         if (r.MinTokens is { } least && r.MaxTokens is { } most && least > most) throw ApiError.Invalid($"min_tokens ({least}) must be at most max_tokens ({most})", "min_tokens");
         if ((long)n * texts.Count > MaxChoices)
             throw ApiError.Invalid($"n × prompts must be at most {MaxChoices} (got {n} × {texts.Count}); send the prompts in several requests", "n");
-        if (temperature is < 0 or > 100 || double.IsNaN(temperature)) throw ApiError.Invalid($"temperature must be 0–100 (got {temperature})", "temperature");
-        if (topP is <= 0 or > 1 || double.IsNaN(topP)) throw ApiError.Invalid($"top_p must be in (0, 1] (got {topP})", "top_p");
-        if (topK < -1) throw ApiError.Invalid($"top_k must be −1, 0 (all) or positive (got {topK})", "top_k");
-        if (presence is < -2 or > 2 || double.IsNaN(presence)) throw ApiError.Invalid($"presence_penalty must be −2 to 2 (got {presence})", "presence_penalty");
-        if (frequency is < -2 or > 2 || double.IsNaN(frequency)) throw ApiError.Invalid($"frequency_penalty must be −2 to 2 (got {frequency})", "frequency_penalty");
-        if (!(repetition > 0) || double.IsInfinity(repetition)) throw ApiError.Invalid($"repetition_penalty must be positive (got {repetition})", "repetition_penalty");
         if (r.Logprobs is < 0 or > MaxLogprobs) throw ApiError.Invalid($"logprobs must be 0–{MaxLogprobs} (got {r.Logprobs})", "logprobs");
         if (r.Echo == true) throw ApiError.Invalid("echo is not supported: the answer holds the continuation only", "echo");
         if (r.BestOf is { } bestOf && bestOf != 1) throw ApiError.Invalid($"best_of must be 1 here (got {bestOf}): ask for n samples and rank them by log_likelihood", "best_of");
@@ -212,13 +205,28 @@ internal static class CompletionRoutes
         {
             Temperature = temperature,
             TopP = topP,
-            TopK = Math.Max(0, topK),
+            TopK = topK,
             Grammar = grammar,
             MinNewTokens = r.MinTokens ?? 0,
             PresencePenalty = presence,
             FrequencyPenalty = frequency,
             RepetitionPenalty = repetition,
         };
+        if (options.FirstProblem() is { } problem)
+        {
+            string field = problem.Setting switch
+            {
+                SamplingSetting.Temperature => "temperature",
+                SamplingSetting.TopP => "top_p",
+                SamplingSetting.TopK => "top_k",
+                SamplingSetting.MaxNewTokens => "max_tokens",
+                SamplingSetting.MinNewTokens => "min_tokens",
+                SamplingSetting.RepetitionPenalty => "repetition_penalty",
+                SamplingSetting.PresencePenalty => "presence_penalty",
+                _ => "frequency_penalty",
+            };
+            throw ApiError.Invalid($"{field} {problem.Problem}", field);
+        }
         var prompts = texts.Select((text, p) => ReadPrompt(text, texts.Count == 1 && r.Prompt.ValueKind != JsonValueKind.Array ? "prompt" : $"prompt[{p}]",
             model, decoder, options, r.MaxTokens, state)).ToList();
         long seed = r.Seed ?? RequestSeed.Fresh();

@@ -30,7 +30,7 @@ internal static class EndpointMetadataExtensions
     /// The methods of a route that only reads: HEAD as well as GET, since uptime monitors, load balancers and
     /// <c>curl -I</c> ask with HEAD (Kestrel sends the GET answer's status and headers, no body).
     /// </summary>
-    public static readonly string[] Reads = [HttpMethods.Get, HttpMethods.Head];
+    public static readonly IReadOnlyList<string> Reads = [HttpMethods.Get, HttpMethods.Head];
 
     public static TBuilder AllowWithoutKey<TBuilder>(this TBuilder builder) where TBuilder : IEndpointConventionBuilder =>
         builder.WithMetadata(OpenWithoutKey.Instance);

@@ -23,7 +23,7 @@ internal static class HealthRoutes
     public static void Map(IEndpointRouteBuilder app, ServerState state)
     {
         var v1 = app.MapGroup("/v1").WithTags("service");
-        string[] probe = EndpointMetadataExtensions.Reads;
+        var probe = EndpointMetadataExtensions.Reads;
         v1.MapMethods("/health/live", probe, () => Results.Json(new HealthResponse("live"), Json.Options))
             .WithSummary("Liveness: the process answers").Produces<HealthResponse>().AllowWithoutKey();
         v1.MapMethods("/health/ready", probe, () => state.Ready

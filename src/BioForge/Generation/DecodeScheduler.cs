@@ -164,8 +164,7 @@ public sealed class DecodeScheduler : IDisposable
         {
             if (job.Prompt.Length < 1 || job.Prompt.Length >= Length)
                 throw new BioForgeException($"a prompt takes 1–{Length - 1} tokens here (got {job.Prompt.Length})");
-            if (job.Options.Temperature < 0) throw new BioForgeException($"temperature must not be negative (got {job.Options.Temperature})");
-            if (!(job.Options.RepetitionPenalty > 0)) throw new BioForgeException($"repetition penalty must be positive (got {job.Options.RepetitionPenalty})");
+            job.Options.Validate();
             if (job.Options.Grammar is { } grammar)
             {
                 if (grammar.VocabularySize != model.VocabularySize)

@@ -34,7 +34,50 @@ public sealed record SamplingOptions
 
     /// <summary>Whether a draw depends on the sequence's earlier tokens (<see cref="RepetitionPenalty"/>, presence, frequency).</summary>
     public bool Penalises => RepetitionPenalty != 1 || PresencePenalty != 0 || FrequencyPenalty != 0;
+
+    /// <summary>
+    /// The first setting outside the range every sampler accepts, or null. One rule set for the command line, the
+    /// server and the library; each says the problem with its own name for the setting. A NaN is out of every range.
+    /// Top-k −1 means all tokens, as 0 does (vLLM's convention).
+    /// </summary>
+    public SamplingProblem? FirstProblem()
+    {
+        static string Got(double value) => $"(got {value.ToString(System.Globalization.CultureInfo.InvariantCulture)})";
+        if (!(Temperature is >= 0 and <= 100)) // past 100 every allowed token is about as likely as any other
+            return new(SamplingSetting.Temperature, $"must be 0 to 100 {Got(Temperature)}");
+        if (!(TopP is > 0 and <= 1)) return new(SamplingSetting.TopP, $"must be in (0, 1] {Got(TopP)}");
+        if (TopK < -1) return new(SamplingSetting.TopK, $"must be −1 or 0 (all tokens) or positive {Got(TopK)}");
+        if (MaxNewTokens < 1) return new(SamplingSetting.MaxNewTokens, $"must be positive {Got(MaxNewTokens)}");
+        if (MinNewTokens < 0) return new(SamplingSetting.MinNewTokens, $"must be 0 or more {Got(MinNewTokens)}");
+        if (!(RepetitionPenalty > 0) || double.IsInfinity(RepetitionPenalty))
+            return new(SamplingSetting.RepetitionPenalty, $"must be positive {Got(RepetitionPenalty)}");
+        if (!(PresencePenalty is >= -2 and <= 2)) return new(SamplingSetting.PresencePenalty, $"must be −2 to 2 {Got(PresencePenalty)}");
+        if (!(FrequencyPenalty is >= -2 and <= 2)) return new(SamplingSetting.FrequencyPenalty, $"must be −2 to 2 {Got(FrequencyPenalty)}");
+        return null;
+    }
+
+    /// <summary>Throws the first problem (<see cref="FirstProblem"/>) named as Hugging Face names the setting.</summary>
+    public void Validate()
+    {
+        if (FirstProblem() is { } problem) throw new BioForgeException($"{problem.Setting switch
+        {
+            SamplingSetting.Temperature => "temperature",
+            SamplingSetting.TopP => "top_p",
+            SamplingSetting.TopK => "top_k",
+            SamplingSetting.MaxNewTokens => "max_new_tokens",
+            SamplingSetting.MinNewTokens => "min_new_tokens",
+            SamplingSetting.RepetitionPenalty => "repetition_penalty",
+            SamplingSetting.PresencePenalty => "presence_penalty",
+            _ => "frequency_penalty",
+        }} {problem.Problem}");
+    }
 }
+
+/// <summary>The settings of <see cref="SamplingOptions"/> a range applies to.</summary>
+public enum SamplingSetting { Temperature, TopP, TopK, MaxNewTokens, MinNewTokens, RepetitionPenalty, PresencePenalty, FrequencyPenalty }
+
+/// <summary>A sampling setting out of its range and what is wrong with it ("must be 0 to 100 (got 120)").</summary>
+public sealed record SamplingProblem(SamplingSetting Setting, string Problem);
 
 /// <summary>
 /// A sampled sequence: tokens after the begin token, up to (not including) end-of-sequence; whether it ended; and its
@@ -71,9 +114,9 @@ public static class Sampling
         if (count < 1) throw new BioForgeException($"number of samples must be positive (got {count})");
         // Policy-gradient training (REINVENT) needs a random draw at a positive temperature; greedy decoding and the
         // penalties are DecodeScheduler's (generate, the completions service).
-        if (options.Temperature <= 0) throw new BioForgeException($"temperature must be positive (got {options.Temperature})");
+        options.Validate();
+        if (options.Temperature == 0) throw new BioForgeException("temperature must be positive: policy-gradient training needs a random draw (got 0)");
         if (options.Penalises) throw new ArgumentException("repetition, presence and frequency penalties are applied by DecodeScheduler, not here", nameof(options));
-        if (options.TopP is <= 0 or > 1) throw new BioForgeException($"top-p must be in (0, 1] (got {options.TopP})");
         if (prompts is not null && prompts.Count != count) throw new ArgumentException($"{prompts.Count} prompts for {count} sequences", nameof(prompts));
         var config = model.Config;
         var device = model.parameters().First().device;

@@ -42,8 +42,7 @@ internal static class TextSampling
     {
         if (count < 1) throw new BioForgeException($"--n must be positive (got {count})");
         if (batchSize < 1) throw new BioForgeException($"--batch must be positive (got {batchSize})");
-        if (options.Temperature < 0) throw new BioForgeException($"temperature must not be negative (got {options.Temperature}; 0 takes the most probable token)");
-        if (options.TopP is <= 0 or > 1) throw new BioForgeException($"top-p must be in (0, 1] (got {options.TopP})");
+        options.Validate();
         int length = (int)Math.Min(maxPositions, (long)promptIds.Length + options.MaxNewTokens);
         if (promptIds.Length >= length) throw new BioForgeException($"the prompt takes {promptIds.Length} tokens; the model takes {maxPositions} in all");
         // No more slots than sequences: each holds a key/value cache of the whole length on the device.

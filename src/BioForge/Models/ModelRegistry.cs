@@ -43,14 +43,12 @@ public static class ModelRegistry
     {
         string path = ConfigPath(directory);
         var type = ReadConfig(path)["model_type"];
-        if (type is not null && (type is not JsonValue value || !value.TryGetValue(out string? name)))
+        string? name = null;
+        if (type is not null && (type is not JsonValue value || !value.TryGetValue(out name)))
             throw new BioForgeException($"{path}: model_type must be a string (got {type.ToJsonString()})");
-        return Get(type?.GetValue<string>(), path);
+        return Get(name, path);
     }
 
     /// <summary>A config.json file as a JSON object, or one message naming the file.</summary>
-    public static JsonObject ReadConfig(string path)
-    {
-        return JsonFile.ReadObject(path);
-    }
+    public static JsonObject ReadConfig(string path) => JsonFile.ReadObject(path);
 }
