@@ -140,7 +140,7 @@ public sealed class ScalingPlanTests
         // ESM-2 keeps its vocabulary whole, as the trainer rules, whatever its size divides by.
         var e = Assert.Throws<BioForgeException>(() => ScalingPlan.Estimate(Esm650M with { Vocabulary = 64 }, new ClusterSpec { Gpus = 2, TensorParallel = 2 },
             new WorkloadSpec { VocabularySplit = true }, new DeviceSpeed(null, 100)));
-        Assert.Contains("ESM-2 does not split its vocabulary", e.Message);
+        Assert.Contains("--vocab-parallel: the esm family keeps its vocabulary whole", e.Message);
     }
 
     [Theory]

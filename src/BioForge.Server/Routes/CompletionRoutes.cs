@@ -134,7 +134,7 @@ internal static class CompletionRoutes
     public sealed record CompletionResponse(string Id, string Object, long Created, string Model, IReadOnlyList<Choice> Choices, CompletionUsage? Usage,
         long? Seed = null, int? Samples = null);
 
-    private const int MaxCharactersPerToken = 64, MaxChoices = 128, MaxStops = 4, MaxStopLength = 64, MaxLogprobs = 5, ValidOnlyAttemptsFactor = 100;
+    private const int MaxCharactersPerToken = 64, MaxChoices = 128, MaxStops = 4, MaxStopLength = 64, MaxLogprobs = 5;
 
     public static void Map(IEndpointRouteBuilder app, ServerState state)
     {
@@ -513,7 +513,7 @@ internal static class CompletionRoutes
     /// <summary>One prompt's <c>valid_only</c> draw: its samples so far and the valid molecules among them.</summary>
     private sealed class ValidDraw(Plan plan, Prompt prompt)
     {
-        private readonly long limit = (long)plan.N * ValidOnlyAttemptsFactor;
+        private readonly long limit = (long)plan.N * SmilesGenerator.ValidOnlyAttempts;
 
         public List<Sample> All { get; } = [];
 

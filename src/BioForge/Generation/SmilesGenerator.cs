@@ -43,21 +43,25 @@ public sealed class SmilesGenerator
     /// <summary>SMILES syntax over the model's vocabulary, for <see cref="SamplingOptions.Grammar"/>.</summary>
     public SmilesGrammar Grammar { get; }
 
+    /// <summary>Samples a valid-only draw may take per molecule asked for (<c>generate --valid-only</c> and the server's
+    /// <c>valid_only</c> alike) before it gives up on the model.</summary>
+    public const int ValidOnlyAttempts = 100;
+
     /// <summary>
     /// Samples <paramref name="count"/> molecules, <paramref name="batchSize"/> sequences decoded at once (continuous
     /// batching: a finished sequence's slot goes to the next). Molecule i is sequence (seed, i) of
     /// <see cref="SequenceSampler"/>, so the result depends on the seed and options only, not on the batch size, and
     /// equals what the server's <c>/v1/completions</c> answers for the same seed. With <paramref name="validOnly"/>, the
     /// first <paramref name="count"/> valid molecules that ended (not cut at the length limit) in sequence order (at
-    /// most <paramref name="maxAttemptsFactor"/> × count samples). <paramref name="prompt"/> is a SMILES start every molecule continues.
+    /// most <see cref="ValidOnlyAttempts"/> × count samples). <paramref name="prompt"/> is a SMILES start every molecule continues.
     /// </summary>
     public IReadOnlyList<GeneratedMolecule> Generate(int count, SamplingOptions options, ulong seed, int batchSize, bool validOnly,
-        IProgress<int>? progress = null, int maxAttemptsFactor = 100, string prompt = "", CancellationToken cancellation = default)
+        IProgress<int>? progress = null, string prompt = "", CancellationToken cancellation = default)
     {
         if (validOnly && !checkMolecules) throw new ArgumentException("valid-only sampling needs a generator that checks molecules", nameof(validOnly));
         var promptIds = EncodePrompt(prompt);
         if (count < 1) throw new BioForgeException($"--n must be positive (got {count})");
-        long limit = validOnly ? (long)count * maxAttemptsFactor : count;
+        long limit = validOnly ? (long)count * ValidOnlyAttempts : count;
         // Slots for the sequences in flight at most: all of them, or for valid-only what the look-ahead below lets out.
         using var scheduler = TextSampling.Scheduler(DecoderNetwork.Of(model.Model), promptIds, model.Config.MaxPositionEmbeddings,
             (int)Math.Min(Math.Min(limit, 2L * count + 16), int.MaxValue), options, batchSize);

@@ -200,9 +200,9 @@ public static class ScalingPlan
         Distributed.TensorParallelism.RequireDivisible(model.Heads, t, "num_attention_heads");
         Distributed.TensorParallelism.RequireDivisible(model.KeyValueHeads, t, "num_key_value_heads");
         Distributed.TensorParallelism.RequireDivisible(model.Intermediate, t, "intermediate_size");
-        // As the trainer rules (train.vocab_parallel): ESM-2 keeps its vocabulary whole, whatever its size.
-        if (work.VocabularySplit && model.Architecture == "esm")
-            throw new BioForgeException("--vocab-parallel: ESM-2 does not split its vocabulary (its 33 tokens are few; the trainer refuses train.vocab_parallel for it)");
+        // As the trainer rules (train.vocab_parallel): a family that keeps its vocabulary whole (ESM-2's 33 tokens) is refused.
+        if (work.VocabularySplit && ModelRegistry.Find(model.Architecture) is { SplitsVocabulary: false } family)
+            throw new BioForgeException($"--vocab-parallel: the {family.ModelType} family keeps its vocabulary whole (the trainer refuses train.vocab_parallel for it)");
         if (work.VocabularySplit) Distributed.TensorParallelism.RequireDivisible(model.Vocabulary, t, "vocab_size");
     }
 }

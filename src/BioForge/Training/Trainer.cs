@@ -80,34 +80,13 @@ public static class Trainer
             if (state is not null) config = RunResume.MatchGlobalBatch(config, state, grid.Data.Size, options.OnInfo);
 
             var layout = new ParallelLayout(grid.Tensor, config.Train.VocabParallel);
-            using var validStore = File.Exists(TokenStore.IdxPath(Path.Combine(config.Data.Dir, "valid"))) ? OpenSplit(config.Data.Dir, "valid") : null;
-            var valid = validStore is { Count: > 0 } ? validStore : null; // none held out: nothing to validate on
-            // One data prepare writes both with one vocabulary; a valid.* from another corpus failed only at the first validation.
-            if (valid is not null && (valid.VocabularySize != train.VocabularySize || valid.BytesPerToken != train.BytesPerToken))
-                throw new BioForgeException($"{config.Data.Dir}: valid.* holds {valid.VocabularySize} token ids ({valid.BytesPerToken} bytes each) and train.* {train.VocabularySize} "
-                    + $"({train.BytesPerToken} bytes): they were not prepared together; run data prepare again");
+            using var valid = OpenValidation(config, train, world, options);
             if (state is null && config.Schedule.WarmupSteps > config.Train.Steps)
                 options.OnInfo?.Invoke($"warning: schedule.warmup_steps {config.Schedule.WarmupSteps} covers the whole run of {config.Train.Steps} steps: the rate never reaches optimizer.lr "
                     + $"({config.Optimizer.Lr:G3}; its last step trains at {config.LearningRate.At(config.Train.Steps):G3})");
-            // Every rank must see the same split: the others wait for the first replica's validation only when it runs.
-            bool someValidate = Agree(world, valid is not null), allValidate = !Agree(world, valid is null);
-            if (someValidate != allValidate)
-                throw new BioForgeException($"{config.Data.Dir}: some ranks find a validation split there and others do not (is data.dir on a filesystem every node shares?)");
-            if (valid is null && config.Validation.Every > 0)
-                options.OnInfo?.Invoke($"no validation: {config.Data.Dir} has no validation documents (prepared with --validation-fraction 0, or too few documents for the fraction asked); validation.every is not used");
             // Made in float32 in mixed precision too: NewOptimizer keeps those values as the master weights.
             using var task = LanguageModelTasks.Create(config, resumeFrom, compute with { DType = ScalarType.Float32 }, layout);
-
-            if (train.VocabularySize > task.VocabularySize)
-                throw new BioForgeException($"{config.Data.Dir}: the corpus uses {train.VocabularySize} token ids but the model has {task.VocabularySize}");
-            // Rotary positions would train past it, but the saved config.json would then refuse the lengths trained on. A
-            // run started so before this check goes on (data.max_length defines it), with a warning.
-            if (config.Data.MaxLength > task.MaxPositions)
-            {
-                string tooLong = $"data.max_length {config.Data.MaxLength} is longer than the network's max_position_embeddings {task.MaxPositions}";
-                if (state is not null) options.OnInfo?.Invoke($"warning: {tooLong}; the model will refuse sequences that long");
-                else throw new BioForgeException($"{tooLong}; lower data.max_length{(config.Model.Init is null ? " or raise model.config.max_position_embeddings" : "")}");
-            }
+            CheckNetworkFitsCorpus(task, train, config, resumed: state is not null, options);
             var clusterMembers = config.Data.ClusterSampling ? Clusters.ReadMembers(Path.Combine(config.Data.Dir, "train"), train.Count) : null;
             var stream = new TrainingStream(train, config.Data.MaxLength, config.Data.TokensPerBatch, config.Data.Packing,
                 randomCrop: task.RandomCrop, config.Seed, clusterMembers);
@@ -374,6 +353,50 @@ public static class Trainer
     }
 
     private static bool Agree(Communicator group, bool flag) => group.Size == 1 ? flag : Sum(group, flag ? 1 : 0) > 0;
+
+    /// <summary>
+    /// The corpus's validation split, or null where none was held out (or it holds no documents); every rank must
+    /// find the same, since the others wait for the first replica's validation only when it runs.
+    /// </summary>
+    private static TokenStore.Reader? OpenValidation(RunConfig config, TokenStore.Reader train, Communicator world, TrainerOptions options)
+    {
+        var store = File.Exists(TokenStore.IdxPath(Path.Combine(config.Data.Dir, "valid"))) ? OpenSplit(config.Data.Dir, "valid") : null;
+        var valid = store is { Count: > 0 } ? store : null;
+        if (valid is null) store?.Dispose();
+        try
+        {
+            // One data prepare writes both with one vocabulary; a valid.* from another corpus failed only at the first validation.
+            if (valid is not null && (valid.VocabularySize != train.VocabularySize || valid.BytesPerToken != train.BytesPerToken))
+                throw new BioForgeException($"{config.Data.Dir}: valid.* holds {valid.VocabularySize} token ids ({valid.BytesPerToken} bytes each) and train.* {train.VocabularySize} "
+                    + $"({train.BytesPerToken} bytes): they were not prepared together; run data prepare again");
+            bool someValidate = Agree(world, valid is not null), allValidate = !Agree(world, valid is null);
+            if (someValidate != allValidate)
+                throw new BioForgeException($"{config.Data.Dir}: some ranks find a validation split there and others do not (is data.dir on a filesystem every node shares?)");
+        }
+        catch
+        {
+            valid?.Dispose();
+            throw;
+        }
+        if (valid is null && config.Validation.Every > 0)
+            options.OnInfo?.Invoke($"no validation: {config.Data.Dir} has no validation documents (prepared with --validation-fraction 0, or too few documents for the fraction asked); validation.every is not used");
+        return valid;
+    }
+
+    /// <summary>The corpus's token ids are the network's, and its documents fit the network's positions.</summary>
+    private static void CheckNetworkFitsCorpus(ILanguageModelTask task, TokenStore.Reader train, RunConfig config, bool resumed, TrainerOptions options)
+    {
+        if (train.VocabularySize > task.VocabularySize)
+            throw new BioForgeException($"{config.Data.Dir}: the corpus uses {train.VocabularySize} token ids but the model has {task.VocabularySize}");
+        // Rotary positions would train past it, but the saved config.json would then refuse the lengths trained on. A
+        // run started so before this check goes on (data.max_length defines it), with a warning.
+        if (config.Data.MaxLength > task.MaxPositions)
+        {
+            string tooLong = $"data.max_length {config.Data.MaxLength} is longer than the network's max_position_embeddings {task.MaxPositions}";
+            if (resumed) options.OnInfo?.Invoke($"warning: {tooLong}; the model will refuse sequences that long");
+            else throw new BioForgeException($"{tooLong}; lower data.max_length{(config.Model.Init is null ? " or raise model.config.max_position_embeddings" : "")}");
+        }
+    }
 
     private static TokenStore.Reader OpenSplit(string directory, string split)
     {
