@@ -97,7 +97,8 @@ internal sealed class GraphGeneticOperators : IDisposable
             var alternatives = Mutations[Pick(random, [.. Mutations.Select(m => m.Weight)])].Alternatives;
             var edit = alternatives[Pick(random, [.. alternatives.Select(a => a.Weight)])];
             if (edit.Smarts(random, molecule) is not { } smarts) continue;
-            var children = ReactionOf(smarts).Run(molecule).Where(c => Acceptable(c, random, ringCheck: true)).ToList();
+            using var products = new Products();
+            var children = ReactionOf(smarts).Run(molecule).Where(c => Acceptable(products.Read(c), random, ringCheck: true)).ToList();
             if (children.Count > 0) return children[random.Next(children.Count)];
         }
         return null;
@@ -112,7 +113,8 @@ internal sealed class GraphGeneticOperators : IDisposable
             var piecesA = CutChain(first, random);
             var piecesB = CutChain(second, random);
             if (piecesA is null || piecesB is null) return null;
-            var children = Join(join, piecesA, piecesB).Where(c => Acceptable(c, random, ringCheck: false)).ToList();
+            using var products = new Products();
+            var children = Join(join, products.ReadAll(piecesA), products.ReadAll(piecesB)).Where(c => Acceptable(products.Read(c), random, ringCheck: false)).ToList();
             if (children.Count > 0) return children[random.Next(children.Count)];
         }
         return null;
@@ -130,36 +132,50 @@ internal sealed class GraphGeneticOperators : IDisposable
             var piecesA = CutRing(first, random);
             var piecesB = CutRing(second, random);
             if (piecesA is null || piecesB is null) return null;
-            var joined = joins.SelectMany(j => Join(ReactionOf(j), piecesA, piecesB)).Where(c => Acceptable(c, random, ringCheck: false)).ToList();
+            using var products = new Products();
+            var (readA, readB) = (products.ReadAll(piecesA), products.ReadAll(piecesB));
+            var joined = joins.SelectMany(j => Join(ReactionOf(j), readA, readB)).Where(c => Acceptable(products.Read(c), random, ringCheck: false)).ToList();
             var children = new List<string>();
             foreach (string smiles in joined)
-            {
-                if (!Molecule.TryFromSmiles(smiles, out var open, out _)) continue;
-                using (open)
-                    foreach (string closure in closures)
-                        children.AddRange(ReactionOf(closure).Run(open!).Where(c => Acceptable(c, random, ringCheck: true)));
-            }
+                foreach (string closure in closures)
+                    children.AddRange(ReactionOf(closure).Run(products.Read(smiles)!).Where(c => Acceptable(products.Read(c), random, ringCheck: true)));
             if (children.Count > 0) return children[random.Next(children.Count)];
         }
         return null;
     }
 
-    private static List<string> Join(Reaction join, IReadOnlyList<string> piecesA, IReadOnlyList<string> piecesB)
+    private static List<string> Join(Reaction join, IReadOnlyList<Molecule> piecesA, IReadOnlyList<Molecule> piecesB)
     {
         var products = new List<string>();
-        foreach (string a in piecesA)
-            foreach (string b in piecesB)
-            {
-                // RDKit writes some sanitized pieces as SMILES it cannot read back: such a piece joins nothing.
-                if (!Molecule.TryFromSmiles(a, out var left, out _)) continue;
-                using (left)
-                {
-                    if (!Molecule.TryFromSmiles(b, out var right, out _)) continue;
-                    using (right)
-                        if (join.Run(left!, right!) is [var first, ..]) products.Add(first);
-                }
-            }
+        foreach (var a in piecesA)
+            foreach (var b in piecesB)
+                if (join.Run(a, b) is [var first, ..]) products.Add(first);
         return products;
+    }
+
+    /// <summary>
+    /// The molecules of one try, each SMILES read once: a piece takes part in every join, the same product comes out of
+    /// several (a ring closure matches both ways round), and a joined product is read again to close its rings.
+    /// </summary>
+    private sealed class Products : IDisposable
+    {
+        private readonly Dictionary<string, Molecule?> read = new(StringComparer.Ordinal);
+
+        /// <summary>The molecule, or null where RDKit cannot read the SMILES (it writes some sanitized pieces so).</summary>
+        public Molecule? Read(string smiles)
+        {
+            if (!read.TryGetValue(smiles, out var molecule))
+                read[smiles] = molecule = Molecule.TryFromSmiles(smiles, out var parsed, out _) ? parsed : null;
+            return molecule;
+        }
+
+        /// <summary>The pieces RDKit reads, in order: one it cannot read joins nothing.</summary>
+        public List<Molecule> ReadAll(IEnumerable<string> pieces) => [.. pieces.Select(Read).OfType<Molecule>()];
+
+        public void Dispose()
+        {
+            foreach (var molecule in read.Values) molecule?.Dispose();
+        }
     }
 
     private IReadOnlyList<string>? CutChain(Molecule molecule, Random random)
@@ -198,15 +214,12 @@ internal sealed class GraphGeneticOperators : IDisposable
         }
     }
 
-    private bool Acceptable(string smiles, Random random, bool ringCheck)
+    private bool Acceptable(Molecule? molecule, Random random, bool ringCheck)
     {
-        if (!Molecule.TryFromSmiles(smiles, out var molecule, out _)) return false;
-        using (molecule)
-        {
-            int atoms = molecule!.Atoms().Count;
-            if (atoms <= 5 || atoms >= MeanSize + SizeSpread * Gaussian(random)) return false;
-            return !ringCheck || RingsAcceptable(molecule);
-        }
+        if (molecule is null) return false;
+        int atoms = molecule.Atoms().Count;
+        if (atoms <= 5 || atoms >= MeanSize + SizeSpread * Gaussian(random)) return false;
+        return !ringCheck || RingsAcceptable(molecule);
     }
 
     private bool RingsAcceptable(Molecule molecule)

@@ -75,13 +75,13 @@ public sealed partial record PropertyLimit(string Property, double Low, double H
     /// The value of one of <see cref="Properties"/> (or another plain descriptor the scoring function names the same way);
     /// <paramref name="descriptors"/> gives the molecule's RDKit descriptors when a caller measures several (computed once).
     /// </summary>
-    internal static double Measure(string property, Molecule m, Qed qed, SaScore sa, Func<MolecularDescriptors>? descriptors = null)
+    internal static double Measure(string property, Molecule m, Lazy<Qed> qed, Lazy<SaScore> sa, Func<MolecularDescriptors>? descriptors = null)
     {
         MolecularDescriptors D() => descriptors is null ? m.Descriptors() : descriptors();
         return property switch
         {
-            "qed" => qed.Score(m),
-            "sa" => sa.Score(m),
+            "qed" => qed.Value.Score(m),
+            "sa" => sa.Value.Score(m),
             "logp" => D().LogP,
             "mw" => D().MolWt,
             "tpsa" => D().Tpsa,
@@ -102,11 +102,11 @@ public sealed partial record PropertyLimit(string Property, double Low, double H
     private static partial Regex Pattern();
 }
 
-/// <summary>A set of limits checked on molecules from many threads (QED and SA are made once).</summary>
+/// <summary>A set of limits checked on molecules from many threads (QED and SA are made once, where a limit needs them).</summary>
 public sealed class PropertyLimits : IDisposable
 {
-    private readonly Qed qed = new();
-    private readonly SaScore sa = new();
+    private readonly Lazy<Qed> qed = new(() => new Qed());
+    private readonly Lazy<SaScore> sa = new(() => new SaScore());
 
     public IReadOnlyList<PropertyLimit> Limits { get; }
 
@@ -120,5 +120,8 @@ public sealed class PropertyLimits : IDisposable
         return Limits.FirstOrDefault(l => !l.Holds(PropertyLimit.Measure(l.Property, m, qed, sa, Descriptors)));
     }
 
-    public void Dispose() => qed.Dispose();
+    public void Dispose()
+    {
+        if (qed.IsValueCreated) qed.Value.Dispose();
+    }
 }

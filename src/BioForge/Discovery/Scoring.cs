@@ -206,8 +206,10 @@ public sealed class ScoringFunction : IDisposable
 {
     private readonly IReadOnlyList<ComponentSettings> components;
     private readonly bool geometric;
-    private readonly Qed qed = new();
-    private readonly SaScore sa = new();
+    // Made at the first molecule that needs them (thread-safe: components score in parallel): the SA table is 710,000
+    // fragments read from a file and QED compiles its SMARTS, which most objectives never use.
+    private readonly Lazy<Qed> qed = new(() => new Qed());
+    private readonly Lazy<SaScore> sa = new(() => new SaScore());
     private readonly Dictionary<int, List<SmartsQuery>> patterns = [];
     private readonly Dictionary<int, StructuralFilters> filters = [];
     private readonly Dictionary<int, List<ulong[]>> references = [];
@@ -405,7 +407,7 @@ public sealed class ScoringFunction : IDisposable
 
     private double Property(int c, ComponentSettings component, Molecule m, Func<MolecularDescriptors> descriptors) => component.Type switch
     {
-        "plogp" => descriptors().LogP - sa.Score(m) - Math.Max(0, m.RingSizes().DefaultIfEmpty(0).Max() - 6),
+        "plogp" => descriptors().LogP - sa.Value.Score(m) - Math.Max(0, m.RingSizes().DefaultIfEmpty(0).Max() - 6),
         _ when PropertyLimit.Properties.Contains(component.Type) => PropertyLimit.Measure(component.Type, m, qed, sa, descriptors),
         "bertz" => GraphDescriptors.BertzCT(m),
         "element_count" => IsomerScore.ElementCount(m, component.Element!),
@@ -451,7 +453,7 @@ public sealed class ScoringFunction : IDisposable
 
     public void Dispose()
     {
-        qed.Dispose();
+        if (qed.IsValueCreated) qed.Value.Dispose();
         pharmacophore?.Dispose();
         foreach (var list in patterns.Values) foreach (var p in list) p.Dispose();
         foreach (var f in filters.Values) f.Dispose();
