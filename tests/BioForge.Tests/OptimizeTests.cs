@@ -720,4 +720,33 @@ public sealed class OptimizeTests
         Assert.Equal(btk.Sequence, ProteinTarget.Resolve(btk.Sequence.ToLowerInvariant() + "*").Sequence);
         Assert.Contains("not found", Assert.Throws<BioForgeException>(() => ProteinTarget.Resolve(Path.Combine(dir, "none.fasta"))).Message);
     }
+
+    /// <summary>
+    /// MolMIM's guided generation as a library call (the server's /generate maps onto it): the molecules that meet the
+    /// similarity asked for come first, by the objective, then the nearest misses; never the seed, never twice; one
+    /// seed, one answer.
+    /// </summary>
+    [Fact]
+    public void NearSeedGenerationRanksMoleculesThatMeetTheSimilarityFirst()
+    {
+        string directory = Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small");
+        using var prior = Models.Llama.LlamaCheckpoint.Load(directory, TestData.Cpu.Device, TestData.Cpu.DType);
+        var request = new NearSeedRequest("CC(=O)Nc1ccc(O)cc1", "QED", Minimize: false, MinSimilarity: 0.2, Particles: 24, Iterations: 2, Learn: false,
+            Molecules: 12, RandomSeed: 5);
+        var (molecules, scored) = NearSeedGeneration.Run(request, prior, directory);
+        Assert.InRange(molecules.Count, 2, 12);
+        Assert.InRange(scored, molecules.Count, 48);
+        Assert.DoesNotContain(molecules, m => m.Smiles == request.Seed);
+        Assert.Equal(molecules.Count, molecules.Select(m => m.Smiles).Distinct().Count());
+        var meets = molecules.Select(m => m.Similarity >= request.MinSimilarity).ToList();
+        Assert.Equal(meets.OrderByDescending(b => b), meets); // the ones that meet it, then the misses
+        using var qed = new Chem.Qed();
+        foreach (var m in molecules)
+        {
+            using var molecule = Chem.Molecule.FromSmiles(m.Smiles);
+            Assert.Equal(qed.Score(molecule), m.Property, 0.5e-4 + 1e-12);
+        }
+        Assert.Equal(molecules, NearSeedGeneration.Run(request, prior, directory).Molecules);
+        Assert.NotEqual(molecules, NearSeedGeneration.Run(request with { RandomSeed = 6 }, prior, directory).Molecules);
+    }
 }
