@@ -24,7 +24,7 @@ internal static class GenerateCommand
         var count = new Option<int>("--n") { Description = "number of molecules (sequences from a protein model)", Required = true };
         var outPath = Options.Required("--out", "output .smi: one SMILES per line; FASTA (records gen-1, gen-2, …) for a protein model");
         var temperature = new Option<double>("--temperature") { Description = "softmax temperature (< 1: safer, > 1: more diverse; 0: the most probable token)", DefaultValueFactory = _ => 1.0 };
-        var topK = Options.Int("--top-k", "sample among the k most probable tokens (0 = all)", 0);
+        var topK = Options.Int("--top-k", "sample among the k most probable tokens (0 or -1 = all)", 0);
         var topP = new Option<double>("--top-p") { Description = "nucleus sampling mass (1 = off)", DefaultValueFactory = _ => 1.0 };
         var repetition = new Option<double>("--repetition-penalty")
         {

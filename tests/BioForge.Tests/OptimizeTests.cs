@@ -726,6 +726,30 @@ public sealed class OptimizeTests
     /// similarity asked for come first, by the objective, then the nearest misses; never the seed, never twice; one
     /// seed, one answer.
     /// </summary>
+    /// <summary>
+    /// The answer's order: a molecule at the similarity asked for goes before a closer-scoring miss, by the objective
+    /// within each group; the seed and copies are left out, and the count is of distinct molecules.
+    /// </summary>
+    [Fact]
+    public void NearSeedAnswersPutMoleculesThatMeetTheSimilarityFirst()
+    {
+        var request = new NearSeedRequest("CCO", "QED", Minimize: false, MinSimilarity: 0.4, Particles: 8, Iterations: 1, Learn: true, Molecules: 4, RandomSeed: 0);
+        NearSeedGeneration.Candidate[] scored =
+        [
+            new("CCCO", Objective: 0.9, Property: 0.8, Similarity: 0.39), // the best objective, but a miss
+            new("CCCN", 0.2, 0.3, 0.5),
+            new("CCO", 1.0, 0.4, 1.0), // the seed
+            new("CCN", 0.6, 0.5, 0.45),
+            new("CCN", 0.6, 0.5, 0.45),
+            new("CCCC", 0.1, 0.2, 0.1),
+            new("CCCS", 0.05, 0.1, 0.05),
+        ];
+        var (molecules, count) = NearSeedGeneration.Rank(scored, request);
+        Assert.Equal(["CCN", "CCCN", "CCCO", "CCCC"], molecules.Select(m => m.Smiles));
+        Assert.Equal(5, count);
+        Assert.Equal(new NearSeedMolecule("CCN", 0.5, 0.45), molecules[0]);
+    }
+
     [Fact]
     public void NearSeedGenerationRanksMoleculesThatMeetTheSimilarityFirst()
     {
@@ -740,6 +764,7 @@ public sealed class OptimizeTests
         Assert.Equal(molecules.Count, molecules.Select(m => m.Smiles).Distinct().Count());
         var meets = molecules.Select(m => m.Similarity >= request.MinSimilarity).ToList();
         Assert.Equal(meets.OrderByDescending(b => b), meets); // the ones that meet it, then the misses
+        Assert.Contains("property must be QED or plogP", Assert.Throws<BioForgeException>(() => NearSeedGeneration.Run(request with { Property = "qed" }, prior, directory)).Message);
         using var qed = new Chem.Qed();
         foreach (var m in molecules)
         {

@@ -178,6 +178,31 @@ internal static class CompletionRoutes
         double temperature = r.Temperature ?? 1, topP = r.TopP ?? 1, presence = r.PresencePenalty ?? 0, frequency = r.FrequencyPenalty ?? 0, repetition = r.RepetitionPenalty ?? 1;
         bool stream = r.Stream == true, validOnly = r.ValidOnly == true;
         if (n is < 1 or > MaxChoices) throw ApiError.Invalid($"n must be 1–{MaxChoices} (got {n})", "n");
+        var options = new SamplingOptions
+        {
+            Temperature = temperature,
+            TopP = topP,
+            TopK = topK,
+            MinNewTokens = r.MinTokens ?? 0,
+            PresencePenalty = presence,
+            FrequencyPenalty = frequency,
+            RepetitionPenalty = repetition,
+        };
+        if (options.FirstProblem() is { } problem)
+        {
+            string field = problem.Setting switch
+            {
+                SamplingSetting.Temperature => "temperature",
+                SamplingSetting.TopP => "top_p",
+                SamplingSetting.TopK => "top_k",
+                SamplingSetting.MaxNewTokens => "max_tokens",
+                SamplingSetting.MinNewTokens => "min_tokens",
+                SamplingSetting.RepetitionPenalty => "repetition_penalty",
+                SamplingSetting.PresencePenalty => "presence_penalty",
+                _ => "frequency_penalty",
+            };
+            throw ApiError.Invalid($"{field} {problem.Problem}", field);
+        }
         if (r.MinTokens is { } least && r.MaxTokens is { } most && least > most) throw ApiError.Invalid($"min_tokens ({least}) must be at most max_tokens ({most})", "min_tokens");
         if ((long)n * texts.Count > MaxChoices)
             throw ApiError.Invalid($"n × prompts must be at most {MaxChoices} (got {n} × {texts.Count}); send the prompts in several requests", "n");
@@ -201,32 +226,7 @@ internal static class CompletionRoutes
             var name when decoder.Grammar?.Name == name => decoder.Grammar,
             var name => throw ApiError.Invalid($"grammar must be {(decoder.Grammar is { } g ? $"{g.Name} or " : "")}none for model {model.Name} (got '{name}')", "grammar"),
         };
-        var options = new SamplingOptions
-        {
-            Temperature = temperature,
-            TopP = topP,
-            TopK = topK,
-            Grammar = grammar,
-            MinNewTokens = r.MinTokens ?? 0,
-            PresencePenalty = presence,
-            FrequencyPenalty = frequency,
-            RepetitionPenalty = repetition,
-        };
-        if (options.FirstProblem() is { } problem)
-        {
-            string field = problem.Setting switch
-            {
-                SamplingSetting.Temperature => "temperature",
-                SamplingSetting.TopP => "top_p",
-                SamplingSetting.TopK => "top_k",
-                SamplingSetting.MaxNewTokens => "max_tokens",
-                SamplingSetting.MinNewTokens => "min_tokens",
-                SamplingSetting.RepetitionPenalty => "repetition_penalty",
-                SamplingSetting.PresencePenalty => "presence_penalty",
-                _ => "frequency_penalty",
-            };
-            throw ApiError.Invalid($"{field} {problem.Problem}", field);
-        }
+        options = options with { Grammar = grammar };
         var prompts = texts.Select((text, p) => ReadPrompt(text, texts.Count == 1 && r.Prompt.ValueKind != JsonValueKind.Array ? "prompt" : $"prompt[{p}]",
             model, decoder, options, r.MaxTokens, state)).ToList();
         long seed = r.Seed ?? RequestSeed.Fresh();

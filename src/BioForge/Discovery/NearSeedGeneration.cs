@@ -38,8 +38,28 @@ public static class NearSeedGeneration
     public static (IReadOnlyList<NearSeedMolecule> Molecules, int Scored) Run(NearSeedRequest request, LlamaCheckpoint prior, string priorDirectory,
         CancellationToken cancellation = default)
     {
+        Check(request);
         var config = Config(request, priorDirectory, TokenLimit(prior));
         var scored = request.Learn ? Optimize(config, prior, cancellation) : Sample(config, request, prior, cancellation);
+        return Rank(scored, request);
+    }
+
+    /// <summary>The request's ranges (the server names its own fields before it gets here).</summary>
+    private static void Check(NearSeedRequest r)
+    {
+        if (r.Property is not ("QED" or "plogP")) throw new BioForgeException($"near-seed search: the property must be QED or plogP (got '{r.Property}')");
+        if (!(r.MinSimilarity is >= 0 and <= 1)) throw new BioForgeException($"near-seed search: the minimum similarity must be 0–1 (got {r.MinSimilarity})");
+        if (r.Particles < 2 || r.Iterations < 1 || r.Molecules < 1)
+            throw new BioForgeException($"near-seed search: at least 2 particles, 1 iteration and 1 molecule (got {r.Particles}, {r.Iterations}, {r.Molecules})");
+    }
+
+    /// <summary>A scored molecule of the search: its objective (what the search maximized), property and similarity.</summary>
+    internal sealed record Candidate(string Smiles, double Objective, double Property, double Similarity);
+
+    /// <summary>Distinct molecules other than the seed: those at the minimum similarity or closer first, by the objective,
+    /// then the nearest misses, as many as asked for; and how many distinct ones there were.</summary>
+    internal static (IReadOnlyList<NearSeedMolecule> Molecules, int Scored) Rank(IEnumerable<Candidate> scored, NearSeedRequest request)
+    {
         var distinct = scored.Where(m => m.Smiles != request.Seed).GroupBy(m => m.Smiles).Select(g => g.First()).ToList();
         return ([.. distinct.OrderByDescending(m => m.Similarity >= request.MinSimilarity).ThenByDescending(m => m.Objective).ThenBy(m => m.Smiles, StringComparer.Ordinal)
             .Take(request.Molecules).Select(m => new NearSeedMolecule(m.Smiles, Math.Round(m.Property, 4), Math.Round(m.Similarity, 4)))], distinct.Count);
@@ -89,8 +109,6 @@ public static class NearSeedGeneration
             ],
         };
     }
-
-    private sealed record Candidate(string Smiles, double Objective, double Property, double Similarity);
 
     /// <summary>The optimizer in memory, its agent a float32 copy of the prior (and the prior itself in float32 for the augmented likelihood).</summary>
     private static List<Candidate> Optimize(OptimizeConfig config, LlamaCheckpoint served, CancellationToken cancellation)

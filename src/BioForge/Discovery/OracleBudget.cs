@@ -114,7 +114,7 @@ public sealed class OracleBudget(int limit)
                 if (canonical[i] is { } c && !cache.ContainsKey(c) && freshSet.Add(c)) fresh.Add(i);
             }
 
-            var scored = scoring.Score([.. fresh.Select(i => smiles[i])]);
+            var scored = scoring.Score([.. fresh.Select(i => smiles[i])], [.. fresh.Select(i => molecules[i])]);
             var newCalls = new List<OracleCall>();
             for (int k = 0; k < fresh.Count; k++)
             {

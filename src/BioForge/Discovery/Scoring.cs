@@ -295,57 +295,67 @@ public sealed class ScoringFunction : IDisposable
         var molecules = smiles.Select(s => s.Length > 0 && Molecule.TryFromSmiles(s, out var m, out _) ? m : null).ToArray();
         try
         {
-            var valid = Enumerable.Range(0, molecules.Length).Where(i => molecules[i] is not null).ToArray();
-            var raw = new double[components.Count][];
-            var errors = new string?[valid.Length];
-            var descriptors = new MolecularDescriptors?[valid.Length]; // one RDKit call per molecule for every descriptor component
-            for (int c = 0; c < components.Count; c++)
-            {
-                if (externals.TryGetValue(c, out var external))
-                {
-                    // The program sees every SMILES, invalid ones too, as in REINVENT 4; an invalid molecule still scores 0 here.
-                    var all = external.Score(smiles);
-                    raw[c] = [.. valid.Select(i => all[i])];
-                    for (int v = 0; v < valid.Length; v++)
-                        if (double.IsNaN(raw[c][v])) errors[v] ??= $"{components[c].Label}: the program gave no score (null or NaN)";
-                }
-                else
-                {
-                    raw[c] = Raw(c, [.. valid.Select(i => molecules[i]!)], errors, descriptors);
-                    // A model's NaN (an affinity or QSAR prediction gone wrong) scores 0 with its reason, as a failed
-                    // component does; learnt from, it would make the agent's loss NaN.
-                    for (int v = 0; v < valid.Length; v++)
-                        if (double.IsNaN(raw[c][v])) errors[v] ??= $"{components[c].Label}: no value (NaN)";
-                }
-            }
-            var result = new ScoredMolecule[smiles.Count];
-            for (int i = 0; i < smiles.Count; i++) result[i] = new ScoredMolecule(smiles[i], null, null, 0, Nan(), Nan());
-            for (int v = 0; v < valid.Length; v++)
-            {
-                int i = valid[v];
-                if (errors[v] is { } error)
-                {
-                    result[i] = result[i] with { Error = error };
-                    continue;
-                }
-                var rawValues = new double[components.Count];
-                var transformed = new double[components.Count];
-                for (int c = 0; c < components.Count; c++)
-                {
-                    rawValues[c] = raw[c][v];
-                    transformed[c] = components[c].IsStructuralPenalty ? rawValues[c] : components[c].Transform.Apply(rawValues[c]);
-                }
-                result[i] = new ScoredMolecule(smiles[i], molecules[i]!.ToSmiles(), molecules[i]!.MurckoScaffold(), Aggregate(transformed), rawValues, transformed)
-                {
-                    GenericScaffold = molecules[i]!.MurckoScaffold(generic: true),
-                };
-            }
-            return result;
+            return Score(smiles, molecules);
         }
         finally
         {
             foreach (var m in molecules) m?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// As <see cref="Score(IReadOnlyList{string})"/>, for SMILES the caller has read already (null where RDKit could
+    /// not: <see cref="Molecule.TryFromSmiles"/>, as that overload reads them); the caller keeps and disposes them.
+    /// </summary>
+    public IReadOnlyList<ScoredMolecule> Score(IReadOnlyList<string> smiles, IReadOnlyList<Molecule?> molecules)
+    {
+        if (molecules.Count != smiles.Count) throw new ArgumentException($"{molecules.Count} molecules for {smiles.Count} SMILES", nameof(molecules));
+        var valid = Enumerable.Range(0, molecules.Count).Where(i => molecules[i] is not null).ToArray();
+        var raw = new double[components.Count][];
+        var errors = new string?[valid.Length];
+        var descriptors = new MolecularDescriptors?[valid.Length]; // one RDKit call per molecule for every descriptor component
+        for (int c = 0; c < components.Count; c++)
+        {
+            if (externals.TryGetValue(c, out var external))
+            {
+                // The program sees every SMILES, invalid ones too, as in REINVENT 4; an invalid molecule still scores 0 here.
+                var all = external.Score(smiles);
+                raw[c] = [.. valid.Select(i => all[i])];
+                for (int v = 0; v < valid.Length; v++)
+                    if (double.IsNaN(raw[c][v])) errors[v] ??= $"{components[c].Label}: the program gave no score (null or NaN)";
+            }
+            else
+            {
+                raw[c] = Raw(c, [.. valid.Select(i => molecules[i]!)], errors, descriptors);
+                // A model's NaN (an affinity or QSAR prediction gone wrong) scores 0 with its reason, as a failed
+                // component does; learnt from, it would make the agent's loss NaN.
+                for (int v = 0; v < valid.Length; v++)
+                    if (double.IsNaN(raw[c][v])) errors[v] ??= $"{components[c].Label}: no value (NaN)";
+            }
+        }
+        var result = new ScoredMolecule[smiles.Count];
+        for (int i = 0; i < smiles.Count; i++) result[i] = new ScoredMolecule(smiles[i], null, null, 0, Nan(), Nan());
+        for (int v = 0; v < valid.Length; v++)
+        {
+            int i = valid[v];
+            if (errors[v] is { } error)
+            {
+                result[i] = result[i] with { Error = error };
+                continue;
+            }
+            var rawValues = new double[components.Count];
+            var transformed = new double[components.Count];
+            for (int c = 0; c < components.Count; c++)
+            {
+                rawValues[c] = raw[c][v];
+                transformed[c] = components[c].IsStructuralPenalty ? rawValues[c] : components[c].Transform.Apply(rawValues[c]);
+            }
+            result[i] = new ScoredMolecule(smiles[i], molecules[i]!.ToSmiles(), molecules[i]!.MurckoScaffold(), Aggregate(transformed), rawValues, transformed)
+            {
+                GenericScaffold = molecules[i]!.MurckoScaffold(generic: true),
+            };
+        }
+        return result;
     }
 
     private double[] Nan() => [.. components.Select(_ => double.NaN)];
