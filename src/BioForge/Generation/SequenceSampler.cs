@@ -73,7 +73,7 @@ public sealed class TokenHistory
 /// (renormalised over the allowed tokens, the end token's share moved to the completing ones). Runs on the host over
 /// one row of float32 logits.
 /// </summary>
-public static class SequenceSampler
+internal static class SequenceSampler
 {
     /// <summary>The draw of step <paramref name="step"/> of sequence <paramref name="index"/>; temperature 0 takes the most probable token.</summary>
     /// <param name="constraint">When given, only the tokens it allows may be drawn, and log-probabilities are those of the constrained distribution.</param>

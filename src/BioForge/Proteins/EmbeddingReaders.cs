@@ -9,7 +9,7 @@ namespace BioForge.Proteins;
 /// Reads back what <see cref="EmbeddingWriters"/> wrote, record by record, so files written by separate processes
 /// (one per rank) can be concatenated into one in any of the formats.
 /// </summary>
-public static class EmbeddingReaders
+internal static class EmbeddingReaders
 {
     public static IEnumerable<Embedding> Read(string path, Pooling pooling) => Path.GetExtension(path).ToLowerInvariant() switch
     {

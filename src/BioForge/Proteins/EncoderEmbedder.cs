@@ -7,7 +7,7 @@ namespace BioForge.Proteins;
 /// Mean-pooled final hidden states of FASTA records from any registered family's <see cref="SequenceEncoder"/> (a
 /// decoder such as GPT-2 or Llama), streamed like <see cref="EsmEmbedder"/>.
 /// </summary>
-public sealed class EncoderEmbedder(SequenceEncoder encoder, int batchTokens, int windowTokens = 1 << 16)
+internal sealed class EncoderEmbedder(SequenceEncoder encoder, int batchTokens, int windowTokens = 1 << 16)
 {
     public IEnumerable<Embedding> Embed(IEnumerable<FastaRecord> records, IProgress<int>? progress = null)
     {

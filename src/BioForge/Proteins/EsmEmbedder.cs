@@ -44,7 +44,7 @@ public sealed record EmbedOptions
 /// Streams FASTA records through ESM-2: reads a window of records, batches it by length under a token budget, and
 /// yields embeddings in input order. Memory stays bounded by the window, whatever the file size.
 /// </summary>
-public sealed class EsmEmbedder(EsmCheckpoint model, EmbedOptions options)
+internal sealed class EsmEmbedder(EsmCheckpoint model, EmbedOptions options)
 {
     public IEnumerable<Embedding> Embed(IEnumerable<FastaRecord> records, IProgress<int>? progress = null)
     {

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace BioForge.Training;
 
 /// <summary>The files inside a checkpoint folder besides the model's: the run's state as JSON, the optimizer's as safetensors.</summary>
-public static class CheckpointFiles
+internal static class CheckpointFiles
 {
     public const string OptimizerFile = "optimizer.safetensors";
 
