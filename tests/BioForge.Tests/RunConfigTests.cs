@@ -45,7 +45,7 @@ public sealed class RunConfigTests
     [InlineData("data.dir= ", "override 'data.dir= ': data.dir is required")]
     [InlineData("train.threads=-3", "train.threads must be 0 (all cores) or positive (got -3)")]
     [InlineData("train.precision=fp8", "train.precision")]
-    [InlineData("schedule.decay=exponential", "schedule.decay")]
+    [InlineData("schedule.decay=exponential", "schedule.decay must be constant, linear or cosine (got 'exponential')")]
     [InlineData("model.type=gpt", "model.type")]
     [InlineData("optimizer.lr=-1", "optimizer.lr")]
     [InlineData("checkpoint.keep=0", "checkpoint.keep")]

@@ -119,7 +119,7 @@ public sealed record FineTuneConfig
     /// counts from 0, gives its last update peak / (steps − warm-up)).
     /// </summary>
     public LearningRateSchedule Schedule(long totalSteps) => new(Optimizer.Lr, (long)Math.Round(Optimizer.WarmupFraction * totalSteps), totalSteps + 1,
-        Optimizer.Decay switch { "constant" => LearningRateDecay.Constant, "linear" => LearningRateDecay.Linear, _ => LearningRateDecay.Cosine }, 0.0);
+        LearningRateSchedule.DecayNames[Optimizer.Decay], 0.0);
 
     public static FineTuneConfig Load(string path, IEnumerable<string>? overrides = null)
     {
@@ -151,7 +151,7 @@ public sealed record FineTuneConfig
         require(Optimizer.Lr > 0, $"optimizer.lr must be positive (got {Optimizer.Lr})");
         AdamW.Validate(Optimizer.GradClip, require);
         require(Optimizer.WarmupFraction is >= 0 and < 1, $"optimizer.warmup_fraction must be in [0, 1) (got {Optimizer.WarmupFraction})");
-        require(Optimizer.Decay is "constant" or "linear" or "cosine", $"optimizer.decay must be constant, linear or cosine (got '{Optimizer.Decay}')");
+        LearningRateSchedule.RequireDecay(Optimizer.Decay, "optimizer.decay", require);
         require(Train.Epochs >= 1, $"train.epochs must be at least 1 (got {Train.Epochs})");
         require(Train.Patience >= 0, $"train.patience must be >= 0 (got {Train.Patience})");
         require(!string.IsNullOrWhiteSpace(Train.OutputDir), "train.output_dir is required");

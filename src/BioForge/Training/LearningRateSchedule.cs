@@ -8,6 +8,18 @@ public enum LearningRateDecay { Constant, Linear, Cosine }
 /// </summary>
 public sealed record LearningRateSchedule(double Peak, long WarmupSteps, long TotalSteps, LearningRateDecay Decay, double MinRatio = 0.1)
 {
+    /// <summary>The decays as run files name them (<c>constant</c>, <c>linear</c>, <c>cosine</c>).</summary>
+    public static readonly IReadOnlyDictionary<string, LearningRateDecay> DecayNames = new Dictionary<string, LearningRateDecay>(StringComparer.Ordinal)
+    {
+        ["constant"] = LearningRateDecay.Constant,
+        ["linear"] = LearningRateDecay.Linear,
+        ["cosine"] = LearningRateDecay.Cosine,
+    };
+
+    /// <summary>Checks a run file's decay name (<paramref name="setting"/> names where it was read).</summary>
+    public static void RequireDecay(string name, string setting, Action<bool, string> require) =>
+        require(DecayNames.ContainsKey(name), $"{setting} must be constant, linear or cosine (got '{name}')");
+
     /// <summary>The rate of optimizer step <paramref name="step"/> (1-based, as counted after the update).</summary>
     public double At(long step)
     {

@@ -107,12 +107,7 @@ public sealed record RunConfig
         public string ModelDtype { get; init; } = "float32";
     }
 
-    public LearningRateSchedule LearningRate => new(Optimizer.Lr, Schedule.WarmupSteps, Train.Steps, Schedule.Decay switch
-    {
-        "constant" => LearningRateDecay.Constant,
-        "cosine" => LearningRateDecay.Cosine,
-        _ => LearningRateDecay.Linear,
-    }, Schedule.MinLrRatio);
+    public LearningRateSchedule LearningRate => new(Optimizer.Lr, Schedule.WarmupSteps, Train.Steps, LearningRateSchedule.DecayNames[Schedule.Decay], Schedule.MinLrRatio);
 
     /// <summary>The family <c>model.type</c> names (checked when the file is loaded).</summary>
     public ModelFamily Family => ModelRegistry.Get(Model.Type, "model.type");
@@ -149,7 +144,7 @@ public sealed record RunConfig
         require(Train.Precision is "fp32" or "bf16-mixed", $"train.precision must be fp32 or bf16-mixed (got '{Train.Precision}')");
         require(!string.IsNullOrWhiteSpace(Train.OutputDir), "train.output_dir is required");
         require(Train.LogEvery >= 1, $"train.log_every must be at least 1 (got {Train.LogEvery})");
-        require(Schedule.Decay is "constant" or "linear" or "cosine", $"schedule.decay must be constant, linear or cosine (got '{Schedule.Decay}')");
+        LearningRateSchedule.RequireDecay(Schedule.Decay, "schedule.decay", require);
         AdamW.Validate(Optimizer.GradClip, require);
         require(Validation.Every >= 0 && Validation.MaxBatches >= 0, "validation.every and max_batches must be >= 0");
         require(Checkpoint.Every >= 0, $"checkpoint.every must be >= 0 (got {Checkpoint.Every})");
