@@ -141,6 +141,12 @@ public sealed class ScalingPlanTests
         var e = Assert.Throws<BioForgeException>(() => ScalingPlan.Estimate(Esm650M with { Vocabulary = 64 }, new ClusterSpec { Gpus = 2, TensorParallel = 2 },
             new WorkloadSpec { VocabularySplit = true }, new DeviceSpeed(null, 100)));
         Assert.Contains("--vocab-parallel: the esm family keeps its vocabulary whole", e.Message);
+        // So does GPT-2 (its family says so: the trainer refuses train.vocab_parallel for it), and Llama splits.
+        var gpt2 = new ModelShape("gpt2", 12, 768, 3072, 12, 12, 64, 50_258, TiedEmbeddings: true, LearnedPositions: 1024);
+        e = Assert.Throws<BioForgeException>(() => ScalingPlan.Estimate(gpt2, new ClusterSpec { Gpus = 2, TensorParallel = 2 },
+            new WorkloadSpec { VocabularySplit = true }, new DeviceSpeed(null, 100)));
+        Assert.Contains("--vocab-parallel: the gpt2 family keeps its vocabulary whole", e.Message);
+        ScalingPlan.Estimate(llama, new ClusterSpec { Gpus = 4, TensorParallel = 4 }, new WorkloadSpec { VocabularySplit = true }, new DeviceSpeed(null, 100));
     }
 
     [Theory]
