@@ -16,7 +16,7 @@ internal static class DtiCommands
     {
         var config = Options.Required("--config", "affinity run configuration (YAML): data, features, model, train");
         var overrides = new Argument<string[]>("overrides") { Description = "section.key=value settings that replace the file's", Arity = ArgumentArity.ZeroOrMore };
-        var command = new Command("train", "Train an affinity model; prints MSE, CI, r²m, Pearson and Spearman on the test fold") { config, overrides };
+        var command = new Command("train", "Train an affinity model; prints MSE, CI, r²m, Pearson, Spearman and binder AUPR on the test fold") { config, overrides };
         command.SetAction(result => Cli.Guard(error, () =>
         {
             var run = DtiConfig.Load(result.GetValue(config)!, result.GetValue(overrides));
@@ -75,7 +75,7 @@ internal static class DtiCommands
                 }
                 return 0;
             });
-            var metrics = AffinityMetrics.All([.. test.Select(p => p.Affinity)], predicted);
+            var metrics = AffinityMetrics.All([.. test.Select(p => p.Affinity)], predicted, AffinityModel.BinderThreshold(dataset.Measure));
             output.WriteLine($"{dataset.Name} test fold ({test.Length:N0} pairs, {dataset.Measure}): {Format(metrics)}");
             return 0;
         }));

@@ -48,7 +48,7 @@ public sealed class AffinityTests
         Assert.True(double.IsNaN(AffinityMetrics.ConcordanceIndex([1, 2, 3], [double.NaN, 1, 2])));
         // Ranked, NaNs sorted first and this came out a perfect 1.
         Assert.True(double.IsNaN(Correlation.Spearman([1, 2, 3, 4], [double.NaN, double.NaN, 1, 2])));
-        Assert.True(double.IsNaN(AffinityMetrics.All([1, 2, 3], [1, double.NaN, 3])["spearman"]));
+        Assert.True(double.IsNaN(AffinityMetrics.All([1, 2, 3], [1, double.NaN, 3], 2)["spearman"]));
     }
 
     [Fact]
@@ -58,6 +58,20 @@ public sealed class AffinityTests
         // Reference: DeepDTA's emetrics.get_rm2 formula evaluated with python3 on these numbers.
         Assert.Equal(0.7458110840852792, AffinityMetrics.Rm2(truth, predicted), 10);
         Assert.Equal(truth.Zip(predicted).Average(p => (p.First - p.Second) * (p.First - p.Second)), AffinityMetrics.MeanSquaredError(truth, predicted), 12);
+    }
+
+    [Fact]
+    public void BinderAuprRanksPairsAtOrAboveTheThresholdByPrediction()
+    {
+        // Binders: 7.0 (the threshold itself counts) and 8.0; ranked 8.0 (found), 7.2, 6.5, 6.0 (found): (1 + 2/4) / 2.
+        double[] truth = [5.0, 7.0, 6.9, 8.0], predicted = [6.5, 6.0, 7.2, 8.0];
+        Assert.Equal(0.75, AffinityMetrics.BinderAupr(truth, predicted, 7.0), 12);
+        Assert.Equal(0.75, AffinityMetrics.All(truth, predicted, 7.0)["aupr"], 12);
+        Assert.Equal(1.0, AffinityMetrics.BinderAupr(truth, predicted, 7.5), 12);
+        Assert.True(double.IsNaN(AffinityMetrics.BinderAupr(truth, predicted, 12.1)), "no binder: nothing to find");
+        Assert.True(double.IsNaN(AffinityMetrics.BinderAupr([double.NaN, 8.0], [1.0, 2.0], 7.0)));
+        Assert.Equal(7.0, AffinityModel.BinderThreshold("pKd"));
+        Assert.Equal(12.1, AffinityModel.BinderThreshold("KIBA score"));
     }
 
     [Fact]

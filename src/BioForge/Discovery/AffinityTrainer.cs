@@ -172,8 +172,9 @@ public static class AffinityTrainer
 
         var validPredictions = Predict(network, drugs, targets, valid, manifest);
         var testPredictions = Predict(network, drugs, targets, test, manifest);
-        var validMetrics = AffinityMetrics.All([.. valid.Select(p => p.Affinity)], validPredictions);
-        var testMetrics = AffinityMetrics.All([.. test.Select(p => p.Affinity)], testPredictions);
+        double binderThreshold = AffinityModel.BinderThreshold(data.Measure);
+        var validMetrics = AffinityMetrics.All([.. valid.Select(p => p.Affinity)], validPredictions, binderThreshold);
+        var testMetrics = AffinityMetrics.All([.. test.Select(p => p.Affinity)], testPredictions, binderThreshold);
         manifest = manifest with
         {
             BestEpochs = [.. bestEpochs],

@@ -2,18 +2,37 @@ namespace BioForge.Statistics;
 
 /// <summary>
 /// The metrics drug–target affinity papers report (DeepDTA, GraphDTA): mean squared error, concordance index, r²m,
-/// Pearson and Spearman correlation.
+/// Pearson and Spearman correlation, and AUPR of finding the binders.
 /// </summary>
 public static class AffinityMetrics
 {
-    public static Dictionary<string, double> All(IReadOnlyList<double> truth, IReadOnlyList<double> predicted) => new()
+    /// <param name="binderThreshold">
+    /// The measured affinity from which a pair is a binder, for <c>aupr</c>: pKd 7 for Davis, KIBA score 12.1
+    /// (<see cref="Discovery.AffinityModel.BinderThreshold"/>).
+    /// </param>
+    public static Dictionary<string, double> All(IReadOnlyList<double> truth, IReadOnlyList<double> predicted, double binderThreshold) => new()
     {
         ["mse"] = MeanSquaredError(truth, predicted),
         ["ci"] = ConcordanceIndex(truth, predicted),
         ["rm2"] = Rm2(truth, predicted),
         ["pearson"] = Correlation.Pearson(truth, predicted),
         ["spearman"] = Correlation.Spearman(truth, predicted),
+        ["aupr"] = BinderAupr(truth, predicted, binderThreshold),
     };
+
+    /// <summary>
+    /// How well the predictions rank the binders (truth ≥ the threshold) first: average precision over the predicted
+    /// affinities as scores (scikit-learn's <c>average_precision_score</c>, no interpolation), the binary view of the
+    /// benchmark that DeepDTA's successors report beside CI (thresholds pKd 7 and KIBA 12.1). Some of them integrate the
+    /// curve with trapezoids (<c>auc(recall, precision)</c>), which reads a little higher; compare within one
+    /// convention. NaN without a binder or with a NaN on either side.
+    /// </summary>
+    public static double BinderAupr(IReadOnlyList<double> truth, IReadOnlyList<double> predicted, double binderThreshold)
+    {
+        Check(truth, predicted);
+        if (Correlation.AnyNaN(truth)) return double.NaN;
+        return TaskMetrics.AveragePrecision([.. truth.Select(t => t >= binderThreshold)], predicted);
+    }
 
     public static double MeanSquaredError(IReadOnlyList<double> truth, IReadOnlyList<double> predicted)
     {
