@@ -252,9 +252,11 @@ public sealed class TrainerTests
             new TrainerOptions { ResumeFrom = early, StopAt = 4, OnInfo = info.Add });
         Assert.Equal([3L, 4], store.Checkpoints(TrainerState.FileName).Select(c => c.Step));
         Assert.True(Directory.Exists(resumed.Checkpoint), $"{resumed.Checkpoint} was retired");
-        Assert.Contains(info, line => line.Contains("removed the later checkpoints of the abandoned continuation (steps 6)", StringComparison.Ordinal));
+        Assert.Contains(info, line => line.Contains("removed the later checkpoints of the abandoned continuation (steps 6) and the model/ it wrote", StringComparison.Ordinal));
+        Assert.False(Directory.Exists(Path.Combine(output, Trainer.ModelDirectory)), "the abandoned continuation's model/ (trained to step 6) was kept");
         var again = Trainer.Run(TinyRuns.Config(TinyRuns.LlamaYaml(TinyRuns.Smiles, output, 6)), new TrainerOptions { Resume = true });
         Assert.Equal(4, again.StartStep);
+        Assert.True(Directory.Exists(again.ModelDirectory), "the new branch publishes its own model when it finishes");
     }
 
     [Fact]
@@ -481,6 +483,18 @@ public sealed class TrainerTests
         File.WriteAllText(path, original.Replace("\"step\": 3", "\"step\": 2", StringComparison.Ordinal));
         Assert.Contains("says step 2, but its folder is step-000000003", Assert.Throws<BioForgeException>(resume).Message);
         File.WriteAllText(path, original);
+
+        // The optimizer's own update count (AdamW's bias correction) is checked too: t = −2 stepped against the gradient.
+        string optimizerPath = Path.Combine(output, "checkpoints", "step-000000003", CheckpointFiles.OptimizerFile), saved = optimizerPath + ".saved";
+        File.Copy(optimizerPath, saved);
+        using (var file = SafetensorsFile.Open(saved))
+        {
+            using var scope = TorchSharp.torch.NewDisposeScope();
+            SafetensorsWriter.Write(optimizerPath, [.. file.Entries.Select(e => new KeyValuePair<string, TorchSharp.torch.Tensor>(e.Name, file.ToTensor(e.Name)))],
+                new Dictionary<string, string> { ["step"] = "-3" });
+        }
+        Assert.Contains("optimizer step '-3' is not a count of updates", Assert.Throws<BioForgeException>(resume).Message);
+        File.Move(saved, optimizerPath, overwrite: true);
         Assert.Equal(4, resume().Step);
     }
 

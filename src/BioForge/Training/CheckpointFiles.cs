@@ -45,7 +45,10 @@ internal static class CheckpointFiles
         string path = Path.Combine(checkpoint, OptimizerFile);
         if (!File.Exists(path)) throw new BioForgeException($"{checkpoint}: no {OptimizerFile}");
         using var file = SafetensorsFile.Open(path);
-        long step = file.Metadata.TryGetValue("step", out string? saved) ? long.Parse(saved, CultureInfo.InvariantCulture) : runStep;
+        long step = runStep;
+        // The count is AdamW's bias-correction t: a negative one would step against the gradient and blame optimizer.lr.
+        if (file.Metadata.TryGetValue("step", out string? saved) && !long.TryParse(saved, NumberStyles.None, CultureInfo.InvariantCulture, out step))
+            throw new BioForgeException($"{path}: optimizer step '{saved}' is not a count of updates (a damaged or edited checkpoint)");
         optimizer.LoadState(name => file.Contains(name) ? file.ToTensor(name) : null, step, path);
     }
 }

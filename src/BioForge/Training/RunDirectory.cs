@@ -269,6 +269,15 @@ public sealed class RunDirectory
         return [.. later.Select(c => c.Step)];
     }
 
+    /// <summary>Removes a final artefact directory of the run (one an abandoned continuation wrote); false when there is none.</summary>
+    public bool Withdraw(string name)
+    {
+        string artefact = System.IO.Path.Combine(Path, name);
+        if (!Directory.Exists(artefact)) return false;
+        Retire(artefact);
+        return true;
+    }
+
     /// <summary>Writes a final artefact directory (<c>model/</c>, <c>agent/</c>) of the run, swapping out an older one.</summary>
     public string Publish(string name, Action<string> write)
     {

@@ -101,8 +101,11 @@ internal static class RunResume
     public static void AbandonLaterCheckpoints(RunStart start, TrainerOptions options)
     {
         if (start.Branch || start.State is not { } state) return;
-        if (start.Run.AbandonCheckpointsAfter(state.Step, TrainerState.FileName) is { Count: > 0 } abandoned)
-            options.OnInfo?.Invoke($"removed the later checkpoints of the abandoned continuation (steps {string.Join(", ", abandoned)})");
+        if (start.Run.AbandonCheckpointsAfter(state.Step, TrainerState.FileName) is not { Count: > 0 } abandoned) return;
+        // The model a finished run published was trained past this checkpoint (its last step is always checkpointed):
+        // kept, it would hold weights of the history the run now abandons until the new branch finishes.
+        bool model = start.Run.Withdraw(Trainer.ModelDirectory);
+        options.OnInfo?.Invoke($"removed the later checkpoints of the abandoned continuation (steps {string.Join(", ", abandoned)}){(model ? $" and the {Trainer.ModelDirectory}/ it wrote" : "")}");
     }
 
     /// <summary>The run directory a checkpoint lies in (<c>RUN/checkpoints/step-N</c>), or null for a checkpoint kept elsewhere.</summary>
