@@ -130,6 +130,10 @@ public sealed class BioForgeServer : IAsyncDisposable
         // Kestrel binds a host name other than localhost on every interface: a mistyped name would open the service to the network.
         if (options.Host != "localhost" && !System.Net.IPAddress.TryParse(options.Host.Trim('[', ']'), out _))
             throw new BioForgeException($"--host {options.Host}: not an IP address; give an address of this machine to bind (127.0.0.1, or 0.0.0.0 for every interface)");
+        // HTTP drops a header value's outer spaces, and Authorized reads none: such a key would refuse every request.
+        if (options.ApiKey is { } key && (key.Length == 0 || key != key.Trim() || key.Any(char.IsControl)))
+            throw new BioForgeException("--api-key (or BIOFORGE_API_KEY) is empty, starts or ends with a space, or holds a control character: "
+                + "no client could send that key; leave it out to serve without one");
         var compute = ComputeOptions.Resolve(options.Device, options.DType, options.Threads);
         var metrics = new ServerMetrics();
         var device = new DeviceWorker(ComputeOptions.DeviceLabel(compute.Device), options.Batching.QueueCapacity, metrics, options.RequestTimeout);

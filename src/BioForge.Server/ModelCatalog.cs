@@ -83,6 +83,9 @@ internal sealed class LanguageModel : IDisposable
     public EncodedSequence Encode(string text, string param)
     {
         if (string.IsNullOrWhiteSpace(text)) throw ApiError.Invalid($"{param} is empty", param);
+        // Before tokenizing, which holds the model's tokenizer (a megabyte took a second while every other request waited).
+        if ((long)text.Length > (long)MaxTokens * MaxCharactersPerToken)
+            throw ApiError.Invalid($"{param} is {text.Length:N0} characters; model {Name} takes at most {MaxTokens - 2} tokens", param);
         if (Kind == ModelKind.Molecule)
         {
             if (!Molecule.TryFromSmiles(text, out var molecule, out string? error)) throw ApiError.Invalid($"{param}: '{Spelling.Excerpt(text)}' is not a valid SMILES: {error}", param);
@@ -102,8 +105,13 @@ internal sealed class LanguageModel : IDisposable
                 + (encoded.FirstUnknown is { } first ? $", the first {first}" : ""), param);
         if (encoded.Ids.Length > MaxTokens)
             throw ApiError.Invalid($"{param} has {encoded.Residues} {(Kind == ModelKind.Protein ? "residues" : "tokens")}; model {Name} takes at most {MaxTokens - 2}", param);
+        // A lone stop '*' tokenizes to nothing: its mean embedding would be zeros, answered as if it were one.
+        if (encoded.Residues == 0) throw ApiError.Invalid($"{param} holds no residues ('{Spelling.Excerpt(text)}')", param);
         return encoded;
     }
+
+    /// <summary>More characters than any token spans: an input longer than this times the model's tokens cannot fit, whatever its tokens.</summary>
+    public const int MaxCharactersPerToken = 64;
 
     /// <summary>
     /// Mean final hidden state over each input's residues (no start, end or padding), like <c>bioforge embed --pool

@@ -408,6 +408,9 @@ public sealed class CliTests
         AssertFails(Run("serve", "--models", TestData.EsmTiny, "--host", "203.0.113.1", "--port", "0", "--allowed-hosts", "x"), "--host 203.0.113.1 --port 0: cannot listen there");
         // A name Kestrel cannot bind (a typo of localhost) was bound on every interface, open to the network.
         AssertFails(Run("serve", "--models", TestData.EsmTiny, "--host", "localhos", "--port", "0"), "--host localhos: not an IP address");
+        // `--api-key "$KEY"` with KEY unset started a server that answered every request 401.
+        AssertFails(Run("serve", "--models", TestData.EsmTiny, "--port", "0", "--api-key", ""), "--api-key (or BIOFORGE_API_KEY) is empty");
+        AssertFails(Run("serve", "--models", TestData.EsmTiny, "--port", "0", "--api-key", " k"), "starts or ends with a space");
         // A model named after one of the service's own queues would overwrite its metrics.
         string jobs = Path.Combine(TestData.TempDirectory(), "jobs"); // a queue on every device
         Directory.CreateSymbolicLink(jobs, TestData.EsmTiny);

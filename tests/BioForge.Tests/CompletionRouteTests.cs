@@ -160,7 +160,7 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
 
     /// <summary>
     /// A batch of prompts (OpenAI's and vLLM's array): choice p·n + i is sample i of prompt p, what a request of that prompt
-    /// alone with the same seed answers — plain, streamed and valid_only — and usage counts each prompt once.
+    /// alone answers with seed + p — plain, streamed and valid_only — and usage counts each prompt once.
     /// </summary>
     [Fact]
     public async Task ABatchOfPromptsAnswersEachAsARequestOfItsOwn()
@@ -174,11 +174,11 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         int promptTokens = 0, completionTokens = 0;
         for (int p = 0; p < prompts.Length; p++)
         {
-            var (aloneStatus, aloneText) = await Post(new { model = Model, prompt = prompts[p], n = 3, seed = 11, max_tokens = 60, logprobs = 0 });
+            var (aloneStatus, aloneText) = await Post(new { model = Model, prompt = prompts[p], n = 3, seed = 11 + p, max_tokens = 60, logprobs = 0 });
             Assert.Equal(HttpStatusCode.OK, aloneStatus);
             var alone = JsonNode.Parse(aloneText)!;
             Assert.Equal(Texts(alone), texts[(3 * p)..(3 * p + 3)]);
-            Assert.Equal(Generate(3, new SamplingOptions { MaxNewTokens = 60 }, 11, prompt: prompts[p]).Select(m => m.Smiles), Texts(alone).Select(t => prompts[p] + t));
+            Assert.Equal(Generate(3, new SamplingOptions { MaxNewTokens = 60 }, (ulong)(11 + p), prompt: prompts[p]).Select(m => m.Smiles), Texts(alone).Select(t => prompts[p] + t));
             promptTokens += alone["usage"]!["prompt_tokens"]!.GetValue<int>();
             completionTokens += alone["usage"]!["completion_tokens"]!.GetValue<int>();
         }
@@ -192,9 +192,21 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         Assert.True(validStatus == HttpStatusCode.OK, validText);
         var valid = JsonNode.Parse(validText)!;
         var expectedDeNovo = Generate(2, new SamplingOptions(), 8, validOnly: true);
-        var expectedBenzene = Generate(2, new SamplingOptions(), 8, validOnly: true, prompt: "c1ccccc1");
+        var expectedBenzene = Generate(2, new SamplingOptions(), 9, validOnly: true, prompt: "c1ccccc1");
         Assert.Equal(expectedDeNovo.Concat(expectedBenzene).Select(m => m.Canonical!), Texts(valid));
         Assert.Equal(expectedDeNovo[^1].Index + 1 + expectedBenzene[^1].Index + 1, valid["samples"]!.GetValue<int>());
+
+        // Equal prompts (a client batching "" for more de novo molecules) get samples of their own; without a seed, the
+        // answer's seed repeats them.
+        var (_, equalText) = await Post(new { model = Model, prompt = new[] { "", "" }, n = 2, max_tokens = 60, seed = 5 });
+        var equal = Texts(JsonNode.Parse(equalText)!);
+        Assert.Equal(Generate(2, new SamplingOptions { MaxNewTokens = 60 }, 6).Select(m => m.Smiles), equal[2..]);
+        Assert.NotEqual(equal[..2], equal[2..]);
+        var (unseededStatus, unseededText) = await Post(new { model = Model, prompt = new[] { "", "" }, n = 2, max_tokens = 60 });
+        Assert.True(unseededStatus == HttpStatusCode.OK, unseededText);
+        var unseeded = JsonNode.Parse(unseededText)!;
+        var (_, repeatedText) = await Post(new { model = Model, prompt = new[] { "", "" }, n = 2, max_tokens = 60, seed = unseeded["seed"]!.GetValue<long>() });
+        Assert.Equal(Texts(unseeded), Texts(JsonNode.Parse(repeatedText)!));
     }
 
     /// <summary>Reads a streamed answer: every event is JSON in OpenAI's chunk shape until <c>[DONE]</c>.</summary>
@@ -421,10 +433,10 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         Assert.Equal(expected, result["streamed"]!["texts"]!.AsArray().Select(t => t!.GetValue<string>()));
         Assert.Equal(result["plain"]!["usage"]!.ToJsonString(), result["streamed"]!["usage"]!.ToJsonString());
         Assert.True(result["streamed"]!["chunks"]!.GetValue<int>() > expected.Sum(s => s.Length) / 6, "the stream came in pieces");
-        // The batch's first prompt is the plain request's (its first two samples), its second continues benzene.
+        // The batch's first prompt is the plain request's (its first two samples), its second continues benzene with seed + 1.
         var batch = Texts(result["batch"]!);
         Assert.Equal(expected[..2], batch[..2]);
-        Assert.Equal(Generate(2, new SamplingOptions { MaxNewTokens = 60 }, 11, prompt: "c1ccccc1").Select(m => m.Smiles), batch[2..].Select(t => "c1ccccc1" + t));
+        Assert.Equal(Generate(2, new SamplingOptions { MaxNewTokens = 60 }, 12, prompt: "c1ccccc1").Select(m => m.Smiles), batch[2..].Select(t => "c1ccccc1" + t));
         Assert.Equal(422, result["refused"]!["status"]!.GetValue<int>());
         Assert.Equal("n", result["refused"]!["param"]!.GetValue<string>());
 

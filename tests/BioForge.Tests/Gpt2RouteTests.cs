@@ -84,6 +84,11 @@ public sealed class Gpt2RouteTests(Gpt2ServerFixture fixture) : IClassFixture<Gp
         Assert.True(status == HttpStatusCode.OK, text);
         Assert.Equal(64, body["data"]![0]!["embedding"]!.AsArray().Count);
 
+        // Refused by its length before the tokenizer, which every request to the model shares (a megabyte held it a second).
+        var huge = await Post("/v1/embeddings", new { model = Model, input = string.Concat(Enumerable.Repeat("MK ", 2_000)) });
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, huge.Status);
+        Assert.Contains("input is 6,000 characters; model gpt2_tiny takes at most 62 tokens", huge.Body["error"]!["message"]!.GetValue<string>(), StringComparison.Ordinal);
+
         var refused = await Post("/v1/completions", new { model = Model, prompt = "MKB" });
         Assert.Equal(HttpStatusCode.UnprocessableEntity, refused.Status);
         Assert.Equal("prompt", refused.Body["error"]!["param"]!.GetValue<string>());

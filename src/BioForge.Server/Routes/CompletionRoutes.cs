@@ -17,7 +17,7 @@ namespace BioForge.Server.Routes;
 /// decoded by the model's <see cref="DecodeService"/> (continuous batching). Sample i of a request with seed s is
 /// sequence (s, i) of <see cref="SequenceSampler"/>, so it equals molecule i of <c>bioforge generate --seed s</c> with the
 /// same settings whatever else the server decodes. A batch of prompts (an array of strings, as OpenAI and vLLM take it)
-/// answers each as a request of its own with the same seed would, choice p·n + i being sample i of prompt p.
+/// answers each as a request of its own with seed s + p would, choice p·n + i being sample i of prompt p.
 /// <c>stream</c> sends OpenAI's chunks as server-sent events, token by token, ending with <c>data: [DONE]</c>; a client
 /// that leaves frees its sequences' slots at the next step.
 /// </summary>
@@ -134,7 +134,7 @@ internal static class CompletionRoutes
     public sealed record CompletionResponse(string Id, string Object, long Created, string Model, IReadOnlyList<Choice> Choices, CompletionUsage? Usage,
         long? Seed = null, int? Samples = null);
 
-    private const int MaxCharactersPerToken = 64, MaxChoices = 128, MaxStops = 4, MaxStopLength = 64, MaxLogprobs = 5;
+    private const int MaxChoices = 128, MaxStops = 4, MaxStopLength = 64, MaxLogprobs = 5;
 
     public static void Map(IEndpointRouteBuilder app, ServerState state)
     {
@@ -254,7 +254,7 @@ internal static class CompletionRoutes
         if (model.Kind == ModelKind.Molecule) Smiles.CheckLength(text, param, state);
         // Before tokenizing, which holds the model's tokenizer: no token spans more characters than this, so a longer
         // prompt cannot fit whatever its tokens.
-        if ((long)text.Length > (long)decoder.Length * MaxCharactersPerToken)
+        if ((long)text.Length > (long)decoder.Length * LanguageModel.MaxCharactersPerToken)
             throw ApiError.Invalid($"{param} is {text.Length:N0} characters; model {model.Name} takes {decoder.Length} tokens in all", param);
         int[] ids;
         try
@@ -312,7 +312,9 @@ internal static class CompletionRoutes
         private bool stopString;
         public Prompt Prompt { get; } = prompt;
         public int Sequence { get; } = sequence;
-        public int Index { get; } = plan.Prompts.Count == 1 ? sequence : IndexOf(plan, prompt) * plan.N + sequence;
+        /// <summary>Where the prompt stands in the request's batch (0 for a single prompt).</summary>
+        public int PromptIndex { get; } = plan.Prompts.Count == 1 ? 0 : IndexOf(plan, prompt);
+        public int Index => PromptIndex * plan.N + Sequence;
         public List<string> Tokens { get; } = [];
         public List<double> TokenLogprobs { get; } = [];
         public List<Dictionary<string, double>> Top { get; } = [];
@@ -405,7 +407,9 @@ internal static class CompletionRoutes
     {
         Prompt = sample.Prompt.Ids,
         Options = sample.Prompt.Options,
-        Seed = unchecked((ulong)plan.Seed),
+        // Prompt p draws with seed + p: a batch of equal prompts (["", ""] for more de novo samples) would otherwise
+        // answer copies, and each prompt's samples are still what it answers alone with that seed.
+        Seed = unchecked((ulong)plan.Seed + (ulong)sample.PromptIndex),
         Index = sample.Sequence,
         TopLogprobs = plan.Logprobs ?? 0,
         Cancelled = () => cancellation.IsCancellationRequested,
