@@ -29,7 +29,7 @@ internal static class DataCommands
                 error.WriteLine($"note: no document fell to validation (--validation-fraction {result.GetValue(fraction).ToString(System.Globalization.CultureInfo.InvariantCulture)} of "
                     + $"{corpus.Train.Documents} documents); training will run without validation unless the fraction is raised");
             if (corpus.Skipped > 0) output.WriteLine($"left out: {corpus.Skipped} molecules with a token outside the vocabulary of --vocab (the first: {corpus.FirstUnknown})");
-            if (corpus.Unreadable > 0) output.WriteLine($"left out: {corpus.Unreadable} SMILES that do not read as molecules (the first: {corpus.FirstUnreadable})");
+            if (corpus.Unreadable > 0) output.WriteLine($"left out: {corpus.Unreadable} SMILES that do not read as molecules or as SMILES tokens (the first: {corpus.FirstUnreadable})");
             if (kind == CorpusKind.Smiles && corpus.Unreadable is null) error.WriteLine($"note: the SMILES were not checked with RDKit, and the split is keyed by their text, not their molecule ({Chem.Molecule.Unavailable()})");
             if (corpus.Clustered is { } listed)
                 output.WriteLine($"clusters: {listed} of {corpus.Train.Documents + corpus.Validation.Documents} sequences listed in --clusters (the others are clusters of their own)");

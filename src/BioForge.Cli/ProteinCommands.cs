@@ -301,7 +301,7 @@ internal static class ProteinCommands
 
     private static void WriteScores(string path, VariantTable variants, double[] scores)
     {
-        var text = new System.Text.StringBuilder(variants.MeasuredColumn is null ? "mutant,esm_score\n" : $"mutant,esm_score,{variants.MeasuredColumn}\n");
+        var text = new System.Text.StringBuilder(variants.MeasuredColumn is null ? "mutant,esm_score\n" : $"mutant,esm_score,{Csv.Quote(variants.MeasuredColumn)}\n");
         for (int i = 0; i < scores.Length; i++)
         {
             text.Append(Csv.Quote(variants.Variants[i].Name)).Append(',').Append(scores[i].ToString("G9", CultureInfo.InvariantCulture));

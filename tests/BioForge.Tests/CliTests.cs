@@ -59,6 +59,15 @@ public sealed class CliTests
         var scanned = Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKXAYIAK", "--scan", "--out", scores);
         Assert.True(scanned.Code == 0, scanned.Err);
         Assert.Contains("note: --scan leaves out 1 site whose residue is not one of the 20 amino acids: X3", scanned.Err);
+        // A header with spaces after its commas lost its score column without a word; a name with a comma broke the output's header.
+        File.WriteAllText(table, "mutant, DMS_score\nM1A, 0.5\nK2R, 1.2\nT3S, -1\n");
+        var spaced = Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", scores);
+        Assert.True(spaced.Code == 0, spaced.Err);
+        Assert.Equal("mutant,esm_score,DMS_score", File.ReadLines(scores).First());
+        string tsv = Path.Combine(dir, "v.tsv");
+        File.WriteAllText(tsv, "mutant\tfit, log\nM1A\t0.5\nK2R\t1.2\n");
+        Assert.Equal(0, Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", tsv, "--score-column", "fit, log", "--out", scores).Code);
+        Assert.Equal("mutant,esm_score,\"fit, log\"", File.ReadLines(scores).First());
 
         File.WriteAllText(molecules, "CCO\n");
         string hits = Path.Combine(dir, "hits.csv");
@@ -160,6 +169,10 @@ public sealed class CliTests
             "a molecule file, and ESM-2 embeds proteins", Path.Combine(dir, "esm.csv"));
         AssertFails(Run("embed", "--model", Path.Combine(Repository.Root, "models", "protein-llama-small"), "--in", Path.Combine(dir, "m.smi"), "--out", Path.Combine(dir, "p.csv")),
             "a molecule file, and this protein decoder embeds proteins", Path.Combine(dir, "p.csv"));
+        // A token outside the vocabulary ('.', [Xe]) was embedded as <unk>, written as if it were the molecule's vector.
+        File.WriteAllLines(Path.Combine(dir, "salt.smi"), ["CCO ethanol", "CCO.Cl salt"]);
+        AssertFails(Run("embed", "--model", model, "--in", Path.Combine(dir, "salt.smi"), "--out", Path.Combine(dir, "salt.csv")),
+            "record 'salt': 1 token(s) are outside the model's vocabulary", Path.Combine(dir, "salt.csv"));
     }
 
     /// <summary>A batch larger than memory ends with one line that says what ran out and what to lower, not the

@@ -103,14 +103,23 @@ public sealed class DataPreparationTests
         Assert.Equal(2, corpus.Unreadable);
         Assert.StartsWith($"{smi}:2: 'C1CC' (", corpus.FirstUnreadable);
         Assert.Equal(2, System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "summary.json")))!["skipped_unreadable"]!.GetValue<long>());
+        // A line the tokenizer cannot split, RDKit's molecule (ring bond %(100)) or not ("CC[Xe"), is one more left out,
+        // not the end of the corpus.
+        File.WriteAllLines(smi, ["CCO", "C%(100)CCCCC%(100)", "CC[Xe", "CCN"]);
+        string split = TestData.TempDirectory();
+        var splitCorpus = DataPreparation.Prepare(smi, CorpusKind.Smiles, split, 0, seed: 0);
+        Assert.Equal(2, splitCorpus.Unreadable);
+        Assert.StartsWith($"{smi}:2: 'C%(100)CCCCC%(100)' (", splitCorpus.FirstUnreadable);
+        Assert.Contains("no token covers '%' at position 2", splitCorpus.FirstUnreadable);
+        Assert.Equal(2, splitCorpus.Train.Documents);
         File.WriteAllLines(smi, ["C1CC", "C(C"]);
         string none = TestData.TempDirectory();
-        Assert.Contains("no molecule is left to train on: 2 do not read as molecules (the first: ", Assert.Throws<BioForgeException>(() => DataPreparation.Prepare(smi, CorpusKind.Smiles, none, 0, seed: 0)).Message);
+        Assert.Contains("no molecule is left to train on: 2 do not read as molecules or as SMILES tokens (the first: ", Assert.Throws<BioForgeException>(() => DataPreparation.Prepare(smi, CorpusKind.Smiles, none, 0, seed: 0)).Message);
         // Both reasons at once are both named.
         File.WriteAllLines(smi, ["C1CC", "[U]"]);
         var both = Assert.Throws<BioForgeException>(() => DataPreparation.Prepare([smi], CorpusKind.Smiles, TestData.TempDirectory(), 0, seed: 0,
             vocabulary: Path.Combine(Repository.Root, "models", "smiles-llama-small"))).Message;
-        Assert.Contains("1 do not read as molecules", both);
+        Assert.Contains("1 do not read as molecules or as SMILES tokens", both);
         Assert.Contains("1 cannot be written with the vocabulary of --vocab (the first unknown token: ", both);
         Assert.Empty(Directory.EnumerateFileSystemEntries(none));
     }

@@ -1,10 +1,30 @@
+using System.Text.Json.Nodes;
 using BioForge.Models.Esm;
+using BioForge.Models.Llama;
 using static TorchSharp.torch;
 
 namespace BioForge.Tests;
 
 public sealed class EsmCheckpointTests
 {
+    /// <summary>
+    /// The shipped models' configs say what a save writes today, float fields with their point: they were written
+    /// before that rule, with <c>"rope_theta": 10000</c> and <c>"attention_dropout": 0</c>, which transformers 5's strict
+    /// configs refuse for a float.
+    /// </summary>
+    [Theory]
+    [InlineData("esm2-small")]
+    [InlineData("smiles-llama-small")]
+    [InlineData("protein-llama-small")]
+    public void AShippedModelsConfigIsWhatASaveWrites(string model)
+    {
+        string path = Path.Combine(Repository.Root, "models", model, "config.json");
+        var file = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        var written = model.StartsWith("esm", StringComparison.Ordinal) ? EsmConfig.FromJson(path).ToJson() : LlamaConfig.FromJson(path).ToJson();
+        foreach (var (key, value) in written.Where(kv => kv.Key != "dtype"))
+            Assert.True(value?.ToJsonString() == file[key]?.ToJsonString(), $"{path}: {key} is {file[key]?.ToJsonString()}; a save writes {value?.ToJsonString()}");
+    }
+
     [Theory]
     [InlineData(5_000_000_000L)]
     [InlineData(100_000L)]

@@ -19,15 +19,21 @@ internal sealed class EncoderEmbedder(SequenceEncoder encoder, int batchTokens, 
 
     private int[] Tokenize(FastaRecord record)
     {
-        int[] ids;
+        EncodedSequence encoded;
         try
         {
-            ids = [.. encoder.Encode(record.Sequence, stopCodon: false).Ids.Select(i => (int)i)];
+            encoded = encoder.Encode(record.Sequence, stopCodon: false);
         }
         catch (BioForgeException e)
         {
             throw new BioForgeException($"{record.Where}: record '{record.Id}': {e.Message}");
         }
+        // A SMILES decoder reads a token outside its vocabulary as <unk> (its training data can): embedded, the record
+        // would be partly the <unk> vector, written as if it were the molecule's (the server refuses it too).
+        if (encoded.Unknown > 0)
+            throw new BioForgeException($"{record.Where}: record '{record.Id}': {encoded.Unknown} token(s) are outside the model's vocabulary"
+                + (encoded.FirstUnknown is { } first ? $", the first {first}" : ""));
+        int[] ids = [.. encoded.Ids.Select(i => (int)i)];
         // Rotary positions never fail: past the trained ones they only mean nothing.
         if (ids.Length > encoder.MaxTokens)
             throw new BioForgeException($"{record.Where}: record '{record.Id}' has {ids.Length} tokens with its start and end tokens; this model takes at most {encoder.MaxTokens}");

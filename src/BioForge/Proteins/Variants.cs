@@ -96,7 +96,8 @@ public sealed record VariantTable(IReadOnlyList<Variant> Variants, IReadOnlyList
         string? headerLine = reader.ReadLine();
         if (string.IsNullOrWhiteSpace(headerLine)) throw new BioForgeException($"{path}: empty file (expected a header row)");
         char separator = Csv.Separator(path, headerLine);
-        var header = Csv.Split(headerLine.TrimEnd('\r'), separator);
+        // Trimmed as MoleculeSource trims its headers: "mutant, DMS_score" lost its score column without a word.
+        var header = Csv.Split(headerLine.TrimEnd('\r'), separator).Select(h => h.Trim()).ToList();
         var mutationColumns = Enumerable.Range(0, header.Count)
             .Where(i => mutationColumn is not null ? header[i] == mutationColumn : MutationColumns.Contains(header[i], StringComparer.OrdinalIgnoreCase)).ToList();
         // Two candidates would have the first read without a word, the other ignored.

@@ -42,9 +42,9 @@ public static class DataPreparation
     /// (SMILES: a model's or corpus's <c>vocab.json</c>, or its folder) the corpus keeps that vocabulary, so a model
     /// trained on it can continue on this corpus (<c>model.init</c>); molecules with a token outside it are left out
     /// and counted. SMILES that do not read as molecules (RDKit's parse and sanitization, at most
-    /// <see cref="Molecule.MaxSmilesLength"/> characters) are left out and counted too (a model would learn to write
-    /// them); the others' splits do not move (a document's split is keyed by its own text), and the vocabulary is still
-    /// built from every molecule (the same vocabulary with or without them).
+    /// <see cref="Molecule.MaxSmilesLength"/> characters) or as SMILES tokens are left out and counted too (a model would
+    /// learn to write them); the others' splits do not move (a document's split is keyed by its own text), and the
+    /// vocabulary is still built from every line the tokenizer splits (the same vocabulary with or without the rest).
     /// </summary>
     public static PreparedCorpus Prepare(IReadOnlyList<string> inputs, CorpusKind kind, string directory, double validationFraction, ulong seed,
         string? smilesColumn = null, IProgress<int>? progress = null, string? clusterFile = null, string? vocabulary = null)
@@ -108,19 +108,23 @@ public static class DataPreparation
             if (smilesColumn is not null && !inputs.Any(MoleculeSource.IsTable))
                 throw new BioForgeException($"--smiles-column {smilesColumn}: no input is a CSV/TSV table ({string.Join(", ", inputs)})");
             IEnumerable<MoleculeRecord> Molecules(string input) => MoleculeSource.Read(input, MoleculeSource.IsTable(input) ? smilesColumn : null);
-            var vocabulary = given ?? SmilesVocabulary.Build(inputs.SelectMany(input => Molecules(input).Select(r => Checked(r, input))));
+            // Where RDKit checks the corpus, a line the tokenizer cannot split (a valid ring bond %(100), a typo such as
+            // "CC[Xe") is left out and counted below, not the end of the whole preparation.
+            bool leaveOut = unreadable is not null;
+            var vocabulary = given ?? SmilesVocabulary.Build(inputs.SelectMany(input => Molecules(input).Select(r => Splittable(r, input, leaveOut, out _)).OfType<string>()));
             documents = inputs.SelectMany(input => Molecules(input).Select(r =>
             {
                 // Keyed by the molecule, not its spelling: two spellings of one molecule (merged sources, a kekulized
                 // copy) fall on one side. Without RDKit, by the text as written.
                 string key = r.Text;
-                if (unreadable is not null && !Canonical(r.Text, out key, out string? why))
+                string? why = null;
+                if (leaveOut && (!Canonical(r.Text, out key, out why) || Splittable(r, input, leaveOut, out why) is null))
                 {
                     unreadable++;
                     firstUnreadable ??= $"{input}:{r.Line}: '{Spelling.Excerpt(r.Text)}' ({why})";
                     return ((int[]?)null, -1, r.Text);
                 }
-                int[] tokens = vocabulary.Encode(given is null ? r.Text : Checked(r, input));
+                int[] tokens = vocabulary.Encode(given is null ? r.Text : Splittable(r, input, leaveOut: false, out _)!);
                 if (given is null || Array.IndexOf(tokens, SmilesVocabulary.UnkId) < 0) return ((int[]?)tokens, -1, key);
                 // Left out; the others keep the split they have without --vocab (keyed by their own molecule).
                 skipped++;
@@ -160,7 +164,7 @@ public static class DataPreparation
         if (train.Summary().Documents + validation.Summary().Documents == 0 && (skipped > 0 || unreadable > 0))
         {
             var reasons = new List<string>();
-            if (unreadable > 0) reasons.Add($"{unreadable:N0} do not read as molecules (the first: {firstUnreadable})");
+            if (unreadable > 0) reasons.Add($"{unreadable:N0} do not read as molecules or as SMILES tokens (the first: {firstUnreadable})");
             if (skipped > 0) reasons.Add($"{skipped:N0} cannot be written with the vocabulary of --vocab (the first unknown token: {firstUnknown})");
             throw new BioForgeException($"no molecule is left to train on: {string.Join("; ", reasons)}");
         }
@@ -257,20 +261,30 @@ public static class DataPreparation
         }
     }
 
-    private static string Checked(MoleculeRecord record, string path)
+    /// <summary>
+    /// The record's SMILES; null (with <paramref name="why"/>) when the SMILES tokenizer cannot split it and
+    /// <paramref name="leaveOut"/>, else an error naming the line. An SDF or an empty line is always an error.
+    /// </summary>
+    private static string? Splittable(MoleculeRecord record, string path, bool leaveOut, out string? why)
     {
         if (record.IsMolBlock) throw new BioForgeException($"{path}: SMILES corpora must be .smi or .csv, not SDF");
         // It would train as a molecule of no atoms: <bos><eos>.
         if (string.IsNullOrWhiteSpace(record.Text)) throw new BioForgeException($"{path}:{record.Line}: empty SMILES");
+        why = null;
         try
         {
             SmilesTokenizer.Split(record.Text);
+            return record.Text;
+        }
+        catch (BioForgeException e) when (leaveOut)
+        {
+            why = e.Message;
+            return null;
         }
         catch (BioForgeException e)
         {
             throw new BioForgeException($"{path}:{record.Line}: {e.Message}");
         }
-        return record.Text;
     }
 
     private sealed class Counter
