@@ -343,6 +343,19 @@ public sealed class CliTests
                 var imatinib = Csv.ReadRows(Path.Combine(output, "candidates.csv"), out var columns).Select(r => columns.Zip(r.Fields).ToDictionary(p => p.First, p => p.Second))
                     .Single(r => r["id"] == "imatinib");
                 Assert.Equal(("1.000", "8.959"), (imatinib["nearest_binder_similarity"], imatinib["nearest_binder_measured_pkd"]));
+                // "optimized #N" is the molecule's rank in optimize/ranked.csv (its place in the diverse pick, before),
+                // there written as sampled and here as its neutral parent.
+                var ranked = Csv.ReadRows(Path.Combine(output, "optimize", "ranked.csv"), out var rankedColumns)
+                    .ToDictionary(r => "optimized #" + r.Fields[rankedColumns.IndexOf("rank")], r => r.Fields[rankedColumns.IndexOf("smiles")]);
+                var optimizedRows = Csv.ReadRows(Path.Combine(output, "candidates.csv"), out var candidateColumns).Select(r => candidateColumns.Zip(r.Fields).ToDictionary(p => p.First, p => p.Second))
+                    .Where(r => r["source"] == "optimized").ToList();
+                Assert.NotEmpty(optimizedRows);
+                foreach (var row in optimizedRows)
+                {
+                    using var sampled = BioForge.Chem.Molecule.FromSmiles(ranked[row["id"]]);
+                    using var standardized = sampled.Standardized();
+                    Assert.Equal(row["smiles"], (standardized ?? sampled).ToSmiles());
+                }
             }
             string report = File.ReadAllText(Path.Combine(output, "report.html"));
             Assert.Contains("Drug candidates for ABL1", report);

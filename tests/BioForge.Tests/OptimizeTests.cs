@@ -195,6 +195,9 @@ public sealed class OptimizeTests
         Assert.Contains($"score {whole.Ranked[0].Score:F3}", report);
         Assert.Contains("<h3>Stage 2: small rings (arithmetic mean, 1–3 steps)</h3>", report);
         Assert.Contains("double_sigmoid (150–350, k 0.05)", report);
+        // The falling edge's own steepness is shown; a clipped line has none.
+        Assert.Equal("double_sigmoid (200–400, k 0.5, k_high 0.01)", OptimizationReport.Transform(new TransformSettings { Kind = "double_sigmoid", Low = 200, High = 400, K = 0.5, KHigh = 0.01 }));
+        Assert.Equal("clipped (5 → 1)", OptimizationReport.Transform(new TransformSettings { Kind = "clipped", Low = 5, High = 1 }));
         Assert.Contains("Mean score of each sampled batch", report);
         Assert.DoesNotContain("stopped before its end", report);
 
@@ -459,6 +462,20 @@ public sealed class OptimizeTests
         Assert.False(prior.Model.parameters().First().IsInvalid);
     }
 
+    /// <summary>The run's inputs are not its finds: sampled or bred again, an inception molecule stays out of the ranking
+    /// (a quickstart listed the user's own active among the "optimized" candidates).</summary>
+    [Fact]
+    public void AnInceptionMoleculeFoundAgainIsNotRanked()
+    {
+        string dir = TestData.TempDirectory();
+        string path = BudgetedRunFile(dir, seed: 1, calls: 100, "[[stages.components]]\ntype = \"qed\"", learning: "inception = [\"OCC\"]");
+        using var prior = Models.Llama.LlamaCheckpoint.Load(Path.Combine(AppContext.BaseDirectory, "models", "smiles-llama-small"), TestData.Cpu.Device, TestData.Cpu.DType);
+        using var session = new OptimizationSession(OptimizeConfig.Load(path), prior, prior.Copy(TorchSharp.torch.ScalarType.Float32));
+        session.Remember(new RankedMolecule(0, "CCO", 0.9, 3, "s", "", [0.9], [0.9])); // the inception molecule, canonical
+        session.Remember(new RankedMolecule(0, "CCN", 0.5, 3, "s", "", [0.5], [0.5]));
+        Assert.Equal(["CCN"], session.Ranked(10).Select(m => m.Canonical));
+    }
+
     /// <summary>A later stage's inception molecules (paid again: a new stage has a new scoring function) may spend what
     /// the budget has left: the run ends there, with no sample left to learn from, instead of failing.</summary>
     [Fact]
@@ -673,6 +690,9 @@ public sealed class OptimizeTests
         Assert.Contains("sampling", e.Message);
         e = Assert.Throws<BioForgeException>(() => Config(Run(output, 2, "[[stages.components]]\ntype = \"affinity\"\n")));
         Assert.Contains("an affinity component needs model", e.Message);
+        // Above 1 no score fills a bucket: the filter did nothing, without a word.
+        e = Assert.Throws<BioForgeException>(() => Config(Run(output, 2).Replace("[output]", "[diversity_filter]\nminimum_score = 1.5\n[output]", StringComparison.Ordinal)));
+        Assert.Contains("diversity_filter.minimum_score must be in [0, 1] (got 1.5)", e.Message);
         e = Assert.Throws<BioForgeException>(() => MoleculeOptimizer.Run(Config(Run(TestData.TempDirectory(), 2).Replace("max_length = 64", "max_length = 1000", StringComparison.Ordinal)), new OptimizeOptions { Threads = 2 }));
         Assert.Contains("sampling.max_length 1000: the prior takes 256 positions, so at most 255 tokens", e.Message);
         // A negative budget is named as one (the inception check, which compares against it, spoke first).

@@ -85,8 +85,11 @@ public sealed class PropertyLimitTests
         Check(new ComponentSettings { Type = "filters", Penalty = true });
         Check(new ComponentSettings { Type = "qed", Allow = ["Michael_acceptor_1"] });
         Check(new ComponentSettings { Type = "qed", Penalty = true }); // already in [0, 1]: allowed
-        Assert.Equal(3, problems.Count);
-        Assert.Contains("c.penalty: a mw value is not a score in [0, 1]", problems[0]);
+        Check(new ComponentSettings { Type = "logp" }); // joining the mean, the same: identity would clamp it
+        Check(new ComponentSettings { Type = "external_process", Executable = "score", Property = "predictions" }); // the program's values are its own to scale
+        Assert.Equal(4, problems.Count);
+        Assert.Contains("c.transform: a value of logp is not a score in [0, 1]; give it a transform", problems[3]);
+        Assert.Contains("c.penalty: a value of mw is not a score in [0, 1]", problems[0]);
         Assert.Contains("a filters component is a penalty already", problems[1]);
         Assert.Contains("c.allow: only for a filters component", problems[2]);
     }

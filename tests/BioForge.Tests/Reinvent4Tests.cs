@@ -59,8 +59,11 @@ public sealed class Reinvent4Tests
     [InlineData("NumRotBond", "rotatable_bonds")]
     public void Reinvent4sRdkitDescriptorsAreBioForgesComponents(string reinvent, string bioforge)
     {
-        var run = Load(Minimal(component: $"[stage.scoring.component.{reinvent}]\n[[stage.scoring.component.{reinvent}.endpoint]]\n"));
+        var run = Load(Minimal(component: $"[stage.scoring.component.{reinvent}]\n[[stage.scoring.component.{reinvent}.endpoint]]\ntransform.type = \"step\"\ntransform.low = 1.0\ntransform.high = 3.0\n"));
         Assert.Equal(bioforge, Assert.Single(run.Stages[0].Components).Type);
+        // A count read through no transform would be clamped to [0, 1] (any molecule with a ring scoring 1): refused.
+        var e = Assert.Throws<BioForgeException>(() => Load(Minimal(component: $"[stage.scoring.component.{reinvent}]\n[[stage.scoring.component.{reinvent}.endpoint]]\n")));
+        Assert.Contains($"a value of {bioforge} is not a score in [0, 1]; give it a transform", e.Message);
     }
 
     [Fact]

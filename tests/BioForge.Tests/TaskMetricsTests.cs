@@ -65,4 +65,14 @@ public sealed class TaskMetricsTests
         Assert.Equal(1 - 1.5 / 5.0, m["r2"], 12);
         Assert.Equal(1.0, m["spearman"], 12);
     }
+
+    /// <summary>The median of an even count is the mean of the middle two (the applicability note printed the upper one).</summary>
+    [Fact]
+    public void QuantilesInterpolateAsNumpyDoes()
+    {
+        double[] similarities = [0.020, 0.025, 0.036, 0.060, 0.100, 0.152, 0.169, 1.000];
+        Assert.Equal(0.080, Quantile.OfSorted(similarities, 0.5), 12);
+        Assert.Equal(0.036, Quantile.OfSorted(similarities[..5], 0.5), 12);
+        Assert.Equal(0.0235, Quantile.OfSorted(similarities, 0.1), 12); // numpy.quantile: 0.02 + 0.7·0.005
+    }
 }

@@ -2,6 +2,7 @@ using System.Globalization;
 using BioForge.Chem;
 using BioForge.IO;
 using BioForge.Proteins;
+using BioForge.Statistics;
 
 namespace BioForge.Discovery;
 
@@ -219,7 +220,7 @@ public sealed class ApplicabilityDomain
     {
         if (similarities.Count == 0) return "";
         var sorted = similarities.Order().ToList();
-        double median = sorted[sorted.Count / 2];
+        double median = Quantile.OfSorted(sorted, 0.5);
         int unlike = sorted.Count(s => s < SimilarLigand);
         string text = string.Create(CultureInfo.InvariantCulture,
             $"{unlike} of {sorted.Count} molecules are below Tanimoto {SimilarLigand:F1} to every one of the {ligands.Count} ligands the affinity model trained on (median nearest {median:F2})");

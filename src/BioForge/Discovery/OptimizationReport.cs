@@ -137,11 +137,14 @@ internal static class OptimizationReport
 
     private static string Value(double v) => double.IsNaN(v) ? "—" : Math.Abs(v) >= 100 ? v.ToString("F0", CultureInfo.InvariantCulture) : v.ToString("G3", CultureInfo.InvariantCulture);
 
-    private static string Transform(TransformSettings t) => t.Kind switch
+    internal static string Transform(TransformSettings t) => t.Kind switch
     {
         "identity" => "identity",
         "gaussian" or "min_gaussian" or "max_gaussian" => $"{t.Kind} (μ {t.Mu:G4}, σ {t.Sigma:G4})",
         "step" => $"step [{Bound(t.Low)}, {Bound(t.High)}]",
+        // Clipped is a line from low (score 0) to high (score 1): no steepness; low may exceed high (a falling line).
+        "clipped" => $"clipped ({t.Low:G4} → {t.High:G4})",
+        "double_sigmoid" when t.KHigh is { } kHigh && kHigh != t.K => $"double_sigmoid ({t.Low:G4}–{t.High:G4}, k {t.K:G3}, k_high {kHigh:G3})",
         _ => $"{t.Kind} ({t.Low:G4}–{t.High:G4}, k {t.K:G3})",
     };
 

@@ -83,6 +83,7 @@ public sealed class OptimizationSession : IDisposable
     private readonly OracleBudget? budget;
     private readonly GraphGeneticOperators? genetics;
     private readonly List<(string Canonical, SampledSequence Tokens)> inception = [];
+    private readonly HashSet<string> inputs = new(StringComparer.Ordinal); // the inception molecules' canonical SMILES
 
     /// <summary>The agent (owned by the session) and its optimizer, for checkpoints.</summary>
     public LlamaCheckpoint Agent { get; }
@@ -115,7 +116,7 @@ public sealed class OptimizationSession : IDisposable
                     throw new BioForgeException($"learning.inception[{i}]: '{smiles}' is not a valid SMILES: {error}");
                 string canonical;
                 using (molecule) canonical = molecule!.ToSmiles();
-                if (inception.Any(m => m.Canonical == canonical)) continue;
+                if (!inputs.Add(canonical)) continue;
                 var tokens = Spelled(canonical, vocabulary, config.Sampling.MaxLength)
                     ?? throw new BioForgeException($"learning.inception[{i}]: '{smiles}' cannot be written in the prior's tokens within sampling.max_length ({config.Sampling.MaxLength})");
                 inception.Add((canonical, tokens));
@@ -154,6 +155,8 @@ public sealed class OptimizationSession : IDisposable
     /// <summary>Adds molecules found before a resume (from the run's files) to the ranking.</summary>
     public void Remember(RankedMolecule molecule)
     {
+        // The run's inputs are no finds when sampled or bred again: a user's own active came back ranked as "optimized".
+        if (inputs.Contains(molecule.Canonical)) return;
         if (!best.TryGetValue(molecule.Canonical, out var known) || known.Score < molecule.Score) best[molecule.Canonical] = molecule;
     }
 

@@ -219,6 +219,8 @@ public sealed record OptimizeConfig
             $"diversity_filter.kind must be identical_murcko_scaffold, generic_murcko_scaffold, similar_scaffold or none (got '{DiversityFilter.Kind}')");
         require(DiversityFilter.Similarity is > 0 and <= 1, $"diversity_filter.similarity must be in (0, 1] (got {DiversityFilter.Similarity})");
         require(DiversityFilter.BucketSize >= 1, $"diversity_filter.bucket_size must be at least 1 (got {DiversityFilter.BucketSize})");
+        // Scores are in [0, 1]: above 1 no molecule fills a bucket and the filter does nothing, without a word.
+        require(DiversityFilter.MinimumScore is >= 0 and <= 1, $"diversity_filter.minimum_score must be in [0, 1] (got {DiversityFilter.MinimumScore})");
         require(!string.IsNullOrWhiteSpace(Output.Dir), "output.dir is required");
         require(Output.CheckpointEvery >= 1 && Output.Ranked >= 1, "output.checkpoint_every and output.ranked must be at least 1");
         require(Budget.OracleCalls >= 0, $"budget.oracle_calls must be 0 (no budget) or positive (got {Budget.OracleCalls})");

@@ -180,8 +180,11 @@ public sealed record ComponentSettings
         require(Catalogs.All(c => c is "pains" or "brenk" or "nih"), $"{where}.catalogs: each must be pains, brenk or nih");
         require(Allow.Length == 0 || Type == "filters", $"{where}.allow: only for a filters component (the alert rules that do not count)");
         require(!Penalty || !IsStructuralPenalty, $"{where}.penalty: a {Type} component is a penalty already");
-        require(!Penalty || IsStructuralPenalty || Transform.Kind != "identity" || Type is "qed" or "similarity" or "substructure" or "isomer" or "pmo",
-            $"{where}.penalty: a {Type} value is not a score in [0, 1]; give it a transform (a step window such as {{ kind = \"step\", low = 0, high = 500 }}, a sigmoid)");
+        // Identity clamps to [0, 1]: a logP of 3.9 scored 1 and one of −0.9 scored 0, zeroing the whole geometric mean.
+        // An external program's values are its own to scale (a docking score needs a transform, a model's probability not).
+        require(IsStructuralPenalty || Transform.Kind != "identity" || Type is "qed" or "similarity" or "substructure" or "isomer" or "pmo" or "external_process",
+            $"{where}{(Penalty ? ".penalty" : ".transform")}: a value of {Type} is not a score in [0, 1]; give it a transform (a sigmoid over the range wanted, "
+            + "or a step window such as { kind = \"step\", low = 0, high = 500 })");
         Transform.Validate(where, require);
     }
 }

@@ -1,6 +1,7 @@
 using BioForge.Models.Esm;
 using BioForge.Models.Llama;
 using BioForge.Runtime;
+using BioForge.Statistics;
 using BioForge.Training;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -86,15 +87,7 @@ public static class GenerationQuality
         var lengths = sequences.Select(s => (double)s.Length).Order().ToArray();
         double mean = lengths.Average();
         double sd = lengths.Length > 1 ? Math.Sqrt(lengths.Sum(l => (l - mean) * (l - mean)) / (lengths.Length - 1)) : 0;
-        return new LengthSummary(lengths.Length, mean, sd, Quantile(lengths, 0.5), Quantile(lengths, 0.1), Quantile(lengths, 0.9), (int)lengths[0], (int)lengths[^1]);
-    }
-
-    /// <summary>Linear interpolation between order statistics (numpy's default).</summary>
-    private static double Quantile(double[] sorted, double q)
-    {
-        double h = (sorted.Length - 1) * q;
-        int lo = (int)Math.Floor(h);
-        return lo + 1 < sorted.Length ? sorted[lo] + (h - lo) * (sorted[lo + 1] - sorted[lo]) : sorted[lo];
+        return new LengthSummary(lengths.Length, mean, sd, Quantile.OfSorted(lengths, 0.5), Quantile.OfSorted(lengths, 0.1), Quantile.OfSorted(lengths, 0.9), (int)lengths[0], (int)lengths[^1]);
     }
 
     /// <summary>Two-sample Kolmogorov–Smirnov statistic D of the length distributions.</summary>
