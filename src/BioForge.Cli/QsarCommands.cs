@@ -53,7 +53,7 @@ internal static class QsarCommands
                 error.WriteLine($"warning: cross-validation chose the largest penalty tried ({m.Lambda.ToString("G3", CultureInfo.InvariantCulture)}): the fit is shrunk as far as the grid goes");
             output.WriteLine($"test ({m.TestMolecules} molecules held out by {m.Split}): RMSE {F(m.TestMetrics["rmse"])}, R² {F(m.TestMetrics["r2"])}, Spearman {F(m.TestMetrics["spearman"])}, Pearson {F(m.TestMetrics["pearson"])}; "
                 + $"predicting the mean: RMSE {F(m.BaselineRmse)}");
-            output.WriteLine($"-> {target} (fitted on all {m.Molecules} molecules; use it as a scoring component: type = \"qsar\", model = \"{target}\")");
+            output.WriteLine($"-> {target} (fitted on all {m.Molecules} molecules; use it as a scoring component: type = \"qsar\", model = \"{target}\", transform = {{ kind = \"sigmoid\", low = …, high = … }} over the activity range wanted)");
             return 0;
         }));
         return command;

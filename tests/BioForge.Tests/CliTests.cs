@@ -64,6 +64,7 @@ public sealed class CliTests
         var spaced = Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--out", scores);
         Assert.True(spaced.Code == 0, spaced.Err);
         Assert.Equal("mutant,esm_score,DMS_score", File.ReadLines(scores).First());
+        Assert.Equal(0, Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", table, "--score-column", " DMS_score", "--out", scores).Code); // the old workaround still works
         string tsv = Path.Combine(dir, "v.tsv");
         File.WriteAllText(tsv, "mutant\tfit, log\nM1A\t0.5\nK2R\t1.2\n");
         Assert.Equal(0, Run("score-variants", "--model", TestData.EsmTiny, "--seq", "MKTAYIAK", "--in", tsv, "--score-column", "fit, log", "--out", scores).Code);

@@ -169,7 +169,7 @@ public static class Quickstart
         var screened = VirtualScreen.Run(affinity, sequence, MoleculeSource.Read(options.Library).TakeWhile(_ => !cancellation.IsCancellationRequested), screenOptions,
             cancellation: cancellation);
         // Named by their rank in the optimization's own ranking (optimize/ranked.csv), not their place in the pick.
-        var optimizedRank = optimized.Ranked.GroupBy(m => m.Canonical, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Min(m => m.Rank), StringComparer.Ordinal);
+        var optimizedRank = optimized.Ranked.ToDictionary(m => m.Canonical, m => m.Rank, StringComparer.Ordinal);
         var designed = VirtualScreen.Run(affinity, sequence,
             agentPick.Select((m, i) => new MoleculeRecord($"optimized #{optimizedRank[m.Smiles]}", m.Smiles, false, i + 1, new Dictionary<string, string>())),
             screenOptions with { Top = options.Candidates }, cancellation: cancellation);
@@ -228,7 +228,7 @@ public static class Quickstart
                 ["known binders"] = $"{screened.KnownBinders - screened.Actives} in {affinity.Manifest.Dataset} ({AffinityModel.KnownBinderRule(affinity.Manifest.Measure)})"
                     + (options.Actives.Count > 0 ? $", {options.Actives.Count} of yours ({config.Learning.Inception.Count} of them the optimization's starting points)" : ""),
                 ["candidates"] = $"top {options.Candidates} of the optimized ({picked}) and library molecules by the same score, each scored as its neutral parent "
-                    + "(salt parent, protonation states neutralized, as the library is read); \"optimized #N\" is the molecule's rank in optimize/ranked.csv and optimize/report.html, "
+                    + "(salt parent, protonation states neutralized, as the library is read); \"optimized #N\" is the molecule's rank in optimize/ranked.csv (optimize/report.html shows the top 100), "
                     + "which scores the SMILES as sampled ([NH+] forms included), so some scores differ between the two",
                 ["seed"] = options.Seed.ToString(CultureInfo.InvariantCulture),
             },

@@ -183,8 +183,8 @@ public sealed record ComponentSettings
         // Identity clamps to [0, 1]: a logP of 3.9 scored 1 and one of −0.9 scored 0, zeroing the whole geometric mean.
         // An external program's values are its own to scale (a docking score needs a transform, a model's probability not).
         require(IsStructuralPenalty || Transform.Kind != "identity" || Type is "qed" or "similarity" or "substructure" or "isomer" or "pmo" or "external_process",
-            $"{where}{(Penalty ? ".penalty" : ".transform")}: a value of {Type} is not a score in [0, 1]; give it a transform (a sigmoid over the range wanted, "
-            + "or a step window such as { kind = \"step\", low = 0, high = 500 })");
+            $"{where}{(Penalty ? ".penalty" : ".transform")}: a value of {Type} is not a score in [0, 1]; give it a transform "
+            + (Penalty ? "(a step window of the values allowed, such as { kind = \"step\", low = 0, high = 500 } for a weight)" : "(a sigmoid over the range wanted, such as { kind = \"sigmoid\", low = 1, high = 4 } for a logP)"));
         Transform.Validate(where, require);
     }
 }

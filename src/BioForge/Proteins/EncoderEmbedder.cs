@@ -32,7 +32,7 @@ internal sealed class EncoderEmbedder(SequenceEncoder encoder, int batchTokens, 
         // would be partly the <unk> vector, written as if it were the molecule's (the server refuses it too).
         if (encoded.Unknown > 0)
             throw new BioForgeException($"{record.Where}: record '{record.Id}': {encoded.Unknown} token(s) are outside the model's vocabulary"
-                + (encoded.FirstUnknown is { } first ? $", the first {first}" : ""));
+                + (encoded.FirstUnknown is { } first ? $", the first {first}" : "") + " (a salt or mixture: give its parent molecule)");
         int[] ids = [.. encoded.Ids.Select(i => (int)i)];
         // Rotary positions never fail: past the trained ones they only mean nothing.
         if (ids.Length > encoder.MaxTokens)

@@ -98,6 +98,8 @@ public sealed record VariantTable(IReadOnlyList<Variant> Variants, IReadOnlyList
         char separator = Csv.Separator(path, headerLine);
         // Trimmed as MoleculeSource trims its headers: "mutant, DMS_score" lost its score column without a word.
         var header = Csv.Split(headerLine.TrimEnd('\r'), separator).Select(h => h.Trim()).ToList();
+        mutationColumn = mutationColumn?.Trim();
+        scoreColumn = scoreColumn?.Trim();
         var mutationColumns = Enumerable.Range(0, header.Count)
             .Where(i => mutationColumn is not null ? header[i] == mutationColumn : MutationColumns.Contains(header[i], StringComparer.OrdinalIgnoreCase)).ToList();
         // Two candidates would have the first read without a word, the other ignored.

@@ -111,20 +111,21 @@ public static class DataPreparation
             // Where RDKit checks the corpus, a line the tokenizer cannot split (a valid ring bond %(100), a typo such as
             // "CC[Xe") is left out and counted below, not the end of the whole preparation.
             bool leaveOut = unreadable is not null;
-            var vocabulary = given ?? SmilesVocabulary.Build(inputs.SelectMany(input => Molecules(input).Select(r => Splittable(r, input, leaveOut, out _)).OfType<string>()));
+            var vocabulary = given ?? SmilesVocabulary.Build(inputs.SelectMany(input => Molecules(input)
+                .Select(r => Tokenized(r, input, leaveOut, SplitOrThrow, out _)).OfType<string>()));
             documents = inputs.SelectMany(input => Molecules(input).Select(r =>
             {
                 // Keyed by the molecule, not its spelling: two spellings of one molecule (merged sources, a kekulized
                 // copy) fall on one side. Without RDKit, by the text as written.
                 string key = r.Text;
                 string? why = null;
-                if (leaveOut && (!Canonical(r.Text, out key, out why) || Splittable(r, input, leaveOut, out why) is null))
+                int[]? tokens = leaveOut && !Canonical(r.Text, out key, out why) ? null : Tokenized(r, input, leaveOut, vocabulary.Encode, out why);
+                if (tokens is null)
                 {
                     unreadable++;
                     firstUnreadable ??= $"{input}:{r.Line}: '{Spelling.Excerpt(r.Text)}' ({why})";
                     return ((int[]?)null, -1, r.Text);
                 }
-                int[] tokens = vocabulary.Encode(given is null ? r.Text : Splittable(r, input, leaveOut: false, out _)!);
                 if (given is null || Array.IndexOf(tokens, SmilesVocabulary.UnkId) < 0) return ((int[]?)tokens, -1, key);
                 // Left out; the others keep the split they have without --vocab (keyed by their own molecule).
                 skipped++;
@@ -261,11 +262,19 @@ public static class DataPreparation
         }
     }
 
+    /// <summary>The SMILES itself, once the tokenizer has split it (the vocabulary is built from the texts).</summary>
+    private static string SplitOrThrow(string smiles)
+    {
+        SmilesTokenizer.Split(smiles);
+        return smiles;
+    }
+
     /// <summary>
-    /// The record's SMILES; null (with <paramref name="why"/>) when the SMILES tokenizer cannot split it and
-    /// <paramref name="leaveOut"/>, else an error naming the line. An SDF or an empty line is always an error.
+    /// The record's SMILES through <paramref name="tokenize"/>; null (with <paramref name="why"/>) when the SMILES
+    /// tokenizer cannot split it and <paramref name="leaveOut"/>, else an error naming the line. An SDF or an empty
+    /// line is always an error.
     /// </summary>
-    private static string? Splittable(MoleculeRecord record, string path, bool leaveOut, out string? why)
+    private static T? Tokenized<T>(MoleculeRecord record, string path, bool leaveOut, Func<string, T?> tokenize, out string? why) where T : class
     {
         if (record.IsMolBlock) throw new BioForgeException($"{path}: SMILES corpora must be .smi or .csv, not SDF");
         // It would train as a molecule of no atoms: <bos><eos>.
@@ -273,8 +282,7 @@ public static class DataPreparation
         why = null;
         try
         {
-            SmilesTokenizer.Split(record.Text);
-            return record.Text;
+            return tokenize(record.Text);
         }
         catch (BioForgeException e) when (leaveOut)
         {

@@ -102,8 +102,9 @@ internal static class RunResume
     {
         if (start.Branch || start.State is not { } state) return;
         if (start.Run.AbandonCheckpointsAfter(state.Step, TrainerState.FileName) is not { Count: > 0 } abandoned) return;
-        // The model a finished run published was trained past this checkpoint (its last step is always checkpointed):
-        // kept, it would hold weights of the history the run now abandons until the new branch finishes.
+        // The model a finished run published was trained to its last checkpoint, one of those abandoned (or, after a
+        // --resume past train.steps that was stopped, to this one): kept, it could hold weights of the history the run
+        // now abandons until the new branch finishes and publishes its own.
         bool model = start.Run.Withdraw(Trainer.ModelDirectory);
         options.OnInfo?.Invoke($"removed the later checkpoints of the abandoned continuation (steps {string.Join(", ", abandoned)}){(model ? $" and the {Trainer.ModelDirectory}/ it wrote" : "")}");
     }
