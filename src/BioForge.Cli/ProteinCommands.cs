@@ -221,8 +221,13 @@ internal static class ProteinCommands
             {
                 var pairs = measured.Select((m, i) => (Measured: m, Score: scores[i])).Where(p => p.Measured is not null).ToList();
                 int missing = measured.Count - pairs.Count;
-                output.WriteLine(pairs.Count < 2
-                    ? $"Spearman rho vs {variants.MeasuredColumn}: not computed ({pairs.Count} measured variant(s))"
+                // Ranks without a spread (one variant scored, one value measured for all) correlate with nothing: NaN.
+                string? unranked = pairs.Count < 2 ? $"{pairs.Count} measured variant(s)"
+                    : pairs.DistinctBy(p => p.Score).Count() == 1 ? "every variant scores the same"
+                    : pairs.DistinctBy(p => p.Measured).Count() == 1 ? $"every variant has the same {variants.MeasuredColumn}"
+                    : null;
+                output.WriteLine(unranked is not null
+                    ? $"Spearman rho vs {variants.MeasuredColumn}: not computed ({unranked})"
                     : $"Spearman rho vs {variants.MeasuredColumn}: {Correlation.Spearman([.. pairs.Select(p => p.Score)], [.. pairs.Select(p => p.Measured!.Value)]).ToString("F4", CultureInfo.InvariantCulture)} "
                         + $"(n = {pairs.Count}{(missing > 0 ? $"; {missing} without a {variants.MeasuredColumn}" : "")})");
             }

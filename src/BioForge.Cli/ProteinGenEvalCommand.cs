@@ -85,7 +85,8 @@ internal static class ProteinGenEvalCommand
         return sequences;
     }
 
-    private sealed record SetReport(int Sequences, LengthSummary Length, double LowComplexity, double Repetitive, double? EsmPll);
+    /// <param name="EsmUnscored">Sequences of the PLL's share without a residue ESM-2 can score, left out of <paramref name="EsmPll"/>.</param>
+    private sealed record SetReport(int Sequences, LengthSummary Length, double LowComplexity, double Repetitive, double? EsmPll, int EsmUnscored);
 
     private sealed record Report(SetReport Generated, SetReport Natural, double? ShuffledEsmPll, double? AminoAcidJs, double? DipeptideJs,
         double? NaturalHalvesAminoAcidJs, double? NaturalHalvesDipeptideJs, double? ShuffledDipeptideJs, double LengthKs,
@@ -108,19 +109,28 @@ internal static class ProteinGenEvalCommand
             (nats, tokens, perplexity) = (n, t, Math.Exp(n));
         }
         double? genPll = null, natPll = null, shufPll = null;
+        int genUnscored = 0, natUnscored = 0;
         if (result.GetValue(esm) is { } esmPath && esmPath != "none" && pllN > 0)
         {
             using var scorer = EsmCheckpoint.Load(esmPath, options.Device, options.DType);
-            double Pll(List<string> set, string label) => ProgressDisplay.Run($"ESM-2 PLL {label}", Math.Min(pllN, set.Count), progress =>
-                GenerationQuality.PseudoLogLikelihood(scorer, set.Take(pllN).ToList(), pllPositions, pllMaxLength, seed, progress: progress).Mean);
-            genPll = Pll(gen, "generated");
-            natPll = Pll(natural, "natural");
-            shufPll = Pll(shuffled, "shuffled");
+            // A sequence of only X, gaps or U in its scored crop has no site to score: a generator's failure to count, not
+            // a reason to lose the whole report.
+            (double? Mean, int Unscored) Pll(List<string> set, string label)
+            {
+                var taken = set.Take(pllN).ToList();
+                var scorable = taken.Where(s => s.Take(pllMaxLength).Any(GenerationQuality.IsCanonical)).ToList();
+                double? mean = scorable.Count == 0 ? null : ProgressDisplay.Run($"ESM-2 PLL {label}", scorable.Count, progress =>
+                    GenerationQuality.PseudoLogLikelihood(scorer, scorable, pllPositions, pllMaxLength, seed, progress: progress).Mean);
+                return (mean, taken.Count - scorable.Count);
+            }
+            (genPll, genUnscored) = Pll(gen, "generated");
+            (natPll, natUnscored) = Pll(natural, "natural");
+            (shufPll, _) = Pll(shuffled, "shuffled");
         }
         var halfA = natural.Where((_, i) => i % 2 == 0).ToList();
         var halfB = natural.Where((_, i) => i % 2 == 1).ToList();
         return new Report(
-            Describe(gen, genPll), Describe(natural, natPll), shufPll,
+            Describe(gen, genPll, genUnscored), Describe(natural, natPll, natUnscored), shufPll,
             GenerationQuality.Divergence(GenerationQuality.AminoAcidComposition(gen), GenerationQuality.AminoAcidComposition(natural)),
             GenerationQuality.Divergence(GenerationQuality.DipeptideComposition(gen), GenerationQuality.DipeptideComposition(natural)),
             halfB.Count == 0 ? null : GenerationQuality.Divergence(GenerationQuality.AminoAcidComposition(halfA), GenerationQuality.AminoAcidComposition(halfB)),
@@ -130,9 +140,9 @@ internal static class ProteinGenEvalCommand
             perplexity, nats, tokens, pllN, pllPositions);
     }
 
-    private static SetReport Describe(List<string> set, double? pll) =>
+    private static SetReport Describe(List<string> set, double? pll, int unscored) =>
         new(set.Count, GenerationQuality.Lengths(set), set.Count(GenerationQuality.IsLowComplexity) / (double)set.Count,
-            set.Count(GenerationQuality.IsRepetitive) / (double)set.Count, pll);
+            set.Count(GenerationQuality.IsRepetitive) / (double)set.Count, pll, unscored);
 
     private static IEnumerable<string> Table(Report r)
     {
@@ -143,7 +153,8 @@ internal static class ProteinGenEvalCommand
         yield return $"| length, residues | {L(r.Generated.Length)} | {L(r.Natural.Length)} |";
         yield return $"| low complexity (a 12-residue window ≤ 2.2 bits) | {F(r.Generated.LowComplexity, "F3")} | {F(r.Natural.LowComplexity, "F3")} |";
         yield return $"| repetitive (exact period-1–6 stretch ≥ 12) | {F(r.Generated.Repetitive, "F3")} | {F(r.Natural.Repetitive, "F3")} |";
-        yield return $"| ESM-2 pseudo-log-likelihood per residue (the first {r.EsmSequences} or fewer of each set; shuffled natural: {F(r.ShuffledEsmPll, "F3")}) | {F(r.Generated.EsmPll, "F3")} | {F(r.Natural.EsmPll, "F3")} |";
+        static string Unscored(SetReport set) => set.EsmUnscored > 0 ? $" ({set.EsmUnscored} without a residue ESM-2 can score, left out)" : "";
+        yield return $"| ESM-2 pseudo-log-likelihood per residue (the first {r.EsmSequences} or fewer of each set; shuffled natural: {F(r.ShuffledEsmPll, "F3")}) | {F(r.Generated.EsmPll, "F3")}{Unscored(r.Generated)} | {F(r.Natural.EsmPll, "F3")}{Unscored(r.Natural)} |";
         yield return $"amino-acid composition JS divergence (bits), generated vs natural: {F(r.AminoAcidJs)}; natural half vs half: {F(r.NaturalHalvesAminoAcidJs)}";
         yield return $"dipeptide composition JS divergence (bits), generated vs natural: {F(r.DipeptideJs)}; natural half vs half: {F(r.NaturalHalvesDipeptideJs)}; shuffled natural vs natural: {F(r.ShuffledDipeptideJs)}";
         yield return $"length distribution, Kolmogorov–Smirnov D generated vs natural: {F(r.LengthKs, "F3")}";

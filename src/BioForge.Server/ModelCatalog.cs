@@ -105,8 +105,6 @@ internal sealed class LanguageModel : IDisposable
                 + (encoded.FirstUnknown is { } first ? $", the first {first}" : ""), param);
         if (encoded.Ids.Length > MaxTokens)
             throw ApiError.Invalid($"{param} has {encoded.Residues} {(Kind == ModelKind.Protein ? "residues" : "tokens")}; model {Name} takes at most {MaxTokens - 2}", param);
-        // A lone stop '*' tokenizes to nothing: its mean embedding would be zeros, answered as if it were one.
-        if (encoded.Residues == 0) throw ApiError.Invalid($"{param} holds no residues ('{Spelling.Excerpt(text)}')", param);
         return encoded;
     }
 

@@ -61,13 +61,16 @@ public sealed class EsmEmbedderTests
             writer.Write(new Embedding(new FastaRecord("cut", "", "MKTAYIAK", 1), [1, 2, 3, 4, 5, 6], 3, 2) { Offset = 5, Residues = 3 });
             writer.Write(new Embedding(new FastaRecord("x", "", "MK", 3), [7, 8, 9, 10], 2, 2));
             writer.Write(new Embedding(new FastaRecord("x", "", "GS", 5), [11, 12, 13, 14], 2, 2));
+            // --unknown-as-unk lets any printable character be a residue: a comma or quote is quoted, not a field more.
+            writer.Write(new Embedding(new FastaRecord("q", "", ",\"", 7), [15, 16, 17, 18], 2, 2));
             writer.Complete();
         }
         EmbeddingReaders.Concatenate([part], merged, Pooling.None, new Dictionary<string, string>());
         Assert.Equal(File.ReadAllText(part), File.ReadAllText(merged));
-        Assert.Equal(["id,position,residue,dim_0,dim_1", "cut,6,I,1,2", "cut,7,A,3,4", "cut,8,K,5,6", "x,1,M,7,8", "x,2,K,9,10", "x,1,G,11,12", "x,2,S,13,14"],
+        Assert.Equal(["id,position,residue,dim_0,dim_1", "cut,6,I,1,2", "cut,7,A,3,4", "cut,8,K,5,6", "x,1,M,7,8", "x,2,K,9,10", "x,1,G,11,12", "x,2,S,13,14", "q,1,\",\",15,16", "q,2,\"\"\"\",17,18"],
             File.ReadAllLines(merged));
-        Assert.Equal([("cut", 3), ("x", 2), ("x", 2)], EmbeddingReaders.Read(merged, Pooling.None).Select(e => (e.Record.Id, e.Rows)));
+        Assert.Equal([("cut", 3, "XXXXXIAK"), ("x", 2, "MK"), ("x", 2, "GS"), ("q", 2, ",\"")],
+            EmbeddingReaders.Read(merged, Pooling.None).Select(e => (e.Record.Id, e.Rows, e.Record.Sequence)));
     }
 
     [Fact]

@@ -286,6 +286,28 @@ public sealed class FineTuneTests
         Assert.Contains("p.csv:3: 2 residue labels for 3 residues", e.Message);
     }
 
+    /// <summary>
+    /// Rows that would train on something else than they say: an unquoted comma shifts the label column (it became a
+    /// third class), a lone stop '*' has no residues (its features were zeros), and a test label written 1.0 for the
+    /// training split's 1 is named as such, not as a class that does not occur.
+    /// </summary>
+    [Fact]
+    public void ShiftedEmptyAndDifferentlyWrittenRowsAreNamed()
+    {
+        string directory = TestData.TempDirectory(), data = Path.Combine(directory, "p.csv"), test = Path.Combine(directory, "t.csv");
+        string[] rows = ["MKTAYIAK,0", "MKLLVAAG,1", "GSHMKTAY,0", "PLLVKAGE,1"];
+        File.WriteAllText(data, "sequence,note,label\n" + string.Join("\n", rows.Select(r => r.Replace(",", ",n,", StringComparison.Ordinal))) + "\nMKTAYIAK,x, y,1\n");
+        var e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, ProteinModel, Path.Combine(directory, "run"), task: "classification"), "data.valid_fraction=0", "data.test_fraction=0"));
+        Assert.Contains("p.csv:6: 4 fields, the header has 3", e.Message);
+        File.WriteAllText(data, "sequence,label\n" + string.Join("\n", rows) + "\n*,1\n");
+        e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, ProteinModel, Path.Combine(directory, "run"), task: "classification"), "data.valid_fraction=0", "data.test_fraction=0"));
+        Assert.Contains("p.csv:6: '*' holds no residues", e.Message);
+        File.WriteAllText(data, "sequence,label\n" + string.Join("\n", rows) + "\n");
+        File.WriteAllText(test, "sequence,label\nMKTAYIAK,1.0\n");
+        e = Assert.Throws<BioForgeException>(() => Run(directory, Yaml(data, ProteinModel, Path.Combine(directory, "run"), task: "classification"), "data.valid_fraction=0", $"data.test={test}"));
+        Assert.Contains("t.csv:2: label '1.0' is the training split's class '1' written differently", e.Message);
+    }
+
     [Fact]
     public void ConfigurationMistakesAreRefusedBeforeTraining()
     {

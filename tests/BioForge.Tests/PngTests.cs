@@ -87,4 +87,23 @@ public sealed class SvgChartTests
         Assert.DoesNotContain("NaN", scatter, StringComparison.Ordinal);
         Assert.Equal(2, System.Text.RegularExpressions.Regex.Count(scatter, "<circle"));
     }
+
+    /// <summary>
+    /// A single point (a report with one hit) gets a range around it: padded by 1e-9, it had six ticks all reading
+    /// "350.4", one drawn past the plot; at 1e12 the positions were NaN.
+    /// </summary>
+    [Theory]
+    [InlineData(350.4, 2.1)]
+    [InlineData(1e12, 0)]
+    public void OnePointGetsDistinctTicksInsideThePlot(double x, double y)
+    {
+        string scatter = BioForge.Imaging.SvgChart.Scatter([x], [y], "t", "x", "y");
+        Assert.DoesNotContain("NaN", scatter, StringComparison.Ordinal);
+        var xTicks = System.Text.RegularExpressions.Regex.Matches(scatter, "<text x=\"([0-9.]+)\" y=\"[0-9.]+\" text-anchor=\"middle\">([^<]+)</text>")
+            .Select(m => (X: double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), Label: m.Groups[2].Value))
+            .Where(t => t.Label != "t" && t.Label != "x").ToList();
+        Assert.InRange(xTicks.Count, 2, 12);
+        Assert.Equal(xTicks.Count, xTicks.Select(t => t.Label).Distinct().Count());
+        Assert.All(xTicks, t => Assert.InRange(t.X, 52, 406)); // the plot between its margins
+    }
 }

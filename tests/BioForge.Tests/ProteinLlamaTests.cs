@@ -199,6 +199,12 @@ public sealed class ProteinLlamaTests
         Assert.Contains("perplexity of the natural sequences under the model:", full.Out, StringComparison.Ordinal);
         Assert.Contains("(6 tokens)", full.Out.Replace("over ", "(", StringComparison.Ordinal), StringComparison.Ordinal); // 2 × (A, C, <eos>)
 
+        // A generated sequence with nothing ESM-2 scores (only X) is counted and left out of the PLL, not the end of the report.
+        var unscorable = Run("protein", "gen-eval", "--generated", Write("gen-x.fasta", ">gen-1\nAAC\n>gen-x\nXXXX\n"), "--reference", natural,
+            "--esm", TestData.EsmTiny, "--pll-positions", "2");
+        Assert.True(unscorable.Code == 0, unscorable.Err);
+        Assert.Contains("(1 without a residue ESM-2 can score, left out) |", unscorable.Out, StringComparison.Ordinal);
+
         // One natural sequence has no halves to compare: null in the report, a dash in the table.
         var single = Run("protein", "gen-eval", "--generated", generated, "--reference", natural, "--esm", "none", "--max-sequences", "1", "--out", report);
         Assert.True(single.Code == 0, single.Err);

@@ -192,7 +192,7 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         var stopAlone = await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "esm2-small", input = new[] { "MK", "*" } }));
         Assert.Equal(HttpStatusCode.UnprocessableEntity, stopAlone.Status);
         Assert.Equal("input[1]", stopAlone.Body!["error"]!["param"]!.GetValue<string>());
-        Assert.Contains("input[1] holds no residues", stopAlone.Body["error"]!["message"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Contains("input[1]: '*' holds no residues", stopAlone.Body["error"]!["message"]!.GetValue<string>(), StringComparison.Ordinal);
         // Past the limit, a cut keeps whole tokens: END keeps the first 1,024 of 1,025, four whole <mask>s among them.
         var longer = await Post("/v1/embeddings", JsonSerializer.Serialize(new { model = "esm2-small", input = new string('A', 1020) + string.Concat(Enumerable.Repeat("<mask>", 5)), truncate = "END" }));
         Assert.Equal(HttpStatusCode.OK, longer.Status);

@@ -85,6 +85,10 @@ public sealed record LabelSpace(FineTuneTask Task, IReadOnlyList<string> Classes
     {
         for (int i = 0; i < Classes.Count; i++)
             if (Classes[i] == label) return i;
+        // Classes are text: 1.0 in the test split is not the training split's 1, but the message should say why.
+        if (double.TryParse(label, NumberStyles.Float, CultureInfo.InvariantCulture, out double value)
+            && Classes.FirstOrDefault(c => double.TryParse(c, NumberStyles.Float, CultureInfo.InvariantCulture, out double other) && other == value) is { } same)
+            throw new BioForgeException($"{row.Where}: label '{label}' is the training split's class '{same}' written differently; classes are compared as written, so write them alike in every split");
         throw new BioForgeException($"{row.Where}: label '{label}' does not occur in the training split (classes: {string.Join(", ", Classes)})");
     }
 

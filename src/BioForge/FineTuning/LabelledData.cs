@@ -35,7 +35,8 @@ public static class LabelledData
         var result = new List<LabelledRow>();
         foreach (var (line, fields) in rows)
         {
-            if (fields.Count <= Math.Max(sequenceIndex, labelIndex))
+            // More fields than the header is an unquoted separator in a field: the columns after it are shifted.
+            if (fields.Count != header.Count)
                 throw new BioForgeException($"{path}:{line}: {fields.Count} fields, the header has {header.Count}");
             string sequence = fields[sequenceIndex].Trim(), label = fields[labelIndex].Trim();
             if (sequence.Length == 0) throw new BioForgeException($"{path}:{line}: empty {sequenceColumn}");

@@ -108,7 +108,10 @@ internal static class SvgChart
     {
         var finite = values.Where(double.IsFinite).ToArray();
         double min = finite.Length == 0 ? 0 : finite.Min(), max = finite.Length == 0 ? 1 : finite.Max();
-        double pad = Math.Max(1e-9, (max - min) * 0.05);
+        double span = max - min, scale = Math.Max(Math.Abs(min), Math.Abs(max));
+        // One value (a single hit) or values equal but for rounding: a range around them, not one of 1e-9 whose ticks all
+        // print the same number (and whose positions lose their digits at large values).
+        double pad = span > scale * 1e-9 ? span * 0.05 : Math.Max(scale * 0.05, 0.5);
         return (min - pad, max + pad);
     }
 
@@ -134,7 +137,7 @@ internal static class SvgChart
     private static IEnumerable<double> Ticks(double min, double max)
     {
         double raw = (max - min) / 5, magnitude = Math.Pow(10, Math.Floor(Math.Log10(raw))), step = magnitude * (raw / magnitude < 2 ? 2 : raw / magnitude < 5 ? 5 : 10);
-        for (double t = Math.Ceiling(min / step) * step; t <= max + 1e-9; t += step) yield return Math.Abs(t) < step * 1e-9 ? 0 : Math.Round(t, 10);
+        for (double t = Math.Ceiling(min / step) * step; t <= max + step * 1e-9; t += step) yield return Math.Abs(t) < step * 1e-9 ? 0 : Math.Round(t, 10);
     }
 
     private static string Empty(string title) => $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{Width}\" height=\"40\"><text x=\"4\" y=\"24\" font-family=\"sans-serif\">{Escape(title)}: no data</text></svg>";

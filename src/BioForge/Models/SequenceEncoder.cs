@@ -61,10 +61,22 @@ public abstract class SequenceEncoder : IDisposable
     /// <summary>The attention query and value projections (LoRA's defaults, as in the LoRA paper).</summary>
     public abstract string[] DefaultLoraTargets { get; }
 
-    /// <summary>Tokens of one input; invalid input throws with the reason.</summary>
+    /// <summary>
+    /// Tokens of one input; invalid input throws with the reason, as does one with nothing between its start and end
+    /// tokens (an empty text, a lone stop '*'): its pooled features would be zeros, answered as if they were its own.
+    /// </summary>
     /// <param name="stopCodon">Whether a '*' ending a protein is its stop, left out (false for a FASTA record, whose stop
     /// the reader left out already: a '*' still ending it was one of two).</param>
-    public abstract EncodedSequence Encode(string sequence, bool stopCodon = true);
+    public EncodedSequence Encode(string sequence, bool stopCodon = true)
+    {
+        var encoded = Tokenize(sequence, stopCodon);
+        if (encoded.Residues <= 0)
+            throw new BioForgeException($"'{Spelling.Excerpt(sequence)}' holds no {(Alphabet == SequenceAlphabet.Protein ? "residues" : "tokens")}");
+        return encoded;
+    }
+
+    /// <summary>The tokens of <see cref="Encode"/>, framed by the start and end tokens.</summary>
+    protected abstract EncodedSequence Tokenize(string sequence, bool stopCodon);
 
     /// <summary>[B, T, hidden] final hidden states.</summary>
     public abstract Tensor Hidden(Tensor ids, Tensor mask);

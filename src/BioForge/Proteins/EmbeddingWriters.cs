@@ -52,7 +52,7 @@ internal sealed class CsvEmbeddingWriter(string path, Pooling pooling) : IEmbedd
         for (int r = 0; r < e.Rows; r++)
         {
             line.Clear().Append(Csv.Quote(e.Record.Id));
-            if (pooling == Pooling.None) line.Append(',').Append(e.Offset + r + 1).Append(',').Append(e.Record.Sequence[e.Offset + r]);
+            if (pooling == Pooling.None) line.Append(',').Append(e.Offset + r + 1).Append(',').Append(Csv.Quote(e.Record.Sequence[e.Offset + r].ToString()));
             for (int d = 0; d < e.Columns; d++) line.Append(',').Append(e.Values[r * e.Columns + d].ToString("R", CultureInfo.InvariantCulture));
             writer.Write(line.Append('\n'));
         }

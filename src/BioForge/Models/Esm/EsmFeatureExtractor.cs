@@ -12,7 +12,7 @@ internal sealed class EsmFeatureExtractor(EsmCheckpoint checkpoint) : SequenceEn
     public override int MaxTokens => checkpoint.Config.MaxPositionEmbeddings;
     public override string[] DefaultLoraTargets => ["query", "value"];
 
-    public override EncodedSequence Encode(string sequence, bool stopCodon = true) => new([.. checkpoint.Tokenizer.Encode(sequence, stopCodon: stopCodon).Select(i => (long)i)], 0);
+    protected override EncodedSequence Tokenize(string sequence, bool stopCodon) => new([.. checkpoint.Tokenizer.Encode(sequence, stopCodon: stopCodon).Select(i => (long)i)], 0);
 
     public override Tensor Hidden(Tensor ids, Tensor mask) => checkpoint.Model.Forward(ids, mask, new EsmForwardOptions()).LastHiddenState;
 

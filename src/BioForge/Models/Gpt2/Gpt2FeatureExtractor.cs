@@ -28,7 +28,7 @@ internal sealed class Gpt2FeatureExtractor : SequenceEncoder
     public override string[] DefaultLoraTargets => ["c_attn"];
     public override string? FrozenOnly => "a GPT-2 checkpoint is read as it is: BioForge does not write GPT-2 weights, and its Conv1D projections take no LoRA adapters";
 
-    public override EncodedSequence Encode(string sequence, bool stopCodon = true) // byte-level text: a '*' is text
+    protected override EncodedSequence Tokenize(string sequence, bool stopCodon) // byte-level text: a '*' is text
     {
         var ids = checkpoint.Tokenizer.EncodeExactly(sequence, $"'{Spelling.Excerpt(sequence)}'");
         if (ids.Length + 2 > checkpoint.Config.MaxPositions)

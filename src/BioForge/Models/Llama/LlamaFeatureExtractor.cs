@@ -28,7 +28,7 @@ internal sealed class LlamaFeatureExtractor : SequenceEncoder
     public override int MaxTokens => checkpoint.Config.MaxPositionEmbeddings;
     public override string[] DefaultLoraTargets => ["q_proj", "v_proj"];
 
-    public override EncodedSequence Encode(string sequence, bool stopCodon = true)
+    protected override EncodedSequence Tokenize(string sequence, bool stopCodon)
     {
         if (checkpoint.Residues is { } residues)
         {
