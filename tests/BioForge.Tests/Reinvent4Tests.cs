@@ -20,6 +20,7 @@ public sealed class Reinvent4Tests
         foreach (string key in new[] { "device", "tb_logdir", "json_out_config", "parameters.randomize_smiles", "stage[0].chkpt_file", "stage[1].chkpt_file", "diversity_filter.minsimilarity" })
             Assert.Contains(notes, n => n.Contains($": {key}: ", StringComparison.Ordinal));
         Assert.Equal(7, notes.Count);
+        Assert.Contains(notes, n => n.EndsWith("json_out_config: not applied; BioForge writes the resolved run to run_config.json in the run directory", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -249,7 +249,7 @@ public static class Quickstart
         return parts.Count == 0 ? null : $"0 from {string.Join(", ", parts)}";
     }
 
-    /// <summary>A Davis target by name, or a sequence or FASTA file.</summary>
+    /// <summary>A Davis target by name, a KIBA kinase by UniProt accession, a sequence or a FASTA file (<see cref="ProteinTarget.Resolve"/>).</summary>
     private static (string Name, string Sequence) ResolveTarget(QuickstartOptions options)
     {
         var target = ProteinTarget.Resolve(options.Target, options.Davis);

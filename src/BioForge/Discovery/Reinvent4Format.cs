@@ -75,7 +75,7 @@ internal static class Reinvent4Format
                         Note(key, "not applied; BioForge logs each step to metrics.jsonl in the run directory");
                         break;
                     case "json_out_config":
-                        Note(key, "not applied; BioForge writes the resolved run to config.json in the run directory");
+                        Note(key, $"not applied; BioForge writes the resolved run to {Training.RunDirectory.ConfigFile} in the run directory");
                         break;
                     case "learning_strategy":
                         learning = Table(root, key, "[learning_strategy]");

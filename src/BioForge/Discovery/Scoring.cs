@@ -104,7 +104,7 @@ public sealed record ComponentSettings
     public bool Penalty { get; init; }
     /// <summary>An affinity model directory (<c>bioforge dti train</c>), or a QSAR model directory (<c>bioforge qsar train</c>).</summary>
     public string? Model { get; init; }
-    /// <summary>The target: a protein sequence, or a FASTA file whose first record is used.</summary>
+    /// <summary>The target as <see cref="ProteinTarget.Resolve"/> reads it: a Davis name, a KIBA accession, a sequence, or a FASTA file of one record.</summary>
     public string? Target { get; init; }
     /// <summary>The PMO task of a <c>pmo</c> component (one of <see cref="PmoOracle.Tasks"/>).</summary>
     public string? Task { get; init; }
@@ -157,7 +157,7 @@ public sealed record ComponentSettings
             }
             require(error is null, $"{where}: {error}");
         }
-        require(Type != "affinity" || (Model is not null && Target is not null), $"{where}: an affinity component needs model (a `bioforge dti train` model) and target (a sequence or FASTA file)");
+        require(Type != "affinity" || (Model is not null && Target is not null), $"{where}: an affinity component needs model (a `bioforge dti train` model) and target (a Davis target name, a KIBA UniProt accession, a protein sequence or a FASTA file)");
         require(Type != "qsar" || Model is not null, $"{where}: a qsar component needs model (a `bioforge qsar train` model directory)");
         require(Type != "pmo" || (Task is not null && PmoOracle.Tasks.Contains(Task)),
             $"{where}: a pmo component needs task = one of {string.Join(", ", PmoOracle.Tasks)} (got '{Task}')");
