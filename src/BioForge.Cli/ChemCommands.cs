@@ -84,6 +84,8 @@ internal static class ChemCommands
         command.SetAction(result => Cli.Guard(error, () =>
         {
             Fingerprints.CheckMorgan(result.GetValue(radius), result.GetValue(bits), "--radius", "--bits");
+            // Before the library is fingerprinted (minutes for millions), not after.
+            if (result.GetValue(top) < 1) throw new BioForgeException($"--top {result.GetValue(top)}: must be at least 1");
             using var molecule = Read(result.GetValue(query)!, "--query");
             var clock = Stopwatch.StartNew();
             var library = FingerprintIndex.Build(MoleculeSource.Read(result.GetValue(index)!, result.GetValue(column)),
@@ -180,13 +182,14 @@ internal static class ChemCommands
         var gen = Options.Required("--gen", "generated molecules (.smi, .csv or .sdf)");
         var train = new Option<string?>("--train") { Description = "training set, for novelty" };
         var reference = new Option<string?>("--ref") { Description = "reference set (e.g. MOSES test), for SNN, Frag and Scaf" };
+        var column = new Option<string?>("--smiles-column") { Description = "SMILES column of the CSV/TSV files among --gen, --train and --ref (default: the column named smiles)" };
         var outPath = Options.Required("--out", "metrics JSON").Writes("JSON", ".json");
         var threads = ThreadsOption();
-        var command = new Command("metrics", "MOSES metrics: validity, unique@1k/10k, novelty, IntDiv1/2, filters, SNN, Frag, Scaf") { gen, train, reference, outPath, threads };
+        var command = new Command("metrics", "MOSES metrics: validity, unique@1k/10k, novelty, IntDiv1/2, filters, SNN, Frag, Scaf") { gen, train, reference, column, outPath, threads };
         command.SetAction(result => Cli.Guard(error, () =>
         {
-            // As SMILES, each SDF record too.
-            static List<string> Load(string path) => [.. MoleculeSource.Read(path).Select(AsSmiles)];
+            // As SMILES, each SDF record too; the column applies to the tables only (a .smi file has none).
+            List<string> Load(string path) => [.. MoleculeSource.Read(path, Csv.Extension(path) is ".csv" or ".tsv" ? result.GetValue(column) : null).Select(AsSmiles)];
             var generated = Load(result.GetValue(gen)!);
             var trainSet = result.GetValue(train) is { } t ? Load(t) : null;
             var referenceSet = result.GetValue(reference) is { } r ? Load(r) : null;
@@ -199,7 +202,8 @@ internal static class ChemCommands
             string valid = $"--gen has {Math.Round(report.Validity * report.Generated):N0} valid of {report.Generated:N0}";
             if (report.Unique1k is null) error.WriteLine($"note: unique@1000 and unique@10000 are null: they need at least 1,000 and 10,000 valid molecules ({valid})");
             else if (report.Unique10k is null) error.WriteLine($"note: unique@10000 is null: it needs at least 10,000 valid molecules ({valid})");
-            if (report.IntDiv1 is null) error.WriteLine($"note: IntDiv, IntDiv2 and Filters are null: there is no valid molecule to measure ({valid})");
+            if (report.IntDiv1 is null)
+                error.WriteLine($"note: IntDiv, IntDiv2, Filters{(trainSet is null ? "" : ", Novelty")}{(referenceSet is null ? "" : ", SNN, Frag, Scaf")} are null: there is no valid molecule to measure ({valid})");
             foreach (var (name, value, what) in new[] { ("Frag", report.Frag, "BRICS fragment"), ("Scaf", report.Scaf, "scaffold with two or more rings") })
                 if (referenceSet is not null && report.IntDiv1 is not null && value is null)
                     error.WriteLine($"note: {name} is null (MOSES: NaN): --gen or --ref has no {what} to compare");

@@ -153,13 +153,13 @@ public static class Cli
             command.Validators.Add(result =>
             {
                 // A file of a model or run folder the command reads (its weights, vocabulary, predictions) or the folder itself.
-                var read = folders.SelectMany(o => Paths(result.GetResult(o)).Where(Directory.Exists).Select(p => (o.Name, Folder: Path.GetFullPath(p))));
+                var read = folders.SelectMany(o => Paths(result.GetResult(o)).Where(Directory.Exists).Select(p => (o.Name, Folder: RealPath(p))));
                 foreach (var (inputOption, folder) in read)
                     foreach (var option in outputs)
                         foreach (string given in Paths(result.GetResult(option)))
                             foreach (var (path, what) in WrittenBeside(option.Name, given))
                             {
-                                string full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
+                                string full = Path.TrimEndingDirectorySeparator(RealPath(path));
                                 bool inside = full.StartsWith(Path.TrimEndingDirectorySeparator(folder) + Path.DirectorySeparatorChar, StringComparison.Ordinal);
                                 if (full == Path.TrimEndingDirectorySeparator(folder) || (inside && Path.Exists(full)))
                                 {
@@ -174,7 +174,7 @@ public static class Cli
                     foreach (string given in Paths(result.GetResult(option)))
                         foreach (var (path, what) in outputs.Contains(option) ? WrittenBeside(option.Name, given) : [(given, option.Name)])
                         {
-                            string full = Path.GetFullPath(path);
+                            string full = RealPath(path);
                             if (outputs.Contains(option) && seen.FirstOrDefault(s => s.Path == full) is { Option: { } other })
                             {
                                 result.AddError($"{what} {path} is also {other}: write {option.Name} elsewhere");
@@ -183,6 +183,34 @@ public static class Cli
                             seen.Add((what, full));
                         }
             });
+    }
+
+    /// <summary>
+    /// The path with every symbolic link among its existing parts followed, as realpath(3) resolves it (the parts that do
+    /// not exist yet kept as written): an input reached through a link to its folder is the file an output names directly,
+    /// and was overwritten by it.
+    /// </summary>
+    internal static string RealPath(string path)
+    {
+        string full = Path.GetFullPath(path);
+        for (int links = 0; links < 40; links++) // Linux's ELOOP limit: a cycle is compared as written
+        {
+            string root = Path.GetPathRoot(full)!, current = root;
+            var parts = full[root.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries);
+            int linked = -1;
+            for (int i = 0; i < parts.Length && linked < 0; i++)
+            {
+                current = Path.Combine(current, parts[i]);
+                if (new FileInfo(current).LinkTarget is { } target)
+                {
+                    // A target may itself pass through links: the walk starts again from the root.
+                    full = Path.GetFullPath(Path.Combine([Path.GetFullPath(target, Path.GetDirectoryName(current)!), .. parts[(i + 1)..]]));
+                    linked = i;
+                }
+            }
+            if (linked < 0) return full;
+        }
+        return full;
     }
 
     /// <summary>A folder given for a file input is named as one (each reader said "file not found" of a folder that exists), and an empty path too.</summary>

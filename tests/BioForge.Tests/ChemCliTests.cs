@@ -160,6 +160,22 @@ public sealed class ChemCliTests
             Assert.Equal(1, fromSdf.RootElement.GetProperty("valid").GetDouble());
             Assert.Equal(0, fromSdf.RootElement.GetProperty("Novelty").GetDouble()); // ethanol is in the training set
         }
+        // Two columns that say SMILES: which one is named, not guessed; --smiles-column picks it for every table.
+        string table = Write("gen.csv", "id,raw_smiles,canonical_smiles\na,OCC,CCO\nb,C1CC,C1CC1\n");
+        var ambiguous = Run("chem", "metrics", "--gen", table, "--out", output);
+        Assert.Equal(2, ambiguous.Code);
+        Assert.Contains("no column is named smiles and 2 hold the word (raw_smiles, canonical_smiles); name one with --smiles-column", ambiguous.Err);
+        Assert.Equal(0, Run("chem", "metrics", "--gen", table, "--train", gen, "--smiles-column", "canonical_smiles", "--out", output).Code);
+        using (var picked = System.Text.Json.JsonDocument.Parse(File.ReadAllText(output)))
+            Assert.Equal(1, picked.RootElement.GetProperty("valid").GetDouble());
+        // With no valid sample, a training set without a molecule is still refused (it was never read).
+        string invalid = Write("invalid.smi", "C1CC\n");
+        var unread = Run("chem", "metrics", "--gen", invalid, "--train", invalid, "--out", output);
+        Assert.Equal(2, unread.Code);
+        Assert.Contains("has no valid molecule", unread.Err);
+        var none = Run("chem", "metrics", "--gen", invalid, "--ref", gen, "--out", output);
+        Assert.True(none.Code == 0, none.Err);
+        Assert.Contains("note: IntDiv, IntDiv2, Filters, SNN, Frag, Scaf are null: there is no valid molecule to measure", none.Err);
     }
 
     [Fact]

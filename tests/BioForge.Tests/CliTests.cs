@@ -89,6 +89,14 @@ public sealed class CliTests
         string before = File.ReadAllText(fasta);
         AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", fasta, "--out", fasta), $"--out {fasta} is also --in");
         Assert.Equal(before, File.ReadAllText(fasta));
+        // The same file reached through a link to its folder, or a link to the file itself (it was overwritten).
+        string alias = Path.Combine(dir, "alias"), linked = Path.Combine(dir, "linked.fasta");
+        Directory.CreateSymbolicLink(alias, Path.GetDirectoryName(fasta)!);
+        File.CreateSymbolicLink(linked, fasta);
+        string throughAlias = Path.Combine(alias, Path.GetFileName(fasta));
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", throughAlias, "--out", fasta), $"--out {fasta} is also --in");
+        AssertFails(Run("embed", "--model", TestData.EsmTiny, "--in", fasta, "--out", linked), $"--out {linked} is also --in");
+        Assert.Equal(before, File.ReadAllText(fasta));
         // An .npy's record ids go to a file beside it (emb.npy -> emb.ids.txt): that file is checked like an output.
         string ids = Path.Combine(dir, "emb.ids.txt");
         File.WriteAllText(ids, before);

@@ -233,6 +233,17 @@ public sealed class PmoOracleTests
         }
     }
 
+    /// <summary>A condensed formula (CH3COOH) is the formula it abbreviates: acetic acid is its isomer, scoring 1, not 0.37.</summary>
+    [Fact]
+    public void AFormulaThatNamesAnElementTwiceAddsItsCounts()
+    {
+        using var aceticAcid = Molecule.FromSmiles("CC(=O)O");
+        using var ethanol = Molecule.FromSmiles("CCO");
+        Assert.Equal(1.0, new IsomerScore("CH3COOH").Score(aceticAcid), 12);
+        Assert.Equal(new IsomerScore("C2H4O2").Score(ethanol), new IsomerScore("CH3COOH").Score(ethanol), 12);
+        Assert.True(new IsomerScore("C2H4O2").Score(ethanol) < 0.6);
+    }
+
     [Fact]
     public void AnExternalProgramHasTenMinutesPerBatchUnlessTheRunFileSaysOtherwise()
     {

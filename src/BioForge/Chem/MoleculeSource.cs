@@ -127,7 +127,13 @@ public static class MoleculeSource
         var columns = Csv.Split(header, separator);
         int index = columns.FindIndex(c => c.Trim().Equals(smilesColumn ?? "smiles", StringComparison.OrdinalIgnoreCase));
         if (index < 0 && smilesColumn is null)
-            index = columns.FindIndex(c => c.Contains("smiles", StringComparison.OrdinalIgnoreCase));
+        {
+            // One column that says SMILES (canonical_smiles) is it; of two (raw_smiles, canonical_smiles) the first was taken without a word.
+            var named = columns.Where(c => c.Contains("smiles", StringComparison.OrdinalIgnoreCase)).ToList();
+            if (named.Count > 1)
+                throw new BioForgeException($"{path}: no column is named smiles and {named.Count} hold the word ({string.Join(", ", named.Select(c => c.Trim()))}); name one with --smiles-column");
+            index = named.Count == 1 ? columns.IndexOf(named[0]) : -1;
+        }
         if (index < 0 && smilesColumn is null && columns.Count == 1)
         {
             // A one-column file without a SMILES header (MOSES's test.csv): every line, the first included, is a SMILES.

@@ -59,6 +59,20 @@ public sealed class MosesMetrics : IDisposable
         var options = new ParallelOptions { MaxDegreeOfParallelism = threads > 0 ? threads : Environment.ProcessorCount };
         var gen = Parse(generated, options, withFilters: true);
         var valid = gen.Where(p => p is not null).Select(p => p!).ToList();
+        // The sets compared against are checked whatever the samples are: a bad --train is named, not passed over.
+        HashSet<string>? trainSet = null;
+        if (train is not null)
+        {
+            trainSet = Canonical(train, options);
+            // Against no molecule every sample would count as novel: a novelty of 1 that measures nothing.
+            if (trainSet.Count == 0) throw new BioForgeException($"{trainName} has no valid molecule: novelty against it would be 1 for any sample");
+        }
+        List<Parsed>? refs = null;
+        if (reference is not null)
+        {
+            refs = [.. Parse(reference, options, withFilters: false).Where(p => p is not null).Select(p => p!)];
+            if (refs.Count == 0) throw new BioForgeException($"{referenceName} has no valid molecule");
+        }
         if (valid.Count == 0) return new MosesReport { Generated = generated.Count, Validity = 0 };
 
         double? UniqueAt(int k) => valid.Count < k ? null : (double)valid.Take(k).Select(p => p.Canonical).Distinct().Count() / k;
@@ -72,18 +86,13 @@ public sealed class MosesMetrics : IDisposable
             IntDiv2 = 1 - MeanSimilarity(valid, valid, power: 2, options),
             Filters = (double)valid.Count(p => p.PassesFilters) / valid.Count,
         };
-        if (train is not null)
+        if (trainSet is not null)
         {
-            var trainSet = Parse(train, options, withFilters: false).Where(p => p is not null).Select(p => p!.Canonical).ToHashSet();
-            // Against no molecule every sample would count as novel: a novelty of 1 that measures nothing.
-            if (trainSet.Count == 0) throw new BioForgeException($"{trainName} has no valid molecule: novelty against it would be 1 for any sample");
             var unique = valid.Select(p => p.Canonical).ToHashSet();
             report = report with { Novelty = (double)unique.Count(s => !trainSet.Contains(s)) / unique.Count };
         }
-        if (reference is not null)
+        if (refs is not null)
         {
-            var refs = Parse(reference, options, withFilters: false).Where(p => p is not null).Select(p => p!).ToList();
-            if (refs.Count == 0) throw new BioForgeException($"{referenceName} has no valid molecule");
             report = report with
             {
                 Snn = NearestNeighbourSimilarity(valid, refs, options),
@@ -92,6 +101,20 @@ public sealed class MosesMetrics : IDisposable
             };
         }
         return report;
+    }
+
+    /// <summary>The canonical SMILES of the valid molecules: all novelty needs of a training set (MOSES's is 1.6 M molecules;
+    /// fingerprints, fragments and scaffolds of each cost six times the parse).</summary>
+    private static HashSet<string> Canonical(IReadOnlyList<string> smiles, ParallelOptions options)
+    {
+        var result = new string?[smiles.Count];
+        Parallel.For(0, smiles.Count, options, i =>
+        {
+            if (!Molecule.TryFromSmiles(smiles[i], out var parsed, out _)) return;
+            using var m = parsed!;
+            result[i] = m.ToSmiles();
+        });
+        return [.. result.OfType<string>()];
     }
 
     private Parsed?[] Parse(IReadOnlyList<string> smiles, ParallelOptions options, bool withFilters)

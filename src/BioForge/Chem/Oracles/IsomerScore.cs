@@ -24,7 +24,11 @@ internal sealed partial class IsomerScore
     public IsomerScore(string formula)
     {
         if (!FormulaSyntax().IsMatch(formula)) throw new BioForgeException($"formula '{formula}': not a molecular formula (element symbols, each with an optional count, e.g. C7H8N2O2)");
-        elements = [.. ElementTerm().Matches(formula).Select(m => (AtomicNumber(m.Groups[1].Value, formula), m.Groups[2].Value.Length > 0 ? int.Parse(m.Groups[2].Value) : 1))];
+        // A condensed formula names an element more than once (CH3COOH): its counts add up, as C2H4O2's (GuacaMol's parser
+        // gave each mention a term of its own, so acetic acid scored 0.37 against its own formula).
+        elements = [.. ElementTerm().Matches(formula)
+            .Select(m => (Number: AtomicNumber(m.Groups[1].Value, formula), Count: m.Groups[2].Value.Length > 0 ? int.Parse(m.Groups[2].Value) : 1))
+            .GroupBy(e => e.Number).Select(g => (g.Key, g.Sum(e => e.Count)))];
         total = elements.Sum(e => e.Count);
     }
 
