@@ -82,12 +82,16 @@ internal static class GenerateCommand
                     throw new BioForgeException($"--min-length {sampling.MinNewTokens} is more than the {sampling.MaxNewTokens} tokens a sample may have "
                         + (result.GetValue(maxLength) is null ? "(--max-length's default for this model: raise it)" : $"(--max-length {sampling.MaxNewTokens})"));
             }
-            // A length the model could never reach (its begin token takes a position) is refused when asked for; the default
-            // is cut to the model, as sampling does.
-            void CheckLength(long positions)
+            // A length the model could never reach (its begin token and the prompt take positions) is refused when asked for, as
+            // the server refuses max_tokens past the prompt's room; the default is cut to the model, as sampling does.
+            void CheckLength(long positions, int promptTokens, SamplingOptions sampling)
             {
-                if (result.GetValue(maxLength) is not null && common.MaxNewTokens > positions - 1)
-                    throw new BioForgeException($"--max-length {common.MaxNewTokens}: the model takes {positions} positions, so at most {positions - 1} tokens after its begin token");
+                long room = positions - promptTokens;
+                string held = $"the model takes {positions} positions, {promptTokens} of them for its begin token{(promptTokens > 1 ? " and the prompt" : "")}, so at most {room} tokens follow";
+                if (result.GetValue(maxLength) is not null && sampling.MaxNewTokens > room)
+                    throw new BioForgeException($"--max-length {sampling.MaxNewTokens}: {held}");
+                if (sampling.MinNewTokens > room)
+                    throw new BioForgeException($"--min-length {sampling.MinNewTokens}: {held}");
             }
             if (ModelRegistry.Of(result.GetValue(model)!) is Gpt2Family)
             {
@@ -97,7 +101,7 @@ internal static class GenerateCommand
                     result.GetValue(outPath)!, CheckLength);
             }
             using var checkpoint = LlamaCheckpoint.Load(result.GetValue(model)!, options.Device, options.DType);
-            CheckLength(checkpoint.Config.MaxPositionEmbeddings);
+            CheckLength(checkpoint.Config.MaxPositionEmbeddings, 1, common);
             if (!checkpoint.IsProtein && checkpoint.Vocabulary is null)
                 throw new BioForgeException($"--model {result.GetValue(model)}: no {SmilesVocabulary.FileName}, {LlamaCheckpoint.ResidueFileName} or BioForge {SmilesVocabulary.HuggingFaceTokenizerFile}: "
                     + "not a SMILES or protein language model BioForge can tokenize for (a GPT-2 checkpoint brings its own byte-level tokenizer)");
@@ -116,7 +120,7 @@ internal static class GenerateCommand
                     MaxNewTokens = result.GetValue(maxLength) ?? checkpoint.Config.MaxPositionEmbeddings - 1,
                 };
                 CheckMinimum(protein);
-                OfPrompt(() => checkpoint.EncodeProteinPrompt(result.GetValue(prompt)!));
+                CheckLength(checkpoint.Config.MaxPositionEmbeddings, OfPrompt(() => checkpoint.EncodeProteinPrompt(result.GetValue(prompt)!)).Length, protein);
                 return ProteinSamples.Run(output, checkpoint, result.GetValue(count), protein, result.GetValue(seed), result.GetValue(batch), result.GetValue(prompt)!, result.GetValue(outPath)!);
             }
             bool onlyValid = result.GetValue(validOnly);
@@ -127,6 +131,7 @@ internal static class GenerateCommand
             var sampling = common with { Grammar = result.GetValue(grammar) is null or "smiles" ? generator.Grammar : null };
             CheckMinimum(sampling);
             int[] promptIds = OfPrompt(() => generator.EncodePrompt(result.GetValue(prompt)!)); // a token outside the vocabulary: no grammar helps
+            CheckLength(checkpoint.Config.MaxPositionEmbeddings, promptIds.Length, sampling);
             if (sampling.Grammar is { } smiles)
             {
                 try

@@ -14,13 +14,13 @@ internal static class TextSamples
     /// Writes the samples one per line (line breaks inside a sample become spaces), or as FASTA records when
     /// <paramref name="target"/> ends in .fasta / .fa (white space removed: ProtGPT2 breaks its sequences every 60 residues).
     /// </summary>
-    /// <param name="checkLength">Refuses a sample length the checkpoint's positions cannot hold.</param>
+    /// <param name="checkLength">Refuses a sample length the checkpoint's positions cannot hold after the prompt's tokens (its begin token included).</param>
     public static int Run(TextWriter output, string directory, ComputeOptions compute, int n, SamplingOptions sampling, ulong seed, int batch, string prompt, string target,
-        Action<long> checkLength)
+        Action<long, int, SamplingOptions> checkLength)
     {
         using var checkpoint = Gpt2Checkpoint.Load(directory, compute.Device, compute.DType);
-        checkLength(checkpoint.Config.MaxPositions);
         var generator = new TextGenerator(checkpoint);
+        checkLength(checkpoint.Config.MaxPositions, generator.PromptTokens(prompt), sampling);
         var clock = Stopwatch.StartNew();
         var samples = ProgressDisplay.Run("samples", n, progress => generator.Generate(n, sampling, seed, batch, progress, prompt));
         double seconds = clock.Elapsed.TotalSeconds;

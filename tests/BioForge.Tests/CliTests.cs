@@ -212,7 +212,12 @@ public sealed class CliTests
         AssertFails(Run("generate", "--model", model, "--n", "2", "--temperature", "1e308", "--out", generated), "--temperature must be 0 to 100", generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--temperature", "-0.5", "--out", generated), "--temperature must be 0 to 100", generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--max-length", "100000", "--out", generated),
-            "--max-length 100000: the model takes 256 positions, so at most 255 tokens after its begin token", generated);
+            "--max-length 100000: the model takes 256 positions, 1 of them for its begin token, so at most 255 tokens follow", generated);
+        // The prompt takes positions too (the samples were cut short of a minimum they could never reach).
+        AssertFails(Run("generate", "--model", model, "--n", "2", "--prompt", "CCO", "--max-length", "255", "--out", generated),
+            "--max-length 255: the model takes 256 positions, 4 of them for its begin token and the prompt, so at most 252 tokens follow", generated);
+        AssertFails(Run("generate", "--model", model, "--n", "2", "--prompt", "CCO", "--max-length", "252", "--min-length", "253", "--out", generated),
+            "--min-length 253", generated);
         // Valid-only keeps molecules that ended: when the length limit cut them, the message says so, not "not trained well enough".
         AssertFails(Run("generate", "--model", model, "--n", "2", "--valid-only", "--max-length", "1", "--out", generated),
             "only 0 of 2 requested molecules were valid after 200 samples; 200 were cut at the length limit (1 tokens): raise --max-length", generated);
@@ -221,6 +226,9 @@ public sealed class CliTests
         Assert.Equal(0, cut.Code);
         Assert.Contains("; 3 cut at --max-length 1 (unfinished)", cut.Out);
         File.Delete(generated);
+        // At temperature 0 every sample is the same sequence: one invalid one ends the draw (it decoded it 500 times).
+        AssertFails(Run("generate", "--model", model, "--n", "5", "--temperature", "0", "--valid-only", "--prompt", "c1cccc1", "--grammar", "none", "--out", generated),
+            "only 0 of 5 requested molecules were valid after 5 samples", generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--min-length", "-1", "--out", generated), "--min-length must be 0 or more (got -1)", generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--top-k", "-2", "--out", generated), "--top-k must be −1 or 0 (all tokens) or positive (got -2)", generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--min-length", "20", "--max-length", "10", "--out", generated), "--min-length 20 is more than the 10 tokens a sample may have (--max-length 10)", generated);

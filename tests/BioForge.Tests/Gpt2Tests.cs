@@ -265,7 +265,7 @@ public sealed class Gpt2Tests
         // The default length (128) is cut to this checkpoint's 64 positions; a length asked for beyond them is refused.
         Assert.Equal(0, Run("generate", "--model", Fixture, "--n", "1", "--out", Path.Combine(dir, "default.txt")).Code);
         var tooLong = Run("generate", "--model", Fixture, "--n", "1", "--max-length", "64", "--out", Path.Combine(dir, "long.txt"));
-        Assert.Contains("--max-length 64: the model takes 64 positions, so at most 63 tokens after its begin token", tooLong.Err, StringComparison.Ordinal);
+        Assert.Contains("--max-length 64: the model takes 64 positions, 1 of them for its begin token, so at most 63 tokens follow", tooLong.Err, StringComparison.Ordinal);
         var refused = Run("generate", "--model", Fixture, "--n", "1", "--valid-only", "--out", Path.Combine(dir, "x.smi"));
         Assert.Equal(2, refused.Code);
         Assert.Contains("--valid-only applies to SMILES models", refused.Err, StringComparison.Ordinal);

@@ -53,7 +53,7 @@ public sealed class SmilesGenerator
     /// <see cref="SequenceSampler"/>, so the result depends on the seed and options only, not on the batch size, and
     /// equals what the server's <c>/v1/completions</c> answers for the same seed. With <paramref name="validOnly"/>, the
     /// first <paramref name="count"/> valid molecules that ended (not cut at the length limit) in sequence order (at
-    /// most <see cref="ValidOnlyAttempts"/> × count samples). <paramref name="prompt"/> is a SMILES start every molecule continues.
+    /// most <see cref="ValidOnlyAttempts"/> × count samples; count at temperature 0, whose samples are all the same). <paramref name="prompt"/> is a SMILES start every molecule continues.
     /// </summary>
     public IReadOnlyList<GeneratedMolecule> Generate(int count, SamplingOptions options, ulong seed, int batchSize, bool validOnly,
         IProgress<int>? progress = null, string prompt = "", CancellationToken cancellation = default)
@@ -61,7 +61,9 @@ public sealed class SmilesGenerator
         if (validOnly && !checkMolecules) throw new ArgumentException("valid-only sampling needs a generator that checks molecules", nameof(validOnly));
         var promptIds = EncodePrompt(prompt);
         if (count < 1) throw new BioForgeException($"--n must be positive (got {count})");
-        long limit = validOnly ? (long)count * ValidOnlyAttempts : count;
+        // At temperature 0 every sample is the one most probable sequence: a second attempt repeats the first.
+        bool greedy = options.Temperature == 0;
+        long limit = validOnly ? (long)count * (greedy ? 1 : ValidOnlyAttempts) : count;
         // Slots for the sequences in flight at most: all of them, or for valid-only what the look-ahead below lets out.
         using var scheduler = TextSampling.Scheduler(DecoderNetwork.Of(model.Model), promptIds, model.Config.MaxPositionEmbeddings,
             (int)Math.Min(Math.Min(limit, 2L * count + 16), int.MaxValue), options, batchSize);
@@ -87,6 +89,7 @@ public sealed class SmilesGenerator
                     + (result.Count == 0 && prompt.Length > 0 ? $"; the prompt '{prompt}' may start no valid molecule (a ring it closes cannot be aromatic, say)"
                             + (2 * cut > next ? $", or {cut} cut at the length limit ({options.MaxNewTokens} tokens) ask for a larger --max-length" : "")
                         : 2 * cut > next ? $"; {cut} were cut at the length limit ({options.MaxNewTokens} tokens): raise --max-length"
+                        : greedy ? "; at temperature 0 every sample is the same most probable sequence, and it is not a valid molecule: sample with a temperature above 0"
                         : "; the model is not trained well enough for --valid-only"));
             scheduler.Step();
             for (; scanned < samples.Count && samples[scanned] is { } sample && result.Count < count; scanned++)

@@ -11,6 +11,9 @@ public sealed record GeneratedText(string Text, bool Finished, double LogLikelih
 /// </summary>
 public sealed class TextGenerator(Gpt2Checkpoint model)
 {
+    /// <summary>The positions <paramref name="prompt"/> takes, its begin token included.</summary>
+    public int PromptTokens(string prompt) => model.EncodePrompt(prompt).Length;
+
     /// <summary>
     /// <paramref name="count"/> samples continuing <paramref name="prompt"/>, <paramref name="batchSize"/> decoded at once.
     /// Sample i is sequence (seed, i) of <see cref="SequenceSampler"/>, so the result depends on the seed and options only,

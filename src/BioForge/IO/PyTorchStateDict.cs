@@ -72,7 +72,9 @@ internal sealed class PyTorchStateDict : IDisposable
         catch (Exception e) when (e is not BioForgeException)
         {
             // A legacy (pre-1.6, non-zip) file, a whole pickled model or a damaged file: one message naming it.
-            throw new BioForgeException($"{path}: not a PyTorch state_dict that can be read ({e.GetType().Name}: {e.Message}); save it with torch.save(model.state_dict()) or as safetensors");
+            // LibTorch's messages carry its C++ stack after the first line ("Exception raised from …, frame #0: …").
+            string reason = e.Message.Split('\n', 2)[0].Trim();
+            throw new BioForgeException($"{path}: not a PyTorch state_dict that can be read ({e.GetType().Name}: {reason}); save it with torch.save(model.state_dict()) or as safetensors");
         }
         var entries = table.Cast<DictionaryEntry>().ToList();
         string? error = null;

@@ -109,7 +109,9 @@ public static class TokenStore
                 if (starts[i] != expected || lengths[i] < 0) throw new BioForgeException($"{idx}: document {i} is not contiguous with the one before it");
                 expected += lengths[i];
             }
-            if (expected != binTokens || binBytes % BytesPerToken != 0)
+            if (binBytes % BytesPerToken != 0)
+                throw new BioForgeException($"{binPath}: {binBytes:N0} bytes is not a whole number of {BytesPerToken}-byte tokens (a torn or foreign file)");
+            if (expected != binTokens)
                 throw new BioForgeException($"{binPath}: holds {binTokens} tokens but the index describes {expected}");
             TotalTokens = expected;
             if (expected > 0)

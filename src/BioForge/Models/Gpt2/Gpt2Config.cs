@@ -64,7 +64,7 @@ public sealed record Gpt2Config
             ("n_head", config.NumHeads), ("n_positions (or n_ctx)", config.MaxPositions));
         if (config.HiddenSize % config.NumHeads != 0)
             throw new BioForgeException($"{path}: n_embd {config.HiddenSize} is not divisible by n_head {config.NumHeads}");
-        if (config.LayerNormEpsilon <= 0) throw new BioForgeException($"{path}: layer_norm_epsilon must be positive (got {config.LayerNormEpsilon})");
+        if (!(config.LayerNormEpsilon > 0) || !double.IsFinite(config.LayerNormEpsilon)) throw new BioForgeException($"{path}: layer_norm_epsilon must be a positive finite number (got {config.LayerNormEpsilon.ToString(System.Globalization.CultureInfo.InvariantCulture)})");
         foreach (var (key, id) in new[] { ("bos_token_id", config.BosTokenId), ("eos_token_id", config.EosTokenId) })
             if (id < 0 || id >= config.VocabSize) throw new BioForgeException($"{path}: {key} {id} is outside the vocabulary of {config.VocabSize}");
         ModelShape.CheckSize(path, "n_layer", config.NumLayers, ModelShape.MaxLayers);

@@ -40,6 +40,10 @@ public sealed record LlamaConfig
         if (act != "silu") throw new BioForgeException($"{path}: hidden_act '{act}' is not supported (Llama uses 'silu')");
         if (ConfigJson.Value<bool>(json, "attention_bias", path) == true || ConfigJson.Value<bool>(json, "mlp_bias", path) == true)
             throw new BioForgeException($"{path}: biased Llama projections are not supported");
+        // A scaling written as anything but an object ("linear", a YAML override's text) would be passed over as no scaling.
+        foreach (string key in new[] { "rope_parameters", "rope_scaling" })
+            if (json[key] is { } value && value is not JsonObject)
+                throw new BioForgeException($"{path}: {key} must be an object such as {{\"rope_type\": \"default\"}} (got {value.ToJsonString()})");
         var rope = json["rope_parameters"] as JsonObject ?? json["rope_scaling"] as JsonObject;
         // Either object may carry the scaling (rope_scaling is the older name; "type" the key before transformers 4.43).
         foreach (var scaling in new[] { json["rope_parameters"], json["rope_scaling"] }.OfType<JsonObject>())
