@@ -21,6 +21,8 @@ public sealed class SmilesGrammarTests
         "c1ccccc1:c1ccccc1", "c1ccc2[nH]ccc2c1",
         // A branch on a ring's closing atom where it has room: the nitrogen's lone pair may stand for the ring's double bond.
         "c1cnc(C)n1(C)", "c1ccccc1(C)", "CCc1nc(CN)on1",
+        // A ring label after a closed branch is the branch point's (RDKit reads it; OpenSMILES writes it before the branch).
+        "C(C)1CC1", "C(C)=1CC1", "CC(O)1CCCC1",
     ];
 
     /// <summary>Walks a SMILES through the grammar: every token must be allowed where it stands, and the end after it.</summary>
@@ -69,7 +71,7 @@ public sealed class SmilesGrammarTests
     [InlineData("C[NH3+]", "(")] // no room for a branch
     [InlineData("C=", "(")] // a bond needs an atom
     [InlineData("C(", ")")] // an empty branch
-    [InlineData("C(C)", "1")] // ring labels follow an atom, not a branch
+    [InlineData("C1(F)(F)CCC#", "1")] // a triple bond at the closure would give the opening carbon six bonds
     [InlineData("", "(")] // nothing to branch from
     [InlineData("C1CC", "F")] // F would take the last bond while ring 1 is open: a dead end
     [InlineData("c1cccc2ccccc12", "C")] // a fourth neighbour on an aromatic carbon (naphthalene's fusion atom)
@@ -102,6 +104,9 @@ public sealed class SmilesGrammarTests
     [InlineData("C(c", ")")] // an aromatic atom sealed outside any ring
     [InlineData("Cc1cc(=O)c(C)", "o")] // the carbon after the carbonyl has no partner left: the ring oxygen takes none
     [InlineData("c1c2ccccc2cc1", "-")] // nine ring carbons: only an exocyclic double bond (=O) could pair the last one
+    [InlineData("c1ccccc1[nH]C", "<eos>")] // an aromatic atom on no ring (RDKit: "non-ring atom marked aromatic")
+    [InlineData("c1cccc1c1cccc1", "<eos>")] // two odd rings joined by a bond on no ring, which RDKit makes single: neither pairs
+    [InlineData("n1cccc1-c1cccn1", "<eos>")] // …the same written with the bond
     public void UnkekulizableContinuationsAreRefused(string prefix, string next)
         => AssertRefused(prefix, next);
 

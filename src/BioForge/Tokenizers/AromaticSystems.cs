@@ -176,6 +176,27 @@ internal sealed class AromaticSystems
         return Pair(needed, 0, partner, pairedWith, ref budget);
     }
 
+    /// <summary>
+    /// <see cref="CanKekulize"/> of a finished molecule (every atom sealed), its aromatic bonds on no ring (given as pairs,
+    /// lower atom first) read as single, as RDKit reads them.
+    /// </summary>
+    public bool CanKekulizeFinished(IReadOnlySet<(int, int)> notOnRing)
+    {
+        var single = notOnRing.Where(bond => aromaticNeighbours[bond.Item1].Contains(bond.Item2)).ToList();
+        foreach (var (a, b) in single)
+        {
+            ChangeBond(a, b, BondSymbol.Aromatic, -1);
+            ChangeBond(a, b, BondSymbol.Single, +1);
+        }
+        bool ok = CanKekulize(_ => false);
+        foreach (var (a, b) in single)
+        {
+            ChangeBond(a, b, BondSymbol.Single, -1);
+            ChangeBond(a, b, BondSymbol.Aromatic, +1);
+        }
+        return ok;
+    }
+
     /// <summary>Whether a flexible aromatic atom, once it has the ring bonds it lacks (aromatic or single), could still need a double bond.</summary>
     private bool CouldStillNeed(int atom, int missing)
     {

@@ -4,7 +4,8 @@ namespace BioForge.Tokenizers;
 
 /// <summary>
 /// SMILES syntax as a token grammar for constrained decoding: branches are opened only after an atom and closed before
-/// the end, ring-closure labels follow an atom (optionally with a bond) and are all closed before the end, a ring
+/// the end, ring-closure labels follow an atom or a closed branch (optionally with a bond; a bond written at the closure
+/// must fit both atoms' valence) and are all closed before the end, a ring
 /// bond never joins an atom to itself or to a neighbour it is already bonded to, a bond is followed by an atom or a
 /// ring label, the end token comes only when the string is complete, and no atom takes more bonds than its largest
 /// valence allows (RDKit's, for the element isoelectronic with a charged atom, less its explicit hydrogens; aromatic
@@ -13,7 +14,8 @@ namespace BioForge.Tokenizers;
 /// the last bond while a ring waits to be closed and no other atom could close it). Aromatic rings must stay
 /// kekulizable: a token after which some aromatic atom could never get the double bond RDKit would give it is refused
 /// (<see cref="AromaticSystems"/>; checked on every molecule of ZINC250k's training split and MOSES's test set, none
-/// refused). What it cannot see — a ring that can only fail once it closes later, chirality — is left to the model.
+/// refused); the end comes only when every aromatic atom is on a ring and the rings kekulize with the bonds on no ring
+/// single, as RDKit reads them. What it cannot see — a ring that can only fail once it closes later, chirality — is left to the model.
 /// Every valid SMILES of the vocabulary's tokens passes, so a sequence keeps its likelihood up to renormalisation: the
 /// grammar only removes the probability of strings that could never be valid molecules.
 /// </summary>
@@ -225,7 +227,9 @@ public sealed class SmilesGrammar : ITokenGrammar
             // Right after '(' (and its bond) the current atom is the branch point on top of the stack: the branch's first bond
             // uses its room.
             bool currentIsBranchPoint = last == Kind.OpenBranch || (last == Kind.Bond && beforeBond == Kind.OpenBranch);
-            bool bondAfterAtom = last == Kind.Bond && beforeBond is Kind.Atom or Kind.RingLabel;
+            // RDKit reads a ring label after a closed branch (C(C)1CC1) as the branch point's, as it reads one after the atom.
+            bool labelMayFollow = afterAtom || last == Kind.CloseBranch;
+            bool bondAfterAtom = last == Kind.Bond && beforeBond is Kind.Atom or Kind.RingLabel or Kind.CloseBranch;
             bool roomBelow = RoomOnStack(skipTop: currentIsBranchPoint);
             bool topHasRoomAfterBond = currentIsBranchPoint && Math.Min(room - order, slotsLeft - 1) >= 1;
             for (int id = 0; id < kinds.Length; id++)
@@ -238,7 +242,7 @@ public sealed class SmilesGrammar : ITokenGrammar
                         ? slotsLeft >= 1 && room >= order && value >= order
                             && Completable(openRings.Count, Math.Min(value - order, newSlots - 1) >= 1 || roomBelow || topHasRoomAfterBond)
                         : Completable(openRings.Count, value >= 1 || roomBelow),
-                    Kind.RingLabel => (afterAtom || bondAfterAtom) && CanUseLabel(value, order, room, slotsLeft, roomBelow),
+                    Kind.RingLabel => (labelMayFollow || bondAfterAtom) && CanUseLabel(value, order, room, slotsLeft, roomBelow),
                     Kind.OpenBranch => complete && Math.Min(room, slotsLeft) >= 1,
                     Kind.CloseBranch => complete && branches.Count > 0 && Completable(openRings.Count, Room(branches.Peek()) >= 1 || RoomOnStack(skipTop: true)),
                     Kind.Bond => (complete || last == Kind.OpenBranch) && room >= value && slotsLeft >= 1,
@@ -317,10 +321,70 @@ public sealed class SmilesGrammar : ITokenGrammar
                 case Kind.Dot:
                     return aromatics.CanKekulize(atom => IsOnStackOrRingOpener(atom, -1));
                 case Kind.End:
-                    return aromatics.CanKekulize(_ => false);
+                    return CompleteMoleculeKekulizes();
                 default:
                     return true;
             }
+        }
+
+        /// <summary>
+        /// Whether the finished molecule reads as RDKit reads it: every aromatic atom on a ring (<c>c1ccccc1[nH]C</c>: "non-ring
+        /// atom marked aromatic"), and its rings kekulizable with the bonds on no ring single — RDKit makes an unwritten
+        /// bond between two aromatic atoms aromatic only in a ring, so two five-rings joined by one (<c>c1cccc1c1cccc1</c>)
+        /// cannot lend each other the double bond each lacks.
+        /// </summary>
+        private bool CompleteMoleculeKekulizes()
+        {
+            int atoms = parents.Count;
+            var neighbours = new List<int>[atoms];
+            for (int i = 0; i < atoms; i++) neighbours[i] = [];
+            for (int i = 0; i < atoms; i++)
+                if (parents[i] >= 0)
+                {
+                    neighbours[i].Add(parents[i]);
+                    neighbours[parents[i]].Add(i);
+                }
+            foreach (var (a, b) in ringBonds)
+            {
+                neighbours[a].Add(b);
+                neighbours[b].Add(a);
+            }
+            var bridges = Bridges(neighbours);
+            var onRing = new bool[atoms];
+            for (int atom = 0; atom < atoms; atom++)
+                foreach (int next in neighbours[atom])
+                    onRing[atom] |= !bridges.Contains(Pair(atom, next));
+            for (int atom = 0; atom < atoms; atom++)
+                if (aromatics.IsAromatic(atom) && !onRing[atom]) return false;
+            return aromatics.CanKekulizeFinished(bridges);
+        }
+
+        /// <summary>The bonds on no cycle (Tarjan's bridges; the bond graph has no repeated bond, <see cref="CanUseLabel"/> refuses one).</summary>
+        private static HashSet<(int, int)> Bridges(List<int>[] neighbours)
+        {
+            var order = new int[neighbours.Length];
+            var low = new int[neighbours.Length];
+            Array.Fill(order, -1);
+            var bridges = new HashSet<(int, int)>();
+            int time = 0;
+            void Visit(int atom, int from) // as deep as the molecule is long: a few hundred tokens at most
+            {
+                order[atom] = low[atom] = time++;
+                foreach (int next in neighbours[atom])
+                {
+                    if (next == from) continue;
+                    if (order[next] < 0)
+                    {
+                        Visit(next, atom);
+                        low[atom] = Math.Min(low[atom], low[next]);
+                        if (low[next] > order[atom]) bridges.Add(Pair(atom, next));
+                    }
+                    else low[atom] = Math.Min(low[atom], order[next]);
+                }
+            }
+            for (int atom = 0; atom < neighbours.Length; atom++)
+                if (order[atom] < 0) Visit(atom, -1);
+            return bridges;
         }
 
         /// <summary>One token of lookahead past an opened branch on an aromatic atom: some atom, bond or ring label must be able to follow it.</summary>
@@ -424,7 +488,8 @@ public sealed class SmilesGrammar : ITokenGrammar
             int opener = opened.Atom;
             if (opener == current || parents[current] == opener || parents[opener] == current) return false;
             int closingOrder = last == Kind.Bond ? order : opened.Order;
-            return room >= closingOrder && !ringBonds.Contains(Pair(opener, current))
+            // A bond written at the closure (C1CCC#1) raises the order the opening atom gave: it needs the difference free.
+            return room >= closingOrder && free[opener] >= closingOrder - opened.Order && !ringBonds.Contains(Pair(opener, current))
                 && Completable(openRings.Count - 1, Math.Min(room - closingOrder, slotsLeft - 1) >= 1 || roomBelow);
         }
 
