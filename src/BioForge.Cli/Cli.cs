@@ -201,7 +201,7 @@ public static class Cli
             for (int i = 0; i < parts.Length && linked < 0; i++)
             {
                 current = Path.Combine(current, parts[i]);
-                if (new FileInfo(current).LinkTarget is { } target)
+                if (LinkTarget(current) is { } target)
                 {
                     // A target may itself pass through links: the walk starts again from the root.
                     full = Path.GetFullPath(Path.Combine([Path.GetFullPath(target, Path.GetDirectoryName(current)!), .. parts[(i + 1)..]]));
@@ -211,6 +211,19 @@ public static class Cli
             if (linked < 0) return full;
         }
         return full;
+    }
+
+    /// <summary>Where a symbolic link points, or null for anything else (a part that cannot be read is compared as written).</summary>
+    private static string? LinkTarget(string path)
+    {
+        try
+        {
+            return new FileInfo(path).LinkTarget;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
     }
 
     /// <summary>A folder given for a file input is named as one (each reader said "file not found" of a folder that exists), and an empty path too.</summary>

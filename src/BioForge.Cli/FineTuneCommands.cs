@@ -166,7 +166,7 @@ internal static class FineTuneCommands
             int index = LabelledData.Column(path, header, column, "the run's sequence column"); // as training found it
             foreach (var (line, fields) in rows)
             {
-                if (fields.Count != header.Count) throw new BioForgeException($"{path}:{line}: {fields.Count} fields, the header has {header.Count}");
+                if (fields.Count > header.Count || fields.Count <= index) throw new BioForgeException($"{path}:{line}: {fields.Count} fields, the header has {header.Count}");
                 ids.Add($"line {line}");
                 sequences.Add(fields[index].Trim());
             }

@@ -165,6 +165,7 @@ public sealed class ChemCliTests
         var ambiguous = Run("chem", "metrics", "--gen", table, "--out", output);
         Assert.Equal(2, ambiguous.Code);
         Assert.Contains("no column is named smiles and 2 hold the word (raw_smiles, canonical_smiles); name one with --smiles-column", ambiguous.Err);
+        Assert.Contains("or rename the others", ambiguous.Err); // embed, quickstart and bench similarity read tables without the option
         Assert.Equal(0, Run("chem", "metrics", "--gen", table, "--train", gen, "--smiles-column", "canonical_smiles", "--out", output).Code);
         using (var picked = System.Text.Json.JsonDocument.Parse(File.ReadAllText(output)))
             Assert.Equal(1, picked.RootElement.GetProperty("valid").GetDouble());

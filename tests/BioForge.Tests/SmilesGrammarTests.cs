@@ -23,6 +23,8 @@ public sealed class SmilesGrammarTests
         "c1cnc(C)n1(C)", "c1ccccc1(C)", "CCc1nc(CN)on1",
         // A ring label after a closed branch is the branch point's (RDKit reads it; OpenSMILES writes it before the branch).
         "C(C)1CC1", "C(C)=1CC1", "CC(O)1CCCC1",
+        // A ring bond written at both ends has the opening's order (RDKit: C-1CCCCC=1 is cyclohexane).
+        "C-1(C)(C)CCCC=1",
     ];
 
     /// <summary>Walks a SMILES through the grammar: every token must be allowed where it stands, and the end after it.</summary>
@@ -104,11 +106,38 @@ public sealed class SmilesGrammarTests
     [InlineData("C(c", ")")] // an aromatic atom sealed outside any ring
     [InlineData("Cc1cc(=O)c(C)", "o")] // the carbon after the carbonyl has no partner left: the ring oxygen takes none
     [InlineData("c1c2ccccc2cc1", "-")] // nine ring carbons: only an exocyclic double bond (=O) could pair the last one
-    [InlineData("c1ccccc1[nH]C", "<eos>")] // an aromatic atom on no ring (RDKit: "non-ring atom marked aromatic")
-    [InlineData("c1cccc1c1cccc1", "<eos>")] // two odd rings joined by a bond on no ring, which RDKit makes single: neither pairs
-    [InlineData("n1cccc1-c1cccn1", "<eos>")] // …the same written with the bond
+    [InlineData("C=1CCCC(C)(C)-", "1")] // the opening's '=' is the ring bond's order: a fifth bond on the closing carbon
     public void UnkekulizableContinuationsAreRefused(string prefix, string next)
         => AssertRefused(prefix, next);
+
+    /// <summary>
+    /// Molecules every token of which the grammar allows, but RDKit cannot read once they end: an aromatic atom on no ring
+    /// ("non-ring atom marked aromatic"), and two odd rings joined by a bond on no ring, which RDKit makes single, so
+    /// neither ring can lend the other the double bond it lacks. The end is refused; before the check it was allowed.
+    /// </summary>
+    [Theory]
+    [InlineData("c1ccccc1[nH]C")]
+    [InlineData("c1cccc1c1cccc1")]
+    [InlineData("c1ccc[nH]1")] // a control: pyrrole ends
+    public void TheEndIsRefusedWhereRdkitCannotReadTheMolecule(string smiles)
+    {
+        var vocabulary = SmilesVocabulary.Build([.. Tricky, smiles]);
+        var grammar = new SmilesGrammar(vocabulary);
+        var state = grammar.Start();
+        var allowed = new bool[vocabulary.Count];
+        var completing = new bool[vocabulary.Count];
+        var ids = vocabulary.Encode(smiles);
+        foreach (int id in ids[1..^1])
+        {
+            state.Next(allowed, completing);
+            Assert.True(allowed[id], $"{smiles}: '{vocabulary.Tokens[id]}' refused before the end");
+            state.Advance(id);
+        }
+        state.Next(allowed, completing);
+        bool readable = Molecule.TryFromSmiles(smiles, out var molecule, out _);
+        molecule?.Dispose();
+        Assert.Equal(readable, allowed[SmilesVocabulary.EosId]);
+    }
 
     /// <summary>
     /// A branch commits an atom to one more neighbour: on the oxadiazole's closing nitrogen, whose last valence its ring

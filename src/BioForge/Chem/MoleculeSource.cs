@@ -131,7 +131,7 @@ public static class MoleculeSource
             // One column that says SMILES (canonical_smiles) is it; of two (raw_smiles, canonical_smiles) the first was taken without a word.
             var named = columns.Where(c => c.Contains("smiles", StringComparison.OrdinalIgnoreCase)).ToList();
             if (named.Count > 1)
-                throw new BioForgeException($"{path}: no column is named smiles and {named.Count} hold the word ({string.Join(", ", named.Select(c => c.Trim()))}); name one with --smiles-column");
+                throw new BioForgeException($"{path}: no column is named smiles and {named.Count} hold the word ({string.Join(", ", named.Select(c => c.Trim()))}); name one with --smiles-column where the command takes it, or rename the others");
             index = named.Count == 1 ? columns.IndexOf(named[0]) : -1;
         }
         if (index < 0 && smilesColumn is null && columns.Count == 1)

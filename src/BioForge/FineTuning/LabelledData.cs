@@ -35,8 +35,9 @@ public static class LabelledData
         var result = new List<LabelledRow>();
         foreach (var (line, fields) in rows)
         {
-            // More fields than the header is an unquoted separator in a field: the columns after it are shifted.
-            if (fields.Count != header.Count)
+            // More fields than the header is an unquoted separator in a field: the columns after it are shifted. Fewer is
+            // a row whose trailing columns were left empty (as pandas reads it), fine while it holds the two read here.
+            if (fields.Count > header.Count || fields.Count <= Math.Max(sequenceIndex, labelIndex))
                 throw new BioForgeException($"{path}:{line}: {fields.Count} fields, the header has {header.Count}");
             string sequence = fields[sequenceIndex].Trim(), label = fields[labelIndex].Trim();
             if (sequence.Length == 0) throw new BioForgeException($"{path}:{line}: empty {sequenceColumn}");

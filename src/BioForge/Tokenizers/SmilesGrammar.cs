@@ -15,7 +15,8 @@ namespace BioForge.Tokenizers;
 /// kekulizable: a token after which some aromatic atom could never get the double bond RDKit would give it is refused
 /// (<see cref="AromaticSystems"/>; checked on every molecule of ZINC250k's training split and MOSES's test set, none
 /// refused); the end comes only when every aromatic atom is on a ring and the rings kekulize with the bonds on no ring
-/// single, as RDKit reads them. What it cannot see — a ring that can only fail once it closes later, chirality — is left to the model.
+/// single, as RDKit reads them (checked at the end only: a prefix that has sealed an aromatic atom off every ring runs on
+/// to the length limit). What it cannot see — a ring that can only fail once it closes later, chirality — is left to the model.
 /// Every valid SMILES of the vocabulary's tokens passes, so a sequence keeps its likelihood up to renormalisation: the
 /// grammar only removes the probability of strings that could never be valid molecules.
 /// </summary>
@@ -302,7 +303,7 @@ public sealed class SmilesGrammar : ITokenGrammar
                         aromatics.AddBond(opened.Atom, current, symbol);
                         int at = current;
                         // The closing atom stays current, but once the ring bond takes its last room it can get no double bond elsewhere.
-                        int closingOrder = last == Kind.Bond ? pendingOrder : opened.Order;
+                        int closingOrder = ClosingOrder(opened);
                         bool atHasRoom = Math.Min(free[at] - closingOrder, slots[at] - 1) >= 1;
                         bool ok = aromatics.CanKekulize(atom => (atom == at && atHasRoom) || IsOnStackOrRingOpener(atom, value));
                         aromatics.RemoveBond(opened.Atom, current, symbol);
@@ -451,9 +452,16 @@ public sealed class SmilesGrammar : ITokenGrammar
             return false;
         }
 
-        /// <summary>A ring bond's symbol: written at the closure, at the opening, or neither.</summary>
+        /// <summary>
+        /// A ring bond's symbol: written at the opening, else at the closure, else neither. Written at both ends, RDKit
+        /// keeps the opening's (<c>C-1CCCCC=1</c> is cyclohexane).
+        /// </summary>
         private AromaticSystems.BondSymbol ClosingSymbol(AromaticSystems.BondSymbol atOpening) =>
-            last == Kind.Bond ? pendingSymbol : atOpening;
+            last == Kind.Bond && atOpening == AromaticSystems.BondSymbol.Implicit ? pendingSymbol : atOpening;
+
+        /// <summary>The order of the ring bond a label closes, by the rule of <see cref="ClosingSymbol"/>.</summary>
+        private int ClosingOrder((int Atom, int Order, AromaticSystems.BondSymbol Symbol) opened) =>
+            last == Kind.Bond && opened.Symbol == AromaticSystems.BondSymbol.Implicit ? pendingOrder : opened.Order;
 
         /// <summary>
         /// Whether open rings can still be closed: an atom with room left can always be continued by new carbons that
@@ -487,7 +495,7 @@ public sealed class SmilesGrammar : ITokenGrammar
             if (!openRings.TryGetValue(label, out var opened)) return room >= order && (Math.Min(room - order, slotsLeft - 1) >= 1 || roomBelow);
             int opener = opened.Atom;
             if (opener == current || parents[current] == opener || parents[opener] == current) return false;
-            int closingOrder = last == Kind.Bond ? order : opened.Order;
+            int closingOrder = ClosingOrder(opened);
             // A bond written at the closure (C1CCC#1) raises the order the opening atom gave: it needs the difference free.
             return room >= closingOrder && free[opener] >= closingOrder - opened.Order && !ringBonds.Contains(Pair(opener, current))
                 && Completable(openRings.Count - 1, Math.Min(room - closingOrder, slotsLeft - 1) >= 1 || roomBelow);
@@ -522,7 +530,7 @@ public sealed class SmilesGrammar : ITokenGrammar
                 case Kind.RingLabel when current >= 0:
                     if (openRings.Remove(value, out var opened))
                     {
-                        int closing = last == Kind.Bond ? order : opened.Order;
+                        int closing = ClosingOrder(opened);
                         free[current] -= closing;
                         slots[current]--;
                         free[opened.Atom] -= closing - opened.Order; // an explicit bond at the closure may raise the order
