@@ -103,8 +103,8 @@ public sealed class MosesMetrics : IDisposable
         return report;
     }
 
-    /// <summary>The canonical SMILES of the valid molecules: all novelty needs of a training set (MOSES's is 1.6 M molecules;
-    /// fingerprints, fragments and scaffolds of each cost six times the parse).</summary>
+    /// <summary>The canonical SMILES of the valid molecules: all novelty needs of a training set (MOSES's is 1.6 M molecules,
+    /// whose fingerprints, fragments and scaffolds <see cref="Parse"/> would compute and throw away).</summary>
     private static HashSet<string> Canonical(IReadOnlyList<string> smiles, ParallelOptions options)
     {
         var result = new string?[smiles.Count];
