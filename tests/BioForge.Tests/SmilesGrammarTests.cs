@@ -111,12 +111,41 @@ public sealed class SmilesGrammarTests
         => AssertRefused(prefix, next);
 
     /// <summary>
-    /// Molecules every token of which the grammar allows, but RDKit cannot read once they end: an aromatic atom on no ring
-    /// ("non-ring atom marked aromatic"), and two odd rings joined by a bond on no ring, which RDKit makes single, so
-    /// neither ring can lend the other the double bond it lacks. The end is refused; before the check it was allowed.
+    /// RDKit refuses an aromatic atom on no ring ("non-ring atom marked aromatic"). The token after which one could never
+    /// be on a ring is refused, where the end was refused before and samples ran on to the length limit: every bond to
+    /// come must reach the current atom, a branch point with room, or an atom with a ring label open.
     /// </summary>
     [Theory]
-    [InlineData("c1ccccc1[nH]C")]
+    [InlineData("c1ccccc1", "[nH]")] // room for one more bond, and nothing left open to close a ring through it
+    [InlineData("C[N+](=O)", "o")] // the same for a ring oxygen after a nitro group's nitrogen
+    [InlineData("Cc(C", ")")] // the branch's carbon is sealed; the aromatic carbon is left room for one bond
+    [InlineData("Cc", "C")] // the aromatic carbon is sealed between two chain atoms
+    public void AnAromaticAtomThatCouldNeverBeOnARingIsRefused(string prefix, string next)
+        => AssertRefused(prefix, next);
+
+    /// <summary>Prefixes whose aromatic atom can still be on a ring keep the tokens that lead there.</summary>
+    [Theory]
+    [InlineData("Cc", "1")] // a ring label opened on it
+    [InlineData("Cc1ccc(C", ")")] // the branch point stays open to the ring
+    [InlineData("c1ccc2c(c1)", "[nH]")] // ring 2 is open through the fused carbon
+    [InlineData("c1cc(-c2ccccc2)", "c")] // the branch's ring is closed, and ring 1 is open
+    public void AnAromaticAtomThatCanStillBeOnARingIsAllowed(string prefix, string next)
+    {
+        var vocabulary = SmilesVocabulary.Build([.. Tricky, prefix + next]);
+        var grammar = new SmilesGrammar(vocabulary);
+        var state = grammar.Start();
+        foreach (int id in vocabulary.Encode(prefix)[1..^1]) state.Advance(id);
+        var allowed = new bool[vocabulary.Count];
+        state.Next(allowed, new bool[vocabulary.Count]);
+        Assert.True(allowed[vocabulary.Encode(next)[1]], $"'{prefix}' then '{next}' was refused");
+    }
+
+    /// <summary>
+    /// Molecules every token of which the grammar allows, but RDKit cannot read once they end: two odd rings joined by a
+    /// bond on no ring, which RDKit makes single, so neither ring can lend the other the double bond it lacks. The end is
+    /// refused; before the check it was allowed.
+    /// </summary>
+    [Theory]
     [InlineData("c1cccc1c1cccc1")]
     [InlineData("c1ccc[nH]1")] // a control: pyrrole ends
     public void TheEndIsRefusedWhereRdkitCannotReadTheMolecule(string smiles)
@@ -163,6 +192,40 @@ public sealed class SmilesGrammarTests
         Assert.False(BranchAllowed("CCc1noc(CN)n1"));
         Assert.True(BranchAllowed("c1cnc(C)n1", mayEnd: false)); // its nitrogen needs a hydrogen or a substituent
         Assert.True(BranchAllowed("c1ccccc1"));
+    }
+
+    /// <summary>
+    /// The tokens after which only ')' and the end may follow, which a minimum length holds back with the end: an atom or
+    /// a branch's close that leaves no atom room for a bond, and a ring closure that leaves its aromatic ring none to give.
+    /// </summary>
+    [Theory]
+    [InlineData("CC", "F", true)]
+    [InlineData("CC", "C", false)]
+    [InlineData("CC(F)(F)(F", ")", true)] // the branch point has no room left
+    [InlineData("CC(F)(F", ")", false)]
+    [InlineData("CC(", "F", false)] // the branch point keeps room for one more
+    [InlineData("C1CC", "1", false)]
+    [InlineData("C1CC(F)(F)C(F)", "1", false)] // the closing carbon keeps room for a fluorine
+    [InlineData("C1CC(F)(F)C(F)(F)", "1", true)]
+    [InlineData("CCn1ccc(C)n", "1", true)] // the pyrazole's second nitrogen needs its last valence for the ring
+    [InlineData("CCc1ccccc", "1", false)] // benzene's last carbon may take a substituent
+    public void TokensAfterWhichOnlyTheEndCanComeAreMarked(string prefix, string next, bool ending)
+    {
+        // Without '.': with it a new molecule may follow any complete one, and no token is ending.
+        foreach (string dot in new[] { "", "C.C" })
+        {
+            var vocabulary = SmilesVocabulary.Build(["CC(F)(F)F", "C1CCCC1", "CCn1ccc(C)n1", "c1ccccc1", prefix + next, dot]);
+            var grammar = new SmilesGrammar(vocabulary);
+            var state = grammar.Start();
+            foreach (int id in vocabulary.Encode(prefix)[1..^1]) state.Advance(id);
+            var allowed = new bool[vocabulary.Count];
+            var marked = new bool[vocabulary.Count];
+            state.Next(allowed, new bool[vocabulary.Count]);
+            state.Ending(marked);
+            int token = vocabulary.Encode(next)[1];
+            Assert.True(allowed[token], $"'{prefix}' then '{next}' was refused");
+            Assert.Equal(ending && dot == "", marked[token]);
+        }
     }
 
     [Fact]

@@ -8,20 +8,37 @@ namespace BioForge.Generation;
 public readonly record struct TokenDraw(int Token, double LogProb, (int Token, double LogProb)[]? Top);
 
 /// <summary>
-/// A grammar's verdict on one sequence's next token (see <see cref="ITokenGrammarState.Next"/>): the tokens allowed, and
-/// the completing ones that share the end token's probability while the end is not allowed. Host arrays, refilled at
-/// every step.
+/// A grammar's verdict on one sequence's next token (see <see cref="ITokenGrammarState.Next"/>): the tokens allowed, the
+/// completing ones that share the end token's probability while the end is not allowed, and the ending ones after which
+/// only the end can come (<see cref="ITokenGrammarState.Ending"/>). Host arrays, refilled at every step.
 /// </summary>
 public sealed class TokenConstraint(int vocabulary, int end)
 {
+    private readonly bool[] ending = new bool[vocabulary];
+    private ITokenGrammarState? state;
+    private bool endingFilled;
+
     public bool[] Allowed { get; } = new bool[vocabulary];
     public bool[] Completing { get; } = new bool[vocabulary];
     public int End { get; } = end;
+
+    /// <summary>Filled when first asked for at a step: only a minimum length needs them, and they cost a lookahead.</summary>
+    public bool[] Ending
+    {
+        get
+        {
+            if (!endingFilled) state!.Ending(ending);
+            endingFilled = true;
+            return ending;
+        }
+    }
 
     public void Fill(ITokenGrammarState state)
     {
         state.Next(Allowed, Completing);
         if (!Allowed.Contains(true)) throw new InvalidOperationException("the grammar allows no next token: it has a dead end");
+        this.state = state;
+        endingFilled = false;
     }
 }
 
@@ -96,8 +113,19 @@ internal static class SequenceSampler
         {
             var held = penalised ?? logits.ToArray();
             held[end] = float.NegativeInfinity;
-            var withoutEnd = LogProbabilities(held, constraint);
-            if (withoutEnd.Any(v => !double.IsNegativeInfinity(v))) drawn = withoutEnd;
+            if (Drawable(held, constraint) is { } withoutEnd)
+            {
+                drawn = withoutEnd;
+                // A token that leaves only the end to come (a last atom with no valence left) ends the sequence at the
+                // next step: held as well while that would still be too short, unless nothing else may come.
+                if (constraint is not null && step + 1 < options.MinNewTokens)
+                {
+                    var ending = constraint.Ending;
+                    for (int t = 0; t < held.Length; t++)
+                        if (ending[t]) held[t] = float.NegativeInfinity;
+                    drawn = Drawable(held, constraint) ?? drawn;
+                }
+            }
         }
         int token = options.Temperature == 0
             ? Greedy(drawn)
@@ -110,6 +138,13 @@ internal static class SequenceSampler
             top = [.. order.Take(count).Select(i => (i, logProbs[i]))];
         }
         return new TokenDraw(token, logProbs[token], top);
+    }
+
+    /// <summary>The log-probabilities of <paramref name="logits"/>, or null when no token is left to draw.</summary>
+    private static double[]? Drawable(ReadOnlySpan<float> logits, TokenConstraint? constraint)
+    {
+        var logProbs = LogProbabilities(logits, constraint);
+        return logProbs.Any(v => !double.IsNegativeInfinity(v)) ? logProbs : null;
     }
 
     /// <summary>log p(t) of the logits, −∞ for the tokens the constraint does not allow.</summary>

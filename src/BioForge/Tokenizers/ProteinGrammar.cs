@@ -38,6 +38,9 @@ public sealed class ProteinGrammar : ITokenGrammar
             completing.Clear();
         }
 
+        // A residue never forces the end: only the length limit does.
+        public void Ending(Span<bool> ending) => ending.Clear();
+
         public void Advance(long token)
         {
             if (token == grammar.eos) return;

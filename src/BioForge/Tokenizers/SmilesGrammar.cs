@@ -14,9 +14,9 @@ namespace BioForge.Tokenizers;
 /// the last bond while a ring waits to be closed and no other atom could close it). Aromatic rings must stay
 /// kekulizable: a token after which some aromatic atom could never get the double bond RDKit would give it is refused
 /// (<see cref="AromaticSystems"/>; checked on every molecule of ZINC250k's training split and MOSES's test set, none
-/// refused); the end comes only when every aromatic atom is on a ring and the rings kekulize with the bonds on no ring
-/// single, as RDKit reads them (checked at the end only: a prefix that has sealed an aromatic atom off every ring runs on
-/// to the length limit). What it cannot see — a ring that can only fail once it closes later, chirality — is left to the model.
+/// refused); no token may leave an aromatic atom that could never be on a ring, and the end comes only when the rings
+/// kekulize with the bonds on no ring single, as RDKit reads them. What it cannot see — a ring that can only fail once it
+/// closes later, chirality — is left to the model.
 /// Every valid SMILES of the vocabulary's tokens passes, so a sequence keeps its likelihood up to renormalisation: the
 /// grammar only removes the probability of strings that could never be valid molecules.
 /// </summary>
@@ -32,6 +32,8 @@ public sealed class SmilesGrammar : ITokenGrammar
     private readonly AromaticSystems.AtomFacts[] atomFacts;
     private readonly AromaticSystems.BondSymbol[] bondSymbols;
     private readonly IReadOnlyList<string> tokens;
+    /// <summary>With '.' a new molecule may follow any complete one, so no token forces the end.</summary>
+    private readonly bool hasDot;
 
     public SmilesGrammar(SmilesVocabulary vocabulary)
     {
@@ -49,6 +51,7 @@ public sealed class SmilesGrammar : ITokenGrammar
             neighbourLimits[id] = NeighbourLimit(vocabulary.Tokens[id]);
             if (kinds[id] == Kind.Bond) bondSymbols[id] = Symbol(vocabulary.Tokens[id]);
         }
+        hasDot = kinds.Contains(Kind.Dot);
     }
 
     public string Name => "smiles";
@@ -207,11 +210,12 @@ public sealed class SmilesGrammar : ITokenGrammar
         private readonly Dictionary<int, (int Atom, int Order, AromaticSystems.BondSymbol Symbol)> openRings = []; // label → where it was opened, with what bond
         private readonly HashSet<(int, int)> ringBonds = [];
         private readonly AromaticSystems aromatics = new();
+        private readonly List<long> written = [];
 
         public void Next(Span<bool> allowed, Span<bool> completing)
         {
             Syntax(allowed, completing);
-            if (aromatics.Any) RefuseUnkekulizable(allowed, completing);
+            RefuseUnreadable(allowed, completing);
         }
 
         /// <summary>What SMILES syntax and valences allow next, kekulization aside.</summary>
@@ -261,18 +265,84 @@ public sealed class SmilesGrammar : ITokenGrammar
         }
 
         /// <summary>
-        /// Refuses the tokens after which the aromatic rings written so far could never be kekulized (see
-        /// <see cref="AromaticSystems"/>). Should every allowed token be refused — a prefix already lost — the syntax alone decides.
+        /// The atoms, ring closures and branch closures after which only ')' and the end may follow: those that leave no
+        /// ring open and no atom but the current one with room for a bond, where that one has none either or the rules
+        /// for aromatic rings refuse it another (a pyrazole's closing nitrogen, which its ring needs for the double bond).
         /// </summary>
-        private void RefuseUnkekulizable(Span<bool> allowed, Span<bool> completing)
+        public void Ending(Span<bool> ending)
+        {
+            ending.Clear();
+            if (grammar.hasDot) return;
+            var kinds = grammar.kinds;
+            var values = grammar.values;
+            bool connects = last != Kind.Dot && current >= 0;
+            int order = last == Kind.Bond ? pendingOrder : 1;
+            bool currentIsBranchPoint = last == Kind.OpenBranch || (last == Kind.Bond && beforeBond == Kind.OpenBranch);
+            bool roomBelow = RoomOnStack(skipTop: currentIsBranchPoint);
+            bool topHasRoomAfterBond = currentIsBranchPoint && Math.Min(free[current] - order, slots[current] - 1) >= 1;
+            Span<bool> allowed = stackalloc bool[kinds.Length];
+            Span<bool> completing = stackalloc bool[kinds.Length];
+            for (int id = 0; id < kinds.Length; id++)
+            {
+                int value = values[id];
+                // Whether nothing but the atom current after the token could take a bond, and how many it could take.
+                (bool onlyCurrent, int room) = kinds[id] switch
+                {
+                    Kind.Atom => (openRings.Count == 0 && !roomBelow && !topHasRoomAfterBond,
+                        connects ? Math.Min(value - order, grammar.neighbourLimits[id] - 1) : value),
+                    Kind.RingLabel when current >= 0 && openRings.Count == 1 && openRings.TryGetValue(value, out var opened) =>
+                        (!roomBelow, Math.Min(free[current] - ClosingOrder(opened), slots[current] - 1)),
+                    Kind.CloseBranch when branches.Count > 0 => (openRings.Count == 0 && !RoomOnStack(skipTop: true), Room(branches.Peek())),
+                    _ => (false, 0),
+                };
+                if (!onlyCurrent) continue;
+                if (room < 1) ending[id] = true;
+                else if (aromatics.Any || (kinds[id] == Kind.Atom && grammar.atomFacts[id].Aromatic))
+                {
+                    var after = Replay();
+                    after.Advance(id);
+                    after.Next(allowed, completing);
+                    ending[id] = true;
+                    for (int next = 0; next < kinds.Length && ending[id]; next++)
+                        ending[id] = !allowed[next] || kinds[next] is Kind.End or Kind.CloseBranch;
+                }
+            }
+        }
+
+        /// <summary>A copy of this state, made by writing the same tokens again.</summary>
+        private State Replay()
+        {
+            var copy = new State(grammar);
+            foreach (long token in written) copy.Advance(token);
+            return copy;
+        }
+
+        /// <summary>
+        /// Refuses the tokens after which the aromatic rings written so far could never be kekulized (see
+        /// <see cref="AromaticSystems"/>), or some aromatic atom could never be on a ring (<see cref="AromaticsCanJoinRings"/>).
+        /// Should every allowed token be refused — a prefix already lost — the syntax alone decides.
+        /// </summary>
+        private void RefuseUnreadable(Span<bool> allowed, Span<bool> completing)
         {
             var kinds = grammar.kinds;
             Span<bool> refused = stackalloc bool[kinds.Length];
+            var offRings = AromaticsOffRings();
+            // An atom's verdict on rings depends only on whether it is aromatic and the room it would have (none, one, more).
+            Span<sbyte> atomRings = stackalloc sbyte[6];
+            atomRings.Fill(-1);
             bool anyLeft = false;
             for (int id = 0; id < kinds.Length; id++)
             {
                 if (!allowed[id]) continue;
-                refused[id] = !KekulizableAfter(id);
+                bool onRings;
+                if (kinds[id] == Kind.Atom)
+                {
+                    int key = (grammar.atomFacts[id].Aromatic ? 3 : 0) + Math.Clamp(NewAtomRoom(id), 0, 2);
+                    if (atomRings[key] < 0) atomRings[key] = (sbyte)(AromaticsCanJoinRings(id, offRings) ? 1 : 0);
+                    onRings = atomRings[key] == 1;
+                }
+                else onRings = AromaticsCanJoinRings(id, offRings);
+                refused[id] = !onRings || (aromatics.Any && !KekulizableAfter(id));
                 anyLeft |= !refused[id];
             }
             if (!anyLeft) return;
@@ -336,63 +406,164 @@ public sealed class SmilesGrammar : ITokenGrammar
         /// </summary>
         private bool CompleteMoleculeKekulizes()
         {
-            int atoms = parents.Count;
-            var neighbours = new List<int>[atoms];
-            for (int i = 0; i < atoms; i++) neighbours[i] = [];
-            for (int i = 0; i < atoms; i++)
-                if (parents[i] >= 0)
-                {
-                    neighbours[i].Add(parents[i]);
-                    neighbours[parents[i]].Add(i);
-                }
-            foreach (var (a, b) in ringBonds)
-            {
-                neighbours[a].Add(b);
-                neighbours[b].Add(a);
-            }
-            var bridges = Bridges(neighbours);
-            var onRing = new bool[atoms];
-            for (int atom = 0; atom < atoms; atom++)
-                foreach (int next in neighbours[atom])
-                    onRing[atom] |= !bridges.Contains(Pair(atom, next));
-            for (int atom = 0; atom < atoms; atom++)
+            var (onRing, notOnRing) = Rings();
+            for (int atom = 0; atom < onRing.Length; atom++)
                 if (aromatics.IsAromatic(atom) && !onRing[atom]) return false;
-            return aromatics.CanKekulizeFinished(bridges);
+            return aromatics.CanKekulizeFinished(notOnRing);
         }
 
-        /// <summary>The bonds on no cycle (Tarjan's bridges; the bond graph has no repeated bond, <see cref="CanUseLabel"/> refuses one).</summary>
-        private static HashSet<(int, int)> Bridges(List<int>[] neighbours)
+        /// <summary>How many single bonds an atom <paramref name="token"/> written next could take after its bond to the current atom.</summary>
+        private int NewAtomRoom(int token)
         {
-            var order = new int[neighbours.Length];
-            var low = new int[neighbours.Length];
-            Array.Fill(order, -1);
-            var bridges = new HashSet<(int, int)>();
-            int time = 0;
-            void Visit(int atom, int from) // as deep as the molecule is long: a few hundred tokens at most
+            bool connects = last != Kind.Dot && current >= 0;
+            int order = last == Kind.Bond ? pendingOrder : 1;
+            return Math.Min(grammar.values[token] - (connects ? order : 0), grammar.neighbourLimits[token] - (connects ? 1 : 0));
+        }
+
+        /// <summary>Which atoms lie on a ring of the bonds written so far, and which bonds on none.</summary>
+        private (bool[] OnRing, HashSet<(int, int)> NotOnRing) Rings()
+        {
+            var bonds = Bonds();
+            var bridges = Bridges(parents.Count, bonds);
+            var onRing = new bool[parents.Count];
+            var notOnRing = new HashSet<(int, int)>();
+            for (int b = 0; b < bonds.Count; b++)
             {
-                order[atom] = low[atom] = time++;
-                foreach (int next in neighbours[atom])
+                var (x, y) = bonds[b];
+                if (bridges[b]) notOnRing.Add(Pair(x, y));
+                else onRing[x] = onRing[y] = true;
+            }
+            return (onRing, notOnRing);
+        }
+
+        /// <summary>The chain's bonds and the closed rings' (none repeated: <see cref="CanUseLabel"/> refuses a repeated bond).</summary>
+        private List<(int A, int B)> Bonds()
+        {
+            var bonds = new List<(int, int)>(parents.Count + ringBonds.Count + 8);
+            for (int atom = 0; atom < parents.Count; atom++)
+                if (parents[atom] >= 0) bonds.Add((atom, parents[atom]));
+            bonds.AddRange(ringBonds);
+            return bonds;
+        }
+
+        /// <summary>Which edges lie on no cycle (Tarjan's bridges); two parallel edges make a cycle.</summary>
+        private static bool[] Bridges(int nodes, List<(int A, int B)> edges)
+        {
+            var incident = new List<(int Next, int Edge)>[nodes];
+            for (int v = 0; v < nodes; v++) incident[v] = [];
+            for (int e = 0; e < edges.Count; e++)
+            {
+                incident[edges[e].A].Add((edges[e].B, e));
+                incident[edges[e].B].Add((edges[e].A, e));
+            }
+            var order = new int[nodes];
+            var low = new int[nodes];
+            Array.Fill(order, -1);
+            var bridges = new bool[edges.Count];
+            int time = 0;
+            void Visit(int node, int via) // as deep as the molecule is long: a few hundred tokens at most
+            {
+                order[node] = low[node] = time++;
+                foreach (var (next, edge) in incident[node])
                 {
-                    if (next == from) continue;
+                    if (edge == via) continue;
                     if (order[next] < 0)
                     {
-                        Visit(next, atom);
-                        low[atom] = Math.Min(low[atom], low[next]);
-                        if (low[next] > order[atom]) bridges.Add(Pair(atom, next));
+                        Visit(next, edge);
+                        low[node] = Math.Min(low[node], low[next]);
+                        if (low[next] > order[node]) bridges[edge] = true;
                     }
-                    else low[atom] = Math.Min(low[atom], order[next]);
+                    else low[node] = Math.Min(low[node], order[next]);
                 }
             }
-            for (int atom = 0; atom < neighbours.Length; atom++)
-                if (order[atom] < 0) Visit(atom, -1);
+            for (int v = 0; v < nodes; v++)
+                if (order[v] < 0) Visit(v, -1);
             return bridges;
+        }
+
+        /// <summary>The aromatic atoms on no ring of the bonds written so far.</summary>
+        private List<int> AromaticsOffRings()
+        {
+            var offRings = new List<int>();
+            if (!aromatics.Any) return offRings;
+            var (onRing, _) = Rings();
+            for (int atom = 0; atom < onRing.Length; atom++)
+                if (aromatics.IsAromatic(atom) && !onRing[atom]) offRings.Add(atom);
+            return offRings;
+        }
+
+        /// <summary>
+        /// Whether every aromatic atom is on a ring after <paramref name="token"/>, or could still be: RDKit refuses an
+        /// aromatic atom on no ring ("non-ring atom marked aromatic"), and a sample that sealed one off ran on to the length
+        /// limit. Bonds to come can only reach the current atom and the branch points with room, and the atoms with a ring
+        /// label open; so an aromatic atom can still join a ring only if one of its bonds lies on a cycle of the bonds so far
+        /// with each of those atoms bonded to one more node standing for every atom to come (twice where it has room for
+        /// two bonds, once per open label). That can only overestimate what the rest of the string can do.
+        /// </summary>
+        private bool AromaticsCanJoinRings(int token, List<int> offRings)
+        {
+            var kind = grammar.kinds[token];
+            bool addsAromatic = kind == Kind.Atom && grammar.atomFacts[token].Aromatic;
+            // A bond or an opened branch keeps every atom that could take a bond able to; the end has its own check.
+            if ((offRings.Count == 0 && !addsAromatic) || kind is not (Kind.Atom or Kind.RingLabel or Kind.CloseBranch or Kind.Dot)) return true;
+            int value = grammar.values[token];
+            int order = last == Kind.Bond ? pendingOrder : 1;
+            var bonds = Bonds();
+            int atoms = parents.Count;
+            var ports = new List<int>();
+            void Port(int atom, int room)
+            {
+                for (int k = 0; k < Math.Min(room, 2); k++) ports.Add(atom);
+            }
+            int closedLabel = -1;
+            switch (kind)
+            {
+                case Kind.Atom:
+                    if (last != Kind.Dot && current >= 0) bonds.Add((atoms, current));
+                    Port(atoms, NewAtomRoom(token));
+                    foreach (int atom in branches)
+                        Port(atom, atom == current ? Math.Min(free[atom] - order, slots[atom] - 1) : Room(atom));
+                    atoms++;
+                    break;
+                case Kind.RingLabel when openRings.TryGetValue(value, out var opened):
+                    closedLabel = value;
+                    bonds.Add((opened.Atom, current));
+                    int closingOrder = ClosingOrder(opened);
+                    Port(current, Math.Min(free[current] - closingOrder, slots[current] - 1));
+                    foreach (int atom in branches)
+                        Port(atom, atom == opened.Atom ? Math.Min(free[atom] - (closingOrder - opened.Order), slots[atom]) : Room(atom));
+                    break;
+                case Kind.RingLabel:
+                    ports.Add(current); // the new label's bond
+                    Port(current, Math.Min(free[current] - order, slots[current] - 1));
+                    foreach (int atom in branches) Port(atom, Room(atom));
+                    break;
+                case Kind.CloseBranch: // the branch point becomes the current atom; the branch's last atom takes no more bonds
+                    foreach (int atom in branches) Port(atom, Room(atom));
+                    break;
+            }
+            foreach (var (label, opened) in openRings)
+                if (label != closedLabel) ports.Add(opened.Atom);
+            int toCome = atoms;
+            foreach (int atom in ports) bonds.Add((atom, toCome));
+            var bridges = Bridges(atoms + 1, bonds);
+            var onRing = new bool[atoms];
+            for (int b = 0; b < bonds.Count; b++)
+                if (!bridges[b])
+                {
+                    if (bonds[b].A < atoms) onRing[bonds[b].A] = true;
+                    if (bonds[b].B < atoms) onRing[bonds[b].B] = true;
+                }
+            foreach (int atom in offRings)
+                if (!onRing[atom]) return false;
+            return !addsAromatic || onRing[atoms - 1];
         }
 
         /// <summary>One token of lookahead past an opened branch on an aromatic atom: some atom, bond or ring label must be able to follow it.</summary>
         private bool AnyKekulizableAfterOpenBranch(int open)
         {
             var saved = last;
-            Advance(open); // an open branch pushes the current atom, and changes nothing else but last
+            Apply(open); // an open branch pushes the current atom, and changes nothing else but last
             Span<bool> allowed = stackalloc bool[grammar.kinds.Length];
             Span<bool> completing = stackalloc bool[grammar.kinds.Length];
             Syntax(allowed, completing);
@@ -411,7 +582,7 @@ public sealed class SmilesGrammar : ITokenGrammar
         private bool AnyKekulizableAfterBond(int bond)
         {
             var saved = (last, beforeBond, pendingOrder, pendingSymbol);
-            Advance(bond); // a bond token changes only these four fields
+            Apply(bond); // a bond token changes only these four fields
             Span<bool> allowed = stackalloc bool[grammar.kinds.Length];
             Span<bool> completing = stackalloc bool[grammar.kinds.Length];
             Syntax(allowed, completing);
@@ -507,6 +678,13 @@ public sealed class SmilesGrammar : ITokenGrammar
         private static (int, int) Pair(int a, int b) => a < b ? (a, b) : (b, a);
 
         public void Advance(long token)
+        {
+            written.Add(token);
+            Apply(token);
+        }
+
+        /// <summary>The token's change to the state, without recording it (the lookaheads undo it).</summary>
+        private void Apply(long token)
         {
             var kind = token >= 0 && token < grammar.kinds.Length ? grammar.kinds[token] : Kind.Never;
             int value = kind == Kind.Never ? 0 : grammar.values[token];

@@ -25,6 +25,12 @@ public interface ITokenGrammarState
     /// completing): a model that wants to stop is led to close what it left open rather than to go on.
     /// </summary>
     void Next(Span<bool> allowed, Span<bool> completing);
+    /// <summary>
+    /// Sets <c>ending[token]</c> for the tokens after which the sequence can only close what is open and end (an atom
+    /// with no valence left, and nothing open elsewhere that could take another atom), whether or not they are allowed
+    /// now. A minimum length holds them back as it holds the end token: after one of them, the end comes anyway.
+    /// </summary>
+    void Ending(Span<bool> ending);
     void Advance(long token);
 }
 
