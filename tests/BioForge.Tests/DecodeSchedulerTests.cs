@@ -528,7 +528,7 @@ public sealed class DecodeSchedulerTests
         public string TokenText(int token) => token.ToString(System.Globalization.CultureInfo.InvariantCulture);
         public ITokenGrammarState Start() => ++starts == 2 ? throw new InsufficientExecutionStackException("no memory for the grammar") : this;
         public void Next(Span<bool> allowed, Span<bool> completing) => allowed.Fill(true);
-        public void Ending(Span<bool> ending) => ending.Clear();
+        public void Ending(ReadOnlySpan<bool> allowed, Span<bool> ending) => ending.Clear();
         public void Advance(long token) { }
     }
 

@@ -209,19 +209,21 @@ public sealed class SmilesGrammarTests
     [InlineData("C1CC(F)(F)C(F)(F)", "1", true)]
     [InlineData("CCn1ccc(C)n", "1", true)] // the pyrazole's second nitrogen needs its last valence for the ring
     [InlineData("CCc1ccccc", "1", false)] // benzene's last carbon may take a substituent
+    [InlineData("CC1(CC=C=", "1", true)] // the closure's '=' takes the branch point's last room: ')' and the end follow
+    [InlineData("CCc1nc2n(n1", "2", true)] // the branch point has room the aromatic rules will not let it use
     public void TokensAfterWhichOnlyTheEndCanComeAreMarked(string prefix, string next, bool ending)
     {
         // Without '.': with it a new molecule may follow any complete one, and no token is ending.
         foreach (string dot in new[] { "", "C.C" })
         {
-            var vocabulary = SmilesVocabulary.Build(["CC(F)(F)F", "C1CCCC1", "CCn1ccc(C)n1", "c1ccccc1", prefix + next, dot]);
+            var vocabulary = SmilesVocabulary.Build(["CC(F)(F)F", "C1CCCC1", "CCn1ccc(C)n1", "c1ccccc1", "C=C", prefix + next, dot]);
             var grammar = new SmilesGrammar(vocabulary);
             var state = grammar.Start();
             foreach (int id in vocabulary.Encode(prefix)[1..^1]) state.Advance(id);
             var allowed = new bool[vocabulary.Count];
             var marked = new bool[vocabulary.Count];
             state.Next(allowed, new bool[vocabulary.Count]);
-            state.Ending(marked);
+            state.Ending(allowed, marked);
             int token = vocabulary.Encode(next)[1];
             Assert.True(allowed[token], $"'{prefix}' then '{next}' was refused");
             Assert.Equal(ending && dot == "", marked[token]);

@@ -27,7 +27,7 @@ public sealed class TokenConstraint(int vocabulary, int end)
     {
         get
         {
-            if (!endingFilled) state!.Ending(ending);
+            if (!endingFilled) state!.Ending(Allowed, ending);
             endingFilled = true;
             return ending;
         }

@@ -39,7 +39,7 @@ public sealed class ProteinGrammar : ITokenGrammar
         }
 
         // A residue never forces the end: only the length limit does.
-        public void Ending(Span<bool> ending) => ending.Clear();
+        public void Ending(ReadOnlySpan<bool> allowed, Span<bool> ending) => ending.Clear();
 
         public void Advance(long token)
         {

@@ -265,11 +265,12 @@ public sealed class SmilesGrammar : ITokenGrammar
         }
 
         /// <summary>
-        /// The atoms, ring closures and branch closures after which only ')' and the end may follow: those that leave no
-        /// ring open and no atom but the current one with room for a bond, where that one has none either or the rules
-        /// for aromatic rings refuse it another (a pyrazole's closing nitrogen, which its ring needs for the double bond).
+        /// The allowed atoms, ring closures and branch closures after which only ')' and the end may follow: those that
+        /// leave no ring open and no atom with room for a bond; and, once the molecule has aromatic atoms, a closure after
+        /// which the rules for aromatic rings leave nothing else either (a pyrazole's closing nitrogen, whose last valence
+        /// its ring needs), found by writing the token, and any ')' that must follow, on a copy of the state.
         /// </summary>
-        public void Ending(Span<bool> ending)
+        public void Ending(ReadOnlySpan<bool> allowed, Span<bool> ending)
         {
             ending.Clear();
             if (grammar.hasDot) return;
@@ -280,32 +281,60 @@ public sealed class SmilesGrammar : ITokenGrammar
             bool currentIsBranchPoint = last == Kind.OpenBranch || (last == Kind.Bond && beforeBond == Kind.OpenBranch);
             bool roomBelow = RoomOnStack(skipTop: currentIsBranchPoint);
             bool topHasRoomAfterBond = currentIsBranchPoint && Math.Min(free[current] - order, slots[current] - 1) >= 1;
-            Span<bool> allowed = stackalloc bool[kinds.Length];
-            Span<bool> completing = stackalloc bool[kinds.Length];
             for (int id = 0; id < kinds.Length; id++)
             {
+                if (!allowed[id]) continue;
                 int value = values[id];
-                // Whether nothing but the atom current after the token could take a bond, and how many it could take.
+                // Whether no atom but the one current after the token could take a bond, and how many it could take.
                 (bool onlyCurrent, int room) = kinds[id] switch
                 {
                     Kind.Atom => (openRings.Count == 0 && !roomBelow && !topHasRoomAfterBond,
-                        connects ? Math.Min(value - order, grammar.neighbourLimits[id] - 1) : value),
+                        connects ? Math.Min(value - order, grammar.neighbourLimits[id] - 1) : Math.Min(value, grammar.neighbourLimits[id])),
                     Kind.RingLabel when current >= 0 && openRings.Count == 1 && openRings.TryGetValue(value, out var opened) =>
-                        (!roomBelow, Math.Min(free[current] - ClosingOrder(opened), slots[current] - 1)),
+                        (!RoomOnStackAfterClosing(opened), Math.Min(free[current] - ClosingOrder(opened), slots[current] - 1)),
                     Kind.CloseBranch when branches.Count > 0 => (openRings.Count == 0 && !RoomOnStack(skipTop: true), Room(branches.Peek())),
                     _ => (false, 0),
                 };
-                if (!onlyCurrent) continue;
-                if (room < 1) ending[id] = true;
-                else if (aromatics.Any || (kinds[id] == Kind.Atom && grammar.atomFacts[id].Aromatic))
+                if (onlyCurrent && room < 1) ending[id] = true;
+                // Room the aromatic rules may still refuse: only a closure can leave an aromatic atom so (an atom written
+                // next that could take no bond later would be off every ring, refused already).
+                else if (aromatics.Any && ((kinds[id] == Kind.CloseBranch && openRings.Count == 0)
+                    || (kinds[id] == Kind.RingLabel && openRings.Count == 1 && openRings.ContainsKey(value))))
                 {
                     var after = Replay();
                     after.Advance(id);
-                    after.Next(allowed, completing);
-                    ending[id] = true;
-                    for (int next = 0; next < kinds.Length && ending[id]; next++)
-                        ending[id] = !allowed[next] || kinds[next] is Kind.End or Kind.CloseBranch;
+                    ending[id] = after.OnlyTheEndFollows();
                 }
+            }
+        }
+
+        /// <summary>Whether a branch point keeps room once the label's ring bond raises its opener's order (<c>C1(CC=C=1</c>).</summary>
+        private bool RoomOnStackAfterClosing((int Atom, int Order, AromaticSystems.BondSymbol Symbol) opened)
+        {
+            int raise = ClosingOrder(opened) - opened.Order;
+            foreach (int atom in branches)
+                if ((atom == opened.Atom ? Math.Min(free[atom] - raise, slots[atom]) : Room(atom)) >= 1) return true;
+            return false;
+        }
+
+        /// <summary>Whether nothing but ')' and the end may follow, through every ')' that must (this state is a copy, and is changed).</summary>
+        private bool OnlyTheEndFollows()
+        {
+            var kinds = grammar.kinds;
+            Span<bool> allowed = stackalloc bool[kinds.Length];
+            Span<bool> completing = stackalloc bool[kinds.Length];
+            while (true)
+            {
+                Next(allowed, completing);
+                int close = -1;
+                for (int id = 0; id < kinds.Length; id++)
+                {
+                    if (!allowed[id] || kinds[id] == Kind.End) continue;
+                    if (kinds[id] != Kind.CloseBranch) return false;
+                    close = id;
+                }
+                if (close < 0) return true;
+                Advance(close);
             }
         }
 
@@ -327,9 +356,11 @@ public sealed class SmilesGrammar : ITokenGrammar
             var kinds = grammar.kinds;
             Span<bool> refused = stackalloc bool[kinds.Length];
             var offRings = AromaticsOffRings();
-            // An atom's verdict on rings depends only on whether it is aromatic and the room it would have (none, one, more).
+            // An atom's verdict on rings depends only on whether it is aromatic and the room it would have (none, one, more);
+            // a ring label's opening, on nothing but the label's bond (the same for every new label).
             Span<sbyte> atomRings = stackalloc sbyte[6];
             atomRings.Fill(-1);
+            sbyte openingRings = -1;
             bool anyLeft = false;
             for (int id = 0; id < kinds.Length; id++)
             {
@@ -340,6 +371,11 @@ public sealed class SmilesGrammar : ITokenGrammar
                     int key = (grammar.atomFacts[id].Aromatic ? 3 : 0) + Math.Clamp(NewAtomRoom(id), 0, 2);
                     if (atomRings[key] < 0) atomRings[key] = (sbyte)(AromaticsCanJoinRings(id, offRings) ? 1 : 0);
                     onRings = atomRings[key] == 1;
+                }
+                else if (kinds[id] == Kind.RingLabel && !openRings.ContainsKey(grammar.values[id]))
+                {
+                    if (openingRings < 0) openingRings = (sbyte)(AromaticsCanJoinRings(id, offRings) ? 1 : 0);
+                    onRings = openingRings == 1;
                 }
                 else onRings = AromaticsCanJoinRings(id, offRings);
                 refused[id] = !onRings || (aromatics.Any && !KekulizableAfter(id));
@@ -449,12 +485,20 @@ public sealed class SmilesGrammar : ITokenGrammar
         /// <summary>Which edges lie on no cycle (Tarjan's bridges); two parallel edges make a cycle.</summary>
         private static bool[] Bridges(int nodes, List<(int A, int B)> edges)
         {
-            var incident = new List<(int Next, int Edge)>[nodes];
-            for (int v = 0; v < nodes; v++) incident[v] = [];
+            // Each node's edges side by side (compressed rows): node v's are ends[first[v] .. first[v + 1]).
+            var first = new int[nodes + 1];
+            foreach (var (a, b) in edges)
+            {
+                first[a + 1]++;
+                first[b + 1]++;
+            }
+            for (int v = 0; v < nodes; v++) first[v + 1] += first[v];
+            var filled = first[..nodes];
+            var ends = new (int Next, int Edge)[2 * edges.Count];
             for (int e = 0; e < edges.Count; e++)
             {
-                incident[edges[e].A].Add((edges[e].B, e));
-                incident[edges[e].B].Add((edges[e].A, e));
+                ends[filled[edges[e].A]++] = (edges[e].B, e);
+                ends[filled[edges[e].B]++] = (edges[e].A, e);
             }
             var order = new int[nodes];
             var low = new int[nodes];
@@ -464,8 +508,9 @@ public sealed class SmilesGrammar : ITokenGrammar
             void Visit(int node, int via) // as deep as the molecule is long: a few hundred tokens at most
             {
                 order[node] = low[node] = time++;
-                foreach (var (next, edge) in incident[node])
+                for (int i = first[node]; i < first[node + 1]; i++)
                 {
+                    var (next, edge) = ends[i];
                     if (edge == via) continue;
                     if (order[next] < 0)
                     {
@@ -486,7 +531,11 @@ public sealed class SmilesGrammar : ITokenGrammar
         {
             var offRings = new List<int>();
             if (!aromatics.Any) return offRings;
-            var (onRing, _) = Rings();
+            var bonds = Bonds();
+            var bridges = Bridges(parents.Count, bonds);
+            var onRing = new bool[parents.Count];
+            for (int b = 0; b < bonds.Count; b++)
+                if (!bridges[b]) onRing[bonds[b].A] = onRing[bonds[b].B] = true;
             for (int atom = 0; atom < onRing.Length; atom++)
                 if (aromatics.IsAromatic(atom) && !onRing[atom]) offRings.Add(atom);
             return offRings;
@@ -506,6 +555,8 @@ public sealed class SmilesGrammar : ITokenGrammar
             bool addsAromatic = kind == Kind.Atom && grammar.atomFacts[token].Aromatic;
             // A bond or an opened branch keeps every atom that could take a bond able to; the end has its own check.
             if ((offRings.Count == 0 && !addsAromatic) || kind is not (Kind.Atom or Kind.RingLabel or Kind.CloseBranch or Kind.Dot)) return true;
+            // Room for two bonds is a ring of its own to come (c1…1).
+            if (offRings.Count == 0 && NewAtomRoom(token) >= 2) return true;
             int value = grammar.values[token];
             int order = last == Kind.Bond ? pendingOrder : 1;
             var bonds = Bonds();

@@ -26,11 +26,11 @@ public interface ITokenGrammarState
     /// </summary>
     void Next(Span<bool> allowed, Span<bool> completing);
     /// <summary>
-    /// Sets <c>ending[token]</c> for the tokens after which the sequence can only close what is open and end (an atom
-    /// with no valence left, and nothing open elsewhere that could take another atom), whether or not they are allowed
-    /// now. A minimum length holds them back as it holds the end token: after one of them, the end comes anyway.
+    /// Sets <c>ending[token]</c> for the <paramref name="allowed"/> tokens (<see cref="Next"/>'s) after which the sequence
+    /// can only close what is open and end (an atom with no valence left, and nothing open elsewhere that could take
+    /// another atom). A minimum length holds them back as it holds the end token: after one of them, the end comes anyway.
     /// </summary>
-    void Ending(Span<bool> ending);
+    void Ending(ReadOnlySpan<bool> allowed, Span<bool> ending);
     void Advance(long token);
 }
 
