@@ -134,14 +134,17 @@ internal static class GenerateCommand
             CheckLength(checkpoint.Config.MaxPositionEmbeddings, promptIds.Length, sampling);
             if (sampling.Grammar is { } smiles)
             {
+                ITokenGrammarState after;
                 try
                 {
-                    smiles.StartAfter(promptIds.AsSpan(1));
+                    after = smiles.StartAfter(promptIds.AsSpan(1));
                 }
                 catch (BioForgeException e)
                 {
                     throw new BioForgeException($"--prompt: {e.Message}; --grammar none continues it anyway");
                 }
+                if (sampling.MinNewTokens > 0 && after.AllowsOnlyTheEnd(smiles.VocabularySize, checkpoint.Config.EosTokenId))
+                    throw new BioForgeException($"--min-length {sampling.MinNewTokens}: the {smiles.Name} grammar allows only the end after --prompt {result.GetValue(prompt)} (it is complete)");
             }
             int n = result.GetValue(count);
             var clock = Stopwatch.StartNew();

@@ -59,6 +59,7 @@ internal sealed class DecodeService : IDisposable
 
     /// <summary>Positions per sequence (prompt and generated tokens).</summary>
     public int Length => scheduler.Length;
+    public int EndToken => scheduler.EndToken;
 
     public int[] Encode(string prompt) => encode(prompt);
 

@@ -181,8 +181,16 @@ internal sealed class ModelCatalog : IDisposable
     /// <summary>The decoder model <c>/v1/completions</c> names, or without a name the only one served (encoders beside it do not count).</summary>
     public LanguageModel Decoder(string? name, string param)
     {
-        if (!string.IsNullOrEmpty(name)) return Language(name, param);
         var decoders = languageModels.Values.Where(m => m.Completions is not null).ToList();
+        if (!string.IsNullOrEmpty(name))
+        {
+            // An encoder by that name is the route's to refuse (it says what the model does instead).
+            if (languageModels.TryGetValue(name, out var named)) return named;
+            string served = decoders.Count == 0 ? "no decoder is served here" : $"decoders served: {string.Join(", ", decoders.Select(m => m.Name))}";
+            throw ApiError.NotFound(affinityModels.ContainsKey(name)
+                ? $"{param} '{name}' is a drug–target affinity model, served for /v1/screen only; {served}"
+                : $"{param} '{name}' is not served here; {served}", param);
+        }
         if (decoders.Count == 1) return decoders[0];
         throw ApiError.BadRequest(decoders.Count == 0 ? "no decoder model is served here (start the server with --models DIR of a decoder, e.g. models/smiles-llama-small)"
             : $"{param} is required: one of {string.Join(", ", decoders.Select(m => m.Name))}", param);

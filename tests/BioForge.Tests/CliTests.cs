@@ -218,6 +218,9 @@ public sealed class CliTests
             "--max-length 255: the model takes 256 positions, 4 of them for its begin token and the prompt, so at most 252 tokens follow", generated);
         AssertFails(Run("generate", "--model", model, "--n", "2", "--prompt", "CCO", "--max-length", "252", "--min-length", "253", "--out", generated),
             "--min-length 253", generated);
+        // A prompt after which the grammar allows only the end cannot give a minimum.
+        AssertFails(Run("generate", "--model", model, "--n", "2", "--prompt", "O=C=O", "--min-length", "3", "--out", generated),
+            "--min-length 3: the smiles grammar allows only the end after --prompt O=C=O (it is complete)", generated);
         // Valid-only keeps molecules that ended: when the length limit cut them, the message says so, not "not trained well enough".
         AssertFails(Run("generate", "--model", model, "--n", "2", "--valid-only", "--max-length", "1", "--out", generated),
             "only 0 of 2 requested molecules were valid after 200 samples; 200 were cut at the length limit (1 tokens): raise --max-length", generated);

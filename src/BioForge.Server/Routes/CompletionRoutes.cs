@@ -212,6 +212,8 @@ internal static class CompletionRoutes
         if (r.LogitBias is { Count: > 0 }) throw ApiError.Invalid("logit_bias is not supported (only {} or null)", "logit_bias");
         if (!string.IsNullOrEmpty(r.Suffix)) throw ApiError.Invalid("suffix is not supported: samples continue the prompt", "suffix");
         var stops = Stops(r.Stop);
+        // As vLLM and OpenAI refuse it; an object of nulls (a client's defaults) asks for nothing.
+        if (r.StreamOptions?.IncludeUsage is not null && !stream) throw ApiError.Invalid("stream_options is only allowed when stream is true", "stream_options");
         if (validOnly)
         {
             if (model.Kind != ModelKind.Molecule)
@@ -273,14 +275,17 @@ internal static class CompletionRoutes
             throw ApiError.Invalid($"min_tokens must be at most {room} for {(param == "prompt" ? "this prompt" : param)} (model {model.Name} takes {decoder.Length} tokens in all; got {options.MinNewTokens})", "min_tokens");
         if (options.Grammar is { } grammar)
         {
+            ITokenGrammarState after;
             try
             {
-                grammar.StartAfter(ids.AsSpan(1));
+                after = grammar.StartAfter(ids.AsSpan(1));
             }
             catch (BioForgeException e) when (!e.ServerFault)
             {
                 throw ApiError.Invalid($"{(param == "prompt" ? "" : param + ": ")}{e.Message}; send \"grammar\": \"none\" to continue it anyway", param);
             }
+            if (options.MinNewTokens > 0 && after.AllowsOnlyTheEnd(grammar.VocabularySize, decoder.EndToken))
+                throw ApiError.Invalid($"min_tokens is {options.MinNewTokens}, but the {grammar.Name} grammar allows only the end after {(param == "prompt" ? "the prompt" : param)} ('{text}' is complete)", "min_tokens");
         }
         return new Prompt(text, ids, options with { MaxNewTokens = maxTokens ?? room }, param);
     }
@@ -297,7 +302,10 @@ internal static class CompletionRoutes
         };
         if (stops.Length > MaxStops) throw ApiError.Invalid($"stop has {stops.Length} strings; at most {MaxStops}", "stop");
         for (int i = 0; i < stops.Length; i++)
-            if (stops[i].Length is 0 or > MaxStopLength) throw ApiError.Invalid($"stop[{i}] must have 1–{MaxStopLength} characters", "stop");
+        {
+            string param = stop.ValueKind == JsonValueKind.String ? "stop" : $"stop[{i}]";
+            if (stops[i].Length is 0 or > MaxStopLength) throw ApiError.Invalid($"{param} must have 1–{MaxStopLength} characters", param);
+        }
         return stops;
     }
 
@@ -339,7 +347,8 @@ internal static class CompletionRoutes
             string piece = decoder.Piece(draw.Token);
             int before = text.Length;
             text.Append(piece);
-            if (plan.Stops.Length > 0)
+            // As vLLM: no stop string ends a sample before min_tokens, as the end token does not.
+            if (plan.Stops.Length > 0 && Generated >= Prompt.Options.MinNewTokens)
             {
                 string all = text.ToString();
                 // The earliest stop string that this token completed (one ending before it would have ended the sample already).
@@ -436,7 +445,7 @@ internal static class CompletionRoutes
 
     private static async Task AnswerAsync(HttpContext context, ServerState state, Plan plan, Stopwatch clock)
     {
-        var (choices, samples, taken) = await state.WithDeadline(context, token => plan.ValidOnly ? ValidOnly(plan, token) : Plain(state, plan, clock, token));
+        var (choices, samples, taken) = await state.WithDeadline(context, token => plan.ValidOnly ? ValidOnly(state, plan, clock, token) : Plain(state, plan, clock, token));
         var response = new CompletionResponse(NewId(), "text_completion", DateTimeOffset.UtcNow.ToUnixTimeSeconds(), plan.Model.Name, choices,
             plan.Usage(samples.Sum(s => s.Generated)), plan.Seed, taken);
         await Results.Json(response, Json.Options).ExecuteAsync(context);
@@ -478,11 +487,16 @@ internal static class CompletionRoutes
     /// SMILES of prompt + sample. Every prompt's first wave is admitted together (503 for all or none); the waves after
     /// it carry on an admitted request, never refused and ahead of new requests, so a busy queue cannot fail a request halfway.
     /// </summary>
-    private static async Task<(List<Choice> Choices, List<Sample> Computed, int? Taken)> ValidOnly(Plan plan, CancellationToken token)
+    private static async Task<(List<Choice> Choices, List<Sample> Computed, int? Taken)> ValidOnly(ServerState state, Plan plan, Stopwatch clock, CancellationToken token)
     {
         // A prompt that fails (no valid molecule after its attempts) ends the request: the other prompts stop sampling.
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(token);
-        var draws = plan.Prompts.Select(p => new ValidDraw(plan, p)).ToList();
+        int started = 0;
+        void FirstToken(Sample _)
+        {
+            if (Interlocked.Exchange(ref started, 1) == 0) state.Metrics.FirstToken(plan.Model.Name, clock.Elapsed.TotalSeconds);
+        }
+        var draws = plan.Prompts.Select(p => new ValidDraw(plan, p, FirstToken)).ToList();
         var first = draws.Select(d => d.NextWave(failed.Token)).ToList();
         plan.Decoder.Submit([.. first.SelectMany(w => w.Jobs)]);
         async Task Run(ValidDraw draw, Wave wave)
@@ -515,7 +529,7 @@ internal static class CompletionRoutes
     private sealed record Wave(List<Sample> Samples, SequenceJob[] Jobs, Task Done);
 
     /// <summary>One prompt's <c>valid_only</c> draw: its samples so far and the valid molecules among them.</summary>
-    private sealed class ValidDraw(Plan plan, Prompt prompt)
+    private sealed class ValidDraw(Plan plan, Prompt prompt, Action<Sample> onToken)
     {
         private readonly long limit = (long)plan.N * SmilesGenerator.ValidOnlyAttempts;
 
@@ -542,7 +556,7 @@ internal static class CompletionRoutes
             All.AddRange(samples);
             var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             int remaining = size;
-            var jobs = samples.Select(s => Job(plan, s, _ => { }, _ =>
+            var jobs = samples.Select(s => Job(plan, s, onToken, _ =>
             {
                 if (Interlocked.Decrement(ref remaining) == 0) done.TrySetResult();
             }, token)).ToArray();

@@ -130,6 +130,7 @@ public sealed class DecodeScheduler : IDisposable
 
     /// <summary>Positions per sequence: prompt plus generated tokens.</summary>
     public int Length => cache.Length;
+    public int EndToken => model.EosTokenId;
 
     public BatchingMode Mode => mode;
 

@@ -36,6 +36,16 @@ public interface ITokenGrammarState
 
 public static class TokenGrammarExtensions
 {
+    /// <summary>Whether the end token is the only one allowed next (a prompt that is a complete molecule with no room left).</summary>
+    public static bool AllowsOnlyTheEnd(this ITokenGrammarState state, int vocabulary, int end)
+    {
+        var allowed = new bool[vocabulary];
+        state.Next(allowed, new bool[vocabulary]);
+        for (int token = 0; token < vocabulary; token++)
+            if (allowed[token] && token != end) return false;
+        return true;
+    }
+
     /// <summary>The state after <paramref name="tokens"/> (a prompt without its begin token); a token the grammar does not allow is refused with its position and text.</summary>
     public static ITokenGrammarState StartAfter(this ITokenGrammar grammar, ReadOnlySpan<int> tokens)
     {
