@@ -80,7 +80,8 @@ internal sealed class LanguageModel : IDisposable
     }
 
     /// <summary>Tokens of one input, or 422 naming the input and the reason (an invalid residue, a SMILES RDKit cannot read).</summary>
-    public EncodedSequence Encode(string text, string param)
+    /// <param name="truncate">The request's <see cref="Truncate"/> mode, which a too-long SMILES or text was not cut by: said so.</param>
+    public EncodedSequence Encode(string text, string param, string truncate = "NONE")
     {
         if (string.IsNullOrWhiteSpace(text)) throw ApiError.Invalid($"{param} is empty", param);
         // Before tokenizing, which holds the model's tokenizer (a megabyte took a second while every other request waited).
@@ -91,6 +92,8 @@ internal sealed class LanguageModel : IDisposable
             if (!Molecule.TryFromSmiles(text, out var molecule, out string? error)) throw ApiError.Invalid($"{param}: '{Spelling.Excerpt(text)}' is not a valid SMILES: {error}", param);
             molecule!.Dispose();
         }
+        // What the model refuses as too long was not cut: said so to a client that asked for it.
+        string uncut = truncate != "NONE" && Kind is not (ModelKind.Protein or ModelKind.ProteinDecoder) ? $" (truncate {truncate} cuts protein sequences only)" : "";
         EncodedSequence encoded;
         try
         {
@@ -98,13 +101,13 @@ internal sealed class LanguageModel : IDisposable
         }
         catch (BioForgeException e) when (!e.ServerFault)
         {
-            throw ApiError.Invalid($"{param}: {e.Message.Replace("; use --unknown-as-unk to map it to <unk>", "", StringComparison.Ordinal)}", param);
+            throw ApiError.Invalid($"{param}: {e.Message.Replace("; use --unknown-as-unk to map it to <unk>", "", StringComparison.Ordinal)}{uncut}", param);
         }
         if (encoded.Unknown > 0)
             throw ApiError.Invalid($"{param}: {encoded.Unknown} token(s) of '{Spelling.Excerpt(text)}' are outside model {Name}'s vocabulary"
                 + (encoded.FirstUnknown is { } first ? $", the first {first}" : ""), param);
         if (encoded.Ids.Length > MaxTokens)
-            throw ApiError.Invalid($"{param} has {encoded.Residues} {(Kind == ModelKind.Protein ? "residues" : "tokens")}; model {Name} takes at most {MaxTokens - 2}", param);
+            throw ApiError.Invalid($"{param} has {encoded.Residues} {(Kind == ModelKind.Protein ? "residues" : "tokens")}; model {Name} takes at most {MaxTokens - 2}{uncut}", param);
         return encoded;
     }
 

@@ -88,6 +88,10 @@ public sealed class Gpt2RouteTests(Gpt2ServerFixture fixture) : IClassFixture<Gp
         var huge = await Post("/v1/embeddings", new { model = Model, input = string.Concat(Enumerable.Repeat("MK ", 2_000)) });
         Assert.Equal(HttpStatusCode.UnprocessableEntity, huge.Status);
         Assert.Contains("input is 6,000 characters; model gpt2_tiny takes at most 62 tokens", huge.Body["error"]!["message"]!.GetValue<string>(), StringComparison.Ordinal);
+        // NIM's truncate cuts protein sequences; a too-long text is refused, and the message says it was not cut.
+        var uncut = await Post("/v1/embeddings", new { model = Model, input = string.Concat(Enumerable.Repeat("MK ", 60)), truncate = "END" });
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, uncut.Status);
+        Assert.EndsWith("(truncate END cuts protein sequences only)", uncut.Body["error"]!["message"]!.GetValue<string>(), StringComparison.Ordinal);
 
         var refused = await Post("/v1/completions", new { model = Model, prompt = "MKB" });
         Assert.Equal(HttpStatusCode.UnprocessableEntity, refused.Status);

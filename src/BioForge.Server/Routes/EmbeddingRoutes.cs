@@ -72,7 +72,7 @@ internal static class EmbeddingRoutes
             {
                 string param = inputs.Count == 1 && request.Input.ValueKind == JsonValueKind.String ? "input" : $"input[{i}]";
                 if (model.Kind == ModelKind.Molecule) Smiles.CheckLength(text, param, state);
-                return model.Encode(text, param);
+                return model.Encode(text, param, truncate);
             }).ToList();
             var vectors = await state.WithDeadline(context, token => model.Embeddings.SubmitAllAsync(encoded, token));
             var data = vectors.Select((v, i) => new EmbeddingItem("embedding", i, base64 ? Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(v.AsSpan())) : v)).ToList();
