@@ -134,17 +134,17 @@ internal static class GenerateCommand
             CheckLength(checkpoint.Config.MaxPositionEmbeddings, promptIds.Length, sampling);
             if (sampling.Grammar is { } smiles)
             {
-                ITokenGrammarState after;
                 try
                 {
-                    after = smiles.StartAfter(promptIds.AsSpan(1));
+                    smiles.StartAfter(promptIds.AsSpan(1));
                 }
                 catch (BioForgeException e)
                 {
                     throw new BioForgeException($"--prompt: {e.Message}; --grammar none continues it anyway");
                 }
-                if (sampling.MinNewTokens > 0 && after.AllowsOnlyTheEnd(smiles.VocabularySize, checkpoint.Config.EosTokenId))
-                    throw new BioForgeException($"--min-length {sampling.MinNewTokens}: the {smiles.Name} grammar allows only the end after --prompt {result.GetValue(prompt)} (it is complete)");
+                if (sampling.MinNewTokens > 0 && smiles.ForcedTokens(promptIds.AsSpan(1), checkpoint.Config.EosTokenId) is { } forced && forced < sampling.MinNewTokens)
+                    throw new BioForgeException($"--min-length {sampling.MinNewTokens}: after --prompt {result.GetValue(prompt)} the {smiles.Name} grammar allows "
+                        + $"{(forced == 0 ? "only the end" : $"{forced} more token(s), then only the end")}; lower --min-length, or --grammar none");
             }
             int n = result.GetValue(count);
             var clock = Stopwatch.StartNew();

@@ -84,16 +84,16 @@ internal sealed class LanguageModel : IDisposable
     public EncodedSequence Encode(string text, string param, string truncate = "NONE")
     {
         if (string.IsNullOrWhiteSpace(text)) throw ApiError.Invalid($"{param} is empty", param);
+        // What the model refuses as too long was not cut: said so to a client that asked for it.
+        string uncut = truncate != "NONE" && Kind is not (ModelKind.Protein or ModelKind.ProteinDecoder) ? $" (truncate {truncate} cuts protein sequences only)" : "";
         // Before tokenizing, which holds the model's tokenizer (a megabyte took a second while every other request waited).
         if ((long)text.Length > (long)MaxTokens * MaxCharactersPerToken)
-            throw ApiError.Invalid($"{param} is {text.Length:N0} characters; model {Name} takes at most {MaxTokens - 2} tokens", param);
+            throw ApiError.Invalid($"{param} is {text.Length:N0} characters; model {Name} takes at most {MaxTokens - 2} tokens{uncut}", param);
         if (Kind == ModelKind.Molecule)
         {
             if (!Molecule.TryFromSmiles(text, out var molecule, out string? error)) throw ApiError.Invalid($"{param}: '{Spelling.Excerpt(text)}' is not a valid SMILES: {error}", param);
             molecule!.Dispose();
         }
-        // What the model refuses as too long was not cut: said so to a client that asked for it.
-        string uncut = truncate != "NONE" && Kind is not (ModelKind.Protein or ModelKind.ProteinDecoder) ? $" (truncate {truncate} cuts protein sequences only)" : "";
         EncodedSequence encoded;
         try
         {
@@ -101,7 +101,7 @@ internal sealed class LanguageModel : IDisposable
         }
         catch (BioForgeException e) when (!e.ServerFault)
         {
-            throw ApiError.Invalid($"{param}: {e.Message.Replace("; use --unknown-as-unk to map it to <unk>", "", StringComparison.Ordinal)}{uncut}", param);
+            throw ApiError.Invalid($"{param}: {e.Message.Replace("; use --unknown-as-unk to map it to <unk>", "", StringComparison.Ordinal)}{(e.TooLong ? uncut : "")}", param);
         }
         if (encoded.Unknown > 0)
             throw ApiError.Invalid($"{param}: {encoded.Unknown} token(s) of '{Spelling.Excerpt(text)}' are outside model {Name}'s vocabulary"

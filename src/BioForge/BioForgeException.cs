@@ -22,4 +22,7 @@ public sealed class BioForgeException : Exception
     /// and logs it rather than telling the client its request was unprocessable (422).
     /// </summary>
     public bool ServerFault { get; init; }
+
+    /// <summary>The input is longer than the model reads: a request that asked for it to be truncated is told it was not cut.</summary>
+    public bool TooLong { get; init; }
 }

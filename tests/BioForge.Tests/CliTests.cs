@@ -220,7 +220,7 @@ public sealed class CliTests
             "--min-length 253", generated);
         // A prompt after which the grammar allows only the end cannot give a minimum.
         AssertFails(Run("generate", "--model", model, "--n", "2", "--prompt", "O=C=O", "--min-length", "3", "--out", generated),
-            "--min-length 3: the smiles grammar allows only the end after --prompt O=C=O (it is complete)", generated);
+            "--min-length 3: after --prompt O=C=O the smiles grammar allows only the end; lower --min-length, or --grammar none", generated);
         // Valid-only keeps molecules that ended: when the length limit cut them, the message says so, not "not trained well enough".
         AssertFails(Run("generate", "--model", model, "--n", "2", "--valid-only", "--max-length", "1", "--out", generated),
             "only 0 of 2 requested molecules were valid after 200 samples; 200 were cut at the length limit (1 tokens): raise --max-length", generated);

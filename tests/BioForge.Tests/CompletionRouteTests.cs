@@ -157,8 +157,8 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         var raw = await Choices(new { model = Model, n = 16, seed = 13, max_tokens = 80, min_tokens = 40, logprobs = 0, grammar = "none" });
         Assert.All(raw, c => Assert.True(TokenCount(c) >= 40, $"{TokenCount(c)} tokens: {c!["text"]}"));
 
-        // As in vLLM a stop string does not end a sample before min_tokens either (the token that completes one may
-        // leave with the cut text: one fewer).
+        // As in vLLM a stop string does not end a sample before min_tokens either (the token that completes a
+        // one-character stop leaves with the cut text: one fewer).
         var stopped = await Choices(new { model = Model, n = 16, seed = 13, max_tokens = 80, stop = "C", logprobs = 0 });
         Assert.Contains(stopped, c => TokenCount(c) < 5);
         var stoppedLater = await Choices(new { model = Model, n = 16, seed = 13, max_tokens = 80, min_tokens = 12, stop = "C", logprobs = 0 });
@@ -345,9 +345,13 @@ public sealed class CompletionRouteTests(ServerFixture fixture) : IClassFixture<
         await Refused(new { model = Model, stop = 5 }, HttpStatusCode.BadRequest, "stop", "stop must be a string");
         await Refused(new { model = Model, stop = "" }, HttpStatusCode.UnprocessableEntity, "stop", "stop must have 1–64 characters");
         await Refused(new { model = Model, stop = new[] { "C", "" } }, HttpStatusCode.UnprocessableEntity, "stop[1]", "stop[1] must have 1–64 characters");
-        await Refused(new { model = Model, stream_options = new { include_usage = true } }, HttpStatusCode.UnprocessableEntity, "stream_options", "only allowed when stream is true");
-        // A prompt after which the grammar allows only the end cannot give a minimum (it was answered with an empty sample).
-        await Refused(new { model = Model, prompt = "O=C=O", min_tokens = 3 }, HttpStatusCode.UnprocessableEntity, "min_tokens", "allows only the end after the prompt ('O=C=O' is complete)");
+        await Refused(new { model = Model, stream_options = new { include_usage = true } }, HttpStatusCode.UnprocessableEntity, "stream_options", "stream_options.include_usage is only allowed when stream is true");
+        // A prompt after which the grammar allows fewer tokens than the minimum cannot give it (O=C=O was answered with an empty sample).
+        await Refused(new { model = Model, prompt = "O=C=O", min_tokens = 3 }, HttpStatusCode.UnprocessableEntity, "min_tokens", "after the prompt ('O=C=O') the smiles grammar allows only the end");
+        await Refused(new { model = Model, prompt = "CC(F)(F)(F", min_tokens = 2 }, HttpStatusCode.UnprocessableEntity, "min_tokens", "allows 1 more token(s), then only the end");
+        var (forcedStatus, forcedText) = await Post(new { model = Model, prompt = "CC(F)(F)(F", min_tokens = 1, seed = 3 });
+        Assert.True(forcedStatus == HttpStatusCode.OK, forcedText);
+        Assert.Equal(")", Texts(JsonNode.Parse(forcedText)!)[0]);
         await Refused(new { model = Model, prompt = "C[Xe]" }, HttpStatusCode.UnprocessableEntity, "prompt", "outside the model's vocabulary: '[Xe]' at character 2");
         await Refused(new { model = Model, prompt = "c1cc1", valid_only = true, n = 1, max_tokens = 40 }, HttpStatusCode.UnprocessableEntity, "prompt", "'c1cc1' may start none");
         await Refused(new { model = Model, prompt = "C)" }, HttpStatusCode.UnprocessableEntity, "prompt", "the prompt's token 2 (')') is not allowed there by the smiles grammar");

@@ -213,7 +213,7 @@ internal static class CompletionRoutes
         if (!string.IsNullOrEmpty(r.Suffix)) throw ApiError.Invalid("suffix is not supported: samples continue the prompt", "suffix");
         var stops = Stops(r.Stop);
         // As vLLM and OpenAI refuse it; an object of nulls (a client's defaults) asks for nothing.
-        if (r.StreamOptions?.IncludeUsage is not null && !stream) throw ApiError.Invalid("stream_options is only allowed when stream is true", "stream_options");
+        if (r.StreamOptions?.IncludeUsage is not null && !stream) throw ApiError.Invalid("stream_options.include_usage is only allowed when stream is true", "stream_options");
         if (validOnly)
         {
             if (model.Kind != ModelKind.Molecule)
@@ -275,17 +275,17 @@ internal static class CompletionRoutes
             throw ApiError.Invalid($"min_tokens must be at most {room} for {(param == "prompt" ? "this prompt" : param)} (model {model.Name} takes {decoder.Length} tokens in all; got {options.MinNewTokens})", "min_tokens");
         if (options.Grammar is { } grammar)
         {
-            ITokenGrammarState after;
             try
             {
-                after = grammar.StartAfter(ids.AsSpan(1));
+                grammar.StartAfter(ids.AsSpan(1));
             }
             catch (BioForgeException e) when (!e.ServerFault)
             {
                 throw ApiError.Invalid($"{(param == "prompt" ? "" : param + ": ")}{e.Message}; send \"grammar\": \"none\" to continue it anyway", param);
             }
-            if (options.MinNewTokens > 0 && after.AllowsOnlyTheEnd(grammar.VocabularySize, decoder.EndToken))
-                throw ApiError.Invalid($"min_tokens is {options.MinNewTokens}, but the {grammar.Name} grammar allows only the end after {(param == "prompt" ? "the prompt" : param)} ('{text}' is complete)", "min_tokens");
+            if (options.MinNewTokens > 0 && grammar.ForcedTokens(ids.AsSpan(1), decoder.EndToken) is { } forced && forced < options.MinNewTokens)
+                throw ApiError.Invalid($"min_tokens is {options.MinNewTokens}, but after {(param == "prompt" ? "the prompt" : param)} ('{Spelling.Excerpt(text)}') the {grammar.Name} grammar allows "
+                    + $"{(forced == 0 ? "only the end" : $"{forced} more token(s), then only the end")}; send a lower min_tokens, or \"grammar\": \"none\"", "min_tokens");
         }
         return new Prompt(text, ids, options with { MaxNewTokens = maxTokens ?? room }, param);
     }
@@ -351,7 +351,8 @@ internal static class CompletionRoutes
             if (plan.Stops.Length > 0 && Generated >= Prompt.Options.MinNewTokens)
             {
                 string all = text.ToString();
-                // The earliest stop string that this token completed (one ending before it would have ended the sample already).
+                // The earliest stop string that this token completed (the window starts where one could: a stop completed
+                // earlier ended the sample then, or came before min_tokens and stays text).
                 int at = plan.Stops.Select(stop => all.IndexOf(stop, Math.Max(0, before - stop.Length + 1), StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
                 if (at >= 0)
                 {

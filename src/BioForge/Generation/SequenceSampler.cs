@@ -27,7 +27,8 @@ public sealed class TokenConstraint(int vocabulary, int end)
     {
         get
         {
-            if (!endingFilled) state!.Ending(Allowed, ending);
+            // A constraint filled by hand (no grammar state) marks none.
+            if (!endingFilled) state?.Ending(Allowed, ending);
             endingFilled = true;
             return ending;
         }
@@ -116,8 +117,8 @@ internal static class SequenceSampler
             if (Drawable(held, constraint) is { } withoutEnd)
             {
                 drawn = withoutEnd;
-                // A token that leaves only the end to come (a last atom with no valence left) ends the sequence at the
-                // next step: held as well while that would still be too short, unless nothing else may come.
+                // A token after which only ')' and the end may follow (a last atom with no valence left) ends the sequence
+                // soon: held as well while one more token would still be too short, unless nothing else may come.
                 if (constraint is not null && step + 1 < options.MinNewTokens)
                 {
                     var ending = constraint.Ending;

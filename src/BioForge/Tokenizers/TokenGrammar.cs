@@ -36,14 +36,29 @@ public interface ITokenGrammarState
 
 public static class TokenGrammarExtensions
 {
-    /// <summary>Whether the end token is the only one allowed next (a prompt that is a complete molecule with no room left).</summary>
-    public static bool AllowsOnlyTheEnd(this ITokenGrammarState state, int vocabulary, int end)
+    /// <summary>
+    /// How many tokens must follow <paramref name="prompt"/> before the end, each the only one allowed (<c>CC(F)(F)(F</c>:
+    /// one, the ')'; <c>O=C=O</c>: none), or null when the sample may still choose its length.
+    /// </summary>
+    public static int? ForcedTokens(this ITokenGrammar grammar, ReadOnlySpan<int> prompt, int end)
     {
-        var allowed = new bool[vocabulary];
-        state.Next(allowed, new bool[vocabulary]);
-        for (int token = 0; token < vocabulary; token++)
-            if (allowed[token] && token != end) return false;
-        return true;
+        var state = grammar.StartAfter(prompt);
+        var allowed = new bool[grammar.VocabularySize];
+        var completing = new bool[grammar.VocabularySize];
+        for (int forced = 0; ; forced++)
+        {
+            state.Next(allowed, completing);
+            int only = -1, choices = 0;
+            for (int token = 0; token < allowed.Length; token++)
+                if (allowed[token])
+                {
+                    only = token;
+                    choices++;
+                }
+            if (choices != 1) return null;
+            if (only == end) return forced;
+            state.Advance(only);
+        }
     }
 
     /// <summary>The state after <paramref name="tokens"/> (a prompt without its begin token); a token the grammar does not allow is refused with its position and text.</summary>

@@ -32,7 +32,7 @@ internal sealed class Gpt2FeatureExtractor : SequenceEncoder
     {
         var ids = checkpoint.Tokenizer.EncodeExactly(sequence, $"'{Spelling.Excerpt(sequence)}'");
         if (ids.Length + 2 > checkpoint.Config.MaxPositions)
-            throw new BioForgeException($"the text has {ids.Length} tokens; the model takes at most {checkpoint.Config.MaxPositions - 2} (n_positions {checkpoint.Config.MaxPositions} minus the begin and end tokens)");
+            throw new BioForgeException($"the text has {ids.Length} tokens; the model takes at most {checkpoint.Config.MaxPositions - 2} (n_positions {checkpoint.Config.MaxPositions} minus the begin and end tokens)") { TooLong = true };
         return new EncodedSequence([checkpoint.Config.BosTokenId, .. ids.Select(i => (long)i), checkpoint.Config.EosTokenId], 0);
     }
 
