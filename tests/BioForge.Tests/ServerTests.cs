@@ -101,6 +101,8 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Equal(["/v1/embeddings", "/v1/protein/fill-mask", "/v1/protein/contacts", "/v1/protein/score-variants"], routes["esm2-small"]);
         Assert.Equal(["/v1/embeddings", "/generate", "/v1/completions"], routes["smiles-llama-small"]);
         Assert.Equal(["/v1/screen"], routes["dti-davis"]);
+        // vLLM's max_model_len: the positions each language model reads.
+        Assert.Equal([1026, 256], cards.Take(2).Select(m => m!["max_model_len"]!.GetValue<int>()));
         // One model's card, as the OpenAI clients' models.retrieve asks for it.
         var one = await Get("/v1/models/esm2-small");
         Assert.Equal(cards[0]!.ToJsonString(), one.Body!.ToJsonString());

@@ -16,7 +16,8 @@ internal static class HealthRoutes
         public HealthResponse(string state) : this("health-response", state, state) { }
     }
 
-    public sealed record ModelCard(string Id, string Object, long Created, string OwnedBy, string Kind, IReadOnlyList<string> Routes, int? HiddenSize);
+    /// <param name="MaxModelLen">vLLM's field: the positions the model reads, begin and end tokens included (null for an affinity model).</param>
+    public sealed record ModelCard(string Id, string Object, long Created, string OwnedBy, string Kind, IReadOnlyList<string> Routes, int? HiddenSize, int? MaxModelLen);
 
     public sealed record ModelList(string Object, IReadOnlyList<ModelCard> Data);
 
@@ -50,9 +51,9 @@ internal static class HealthRoutes
             .Select(e => (Path: "/" + e.RoutePattern.RawText!.Trim('/'), Serves: e.Metadata.GetMetadata<ServesModels>()))
             .Where(r => r.Serves is not null).ToList();
         var cards = state.Models.LanguageModels.Select(m => new ModelCard(m.Name, "model", created, "bioforge", m.Kind.ToString().ToLowerInvariant(),
-            [.. routes.Where(r => r.Serves!.Serves(m)).Select(r => r.Path).Distinct()], m.HiddenSize)).ToList();
+            [.. routes.Where(r => r.Serves!.Serves(m)).Select(r => r.Path).Distinct()], m.HiddenSize, m.Completions?.Length ?? m.MaxTokens)).ToList();
         string[] affinity = [.. routes.Where(r => r.Serves!.ServesAffinityModels).Select(r => r.Path).Distinct()];
-        cards.AddRange(state.Models.AffinityModels.Select(a => new ModelCard(a.Name, "model", created, "bioforge", "affinity", affinity, null)));
+        cards.AddRange(state.Models.AffinityModels.Select(a => new ModelCard(a.Name, "model", created, "bioforge", "affinity", affinity, null, null)));
         return cards;
     }
 

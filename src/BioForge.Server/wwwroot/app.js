@@ -248,7 +248,16 @@ async function loadModels() {
     };
     // The protein panel fills masks as well as drawing contacts: an encoder saved without its masked-LM head serves neither here.
     $('protein-model').replaceChildren(...models.data.filter(m => m.routes?.includes('/v1/protein/fill-mask')).map(m => new Option(m.id, m.id)));
-    $('sample-model').replaceChildren(...models.data.filter(m => m.routes?.includes('/v1/completions')).map(m => new Option(m.id, m.id)));
+    const decoders = models.data.filter(m => m.routes?.includes('/v1/completions'));
+    $('sample-model').replaceChildren(...decoders.map(m => new Option(m.id, m.id)));
+    // A model reads max_model_len positions, its begin token one of them: max_tokens past the rest is refused.
+    const fitLength = () => {
+      const room = (decoders.find(m => m.id === $('sample-model').value)?.max_model_len ?? 1025) - 1;
+      $('sample-max').max = room;
+      if (Number($('sample-max').value) > room) $('sample-max').value = room;
+    };
+    $('sample-model').onchange = fitLength;
+    fitLength();
     fill('affinity-model', 'affinity');
     $('service-status').textContent = `${models.data.length} models: ${models.data.map(m => m.id).join(', ')}`;
   } catch (e) {
