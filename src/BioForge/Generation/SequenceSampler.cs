@@ -10,7 +10,7 @@ public readonly record struct TokenDraw(int Token, double LogProb, (int Token, d
 /// <summary>
 /// A grammar's verdict on one sequence's next token (see <see cref="ITokenGrammarState.Next"/>): the tokens allowed, the
 /// completing ones that share the end token's probability while the end is not allowed, and the ending ones after which
-/// only the end can come (<see cref="ITokenGrammarState.Ending"/>). Host arrays, refilled at every step.
+/// only ')' and the end may follow (<see cref="ITokenGrammarState.Ending"/>). Host arrays, refilled at every step.
 /// </summary>
 public sealed class TokenConstraint(int vocabulary, int end)
 {
