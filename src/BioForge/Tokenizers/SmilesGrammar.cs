@@ -276,7 +276,6 @@ public sealed class SmilesGrammar : ITokenGrammar
             if (grammar.hasDot) return;
             var kinds = grammar.kinds;
             var values = grammar.values;
-            bool connects = last != Kind.Dot && current >= 0;
             int order = last == Kind.Bond ? pendingOrder : 1;
             bool currentIsBranchPoint = last == Kind.OpenBranch || (last == Kind.Bond && beforeBond == Kind.OpenBranch);
             bool roomBelow = RoomOnStack(skipTop: currentIsBranchPoint);
@@ -288,8 +287,7 @@ public sealed class SmilesGrammar : ITokenGrammar
                 // Whether no atom but the one current after the token could take a bond, and how many it could take.
                 (bool onlyCurrent, int room) = kinds[id] switch
                 {
-                    Kind.Atom => (openRings.Count == 0 && !roomBelow && !topHasRoomAfterBond,
-                        connects ? Math.Min(value - order, grammar.neighbourLimits[id] - 1) : Math.Min(value, grammar.neighbourLimits[id])),
+                    Kind.Atom => (openRings.Count == 0 && !roomBelow && !topHasRoomAfterBond, NewAtomRoom(id)),
                     Kind.RingLabel when current >= 0 && openRings.Count == 1 && openRings.TryGetValue(value, out var opened) =>
                         (!RoomOnStackAfterClosing(opened), Math.Min(free[current] - ClosingOrder(opened), slots[current] - 1)),
                     Kind.CloseBranch when branches.Count > 0 => (openRings.Count == 0 && !RoomOnStack(skipTop: true), Room(branches.Peek())),
@@ -531,11 +529,7 @@ public sealed class SmilesGrammar : ITokenGrammar
         {
             var offRings = new List<int>();
             if (!aromatics.Any) return offRings;
-            var bonds = Bonds();
-            var bridges = Bridges(parents.Count, bonds);
-            var onRing = new bool[parents.Count];
-            for (int b = 0; b < bonds.Count; b++)
-                if (!bridges[b]) onRing[bonds[b].A] = onRing[bonds[b].B] = true;
+            var (onRing, _) = Rings();
             for (int atom = 0; atom < onRing.Length; atom++)
                 if (aromatics.IsAromatic(atom) && !onRing[atom]) offRings.Add(atom);
             return offRings;
